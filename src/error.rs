@@ -1,0 +1,32 @@
+//! The crate's error type.
+//!
+//! Each domain has a narrow error enum; functions return the narrowest one that fits.
+//! [`Error`] wraps them all for hosts that want one type.
+
+pub use crate::id::NameError;
+use crate::resource::{LedgerError, PredictorError, ResourceError};
+use crate::task::TaskError;
+
+/// Any error from `concord`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name was invalid.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// An amount or resource computation failed.
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    /// The resource ledger refused an operation.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A resource predictor was misconfigured.
+    #[error(transparent)]
+    Predictor(#[from] PredictorError),
+    /// A task could not be analyzed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,227 @@
+//! Typed identifiers and validated names.
+//!
+//! Owns the numeric ids ([`AgentId`], [`TaskId`], [`AllocationId`], [`RequestId`]) and
+//! the names hosts choose ([`Role`], [`Capability`]). Ids are plain `u64` newtypes:
+//! cheap to copy and hash on hot paths, and serialized as bare numbers so a host's
+//! journal stays readable. Names are validated once, when made, and compared cheaply.
+//! This module must never depend on any other module of the crate.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! numeric_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(u64);
+
+        impl $name {
+            /// The id with the given number.
+            pub const fn new(raw: u64) -> Self {
+                $name(raw)
+            }
+
+            /// The id's number.
+            pub const fn get(self) -> u64 {
+                self.0
+            }
+        }
+
+        impl From<u64> for $name {
+            fn from(raw: u64) -> Self {
+                $name(raw)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!($prefix, "#{}"), self.0)
+            }
+        }
+    };
+}
+
+numeric_id!(
+    /// Identifies an agent. Chosen by the host; unique within one registry.
+    AgentId,
+    "agent"
+);
+numeric_id!(
+    /// Identifies a task. Chosen by the host.
+    TaskId,
+    "task"
+);
+numeric_id!(
+    /// Identifies one allocation in a [`ResourceLedger`](crate::ResourceLedger).
+    ///
+    /// Issued by the ledger; never reused by the same ledger, including one restored
+    /// from its snapshot.
+    AllocationId,
+    "alloc"
+);
+numeric_id!(
+    /// Identifies a request waiting in a [`ResourceLedger`](crate::ResourceLedger)'s
+    /// queue. Issued by the ledger; never reused by the same ledger.
+    RequestId,
+    "request"
+);
+
+/// The longest name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// A name that is not valid for its kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty or only whitespace.
+    #[error("{kind} name is empty")]
+    Empty {
+        /// What was being named (`role`, `capability`, `resource`, ...).
+        kind: &'static str,
+    },
+    /// The name is longer than [`MAX_NAME_LEN`].
+    #[error("{kind} name {name:?} is longer than {max} bytes")]
+    TooLong {
+        /// What was being named.
+        kind: &'static str,
+        /// The offending name.
+        name: String,
+        /// The limit.
+        max: usize,
+    },
+    /// The name holds a character outside `a-z 0-9 - _ . / :`.
+    #[error("{kind} name {name:?} has invalid character {bad:?} (allowed: a-z 0-9 - _ . / :)")]
+    InvalidChar {
+        /// What was being named.
+        kind: &'static str,
+        /// The offending name.
+        name: String,
+        /// The first bad character.
+        bad: char,
+    },
+    /// The name is reserved (for example `cpu` as an extended resource name).
+    #[error("{kind} name {name:?} is reserved")]
+    Reserved {
+        /// What was being named.
+        kind: &'static str,
+        /// The offending name.
+        name: String,
+    },
+}
+
+/// Validates and normalizes a name: trims, lowercases ASCII, then checks length and
+/// characters.
+pub(crate) fn normalize_name(kind: &'static str, raw: &str) -> Result<Arc<str>, NameError> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() {
+        return Err(NameError::Empty { kind });
+    }
+    if trimmed.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong {
+            kind,
+            name: trimmed.to_owned(),
+            max: MAX_NAME_LEN,
+        });
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    if let Some(bad) = lower
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./:".contains(*c)))
+    {
+        return Err(NameError::InvalidChar {
+            kind,
+            name: trimmed.to_owned(),
+            bad,
+        });
+    }
+    Ok(Arc::from(lower))
+}
+
+macro_rules! name_type {
+    ($(#[$meta:meta])* $name:ident, $kind:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates `raw` (trimmed, ASCII-lowercased; `a-z 0-9 - _ . / :`, at most
+            /// [`MAX_NAME_LEN`] bytes).
+            pub fn new(raw: &str) -> Result<Self, NameError> {
+                normalize_name($kind, raw).map($name)
+            }
+
+            /// The normalized name.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, NameError> {
+                $name::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = NameError;
+            fn try_from(s: &str) -> Result<Self, NameError> {
+                $name::new(s)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::new(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+name_type!(
+    /// A role an agent plays (`ops`, `qa`, `framework`, `security`, `human`).
+    ///
+    /// ```
+    /// use concord::Role;
+    /// assert_eq!(Role::new(" QA ").unwrap().as_str(), "qa");
+    /// assert!(Role::new("q a").is_err());
+    /// ```
+    Role,
+    "role"
+);
+name_type!(
+    /// A capability an agent has and a task may need (`deploy`, `screenshot`, ...).
+    ///
+    /// ```
+    /// use concord::Capability;
+    /// assert_eq!(Capability::new("Browser.Launch").unwrap().as_str(), "browser.launch");
+    /// assert!(Capability::new("").is_err());
+    /// ```
+    Capability,
+    "capability"
+);

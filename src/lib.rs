@@ -1,0 +1,24 @@
+//! # concord
+//!
+//! Embeddable, sans-I/O multi-agent coordination. (Crate docs are written when the
+//! foundation lands.)
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms)]
+
+pub mod agent;
+pub mod clock;
+pub mod error;
+pub mod id;
+pub mod resource;
+pub mod task;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use error::{Error, Result};
+pub use id::{AgentId, AllocationId, Capability, NameError, RequestId, Role, TaskId};
+pub use resource::{
+    AllocationRequest, LedgerError, ResourceError, ResourceLedger, ResourceName, ResourcePredictor,
+    Resources,
+};
+pub use task::{Claim, ClaimMode, Priority, Requirements, Task, TaskAnalyzer};

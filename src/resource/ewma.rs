@@ -1,0 +1,7 @@
+//! STUB: replaced by the predictor work.
+/// Stub.
+#[derive(Debug, Default)]
+pub struct EwmaPredictor;
+/// Stub.
+#[derive(Debug, Default)]
+pub struct EwmaConfig;

@@ -1,0 +1,126 @@
+//! Resources: amounts, prediction and the ledger.
+//!
+//! Owns [`Resources`] (integer units: cpu millicores, memory and storage bytes, named
+//! extended resources), the [`ResourcePredictor`] trait with its defaults
+//! ([`StaticPredictor`], [`EwmaPredictor`], [`PercentilePredictor`]) and the
+//! [`ResourceLedger`], the seed's resource management procedures (sections 1.3 and 2.1
+//! "Resource Exhaustion"). The ledger's books are integers only: no floats, no
+//! silent overflow. This module sits at the bottom of the crate and must never import
+//! `agent`, `task`, `assignment` or anything above them.
+
+mod amount;
+mod error;
+mod ewma;
+mod ledger;
+mod percentile;
+mod resources;
+mod static_predictor;
+
+pub use error::{AmountError, LedgerError, PredictorError, ResourceError};
+pub use ewma::{EwmaConfig, EwmaPredictor};
+pub use ledger::{
+    Allocation, AllocationRequest, Grant, HeavyUser, LeakReason, LedgerSnapshot, ReclaimedAllocation,
+    ResourceLedger, ResourceUsage, UsageReport, WaitingRequest,
+};
+pub use percentile::{PercentileConfig, PercentilePredictor};
+pub use resources::{ExtendedName, ResourceName, Resources};
+pub use static_predictor::StaticPredictor;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+
+/// What one finished task actually used: the input a [`ResourcePredictor`] learns from.
+///
+/// `exhausted` lists the resources the task ran out of (killed for memory, throttled to
+/// its cpu limit, out of tokens): its `usage` of those is a lower bound on the real
+/// need, so predictors bump them up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Peak usage of each resource.
+    pub usage: Resources,
+    /// Resources the task ran out of.
+    #[serde(default)]
+    pub exhausted: Vec<ResourceName>,
+    /// When the task finished.
+    pub at: Timestamp,
+}
+
+impl Observation {
+    /// An observation of a task that finished within its resources.
+    pub fn new(usage: Resources, at: Timestamp) -> Self {
+        Observation {
+            usage,
+            exhausted: Vec::new(),
+            at,
+        }
+    }
+
+    /// Marks `resource` as exhausted.
+    pub fn with_exhausted(mut self, resource: ResourceName) -> Self {
+        if !self.exhausted.contains(&resource) {
+            self.exhausted.push(resource);
+        }
+        self
+    }
+}
+
+/// A predictor's estimate of what a task needs, and what it rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Prediction {
+    /// The predicted needs.
+    pub resources: Resources,
+    /// How many observations of this kind of task the estimate rests on; zero when the
+    /// predictor fell back to the requested resources.
+    pub samples: u64,
+}
+
+impl Prediction {
+    /// A prediction of `resources` resting on `samples` observations.
+    pub fn new(resources: Resources, samples: u64) -> Self {
+        Prediction { resources, samples }
+    }
+}
+
+/// Predicts what a task will need, and learns from what tasks actually used: the seed's
+/// `resource_predictor.predict_resource_needs(task)`.
+///
+/// Predictions are per task *kind* (the host's label such as `deploy`), seeded by the
+/// resources the task asked for.
+///
+/// # Contract
+/// - `predict` is pure: the same state and inputs give the same prediction.
+/// - `predict` never returns less than zero or overflows; with no observations for a
+///   kind it returns `requested` (a predictor may add a margin).
+/// - `observe` never panics, whatever the observation holds.
+///
+/// # Examples
+/// A predictor that always asks for double:
+/// ```
+/// use concord::resource::{Observation, Prediction, ResourcePredictor};
+/// use concord::Resources;
+///
+/// #[derive(Debug)]
+/// struct Double;
+/// impl ResourcePredictor for Double {
+///     fn predict(&self, _kind: &str, requested: &Resources) -> Prediction {
+///         Prediction::new(requested.saturating_add(requested), 0)
+///     }
+///     fn observe(&mut self, _kind: &str, _observation: &Observation) {}
+/// }
+/// let p = Double.predict("build", &"cpu=1".parse().unwrap());
+/// assert_eq!(p.resources.cpu_millis(), 2000);
+/// ```
+pub trait ResourcePredictor: fmt::Debug + Send + Sync {
+    /// Predicts the needs of a task of `kind` that asked for `requested`.
+    fn predict(&self, kind: &str, requested: &Resources) -> Prediction;
+
+    /// Learns from one finished task of `kind`.
+    fn observe(&mut self, kind: &str, observation: &Observation);
+}
+
+#[cfg(test)]
+fn _object_safe(_: &dyn ResourcePredictor) {}

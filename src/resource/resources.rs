@@ -1,0 +1,531 @@
+//! [`Resources`]: an amount of every kind of resource, in integer units.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::amount::{self, Unit};
+use super::error::ResourceError;
+use crate::id::normalize_name;
+
+/// The name of a resource that is not cpu, memory or storage (`gpu`, `llm_tokens`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExtendedName(Arc<str>);
+
+impl ExtendedName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A kind of resource.
+///
+/// `cpu` is counted in millicores, `memory` and `storage` in bytes, and extended
+/// resources (any other valid name) in plain units. Names are parsed case-insensitively.
+///
+/// ```
+/// use concord::ResourceName;
+/// let gpu: ResourceName = "GPU".parse().unwrap();
+/// assert_eq!(gpu.to_string(), "gpu");
+/// assert_eq!("cpu".parse::<ResourceName>().unwrap(), ResourceName::Cpu);
+/// assert_eq!(ResourceName::Memory.parse_amount("1.5Gi").unwrap(), 1_610_612_736);
+/// assert_eq!(ResourceName::Cpu.format_amount(1500), "1500m");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceName {
+    /// CPU, in millicores.
+    Cpu,
+    /// Memory, in bytes.
+    Memory,
+    /// Storage, in bytes.
+    Storage,
+    /// A host-named resource, in plain units.
+    Extended(ExtendedName),
+}
+
+impl ResourceName {
+    /// Parses and validates a resource name.
+    pub fn new(raw: &str) -> Result<Self, ResourceError> {
+        let name = normalize_name("resource", raw)?;
+        Ok(match &*name {
+            "cpu" => ResourceName::Cpu,
+            "memory" => ResourceName::Memory,
+            "storage" => ResourceName::Storage,
+            _ => ResourceName::Extended(ExtendedName(name)),
+        })
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ResourceName::Cpu => "cpu",
+            ResourceName::Memory => "memory",
+            ResourceName::Storage => "storage",
+            ResourceName::Extended(n) => n.as_str(),
+        }
+    }
+
+    fn unit(&self) -> Unit {
+        match self {
+            ResourceName::Cpu => Unit::Cpu,
+            ResourceName::Memory | ResourceName::Storage => Unit::Bytes,
+            ResourceName::Extended(_) => Unit::Count,
+        }
+    }
+
+    /// Parses a human amount of this resource into base units: `2`, `1.5` or `500m` for
+    /// cpu; `2Gi`, `1.5G` or `512Mi` for memory and storage (a unit is required); `4`
+    /// or `100k` for extended resources.
+    ///
+    /// # Errors
+    /// A [`ResourceError::Amount`] naming the resource and the text.
+    pub fn parse_amount(&self, text: &str) -> Result<u64, ResourceError> {
+        amount::parse(self.unit(), text).map_err(|source| ResourceError::Amount {
+            resource: self.as_str().to_owned(),
+            source,
+        })
+    }
+
+    /// Formats base units of this resource exactly, in the shortest unit that is exact.
+    pub fn format_amount(&self, value: u64) -> String {
+        amount::format(self.unit(), value)
+    }
+}
+
+impl FromStr for ResourceName {
+    type Err = ResourceError;
+    fn from_str(s: &str) -> Result<Self, ResourceError> {
+        ResourceName::new(s)
+    }
+}
+
+impl fmt::Display for ResourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ResourceName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        ResourceName::new(&raw).map_err(de::Error::custom)
+    }
+}
+
+/// An amount of every kind of resource, in integer units: cpu millicores, memory bytes,
+/// storage bytes, and any number of named extended resources.
+///
+/// Arithmetic is checked: it never wraps and never goes below zero silently. Amounts
+/// parse from and print as human text (`cpu=500m,memory=2Gi,gpu=1`), and serialize as
+/// a map of the same strings.
+///
+/// ```
+/// use concord::Resources;
+///
+/// let need: Resources = "cpu=500m, memory=1.5Gi, gpu=1".parse()?;
+/// let capacity: Resources = "cpu=4,memory=16Gi,gpu=2".parse()?;
+/// assert!(need.fits(&capacity));
+/// let left = capacity.checked_sub(&need)?;
+/// assert_eq!(left.to_string(), "cpu=3500m,memory=14848Mi,gpu=1");
+/// assert!("memory=2".parse::<Resources>().is_err()); // a unit is required
+/// # Ok::<(), concord::ResourceError>(())
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Resources {
+    cpu: u64,
+    memory: u64,
+    storage: u64,
+    /// Sorted by name, no zero amounts: equal resources compare equal.
+    extended: Vec<(ExtendedName, u64)>,
+}
+
+impl Resources {
+    /// No resources at all.
+    pub const fn new() -> Self {
+        Resources {
+            cpu: 0,
+            memory: 0,
+            storage: 0,
+            extended: Vec::new(),
+        }
+    }
+
+    /// Sets cpu, in millicores.
+    pub fn with_cpu_millis(mut self, millis: u64) -> Self {
+        self.cpu = millis;
+        self
+    }
+
+    /// Sets memory, in bytes.
+    pub fn with_memory_bytes(mut self, bytes: u64) -> Self {
+        self.memory = bytes;
+        self
+    }
+
+    /// Sets storage, in bytes.
+    pub fn with_storage_bytes(mut self, bytes: u64) -> Self {
+        self.storage = bytes;
+        self
+    }
+
+    /// Sets the amount of `name` (any resource, built in or extended).
+    pub fn with(mut self, name: &ResourceName, amount: u64) -> Self {
+        self.set(name, amount);
+        self
+    }
+
+    /// Sets the amount of the resource called `name`.
+    ///
+    /// # Errors
+    /// [`ResourceError::Name`] if `name` is not a valid resource name.
+    pub fn with_named(self, name: &str, amount: u64) -> Result<Self, ResourceError> {
+        Ok(self.with(&ResourceName::new(name)?, amount))
+    }
+
+    /// Sets the amount of `name` in place.
+    pub fn set(&mut self, name: &ResourceName, amount: u64) {
+        match name {
+            ResourceName::Cpu => self.cpu = amount,
+            ResourceName::Memory => self.memory = amount,
+            ResourceName::Storage => self.storage = amount,
+            ResourceName::Extended(n) => {
+                match self.extended.binary_search_by(|(k, _)| k.cmp(n)) {
+                    Ok(i) if amount == 0 => {
+                        self.extended.remove(i);
+                    }
+                    Ok(i) => self.extended[i].1 = amount,
+                    Err(_) if amount == 0 => {}
+                    Err(i) => self.extended.insert(i, (n.clone(), amount)),
+                }
+            }
+        }
+    }
+
+    /// CPU in millicores.
+    pub fn cpu_millis(&self) -> u64 {
+        self.cpu
+    }
+
+    /// Memory in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory
+    }
+
+    /// Storage in bytes.
+    pub fn storage_bytes(&self) -> u64 {
+        self.storage
+    }
+
+    /// The amount of `name` (zero if absent).
+    pub fn get(&self, name: &ResourceName) -> u64 {
+        match name {
+            ResourceName::Cpu => self.cpu,
+            ResourceName::Memory => self.memory,
+            ResourceName::Storage => self.storage,
+            ResourceName::Extended(n) => self.extended_amount(n.as_str()),
+        }
+    }
+
+    /// The amount of the resource called `name` (zero if absent or not a valid name).
+    pub fn amount(&self, name: &str) -> u64 {
+        match name {
+            "cpu" => self.cpu,
+            "memory" => self.memory,
+            "storage" => self.storage,
+            other => self.extended_amount(other),
+        }
+    }
+
+    fn extended_amount(&self, name: &str) -> u64 {
+        self.extended
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .map_or(0, |i| self.extended[i].1)
+    }
+
+    /// Whether every amount is zero.
+    pub fn is_zero(&self) -> bool {
+        self.cpu == 0 && self.memory == 0 && self.storage == 0 && self.extended.is_empty()
+    }
+
+    /// Every non-zero amount, cpu, memory and storage first, then extended resources by
+    /// name.
+    pub fn iter(&self) -> impl Iterator<Item = (ResourceName, u64)> + '_ {
+        [
+            (ResourceName::Cpu, self.cpu),
+            (ResourceName::Memory, self.memory),
+            (ResourceName::Storage, self.storage),
+        ]
+        .into_iter()
+        .chain(
+            self.extended
+                .iter()
+                .map(|(n, v)| (ResourceName::Extended(n.clone()), *v)),
+        )
+        .filter(|(_, v)| *v > 0)
+    }
+
+    /// Every resource named in either `self` or `other`, in [`iter`](Self::iter) order.
+    pub(crate) fn names_with<'a>(
+        &'a self,
+        other: &'a Resources,
+    ) -> impl Iterator<Item = ResourceName> + 'a {
+        let mut ext: Vec<&ExtendedName> = self
+            .extended
+            .iter()
+            .chain(other.extended.iter())
+            .map(|(n, _)| n)
+            .collect();
+        ext.sort();
+        ext.dedup();
+        [ResourceName::Cpu, ResourceName::Memory, ResourceName::Storage]
+            .into_iter()
+            .chain(ext.into_iter().map(|n| ResourceName::Extended(n.clone())))
+    }
+
+    /// Whether `self` fits within `capacity`: every amount is at most the capacity's.
+    pub fn fits(&self, capacity: &Resources) -> bool {
+        self.cpu <= capacity.cpu
+            && self.memory <= capacity.memory
+            && self.storage <= capacity.storage
+            && self
+                .extended
+                .iter()
+                .all(|(n, v)| *v <= capacity.extended_amount(n.as_str()))
+    }
+
+    /// The first resource (in [`iter`](Self::iter) order) where `self` exceeds
+    /// `capacity`, with the two amounts.
+    pub fn first_shortfall(&self, capacity: &Resources) -> Option<(ResourceName, u64, u64)> {
+        self.iter().find_map(|(name, need)| {
+            let cap = capacity.get(&name);
+            (need > cap).then_some((name, need, cap))
+        })
+    }
+
+    /// `self + other`, or [`ResourceError::Overflow`] naming the resource.
+    pub fn checked_add(&self, other: &Resources) -> Result<Resources, ResourceError> {
+        self.zip(other, |name, a, b| {
+            a.checked_add(b).ok_or_else(|| ResourceError::Overflow {
+                resource: name.to_string(),
+            })
+        })
+    }
+
+    /// `self - other`, or [`ResourceError::Underflow`] naming the resource.
+    pub fn checked_sub(&self, other: &Resources) -> Result<Resources, ResourceError> {
+        self.zip(other, |name, a, b| {
+            a.checked_sub(b).ok_or_else(|| ResourceError::Underflow {
+                resource: name.to_string(),
+                have: a,
+                take: b,
+            })
+        })
+    }
+
+    /// `self - other`, flooring each amount at zero.
+    pub fn saturating_sub(&self, other: &Resources) -> Resources {
+        self.zip_infallible(other, u64::saturating_sub)
+    }
+
+    /// `self + other`, capping each amount at `u64::MAX`.
+    pub fn saturating_add(&self, other: &Resources) -> Resources {
+        self.zip_infallible(other, u64::saturating_add)
+    }
+
+    /// The larger of each amount.
+    pub fn max(&self, other: &Resources) -> Resources {
+        self.zip_infallible(other, u64::max)
+    }
+
+    /// The smaller of each amount.
+    pub fn min(&self, other: &Resources) -> Resources {
+        self.zip_infallible(other, u64::min)
+    }
+
+    fn zip_infallible(&self, other: &Resources, f: impl Fn(u64, u64) -> u64) -> Resources {
+        match self.zip(other, |_, a, b| Ok::<u64, std::convert::Infallible>(f(a, b))) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    fn zip<E>(
+        &self,
+        other: &Resources,
+        f: impl Fn(&ResourceName, u64, u64) -> Result<u64, E>,
+    ) -> Result<Resources, E> {
+        let mut out = Resources::new();
+        for name in self.names_with(other) {
+            let v = f(&name, self.get(&name), other.get(&name))?;
+            out.set(&name, v);
+        }
+        Ok(out)
+    }
+
+    /// The largest share of `capacity` that `self` takes in any one resource, and which
+    /// resource that is (the "dominant share" of dominant resource fairness). Resources
+    /// with zero capacity are ignored.
+    pub fn dominant_share(&self, capacity: &Resources) -> Option<(ResourceName, f64)> {
+        self.iter()
+            .filter_map(|(name, v)| {
+                let cap = capacity.get(&name);
+                (cap > 0).then(|| (name, v as f64 / cap as f64))
+            })
+            .fold(None, |best: Option<(ResourceName, f64)>, (n, s)| match best {
+                Some((_, b)) if b >= s => best,
+                _ => Some((n, s)),
+            })
+    }
+}
+
+impl fmt::Debug for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Resources({self})")
+    }
+}
+
+impl fmt::Display for Resources {
+    /// `cpu=500m,memory=2Gi,gpu=1`; zero amounts are left out and no resources at all
+    /// print as `none`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, v) in self.iter() {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            write!(f, "{name}={}", name.format_amount(v))?;
+        }
+        if first {
+            f.write_str("none")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Resources {
+    type Err = ResourceError;
+
+    /// Parses `name=amount` entries separated by commas (spaces allowed); `none` or an
+    /// empty string is no resources.
+    fn from_str(s: &str) -> Result<Self, ResourceError> {
+        let mut out = Resources::new();
+        let mut seen: Vec<ResourceName> = Vec::new();
+        let t = s.trim();
+        if t.is_empty() || t == "none" {
+            return Ok(out);
+        }
+        for entry in t.split(',') {
+            let (name, value) = entry
+                .split_once('=')
+                .ok_or_else(|| ResourceError::Malformed {
+                    entry: entry.trim().to_owned(),
+                })?;
+            let name = ResourceName::new(name)?;
+            if seen.contains(&name) {
+                return Err(ResourceError::Duplicate {
+                    resource: name.to_string(),
+                });
+            }
+            let v = name.parse_amount(value)?;
+            out.set(&name, v);
+            seen.push(name);
+        }
+        Ok(out)
+    }
+}
+
+impl Serialize for Resources {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let n = self.iter().count();
+        let mut map = s.serialize_map(Some(n))?;
+        for (name, v) in self.iter() {
+            map.serialize_entry(name.as_str(), &name.format_amount(v))?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Resources {
+    /// Accepts a map of names to amounts (strings such as `"2Gi"`, or numbers read as
+    /// if written as text, so `{"cpu": 2}` is two cores), or one string in the
+    /// `cpu=2,memory=4Gi` form.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ResourcesVisitor)
+    }
+}
+
+struct ResourcesVisitor;
+
+impl<'de> Visitor<'de> for ResourcesVisitor {
+    type Value = Resources;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of resource names to amounts, or a string like \"cpu=2,memory=4Gi\"")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Resources, E> {
+        v.parse().map_err(E::custom)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Resources, A::Error> {
+        let mut out = Resources::new();
+        let mut seen: Vec<ResourceName> = Vec::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let name = ResourceName::new(&key).map_err(de::Error::custom)?;
+            if seen.contains(&name) {
+                return Err(de::Error::custom(ResourceError::Duplicate {
+                    resource: name.to_string(),
+                }));
+            }
+            let text = map.next_value::<AmountText>()?.0;
+            let v = name.parse_amount(&text).map_err(de::Error::custom)?;
+            out.set(&name, v);
+            seen.push(name);
+        }
+        Ok(out)
+    }
+}
+
+/// An amount as text, whether the document wrote a string or a number.
+struct AmountText(String);
+
+impl<'de> Deserialize<'de> for AmountText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = AmountText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an amount such as \"2Gi\" or 4")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AmountText, E> {
+                Ok(AmountText(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<AmountText, E> {
+                Ok(AmountText(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<AmountText, E> {
+                Ok(AmountText(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<AmountText, E> {
+                if v.is_finite() {
+                    Ok(AmountText(v.to_string()))
+                } else {
+                    Err(E::custom(format_args!("amount {v} is not a number")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

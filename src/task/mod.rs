@@ -1,0 +1,314 @@
+//! Tasks and what they need.
+//!
+//! Owns [`Task`], [`Requirements`] (roles, capabilities, resources, priority, deadline,
+//! exclusive and shared claims), [`Priority`], [`Claim`], and the [`TaskAnalyzer`]
+//! trait with its rule-based default, the seed's "analyze task requirements" step
+//! (section 1.2, step 1). This module decides nothing about agents and must never
+//! import `agent`, `assignment` or `coordinator`.
+
+mod analyzer;
+mod error;
+
+pub use analyzer::{AnalysisRule, Analyzed, RuleBasedAnalyzer, RuleSet, TaskAnalyzer};
+pub use error::TaskError;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::id::{Capability, Role, TaskId};
+use crate::resource::Resources;
+
+/// How urgent a task is. Higher is more urgent.
+///
+/// ```
+/// use concord::Priority;
+/// assert!(Priority::CRITICAL > Priority::HIGH);
+/// assert_eq!(Priority::default(), Priority::NORMAL);
+/// ```
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Priority(pub u32);
+
+impl Priority {
+    /// Background work.
+    pub const LOW: Priority = Priority(10);
+    /// The default.
+    pub const NORMAL: Priority = Priority(50);
+    /// Ahead of normal work.
+    pub const HIGH: Priority = Priority(80);
+    /// Ahead of everything else.
+    pub const CRITICAL: Priority = Priority(100);
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::NORMAL
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Priority::LOW => f.write_str("low"),
+            Priority::NORMAL => f.write_str("normal"),
+            Priority::HIGH => f.write_str("high"),
+            Priority::CRITICAL => f.write_str("critical"),
+            Priority(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Whether a claim excludes every other claim on an overlapping name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClaimMode {
+    /// No other claim may overlap (a write lock, a port binding).
+    Exclusive,
+    /// Other shared claims may overlap (a read lock).
+    Shared,
+}
+
+/// A claim on a named thing a task touches: a path (`repo/src/a.rs`), a port
+/// (`port/8080`), an environment (`env/staging`). Names are hierarchical, split on
+/// `/`; a claim on `repo/` covers everything under it.
+///
+/// ```
+/// use concord::Claim;
+/// let c = Claim::exclusive("port/8080");
+/// assert_eq!(c.resource(), "port/8080");
+/// assert!(c.is_exclusive());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Claim {
+    resource: String,
+    mode: ClaimMode,
+}
+
+impl Claim {
+    /// An exclusive claim on `resource`.
+    pub fn exclusive(resource: impl Into<String>) -> Self {
+        Claim {
+            resource: resource.into(),
+            mode: ClaimMode::Exclusive,
+        }
+    }
+
+    /// A shared claim on `resource`.
+    pub fn shared(resource: impl Into<String>) -> Self {
+        Claim {
+            resource: resource.into(),
+            mode: ClaimMode::Shared,
+        }
+    }
+
+    /// The claimed name.
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The claim's mode.
+    pub fn mode(&self) -> ClaimMode {
+        self.mode
+    }
+
+    /// Whether the claim is exclusive.
+    pub fn is_exclusive(&self) -> bool {
+        self.mode == ClaimMode::Exclusive
+    }
+}
+
+/// What a task needs from the agent that does it.
+///
+/// An agent serves a task when it has every listed role and every listed capability;
+/// empty lists ask for nothing. Built with `with_*` setters; serde data.
+///
+/// ```
+/// use concord::{Capability, Priority, Requirements, Role};
+///
+/// let req = Requirements::new()
+///     .with_role(Role::new("qa")?)
+///     .with_capability(Capability::new("screenshot")?)
+///     .with_resources("cpu=500m,memory=1Gi".parse()?)
+///     .with_priority(Priority::HIGH);
+/// assert_eq!(req.roles()[0].as_str(), "qa");
+/// assert_eq!(req.resources().cpu_millis(), 500);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Requirements {
+    roles: Vec<Role>,
+    capabilities: Vec<Capability>,
+    resources: Resources,
+    priority: Priority,
+    deadline: Option<Timestamp>,
+    claims: Vec<Claim>,
+}
+
+impl Requirements {
+    /// Requirements that ask for nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a role the agent must play (kept sorted, without duplicates).
+    pub fn with_role(mut self, role: Role) -> Self {
+        insert_sorted(&mut self.roles, role);
+        self
+    }
+
+    /// Adds a capability the agent must have (kept sorted, without duplicates).
+    pub fn with_capability(mut self, capability: Capability) -> Self {
+        insert_sorted(&mut self.capabilities, capability);
+        self
+    }
+
+    /// Sets the resources the task needs.
+    pub fn with_resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
+    }
+
+    /// Sets the priority.
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Sets the time by which the task must be done.
+    pub fn with_deadline(mut self, deadline: Timestamp) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Adds a claim on a named thing (kept sorted, without duplicates).
+    pub fn with_claim(mut self, claim: Claim) -> Self {
+        insert_sorted(&mut self.claims, claim);
+        self
+    }
+
+    /// The roles, sorted.
+    pub fn roles(&self) -> &[Role] {
+        &self.roles
+    }
+
+    /// The capabilities, sorted.
+    pub fn capabilities(&self) -> &[Capability] {
+        &self.capabilities
+    }
+
+    /// The resources.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// The priority.
+    pub fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    /// The deadline, if any.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        self.deadline
+    }
+
+    /// The claims, sorted.
+    pub fn claims(&self) -> &[Claim] {
+        &self.claims
+    }
+
+    /// Merges `other` into `self`: the union of roles, capabilities and claims, the
+    /// larger of each resource, the higher priority and the earlier deadline.
+    pub fn merge(&mut self, other: &Requirements) {
+        for r in &other.roles {
+            insert_sorted(&mut self.roles, r.clone());
+        }
+        for c in &other.capabilities {
+            insert_sorted(&mut self.capabilities, c.clone());
+        }
+        for c in &other.claims {
+            insert_sorted(&mut self.claims, c.clone());
+        }
+        self.resources = self.resources.max(&other.resources);
+        self.priority = self.priority.max(other.priority);
+        self.deadline = match (self.deadline, other.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
+fn insert_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
+    if let Err(i) = v.binary_search(&x) {
+        v.insert(i, x);
+    }
+}
+
+/// A unit of work to be assigned to an agent.
+///
+/// `kind` is the host's label for the sort of work (`deploy`, `screenshot`): resource
+/// predictors learn per kind, and affinity scoring remembers which agents did a kind
+/// well.
+///
+/// ```
+/// use concord::{Requirements, Task, TaskId};
+/// let task = Task::new(TaskId::new(1), "deploy", "deploy the web app to staging");
+/// assert_eq!(task.kind(), "deploy");
+/// assert_eq!(task.requirements(), &Requirements::new());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    id: TaskId,
+    kind: String,
+    description: String,
+    #[serde(default)]
+    requirements: Requirements,
+}
+
+impl Task {
+    /// A task with no requirements yet.
+    pub fn new(id: TaskId, kind: impl Into<String>, description: impl Into<String>) -> Self {
+        Task {
+            id,
+            kind: kind.into(),
+            description: description.into(),
+            requirements: Requirements::default(),
+        }
+    }
+
+    /// Sets the requirements.
+    pub fn with_requirements(mut self, requirements: Requirements) -> Self {
+        self.requirements = requirements;
+        self
+    }
+
+    /// The id.
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// The kind of work.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The free-text description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// The requirements.
+    pub fn requirements(&self) -> &Requirements {
+        &self.requirements
+    }
+
+    /// The requirements, mutably.
+    pub fn requirements_mut(&mut self) -> &mut Requirements {
+        &mut self.requirements
+    }
+}
