@@ -1,0 +1,1 @@
+//! Properties of the amounts (filled in by its commit).

@@ -1,0 +1,1 @@
+//! Properties of the ledger (filled in by its commit).

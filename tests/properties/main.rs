@@ -1,0 +1,9 @@
+//! Property tests: the crate's invariants under random inputs.
+//!
+//! One binary, one file per domain. Case counts are sized so the whole suite runs in
+//! well under a minute on two cores.
+
+mod amounts;
+mod ledger;
+mod predictors;
+mod registry;

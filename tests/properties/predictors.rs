@@ -1,0 +1,1 @@
+//! Properties of the predictors (filled in by its commit).

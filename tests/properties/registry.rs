@@ -1,0 +1,1 @@
+//! Properties of the registry (filled in by its commit).
