@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod clock;
 pub mod error;
+mod hash;
 pub mod id;
 pub mod resource;
 pub mod task;

@@ -129,10 +129,20 @@ pub(crate) fn parse(unit: Unit, text: &str) -> Result<u64, AmountError> {
             });
         }
     };
-    // Exact decimal: (int * 10^f + frac) * multiplier / 10^f must be whole.
-    let digits = int_part.len() + frac_part.len();
-    if digits > 38 {
+    // Zeros that do not change the value (`007`, `1.50`) must not count toward the
+    // digit limit below: `1.0000…0Gi` is 1 GiB, whatever the number of zeros.
+    let int_part = int_part.trim_start_matches('0');
+    let frac_part = frac_part.trim_end_matches('0');
+    // 10^20 base units exceed u64::MAX whatever the unit.
+    if int_part.len() > 20 {
         return Err(err(|text| AmountError::Overflow { text }));
+    }
+    // Exact decimal: (int * 10^f + frac) * multiplier / 10^f must be whole. More than
+    // 38 significant digits means more than 18 after the point: finer than a base unit
+    // for every decimal unit, and for a binary one unless it is a power of two written
+    // out in full (2^-60 Ei, one byte, takes 60 digits), which is refused as well.
+    if int_part.len() + frac_part.len() > 38 {
+        return Err(err(|text| AmountError::TooPrecise { text }));
     }
     let mut mantissa: u128 = 0;
     for c in int_part.bytes().chain(frac_part.bytes()) {

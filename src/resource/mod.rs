@@ -19,8 +19,9 @@ mod static_predictor;
 pub use error::{AmountError, LedgerError, PredictorError, ResourceError};
 pub use ewma::{EwmaConfig, EwmaPredictor};
 pub use ledger::{
-    Allocation, AllocationRequest, Grant, HeavyUser, LeakReason, LedgerSnapshot, ReclaimedAllocation,
-    ResourceLedger, ResourceUsage, UsageReport, WaitingRequest,
+    AgentAvailability, AgentCapacity, AgentUsage, Allocation, AllocationRequest, Grant,
+    HeavyUser, LEDGER_SNAPSHOT_VERSION, Leak, LeakReason, LedgerConfig, LedgerSnapshot,
+    Released, RequestOutcome, ResourceLedger, ResourceUsage, UsageReport, WaitingRequest,
 };
 pub use percentile::{PercentileConfig, PercentilePredictor};
 pub use resources::{ExtendedName, ResourceName, Resources};

@@ -275,6 +275,11 @@ impl Resources {
         .filter(|(_, v)| *v > 0)
     }
 
+    /// The extended resources, sorted by name, without zero amounts.
+    pub(crate) fn extended_entries(&self) -> &[(ExtendedName, u64)] {
+        &self.extended
+    }
+
     /// Every resource named in either `self` or `other`, in [`iter`](Self::iter) order.
     pub(crate) fn names_with<'a>(
         &'a self,
@@ -476,7 +481,7 @@ impl<'de> Visitor<'de> for ResourcesVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Resources, E> {
-        v.parse().map_err(E::custom)
+        v.parse().map_err(de_error)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Resources, A::Error> {
@@ -490,11 +495,21 @@ impl<'de> Visitor<'de> for ResourcesVisitor {
                 }));
             }
             let text = map.next_value::<AmountText>()?.0;
-            let v = name.parse_amount(&text).map_err(de::Error::custom)?;
+            let v = name.parse_amount(&text).map_err(de_error)?;
             out.set(&name, v);
             seen.push(name);
         }
         Ok(out)
+    }
+}
+
+/// A deserializer's error for `e`, with its cause: serde keeps only an error's
+/// `Display`, which leaves the source (the offending text, and what is wrong with it)
+/// out.
+fn de_error<E: de::Error>(e: ResourceError) -> E {
+    match &e {
+        ResourceError::Amount { source, .. } => E::custom(format_args!("{e}: {source}")),
+        _ => E::custom(e),
     }
 }
 

@@ -1,0 +1,677 @@
+//! The resource ledger through its public API: allocation, pools, the fair queue,
+//! leases, leaks, reports, snapshots, and every error path.
+
+use std::time::Duration;
+
+use concord::resource::{
+    LeakReason, LedgerConfig, LedgerSnapshot, RequestOutcome, ResourceLedger, ResourceName,
+};
+use concord::{
+    AgentId, AllocationId, AllocationRequest, LedgerError, Priority, RequestId, Resources, TaskId,
+    Timestamp,
+};
+
+fn r(s: &str) -> Resources {
+    s.parse().unwrap()
+}
+
+fn t(secs: u64) -> Timestamp {
+    Timestamp::from_secs(secs)
+}
+
+const A: AgentId = AgentId::new(1);
+const B: AgentId = AgentId::new(2);
+
+fn ledger() -> ResourceLedger {
+    let mut l = ResourceLedger::new();
+    l.add_agent(A, &r("cpu=4,memory=8Gi,gpu=2")).unwrap();
+    l.add_agent(B, &r("cpu=2,memory=4Gi")).unwrap();
+    l
+}
+
+/// Asserts that `f` fails and leaves the ledger exactly as it was.
+fn unchanged<T: std::fmt::Debug>(
+    l: &mut ResourceLedger,
+    f: impl FnOnce(&mut ResourceLedger) -> Result<T, LedgerError>,
+) -> LedgerError {
+    let before = l.snapshot();
+    let err = f(l).expect_err("expected an error");
+    assert_eq!(l.snapshot(), before, "state changed after error {err}");
+    err
+}
+
+#[test]
+fn allocate_and_release_restore_capacity_exactly() {
+    let mut l = ledger();
+    let free_before = l.free(A).unwrap();
+    let id = l
+        .allocate(A, &r("cpu=1500m,memory=1Gi,gpu=1"), t(0))
+        .unwrap();
+    assert_eq!(l.allocated(A).unwrap(), r("cpu=1500m,memory=1Gi,gpu=1"));
+    assert_eq!(l.free(A).unwrap(), r("cpu=2500m,memory=7Gi,gpu=1"));
+    assert_eq!(l.len(), 1);
+    let grants = l.release(id, t(1)).unwrap();
+    assert!(grants.is_empty());
+    assert_eq!(l.free(A).unwrap(), free_before);
+    assert!(l.is_empty());
+}
+
+#[test]
+fn allocation_ids_are_never_reused() {
+    let mut l = ledger();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let id = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+        assert!(seen.insert(id));
+        l.release(id, t(0)).unwrap();
+    }
+}
+
+#[test]
+fn errors_name_the_offending_value_and_change_nothing() {
+    let mut l = ledger();
+    let id = l.allocate(A, &r("cpu=3"), t(0)).unwrap();
+
+    let e = unchanged(&mut l, |l| l.allocate(AgentId::new(9), &r("cpu=1"), t(0)));
+    assert_eq!(
+        e,
+        LedgerError::UnknownAgent {
+            agent: AgentId::new(9)
+        }
+    );
+    assert!(e.to_string().contains("agent#9"));
+
+    let e = unchanged(&mut l, |l| l.allocate(A, &r("cpu=2"), t(0)));
+    assert_eq!(
+        e,
+        LedgerError::Insufficient {
+            agent: A,
+            resource: "cpu".into(),
+            needed: 2000,
+            free: 1000
+        }
+    );
+
+    let e = unchanged(&mut l, |l| l.allocate(A, &r("cpu=5"), t(0)));
+    assert!(
+        matches!(e, LedgerError::ExceedsCapacity { ref resource, needed: 5000, capacity: 4000, .. } if resource == "cpu")
+    );
+
+    // A resource nobody has can never be allocated.
+    let e = unchanged(&mut l, |l| l.allocate(A, &r("tpu=1"), t(0)));
+    assert!(
+        matches!(e, LedgerError::ExceedsCapacity { ref resource, capacity: 0, .. } if resource == "tpu")
+    );
+
+    let e = unchanged(&mut l, |l| l.add_agent(A, &r("cpu=1")));
+    assert_eq!(e, LedgerError::DuplicateAgent { agent: A });
+
+    let e = unchanged(&mut l, |l| l.release(AllocationId::new(999), t(0)));
+    assert_eq!(
+        e,
+        LedgerError::UnknownAllocation {
+            allocation: AllocationId::new(999)
+        }
+    );
+    assert!(e.to_string().contains("alloc#999"));
+
+    let e = unchanged(&mut l, |l| l.set_capacity(A, &r("cpu=2,memory=8Gi,gpu=2")));
+    assert!(matches!(
+        e,
+        LedgerError::CapacityBelowAllocated {
+            allocated: 3000,
+            capacity: 2000,
+            ..
+        }
+    ));
+
+    let e = unchanged(&mut l, |l| l.remove_agent(A));
+    assert_eq!(
+        e,
+        LedgerError::AgentInUse {
+            agent: A,
+            allocations: 1
+        }
+    );
+
+    let e = unchanged(&mut l, |l| {
+        l.request(AllocationRequest::any_of([], r("cpu=1")), t(0))
+    });
+    assert_eq!(e, LedgerError::NoCandidates);
+
+    let e = unchanged(&mut l, |l| {
+        l.request(AllocationRequest::any_of([A, B], r("cpu=8")), t(0))
+    });
+    assert!(matches!(e, LedgerError::ExceedsCapacity { agent, .. } if agent == A));
+
+    let e = unchanged(&mut l, |l| l.cancel(RequestId::new(5)));
+    assert_eq!(
+        e,
+        LedgerError::UnknownRequest {
+            request: RequestId::new(5)
+        }
+    );
+
+    let e = unchanged(&mut l, |l| l.renew(AllocationId::new(77), t(0)));
+    assert_eq!(
+        e,
+        LedgerError::UnknownAllocation {
+            allocation: AllocationId::new(77)
+        }
+    );
+    let e = unchanged(&mut l, |l| l.touch(AllocationId::new(77), t(0)));
+    assert_eq!(
+        e,
+        LedgerError::UnknownAllocation {
+            allocation: AllocationId::new(77)
+        }
+    );
+
+    let e = unchanged(&mut l, |l| l.set_pool_limit(&ResourceName::Cpu, Some(1000)));
+    assert!(matches!(
+        e,
+        LedgerError::CapacityBelowAllocated {
+            allocated: 3000,
+            capacity: 1000,
+            ..
+        }
+    ));
+
+    let e = unchanged(&mut l, |l| l.capacity(AgentId::new(42)));
+    assert_eq!(
+        e,
+        LedgerError::UnknownAgent {
+            agent: AgentId::new(42)
+        }
+    );
+
+    // The double release.
+    l.release(id, t(0)).unwrap();
+    let e = unchanged(&mut l, |l| l.release(id, t(0)));
+    assert_eq!(e, LedgerError::UnknownAllocation { allocation: id });
+}
+
+#[test]
+fn can_allocate_matches_allocate() {
+    let mut l = ledger();
+    assert!(l.can_allocate(A, &r("cpu=4,gpu=2")));
+    assert!(!l.can_allocate(A, &r("cpu=5")));
+    assert!(!l.can_allocate(A, &r("tpu=1")));
+    assert!(!l.can_allocate(AgentId::new(99), &r("cpu=1")));
+    l.allocate(A, &r("cpu=4"), t(0)).unwrap();
+    assert!(!l.can_allocate(A, &r("cpu=1m")));
+    assert!(l.can_allocate(A, &r("memory=8Gi")));
+}
+
+#[test]
+fn pool_limits_bound_the_sum_over_agents() {
+    let mut l = ledger();
+    l.set_pool_limit(&"cpu".parse().unwrap(), Some(3000))
+        .unwrap();
+    l.allocate(A, &r("cpu=2"), t(0)).unwrap();
+    let e = l.allocate(B, &r("cpu=2"), t(0)).unwrap_err();
+    assert_eq!(
+        e,
+        LedgerError::Insufficient {
+            agent: B,
+            resource: "cpu".into(),
+            needed: 2000,
+            free: 1000
+        }
+    );
+    l.allocate(B, &r("cpu=1"), t(0)).unwrap();
+    // A pool limit below one agent's capacity bounds what it could ever hold.
+    let e = l
+        .request(AllocationRequest::new(A, r("cpu=3500m")), t(0))
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        LedgerError::ExceedsCapacity { capacity: 3000, .. }
+    ));
+    // A pool limit on a resource no agent has yet.
+    l.set_pool_limit(&"llm_tokens".parse().unwrap(), Some(100_000))
+        .unwrap();
+    l.set_pool_limit(&"cpu".parse().unwrap(), None).unwrap();
+    l.allocate(A, &r("cpu=2"), t(0)).unwrap();
+}
+
+#[test]
+fn queued_request_is_served_on_release() {
+    let mut l = ledger();
+    let big = l.allocate(A, &r("cpu=4"), t(0)).unwrap();
+    let out = l
+        .request(
+            AllocationRequest::new(A, r("cpu=1")).with_task(TaskId::new(7)),
+            t(10),
+        )
+        .unwrap();
+    let RequestOutcome::Queued(req) = out else {
+        panic!("expected queued, got {out:?}")
+    };
+    assert_eq!(l.waiting(t(10)).len(), 1);
+    let grants = l.release(big, t(70)).unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].request, Some(req));
+    assert_eq!(grants[0].agent, A);
+    assert_eq!(grants[0].task, Some(TaskId::new(7)));
+    assert_eq!(grants[0].waited, Duration::from_secs(60));
+    assert!(l.waiting(t(70)).is_empty());
+    assert_eq!(
+        l.allocation(grants[0].allocation).unwrap().resources,
+        r("cpu=1")
+    );
+}
+
+#[test]
+fn request_falls_through_candidates_in_order() {
+    let mut l = ledger();
+    l.allocate(A, &r("cpu=4"), t(0)).unwrap();
+    let out = l
+        .request(AllocationRequest::any_of([A, B], r("cpu=1")), t(0))
+        .unwrap();
+    let RequestOutcome::Granted(g) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(g.agent, B);
+    assert_eq!(g.request, None);
+    let g = l
+        .try_allocate(&AllocationRequest::any_of([A, B], r("cpu=1")), t(0))
+        .unwrap();
+    assert_eq!(g.agent, B);
+    let e = l
+        .try_allocate(&AllocationRequest::any_of([A, B], r("cpu=1")), t(0))
+        .unwrap_err();
+    assert!(matches!(e, LedgerError::Insufficient { agent, .. } if agent == A));
+}
+
+#[test]
+fn queue_serves_higher_priority_first() {
+    let cfg = LedgerConfig::default()
+        .with_aging_step(Duration::from_secs(3600))
+        .with_reserve_after(Duration::from_secs(86_400));
+    let mut l = ResourceLedger::with_config(cfg);
+    l.add_agent(A, &r("cpu=1")).unwrap();
+    let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    let low = l
+        .request(
+            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::LOW),
+            t(1),
+        )
+        .unwrap();
+    let high = l
+        .request(
+            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::HIGH),
+            t(2),
+        )
+        .unwrap();
+    let (RequestOutcome::Queued(low), RequestOutcome::Queued(high)) = (low, high) else {
+        panic!()
+    };
+    assert_eq!(
+        l.waiting(t(3)).iter().map(|w| w.id).collect::<Vec<_>>(),
+        vec![high, low]
+    );
+    let g = l.release(hold, t(3)).unwrap();
+    assert_eq!(g[0].request, Some(high));
+    let g = l.release(g[0].allocation, t(4)).unwrap();
+    assert_eq!(g[0].request, Some(low));
+}
+
+#[test]
+fn aging_lifts_a_long_waiting_request_above_newer_higher_priority_ones() {
+    let cfg = LedgerConfig::default()
+        .with_aging_step(Duration::from_secs(60))
+        .with_reserve_after(Duration::from_secs(86_400));
+    let mut l = ResourceLedger::with_config(cfg);
+    l.add_agent(A, &r("cpu=1")).unwrap();
+    let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    // LOW (10) waits 100 minutes: effective 110, above a fresh CRITICAL (100).
+    let RequestOutcome::Queued(old) = l
+        .request(
+            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::LOW),
+            t(0),
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    let RequestOutcome::Queued(_new) = l
+        .request(
+            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::CRITICAL),
+            t(6000),
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    let g = l.release(hold, t(6000)).unwrap();
+    assert_eq!(g[0].request, Some(old));
+}
+
+#[test]
+fn small_requests_backfill_past_a_large_one() {
+    let cfg = LedgerConfig::default().with_reserve_after(Duration::from_secs(600));
+    let mut l = ResourceLedger::with_config(cfg);
+    l.add_agent(A, &r("cpu=4")).unwrap();
+    let a = l.allocate(A, &r("cpu=2"), t(0)).unwrap();
+    let b = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    // A large request that needs the whole agent waits ...
+    let RequestOutcome::Queued(large) = l
+        .request(
+            AllocationRequest::new(A, r("cpu=4")).with_priority(Priority::HIGH),
+            t(0),
+        )
+        .unwrap()
+    else {
+        panic!()
+    };
+    // ... but does not block a small one that fits now (no head-of-line blocking).
+    let small = l
+        .request(AllocationRequest::new(A, r("cpu=1")), t(1))
+        .unwrap();
+    assert!(matches!(small, RequestOutcome::Granted(_)), "{small:?}");
+    let RequestOutcome::Granted(small) = small else {
+        unreachable!()
+    };
+
+    // After reserve_after, the large request holds a reservation: capacity freed on A
+    // is kept for it, and new small requests wait instead of taking it.
+    l.release(b, t(700)).unwrap();
+    let w = l.waiting(t(700));
+    assert_eq!(w[0].id, large);
+    assert_eq!(w[0].reserved_on, Some(A));
+    assert!(!l.can_allocate(A, &r("cpu=1")));
+    let e = l.allocate(A, &r("cpu=1"), t(700)).unwrap_err();
+    assert!(matches!(e, LedgerError::Insufficient { free: 0, .. }));
+    let queued_small = l
+        .request(
+            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::CRITICAL),
+            t(701),
+        )
+        .unwrap();
+    assert!(matches!(queued_small, RequestOutcome::Queued(_)));
+
+    l.release(small.allocation, t(702)).unwrap();
+    let g = l.release(a, t(703)).unwrap();
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].request, Some(large));
+    assert_eq!(l.usage_report().resources[0].reserved, 0);
+}
+
+#[test]
+fn cancelling_a_reserved_request_frees_its_reservation() {
+    let cfg = LedgerConfig::default().with_reserve_after(Duration::ZERO);
+    let mut l = ResourceLedger::with_config(cfg);
+    l.add_agent(A, &r("cpu=2")).unwrap();
+    let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    let RequestOutcome::Queued(req) = l
+        .request(AllocationRequest::new(A, r("cpu=2")), t(0))
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(l.drain(t(0)).is_empty());
+    assert!(!l.can_allocate(A, &r("cpu=1")));
+    assert_eq!(l.cancel(req).unwrap().needs(), &r("cpu=2"));
+    assert!(l.can_allocate(A, &r("cpu=1")));
+    l.release(hold, t(1)).unwrap();
+    assert_eq!(l.free(A).unwrap(), r("cpu=2"));
+}
+
+#[test]
+fn leases_expire_and_can_be_renewed() {
+    let mut l = ledger();
+    let leased = l
+        .request(
+            AllocationRequest::new(A, r("cpu=1")).with_lease(Duration::from_secs(60)),
+            t(0),
+        )
+        .unwrap();
+    let RequestOutcome::Granted(leased) = leased else {
+        panic!()
+    };
+    let other = l
+        .request(
+            AllocationRequest::new(A, r("cpu=1")).with_lease(Duration::from_secs(60)),
+            t(0),
+        )
+        .unwrap();
+    let RequestOutcome::Granted(other) = other else {
+        panic!()
+    };
+    l.renew(other.allocation, t(50)).unwrap();
+    assert!(l.expire(t(59)).released.is_empty());
+
+    // Past its lease and not yet expired: a leak.
+    let leaks = l.detect_leaks(t(70));
+    assert_eq!(leaks.len(), 1);
+    assert_eq!(leaks[0].allocation, leased.allocation);
+    assert_eq!(
+        leaks[0].reason,
+        LeakReason::LeaseExpired { expired_at: t(60) }
+    );
+    assert_eq!(leaks[0].overdue, Duration::from_secs(10));
+
+    let out = l.expire(t(70));
+    assert_eq!(out.released.len(), 1);
+    assert_eq!(out.released[0].id, leased.allocation);
+    assert!(l.allocation(other.allocation).is_some());
+    let out = l.expire(t(110));
+    assert_eq!(out.released[0].id, other.allocation);
+    assert!(l.is_empty());
+}
+
+#[test]
+fn expiry_serves_waiting_requests() {
+    let mut l = ledger();
+    l.request(
+        AllocationRequest::new(B, r("cpu=2")).with_lease(Duration::from_secs(5)),
+        t(0),
+    )
+    .unwrap();
+    let RequestOutcome::Queued(req) = l
+        .request(AllocationRequest::new(B, r("cpu=1")), t(1))
+        .unwrap()
+    else {
+        panic!()
+    };
+    let out = l.expire(t(5));
+    assert_eq!(out.released.len(), 1);
+    assert_eq!(out.grants[0].request, Some(req));
+}
+
+#[test]
+fn allocations_held_after_their_task_finished_are_leaks() {
+    let mut l = ledger();
+    let g = l
+        .try_allocate(
+            &AllocationRequest::new(A, r("memory=1Gi")).with_task(TaskId::new(3)),
+            t(0),
+        )
+        .unwrap();
+    l.allocate(A, &r("memory=1Gi"), t(0)).unwrap();
+    assert!(l.detect_leaks(t(10)).is_empty());
+    assert_eq!(l.task_finished(TaskId::new(3), t(20)), 1);
+    assert_eq!(l.task_finished(TaskId::new(4), t(20)), 0);
+    let leaks = l.detect_leaks(t(80));
+    assert_eq!(leaks.len(), 1);
+    assert_eq!(leaks[0].allocation, g.allocation);
+    assert_eq!(leaks[0].task, Some(TaskId::new(3)));
+    assert_eq!(
+        leaks[0].reason,
+        LeakReason::TaskFinished { finished_at: t(20) }
+    );
+    assert_eq!(leaks[0].overdue, Duration::from_secs(60));
+}
+
+#[test]
+fn reclaim_idle_releases_only_untouched_allocations() {
+    let cfg = LedgerConfig::default().with_idle_after(Duration::from_secs(100));
+    let mut l = ResourceLedger::with_config(cfg);
+    l.add_agent(A, &r("cpu=4")).unwrap();
+    let idle = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    let busy = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    l.touch(busy, t(90)).unwrap();
+    let out = l.reclaim_idle(t(150));
+    assert_eq!(
+        out.released.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![idle]
+    );
+    assert!(l.allocation(busy).is_some());
+    assert_eq!(l.allocated(A).unwrap(), r("cpu=1"));
+}
+
+#[test]
+fn heavy_users_are_ranked_by_dominant_share() {
+    let mut l = ledger();
+    l.allocate(A, &r("cpu=1"), t(0)).unwrap(); // 1/6 of cpu
+    l.allocate(B, &r("memory=6Gi"), t(0)).unwrap_err(); // does not fit on B
+    l.allocate(B, &r("memory=4Gi"), t(0)).unwrap(); // 4/12 of memory
+    l.allocate(A, &r("gpu=1"), t(0)).unwrap(); // 1/2 of gpu
+    let heavy = l.heavy_users(5);
+    assert_eq!(heavy.len(), 2);
+    assert_eq!(heavy[0].agent, A);
+    assert_eq!(heavy[0].dominant.as_str(), "gpu");
+    assert!((heavy[0].share - 0.5).abs() < 1e-9);
+    assert_eq!(heavy[0].allocations, 2);
+    assert_eq!(heavy[1].agent, B);
+    assert_eq!(l.heavy_users(1).len(), 1);
+}
+
+#[test]
+fn usage_report_totals_and_renders() {
+    let mut l = ledger();
+    l.allocate(A, &r("cpu=1,gpu=1"), t(0)).unwrap();
+    l.allocate(B, &r("cpu=2"), t(0)).unwrap();
+    let report = l.usage_report();
+    assert_eq!(report.allocations, 2);
+    let cpu = report
+        .resources
+        .iter()
+        .find(|u| u.resource.as_str() == "cpu")
+        .unwrap();
+    assert_eq!((cpu.capacity, cpu.allocated), (6000, 3000));
+    assert!((cpu.utilization - 0.5).abs() < 1e-9);
+    assert_eq!(report.agents[1].agent, B);
+    assert!((report.agents[1].utilization - 1.0).abs() < 1e-9);
+    let text = report.to_string();
+    assert!(text.contains("2 allocations"), "{text}");
+    assert!(text.contains("gpu"), "{text}");
+    let availability = l.availability();
+    assert_eq!(availability[0].free, r("cpu=3,memory=8Gi,gpu=1"));
+    assert_eq!(availability[1].free, r("memory=4Gi"));
+}
+
+#[test]
+fn capacity_changes_and_agent_removal() {
+    let mut l = ledger();
+    l.set_capacity(B, &r("cpu=8,memory=4Gi,tpu=2")).unwrap();
+    assert_eq!(l.capacity(B).unwrap(), r("cpu=8,memory=4Gi,tpu=2"));
+    l.allocate(B, &r("tpu=2"), t(0)).unwrap();
+    let id = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    l.release(id, t(0)).unwrap();
+    assert_eq!(l.remove_agent(A).unwrap(), r("cpu=4,memory=8Gi,gpu=2"));
+    assert_eq!(l.agents().collect::<Vec<_>>(), vec![B]);
+    assert!(matches!(
+        l.allocate(A, &r("cpu=1"), t(0)),
+        Err(LedgerError::UnknownAgent { .. })
+    ));
+    // Re-adding works and starts empty.
+    l.add_agent(A, &r("cpu=1")).unwrap();
+    assert_eq!(l.allocated(A).unwrap(), Resources::new());
+}
+
+#[test]
+fn snapshot_round_trips_through_json_and_keeps_ids_unique() {
+    let cfg = LedgerConfig::default().with_reserve_after(Duration::ZERO);
+    let mut l = ResourceLedger::with_config(cfg);
+    l.add_agent(A, &r("cpu=4,memory=8Gi,gpu=2")).unwrap();
+    l.add_agent(B, &r("cpu=2")).unwrap();
+    l.set_pool_limit(&"gpu".parse().unwrap(), Some(2)).unwrap();
+    let a1 = l
+        .try_allocate(
+            &AllocationRequest::new(A, r("cpu=3,gpu=1"))
+                .with_lease(Duration::from_secs(30))
+                .with_task(TaskId::new(1)),
+            t(0),
+        )
+        .unwrap();
+    assert_eq!(l.task_finished(TaskId::new(1), t(5)), 1);
+    let _ = l
+        .request(
+            AllocationRequest::new(A, r("cpu=2")).with_priority(Priority::HIGH),
+            t(1),
+        )
+        .unwrap();
+    l.drain(t(1));
+
+    let snap = l.snapshot();
+    let json = serde_json::to_string_pretty(&snap).unwrap();
+    let back: LedgerSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, snap);
+    let mut restored = ResourceLedger::restore(back).unwrap();
+    assert_eq!(restored.snapshot(), snap);
+    assert_eq!(restored.detect_leaks(t(40)), l.detect_leaks(t(40)));
+    assert_eq!(restored.usage_report(), l.usage_report());
+
+    // The restored ledger continues the same way, with fresh ids.
+    let g1 = l.expire(t(40));
+    let g2 = restored.expire(t(40));
+    assert_eq!(g1, g2);
+    assert_eq!(g1.released[0].id, a1.allocation);
+    let n1 = l.allocate(B, &r("cpu=1"), t(41)).unwrap();
+    let n2 = restored.allocate(B, &r("cpu=1"), t(41)).unwrap();
+    assert_eq!(n1, n2);
+    assert!(n1 > g1.grants[0].allocation);
+}
+
+#[test]
+fn corrupt_snapshots_are_rejected() {
+    let mut l = ledger();
+    let id = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    let good = l.snapshot();
+
+    let mut bad = good.clone();
+    bad.version = 99;
+    let e = ResourceLedger::restore(bad).unwrap_err();
+    assert!(e.to_string().contains("version 99"), "{e}");
+
+    let mut bad = good.clone();
+    bad.allocations[0].resources = r("cpu=5");
+    assert!(matches!(
+        ResourceLedger::restore(bad),
+        Err(LedgerError::CorruptSnapshot { .. })
+    ));
+
+    let mut bad = good.clone();
+    bad.allocations[0].agent = AgentId::new(77);
+    let e = ResourceLedger::restore(bad).unwrap_err();
+    assert!(e.to_string().contains("agent#77"), "{e}");
+
+    let mut bad = good.clone();
+    bad.next_allocation = id.get();
+    assert!(matches!(
+        ResourceLedger::restore(bad),
+        Err(LedgerError::CorruptSnapshot { .. })
+    ));
+
+    let mut bad = good.clone();
+    let dup = bad.allocations[0].clone();
+    bad.allocations.push(dup);
+    assert!(matches!(
+        ResourceLedger::restore(bad),
+        Err(LedgerError::CorruptSnapshot { .. })
+    ));
+
+    let mut bad = good.clone();
+    let dup = bad.agents[0].clone();
+    bad.agents.push(dup);
+    assert!(matches!(
+        ResourceLedger::restore(bad),
+        Err(LedgerError::CorruptSnapshot { .. })
+    ));
+
+    // Garbage JSON is a serde error, not a panic.
+    assert!(serde_json::from_str::<LedgerSnapshot>("{\"version\": 1}").is_err());
+    assert!(ResourceLedger::restore(good).is_ok());
+}
