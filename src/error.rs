@@ -4,6 +4,8 @@
 //! [`Error`] wraps them all for hosts that want one type.
 
 pub use crate::id::NameError;
+use crate::agent::{AgentError, RegistryError};
+use crate::id::AgentId;
 use crate::resource::{LedgerError, PredictorError, ResourceError};
 use crate::task::TaskError;
 
@@ -23,6 +25,18 @@ pub enum Error {
     /// A resource predictor was misconfigured.
     #[error(transparent)]
     Predictor(#[from] PredictorError),
+    /// The agent registry refused an operation.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// An agent could not do what was asked.
+    #[error("agent {agent} failed")]
+    Agent {
+        /// The agent.
+        agent: AgentId,
+        /// What went wrong.
+        #[source]
+        source: AgentError,
+    },
     /// A task could not be analyzed.
     #[error(transparent)]
     Task(#[from] TaskError),

@@ -15,6 +15,11 @@ pub mod id;
 pub mod resource;
 pub mod task;
 
+pub use agent::{
+    Agent, AgentError, AgentExt, AgentHealth, AgentProfile, AgentRegistry, AgentStatus,
+    CapabilityCatalog, CapabilitySet, Outcome, Ping, RegistryError, RegistrySnapshot, WorkItem,
+    WorkOutput,
+};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
 pub use id::{AgentId, AllocationId, Capability, NameError, RequestId, Role, TaskId};

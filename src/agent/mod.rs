@@ -1,1 +1,455 @@
-//! STUB: replaced by the agent work.
+//! Agents: who does the work, and which of them can take more.
+//!
+//! Owns the [`Agent`] trait that hosts implement (execute a unit of work, answer a
+//! health ping), the work it exchanges ([`WorkItem`], [`WorkOutput`], [`Outcome`]),
+//! [`AgentProfile`] (roles, capabilities, capacity, task slots), the status lifecycle
+//! ([`AgentStatus`]) and the [`AgentRegistry`] that answers the seed's "find available
+//! agents" (section 1.2, step 2) and tracks connectivity (section 2.1). Roles and
+//! capabilities are interned into bitsets ([`CapabilityCatalog`], [`CapabilitySet`])
+//! so that matching agents to tasks is a tight loop.
+//!
+//! The registry is a sans-I/O state machine: it never calls an agent, reads a clock or
+//! spawns anything. Talking to agents is the host's [`Agent`] implementation, driven by
+//! the host or the crate's async drivers. This module must never import `assignment`,
+//! `policy`, `workflow` or `coordinator`.
+
+mod capability;
+mod error;
+mod profile;
+mod registry;
+mod status;
+
+pub use capability::{CapabilityBit, CapabilityCatalog, CapabilitySet};
+pub use error::{AgentError, RegistryError};
+pub use profile::AgentProfile;
+pub use registry::{
+    AgentRecord, AgentRegistry, AgentView, CompiledRequirements, RegistrySnapshot, Unfit,
+};
+pub use status::AgentStatus;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{Clock, Timestamp};
+use crate::id::{AgentId, TaskId};
+use crate::resource::Resources;
+use crate::task::Task;
+
+/// One unit of work handed to an agent: a task, or one step of a workflow.
+///
+/// `inputs` carries the outputs of upstream steps (a build's artifact url, a deploy's
+/// address); `attempt` counts from 1 and grows with each retry, so an agent can tell a
+/// retry from a first try. Plain serde data.
+///
+/// ```
+/// use concord::agent::WorkItem;
+/// use concord::{TaskId, Timestamp};
+///
+/// let work = WorkItem::new(TaskId::new(3), "screenshot", "capture the landing page")
+///     .with_input("url", "https://staging.example.com")
+///     .with_attempt(2)
+///     .with_deadline(Timestamp::from_secs(600));
+/// assert_eq!(work.input("url"), Some("https://staging.example.com"));
+/// assert_eq!(work.attempt(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkItem {
+    task: TaskId,
+    kind: String,
+    description: String,
+    #[serde(default)]
+    inputs: BTreeMap<String, String>,
+    #[serde(default = "first_attempt")]
+    attempt: u32,
+    #[serde(default)]
+    deadline: Option<Timestamp>,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl WorkItem {
+    /// A first attempt at work of `kind` for `task`, with no inputs and no deadline.
+    pub fn new(task: TaskId, kind: impl Into<String>, description: impl Into<String>) -> Self {
+        WorkItem {
+            task,
+            kind: kind.into(),
+            description: description.into(),
+            inputs: BTreeMap::new(),
+            attempt: first_attempt(),
+            deadline: None,
+        }
+    }
+
+    /// A first attempt at `task`: its id, kind, description and deadline.
+    pub fn for_task(task: &Task) -> Self {
+        let mut work = WorkItem::new(task.id(), task.kind(), task.description());
+        work.deadline = task.requirements().deadline();
+        work
+    }
+
+    /// Adds (or replaces) one input.
+    pub fn with_input(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.inputs.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds (or replaces) several inputs.
+    pub fn with_inputs<K, V>(mut self, inputs: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.inputs
+            .extend(inputs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Sets the attempt number (1 for the first try).
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Sets the time by which the work must be done.
+    pub fn with_deadline(mut self, deadline: Timestamp) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The task the work is for.
+    pub fn task(&self) -> TaskId {
+        self.task
+    }
+
+    /// The kind of work (`deploy`, `screenshot`).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The free-text description.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Every input, by key.
+    pub fn inputs(&self) -> &BTreeMap<String, String> {
+        &self.inputs
+    }
+
+    /// The input `key`, if given.
+    pub fn input(&self, key: &str) -> Option<&str> {
+        self.inputs.get(key).map(String::as_str)
+    }
+
+    /// The attempt number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The deadline, if any.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        self.deadline
+    }
+}
+
+/// How a unit of work ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The work was done.
+    Succeeded,
+    /// The work was tried and did not succeed.
+    Failed {
+        /// What went wrong, for people and logs.
+        reason: String,
+        /// Whether trying again may succeed (a flaky test, a busy upstream), as opposed
+        /// to a failure that will repeat (a compile error).
+        retryable: bool,
+    },
+}
+
+impl Outcome {
+    /// Whether the work succeeded.
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Succeeded)
+    }
+}
+
+/// What an agent reports after doing a [`WorkItem`]: the outcome, named outputs for
+/// downstream steps (a url, a screenshot path), and optionally the resources it
+/// measured, which [`ResourcePredictor`](crate::ResourcePredictor)s learn from.
+///
+/// ```
+/// use concord::agent::{Outcome, WorkOutput};
+///
+/// let ok = WorkOutput::success().with_output("url", "https://staging.example.com");
+/// assert!(ok.is_success());
+/// assert_eq!(ok.output("url"), Some("https://staging.example.com"));
+///
+/// let flaky = WorkOutput::retryable_failure("upstream returned 503");
+/// assert!(matches!(flaky.outcome(), Outcome::Failed { retryable: true, .. }));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkOutput {
+    outcome: Outcome,
+    #[serde(default)]
+    outputs: BTreeMap<String, String>,
+    #[serde(default)]
+    usage: Option<Resources>,
+}
+
+impl WorkOutput {
+    /// Succeeded, with no outputs yet.
+    pub fn success() -> Self {
+        WorkOutput::with_outcome(Outcome::Succeeded)
+    }
+
+    /// Failed for `reason`; trying again will not help.
+    pub fn failure(reason: impl Into<String>) -> Self {
+        WorkOutput::with_outcome(Outcome::Failed {
+            reason: reason.into(),
+            retryable: false,
+        })
+    }
+
+    /// Failed for `reason`; trying again may succeed.
+    pub fn retryable_failure(reason: impl Into<String>) -> Self {
+        WorkOutput::with_outcome(Outcome::Failed {
+            reason: reason.into(),
+            retryable: true,
+        })
+    }
+
+    /// Ended with `outcome`, with no outputs yet.
+    pub fn with_outcome(outcome: Outcome) -> Self {
+        WorkOutput {
+            outcome,
+            outputs: BTreeMap::new(),
+            usage: None,
+        }
+    }
+
+    /// Adds (or replaces) one named output.
+    pub fn with_output(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.outputs.insert(key.into(), value.into());
+        self
+    }
+
+    /// Records the resources the work used, as measured by the agent.
+    pub fn with_usage(mut self, usage: Resources) -> Self {
+        self.usage = Some(usage);
+        self
+    }
+
+    /// How the work ended.
+    pub fn outcome(&self) -> &Outcome {
+        &self.outcome
+    }
+
+    /// Whether the work succeeded.
+    pub fn is_success(&self) -> bool {
+        self.outcome.is_success()
+    }
+
+    /// Every named output.
+    pub fn outputs(&self) -> &BTreeMap<String, String> {
+        &self.outputs
+    }
+
+    /// The output `key`, if reported.
+    pub fn output(&self, key: &str) -> Option<&str> {
+        self.outputs.get(key).map(String::as_str)
+    }
+
+    /// The measured usage, if reported.
+    pub fn usage(&self) -> Option<&Resources> {
+        self.usage.as_ref()
+    }
+}
+
+/// An agent's answer to a health ping: its version and any details it wants to share
+/// (queue depth, model name, build hash).
+///
+/// ```
+/// use concord::agent::AgentHealth;
+/// let health = AgentHealth::new("1.4.2").with_detail("queue", "3");
+/// assert_eq!(health.version(), "1.4.2");
+/// assert_eq!(health.details()["queue"], "3");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentHealth {
+    version: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    details: BTreeMap<String, String>,
+}
+
+impl AgentHealth {
+    /// Healthy, running `version`, with no details.
+    pub fn new(version: impl Into<String>) -> Self {
+        AgentHealth {
+            version: version.into(),
+            details: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) one detail.
+    pub fn with_detail(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.details.insert(key.into(), value.into());
+        self
+    }
+
+    /// The agent's version.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The details, by key (empty when none were given).
+    pub fn details(&self) -> &BTreeMap<String, String> {
+        &self.details
+    }
+}
+
+/// The result of [`AgentExt::ping`]: who answered, how fast, and with what version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Ping {
+    /// The agent that answered.
+    pub agent: AgentId,
+    /// The time from asking to the answer, by the clock given to `ping`.
+    pub response_time: Duration,
+    /// The version it reported.
+    pub version: String,
+    /// The details it reported.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
+    /// When the answer arrived.
+    pub at: Timestamp,
+}
+
+/// Something that does work: a service, a bot, an LLM agent, a robot, a CI worker.
+///
+/// The host implements this over its own transport; the crate stores agents as
+/// `Arc<dyn Agent>` and calls them from its async drivers.
+///
+/// # Contract
+/// - `id` is cheap, never changes, and matches the agent's [`AgentProfile::id`].
+/// - `execute` must not block the calling thread: do I/O on the host's runtime and
+///   await it. It may be called again before an earlier call finishes, up to the
+///   profile's [`max_tasks`](AgentProfile::max_tasks) at once.
+/// - `execute` returns `Ok` whenever the work was tried, with
+///   [`Outcome::Failed`] if the work itself failed; it returns `Err` only when the agent
+///   could not be asked or could not answer ([`AgentError`]).
+/// - A caller may drop an `execute` or `health` future before it completes (a step
+///   timed out); the agent must tolerate that.
+/// - `health` is cheap and side-effect free: it reports whether the agent can take
+///   work and its version, and is called periodically.
+/// - Neither method may panic for any input; a driver survives it, but counts it as a
+///   failure.
+///
+/// # Examples
+/// An agent that echoes its inputs back as outputs:
+/// ```
+/// use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
+/// use concord::{AgentId, TaskId};
+///
+/// #[derive(Debug)]
+/// struct Echo;
+///
+/// #[async_trait::async_trait]
+/// impl Agent for Echo {
+///     fn id(&self) -> AgentId {
+///         AgentId::new(1)
+///     }
+///     async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+///         let mut out = WorkOutput::success();
+///         for (k, v) in work.inputs() {
+///             out = out.with_output(k.clone(), v.clone());
+///         }
+///         Ok(out)
+///     }
+///     async fn health(&self) -> Result<AgentHealth, AgentError> {
+///         Ok(AgentHealth::new("1.0.0"))
+///     }
+/// }
+///
+/// let agent: std::sync::Arc<dyn Agent> = std::sync::Arc::new(Echo);
+/// let work = WorkItem::new(TaskId::new(9), "echo", "say it back").with_input("word", "hi");
+/// let out = futures::executor::block_on(agent.execute(work))?;
+/// assert_eq!(out.output("word"), Some("hi"));
+/// # Ok::<(), AgentError>(())
+/// ```
+#[async_trait::async_trait]
+pub trait Agent: fmt::Debug + Send + Sync + 'static {
+    /// The agent's id.
+    fn id(&self) -> AgentId;
+
+    /// Does one unit of work.
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError>;
+
+    /// Reports the agent's health and version.
+    async fn health(&self) -> Result<AgentHealth, AgentError>;
+}
+
+/// Conveniences for every [`Agent`], `dyn Agent` included.
+#[async_trait::async_trait]
+pub trait AgentExt: Agent {
+    /// Asks the agent for its health and times the answer with `clock`: the seed's
+    /// `check_agent_health` (status, response time, version).
+    ///
+    /// The clock is read before and after [`Agent::health`]; `at` is the second
+    /// reading. A slow answer is still an answer: deciding what is too slow is the
+    /// caller's policy, and a timeout is the caller's timer.
+    ///
+    /// # Errors
+    /// The agent's own error, unchanged.
+    ///
+    /// ```
+    /// use concord::agent::{Agent, AgentError, AgentExt, AgentHealth, WorkItem, WorkOutput};
+    /// use concord::{AgentId, ManualClock, Timestamp};
+    ///
+    /// #[derive(Debug)]
+    /// struct Up;
+    /// #[async_trait::async_trait]
+    /// impl Agent for Up {
+    ///     fn id(&self) -> AgentId { AgentId::new(2) }
+    ///     async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+    ///         Ok(WorkOutput::success())
+    ///     }
+    ///     async fn health(&self) -> Result<AgentHealth, AgentError> {
+    ///         Ok(AgentHealth::new("2.1"))
+    ///     }
+    /// }
+    ///
+    /// let clock = ManualClock::new(Timestamp::from_secs(100));
+    /// let ping = futures::executor::block_on(Up.ping(&clock))?;
+    /// assert_eq!((ping.agent, ping.version.as_str()), (AgentId::new(2), "2.1"));
+    /// assert_eq!(ping.at, Timestamp::from_secs(100));
+    /// # Ok::<(), AgentError>(())
+    /// ```
+    async fn ping(&self, clock: &dyn Clock) -> Result<Ping, AgentError>;
+}
+
+#[async_trait::async_trait]
+impl<A: Agent + ?Sized> AgentExt for A {
+    async fn ping(&self, clock: &dyn Clock) -> Result<Ping, AgentError> {
+        let sent = clock.now();
+        let health = self.health().await?;
+        let at = clock.now();
+        Ok(Ping {
+            agent: self.id(),
+            response_time: at.duration_since(sent),
+            version: health.version,
+            details: health.details,
+            at,
+        })
+    }
+}
+
+#[cfg(test)]
+fn _obj_safe(_: std::sync::Arc<dyn Agent>) {}
