@@ -27,4 +27,7 @@ pub use resource::{
     AllocationRequest, LedgerError, ResourceError, ResourceLedger, ResourceName, ResourcePredictor,
     Resources,
 };
-pub use task::{Claim, ClaimMode, Priority, Requirements, Task, TaskAnalyzer};
+pub use task::{
+    Analyzed, Claim, ClaimMode, Priority, Requirements, RuleBasedAnalyzer, RuleSet, Task,
+    TaskAnalyzer, TaskError,
+};

@@ -9,7 +9,9 @@
 mod analyzer;
 mod error;
 
-pub use analyzer::{AnalysisRule, Analyzed, RuleBasedAnalyzer, RuleSet, TaskAnalyzer};
+pub use analyzer::{
+    AnalysisRule, Analyzed, FiredRule, RuleBasedAnalyzer, RuleSet, TaskAnalyzer, Trigger,
+};
 pub use error::TaskError;
 
 use std::fmt;
