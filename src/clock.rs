@@ -97,7 +97,12 @@ impl std::ops::Sub<Duration> for Timestamp {
 impl fmt::Display for Timestamp {
     /// Seconds since the epoch with millisecond precision, e.g. `t+1712.250s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "t+{}.{:03}s", self.0 / 1_000_000_000, (self.0 / 1_000_000) % 1000)
+        write!(
+            f,
+            "t+{}.{:03}s",
+            self.0 / 1_000_000_000,
+            (self.0 / 1_000_000) % 1000
+        )
     }
 }
 

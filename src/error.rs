@@ -3,9 +3,9 @@
 //! Each domain has a narrow error enum; functions return the narrowest one that fits.
 //! [`Error`] wraps them all for hosts that want one type.
 
-pub use crate::id::NameError;
 use crate::agent::{AgentError, RegistryError};
 use crate::id::AgentId;
+pub use crate::id::NameError;
 use crate::resource::{LedgerError, PredictorError, ResourceError};
 use crate::task::TaskError;
 

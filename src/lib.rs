@@ -1,7 +1,72 @@
 //! # concord
 //!
-//! Embeddable, sans-I/O multi-agent coordination. (Crate docs are written when the
-//! foundation lands.)
+//! Embeddable, sans-I/O multi-agent coordination for Rust orchestrators: who does which
+//! task, with which resources, in what order, and how the system stays healthy.
+//!
+//! Every engine is a deterministic state machine: you pass in events and the current
+//! time, it hands back decisions as values. The crate opens no socket, reads no file,
+//! spawns no thread and reads no clock (except [`SystemClock`], if you choose it), so
+//! the same inputs always give the same outputs: simulation tests, replay and crash
+//! recovery come for free. You bring the transport ([`Agent`]) and the storage
+//! (journal the snapshots and events wherever you like).
+//!
+//! ## Example: analyze, find an agent, predict, allocate
+//!
+//! ```
+//! use concord::resource::{Observation, PercentilePredictor};
+//! use concord::{
+//!     AgentId, AgentProfile, AgentRegistry, Capability, ResourceLedger, ResourcePredictor,
+//!     Role, RuleBasedAnalyzer, Task, TaskAnalyzer, TaskId, Timestamp,
+//! };
+//!
+//! let now = Timestamp::from_secs(1_700_000_000);
+//!
+//! // Agents and their capacity.
+//! let mut registry = AgentRegistry::new();
+//! let mut ledger = ResourceLedger::new();
+//! let qa = AgentProfile::new(AgentId::new(2), "qa-1")
+//!     .with_role(Role::new("qa")?)
+//!     .with_capability(Capability::new("screenshot")?)
+//!     .with_capacity("cpu=2,memory=4Gi".parse()?);
+//! ledger.add_agent(qa.id(), qa.capacity().unwrap())?;
+//! registry.register(qa, now)?;
+//!
+//! // 1. Analyze the task's requirements (the seed's rule table is the default).
+//! let task = Task::new(TaskId::new(1), "verify", "Take a full-page screenshot of the deployment");
+//! let analyzed = RuleBasedAnalyzer::default().analyze(&task)?;
+//! assert_eq!(analyzed.requirements.roles()[0].as_str(), "qa");
+//!
+//! // 2. Check which agents can serve it.
+//! let candidates = registry.available_agents(&analyzed.requirements);
+//! assert_eq!(candidates, vec![AgentId::new(2)]);
+//!
+//! // 3. Predict what it needs from what such tasks used before, and allocate it.
+//! let mut predictor = PercentilePredictor::default();
+//! predictor.observe("verify", &Observation::new("cpu=300m,memory=700Mi".parse()?, now));
+//! let needs = predictor.predict(task.kind(), analyzed.requirements.resources()).resources;
+//! let allocation = ledger.allocate(candidates[0], &needs, now)?;
+//! assert!(ledger.allocation(allocation).is_some());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## From the operating procedures to the crate
+//!
+//! | procedure (seed section) | in concord |
+//! |---|---|
+//! | Analyze task requirements (1.2) | [`TaskAnalyzer`], [`RuleBasedAnalyzer`], [`Requirements`] |
+//! | Check agent availability (1.2) | [`AgentRegistry::available_agents`], [`AgentStatus`] |
+//! | Agent connectivity, health ping (2.1, 2.3) | [`Agent::health`], [`AgentExt::ping`] |
+//! | Predict resource needs (1.3) | [`ResourcePredictor`], [`resource::PercentilePredictor`], [`resource::EwmaPredictor`], [`resource::StaticPredictor`] |
+//! | Check availability, allocate, queue for later (1.3) | [`ResourceLedger`]: `availability`, `can_allocate`, `allocate`, `request` |
+//! | Release idle agents' resources (1.3) | [`ResourceLedger::reclaim_idle`], [`ResourceLedger::expire`] |
+//! | Usage report, heavy users, leaks (2.1) | [`ResourceLedger::usage_report`], [`ResourceLedger::heavy_users`], [`ResourceLedger::detect_leaks`] |
+//!
+//! ## Crate layout
+//!
+//! One module per domain, each with the same shape: its traits and data types, its
+//! default implementations, its error enum. Dependencies point one way: [`clock`],
+//! [`id`], [`error`] and [`resource`] at the bottom; [`task`] above them; [`agent`]
+//! above that.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -31,3 +96,8 @@ pub use task::{
     Analyzed, Claim, ClaimMode, Priority, Requirements, RuleBasedAnalyzer, RuleSet, Task,
     TaskAnalyzer, TaskError,
 };
+
+/// The README's code blocks, compiled and run as doctests so the README never drifts.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

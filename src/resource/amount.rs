@@ -164,7 +164,7 @@ pub(crate) fn format(unit: Unit, value: u64) -> String {
     match unit {
         Unit::Cpu if v % 1000 == 0 => format!("{}", v / 1000),
         Unit::Cpu => format!("{v}m"),
-        Unit::Bytes if v == 0 => "0".to_owned(),
+        _ if v == 0 => "0".to_owned(),
         Unit::Bytes => best(v, PRINT_BYTES),
         Unit::Count => best(v, PRINT_COUNT),
     }
@@ -195,6 +195,9 @@ mod tests {
         assert_eq!(format(Unit::Bytes, 7), "7B");
         assert_eq!(format(Unit::Count, 100_000), "100k");
         assert_eq!(format(Unit::Count, 12), "12");
+        // Regression: zero divides by every unit and once printed as `0E`.
+        assert_eq!(format(Unit::Count, 0), "0");
+        assert_eq!(format(Unit::Cpu, 0), "0");
         assert_eq!(format(Unit::Cpu, 2500), "2500m");
         assert_eq!(format(Unit::Cpu, 3000), "3");
     }

@@ -308,6 +308,32 @@ pub enum LeakReason {
     },
 }
 
+impl fmt::Display for LeakReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeakReason::LeaseExpired { expired_at } => write!(f, "lease expired at {expired_at}"),
+            LeakReason::TaskFinished { finished_at } => write!(f, "task finished at {finished_at}"),
+        }
+    }
+}
+
+impl fmt::Display for Leak {
+    /// `alloc#2 on agent#2 for task#7 (cpu=1): task finished at t+12.000s, overdue 300s`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {}", self.allocation, self.agent)?;
+        if let Some(t) = self.task {
+            write!(f, " for {t}")?;
+        }
+        write!(
+            f,
+            " ({}): {}, overdue {}s",
+            self.resources,
+            self.reason,
+            self.overdue.as_secs()
+        )
+    }
+}
+
 /// An allocation held past its lease or past its task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -9,6 +9,7 @@
 //! `agent`, `task`, `assignment` or anything above them.
 
 mod amount;
+mod bump;
 mod error;
 mod ewma;
 mod ledger;
@@ -17,13 +18,13 @@ mod resources;
 mod static_predictor;
 
 pub use error::{AmountError, LedgerError, PredictorError, ResourceError};
-pub use ewma::{EwmaConfig, EwmaPredictor};
+pub use ewma::{EwmaConfig, EwmaPredictor, EwmaSnapshot};
 pub use ledger::{
-    AgentAvailability, AgentCapacity, AgentUsage, Allocation, AllocationRequest, Grant,
-    HeavyUser, LEDGER_SNAPSHOT_VERSION, Leak, LeakReason, LedgerConfig, LedgerSnapshot,
-    Released, RequestOutcome, ResourceLedger, ResourceUsage, UsageReport, WaitingRequest,
+    AgentAvailability, AgentCapacity, AgentUsage, Allocation, AllocationRequest, Grant, HeavyUser,
+    LEDGER_SNAPSHOT_VERSION, Leak, LeakReason, LedgerConfig, LedgerSnapshot, Released,
+    RequestOutcome, ResourceLedger, ResourceUsage, UsageReport, WaitingRequest,
 };
-pub use percentile::{PercentileConfig, PercentilePredictor};
+pub use percentile::{PercentileConfig, PercentilePredictor, PercentileSnapshot};
 pub use resources::{ExtendedName, ResourceName, Resources};
 pub use static_predictor::StaticPredictor;
 

@@ -199,16 +199,14 @@ impl Resources {
             ResourceName::Cpu => self.cpu = amount,
             ResourceName::Memory => self.memory = amount,
             ResourceName::Storage => self.storage = amount,
-            ResourceName::Extended(n) => {
-                match self.extended.binary_search_by(|(k, _)| k.cmp(n)) {
-                    Ok(i) if amount == 0 => {
-                        self.extended.remove(i);
-                    }
-                    Ok(i) => self.extended[i].1 = amount,
-                    Err(_) if amount == 0 => {}
-                    Err(i) => self.extended.insert(i, (n.clone(), amount)),
+            ResourceName::Extended(n) => match self.extended.binary_search_by(|(k, _)| k.cmp(n)) {
+                Ok(i) if amount == 0 => {
+                    self.extended.remove(i);
                 }
-            }
+                Ok(i) => self.extended[i].1 = amount,
+                Err(_) if amount == 0 => {}
+                Err(i) => self.extended.insert(i, (n.clone(), amount)),
+            },
         }
     }
 
@@ -293,9 +291,13 @@ impl Resources {
             .collect();
         ext.sort();
         ext.dedup();
-        [ResourceName::Cpu, ResourceName::Memory, ResourceName::Storage]
-            .into_iter()
-            .chain(ext.into_iter().map(|n| ResourceName::Extended(n.clone())))
+        [
+            ResourceName::Cpu,
+            ResourceName::Memory,
+            ResourceName::Storage,
+        ]
+        .into_iter()
+        .chain(ext.into_iter().map(|n| ResourceName::Extended(n.clone())))
     }
 
     /// Whether `self` fits within `capacity`: every amount is at most the capacity's.
@@ -359,7 +361,9 @@ impl Resources {
     }
 
     fn zip_infallible(&self, other: &Resources, f: impl Fn(u64, u64) -> u64) -> Resources {
-        match self.zip(other, |_, a, b| Ok::<u64, std::convert::Infallible>(f(a, b))) {
+        match self.zip(other, |_, a, b| {
+            Ok::<u64, std::convert::Infallible>(f(a, b))
+        }) {
             Ok(r) => r,
             Err(never) => match never {},
         }
@@ -387,10 +391,13 @@ impl Resources {
                 let cap = capacity.get(&name);
                 (cap > 0).then(|| (name, v as f64 / cap as f64))
             })
-            .fold(None, |best: Option<(ResourceName, f64)>, (n, s)| match best {
-                Some((_, b)) if b >= s => best,
-                _ => Some((n, s)),
-            })
+            .fold(
+                None,
+                |best: Option<(ResourceName, f64)>, (n, s)| match best {
+                    Some((_, b)) if b >= s => best,
+                    _ => Some((n, s)),
+                },
+            )
     }
 }
 

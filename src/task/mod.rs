@@ -29,9 +29,7 @@ use crate::resource::Resources;
 /// assert!(Priority::CRITICAL > Priority::HIGH);
 /// assert_eq!(Priority::default(), Priority::NORMAL);
 /// ```
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Priority(pub u32);
 

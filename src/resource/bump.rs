@@ -1,0 +1,594 @@
+//! What the learning predictors ([`EwmaPredictor`](super::EwmaPredictor) and
+//! [`PercentilePredictor`](super::PercentilePredictor)) share: learning per task kind
+//! and per resource ([`Learner`], generic over the [`Estimator`] that tells them
+//! apart), the damped exhaustion bump, rounding to whole units, setting checks and the
+//! snapshot format.
+//!
+//! # The exhaustion bump, and why it is damped
+//!
+//! A task that ran out of a resource used at least what it was given, so its usage is
+//! a lower bound on its need. The Kubernetes vertical pod autoscaler answers an OOM
+//! kill by recording a memory sample of `max(used * 1.2, used + 100MB)`, where `used`
+//! includes the request it had set itself. A workload that keeps running out (a leak,
+//! a cap below its real peak) then feeds the recommender its own inflated output, and
+//! users report the recommendation climbing without bound
+//! (kubernetes/autoscaler#9521, #1182).
+//!
+//! Here the `n`-th consecutive exhaustion of one resource by one kind of task (counting
+//! from zero) aims the next prediction at `level * (1 + b * d^n)` where `b` is the
+//! initial bump and `d` its decay, `level` is the usage reported (or, when the host
+//! reported no usage, the current prediction) and the target is capped by an optional
+//! per-resource ceiling. The target *includes* the safety margin: the sample learned is
+//! `target / (1 + margin)`, never below what was already learned, so the margin does
+//! not compound from one exhaustion to the next. An observation that does not name the
+//! resource as exhausted resets its count.
+//!
+//! A run of exhaustions each at the predicted level therefore multiplies the prediction
+//! by at most `prod (1 + b * d^n) <= exp(b / (1 - d))` in total: with the defaults
+//! (`b = 0.2`, `d = 0.5`) at most about 1.42 times where the run started (for the
+//! percentile predictor, or the largest usage recorded times `1 + margin` if that is
+//! higher), however long the run is.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::PredictorError;
+use super::resources::{ResourceName, Resources};
+use super::{Observation, Prediction};
+use crate::clock::Timestamp;
+use crate::id::normalize_name;
+
+/// The snapshot version the learning predictors write and read.
+pub(crate) const SNAPSHOT_VERSION: u32 = 1;
+
+/// The key a task kind is learned under: trimmed, ASCII lowercase.
+pub(crate) fn kind_key(kind: &str) -> Cow<'_, str> {
+    let trimmed = kind.trim();
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
+}
+
+/// Validates the name of a task kind given its own configuration; returns its key.
+pub(crate) fn checked_kind(kind: &str) -> Result<String, PredictorError> {
+    Ok(normalize_name("task kind", kind)?.to_string())
+}
+
+/// Rounds an amount up to whole base units, saturating at `u64::MAX`. Not a number and
+/// amounts at or below zero give zero; an amount within floating-point noise of a whole
+/// number is that number (so `100 * 1.15` is 115, not 116).
+pub(crate) fn to_units(v: f64) -> u64 {
+    if v.is_nan() || v <= 0.0 {
+        return 0;
+    }
+    let nearest = v.round();
+    let rounded = if (v - nearest).abs() <= nearest * 1e-12 {
+        nearest
+    } else {
+        v.ceil()
+    };
+    // `as` saturates at u64::MAX for larger values.
+    rounded as u64
+}
+
+/// `Ok` if `ok`, else [`PredictorError::InvalidConfig`] naming the setting and value.
+pub(crate) fn check(
+    setting: &'static str,
+    value: f64,
+    ok: bool,
+    expected: &'static str,
+) -> Result<(), PredictorError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(PredictorError::InvalidConfig {
+            setting,
+            value,
+            expected,
+        })
+    }
+}
+
+/// Checks a safety margin: finite and not negative.
+pub(crate) fn check_margin(margin: f64) -> Result<(), PredictorError> {
+    check(
+        "margin",
+        margin,
+        margin.is_finite() && margin >= 0.0,
+        "finite, >= 0",
+    )
+}
+
+/// The exhaustion settings of one configuration, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bump<'a> {
+    /// The first bump of a run, `b`.
+    pub(crate) initial: f64,
+    /// The factor each further bump of a run is multiplied by, `d`.
+    pub(crate) decay: f64,
+    /// How many ordinary observations one exhaustion counts as (infinite: it replaces
+    /// what was learned).
+    pub(crate) weight: f64,
+    /// Per-resource caps on the level a bump may aim at (zero: none).
+    pub(crate) ceiling: &'a Resources,
+    /// The configuration's safety margin.
+    pub(crate) margin: f64,
+}
+
+impl Bump<'_> {
+    /// Checks the exhaustion settings.
+    pub(crate) fn validate(&self) -> Result<(), PredictorError> {
+        check(
+            "exhaustion_bump",
+            self.initial,
+            self.initial.is_finite() && self.initial >= 0.0,
+            "finite, >= 0",
+        )?;
+        check(
+            "exhaustion_bump_decay",
+            self.decay,
+            (0.0..1.0).contains(&self.decay),
+            "in [0, 1)",
+        )
+    }
+
+    /// The bump of the `streak`-th consecutive exhaustion (counting from zero).
+    pub(crate) fn bump(&self, streak: u32) -> f64 {
+        // Streaks past i32::MAX (two billion exhaustions in a row) keep the smallest
+        // bump, which is zero for any decay the checks allow short of 1 - 1e-8.
+        let n = i32::try_from(streak).unwrap_or(i32::MAX);
+        self.initial * self.decay.powi(n)
+    }
+
+    /// The sample to learn for `resource` after its `streak`-th consecutive
+    /// exhaustion, given the reported `usage` and the current margin-free `estimate`
+    /// (if anything was learned). `None` when there is nothing to scale: no usage
+    /// reported and nothing learned.
+    pub(crate) fn sample(
+        &self,
+        resource: &ResourceName,
+        streak: u32,
+        usage: u64,
+        estimate: Option<f64>,
+    ) -> Option<f64> {
+        let with_margin = 1.0 + self.margin;
+        let level = if usage > 0 {
+            usage as f64
+        } else {
+            estimate? * with_margin
+        };
+        let mut target = level * (1.0 + self.bump(streak));
+        let cap = self.ceiling.get(resource);
+        if cap > 0 {
+            // The ceiling caps the bump, never the usage that was observed.
+            target = target.min((cap as f64).max(level));
+        }
+        let learned = estimate.unwrap_or(0.0);
+        Some((target / with_margin).max(learned))
+    }
+}
+
+/// The most a run of exhaustions, each at the predicted level, can multiply a
+/// prediction by: `prod_{n >= 0} (1 + b * d^n)`, which is below `exp(b / (1 - d))`.
+pub(crate) fn growth_bound(initial: f64, decay: f64) -> f64 {
+    if !(initial.is_finite() && initial >= 0.0 && (0.0..1.0).contains(&decay)) {
+        return f64::INFINITY;
+    }
+    let mut product = 1.0;
+    let mut term = initial;
+    let mut n = 0u32;
+    while term > 1e-17 && n < 100_000 {
+        product *= 1.0 + term;
+        term *= decay;
+        n += 1;
+    }
+    // The rest of the product is below exp(term / (1 - d)): keep the result an upper
+    // bound even when the loop stopped early.
+    product * (term / (1.0 - decay)).exp()
+}
+
+/// A configuration of a learning predictor.
+pub(crate) trait LearnerConfig:
+    fmt::Debug + Clone + Default + PartialEq + Send + Sync + Serialize + DeserializeOwned + 'static
+{
+    /// Checks every setting.
+    fn validate(&self) -> Result<(), PredictorError>;
+    /// The safety margin predictions are multiplied by (`1 + margin`).
+    fn margin(&self) -> f64;
+    /// The exhaustion settings.
+    fn bump(&self) -> Bump<'_>;
+}
+
+/// What a learning predictor keeps for one task kind and resource, and how it learns.
+pub(crate) trait Estimator:
+    fmt::Debug + Clone + PartialEq + Send + Sync + Serialize + DeserializeOwned + 'static
+{
+    /// The predictor's configuration.
+    type Config: LearnerConfig;
+
+    /// Nothing learned yet.
+    fn new(config: &Self::Config) -> Self;
+
+    /// The margin-free estimate, or `None` if nothing was learned.
+    fn estimate(&self, config: &Self::Config) -> Option<f64>;
+
+    /// Learns `value` (finite, not negative), counting as `weight` observations made at
+    /// `at`.
+    fn record(&mut self, config: &Self::Config, value: f64, weight: f64, at: Timestamp);
+
+    /// Whether state learned under `old` means the same under `new`.
+    fn compatible(old: &Self::Config, new: &Self::Config) -> bool {
+        let _ = (old, new);
+        true
+    }
+
+    /// Checks state read from a snapshot, saying what is wrong.
+    fn check(&self, config: &Self::Config) -> Result<(), String>;
+}
+
+/// One resource of one task kind: the estimator and the exhaustion run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "E: Estimator", deny_unknown_fields)]
+pub(crate) struct Learned<E> {
+    /// Consecutive observations that named this resource as exhausted.
+    #[serde(default)]
+    exhausted_streak: u32,
+    /// What was learned.
+    learned: E,
+}
+
+/// Everything learned about one task kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "E: Estimator", deny_unknown_fields)]
+pub(crate) struct KindState<E> {
+    /// Observations of this kind.
+    observations: u64,
+    /// Per resource, in [`Resources::iter`] order.
+    resources: BTreeMap<ResourceName, Learned<E>>,
+}
+
+impl<E> KindState<E> {
+    fn new() -> Self {
+        KindState {
+            observations: 0,
+            resources: BTreeMap::new(),
+        }
+    }
+}
+
+/// A learning predictor's state: configurations and what was learned, per task kind.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Learner<E: Estimator> {
+    config: E::Config,
+    kind_configs: BTreeMap<String, E::Config>,
+    kinds: BTreeMap<String, KindState<E>>,
+}
+
+impl<E: Estimator> Default for Learner<E> {
+    fn default() -> Self {
+        Learner {
+            config: E::Config::default(),
+            kind_configs: BTreeMap::new(),
+            kinds: BTreeMap::new(),
+        }
+    }
+}
+
+impl<E: Estimator> Learner<E> {
+    /// A learner with `config` for every kind.
+    pub(crate) fn new(config: E::Config) -> Result<Self, PredictorError> {
+        config.validate()?;
+        Ok(Learner {
+            config,
+            kind_configs: BTreeMap::new(),
+            kinds: BTreeMap::new(),
+        })
+    }
+
+    /// The configuration of kinds without their own.
+    pub(crate) fn config(&self) -> &E::Config {
+        &self.config
+    }
+
+    /// The configuration in force for `kind`.
+    pub(crate) fn config_for(&self, kind: &str) -> &E::Config {
+        self.kind_configs
+            .get(&*kind_key(kind))
+            .unwrap_or(&self.config)
+    }
+
+    /// Gives `kind` its own configuration, dropping what was learned for it if that
+    /// no longer means the same under the new configuration.
+    pub(crate) fn set_kind_config(
+        &mut self,
+        kind: &str,
+        config: E::Config,
+    ) -> Result<(), PredictorError> {
+        let key = checked_kind(kind)?;
+        config.validate()?;
+        if !E::compatible(self.config_for(&key), &config) {
+            self.kinds.remove(&key);
+        }
+        self.kind_configs.insert(key, config);
+        Ok(())
+    }
+
+    /// How many observations of `kind` were learned from.
+    pub(crate) fn observations(&self, kind: &str) -> u64 {
+        self.kinds
+            .get(&*kind_key(kind))
+            .map_or(0, |k| k.observations)
+    }
+
+    /// Forgets what was learned about `kind`; whether there was anything.
+    pub(crate) fn forget(&mut self, kind: &str) -> bool {
+        self.kinds.remove(&*kind_key(kind)).is_some()
+    }
+
+    /// The prediction for a task of `kind` that asked for `requested`.
+    pub(crate) fn predict(&self, kind: &str, requested: &Resources) -> Prediction {
+        let key = kind_key(kind);
+        let Some(state) = self.kinds.get(&*key) else {
+            return Prediction::new(requested.clone(), 0);
+        };
+        let config = self.kind_configs.get(&*key).unwrap_or(&self.config);
+        let scale = 1.0 + config.margin();
+        // Requested resources not learned keep the requested amount; learned ones,
+        // requested or not, take the estimate.
+        let mut out = requested.clone();
+        for (name, learned) in &state.resources {
+            if let Some(e) = learned.learned.estimate(config) {
+                out.set(name, to_units(e * scale));
+            }
+        }
+        Prediction::new(out, state.observations)
+    }
+
+    /// Learns from one finished task of `kind`.
+    pub(crate) fn observe(&mut self, kind: &str, observation: &Observation) {
+        let key = kind_key(kind);
+        let config = self.kind_configs.get(&*key).unwrap_or(&self.config);
+        if !self.kinds.contains_key(&*key) {
+            self.kinds
+                .insert(key.clone().into_owned(), KindState::new());
+        }
+        let Some(state) = self.kinds.get_mut(&*key) else {
+            return;
+        };
+        state.observations = state.observations.saturating_add(1);
+        let bump = config.bump();
+        // Resources already learned take this observation's usage, zero included.
+        for (name, learned) in state.resources.iter_mut() {
+            learn(learned, name, observation, config, &bump, &key);
+        }
+        // Then resources this kind reports for the first time.
+        let new_names = observation
+            .usage
+            .iter()
+            .map(|(name, _)| name)
+            .chain(observation.exhausted.iter().cloned());
+        for name in new_names {
+            if state.resources.contains_key(&name) {
+                continue;
+            }
+            let mut learned = Learned {
+                exhausted_streak: 0,
+                learned: E::new(config),
+            };
+            if learn(&mut learned, &name, observation, config, &bump, &key) {
+                state.resources.insert(name, learned);
+            }
+        }
+    }
+
+    /// What a snapshot holds.
+    pub(crate) fn snapshot(&self) -> SnapshotData<E> {
+        SnapshotData {
+            version: SNAPSHOT_VERSION,
+            config: self.config.clone(),
+            kind_configs: self.kind_configs.clone(),
+            kinds: self.kinds.clone(),
+        }
+    }
+
+    /// The learner a checked snapshot describes.
+    pub(crate) fn restore(data: SnapshotData<E>) -> Self {
+        Learner {
+            config: data.config,
+            kind_configs: data.kind_configs,
+            kinds: data.kinds,
+        }
+    }
+}
+
+/// Learns one resource's share of `observation`; whether anything was recorded.
+fn learn<E: Estimator>(
+    learned: &mut Learned<E>,
+    name: &ResourceName,
+    observation: &Observation,
+    config: &E::Config,
+    bump: &Bump<'_>,
+    kind: &str,
+) -> bool {
+    let usage = observation.usage.get(name);
+    if !observation.exhausted.contains(name) {
+        learned.exhausted_streak = 0;
+        learned
+            .learned
+            .record(config, usage as f64, 1.0, observation.at);
+        return true;
+    }
+    let streak = learned.exhausted_streak;
+    let estimate = learned.learned.estimate(config);
+    let Some(sample) = bump.sample(name, streak, usage, estimate) else {
+        return false;
+    };
+    tracing::debug!(
+        task.kind = kind,
+        resource.name = %name,
+        resource.usage = usage,
+        bump.streak = streak,
+        bump.sample = sample,
+        "exhausted resource bumped"
+    );
+    learned
+        .learned
+        .record(config, sample, bump.weight, observation.at);
+    learned.exhausted_streak = streak.saturating_add(1);
+    true
+}
+
+/// The serialized form of a learning predictor: versioned, configurations included,
+/// so that a restored predictor reads its state exactly as it was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "E: Estimator", deny_unknown_fields)]
+pub(crate) struct SnapshotData<E: Estimator> {
+    version: u32,
+    config: E::Config,
+    #[serde(default)]
+    kind_configs: BTreeMap<String, E::Config>,
+    #[serde(default)]
+    kinds: BTreeMap<String, KindState<E>>,
+}
+
+impl<E: Estimator> SnapshotData<E> {
+    /// Checks that the snapshot is one this version wrote and is consistent.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "unsupported predictor snapshot version {} (expected {SNAPSHOT_VERSION})",
+                self.version
+            ));
+        }
+        self.config.validate().map_err(|e| e.to_string())?;
+        for (kind, config) in &self.kind_configs {
+            match checked_kind(kind) {
+                Ok(key) if key == *kind => {}
+                Ok(_) => return Err(format!("task kind {kind:?} is not normalized")),
+                Err(e) => return Err(e.to_string()),
+            }
+            config
+                .validate()
+                .map_err(|e| format!("task kind {kind}: {e}"))?;
+        }
+        for (kind, state) in &self.kinds {
+            if kind_key(kind) != kind.as_str() {
+                return Err(format!("task kind {kind:?} is not normalized"));
+            }
+            let config = self.kind_configs.get(kind).unwrap_or(&self.config);
+            for (name, learned) in &state.resources {
+                learned
+                    .learned
+                    .check(config)
+                    .map_err(|e| format!("task kind {kind}, resource {name}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Learned numbers as their IEEE 754 bit patterns in serde data: every format, JSON
+/// parsers that do not round-trip floats included, restores them bit for bit.
+pub(crate) mod f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(v.to_bits())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(f64::from_bits(u64::deserialize(d)?))
+    }
+}
+
+/// Optional learned numbers as IEEE 754 bit patterns (see [`f64_bits`]).
+pub(crate) mod opt_f64_bits {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(&v.to_bits()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(f64::from_bits))
+    }
+}
+
+/// Durations as integer milliseconds in serde data (the crate's convention).
+pub(crate) mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_units_rounds_up_but_ignores_float_noise() {
+        assert_eq!(to_units(f64::NAN), 0);
+        assert_eq!(to_units(-3.0), 0);
+        assert_eq!(to_units(0.2), 1);
+        assert_eq!(to_units(100.0 * 1.15), 115);
+        assert_eq!(to_units(100.5), 101);
+        assert_eq!(to_units(f64::INFINITY), u64::MAX);
+        assert_eq!(to_units(1e30), u64::MAX);
+    }
+
+    #[test]
+    fn kind_keys_are_trimmed_and_lowercased() {
+        assert_eq!(kind_key(" Deploy "), "deploy");
+        assert!(matches!(kind_key("deploy"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn growth_bound_is_the_product_and_below_the_exponential() {
+        let g = growth_bound(0.2, 0.5);
+        assert!(g > 1.2 * 1.1 * 1.05 * 1.025);
+        assert!(g < (0.4f64).exp());
+        assert_eq!(growth_bound(0.2, 0.0), 1.2);
+        assert_eq!(growth_bound(0.0, 0.5), 1.0);
+    }
+
+    #[test]
+    fn bump_samples_do_not_compound_the_margin() {
+        let none = Resources::new();
+        let b = Bump {
+            initial: 0.2,
+            decay: 0.5,
+            weight: 10.0,
+            ceiling: &none,
+            margin: 0.15,
+        };
+        // Exhausted at the predicted level 115 (estimate 100): learn 100 * 1.2.
+        let s = b
+            .sample(&ResourceName::Memory, 0, 115, Some(100.0))
+            .unwrap();
+        assert!((s - 120.0).abs() < 1e-9);
+        // No usage reported: bump from the prediction.
+        let s = b.sample(&ResourceName::Memory, 1, 0, Some(100.0)).unwrap();
+        assert!((s - 110.0).abs() < 1e-9);
+        assert_eq!(b.sample(&ResourceName::Memory, 0, 0, None), None);
+        // Usage below what was learned never lowers it.
+        let s = b.sample(&ResourceName::Memory, 0, 10, Some(100.0)).unwrap();
+        assert_eq!(s, 100.0);
+    }
+}
