@@ -73,10 +73,12 @@
 #![warn(rust_2018_idioms)]
 
 pub mod agent;
+pub mod assignment;
 pub mod clock;
 pub mod error;
 mod hash;
 pub mod id;
+pub mod policy;
 pub mod resource;
 pub mod task;
 

@@ -4,6 +4,8 @@
 //! well under a minute on two cores.
 
 mod amounts;
+mod lap;
 mod ledger;
+mod policy;
 mod predictors;
 mod registry;

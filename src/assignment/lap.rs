@@ -1,0 +1,1 @@
+//! Linear assignment solvers (being written).

@@ -1,0 +1,3 @@
+//! Assignment (being written).
+
+pub mod lap;

@@ -1,0 +1,1 @@
+//! Properties of the linear assignment solvers (being written).
