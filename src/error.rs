@@ -5,6 +5,7 @@
 
 use crate::agent::{AgentError, RegistryError};
 use crate::id::AgentId;
+use crate::policy::PolicyError;
 pub use crate::id::NameError;
 use crate::resource::{LedgerError, PredictorError, ResourceError};
 use crate::task::TaskError;
@@ -37,6 +38,9 @@ pub enum Error {
         #[source]
         source: AgentError,
     },
+    /// A policy set was misconfigured.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
     /// A task could not be analyzed.
     #[error(transparent)]
     Task(#[from] TaskError),

@@ -90,6 +90,10 @@ pub use agent::{
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use error::{Error, Result};
 pub use id::{AgentId, AllocationId, Capability, NameError, RequestId, Role, TaskId};
+pub use policy::{
+    DutyLog, PolicyContext, PolicyEnforcer, PolicyEnforcerExt, PolicyError, PolicyRule, PolicySet,
+    Proposal, Severity, SystemMode, Violation,
+};
 pub use resource::{
     AllocationRequest, LedgerError, ResourceError, ResourceLedger, ResourceName, ResourcePredictor,
     Resources,

@@ -1,0 +1,203 @@
+//! [`PolicyContext`]: what rules may look at, and the [`SystemMode`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{DutyLog, Proposal};
+use crate::agent::{AgentRegistry, AgentView};
+use crate::clock::Timestamp;
+use crate::id::AgentId;
+use crate::resource::ResourceLedger;
+
+/// The mode the whole system is in: the seed's safe mode (section 2.2, "System-Wide
+/// Agent Failure": activate safe mode, stop new task assignments, recover, exit safe
+/// mode).
+///
+/// ```
+/// use concord::policy::SystemMode;
+///
+/// assert_eq!(SystemMode::default(), SystemMode::Normal);
+/// assert!(!SystemMode::SafeMode.admits_new_assignments());
+/// assert_eq!(SystemMode::SafeMode.to_string(), "safe_mode");
+/// ```
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SystemMode {
+    /// Everything runs; new work is assigned.
+    #[default]
+    Normal,
+    /// A global stop: no new work is assigned, running work is preserved.
+    SafeMode,
+    /// Leaving safe mode: agents are restarted incrementally and recovery is
+    /// validated; only recovery work is assigned.
+    Recovery,
+}
+
+impl SystemMode {
+    /// Every mode, in declaration order.
+    pub const ALL: [SystemMode; 3] = [
+        SystemMode::Normal,
+        SystemMode::SafeMode,
+        SystemMode::Recovery,
+    ];
+
+    /// Whether ordinary new work may be assigned: only in [`Normal`](Self::Normal).
+    pub const fn admits_new_assignments(self) -> bool {
+        matches!(self, SystemMode::Normal)
+    }
+
+    /// The mode's name, as serialized (`normal`, `safe_mode`, `recovery`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SystemMode::Normal => "normal",
+            SystemMode::SafeMode => "safe_mode",
+            SystemMode::Recovery => "recovery",
+        }
+    }
+}
+
+impl fmt::Display for SystemMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+static NO_DUTIES: DutyLog = DutyLog::new();
+
+/// What a [`PolicyEnforcer`](super::PolicyEnforcer) may look at when it validates a
+/// [`Proposal`]: borrowed, read-only views of the coordinator's state.
+///
+/// - the [`AgentRegistry`]: agents' status, profile, running tasks and slots;
+/// - the [`ResourceLedger`]: agents' capacity and what they hold;
+/// - the [`SystemMode`] (default [`Normal`](SystemMode::Normal));
+/// - the [`DutyLog`] of duties done so far (default empty);
+/// - the proposals accepted earlier in the same batch (default none), which the
+///   registry and ledger do not show yet: rules count them as if they had started;
+/// - the current time, if the caller gives it (no built-in rule needs it; host rules
+///   about time windows or deadlines do, and must not read a clock themselves).
+///
+/// Cheap to copy. Validating a batch means accepting proposals one at a time and
+/// handing the accepted ones to the next call:
+///
+/// ```
+/// use concord::agent::{AgentProfile, AgentRegistry};
+/// use concord::policy::{PolicyContext, PolicyEnforcerExt, PolicySet, Proposal};
+/// use concord::{AgentId, ResourceLedger, TaskId, Timestamp};
+///
+/// let agent = AgentId::new(1);
+/// let mut registry = AgentRegistry::new();
+/// registry.register(AgentProfile::new(agent, "ops").with_max_tasks(2), Timestamp::EPOCH)?;
+/// let ledger = ResourceLedger::new();
+///
+/// let policies = PolicySet::default();
+/// let mut accepted = Vec::new();
+/// for task in 1..=3 {
+///     let proposal = Proposal::new(TaskId::new(task), "build", agent);
+///     let ctx = PolicyContext::new(&registry, &ledger).with_pending(&accepted);
+///     if policies.permits(&proposal, &ctx) {
+///         accepted.push(proposal);
+///     }
+/// }
+/// // Two slots: the third task is refused.
+/// assert_eq!(accepted.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyContext<'a> {
+    registry: &'a AgentRegistry,
+    ledger: &'a ResourceLedger,
+    mode: SystemMode,
+    duties: &'a DutyLog,
+    pending: &'a [Proposal],
+    now: Option<Timestamp>,
+}
+
+impl<'a> PolicyContext<'a> {
+    /// A context over `registry` and `ledger`, in normal mode, with no duty history and
+    /// nothing pending.
+    pub fn new(registry: &'a AgentRegistry, ledger: &'a ResourceLedger) -> Self {
+        PolicyContext {
+            registry,
+            ledger,
+            mode: SystemMode::Normal,
+            duties: &NO_DUTIES,
+            pending: &[],
+            now: None,
+        }
+    }
+
+    /// Sets the system mode.
+    pub fn with_mode(mut self, mode: SystemMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets the duty history.
+    pub fn with_duties(mut self, duties: &'a DutyLog) -> Self {
+        self.duties = duties;
+        self
+    }
+
+    /// Sets the proposals accepted earlier in the same batch.
+    pub fn with_pending(mut self, pending: &'a [Proposal]) -> Self {
+        self.pending = pending;
+        self
+    }
+
+    /// Sets the current time.
+    pub fn with_now(mut self, now: Timestamp) -> Self {
+        self.now = Some(now);
+        self
+    }
+
+    /// The agent registry.
+    pub fn registry(&self) -> &'a AgentRegistry {
+        self.registry
+    }
+
+    /// The resource ledger.
+    pub fn ledger(&self) -> &'a ResourceLedger {
+        self.ledger
+    }
+
+    /// The system mode.
+    pub fn mode(&self) -> SystemMode {
+        self.mode
+    }
+
+    /// The duty history.
+    pub fn duties(&self) -> &'a DutyLog {
+        self.duties
+    }
+
+    /// The proposals accepted earlier in the batch, as given.
+    pub fn pending(&self) -> &'a [Proposal] {
+        self.pending
+    }
+
+    /// The current time, if given.
+    pub fn now(&self) -> Option<Timestamp> {
+        self.now
+    }
+
+    /// The agent, if registered.
+    pub fn agent(&self, agent: AgentId) -> Option<AgentView<'a>> {
+        self.registry.get(agent)
+    }
+
+    /// The pending proposals that would load the same agent as `proposal`, in the
+    /// order given. A pending entry for `proposal`'s own task is skipped, so passing
+    /// a whole batch, the proposal itself included, counts it once.
+    pub fn pending_for<'p>(
+        &self,
+        proposal: &'p Proposal,
+    ) -> impl Iterator<Item = &'a Proposal> + use<'a, 'p> {
+        self.pending
+            .iter()
+            .filter(move |p| p.agent() == proposal.agent() && p.task() != proposal.task())
+    }
+}
