@@ -4,9 +4,10 @@
 //! [`Error`] wraps them all for hosts that want one type.
 
 use crate::agent::{AgentError, RegistryError};
+use crate::assignment::AssignmentError;
 use crate::id::AgentId;
-use crate::policy::PolicyError;
 pub use crate::id::NameError;
+use crate::policy::PolicyError;
 use crate::resource::{LedgerError, PredictorError, ResourceError};
 use crate::task::TaskError;
 
@@ -38,6 +39,9 @@ pub enum Error {
         #[source]
         source: AgentError,
     },
+    /// An assigner refused its input.
+    #[error(transparent)]
+    Assignment(#[from] AssignmentError),
     /// A policy set was misconfigured.
     #[error(transparent)]
     Policy(#[from] PolicyError),

@@ -55,6 +55,8 @@
 //! |---|---|
 //! | Analyze task requirements (1.2) | [`TaskAnalyzer`], [`RuleBasedAnalyzer`], [`Requirements`] |
 //! | Check agent availability (1.2) | [`AgentRegistry::available_agents`], [`AgentStatus`] |
+//! | Assign optimal agents (1.2) | [`assignment::Assigner`], [`assignment::GreedyAssigner`], [`assignment::OptimalAssigner`], [`assignment::Explanation`] |
+//! | Validate assignment (1.2) | [`PolicyEnforcer`], [`PolicySet`], [`Violation`] |
 //! | Agent connectivity, health ping (2.1, 2.3) | [`Agent::health`], [`AgentExt::ping`] |
 //! | Predict resource needs (1.3) | [`ResourcePredictor`], [`resource::PercentilePredictor`], [`resource::EwmaPredictor`], [`resource::StaticPredictor`] |
 //! | Check availability, allocate, queue for later (1.3) | [`ResourceLedger`]: `availability`, `can_allocate`, `allocate`, `request` |
@@ -66,7 +68,7 @@
 //! One module per domain, each with the same shape: its traits and data types, its
 //! default implementations, its error enum. Dependencies point one way: [`clock`],
 //! [`id`], [`error`] and [`resource`] at the bottom; [`task`] above them; [`agent`]
-//! above that.
+//! above that; then [`policy`], then [`assignment`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

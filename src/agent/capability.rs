@@ -230,6 +230,31 @@ impl CapabilitySet {
         missing == 0 && (other.spill.is_empty() || self.spill_is_superset(other))
     }
 
+    /// The first 128 bits as two words, for callers that lay sets out in their own
+    /// arrays (check [`is_spilled`](Self::is_spilled) for the rest).
+    #[inline]
+    pub(crate) fn inline_words(&self) -> [u64; 2] {
+        self.inline
+    }
+
+    /// The lowest bit of `need` that `self` lacks, if any: a few instructions when both
+    /// sets fit inline. The hot path of explaining rejections.
+    #[inline]
+    pub fn first_missing(&self, need: &CapabilitySet) -> Option<CapabilityBit> {
+        let w0 = need.inline[0] & !self.inline[0];
+        if w0 != 0 {
+            return Some(CapabilityBit(w0.trailing_zeros() as usize));
+        }
+        let w1 = need.inline[1] & !self.inline[1];
+        if w1 != 0 {
+            return Some(CapabilityBit(64 + w1.trailing_zeros() as usize));
+        }
+        need.spill.iter().enumerate().find_map(|(k, &w)| {
+            let missing = w & !self.spill.get(k).copied().unwrap_or(0);
+            (missing != 0).then(|| CapabilityBit(128 + 64 * k + missing.trailing_zeros() as usize))
+        })
+    }
+
     /// `is_superset` for the spilled words, out of line: rarely needed.
     fn spill_is_superset(&self, other: &CapabilitySet) -> bool {
         // Neither ends in a zero word, so a longer `other` has a bit `self` lacks.

@@ -921,6 +921,15 @@ impl ResourceLedger {
         agent.min(pool)
     }
 
+    /// What is left of the pool limit on `resource` for new requests (after
+    /// allocations and reservations), or `None` if the pool does not limit it.
+    pub fn pool_available(&self, resource: &ResourceName) -> Option<u64> {
+        let d = self.dim_of(resource)?;
+        (self.pool_limit[d] != u64::MAX).then(|| {
+            (self.pool_limit[d] - self.pool_allocated[d]).saturating_sub(self.pool_reserved[d])
+        })
+    }
+
     /// The free capacity of every agent (see [`free`](Self::free)), in the order they
     /// were added: the seed's `get_resource_availability()`.
     pub fn availability(&self) -> Vec<AgentAvailability> {

@@ -4,6 +4,7 @@
 //! well under a minute on two cores.
 
 mod amounts;
+mod assignment;
 mod lap;
 mod ledger;
 mod policy;

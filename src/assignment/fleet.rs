@@ -1,0 +1,356 @@
+//! [`Fleet`]: the agents an assigner may choose from, laid out for fast matching.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentRegistry, AgentStatus, CapabilityCatalog, CapabilitySet};
+use crate::id::AgentId;
+use crate::resource::{ResourceLedger, ResourceName, Resources};
+use crate::task::Task;
+
+/// How well each agent did each kind of task before: the memory behind affinity
+/// scoring. An exponentially weighted success rate in `[0, 1]` per (kind, agent).
+///
+/// ```
+/// use concord::assignment::AffinityTable;
+/// use concord::AgentId;
+///
+/// let mut t = AffinityTable::default();
+/// t.record("deploy", AgentId::new(1), true);
+/// t.record("deploy", AgentId::new(2), false);
+/// assert!(t.affinity("deploy", AgentId::new(1)) > t.affinity("deploy", AgentId::new(2)));
+/// assert_eq!(t.affinity("build", AgentId::new(1)), 0.0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AffinityTable {
+    /// Weight of the newest outcome, in `(0, 1]`.
+    alpha: f64,
+    table: BTreeMap<String, BTreeMap<AgentId, f64>>,
+}
+
+impl Default for AffinityTable {
+    fn default() -> Self {
+        AffinityTable {
+            alpha: 0.3,
+            table: BTreeMap::new(),
+        }
+    }
+}
+
+impl AffinityTable {
+    /// An empty table where each new outcome weighs `alpha` (clamped to `(0, 1]`; NaN
+    /// means the default 0.3).
+    pub fn with_alpha(alpha: f64) -> Self {
+        let alpha = if alpha.is_nan() {
+            0.3
+        } else {
+            alpha.clamp(f64::MIN_POSITIVE, 1.0)
+        };
+        AffinityTable {
+            alpha,
+            table: BTreeMap::new(),
+        }
+    }
+
+    /// Records that `agent` did a task of `kind`, well or not.
+    pub fn record(&mut self, kind: &str, agent: AgentId, success: bool) {
+        let x = if success { 1.0 } else { 0.0 };
+        let entry = self
+            .table
+            .entry(kind.to_owned())
+            .or_default()
+            .entry(agent)
+            .or_insert(x);
+        *entry += self.alpha * (x - *entry);
+    }
+
+    /// The affinity of `agent` for `kind`: its weighted success rate, zero if it never
+    /// did one.
+    pub fn affinity(&self, kind: &str, agent: AgentId) -> f64 {
+        self.table
+            .get(kind)
+            .and_then(|m| m.get(&agent))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    fn row(&self, kind: &str) -> Option<&BTreeMap<AgentId, f64>> {
+        self.table.get(kind)
+    }
+}
+
+/// A task translated against a [`Fleet`]: bitsets for its roles and capabilities and
+/// dense resource needs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CompiledTask {
+    pub(crate) roles: CapabilitySet,
+    pub(crate) capabilities: CapabilitySet,
+    /// One per fleet dimension.
+    pub(crate) needs: Vec<u64>,
+    /// The dimensions with a non-zero need, and the need.
+    pub(crate) need_dims: Vec<(usize, u64)>,
+    /// False when a role or capability is unknown to the whole fleet.
+    pub(crate) satisfiable: bool,
+    /// The first required role no agent of the fleet has ever had.
+    pub(crate) unknown_role: Option<crate::id::Role>,
+    /// The first required capability no agent of the fleet has ever had.
+    pub(crate) unknown_capability: Option<crate::id::Capability>,
+    /// Whether the role or capability sets have bits past the first 128.
+    pub(crate) spilled: bool,
+    /// Dimensions scored by the resource scorers: cpu, memory and every dimension the
+    /// task needs.
+    pub(crate) scored_dims: Vec<usize>,
+    /// Affinity per agent, aligned with the fleet, when the fleet has an affinity table
+    /// row for the task's kind.
+    pub(crate) affinity: Option<Vec<f64>>,
+}
+
+impl CompiledTask {
+    /// The one role bit required, when exactly one is and the sets are not spilled.
+    pub(crate) fn single_role(&self) -> Option<usize> {
+        let mut bits = self.roles.iter();
+        match (bits.next(), bits.next()) {
+            (Some(b), None) if !self.spilled => Some(b.index()),
+            _ => None,
+        }
+    }
+}
+
+/// The agents an assigner may choose from, as a struct of arrays: statuses, free slots,
+/// role and capability bitsets, free resources per dimension, and history.
+///
+/// Built from an [`AgentRegistry`] (statuses, slots, roles, capabilities) and,
+/// optionally, a [`ResourceLedger`] (free capacity after allocations and
+/// reservations). An agent that is not in the ledger offers its declared capacity, or
+/// unlimited resources if it declared none. The fleet is a copy: assigners never change
+/// it, and it never changes the registry or ledger.
+///
+/// ```
+/// use concord::assignment::Fleet;
+/// use concord::agent::{AgentProfile, AgentRegistry};
+/// use concord::{AgentId, ResourceLedger, Role, Timestamp};
+///
+/// let now = Timestamp::from_secs(0);
+/// let mut registry = AgentRegistry::new();
+/// let mut ledger = ResourceLedger::new();
+/// registry.register(AgentProfile::new(AgentId::new(1), "ops").with_role(Role::new("ops")?), now)?;
+/// ledger.add_agent(AgentId::new(1), &"cpu=4".parse()?)?;
+/// let fleet = Fleet::new(&registry, Some(&ledger));
+/// assert_eq!(fleet.len(), 1);
+/// assert_eq!(fleet.free(AgentId::new(1)).unwrap().cpu_millis(), 4000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub(crate) ids: Vec<AgentId>,
+    pub(crate) status: Vec<AgentStatus>,
+    pub(crate) slots: Vec<u32>,
+    pub(crate) roles: Vec<CapabilitySet>,
+    pub(crate) capabilities: Vec<CapabilitySet>,
+    /// Agent-major, `dims.len()` per agent; `u64::MAX` where unlimited.
+    pub(crate) free: Vec<u64>,
+    /// Agent-major; the total capacity, for utilization scores (0 where unknown).
+    pub(crate) capacity: Vec<u64>,
+    pub(crate) dims: Vec<ResourceName>,
+    /// Whether each agent declared no capacity at all (so has any resource).
+    pub(crate) unlimited: Vec<bool>,
+    /// Per dimension, what the ledger's pool limit leaves; `u64::MAX` where unlimited.
+    pub(crate) pool_free: Vec<u64>,
+    role_catalog: CapabilityCatalog,
+    capability_catalog: CapabilityCatalog,
+    affinity: Option<AffinityTable>,
+}
+
+impl Fleet {
+    /// A fleet of every agent in `registry`, with free resources from `ledger` when
+    /// given.
+    pub fn new(registry: &AgentRegistry, ledger: Option<&ResourceLedger>) -> Self {
+        let mut dims = vec![
+            ResourceName::Cpu,
+            ResourceName::Memory,
+            ResourceName::Storage,
+        ];
+        let mut add_dims = |r: &Resources| {
+            for (name, _) in r.iter() {
+                if !dims.contains(&name) {
+                    dims.push(name);
+                }
+            }
+        };
+        let mut free_of = Vec::with_capacity(registry.len());
+        let mut cap_of = Vec::with_capacity(registry.len());
+        for view in registry.iter() {
+            let id = view.id();
+            let declared = view.profile().capacity().cloned();
+            let (free, cap) =
+                match ledger.and_then(|l| Some((l.free(id).ok()?, l.capacity(id).ok()?))) {
+                    Some((free, cap)) => (Some(free), Some(cap)),
+                    None => (declared.clone(), declared),
+                };
+            if let Some(c) = &cap {
+                add_dims(c);
+            }
+            free_of.push(free);
+            cap_of.push(cap);
+        }
+        let n = dims.len();
+        let mut free = Vec::with_capacity(registry.len() * n);
+        let mut capacity = Vec::with_capacity(registry.len() * n);
+        for (f, c) in free_of.iter().zip(&cap_of) {
+            for d in &dims {
+                free.push(f.as_ref().map_or(u64::MAX, |f| f.get(d)));
+                capacity.push(c.as_ref().map_or(0, |c| c.get(d)));
+            }
+        }
+        let unlimited = free_of.iter().map(Option::is_none).collect();
+        let pool_free = dims
+            .iter()
+            .map(|d| ledger.and_then(|l| l.pool_available(d)).unwrap_or(u64::MAX))
+            .collect();
+        Fleet {
+            ids: registry.ids().to_vec(),
+            status: registry.iter().map(|v| v.status()).collect(),
+            slots: registry.iter().map(|v| v.free_slots()).collect(),
+            roles: registry.iter().map(|v| v.role_bits().clone()).collect(),
+            capabilities: registry
+                .iter()
+                .map(|v| v.capability_bits().clone())
+                .collect(),
+            free,
+            capacity,
+            dims,
+            unlimited,
+            pool_free,
+            role_catalog: registry.role_catalog().clone(),
+            capability_catalog: registry.capability_catalog().clone(),
+            affinity: None,
+        }
+    }
+
+    /// Adds the history that affinity scoring reads.
+    pub fn with_affinity(mut self, affinity: AffinityTable) -> Self {
+        self.affinity = Some(affinity);
+        self
+    }
+
+    /// How many agents the fleet holds (of any status).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the fleet holds no agent.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The agents, in ascending id order.
+    pub fn ids(&self) -> &[AgentId] {
+        &self.ids
+    }
+
+    pub(crate) fn index(&self, agent: AgentId) -> Option<usize> {
+        self.ids.binary_search(&agent).ok()
+    }
+
+    /// What `agent` has free, or `None` if it is not in the fleet. Unlimited
+    /// resources read as `u64::MAX`.
+    pub fn free(&self, agent: AgentId) -> Option<Resources> {
+        let i = self.index(agent)?;
+        let n = self.dims.len();
+        let mut r = Resources::new();
+        for (d, name) in self.dims.iter().enumerate() {
+            r.set(name, self.free[i * n + d]);
+        }
+        Some(r)
+    }
+
+    /// The status of `agent`, or `None` if it is not in the fleet.
+    pub fn status(&self, agent: AgentId) -> Option<AgentStatus> {
+        self.index(agent).map(|i| self.status[i])
+    }
+
+    /// The free task slots of `agent`, or `None` if it is not in the fleet.
+    pub fn free_slots(&self, agent: AgentId) -> Option<u32> {
+        self.index(agent).map(|i| self.slots[i])
+    }
+
+    pub(crate) fn has_affinity(&self) -> bool {
+        self.affinity.is_some()
+    }
+
+    pub(crate) fn role_catalog_len(&self) -> usize {
+        self.role_catalog.len()
+    }
+
+    pub(crate) fn capability_catalog_len(&self) -> usize {
+        self.capability_catalog.len()
+    }
+
+    /// The name of role bit `bit`.
+    pub(crate) fn role_name(&self, bit: usize) -> Option<&str> {
+        self.role_catalog.iter().nth(bit).map(|(_, n)| n)
+    }
+
+    /// The name of capability bit `bit`.
+    pub(crate) fn capability_name(&self, bit: usize) -> Option<&str> {
+        self.capability_catalog.iter().nth(bit).map(|(_, n)| n)
+    }
+
+    /// Translates a task against this fleet into `t`, reusing its buffers, with
+    /// resources laid out as `dims` (the fleet's dimensions, then any the batch adds).
+    pub(crate) fn compile_into(&self, task: &Task, t: &mut CompiledTask, dims: &[ResourceName]) {
+        let req = task.requirements();
+        // Known names become bits; the first unknown one (no agent has it) is kept.
+        t.roles = CapabilitySet::new();
+        t.unknown_role = None;
+        for r in req.roles() {
+            match self.role_catalog.get(r.as_str()) {
+                Some(bit) => {
+                    t.roles.insert(bit);
+                }
+                None => {
+                    t.unknown_role.get_or_insert_with(|| r.clone());
+                }
+            }
+        }
+        t.capabilities = CapabilitySet::new();
+        t.unknown_capability = None;
+        for c in req.capabilities() {
+            match self.capability_catalog.get(c.as_str()) {
+                Some(bit) => {
+                    t.capabilities.insert(bit);
+                }
+                None => {
+                    t.unknown_capability.get_or_insert_with(|| c.clone());
+                }
+            }
+        }
+        t.satisfiable = t.unknown_role.is_none() && t.unknown_capability.is_none();
+        t.spilled = t.roles.is_spilled() || t.capabilities.is_spilled();
+        t.needs.clear();
+        t.needs.resize(dims.len(), 0);
+        t.need_dims.clear();
+        for (name, v) in req.resources().iter() {
+            // Every resource of the batch has a dimension (see `Engine::new`).
+            if let Some(d) = dims.iter().position(|d| *d == name) {
+                t.needs[d] = v;
+                t.need_dims.push((d, v));
+            }
+        }
+        t.scored_dims.clear();
+        t.scored_dims.extend([0, 1]);
+        t.scored_dims
+            .extend(t.need_dims.iter().map(|&(d, _)| d).filter(|&d| d >= 2));
+        t.affinity = self
+            .affinity
+            .as_ref()
+            .and_then(|a| a.row(task.kind()))
+            .map(|row| {
+                self.ids
+                    .iter()
+                    .map(|id| row.get(id).copied().unwrap_or(0.0))
+                    .collect()
+            });
+    }
+}

@@ -1,0 +1,1070 @@
+//! [`GreedyAssigner`]: filter, score, pick the best, one task at a time.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::explain::{Explanation, PluginScore, Rejection, RejectionCount};
+use super::fleet::{CompiledTask, Fleet};
+use super::{
+    Admission, Assigner, AssignmentError, Placement, Plan, Unplaced, check_batch, placement_order,
+};
+use crate::agent::AgentStatus;
+use crate::id::AgentId;
+use crate::task::Task;
+
+/// A host filter: rules an agent in or out for a task, after the built-in filters
+/// (status, slots, roles, capabilities, free resources) have passed it.
+///
+/// # Contract
+/// - Deterministic and cheap; never panics. Called once per (task, agent) pair that
+///   passed the built-in filters.
+///
+/// # Examples
+/// ```
+/// use concord::assignment::{Filter, Fleet};
+/// use concord::{AgentId, Task};
+///
+/// /// Keeps odd-numbered agents for odd-numbered tasks.
+/// #[derive(Debug)]
+/// struct Parity;
+/// impl Filter for Parity {
+///     fn name(&self) -> &str { "parity" }
+///     fn admits(&self, task: &Task, agent: AgentId, _fleet: &Fleet) -> bool {
+///         task.id().get() % 2 == agent.get() % 2
+///     }
+/// }
+/// ```
+pub trait Filter: fmt::Debug + Send + Sync {
+    /// The filter's name, as shown in explanations.
+    fn name(&self) -> &str;
+    /// Whether `agent` may take `task`.
+    fn admits(&self, task: &Task, agent: AgentId, fleet: &Fleet) -> bool;
+}
+
+/// A host scorer: rates an agent for a task, in `[0, 100]` by convention.
+///
+/// # Contract
+/// - Deterministic; returns a finite number (anything else is an
+///   [`AssignmentError::InvalidScore`]); never panics.
+///
+/// # Examples
+/// ```
+/// use concord::assignment::{Fleet, Scorer};
+/// use concord::{AgentId, Task};
+///
+/// /// Prefers lower agent ids, a little.
+/// #[derive(Debug)]
+/// struct Seniority;
+/// impl Scorer for Seniority {
+///     fn name(&self) -> &str { "seniority" }
+///     fn score(&self, _task: &Task, agent: AgentId, _fleet: &Fleet) -> f64 {
+///         100.0 / (1.0 + agent.get() as f64)
+///     }
+/// }
+/// ```
+pub trait Scorer: fmt::Debug + Send + Sync {
+    /// The scorer's name, as shown in explanations.
+    fn name(&self) -> &str;
+    /// How good `agent` is for `task`.
+    fn score(&self, task: &Task, agent: AgentId, fleet: &Fleet) -> f64;
+}
+
+/// Weights of the built-in scorers. Serde data; a weight of zero turns a scorer off.
+///
+/// - `least_allocated`: prefer agents left with the most free (spreads load).
+/// - `most_allocated`: prefer agents left with the least free (bin-packs).
+/// - `balanced`: prefer agents whose resources stay evenly used across dimensions.
+/// - `affinity`: prefer agents that did this kind of task well before.
+///
+/// Resource scorers look at cpu, memory and every resource the task needs, as the
+/// utilization the agent would have after taking the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoreWeights {
+    /// Weight of least-allocated (default 1).
+    pub least_allocated: f64,
+    /// Weight of most-allocated (default 0).
+    pub most_allocated: f64,
+    /// Weight of balanced allocation (default 1).
+    pub balanced: f64,
+    /// Weight of affinity (default 1).
+    pub affinity: f64,
+}
+
+impl Default for ScoreWeights {
+    fn default() -> Self {
+        ScoreWeights {
+            least_allocated: 1.0,
+            most_allocated: 0.0,
+            balanced: 1.0,
+            affinity: 1.0,
+        }
+    }
+}
+
+impl ScoreWeights {
+    /// Spread load: least-allocated and balanced.
+    pub fn spread() -> Self {
+        Self::default()
+    }
+
+    /// Bin-pack: most-allocated and balanced.
+    pub fn bin_pack() -> Self {
+        ScoreWeights {
+            least_allocated: 0.0,
+            most_allocated: 1.0,
+            ..Self::default()
+        }
+    }
+
+    fn entries(&self) -> [(&'static str, f64); 4] {
+        [
+            ("least_allocated", self.least_allocated),
+            ("most_allocated", self.most_allocated),
+            ("balanced", self.balanced),
+            ("affinity", self.affinity),
+        ]
+    }
+}
+
+/// Assigns tasks one at a time in the Kubernetes scheduler's manner: filter the agents
+/// that can take the task, score those that can, take the best (ties to the lowest
+/// agent id), and charge its slot and resources before the next task.
+///
+/// Tasks are placed in priority order (highest first), then by deadline (earliest
+/// first), then in batch order. When an [`Admission`] refuses the best agent, the next
+/// best is tried, and so on.
+///
+/// # Complexity
+/// O(t · a · d) for t tasks, a agents and d resource dimensions, with no allocation per
+/// agent check: the built-in filters are a fused loop over the fleet's arrays, and
+/// scoring runs only on agents that pass them. Host filters and scorers run only on
+/// agents that pass the built-in filters.
+///
+/// # Examples
+/// See the [module documentation](super).
+#[derive(Debug, Clone, Default)]
+pub struct GreedyAssigner {
+    weights: ScoreWeights,
+    filters: Vec<Arc<dyn Filter>>,
+    scorers: Vec<(Arc<dyn Scorer>, f64)>,
+}
+
+impl GreedyAssigner {
+    /// A greedy assigner with the default weights (spread load).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the built-in scorers' weights.
+    pub fn with_weights(mut self, weights: ScoreWeights) -> Self {
+        self.weights = weights;
+        self
+    }
+
+    /// Adds a host filter.
+    pub fn with_filter(mut self, filter: Arc<dyn Filter>) -> Self {
+        self.filters.push(filter);
+        self
+    }
+
+    /// Adds a host scorer with `weight`.
+    pub fn with_scorer(mut self, scorer: Arc<dyn Scorer>, weight: f64) -> Self {
+        self.scorers.push((scorer, weight));
+        self
+    }
+
+    /// The built-in scorers' weights.
+    pub fn weights(&self) -> &ScoreWeights {
+        &self.weights
+    }
+
+    pub(crate) fn validate(&self) -> Result<f64, AssignmentError> {
+        let mut total = 0.0;
+        let builtin = self.weights.entries();
+        let host = self.scorers.iter().map(|(s, w)| (s.name(), *w));
+        for (name, w) in builtin.iter().map(|(n, w)| (*n, *w)).chain(host) {
+            if !w.is_finite() || w < 0.0 {
+                return Err(AssignmentError::InvalidWeight {
+                    name: name.to_owned(),
+                    value: w,
+                });
+            }
+            total += w;
+        }
+        if total <= 0.0 {
+            return Err(AssignmentError::InvalidWeight {
+                name: "all".to_owned(),
+                value: 0.0,
+            });
+        }
+        Ok(total)
+    }
+}
+
+impl Assigner for GreedyAssigner {
+    fn assign(
+        &self,
+        tasks: &[Task],
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+    ) -> Result<Plan, AssignmentError> {
+        check_batch(tasks, fleet)?;
+        let mut engine = Engine::new(self, fleet, tasks)?;
+        // Placements in the order decided (what `admission` sees), and where each task
+        // of the batch ended up.
+        let mut accepted: Vec<Placement> = Vec::new();
+        let mut outcome: Vec<Option<Result<usize, Unplaced>>> = vec![None; tasks.len()];
+        let mut refusals = Vec::new();
+        for k in placement_order(tasks) {
+            let task = &tasks[k];
+            match engine.place(task, admission, &accepted, &mut refusals)? {
+                Ok(p) => {
+                    tracing::trace!(task.id = %task.id(), agent.id = %p.agent, score = p.score, "task placed");
+                    outcome[k] = Some(Ok(accepted.len()));
+                    accepted.push(p);
+                }
+                Err(explanation) => {
+                    tracing::debug!(task.id = %task.id(), why = %explanation, "task not placed");
+                    outcome[k] = Some(Err(Unplaced {
+                        task: task.id(),
+                        explanation,
+                    }));
+                }
+            }
+        }
+        Ok(collect_plan(accepted, outcome, refusals))
+    }
+}
+
+/// Puts placements and unplaced tasks back in batch order.
+pub(crate) fn collect_plan(
+    accepted: Vec<Placement>,
+    outcome: Vec<Option<Result<usize, Unplaced>>>,
+    refusals: Vec<super::Refusal>,
+) -> Plan {
+    let mut accepted: Vec<Option<Placement>> = accepted.into_iter().map(Some).collect();
+    let mut plan = Plan {
+        refusals,
+        ..Plan::default()
+    };
+    for o in outcome.into_iter().flatten() {
+        match o {
+            Ok(idx) => plan.placements.extend(accepted[idx].take()),
+            Err(u) => plan.unplaced.push(u),
+        }
+    }
+    plan
+}
+
+/// An agent index and its score, if there is one.
+type Scored = Option<(usize, f64)>;
+
+/// The statuses, in the order of their reason codes.
+const STATUSES: [AgentStatus; 5] = [
+    AgentStatus::Available,
+    AgentStatus::Busy,
+    AgentStatus::Unhealthy,
+    AgentStatus::Quarantined,
+    AgentStatus::Offline,
+];
+/// Reason code of "no free slot"; role, capability and resource codes follow.
+const NO_SLOT: usize = STATUSES.len();
+
+/// A batch in progress: the fleet's free resources and slots as they are charged, and
+/// the hot columns of the filter loop.
+pub(crate) struct Engine<'a> {
+    cfg: &'a GreedyAssigner,
+    fleet: &'a Fleet,
+    /// The built-in weights in force (affinity off without history).
+    weights: ScoreWeights,
+    /// The fleet's resource dimensions, then those only the batch names.
+    dims: Vec<crate::resource::ResourceName>,
+    /// Per dimension, what the ledger's pool leaves; charged as the batch goes.
+    pool_free: Vec<u64>,
+    pub(crate) weight_sum: f64,
+    agents: usize,
+    /// Free resources, dimension-major: `free[d * agents + i]`.
+    pub(crate) free: Vec<u64>,
+    pub(crate) slots: Vec<u32>,
+    /// Available with a free slot.
+    eligible: Vec<bool>,
+    /// The first 128 role and capability bits of each agent.
+    roles: Vec<[u64; 2]>,
+    caps: Vec<[u64; 2]>,
+    /// Whether some agent has role or capability bits past the first 128 (then the
+    /// exact, slower filter runs).
+    spilled: bool,
+    /// `1 / capacity`, dimension-major; 0 where unknown or unlimited.
+    inv_cap: Vec<f64>,
+    /// One counter per reason code.
+    counts: Vec<u32>,
+    n_roles: usize,
+    n_caps: usize,
+    /// Agents that passed the filters, with their scores (collected only when needed).
+    pub(crate) fits: Vec<(usize, f64)>,
+    task: CompiledTask,
+    /// The role index: the agents playing each role (by bit), ascending.
+    members: Vec<Vec<usize>>,
+    /// Per role bit, how many eligible agents play it.
+    eligible_with_role: Vec<u32>,
+    /// How many agents are eligible.
+    eligible_total: u32,
+    /// Ineligible agents per reason code (statuses and "no free slot").
+    ineligible: [u32; NO_SLOT + 1],
+}
+
+impl<'a> Engine<'a> {
+    pub(crate) fn new(
+        cfg: &'a GreedyAssigner,
+        fleet: &'a Fleet,
+        tasks: &[Task],
+    ) -> Result<Self, AssignmentError> {
+        cfg.validate()?;
+        // Without history, affinity would only add the same zero to every agent and
+        // dilute the scores: it counts only when the fleet has an affinity table.
+        let mut weights = cfg.weights.clone();
+        if !fleet.has_affinity()
+            && weights
+                .entries()
+                .iter()
+                .any(|(n, w)| *n != "affinity" && *w > 0.0)
+        {
+            weights.affinity = 0.0;
+        }
+        let weight_sum = weights.entries().iter().map(|(_, w)| w).sum::<f64>()
+            + cfg.scorers.iter().map(|(_, w)| w).sum::<f64>();
+        // Every resource the batch names gets a dimension: agents that declared no
+        // capacity have any amount of it, the others none.
+        let mut dims = fleet.dims.clone();
+        for task in tasks {
+            for (name, _) in task.requirements().resources().iter() {
+                if !dims.contains(&name) {
+                    dims.push(name);
+                }
+            }
+        }
+        let mut pool_free = fleet.pool_free.clone();
+        pool_free.resize(dims.len(), u64::MAX);
+        // Dimension-major copies (`d * agents + i`): the filter loop reads one
+        // dimension of many agents at a time.
+        let (agents, known) = (fleet.len(), fleet.dims.len());
+        let mut free = vec![0u64; agents * dims.len()];
+        let mut inv_cap = vec![0f64; agents * dims.len()];
+        for i in 0..agents {
+            for d in 0..dims.len() {
+                let (f, c) = if d < known {
+                    (fleet.free[i * known + d], fleet.capacity[i * known + d])
+                } else if fleet.unlimited[i] {
+                    (u64::MAX, 0)
+                } else {
+                    (0, 0)
+                };
+                free[d * agents + i] = f;
+                inv_cap[d * agents + i] = if c == 0 || f == u64::MAX {
+                    0.0
+                } else {
+                    1.0 / c as f64
+                };
+            }
+        }
+        let n_roles = fleet.role_catalog_len();
+        let n_caps = fleet.capability_catalog_len();
+        let counts = vec![0; NO_SLOT + 1 + n_roles + n_caps + dims.len()];
+        let eligible: Vec<bool> = fleet
+            .status
+            .iter()
+            .zip(&fleet.slots)
+            .map(|(s, n)| *s == AgentStatus::Available && *n > 0)
+            .collect();
+        let spilled = fleet
+            .roles
+            .iter()
+            .chain(&fleet.capabilities)
+            .any(|s| s.is_spilled());
+        let mut members = vec![Vec::new(); n_roles];
+        for (i, set) in fleet.roles.iter().enumerate() {
+            for bit in set.iter() {
+                if let Some(m) = members.get_mut(bit.index()) {
+                    m.push(i);
+                }
+            }
+        }
+        Ok(Self {
+            cfg,
+            fleet,
+            weights,
+            dims,
+            pool_free,
+            weight_sum,
+            agents,
+            free,
+            slots: fleet.slots.clone(),
+            eligible,
+            roles: fleet.roles.iter().map(|s| s.inline_words()).collect(),
+            caps: fleet
+                .capabilities
+                .iter()
+                .map(|s| s.inline_words())
+                .collect(),
+            spilled,
+            inv_cap,
+            counts,
+            n_roles,
+            n_caps,
+            fits: Vec::new(),
+            task: CompiledTask::default(),
+            eligible_with_role: vec![0; n_roles],
+            members,
+            eligible_total: 0,
+            ineligible: [0; NO_SLOT + 1],
+        }
+        .with_counters())
+    }
+
+    /// Fills the eligibility counters from the columns.
+    fn with_counters(mut self) -> Self {
+        for i in 0..self.fleet.len() {
+            if self.eligible[i] {
+                self.eligible_total += 1;
+                for bit in self.fleet.roles[i].iter() {
+                    self.eligible_with_role[bit.index()] += 1;
+                }
+            } else {
+                let code = self.status_code(i);
+                self.ineligible[code] += 1;
+            }
+        }
+        self
+    }
+
+    /// The built-in scores of agent `i` for `t`: (least, most, balanced, affinity).
+    #[inline]
+    fn builtin_scores(&self, i: usize, t: &CompiledTask) -> [f64; 4] {
+        let n = self.agents;
+        let mut sum = 0.0;
+        let mut sum_sq = 0.0;
+        for &d in &t.scored_dims {
+            let inv = self.inv_cap[d * n + i];
+            let util = if inv == 0.0 {
+                0.0
+            } else {
+                1.0 - (self.free[d * n + i] - t.needs[d]) as f64 * inv
+            };
+            sum += util;
+            sum_sq += util * util;
+        }
+        let k = t.scored_dims.len() as f64;
+        let mean = sum / k;
+        let w = &self.weights;
+        let balanced = if w.balanced > 0.0 {
+            100.0 * (1.0 - (sum_sq / k - mean * mean).max(0.0).sqrt())
+        } else {
+            0.0
+        };
+        let affinity = t.affinity.as_ref().map_or(0.0, |a| 100.0 * a[i]);
+        [100.0 * (1.0 - mean), 100.0 * mean, balanced, affinity]
+    }
+
+    #[inline]
+    fn builtin_total(&self, i: usize, t: &CompiledTask) -> f64 {
+        let s = self.builtin_scores(i, t);
+        let w = &self.weights;
+        w.least_allocated * s[0] + w.most_allocated * s[1] + w.balanced * s[2] + w.affinity * s[3]
+    }
+
+    /// The reason code of agent `i` for `t`, or `None` if it passes the built-in
+    /// filters. Exact for any number of role and capability bits.
+    pub(crate) fn reject_code(&self, i: usize, t: &CompiledTask) -> Option<usize> {
+        let f = self.fleet;
+        if !self.eligible[i] {
+            return Some(self.status_code(i));
+        }
+        if let Some(bit) = f.roles[i].first_missing(&t.roles) {
+            return Some(NO_SLOT + 1 + bit.index());
+        }
+        if let Some(bit) = f.capabilities[i].first_missing(&t.capabilities) {
+            return Some(NO_SLOT + 1 + self.n_roles + bit.index());
+        }
+        self.short_dim(i, t).map(|d| self.dim_code(d))
+    }
+
+    fn status_code(&self, i: usize) -> usize {
+        let status = self.fleet.status[i];
+        if status == AgentStatus::Available {
+            NO_SLOT
+        } else {
+            STATUSES.iter().position(|s| *s == status).unwrap_or(0)
+        }
+    }
+
+    fn short_dim(&self, i: usize, t: &CompiledTask) -> Option<usize> {
+        t.need_dims
+            .iter()
+            .find(|&&(d, need)| self.free[d * self.agents + i] < need || self.pool_free[d] < need)
+            .map(|&(d, _)| d)
+    }
+
+    fn dim_code(&self, d: usize) -> usize {
+        NO_SLOT + 1 + self.n_roles + self.n_caps + d
+    }
+
+    /// The filter pass over every agent: counts each rejected agent under its reason
+    /// code, and returns the best agent (and the runner-up) among those that fit. With
+    /// `collect`, every agent that fits is also pushed to `fits` with its score.
+    ///
+    /// Agents go 64 at a time: one branch-free pass sets a bit per agent and filter,
+    /// then reasons are counted from the masks with popcounts (per agent only where a
+    /// reason must be told apart, e.g. which of two required capabilities is missing).
+    fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored) {
+        self.counts.iter_mut().for_each(|c| *c = 0);
+        self.fits.clear();
+        let n = self.fleet.len();
+        let mut best: Option<(usize, f64)> = None;
+        let mut second: Option<(usize, f64)> = None;
+        let mut offer = |i: usize, score: f64, fits: &mut Vec<(usize, f64)>| {
+            if collect {
+                fits.push((i, score));
+            }
+            // Strictly better wins: ties stay with the lower id, scanned first.
+            match best {
+                Some((_, b)) if score <= b => {
+                    if second.is_none_or(|(_, s)| score > s) {
+                        second = Some((i, score));
+                    }
+                }
+                _ => {
+                    second = best;
+                    best = Some((i, score));
+                }
+            }
+        };
+        if self.spilled || t.spilled {
+            for i in 0..n {
+                match self.reject_code(i, t) {
+                    Some(code) => self.counts[code] += 1,
+                    None => {
+                        let score = self.builtin_total(i, t);
+                        offer(i, score, &mut self.fits);
+                    }
+                }
+            }
+            return (best, second);
+        }
+        if let Some(role) = t.single_role() {
+            // The role index: only agents playing the role are visited; the eligible
+            // ones that do not play it are counted from the counters.
+            let role_code = NO_SLOT + 1 + role;
+            self.counts[..=NO_SLOT].copy_from_slice(&self.ineligible);
+            self.counts[role_code] = self.eligible_total - self.eligible_with_role[role];
+            let [tc0, tc1] = t.capabilities.inline_words();
+            for &i in &self.members[role] {
+                if !self.eligible[i] {
+                    continue;
+                }
+                let [c0, c1] = self.caps[i];
+                if (c0 & tc0 != tc0) | (c1 & tc1 != tc1) {
+                    let missing = (tc0 & !c0, tc1 & !c1);
+                    let bit = if missing.0 != 0 {
+                        missing.0.trailing_zeros() as usize
+                    } else {
+                        64 + missing.1.trailing_zeros() as usize
+                    };
+                    self.counts[NO_SLOT + 1 + self.n_roles + bit] += 1;
+                    continue;
+                }
+                if let Some(d) = self.short_dim(i, t) {
+                    let code = self.dim_code(d);
+                    self.counts[code] += 1;
+                    continue;
+                }
+                let score = self.builtin_total(i, t);
+                offer(i, score, &mut self.fits);
+            }
+            return (best, second);
+        }
+        let [tr0, tr1] = t.roles.inline_words();
+        let [tc0, tc1] = t.capabilities.inline_words();
+        let single_role = t.roles.len() <= 1;
+        let single_cap = t.capabilities.len() <= 1;
+        let role_code = t.roles.iter().next().map(|b| NO_SLOT + 1 + b.index());
+        let cap_code = t
+            .capabilities
+            .iter()
+            .next()
+            .map(|b| NO_SLOT + 1 + self.n_roles + b.index());
+        let single_dim = t.need_dims.len() <= 1;
+        let mut start = 0;
+        while start < n {
+            let end = (start + 64).min(n);
+            let (em, rm, cm, fm) = self.block_masks(start, end, t, [tr0, tr1], [tc0, tc1]);
+            let all = if end - start == 64 {
+                u64::MAX
+            } else {
+                (1u64 << (end - start)) - 1
+            };
+            for j in Bits(!em & all) {
+                let code = self.status_code(start + j);
+                self.counts[code] += 1;
+            }
+            let no_role = em & !rm;
+            match role_code {
+                Some(code) if single_role => self.counts[code] += no_role.count_ones(),
+                _ => {
+                    for j in Bits(no_role) {
+                        if let Some(code) = self.reject_code(start + j, t) {
+                            self.counts[code] += 1;
+                        }
+                    }
+                }
+            }
+            let no_cap = em & rm & !cm;
+            match cap_code {
+                Some(code) if single_cap => self.counts[code] += no_cap.count_ones(),
+                _ => {
+                    for j in Bits(no_cap) {
+                        if let Some(code) = self.reject_code(start + j, t) {
+                            self.counts[code] += 1;
+                        }
+                    }
+                }
+            }
+            let no_room = em & rm & cm & !fm;
+            match t.need_dims.first() {
+                Some(&(d, _)) if single_dim => {
+                    let code = self.dim_code(d);
+                    self.counts[code] += no_room.count_ones();
+                }
+                _ => {
+                    for j in Bits(no_room) {
+                        if let Some(d) = self.short_dim(start + j, t) {
+                            let code = self.dim_code(d);
+                            self.counts[code] += 1;
+                        }
+                    }
+                }
+            }
+            for j in Bits(em & rm & cm & fm) {
+                let i = start + j;
+                let score = self.builtin_total(i, t);
+                offer(i, score, &mut self.fits);
+            }
+            start = end;
+        }
+        (best, second)
+    }
+
+    /// One bit per agent of `start..end` (at most 64) for each built-in filter:
+    /// eligible, has the roles, has the capabilities, has room. Each mask is one tight
+    /// loop over one column, which the compiler keeps in registers.
+    #[inline]
+    fn block_masks(
+        &self,
+        start: usize,
+        end: usize,
+        t: &CompiledTask,
+        [tr0, tr1]: [u64; 2],
+        [tc0, tc1]: [u64; 2],
+    ) -> (u64, u64, u64, u64) {
+        let all = if end - start == 64 {
+            u64::MAX
+        } else {
+            (1u64 << (end - start)) - 1
+        };
+        let mut em = 0u64;
+        for (j, &e) in self.eligible[start..end].iter().enumerate() {
+            em |= u64::from(e) << j;
+        }
+        let words = |sets: &[[u64; 2]], w0: u64, w1: u64| -> u64 {
+            if w0 == 0 && w1 == 0 {
+                return all;
+            }
+            let mut m = 0u64;
+            if w1 == 0 {
+                for (j, s) in sets[start..end].iter().enumerate() {
+                    m |= u64::from(s[0] & w0 == w0) << j;
+                }
+            } else {
+                for (j, s) in sets[start..end].iter().enumerate() {
+                    m |= u64::from((s[0] & w0 == w0) & (s[1] & w1 == w1)) << j;
+                }
+            }
+            m
+        };
+        let rm = words(&self.roles, tr0, tr1);
+        let cm = words(&self.caps, tc0, tc1);
+        let mut fm = all;
+        for &(d, need) in &t.need_dims {
+            if self.pool_free[d] < need {
+                return (em, rm, cm, 0);
+            }
+            let column = &self.free[d * self.agents + start..d * self.agents + end];
+            let mut m = 0u64;
+            for (j, &f) in column.iter().enumerate() {
+                m |= u64::from(f >= need) << j;
+            }
+            fm &= m;
+        }
+        (em, rm, cm, fm)
+    }
+
+    /// The rejection a reason code stands for.
+    fn rejection(&self, code: usize, task: &Task) -> Rejection {
+        if code < NO_SLOT {
+            return Rejection::Status {
+                status: STATUSES[code],
+            };
+        }
+        if code == NO_SLOT {
+            return Rejection::NoFreeSlot;
+        }
+        let f = self.fleet;
+        let roles = NO_SLOT + 1;
+        let caps = roles + self.n_roles;
+        let dims = caps + self.n_caps;
+        if code < caps {
+            // The task's own `Role` values are shared names: cloning one is cheap.
+            let name = f.role_name(code - roles);
+            if let Some(role) = task
+                .requirements()
+                .roles()
+                .iter()
+                .find(|r| Some(r.as_str()) == name)
+            {
+                return Rejection::MissingRole { role: role.clone() };
+            }
+        } else if code < dims {
+            let name = f.capability_name(code - caps);
+            if let Some(capability) = task
+                .requirements()
+                .capabilities()
+                .iter()
+                .find(|c| Some(c.as_str()) == name)
+            {
+                return Rejection::MissingCapability {
+                    capability: capability.clone(),
+                };
+            }
+        } else if let Some(resource) = self.dims.get(code - dims) {
+            return Rejection::Insufficient {
+                resource: resource.clone(),
+            };
+        }
+        // Codes are only made from the task's own names and the batch's dimensions.
+        Rejection::NoFreeSlot
+    }
+
+    /// Translates `task` against the fleet and the batch's resource dimensions.
+    pub(crate) fn compile_into(&self, task: &Task, t: &mut CompiledTask) {
+        self.fleet.compile_into(task, t, &self.dims);
+    }
+
+    /// Places one task: `Ok(Ok(placement))`, or `Ok(Err(why not))`.
+    pub(crate) fn place(
+        &mut self,
+        task: &Task,
+        admission: &mut dyn Admission,
+        accepted: &[Placement],
+        refusals: &mut Vec<super::Refusal>,
+    ) -> Result<Result<Placement, Explanation>, AssignmentError> {
+        let mut t = std::mem::take(&mut self.task);
+        self.fleet.compile_into(task, &mut t, &self.dims);
+        let result = self.place_compiled(task, &t, admission, accepted, refusals);
+        self.task = t;
+        result
+    }
+
+    /// Filters and scores every agent for a compiled task: the explanation's counts,
+    /// and the best and runner-up agents (when there are no host plugins). With
+    /// `collect`, or with host plugins, `self.fits` holds every agent that fits and its
+    /// score. `None` when the task names something no agent of the fleet has.
+    pub(crate) fn evaluate(
+        &mut self,
+        task: &Task,
+        t: &CompiledTask,
+        collect: bool,
+    ) -> Result<Option<(Explanation, Scored, Scored)>, AssignmentError> {
+        let mut explanation = Explanation {
+            considered: self.fleet.len(),
+            ..Explanation::default()
+        };
+        if !t.satisfiable {
+            return Ok(None);
+        }
+        let simple = self.cfg.filters.is_empty() && self.cfg.scorers.is_empty();
+        let (best, second) = self.scan(t, collect || !simple);
+        let mut counts = self.rejection_counts(task);
+        let fit;
+        if simple && !collect {
+            // Every agent not counted as rejected fits.
+            fit = self.fleet.len() - counts.iter().map(|c| c.count).sum::<usize>();
+        } else if simple {
+            fit = self.fits.len();
+        } else {
+            // Host filters and scorers, on the agents that passed the built-in filters.
+            let mut kept = Vec::with_capacity(self.fits.len());
+            for &(i, total) in &self.fits {
+                let agent = self.fleet.ids[i];
+                if let Some(f) = self
+                    .cfg
+                    .filters
+                    .iter()
+                    .find(|f| !f.admits(task, agent, self.fleet))
+                {
+                    let reason = Rejection::Filter {
+                        filter: f.name().to_owned(),
+                    };
+                    match counts.iter_mut().find(|c| c.reason == reason) {
+                        Some(c) => c.count += 1,
+                        None => counts.push(RejectionCount { reason, count: 1 }),
+                    }
+                    continue;
+                }
+                let mut total = total;
+                for (s, w) in &self.cfg.scorers {
+                    let v = s.score(task, agent, self.fleet);
+                    if !v.is_finite() {
+                        return Err(AssignmentError::InvalidScore {
+                            name: s.name().to_owned(),
+                            task: task.id(),
+                            agent,
+                            value: v,
+                        });
+                    }
+                    total += w * v;
+                }
+                kept.push((i, total));
+            }
+            fit = kept.len();
+            self.fits = kept;
+        }
+        explanation.fit = fit;
+        explanation.set_rejections(counts);
+        Ok(Some((explanation, best, second)))
+    }
+
+    fn place_compiled(
+        &mut self,
+        task: &Task,
+        t: &CompiledTask,
+        admission: &mut dyn Admission,
+        accepted: &[Placement],
+        refusals: &mut Vec<super::Refusal>,
+    ) -> Result<Result<Placement, Explanation>, AssignmentError> {
+        let simple = self.cfg.filters.is_empty() && self.cfg.scorers.is_empty();
+        let Some((mut explanation, best, second)) = self.evaluate(task, t, false)? else {
+            let mut explanation = Explanation {
+                considered: self.fleet.len(),
+                ..Explanation::default()
+            };
+            explanation.set_rejections(self.unsatisfiable_reasons(task, t));
+            return Ok(Err(explanation));
+        };
+
+        // The best first; on a refusal, the rest in score order (ties to the lowest id).
+        if simple {
+            if let Some((i, _)) = best {
+                let runner_up = second.map(|(j, s)| (self.fleet.ids[j], s / self.weight_sum));
+                match self.try_admit(
+                    i,
+                    task,
+                    t,
+                    admission,
+                    accepted,
+                    refusals,
+                    &mut explanation,
+                    runner_up,
+                ) {
+                    Some(p) => return Ok(Ok(p)),
+                    None => {
+                        // Refused: rescan, collecting every fit this time.
+                        self.scan(t, true);
+                        self.fits.retain(|(j, _)| *j != i);
+                    }
+                }
+            }
+        }
+        let mut order = std::mem::take(&mut self.fits);
+        order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (k, &(i, _)) in order.iter().enumerate() {
+            let runner_up = order
+                .get(k + 1)
+                .map(|&(j, s)| (self.fleet.ids[j], s / self.weight_sum));
+            if let Some(p) = self.try_admit(
+                i,
+                task,
+                t,
+                admission,
+                accepted,
+                refusals,
+                &mut explanation,
+                runner_up,
+            ) {
+                self.fits = order;
+                return Ok(Ok(p));
+            }
+        }
+        self.fits = order;
+        Ok(Err(explanation))
+    }
+
+    /// Asks `admission` about agent `i`; commits and returns the placement if admitted,
+    /// else records the refusal.
+    #[allow(clippy::too_many_arguments)]
+    fn try_admit(
+        &mut self,
+        i: usize,
+        task: &Task,
+        t: &CompiledTask,
+        admission: &mut dyn Admission,
+        accepted: &[Placement],
+        refusals: &mut Vec<super::Refusal>,
+        explanation: &mut Explanation,
+        runner_up: Option<(AgentId, f64)>,
+    ) -> Option<Placement> {
+        let agent = self.fleet.ids[i];
+        match admission.admit(task, agent, accepted) {
+            Ok(()) => {
+                let mut e = std::mem::take(explanation);
+                e.runner_up = runner_up;
+                Some(self.commit(i, task, t, e))
+            }
+            Err(refusal) => {
+                explanation.fit = explanation.fit.saturating_sub(1);
+                explanation.reject(Rejection::Policy {
+                    rule: refusal.rule.clone(),
+                });
+                refusals.push(refusal);
+                None
+            }
+        }
+    }
+
+    /// Charges agent `i` for `task` and builds the placement with its explanation.
+    pub(crate) fn commit(
+        &mut self,
+        i: usize,
+        task: &Task,
+        t: &CompiledTask,
+        mut explanation: Explanation,
+    ) -> Placement {
+        let agent = self.fleet.ids[i];
+        let scores = self.builtin_scores(i, t);
+        let mut parts: Vec<PluginScore> = self
+            .weights
+            .entries()
+            .iter()
+            .zip(scores)
+            .filter(|((_, w), _)| *w > 0.0)
+            .map(|((name, w), s)| PluginScore {
+                plugin: (*name).to_owned(),
+                score: s,
+                weight: *w,
+            })
+            .collect();
+        for (s, w) in &self.cfg.scorers {
+            parts.push(PluginScore {
+                plugin: s.name().to_owned(),
+                score: s.score(task, agent, self.fleet),
+                weight: *w,
+            });
+        }
+        let total = parts.iter().map(|p| p.weight * p.score).sum::<f64>() / self.weight_sum;
+        explanation.winner = Some((agent, total));
+        explanation.scores = parts;
+        for &(d, need) in &t.need_dims {
+            let f = &mut self.free[d * self.agents + i];
+            if *f != u64::MAX {
+                *f -= need;
+            }
+            let p = &mut self.pool_free[d];
+            if *p != u64::MAX {
+                *p -= need;
+            }
+        }
+        self.slots[i] -= 1;
+        if self.slots[i] == 0 {
+            self.eligible[i] = false;
+            self.eligible_total -= 1;
+            for bit in self.fleet.roles[i].iter() {
+                self.eligible_with_role[bit.index()] -= 1;
+            }
+            self.ineligible[NO_SLOT] += 1;
+        }
+        Placement {
+            task: task.id(),
+            agent,
+            score: total,
+            explanation,
+        }
+    }
+
+    /// Reasons for a task naming a role or capability no agent of the fleet has: each
+    /// agent under the first filter it fails, as always, with the unknown name after
+    /// the known ones of its kind (no agent has it).
+    fn unsatisfiable_reasons(&mut self, task: &Task, t: &CompiledTask) -> Vec<RejectionCount> {
+        self.counts.iter_mut().for_each(|c| *c = 0);
+        let (mut unknown_role, mut unknown_capability) = (0, 0);
+        for i in 0..self.fleet.len() {
+            if !self.eligible[i] {
+                let code = self.status_code(i);
+                self.counts[code] += 1;
+            } else if let Some(bit) = self.fleet.roles[i].first_missing(&t.roles) {
+                self.counts[NO_SLOT + 1 + bit.index()] += 1;
+            } else if t.unknown_role.is_some() {
+                unknown_role += 1;
+            } else if let Some(bit) = self.fleet.capabilities[i].first_missing(&t.capabilities) {
+                self.counts[NO_SLOT + 1 + self.n_roles + bit.index()] += 1;
+            } else {
+                unknown_capability += 1;
+            }
+        }
+        let mut counts = self.rejection_counts(task);
+        if let Some(role) = &t.unknown_role {
+            counts.push(RejectionCount {
+                reason: Rejection::MissingRole { role: role.clone() },
+                count: unknown_role,
+            });
+        }
+        if let Some(capability) = &t.unknown_capability {
+            counts.push(RejectionCount {
+                reason: Rejection::MissingCapability {
+                    capability: capability.clone(),
+                },
+                count: unknown_capability,
+            });
+        }
+        counts
+    }
+
+    /// The reason counters as rejection counts.
+    fn rejection_counts(&self, task: &Task) -> Vec<RejectionCount> {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(code, c)| RejectionCount {
+                reason: self.rejection(code, task),
+                count: *c as usize,
+            })
+            .collect()
+    }
+}
+
+/// The set bits of a word, lowest first.
+struct Bits(u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let j = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(j)
+    }
+}

@@ -1,1 +1,0 @@
-//! Linear assignment solvers (being written).
