@@ -5,6 +5,7 @@
 
 use crate::agent::{AgentError, RegistryError};
 use crate::assignment::AssignmentError;
+use crate::coordinator::CoordinatorError;
 use crate::id::AgentId;
 pub use crate::id::NameError;
 use crate::policy::PolicyError;
@@ -42,6 +43,9 @@ pub enum Error {
     /// An assigner refused its input.
     #[error(transparent)]
     Assignment(#[from] AssignmentError),
+    /// The coordinator refused an operation.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
     /// A policy set was misconfigured.
     #[error(transparent)]
     Policy(#[from] PolicyError),

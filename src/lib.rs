@@ -57,6 +57,7 @@
 //! | Check agent availability (1.2) | [`AgentRegistry::available_agents`], [`AgentStatus`] |
 //! | Assign optimal agents (1.2) | [`assignment::Assigner`], [`assignment::GreedyAssigner`], [`assignment::OptimalAssigner`], [`assignment::Explanation`] |
 //! | Validate assignment (1.2) | [`PolicyEnforcer`], [`PolicySet`], [`Violation`] |
+//! | The whole procedure in one call | [`coordinator::Coordinator`], [`coordinator::Event`] |
 //! | Agent connectivity, health ping (2.1, 2.3) | [`Agent::health`], [`AgentExt::ping`] |
 //! | Predict resource needs (1.3) | [`ResourcePredictor`], [`resource::PercentilePredictor`], [`resource::EwmaPredictor`], [`resource::StaticPredictor`] |
 //! | Check availability, allocate, queue for later (1.3) | [`ResourceLedger`]: `availability`, `can_allocate`, `allocate`, `request` |
@@ -68,7 +69,7 @@
 //! One module per domain, each with the same shape: its traits and data types, its
 //! default implementations, its error enum. Dependencies point one way: [`clock`],
 //! [`id`], [`error`] and [`resource`] at the bottom; [`task`] above them; [`agent`]
-//! above that; then [`policy`], then [`assignment`].
+//! above that; then [`policy`], then [`assignment`]; [`coordinator`] on top.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -77,6 +78,7 @@
 pub mod agent;
 pub mod assignment;
 pub mod clock;
+pub mod coordinator;
 pub mod error;
 mod hash;
 pub mod id;

@@ -1,0 +1,1156 @@
+//! [`Coordinator`]: the facade that runs the seed's agent assignment procedure in one
+//! call.
+//!
+//! Analyze the task ([`TaskAnalyzer`]) -> predict its needs ([`ResourcePredictor`]) ->
+//! find the agents that can take it ([`Fleet`] over the [`AgentRegistry`] and the
+//! [`ResourceLedger`]) -> pick the best ([`Assigner`]) -> validate it
+//! ([`PolicyEnforcer`], trying the next candidate on a violation) -> allocate its
+//! resources -> return the assignment with its explanation. A task that cannot be
+//! served now for lack of resources or free slots waits in the ledger's fair queue and
+//! is assigned when capacity comes back.
+//!
+//! The coordinator is `Send + Sync`: its state sits behind one `parking_lot` mutex
+//! that is never held across an `.await` (no method here awaits), so many tasks of a
+//! host's runtime can call it at once. Every state change is an [`Event`], kept in
+//! order for the host to drain and journal ([`Coordinator::drain_events`]); with a
+//! [`CoordinatorSnapshot`] and the events after it, a host rebuilds the coordinator
+//! after a crash. This module sits at the top of the crate: nothing imports it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentProfile, AgentRegistry, AgentStatus, RegistryError, RegistrySnapshot};
+use crate::assignment::{
+    Admission, AffinityTable, Assigner, AssignmentError, Explanation, Fleet, GreedyAssigner,
+    Placement, Refusal,
+};
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::id::{AgentId, AllocationId, RequestId, TaskId};
+use crate::policy::{
+    DutyLog, PolicyContext, PolicyEnforcer, PolicySet, Proposal, SystemMode, Violation,
+};
+use crate::resource::{
+    AllocationRequest, Grant, LedgerConfig, LedgerError, LedgerSnapshot, PercentilePredictor,
+    RequestOutcome, ResourceLedger, ResourceName, ResourcePredictor, Resources,
+};
+use crate::task::{RuleBasedAnalyzer, Task, TaskAnalyzer, TaskError};
+
+/// The ledger resource that mirrors task slots, so that a queued task is granted only
+/// when its agent has both the resources and a free slot.
+pub const SLOTS_RESOURCE: &str = "concord.slots";
+
+fn slots_name() -> ResourceName {
+    // A constant, valid name: parsing cannot fail.
+    ResourceName::new(SLOTS_RESOURCE).unwrap_or(ResourceName::Cpu)
+}
+
+/// An error from the [`Coordinator`]. Its state is unchanged whenever one is returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    /// The registry refused.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The ledger refused.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The task could not be analyzed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The assigner refused its input.
+    #[error(transparent)]
+    Assignment(#[from] AssignmentError),
+    /// The task is already assigned or waiting.
+    #[error("{task} is already assigned or waiting")]
+    DuplicateTask {
+        /// The offending task.
+        task: TaskId,
+    },
+    /// The task is neither assigned nor waiting.
+    #[error("{task} is not assigned")]
+    UnknownTask {
+        /// The offending task.
+        task: TaskId,
+    },
+    /// A snapshot is not consistent.
+    #[error("corrupt coordinator snapshot: {reason}")]
+    CorruptSnapshot {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// A task on an agent, with what it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Assignment {
+    /// The task, with the requirements the analyzer and predictor settled on.
+    pub task: Task,
+    /// The agent.
+    pub agent: AgentId,
+    /// The allocation holding its resources and slot.
+    pub allocation: AllocationId,
+    /// The resources allocated (the prediction).
+    pub resources: Resources,
+    /// The agent's score.
+    pub score: f64,
+    /// Why this agent, and why not the others.
+    pub explanation: Explanation,
+    /// Policy findings that did not block (warnings).
+    pub warnings: Vec<Violation>,
+    /// The workflow run or batch it belongs to, for separation of duties.
+    pub group: Option<String>,
+    /// When it was assigned.
+    pub assigned_at: Timestamp,
+}
+
+/// What [`Coordinator::assign`] did with a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum AssignOutcome {
+    /// Assigned now.
+    Assigned(Box<Assignment>),
+    /// Waiting in the ledger's queue for resources or a free slot; assigned when they
+    /// come back (see [`Event::TaskAssigned`]).
+    Queued {
+        /// The task.
+        task: TaskId,
+        /// Its place in the queue.
+        request: RequestId,
+        /// Why it could not be assigned now.
+        explanation: Explanation,
+    },
+    /// No agent can take it, now or later, as things stand (no agent with the roles
+    /// and capabilities, safe mode, or every candidate refused by policy).
+    Rejected {
+        /// The task.
+        task: TaskId,
+        /// Why.
+        explanation: Explanation,
+        /// The policy refusals on the way.
+        refusals: Vec<Refusal>,
+    },
+}
+
+impl AssignOutcome {
+    /// The assignment, if the task was assigned now.
+    pub fn assignment(&self) -> Option<&Assignment> {
+        match self {
+            AssignOutcome::Assigned(a) => Some(a.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// Every state change of a [`Coordinator`], in order: what a host journals.
+///
+/// Each event carries the sequence number and time it was made at (see
+/// [`Event::seq`]); the sequence never repeats, including across a snapshot and
+/// restore.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// An agent joined.
+    AgentRegistered {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// Its profile.
+        profile: AgentProfile,
+    },
+    /// An agent's status changed.
+    AgentStatusChanged {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The agent.
+        agent: AgentId,
+        /// Its status before.
+        from: AgentStatus,
+        /// Its status now.
+        to: AgentStatus,
+    },
+    /// The system mode changed (safe mode, recovery, normal).
+    ModeChanged {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The mode before.
+        from: SystemMode,
+        /// The mode now.
+        to: SystemMode,
+    },
+    /// A task was assigned (now, or from the queue).
+    TaskAssigned {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The assignment.
+        assignment: Box<Assignment>,
+    },
+    /// A task waits in the queue.
+    TaskQueued {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The task.
+        task: TaskId,
+        /// Its place in the queue.
+        request: RequestId,
+        /// Why it could not be assigned now.
+        explanation: Explanation,
+    },
+    /// A task could not be assigned.
+    TaskRejected {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The task.
+        task: TaskId,
+        /// Why.
+        explanation: Explanation,
+    },
+    /// A policy refused an agent for a task (the audit trail of policy decisions).
+    PolicyRefused {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The refusal.
+        refusal: Refusal,
+    },
+    /// A task finished and gave its resources back.
+    TaskCompleted {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The task.
+        task: TaskId,
+        /// Its agent.
+        agent: AgentId,
+        /// Whether it succeeded.
+        success: bool,
+    },
+    /// A waiting task was withdrawn.
+    TaskCancelled {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The task.
+        task: TaskId,
+    },
+}
+
+impl Event {
+    /// The event's sequence number.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Event::AgentRegistered { seq, .. }
+            | Event::AgentStatusChanged { seq, .. }
+            | Event::ModeChanged { seq, .. }
+            | Event::TaskAssigned { seq, .. }
+            | Event::TaskQueued { seq, .. }
+            | Event::TaskRejected { seq, .. }
+            | Event::PolicyRefused { seq, .. }
+            | Event::TaskCompleted { seq, .. }
+            | Event::TaskCancelled { seq, .. } => *seq,
+        }
+    }
+}
+
+/// A task waiting in the queue, as the coordinator remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WaitingTask {
+    /// The task, analyzed and predicted.
+    pub task: Task,
+    /// Its group, if any.
+    pub group: Option<String>,
+    /// Why it waits.
+    pub explanation: Explanation,
+}
+
+/// Everything a [`Coordinator`] holds, as serde data (the predictor, analyzer, assigner
+/// and policies are code or host data: keep them in your configuration).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CoordinatorSnapshot {
+    /// Format version.
+    pub version: u32,
+    /// The registry.
+    pub registry: RegistrySnapshot,
+    /// The ledger.
+    pub ledger: LedgerSnapshot,
+    /// The system mode.
+    pub mode: SystemMode,
+    /// Who did which duty in which group.
+    pub duties: DutyLog,
+    /// How well agents did each kind of task.
+    pub affinity: AffinityTable,
+    /// Tasks running now, by task id.
+    pub assignments: BTreeMap<TaskId, Assignment>,
+    /// Tasks waiting, by request id.
+    pub waiting: BTreeMap<RequestId, WaitingTask>,
+    /// The next event sequence number.
+    pub next_seq: u64,
+}
+
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// The mutable state, behind the coordinator's mutex.
+#[derive(Debug)]
+struct State {
+    registry: AgentRegistry,
+    ledger: ResourceLedger,
+    mode: SystemMode,
+    duties: DutyLog,
+    affinity: AffinityTable,
+    assignments: BTreeMap<TaskId, Assignment>,
+    waiting: BTreeMap<RequestId, WaitingTask>,
+    events: Vec<Event>,
+    next_seq: u64,
+}
+
+impl State {
+    fn push(&mut self, make: impl FnOnce(u64) -> Event) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.events.push(make(seq));
+    }
+
+    fn knows(&self, task: TaskId) -> bool {
+        self.assignments.contains_key(&task) || self.waiting.values().any(|w| w.task.id() == task)
+    }
+}
+
+/// Builds a [`Coordinator`]. Every part has a default: the system clock, the seed's
+/// rule table, a percentile predictor, the greedy assigner and the default policy
+/// set.
+#[derive(Debug)]
+pub struct CoordinatorBuilder {
+    clock: Arc<dyn Clock>,
+    analyzer: Arc<dyn TaskAnalyzer>,
+    predictor: Box<dyn ResourcePredictor>,
+    assigner: Arc<dyn Assigner>,
+    policies: Arc<dyn PolicyEnforcer>,
+    ledger: LedgerConfig,
+}
+
+impl Default for CoordinatorBuilder {
+    fn default() -> Self {
+        CoordinatorBuilder {
+            clock: Arc::new(SystemClock),
+            analyzer: Arc::new(RuleBasedAnalyzer::default()),
+            predictor: Box::new(PercentilePredictor::default()),
+            assigner: Arc::new(GreedyAssigner::default()),
+            policies: Arc::new(PolicySet::default()),
+            ledger: LedgerConfig::default(),
+        }
+    }
+}
+
+impl CoordinatorBuilder {
+    /// Sets the clock (use a `ManualClock` in tests).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets the task analyzer.
+    pub fn analyzer(mut self, analyzer: impl TaskAnalyzer + 'static) -> Self {
+        self.analyzer = Arc::new(analyzer);
+        self
+    }
+
+    /// Sets the resource predictor.
+    pub fn predictor(mut self, predictor: impl ResourcePredictor + 'static) -> Self {
+        self.predictor = Box::new(predictor);
+        self
+    }
+
+    /// Sets the assigner.
+    pub fn assigner(mut self, assigner: impl Assigner + 'static) -> Self {
+        self.assigner = Arc::new(assigner);
+        self
+    }
+
+    /// Sets the policy enforcer.
+    pub fn policies(mut self, policies: impl PolicyEnforcer + 'static) -> Self {
+        self.policies = Arc::new(policies);
+        self
+    }
+
+    /// Sets the ledger's settings (queue aging, reservations, idle reclaim).
+    pub fn ledger_config(mut self, config: LedgerConfig) -> Self {
+        self.ledger = config;
+        self
+    }
+
+    /// Builds the coordinator, empty.
+    pub fn build(self) -> Coordinator {
+        let state = State {
+            registry: AgentRegistry::new(),
+            ledger: ResourceLedger::with_config(self.ledger),
+            mode: SystemMode::Normal,
+            duties: DutyLog::default(),
+            affinity: AffinityTable::default(),
+            assignments: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            events: Vec::new(),
+            next_seq: 1,
+        };
+        Coordinator {
+            clock: self.clock,
+            analyzer: self.analyzer,
+            predictor: Mutex::new(self.predictor),
+            assigner: self.assigner,
+            policies: self.policies,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Builds the coordinator from a snapshot.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::CorruptSnapshot`] if it is of another version or its parts
+    /// do not agree; the registry's and ledger's own checks as theirs.
+    pub fn restore(self, snapshot: CoordinatorSnapshot) -> Result<Coordinator, CoordinatorError> {
+        if snapshot.version != SNAPSHOT_VERSION {
+            return Err(CoordinatorError::CorruptSnapshot {
+                reason: format!("version {} (expected {SNAPSHOT_VERSION})", snapshot.version),
+            });
+        }
+        let registry = AgentRegistry::restore(snapshot.registry)?;
+        let ledger = ResourceLedger::restore(snapshot.ledger)?;
+        for (task, a) in &snapshot.assignments {
+            if a.task.id() != *task
+                || ledger.allocation(a.allocation).is_none()
+                || !registry.contains(a.agent)
+            {
+                return Err(CoordinatorError::CorruptSnapshot {
+                    reason: format!("assignment of {task} does not match the registry and ledger"),
+                });
+            }
+        }
+        let coordinator = self.build();
+        {
+            let mut s = coordinator.state.lock();
+            s.registry = registry;
+            s.ledger = ledger;
+            s.mode = snapshot.mode;
+            s.duties = snapshot.duties;
+            s.affinity = snapshot.affinity;
+            s.assignments = snapshot.assignments;
+            s.waiting = snapshot.waiting;
+            s.next_seq = snapshot.next_seq;
+        }
+        Ok(coordinator)
+    }
+}
+
+/// Runs the seed's agent assignment procedure over a registry, a ledger, and pluggable
+/// analyzer, predictor, assigner and policies.
+///
+/// # Examples
+/// ```
+/// use concord::coordinator::{AssignOutcome, Coordinator};
+/// use concord::{AgentId, AgentProfile, ManualClock, Role, Capability, Task, TaskId, Timestamp};
+///
+/// let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+/// let coordinator = Coordinator::builder().clock(clock.clone()).build();
+/// coordinator.register_agent(
+///     AgentProfile::new(AgentId::new(1), "qa-1")
+///         .with_role(Role::new("qa")?)
+///         .with_capability(Capability::new("screenshot")?)
+///         .with_capacity("cpu=2,memory=4Gi".parse()?),
+/// )?;
+///
+/// let task = Task::new(TaskId::new(7), "screenshot", "full-page screenshot of the deployment");
+/// let outcome = coordinator.assign(task)?;
+/// let assignment = outcome.assignment().expect("assigned");
+/// assert_eq!(assignment.agent, AgentId::new(1));
+/// println!("{}", assignment.explanation); // 1 of 1 agent fit; agent#1 won with ...
+///
+/// coordinator.complete(TaskId::new(7), true, None)?;
+/// assert!(coordinator.drain_events().len() >= 3); // registered, assigned, completed
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Coordinator {
+    clock: Arc<dyn Clock>,
+    analyzer: Arc<dyn TaskAnalyzer>,
+    predictor: Mutex<Box<dyn ResourcePredictor>>,
+    assigner: Arc<dyn Assigner>,
+    policies: Arc<dyn PolicyEnforcer>,
+    state: Mutex<State>,
+}
+
+impl fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coordinator")
+            .field("clock", &self.clock)
+            .field("analyzer", &self.analyzer)
+            .field("assigner", &self.assigner)
+            .field("policies", &self.policies)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Asks the policies about each (task, agent) pair, counting the batch's accepted
+/// placements as pending.
+struct PolicyAdmission<'a> {
+    policies: &'a dyn PolicyEnforcer,
+    state: &'a State,
+    group: Option<&'a str>,
+    /// Proposals accepted so far, in the order accepted.
+    pending: Vec<Proposal>,
+    /// Warnings per task.
+    warnings: BTreeMap<TaskId, Vec<Violation>>,
+    now: Timestamp,
+}
+
+impl PolicyAdmission<'_> {
+    fn proposal(&self, task: &Task, agent: AgentId) -> Proposal {
+        let mut p =
+            Proposal::for_task(task, agent).with_resources(task.requirements().resources().clone());
+        if let Some(g) = self.group {
+            p = p.with_group(g);
+        }
+        p
+    }
+}
+
+impl Admission for PolicyAdmission<'_> {
+    fn admit(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        accepted: &[Placement],
+    ) -> Result<(), Refusal> {
+        // Placements the assigner accepted since we last looked were admitted by us.
+        self.pending.truncate(accepted.len());
+        let proposal = self.proposal(task, agent);
+        let ctx = PolicyContext::new(&self.state.registry, &self.state.ledger)
+            .with_mode(self.state.mode)
+            .with_duties(&self.state.duties)
+            .with_pending(&self.pending)
+            .with_now(self.now);
+        let violations = self.policies.validate(&proposal, &ctx);
+        if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
+            return Err(Refusal::new(
+                task.id(),
+                agent,
+                v.rule.clone(),
+                v.message.clone(),
+            ));
+        }
+        self.warnings.insert(task.id(), violations);
+        self.pending.push(proposal);
+        Ok(())
+    }
+}
+
+impl Coordinator {
+    /// A builder with every part defaulted.
+    pub fn builder() -> CoordinatorBuilder {
+        CoordinatorBuilder::default()
+    }
+
+    /// The current time by the coordinator's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Registers an agent (and its declared capacity and task slots in the ledger).
+    ///
+    /// # Errors
+    /// The registry's or the ledger's refusal (a duplicate id, an invalid profile);
+    /// nothing changes.
+    pub fn register_agent(&self, profile: AgentProfile) -> Result<(), CoordinatorError> {
+        let now = self.now();
+        let mut s = self.state.lock();
+        let capacity = profile
+            .capacity()
+            .cloned()
+            .unwrap_or_default()
+            .with(&slots_name(), u64::from(profile.max_tasks()));
+        if s.ledger.capacity(profile.id()).is_ok() {
+            return Err(LedgerError::DuplicateAgent {
+                agent: profile.id(),
+            }
+            .into());
+        }
+        s.registry.register(profile.clone(), now)?;
+        if let Err(e) = s.ledger.add_agent(profile.id(), &capacity) {
+            // Keep the two in step: undo the registration.
+            let _ = s.registry.deregister(profile.id());
+            return Err(e.into());
+        }
+        tracing::info!(agent.id = %profile.id(), agent.name = profile.name(), "agent registered");
+        s.push(|seq| Event::AgentRegistered {
+            seq,
+            at: now,
+            profile,
+        });
+        Ok(())
+    }
+
+    /// Changes an agent's status (it must be a legal transition).
+    ///
+    /// # Errors
+    /// The registry's refusal; nothing changes.
+    pub fn set_agent_status(
+        &self,
+        agent: AgentId,
+        status: AgentStatus,
+    ) -> Result<(), CoordinatorError> {
+        let now = self.now();
+        let mut s = self.state.lock();
+        let from = s.registry.set_status(agent, status, now)?;
+        tracing::info!(agent.id = %agent, from = %from, to = %status, "agent status changed");
+        s.push(|seq| Event::AgentStatusChanged {
+            seq,
+            at: now,
+            agent,
+            from,
+            to: status,
+        });
+        Ok(())
+    }
+
+    /// Enters or leaves safe mode (or recovery). In any mode but normal, the default
+    /// policies admit no new assignment.
+    pub fn set_mode(&self, mode: SystemMode) {
+        let now = self.now();
+        let mut s = self.state.lock();
+        let from = s.mode;
+        if from != mode {
+            s.mode = mode;
+            tracing::info!(from = %from, to = %mode, "system mode changed");
+            s.push(|seq| Event::ModeChanged {
+                seq,
+                at: now,
+                from,
+                to: mode,
+            });
+        }
+    }
+
+    /// The system mode.
+    pub fn mode(&self) -> SystemMode {
+        self.state.lock().mode
+    }
+
+    /// Assigns one task: the seed's procedure in one call.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::DuplicateTask`] if it is already assigned or waiting; the
+    /// analyzer's or assigner's refusal of bad input. A task that merely cannot be
+    /// placed is not an error: it comes back [`AssignOutcome::Queued`] or
+    /// [`AssignOutcome::Rejected`].
+    pub fn assign(&self, task: Task) -> Result<AssignOutcome, CoordinatorError> {
+        let mut out = self.assign_batch(None, vec![task])?;
+        // One task in, one outcome out.
+        Ok(out.remove(0))
+    }
+
+    /// Assigns one task as part of `group` (a workflow run), so separation of duties
+    /// holds across the group's tasks.
+    ///
+    /// # Errors
+    /// As [`assign`](Self::assign).
+    pub fn assign_in_group(
+        &self,
+        group: &str,
+        task: Task,
+    ) -> Result<AssignOutcome, CoordinatorError> {
+        let mut out = self.assign_batch(Some(group), vec![task])?;
+        Ok(out.remove(0))
+    }
+
+    /// Assigns a batch of tasks together (the assigner sees them all at once, which is
+    /// what an optimal assigner needs), optionally as part of `group`. Outcomes come
+    /// back in the batch's order.
+    ///
+    /// # Errors
+    /// As [`assign`](Self::assign), for any task of the batch; then nothing changes.
+    pub fn assign_batch(
+        &self,
+        group: Option<&str>,
+        tasks: Vec<Task>,
+    ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
+        let now = self.now();
+        // 1. Analyze (pure; outside the lock).
+        let mut analyzed = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let _span = tracing::debug_span!("analyze", task.id = %task.id()).entered();
+            let result = self.analyzer.analyze(&task)?;
+            tracing::debug!(task.id = %task.id(), rules = ?result.rules().collect::<Vec<_>>(), "task analyzed");
+            analyzed.push(task.with_requirements(result.requirements));
+        }
+        // 2. Predict the needs.
+        {
+            let predictor = self.predictor.lock();
+            for task in &mut analyzed {
+                let _span = tracing::debug_span!("predict", task.id = %task.id()).entered();
+                let prediction = predictor.predict(task.kind(), task.requirements().resources());
+                let req = task
+                    .requirements()
+                    .clone()
+                    .with_resources(prediction.resources);
+                *task = task.clone().with_requirements(req);
+            }
+        }
+        let mut s = self.state.lock();
+        for t in &analyzed {
+            if s.knows(t.id()) {
+                return Err(CoordinatorError::DuplicateTask { task: t.id() });
+            }
+        }
+        // 3-4. Find available agents and assign, validating through the policies.
+        let (plan, mut warnings) = {
+            let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
+            let fleet = Fleet::new(&s.registry, Some(&s.ledger)).with_affinity(s.affinity.clone());
+            let mut admission = PolicyAdmission {
+                policies: self.policies.as_ref(),
+                state: &s,
+                group,
+                pending: Vec::new(),
+                warnings: BTreeMap::new(),
+                now,
+            };
+            if fleet.is_empty() {
+                (crate::assignment::Plan::default(), BTreeMap::new())
+            } else {
+                let plan = self.assigner.assign(&analyzed, &fleet, &mut admission)?;
+                (plan, admission.warnings)
+            }
+        };
+        for refusal in &plan.refusals {
+            let refusal = refusal.clone();
+            s.push(|seq| Event::PolicyRefused {
+                seq,
+                at: now,
+                refusal,
+            });
+        }
+        // 5. Allocate, in the batch's order.
+        let mut outcomes = Vec::with_capacity(analyzed.len());
+        for task in analyzed {
+            let id = task.id();
+            if let Some(p) = plan.placement(id) {
+                let _span =
+                    tracing::debug_span!("allocate", task.id = %id, agent.id = %p.agent).entered();
+                let outcome = commit(
+                    &mut s,
+                    task,
+                    p.clone(),
+                    warnings.remove(&id).unwrap_or_default(),
+                    group,
+                    now,
+                )?;
+                outcomes.push(outcome);
+                continue;
+            }
+            let explanation = plan
+                .unplaced
+                .iter()
+                .find(|u| u.task == id)
+                .map(|u| u.explanation.clone())
+                .unwrap_or_else(|| Explanation {
+                    considered: 0,
+                    ..Explanation::default()
+                });
+            let refusals: Vec<Refusal> = plan
+                .refusals
+                .iter()
+                .filter(|r| r.task == id)
+                .cloned()
+                .collect();
+            outcomes.push(queue_or_reject(
+                &mut s,
+                task,
+                explanation,
+                refusals,
+                group,
+                now,
+            )?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Records that `task` finished: frees its slot and resources (serving waiting tasks
+    /// with them), teaches the predictor what it used, and remembers for affinity how
+    /// it went. Returns the waiting tasks that were assigned with what it freed.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownTask`] if it is not assigned; nothing changes.
+    pub fn complete(
+        &self,
+        task: TaskId,
+        success: bool,
+        usage: Option<Resources>,
+    ) -> Result<Vec<Assignment>, CoordinatorError> {
+        let now = self.now();
+        let mut s = self.state.lock();
+        let a = s
+            .assignments
+            .remove(&task)
+            .ok_or(CoordinatorError::UnknownTask { task })?;
+        let grants = match s.ledger.release(a.allocation, now) {
+            Ok(g) => g,
+            Err(e) => {
+                s.assignments.insert(task, a);
+                return Err(e.into());
+            }
+        };
+        let _ = s.registry.task_finished(a.agent, now);
+        s.affinity.record(a.task.kind(), a.agent, success);
+        if let Some(usage) = usage {
+            let observation = crate::resource::Observation::new(usage, now);
+            self.predictor.lock().observe(a.task.kind(), &observation);
+        }
+        tracing::debug!(task.id = %task, agent.id = %a.agent, success, "task completed");
+        s.push(|seq| Event::TaskCompleted {
+            seq,
+            at: now,
+            task,
+            agent: a.agent,
+            success,
+        });
+        Ok(self.serve(&mut s, grants, now))
+    }
+
+    /// Withdraws a waiting task.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownTask`] if it is not waiting.
+    pub fn cancel(&self, task: TaskId) -> Result<Task, CoordinatorError> {
+        let now = self.now();
+        let mut s = self.state.lock();
+        let request = s
+            .waiting
+            .iter()
+            .find(|(_, w)| w.task.id() == task)
+            .map(|(r, _)| *r)
+            .ok_or(CoordinatorError::UnknownTask { task })?;
+        s.ledger.cancel(request)?;
+        let w = s
+            .waiting
+            .remove(&request)
+            .ok_or(CoordinatorError::UnknownTask { task })?;
+        s.push(|seq| Event::TaskCancelled { seq, at: now, task });
+        Ok(w.task)
+    }
+
+    /// Lets time pass: expires leases, gives reservations to long-waiting tasks and
+    /// assigns waiting tasks that fit now. Returns the tasks assigned.
+    pub fn tick(&self) -> Vec<Assignment> {
+        let now = self.now();
+        let mut s = self.state.lock();
+        let mut grants = s.ledger.expire(now).grants;
+        grants.extend(s.ledger.drain(now));
+        self.serve(&mut s, grants, now)
+    }
+
+    /// Turns ledger grants for waiting tasks into assignments, after the policies
+    /// agree; a grant the policies refuse is given back and the task waits again.
+    fn serve(&self, s: &mut State, grants: Vec<Grant>, now: Timestamp) -> Vec<Assignment> {
+        let mut assigned = Vec::new();
+        let mut queue = grants;
+        while let Some(g) = queue.pop() {
+            let Some(request) = g.request else { continue };
+            let Some(w) = s.waiting.remove(&request) else {
+                // Not ours: give it back.
+                if let Ok(more) = s.ledger.release(g.allocation, now) {
+                    queue.extend(more);
+                }
+                continue;
+            };
+            let proposal = {
+                let mut p = Proposal::for_task(&w.task, g.agent)
+                    .with_resources(w.task.requirements().resources().clone());
+                if let Some(group) = &w.group {
+                    p = p.with_group(group.clone());
+                }
+                p
+            };
+            // The grant already holds the resources: check policies against the
+            // ledger as it was before it, by counting it as released.
+            let violations = {
+                let mut ledger = s.ledger.clone();
+                let _ = ledger.release(g.allocation, now);
+                let ctx = PolicyContext::new(&s.registry, &ledger)
+                    .with_mode(s.mode)
+                    .with_duties(&s.duties)
+                    .with_now(now);
+                self.policies.validate(&proposal, &ctx)
+            };
+            if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
+                let refusal = Refusal::new(w.task.id(), g.agent, v.rule.clone(), v.message.clone());
+                s.push(|seq| Event::PolicyRefused {
+                    seq,
+                    at: now,
+                    refusal,
+                });
+                if let Ok(more) = s.ledger.release(g.allocation, now) {
+                    queue.extend(more);
+                }
+                // Wait again, unless nothing could ever take it.
+                let task_id = w.task.id();
+                match queue_or_reject(
+                    s,
+                    w.task,
+                    w.explanation,
+                    Vec::new(),
+                    w.group.as_deref(),
+                    now,
+                ) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(task.id = %task_id, error = %e, "could not requeue task")
+                    }
+                }
+                continue;
+            }
+            let explanation = Explanation {
+                considered: 1,
+                fit: 1,
+                winner: Some((g.agent, 0.0)),
+                ..w.explanation.clone()
+            };
+            let resources = w.task.requirements().resources().clone();
+            let assignment = Assignment {
+                agent: g.agent,
+                allocation: g.allocation,
+                resources,
+                score: 0.0,
+                explanation,
+                warnings: violations,
+                group: w.group.clone(),
+                assigned_at: now,
+                task: w.task,
+            };
+            if s.registry.task_started(g.agent, now).is_err() {
+                tracing::warn!(agent.id = %g.agent, "granted agent could not start the task");
+            }
+            record_duty(s, &assignment);
+            s.assignments
+                .insert(assignment.task.id(), assignment.clone());
+            let boxed = Box::new(assignment.clone());
+            s.push(|seq| Event::TaskAssigned {
+                seq,
+                at: now,
+                assignment: boxed,
+            });
+            assigned.push(assignment);
+        }
+        assigned
+    }
+
+    /// The tasks running now, by task id.
+    pub fn assignments(&self) -> Vec<Assignment> {
+        self.state.lock().assignments.values().cloned().collect()
+    }
+
+    /// The tasks waiting, in request order.
+    pub fn waiting(&self) -> Vec<WaitingTask> {
+        self.state.lock().waiting.values().cloned().collect()
+    }
+
+    /// Takes the events made since the last call, in order, for the host to journal.
+    pub fn drain_events(&self) -> Vec<Event> {
+        std::mem::take(&mut self.state.lock().events)
+    }
+
+    /// Runs `f` on the registry (read-only).
+    pub fn with_registry<R>(&self, f: impl FnOnce(&AgentRegistry) -> R) -> R {
+        f(&self.state.lock().registry)
+    }
+
+    /// Runs `f` on the ledger (read-only).
+    pub fn with_ledger<R>(&self, f: impl FnOnce(&ResourceLedger) -> R) -> R {
+        f(&self.state.lock().ledger)
+    }
+
+    /// Everything the coordinator holds, as serde data. Events not yet drained are not
+    /// part of it: drain and journal them first.
+    pub fn snapshot(&self) -> CoordinatorSnapshot {
+        let s = self.state.lock();
+        CoordinatorSnapshot {
+            version: SNAPSHOT_VERSION,
+            registry: s.registry.snapshot(),
+            ledger: s.ledger.snapshot(),
+            mode: s.mode,
+            duties: s.duties.clone(),
+            affinity: s.affinity.clone(),
+            assignments: s.assignments.clone(),
+            waiting: s.waiting.clone(),
+            next_seq: s.next_seq,
+        }
+    }
+}
+
+/// Books a placement: allocation (resources plus one slot), registry slot, duty log,
+/// event.
+fn commit(
+    s: &mut State,
+    task: Task,
+    p: Placement,
+    warnings: Vec<Violation>,
+    group: Option<&str>,
+    now: Timestamp,
+) -> Result<AssignOutcome, CoordinatorError> {
+    let resources = task.requirements().resources().clone();
+    let needs = resources.clone().with(&slots_name(), 1);
+    let request = AllocationRequest::new(p.agent, needs)
+        .with_task(task.id())
+        .with_priority(task.requirements().priority());
+    let grant = s.ledger.try_allocate(&request, now)?;
+    if let Err(e) = s.registry.task_started(p.agent, now) {
+        let _ = s.ledger.release(grant.allocation, now);
+        return Err(e.into());
+    }
+    let assignment = Assignment {
+        agent: p.agent,
+        allocation: grant.allocation,
+        resources,
+        score: p.score,
+        explanation: p.explanation,
+        warnings,
+        group: group.map(str::to_owned),
+        assigned_at: now,
+        task,
+    };
+    record_duty(s, &assignment);
+    tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
+    s.assignments
+        .insert(assignment.task.id(), assignment.clone());
+    let boxed = Box::new(assignment.clone());
+    s.push(|seq| Event::TaskAssigned {
+        seq,
+        at: now,
+        assignment: boxed,
+    });
+    Ok(AssignOutcome::Assigned(Box::new(assignment)))
+}
+
+fn record_duty(s: &mut State, a: &Assignment) {
+    if let Some(group) = &a.group {
+        let duty = a.task.kind().to_owned();
+        s.duties.record(group.clone(), &duty, a.agent);
+    }
+}
+
+/// A task no agent can take now: queue it when some agent could take it later (it has
+/// the roles and capabilities, is not out of service, and could ever hold the needs),
+/// else reject it.
+fn queue_or_reject(
+    s: &mut State,
+    task: Task,
+    explanation: Explanation,
+    refusals: Vec<Refusal>,
+    group: Option<&str>,
+    now: Timestamp,
+) -> Result<AssignOutcome, CoordinatorError> {
+    let id = task.id();
+    let candidates: Vec<AgentId> = if s.mode.admits_new_assignments() && refusals.is_empty() {
+        s.registry
+            .iter()
+            .filter(|v| matches!(v.status(), AgentStatus::Available | AgentStatus::Busy))
+            .filter(|v| {
+                let p = v.profile();
+                task.requirements().roles().iter().all(|r| p.has_role(r))
+                    && task
+                        .requirements()
+                        .capabilities()
+                        .iter()
+                        .all(|c| p.has_capability(c))
+            })
+            .map(|v| v.id())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let needs = task
+        .requirements()
+        .resources()
+        .clone()
+        .with(&slots_name(), 1);
+    let request = AllocationRequest::any_of(candidates, needs)
+        .with_task(id)
+        .with_priority(task.requirements().priority());
+    if !request.candidates().is_empty() {
+        match s.ledger.request(request, now) {
+            Ok(RequestOutcome::Queued(request)) => {
+                tracing::debug!(task.id = %id, request.id = %request, "task queued");
+                let e = explanation.clone();
+                s.push(|seq| Event::TaskQueued {
+                    seq,
+                    at: now,
+                    task: id,
+                    request,
+                    explanation: e,
+                });
+                s.waiting.insert(
+                    request,
+                    WaitingTask {
+                        task,
+                        group: group.map(str::to_owned),
+                        explanation: explanation.clone(),
+                    },
+                );
+                return Ok(AssignOutcome::Queued {
+                    task: id,
+                    request,
+                    explanation,
+                });
+            }
+            Ok(RequestOutcome::Granted(g)) => {
+                // Capacity appeared between the plan and now (a candidate the filters
+                // had refused for slots or resources): give it back and report why
+                // the assigner refused.
+                let _ = s.ledger.release(g.allocation, now);
+            }
+            // No candidate could ever hold it: reject below.
+            Err(LedgerError::ExceedsCapacity { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    tracing::debug!(task.id = %id, why = %explanation, "task rejected");
+    let e = explanation.clone();
+    s.push(|seq| Event::TaskRejected {
+        seq,
+        at: now,
+        task: id,
+        explanation: e,
+    });
+    Ok(AssignOutcome::Rejected {
+        task: id,
+        explanation,
+        refusals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinator_is_send_sync() {
+        fn f<T: Send + Sync>() {}
+        f::<Coordinator>();
+    }
+}

@@ -1,0 +1,390 @@
+//! The coordinator's pipeline through its public API: analyze, find, assign, validate,
+//! allocate; queueing, policies, safe mode, events, snapshots and concurrent use.
+
+use std::sync::Arc;
+
+use concord::assignment::{OptimalAssigner, Rejection};
+use concord::coordinator::{
+    AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
+};
+use concord::{
+    AgentId, AgentProfile, AgentStatus, Capability, ManualClock, Priority, Requirements, Resources,
+    Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId, Timestamp,
+};
+
+fn clock() -> ManualClock {
+    ManualClock::new(Timestamp::from_secs(1_700_000_000))
+}
+
+fn agent(id: u64, roles: &[&str], caps: &[&str], capacity: &str) -> AgentProfile {
+    let mut p = AgentProfile::new(AgentId::new(id), format!("agent-{id}"))
+        .with_capacity(capacity.parse().unwrap());
+    for r in roles {
+        p = p.with_role(Role::new(r).unwrap());
+    }
+    for c in caps {
+        p = p.with_capability(Capability::new(c).unwrap());
+    }
+    p
+}
+
+fn task(id: u64, kind: &str, role: &str, resources: &str) -> Task {
+    Task::new(TaskId::new(id), kind, format!("{kind} work")).with_requirements(
+        Requirements::new()
+            .with_role(Role::new(role).unwrap())
+            .with_resources(resources.parse().unwrap()),
+    )
+}
+
+/// A coordinator whose analyzer adds nothing: the tests' tasks say what they need.
+fn coordinator(clock: &ManualClock) -> Coordinator {
+    Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .build()
+}
+
+#[test]
+fn assigns_with_an_explanation_and_events() {
+    let clock = clock();
+    // The default analyzer: the seed's rule table.
+    let c = Coordinator::builder().clock(clock.clone()).build();
+    c.register_agent(agent(1, &["qa"], &["screenshot"], "cpu=2,memory=4Gi"))
+        .unwrap();
+    c.register_agent(agent(2, &["ops"], &["deploy"], "cpu=4,memory=8Gi"))
+        .unwrap();
+    let t = Task::new(TaskId::new(1), "verify", "Take a full-page screenshot");
+    let out = c.assign(t).unwrap();
+    let a = out.assignment().expect("assigned");
+    assert_eq!(a.agent, AgentId::new(1));
+    let text = a.explanation.to_string();
+    assert!(
+        text.starts_with("1 of 2 agents fit: 1 lacks role `qa`"),
+        "{text}"
+    );
+    // The analyzer's rule table put the screenshot rule's resources on the task.
+    assert!(!a.resources.is_zero());
+    let events = c.drain_events();
+    assert!(matches!(events[0], Event::AgentRegistered { .. }));
+    assert!(matches!(events.last(), Some(Event::TaskAssigned { .. })));
+    let seqs: Vec<u64> = events.iter().map(Event::seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    assert!(c.drain_events().is_empty());
+    c.with_ledger(|l| assert_eq!(l.len(), 1));
+    c.with_registry(|r| assert_eq!(r.status(AgentId::new(1)).unwrap(), AgentStatus::Busy));
+}
+
+#[test]
+fn separation_of_duties_sends_the_verify_task_to_another_agent() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    // Agent 1 can do both; agent 2 only verifies.
+    c.register_agent(agent(1, &["ops", "qa"], &[], "cpu=8,memory=16Gi").with_max_tasks(4))
+        .unwrap();
+    c.register_agent(agent(2, &["qa"], &[], "cpu=2,memory=2Gi"))
+        .unwrap();
+    let deploy = c
+        .assign_in_group("run-1", task(1, "deploy", "ops", "cpu=1"))
+        .unwrap();
+    assert_eq!(deploy.assignment().unwrap().agent, AgentId::new(1));
+    // Agent 1 scores better for verify (more room), but it deployed in this run.
+    let verify = c
+        .assign_in_group("run-1", task(2, "verify", "qa", "cpu=1"))
+        .unwrap();
+    let a = verify.assignment().expect("assigned to the other agent");
+    assert_eq!(a.agent, AgentId::new(2));
+    assert!(
+        a.explanation.rejected.iter().any(|r| r.reason
+            == Rejection::Policy {
+                rule: "separation_of_duties".into()
+            }),
+        "{}",
+        a.explanation
+    );
+    let events = c.drain_events();
+    assert!(events.iter().any(|e| matches!(e, Event::PolicyRefused { refusal, .. } if refusal.rule == "separation_of_duties")));
+    // Outside the run, agent 1 may verify.
+    let other = c
+        .assign_in_group("run-2", task(3, "verify", "qa", "cpu=1"))
+        .unwrap();
+    assert_eq!(other.assignment().unwrap().agent, AgentId::new(1));
+}
+
+#[test]
+fn safe_mode_admits_no_new_assignment() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
+    c.set_mode(SystemMode::SafeMode);
+    assert_eq!(c.mode(), SystemMode::SafeMode);
+    let out = c.assign(task(1, "deploy", "ops", "cpu=1")).unwrap();
+    let AssignOutcome::Rejected { refusals, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(refusals[0].rule, "safe_mode");
+    c.with_ledger(|l| assert!(l.is_empty()));
+    c.set_mode(SystemMode::Normal);
+    assert!(
+        c.assign(task(2, "deploy", "ops", "cpu=1"))
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    let events = c.drain_events();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::ModeChanged { .. }))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn quarantined_agents_are_never_assigned() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8")).unwrap();
+    c.register_agent(agent(2, &["ops"], &[], "cpu=1")).unwrap();
+    c.set_agent_status(AgentId::new(1), AgentStatus::Quarantined)
+        .unwrap();
+    let a = c.assign(task(1, "deploy", "ops", "cpu=500m")).unwrap();
+    assert_eq!(a.assignment().unwrap().agent, AgentId::new(2));
+    // The only other candidate is quarantined: the next task cannot be assigned now.
+    let out = c.assign(task(2, "deploy", "ops", "cpu=500m")).unwrap();
+    assert!(out.assignment().is_none(), "{out:?}");
+}
+
+#[test]
+fn a_task_that_does_not_fit_waits_and_is_assigned_on_completion() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=2,memory=4Gi"))
+        .unwrap();
+    let first = c.assign(task(1, "deploy", "ops", "cpu=1500m")).unwrap();
+    assert!(first.assignment().is_some());
+    let second = c.assign(task(2, "deploy", "ops", "cpu=1500m")).unwrap();
+    let AssignOutcome::Queued { explanation, .. } = &second else {
+        panic!("{second:?}")
+    };
+    assert_eq!(explanation.fit, 0);
+    assert_eq!(c.waiting().len(), 1);
+    clock.advance(std::time::Duration::from_secs(30));
+    let served = c
+        .complete(
+            TaskId::new(1),
+            true,
+            Some("cpu=1,memory=1Gi".parse().unwrap()),
+        )
+        .unwrap();
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].task.id(), TaskId::new(2));
+    assert!(c.waiting().is_empty());
+    let events = c.drain_events();
+    assert!(events.iter().any(|e| matches!(e, Event::TaskQueued { .. })));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::TaskCompleted { success: true, .. }))
+    );
+}
+
+#[test]
+fn slots_are_a_limit_too() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=16").with_max_tasks(2))
+        .unwrap();
+    assert!(
+        c.assign(task(1, "a", "ops", "cpu=1"))
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    assert!(
+        c.assign(task(2, "b", "ops", "cpu=1"))
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    let third = c.assign(task(3, "c", "ops", "cpu=1")).unwrap();
+    assert!(matches!(third, AssignOutcome::Queued { .. }), "{third:?}");
+    let served = c.complete(TaskId::new(2), true, None).unwrap();
+    assert_eq!(served[0].task.id(), TaskId::new(3));
+}
+
+#[test]
+fn cancel_withdraws_a_waiting_task() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
+    c.assign(task(1, "a", "ops", "cpu=1500m")).unwrap();
+    c.assign(task(2, "b", "ops", "cpu=1")).unwrap();
+    assert_eq!(c.cancel(TaskId::new(2)).unwrap().id(), TaskId::new(2));
+    assert!(c.waiting().is_empty());
+    assert!(matches!(
+        c.cancel(TaskId::new(2)),
+        Err(CoordinatorError::UnknownTask { .. })
+    ));
+    assert!(c.complete(TaskId::new(1), true, None).unwrap().is_empty());
+}
+
+#[test]
+fn a_task_no_agent_could_ever_take_is_rejected_with_reasons() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
+    let out = c.assign(task(1, "audit", "security", "cpu=1")).unwrap();
+    let AssignOutcome::Rejected { explanation, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        explanation.to_string(),
+        "0 of 1 agent fit: 1 lacks role `security`"
+    );
+    // Too big for any agent: rejected, not queued forever.
+    let out = c.assign(task(2, "big", "ops", "cpu=64")).unwrap();
+    assert!(matches!(out, AssignOutcome::Rejected { .. }), "{out:?}");
+    // No agents at all.
+    let empty = coordinator(&clock);
+    let out = empty.assign(task(3, "x", "ops", "cpu=1")).unwrap();
+    assert!(matches!(out, AssignOutcome::Rejected { .. }));
+}
+
+#[test]
+fn bad_calls_are_typed_errors_that_change_nothing() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
+    c.assign(task(1, "a", "ops", "cpu=1")).unwrap();
+    let before = serde_json::to_string(&c.snapshot()).unwrap();
+
+    let e = c.assign(task(1, "a", "ops", "cpu=1")).unwrap_err();
+    assert!(matches!(e, CoordinatorError::DuplicateTask { task } if task == TaskId::new(1)));
+    assert!(e.to_string().contains("task#1"));
+    let e = c
+        .register_agent(agent(1, &["qa"], &[], "cpu=1"))
+        .unwrap_err();
+    assert!(e.to_string().contains("agent#1"), "{e}");
+    let e = c.complete(TaskId::new(9), true, None).unwrap_err();
+    assert!(matches!(e, CoordinatorError::UnknownTask { .. }));
+    let e = c
+        .set_agent_status(AgentId::new(1), AgentStatus::Busy)
+        .unwrap_err();
+    assert!(matches!(e, CoordinatorError::Registry(_)), "{e}");
+    let e = c
+        .set_agent_status(AgentId::new(5), AgentStatus::Offline)
+        .unwrap_err();
+    assert!(e.to_string().contains("agent#5"));
+
+    assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
+}
+
+#[test]
+fn snapshot_restores_and_continues() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
+    c.assign(task(1, "a", "ops", "cpu=1500m")).unwrap();
+    c.assign(task(2, "b", "ops", "cpu=1")).unwrap(); // waits
+    let last_seq = c.drain_events().last().unwrap().seq();
+    let json = serde_json::to_string(&c.snapshot()).unwrap();
+    drop(c);
+
+    let snapshot: CoordinatorSnapshot = serde_json::from_str(&json).unwrap();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .restore(snapshot)
+        .unwrap();
+    assert_eq!(c.assignments().len(), 1);
+    assert_eq!(c.waiting().len(), 1);
+    let served = c.complete(TaskId::new(1), true, None).unwrap();
+    assert_eq!(served[0].task.id(), TaskId::new(2));
+    assert!(c.drain_events().iter().all(|e| e.seq() > last_seq));
+
+    let mut bad: CoordinatorSnapshot = serde_json::from_str(&json).unwrap();
+    bad.version = 7;
+    assert!(matches!(
+        Coordinator::builder().restore(bad),
+        Err(CoordinatorError::CorruptSnapshot { .. })
+    ));
+}
+
+#[test]
+fn batches_can_use_the_optimal_assigner() {
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .assigner(OptimalAssigner::default())
+        .build();
+    for id in 1..=3 {
+        c.register_agent(agent(id, &["qa"], &[], "cpu=2")).unwrap();
+    }
+    let tasks: Vec<Task> = (1..=3).map(|k| task(k, "check", "qa", "cpu=1")).collect();
+    let out = c.assign_batch(None, tasks).unwrap();
+    let mut agents: Vec<AgentId> = out.iter().map(|o| o.assignment().unwrap().agent).collect();
+    agents.sort();
+    agents.dedup();
+    assert_eq!(agents.len(), 3, "spread over the three agents");
+}
+
+#[test]
+fn the_predictor_learns_from_completed_tasks() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8,memory=16Gi").with_max_tasks(8))
+        .unwrap();
+    for k in 0..10 {
+        c.assign(task(k, "build", "ops", "cpu=1")).unwrap();
+        c.complete(
+            TaskId::new(k),
+            true,
+            Some("cpu=3,memory=1Gi".parse().unwrap()),
+        )
+        .unwrap();
+    }
+    let a = c.assign(task(100, "build", "ops", "cpu=1")).unwrap();
+    let r: &Resources = &a.assignment().unwrap().resources;
+    assert!(r.cpu_millis() >= 3000, "predicted {r}");
+}
+
+#[test]
+fn many_threads_never_over_allocate() {
+    let clock = clock();
+    let c = Arc::new(coordinator(&clock));
+    for id in 1..=4 {
+        c.register_agent(agent(id, &["ops"], &[], "cpu=4").with_max_tasks(8))
+            .unwrap();
+    }
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            let c = Arc::clone(&c);
+            scope.spawn(move || {
+                for k in 0..25 {
+                    let id = t * 100 + k;
+                    let task = task(id, "work", "ops", "cpu=500m").with_requirements(
+                        Requirements::new()
+                            .with_role(Role::new("ops").unwrap())
+                            .with_resources("cpu=500m".parse().unwrap())
+                            .with_priority(Priority::HIGH),
+                    );
+                    c.assign(task).unwrap();
+                    if k % 3 == 0 {
+                        let _ = c.complete(TaskId::new(id), true, None);
+                    }
+                }
+            });
+        }
+    });
+    c.with_ledger(|l| {
+        for a in l.agents() {
+            assert!(l.allocated(a).unwrap().fits(&l.capacity(a).unwrap()));
+        }
+    });
+    // Every task is accounted for: running, waiting or completed.
+    let running = c.assignments().len();
+    let waiting = c.waiting().len();
+    assert!(running <= 32);
+    assert!(running + waiting <= 100);
+}
