@@ -15,18 +15,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 
 #[path = "support/predictors.rs"]
 mod predictors;
+#[path = "support/rng.rs"]
+mod rng;
 
-/// A small seeded generator (xorshift64*), so runs are comparable.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use rng::Rng;
 
 fn capacity() -> Resources {
     "cpu=64,memory=256Gi,storage=2Ti,gpu=8".parse().unwrap()

@@ -1056,29 +1056,30 @@ impl ResourceLedger {
         now: Timestamp,
     ) -> Result<Grant, LedgerError> {
         let (candidates, dense) = self.validate_request(request)?;
-        match self.first_fit(&candidates, &dense) {
-            Some(i) => {
-                let id = self.commit(
-                    i,
-                    &dense,
-                    request.task,
-                    request.priority,
-                    request.lease,
-                    now,
-                );
-                Ok(self.grant(None, id, i, request.task, Duration::ZERO))
-            }
-            None => {
-                let i = candidates[0];
-                let (d, free) = self.shortfall(i as usize, &dense).unwrap_or((0, 0));
-                Err(LedgerError::Insufficient {
-                    agent: self.agent_ids[i as usize],
-                    resource: self.dims[d].to_string(),
-                    needed: dense[d],
-                    free,
-                })
-            }
+        if let Some(grant) = self.grant_now(request, &candidates, &dense, now) {
+            return Ok(grant);
         }
+        let i = candidates[0];
+        let (d, free) = self.shortfall(i as usize, &dense).unwrap_or((0, 0));
+        Err(LedgerError::Insufficient {
+            agent: self.agent_ids[i as usize],
+            resource: self.dims[d].to_string(),
+            needed: dense[d],
+            free,
+        })
+    }
+
+    /// Books `request` on its first candidate that fits now, if any.
+    fn grant_now(
+        &mut self,
+        request: &AllocationRequest,
+        candidates: &[u32],
+        dense: &[u64],
+        now: Timestamp,
+    ) -> Option<Grant> {
+        let i = self.first_fit(candidates, dense)?;
+        let id = self.commit(i, dense, request.task, request.priority, request.lease, now);
+        Some(self.grant(None, id, i, request.task, Duration::ZERO))
     }
 
     /// Allocates `request` now if a candidate has room, or queues it until one does.
@@ -1093,22 +1094,8 @@ impl ResourceLedger {
         now: Timestamp,
     ) -> Result<RequestOutcome, LedgerError> {
         let (candidates, dense) = self.validate_request(&request)?;
-        if let Some(i) = self.first_fit(&candidates, &dense) {
-            let id = self.commit(
-                i,
-                &dense,
-                request.task,
-                request.priority,
-                request.lease,
-                now,
-            );
-            return Ok(RequestOutcome::Granted(self.grant(
-                None,
-                id,
-                i,
-                request.task,
-                Duration::ZERO,
-            )));
+        if let Some(grant) = self.grant_now(&request, &candidates, &dense, now) {
+            return Ok(RequestOutcome::Granted(grant));
         }
         let id = RequestId::new(self.next_request);
         self.next_request += 1;

@@ -7,6 +7,7 @@ mod amounts;
 mod assignment;
 mod lap;
 mod ledger;
+mod optimal;
 mod policy;
 mod predictors;
 mod registry;
