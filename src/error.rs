@@ -5,12 +5,14 @@
 
 use crate::agent::{AgentError, RegistryError};
 use crate::assignment::AssignmentError;
+use crate::conflict::ConflictError;
 use crate::coordinator::CoordinatorError;
 use crate::id::AgentId;
 pub use crate::id::NameError;
 use crate::policy::PolicyError;
 use crate::resource::{LedgerError, PredictorError, ResourceError};
 use crate::task::TaskError;
+use crate::workflow::WorkflowError;
 
 /// Any error from `concord`.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,12 @@ pub enum Error {
     /// A task could not be analyzed.
     #[error(transparent)]
     Task(#[from] TaskError),
+    /// A workflow definition, run or run snapshot was refused.
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    /// The conflict domain refused an operation.
+    #[error(transparent)]
+    Conflict(#[from] ConflictError),
 }
 
 /// `Result` with the crate's [`Error`].

@@ -78,6 +78,7 @@
 pub mod agent;
 pub mod assignment;
 pub mod clock;
+pub mod conflict;
 pub mod coordinator;
 pub mod error;
 mod hash;
@@ -85,6 +86,7 @@ pub mod id;
 pub mod policy;
 pub mod resource;
 pub mod task;
+pub mod workflow;
 
 pub use agent::{
     Agent, AgentError, AgentExt, AgentHealth, AgentProfile, AgentRegistry, AgentStatus,
@@ -92,6 +94,11 @@ pub use agent::{
     WorkOutput,
 };
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use conflict::{
+    ClaimOwner, Conflict, ConflictAssessor, ConflictDetector, ConflictError, ConflictId,
+    ConflictKind, ConflictManager, ConflictResolver, EscalationAction, EscalationPolicy,
+    Resolution,
+};
 pub use error::{Error, Result};
 pub use id::{AgentId, AllocationId, Capability, NameError, RequestId, Role, TaskId};
 pub use policy::{
@@ -105,6 +112,11 @@ pub use resource::{
 pub use task::{
     Analyzed, Claim, ClaimMode, Priority, Requirements, RuleBasedAnalyzer, RuleSet, Task,
     TaskAnalyzer, TaskError,
+};
+
+pub use workflow::{
+    Run, RunEvent, RunOutcome, RunSnapshot, StepOutcome, StepRef, StepSpec, StepStatus, Workflow,
+    WorkflowBuilder, WorkflowDefinition, WorkflowError,
 };
 
 /// The README's code blocks, compiled and run as doctests so the README never drifts.

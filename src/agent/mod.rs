@@ -172,6 +172,12 @@ pub enum Outcome {
         /// to a failure that will repeat (a compile error).
         retryable: bool,
     },
+    /// The work could not be attempted here and was skipped on purpose (no browser on
+    /// this machine, say): neither a success nor a failure to retry.
+    Skipped {
+        /// Why, for people and the evidence record.
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -215,6 +221,13 @@ impl WorkOutput {
         WorkOutput::with_outcome(Outcome::Failed {
             reason: reason.into(),
             retryable: false,
+        })
+    }
+
+    /// Work skipped on purpose, with the reason.
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Self::with_outcome(Outcome::Skipped {
+            reason: reason.into(),
         })
     }
 

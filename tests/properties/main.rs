@@ -5,9 +5,11 @@
 
 mod amounts;
 mod assignment;
+mod conflict;
 mod lap;
 mod ledger;
 mod optimal;
 mod policy;
 mod predictors;
 mod registry;
+mod workflow;

@@ -1,0 +1,160 @@
+//! Workflow run benches.
+//!
+//! `workflow/sansio/{shape}/{steps}`: the engine's overhead per step through the
+//! sans-I/O API: `Run::new`, then a driver loop (`next_ready` -> `start` -> `finish`
+//! with success and no work) until the run is finished. The workflow is built once,
+//! outside the measurement.
+//!
+//! `workflow/dagrs/{shape}/{steps}`: the peer, `dagrs`, running the same no-op DAG
+//! (`EmptyAction` nodes) on a two-worker tokio runtime; the graph is built outside the
+//! measurement. dagrs spawns a task and channels per node, so its largest sizes are
+//! left out (see `DAGRS_MAX`) to keep the whole bench under about three minutes.
+//!
+//! Shapes: `chain` (each step after the previous one), `layered` (layers of 100 steps,
+//! each after two steps of the layer before), `wide` (one root, every other step after
+//! it, and a final step after all of them).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use concord::workflow::{Run, StepOutcome, StepSpec, Workflow};
+use concord::{AgentId, Timestamp};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+const SIZES: [usize; 3] = [1000, 10_000, 100_000];
+/// dagrs takes seconds per run at 100,000 nodes (and its graph build is slower
+/// still); it is measured up to this size.
+const DAGRS_MAX: usize = 10_000;
+const LAYER: usize = 100;
+
+#[derive(Clone, Copy)]
+enum Shape {
+    Chain,
+    Layered,
+    Wide,
+}
+
+impl Shape {
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Chain => "chain",
+            Shape::Layered => "layered",
+            Shape::Wide => "wide",
+        }
+    }
+
+    /// The dependencies of step `i` of `n`.
+    fn deps(self, i: usize, n: usize) -> Vec<usize> {
+        match self {
+            Shape::Chain => (i > 0).then(|| i - 1).into_iter().collect(),
+            Shape::Layered => {
+                if i < LAYER {
+                    Vec::new()
+                } else {
+                    let base = (i / LAYER - 1) * LAYER;
+                    let j = i % LAYER;
+                    let mut d = vec![base + j, base + (j + 1) % LAYER];
+                    d.dedup();
+                    d
+                }
+            }
+            Shape::Wide => match i {
+                0 => Vec::new(),
+                _ if i == n - 1 => (1..n - 1).collect(),
+                _ => vec![0],
+            },
+        }
+    }
+}
+
+fn workflow(shape: Shape, n: usize) -> Workflow {
+    let mut b = Workflow::builder(shape.name());
+    for i in 0..n {
+        let mut spec = StepSpec::new(format!("s{i}"));
+        for d in shape.deps(i, n) {
+            spec = spec.after(format!("s{d}"));
+        }
+        b.push(spec);
+    }
+    b.build().expect("bench workflows are valid")
+}
+
+/// Runs `workflow` to the end through the sans-I/O API; returns the steps done.
+fn drive(workflow: &Workflow) -> usize {
+    let agent = AgentId::new(1);
+    let now = Timestamp::from_secs(1);
+    let mut run = Run::new(workflow, "bench", 7, now);
+    let mut done = 0;
+    while let Some(step) = run.next_ready() {
+        // Errors cannot happen here: the step is ready and then running.
+        let _ = run.start(step, agent, now);
+        let _ = run.finish(step, agent, StepOutcome::success(), now);
+        done += 1;
+    }
+    debug_assert!(run.is_finished());
+    done
+}
+
+fn dagrs_graph(shape: Shape, n: usize) -> dagrs::Graph {
+    let mut table = dagrs::NodeTable::new();
+    let mut graph = dagrs::Graph::new();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let node = dagrs::DefaultNode::with_action(format!("s{i}"), dagrs::EmptyAction, &mut table);
+        ids.push(graph.add_node(node).expect("fresh node"));
+    }
+    let mut succ: Vec<Vec<dagrs::NodeId>> = vec![Vec::new(); n];
+    for (i, &id) in ids.iter().enumerate() {
+        for d in shape.deps(i, n) {
+            succ[d].push(id);
+        }
+    }
+    for (d, to) in succ.into_iter().enumerate() {
+        if !to.is_empty() {
+            graph.add_edge(ids[d], to).expect("known nodes");
+        }
+    }
+    graph
+}
+
+fn bench_workflow(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut group = c.benchmark_group("workflow");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    for shape in [Shape::Chain, Shape::Layered, Shape::Wide] {
+        for n in SIZES {
+            group.throughput(Throughput::Elements(n as u64));
+            let id = format!("{}/{n}", shape.name());
+            let w = workflow(shape, n);
+            group.bench_function(BenchmarkId::new("sansio", &id), |b| {
+                b.iter(|| black_box(drive(black_box(&w))))
+            });
+
+            // The `executor` variant (the async executor over the same workflow) goes
+            // here: BenchmarkId::new("executor", &id).
+
+            if n <= DAGRS_MAX {
+                group.bench_function(BenchmarkId::new("dagrs", &id), |b| {
+                    b.iter_batched(
+                        || dagrs_graph(shape, n),
+                        |mut graph| {
+                            runtime.block_on(graph.async_start()).expect("dagrs run");
+                            graph
+                        },
+                        BatchSize::PerIteration,
+                    )
+                });
+            }
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_workflow);
+criterion_main!(benches);

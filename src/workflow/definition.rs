@@ -1,0 +1,291 @@
+//! Workflow definitions as plain data: [`StepSpec`], [`RunCondition`], [`InputSpec`]
+//! and [`WorkflowDefinition`].
+//!
+//! These are serde types a host can keep in its own config files. They are checked
+//! only when turned into a [`Workflow`](super::Workflow); this module validates
+//! nothing and never touches the graph.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::retry::RetryPolicy;
+use crate::id::{Capability, Role};
+use crate::resource::Resources;
+
+/// When a step runs, once every one of its dependencies has finished.
+///
+/// The exact rule: a step is decided when all its dependencies are terminal
+/// (succeeded, failed, skipped or cancelled). A dependency *carries a failure* when it
+/// failed, or when it was skipped because its own [`AllSucceeded`](Self::AllSucceeded)
+/// condition did not hold and one of its dependencies carries a failure. Then:
+///
+/// - [`AllSucceeded`](Self::AllSucceeded) holds when every dependency succeeded. A
+///   skipped dependency is not a success, so skips propagate down the graph.
+/// - [`AnyFailed`](Self::AnyFailed) holds when at least one dependency carries a
+///   failure, so a rollback handler placed after the last step of a chain fires when any
+///   step of the chain failed.
+/// - [`Always`](Self::Always) always holds.
+///
+/// A step whose condition does not hold is skipped. A step without dependencies runs
+/// under `AllSucceeded` and `Always`, and is skipped under `AnyFailed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RunCondition {
+    /// Run when every dependency succeeded (the default).
+    #[default]
+    AllSucceeded,
+    /// Run when a dependency carries a failure: cleanup and rollback handlers.
+    AnyFailed,
+    /// Run whatever happened upstream.
+    Always,
+}
+
+/// An input a step takes from an upstream step's outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// The step producing the output; must be an ancestor of the consuming step.
+    pub from_step: String,
+    /// The key in that step's outputs.
+    pub output: String,
+    /// The name the consuming step sees it under.
+    pub name: String,
+}
+
+/// One step of a workflow: what it does, who may do it, and when it runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use concord::workflow::{RetryPolicy, RunCondition, StepSpec};
+/// use concord::{Capability, Role};
+///
+/// let verify = StepSpec::new("verify")
+///     .with_kind("browser-check")
+///     .with_role(Role::new("qa")?)
+///     .with_capability(Capability::new("screenshot")?)
+///     .with_timeout(Duration::from_secs(300))
+///     .with_retry(RetryPolicy::exponential(3))
+///     .after("deploy")
+///     .with_input("deploy", "url", "target_url");
+/// assert_eq!(verify.kind(), "browser-check");
+/// assert_eq!(verify.condition(), RunCondition::AllSucceeded);
+/// assert_eq!(verify.dependencies(), ["deploy"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<Role>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    capabilities: Vec<Capability>,
+    #[serde(default)]
+    resources: Resources,
+    #[serde(
+        default,
+        with = "opt_duration_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    retry: RetryPolicy,
+    #[serde(default)]
+    condition: RunCondition,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    depends_on: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<InputSpec>,
+}
+
+impl StepSpec {
+    /// A step named `name` that needs nothing, depends on nothing, runs once and has no
+    /// timeout.
+    pub fn new(name: impl Into<String>) -> Self {
+        StepSpec {
+            name: name.into(),
+            kind: None,
+            role: None,
+            capabilities: Vec::new(),
+            resources: Resources::default(),
+            timeout: None,
+            retry: RetryPolicy::default(),
+            condition: RunCondition::default(),
+            depends_on: Vec::new(),
+            inputs: Vec::new(),
+        }
+    }
+
+    /// Sets the task kind used for assignment and separation of duties (defaults to the
+    /// step's name).
+    pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = Some(kind.into());
+        self
+    }
+
+    /// Sets the role the agent must play.
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = Some(role);
+        self
+    }
+
+    /// Adds a capability the agent must have (kept sorted, without duplicates).
+    pub fn with_capability(mut self, capability: Capability) -> Self {
+        if let Err(i) = self.capabilities.binary_search(&capability) {
+            self.capabilities.insert(i, capability);
+        }
+        self
+    }
+
+    /// Sets the resources the step needs.
+    pub fn with_resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
+    }
+
+    /// Sets how long one attempt may run before it counts as failed.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Sets the run condition.
+    pub fn with_condition(mut self, condition: RunCondition) -> Self {
+        self.condition = condition;
+        self
+    }
+
+    /// Adds a dependency: this step is decided only once `step` has finished.
+    pub fn after(mut self, step: impl Into<String>) -> Self {
+        let step = step.into();
+        if !self.depends_on.contains(&step) {
+            self.depends_on.push(step);
+        }
+        self
+    }
+
+    /// Takes output `output` of upstream step `from_step` as input `name`. The
+    /// producing step must be an ancestor (a dependency, or a dependency's ancestor);
+    /// this does not add a dependency by itself.
+    pub fn with_input(
+        mut self,
+        from_step: impl Into<String>,
+        output: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        self.inputs.push(InputSpec {
+            from_step: from_step.into(),
+            output: output.into(),
+            name: name.into(),
+        });
+        self
+    }
+
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The task kind: the one set, or the step's name.
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The role the agent must play, if any.
+    pub fn role(&self) -> Option<&Role> {
+        self.role.as_ref()
+    }
+
+    /// The capabilities the agent must have, sorted.
+    pub fn capabilities(&self) -> &[Capability] {
+        &self.capabilities
+    }
+
+    /// The resources the step needs.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// How long one attempt may run, if limited.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The run condition.
+    pub fn condition(&self) -> RunCondition {
+        self.condition
+    }
+
+    /// The names of the steps this one depends on, in the order given.
+    pub fn dependencies(&self) -> &[String] {
+        &self.depends_on
+    }
+
+    /// The inputs taken from upstream steps.
+    pub fn inputs(&self) -> &[InputSpec] {
+        &self.inputs
+    }
+}
+
+/// A workflow as plain serde data: a name and its steps in order.
+///
+/// Turn it into a validated [`Workflow`](super::Workflow) with
+/// [`Workflow::from_definition`](super::Workflow::from_definition); get it back with
+/// [`Workflow::definition`](super::Workflow::definition).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowDefinition {
+    /// The workflow's name.
+    pub name: String,
+    /// The steps, in definition order (which breaks ties in dispatch order).
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+}
+
+/// Durations as integer milliseconds in serde data.
+pub(crate) mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Optional durations as integer milliseconds in serde data.
+pub(crate) mod opt_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}

@@ -1,0 +1,126 @@
+//! The workflow domain's error enum.
+
+use crate::id::{AgentId, Role};
+
+use super::run::StepStatus;
+
+/// Why a workflow definition, a run operation or a run snapshot was refused.
+///
+/// Every variant names the offending values. An operation that returns an error has
+/// changed nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkflowError {
+    /// A step's name is empty or only whitespace.
+    #[error("step #{position} has an empty name")]
+    EmptyName {
+        /// The step's position in the definition (0-based).
+        position: usize,
+    },
+    /// Two steps share a name.
+    #[error("step name {step:?} is used more than once")]
+    DuplicateStep {
+        /// The repeated name.
+        step: String,
+    },
+    /// A step depends on (or takes an input from) a step that does not exist.
+    #[error("step {step:?} depends on unknown step {dependency:?}")]
+    UnknownDependency {
+        /// The step that names the dependency.
+        step: String,
+        /// The unknown name.
+        dependency: String,
+    },
+    /// The dependencies form a cycle. Each step on `path` depends on the one before it,
+    /// and the first depends on the last.
+    #[error("steps {path:?} form a cycle")]
+    Cycle {
+        /// The steps on the cycle, in dependency order.
+        path: Vec<String>,
+    },
+    /// A step takes an input from a step that is not one of its ancestors, so the
+    /// output could not exist when the step starts.
+    #[error("step {step:?} takes input {input:?} from {from:?}, which is not one of its ancestors")]
+    InputFromNonAncestor {
+        /// The step taking the input.
+        step: String,
+        /// The step the input would come from.
+        from: String,
+        /// The input's name.
+        input: String,
+    },
+    /// Two inputs of one step have the same name.
+    #[error("step {step:?} has input {input:?} more than once")]
+    DuplicateInput {
+        /// The step.
+        step: String,
+        /// The repeated input name.
+        input: String,
+    },
+    /// The workflow has more steps than a run can index.
+    #[error("{count} steps is more than the supported {max}")]
+    TooManySteps {
+        /// The number of steps given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A step's retry policy is invalid.
+    #[error("step {step:?} has an invalid retry policy: {reason}")]
+    InvalidRetryPolicy {
+        /// The step.
+        step: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No registered role can serve a step (from [`Workflow::validate_roles`]).
+    ///
+    /// [`Workflow::validate_roles`]: super::Workflow::validate_roles
+    #[error("step {step:?} needs role {role}, which no registered role serves")]
+    UnservableStep {
+        /// The step.
+        step: String,
+        /// The role it needs.
+        role: Role,
+    },
+    /// A step reference or name does not belong to this workflow.
+    #[error("unknown step {step:?}")]
+    UnknownStep {
+        /// The name, or `#index` for a handle.
+        step: String,
+    },
+    /// A step was started that is not ready.
+    #[error("step {step:?} is {status:?}, not ready")]
+    NotReady {
+        /// The step.
+        step: String,
+        /// Its status.
+        status: StepStatus,
+    },
+    /// An outcome was reported for a step that is not running.
+    #[error("step {step:?} is {status:?}, not running")]
+    NotRunning {
+        /// The step.
+        step: String,
+        /// Its status.
+        status: StepStatus,
+    },
+    /// An outcome was reported by an agent other than the one running the step.
+    #[error("step {step:?} is run by {expected}, not {got}")]
+    WrongAgent {
+        /// The step.
+        step: String,
+        /// The agent that runs it.
+        expected: AgentId,
+        /// The agent that reported.
+        got: AgentId,
+    },
+    /// A snapshot does not belong to this workflow or contradicts itself.
+    #[error("run snapshot does not fit workflow {workflow:?}: {reason}")]
+    CorruptSnapshot {
+        /// The workflow it was restored against.
+        workflow: String,
+        /// What is wrong.
+        reason: String,
+    },
+}

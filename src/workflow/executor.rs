@@ -1,0 +1,473 @@
+//! [`Executor`]: an async driver that runs a [`Workflow`] to completion over the host's
+//! [`Agent`]s, with steps assigned by a [`Coordinator`].
+//!
+//! The executor owns no runtime: it is one future that polls the agents' futures
+//! itself (`FuturesUnordered`) and waits through a host-supplied [`Timer`]. Run it
+//! with `futures::executor::block_on`, tokio, async-std or smol. Every step goes
+//! through the coordinator (analysis of the step's requirements, assignment,
+//! policies such as separation of duties within the run, resources), so the run's
+//! assignments, policy refusals and allocations are in the coordinator's event
+//! journal, and the run's own evidence is in [`Run::history`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Either};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use super::run::{Run, StepOutcome};
+use super::{StepRef, Workflow, WorkflowError};
+use crate::agent::{Agent, AgentError, Outcome, WorkItem, WorkOutput};
+use crate::clock::{ManualClock, Timestamp};
+use crate::coordinator::{AssignOutcome, Coordinator, CoordinatorError};
+use crate::id::{AgentId, TaskId};
+use crate::task::{Requirements, Task};
+
+/// Waits until a point in time: the host's timer (tokio's `sleep_until`, a thread, a
+/// simulated clock).
+///
+/// # Contract
+/// - `sleep_until` completes at or after `deadline` by the coordinator's clock; it may
+///   complete at once if `deadline` has passed.
+/// - It never blocks the calling thread.
+#[async_trait::async_trait]
+pub trait Timer: fmt::Debug + Send + Sync {
+    /// Completes once `deadline` has come.
+    async fn sleep_until(&self, deadline: Timestamp);
+}
+
+/// A timer for simulation and tests: it moves a [`ManualClock`] straight to the
+/// deadline, so a run with hour-long back-offs finishes at once, deterministically.
+///
+/// Before it moves the clock, a sleep yields to the executor a number of times
+/// (default 64), so that agents which are making progress (ready to be polled again)
+/// finish before their deadline comes; only agents that are really stuck time out.
+#[derive(Debug, Clone)]
+pub struct SimulatedTimer {
+    clock: ManualClock,
+    patience: u32,
+}
+
+impl SimulatedTimer {
+    /// A timer that advances `clock`.
+    pub fn new(clock: ManualClock) -> Self {
+        SimulatedTimer {
+            clock,
+            patience: 64,
+        }
+    }
+
+    /// Yields `n` times before moving the clock (default 64).
+    pub fn with_patience(mut self, n: u32) -> Self {
+        self.patience = n;
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Timer for SimulatedTimer {
+    async fn sleep_until(&self, deadline: Timestamp) {
+        for _ in 0..self.patience {
+            YieldNow(false).await;
+        }
+        self.clock.set(deadline);
+    }
+}
+
+/// Yields once: wakes itself and returns `Pending`, then `Ready`.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// An error that stops the executor (as opposed to a step failing, which the run
+/// records and the workflow handles).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExecutorError {
+    /// The run refused a transition the executor made (a bug in the executor or a
+    /// workflow changed under it).
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+    /// The coordinator refused an operation.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+}
+
+/// Stops a running executor: the run is cancelled at the next step boundary.
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    /// Asks the executor to cancel the run.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether cancellation was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One finished attempt, as the executor hands it back to the run.
+type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
+
+/// Runs workflows over the host's agents, with steps assigned by a [`Coordinator`].
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
+/// use concord::coordinator::Coordinator;
+/// use concord::workflow::{Executor, SimulatedTimer, StepSpec, Workflow};
+/// use concord::{AgentId, AgentProfile, ManualClock, Role, Timestamp};
+///
+/// #[derive(Debug)]
+/// struct Echo(AgentId);
+/// #[async_trait::async_trait]
+/// impl Agent for Echo {
+///     fn id(&self) -> AgentId { self.0 }
+///     async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+///         Ok(WorkOutput::success().with_output("done", work.kind()))
+///     }
+///     async fn health(&self) -> Result<AgentHealth, AgentError> { Ok(AgentHealth::new("1.0")) }
+/// }
+///
+/// let clock = ManualClock::new(Timestamp::from_secs(1_000));
+/// let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+/// coordinator.register_agent(AgentProfile::new(AgentId::new(1), "ops").with_role(Role::new("ops")?))?;
+/// let workflow = Workflow::builder("two steps")
+///     .step(StepSpec::new("build").with_role(Role::new("ops")?))
+///     .step(StepSpec::new("ship").with_role(Role::new("ops")?).after("build"))
+///     .build()?;
+/// let executor = Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock))
+///     .with_agent(Arc::new(Echo(AgentId::new(1))));
+/// let run = futures::executor::block_on(executor.run(&workflow, "run-1", 7))?;
+/// assert!(run.is_finished());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Executor {
+    coordinator: Arc<Coordinator>,
+    agents: BTreeMap<AgentId, Arc<dyn Agent>>,
+    timer: Arc<dyn Timer>,
+    concurrency: usize,
+    next_task: AtomicU64,
+    cancel: CancelHandle,
+}
+
+impl Executor {
+    /// An executor assigning through `coordinator` and waiting through `timer`.
+    pub fn new(coordinator: Arc<Coordinator>, timer: impl Timer + 'static) -> Self {
+        Executor {
+            coordinator,
+            agents: BTreeMap::new(),
+            timer: Arc::new(timer),
+            concurrency: 16,
+            next_task: AtomicU64::new(1 << 40),
+            cancel: CancelHandle::default(),
+        }
+    }
+
+    /// Adds the transport to an agent (it must also be registered with the
+    /// coordinator, which decides who gets which step).
+    pub fn with_agent(mut self, agent: Arc<dyn Agent>) -> Self {
+        self.agents.insert(agent.id(), agent);
+        self
+    }
+
+    /// At most `n` steps run at once (default 16; at least 1).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Task ids for the steps' attempts start at `first` (default `2^40`); each attempt
+    /// takes the next. Pick a range your other tasks do not use.
+    pub fn with_task_ids(self, first: u64) -> Self {
+        self.next_task.store(first, Ordering::SeqCst);
+        self
+    }
+
+    /// A handle that cancels the run from elsewhere.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.coordinator.now()
+    }
+
+    /// Runs `workflow` to completion as run `id` (also the coordinator's group, so
+    /// separation of duties holds across its steps), with `seed` for retry jitter.
+    /// Returns the finished run: statuses, outputs and the evidence history.
+    ///
+    /// A step no agent can take waits while other steps run (capacity may come back);
+    /// when nothing is running and nothing can be assigned, it fails with the
+    /// coordinator's explanation.
+    ///
+    /// # Errors
+    /// [`ExecutorError`] if the coordinator refuses an operation outright (a bug, not a
+    /// step failure).
+    pub async fn run(
+        &self,
+        workflow: &Workflow,
+        id: &str,
+        seed: u64,
+    ) -> Result<Run, ExecutorError> {
+        let mut run = workflow.start_run(id, seed, self.now());
+        self.drive(&mut run).await?;
+        Ok(run)
+    }
+
+    /// Continues a run (for instance one restored from a snapshot after a crash).
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn resume(&self, mut run: Run) -> Result<Run, ExecutorError> {
+        self.drive(&mut run).await?;
+        Ok(run)
+    }
+
+    async fn drive(&self, run: &mut Run) -> Result<(), ExecutorError> {
+        let mut inflight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        // Steps that could not be assigned since the last completion.
+        let mut deferred: BTreeSet<StepRef> = BTreeSet::new();
+        let mut ready = Vec::new();
+        loop {
+            let now = self.now();
+            if self.cancel.is_cancelled() {
+                let cancelled = run.cancel(now);
+                tracing::info!(workflow.run = run.id(), steps = cancelled, "run cancelled");
+                // The agents' futures are dropped; their tasks end as failures.
+                drop(inflight);
+                for (task, _) in self.running_tasks(run) {
+                    let _ = self.coordinator.complete(task, false, None);
+                }
+                return Ok(());
+            }
+            run.tick(now);
+            // Dispatch what is ready, up to the concurrency limit.
+            run.ready_into(&mut ready);
+            for &step in &ready {
+                if inflight.len() >= self.concurrency {
+                    break;
+                }
+                if deferred.contains(&step) {
+                    continue;
+                }
+                match self.dispatch(run, step, now)? {
+                    Some(fut) => inflight.push(fut),
+                    None => {
+                        deferred.insert(step);
+                    }
+                }
+            }
+            if run.is_finished() && inflight.is_empty() {
+                return Ok(());
+            }
+            if inflight.is_empty() {
+                // Nothing running: wait for a back-off, or give up on steps nobody can
+                // take.
+                match run.next_deadline() {
+                    Some(deadline) => self.timer.sleep_until(deadline).await,
+                    None => {
+                        let stuck: Vec<StepRef> =
+                            std::mem::take(&mut deferred).into_iter().collect();
+                        if stuck.is_empty() {
+                            // Nothing ready, running or timed: the run is finished.
+                            return Ok(());
+                        }
+                        for step in stuck {
+                            let why = self.why_unassigned(run, step);
+                            run.abandon(step, why, self.now())?;
+                        }
+                    }
+                }
+                continue;
+            }
+            // Wait for an attempt to finish, or for the next timeout or back-off.
+            let done = match run.next_deadline() {
+                Some(deadline) => {
+                    let sleep = self.timer.sleep_until(deadline);
+                    match futures::future::select(inflight.next(), sleep).await {
+                        Either::Left((done, _)) => done,
+                        Either::Right(((), _)) => None,
+                    }
+                }
+                None => inflight.next().await,
+            };
+            if let Some(done) = done {
+                self.settle(run, done)?;
+                deferred.clear();
+            }
+        }
+    }
+
+    /// Assigns one ready step and starts its attempt; `None` if no agent could take it
+    /// now.
+    fn dispatch(
+        &self,
+        run: &mut Run,
+        step: StepRef,
+        now: Timestamp,
+    ) -> Result<Option<BoxFuture<'static, Done>>, ExecutorError> {
+        let spec = run
+            .workflow()
+            .spec(step)
+            .ok_or(WorkflowError::UnknownStep {
+                step: format!("#{}", step.index()),
+            })?
+            .clone();
+        let mut requirements = Requirements::new().with_resources(spec.resources().clone());
+        if let Some(role) = spec.role() {
+            requirements = requirements.with_role(role.clone());
+        }
+        for c in spec.capabilities() {
+            requirements = requirements.with_capability(c.clone());
+        }
+        let task_id = TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst));
+        let task = Task::new(task_id, spec.kind(), spec.name()).with_requirements(requirements);
+        let timeout = spec.timeout();
+        let agent = match self.coordinator.assign_in_group(run.id(), task)? {
+            AssignOutcome::Assigned(a) => a.agent,
+            AssignOutcome::Queued { task, .. } => {
+                // The executor waits for capacity itself (after the next completion).
+                let _ = self.coordinator.cancel(task);
+                return Ok(None);
+            }
+            _ => return Ok(None),
+        };
+        let Some(transport) = self.agents.get(&agent).cloned() else {
+            // Assigned to an agent this executor cannot reach: give the task back.
+            let _ = self.coordinator.complete(task_id, false, None);
+            tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
+            return Ok(None);
+        };
+        run.start(step, agent, now)?;
+        let attempt = run.attempts(step).unwrap_or(1);
+        let work = WorkItem::new(task_id, spec.kind(), spec.name())
+            .with_inputs(run.inputs_for(step)?)
+            .with_attempt(attempt);
+        let work = match timeout {
+            Some(t) => work.with_deadline(now + t),
+            None => work,
+        };
+        tracing::debug!(workflow.run = run.id(), step = spec.name(), agent.id = %agent, attempt, "step started");
+        let timer = Arc::clone(&self.timer);
+        let fut = async move {
+            // A panicking agent fails its attempt; it never takes the executor down.
+            let exec = std::panic::AssertUnwindSafe(transport.execute(work))
+                .catch_unwind()
+                .map(|r| {
+                    r.unwrap_or_else(|_| {
+                        Err(AgentError::Failed {
+                            reason: "the agent panicked".to_owned(),
+                        })
+                    })
+                });
+            let result = match timeout {
+                Some(t) => {
+                    let sleep = timer.sleep_until(now + t);
+                    futures::pin_mut!(exec, sleep);
+                    match futures::future::select(exec, sleep).await {
+                        Either::Left((r, _)) => r,
+                        Either::Right(((), _)) => Err(AgentError::Timeout { after: t }),
+                    }
+                }
+                None => exec.await,
+            };
+            (step, agent, task_id, result)
+        };
+        Ok(Some(fut.boxed()))
+    }
+
+    /// Hands a finished attempt to the coordinator and the run.
+    fn settle(
+        &self,
+        run: &mut Run,
+        (step, agent, task, result): Done,
+    ) -> Result<(), ExecutorError> {
+        let now = self.now();
+        let (outcome, usage) = match result {
+            Ok(output) => {
+                let usage = output.usage().cloned();
+                let outcome = match output.outcome() {
+                    Outcome::Succeeded => {
+                        let mut o = StepOutcome::success();
+                        o.outputs = output.outputs().clone();
+                        Some(o)
+                    }
+                    Outcome::Skipped { reason } => {
+                        let _ = self.coordinator.complete(task, true, usage);
+                        run.skip_attempt(step, agent, reason.clone(), now)?;
+                        return Ok(());
+                    }
+                    Outcome::Failed { reason, .. } => {
+                        let mut o = StepOutcome::failure(reason.clone());
+                        o.outputs = output.outputs().clone();
+                        Some(o)
+                    }
+                };
+                (outcome, usage)
+            }
+            Err(e) => (Some(StepOutcome::failure(e.to_string())), None),
+        };
+        let Some(outcome) = outcome else {
+            return Ok(());
+        };
+        let success = outcome.success;
+        let _ = self.coordinator.complete(task, success, usage);
+        match run.finish(step, agent, outcome, now) {
+            Ok(()) => {}
+            // Timed out (by tick) or cancelled meanwhile: the run already decided.
+            Err(WorkflowError::NotRunning { .. } | WorkflowError::WrongAgent { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, success, "step finished");
+        Ok(())
+    }
+
+    /// Why a step could not be assigned, from a dry look at the coordinator.
+    fn why_unassigned(&self, run: &Run, step: StepRef) -> String {
+        let name = run.name(step).unwrap_or("?").to_owned();
+        format!(
+            "no agent could take step `{name}` (see the coordinator's TaskRejected and PolicyRefused events)"
+        )
+    }
+
+    /// The coordinator tasks of the run's running steps.
+    fn running_tasks(&self, run: &Run) -> Vec<(TaskId, AgentId)> {
+        self.coordinator
+            .assignments()
+            .into_iter()
+            .filter(|a| a.group.as_deref() == Some(run.id()))
+            .map(|a| (a.task.id(), a.agent))
+            .collect()
+    }
+}
+
+/// How long a run took, from its first to its last event.
+pub fn run_duration(run: &Run) -> Duration {
+    match (run.history().first(), run.history().last()) {
+        (Some(a), Some(b)) => b.at.duration_since(a.at),
+        _ => Duration::ZERO,
+    }
+}

@@ -1,0 +1,515 @@
+//! Workflows: steps done by agents in roles, in dependency order, with gates.
+//!
+//! Owns [`Workflow`] (a validated DAG of [`StepSpec`]s, built with [`WorkflowBuilder`]
+//! or from a serde [`WorkflowDefinition`]), the [`Run`] state machine that walks one
+//! workflow (ready, running, succeeded, failed, skipped, cancelled; retries with seeded
+//! backoff; timeouts; outputs passed downstream; a timestamped evidence history), and
+//! [`RunSnapshot`] for restart without repeating finished work. The seed's procedures
+//! (deployment, emergency recovery, system update with rollback) are workflows built on
+//! this engine.
+//!
+//! This module is sans-I/O: it never waits, spawns or reads a clock. The host (or an
+//! async executor on top) calls [`Run::ready`], [`Run::start`], [`Run::finish`] and
+//! [`Run::tick`] with the current time. It never imports `coordinator`.
+//!
+//! # Example: deploy, verify, roll back on failure
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use concord::workflow::{RunCondition, RunOutcome, StepOutcome, StepSpec, StepStatus, Workflow};
+//! use concord::{AgentId, Timestamp};
+//!
+//! let workflow = Workflow::builder("deploy")
+//!     .step(StepSpec::new("deploy"))
+//!     .step(StepSpec::new("verify").after("deploy").with_input("deploy", "url", "url"))
+//!     .step(StepSpec::new("rollback").after("verify").with_condition(RunCondition::AnyFailed))
+//!     .build()?;
+//!
+//! let (ops, qa) = (AgentId::new(1), AgentId::new(2));
+//! let now = Timestamp::from_secs(100);
+//! let mut run = workflow.start_run("run-1", 7, now);
+//!
+//! let deploy = run.next_ready().unwrap();
+//! run.start(deploy, ops, now)?;
+//! run.finish(deploy, ops, StepOutcome::success().with_output("url", "https://staging"), now)?;
+//!
+//! let verify = run.next_ready().unwrap();
+//! assert_eq!(run.inputs_for(verify)?["url"], "https://staging");
+//! run.start(verify, qa, now)?;
+//! run.finish(verify, qa, StepOutcome::success(), now)?;
+//!
+//! assert_eq!(run.status("rollback"), Some(StepStatus::Skipped));
+//! assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+//! # Ok::<(), concord::workflow::WorkflowError>(())
+//! ```
+
+mod definition;
+mod error;
+mod executor;
+mod retry;
+mod run;
+
+pub use definition::{InputSpec, RunCondition, StepSpec, WorkflowDefinition};
+pub use error::WorkflowError;
+pub use executor::{CancelHandle, Executor, ExecutorError, SimulatedTimer, Timer, run_duration};
+pub use retry::RetryPolicy;
+pub use run::{
+    RUN_SNAPSHOT_VERSION, Run, RunEvent, RunOutcome, RunSnapshot, StepChange, StepKey, StepOutcome,
+    StepState, StepStatus,
+};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use petgraph::algo::{DfsSpace, has_path_connecting, tarjan_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+
+use crate::clock::Timestamp;
+use crate::id::Role;
+use retry::splitmix64;
+
+/// A handle to one step of one [`Workflow`]: its dense index. Cheap to copy and
+/// compare; get the name with [`Workflow::name_of`] or [`Run::name`].
+///
+/// A handle from another workflow is refused with [`WorkflowError::UnknownStep`] when
+/// out of range; within range it names whichever step has that index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StepRef(u32);
+
+impl StepRef {
+    /// The step's position in the workflow's definition (0-based).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for StepRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step#{}", self.0)
+    }
+}
+
+/// A validated workflow: a directed acyclic graph of steps.
+///
+/// Cheap to clone (the data is shared). Built with [`Workflow::builder`] or
+/// [`Workflow::from_definition`]; both check that names are non-empty and unique, that
+/// every dependency exists, that the graph has no cycle, that every input comes from an
+/// ancestor, and that every retry policy is valid.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    inner: Arc<Inner>,
+}
+
+/// The shared, immutable part of a workflow, in dense arrays for the run's hot path.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) name: String,
+    pub(crate) specs: Vec<StepSpec>,
+    pub(crate) names: Vec<Arc<str>>,
+    pub(crate) by_name: BTreeMap<Arc<str>, u32>,
+    /// Successors of step `i`: `succ[succ_start[i]..succ_start[i + 1]]`, ascending.
+    pub(crate) succ_start: Vec<u32>,
+    pub(crate) succ: Vec<u32>,
+    /// Predecessors, in the same layout.
+    pub(crate) pred_start: Vec<u32>,
+    pub(crate) pred: Vec<u32>,
+    pub(crate) conditions: Vec<RunCondition>,
+    pub(crate) timeouts: Vec<Option<Duration>>,
+    pub(crate) topo: Vec<u32>,
+    pub(crate) fingerprint: u64,
+    /// The graph, kept for algorithms; never exposed.
+    #[allow(dead_code)]
+    graph: DiGraph<u32, ()>,
+}
+
+impl Inner {
+    pub(crate) fn successors(&self, i: u32) -> &[u32] {
+        let (a, b) = (self.succ_start[i as usize], self.succ_start[i as usize + 1]);
+        &self.succ[a as usize..b as usize]
+    }
+
+    pub(crate) fn predecessors(&self, i: u32) -> &[u32] {
+        let (a, b) = (self.pred_start[i as usize], self.pred_start[i as usize + 1]);
+        &self.pred[a as usize..b as usize]
+    }
+}
+
+impl Workflow {
+    /// A builder for a workflow named `name`.
+    pub fn builder(name: impl Into<String>) -> WorkflowBuilder {
+        WorkflowBuilder {
+            name: name.into(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Validates a definition.
+    ///
+    /// # Errors
+    /// The first problem found, in this order: an empty step name, a duplicate name,
+    /// an unknown dependency or input step, an invalid retry policy, a cycle, an input
+    /// from a non-ancestor, a repeated input name.
+    ///
+    /// # Complexity
+    /// O(V + E) plus O(V + E) per input for the ancestor checks.
+    pub fn from_definition(definition: WorkflowDefinition) -> Result<Workflow, WorkflowError> {
+        build(definition.name, definition.steps)
+    }
+
+    /// The workflow as plain data; [`Workflow::from_definition`] turns it back into an
+    /// equal workflow.
+    pub fn definition(&self) -> WorkflowDefinition {
+        WorkflowDefinition {
+            name: self.inner.name.clone(),
+            steps: self.inner.specs.clone(),
+        }
+    }
+
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The number of steps.
+    pub fn len(&self) -> usize {
+        self.inner.specs.len()
+    }
+
+    /// Whether the workflow has no steps.
+    pub fn is_empty(&self) -> bool {
+        self.inner.specs.is_empty()
+    }
+
+    /// The step named `name`.
+    pub fn step(&self, name: &str) -> Option<StepRef> {
+        self.inner.by_name.get(name).map(|&i| StepRef(i))
+    }
+
+    /// The steps, in definition order.
+    pub fn steps(&self) -> impl ExactSizeIterator<Item = (StepRef, &StepSpec)> + '_ {
+        self.inner
+            .specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (StepRef(i as u32), s))
+    }
+
+    /// The spec of `step`.
+    pub fn spec(&self, step: StepRef) -> Option<&StepSpec> {
+        self.inner.specs.get(step.index())
+    }
+
+    /// The name of `step`.
+    pub fn name_of(&self, step: StepRef) -> Option<&str> {
+        self.inner.names.get(step.index()).map(|n| &**n)
+    }
+
+    /// The steps `step` depends on, ascending (empty for an unknown handle).
+    pub fn dependencies(&self, step: StepRef) -> impl Iterator<Item = StepRef> + '_ {
+        let deps = if step.index() < self.len() {
+            self.inner.predecessors(step.0)
+        } else {
+            &[]
+        };
+        deps.iter().map(|&i| StepRef(i))
+    }
+
+    /// The steps that depend on `step`, ascending (empty for an unknown handle).
+    pub fn dependents(&self, step: StepRef) -> impl Iterator<Item = StepRef> + '_ {
+        let deps = if step.index() < self.len() {
+            self.inner.successors(step.0)
+        } else {
+            &[]
+        };
+        deps.iter().map(|&i| StepRef(i))
+    }
+
+    /// The steps in a topological order (every step after its dependencies; ties by
+    /// definition order is not promised).
+    pub fn topological_order(&self) -> Vec<StepRef> {
+        self.inner.topo.iter().map(|&i| StepRef(i)).collect()
+    }
+
+    /// Checks that some role in `roles` serves every step that asks for one.
+    ///
+    /// # Errors
+    /// [`WorkflowError::UnservableStep`] naming the first step (in definition order)
+    /// whose role is not in `roles`.
+    pub fn validate_roles(&self, roles: &[Role]) -> Result<(), WorkflowError> {
+        for spec in &self.inner.specs {
+            if let Some(role) = spec.role() {
+                if !roles.contains(role) {
+                    return Err(WorkflowError::UnservableStep {
+                        step: spec.name().to_owned(),
+                        role: role.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a run of this workflow: shorthand for [`Run::new`].
+    pub fn start_run(&self, id: impl Into<String>, seed: u64, now: Timestamp) -> Run {
+        Run::new(self, id, seed, now)
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+}
+
+impl PartialEq for Workflow {
+    /// Two workflows are equal when their definitions are.
+    fn eq(&self, other: &Workflow) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+            || (self.inner.name == other.inner.name && self.inner.specs == other.inner.specs)
+    }
+}
+
+/// Builds a [`Workflow`] step by step.
+///
+/// ```
+/// use concord::workflow::{StepSpec, Workflow, WorkflowError};
+///
+/// let err = Workflow::builder("loop")
+///     .step(StepSpec::new("a").after("b"))
+///     .step(StepSpec::new("b").after("a"))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err, WorkflowError::Cycle { path: vec!["a".into(), "b".into()] });
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowBuilder {
+    name: String,
+    steps: Vec<StepSpec>,
+}
+
+impl WorkflowBuilder {
+    /// Adds a step.
+    pub fn step(mut self, spec: StepSpec) -> Self {
+        self.steps.push(spec);
+        self
+    }
+
+    /// Adds a step through a mutable reference, for loops.
+    pub fn push(&mut self, spec: StepSpec) -> &mut Self {
+        self.steps.push(spec);
+        self
+    }
+
+    /// Validates and builds the workflow; see [`Workflow::from_definition`].
+    ///
+    /// # Errors
+    /// As [`Workflow::from_definition`].
+    pub fn build(self) -> Result<Workflow, WorkflowError> {
+        build(self.name, self.steps)
+    }
+}
+
+fn build(name: String, specs: Vec<StepSpec>) -> Result<Workflow, WorkflowError> {
+    let n = specs.len();
+    if n >= u32::MAX as usize {
+        return Err(WorkflowError::TooManySteps {
+            count: n,
+            max: u32::MAX as usize - 1,
+        });
+    }
+    let mut by_name: BTreeMap<Arc<str>, u32> = BTreeMap::new();
+    let mut names = Vec::with_capacity(n);
+    for (i, spec) in specs.iter().enumerate() {
+        if spec.name().trim().is_empty() {
+            return Err(WorkflowError::EmptyName { position: i });
+        }
+        let name: Arc<str> = Arc::from(spec.name());
+        if by_name.insert(name.clone(), i as u32).is_some() {
+            return Err(WorkflowError::DuplicateStep {
+                step: spec.name().to_owned(),
+            });
+        }
+        names.push(name);
+    }
+
+    let mut graph: DiGraph<u32, ()> = DiGraph::with_capacity(n, n);
+    for i in 0..n {
+        graph.add_node(i as u32);
+    }
+    let mut preds: Vec<Vec<u32>> = Vec::with_capacity(n);
+    for (i, spec) in specs.iter().enumerate() {
+        let mut mine = Vec::with_capacity(spec.dependencies().len());
+        for dep in spec.dependencies() {
+            let Some(&d) = by_name.get(dep.as_str()) else {
+                return Err(WorkflowError::UnknownDependency {
+                    step: spec.name().to_owned(),
+                    dependency: dep.clone(),
+                });
+            };
+            mine.push(d);
+        }
+        for input in spec.inputs() {
+            if !by_name.contains_key(input.from_step.as_str()) {
+                return Err(WorkflowError::UnknownDependency {
+                    step: spec.name().to_owned(),
+                    dependency: input.from_step.clone(),
+                });
+            }
+        }
+        if let Some(reason) = spec.retry().problem() {
+            return Err(WorkflowError::InvalidRetryPolicy {
+                step: spec.name().to_owned(),
+                reason,
+            });
+        }
+        mine.sort_unstable();
+        mine.dedup();
+        for &d in &mine {
+            graph.add_edge(NodeIndex::new(d as usize), NodeIndex::new(i), ());
+        }
+        preds.push(mine);
+    }
+
+    let topo = match toposort(&graph, None) {
+        Ok(order) => order.into_iter().map(|n| n.index() as u32).collect(),
+        Err(cycle) => {
+            return Err(WorkflowError::Cycle {
+                path: cycle_through(&graph, cycle.node_id())
+                    .into_iter()
+                    .map(|i| specs[i].name().to_owned())
+                    .collect(),
+            });
+        }
+    };
+
+    let mut space = DfsSpace::new(&graph);
+    for (i, spec) in specs.iter().enumerate() {
+        for (k, input) in spec.inputs().iter().enumerate() {
+            let from = by_name[input.from_step.as_str()] as usize;
+            let ancestor = from != i
+                && has_path_connecting(
+                    &graph,
+                    NodeIndex::new(from),
+                    NodeIndex::new(i),
+                    Some(&mut space),
+                );
+            if !ancestor {
+                return Err(WorkflowError::InputFromNonAncestor {
+                    step: spec.name().to_owned(),
+                    from: input.from_step.clone(),
+                    input: input.name.clone(),
+                });
+            }
+            if spec.inputs()[..k].iter().any(|o| o.name == input.name) {
+                return Err(WorkflowError::DuplicateInput {
+                    step: spec.name().to_owned(),
+                    input: input.name.clone(),
+                });
+            }
+        }
+    }
+
+    // Dense adjacency (CSR) for the run's hot path.
+    let mut succs: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for (i, mine) in preds.iter().enumerate() {
+        for &d in mine {
+            succs[d as usize].push(i as u32);
+        }
+    }
+    let (succ_start, succ) = csr(&succs);
+    let (pred_start, pred) = csr(&preds);
+
+    let mut fingerprint = splitmix64(n as u64);
+    let mut fold = |word: u64| fingerprint = splitmix64(fingerprint ^ word);
+    for (i, spec) in specs.iter().enumerate() {
+        for b in spec.name().bytes() {
+            fold(u64::from(b));
+        }
+        fold(spec.condition() as u64);
+        fold(u64::from(spec.retry().max_attempts()));
+        for &d in &preds[i] {
+            fold(u64::from(d));
+        }
+        fold(u64::MAX);
+    }
+
+    Ok(Workflow {
+        inner: Arc::new(Inner {
+            name,
+            conditions: specs.iter().map(|s| s.condition()).collect(),
+            timeouts: specs.iter().map(|s| s.timeout()).collect(),
+            specs,
+            names,
+            by_name,
+            succ_start,
+            succ,
+            pred_start,
+            pred,
+            topo,
+            fingerprint,
+            graph,
+        }),
+    })
+}
+
+fn csr(lists: &[Vec<u32>]) -> (Vec<u32>, Vec<u32>) {
+    let mut start = Vec::with_capacity(lists.len() + 1);
+    let mut flat = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+    start.push(0);
+    for list in lists {
+        flat.extend_from_slice(list);
+        start.push(flat.len() as u32);
+    }
+    (start, flat)
+}
+
+/// A cycle through `node`, as step indices in edge (dependency) order, rotated to start
+/// at its smallest index.
+fn cycle_through(graph: &DiGraph<u32, ()>, node: NodeIndex) -> Vec<usize> {
+    let scc = tarjan_scc(graph)
+        .into_iter()
+        .find(|c| c.contains(&node))
+        .unwrap_or_else(|| vec![node]);
+    let mut in_scc = vec![false; graph.node_count()];
+    for n in &scc {
+        in_scc[n.index()] = true;
+    }
+    // Breadth-first from `node` inside the component until an edge leads back to it.
+    let mut parent: Vec<Option<NodeIndex>> = vec![None; graph.node_count()];
+    let mut queue = std::collections::VecDeque::from([node]);
+    let mut seen = vec![false; graph.node_count()];
+    seen[node.index()] = true;
+    let mut last = node;
+    'search: while let Some(u) = queue.pop_front() {
+        let mut targets: Vec<NodeIndex> = graph.edges(u).map(|e| e.target()).collect();
+        targets.sort_unstable();
+        for v in targets {
+            if v == node {
+                last = u;
+                break 'search;
+            }
+            if in_scc[v.index()] && !seen[v.index()] {
+                seen[v.index()] = true;
+                parent[v.index()] = Some(u);
+                queue.push_back(v);
+            }
+        }
+    }
+    let mut path = vec![last.index()];
+    let mut cur = last;
+    while let Some(p) = parent[cur.index()] {
+        path.push(p.index());
+        cur = p;
+    }
+    path.reverse();
+    if let Some(min_pos) = path
+        .iter()
+        .enumerate()
+        .min_by_key(|&(_, &v)| v)
+        .map(|(k, _)| k)
+    {
+        path.rotate_left(min_pos);
+    }
+    path
+}

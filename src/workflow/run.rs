@@ -1,0 +1,1163 @@
+//! The run state machine: one execution of a [`Workflow`].
+//!
+//! Owns [`Run`], its statuses, outcomes, evidence events and snapshots. Sans-I/O and
+//! deterministic: every method takes the current time, nothing reads a clock, and the
+//! same calls give the same run, bit for bit.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::definition::RunCondition;
+use super::error::WorkflowError;
+use super::retry::splitmix64;
+use super::{StepRef, Workflow};
+use crate::clock::Timestamp;
+use crate::id::AgentId;
+
+/// The version [`Run::snapshot`] writes and [`Run::restore`] reads.
+pub const RUN_SNAPSHOT_VERSION: u32 = 1;
+
+/// The reason recorded for an attempt that was running when its run was snapshotted and
+/// restored.
+const INTERRUPTED: &str = "interrupted by restart";
+
+/// Where a step is in its life.
+///
+/// `Pending -> Ready -> Running -> Succeeded`, or `Running -> BackingOff -> Ready` for a
+/// failed attempt that will be retried, or `Running -> Failed` once attempts run out.
+/// `Pending -> Skipped` when its [`RunCondition`] does not hold; any non-terminal status
+/// `-> Cancelled` when the run is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StepStatus {
+    /// Waiting for dependencies.
+    Pending,
+    /// May be dispatched now.
+    Ready,
+    /// An agent is working on it.
+    Running,
+    /// An attempt failed; waits for its backoff before it is ready again.
+    BackingOff,
+    /// Done (terminal).
+    Succeeded,
+    /// Every attempt failed (terminal).
+    Failed,
+    /// Its run condition did not hold (terminal).
+    Skipped,
+    /// The run was cancelled before it finished (terminal).
+    Cancelled,
+}
+
+impl StepStatus {
+    /// Whether the status is final.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            StepStatus::Succeeded
+                | StepStatus::Failed
+                | StepStatus::Skipped
+                | StepStatus::Cancelled
+        )
+    }
+}
+
+/// How a finished run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RunOutcome {
+    /// No step failed (steps may have been skipped).
+    Succeeded,
+    /// At least one step failed, even if a handler then ran.
+    Failed,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+/// What an agent reports for one attempt of a step.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepOutcome {
+    /// Whether the attempt succeeded.
+    pub success: bool,
+    /// Named outputs (a URL, a screenshot path), passed to downstream inputs.
+    pub outputs: BTreeMap<String, String>,
+    /// Why it failed, if it did.
+    pub reason: Option<String>,
+}
+
+impl StepOutcome {
+    /// A success without outputs.
+    pub fn success() -> Self {
+        StepOutcome {
+            success: true,
+            outputs: BTreeMap::new(),
+            reason: None,
+        }
+    }
+
+    /// A failure, with its reason.
+    pub fn failure(reason: impl Into<String>) -> Self {
+        StepOutcome {
+            success: false,
+            outputs: BTreeMap::new(),
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// Adds an output.
+    pub fn with_output(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.outputs.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// One state change of one step: the run's evidence record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunEvent {
+    /// When it happened (the `now` passed to the call that caused it).
+    pub at: Timestamp,
+    /// The step's name.
+    pub step: Arc<str>,
+    /// The attempt concerned (1-based; for `Ready`, the attempt about to be made; 0 for
+    /// a step skipped or cancelled before its first attempt).
+    pub attempt: u32,
+    /// The agent concerned, if any.
+    pub agent: Option<AgentId>,
+    /// What changed.
+    pub change: StepChange,
+}
+
+/// The state change a [`RunEvent`] records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum StepChange {
+    /// The step became ready to dispatch.
+    Ready,
+    /// An agent started an attempt.
+    Started,
+    /// The attempt succeeded with these outputs.
+    Succeeded {
+        /// The outputs reported.
+        outputs: BTreeMap<String, String>,
+    },
+    /// The attempt failed (reported, timed out, or interrupted by a restart).
+    AttemptFailed {
+        /// Why.
+        reason: String,
+        /// When the next attempt becomes ready, or `None` when the step has failed for
+        /// good.
+        retry_at: Option<Timestamp>,
+    },
+    /// The step's run condition did not hold.
+    Skipped {
+        /// The condition that did not hold.
+        condition: RunCondition,
+    },
+    /// The run was cancelled before the step finished.
+    Cancelled,
+    /// The agent skipped the step on purpose (it could not be attempted here).
+    SkippedByAgent {
+        /// Why.
+        reason: String,
+    },
+    /// The step was given up before an attempt (no agent could take it).
+    Abandoned {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Something that names a step of a run's workflow: a [`StepRef`] (fast) or a name.
+///
+/// Sealed: implemented for [`StepRef`], `&str`, `String` and `&String`.
+pub trait StepKey: sealed::Sealed {
+    /// The step's dense index, or [`WorkflowError::UnknownStep`].
+    #[doc(hidden)]
+    fn index_in(&self, workflow: &Workflow) -> Result<u32, WorkflowError>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::StepRef {}
+    impl Sealed for &str {}
+    impl Sealed for String {}
+    impl Sealed for &String {}
+}
+
+impl StepKey for StepRef {
+    #[inline]
+    fn index_in(&self, workflow: &Workflow) -> Result<u32, WorkflowError> {
+        if self.index() < workflow.len() {
+            Ok(self.0)
+        } else {
+            Err(WorkflowError::UnknownStep {
+                step: self.to_string(),
+            })
+        }
+    }
+}
+
+impl StepKey for &str {
+    fn index_in(&self, workflow: &Workflow) -> Result<u32, WorkflowError> {
+        workflow
+            .step(self)
+            .map(|s| s.0)
+            .ok_or_else(|| WorkflowError::UnknownStep {
+                step: (*self).to_owned(),
+            })
+    }
+}
+
+impl StepKey for String {
+    fn index_in(&self, workflow: &Workflow) -> Result<u32, WorkflowError> {
+        self.as_str().index_in(workflow)
+    }
+}
+
+impl StepKey for &String {
+    fn index_in(&self, workflow: &Workflow) -> Result<u32, WorkflowError> {
+        self.as_str().index_in(workflow)
+    }
+}
+
+/// One step's state in a [`RunSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StepState {
+    /// The step's name.
+    pub name: String,
+    /// Its status.
+    pub status: StepStatus,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// The agent of the latest attempt.
+    pub agent: Option<AgentId>,
+    /// When a running attempt times out, or when a backing-off step is ready again.
+    pub deadline: Option<Timestamp>,
+    /// The outputs of a succeeded step.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+}
+
+/// Everything a [`Run`] knows, as plain serde data: persist it, and [`Run::restore`]
+/// continues the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RunSnapshot {
+    /// [`RUN_SNAPSHOT_VERSION`] when written.
+    pub version: u32,
+    /// The workflow's name.
+    pub workflow: String,
+    /// A hash of the workflow's shape (names, dependencies, conditions, attempts), to
+    /// refuse a snapshot of a different workflow with the same name.
+    pub fingerprint: u64,
+    /// The run's id.
+    pub id: String,
+    /// The run's seed.
+    pub seed: u64,
+    /// The latest time the run was told about.
+    pub taken_at: Timestamp,
+    /// Whether the run was cancelled.
+    pub cancelled: bool,
+    /// Every step, in definition order.
+    pub steps: Vec<StepState>,
+    /// The ready steps, in dispatch order.
+    pub ready: Vec<String>,
+    /// The evidence history.
+    pub history: Vec<RunEvent>,
+}
+
+/// One run of a [`Workflow`]: a sans-I/O, deterministic state machine.
+///
+/// The host loops: take the [`ready`](Run::ready) steps, assign each to an agent and
+/// [`start`](Run::start) it, report each result with [`finish`](Run::finish), and call
+/// [`tick`](Run::tick) at [`next_deadline`](Run::next_deadline) so timeouts and
+/// backoffs fire. Every state change is appended to [`history`](Run::history).
+///
+/// # Rules
+/// - A step is decided when all its dependencies are terminal; see [`RunCondition`] for
+///   when it runs and when it is skipped. Skips cascade at once.
+/// - A failed attempt (reported, or timed out on `tick`) is retried after its
+///   [`RetryPolicy`](super::RetryPolicy) backoff while attempts remain; the step is
+///   `Failed` after the last one. Only the failing step is retried: its dependencies
+///   are finished and never rerun.
+/// - An error (a step not ready or not running, the wrong agent, an unknown step)
+///   changes nothing.
+///
+/// # Complexity
+/// `start` and `finish` are O(1) plus O(successors), `next_ready` O(1); a whole run is
+/// O(V + E) plus O(log V) per timeout or backoff. Nothing allocates per step in steady
+/// state except the history's amortized growth and outputs the host hands in.
+#[derive(Debug, Clone)]
+pub struct Run {
+    workflow: Workflow,
+    id: String,
+    seed: u64,
+    status: Vec<StepStatus>,
+    attempts: Vec<u32>,
+    agent: Vec<Option<AgentId>>,
+    /// Timeout of a running attempt, or end of a backoff; `Timestamp::MAX` when none.
+    deadline: Vec<Timestamp>,
+    /// Dependencies not yet terminal.
+    waiting: Vec<u32>,
+    /// Terminal dependencies that did not succeed.
+    not_ok: Vec<u32>,
+    /// Dependencies that carry a failure.
+    failing: Vec<u32>,
+    carries: Vec<bool>,
+    outputs: Vec<BTreeMap<String, String>>,
+    /// Ready steps in dispatch order; may hold stale entries (not `Ready` any more),
+    /// each step at most once (`queued`).
+    ready: VecDeque<u32>,
+    queued: Vec<bool>,
+    ready_count: usize,
+    /// Deadlines; an entry is stale unless the step is running or backing off with that
+    /// deadline.
+    timers: BinaryHeap<Reverse<(Timestamp, u32)>>,
+    history: Vec<RunEvent>,
+    terminal: usize,
+    failed: usize,
+    cancelled: bool,
+    last_now: Timestamp,
+    scratch: Vec<u32>,
+}
+
+impl PartialEq for Run {
+    /// Two runs are equal when their snapshots are.
+    fn eq(&self, other: &Run) -> bool {
+        self.snapshot() == other.snapshot()
+    }
+}
+
+impl Run {
+    /// Starts a run of `workflow` at `now`. Steps without dependencies become ready (or
+    /// are skipped, under [`RunCondition::AnyFailed`]) at once. `seed` drives the
+    /// retry jitter.
+    pub fn new(workflow: &Workflow, id: impl Into<String>, seed: u64, now: Timestamp) -> Run {
+        let inner = workflow.inner();
+        let n = inner.specs.len();
+        let waiting: Vec<u32> = (0..n)
+            .map(|i| inner.pred_start[i + 1] - inner.pred_start[i])
+            .collect();
+        let mut run = Run::blank(workflow, id.into(), seed, now);
+        run.waiting = waiting;
+        for i in 0..n as u32 {
+            if run.waiting[i as usize] == 0 {
+                run.decide(i, now);
+            }
+        }
+        run.drain(now);
+        run
+    }
+
+    fn blank(workflow: &Workflow, id: String, seed: u64, now: Timestamp) -> Run {
+        let n = workflow.len();
+        Run {
+            workflow: workflow.clone(),
+            id,
+            seed,
+            status: vec![StepStatus::Pending; n],
+            attempts: vec![0; n],
+            agent: vec![None; n],
+            deadline: vec![Timestamp::MAX; n],
+            waiting: vec![0; n],
+            not_ok: vec![0; n],
+            failing: vec![0; n],
+            carries: vec![false; n],
+            outputs: vec![BTreeMap::new(); n],
+            ready: VecDeque::new(),
+            queued: vec![false; n],
+            ready_count: 0,
+            timers: BinaryHeap::new(),
+            history: Vec::with_capacity(3 * n),
+            terminal: 0,
+            failed: 0,
+            cancelled: false,
+            last_now: now,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The run's seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The workflow being run.
+    pub fn workflow(&self) -> &Workflow {
+        &self.workflow
+    }
+
+    /// The name of `step`, or `None` for a handle from elsewhere.
+    pub fn name(&self, step: StepRef) -> Option<&str> {
+        self.workflow.name_of(step)
+    }
+
+    /// The status of `step`, or `None` for an unknown step.
+    pub fn status(&self, step: impl StepKey) -> Option<StepStatus> {
+        let i = step.index_in(&self.workflow).ok()?;
+        Some(self.status[i as usize])
+    }
+
+    /// Attempts of `step` started so far.
+    pub fn attempts(&self, step: impl StepKey) -> Option<u32> {
+        let i = step.index_in(&self.workflow).ok()?;
+        Some(self.attempts[i as usize])
+    }
+
+    /// The agent of `step`'s latest attempt.
+    pub fn agent(&self, step: impl StepKey) -> Option<AgentId> {
+        let i = step.index_in(&self.workflow).ok()?;
+        self.agent[i as usize]
+    }
+
+    /// The outputs of `step` once it has succeeded.
+    pub fn outputs(&self, step: impl StepKey) -> Option<&BTreeMap<String, String>> {
+        let i = step.index_in(&self.workflow).ok()? as usize;
+        (self.status[i] == StepStatus::Succeeded).then(|| &self.outputs[i])
+    }
+
+    /// The steps to dispatch now, in dispatch order: the order they became ready in,
+    /// ties by definition order. Deterministic: it depends only on the workflow and the
+    /// calls made so far.
+    pub fn ready(&self) -> Vec<StepRef> {
+        let mut out = Vec::with_capacity(self.ready_count);
+        self.ready_into(&mut out);
+        out
+    }
+
+    /// [`ready`](Run::ready) into a buffer the caller reuses (cleared first).
+    pub fn ready_into(&self, out: &mut Vec<StepRef>) {
+        out.clear();
+        out.extend(
+            self.ready
+                .iter()
+                .filter(|&&i| self.status[i as usize] == StepStatus::Ready)
+                .map(|&i| StepRef(i)),
+        );
+    }
+
+    /// The first step to dispatch, if any. O(1).
+    #[inline]
+    pub fn next_ready(&self) -> Option<StepRef> {
+        // The front is kept valid by every call that can make a ready step unready.
+        self.ready.front().map(|&i| StepRef(i))
+    }
+
+    /// The earliest time [`tick`](Run::tick) has something to do: a running attempt's
+    /// timeout or the end of a backoff.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Whether every step is terminal.
+    pub fn is_finished(&self) -> bool {
+        self.terminal == self.status.len()
+    }
+
+    /// How the run ended, once it has.
+    pub fn outcome(&self) -> Option<RunOutcome> {
+        if !self.is_finished() {
+            None
+        } else if self.cancelled {
+            Some(RunOutcome::Cancelled)
+        } else if self.failed > 0 {
+            Some(RunOutcome::Failed)
+        } else {
+            Some(RunOutcome::Succeeded)
+        }
+    }
+
+    /// Whether [`cancel`](Run::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
+    }
+
+    /// Every state change so far, oldest first: the evidence record. A host journals
+    /// `history()[seen..]` after each call.
+    pub fn history(&self) -> &[RunEvent] {
+        &self.history
+    }
+
+    /// The inputs of `step`: for each of its [`InputSpec`](super::InputSpec)s whose
+    /// producing step has succeeded with that output key, the value under the input's
+    /// name. Missing outputs are left out.
+    ///
+    /// # Errors
+    /// [`WorkflowError::UnknownStep`].
+    pub fn inputs_for(
+        &self,
+        step: impl StepKey,
+    ) -> Result<BTreeMap<String, String>, WorkflowError> {
+        let i = step.index_in(&self.workflow)? as usize;
+        let inner = self.workflow.inner();
+        let mut out = BTreeMap::new();
+        for input in inner.specs[i].inputs() {
+            let Some(&from) = inner.by_name.get(input.from_step.as_str()) else {
+                continue;
+            };
+            let from = from as usize;
+            if self.status[from] != StepStatus::Succeeded {
+                continue;
+            }
+            if let Some(value) = self.outputs[from].get(&input.output) {
+                out.insert(input.name.clone(), value.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// `agent` starts the next attempt of the ready `step` at `now`.
+    ///
+    /// # Errors
+    /// [`WorkflowError::UnknownStep`], or [`WorkflowError::NotReady`]; either changes
+    /// nothing.
+    pub fn start(
+        &mut self,
+        step: impl StepKey,
+        agent: AgentId,
+        now: Timestamp,
+    ) -> Result<(), WorkflowError> {
+        let i = step.index_in(&self.workflow)?;
+        let u = i as usize;
+        if self.status[u] != StepStatus::Ready {
+            return Err(WorkflowError::NotReady {
+                step: self.workflow.inner().names[u].to_string(),
+                status: self.status[u],
+            });
+        }
+        self.observe(now);
+        self.status[u] = StepStatus::Running;
+        self.ready_count -= 1;
+        self.attempts[u] += 1;
+        self.agent[u] = Some(agent);
+        if let Some(timeout) = self.workflow.inner().timeouts[u] {
+            let at = now + timeout;
+            self.deadline[u] = at;
+            self.timers.push(Reverse((at, i)));
+        }
+        self.event(i, now, StepChange::Started);
+        self.tidy_ready();
+        Ok(())
+    }
+
+    /// `agent` reports the outcome of `step`'s running attempt at `now`.
+    ///
+    /// A success stores the outputs and decides the dependents; a failure is retried
+    /// after backoff while attempts remain, else the step fails.
+    ///
+    /// # Errors
+    /// [`WorkflowError::UnknownStep`], [`WorkflowError::NotRunning`] or
+    /// [`WorkflowError::WrongAgent`]; each changes nothing.
+    pub fn finish(
+        &mut self,
+        step: impl StepKey,
+        agent: AgentId,
+        outcome: StepOutcome,
+        now: Timestamp,
+    ) -> Result<(), WorkflowError> {
+        let i = step.index_in(&self.workflow)?;
+        let u = i as usize;
+        if self.status[u] != StepStatus::Running {
+            return Err(WorkflowError::NotRunning {
+                step: self.workflow.inner().names[u].to_string(),
+                status: self.status[u],
+            });
+        }
+        match self.agent[u] {
+            Some(expected) if expected != agent => {
+                return Err(WorkflowError::WrongAgent {
+                    step: self.workflow.inner().names[u].to_string(),
+                    expected,
+                    got: agent,
+                });
+            }
+            _ => {}
+        }
+        self.observe(now);
+        self.deadline[u] = Timestamp::MAX;
+        if outcome.success {
+            self.status[u] = StepStatus::Succeeded;
+            self.terminal += 1;
+            self.event(
+                i,
+                now,
+                StepChange::Succeeded {
+                    outputs: outcome.outputs.clone(),
+                },
+            );
+            self.outputs[u] = outcome.outputs;
+            self.scratch.push(i);
+            self.drain(now);
+        } else {
+            let reason = outcome.reason.unwrap_or_else(|| "failed".to_owned());
+            self.fail_attempt(i, reason, now);
+        }
+        self.tidy_timers();
+        Ok(())
+    }
+
+    /// `agent` reports that it skipped the running `step` on purpose (no browser on
+    /// this machine, say): the step ends `Skipped` with the reason in the history. Its
+    /// dependents see a step that did not succeed but carries no failure, as after a
+    /// run condition that did not hold.
+    ///
+    /// # Errors
+    /// As [`finish`](Self::finish); each changes nothing.
+    pub fn skip_attempt(
+        &mut self,
+        step: impl StepKey,
+        agent: AgentId,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<(), WorkflowError> {
+        let i = step.index_in(&self.workflow)?;
+        let u = i as usize;
+        if self.status[u] != StepStatus::Running {
+            return Err(WorkflowError::NotRunning {
+                step: self.workflow.inner().names[u].to_string(),
+                status: self.status[u],
+            });
+        }
+        if let Some(expected) = self.agent[u].filter(|a| *a != agent) {
+            return Err(WorkflowError::WrongAgent {
+                step: self.workflow.inner().names[u].to_string(),
+                expected,
+                got: agent,
+            });
+        }
+        self.observe(now);
+        self.deadline[u] = Timestamp::MAX;
+        self.status[u] = StepStatus::Skipped;
+        self.terminal += 1;
+        self.event(i, now, StepChange::SkippedByAgent { reason });
+        self.scratch.push(i);
+        self.drain(now);
+        self.tidy_timers();
+        Ok(())
+    }
+
+    /// Gives up the ready `step` without an attempt (no agent can take it): it fails
+    /// for good, whatever its retry policy, and its dependents are decided.
+    ///
+    /// # Errors
+    /// [`WorkflowError::UnknownStep`], or [`WorkflowError::NotReady`]; either changes
+    /// nothing.
+    pub fn abandon(
+        &mut self,
+        step: impl StepKey,
+        reason: String,
+        now: Timestamp,
+    ) -> Result<(), WorkflowError> {
+        let i = step.index_in(&self.workflow)?;
+        let u = i as usize;
+        if self.status[u] != StepStatus::Ready {
+            return Err(WorkflowError::NotReady {
+                step: self.workflow.inner().names[u].to_string(),
+                status: self.status[u],
+            });
+        }
+        self.observe(now);
+        self.status[u] = StepStatus::Failed;
+        self.ready_count -= 1;
+        self.carries[u] = true;
+        self.failed += 1;
+        self.terminal += 1;
+        self.event(i, now, StepChange::Abandoned { reason });
+        self.scratch.push(i);
+        self.drain(now);
+        self.tidy_ready();
+        Ok(())
+    }
+
+    /// Advances time to `now`: running attempts past their timeout fail (and are retried
+    /// per policy), backing-off steps whose wait is over become ready. Returns the number
+    /// of events appended.
+    pub fn tick(&mut self, now: Timestamp) -> usize {
+        let before = self.history.len();
+        self.observe(now);
+        while let Some(&Reverse((at, i))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let u = i as usize;
+            if self.deadline[u] != at {
+                continue;
+            }
+            match self.status[u] {
+                StepStatus::Running => {
+                    self.deadline[u] = Timestamp::MAX;
+                    let timeout = self.workflow.inner().timeouts[u].unwrap_or_default();
+                    self.fail_attempt(i, format!("timed out after {timeout:?}"), now);
+                }
+                StepStatus::BackingOff => {
+                    self.deadline[u] = Timestamp::MAX;
+                    self.make_ready(i, now);
+                }
+                _ => {}
+            }
+        }
+        self.tidy_timers();
+        self.history.len() - before
+    }
+
+    /// Cancels the run at `now`: every step not yet terminal (running ones included)
+    /// becomes `Cancelled`. The host should stop the agents of running steps; their
+    /// outcomes are refused afterwards. Does nothing on a finished run. Returns the
+    /// number of steps cancelled.
+    pub fn cancel(&mut self, now: Timestamp) -> usize {
+        if self.is_finished() {
+            return 0;
+        }
+        self.observe(now);
+        self.cancelled = true;
+        let mut count = 0;
+        for i in 0..self.status.len() as u32 {
+            let u = i as usize;
+            if self.status[u].is_terminal() {
+                continue;
+            }
+            let agent = (self.status[u] == StepStatus::Running)
+                .then_some(self.agent[u])
+                .flatten();
+            self.status[u] = StepStatus::Cancelled;
+            self.deadline[u] = Timestamp::MAX;
+            self.terminal += 1;
+            count += 1;
+            self.push_event(i, now, agent, StepChange::Cancelled);
+        }
+        self.ready.clear();
+        self.queued.iter_mut().for_each(|q| *q = false);
+        self.ready_count = 0;
+        self.timers.clear();
+        count
+    }
+
+    /// The run's state as plain data. O(V + history).
+    pub fn snapshot(&self) -> RunSnapshot {
+        let inner = self.workflow.inner();
+        RunSnapshot {
+            version: RUN_SNAPSHOT_VERSION,
+            workflow: inner.name.clone(),
+            fingerprint: inner.fingerprint,
+            id: self.id.clone(),
+            seed: self.seed,
+            taken_at: self.last_now,
+            cancelled: self.cancelled,
+            steps: (0..self.status.len())
+                .map(|i| StepState {
+                    name: inner.names[i].to_string(),
+                    status: self.status[i],
+                    attempts: self.attempts[i],
+                    agent: self.agent[i],
+                    deadline: (self.deadline[i] != Timestamp::MAX).then_some(self.deadline[i]),
+                    outputs: self.outputs[i].clone(),
+                })
+                .collect(),
+            ready: self
+                .ready()
+                .into_iter()
+                .map(|s| inner.names[s.index()].to_string())
+                .collect(),
+            history: self.history.clone(),
+        }
+    }
+
+    /// Continues a run from its snapshot.
+    ///
+    /// # Restart rule
+    /// A step that was `Running` in the snapshot is reconciled at once: its attempt
+    /// counts as failed with reason `"interrupted by restart"` at the snapshot's
+    /// `taken_at`, and is retried per its [`RetryPolicy`](super::RetryPolicy) (after its
+    /// backoff) while attempts remain; after the last attempt the step fails. A late
+    /// outcome from the interrupted agent is then refused. Finished steps are never
+    /// repeated; ready and backing-off steps keep their order and deadlines.
+    ///
+    /// # Errors
+    /// [`WorkflowError::CorruptSnapshot`] naming the problem: another version, another
+    /// workflow (name, fingerprint or steps), or a state the engine could not have
+    /// reached (a step started before its dependencies finished, a ready list that does
+    /// not match the statuses, more attempts than allowed).
+    pub fn restore(workflow: &Workflow, snapshot: RunSnapshot) -> Result<Run, WorkflowError> {
+        let inner = workflow.inner().clone();
+        let corrupt = |reason: String| WorkflowError::CorruptSnapshot {
+            workflow: inner.name.clone(),
+            reason,
+        };
+        if snapshot.version != RUN_SNAPSHOT_VERSION {
+            return Err(corrupt(format!(
+                "version {} (expected {RUN_SNAPSHOT_VERSION})",
+                snapshot.version
+            )));
+        }
+        if snapshot.workflow != inner.name {
+            return Err(corrupt(format!(
+                "it is a run of workflow {:?}",
+                snapshot.workflow
+            )));
+        }
+        let n = inner.specs.len();
+        if snapshot.steps.len() != n {
+            return Err(corrupt(format!(
+                "it has {} steps, not {n}",
+                snapshot.steps.len()
+            )));
+        }
+        if let Some((i, s)) = snapshot
+            .steps
+            .iter()
+            .enumerate()
+            .find(|(i, s)| *s.name != *inner.names[*i])
+        {
+            return Err(corrupt(format!(
+                "step #{i} is {:?}, not {:?}",
+                s.name, inner.names[i]
+            )));
+        }
+        if snapshot.fingerprint != inner.fingerprint {
+            return Err(corrupt(format!(
+                "fingerprint {:#x} (expected {:#x})",
+                snapshot.fingerprint, inner.fingerprint
+            )));
+        }
+
+        let mut run = Run::blank(workflow, snapshot.id, snapshot.seed, snapshot.taken_at);
+        run.cancelled = snapshot.cancelled;
+        for (i, s) in snapshot.steps.iter().enumerate() {
+            run.status[i] = s.status;
+            run.attempts[i] = s.attempts;
+            run.agent[i] = s.agent;
+        }
+        // Counters and failure carriers, recomputed in topological order.
+        for &i in &inner.topo {
+            let u = i as usize;
+            let s = &snapshot.steps[u];
+            for &d in inner.predecessors(i) {
+                let d = d as usize;
+                if !run.status[d].is_terminal() {
+                    run.waiting[u] += 1;
+                } else if run.status[d] != StepStatus::Succeeded {
+                    run.not_ok[u] += 1;
+                }
+                if run.carries[d] {
+                    run.failing[u] += 1;
+                }
+            }
+            let condition = inner.conditions[u];
+            let holds = run.holds(i);
+            let max = inner.specs[u].retry().max_attempts();
+            let name = &s.name;
+            let decided = run.waiting[u] == 0;
+            let bad = |what: &str| corrupt(format!("step {name:?} {what}"));
+            if s.attempts > max {
+                return Err(bad(&format!("has {} attempts (at most {max})", s.attempts)));
+            }
+            match s.status {
+                StepStatus::Pending if decided && !run.cancelled => {
+                    return Err(bad("is pending but its dependencies have finished"));
+                }
+                StepStatus::Pending if s.attempts > 0 => {
+                    return Err(bad("has attempts but never started"));
+                }
+                StepStatus::Pending if run.cancelled => {
+                    return Err(bad("is pending in a cancelled run"));
+                }
+                // Skipped by its condition: no attempt, and the condition did not hold.
+                StepStatus::Skipped if s.attempts == 0 && (!decided || holds) => {
+                    return Err(bad("is skipped but its condition holds or is undecided"));
+                }
+                // Skipped by its agent: an attempt, made once the condition held.
+                StepStatus::Skipped if s.attempts > 0 && (!decided || !holds) => {
+                    return Err(bad("was skipped by its agent before its condition held"));
+                }
+                StepStatus::Ready
+                | StepStatus::Running
+                | StepStatus::BackingOff
+                | StepStatus::Succeeded
+                | StepStatus::Failed
+                    if !decided || !holds =>
+                {
+                    return Err(bad("ran before its run condition held"));
+                }
+                StepStatus::Ready | StepStatus::BackingOff if s.attempts >= max => {
+                    return Err(bad("waits for an attempt it does not have"));
+                }
+                // (A step failed without an attempt was abandoned: nobody could take it.)
+                StepStatus::Running | StepStatus::Succeeded | StepStatus::BackingOff
+                    if s.attempts == 0 =>
+                {
+                    return Err(bad("finished or runs without an attempt"));
+                }
+                StepStatus::Running if s.agent.is_none() => {
+                    return Err(bad("runs without an agent"));
+                }
+                StepStatus::BackingOff if s.deadline.is_none() => {
+                    return Err(bad("backs off without a deadline"));
+                }
+                StepStatus::Cancelled if !run.cancelled => {
+                    return Err(bad("is cancelled in a run that is not"));
+                }
+                StepStatus::Ready | StepStatus::Running | StepStatus::BackingOff
+                    if run.cancelled =>
+                {
+                    return Err(bad("is still active in a cancelled run"));
+                }
+                _ => {}
+            }
+            if !s.outputs.is_empty() && s.status != StepStatus::Succeeded {
+                return Err(bad("has outputs but did not succeed"));
+            }
+            match s.status {
+                StepStatus::Failed => {
+                    run.carries[u] = true;
+                    run.failed += 1;
+                }
+                StepStatus::Skipped => {
+                    run.carries[u] = condition == RunCondition::AllSucceeded && run.failing[u] > 0;
+                }
+                _ => {}
+            }
+            if s.status.is_terminal() {
+                run.terminal += 1;
+            }
+            match (s.status, s.deadline) {
+                (StepStatus::BackingOff, Some(at)) => {
+                    run.deadline[u] = at;
+                    run.timers.push(Reverse((at, i)));
+                }
+                (StepStatus::Running, Some(at)) if inner.timeouts[u].is_some() => {
+                    run.deadline[u] = at;
+                }
+                _ => {}
+            }
+        }
+        let ready_total = run
+            .status
+            .iter()
+            .filter(|&&s| s == StepStatus::Ready)
+            .count();
+        if snapshot.ready.len() != ready_total {
+            return Err(corrupt(format!(
+                "its ready list has {} steps but {ready_total} are ready",
+                snapshot.ready.len()
+            )));
+        }
+        for name in &snapshot.ready {
+            let Some(&i) = inner.by_name.get(name.as_str()) else {
+                return Err(corrupt(format!(
+                    "its ready list names unknown step {name:?}"
+                )));
+            };
+            if run.status[i as usize] != StepStatus::Ready || run.queued[i as usize] {
+                return Err(corrupt(format!(
+                    "its ready list holds step {name:?} twice or while not ready"
+                )));
+            }
+            run.queued[i as usize] = true;
+            run.ready.push_back(i);
+        }
+        run.ready_count = ready_total;
+        for (i, s) in snapshot.steps.into_iter().enumerate() {
+            run.outputs[i] = s.outputs;
+        }
+        run.history = snapshot.history;
+
+        // The restart rule: an interrupted attempt is a failed attempt.
+        let at = run.last_now;
+        for i in 0..n as u32 {
+            if run.status[i as usize] == StepStatus::Running {
+                run.deadline[i as usize] = Timestamp::MAX;
+                run.fail_attempt(i, INTERRUPTED.to_owned(), at);
+            }
+        }
+        run.tidy_timers();
+        Ok(run)
+    }
+
+    // ----- internals -----
+
+    #[inline]
+    fn observe(&mut self, now: Timestamp) {
+        if now > self.last_now {
+            self.last_now = now;
+        }
+    }
+
+    #[inline]
+    fn event(&mut self, i: u32, at: Timestamp, change: StepChange) {
+        let agent = self.agent[i as usize];
+        self.push_event(i, at, agent, change);
+    }
+
+    #[inline]
+    fn push_event(&mut self, i: u32, at: Timestamp, agent: Option<AgentId>, change: StepChange) {
+        let u = i as usize;
+        let attempt = match change {
+            StepChange::Ready => self.attempts[u] + 1,
+            _ => self.attempts[u],
+        };
+        self.history.push(RunEvent {
+            at,
+            step: self.workflow.inner().names[u].clone(),
+            attempt,
+            agent,
+            change,
+        });
+    }
+
+    /// Whether the run condition of decided step `i` holds.
+    #[inline]
+    fn holds(&self, i: u32) -> bool {
+        let u = i as usize;
+        match self.workflow.inner().conditions[u] {
+            RunCondition::AllSucceeded => self.not_ok[u] == 0,
+            RunCondition::AnyFailed => self.failing[u] > 0,
+            RunCondition::Always => true,
+        }
+    }
+
+    /// Decides pending step `i`, whose dependencies are all terminal: ready, or skipped
+    /// (queued on `scratch` so its dependents are decided by `drain`).
+    #[inline]
+    fn decide(&mut self, i: u32, now: Timestamp) {
+        if self.holds(i) {
+            self.make_ready(i, now);
+        } else {
+            let u = i as usize;
+            let condition = self.workflow.inner().conditions[u];
+            self.status[u] = StepStatus::Skipped;
+            self.carries[u] = condition == RunCondition::AllSucceeded && self.failing[u] > 0;
+            self.terminal += 1;
+            self.push_event(i, now, None, StepChange::Skipped { condition });
+            self.scratch.push(i);
+        }
+    }
+
+    /// Propagates every newly terminal step on `scratch` to its dependents.
+    fn drain(&mut self, now: Timestamp) {
+        while let Some(j) = self.scratch.pop() {
+            let ok = self.status[j as usize] == StepStatus::Succeeded;
+            let carry = self.carries[j as usize];
+            let (from, to) = {
+                let inner = self.workflow.inner();
+                (
+                    inner.succ_start[j as usize],
+                    inner.succ_start[j as usize + 1],
+                )
+            };
+            for k in from..to {
+                let s = self.workflow.inner().succ[k as usize];
+                let u = s as usize;
+                self.waiting[u] -= 1;
+                self.not_ok[u] += u32::from(!ok);
+                self.failing[u] += u32::from(carry);
+                if self.waiting[u] == 0 && self.status[u] == StepStatus::Pending {
+                    self.decide(s, now);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn make_ready(&mut self, i: u32, now: Timestamp) {
+        let u = i as usize;
+        self.status[u] = StepStatus::Ready;
+        self.ready_count += 1;
+        if !self.queued[u] {
+            self.queued[u] = true;
+            self.ready.push_back(i);
+        }
+        self.push_event(i, now, None, StepChange::Ready);
+    }
+
+    /// A failed attempt of running step `i`: back off and retry, or fail.
+    fn fail_attempt(&mut self, i: u32, reason: String, now: Timestamp) {
+        let u = i as usize;
+        let made = self.attempts[u];
+        let policy = self.workflow.inner().specs[u].retry();
+        if made < policy.max_attempts() {
+            let delay = policy.backoff(made, splitmix64(self.seed ^ splitmix64(u64::from(i))));
+            let at = now + delay;
+            self.event(
+                i,
+                now,
+                StepChange::AttemptFailed {
+                    reason,
+                    retry_at: Some(at),
+                },
+            );
+            if at <= now {
+                self.make_ready(i, now);
+            } else {
+                self.status[u] = StepStatus::BackingOff;
+                self.deadline[u] = at;
+                self.timers.push(Reverse((at, i)));
+            }
+        } else {
+            self.status[u] = StepStatus::Failed;
+            self.carries[u] = true;
+            self.failed += 1;
+            self.terminal += 1;
+            self.event(
+                i,
+                now,
+                StepChange::AttemptFailed {
+                    reason,
+                    retry_at: None,
+                },
+            );
+            self.scratch.push(i);
+            self.drain(now);
+        }
+    }
+
+    /// Drops stale entries from the front of the ready queue, and compacts it when
+    /// stale entries dominate.
+    #[inline]
+    fn tidy_ready(&mut self) {
+        while let Some(&f) = self.ready.front() {
+            if self.status[f as usize] == StepStatus::Ready {
+                break;
+            }
+            self.ready.pop_front();
+            self.queued[f as usize] = false;
+        }
+        if self.ready.len() > 2 * self.ready_count + 32 {
+            let (status, queued) = (&self.status, &mut self.queued);
+            self.ready.retain(|&i| {
+                let keep = status[i as usize] == StepStatus::Ready;
+                if !keep {
+                    queued[i as usize] = false;
+                }
+                keep
+            });
+        }
+    }
+
+    /// Drops stale timers from the top of the heap, so `next_deadline` is exact.
+    #[inline]
+    fn tidy_timers(&mut self) {
+        while let Some(&Reverse((at, i))) = self.timers.peek() {
+            let u = i as usize;
+            let live = self.deadline[u] == at
+                && matches!(self.status[u], StepStatus::Running | StepStatus::BackingOff);
+            if live {
+                break;
+            }
+            self.timers.pop();
+        }
+    }
+}

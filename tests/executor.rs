@@ -1,0 +1,414 @@
+//! The async executor over real `Agent` implementations: assignment through the
+//! coordinator, retries, timeouts, skips, unassignable steps, separation of duties,
+//! the concurrency limit, cancellation and panicking agents.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
+use concord::coordinator::{Coordinator, Event};
+use concord::workflow::{
+    CancelHandle, Executor, RetryPolicy, Run, RunCondition, RunOutcome, SimulatedTimer, StepChange,
+    StepSpec, StepStatus, Workflow,
+};
+use concord::{AgentId, AgentProfile, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp};
+use futures::executor::block_on;
+use parking_lot::Mutex;
+
+/// What a scripted agent does for one attempt of one step kind.
+#[derive(Debug, Clone)]
+enum Act {
+    Succeed,
+    Fail,
+    Hang,
+    Skip,
+    Panic,
+    Cancel,
+}
+
+/// An agent that follows a script per (kind, attempt), and counts concurrency.
+#[derive(Debug)]
+struct Scripted {
+    id: AgentId,
+    script: BTreeMap<(String, u32), Act>,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    cancel: Mutex<Option<CancelHandle>>,
+}
+
+impl Scripted {
+    fn new(id: u64) -> Self {
+        Scripted {
+            id: AgentId::new(id),
+            script: BTreeMap::new(),
+            running: Arc::new(AtomicUsize::new(0)),
+            peak: Arc::new(AtomicUsize::new(0)),
+            cancel: Mutex::new(None),
+        }
+    }
+
+    fn on(mut self, kind: &str, attempt: u32, act: Act) -> Self {
+        self.script.insert((kind.to_owned(), attempt), act);
+        self
+    }
+}
+
+#[async_trait::async_trait]
+impl Agent for Scripted {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        let act = self
+            .script
+            .get(&(work.kind().to_owned(), work.attempt()))
+            .cloned()
+            .unwrap_or(Act::Succeed);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        // Let other steps start before this one ends.
+        YieldNow(false).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        match act {
+            Act::Succeed => Ok(WorkOutput::success()
+                .with_output("by", self.id.to_string())
+                .with_output("seen", work.inputs().len().to_string())),
+            Act::Fail => Ok(WorkOutput::failure("scripted failure")),
+            Act::Hang => futures::future::pending().await,
+            Act::Skip => Ok(WorkOutput::skipped("no browser on this machine")),
+            Act::Panic => panic!("scripted panic"),
+            Act::Cancel => {
+                if let Some(c) = self.cancel.lock().as_ref() {
+                    c.cancel();
+                }
+                Ok(WorkOutput::success())
+            }
+        }
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("test"))
+    }
+}
+
+fn role(name: &str) -> Role {
+    Role::new(name).unwrap()
+}
+
+struct World {
+    clock: ManualClock,
+    coordinator: Arc<Coordinator>,
+}
+
+fn world(agents: &[(u64, &[&str], u32)]) -> World {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .build(),
+    );
+    for (id, roles, slots) in agents {
+        let mut p =
+            AgentProfile::new(AgentId::new(*id), format!("agent-{id}")).with_max_tasks(*slots);
+        for r in *roles {
+            p = p.with_role(role(r));
+        }
+        coordinator.register_agent(p).unwrap();
+    }
+    World { clock, coordinator }
+}
+
+fn executor(w: &World, agents: Vec<Arc<dyn Agent>>) -> Executor {
+    let mut e = Executor::new(
+        Arc::clone(&w.coordinator),
+        SimulatedTimer::new(w.clock.clone()),
+    );
+    for a in agents {
+        e = e.with_agent(a);
+    }
+    e
+}
+
+fn changes(run: &Run, step: &str) -> Vec<String> {
+    run.history()
+        .iter()
+        .filter(|e| &*e.step == step)
+        .map(|e| match &e.change {
+            StepChange::Ready => "ready".to_owned(),
+            StepChange::Started => "started".to_owned(),
+            StepChange::Succeeded { .. } => "succeeded".to_owned(),
+            StepChange::AttemptFailed { retry_at, .. } => {
+                format!("failed{}", if retry_at.is_some() { "+retry" } else { "" })
+            }
+            StepChange::Skipped { .. } => "skipped".to_owned(),
+            StepChange::SkippedByAgent { .. } => "skipped-by-agent".to_owned(),
+            StepChange::Abandoned { .. } => "abandoned".to_owned(),
+            StepChange::Cancelled => "cancelled".to_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn runs_a_chain_passing_outputs_downstream() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let wf = Workflow::builder("chain")
+        .step(StepSpec::new("build").with_role(role("ops")))
+        .step(
+            StepSpec::new("ship")
+                .with_role(role("ops"))
+                .after("build")
+                .with_input("build", "by", "built_by"),
+        )
+        .build()
+        .unwrap();
+    let run = block_on(executor(&w, vec![Arc::new(Scripted::new(1))]).run(&wf, "r1", 1)).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(run.outputs("ship").unwrap()["seen"], "1");
+    let events = w.coordinator.drain_events();
+    let assigned = events
+        .iter()
+        .filter(|e| matches!(e, Event::TaskAssigned { assignment, .. } if assignment.group.as_deref() == Some("r1")))
+        .count();
+    assert_eq!(assigned, 2);
+    // Every task was completed: nothing left running in the coordinator.
+    assert!(w.coordinator.assignments().is_empty());
+}
+
+#[test]
+fn a_failed_attempt_is_retried_after_its_backoff() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let wf =
+        Workflow::builder("retry")
+            .step(StepSpec::new("deploy").with_role(role("ops")).with_retry(
+                RetryPolicy::exponential(3).with_initial_backoff(Duration::from_secs(30)),
+            ))
+            .build()
+            .unwrap();
+    let agent = Scripted::new(1).on("deploy", 1, Act::Fail);
+    let start = w.clock.now_ts();
+    let run = block_on(executor(&w, vec![Arc::new(agent)]).run(&wf, "r", 9)).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(
+        changes(&run, "deploy"),
+        [
+            "ready",
+            "started",
+            "failed+retry",
+            "ready",
+            "started",
+            "succeeded"
+        ]
+    );
+    assert_eq!(run.attempts("deploy"), Some(2));
+    // The simulated timer moved the clock through the back-off.
+    assert!(w.clock.now_ts().duration_since(start) >= Duration::from_secs(30));
+}
+
+#[test]
+fn a_hanging_agent_times_out_and_the_retry_succeeds() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let wf = Workflow::builder("timeout")
+        .step(
+            StepSpec::new("check")
+                .with_role(role("ops"))
+                .with_timeout(Duration::from_secs(10))
+                .with_retry(
+                    RetryPolicy::exponential(2).with_initial_backoff(Duration::from_secs(1)),
+                ),
+        )
+        .build()
+        .unwrap();
+    let agent = Scripted::new(1).on("check", 1, Act::Hang);
+    let run = block_on(executor(&w, vec![Arc::new(agent)]).run(&wf, "r", 1)).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(run.attempts("check"), Some(2));
+    let failed = run
+        .history()
+        .iter()
+        .find_map(|e| match &e.change {
+            StepChange::AttemptFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        failed.contains("timed out") || failed.contains("10s"),
+        "{failed}"
+    );
+}
+
+#[test]
+fn a_panicking_agent_fails_its_attempt_only() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let wf = Workflow::builder("panic")
+        .step(StepSpec::new("work").with_role(role("ops")))
+        .step(
+            StepSpec::new("rollback")
+                .with_role(role("ops"))
+                .after("work")
+                .with_condition(RunCondition::AnyFailed),
+        )
+        .build()
+        .unwrap();
+    let agent = Scripted::new(1).on("work", 1, Act::Panic);
+    let run = block_on(executor(&w, vec![Arc::new(agent)]).run(&wf, "r", 1)).unwrap();
+    assert_eq!(run.status("work"), Some(StepStatus::Failed));
+    assert_eq!(run.status("rollback"), Some(StepStatus::Succeeded));
+    assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+}
+
+#[test]
+fn a_skipped_step_is_recorded_with_its_reason_and_survives_a_snapshot() {
+    let w = world(&[(1, &["ops"], 1), (2, &["qa"], 1)]);
+    let wf = Workflow::builder("skip")
+        .step(StepSpec::new("browser").with_role(role("ops")))
+        .step(
+            StepSpec::new("screenshot")
+                .with_role(role("qa"))
+                .after("browser"),
+        )
+        .step(
+            StepSpec::new("report")
+                .with_role(role("qa"))
+                .after("screenshot")
+                .with_condition(RunCondition::Always),
+        )
+        .build()
+        .unwrap();
+    let ops = Scripted::new(1).on("browser", 1, Act::Skip);
+    let run =
+        block_on(executor(&w, vec![Arc::new(ops), Arc::new(Scripted::new(2))]).run(&wf, "r", 1))
+            .unwrap();
+    assert_eq!(run.status("browser"), Some(StepStatus::Skipped));
+    assert_eq!(
+        changes(&run, "browser"),
+        ["ready", "started", "skipped-by-agent"]
+    );
+    assert_eq!(run.status("screenshot"), Some(StepStatus::Skipped));
+    assert_eq!(run.status("report"), Some(StepStatus::Succeeded));
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    let json = serde_json::to_string(&run.snapshot()).unwrap();
+    let restored = Run::restore(&wf, serde_json::from_str(&json).unwrap()).unwrap();
+    assert_eq!(restored.snapshot(), run.snapshot());
+}
+
+#[test]
+fn a_step_nobody_can_take_is_abandoned_and_handlers_run() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let wf = Workflow::builder("unassignable")
+        .step(StepSpec::new("audit").with_role(role("security")))
+        .step(
+            StepSpec::new("notify")
+                .with_role(role("ops"))
+                .after("audit")
+                .with_condition(RunCondition::AnyFailed),
+        )
+        .build()
+        .unwrap();
+    let run = block_on(executor(&w, vec![Arc::new(Scripted::new(1))]).run(&wf, "r", 1)).unwrap();
+    assert_eq!(changes(&run, "audit"), ["ready", "abandoned"]);
+    assert_eq!(run.status("notify"), Some(StepStatus::Succeeded));
+    assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+    let json = serde_json::to_string(&run.snapshot()).unwrap();
+    assert!(Run::restore(&wf, serde_json::from_str(&json).unwrap()).is_ok());
+}
+
+#[test]
+fn separation_of_duties_holds_within_a_run() {
+    // Agent 1 can deploy and verify; the policy sends verify to agent 2.
+    let w = world(&[(1, &["ops", "qa"], 4), (2, &["qa"], 1)]);
+    let wf = Workflow::builder("sod")
+        .step(StepSpec::new("deploy").with_role(role("ops")))
+        .step(
+            StepSpec::new("verify")
+                .with_role(role("qa"))
+                .after("deploy"),
+        )
+        .build()
+        .unwrap();
+    let run = block_on(
+        executor(
+            &w,
+            vec![Arc::new(Scripted::new(1)), Arc::new(Scripted::new(2))],
+        )
+        .run(&wf, "run-7", 1),
+    )
+    .unwrap();
+    assert_eq!(run.agent("deploy"), Some(AgentId::new(1)));
+    assert_eq!(run.agent("verify"), Some(AgentId::new(2)));
+}
+
+#[test]
+fn the_concurrency_limit_holds() {
+    let w = world(&[(1, &["ops"], 16)]);
+    let mut b = Workflow::builder("wide");
+    for k in 0..10 {
+        b = b.step(StepSpec::new(format!("s{k}")).with_role(role("ops")));
+    }
+    let wf = b.build().unwrap();
+    let agent = Scripted::new(1);
+    let peak = Arc::clone(&agent.peak);
+    let run = block_on(
+        executor(&w, vec![Arc::new(agent)])
+            .with_concurrency(3)
+            .run(&wf, "r", 1),
+    )
+    .unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&peak), "peak concurrency {peak}");
+}
+
+#[test]
+fn cancellation_stops_the_run() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let wf = Workflow::builder("cancel")
+        .step(StepSpec::new("first").with_role(role("ops")))
+        .step(
+            StepSpec::new("second")
+                .with_role(role("ops"))
+                .after("first"),
+        )
+        .build()
+        .unwrap();
+    let agent = Scripted::new(1).on("first", 1, Act::Cancel);
+    let e = executor(&w, vec![]);
+    *agent.cancel.lock() = Some(e.cancel_handle());
+    let e = e.with_agent(Arc::new(agent));
+    let run = block_on(e.run(&wf, "r", 1)).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
+    assert_eq!(run.status("second"), Some(StepStatus::Cancelled));
+    assert!(w.coordinator.assignments().is_empty());
+}
+
+/// Yields to the executor once, waking itself so it is polled again.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+trait NowTs {
+    fn now_ts(&self) -> Timestamp;
+}
+
+impl NowTs for ManualClock {
+    fn now_ts(&self) -> Timestamp {
+        concord::Clock::now(self)
+    }
+}
