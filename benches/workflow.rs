@@ -17,8 +17,12 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use concord::workflow::{Run, StepOutcome, StepSpec, Workflow};
-use concord::{AgentId, Timestamp};
+use std::sync::Arc;
+
+use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
+use concord::coordinator::Coordinator;
+use concord::workflow::{Executor, Run, SimulatedTimer, StepOutcome, StepSpec, Workflow};
+use concord::{AgentId, AgentProfile, ManualClock, RuleBasedAnalyzer, RuleSet, Timestamp};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const SIZES: [usize; 3] = [1000, 10_000, 100_000];
@@ -26,6 +30,9 @@ const SIZES: [usize; 3] = [1000, 10_000, 100_000];
 /// still); it is measured up to this size.
 const DAGRS_MAX: usize = 10_000;
 const LAYER: usize = 100;
+/// The executor goes through the whole coordinator for every step (analysis,
+/// assignment, policies, ledger); measured up to this size to keep the run short.
+const EXECUTOR_MAX: usize = 100_000;
 
 #[derive(Clone, Copy)]
 enum Shape {
@@ -95,6 +102,44 @@ fn drive(workflow: &Workflow) -> usize {
     done
 }
 
+/// An agent that does nothing, at once.
+#[derive(Debug)]
+struct Noop;
+
+#[async_trait::async_trait]
+impl Agent for Noop {
+    fn id(&self) -> AgentId {
+        AgentId::new(1)
+    }
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("noop"))
+    }
+}
+
+/// Runs `workflow` to the end through the async executor: every step is analyzed,
+/// assigned, validated by the default policies and allocated by the coordinator, then
+/// run on a no-op agent.
+fn drive_executor(workflow: &Workflow) -> usize {
+    let clock = ManualClock::new(Timestamp::from_secs(1));
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("empty rule set"))
+            .build(),
+    );
+    coordinator
+        .register_agent(AgentProfile::new(AgentId::new(1), "noop").with_max_tasks(1 << 20))
+        .expect("fresh agent");
+    let executor = Executor::new(coordinator, SimulatedTimer::new(clock).with_patience(0))
+        .with_agent(Arc::new(Noop))
+        .with_concurrency(64);
+    let run = futures::executor::block_on(executor.run(workflow, "bench", 7)).expect("run");
+    run.history().len()
+}
+
 fn dagrs_graph(shape: Shape, n: usize) -> dagrs::Graph {
     let mut table = dagrs::NodeTable::new();
     let mut graph = dagrs::Graph::new();
@@ -136,8 +181,11 @@ fn bench_workflow(c: &mut Criterion) {
                 b.iter(|| black_box(drive(black_box(&w))))
             });
 
-            // The `executor` variant (the async executor over the same workflow) goes
-            // here: BenchmarkId::new("executor", &id).
+            if n <= EXECUTOR_MAX {
+                group.bench_function(BenchmarkId::new("executor", &id), |b| {
+                    b.iter(|| black_box(drive_executor(black_box(&w))))
+                });
+            }
 
             if n <= DAGRS_MAX {
                 group.bench_function(BenchmarkId::new("dagrs", &id), |b| {

@@ -722,7 +722,8 @@ impl Coordinator {
         // 3-4. Find available agents and assign, validating through the policies.
         let (plan, mut warnings) = {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
-            let fleet = Fleet::new(&s.registry, Some(&s.ledger)).with_affinity(s.affinity.clone());
+            let affinity = s.affinity.subset(analyzed.iter().map(Task::kind));
+            let fleet = Fleet::new(&s.registry, Some(&s.ledger)).with_affinity(affinity);
             let mut admission = PolicyAdmission {
                 policies: self.policies.as_ref(),
                 state: &s,

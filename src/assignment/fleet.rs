@@ -53,6 +53,21 @@ impl AffinityTable {
         }
     }
 
+    /// A table holding only the rows of `kinds`: what a batch of those kinds needs,
+    /// at a cost that does not grow with the whole history.
+    pub fn subset<'a>(&self, kinds: impl IntoIterator<Item = &'a str>) -> AffinityTable {
+        let mut out = AffinityTable {
+            alpha: self.alpha,
+            table: BTreeMap::new(),
+        };
+        for kind in kinds {
+            if let Some(row) = self.table.get(kind) {
+                out.table.insert(kind.to_owned(), row.clone());
+            }
+        }
+        out
+    }
+
     /// Records that `agent` did a task of `kind`, well or not.
     pub fn record(&mut self, kind: &str, agent: AgentId, success: bool) {
         let x = if success { 1.0 } else { 0.0 };

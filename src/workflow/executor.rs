@@ -265,7 +265,9 @@ impl Executor {
             }
             run.tick(now);
             // Dispatch what is ready, up to the concurrency limit.
-            run.ready_into(&mut ready);
+            // Only as many as can start, plus those known to be waiting for an agent.
+            let room = self.concurrency.saturating_sub(inflight.len());
+            run.ready_first(room + deferred.len(), &mut ready);
             for &step in &ready {
                 if inflight.len() >= self.concurrency {
                     break;

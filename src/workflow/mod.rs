@@ -48,6 +48,7 @@ mod error;
 mod executor;
 mod retry;
 mod run;
+pub mod runbooks;
 
 pub use definition::{InputSpec, RunCondition, StepSpec, WorkflowDefinition};
 pub use error::WorkflowError;

@@ -438,6 +438,20 @@ impl Run {
         out
     }
 
+    /// At most `limit` of the steps [`ready_into`](Self::ready_into) would list, in the
+    /// same order, written into `out` (cleared first): O(`limit`) however many steps
+    /// are ready, for drivers that dispatch a few at a time.
+    pub fn ready_first(&self, limit: usize, out: &mut Vec<StepRef>) {
+        out.clear();
+        out.extend(
+            self.ready
+                .iter()
+                .filter(|&&i| self.status[i as usize] == StepStatus::Ready)
+                .take(limit)
+                .map(|&i| StepRef(i)),
+        );
+    }
+
     /// [`ready`](Run::ready) into a buffer the caller reuses (cleared first).
     pub fn ready_into(&self, out: &mut Vec<StepRef>) {
         out.clear();
