@@ -29,6 +29,10 @@ use crate::assignment::{
     Placement, Refusal,
 };
 use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::conflict::{
+    Assessment, ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId, ConflictManager,
+    EscalationAction, EscalationPolicy, Resolution,
+};
 use crate::id::{AgentId, AllocationId, RequestId, TaskId};
 use crate::policy::{
     DutyLog, PolicyContext, PolicyEnforcer, PolicySet, Proposal, SystemMode, Violation,
@@ -37,7 +41,7 @@ use crate::resource::{
     AllocationRequest, Grant, LedgerConfig, LedgerError, LedgerSnapshot, PercentilePredictor,
     RequestOutcome, ResourceLedger, ResourceName, ResourcePredictor, Resources,
 };
-use crate::task::{RuleBasedAnalyzer, Task, TaskAnalyzer, TaskError};
+use crate::task::{Claim, RuleBasedAnalyzer, Task, TaskAnalyzer, TaskError};
 
 /// The ledger resource that mirrors task slots, so that a queued task is granted only
 /// when its agent has both the resources and a free slot.
@@ -64,6 +68,9 @@ pub enum CoordinatorError {
     /// The assigner refused its input.
     #[error(transparent)]
     Assignment(#[from] AssignmentError),
+    /// The conflict domain refused an operation.
+    #[error(transparent)]
+    Conflict(#[from] ConflictError),
     /// The task is already assigned or waiting.
     #[error("{task} is already assigned or waiting")]
     DuplicateTask {
@@ -123,6 +130,17 @@ pub enum AssignOutcome {
         request: RequestId,
         /// Why it could not be assigned now.
         explanation: Explanation,
+    },
+    /// Its claims collide with claims of running tasks (the same exclusive file, port
+    /// or environment): it is not assigned, and each conflict is open in the
+    /// coordinator's [`ConflictManager`], which escalates it on [`Coordinator::tick`]
+    /// until the holder finishes (which resolves it) or a person decides. Submit the
+    /// task again once it is resolved.
+    Conflicted {
+        /// The task.
+        task: TaskId,
+        /// The conflicts its claims opened.
+        conflicts: Vec<ConflictId>,
     },
     /// No agent can take it, now or later, as things stand (no agent with the roles
     /// and capabilities, safe mode, or every candidate refused by policy).
@@ -243,6 +261,37 @@ pub enum Event {
         /// Whether it succeeded.
         success: bool,
     },
+    /// Claims collided: a conflict was opened, assessed and routed.
+    ConflictDetected {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The conflict.
+        conflict: Box<Conflict>,
+        /// Its assessment: severity and route.
+        assessment: Assessment,
+    },
+    /// The escalation ladder acted on a conflict. The coordinator carries out
+    /// `ActivateSafeMode` itself; the host carries out the others (reallocation,
+    /// approval requests, default decisions).
+    ConflictEscalated {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The action.
+        action: EscalationAction,
+    },
+    /// A conflict was resolved: the task holding the resource finished.
+    ConflictResolved {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The conflict.
+        conflict: ConflictId,
+    },
     /// A waiting task was withdrawn.
     TaskCancelled {
         /// Sequence number.
@@ -266,6 +315,9 @@ impl Event {
             | Event::TaskRejected { seq, .. }
             | Event::PolicyRefused { seq, .. }
             | Event::TaskCompleted { seq, .. }
+            | Event::ConflictDetected { seq, .. }
+            | Event::ConflictEscalated { seq, .. }
+            | Event::ConflictResolved { seq, .. }
             | Event::TaskCancelled { seq, .. } => *seq,
         }
     }
@@ -322,6 +374,12 @@ struct State {
     waiting: BTreeMap<RequestId, WaitingTask>,
     events: Vec<Event>,
     next_seq: u64,
+    detector: ConflictDetector,
+    conflicts: ConflictManager,
+    /// The claims each running task holds, and its agent.
+    claims: BTreeMap<TaskId, (AgentId, Vec<Claim>)>,
+    /// The task holding the resource of each open conflict: its end resolves it.
+    holders: BTreeMap<ConflictId, TaskId>,
 }
 
 impl State {
@@ -329,6 +387,61 @@ impl State {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.events.push(make(seq));
+    }
+
+    /// Carries out escalation actions: safe mode here, the rest as events for the host.
+    fn escalate(&mut self, actions: Vec<EscalationAction>, now: Timestamp) {
+        for action in actions {
+            if matches!(action, EscalationAction::ActivateSafeMode { .. })
+                && self.mode != SystemMode::SafeMode
+            {
+                let from = self.mode;
+                self.mode = SystemMode::SafeMode;
+                tracing::warn!(from = %from, "safe mode activated by the escalation policy");
+                self.push(|seq| Event::ModeChanged {
+                    seq,
+                    at: now,
+                    from,
+                    to: SystemMode::SafeMode,
+                });
+            }
+            tracing::info!(action = ?action, "conflict escalated");
+            self.push(|seq| Event::ConflictEscalated {
+                seq,
+                at: now,
+                action,
+            });
+        }
+    }
+
+    /// Releases a finished or withdrawn task's claims and resolves the conflicts it
+    /// held a resource in.
+    fn release_claims(&mut self, task: TaskId, now: Timestamp) {
+        if let Some((agent, claims)) = self.claims.remove(&task) {
+            for c in &claims {
+                let _ = self.detector.remove_claim(ClaimOwner::new(task, agent), c);
+            }
+        }
+        let held: Vec<ConflictId> = self
+            .holders
+            .iter()
+            .filter(|(_, t)| **t == task)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            self.holders.remove(&id);
+            if let Ok(actions) =
+                self.conflicts
+                    .record_resolution(id, Resolution::success(None, Vec::new()), now)
+            {
+                self.push(|seq| Event::ConflictResolved {
+                    seq,
+                    at: now,
+                    conflict: id,
+                });
+                self.escalate(actions, now);
+            }
+        }
     }
 
     fn knows(&self, task: TaskId) -> bool {
@@ -347,6 +460,7 @@ pub struct CoordinatorBuilder {
     assigner: Arc<dyn Assigner>,
     policies: Arc<dyn PolicyEnforcer>,
     ledger: LedgerConfig,
+    escalation: EscalationPolicy,
 }
 
 impl Default for CoordinatorBuilder {
@@ -358,6 +472,7 @@ impl Default for CoordinatorBuilder {
             assigner: Arc::new(GreedyAssigner::default()),
             policies: Arc::new(PolicySet::default()),
             ledger: LedgerConfig::default(),
+            escalation: EscalationPolicy::default(),
         }
     }
 }
@@ -399,8 +514,21 @@ impl CoordinatorBuilder {
         self
     }
 
+    /// Sets the conflict escalation policy (default: the seed's decision tree).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Conflict`] if the policy is malformed.
+    pub fn escalation_policy(mut self, policy: EscalationPolicy) -> Result<Self, CoordinatorError> {
+        ConflictManager::new(policy.clone())?;
+        self.escalation = policy;
+        Ok(self)
+    }
+
     /// Builds the coordinator, empty.
     pub fn build(self) -> Coordinator {
+        // Checked by `escalation_policy`; the default is valid.
+        let conflicts = ConflictManager::new(self.escalation.clone())
+            .unwrap_or_else(|_| unreachable!("escalation policies are validated when set"));
         let state = State {
             registry: AgentRegistry::new(),
             ledger: ResourceLedger::with_config(self.ledger),
@@ -411,6 +539,10 @@ impl CoordinatorBuilder {
             waiting: BTreeMap::new(),
             events: Vec::new(),
             next_seq: 1,
+            detector: ConflictDetector::new(),
+            conflicts,
+            claims: BTreeMap::new(),
+            holders: BTreeMap::new(),
         };
         Coordinator {
             clock: self.clock,
@@ -456,6 +588,31 @@ impl CoordinatorBuilder {
             s.assignments = snapshot.assignments;
             s.waiting = snapshot.waiting;
             s.next_seq = snapshot.next_seq;
+            // The claims of running tasks, held again (open conflicts are not part of
+            // the snapshot: they are re-detected when their tasks are submitted again).
+            let running: Vec<(TaskId, AgentId, Vec<Claim>, crate::task::Priority)> = s
+                .assignments
+                .values()
+                .map(|a| {
+                    (
+                        a.task.id(),
+                        a.agent,
+                        a.task.requirements().claims().to_vec(),
+                        a.task.requirements().priority(),
+                    )
+                })
+                .collect();
+            let now = coordinator.clock.now();
+            for (task, agent, claims, priority) in running {
+                for c in &claims {
+                    let _ = s
+                        .detector
+                        .add_claim(ClaimOwner::new(task, agent), c, priority, now);
+                }
+                if !claims.is_empty() {
+                    s.claims.insert(task, (agent, claims));
+                }
+            }
         }
         Ok(coordinator)
     }
@@ -818,6 +975,7 @@ impl Coordinator {
             }
         };
         let _ = s.registry.task_finished(a.agent, now);
+        s.release_claims(task, now);
         s.affinity.record(a.task.kind(), a.agent, success);
         if let Some(usage) = usage {
             let observation = crate::resource::Observation::new(usage, now);
@@ -861,6 +1019,8 @@ impl Coordinator {
     pub fn tick(&self) -> Vec<Assignment> {
         let now = self.now();
         let mut s = self.state.lock();
+        let actions = s.conflicts.tick(now);
+        s.escalate(actions, now);
         let mut grants = s.ledger.expire(now).grants;
         grants.extend(s.ledger.drain(now));
         self.serve(&mut s, grants, now)
@@ -1014,6 +1174,59 @@ fn commit(
     group: Option<&str>,
     now: Timestamp,
 ) -> Result<AssignOutcome, CoordinatorError> {
+    // Exclusive claims (files, ports, environments) are checked before anything is
+    // allocated: a task whose claims collide is not assigned, and the conflicts go
+    // through the manager.
+    let claims = task.requirements().claims().to_vec();
+    if !claims.is_empty() {
+        let owner = ClaimOwner::new(task.id(), p.agent);
+        let priority = task.requirements().priority();
+        let mut found = Vec::new();
+        let mut added = Vec::new();
+        for c in &claims {
+            match s
+                .detector
+                .add_claim_into(owner, c, priority, now, &mut found)
+            {
+                Ok(()) => added.push(c.clone()),
+                Err(e) => {
+                    for a in &added {
+                        let _ = s.detector.remove_claim(owner, a);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        if !found.is_empty() {
+            for a in &added {
+                let _ = s.detector.remove_claim(owner, a);
+            }
+            let mut ids = Vec::new();
+            for conflict in found {
+                let id = conflict.id();
+                // The claim already held is the first party: its task's end resolves it.
+                let holder = conflict.parties().first().and_then(|party| party.task_id());
+                let opened = s.conflicts.open(conflict.clone(), now)?;
+                if let Some(holder) = holder {
+                    s.holders.insert(id, holder);
+                }
+                tracing::info!(task.id = %task.id(), conflict.id = %id, "claims collide");
+                let assessment = opened.assessment.clone();
+                s.push(|seq| Event::ConflictDetected {
+                    seq,
+                    at: now,
+                    conflict: Box::new(conflict),
+                    assessment,
+                });
+                s.escalate(opened.actions, now);
+                ids.push(id);
+            }
+            return Ok(AssignOutcome::Conflicted {
+                task: task.id(),
+                conflicts: ids,
+            });
+        }
+    }
     let resources = task.requirements().resources().clone();
     let needs = resources.clone().with(&slots_name(), 1);
     let request = AllocationRequest::new(p.agent, needs)
@@ -1022,7 +1235,11 @@ fn commit(
     let grant = s.ledger.try_allocate(&request, now)?;
     if let Err(e) = s.registry.task_started(p.agent, now) {
         let _ = s.ledger.release(grant.allocation, now);
+        s.release_claims(task.id(), now);
         return Err(e.into());
+    }
+    if !claims.is_empty() {
+        s.claims.insert(task.id(), (p.agent, claims));
     }
     let assignment = Assignment {
         agent: p.agent,

@@ -388,3 +388,69 @@ fn many_threads_never_over_allocate() {
     assert!(running <= 32);
     assert!(running + waiting <= 100);
 }
+
+#[test]
+fn colliding_exclusive_claims_are_caught_and_escalated() {
+    use concord::Claim;
+    use concord::conflict::EscalationAction;
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
+        .unwrap();
+    c.register_agent(agent(2, &["ops"], &[], "cpu=8").with_max_tasks(4))
+        .unwrap();
+    let claiming = |id: u64| {
+        Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_claim(Claim::exclusive("repo/config")),
+        )
+    };
+    assert!(c.assign(claiming(1)).unwrap().assignment().is_some());
+    // The same file claimed again: caught before anything is allocated.
+    let out = c.assign(claiming(2)).unwrap();
+    let AssignOutcome::Conflicted { conflicts, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(conflicts.len(), 1);
+    c.with_ledger(|l| assert_eq!(l.len(), 1));
+    let events = c.drain_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::ConflictDetected { .. }))
+    );
+
+    // Unresolved after 30 minutes: the orchestrator.
+    clock.advance(std::time::Duration::from_secs(31 * 60));
+    c.tick();
+    let events = c.drain_events();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::ConflictEscalated {
+                action: EscalationAction::EscalateToOrchestrator { .. },
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    // The holder finishes: the conflict is resolved and the task can be assigned.
+    c.complete(TaskId::new(1), true, None).unwrap();
+    assert!(
+        c.drain_events()
+            .iter()
+            .any(|e| matches!(e, Event::ConflictResolved { .. }))
+    );
+    assert!(c.assign(claiming(2)).unwrap().assignment().is_some());
+    // Shared claims never collide.
+    let shared = |id: u64| {
+        Task::new(TaskId::new(id), "read", "read the docs").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_claim(Claim::shared("repo/docs")),
+        )
+    };
+    assert!(c.assign(shared(3)).unwrap().assignment().is_some());
+    assert!(c.assign(shared(4)).unwrap().assignment().is_some());
+}
