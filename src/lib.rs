@@ -85,6 +85,7 @@ mod hash;
 pub mod id;
 pub mod policy;
 pub mod resource;
+mod serde_util;
 pub mod task;
 pub mod workflow;
 

@@ -35,6 +35,7 @@ use super::resources::{ExtendedName, ResourceName, Resources};
 use crate::clock::Timestamp;
 use crate::hash::FxHashMap;
 use crate::id::{AgentId, AllocationId, RequestId, TaskId};
+use crate::serde_util::{duration_ms, opt_duration_ms};
 use crate::task::Priority;
 
 /// The version [`ResourceLedger::snapshot`] writes and [`ResourceLedger::restore`]
@@ -85,39 +86,6 @@ impl LedgerConfig {
     pub fn with_idle_after(mut self, d: Duration) -> Self {
         self.idle_after = d;
         self
-    }
-}
-
-/// Durations as integer milliseconds in serde data.
-pub(crate) mod duration_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
-    }
-}
-
-/// Optional durations as integer milliseconds in serde data.
-pub(crate) mod opt_duration_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
 

@@ -7,12 +7,13 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::bump::{
-    Bump, Estimator, Learner, LearnerConfig, SnapshotData, check, check_margin, duration_ms,
-    f64_bits, growth_bound,
+    Bump, Estimator, Learner, LearnerConfig, SnapshotData, check, check_margin, f64_bits,
+    growth_bound,
 };
 use super::error::PredictorError;
 use super::{Observation, Prediction, ResourcePredictor, Resources};
 use crate::clock::Timestamp;
+use crate::serde_util::duration_ms;
 
 /// Settings of a [`PercentilePredictor`]. Serde data with the vertical pod autoscaler's
 /// defaults: the 90th percentile plus 15%, a 24-hour half-life, buckets 5% apart.

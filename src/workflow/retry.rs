@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::definition::duration_ms;
+use crate::serde_util::duration_ms;
 
 /// How a failed step is retried.
 ///
