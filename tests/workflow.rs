@@ -741,3 +741,24 @@ fn restore_refuses_foreign_or_corrupt_snapshots() {
     corrupt(edit(&|v| v["cancelled"] = true.into()));
     assert!(edit(&|_| {}).is_ok());
 }
+
+/// Regression: `after` checked for repeats with a linear scan, so building a step with
+/// many dependencies was quadratic; repeats are now removed once, at build time.
+#[test]
+fn repeated_dependencies_are_removed_at_build() {
+    let wf = Workflow::builder("fan-in")
+        .step(StepSpec::new("a"))
+        .step(StepSpec::new("b"))
+        .step(
+            StepSpec::new("c")
+                .after("a")
+                .after("b")
+                .after("a")
+                .after("b"),
+        )
+        .build()
+        .unwrap();
+    let c = wf.step("c").unwrap();
+    assert_eq!(wf.spec(c).unwrap().dependencies(), ["a", "b"]);
+    assert_eq!(wf.dependencies(c).count(), 2);
+}

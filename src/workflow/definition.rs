@@ -168,11 +168,19 @@ impl StepSpec {
 
     /// Adds a dependency: this step is decided only once `step` has finished.
     pub fn after(mut self, step: impl Into<String>) -> Self {
-        let step = step.into();
-        if !self.depends_on.contains(&step) {
-            self.depends_on.push(step);
-        }
+        // Repeats are removed when the workflow is built (in O(n log n), so a step
+        // with a hundred thousand dependencies is built as fast as a hundred).
+        self.depends_on.push(step.into());
         self
+    }
+
+    /// Removes repeated dependencies, keeping the first of each.
+    pub(crate) fn dedup_dependencies(&mut self) {
+        if self.depends_on.len() < 2 {
+            return;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        self.depends_on.retain(|d| seen.insert(d.clone()));
     }
 
     /// Takes output `output` of upstream step `from_step` as input `name`. The

@@ -311,7 +311,8 @@ impl WorkflowBuilder {
     }
 }
 
-fn build(name: String, specs: Vec<StepSpec>) -> Result<Workflow, WorkflowError> {
+fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowError> {
+    specs.iter_mut().for_each(StepSpec::dedup_dependencies);
     let n = specs.len();
     if n >= u32::MAX as usize {
         return Err(WorkflowError::TooManySteps {
