@@ -533,6 +533,39 @@ impl Run {
         Ok(out)
     }
 
+    /// The index of `step` if it is ready, else the typed error.
+    fn ready_index(&self, step: impl StepKey) -> Result<u32, WorkflowError> {
+        let i = step.index_in(&self.workflow)?;
+        let u = i as usize;
+        if self.status[u] != StepStatus::Ready {
+            return Err(WorkflowError::NotReady {
+                step: self.workflow.inner().names[u].to_string(),
+                status: self.status[u],
+            });
+        }
+        Ok(i)
+    }
+
+    /// The index of `step` if it is running on `agent`, else the typed error.
+    fn running_index(&self, step: impl StepKey, agent: AgentId) -> Result<u32, WorkflowError> {
+        let i = step.index_in(&self.workflow)?;
+        let u = i as usize;
+        if self.status[u] != StepStatus::Running {
+            return Err(WorkflowError::NotRunning {
+                step: self.workflow.inner().names[u].to_string(),
+                status: self.status[u],
+            });
+        }
+        if let Some(expected) = self.agent[u].filter(|a| *a != agent) {
+            return Err(WorkflowError::WrongAgent {
+                step: self.workflow.inner().names[u].to_string(),
+                expected,
+                got: agent,
+            });
+        }
+        Ok(i)
+    }
+
     /// `agent` starts the next attempt of the ready `step` at `now`.
     ///
     /// # Errors
@@ -544,14 +577,8 @@ impl Run {
         agent: AgentId,
         now: Timestamp,
     ) -> Result<(), WorkflowError> {
-        let i = step.index_in(&self.workflow)?;
+        let i = self.ready_index(step)?;
         let u = i as usize;
-        if self.status[u] != StepStatus::Ready {
-            return Err(WorkflowError::NotReady {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
-        }
         self.observe(now);
         self.status[u] = StepStatus::Running;
         self.ready_count -= 1;
@@ -582,24 +609,8 @@ impl Run {
         outcome: StepOutcome,
         now: Timestamp,
     ) -> Result<(), WorkflowError> {
-        let i = step.index_in(&self.workflow)?;
+        let i = self.running_index(step, agent)?;
         let u = i as usize;
-        if self.status[u] != StepStatus::Running {
-            return Err(WorkflowError::NotRunning {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
-        }
-        match self.agent[u] {
-            Some(expected) if expected != agent => {
-                return Err(WorkflowError::WrongAgent {
-                    step: self.workflow.inner().names[u].to_string(),
-                    expected,
-                    got: agent,
-                });
-            }
-            _ => {}
-        }
         self.observe(now);
         self.deadline[u] = Timestamp::MAX;
         if outcome.success {
@@ -637,21 +648,8 @@ impl Run {
         reason: String,
         now: Timestamp,
     ) -> Result<(), WorkflowError> {
-        let i = step.index_in(&self.workflow)?;
+        let i = self.running_index(step, agent)?;
         let u = i as usize;
-        if self.status[u] != StepStatus::Running {
-            return Err(WorkflowError::NotRunning {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
-        }
-        if let Some(expected) = self.agent[u].filter(|a| *a != agent) {
-            return Err(WorkflowError::WrongAgent {
-                step: self.workflow.inner().names[u].to_string(),
-                expected,
-                got: agent,
-            });
-        }
         self.observe(now);
         self.deadline[u] = Timestamp::MAX;
         self.status[u] = StepStatus::Skipped;
@@ -675,14 +673,8 @@ impl Run {
         reason: String,
         now: Timestamp,
     ) -> Result<(), WorkflowError> {
-        let i = step.index_in(&self.workflow)?;
+        let i = self.ready_index(step)?;
         let u = i as usize;
-        if self.status[u] != StepStatus::Ready {
-            return Err(WorkflowError::NotReady {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
-        }
         self.observe(now);
         self.status[u] = StepStatus::Failed;
         self.ready_count -= 1;
