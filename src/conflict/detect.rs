@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Conflict, ConflictError, ConflictId, ConflictKind, Party};
 use crate::clock::Timestamp;
-use crate::hash::{FxHashMap, FxHasher};
+use crate::hash::FxHasher;
 use crate::id::{AgentId, TaskId};
 use crate::task::{Claim, ClaimMode, Priority};
 
@@ -55,8 +55,13 @@ struct Slot {
     next: u32,
 }
 
-/// A trie node: plain data, no allocation of its own (children, claims and the
-/// segment's text live in the detector's arrays).
+/// Segments of at most this many bytes live in their node; longer ones in the
+/// detector's text.
+const INLINE: usize = 16;
+
+/// A trie node: plain data, no allocation of its own (children and claims live in the
+/// detector's arrays; a short segment's text in the node itself, so that checking a
+/// child found through the edge table reads one cache line).
 #[derive(Debug, Clone, Copy)]
 struct Node {
     parent: u32,
@@ -69,13 +74,15 @@ struct Node {
     /// Exclusive claims held on this node and every node below it.
     subtree_exclusive: u32,
     segment_len: u32,
-    segment_start: usize,
+    /// The segment's bytes when it has at most [`INLINE`] of them; otherwise its start
+    /// in the detector's text, as a little-endian `u32` in the first four bytes.
+    segment: [u8; INLINE],
 }
 
 const NIL: u32 = u32::MAX;
 
 impl Node {
-    fn new(parent: u32, segment_start: usize, segment_len: u32) -> Self {
+    fn new(parent: u32, segment_len: u32, segment: [u8; INLINE]) -> Self {
         Node {
             parent,
             first_child: NIL,
@@ -85,7 +92,72 @@ impl Node {
             subtree: 0,
             subtree_exclusive: 0,
             segment_len,
-            segment_start,
+            segment,
+        }
+    }
+}
+
+/// One slot of the edge table: a child, found by the top bits of `tag`.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    tag: u32,
+    child: u32,
+}
+
+const EMPTY: Edge = Edge { tag: 0, child: NIL };
+
+/// `(parent, segment)` -> child, by open addressing with linear probing over 8-byte
+/// slots: a lookup reads one cache line of the table and then the child's node, which
+/// the caller needs anyway (a general map would read its control bytes, its bucket,
+/// the node and the segment's text: four cache misses per segment on a large trie).
+/// A slot keeps a 32-bit tag of the key's hash; the key itself is checked on the
+/// child node. Nothing is ever removed (the trie keeps its names), so there are no
+/// tombstones.
+#[derive(Debug)]
+struct EdgeTable {
+    slots: Vec<Edge>,
+    len: usize,
+}
+
+impl EdgeTable {
+    fn with_capacity(edges: usize) -> Self {
+        // Kept at most 70% full, so that probe runs stay short.
+        let want = edges.saturating_mul(10) / 7 + 1;
+        let cap = want.checked_next_power_of_two().unwrap_or(want).max(16);
+        EdgeTable {
+            slots: vec![EMPTY; cap],
+            len: 0,
+        }
+    }
+
+    /// Where a probe for `tag` starts: the tag's top bits, scaled to the table.
+    fn home(&self, tag: u32) -> usize {
+        ((u64::from(tag) * self.slots.len() as u64) >> 32) as usize
+    }
+
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() { 0 } else { i + 1 }
+    }
+
+    /// The first empty slot on `tag`'s probe run (the key is known to be absent).
+    fn vacant(&self, tag: u32) -> usize {
+        let mut i = self.home(tag);
+        while self.slots[i].child != NIL {
+            i = self.next(i);
+        }
+        i
+    }
+
+    fn needs_room(&self) -> bool {
+        (self.len + 1) * 10 > self.slots.len() * 7
+    }
+
+    fn grow(&mut self) {
+        let bigger = vec![EMPTY; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, bigger);
+        for e in old.into_iter().filter(|e| e.child != NIL) {
+            let i = self.vacant(e.tag);
+            self.slots[i] = e;
         }
     }
 }
@@ -102,8 +174,10 @@ const ROOT: u32 = 0;
 ///
 /// # Complexity
 /// Claims sit in a trie over path segments (one hash lookup per segment, keyed by the
-/// parent and the segment's hash), with a count of claims (and of
-/// exclusive claims) in each subtree. A new claim of `d` segments costs `O(d)` hash
+/// parent and the segment, in an open-addressing table whose 8-byte slots point at
+/// nodes that keep short segments inline: about two cache lines per segment on a trie
+/// far larger than the cache), with a count of claims (and of exclusive claims) in
+/// each subtree. A new claim of `d` segments costs `O(d)` hash
 /// lookups to walk its ancestors, plus a walk of only those descendants whose subtree
 /// holds a claim it could conflict with, plus `O(1)` per conflict found: never a scan
 /// of all claims. Memory is `O(distinct names)`. Removing a claim costs `O(d + k)` for
@@ -128,14 +202,10 @@ const ROOT: u32 = 0;
 /// ```
 #[derive(Debug)]
 pub struct ConflictDetector {
-    /// `(parent, hash of the segment)` -> child: one lookup per segment, verified
-    /// against the child's own segment.
-    edges: FxHashMap<(u32, u64), u32>,
-    /// The rare children whose `(parent, hash)` slot was already taken by another
-    /// segment.
-    collisions: FxHashMap<(u32, Box<str>), u32>,
+    /// `(parent, segment)` -> child.
+    edges: EdgeTable,
     nodes: Vec<Node>,
-    /// Every node's segment, end to end.
+    /// The segments too long to live in their node, end to end.
     text: String,
     slots: Vec<Slot>,
     free: Vec<u32>,
@@ -154,31 +224,26 @@ impl Default for ConflictDetector {
 impl ConflictDetector {
     /// An empty detector whose first conflict id is 1.
     pub fn new() -> Self {
+        ConflictDetector::with_capacity(0)
+    }
+
+    /// An empty detector with room for about `claims` claims (on as many distinct
+    /// names) before it reallocates.
+    pub fn with_capacity(claims: usize) -> Self {
+        // Names share their leading segments, so a claim adds about one node.
+        let mut nodes = Vec::with_capacity(claims.saturating_add(1));
+        nodes.push(Node::new(ROOT, 0, [0; INLINE]));
         ConflictDetector {
-            edges: FxHashMap::default(),
-            collisions: FxHashMap::default(),
-            nodes: vec![Node::new(ROOT, 0, 0)],
+            edges: EdgeTable::with_capacity(claims),
+            nodes,
             text: String::new(),
-            slots: Vec::new(),
+            slots: Vec::with_capacity(claims),
             free: Vec::new(),
             claims: 0,
             next_id: 1,
             path: Vec::new(),
             stack: Vec::new(),
         }
-    }
-
-    /// An empty detector with room for about `claims` claims (on as many distinct
-    /// names) before it reallocates.
-    pub fn with_capacity(claims: usize) -> Self {
-        let mut d = ConflictDetector::new();
-        // Names average a few segments; two nodes per claim is a fair guess.
-        let nodes = claims.saturating_mul(2);
-        d.edges.reserve(nodes);
-        d.nodes.reserve(nodes);
-        d.slots.reserve(claims);
-        d.text.reserve(claims.saturating_mul(8));
-        d
     }
 
     /// Issues conflict ids from `first` on (so that ids from several detectors, or from
@@ -258,7 +323,7 @@ impl ConflictDetector {
         let limit = (NIL - 1) as usize;
         if self.nodes.len().saturating_add(depth) >= limit
             || (self.free.is_empty() && self.slots.len() >= limit)
-            || claim.resource().len() > limit
+            || self.text.len().saturating_add(claim.resource().len()) > limit
         {
             return Err(ConflictError::Full { limit });
         }
@@ -409,43 +474,66 @@ impl ConflictDetector {
         if removed { Ok(()) } else { Err(unknown()) }
     }
 
-    fn segment(&self, n: u32) -> &str {
+    fn segment(&self, n: u32) -> &[u8] {
         let nd = &self.nodes[n as usize];
-        self.text
-            .get(nd.segment_start..nd.segment_start + nd.segment_len as usize)
-            .unwrap_or("")
+        let len = nd.segment_len as usize;
+        if len <= INLINE {
+            &nd.segment[..len]
+        } else {
+            let [a, b, c, d, ..] = nd.segment;
+            let start = u32::from_le_bytes([a, b, c, d]) as usize;
+            self.text.as_bytes().get(start..start + len).unwrap_or(&[])
+        }
+    }
+
+    /// `parent`'s child named `seg`, or the empty slot where it would go.
+    fn find(&self, parent: u32, seg: &str, tag: u32) -> Result<u32, usize> {
+        let mut i = self.edges.home(tag);
+        loop {
+            let e = self.edges.slots[i];
+            if e.child == NIL {
+                return Err(i);
+            }
+            if e.tag == tag
+                && self.nodes[e.child as usize].parent == parent
+                && self.segment(e.child) == seg.as_bytes()
+            {
+                return Ok(e.child);
+            }
+            i = self.edges.next(i);
+        }
     }
 
     fn child(&self, parent: u32, seg: &str) -> Option<u32> {
-        let &c = self.edges.get(&(parent, hash_segment(seg)))?;
-        if self.segment(c) == seg {
-            Some(c)
-        } else {
-            self.collisions.get(&(parent, Box::from(seg))).copied()
-        }
+        self.find(parent, seg, edge_tag(parent, seg)).ok()
     }
 
     fn child_or_insert(&mut self, parent: u32, seg: &str) -> u32 {
-        if let Some(c) = self.child(parent, seg) {
-            return c;
+        let tag = edge_tag(parent, seg);
+        let mut slot = match self.find(parent, seg, tag) {
+            Ok(c) => return c,
+            Err(slot) => slot,
+        };
+        if self.edges.needs_room() {
+            self.edges.grow();
+            slot = self.edges.vacant(tag);
         }
-        // Bounded by the capacity check in `add_claim_into`.
+        // Bounded by the capacity checks in `add_claim_into`.
         let id = self.nodes.len() as u32;
-        let mut node = Node::new(parent, self.text.len(), seg.len() as u32);
-        self.text.push_str(seg);
+        let mut segment = [0u8; INLINE];
+        if seg.len() <= INLINE {
+            segment[..seg.len()].copy_from_slice(seg.as_bytes());
+        } else {
+            segment[..4].copy_from_slice(&(self.text.len() as u32).to_le_bytes());
+            self.text.push_str(seg);
+        }
+        let mut node = Node::new(parent, seg.len() as u32, segment);
         let p = &mut self.nodes[parent as usize];
         node.next_sibling = p.first_child;
         p.first_child = id;
         self.nodes.push(node);
-        let key = (parent, hash_segment(seg));
-        match self.edges.entry(key) {
-            std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.insert((parent, Box::from(seg)), id);
-            }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(id);
-            }
-        }
+        self.edges.slots[slot] = Edge { tag, child: id };
+        self.edges.len += 1;
         id
     }
 
@@ -510,7 +598,8 @@ impl ConflictDetector {
     fn name_of(&self, mut n: u32) -> String {
         let mut segs = Vec::new();
         while n != ROOT {
-            segs.push(self.segment(n));
+            // Whole segments copied from `&str`s: always UTF-8.
+            segs.push(std::str::from_utf8(self.segment(n)).unwrap_or(""));
             n = self.nodes[n as usize].parent;
         }
         segs.reverse();
@@ -518,11 +607,16 @@ impl ConflictDetector {
     }
 }
 
-fn hash_segment(seg: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
+/// The edge table's 32-bit tag for `(parent, seg)`: an Fx hash, finished with a
+/// multiply-xorshift so that its top bits (the probe's start) depend on every byte.
+fn edge_tag(parent: u32, seg: &str) -> u32 {
+    use std::hash::Hasher;
     let mut h = FxHasher::default();
-    seg.hash(&mut h);
-    h.finish()
+    h.write_u32(parent);
+    h.write(seg.as_bytes());
+    let x = h.finish();
+    let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    ((x ^ (x >> 29)) >> 32) as u32
 }
 
 fn segments(name: &str) -> impl Iterator<Item = &str> {
@@ -535,4 +629,34 @@ fn party(h: &Holder, mode: ClaimMode) -> Party {
         .with_priority(h.priority)
         .with_since(h.since)
         .with_mode(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Thousands of names through a detector that starts with the smallest table:
+    /// every growth keeps every edge findable, short and long segments alike.
+    #[test]
+    fn edges_survive_table_growth() {
+        let mut d = ConflictDetector::new();
+        let a = ClaimOwner::new(TaskId::new(1), AgentId::new(1));
+        let b = ClaimOwner::new(TaskId::new(2), AgentId::new(2));
+        let t = Timestamp::EPOCH;
+        let names: Vec<String> = (0..3000)
+            .map(|i| format!("d{}/a-segment-longer-than-sixteen-{}/f{i}", i % 37, i % 11))
+            .collect();
+        for n in &names {
+            let found = d.add_claim(a, &Claim::exclusive(n.as_str()), Priority::NORMAL, t);
+            assert!(found.unwrap().is_empty(), "{n}");
+        }
+        assert!(d.edges.len > 3000 && d.edges.slots.len() >= 4096);
+        for n in &names {
+            let found = d.add_claim(b, &Claim::shared(n.as_str()), Priority::NORMAL, t);
+            let found = found.unwrap();
+            assert_eq!(found.len(), 1, "{n}");
+            assert_eq!(found[0].resources(), [n.as_str()]);
+        }
+        assert_eq!(d.len(), 6000);
+    }
 }

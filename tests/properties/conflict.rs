@@ -14,10 +14,21 @@ use proptest::prelude::*;
 
 fn name() -> impl Strategy<Value = String> {
     // Few segments from a small alphabet so overlaps are common; sometimes a trailing
-    // or leading slash.
+    // or leading slash. Segments short and long (past the 16 bytes a trie node keeps
+    // inline), some differing only after the 16th byte, some not ASCII.
     (
         prop::collection::vec(
-            prop::sample::select(vec!["a", "b", "c", "src", "x.rs"]),
+            prop::sample::select(vec![
+                "a",
+                "b",
+                "c",
+                "src",
+                "x.rs",
+                "sixteen-bytes-ok",
+                "a-rather-long-segment-name-1",
+                "a-rather-long-segment-name-2",
+                "répertoire-ünïcode",
+            ]),
             1..4,
         ),
         any::<bool>(),
