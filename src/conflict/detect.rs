@@ -117,6 +117,10 @@ const EMPTY: Edge = Edge { tag: 0, child: NIL };
 struct EdgeTable {
     slots: Vec<Edge>,
     len: usize,
+    /// A per-table random key mixed into every tag, so that names chosen to collide
+    /// on one detector do not collide on another (claim names are host and agent
+    /// data). It changes where edges sit, never what the detector reports.
+    key: u64,
 }
 
 impl EdgeTable {
@@ -127,7 +131,24 @@ impl EdgeTable {
         EdgeTable {
             slots: vec![EMPTY; cap],
             len: 0,
+            key: std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                0u8,
+            ),
         }
+    }
+
+    /// The tag for `(parent, seg)`: a keyed Fx hash, finished with a
+    /// multiply-xorshift so that its top bits (the probe's start) depend on every byte.
+    fn tag(&self, parent: u32, seg: &str) -> u32 {
+        use std::hash::Hasher;
+        let mut h = FxHasher::default();
+        h.write_u64(self.key);
+        h.write_u32(parent);
+        h.write(seg.as_bytes());
+        let x = h.finish();
+        let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        ((x ^ (x >> 29)) >> 32) as u32
     }
 
     /// Where a probe for `tag` starts: the tag's top bits, scaled to the table.
@@ -505,11 +526,11 @@ impl ConflictDetector {
     }
 
     fn child(&self, parent: u32, seg: &str) -> Option<u32> {
-        self.find(parent, seg, edge_tag(parent, seg)).ok()
+        self.find(parent, seg, self.edges.tag(parent, seg)).ok()
     }
 
     fn child_or_insert(&mut self, parent: u32, seg: &str) -> u32 {
-        let tag = edge_tag(parent, seg);
+        let tag = self.edges.tag(parent, seg);
         let mut slot = match self.find(parent, seg, tag) {
             Ok(c) => return c,
             Err(slot) => slot,
@@ -605,18 +626,6 @@ impl ConflictDetector {
         segs.reverse();
         segs.join("/")
     }
-}
-
-/// The edge table's 32-bit tag for `(parent, seg)`: an Fx hash, finished with a
-/// multiply-xorshift so that its top bits (the probe's start) depend on every byte.
-fn edge_tag(parent: u32, seg: &str) -> u32 {
-    use std::hash::Hasher;
-    let mut h = FxHasher::default();
-    h.write_u32(parent);
-    h.write(seg.as_bytes());
-    let x = h.finish();
-    let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    ((x ^ (x >> 29)) >> 32) as u32
 }
 
 fn segments(name: &str) -> impl Iterator<Item = &str> {
