@@ -449,7 +449,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             agent,
             run.attempts(step).unwrap_or(0)
         );
-        for e in run.history().iter().filter(|e| &*e.step == name) {
+        for e in run
+            .history()
+            .iter()
+            .filter(|e| run.name(e.step) == Some(name))
+        {
             let what = match &e.change {
                 StepChange::Started => "started".to_owned(),
                 StepChange::Succeeded { .. } => "succeeded".to_owned(),

@@ -194,7 +194,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!(
             "  t+{:>4}s  {:<30} attempt {}  {:<7} {what}",
             since(event.at),
-            &*event.step,
+            run.name(event.step).unwrap_or("?"),
             event.attempt,
             agent.unwrap_or("-"),
         );

@@ -136,7 +136,7 @@ fn executor(w: &World, agents: Vec<Arc<dyn Agent>>) -> Executor {
 fn changes(run: &Run, step: &str) -> Vec<String> {
     run.history()
         .iter()
-        .filter(|e| &*e.step == step)
+        .filter(|e| run.name(e.step) == Some(step))
         .map(|e| match &e.change {
             StepChange::Ready => "ready".to_owned(),
             StepChange::Started => "started".to_owned(),

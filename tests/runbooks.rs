@@ -393,7 +393,7 @@ fn run(world: &World, w: &Workflow, ops: Scripted, qa: Scripted) -> Run {
 fn changes(run: &Run, step: &str) -> Vec<&'static str> {
     run.history()
         .iter()
-        .filter(|e| &*e.step == step)
+        .filter(|e| run.name(e.step) == Some(step))
         .map(|e| match &e.change {
             StepChange::Ready => "ready",
             StepChange::Started => "started",

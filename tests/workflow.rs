@@ -390,7 +390,10 @@ fn inputs_flow_downstream_and_evidence_is_recorded() {
     assert_eq!(h.len(), 9);
     let shot = h
         .iter()
-        .find(|e| &*e.step == "screenshot" && matches!(e.change, StepChange::Succeeded { .. }))
+        .find(|e| {
+            run.name(e.step) == Some("screenshot")
+                && matches!(e.change, StepChange::Succeeded { .. })
+        })
         .unwrap();
     assert_eq!(shot.agent, Some(B));
     assert_eq!(shot.at, t(5));
@@ -621,7 +624,7 @@ fn cancel_stops_everything() {
     let cancelled_b = run
         .history()
         .iter()
-        .find(|e| &*e.step == "b" && e.change == StepChange::Cancelled)
+        .find(|e| run.name(e.step) == Some("b") && e.change == StepChange::Cancelled)
         .unwrap();
     assert_eq!(cancelled_b.agent, Some(A));
     // A cancelled run survives a snapshot.
@@ -679,7 +682,7 @@ fn running_step_at_snapshot_is_a_failed_attempt() {
     assert_eq!(back.status("twice"), Some(StepStatus::BackingOff));
     assert_eq!(back.next_deadline(), Some(t(12)));
     let last = back.history().last().unwrap();
-    assert_eq!(&*last.step, "twice");
+    assert_eq!(back.name(last.step), Some("twice"));
     assert_eq!(
         last.change,
         StepChange::AttemptFailed {
@@ -739,6 +742,9 @@ fn restore_refuses_foreign_or_corrupt_snapshots() {
     corrupt(edit(&|v| v["ready"] = serde_json::json!(["b", "b"])));
     corrupt(edit(&|v| v["ready"] = serde_json::json!(["b", "ghost"])));
     corrupt(edit(&|v| v["cancelled"] = true.into()));
+    // History events name steps by index: one past the workflow is refused, by name.
+    let err = edit(&|v| v["history"][0]["step"] = 4.into()).unwrap_err();
+    assert!(err.to_string().contains("step#4"), "{err}");
     assert!(edit(&|_| {}).is_ok());
 }
 

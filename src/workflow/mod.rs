@@ -67,6 +67,7 @@ use std::time::Duration;
 use petgraph::algo::{DfsSpace, has_path_connecting, tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::id::Role;
@@ -77,7 +78,10 @@ use retry::splitmix64;
 ///
 /// A handle from another workflow is refused with [`WorkflowError::UnknownStep`] when
 /// out of range; within range it names whichever step has that index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Serialized as the bare index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct StepRef(u32);
 
 impl StepRef {

@@ -6,7 +6,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -122,8 +121,9 @@ impl StepOutcome {
 pub struct RunEvent {
     /// When it happened (the `now` passed to the call that caused it).
     pub at: Timestamp,
-    /// The step's name.
-    pub step: Arc<str>,
+    /// The step ([`Run::name`] gives its name). A handle rather than the name, so
+    /// that recording evidence costs no allocation or reference count per event.
+    pub step: StepRef,
     /// The attempt concerned (1-based; for `Ready`, the attempt about to be made; 0 for
     /// a step skipped or cancelled before its first attempt).
     pub attempt: u32,
@@ -979,6 +979,12 @@ impl Run {
         for (i, s) in snapshot.steps.into_iter().enumerate() {
             run.outputs[i] = s.outputs;
         }
+        if let Some(e) = snapshot.history.iter().find(|e| e.step.index() >= n) {
+            return Err(corrupt(format!(
+                "its history names {} of {n} steps",
+                e.step
+            )));
+        }
         run.history = snapshot.history;
 
         // The restart rule: an interrupted attempt is a failed attempt.
@@ -1017,7 +1023,7 @@ impl Run {
         };
         self.history.push(RunEvent {
             at,
-            step: self.workflow.inner().names[u].clone(),
+            step: StepRef(i),
             attempt,
             agent,
             change,

@@ -174,18 +174,18 @@ fn drive(shape: &Shape, mut run: Run, seed: u64, hang: bool, restore_at: Option<
 }
 
 fn assert_sane(run: &Run) {
-    let mut done: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut done: BTreeMap<StepRef, usize> = BTreeMap::new();
     for e in run.history() {
         match e.change {
             StepChange::Succeeded { .. } | StepChange::Skipped { .. } => {
-                *done.entry(&e.step).or_default() += 1;
+                *done.entry(e.step).or_default() += 1;
             }
             StepChange::AttemptFailed { retry_at: None, .. } => {
-                *done.entry(&e.step).or_default() += 1;
+                *done.entry(e.step).or_default() += 1;
             }
             StepChange::Started => {
                 assert!(
-                    !done.contains_key(&*e.step),
+                    !done.contains_key(&e.step),
                     "{} started after it finished",
                     e.step
                 );
