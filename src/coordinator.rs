@@ -14,7 +14,8 @@
 //! host's runtime can call it at once. Every state change is an [`Event`], kept in
 //! order for the host to drain and journal ([`Coordinator::drain_events`]); with a
 //! [`CoordinatorSnapshot`] and the events after it, a host rebuilds the coordinator
-//! after a crash. This module sits at the top of the crate: nothing imports it.
+//! after a crash, open conflicts and their deadlines included. This module sits at
+//! the top of the crate: nothing imports it.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -31,7 +32,7 @@ use crate::assignment::{
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::conflict::{
     Assessment, ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId, ConflictManager,
-    EscalationAction, EscalationPolicy, Resolution,
+    ConflictManagerSnapshot, EscalationAction, EscalationPolicy, Party, Resolution,
 };
 use crate::id::{AgentId, AllocationId, RequestId, TaskId};
 use crate::policy::{
@@ -358,9 +359,14 @@ pub struct CoordinatorSnapshot {
     pub waiting: BTreeMap<RequestId, WaitingTask>,
     /// The next event sequence number.
     pub next_seq: u64,
+    /// The conflict manager: every conflict, open or closed, so that open conflicts
+    /// keep escalating after a restore and their holders' completion still resolves
+    /// them.
+    pub conflicts: ConflictManagerSnapshot,
 }
 
-const SNAPSHOT_VERSION: u32 = 1;
+/// Version 2 added `conflicts`.
+const SNAPSHOT_VERSION: u32 = 2;
 
 /// The mutable state, behind the coordinator's mutex.
 #[derive(Debug)]
@@ -379,6 +385,7 @@ struct State {
     /// The claims each running task holds, and its agent.
     claims: BTreeMap<TaskId, (AgentId, Vec<Claim>)>,
     /// The task holding the resource of each open conflict: its end resolves it.
+    /// Not in the snapshot: restore derives it from the open conflicts' first parties.
     holders: BTreeMap<ConflictId, TaskId>,
 }
 
@@ -556,14 +563,23 @@ impl CoordinatorBuilder {
 
     /// Builds the coordinator from a snapshot.
     ///
+    /// Open conflicts carry on: they escalate on [`Coordinator::tick`] when they would
+    /// have without the restart, and the completion of the task holding the contested
+    /// resource resolves them. Running tasks hold their claims again, and new conflicts
+    /// get ids past every restored one.
+    ///
     /// # Errors
     /// [`CoordinatorError::CorruptSnapshot`] if it is of another version or its parts
-    /// do not agree; the registry's and ledger's own checks as theirs.
+    /// do not agree (an assignment the registry or ledger does not know, an open
+    /// conflict held by a task that is not running, no conflict id left); the
+    /// registry's, ledger's and conflict manager's own checks as theirs.
     pub fn restore(self, snapshot: CoordinatorSnapshot) -> Result<Coordinator, CoordinatorError> {
+        let corrupt = |reason: String| CoordinatorError::CorruptSnapshot { reason };
         if snapshot.version != SNAPSHOT_VERSION {
-            return Err(CoordinatorError::CorruptSnapshot {
-                reason: format!("version {} (expected {SNAPSHOT_VERSION})", snapshot.version),
-            });
+            return Err(corrupt(format!(
+                "version {} (expected {SNAPSHOT_VERSION})",
+                snapshot.version
+            )));
         }
         let registry = AgentRegistry::restore(snapshot.registry)?;
         let ledger = ResourceLedger::restore(snapshot.ledger)?;
@@ -572,10 +588,75 @@ impl CoordinatorBuilder {
                 || ledger.allocation(a.allocation).is_none()
                 || !registry.contains(a.agent)
             {
-                return Err(CoordinatorError::CorruptSnapshot {
-                    reason: format!("assignment of {task} does not match the registry and ledger"),
-                });
+                return Err(corrupt(format!(
+                    "assignment of {task} does not match the registry and ledger"
+                )));
             }
+        }
+        // Each open conflict is resolved by its holder's end: the first party, whose
+        // claim was already held when the conflict was found (as `commit` records it).
+        let holders: BTreeMap<ConflictId, TaskId> = snapshot
+            .conflicts
+            .entries
+            .iter()
+            .filter(|(_, r)| !r.state.is_closed())
+            .filter_map(|(id, r)| {
+                let holder = r.conflict.parties().first().and_then(Party::task_id)?;
+                Some((*id, holder))
+            })
+            .collect();
+        let last_id = snapshot
+            .conflicts
+            .entries
+            .keys()
+            .next_back()
+            .map_or(0, |id| id.get());
+        let conflicts = ConflictManager::restore(self.escalation.clone(), snapshot.conflicts)?;
+        if let Some((id, task)) = holders
+            .iter()
+            .find(|(_, task)| !snapshot.assignments.contains_key(task))
+        {
+            return Err(corrupt(format!(
+                "open {id} is held by {task}, which is not running"
+            )));
+        }
+        let first_id = last_id.checked_add(1).ok_or_else(|| {
+            corrupt(format!(
+                "{} leaves no id for new conflicts",
+                ConflictId::new(last_id)
+            ))
+        })?;
+        // Open conflicts are part of the snapshot: the manager above holds every
+        // conflict ever opened, and their holders follow from it. The claims of running
+        // tasks are held again as `commit` took them (in allocation order, since their
+        // assignment), so that newcomers collide with them as before. Here the detector
+        // can only report overlaps among running tasks' own claims, which were never
+        // opened as conflicts, and are not opened now.
+        let mut detector = ConflictDetector::new().with_first_id(first_id);
+        let mut claims = BTreeMap::new();
+        let mut running: Vec<&Assignment> = snapshot.assignments.values().collect();
+        running.sort_by_key(|a| a.allocation);
+        let mut overlaps = Vec::new();
+        for a in running {
+            let (owner, needs) = (ClaimOwner::new(a.task.id(), a.agent), a.task.requirements());
+            for c in needs.claims() {
+                let _ = detector.add_claim_into(
+                    owner,
+                    c,
+                    needs.priority(),
+                    a.assigned_at,
+                    &mut overlaps,
+                );
+            }
+            if !needs.claims().is_empty() {
+                claims.insert(a.task.id(), (a.agent, needs.claims().to_vec()));
+            }
+        }
+        if !overlaps.is_empty() {
+            tracing::warn!(
+                conflicts = overlaps.len(),
+                "running tasks' claims overlap after restore; not opened as conflicts"
+            );
         }
         let coordinator = self.build();
         {
@@ -588,31 +669,10 @@ impl CoordinatorBuilder {
             s.assignments = snapshot.assignments;
             s.waiting = snapshot.waiting;
             s.next_seq = snapshot.next_seq;
-            // The claims of running tasks, held again (open conflicts are not part of
-            // the snapshot: they are re-detected when their tasks are submitted again).
-            let running: Vec<(TaskId, AgentId, Vec<Claim>, crate::task::Priority)> = s
-                .assignments
-                .values()
-                .map(|a| {
-                    (
-                        a.task.id(),
-                        a.agent,
-                        a.task.requirements().claims().to_vec(),
-                        a.task.requirements().priority(),
-                    )
-                })
-                .collect();
-            let now = coordinator.clock.now();
-            for (task, agent, claims, priority) in running {
-                for c in &claims {
-                    let _ = s
-                        .detector
-                        .add_claim(ClaimOwner::new(task, agent), c, priority, now);
-                }
-                if !claims.is_empty() {
-                    s.claims.insert(task, (agent, claims));
-                }
-            }
+            s.conflicts = conflicts;
+            s.holders = holders;
+            s.detector = detector;
+            s.claims = claims;
         }
         Ok(coordinator)
     }
@@ -1160,6 +1220,7 @@ impl Coordinator {
             assignments: s.assignments.clone(),
             waiting: s.waiting.clone(),
             next_seq: s.next_seq,
+            conflicts: s.conflicts.snapshot(),
         }
     }
 }

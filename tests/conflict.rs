@@ -1,14 +1,14 @@
 //! Conflict management through the public API: detection, assessment routes, each
 //! resolution strategy, the escalation ladder on a manual clock, human deadlines,
-//! metrics and errors.
+//! metrics, snapshot and restore, and errors.
 
 use std::time::Duration;
 
 use concord::conflict::{
-    AssessmentRules, ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId,
-    ConflictKind, ConflictManager, ConflictState, EscalationAction, EscalationLevel,
-    EscalationPolicy, EscalationReason, HistoryEvent, HumanDecision, Party, Resolution,
-    ResolutionAction, Route, RuleAssessor, Severity, Strategy,
+    Assessment, AssessmentRules, ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId,
+    ConflictKind, ConflictManager, ConflictManagerSnapshot, ConflictState, EscalationAction,
+    EscalationLevel, EscalationPolicy, EscalationReason, HistoryEvent, HumanDecision, Party,
+    Resolution, ResolutionAction, Route, RuleAssessor, Severity, Strategy,
 };
 use concord::{
     AgentId, Claim, Clock, ConflictAssessor, ConflictResolver, ManualClock, Priority, TaskId,
@@ -688,4 +688,247 @@ fn tick_skips_superseded_deadlines() {
     }
     assert_eq!(m.next_deadline(), None);
     assert!(m.tick(t0() + Duration::from_secs(86_400)).is_empty());
+}
+
+// ---- snapshot and restore ----
+
+/// A manager with a conflict in every state: resolving (1), with the orchestrator
+/// (2), with a human (3), resolved (4), decided by default (5), and three open agent
+/// failures (6-8) that requested safe mode. Snapshotted at `t0() + MIN`.
+fn busy_manager() -> ConflictManager {
+    let mut m = manager();
+    let early = t0() - Duration::from_secs(4 * 3600);
+    m.open(contention(5), early).unwrap();
+    assert_eq!(m.tick(t0()).len(), 3);
+    m.open(contention(1), t0()).unwrap();
+    m.open(contention(2), t0()).unwrap();
+    m.record_resolution(ConflictId::new(2), Resolution::failure("tie"), t0())
+        .unwrap();
+    m.open(
+        conflict(3, ConflictKind::SecurityIncident, &[(1, Priority::NORMAL)]),
+        t0(),
+    )
+    .unwrap();
+    m.open(contention(4), t0()).unwrap();
+    m.record_resolution(
+        ConflictId::new(4),
+        Resolution::success(None, vec![]),
+        t0() + MIN,
+    )
+    .unwrap();
+    for (id, agent) in [(6, 1), (7, 2), (8, 3)] {
+        let c = Conflict::new(ConflictId::new(id), ConflictKind::AgentFailure, t0())
+            .with_party(Party::agent_only(AgentId::new(agent)));
+        m.open(c, t0()).unwrap();
+    }
+    m
+}
+
+fn round_trip(snapshot: &ConflictManagerSnapshot) -> ConflictManagerSnapshot {
+    serde_json::from_str(&serde_json::to_string(snapshot).unwrap()).unwrap()
+}
+
+#[test]
+fn a_restored_manager_continues_every_open_conflict() {
+    let mut m = busy_manager();
+    let snapshot = round_trip(&m.snapshot());
+    assert_eq!(snapshot.entries.len(), 8);
+    let mut r = ConflictManager::restore(EscalationPolicy::default(), snapshot.clone()).unwrap();
+    assert_eq!(r.snapshot(), snapshot);
+    assert_eq!(r.open_count(), m.open_count());
+    assert_eq!(r.metrics(), m.metrics());
+    assert_eq!(r.awaiting_resolution(), m.awaiting_resolution());
+    assert_eq!(r.next_deadline(), m.next_deadline());
+    for id in 1..=8 {
+        let id = ConflictId::new(id);
+        assert_eq!(r.state(id), m.state(id));
+        assert_eq!(r.history(id), m.history(id));
+        assert_eq!(r.human_deadline(id), m.human_deadline(id));
+    }
+    // The same calls give the same actions, up to every conflict closed.
+    let ok = || Resolution::success(None, vec![]);
+    assert_eq!(
+        r.record_resolution(ConflictId::new(6), ok(), t0() + 2 * MIN),
+        m.record_resolution(ConflictId::new(6), ok(), t0() + 2 * MIN)
+    );
+    for minutes in [29, 30, 119, 120, 180, 24 * 60] {
+        let now = t0() + minutes * MIN;
+        let (a, b) = (r.tick(now), m.tick(now));
+        assert_eq!(a, b, "at +{minutes} min");
+    }
+    assert_eq!(r.open_count(), 0);
+    assert_eq!(r.snapshot(), m.snapshot());
+    // Ids it knows stay taken; new conflicts continue the opening order.
+    assert_eq!(
+        r.open(contention(1), t0()).unwrap_err(),
+        ConflictError::DuplicateConflict {
+            id: ConflictId::new(1)
+        }
+    );
+    r.open(contention(9), t0()).unwrap();
+    assert_eq!(r.snapshot().entries[&ConflictId::new(9)].seq, 9);
+}
+
+#[test]
+fn a_restored_manager_takes_the_hosts_assessor_again() {
+    #[derive(Debug)]
+    struct Paranoid;
+    impl ConflictAssessor for Paranoid {
+        fn assess(&self, _: &Conflict) -> Assessment {
+            Assessment::new(Severity::Critical, vec!["everything is critical".into()])
+        }
+    }
+    let snapshot = busy_manager().snapshot();
+    let mut r = ConflictManager::restore(EscalationPolicy::default(), snapshot)
+        .unwrap()
+        .with_assessor(Paranoid);
+    let opened = r.open(contention(9), t0()).unwrap();
+    assert_eq!(opened.assessment.route, Route::EscalateNow);
+}
+
+#[test]
+fn a_restore_under_a_new_policy_moves_the_open_rungs() {
+    let mut m = manager();
+    m.open(contention(1), t0()).unwrap();
+    let faster = EscalationPolicy::default().with_orchestrator_after(10 * MIN);
+    let mut r = ConflictManager::restore(faster, m.snapshot()).unwrap();
+    assert_eq!(r.next_deadline(), Some(t0() + 10 * MIN));
+    assert_eq!(r.tick(t0() + 10 * MIN).len(), 1);
+}
+
+/// The reason `snapshot` is refused with.
+fn refused(snapshot: ConflictManagerSnapshot) -> String {
+    match ConflictManager::restore(EscalationPolicy::default(), snapshot) {
+        Err(ConflictError::CorruptSnapshot { reason }) => reason,
+        other => panic!("not refused as corrupt: {other:?}"),
+    }
+}
+
+#[test]
+fn corrupt_snapshots_are_refused_naming_the_bad_value() {
+    let m = busy_manager();
+    let good = m.snapshot();
+    let id = ConflictId::new;
+    let edit = |f: &dyn Fn(&mut ConflictManagerSnapshot)| {
+        let mut s = good.clone();
+        f(&mut s);
+        refused(s)
+    };
+
+    assert_eq!(edit(&|s| s.version = 7), "version 7 (expected 1)");
+    assert_eq!(
+        edit(&|s| {
+            let r = s.entries.remove(&id(1)).unwrap();
+            s.entries.insert(id(99), r);
+        }),
+        "entry conflict#99 holds conflict#1"
+    );
+    assert_eq!(
+        edit(&|s| s.entries.get_mut(&id(1)).unwrap().seq = 0),
+        "conflict#1 has seq 0 (expected 1 to the manager's seq 8)"
+    );
+    assert_eq!(
+        edit(&|s| s.seq = 3),
+        "conflict#3 has seq 4 (expected 1 to the manager's seq 3)"
+    );
+    assert_eq!(
+        edit(&|s| s.entries.get_mut(&id(2)).unwrap().seq = 2),
+        "conflict#2 and conflict#1 share seq 2"
+    );
+    assert_eq!(
+        edit(&|s| s.entries.get_mut(&id(1)).unwrap().state = ConflictState::Assessing),
+        "conflict#1 is assessing, a state it only passes through while being opened"
+    );
+    let deadline = t0() + Duration::from_secs(3600);
+    assert_eq!(
+        edit(&|s| s.entries.get_mut(&id(1)).unwrap().human_deadline = Some(deadline)),
+        format!("conflict#1 is resolving but has a human deadline ({deadline})")
+    );
+    assert_eq!(
+        edit(&|s| s.entries.get_mut(&id(2)).unwrap().human_deadline = Some(deadline)),
+        format!("conflict#2 is escalated to orchestrator but has a human deadline ({deadline})")
+    );
+    assert_eq!(
+        edit(&|s| s.entries.get_mut(&id(3)).unwrap().human_deadline = None),
+        "conflict#3 is escalated to human but has no human deadline"
+    );
+    assert_eq!(
+        edit(&|s| s.entries.get_mut(&id(5)).unwrap().human_deadline = None),
+        "conflict#5 is decided by default (deny) but has no human deadline"
+    );
+    assert_eq!(
+        edit(&|s| {
+            s.failed_agents.insert(AgentId::new(9), 1);
+        }),
+        "failed_agents [agent#1: 1, agent#2: 1, agent#3: 1, agent#9: 1] disagree with \
+         the open agent-failure conflicts [agent#1: 1, agent#2: 1, agent#3: 1]"
+    );
+    assert_eq!(
+        edit(&|s| s.resolved = 2),
+        "resolved is 2 but the entries count 1"
+    );
+    assert_eq!(
+        edit(&|s| s.resolve_nanos.push(5)),
+        "resolve_nanos has 2 times but resolved is 1"
+    );
+    assert_eq!(
+        edit(&|s| s.decided_by_default = 0),
+        "decided_by_default is 0 but the entries count 1"
+    );
+    assert_eq!(
+        edit(&|s| {
+            s.escalations.insert(EscalationLevel::Human, 9);
+        }),
+        "escalations [orchestrator: 2, human: 9] disagree with the conflicts' histories \
+         [orchestrator: 2, human: 2]"
+    );
+    let mut calm = manager().snapshot();
+    calm.safe_mode_requested = true;
+    assert_eq!(
+        refused(calm),
+        "safe mode is requested but no agent-failure conflict is open"
+    );
+    // The policy is checked as in `new`.
+    let bad = EscalationPolicy::default().with_decision_within(Duration::ZERO);
+    assert_eq!(
+        ConflictManager::restore(bad, good.clone()).unwrap_err(),
+        ConflictError::ZeroDuration {
+            field: "decision_within"
+        }
+    );
+    // The message carries the reason.
+    let e = ConflictManager::restore(EscalationPolicy::default(), {
+        let mut s = good.clone();
+        s.version = 0;
+        s
+    })
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "corrupt conflict manager snapshot: version 0 (expected 1)"
+    );
+    // The manager it came from is untouched by all this.
+    assert_eq!(m.snapshot(), good);
+}
+
+#[test]
+fn hand_edited_json_is_refused_without_a_panic() {
+    let json = serde_json::to_string(&busy_manager().snapshot()).unwrap();
+    // A state that no stored conflict is in.
+    let edited = json.replacen(r#""state":"resolving""#, r#""state":"open""#, 1);
+    assert_ne!(edited, json);
+    let s: ConflictManagerSnapshot = serde_json::from_str(&edited).unwrap();
+    assert_eq!(
+        refused(s),
+        "conflict#1 is open, a state it only passes through while being opened"
+    );
+    // Out-of-range numbers and unknown states do not even deserialize.
+    for bad in [
+        json.replacen(r#""seq":1"#, r#""seq":-1"#, 1),
+        json.replacen(r#""state":"resolving""#, r#""state":"exploded""#, 1),
+        json.replacen(r#""generation":"#, r#""generation":1e99,"x":"#, 1),
+    ] {
+        assert_ne!(bad, json);
+        assert!(serde_json::from_str::<ConflictManagerSnapshot>(&bad).is_err());
+    }
 }

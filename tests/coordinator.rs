@@ -1,9 +1,11 @@
 //! The coordinator's pipeline through its public API: analyze, find, assign, validate,
-//! allocate; queueing, policies, safe mode, events, snapshots and concurrent use.
+//! allocate; queueing, policies, safe mode, events, snapshots (open conflicts
+//! included) and concurrent use.
 
 use std::sync::Arc;
 
 use concord::assignment::{OptimalAssigner, Rejection};
+use concord::conflict::ConflictId;
 use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
 };
@@ -11,6 +13,8 @@ use concord::{
     AgentId, AgentProfile, AgentStatus, Capability, ManualClock, Priority, Requirements, Resources,
     Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId, Timestamp,
 };
+
+const MIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn clock() -> ManualClock {
     ManualClock::new(Timestamp::from_secs(1_700_000_000))
@@ -453,4 +457,183 @@ fn colliding_exclusive_claims_are_caught_and_escalated() {
     };
     assert!(c.assign(shared(3)).unwrap().assignment().is_some());
     assert!(c.assign(shared(4)).unwrap().assignment().is_some());
+}
+
+fn claiming(id: u64) -> Task {
+    Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
+        Requirements::new()
+            .with_role(Role::new("ops").unwrap())
+            .with_claim(concord::Claim::exclusive("repo/config")),
+    )
+}
+
+/// Two agents, task 1 holding `repo/config` and task 2 conflicted over it; events
+/// drained.
+fn collided(clock: &ManualClock) -> (Coordinator, ConflictId) {
+    let c = coordinator(clock);
+    for id in 1..=2 {
+        c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(4))
+            .unwrap();
+    }
+    assert!(c.assign(claiming(1)).unwrap().assignment().is_some());
+    let out = c.assign(claiming(2)).unwrap();
+    let AssignOutcome::Conflicted { conflicts, .. } = out else {
+        panic!("{out:?}")
+    };
+    c.drain_events();
+    (c, conflicts[0])
+}
+
+fn restored(clock: &ManualClock, json: &str) -> Coordinator {
+    Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .restore(serde_json::from_str(json).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn open_conflicts_survive_a_restore_and_escalate_as_before() {
+    use concord::conflict::EscalationAction;
+    let clock = clock();
+    let (c, conflict) = collided(&clock);
+    clock.advance(5 * MIN);
+    let json = serde_json::to_string(&c.snapshot()).unwrap();
+    let r = restored(&clock, &json);
+    assert_eq!(serde_json::to_string(&r.snapshot()).unwrap(), json);
+
+    // Both climb the ladder together, event for event.
+    let mut actions = Vec::new();
+    for minutes in [26, 90, 50] {
+        clock.advance(minutes * MIN);
+        assert_eq!(r.tick(), c.tick());
+        let (got, want) = (r.drain_events(), c.drain_events());
+        assert_eq!(got, want, "after {minutes} more minutes");
+        actions.extend(got.into_iter().filter_map(|e| match e {
+            Event::ConflictEscalated { action, .. } => Some(action),
+            _ => None,
+        }));
+    }
+    assert!(
+        matches!(
+            &actions[..],
+            [
+                EscalationAction::EscalateToOrchestrator { conflict: a, .. },
+                EscalationAction::RequestHumanApproval { conflict: b, .. },
+            ] if *a == conflict && *b == conflict
+        ),
+        "{actions:?}"
+    );
+
+    // Task 1's claim, held again on restore, catches a newcomer just the same: same
+    // fresh id, same parties (the holder held it since its assignment, not the restore).
+    let (got, want) = (
+        r.assign(claiming(5)).unwrap(),
+        c.assign(claiming(5)).unwrap(),
+    );
+    assert_eq!(got, want);
+    assert!(matches!(got, AssignOutcome::Conflicted { .. }), "{got:?}");
+    assert_eq!(r.drain_events(), c.drain_events());
+
+    // The holder finishes: the restored coordinator resolves the conflict as well.
+    assert_eq!(
+        r.complete(TaskId::new(1), true, None).unwrap(),
+        c.complete(TaskId::new(1), true, None).unwrap()
+    );
+    let (got, want) = (r.drain_events(), c.drain_events());
+    assert_eq!(got, want);
+    assert!(
+        got.iter()
+            .any(|e| matches!(e, Event::ConflictResolved { conflict: id, .. } if *id == conflict)),
+        "{got:?}"
+    );
+
+    // Task 2 now takes the file; task 3 collides with it under a fresh id, the same
+    // on both.
+    assert_eq!(
+        r.assign(claiming(2)).unwrap(),
+        c.assign(claiming(2)).unwrap()
+    );
+    let (got, want) = (
+        r.assign(claiming(3)).unwrap(),
+        c.assign(claiming(3)).unwrap(),
+    );
+    assert_eq!(got, want);
+    let AssignOutcome::Conflicted { conflicts, .. } = got else {
+        panic!("{got:?}")
+    };
+    assert!(conflicts[0] > conflict, "{conflicts:?} after {conflict}");
+    assert_eq!(r.drain_events(), c.drain_events());
+}
+
+#[test]
+fn restored_claims_do_not_reopen_conflicts() {
+    let clock = clock();
+    let (c, _) = collided(&clock);
+    let json = serde_json::to_string(&c.snapshot()).unwrap();
+    let r = restored(&clock, &json);
+    // Nothing new on restore: no event, the one conflict still the only one open.
+    assert!(r.drain_events().is_empty());
+    let snapshot = r.snapshot();
+    assert_eq!(snapshot.conflicts.entries.len(), 1);
+    // And its claims are held again: the file is still taken.
+    assert!(matches!(
+        r.assign(claiming(4)).unwrap(),
+        AssignOutcome::Conflicted { .. }
+    ));
+}
+
+#[test]
+fn corrupt_conflict_parts_of_a_snapshot_are_refused() {
+    use concord::conflict::{Conflict, ConflictError};
+    let clock = clock();
+    let (c, conflict) = collided(&clock);
+    let good = c.snapshot();
+    let refused = |s: CoordinatorSnapshot| match Coordinator::builder().restore(s) {
+        Err(e) => e,
+        Ok(_) => panic!("restored"),
+    };
+
+    let mut old = good.clone();
+    old.version = 1;
+    let e = refused(old);
+    assert!(matches!(e, CoordinatorError::CorruptSnapshot { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "corrupt coordinator snapshot: version 1 (expected 2)"
+    );
+
+    // The holder of an open conflict must be running, or nothing would resolve it.
+    let mut orphan = good.clone();
+    orphan.assignments.remove(&TaskId::new(1));
+    assert_eq!(
+        refused(orphan).to_string(),
+        format!(
+            "corrupt coordinator snapshot: open {conflict} is held by task#1, which is not running"
+        )
+    );
+
+    // The manager's own checks, as its errors.
+    let mut bad = good.clone();
+    bad.conflicts.entries.get_mut(&conflict).unwrap().seq = 9;
+    let e = refused(bad);
+    assert!(
+        matches!(&e, CoordinatorError::Conflict(ConflictError::CorruptSnapshot { reason }) if reason.contains("seq 9")),
+        "{e}"
+    );
+
+    // A conflict at the last id leaves none for the next one.
+    let mut full = good.clone();
+    let mut record = full.conflicts.entries.remove(&conflict).unwrap();
+    let last = ConflictId::new(u64::MAX);
+    let mut moved = Conflict::new(last, record.conflict.kind(), record.conflict.detected_at());
+    for p in record.conflict.parties() {
+        moved = moved.with_party(*p);
+    }
+    record.conflict = moved;
+    full.conflicts.entries.insert(last, record);
+    assert_eq!(
+        refused(full).to_string(),
+        format!("corrupt coordinator snapshot: {last} leaves no id for new conflicts")
+    );
 }

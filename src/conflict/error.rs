@@ -76,4 +76,11 @@ pub enum ConflictError {
         /// The offending field.
         field: &'static str,
     },
+    /// A [`ConflictManagerSnapshot`](super::ConflictManagerSnapshot) has another version
+    /// or holds a state the manager could not have reached.
+    #[error("corrupt conflict manager snapshot: {reason}")]
+    CorruptSnapshot {
+        /// What is wrong, naming the offending value.
+        reason: String,
+    },
 }

@@ -140,6 +140,62 @@ pub struct ConflictMetrics {
     pub escalations: BTreeMap<EscalationLevel, u64>,
 }
 
+/// The version [`ConflictManager::snapshot`] writes and [`ConflictManager::restore`]
+/// reads.
+pub const CONFLICT_SNAPSHOT_VERSION: u32 = 1;
+
+/// One conflict's state in a [`ConflictManagerSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConflictRecord {
+    /// The conflict.
+    pub conflict: Conflict,
+    /// Its assessment when it was opened.
+    pub assessment: Assessment,
+    /// Where it is.
+    pub state: ConflictState,
+    /// When it was opened in the manager: the ladder's durations count from here.
+    pub opened_at: Timestamp,
+    /// Its opening order, from 1.
+    pub seq: u64,
+    /// The human's decision deadline, once it went to a human.
+    pub human_deadline: Option<Timestamp>,
+    /// How many times its deadline was rescheduled (wrapping).
+    pub generation: u32,
+    /// Its history.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Everything a [`ConflictManager`] knows, as plain serde data: persist it, and
+/// [`ConflictManager::restore`] continues every conflict where it was.
+///
+/// The deadline queue is not stored: it follows from each open conflict's state,
+/// opening time and human deadline, and is rebuilt on restore. The policy and the
+/// assessor are the host's configuration, supplied again on restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConflictManagerSnapshot {
+    /// [`CONFLICT_SNAPSHOT_VERSION`] when written.
+    pub version: u32,
+    /// Every conflict the manager knows, open and closed, by id.
+    pub entries: BTreeMap<ConflictId, ConflictRecord>,
+    /// Agents in open agent-failure conflicts, with how many such conflicts name each.
+    pub failed_agents: BTreeMap<AgentId, u32>,
+    /// Whether safe mode was requested and not yet stood down.
+    pub safe_mode_requested: bool,
+    /// The last opening order issued.
+    pub seq: u64,
+    /// Time from opening to successful resolution of each resolved conflict, in
+    /// nanoseconds, in the order they were resolved.
+    pub resolve_nanos: Vec<u64>,
+    /// Conflicts closed by a successful resolution.
+    pub resolved: u64,
+    /// Conflicts closed by a default decision.
+    pub decided_by_default: u64,
+    /// Escalations, by level.
+    pub escalations: BTreeMap<EscalationLevel, u64>,
+}
+
 #[derive(Debug)]
 struct Entry {
     conflict: Conflict,
@@ -156,6 +212,47 @@ impl Entry {
     fn note(&mut self, at: Timestamp, event: HistoryEvent) {
         self.history.push(HistoryEntry { at, event });
     }
+
+    fn record(&self) -> ConflictRecord {
+        ConflictRecord {
+            conflict: self.conflict.clone(),
+            assessment: self.assessment.clone(),
+            state: self.state,
+            opened_at: self.opened_at,
+            seq: self.seq,
+            human_deadline: self.human_deadline,
+            generation: self.generation,
+            history: self.history.clone(),
+        }
+    }
+
+    fn from_record(r: ConflictRecord) -> Self {
+        Entry {
+            conflict: r.conflict,
+            assessment: r.assessment,
+            state: r.state,
+            opened_at: r.opened_at,
+            seq: r.seq,
+            human_deadline: r.human_deadline,
+            generation: r.generation,
+            history: r.history,
+        }
+    }
+
+    /// When the entry's next rung falls due under `policy`: the one scheduling rule,
+    /// used both as the entry moves and when a restore rebuilds the deadline queue.
+    fn next_due(&self, policy: &EscalationPolicy) -> Option<Timestamp> {
+        match self.state {
+            ConflictState::Open | ConflictState::Assessing | ConflictState::Resolving => {
+                Some(self.opened_at + policy.orchestrator_after())
+            }
+            ConflictState::Escalated(EscalationLevel::Orchestrator) => {
+                Some(self.opened_at + policy.human_after())
+            }
+            ConflictState::Escalated(EscalationLevel::Human) => self.human_deadline,
+            ConflictState::Resolved | ConflictState::DecidedByDefault(_) => None,
+        }
+    }
 }
 
 /// Runs the seed's conflict procedure and escalation decision tree over time, without
@@ -166,6 +263,9 @@ impl Entry {
 /// Every conflict ends closed (resolved, or decided by default when a human does not
 /// answer) no later than [`EscalationPolicy::closes_by`] its opening, whatever the
 /// resolvers do, provided `tick` is called.
+///
+/// Its state survives a crash: [`snapshot`](Self::snapshot) is plain serde data, and
+/// [`restore`](Self::restore) continues every open conflict, deadlines included.
 ///
 /// # Complexity
 /// Each open conflict has at most one live deadline in a binary heap (lazy deletion:
@@ -552,6 +652,206 @@ impl ConflictManager {
         }
     }
 
+    /// Everything the manager knows, as plain serde data. `O(n)` in the conflicts and
+    /// their histories.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concord::conflict::{
+    ///     Conflict, ConflictId, ConflictKind, ConflictManager, ConflictManagerSnapshot,
+    ///     EscalationAction, EscalationPolicy,
+    /// };
+    /// use concord::Timestamp;
+    ///
+    /// let policy = EscalationPolicy::default();
+    /// let mut m = ConflictManager::new(policy.clone())?;
+    /// let t0 = Timestamp::from_secs(0);
+    /// m.open(Conflict::new(ConflictId::new(1), ConflictKind::ResourceContention, t0), t0)?;
+    ///
+    /// // Persist it; after a crash, continue from it with the same policy.
+    /// let json = serde_json::to_string(&m.snapshot())?;
+    /// let snapshot: ConflictManagerSnapshot = serde_json::from_str(&json)?;
+    /// let mut restored = ConflictManager::restore(policy, snapshot)?;
+    ///
+    /// // The open conflict escalates on time, as it would have without the crash.
+    /// let later = t0 + Duration::from_secs(30 * 60);
+    /// let due = restored.tick(later);
+    /// assert!(matches!(due[..], [EscalationAction::EscalateToOrchestrator { .. }]));
+    /// assert_eq!(due, m.tick(later));
+    /// assert_eq!(restored.snapshot(), m.snapshot());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn snapshot(&self) -> ConflictManagerSnapshot {
+        ConflictManagerSnapshot {
+            version: CONFLICT_SNAPSHOT_VERSION,
+            entries: self
+                .entries
+                .iter()
+                .map(|(id, e)| (*id, e.record()))
+                .collect(),
+            failed_agents: self.failed_agents.clone(),
+            safe_mode_requested: self.safe_mode_requested,
+            seq: self.seq,
+            resolve_nanos: self.resolve_nanos.clone(),
+            resolved: self.resolved,
+            decided_by_default: self.decided_by_default,
+            escalations: self.escalations.clone(),
+        }
+    }
+
+    /// Continues a manager from its snapshot, under `policy`, with the default
+    /// [`RuleAssessor`] (chain [`with_assessor`](Self::with_assessor) to supply yours
+    /// again: an assessor is code, not data).
+    ///
+    /// The deadline queue is rebuilt from each open conflict by the same rule the
+    /// manager schedules with, so a restored manager fed the same calls returns the
+    /// same actions as the one that was snapshotted. Under another `policy`, open
+    /// conflicts' next rungs follow the new durations (counted from their opening, as
+    /// always); human deadlines already announced stand.
+    ///
+    /// # Errors
+    /// The policy's [`EscalationPolicy::validate`] error; or
+    /// [`ConflictError::CorruptSnapshot`] naming what is wrong: another version, an
+    /// entry filed under another conflict's id, an opening order of 0, beyond the
+    /// manager's or shared by two conflicts, a conflict in a state it only passes
+    /// through while being opened, a human deadline on a conflict that never went to a
+    /// human (or none on one with a human), or counters (failed agents, safe mode,
+    /// resolved, decided by default, resolve times, escalations) that disagree with
+    /// the conflicts.
+    pub fn restore(
+        policy: EscalationPolicy,
+        snapshot: ConflictManagerSnapshot,
+    ) -> Result<Self, ConflictError> {
+        let corrupt = |reason: String| ConflictError::CorruptSnapshot { reason };
+        if snapshot.version != CONFLICT_SNAPSHOT_VERSION {
+            return Err(corrupt(format!(
+                "version {} (expected {CONFLICT_SNAPSHOT_VERSION})",
+                snapshot.version
+            )));
+        }
+        let mut m = ConflictManager::new(policy)?;
+        // What the counters must be, recounted from the entries.
+        let mut seqs: BTreeMap<u64, ConflictId> = BTreeMap::new();
+        let mut failed: BTreeMap<AgentId, u32> = BTreeMap::new();
+        let mut resolved = 0u64;
+        let mut decided_by_default = 0u64;
+        let mut escalations: BTreeMap<EscalationLevel, u64> = BTreeMap::new();
+        for (&id, r) in &snapshot.entries {
+            if r.conflict.id() != id {
+                return Err(corrupt(format!("entry {id} holds {}", r.conflict.id())));
+            }
+            if r.seq == 0 || r.seq > snapshot.seq {
+                return Err(corrupt(format!(
+                    "{id} has seq {} (expected 1 to the manager's seq {})",
+                    r.seq, snapshot.seq
+                )));
+            }
+            if let Some(other) = seqs.insert(r.seq, id) {
+                return Err(corrupt(format!("{id} and {other} share seq {}", r.seq)));
+            }
+            match (r.state, r.human_deadline) {
+                (ConflictState::Open | ConflictState::Assessing, _) => {
+                    return Err(corrupt(format!(
+                        "{id} is {}, a state it only passes through while being opened",
+                        r.state
+                    )));
+                }
+                (
+                    ConflictState::Resolving
+                    | ConflictState::Escalated(EscalationLevel::Orchestrator),
+                    Some(deadline),
+                ) => {
+                    return Err(corrupt(format!(
+                        "{id} is {} but has a human deadline ({deadline})",
+                        r.state
+                    )));
+                }
+                (
+                    ConflictState::Escalated(EscalationLevel::Human)
+                    | ConflictState::DecidedByDefault(_),
+                    None,
+                ) => {
+                    return Err(corrupt(format!(
+                        "{id} is {} but has no human deadline",
+                        r.state
+                    )));
+                }
+                (ConflictState::Resolved, _) => resolved += 1,
+                (ConflictState::DecidedByDefault(_), _) => decided_by_default += 1,
+                _ => {}
+            }
+            if !r.state.is_closed() && r.conflict.kind() == ConflictKind::AgentFailure {
+                for a in r.conflict.agents() {
+                    *failed.entry(a).or_insert(0) += 1;
+                }
+            }
+            for h in &r.history {
+                if let HistoryEvent::Escalated { level, .. } = h.event {
+                    *escalations.entry(level).or_insert(0) += 1;
+                }
+            }
+        }
+        if snapshot.failed_agents != failed {
+            return Err(corrupt(format!(
+                "failed_agents [{}] disagree with the open agent-failure conflicts [{}]",
+                counts(&snapshot.failed_agents),
+                counts(&failed)
+            )));
+        }
+        if snapshot.safe_mode_requested && failed.is_empty() {
+            return Err(corrupt(
+                "safe mode is requested but no agent-failure conflict is open".to_owned(),
+            ));
+        }
+        if snapshot.resolved != resolved {
+            return Err(corrupt(format!(
+                "resolved is {} but the entries count {resolved}",
+                snapshot.resolved
+            )));
+        }
+        if snapshot.resolve_nanos.len() as u64 != resolved {
+            return Err(corrupt(format!(
+                "resolve_nanos has {} times but resolved is {resolved}",
+                snapshot.resolve_nanos.len()
+            )));
+        }
+        if snapshot.decided_by_default != decided_by_default {
+            return Err(corrupt(format!(
+                "decided_by_default is {} but the entries count {decided_by_default}",
+                snapshot.decided_by_default
+            )));
+        }
+        let stored: BTreeMap<EscalationLevel, u64> = snapshot
+            .escalations
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if stored != escalations {
+            return Err(corrupt(format!(
+                "escalations [{}] disagree with the conflicts' histories [{}]",
+                counts(&stored),
+                counts(&escalations)
+            )));
+        }
+
+        for (id, r) in snapshot.entries {
+            let entry = Entry::from_record(r);
+            if !entry.state.is_closed() {
+                m.open += 1;
+                m.push_deadline(&entry);
+            }
+            m.entries.insert(id, entry);
+        }
+        m.failed_agents = failed;
+        m.safe_mode_requested = snapshot.safe_mode_requested;
+        m.seq = snapshot.seq;
+        m.resolve_nanos = snapshot.resolve_nanos;
+        m.resolved = resolved;
+        m.decided_by_default = decided_by_default;
+        m.escalations = escalations;
+        Ok(m)
+    }
+
     fn take_open(&mut self, id: ConflictId) -> Result<Entry, ConflictError> {
         match self.entries.get(&id) {
             None => Err(ConflictError::UnknownConflict { id }),
@@ -607,21 +907,15 @@ impl ConflictManager {
     /// Pushes the entry's next deadline, superseding any earlier one.
     fn schedule(&mut self, entry: &mut Entry) {
         entry.generation = entry.generation.wrapping_add(1);
-        let due = match entry.state {
-            ConflictState::Open | ConflictState::Assessing | ConflictState::Resolving => {
-                entry.opened_at + self.policy.orchestrator_after()
-            }
-            ConflictState::Escalated(EscalationLevel::Orchestrator) => {
-                entry.opened_at + self.policy.human_after()
-            }
-            ConflictState::Escalated(EscalationLevel::Human) => match entry.human_deadline {
-                Some(d) => d,
-                None => return,
-            },
-            ConflictState::Resolved | ConflictState::DecidedByDefault(_) => return,
-        };
-        self.deadlines
-            .push(Reverse((due, entry.conflict.id(), entry.generation)));
+        self.push_deadline(entry);
+    }
+
+    /// Pushes the entry's next deadline under its current generation, if it has one.
+    fn push_deadline(&mut self, entry: &Entry) {
+        if let Some(due) = entry.next_due(&self.policy) {
+            self.deadlines
+                .push(Reverse((due, entry.conflict.id(), entry.generation)));
+        }
     }
 
     fn close(&mut self, entry: &mut Entry, state: ConflictState) {
@@ -651,6 +945,14 @@ impl ConflictManager {
                 .is_some_and(|e| e.generation == *g && !e.state.is_closed())
         });
     }
+}
+
+/// `key: n, key: n`, for error messages.
+fn counts<K: fmt::Display>(map: &BTreeMap<K, impl fmt::Display>) -> String {
+    map.iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn percentile(sorted: &[u64], p: u64) -> Option<Duration> {

@@ -17,6 +17,12 @@
 //! | `conflict_duration_30min`, `conflict_duration_2hr` | [`EscalationPolicy`], [`ConflictManager::tick`] |
 //! | critical security, resource exhaustion, multiple agent failure | [`EscalationAction`] |
 //!
+//! The manager's state is plain serde data: [`ConflictManager::snapshot`] takes a
+//! versioned [`ConflictManagerSnapshot`] and [`ConflictManager::restore`] validates it
+//! and continues every open conflict where it was, so that a conflict opened before a
+//! crash still escalates on time, and closes, after it. The deadline queue is rebuilt
+//! from the conflicts' states, by the same rule the manager schedules with.
+//!
 //! This module decides; it never acts. It must never import `assignment`,
 //! `coordinator` or `workflow`, and holds no clock: every call takes `now`.
 
@@ -34,7 +40,8 @@ pub use escalation::{
     EscalationAction, EscalationLevel, EscalationPolicy, EscalationReason, HumanDecision,
 };
 pub use manager::{
-    ConflictManager, ConflictMetrics, ConflictState, HistoryEntry, HistoryEvent, Opened,
+    CONFLICT_SNAPSHOT_VERSION, ConflictManager, ConflictManagerSnapshot, ConflictMetrics,
+    ConflictRecord, ConflictState, HistoryEntry, HistoryEvent, Opened,
 };
 pub use resolve::{ConflictResolver, Resolution, ResolutionAction, Strategy};
 

@@ -1,13 +1,16 @@
 //! Properties of conflict management: detection equals a naive pairwise overlap
 //! check; every conflict closes within the policy's bounds whatever the resolvers and
 //! the ticks do; no escalation level is skipped except "at once"; the same inputs give
-//! the same actions.
+//! the same actions; a manager restored from a snapshot taken at any point carries on
+//! exactly as the uninterrupted one, and a tampered snapshot is refused or restored,
+//! never a panic.
 
 use std::time::Duration;
 
 use concord::conflict::{
-    ClaimOwner, Conflict, ConflictDetector, ConflictId, ConflictKind, ConflictManager,
-    EscalationAction, EscalationLevel, EscalationPolicy, HistoryEvent, Party, Resolution,
+    ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId, ConflictKind,
+    ConflictManager, ConflictManagerSnapshot, ConflictState, EscalationAction, EscalationLevel,
+    EscalationPolicy, HistoryEvent, Party, Resolution,
 };
 use concord::{AgentId, Claim, Priority, TaskId, Timestamp};
 use proptest::prelude::*;
@@ -186,6 +189,50 @@ fn make(id: u64, kind: usize, agents: u8, at: Timestamp) -> Conflict {
     c
 }
 
+/// The host's side of a run: the clock and the conflicts opened so far.
+struct Host {
+    now: Timestamp,
+    opened: Vec<(ConflictId, Timestamp)>,
+}
+
+impl Host {
+    fn new() -> Self {
+        Host {
+            now: Timestamp::from_secs(1_000),
+            opened: Vec::new(),
+        }
+    }
+
+    /// Applies one step to `m`; returns the actions it gave.
+    fn step(&mut self, m: &mut ConflictManager, s: &Step) -> Vec<EscalationAction> {
+        match *s {
+            Step::Tick(min) => {
+                self.now = self.now + Duration::from_secs(min * 60);
+                m.tick(self.now)
+            }
+            Step::Answer(i, o) => {
+                if self.opened.is_empty() {
+                    return Vec::new();
+                }
+                let (id, _) = self.opened[i % self.opened.len()];
+                let r = match o {
+                    0 => Resolution::success(None, vec![]),
+                    1 => Resolution::failure("resolver failed"),
+                    _ => Resolution::pending("no answer", vec![]),
+                };
+                // Closed conflicts refuse answers; that is fine here.
+                m.record_resolution(id, r, self.now).unwrap_or_default()
+            }
+            Step::Open(k, n) => {
+                let id = ConflictId::new(self.opened.len() as u64 + 1);
+                let out = m.open(make(id.get(), k, n, self.now), self.now).unwrap();
+                self.opened.push((id, self.now));
+                out.actions
+            }
+        }
+    }
+}
+
 /// Runs the steps; returns every action, in order, and the manager.
 fn run(
     policy: &EscalationPolicy,
@@ -196,39 +243,12 @@ fn run(
     Vec<(ConflictId, Timestamp)>,
 ) {
     let mut m = ConflictManager::new(policy.clone()).unwrap();
-    let mut now = Timestamp::from_secs(1_000);
-    let mut opened = Vec::new();
+    let mut host = Host::new();
     let mut all = Vec::new();
     for s in steps {
-        match *s {
-            Step::Tick(min) => {
-                now = now + Duration::from_secs(min * 60);
-                all.extend(m.tick(now));
-            }
-            Step::Answer(i, o) => {
-                if opened.is_empty() {
-                    continue;
-                }
-                let (id, _) = opened[i % opened.len()];
-                let r = match o {
-                    0 => Resolution::success(None, vec![]),
-                    1 => Resolution::failure("resolver failed"),
-                    _ => Resolution::pending("no answer", vec![]),
-                };
-                // Closed conflicts refuse answers; that is fine here.
-                if let Ok(a) = m.record_resolution(id, r, now) {
-                    all.extend(a);
-                }
-            }
-            Step::Open(k, n) => {
-                let id = ConflictId::new(opened.len() as u64 + 1);
-                let out = m.open(make(id.get(), k, n, now), now).unwrap();
-                all.extend(out.actions);
-                opened.push((id, now));
-            }
-        }
+        all.extend(host.step(&mut m, s));
     }
-    (all, m, opened)
+    (all, m, host.opened)
 }
 
 proptest! {
@@ -287,5 +307,102 @@ proptest! {
         let (a, _, _) = run(&policy, &steps);
         let (b, _, _) = run(&policy, &steps);
         prop_assert_eq!(a, b);
+    }
+}
+
+/// The seed's ladder with a chosen safe-mode threshold, so that runs request (and
+/// stand down) safe mode often.
+fn policy(escalate_on_failure: bool, safe_mode_failed_agents: usize) -> EscalationPolicy {
+    EscalationPolicy::default()
+        .with_escalate_on_failure(escalate_on_failure)
+        .with_safe_mode_failed_agents(safe_mode_failed_agents)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_restored_manager_carries_on_exactly_as_the_uninterrupted_one(
+        steps in steps(),
+        cut in 0usize..60,
+        escalate_on_failure in any::<bool>(),
+        safe_mode_failed_agents in 1usize..5,
+    ) {
+        let policy = policy(escalate_on_failure, safe_mode_failed_agents);
+        let cut = cut.min(steps.len());
+        let mut m = ConflictManager::new(policy.clone()).unwrap();
+        let mut host = Host::new();
+        for s in &steps[..cut] {
+            host.step(&mut m, s);
+        }
+        let json = serde_json::to_string(&m.snapshot()).unwrap();
+        let snapshot: ConflictManagerSnapshot = serde_json::from_str(&json).unwrap();
+        prop_assert_eq!(&snapshot, &m.snapshot());
+        let mut r = ConflictManager::restore(policy, snapshot).unwrap();
+        prop_assert_eq!(r.snapshot(), m.snapshot());
+
+        // The same remaining calls, on both; `host` and `twin` see the same clock.
+        let mut twin = Host { now: host.now, opened: host.opened.clone() };
+        for (i, s) in steps[cut..].iter().enumerate() {
+            let want = host.step(&mut m, s);
+            let got = twin.step(&mut r, s);
+            prop_assert_eq!(got, want, "step {} after the cut: {:?}", i, s);
+            prop_assert_eq!(r.open_count(), m.open_count());
+            prop_assert_eq!(r.next_deadline(), m.next_deadline());
+            prop_assert_eq!(r.awaiting_resolution(), m.awaiting_resolution());
+        }
+        // Until everything closes.
+        let end = host.now + Duration::from_secs(24 * 3600);
+        prop_assert_eq!(r.tick(end), m.tick(end));
+        for (id, _) in &host.opened {
+            prop_assert_eq!(r.state(*id), m.state(*id));
+            prop_assert_eq!(r.history(*id), m.history(*id));
+        }
+        prop_assert_eq!(r.metrics(), m.metrics());
+        prop_assert_eq!(r.snapshot(), m.snapshot());
+    }
+
+    #[test]
+    fn a_tampered_snapshot_is_refused_or_restored_never_a_panic(
+        steps in steps(),
+        edits in prop::collection::vec((0usize..16, 0u8..6, any::<u64>()), 1..4),
+    ) {
+        let policy = policy(true, 2);
+        let (_, m, _) = run(&policy, &steps);
+        let mut s = m.snapshot();
+        let ids: Vec<ConflictId> = s.entries.keys().copied().collect();
+        for (i, field, v) in edits {
+            if ids.is_empty() {
+                s.seq = v;
+                continue;
+            }
+            let id = ids[i % ids.len()];
+            let Some(r) = s.entries.get_mut(&id) else { continue };
+            match field {
+                0 => r.state = [
+                    ConflictState::Open,
+                    ConflictState::Resolving,
+                    ConflictState::Escalated(EscalationLevel::Orchestrator),
+                    ConflictState::Escalated(EscalationLevel::Human),
+                    ConflictState::Resolved,
+                ][(v % 5) as usize],
+                1 => r.human_deadline = (v % 2 == 0).then_some(Timestamp::from_nanos(v)),
+                2 => r.seq = v % 70,
+                3 => r.opened_at = Timestamp::from_nanos(v),
+                4 => r.generation = v as u32,
+                _ => {
+                    let r = s.entries.remove(&id).unwrap();
+                    s.entries.insert(ConflictId::new(v % 70), r);
+                }
+            }
+        }
+        match ConflictManager::restore(policy, s) {
+            Ok(mut r) => {
+                // Whatever was accepted runs to the end like any manager.
+                let _ = r.tick(Timestamp::MAX);
+                prop_assert_eq!(r.open_count(), 0);
+            }
+            Err(e) => prop_assert!(matches!(e, ConflictError::CorruptSnapshot { .. }), "{}", e),
+        }
     }
 }
