@@ -49,8 +49,12 @@ use crate::task::{Claim, RuleBasedAnalyzer, Task, TaskAnalyzer, TaskError};
 pub const SLOTS_RESOURCE: &str = "concord.slots";
 
 fn slots_name() -> ResourceName {
-    // A constant, valid name: parsing cannot fail.
-    ResourceName::new(SLOTS_RESOURCE).unwrap_or(ResourceName::Cpu)
+    static SLOTS: std::sync::LazyLock<ResourceName> =
+        // A constant, valid name: parsing cannot fail.
+        std::sync::LazyLock::new(|| {
+            ResourceName::new(SLOTS_RESOURCE).unwrap_or(ResourceName::Cpu)
+        });
+    SLOTS.clone()
 }
 
 /// An error from the [`Coordinator`]. Its state is unchanged whenever one is returned.
@@ -121,7 +125,7 @@ pub struct Assignment {
 #[non_exhaustive]
 pub enum AssignOutcome {
     /// Assigned now.
-    Assigned(Box<Assignment>),
+    Assigned(Arc<Assignment>),
     /// Waiting in the ledger's queue for resources or a free slot; assigned when they
     /// come back (see [`Event::TaskAssigned`]).
     Queued {
@@ -214,7 +218,7 @@ pub enum Event {
         /// When.
         at: Timestamp,
         /// The assignment.
-        assignment: Box<Assignment>,
+        assignment: Arc<Assignment>,
     },
     /// A task waits in the queue.
     TaskQueued {
@@ -376,7 +380,7 @@ struct State {
     mode: SystemMode,
     duties: DutyLog,
     affinity: AffinityTable,
-    assignments: BTreeMap<TaskId, Assignment>,
+    assignments: BTreeMap<TaskId, Arc<Assignment>>,
     waiting: BTreeMap<RequestId, WaitingTask>,
     events: Vec<Event>,
     next_seq: u64,
@@ -666,7 +670,11 @@ impl CoordinatorBuilder {
             s.mode = snapshot.mode;
             s.duties = snapshot.duties;
             s.affinity = snapshot.affinity;
-            s.assignments = snapshot.assignments;
+            s.assignments = snapshot
+                .assignments
+                .into_iter()
+                .map(|(id, a)| (id, Arc::new(a)))
+                .collect();
             s.waiting = snapshot.waiting;
             s.next_seq = snapshot.next_seq;
             s.conflicts = conflicts;
@@ -923,11 +931,8 @@ impl Coordinator {
             for task in &mut analyzed {
                 let _span = tracing::debug_span!("predict", task.id = %task.id()).entered();
                 let prediction = predictor.predict(task.kind(), task.requirements().resources());
-                let req = task
-                    .requirements()
-                    .clone()
-                    .with_resources(prediction.resources);
-                *task = task.clone().with_requirements(req);
+                let needs = std::mem::take(task.requirements_mut());
+                *task.requirements_mut() = needs.with_resources(prediction.resources);
             }
         }
         let mut s = self.state.lock();
@@ -1020,7 +1025,7 @@ impl Coordinator {
         task: TaskId,
         success: bool,
         usage: Option<Resources>,
-    ) -> Result<Vec<Assignment>, CoordinatorError> {
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         let now = self.now();
         let mut s = self.state.lock();
         let a = s
@@ -1076,7 +1081,7 @@ impl Coordinator {
 
     /// Lets time pass: expires leases, gives reservations to long-waiting tasks and
     /// assigns waiting tasks that fit now. Returns the tasks assigned.
-    pub fn tick(&self) -> Vec<Assignment> {
+    pub fn tick(&self) -> Vec<Arc<Assignment>> {
         let now = self.now();
         let mut s = self.state.lock();
         let actions = s.conflicts.tick(now);
@@ -1088,7 +1093,7 @@ impl Coordinator {
 
     /// Turns ledger grants for waiting tasks into assignments, after the policies
     /// agree; a grant the policies refuse is given back and the task waits again.
-    fn serve(&self, s: &mut State, grants: Vec<Grant>, now: Timestamp) -> Vec<Assignment> {
+    fn serve(&self, s: &mut State, grants: Vec<Grant>, now: Timestamp) -> Vec<Arc<Assignment>> {
         let mut assigned = Vec::new();
         let mut queue = grants;
         while let Some(g) = queue.pop() {
@@ -1168,13 +1173,14 @@ impl Coordinator {
                 tracing::warn!(agent.id = %g.agent, "granted agent could not start the task");
             }
             record_duty(s, &assignment);
+            let assignment = Arc::new(assignment);
             s.assignments
-                .insert(assignment.task.id(), assignment.clone());
-            let boxed = Box::new(assignment.clone());
+                .insert(assignment.task.id(), Arc::clone(&assignment));
+            let shared = Arc::clone(&assignment);
             s.push(|seq| Event::TaskAssigned {
                 seq,
                 at: now,
-                assignment: boxed,
+                assignment: shared,
             });
             assigned.push(assignment);
         }
@@ -1182,7 +1188,7 @@ impl Coordinator {
     }
 
     /// The tasks running now, by task id.
-    pub fn assignments(&self) -> Vec<Assignment> {
+    pub fn assignments(&self) -> Vec<Arc<Assignment>> {
         self.state.lock().assignments.values().cloned().collect()
     }
 
@@ -1217,7 +1223,11 @@ impl Coordinator {
             mode: s.mode,
             duties: s.duties.clone(),
             affinity: s.affinity.clone(),
-            assignments: s.assignments.clone(),
+            assignments: s
+                .assignments
+                .iter()
+                .map(|(id, a)| (*id, Assignment::clone(a)))
+                .collect(),
             waiting: s.waiting.clone(),
             next_seq: s.next_seq,
             conflicts: s.conflicts.snapshot(),
@@ -1315,15 +1325,16 @@ fn commit(
     };
     record_duty(s, &assignment);
     tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
+    let assignment = Arc::new(assignment);
     s.assignments
-        .insert(assignment.task.id(), assignment.clone());
-    let boxed = Box::new(assignment.clone());
+        .insert(assignment.task.id(), Arc::clone(&assignment));
+    let shared = Arc::clone(&assignment);
     s.push(|seq| Event::TaskAssigned {
         seq,
         at: now,
-        assignment: boxed,
+        assignment: shared,
     });
-    Ok(AssignOutcome::Assigned(Box::new(assignment)))
+    Ok(AssignOutcome::Assigned(assignment))
 }
 
 fn record_duty(s: &mut State, a: &Assignment) {

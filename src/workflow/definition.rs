@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::retry::RetryPolicy;
 use crate::id::{Capability, Role};
 use crate::resource::Resources;
+use crate::task::Requirements;
 
 /// When a step runs, once every one of its dependencies has finished.
 ///
@@ -223,6 +224,19 @@ impl StepSpec {
     /// The resources the step needs.
     pub fn resources(&self) -> &Resources {
         &self.resources
+    }
+
+    /// What the step asks of its agent, as the [`Requirements`] of the task an
+    /// executor hands the coordinator: the role, the capabilities and the resources.
+    pub fn requirements(&self) -> Requirements {
+        let mut r = Requirements::new().with_resources(self.resources.clone());
+        if let Some(role) = &self.role {
+            r = r.with_role(role.clone());
+        }
+        for c in &self.capabilities {
+            r = r.with_capability(c.clone());
+        }
+        r
     }
 
     /// How long one attempt may run, if limited.

@@ -23,9 +23,9 @@ use super::run::{Run, StepOutcome};
 use super::{StepRef, Workflow, WorkflowError};
 use crate::agent::{Agent, AgentError, Outcome, WorkItem, WorkOutput};
 use crate::clock::{ManualClock, Timestamp};
-use crate::coordinator::{AssignOutcome, Coordinator, CoordinatorError};
+use crate::coordinator::{AssignOutcome, Assignment, Coordinator, CoordinatorError};
 use crate::id::{AgentId, TaskId};
-use crate::task::{Requirements, Task};
+use crate::task::Task;
 
 /// Waits until a point in time: the host's timer (tokio's `sleep_until`, a thread, a
 /// simulated clock).
@@ -128,6 +128,9 @@ impl CancelHandle {
 
 /// One finished attempt, as the executor hands it back to the run.
 type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
+
+/// A started attempt: the agent's work, resolving to its [`Done`].
+type Attempt = BoxFuture<'static, Done>;
 
 /// Runs workflows over the host's agents, with steps assigned by a [`Coordinator`].
 ///
@@ -247,7 +250,7 @@ impl Executor {
     }
 
     async fn drive(&self, run: &mut Run) -> Result<(), ExecutorError> {
-        let mut inflight: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        let mut inflight: FuturesUnordered<Attempt> = FuturesUnordered::new();
         // Steps that could not be assigned since the last completion.
         let mut deferred: BTreeSet<StepRef> = BTreeSet::new();
         let mut ready = Vec::new();
@@ -268,17 +271,15 @@ impl Executor {
             // Only as many as can start, plus those known to be waiting for an agent.
             let room = self.concurrency.saturating_sub(inflight.len());
             run.ready_first(room + deferred.len(), &mut ready);
-            for &step in &ready {
-                if inflight.len() >= self.concurrency {
-                    break;
-                }
-                if deferred.contains(&step) {
-                    continue;
-                }
-                match self.dispatch(run, step, now)? {
-                    Some(fut) => inflight.push(fut),
-                    None => {
-                        deferred.insert(step);
+            ready.retain(|step| !deferred.contains(step));
+            ready.truncate(room);
+            if !ready.is_empty() {
+                for (step, started) in self.dispatch(run, &ready, now)? {
+                    match started {
+                        Some(fut) => inflight.push(fut),
+                        None => {
+                            deferred.insert(step);
+                        }
                     }
                 }
             }
@@ -318,45 +319,74 @@ impl Executor {
             };
             if let Some(done) = done {
                 self.settle(run, done)?;
+                // Settle every other attempt that has finished too, so that the steps
+                // they free are dispatched together, in one coordinator batch.
+                while let Some(Some(done)) = inflight.next().now_or_never() {
+                    self.settle(run, done)?;
+                }
                 deferred.clear();
             }
         }
     }
 
-    /// Assigns one ready step and starts its attempt; `None` if no agent could take it
-    /// now.
+    /// Assigns ready `steps` in one coordinator batch (one look at the fleet, and
+    /// separation of duties checked across the batch) and starts the attempts of
+    /// those assigned; `None` for a step no agent could take now.
     fn dispatch(
         &self,
         run: &mut Run,
-        step: StepRef,
+        steps: &[StepRef],
         now: Timestamp,
-    ) -> Result<Option<BoxFuture<'static, Done>>, ExecutorError> {
-        let spec = run
-            .workflow()
-            .spec(step)
-            .ok_or(WorkflowError::UnknownStep {
-                step: format!("#{}", step.index()),
-            })?
-            .clone();
-        let mut requirements = Requirements::new().with_resources(spec.resources().clone());
-        if let Some(role) = spec.role() {
-            requirements = requirements.with_role(role.clone());
+    ) -> Result<Vec<(StepRef, Option<Attempt>)>, ExecutorError> {
+        let workflow = run.workflow().inner();
+        let mut tasks = Vec::with_capacity(steps.len());
+        for &step in steps {
+            let (Some(spec), Some(needs)) = (
+                workflow.specs.get(step.index()),
+                workflow.requirements.get(step.index()),
+            ) else {
+                return Err(WorkflowError::UnknownStep {
+                    step: step.to_string(),
+                }
+                .into());
+            };
+            let task_id = TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst));
+            tasks.push(
+                Task::new(task_id, spec.kind(), spec.name()).with_requirements(needs.clone()),
+            );
         }
-        for c in spec.capabilities() {
-            requirements = requirements.with_capability(c.clone());
+        let outcomes = self.coordinator.assign_batch(Some(run.id()), tasks)?;
+        let mut started = Vec::with_capacity(steps.len());
+        for (&step, outcome) in steps.iter().zip(outcomes) {
+            let assignment = match outcome {
+                AssignOutcome::Assigned(a) => a,
+                AssignOutcome::Queued { task, .. } => {
+                    // The executor waits for capacity itself (after the next completion).
+                    let _ = self.coordinator.cancel(task);
+                    started.push((step, None));
+                    continue;
+                }
+                _ => {
+                    started.push((step, None));
+                    continue;
+                }
+            };
+            let fut = self.start(run, step, &assignment, now)?;
+            started.push((step, fut));
         }
-        let task_id = TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst));
-        let task = Task::new(task_id, spec.kind(), spec.name()).with_requirements(requirements);
-        let timeout = spec.timeout();
-        let agent = match self.coordinator.assign_in_group(run.id(), task)? {
-            AssignOutcome::Assigned(a) => a.agent,
-            AssignOutcome::Queued { task, .. } => {
-                // The executor waits for capacity itself (after the next completion).
-                let _ = self.coordinator.cancel(task);
-                return Ok(None);
-            }
-            _ => return Ok(None),
-        };
+        Ok(started)
+    }
+
+    /// Starts the attempt of `step`, assigned by `assignment`; `None` (and the task
+    /// given back) if this executor has no transport to the agent.
+    fn start(
+        &self,
+        run: &mut Run,
+        step: StepRef,
+        assignment: &Assignment,
+        now: Timestamp,
+    ) -> Result<Option<Attempt>, ExecutorError> {
+        let (agent, task_id) = (assignment.agent, assignment.task.id());
         let Some(transport) = self.agents.get(&agent).cloned() else {
             // Assigned to an agent this executor cannot reach: give the task back.
             let _ = self.coordinator.complete(task_id, false, None);
@@ -365,14 +395,20 @@ impl Executor {
         };
         run.start(step, agent, now)?;
         let attempt = run.attempts(step).unwrap_or(1);
-        let work = WorkItem::new(task_id, spec.kind(), spec.name())
-            .with_inputs(run.inputs_for(step)?)
-            .with_attempt(attempt);
+        let workflow = run.workflow();
+        let timeout = workflow.spec(step).and_then(|spec| spec.timeout());
+        let work = WorkItem::new(
+            task_id,
+            assignment.task.kind(),
+            assignment.task.description(),
+        )
+        .with_inputs(run.inputs_for(step)?)
+        .with_attempt(attempt);
         let work = match timeout {
             Some(t) => work.with_deadline(now + t),
             None => work,
         };
-        tracing::debug!(workflow.run = run.id(), step = spec.name(), agent.id = %agent, attempt, "step started");
+        tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, attempt, "step started");
         let timer = Arc::clone(&self.timer);
         let fut = async move {
             // A panicking agent fails its attempt; it never takes the executor down.

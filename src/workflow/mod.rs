@@ -123,6 +123,8 @@ pub(crate) struct Inner {
     pub(crate) pred: Vec<u32>,
     pub(crate) conditions: Vec<RunCondition>,
     pub(crate) timeouts: Vec<Option<Duration>>,
+    /// Each step's [`StepSpec::requirements`], built once for the executor.
+    pub(crate) requirements: Vec<crate::task::Requirements>,
     pub(crate) topo: Vec<u32>,
     pub(crate) fingerprint: u64,
     /// The graph, kept for algorithms; never exposed.
@@ -445,6 +447,7 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
             name,
             conditions: specs.iter().map(|s| s.condition()).collect(),
             timeouts: specs.iter().map(|s| s.timeout()).collect(),
+            requirements: specs.iter().map(StepSpec::requirements).collect(),
             specs,
             names,
             by_name,
