@@ -1339,8 +1339,7 @@ fn commit(
 
 fn record_duty(s: &mut State, a: &Assignment) {
     if let Some(group) = &a.group {
-        let duty = a.task.kind().to_owned();
-        s.duties.record(group.clone(), &duty, a.agent);
+        s.duties.record(group, a.task.kind(), a.agent);
     }
 }
 

@@ -1056,7 +1056,7 @@ fn host_scorers_add_to_the_built_in_scores() {
         .explanation
         .scores
         .iter()
-        .map(|s| (s.plugin.as_str(), s.score, s.weight))
+        .map(|s| (s.plugin.as_ref(), s.score, s.weight))
         .collect();
     assert_eq!(
         plugins,

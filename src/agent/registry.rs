@@ -2,6 +2,7 @@
 //! task slots.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -93,8 +94,10 @@ pub struct AgentRegistry {
     profiles: Vec<AgentProfile>,
     status_since: Vec<Timestamp>,
     registered_at: Vec<Timestamp>,
-    role_catalog: CapabilityCatalog,
-    capability_catalog: CapabilityCatalog,
+    /// Shared with the [`Fleet`](crate::assignment::Fleet)s compiled from this
+    /// registry (copied only when a new name is interned while a fleet holds it).
+    role_catalog: Arc<CapabilityCatalog>,
+    capability_catalog: Arc<CapabilityCatalog>,
 }
 
 impl AgentRegistry {
@@ -156,8 +159,9 @@ impl AgentRegistry {
         status_since: Timestamp,
         registered_at: Timestamp,
     ) {
-        let roles = self.role_catalog.intern_all(profile.roles());
-        let capabilities = self.capability_catalog.intern_all(profile.capabilities());
+        let roles = Arc::make_mut(&mut self.role_catalog).intern_all(profile.roles());
+        let capabilities =
+            Arc::make_mut(&mut self.capability_catalog).intern_all(profile.capabilities());
         self.ids.insert(at, profile.id());
         self.status.insert(at, status);
         self.running.insert(at, running);
@@ -344,6 +348,14 @@ impl AgentRegistry {
     /// The catalog of capability names.
     pub fn capability_catalog(&self) -> &CapabilityCatalog {
         &self.capability_catalog
+    }
+
+    /// Both catalogs, shared (a reference count each, no copy).
+    pub(crate) fn shared_catalogs(&self) -> (Arc<CapabilityCatalog>, Arc<CapabilityCatalog>) {
+        (
+            Arc::clone(&self.role_catalog),
+            Arc::clone(&self.capability_catalog),
+        )
     }
 
     /// Translates `requirements` into bitsets against this registry's catalogs, for

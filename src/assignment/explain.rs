@@ -1,5 +1,6 @@
 //! Explanations: why an agent won a task, and why every other agent did not.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -85,8 +86,9 @@ pub struct RejectionCount {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PluginScore {
     /// The scorer (`least_allocated`, `most_allocated`, `balanced`, `affinity`, or a
-    /// host scorer's name).
-    pub plugin: String,
+    /// host scorer's name). Borrowed for the built-in scorers, so that explaining a
+    /// placement allocates no names.
+    pub plugin: Cow<'static, str>,
     /// Its score, in `[0, 100]` for the built-in scorers.
     pub score: f64,
     /// Its weight.

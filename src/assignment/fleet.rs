@@ -1,6 +1,7 @@
 //! [`Fleet`]: the agents an assigner may choose from, laid out for fast matching.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -71,13 +72,14 @@ impl AffinityTable {
     /// Records that `agent` did a task of `kind`, well or not.
     pub fn record(&mut self, kind: &str, agent: AgentId, success: bool) {
         let x = if success { 1.0 } else { 0.0 };
-        let entry = self
-            .table
-            .entry(kind.to_owned())
-            .or_default()
-            .entry(agent)
-            .or_insert(x);
-        *entry += self.alpha * (x - *entry);
+        // The kind's row is allocated once, not on every record.
+        if !self.table.contains_key(kind) {
+            self.table.insert(kind.to_owned(), BTreeMap::new());
+        }
+        if let Some(row) = self.table.get_mut(kind) {
+            let entry = row.entry(agent).or_insert(x);
+            *entry += self.alpha * (x - *entry);
+        }
     }
 
     /// The affinity of `agent` for `kind`: its weighted success rate, zero if it never
@@ -172,8 +174,8 @@ pub struct Fleet {
     pub(crate) unlimited: Vec<bool>,
     /// Per dimension, what the ledger's pool limit leaves; `u64::MAX` where unlimited.
     pub(crate) pool_free: Vec<u64>,
-    role_catalog: CapabilityCatalog,
-    capability_catalog: CapabilityCatalog,
+    role_catalog: Arc<CapabilityCatalog>,
+    capability_catalog: Arc<CapabilityCatalog>,
     affinity: Option<AffinityTable>,
 }
 
@@ -223,6 +225,7 @@ impl Fleet {
             .iter()
             .map(|d| ledger.and_then(|l| l.pool_available(d)).unwrap_or(u64::MAX))
             .collect();
+        let (role_catalog, capability_catalog) = registry.shared_catalogs();
         Fleet {
             ids: registry.ids().to_vec(),
             status: registry.iter().map(|v| v.status()).collect(),
@@ -237,8 +240,8 @@ impl Fleet {
             dims,
             unlimited,
             pool_free,
-            role_catalog: registry.role_catalog().clone(),
-            capability_catalog: registry.capability_catalog().clone(),
+            role_catalog,
+            capability_catalog,
             affinity: None,
         }
     }

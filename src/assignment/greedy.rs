@@ -1,5 +1,6 @@
 //! [`GreedyAssigner`]: filter, score, pick the best, one task at a time.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -959,14 +960,14 @@ impl<'a> Engine<'a> {
             .zip(scores)
             .filter(|((_, w), _)| *w > 0.0)
             .map(|((name, w), s)| PluginScore {
-                plugin: (*name).to_owned(),
+                plugin: Cow::Borrowed(*name),
                 score: s,
                 weight: *w,
             })
             .collect();
         for (s, w) in &self.cfg.scorers {
             parts.push(PluginScore {
-                plugin: s.name().to_owned(),
+                plugin: Cow::Owned(s.name().to_owned()),
                 score: s.score(task, agent, self.fleet),
                 weight: *w,
             });

@@ -53,7 +53,7 @@ impl From<DutyLogData> for DutyLog {
         for (group, duties) in data.groups {
             for (duty, agents) in duties {
                 for agent in agents {
-                    log.record(group.clone(), &duty, agent);
+                    log.record(&group, &duty, agent);
                 }
             }
         }
@@ -80,13 +80,23 @@ impl DutyLog {
     }
 
     /// Records that `agent` performs `duty` in `group`. Returns whether that was new.
-    pub fn record(&mut self, group: impl Into<String>, duty: &str, agent: AgentId) -> bool {
-        self.groups
-            .entry(group.into())
-            .or_default()
-            .entry(duty_key(duty))
-            .or_default()
-            .insert(agent)
+    ///
+    /// Allocates only for a group or duty not seen before.
+    pub fn record(&mut self, group: &str, duty: &str, agent: AgentId) -> bool {
+        if !self.groups.contains_key(group) {
+            self.groups.insert(group.to_owned(), BTreeMap::new());
+        }
+        let Some(duties) = self.groups.get_mut(group) else {
+            return false;
+        };
+        let normalized = duty.trim();
+        if normalized.len() == duty.len() && !duty.bytes().any(|b| b.is_ascii_uppercase()) {
+            // Already a key: look it up without building one.
+            if let Some(agents) = duties.get_mut(duty) {
+                return agents.insert(agent);
+            }
+        }
+        duties.entry(duty_key(duty)).or_default().insert(agent)
     }
 
     /// Records the duty of an accepted proposal in its group. Returns whether that was
