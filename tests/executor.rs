@@ -412,3 +412,135 @@ impl NowTs for ManualClock {
         concord::Clock::now(self)
     }
 }
+
+/// An agent that counts how often it ran each step kind.
+#[derive(Debug)]
+struct Counting {
+    id: AgentId,
+    runs: Arc<Mutex<BTreeMap<String, u32>>>,
+}
+
+#[async_trait::async_trait]
+impl Agent for Counting {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        *self.runs.lock().entry(work.kind().to_owned()).or_default() += 1;
+        YieldNow(false).await;
+        Ok(WorkOutput::success().with_output("by", self.id.to_string()))
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("counting"))
+    }
+}
+
+fn five_steps() -> Workflow {
+    let mut b = Workflow::builder("five");
+    for i in 0..5 {
+        let mut s = StepSpec::new(format!("s{i}"))
+            .with_role(role("ops"))
+            .with_retry(RetryPolicy::exponential(2).with_initial_backoff(Duration::from_secs(1)));
+        if i > 0 {
+            s = s.after(format!("s{}", i - 1));
+        }
+        b.push(s);
+    }
+    b.build().unwrap()
+}
+
+#[test]
+fn the_observer_sees_every_event_once_in_order() {
+    let w = world(&[(1, &["ops"], 2)]);
+    let runs = Arc::new(Mutex::new(BTreeMap::new()));
+    let seen: Arc<Mutex<Vec<concord::workflow::RunEvent>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (sink, count) = (Arc::clone(&seen), Arc::clone(&calls));
+    let agent = Counting {
+        id: AgentId::new(1),
+        runs: Arc::clone(&runs),
+    };
+    let run = block_on(
+        executor(&w, vec![Arc::new(agent)])
+            .with_observer(move |_: &Run, events: &[concord::workflow::RunEvent]| {
+                assert!(!events.is_empty(), "called without news");
+                count.fetch_add(1, Ordering::SeqCst);
+                sink.lock().extend_from_slice(events);
+            })
+            .run(&five_steps(), "observed", 3),
+    )
+    .unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(seen.lock().as_slice(), run.history());
+    // Delivered as the run went, not once at the end.
+    assert!(calls.load(Ordering::SeqCst) >= 5);
+}
+
+/// A host that persists a snapshot from the observer, "crashes", restores it into a
+/// fresh coordinator and resumes: the run ends as before, no finished step runs
+/// again, and the two journals together are the resumed run's whole history.
+#[test]
+fn a_run_persisted_by_the_observer_resumes_after_a_crash() {
+    let wf = five_steps();
+    let runs = Arc::new(Mutex::new(BTreeMap::new()));
+    let journal: Arc<Mutex<Vec<concord::workflow::RunEvent>>> = Arc::default();
+    let saved: Arc<Mutex<Option<String>>> = Arc::default();
+    {
+        let w = world(&[(1, &["ops"], 2)]);
+        let (sink, save) = (Arc::clone(&journal), Arc::clone(&saved));
+        let agent = Counting {
+            id: AgentId::new(1),
+            runs: Arc::clone(&runs),
+        };
+        let _ = block_on(
+            executor(&w, vec![Arc::new(agent)])
+                .with_observer(move |run: &Run, events: &[concord::workflow::RunEvent]| {
+                    let mut save = save.lock();
+                    if save.is_some() {
+                        return; // crashed: nothing after this point was persisted
+                    }
+                    sink.lock().extend_from_slice(events);
+                    if run.status("s2") == Some(StepStatus::Running) {
+                        *save = Some(serde_json::to_string(&run.snapshot()).unwrap());
+                    }
+                })
+                .run(&wf, "crashy", 3),
+        )
+        .unwrap();
+    }
+    let snapshot = saved.lock().clone().expect("a snapshot was taken mid-run");
+    let before: BTreeMap<String, u32> = runs.lock().clone();
+    runs.lock().clear();
+
+    let restored = Run::restore(&wf, serde_json::from_str(&snapshot).unwrap()).unwrap();
+    assert_eq!(restored.restored_history(), journal.lock().len());
+    let w = world(&[(1, &["ops"], 2)]);
+    let more: Arc<Mutex<Vec<concord::workflow::RunEvent>>> = Arc::default();
+    let sink = Arc::clone(&more);
+    let agent = Counting {
+        id: AgentId::new(1),
+        runs: Arc::clone(&runs),
+    };
+    let run = block_on(
+        executor(&w, vec![Arc::new(agent)])
+            .with_observer(move |_: &Run, events: &[concord::workflow::RunEvent]| {
+                sink.lock().extend_from_slice(events);
+            })
+            .resume(restored),
+    )
+    .unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    // s0 and s1 had finished: never again. s2 was interrupted: run once more.
+    let again = runs.lock().clone();
+    assert_eq!(again.get("s0"), None);
+    assert_eq!(again.get("s1"), None);
+    assert_eq!(again.get("s2"), Some(&1));
+    assert_eq!(before.get("s0"), Some(&1));
+    let mut whole = journal.lock().clone();
+    whole.extend(more.lock().iter().cloned());
+    assert_eq!(whole.as_slice(), run.history());
+    assert_eq!(
+        changes(&run, "s2")[..3],
+        ["ready", "started", "failed+retry"]
+    );
+}

@@ -19,7 +19,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
-use super::run::{Run, StepOutcome};
+use super::run::{Run, RunEvent, StepOutcome};
 use super::{StepRef, Workflow, WorkflowError};
 use crate::agent::{Agent, AgentError, Outcome, WorkItem, WorkOutput};
 use crate::clock::{ManualClock, Timestamp};
@@ -132,6 +132,32 @@ type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
 /// A started attempt: the agent's work, resolving to its [`Done`].
 type Attempt = BoxFuture<'static, Done>;
 
+/// Sees every change of a run as the [`Executor`] makes it: the new [`RunEvent`]s, in
+/// order, with the run they happened to (so the host can journal them, show progress,
+/// or persist [`Run::snapshot`] and later [`Executor::resume`] after a crash).
+///
+/// Called on the executor's task, between steps: keep it short (hand the events to a
+/// channel or a buffer); every event is delivered exactly once.
+pub trait RunObserver: Send + Sync {
+    /// `events` are the run's history entries appended since the previous call.
+    fn on_events(&self, run: &Run, events: &[RunEvent]);
+}
+
+impl<F> RunObserver for F
+where
+    F: Fn(&Run, &[RunEvent]) + Send + Sync,
+{
+    fn on_events(&self, run: &Run, events: &[RunEvent]) {
+        self(run, events)
+    }
+}
+
+impl fmt::Debug for dyn RunObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RunObserver")
+    }
+}
+
 /// Runs workflows over the host's agents, with steps assigned by a [`Coordinator`].
 ///
 /// # Examples
@@ -174,6 +200,7 @@ pub struct Executor {
     concurrency: usize,
     next_task: AtomicU64,
     cancel: CancelHandle,
+    observer: Option<Arc<dyn RunObserver>>,
 }
 
 impl Executor {
@@ -186,7 +213,41 @@ impl Executor {
             concurrency: 16,
             next_task: AtomicU64::new(1 << 40),
             cancel: CancelHandle::default(),
+            observer: None,
         }
+    }
+
+    /// Reports every change of the runs this executor drives to `observer`, as it
+    /// happens.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, Mutex};
+    /// # use concord::workflow::{Executor, Run, RunEvent, SimulatedTimer};
+    /// # use concord::coordinator::Coordinator;
+    /// # use concord::{ManualClock, Timestamp};
+    /// let clock = ManualClock::new(Timestamp::from_secs(1));
+    /// let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    /// let journal = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = Arc::clone(&journal);
+    /// let executor = Executor::new(coordinator, SimulatedTimer::new(clock))
+    ///     .with_observer(move |_run: &Run, events: &[RunEvent]| {
+    ///         sink.lock().unwrap().extend_from_slice(events);
+    ///     });
+    /// ```
+    pub fn with_observer(mut self, observer: impl RunObserver + 'static) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Hands the events appended since `seen` to the observer.
+    fn notify(&self, run: &Run, seen: &mut usize) {
+        let history = run.history();
+        if let Some(observer) = &self.observer {
+            if history.len() > *seen {
+                observer.on_events(run, &history[*seen..]);
+            }
+        }
+        *seen = history.len();
     }
 
     /// Adds the transport to an agent (it must also be registered with the
@@ -250,6 +311,14 @@ impl Executor {
     }
 
     async fn drive(&self, run: &mut Run) -> Result<(), ExecutorError> {
+        // Everything is news except what a restored run's snapshot already held.
+        let mut seen = run.restored_history();
+        let result = self.drive_observed(run, &mut seen).await;
+        self.notify(run, &mut seen);
+        result
+    }
+
+    async fn drive_observed(&self, run: &mut Run, seen: &mut usize) -> Result<(), ExecutorError> {
         let mut inflight: FuturesUnordered<Attempt> = FuturesUnordered::new();
         // Steps that could not be assigned since the last completion.
         let mut deferred: BTreeSet<StepRef> = BTreeSet::new();
@@ -267,6 +336,7 @@ impl Executor {
                 return Ok(());
             }
             run.tick(now);
+            self.notify(run, seen);
             // Dispatch what is ready, up to the concurrency limit.
             // Only as many as can start, plus those known to be waiting for an agent.
             let room = self.concurrency.saturating_sub(inflight.len());
@@ -282,6 +352,7 @@ impl Executor {
                         }
                     }
                 }
+                self.notify(run, seen);
             }
             if run.is_finished() && inflight.is_empty() {
                 return Ok(());
@@ -302,6 +373,7 @@ impl Executor {
                             let why = self.why_unassigned(run, step);
                             run.abandon(step, why, self.now())?;
                         }
+                        self.notify(run, seen);
                     }
                 }
                 continue;
@@ -324,6 +396,7 @@ impl Executor {
                 while let Some(Some(done)) = inflight.next().now_or_never() {
                     self.settle(run, done)?;
                 }
+                self.notify(run, seen);
                 deferred.clear();
             }
         }

@@ -52,7 +52,9 @@ pub mod runbooks;
 
 pub use definition::{InputSpec, RunCondition, StepSpec, WorkflowDefinition};
 pub use error::WorkflowError;
-pub use executor::{CancelHandle, Executor, ExecutorError, SimulatedTimer, Timer, run_duration};
+pub use executor::{
+    CancelHandle, Executor, ExecutorError, RunObserver, SimulatedTimer, Timer, run_duration,
+};
 pub use retry::RetryPolicy;
 pub use run::{
     RUN_SNAPSHOT_VERSION, Run, RunEvent, RunOutcome, RunSnapshot, StepChange, StepKey, StepOutcome,

@@ -327,6 +327,8 @@ pub struct Run {
     cancelled: bool,
     last_now: Timestamp,
     scratch: Vec<u32>,
+    /// How many history entries came from the snapshot this run was restored from.
+    restored_history: usize,
 }
 
 impl PartialEq for Run {
@@ -382,6 +384,7 @@ impl Run {
             cancelled: false,
             last_now: now,
             scratch: Vec::new(),
+            restored_history: 0,
         }
     }
 
@@ -497,6 +500,13 @@ impl Run {
     /// Whether [`cancel`](Run::cancel) was called.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled
+    }
+
+    /// How many entries of [`history`](Self::history) came from the snapshot this run
+    /// was [restored](Self::restore) from (0 for a new run): the host had journaled
+    /// those before; the restart rule's entries and everything after are new.
+    pub fn restored_history(&self) -> usize {
+        self.restored_history
     }
 
     /// Every state change so far, oldest first: the evidence record. A host journals
@@ -986,6 +996,7 @@ impl Run {
             )));
         }
         run.history = snapshot.history;
+        run.restored_history = run.history.len();
 
         // The restart rule: an interrupted attempt is a failed attempt.
         let at = run.last_now;
