@@ -12,7 +12,18 @@ use concord::conflict::{
 };
 use concord::{AgentId, Claim, Clock, ConflictResolver, ManualClock, Priority, TaskId, Timestamp};
 
-fn show(label: &str, actions: &[EscalationAction]) {
+/// `t` as time since the conflict was opened at `t0`: `t+2h05min`.
+fn since(t0: Timestamp, t: Timestamp) -> String {
+    let m = t.duration_since(t0).as_secs() / 60;
+    match (m / 60, m % 60) {
+        (0, 0) => "t+0".to_owned(),
+        (0, m) => format!("t+{m}min"),
+        (h, 0) => format!("t+{h}h"),
+        (h, m) => format!("t+{h}h{m:02}"),
+    }
+}
+
+fn show(t0: Timestamp, label: &str, actions: &[EscalationAction]) {
     if actions.is_empty() {
         println!("{label}: nothing due");
     }
@@ -27,7 +38,8 @@ fn show(label: &str, actions: &[EscalationAction]) {
                 default,
                 reason,
             } => println!(
-                "{label}: {conflict} -> human approval by {deadline}, default {default} ({reason})"
+                "{label}: {conflict} -> human approval by {}, default {default} ({reason})",
+                since(t0, *deadline)
             ),
             EscalationAction::ApplyDefaultDecision { conflict, decision } => {
                 println!("{label}: {conflict} -> nobody answered; applying default: {decision}");
@@ -75,7 +87,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         opened.assessment.route,
         opened.assessment.reasons.join("; ")
     );
-    show("t+0", &opened.actions);
+    let t0 = clock.now();
+    show(t0, "t+0", &opened.actions);
 
     // Automatic resolution: priority wins, but the two tie, so it fails. The failure
     // is recorded but the policy here waits for the 30-minute rung instead of
@@ -89,7 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         resolution.failure_reason()
     );
     let actions = manager.record_resolution(id, resolution, clock.now())?;
-    show("t+0 (after failure)", &actions);
+    show(t0, "t+0 (after failure)", &actions);
 
     for (label, step) in [
         ("t+29min", Duration::from_secs(29 * 60)),
@@ -99,13 +112,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("t+3h", Duration::from_secs(3600)),
     ] {
         clock.advance(step);
-        show(label, &manager.tick(clock.now()));
+        show(t0, label, &manager.tick(clock.now()));
     }
 
     println!("state: {}", manager.state(id).ok_or("gone")?);
     println!("history:");
     for h in manager.history(id).ok_or("gone")? {
-        println!("  {} {:?}", h.at, h.event);
+        println!("  {:<8} {:?}", since(t0, h.at), h.event);
     }
     let m = manager.metrics();
     println!(
