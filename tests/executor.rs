@@ -420,6 +420,16 @@ struct Counting {
     runs: Arc<Mutex<BTreeMap<String, u32>>>,
 }
 
+impl Counting {
+    /// Agent 1, counting into `runs`.
+    fn new(runs: &Arc<Mutex<BTreeMap<String, u32>>>) -> Self {
+        Counting {
+            id: AgentId::new(1),
+            runs: Arc::clone(runs),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Agent for Counting {
     fn id(&self) -> AgentId {
@@ -456,10 +466,7 @@ fn the_observer_sees_every_event_once_in_order() {
     let seen: Arc<Mutex<Vec<concord::workflow::RunEvent>>> = Arc::default();
     let calls = Arc::new(AtomicUsize::new(0));
     let (sink, count) = (Arc::clone(&seen), Arc::clone(&calls));
-    let agent = Counting {
-        id: AgentId::new(1),
-        runs: Arc::clone(&runs),
-    };
+    let agent = Counting::new(&runs);
     let run = block_on(
         executor(&w, vec![Arc::new(agent)])
             .with_observer(move |_: &Run, events: &[concord::workflow::RunEvent]| {
@@ -488,10 +495,7 @@ fn a_run_persisted_by_the_observer_resumes_after_a_crash() {
     {
         let w = world(&[(1, &["ops"], 2)]);
         let (sink, save) = (Arc::clone(&journal), Arc::clone(&saved));
-        let agent = Counting {
-            id: AgentId::new(1),
-            runs: Arc::clone(&runs),
-        };
+        let agent = Counting::new(&runs);
         let _ = block_on(
             executor(&w, vec![Arc::new(agent)])
                 .with_observer(move |run: &Run, events: &[concord::workflow::RunEvent]| {
@@ -517,10 +521,7 @@ fn a_run_persisted_by_the_observer_resumes_after_a_crash() {
     let w = world(&[(1, &["ops"], 2)]);
     let more: Arc<Mutex<Vec<concord::workflow::RunEvent>>> = Arc::default();
     let sink = Arc::clone(&more);
-    let agent = Counting {
-        id: AgentId::new(1),
-        runs: Arc::clone(&runs),
-    };
+    let agent = Counting::new(&runs);
     let run = block_on(
         executor(&w, vec![Arc::new(agent)])
             .with_observer(move |_: &Run, events: &[concord::workflow::RunEvent]| {
