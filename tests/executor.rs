@@ -311,6 +311,16 @@ fn a_step_nobody_can_take_is_abandoned_and_handlers_run() {
         .unwrap();
     let run = block_on(executor(&w, vec![Arc::new(Scripted::new(1))]).run(&wf, "r", 1)).unwrap();
     assert_eq!(changes(&run, "audit"), ["ready", "abandoned"]);
+    // The reason is the coordinator's explanation, naming the missing role.
+    let why = run
+        .history()
+        .iter()
+        .find_map(|e| match &e.change {
+            StepChange::Abandoned { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(why.contains("audit") && why.contains("security"), "{why}");
     assert_eq!(run.status("notify"), Some(StepStatus::Succeeded));
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
     let json = serde_json::to_string(&run.snapshot()).unwrap();
@@ -544,4 +554,73 @@ fn a_run_persisted_by_the_observer_resumes_after_a_crash() {
         changes(&run, "s2")[..3],
         ["ready", "started", "failed+retry"]
     );
+}
+
+/// Two steps of one run that claim the same environment exclusively never run at
+/// once: the second is caught at assignment, the conflict goes to the coordinator's
+/// manager, and the step starts once the holder has finished (which resolves it).
+#[test]
+fn steps_with_colliding_claims_run_one_after_the_other() {
+    let w = world(&[(1, &["ops"], 2), (2, &["ops"], 2)]);
+    let staging = concord::Claim::exclusive("env/staging");
+    let wf = Workflow::builder("claims")
+        .step(
+            StepSpec::new("migrate")
+                .with_role(role("ops"))
+                .with_claim(staging.clone()),
+        )
+        .step(
+            StepSpec::new("seed")
+                .with_role(role("ops"))
+                .with_claim(staging),
+        )
+        .step(
+            StepSpec::new("report")
+                .with_role(role("ops"))
+                .with_claim(concord::Claim::shared("env/prod"))
+                .after("migrate")
+                .after("seed"),
+        )
+        .build()
+        .unwrap();
+    let run = block_on(
+        executor(
+            &w,
+            vec![Arc::new(Scripted::new(1)), Arc::new(Scripted::new(2))],
+        )
+        .run(&wf, "claims-1", 5),
+    )
+    .unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    // One after the other, in the order of the evidence (the simulated clock does not
+    // move while agents work, so positions, not times, tell).
+    let pos = |step: &str, change: fn(&StepChange) -> bool| {
+        run.history()
+            .iter()
+            .position(|e| run.name(e.step) == Some(step) && change(&e.change))
+            .unwrap()
+    };
+    let started = |c: &StepChange| matches!(c, StepChange::Started);
+    let succeeded = |c: &StepChange| matches!(c, StepChange::Succeeded { .. });
+    let (m0, m1) = (pos("migrate", started), pos("migrate", succeeded));
+    let (s0, s1) = (pos("seed", started), pos("seed", succeeded));
+    assert!(
+        m1 < s0 || s1 < m0,
+        "overlap: migrate {m0}..{m1}, seed {s0}..{s1}"
+    );
+    let events = w.coordinator.drain_events();
+    let detected = events
+        .iter()
+        .filter(|e| matches!(e, Event::ConflictDetected { .. }))
+        .count();
+    let resolved = events
+        .iter()
+        .filter(|e| matches!(e, Event::ConflictResolved { .. }))
+        .count();
+    assert!(detected >= 1, "the collision went through the manager");
+    assert_eq!(
+        detected, resolved,
+        "every conflict was closed by the holder's end"
+    );
+    assert!(w.coordinator.assignments().is_empty());
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::retry::RetryPolicy;
 use crate::id::{Capability, Role};
 use crate::resource::Resources;
-use crate::task::Requirements;
+use crate::task::{Claim, Requirements};
 
 /// When a step runs, once every one of its dependencies has finished.
 ///
@@ -88,6 +88,8 @@ pub struct StepSpec {
     capabilities: Vec<Capability>,
     #[serde(default)]
     resources: Resources,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    claims: Vec<Claim>,
     #[serde(
         default,
         with = "opt_duration_ms",
@@ -114,6 +116,7 @@ impl StepSpec {
             role: None,
             capabilities: Vec::new(),
             resources: Resources::default(),
+            claims: Vec::new(),
             timeout: None,
             retry: RetryPolicy::default(),
             condition: RunCondition::default(),
@@ -146,6 +149,21 @@ impl StepSpec {
     /// Sets the resources the step needs.
     pub fn with_resources(mut self, resources: Resources) -> Self {
         self.resources = resources;
+        self
+    }
+
+    /// Adds a claim the step holds while it runs (a file tree, a port, an environment;
+    /// kept sorted, without duplicates). Two steps, of one run or of several, whose
+    /// exclusive claims collide do not run at once: the coordinator reports the
+    /// conflict to its [`ConflictManager`](crate::conflict::ConflictManager), and the
+    /// executor starts the second step once the first has finished. If the holder is
+    /// not one of the run's own steps and nothing of the run is left running or
+    /// waiting on a timer, the step is abandoned with the conflict named, as a step no
+    /// agent can take is.
+    pub fn with_claim(mut self, claim: Claim) -> Self {
+        if let Err(i) = self.claims.binary_search(&claim) {
+            self.claims.insert(i, claim);
+        }
         self
     }
 
@@ -226,10 +244,19 @@ impl StepSpec {
         &self.resources
     }
 
+    /// The claims the step holds while it runs, sorted.
+    pub fn claims(&self) -> &[Claim] {
+        &self.claims
+    }
+
     /// What the step asks of its agent, as the [`Requirements`] of the task an
-    /// executor hands the coordinator: the role, the capabilities and the resources.
+    /// executor hands the coordinator: the role, the capabilities, the resources and
+    /// the claims.
     pub fn requirements(&self) -> Requirements {
         let mut r = Requirements::new().with_resources(self.resources.clone());
+        for c in &self.claims {
+            r = r.with_claim(c.clone());
+        }
         if let Some(role) = &self.role {
             r = r.with_role(role.clone());
         }

@@ -9,7 +9,7 @@
 //! assignments, policy refusals and allocations are in the coordinator's event
 //! journal, and the run's own evidence is in [`Run::history`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -131,6 +131,9 @@ type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
 
 /// A started attempt: the agent's work, resolving to its [`Done`].
 type Attempt = BoxFuture<'static, Done>;
+
+/// A step's attempt started, or why it could not start now.
+type Started = Result<Attempt, String>;
 
 /// Sees every change of a run as the [`Executor`] makes it: the new [`RunEvent`]s, in
 /// order, with the run they happened to (so the host can journal them, show progress,
@@ -321,7 +324,8 @@ impl Executor {
     async fn drive_observed(&self, run: &mut Run, seen: &mut usize) -> Result<(), ExecutorError> {
         let mut inflight: FuturesUnordered<Attempt> = FuturesUnordered::new();
         // Steps that could not be assigned since the last completion.
-        let mut deferred: BTreeSet<StepRef> = BTreeSet::new();
+        // Steps that could not start since the last completion, with why.
+        let mut deferred: BTreeMap<StepRef, String> = BTreeMap::new();
         let mut ready = Vec::new();
         loop {
             let now = self.now();
@@ -341,14 +345,14 @@ impl Executor {
             // Only as many as can start, plus those known to be waiting for an agent.
             let room = self.concurrency.saturating_sub(inflight.len());
             run.ready_first(room + deferred.len(), &mut ready);
-            ready.retain(|step| !deferred.contains(step));
+            ready.retain(|step| !deferred.contains_key(step));
             ready.truncate(room);
             if !ready.is_empty() {
                 for (step, started) in self.dispatch(run, &ready, now)? {
                     match started {
-                        Some(fut) => inflight.push(fut),
-                        None => {
-                            deferred.insert(step);
+                        Ok(fut) => inflight.push(fut),
+                        Err(why) => {
+                            deferred.insert(step, why);
                         }
                     }
                 }
@@ -363,14 +367,12 @@ impl Executor {
                 match run.next_deadline() {
                     Some(deadline) => self.timer.sleep_until(deadline).await,
                     None => {
-                        let stuck: Vec<StepRef> =
-                            std::mem::take(&mut deferred).into_iter().collect();
+                        let stuck = std::mem::take(&mut deferred);
                         if stuck.is_empty() {
                             // Nothing ready, running or timed: the run is finished.
                             return Ok(());
                         }
-                        for step in stuck {
-                            let why = self.why_unassigned(run, step);
+                        for (step, why) in stuck {
                             run.abandon(step, why, self.now())?;
                         }
                         self.notify(run, seen);
@@ -404,13 +406,13 @@ impl Executor {
 
     /// Assigns ready `steps` in one coordinator batch (one look at the fleet, and
     /// separation of duties checked across the batch) and starts the attempts of
-    /// those assigned; `None` for a step no agent could take now.
+    /// those assigned; for a step that cannot start now, why.
     fn dispatch(
         &self,
         run: &mut Run,
         steps: &[StepRef],
         now: Timestamp,
-    ) -> Result<Vec<(StepRef, Option<Attempt>)>, ExecutorError> {
+    ) -> Result<Vec<(StepRef, Started)>, ExecutorError> {
         let workflow = run.workflow().inner();
         let mut tasks = Vec::with_capacity(steps.len());
         for &step in steps {
@@ -431,26 +433,36 @@ impl Executor {
         let outcomes = self.coordinator.assign_batch(Some(run.id()), tasks)?;
         let mut started = Vec::with_capacity(steps.len());
         for (&step, outcome) in steps.iter().zip(outcomes) {
-            let assignment = match outcome {
-                AssignOutcome::Assigned(a) => a,
-                AssignOutcome::Queued { task, .. } => {
+            let name = run.name(step).unwrap_or("?");
+            let why = match outcome {
+                AssignOutcome::Assigned(a) => {
+                    started.push((step, self.start(run, step, &a, now)?));
+                    continue;
+                }
+                AssignOutcome::Queued {
+                    task, explanation, ..
+                } => {
                     // The executor waits for capacity itself (after the next completion).
                     let _ = self.coordinator.cancel(task);
-                    started.push((step, None));
-                    continue;
+                    format!("no agent had room for step `{name}`: {explanation}")
                 }
-                _ => {
-                    started.push((step, None));
-                    continue;
+                AssignOutcome::Rejected { explanation, .. } => {
+                    format!("no agent can take step `{name}`: {explanation}")
+                }
+                AssignOutcome::Conflicted { conflicts, .. } => {
+                    let ids: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
+                    format!(
+                        "the claims of step `{name}` collide with running work ({})",
+                        ids.join(", ")
+                    )
                 }
             };
-            let fut = self.start(run, step, &assignment, now)?;
-            started.push((step, fut));
+            started.push((step, Err(why)));
         }
         Ok(started)
     }
 
-    /// Starts the attempt of `step`, assigned by `assignment`; `None` (and the task
+    /// Starts the attempt of `step`, assigned by `assignment`; why not (and the task
     /// given back) if this executor has no transport to the agent.
     fn start(
         &self,
@@ -458,13 +470,16 @@ impl Executor {
         step: StepRef,
         assignment: &Assignment,
         now: Timestamp,
-    ) -> Result<Option<Attempt>, ExecutorError> {
+    ) -> Result<Started, ExecutorError> {
         let (agent, task_id) = (assignment.agent, assignment.task.id());
         let Some(transport) = self.agents.get(&agent).cloned() else {
             // Assigned to an agent this executor cannot reach: give the task back.
             let _ = self.coordinator.complete(task_id, false, None);
             tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
-            return Ok(None);
+            return Ok(Err(format!(
+                "step `{}` went to {agent}, which this executor has no transport to",
+                run.name(step).unwrap_or("?")
+            )));
         };
         run.start(step, agent, now)?;
         let attempt = run.attempts(step).unwrap_or(1);
@@ -507,7 +522,7 @@ impl Executor {
             };
             (step, agent, task_id, result)
         };
-        Ok(Some(fut.boxed()))
+        Ok(Ok(fut.boxed()))
     }
 
     /// Hands a finished attempt to the coordinator and the run.
@@ -554,14 +569,6 @@ impl Executor {
         }
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, success, "step finished");
         Ok(())
-    }
-
-    /// Why a step could not be assigned, from a dry look at the coordinator.
-    fn why_unassigned(&self, run: &Run, step: StepRef) -> String {
-        let name = run.name(step).unwrap_or("?").to_owned();
-        format!(
-            "no agent could take step `{name}` (see the coordinator's TaskRejected and PolicyRefused events)"
-        )
     }
 
     /// The coordinator tasks of the run's running steps.
