@@ -6,6 +6,7 @@
 mod amounts;
 mod assignment;
 mod conflict;
+mod executor;
 mod lap;
 mod ledger;
 mod optimal;
