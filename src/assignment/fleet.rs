@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::hash::FxHashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentRegistry, AgentStatus, CapabilityCatalog, CapabilitySet};
@@ -27,14 +29,26 @@ use crate::task::Task;
 pub struct AffinityTable {
     /// Weight of the newest outcome, in `(0, 1]`.
     alpha: f64,
-    table: BTreeMap<String, BTreeMap<AgentId, f64>>,
+    /// Kind -> agent -> affinity. Hashed by kind (a long run of distinct kinds costs
+    /// the same per record as a short one), written in kind order.
+    #[serde(serialize_with = "sorted_rows")]
+    table: FxHashMap<Box<str>, BTreeMap<AgentId, f64>>,
+}
+
+fn sorted_rows<S: serde::Serializer>(
+    table: &FxHashMap<Box<str>, BTreeMap<AgentId, f64>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let sorted: BTreeMap<&str, &BTreeMap<AgentId, f64>> =
+        table.iter().map(|(k, v)| (&**k, v)).collect();
+    serializer.collect_map(sorted)
 }
 
 impl Default for AffinityTable {
     fn default() -> Self {
         AffinityTable {
             alpha: 0.3,
-            table: BTreeMap::new(),
+            table: FxHashMap::default(),
         }
     }
 }
@@ -50,7 +64,7 @@ impl AffinityTable {
         };
         AffinityTable {
             alpha,
-            table: BTreeMap::new(),
+            table: FxHashMap::default(),
         }
     }
 
@@ -59,11 +73,11 @@ impl AffinityTable {
     pub fn subset<'a>(&self, kinds: impl IntoIterator<Item = &'a str>) -> AffinityTable {
         let mut out = AffinityTable {
             alpha: self.alpha,
-            table: BTreeMap::new(),
+            table: FxHashMap::default(),
         };
         for kind in kinds {
             if let Some(row) = self.table.get(kind) {
-                out.table.insert(kind.to_owned(), row.clone());
+                out.table.insert(kind.into(), row.clone());
             }
         }
         out
@@ -72,13 +86,12 @@ impl AffinityTable {
     /// Records that `agent` did a task of `kind`, well or not.
     pub fn record(&mut self, kind: &str, agent: AgentId, success: bool) {
         let x = if success { 1.0 } else { 0.0 };
-        // The kind's row is allocated once, not on every record.
-        if !self.table.contains_key(kind) {
-            self.table.insert(kind.to_owned(), BTreeMap::new());
-        }
+        // The kind's name is copied once, when its row is made.
         if let Some(row) = self.table.get_mut(kind) {
             let entry = row.entry(agent).or_insert(x);
             *entry += self.alpha * (x - *entry);
+        } else {
+            self.table.insert(kind.into(), BTreeMap::from([(agent, x)]));
         }
     }
 

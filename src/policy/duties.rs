@@ -1,10 +1,12 @@
 //! [`DutyLog`]: who did which duty in which group, for separation of duties.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::Proposal;
+use crate::hash::FxHashMap;
 use crate::id::AgentId;
 
 /// Which agent performed which duty in which group: the history the
@@ -16,8 +18,9 @@ use crate::id::AgentId;
 /// rule compares them. The host records a duty once the assignment is made, and
 /// forgets a group once it is over, which keeps the log small.
 ///
-/// Plain serde data, kept in ascending order, so a log serializes the same way every
-/// time.
+/// Plain serde data, written in ascending order, so a log serializes the same way
+/// every time. Duties within a group are hashed: recording and checking a duty cost
+/// the same however many a long workflow run has.
 ///
 /// ```
 /// use concord::policy::DutyLog;
@@ -32,11 +35,29 @@ use crate::id::AgentId;
 /// assert!(log.forget_group("run-7"));
 /// assert!(log.is_empty());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(from = "DutyLogData")]
 pub struct DutyLog {
     /// group -> duty (normalized) -> agents.
-    groups: BTreeMap<String, BTreeMap<String, BTreeSet<AgentId>>>,
+    groups: BTreeMap<String, FxHashMap<Box<str>, BTreeSet<AgentId>>>,
+}
+
+impl Serialize for DutyLog {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Sorted<'a> {
+            groups: BTreeMap<&'a str, BTreeMap<&'a str, &'a BTreeSet<AgentId>>>,
+        }
+        let groups = self
+            .groups
+            .iter()
+            .map(|(g, duties)| {
+                let sorted = duties.iter().map(|(d, a)| (&**d, a)).collect();
+                (g.as_str(), sorted)
+            })
+            .collect();
+        Sorted { groups }.serialize(serializer)
+    }
 }
 
 /// The serialized form, normalized into a [`DutyLog`].
@@ -61,9 +82,14 @@ impl From<DutyLogData> for DutyLog {
     }
 }
 
-/// A duty as compared: trimmed, ASCII-lowercased.
-pub(crate) fn duty_key(duty: &str) -> String {
-    duty.trim().to_ascii_lowercase()
+/// A duty as compared: trimmed, ASCII-lowercased; borrowed when it already is.
+pub(crate) fn duty_key(duty: &str) -> Cow<'_, str> {
+    let trimmed = duty.trim();
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
 }
 
 /// Whether two duties are the same duty.
@@ -84,19 +110,17 @@ impl DutyLog {
     /// Allocates only for a group or duty not seen before.
     pub fn record(&mut self, group: &str, duty: &str, agent: AgentId) -> bool {
         if !self.groups.contains_key(group) {
-            self.groups.insert(group.to_owned(), BTreeMap::new());
+            self.groups.insert(group.to_owned(), FxHashMap::default());
         }
         let Some(duties) = self.groups.get_mut(group) else {
             return false;
         };
-        let normalized = duty.trim();
-        if normalized.len() == duty.len() && !duty.bytes().any(|b| b.is_ascii_uppercase()) {
-            // Already a key: look it up without building one.
-            if let Some(agents) = duties.get_mut(duty) {
-                return agents.insert(agent);
-            }
+        let key = duty_key(duty);
+        if let Some(agents) = duties.get_mut(&*key) {
+            return agents.insert(agent);
         }
-        duties.entry(duty_key(duty)).or_default().insert(agent)
+        duties.insert(key.into(), BTreeSet::from([agent]));
+        true
     }
 
     /// Records the duty of an accepted proposal in its group. Returns whether that was
@@ -112,7 +136,7 @@ impl DutyLog {
     pub fn has_performed(&self, group: &str, duty: &str, agent: AgentId) -> bool {
         self.groups
             .get(group)
-            .and_then(|duties| duties.get(&duty_key(duty)))
+            .and_then(|duties| duties.get(&*duty_key(duty)))
             .is_some_and(|agents| agents.contains(&agent))
     }
 
@@ -120,7 +144,7 @@ impl DutyLog {
     pub fn agents(&self, group: &str, duty: &str) -> impl Iterator<Item = AgentId> + '_ {
         self.groups
             .get(group)
-            .and_then(|duties| duties.get(&duty_key(duty)))
+            .and_then(|duties| duties.get(&*duty_key(duty)))
             .into_iter()
             .flatten()
             .copied()
@@ -128,12 +152,16 @@ impl DutyLog {
 
     /// The duties `agent` performs in `group`, normalized, in name order.
     pub fn duties_of(&self, group: &str, agent: AgentId) -> impl Iterator<Item = &str> + '_ {
-        self.groups
+        let mut duties: Vec<&str> = self
+            .groups
             .get(group)
             .into_iter()
             .flatten()
-            .filter(move |(_, agents)| agents.contains(&agent))
-            .map(|(duty, _)| duty.as_str())
+            .filter(|(_, agents)| agents.contains(&agent))
+            .map(|(duty, _)| &**duty)
+            .collect();
+        duties.sort_unstable();
+        duties.into_iter()
     }
 
     /// Forgets everything recorded for `group` (its run is over). Returns whether
@@ -151,7 +179,7 @@ impl DutyLog {
     pub fn len(&self) -> usize {
         self.groups
             .values()
-            .flat_map(BTreeMap::values)
+            .flat_map(|duties| duties.values())
             .map(BTreeSet::len)
             .sum()
     }

@@ -449,7 +449,7 @@ impl SeparationOfDuties {
                 continue;
             }
             reported.push(other);
-            let (duty, other) = (duty_key(duty), duty_key(other));
+            let (duty, other) = (duty_key(duty).into_owned(), duty_key(other).into_owned());
             out.push(
                 Violation::new(
                     Self::NAME,
