@@ -1114,13 +1114,18 @@ impl Coordinator {
                 p
             };
             // The grant already holds the resources: check policies against the
-            // ledger as it was before it, by counting it as released.
+            // ledger as it was before it, by counting what it holds as released (no
+            // copy of the ledger: O(kinds of resource) per grant).
             let violations = {
-                let mut ledger = s.ledger.clone();
-                let _ = ledger.release(g.allocation, now);
-                let ctx = PolicyContext::new(&s.registry, &ledger)
+                let held = s
+                    .ledger
+                    .allocation(g.allocation)
+                    .map(|a| a.resources)
+                    .unwrap_or_default();
+                let ctx = PolicyContext::new(&s.registry, &s.ledger)
                     .with_mode(s.mode)
                     .with_duties(&s.duties)
+                    .with_released(g.agent, &held)
                     .with_now(now);
                 self.policies.validate(&proposal, &ctx)
             };

@@ -637,3 +637,120 @@ fn corrupt_conflict_parts_of_a_snapshot_are_refused() {
         format!("corrupt coordinator snapshot: {last} leaves no id for new conflicts")
     );
 }
+
+/// The default policies, plus a host rule that refuses task 2 while `refuse` is set,
+/// and records what the ledger showed it (through the context, and as it is).
+#[derive(Debug, Default)]
+struct RefuseTwo {
+    refuse: std::sync::atomic::AtomicBool,
+    seen: std::sync::Mutex<Vec<(Resources, Resources)>>,
+}
+
+impl concord::policy::PolicyEnforcer for RefuseTwo {
+    fn validate(
+        &self,
+        proposal: &concord::policy::Proposal,
+        ctx: &concord::policy::PolicyContext<'_>,
+    ) -> Vec<concord::policy::Violation> {
+        use std::sync::atomic::Ordering;
+        let mut out = concord::PolicySet::default().validate(proposal, ctx);
+        if proposal.task() == TaskId::new(2) {
+            let agent = proposal.agent();
+            let raw = ctx.ledger().allocated(agent).unwrap_or_default();
+            self.seen.lock().unwrap().push((ctx.allocated(agent), raw));
+            if self.refuse.load(Ordering::SeqCst) {
+                out.push(concord::policy::Violation::new(
+                    "host_freeze",
+                    concord::policy::Severity::Error,
+                    agent,
+                    proposal.task(),
+                    "frozen",
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Regression: a queued task's grant was checked against a clone of the whole ledger
+/// with the grant released (O(ledger) per served task). The check now sees the live
+/// ledger with the grant counted as released, and a refusal gives the grant back in
+/// full: the other allocations and the queue are exactly as before it.
+#[test]
+fn a_policy_refusal_on_a_served_grant_leaves_the_ledger_as_before() {
+    use std::sync::atomic::Ordering;
+    let clock = clock();
+    let rule = Arc::new(RefuseTwo::default());
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .policies(Arc::clone(&rule))
+        .build();
+    c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
+    c.register_agent(agent(2, &["qa"], &[], "cpu=2")).unwrap();
+    assert!(
+        c.assign(task(1, "a", "ops", "cpu=1500m"))
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    assert!(
+        c.assign(task(5, "q", "qa", "cpu=1500m"))
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    assert!(matches!(
+        c.assign(task(2, "b", "ops", "cpu=1500m")).unwrap(),
+        AssignOutcome::Queued { .. }
+    ));
+    assert!(matches!(
+        c.assign(task(3, "c", "qa", "cpu=1500m")).unwrap(),
+        AssignOutcome::Queued { .. }
+    ));
+    rule.seen.lock().unwrap().clear();
+    let now = c.now();
+    let (allocations, queue) = c.with_ledger(|l| (l.allocations(), l.waiting(now)));
+    c.drain_events();
+
+    // Task 1 ends: task 2 is granted its place on agent 1, and the host rule refuses it.
+    rule.refuse.store(true, Ordering::SeqCst);
+    assert!(c.complete(TaskId::new(1), true, None).unwrap().is_empty());
+    // The rule saw agent 1 as before the grant (empty: task 1 is gone), while the
+    // ledger itself held the grant: 1500m and a slot.
+    let seen = rule.seen.lock().unwrap().clone();
+    let [(counted, raw)] = &seen[..] else {
+        panic!("{seen:?}")
+    };
+    assert!(counted.is_zero(), "{counted:?}");
+    assert_eq!(raw.cpu_millis(), 1500);
+    // The grant was given back in full: task 5's allocation untouched, agent 1 holds
+    // nothing, and task 3 still waits, with its request id and place.
+    c.with_ledger(|l| {
+        let task5: Vec<_> = allocations
+            .iter()
+            .filter(|a| a.task == Some(TaskId::new(5)))
+            .cloned()
+            .collect();
+        assert_eq!(l.allocations(), task5);
+        assert!(l.allocated(AgentId::new(1)).unwrap().is_zero());
+        let still: Vec<_> = queue
+            .iter()
+            .filter(|w| w.request.task() == Some(TaskId::new(3)))
+            .cloned()
+            .collect();
+        assert_eq!(l.waiting(now), still);
+    });
+    let events = c.drain_events();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::PolicyRefused { refusal, .. } if refusal.task == TaskId::new(2))
+        ),
+        "{events:?}"
+    );
+    assert!(
+        c.assignments()
+            .iter()
+            .all(|a| a.task.id() != TaskId::new(2))
+    );
+}
