@@ -393,6 +393,16 @@ struct State {
     holders: BTreeMap<ConflictId, TaskId>,
 }
 
+/// What [`State::hold_claims`] found.
+#[derive(Debug)]
+enum Hold {
+    /// The task's claims (if it has any) are held for it.
+    Held,
+    /// They collide with claims of running tasks, the holder first in each conflict:
+    /// nothing is held.
+    Collides(Vec<Conflict>),
+}
+
 impl State {
     fn push(&mut self, make: impl FnOnce(u64) -> Event) {
         let seq = self.next_seq;
@@ -425,14 +435,79 @@ impl State {
         }
     }
 
-    /// Releases a finished or withdrawn task's claims and resolves the conflicts it
-    /// held a resource in.
-    fn release_claims(&mut self, task: TaskId, now: Timestamp) {
+    /// Checks `task`'s claims against the claims running tasks hold and, if none
+    /// collides, holds them for `task` on `agent` (in the detector and in `claims`).
+    /// The one claim check a task goes through before it starts.
+    ///
+    /// On a collision or an error nothing is held and the detector is exactly as
+    /// before, down to the conflict ids it issues next: a caller that opens the
+    /// collisions as conflicts takes their ids with
+    /// [`set_next_conflict_id`](Self::set_next_conflict_id).
+    ///
+    /// # Errors
+    /// The detector's refusal of a claim ([`ConflictError::EmptyClaim`],
+    /// [`ConflictError::Full`]).
+    fn hold_claims(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        now: Timestamp,
+    ) -> Result<Hold, ConflictError> {
+        let claims = task.requirements().claims();
+        if claims.is_empty() {
+            return Ok(Hold::Held);
+        }
+        let owner = ClaimOwner::new(task.id(), agent);
+        let priority = task.requirements().priority();
+        let mut found = Vec::new();
+        for (i, c) in claims.iter().enumerate() {
+            if let Err(e) = self
+                .detector
+                .add_claim_into(owner, c, priority, now, &mut found)
+            {
+                self.unhold(owner, &claims[..i], &found);
+                return Err(e);
+            }
+        }
+        if !found.is_empty() {
+            self.unhold(owner, claims, &found);
+            return Ok(Hold::Collides(found));
+        }
+        self.claims.insert(task.id(), (agent, claims.to_vec()));
+        Ok(Hold::Held)
+    }
+
+    /// Undoes part of [`hold_claims`](Self::hold_claims): gives up `added` and takes
+    /// back the ids of the conflicts `found` (issued in order, so from the first on).
+    fn unhold(&mut self, owner: ClaimOwner, added: &[Claim], found: &[Conflict]) {
+        for c in added {
+            let _ = self.detector.remove_claim(owner, c);
+        }
+        if let Some(first) = found.first() {
+            self.set_next_conflict_id(first.id().get());
+        }
+    }
+
+    /// Makes the detector issue conflict ids from `next` on.
+    fn set_next_conflict_id(&mut self, next: u64) {
+        self.detector = std::mem::take(&mut self.detector).with_first_id(next);
+    }
+
+    /// Gives up the claims a task holds, without resolving anything: the undo of a
+    /// successful [`hold_claims`](Self::hold_claims) when the task does not start after
+    /// all.
+    fn drop_claims(&mut self, task: TaskId) {
         if let Some((agent, claims)) = self.claims.remove(&task) {
             for c in &claims {
                 let _ = self.detector.remove_claim(ClaimOwner::new(task, agent), c);
             }
         }
+    }
+
+    /// Releases a finished or withdrawn task's claims and resolves the conflicts it
+    /// held a resource in.
+    fn release_claims(&mut self, task: TaskId, now: Timestamp) {
+        self.drop_claims(task);
         let held: Vec<ConflictId> = self
             .holders
             .iter()
@@ -1240,8 +1315,9 @@ impl Coordinator {
     }
 }
 
-/// Books a placement: allocation (resources plus one slot), registry slot, duty log,
-/// event.
+/// Books a placement: claims, allocation (resources plus one slot), registry slot,
+/// duty log, event. All or nothing: every step that can fail is checked before the
+/// first change, or undone, so an error leaves the state as it was.
 fn commit(
     s: &mut State,
     task: Task,
@@ -1253,69 +1329,33 @@ fn commit(
     // Exclusive claims (files, ports, environments) are checked before anything is
     // allocated: a task whose claims collide is not assigned, and the conflicts go
     // through the manager.
-    let claims = task.requirements().claims().to_vec();
-    if !claims.is_empty() {
-        let owner = ClaimOwner::new(task.id(), p.agent);
-        let priority = task.requirements().priority();
-        let mut found = Vec::new();
-        let mut added = Vec::new();
-        for c in &claims {
-            match s
-                .detector
-                .add_claim_into(owner, c, priority, now, &mut found)
-            {
-                Ok(()) => added.push(c.clone()),
-                Err(e) => {
-                    for a in &added {
-                        let _ = s.detector.remove_claim(owner, a);
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-        if !found.is_empty() {
-            for a in &added {
-                let _ = s.detector.remove_claim(owner, a);
-            }
-            let mut ids = Vec::new();
-            for conflict in found {
-                let id = conflict.id();
-                // The claim already held is the first party: its task's end resolves it.
-                let holder = conflict.parties().first().and_then(|party| party.task_id());
-                let opened = s.conflicts.open(conflict.clone(), now)?;
-                if let Some(holder) = holder {
-                    s.holders.insert(id, holder);
-                }
-                tracing::info!(task.id = %task.id(), conflict.id = %id, "claims collide");
-                let assessment = opened.assessment.clone();
-                s.push(|seq| Event::ConflictDetected {
-                    seq,
-                    at: now,
-                    conflict: Box::new(conflict),
-                    assessment,
-                });
-                s.escalate(opened.actions, now);
-                ids.push(id);
-            }
-            return Ok(AssignOutcome::Conflicted {
-                task: task.id(),
-                conflicts: ids,
-            });
-        }
+    if let Hold::Collides(found) = s.hold_claims(&task, p.agent, now)? {
+        return open_conflicts(s, task.id(), found, now);
+    }
+    // From here the claims are held: drop them again on any error.
+    if let Err(e) = startable(&s.registry, p.agent) {
+        s.drop_claims(task.id());
+        return Err(e.into());
     }
     let resources = task.requirements().resources().clone();
     let needs = resources.clone().with(&slots_name(), 1);
     let request = AllocationRequest::new(p.agent, needs)
         .with_task(task.id())
         .with_priority(task.requirements().priority());
-    let grant = s.ledger.try_allocate(&request, now)?;
+    let grant = match s.ledger.try_allocate(&request, now) {
+        Ok(g) => g,
+        Err(e) => {
+            s.drop_claims(task.id());
+            return Err(e.into());
+        }
+    };
     if let Err(e) = s.registry.task_started(p.agent, now) {
+        // Ruled out by `startable`. Releasing also serves the ledger's queue, whose
+        // grants nobody would take up here: that is why the registry is asked first.
+        tracing::error!(agent.id = %p.agent, error = %e, "agent refused a task it could start");
         let _ = s.ledger.release(grant.allocation, now);
-        s.release_claims(task.id(), now);
+        s.drop_claims(task.id());
         return Err(e.into());
-    }
-    if !claims.is_empty() {
-        s.claims.insert(task.id(), (p.agent, claims));
     }
     let assignment = Assignment {
         agent: p.agent,
@@ -1340,6 +1380,89 @@ fn commit(
         assignment: shared,
     });
     Ok(AssignOutcome::Assigned(assignment))
+}
+
+/// Why [`AgentRegistry::task_started`] would refuse `agent` a task, asked before the
+/// ledger allocates (the same checks, read-only).
+fn startable(registry: &AgentRegistry, agent: AgentId) -> Result<(), RegistryError> {
+    let view = registry
+        .get(agent)
+        .ok_or(RegistryError::UnknownAgent { agent })?;
+    if view.status() != AgentStatus::Available {
+        return Err(RegistryError::NotAvailable {
+            agent,
+            status: view.status(),
+        });
+    }
+    if view.running() >= view.max_tasks() {
+        return Err(RegistryError::NoFreeSlot {
+            agent,
+            running: view.running(),
+            max_tasks: view.max_tasks(),
+        });
+    }
+    Ok(())
+}
+
+/// Opens the conflicts a directly assigned task's claims collide in (each held by the
+/// task named first in it, whose end resolves it), all of them or none.
+///
+/// # Errors
+/// [`ConflictError::DuplicateConflict`] if the manager already knows one of their ids
+/// (a restored manager whose ids the detector's wrap-around at `u64::MAX` comes back
+/// to); then nothing changes.
+fn open_conflicts(
+    s: &mut State,
+    task: TaskId,
+    found: Vec<Conflict>,
+    now: Timestamp,
+) -> Result<AssignOutcome, CoordinatorError> {
+    // `ConflictManager::open` refuses only an id it knows. Every id is checked before
+    // the first is opened, so that a refusal cannot leave some conflicts open, their
+    // events made and their holders recorded: below this check nothing fails.
+    let mut ids = Vec::with_capacity(found.len());
+    for conflict in &found {
+        let id = conflict.id();
+        if s.conflicts.conflict(id).is_some() || ids.contains(&id) {
+            return Err(ConflictError::DuplicateConflict { id }.into());
+        }
+        ids.push(id);
+    }
+    if let Some(last) = ids.last() {
+        // `hold_claims` took the ids back; they are used now.
+        s.set_next_conflict_id(last.get().wrapping_add(1));
+    }
+    let mut opened_ids = Vec::with_capacity(ids.len());
+    for conflict in found {
+        let id = conflict.id();
+        // The claim already held is the first party: its task's end resolves it.
+        let holder = conflict.parties().first().and_then(|party| party.task_id());
+        let opened = match s.conflicts.open(conflict.clone(), now) {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Unreachable: the ids were checked above.
+                tracing::error!(conflict.id = %id, error = %e, "conflict manager refused a checked id");
+                continue;
+            }
+        };
+        if let Some(holder) = holder {
+            s.holders.insert(id, holder);
+        }
+        tracing::info!(task.id = %task, conflict.id = %id, "claims collide");
+        let assessment = opened.assessment.clone();
+        s.push(|seq| Event::ConflictDetected {
+            seq,
+            at: now,
+            conflict: Box::new(conflict),
+            assessment,
+        });
+        s.escalate(opened.actions, now);
+        opened_ids.push(id);
+    }
+    Ok(AssignOutcome::Conflicted {
+        task,
+        conflicts: opened_ids,
+    })
 }
 
 fn record_duty(s: &mut State, a: &Assignment) {

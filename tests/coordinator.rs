@@ -754,3 +754,137 @@ fn a_policy_refusal_on_a_served_grant_leaves_the_ledger_as_before() {
             .all(|a| a.task.id() != TaskId::new(2))
     );
 }
+
+fn sharing(id: u64, claim: concord::Claim) -> Task {
+    Task::new(TaskId::new(id), "read", "read the repo").with_requirements(
+        Requirements::new()
+            .with_role(Role::new("ops").unwrap())
+            .with_claim(claim),
+    )
+}
+
+/// Regression: `commit` opened a task's conflicts one by one with `?`, so a refused
+/// second conflict left the first open, its event made and its holder recorded. The
+/// manager refuses an id it knows, which a restored manager can meet: the detector
+/// wraps around after `u64::MAX`, back to ids the manager already holds.
+#[test]
+fn a_refused_conflict_opens_none_and_changes_nothing() {
+    use concord::conflict::{
+        Conflict, ConflictError, ConflictKind, ConflictManager, EscalationPolicy, Resolution,
+    };
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(8))
+        .unwrap();
+    for id in 1..=3 {
+        let out = c
+            .assign(sharing(id, concord::Claim::shared("repo")))
+            .unwrap();
+        assert!(out.assignment().is_some(), "{out:?}");
+    }
+    // A history of two closed conflicts, the last just short of the end of the ids.
+    let now = c.now();
+    let mut history = ConflictManager::new(EscalationPolicy::default()).unwrap();
+    for id in [1, u64::MAX - 1] {
+        let id = ConflictId::new(id);
+        history
+            .open(
+                Conflict::new(id, ConflictKind::ResourceContention, now),
+                now,
+            )
+            .unwrap();
+        history
+            .record_resolution(id, Resolution::success(None, Vec::new()), now)
+            .unwrap();
+    }
+    let mut snapshot = c.snapshot();
+    snapshot.conflicts = history.snapshot();
+    let json = serde_json::to_string(&snapshot).unwrap();
+    let r = restored(&clock, &json);
+    r.drain_events();
+
+    // Three holders: conflicts `u64::MAX`, 0 and 1, and 1 is known.
+    let e = r
+        .assign(sharing(4, concord::Claim::exclusive("repo")))
+        .unwrap_err();
+    assert!(
+        matches!(e, CoordinatorError::Conflict(ConflictError::DuplicateConflict { id }) if id == ConflictId::new(1)),
+        "{e}"
+    );
+    assert_eq!(serde_json::to_string(&r.snapshot()).unwrap(), json);
+    assert!(r.drain_events().is_empty());
+
+    // Nothing was used up either: with two holders left, the ids are the same two.
+    r.complete(TaskId::new(3), true, None).unwrap();
+    let out = r
+        .assign(sharing(4, concord::Claim::exclusive("repo")))
+        .unwrap();
+    let AssignOutcome::Conflicted { conflicts, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(conflicts, [ConflictId::new(u64::MAX), ConflictId::new(0)]);
+}
+
+/// An assigner that places every task on agent 1, whatever it has.
+#[derive(Debug)]
+struct OnAgentOne;
+
+impl concord::assignment::Assigner for OnAgentOne {
+    fn assign(
+        &self,
+        tasks: &[Task],
+        _: &concord::assignment::Fleet,
+        _: &mut dyn concord::assignment::Admission,
+    ) -> Result<concord::assignment::Plan, concord::assignment::AssignmentError> {
+        let mut plan = concord::assignment::Plan::default();
+        for t in tasks {
+            plan.placements.push(concord::assignment::Placement::new(
+                t.id(),
+                AgentId::new(1),
+                0.0,
+                Default::default(),
+            ));
+        }
+        Ok(plan)
+    }
+}
+
+/// Regression: when the ledger or the registry refused a placement whose claims were
+/// already checked, `commit` returned the error but kept the claims in the detector,
+/// so a later task claiming the same file collided with a task that never ran.
+#[test]
+fn a_placement_that_fails_to_start_holds_no_claim() {
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .assigner(OnAgentOne)
+        .policies(concord::PolicySet::empty())
+        .build();
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8")).unwrap();
+    let json = || serde_json::to_string(&c.snapshot()).unwrap();
+    let before = json();
+    // The ledger refuses: more than the agent has.
+    let big = task(1, "edit", "ops", "cpu=64").with_requirements(
+        Requirements::new()
+            .with_role(Role::new("ops").unwrap())
+            .with_resources("cpu=64".parse().unwrap())
+            .with_claim(concord::Claim::exclusive("repo/config")),
+    );
+    assert!(matches!(c.assign(big), Err(CoordinatorError::Ledger(_))));
+    assert_eq!(json(), before);
+    // The registry refuses: the agent is unhealthy.
+    c.set_agent_status(AgentId::new(1), AgentStatus::Unhealthy)
+        .unwrap();
+    let before = json();
+    assert!(matches!(
+        c.assign(claiming(2)),
+        Err(CoordinatorError::Registry(_))
+    ));
+    assert_eq!(json(), before);
+    c.set_agent_status(AgentId::new(1), AgentStatus::Available)
+        .unwrap();
+    // Nobody holds the file.
+    let out = c.assign(claiming(3)).unwrap();
+    assert!(out.assignment().is_some(), "{out:?}");
+}
