@@ -9,6 +9,14 @@
 //! served now for lack of resources or free slots waits in the ledger's fair queue and
 //! is assigned when capacity comes back.
 //!
+//! A task's claims (files, ports, environments) are checked the same way however it
+//! starts. Assigned directly, a task whose exclusive claims collide with a running
+//! task's is not assigned: the conflict is opened and escalated
+//! ([`AssignOutcome::Conflicted`]). Served from the queue, it is not started either,
+//! but no conflict is opened: its grant is given back and it waits behind the
+//! holder ([`Event::TaskBlocked`], [`WaitingTask::behind`]), queued again when the
+//! holder finishes (the "serialize" strategy: the loser waits behind the winner).
+//!
 //! The coordinator is `Send + Sync`: its state sits behind one `parking_lot` mutex
 //! that is never held across an `.await` (no method here awaits), so many tasks of a
 //! host's runtime can call it at once. Every state change is an [`Event`], kept in
@@ -17,7 +25,7 @@
 //! after a crash, open conflicts and their deadlines included. This module sits at
 //! the top of the crate: nothing imports it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -127,7 +135,9 @@ pub enum AssignOutcome {
     /// Assigned now.
     Assigned(Arc<Assignment>),
     /// Waiting in the ledger's queue for resources or a free slot; assigned when they
-    /// come back (see [`Event::TaskAssigned`]).
+    /// come back (see [`Event::TaskAssigned`]). If by then its claims collide with a
+    /// running task's, it goes on waiting behind that task instead
+    /// ([`Event::TaskBlocked`]).
     Queued {
         /// The task.
         task: TaskId,
@@ -233,6 +243,25 @@ pub enum Event {
         /// Why it could not be assigned now.
         explanation: Explanation,
     },
+    /// A waiting task was granted resources, but its claims collide with those of a
+    /// running task, so it was not started: the grant is given back and it waits
+    /// behind that task ([`WaitingTask::behind`]), to be queued again when the holder
+    /// finishes. No conflict is opened (the queue serializes the two), and a task
+    /// blocks at most once per holder.
+    TaskBlocked {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The task.
+        task: TaskId,
+        /// Its key among the waiting tasks: the request it was granted on.
+        request: RequestId,
+        /// The running task holding the contested claim.
+        behind: TaskId,
+        /// The contested names: the holder's claim, then the task's.
+        resources: Vec<String>,
+    },
     /// A task could not be assigned.
     TaskRejected {
         /// Sequence number.
@@ -317,6 +346,7 @@ impl Event {
             | Event::ModeChanged { seq, .. }
             | Event::TaskAssigned { seq, .. }
             | Event::TaskQueued { seq, .. }
+            | Event::TaskBlocked { seq, .. }
             | Event::TaskRejected { seq, .. }
             | Event::PolicyRefused { seq, .. }
             | Event::TaskCompleted { seq, .. }
@@ -338,6 +368,11 @@ pub struct WaitingTask {
     pub group: Option<String>,
     /// Why it waits.
     pub explanation: Explanation,
+    /// The running task whose claim it waits for, if it waits behind a claim rather
+    /// than in the ledger's queue: it was granted resources, its claims collided with
+    /// that task's, and it is queued again when that task finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<TaskId>,
 }
 
 /// Everything a [`Coordinator`] holds, as serde data (the predictor, analyzer, assigner
@@ -359,7 +394,8 @@ pub struct CoordinatorSnapshot {
     pub affinity: AffinityTable,
     /// Tasks running now, by task id.
     pub assignments: BTreeMap<TaskId, Assignment>,
-    /// Tasks waiting, by request id.
+    /// Tasks waiting, by request id: in the ledger's queue, or behind a running task's
+    /// claim ([`WaitingTask::behind`], keyed by the request it was last granted on).
     pub waiting: BTreeMap<RequestId, WaitingTask>,
     /// The next event sequence number.
     pub next_seq: u64,
@@ -391,6 +427,9 @@ struct State {
     /// The task holding the resource of each open conflict: its end resolves it.
     /// Not in the snapshot: restore derives it from the open conflicts' first parties.
     holders: BTreeMap<ConflictId, TaskId>,
+    /// The waiting tasks (their keys in `waiting`) blocked behind each running task's
+    /// claims. Not in the snapshot: restore derives it from `WaitingTask::behind`.
+    blocked: BTreeMap<TaskId, BTreeSet<RequestId>>,
 }
 
 /// What [`State::hold_claims`] found.
@@ -437,7 +476,9 @@ impl State {
 
     /// Checks `task`'s claims against the claims running tasks hold and, if none
     /// collides, holds them for `task` on `agent` (in the detector and in `claims`).
-    /// The one claim check a task goes through before it starts.
+    /// The one claim check a task goes through before it starts: [`commit`] (direct
+    /// assignment) and [`Coordinator::serve`] (from the queue) differ only in what they
+    /// do with a collision.
     ///
     /// On a collision or an error nothing is held and the detector is exactly as
     /// before, down to the conflict ids it issues next: a caller that opens the
@@ -528,6 +569,73 @@ impl State {
                 self.escalate(actions, now);
             }
         }
+    }
+
+    /// Sets a waiting task (`key` in `waiting`), whose grant collided, to wait behind
+    /// the running task holding the first contested claim.
+    fn block(&mut self, key: RequestId, mut w: WaitingTask, found: &[Conflict], now: Timestamp) {
+        // The held claim is each conflict's first party; a detector's parties are
+        // always tasks.
+        let Some((holder, resources)) = found.iter().find_map(|c| {
+            let holder = c.parties().first().and_then(Party::task_id)?;
+            Some((holder, c.resources().to_vec()))
+        }) else {
+            tracing::warn!(task.id = %w.task.id(), "collision without a holder; task rejected");
+            push_rejected(self, w.task.id(), w.explanation, now);
+            return;
+        };
+        let task = w.task.id();
+        tracing::debug!(task.id = %task, holder.id = %holder, "claims collide; task waits behind the holder");
+        w.behind = Some(holder);
+        self.waiting.insert(key, w);
+        self.blocked.entry(holder).or_default().insert(key);
+        self.push(|seq| Event::TaskBlocked {
+            seq,
+            at: now,
+            task,
+            request: key,
+            behind: holder,
+            resources,
+        });
+    }
+
+    /// Queues again, in request order, the tasks waiting behind `holder`'s claims
+    /// (it finished). Returns the grants the ledger made at once, each with the key of
+    /// its waiting task, for [`Coordinator::serve`]; a task no agent could take now or
+    /// later is rejected.
+    fn unblock(&mut self, holder: TaskId, now: Timestamp) -> Vec<(Grant, RequestId)> {
+        let mut granted = Vec::new();
+        for key in self.blocked.remove(&holder).unwrap_or_default() {
+            let Some(mut w) = self.waiting.remove(&key) else {
+                continue;
+            };
+            w.behind = None;
+            let (id, eligible) = (w.task.id(), self.mode.admits_new_assignments());
+            match request_place(self, &w.task, eligible, now) {
+                Ok(Some(RequestOutcome::Queued(request))) => {
+                    tracing::debug!(task.id = %id, request.id = %request, "task queued again");
+                    let explanation = w.explanation.clone();
+                    self.push(|seq| Event::TaskQueued {
+                        seq,
+                        at: now,
+                        task: id,
+                        request,
+                        explanation,
+                    });
+                    self.waiting.insert(request, w);
+                }
+                Ok(Some(RequestOutcome::Granted(g))) => {
+                    self.waiting.insert(key, w);
+                    granted.push((g, key));
+                }
+                Ok(None) => push_rejected(self, id, w.explanation, now),
+                Err(e) => {
+                    tracing::warn!(task.id = %id, error = %e, "could not queue task again");
+                    push_rejected(self, id, w.explanation, now);
+                }
+            }
+        }
+        granted
     }
 
     fn knows(&self, task: TaskId) -> bool {
@@ -629,6 +737,7 @@ impl CoordinatorBuilder {
             conflicts,
             claims: BTreeMap::new(),
             holders: BTreeMap::new(),
+            blocked: BTreeMap::new(),
         };
         Coordinator {
             clock: self.clock,
@@ -644,13 +753,15 @@ impl CoordinatorBuilder {
     ///
     /// Open conflicts carry on: they escalate on [`Coordinator::tick`] when they would
     /// have without the restart, and the completion of the task holding the contested
-    /// resource resolves them. Running tasks hold their claims again, and new conflicts
-    /// get ids past every restored one.
+    /// resource resolves them. Running tasks hold their claims again, tasks blocked
+    /// behind them wait for them again, and new conflicts get ids past every restored
+    /// one.
     ///
     /// # Errors
     /// [`CoordinatorError::CorruptSnapshot`] if it is of another version or its parts
     /// do not agree (an assignment the registry or ledger does not know, an open
-    /// conflict held by a task that is not running, no conflict id left); the
+    /// conflict held by a task that is not running, a task blocked behind a task that
+    /// is not running, no conflict id left); the
     /// registry's, ledger's and conflict manager's own checks as theirs.
     pub fn restore(self, snapshot: CoordinatorSnapshot) -> Result<Coordinator, CoordinatorError> {
         let corrupt = |reason: String| CoordinatorError::CorruptSnapshot { reason };
@@ -698,6 +809,20 @@ impl CoordinatorBuilder {
             return Err(corrupt(format!(
                 "open {id} is held by {task}, which is not running"
             )));
+        }
+        // A task blocked behind a claim is queued again when its holder finishes, so
+        // the holder must be running.
+        let mut blocked: BTreeMap<TaskId, BTreeSet<RequestId>> = BTreeMap::new();
+        for (request, w) in &snapshot.waiting {
+            if let Some(holder) = w.behind {
+                if !snapshot.assignments.contains_key(&holder) {
+                    return Err(corrupt(format!(
+                        "waiting {} is blocked behind {holder}, which is not running",
+                        w.task.id()
+                    )));
+                }
+                blocked.entry(holder).or_default().insert(*request);
+            }
         }
         let first_id = last_id.checked_add(1).ok_or_else(|| {
             corrupt(format!(
@@ -756,6 +881,7 @@ impl CoordinatorBuilder {
             s.holders = holders;
             s.detector = detector;
             s.claims = claims;
+            s.blocked = blocked;
         }
         Ok(coordinator)
     }
@@ -1089,9 +1215,10 @@ impl Coordinator {
         Ok(outcomes)
     }
 
-    /// Records that `task` finished: frees its slot and resources (serving waiting tasks
-    /// with them), teaches the predictor what it used, and remembers for affinity how
-    /// it went. Returns the waiting tasks that were assigned with what it freed.
+    /// Records that `task` finished: frees its slot, resources and claims (serving
+    /// waiting tasks with them, and queueing again the tasks that waited behind its
+    /// claims), teaches the predictor what it used, and remembers for affinity how it
+    /// went. Returns the waiting tasks that were assigned with what it freed.
     ///
     /// # Errors
     /// [`CoordinatorError::UnknownTask`] if it is not assigned; nothing changes.
@@ -1116,6 +1243,7 @@ impl Coordinator {
         };
         let _ = s.registry.task_finished(a.agent, now);
         s.release_claims(task, now);
+        let unblocked = s.unblock(task, now);
         s.affinity.record(a.task.kind(), a.agent, success);
         if let Some(usage) = usage {
             let observation = crate::resource::Observation::new(usage, now);
@@ -1129,23 +1257,36 @@ impl Coordinator {
             agent: a.agent,
             success,
         });
-        Ok(self.serve(&mut s, grants, now))
+        Ok(self.serve(&mut s, grants, unblocked, now))
     }
 
-    /// Withdraws a waiting task.
+    /// Withdraws a waiting task (queued, or blocked behind a claim).
     ///
     /// # Errors
     /// [`CoordinatorError::UnknownTask`] if it is not waiting.
     pub fn cancel(&self, task: TaskId) -> Result<Task, CoordinatorError> {
         let now = self.now();
         let mut s = self.state.lock();
-        let request = s
+        let (request, behind) = s
             .waiting
             .iter()
             .find(|(_, w)| w.task.id() == task)
-            .map(|(r, _)| *r)
+            .map(|(r, w)| (*r, w.behind))
             .ok_or(CoordinatorError::UnknownTask { task })?;
-        s.ledger.cancel(request)?;
+        match behind {
+            // Blocked behind a claim: not in the ledger's queue.
+            Some(holder) => {
+                if let Some(keys) = s.blocked.get_mut(&holder) {
+                    keys.remove(&request);
+                    if keys.is_empty() {
+                        s.blocked.remove(&holder);
+                    }
+                }
+            }
+            None => {
+                s.ledger.cancel(request)?;
+            }
+        }
         let w = s
             .waiting
             .remove(&request)
@@ -1163,20 +1304,39 @@ impl Coordinator {
         s.escalate(actions, now);
         let mut grants = s.ledger.expire(now).grants;
         grants.extend(s.ledger.drain(now));
-        self.serve(&mut s, grants, now)
+        self.serve(&mut s, grants, Vec::new(), now)
     }
 
-    /// Turns ledger grants for waiting tasks into assignments, after the policies
-    /// agree; a grant the policies refuse is given back and the task waits again.
-    fn serve(&self, s: &mut State, grants: Vec<Grant>, now: Timestamp) -> Vec<Arc<Assignment>> {
+    /// Turns grants for waiting tasks into assignments, in the order granted (the
+    /// ledger's queue order; `unblocked`, the tasks that waited behind a finished
+    /// task's claims, first): the policies must agree (a refused grant is given back
+    /// and the task waits again, or is rejected if nothing could take it), and the
+    /// task's claims must not collide with a running task's (a colliding task's grant
+    /// is given back and it waits behind the holder, [`State::block`]). Grants that
+    /// giving back makes are served in the same pass.
+    fn serve(
+        &self,
+        s: &mut State,
+        grants: Vec<Grant>,
+        unblocked: Vec<(Grant, RequestId)>,
+        now: Timestamp,
+    ) -> Vec<Arc<Assignment>> {
+        let from_ledger = |g: Grant| {
+            let key = g.request;
+            (g, key)
+        };
         let mut assigned = Vec::new();
-        let mut queue = grants;
-        while let Some(g) = queue.pop() {
-            let Some(request) = g.request else { continue };
-            let Some(w) = s.waiting.remove(&request) else {
+        let mut queue: VecDeque<(Grant, Option<RequestId>)> = unblocked
+            .into_iter()
+            .map(|(g, key)| (g, Some(key)))
+            .chain(grants.into_iter().map(from_ledger))
+            .collect();
+        while let Some((g, key)) = queue.pop_front() {
+            let Some(key) = key else { continue };
+            let Some(w) = s.waiting.remove(&key) else {
                 // Not ours: give it back.
                 if let Ok(more) = s.ledger.release(g.allocation, now) {
-                    queue.extend(more);
+                    queue.extend(more.into_iter().map(from_ledger));
                 }
                 continue;
             };
@@ -1212,7 +1372,7 @@ impl Coordinator {
                     refusal,
                 });
                 if let Ok(more) = s.ledger.release(g.allocation, now) {
-                    queue.extend(more);
+                    queue.extend(more.into_iter().map(from_ledger));
                 }
                 // Wait again, unless nothing could ever take it.
                 let task_id = w.task.id();
@@ -1228,6 +1388,25 @@ impl Coordinator {
                     Err(e) => {
                         tracing::warn!(task.id = %task_id, error = %e, "could not requeue task")
                     }
+                }
+                continue;
+            }
+            // Its claims, exactly as a direct assignment's; but a collision blocks it
+            // behind the holder instead of opening a conflict.
+            let hold = s.hold_claims(&w.task, g.agent, now);
+            if !matches!(hold, Ok(Hold::Held)) {
+                if let Ok(more) = s.ledger.release(g.allocation, now) {
+                    queue.extend(more.into_iter().map(from_ledger));
+                }
+                match hold {
+                    Ok(Hold::Collides(found)) => s.block(key, w, &found, now),
+                    Err(e) => {
+                        // A claim the detector refuses (it names nothing): no agent
+                        // can ever run the task.
+                        tracing::warn!(task.id = %w.task.id(), error = %e, "task's claims refused");
+                        push_rejected(s, w.task.id(), w.explanation, now);
+                    }
+                    Ok(Hold::Held) => {}
                 }
                 continue;
             }
@@ -1272,7 +1451,9 @@ impl Coordinator {
         self.state.lock().assignments.values().cloned().collect()
     }
 
-    /// The tasks waiting, in request order.
+    /// The tasks waiting, in request order: in the ledger's queue, or blocked behind a
+    /// running task's claim ([`WaitingTask::behind`]; in the order of the request it
+    /// was last granted on).
     pub fn waiting(&self) -> Vec<WaitingTask> {
         self.state.lock().waiting.values().cloned().collect()
     }
@@ -1484,7 +1665,64 @@ fn queue_or_reject(
     now: Timestamp,
 ) -> Result<AssignOutcome, CoordinatorError> {
     let id = task.id();
-    let candidates: Vec<AgentId> = if s.mode.admits_new_assignments() && refusals.is_empty() {
+    let eligible = s.mode.admits_new_assignments() && refusals.is_empty();
+    match request_place(s, &task, eligible, now)? {
+        Some(RequestOutcome::Queued(request)) => {
+            tracing::debug!(task.id = %id, request.id = %request, "task queued");
+            let e = explanation.clone();
+            s.push(|seq| Event::TaskQueued {
+                seq,
+                at: now,
+                task: id,
+                request,
+                explanation: e,
+            });
+            s.waiting.insert(
+                request,
+                WaitingTask {
+                    task,
+                    group: group.map(str::to_owned),
+                    explanation: explanation.clone(),
+                    behind: None,
+                },
+            );
+            return Ok(AssignOutcome::Queued {
+                task: id,
+                request,
+                explanation,
+            });
+        }
+        Some(RequestOutcome::Granted(g)) => {
+            // Capacity appeared between the plan and now (a candidate the filters
+            // had refused for slots or resources): give it back and report why
+            // the assigner refused.
+            let _ = s.ledger.release(g.allocation, now);
+        }
+        // No candidate could ever hold it: reject below.
+        None => {}
+    }
+    push_rejected(s, id, explanation.clone(), now);
+    Ok(AssignOutcome::Rejected {
+        task: id,
+        explanation,
+        refusals,
+    })
+}
+
+/// Asks the ledger for `task`'s resources and a slot on any agent that could take it
+/// now or later (it plays the roles, has the capabilities and is available or busy),
+/// if it is `eligible` at all: granted at once, or queued. `None` when no agent could
+/// ever hold it.
+///
+/// # Errors
+/// The ledger's refusal, but for [`LedgerError::ExceedsCapacity`] (that is `None`).
+fn request_place(
+    s: &mut State,
+    task: &Task,
+    eligible: bool,
+    now: Timestamp,
+) -> Result<Option<RequestOutcome>, LedgerError> {
+    let candidates: Vec<AgentId> = if eligible {
         s.registry
             .iter()
             .filter(|v| matches!(v.status(), AgentStatus::Available | AgentStatus::Busy))
@@ -1502,64 +1740,33 @@ fn queue_or_reject(
     } else {
         Vec::new()
     };
+    if candidates.is_empty() {
+        return Ok(None);
+    }
     let needs = task
         .requirements()
         .resources()
         .clone()
         .with(&slots_name(), 1);
     let request = AllocationRequest::any_of(candidates, needs)
-        .with_task(id)
+        .with_task(task.id())
         .with_priority(task.requirements().priority());
-    if !request.candidates().is_empty() {
-        match s.ledger.request(request, now) {
-            Ok(RequestOutcome::Queued(request)) => {
-                tracing::debug!(task.id = %id, request.id = %request, "task queued");
-                let e = explanation.clone();
-                s.push(|seq| Event::TaskQueued {
-                    seq,
-                    at: now,
-                    task: id,
-                    request,
-                    explanation: e,
-                });
-                s.waiting.insert(
-                    request,
-                    WaitingTask {
-                        task,
-                        group: group.map(str::to_owned),
-                        explanation: explanation.clone(),
-                    },
-                );
-                return Ok(AssignOutcome::Queued {
-                    task: id,
-                    request,
-                    explanation,
-                });
-            }
-            Ok(RequestOutcome::Granted(g)) => {
-                // Capacity appeared between the plan and now (a candidate the filters
-                // had refused for slots or resources): give it back and report why
-                // the assigner refused.
-                let _ = s.ledger.release(g.allocation, now);
-            }
-            // No candidate could ever hold it: reject below.
-            Err(LedgerError::ExceedsCapacity { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+    match s.ledger.request(request, now) {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(LedgerError::ExceedsCapacity { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
-    tracing::debug!(task.id = %id, why = %explanation, "task rejected");
-    let e = explanation.clone();
+}
+
+/// Records that a task was rejected.
+fn push_rejected(s: &mut State, task: TaskId, explanation: Explanation, now: Timestamp) {
+    tracing::debug!(task.id = %task, why = %explanation, "task rejected");
     s.push(|seq| Event::TaskRejected {
         seq,
         at: now,
-        task: id,
-        explanation: e,
-    });
-    Ok(AssignOutcome::Rejected {
-        task: id,
+        task,
         explanation,
-        refusals,
-    })
+    });
 }
 
 #[cfg(test)]

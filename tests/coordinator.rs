@@ -7,7 +7,7 @@ use std::sync::Arc;
 use concord::assignment::{OptimalAssigner, Rejection};
 use concord::conflict::ConflictId;
 use concord::coordinator::{
-    AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
+    AssignOutcome, Assignment, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
 };
 use concord::{
     AgentId, AgentProfile, AgentStatus, Capability, ManualClock, Priority, Requirements, Resources,
@@ -887,4 +887,177 @@ fn a_placement_that_fails_to_start_holds_no_claim() {
     // Nobody holds the file.
     let out = c.assign(claiming(3)).unwrap();
     assert!(out.assignment().is_some(), "{out:?}");
+}
+
+/// What one step of a scenario returned.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Assign(AssignOutcome),
+    Served(Vec<Arc<Assignment>>),
+}
+
+/// One agent with two slots: task 1 holds `repo/config`, task 2 takes the other
+/// slot, task 3 claims `repo/config` too and queues for a slot.
+fn claims_scenario(clock: &ManualClock) -> Coordinator {
+    let c = coordinator(clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(2))
+        .unwrap();
+    assert!(c.assign(claiming(1)).unwrap().assignment().is_some());
+    assert!(
+        c.assign(task(2, "build", "ops", "cpu=1"))
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    let out = c.assign(claiming(3)).unwrap();
+    assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
+    c
+}
+
+/// One step of a scenario.
+type StepFn = Box<dyn Fn(&Coordinator) -> Step>;
+
+/// The rest of the scenario, step by step: task 2 ends (task 3 gets the slot but
+/// task 1 still holds the file), time passes, task 1 ends (task 3 starts), task 4
+/// claims the file (task 3 holds it now), task 3 ends, task 4 tries again.
+fn claims_steps() -> Vec<StepFn> {
+    vec![
+        Box::new(|c| Step::Served(c.complete(TaskId::new(2), true, None).unwrap())),
+        Box::new(|c| Step::Served(c.tick())),
+        Box::new(|c| Step::Served(c.complete(TaskId::new(1), true, None).unwrap())),
+        Box::new(|c| Step::Assign(c.assign(claiming(4)).unwrap())),
+        Box::new(|c| Step::Served(c.complete(TaskId::new(3), true, None).unwrap())),
+        Box::new(|c| Step::Assign(c.assign(claiming(4)).unwrap())),
+    ]
+}
+
+/// Regression: a task served from the queue was started without checking or holding
+/// its claims, so it ran beside a task holding the same exclusive file, and newcomers
+/// did not collide with it (until a snapshot and restore, which held its claims).
+#[test]
+fn a_queued_task_waits_behind_the_holder_of_its_claim() {
+    let clock = clock();
+    let c = claims_scenario(&clock);
+    let steps = claims_steps();
+    c.drain_events();
+
+    // Task 2 ends: task 3 is granted its slot but task 1 holds the file, so task 3
+    // does not start; it waits behind task 1, and no conflict is opened for it.
+    clock.advance(MIN);
+    assert_eq!(steps[0](&c), Step::Served(Vec::new()));
+    let events = c.drain_events();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::TaskBlocked { task, behind, .. }
+                if *task == TaskId::new(3) && *behind == TaskId::new(1)
+        )),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::ConflictDetected { .. }))
+    );
+    let waiting = c.waiting();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].task.id(), TaskId::new(3));
+    assert_eq!(waiting[0].behind, Some(TaskId::new(1)));
+    // The slot is free again, not held by a task that cannot run.
+    c.with_ledger(|l| assert_eq!(l.len(), 1));
+    assert!(c.snapshot().conflicts.entries.is_empty());
+
+    // Time passes: nothing retries it (no conflict opened again and again).
+    clock.advance(10 * MIN);
+    assert_eq!(steps[1](&c), Step::Served(Vec::new()));
+    assert!(c.drain_events().is_empty());
+
+    // Task 1 ends: task 3 takes the file and the slot.
+    clock.advance(MIN);
+    let Step::Served(served) = steps[2](&c) else {
+        unreachable!()
+    };
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].task.id(), TaskId::new(3));
+    assert!(c.waiting().is_empty());
+
+    // Task 3 holds its claim like any running task: a newcomer collides with it.
+    let Step::Assign(out) = steps[3](&c) else {
+        unreachable!()
+    };
+    let AssignOutcome::Conflicted { conflicts, .. } = &out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(conflicts.len(), 1);
+    // And its end resolves that conflict and frees the file.
+    steps[4](&c);
+    assert!(c.drain_events().iter().any(
+        |e| matches!(e, Event::ConflictResolved { conflict, .. } if *conflict == conflicts[0])
+    ));
+    let Step::Assign(out) = steps[5](&c) else {
+        unreachable!()
+    };
+    assert!(out.assignment().is_some(), "{out:?}");
+}
+
+/// A coordinator restored from a snapshot through JSON at every step (a task blocked
+/// behind a claim included) gives the same outcomes and events, and ends in the same
+/// state, as one that ran uninterrupted.
+#[test]
+fn a_blocked_task_survives_a_restore_at_every_step() {
+    let clock = clock();
+    let a = claims_scenario(&clock);
+    let mut b = claims_scenario(&clock);
+    let (mut want, mut got) = (a.drain_events(), b.drain_events());
+    for (i, step) in claims_steps().iter().enumerate() {
+        clock.advance(MIN);
+        got.extend(b.drain_events());
+        let json = serde_json::to_string(&b.snapshot()).unwrap();
+        b = restored(&clock, &json);
+        assert_eq!(step(&b), step(&a), "step {i}");
+        want.extend(a.drain_events());
+        got.extend(b.drain_events());
+        assert_eq!(got, want, "step {i}");
+    }
+    assert_eq!(
+        serde_json::to_string(&b.snapshot()).unwrap(),
+        serde_json::to_string(&a.snapshot()).unwrap()
+    );
+}
+
+/// Restore refuses a task blocked behind a task that is not running: nothing would
+/// ever queue it again.
+#[test]
+fn a_task_blocked_behind_no_running_task_is_refused_on_restore() {
+    let clock = clock();
+    let c = claims_scenario(&clock);
+    claims_steps()[0](&c);
+    let mut orphan = c.snapshot();
+    assert!(orphan.waiting.values().any(|w| w.behind.is_some()));
+    orphan.assignments.remove(&TaskId::new(1));
+    let e = Coordinator::builder().restore(orphan).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "corrupt coordinator snapshot: waiting task#3 is blocked behind task#1, which is not running"
+    );
+}
+
+/// A task blocked behind a claim can be withdrawn like any waiting task, and the
+/// holder's end then queues nothing.
+#[test]
+fn a_blocked_task_can_be_cancelled() {
+    let clock = clock();
+    let c = claims_scenario(&clock);
+    claims_steps()[0](&c);
+    assert_eq!(c.cancel(TaskId::new(3)).unwrap().id(), TaskId::new(3));
+    assert!(c.waiting().is_empty());
+    c.drain_events();
+    assert!(c.complete(TaskId::new(1), true, None).unwrap().is_empty());
+    let events = c.drain_events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::TaskQueued { .. } | Event::TaskAssigned { .. })),
+        "{events:?}"
+    );
 }
