@@ -1310,7 +1310,8 @@ impl Coordinator {
     /// Turns grants for waiting tasks into assignments, in the order granted (the
     /// ledger's queue order; `unblocked`, the tasks that waited behind a finished
     /// task's claims, first): the policies must agree (a refused grant is given back
-    /// and the task waits again, or is rejected if nothing could take it), and the
+    /// and, after the pass, the task waits again, or is rejected if nothing could take
+    /// it), and the
     /// task's claims must not collide with a running task's (a colliding task's grant
     /// is given back and it waits behind the holder, [`State::block`]). Grants that
     /// giving back makes are served in the same pass.
@@ -1326,6 +1327,7 @@ impl Coordinator {
             (g, key)
         };
         let mut assigned = Vec::new();
+        let mut refused = Vec::new();
         let mut queue: VecDeque<(Grant, Option<RequestId>)> = unblocked
             .into_iter()
             .map(|(g, key)| (g, Some(key)))
@@ -1374,21 +1376,10 @@ impl Coordinator {
                 if let Ok(more) = s.ledger.release(g.allocation, now) {
                     queue.extend(more.into_iter().map(from_ledger));
                 }
-                // Wait again, unless nothing could ever take it.
-                let task_id = w.task.id();
-                match queue_or_reject(
-                    s,
-                    w.task,
-                    w.explanation,
-                    Vec::new(),
-                    w.group.as_deref(),
-                    now,
-                ) {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(task.id = %task_id, error = %e, "could not requeue task")
-                    }
-                }
+                // It waits again after this pass, not now: queued now, the capacity
+                // another refused task gives back could grant it again in this same
+                // pass, and two such tasks would hand it back and forth for ever.
+                refused.push(w);
                 continue;
             }
             // Its claims, exactly as a direct assignment's; but a collision blocks it
@@ -1442,6 +1433,16 @@ impl Coordinator {
                 assignment: shared,
             });
             assigned.push(assignment);
+        }
+        // Wait again, unless nothing could ever take it.
+        for w in refused {
+            let task_id = w.task.id();
+            let group = w.group;
+            if let Err(e) =
+                queue_or_reject(s, w.task, w.explanation, Vec::new(), group.as_deref(), now)
+            {
+                tracing::warn!(task.id = %task_id, error = %e, "could not requeue task");
+            }
         }
         assigned
     }

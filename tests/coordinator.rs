@@ -1061,3 +1061,56 @@ fn a_blocked_task_can_be_cancelled() {
         "{events:?}"
     );
 }
+
+/// Regression: two queued tasks that the policies refuse on the agent the ledger
+/// grants them (here the 95% utilization cap, which the ledger does not know) handed
+/// the same capacity back and forth for ever: each refusal gave the grant back, the
+/// release granted it to the other, and the refused task was queued again at once,
+/// to be granted by the other's refusal. A refused task now waits again only after
+/// the pass.
+#[test]
+fn tasks_refused_on_their_grants_do_not_hand_them_back_and_forth() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=4").with_max_tasks(4))
+        .unwrap();
+    assert!(
+        c.assign(task(1, "a", "ops", "cpu=1"))
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    assert!(
+        c.assign(task(2, "b", "ops", "cpu=2"))
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    for id in [3, 4] {
+        let out = c.assign(task(id, "c", "ops", "cpu=3")).unwrap();
+        assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
+    }
+    c.drain_events();
+    // 1 + 3 of 4 cores fits the ledger but not the cap: both are refused, once each.
+    assert!(c.complete(TaskId::new(2), true, None).unwrap().is_empty());
+    let events = c.drain_events();
+    let refused: Vec<TaskId> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PolicyRefused { refusal, .. } => Some(refusal.task),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, [TaskId::new(3), TaskId::new(4)]);
+    assert_eq!(c.assignments().len(), 1);
+    c.with_ledger(|l| assert_eq!(l.len(), 1));
+    // Neither is lost: each waits again or is rejected, with an event.
+    for id in [3, 4] {
+        let id = TaskId::new(id);
+        let waits = c.waiting().iter().any(|w| w.task.id() == id);
+        let rejected = events
+            .iter()
+            .any(|e| matches!(e, Event::TaskRejected { task, .. } if *task == id));
+        assert!(waits != rejected, "{id}: {events:?}");
+    }
+}
