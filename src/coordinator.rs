@@ -432,6 +432,54 @@ struct State {
     blocked: BTreeMap<TaskId, BTreeSet<RequestId>>,
 }
 
+/// `found`, the conflicts one task's claims made, ordered by holder, then the names
+/// and modes, and numbered in that order with the ids the detector issued for them.
+///
+/// The detector reports them in an order that depends on its history (names claimed
+/// by tasks long finished, the order claims were taken), which a restore does not
+/// reproduce; this order depends only on the claims held, so a restored coordinator
+/// numbers the same conflicts the same way.
+fn canonical(mut found: Vec<Conflict>) -> Vec<Conflict> {
+    // The detector reports conflicts in the order it numbers them (consecutively,
+    // wrapping past `u64::MAX`).
+    let Some(first) = found.first().map(|c| c.id().get()) else {
+        return found;
+    };
+    found.sort_by(|a, b| {
+        let key = |c: &Conflict| {
+            let holder = c.parties().first();
+            (
+                holder.and_then(Party::task_id),
+                holder.and_then(Party::mode),
+                c.resources().to_vec(),
+                c.parties().get(1).and_then(Party::mode),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut next = first;
+    found
+        .into_iter()
+        .map(|c| {
+            let id = ConflictId::new(next);
+            next = next.wrapping_add(1);
+            if c.id() == id {
+                return c;
+            }
+            // Every field of a `Conflict` but its id, as it was.
+            let mut renumbered =
+                Conflict::new(id, c.kind(), c.detected_at()).with_description(c.description());
+            for party in c.parties() {
+                renumbered = renumbered.with_party(*party);
+            }
+            for resource in c.resources() {
+                renumbered = renumbered.with_resource(resource.clone());
+            }
+            renumbered
+        })
+        .collect()
+}
+
 /// What [`State::hold_claims`] found.
 #[derive(Debug)]
 enum Hold {
@@ -512,7 +560,7 @@ impl State {
         }
         if !found.is_empty() {
             self.unhold(owner, claims, &found);
-            return Ok(Hold::Collides(found));
+            return Ok(Hold::Collides(canonical(found)));
         }
         self.claims.insert(task.id(), (agent, claims.to_vec()));
         Ok(Hold::Held)

@@ -1114,3 +1114,31 @@ fn tasks_refused_on_their_grants_do_not_hand_them_back_and_forth() {
         assert!(waits != rejected, "{id}: {events:?}");
     }
 }
+
+/// Regression: the detector reports a newcomer's conflicts in an order that depends on
+/// its history (names claimed by tasks long finished, the order claims were taken),
+/// which a restore does not reproduce: the restored coordinator numbered the same
+/// conflicts differently. They are now ordered by holder and names, and numbered in
+/// that order.
+#[test]
+fn a_restore_numbers_a_newcomers_conflicts_as_before() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
+        .unwrap();
+    // `repo/a` is claimed first, by a task that is gone by the snapshot.
+    c.assign(sharing(1, concord::Claim::shared("repo/a")))
+        .unwrap();
+    c.complete(TaskId::new(1), true, None).unwrap();
+    c.assign(sharing(2, concord::Claim::shared("repo/b")))
+        .unwrap();
+    c.assign(sharing(3, concord::Claim::shared("repo/a")))
+        .unwrap();
+    c.drain_events();
+    let r = restored(&clock, &serde_json::to_string(&c.snapshot()).unwrap());
+    let newcomer = || sharing(4, concord::Claim::exclusive("repo"));
+    let (got, want) = (r.assign(newcomer()).unwrap(), c.assign(newcomer()).unwrap());
+    assert_eq!(got, want);
+    assert!(matches!(&got, AssignOutcome::Conflicted { conflicts, .. } if conflicts.len() == 2));
+    assert_eq!(r.drain_events(), c.drain_events());
+}
