@@ -9,6 +9,14 @@
 //! served now for lack of resources or free slots waits in the ledger's fair queue and
 //! is assigned when capacity comes back.
 //!
+//! A task's claims (files, ports, environments) are checked the same way however it
+//! starts. Assigned directly, a task whose exclusive claims collide with a running
+//! task's is not assigned: the conflict is opened and escalated
+//! ([`AssignOutcome::Conflicted`]). Served from the queue, it is not started either,
+//! but no conflict is opened: its grant is given back and it waits behind the
+//! holder ([`Event::TaskBlocked`], [`WaitingTask::behind`]), queued again when the
+//! holder finishes (the "serialize" strategy: the loser waits behind the winner).
+//!
 //! The coordinator is `Send + Sync`: its state sits behind one `parking_lot` mutex
 //! that is never held across an `.await` (no method here awaits), so many tasks of a
 //! host's runtime can call it at once. Every state change is an [`Event`], kept in
@@ -17,7 +25,7 @@
 //! after a crash, open conflicts and their deadlines included. This module sits at
 //! the top of the crate: nothing imports it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -127,7 +135,9 @@ pub enum AssignOutcome {
     /// Assigned now.
     Assigned(Arc<Assignment>),
     /// Waiting in the ledger's queue for resources or a free slot; assigned when they
-    /// come back (see [`Event::TaskAssigned`]).
+    /// come back (see [`Event::TaskAssigned`]). If by then its claims collide with a
+    /// running task's, it goes on waiting behind that task instead
+    /// ([`Event::TaskBlocked`]).
     Queued {
         /// The task.
         task: TaskId,
@@ -233,6 +243,25 @@ pub enum Event {
         /// Why it could not be assigned now.
         explanation: Explanation,
     },
+    /// A waiting task was granted resources, but its claims collide with those of a
+    /// running task, so it was not started: the grant is given back and it waits
+    /// behind that task ([`WaitingTask::behind`]), to be queued again when the holder
+    /// finishes. No conflict is opened (the queue serializes the two), and a task
+    /// blocks at most once per holder.
+    TaskBlocked {
+        /// Sequence number.
+        seq: u64,
+        /// When.
+        at: Timestamp,
+        /// The task.
+        task: TaskId,
+        /// Its key among the waiting tasks: the request it was granted on.
+        request: RequestId,
+        /// The running task holding the contested claim.
+        behind: TaskId,
+        /// The contested names: the holder's claim, then the task's.
+        resources: Vec<String>,
+    },
     /// A task could not be assigned.
     TaskRejected {
         /// Sequence number.
@@ -317,6 +346,7 @@ impl Event {
             | Event::ModeChanged { seq, .. }
             | Event::TaskAssigned { seq, .. }
             | Event::TaskQueued { seq, .. }
+            | Event::TaskBlocked { seq, .. }
             | Event::TaskRejected { seq, .. }
             | Event::PolicyRefused { seq, .. }
             | Event::TaskCompleted { seq, .. }
@@ -338,6 +368,11 @@ pub struct WaitingTask {
     pub group: Option<String>,
     /// Why it waits.
     pub explanation: Explanation,
+    /// The running task whose claim it waits for, if it waits behind a claim rather
+    /// than in the ledger's queue: it was granted resources, its claims collided with
+    /// that task's, and it is queued again when that task finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<TaskId>,
 }
 
 /// Everything a [`Coordinator`] holds, as serde data (the predictor, analyzer, assigner
@@ -359,7 +394,8 @@ pub struct CoordinatorSnapshot {
     pub affinity: AffinityTable,
     /// Tasks running now, by task id.
     pub assignments: BTreeMap<TaskId, Assignment>,
-    /// Tasks waiting, by request id.
+    /// Tasks waiting, by request id: in the ledger's queue, or behind a running task's
+    /// claim ([`WaitingTask::behind`], keyed by the request it was last granted on).
     pub waiting: BTreeMap<RequestId, WaitingTask>,
     /// The next event sequence number.
     pub next_seq: u64,
@@ -391,6 +427,67 @@ struct State {
     /// The task holding the resource of each open conflict: its end resolves it.
     /// Not in the snapshot: restore derives it from the open conflicts' first parties.
     holders: BTreeMap<ConflictId, TaskId>,
+    /// The waiting tasks (their keys in `waiting`) blocked behind each running task's
+    /// claims. Not in the snapshot: restore derives it from `WaitingTask::behind`.
+    blocked: BTreeMap<TaskId, BTreeSet<RequestId>>,
+}
+
+/// `found`, the conflicts one task's claims made, ordered by holder, then the names
+/// and modes, and numbered in that order with the ids the detector issued for them.
+///
+/// The detector reports them in an order that depends on its history (names claimed
+/// by tasks long finished, the order claims were taken), which a restore does not
+/// reproduce; this order depends only on the claims held, so a restored coordinator
+/// numbers the same conflicts the same way.
+fn canonical(mut found: Vec<Conflict>) -> Vec<Conflict> {
+    // The detector reports conflicts in the order it numbers them (consecutively,
+    // wrapping past `u64::MAX`).
+    let Some(first) = found.first().map(|c| c.id().get()) else {
+        return found;
+    };
+    found.sort_by(|a, b| {
+        let key = |c: &Conflict| {
+            let holder = c.parties().first();
+            (
+                holder.and_then(Party::task_id),
+                holder.and_then(Party::mode),
+                c.resources().to_vec(),
+                c.parties().get(1).and_then(Party::mode),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut next = first;
+    found
+        .into_iter()
+        .map(|c| {
+            let id = ConflictId::new(next);
+            next = next.wrapping_add(1);
+            if c.id() == id {
+                return c;
+            }
+            // Every field of a `Conflict` but its id, as it was.
+            let mut renumbered =
+                Conflict::new(id, c.kind(), c.detected_at()).with_description(c.description());
+            for party in c.parties() {
+                renumbered = renumbered.with_party(*party);
+            }
+            for resource in c.resources() {
+                renumbered = renumbered.with_resource(resource.clone());
+            }
+            renumbered
+        })
+        .collect()
+}
+
+/// What [`State::hold_claims`] found.
+#[derive(Debug)]
+enum Hold {
+    /// The task's claims (if it has any) are held for it.
+    Held,
+    /// They collide with claims of running tasks, the holder first in each conflict:
+    /// nothing is held.
+    Collides(Vec<Conflict>),
 }
 
 impl State {
@@ -425,14 +522,81 @@ impl State {
         }
     }
 
-    /// Releases a finished or withdrawn task's claims and resolves the conflicts it
-    /// held a resource in.
-    fn release_claims(&mut self, task: TaskId, now: Timestamp) {
+    /// Checks `task`'s claims against the claims running tasks hold and, if none
+    /// collides, holds them for `task` on `agent` (in the detector and in `claims`).
+    /// The one claim check a task goes through before it starts: [`commit`] (direct
+    /// assignment) and [`Coordinator::serve`] (from the queue) differ only in what they
+    /// do with a collision.
+    ///
+    /// On a collision or an error nothing is held and the detector is exactly as
+    /// before, down to the conflict ids it issues next: a caller that opens the
+    /// collisions as conflicts takes their ids with
+    /// [`set_next_conflict_id`](Self::set_next_conflict_id).
+    ///
+    /// # Errors
+    /// The detector's refusal of a claim ([`ConflictError::EmptyClaim`],
+    /// [`ConflictError::Full`]).
+    fn hold_claims(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        now: Timestamp,
+    ) -> Result<Hold, ConflictError> {
+        let claims = task.requirements().claims();
+        if claims.is_empty() {
+            return Ok(Hold::Held);
+        }
+        let owner = ClaimOwner::new(task.id(), agent);
+        let priority = task.requirements().priority();
+        let mut found = Vec::new();
+        for (i, c) in claims.iter().enumerate() {
+            if let Err(e) = self
+                .detector
+                .add_claim_into(owner, c, priority, now, &mut found)
+            {
+                self.unhold(owner, &claims[..i], &found);
+                return Err(e);
+            }
+        }
+        if !found.is_empty() {
+            self.unhold(owner, claims, &found);
+            return Ok(Hold::Collides(canonical(found)));
+        }
+        self.claims.insert(task.id(), (agent, claims.to_vec()));
+        Ok(Hold::Held)
+    }
+
+    /// Undoes part of [`hold_claims`](Self::hold_claims): gives up `added` and takes
+    /// back the ids of the conflicts `found` (issued in order, so from the first on).
+    fn unhold(&mut self, owner: ClaimOwner, added: &[Claim], found: &[Conflict]) {
+        for c in added {
+            let _ = self.detector.remove_claim(owner, c);
+        }
+        if let Some(first) = found.first() {
+            self.set_next_conflict_id(first.id().get());
+        }
+    }
+
+    /// Makes the detector issue conflict ids from `next` on.
+    fn set_next_conflict_id(&mut self, next: u64) {
+        self.detector = std::mem::take(&mut self.detector).with_first_id(next);
+    }
+
+    /// Gives up the claims a task holds, without resolving anything: the undo of a
+    /// successful [`hold_claims`](Self::hold_claims) when the task does not start after
+    /// all.
+    fn drop_claims(&mut self, task: TaskId) {
         if let Some((agent, claims)) = self.claims.remove(&task) {
             for c in &claims {
                 let _ = self.detector.remove_claim(ClaimOwner::new(task, agent), c);
             }
         }
+    }
+
+    /// Releases a finished or withdrawn task's claims and resolves the conflicts it
+    /// held a resource in.
+    fn release_claims(&mut self, task: TaskId, now: Timestamp) {
+        self.drop_claims(task);
         let held: Vec<ConflictId> = self
             .holders
             .iter()
@@ -453,6 +617,73 @@ impl State {
                 self.escalate(actions, now);
             }
         }
+    }
+
+    /// Sets a waiting task (`key` in `waiting`), whose grant collided, to wait behind
+    /// the running task holding the first contested claim.
+    fn block(&mut self, key: RequestId, mut w: WaitingTask, found: &[Conflict], now: Timestamp) {
+        // The held claim is each conflict's first party; a detector's parties are
+        // always tasks.
+        let Some((holder, resources)) = found.iter().find_map(|c| {
+            let holder = c.parties().first().and_then(Party::task_id)?;
+            Some((holder, c.resources().to_vec()))
+        }) else {
+            tracing::warn!(task.id = %w.task.id(), "collision without a holder; task rejected");
+            push_rejected(self, w.task.id(), w.explanation, now);
+            return;
+        };
+        let task = w.task.id();
+        tracing::debug!(task.id = %task, holder.id = %holder, "claims collide; task waits behind the holder");
+        w.behind = Some(holder);
+        self.waiting.insert(key, w);
+        self.blocked.entry(holder).or_default().insert(key);
+        self.push(|seq| Event::TaskBlocked {
+            seq,
+            at: now,
+            task,
+            request: key,
+            behind: holder,
+            resources,
+        });
+    }
+
+    /// Queues again, in request order, the tasks waiting behind `holder`'s claims
+    /// (it finished). Returns the grants the ledger made at once, each with the key of
+    /// its waiting task, for [`Coordinator::serve`]; a task no agent could take now or
+    /// later is rejected.
+    fn unblock(&mut self, holder: TaskId, now: Timestamp) -> Vec<(Grant, RequestId)> {
+        let mut granted = Vec::new();
+        for key in self.blocked.remove(&holder).unwrap_or_default() {
+            let Some(mut w) = self.waiting.remove(&key) else {
+                continue;
+            };
+            w.behind = None;
+            let (id, eligible) = (w.task.id(), self.mode.admits_new_assignments());
+            match request_place(self, &w.task, eligible, now) {
+                Ok(Some(RequestOutcome::Queued(request))) => {
+                    tracing::debug!(task.id = %id, request.id = %request, "task queued again");
+                    let explanation = w.explanation.clone();
+                    self.push(|seq| Event::TaskQueued {
+                        seq,
+                        at: now,
+                        task: id,
+                        request,
+                        explanation,
+                    });
+                    self.waiting.insert(request, w);
+                }
+                Ok(Some(RequestOutcome::Granted(g))) => {
+                    self.waiting.insert(key, w);
+                    granted.push((g, key));
+                }
+                Ok(None) => push_rejected(self, id, w.explanation, now),
+                Err(e) => {
+                    tracing::warn!(task.id = %id, error = %e, "could not queue task again");
+                    push_rejected(self, id, w.explanation, now);
+                }
+            }
+        }
+        granted
     }
 
     fn knows(&self, task: TaskId) -> bool {
@@ -554,6 +785,7 @@ impl CoordinatorBuilder {
             conflicts,
             claims: BTreeMap::new(),
             holders: BTreeMap::new(),
+            blocked: BTreeMap::new(),
         };
         Coordinator {
             clock: self.clock,
@@ -569,13 +801,15 @@ impl CoordinatorBuilder {
     ///
     /// Open conflicts carry on: they escalate on [`Coordinator::tick`] when they would
     /// have without the restart, and the completion of the task holding the contested
-    /// resource resolves them. Running tasks hold their claims again, and new conflicts
-    /// get ids past every restored one.
+    /// resource resolves them. Running tasks hold their claims again, tasks blocked
+    /// behind them wait for them again, and new conflicts get ids past every restored
+    /// one.
     ///
     /// # Errors
     /// [`CoordinatorError::CorruptSnapshot`] if it is of another version or its parts
     /// do not agree (an assignment the registry or ledger does not know, an open
-    /// conflict held by a task that is not running, no conflict id left); the
+    /// conflict held by a task that is not running, a task blocked behind a task that
+    /// is not running, no conflict id left); the
     /// registry's, ledger's and conflict manager's own checks as theirs.
     pub fn restore(self, snapshot: CoordinatorSnapshot) -> Result<Coordinator, CoordinatorError> {
         let corrupt = |reason: String| CoordinatorError::CorruptSnapshot { reason };
@@ -623,6 +857,20 @@ impl CoordinatorBuilder {
             return Err(corrupt(format!(
                 "open {id} is held by {task}, which is not running"
             )));
+        }
+        // A task blocked behind a claim is queued again when its holder finishes, so
+        // the holder must be running.
+        let mut blocked: BTreeMap<TaskId, BTreeSet<RequestId>> = BTreeMap::new();
+        for (request, w) in &snapshot.waiting {
+            if let Some(holder) = w.behind {
+                if !snapshot.assignments.contains_key(&holder) {
+                    return Err(corrupt(format!(
+                        "waiting {} is blocked behind {holder}, which is not running",
+                        w.task.id()
+                    )));
+                }
+                blocked.entry(holder).or_default().insert(*request);
+            }
         }
         let first_id = last_id.checked_add(1).ok_or_else(|| {
             corrupt(format!(
@@ -681,6 +929,7 @@ impl CoordinatorBuilder {
             s.holders = holders;
             s.detector = detector;
             s.claims = claims;
+            s.blocked = blocked;
         }
         Ok(coordinator)
     }
@@ -1014,9 +1263,10 @@ impl Coordinator {
         Ok(outcomes)
     }
 
-    /// Records that `task` finished: frees its slot and resources (serving waiting tasks
-    /// with them), teaches the predictor what it used, and remembers for affinity how
-    /// it went. Returns the waiting tasks that were assigned with what it freed.
+    /// Records that `task` finished: frees its slot, resources and claims (serving
+    /// waiting tasks with them, and queueing again the tasks that waited behind its
+    /// claims), teaches the predictor what it used, and remembers for affinity how it
+    /// went. Returns the waiting tasks that were assigned with what it freed.
     ///
     /// # Errors
     /// [`CoordinatorError::UnknownTask`] if it is not assigned; nothing changes.
@@ -1041,6 +1291,7 @@ impl Coordinator {
         };
         let _ = s.registry.task_finished(a.agent, now);
         s.release_claims(task, now);
+        let unblocked = s.unblock(task, now);
         s.affinity.record(a.task.kind(), a.agent, success);
         if let Some(usage) = usage {
             let observation = crate::resource::Observation::new(usage, now);
@@ -1054,23 +1305,36 @@ impl Coordinator {
             agent: a.agent,
             success,
         });
-        Ok(self.serve(&mut s, grants, now))
+        Ok(self.serve(&mut s, grants, unblocked, now))
     }
 
-    /// Withdraws a waiting task.
+    /// Withdraws a waiting task (queued, or blocked behind a claim).
     ///
     /// # Errors
     /// [`CoordinatorError::UnknownTask`] if it is not waiting.
     pub fn cancel(&self, task: TaskId) -> Result<Task, CoordinatorError> {
         let now = self.now();
         let mut s = self.state.lock();
-        let request = s
+        let (request, behind) = s
             .waiting
             .iter()
             .find(|(_, w)| w.task.id() == task)
-            .map(|(r, _)| *r)
+            .map(|(r, w)| (*r, w.behind))
             .ok_or(CoordinatorError::UnknownTask { task })?;
-        s.ledger.cancel(request)?;
+        match behind {
+            // Blocked behind a claim: not in the ledger's queue.
+            Some(holder) => {
+                if let Some(keys) = s.blocked.get_mut(&holder) {
+                    keys.remove(&request);
+                    if keys.is_empty() {
+                        s.blocked.remove(&holder);
+                    }
+                }
+            }
+            None => {
+                s.ledger.cancel(request)?;
+            }
+        }
         let w = s
             .waiting
             .remove(&request)
@@ -1088,20 +1352,41 @@ impl Coordinator {
         s.escalate(actions, now);
         let mut grants = s.ledger.expire(now).grants;
         grants.extend(s.ledger.drain(now));
-        self.serve(&mut s, grants, now)
+        self.serve(&mut s, grants, Vec::new(), now)
     }
 
-    /// Turns ledger grants for waiting tasks into assignments, after the policies
-    /// agree; a grant the policies refuse is given back and the task waits again.
-    fn serve(&self, s: &mut State, grants: Vec<Grant>, now: Timestamp) -> Vec<Arc<Assignment>> {
+    /// Turns grants for waiting tasks into assignments, in the order granted (the
+    /// ledger's queue order; `unblocked`, the tasks that waited behind a finished
+    /// task's claims, first): the policies must agree (a refused grant is given back
+    /// and, after the pass, the task waits again, or is rejected if nothing could take
+    /// it), and the
+    /// task's claims must not collide with a running task's (a colliding task's grant
+    /// is given back and it waits behind the holder, [`State::block`]). Grants that
+    /// giving back makes are served in the same pass.
+    fn serve(
+        &self,
+        s: &mut State,
+        grants: Vec<Grant>,
+        unblocked: Vec<(Grant, RequestId)>,
+        now: Timestamp,
+    ) -> Vec<Arc<Assignment>> {
+        let from_ledger = |g: Grant| {
+            let key = g.request;
+            (g, key)
+        };
         let mut assigned = Vec::new();
-        let mut queue = grants;
-        while let Some(g) = queue.pop() {
-            let Some(request) = g.request else { continue };
-            let Some(w) = s.waiting.remove(&request) else {
+        let mut refused = Vec::new();
+        let mut queue: VecDeque<(Grant, Option<RequestId>)> = unblocked
+            .into_iter()
+            .map(|(g, key)| (g, Some(key)))
+            .chain(grants.into_iter().map(from_ledger))
+            .collect();
+        while let Some((g, key)) = queue.pop_front() {
+            let Some(key) = key else { continue };
+            let Some(w) = s.waiting.remove(&key) else {
                 // Not ours: give it back.
                 if let Ok(more) = s.ledger.release(g.allocation, now) {
-                    queue.extend(more);
+                    queue.extend(more.into_iter().map(from_ledger));
                 }
                 continue;
             };
@@ -1114,13 +1399,18 @@ impl Coordinator {
                 p
             };
             // The grant already holds the resources: check policies against the
-            // ledger as it was before it, by counting it as released.
+            // ledger as it was before it, by counting what it holds as released (no
+            // copy of the ledger: O(kinds of resource) per grant).
             let violations = {
-                let mut ledger = s.ledger.clone();
-                let _ = ledger.release(g.allocation, now);
-                let ctx = PolicyContext::new(&s.registry, &ledger)
+                let held = s
+                    .ledger
+                    .allocation(g.allocation)
+                    .map(|a| a.resources)
+                    .unwrap_or_default();
+                let ctx = PolicyContext::new(&s.registry, &s.ledger)
                     .with_mode(s.mode)
                     .with_duties(&s.duties)
+                    .with_released(g.agent, &held)
                     .with_now(now);
                 self.policies.validate(&proposal, &ctx)
             };
@@ -1132,22 +1422,30 @@ impl Coordinator {
                     refusal,
                 });
                 if let Ok(more) = s.ledger.release(g.allocation, now) {
-                    queue.extend(more);
+                    queue.extend(more.into_iter().map(from_ledger));
                 }
-                // Wait again, unless nothing could ever take it.
-                let task_id = w.task.id();
-                match queue_or_reject(
-                    s,
-                    w.task,
-                    w.explanation,
-                    Vec::new(),
-                    w.group.as_deref(),
-                    now,
-                ) {
-                    Ok(_) => {}
+                // It waits again after this pass, not now: queued now, the capacity
+                // another refused task gives back could grant it again in this same
+                // pass, and two such tasks would hand it back and forth for ever.
+                refused.push(w);
+                continue;
+            }
+            // Its claims, exactly as a direct assignment's; but a collision blocks it
+            // behind the holder instead of opening a conflict.
+            let hold = s.hold_claims(&w.task, g.agent, now);
+            if !matches!(hold, Ok(Hold::Held)) {
+                if let Ok(more) = s.ledger.release(g.allocation, now) {
+                    queue.extend(more.into_iter().map(from_ledger));
+                }
+                match hold {
+                    Ok(Hold::Collides(found)) => s.block(key, w, &found, now),
                     Err(e) => {
-                        tracing::warn!(task.id = %task_id, error = %e, "could not requeue task")
+                        // A claim the detector refuses (it names nothing): no agent
+                        // can ever run the task.
+                        tracing::warn!(task.id = %w.task.id(), error = %e, "task's claims refused");
+                        push_rejected(s, w.task.id(), w.explanation, now);
                     }
+                    Ok(Hold::Held) => {}
                 }
                 continue;
             }
@@ -1184,6 +1482,16 @@ impl Coordinator {
             });
             assigned.push(assignment);
         }
+        // Wait again, unless nothing could ever take it.
+        for w in refused {
+            let task_id = w.task.id();
+            let group = w.group;
+            if let Err(e) =
+                queue_or_reject(s, w.task, w.explanation, Vec::new(), group.as_deref(), now)
+            {
+                tracing::warn!(task.id = %task_id, error = %e, "could not requeue task");
+            }
+        }
         assigned
     }
 
@@ -1192,7 +1500,9 @@ impl Coordinator {
         self.state.lock().assignments.values().cloned().collect()
     }
 
-    /// The tasks waiting, in request order.
+    /// The tasks waiting, in request order: in the ledger's queue, or blocked behind a
+    /// running task's claim ([`WaitingTask::behind`]; in the order of the request it
+    /// was last granted on).
     pub fn waiting(&self) -> Vec<WaitingTask> {
         self.state.lock().waiting.values().cloned().collect()
     }
@@ -1235,8 +1545,9 @@ impl Coordinator {
     }
 }
 
-/// Books a placement: allocation (resources plus one slot), registry slot, duty log,
-/// event.
+/// Books a placement: claims, allocation (resources plus one slot), registry slot,
+/// duty log, event. All or nothing: every step that can fail is checked before the
+/// first change, or undone, so an error leaves the state as it was.
 fn commit(
     s: &mut State,
     task: Task,
@@ -1248,69 +1559,33 @@ fn commit(
     // Exclusive claims (files, ports, environments) are checked before anything is
     // allocated: a task whose claims collide is not assigned, and the conflicts go
     // through the manager.
-    let claims = task.requirements().claims().to_vec();
-    if !claims.is_empty() {
-        let owner = ClaimOwner::new(task.id(), p.agent);
-        let priority = task.requirements().priority();
-        let mut found = Vec::new();
-        let mut added = Vec::new();
-        for c in &claims {
-            match s
-                .detector
-                .add_claim_into(owner, c, priority, now, &mut found)
-            {
-                Ok(()) => added.push(c.clone()),
-                Err(e) => {
-                    for a in &added {
-                        let _ = s.detector.remove_claim(owner, a);
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-        if !found.is_empty() {
-            for a in &added {
-                let _ = s.detector.remove_claim(owner, a);
-            }
-            let mut ids = Vec::new();
-            for conflict in found {
-                let id = conflict.id();
-                // The claim already held is the first party: its task's end resolves it.
-                let holder = conflict.parties().first().and_then(|party| party.task_id());
-                let opened = s.conflicts.open(conflict.clone(), now)?;
-                if let Some(holder) = holder {
-                    s.holders.insert(id, holder);
-                }
-                tracing::info!(task.id = %task.id(), conflict.id = %id, "claims collide");
-                let assessment = opened.assessment.clone();
-                s.push(|seq| Event::ConflictDetected {
-                    seq,
-                    at: now,
-                    conflict: Box::new(conflict),
-                    assessment,
-                });
-                s.escalate(opened.actions, now);
-                ids.push(id);
-            }
-            return Ok(AssignOutcome::Conflicted {
-                task: task.id(),
-                conflicts: ids,
-            });
-        }
+    if let Hold::Collides(found) = s.hold_claims(&task, p.agent, now)? {
+        return open_conflicts(s, task.id(), found, now);
+    }
+    // From here the claims are held: drop them again on any error.
+    if let Err(e) = startable(&s.registry, p.agent) {
+        s.drop_claims(task.id());
+        return Err(e.into());
     }
     let resources = task.requirements().resources().clone();
     let needs = resources.clone().with(&slots_name(), 1);
     let request = AllocationRequest::new(p.agent, needs)
         .with_task(task.id())
         .with_priority(task.requirements().priority());
-    let grant = s.ledger.try_allocate(&request, now)?;
+    let grant = match s.ledger.try_allocate(&request, now) {
+        Ok(g) => g,
+        Err(e) => {
+            s.drop_claims(task.id());
+            return Err(e.into());
+        }
+    };
     if let Err(e) = s.registry.task_started(p.agent, now) {
+        // Ruled out by `startable`. Releasing also serves the ledger's queue, whose
+        // grants nobody would take up here: that is why the registry is asked first.
+        tracing::error!(agent.id = %p.agent, error = %e, "agent refused a task it could start");
         let _ = s.ledger.release(grant.allocation, now);
-        s.release_claims(task.id(), now);
+        s.drop_claims(task.id());
         return Err(e.into());
-    }
-    if !claims.is_empty() {
-        s.claims.insert(task.id(), (p.agent, claims));
     }
     let assignment = Assignment {
         agent: p.agent,
@@ -1337,6 +1612,89 @@ fn commit(
     Ok(AssignOutcome::Assigned(assignment))
 }
 
+/// Why [`AgentRegistry::task_started`] would refuse `agent` a task, asked before the
+/// ledger allocates (the same checks, read-only).
+fn startable(registry: &AgentRegistry, agent: AgentId) -> Result<(), RegistryError> {
+    let view = registry
+        .get(agent)
+        .ok_or(RegistryError::UnknownAgent { agent })?;
+    if view.status() != AgentStatus::Available {
+        return Err(RegistryError::NotAvailable {
+            agent,
+            status: view.status(),
+        });
+    }
+    if view.running() >= view.max_tasks() {
+        return Err(RegistryError::NoFreeSlot {
+            agent,
+            running: view.running(),
+            max_tasks: view.max_tasks(),
+        });
+    }
+    Ok(())
+}
+
+/// Opens the conflicts a directly assigned task's claims collide in (each held by the
+/// task named first in it, whose end resolves it), all of them or none.
+///
+/// # Errors
+/// [`ConflictError::DuplicateConflict`] if the manager already knows one of their ids
+/// (a restored manager whose ids the detector's wrap-around at `u64::MAX` comes back
+/// to); then nothing changes.
+fn open_conflicts(
+    s: &mut State,
+    task: TaskId,
+    found: Vec<Conflict>,
+    now: Timestamp,
+) -> Result<AssignOutcome, CoordinatorError> {
+    // `ConflictManager::open` refuses only an id it knows. Every id is checked before
+    // the first is opened, so that a refusal cannot leave some conflicts open, their
+    // events made and their holders recorded: below this check nothing fails.
+    let mut ids = Vec::with_capacity(found.len());
+    for conflict in &found {
+        let id = conflict.id();
+        if s.conflicts.conflict(id).is_some() || ids.contains(&id) {
+            return Err(ConflictError::DuplicateConflict { id }.into());
+        }
+        ids.push(id);
+    }
+    if let Some(last) = ids.last() {
+        // `hold_claims` took the ids back; they are used now.
+        s.set_next_conflict_id(last.get().wrapping_add(1));
+    }
+    let mut opened_ids = Vec::with_capacity(ids.len());
+    for conflict in found {
+        let id = conflict.id();
+        // The claim already held is the first party: its task's end resolves it.
+        let holder = conflict.parties().first().and_then(|party| party.task_id());
+        let opened = match s.conflicts.open(conflict.clone(), now) {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Unreachable: the ids were checked above.
+                tracing::error!(conflict.id = %id, error = %e, "conflict manager refused a checked id");
+                continue;
+            }
+        };
+        if let Some(holder) = holder {
+            s.holders.insert(id, holder);
+        }
+        tracing::info!(task.id = %task, conflict.id = %id, "claims collide");
+        let assessment = opened.assessment.clone();
+        s.push(|seq| Event::ConflictDetected {
+            seq,
+            at: now,
+            conflict: Box::new(conflict),
+            assessment,
+        });
+        s.escalate(opened.actions, now);
+        opened_ids.push(id);
+    }
+    Ok(AssignOutcome::Conflicted {
+        task,
+        conflicts: opened_ids,
+    })
+}
+
 fn record_duty(s: &mut State, a: &Assignment) {
     if let Some(group) = &a.group {
         s.duties.record(group, a.task.kind(), a.agent);
@@ -1355,7 +1713,64 @@ fn queue_or_reject(
     now: Timestamp,
 ) -> Result<AssignOutcome, CoordinatorError> {
     let id = task.id();
-    let candidates: Vec<AgentId> = if s.mode.admits_new_assignments() && refusals.is_empty() {
+    let eligible = s.mode.admits_new_assignments() && refusals.is_empty();
+    match request_place(s, &task, eligible, now)? {
+        Some(RequestOutcome::Queued(request)) => {
+            tracing::debug!(task.id = %id, request.id = %request, "task queued");
+            let e = explanation.clone();
+            s.push(|seq| Event::TaskQueued {
+                seq,
+                at: now,
+                task: id,
+                request,
+                explanation: e,
+            });
+            s.waiting.insert(
+                request,
+                WaitingTask {
+                    task,
+                    group: group.map(str::to_owned),
+                    explanation: explanation.clone(),
+                    behind: None,
+                },
+            );
+            return Ok(AssignOutcome::Queued {
+                task: id,
+                request,
+                explanation,
+            });
+        }
+        Some(RequestOutcome::Granted(g)) => {
+            // Capacity appeared between the plan and now (a candidate the filters
+            // had refused for slots or resources): give it back and report why
+            // the assigner refused.
+            let _ = s.ledger.release(g.allocation, now);
+        }
+        // No candidate could ever hold it: reject below.
+        None => {}
+    }
+    push_rejected(s, id, explanation.clone(), now);
+    Ok(AssignOutcome::Rejected {
+        task: id,
+        explanation,
+        refusals,
+    })
+}
+
+/// Asks the ledger for `task`'s resources and a slot on any agent that could take it
+/// now or later (it plays the roles, has the capabilities and is available or busy),
+/// if it is `eligible` at all: granted at once, or queued. `None` when no agent could
+/// ever hold it.
+///
+/// # Errors
+/// The ledger's refusal, but for [`LedgerError::ExceedsCapacity`] (that is `None`).
+fn request_place(
+    s: &mut State,
+    task: &Task,
+    eligible: bool,
+    now: Timestamp,
+) -> Result<Option<RequestOutcome>, LedgerError> {
+    let candidates: Vec<AgentId> = if eligible {
         s.registry
             .iter()
             .filter(|v| matches!(v.status(), AgentStatus::Available | AgentStatus::Busy))
@@ -1373,64 +1788,33 @@ fn queue_or_reject(
     } else {
         Vec::new()
     };
+    if candidates.is_empty() {
+        return Ok(None);
+    }
     let needs = task
         .requirements()
         .resources()
         .clone()
         .with(&slots_name(), 1);
     let request = AllocationRequest::any_of(candidates, needs)
-        .with_task(id)
+        .with_task(task.id())
         .with_priority(task.requirements().priority());
-    if !request.candidates().is_empty() {
-        match s.ledger.request(request, now) {
-            Ok(RequestOutcome::Queued(request)) => {
-                tracing::debug!(task.id = %id, request.id = %request, "task queued");
-                let e = explanation.clone();
-                s.push(|seq| Event::TaskQueued {
-                    seq,
-                    at: now,
-                    task: id,
-                    request,
-                    explanation: e,
-                });
-                s.waiting.insert(
-                    request,
-                    WaitingTask {
-                        task,
-                        group: group.map(str::to_owned),
-                        explanation: explanation.clone(),
-                    },
-                );
-                return Ok(AssignOutcome::Queued {
-                    task: id,
-                    request,
-                    explanation,
-                });
-            }
-            Ok(RequestOutcome::Granted(g)) => {
-                // Capacity appeared between the plan and now (a candidate the filters
-                // had refused for slots or resources): give it back and report why
-                // the assigner refused.
-                let _ = s.ledger.release(g.allocation, now);
-            }
-            // No candidate could ever hold it: reject below.
-            Err(LedgerError::ExceedsCapacity { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+    match s.ledger.request(request, now) {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(LedgerError::ExceedsCapacity { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
-    tracing::debug!(task.id = %id, why = %explanation, "task rejected");
-    let e = explanation.clone();
+}
+
+/// Records that a task was rejected.
+fn push_rejected(s: &mut State, task: TaskId, explanation: Explanation, now: Timestamp) {
+    tracing::debug!(task.id = %task, why = %explanation, "task rejected");
     s.push(|seq| Event::TaskRejected {
         seq,
         at: now,
-        task: id,
-        explanation: e,
-    });
-    Ok(AssignOutcome::Rejected {
-        task: id,
+        task,
         explanation,
-        refusals,
-    })
+    });
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use super::{DutyLog, Proposal};
 use crate::agent::{AgentRegistry, AgentView};
 use crate::clock::Timestamp;
 use crate::id::AgentId;
-use crate::resource::ResourceLedger;
+use crate::resource::{ResourceLedger, Resources};
 
 /// The mode the whole system is in: the seed's safe mode (section 2.2, "System-Wide
 /// Agent Failure": activate safe mode, stop new task assignments, recover, exit safe
@@ -78,7 +78,11 @@ static NO_DUTIES: DutyLog = DutyLog::new();
 /// - the proposals accepted earlier in the same batch (default none), which the
 ///   registry and ledger do not show yet: rules count them as if they had started;
 /// - the current time, if the caller gives it (no built-in rule needs it; host rules
-///   about time windows or deadlines do, and must not read a clock themselves).
+///   about time windows or deadlines do, and must not read a clock themselves);
+/// - resources the ledger shows as held that count as free (default none): a grant the
+///   ledger has already made for the very proposal being validated, as when the
+///   coordinator checks a queued task it has just been granted resources for. Rules
+///   read holdings through [`allocated`](Self::allocated), which takes them off.
 ///
 /// Cheap to copy. Validating a batch means accepting proposals one at a time and
 /// handing the accepted ones to the next call:
@@ -114,6 +118,7 @@ pub struct PolicyContext<'a> {
     duties: &'a DutyLog,
     pending: &'a [Proposal],
     now: Option<Timestamp>,
+    released: Option<(AgentId, &'a Resources)>,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -127,6 +132,7 @@ impl<'a> PolicyContext<'a> {
             duties: &NO_DUTIES,
             pending: &[],
             now: None,
+            released: None,
         }
     }
 
@@ -154,14 +160,70 @@ impl<'a> PolicyContext<'a> {
         self
     }
 
+    /// Counts `resources` that `agent` holds in the ledger as free: the check then sees
+    /// the ledger as it was before a grant it has already made for the proposal (the
+    /// coordinator validating a queued task it was just granted capacity for), without
+    /// copying or changing the ledger. [`allocated`](Self::allocated) takes them off;
+    /// [`ledger`](Self::ledger) still shows them held.
+    ///
+    /// ```
+    /// use concord::agent::{AgentProfile, AgentRegistry};
+    /// use concord::policy::{PolicyContext, PolicyEnforcerExt, PolicySet, Proposal};
+    /// use concord::{AgentId, AllocationRequest, ResourceLedger, Resources, TaskId, Timestamp};
+    ///
+    /// let (agent, now) = (AgentId::new(1), Timestamp::EPOCH);
+    /// let mut registry = AgentRegistry::new();
+    /// registry.register(AgentProfile::new(agent, "ops"), now)?;
+    /// let mut ledger = ResourceLedger::new();
+    /// ledger.add_agent(agent, &"cpu=1".parse()?)?;
+    /// let needs: Resources = "cpu=900m".parse()?;
+    /// // The ledger already granted the task its 90%.
+    /// let grant = ledger.try_allocate(&AllocationRequest::new(agent, needs.clone()), now)?;
+    /// let held = ledger.allocation(grant.allocation).expect("live").resources;
+    ///
+    /// let proposal = Proposal::new(TaskId::new(1), "build", agent).with_resources(needs);
+    /// let policies = PolicySet::default();
+    /// // Counted twice (held, and asked for again): 180%, over the 95% cap.
+    /// assert!(!policies.permits(&proposal, &PolicyContext::new(&registry, &ledger)));
+    /// // Counted once.
+    /// let ctx = PolicyContext::new(&registry, &ledger).with_released(agent, &held);
+    /// assert!(policies.permits(&proposal, &ctx));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_released(mut self, agent: AgentId, resources: &'a Resources) -> Self {
+        self.released = Some((agent, resources));
+        self
+    }
+
     /// The agent registry.
     pub fn registry(&self) -> &'a AgentRegistry {
         self.registry
     }
 
-    /// The resource ledger.
+    /// The resource ledger, as it is: resources counted as released
+    /// ([`with_released`](Self::with_released)) still show as held in it; read an
+    /// agent's holdings through [`allocated`](Self::allocated).
     pub fn ledger(&self) -> &'a ResourceLedger {
         self.ledger
+    }
+
+    /// What `agent` holds in the ledger, less what is counted as released
+    /// ([`with_released`](Self::with_released)); nothing for an agent not in the
+    /// ledger.
+    ///
+    /// # Complexity
+    /// `O(r)` for `r` kinds of resource the ledger tracks: no copy of the ledger.
+    pub fn allocated(&self, agent: AgentId) -> Resources {
+        let held = self.ledger.allocated(agent).unwrap_or_default();
+        match self.released {
+            Some((a, released)) if a == agent => held.saturating_sub(released),
+            _ => held,
+        }
+    }
+
+    /// The resources counted as released, and their agent, if any.
+    pub fn released(&self) -> Option<(AgentId, &'a Resources)> {
+        self.released
     }
 
     /// The system mode.

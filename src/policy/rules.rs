@@ -126,7 +126,8 @@ common_options!(RoleAndCapability);
 ///
 /// For every resource the proposal needs (its [`resources`](Proposal::resources)),
 /// with the agent's capacity and holdings read from the
-/// [`ResourceLedger`](crate::ResourceLedger):
+/// [`ResourceLedger`](crate::ResourceLedger) (holdings through
+/// [`PolicyContext::allocated`], so less anything the context counts as released):
 ///
 /// `(allocated + pending in the batch + this proposal) / capacity <= max`
 ///
@@ -188,9 +189,8 @@ impl UtilizationCap {
             return;
         }
         let (agent, task) = (proposal.agent(), proposal.task());
-        let ledger = ctx.ledger();
-        let capacity = ledger.capacity(agent).unwrap_or_default();
-        let allocated = ledger.allocated(agent).unwrap_or_default();
+        let capacity = ctx.ledger().capacity(agent).unwrap_or_default();
+        let allocated = ctx.allocated(agent);
         for (resource, requested) in needs.iter() {
             let cap = capacity.get(&resource);
             if cap == 0 {

@@ -6,6 +6,7 @@
 mod amounts;
 mod assignment;
 mod conflict;
+mod coordinator_claims;
 mod executor;
 mod lap;
 mod ledger;
