@@ -426,7 +426,9 @@ struct State {
     claims: BTreeMap<TaskId, (AgentId, Vec<Claim>)>,
     /// The task holding the resource of each open conflict: its end resolves it.
     /// Not in the snapshot: restore derives it from the open conflicts' first parties.
-    holders: BTreeMap<ConflictId, TaskId>,
+    /// Ordered by task, so a finishing task finds its conflicts without a scan of
+    /// every open one.
+    holders: BTreeSet<(TaskId, ConflictId)>,
     /// The waiting tasks (their keys in `waiting`) blocked behind each running task's
     /// claims. Not in the snapshot: restore derives it from `WaitingTask::behind`.
     blocked: BTreeMap<TaskId, BTreeSet<RequestId>>,
@@ -599,12 +601,11 @@ impl State {
         self.drop_claims(task);
         let held: Vec<ConflictId> = self
             .holders
-            .iter()
-            .filter(|(_, t)| **t == task)
-            .map(|(id, _)| *id)
+            .range((task, ConflictId::new(0))..=(task, ConflictId::new(u64::MAX)))
+            .map(|&(_, id)| id)
             .collect();
         for id in held {
-            self.holders.remove(&id);
+            self.holders.remove(&(task, id));
             if let Ok(actions) =
                 self.conflicts
                     .record_resolution(id, Resolution::success(None, Vec::new()), now)
@@ -784,7 +785,7 @@ impl CoordinatorBuilder {
             detector: ConflictDetector::new(),
             conflicts,
             claims: BTreeMap::new(),
-            holders: BTreeMap::new(),
+            holders: BTreeSet::new(),
             blocked: BTreeMap::new(),
         };
         Coordinator {
@@ -926,7 +927,7 @@ impl CoordinatorBuilder {
             s.waiting = snapshot.waiting;
             s.next_seq = snapshot.next_seq;
             s.conflicts = conflicts;
-            s.holders = holders;
+            s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
             s.detector = detector;
             s.claims = claims;
             s.blocked = blocked;
@@ -1188,6 +1189,15 @@ impl Coordinator {
         for t in &analyzed {
             if s.knows(t.id()) {
                 return Err(CoordinatorError::DuplicateTask { task: t.id() });
+            }
+            // Refused here, before any task of the batch is committed, so that a bad
+            // claim on the third task does not leave the first two assigned behind an
+            // error.
+            if let Some(c) = t.requirements().claims().iter().find(|c| c.names_nothing()) {
+                return Err(ConflictError::EmptyClaim {
+                    resource: c.resource().to_owned(),
+                }
+                .into());
             }
         }
         // 3-4. Find available agents and assign, validating through the policies.
@@ -1676,7 +1686,7 @@ fn open_conflicts(
             }
         };
         if let Some(holder) = holder {
-            s.holders.insert(id, holder);
+            s.holders.insert((holder, id));
         }
         tracing::info!(task.id = %task, conflict.id = %id, "claims collide");
         let assessment = opened.assessment.clone();

@@ -10,8 +10,8 @@ use concord::coordinator::{
     AssignOutcome, Assignment, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
 };
 use concord::{
-    AgentId, AgentProfile, AgentStatus, Capability, ManualClock, Priority, Requirements, Resources,
-    Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId, Timestamp,
+    AgentId, AgentProfile, AgentStatus, Capability, Claim, ManualClock, Priority, Requirements,
+    Resources, Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId, Timestamp,
 };
 
 const MIN: std::time::Duration = std::time::Duration::from_secs(60);
@@ -1141,4 +1141,25 @@ fn a_restore_numbers_a_newcomers_conflicts_as_before() {
     assert_eq!(got, want);
     assert!(matches!(&got, AssignOutcome::Conflicted { conflicts, .. } if conflicts.len() == 2));
     assert_eq!(r.drain_events(), c.drain_events());
+}
+
+/// A claim that names nothing anywhere in a batch refuses the whole batch before any
+/// task of it is assigned: no task is left assigned behind the error.
+#[test]
+fn a_batch_with_an_empty_claim_changes_nothing() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=4,memory=8Gi"))
+        .unwrap();
+    let before = serde_json::to_string(&c.snapshot()).unwrap();
+    let good = task(1, "deploy", "ops", "cpu=1");
+    let bad = Task::new(TaskId::new(2), "verify", "x").with_requirements(
+        Requirements::new()
+            .with_role(Role::new("ops").unwrap())
+            .with_claim(Claim::exclusive("//")),
+    );
+    let err = c.assign_batch(None, vec![good, bad]).unwrap_err();
+    assert!(err.to_string().contains("\"//\""), "{err}");
+    assert!(c.assignments().is_empty());
+    assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
 }

@@ -90,6 +90,13 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Whether the claim names nothing: an empty name, or only `/`. The
+    /// [`ConflictDetector`](crate::conflict::ConflictDetector) refuses such a claim,
+    /// and the coordinator refuses a task holding one before it changes anything.
+    pub fn names_nothing(&self) -> bool {
+        self.resource.split('/').all(str::is_empty)
+    }
+
     /// An exclusive claim on `resource`.
     pub fn exclusive(resource: impl Into<String>) -> Self {
         Claim {
