@@ -205,6 +205,8 @@ fn definition_round_trips_through_serde() {
                 .with_role(Role::new("ops").unwrap())
                 .with_capability("deploy".parse().unwrap())
                 .with_resources("cpu=500m,memory=1Gi".parse().unwrap())
+                .with_claim(concord::Claim::exclusive("env/staging"))
+                .with_claim(concord::Claim::shared("repo/"))
                 .with_timeout(Duration::from_secs(600))
                 .with_retry(
                     RetryPolicy::exponential(3)
@@ -244,6 +246,11 @@ fn definition_round_trips_through_serde() {
             .kind(),
         "verify"
     );
+    // Claims survive the trip and reach the requirements the coordinator sees.
+    let deploy = rebuilt.spec(rebuilt.step("deploy").unwrap()).unwrap();
+    assert_eq!(deploy.claims().len(), 2);
+    assert_eq!(deploy.requirements().claims(), deploy.claims());
+    assert!(json.contains("env/staging"));
 
     // Minimal hand-written data uses the defaults.
     let def: WorkflowDefinition = serde_json::from_str(
