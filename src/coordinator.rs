@@ -403,6 +403,11 @@ pub struct CoordinatorSnapshot {
     /// keep escalating after a restore and their holders' completion still resolves
     /// them.
     pub conflicts: ConflictManagerSnapshot,
+    /// The id the next conflict gets, so that ids are never reused, even after the
+    /// conflicts holding the highest ones were
+    /// [forgotten](Coordinator::forget_closed_conflicts).
+    #[serde(default)]
+    pub next_conflict_id: u64,
 }
 
 /// Version 2 added `conflicts`.
@@ -873,12 +878,15 @@ impl CoordinatorBuilder {
                 blocked.entry(holder).or_default().insert(*request);
             }
         }
-        let first_id = last_id.checked_add(1).ok_or_else(|| {
-            corrupt(format!(
-                "{} leaves no id for new conflicts",
-                ConflictId::new(last_id)
-            ))
-        })?;
+        let first_id = last_id
+            .checked_add(1)
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "{} leaves no id for new conflicts",
+                    ConflictId::new(last_id)
+                ))
+            })?
+            .max(snapshot.next_conflict_id);
         // Open conflicts are part of the snapshot: the manager above holds every
         // conflict ever opened, and their holders follow from it. The claims of running
         // tasks are held again as `commit` took them (in allocation order, since their
@@ -1517,6 +1525,22 @@ impl Coordinator {
         self.state.lock().waiting.values().cloned().collect()
     }
 
+    /// Forgets the conflicts that closed before `closed_before` (see
+    /// [`ConflictManager::forget_closed`]): their records leave the coordinator and
+    /// its snapshots, their counts stay in the metrics, and their ids are never
+    /// issued again. Returns how many were forgotten.
+    pub fn forget_closed_conflicts(&self, closed_before: Timestamp) -> usize {
+        self.state.lock().conflicts.forget_closed(closed_before)
+    }
+
+    /// Forgets who did which duty in `group` (a finished workflow run or batch), so
+    /// the duty log stays the size of the groups still going. Separation of duties
+    /// within that group is not enforced against earlier assignments afterwards.
+    /// Returns whether anything was recorded for it.
+    pub fn forget_group(&self, group: &str) -> bool {
+        self.state.lock().duties.forget_group(group)
+    }
+
     /// Takes the events made since the last call, in order, for the host to journal.
     pub fn drain_events(&self) -> Vec<Event> {
         std::mem::take(&mut self.state.lock().events)
@@ -1551,6 +1575,7 @@ impl Coordinator {
             waiting: s.waiting.clone(),
             next_seq: s.next_seq,
             conflicts: s.conflicts.snapshot(),
+            next_conflict_id: s.detector.next_id(),
         }
     }
 }

@@ -932,3 +932,46 @@ fn hand_edited_json_is_refused_without_a_panic() {
         assert!(serde_json::from_str::<ConflictManagerSnapshot>(&bad).is_err());
     }
 }
+
+#[test]
+fn forgetting_closed_conflicts_keeps_their_counts_and_the_open_ones() {
+    let mut m = manager();
+    for id in 1..=3 {
+        m.open(contention(id), t0()).unwrap();
+    }
+    let ok = || Resolution::success(None, vec![]);
+    m.record_resolution(ConflictId::new(1), ok(), t0() + MIN)
+        .unwrap();
+    m.record_resolution(ConflictId::new(2), ok(), t0() + 5 * MIN)
+        .unwrap();
+    let metrics = m.metrics();
+    // Only what closed before the cut-off goes; the open one stays.
+    assert_eq!(m.forget_closed(t0() + 2 * MIN), 1);
+    assert!(m.conflict(ConflictId::new(1)).is_none());
+    assert!(m.conflict(ConflictId::new(2)).is_some());
+    assert_eq!(m.forget_closed(t0() + 60 * MIN), 1);
+    assert_eq!(m.state(ConflictId::new(3)), Some(ConflictState::Resolving));
+    assert_eq!(m.metrics(), metrics);
+    // The open one escalates as before.
+    assert_eq!(m.tick(t0() + 30 * MIN).len(), 1);
+
+    // Snapshots carry the forgotten counts, and a restore keeps the metrics.
+    let snapshot = round_trip(&m.snapshot());
+    assert_eq!(snapshot.entries.len(), 1);
+    assert_eq!(snapshot.forgotten.conflicts, 2);
+    let r = ConflictManager::restore(EscalationPolicy::default(), snapshot.clone()).unwrap();
+    assert_eq!(r.metrics(), m.metrics());
+    assert_eq!(r.snapshot(), snapshot);
+
+    // Forgotten counts that cannot be are refused, naming them.
+    let mut bad = snapshot.clone();
+    bad.forgotten.resolved = 5;
+    assert_eq!(
+        refused(bad),
+        "forgotten counts 5 resolved and 0 decided by default of 2 conflicts"
+    );
+    let mut bad = snapshot;
+    bad.forgotten.conflicts = 9;
+    bad.forgotten.resolved = 9;
+    assert!(refused(bad).starts_with("resolved is 2 but"));
+}

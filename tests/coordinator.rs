@@ -112,6 +112,11 @@ fn separation_of_duties_sends_the_verify_task_to_another_agent() {
         .assign_in_group("run-2", task(3, "verify", "qa", "cpu=1"))
         .unwrap();
     assert_eq!(other.assignment().unwrap().agent, AgentId::new(1));
+    // Once run-1 is forgotten, its duties no longer bind (and forgetting twice finds
+    // nothing).
+    assert!(c.forget_group("run-1"));
+    assert!(!c.forget_group("run-1"));
+    assert_eq!(c.snapshot().duties.groups().collect::<Vec<_>>(), ["run-2"]);
 }
 
 #[test]
@@ -799,6 +804,7 @@ fn a_refused_conflict_opens_none_and_changes_nothing() {
     }
     let mut snapshot = c.snapshot();
     snapshot.conflicts = history.snapshot();
+    snapshot.next_conflict_id = u64::MAX; // past the history's last id
     let json = serde_json::to_string(&snapshot).unwrap();
     let r = restored(&clock, &json);
     r.drain_events();
@@ -1162,4 +1168,47 @@ fn a_batch_with_an_empty_claim_changes_nothing() {
     assert!(err.to_string().contains("\"//\""), "{err}");
     assert!(c.assignments().is_empty());
     assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
+}
+
+/// A long-running coordinator forgets closed conflicts; their ids are never reused,
+/// even across a snapshot and restore.
+#[test]
+fn forgotten_conflicts_leave_their_ids_behind() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
+        .unwrap();
+    let claiming = |id: u64| {
+        Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_claim(Claim::exclusive("repo/config")),
+        )
+    };
+    assert!(c.assign(claiming(1)).unwrap().assignment().is_some());
+    let AssignOutcome::Conflicted { conflicts, .. } = c.assign(claiming(2)).unwrap() else {
+        panic!("no conflict")
+    };
+    assert_eq!(conflicts, [ConflictId::new(1)]);
+    c.complete(TaskId::new(1), true, None).unwrap(); // resolves conflict#1
+    clock.advance(MIN);
+    assert_eq!(c.forget_closed_conflicts(c.now()), 1);
+    let snapshot = c.snapshot();
+    assert!(snapshot.conflicts.entries.is_empty());
+    let json = serde_json::to_string(&snapshot).unwrap();
+    let back: CoordinatorSnapshot = serde_json::from_str(&json).unwrap();
+    let r = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .restore(back)
+        .unwrap();
+    assert!(r.assign(claiming(3)).unwrap().assignment().is_some());
+    let AssignOutcome::Conflicted { conflicts, .. } = r.assign(claiming(4)).unwrap() else {
+        panic!("no conflict")
+    };
+    assert_eq!(
+        conflicts,
+        [ConflictId::new(2)],
+        "conflict#1 is never issued again"
+    );
 }

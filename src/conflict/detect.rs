@@ -274,6 +274,11 @@ impl ConflictDetector {
         self
     }
 
+    /// The id the next conflict found will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// The number of claims held.
     pub fn len(&self) -> usize {
         self.claims

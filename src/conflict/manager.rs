@@ -194,6 +194,41 @@ pub struct ConflictManagerSnapshot {
     pub decided_by_default: u64,
     /// Escalations, by level.
     pub escalations: BTreeMap<EscalationLevel, u64>,
+    /// What the conflicts [forgotten](ConflictManager::forget_closed) since the start
+    /// counted for (absent in snapshots written before there was any).
+    #[serde(default)]
+    pub forgotten: Forgotten,
+}
+
+/// The share of the metrics that belongs to closed conflicts a manager has
+/// [forgotten](ConflictManager::forget_closed): their records are gone, their counts
+/// stay in [`ConflictMetrics`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Forgotten {
+    /// Conflicts forgotten.
+    pub conflicts: u64,
+    /// Of those, closed by a successful resolution.
+    pub resolved: u64,
+    /// Of those, closed by a default decision.
+    pub decided_by_default: u64,
+    /// Their escalations, by level.
+    pub escalations: BTreeMap<EscalationLevel, u64>,
+}
+
+impl Forgotten {
+    /// Adds a closed conflict's counts.
+    fn add(&mut self, e: &Entry) {
+        self.conflicts += 1;
+        match e.state {
+            ConflictState::Resolved => self.resolved += 1,
+            ConflictState::DecidedByDefault(_) => self.decided_by_default += 1,
+            _ => {}
+        }
+        for level in e.escalation_levels() {
+            *self.escalations.entry(level).or_insert(0) += 1;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -211,6 +246,19 @@ struct Entry {
 impl Entry {
     fn note(&mut self, at: Timestamp, event: HistoryEvent) {
         self.history.push(HistoryEntry { at, event });
+    }
+
+    /// The level of each escalation in its history.
+    fn escalation_levels(&self) -> impl Iterator<Item = EscalationLevel> + '_ {
+        self.history.iter().filter_map(|h| match h.event {
+            HistoryEvent::Escalated { level, .. } => Some(level),
+            _ => None,
+        })
+    }
+
+    /// When it closed: its last recorded change.
+    fn closed_at(&self) -> Timestamp {
+        self.history.last().map_or(self.opened_at, |h| h.at)
     }
 
     fn record(&self) -> ConflictRecord {
@@ -303,6 +351,7 @@ pub struct ConflictManager {
     resolved: u64,
     decided_by_default: u64,
     escalations: BTreeMap<EscalationLevel, u64>,
+    forgotten: Forgotten,
 }
 
 impl ConflictManager {
@@ -325,7 +374,44 @@ impl ConflictManager {
             resolved: 0,
             decided_by_default: 0,
             escalations: BTreeMap::new(),
+            forgotten: Forgotten::default(),
         })
+    }
+
+    /// Forgets the conflicts that closed (resolved, or decided by default) before
+    /// `closed_before`: their records and histories go, their counts stay in the
+    /// [metrics](Self::metrics), and open conflicts are untouched. A long-running host
+    /// calls it after it has journaled what it needs, so that the manager (and its
+    /// snapshots) stay the size of its recent past. Returns how many were forgotten.
+    /// `O(n)` in the conflicts known.
+    ///
+    /// ```
+    /// use concord::conflict::{
+    ///     Conflict, ConflictId, ConflictKind, ConflictManager, EscalationPolicy, Resolution,
+    /// };
+    /// use concord::Timestamp;
+    ///
+    /// let mut m = ConflictManager::new(EscalationPolicy::default())?;
+    /// let t = Timestamp::from_secs(10);
+    /// let id = ConflictId::new(1);
+    /// m.open(Conflict::new(id, ConflictKind::ResourceContention, t), t)?;
+    /// m.record_resolution(id, Resolution::success(None, Vec::new()), t)?;
+    /// assert_eq!(m.forget_closed(Timestamp::from_secs(11)), 1);
+    /// assert!(m.conflict(id).is_none());
+    /// assert_eq!(m.metrics().resolved, 1);
+    /// # Ok::<(), concord::conflict::ConflictError>(())
+    /// ```
+    pub fn forget_closed(&mut self, closed_before: Timestamp) -> usize {
+        let forgotten = &mut self.forgotten;
+        let before = self.entries.len();
+        self.entries.retain(|_, e| {
+            let forget = e.state.is_closed() && e.closed_at() < closed_before;
+            if forget {
+                forgotten.add(e);
+            }
+            !forget
+        });
+        before - self.entries.len()
     }
 
     /// Replaces the assessor.
@@ -696,6 +782,7 @@ impl ConflictManager {
             resolved: self.resolved,
             decided_by_default: self.decided_by_default,
             escalations: self.escalations.clone(),
+            forgotten: self.forgotten.clone(),
         }
     }
 
@@ -733,9 +820,21 @@ impl ConflictManager {
         // What the counters must be, recounted from the entries.
         let mut seqs: BTreeMap<u64, ConflictId> = BTreeMap::new();
         let mut failed: BTreeMap<AgentId, u32> = BTreeMap::new();
-        let mut resolved = 0u64;
-        let mut decided_by_default = 0u64;
-        let mut escalations: BTreeMap<EscalationLevel, u64> = BTreeMap::new();
+        // Forgotten conflicts count as before.
+        let forgotten = snapshot.forgotten.clone();
+        let mut resolved = forgotten.resolved;
+        let mut decided_by_default = forgotten.decided_by_default;
+        let mut escalations: BTreeMap<EscalationLevel, u64> = forgotten.escalations.clone();
+        if forgotten
+            .resolved
+            .saturating_add(forgotten.decided_by_default)
+            > forgotten.conflicts
+        {
+            return Err(corrupt(format!(
+                "forgotten counts {} resolved and {} decided by default of {} conflicts",
+                forgotten.resolved, forgotten.decided_by_default, forgotten.conflicts
+            )));
+        }
         for (&id, r) in &snapshot.entries {
             if r.conflict.id() != id {
                 return Err(corrupt(format!("entry {id} holds {}", r.conflict.id())));
@@ -826,6 +925,7 @@ impl ConflictManager {
             .into_iter()
             .filter(|(_, n)| *n > 0)
             .collect();
+        escalations.retain(|_, n| *n > 0);
         if stored != escalations {
             return Err(corrupt(format!(
                 "escalations [{}] disagree with the conflicts' histories [{}]",
@@ -849,6 +949,7 @@ impl ConflictManager {
         m.resolved = resolved;
         m.decided_by_default = decided_by_default;
         m.escalations = escalations;
+        m.forgotten = forgotten;
         Ok(m)
     }
 

@@ -41,7 +41,7 @@ pub use escalation::{
 };
 pub use manager::{
     CONFLICT_SNAPSHOT_VERSION, ConflictManager, ConflictManagerSnapshot, ConflictMetrics,
-    ConflictRecord, ConflictState, HistoryEntry, HistoryEvent, Opened,
+    ConflictRecord, ConflictState, Forgotten, HistoryEntry, HistoryEvent, Opened,
 };
 pub use resolve::{ConflictResolver, Resolution, ResolutionAction, Strategy};
 
