@@ -423,6 +423,9 @@ struct State {
     affinity: AffinityTable,
     assignments: BTreeMap<TaskId, Arc<Assignment>>,
     waiting: BTreeMap<RequestId, WaitingTask>,
+    /// Each waiting task's key in `waiting`: kept in step with it by `wait` and
+    /// `unwait`, so that finding a task among those waiting is not a scan.
+    waiting_by_task: BTreeMap<TaskId, RequestId>,
     events: Vec<Event>,
     next_seq: u64,
     detector: ConflictDetector,
@@ -641,7 +644,7 @@ impl State {
         let task = w.task.id();
         tracing::debug!(task.id = %task, holder.id = %holder, "claims collide; task waits behind the holder");
         w.behind = Some(holder);
-        self.waiting.insert(key, w);
+        self.wait(key, w);
         self.blocked.entry(holder).or_default().insert(key);
         self.push(|seq| Event::TaskBlocked {
             seq,
@@ -660,7 +663,7 @@ impl State {
     fn unblock(&mut self, holder: TaskId, now: Timestamp) -> Vec<(Grant, RequestId)> {
         let mut granted = Vec::new();
         for key in self.blocked.remove(&holder).unwrap_or_default() {
-            let Some(mut w) = self.waiting.remove(&key) else {
+            let Some(mut w) = self.unwait(key) else {
                 continue;
             };
             w.behind = None;
@@ -676,10 +679,10 @@ impl State {
                         request,
                         explanation,
                     });
-                    self.waiting.insert(request, w);
+                    self.wait(request, w);
                 }
                 Ok(Some(RequestOutcome::Granted(g))) => {
-                    self.waiting.insert(key, w);
+                    self.wait(key, w);
                     granted.push((g, key));
                 }
                 Ok(None) => push_rejected(self, id, w.explanation, now),
@@ -693,7 +696,20 @@ impl State {
     }
 
     fn knows(&self, task: TaskId) -> bool {
-        self.assignments.contains_key(&task) || self.waiting.values().any(|w| w.task.id() == task)
+        self.assignments.contains_key(&task) || self.waiting_by_task.contains_key(&task)
+    }
+
+    /// Puts `w` in `waiting` under `key`.
+    fn wait(&mut self, key: RequestId, w: WaitingTask) {
+        self.waiting_by_task.insert(w.task.id(), key);
+        self.waiting.insert(key, w);
+    }
+
+    /// Takes the waiting task under `key` out of `waiting`.
+    fn unwait(&mut self, key: RequestId) -> Option<WaitingTask> {
+        let w = self.waiting.remove(&key)?;
+        self.waiting_by_task.remove(&w.task.id());
+        Some(w)
     }
 }
 
@@ -785,6 +801,7 @@ impl CoordinatorBuilder {
             affinity: AffinityTable::default(),
             assignments: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            waiting_by_task: BTreeMap::new(),
             events: Vec::new(),
             next_seq: 1,
             detector: ConflictDetector::new(),
@@ -867,7 +884,15 @@ impl CoordinatorBuilder {
         // A task blocked behind a claim is queued again when its holder finishes, so
         // the holder must be running.
         let mut blocked: BTreeMap<TaskId, BTreeSet<RequestId>> = BTreeMap::new();
+        let mut seen: BTreeSet<TaskId> = BTreeSet::new();
         for (request, w) in &snapshot.waiting {
+            // A task waits once, and not while it runs.
+            if !seen.insert(w.task.id()) || snapshot.assignments.contains_key(&w.task.id()) {
+                return Err(corrupt(format!(
+                    "{} is waiting twice, or waiting and running",
+                    w.task.id()
+                )));
+            }
             if let Some(holder) = w.behind {
                 if !snapshot.assignments.contains_key(&holder) {
                     return Err(corrupt(format!(
@@ -931,6 +956,11 @@ impl CoordinatorBuilder {
                 .assignments
                 .into_iter()
                 .map(|(id, a)| (id, Arc::new(a)))
+                .collect();
+            s.waiting_by_task = snapshot
+                .waiting
+                .iter()
+                .map(|(key, w)| (w.task.id(), *key))
                 .collect();
             s.waiting = snapshot.waiting;
             s.next_seq = snapshot.next_seq;
@@ -1334,10 +1364,9 @@ impl Coordinator {
         let now = self.now();
         let mut s = self.state.lock();
         let (request, behind) = s
-            .waiting
-            .iter()
-            .find(|(_, w)| w.task.id() == task)
-            .map(|(r, w)| (*r, w.behind))
+            .waiting_by_task
+            .get(&task)
+            .and_then(|r| Some((*r, s.waiting.get(r)?.behind)))
             .ok_or(CoordinatorError::UnknownTask { task })?;
         match behind {
             // Blocked behind a claim: not in the ledger's queue.
@@ -1354,8 +1383,7 @@ impl Coordinator {
             }
         }
         let w = s
-            .waiting
-            .remove(&request)
+            .unwait(request)
             .ok_or(CoordinatorError::UnknownTask { task })?;
         s.push(|seq| Event::TaskCancelled { seq, at: now, task });
         Ok(w.task)
@@ -1401,7 +1429,7 @@ impl Coordinator {
             .collect();
         while let Some((g, key)) = queue.pop_front() {
             let Some(key) = key else { continue };
-            let Some(w) = s.waiting.remove(&key) else {
+            let Some(w) = s.unwait(key) else {
                 // Not ours: give it back.
                 if let Ok(more) = s.ledger.release(g.allocation, now) {
                     queue.extend(more.into_iter().map(from_ledger));
@@ -1760,7 +1788,7 @@ fn queue_or_reject(
                 request,
                 explanation: e,
             });
-            s.waiting.insert(
+            s.wait(
                 request,
                 WaitingTask {
                     task,

@@ -307,6 +307,11 @@ fn snapshot_restores_and_continues() {
         .unwrap();
     assert_eq!(c.assignments().len(), 1);
     assert_eq!(c.waiting().len(), 1);
+    // The restored waiting task is known: submitting it again is refused.
+    assert!(matches!(
+        c.assign(task(2, "b", "ops", "cpu=1")),
+        Err(CoordinatorError::DuplicateTask { .. })
+    ));
     let served = c.complete(TaskId::new(1), true, None).unwrap();
     assert_eq!(served[0].task.id(), TaskId::new(2));
     assert!(c.drain_events().iter().all(|e| e.seq() > last_seq));
@@ -317,6 +322,41 @@ fn snapshot_restores_and_continues() {
         Coordinator::builder().restore(bad),
         Err(CoordinatorError::CorruptSnapshot { .. })
     ));
+    // One task waiting under two requests is refused, naming it.
+    let mut bad: CoordinatorSnapshot = serde_json::from_str(&json).unwrap();
+    let (_, w) = bad
+        .waiting
+        .iter()
+        .next()
+        .map(|(k, w)| (*k, w.clone()))
+        .unwrap();
+    bad.waiting.insert(concord::RequestId::new(999), w);
+    let e = Coordinator::builder().restore(bad).unwrap_err();
+    assert!(e.to_string().contains("task#2 is waiting twice"), "{e}");
+}
+
+#[test]
+fn a_waiting_task_is_found_and_cancelled_by_its_id() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
+    c.assign(task(1, "a", "ops", "cpu=1500m")).unwrap();
+    for id in 2..=50 {
+        let out = c.assign(task(id, "b", "ops", "cpu=1500m")).unwrap();
+        assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
+    }
+    assert!(matches!(
+        c.assign(task(30, "b", "ops", "cpu=1500m")),
+        Err(CoordinatorError::DuplicateTask { .. })
+    ));
+    assert_eq!(c.cancel(TaskId::new(30)).unwrap().id(), TaskId::new(30));
+    assert!(matches!(
+        c.cancel(TaskId::new(30)),
+        Err(CoordinatorError::UnknownTask { .. })
+    ));
+    // Cancelled, it may be submitted again.
+    assert!(c.assign(task(30, "b", "ops", "cpu=1500m")).is_ok());
+    assert_eq!(c.waiting().len(), 49);
 }
 
 #[test]
