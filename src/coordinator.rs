@@ -123,7 +123,7 @@ pub struct Assignment {
     /// Policy findings that did not block (warnings).
     pub warnings: Vec<Violation>,
     /// The workflow run or batch it belongs to, for separation of duties.
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     /// When it was assigned.
     pub assigned_at: Timestamp,
 }
@@ -365,7 +365,7 @@ pub struct WaitingTask {
     /// The task, analyzed and predicted.
     pub task: Task,
     /// Its group, if any.
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
     /// Why it waits.
     pub explanation: Explanation,
     /// The running task whose claim it waits for, if it waits behind a claim rather
@@ -1026,7 +1026,7 @@ impl fmt::Debug for Coordinator {
 struct PolicyAdmission<'a> {
     policies: &'a dyn PolicyEnforcer,
     state: &'a State,
-    group: Option<&'a str>,
+    group: Option<Arc<str>>,
     /// Proposals accepted so far, in the order accepted.
     pending: Vec<Proposal>,
     /// Warnings per task.
@@ -1038,8 +1038,8 @@ impl PolicyAdmission<'_> {
     fn proposal(&self, task: &Task, agent: AgentId) -> Proposal {
         let mut p =
             Proposal::for_task(task, agent).with_resources(task.requirements().resources().clone());
-        if let Some(g) = self.group {
-            p = p.with_group(g);
+        if let Some(g) = &self.group {
+            p = p.with_group(Arc::clone(g));
         }
         p
     }
@@ -1205,6 +1205,8 @@ impl Coordinator {
         tasks: Vec<Task>,
     ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
         let now = self.now();
+        // One shared name for the whole batch's proposals and assignments.
+        let group: Option<Arc<str>> = group.map(Arc::from);
         // 1. Analyze (pure; outside the lock).
         let mut analyzed = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -1246,7 +1248,7 @@ impl Coordinator {
             let mut admission = PolicyAdmission {
                 policies: self.policies.as_ref(),
                 state: &s,
-                group,
+                group: group.clone(),
                 pending: Vec::new(),
                 warnings: BTreeMap::new(),
                 now,
@@ -1278,7 +1280,7 @@ impl Coordinator {
                     task,
                     p.clone(),
                     warnings.remove(&id).unwrap_or_default(),
-                    group,
+                    group.as_ref(),
                     now,
                 )?;
                 outcomes.push(outcome);
@@ -1304,7 +1306,7 @@ impl Coordinator {
                 task,
                 explanation,
                 refusals,
-                group,
+                group.as_ref(),
                 now,
             )?);
         }
@@ -1440,7 +1442,7 @@ impl Coordinator {
                 let mut p = Proposal::for_task(&w.task, g.agent)
                     .with_resources(w.task.requirements().resources().clone());
                 if let Some(group) = &w.group {
-                    p = p.with_group(group.clone());
+                    p = p.with_group(Arc::clone(group));
                 }
                 p
             };
@@ -1533,7 +1535,7 @@ impl Coordinator {
             let task_id = w.task.id();
             let group = w.group;
             if let Err(e) =
-                queue_or_reject(s, w.task, w.explanation, Vec::new(), group.as_deref(), now)
+                queue_or_reject(s, w.task, w.explanation, Vec::new(), group.as_ref(), now)
             {
                 tracing::warn!(task.id = %task_id, error = %e, "could not requeue task");
             }
@@ -1616,7 +1618,7 @@ fn commit(
     task: Task,
     p: Placement,
     warnings: Vec<Violation>,
-    group: Option<&str>,
+    group: Option<&Arc<str>>,
     now: Timestamp,
 ) -> Result<AssignOutcome, CoordinatorError> {
     // Exclusive claims (files, ports, environments) are checked before anything is
@@ -1657,7 +1659,7 @@ fn commit(
         score: p.score,
         explanation: p.explanation,
         warnings,
-        group: group.map(str::to_owned),
+        group: group.cloned(),
         assigned_at: now,
         task,
     };
@@ -1772,7 +1774,7 @@ fn queue_or_reject(
     task: Task,
     explanation: Explanation,
     refusals: Vec<Refusal>,
-    group: Option<&str>,
+    group: Option<&Arc<str>>,
     now: Timestamp,
 ) -> Result<AssignOutcome, CoordinatorError> {
     let id = task.id();
@@ -1792,7 +1794,7 @@ fn queue_or_reject(
                 request,
                 WaitingTask {
                     task,
-                    group: group.map(str::to_owned),
+                    group: group.cloned(),
                     explanation: explanation.clone(),
                     behind: None,
                 },

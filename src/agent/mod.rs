@@ -29,6 +29,7 @@ pub use status::AgentStatus;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -58,8 +59,8 @@ use crate::task::Task;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkItem {
     task: TaskId,
-    kind: String,
-    description: String,
+    kind: Arc<str>,
+    description: Arc<str>,
     #[serde(default)]
     inputs: BTreeMap<String, String>,
     #[serde(default = "first_attempt")]
@@ -74,7 +75,7 @@ fn first_attempt() -> u32 {
 
 impl WorkItem {
     /// A first attempt at work of `kind` for `task`, with no inputs and no deadline.
-    pub fn new(task: TaskId, kind: impl Into<String>, description: impl Into<String>) -> Self {
+    pub fn new(task: TaskId, kind: impl Into<Arc<str>>, description: impl Into<Arc<str>>) -> Self {
         WorkItem {
             task,
             kind: kind.into(),
@@ -87,7 +88,7 @@ impl WorkItem {
 
     /// A first attempt at `task`: its id, kind, description and deadline.
     pub fn for_task(task: &Task) -> Self {
-        let mut work = WorkItem::new(task.id(), task.kind(), task.description());
+        let mut work = WorkItem::new(task.id(), task.shared_kind(), task.shared_description());
         work.deadline = task.requirements().deadline();
         work
     }

@@ -1,5 +1,7 @@
 //! [`Proposal`]: a task offered to an agent, the thing policies validate.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::id::{AgentId, TaskId};
@@ -39,14 +41,14 @@ use crate::task::{Requirements, Task};
 #[serde(deny_unknown_fields)]
 pub struct Proposal {
     task: TaskId,
-    kind: String,
+    kind: Arc<str>,
     agent: AgentId,
     #[serde(default)]
     requirements: Requirements,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     resources: Option<Resources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    group: Option<String>,
+    group: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     duty: Option<String>,
 }
@@ -54,7 +56,7 @@ pub struct Proposal {
 impl Proposal {
     /// Task `task` of `kind` to `agent`, with no requirements, no group, and the kind as
     /// its duty.
-    pub fn new(task: TaskId, kind: impl Into<String>, agent: AgentId) -> Self {
+    pub fn new(task: TaskId, kind: impl Into<Arc<str>>, agent: AgentId) -> Self {
         Proposal {
             task,
             kind: kind.into(),
@@ -68,7 +70,8 @@ impl Proposal {
 
     /// `task` to `agent`: its id, kind and requirements.
     pub fn for_task(task: &Task, agent: AgentId) -> Self {
-        Proposal::new(task.id(), task.kind(), agent).with_requirements(task.requirements().clone())
+        Proposal::new(task.id(), task.shared_kind(), agent)
+            .with_requirements(task.requirements().clone())
     }
 
     /// Sets the task's requirements.
@@ -86,7 +89,7 @@ impl Proposal {
 
     /// Sets the group the task belongs to (a workflow run, a batch), within which
     /// separation of duties applies.
-    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+    pub fn with_group(mut self, group: impl Into<Arc<str>>) -> Self {
         self.group = Some(group.into());
         self
     }

@@ -15,6 +15,7 @@ pub use analyzer::{
 pub use error::TaskError;
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -271,15 +272,18 @@ fn insert_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     id: TaskId,
-    kind: String,
-    description: String,
+    kind: Arc<str>,
+    description: Arc<str>,
     #[serde(default)]
     requirements: Requirements,
 }
 
 impl Task {
     /// A task with no requirements yet.
-    pub fn new(id: TaskId, kind: impl Into<String>, description: impl Into<String>) -> Self {
+    ///
+    /// The names are shared (`Arc<str>`): a host that submits many tasks of one kind
+    /// can pass the same `Arc` and pay for no copy.
+    pub fn new(id: TaskId, kind: impl Into<Arc<str>>, description: impl Into<Arc<str>>) -> Self {
         Task {
             id,
             kind: kind.into(),
@@ -302,6 +306,16 @@ impl Task {
     /// The kind of work.
     pub fn kind(&self) -> &str {
         &self.kind
+    }
+
+    /// The kind, shared (a reference count, no copy).
+    pub fn shared_kind(&self) -> Arc<str> {
+        Arc::clone(&self.kind)
+    }
+
+    /// The description, shared (a reference count, no copy).
+    pub fn shared_description(&self) -> Arc<str> {
+        Arc::clone(&self.description)
     }
 
     /// The free-text description.

@@ -416,9 +416,11 @@ impl Executor {
         let workflow = run.workflow().inner();
         let mut tasks = Vec::with_capacity(steps.len());
         for &step in steps {
-            let (Some(spec), Some(needs)) = (
-                workflow.specs.get(step.index()),
-                workflow.requirements.get(step.index()),
+            let i = step.index();
+            let (Some(kind), Some(name), Some(needs)) = (
+                workflow.kinds.get(i),
+                workflow.names.get(i),
+                workflow.requirements.get(i),
             ) else {
                 return Err(WorkflowError::UnknownStep {
                     step: step.to_string(),
@@ -427,7 +429,8 @@ impl Executor {
             };
             let task_id = TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst));
             tasks.push(
-                Task::new(task_id, spec.kind(), spec.name()).with_requirements(needs.clone()),
+                Task::new(task_id, Arc::clone(kind), Arc::clone(name))
+                    .with_requirements(needs.clone()),
             );
         }
         let outcomes = self.coordinator.assign_batch(Some(run.id()), tasks)?;
@@ -487,8 +490,8 @@ impl Executor {
         let timeout = workflow.spec(step).and_then(|spec| spec.timeout());
         let work = WorkItem::new(
             task_id,
-            assignment.task.kind(),
-            assignment.task.description(),
+            assignment.task.shared_kind(),
+            assignment.task.shared_description(),
         )
         .with_inputs(run.inputs_for(step)?)
         .with_attempt(attempt);

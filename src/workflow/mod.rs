@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     pub(crate) timeouts: Vec<Option<Duration>>,
     /// Each step's [`StepSpec::requirements`], built once for the executor.
     pub(crate) requirements: Vec<crate::task::Requirements>,
+    /// Each step's task kind, shared by every task the executor makes for it.
+    pub(crate) kinds: Vec<Arc<str>>,
     pub(crate) topo: Vec<u32>,
     pub(crate) fingerprint: u64,
     /// The graph, kept for algorithms; never exposed.
@@ -450,6 +452,7 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
             conditions: specs.iter().map(|s| s.condition()).collect(),
             timeouts: specs.iter().map(|s| s.timeout()).collect(),
             requirements: specs.iter().map(StepSpec::requirements).collect(),
+            kinds: specs.iter().map(|s| Arc::from(s.kind())).collect(),
             specs,
             names,
             by_name,
