@@ -40,6 +40,14 @@ fn task(id: u64, kind: &str, role: &str, resources: &str) -> Task {
     )
 }
 
+/// Assigns `t` now, or fails the test with what happened instead.
+fn assigned(c: &Coordinator, t: Task) -> Arc<Assignment> {
+    match c.assign(t).unwrap() {
+        AssignOutcome::Assigned(a) => a,
+        other => panic!("not assigned: {other:?}"),
+    }
+}
+
 /// A coordinator whose analyzer adds nothing: the tests' tasks say what they need.
 fn coordinator(clock: &ManualClock) -> Coordinator {
     Coordinator::builder()
@@ -133,12 +141,7 @@ fn safe_mode_admits_no_new_assignment() {
     assert_eq!(refusals[0].rule, "safe_mode");
     c.with_ledger(|l| assert!(l.is_empty()));
     c.set_mode(SystemMode::Normal);
-    assert!(
-        c.assign(task(2, "deploy", "ops", "cpu=1"))
-            .unwrap()
-            .assignment()
-            .is_some()
-    );
+    assigned(&c, task(2, "deploy", "ops", "cpu=1"));
     let events = c.drain_events();
     assert_eq!(
         events
@@ -204,18 +207,8 @@ fn slots_are_a_limit_too() {
     let c = coordinator(&clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=16").with_max_tasks(2))
         .unwrap();
-    assert!(
-        c.assign(task(1, "a", "ops", "cpu=1"))
-            .unwrap()
-            .assignment()
-            .is_some()
-    );
-    assert!(
-        c.assign(task(2, "b", "ops", "cpu=1"))
-            .unwrap()
-            .assignment()
-            .is_some()
-    );
+    assigned(&c, task(1, "a", "ops", "cpu=1"));
+    assigned(&c, task(2, "b", "ops", "cpu=1"));
     let third = c.assign(task(3, "c", "ops", "cpu=1")).unwrap();
     assert!(matches!(third, AssignOutcome::Queued { .. }), "{third:?}");
     let served = c.complete(TaskId::new(2), true, None).unwrap();
@@ -455,7 +448,7 @@ fn colliding_exclusive_claims_are_caught_and_escalated() {
                 .with_claim(Claim::exclusive("repo/config")),
         )
     };
-    assert!(c.assign(claiming(1)).unwrap().assignment().is_some());
+    assigned(&c, claiming(1));
     // The same file claimed again: caught before anything is allocated.
     let out = c.assign(claiming(2)).unwrap();
     let AssignOutcome::Conflicted { conflicts, .. } = out else {
@@ -491,7 +484,7 @@ fn colliding_exclusive_claims_are_caught_and_escalated() {
             .iter()
             .any(|e| matches!(e, Event::ConflictResolved { .. }))
     );
-    assert!(c.assign(claiming(2)).unwrap().assignment().is_some());
+    assigned(&c, claiming(2));
     // Shared claims never collide.
     let shared = |id: u64| {
         Task::new(TaskId::new(id), "read", "read the docs").with_requirements(
@@ -500,8 +493,8 @@ fn colliding_exclusive_claims_are_caught_and_escalated() {
                 .with_claim(Claim::shared("repo/docs")),
         )
     };
-    assert!(c.assign(shared(3)).unwrap().assignment().is_some());
-    assert!(c.assign(shared(4)).unwrap().assignment().is_some());
+    assigned(&c, shared(3));
+    assigned(&c, shared(4));
 }
 
 fn claiming(id: u64) -> Task {
@@ -520,7 +513,7 @@ fn collided(clock: &ManualClock) -> (Coordinator, ConflictId) {
         c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(4))
             .unwrap();
     }
-    assert!(c.assign(claiming(1)).unwrap().assignment().is_some());
+    assigned(&c, claiming(1));
     let out = c.assign(claiming(2)).unwrap();
     let AssignOutcome::Conflicted { conflicts, .. } = out else {
         panic!("{out:?}")
@@ -733,18 +726,8 @@ fn a_policy_refusal_on_a_served_grant_leaves_the_ledger_as_before() {
         .build();
     c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
     c.register_agent(agent(2, &["qa"], &[], "cpu=2")).unwrap();
-    assert!(
-        c.assign(task(1, "a", "ops", "cpu=1500m"))
-            .unwrap()
-            .assignment()
-            .is_some()
-    );
-    assert!(
-        c.assign(task(5, "q", "qa", "cpu=1500m"))
-            .unwrap()
-            .assignment()
-            .is_some()
-    );
+    assigned(&c, task(1, "a", "ops", "cpu=1500m"));
+    assigned(&c, task(5, "q", "qa", "cpu=1500m"));
     assert!(matches!(
         c.assign(task(2, "b", "ops", "cpu=1500m")).unwrap(),
         AssignOutcome::Queued { .. }
@@ -948,13 +931,8 @@ fn claims_scenario(clock: &ManualClock) -> Coordinator {
     let c = coordinator(clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(2))
         .unwrap();
-    assert!(c.assign(claiming(1)).unwrap().assignment().is_some());
-    assert!(
-        c.assign(task(2, "build", "ops", "cpu=1"))
-            .unwrap()
-            .assignment()
-            .is_some()
-    );
+    assigned(&c, claiming(1));
+    assigned(&c, task(2, "build", "ops", "cpu=1"));
     let out = c.assign(claiming(3)).unwrap();
     assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
     c
@@ -1120,18 +1098,8 @@ fn tasks_refused_on_their_grants_do_not_hand_them_back_and_forth() {
     let c = coordinator(&clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=4").with_max_tasks(4))
         .unwrap();
-    assert!(
-        c.assign(task(1, "a", "ops", "cpu=1"))
-            .unwrap()
-            .assignment()
-            .is_some()
-    );
-    assert!(
-        c.assign(task(2, "b", "ops", "cpu=2"))
-            .unwrap()
-            .assignment()
-            .is_some()
-    );
+    assigned(&c, task(1, "a", "ops", "cpu=1"));
+    assigned(&c, task(2, "b", "ops", "cpu=2"));
     for id in [3, 4] {
         let out = c.assign(task(id, "c", "ops", "cpu=3")).unwrap();
         assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
@@ -1225,7 +1193,7 @@ fn forgotten_conflicts_leave_their_ids_behind() {
                 .with_claim(Claim::exclusive("repo/config")),
         )
     };
-    assert!(c.assign(claiming(1)).unwrap().assignment().is_some());
+    assigned(&c, claiming(1));
     let AssignOutcome::Conflicted { conflicts, .. } = c.assign(claiming(2)).unwrap() else {
         panic!("no conflict")
     };
@@ -1242,7 +1210,7 @@ fn forgotten_conflicts_leave_their_ids_behind() {
         .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
         .restore(back)
         .unwrap();
-    assert!(r.assign(claiming(3)).unwrap().assignment().is_some());
+    assigned(&r, claiming(3));
     let AssignOutcome::Conflicted { conflicts, .. } = r.assign(claiming(4)).unwrap() else {
         panic!("no conflict")
     };

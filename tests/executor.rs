@@ -17,6 +17,10 @@ use concord::{AgentId, AgentProfile, ManualClock, Role, RuleBasedAnalyzer, RuleS
 use futures::executor::block_on;
 use parking_lot::Mutex;
 
+#[path = "support/yield_now.rs"]
+mod yield_now;
+use yield_now::YieldNow;
+
 /// What a scripted agent does for one attempt of one step kind.
 #[derive(Debug, Clone)]
 enum Act {
@@ -393,24 +397,6 @@ fn cancellation_stops_the_run() {
     assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
     assert_eq!(run.status("second"), Some(StepStatus::Cancelled));
     assert!(w.coordinator.assignments().is_empty());
-}
-
-/// Yields to the executor once, waking itself so it is polled again.
-struct YieldNow(bool);
-
-impl std::future::Future for YieldNow {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    }
 }
 
 trait NowTs {

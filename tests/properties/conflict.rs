@@ -53,15 +53,7 @@ fn claims() -> impl Strategy<Value = Vec<(u64, u64, String, bool)>> {
     prop::collection::vec((0u64..4, 0u64..2, name(), any::<bool>()), 0..40)
 }
 
-fn segs(s: &str) -> Vec<&str> {
-    s.split('/').filter(|x| !x.is_empty()).collect()
-}
-
-fn overlap(a: &str, b: &str) -> bool {
-    let (a, b) = (segs(a), segs(b));
-    let n = a.len().min(b.len());
-    a[..n] == b[..n]
-}
+use crate::reference::{overlap, segs};
 
 type Pair = (u64, u64, String, u64, u64, String);
 

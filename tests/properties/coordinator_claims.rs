@@ -17,19 +17,7 @@ use proptest::prelude::*;
 
 const NAMES: [&str; 5] = ["repo", "repo/a", "repo/b", "port/80", "env/prod"];
 
-fn segs(s: &str) -> Vec<&str> {
-    s.split('/').filter(|x| !x.is_empty()).collect()
-}
-
-fn overlap(a: &str, b: &str) -> bool {
-    let (a, b) = (segs(a), segs(b));
-    let n = a.len().min(b.len());
-    a[..n] == b[..n]
-}
-
-fn collide(a: &Claim, b: &Claim) -> bool {
-    (a.is_exclusive() || b.is_exclusive()) && overlap(a.resource(), b.resource())
-}
+use crate::reference::collide;
 
 #[derive(Debug, Clone)]
 enum Op {

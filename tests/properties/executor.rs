@@ -69,14 +69,8 @@ fn claim(step: &Step) -> Option<Claim> {
     })
 }
 
-fn overlap(a: &str, b: &str) -> bool {
-    let (a, b) = (a.trim_matches('/'), b.trim_matches('/'));
-    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
-}
-
-fn collide(a: &Claim, b: &Claim) -> bool {
-    (a.is_exclusive() || b.is_exclusive()) && overlap(a.resource(), b.resource())
-}
+use crate::reference::collide;
+use crate::yield_now::YieldNow;
 
 /// Fails the attempts its step lists, after yielding once so that steps overlap.
 #[derive(Debug)]
@@ -91,7 +85,7 @@ impl Agent for Flaky {
         self.id
     }
     async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
-        Yield(false).await;
+        YieldNow(false).await;
         let i: usize = work.kind()[1..].parse().unwrap_or(0);
         if self.steps[i].failing.contains(&work.attempt()) {
             Ok(WorkOutput::failure("scripted"))
@@ -101,23 +95,6 @@ impl Agent for Flaky {
     }
     async fn health(&self) -> Result<AgentHealth, AgentError> {
         Ok(AgentHealth::new("flaky"))
-    }
-}
-
-struct Yield(bool);
-
-impl std::future::Future for Yield {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.0 {
-            return std::task::Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
     }
 }
 

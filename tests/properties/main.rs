@@ -13,5 +13,8 @@ mod ledger;
 mod optimal;
 mod policy;
 mod predictors;
+mod reference;
 mod registry;
 mod workflow;
+#[path = "../support/yield_now.rs"]
+mod yield_now;
