@@ -603,6 +603,20 @@ impl State {
         }
     }
 
+    /// The open conflict in which `holder` holds what `task` claimed, if any.
+    fn open_conflict_between(&self, holder: TaskId, task: TaskId) -> Option<ConflictId> {
+        self.holders
+            .range((holder, ConflictId::new(0))..=(holder, ConflictId::new(u64::MAX)))
+            .map(|&(_, id)| id)
+            .find(|&id| {
+                self.conflicts.state(id).is_some_and(|st| !st.is_closed())
+                    && self
+                        .conflicts
+                        .conflict(id)
+                        .is_some_and(|c| c.parties().get(1).and_then(Party::task_id) == Some(task))
+            })
+    }
+
     /// Releases a finished or withdrawn task's claims and resolves the conflicts it
     /// held a resource in.
     fn release_claims(&mut self, task: TaskId, now: Timestamp) {
@@ -1712,6 +1726,29 @@ fn open_conflicts(
     found: Vec<Conflict>,
     now: Timestamp,
 ) -> Result<AssignOutcome, CoordinatorError> {
+    // A task submitted again while the conflicts it met are still open (a host or the
+    // executor retrying under the same task id) meets the same conflicts: they are
+    // reported again, and not opened twice.
+    let mut known = Vec::new();
+    let found: Vec<Conflict> = found
+        .into_iter()
+        .filter(|c| {
+            let holder = c.parties().first().and_then(Party::task_id);
+            match holder.and_then(|h| s.open_conflict_between(h, task)) {
+                Some(id) => {
+                    known.push(id);
+                    false
+                }
+                None => true,
+            }
+        })
+        .collect();
+    if found.is_empty() {
+        return Ok(AssignOutcome::Conflicted {
+            task,
+            conflicts: known,
+        });
+    }
     // `ConflictManager::open` refuses only an id it knows. Every id is checked before
     // the first is opened, so that a refusal cannot leave some conflicts open, their
     // events made and their holders recorded: below this check nothing fails.
@@ -1727,7 +1764,7 @@ fn open_conflicts(
         // `hold_claims` took the ids back; they are used now.
         s.set_next_conflict_id(last.get().wrapping_add(1));
     }
-    let mut opened_ids = Vec::with_capacity(ids.len());
+    let mut opened_ids = known;
     for conflict in found {
         let id = conflict.id();
         // The claim already held is the first party: its task's end resolves it.

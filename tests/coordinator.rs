@@ -1220,3 +1220,55 @@ fn forgotten_conflicts_leave_their_ids_behind() {
         "conflict#1 is never issued again"
     );
 }
+
+/// A task submitted again, under the same id, while the conflict it met is open meets
+/// the same conflict: no second one is opened, and the holder's end resolves it.
+#[test]
+fn a_retried_task_meets_the_same_conflict() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
+        .unwrap();
+    let claiming = |id: u64| {
+        Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_claim(Claim::exclusive("repo/config")),
+        )
+    };
+    assigned(&c, claiming(1));
+    let first = c.assign(claiming(2)).unwrap();
+    let again = c.assign(claiming(2)).unwrap();
+    let (
+        AssignOutcome::Conflicted { conflicts: a, .. },
+        AssignOutcome::Conflicted { conflicts: b, .. },
+    ) = (&first, &again)
+    else {
+        panic!("{first:?} / {again:?}")
+    };
+    assert_eq!(a, b);
+    let detected = c
+        .drain_events()
+        .iter()
+        .filter(|e| matches!(e, Event::ConflictDetected { .. }))
+        .count();
+    assert_eq!(detected, 1);
+    assert_eq!(c.snapshot().conflicts.entries.len(), 1);
+    // Another task meets its own conflict.
+    let AssignOutcome::Conflicted {
+        conflicts: other, ..
+    } = c.assign(claiming(3)).unwrap()
+    else {
+        panic!("no conflict")
+    };
+    assert_ne!(&other, a);
+    // The holder's end resolves both; the retried task then runs.
+    c.complete(TaskId::new(1), true, None).unwrap();
+    let resolved = c
+        .drain_events()
+        .iter()
+        .filter(|e| matches!(e, Event::ConflictResolved { .. }))
+        .count();
+    assert_eq!(resolved, 2);
+    assigned(&c, claiming(2));
+}

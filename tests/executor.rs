@@ -610,3 +610,104 @@ fn steps_with_colliding_claims_run_one_after_the_other() {
     );
     assert!(w.coordinator.assignments().is_empty());
 }
+
+/// A step whose claim is held outside its run waits for the holder (the conflict is
+/// opened once, however often the step looks again) and runs once the holder ends.
+#[test]
+fn a_step_waits_for_an_outside_holder_of_its_claim() {
+    let w = world(&[(1, &["ops"], 4)]);
+    let staging = concord::Claim::exclusive("env/staging");
+    let holder = concord::Task::new(concord::TaskId::new(7), "deploy", "another deployment")
+        .with_requirements(
+            concord::Requirements::new()
+                .with_role(role("ops"))
+                .with_claim(staging.clone()),
+        );
+    assert!(w.coordinator.assign(holder).unwrap().assignment().is_some());
+    let wf = Workflow::builder("waits")
+        .step(
+            StepSpec::new("deploy")
+                .with_role(role("ops"))
+                .with_claim(staging),
+        )
+        .build()
+        .unwrap();
+    let t0 = w.coordinator.now();
+    let release_at = t0 + Duration::from_secs(10);
+    let coordinator = Arc::clone(&w.coordinator);
+    // The other deployment ends ten (simulated) seconds later.
+    let host = async move {
+        while coordinator.now() < release_at {
+            YieldNow(false).await;
+        }
+        coordinator
+            .complete(concord::TaskId::new(7), true, None)
+            .unwrap();
+    };
+    let exec = executor(&w, vec![Arc::new(Scripted::new(1))]);
+    let (run, ()) = block_on(futures::future::join(exec.run(&wf, "waits-1", 1), host));
+    let run = run.unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    let events = w.coordinator.drain_events();
+    let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+    assert_eq!(count(|e| matches!(e, Event::ConflictDetected { .. })), 1);
+    assert_eq!(count(|e| matches!(e, Event::ConflictResolved { .. })), 1);
+}
+
+/// Past its patience, a step still blocked by an outside holder is abandoned with
+/// the conflict named, and the run goes on to its handlers.
+#[test]
+fn a_step_blocked_past_its_patience_is_abandoned() {
+    let w = world(&[(1, &["ops"], 4)]);
+    let staging = concord::Claim::exclusive("env/staging");
+    let holder = concord::Task::new(concord::TaskId::new(7), "deploy", "a stuck deployment")
+        .with_requirements(
+            concord::Requirements::new()
+                .with_role(role("ops"))
+                .with_claim(staging.clone()),
+        );
+    assert!(w.coordinator.assign(holder).unwrap().assignment().is_some());
+    let wf = Workflow::builder("gives-up")
+        .step(
+            StepSpec::new("deploy")
+                .with_role(role("ops"))
+                .with_claim(staging),
+        )
+        .step(
+            StepSpec::new("page-someone")
+                .with_role(role("ops"))
+                .after("deploy")
+                .with_condition(RunCondition::AnyFailed),
+        )
+        .build()
+        .unwrap();
+    let t0 = w.coordinator.now();
+    let exec = executor(&w, vec![Arc::new(Scripted::new(1))])
+        .with_claim_wait(Duration::from_secs(60), Duration::from_secs(5));
+    let run = block_on(exec.run(&wf, "gives-up-1", 1)).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+    assert_eq!(changes(&run, "deploy"), ["ready", "abandoned"]);
+    assert_eq!(run.status("page-someone"), Some(StepStatus::Succeeded));
+    let why = run
+        .history()
+        .iter()
+        .find_map(|e| match &e.change {
+            StepChange::Abandoned { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(why.contains("conflict#1"), "{why}");
+    // It waited its patience, no more.
+    let waited = w.coordinator.now().duration_since(t0);
+    assert!(
+        waited >= Duration::from_secs(60) && waited <= Duration::from_secs(70),
+        "{waited:?}"
+    );
+    let detected = w
+        .coordinator
+        .drain_events()
+        .iter()
+        .filter(|e| matches!(e, Event::ConflictDetected { .. }))
+        .count();
+    assert_eq!(detected, 1, "polling met the same conflict");
+}

@@ -156,10 +156,11 @@ impl StepSpec {
     /// kept sorted, without duplicates). Two steps, of one run or of several, whose
     /// exclusive claims collide do not run at once: the coordinator reports the
     /// conflict to its [`ConflictManager`](crate::conflict::ConflictManager), and the
-    /// executor starts the second step once the first has finished. If the holder is
-    /// not one of the run's own steps and nothing of the run is left running or
-    /// waiting on a timer, the step is abandoned with the conflict named, as a step no
-    /// agent can take is.
+    /// executor starts the second step once the first has finished. A holder outside
+    /// the run is waited for, within
+    /// [`Executor::with_claim_wait`](super::Executor::with_claim_wait)'s patience,
+    /// while the conflict escalates; past it the step is abandoned with the conflict
+    /// named.
     pub fn with_claim(mut self, claim: Claim) -> Self {
         if let Err(i) = self.claims.binary_search(&claim) {
             self.claims.insert(i, claim);

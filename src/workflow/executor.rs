@@ -133,7 +133,26 @@ type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
 type Attempt = BoxFuture<'static, Done>;
 
 /// A step's attempt started, or why it could not start now.
-type Started = Result<Attempt, String>;
+type Started = Result<Attempt, Deferral>;
+
+/// Why a ready step could not start now.
+#[derive(Debug)]
+struct Deferral {
+    /// Said in the history if the step is given up.
+    why: String,
+    /// The task its claims collided under (none for other reasons): a retry reuses
+    /// it, so that it meets the same open conflict instead of opening another.
+    collided: Option<TaskId>,
+}
+
+impl Deferral {
+    fn because(why: String) -> Self {
+        Deferral {
+            why,
+            collided: None,
+        }
+    }
+}
 
 /// Sees every change of a run as the [`Executor`] makes it: the new [`RunEvent`]s, in
 /// order, with the run they happened to (so the host can journal them, show progress,
@@ -204,6 +223,8 @@ pub struct Executor {
     next_task: AtomicU64,
     cancel: CancelHandle,
     observer: Option<Arc<dyn RunObserver>>,
+    claim_patience: Duration,
+    claim_poll: Duration,
 }
 
 impl Executor {
@@ -217,7 +238,21 @@ impl Executor {
             next_task: AtomicU64::new(1 << 40),
             cancel: CancelHandle::default(),
             observer: None,
+            claim_patience: Duration::from_secs(30 * 60),
+            claim_poll: Duration::from_secs(1),
         }
+    }
+
+    /// How long a step whose claims collide with work outside its run waits for it,
+    /// looking again every `poll` (defaults: 30 minutes, every second). While it
+    /// waits, the coordinator's conflict manager escalates the conflict as its policy
+    /// says; past `patience` the step is abandoned with the conflict named. (A
+    /// collision with a step of the same run needs no polling: the step is tried
+    /// again when that one finishes.)
+    pub fn with_claim_wait(mut self, patience: Duration, poll: Duration) -> Self {
+        self.claim_patience = patience;
+        self.claim_poll = poll.max(Duration::from_millis(1));
+        self
     }
 
     /// Reports every change of the runs this executor drives to `observer`, as it
@@ -323,9 +358,10 @@ impl Executor {
 
     async fn drive_observed(&self, run: &mut Run, seen: &mut usize) -> Result<(), ExecutorError> {
         let mut inflight: FuturesUnordered<Attempt> = FuturesUnordered::new();
-        // Steps that could not be assigned since the last completion.
         // Steps that could not start since the last completion, with why.
-        let mut deferred: BTreeMap<StepRef, String> = BTreeMap::new();
+        let mut deferred: BTreeMap<StepRef, Deferral> = BTreeMap::new();
+        // Steps waiting on colliding claims: since when, and under which task id.
+        let mut collided: BTreeMap<StepRef, (Timestamp, TaskId)> = BTreeMap::new();
         let mut ready = Vec::new();
         loop {
             let now = self.now();
@@ -348,11 +384,23 @@ impl Executor {
             ready.retain(|step| !deferred.contains_key(step));
             ready.truncate(room);
             if !ready.is_empty() {
-                for (step, started) in self.dispatch(run, &ready, now)? {
+                for (step, started) in self.dispatch(run, &ready, &collided, now)? {
                     match started {
-                        Ok(fut) => inflight.push(fut),
-                        Err(why) => {
-                            deferred.insert(step, why);
+                        Ok(fut) => {
+                            collided.remove(&step);
+                            inflight.push(fut);
+                        }
+                        Err(deferral) => {
+                            match deferral.collided {
+                                Some(task) => {
+                                    let since = collided.get(&step).map_or(now, |w| w.0);
+                                    collided.insert(step, (since, task));
+                                }
+                                None => {
+                                    collided.remove(&step);
+                                }
+                            }
+                            deferred.insert(step, deferral);
                         }
                     }
                 }
@@ -372,10 +420,24 @@ impl Executor {
                             // Nothing ready, running or timed: the run is finished.
                             return Ok(());
                         }
-                        for (step, why) in stuck {
-                            run.abandon(step, why, self.now())?;
+                        // Steps whose claims collide with outside work wait for it
+                        // (within their patience); the others are given up.
+                        let mut waiting = false;
+                        for (step, deferral) in stuck {
+                            let patient = collided
+                                .get(&step)
+                                .is_some_and(|&(since, _)| now < since + self.claim_patience);
+                            if deferral.collided.is_some() && patient {
+                                waiting = true;
+                            } else {
+                                collided.remove(&step);
+                                run.abandon(step, deferral.why, self.now())?;
+                            }
                         }
                         self.notify(run, seen);
+                        if waiting {
+                            self.timer.sleep_until(now + self.claim_poll).await;
+                        }
                     }
                 }
                 continue;
@@ -411,6 +473,7 @@ impl Executor {
         &self,
         run: &mut Run,
         steps: &[StepRef],
+        collided: &BTreeMap<StepRef, (Timestamp, TaskId)>,
         now: Timestamp,
     ) -> Result<Vec<(StepRef, Started)>, ExecutorError> {
         let workflow = run.workflow().inner();
@@ -427,7 +490,11 @@ impl Executor {
                 }
                 .into());
             };
-            let task_id = TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst));
+            // A step retried after a collision keeps its task id, and so its conflict.
+            let task_id = match collided.get(&step) {
+                Some(&(_, task)) => task,
+                None => TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst)),
+            };
             tasks.push(
                 Task::new(task_id, Arc::clone(kind), Arc::clone(name))
                     .with_requirements(needs.clone()),
@@ -447,17 +514,22 @@ impl Executor {
                 } => {
                     // The executor waits for capacity itself (after the next completion).
                     let _ = self.coordinator.cancel(task);
-                    format!("no agent had room for step `{name}`: {explanation}")
+                    Deferral::because(format!(
+                        "no agent had room for step `{name}`: {explanation}"
+                    ))
                 }
                 AssignOutcome::Rejected { explanation, .. } => {
-                    format!("no agent can take step `{name}`: {explanation}")
+                    Deferral::because(format!("no agent can take step `{name}`: {explanation}"))
                 }
-                AssignOutcome::Conflicted { conflicts, .. } => {
+                AssignOutcome::Conflicted { task, conflicts } => {
                     let ids: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
-                    format!(
-                        "the claims of step `{name}` collide with running work ({})",
-                        ids.join(", ")
-                    )
+                    Deferral {
+                        why: format!(
+                            "the claims of step `{name}` collide with running work ({})",
+                            ids.join(", ")
+                        ),
+                        collided: Some(task),
+                    }
                 }
             };
             started.push((step, Err(why)));
@@ -479,10 +551,10 @@ impl Executor {
             // Assigned to an agent this executor cannot reach: give the task back.
             let _ = self.coordinator.complete(task_id, false, None);
             tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
-            return Ok(Err(format!(
+            return Ok(Err(Deferral::because(format!(
                 "step `{}` went to {agent}, which this executor has no transport to",
                 run.name(step).unwrap_or("?")
-            )));
+            ))));
         };
         run.start(step, agent, now)?;
         let attempt = run.attempts(step).unwrap_or(1);
