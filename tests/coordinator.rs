@@ -441,13 +441,6 @@ fn colliding_exclusive_claims_are_caught_and_escalated() {
         .unwrap();
     c.register_agent(agent(2, &["ops"], &[], "cpu=8").with_max_tasks(4))
         .unwrap();
-    let claiming = |id: u64| {
-        Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
-            Requirements::new()
-                .with_role(Role::new("ops").unwrap())
-                .with_claim(Claim::exclusive("repo/config")),
-        )
-    };
     assigned(&c, claiming(1));
     // The same file claimed again: caught before anything is allocated.
     let out = c.assign(claiming(2)).unwrap();
@@ -497,6 +490,7 @@ fn colliding_exclusive_claims_are_caught_and_escalated() {
     assigned(&c, shared(4));
 }
 
+/// Task `id`: an ops edit holding `repo/config` exclusively.
 fn claiming(id: u64) -> Task {
     Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
         Requirements::new()
@@ -1186,13 +1180,6 @@ fn forgotten_conflicts_leave_their_ids_behind() {
     let c = coordinator(&clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
         .unwrap();
-    let claiming = |id: u64| {
-        Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
-            Requirements::new()
-                .with_role(Role::new("ops").unwrap())
-                .with_claim(Claim::exclusive("repo/config")),
-        )
-    };
     assigned(&c, claiming(1));
     let AssignOutcome::Conflicted { conflicts, .. } = c.assign(claiming(2)).unwrap() else {
         panic!("no conflict")
@@ -1229,13 +1216,6 @@ fn a_retried_task_meets_the_same_conflict() {
     let c = coordinator(&clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
         .unwrap();
-    let claiming = |id: u64| {
-        Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
-            Requirements::new()
-                .with_role(Role::new("ops").unwrap())
-                .with_claim(Claim::exclusive("repo/config")),
-        )
-    };
     assigned(&c, claiming(1));
     let first = c.assign(claiming(2)).unwrap();
     let again = c.assign(claiming(2)).unwrap();

@@ -611,19 +611,24 @@ fn steps_with_colliding_claims_run_one_after_the_other() {
     assert!(w.coordinator.assignments().is_empty());
 }
 
+/// Task 7, outside any run, assigned now and holding `claim`.
+fn hold_outside_the_run(w: &World, claim: &concord::Claim) {
+    let holder = concord::Task::new(concord::TaskId::new(7), "deploy", "another deployment")
+        .with_requirements(
+            concord::Requirements::new()
+                .with_role(role("ops"))
+                .with_claim(claim.clone()),
+        );
+    assert!(w.coordinator.assign(holder).unwrap().assignment().is_some());
+}
+
 /// A step whose claim is held outside its run waits for the holder (the conflict is
 /// opened once, however often the step looks again) and runs once the holder ends.
 #[test]
 fn a_step_waits_for_an_outside_holder_of_its_claim() {
     let w = world(&[(1, &["ops"], 4)]);
     let staging = concord::Claim::exclusive("env/staging");
-    let holder = concord::Task::new(concord::TaskId::new(7), "deploy", "another deployment")
-        .with_requirements(
-            concord::Requirements::new()
-                .with_role(role("ops"))
-                .with_claim(staging.clone()),
-        );
-    assert!(w.coordinator.assign(holder).unwrap().assignment().is_some());
+    hold_outside_the_run(&w, &staging);
     let wf = Workflow::builder("waits")
         .step(
             StepSpec::new("deploy")
@@ -660,13 +665,7 @@ fn a_step_waits_for_an_outside_holder_of_its_claim() {
 fn a_step_blocked_past_its_patience_is_abandoned() {
     let w = world(&[(1, &["ops"], 4)]);
     let staging = concord::Claim::exclusive("env/staging");
-    let holder = concord::Task::new(concord::TaskId::new(7), "deploy", "a stuck deployment")
-        .with_requirements(
-            concord::Requirements::new()
-                .with_role(role("ops"))
-                .with_claim(staging.clone()),
-        );
-    assert!(w.coordinator.assign(holder).unwrap().assignment().is_some());
+    hold_outside_the_run(&w, &staging);
     let wf = Workflow::builder("gives-up")
         .step(
             StepSpec::new("deploy")
