@@ -428,6 +428,9 @@ struct State {
     waiting_by_task: BTreeMap<TaskId, RequestId>,
     events: Vec<Event>,
     next_seq: u64,
+    /// The fleet view the assigner reads, refreshed in place for every batch (not in
+    /// the snapshot: it follows from the registry and the ledger).
+    fleet: Fleet,
     detector: ConflictDetector,
     conflicts: ConflictManager,
     /// The claims each running task holds, and its agent.
@@ -816,6 +819,7 @@ impl CoordinatorBuilder {
             assignments: BTreeMap::new(),
             waiting: BTreeMap::new(),
             waiting_by_task: BTreeMap::new(),
+            fleet: Fleet::new(&AgentRegistry::new(), None),
             events: Vec::new(),
             next_seq: 1,
             detector: ConflictDetector::new(),
@@ -1257,11 +1261,15 @@ impl Coordinator {
         // 3-4. Find available agents and assign, validating through the policies.
         let (plan, mut warnings) = {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
-            let affinity = s.affinity.subset(analyzed.iter().map(Task::kind));
-            let fleet = Fleet::new(&s.registry, Some(&s.ledger)).with_affinity(affinity);
+            let st: &mut State = &mut s;
+            let affinity = st.affinity.subset(analyzed.iter().map(Task::kind));
+            st.fleet.refresh(&st.registry, Some(&st.ledger));
+            st.fleet.set_affinity(Some(affinity));
+            let st: &State = st;
+            let fleet = &st.fleet;
             let mut admission = PolicyAdmission {
                 policies: self.policies.as_ref(),
-                state: &s,
+                state: st,
                 group: group.clone(),
                 pending: Vec::new(),
                 warnings: BTreeMap::new(),
@@ -1270,7 +1278,7 @@ impl Coordinator {
             if fleet.is_empty() {
                 (crate::assignment::Plan::default(), BTreeMap::new())
             } else {
-                let plan = self.assigner.assign(&analyzed, &fleet, &mut admission)?;
+                let plan = self.assigner.assign(&analyzed, fleet, &mut admission)?;
                 (plan, admission.warnings)
             }
         };

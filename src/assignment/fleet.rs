@@ -190,73 +190,108 @@ pub struct Fleet {
     role_catalog: Arc<CapabilityCatalog>,
     capability_catalog: Arc<CapabilityCatalog>,
     affinity: Option<AffinityTable>,
+    /// Each agent's free and total resources while a refresh builds the columns.
+    scratch: Vec<(Option<Resources>, Option<Resources>)>,
 }
 
 impl Fleet {
     /// A fleet of every agent in `registry`, with free resources from `ledger` when
     /// given.
     pub fn new(registry: &AgentRegistry, ledger: Option<&ResourceLedger>) -> Self {
-        let mut dims = vec![
+        let mut fleet = Fleet::empty();
+        fleet.refresh(registry, ledger);
+        fleet
+    }
+
+    /// A fleet of no agents.
+    fn empty() -> Self {
+        Fleet {
+            ids: Vec::new(),
+            status: Vec::new(),
+            slots: Vec::new(),
+            roles: Vec::new(),
+            capabilities: Vec::new(),
+            free: Vec::new(),
+            capacity: Vec::new(),
+            dims: Vec::new(),
+            unlimited: Vec::new(),
+            pool_free: Vec::new(),
+            role_catalog: Arc::default(),
+            capability_catalog: Arc::default(),
+            affinity: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the fleet from `registry` and `ledger` in place, as [`new`](Self::new)
+    /// builds it, reusing its columns: a coordinator keeps one fleet and refreshes it
+    /// per batch instead of allocating a dozen arrays each time. The affinity table
+    /// is dropped.
+    pub(crate) fn refresh(&mut self, registry: &AgentRegistry, ledger: Option<&ResourceLedger>) {
+        self.affinity = None;
+        let dims = &mut self.dims;
+        dims.clear();
+        dims.extend([
             ResourceName::Cpu,
             ResourceName::Memory,
             ResourceName::Storage,
-        ];
-        let mut add_dims = |r: &Resources| {
-            for (name, _) in r.iter() {
-                if !dims.contains(&name) {
-                    dims.push(name);
-                }
-            }
-        };
-        let mut free_of = Vec::with_capacity(registry.len());
-        let mut cap_of = Vec::with_capacity(registry.len());
+        ]);
+        // Each agent's free and total resources: from the ledger when it knows the
+        // agent, else as declared (unlimited when nothing is declared).
+        let scratch = &mut self.scratch;
+        scratch.clear();
         for view in registry.iter() {
             let id = view.id();
-            let declared = view.profile().capacity().cloned();
             let (free, cap) =
                 match ledger.and_then(|l| Some((l.free(id).ok()?, l.capacity(id).ok()?))) {
                     Some((free, cap)) => (Some(free), Some(cap)),
-                    None => (declared.clone(), declared),
+                    None => {
+                        let declared = view.profile().capacity().cloned();
+                        (declared.clone(), declared)
+                    }
                 };
             if let Some(c) = &cap {
-                add_dims(c);
+                for (name, _) in c.iter() {
+                    if !dims.contains(&name) {
+                        dims.push(name);
+                    }
+                }
             }
-            free_of.push(free);
-            cap_of.push(cap);
+            scratch.push((free, cap));
         }
-        let n = dims.len();
-        let mut free = Vec::with_capacity(registry.len() * n);
-        let mut capacity = Vec::with_capacity(registry.len() * n);
-        for (f, c) in free_of.iter().zip(&cap_of) {
-            for d in &dims {
-                free.push(f.as_ref().map_or(u64::MAX, |f| f.get(d)));
-                capacity.push(c.as_ref().map_or(0, |c| c.get(d)));
+        self.free.clear();
+        self.capacity.clear();
+        self.unlimited.clear();
+        for (f, c) in scratch.iter() {
+            for d in dims.iter() {
+                self.free.push(f.as_ref().map_or(u64::MAX, |f| f.get(d)));
+                self.capacity.push(c.as_ref().map_or(0, |c| c.get(d)));
             }
+            self.unlimited.push(f.is_none());
         }
-        let unlimited = free_of.iter().map(Option::is_none).collect();
-        let pool_free = dims
-            .iter()
-            .map(|d| ledger.and_then(|l| l.pool_available(d)).unwrap_or(u64::MAX))
-            .collect();
-        let (role_catalog, capability_catalog) = registry.shared_catalogs();
-        Fleet {
-            ids: registry.ids().to_vec(),
-            status: registry.iter().map(|v| v.status()).collect(),
-            slots: registry.iter().map(|v| v.free_slots()).collect(),
-            roles: registry.iter().map(|v| v.role_bits().clone()).collect(),
-            capabilities: registry
-                .iter()
-                .map(|v| v.capability_bits().clone())
-                .collect(),
-            free,
-            capacity,
-            dims,
-            unlimited,
-            pool_free,
-            role_catalog,
-            capability_catalog,
-            affinity: None,
-        }
+        self.pool_free.clear();
+        self.pool_free.extend(
+            dims.iter()
+                .map(|d| ledger.and_then(|l| l.pool_available(d)).unwrap_or(u64::MAX)),
+        );
+        (self.role_catalog, self.capability_catalog) = registry.shared_catalogs();
+        self.ids.clear();
+        self.ids.extend_from_slice(registry.ids());
+        self.status.clear();
+        self.status.extend(registry.iter().map(|v| v.status()));
+        self.slots.clear();
+        self.slots.extend(registry.iter().map(|v| v.free_slots()));
+        self.roles.clear();
+        self.roles
+            .extend(registry.iter().map(|v| v.role_bits().clone()));
+        self.capabilities.clear();
+        self.capabilities
+            .extend(registry.iter().map(|v| v.capability_bits().clone()));
+    }
+
+    /// Sets (or clears) the history that affinity scoring reads.
+    pub(crate) fn set_affinity(&mut self, affinity: Option<AffinityTable>) {
+        self.affinity = affinity;
     }
 
     /// Adds the history that affinity scoring reads.
