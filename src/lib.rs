@@ -63,13 +63,17 @@
 //! | Check availability, allocate, queue for later (1.3) | [`ResourceLedger`]: `availability`, `can_allocate`, `allocate`, `request` |
 //! | Release idle agents' resources (1.3) | [`ResourceLedger::reclaim_idle`], [`ResourceLedger::expire`] |
 //! | Usage report, heavy users, leaks (2.1) | [`ResourceLedger::usage_report`], [`ResourceLedger::heavy_users`], [`ResourceLedger::detect_leaks`] |
+//! | Conflict detection, assessment, resolution (1.2) | [`conflict::ConflictDetector`], [`conflict::ConflictAssessor`], [`ConflictResolver`], [`conflict::ConflictManager`]; the coordinator catches colliding claims at assignment |
+//! | Escalation decision tree (1.2) | [`conflict::EscalationPolicy`], [`conflict::ConflictManager::tick`] |
+//! | Deployment workflow (1.1), emergencies (2.2), updates (3.3) | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
 //! ## Crate layout
 //!
 //! One module per domain, each with the same shape: its traits and data types, its
 //! default implementations, its error enum. Dependencies point one way: [`clock`],
 //! [`id`], [`error`] and [`resource`] at the bottom; [`task`] above them; [`agent`]
-//! above that; then [`policy`], then [`assignment`]; [`coordinator`] on top.
+//! above that; then [`policy`], then [`assignment`] and [`conflict`]; [`coordinator`]
+//! on top of those, and [`workflow`] on top of the coordinator.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
