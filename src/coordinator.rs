@@ -431,6 +431,10 @@ struct State {
     /// The fleet view the assigner reads, refreshed in place for every batch (not in
     /// the snapshot: it follows from the registry and the ledger).
     fleet: Fleet,
+    /// Grants the ledger made to waiting tasks while capacity was given back outside
+    /// [`Coordinator::serve`] (by `queue_or_reject`); served before the call returns
+    /// (or, if it fails half-way, by the next one that serves).
+    handed_back: Vec<Grant>,
     detector: ConflictDetector,
     conflicts: ConflictManager,
     /// The claims each running task holds, and its agent.
@@ -820,6 +824,7 @@ impl CoordinatorBuilder {
             waiting: BTreeMap::new(),
             waiting_by_task: BTreeMap::new(),
             fleet: Fleet::new(&AgentRegistry::new(), None),
+            handed_back: Vec::new(),
             events: Vec::new(),
             next_seq: 1,
             detector: ConflictDetector::new(),
@@ -1332,6 +1337,12 @@ impl Coordinator {
                 now,
             )?);
         }
+        // Giving back capacity for a task the assigner refused may have granted
+        // waiting tasks some: they are assigned now (see the journal).
+        let more = std::mem::take(&mut s.handed_back);
+        if !more.is_empty() {
+            self.serve(&mut s, more, Vec::new(), now);
+        }
         Ok(outcomes)
     }
 
@@ -1410,6 +1421,10 @@ impl Coordinator {
             .unwait(request)
             .ok_or(CoordinatorError::UnknownTask { task })?;
         s.push(|seq| Event::TaskCancelled { seq, at: now, task });
+        // A withdrawn request may have held a reservation: what it kept free for
+        // itself goes to the tasks behind it now.
+        let grants = s.ledger.drain(now);
+        self.serve(&mut s, grants, Vec::new(), now);
         Ok(w.task)
     }
 
@@ -1561,6 +1576,12 @@ impl Coordinator {
             {
                 tracing::warn!(task.id = %task_id, error = %e, "could not requeue task");
             }
+        }
+        // Grants that re-queueing handed back. Each comes from a task rejected for
+        // good on the way, so this ends.
+        let more = std::mem::take(&mut s.handed_back);
+        if !more.is_empty() {
+            assigned.extend(self.serve(s, more, Vec::new(), now));
         }
         assigned
     }
@@ -1853,8 +1874,11 @@ fn queue_or_reject(
         Some(RequestOutcome::Granted(g)) => {
             // Capacity appeared between the plan and now (a candidate the filters
             // had refused for slots or resources): give it back and report why
-            // the assigner refused.
-            let _ = s.ledger.release(g.allocation, now);
+            // the assigner refused. What giving it back grants to waiting tasks is
+            // served before the call returns.
+            if let Ok(more) = s.ledger.release(g.allocation, now) {
+                s.handed_back.extend(more);
+            }
         }
         // No candidate could ever hold it: reject below.
         None => {}

@@ -1252,3 +1252,40 @@ fn a_retried_task_meets_the_same_conflict() {
     assert_eq!(resolved, 2);
     assigned(&c, claiming(2));
 }
+
+/// Regression: withdrawing a waiting task that held a reservation freed capacity the
+/// ledger served to nobody, so a smaller task queued behind the reservation waited on
+/// free capacity until some unrelated release came along.
+#[test]
+fn cancelling_a_reservation_holder_serves_the_task_behind_it() {
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .ledger_config(concord::resource::LedgerConfig {
+            reserve_after: 10 * MIN,
+            ..Default::default()
+        })
+        .build();
+    c.register_agent(agent(1, &["ops"], &[], "cpu=40").with_max_tasks(8))
+        .unwrap();
+    assigned(&c, task(1, "hold", "ops", "cpu=30"));
+    // Too big for what is left: it waits, and after ten minutes holds a reservation.
+    let big = c.assign(task(2, "big", "ops", "cpu=20")).unwrap();
+    assert!(matches!(big, AssignOutcome::Queued { .. }), "{big:?}");
+    clock.advance(11 * MIN);
+    assert!(c.tick().is_empty());
+    // Fits what is free, but not past the reservation: it waits too.
+    let small = c.assign(task(3, "small", "ops", "cpu=5")).unwrap();
+    assert!(matches!(small, AssignOutcome::Queued { .. }), "{small:?}");
+    // The big one is withdrawn: its reservation goes, and the small one runs now.
+    c.cancel(TaskId::new(2)).unwrap();
+    assert!(
+        c.assignments()
+            .iter()
+            .any(|a| a.task.id() == TaskId::new(3)),
+        "waiting: {:?}",
+        c.waiting()
+    );
+    assert!(c.waiting().is_empty());
+}
