@@ -1339,10 +1339,7 @@ impl Coordinator {
         }
         // Giving back capacity for a task the assigner refused may have granted
         // waiting tasks some: they are assigned now (see the journal).
-        let more = std::mem::take(&mut s.handed_back);
-        if !more.is_empty() {
-            self.serve(&mut s, more, Vec::new(), now);
-        }
+        self.serve_handed_back(&mut s, now);
         Ok(outcomes)
     }
 
@@ -1577,13 +1574,19 @@ impl Coordinator {
                 tracing::warn!(task.id = %task_id, error = %e, "could not requeue task");
             }
         }
-        // Grants that re-queueing handed back. Each comes from a task rejected for
-        // good on the way, so this ends.
-        let more = std::mem::take(&mut s.handed_back);
-        if !more.is_empty() {
-            assigned.extend(self.serve(s, more, Vec::new(), now));
-        }
+        assigned.extend(self.serve_handed_back(s, now));
         assigned
+    }
+
+    /// Serves the grants `queue_or_reject` handed back (see `State::handed_back`).
+    /// Each comes from a task rejected for good on the way, so serving them, which
+    /// may hand back more, ends.
+    fn serve_handed_back(&self, s: &mut State, now: Timestamp) -> Vec<Arc<Assignment>> {
+        let more = std::mem::take(&mut s.handed_back);
+        if more.is_empty() {
+            return Vec::new();
+        }
+        self.serve(s, more, Vec::new(), now)
     }
 
     /// The tasks running now, by task id.
