@@ -1228,8 +1228,6 @@ impl Coordinator {
         tasks: Vec<Task>,
     ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
         let now = self.now();
-        // One shared name for the whole batch's proposals and assignments.
-        let group: Option<Arc<str>> = group.map(Arc::from);
         // 1. Analyze (pure; outside the lock).
         let mut analyzed = Vec::with_capacity(tasks.len());
         for task in tasks {
@@ -1249,6 +1247,12 @@ impl Coordinator {
             }
         }
         let mut s = self.state.lock();
+        // One shared name for the whole batch's proposals and assignments: the duty
+        // log's, once the group has a record.
+        let group: Option<Arc<str>> = group.map(|g| match s.duties.shared_group(g) {
+            Some(shared) => Arc::clone(shared),
+            None => Arc::from(g),
+        });
         for t in &analyzed {
             if s.knows(t.id()) {
                 return Err(CoordinatorError::DuplicateTask { task: t.id() });
@@ -1372,7 +1376,8 @@ impl Coordinator {
         let _ = s.registry.task_finished(a.agent, now);
         s.release_claims(task, now);
         let unblocked = s.unblock(task, now);
-        s.affinity.record(a.task.kind(), a.agent, success);
+        s.affinity
+            .record_shared(a.task.kind_arc(), a.agent, success);
         if let Some(usage) = usage {
             let observation = crate::resource::Observation::new(usage, now);
             self.predictor.lock().observe(a.task.kind(), &observation);
@@ -1831,7 +1836,7 @@ fn open_conflicts(
 
 fn record_duty(s: &mut State, a: &Assignment) {
     if let Some(group) = &a.group {
-        s.duties.record(group, a.task.kind(), a.agent);
+        s.duties.record_shared(group, a.task.kind_arc(), a.agent);
     }
 }
 

@@ -80,6 +80,7 @@
 #![warn(rust_2018_idioms)]
 
 pub mod agent;
+mod agent_map;
 pub mod assignment;
 pub mod clock;
 pub mod conflict;

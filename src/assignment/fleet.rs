@@ -8,6 +8,7 @@ use crate::hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::{AgentRegistry, AgentStatus, CapabilityCatalog, CapabilitySet};
+use crate::agent_map::AgentMap;
 use crate::id::AgentId;
 use crate::resource::{ResourceLedger, ResourceName, Resources};
 use crate::task::Task;
@@ -30,18 +31,45 @@ pub struct AffinityTable {
     /// Weight of the newest outcome, in `(0, 1]`.
     alpha: f64,
     /// Kind -> agent -> affinity. Hashed by kind (a long run of distinct kinds costs
-    /// the same per record as a short one), written in kind order.
-    #[serde(serialize_with = "sorted_rows")]
-    table: FxHashMap<Box<str>, BTreeMap<AgentId, f64>>,
+    /// the same per record as a short one), written in kind order. Kinds are shared
+    /// with the tasks recorded (the coordinator copies no name).
+    #[serde(serialize_with = "sorted_rows", deserialize_with = "rows")]
+    table: FxHashMap<Arc<str>, AgentMap<f64>>,
 }
 
 fn sorted_rows<S: serde::Serializer>(
-    table: &FxHashMap<Box<str>, BTreeMap<AgentId, f64>>,
+    table: &FxHashMap<Arc<str>, AgentMap<f64>>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    let sorted: BTreeMap<&str, &BTreeMap<AgentId, f64>> =
-        table.iter().map(|(k, v)| (&**k, v)).collect();
+    /// A row as a map from agent to affinity, ascending (as a `BTreeMap` writes it).
+    struct Row<'a>(&'a AgentMap<f64>);
+    impl Serialize for Row<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(self.0.iter())
+        }
+    }
+    let sorted: BTreeMap<&str, Row<'_>> = table.iter().map(|(k, v)| (&**k, Row(v))).collect();
     serializer.collect_map(sorted)
+}
+
+fn rows<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<FxHashMap<Arc<str>, AgentMap<f64>>, D::Error> {
+    let rows = BTreeMap::<String, BTreeMap<AgentId, f64>>::deserialize(deserializer)?;
+    let mut table = FxHashMap::default();
+    for (kind, row) in rows {
+        let mut agents = row.into_iter();
+        // A kind without agents has no affinity: the same as no row.
+        let Some((first, x)) = agents.next() else {
+            continue;
+        };
+        let mut map = AgentMap::one(first, x);
+        for (agent, x) in agents {
+            map.get_or_insert(agent, x);
+        }
+        table.insert(Arc::from(kind), map);
+    }
+    Ok(table)
 }
 
 impl Default for AffinityTable {
@@ -76,8 +104,8 @@ impl AffinityTable {
             table: FxHashMap::default(),
         };
         for kind in kinds {
-            if let Some(row) = self.table.get(kind) {
-                out.table.insert(kind.into(), row.clone());
+            if let Some((kind, row)) = self.table.get_key_value(kind) {
+                out.table.insert(Arc::clone(kind), row.clone());
             }
         }
         out
@@ -85,13 +113,28 @@ impl AffinityTable {
 
     /// Records that `agent` did a task of `kind`, well or not.
     pub fn record(&mut self, kind: &str, agent: AgentId, success: bool) {
+        self.record_with(kind, || Arc::from(kind), agent, success);
+    }
+
+    /// [`record`](Self::record) with the kind's name shared, not copied.
+    pub(crate) fn record_shared(&mut self, kind: &Arc<str>, agent: AgentId, success: bool) {
+        self.record_with(kind, || Arc::clone(kind), agent, success);
+    }
+
+    /// Records under `kind`, whose name `make_key` makes if it has no row yet.
+    fn record_with(
+        &mut self,
+        kind: &str,
+        make_key: impl FnOnce() -> Arc<str>,
+        agent: AgentId,
+        success: bool,
+    ) {
         let x = if success { 1.0 } else { 0.0 };
-        // The kind's name is copied once, when its row is made.
         if let Some(row) = self.table.get_mut(kind) {
-            let entry = row.entry(agent).or_insert(x);
+            let entry = row.get_or_insert(agent, x).0;
             *entry += self.alpha * (x - *entry);
         } else {
-            self.table.insert(kind.into(), BTreeMap::from([(agent, x)]));
+            self.table.insert(make_key(), AgentMap::one(agent, x));
         }
     }
 
@@ -100,12 +143,12 @@ impl AffinityTable {
     pub fn affinity(&self, kind: &str, agent: AgentId) -> f64 {
         self.table
             .get(kind)
-            .and_then(|m| m.get(&agent))
+            .and_then(|m| m.get(agent))
             .copied()
             .unwrap_or(0.0)
     }
 
-    fn row(&self, kind: &str) -> Option<&BTreeMap<AgentId, f64>> {
+    fn row(&self, kind: &str) -> Option<&AgentMap<f64>> {
         self.table.get(kind)
     }
 }
@@ -415,7 +458,7 @@ impl Fleet {
             .map(|row| {
                 self.ids
                     .iter()
-                    .map(|id| row.get(id).copied().unwrap_or(0.0))
+                    .map(|id| row.get(*id).copied().unwrap_or(0.0))
                     .collect()
             });
     }

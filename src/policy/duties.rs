@@ -2,10 +2,12 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::Proposal;
+use crate::agent_map::AgentMap;
 use crate::hash::FxHashMap;
 use crate::id::AgentId;
 
@@ -38,22 +40,30 @@ use crate::id::AgentId;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(from = "DutyLogData")]
 pub struct DutyLog {
-    /// group -> duty (normalized) -> agents.
-    groups: BTreeMap<String, FxHashMap<Box<str>, BTreeSet<AgentId>>>,
+    /// group -> duty (normalized) -> agents. Names are shared: the coordinator
+    /// records a step's kind and its run's id without copying them.
+    groups: BTreeMap<Arc<str>, FxHashMap<Arc<str>, AgentMap<()>>>,
 }
 
 impl Serialize for DutyLog {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// Agents as a sequence, ascending (as a `BTreeSet` writes them).
+        struct Agents<'a>(&'a AgentMap<()>);
+        impl Serialize for Agents<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.agents())
+            }
+        }
         #[derive(Serialize)]
         struct Sorted<'a> {
-            groups: BTreeMap<&'a str, BTreeMap<&'a str, &'a BTreeSet<AgentId>>>,
+            groups: BTreeMap<&'a str, BTreeMap<&'a str, Agents<'a>>>,
         }
         let groups = self
             .groups
             .iter()
             .map(|(g, duties)| {
-                let sorted = duties.iter().map(|(d, a)| (&**d, a)).collect();
-                (g.as_str(), sorted)
+                let sorted = duties.iter().map(|(d, a)| (&**d, Agents(a))).collect();
+                (&**g, sorted)
             })
             .collect();
         Sorted { groups }.serialize(serializer)
@@ -109,18 +119,56 @@ impl DutyLog {
     ///
     /// Allocates only for a group or duty not seen before.
     pub fn record(&mut self, group: &str, duty: &str, agent: AgentId) -> bool {
-        if !self.groups.contains_key(group) {
-            self.groups.insert(group.to_owned(), FxHashMap::default());
-        }
-        let Some(duties) = self.groups.get_mut(group) else {
-            return false;
+        let group = match self.shared_group(group) {
+            Some(shared) => Arc::clone(shared),
+            None => Arc::from(group),
         };
         let key = duty_key(duty);
-        if let Some(agents) = duties.get_mut(&*key) {
-            return agents.insert(agent);
+        self.record_key(&group, || Arc::from(&*key), &key, agent)
+    }
+
+    /// [`record`](Self::record) with names the caller already shares: nothing is
+    /// copied for a group or duty seen before, nor for a new duty already normalized.
+    pub(crate) fn record_shared(
+        &mut self,
+        group: &Arc<str>,
+        duty: &Arc<str>,
+        agent: AgentId,
+    ) -> bool {
+        match duty_key(duty) {
+            Cow::Borrowed(key) if key.len() == duty.len() => {
+                self.record_key(group, || Arc::clone(duty), key, agent)
+            }
+            key => self.record_key(group, || Arc::from(&*key), &key, agent),
         }
-        duties.insert(key.into(), BTreeSet::from([agent]));
-        true
+    }
+
+    /// Records `agent` under the normalized duty `key`, made by `make_key` only if
+    /// the group has no such duty yet.
+    fn record_key(
+        &mut self,
+        group: &Arc<str>,
+        make_key: impl FnOnce() -> Arc<str>,
+        key: &str,
+        agent: AgentId,
+    ) -> bool {
+        let duties = match self.groups.get_mut(&**group) {
+            Some(duties) => duties,
+            None => self.groups.entry(Arc::clone(group)).or_default(),
+        };
+        match duties.get_mut(key) {
+            Some(agents) => agents.get_or_insert(agent, ()).1,
+            None => {
+                duties.insert(make_key(), AgentMap::one(agent, ()));
+                true
+            }
+        }
+    }
+
+    /// The log's own copy of the name `group`, if it has a record for it: a caller
+    /// that records under that group again can share it instead of copying.
+    pub(crate) fn shared_group(&self, group: &str) -> Option<&Arc<str>> {
+        self.groups.get_key_value(group).map(|(g, _)| g)
     }
 
     /// Records the duty of an accepted proposal in its group. Returns whether that was
@@ -137,7 +185,7 @@ impl DutyLog {
         self.groups
             .get(group)
             .and_then(|duties| duties.get(&*duty_key(duty)))
-            .is_some_and(|agents| agents.contains(&agent))
+            .is_some_and(|agents| agents.contains(agent))
     }
 
     /// The agents that perform `duty` in `group`, ascending.
@@ -146,8 +194,7 @@ impl DutyLog {
             .get(group)
             .and_then(|duties| duties.get(&*duty_key(duty)))
             .into_iter()
-            .flatten()
-            .copied()
+            .flat_map(AgentMap::agents)
     }
 
     /// The duties `agent` performs in `group`, normalized, in name order.
@@ -157,7 +204,7 @@ impl DutyLog {
             .get(group)
             .into_iter()
             .flatten()
-            .filter(|(_, agents)| agents.contains(&agent))
+            .filter(|(_, agents)| agents.contains(agent))
             .map(|(duty, _)| &**duty)
             .collect();
         duties.sort_unstable();
@@ -172,7 +219,7 @@ impl DutyLog {
 
     /// The groups with a record, in name order.
     pub fn groups(&self) -> impl Iterator<Item = &str> + '_ {
-        self.groups.keys().map(String::as_str)
+        self.groups.keys().map(|g| &**g)
     }
 
     /// How many (group, duty, agent) records there are.
@@ -180,7 +227,7 @@ impl DutyLog {
         self.groups
             .values()
             .flat_map(|duties| duties.values())
-            .map(BTreeSet::len)
+            .map(AgentMap::len)
             .sum()
     }
 

@@ -313,6 +313,11 @@ impl Task {
         Arc::clone(&self.kind)
     }
 
+    /// The kind's shared name, borrowed.
+    pub(crate) fn kind_arc(&self) -> &Arc<str> {
+        &self.kind
+    }
+
     /// The description, shared (a reference count, no copy).
     pub fn shared_description(&self) -> Arc<str> {
         Arc::clone(&self.description)
