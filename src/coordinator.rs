@@ -447,6 +447,44 @@ struct State {
     /// The waiting tasks (their keys in `waiting`) blocked behind each running task's
     /// claims. Not in the snapshot: restore derives it from `WaitingTask::behind`.
     blocked: BTreeMap<TaskId, BTreeSet<RequestId>>,
+    /// The policy admission's proposals, kept between batches for their capacity
+    /// (always empty between calls).
+    proposals: Vec<Proposal>,
+}
+
+/// The items of a plan (placements, unplaced tasks) handed out by task. The crate's
+/// assigners list them in the batch's order, which one pass takes in turn; any other
+/// order falls back to a map, so a host's assigner costs no quadratic search.
+struct ByTask<T> {
+    items: std::vec::IntoIter<T>,
+    rest: Option<crate::hash::FxHashMap<TaskId, T>>,
+    key: fn(&T) -> TaskId,
+}
+
+impl<T> ByTask<T> {
+    fn new(items: Vec<T>, key: fn(&T) -> TaskId) -> Self {
+        ByTask {
+            items: items.into_iter(),
+            rest: None,
+            key,
+        }
+    }
+
+    /// The item of `task`, taken out.
+    fn take(&mut self, task: TaskId) -> Option<T> {
+        if self.rest.is_none() {
+            match self.items.as_slice().first() {
+                None => return None,
+                Some(next) if (self.key)(next) == task => return self.items.next(),
+                // Not in order, or `task` has no item: look it up from now on.
+                Some(_) => {
+                    let key = self.key;
+                    self.rest = Some(self.items.by_ref().map(|t| (key(&t), t)).collect());
+                }
+            }
+        }
+        self.rest.as_mut().and_then(|rest| rest.remove(&task))
+    }
 }
 
 /// `found`, the conflicts one task's claims made, ordered by holder, then the names
@@ -832,6 +870,7 @@ impl CoordinatorBuilder {
             claims: BTreeMap::new(),
             holders: BTreeSet::new(),
             blocked: BTreeMap::new(),
+            proposals: Vec::new(),
         };
         Coordinator {
             clock: self.clock,
@@ -1092,7 +1131,13 @@ impl Admission for PolicyAdmission<'_> {
                 v.message.clone(),
             ));
         }
-        self.warnings.insert(task.id(), violations);
+        // Only findings are kept (an empty entry would cost an allocation per task);
+        // a task admitted again (an assigner that backtracks) keeps its last ones.
+        if violations.is_empty() {
+            self.warnings.remove(&task.id());
+        } else {
+            self.warnings.insert(task.id(), violations);
+        }
         self.pending.push(proposal);
         Ok(())
     }
@@ -1225,21 +1270,35 @@ impl Coordinator {
     pub fn assign_batch(
         &self,
         group: Option<&str>,
-        tasks: Vec<Task>,
+        mut tasks: Vec<Task>,
     ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        self.assign_batch_into(group, &mut tasks, &mut outcomes)?;
+        Ok(outcomes)
+    }
+
+    /// [`assign_batch`](Self::assign_batch) for a caller that reuses its buffers:
+    /// takes the tasks out of `tasks` (left empty, its capacity kept) and appends
+    /// their outcomes to `outcomes`.
+    pub(crate) fn assign_batch_into(
+        &self,
+        group: Option<&str>,
+        tasks: &mut Vec<Task>,
+        outcomes: &mut Vec<AssignOutcome>,
+    ) -> Result<(), CoordinatorError> {
         let now = self.now();
         // 1. Analyze (pure; outside the lock).
-        let mut analyzed = Vec::with_capacity(tasks.len());
-        for task in tasks {
+        for task in tasks.iter_mut() {
             let _span = tracing::debug_span!("analyze", task.id = %task.id()).entered();
-            let result = self.analyzer.analyze(&task)?;
+            let result = self.analyzer.analyze(task)?;
             tracing::debug!(task.id = %task.id(), rules = ?result.rules().collect::<Vec<_>>(), "task analyzed");
-            analyzed.push(task.with_requirements(result.requirements));
+            *task.requirements_mut() = result.requirements;
         }
+        let analyzed = tasks;
         // 2. Predict the needs.
         {
             let predictor = self.predictor.lock();
-            for task in &mut analyzed {
+            for task in analyzed.iter_mut() {
                 let _span = tracing::debug_span!("predict", task.id = %task.id()).entered();
                 let prediction = predictor.predict(task.kind(), task.requirements().resources());
                 let needs = std::mem::take(task.requirements_mut());
@@ -1253,7 +1312,7 @@ impl Coordinator {
             Some(shared) => Arc::clone(shared),
             None => Arc::from(g),
         });
-        for t in &analyzed {
+        for t in analyzed.iter() {
             if s.knows(t.id()) {
                 return Err(CoordinatorError::DuplicateTask { task: t.id() });
             }
@@ -1268,9 +1327,10 @@ impl Coordinator {
             }
         }
         // 3-4. Find available agents and assign, validating through the policies.
-        let (plan, mut warnings) = {
+        let (plan, mut warnings, pending) = {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
             let st: &mut State = &mut s;
+            let pending = std::mem::take(&mut st.proposals);
             let affinity = st.affinity.subset(analyzed.iter().map(Task::kind));
             st.fleet.refresh(&st.registry, Some(&st.ledger));
             st.fleet.set_affinity(Some(affinity));
@@ -1280,17 +1340,24 @@ impl Coordinator {
                 policies: self.policies.as_ref(),
                 state: st,
                 group: group.clone(),
-                pending: Vec::new(),
+                pending,
                 warnings: BTreeMap::new(),
                 now,
             };
-            if fleet.is_empty() {
-                (crate::assignment::Plan::default(), BTreeMap::new())
+            let plan = if fleet.is_empty() {
+                crate::assignment::Plan::default()
             } else {
-                let plan = self.assigner.assign(&analyzed, fleet, &mut admission)?;
-                (plan, admission.warnings)
-            }
+                self.assigner.assign(analyzed, fleet, &mut admission)?
+            };
+            let PolicyAdmission {
+                mut pending,
+                warnings,
+                ..
+            } = admission;
+            pending.clear();
+            (plan, warnings, pending)
         };
+        s.proposals = pending;
         for refusal in &plan.refusals {
             let refusal = refusal.clone();
             s.push(|seq| Event::PolicyRefused {
@@ -1300,16 +1367,17 @@ impl Coordinator {
             });
         }
         // 5. Allocate, in the batch's order.
-        let mut outcomes = Vec::with_capacity(analyzed.len());
-        for task in analyzed {
+        let mut placements = ByTask::new(plan.placements, |p| p.task);
+        let mut unplaced = ByTask::new(plan.unplaced, |u| u.task);
+        for task in analyzed.drain(..) {
             let id = task.id();
-            if let Some(p) = plan.placement(id) {
+            if let Some(p) = placements.take(id) {
                 let _span =
                     tracing::debug_span!("allocate", task.id = %id, agent.id = %p.agent).entered();
                 let outcome = commit(
                     &mut s,
                     task,
-                    p.clone(),
+                    p,
                     warnings.remove(&id).unwrap_or_default(),
                     group.as_ref(),
                     now,
@@ -1317,15 +1385,14 @@ impl Coordinator {
                 outcomes.push(outcome);
                 continue;
             }
-            let explanation = plan
-                .unplaced
-                .iter()
-                .find(|u| u.task == id)
-                .map(|u| u.explanation.clone())
-                .unwrap_or_else(|| Explanation {
-                    considered: 0,
-                    ..Explanation::default()
-                });
+            let explanation =
+                unplaced
+                    .take(id)
+                    .map(|u| u.explanation)
+                    .unwrap_or_else(|| Explanation {
+                        considered: 0,
+                        ..Explanation::default()
+                    });
             let refusals: Vec<Refusal> = plan
                 .refusals
                 .iter()
@@ -1344,7 +1411,7 @@ impl Coordinator {
         // Giving back capacity for a task the assigner refused may have granted
         // waiting tasks some: they are assigned now (see the journal).
         self.serve_handed_back(&mut s, now);
-        Ok(outcomes)
+        Ok(())
     }
 
     /// Records that `task` finished: frees its slot, resources and claims (serving

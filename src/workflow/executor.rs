@@ -135,6 +135,22 @@ type Attempt = BoxFuture<'static, Done>;
 /// A step's attempt started, or why it could not start now.
 type Started = Result<Attempt, Deferral>;
 
+/// What a dispatch hands the coordinator, kept between dispatches for the
+/// buffers' capacity.
+#[derive(Default)]
+struct Batch {
+    tasks: Vec<Task>,
+    outcomes: Vec<AssignOutcome>,
+}
+
+/// Where a dispatch puts the steps it handles: started attempts, and the steps that
+/// must wait (with why, and since when and under which task for a collision).
+struct Waits<'a> {
+    inflight: &'a mut FuturesUnordered<Attempt>,
+    deferred: &'a mut BTreeMap<StepRef, Deferral>,
+    collided: &'a mut BTreeMap<StepRef, (Timestamp, TaskId)>,
+}
+
 /// Why a ready step could not start now.
 #[derive(Debug)]
 struct Deferral {
@@ -363,6 +379,7 @@ impl Executor {
         // Steps waiting on colliding claims: since when, and under which task id.
         let mut collided: BTreeMap<StepRef, (Timestamp, TaskId)> = BTreeMap::new();
         let mut ready = Vec::new();
+        let mut batch = Batch::default();
         loop {
             let now = self.now();
             if self.cancel.is_cancelled() {
@@ -384,26 +401,12 @@ impl Executor {
             ready.retain(|step| !deferred.contains_key(step));
             ready.truncate(room);
             if !ready.is_empty() {
-                for (step, started) in self.dispatch(run, &ready, &collided, now)? {
-                    match started {
-                        Ok(fut) => {
-                            collided.remove(&step);
-                            inflight.push(fut);
-                        }
-                        Err(deferral) => {
-                            match deferral.collided {
-                                Some(task) => {
-                                    let since = collided.get(&step).map_or(now, |w| w.0);
-                                    collided.insert(step, (since, task));
-                                }
-                                None => {
-                                    collided.remove(&step);
-                                }
-                            }
-                            deferred.insert(step, deferral);
-                        }
-                    }
-                }
+                let waits = Waits {
+                    inflight: &mut inflight,
+                    deferred: &mut deferred,
+                    collided: &mut collided,
+                };
+                self.dispatch(run, &ready, &mut batch, waits, now)?;
                 self.notify(run, seen);
             }
             if run.is_finished() && inflight.is_empty() {
@@ -468,16 +471,18 @@ impl Executor {
 
     /// Assigns ready `steps` in one coordinator batch (one look at the fleet, and
     /// separation of duties checked across the batch) and starts the attempts of
-    /// those assigned; for a step that cannot start now, why.
+    /// those assigned; a step that cannot start now is deferred, with why.
     fn dispatch(
         &self,
         run: &mut Run,
         steps: &[StepRef],
-        collided: &BTreeMap<StepRef, (Timestamp, TaskId)>,
+        batch: &mut Batch,
+        waits: Waits<'_>,
         now: Timestamp,
-    ) -> Result<Vec<(StepRef, Started)>, ExecutorError> {
+    ) -> Result<(), ExecutorError> {
         let workflow = run.workflow().inner();
-        let mut tasks = Vec::with_capacity(steps.len());
+        batch.tasks.clear();
+        batch.outcomes.clear();
         for &step in steps {
             let i = step.index();
             let (Some(kind), Some(name), Some(needs)) = (
@@ -491,24 +496,31 @@ impl Executor {
                 .into());
             };
             // A step retried after a collision keeps its task id, and so its conflict.
-            let task_id = match collided.get(&step) {
+            let task_id = match waits.collided.get(&step) {
                 Some(&(_, task)) => task,
                 None => TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst)),
             };
-            tasks.push(
+            batch.tasks.push(
                 Task::new(task_id, Arc::clone(kind), Arc::clone(name))
                     .with_requirements(needs.clone()),
             );
         }
-        let outcomes = self.coordinator.assign_batch(Some(run.id()), tasks)?;
-        let mut started = Vec::with_capacity(steps.len());
-        for (&step, outcome) in steps.iter().zip(outcomes) {
+        self.coordinator.assign_batch_into(
+            Some(run.id()),
+            &mut batch.tasks,
+            &mut batch.outcomes,
+        )?;
+        for (&step, outcome) in steps.iter().zip(batch.outcomes.drain(..)) {
             let name = run.name(step).unwrap_or("?");
-            let why = match outcome {
-                AssignOutcome::Assigned(a) => {
-                    started.push((step, self.start(run, step, &a, now)?));
-                    continue;
-                }
+            let deferral = match outcome {
+                AssignOutcome::Assigned(a) => match self.start(run, step, &a, now)? {
+                    Ok(attempt) => {
+                        waits.collided.remove(&step);
+                        waits.inflight.push(attempt);
+                        continue;
+                    }
+                    Err(deferral) => deferral,
+                },
                 AssignOutcome::Queued {
                     task, explanation, ..
                 } => {
@@ -532,9 +544,18 @@ impl Executor {
                     }
                 }
             };
-            started.push((step, Err(why)));
+            match deferral.collided {
+                Some(task) => {
+                    let since = waits.collided.get(&step).map_or(now, |w| w.0);
+                    waits.collided.insert(step, (since, task));
+                }
+                None => {
+                    waits.collided.remove(&step);
+                }
+            }
+            waits.deferred.insert(step, deferral);
         }
-        Ok(started)
+        Ok(())
     }
 
     /// Starts the attempt of `step`, assigned by `assignment`; why not (and the task
