@@ -194,8 +194,9 @@ pub enum Event {
         seq: u64,
         /// When.
         at: Timestamp,
-        /// Its profile.
-        profile: AgentProfile,
+        /// Its profile (boxed, as the other large payloads: events stay small in a
+        /// long journal).
+        profile: Box<AgentProfile>,
     },
     /// An agent's status changed.
     AgentStatusChanged {
@@ -241,7 +242,7 @@ pub enum Event {
         /// Its place in the queue.
         request: RequestId,
         /// Why it could not be assigned now.
-        explanation: Explanation,
+        explanation: Box<Explanation>,
     },
     /// A waiting task was granted resources, but its claims collide with those of a
     /// running task, so it was not started: the grant is given back and it waits
@@ -271,7 +272,7 @@ pub enum Event {
         /// The task.
         task: TaskId,
         /// Why.
-        explanation: Explanation,
+        explanation: Box<Explanation>,
     },
     /// A policy refused an agent for a task (the audit trail of policy decisions).
     PolicyRefused {
@@ -280,7 +281,7 @@ pub enum Event {
         /// When.
         at: Timestamp,
         /// The refusal.
-        refusal: Refusal,
+        refusal: Box<Refusal>,
     },
     /// A task finished and gave its resources back.
     TaskCompleted {
@@ -736,7 +737,7 @@ impl State {
                         at: now,
                         task: id,
                         request,
-                        explanation,
+                        explanation: Box::new(explanation),
                     });
                     self.wait(request, w);
                 }
@@ -1183,7 +1184,7 @@ impl Coordinator {
         s.push(|seq| Event::AgentRegistered {
             seq,
             at: now,
-            profile,
+            profile: Box::new(profile),
         });
         Ok(())
     }
@@ -1363,7 +1364,7 @@ impl Coordinator {
             s.push(|seq| Event::PolicyRefused {
                 seq,
                 at: now,
-                refusal,
+                refusal: Box::new(refusal),
             });
         }
         // 5. Allocate, in the batch's order.
@@ -1573,7 +1574,7 @@ impl Coordinator {
                 s.push(|seq| Event::PolicyRefused {
                     seq,
                     at: now,
-                    refusal,
+                    refusal: Box::new(refusal),
                 });
                 if let Ok(more) = s.ledger.release(g.allocation, now) {
                     queue.extend(more.into_iter().map(from_ledger));
@@ -1929,7 +1930,7 @@ fn queue_or_reject(
                 at: now,
                 task: id,
                 request,
-                explanation: e,
+                explanation: Box::new(e),
             });
             s.wait(
                 request,
@@ -2022,7 +2023,7 @@ fn push_rejected(s: &mut State, task: TaskId, explanation: Explanation, now: Tim
         seq,
         at: now,
         task,
-        explanation,
+        explanation: Box::new(explanation),
     });
 }
 
