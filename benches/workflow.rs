@@ -5,6 +5,11 @@
 //! with success and no work) until the run is finished. The workflow is built once,
 //! outside the measurement.
 //!
+//! `workflow/executor/{shape}/{steps}`: the same workflow through the async
+//! [`Executor`] and a [`Coordinator`] with one no-op agent: every step is a task
+//! that is analyzed, assigned, checked by the default policies, allocated, journaled
+//! and completed. The host drains the coordinator's journal as the run goes.
+//!
 //! `workflow/dagrs/{shape}/{steps}`: the peer, `dagrs`, running the same no-op DAG
 //! (`EmptyAction` nodes) on a two-worker tokio runtime; the graph is built outside the
 //! measurement. dagrs spawns a task and channels per node, so its largest sizes are
@@ -21,7 +26,7 @@ use std::sync::Arc;
 
 use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
 use concord::coordinator::Coordinator;
-use concord::workflow::{Executor, Run, SimulatedTimer, StepOutcome, StepSpec, Workflow};
+use concord::workflow::{Executor, Run, RunEvent, SimulatedTimer, StepOutcome, StepSpec, Workflow};
 use concord::{AgentId, AgentProfile, ManualClock, RuleBasedAnalyzer, RuleSet, Timestamp};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -121,7 +126,9 @@ impl Agent for Noop {
 
 /// Runs `workflow` to the end through the async executor: every step is analyzed,
 /// assigned, validated by the default policies and allocated by the coordinator, then
-/// run on a no-op agent.
+/// run on a no-op agent. The host takes the coordinator's journal as the run goes
+/// (from the run observer), as a host that persists it does; a journal never drained
+/// keeps every assignment alive until the coordinator is dropped.
 fn drive_executor(workflow: &Workflow) -> usize {
     let clock = ManualClock::new(Timestamp::from_secs(1));
     let coordinator = Arc::new(
@@ -133,9 +140,13 @@ fn drive_executor(workflow: &Workflow) -> usize {
     coordinator
         .register_agent(AgentProfile::new(AgentId::new(1), "noop").with_max_tasks(1 << 20))
         .expect("fresh agent");
+    let journal = Arc::clone(&coordinator);
     let executor = Executor::new(coordinator, SimulatedTimer::new(clock).with_patience(0))
         .with_agent(Arc::new(Noop))
-        .with_concurrency(64);
+        .with_concurrency(64)
+        .with_observer(move |_: &Run, events: &[RunEvent]| {
+            black_box((events.len(), journal.drain_events()));
+        });
     let run = futures::executor::block_on(executor.run(workflow, "bench", 7)).expect("run");
     run.history().len()
 }
