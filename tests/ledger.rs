@@ -349,6 +349,29 @@ fn an_empty_or_one_resource_request_is_granted_like_allocate() {
 }
 
 #[test]
+fn free_into_and_capacity_into_overwrite_the_buffer() {
+    let mut l = ledger();
+    l.add_agent(AgentId::new(3), &r("cpu=1,fpga=2,gpu=1,llm_tokens=10"))
+        .unwrap();
+    l.allocate(A, &r("cpu=1,gpu=1"), t(0)).unwrap();
+    // Start from a buffer holding more extended resources than any agent frees.
+    let mut buf = r("cpu=9,asic=1,fpga=1,gpu=9,llm_tokens=1");
+    for agent in [AgentId::new(3), A, B, AgentId::new(3)] {
+        l.free_into(agent, &mut buf).unwrap();
+        assert_eq!(buf, l.free(agent).unwrap());
+        l.capacity_into(agent, &mut buf).unwrap();
+        assert_eq!(buf, l.capacity(agent).unwrap());
+    }
+    assert_eq!(buf.to_string(), "cpu=1,fpga=2,gpu=1,llm_tokens=10");
+    let unknown = AgentId::new(9);
+    let e = l.free_into(unknown, &mut buf).unwrap_err();
+    assert_eq!(e, LedgerError::UnknownAgent { agent: unknown });
+    let e = l.capacity_into(unknown, &mut buf).unwrap_err();
+    assert_eq!(e, LedgerError::UnknownAgent { agent: unknown });
+    assert_eq!(buf.to_string(), "cpu=1,fpga=2,gpu=1,llm_tokens=10");
+}
+
+#[test]
 fn queue_serves_higher_priority_first() {
     let cfg = LedgerConfig::default()
         .with_aging_step(Duration::from_secs(3600))

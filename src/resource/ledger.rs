@@ -608,7 +608,8 @@ struct Waiting {
 /// # Complexity
 /// `allocate` and `release` are O(d) for d resource dimensions plus one hash lookup,
 /// and `try_allocate` is O(c·d) for c candidates plus c lookups; none of them allocates
-/// in steady state when the queue is empty. Draining the queue is O(w log w + w·c·d) for w waiting requests
+/// in steady state when the queue is empty, and neither do `free_into` and
+/// `capacity_into`. Draining the queue is O(w log w + w·c·d) for w waiting requests
 /// with c candidates each. Reports and leak
 /// detection are O(allocations).
 #[derive(Debug, Clone)]
@@ -774,12 +775,18 @@ impl ResourceLedger {
 
     fn undensify(&self, v: &[u64]) -> Resources {
         let mut r = Resources::new();
-        for (d, name) in self.dims.iter().enumerate() {
-            if v[d] > 0 {
-                r.set(name, v[d]);
+        self.undensify_into(v, &mut r);
+        r
+    }
+
+    /// Writes the dense `v` into `out`, reusing its storage.
+    fn undensify_into(&self, v: &[u64], out: &mut Resources) {
+        out.clear();
+        for (name, &x) in self.dims.iter().zip(v) {
+            if x > 0 {
+                out.set(name, x);
             }
         }
-        r
     }
 
     fn row(&self, v: &[u64], i: usize) -> std::ops::Range<usize> {
@@ -921,8 +928,20 @@ impl ResourceLedger {
     /// # Errors
     /// [`LedgerError::UnknownAgent`].
     pub fn capacity(&self, agent: AgentId) -> Result<Resources, LedgerError> {
+        let mut out = Resources::new();
+        self.capacity_into(agent, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes an agent's [`capacity`](Self::capacity) into `out`, reusing its storage:
+    /// a caller that reads many agents in turn allocates nothing once `out` has grown.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownAgent`], leaving `out` as it was.
+    pub fn capacity_into(&self, agent: AgentId, out: &mut Resources) -> Result<(), LedgerError> {
         let i = self.index(agent)? as usize;
-        Ok(self.undensify(&self.capacity[self.row(&self.capacity, i)]))
+        self.undensify_into(&self.capacity[self.row(&self.capacity, i)], out);
+        Ok(())
     }
 
     /// What an agent holds now.
@@ -940,9 +959,43 @@ impl ResourceLedger {
     /// # Errors
     /// [`LedgerError::UnknownAgent`].
     pub fn free(&self, agent: AgentId) -> Result<Resources, LedgerError> {
+        let mut out = Resources::new();
+        self.free_into(agent, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes what is [`free`](Self::free) on `agent` into `out`, reusing its storage:
+    /// a caller that reads many agents in turn allocates nothing once `out` has grown.
+    ///
+    /// ```
+    /// use concord::{AgentId, ResourceLedger, Resources, Timestamp};
+    ///
+    /// let mut ledger = ResourceLedger::new();
+    /// let (a, b) = (AgentId::new(1), AgentId::new(2));
+    /// ledger.add_agent(a, &"cpu=4,gpu=2".parse()?)?;
+    /// ledger.add_agent(b, &"cpu=2".parse()?)?;
+    /// ledger.allocate(a, &"cpu=1,gpu=1".parse()?, Timestamp::from_secs(0))?;
+    ///
+    /// let mut free = Resources::new();
+    /// for agent in [a, b] {
+    ///     ledger.free_into(agent, &mut free)?;
+    ///     assert_eq!(free, ledger.free(agent)?);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownAgent`], leaving `out` as it was.
+    pub fn free_into(&self, agent: AgentId, out: &mut Resources) -> Result<(), LedgerError> {
         let i = self.index(agent)? as usize;
-        let v: Vec<u64> = (0..self.dims.len()).map(|d| self.free_dim(i, d)).collect();
-        Ok(self.undensify(&v))
+        out.clear();
+        for (d, name) in self.dims.iter().enumerate() {
+            let free = self.free_dim(i, d);
+            if free > 0 {
+                out.set(name, free);
+            }
+        }
+        Ok(())
     }
 
     /// Free amount of dimension `d` on agent `i` for an unreserved request.

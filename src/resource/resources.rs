@@ -160,7 +160,7 @@ pub struct Resources {
 enum Extended {
     /// No entry or one.
     Inline(Option<(ExtendedName, u64)>),
-    /// Any number.
+    /// Any number; clearing keeps the buffer for the next use.
     Heap(Vec<(ExtendedName, u64)>),
 }
 
@@ -214,6 +214,13 @@ impl Extended {
             Extended::Heap(v) => {
                 v.remove(i);
             }
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Extended::Inline(one) => *one = None,
+            Extended::Heap(v) => v.clear(),
         }
     }
 }
@@ -301,6 +308,14 @@ impl Resources {
             ResourceName::Storage => self.storage = amount,
             ResourceName::Extended(n) => self.extended.set(n, amount),
         }
+    }
+
+    /// Sets every amount to zero, keeping any storage for reuse.
+    pub(crate) fn clear(&mut self) {
+        self.cpu = 0;
+        self.memory = 0;
+        self.storage = 0;
+        self.extended.clear();
     }
 
     /// CPU in millicores.

@@ -2,7 +2,8 @@
 //! operations, a release restores capacity exactly, failed calls change nothing, the
 //! queue drains in priority order, and every request is eventually served when
 //! capacity allows. `try_allocate` answers what `allocate` on its candidates implies,
-//! including for a request that names no resource or one.
+//! including for a request that names no resource or one; `free_into` and
+//! `capacity_into` agree with `free` and `capacity` whatever their buffer held.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -227,6 +228,37 @@ proptest! {
                     "{:?} for {} on {:?}: got {:?}, expected {:?}",
                     n, n, c, got, want.map(|(a, _)| a)
                 ),
+            }
+        }
+    }
+
+    #[test]
+    fn free_into_and_capacity_into_agree_with_free_and_capacity(
+        (l, _) in busy_ledger(),
+        order in proptest::collection::vec(
+            prop_oneof![4 => (0..AGENTS + 1).prop_map(AgentId::new), 1 => Just(WIDE)],
+            1..16,
+        ),
+    ) {
+        // One buffer of each reused across agents: whatever the last agent left in it
+        // (one extended resource or several) must not show through.
+        let (mut free, mut cap) = (Resources::new(), Resources::new());
+        for agent in order {
+            match (l.free(agent), l.capacity(agent)) {
+                (Ok(want_free), Ok(want_cap)) => {
+                    l.free_into(agent, &mut free).unwrap();
+                    l.capacity_into(agent, &mut cap).unwrap();
+                    prop_assert_eq!(&free, &want_free);
+                    prop_assert_eq!(&cap, &want_cap);
+                }
+                (Err(free_err), Err(cap_err)) => {
+                    let (free_before, cap_before) = (free.clone(), cap.clone());
+                    prop_assert_eq!(l.free_into(agent, &mut free), Err(free_err));
+                    prop_assert_eq!(l.capacity_into(agent, &mut cap), Err(cap_err));
+                    prop_assert_eq!(&free, &free_before, "a failed call changed the buffer");
+                    prop_assert_eq!(&cap, &cap_before, "a failed call changed the buffer");
+                }
+                (f, c) => prop_assert!(false, "free {:?} but capacity {:?}", f, c),
             }
         }
     }
