@@ -285,6 +285,93 @@ fn request_falls_through_candidates_in_order() {
 }
 
 #[test]
+fn a_request_reads_and_writes_as_its_list_of_candidates_however_many() {
+    // One candidate is kept inline, not in a list: the wire form, `Debug` and equality
+    // must not show it.
+    let one = AllocationRequest::new(A, r("gpu=1")).with_task(TaskId::new(4));
+    assert_eq!(
+        one,
+        AllocationRequest::any_of([A], r("gpu=1")).with_task(TaskId::new(4))
+    );
+    assert_eq!(one.candidates(), &[A]);
+    let cases = [
+        (
+            AllocationRequest::any_of([], Resources::new()),
+            r#"{"candidates":[],"needs":{},"task":null,"priority":50,"lease":null}"#,
+            "candidates: [], ",
+        ),
+        (
+            one,
+            r#"{"candidates":[1],"needs":{"gpu":"1"},"task":4,"priority":50,"lease":null}"#,
+            "candidates: [AgentId(1)], ",
+        ),
+        (
+            AllocationRequest::any_of([B, A, B], r("cpu=1")),
+            r#"{"candidates":[2,1,2],"needs":{"cpu":"1"},"task":null,"priority":50,"lease":null}"#,
+            "candidates: [AgentId(2), AgentId(1), AgentId(2)], ",
+        ),
+    ];
+    for (req, json, debug) in cases {
+        assert_eq!(serde_json::to_string(&req).unwrap(), json);
+        assert_eq!(
+            serde_json::from_str::<AllocationRequest>(json).unwrap(),
+            req
+        );
+        assert!(format!("{req:?}").contains(debug), "{req:?}");
+    }
+    let e =
+        serde_json::from_str::<AllocationRequest>(r#"{"candidates":1,"needs":{}}"#).unwrap_err();
+    assert!(e.to_string().contains("expected a sequence"), "{e}");
+}
+
+#[test]
+fn an_empty_or_one_resource_request_is_granted_like_allocate() {
+    // The executor's common request names no resource, or only one; `try_allocate`
+    // resolves it in scratch buffers, and must book it exactly as `allocate` does.
+    for needs in [
+        Resources::new(),
+        r("gpu=1"),
+        r("cpu=500m"),
+        r("cpu=1,memory=1Gi,gpu=1"),
+    ] {
+        let (mut tried, mut allocated) = (ledger(), ledger());
+        for _ in 0..3 {
+            let g = tried
+                .try_allocate(&AllocationRequest::new(A, needs.clone()), t(1))
+                .map(|g| g.allocation);
+            assert_eq!(g, allocated.allocate(A, &needs, t(1)), "{needs}");
+            assert_eq!(tried.snapshot(), allocated.snapshot(), "{needs}");
+        }
+        let id = tried.allocations()[0].id;
+        assert_eq!(tried.release(id, t(2)), allocated.release(id, t(2)));
+        assert_eq!(tried.snapshot(), allocated.snapshot(), "{needs}");
+    }
+}
+
+#[test]
+fn free_into_and_capacity_into_overwrite_the_buffer() {
+    let mut l = ledger();
+    l.add_agent(AgentId::new(3), &r("cpu=1,fpga=2,gpu=1,llm_tokens=10"))
+        .unwrap();
+    l.allocate(A, &r("cpu=1,gpu=1"), t(0)).unwrap();
+    // Start from a buffer holding more extended resources than any agent frees.
+    let mut buf = r("cpu=9,asic=1,fpga=1,gpu=9,llm_tokens=1");
+    for agent in [AgentId::new(3), A, B, AgentId::new(3)] {
+        l.free_into(agent, &mut buf).unwrap();
+        assert_eq!(buf, l.free(agent).unwrap());
+        l.capacity_into(agent, &mut buf).unwrap();
+        assert_eq!(buf, l.capacity(agent).unwrap());
+    }
+    assert_eq!(buf.to_string(), "cpu=1,fpga=2,gpu=1,llm_tokens=10");
+    let unknown = AgentId::new(9);
+    let e = l.free_into(unknown, &mut buf).unwrap_err();
+    assert_eq!(e, LedgerError::UnknownAgent { agent: unknown });
+    let e = l.capacity_into(unknown, &mut buf).unwrap_err();
+    assert_eq!(e, LedgerError::UnknownAgent { agent: unknown });
+    assert_eq!(buf.to_string(), "cpu=1,fpga=2,gpu=1,llm_tokens=10");
+}
+
+#[test]
 fn queue_serves_higher_priority_first() {
     let cfg = LedgerConfig::default()
         .with_aging_step(Duration::from_secs(3600))

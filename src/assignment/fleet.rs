@@ -280,27 +280,27 @@ impl Fleet {
             ResourceName::Storage,
         ]);
         // Each agent's free and total resources: from the ledger when it knows the
-        // agent, else as declared (unlimited when nothing is declared).
+        // agent, else as declared (unlimited when nothing is declared). The last
+        // batch's entries are overwritten in place, so reading the ledger reuses them.
         let scratch = &mut self.scratch;
-        scratch.clear();
-        for view in registry.iter() {
+        scratch.resize_with(registry.len(), Default::default);
+        for (view, (free, cap)) in registry.iter().zip(scratch.iter_mut()) {
             let id = view.id();
-            let (free, cap) =
-                match ledger.and_then(|l| Some((l.free(id).ok()?, l.capacity(id).ok()?))) {
-                    Some((free, cap)) => (Some(free), Some(cap)),
-                    None => {
-                        let declared = view.profile().capacity().cloned();
-                        (declared.clone(), declared)
-                    }
-                };
-            if let Some(c) = &cap {
+            let known = ledger.is_some_and(|l| {
+                let (f, c) = (free.get_or_insert_default(), cap.get_or_insert_default());
+                l.free_into(id, f).is_ok() && l.capacity_into(id, c).is_ok()
+            });
+            if !known {
+                let declared = view.profile().capacity().cloned();
+                (*free, *cap) = (declared.clone(), declared);
+            }
+            if let Some(c) = cap {
                 for (name, _) in c.iter() {
                     if !dims.contains(&name) {
                         dims.push(name);
                     }
                 }
             }
-            scratch.push((free, cap));
         }
         self.free.clear();
         self.capacity.clear();
@@ -461,5 +461,78 @@ impl Fleet {
                     .map(|id| row.get(*id).copied().unwrap_or(0.0))
                     .collect()
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentProfile;
+    use crate::clock::Timestamp;
+
+    type Columns = (
+        Vec<AgentId>,
+        Vec<ResourceName>,
+        Vec<u64>,
+        Vec<u64>,
+        Vec<bool>,
+        Vec<u64>,
+    );
+
+    /// The columns a refresh builds from the ledger and the declared capacities.
+    fn columns(f: &Fleet) -> Columns {
+        (
+            f.ids.clone(),
+            f.dims.clone(),
+            f.free.clone(),
+            f.capacity.clone(),
+            f.unlimited.clone(),
+            f.pool_free.clone(),
+        )
+    }
+
+    fn registry(agents: &[(u64, Option<&str>)]) -> AgentRegistry {
+        let mut registry = AgentRegistry::new();
+        for &(id, capacity) in agents {
+            let mut profile = AgentProfile::new(AgentId::new(id), "agent");
+            if let Some(c) = capacity {
+                profile = profile.with_capacity(c.parse().unwrap());
+            }
+            registry.register(profile, Timestamp::from_secs(0)).unwrap();
+        }
+        registry
+    }
+
+    #[test]
+    fn refreshing_a_used_fleet_builds_what_new_builds() {
+        // Refresh overwrites the last batch's per-agent entries in place: nothing of a
+        // larger, wider or ledger-backed batch may show through in the next one.
+        let mut ledger = ResourceLedger::new();
+        let wide = "cpu=4,gpu=2,fpga=1,llm_tokens=100".parse().unwrap();
+        ledger.add_agent(AgentId::new(1), &wide).unwrap();
+        ledger
+            .add_agent(AgentId::new(2), &"cpu=2".parse().unwrap())
+            .unwrap();
+        let now = Timestamp::from_secs(0);
+        ledger
+            .allocate(AgentId::new(1), &"cpu=1,gpu=1".parse().unwrap(), now)
+            .unwrap();
+        let batches = [
+            registry(&[(1, None), (2, None), (3, Some("cpu=1,gpu=1")), (4, None)]),
+            registry(&[(3, Some("memory=1Gi")), (2, None)]),
+            registry(&[(4, None), (1, Some("cpu=1")), (5, Some("cpu=1,fpga=3"))]),
+            registry(&[]),
+            registry(&[(2, None), (1, None), (3, Some("gpu=1"))]),
+        ];
+        let mut fleet = Fleet::new(&batches[0], Some(&ledger));
+        for _ in 0..2 {
+            for registry in &batches {
+                for ledger in [Some(&ledger), None] {
+                    fleet.refresh(registry, ledger);
+                    let fresh = Fleet::new(registry, ledger);
+                    assert_eq!(columns(&fleet), columns(&fresh), "{:?}", registry.ids());
+                }
+            }
+        }
     }
 }

@@ -105,7 +105,7 @@ impl LedgerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllocationRequest {
-    candidates: Vec<AgentId>,
+    candidates: Candidates,
     needs: Resources,
     #[serde(default)]
     task: Option<TaskId>,
@@ -125,7 +125,7 @@ impl AllocationRequest {
     /// can hold it.
     pub fn any_of(candidates: impl IntoIterator<Item = AgentId>, needs: Resources) -> Self {
         AllocationRequest {
-            candidates: candidates.into_iter().collect(),
+            candidates: Candidates::collect(candidates),
             needs,
             task: None,
             priority: Priority::default(),
@@ -155,7 +155,7 @@ impl AllocationRequest {
 
     /// The candidate agents, in order of preference.
     pub fn candidates(&self) -> &[AgentId] {
-        &self.candidates
+        self.candidates.as_slice()
     }
 
     /// The resources asked for.
@@ -176,6 +176,69 @@ impl AllocationRequest {
     /// The lease, if any.
     pub fn lease(&self) -> Option<Duration> {
         self.lease
+    }
+}
+
+/// A request's candidate agents, in order of preference. Most requests name one agent,
+/// so that one is kept inline: building such a request allocates nothing. Serializes,
+/// compares and prints as the list it holds.
+#[derive(Clone)]
+enum Candidates {
+    One(AgentId),
+    /// None, or two or more.
+    Many(Vec<AgentId>),
+}
+
+impl Candidates {
+    fn collect(candidates: impl IntoIterator<Item = AgentId>) -> Self {
+        let mut it = candidates.into_iter();
+        let Some(first) = it.next() else {
+            return Candidates::Many(Vec::new());
+        };
+        let Some(second) = it.next() else {
+            return Candidates::One(first);
+        };
+        let mut all = Vec::with_capacity(2 + it.size_hint().0);
+        all.extend([first, second]);
+        all.extend(it);
+        Candidates::Many(all)
+    }
+
+    fn as_slice(&self) -> &[AgentId] {
+        match self {
+            Candidates::One(a) => std::slice::from_ref(a),
+            Candidates::Many(v) => v,
+        }
+    }
+}
+
+impl fmt::Debug for Candidates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_slice(), f)
+    }
+}
+
+impl PartialEq for Candidates {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Candidates {}
+
+impl Serialize for Candidates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_slice().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Candidates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let all = Vec::<AgentId>::deserialize(d)?;
+        Ok(match *all {
+            [one] => Candidates::One(one),
+            _ => Candidates::Many(all),
+        })
     }
 }
 
@@ -544,8 +607,10 @@ struct Waiting {
 ///
 /// # Complexity
 /// `allocate` and `release` are O(d) for d resource dimensions plus one hash lookup,
-/// with no allocation in steady state when the queue is empty. Draining the queue is
-/// O(w log w + w·c·d) for w waiting requests with c candidates each. Reports and leak
+/// and `try_allocate` is O(c·d) for c candidates plus c lookups; none of them allocates
+/// in steady state when the queue is empty, and neither do `free_into` and
+/// `capacity_into`. Draining the queue is O(w log w + w·c·d) for w waiting requests
+/// with c candidates each. Reports and leak
 /// detection are O(allocations).
 #[derive(Debug, Clone)]
 pub struct ResourceLedger {
@@ -579,6 +644,8 @@ pub struct ResourceLedger {
     next_request: u64,
     /// Scratch buffer for dense needs.
     scratch: Vec<u64>,
+    /// Scratch buffer for a request's dense candidate indices.
+    scratch_candidates: Vec<u32>,
 }
 
 impl Default for ResourceLedger {
@@ -624,6 +691,7 @@ impl ResourceLedger {
             next_allocation: 1,
             next_request: 1,
             scratch: vec![0; n],
+            scratch_candidates: Vec::new(),
         }
     }
 
@@ -707,12 +775,18 @@ impl ResourceLedger {
 
     fn undensify(&self, v: &[u64]) -> Resources {
         let mut r = Resources::new();
-        for (d, name) in self.dims.iter().enumerate() {
-            if v[d] > 0 {
-                r.set(name, v[d]);
+        self.undensify_into(v, &mut r);
+        r
+    }
+
+    /// Writes the dense `v` into `out`, reusing its storage.
+    fn undensify_into(&self, v: &[u64], out: &mut Resources) {
+        out.clear();
+        for (name, &x) in self.dims.iter().zip(v) {
+            if x > 0 {
+                out.set(name, x);
             }
         }
-        r
     }
 
     fn row(&self, v: &[u64], i: usize) -> std::ops::Range<usize> {
@@ -854,8 +928,20 @@ impl ResourceLedger {
     /// # Errors
     /// [`LedgerError::UnknownAgent`].
     pub fn capacity(&self, agent: AgentId) -> Result<Resources, LedgerError> {
+        let mut out = Resources::new();
+        self.capacity_into(agent, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes an agent's [`capacity`](Self::capacity) into `out`, reusing its storage:
+    /// a caller that reads many agents in turn allocates nothing once `out` has grown.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownAgent`], leaving `out` as it was.
+    pub fn capacity_into(&self, agent: AgentId, out: &mut Resources) -> Result<(), LedgerError> {
         let i = self.index(agent)? as usize;
-        Ok(self.undensify(&self.capacity[self.row(&self.capacity, i)]))
+        self.undensify_into(&self.capacity[self.row(&self.capacity, i)], out);
+        Ok(())
     }
 
     /// What an agent holds now.
@@ -873,9 +959,43 @@ impl ResourceLedger {
     /// # Errors
     /// [`LedgerError::UnknownAgent`].
     pub fn free(&self, agent: AgentId) -> Result<Resources, LedgerError> {
+        let mut out = Resources::new();
+        self.free_into(agent, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes what is [`free`](Self::free) on `agent` into `out`, reusing its storage:
+    /// a caller that reads many agents in turn allocates nothing once `out` has grown.
+    ///
+    /// ```
+    /// use concord::{AgentId, ResourceLedger, Resources, Timestamp};
+    ///
+    /// let mut ledger = ResourceLedger::new();
+    /// let (a, b) = (AgentId::new(1), AgentId::new(2));
+    /// ledger.add_agent(a, &"cpu=4,gpu=2".parse()?)?;
+    /// ledger.add_agent(b, &"cpu=2".parse()?)?;
+    /// ledger.allocate(a, &"cpu=1,gpu=1".parse()?, Timestamp::from_secs(0))?;
+    ///
+    /// let mut free = Resources::new();
+    /// for agent in [a, b] {
+    ///     ledger.free_into(agent, &mut free)?;
+    ///     assert_eq!(free, ledger.free(agent)?);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownAgent`], leaving `out` as it was.
+    pub fn free_into(&self, agent: AgentId, out: &mut Resources) -> Result<(), LedgerError> {
         let i = self.index(agent)? as usize;
-        let v: Vec<u64> = (0..self.dims.len()).map(|d| self.free_dim(i, d)).collect();
-        Ok(self.undensify(&v))
+        out.clear();
+        for (d, name) in self.dims.iter().enumerate() {
+            let free = self.free_dim(i, d);
+            if free > 0 {
+                out.set(name, free);
+            }
+        }
+        Ok(())
     }
 
     /// Free amount of dimension `d` on agent `i` for an unreserved request.
@@ -969,10 +1089,22 @@ impl ResourceLedger {
         now: Timestamp,
     ) -> Result<AllocationId, LedgerError> {
         let i = self.index(agent)?;
+        self.with_scratch(|l, _, dense| {
+            l.check_fits(agent, i, needs, dense)?;
+            Ok(l.commit(i, dense, None, Priority::default(), None, now))
+        })
+    }
+
+    /// Runs `f` with the ledger's scratch buffers for dense candidates and needs, so
+    /// that resolving a request allocates nothing once they have grown.
+    fn with_scratch<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self, &mut Vec<u32>, &mut Vec<u64>) -> R,
+    ) -> R {
+        let mut candidates = std::mem::take(&mut self.scratch_candidates);
         let mut dense = std::mem::take(&mut self.scratch);
-        let result = self
-            .check_fits(agent, i, needs, &mut dense)
-            .map(|()| self.commit(i, &dense, None, Priority::default(), None, now));
+        let result = f(self, &mut candidates, &mut dense);
+        self.scratch_candidates = candidates;
         self.scratch = dense;
         result
     }
@@ -1023,17 +1155,19 @@ impl ResourceLedger {
         request: &AllocationRequest,
         now: Timestamp,
     ) -> Result<Grant, LedgerError> {
-        let (candidates, dense) = self.validate_request(request)?;
-        if let Some(grant) = self.grant_now(request, &candidates, &dense, now) {
-            return Ok(grant);
-        }
-        let i = candidates[0];
-        let (d, free) = self.shortfall(i as usize, &dense).unwrap_or((0, 0));
-        Err(LedgerError::Insufficient {
-            agent: self.agent_ids[i as usize],
-            resource: self.dims[d].to_string(),
-            needed: dense[d],
-            free,
+        self.with_scratch(|l, candidates, dense| {
+            l.validate_request(request, candidates, dense)?;
+            if let Some(grant) = l.grant_now(request, candidates, dense, now) {
+                return Ok(grant);
+            }
+            let i = candidates[0];
+            let (d, free) = l.shortfall(i as usize, dense).unwrap_or((0, 0));
+            Err(LedgerError::Insufficient {
+                agent: l.agent_ids[i as usize],
+                resource: l.dims[d].to_string(),
+                needed: dense[d],
+                free,
+            })
         })
     }
 
@@ -1061,35 +1195,41 @@ impl ResourceLedger {
         request: AllocationRequest,
         now: Timestamp,
     ) -> Result<RequestOutcome, LedgerError> {
-        let (candidates, dense) = self.validate_request(&request)?;
-        if let Some(grant) = self.grant_now(&request, &candidates, &dense, now) {
-            return Ok(RequestOutcome::Granted(grant));
-        }
-        let id = RequestId::new(self.next_request);
-        self.next_request += 1;
-        tracing::debug!(request.id = %id, task.id = ?request.task, needs = %request.needs, "request queued");
-        self.waiting.push(Waiting {
-            id,
-            request,
-            candidates,
-            needs: dense,
-            enqueued_at: now,
-            reserved_on: None,
-        });
-        Ok(RequestOutcome::Queued(id))
+        self.with_scratch(|l, candidates, dense| {
+            l.validate_request(&request, candidates, dense)?;
+            if let Some(grant) = l.grant_now(&request, candidates, dense, now) {
+                return Ok(RequestOutcome::Granted(grant));
+            }
+            let id = RequestId::new(l.next_request);
+            l.next_request += 1;
+            tracing::debug!(request.id = %id, task.id = ?request.task, needs = %request.needs, "request queued");
+            l.waiting.push(Waiting {
+                id,
+                request,
+                candidates: candidates.clone(),
+                needs: dense.clone(),
+                enqueued_at: now,
+                reserved_on: None,
+            });
+            Ok(RequestOutcome::Queued(id))
+        })
     }
 
+    /// Resolves a request as [`resolve_request`](Self::resolve_request) does, and checks
+    /// that some candidate could ever hold it.
     fn validate_request(
         &self,
         request: &AllocationRequest,
-    ) -> Result<(Vec<u32>, Vec<u64>), LedgerError> {
-        let (candidates, dense) = self.resolve_request(request)?;
+        candidates: &mut Vec<u32>,
+        dense: &mut Vec<u64>,
+    ) -> Result<(), LedgerError> {
+        self.resolve_request(request, candidates, dense)?;
         if candidates
             .iter()
-            .all(|&i| self.never_fits(i as usize, &dense).is_some())
+            .all(|&i| self.never_fits(i as usize, dense).is_some())
         {
             let i = candidates[0] as usize;
-            let (d, cap) = self.never_fits(i, &dense).unwrap_or((0, 0));
+            let (d, cap) = self.never_fits(i, dense).unwrap_or((0, 0));
             return Err(LedgerError::ExceedsCapacity {
                 agent: self.agent_ids[i],
                 resource: self.dims[d].to_string(),
@@ -1097,33 +1237,35 @@ impl ResourceLedger {
                 capacity: cap,
             });
         }
-        Ok((candidates, dense))
+        Ok(())
     }
 
-    /// Resolves a request's candidates to dense indices and its needs to a dense
-    /// vector (extended resources the ledger has never seen get a dimension).
+    /// Resolves a request's candidates to dense indices in `candidates` and its needs
+    /// to a dense vector in `dense`, overwriting both. A resource the ledger has no
+    /// dimension for (no capacity anywhere) is an error if the request asks for any.
     fn resolve_request(
         &self,
         request: &AllocationRequest,
-    ) -> Result<(Vec<u32>, Vec<u64>), LedgerError> {
-        if request.candidates.is_empty() {
+        candidates: &mut Vec<u32>,
+        dense: &mut Vec<u64>,
+    ) -> Result<(), LedgerError> {
+        let agents = request.candidates();
+        if agents.is_empty() {
             return Err(LedgerError::NoCandidates);
         }
-        let candidates = request
-            .candidates
-            .iter()
-            .map(|a| self.index(*a))
-            .collect::<Result<Vec<u32>, _>>()?;
-        let mut dense = Vec::new();
-        if let Err((name, v)) = self.densify(&request.needs, &mut dense) {
+        candidates.clear();
+        for &a in agents {
+            candidates.push(self.index(a)?);
+        }
+        if let Err((name, v)) = self.densify(&request.needs, dense) {
             return Err(LedgerError::ExceedsCapacity {
-                agent: request.candidates[0],
+                agent: agents[0],
                 resource: name.to_string(),
                 needed: v,
                 capacity: 0,
             });
         }
-        Ok((candidates, dense))
+        Ok(())
     }
 
     fn first_fit(&self, candidates: &[u32], dense: &[u64]) -> Option<u32> {
@@ -1772,8 +1914,9 @@ impl ResourceLedger {
             last = Some(w.id);
             // Its needs may name a resource whose capacity has since gone to zero.
             ledger.ensure_dims(&w.request.needs);
-            let (candidates, needs) = ledger
-                .resolve_request(&w.request)
+            let (mut candidates, mut needs) = (Vec::new(), Vec::new());
+            ledger
+                .resolve_request(&w.request, &mut candidates, &mut needs)
                 .map_err(|e| corrupt(format!("{}: {e}", w.id)))?;
             let reserved_on = match w.reserved_on {
                 Some(a) => {

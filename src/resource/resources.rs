@@ -1,6 +1,7 @@
 //! [`Resources`]: an amount of every kind of resource, in integer units.
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -146,8 +147,114 @@ pub struct Resources {
     cpu: u64,
     memory: u64,
     storage: u64,
-    /// Sorted by name, no zero amounts: equal resources compare equal.
-    extended: Vec<(ExtendedName, u64)>,
+    extended: Extended,
+}
+
+/// The extended amounts of a [`Resources`], sorted by name, without zero amounts, so
+/// that equal resources compare equal.
+///
+/// Most values name at most one extended resource (the coordinator's task slots), so
+/// one entry is kept inline and only a second one moves them to the heap: building and
+/// cloning such values allocates nothing.
+#[derive(Debug)]
+enum Extended {
+    /// No entry or one.
+    Inline(Option<(ExtendedName, u64)>),
+    /// Any number; clearing keeps the buffer for the next use.
+    Heap(Vec<(ExtendedName, u64)>),
+}
+
+impl Extended {
+    const fn new() -> Self {
+        Extended::Inline(None)
+    }
+
+    fn as_slice(&self) -> &[(ExtendedName, u64)] {
+        match self {
+            Extended::Inline(one) => one.as_slice(),
+            Extended::Heap(v) => v,
+        }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [(ExtendedName, u64)] {
+        match self {
+            Extended::Inline(one) => one.as_mut_slice(),
+            Extended::Heap(v) => v,
+        }
+    }
+
+    /// Sets the amount of `name`, removing it at zero.
+    fn set(&mut self, name: &ExtendedName, amount: u64) {
+        match self.as_slice().binary_search_by(|(k, _)| k.cmp(name)) {
+            Ok(i) if amount == 0 => self.remove(i),
+            Ok(i) => self.as_mut_slice()[i].1 = amount,
+            Err(_) if amount == 0 => {}
+            Err(i) => self.insert(i, (name.clone(), amount)),
+        }
+    }
+
+    fn insert(&mut self, i: usize, entry: (ExtendedName, u64)) {
+        match self {
+            Extended::Inline(one) => match one.take() {
+                None => *one = Some(entry),
+                Some(first) => {
+                    let mut v = Vec::with_capacity(4);
+                    v.push(first);
+                    v.insert(i, entry);
+                    *self = Extended::Heap(v);
+                }
+            },
+            Extended::Heap(v) => v.insert(i, entry),
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        match self {
+            Extended::Inline(one) => *one = None,
+            Extended::Heap(v) => {
+                v.remove(i);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Extended::Inline(one) => *one = None,
+            Extended::Heap(v) => v.clear(),
+        }
+    }
+}
+
+impl Default for Extended {
+    fn default() -> Self {
+        Extended::new()
+    }
+}
+
+impl Clone for Extended {
+    /// A clone of one entry or none is inline, whatever the original's form.
+    fn clone(&self) -> Self {
+        match self.as_slice() {
+            [] => Extended::Inline(None),
+            [one] => Extended::Inline(Some(one.clone())),
+            many => Extended::Heap(many.to_vec()),
+        }
+    }
+}
+
+impl PartialEq for Extended {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Extended {}
+
+impl Hash for Extended {
+    /// Hashes as the slice of entries: the same as the `Vec` it replaced.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
 }
 
 impl Resources {
@@ -157,7 +264,7 @@ impl Resources {
             cpu: 0,
             memory: 0,
             storage: 0,
-            extended: Vec::new(),
+            extended: Extended::new(),
         }
     }
 
@@ -199,15 +306,16 @@ impl Resources {
             ResourceName::Cpu => self.cpu = amount,
             ResourceName::Memory => self.memory = amount,
             ResourceName::Storage => self.storage = amount,
-            ResourceName::Extended(n) => match self.extended.binary_search_by(|(k, _)| k.cmp(n)) {
-                Ok(i) if amount == 0 => {
-                    self.extended.remove(i);
-                }
-                Ok(i) => self.extended[i].1 = amount,
-                Err(_) if amount == 0 => {}
-                Err(i) => self.extended.insert(i, (n.clone(), amount)),
-            },
+            ResourceName::Extended(n) => self.extended.set(n, amount),
         }
+    }
+
+    /// Sets every amount to zero, keeping any storage for reuse.
+    pub(crate) fn clear(&mut self) {
+        self.cpu = 0;
+        self.memory = 0;
+        self.storage = 0;
+        self.extended.clear();
     }
 
     /// CPU in millicores.
@@ -246,14 +354,17 @@ impl Resources {
     }
 
     fn extended_amount(&self, name: &str) -> u64 {
-        self.extended
-            .binary_search_by(|(k, _)| k.as_str().cmp(name))
-            .map_or(0, |i| self.extended[i].1)
+        let ext = self.extended.as_slice();
+        ext.binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .map_or(0, |i| ext[i].1)
     }
 
     /// Whether every amount is zero.
     pub fn is_zero(&self) -> bool {
-        self.cpu == 0 && self.memory == 0 && self.storage == 0 && self.extended.is_empty()
+        self.cpu == 0
+            && self.memory == 0
+            && self.storage == 0
+            && self.extended.as_slice().is_empty()
     }
 
     /// Every non-zero amount, cpu, memory and storage first, then extended resources by
@@ -267,6 +378,7 @@ impl Resources {
         .into_iter()
         .chain(
             self.extended
+                .as_slice()
                 .iter()
                 .map(|(n, v)| (ResourceName::Extended(n.clone()), *v)),
         )
@@ -275,7 +387,7 @@ impl Resources {
 
     /// The extended resources, sorted by name, without zero amounts.
     pub(crate) fn extended_entries(&self) -> &[(ExtendedName, u64)] {
-        &self.extended
+        self.extended.as_slice()
     }
 
     /// Every resource named in either `self` or `other`, in [`iter`](Self::iter) order.
@@ -285,8 +397,9 @@ impl Resources {
     ) -> impl Iterator<Item = ResourceName> + 'a {
         let mut ext: Vec<&ExtendedName> = self
             .extended
+            .as_slice()
             .iter()
-            .chain(other.extended.iter())
+            .chain(other.extended.as_slice())
             .map(|(n, _)| n)
             .collect();
         ext.sort();
@@ -307,6 +420,7 @@ impl Resources {
             && self.storage <= capacity.storage
             && self
                 .extended
+                .as_slice()
                 .iter()
                 .all(|(n, v)| *v <= capacity.extended_amount(n.as_str()))
     }

@@ -10,6 +10,12 @@
 //! - `a.fits(b)` exactly when every amount of `a` is at most `b`'s.
 //! - Random text never panics the parsers, and what they accept prints back to the
 //!   same value.
+//! - A value does not remember how it was built: any sequence of `set`s equals (and
+//!   hashes, clones, prints and serializes as) the value built from the final amounts,
+//!   however often it crossed between one extended resource and several.
+
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, RandomState};
 
 use concord::resource::AmountError;
 use concord::{ResourceError, ResourceName, Resources};
@@ -322,5 +328,43 @@ proptest! {
         let mut map = serde_json::Map::new();
         map.insert(name.to_string(), serde_json::Value::String(text));
         let _ = serde_json::from_value::<Resources>(serde_json::Value::Object(map));
+    }
+
+    #[test]
+    fn any_sequence_of_sets_equals_the_final_amounts(
+        sets in prop::collection::vec(
+            (
+                prop_oneof![
+                    1 => resource_name(),
+                    2 => extended_name().prop_map(|n| n.parse().expect("generated names are valid")),
+                ],
+                prop_oneof![1 => Just(0u64), 2 => amount()],
+            ),
+            0..16,
+        ),
+    ) {
+        // One extended amount is kept inline and a second moves them to the heap;
+        // setting one to zero removes it. Neither path may show in the value.
+        let mut built = Resources::new();
+        let mut last = BTreeMap::new();
+        for (name, v) in &sets {
+            built.set(name, *v);
+            last.insert(name.clone(), *v);
+        }
+        let direct = last.iter().fold(Resources::new(), |r, (n, v)| r.with(n, *v));
+        let hasher = RandomState::new();
+        prop_assert_eq!(&built, &direct);
+        prop_assert_eq!(hasher.hash_one(&built), hasher.hash_one(&direct));
+        prop_assert_eq!(&built.clone(), &direct);
+        prop_assert_eq!(hasher.hash_one(built.clone()), hasher.hash_one(&direct));
+        for (n, v) in &last {
+            prop_assert_eq!(built.get(n), *v, "{}", n);
+        }
+        prop_assert_eq!(built.is_zero(), last.values().all(|v| *v == 0));
+        prop_assert_eq!(built.to_string(), direct.to_string());
+        prop_assert_eq!(
+            serde_json::to_string(&built).unwrap(),
+            serde_json::to_string(&direct).unwrap()
+        );
     }
 }

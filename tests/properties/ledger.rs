@@ -1,13 +1,17 @@
 //! Properties of the resource ledger: it never over-allocates under any sequence of
 //! operations, a release restores capacity exactly, failed calls change nothing, the
 //! queue drains in priority order, and every request is eventually served when
-//! capacity allows.
+//! capacity allows. `try_allocate` answers what `allocate` on its candidates implies,
+//! including for a request that names no resource or one; `free_into` and
+//! `capacity_into` agree with `free` and `capacity` whatever their buffer held.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use concord::resource::{LedgerConfig, RequestOutcome, ResourceLedger, ResourceName};
-use concord::{AgentId, AllocationId, AllocationRequest, Priority, Resources, TaskId, Timestamp};
+use concord::{
+    AgentId, AllocationId, AllocationRequest, LedgerError, Priority, Resources, TaskId, Timestamp,
+};
 use proptest::prelude::*;
 
 const AGENTS: u64 = 4;
@@ -94,8 +98,170 @@ fn check_books(l: &ResourceLedger, gpu_pool: Option<u64>) -> Result<(), TestCase
     Ok(())
 }
 
+/// An agent with several extended resources, which `Resources` keeps on the heap.
+const WIDE: AgentId = AgentId::new(99);
+
+/// A ledger with random allocations, waiting requests (some holding reservations) and
+/// perhaps a gpu pool limit, and the time it was left at.
+fn busy_ledger() -> impl Strategy<Value = (ResourceLedger, Timestamp)> {
+    (
+        proptest::collection::vec((0..AGENTS + 1, needs()), 0..12),
+        proptest::collection::vec((0..AGENTS, needs()), 0..4),
+        proptest::option::of(0u64..6),
+    )
+        .prop_map(|(held, waiting, gpu_pool)| {
+            let cfg = LedgerConfig::default().with_reserve_after(Duration::from_secs(60));
+            let mut l = ResourceLedger::with_config(cfg);
+            for a in 0..AGENTS {
+                l.add_agent(AgentId::new(a), &capacity(a)).unwrap();
+            }
+            let wide: Resources = "cpu=8,gpu=4,fpga=2,llm_tokens=100k".parse().unwrap();
+            l.add_agent(WIDE, &wide).unwrap();
+            let now = Timestamp::from_secs(1);
+            for (a, n) in held {
+                let agent = if a == AGENTS { WIDE } else { AgentId::new(a) };
+                let _ = l.allocate(agent, &n, now);
+            }
+            for (a, n) in waiting {
+                let _ = l.request(AllocationRequest::new(AgentId::new(a), n), now);
+            }
+            if let Some(limit) = gpu_pool {
+                let _ = l.set_pool_limit(&"gpu".parse().unwrap(), Some(limit));
+            }
+            // Requests still waiting now get reservations.
+            let later = now + Duration::from_secs(120);
+            l.drain(later);
+            (l, later)
+        })
+}
+
+/// Candidates drawn from the ledger's agents, [`WIDE`] and one unknown agent.
+fn candidates() -> impl Strategy<Value = Vec<AgentId>> {
+    proptest::collection::vec(
+        prop_oneof![
+            4 => (0..AGENTS + 1).prop_map(AgentId::new),
+            1 => Just(WIDE),
+        ],
+        0..4,
+    )
+}
+
+/// Needs of every size the executor sends: none, one resource, several, and one the
+/// ledger has no dimension for.
+fn probe_needs() -> impl Strategy<Value = Resources> {
+    prop_oneof![
+        2 => Just(Resources::new()),
+        2 => (0u64..4).prop_map(|g| Resources::new().with_named("gpu", g).unwrap()),
+        1 => (0u64..5000).prop_map(|c| Resources::new().with_cpu_millis(c)),
+        2 => needs(),
+        1 => needs().prop_map(|n| n.with_named("asic", 1).unwrap()),
+    ]
+}
+
+/// What `try_allocate` must answer, from the public API alone: the first candidate
+/// that `allocate` accepts, with the ledger it leaves; failing that, `allocate`'s error
+/// on the first candidate if no candidate could ever hold the request, else what the
+/// first candidate lacks now.
+fn expected_try(
+    l: &ResourceLedger,
+    candidates: &[AgentId],
+    needs: &Resources,
+    now: Timestamp,
+) -> Result<(AgentId, ResourceLedger), LedgerError> {
+    let Some(&first) = candidates.first() else {
+        return Err(LedgerError::NoCandidates);
+    };
+    if let Some(&agent) = candidates.iter().find(|a| l.capacity(**a).is_err()) {
+        return Err(LedgerError::UnknownAgent { agent });
+    }
+    let mut errors = Vec::new();
+    for &c in candidates {
+        let mut after = l.clone();
+        match after.allocate(c, needs, now) {
+            Ok(_) => return Ok((c, after)),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors
+        .iter()
+        .all(|e| matches!(e, LedgerError::ExceedsCapacity { .. }))
+    {
+        return Err(errors.swap_remove(0));
+    }
+    let (name, needed, free) = needs
+        .first_shortfall(&l.free(first).unwrap())
+        .expect("the first candidate lacks something");
+    Err(LedgerError::Insufficient {
+        agent: first,
+        resource: name.to_string(),
+        needed,
+        free,
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(192))]
+
+    #[test]
+    fn try_allocate_agrees_with_allocate_on_its_candidates(
+        (mut l, now) in busy_ledger(),
+        probes in proptest::collection::vec((candidates(), probe_needs()), 1..10),
+    ) {
+        // One ledger serves every probe in turn, so each call finds the scratch
+        // buffers as the last one (granted, refused or invalid) left them.
+        for (c, n) in probes {
+            let expected = expected_try(&l, &c, &n, now);
+            let before = l.snapshot();
+            let got = l.try_allocate(&AllocationRequest::any_of(c.iter().copied(), n.clone()), now);
+            match (got, expected) {
+                (Ok(grant), Ok((agent, after))) => {
+                    prop_assert_eq!(grant.agent, agent);
+                    prop_assert_eq!(grant.request, None);
+                    prop_assert_eq!(l.snapshot(), after.snapshot());
+                }
+                (Err(got), Err(want)) => {
+                    prop_assert_eq!(got, want);
+                    prop_assert_eq!(l.snapshot(), before, "a failed call changed the ledger");
+                }
+                (got, want) => prop_assert!(
+                    false,
+                    "{:?} for {} on {:?}: got {:?}, expected {:?}",
+                    n, n, c, got, want.map(|(a, _)| a)
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn free_into_and_capacity_into_agree_with_free_and_capacity(
+        (l, _) in busy_ledger(),
+        order in proptest::collection::vec(
+            prop_oneof![4 => (0..AGENTS + 1).prop_map(AgentId::new), 1 => Just(WIDE)],
+            1..16,
+        ),
+    ) {
+        // One buffer of each reused across agents: whatever the last agent left in it
+        // (one extended resource or several) must not show through.
+        let (mut free, mut cap) = (Resources::new(), Resources::new());
+        for agent in order {
+            match (l.free(agent), l.capacity(agent)) {
+                (Ok(want_free), Ok(want_cap)) => {
+                    l.free_into(agent, &mut free).unwrap();
+                    l.capacity_into(agent, &mut cap).unwrap();
+                    prop_assert_eq!(&free, &want_free);
+                    prop_assert_eq!(&cap, &want_cap);
+                }
+                (Err(free_err), Err(cap_err)) => {
+                    let (free_before, cap_before) = (free.clone(), cap.clone());
+                    prop_assert_eq!(l.free_into(agent, &mut free), Err(free_err));
+                    prop_assert_eq!(l.capacity_into(agent, &mut cap), Err(cap_err));
+                    prop_assert_eq!(&free, &free_before, "a failed call changed the buffer");
+                    prop_assert_eq!(&cap, &cap_before, "a failed call changed the buffer");
+                }
+                (f, c) => prop_assert!(false, "free {:?} but capacity {:?}", f, c),
+            }
+        }
+    }
 
     #[test]
     fn never_over_allocates_and_errors_change_nothing(ops in proptest::collection::vec(op(), 1..80)) {
