@@ -233,7 +233,8 @@ pub struct Fleet {
     role_catalog: Arc<CapabilityCatalog>,
     capability_catalog: Arc<CapabilityCatalog>,
     affinity: Option<AffinityTable>,
-    /// Each agent's free and total resources while a refresh builds the columns.
+    /// Each agent's free and total resources, read by a refresh to build the
+    /// columns; kept between refreshes so that the next one overwrites them in place.
     scratch: Vec<(Option<Resources>, Option<Resources>)>,
 }
 
