@@ -254,8 +254,8 @@ impl GreedyAssigner {
         // afresh.
         let mut engine = Engine::new(self, fleet, tasks, std::mem::take(&mut scratch.engine))?;
         // Placements in the order decided (what `admission` sees), and where each task
-        // of the batch ended up.
-        let mut accepted: Vec<Placement> = Vec::new();
+        // of the batch ended up. The placements become the plan's: at most one a task.
+        let mut accepted: Vec<Placement> = Vec::with_capacity(tasks.len());
         let outcome = &mut scratch.outcome;
         outcome.clear();
         outcome.resize(tasks.len(), None);
@@ -1075,7 +1075,9 @@ impl<'a> Engine<'a> {
             }
         }
         let mut order = std::mem::take(&mut self.fits);
-        order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Agent indices are distinct, so the unstable sort (which needs no buffer)
+        // gives the one order there is.
+        order.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         for (k, &(i, _)) in order.iter().enumerate() {
             let runner_up = order
                 .get(k + 1)
@@ -1140,18 +1142,22 @@ impl<'a> Engine<'a> {
     ) -> Placement {
         let agent = self.fleet.ids[i];
         let scores = self.builtin_scores(i, t);
-        let mut parts: Vec<PluginScore> = self
-            .weights
-            .entries()
-            .iter()
-            .zip(scores)
-            .filter(|((_, w), _)| *w > 0.0)
-            .map(|((name, w), s)| PluginScore {
-                plugin: Cow::Borrowed(*name),
-                score: s,
-                weight: *w,
-            })
-            .collect();
+        // The explanation's one allocation: every part, at its exact size.
+        let builtin = self.weights.entries();
+        let mut parts: Vec<PluginScore> = Vec::with_capacity(
+            builtin.iter().filter(|(_, w)| *w > 0.0).count() + self.cfg.scorers.len(),
+        );
+        parts.extend(
+            builtin
+                .iter()
+                .zip(scores)
+                .filter(|((_, w), _)| *w > 0.0)
+                .map(|((name, w), s)| PluginScore {
+                    plugin: Cow::Borrowed(*name),
+                    score: s,
+                    weight: *w,
+                }),
+        );
         for (s, w) in &self.cfg.scorers {
             parts.push(PluginScore {
                 plugin: Cow::Owned(s.name().to_owned()),

@@ -293,7 +293,9 @@ pub(crate) fn check_batch(
 pub(crate) fn placement_order(tasks: &[Task], order: &mut Vec<usize>) {
     order.clear();
     order.extend(0..tasks.len());
-    order.sort_by_key(|&k| {
+    // The batch index makes every key distinct, so the unstable sort (which needs no
+    // buffer) gives the one order there is.
+    order.sort_unstable_by_key(|&k| {
         let r = tasks[k].requirements();
         (
             std::cmp::Reverse(r.priority()),
