@@ -175,8 +175,8 @@ pub(crate) struct CompiledTask {
     /// task needs.
     pub(crate) scored_dims: Vec<usize>,
     /// Affinity per agent, aligned with the fleet, when the fleet has an affinity table
-    /// row for the task's kind.
-    pub(crate) affinity: Option<Vec<f64>>,
+    /// row for the task's kind; empty when it has none (a fleet is never empty).
+    pub(crate) affinity: Vec<f64>,
 }
 
 impl CompiledTask {
@@ -452,16 +452,14 @@ impl Fleet {
         t.scored_dims.extend([0, 1]);
         t.scored_dims
             .extend(t.need_dims.iter().map(|&(d, _)| d).filter(|&d| d >= 2));
-        t.affinity = self
-            .affinity
-            .as_ref()
-            .and_then(|a| a.row(task.kind()))
-            .map(|row| {
+        t.affinity.clear();
+        if let Some(row) = self.affinity.as_ref().and_then(|a| a.row(task.kind())) {
+            t.affinity.extend(
                 self.ids
                     .iter()
-                    .map(|id| row.get(*id).copied().unwrap_or(0.0))
-                    .collect()
-            });
+                    .map(|id| row.get(*id).copied().unwrap_or(0.0)),
+            );
+        }
     }
 }
 

@@ -4,15 +4,18 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::explain::{Explanation, PluginScore, Rejection, RejectionCount};
 use super::fleet::{CompiledTask, Fleet};
 use super::{
-    Admission, Assigner, AssignmentError, Placement, Plan, Unplaced, check_batch, placement_order,
+    Admission, Assigner, AssignmentError, Placement, Plan, Refusal, Unplaced, check_batch,
+    placement_order,
 };
 use crate::agent::AgentStatus;
-use crate::id::AgentId;
+use crate::id::{AgentId, TaskId};
+use crate::resource::ResourceName;
 use crate::task::Task;
 
 /// A host filter: rules an agent in or out for a task, after the built-in filters
@@ -144,13 +147,30 @@ impl ScoreWeights {
 /// scoring runs only on agents that pass them. Host filters and scorers run only on
 /// agents that pass the built-in filters.
 ///
+/// Extra space O(t + a · d), in buffers the assigner keeps between calls (sized for
+/// the largest batch and fleet so far), so that a call allocates little beyond the
+/// plan it returns. Calls on one assigner from several threads at once are correct: a
+/// call that finds the buffers in use works in fresh ones. A clone starts with none.
+///
 /// # Examples
 /// See the [module documentation](super).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct GreedyAssigner {
     weights: ScoreWeights,
     filters: Vec<Arc<dyn Filter>>,
     scorers: Vec<(Arc<dyn Scorer>, f64)>,
+    scratch: ScratchCell,
+}
+
+impl fmt::Debug for GreedyAssigner {
+    // The scratch buffers are not configuration: left out.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GreedyAssigner")
+            .field("weights", &self.weights)
+            .field("filters", &self.filters)
+            .field("scorers", &self.scorers)
+            .finish()
+    }
 }
 
 impl GreedyAssigner {
@@ -212,14 +232,35 @@ impl Assigner for GreedyAssigner {
         fleet: &Fleet,
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError> {
-        check_batch(tasks, fleet)?;
-        let mut engine = Engine::new(self, fleet, tasks)?;
+        let mut scratch = self.scratch.take();
+        let plan = self.assign_with(tasks, fleet, admission, &mut scratch);
+        self.scratch.keep(scratch);
+        plan
+    }
+}
+
+impl GreedyAssigner {
+    /// [`Assigner::assign`] in the buffers of `scratch`.
+    fn assign_with(
+        &self,
+        tasks: &[Task],
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+        scratch: &mut Scratch,
+    ) -> Result<Plan, AssignmentError> {
+        check_batch(tasks, fleet, &mut scratch.ids)?;
+        placement_order(tasks, &mut scratch.order);
+        // On an error below, the engine's buffers are dropped: the next call starts
+        // afresh.
+        let mut engine = Engine::new(self, fleet, tasks, std::mem::take(&mut scratch.engine))?;
         // Placements in the order decided (what `admission` sees), and where each task
-        // of the batch ended up.
-        let mut accepted: Vec<Placement> = Vec::new();
-        let mut outcome: Vec<Option<Result<usize, Unplaced>>> = vec![None; tasks.len()];
+        // of the batch ended up. The placements become the plan's: at most one a task.
+        let mut accepted: Vec<Placement> = Vec::with_capacity(tasks.len());
+        let outcome = &mut scratch.outcome;
+        outcome.clear();
+        outcome.resize(tasks.len(), None);
         let mut refusals = Vec::new();
-        for k in placement_order(tasks) {
+        for &k in &scratch.order {
             let task = &tasks[k];
             match engine.place(task, admission, &accepted, &mut refusals)? {
                 Ok(p) => {
@@ -236,28 +277,100 @@ impl Assigner for GreedyAssigner {
                 }
             }
         }
-        Ok(collect_plan(accepted, outcome, refusals))
+        scratch.engine = engine.into_buffers();
+        Ok(collect_plan(accepted, outcome, refusals, &mut scratch.perm))
     }
 }
 
-/// Puts placements and unplaced tasks back in batch order.
+/// Where a task of the batch ended up: its index among the placements in the order
+/// decided, or why it was not placed. `None` until decided.
+pub(crate) type Outcome = Option<Result<usize, Unplaced>>;
+
+/// Puts placements and unplaced tasks back in batch order, draining `outcome` (one per
+/// task of the batch). `perm` is scratch space; nothing is allocated but the unplaced
+/// list, and that only when a task is unplaced.
 pub(crate) fn collect_plan(
-    accepted: Vec<Placement>,
-    outcome: Vec<Option<Result<usize, Unplaced>>>,
-    refusals: Vec<super::Refusal>,
+    mut accepted: Vec<Placement>,
+    outcome: &mut Vec<Outcome>,
+    refusals: Vec<Refusal>,
+    perm: &mut Vec<usize>,
 ) -> Plan {
-    let mut accepted: Vec<Option<Placement>> = accepted.into_iter().map(Some).collect();
-    let mut plan = Plan {
-        refusals,
-        ..Plan::default()
-    };
-    for o in outcome.into_iter().flatten() {
+    perm.clear();
+    let mut unplaced = Vec::new();
+    for o in outcome.drain(..).flatten() {
         match o {
-            Ok(idx) => plan.placements.extend(accepted[idx].take()),
-            Err(u) => plan.unplaced.push(u),
+            Ok(idx) => perm.push(idx),
+            Err(u) => unplaced.push(u),
         }
     }
-    plan
+    permute(&mut accepted, perm);
+    Plan {
+        placements: accepted,
+        unplaced,
+        refusals,
+    }
+}
+
+/// Reorders `items` in place so that `items[r]` holds what `items[from[r]]` held,
+/// following each cycle of the permutation `from` once; `from` is left the identity.
+fn permute<T>(items: &mut [T], from: &mut [usize]) {
+    debug_assert_eq!(items.len(), from.len());
+    for start in 0..from.len() {
+        // Each step fills position `j` from `from[j]`, whose item is still in place;
+        // the item that was at `start` travels along and lands where it belongs.
+        let mut j = start;
+        loop {
+            let k = std::mem::replace(&mut from[j], j);
+            if k == start {
+                break;
+            }
+            items.swap(j, k);
+            j = k;
+        }
+    }
+}
+
+/// The buffers a batch works in, kept by the assigner between calls so that a batch
+/// of the usual size allocates none of them.
+#[derive(Default)]
+struct Scratch {
+    /// For [`check_batch`].
+    ids: Vec<TaskId>,
+    /// For [`placement_order`].
+    order: Vec<usize>,
+    outcome: Vec<Outcome>,
+    /// For [`collect_plan`].
+    perm: Vec<usize>,
+    engine: Buffers,
+}
+
+/// A [`Scratch`] behind a lock that is only ever tried: a call takes the buffers out
+/// and puts them back when done, and a call that finds them taken (or the lock held)
+/// works in fresh ones. A clone starts with fresh buffers.
+#[derive(Default)]
+struct ScratchCell(Mutex<Scratch>);
+
+impl ScratchCell {
+    /// The kept buffers, or fresh ones when another call has them.
+    fn take(&self) -> Scratch {
+        self.0
+            .try_lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+
+    /// Keeps `scratch` for the next call (unless the lock is held, then drops it).
+    fn keep(&self, scratch: Scratch) {
+        if let Some(mut s) = self.0.try_lock() {
+            *s = scratch;
+        }
+    }
+}
+
+impl Clone for ScratchCell {
+    fn clone(&self) -> Self {
+        ScratchCell::default()
+    }
 }
 
 /// An agent index and its score, if there is one.
@@ -282,7 +395,7 @@ pub(crate) struct Engine<'a> {
     /// The built-in weights in force (affinity off without history).
     weights: ScoreWeights,
     /// The fleet's resource dimensions, then those only the batch names.
-    dims: Vec<crate::resource::ResourceName>,
+    dims: Vec<ResourceName>,
     /// Per dimension, what the ledger's pool leaves; charged as the batch goes.
     pool_free: Vec<u64>,
     pub(crate) weight_sum: f64,
@@ -306,6 +419,8 @@ pub(crate) struct Engine<'a> {
     n_caps: usize,
     /// Agents that passed the filters, with their scores (collected only when needed).
     pub(crate) fits: Vec<(usize, f64)>,
+    /// Those of `fits` that host filters keep, with host scores added.
+    kept: Vec<(usize, f64)>,
     task: CompiledTask,
     /// The role index: the agents playing each role (by bit), ascending.
     members: Vec<Vec<usize>>,
@@ -317,13 +432,51 @@ pub(crate) struct Engine<'a> {
     ineligible: [u32; NO_SLOT + 1],
 }
 
+/// An [`Engine`]'s vectors between batches: taken by [`Engine::new`], which clears
+/// and refills every one of them, and given back by [`Engine::into_buffers`].
+#[derive(Default)]
+pub(crate) struct Buffers {
+    dims: Vec<ResourceName>,
+    pool_free: Vec<u64>,
+    free: Vec<u64>,
+    slots: Vec<u32>,
+    eligible: Vec<bool>,
+    roles: Vec<[u64; 2]>,
+    caps: Vec<[u64; 2]>,
+    inv_cap: Vec<f64>,
+    counts: Vec<u32>,
+    fits: Vec<(usize, f64)>,
+    kept: Vec<(usize, f64)>,
+    task: CompiledTask,
+    members: Vec<Vec<usize>>,
+    eligible_with_role: Vec<u32>,
+}
+
 impl<'a> Engine<'a> {
+    /// An engine for `tasks` on `fleet`, working in `buffers` (whatever they held).
     pub(crate) fn new(
         cfg: &'a GreedyAssigner,
         fleet: &'a Fleet,
         tasks: &[Task],
+        buffers: Buffers,
     ) -> Result<Self, AssignmentError> {
         cfg.validate()?;
+        let Buffers {
+            mut dims,
+            mut pool_free,
+            mut free,
+            mut slots,
+            mut eligible,
+            mut roles,
+            mut caps,
+            mut inv_cap,
+            mut counts,
+            mut fits,
+            mut kept,
+            task,
+            mut members,
+            mut eligible_with_role,
+        } = buffers;
         // Without history, affinity would only add the same zero to every agent and
         // dilute the scores: it counts only when the fleet has an affinity table.
         let mut weights = cfg.weights.clone();
@@ -339,7 +492,7 @@ impl<'a> Engine<'a> {
             + cfg.scorers.iter().map(|(_, w)| w).sum::<f64>();
         // Every resource the batch names gets a dimension: agents that declared no
         // capacity have any amount of it, the others none.
-        let mut dims = fleet.dims.clone();
+        dims.clone_from(&fleet.dims);
         for task in tasks {
             for (name, _) in task.requirements().resources().iter() {
                 if !dims.contains(&name) {
@@ -347,13 +500,15 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        let mut pool_free = fleet.pool_free.clone();
+        pool_free.clone_from(&fleet.pool_free);
         pool_free.resize(dims.len(), u64::MAX);
         // Dimension-major copies (`d * agents + i`): the filter loop reads one
         // dimension of many agents at a time.
         let (agents, known) = (fleet.len(), fleet.dims.len());
-        let mut free = vec![0u64; agents * dims.len()];
-        let mut inv_cap = vec![0f64; agents * dims.len()];
+        free.clear();
+        free.resize(agents * dims.len(), 0);
+        inv_cap.clear();
+        inv_cap.resize(agents * dims.len(), 0.0);
         for i in 0..agents {
             for d in 0..dims.len() {
                 let (f, c) = if d < known {
@@ -373,19 +528,24 @@ impl<'a> Engine<'a> {
         }
         let n_roles = fleet.role_catalog_len();
         let n_caps = fleet.capability_catalog_len();
-        let counts = vec![0; NO_SLOT + 1 + n_roles + n_caps + dims.len()];
-        let eligible: Vec<bool> = fleet
-            .status
-            .iter()
-            .zip(&fleet.slots)
-            .map(|(s, n)| *s == AgentStatus::Available && *n > 0)
-            .collect();
+        counts.clear();
+        counts.resize(NO_SLOT + 1 + n_roles + n_caps + dims.len(), 0);
+        eligible.clear();
+        eligible.extend(
+            fleet
+                .status
+                .iter()
+                .zip(&fleet.slots)
+                .map(|(s, n)| *s == AgentStatus::Available && *n > 0),
+        );
         let spilled = fleet
             .roles
             .iter()
             .chain(&fleet.capabilities)
             .any(|s| s.is_spilled());
-        let mut members = vec![Vec::new(); n_roles];
+        members.truncate(n_roles);
+        members.iter_mut().for_each(Vec::clear);
+        members.resize_with(n_roles, Vec::new);
         for (i, set) in fleet.roles.iter().enumerate() {
             for bit in set.iter() {
                 if let Some(m) = members.get_mut(bit.index()) {
@@ -393,6 +553,15 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        slots.clone_from(&fleet.slots);
+        roles.clear();
+        roles.extend(fleet.roles.iter().map(|s| s.inline_words()));
+        caps.clear();
+        caps.extend(fleet.capabilities.iter().map(|s| s.inline_words()));
+        fits.clear();
+        kept.clear();
+        eligible_with_role.clear();
+        eligible_with_role.resize(n_roles, 0);
         Ok(Self {
             cfg,
             fleet,
@@ -402,27 +571,45 @@ impl<'a> Engine<'a> {
             weight_sum,
             agents,
             free,
-            slots: fleet.slots.clone(),
+            slots,
             eligible,
-            roles: fleet.roles.iter().map(|s| s.inline_words()).collect(),
-            caps: fleet
-                .capabilities
-                .iter()
-                .map(|s| s.inline_words())
-                .collect(),
+            roles,
+            caps,
             spilled,
             inv_cap,
             counts,
             n_roles,
             n_caps,
-            fits: Vec::new(),
-            task: CompiledTask::default(),
-            eligible_with_role: vec![0; n_roles],
+            fits,
+            kept,
+            // Every field is rewritten by `Fleet::compile_into` before it is read.
+            task,
+            eligible_with_role,
             members,
             eligible_total: 0,
             ineligible: [0; NO_SLOT + 1],
         }
         .with_counters())
+    }
+
+    /// The engine's vectors, for the next batch.
+    pub(crate) fn into_buffers(self) -> Buffers {
+        Buffers {
+            dims: self.dims,
+            pool_free: self.pool_free,
+            free: self.free,
+            slots: self.slots,
+            eligible: self.eligible,
+            roles: self.roles,
+            caps: self.caps,
+            inv_cap: self.inv_cap,
+            counts: self.counts,
+            fits: self.fits,
+            kept: self.kept,
+            task: self.task,
+            members: self.members,
+            eligible_with_role: self.eligible_with_role,
+        }
     }
 
     /// Fills the eligibility counters from the columns.
@@ -465,7 +652,7 @@ impl<'a> Engine<'a> {
         } else {
             0.0
         };
-        let affinity = t.affinity.as_ref().map_or(0.0, |a| 100.0 * a[i]);
+        let affinity = t.affinity.get(i).map_or(0.0, |a| 100.0 * a);
         [100.0 * (1.0 - mean), 100.0 * mean, balanced, affinity]
     }
 
@@ -805,7 +992,7 @@ impl<'a> Engine<'a> {
             fit = self.fits.len();
         } else {
             // Host filters and scorers, on the agents that passed the built-in filters.
-            let mut kept = Vec::with_capacity(self.fits.len());
+            self.kept.clear();
             for &(i, total) in &self.fits {
                 let agent = self.fleet.ids[i];
                 if let Some(f) = self
@@ -836,10 +1023,10 @@ impl<'a> Engine<'a> {
                     }
                     total += w * v;
                 }
-                kept.push((i, total));
+                self.kept.push((i, total));
             }
-            fit = kept.len();
-            self.fits = kept;
+            fit = self.kept.len();
+            std::mem::swap(&mut self.fits, &mut self.kept);
         }
         explanation.fit = fit;
         explanation.set_rejections(counts);
@@ -888,7 +1075,9 @@ impl<'a> Engine<'a> {
             }
         }
         let mut order = std::mem::take(&mut self.fits);
-        order.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Agent indices are distinct, so the unstable sort (which needs no buffer)
+        // gives the one order there is.
+        order.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         for (k, &(i, _)) in order.iter().enumerate() {
             let runner_up = order
                 .get(k + 1)
@@ -953,18 +1142,22 @@ impl<'a> Engine<'a> {
     ) -> Placement {
         let agent = self.fleet.ids[i];
         let scores = self.builtin_scores(i, t);
-        let mut parts: Vec<PluginScore> = self
-            .weights
-            .entries()
-            .iter()
-            .zip(scores)
-            .filter(|((_, w), _)| *w > 0.0)
-            .map(|((name, w), s)| PluginScore {
-                plugin: Cow::Borrowed(*name),
-                score: s,
-                weight: *w,
-            })
-            .collect();
+        // The explanation's one allocation: every part, at its exact size.
+        let builtin = self.weights.entries();
+        let mut parts: Vec<PluginScore> = Vec::with_capacity(
+            builtin.iter().filter(|(_, w)| *w > 0.0).count() + self.cfg.scorers.len(),
+        );
+        parts.extend(
+            builtin
+                .iter()
+                .zip(scores)
+                .filter(|((_, w), _)| *w > 0.0)
+                .map(|((name, w), s)| PluginScore {
+                    plugin: Cow::Borrowed(*name),
+                    score: s,
+                    weight: *w,
+                }),
+        );
         for (s, w) in &self.cfg.scorers {
             parts.push(PluginScore {
                 plugin: Cow::Owned(s.name().to_owned()),
@@ -1067,5 +1260,37 @@ impl Iterator for Bits {
         let j = self.0.trailing_zeros() as usize;
         self.0 &= self.0 - 1;
         Some(j)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::permute;
+
+    #[test]
+    fn permute_applies_every_cycle_once() {
+        // Fixed points, a 2-cycle and a 3-cycle.
+        let mut items = ['a', 'b', 'c', 'd', 'e', 'f'];
+        let mut from = [0, 4, 5, 3, 1, 2];
+        permute(&mut items, &mut from);
+        assert_eq!(items, ['a', 'e', 'f', 'd', 'b', 'c']);
+        assert_eq!(from, [0, 1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn permute_matches_a_gather_for_every_permutation_of_four() {
+        // Every map of 4 positions to 4, keeping the bijections.
+        for code in 0..256usize {
+            let p: Vec<usize> = (0..4).map(|r| (code >> (2 * r)) & 3).collect();
+            if (0..4).any(|x| !p.contains(&x)) {
+                continue;
+            }
+            let gathered: Vec<usize> = p.iter().map(|&k| 10 * k).collect();
+            let mut items = [0, 10, 20, 30];
+            let mut from = p.clone();
+            permute(&mut items, &mut from);
+            assert_eq!(items.to_vec(), gathered, "from {p:?}");
+            assert_eq!(from, [0, 1, 2, 3]);
+        }
     }
 }

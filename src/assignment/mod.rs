@@ -268,12 +268,18 @@ impl Placement {
     }
 }
 
-/// Checks a batch for duplicate tasks and an empty fleet.
-pub(crate) fn check_batch(tasks: &[Task], fleet: &Fleet) -> Result<(), AssignmentError> {
+/// Checks a batch for duplicate tasks and an empty fleet. `ids` is scratch space, kept
+/// by the caller so that a check allocates nothing once it has grown.
+pub(crate) fn check_batch(
+    tasks: &[Task],
+    fleet: &Fleet,
+    ids: &mut Vec<TaskId>,
+) -> Result<(), AssignmentError> {
     if fleet.is_empty() {
         return Err(AssignmentError::NoAgents);
     }
-    let mut ids: Vec<TaskId> = tasks.iter().map(Task::id).collect();
+    ids.clear();
+    ids.extend(tasks.iter().map(Task::id));
     ids.sort_unstable();
     if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
         return Err(AssignmentError::DuplicateTask { task: w[0] });
@@ -281,12 +287,15 @@ pub(crate) fn check_batch(tasks: &[Task], fleet: &Fleet) -> Result<(), Assignmen
     Ok(())
 }
 
-/// The order tasks are placed in: priority first (highest), then deadline (earliest,
-/// none last), then the order of the batch. The Kubernetes scheduler's queue-sort
-/// plugin plays the same part.
-pub(crate) fn placement_order(tasks: &[Task]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..tasks.len()).collect();
-    order.sort_by_key(|&k| {
+/// Fills `order` with the order tasks are placed in: priority first (highest), then
+/// deadline (earliest, none last), then the order of the batch. The Kubernetes
+/// scheduler's queue-sort plugin plays the same part.
+pub(crate) fn placement_order(tasks: &[Task], order: &mut Vec<usize>) {
+    order.clear();
+    order.extend(0..tasks.len());
+    // The batch index makes every key distinct, so the unstable sort (which needs no
+    // buffer) gives the one order there is.
+    order.sort_unstable_by_key(|&k| {
         let r = tasks[k].requirements();
         (
             std::cmp::Reverse(r.priority()),
@@ -295,7 +304,6 @@ pub(crate) fn placement_order(tasks: &[Task]) -> Vec<usize> {
             k,
         )
     });
-    order
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! [`OptimalAssigner`]: the whole batch at once, at minimum total cost.
 
 use super::fleet::CompiledTask;
-use super::greedy::{Engine, collect_plan};
+use super::greedy::{Buffers, Engine, Outcome, collect_plan};
 use super::lap::{self, DenseCosts, SparseCosts};
 use super::{
     Admission, Assigner, AssignmentError, GreedyAssigner, Placement, Plan, Refusal, ScoreWeights,
@@ -88,8 +88,10 @@ impl OptimalAssigner {
         fleet: &super::Fleet,
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError> {
-        let order = placement_order(tasks);
-        let mut engine = Engine::new(&self.greedy, fleet, tasks)?;
+        // Fresh buffers: unlike the greedy pass, this one keeps none between calls.
+        let mut order = Vec::new();
+        placement_order(tasks, &mut order);
+        let mut engine = Engine::new(&self.greedy, fleet, tasks, Buffers::default())?;
         // Rows in placement order; per row, the feasible agents and scores.
         let mut compiled: Vec<CompiledTask> = Vec::with_capacity(tasks.len());
         let mut rows: Vec<Vec<(usize, f64)>> = Vec::with_capacity(tasks.len());
@@ -158,7 +160,7 @@ impl OptimalAssigner {
 
         // Commit in placement order; what cannot be committed goes greedy.
         let mut accepted: Vec<Placement> = Vec::new();
-        let mut outcome: Vec<Option<Result<usize, Unplaced>>> = vec![None; tasks.len()];
+        let mut outcome: Vec<Outcome> = vec![None; tasks.len()];
         let mut refusals: Vec<Refusal> = Vec::new();
         let mut leftovers = Vec::new();
         for (r, &k) in order.iter().enumerate() {
@@ -206,7 +208,12 @@ impl OptimalAssigner {
                 }
             }
         }
-        Ok(collect_plan(accepted, outcome, refusals))
+        Ok(collect_plan(
+            accepted,
+            &mut outcome,
+            refusals,
+            &mut Vec::new(),
+        ))
     }
 }
 
@@ -217,7 +224,7 @@ impl Assigner for OptimalAssigner {
         fleet: &super::Fleet,
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError> {
-        check_batch(tasks, fleet)?;
+        check_batch(tasks, fleet, &mut Vec::new())?;
         let optimal = self.solve(tasks, fleet, admission)?;
         let greedy = self.greedy.assign(tasks, fleet, admission)?;
         let better = |a: &Plan, b: &Plan| {
