@@ -232,10 +232,8 @@ impl Assigner for GreedyAssigner {
         fleet: &Fleet,
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError> {
-        let mut scratch = self.scratch.take();
-        let plan = self.assign_with(tasks, fleet, admission, &mut scratch);
-        self.scratch.keep(scratch);
-        plan
+        self.scratch
+            .with(|scratch| self.assign_with(tasks, fleet, admission, scratch))
     }
 }
 
@@ -344,25 +342,19 @@ struct Scratch {
     engine: Buffers,
 }
 
-/// A [`Scratch`] behind a lock that is only ever tried: a call takes the buffers out
-/// and puts them back when done, and a call that finds them taken (or the lock held)
-/// works in fresh ones. A clone starts with fresh buffers.
+/// A [`Scratch`] behind a lock that is only ever tried: a call works in the kept
+/// buffers, in place (moving them out and back cost more than the rest of a small
+/// batch's setup), and a call that finds them in use works in fresh ones. A clone
+/// starts with fresh buffers.
 #[derive(Default)]
 struct ScratchCell(Mutex<Scratch>);
 
 impl ScratchCell {
-    /// The kept buffers, or fresh ones when another call has them.
-    fn take(&self) -> Scratch {
-        self.0
-            .try_lock()
-            .map(|mut s| std::mem::take(&mut *s))
-            .unwrap_or_default()
-    }
-
-    /// Keeps `scratch` for the next call (unless the lock is held, then drops it).
-    fn keep(&self, scratch: Scratch) {
-        if let Some(mut s) = self.0.try_lock() {
-            *s = scratch;
+    /// Runs `f` in the kept buffers, or in fresh ones when another call has them.
+    fn with<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
+        match self.0.try_lock() {
+            Some(mut kept) => f(&mut kept),
+            None => f(&mut Scratch::default()),
         }
     }
 }
