@@ -1099,12 +1099,7 @@ struct PolicyAdmission<'a> {
 
 impl PolicyAdmission<'_> {
     fn proposal(&self, task: &Task, agent: AgentId) -> Proposal {
-        let mut p =
-            Proposal::for_task(task, agent).with_resources(task.requirements().resources().clone());
-        if let Some(g) = &self.group {
-            p = p.with_group(Arc::clone(g));
-        }
-        p
+        Proposal::for_admission(task, agent, self.group.clone())
     }
 }
 
@@ -1302,8 +1297,7 @@ impl Coordinator {
             for task in analyzed.iter_mut() {
                 let _span = tracing::debug_span!("predict", task.id = %task.id()).entered();
                 let prediction = predictor.predict(task.kind(), task.requirements().resources());
-                let needs = std::mem::take(task.requirements_mut());
-                *task.requirements_mut() = needs.with_resources(prediction.resources);
+                task.requirements_mut().set_resources(prediction.resources);
             }
         }
         let mut s = self.state.lock();
@@ -1771,7 +1765,8 @@ fn commit(
         s.drop_claims(task.id());
         return Err(e.into());
     }
-    let assignment = Assignment {
+    // Made straight in its shared allocation (an `Assignment` is some 400 bytes).
+    let assignment = Arc::new(Assignment {
         agent: p.agent,
         allocation: grant.allocation,
         resources,
@@ -1781,10 +1776,9 @@ fn commit(
         group: group.cloned(),
         assigned_at: now,
         task,
-    };
+    });
     record_duty(s, &assignment);
     tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
-    let assignment = Arc::new(assignment);
     s.assignments
         .insert(assignment.task.id(), Arc::clone(&assignment));
     let shared = Arc::clone(&assignment);

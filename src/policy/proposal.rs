@@ -74,6 +74,21 @@ impl Proposal {
             .with_requirements(task.requirements().clone())
     }
 
+    /// [`for_task`](Self::for_task), with the task's resources as those to be
+    /// allocated and in `group`: what the coordinator asks the policies about, built in
+    /// place (the builder steps each moved the whole proposal).
+    pub(crate) fn for_admission(task: &Task, agent: AgentId, group: Option<Arc<str>>) -> Self {
+        Proposal {
+            task: task.id(),
+            kind: task.shared_kind(),
+            agent,
+            requirements: task.requirements().clone(),
+            resources: Some(task.requirements().resources().clone()),
+            group,
+            duty: None,
+        }
+    }
+
     /// Sets the task's requirements.
     pub fn with_requirements(mut self, requirements: Requirements) -> Self {
         self.requirements = requirements;

@@ -595,8 +595,7 @@ impl TaskAnalyzer for RuleBasedAnalyzer {
         if fired.is_empty() && self.rules.require_match {
             return Err(TaskError::NoRuleMatched { task: task.id() });
         }
-        let priority = floor.map_or(own_priority, |f| f.max(own_priority));
-        let requirements = requirements.with_priority(priority);
+        requirements.priority = floor.map_or(own_priority, |f| f.max(own_priority));
         tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
         Ok(Analyzed {
             requirements,

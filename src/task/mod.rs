@@ -182,6 +182,12 @@ impl Requirements {
         self
     }
 
+    /// Sets the resources needed, in place (what the coordinator does with a
+    /// prediction).
+    pub(crate) fn set_resources(&mut self, resources: Resources) {
+        self.resources = resources;
+    }
+
     /// Sets the priority.
     pub fn with_priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
@@ -242,7 +248,10 @@ impl Requirements {
         for c in &other.claims {
             insert_sorted(&mut self.claims, c.clone());
         }
-        self.resources = self.resources.max(&other.resources);
+        // Nothing to take the larger of: the common case, and `max` builds a new value.
+        if !other.resources.is_zero() {
+            self.resources = self.resources.max(&other.resources);
+        }
         self.priority = self.priority.max(other.priority);
         self.deadline = match (self.deadline, other.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
