@@ -452,7 +452,19 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
             conditions: specs.iter().map(|s| s.condition()).collect(),
             timeouts: specs.iter().map(|s| s.timeout()).collect(),
             requirements: specs.iter().map(StepSpec::requirements).collect(),
-            kinds: specs.iter().map(|s| Arc::from(s.kind())).collect(),
+            // A step without a kind of its own is of the kind of its name: one shared
+            // string (a dispatch touches one cold allocation per step, not two).
+            kinds: specs
+                .iter()
+                .zip(&names)
+                .map(|(s, name)| {
+                    if **name == *s.kind() {
+                        Arc::clone(name)
+                    } else {
+                        Arc::from(s.kind())
+                    }
+                })
+                .collect(),
             specs,
             names,
             by_name,
