@@ -248,9 +248,9 @@ impl GreedyAssigner {
     ) -> Result<Plan, AssignmentError> {
         check_batch(tasks, fleet, &mut scratch.ids)?;
         placement_order(tasks, &mut scratch.order);
-        // On an error below, the engine's buffers are dropped: the next call starts
-        // afresh.
-        let mut engine = Engine::new(self, fleet, tasks, std::mem::take(&mut scratch.engine))?;
+        // On an error below, the buffers keep what they held: the next engine clears
+        // and refills them.
+        let mut engine = Engine::new(self, fleet, tasks, &mut scratch.engine)?;
         // Placements in the order decided (what `admission` sees), and where each task
         // of the batch ended up. The placements become the plan's: at most one a task.
         let mut accepted: Vec<Placement> = Vec::with_capacity(tasks.len());
@@ -258,15 +258,26 @@ impl GreedyAssigner {
         outcome.clear();
         outcome.resize(tasks.len(), None);
         let mut refusals = Vec::new();
+        // The explanation of the task being placed, filled by the engine.
+        let mut why = Explanation::default();
         for &k in &scratch.order {
             let task = &tasks[k];
-            match engine.place(task, admission, &accepted, &mut refusals)? {
-                Ok(p) => {
-                    tracing::trace!(task.id = %task.id(), agent.id = %p.agent, score = p.score, "task placed");
+            let placed = engine.place(
+                task,
+                &mut scratch.task,
+                admission,
+                &accepted,
+                &mut refusals,
+                &mut why,
+            )?;
+            let explanation = std::mem::take(&mut why);
+            match placed {
+                Some((agent, score)) => {
+                    tracing::trace!(task.id = %task.id(), agent.id = %agent, score, "task placed");
                     outcome[k] = Some(Ok(accepted.len()));
-                    accepted.push(p);
+                    accepted.push(Placement::new(task.id(), agent, score, explanation));
                 }
-                Err(explanation) => {
+                None => {
                     tracing::debug!(task.id = %task.id(), why = %explanation, "task not placed");
                     outcome[k] = Some(Err(Unplaced {
                         task: task.id(),
@@ -275,7 +286,6 @@ impl GreedyAssigner {
                 }
             }
         }
-        scratch.engine = engine.into_buffers();
         Ok(collect_plan(accepted, outcome, refusals, &mut scratch.perm))
     }
 }
@@ -340,6 +350,8 @@ struct Scratch {
     /// For [`collect_plan`].
     perm: Vec<usize>,
     engine: Buffers,
+    /// The task being placed, translated by [`Fleet::compile_into`].
+    task: CompiledTask,
 }
 
 /// A [`Scratch`] behind a lock that is only ever tried: a call works in the kept
@@ -380,40 +392,47 @@ const STATUSES: [AgentStatus; 5] = [
 const NO_SLOT: usize = STATUSES.len();
 
 /// A batch in progress: the fleet's free resources and slots as they are charged, and
-/// the hot columns of the filter loop.
+/// the hot columns of the filter loop, in [`Buffers`] the engine borrows. The engine
+/// itself is a few words, so that making one moves nothing big.
 pub(crate) struct Engine<'a> {
     cfg: &'a GreedyAssigner,
     fleet: &'a Fleet,
+    buf: &'a mut Buffers,
     /// The built-in weights in force (affinity off without history).
     weights: ScoreWeights,
+    pub(crate) weight_sum: f64,
+    agents: usize,
+    /// Whether some agent has role or capability bits past the first 128 (then the
+    /// exact, slower filter runs).
+    spilled: bool,
+    n_roles: usize,
+    n_caps: usize,
+}
+
+/// An [`Engine`]'s columns and counters, kept between batches: [`Engine::new`] clears
+/// and refills every one of them, whatever they held.
+#[derive(Default)]
+pub(crate) struct Buffers {
     /// The fleet's resource dimensions, then those only the batch names.
     dims: Vec<ResourceName>,
     /// Per dimension, what the ledger's pool leaves; charged as the batch goes.
     pool_free: Vec<u64>,
-    pub(crate) weight_sum: f64,
-    agents: usize,
     /// Free resources, dimension-major: `free[d * agents + i]`.
-    pub(crate) free: Vec<u64>,
-    pub(crate) slots: Vec<u32>,
+    free: Vec<u64>,
+    slots: Vec<u32>,
     /// Available with a free slot.
     eligible: Vec<bool>,
     /// The first 128 role and capability bits of each agent.
     roles: Vec<[u64; 2]>,
     caps: Vec<[u64; 2]>,
-    /// Whether some agent has role or capability bits past the first 128 (then the
-    /// exact, slower filter runs).
-    spilled: bool,
     /// `1 / capacity`, dimension-major; 0 where unknown or unlimited.
     inv_cap: Vec<f64>,
     /// One counter per reason code.
     counts: Vec<u32>,
-    n_roles: usize,
-    n_caps: usize,
     /// Agents that passed the filters, with their scores (collected only when needed).
-    pub(crate) fits: Vec<(usize, f64)>,
+    fits: Vec<(usize, f64)>,
     /// Those of `fits` that host filters keep, with host scores added.
     kept: Vec<(usize, f64)>,
-    task: CompiledTask,
     /// The role index: the agents playing each role (by bit), ascending.
     members: Vec<Vec<usize>>,
     /// Per role bit, how many eligible agents play it.
@@ -424,51 +443,15 @@ pub(crate) struct Engine<'a> {
     ineligible: [u32; NO_SLOT + 1],
 }
 
-/// An [`Engine`]'s vectors between batches: taken by [`Engine::new`], which clears
-/// and refills every one of them, and given back by [`Engine::into_buffers`].
-#[derive(Default)]
-pub(crate) struct Buffers {
-    dims: Vec<ResourceName>,
-    pool_free: Vec<u64>,
-    free: Vec<u64>,
-    slots: Vec<u32>,
-    eligible: Vec<bool>,
-    roles: Vec<[u64; 2]>,
-    caps: Vec<[u64; 2]>,
-    inv_cap: Vec<f64>,
-    counts: Vec<u32>,
-    fits: Vec<(usize, f64)>,
-    kept: Vec<(usize, f64)>,
-    task: CompiledTask,
-    members: Vec<Vec<usize>>,
-    eligible_with_role: Vec<u32>,
-}
-
 impl<'a> Engine<'a> {
-    /// An engine for `tasks` on `fleet`, working in `buffers` (whatever they held).
+    /// An engine for `tasks` on `fleet`, working in `buf` (whatever it held).
     pub(crate) fn new(
         cfg: &'a GreedyAssigner,
         fleet: &'a Fleet,
         tasks: &[Task],
-        buffers: Buffers,
+        buf: &'a mut Buffers,
     ) -> Result<Self, AssignmentError> {
         cfg.validate()?;
-        let Buffers {
-            mut dims,
-            mut pool_free,
-            mut free,
-            mut slots,
-            mut eligible,
-            mut roles,
-            mut caps,
-            mut inv_cap,
-            mut counts,
-            mut fits,
-            mut kept,
-            task,
-            mut members,
-            mut eligible_with_role,
-        } = buffers;
         // Without history, affinity would only add the same zero to every agent and
         // dilute the scores: it counts only when the fleet has an affinity table.
         let mut weights = cfg.weights.clone();
@@ -484,6 +467,7 @@ impl<'a> Engine<'a> {
             + cfg.scorers.iter().map(|(_, w)| w).sum::<f64>();
         // Every resource the batch names gets a dimension: agents that declared no
         // capacity have any amount of it, the others none.
+        let dims = &mut buf.dims;
         dims.clone_from(&fleet.dims);
         for task in tasks {
             for (name, _) in task.requirements().resources().iter() {
@@ -492,17 +476,19 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        pool_free.clone_from(&fleet.pool_free);
-        pool_free.resize(dims.len(), u64::MAX);
+        let n_dims = dims.len();
+        buf.pool_free.clone_from(&fleet.pool_free);
+        buf.pool_free.resize(n_dims, u64::MAX);
         // Dimension-major copies (`d * agents + i`): the filter loop reads one
         // dimension of many agents at a time.
         let (agents, known) = (fleet.len(), fleet.dims.len());
+        let (free, inv_cap) = (&mut buf.free, &mut buf.inv_cap);
         free.clear();
-        free.resize(agents * dims.len(), 0);
+        free.resize(agents * n_dims, 0);
         inv_cap.clear();
-        inv_cap.resize(agents * dims.len(), 0.0);
+        inv_cap.resize(agents * n_dims, 0.0);
         for i in 0..agents {
-            for d in 0..dims.len() {
+            for d in 0..n_dims {
                 let (f, c) = if d < known {
                     (fleet.free[i * known + d], fleet.capacity[i * known + d])
                 } else if fleet.unlimited[i] {
@@ -520,10 +506,11 @@ impl<'a> Engine<'a> {
         }
         let n_roles = fleet.role_catalog_len();
         let n_caps = fleet.capability_catalog_len();
-        counts.clear();
-        counts.resize(NO_SLOT + 1 + n_roles + n_caps + dims.len(), 0);
-        eligible.clear();
-        eligible.extend(
+        buf.counts.clear();
+        buf.counts
+            .resize(NO_SLOT + 1 + n_roles + n_caps + n_dims, 0);
+        buf.eligible.clear();
+        buf.eligible.extend(
             fleet
                 .status
                 .iter()
@@ -535,6 +522,7 @@ impl<'a> Engine<'a> {
             .iter()
             .chain(&fleet.capabilities)
             .any(|s| s.is_spilled());
+        let members = &mut buf.members;
         members.truncate(n_roles);
         members.iter_mut().for_each(Vec::clear);
         members.resize_with(n_roles, Vec::new);
@@ -545,79 +533,54 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        slots.clone_from(&fleet.slots);
-        roles.clear();
-        roles.extend(fleet.roles.iter().map(|s| s.inline_words()));
-        caps.clear();
-        caps.extend(fleet.capabilities.iter().map(|s| s.inline_words()));
-        fits.clear();
-        kept.clear();
-        eligible_with_role.clear();
-        eligible_with_role.resize(n_roles, 0);
-        Ok(Self {
+        buf.slots.clone_from(&fleet.slots);
+        buf.roles.clear();
+        buf.roles
+            .extend(fleet.roles.iter().map(|s| s.inline_words()));
+        buf.caps.clear();
+        buf.caps
+            .extend(fleet.capabilities.iter().map(|s| s.inline_words()));
+        buf.fits.clear();
+        buf.kept.clear();
+        let mut engine = Self {
             cfg,
             fleet,
+            buf,
             weights,
-            dims,
-            pool_free,
             weight_sum,
             agents,
-            free,
-            slots,
-            eligible,
-            roles,
-            caps,
             spilled,
-            inv_cap,
-            counts,
             n_roles,
             n_caps,
-            fits,
-            kept,
-            // Every field is rewritten by `Fleet::compile_into` before it is read.
-            task,
-            eligible_with_role,
-            members,
-            eligible_total: 0,
-            ineligible: [0; NO_SLOT + 1],
-        }
-        .with_counters())
-    }
-
-    /// The engine's vectors, for the next batch.
-    pub(crate) fn into_buffers(self) -> Buffers {
-        Buffers {
-            dims: self.dims,
-            pool_free: self.pool_free,
-            free: self.free,
-            slots: self.slots,
-            eligible: self.eligible,
-            roles: self.roles,
-            caps: self.caps,
-            inv_cap: self.inv_cap,
-            counts: self.counts,
-            fits: self.fits,
-            kept: self.kept,
-            task: self.task,
-            members: self.members,
-            eligible_with_role: self.eligible_with_role,
-        }
+        };
+        engine.count_eligible();
+        Ok(engine)
     }
 
     /// Fills the eligibility counters from the columns.
-    fn with_counters(mut self) -> Self {
+    fn count_eligible(&mut self) {
+        let n_roles = self.n_roles;
+        let buf = &mut *self.buf;
+        buf.eligible_with_role.clear();
+        buf.eligible_with_role.resize(n_roles, 0);
+        buf.eligible_total = 0;
+        buf.ineligible = [0; NO_SLOT + 1];
         for i in 0..self.fleet.len() {
-            if self.eligible[i] {
-                self.eligible_total += 1;
+            if buf.eligible[i] {
+                buf.eligible_total += 1;
                 for bit in self.fleet.roles[i].iter() {
-                    self.eligible_with_role[bit.index()] += 1;
+                    buf.eligible_with_role[bit.index()] += 1;
                 }
             } else {
-                let code = self.status_code(i);
-                self.ineligible[code] += 1;
+                buf.ineligible[status_code(self.fleet, i)] += 1;
             }
         }
-        self
+    }
+
+    /// The agents that fit the task last evaluated with `collect`, with their scores,
+    /// taken out of the engine.
+    pub(crate) fn take_fits(&mut self) -> Vec<(usize, f64)> {
+        std::mem::take(&mut self.buf.fits)
     }
 
     /// The built-in scores of agent `i` for `t`: (least, most, balanced, affinity).
@@ -627,11 +590,11 @@ impl<'a> Engine<'a> {
         let mut sum = 0.0;
         let mut sum_sq = 0.0;
         for &d in &t.scored_dims {
-            let inv = self.inv_cap[d * n + i];
+            let inv = self.buf.inv_cap[d * n + i];
             let util = if inv == 0.0 {
                 0.0
             } else {
-                1.0 - (self.free[d * n + i] - t.needs[d]) as f64 * inv
+                1.0 - (self.buf.free[d * n + i] - t.needs[d]) as f64 * inv
             };
             sum += util;
             sum_sq += util * util;
@@ -659,7 +622,7 @@ impl<'a> Engine<'a> {
     /// filters. Exact for any number of role and capability bits.
     pub(crate) fn reject_code(&self, i: usize, t: &CompiledTask) -> Option<usize> {
         let f = self.fleet;
-        if !self.eligible[i] {
+        if !self.buf.eligible[i] {
             return Some(self.status_code(i));
         }
         if let Some(bit) = f.roles[i].first_missing(&t.roles) {
@@ -672,18 +635,15 @@ impl<'a> Engine<'a> {
     }
 
     fn status_code(&self, i: usize) -> usize {
-        let status = self.fleet.status[i];
-        if status == AgentStatus::Available {
-            NO_SLOT
-        } else {
-            STATUSES.iter().position(|s| *s == status).unwrap_or(0)
-        }
+        status_code(self.fleet, i)
     }
 
     fn short_dim(&self, i: usize, t: &CompiledTask) -> Option<usize> {
         t.need_dims
             .iter()
-            .find(|&&(d, need)| self.free[d * self.agents + i] < need || self.pool_free[d] < need)
+            .find(|&&(d, need)| {
+                self.buf.free[d * self.agents + i] < need || self.buf.pool_free[d] < need
+            })
             .map(|&(d, _)| d)
     }
 
@@ -699,8 +659,8 @@ impl<'a> Engine<'a> {
     /// then reasons are counted from the masks with popcounts (per agent only where a
     /// reason must be told apart, e.g. which of two required capabilities is missing).
     fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored) {
-        self.counts.iter_mut().for_each(|c| *c = 0);
-        self.fits.clear();
+        self.buf.counts.iter_mut().for_each(|c| *c = 0);
+        self.buf.fits.clear();
         let n = self.fleet.len();
         let mut best: Option<(usize, f64)> = None;
         let mut second: Option<(usize, f64)> = None;
@@ -724,10 +684,10 @@ impl<'a> Engine<'a> {
         if self.spilled || t.spilled {
             for i in 0..n {
                 match self.reject_code(i, t) {
-                    Some(code) => self.counts[code] += 1,
+                    Some(code) => self.buf.counts[code] += 1,
                     None => {
                         let score = self.builtin_total(i, t);
-                        offer(i, score, &mut self.fits);
+                        offer(i, score, &mut self.buf.fits);
                     }
                 }
             }
@@ -737,14 +697,15 @@ impl<'a> Engine<'a> {
             // The role index: only agents playing the role are visited; the eligible
             // ones that do not play it are counted from the counters.
             let role_code = NO_SLOT + 1 + role;
-            self.counts[..=NO_SLOT].copy_from_slice(&self.ineligible);
-            self.counts[role_code] = self.eligible_total - self.eligible_with_role[role];
+            self.buf.counts[..=NO_SLOT].copy_from_slice(&self.buf.ineligible);
+            self.buf.counts[role_code] =
+                self.buf.eligible_total - self.buf.eligible_with_role[role];
             let [tc0, tc1] = t.capabilities.inline_words();
-            for &i in &self.members[role] {
-                if !self.eligible[i] {
+            for &i in &self.buf.members[role] {
+                if !self.buf.eligible[i] {
                     continue;
                 }
-                let [c0, c1] = self.caps[i];
+                let [c0, c1] = self.buf.caps[i];
                 if (c0 & tc0 != tc0) | (c1 & tc1 != tc1) {
                     let missing = (tc0 & !c0, tc1 & !c1);
                     let bit = if missing.0 != 0 {
@@ -752,16 +713,16 @@ impl<'a> Engine<'a> {
                     } else {
                         64 + missing.1.trailing_zeros() as usize
                     };
-                    self.counts[NO_SLOT + 1 + self.n_roles + bit] += 1;
+                    self.buf.counts[NO_SLOT + 1 + self.n_roles + bit] += 1;
                     continue;
                 }
                 if let Some(d) = self.short_dim(i, t) {
                     let code = self.dim_code(d);
-                    self.counts[code] += 1;
+                    self.buf.counts[code] += 1;
                     continue;
                 }
                 let score = self.builtin_total(i, t);
-                offer(i, score, &mut self.fits);
+                offer(i, score, &mut self.buf.fits);
             }
             return (best, second);
         }
@@ -787,26 +748,26 @@ impl<'a> Engine<'a> {
             };
             for j in Bits(!em & all) {
                 let code = self.status_code(start + j);
-                self.counts[code] += 1;
+                self.buf.counts[code] += 1;
             }
             let no_role = em & !rm;
             match role_code {
-                Some(code) if single_role => self.counts[code] += no_role.count_ones(),
+                Some(code) if single_role => self.buf.counts[code] += no_role.count_ones(),
                 _ => {
                     for j in Bits(no_role) {
                         if let Some(code) = self.reject_code(start + j, t) {
-                            self.counts[code] += 1;
+                            self.buf.counts[code] += 1;
                         }
                     }
                 }
             }
             let no_cap = em & rm & !cm;
             match cap_code {
-                Some(code) if single_cap => self.counts[code] += no_cap.count_ones(),
+                Some(code) if single_cap => self.buf.counts[code] += no_cap.count_ones(),
                 _ => {
                     for j in Bits(no_cap) {
                         if let Some(code) = self.reject_code(start + j, t) {
-                            self.counts[code] += 1;
+                            self.buf.counts[code] += 1;
                         }
                     }
                 }
@@ -815,13 +776,13 @@ impl<'a> Engine<'a> {
             match t.need_dims.first() {
                 Some(&(d, _)) if single_dim => {
                     let code = self.dim_code(d);
-                    self.counts[code] += no_room.count_ones();
+                    self.buf.counts[code] += no_room.count_ones();
                 }
                 _ => {
                     for j in Bits(no_room) {
                         if let Some(d) = self.short_dim(start + j, t) {
                             let code = self.dim_code(d);
-                            self.counts[code] += 1;
+                            self.buf.counts[code] += 1;
                         }
                     }
                 }
@@ -829,7 +790,7 @@ impl<'a> Engine<'a> {
             for j in Bits(em & rm & cm & fm) {
                 let i = start + j;
                 let score = self.builtin_total(i, t);
-                offer(i, score, &mut self.fits);
+                offer(i, score, &mut self.buf.fits);
             }
             start = end;
         }
@@ -854,7 +815,7 @@ impl<'a> Engine<'a> {
             (1u64 << (end - start)) - 1
         };
         let mut em = 0u64;
-        for (j, &e) in self.eligible[start..end].iter().enumerate() {
+        for (j, &e) in self.buf.eligible[start..end].iter().enumerate() {
             em |= u64::from(e) << j;
         }
         let words = |sets: &[[u64; 2]], w0: u64, w1: u64| -> u64 {
@@ -873,14 +834,14 @@ impl<'a> Engine<'a> {
             }
             m
         };
-        let rm = words(&self.roles, tr0, tr1);
-        let cm = words(&self.caps, tc0, tc1);
+        let rm = words(&self.buf.roles, tr0, tr1);
+        let cm = words(&self.buf.caps, tc0, tc1);
         let mut fm = all;
         for &(d, need) in &t.need_dims {
-            if self.pool_free[d] < need {
+            if self.buf.pool_free[d] < need {
                 return (em, rm, cm, 0);
             }
-            let column = &self.free[d * self.agents + start..d * self.agents + end];
+            let column = &self.buf.free[d * self.agents + start..d * self.agents + end];
             let mut m = 0u64;
             for (j, &f) in column.iter().enumerate() {
                 m |= u64::from(f >= need) << j;
@@ -927,7 +888,7 @@ impl<'a> Engine<'a> {
                     capability: capability.clone(),
                 };
             }
-        } else if let Some(resource) = self.dims.get(code - dims) {
+        } else if let Some(resource) = self.buf.dims.get(code - dims) {
             return Rejection::Insufficient {
                 resource: resource.clone(),
             };
@@ -938,35 +899,41 @@ impl<'a> Engine<'a> {
 
     /// Translates `task` against the fleet and the batch's resource dimensions.
     pub(crate) fn compile_into(&self, task: &Task, t: &mut CompiledTask) {
-        self.fleet.compile_into(task, t, &self.dims);
+        self.fleet.compile_into(task, t, &self.buf.dims);
     }
 
-    /// Places one task: `Ok(Ok(placement))`, or `Ok(Err(why not))`.
+    /// Places one task, compiled into `t` (whatever it held): `Some((agent, score))`
+    /// when placed, `None` when not. Either way `explanation` (whatever it held) is
+    /// overwritten with why. The caller builds the [`Placement`]: passing the
+    /// explanation through a slot instead of returning it saves copying it at each
+    /// layer.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn place(
         &mut self,
         task: &Task,
+        t: &mut CompiledTask,
         admission: &mut dyn Admission,
         accepted: &[Placement],
         refusals: &mut Vec<super::Refusal>,
-    ) -> Result<Result<Placement, Explanation>, AssignmentError> {
-        let mut t = std::mem::take(&mut self.task);
-        self.fleet.compile_into(task, &mut t, &self.dims);
-        let result = self.place_compiled(task, &t, admission, accepted, refusals);
-        self.task = t;
-        result
+        explanation: &mut Explanation,
+    ) -> Result<Option<(AgentId, f64)>, AssignmentError> {
+        self.fleet.compile_into(task, t, &self.buf.dims);
+        self.place_compiled(task, t, admission, accepted, refusals, explanation)
     }
 
-    /// Filters and scores every agent for a compiled task: the explanation's counts,
-    /// and the best and runner-up agents (when there are no host plugins). With
-    /// `collect`, or with host plugins, `self.fits` holds every agent that fits and its
-    /// score. `None` when the task names something no agent of the fleet has.
+    /// Filters and scores every agent for a compiled task: writes the explanation's
+    /// counts to `explanation` (whatever it held), and returns the best and runner-up
+    /// agents (when there are no host plugins). With `collect`, or with host plugins,
+    /// `self.buf.fits` holds every agent that fits and its score. `None` when the task
+    /// names something no agent of the fleet has (then `explanation` counts none).
     pub(crate) fn evaluate(
         &mut self,
         task: &Task,
         t: &CompiledTask,
         collect: bool,
-    ) -> Result<Option<(Explanation, Scored, Scored)>, AssignmentError> {
-        let mut explanation = Explanation {
+        explanation: &mut Explanation,
+    ) -> Result<Option<(Scored, Scored)>, AssignmentError> {
+        *explanation = Explanation {
             considered: self.fleet.len(),
             ..Explanation::default()
         };
@@ -981,11 +948,11 @@ impl<'a> Engine<'a> {
             // Every agent not counted as rejected fits.
             fit = self.fleet.len() - counts.iter().map(|c| c.count).sum::<usize>();
         } else if simple {
-            fit = self.fits.len();
+            fit = self.buf.fits.len();
         } else {
             // Host filters and scorers, on the agents that passed the built-in filters.
-            self.kept.clear();
-            for &(i, total) in &self.fits {
+            self.buf.kept.clear();
+            for &(i, total) in &self.buf.fits {
                 let agent = self.fleet.ids[i];
                 if let Some(f) = self
                     .cfg
@@ -1015,16 +982,17 @@ impl<'a> Engine<'a> {
                     }
                     total += w * v;
                 }
-                self.kept.push((i, total));
+                self.buf.kept.push((i, total));
             }
-            fit = self.kept.len();
-            std::mem::swap(&mut self.fits, &mut self.kept);
+            fit = self.buf.kept.len();
+            std::mem::swap(&mut self.buf.fits, &mut self.buf.kept);
         }
         explanation.fit = fit;
         explanation.set_rejections(counts);
-        Ok(Some((explanation, best, second)))
+        Ok(Some((best, second)))
     }
 
+    /// [`place`](Self::place) for a task already compiled.
     fn place_compiled(
         &mut self,
         task: &Task,
@@ -1032,15 +1000,12 @@ impl<'a> Engine<'a> {
         admission: &mut dyn Admission,
         accepted: &[Placement],
         refusals: &mut Vec<super::Refusal>,
-    ) -> Result<Result<Placement, Explanation>, AssignmentError> {
+        explanation: &mut Explanation,
+    ) -> Result<Option<(AgentId, f64)>, AssignmentError> {
         let simple = self.cfg.filters.is_empty() && self.cfg.scorers.is_empty();
-        let Some((mut explanation, best, second)) = self.evaluate(task, t, false)? else {
-            let mut explanation = Explanation {
-                considered: self.fleet.len(),
-                ..Explanation::default()
-            };
+        let Some((best, second)) = self.evaluate(task, t, false, explanation)? else {
             explanation.set_rejections(self.unsatisfiable_reasons(task, t));
-            return Ok(Err(explanation));
+            return Ok(None);
         };
 
         // The best first; on a refusal, the rest in score order (ties to the lowest id).
@@ -1054,46 +1019,47 @@ impl<'a> Engine<'a> {
                     admission,
                     accepted,
                     refusals,
-                    &mut explanation,
+                    explanation,
                     runner_up,
                 ) {
-                    Some(p) => return Ok(Ok(p)),
+                    Some(placed) => return Ok(Some(placed)),
                     None => {
                         // Refused: rescan, collecting every fit this time.
                         self.scan(t, true);
-                        self.fits.retain(|(j, _)| *j != i);
+                        self.buf.fits.retain(|(j, _)| *j != i);
                     }
                 }
             }
         }
-        let mut order = std::mem::take(&mut self.fits);
+        let mut order = std::mem::take(&mut self.buf.fits);
         // Agent indices are distinct, so the unstable sort (which needs no buffer)
         // gives the one order there is.
         order.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut placed = None;
         for (k, &(i, _)) in order.iter().enumerate() {
             let runner_up = order
                 .get(k + 1)
                 .map(|&(j, s)| (self.fleet.ids[j], s / self.weight_sum));
-            if let Some(p) = self.try_admit(
+            placed = self.try_admit(
                 i,
                 task,
                 t,
                 admission,
                 accepted,
                 refusals,
-                &mut explanation,
+                explanation,
                 runner_up,
-            ) {
-                self.fits = order;
-                return Ok(Ok(p));
+            );
+            if placed.is_some() {
+                break;
             }
         }
-        self.fits = order;
-        Ok(Err(explanation))
+        self.buf.fits = order;
+        Ok(placed)
     }
 
-    /// Asks `admission` about agent `i`; commits and returns the placement if admitted,
-    /// else records the refusal.
+    /// Asks `admission` about agent `i`; commits it if admitted (returning the agent
+    /// and its score, with `explanation` completed), else records the refusal.
     #[allow(clippy::too_many_arguments)]
     fn try_admit(
         &mut self,
@@ -1105,13 +1071,12 @@ impl<'a> Engine<'a> {
         refusals: &mut Vec<super::Refusal>,
         explanation: &mut Explanation,
         runner_up: Option<(AgentId, f64)>,
-    ) -> Option<Placement> {
+    ) -> Option<(AgentId, f64)> {
         let agent = self.fleet.ids[i];
         match admission.admit(task, agent, accepted) {
             Ok(()) => {
-                let mut e = std::mem::take(explanation);
-                e.runner_up = runner_up;
-                Some(self.commit(i, task, t, e))
+                explanation.runner_up = runner_up;
+                Some(self.commit(i, task, t, explanation))
             }
             Err(refusal) => {
                 explanation.fit = explanation.fit.saturating_sub(1);
@@ -1124,14 +1089,15 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Charges agent `i` for `task` and builds the placement with its explanation.
+    /// Charges agent `i` for `task` and completes `explanation` with the winner and its
+    /// score breakdown: returns the agent and its total score.
     pub(crate) fn commit(
         &mut self,
         i: usize,
         task: &Task,
         t: &CompiledTask,
-        mut explanation: Explanation,
-    ) -> Placement {
+        explanation: &mut Explanation,
+    ) -> (AgentId, f64) {
         let agent = self.fleet.ids[i];
         let scores = self.builtin_scores(i, t);
         // The explanation's one allocation: every part, at its exact size.
@@ -1161,48 +1127,43 @@ impl<'a> Engine<'a> {
         explanation.winner = Some((agent, total));
         explanation.scores = parts;
         for &(d, need) in &t.need_dims {
-            let f = &mut self.free[d * self.agents + i];
+            let f = &mut self.buf.free[d * self.agents + i];
             if *f != u64::MAX {
                 *f -= need;
             }
-            let p = &mut self.pool_free[d];
+            let p = &mut self.buf.pool_free[d];
             if *p != u64::MAX {
                 *p -= need;
             }
         }
-        self.slots[i] -= 1;
-        if self.slots[i] == 0 {
-            self.eligible[i] = false;
-            self.eligible_total -= 1;
+        self.buf.slots[i] -= 1;
+        if self.buf.slots[i] == 0 {
+            self.buf.eligible[i] = false;
+            self.buf.eligible_total -= 1;
             for bit in self.fleet.roles[i].iter() {
-                self.eligible_with_role[bit.index()] -= 1;
+                self.buf.eligible_with_role[bit.index()] -= 1;
             }
-            self.ineligible[NO_SLOT] += 1;
+            self.buf.ineligible[NO_SLOT] += 1;
         }
-        Placement {
-            task: task.id(),
-            agent,
-            score: total,
-            explanation,
-        }
+        (agent, total)
     }
 
     /// Reasons for a task naming a role or capability no agent of the fleet has: each
     /// agent under the first filter it fails, as always, with the unknown name after
     /// the known ones of its kind (no agent has it).
     fn unsatisfiable_reasons(&mut self, task: &Task, t: &CompiledTask) -> Vec<RejectionCount> {
-        self.counts.iter_mut().for_each(|c| *c = 0);
+        self.buf.counts.iter_mut().for_each(|c| *c = 0);
         let (mut unknown_role, mut unknown_capability) = (0, 0);
         for i in 0..self.fleet.len() {
-            if !self.eligible[i] {
+            if !self.buf.eligible[i] {
                 let code = self.status_code(i);
-                self.counts[code] += 1;
+                self.buf.counts[code] += 1;
             } else if let Some(bit) = self.fleet.roles[i].first_missing(&t.roles) {
-                self.counts[NO_SLOT + 1 + bit.index()] += 1;
+                self.buf.counts[NO_SLOT + 1 + bit.index()] += 1;
             } else if t.unknown_role.is_some() {
                 unknown_role += 1;
             } else if let Some(bit) = self.fleet.capabilities[i].first_missing(&t.capabilities) {
-                self.counts[NO_SLOT + 1 + self.n_roles + bit.index()] += 1;
+                self.buf.counts[NO_SLOT + 1 + self.n_roles + bit.index()] += 1;
             } else {
                 unknown_capability += 1;
             }
@@ -1227,7 +1188,8 @@ impl<'a> Engine<'a> {
 
     /// The reason counters as rejection counts.
     fn rejection_counts(&self, task: &Task) -> Vec<RejectionCount> {
-        self.counts
+        self.buf
+            .counts
             .iter()
             .enumerate()
             .filter(|(_, c)| **c > 0)
@@ -1236,6 +1198,16 @@ impl<'a> Engine<'a> {
                 count: *c as usize,
             })
             .collect()
+    }
+}
+
+/// The reason code of an ineligible agent: its status, or "no free slot".
+fn status_code(fleet: &Fleet, i: usize) -> usize {
+    let status = fleet.status[i];
+    if status == AgentStatus::Available {
+        NO_SLOT
+    } else {
+        STATUSES.iter().position(|s| *s == status).unwrap_or(0)
     }
 }
 

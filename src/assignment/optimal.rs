@@ -4,8 +4,8 @@ use super::fleet::CompiledTask;
 use super::greedy::{Buffers, Engine, Outcome, collect_plan};
 use super::lap::{self, DenseCosts, SparseCosts};
 use super::{
-    Admission, Assigner, AssignmentError, GreedyAssigner, Placement, Plan, Refusal, ScoreWeights,
-    Unplaced, check_batch, placement_order,
+    Admission, Assigner, AssignmentError, Explanation, GreedyAssigner, Placement, Plan, Refusal,
+    ScoreWeights, Unplaced, check_batch, placement_order,
 };
 use crate::task::Task;
 
@@ -91,7 +91,8 @@ impl OptimalAssigner {
         // Fresh buffers: unlike the greedy pass, this one keeps none between calls.
         let mut order = Vec::new();
         placement_order(tasks, &mut order);
-        let mut engine = Engine::new(&self.greedy, fleet, tasks, Buffers::default())?;
+        let mut buffers = Buffers::default();
+        let mut engine = Engine::new(&self.greedy, fleet, tasks, &mut buffers)?;
         // Rows in placement order; per row, the feasible agents and scores.
         let mut compiled: Vec<CompiledTask> = Vec::with_capacity(tasks.len());
         let mut rows: Vec<Vec<(usize, f64)>> = Vec::with_capacity(tasks.len());
@@ -99,9 +100,10 @@ impl OptimalAssigner {
         for &k in &order {
             let mut t = CompiledTask::default();
             engine.compile_into(&tasks[k], &mut t);
-            match engine.evaluate(&tasks[k], &t, true)? {
-                Some((e, _, _)) => {
-                    rows.push(std::mem::take(&mut engine.fits));
+            let mut e = Explanation::default();
+            match engine.evaluate(&tasks[k], &t, true, &mut e)? {
+                Some(_) => {
+                    rows.push(engine.take_fits());
                     explanations.push(Some(e));
                 }
                 None => {
@@ -176,7 +178,8 @@ impl OptimalAssigner {
                                 .filter(|(j, _)| *j != i)
                                 .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
                                 .map(|&(j, s)| (fleet.ids[j], s / weight));
-                            Some(engine.commit(i, task, t, e))
+                            let (agent, score) = engine.commit(i, task, t, &mut e);
+                            Some(Placement::new(task.id(), agent, score, e))
                         }
                         Err(refusal) => {
                             refusals.push(refusal);
@@ -194,13 +197,23 @@ impl OptimalAssigner {
                 None => leftovers.push(k),
             }
         }
+        let mut t = CompiledTask::default();
         for k in leftovers {
-            match engine.place(&tasks[k], admission, &accepted, &mut refusals)? {
-                Ok(p) => {
+            let mut explanation = Explanation::default();
+            let placed = engine.place(
+                &tasks[k],
+                &mut t,
+                admission,
+                &accepted,
+                &mut refusals,
+                &mut explanation,
+            )?;
+            match placed {
+                Some((agent, score)) => {
                     outcome[k] = Some(Ok(accepted.len()));
-                    accepted.push(p);
+                    accepted.push(Placement::new(tasks[k].id(), agent, score, explanation));
                 }
-                Err(explanation) => {
+                None => {
                     outcome[k] = Some(Err(Unplaced {
                         task: tasks[k].id(),
                         explanation,
