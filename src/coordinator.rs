@@ -1689,6 +1689,14 @@ impl Coordinator {
         std::mem::take(&mut self.state.lock().events)
     }
 
+    /// [`drain_events`](Self::drain_events) into the host's buffer: appends the events
+    /// made since the last call to `out`. A host that journals often and reuses `out`
+    /// allocates nothing here, and neither does the coordinator's own journal, which
+    /// keeps its capacity.
+    pub fn drain_events_into(&self, out: &mut Vec<Event>) {
+        out.append(&mut self.state.lock().events);
+    }
+
     /// Runs `f` on the registry (read-only).
     pub fn with_registry<R>(&self, f: impl FnOnce(&AgentRegistry) -> R) -> R {
         f(&self.state.lock().registry)

@@ -87,6 +87,28 @@ fn assigns_with_an_explanation_and_events() {
 }
 
 #[test]
+fn draining_into_a_buffer_appends_in_order_and_leaves_nothing_behind() {
+    let c = Coordinator::builder().clock(clock()).build();
+    c.register_agent(agent(1, &["qa"], &["screenshot"], "cpu=2,memory=4Gi"))
+        .unwrap();
+    let mut journal = Vec::new();
+    c.drain_events_into(&mut journal);
+    assert_eq!(journal.len(), 1);
+    let t = Task::new(TaskId::new(1), "verify", "Take a full-page screenshot");
+    assert!(c.assign(t).unwrap().assignment().is_some());
+    c.complete(TaskId::new(1), true, None).unwrap();
+    c.drain_events_into(&mut journal);
+    // Appended after what the buffer held, in sequence order.
+    assert!(matches!(journal[0], Event::AgentRegistered { .. }));
+    assert!(matches!(journal.last(), Some(Event::TaskCompleted { .. })));
+    let seqs: Vec<u64> = journal.iter().map(Event::seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] + 1 == w[1]), "{seqs:?}");
+    assert!(c.drain_events().is_empty());
+    c.drain_events_into(&mut journal);
+    assert_eq!(journal.len(), seqs.len());
+}
+
+#[test]
 fn separation_of_duties_sends_the_verify_task_to_another_agent() {
     let clock = clock();
     let c = coordinator(&clock);
