@@ -422,7 +422,9 @@ struct State {
     mode: SystemMode,
     duties: DutyLog,
     affinity: AffinityTable,
-    assignments: BTreeMap<TaskId, Arc<Assignment>>,
+    /// Hashed: a B-tree freed and made its root node again each time the last running
+    /// task finished and the next started. Sorted where it is shown or saved.
+    assignments: crate::hash::FxHashMap<TaskId, Arc<Assignment>>,
     waiting: BTreeMap<RequestId, WaitingTask>,
     /// Each waiting task's key in `waiting`: kept in step with it by `wait` and
     /// `unwait`, so that finding a task among those waiting is not a scan.
@@ -859,7 +861,7 @@ impl CoordinatorBuilder {
             mode: SystemMode::Normal,
             duties: DutyLog::default(),
             affinity: AffinityTable::default(),
-            assignments: BTreeMap::new(),
+            assignments: crate::hash::FxHashMap::default(),
             waiting: BTreeMap::new(),
             waiting_by_task: BTreeMap::new(),
             fleet: Fleet::new(&AgentRegistry::new(), None),
@@ -1658,7 +1660,10 @@ impl Coordinator {
 
     /// The tasks running now, by task id.
     pub fn assignments(&self) -> Vec<Arc<Assignment>> {
-        self.state.lock().assignments.values().cloned().collect()
+        let mut running: Vec<Arc<Assignment>> =
+            self.state.lock().assignments.values().cloned().collect();
+        running.sort_unstable_by_key(|a| a.task.id());
+        running
     }
 
     /// The tasks waiting, in request order: in the ledger's queue, or blocked behind a
