@@ -1373,6 +1373,7 @@ impl Coordinator {
                     tracing::debug_span!("allocate", task.id = %id, agent.id = %p.agent).entered();
                 let outcome = commit(
                     &mut s,
+                    self.policies.as_ref(),
                     task,
                     p,
                     warnings.remove(&id).unwrap_or_default(),
@@ -1621,7 +1622,7 @@ impl Coordinator {
             if s.registry.task_started(g.agent, now).is_err() {
                 tracing::warn!(agent.id = %g.agent, "granted agent could not start the task");
             }
-            record_duty(s, &assignment);
+            record_duty(s, self.policies.as_ref(), &assignment);
             let assignment = Arc::new(assignment);
             s.assignments
                 .insert(assignment.task.id(), Arc::clone(&assignment));
@@ -1741,6 +1742,7 @@ impl Coordinator {
 /// first change, or undone, so an error leaves the state as it was.
 fn commit(
     s: &mut State,
+    policies: &dyn PolicyEnforcer,
     task: Task,
     p: Placement,
     warnings: Vec<Violation>,
@@ -1790,7 +1792,7 @@ fn commit(
         assigned_at: now,
         task,
     });
-    record_duty(s, &assignment);
+    record_duty(s, policies, &assignment);
     tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
     s.assignments
         .insert(assignment.task.id(), Arc::clone(&assignment));
@@ -1909,8 +1911,13 @@ fn open_conflicts(
     })
 }
 
-fn record_duty(s: &mut State, a: &Assignment) {
-    if let Some(group) = &a.group {
+/// Records `a`'s duty in its group, if the policies ever read it.
+fn record_duty(s: &mut State, policies: &dyn PolicyEnforcer, a: &Assignment) {
+    if let Some(group) = a
+        .group
+        .as_ref()
+        .filter(|_| policies.reads_duty(a.task.kind()))
+    {
         s.duties.record_shared(group, a.task.kind_arc(), a.agent);
     }
 }

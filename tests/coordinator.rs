@@ -86,6 +86,52 @@ fn assigns_with_an_explanation_and_events() {
     c.with_registry(|r| assert_eq!(r.status(AgentId::new(1)).unwrap(), AgentStatus::Busy));
 }
 
+/// The duty log of a coordinator with `policies` after one task of each kind in
+/// `kinds` ran in group `run-1` on one agent: the recorded duties.
+fn duties_recorded(policies: concord::PolicySet, kinds: &[&str]) -> Vec<String> {
+    let c = Coordinator::builder()
+        .clock(clock())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .policies(policies)
+        .build();
+    c.register_agent(agent(1, &["ops"], &[], "cpu=4").with_max_tasks(8))
+        .unwrap();
+    for (i, kind) in kinds.iter().enumerate() {
+        let id = i as u64 + 1;
+        let out = c
+            .assign_in_group("run-1", task(id, kind, "ops", "cpu=1"))
+            .unwrap();
+        assert!(out.assignment().is_some(), "{out:?}");
+        c.complete(TaskId::new(id), true, None).unwrap();
+    }
+    let duties = c.snapshot().duties;
+    duties
+        .duties_of("run-1", AgentId::new(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn only_the_duties_a_policy_reads_are_recorded() {
+    // The default separation of duties reads `deploy` and `verify` only.
+    let kinds = ["lint", "Deploy", "build", "s1"];
+    assert_eq!(
+        duties_recorded(concord::PolicySet::default(), &kinds),
+        ["deploy"]
+    );
+    // A host rule may read any duty: all are recorded.
+    let open = concord::PolicySet::default()
+        .with_fn("anything", |_, _| None)
+        .unwrap();
+    assert_eq!(
+        duties_recorded(open, &kinds),
+        ["build", "deploy", "lint", "s1"]
+    );
+    // Without separation of duties, nothing is.
+    let none = concord::PolicySet::default().without("separation_of_duties");
+    assert!(duties_recorded(none, &kinds).is_empty());
+}
+
 #[test]
 fn draining_into_a_buffer_appends_in_order_and_leaves_nothing_behind() {
     let c = Coordinator::builder().clock(clock()).build();

@@ -100,6 +100,20 @@ pub trait PolicyEnforcer: fmt::Debug + Send + Sync {
     /// Every violation of the enforcer's policies by `proposal`, in a stable order;
     /// empty when it is allowed.
     fn validate(&self, proposal: &Proposal, ctx: &PolicyContext<'_>) -> Vec<Violation>;
+
+    /// Whether the enforcer ever reads `duty` from the [`DutyLog`]: the coordinator
+    /// records only the duties its policies read, which keeps the log (and the
+    /// coordinator's snapshot) to what separation of duties needs, however many kinds
+    /// of task a long run makes. The default, `true` for every duty, is always
+    /// correct; [`PolicySet`] answers for its rules.
+    ///
+    /// A duty not recorded is not in the log a restored coordinator starts from
+    /// either: restoring with policies that read more duties sees only what is
+    /// recorded from then on.
+    fn reads_duty(&self, duty: &str) -> bool {
+        let _ = duty;
+        true
+    }
 }
 
 #[cfg(test)]
@@ -109,11 +123,19 @@ impl<T: PolicyEnforcer + ?Sized> PolicyEnforcer for Arc<T> {
     fn validate(&self, proposal: &Proposal, ctx: &PolicyContext<'_>) -> Vec<Violation> {
         (**self).validate(proposal, ctx)
     }
+
+    fn reads_duty(&self, duty: &str) -> bool {
+        (**self).reads_duty(duty)
+    }
 }
 
 impl<T: PolicyEnforcer + ?Sized> PolicyEnforcer for Box<T> {
     fn validate(&self, proposal: &Proposal, ctx: &PolicyContext<'_>) -> Vec<Violation> {
         (**self).validate(proposal, ctx)
+    }
+
+    fn reads_duty(&self, duty: &str) -> bool {
+        (**self).reads_duty(duty)
     }
 }
 

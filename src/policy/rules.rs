@@ -680,6 +680,17 @@ impl PolicyRule {
         }
     }
 
+    /// Whether the rule reads `duty` from the duty log: an enabled separation of
+    /// duties whose pairs name it; no other built-in rule reads the log.
+    pub fn reads_duty(&self, duty: &str) -> bool {
+        match self {
+            PolicyRule::SeparationOfDuties(r) => {
+                r.enabled && r.exclusive.iter().flatten().any(|d| same_duty(d, duty))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the rule is on.
     pub fn enabled(&self) -> bool {
         match self {

@@ -318,6 +318,12 @@ impl PolicyEnforcer for PolicySet {
         );
         out
     }
+
+    /// Only separation of duties reads the duty log among the built-in rules, and
+    /// only the duties of its pairs; a host rule may read any.
+    fn reads_duty(&self, duty: &str) -> bool {
+        !self.custom.is_empty() || self.rules.iter().any(|r| r.reads_duty(duty))
+    }
 }
 
 type RuleFn = dyn Fn(&Proposal, &PolicyContext<'_>) -> Option<String> + Send + Sync;
