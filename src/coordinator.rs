@@ -453,6 +453,8 @@ struct State {
     /// The policy admission's proposals, kept between batches for their capacity
     /// (always empty between calls).
     proposals: Vec<Proposal>,
+    /// The group of the last batch, shared by the next batch of the same group.
+    last_group: Option<Arc<str>>,
 }
 
 /// The items of a plan (placements, unplaced tasks) handed out by task. The crate's
@@ -874,6 +876,7 @@ impl CoordinatorBuilder {
             holders: BTreeSet::new(),
             blocked: BTreeMap::new(),
             proposals: Vec::new(),
+            last_group: None,
         };
         Coordinator {
             clock: self.clock,
@@ -1303,11 +1306,17 @@ impl Coordinator {
             }
         }
         let mut s = self.state.lock();
-        // One shared name for the whole batch's proposals and assignments: the duty
-        // log's, once the group has a record.
-        let group: Option<Arc<str>> = group.map(|g| match s.duties.shared_group(g) {
-            Some(shared) => Arc::clone(shared),
-            None => Arc::from(g),
+        // One shared name for the whole batch's proposals and assignments: the last
+        // batch's when it was of the same group (a workflow run assigns batch after
+        // batch), else the duty log's, else a new one.
+        let group: Option<Arc<str>> = group.map(|g| {
+            let shared = match (&s.last_group, s.duties.shared_group(g)) {
+                (Some(last), _) if **last == *g => Arc::clone(last),
+                (_, Some(logged)) => Arc::clone(logged),
+                _ => Arc::from(g),
+            };
+            s.last_group = Some(Arc::clone(&shared));
+            shared
         });
         for t in analyzed.iter() {
             if s.knows(t.id()) {
