@@ -18,7 +18,9 @@ use crate::id::AgentId;
 /// Groups (a workflow run id, a batch id) are compared exactly. Duties are compared
 /// trimmed and ASCII-case-insensitively (`Deploy` and `deploy` are one duty), as the
 /// rule compares them. The host records a duty once the assignment is made, and
-/// forgets a group once it is over, which keeps the log small.
+/// forgets a group once it is over, which keeps the log small; the
+/// [`Coordinator`](crate::coordinator::Coordinator) records only the duties its
+/// policies read ([`PolicyEnforcer::reads_duty`](super::PolicyEnforcer::reads_duty)).
 ///
 /// Plain serde data, written in ascending order, so a log serializes the same way
 /// every time. Duties within a group are hashed: recording and checking a duty cost
