@@ -733,3 +733,93 @@ fn a_host_can_build_an_analysis_by_hand() {
     assert!(analyzed.fired.is_empty());
     assert_eq!(analyzed.rules().count(), 0);
 }
+
+mod sorted_requirements {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const ROLES: [&str; 5] = ["ops", "qa", "dev", "sec", "docs"];
+
+    /// Requirements with the roles, capabilities and claims named by the indices.
+    fn build(roles: &[usize], caps: &[usize], claims: &[usize]) -> Requirements {
+        let mut r = Requirements::new();
+        for &i in roles {
+            r = r.with_role(Role::new(ROLES[i]).unwrap());
+        }
+        for &i in caps {
+            r = r.with_capability(Capability::new(ROLES[i]).unwrap());
+        }
+        for &i in claims {
+            r = r.with_claim(Claim::exclusive(format!("/srv/{}", ROLES[i])));
+        }
+        r
+    }
+
+    fn names(r: &Requirements) -> (Vec<String>, Vec<String>, Vec<String>) {
+        (
+            r.roles().iter().map(|x| x.as_str().to_owned()).collect(),
+            r.capabilities()
+                .iter()
+                .map(|x| x.as_str().to_owned())
+                .collect(),
+            r.claims().iter().map(|c| c.resource().to_owned()).collect(),
+        )
+    }
+
+    fn model(idx: &[usize], prefix: &str) -> Vec<String> {
+        let set: BTreeSet<String> = idx
+            .iter()
+            .map(|&i| format!("{prefix}{}", ROLES[i]))
+            .collect();
+        set.into_iter().collect()
+    }
+
+    proptest! {
+        /// Built in any order with repeats, merged with other requirements, cloned and
+        /// changed after cloning: the lists are the sorted sets a `BTreeSet` gives,
+        /// a clone never sees a later change to its original, and JSON round-trips.
+        #[test]
+        fn lists_are_sorted_sets_and_clones_are_independent(
+            a in prop::collection::vec((0usize..5, 0usize..5, 0usize..5), 0..8),
+            b in prop::collection::vec((0usize..5, 0usize..5, 0usize..5), 0..8),
+            extra in 0usize..5,
+        ) {
+            let split = |v: &[(usize, usize, usize)]| -> (Vec<usize>, Vec<usize>, Vec<usize>) {
+                (v.iter().map(|x| x.0).collect(), v.iter().map(|x| x.1).collect(), v.iter().map(|x| x.2).collect())
+            };
+            let ((ra, ca, la), (rb, cb, lb)) = (split(&a), split(&b));
+            let mut merged = build(&ra, &ca, &la);
+            let before = merged.clone();
+            merged.merge(&build(&rb, &cb, &lb));
+            let all = |x: &[usize], y: &[usize]| x.iter().chain(y).copied().collect::<Vec<_>>();
+            prop_assert_eq!(
+                names(&merged),
+                (model(&all(&ra, &rb), ""), model(&all(&ca, &cb), ""), model(&all(&la, &lb), "/srv/"))
+            );
+            // The clone taken before the merge kept its own lists.
+            prop_assert_eq!(names(&before), (model(&ra, ""), model(&ca, ""), model(&la, "/srv/")));
+            let grown = before.clone().with_role(Role::new(ROLES[extra]).unwrap());
+            prop_assert_eq!(names(&before).0, model(&ra, ""));
+            prop_assert_eq!(names(&grown).0, model(&all(&ra, &[extra]), ""));
+            let json = serde_json::to_string(&merged).unwrap();
+            let back: Requirements = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back, merged);
+        }
+    }
+
+    #[test]
+    fn deserializing_sorts_and_removes_repeats() {
+        let r: Requirements =
+            serde_json::from_str(r#"{ "roles": ["qa", "ops", "qa"], "capabilities": [] }"#)
+                .unwrap();
+        assert_eq!(names(&r).0, ["ops", "qa"]);
+        assert_eq!(r, build(&[0, 1], &[], &[]));
+        assert_eq!(
+            serde_json::to_string(&Requirements::new()).unwrap(),
+            serde_json::to_string(&serde_json::from_str::<Requirements>("{}").unwrap()).unwrap()
+        );
+    }
+}

@@ -150,12 +150,65 @@ impl Claim {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Requirements {
-    roles: Vec<Role>,
-    capabilities: Vec<Capability>,
+    roles: SortedList<Role>,
+    capabilities: SortedList<Capability>,
     resources: Resources,
     priority: Priority,
     deadline: Option<Timestamp>,
-    claims: Vec<Claim>,
+    claims: SortedList<Claim>,
+}
+
+/// A sorted list without duplicates, shared between clones: a task's requirements
+/// are cloned for the task, its analysis and every policy proposal, and a cloned
+/// `Vec` of roles was an allocation each time. Changed (rarely: when requirements are
+/// built or merged) by making a new list. Serialized as a sequence; deserializing
+/// sorts and removes duplicates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SortedList<T>(Option<Arc<[T]>>);
+
+impl<T> Default for SortedList<T> {
+    fn default() -> Self {
+        SortedList(None)
+    }
+}
+
+impl<T: Ord + Clone> SortedList<T> {
+    fn as_slice(&self) -> &[T] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+
+    /// Adds the items of `more` that are not in the list yet.
+    fn extend<'a>(&mut self, more: impl IntoIterator<Item = &'a T>)
+    where
+        T: 'a,
+    {
+        let mut items: Option<Vec<T>> = None;
+        for x in more {
+            let list = items.get_or_insert_with(|| self.as_slice().to_vec());
+            if let Err(i) = list.binary_search(x) {
+                list.insert(i, x.clone());
+            }
+        }
+        // Made again only when something was added.
+        if let Some(items) = items.filter(|items| items.len() != self.as_slice().len()) {
+            self.0 = Some(Arc::from(items));
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for SortedList<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.as_deref().unwrap_or(&[]))
+    }
+}
+
+impl<'de, T: Deserialize<'de> + Ord + Clone> Deserialize<'de> for SortedList<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let items = Vec::<T>::deserialize(deserializer)?;
+        let mut list = SortedList::default();
+        list.extend(&items);
+        Ok(list)
+    }
 }
 
 impl Requirements {
@@ -166,13 +219,13 @@ impl Requirements {
 
     /// Adds a role the agent must play (kept sorted, without duplicates).
     pub fn with_role(mut self, role: Role) -> Self {
-        insert_sorted(&mut self.roles, role);
+        self.roles.extend([&role]);
         self
     }
 
     /// Adds a capability the agent must have (kept sorted, without duplicates).
     pub fn with_capability(mut self, capability: Capability) -> Self {
-        insert_sorted(&mut self.capabilities, capability);
+        self.capabilities.extend([&capability]);
         self
     }
 
@@ -202,18 +255,18 @@ impl Requirements {
 
     /// Adds a claim on a named thing (kept sorted, without duplicates).
     pub fn with_claim(mut self, claim: Claim) -> Self {
-        insert_sorted(&mut self.claims, claim);
+        self.claims.extend([&claim]);
         self
     }
 
     /// The roles, sorted.
     pub fn roles(&self) -> &[Role] {
-        &self.roles
+        self.roles.as_slice()
     }
 
     /// The capabilities, sorted.
     pub fn capabilities(&self) -> &[Capability] {
-        &self.capabilities
+        self.capabilities.as_slice()
     }
 
     /// The resources.
@@ -233,21 +286,15 @@ impl Requirements {
 
     /// The claims, sorted.
     pub fn claims(&self) -> &[Claim] {
-        &self.claims
+        self.claims.as_slice()
     }
 
     /// Merges `other` into `self`: the union of roles, capabilities and claims, the
     /// larger of each resource, the higher priority and the earlier deadline.
     pub fn merge(&mut self, other: &Requirements) {
-        for r in &other.roles {
-            insert_sorted(&mut self.roles, r.clone());
-        }
-        for c in &other.capabilities {
-            insert_sorted(&mut self.capabilities, c.clone());
-        }
-        for c in &other.claims {
-            insert_sorted(&mut self.claims, c.clone());
-        }
+        self.roles.extend(other.roles.as_slice());
+        self.capabilities.extend(other.capabilities.as_slice());
+        self.claims.extend(other.claims.as_slice());
         // Nothing to take the larger of: the common case, and `max` builds a new value.
         if !other.resources.is_zero() {
             self.resources = self.resources.max(&other.resources);
@@ -257,12 +304,6 @@ impl Requirements {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-    }
-}
-
-fn insert_sorted<T: Ord>(v: &mut Vec<T>, x: T) {
-    if let Err(i) = v.binary_search(&x) {
-        v.insert(i, x);
     }
 }
 
