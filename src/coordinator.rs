@@ -1551,14 +1551,7 @@ impl Coordinator {
                 }
                 continue;
             };
-            let proposal = {
-                let mut p = Proposal::for_task(&w.task, g.agent)
-                    .with_resources(w.task.requirements().resources().clone());
-                if let Some(group) = &w.group {
-                    p = p.with_group(Arc::clone(group));
-                }
-                p
-            };
+            let proposal = Proposal::for_admission(&w.task, g.agent, w.group.clone());
             // The grant already holds the resources: check policies against the
             // ledger as it was before it, by counting what it holds as released (no
             // copy of the ledger: O(kinds of resource) per grant).

@@ -75,8 +75,9 @@ impl Proposal {
     }
 
     /// [`for_task`](Self::for_task), with the task's resources as those to be
-    /// allocated and in `group`: what the coordinator asks the policies about, built in
-    /// place (the builder steps each moved the whole proposal).
+    /// allocated and in `group`: what the coordinator asks the policies about, for a
+    /// direct assignment and for a grant served from the queue alike; built in place
+    /// (the builder steps each moved the whole proposal).
     pub(crate) fn for_admission(task: &Task, agent: AgentId, group: Option<Arc<str>>) -> Self {
         Proposal {
             task: task.id(),
