@@ -182,15 +182,19 @@ impl<T: Ord + Clone> SortedList<T> {
     where
         T: 'a,
     {
+        // Copied, and made again, only once something is added: merging a rule's role
+        // that the task already has (the analyzer does so for every task) allocates
+        // nothing.
         let mut items: Option<Vec<T>> = None;
         for x in more {
-            let list = items.get_or_insert_with(|| self.as_slice().to_vec());
-            if let Err(i) = list.binary_search(x) {
-                list.insert(i, x.clone());
+            let current = items.as_deref().unwrap_or(self.as_slice());
+            if let Err(i) = current.binary_search(x) {
+                items
+                    .get_or_insert_with(|| self.as_slice().to_vec())
+                    .insert(i, x.clone());
             }
         }
-        // Made again only when something was added.
-        if let Some(items) = items.filter(|items| items.len() != self.as_slice().len()) {
+        if let Some(items) = items {
             self.0 = Some(Arc::from(items));
         }
     }
