@@ -427,6 +427,9 @@ pub(crate) struct Buffers {
     caps: Vec<[u64; 2]>,
     /// `1 / capacity`, dimension-major; 0 where unknown or unlimited.
     inv_cap: Vec<f64>,
+    /// The dimensions the batch reads: cpu and memory (always scored) and those some
+    /// task needs. `free` and `inv_cap` are filled for these only (zero elsewhere).
+    read: Vec<bool>,
     /// One counter per reason code.
     counts: Vec<u32>,
     /// Agents that passed the filters, with their scores (collected only when needed).
@@ -467,12 +470,22 @@ impl<'a> Engine<'a> {
             + cfg.scorers.iter().map(|(_, w)| w).sum::<f64>();
         // Every resource the batch names gets a dimension: agents that declared no
         // capacity have any amount of it, the others none.
-        let dims = &mut buf.dims;
+        let (dims, read) = (&mut buf.dims, &mut buf.read);
         dims.clone_from(&fleet.dims);
+        read.clear();
+        read.resize(dims.len(), false);
+        // Scored for every task (see `Fleet::compile_into`).
+        for d in read.iter_mut().take(2) {
+            *d = true;
+        }
         for task in tasks {
             for (name, _) in task.requirements().resources().iter() {
-                if !dims.contains(&name) {
-                    dims.push(name);
+                match dims.iter().position(|d| *d == name) {
+                    Some(d) => read[d] = true,
+                    None => {
+                        dims.push(name);
+                        read.push(true);
+                    }
                 }
             }
         }
@@ -487,8 +500,10 @@ impl<'a> Engine<'a> {
         free.resize(agents * n_dims, 0);
         inv_cap.clear();
         inv_cap.resize(agents * n_dims, 0.0);
-        for i in 0..agents {
-            for d in 0..n_dims {
+        // Only the dimensions the batch reads: a one-task batch over many agents would
+        // otherwise pay a division per agent for every dimension the fleet has.
+        for d in (0..n_dims).filter(|&d| buf.read[d]) {
+            for i in 0..agents {
                 let (f, c) = if d < known {
                     (fleet.free[i * known + d], fleet.capacity[i * known + d])
                 } else if fleet.unlimited[i] {
