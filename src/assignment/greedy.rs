@@ -583,12 +583,15 @@ impl<'a> Engine<'a> {
         for i in 0..self.fleet.len() {
             if buf.eligible[i] {
                 buf.eligible_total += 1;
-                for bit in self.fleet.roles[i].iter() {
-                    buf.eligible_with_role[bit.index()] += 1;
-                }
             } else {
                 buf.ineligible[status_code(self.fleet, i)] += 1;
             }
+        }
+        // Counted from the role index, one role at a time: the count stays in a
+        // register, where adding into memory per agent and role made a chain of
+        // dependent writes whenever many agents share a role.
+        for (count, members) in buf.eligible_with_role.iter_mut().zip(&buf.members) {
+            *count = members.iter().filter(|&&i| buf.eligible[i]).count() as u32;
         }
     }
 
