@@ -153,6 +153,10 @@ impl AffinityTable {
     }
 }
 
+/// The dimensions the resource scorers read for every task: cpu and memory, the first
+/// two of every fleet (then each task's needed dimensions).
+pub(crate) const ALWAYS_SCORED: [usize; 2] = [0, 1];
+
 /// A task translated against a [`Fleet`]: bitsets for its roles and capabilities and
 /// dense resource needs.
 #[derive(Debug, Clone, Default)]
@@ -449,7 +453,7 @@ impl Fleet {
             }
         }
         t.scored_dims.clear();
-        t.scored_dims.extend([0, 1]);
+        t.scored_dims.extend(ALWAYS_SCORED);
         t.scored_dims
             .extend(t.need_dims.iter().map(|&(d, _)| d).filter(|&d| d >= 2));
         t.affinity.clear();

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::explain::{Explanation, PluginScore, Rejection, RejectionCount};
-use super::fleet::{CompiledTask, Fleet};
+use super::fleet::{ALWAYS_SCORED, CompiledTask, Fleet};
 use super::{
     Admission, Assigner, AssignmentError, Placement, Plan, Refusal, Unplaced, check_batch,
     placement_order,
@@ -474,9 +474,8 @@ impl<'a> Engine<'a> {
         dims.clone_from(&fleet.dims);
         read.clear();
         read.resize(dims.len(), false);
-        // Scored for every task (see `Fleet::compile_into`).
-        for d in read.iter_mut().take(2) {
-            *d = true;
+        for d in ALWAYS_SCORED {
+            read[d] = true;
         }
         for task in tasks {
             for (name, _) in task.requirements().resources().iter() {
