@@ -421,7 +421,10 @@ struct State {
     ledger: ResourceLedger,
     mode: SystemMode,
     duties: DutyLog,
-    affinity: AffinityTable,
+    /// Lent to the fleet for the length of a batch (a reference count, where copying
+    /// the rows the batch reads cost a table per batch); written between batches,
+    /// when this is the only reference, so `Arc::make_mut` copies nothing.
+    affinity: Arc<AffinityTable>,
     /// Hashed: a B-tree freed and made its root node again each time the last running
     /// task finished and the next started. Sorted where it is shown or saved.
     assignments: crate::hash::FxHashMap<TaskId, Arc<Assignment>>,
@@ -862,7 +865,7 @@ impl CoordinatorBuilder {
             ledger: ResourceLedger::with_config(self.ledger),
             mode: SystemMode::Normal,
             duties: DutyLog::default(),
-            affinity: AffinityTable::default(),
+            affinity: Arc::default(),
             assignments: crate::hash::FxHashMap::default(),
             waiting: BTreeMap::new(),
             waiting_by_task: BTreeMap::new(),
@@ -1019,7 +1022,7 @@ impl CoordinatorBuilder {
             s.ledger = ledger;
             s.mode = snapshot.mode;
             s.duties = snapshot.duties;
-            s.affinity = snapshot.affinity;
+            s.affinity = Arc::new(snapshot.affinity);
             s.assignments = snapshot
                 .assignments
                 .into_iter()
@@ -1337,9 +1340,8 @@ impl Coordinator {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
             let st: &mut State = &mut s;
             let pending = std::mem::take(&mut st.proposals);
-            let affinity = st.affinity.subset(analyzed.iter().map(Task::kind));
             st.fleet.refresh(&st.registry, Some(&st.ledger));
-            st.fleet.set_affinity(Some(affinity));
+            st.fleet.set_affinity(Some(Arc::clone(&st.affinity)));
             let st: &State = st;
             let fleet = &st.fleet;
             let mut admission = PolicyAdmission {
@@ -1351,9 +1353,9 @@ impl Coordinator {
                 now,
             };
             let plan = if fleet.is_empty() {
-                crate::assignment::Plan::default()
+                Ok(crate::assignment::Plan::default())
             } else {
-                self.assigner.assign(analyzed, fleet, &mut admission)?
+                self.assigner.assign(analyzed, fleet, &mut admission)
             };
             let PolicyAdmission {
                 mut pending,
@@ -1363,7 +1365,11 @@ impl Coordinator {
             pending.clear();
             (plan, warnings, pending)
         };
+        // The fleet gives the affinity table back before anything can return, so that
+        // the next completion writes it in place.
+        s.fleet.set_affinity(None);
         s.proposals = pending;
+        let plan = plan?;
         for refusal in &plan.refusals {
             let refusal = refusal.clone();
             s.push(|seq| Event::PolicyRefused {
@@ -1450,8 +1456,7 @@ impl Coordinator {
         let _ = s.registry.task_finished(a.agent, now);
         s.release_claims(task, now);
         let unblocked = s.unblock(task, now);
-        s.affinity
-            .record_shared(a.task.kind_arc(), a.agent, success);
+        Arc::make_mut(&mut s.affinity).record_shared(a.task.kind_arc(), a.agent, success);
         if let Some(usage) = usage {
             let observation = crate::resource::Observation::new(usage, now);
             self.predictor.lock().observe(a.task.kind(), &observation);
@@ -1725,7 +1730,7 @@ impl Coordinator {
             ledger: s.ledger.snapshot(),
             mode: s.mode,
             duties: s.duties.clone(),
-            affinity: s.affinity.clone(),
+            affinity: (*s.affinity).clone(),
             assignments: s
                 .assignments
                 .iter()

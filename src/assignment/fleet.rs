@@ -236,7 +236,9 @@ pub struct Fleet {
     pub(crate) pool_free: Vec<u64>,
     role_catalog: Arc<CapabilityCatalog>,
     capability_catalog: Arc<CapabilityCatalog>,
-    affinity: Option<AffinityTable>,
+    /// Shared with the coordinator for the length of a batch: lending it costs a
+    /// reference count, where copying the rows a batch reads cost a table per batch.
+    affinity: Option<Arc<AffinityTable>>,
     /// Each agent's free and total resources, read by a refresh to build the
     /// columns; kept between refreshes so that the next one overwrites them in place.
     scratch: Vec<(Option<Resources>, Option<Resources>)>,
@@ -338,13 +340,13 @@ impl Fleet {
     }
 
     /// Sets (or clears) the history that affinity scoring reads.
-    pub(crate) fn set_affinity(&mut self, affinity: Option<AffinityTable>) {
+    pub(crate) fn set_affinity(&mut self, affinity: Option<Arc<AffinityTable>>) {
         self.affinity = affinity;
     }
 
     /// Adds the history that affinity scoring reads.
     pub fn with_affinity(mut self, affinity: AffinityTable) -> Self {
-        self.affinity = Some(affinity);
+        self.affinity = Some(Arc::new(affinity));
         self
     }
 
