@@ -88,6 +88,7 @@ pub mod coordinator;
 pub mod error;
 mod hash;
 pub mod id;
+mod layout;
 pub mod policy;
 pub mod resource;
 mod serde_util;

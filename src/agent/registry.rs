@@ -12,6 +12,7 @@ use super::profile::AgentProfile;
 use super::status::AgentStatus;
 use crate::clock::Timestamp;
 use crate::id::{AgentId, Capability, Role};
+use crate::layout::Layout;
 use crate::resource::{ResourceName, Resources};
 use crate::task::Requirements;
 
@@ -98,6 +99,9 @@ pub struct AgentRegistry {
     /// registry (copied only when a new name is interned while a fleet holds it).
     role_catalog: Arc<CapabilityCatalog>,
     capability_catalog: Arc<CapabilityCatalog>,
+    /// Which agents with which roles, capabilities and capacities: changed on
+    /// registering and deregistering, read by a fleet to skip rebuilding its columns.
+    layout: Layout,
 }
 
 impl AgentRegistry {
@@ -159,6 +163,7 @@ impl AgentRegistry {
         status_since: Timestamp,
         registered_at: Timestamp,
     ) {
+        self.layout = Layout::fresh();
         let roles = Arc::make_mut(&mut self.role_catalog).intern_all(profile.roles());
         let capabilities =
             Arc::make_mut(&mut self.capability_catalog).intern_all(profile.capabilities());
@@ -187,6 +192,7 @@ impl AgentRegistry {
         if running > 0 {
             return Err(RegistryError::AgentBusy { agent, running });
         }
+        self.layout = Layout::fresh();
         self.ids.remove(i);
         self.status.remove(i);
         self.running.remove(i);
@@ -351,6 +357,16 @@ impl AgentRegistry {
     }
 
     /// Both catalogs, shared (a reference count each, no copy).
+    /// The current layout (see [`Layout`]).
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Each agent's status, in id order.
+    pub(crate) fn statuses(&self) -> &[AgentStatus] {
+        &self.status
+    }
+
     pub(crate) fn shared_catalogs(&self) -> (Arc<CapabilityCatalog>, Arc<CapabilityCatalog>) {
         (
             Arc::clone(&self.role_catalog),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentRegistry, AgentStatus, CapabilityCatalog, CapabilitySet};
 use crate::agent_map::AgentMap;
 use crate::id::AgentId;
+use crate::layout::Layout;
 use crate::resource::{ResourceLedger, ResourceName, Resources};
 use crate::task::Task;
 
@@ -242,6 +243,15 @@ pub struct Fleet {
     /// Each agent's free and total resources, read by a refresh to build the
     /// columns; kept between refreshes so that the next one overwrites them in place.
     scratch: Vec<(Option<Resources>, Option<Resources>)>,
+    /// The registry's and ledger's layouts the columns were built from: while they
+    /// hold, a refresh only reads what allocations, tasks and statuses change.
+    layout: Option<(Layout, Option<Layout>)>,
+    /// Per agent, its dense index in the ledger (none when the ledger does not know
+    /// it, and it offers its declared capacity).
+    ledger_rows: Vec<Option<u32>>,
+    /// Per dimension, its index in the ledger (none when the ledger has no such
+    /// dimension).
+    ledger_dims: Vec<Option<usize>>,
 }
 
 impl Fleet {
@@ -270,6 +280,9 @@ impl Fleet {
             capability_catalog: Arc::default(),
             affinity: None,
             scratch: Vec::new(),
+            layout: None,
+            ledger_rows: Vec::new(),
+            ledger_dims: Vec::new(),
         }
     }
 
@@ -279,6 +292,45 @@ impl Fleet {
     /// is dropped.
     pub(crate) fn refresh(&mut self, registry: &AgentRegistry, ledger: Option<&ResourceLedger>) {
         self.affinity = None;
+        let layout = (registry.layout(), ledger.map(ResourceLedger::layout));
+        if self.layout == Some(layout) {
+            self.refresh_usage(registry, ledger);
+            return;
+        }
+        self.rebuild(registry, ledger);
+        self.layout = Some(layout);
+    }
+
+    /// Rereads what changes between batches of an unchanged layout: statuses, free
+    /// slots, and free resources per agent and in the pool. The same columns
+    /// [`rebuild`](Self::rebuild) writes, read from the ledger's dense rows instead of
+    /// through a `Resources` per agent.
+    fn refresh_usage(&mut self, registry: &AgentRegistry, ledger: Option<&ResourceLedger>) {
+        self.status.clear();
+        self.status.extend_from_slice(registry.statuses());
+        self.slots.clear();
+        self.slots.extend(registry.iter().map(|v| v.free_slots()));
+        let Some(ledger) = ledger else {
+            // Declared capacities only: nothing else to read.
+            return;
+        };
+        let n = self.dims.len();
+        for (row, free) in self.ledger_rows.iter().zip(self.free.chunks_exact_mut(n)) {
+            if let Some(li) = *row {
+                for (f, d) in free.iter_mut().zip(&self.ledger_dims) {
+                    *f = d.map_or(0, |d| ledger.free_at(li, d));
+                }
+            }
+        }
+        for (p, d) in self.pool_free.iter_mut().zip(&self.ledger_dims) {
+            *p = d
+                .and_then(|d| ledger.pool_available_at(d))
+                .unwrap_or(u64::MAX);
+        }
+    }
+
+    /// Builds every column from `registry` and `ledger`, reusing the buffers.
+    fn rebuild(&mut self, registry: &AgentRegistry, ledger: Option<&ResourceLedger>) {
         let dims = &mut self.dims;
         dims.clear();
         dims.extend([
@@ -323,6 +375,16 @@ impl Fleet {
         self.pool_free.extend(
             dims.iter()
                 .map(|d| ledger.and_then(|l| l.pool_available(d)).unwrap_or(u64::MAX)),
+        );
+        self.ledger_dims.clear();
+        self.ledger_dims
+            .extend(dims.iter().map(|d| ledger.and_then(|l| l.dimension(d))));
+        self.ledger_rows.clear();
+        // The agents whose amounts came from the ledger (it knows them).
+        self.ledger_rows.extend(
+            registry
+                .iter()
+                .map(|view| ledger.and_then(|l| l.dense_index(view.id()))),
         );
         (self.role_catalog, self.capability_catalog) = registry.shared_catalogs();
         self.ids.clear();
@@ -482,9 +544,16 @@ mod tests {
         Vec<u64>,
         Vec<bool>,
         Vec<u64>,
+        (
+            Vec<AgentStatus>,
+            Vec<u32>,
+            Vec<CapabilitySet>,
+            Vec<CapabilitySet>,
+        ),
     );
 
-    /// The columns a refresh builds from the ledger and the declared capacities.
+    /// The columns a refresh builds from the registry, the ledger and the declared
+    /// capacities.
     fn columns(f: &Fleet) -> Columns {
         (
             f.ids.clone(),
@@ -493,6 +562,12 @@ mod tests {
             f.capacity.clone(),
             f.unlimited.clone(),
             f.pool_free.clone(),
+            (
+                f.status.clone(),
+                f.slots.clone(),
+                f.roles.clone(),
+                f.capabilities.clone(),
+            ),
         )
     }
 
@@ -536,6 +611,128 @@ mod tests {
                     fleet.refresh(registry, ledger);
                     let fresh = Fleet::new(registry, ledger);
                     assert_eq!(columns(&fleet), columns(&fresh), "{:?}", registry.ids());
+                }
+            }
+        }
+    }
+
+    mod refresh_properties {
+        use super::*;
+        use crate::id::{Capability, Role};
+        use proptest::prelude::*;
+
+        /// A change to the registry or the ledger between two batches.
+        #[derive(Debug, Clone)]
+        enum Op {
+            Register(u64, Option<&'static str>, usize),
+            Deregister(u64),
+            SetStatus(u64, AgentStatus),
+            TaskStarted(u64),
+            TaskFinished(u64),
+            LedgerAdd(u64, &'static str),
+            LedgerRemove(u64),
+            SetCapacity(u64, &'static str),
+            SetPool(&'static str, Option<u64>),
+            Allocate(u64, &'static str),
+            Release(usize),
+            /// The next refresh reads no ledger.
+            WithoutLedger,
+        }
+
+        const CAPACITIES: [&str; 4] = ["cpu=4", "cpu=8,memory=4Gi", "gpu=2,cpu=2", "fpga=1"];
+        const NEEDS: [&str; 4] = ["cpu=1", "cpu=2,memory=1Gi", "gpu=1", "llm_tokens=5"];
+        const POOLS: [&str; 3] = ["cpu", "gpu", "llm_tokens"];
+        const STATUSES: [AgentStatus; 4] = [
+            AgentStatus::Available,
+            AgentStatus::Busy,
+            AgentStatus::Unhealthy,
+            AgentStatus::Quarantined,
+        ];
+
+        fn op() -> impl Strategy<Value = Op> {
+            let id = 1u64..6;
+            prop_oneof![
+                (
+                    id.clone(),
+                    prop::option::of(prop::sample::select(&CAPACITIES[..])),
+                    0..3usize
+                )
+                    .prop_map(|(a, c, r)| Op::Register(a, c, r)),
+                id.clone().prop_map(Op::Deregister),
+                (id.clone(), prop::sample::select(&STATUSES[..]))
+                    .prop_map(|(a, s)| Op::SetStatus(a, s)),
+                id.clone().prop_map(Op::TaskStarted),
+                id.clone().prop_map(Op::TaskFinished),
+                (id.clone(), prop::sample::select(&CAPACITIES[..]))
+                    .prop_map(|(a, c)| Op::LedgerAdd(a, c)),
+                id.clone().prop_map(Op::LedgerRemove),
+                (id.clone(), prop::sample::select(&CAPACITIES[..]))
+                    .prop_map(|(a, c)| Op::SetCapacity(a, c)),
+                (
+                    prop::sample::select(&POOLS[..]),
+                    prop::option::of(0u64..20_000)
+                )
+                    .prop_map(|(p, l)| Op::SetPool(p, l)),
+                (id.clone(), prop::sample::select(&NEEDS[..]))
+                    .prop_map(|(a, n)| Op::Allocate(a, n)),
+                (0usize..8).prop_map(Op::Release),
+                Just(Op::WithoutLedger),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(96))]
+
+            /// However the registry and the ledger change between batches, a fleet
+            /// refreshed batch after batch holds what a fleet built afresh holds.
+            #[test]
+            fn a_refreshed_fleet_is_a_fresh_one(ops in prop::collection::vec(op(), 1..40)) {
+                let now = Timestamp::from_secs(0);
+                let mut registry = AgentRegistry::new();
+                let mut ledger = ResourceLedger::new();
+                let mut held = Vec::new();
+                let mut fleet = Fleet::new(&registry, Some(&ledger));
+                for op in ops {
+                    let mut with_ledger = true;
+                    let a = |id: u64| AgentId::new(id);
+                    let r = |s: &str| s.parse::<Resources>().unwrap();
+                    match op {
+                        Op::Register(id, capacity, role) => {
+                            let mut p = AgentProfile::new(a(id), "agent")
+                                .with_max_tasks(2)
+                                .with_role(Role::new(["ops", "qa", "dev"][role]).unwrap())
+                                .with_capability(Capability::new(&format!("c{id}")).unwrap());
+                            if let Some(c) = capacity {
+                                p = p.with_capacity(r(c));
+                            }
+                            let _ = registry.register(p, now);
+                        }
+                        Op::Deregister(id) => { let _ = registry.deregister(a(id)); }
+                        Op::SetStatus(id, s) => { let _ = registry.set_status(a(id), s, now); }
+                        Op::TaskStarted(id) => { let _ = registry.task_started(a(id), now); }
+                        Op::TaskFinished(id) => { let _ = registry.task_finished(a(id), now); }
+                        Op::LedgerAdd(id, c) => { let _ = ledger.add_agent(a(id), &r(c)); }
+                        Op::LedgerRemove(id) => { let _ = ledger.remove_agent(a(id)); }
+                        Op::SetCapacity(id, c) => { let _ = ledger.set_capacity(a(id), &r(c)); }
+                        Op::SetPool(name, limit) => {
+                            let _ = ledger.set_pool_limit(&name.parse().unwrap(), limit);
+                        }
+                        Op::Allocate(id, n) => {
+                            if let Ok(h) = ledger.allocate(a(id), &r(n), now) {
+                                held.push(h);
+                            }
+                        }
+                        Op::Release(k) => {
+                            if !held.is_empty() {
+                                let h = held.remove(k % held.len());
+                                let _ = ledger.release(h, now);
+                            }
+                        }
+                        Op::WithoutLedger => with_ledger = false,
+                    }
+                    let ledger = with_ledger.then_some(&ledger);
+                    fleet.refresh(&registry, ledger);
+                    prop_assert_eq!(columns(&fleet), columns(&Fleet::new(&registry, ledger)));
                 }
             }
         }

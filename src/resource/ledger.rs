@@ -35,6 +35,7 @@ use super::resources::{ExtendedName, ResourceName, Resources};
 use crate::clock::Timestamp;
 use crate::hash::FxHashMap;
 use crate::id::{AgentId, AllocationId, RequestId, TaskId};
+use crate::layout::Layout;
 use crate::serde_util::{duration_ms, opt_duration_ms};
 use crate::task::Priority;
 
@@ -646,6 +647,9 @@ pub struct ResourceLedger {
     scratch: Vec<u64>,
     /// Scratch buffer for a request's dense candidate indices.
     scratch_candidates: Vec<u32>,
+    /// Which agents, dimensions and capacities: changed whenever one of them does,
+    /// read by a fleet to skip rebuilding its columns.
+    layout: Layout,
 }
 
 impl Default for ResourceLedger {
@@ -692,6 +696,7 @@ impl ResourceLedger {
             next_request: 1,
             scratch: vec![0; n],
             scratch_candidates: Vec::new(),
+            layout: Layout::fresh(),
         }
     }
 
@@ -731,6 +736,7 @@ impl ResourceLedger {
         if new.is_empty() {
             return;
         }
+        self.layout = Layout::fresh();
         let old = self.dims.len();
         self.dims.extend(new);
         let now = self.dims.len();
@@ -797,6 +803,35 @@ impl ResourceLedger {
 
     // ----- agents and pool -----------------------------------------------------
 
+    /// The current layout (see [`Layout`]).
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The dense index of `agent`, for [`free_at`](Self::free_at).
+    pub(crate) fn dense_index(&self, agent: AgentId) -> Option<u32> {
+        self.agent_index.get(&agent).copied()
+    }
+
+    /// The dimension of `name`, for [`free_at`](Self::free_at) and
+    /// [`pool_available_at`](Self::pool_available_at).
+    pub(crate) fn dimension(&self, name: &ResourceName) -> Option<usize> {
+        self.dim_of(name)
+    }
+
+    /// What [`free`](Self::free) says of dimension `d` on the agent of dense index
+    /// `i`, without building a `Resources`.
+    pub(crate) fn free_at(&self, i: u32, d: usize) -> u64 {
+        self.free_dim(i as usize, d)
+    }
+
+    /// What [`pool_available`](Self::pool_available) says of dimension `d`.
+    pub(crate) fn pool_available_at(&self, d: usize) -> Option<u64> {
+        (self.pool_limit[d] != u64::MAX).then(|| {
+            (self.pool_limit[d] - self.pool_allocated[d]).saturating_sub(self.pool_reserved[d])
+        })
+    }
+
     fn index(&self, agent: AgentId) -> Result<u32, LedgerError> {
         self.agent_index
             .get(&agent)
@@ -826,6 +861,7 @@ impl ResourceLedger {
         self.agent_live.push(true);
         self.agent_allocs.push(0);
         self.agent_index.insert(agent, i);
+        self.layout = Layout::fresh();
         tracing::debug!(agent.id = %agent, capacity = %capacity, "agent added to ledger");
         Ok(())
     }
@@ -860,6 +896,7 @@ impl ResourceLedger {
         let _ = self.densify(capacity, &mut dense);
         let r = self.row(&self.capacity, i);
         self.capacity[r].copy_from_slice(&dense);
+        self.layout = Layout::fresh();
         Ok(())
     }
 
@@ -877,6 +914,7 @@ impl ResourceLedger {
         let r = self.row(&self.capacity, i as usize);
         let capacity = self.undensify(&self.capacity[r.clone()]);
         self.capacity[r].fill(0);
+        self.layout = Layout::fresh();
         self.agent_live[i as usize] = false;
         self.agent_index.remove(&agent);
         Ok(capacity)
@@ -1012,10 +1050,7 @@ impl ResourceLedger {
     /// What is left of the pool limit on `resource` for new requests (after
     /// allocations and reservations), or `None` if the pool does not limit it.
     pub fn pool_available(&self, resource: &ResourceName) -> Option<u64> {
-        let d = self.dim_of(resource)?;
-        (self.pool_limit[d] != u64::MAX).then(|| {
-            (self.pool_limit[d] - self.pool_allocated[d]).saturating_sub(self.pool_reserved[d])
-        })
+        self.pool_available_at(self.dim_of(resource)?)
     }
 
     /// The free capacity of every agent (see [`free`](Self::free)), in the order they
