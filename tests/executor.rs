@@ -710,3 +710,31 @@ fn a_step_blocked_past_its_patience_is_abandoned() {
         .count();
     assert_eq!(detected, 1, "polling met the same conflict");
 }
+
+/// A run is one `Send` future, so a host can spawn it on a multi-threaded runtime.
+#[test]
+fn a_run_can_be_spawned_on_another_thread() {
+    fn spawnable<F: std::future::Future + Send>(f: F) -> F {
+        f
+    }
+    let clock = ManualClock::new(Timestamp::from_secs(1));
+    let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    coordinator
+        .register_agent(AgentProfile::new(AgentId::new(1), "ops"))
+        .unwrap();
+    let executor = Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock))
+        .with_agent(Arc::new(Scripted::new(1)));
+    let workflow = Workflow::builder("w")
+        .step(StepSpec::new("a").with_timeout(Duration::from_secs(5)))
+        .step(StepSpec::new("b").after("a"))
+        .build()
+        .unwrap();
+    let run = std::thread::scope(|scope| {
+        scope
+            .spawn(|| block_on(spawnable(executor.run(&workflow, "r", 1))))
+            .join()
+            .unwrap()
+    })
+    .unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+}

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, Either};
+use futures::future::Either;
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::run::{Run, RunEvent, StepOutcome};
@@ -129,11 +129,55 @@ impl CancelHandle {
 /// One finished attempt, as the executor hands it back to the run.
 type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
 
-/// A started attempt: the agent's work, resolving to its [`Done`].
-type Attempt = BoxFuture<'static, Done>;
+/// A step's attempt, started in the run and about to be handed to its agent.
+struct Launch {
+    step: StepRef,
+    agent: AgentId,
+    task: TaskId,
+    transport: Arc<dyn Agent>,
+    work: WorkItem,
+    /// The attempt's deadline, when the step has a timeout.
+    timeout: Option<(Duration, Timestamp)>,
+}
 
 /// A step's attempt started, or why it could not start now.
-type Started = Result<Attempt, Deferral>;
+type Started = Result<Launch, Deferral>;
+
+/// Runs a launched attempt on its agent, within its timeout: resolves to its
+/// [`Done`]. One future type for every attempt, so the executor holds them inline
+/// (no box per attempt).
+async fn attempt(launch: Launch, timer: &dyn Timer) -> Done {
+    let Launch {
+        step,
+        agent,
+        task,
+        transport,
+        work,
+        timeout,
+    } = launch;
+    // A panicking agent fails its attempt; it never takes the executor down.
+    let exec = std::panic::AssertUnwindSafe(transport.execute(work))
+        .catch_unwind()
+        .map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(AgentError::Failed {
+                    reason: "the agent panicked".to_owned(),
+                })
+            })
+        });
+    let result = match timeout {
+        Some((after, deadline)) => {
+            let sleep = timer.sleep_until(deadline);
+            futures::pin_mut!(exec, sleep);
+            match futures::future::select(exec, sleep).await {
+                Either::Left((r, _)) => r,
+                Either::Right(((), _)) => Err(AgentError::Timeout { after }),
+            }
+        }
+        None => exec.await,
+    };
+    (step, agent, task, result)
+}
 
 /// What a dispatch hands the coordinator, kept between dispatches for the
 /// buffers' capacity.
@@ -146,7 +190,7 @@ struct Batch {
 /// Where a dispatch puts the steps it handles: started attempts, and the steps that
 /// must wait (with why, and since when and under which task for a collision).
 struct Waits<'a> {
-    inflight: &'a mut FuturesUnordered<Attempt>,
+    launched: &'a mut Vec<Launch>,
     deferred: &'a mut BTreeMap<StepRef, Deferral>,
     collided: &'a mut BTreeMap<StepRef, (Timestamp, TaskId)>,
 }
@@ -373,7 +417,8 @@ impl Executor {
     }
 
     async fn drive_observed(&self, run: &mut Run, seen: &mut usize) -> Result<(), ExecutorError> {
-        let mut inflight: FuturesUnordered<Attempt> = FuturesUnordered::new();
+        let mut inflight = FuturesUnordered::new();
+        let mut launched = Vec::new();
         // Steps that could not start since the last completion, with why.
         let mut deferred: BTreeMap<StepRef, Deferral> = BTreeMap::new();
         // Steps waiting on colliding claims: since when, and under which task id.
@@ -402,11 +447,14 @@ impl Executor {
             ready.truncate(room);
             if !ready.is_empty() {
                 let waits = Waits {
-                    inflight: &mut inflight,
+                    launched: &mut launched,
                     deferred: &mut deferred,
                     collided: &mut collided,
                 };
                 self.dispatch(run, &ready, &mut batch, waits, now)?;
+                for launch in launched.drain(..) {
+                    inflight.push(attempt(launch, &*self.timer));
+                }
                 self.notify(run, seen);
             }
             if run.is_finished() && inflight.is_empty() {
@@ -514,9 +562,9 @@ impl Executor {
             let name = run.name(step).unwrap_or("?");
             let deferral = match outcome {
                 AssignOutcome::Assigned(a) => match self.start(run, step, &a, now)? {
-                    Ok(attempt) => {
+                    Ok(launch) => {
                         waits.collided.remove(&step);
-                        waits.inflight.push(attempt);
+                        waits.launched.push(launch);
                         continue;
                     }
                     Err(deferral) => deferral,
@@ -579,8 +627,9 @@ impl Executor {
         };
         run.start(step, agent, now)?;
         let attempt = run.attempts(step).unwrap_or(1);
-        let workflow = run.workflow();
-        let timeout = workflow.spec(step).and_then(|spec| spec.timeout());
+        // From the run's dense columns: the step's spec is not read unless it takes
+        // inputs.
+        let timeout = run.timeout(step).map(|t| (t, now + t));
         let work = WorkItem::new(
             task_id,
             assignment.task.shared_kind(),
@@ -589,36 +638,18 @@ impl Executor {
         .with_inputs(run.inputs_for(step)?)
         .with_attempt(attempt);
         let work = match timeout {
-            Some(t) => work.with_deadline(now + t),
+            Some((_, deadline)) => work.with_deadline(deadline),
             None => work,
         };
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, attempt, "step started");
-        let timer = Arc::clone(&self.timer);
-        let fut = async move {
-            // A panicking agent fails its attempt; it never takes the executor down.
-            let exec = std::panic::AssertUnwindSafe(transport.execute(work))
-                .catch_unwind()
-                .map(|r| {
-                    r.unwrap_or_else(|_| {
-                        Err(AgentError::Failed {
-                            reason: "the agent panicked".to_owned(),
-                        })
-                    })
-                });
-            let result = match timeout {
-                Some(t) => {
-                    let sleep = timer.sleep_until(now + t);
-                    futures::pin_mut!(exec, sleep);
-                    match futures::future::select(exec, sleep).await {
-                        Either::Left((r, _)) => r,
-                        Either::Right(((), _)) => Err(AgentError::Timeout { after: t }),
-                    }
-                }
-                None => exec.await,
-            };
-            (step, agent, task_id, result)
-        };
-        Ok(Ok(fut.boxed()))
+        Ok(Ok(Launch {
+            step,
+            agent,
+            task: task_id,
+            transport,
+            work,
+            timeout,
+        }))
     }
 
     /// Hands a finished attempt to the coordinator and the run.

@@ -125,6 +125,8 @@ pub(crate) struct Inner {
     pub(crate) pred: Vec<u32>,
     pub(crate) conditions: Vec<RunCondition>,
     pub(crate) timeouts: Vec<Option<Duration>>,
+    /// Whether each step takes inputs: a run looks at the spec only for those.
+    pub(crate) takes_inputs: Vec<bool>,
     /// Each step's [`StepSpec::requirements`], built once for the executor.
     pub(crate) requirements: Vec<crate::task::Requirements>,
     /// Each step's task kind, shared by every task the executor makes for it.
@@ -451,6 +453,7 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
             name,
             conditions: specs.iter().map(|s| s.condition()).collect(),
             timeouts: specs.iter().map(|s| s.timeout()).collect(),
+            takes_inputs: specs.iter().map(|s| !s.inputs().is_empty()).collect(),
             requirements: specs.iter().map(StepSpec::requirements).collect(),
             // A step without a kind of its own is of the kind of its name: one shared
             // string (a dispatch touches one cold allocation per step, not two).

@@ -414,6 +414,16 @@ impl Run {
         Some(self.status[i as usize])
     }
 
+    /// The timeout of each attempt of `step`, if it has one.
+    pub(crate) fn timeout(&self, step: StepRef) -> Option<std::time::Duration> {
+        self.workflow
+            .inner()
+            .timeouts
+            .get(step.index())
+            .copied()
+            .flatten()
+    }
+
     /// Attempts of `step` started so far.
     pub fn attempts(&self, step: impl StepKey) -> Option<u32> {
         let i = step.index_in(&self.workflow).ok()?;
@@ -528,6 +538,9 @@ impl Run {
         let i = step.index_in(&self.workflow)? as usize;
         let inner = self.workflow.inner();
         let mut out = BTreeMap::new();
+        if !inner.takes_inputs[i] {
+            return Ok(out);
+        }
         for input in inner.specs[i].inputs() {
             let Some(&from) = inner.by_name.get(input.from_step.as_str()) else {
                 continue;
