@@ -106,7 +106,23 @@ pub(crate) fn duty_key(duty: &str) -> Cow<'_, str> {
 
 /// Whether two duties are the same duty.
 pub(crate) fn same_duty(a: &str, b: &str) -> bool {
-    a.trim().eq_ignore_ascii_case(b.trim())
+    // Checked for every rule on every candidate: names without surrounding blanks
+    // (nearly all) are compared as they are.
+    if unpadded(a) && unpadded(b) {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.trim().eq_ignore_ascii_case(b.trim())
+    }
+}
+
+/// Whether `trim` would leave `s` as it is: it neither starts nor ends with
+/// whitespace (Unicode whitespace outside ASCII starts or ends with a non-ASCII byte).
+fn unpadded(s: &str) -> bool {
+    let plain = |b: &u8| b.is_ascii() && !char::from(*b).is_whitespace();
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(first), Some(last)) => plain(first) && plain(last),
+        _ => true,
+    }
 }
 
 impl DutyLog {
@@ -236,5 +252,22 @@ impl DutyLog {
     /// Whether nothing is recorded.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The shortcut for unpadded names agrees with trimming every time.
+        #[test]
+        fn same_duty_is_trimmed_case_blind_equality(
+            a in "[ \t\u{b}\u{a0}\u{2003}]{0,2}(deploy|Deploy|verify|DEPLOY|x|é)?[ \t\u{b}\u{a0}]{0,2}",
+            b in "[ \t\u{b}\u{a0}\u{2003}]{0,2}(deploy|Deploy|verify|DEPLOY|x|é)?[ \t\u{b}\u{a0}]{0,2}",
+        ) {
+            prop_assert_eq!(same_duty(&a, &b), a.trim().eq_ignore_ascii_case(b.trim()));
+        }
     }
 }

@@ -74,17 +74,18 @@ impl Proposal {
             .with_requirements(task.requirements().clone())
     }
 
-    /// [`for_task`](Self::for_task), with the task's resources as those to be
-    /// allocated and in `group`: what the coordinator asks the policies about, for a
-    /// direct assignment and for a grant served from the queue alike; built in place
-    /// (the builder steps each moved the whole proposal).
+    /// [`for_task`](Self::for_task) in `group`: what the coordinator asks the policies
+    /// about, for a direct assignment and for a grant served from the queue alike
+    /// (the task's requirements hold the predicted resources, so they are the ones to
+    /// be allocated); built in place (the builder steps each moved the whole
+    /// proposal).
     pub(crate) fn for_admission(task: &Task, agent: AgentId, group: Option<Arc<str>>) -> Self {
         Proposal {
             task: task.id(),
             kind: task.shared_kind(),
             agent,
             requirements: task.requirements().clone(),
-            resources: Some(task.requirements().resources().clone()),
+            resources: None,
             group,
             duty: None,
         }

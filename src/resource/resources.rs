@@ -14,8 +14,24 @@ use super::error::ResourceError;
 use crate::id::normalize_name;
 
 /// The name of a resource that is not cpu, memory or storage (`gpu`, `llm_tokens`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Eq, PartialOrd, Ord)]
 pub struct ExtendedName(Arc<str>);
+
+impl std::hash::Hash for ExtendedName {
+    /// The name's hash, as the derived one was (equal names hash alike).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl PartialEq for ExtendedName {
+    /// Names are mostly clones of one another (the ledger's dimensions, the slot
+    /// resource every allocation carries): the same string is not compared byte by
+    /// byte.
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
+}
 
 impl ExtendedName {
     /// The name.
