@@ -1120,14 +1120,20 @@ impl Admission for PolicyAdmission<'_> {
     ) -> Result<(), Refusal> {
         // Placements the assigner accepted since we last looked were admitted by us.
         self.pending.truncate(accepted.len());
-        let proposal = self.proposal(task, agent);
+        // Made where it stays if admitted (a proposal is some 250 bytes), and checked
+        // against the placements before it.
+        self.pending.push(self.proposal(task, agent));
+        let Some((proposal, before)) = self.pending.split_last() else {
+            unreachable!("a proposal was just pushed");
+        };
         let ctx = PolicyContext::new(&self.state.registry, &self.state.ledger)
             .with_mode(self.state.mode)
             .with_duties(&self.state.duties)
-            .with_pending(&self.pending)
+            .with_pending(before)
             .with_now(self.now);
-        let violations = self.policies.validate(&proposal, &ctx);
+        let violations = self.policies.validate(proposal, &ctx);
         if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
+            self.pending.pop();
             return Err(Refusal::new(
                 task.id(),
                 agent,
@@ -1142,7 +1148,6 @@ impl Admission for PolicyAdmission<'_> {
         } else {
             self.warnings.insert(task.id(), violations);
         }
-        self.pending.push(proposal);
         Ok(())
     }
 }
