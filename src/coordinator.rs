@@ -56,13 +56,13 @@ use crate::task::{Claim, RuleBasedAnalyzer, Task, TaskAnalyzer, TaskError};
 /// when its agent has both the resources and a free slot.
 pub const SLOTS_RESOURCE: &str = "concord.slots";
 
-fn slots_name() -> ResourceName {
+fn slots_name() -> &'static ResourceName {
     static SLOTS: std::sync::LazyLock<ResourceName> =
         // A constant, valid name: parsing cannot fail.
         std::sync::LazyLock::new(|| {
             ResourceName::new(SLOTS_RESOURCE).unwrap_or(ResourceName::Cpu)
         });
-    SLOTS.clone()
+    &SLOTS
 }
 
 /// An error from the [`Coordinator`]. Its state is unchanged whenever one is returned.
@@ -1175,7 +1175,7 @@ impl Coordinator {
             .capacity()
             .cloned()
             .unwrap_or_default()
-            .with(&slots_name(), u64::from(profile.max_tasks()));
+            .with(slots_name(), u64::from(profile.max_tasks()));
         if s.ledger.capacity(profile.id()).is_ok() {
             return Err(LedgerError::DuplicateAgent {
                 agent: profile.id(),
@@ -1296,19 +1296,21 @@ impl Coordinator {
         outcomes: &mut Vec<AssignOutcome>,
     ) -> Result<(), CoordinatorError> {
         let now = self.now();
-        // 1. Analyze (pure; outside the lock).
+        // 1. Analyze (pure; outside the lock). One span per batch, not per task (a
+        // span costs even when nothing listens); the events name their task.
+        let span = tracing::debug_span!("analyze", tasks = tasks.len()).entered();
         for task in tasks.iter_mut() {
-            let _span = tracing::debug_span!("analyze", task.id = %task.id()).entered();
             let result = self.analyzer.analyze(task)?;
             tracing::debug!(task.id = %task.id(), rules = ?result.rules().collect::<Vec<_>>(), "task analyzed");
             *task.requirements_mut() = result.requirements;
         }
+        drop(span);
         let analyzed = tasks;
         // 2. Predict the needs.
         {
+            let _span = tracing::debug_span!("predict", tasks = analyzed.len()).entered();
             let predictor = self.predictor.lock();
             for task in analyzed.iter_mut() {
-                let _span = tracing::debug_span!("predict", task.id = %task.id()).entered();
                 let prediction = predictor.predict(task.kind(), task.requirements().resources());
                 task.requirements_mut().set_resources(prediction.resources);
             }
@@ -1384,13 +1386,12 @@ impl Coordinator {
             });
         }
         // 5. Allocate, in the batch's order.
+        let _span = tracing::debug_span!("allocate", tasks = analyzed.len()).entered();
         let mut placements = ByTask::new(plan.placements, |p| p.task);
         let mut unplaced = ByTask::new(plan.unplaced, |u| u.task);
         for task in analyzed.drain(..) {
             let id = task.id();
             if let Some(p) = placements.take(id) {
-                let _span =
-                    tracing::debug_span!("allocate", task.id = %id, agent.id = %p.agent).entered();
                 let outcome = commit(
                     &mut s,
                     self.policies.as_ref(),
@@ -1773,10 +1774,10 @@ fn commit(
         return Err(e.into());
     }
     let resources = task.requirements().resources().clone();
-    let needs = resources.clone().with(&slots_name(), 1);
-    let request = AllocationRequest::new(p.agent, needs)
-        .with_task(task.id())
-        .with_priority(task.requirements().priority());
+    let mut needs = resources.clone();
+    needs.set(slots_name(), 1);
+    let request =
+        AllocationRequest::for_task(p.agent, needs, task.id(), task.requirements().priority());
     let grant = match s.ledger.try_allocate(&request, now) {
         Ok(g) => g,
         Err(e) => {
@@ -1787,7 +1788,7 @@ fn commit(
     if let Err(e) = s.registry.task_started(p.agent, now) {
         // Ruled out by `startable`. Releasing also serves the ledger's queue, whose
         // grants nobody would take up here: that is why the registry is asked first.
-        tracing::error!(agent.id = %p.agent, error = %e, "agent refused a task it could start");
+        tracing::error!(task.id = %task.id(), agent.id = %p.agent, error = %e, "agent refused a task it could start");
         let _ = s.ledger.release(grant.allocation, now);
         s.drop_claims(task.id());
         return Err(e.into());
@@ -2031,7 +2032,7 @@ fn request_place(
         .requirements()
         .resources()
         .clone()
-        .with(&slots_name(), 1);
+        .with(slots_name(), 1);
     let request = AllocationRequest::any_of(candidates, needs)
         .with_task(task.id())
         .with_priority(task.requirements().priority());

@@ -134,6 +134,23 @@ impl AllocationRequest {
         }
     }
 
+    /// [`new`](Self::new) for `task`, at `priority`: built in place, where the builder
+    /// steps each moved the whole request (the coordinator makes one per assignment).
+    pub(crate) fn for_task(
+        agent: AgentId,
+        needs: Resources,
+        task: TaskId,
+        priority: Priority,
+    ) -> Self {
+        AllocationRequest {
+            candidates: Candidates::One(agent),
+            needs,
+            task: Some(task),
+            priority,
+            lease: None,
+        }
+    }
+
     /// Records which task the resources are for (enables leak detection when the task
     /// finishes).
     pub fn with_task(mut self, task: TaskId) -> Self {
