@@ -346,6 +346,22 @@ impl Task {
         }
     }
 
+    /// [`new`](Self::new) with `requirements`, built in place (the workflow executor
+    /// makes one per step attempt).
+    pub(crate) fn from_parts(
+        id: TaskId,
+        kind: Arc<str>,
+        description: Arc<str>,
+        requirements: Requirements,
+    ) -> Self {
+        Task {
+            id,
+            kind,
+            description,
+            requirements,
+        }
+    }
+
     /// Sets the requirements.
     pub fn with_requirements(mut self, requirements: Requirements) -> Self {
         self.requirements = requirements;

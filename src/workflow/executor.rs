@@ -548,10 +548,12 @@ impl Executor {
                 Some(&(_, task)) => task,
                 None => TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst)),
             };
-            batch.tasks.push(
-                Task::new(task_id, Arc::clone(kind), Arc::clone(name))
-                    .with_requirements(needs.clone()),
-            );
+            batch.tasks.push(Task::from_parts(
+                task_id,
+                Arc::clone(kind),
+                Arc::clone(name),
+                needs.clone(),
+            ));
         }
         self.coordinator.assign_batch_into(
             Some(run.id()),
@@ -559,7 +561,8 @@ impl Executor {
             &mut batch.outcomes,
         )?;
         for (&step, outcome) in steps.iter().zip(batch.outcomes.drain(..)) {
-            let name = run.name(step).unwrap_or("?");
+            // The step's name is read only for a step that waits (to say why).
+            let name = |run: &Run| run.name(step).unwrap_or("?").to_owned();
             let deferral = match outcome {
                 AssignOutcome::Assigned(a) => match self.start(run, step, &a, now)? {
                     Ok(launch) => {
@@ -575,17 +578,20 @@ impl Executor {
                     // The executor waits for capacity itself (after the next completion).
                     let _ = self.coordinator.cancel(task);
                     Deferral::because(format!(
-                        "no agent had room for step `{name}`: {explanation}"
+                        "no agent had room for step `{}`: {explanation}",
+                        name(run)
                     ))
                 }
-                AssignOutcome::Rejected { explanation, .. } => {
-                    Deferral::because(format!("no agent can take step `{name}`: {explanation}"))
-                }
+                AssignOutcome::Rejected { explanation, .. } => Deferral::because(format!(
+                    "no agent can take step `{}`: {explanation}",
+                    name(run)
+                )),
                 AssignOutcome::Conflicted { task, conflicts } => {
                     let ids: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
                     Deferral {
                         why: format!(
-                            "the claims of step `{name}` collide with running work ({})",
+                            "the claims of step `{}` collide with running work ({})",
+                            name(run),
                             ids.join(", ")
                         ),
                         collided: Some(task),
