@@ -3,8 +3,9 @@
 //! `greedy/concord/{tasks}x{agents}`: `GreedyAssigner::assign_all` over a seeded fleet
 //! (5 roles, 32 capabilities, 4 resource dimensions, 5% of agents unavailable) and
 //! batch (one role, one or two capabilities, small resource needs each), throughput
-//! in agent feasibility checks (tasks x agents); `1x10` and `1x100` are one-task batches,
-//! as the workflow executor makes for a chain, where the per-call cost shows.
+//! in agent feasibility checks (tasks x agents); `1x1`, `1x10` and `1x100` are one-task
+//! batches, as the workflow executor makes for a chain, where the per-call cost shows.
+//! `1x1` is the executor's one-agent fleet, made to fit the task.
 //! `greedy/naive_aos/...` is the plain array-of-structs loop (filter, least-allocated
 //! score, pick the best) on the same data, as the baseline.
 //!
@@ -39,10 +40,15 @@ struct Scenario {
     aos_tasks: Vec<AosTask>,
 }
 
-fn scenario(tasks: usize, agents: usize, seed: u64) -> Scenario {
+/// A seeded fleet and batch. With `fit`, the first agent is made able to take the
+/// first task (available, with its role and capabilities), as the executor's
+/// one-agent fleet is: otherwise a one-agent case would mostly time a rejection.
+fn scenario(tasks: usize, agents: usize, seed: u64, fit: bool) -> Scenario {
     let mut rng = Rng(seed);
     let now = Timestamp::from_secs(0);
-    let mut registry = AgentRegistry::new();
+    // Drawn in the same order whatever `fit` is, so that the other cases' data stays
+    // what it always was; registered once the tasks are drawn.
+    let mut profiles = Vec::with_capacity(agents);
     let mut aos = Vec::with_capacity(agents);
     let slots = (tasks / agents).max(1) as u32 + 2;
     for a in 0..agents {
@@ -64,15 +70,7 @@ fn scenario(tasks: usize, agents: usize, seed: u64) -> Scenario {
             .with_storage_bytes(100 << 30)
             .with_named("gpu", rng.below(3))
             .unwrap();
-        registry
-            .register(profile.with_capacity(capacity.clone()), now)
-            .unwrap();
         let available = rng.below(100) >= 5;
-        if !available {
-            registry
-                .set_status(AgentId::new(a as u64), AgentStatus::Unhealthy, now)
-                .unwrap();
-        }
         aos.push(AosAgent {
             available,
             slots,
@@ -81,6 +79,7 @@ fn scenario(tasks: usize, agents: usize, seed: u64) -> Scenario {
             free: [cpu, mem, 100 << 30, capacity.amount("gpu")],
             capacity: [cpu, mem, 100 << 30, capacity.amount("gpu")],
         });
+        profiles.push(profile.with_capacity(capacity));
     }
     let mut list = Vec::with_capacity(tasks);
     let mut aos_tasks = Vec::with_capacity(tasks);
@@ -96,12 +95,35 @@ fn scenario(tasks: usize, agents: usize, seed: u64) -> Scenario {
         let cpu = 250 * (1 + rng.below(4));
         let mem = (1 + rng.below(4)) << 28;
         req = req.with_resources(Resources::new().with_cpu_millis(cpu).with_memory_bytes(mem));
+        if fit && t == 0 {
+            let mut profile = profiles[0]
+                .clone()
+                .with_role(Role::new(ROLES[role as usize]).unwrap());
+            for c in (0..32).filter(|c| caps & (1 << c) != 0) {
+                profile = profile.with_capability(capability(c));
+            }
+            profiles[0] = profile;
+            let a = &mut aos[0];
+            a.available = true;
+            a.roles |= 1 << role;
+            a.caps |= caps;
+        }
         list.push(Task::new(TaskId::new(t as u64), "work", "").with_requirements(req));
         aos_tasks.push(AosTask {
             roles: 1 << role,
             caps,
             needs: [cpu, mem, 0, 0],
         });
+    }
+    let mut registry = AgentRegistry::new();
+    for (profile, a) in profiles.into_iter().zip(&aos) {
+        let id = profile.id();
+        registry.register(profile, now).unwrap();
+        if !a.available {
+            registry
+                .set_status(id, AgentStatus::Unhealthy, now)
+                .unwrap();
+        }
     }
     Scenario {
         fleet: Fleet::new(&registry, None),
@@ -163,13 +185,14 @@ fn naive_aos(agents: &[AosAgent], tasks: &[AosTask]) -> usize {
 fn bench_greedy(c: &mut Criterion) {
     let mut group = c.benchmark_group("greedy");
     let cases = [
-        (1usize, 10usize, 3u64),
+        (1usize, 1usize, 3u64),
+        (1, 10, 3),
         (1, 100, 3),
         (10_000, 1_000, 8),
         (100_000, 10_000, 40),
     ];
     for &(tasks, agents, secs) in &cases {
-        let s = scenario(tasks, agents, 0x5eed_0000 + tasks as u64);
+        let s = scenario(tasks, agents, 0x5eed_0000 + tasks as u64, agents == 1);
         let id = format!("{tasks}x{agents}");
         group.throughput(Throughput::Elements((tasks * agents) as u64));
         // One-task batches are the executor's case: what a call costs before the
@@ -178,6 +201,11 @@ fn bench_greedy(c: &mut Criterion) {
         group.measurement_time(Duration::from_secs(secs));
         group.warm_up_time(Duration::from_secs(1));
         let assigner = GreedyAssigner::default();
+        if agents == 1 {
+            let plan = assigner.assign_all(&s.tasks, &s.fleet).unwrap();
+            assert_eq!(plan.placements.len(), 1, "the one-agent case fits its task");
+            assert_eq!(naive_aos(&s.aos, &s.aos_tasks), 1);
+        }
         group.bench_function(BenchmarkId::new("concord", &id), |b| {
             b.iter(|| black_box(assigner.assign_all(black_box(&s.tasks), &s.fleet).unwrap()))
         });
