@@ -1,6 +1,7 @@
 //! [`Fleet`]: the agents an assigner may choose from, laid out for fast matching.
 
 use std::collections::BTreeMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use crate::hash::FxHashMap;
@@ -73,6 +74,18 @@ fn rows<'de, D: serde::Deserializer<'de>>(
     Ok(table)
 }
 
+/// An outcome as the value affinity learns from.
+fn outcome(success: bool) -> f64 {
+    if success { 1.0 } else { 0.0 }
+}
+
+/// Moves `agent`'s affinity in `row` toward outcome `x` by `alpha` (a first outcome
+/// is taken as it is).
+fn learn(row: &mut AgentMap<f64>, agent: AgentId, x: f64, alpha: f64) {
+    let entry = row.get_or_insert(agent, x).0;
+    *entry += alpha * (x - *entry);
+}
+
 impl Default for AffinityTable {
     fn default() -> Self {
         AffinityTable {
@@ -114,28 +127,24 @@ impl AffinityTable {
 
     /// Records that `agent` did a task of `kind`, well or not.
     pub fn record(&mut self, kind: &str, agent: AgentId, success: bool) {
-        self.record_with(kind, || Arc::from(kind), agent, success);
+        let (alpha, x) = (self.alpha, outcome(success));
+        match self.table.get_mut(kind) {
+            Some(row) => learn(row, agent, x, alpha),
+            None => {
+                self.table.insert(Arc::from(kind), AgentMap::one(agent, x));
+            }
+        }
     }
 
-    /// [`record`](Self::record) with the kind's name shared, not copied.
+    /// [`record`](Self::record) with the kind's name shared, not copied. One lookup:
+    /// the name is at hand, so a new kind is inserted where the search ended.
     pub(crate) fn record_shared(&mut self, kind: &Arc<str>, agent: AgentId, success: bool) {
-        self.record_with(kind, || Arc::clone(kind), agent, success);
-    }
-
-    /// Records under `kind`, whose name `make_key` makes if it has no row yet.
-    fn record_with(
-        &mut self,
-        kind: &str,
-        make_key: impl FnOnce() -> Arc<str>,
-        agent: AgentId,
-        success: bool,
-    ) {
-        let x = if success { 1.0 } else { 0.0 };
-        if let Some(row) = self.table.get_mut(kind) {
-            let entry = row.get_or_insert(agent, x).0;
-            *entry += self.alpha * (x - *entry);
-        } else {
-            self.table.insert(make_key(), AgentMap::one(agent, x));
+        let (alpha, x) = (self.alpha, outcome(success));
+        match self.table.entry(Arc::clone(kind)) {
+            Entry::Occupied(mut row) => learn(row.get_mut(), agent, x, alpha),
+            Entry::Vacant(slot) => {
+                slot.insert(AgentMap::one(agent, x));
+            }
         }
     }
 
@@ -735,6 +744,23 @@ mod tests {
                     prop_assert_eq!(columns(&fleet), columns(&Fleet::new(&registry, ledger)));
                 }
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Recording with a shared name learns exactly what recording with a borrowed
+        /// one does.
+        #[test]
+        fn shared_and_borrowed_records_agree(
+            outcomes in proptest::collection::vec((0usize..4, 1u64..4, proptest::bool::ANY), 0..40),
+        ) {
+            let kinds: Vec<Arc<str>> = ["a", "b", "c", "d"].into_iter().map(Arc::from).collect();
+            let (mut borrowed, mut shared) = (AffinityTable::default(), AffinityTable::default());
+            for (k, agent, success) in outcomes {
+                borrowed.record(&kinds[k], AgentId::new(agent), success);
+                shared.record_shared(&kinds[k], AgentId::new(agent), success);
+            }
+            proptest::prop_assert_eq!(borrowed, shared);
         }
     }
 }
