@@ -738,3 +738,58 @@ fn a_run_can_be_spawned_on_another_thread() {
     .unwrap();
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
 }
+
+/// Answers at once, without ever yielding (an in-process agent).
+#[derive(Debug)]
+struct Instant(AgentId);
+
+#[async_trait::async_trait]
+impl Agent for Instant {
+    fn id(&self) -> AgentId {
+        self.0
+    }
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("test"))
+    }
+}
+
+/// An agent that answers when handed the work is settled at once; an agent still
+/// working meanwhile is polled between those steps, not only when they run out.
+#[test]
+fn instant_agents_do_not_starve_a_working_one() {
+    let w = world(&[(1, &["ops"], 4), (2, &["qa"], 4)]);
+    let mut b = Workflow::builder("mixed").step(StepSpec::new("check").with_role(role("qa")));
+    for i in 0..50 {
+        let mut spec = StepSpec::new(format!("s{i}")).with_role(role("ops"));
+        if i > 0 {
+            spec = spec.after(format!("s{}", i - 1));
+        }
+        b = b.step(spec);
+    }
+    let workflow = b.build().unwrap();
+    let e = executor(
+        &w,
+        vec![
+            Arc::new(Instant(AgentId::new(1))),
+            Arc::new(Scripted::new(2)),
+        ],
+    );
+    let run = block_on(e.run(&workflow, "r", 1)).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    let finished = |name: &str| {
+        run.history()
+            .iter()
+            .position(|ev| {
+                run.name(ev.step) == Some(name) && matches!(ev.change, StepChange::Succeeded { .. })
+            })
+            .unwrap()
+    };
+    assert!(
+        finished("check") < finished("s10"),
+        "{:?}",
+        changes(&run, "check")
+    );
+}

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::Either;
+use futures::future::{BoxFuture, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::run::{Run, RunEvent, StepOutcome};
@@ -129,24 +129,42 @@ impl CancelHandle {
 /// One finished attempt, as the executor hands it back to the run.
 type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
 
-/// A step's attempt, started in the run and about to be handed to its agent.
-struct Launch {
+/// A step's attempt, started in the run and about to be handed to its agent, over a
+/// transport borrowed from the executor.
+struct Launch<'a> {
     step: StepRef,
     agent: AgentId,
     task: TaskId,
-    transport: Arc<dyn Agent>,
+    transport: &'a dyn Agent,
     work: WorkItem,
     /// The attempt's deadline, when the step has a timeout.
     timeout: Option<(Duration, Timestamp)>,
 }
 
 /// A step's attempt started, or why it could not start now.
-type Started = Result<Launch, Deferral>;
+type Started<'a> = Result<Launch<'a>, Deferral>;
 
-/// Runs a launched attempt on its agent, within its timeout: resolves to its
-/// [`Done`]. One future type for every attempt, so the executor holds them inline
-/// (no box per attempt).
-async fn attempt(launch: Launch, timer: &dyn Timer) -> Done {
+/// An attempt its agent is still working on.
+struct Running<'a> {
+    step: StepRef,
+    agent: AgentId,
+    task: TaskId,
+    work: BoxFuture<'a, Result<WorkOutput, AgentError>>,
+    timeout: Option<(Duration, Timestamp)>,
+}
+
+/// What a panicking agent's attempt ends with.
+fn panicked() -> AgentError {
+    AgentError::Failed {
+        reason: "the agent panicked".to_owned(),
+    }
+}
+
+/// Hands `launch` to its agent and polls the work once. An agent that answers at once
+/// (in-process agents, simulations, cached results) is done here, without a place
+/// among the running attempts; the others go on in [`attempt`], which polls them
+/// again with its own waker (a future may always be polled again).
+fn begin(launch: Launch<'_>) -> Result<Done, Running<'_>> {
     let Launch {
         step,
         agent,
@@ -156,15 +174,41 @@ async fn attempt(launch: Launch, timer: &dyn Timer) -> Done {
         timeout,
     } = launch;
     // A panicking agent fails its attempt; it never takes the executor down.
-    let exec = std::panic::AssertUnwindSafe(transport.execute(work))
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut work = transport.execute(work);
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        match work.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(result) => Ok(result),
+            std::task::Poll::Pending => Err(work),
+        }
+    }));
+    match first {
+        Ok(Ok(result)) => Ok((step, agent, task, result)),
+        Ok(Err(work)) => Err(Running {
+            step,
+            agent,
+            task,
+            work,
+            timeout,
+        }),
+        Err(_) => Ok((step, agent, task, Err(panicked()))),
+    }
+}
+
+/// Runs an attempt its agent is working on to its [`Done`], within its timeout. One
+/// future type for every attempt, so the executor holds them inline (no box per
+/// attempt).
+async fn attempt(running: Running<'_>, timer: &dyn Timer) -> Done {
+    let Running {
+        step,
+        agent,
+        task,
+        work,
+        timeout,
+    } = running;
+    let exec = std::panic::AssertUnwindSafe(work)
         .catch_unwind()
-        .map(|r| {
-            r.unwrap_or_else(|_| {
-                Err(AgentError::Failed {
-                    reason: "the agent panicked".to_owned(),
-                })
-            })
-        });
+        .map(|r| r.unwrap_or_else(|_| Err(panicked())));
     let result = match timeout {
         Some((after, deadline)) => {
             let sleep = timer.sleep_until(deadline);
@@ -189,8 +233,8 @@ struct Batch {
 
 /// Where a dispatch puts the steps it handles: started attempts, and the steps that
 /// must wait (with why, and since when and under which task for a collision).
-struct Waits<'a> {
-    launched: &'a mut Vec<Launch>,
+struct Waits<'a, 's> {
+    launched: &'a mut Vec<Launch<'s>>,
     deferred: &'a mut BTreeMap<StepRef, Deferral>,
     collided: &'a mut BTreeMap<StepRef, (Timestamp, TaskId)>,
 }
@@ -419,6 +463,8 @@ impl Executor {
     async fn drive_observed(&self, run: &mut Run, seen: &mut usize) -> Result<(), ExecutorError> {
         let mut inflight = FuturesUnordered::new();
         let mut launched = Vec::new();
+        // Attempts whose agent answered when handed the work.
+        let mut answered = Vec::new();
         // Steps that could not start since the last completion, with why.
         let mut deferred: BTreeMap<StepRef, Deferral> = BTreeMap::new();
         // Steps waiting on colliding claims: since when, and under which task id.
@@ -453,9 +499,25 @@ impl Executor {
                 };
                 self.dispatch(run, &ready, &mut batch, waits, now)?;
                 for launch in launched.drain(..) {
-                    inflight.push(attempt(launch, &*self.timer));
+                    match begin(launch) {
+                        Ok(done) => answered.push(done),
+                        Err(running) => inflight.push(attempt(running, &*self.timer)),
+                    }
                 }
                 self.notify(run, seen);
+                if !answered.is_empty() {
+                    for done in answered.drain(..) {
+                        self.settle(run, done)?;
+                    }
+                    // The running attempts get their turn too before the next
+                    // dispatch, so that instant agents never starve them.
+                    while let Some(Some(done)) = inflight.next().now_or_never() {
+                        self.settle(run, done)?;
+                    }
+                    self.notify(run, seen);
+                    deferred.clear();
+                    continue;
+                }
             }
             if run.is_finished() && inflight.is_empty() {
                 return Ok(());
@@ -520,12 +582,12 @@ impl Executor {
     /// Assigns ready `steps` in one coordinator batch (one look at the fleet, and
     /// separation of duties checked across the batch) and starts the attempts of
     /// those assigned; a step that cannot start now is deferred, with why.
-    fn dispatch(
-        &self,
+    fn dispatch<'s>(
+        &'s self,
         run: &mut Run,
         steps: &[StepRef],
         batch: &mut Batch,
-        waits: Waits<'_>,
+        waits: Waits<'_, 's>,
         now: Timestamp,
     ) -> Result<(), ExecutorError> {
         let workflow = run.workflow().inner();
@@ -620,9 +682,9 @@ impl Executor {
         step: StepRef,
         assignment: &Assignment,
         now: Timestamp,
-    ) -> Result<Started, ExecutorError> {
+    ) -> Result<Started<'_>, ExecutorError> {
         let (agent, task_id) = (assignment.agent, assignment.task.id());
-        let Some(transport) = self.agents.get(&agent).cloned() else {
+        let Some(transport) = self.agents.get(&agent).map(|a| &**a) else {
             // Assigned to an agent this executor cannot reach: give the task back.
             let _ = self.coordinator.complete(task_id, false, None);
             tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
