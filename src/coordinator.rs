@@ -786,10 +786,12 @@ impl State {
 #[derive(Debug)]
 pub struct CoordinatorBuilder {
     clock: Arc<dyn Clock>,
-    analyzer: Arc<dyn TaskAnalyzer>,
-    predictor: Box<dyn ResourcePredictor>,
-    assigner: Arc<dyn Assigner>,
-    policies: Arc<dyn PolicyEnforcer>,
+    // The parts are made at `build` when the host sets none: the default analyzer
+    // compiles the seed's rule table, work wasted on a host that brings its own.
+    analyzer: Option<Arc<dyn TaskAnalyzer>>,
+    predictor: Option<Box<dyn ResourcePredictor>>,
+    assigner: Option<Arc<dyn Assigner>>,
+    policies: Option<Arc<dyn PolicyEnforcer>>,
     ledger: LedgerConfig,
     escalation: EscalationPolicy,
 }
@@ -798,10 +800,10 @@ impl Default for CoordinatorBuilder {
     fn default() -> Self {
         CoordinatorBuilder {
             clock: Arc::new(SystemClock),
-            analyzer: Arc::new(RuleBasedAnalyzer::default()),
-            predictor: Box::new(PercentilePredictor::default()),
-            assigner: Arc::new(GreedyAssigner::default()),
-            policies: Arc::new(PolicySet::default()),
+            analyzer: None,
+            predictor: None,
+            assigner: None,
+            policies: None,
             ledger: LedgerConfig::default(),
             escalation: EscalationPolicy::default(),
         }
@@ -817,25 +819,25 @@ impl CoordinatorBuilder {
 
     /// Sets the task analyzer.
     pub fn analyzer(mut self, analyzer: impl TaskAnalyzer + 'static) -> Self {
-        self.analyzer = Arc::new(analyzer);
+        self.analyzer = Some(Arc::new(analyzer));
         self
     }
 
     /// Sets the resource predictor.
     pub fn predictor(mut self, predictor: impl ResourcePredictor + 'static) -> Self {
-        self.predictor = Box::new(predictor);
+        self.predictor = Some(Box::new(predictor));
         self
     }
 
     /// Sets the assigner.
     pub fn assigner(mut self, assigner: impl Assigner + 'static) -> Self {
-        self.assigner = Arc::new(assigner);
+        self.assigner = Some(Arc::new(assigner));
         self
     }
 
     /// Sets the policy enforcer.
     pub fn policies(mut self, policies: impl PolicyEnforcer + 'static) -> Self {
-        self.policies = Arc::new(policies);
+        self.policies = Some(Arc::new(policies));
         self
     }
 
@@ -883,10 +885,19 @@ impl CoordinatorBuilder {
         };
         Coordinator {
             clock: self.clock,
-            analyzer: self.analyzer,
-            predictor: Mutex::new(self.predictor),
-            assigner: self.assigner,
-            policies: self.policies,
+            analyzer: self
+                .analyzer
+                .unwrap_or_else(|| Arc::new(RuleBasedAnalyzer::default())),
+            predictor: Mutex::new(
+                self.predictor
+                    .unwrap_or_else(|| Box::new(PercentilePredictor::default())),
+            ),
+            assigner: self
+                .assigner
+                .unwrap_or_else(|| Arc::new(GreedyAssigner::default())),
+            policies: self
+                .policies
+                .unwrap_or_else(|| Arc::new(PolicySet::default())),
             state: Mutex::new(state),
         }
     }
