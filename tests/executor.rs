@@ -793,3 +793,63 @@ fn instant_agents_do_not_starve_a_working_one() {
         changes(&run, "check")
     );
 }
+
+/// Checks, when it gets the work, that the host was told the attempt started.
+#[derive(Debug)]
+struct Witness {
+    id: AgentId,
+    started: Arc<Mutex<Vec<String>>>,
+    unseen: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl Agent for Witness {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        if !self.started.lock().iter().any(|s| s == work.kind()) {
+            self.unseen.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("test"))
+    }
+}
+
+/// A host that journals as the run goes has the start of every attempt before the
+/// agent gets the work (write-ahead), even from an agent that answers at once.
+#[test]
+fn the_host_hears_of_a_start_before_the_agent_works() {
+    let w = world(&[(1, &["ops"], 4)]);
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let unseen = Arc::new(AtomicUsize::new(0));
+    let sink = Arc::clone(&started);
+    let e = executor(
+        &w,
+        vec![Arc::new(Witness {
+            id: AgentId::new(1),
+            started: Arc::clone(&started),
+            unseen: Arc::clone(&unseen),
+        })],
+    )
+    .with_observer(move |run: &Run, events: &[concord::workflow::RunEvent]| {
+        for ev in events {
+            if matches!(ev.change, StepChange::Started) {
+                sink.lock()
+                    .push(run.name(ev.step).unwrap_or("?").to_owned());
+            }
+        }
+    });
+    let workflow = Workflow::builder("w")
+        .step(StepSpec::new("a").with_role(role("ops")))
+        .step(StepSpec::new("b").with_role(role("ops")))
+        .step(StepSpec::new("c").with_role(role("ops")).after("a"))
+        .build()
+        .unwrap();
+    let run = block_on(e.run(&workflow, "r", 1)).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(started.lock().len(), 3);
+    assert_eq!(unseen.load(Ordering::SeqCst), 0);
+}

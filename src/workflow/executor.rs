@@ -141,9 +141,6 @@ struct Launch<'a> {
     timeout: Option<(Duration, Timestamp)>,
 }
 
-/// A step's attempt started, or why it could not start now.
-type Started<'a> = Result<Launch<'a>, Deferral>;
-
 /// An attempt its agent is still working on.
 struct Running<'a> {
     step: StepRef,
@@ -498,13 +495,14 @@ impl Executor {
                     collided: &mut collided,
                 };
                 self.dispatch(run, &ready, &mut batch, waits, now)?;
+                // The host sees the attempts start before the agents get the work.
+                self.notify(run, seen);
                 for launch in launched.drain(..) {
                     match begin(launch) {
                         Ok(done) => answered.push(done),
                         Err(running) => inflight.push(attempt(running, &*self.timer)),
                     }
                 }
-                self.notify(run, seen);
                 if !answered.is_empty() {
                     for done in answered.drain(..) {
                         self.settle(run, done)?;
@@ -626,14 +624,15 @@ impl Executor {
             // The step's name is read only for a step that waits (to say why).
             let name = |run: &Run| run.name(step).unwrap_or("?").to_owned();
             let deferral = match outcome {
-                AssignOutcome::Assigned(a) => match self.start(run, step, &a, now)? {
-                    Ok(launch) => {
-                        waits.collided.remove(&step);
-                        waits.launched.push(launch);
-                        continue;
+                AssignOutcome::Assigned(a) => {
+                    match self.start(run, step, &a, now, waits.launched)? {
+                        None => {
+                            waits.collided.remove(&step);
+                            continue;
+                        }
+                        Some(deferral) => deferral,
                     }
-                    Err(deferral) => deferral,
-                },
+                }
                 AssignOutcome::Queued {
                     task, explanation, ..
                 } => {
@@ -674,21 +673,23 @@ impl Executor {
         Ok(())
     }
 
-    /// Starts the attempt of `step`, assigned by `assignment`; why not (and the task
+    /// Starts the attempt of `step`, assigned by `assignment`, and adds it to
+    /// `launched` (made in place: a launch is some 150 bytes); why not (and the task
     /// given back) if this executor has no transport to the agent.
-    fn start(
-        &self,
+    fn start<'s>(
+        &'s self,
         run: &mut Run,
         step: StepRef,
         assignment: &Assignment,
         now: Timestamp,
-    ) -> Result<Started<'_>, ExecutorError> {
+        launched: &mut Vec<Launch<'s>>,
+    ) -> Result<Option<Deferral>, ExecutorError> {
         let (agent, task_id) = (assignment.agent, assignment.task.id());
         let Some(transport) = self.agents.get(&agent).map(|a| &**a) else {
             // Assigned to an agent this executor cannot reach: give the task back.
             let _ = self.coordinator.complete(task_id, false, None);
             tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
-            return Ok(Err(Deferral::because(format!(
+            return Ok(Some(Deferral::because(format!(
                 "step `{}` went to {agent}, which this executor has no transport to",
                 run.name(step).unwrap_or("?")
             ))));
@@ -710,14 +711,15 @@ impl Executor {
             None => work,
         };
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, attempt, "step started");
-        Ok(Ok(Launch {
+        launched.push(Launch {
             step,
             agent,
             task: task_id,
             transport,
             work,
             timeout,
-        }))
+        });
+        Ok(None)
     }
 
     /// Hands a finished attempt to the coordinator and the run.
