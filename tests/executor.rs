@@ -853,3 +853,45 @@ fn the_host_hears_of_a_start_before_the_agent_works() {
     assert_eq!(started.lock().len(), 3);
     assert_eq!(unseen.load(Ordering::SeqCst), 0);
 }
+
+/// Skips its work after yielding twice: slower than a timer with no patience.
+#[derive(Debug)]
+struct SlowSkip(AgentId);
+
+#[async_trait::async_trait]
+impl Agent for SlowSkip {
+    fn id(&self) -> AgentId {
+        self.0
+    }
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        YieldNow(false).await;
+        YieldNow(false).await;
+        Ok(WorkOutput::skipped("no browser on this machine"))
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("test"))
+    }
+}
+
+/// An agent slower than the step's timeout fails the attempt by the timeout, even if
+/// it would have skipped the work: the skip never reaches the run.
+#[test]
+fn a_timeout_beats_a_late_skip() {
+    let w = world(&[(1, &["ops"], 4)]);
+    let e = Executor::new(
+        Arc::clone(&w.coordinator),
+        SimulatedTimer::new(w.clock.clone()).with_patience(0),
+    )
+    .with_agent(Arc::new(SlowSkip(AgentId::new(1))));
+    let workflow = Workflow::builder("w")
+        .step(
+            StepSpec::new("shot")
+                .with_role(role("ops"))
+                .with_timeout(Duration::from_secs(1)),
+        )
+        .build()
+        .unwrap();
+    let run = block_on(e.run(&workflow, "r", 1)).unwrap();
+    assert_eq!(run.status("shot"), Some(StepStatus::Failed));
+    assert_eq!(changes(&run, "shot"), ["ready", "started", "failed"]);
+}

@@ -212,6 +212,12 @@ pub struct WorkOutput {
 }
 
 impl WorkOutput {
+    /// The outcome, outputs and usage, moved out (the executor hands them on rather
+    /// than copying them).
+    pub(crate) fn into_parts(self) -> (Outcome, BTreeMap<String, String>, Option<Resources>) {
+        (self.outcome, self.outputs, self.usage)
+    }
+
     /// Succeeded, with no outputs yet.
     pub fn success() -> Self {
         WorkOutput::with_outcome(Outcome::Succeeded)

@@ -731,39 +731,29 @@ impl Executor {
         let now = self.now();
         let (outcome, usage) = match result {
             Ok(output) => {
-                let usage = output.usage().cloned();
-                let outcome = match output.outcome() {
-                    Outcome::Succeeded => {
-                        let mut o = StepOutcome::success();
-                        o.outputs = output.outputs().clone();
-                        Some(o)
-                    }
+                let (outcome, outputs, usage) = output.into_parts();
+                let outcome = match outcome {
+                    Outcome::Succeeded => StepOutcome {
+                        outputs,
+                        ..StepOutcome::success()
+                    },
+                    Outcome::Failed { reason, .. } => StepOutcome {
+                        outputs,
+                        ..StepOutcome::failure(reason)
+                    },
                     Outcome::Skipped { reason } => {
                         let _ = self.coordinator.complete(task, true, usage);
-                        run.skip_attempt(step, agent, reason.clone(), now)?;
-                        return Ok(());
-                    }
-                    Outcome::Failed { reason, .. } => {
-                        let mut o = StepOutcome::failure(reason.clone());
-                        o.outputs = output.outputs().clone();
-                        Some(o)
+                        let skipped = run.skip_attempt(step, agent, reason, now);
+                        return settled(skipped);
                     }
                 };
                 (outcome, usage)
             }
-            Err(e) => (Some(StepOutcome::failure(e.to_string())), None),
-        };
-        let Some(outcome) = outcome else {
-            return Ok(());
+            Err(e) => (StepOutcome::failure(e.to_string()), None),
         };
         let success = outcome.success;
         let _ = self.coordinator.complete(task, success, usage);
-        match run.finish(step, agent, outcome, now) {
-            Ok(()) => {}
-            // Timed out (by tick) or cancelled meanwhile: the run already decided.
-            Err(WorkflowError::NotRunning { .. } | WorkflowError::WrongAgent { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+        settled(run.finish(step, agent, outcome, now))?;
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, success, "step finished");
         Ok(())
     }
@@ -776,6 +766,15 @@ impl Executor {
             .filter(|a| a.group.as_deref() == Some(run.id()))
             .map(|a| (a.task.id(), a.agent))
             .collect()
+    }
+}
+
+/// What the run said to a finished attempt, for the executor: an attempt that timed
+/// out (by `tick`) or was cancelled meanwhile is no error, the run already decided.
+fn settled(said: Result<(), WorkflowError>) -> Result<(), ExecutorError> {
+    match said {
+        Ok(()) | Err(WorkflowError::NotRunning { .. } | WorkflowError::WrongAgent { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
