@@ -455,7 +455,7 @@ struct State {
     blocked: BTreeMap<TaskId, BTreeSet<RequestId>>,
     /// The policy admission's proposals, kept between batches for their capacity
     /// (always empty between calls).
-    proposals: Vec<Proposal>,
+    proposals: Pending,
     /// The group of the last batch, shared by the next batch of the same group.
     last_group: Option<Arc<str>>,
 }
@@ -880,7 +880,7 @@ impl CoordinatorBuilder {
             claims: BTreeMap::new(),
             holders: BTreeSet::new(),
             blocked: BTreeMap::new(),
-            proposals: Vec::new(),
+            proposals: Pending::default(),
             last_group: None,
         };
         Coordinator {
@@ -1103,14 +1103,41 @@ impl fmt::Debug for Coordinator {
     }
 }
 
+/// The proposals of a batch's placements so far, in the order accepted, with each
+/// agent's count of them (what the slot rule asks of every candidate).
+#[derive(Debug, Default)]
+struct Pending {
+    proposals: Vec<Proposal>,
+    per_agent: crate::hash::FxHashMap<AgentId, u32>,
+}
+
+impl Pending {
+    /// Keeps the first `n` proposals.
+    fn truncate(&mut self, n: usize) {
+        while self.proposals.len() > n {
+            let Some(p) = self.proposals.pop() else {
+                break;
+            };
+            if let Some(count) = self.per_agent.get_mut(&p.agent()) {
+                *count = count.saturating_sub(1);
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.proposals.clear();
+        self.per_agent.clear();
+    }
+}
+
 /// Asks the policies about each (task, agent) pair, counting the batch's accepted
 /// placements as pending.
 struct PolicyAdmission<'a> {
     policies: &'a dyn PolicyEnforcer,
     state: &'a State,
     group: Option<Arc<str>>,
-    /// Proposals accepted so far, in the order accepted.
-    pending: Vec<Proposal>,
+    /// Proposals accepted so far.
+    pending: Pending,
     /// Warnings per task.
     warnings: BTreeMap<TaskId, Vec<Violation>>,
     now: Timestamp,
@@ -1133,18 +1160,19 @@ impl Admission for PolicyAdmission<'_> {
         self.pending.truncate(accepted.len());
         // Made where it stays if admitted (a proposal is some 250 bytes), and checked
         // against the placements before it.
-        self.pending.push(self.proposal(task, agent));
-        let Some((proposal, before)) = self.pending.split_last() else {
+        let proposal = self.proposal(task, agent);
+        self.pending.proposals.push(proposal);
+        let Some((proposal, before)) = self.pending.proposals.split_last() else {
             unreachable!("a proposal was just pushed");
         };
         let ctx = PolicyContext::new(&self.state.registry, &self.state.ledger)
             .with_mode(self.state.mode)
             .with_duties(&self.state.duties)
-            .with_pending(before)
+            .with_counted_pending(before, &self.pending.per_agent)
             .with_now(self.now);
         let violations = self.policies.validate(proposal, &ctx);
         if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
-            self.pending.pop();
+            self.pending.proposals.pop();
             return Err(Refusal::new(
                 task.id(),
                 agent,
@@ -1159,6 +1187,7 @@ impl Admission for PolicyAdmission<'_> {
         } else {
             self.warnings.insert(task.id(), violations);
         }
+        *self.pending.per_agent.entry(agent).or_insert(0) += 1;
         Ok(())
     }
 }

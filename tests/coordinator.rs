@@ -1357,3 +1357,57 @@ fn cancelling_a_reservation_holder_serves_the_task_behind_it() {
     );
     assert!(c.waiting().is_empty());
 }
+
+/// An assigner that backtracks: it places the first two tasks on the one agent, finds
+/// the third refused for want of a slot, takes the second placement back and places
+/// the third instead.
+#[derive(Debug)]
+struct Backtracking;
+
+impl concord::assignment::Assigner for Backtracking {
+    fn assign(
+        &self,
+        tasks: &[Task],
+        fleet: &concord::assignment::Fleet,
+        admission: &mut dyn concord::assignment::Admission,
+    ) -> Result<concord::assignment::Plan, concord::assignment::AssignmentError> {
+        use concord::assignment::{Explanation, Placement};
+        let a = fleet.ids()[0];
+        let place = |t: &Task| Placement::new(t.id(), a, 1.0, Explanation::default());
+        let mut accepted = Vec::new();
+        for t in &tasks[..2] {
+            admission.admit(t, a, &accepted).expect("a free slot");
+            accepted.push(place(t));
+        }
+        assert!(
+            admission.admit(&tasks[2], a, &accepted).is_err(),
+            "two slots, both pending"
+        );
+        accepted.pop();
+        admission
+            .admit(&tasks[2], a, &accepted)
+            .expect("the slot given back");
+        accepted.push(place(&tasks[2]));
+        let mut plan = concord::assignment::Plan::default();
+        plan.placements = accepted;
+        Ok(plan)
+    }
+}
+
+/// The slot rule counts what a batch has placed so far, and what an assigner takes
+/// back stops counting.
+#[test]
+fn placements_taken_back_free_their_slot_for_the_batch() {
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .assigner(Backtracking)
+        .build();
+    c.register_agent(agent(1, &["ops"], &[], "cpu=4").with_max_tasks(2))
+        .unwrap();
+    let tasks: Vec<Task> = (1..=3).map(|i| task(i, "build", "ops", "cpu=1")).collect();
+    let outcomes = c.assign_batch(None, tasks).unwrap();
+    let assigned: Vec<bool> = outcomes.iter().map(|o| o.assignment().is_some()).collect();
+    assert_eq!(assigned, [true, false, true]);
+}

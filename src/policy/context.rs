@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::{DutyLog, Proposal};
 use crate::agent::{AgentRegistry, AgentView};
 use crate::clock::Timestamp;
+use crate::hash::FxHashMap;
 use crate::id::AgentId;
 use crate::resource::{ResourceLedger, Resources};
 
@@ -117,6 +118,10 @@ pub struct PolicyContext<'a> {
     mode: SystemMode,
     duties: &'a DutyLog,
     pending: &'a [Proposal],
+    /// How many of `pending` each agent has, when the caller keeps count (the
+    /// coordinator does): the slot rule reads it instead of counting the list for
+    /// every candidate, which made a big batch quadratic.
+    pending_tasks: Option<&'a FxHashMap<AgentId, u32>>,
     now: Option<Timestamp>,
     released: Option<(AgentId, &'a Resources)>,
 }
@@ -131,6 +136,7 @@ impl<'a> PolicyContext<'a> {
             mode: SystemMode::Normal,
             duties: &NO_DUTIES,
             pending: &[],
+            pending_tasks: None,
             now: None,
             released: None,
         }
@@ -151,6 +157,7 @@ impl<'a> PolicyContext<'a> {
     /// Sets the proposals accepted earlier in the same batch.
     pub fn with_pending(mut self, pending: &'a [Proposal]) -> Self {
         self.pending = pending;
+        self.pending_tasks = None;
         self
     }
 
@@ -249,6 +256,32 @@ impl<'a> PolicyContext<'a> {
     /// The agent, if registered.
     pub fn agent(&self, agent: AgentId) -> Option<AgentView<'a>> {
         self.registry.get(agent)
+    }
+
+    /// [`with_pending`](Self::with_pending) with each agent's count of them, kept by
+    /// the caller as the list grows.
+    pub(crate) fn with_counted_pending(
+        mut self,
+        pending: &'a [Proposal],
+        counts: &'a FxHashMap<AgentId, u32>,
+    ) -> Self {
+        self.pending = pending;
+        self.pending_tasks = Some(counts);
+        self
+    }
+
+    /// How many pending proposals would load the same agent as `proposal`: the
+    /// count of [`pending_for`](Self::pending_for), in O(1) when the caller keeps
+    /// count.
+    pub(crate) fn pending_tasks_for(&self, proposal: &Proposal) -> usize {
+        match self.pending_tasks {
+            Some(counts) => {
+                let n = counts.get(&proposal.agent()).map_or(0, |&n| n as usize);
+                debug_assert_eq!(n, self.pending_for(proposal).count());
+                n
+            }
+            None => self.pending_for(proposal).count(),
+        }
     }
 
     /// The pending proposals that would load the same agent as `proposal`, in the

@@ -317,7 +317,7 @@ impl MaxTasksPerAgent {
 
     fn check(&self, proposal: &Proposal, ctx: &PolicyContext<'_>, out: &mut Vec<Violation>) {
         let (agent, task) = (proposal.agent(), proposal.task());
-        let pending = ctx.pending_for(proposal).count();
+        let pending = ctx.pending_tasks_for(proposal);
         let (running, own) = ctx
             .agent(agent)
             .map_or((0, 0), |a| (a.running(), a.max_tasks()));
