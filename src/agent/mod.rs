@@ -86,6 +86,25 @@ impl WorkItem {
         }
     }
 
+    /// Attempt `attempt` at `task`, with its inputs and deadline: built in place (the
+    /// workflow executor makes one per step attempt, where the builder steps each
+    /// moved the whole item).
+    pub(crate) fn for_attempt(
+        task: &Task,
+        inputs: BTreeMap<String, String>,
+        attempt: u32,
+        deadline: Option<Timestamp>,
+    ) -> Self {
+        WorkItem {
+            task: task.id(),
+            kind: task.shared_kind(),
+            description: task.shared_description(),
+            inputs,
+            attempt,
+            deadline,
+        }
+    }
+
     /// A first attempt at `task`: its id, kind, description and deadline.
     pub fn for_task(task: &Task) -> Self {
         let mut work = WorkItem::new(task.id(), task.shared_kind(), task.shared_description());

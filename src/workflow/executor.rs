@@ -699,17 +699,12 @@ impl Executor {
         // From the run's dense columns: the step's spec is not read unless it takes
         // inputs.
         let timeout = run.timeout(step).map(|t| (t, now + t));
-        let work = WorkItem::new(
-            task_id,
-            assignment.task.shared_kind(),
-            assignment.task.shared_description(),
-        )
-        .with_inputs(run.inputs_for(step)?)
-        .with_attempt(attempt);
-        let work = match timeout {
-            Some((_, deadline)) => work.with_deadline(deadline),
-            None => work,
-        };
+        let work = WorkItem::for_attempt(
+            &assignment.task,
+            run.inputs_for(step)?,
+            attempt,
+            timeout.map(|(_, deadline)| deadline),
+        );
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, attempt, "step started");
         launched.push(Launch {
             step,
