@@ -44,7 +44,8 @@ use crate::conflict::{
 };
 use crate::id::{AgentId, AllocationId, RequestId, TaskId};
 use crate::policy::{
-    DutyLog, PolicyContext, PolicyEnforcer, PolicySet, Proposal, SystemMode, Violation,
+    DutyLog, PendingBatch, PolicyContext, PolicyEnforcer, PolicySet, Proposal, SystemMode,
+    Violation,
 };
 use crate::resource::{
     AllocationRequest, Grant, LedgerConfig, LedgerError, LedgerSnapshot, PercentilePredictor,
@@ -455,7 +456,7 @@ struct State {
     blocked: BTreeMap<TaskId, BTreeSet<RequestId>>,
     /// The policy admission's proposals, kept between batches for their capacity
     /// (always empty between calls).
-    proposals: Pending,
+    proposals: PendingBatch,
     /// The group of the last batch, shared by the next batch of the same group.
     last_group: Option<Arc<str>>,
 }
@@ -880,7 +881,7 @@ impl CoordinatorBuilder {
             claims: BTreeMap::new(),
             holders: BTreeSet::new(),
             blocked: BTreeMap::new(),
-            proposals: Pending::default(),
+            proposals: PendingBatch::default(),
             last_group: None,
         };
         Coordinator {
@@ -1103,33 +1104,6 @@ impl fmt::Debug for Coordinator {
     }
 }
 
-/// The proposals of a batch's placements so far, in the order accepted, with each
-/// agent's count of them (what the slot rule asks of every candidate).
-#[derive(Debug, Default)]
-struct Pending {
-    proposals: Vec<Proposal>,
-    per_agent: crate::hash::FxHashMap<AgentId, u32>,
-}
-
-impl Pending {
-    /// Keeps the first `n` proposals.
-    fn truncate(&mut self, n: usize) {
-        while self.proposals.len() > n {
-            let Some(p) = self.proposals.pop() else {
-                break;
-            };
-            if let Some(count) = self.per_agent.get_mut(&p.agent()) {
-                *count = count.saturating_sub(1);
-            }
-        }
-    }
-
-    fn clear(&mut self) {
-        self.proposals.clear();
-        self.per_agent.clear();
-    }
-}
-
 /// Asks the policies about each (task, agent) pair, counting the batch's accepted
 /// placements as pending.
 struct PolicyAdmission<'a> {
@@ -1137,7 +1111,7 @@ struct PolicyAdmission<'a> {
     state: &'a State,
     group: Option<Arc<str>>,
     /// Proposals accepted so far.
-    pending: Pending,
+    pending: PendingBatch,
     /// Warnings per task.
     warnings: BTreeMap<TaskId, Vec<Violation>>,
     now: Timestamp,
@@ -1161,18 +1135,18 @@ impl Admission for PolicyAdmission<'_> {
         // Made where it stays if admitted (a proposal is some 250 bytes), and checked
         // against the placements before it.
         let proposal = self.proposal(task, agent);
-        self.pending.proposals.push(proposal);
-        let Some((proposal, before)) = self.pending.proposals.split_last() else {
+        self.pending.propose(proposal);
+        let Some((proposal, before)) = self.pending.split_last() else {
             unreachable!("a proposal was just pushed");
         };
         let ctx = PolicyContext::new(&self.state.registry, &self.state.ledger)
             .with_mode(self.state.mode)
             .with_duties(&self.state.duties)
-            .with_counted_pending(before, &self.pending.per_agent)
+            .with_pending_batch(before, &self.pending)
             .with_now(self.now);
         let violations = self.policies.validate(proposal, &ctx);
         if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
-            self.pending.proposals.pop();
+            self.pending.retract_last();
             return Err(Refusal::new(
                 task.id(),
                 agent,
@@ -1187,7 +1161,7 @@ impl Admission for PolicyAdmission<'_> {
         } else {
             self.warnings.insert(task.id(), violations);
         }
-        *self.pending.per_agent.entry(agent).or_insert(0) += 1;
+        self.pending.accept_last();
         Ok(())
     }
 }

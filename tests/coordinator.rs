@@ -1358,9 +1358,9 @@ fn cancelling_a_reservation_holder_serves_the_task_behind_it() {
     assert!(c.waiting().is_empty());
 }
 
-/// An assigner that backtracks: it places the first two tasks on the one agent, finds
-/// the third refused for want of a slot, takes the second placement back and places
-/// the third instead.
+/// An assigner that backtracks: it places every task but the last on the one agent,
+/// finds the last refused (the agent is full), takes the placement before it back and
+/// places the last instead.
 #[derive(Debug)]
 struct Backtracking;
 
@@ -1374,40 +1374,62 @@ impl concord::assignment::Assigner for Backtracking {
         use concord::assignment::{Explanation, Placement};
         let a = fleet.ids()[0];
         let place = |t: &Task| Placement::new(t.id(), a, 1.0, Explanation::default());
+        let (last, first) = tasks.split_last().expect("a batch");
         let mut accepted = Vec::new();
-        for t in &tasks[..2] {
-            admission.admit(t, a, &accepted).expect("a free slot");
+        for t in first {
+            admission.admit(t, a, &accepted).expect("room");
             accepted.push(place(t));
         }
         assert!(
-            admission.admit(&tasks[2], a, &accepted).is_err(),
-            "two slots, both pending"
+            admission.admit(last, a, &accepted).is_err(),
+            "the agent is full"
         );
         accepted.pop();
         admission
-            .admit(&tasks[2], a, &accepted)
-            .expect("the slot given back");
-        accepted.push(place(&tasks[2]));
+            .admit(last, a, &accepted)
+            .expect("the room given back");
+        accepted.push(place(last));
         let mut plan = concord::assignment::Plan::default();
         plan.placements = accepted;
         Ok(plan)
     }
 }
 
+fn backtracking(clock: &ManualClock, policies: concord::PolicySet) -> Coordinator {
+    Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .assigner(Backtracking)
+        .policies(policies)
+        .build()
+}
+
 /// The slot rule counts what a batch has placed so far, and what an assigner takes
 /// back stops counting.
 #[test]
 fn placements_taken_back_free_their_slot_for_the_batch() {
-    let clock = clock();
-    let c = Coordinator::builder()
-        .clock(clock.clone())
-        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
-        .assigner(Backtracking)
-        .build();
+    let c = backtracking(&clock(), concord::PolicySet::default());
     c.register_agent(agent(1, &["ops"], &[], "cpu=4").with_max_tasks(2))
         .unwrap();
     let tasks: Vec<Task> = (1..=3).map(|i| task(i, "build", "ops", "cpu=1")).collect();
     let outcomes = c.assign_batch(None, tasks).unwrap();
     let assigned: Vec<bool> = outcomes.iter().map(|o| o.assignment().is_some()).collect();
     assert_eq!(assigned, [true, false, true]);
+}
+
+/// Likewise the utilization cap counts the resources the batch has placed so far.
+#[test]
+fn placements_taken_back_free_their_resources_for_the_batch() {
+    let policies = concord::PolicySet::default()
+        .with_rule(concord::policy::UtilizationCap::new(0.8))
+        .unwrap();
+    let c = backtracking(&clock(), policies);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=4,memory=8Gi").with_max_tasks(10))
+        .unwrap();
+    let tasks: Vec<Task> = (1..=4)
+        .map(|i| task(i, "build", "ops", "cpu=1,memory=1Gi"))
+        .collect();
+    let outcomes = c.assign_batch(None, tasks).unwrap();
+    let assigned: Vec<bool> = outcomes.iter().map(|o| o.assignment().is_some()).collect();
+    assert_eq!(assigned, [true, true, false, true]);
 }

@@ -9,7 +9,7 @@ use crate::agent::{AgentRegistry, AgentView};
 use crate::clock::Timestamp;
 use crate::hash::FxHashMap;
 use crate::id::AgentId;
-use crate::resource::{ResourceLedger, Resources};
+use crate::resource::{ResourceLedger, ResourceName, Resources};
 
 /// The mode the whole system is in: the seed's safe mode (section 2.2, "System-Wide
 /// Agent Failure": activate safe mode, stop new task assignments, recover, exit safe
@@ -69,6 +69,94 @@ impl fmt::Display for SystemMode {
 
 static NO_DUTIES: DutyLog = DutyLog::new();
 
+/// What a batch's accepted proposals load one agent with: how many tasks, and the
+/// sum of each resource (exact: in `u128`, as the rules add them).
+#[derive(Debug, Default)]
+pub(crate) struct PendingLoad {
+    tasks: u32,
+    amounts: Vec<(ResourceName, u128)>,
+}
+
+impl PendingLoad {
+    fn amount(&self, resource: &ResourceName) -> u128 {
+        self.amounts
+            .iter()
+            .find(|(r, _)| r == resource)
+            .map_or(0, |&(_, n)| n)
+    }
+
+    /// Adds (`sign` true) or takes away what `p` asks for.
+    fn count(&mut self, p: &Proposal, add: bool) {
+        if add {
+            self.tasks += 1;
+        } else {
+            self.tasks = self.tasks.saturating_sub(1);
+        }
+        for (resource, v) in p.resources().iter() {
+            let v = u128::from(v);
+            match self.amounts.iter_mut().find(|(r, _)| *r == resource) {
+                Some((_, n)) if add => *n += v,
+                Some((_, n)) => *n = n.saturating_sub(v),
+                None if add => self.amounts.push((resource, v)),
+                None => {}
+            }
+        }
+    }
+}
+
+/// The proposals of a batch's placements so far, in the order accepted, with what
+/// they load each agent with: what the coordinator's admission asks the policies
+/// about, kept between batches for its capacity.
+#[derive(Debug, Default)]
+pub(crate) struct PendingBatch {
+    proposals: Vec<Proposal>,
+    load: FxHashMap<AgentId, PendingLoad>,
+}
+
+impl PendingBatch {
+    /// Keeps the first `n` accepted proposals (an assigner took the others back).
+    pub(crate) fn truncate(&mut self, n: usize) {
+        while self.proposals.len() > n {
+            let Some(p) = self.proposals.pop() else {
+                break;
+            };
+            if let Some(load) = self.load.get_mut(&p.agent()) {
+                load.count(&p, false);
+            }
+        }
+    }
+
+    /// Empties the batch, keeping the storage.
+    pub(crate) fn clear(&mut self) {
+        self.proposals.clear();
+        self.load.clear();
+    }
+
+    /// Adds `p` to be checked against the accepted ones before it; it counts once
+    /// [`accept_last`](Self::accept_last)ed, and [`retract_last`](Self::retract_last)
+    /// takes it back.
+    pub(crate) fn propose(&mut self, p: Proposal) {
+        self.proposals.push(p);
+    }
+
+    /// The proposal being checked, and the accepted ones before it.
+    pub(crate) fn split_last(&self) -> Option<(&Proposal, &[Proposal])> {
+        self.proposals.split_last()
+    }
+
+    /// Takes back the proposal being checked (refused).
+    pub(crate) fn retract_last(&mut self) {
+        self.proposals.pop();
+    }
+
+    /// Counts the proposal being checked as accepted.
+    pub(crate) fn accept_last(&mut self) {
+        if let Some(p) = self.proposals.last() {
+            self.load.entry(p.agent()).or_default().count(p, true);
+        }
+    }
+}
+
 /// What a [`PolicyEnforcer`](super::PolicyEnforcer) may look at when it validates a
 /// [`Proposal`]: borrowed, read-only views of the coordinator's state.
 ///
@@ -118,10 +206,10 @@ pub struct PolicyContext<'a> {
     mode: SystemMode,
     duties: &'a DutyLog,
     pending: &'a [Proposal],
-    /// How many of `pending` each agent has, when the caller keeps count (the
-    /// coordinator does): the slot rule reads it instead of counting the list for
-    /// every candidate, which made a big batch quadratic.
-    pending_tasks: Option<&'a FxHashMap<AgentId, u32>>,
+    /// What `pending` loads each agent with, when the caller keeps count (the
+    /// coordinator does): the slot and utilization rules read it instead of going
+    /// through the list for every candidate, which made a big batch quadratic.
+    pending_load: Option<&'a FxHashMap<AgentId, PendingLoad>>,
     now: Option<Timestamp>,
     released: Option<(AgentId, &'a Resources)>,
 }
@@ -136,7 +224,7 @@ impl<'a> PolicyContext<'a> {
             mode: SystemMode::Normal,
             duties: &NO_DUTIES,
             pending: &[],
-            pending_tasks: None,
+            pending_load: None,
             now: None,
             released: None,
         }
@@ -157,7 +245,7 @@ impl<'a> PolicyContext<'a> {
     /// Sets the proposals accepted earlier in the same batch.
     pub fn with_pending(mut self, pending: &'a [Proposal]) -> Self {
         self.pending = pending;
-        self.pending_tasks = None;
+        self.pending_load = None;
         self
     }
 
@@ -258,15 +346,15 @@ impl<'a> PolicyContext<'a> {
         self.registry.get(agent)
     }
 
-    /// [`with_pending`](Self::with_pending) with each agent's count of them, kept by
-    /// the caller as the list grows.
-    pub(crate) fn with_counted_pending(
+    /// [`with_pending`](Self::with_pending) for the proposals of `batch` before its
+    /// last (the one being checked), with the load the batch keeps per agent.
+    pub(crate) fn with_pending_batch(
         mut self,
-        pending: &'a [Proposal],
-        counts: &'a FxHashMap<AgentId, u32>,
+        before: &'a [Proposal],
+        batch: &'a PendingBatch,
     ) -> Self {
-        self.pending = pending;
-        self.pending_tasks = Some(counts);
+        self.pending = before;
+        self.pending_load = Some(&batch.load);
         self
     }
 
@@ -274,13 +362,34 @@ impl<'a> PolicyContext<'a> {
     /// count of [`pending_for`](Self::pending_for), in O(1) when the caller keeps
     /// count.
     pub(crate) fn pending_tasks_for(&self, proposal: &Proposal) -> usize {
-        match self.pending_tasks {
-            Some(counts) => {
-                let n = counts.get(&proposal.agent()).map_or(0, |&n| n as usize);
+        match self.pending_load {
+            Some(load) => {
+                let n = load.get(&proposal.agent()).map_or(0, |l| l.tasks as usize);
                 debug_assert_eq!(n, self.pending_for(proposal).count());
                 n
             }
             None => self.pending_for(proposal).count(),
+        }
+    }
+
+    /// How much of `resource` the pending proposals of `proposal`'s agent would take:
+    /// the sum over [`pending_for`](Self::pending_for), in O(resources) when the
+    /// caller keeps count.
+    pub(crate) fn pending_amount_for(&self, proposal: &Proposal, resource: &ResourceName) -> u128 {
+        let listed = || {
+            self.pending_for(proposal)
+                .map(|p| u128::from(p.resources().get(resource)))
+                .sum()
+        };
+        match self.pending_load {
+            Some(load) => {
+                let n = load
+                    .get(&proposal.agent())
+                    .map_or(0, |l| l.amount(resource));
+                debug_assert_eq!(n, listed());
+                n
+            }
+            None => listed(),
         }
     }
 

@@ -24,6 +24,7 @@ mod rules;
 mod set;
 mod violation;
 
+pub(crate) use context::PendingBatch;
 pub use context::{PolicyContext, SystemMode};
 pub use duties::DutyLog;
 pub use error::PolicyError;

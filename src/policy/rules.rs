@@ -207,10 +207,7 @@ impl UtilizationCap {
                 continue;
             }
             let held = allocated.get(&resource);
-            let pending: u128 = ctx
-                .pending_for(proposal)
-                .map(|p| u128::from(p.resources().get(&resource)))
-                .sum();
+            let pending = ctx.pending_amount_for(proposal, &resource);
             let reached = share(u128::from(held) + pending + u128::from(requested), cap);
             if reached > self.max {
                 let (reached, max) = percents(reached, self.max);
