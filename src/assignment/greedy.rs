@@ -149,7 +149,8 @@ impl ScoreWeights {
 ///
 /// Extra space O(t + a · d), in buffers the assigner keeps between calls (sized for
 /// the largest batch and fleet so far), so that a call allocates little beyond the
-/// plan it returns. Calls on one assigner from several threads at once are correct: a
+/// plan it returns. A one-task batch (as a workflow step makes) reads the fleet's
+/// columns where they are and needs O(a) at most. Calls on one assigner from several threads at once are correct: a
 /// call that finds the buffers in use works in fresh ones. A clone starts with none.
 ///
 /// # Examples
@@ -250,7 +251,10 @@ impl GreedyAssigner {
         placement_order(tasks, &mut scratch.order);
         // On an error below, the buffers keep what they held: the next engine clears
         // and refills them.
-        let mut engine = Engine::new(self, fleet, tasks, &mut scratch.engine)?;
+        let mut engine = match tasks {
+            [task] => Engine::one_task(self, fleet, task, &mut scratch.engine)?,
+            _ => Engine::new(self, fleet, tasks, &mut scratch.engine)?,
+        };
         // Placements in the order decided (what `admission` sees), and where each task
         // of the batch ended up. The placements become the plan's: at most one a task.
         let mut accepted: Vec<Placement> = Vec::with_capacity(tasks.len());
@@ -392,8 +396,9 @@ const STATUSES: [AgentStatus; 5] = [
 const NO_SLOT: usize = STATUSES.len();
 
 /// A batch in progress: the fleet's free resources and slots as they are charged, and
-/// the hot columns of the filter loop, in [`Buffers`] the engine borrows. The engine
-/// itself is a few words, so that making one moves nothing big.
+/// the hot columns of the filter loop, in [`Buffers`] the engine borrows (or, for a
+/// one-task batch, the fleet's own columns). The engine itself is a few words, so that
+/// making one moves nothing big.
 pub(crate) struct Engine<'a> {
     cfg: &'a GreedyAssigner,
     fleet: &'a Fleet,
@@ -403,14 +408,19 @@ pub(crate) struct Engine<'a> {
     pub(crate) weight_sum: f64,
     agents: usize,
     /// Whether some agent has role or capability bits past the first 128 (then the
-    /// exact, slower filter runs).
+    /// exact, slower filter runs). Not worked out for a one-task batch, which always
+    /// runs the exact filter.
     spilled: bool,
+    /// A one-task batch ([`Engine::one_task`]): the fleet's own columns are read in
+    /// place, and `buf` holds only the dimensions, counters and fits.
+    direct: bool,
     n_roles: usize,
     n_caps: usize,
 }
 
 /// An [`Engine`]'s columns and counters, kept between batches: [`Engine::new`] clears
-/// and refills every one of them, whatever they held.
+/// and refills every one of them, whatever they held; [`Engine::one_task`] those it
+/// reads (the dimensions, counters and fits).
 #[derive(Default)]
 pub(crate) struct Buffers {
     /// The fleet's resource dimensions, then those only the batch names.
@@ -454,6 +464,35 @@ impl<'a> Engine<'a> {
         tasks: &[Task],
         buf: &'a mut Buffers,
     ) -> Result<Self, AssignmentError> {
+        let mut engine = Self::bare(cfg, fleet, tasks, buf, false)?;
+        engine.fill_columns();
+        engine.count_eligible();
+        Ok(engine)
+    }
+
+    /// An engine for the one-task batch `task` on `fleet`, working in `buf` (whatever
+    /// it held). It reads the fleet's columns where they are instead of copying them:
+    /// nothing is charged before the batch's one placement and nothing is read after
+    /// it, so they hold exactly what the copies would. Every agent goes through the
+    /// exact per-agent filter ([`reject_code`](Self::reject_code)): for one task, one
+    /// such pass costs less than building the copies and the role index.
+    fn one_task(
+        cfg: &'a GreedyAssigner,
+        fleet: &'a Fleet,
+        task: &Task,
+        buf: &'a mut Buffers,
+    ) -> Result<Self, AssignmentError> {
+        Self::bare(cfg, fleet, std::slice::from_ref(task), buf, true)
+    }
+
+    /// An engine with its weights, dimensions and counters set, and no columns.
+    fn bare(
+        cfg: &'a GreedyAssigner,
+        fleet: &'a Fleet,
+        tasks: &[Task],
+        buf: &'a mut Buffers,
+        direct: bool,
+    ) -> Result<Self, AssignmentError> {
         cfg.validate()?;
         // Without history, affinity would only add the same zero to every agent and
         // dilute the scores: it counts only when the fleet has an affinity table.
@@ -489,11 +528,37 @@ impl<'a> Engine<'a> {
             }
         }
         let n_dims = dims.len();
+        let n_roles = fleet.role_catalog_len();
+        let n_caps = fleet.capability_catalog_len();
+        buf.counts.clear();
+        buf.counts
+            .resize(NO_SLOT + 1 + n_roles + n_caps + n_dims, 0);
+        buf.fits.clear();
+        buf.kept.clear();
+        Ok(Self {
+            cfg,
+            fleet,
+            buf,
+            weights,
+            weight_sum,
+            agents: fleet.len(),
+            spilled: false,
+            direct,
+            n_roles,
+            n_caps,
+        })
+    }
+
+    /// Copies the fleet's columns into the buffers, laid out for the filter loop, and
+    /// builds the role index.
+    fn fill_columns(&mut self) {
+        let (fleet, buf) = (self.fleet, &mut *self.buf);
+        let n_dims = buf.dims.len();
         buf.pool_free.clone_from(&fleet.pool_free);
         buf.pool_free.resize(n_dims, u64::MAX);
         // Dimension-major copies (`d * agents + i`): the filter loop reads one
         // dimension of many agents at a time.
-        let (agents, known) = (fleet.len(), fleet.dims.len());
+        let agents = self.agents;
         let (free, inv_cap) = (&mut buf.free, &mut buf.inv_cap);
         free.clear();
         free.resize(agents * n_dims, 0);
@@ -503,43 +568,23 @@ impl<'a> Engine<'a> {
         // otherwise pay a division per agent for every dimension the fleet has.
         for d in (0..n_dims).filter(|&d| buf.read[d]) {
             for i in 0..agents {
-                let (f, c) = if d < known {
-                    (fleet.free[i * known + d], fleet.capacity[i * known + d])
-                } else if fleet.unlimited[i] {
-                    (u64::MAX, 0)
-                } else {
-                    (0, 0)
-                };
+                let (f, inv) = fleet_column(fleet, i, d);
                 free[d * agents + i] = f;
-                inv_cap[d * agents + i] = if c == 0 || f == u64::MAX {
-                    0.0
-                } else {
-                    1.0 / c as f64
-                };
+                inv_cap[d * agents + i] = inv;
             }
         }
-        let n_roles = fleet.role_catalog_len();
-        let n_caps = fleet.capability_catalog_len();
-        buf.counts.clear();
-        buf.counts
-            .resize(NO_SLOT + 1 + n_roles + n_caps + n_dims, 0);
         buf.eligible.clear();
-        buf.eligible.extend(
-            fleet
-                .status
-                .iter()
-                .zip(&fleet.slots)
-                .map(|(s, n)| *s == AgentStatus::Available && *n > 0),
-        );
-        let spilled = fleet
+        buf.eligible
+            .extend((0..agents).map(|i| eligible_at_start(fleet, i)));
+        self.spilled = fleet
             .roles
             .iter()
             .chain(&fleet.capabilities)
             .any(|s| s.is_spilled());
         let members = &mut buf.members;
-        members.truncate(n_roles);
+        members.truncate(self.n_roles);
         members.iter_mut().for_each(Vec::clear);
-        members.resize_with(n_roles, Vec::new);
+        members.resize_with(self.n_roles, Vec::new);
         for (i, set) in fleet.roles.iter().enumerate() {
             for bit in set.iter() {
                 if let Some(m) = members.get_mut(bit.index()) {
@@ -554,21 +599,6 @@ impl<'a> Engine<'a> {
         buf.caps.clear();
         buf.caps
             .extend(fleet.capabilities.iter().map(|s| s.inline_words()));
-        buf.fits.clear();
-        buf.kept.clear();
-        let mut engine = Self {
-            cfg,
-            fleet,
-            buf,
-            weights,
-            weight_sum,
-            agents,
-            spilled,
-            n_roles,
-            n_caps,
-        };
-        engine.count_eligible();
-        Ok(engine)
     }
 
     /// Fills the eligibility counters from the columns.
@@ -603,34 +633,28 @@ impl<'a> Engine<'a> {
     /// The built-in scores of agent `i` for `t`: (least, most, balanced, affinity).
     #[inline]
     fn builtin_scores(&self, i: usize, t: &CompiledTask) -> [f64; 4] {
-        let n = self.agents;
-        let mut sum = 0.0;
-        let mut sum_sq = 0.0;
-        for &d in &t.scored_dims {
-            let inv = self.buf.inv_cap[d * n + i];
-            let util = if inv == 0.0 {
-                0.0
-            } else {
-                1.0 - (self.buf.free[d * n + i] - t.needs[d]) as f64 * inv
-            };
-            sum += util;
-            sum_sq += util * util;
-        }
-        let k = t.scored_dims.len() as f64;
-        let mean = sum / k;
-        let w = &self.weights;
-        let balanced = if w.balanced > 0.0 {
-            100.0 * (1.0 - (sum_sq / k - mean * mean).max(0.0).sqrt())
+        if self.direct {
+            builtin_scores(&self.weights, t, i, |d| fleet_column(self.fleet, i, d))
         } else {
-            0.0
-        };
-        let affinity = t.affinity.get(i).map_or(0.0, |a| 100.0 * a);
-        [100.0 * (1.0 - mean), 100.0 * mean, balanced, affinity]
+            self.copied_scores(i, t)
+        }
     }
 
+    /// [`builtin_scores`](Self::builtin_scores) from the copied columns, for the
+    /// filter loops that only a batch with copies runs. Kept out of those loops: only
+    /// the few agents that pass the filters are scored, and inlined, the formula took
+    /// registers from the loop (3% on a large batch).
+    #[inline(never)]
+    fn copied_scores(&self, i: usize, t: &CompiledTask) -> [f64; 4] {
+        let (buf, n) = (&*self.buf, self.agents);
+        builtin_scores(&self.weights, t, i, move |d| {
+            (buf.free[d * n + i], buf.inv_cap[d * n + i])
+        })
+    }
+
+    /// The weighted sum of built-in scores `s`.
     #[inline]
-    fn builtin_total(&self, i: usize, t: &CompiledTask) -> f64 {
-        let s = self.builtin_scores(i, t);
+    fn builtin_total(&self, s: &[f64; 4]) -> f64 {
         let w = &self.weights;
         w.least_allocated * s[0] + w.most_allocated * s[1] + w.balanced * s[2] + w.affinity * s[3]
     }
@@ -639,7 +663,7 @@ impl<'a> Engine<'a> {
     /// filters. Exact for any number of role and capability bits.
     pub(crate) fn reject_code(&self, i: usize, t: &CompiledTask) -> Option<usize> {
         let f = self.fleet;
-        if !self.buf.eligible[i] {
+        if !self.eligible(i) {
             return Some(self.status_code(i));
         }
         if let Some(bit) = f.roles[i].first_missing(&t.roles) {
@@ -655,13 +679,36 @@ impl<'a> Engine<'a> {
         status_code(self.fleet, i)
     }
 
+    /// Whether agent `i` is available with a free slot.
+    #[inline]
+    fn eligible(&self, i: usize) -> bool {
+        if self.direct {
+            eligible_at_start(self.fleet, i)
+        } else {
+            self.buf.eligible[i]
+        }
+    }
+
+    /// The first dimension, in the task's order, where agent `i` or the pool has too
+    /// little free.
+    #[inline]
     fn short_dim(&self, i: usize, t: &CompiledTask) -> Option<usize> {
-        t.need_dims
-            .iter()
-            .find(|&&(d, need)| {
-                self.buf.free[d * self.agents + i] < need || self.buf.pool_free[d] < need
-            })
-            .map(|&(d, _)| d)
+        if self.direct {
+            let f = self.fleet;
+            let pool = |d: usize| f.pool_free.get(d).copied().unwrap_or(u64::MAX);
+            short_dim(t, |d| fleet_column(f, i, d).0, pool)
+        } else {
+            self.copied_short_dim(i, t)
+        }
+    }
+
+    /// [`short_dim`](Self::short_dim) from the copied columns, for the filter loops
+    /// that only a batch with copies runs (called there directly, so that it inlines
+    /// into them).
+    #[inline]
+    fn copied_short_dim(&self, i: usize, t: &CompiledTask) -> Option<usize> {
+        let (buf, n) = (&*self.buf, self.agents);
+        short_dim(t, |d| buf.free[d * n + i], |d| buf.pool_free[d])
     }
 
     fn dim_code(&self, d: usize) -> usize {
@@ -698,12 +745,12 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        if self.spilled || t.spilled {
+        if self.direct || self.spilled || t.spilled {
             for i in 0..n {
                 match self.reject_code(i, t) {
                     Some(code) => self.buf.counts[code] += 1,
                     None => {
-                        let score = self.builtin_total(i, t);
+                        let score = self.builtin_total(&self.builtin_scores(i, t));
                         offer(i, score, &mut self.buf.fits);
                     }
                 }
@@ -733,12 +780,12 @@ impl<'a> Engine<'a> {
                     self.buf.counts[NO_SLOT + 1 + self.n_roles + bit] += 1;
                     continue;
                 }
-                if let Some(d) = self.short_dim(i, t) {
+                if let Some(d) = self.copied_short_dim(i, t) {
                     let code = self.dim_code(d);
                     self.buf.counts[code] += 1;
                     continue;
                 }
-                let score = self.builtin_total(i, t);
+                let score = self.builtin_total(&self.copied_scores(i, t));
                 offer(i, score, &mut self.buf.fits);
             }
             return (best, second);
@@ -797,7 +844,7 @@ impl<'a> Engine<'a> {
                 }
                 _ => {
                     for j in Bits(no_room) {
-                        if let Some(d) = self.short_dim(start + j, t) {
+                        if let Some(d) = self.copied_short_dim(start + j, t) {
                             let code = self.dim_code(d);
                             self.buf.counts[code] += 1;
                         }
@@ -806,7 +853,7 @@ impl<'a> Engine<'a> {
             }
             for j in Bits(em & rm & cm & fm) {
                 let i = start + j;
-                let score = self.builtin_total(i, t);
+                let score = self.builtin_total(&self.copied_scores(i, t));
                 offer(i, score, &mut self.buf.fits);
             }
             start = end;
@@ -1143,6 +1190,11 @@ impl<'a> Engine<'a> {
         let total = parts.iter().map(|p| p.weight * p.score).sum::<f64>() / self.weight_sum;
         explanation.winner = Some((agent, total));
         explanation.scores = parts;
+        if self.direct {
+            // The batch's one placement: nothing reads the charge, and the columns
+            // are the fleet's.
+            return (agent, total);
+        }
         for &(d, need) in &t.need_dims {
             let f = &mut self.buf.free[d * self.agents + i];
             if *f != u64::MAX {
@@ -1172,7 +1224,7 @@ impl<'a> Engine<'a> {
         self.buf.counts.iter_mut().for_each(|c| *c = 0);
         let (mut unknown_role, mut unknown_capability) = (0, 0);
         for i in 0..self.fleet.len() {
-            if !self.buf.eligible[i] {
+            if !self.eligible(i) {
                 let code = self.status_code(i);
                 self.buf.counts[code] += 1;
             } else if let Some(bit) = self.fleet.roles[i].first_missing(&t.roles) {
@@ -1226,6 +1278,82 @@ fn status_code(fleet: &Fleet, i: usize) -> usize {
     } else {
         STATUSES.iter().position(|s| *s == status).unwrap_or(0)
     }
+}
+
+/// Whether agent `i` of `fleet` is available with a free slot, before any placement.
+#[inline]
+fn eligible_at_start(fleet: &Fleet, i: usize) -> bool {
+    fleet.status[i] == AgentStatus::Available && fleet.slots[i] > 0
+}
+
+/// Agent `i`'s free amount and `1 / capacity` of dimension `d` (of the fleet's, then
+/// those only the batch names), before any placement. The inverse is 0 where the
+/// capacity is unknown or unlimited; agents that declared no capacity have any amount
+/// of a dimension only the batch names, the others none.
+#[inline]
+fn fleet_column(fleet: &Fleet, i: usize, d: usize) -> (u64, f64) {
+    let known = fleet.dims.len();
+    let (f, c) = if d < known {
+        (fleet.free[i * known + d], fleet.capacity[i * known + d])
+    } else if fleet.unlimited[i] {
+        (u64::MAX, 0)
+    } else {
+        (0, 0)
+    };
+    let inv = if c == 0 || f == u64::MAX {
+        0.0
+    } else {
+        1.0 / c as f64
+    };
+    (f, inv)
+}
+
+/// The first dimension of `t.need_dims` where the agent (whose free amounts `free`
+/// gives) or the pool (`pool`) has less than the task needs.
+#[inline]
+fn short_dim(
+    t: &CompiledTask,
+    free: impl Fn(usize) -> u64,
+    pool: impl Fn(usize) -> u64,
+) -> Option<usize> {
+    t.need_dims
+        .iter()
+        .find(|&&(d, need)| free(d) < need || pool(d) < need)
+        .map(|&(d, _)| d)
+}
+
+/// The built-in scores of agent `i` for `t` under `weights`: (least, most, balanced,
+/// affinity), with `column` giving the agent's free amount and `1 / capacity` of a
+/// dimension. The one definition of the formulas, whichever columns an engine reads;
+/// inlined into each caller, so that `column` costs what reading the columns costs.
+#[inline(always)]
+fn builtin_scores(
+    weights: &ScoreWeights,
+    t: &CompiledTask,
+    i: usize,
+    column: impl Fn(usize) -> (u64, f64),
+) -> [f64; 4] {
+    let mut sum = 0.0;
+    let mut sum_sq = 0.0;
+    for &d in &t.scored_dims {
+        let (free, inv) = column(d);
+        let util = if inv == 0.0 {
+            0.0
+        } else {
+            1.0 - (free - t.needs[d]) as f64 * inv
+        };
+        sum += util;
+        sum_sq += util * util;
+    }
+    let k = t.scored_dims.len() as f64;
+    let mean = sum / k;
+    let balanced = if weights.balanced > 0.0 {
+        100.0 * (1.0 - (sum_sq / k - mean * mean).max(0.0).sqrt())
+    } else {
+        0.0
+    };
+    let affinity = t.affinity.get(i).map_or(0.0, |a| 100.0 * a);
+    [100.0 * (1.0 - mean), 100.0 * mean, balanced, affinity]
 }
 
 /// The set bits of a word, lowest first.
