@@ -256,8 +256,9 @@ impl GreedyAssigner {
             _ => Engine::new(self, fleet, tasks, &mut scratch.engine)?,
         };
         // Placements in the order decided (what `admission` sees), and where each task
-        // of the batch ended up. The placements become the plan's: at most one a task.
-        let mut accepted: Vec<Placement> = Vec::with_capacity(tasks.len());
+        // of the batch ended up. The placements become the plan's: at most one a task,
+        // allocated at the first (a batch that places nothing allocates none).
+        let mut accepted: Vec<Placement> = Vec::new();
         let outcome = &mut scratch.outcome;
         outcome.clear();
         outcome.resize(tasks.len(), None);
@@ -279,6 +280,9 @@ impl GreedyAssigner {
                 Some((agent, score)) => {
                     tracing::trace!(task.id = %task.id(), agent.id = %agent, score, "task placed");
                     outcome[k] = Some(Ok(accepted.len()));
+                    if accepted.capacity() == 0 {
+                        accepted.reserve_exact(tasks.len());
+                    }
                     accepted.push(Placement::new(task.id(), agent, score, explanation));
                 }
                 None => {
@@ -420,7 +424,8 @@ pub(crate) struct Engine<'a> {
 
 /// An [`Engine`]'s columns and counters, kept between batches: [`Engine::new`] clears
 /// and refills every one of them, whatever they held; [`Engine::one_task`] those it
-/// reads (the dimensions, counters and fits).
+/// reads (the dimensions, counters and fits). The reason counters are only sized: each
+/// pass that counts zeroes them first.
 #[derive(Default)]
 pub(crate) struct Buffers {
     /// The fleet's resource dimensions, then those only the batch names.
@@ -530,7 +535,7 @@ impl<'a> Engine<'a> {
         let n_dims = dims.len();
         let n_roles = fleet.role_catalog_len();
         let n_caps = fleet.capability_catalog_len();
-        buf.counts.clear();
+        // Sized only (see `Buffers`).
         buf.counts
             .resize(NO_SLOT + 1 + n_roles + n_caps + n_dims, 0);
         buf.fits.clear();
