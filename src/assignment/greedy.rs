@@ -155,12 +155,83 @@ impl ScoreWeights {
 ///
 /// # Examples
 /// See the [module documentation](super).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct GreedyAssigner {
     weights: ScoreWeights,
     filters: Vec<Arc<dyn Filter>>,
     scorers: Vec<(Arc<dyn Scorer>, f64)>,
+    /// The weights checked, and what a batch derives from them, worked out whenever
+    /// they change instead of at every call.
+    checked: Result<Checked, AssignmentError>,
     scratch: ScratchCell,
+}
+
+/// The weights in force for a batch, as derived from valid weights.
+#[derive(Debug, Clone)]
+struct Checked {
+    /// The built-in weights when the fleet has no history: without history, affinity
+    /// would only add the same zero to every agent and dilute the scores, so it counts
+    /// only when the fleet has an affinity table (or when it is the only weight).
+    without_history: ScoreWeights,
+    /// The sum of every weight, built-in and host, with and without history.
+    sum: f64,
+    sum_without_history: f64,
+}
+
+impl Checked {
+    /// Checks `weights` and the host scorers' weights: the derived weights, or the
+    /// first invalid weight (or all of them, when they are all zero).
+    fn of(
+        weights: &ScoreWeights,
+        scorers: &[(Arc<dyn Scorer>, f64)],
+    ) -> Result<Checked, AssignmentError> {
+        let mut total = 0.0;
+        let builtin = weights.entries();
+        let host = scorers.iter().map(|(s, w)| (s.name(), *w));
+        for (name, w) in builtin.iter().map(|(n, w)| (*n, *w)).chain(host) {
+            if !w.is_finite() || w < 0.0 {
+                return Err(AssignmentError::InvalidWeight {
+                    name: name.to_owned(),
+                    value: w,
+                });
+            }
+            total += w;
+        }
+        if total <= 0.0 {
+            return Err(AssignmentError::InvalidWeight {
+                name: "all".to_owned(),
+                value: 0.0,
+            });
+        }
+        let mut without_history = weights.clone();
+        if without_history
+            .entries()
+            .iter()
+            .any(|(n, w)| *n != "affinity" && *w > 0.0)
+        {
+            without_history.affinity = 0.0;
+        }
+        let host = scorers.iter().map(|(_, w)| w).sum::<f64>();
+        let sum = |w: &ScoreWeights| w.entries().iter().map(|(_, w)| w).sum::<f64>() + host;
+        Ok(Checked {
+            sum: sum(weights),
+            sum_without_history: sum(&without_history),
+            without_history,
+        })
+    }
+}
+
+impl Default for GreedyAssigner {
+    fn default() -> Self {
+        let weights = ScoreWeights::default();
+        GreedyAssigner {
+            checked: Checked::of(&weights, &[]),
+            weights,
+            filters: Vec::new(),
+            scorers: Vec::new(),
+            scratch: ScratchCell::default(),
+        }
+    }
 }
 
 impl fmt::Debug for GreedyAssigner {
@@ -183,6 +254,7 @@ impl GreedyAssigner {
     /// Sets the built-in scorers' weights.
     pub fn with_weights(mut self, weights: ScoreWeights) -> Self {
         self.weights = weights;
+        self.checked = Checked::of(&self.weights, &self.scorers);
         self
     }
 
@@ -195,34 +267,13 @@ impl GreedyAssigner {
     /// Adds a host scorer with `weight`.
     pub fn with_scorer(mut self, scorer: Arc<dyn Scorer>, weight: f64) -> Self {
         self.scorers.push((scorer, weight));
+        self.checked = Checked::of(&self.weights, &self.scorers);
         self
     }
 
     /// The built-in scorers' weights.
     pub fn weights(&self) -> &ScoreWeights {
         &self.weights
-    }
-
-    pub(crate) fn validate(&self) -> Result<f64, AssignmentError> {
-        let mut total = 0.0;
-        let builtin = self.weights.entries();
-        let host = self.scorers.iter().map(|(s, w)| (s.name(), *w));
-        for (name, w) in builtin.iter().map(|(n, w)| (*n, *w)).chain(host) {
-            if !w.is_finite() || w < 0.0 {
-                return Err(AssignmentError::InvalidWeight {
-                    name: name.to_owned(),
-                    value: w,
-                });
-            }
-            total += w;
-        }
-        if total <= 0.0 {
-            return Err(AssignmentError::InvalidWeight {
-                name: "all".to_owned(),
-                value: 0.0,
-            });
-        }
-        Ok(total)
     }
 }
 
@@ -498,20 +549,12 @@ impl<'a> Engine<'a> {
         buf: &'a mut Buffers,
         direct: bool,
     ) -> Result<Self, AssignmentError> {
-        cfg.validate()?;
-        // Without history, affinity would only add the same zero to every agent and
-        // dilute the scores: it counts only when the fleet has an affinity table.
-        let mut weights = cfg.weights.clone();
-        if !fleet.has_affinity()
-            && weights
-                .entries()
-                .iter()
-                .any(|(n, w)| *n != "affinity" && *w > 0.0)
-        {
-            weights.affinity = 0.0;
-        }
-        let weight_sum = weights.entries().iter().map(|(_, w)| w).sum::<f64>()
-            + cfg.scorers.iter().map(|(_, w)| w).sum::<f64>();
+        let checked = cfg.checked.as_ref().map_err(Clone::clone)?;
+        let (weights, weight_sum) = if fleet.has_affinity() {
+            (cfg.weights.clone(), checked.sum)
+        } else {
+            (checked.without_history.clone(), checked.sum_without_history)
+        };
         // Every resource the batch names gets a dimension: agents that declared no
         // capacity have any amount of it, the others none.
         let (dims, read) = (&mut buf.dims, &mut buf.read);
