@@ -284,8 +284,10 @@ impl Assigner for GreedyAssigner {
         fleet: &Fleet,
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError> {
-        self.scratch
-            .with(|scratch| self.assign_with(tasks, fleet, admission, scratch))
+        self.scratch.with(|scratch| match tasks {
+            [task] => self.assign_one(task, fleet, admission, scratch),
+            _ => self.assign_with(tasks, fleet, admission, scratch),
+        })
     }
 }
 
@@ -302,10 +304,7 @@ impl GreedyAssigner {
         placement_order(tasks, &mut scratch.order);
         // On an error below, the buffers keep what they held: the next engine clears
         // and refills them.
-        let mut engine = match tasks {
-            [task] => Engine::one_task(self, fleet, task, &mut scratch.engine)?,
-            _ => Engine::new(self, fleet, tasks, &mut scratch.engine)?,
-        };
+        let mut engine = Engine::new(self, fleet, tasks, &mut scratch.engine)?;
         // Placements in the order decided (what `admission` sees), and where each task
         // of the batch ended up. The placements become the plan's: at most one a task,
         // allocated at the first (a batch that places nothing allocates none).
@@ -346,6 +345,44 @@ impl GreedyAssigner {
             }
         }
         Ok(collect_plan(accepted, outcome, refusals, &mut scratch.perm))
+    }
+
+    /// [`assign_with`](Self::assign_with) for a one-task batch, as the workflow
+    /// executor makes: the task is the whole placement order and its placement (or
+    /// why not) the whole plan, so there is no order to sort and no plan to collect.
+    fn assign_one(
+        &self,
+        task: &Task,
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+        scratch: &mut Scratch,
+    ) -> Result<Plan, AssignmentError> {
+        check_batch(std::slice::from_ref(task), fleet, &mut scratch.ids)?;
+        let mut engine = Engine::one_task(self, fleet, task, &mut scratch.engine)?;
+        let mut plan = Plan::default();
+        let mut explanation = Explanation::default();
+        let placed = engine.place(
+            task,
+            &mut scratch.task,
+            admission,
+            &[],
+            &mut plan.refusals,
+            &mut explanation,
+        )?;
+        match placed {
+            Some((agent, score)) => {
+                tracing::trace!(task.id = %task.id(), agent.id = %agent, score, "task placed");
+                plan.placements = vec![Placement::new(task.id(), agent, score, explanation)];
+            }
+            None => {
+                tracing::debug!(task.id = %task.id(), why = %explanation, "task not placed");
+                plan.unplaced = vec![Unplaced {
+                    task: task.id(),
+                    explanation,
+                }];
+            }
+        }
+        Ok(plan)
     }
 }
 
