@@ -516,7 +516,9 @@ pub(crate) struct Engine<'a> {
 /// pass that counts zeroes them first.
 #[derive(Default)]
 pub(crate) struct Buffers {
-    /// The fleet's resource dimensions, then those only the batch names.
+    /// The fleet's resource dimensions, then those only the batch names; empty when
+    /// the batch names none the fleet lacks (then the fleet's list is the list, and
+    /// is not copied). Read through [`Engine::dims`].
     dims: Vec<ResourceName>,
     /// Per dimension, what the ledger's pool leaves; charged as the batch goes.
     pool_free: Vec<u64>,
@@ -594,25 +596,33 @@ impl<'a> Engine<'a> {
         };
         // Every resource the batch names gets a dimension: agents that declared no
         // capacity have any amount of it, the others none.
-        let (dims, read) = (&mut buf.dims, &mut buf.read);
-        dims.clone_from(&fleet.dims);
+        let (extended, read) = (&mut buf.dims, &mut buf.read);
+        extended.clear();
         read.clear();
-        read.resize(dims.len(), false);
+        read.resize(fleet.dims.len(), false);
         for d in ALWAYS_SCORED {
             read[d] = true;
         }
         for task in tasks {
             for (name, _) in task.requirements().resources().iter() {
+                let dims = if extended.is_empty() {
+                    &fleet.dims
+                } else {
+                    &*extended
+                };
                 match dims.iter().position(|d| *d == name) {
                     Some(d) => read[d] = true,
                     None => {
-                        dims.push(name);
+                        if extended.is_empty() {
+                            extended.clone_from(&fleet.dims);
+                        }
+                        extended.push(name);
                         read.push(true);
                     }
                 }
             }
         }
-        let n_dims = dims.len();
+        let n_dims = read.len();
         let n_roles = fleet.role_catalog_len();
         let n_caps = fleet.capability_catalog_len();
         // Sized only (see `Buffers`).
@@ -638,7 +648,7 @@ impl<'a> Engine<'a> {
     /// builds the role index.
     fn fill_columns(&mut self) {
         let (fleet, buf) = (self.fleet, &mut *self.buf);
-        let n_dims = buf.dims.len();
+        let n_dims = buf.read.len();
         buf.pool_free.clone_from(&fleet.pool_free);
         buf.pool_free.resize(n_dims, u64::MAX);
         // Dimension-major copies (`d * agents + i`): the filter loop reads one
@@ -801,19 +811,22 @@ impl<'a> Engine<'a> {
     }
 
     /// The filter pass over every agent: counts each rejected agent under its reason
-    /// code, and returns the best agent (and the runner-up) among those that fit. With
-    /// `collect`, every agent that fits is also pushed to `fits` with its score.
+    /// code, and returns the best agent (and the runner-up) among those that fit, and
+    /// how many fit. With `collect`, every agent that fits is also pushed to `fits`
+    /// with its score.
     ///
     /// Agents go 64 at a time: one branch-free pass sets a bit per agent and filter,
     /// then reasons are counted from the masks with popcounts (per agent only where a
     /// reason must be told apart, e.g. which of two required capabilities is missing).
-    fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored) {
+    fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored, usize) {
         self.buf.counts.iter_mut().for_each(|c| *c = 0);
         self.buf.fits.clear();
         let n = self.fleet.len();
         let mut best: Option<(usize, f64)> = None;
         let mut second: Option<(usize, f64)> = None;
+        let mut fitted = 0;
         let mut offer = |i: usize, score: f64, fits: &mut Vec<(usize, f64)>| {
+            fitted += 1;
             if collect {
                 fits.push((i, score));
             }
@@ -840,7 +853,7 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
-            return (best, second);
+            return (best, second, fitted);
         }
         if let Some(role) = t.single_role() {
             // The role index: only agents playing the role are visited; the eligible
@@ -873,7 +886,7 @@ impl<'a> Engine<'a> {
                 let score = self.builtin_total(&self.copied_scores(i, t));
                 offer(i, score, &mut self.buf.fits);
             }
-            return (best, second);
+            return (best, second, fitted);
         }
         let [tr0, tr1] = t.roles.inline_words();
         let [tc0, tc1] = t.capabilities.inline_words();
@@ -943,7 +956,7 @@ impl<'a> Engine<'a> {
             }
             start = end;
         }
-        (best, second)
+        (best, second, fitted)
     }
 
     /// One bit per agent of `start..end` (at most 64) for each built-in filter:
@@ -1037,7 +1050,7 @@ impl<'a> Engine<'a> {
                     capability: capability.clone(),
                 };
             }
-        } else if let Some(resource) = self.buf.dims.get(code - dims) {
+        } else if let Some(resource) = self.dims().get(code - dims) {
             return Rejection::Insufficient {
                 resource: resource.clone(),
             };
@@ -1048,7 +1061,7 @@ impl<'a> Engine<'a> {
 
     /// Translates `task` against the fleet and the batch's resource dimensions.
     pub(crate) fn compile_into(&self, task: &Task, t: &mut CompiledTask) {
-        self.fleet.compile_into(task, t, &self.buf.dims);
+        self.fleet.compile_into(task, t, self.dims());
     }
 
     /// Places one task, compiled into `t` (whatever it held): `Some((agent, score))`
@@ -1066,7 +1079,7 @@ impl<'a> Engine<'a> {
         refusals: &mut Vec<super::Refusal>,
         explanation: &mut Explanation,
     ) -> Result<Option<(AgentId, f64)>, AssignmentError> {
-        self.fleet.compile_into(task, t, &self.buf.dims);
+        self.fleet.compile_into(task, t, self.dims());
         self.place_compiled(task, t, admission, accepted, refusals, explanation)
     }
 
@@ -1090,14 +1103,17 @@ impl<'a> Engine<'a> {
             return Ok(None);
         }
         let simple = self.cfg.filters.is_empty() && self.cfg.scorers.is_empty();
-        let (best, second) = self.scan(t, collect || !simple);
-        let mut counts = self.rejection_counts(task);
+        let (best, second, fitted) = self.scan(t, collect || !simple);
+        // When every agent fits (as the executor's one agent mostly does), no counter
+        // is worth visiting.
+        let mut counts = if fitted == self.fleet.len() {
+            Vec::new()
+        } else {
+            self.rejection_counts(task)
+        };
         let fit;
-        if simple && !collect {
-            // Every agent not counted as rejected fits.
-            fit = self.fleet.len() - counts.iter().map(|c| c.count).sum::<usize>();
-        } else if simple {
-            fit = self.buf.fits.len();
+        if simple {
+            fit = fitted;
         } else {
             // Host filters and scorers, on the agents that passed the built-in filters.
             self.buf.kept.clear();
@@ -1338,6 +1354,15 @@ impl<'a> Engine<'a> {
             });
         }
         counts
+    }
+
+    /// The batch's resource dimensions: the fleet's, then those only the batch names.
+    fn dims(&self) -> &[ResourceName] {
+        if self.buf.dims.is_empty() {
+            &self.fleet.dims
+        } else {
+            &self.buf.dims
+        }
     }
 
     /// The reason counters as rejection counts.
