@@ -150,8 +150,9 @@ impl ScoreWeights {
 /// Extra space O(t + a · d), in buffers the assigner keeps between calls (sized for
 /// the largest batch and fleet so far), so that a call allocates little beyond the
 /// plan it returns. A one-task batch (as a workflow step makes) reads the fleet's
-/// columns where they are and needs O(a) at most. Calls on one assigner from several threads at once are correct: a
-/// call that finds the buffers in use works in fresh ones. A clone starts with none.
+/// columns where they are and needs O(a) at most. Calls on one assigner from several
+/// threads at once are correct: a call that finds the buffers in use works in fresh
+/// ones. A clone starts with none.
 ///
 /// # Examples
 /// See the [module documentation](super).
@@ -595,9 +596,10 @@ impl<'a> Engine<'a> {
             (checked.without_history.clone(), checked.sum_without_history)
         };
         // Every resource the batch names gets a dimension: agents that declared no
-        // capacity have any amount of it, the others none.
-        let (extended, read) = (&mut buf.dims, &mut buf.read);
-        extended.clear();
+        // capacity have any amount of it, the others none. The fleet's list is copied
+        // only when the batch adds to it (see `Buffers::dims`).
+        let (copy, read) = (&mut buf.dims, &mut buf.read);
+        copy.clear();
         read.clear();
         read.resize(fleet.dims.len(), false);
         for d in ALWAYS_SCORED {
@@ -605,18 +607,14 @@ impl<'a> Engine<'a> {
         }
         for task in tasks {
             for (name, _) in task.requirements().resources().iter() {
-                let dims = if extended.is_empty() {
-                    &fleet.dims
-                } else {
-                    &*extended
-                };
+                let dims = if copy.is_empty() { &fleet.dims } else { &*copy };
                 match dims.iter().position(|d| *d == name) {
                     Some(d) => read[d] = true,
                     None => {
-                        if extended.is_empty() {
-                            extended.clone_from(&fleet.dims);
+                        if copy.is_empty() {
+                            copy.clone_from(&fleet.dims);
                         }
-                        extended.push(name);
+                        copy.push(name);
                         read.push(true);
                     }
                 }
