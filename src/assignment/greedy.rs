@@ -150,17 +150,89 @@ impl ScoreWeights {
 /// Extra space O(t + a · d), in buffers the assigner keeps between calls (sized for
 /// the largest batch and fleet so far), so that a call allocates little beyond the
 /// plan it returns. A one-task batch (as a workflow step makes) reads the fleet's
-/// columns where they are and needs O(a) at most. Calls on one assigner from several threads at once are correct: a
-/// call that finds the buffers in use works in fresh ones. A clone starts with none.
+/// columns where they are and needs O(a) at most. Calls on one assigner from several
+/// threads at once are correct: a call that finds the buffers in use works in fresh
+/// ones. A clone starts with none.
 ///
 /// # Examples
 /// See the [module documentation](super).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct GreedyAssigner {
     weights: ScoreWeights,
     filters: Vec<Arc<dyn Filter>>,
     scorers: Vec<(Arc<dyn Scorer>, f64)>,
+    /// The weights checked, and what a batch derives from them, worked out whenever
+    /// they change instead of at every call.
+    checked: Result<Checked, AssignmentError>,
     scratch: ScratchCell,
+}
+
+/// The weights in force for a batch, as derived from valid weights.
+#[derive(Debug, Clone)]
+struct Checked {
+    /// The built-in weights when the fleet has no history: without history, affinity
+    /// would only add the same zero to every agent and dilute the scores, so it counts
+    /// only when the fleet has an affinity table (or when it is the only weight).
+    without_history: ScoreWeights,
+    /// The sum of every weight, built-in and host, with and without history.
+    sum: f64,
+    sum_without_history: f64,
+}
+
+impl Checked {
+    /// Checks `weights` and the host scorers' weights: the derived weights, or the
+    /// first invalid weight (or all of them, when they are all zero).
+    fn of(
+        weights: &ScoreWeights,
+        scorers: &[(Arc<dyn Scorer>, f64)],
+    ) -> Result<Checked, AssignmentError> {
+        let mut total = 0.0;
+        let builtin = weights.entries();
+        let host = scorers.iter().map(|(s, w)| (s.name(), *w));
+        for (name, w) in builtin.iter().map(|(n, w)| (*n, *w)).chain(host) {
+            if !w.is_finite() || w < 0.0 {
+                return Err(AssignmentError::InvalidWeight {
+                    name: name.to_owned(),
+                    value: w,
+                });
+            }
+            total += w;
+        }
+        if total <= 0.0 {
+            return Err(AssignmentError::InvalidWeight {
+                name: "all".to_owned(),
+                value: 0.0,
+            });
+        }
+        let mut without_history = weights.clone();
+        if without_history
+            .entries()
+            .iter()
+            .any(|(n, w)| *n != "affinity" && *w > 0.0)
+        {
+            without_history.affinity = 0.0;
+        }
+        let host = scorers.iter().map(|(_, w)| w).sum::<f64>();
+        let sum = |w: &ScoreWeights| w.entries().iter().map(|(_, w)| w).sum::<f64>() + host;
+        Ok(Checked {
+            sum: sum(weights),
+            sum_without_history: sum(&without_history),
+            without_history,
+        })
+    }
+}
+
+impl Default for GreedyAssigner {
+    fn default() -> Self {
+        let weights = ScoreWeights::default();
+        GreedyAssigner {
+            checked: Checked::of(&weights, &[]),
+            weights,
+            filters: Vec::new(),
+            scorers: Vec::new(),
+            scratch: ScratchCell::default(),
+        }
+    }
 }
 
 impl fmt::Debug for GreedyAssigner {
@@ -183,6 +255,7 @@ impl GreedyAssigner {
     /// Sets the built-in scorers' weights.
     pub fn with_weights(mut self, weights: ScoreWeights) -> Self {
         self.weights = weights;
+        self.checked = Checked::of(&self.weights, &self.scorers);
         self
     }
 
@@ -195,34 +268,13 @@ impl GreedyAssigner {
     /// Adds a host scorer with `weight`.
     pub fn with_scorer(mut self, scorer: Arc<dyn Scorer>, weight: f64) -> Self {
         self.scorers.push((scorer, weight));
+        self.checked = Checked::of(&self.weights, &self.scorers);
         self
     }
 
     /// The built-in scorers' weights.
     pub fn weights(&self) -> &ScoreWeights {
         &self.weights
-    }
-
-    pub(crate) fn validate(&self) -> Result<f64, AssignmentError> {
-        let mut total = 0.0;
-        let builtin = self.weights.entries();
-        let host = self.scorers.iter().map(|(s, w)| (s.name(), *w));
-        for (name, w) in builtin.iter().map(|(n, w)| (*n, *w)).chain(host) {
-            if !w.is_finite() || w < 0.0 {
-                return Err(AssignmentError::InvalidWeight {
-                    name: name.to_owned(),
-                    value: w,
-                });
-            }
-            total += w;
-        }
-        if total <= 0.0 {
-            return Err(AssignmentError::InvalidWeight {
-                name: "all".to_owned(),
-                value: 0.0,
-            });
-        }
-        Ok(total)
     }
 }
 
@@ -233,8 +285,10 @@ impl Assigner for GreedyAssigner {
         fleet: &Fleet,
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError> {
-        self.scratch
-            .with(|scratch| self.assign_with(tasks, fleet, admission, scratch))
+        self.scratch.with(|scratch| match tasks {
+            [task] => self.assign_one(task, fleet, admission, scratch),
+            _ => self.assign_with(tasks, fleet, admission, scratch),
+        })
     }
 }
 
@@ -251,13 +305,11 @@ impl GreedyAssigner {
         placement_order(tasks, &mut scratch.order);
         // On an error below, the buffers keep what they held: the next engine clears
         // and refills them.
-        let mut engine = match tasks {
-            [task] => Engine::one_task(self, fleet, task, &mut scratch.engine)?,
-            _ => Engine::new(self, fleet, tasks, &mut scratch.engine)?,
-        };
+        let mut engine = Engine::new(self, fleet, tasks, &mut scratch.engine)?;
         // Placements in the order decided (what `admission` sees), and where each task
-        // of the batch ended up. The placements become the plan's: at most one a task.
-        let mut accepted: Vec<Placement> = Vec::with_capacity(tasks.len());
+        // of the batch ended up. The placements become the plan's: at most one a task,
+        // allocated at the first (a batch that places nothing allocates none).
+        let mut accepted: Vec<Placement> = Vec::new();
         let outcome = &mut scratch.outcome;
         outcome.clear();
         outcome.resize(tasks.len(), None);
@@ -279,6 +331,9 @@ impl GreedyAssigner {
                 Some((agent, score)) => {
                     tracing::trace!(task.id = %task.id(), agent.id = %agent, score, "task placed");
                     outcome[k] = Some(Ok(accepted.len()));
+                    if accepted.capacity() == 0 {
+                        accepted.reserve_exact(tasks.len());
+                    }
                     accepted.push(Placement::new(task.id(), agent, score, explanation));
                 }
                 None => {
@@ -291,6 +346,44 @@ impl GreedyAssigner {
             }
         }
         Ok(collect_plan(accepted, outcome, refusals, &mut scratch.perm))
+    }
+
+    /// [`assign_with`](Self::assign_with) for a one-task batch, as the workflow
+    /// executor makes: the task is the whole placement order and its placement (or
+    /// why not) the whole plan, so there is no order to sort and no plan to collect.
+    fn assign_one(
+        &self,
+        task: &Task,
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+        scratch: &mut Scratch,
+    ) -> Result<Plan, AssignmentError> {
+        check_batch(std::slice::from_ref(task), fleet, &mut scratch.ids)?;
+        let mut engine = Engine::one_task(self, fleet, task, &mut scratch.engine)?;
+        let mut plan = Plan::default();
+        let mut explanation = Explanation::default();
+        let placed = engine.place(
+            task,
+            &mut scratch.task,
+            admission,
+            &[],
+            &mut plan.refusals,
+            &mut explanation,
+        )?;
+        match placed {
+            Some((agent, score)) => {
+                tracing::trace!(task.id = %task.id(), agent.id = %agent, score, "task placed");
+                plan.placements = vec![Placement::new(task.id(), agent, score, explanation)];
+            }
+            None => {
+                tracing::debug!(task.id = %task.id(), why = %explanation, "task not placed");
+                plan.unplaced = vec![Unplaced {
+                    task: task.id(),
+                    explanation,
+                }];
+            }
+        }
+        Ok(plan)
     }
 }
 
@@ -420,10 +513,13 @@ pub(crate) struct Engine<'a> {
 
 /// An [`Engine`]'s columns and counters, kept between batches: [`Engine::new`] clears
 /// and refills every one of them, whatever they held; [`Engine::one_task`] those it
-/// reads (the dimensions, counters and fits).
+/// reads (the dimensions, counters and fits). The reason counters are only sized: each
+/// pass that counts zeroes them first.
 #[derive(Default)]
 pub(crate) struct Buffers {
-    /// The fleet's resource dimensions, then those only the batch names.
+    /// The fleet's resource dimensions, then those only the batch names; empty when
+    /// the batch names none the fleet lacks (then the fleet's list is the list, and
+    /// is not copied). Read through [`Engine::dims`].
     dims: Vec<ResourceName>,
     /// Per dimension, what the ledger's pool leaves; charged as the batch goes.
     pool_free: Vec<u64>,
@@ -493,44 +589,41 @@ impl<'a> Engine<'a> {
         buf: &'a mut Buffers,
         direct: bool,
     ) -> Result<Self, AssignmentError> {
-        cfg.validate()?;
-        // Without history, affinity would only add the same zero to every agent and
-        // dilute the scores: it counts only when the fleet has an affinity table.
-        let mut weights = cfg.weights.clone();
-        if !fleet.has_affinity()
-            && weights
-                .entries()
-                .iter()
-                .any(|(n, w)| *n != "affinity" && *w > 0.0)
-        {
-            weights.affinity = 0.0;
-        }
-        let weight_sum = weights.entries().iter().map(|(_, w)| w).sum::<f64>()
-            + cfg.scorers.iter().map(|(_, w)| w).sum::<f64>();
+        let checked = cfg.checked.as_ref().map_err(Clone::clone)?;
+        let (weights, weight_sum) = if fleet.has_affinity() {
+            (cfg.weights.clone(), checked.sum)
+        } else {
+            (checked.without_history.clone(), checked.sum_without_history)
+        };
         // Every resource the batch names gets a dimension: agents that declared no
-        // capacity have any amount of it, the others none.
-        let (dims, read) = (&mut buf.dims, &mut buf.read);
-        dims.clone_from(&fleet.dims);
+        // capacity have any amount of it, the others none. The fleet's list is copied
+        // only when the batch adds to it (see `Buffers::dims`).
+        let (copy, read) = (&mut buf.dims, &mut buf.read);
+        copy.clear();
         read.clear();
-        read.resize(dims.len(), false);
+        read.resize(fleet.dims.len(), false);
         for d in ALWAYS_SCORED {
             read[d] = true;
         }
         for task in tasks {
             for (name, _) in task.requirements().resources().iter() {
+                let dims = if copy.is_empty() { &fleet.dims } else { &*copy };
                 match dims.iter().position(|d| *d == name) {
                     Some(d) => read[d] = true,
                     None => {
-                        dims.push(name);
+                        if copy.is_empty() {
+                            copy.clone_from(&fleet.dims);
+                        }
+                        copy.push(name);
                         read.push(true);
                     }
                 }
             }
         }
-        let n_dims = dims.len();
+        let n_dims = read.len();
         let n_roles = fleet.role_catalog_len();
         let n_caps = fleet.capability_catalog_len();
-        buf.counts.clear();
+        // Sized only (see `Buffers`).
         buf.counts
             .resize(NO_SLOT + 1 + n_roles + n_caps + n_dims, 0);
         buf.fits.clear();
@@ -553,7 +646,7 @@ impl<'a> Engine<'a> {
     /// builds the role index.
     fn fill_columns(&mut self) {
         let (fleet, buf) = (self.fleet, &mut *self.buf);
-        let n_dims = buf.dims.len();
+        let n_dims = buf.read.len();
         buf.pool_free.clone_from(&fleet.pool_free);
         buf.pool_free.resize(n_dims, u64::MAX);
         // Dimension-major copies (`d * agents + i`): the filter loop reads one
@@ -636,17 +729,25 @@ impl<'a> Engine<'a> {
         if self.direct {
             builtin_scores(&self.weights, t, i, |d| fleet_column(self.fleet, i, d))
         } else {
-            let n = self.agents;
-            let buf = &*self.buf;
-            builtin_scores(&self.weights, t, i, |d| {
-                (buf.free[d * n + i], buf.inv_cap[d * n + i])
-            })
+            self.copied_scores(i, t)
         }
     }
 
+    /// [`builtin_scores`](Self::builtin_scores) from the copied columns, for the
+    /// filter loops that only a batch with copies runs. Kept out of those loops: only
+    /// the few agents that pass the filters are scored, and inlined, the formula took
+    /// registers from the loop (3% on a large batch).
+    #[inline(never)]
+    fn copied_scores(&self, i: usize, t: &CompiledTask) -> [f64; 4] {
+        let (buf, n) = (&*self.buf, self.agents);
+        builtin_scores(&self.weights, t, i, move |d| {
+            (buf.free[d * n + i], buf.inv_cap[d * n + i])
+        })
+    }
+
+    /// The weighted sum of built-in scores `s`.
     #[inline]
-    fn builtin_total(&self, i: usize, t: &CompiledTask) -> f64 {
-        let s = self.builtin_scores(i, t);
+    fn builtin_total(&self, s: &[f64; 4]) -> f64 {
         let w = &self.weights;
         w.least_allocated * s[0] + w.most_allocated * s[1] + w.balanced * s[2] + w.affinity * s[3]
     }
@@ -690,9 +791,17 @@ impl<'a> Engine<'a> {
             let pool = |d: usize| f.pool_free.get(d).copied().unwrap_or(u64::MAX);
             short_dim(t, |d| fleet_column(f, i, d).0, pool)
         } else {
-            let (buf, n) = (&*self.buf, self.agents);
-            short_dim(t, |d| buf.free[d * n + i], |d| buf.pool_free[d])
+            self.copied_short_dim(i, t)
         }
+    }
+
+    /// [`short_dim`](Self::short_dim) from the copied columns, for the filter loops
+    /// that only a batch with copies runs (called there directly, so that it inlines
+    /// into them).
+    #[inline]
+    fn copied_short_dim(&self, i: usize, t: &CompiledTask) -> Option<usize> {
+        let (buf, n) = (&*self.buf, self.agents);
+        short_dim(t, |d| buf.free[d * n + i], |d| buf.pool_free[d])
     }
 
     fn dim_code(&self, d: usize) -> usize {
@@ -700,19 +809,22 @@ impl<'a> Engine<'a> {
     }
 
     /// The filter pass over every agent: counts each rejected agent under its reason
-    /// code, and returns the best agent (and the runner-up) among those that fit. With
-    /// `collect`, every agent that fits is also pushed to `fits` with its score.
+    /// code, and returns the best agent (and the runner-up) among those that fit, and
+    /// how many fit. With `collect`, every agent that fits is also pushed to `fits`
+    /// with its score.
     ///
     /// Agents go 64 at a time: one branch-free pass sets a bit per agent and filter,
     /// then reasons are counted from the masks with popcounts (per agent only where a
     /// reason must be told apart, e.g. which of two required capabilities is missing).
-    fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored) {
+    fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored, usize) {
         self.buf.counts.iter_mut().for_each(|c| *c = 0);
         self.buf.fits.clear();
         let n = self.fleet.len();
         let mut best: Option<(usize, f64)> = None;
         let mut second: Option<(usize, f64)> = None;
+        let mut fitted = 0;
         let mut offer = |i: usize, score: f64, fits: &mut Vec<(usize, f64)>| {
+            fitted += 1;
             if collect {
                 fits.push((i, score));
             }
@@ -734,12 +846,12 @@ impl<'a> Engine<'a> {
                 match self.reject_code(i, t) {
                     Some(code) => self.buf.counts[code] += 1,
                     None => {
-                        let score = self.builtin_total(i, t);
+                        let score = self.builtin_total(&self.builtin_scores(i, t));
                         offer(i, score, &mut self.buf.fits);
                     }
                 }
             }
-            return (best, second);
+            return (best, second, fitted);
         }
         if let Some(role) = t.single_role() {
             // The role index: only agents playing the role are visited; the eligible
@@ -764,15 +876,15 @@ impl<'a> Engine<'a> {
                     self.buf.counts[NO_SLOT + 1 + self.n_roles + bit] += 1;
                     continue;
                 }
-                if let Some(d) = self.short_dim(i, t) {
+                if let Some(d) = self.copied_short_dim(i, t) {
                     let code = self.dim_code(d);
                     self.buf.counts[code] += 1;
                     continue;
                 }
-                let score = self.builtin_total(i, t);
+                let score = self.builtin_total(&self.copied_scores(i, t));
                 offer(i, score, &mut self.buf.fits);
             }
-            return (best, second);
+            return (best, second, fitted);
         }
         let [tr0, tr1] = t.roles.inline_words();
         let [tc0, tc1] = t.capabilities.inline_words();
@@ -828,7 +940,7 @@ impl<'a> Engine<'a> {
                 }
                 _ => {
                     for j in Bits(no_room) {
-                        if let Some(d) = self.short_dim(start + j, t) {
+                        if let Some(d) = self.copied_short_dim(start + j, t) {
                             let code = self.dim_code(d);
                             self.buf.counts[code] += 1;
                         }
@@ -837,12 +949,12 @@ impl<'a> Engine<'a> {
             }
             for j in Bits(em & rm & cm & fm) {
                 let i = start + j;
-                let score = self.builtin_total(i, t);
+                let score = self.builtin_total(&self.copied_scores(i, t));
                 offer(i, score, &mut self.buf.fits);
             }
             start = end;
         }
-        (best, second)
+        (best, second, fitted)
     }
 
     /// One bit per agent of `start..end` (at most 64) for each built-in filter:
@@ -936,7 +1048,7 @@ impl<'a> Engine<'a> {
                     capability: capability.clone(),
                 };
             }
-        } else if let Some(resource) = self.buf.dims.get(code - dims) {
+        } else if let Some(resource) = self.dims().get(code - dims) {
             return Rejection::Insufficient {
                 resource: resource.clone(),
             };
@@ -947,7 +1059,7 @@ impl<'a> Engine<'a> {
 
     /// Translates `task` against the fleet and the batch's resource dimensions.
     pub(crate) fn compile_into(&self, task: &Task, t: &mut CompiledTask) {
-        self.fleet.compile_into(task, t, &self.buf.dims);
+        self.fleet.compile_into(task, t, self.dims());
     }
 
     /// Places one task, compiled into `t` (whatever it held): `Some((agent, score))`
@@ -965,7 +1077,7 @@ impl<'a> Engine<'a> {
         refusals: &mut Vec<super::Refusal>,
         explanation: &mut Explanation,
     ) -> Result<Option<(AgentId, f64)>, AssignmentError> {
-        self.fleet.compile_into(task, t, &self.buf.dims);
+        self.fleet.compile_into(task, t, self.dims());
         self.place_compiled(task, t, admission, accepted, refusals, explanation)
     }
 
@@ -989,14 +1101,17 @@ impl<'a> Engine<'a> {
             return Ok(None);
         }
         let simple = self.cfg.filters.is_empty() && self.cfg.scorers.is_empty();
-        let (best, second) = self.scan(t, collect || !simple);
-        let mut counts = self.rejection_counts(task);
+        let (best, second, fitted) = self.scan(t, collect || !simple);
+        // When every agent fits (as the executor's one agent mostly does), no counter
+        // is worth visiting.
+        let mut counts = if fitted == self.fleet.len() {
+            Vec::new()
+        } else {
+            self.rejection_counts(task)
+        };
         let fit;
-        if simple && !collect {
-            // Every agent not counted as rejected fits.
-            fit = self.fleet.len() - counts.iter().map(|c| c.count).sum::<usize>();
-        } else if simple {
-            fit = self.buf.fits.len();
+        if simple {
+            fit = fitted;
         } else {
             // Host filters and scorers, on the agents that passed the built-in filters.
             self.buf.kept.clear();
@@ -1239,6 +1354,15 @@ impl<'a> Engine<'a> {
         counts
     }
 
+    /// The batch's resource dimensions: the fleet's, then those only the batch names.
+    fn dims(&self) -> &[ResourceName] {
+        if self.buf.dims.is_empty() {
+            &self.fleet.dims
+        } else {
+            &self.buf.dims
+        }
+    }
+
     /// The reason counters as rejection counts.
     fn rejection_counts(&self, task: &Task) -> Vec<RejectionCount> {
         self.buf
@@ -1308,8 +1432,9 @@ fn short_dim(
 
 /// The built-in scores of agent `i` for `t` under `weights`: (least, most, balanced,
 /// affinity), with `column` giving the agent's free amount and `1 / capacity` of a
-/// dimension. The one definition of the formulas, whichever columns an engine reads.
-#[inline]
+/// dimension. The one definition of the formulas, whichever columns an engine reads;
+/// inlined into each caller, so that `column` costs what reading the columns costs.
+#[inline(always)]
 fn builtin_scores(
     weights: &ScoreWeights,
     t: &CompiledTask,
