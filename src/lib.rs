@@ -89,6 +89,7 @@ pub mod error;
 mod hash;
 pub mod id;
 mod layout;
+mod name_table;
 pub mod policy;
 pub mod resource;
 mod serde_util;

@@ -1,10 +1,7 @@
 //! [`Fleet`]: the agents an assigner may choose from, laid out for fast matching.
 
 use std::collections::BTreeMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
-
-use crate::hash::FxHashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +9,7 @@ use crate::agent::{AgentRegistry, AgentStatus, CapabilityCatalog, CapabilitySet}
 use crate::agent_map::AgentMap;
 use crate::id::AgentId;
 use crate::layout::Layout;
+use crate::name_table::NameTable;
 use crate::resource::{ResourceLedger, ResourceName, Resources};
 use crate::task::Task;
 
@@ -33,14 +31,15 @@ pub struct AffinityTable {
     /// Weight of the newest outcome, in `(0, 1]`.
     alpha: f64,
     /// Kind -> agent -> affinity. Hashed by kind (a long run of distinct kinds costs
-    /// the same per record as a short one), written in kind order. Kinds are shared
-    /// with the tasks recorded (the coordinator copies no name).
+    /// the same per record as a short one, and growing the table never rereads the
+    /// names), written in kind order. Kinds are shared with the tasks recorded (the
+    /// coordinator copies no name).
     #[serde(serialize_with = "sorted_rows", deserialize_with = "rows")]
-    table: FxHashMap<Arc<str>, AgentMap<f64>>,
+    table: NameTable<AgentMap<f64>>,
 }
 
 fn sorted_rows<S: serde::Serializer>(
-    table: &FxHashMap<Arc<str>, AgentMap<f64>>,
+    table: &NameTable<AgentMap<f64>>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     /// A row as a map from agent to affinity, ascending (as a `BTreeMap` writes it).
@@ -56,9 +55,9 @@ fn sorted_rows<S: serde::Serializer>(
 
 fn rows<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
-) -> Result<FxHashMap<Arc<str>, AgentMap<f64>>, D::Error> {
+) -> Result<NameTable<AgentMap<f64>>, D::Error> {
     let rows = BTreeMap::<String, BTreeMap<AgentId, f64>>::deserialize(deserializer)?;
-    let mut table = FxHashMap::default();
+    let mut table = NameTable::default();
     for (kind, row) in rows {
         let mut agents = row.into_iter();
         // A kind without agents has no affinity: the same as no row.
@@ -69,7 +68,8 @@ fn rows<'de, D: serde::Deserializer<'de>>(
         for (agent, x) in agents {
             map.get_or_insert(agent, x);
         }
-        table.insert(Arc::from(kind), map);
+        // Each kind once: the map's keys are distinct.
+        table.get_or_insert_with(&Arc::from(kind), || map);
     }
     Ok(table)
 }
@@ -90,7 +90,7 @@ impl Default for AffinityTable {
     fn default() -> Self {
         AffinityTable {
             alpha: 0.3,
-            table: FxHashMap::default(),
+            table: NameTable::default(),
         }
     }
 }
@@ -106,7 +106,7 @@ impl AffinityTable {
         };
         AffinityTable {
             alpha,
-            table: FxHashMap::default(),
+            table: NameTable::default(),
         }
     }
 
@@ -115,11 +115,12 @@ impl AffinityTable {
     pub fn subset<'a>(&self, kinds: impl IntoIterator<Item = &'a str>) -> AffinityTable {
         let mut out = AffinityTable {
             alpha: self.alpha,
-            table: FxHashMap::default(),
+            table: NameTable::default(),
         };
         for kind in kinds {
-            if let Some((kind, row)) = self.table.get_key_value(kind) {
-                out.table.insert(Arc::clone(kind), row.clone());
+            if let Some(row) = self.table.get(kind) {
+                out.table
+                    .get_or_insert_with(&Arc::from(kind), || row.clone());
             }
         }
         out
@@ -127,24 +128,17 @@ impl AffinityTable {
 
     /// Records that `agent` did a task of `kind`, well or not.
     pub fn record(&mut self, kind: &str, agent: AgentId, success: bool) {
-        let (alpha, x) = (self.alpha, outcome(success));
-        match self.table.get_mut(kind) {
-            Some(row) => learn(row, agent, x, alpha),
-            None => {
-                self.table.insert(Arc::from(kind), AgentMap::one(agent, x));
-            }
-        }
+        self.record_shared(&Arc::from(kind), agent, success);
     }
 
-    /// [`record`](Self::record) with the kind's name shared, not copied. One lookup:
-    /// the name is at hand, so a new kind is inserted where the search ended.
+    /// [`record`](Self::record) with the kind's name shared, not copied; one lookup.
     pub(crate) fn record_shared(&mut self, kind: &Arc<str>, agent: AgentId, success: bool) {
         let (alpha, x) = (self.alpha, outcome(success));
-        match self.table.entry(Arc::clone(kind)) {
-            Entry::Occupied(mut row) => learn(row.get_mut(), agent, x, alpha),
-            Entry::Vacant(slot) => {
-                slot.insert(AgentMap::one(agent, x));
-            }
+        let (row, made) = self
+            .table
+            .get_or_insert_with(kind, || AgentMap::one(agent, x));
+        if !made {
+            learn(row, agent, x, alpha);
         }
     }
 
