@@ -1192,3 +1192,23 @@ fn registry_error_messages_name_the_value() {
         assert_eq!(err.to_string(), msg);
     }
 }
+
+/// Lookups agree with the interned bits for small catalogs (names compared) and big
+/// ones (names hashed), and across the size where one becomes the other.
+#[test]
+fn catalog_lookups_find_every_name_at_every_size() {
+    let mut c = CapabilityCatalog::new();
+    for i in 0..40 {
+        let bit = c.intern(&format!("name-{i}"));
+        for j in 0..=i {
+            assert_eq!(
+                c.get(&format!("name-{j}")).map(|b| b.index()),
+                Some(j),
+                "{} names",
+                i + 1
+            );
+        }
+        assert_eq!(c.get("name-x"), None);
+        assert_eq!(c.get(&format!("name-{i}")), Some(bit));
+    }
+}

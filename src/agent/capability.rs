@@ -55,6 +55,9 @@ pub struct CapabilityCatalog {
     index: HashMap<Arc<str>, usize>,
 }
 
+/// Up to this many names, a lookup compares names instead of hashing.
+const SCAN_UP_TO: usize = 8;
+
 impl CapabilityCatalog {
     /// An empty catalog.
     pub fn new() -> Self {
@@ -75,6 +78,15 @@ impl CapabilityCatalog {
 
     /// The bit of `name`, if it has one.
     pub fn get(&self, name: &str) -> Option<CapabilityBit> {
+        // A few names (a fleet's roles, most capability sets) are found faster by
+        // comparing them than by hashing the name (SipHash: names come from hosts).
+        if self.names.len() <= SCAN_UP_TO {
+            return self
+                .names
+                .iter()
+                .position(|n| **n == *name)
+                .map(CapabilityBit);
+        }
         self.index.get(name).map(|&i| CapabilityBit(i))
     }
 
