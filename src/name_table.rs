@@ -11,31 +11,38 @@ use std::sync::Arc;
 
 use crate::hash::{FxHashMap, FxHasher};
 
-/// Values by name, in no order; a name is stored shared, never copied.
+/// Values by name, in the order the names came; a name is stored shared, never
+/// copied.
+///
+/// The entries are appended to one vector, and a small index (16 bytes a slot) maps
+/// each hash to its latest entry, entries of one hash chained from there: a new name
+/// writes the end of the vector and one index slot, not a 60-byte slot somewhere in
+/// a table of them.
 #[derive(Debug, Clone)]
 pub(crate) struct NameTable<V> {
-    by_hash: FxHashMap<u64, Bucket<V>>,
-    len: usize,
+    by_hash: FxHashMap<u64, u32>,
+    entries: Vec<Entry<V>>,
 }
 
-/// The names of one hash: one but for a collision.
 #[derive(Debug, Clone)]
-enum Bucket<V> {
-    One(Arc<str>, V),
-    Many(Vec<(Arc<str>, V)>),
+struct Entry<V> {
+    name: Arc<str>,
+    value: V,
+    /// The entry of the same hash made before this one.
+    next: Option<u32>,
 }
 
 impl<V> Default for NameTable<V> {
     fn default() -> Self {
         NameTable {
             by_hash: FxHashMap::default(),
-            len: 0,
+            entries: Vec::new(),
         }
     }
 }
 
 fn hash_of(name: &str) -> u64 {
-    // The tests make every name collide, to try the buckets of many names.
+    // The tests make every name collide, to try the chains of many names.
     #[cfg(test)]
     if tests::COLLIDE.with(std::cell::Cell::get) {
         return 0;
@@ -53,12 +60,23 @@ fn is(stored: &Arc<str>, name: &str) -> bool {
 }
 
 impl<V> NameTable<V> {
+    /// The entry of `name` among those of `hash`.
+    fn find(&self, hash: u64, name: &str) -> Option<usize> {
+        let mut at = self.by_hash.get(&hash).copied();
+        while let Some(i) = at {
+            let e = self.entries.get(i as usize)?;
+            if is(&e.name, name) {
+                return Some(i as usize);
+            }
+            at = e.next;
+        }
+        None
+    }
+
     /// The value of `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&V> {
-        match self.by_hash.get(&hash_of(name))? {
-            Bucket::One(k, v) => is(k, name).then_some(v),
-            Bucket::Many(entries) => entries.iter().find(|(k, _)| is(k, name)).map(|(_, v)| v),
-        }
+        let i = self.find(hash_of(name), name)?;
+        self.entries.get(i).map(|e| &e.value)
     }
 
     /// The value of `name`, made by `make` (and `name` shared) if it had none; and
@@ -68,63 +86,37 @@ impl<V> NameTable<V> {
         name: &Arc<str>,
         make: impl FnOnce() -> V,
     ) -> (&mut V, bool) {
-        use std::collections::hash_map::Entry;
-        match self.by_hash.entry(hash_of(name)) {
-            Entry::Vacant(slot) => {
-                self.len += 1;
-                let Bucket::One(_, v) = slot.insert(Bucket::One(Arc::clone(name), make())) else {
-                    unreachable!("just inserted One");
-                };
-                (v, true)
+        let hash = hash_of(name);
+        let (i, made) = match self.find(hash, name) {
+            Some(i) => (i, false),
+            None => {
+                let i = self.entries.len();
+                // Past 2^32 names the chain is cut, never wrong: such an entry is
+                // found by nothing but `iter`. (A table that big is 200 GB.)
+                let at = u32::try_from(i).ok();
+                let next = at.and_then(|at| self.by_hash.insert(hash, at));
+                self.entries.push(Entry {
+                    name: Arc::clone(name),
+                    value: make(),
+                    next,
+                });
+                (i, true)
             }
-            Entry::Occupied(slot) => {
-                let bucket = slot.into_mut();
-                // Another name of the same hash: keep both.
-                if let Bucket::One(k, _) = bucket {
-                    if !is(k, name) {
-                        let Bucket::One(k, v) =
-                            std::mem::replace(bucket, Bucket::Many(Vec::with_capacity(2)))
-                        else {
-                            unreachable!("matched One just above");
-                        };
-                        *bucket = Bucket::Many(vec![(k, v)]);
-                    }
-                }
-                match bucket {
-                    Bucket::One(_, v) => (v, false),
-                    Bucket::Many(entries) => {
-                        let made = match entries.iter().position(|(k, _)| is(k, name)) {
-                            Some(i) => return (&mut entries[i].1, false),
-                            None => {
-                                entries.push((Arc::clone(name), make()));
-                                true
-                            }
-                        };
-                        self.len += 1;
-                        let last = entries.len() - 1;
-                        (&mut entries[last].1, made)
-                    }
-                }
-            }
-        }
+        };
+        (&mut self.entries[i].value, made)
     }
 
-    /// Every name with its value, in no particular order.
+    /// Every name with its value, in the order the names came.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &V)> + '_ {
-        self.by_hash.values().flat_map(|b| {
-            let (one, many) = match b {
-                Bucket::One(k, v) => (Some((k, v)), &[][..]),
-                Bucket::Many(entries) => (None, &entries[..]),
-            };
-            one.into_iter().chain(many.iter().map(|(k, v)| (k, v)))
-        })
+        self.entries.iter().map(|e| (&e.name, &e.value))
     }
 }
 
 impl<V: PartialEq> PartialEq for NameTable<V> {
     /// The same names with equal values, whatever the order they came in.
     fn eq(&self, other: &Self) -> bool {
-        self.len == other.len && self.iter().all(|(k, v)| other.get(k) == Some(v))
+        self.entries.len() == other.entries.len()
+            && self.iter().all(|(k, v)| other.get(k) == Some(v))
     }
 }
 
@@ -159,7 +151,7 @@ mod tests {
                 *model.entry(name.clone()).or_insert(*v) += v;
                 prop_assert_eq!(t.get(name), model.get(name));
             }
-            prop_assert_eq!(t.len, model.len());
+            prop_assert_eq!(t.entries.len(), model.len());
             let mut listed: Vec<(String, u32)> =
                 t.iter().map(|(k, v)| (k.to_string(), *v)).collect();
             listed.sort();
