@@ -9,45 +9,20 @@
 
 use std::sync::Arc;
 
-use concord::agent::{AgentProfile, AgentRegistry, AgentStatus};
+use concord::agent::AgentStatus;
 use concord::assignment::{
-    AffinityTable, Assigner, Filter, Fleet, GreedyAssigner, OptimalAssigner, Placement, Plan,
-    Refusal, ScoreWeights, Scorer,
+    Assigner, Filter, Fleet, GreedyAssigner, OptimalAssigner, Placement, Plan, Refusal,
+    ScoreWeights, Scorer,
 };
-use concord::{
-    AgentId, Capability, Priority, Requirements, ResourceLedger, ResourceName, Resources, Role,
-    Task, TaskId, Timestamp,
-};
+use concord::{AgentId, Capability, Priority, Requirements, Role, Task, TaskId, Timestamp};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
-const ROLES: [&str; 6] = ["data", "ml", "ops", "qa", "security", "web"];
-const CAPS: [&str; 5] = ["browser", "deploy", "gpu-driver", "shell", "sql"];
-/// Host-named resources; a fleet declares some of them, a batch may name others.
-const NAMED: [&str; 4] = ["fpga", "gpu", "nic", "tpu"];
-const GIB: u64 = 1 << 30;
+#[path = "support/random_fleet.rs"]
+mod random_fleet;
+use random_fleet::*;
 
 // ----- generated input ---------------------------------------------------------------
-
-/// Declared cpu millicores, memory GiB and named resources (index into `NAMED`, amount).
-type Capacity = (u64, u64, Vec<(usize, u64)>);
-
-#[derive(Debug, Clone)]
-struct AgentSpec {
-    status: AgentStatus,
-    max_tasks: u32,
-    running: u32,
-    roles: Vec<usize>,
-    caps: Vec<usize>,
-    /// 140 capabilities no task asks for, so that the fleet's bitsets spill.
-    pads: bool,
-    /// What it declares; `None` is unlimited.
-    capacity: Option<Capacity>,
-    /// In the ledger (when the case has one), with this many quarters allocated.
-    ledger: Option<u64>,
-    /// Past successes at kind "work" (when the case has affinity).
-    successes: u8,
-}
 
 #[derive(Debug, Clone)]
 struct TaskSpec {
@@ -74,49 +49,6 @@ struct Case {
     affinity: bool,
     /// Refuse (task, agent) when `(task + agent) % refuse == 0`; 0 refuses none.
     refuse: u64,
-}
-
-fn status() -> impl Strategy<Value = AgentStatus> {
-    prop_oneof![
-        6 => Just(AgentStatus::Available),
-        1 => Just(AgentStatus::Busy),
-        1 => Just(AgentStatus::Unhealthy),
-        1 => Just(AgentStatus::Offline),
-    ]
-}
-
-fn agent_spec() -> impl Strategy<Value = AgentSpec> {
-    let capacity = (
-        0u64..8000,
-        0u64..8,
-        proptest::collection::vec((0..NAMED.len(), 0u64..4), 0..3),
-    );
-    (
-        status(),
-        1u32..4,
-        0u32..3,
-        proptest::sample::subsequence((0..ROLES.len()).collect::<Vec<_>>(), 0..=3),
-        proptest::sample::subsequence((0..CAPS.len()).collect::<Vec<_>>(), 0..=3),
-        proptest::bool::weighted(0.05),
-        proptest::option::weighted(0.7, capacity),
-        proptest::option::weighted(0.5, 0u64..4),
-        0u8..4,
-    )
-        .prop_map(
-            |(status, max_tasks, running, roles, caps, pads, capacity, ledger, successes)| {
-                AgentSpec {
-                    status,
-                    max_tasks,
-                    running: running.min(max_tasks),
-                    roles,
-                    caps,
-                    pads,
-                    capacity,
-                    ledger,
-                    successes,
-                }
-            },
-        )
 }
 
 fn task_spec() -> impl Strategy<Value = TaskSpec> {
@@ -155,7 +87,7 @@ fn case() -> impl Strategy<Value = Case> {
     )
         .prop_flat_map(|(agents, tasks)| {
             (
-                proptest::collection::vec(agent_spec(), agents),
+                proptest::collection::vec(agent_spec(3, 3), agents),
                 proptest::collection::vec(task_spec(), tasks),
                 proptest::bool::ANY,
                 proptest::option::weighted(0.2, 0u64..3),
@@ -175,70 +107,8 @@ fn case() -> impl Strategy<Value = Case> {
 
 // ----- building the input ------------------------------------------------------------
 
-fn agent_id(k: usize) -> AgentId {
-    AgentId::new(2 * k as u64 + 1)
-}
-
-fn resources(cpu: u64, memory: u64, named: &[(usize, u64)]) -> Resources {
-    let mut r = Resources::new()
-        .with_cpu_millis(cpu)
-        .with_memory_bytes(memory * GIB);
-    for &(n, amount) in named {
-        r = r.with_named(NAMED[n], amount).unwrap();
-    }
-    r
-}
-
 fn fleet(c: &Case) -> Fleet {
-    let now = Timestamp::from_secs(0);
-    let mut registry = AgentRegistry::new();
-    let mut ledger = ResourceLedger::new();
-    let mut history = AffinityTable::default();
-    for (k, a) in c.agents.iter().enumerate() {
-        let id = agent_id(k);
-        let mut p = AgentProfile::new(id, format!("agent-{k}")).with_max_tasks(a.max_tasks);
-        for &r in &a.roles {
-            p = p.with_role(Role::new(ROLES[r]).unwrap());
-        }
-        for &x in &a.caps {
-            p = p.with_capability(Capability::new(CAPS[x]).unwrap());
-        }
-        if a.pads {
-            for n in 0..140 {
-                p = p.with_capability(Capability::new(&format!("pad{n:03}")).unwrap());
-            }
-        }
-        if let Some((cpu, memory, named)) = &a.capacity {
-            p = p.with_capacity(resources(*cpu, *memory, named));
-        }
-        registry.register(p, now).unwrap();
-        for _ in 0..a.running {
-            let _ = registry.task_started(id, now);
-        }
-        let _ = registry.set_status(id, a.status, now);
-        if let (Some((cpu, memory, named)), Some(quarters)) = (&a.capacity, a.ledger) {
-            ledger
-                .add_agent(id, &resources(*cpu, *memory, named))
-                .unwrap();
-            let named: Vec<_> = named.iter().map(|&(n, v)| (n, v * quarters / 4)).collect();
-            let taken = resources(cpu * quarters / 4, memory * quarters / 4, &named);
-            ledger.allocate(id, &taken, now).unwrap();
-        }
-        for s in 0..3 {
-            history.record("work", id, s < a.successes);
-        }
-    }
-    if let Some(limit) = c.gpu_pool {
-        let gpu: ResourceName = "gpu".parse().unwrap();
-        // Refused when more is allocated already: then the pool is unlimited.
-        let _ = ledger.set_pool_limit(&gpu, Some(limit));
-    }
-    let fleet = Fleet::new(&registry, c.ledger.then_some(&ledger));
-    if c.affinity {
-        fleet.with_affinity(history)
-    } else {
-        fleet
-    }
+    random_fleet::fleet(&c.agents, c.ledger, c.gpu_pool, c.affinity)
 }
 
 fn tasks(c: &Case) -> Vec<Task> {

@@ -17,48 +17,23 @@
 
 use std::sync::{Arc, Mutex};
 
-use concord::agent::{AgentProfile, AgentRegistry, AgentStatus};
+use concord::agent::AgentStatus;
 use concord::assignment::{
-    AffinityTable, Assigner, Filter, Fleet, GreedyAssigner, Placement, Plan, Refusal, ScoreWeights,
-    Scorer,
+    Assigner, Filter, Fleet, GreedyAssigner, Placement, Plan, Refusal, ScoreWeights, Scorer,
 };
-use concord::{
-    AgentId, Capability, Priority, Requirements, ResourceLedger, ResourceName, Resources, Role,
-    Task, TaskId, Timestamp,
-};
+use concord::{AgentId, Capability, Priority, Requirements, Role, Task, TaskId, Timestamp};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
-const ROLES: [&str; 6] = ["data", "ml", "ops", "qa", "security", "web"];
-const CAPS: [&str; 5] = ["browser", "deploy", "gpu-driver", "shell", "sql"];
-/// Host-named resources; a fleet declares some of them, a task may name others.
-const NAMED: [&str; 4] = ["fpga", "gpu", "nic", "tpu"];
-const GIB: u64 = 1 << 30;
+#[path = "support/random_fleet.rs"]
+mod random_fleet;
+use random_fleet::*;
+
 /// The task compared, and the task that keeps the batch off the one-task path.
 const TASK: TaskId = TaskId::new(2);
 const DUMMY: TaskId = TaskId::new(5);
 
 // ----- generated input ---------------------------------------------------------------
-
-/// Declared cpu millicores, memory GiB and named resources (index into `NAMED`, amount).
-type Capacity = (u64, u64, Vec<(usize, u64)>);
-
-#[derive(Debug, Clone)]
-struct AgentSpec {
-    status: AgentStatus,
-    max_tasks: u32,
-    running: u32,
-    roles: Vec<usize>,
-    caps: Vec<usize>,
-    /// 140 capabilities no task asks for, so that the fleet's bitsets spill.
-    pads: bool,
-    /// What it declares; `None` is unlimited.
-    capacity: Option<Capacity>,
-    /// In the ledger (when the case has one), with this many quarters allocated.
-    ledger: Option<u64>,
-    /// Past successes at kind "work" (when the case has affinity).
-    successes: u8,
-}
 
 #[derive(Debug, Clone)]
 struct TaskSpec {
@@ -107,50 +82,6 @@ struct Case {
     refuse: u64,
     /// Refuse the first this many admission calls.
     refuse_first: usize,
-}
-
-fn status() -> impl Strategy<Value = AgentStatus> {
-    prop_oneof![
-        8 => Just(AgentStatus::Available),
-        1 => Just(AgentStatus::Busy),
-        1 => Just(AgentStatus::Unhealthy),
-        1 => Just(AgentStatus::Quarantined),
-        1 => Just(AgentStatus::Offline),
-    ]
-}
-
-fn agent_spec() -> impl Strategy<Value = AgentSpec> {
-    let capacity = (
-        0u64..8000,
-        0u64..8,
-        proptest::collection::vec((0..NAMED.len(), 0u64..4), 0..3),
-    );
-    (
-        status(),
-        1u32..4,
-        0u32..3,
-        proptest::sample::subsequence((0..ROLES.len()).collect::<Vec<_>>(), 0..=4),
-        proptest::sample::subsequence((0..CAPS.len()).collect::<Vec<_>>(), 0..=5),
-        proptest::bool::weighted(0.05),
-        proptest::option::weighted(0.7, capacity),
-        proptest::option::weighted(0.5, 0u64..4),
-        0u8..4,
-    )
-        .prop_map(
-            |(status, max_tasks, running, roles, caps, pads, capacity, ledger, successes)| {
-                AgentSpec {
-                    status,
-                    max_tasks,
-                    running: running.min(max_tasks),
-                    roles,
-                    caps,
-                    pads,
-                    capacity,
-                    ledger,
-                    successes,
-                }
-            },
-        )
 }
 
 fn task_spec() -> impl Strategy<Value = TaskSpec> {
@@ -224,7 +155,7 @@ fn case() -> impl Strategy<Value = Case> {
     prop_oneof![4 => 1usize..11, 1 => 60usize..140]
         .prop_flat_map(|agents| {
             (
-                proptest::collection::vec(agent_spec(), agents),
+                proptest::collection::vec(agent_spec(4, 5), agents),
                 task_spec(),
                 proptest::bool::weighted(0.6),
                 proptest::option::weighted(0.3, 0u64..3),
@@ -250,75 +181,8 @@ fn case() -> impl Strategy<Value = Case> {
 
 // ----- building the input ------------------------------------------------------------
 
-fn agent_id(k: usize) -> AgentId {
-    AgentId::new(2 * k as u64 + 1)
-}
-
-fn resources(cpu: u64, memory: u64, named: &[(usize, u64)]) -> Resources {
-    let mut r = Resources::new()
-        .with_cpu_millis(cpu)
-        .with_memory_bytes(memory * GIB);
-    for &(n, amount) in named {
-        let have = r.amount(NAMED[n]);
-        r = r.with_named(NAMED[n], have + amount).unwrap();
-    }
-    r
-}
-
-fn pad(n: usize) -> Capability {
-    Capability::new(&format!("pad{n:03}")).unwrap()
-}
-
 fn fleet(c: &Case) -> Fleet {
-    let now = Timestamp::from_secs(0);
-    let mut registry = AgentRegistry::new();
-    let mut ledger = ResourceLedger::new();
-    let mut history = AffinityTable::default();
-    for (k, a) in c.agents.iter().enumerate() {
-        let id = agent_id(k);
-        let mut p = AgentProfile::new(id, format!("agent-{k}")).with_max_tasks(a.max_tasks);
-        for &r in &a.roles {
-            p = p.with_role(Role::new(ROLES[r]).unwrap());
-        }
-        for &x in &a.caps {
-            p = p.with_capability(Capability::new(CAPS[x]).unwrap());
-        }
-        if a.pads {
-            for n in 0..140 {
-                p = p.with_capability(pad(n));
-            }
-        }
-        if let Some((cpu, memory, named)) = &a.capacity {
-            p = p.with_capacity(resources(*cpu, *memory, named));
-        }
-        registry.register(p, now).unwrap();
-        for _ in 0..a.running {
-            let _ = registry.task_started(id, now);
-        }
-        let _ = registry.set_status(id, a.status, now);
-        if let (Some((cpu, memory, named)), Some(quarters)) = (&a.capacity, a.ledger) {
-            ledger
-                .add_agent(id, &resources(*cpu, *memory, named))
-                .unwrap();
-            let named: Vec<_> = named.iter().map(|&(n, v)| (n, v * quarters / 4)).collect();
-            let taken = resources(cpu * quarters / 4, memory * quarters / 4, &named);
-            ledger.allocate(id, &taken, now).unwrap();
-        }
-        for s in 0..3 {
-            history.record("work", id, s < a.successes);
-        }
-    }
-    if let Some(limit) = c.gpu_pool {
-        let gpu: ResourceName = "gpu".parse().unwrap();
-        // Refused when more is allocated already: then the pool is unlimited.
-        let _ = ledger.set_pool_limit(&gpu, Some(limit));
-    }
-    let fleet = Fleet::new(&registry, c.ledger.then_some(&ledger));
-    if c.affinity {
-        fleet.with_affinity(history)
-    } else {
-        fleet
-    }
+    random_fleet::fleet(&c.agents, c.ledger, c.gpu_pool, c.affinity)
 }
 
 fn task(t: &TaskSpec) -> Task {
