@@ -102,6 +102,8 @@ mod tests {
     use super::*;
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/agent_map.txt"))]
+
         /// Any sequence of inserts leaves the map agreeing with a `BTreeMap` given the
         /// same inserts (first value wins, as `get_or_insert` does).
         #[test]

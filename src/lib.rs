@@ -131,3 +131,16 @@ pub use workflow::{
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Proptest settings for the crate's own unit properties: `cases` cases, and a
+/// failing case saved under `tests/proptest-regressions/` (named `file`) beside the
+/// integration tests' ones, not in a directory of its own at the top of the crate.
+#[cfg(test)]
+pub(crate) fn proptest_config(cases: u32, file: &'static str) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, FileFailurePersistence};
+    Config {
+        cases,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(file))),
+        ..Config::default()
+    }
+}

@@ -132,6 +132,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/name_table.txt"))]
+
         /// It holds what a `BTreeMap` holds, through any sequence of insertions and
         /// updates, with real hashes and with every name colliding; equality ignores
         /// the order names came in.

@@ -684,7 +684,7 @@ mod tests {
         }
 
         proptest! {
-            #![proptest_config(ProptestConfig::with_cases(96))]
+            #![proptest_config(crate::proptest_config(96, "tests/proptest-regressions/fleet_refresh.txt"))]
 
             /// However the registry and the ledger change between batches, a fleet
             /// refreshed batch after batch holds what a fleet built afresh holds.
@@ -742,6 +742,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/affinity.txt"))]
+
         /// Recording with a shared name learns exactly what recording with a borrowed
         /// one does.
         #[test]

@@ -261,6 +261,8 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/duties.txt"))]
+
         /// The shortcut for unpadded names agrees with trimming every time.
         #[test]
         fn same_duty_is_trimmed_case_blind_equality(
