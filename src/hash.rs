@@ -31,8 +31,15 @@ impl Hasher for FxHasher {
             w.copy_from_slice(c);
             self.add(u64::from_le_bytes(w));
         }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
+        // The tail (up to seven bytes) as one word, its length in the top byte so
+        // that tails differing only by trailing zeros differ: one multiply for a
+        // short name, not one per byte.
+        let tail = chunks.remainder();
+        if !tail.is_empty() {
+            let mut w = [0u8; 8];
+            w[..tail.len()].copy_from_slice(tail);
+            w[7] = tail.len() as u8;
+            self.add(u64::from_le_bytes(w));
         }
     }
 
@@ -59,3 +66,40 @@ impl Hasher for FxHasher {
 
 /// A `HashMap` keyed through [`FxHasher`].
 pub(crate) type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::Hash;
+
+    fn hash(s: &[u8]) -> u64 {
+        let mut h = FxHasher::default();
+        h.write(s);
+        h.finish()
+    }
+
+    /// Tails that differ only by trailing zeros (or by nothing but their length)
+    /// hash apart, at every tail length and after whole words.
+    #[test]
+    fn tails_differing_by_trailing_zeros_differ() {
+        for prefix in [&b""[..], b"12345678"] {
+            let mut seen = std::collections::BTreeSet::new();
+            for len in 0..8 {
+                let mut bytes = prefix.to_vec();
+                bytes.extend(std::iter::repeat_n(0u8, len));
+                assert!(seen.insert(hash(&bytes)), "{bytes:?} collides");
+                bytes.truncate(prefix.len());
+                bytes.push(b'a');
+                bytes.extend(std::iter::repeat_n(0u8, len));
+                assert!(seen.insert(hash(&bytes)), "{bytes:?} collides");
+            }
+        }
+        let str_hash = |s: &str| {
+            let mut h = FxHasher::default();
+            s.hash(&mut h);
+            h.finish()
+        };
+        assert_ne!(str_hash("s1"), str_hash("s10"));
+        assert_ne!(str_hash("a"), str_hash("a\0"));
+    }
+}

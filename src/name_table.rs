@@ -1,26 +1,28 @@
 //! [`NameTable`]: values by shared name, hashed once per name.
 //!
 //! A table that grows by one name per workflow step (the affinity table in a long run
-//! of distinct step kinds) rehashes every key each time it grows. Keyed by the names
-//! themselves, that rereads every name from memory it long left; keyed by each
-//! name's hash, growth moves integers, and a name is read only to tell it from
-//! another of the same hash (or not at all when it is the very string stored).
+//! of distinct step kinds) is probed for a name when its task is assigned and written
+//! when the task completes. Each slot of the index is one word holding the name's
+//! hash tag and its entry: the probe for a new name reads the very line its insertion
+//! writes next, growth moves words without rereading a name, and a name is read only
+//! when its tag matches (or not at all when it is the very string stored).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::hash::{FxHashMap, FxHasher};
+use crate::hash::FxHasher;
 
 /// Values by name, in the order the names came; a name is stored shared, never
 /// copied.
 ///
-/// The entries are appended to one vector, and a small index (16 bytes a slot) maps
-/// each hash to its latest entry, entries of one hash chained from there: a new name
-/// writes the end of the vector and one index slot, not a 60-byte slot somewhere in
-/// a table of them.
+/// The entries are appended to one vector; the index is open addressing with linear
+/// probing over 8-byte slots: the upper half of a slot is the upper half of the name's
+/// hash (which also places it), the lower half the entry's position plus one (zero:
+/// empty). At most three slots in four are used, so a probe for a missing name
+/// mostly ends within the cache line it started in.
 #[derive(Debug, Clone)]
 pub(crate) struct NameTable<V> {
-    by_hash: FxHashMap<u64, u32>,
+    slots: Vec<u64>,
     entries: Vec<Entry<V>>,
 }
 
@@ -28,28 +30,28 @@ pub(crate) struct NameTable<V> {
 struct Entry<V> {
     name: Arc<str>,
     value: V,
-    /// The entry of the same hash made before this one.
-    next: Option<u32>,
 }
 
 impl<V> Default for NameTable<V> {
     fn default() -> Self {
         NameTable {
-            by_hash: FxHashMap::default(),
+            slots: Vec::new(),
             entries: Vec::new(),
         }
     }
 }
 
-fn hash_of(name: &str) -> u64 {
-    // The tests make every name collide, to try the chains of many names.
+/// The upper half of the name's hash: its tag in the index, and its home slot.
+fn tag_of(name: &str) -> u32 {
+    // The tests give every name one tag, to try long probe runs.
     #[cfg(test)]
-    if tests::COLLIDE.with(std::cell::Cell::get) {
-        return 0;
+    if let Some(tag) = tests::COLLIDE.with(std::cell::Cell::get) {
+        return tag;
     }
     let mut h = FxHasher::default();
     name.hash(&mut h);
-    h.finish()
+    // The Fx hash's best-mixed bits are its upper ones.
+    (h.finish() >> 32) as u32
 }
 
 /// Whether `stored` is `name`: the same string (the caller's own shared name, nearly
@@ -59,24 +61,49 @@ fn is(stored: &Arc<str>, name: &str) -> bool {
         || **stored == *name
 }
 
+/// The index is never smaller.
+const MIN_SLOTS: usize = 16;
+
+/// Where a probe for a name ended.
+enum Probe {
+    /// At the entry of that name.
+    Found(usize),
+    /// At the empty slot where the name belongs (none when the index has no slots).
+    Vacant(Option<usize>),
+}
+
 impl<V> NameTable<V> {
-    /// The entry of `name` among those of `hash`.
-    fn find(&self, hash: u64, name: &str) -> Option<usize> {
-        let mut at = self.by_hash.get(&hash).copied();
-        while let Some(i) = at {
-            let e = self.entries.get(i as usize)?;
-            if is(&e.name, name) {
-                return Some(i as usize);
+    /// Probes the index for `name`, of tag `tag`.
+    fn probe(&self, tag: u32, name: &str) -> Probe {
+        let mask = match self.slots.len() {
+            0 => return Probe::Vacant(None),
+            n => n - 1,
+        };
+        let mut at = tag as usize & mask;
+        // The index is never full, so an empty slot ends every probe; the bound only
+        // keeps a bug from looping forever.
+        for _ in 0..self.slots.len() {
+            let slot = self.slots[at];
+            if slot == 0 {
+                return Probe::Vacant(Some(at));
             }
-            at = e.next;
+            if (slot >> 32) as u32 == tag {
+                let i = (slot as u32 - 1) as usize;
+                if self.entries.get(i).is_some_and(|e| is(&e.name, name)) {
+                    return Probe::Found(i);
+                }
+            }
+            at = (at + 1) & mask;
         }
-        None
+        Probe::Vacant(None)
     }
 
     /// The value of `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&V> {
-        let i = self.find(hash_of(name), name)?;
-        self.entries.get(i).map(|e| &e.value)
+        match self.probe(tag_of(name), name) {
+            Probe::Found(i) => self.entries.get(i).map(|e| &e.value),
+            Probe::Vacant(_) => None,
+        }
     }
 
     /// The value of `name`, made by `make` (and `name` shared) if it had none; and
@@ -86,24 +113,51 @@ impl<V> NameTable<V> {
         name: &Arc<str>,
         make: impl FnOnce() -> V,
     ) -> (&mut V, bool) {
-        let hash = hash_of(name);
-        let (i, made) = match self.find(hash, name) {
-            Some(i) => (i, false),
-            None => {
-                let i = self.entries.len();
-                // Past 2^32 names the chain is cut, never wrong: such an entry is
-                // found by nothing but `iter`. (A table that big is 200 GB.)
-                let at = u32::try_from(i).ok();
-                let next = at.and_then(|at| self.by_hash.insert(hash, at));
-                self.entries.push(Entry {
-                    name: Arc::clone(name),
-                    value: make(),
-                    next,
-                });
-                (i, true)
-            }
+        let tag = tag_of(name);
+        let vacant = match self.probe(tag, name) {
+            Probe::Found(i) => return (&mut self.entries[i].value, false),
+            Probe::Vacant(at) => at,
         };
-        (&mut self.entries[i].value, made)
+        let i = self.entries.len();
+        self.entries.push(Entry {
+            name: Arc::clone(name),
+            value: make(),
+        });
+        // Past 2^32 - 1 names the new one is not indexed, never wrong: it is found
+        // by nothing but `iter`. (A table that big is 200 GB.)
+        if let Ok(position) = u32::try_from(i + 1) {
+            let slot = (u64::from(tag) << 32) | u64::from(position);
+            match vacant {
+                // Within three quarters of the slots, it goes where the probe ended.
+                Some(at) if (i + 1) * 4 <= self.slots.len() * 3 => self.slots[at] = slot,
+                _ => {
+                    self.grow();
+                    self.place(slot);
+                }
+            }
+        }
+        (&mut self.entries[i].value, true)
+    }
+
+    /// Doubles the index (or makes its first slots), placing every entry again by its
+    /// tag alone.
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(MIN_SLOTS);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        for slot in old.into_iter().filter(|&s| s != 0) {
+            self.place(slot);
+        }
+    }
+
+    /// Writes `slot` into the first empty slot from its home (there is one: the index
+    /// is at most three quarters full).
+    fn place(&mut self, slot: u64) {
+        let mask = self.slots.len() - 1;
+        let mut at = (slot >> 32) as usize & mask;
+        while self.slots[at] != 0 {
+            at = (at + 1) & mask;
+        }
+        self.slots[at] = slot;
     }
 
     /// Every name with its value, in the order the names came.
@@ -127,20 +181,21 @@ mod tests {
     use std::collections::BTreeMap;
 
     thread_local! {
-        /// Every name hashes to 0 while set (this thread only).
-        pub(super) static COLLIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        /// Every name has this tag while set (this thread only).
+        pub(super) static COLLIDE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
     }
 
     proptest! {
         #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/name_table.txt"))]
 
         /// It holds what a `BTreeMap` holds, through any sequence of insertions and
-        /// updates, with real hashes and with every name colliding; equality ignores
-        /// the order names came in.
+        /// updates (growing the index several times), with real hashes and with every
+        /// name of one tag: one probe run from the first slot, or from the last, which
+        /// wraps around; equality ignores the order names came in.
         #[test]
         fn it_is_a_map(
-            ops in prop::collection::vec(("[a-d]{1,2}", 0u32..5), 0..60),
-            collide in proptest::bool::ANY,
+            ops in prop::collection::vec(("[a-f]{1,3}", 0u32..5), 0..200),
+            collide in prop::option::of(prop::sample::select(vec![0, 7, u32::MAX])),
         ) {
             COLLIDE.with(|c| c.set(collide));
             let mut t = NameTable::default();
@@ -164,7 +219,7 @@ mod tests {
                 *reversed.get_or_insert_with(&Arc::from(name.as_str()), || 0).0 = *v;
             }
             prop_assert!(t == reversed);
-            COLLIDE.with(|c| c.set(false));
+            COLLIDE.with(|c| c.set(None));
         }
     }
 }
