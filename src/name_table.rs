@@ -1,11 +1,11 @@
 //! [`NameTable`]: values by shared name, hashed once per name.
 //!
-//! A table that grows by one name per workflow step (the affinity table in a long run
-//! of distinct step kinds) is probed for a name when its task is assigned and written
-//! when the task completes. Each slot of the index is one word holding the name's
-//! hash tag and its entry: the probe for a new name reads the very line its insertion
-//! writes next, growth moves words without rereading a name, and a name is read only
-//! when its tag matches (or not at all when it is the very string stored).
+//! The affinity table gains a row for every distinct step kind: a long run of new
+//! kinds looks each one up when its task is assigned (and finds nothing), then adds
+//! it when the task completes. Past some thousands of names the index outgrows the
+//! cache, and both visits would miss it. So a compact filter (about a byte a name)
+//! answers "never seen" without touching the index, and new names wait in a short
+//! list that enters the index a batch at a time, their misses overlapping.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -15,14 +15,23 @@ use crate::hash::FxHasher;
 /// Values by name, in the order the names came; a name is stored shared, never
 /// copied.
 ///
-/// The entries are appended to one vector; the index is open addressing with linear
-/// probing over 8-byte slots: the upper half of a slot is the upper half of the name's
-/// hash (which also places it), the lower half the entry's position plus one (zero:
-/// empty). At most three slots in four are used, so a probe for a missing name
-/// mostly ends within the cache line it started in.
+/// - The entries are appended to one vector.
+/// - The index is open addressing with linear probing over 8-byte slots: the upper
+///   half of a slot is the name's tag (the upper half of its hash, which also places
+///   it), the lower half the entry's position plus one (zero: empty).
+/// - The newest names (up to [`PENDING`]) wait in `pending`, as their slots-to-be,
+///   and enter the index together. Indexed and pending names together fill at most
+///   three slots in four, so every probe ends at an empty slot.
+/// - The filter has three bits of one word set for the tag of every indexed or
+///   pending name: a name with any of its bits clear is in neither. It has a byte
+///   for each slot of the index.
 #[derive(Debug, Clone)]
 pub(crate) struct NameTable<V> {
     slots: Vec<u64>,
+    /// How many slots are used.
+    indexed: usize,
+    pending: Vec<u64>,
+    filter: Vec<u64>,
     entries: Vec<Entry<V>>,
 }
 
@@ -36,10 +45,20 @@ impl<V> Default for NameTable<V> {
     fn default() -> Self {
         NameTable {
             slots: Vec::new(),
+            indexed: 0,
+            pending: Vec::new(),
+            filter: Vec::new(),
             entries: Vec::new(),
         }
     }
 }
+
+/// How many new names wait before they enter the index (few in tests, so that
+/// small tables flush often).
+const PENDING: usize = if cfg!(test) { 3 } else { 32 };
+
+/// The index is never smaller.
+const MIN_SLOTS: usize = 16;
 
 /// The upper half of the name's hash: its tag in the index, and its home slot.
 fn tag_of(name: &str) -> u32 {
@@ -54,6 +73,25 @@ fn tag_of(name: &str) -> u32 {
     (h.finish() >> 32) as u32
 }
 
+/// The tag of a slot.
+fn tag(slot: u64) -> u32 {
+    (slot >> 32) as u32
+}
+
+/// The entry of a slot.
+fn entry(slot: u64) -> usize {
+    (slot as u32 as usize).wrapping_sub(1)
+}
+
+/// The word of `tag` in a filter of `words` words (a power of two), and its bits.
+fn filter_bits(tag: u32, words: usize) -> (usize, u64) {
+    // Mixed apart from the low bits that place the tag in the index.
+    let m = u64::from(tag).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let word = (m >> 40) as usize & (words - 1);
+    let bits = (1 << (m & 63)) | (1 << ((m >> 6) & 63)) | (1 << ((m >> 12) & 63));
+    (word, bits)
+}
+
 /// Whether `stored` is `name`: the same string (the caller's own shared name, nearly
 /// always) or equal bytes.
 fn is(stored: &Arc<str>, name: &str) -> bool {
@@ -61,49 +99,42 @@ fn is(stored: &Arc<str>, name: &str) -> bool {
         || **stored == *name
 }
 
-/// The index is never smaller.
-const MIN_SLOTS: usize = 16;
-
-/// Where a probe for a name ended.
-enum Probe {
-    /// At the entry of that name.
-    Found(usize),
-    /// At the empty slot where the name belongs (none when the index has no slots).
-    Vacant(Option<usize>),
-}
-
 impl<V> NameTable<V> {
-    /// Probes the index for `name`, of tag `tag`.
-    fn probe(&self, tag: u32, name: &str) -> Probe {
-        let mask = match self.slots.len() {
-            0 => return Probe::Vacant(None),
-            n => n - 1,
+    /// The entry of `name`, of tag `tag`.
+    fn find(&self, tag: u32, name: &str) -> Option<usize> {
+        if self.filter.is_empty() {
+            return None;
+        }
+        let (word, bits) = filter_bits(tag, self.filter.len());
+        if self.filter[word] & bits != bits {
+            return None;
+        }
+        let named = |slot: u64| {
+            let i = entry(slot);
+            let e = self.entries.get(i)?;
+            (self::tag(slot) == tag && is(&e.name, name)).then_some(i)
         };
+        let mask = self.slots.len() - 1;
         let mut at = tag as usize & mask;
-        // The index is never full, so an empty slot ends every probe; the bound only
-        // keeps a bug from looping forever.
+        // An empty slot ends every probe (see the type); the bound only keeps a bug
+        // from looping forever.
         for _ in 0..self.slots.len() {
             let slot = self.slots[at];
             if slot == 0 {
-                return Probe::Vacant(Some(at));
+                break;
             }
-            if (slot >> 32) as u32 == tag {
-                let i = (slot as u32 - 1) as usize;
-                if self.entries.get(i).is_some_and(|e| is(&e.name, name)) {
-                    return Probe::Found(i);
-                }
+            if let Some(i) = named(slot) {
+                return Some(i);
             }
             at = (at + 1) & mask;
         }
-        Probe::Vacant(None)
+        self.pending.iter().find_map(|&slot| named(slot))
     }
 
     /// The value of `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&V> {
-        match self.probe(tag_of(name), name) {
-            Probe::Found(i) => self.entries.get(i).map(|e| &e.value),
-            Probe::Vacant(_) => None,
-        }
+        let i = self.find(tag_of(name), name)?;
+        self.entries.get(i).map(|e| &e.value)
     }
 
     /// The value of `name`, made by `make` (and `name` shared) if it had none; and
@@ -114,10 +145,9 @@ impl<V> NameTable<V> {
         make: impl FnOnce() -> V,
     ) -> (&mut V, bool) {
         let tag = tag_of(name);
-        let vacant = match self.probe(tag, name) {
-            Probe::Found(i) => return (&mut self.entries[i].value, false),
-            Probe::Vacant(at) => at,
-        };
+        if let Some(i) = self.find(tag, name) {
+            return (&mut self.entries[i].value, false);
+        }
         let i = self.entries.len();
         self.entries.push(Entry {
             name: Arc::clone(name),
@@ -126,38 +156,61 @@ impl<V> NameTable<V> {
         // Past 2^32 - 1 names the new one is not indexed, never wrong: it is found
         // by nothing but `iter`. (A table that big is 200 GB.)
         if let Ok(position) = u32::try_from(i + 1) {
-            let slot = (u64::from(tag) << 32) | u64::from(position);
-            match vacant {
-                // Within three quarters of the slots, it goes where the probe ended.
-                Some(at) if (i + 1) * 4 <= self.slots.len() * 3 => self.slots[at] = slot,
-                _ => {
-                    self.grow();
-                    self.place(slot);
-                }
+            if self.pending.len() == PENDING || self.slots.is_empty() {
+                self.flush();
             }
+            let slot = (u64::from(tag) << 32) | u64::from(position);
+            self.pending.push(slot);
+            self.mark(tag);
         }
         (&mut self.entries[i].value, true)
     }
 
-    /// Doubles the index (or makes its first slots), placing every entry again by its
-    /// tag alone.
-    fn grow(&mut self) {
-        let size = (self.slots.len() * 2).max(MIN_SLOTS);
-        let old = std::mem::replace(&mut self.slots, vec![0; size]);
-        for slot in old.into_iter().filter(|&s| s != 0) {
+    /// Moves the pending names into the index, first growing it (and the filter,
+    /// then rebuilt from the tags) so that a full list of new pending names fits.
+    fn flush(&mut self) {
+        let used = self.indexed + self.pending.len();
+        let mut size = self.slots.len().max(MIN_SLOTS);
+        while (used + PENDING) * 4 > size * 3 {
+            size *= 2;
+        }
+        if size != self.slots.len() {
+            let old = std::mem::replace(&mut self.slots, vec![0; size]);
+            self.filter = vec![0; size / 8];
+            for slot in old.into_iter().filter(|&s| s != 0) {
+                self.place(slot);
+            }
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        // Their home slots are read first, all at once, so that the cache misses
+        // overlap instead of following one another through the placing loop.
+        let mask = self.slots.len() - 1;
+        let homes = pending
+            .iter()
+            .fold(0, |acc, &slot| acc | self.slots[tag(slot) as usize & mask]);
+        std::hint::black_box(homes);
+        for slot in pending.drain(..) {
             self.place(slot);
         }
+        self.pending = pending;
+        self.indexed = used;
     }
 
-    /// Writes `slot` into the first empty slot from its home (there is one: the index
-    /// is at most three quarters full).
+    /// Writes `slot` into the first empty slot from its home, and marks its tag.
     fn place(&mut self, slot: u64) {
         let mask = self.slots.len() - 1;
-        let mut at = (slot >> 32) as usize & mask;
+        let mut at = tag(slot) as usize & mask;
         while self.slots[at] != 0 {
             at = (at + 1) & mask;
         }
         self.slots[at] = slot;
+        self.mark(tag(slot));
+    }
+
+    /// Sets the filter bits of `tag`.
+    fn mark(&mut self, tag: u32) {
+        let (word, bits) = filter_bits(tag, self.filter.len());
+        self.filter[word] |= bits;
     }
 
     /// Every name with its value, in the order the names came.
