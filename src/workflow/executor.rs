@@ -460,8 +460,6 @@ impl Executor {
     async fn drive_observed(&self, run: &mut Run, seen: &mut usize) -> Result<(), ExecutorError> {
         let mut inflight = FuturesUnordered::new();
         let mut launched = Vec::new();
-        // Attempts whose agent answered when handed the work.
-        let mut answered = Vec::new();
         // Steps that could not start since the last completion, with why.
         let mut deferred: BTreeMap<StepRef, Deferral> = BTreeMap::new();
         // Steps waiting on colliding claims: since when, and under which task id.
@@ -497,22 +495,25 @@ impl Executor {
                 self.dispatch(run, &ready, &mut batch, waits, now)?;
                 // The host sees the attempts start before the agents get the work.
                 self.notify(run, seen);
+                let mut answered = false;
                 for launch in launched.drain(..) {
                     match begin(launch) {
-                        Ok(done) => answered.push(done),
+                        // Settled at once: its step is done before the next is begun.
+                        Ok(done) => {
+                            self.settle(run, done)?;
+                            answered = true;
+                        }
                         Err(running) => inflight.push(attempt(running, &*self.timer)),
                     }
                 }
-                if !answered.is_empty() {
-                    for done in answered.drain(..) {
-                        self.settle(run, done)?;
-                    }
+                if answered {
                     // The running attempts get their turn too before the next
                     // dispatch, so that instant agents never starve them.
                     while let Some(Some(done)) = inflight.next().now_or_never() {
                         self.settle(run, done)?;
                     }
-                    self.notify(run, seen);
+                    // The host hears of these ends with the next round's news (after
+                    // the tick, before any dispatch), or when the run returns.
                     deferred.clear();
                     continue;
                 }
