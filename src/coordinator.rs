@@ -1314,9 +1314,8 @@ impl Coordinator {
         // span costs even when nothing listens); the events name their task.
         let span = tracing::debug_span!("analyze", tasks = tasks.len()).entered();
         for task in tasks.iter_mut() {
-            let result = self.analyzer.analyze(task)?;
-            tracing::debug!(task.id = %task.id(), rules = ?result.rules().collect::<Vec<_>>(), "task analyzed");
-            *task.requirements_mut() = result.requirements;
+            let fired = self.analyzer.analyze_in_place(task)?;
+            tracing::debug!(task.id = %task.id(), rules = ?fired.iter().map(|f| &f.rule).collect::<Vec<_>>(), "task analyzed");
         }
         drop(span);
         let analyzed = tasks;
@@ -1325,8 +1324,8 @@ impl Coordinator {
             let _span = tracing::debug_span!("predict", tasks = analyzed.len()).entered();
             let predictor = self.predictor.lock();
             for task in analyzed.iter_mut() {
-                let prediction = predictor.predict(task.kind(), task.requirements().resources());
-                task.requirements_mut().set_resources(prediction.resources);
+                let (kind, resources) = task.kind_and_resources_mut();
+                predictor.predict_in_place(kind, resources);
             }
         }
         let mut s = self.state.lock();
@@ -1556,6 +1555,10 @@ impl Coordinator {
         unblocked: Vec<(Grant, RequestId)>,
         now: Timestamp,
     ) -> Vec<Arc<Assignment>> {
+        if grants.is_empty() && unblocked.is_empty() && s.handed_back.is_empty() {
+            // Nothing granted (as after nearly every completion): nothing to do.
+            return Vec::new();
+        }
         let from_ledger = |g: Grant| {
             let key = g.request;
             (g, key)

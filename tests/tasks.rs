@@ -823,3 +823,82 @@ mod sorted_requirements {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Analysis in place (what the coordinator does)
+
+mod in_place {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A task whose text draws on the merge table's and the seed table's words, with
+    /// some requirements of its own.
+    fn arb_task() -> impl Strategy<Value = Task> {
+        let words = prop::sample::select(vec![
+            "small",
+            "big",
+            "urgent",
+            "deploy",
+            "health",
+            "check",
+            "screenshot",
+            "browser",
+            "document",
+            "poem",
+            "the",
+        ]);
+        (
+            prop::collection::vec(words.clone(), 0..3),
+            prop::collection::vec(words, 0..5),
+            prop::option::of(prop::sample::select(vec!["ops", "qa"])),
+            0u64..4,
+            prop::sample::select(vec![Priority::LOW, Priority::NORMAL, Priority::CRITICAL]),
+        )
+            .prop_map(|(kind, text, role, cpu, priority)| {
+                let mut own = Requirements::new()
+                    .with_resources(res(&format!("cpu={cpu}")))
+                    .with_priority(priority);
+                if let Some(role) = role {
+                    own = own.with_role(Role::new(role).unwrap());
+                }
+                Task::new(TaskId::new(9), kind.join(" "), text.join(" ")).with_requirements(own)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: Some(Box::new(
+                proptest::test_runner::FileFailurePersistence::Direct(
+                    "tests/proptest-regressions/tasks_in_place.txt",
+                ),
+            )),
+            ..ProptestConfig::default()
+        })]
+
+        /// Analyzing in place leaves the task with the requirements `analyze` returns
+        /// and reports the same rules, with the seed table, the merge table, and a
+        /// table that requires a match; when that fails, the task is unchanged.
+        #[test]
+        fn it_is_analyze_written_into_the_task(task in arb_task(), table in 0..3usize) {
+            let rules = match table {
+                0 => RuleSet::default(),
+                1 => merge_table(),
+                _ => merge_table().with_require_match(true),
+            };
+            let analyzer = RuleBasedAnalyzer::new(rules).unwrap();
+            let mut in_place = task.clone();
+            match (analyzer.analyze(&task), analyzer.analyze_in_place(&mut in_place)) {
+                (Ok(analyzed), Ok(fired)) => {
+                    prop_assert_eq!(in_place.requirements(), &analyzed.requirements);
+                    prop_assert_eq!(fired, analyzed.fired);
+                }
+                (Err(a), Err(b)) => {
+                    prop_assert_eq!(a, b);
+                    prop_assert_eq!(in_place, task);
+                }
+                (a, b) => prop_assert!(false, "analyze {a:?} but in place {b:?}"),
+            }
+        }
+    }
+}

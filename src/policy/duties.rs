@@ -106,13 +106,13 @@ pub(crate) fn duty_key(duty: &str) -> Cow<'_, str> {
 
 /// Whether two duties are the same duty.
 pub(crate) fn same_duty(a: &str, b: &str) -> bool {
-    // Checked for every rule on every candidate: names without surrounding blanks
-    // (nearly all) are compared as they are.
-    if unpadded(a) && unpadded(b) {
-        a.eq_ignore_ascii_case(b)
-    } else {
-        a.trim().eq_ignore_ascii_case(b.trim())
+    // Checked for every rule on every candidate, and mostly false. Equal bytes but
+    // for case stay equal when trimmed (the blanks trimmed are the same); names
+    // without surrounding blanks (nearly all) equal no other way.
+    if a.eq_ignore_ascii_case(b) {
+        return true;
     }
+    !(unpadded(a) && unpadded(b)) && a.trim().eq_ignore_ascii_case(b.trim())
 }
 
 /// Whether `trim` would leave `s` as it is: it neither starts nor ends with

@@ -333,21 +333,28 @@ impl<E: Estimator> Learner<E> {
 
     /// The prediction for a task of `kind` that asked for `requested`.
     pub(crate) fn predict(&self, kind: &str, requested: &Resources) -> Prediction {
+        let mut out = requested.clone();
+        let samples = self.predict_in_place(kind, &mut out);
+        Prediction::new(out, samples)
+    }
+
+    /// [`predict`](Self::predict) over `resources`; returns the observations the
+    /// estimate rests on (zero: `resources` are left as requested).
+    pub(crate) fn predict_in_place(&self, kind: &str, resources: &mut Resources) -> u64 {
         let key = kind_key(kind);
         let Some(state) = self.kinds.get(&*key) else {
-            return Prediction::new(requested.clone(), 0);
+            return 0;
         };
         let config = self.kind_configs.get(&*key).unwrap_or(&self.config);
         let scale = 1.0 + config.margin();
         // Requested resources not learned keep the requested amount; learned ones,
         // requested or not, take the estimate.
-        let mut out = requested.clone();
         for (name, learned) in &state.resources {
             if let Some(e) = learned.learned.estimate(config) {
-                out.set(name, to_units(e * scale));
+                resources.set(name, to_units(e * scale));
             }
         }
-        Prediction::new(out, state.observations)
+        state.observations
     }
 
     /// Learns from one finished task of `kind`.

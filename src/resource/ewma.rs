@@ -337,6 +337,10 @@ impl ResourcePredictor for EwmaPredictor {
         self.learner.predict(kind, requested)
     }
 
+    fn predict_in_place(&self, kind: &str, resources: &mut Resources) {
+        self.learner.predict_in_place(kind, resources);
+    }
+
     fn observe(&mut self, kind: &str, observation: &Observation) {
         self.learner.observe(kind, observation);
     }

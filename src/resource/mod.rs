@@ -120,6 +120,17 @@ pub trait ResourcePredictor: fmt::Debug + Send + Sync {
     /// Predicts the needs of a task of `kind` that asked for `requested`.
     fn predict(&self, kind: &str, requested: &Resources) -> Prediction;
 
+    /// [`predict`](Self::predict), written over `resources` (the requested amounts,
+    /// which become the predicted ones).
+    ///
+    /// The coordinator predicts every task this way. The default calls `predict` and
+    /// moves the result in; a predictor that mostly keeps what was asked for (the
+    /// built-in ones, for a kind they have not learned yet or without a margin)
+    /// overrides it to spare a copy per task.
+    fn predict_in_place(&self, kind: &str, resources: &mut Resources) {
+        *resources = self.predict(kind, resources).resources;
+    }
+
     /// Learns from one finished task of `kind`.
     fn observe(&mut self, kind: &str, observation: &Observation);
 }

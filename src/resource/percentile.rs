@@ -561,6 +561,10 @@ impl ResourcePredictor for PercentilePredictor {
         self.learner.predict(kind, requested)
     }
 
+    fn predict_in_place(&self, kind: &str, resources: &mut Resources) {
+        self.learner.predict_in_place(kind, resources);
+    }
+
     fn observe(&mut self, kind: &str, observation: &Observation) {
         self.learner.observe(kind, observation);
     }

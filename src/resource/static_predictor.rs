@@ -75,5 +75,12 @@ impl ResourcePredictor for StaticPredictor {
         Prediction::new(out, 0)
     }
 
+    fn predict_in_place(&self, kind: &str, resources: &mut Resources) {
+        // Without a margin the prediction is the request.
+        if self.margin != 0.0 {
+            *resources = self.predict(kind, resources).resources;
+        }
+    }
+
     fn observe(&mut self, _kind: &str, _observation: &Observation) {}
 }

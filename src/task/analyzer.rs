@@ -53,6 +53,23 @@ use crate::resource::Resources;
 pub trait TaskAnalyzer: fmt::Debug + Send + Sync {
     /// The requirements of `task`, with the reasons for them.
     fn analyze(&self, task: &Task) -> Result<Analyzed, TaskError>;
+
+    /// [`analyze`](Self::analyze), written into `task`: its requirements become the
+    /// analyzed ones, and the rules that fired are returned. On an error `task` is
+    /// unchanged.
+    ///
+    /// The coordinator analyzes every task this way. The default calls `analyze` and
+    /// moves the requirements in; an analyzer that can merge into the task's own
+    /// requirements (as [`RuleBasedAnalyzer`] does) overrides it to spare a copy of
+    /// them per task.
+    fn analyze_in_place(&self, task: &mut Task) -> Result<Vec<FiredRule>, TaskError> {
+        let Analyzed {
+            requirements,
+            fired,
+        } = self.analyze(task)?;
+        *task.requirements_mut() = requirements;
+        Ok(fired)
+    }
 }
 
 #[cfg(test)]
@@ -575,17 +592,13 @@ impl Default for RuleBasedAnalyzer {
     }
 }
 
-impl TaskAnalyzer for RuleBasedAnalyzer {
-    fn analyze(&self, task: &Task) -> Result<Analyzed, TaskError> {
-        let own_priority = task.requirements().priority();
-        let mut requirements = task.requirements().clone();
-        requirements.merge(&self.rules.defaults);
-        let mut floor = self.default_floor;
+impl RuleBasedAnalyzer {
+    /// The rules that fire for `task` (read from its kind and description only), or
+    /// the error when none does and one must.
+    fn fired(&self, task: &Task) -> Result<Vec<FiredRule>, TaskError> {
         let mut fired = Vec::new();
         for (rule, compiled) in self.rules.rules.iter().zip(&self.compiled) {
             if let Some(trigger) = compiled.fires(rule, task) {
-                requirements.merge(&rule.requirements);
-                floor = floor.max(raised(rule.requirements.priority()));
                 fired.push(FiredRule {
                     rule: rule.name.clone(),
                     trigger,
@@ -595,12 +608,44 @@ impl TaskAnalyzer for RuleBasedAnalyzer {
         if fired.is_empty() && self.rules.require_match {
             return Err(TaskError::NoRuleMatched { task: task.id() });
         }
+        Ok(fired)
+    }
+
+    /// Merges into `requirements` (the task's own) the defaults and the requirements
+    /// of the rules in `fired`, and raises the priority to the highest floor.
+    fn apply(&self, requirements: &mut Requirements, fired: &[FiredRule]) {
+        let own_priority = requirements.priority();
+        requirements.merge(&self.rules.defaults);
+        let mut floor = self.default_floor;
+        // `fired` lists rules in table order, each once.
+        let mut rules = self.rules.rules.iter();
+        for f in fired {
+            if let Some(rule) = rules.find(|r| r.name == f.rule) {
+                requirements.merge(&rule.requirements);
+                floor = floor.max(raised(rule.requirements.priority()));
+            }
+        }
         requirements.priority = floor.map_or(own_priority, |f| f.max(own_priority));
+    }
+}
+
+impl TaskAnalyzer for RuleBasedAnalyzer {
+    fn analyze(&self, task: &Task) -> Result<Analyzed, TaskError> {
+        let fired = self.fired(task)?;
+        let mut requirements = task.requirements().clone();
+        self.apply(&mut requirements, &fired);
         tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
         Ok(Analyzed {
             requirements,
             fired,
         })
+    }
+
+    fn analyze_in_place(&self, task: &mut Task) -> Result<Vec<FiredRule>, TaskError> {
+        let fired = self.fired(task)?;
+        self.apply(task.requirements_mut(), &fired);
+        tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
+        Ok(fired)
     }
 }
 

@@ -239,12 +239,6 @@ impl Requirements {
         self
     }
 
-    /// Sets the resources needed, in place (what the coordinator does with a
-    /// prediction).
-    pub(crate) fn set_resources(&mut self, resources: Resources) {
-        self.resources = resources;
-    }
-
     /// Sets the priority.
     pub fn with_priority(mut self, priority: Priority) -> Self {
         self.priority = priority;
@@ -406,5 +400,10 @@ impl Task {
     /// The requirements, mutably.
     pub fn requirements_mut(&mut self) -> &mut Requirements {
         &mut self.requirements
+    }
+
+    /// The kind, and the resources needed mutably (as a predictor writes them).
+    pub(crate) fn kind_and_resources_mut(&mut self) -> (&str, &mut Resources) {
+        (&self.kind, &mut self.requirements.resources)
     }
 }

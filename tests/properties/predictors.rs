@@ -194,6 +194,39 @@ proptest! {
         }
     }
 
+    /// Predicting in place (what the coordinator does) writes what `predict` returns,
+    /// for every built-in predictor (the static one with and without a margin),
+    /// before and after any observations, for kinds learned and not.
+    #[test]
+    fn predicting_in_place_writes_the_prediction(
+        steps in prop::collection::vec(wild_step(), 0..30),
+        pct in percentile_config(),
+        ewma in ewma_config(),
+        request in requested(),
+    ) {
+        let (mut p, mut e, mut s) = all_predictors(pct, ewma);
+        let plain = StaticPredictor::new();
+        let check = |predictors: [&dyn ResourcePredictor; 4]| -> Result<(), TestCaseError> {
+            for predictor in predictors {
+                for kind in KINDS.iter().chain(&["never seen"]) {
+                    let mut in_place = request.clone();
+                    predictor.predict_in_place(kind, &mut in_place);
+                    prop_assert_eq!(&in_place, &predictor.predict(kind, &request).resources);
+                }
+            }
+            Ok(())
+        };
+        check([&p, &e, &s, &plain])?;
+        for step in &steps {
+            let o = step.observation();
+            let kind = KINDS[step.kind];
+            p.observe(kind, &o);
+            e.observe(kind, &o);
+            s.observe(kind, &o);
+        }
+        check([&p, &e, &s, &plain])?;
+    }
+
     /// A percentile prediction lies between the smallest usage observed and the
     /// largest times the margin and the most a run of bumps can add.
     #[test]
