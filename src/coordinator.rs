@@ -1161,7 +1161,6 @@ impl Admission for PolicyAdmission<'_> {
         } else {
             self.warnings.insert(task.id(), violations);
         }
-        self.pending.accept_last();
         Ok(())
     }
 }

@@ -107,9 +107,15 @@ impl PendingLoad {
 /// The proposals of a batch's placements so far, in the order accepted, with what
 /// they load each agent with: what the coordinator's admission asks the policies
 /// about, kept between batches for its capacity.
+///
+/// A proposal stays in the list once accepted (a refused one is retracted); it is
+/// counted into the load when the next proposal is made, the first time a rule could
+/// read it. A one-task batch (every step of a chain) so counts nothing.
 #[derive(Debug, Default)]
 pub(crate) struct PendingBatch {
     proposals: Vec<Proposal>,
+    /// How many of `proposals`, from the first, `load` counts.
+    counted: usize,
     load: FxHashMap<AgentId, PendingLoad>,
 }
 
@@ -120,8 +126,11 @@ impl PendingBatch {
             let Some(p) = self.proposals.pop() else {
                 break;
             };
-            if let Some(load) = self.load.get_mut(&p.agent()) {
-                load.count(&p, false);
+            if self.proposals.len() < self.counted {
+                self.counted -= 1;
+                if let Some(load) = self.load.get_mut(&p.agent()) {
+                    load.count(&p, false);
+                }
             }
         }
     }
@@ -129,13 +138,19 @@ impl PendingBatch {
     /// Empties the batch, keeping the storage.
     pub(crate) fn clear(&mut self) {
         self.proposals.clear();
-        self.load.clear();
+        self.counted = 0;
+        if !self.load.is_empty() {
+            self.load.clear();
+        }
     }
 
-    /// Adds `p` to be checked against the accepted ones before it; it counts once
-    /// [`accept_last`](Self::accept_last)ed, and [`retract_last`](Self::retract_last)
-    /// takes it back.
+    /// Adds `p` to be checked against the accepted ones before it (now counted); it
+    /// stays accepted unless [`retract_last`](Self::retract_last) takes it back.
     pub(crate) fn propose(&mut self, p: Proposal) {
+        for q in &self.proposals[self.counted..] {
+            self.load.entry(q.agent()).or_default().count(q, true);
+        }
+        self.counted = self.proposals.len();
         self.proposals.push(p);
     }
 
@@ -147,13 +162,6 @@ impl PendingBatch {
     /// Takes back the proposal being checked (refused).
     pub(crate) fn retract_last(&mut self) {
         self.proposals.pop();
-    }
-
-    /// Counts the proposal being checked as accepted.
-    pub(crate) fn accept_last(&mut self) {
-        if let Some(p) = self.proposals.last() {
-            self.load.entry(p.agent()).or_default().count(p, true);
-        }
     }
 }
 
