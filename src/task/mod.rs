@@ -147,7 +147,7 @@ impl Claim {
 /// assert_eq!(req.resources().cpu_millis(), 500);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Requirements {
     roles: SortedList<Role>,
@@ -163,7 +163,7 @@ pub struct Requirements {
 /// `Vec` of roles was an allocation each time. Changed (rarely: when requirements are
 /// built or merged) by making a new list. Serialized as a sequence; deserializing
 /// sorts and removes duplicates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SortedList<T>(Option<Arc<[T]>>);
 
 impl<T> Default for SortedList<T> {

@@ -597,7 +597,10 @@ impl Executor {
             let (Some(kind), Some(name), Some(needs)) = (
                 workflow.kinds.get(i),
                 workflow.names.get(i),
-                workflow.requirements.get(i),
+                workflow
+                    .requirement_of
+                    .get(i)
+                    .and_then(|&r| workflow.requirements.get(r as usize)),
             ) else {
                 return Err(WorkflowError::UnknownStep {
                     step: step.to_string(),

@@ -127,8 +127,12 @@ pub(crate) struct Inner {
     pub(crate) timeouts: Vec<Option<Duration>>,
     /// Whether each step takes inputs: a run looks at the spec only for those.
     pub(crate) takes_inputs: Vec<bool>,
-    /// Each step's [`StepSpec::requirements`], built once for the executor.
+    /// The distinct [`StepSpec::requirements`] of the steps, built once for the
+    /// executor: steps mostly share them (a role, a few resources), and a dispatch
+    /// then reads a hot entry instead of 128 cold bytes per step.
     pub(crate) requirements: Vec<crate::task::Requirements>,
+    /// Each step's entry in `requirements`.
+    pub(crate) requirement_of: Vec<u32>,
     /// Each step's task kind, shared by every task the executor makes for it.
     pub(crate) kinds: Vec<Arc<str>>,
     pub(crate) topo: Vec<u32>,
@@ -323,6 +327,26 @@ impl WorkflowBuilder {
     }
 }
 
+/// The distinct requirements of `specs`, in order of first use, and each step's
+/// index among them.
+fn distinct_requirements(specs: &[StepSpec]) -> (Vec<crate::task::Requirements>, Vec<u32>) {
+    let mut distinct = Vec::new();
+    let mut index: crate::hash::FxHashMap<crate::task::Requirements, u32> =
+        crate::hash::FxHashMap::default();
+    let of = specs
+        .iter()
+        .map(|spec| {
+            let needs = spec.requirements();
+            *index.entry(needs).or_insert_with_key(|needs| {
+                distinct.push(needs.clone());
+                // At most one entry a step, and steps are counted in `u32`.
+                u32::try_from(distinct.len() - 1).unwrap_or(u32::MAX)
+            })
+        })
+        .collect();
+    (distinct, of)
+}
+
 fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowError> {
     specs.iter_mut().for_each(StepSpec::dedup_dependencies);
     let n = specs.len();
@@ -448,13 +472,15 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
         fold(u64::MAX);
     }
 
+    let (requirements, requirement_of) = distinct_requirements(&specs);
     Ok(Workflow {
         inner: Arc::new(Inner {
             name,
             conditions: specs.iter().map(|s| s.condition()).collect(),
             timeouts: specs.iter().map(|s| s.timeout()).collect(),
             takes_inputs: specs.iter().map(|s| !s.inputs().is_empty()).collect(),
-            requirements: specs.iter().map(StepSpec::requirements).collect(),
+            requirements,
+            requirement_of,
             // A step without a kind of its own is of the kind of its name: one shared
             // string (a dispatch touches one cold allocation per step, not two).
             kinds: specs
@@ -541,4 +567,44 @@ fn cycle_through(graph: &DiGraph<u32, ()>, node: NodeIndex) -> Vec<usize> {
         path.rotate_left(min_pos);
     }
     path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Capability;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(128, "tests/proptest-regressions/workflow_requirements.txt"))]
+
+        /// Every step's entry among the distinct requirements is its own, and no two
+        /// entries are equal.
+        #[test]
+        fn each_step_reads_its_own_requirements(
+            steps in prop::collection::vec((0..3usize, 0..3usize, 0u64..3), 1..40),
+        ) {
+            let roles = ["ops", "qa", "framework"];
+            let mut b = Workflow::builder("w");
+            for (i, &(role, cap, cpu)) in steps.iter().enumerate() {
+                let mut spec = StepSpec::new(format!("s{i}"))
+                    .with_role(Role::new(roles[role]).unwrap())
+                    .with_resources(crate::Resources::new().with_cpu_millis(cpu * 500));
+                if cap > 0 {
+                    spec = spec.with_capability(Capability::new(&format!("c{cap}")).unwrap());
+                }
+                b.push(spec);
+            }
+            let w = b.build().unwrap();
+            let inner = w.inner();
+            prop_assert_eq!(inner.requirement_of.len(), steps.len());
+            for (i, spec) in inner.specs.iter().enumerate() {
+                let r = &inner.requirements[inner.requirement_of[i] as usize];
+                prop_assert_eq!(r, &spec.requirements());
+            }
+            for (k, a) in inner.requirements.iter().enumerate() {
+                prop_assert!(inner.requirements[k + 1..].iter().all(|b| b != a));
+            }
+        }
+    }
 }
