@@ -1809,8 +1809,10 @@ fn commit(
         s.drop_claims(task.id());
         return Err(e.into());
     }
-    // Made straight in its shared allocation (an `Assignment` is some 400 bytes).
-    let assignment = Arc::new(Assignment {
+    // Written once, into its shared allocation: `Arc::new` moves an `Assignment` (some
+    // 400 bytes) twice, into the reference-counted box and then onto the heap, where
+    // `new_cyclic` (its weak handle unused) writes the value straight in.
+    let assignment = Arc::new_cyclic(|_| Assignment {
         agent: p.agent,
         allocation: grant.allocation,
         resources,
