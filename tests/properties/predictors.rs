@@ -163,11 +163,29 @@ fn all_predictors(
     )
 }
 
+/// `predict_in_place` writes what `predict` returns, for each of `predictors` (the
+/// built-in ones, the static one with and without a margin), for every kind, learned
+/// or not.
+fn in_place_is_predict(
+    predictors: [&dyn ResourcePredictor; 4],
+    request: &Resources,
+) -> Result<(), TestCaseError> {
+    for predictor in predictors {
+        for kind in KINDS.iter().chain(&["never seen"]) {
+            let mut in_place = request.clone();
+            predictor.predict_in_place(kind, &mut in_place);
+            prop_assert_eq!(&in_place, &predictor.predict(kind, request).resources);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Nothing panics, whatever is observed, and every requested resource gets an
-    /// answer: learned, or the request.
+    /// answer: learned, or the request. Predicting in place (what the coordinator
+    /// does) writes what `predict` returns, before and after every observation.
     #[test]
     fn predicting_and_observing_never_panic(
         steps in prop::collection::vec(wild_step(), 0..60),
@@ -176,6 +194,7 @@ proptest! {
         request in requested(),
     ) {
         let (mut p, mut e, mut s) = all_predictors(pct, ewma);
+        in_place_is_predict([&p, &e, &s, &StaticPredictor::new()], &request)?;
         for step in &steps {
             let o = step.observation();
             let kind = KINDS[step.kind];
@@ -191,40 +210,8 @@ proptest! {
                     prop_assert!(v > 0 || prediction.samples > 0, "{name} dropped");
                 }
             }
+            in_place_is_predict([&p, &e, &s, &StaticPredictor::new()], &request)?;
         }
-    }
-
-    /// Predicting in place (what the coordinator does) writes what `predict` returns,
-    /// for every built-in predictor (the static one with and without a margin),
-    /// before and after any observations, for kinds learned and not.
-    #[test]
-    fn predicting_in_place_writes_the_prediction(
-        steps in prop::collection::vec(wild_step(), 0..30),
-        pct in percentile_config(),
-        ewma in ewma_config(),
-        request in requested(),
-    ) {
-        let (mut p, mut e, mut s) = all_predictors(pct, ewma);
-        let plain = StaticPredictor::new();
-        let check = |predictors: [&dyn ResourcePredictor; 4]| -> Result<(), TestCaseError> {
-            for predictor in predictors {
-                for kind in KINDS.iter().chain(&["never seen"]) {
-                    let mut in_place = request.clone();
-                    predictor.predict_in_place(kind, &mut in_place);
-                    prop_assert_eq!(&in_place, &predictor.predict(kind, &request).resources);
-                }
-            }
-            Ok(())
-        };
-        check([&p, &e, &s, &plain])?;
-        for step in &steps {
-            let o = step.observation();
-            let kind = KINDS[step.kind];
-            p.observe(kind, &o);
-            e.observe(kind, &o);
-            s.observe(kind, &o);
-        }
-        check([&p, &e, &s, &plain])?;
     }
 
     /// A percentile prediction lies between the smallest usage observed and the
