@@ -131,6 +131,17 @@ impl ScoreWeights {
             ("affinity", self.affinity),
         ]
     }
+
+    /// The built-in scorers that count (weight above zero): each one's place among
+    /// [`entries`](Self::entries), name and weight, as an explanation lists them.
+    fn parts(&self) -> Vec<(usize, &'static str, f64)> {
+        self.entries()
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (_, w))| *w > 0.0)
+            .map(|(k, (name, w))| (k, name, w))
+            .collect()
+    }
 }
 
 /// Assigns tasks one at a time in the Kubernetes scheduler's manner: filter the agents
@@ -177,6 +188,10 @@ struct Checked {
     /// The sum of every weight, built-in and host, with and without history.
     sum: f64,
     sum_without_history: f64,
+    /// [`ScoreWeights::parts`] of the weights, with and without history: what an
+    /// explanation lists, worked out once.
+    parts: Vec<(usize, &'static str, f64)>,
+    parts_without_history: Vec<(usize, &'static str, f64)>,
 }
 
 impl Checked {
@@ -217,6 +232,8 @@ impl Checked {
         Ok(Checked {
             sum: sum(weights),
             sum_without_history: sum(&without_history),
+            parts: weights.parts(),
+            parts_without_history: without_history.parts(),
             without_history,
         })
     }
@@ -498,6 +515,8 @@ pub(crate) struct Engine<'a> {
     buf: &'a mut Buffers,
     /// The built-in weights in force (affinity off without history).
     weights: ScoreWeights,
+    /// Those of them that count, as an explanation lists them.
+    parts: &'a [(usize, &'static str, f64)],
     pub(crate) weight_sum: f64,
     agents: usize,
     /// Whether some agent has role or capability bits past the first 128 (then the
@@ -590,10 +609,14 @@ impl<'a> Engine<'a> {
         direct: bool,
     ) -> Result<Self, AssignmentError> {
         let checked = cfg.checked.as_ref().map_err(Clone::clone)?;
-        let (weights, weight_sum) = if fleet.has_affinity() {
-            (cfg.weights.clone(), checked.sum)
+        let (weights, parts, weight_sum) = if fleet.has_affinity() {
+            (cfg.weights.clone(), &checked.parts[..], checked.sum)
         } else {
-            (checked.without_history.clone(), checked.sum_without_history)
+            (
+                checked.without_history.clone(),
+                &checked.parts_without_history[..],
+                checked.sum_without_history,
+            )
         };
         // Every resource the batch names gets a dimension: agents that declared no
         // capacity have any amount of it, the others none. The fleet's list is copied
@@ -633,6 +656,7 @@ impl<'a> Engine<'a> {
             fleet,
             buf,
             weights,
+            parts,
             weight_sum,
             agents: fleet.len(),
             spilled: false,
@@ -1264,21 +1288,13 @@ impl<'a> Engine<'a> {
         let agent = self.fleet.ids[i];
         let scores = self.builtin_scores(i, t);
         // The explanation's one allocation: every part, at its exact size.
-        let builtin = self.weights.entries();
-        let mut parts: Vec<PluginScore> = Vec::with_capacity(
-            builtin.iter().filter(|(_, w)| *w > 0.0).count() + self.cfg.scorers.len(),
-        );
-        parts.extend(
-            builtin
-                .iter()
-                .zip(scores)
-                .filter(|((_, w), _)| *w > 0.0)
-                .map(|((name, w), s)| PluginScore {
-                    plugin: Cow::Borrowed(*name),
-                    score: s,
-                    weight: *w,
-                }),
-        );
+        let mut parts: Vec<PluginScore> =
+            Vec::with_capacity(self.parts.len() + self.cfg.scorers.len());
+        parts.extend(self.parts.iter().map(|&(k, name, weight)| PluginScore {
+            plugin: Cow::Borrowed(name),
+            score: scores[k],
+            weight,
+        }));
         for (s, w) in &self.cfg.scorers {
             parts.push(PluginScore {
                 plugin: Cow::Owned(s.name().to_owned()),
