@@ -459,7 +459,14 @@ struct State {
     proposals: PendingBatch,
     /// The group of the last batch, shared by the next batch of the same group.
     last_group: Option<Arc<str>>,
+    /// Assignments of finished tasks that nobody else held any more, kept (at most
+    /// [`SPARE_ASSIGNMENTS`]) so that the next assignments reuse their allocations.
+    spare: Vec<Arc<Assignment>>,
 }
+
+/// How many finished assignments' allocations the coordinator keeps for reuse: a
+/// workflow batch's worth.
+const SPARE_ASSIGNMENTS: usize = 64;
 
 /// The items of a plan (placements, unplaced tasks) handed out by task. The crate's
 /// assigners list them in the batch's order, which one pass takes in turn; any other
@@ -883,6 +890,7 @@ impl CoordinatorBuilder {
             blocked: BTreeMap::new(),
             proposals: PendingBatch::default(),
             last_group: None,
+            spare: Vec::new(),
         };
         Coordinator {
             clock: self.clock,
@@ -1460,7 +1468,7 @@ impl Coordinator {
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         let now = self.now();
         let mut s = self.state.lock();
-        let a = s
+        let mut a = s
             .assignments
             .remove(&task)
             .ok_or(CoordinatorError::UnknownTask { task })?;
@@ -1487,6 +1495,11 @@ impl Coordinator {
             agent: a.agent,
             success,
         });
+        // Its allocation serves the next assignment when nobody holds it any more
+        // (the host has taken its events, the outcome is dropped).
+        if s.spare.len() < SPARE_ASSIGNMENTS && Arc::get_mut(&mut a).is_some() {
+            s.spare.push(a);
+        }
         Ok(self.serve(&mut s, grants, unblocked, now))
     }
 
@@ -1812,7 +1825,7 @@ fn commit(
     // Written once, into its shared allocation: `Arc::new` moves an `Assignment` (some
     // 400 bytes) twice, into the reference-counted box and then onto the heap, where
     // `new_cyclic` (its weak handle unused) writes the value straight in.
-    let assignment = Arc::new_cyclic(|_| Assignment {
+    let value = Assignment {
         agent: p.agent,
         allocation: grant.allocation,
         resources,
@@ -1822,7 +1835,18 @@ fn commit(
         group: group.cloned(),
         assigned_at: now,
         task,
-    });
+    };
+    let assignment = match s.spare.pop() {
+        // A finished task's, held by nobody else since (checked when kept).
+        Some(mut spare) => match Arc::get_mut(&mut spare) {
+            Some(slot) => {
+                *slot = value;
+                spare
+            }
+            None => Arc::new(value),
+        },
+        None => Arc::new(value),
+    };
     record_duty(s, policies, &assignment);
     tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
     s.assignments

@@ -1433,3 +1433,41 @@ fn placements_taken_back_free_their_resources_for_the_batch() {
     let assigned: Vec<bool> = outcomes.iter().map(|o| o.assignment().is_some()).collect();
     assert_eq!(assigned, [true, true, false, true]);
 }
+
+/// The coordinator reuses the allocation of a finished task's assignment only once
+/// nobody else holds it: an assignment the host kept (from the outcome or the journal)
+/// still says what it said, through any number of later assignments; and assignments
+/// made in reused allocations hold their own task.
+#[test]
+fn an_assignment_the_host_holds_is_never_reused() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=4,memory=8Gi"))
+        .unwrap();
+    let kept = assigned(&c, task(1, "build", "ops", "cpu=1"));
+    let journaled = c.drain_events();
+    c.complete(TaskId::new(1), true, None).unwrap();
+    for id in 2..200 {
+        let a = assigned(&c, task(id, "test", "ops", "cpu=2"));
+        assert_eq!(a.task.id(), TaskId::new(id));
+        assert_eq!(a.task.kind(), "test");
+        drop(a);
+        c.drain_events();
+        c.complete(TaskId::new(id), true, None).unwrap();
+    }
+    assert_eq!(kept.task.id(), TaskId::new(1));
+    assert_eq!(kept.task.kind(), "build");
+    assert_eq!(kept.resources, "cpu=1".parse().unwrap());
+    assert!(journaled.iter().any(|e| matches!(
+        e,
+        Event::TaskAssigned { assignment, .. } if assignment.task.id() == TaskId::new(1)
+            && assignment.task.kind() == "build"
+    )));
+    // Every assignment made after the first ones reused an allocation and is whole.
+    let last = assigned(&c, task(500, "ship", "ops", "cpu=3"));
+    assert_eq!(
+        (last.task.id(), last.task.kind(), last.resources.clone()),
+        (TaskId::new(500), "ship", "cpu=3".parse().unwrap())
+    );
+    assert_eq!(c.assignments().len(), 1);
+}
