@@ -1802,12 +1802,15 @@ fn commit(
         s.drop_claims(task.id());
         return Err(e.into());
     }
-    let resources = task.requirements().resources().clone();
-    let mut needs = resources.clone();
-    needs.set(slots_name(), 1);
-    let request =
-        AllocationRequest::for_task(p.agent, needs, task.id(), task.requirements().priority());
-    let grant = match s.ledger.try_allocate(&request, now) {
+    let resources = task.requirements().resources();
+    let grant = match s.ledger.try_allocate_with_slot(
+        p.agent,
+        resources,
+        slots_name(),
+        task.id(),
+        task.requirements().priority(),
+        now,
+    ) {
         Ok(g) => g,
         Err(e) => {
             s.drop_claims(task.id());
@@ -1828,7 +1831,7 @@ fn commit(
     let value = Assignment {
         agent: p.agent,
         allocation: grant.allocation,
-        resources,
+        resources: resources.clone(),
         score: p.score,
         explanation: p.explanation,
         warnings,

@@ -1208,18 +1208,79 @@ impl ResourceLedger {
         now: Timestamp,
     ) -> Result<Grant, LedgerError> {
         self.with_scratch(|l, candidates, dense| {
-            l.validate_request(request, candidates, dense)?;
-            if let Some(grant) = l.grant_now(request, candidates, dense, now) {
-                return Ok(grant);
+            l.resolve_request(request, candidates, dense)?;
+            l.allocate_now(
+                candidates,
+                dense,
+                request.task,
+                request.priority,
+                request.lease,
+                now,
+            )
+        })
+    }
+
+    /// [`try_allocate`](Self::try_allocate) of `resources` plus one unit of `slot` (in
+    /// place of any amount `resources` names for it) on `agent`, for `task`, with no
+    /// lease: what a coordinator books per assignment, without building the request
+    /// (a copy of the task's resources).
+    pub(crate) fn try_allocate_with_slot(
+        &mut self,
+        agent: AgentId,
+        resources: &Resources,
+        slot: &ResourceName,
+        task: TaskId,
+        priority: Priority,
+        now: Timestamp,
+    ) -> Result<Grant, LedgerError> {
+        let Some(slot_dim) = self.dim_of(slot) else {
+            // No such dimension: the general path names the error.
+            let mut needs = resources.clone();
+            needs.set(slot, 1);
+            let request = AllocationRequest::for_task(agent, needs, task, priority);
+            return self.try_allocate(&request, now);
+        };
+        self.with_scratch(|l, candidates, dense| {
+            candidates.clear();
+            candidates.push(l.index(agent)?);
+            if let Err((name, v)) = l.densify(resources, dense) {
+                return Err(LedgerError::ExceedsCapacity {
+                    agent,
+                    resource: name.to_string(),
+                    needed: v,
+                    capacity: 0,
+                });
             }
-            let i = candidates[0];
-            let (d, free) = l.shortfall(i as usize, dense).unwrap_or((0, 0));
-            Err(LedgerError::Insufficient {
-                agent: l.agent_ids[i as usize],
-                resource: l.dims[d].to_string(),
-                needed: dense[d],
-                free,
-            })
+            dense[slot_dim] = 1;
+            l.allocate_now(candidates, dense, Some(task), priority, None, now)
+        })
+    }
+
+    /// Books `dense` on the first of `candidates` (resolved, not empty) it fits on now,
+    /// or says why not: it could never fit (on none of them), or it does not fit now
+    /// (on the first).
+    fn allocate_now(
+        &mut self,
+        candidates: &[u32],
+        dense: &[u64],
+        task: Option<TaskId>,
+        priority: Priority,
+        lease: Option<Duration>,
+        now: Timestamp,
+    ) -> Result<Grant, LedgerError> {
+        // What fits now could always fit: the capacity check is for the refusal only.
+        if let Some(i) = self.first_fit(candidates, dense) {
+            let id = self.commit(i, dense, task, priority, lease, now);
+            return Ok(self.grant(None, id, i, task, Duration::ZERO));
+        }
+        self.check_ever_fits(candidates, dense)?;
+        let i = candidates[0];
+        let (d, free) = self.shortfall(i as usize, dense).unwrap_or((0, 0));
+        Err(LedgerError::Insufficient {
+            agent: self.agent_ids[i as usize],
+            resource: self.dims[d].to_string(),
+            needed: dense[d],
+            free,
         })
     }
 
@@ -1276,6 +1337,12 @@ impl ResourceLedger {
         dense: &mut Vec<u64>,
     ) -> Result<(), LedgerError> {
         self.resolve_request(request, candidates, dense)?;
+        self.check_ever_fits(candidates, dense)
+    }
+
+    /// [`LedgerError::ExceedsCapacity`] if none of `candidates` could ever hold
+    /// `dense`, naming the first.
+    fn check_ever_fits(&self, candidates: &[u32], dense: &[u64]) -> Result<(), LedgerError> {
         if candidates
             .iter()
             .all(|&i| self.never_fits(i as usize, dense).is_some())
@@ -1994,5 +2061,57 @@ impl ResourceLedger {
         }
         ledger.next_request = snapshot.next_request;
         Ok(ledger)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn res(cpu: u64, gpu: u64, slots: Option<u64>, tpu: u64) -> Resources {
+        let mut r = Resources::new().with_cpu_millis(cpu);
+        let name = |n: &str| ResourceName::new(n).expect("valid name");
+        r.set(&name("gpu"), gpu);
+        r.set(&name("tpu"), tpu);
+        if let Some(s) = slots {
+            r.set(&name("slots"), s);
+        }
+        r
+    }
+
+    proptest! {
+        /// The coordinator's booking (`try_allocate_with_slot`) does exactly what the
+        /// request it stands for does: the same grant or error, the same ledger after.
+        #[test]
+        fn booking_with_a_slot_is_the_request_with_the_slot_set(
+            capacity in (0u64..4000, 0u64..3, proptest::option::of(0u64..3)),
+            held in proptest::collection::vec((0u64..3000, 0u64..2), 0..3),
+            needs in (0u64..3000, 0u64..3, proptest::option::of(0u64..3), 0u64..2),
+            known_agent in any::<bool>(),
+        ) {
+            let now = Timestamp::from_secs(1);
+            let agent = AgentId::new(1);
+            let mut ledger = ResourceLedger::new();
+            ledger.add_agent(agent, &res(capacity.0, capacity.1, capacity.2, 0)).unwrap();
+            for (cpu, gpu) in held {
+                let _ = ledger.allocate(agent, &res(cpu, gpu, None, 0), now);
+            }
+            let target = if known_agent { agent } else { AgentId::new(2) };
+            let slot = ResourceName::new("slots").unwrap();
+            let needs = res(needs.0, needs.1, needs.2, needs.3);
+            let task = TaskId::new(7);
+            let priority = Priority::default();
+
+            let mut fast = ledger.clone();
+            let got = fast.try_allocate_with_slot(target, &needs, &slot, task, priority, now);
+            let mut with_slot = needs.clone();
+            with_slot.set(&slot, 1);
+            let request = AllocationRequest::for_task(target, with_slot, task, priority);
+            let want = ledger.try_allocate(&request, now);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(fast.snapshot(), ledger.snapshot());
+        }
     }
 }
