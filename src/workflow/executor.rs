@@ -479,21 +479,25 @@ impl Executor {
                 return Ok(());
             }
             run.tick(now);
-            self.notify(run, seen);
             // Dispatch what is ready, up to the concurrency limit.
             // Only as many as can start, plus those known to be waiting for an agent.
             let room = self.concurrency.saturating_sub(inflight.len());
             run.ready_first(room + deferred.len(), &mut ready);
             ready.retain(|step| !deferred.contains_key(step));
             ready.truncate(room);
-            if !ready.is_empty() {
+            if ready.is_empty() {
+                // The round's news (ends settled last round, the tick's timeouts and
+                // back-offs) before waiting; a dispatch delivers them with its starts.
+                self.notify(run, seen);
+            } else {
                 let waits = Waits {
                     launched: &mut launched,
                     deferred: &mut deferred,
                     collided: &mut collided,
                 };
                 self.dispatch(run, &ready, &mut batch, waits, now)?;
-                // The host sees the attempts start before the agents get the work.
+                // The host sees the attempts start (after the news of the round before)
+                // before the agents get the work.
                 self.notify(run, seen);
                 let mut answered = false;
                 for launch in launched.drain(..) {
@@ -509,11 +513,14 @@ impl Executor {
                 if answered {
                     // The running attempts get their turn too before the next
                     // dispatch, so that instant agents never starve them.
-                    while let Some(Some(done)) = inflight.next().now_or_never() {
+                    while !inflight.is_empty() {
+                        let Some(Some(done)) = inflight.next().now_or_never() else {
+                            break;
+                        };
                         self.settle(run, done)?;
                     }
-                    // The host hears of these ends with the next round's news (after
-                    // the tick, before any dispatch), or when the run returns.
+                    // The host hears of these ends with the next round's news (with
+                    // its starts, before any agent gets work), or when the run returns.
                     deferred.clear();
                     continue;
                 }
