@@ -422,10 +422,6 @@ struct State {
     ledger: ResourceLedger,
     mode: SystemMode,
     duties: DutyLog,
-    /// Lent to the fleet for the length of a batch (a reference count, where copying
-    /// the rows the batch reads cost a table per batch); written between batches,
-    /// when this is the only reference, so `Arc::make_mut` copies nothing.
-    affinity: Arc<AffinityTable>,
     /// Hashed: a B-tree freed and made its root node again each time the last running
     /// task finished and the next started. Sorted where it is shown or saved.
     assignments: crate::hash::FxHashMap<TaskId, Arc<Assignment>>,
@@ -875,11 +871,10 @@ impl CoordinatorBuilder {
             ledger: ResourceLedger::with_config(self.ledger),
             mode: SystemMode::Normal,
             duties: DutyLog::default(),
-            affinity: Arc::default(),
             assignments: crate::hash::FxHashMap::default(),
             waiting: BTreeMap::new(),
             waiting_by_task: BTreeMap::new(),
-            fleet: Fleet::new(&AgentRegistry::new(), None),
+            fleet: Fleet::new(&AgentRegistry::new(), None).with_affinity(AffinityTable::default()),
             handed_back: Vec::new(),
             events: Vec::new(),
             next_seq: 1,
@@ -1042,7 +1037,7 @@ impl CoordinatorBuilder {
             s.ledger = ledger;
             s.mode = snapshot.mode;
             s.duties = snapshot.duties;
-            s.affinity = Arc::new(snapshot.affinity);
+            s.fleet.set_affinity(Some(Arc::new(snapshot.affinity)));
             s.assignments = snapshot
                 .assignments
                 .into_iter()
@@ -1117,7 +1112,7 @@ impl fmt::Debug for Coordinator {
 struct PolicyAdmission<'a> {
     policies: &'a dyn PolicyEnforcer,
     state: &'a State,
-    group: Option<Arc<str>>,
+    group: Option<&'a Arc<str>>,
     /// Proposals accepted so far.
     pending: PendingBatch,
     /// Warnings per task.
@@ -1127,7 +1122,7 @@ struct PolicyAdmission<'a> {
 
 impl PolicyAdmission<'_> {
     fn proposal(&self, task: &Task, agent: AgentId) -> Proposal {
-        Proposal::for_admission(task, agent, self.group.clone())
+        Proposal::for_admission(task, agent, self.group.cloned())
     }
 }
 
@@ -1340,10 +1335,12 @@ impl Coordinator {
         // batch's when it was of the same group (a workflow run assigns batch after
         // batch), else the duty log's, else a new one.
         let group: Option<Arc<str>> = group.map(|g| {
-            let shared = match (&s.last_group, s.duties.shared_group(g)) {
-                (Some(last), _) if **last == *g => Arc::clone(last),
-                (_, Some(logged)) => Arc::clone(logged),
-                _ => Arc::from(g),
+            if let Some(last) = s.last_group.as_ref().filter(|last| ***last == *g) {
+                return Arc::clone(last);
+            }
+            let shared = match s.duties.shared_group(g) {
+                Some(logged) => Arc::clone(logged),
+                None => Arc::from(g),
             };
             s.last_group = Some(Arc::clone(&shared));
             shared
@@ -1368,13 +1365,12 @@ impl Coordinator {
             let st: &mut State = &mut s;
             let pending = std::mem::take(&mut st.proposals);
             st.fleet.refresh(&st.registry, Some(&st.ledger));
-            st.fleet.set_affinity(Some(Arc::clone(&st.affinity)));
             let st: &State = st;
             let fleet = &st.fleet;
             let mut admission = PolicyAdmission {
                 policies: self.policies.as_ref(),
                 state: st,
-                group: group.clone(),
+                group: group.as_ref(),
                 pending,
                 warnings: BTreeMap::new(),
                 now,
@@ -1392,9 +1388,6 @@ impl Coordinator {
             pending.clear();
             (plan, warnings, pending)
         };
-        // The fleet gives the affinity table back before anything can return, so that
-        // the next completion writes it in place.
-        s.fleet.set_affinity(None);
         s.proposals = pending;
         let plan = plan?;
         for refusal in &plan.refusals {
@@ -1482,7 +1475,9 @@ impl Coordinator {
         let _ = s.registry.task_finished(a.agent, now);
         s.release_claims(task, now);
         let unblocked = s.unblock(task, now);
-        Arc::make_mut(&mut s.affinity).record_shared(a.task.kind_arc(), a.agent, success);
+        s.fleet
+            .affinity_mut()
+            .record_shared(a.task.kind_arc(), a.agent, success);
         if let Some(usage) = usage {
             let observation = crate::resource::Observation::new(usage, now);
             self.predictor.lock().observe(a.task.kind(), &observation);
@@ -1765,7 +1760,7 @@ impl Coordinator {
             ledger: s.ledger.snapshot(),
             mode: s.mode,
             duties: s.duties.clone(),
-            affinity: (*s.affinity).clone(),
+            affinity: s.fleet.affinity().cloned().unwrap_or_default(),
             assignments: s
                 .assignments
                 .iter()

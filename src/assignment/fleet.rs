@@ -292,9 +292,8 @@ impl Fleet {
     /// Rebuilds the fleet from `registry` and `ledger` in place, as [`new`](Self::new)
     /// builds it, reusing its columns: a coordinator keeps one fleet and refreshes it
     /// per batch instead of allocating a dozen arrays each time. The affinity table
-    /// is dropped.
+    /// is kept.
     pub(crate) fn refresh(&mut self, registry: &AgentRegistry, ledger: Option<&ResourceLedger>) {
-        self.affinity = None;
         let layout = (registry.layout(), ledger.map(ResourceLedger::layout));
         if self.layout == Some(layout) {
             self.refresh_usage(registry, ledger);
@@ -407,6 +406,18 @@ impl Fleet {
     /// Sets (or clears) the history that affinity scoring reads.
     pub(crate) fn set_affinity(&mut self, affinity: Option<Arc<AffinityTable>>) {
         self.affinity = affinity;
+    }
+
+    /// The history that affinity scoring reads, if any.
+    pub(crate) fn affinity(&self) -> Option<&AffinityTable> {
+        self.affinity.as_deref()
+    }
+
+    /// The history to write, made first if there was none. A coordinator's fleet is
+    /// the only holder of its table (unless an assigner kept a copy of the fleet), so
+    /// this copies nothing.
+    pub(crate) fn affinity_mut(&mut self) -> &mut AffinityTable {
+        Arc::make_mut(self.affinity.get_or_insert_with(Arc::default))
     }
 
     /// Adds the history that affinity scoring reads.
