@@ -1120,12 +1120,6 @@ struct PolicyAdmission<'a> {
     now: Timestamp,
 }
 
-impl PolicyAdmission<'_> {
-    fn proposal(&self, task: &Task, agent: AgentId) -> Proposal {
-        Proposal::for_admission(task, agent, self.group.cloned())
-    }
-}
-
 impl Admission for PolicyAdmission<'_> {
     fn admit(
         &mut self,
@@ -1137,8 +1131,7 @@ impl Admission for PolicyAdmission<'_> {
         self.pending.truncate(accepted.len());
         // Made where it stays if admitted (a proposal is some 250 bytes), and checked
         // against the placements before it.
-        let proposal = self.proposal(task, agent);
-        self.pending.propose(proposal);
+        self.pending.propose(task, agent, self.group);
         let Some((proposal, before)) = self.pending.split_last() else {
             unreachable!("a proposal was just pushed");
         };

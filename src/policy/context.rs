@@ -1,6 +1,7 @@
 //! [`PolicyContext`]: what rules may look at, and the [`SystemMode`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,7 @@ use crate::clock::Timestamp;
 use crate::hash::FxHashMap;
 use crate::id::AgentId;
 use crate::resource::{ResourceLedger, ResourceName, Resources};
+use crate::task::Task;
 
 /// The mode the whole system is in: the seed's safe mode (section 2.2, "System-Wide
 /// Agent Failure": activate safe mode, stop new task assignments, recover, exit safe
@@ -113,7 +115,11 @@ impl PendingLoad {
 /// read it. A one-task batch (every step of a chain) so counts nothing.
 #[derive(Debug, Default)]
 pub(crate) struct PendingBatch {
+    /// The accepted proposals are the first `len`; those after them are kept from
+    /// earlier batches and written over by the next proposals (their names and
+    /// lists are reused, where a new proposal cloned them).
     proposals: Vec<Proposal>,
+    len: usize,
     /// How many of `proposals`, from the first, `load` counts.
     counted: usize,
     load: FxHashMap<AgentId, PendingLoad>,
@@ -122,14 +128,13 @@ pub(crate) struct PendingBatch {
 impl PendingBatch {
     /// Keeps the first `n` accepted proposals (an assigner took the others back).
     pub(crate) fn truncate(&mut self, n: usize) {
-        while self.proposals.len() > n {
-            let Some(p) = self.proposals.pop() else {
-                break;
-            };
-            if self.proposals.len() < self.counted {
+        while self.len > n {
+            self.len -= 1;
+            if self.len < self.counted {
                 self.counted -= 1;
+                let p = &self.proposals[self.len];
                 if let Some(load) = self.load.get_mut(&p.agent()) {
-                    load.count(&p, false);
+                    load.count(p, false);
                 }
             }
         }
@@ -137,31 +142,39 @@ impl PendingBatch {
 
     /// Empties the batch, keeping the storage.
     pub(crate) fn clear(&mut self) {
-        self.proposals.clear();
+        self.len = 0;
         self.counted = 0;
         if !self.load.is_empty() {
             self.load.clear();
         }
     }
 
-    /// Adds `p` to be checked against the accepted ones before it (now counted); it
-    /// stays accepted unless [`retract_last`](Self::retract_last) takes it back.
-    pub(crate) fn propose(&mut self, p: Proposal) {
-        for q in &self.proposals[self.counted..] {
+    /// Adds the proposal of `task` to `agent` in `group` (see
+    /// [`Proposal::for_admission`]) to be checked against the accepted ones before it
+    /// (now counted); it stays accepted unless [`retract_last`](Self::retract_last)
+    /// takes it back.
+    pub(crate) fn propose(&mut self, task: &Task, agent: AgentId, group: Option<&Arc<str>>) {
+        for q in &self.proposals[self.counted..self.len] {
             self.load.entry(q.agent()).or_default().count(q, true);
         }
-        self.counted = self.proposals.len();
-        self.proposals.push(p);
+        self.counted = self.len;
+        match self.proposals.get_mut(self.len) {
+            Some(kept) => kept.refill_for_admission(task, agent, group),
+            None => self
+                .proposals
+                .push(Proposal::for_admission(task, agent, group.cloned())),
+        }
+        self.len += 1;
     }
 
     /// The proposal being checked, and the accepted ones before it.
     pub(crate) fn split_last(&self) -> Option<(&Proposal, &[Proposal])> {
-        self.proposals.split_last()
+        self.proposals[..self.len].split_last()
     }
 
     /// Takes back the proposal being checked (refused).
     pub(crate) fn retract_last(&mut self) {
-        self.proposals.pop();
+        self.len = self.len.saturating_sub(1);
     }
 }
 
@@ -411,5 +424,86 @@ impl<'a> PolicyContext<'a> {
         self.pending
             .iter()
             .filter(move |p| p.agent() == proposal.agent() && p.task() != proposal.task())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::id::TaskId;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Kind, agent, in the group, refused (retracted at once).
+        Propose(u64, u64, bool, bool),
+        Truncate(usize),
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u64..3, 0u64..3, any::<bool>(), proptest::bool::weighted(0.2))
+                .prop_map(|(k, a, g, r)| Op::Propose(k, a, g, r)),
+            1 => (0usize..6).prop_map(Op::Truncate),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// The batch (which keeps old proposals to write over) reads as the list of
+        /// accepted proposals it stands for, and its load counts exactly the proposals
+        /// before the last.
+        #[test]
+        fn a_pending_batch_is_its_list_of_proposals(ops in proptest::collection::vec(op(), 0..40)) {
+            let kinds: [Arc<str>; 3] = ["a".into(), "b".into(), "a".into()];
+            let group: Arc<str> = "run".into();
+            let mut batch = PendingBatch::default();
+            let mut model: Vec<Proposal> = Vec::new();
+            for (i, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Propose(k, a, g, refused) => {
+                        let task = Task::new(TaskId::new(i as u64), Arc::clone(&kinds[k as usize]), "t")
+                            .with_requirements(crate::Requirements::new().with_resources(
+                                format!("cpu={}", k + 1).parse().unwrap(),
+                            ));
+                        let agent = AgentId::new(a);
+                        let group = g.then_some(&group);
+                        batch.propose(&task, agent, group);
+                        model.push(Proposal::for_admission(&task, agent, group.cloned()));
+                        if refused {
+                            batch.retract_last();
+                            model.pop();
+                        }
+                    }
+                    Op::Truncate(n) => {
+                        batch.truncate(n);
+                        model.truncate(n);
+                    }
+                    Op::Clear => {
+                        batch.clear();
+                        model.clear();
+                    }
+                }
+                let (last, before) = match batch.split_last() {
+                    Some((last, before)) => (Some(last), before),
+                    None => (None, &[][..]),
+                };
+                prop_assert_eq!(last, model.last());
+                prop_assert_eq!(before, &model[..model.len().saturating_sub(1)]);
+                // What the load holds is what the proposals before the last ask for
+                // (counted once a later proposal is made).
+                for a in 0..3 {
+                    let agent = AgentId::new(a);
+                    let want = model[..batch.counted]
+                        .iter()
+                        .filter(|p| p.agent() == agent)
+                        .count();
+                    let got = batch.load.get(&agent).map_or(0, |l| l.tasks as usize);
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
     }
 }

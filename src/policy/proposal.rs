@@ -91,6 +91,33 @@ impl Proposal {
         }
     }
 
+    /// Makes this proposal what [`for_admission`](Self::for_admission) would make,
+    /// reusing what it holds: the kind and group are kept when they are the same
+    /// names (no reference count to move), the requirements' lists are written over.
+    pub(crate) fn refill_for_admission(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        group: Option<&Arc<str>>,
+    ) {
+        self.task = task.id();
+        if !Arc::ptr_eq(&self.kind, task.kind_arc()) {
+            self.kind = task.shared_kind();
+        }
+        self.agent = agent;
+        self.requirements.clone_from(task.requirements());
+        self.resources = None;
+        let same_group = match (&self.group, group) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same_group {
+            self.group = group.cloned();
+        }
+        self.duty = None;
+    }
+
     /// Sets the task's requirements.
     pub fn with_requirements(mut self, requirements: Requirements) -> Self {
         self.requirements = requirements;
@@ -153,5 +180,47 @@ impl Proposal {
     /// The duty: the one set by [`with_duty`](Self::with_duty), else the task's kind.
     pub fn duty(&self) -> &str {
         self.duty.as_deref().unwrap_or(&self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::id::{Capability, Role};
+
+    proptest! {
+        /// A proposal written over, again and again, is what a new one would be,
+        /// whatever it held: shared or equal-but-distinct names and lists, groups or
+        /// none.
+        #[test]
+        fn a_refilled_proposal_is_a_new_one(
+            picks in proptest::collection::vec((0usize..4, 0usize..4, 0usize..4, 0u64..3), 1..12),
+        ) {
+            let kinds: [Arc<str>; 4] = ["deploy".into(), "deploy".into(), "check".into(), "".into()];
+            let groups: [Option<Arc<str>>; 4] = [None, Some("run-1".into()), Some("run-1".into()), Some("run-2".into())];
+            let ops = Requirements::new().with_role(Role::new("ops").unwrap());
+            let needs = [
+                Requirements::new(),
+                ops.clone(),
+                ops.clone().with_capability(Capability::new("browser").unwrap()),
+                Requirements::new()
+                    .with_role(Role::new("ops").unwrap())
+                    .with_resources("cpu=1,gpu=2,tpu=1".parse().unwrap()),
+            ];
+            let mut kept: Option<Proposal> = None;
+            for (i, (k, g, r, agent)) in picks.into_iter().enumerate() {
+                let task = Task::new(TaskId::new(i as u64), Arc::clone(&kinds[k]), "work")
+                    .with_requirements(needs[r].clone());
+                let agent = AgentId::new(agent);
+                let fresh = Proposal::for_admission(&task, agent, groups[g].clone());
+                match kept.as_mut() {
+                    Some(p) => p.refill_for_admission(&task, agent, groups[g].as_ref()),
+                    None => kept = Some(fresh.clone()),
+                }
+                prop_assert_eq!(kept.as_ref(), Some(&fresh));
+            }
+        }
     }
 }

@@ -147,7 +147,7 @@ impl Claim {
 /// assert_eq!(req.resources().cpu_millis(), 500);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Requirements {
     roles: SortedList<Role>,
@@ -158,13 +158,54 @@ pub struct Requirements {
     claims: SortedList<Claim>,
 }
 
+impl Clone for Requirements {
+    fn clone(&self) -> Self {
+        Requirements {
+            roles: self.roles.clone(),
+            capabilities: self.capabilities.clone(),
+            resources: self.resources.clone(),
+            priority: self.priority,
+            deadline: self.deadline,
+            claims: self.claims.clone(),
+        }
+    }
+
+    /// Field by field: lists already shared with `source` are kept as they are.
+    fn clone_from(&mut self, source: &Self) {
+        self.roles.clone_from(&source.roles);
+        self.capabilities.clone_from(&source.capabilities);
+        self.resources.clone_from(&source.resources);
+        self.priority = source.priority;
+        self.deadline = source.deadline;
+        self.claims.clone_from(&source.claims);
+    }
+}
+
 /// A sorted list without duplicates, shared between clones: a task's requirements
 /// are cloned for the task, its analysis and every policy proposal, and a cloned
 /// `Vec` of roles was an allocation each time. Changed (rarely: when requirements are
 /// built or merged) by making a new list. Serialized as a sequence; deserializing
 /// sorts and removes duplicates.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct SortedList<T>(Option<Arc<[T]>>);
+
+impl<T> Clone for SortedList<T> {
+    fn clone(&self) -> Self {
+        SortedList(self.0.clone())
+    }
+
+    /// Keeps the list when it is already `source`'s (no reference count to move).
+    fn clone_from(&mut self, source: &Self) {
+        let same = match (&self.0, &source.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.0.clone_from(&source.0);
+        }
+    }
+}
 
 impl<T> Default for SortedList<T> {
     fn default() -> Self {
