@@ -341,6 +341,10 @@ impl<E: Estimator> Learner<E> {
     /// [`predict`](Self::predict) over `resources`; returns the observations the
     /// estimate rests on (zero: `resources` are left as requested).
     pub(crate) fn predict_in_place(&self, kind: &str, resources: &mut Resources) -> u64 {
+        if self.kinds.is_empty() {
+            // Nothing learned yet (or a host that reports no usage): no key to make.
+            return 0;
+        }
         let key = kind_key(kind);
         let Some(state) = self.kinds.get(&*key) else {
             return 0;

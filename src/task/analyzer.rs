@@ -548,6 +548,8 @@ pub struct RuleBasedAnalyzer {
     compiled: Vec<CompiledRule>,
     /// The highest priority above normal among the defaults, or `None`.
     default_floor: Option<Priority>,
+    /// Whether the defaults require nothing (merging them changes nothing).
+    no_defaults: bool,
 }
 
 impl RuleBasedAnalyzer {
@@ -572,10 +574,12 @@ impl RuleBasedAnalyzer {
             compiled.push(CompiledRule::new(rule)?);
         }
         let default_floor = raised(rules.defaults.priority());
+        let no_defaults = rules.defaults == Requirements::default();
         Ok(RuleBasedAnalyzer {
             rules,
             compiled,
             default_floor,
+            no_defaults,
         })
     }
 
@@ -615,7 +619,9 @@ impl RuleBasedAnalyzer {
     /// of the rules in `fired`, and raises the priority to the highest floor.
     fn apply(&self, requirements: &mut Requirements, fired: &[FiredRule]) {
         let own_priority = requirements.priority();
-        requirements.merge(&self.rules.defaults);
+        if !self.no_defaults {
+            requirements.merge(&self.rules.defaults);
+        }
         let mut floor = self.default_floor;
         // `fired` lists rules in table order, each once.
         let mut rules = self.rules.rules.iter();
