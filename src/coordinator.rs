@@ -678,6 +678,9 @@ impl State {
     /// held a resource in.
     fn release_claims(&mut self, task: TaskId, now: Timestamp) {
         self.drop_claims(task);
+        if self.holders.is_empty() {
+            return;
+        }
         let held: Vec<ConflictId> = self
             .holders
             .range((task, ConflictId::new(0))..=(task, ConflictId::new(u64::MAX)))
@@ -733,7 +736,10 @@ impl State {
     /// later is rejected.
     fn unblock(&mut self, holder: TaskId, now: Timestamp) -> Vec<(Grant, RequestId)> {
         let mut granted = Vec::new();
-        for key in self.blocked.remove(&holder).unwrap_or_default() {
+        let Some(blocked) = self.blocked.remove(&holder) else {
+            return granted;
+        };
+        for key in blocked {
             let Some(mut w) = self.unwait(key) else {
                 continue;
             };

@@ -738,14 +738,17 @@ impl Executor {
         let (outcome, usage) = match result {
             Ok(output) => {
                 let (outcome, outputs, usage) = output.into_parts();
+                // Field by field: a base outcome would make (and drop) an empty map.
                 let outcome = match outcome {
                     Outcome::Succeeded => StepOutcome {
+                        success: true,
                         outputs,
-                        ..StepOutcome::success()
+                        reason: None,
                     },
                     Outcome::Failed { reason, .. } => StepOutcome {
+                        success: false,
                         outputs,
-                        ..StepOutcome::failure(reason)
+                        reason: Some(reason),
                     },
                     Outcome::Skipped { reason } => {
                         let _ = self.coordinator.complete(task, true, usage);
