@@ -362,6 +362,16 @@ impl AgentRegistry {
         self.layout
     }
 
+    /// Each agent's free slots, in id order, written into `out` (overwritten).
+    pub(crate) fn free_slots_into(&self, out: &mut Vec<u32>) {
+        out.clear();
+        // One push per agent: fleets are small, and a vectorized loop's set-up
+        // cost more than the agents it served.
+        for (max, running) in self.max_tasks.iter().zip(&self.running) {
+            out.push(max.saturating_sub(*running));
+        }
+    }
+
     /// Each agent's status, in id order.
     pub(crate) fn statuses(&self) -> &[AgentStatus] {
         &self.status

@@ -310,8 +310,7 @@ impl Fleet {
     fn refresh_usage(&mut self, registry: &AgentRegistry, ledger: Option<&ResourceLedger>) {
         self.status.clear();
         self.status.extend_from_slice(registry.statuses());
-        self.slots.clear();
-        self.slots.extend(registry.iter().map(|v| v.free_slots()));
+        registry.free_slots_into(&mut self.slots);
         let Some(ledger) = ledger else {
             // Declared capacities only: nothing else to read.
             return;
