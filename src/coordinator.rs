@@ -1736,7 +1736,14 @@ impl Coordinator {
     /// allocates nothing here, and neither does the coordinator's own journal, which
     /// keeps its capacity.
     pub fn drain_events_into(&self, out: &mut Vec<Event>) {
-        out.append(&mut self.state.lock().events);
+        let events = &mut self.state.lock().events;
+        if out.is_empty() && out.capacity() >= events.len() {
+            // The journal and the host's buffer trade storage: nothing is copied,
+            // and each keeps room for a batch's events.
+            std::mem::swap(out, events);
+        } else {
+            out.append(events);
+        }
     }
 
     /// Runs `f` on the registry (read-only).

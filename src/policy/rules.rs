@@ -74,9 +74,12 @@ impl RoleAndCapability {
     pub const NAME: &'static str = "role_and_capability";
 
     fn check(&self, proposal: &Proposal, ctx: &PolicyContext<'_>, out: &mut Vec<Violation>) {
+        let requirements = proposal.requirements();
+        if requirements.roles().is_empty() && requirements.capabilities().is_empty() {
+            return;
+        }
         let (agent, task) = (proposal.agent(), proposal.task());
         let profile = ctx.agent(agent).map(|a| a.profile());
-        let requirements = proposal.requirements();
         for role in requirements.roles() {
             if !profile.is_some_and(|p| p.has_role(role)) {
                 out.push(
