@@ -522,11 +522,15 @@ impl Fleet {
         t.needs.clear();
         t.needs.resize(dims.len(), 0);
         t.need_dims.clear();
-        for (name, v) in req.resources().iter() {
-            // Every resource of the batch has a dimension (see `Engine::new`).
-            if let Some(d) = dims.iter().position(|d| *d == name) {
-                t.needs[d] = v;
-                t.need_dims.push((d, v));
+        // Most tasks need nothing countable: not even an iterator then.
+        let needs = req.resources();
+        if !needs.is_zero() {
+            for (name, v) in needs.iter() {
+                // Every resource of the batch has a dimension (see `Engine::new`).
+                if let Some(d) = dims.iter().position(|d| *d == name) {
+                    t.needs[d] = v;
+                    t.need_dims.push((d, v));
+                }
             }
         }
         t.scored_dims.clear();

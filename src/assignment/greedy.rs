@@ -629,7 +629,11 @@ impl<'a> Engine<'a> {
             read[d] = true;
         }
         for task in tasks {
-            for (name, _) in task.requirements().resources().iter() {
+            let needs = task.requirements().resources();
+            if needs.is_zero() {
+                continue;
+            }
+            for (name, _) in needs.iter() {
                 let dims = if copy.is_empty() { &fleet.dims } else { &*copy };
                 match dims.iter().position(|d| *d == name) {
                     Some(d) => read[d] = true,

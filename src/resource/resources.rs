@@ -386,19 +386,22 @@ impl Resources {
     /// Every non-zero amount, cpu, memory and storage first, then extended resources by
     /// name.
     pub fn iter(&self) -> impl Iterator<Item = (ResourceName, u64)> + '_ {
-        [
-            (ResourceName::Cpu, self.cpu),
-            (ResourceName::Memory, self.memory),
-            (ResourceName::Storage, self.storage),
-        ]
-        .into_iter()
-        .chain(
-            self.extended
-                .as_slice()
-                .iter()
-                .map(|(n, v)| (ResourceName::Extended(n.clone()), *v)),
-        )
-        .filter(|(_, v)| *v > 0)
+        // The three fixed amounts as plain numbers: an array of names would be built
+        // and dropped whole on every call, most of them for nothing.
+        let fixed = [self.cpu, self.memory, self.storage];
+        let name = |i: usize| match i {
+            0 => ResourceName::Cpu,
+            1 => ResourceName::Memory,
+            _ => ResourceName::Storage,
+        };
+        (0..fixed.len())
+            .filter(move |&i| fixed[i] > 0)
+            .map(move |i| (name(i), fixed[i]))
+            .chain(
+                (self.extended.as_slice().iter())
+                    .filter(|(_, v)| *v > 0)
+                    .map(|(n, v)| (ResourceName::Extended(n.clone()), *v)),
+            )
     }
 
     /// The extended resources, sorted by name, without zero amounts.
