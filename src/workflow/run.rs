@@ -312,7 +312,10 @@ pub struct Run {
     /// Dependencies that carry a failure.
     failing: Vec<u32>,
     carries: Vec<bool>,
-    outputs: Vec<BTreeMap<String, String>>,
+    /// The outputs of each succeeded step that reported any: most report none, and
+    /// an empty map per step cost a copy when it succeeded and a drop with the run
+    /// (a `None` costs neither).
+    outputs: Vec<Option<BTreeMap<String, String>>>,
     /// Ready steps in dispatch order; may hold stale entries (not `Ready` any more),
     /// each step at most once (`queued`).
     ready: VecDeque<u32>,
@@ -373,7 +376,7 @@ impl Run {
             not_ok: vec![0; n],
             failing: vec![0; n],
             carries: vec![false; n],
-            outputs: vec![BTreeMap::new(); n],
+            outputs: vec![None; n],
             ready: VecDeque::new(),
             queued: vec![false; n],
             ready_count: 0,
@@ -439,7 +442,8 @@ impl Run {
     /// The outputs of `step` once it has succeeded.
     pub fn outputs(&self, step: impl StepKey) -> Option<&BTreeMap<String, String>> {
         let i = step.index_in(&self.workflow).ok()? as usize;
-        (self.status[i] == StepStatus::Succeeded).then(|| &self.outputs[i])
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        (self.status[i] == StepStatus::Succeeded).then(|| self.outputs[i].as_ref().unwrap_or(&NONE))
     }
 
     /// The steps to dispatch now, in dispatch order: the order they became ready in,
@@ -549,7 +553,7 @@ impl Run {
             if self.status[from] != StepStatus::Succeeded {
                 continue;
             }
-            if let Some(value) = self.outputs[from].get(&input.output) {
+            if let Some(value) = (self.outputs[from].as_ref()).and_then(|o| o.get(&input.output)) {
                 out.insert(input.name.clone(), value.clone());
             }
         }
@@ -639,14 +643,17 @@ impl Run {
         if outcome.success {
             self.status[u] = StepStatus::Succeeded;
             self.terminal += 1;
+            // The history takes the outputs; the column a copy, when there are any.
+            if !outcome.outputs.is_empty() {
+                self.outputs[u] = Some(outcome.outputs.clone());
+            }
             self.event(
                 i,
                 now,
                 StepChange::Succeeded {
-                    outputs: outcome.outputs.clone(),
+                    outputs: outcome.outputs,
                 },
             );
-            self.outputs[u] = outcome.outputs;
             self.scratch.push(i);
             self.drain(now);
         } else {
@@ -793,7 +800,7 @@ impl Run {
                     attempts: self.attempts[i],
                     agent: self.agent[i],
                     deadline: (self.deadline[i] != Timestamp::MAX).then_some(self.deadline[i]),
-                    outputs: self.outputs[i].clone(),
+                    outputs: self.outputs[i].clone().unwrap_or_default(),
                 })
                 .collect(),
             ready: self
@@ -1000,7 +1007,7 @@ impl Run {
         }
         run.ready_count = ready_total;
         for (i, s) in snapshot.steps.into_iter().enumerate() {
-            run.outputs[i] = s.outputs;
+            run.outputs[i] = (!s.outputs.is_empty()).then_some(s.outputs);
         }
         if let Some(e) = snapshot.history.iter().find(|e| e.step.index() >= n) {
             return Err(corrupt(format!(
