@@ -255,6 +255,9 @@ pub struct Fleet {
     /// Per dimension, its index in the ledger (none when the ledger has no such
     /// dimension).
     ledger_dims: Vec<Option<usize>>,
+    /// Whether the fleet's dimensions are the ledger's, in its order: then a row of
+    /// free amounts may be copied from the ledger whole.
+    ledger_dims_direct: bool,
 }
 
 impl Fleet {
@@ -286,6 +289,7 @@ impl Fleet {
             layout: None,
             ledger_rows: Vec::new(),
             ledger_dims: Vec::new(),
+            ledger_dims_direct: false,
         }
     }
 
@@ -316,12 +320,21 @@ impl Fleet {
             return;
         };
         let n = self.dims.len();
+        // Without reservations or pool limits, free is capacity less allocations,
+        // copied row by row (the rule below, read per dimension), and no pool limits.
+        let plain = self.ledger_dims_direct && ledger.free_is_plain();
         for (row, free) in self.ledger_rows.iter().zip(self.free.chunks_exact_mut(n)) {
             if let Some(li) = *row {
-                for (f, d) in free.iter_mut().zip(&self.ledger_dims) {
-                    *f = d.map_or(0, |d| ledger.free_at(li, d));
+                if !(plain && ledger.plain_free_row_into(li, free)) {
+                    for (f, d) in free.iter_mut().zip(&self.ledger_dims) {
+                        *f = d.map_or(0, |d| ledger.free_at(li, d));
+                    }
                 }
             }
+        }
+        if plain {
+            self.pool_free.fill(u64::MAX);
+            return;
         }
         for (p, d) in self.pool_free.iter_mut().zip(&self.ledger_dims) {
             *p = d
@@ -380,6 +393,10 @@ impl Fleet {
         self.ledger_dims.clear();
         self.ledger_dims
             .extend(dims.iter().map(|d| ledger.and_then(|l| l.dimension(d))));
+        self.ledger_dims_direct = ledger.is_some_and(|l| {
+            l.dimensions() == self.ledger_dims.len()
+                && (self.ledger_dims.iter().enumerate()).all(|(i, d)| *d == Some(i))
+        });
         self.ledger_rows.clear();
         // The agents whose amounts came from the ledger (it knows them).
         self.ledger_rows.extend(

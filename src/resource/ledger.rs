@@ -842,6 +842,41 @@ impl ResourceLedger {
         self.free_dim(i as usize, d)
     }
 
+    /// Whether what is free is plainly capacity less allocations: no request holds a
+    /// reservation and no pool limit is set (see
+    /// [`plain_free_row_into`](Self::plain_free_row_into)).
+    pub(crate) fn free_is_plain(&self) -> bool {
+        self.reservations == 0 && self.pool_limit.iter().all(|&l| l == u64::MAX)
+    }
+
+    /// What [`free_at`](Self::free_at) says of every dimension of the agent of dense
+    /// index `i`, written into `out` (one per dimension, in the ledger's order), when
+    /// [`free_is_plain`](Self::free_is_plain). Leaves `out` as it was (and returns
+    /// `false`) if it is not one amount per dimension or `i` is no agent's.
+    pub(crate) fn plain_free_row_into(&self, i: u32, out: &mut [u64]) -> bool {
+        debug_assert!(self.free_is_plain());
+        let n = self.dims.len();
+        let base = i as usize * n;
+        let (Some(capacity), Some(allocated)) = (
+            self.capacity.get(base..base + n),
+            self.allocated.get(base..base + n),
+        ) else {
+            return false;
+        };
+        if out.len() != n {
+            return false;
+        }
+        for ((f, c), a) in out.iter_mut().zip(capacity).zip(allocated) {
+            *f = c - a;
+        }
+        true
+    }
+
+    /// How many dimensions the ledger has (cpu, memory, storage, then extended ones).
+    pub(crate) fn dimensions(&self) -> usize {
+        self.dims.len()
+    }
+
     /// What [`pool_available`](Self::pool_available) says of dimension `d`.
     pub(crate) fn pool_available_at(&self, d: usize) -> Option<u64> {
         (self.pool_limit[d] != u64::MAX).then(|| {
