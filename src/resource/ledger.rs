@@ -796,6 +796,23 @@ impl ResourceLedger {
         Ok(())
     }
 
+    /// [`densify`](Self::densify), with a resource the ledger has no dimension for
+    /// (no capacity anywhere) refused as more than `agent` could ever hold.
+    fn densify_for(
+        &self,
+        agent: AgentId,
+        r: &Resources,
+        out: &mut Vec<u64>,
+    ) -> Result<(), LedgerError> {
+        self.densify(r, out)
+            .map_err(|(name, v)| LedgerError::ExceedsCapacity {
+                agent,
+                resource: name.to_string(),
+                needed: v,
+                capacity: 0,
+            })
+    }
+
     fn undensify(&self, v: &[u64]) -> Resources {
         let mut r = Resources::new();
         self.undensify_into(v, &mut r);
@@ -1204,14 +1221,7 @@ impl ResourceLedger {
         needs: &Resources,
         dense: &mut Vec<u64>,
     ) -> Result<(), LedgerError> {
-        if let Err((name, v)) = self.densify(needs, dense) {
-            return Err(LedgerError::ExceedsCapacity {
-                agent,
-                resource: name.to_string(),
-                needed: v,
-                capacity: 0,
-            });
-        }
+        self.densify_for(agent, needs, dense)?;
         if let Some((d, free)) = self.shortfall(i as usize, dense) {
             if let Some((d, cap)) = self.never_fits(i as usize, dense) {
                 return Err(LedgerError::ExceedsCapacity {
@@ -1278,14 +1288,7 @@ impl ResourceLedger {
         self.with_scratch(|l, candidates, dense| {
             candidates.clear();
             candidates.push(l.index(agent)?);
-            if let Err((name, v)) = l.densify(resources, dense) {
-                return Err(LedgerError::ExceedsCapacity {
-                    agent,
-                    resource: name.to_string(),
-                    needed: v,
-                    capacity: 0,
-                });
-            }
+            l.densify_for(agent, resources, dense)?;
             dense[slot_dim] = 1;
             l.allocate_now(candidates, dense, Some(task), priority, None, now)
         })
@@ -1411,15 +1414,7 @@ impl ResourceLedger {
         for &a in agents {
             candidates.push(self.index(a)?);
         }
-        if let Err((name, v)) = self.densify(&request.needs, dense) {
-            return Err(LedgerError::ExceedsCapacity {
-                agent: agents[0],
-                resource: name.to_string(),
-                needed: v,
-                capacity: 0,
-            });
-        }
-        Ok(())
+        self.densify_for(agents[0], &request.needs, dense)
     }
 
     fn first_fit(&self, candidates: &[u32], dense: &[u64]) -> Option<u32> {
