@@ -107,14 +107,7 @@ impl Proposal {
         self.agent = agent;
         self.requirements.clone_from(task.requirements());
         self.resources = None;
-        let same_group = match (&self.group, group) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if !same_group {
-            self.group = group.cloned();
-        }
+        crate::task::share_from(&mut self.group, group);
         self.duty = None;
     }
 

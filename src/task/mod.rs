@@ -196,14 +196,20 @@ impl<T> Clone for SortedList<T> {
 
     /// Keeps the list when it is already `source`'s (no reference count to move).
     fn clone_from(&mut self, source: &Self) {
-        let same = match (&self.0, &source.0) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if !same {
-            self.0.clone_from(&source.0);
-        }
+        share_from(&mut self.0, source.0.as_ref());
+    }
+}
+
+/// Makes `slot` share `source`, leaving it alone when it already does (the same
+/// allocation, or both none): no reference count moves for what is already shared.
+pub(crate) fn share_from<T: ?Sized>(slot: &mut Option<Arc<T>>, source: Option<&Arc<T>>) {
+    let same = match (&*slot, source) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    };
+    if !same {
+        *slot = source.cloned();
     }
 }
 
