@@ -144,8 +144,9 @@ pub enum AssignOutcome {
         task: TaskId,
         /// Its place in the queue.
         request: RequestId,
-        /// Why it could not be assigned now.
-        explanation: Explanation,
+        /// Why it could not be assigned now (boxed: the common outcome, `Assigned`,
+        /// then moves in two words).
+        explanation: Box<Explanation>,
     },
     /// Its claims collide with claims of running tasks (the same exclusive file, port
     /// or environment): it is not assigned, and each conflict is open in the
@@ -163,8 +164,8 @@ pub enum AssignOutcome {
     Rejected {
         /// The task.
         task: TaskId,
-        /// Why.
-        explanation: Explanation,
+        /// Why (boxed, as in `Queued`).
+        explanation: Box<Explanation>,
         /// The policy refusals on the way.
         refusals: Vec<Refusal>,
     },
@@ -1401,7 +1402,10 @@ impl Coordinator {
         let _span = tracing::debug_span!("allocate", tasks = analyzed.len()).entered();
         let mut placements = ByTask::new(plan.placements, |p| p.task);
         let mut unplaced = ByTask::new(plan.unplaced, |u| u.task);
-        for task in analyzed.drain(..) {
+        // The tasks stay in the batch's buffer, each moved out once, into its
+        // assignment (or its place in the queue); the buffer is emptied whatever
+        // happens.
+        let allocated = analyzed.iter_mut().try_for_each(|task| {
             let id = task.id();
             if let Some(p) = placements.take(id) {
                 let outcome = commit(
@@ -1414,7 +1418,7 @@ impl Coordinator {
                     now,
                 )?;
                 outcomes.push(outcome);
-                continue;
+                return Ok(());
             }
             let explanation =
                 unplaced
@@ -1432,13 +1436,16 @@ impl Coordinator {
                 .collect();
             outcomes.push(queue_or_reject(
                 &mut s,
-                task,
+                task.take(),
                 explanation,
                 refusals,
                 group.as_ref(),
                 now,
             )?);
-        }
+            Ok::<(), CoordinatorError>(())
+        });
+        analyzed.clear();
+        allocated?;
         // Giving back capacity for a task the assigner refused may have granted
         // waiting tasks some: they are assigned now (see the journal).
         self.serve_handed_back(&mut s, now);
@@ -1786,7 +1793,7 @@ impl Coordinator {
 fn commit(
     s: &mut State,
     policies: &dyn PolicyEnforcer,
-    task: Task,
+    task: &mut Task,
     p: Placement,
     warnings: Vec<Violation>,
     group: Option<&Arc<str>>,
@@ -1795,7 +1802,7 @@ fn commit(
     // Exclusive claims (files, ports, environments) are checked before anything is
     // allocated: a task whose claims collide is not assigned, and the conflicts go
     // through the manager.
-    if let Hold::Collides(found) = s.hold_claims(&task, p.agent, now)? {
+    if let Hold::Collides(found) = s.hold_claims(task, p.agent, now)? {
         return open_conflicts(s, task.id(), found, now);
     }
     // From here the claims are held: drop them again on any error.
@@ -1826,30 +1833,37 @@ fn commit(
         s.drop_claims(task.id());
         return Err(e.into());
     }
-    // Written once, into its shared allocation: `Arc::new` moves an `Assignment` (some
-    // 400 bytes) twice, into the reference-counted box and then onto the heap, where
-    // `new_cyclic` (its weak handle unused) writes the value straight in.
-    let value = Assignment {
-        agent: p.agent,
-        allocation: grant.allocation,
-        resources: resources.clone(),
-        score: p.score,
-        explanation: p.explanation,
-        warnings,
-        group: group.cloned(),
-        assigned_at: now,
-        task,
-    };
+    // A finished task's allocation, held by nobody else since (checked when kept), is
+    // written field by field: a whole `Assignment` (some 400 bytes) built aside and
+    // then moved in is two large copies. (`make_mut` would copy a shared one first;
+    // none is.)
     let assignment = match s.spare.pop() {
-        // A finished task's, held by nobody else since (checked when kept).
-        Some(mut spare) => match Arc::get_mut(&mut spare) {
-            Some(slot) => {
-                *slot = value;
-                spare
-            }
-            None => Arc::new(value),
-        },
-        None => Arc::new(value),
+        Some(mut spare) => {
+            let slot = Arc::make_mut(&mut spare);
+            slot.agent = p.agent;
+            slot.allocation = grant.allocation;
+            slot.resources.clone_from(resources);
+            slot.score = p.score;
+            slot.explanation = p.explanation;
+            slot.warnings = warnings;
+            slot.group = group.cloned();
+            slot.assigned_at = now;
+            // The finished task's shell goes back to the batch's buffer, to be
+            // dropped with it.
+            std::mem::swap(&mut slot.task, task);
+            spare
+        }
+        None => Arc::new(Assignment {
+            agent: p.agent,
+            allocation: grant.allocation,
+            resources: resources.clone(),
+            score: p.score,
+            explanation: p.explanation,
+            warnings,
+            group: group.cloned(),
+            assigned_at: now,
+            task: task.take(),
+        }),
     };
     record_duty(s, policies, &assignment);
     tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
@@ -2017,7 +2031,7 @@ fn queue_or_reject(
             return Ok(AssignOutcome::Queued {
                 task: id,
                 request,
-                explanation,
+                explanation: Box::new(explanation),
             });
         }
         Some(RequestOutcome::Granted(g)) => {
@@ -2035,7 +2049,7 @@ fn queue_or_reject(
     push_rejected(s, id, explanation.clone(), now);
     Ok(AssignOutcome::Rejected {
         task: id,
-        explanation,
+        explanation: Box::new(explanation),
         refusals,
     })
 }

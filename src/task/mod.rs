@@ -374,6 +374,19 @@ pub struct Task {
 }
 
 impl Task {
+    /// Moves the task out, leaving in its place a shell with its id and names
+    /// (shared, not copied) and no requirements: for a task taken from a buffer that
+    /// is emptied later.
+    pub(crate) fn take(&mut self) -> Task {
+        let shell = Task {
+            id: self.id,
+            kind: Arc::clone(&self.kind),
+            description: Arc::clone(&self.description),
+            requirements: Requirements::default(),
+        };
+        std::mem::replace(self, shell)
+    }
+
     /// A task with no requirements yet.
     ///
     /// The names are shared (`Arc<str>`): a host that submits many tasks of one kind
