@@ -1303,12 +1303,13 @@ impl Coordinator {
     }
 
     /// [`assign_batch`](Self::assign_batch) for a caller that reuses its buffers:
-    /// takes the tasks out of `tasks` (left empty, its capacity kept) and appends
-    /// their outcomes to `outcomes`.
+    /// takes the tasks out of `tasks` and appends their outcomes to `outcomes`. Spent
+    /// tasks are left in `tasks`, for [`Task::refill`] to make the next batch's
+    /// (after an error, whatever is left is for refilling too).
     pub(crate) fn assign_batch_into(
         &self,
         group: Option<&str>,
-        tasks: &mut Vec<Task>,
+        tasks: &mut [Task],
         outcomes: &mut Vec<AssignOutcome>,
     ) -> Result<(), CoordinatorError> {
         let now = self.now();
@@ -1403,8 +1404,8 @@ impl Coordinator {
         let mut placements = ByTask::new(plan.placements, |p| p.task);
         let mut unplaced = ByTask::new(plan.unplaced, |u| u.task);
         // The tasks stay in the batch's buffer, each moved out once, into its
-        // assignment (or its place in the queue); the buffer is emptied whatever
-        // happens.
+        // assignment (or its place in the queue), leaving a spent task in its place
+        // (see `Task::refill`).
         let allocated = analyzed.iter_mut().try_for_each(|task| {
             let id = task.id();
             if let Some(p) = placements.take(id) {
@@ -1444,7 +1445,6 @@ impl Coordinator {
             )?);
             Ok::<(), CoordinatorError>(())
         });
-        analyzed.clear();
         allocated?;
         // Giving back capacity for a task the assigner refused may have granted
         // waiting tasks some: they are assigned now (see the journal).

@@ -183,6 +183,39 @@ fn runs_a_chain_passing_outputs_downstream() {
     assert!(w.coordinator.assignments().is_empty());
 }
 
+/// Each step of a chain is a one-task batch whose task is written over the last
+/// step's: steps that alternate roles, some with a claim, must each go to the agent
+/// of their own role.
+#[test]
+fn each_step_is_assigned_by_its_own_requirements() {
+    let w = world(&[(1, &["ops"], 1), (2, &["qa"], 1)]);
+    let mut b = Workflow::builder("alternating");
+    for i in 0..12 {
+        let mut spec =
+            StepSpec::new(format!("s{i}")).with_role(role(if i % 3 == 0 { "qa" } else { "ops" }));
+        if i % 5 == 2 {
+            spec = spec.with_claim(concord::Claim::exclusive("env/staging"));
+        }
+        if i > 0 {
+            spec = spec.after(format!("s{}", i - 1));
+        }
+        b.push(spec);
+    }
+    let wf = b.build().unwrap();
+    let agents: Vec<Arc<dyn Agent>> = vec![Arc::new(Scripted::new(1)), Arc::new(Scripted::new(2))];
+    let run = block_on(executor(&w, agents).run(&wf, "r", 3)).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    for i in 0..12 {
+        let expected = if i % 3 == 0 { "agent#2" } else { "agent#1" };
+        assert_eq!(
+            run.outputs(&*format!("s{i}")).unwrap()["by"],
+            expected,
+            "step s{i}"
+        );
+    }
+    assert!(w.coordinator.assignments().is_empty());
+}
+
 #[test]
 fn a_failed_attempt_is_retried_after_its_backoff() {
     let w = world(&[(1, &["ops"], 1)]);

@@ -416,6 +416,26 @@ impl Task {
         }
     }
 
+    /// Makes this task (a spent one, kept for its allocations) the task `id` of
+    /// `kind` with `requirements`: the names are shared, and the requirements' lists
+    /// written over ([`Clone::clone_from`]), not made anew.
+    pub(crate) fn refill(
+        &mut self,
+        id: TaskId,
+        kind: &Arc<str>,
+        description: &Arc<str>,
+        requirements: &Requirements,
+    ) {
+        self.id = id;
+        if !Arc::ptr_eq(&self.kind, kind) {
+            self.kind = Arc::clone(kind);
+        }
+        if !Arc::ptr_eq(&self.description, description) {
+            self.description = Arc::clone(description);
+        }
+        self.requirements.clone_from(requirements);
+    }
+
     /// Sets the requirements.
     pub fn with_requirements(mut self, requirements: Requirements) -> Self {
         self.requirements = requirements;

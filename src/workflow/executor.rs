@@ -597,8 +597,10 @@ impl Executor {
         now: Timestamp,
     ) -> Result<(), ExecutorError> {
         let workflow = run.workflow().inner();
-        batch.tasks.clear();
         batch.outcomes.clear();
+        // The batch's tasks are written over the last batch's spent ones (their
+        // requirements' lists kept), then made anew.
+        let mut made = 0;
         for &step in steps {
             let i = step.index();
             let (Some(kind), Some(name), Some(needs)) = (
@@ -619,13 +621,18 @@ impl Executor {
                 Some(&(_, task)) => task,
                 None => TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst)),
             };
-            batch.tasks.push(Task::from_parts(
-                task_id,
-                Arc::clone(kind),
-                Arc::clone(name),
-                needs.clone(),
-            ));
+            match batch.tasks.get_mut(made) {
+                Some(spent) => spent.refill(task_id, kind, name, needs),
+                None => batch.tasks.push(Task::from_parts(
+                    task_id,
+                    Arc::clone(kind),
+                    Arc::clone(name),
+                    needs.clone(),
+                )),
+            }
+            made += 1;
         }
+        batch.tasks.truncate(made);
         self.coordinator.assign_batch_into(
             Some(run.id()),
             &mut batch.tasks,
