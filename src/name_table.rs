@@ -60,8 +60,10 @@ const PENDING: usize = if cfg!(test) { 3 } else { 32 };
 /// The index is never smaller.
 const MIN_SLOTS: usize = 16;
 
-/// The upper half of the name's hash: its tag in the index, and its home slot.
-fn tag_of(name: &str) -> u32 {
+/// The upper half of the name's hash: its tag in the index, and its home slot. A
+/// caller that looks a name up in several tables hashes it once, and passes the tag
+/// to the `_tagged` methods.
+pub(crate) fn tag_of(name: &str) -> u32 {
     // The tests give every name one tag, to try long probe runs.
     #[cfg(test)]
     if let Some(tag) = tests::COLLIDE.with(std::cell::Cell::get) {
@@ -131,9 +133,28 @@ impl<V> NameTable<V> {
         self.pending.iter().find_map(|&slot| named(slot))
     }
 
+    /// How many names it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Forgets every name, keeping the storage (the index keeps its size).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.slots.fill(0);
+        self.filter.fill(0);
+        self.pending.clear();
+        self.indexed = 0;
+    }
+
     /// The value of `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&V> {
-        let i = self.find(tag_of(name), name)?;
+        self.get_tagged(tag_of(name), name)
+    }
+
+    /// [`get`](Self::get) for `name` of tag `tag` ([`tag_of`]).
+    pub(crate) fn get_tagged(&self, tag: u32, name: &str) -> Option<&V> {
+        let i = self.find(tag, name)?;
         self.entries.get(i).map(|e| &e.value)
     }
 
@@ -144,7 +165,17 @@ impl<V> NameTable<V> {
         name: &Arc<str>,
         make: impl FnOnce() -> V,
     ) -> (&mut V, bool) {
-        let tag = tag_of(name);
+        self.get_or_insert_tagged(tag_of(name), name, make)
+    }
+
+    /// [`get_or_insert_with`](Self::get_or_insert_with) for `name` of tag `tag`
+    /// ([`tag_of`]).
+    pub(crate) fn get_or_insert_tagged(
+        &mut self,
+        tag: u32,
+        name: &Arc<str>,
+        make: impl FnOnce() -> V,
+    ) -> (&mut V, bool) {
         if let Some(i) = self.find(tag, name) {
             return (&mut self.entries[i].value, false);
         }
@@ -241,19 +272,25 @@ mod tests {
     proptest! {
         #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/name_table.txt"))]
 
-        /// It holds what a `BTreeMap` holds, through any sequence of insertions and
-        /// updates (growing the index several times), with real hashes and with every
+        /// It holds what a `BTreeMap` holds, through any sequence of insertions,
+        /// updates and clears (growing the index several times, and refilling a
+        /// cleared one), with real hashes and with every
         /// name of one tag: one probe run from the first slot, or from the last, which
         /// wraps around; equality ignores the order names came in.
         #[test]
         fn it_is_a_map(
-            ops in prop::collection::vec(("[a-f]{1,3}", 0u32..5), 0..200),
+            ops in prop::collection::vec(("[a-f]{1,3}", 0u32..5, prop::bool::weighted(0.03)), 0..200),
             collide in prop::option::of(prop::sample::select(vec![0, 7, u32::MAX])),
         ) {
             COLLIDE.with(|c| c.set(collide));
             let mut t = NameTable::default();
             let mut model = BTreeMap::new();
-            for (name, v) in &ops {
+            for (name, v, clear) in &ops {
+                if *clear {
+                    t.clear();
+                    model.clear();
+                    prop_assert_eq!(t.get(name), None);
+                }
                 let shared: Arc<str> = Arc::from(name.as_str());
                 let (slot, made) = t.get_or_insert_with(&shared, || *v);
                 prop_assert_eq!(made, !model.contains_key(name));
@@ -261,7 +298,7 @@ mod tests {
                 *model.entry(name.clone()).or_insert(*v) += v;
                 prop_assert_eq!(t.get(name), model.get(name));
             }
-            prop_assert_eq!(t.entries.len(), model.len());
+            prop_assert_eq!(t.len(), model.len());
             let mut listed: Vec<(String, u32)> =
                 t.iter().map(|(k, v)| (k.to_string(), *v)).collect();
             listed.sort();

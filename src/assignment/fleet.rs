@@ -9,7 +9,7 @@ use crate::agent::{AgentRegistry, AgentStatus, CapabilityCatalog, CapabilitySet}
 use crate::agent_map::AgentMap;
 use crate::id::AgentId;
 use crate::layout::Layout;
-use crate::name_table::NameTable;
+use crate::name_table::{NameTable, tag_of};
 use crate::resource::{ResourceLedger, ResourceName, Resources};
 use crate::task::Task;
 
@@ -26,52 +26,92 @@ use crate::task::Task;
 /// assert!(t.affinity("deploy", AgentId::new(1)) > t.affinity("deploy", AgentId::new(2)));
 /// assert_eq!(t.affinity("build", AgentId::new(1)), 0.0);
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// It remembers at most [`limit`](Self::limit) kinds (default
+/// [`DEFAULT_LIMIT`](Self::DEFAULT_LIMIT)), so that a host whose kinds never repeat
+/// (a workflow step is of the kind of its name unless it says otherwise, and names
+/// may carry ids) does not grow it without bound. The kinds live in two generations
+/// of at most half the limit each: new kinds, and kinds recorded again, go to the
+/// young one; when it is full, the old one is forgotten and the young one takes its
+/// place. So a kind is forgotten only after `limit / 2` other kinds were recorded
+/// since it last was, and a forgotten kind has no affinity, like one never seen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "AffinityRows", from = "AffinityRows")]
 pub struct AffinityTable {
     /// Weight of the newest outcome, in `(0, 1]`.
     alpha: f64,
-    /// Kind -> agent -> affinity. Hashed by kind (a long run of distinct kinds costs
-    /// the same per record as a short one, and growing the table never rereads the
-    /// names), written in kind order. Kinds are shared with the tasks recorded (the
+    /// Kind -> agent -> affinity, for the kinds recorded since the last turn of the
+    /// generations. Hashed by kind (a long run of distinct kinds costs the same per
+    /// record as a short one), and kinds are shared with the tasks recorded (the
     /// coordinator copies no name).
-    #[serde(serialize_with = "sorted_rows", deserialize_with = "rows")]
-    table: NameTable<AgentMap<f64>>,
+    young: NameTable<AgentMap<f64>>,
+    /// The generation before: read where `young` has no row (a row in both is the
+    /// young one, the old one being its earlier value).
+    old: NameTable<AgentMap<f64>>,
+    /// At most this many kinds (at least two: a generation holds at least one).
+    limit: usize,
 }
 
-fn sorted_rows<S: serde::Serializer>(
-    table: &NameTable<AgentMap<f64>>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    /// A row as a map from agent to affinity, ascending (as a `BTreeMap` writes it).
-    struct Row<'a>(&'a AgentMap<f64>);
-    impl Serialize for Row<'_> {
-        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            serializer.collect_map(self.0.iter())
-        }
-    }
-    let sorted: BTreeMap<&str, Row<'_>> = table.iter().map(|(k, v)| (&**k, Row(v))).collect();
-    serializer.collect_map(sorted)
+/// An [`AffinityTable`] as written: each kind's row once, in kind order.
+#[derive(Serialize, Deserialize)]
+struct AffinityRows {
+    alpha: f64,
+    table: BTreeMap<Arc<str>, BTreeMap<AgentId, f64>>,
+    #[serde(default = "default_limit")]
+    limit: usize,
 }
 
-fn rows<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<NameTable<AgentMap<f64>>, D::Error> {
-    let rows = BTreeMap::<String, BTreeMap<AgentId, f64>>::deserialize(deserializer)?;
-    let mut table = NameTable::default();
-    for (kind, row) in rows {
-        let mut agents = row.into_iter();
-        // A kind without agents has no affinity: the same as no row.
-        let Some((first, x)) = agents.next() else {
-            continue;
-        };
-        let mut map = AgentMap::one(first, x);
-        for (agent, x) in agents {
-            map.get_or_insert(agent, x);
+fn default_limit() -> usize {
+    AffinityTable::DEFAULT_LIMIT
+}
+
+impl From<AffinityTable> for AffinityRows {
+    fn from(t: AffinityTable) -> Self {
+        AffinityRows {
+            alpha: t.alpha,
+            table: t
+                .rows()
+                .map(|(kind, row)| (Arc::clone(kind), row.iter().map(|(a, x)| (a, *x)).collect()))
+                .collect(),
+            limit: t.limit,
         }
-        // Each kind once: the map's keys are distinct.
-        table.get_or_insert_with(&Arc::from(kind), || map);
     }
-    Ok(table)
+}
+
+impl From<AffinityRows> for AffinityTable {
+    /// Past the limit, the kinds last in kind order are kept.
+    fn from(rows: AffinityRows) -> Self {
+        let mut t = AffinityTable {
+            alpha: rows.alpha,
+            ..AffinityTable::default()
+        }
+        .with_limit(rows.limit);
+        for (kind, row) in rows.table {
+            let mut agents = row.into_iter();
+            // A kind without agents has no affinity: the same as no row.
+            let Some((first, x)) = agents.next() else {
+                continue;
+            };
+            let mut map = AgentMap::one(first, x);
+            for (agent, x) in agents {
+                map.get_or_insert(agent, x);
+            }
+            // Each kind once: the map's keys are distinct.
+            t.young.get_or_insert_with(&kind, || map);
+            t.turn_if_full();
+        }
+        t
+    }
+}
+
+impl PartialEq for AffinityTable {
+    /// The same weight, limit, and rows, whichever generation holds them.
+    fn eq(&self, other: &Self) -> bool {
+        self.alpha == other.alpha
+            && self.limit == other.limit
+            && self.kinds() == other.kinds()
+            && self.rows().all(|(kind, row)| other.row(kind) == Some(row))
+    }
 }
 
 /// An outcome as the value affinity learns from.
@@ -90,12 +130,19 @@ impl Default for AffinityTable {
     fn default() -> Self {
         AffinityTable {
             alpha: 0.3,
-            table: NameTable::default(),
+            young: NameTable::default(),
+            old: NameTable::default(),
+            limit: AffinityTable::DEFAULT_LIMIT,
         }
     }
 }
 
 impl AffinityTable {
+    /// How many kinds a table remembers unless told otherwise: far more than the
+    /// kinds of tasks an orchestrator usually runs, few enough for the table to stay
+    /// in the cache.
+    pub const DEFAULT_LIMIT: usize = 4096;
+
     /// An empty table where each new outcome weighs `alpha` (clamped to `(0, 1]`; NaN
     /// means the default 0.3).
     pub fn with_alpha(alpha: f64) -> Self {
@@ -106,8 +153,51 @@ impl AffinityTable {
         };
         AffinityTable {
             alpha,
-            table: NameTable::default(),
+            ..AffinityTable::default()
         }
+    }
+
+    /// The table remembering at most `limit` kinds (at least two). A table holding
+    /// more forgets its old generation, and then, if it must, the young one.
+    ///
+    /// ```
+    /// use concord::assignment::AffinityTable;
+    /// use concord::AgentId;
+    ///
+    /// let mut t = AffinityTable::default().with_limit(4);
+    /// for kind in ["a", "b"] {
+    ///     t.record(kind, AgentId::new(1), true);
+    /// }
+    /// // The young generation held two kinds, half the limit: "a" and "b" are now
+    /// // the old one.
+    /// t.record("c", AgentId::new(1), true);
+    /// t.record("a", AgentId::new(1), true); // young again, with its row
+    /// // Full again: "b" is forgotten, and "c" and "a" are the old generation.
+    /// t.record("d", AgentId::new(1), true);
+    /// assert_eq!(t.kinds(), 3);
+    /// assert_eq!(t.affinity("b", AgentId::new(1)), 0.0);
+    /// assert_eq!(t.affinity("a", AgentId::new(1)), 1.0);
+    /// ```
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit.max(2);
+        if self.kinds() > self.limit {
+            self.old.clear();
+            if self.young.len() > self.limit {
+                self.young.clear();
+            }
+        }
+        self.turn_if_full();
+        self
+    }
+
+    /// The most kinds it remembers.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// How many kinds it remembers now.
+    pub fn kinds(&self) -> usize {
+        self.rows().count()
     }
 
     /// A table holding only the rows of `kinds`: what a batch of those kinds needs,
@@ -115,12 +205,14 @@ impl AffinityTable {
     pub fn subset<'a>(&self, kinds: impl IntoIterator<Item = &'a str>) -> AffinityTable {
         let mut out = AffinityTable {
             alpha: self.alpha,
-            table: NameTable::default(),
+            limit: self.limit,
+            ..AffinityTable::default()
         };
         for kind in kinds {
-            if let Some(row) = self.table.get(kind) {
-                out.table
+            if let Some(row) = self.row(kind) {
+                out.young
                     .get_or_insert_with(&Arc::from(kind), || row.clone());
+                out.turn_if_full();
             }
         }
         out
@@ -131,29 +223,62 @@ impl AffinityTable {
         self.record_shared(&Arc::from(kind), agent, success);
     }
 
-    /// [`record`](Self::record) with the kind's name shared, not copied; one lookup.
+    /// [`record`](Self::record) with the kind's name shared, not copied.
     pub(crate) fn record_shared(&mut self, kind: &Arc<str>, agent: AgentId, success: bool) {
         let (alpha, x) = (self.alpha, outcome(success));
-        let (row, made) = self
-            .table
-            .get_or_insert_with(kind, || AgentMap::one(agent, x));
-        if !made {
+        let old = &self.old;
+        let tag = tag_of(kind);
+        let (row, made) =
+            self.young
+                .get_or_insert_tagged(tag, kind, || match old.get_tagged(tag, kind) {
+                    // Recorded again after the generations turned: it carries on from the
+                    // old generation's row.
+                    Some(earlier) => {
+                        let mut row = earlier.clone();
+                        learn(&mut row, agent, x, alpha);
+                        row
+                    }
+                    None => AgentMap::one(agent, x),
+                });
+        if made {
+            self.turn_if_full();
+        } else {
             learn(row, agent, x, alpha);
+        }
+    }
+
+    /// Forgets the old generation and makes the young one old, when the young one
+    /// holds half the limit. The forgotten generation's storage serves the next.
+    fn turn_if_full(&mut self) {
+        if self.young.len() >= self.limit / 2 {
+            std::mem::swap(&mut self.young, &mut self.old);
+            self.young.clear();
         }
     }
 
     /// The affinity of `agent` for `kind`: its weighted success rate, zero if it never
     /// did one.
     pub fn affinity(&self, kind: &str, agent: AgentId) -> f64 {
-        self.table
-            .get(kind)
+        self.row(kind)
             .and_then(|m| m.get(agent))
             .copied()
             .unwrap_or(0.0)
     }
 
     fn row(&self, kind: &str) -> Option<&AgentMap<f64>> {
-        self.table.get(kind)
+        let tag = tag_of(kind);
+        self.young
+            .get_tagged(tag, kind)
+            .or_else(|| self.old.get_tagged(tag, kind))
+    }
+
+    /// Every remembered kind with its row, the young generation first.
+    fn rows(&self) -> impl Iterator<Item = (&Arc<str>, &AgentMap<f64>)> + '_ {
+        self.young.iter().chain(
+            self.old
+                .iter()
+                .filter(|(kind, _)| self.young.get(kind).is_none()),
+        )
     }
 }
 
@@ -788,6 +913,58 @@ mod tests {
                 shared.record_shared(&kinds[k], AgentId::new(agent), success);
             }
             proptest::prop_assert_eq!(borrowed, shared);
+        }
+
+        /// A bounded table never holds more than its limit; a kind is remembered
+        /// while fewer than half the limit other kinds were recorded since its last
+        /// record; a kind never at risk of that since its first record has the
+        /// affinity an unbounded table learns; a forgotten kind has none; and the
+        /// table survives serde.
+        #[test]
+        fn a_bounded_table_forgets_only_what_it_may(
+            limit in 2usize..9,
+            outcomes in proptest::collection::vec((0usize..12, 1u64..4, proptest::bool::ANY), 0..120),
+        ) {
+            let kinds: Vec<Arc<str>> = (0..12).map(|k| Arc::from(format!("k{k}"))).collect();
+            let mut bounded = AffinityTable::default().with_limit(limit);
+            let mut unbounded = AffinityTable::default().with_limit(usize::MAX);
+            // Per kind: the distinct kinds recorded since its last record, and
+            // whether that set ever reached half the limit (it may have been
+            // forgotten then).
+            let mut since: Vec<Option<std::collections::BTreeSet<usize>>> = vec![None; kinds.len()];
+            let mut at_risk = vec![false; kinds.len()];
+            for (k, agent, success) in outcomes {
+                let (agent, half) = (AgentId::new(agent), limit / 2);
+                if since[k].as_ref().is_some_and(|s| s.len() >= half) {
+                    at_risk[k] = true;
+                }
+                for (other, seen) in since.iter_mut().enumerate() {
+                    if let Some(seen) = seen.as_mut().filter(|_| other != k) {
+                        seen.insert(k);
+                    }
+                }
+                since[k] = Some(std::collections::BTreeSet::new());
+                bounded.record_shared(&kinds[k], agent, success);
+                unbounded.record_shared(&kinds[k], agent, success);
+                proptest::prop_assert!(bounded.kinds() <= limit);
+                for (j, kind) in kinds.iter().enumerate() {
+                    let remembered = bounded.row(kind).is_some();
+                    let recent = since[j].as_ref().is_some_and(|s| s.len() < half);
+                    proptest::prop_assert!(remembered || !recent, "{} forgotten too soon", kind);
+                    for a in 1..4 {
+                        let (b, u) = (bounded.affinity(kind, AgentId::new(a)), unbounded.affinity(kind, AgentId::new(a)));
+                        if remembered && !at_risk[j] {
+                            proptest::prop_assert_eq!(b, u);
+                        }
+                        if !remembered {
+                            proptest::prop_assert_eq!(b, 0.0);
+                        }
+                    }
+                }
+            }
+            let json = serde_json::to_string(&bounded).unwrap();
+            let back: AffinityTable = serde_json::from_str(&json).unwrap();
+            proptest::prop_assert_eq!(back, bounded);
         }
     }
 }
