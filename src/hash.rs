@@ -36,10 +36,13 @@ impl Hasher for FxHasher {
         // short name, not one per byte.
         let tail = chunks.remainder();
         if !tail.is_empty() {
-            let mut w = [0u8; 8];
-            w[..tail.len()].copy_from_slice(tail);
-            w[7] = tail.len() as u8;
-            self.add(u64::from_le_bytes(w));
+            // Byte by byte into the word (as `from_le_bytes` of the tail padded with
+            // zeros): a copy of a few bytes into a buffer is a call to `memcpy`.
+            let word = tail
+                .iter()
+                .enumerate()
+                .fold(0u64, |w, (i, &b)| w | u64::from(b) << (8 * i));
+            self.add(word | (tail.len() as u64) << 56);
         }
     }
 
@@ -101,5 +104,28 @@ mod tests {
         };
         assert_ne!(str_hash("s1"), str_hash("s10"));
         assert_ne!(str_hash("a"), str_hash("a\0"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/hash.txt"))]
+
+        /// The tail is the word its bytes make, zero-padded, with its length in the
+        /// top byte.
+        #[test]
+        fn the_tail_is_one_padded_word(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            let mut expected = FxHasher::default();
+            let mut chunks = bytes.chunks_exact(8);
+            for c in &mut chunks {
+                expected.add(u64::from_le_bytes(c.try_into().unwrap()));
+            }
+            let tail = chunks.remainder();
+            if !tail.is_empty() {
+                let mut w = [0u8; 8];
+                w[..tail.len()].copy_from_slice(tail);
+                w[7] = tail.len() as u8;
+                expected.add(u64::from_le_bytes(w));
+            }
+            proptest::prop_assert_eq!(hash(&bytes), expected.finish());
+        }
     }
 }
