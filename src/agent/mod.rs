@@ -86,19 +86,21 @@ impl WorkItem {
         }
     }
 
-    /// Attempt `attempt` at `task`, with its inputs and deadline: built in place (the
-    /// workflow executor makes one per step attempt, where the builder steps each
-    /// moved the whole item).
+    /// Attempt `attempt` at task `task` of `kind` (names shared), with its inputs and
+    /// deadline: built in place (the workflow executor makes one per step attempt,
+    /// where the builder steps each moved the whole item).
     pub(crate) fn for_attempt(
-        task: &Task,
+        task: TaskId,
+        kind: &Arc<str>,
+        description: &Arc<str>,
         inputs: BTreeMap<String, String>,
         attempt: u32,
         deadline: Option<Timestamp>,
     ) -> Self {
         WorkItem {
-            task: task.id(),
-            kind: task.shared_kind(),
-            description: task.shared_description(),
+            task,
+            kind: Arc::clone(kind),
+            description: Arc::clone(description),
             inputs,
             attempt,
             deadline,

@@ -131,14 +131,37 @@ type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
 
 /// A step's attempt, started in the run and about to be handed to its agent, over a
 /// transport borrowed from the executor.
+/// The work item is made when the agent gets it (see [`work_item`]): a launch is
+/// small, and moves without a call to `memcpy`.
 struct Launch<'a> {
     step: StepRef,
     agent: AgentId,
     task: TaskId,
     transport: &'a dyn Agent,
-    work: WorkItem,
+    attempt: u32,
     /// The attempt's deadline, when the step has a timeout.
     timeout: Option<(Duration, Timestamp)>,
+}
+
+/// The work item of `launch`: the task's kind and description are its step's kind
+/// and name, as in the task the coordinator assigned.
+fn work_item(run: &Run, launch: &Launch<'_>) -> Result<WorkItem, ExecutorError> {
+    let workflow = run.workflow().inner();
+    let i = launch.step.index();
+    let (Some(kind), Some(name)) = (workflow.kinds.get(i), workflow.names.get(i)) else {
+        return Err(WorkflowError::UnknownStep {
+            step: launch.step.to_string(),
+        }
+        .into());
+    };
+    Ok(WorkItem::for_attempt(
+        launch.task,
+        kind,
+        name,
+        run.inputs_for(launch.step)?,
+        launch.attempt,
+        launch.timeout.map(|(_, deadline)| deadline),
+    ))
 }
 
 /// An attempt its agent is still working on.
@@ -161,14 +184,14 @@ fn panicked() -> AgentError {
 /// (in-process agents, simulations, cached results) is done here, without a place
 /// among the running attempts; the others go on in [`attempt`], which polls them
 /// again with its own waker (a future may always be polled again).
-fn begin(launch: Launch<'_>) -> Result<Done, Running<'_>> {
+fn begin(launch: Launch<'_>, work: WorkItem) -> Result<Done, Running<'_>> {
     let Launch {
         step,
         agent,
         task,
         transport,
-        work,
         timeout,
+        ..
     } = launch;
     // A panicking agent fails its attempt; it never takes the executor down.
     let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -501,7 +524,8 @@ impl Executor {
                 self.notify(run, seen);
                 let mut answered = false;
                 for launch in launched.drain(..) {
-                    match begin(launch) {
+                    let work = work_item(run, &launch)?;
+                    match begin(launch, work) {
                         // Settled at once: its step is done before the next is begun.
                         Ok(done) => {
                             self.settle(run, done)?;
@@ -692,8 +716,8 @@ impl Executor {
     }
 
     /// Starts the attempt of `step`, assigned by `assignment`, and adds it to
-    /// `launched` (made in place: a launch is some 150 bytes); why not (and the task
-    /// given back) if this executor has no transport to the agent.
+    /// `launched`; why not (and the task given back) if this executor has no
+    /// transport to the agent.
     fn start<'s>(
         &'s self,
         run: &mut Run,
@@ -717,19 +741,13 @@ impl Executor {
         // From the run's dense columns: the step's spec is not read unless it takes
         // inputs.
         let timeout = run.timeout(step).map(|t| (t, now + t));
-        let work = WorkItem::for_attempt(
-            &assignment.task,
-            run.inputs_for(step)?,
-            attempt,
-            timeout.map(|(_, deadline)| deadline),
-        );
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, attempt, "step started");
         launched.push(Launch {
             step,
             agent,
             task: task_id,
             transport,
-            work,
+            attempt,
             timeout,
         });
         Ok(None)
