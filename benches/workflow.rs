@@ -187,11 +187,19 @@ fn bench_workflow(c: &mut Criterion) {
         .expect("tokio runtime");
     let mut group = c.benchmark_group("workflow");
     group.sample_size(10);
-    group.warm_up_time(Duration::from_millis(500));
     group.measurement_time(Duration::from_secs(2));
     for shape in [Shape::Chain, Shape::Layered, Shape::Wide] {
         for n in SIZES {
             group.throughput(Throughput::Elements(n as u64));
+            // A run of 100,000 steps makes some 30 MB of run state and history: its
+            // first runs after a smaller bench still grow the heap (page faults), and
+            // half a second of warm-up is five runs. Two seconds reach the steady
+            // state the samples are meant to measure.
+            group.warm_up_time(if n >= 100_000 {
+                Duration::from_secs(2)
+            } else {
+                Duration::from_millis(500)
+            });
             let id = format!("{}/{n}", shape.name());
             let w = workflow(shape, n);
             group.bench_function(BenchmarkId::new("sansio", &id), |b| {
