@@ -1848,8 +1848,8 @@ fn commit(
             slot.warnings = warnings;
             slot.group = group.cloned();
             slot.assigned_at = now;
-            // The finished task's shell goes back to the batch's buffer, to be
-            // dropped with it.
+            // The finished task goes back to the batch's buffer, where the next
+            // batch's task is written over it.
             std::mem::swap(&mut slot.task, task);
             spare
         }

@@ -1,11 +1,11 @@
 //! [`NameTable`]: values by shared name, hashed once per name.
 //!
-//! The affinity table gains a row for every distinct step kind: a long run of new
-//! kinds looks each one up when its task is assigned (and finds nothing), then adds
-//! it when the task completes. Past some thousands of names the index outgrows the
-//! cache, and both visits would miss it. So a compact filter (about a byte a name)
-//! answers "never seen" without touching the index, and new names wait in a short
-//! list that enters the index a batch at a time, their misses overlapping.
+//! The affinity table gains a row for every distinct step kind (up to its limit, in
+//! two generations of these tables): a long run of new kinds looks each one up when
+//! its task is assigned (and finds nothing), then adds it when the task completes. A
+//! compact filter (about a byte a name) answers "never seen" without touching the
+//! index, and new names wait in a short list that enters the index a batch at a
+//! time, their misses overlapping when the index outgrows the cache.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;

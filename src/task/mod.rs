@@ -375,8 +375,8 @@ pub struct Task {
 
 impl Task {
     /// Moves the task out, leaving in its place a shell with its id and names
-    /// (shared, not copied) and no requirements: for a task taken from a buffer that
-    /// is emptied later.
+    /// (shared, not copied) and no requirements: for a task taken from a buffer whose
+    /// tasks are refilled later ([`refill`](Self::refill)).
     pub(crate) fn take(&mut self) -> Task {
         let shell = Task {
             id: self.id,

@@ -131,6 +131,7 @@ type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
 
 /// A step's attempt, started in the run and about to be handed to its agent, over a
 /// transport borrowed from the executor.
+///
 /// The work item is made when the agent gets it (see [`work_item`]): a launch is
 /// small, and moves without a call to `memcpy`.
 struct Launch<'a> {
