@@ -376,6 +376,11 @@ pub struct WaitingTask {
     /// that task's, and it is queued again when that task finishes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behind: Option<TaskId>,
+    /// When it first queued: a task queued again after waiting behind a claim keeps
+    /// its age in the queue (see [`AllocationRequest::with_waiting_since`]). None in
+    /// snapshots from before it was kept (it then ages from when it is queued again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
 }
 
 /// Everything a [`Coordinator`] holds, as serde data (the predictor, analyzer, assigner
@@ -746,7 +751,7 @@ impl State {
             };
             w.behind = None;
             let (id, eligible) = (w.task.id(), self.mode.admits_new_assignments());
-            match request_place(self, &w.task, eligible, now) {
+            match request_place(self, &w.task, eligible, w.since, now) {
                 Ok(Some(RequestOutcome::Queued(request))) => {
                     tracing::debug!(task.id = %id, request.id = %request, "task queued again");
                     let explanation = w.explanation.clone();
@@ -1441,6 +1446,7 @@ impl Coordinator {
                 explanation,
                 refusals,
                 group.as_ref(),
+                None,
                 now,
             )?);
             Ok::<(), CoordinatorError>(())
@@ -1681,9 +1687,15 @@ impl Coordinator {
         for w in refused {
             let task_id = w.task.id();
             let group = w.group;
-            if let Err(e) =
-                queue_or_reject(s, w.task, w.explanation, Vec::new(), group.as_ref(), now)
-            {
+            if let Err(e) = queue_or_reject(
+                s,
+                w.task,
+                w.explanation,
+                Vec::new(),
+                group.as_ref(),
+                w.since,
+                now,
+            ) {
                 tracing::warn!(task.id = %task_id, error = %e, "could not requeue task");
             }
         }
@@ -1997,18 +2009,19 @@ fn record_duty(s: &mut State, policies: &dyn PolicyEnforcer, a: &Assignment) {
 
 /// A task no agent can take now: queue it when some agent could take it later (it has
 /// the roles and capabilities, is not out of service, and could ever hold the needs),
-/// else reject it.
+/// else reject it. A task that waited before (`since`) keeps its age in the queue.
 fn queue_or_reject(
     s: &mut State,
     task: Task,
     explanation: Explanation,
     refusals: Vec<Refusal>,
     group: Option<&Arc<str>>,
+    since: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<AssignOutcome, CoordinatorError> {
     let id = task.id();
     let eligible = s.mode.admits_new_assignments() && refusals.is_empty();
-    match request_place(s, &task, eligible, now)? {
+    match request_place(s, &task, eligible, since, now)? {
         Some(RequestOutcome::Queued(request)) => {
             tracing::debug!(task.id = %id, request.id = %request, "task queued");
             let e = explanation.clone();
@@ -2026,6 +2039,7 @@ fn queue_or_reject(
                     group: group.cloned(),
                     explanation: explanation.clone(),
                     behind: None,
+                    since: Some(since.unwrap_or(now)),
                 },
             );
             return Ok(AssignOutcome::Queued {
@@ -2056,8 +2070,8 @@ fn queue_or_reject(
 
 /// Asks the ledger for `task`'s resources and a slot on any agent that could take it
 /// now or later (it plays the roles, has the capabilities and is available or busy),
-/// if it is `eligible` at all: granted at once, or queued. `None` when no agent could
-/// ever hold it.
+/// if it is `eligible` at all: granted at once, or queued (aging from `since` when it
+/// waited before). `None` when no agent could ever hold it.
 ///
 /// # Errors
 /// The ledger's refusal, but for [`LedgerError::ExceedsCapacity`] (that is `None`).
@@ -2065,6 +2079,7 @@ fn request_place(
     s: &mut State,
     task: &Task,
     eligible: bool,
+    since: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Option<RequestOutcome>, LedgerError> {
     let candidates: Vec<AgentId> = if eligible {
@@ -2093,9 +2108,12 @@ fn request_place(
         .resources()
         .clone()
         .with(slots_name(), 1);
-    let request = AllocationRequest::any_of(candidates, needs)
+    let mut request = AllocationRequest::any_of(candidates, needs)
         .with_task(task.id())
         .with_priority(task.requirements().priority());
+    if let Some(since) = since {
+        request = request.with_waiting_since(since);
+    }
     match s.ledger.request(request, now) {
         Ok(outcome) => Ok(Some(outcome)),
         Err(LedgerError::ExceedsCapacity { .. }) => Ok(None),

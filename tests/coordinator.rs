@@ -1017,6 +1017,64 @@ fn claims_steps() -> Vec<StepFn> {
     ]
 }
 
+/// Regression: a task queued again after waiting behind a claim lost its age (the
+/// ledger took it for a new request), so a task queued after it was served first.
+/// It now keeps the time it first queued, and ages from then.
+#[test]
+fn a_task_blocked_behind_a_claim_keeps_its_age_in_the_queue() {
+    let clock = clock();
+    let t0 = concord::Clock::now(&clock);
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .ledger_config(concord::resource::LedgerConfig::default().with_aging_step(MIN))
+        .build();
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(2))
+        .unwrap();
+    let plain = |id| task(id, "build", "ops", "cpu=1");
+    let queued = |c: &Coordinator, t| {
+        let out = c.assign(t).unwrap();
+        assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
+    };
+    // Task 1 holds the file, task 2 the other slot; task 3 wants the file, and queues.
+    assigned(&c, claiming(1));
+    assigned(&c, plain(2));
+    queued(&c, claiming(3));
+    assert_eq!(c.waiting()[0].since, Some(t0));
+    // Task 2 ends: task 3 gets the slot, but waits behind task 1, keeping its age.
+    clock.advance(MIN);
+    c.complete(TaskId::new(2), true, None).unwrap();
+    assert_eq!(c.waiting()[0].behind, Some(TaskId::new(1)));
+    assert_eq!(c.waiting()[0].since, Some(t0));
+    // Task 4 takes the slot task 3 gave back; tasks 5 and 6 queue behind it.
+    clock.advance(MIN);
+    assigned(&c, plain(4));
+    clock.advance(3 * MIN);
+    queued(&c, plain(5));
+    queued(&c, plain(6));
+    // Task 1 ends: its slot goes to task 5, and task 3 queues again, as old as it was.
+    clock.advance(MIN);
+    let served = c.complete(TaskId::new(1), true, None).unwrap();
+    assert_eq!(
+        served.iter().map(|a| a.task.id()).collect::<Vec<_>>(),
+        [TaskId::new(5)]
+    );
+    let waiting = c.waiting();
+    let three = waiting
+        .iter()
+        .find(|w| w.task.id() == TaskId::new(3))
+        .unwrap();
+    assert_eq!((three.behind, three.since), (None, Some(t0)));
+    // Task 4 ends: the one slot goes to task 3, queued first (at t0), not to task 6,
+    // which was in the queue before task 3 came back to it but is younger.
+    clock.advance(MIN);
+    let served = c.complete(TaskId::new(4), true, None).unwrap();
+    assert_eq!(
+        served.iter().map(|a| a.task.id()).collect::<Vec<_>>(),
+        [TaskId::new(3)]
+    );
+}
+
 /// Regression: a task served from the queue was started without checking or holding
 /// its claims, so it ran beside a task holding the same exclusive file, and newcomers
 /// did not collide with it (until a snapshot and restore, which held its claims).

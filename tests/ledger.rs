@@ -435,6 +435,45 @@ fn aging_lifts_a_long_waiting_request_above_newer_higher_priority_ones() {
     assert_eq!(g[0].request, Some(old));
 }
 
+/// A request queued again by its host (granted, then given back) says since when it
+/// has waited: it ages from then, ahead of a request that came in between, and its
+/// grant counts the whole wait. A time after the request counts as the request's.
+#[test]
+fn a_request_waiting_since_before_ages_from_then() {
+    let cfg = LedgerConfig::default()
+        .with_aging_step(Duration::from_secs(60))
+        .with_reserve_after(Duration::from_secs(86_400));
+    let mut l = ResourceLedger::with_config(cfg);
+    l.add_agent(A, &r("cpu=1")).unwrap();
+    let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    let queue =
+        |l: &mut ResourceLedger, req: AllocationRequest, at| match l.request(req, at).unwrap() {
+            RequestOutcome::Queued(id) => id,
+            other => panic!("{other:?}"),
+        };
+    let newer = queue(&mut l, AllocationRequest::new(A, r("cpu=1")), t(600));
+    let back = queue(
+        &mut l,
+        AllocationRequest::new(A, r("cpu=1")).with_waiting_since(t(60)),
+        t(660),
+    );
+    let future = queue(
+        &mut l,
+        AllocationRequest::new(A, r("cpu=1")).with_waiting_since(t(99_999)),
+        t(700),
+    );
+    let g = l.release(hold, t(720)).unwrap();
+    assert_eq!(g[0].request, Some(back));
+    assert_eq!(g[0].waited, Duration::from_secs(660));
+    let g = l.release(g[0].allocation, t(780)).unwrap();
+    assert_eq!(g[0].request, Some(newer));
+    let g = l.release(g[0].allocation, t(800)).unwrap();
+    assert_eq!(
+        (g[0].request, g[0].waited),
+        (Some(future), Duration::from_secs(100))
+    );
+}
+
 #[test]
 fn small_requests_backfill_past_a_large_one() {
     let cfg = LedgerConfig::default().with_reserve_after(Duration::from_secs(600));

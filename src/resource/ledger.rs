@@ -114,6 +114,8 @@ pub struct AllocationRequest {
     priority: Priority,
     #[serde(default, with = "opt_duration_ms")]
     lease: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    waiting_since: Option<Timestamp>,
 }
 
 impl AllocationRequest {
@@ -131,6 +133,7 @@ impl AllocationRequest {
             task: None,
             priority: Priority::default(),
             lease: None,
+            waiting_since: None,
         }
     }
 
@@ -148,6 +151,7 @@ impl AllocationRequest {
             task: Some(task),
             priority,
             lease: None,
+            waiting_since: None,
         }
     }
 
@@ -169,6 +173,36 @@ impl AllocationRequest {
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
         self
+    }
+
+    /// Says the request has waited since `since`: a host queuing again what it was
+    /// granted and had to give back (the coordinator does, for a task whose claims
+    /// collided) keeps its age in the queue, where aging and reservations count from
+    /// `since` (a time after the request counts as the request's time), and its grant
+    /// says how long it waited in all.
+    ///
+    /// ```
+    /// use concord::resource::RequestOutcome;
+    /// use concord::{AgentId, AllocationRequest, ResourceLedger, Timestamp};
+    ///
+    /// let mut ledger = ResourceLedger::new();
+    /// ledger.add_agent(AgentId::new(1), &"cpu=1".parse()?)?;
+    /// let t = |s| Timestamp::from_secs(s);
+    /// let req = |since| AllocationRequest::new(AgentId::new(1), "cpu=1".parse().unwrap())
+    ///     .with_waiting_since(since);
+    /// let RequestOutcome::Granted(g) = ledger.request(req(t(40)), t(100))? else { panic!() };
+    /// assert_eq!(g.waited.as_secs(), 60);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_waiting_since(mut self, since: Timestamp) -> Self {
+        self.waiting_since = Some(since);
+        self
+    }
+
+    /// When the request started waiting, if it says
+    /// ([`with_waiting_since`](Self::with_waiting_since)).
+    pub fn waiting_since(&self) -> Option<Timestamp> {
+        self.waiting_since
     }
 
     /// The candidate agents, in order of preference.
@@ -1332,7 +1366,8 @@ impl ResourceLedger {
     ) -> Option<Grant> {
         let i = self.first_fit(candidates, dense)?;
         let id = self.commit(i, dense, request.task, request.priority, request.lease, now);
-        Some(self.grant(None, id, i, request.task, Duration::ZERO))
+        let waited = now.duration_since(request.waiting_since.unwrap_or(now).min(now));
+        Some(self.grant(None, id, i, request.task, waited))
     }
 
     /// Allocates `request` now if a candidate has room, or queues it until one does.
@@ -1353,13 +1388,14 @@ impl ResourceLedger {
             }
             let id = RequestId::new(l.next_request);
             l.next_request += 1;
+            let enqueued_at = request.waiting_since.unwrap_or(now).min(now);
             tracing::debug!(request.id = %id, task.id = ?request.task, needs = %request.needs, "request queued");
             l.waiting.push(Waiting {
                 id,
                 request,
                 candidates: candidates.clone(),
                 needs: dense.clone(),
-                enqueued_at: now,
+                enqueued_at,
                 reserved_on: None,
             });
             Ok(RequestOutcome::Queued(id))
