@@ -1631,6 +1631,18 @@ impl Coordinator {
                 refused.push(w);
                 continue;
             }
+            // The agent may have left service while the task waited (quarantined,
+            // taken offline): a policy on agent status refuses that above, and without
+            // one the registry has the last word. The grant goes back and the task
+            // waits again, for the agents in service then.
+            if let Err(e) = startable(&s.registry, g.agent) {
+                tracing::debug!(task.id = %w.task.id(), agent.id = %g.agent, error = %e, "granted agent cannot start the task; task waits again");
+                if let Ok(more) = s.ledger.release(g.allocation, now) {
+                    queue.extend(more.into_iter().map(from_ledger));
+                }
+                refused.push(w);
+                continue;
+            }
             // Its claims, exactly as a direct assignment's; but a collision blocks it
             // behind the holder instead of opening a conflict.
             let hold = s.hold_claims(&w.task, g.agent, now);

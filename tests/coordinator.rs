@@ -235,6 +235,50 @@ fn quarantined_agents_are_never_assigned() {
     assert!(out.assignment().is_none(), "{out:?}");
 }
 
+/// Regression: a waiting task granted a slot on an agent quarantined while it waited
+/// was started there when no policy checked agent status (the registry's refusal was
+/// only logged). The grant now goes back, and the task waits for an agent in service.
+#[test]
+fn a_waiting_task_never_starts_on_an_agent_quarantined_meanwhile() {
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .policies(concord::policy::PolicySet::default().without("agent_status"))
+        .build();
+    for id in [1, 2] {
+        c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(1))
+            .unwrap();
+    }
+    assert_eq!(
+        assigned(&c, task(1, "deploy", "ops", "cpu=1")).agent,
+        AgentId::new(1)
+    );
+    assert_eq!(
+        assigned(&c, task(2, "deploy", "ops", "cpu=1")).agent,
+        AgentId::new(2)
+    );
+    let out = c.assign(task(3, "deploy", "ops", "cpu=1")).unwrap();
+    assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
+    c.set_agent_status(AgentId::new(1), AgentStatus::Quarantined)
+        .unwrap();
+    // Agent 1's slot frees, but it is quarantined: task 3 goes on waiting.
+    assert!(c.complete(TaskId::new(1), true, None).unwrap().is_empty());
+    assert_eq!(c.waiting().len(), 1);
+    assert!(
+        c.assignments().is_empty() || c.assignments().iter().all(|a| a.agent != AgentId::new(1))
+    );
+    c.with_ledger(|l| assert_eq!(l.len(), 1));
+    // Agent 2's slot frees: task 3 runs there, and the registry agrees.
+    let served = c.complete(TaskId::new(2), true, None).unwrap();
+    assert_eq!(served.len(), 1);
+    assert_eq!(
+        (served[0].task.id(), served[0].agent),
+        (TaskId::new(3), AgentId::new(2))
+    );
+    assert!(c.waiting().is_empty());
+}
+
 #[test]
 fn a_task_that_does_not_fit_waits_and_is_assigned_on_completion() {
     let clock = clock();
