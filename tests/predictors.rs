@@ -509,16 +509,55 @@ fn consecutive_bumps_shrink_and_reset_after_a_success() {
             "{name}"
         );
     }
-    // A success ends the run: the next exhaustion bumps by 20% again.
-    ewma.observe("k", &seen(cpu(1300), 200));
+    // A success an hour (the default window) after the last exhaustion ends the run:
+    // the next exhaustion bumps by 20% again.
+    ewma.observe("k", &seen(cpu(1300), 102 + 3600));
     let level = cpu_of(&ewma, "k");
-    ewma.observe("k", &exhausted(cpu(level), 201, ResourceName::Cpu));
+    ewma.observe("k", &exhausted(cpu(level), 3703, ResourceName::Cpu));
     assert_eq!(cpu_of(&ewma, "k"), (level as f64 * 1.2).ceil() as u64);
 
-    pct.observe("k", &seen(cpu(1300), 200));
+    pct.observe("k", &seen(cpu(1300), 102 + 3600));
     let level = cpu_of(&pct, "k");
-    pct.observe("k", &exhausted(cpu(level), 201, ResourceName::Cpu));
+    pct.observe("k", &exhausted(cpu(level), 3703, ResourceName::Cpu));
     assert_eq!(cpu_of(&pct, "k"), (level as f64 * 1.2).ceil() as u64);
+}
+
+/// A workload that runs out, gets through once at its usual usage, and runs out again
+/// within the window stays in its run: alternating outcomes grow the prediction no
+/// more than a run of exhaustions does. Ending the run at every success (a zero
+/// window, as before the window) grows the percentile predictor's by 20% a cycle,
+/// without bound: its exhaustions outweigh the successes between them.
+#[test]
+fn alternating_exhaustions_and_successes_stay_in_one_run() {
+    let cycle = |p: &mut dyn ResourcePredictor, cycles: u64| {
+        for i in 0..cycles {
+            let level = cpu_of(p, "k");
+            p.observe("k", &exhausted(cpu(level), 100 + 2 * i, ResourceName::Cpu));
+            p.observe("k", &seen(cpu(1_000_000), 101 + 2 * i));
+        }
+    };
+    let bound = EwmaConfig::default().exhaustion_growth_bound();
+    let ewma = EwmaPredictor::default();
+    let pct = PercentilePredictor::default();
+    let eager = PercentilePredictor::new(
+        PercentileConfig::default().with_exhaustion_window(Duration::ZERO),
+    )
+    .unwrap();
+    let mut growth = Vec::new();
+    for mut p in [
+        Box::new(ewma) as Box<dyn ResourcePredictor>,
+        Box::new(pct),
+        Box::new(eager),
+    ] {
+        p.observe("k", &seen(cpu(1_000_000), 0));
+        let start = cpu_of(&*p, "k") as f64;
+        cycle(&mut *p, 60);
+        growth.push(cpu_of(&*p, "k") as f64 / start);
+    }
+    // Rounding up to whole units adds a millicore here and there.
+    assert!(growth[0] <= bound + 1e-4, "{growth:?}");
+    assert!(growth[1] <= bound + 1e-4, "{growth:?}");
+    assert!(growth[2] > 10.0, "{growth:?}");
 }
 
 #[test]

@@ -20,8 +20,13 @@
 //! reported no usage, the current prediction) and the target is capped by an optional
 //! per-resource ceiling. The target *includes* the safety margin: the sample learned is
 //! `target / (1 + margin)`, never below what was already learned, so the margin does
-//! not compound from one exhaustion to the next. An observation that does not name the
-//! resource as exhausted resets its count.
+//! not compound from one exhaustion to the next. The count (the run) ends at an
+//! observation that does not name the resource exhausted and comes at least the
+//! configured window (one hour by default) after the run's last exhaustion: a
+//! workload that runs out, gets through once, and runs out again minutes later is
+//! still in its run, so alternating outcomes do not restart the bump at its largest
+//! (a run ended by every success would grow the prediction by `1 + b` per cycle,
+//! without bound).
 //!
 //! A run of exhaustions each at the predicted level therefore multiplies the prediction
 //! by at most `prod (1 + b * d^n) <= exp(b / (1 - d))` in total: with the defaults
@@ -44,6 +49,11 @@ use crate::id::normalize_name;
 
 /// The snapshot version the learning predictors write and read.
 pub(crate) const SNAPSHOT_VERSION: u32 = 1;
+
+/// How long after a run's last exhaustion an ordinary observation must come to end
+/// the run, unless configured otherwise.
+pub(crate) const DEFAULT_EXHAUSTION_WINDOW: std::time::Duration =
+    std::time::Duration::from_secs(3600);
 
 /// The key a task kind is learned under: trimmed, ASCII lowercase.
 pub(crate) fn kind_key(kind: &str) -> Cow<'_, str> {
@@ -119,6 +129,8 @@ pub(crate) struct Bump<'a> {
     pub(crate) ceiling: &'a Resources,
     /// The configuration's safety margin.
     pub(crate) margin: f64,
+    /// How long after its last exhaustion an ordinary observation ends a run.
+    pub(crate) window: std::time::Duration,
 }
 
 impl Bump<'_> {
@@ -236,9 +248,13 @@ pub(crate) trait Estimator:
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "E: Estimator", deny_unknown_fields)]
 pub(crate) struct Learned<E> {
-    /// Consecutive observations that named this resource as exhausted.
+    /// Exhaustions of this resource in the current run.
     #[serde(default)]
     exhausted_streak: u32,
+    /// When the run's last exhaustion was observed (absent in snapshots from before
+    /// runs had a window: the next ordinary observation ends such a run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_exhausted: Option<Timestamp>,
     /// What was learned.
     learned: E,
 }
@@ -390,6 +406,7 @@ impl<E: Estimator> Learner<E> {
             }
             let mut learned = Learned {
                 exhausted_streak: 0,
+                last_exhausted: None,
                 learned: E::new(config),
             };
             if learn(&mut learned, &name, observation, config, &bump, &key) {
@@ -429,7 +446,12 @@ fn learn<E: Estimator>(
 ) -> bool {
     let usage = observation.usage.get(name);
     if !observation.exhausted.contains(name) {
-        learned.exhausted_streak = 0;
+        let run_over = learned
+            .last_exhausted
+            .is_none_or(|last| observation.at.duration_since(last) >= bump.window);
+        if run_over {
+            learned.exhausted_streak = 0;
+        }
         learned
             .learned
             .record(config, usage as f64, 1.0, observation.at);
@@ -452,6 +474,7 @@ fn learn<E: Estimator>(
         .learned
         .record(config, sample, bump.weight, observation.at);
     learned.exhausted_streak = streak.saturating_add(1);
+    learned.last_exhausted = Some(observation.at);
     true
 }
 
@@ -573,6 +596,7 @@ mod tests {
             weight: 10.0,
             ceiling: &none,
             margin: 0.15,
+            window: DEFAULT_EXHAUSTION_WINDOW,
         };
         // Exhausted at the predicted level 115 (estimate 100): learn 100 * 1.2.
         let s = b

@@ -1,15 +1,18 @@
 //! [`EwmaPredictor`]: an exponentially weighted moving average of peak usage, per task
 //! kind and per resource.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::bump::{
-    Bump, Estimator, Learner, LearnerConfig, SnapshotData, check, check_margin, growth_bound,
-    opt_f64_bits,
+    Bump, DEFAULT_EXHAUSTION_WINDOW, Estimator, Learner, LearnerConfig, SnapshotData, check,
+    check_margin, growth_bound, opt_f64_bits,
 };
 use super::error::PredictorError;
 use super::{Observation, Prediction, ResourcePredictor, Resources};
 use crate::clock::Timestamp;
+use crate::serde_util::duration_ms;
 
 /// Settings of an [`EwmaPredictor`]. Serde data with sane defaults.
 ///
@@ -34,6 +37,13 @@ pub struct EwmaConfig {
     /// Factor each further bump in a run is multiplied by, `d`, in [0, 1) (default
     /// 0.5).
     pub exhaustion_bump_decay: f64,
+    /// How long after a run's last exhaustion an observation without the resource
+    /// exhausted must come to end the run (default one hour): an exhaustion in a run
+    /// bumps less than the one before, and a workload that runs out, gets through
+    /// once, and runs out again is still in its run. Zero ends the run at the first
+    /// such observation. Integer milliseconds in serde data.
+    #[serde(with = "duration_ms")]
+    pub exhaustion_window: Duration,
     /// Highest level a bump may raise the prediction of each resource to; resources
     /// not named have no ceiling (default none). A ceiling never lowers observed usage.
     pub exhaustion_ceiling: Resources,
@@ -46,6 +56,7 @@ impl Default for EwmaConfig {
             margin: 0.15,
             exhaustion_bump: 0.2,
             exhaustion_bump_decay: 0.5,
+            exhaustion_window: DEFAULT_EXHAUSTION_WINDOW,
             exhaustion_ceiling: Resources::new(),
         }
     }
@@ -73,6 +84,12 @@ impl EwmaConfig {
     /// Sets [`exhaustion_bump_decay`](Self::exhaustion_bump_decay).
     pub fn with_exhaustion_bump_decay(mut self, decay: f64) -> Self {
         self.exhaustion_bump_decay = decay;
+        self
+    }
+
+    /// Sets [`exhaustion_window`](Self::exhaustion_window).
+    pub fn with_exhaustion_window(mut self, window: Duration) -> Self {
+        self.exhaustion_window = window;
         self
     }
 
@@ -109,6 +126,7 @@ impl EwmaConfig {
         Bump {
             initial: self.exhaustion_bump,
             decay: self.exhaustion_bump_decay,
+            window: self.exhaustion_window,
             // An exhaustion replaces the average (it never lowers it).
             weight: f64::INFINITY,
             ceiling: &self.exhaustion_ceiling,
@@ -197,8 +215,9 @@ impl Estimator for Average {
 /// [`exhaustion_bump_decay`](EwmaConfig::exhaustion_bump_decay)), margin included,
 /// capped by [`exhaustion_ceiling`](EwmaConfig::exhaustion_ceiling): the average jumps
 /// there at once, and is never lowered by it. An exhaustion reported with zero usage
-/// bumps the current prediction. Any observation without the resource exhausted ends
-/// the run.
+/// bumps the current prediction. An observation without the resource exhausted ends
+/// the run if it comes [`exhaustion_window`](EwmaConfig::exhaustion_window) or more
+/// after the run's last exhaustion.
 ///
 /// So a run of exhaustions, however long, each at the predicted level, multiplies the
 /// prediction by at most `prod (1 + b * d^n) < exp(b / (1 - d))` (about 1.42 with the

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::bump::{
-    Bump, Estimator, Learner, LearnerConfig, SnapshotData, check, check_margin, f64_bits,
-    growth_bound,
+    Bump, DEFAULT_EXHAUSTION_WINDOW, Estimator, Learner, LearnerConfig, SnapshotData, check,
+    check_margin, f64_bits, growth_bound,
 };
 use super::error::PredictorError;
 use super::{Observation, Prediction, ResourcePredictor, Resources};
@@ -54,6 +54,13 @@ pub struct PercentileConfig {
     /// Factor each further bump in a run is multiplied by, `d`, in [0, 1) (default
     /// 0.5).
     pub exhaustion_bump_decay: f64,
+    /// How long after a run's last exhaustion an observation without the resource
+    /// exhausted must come to end the run (default one hour): an exhaustion in a run
+    /// bumps less than the one before, and a workload that runs out, gets through
+    /// once, and runs out again is still in its run. Zero ends the run at the first
+    /// such observation. Integer milliseconds in serde data.
+    #[serde(with = "duration_ms")]
+    pub exhaustion_window: Duration,
     /// How many ordinary observations one exhaustion counts as, finite and at least 1
     /// (default 10).
     pub exhaustion_weight: f64,
@@ -71,6 +78,7 @@ impl Default for PercentileConfig {
             bucket_growth: 1.05,
             exhaustion_bump: 0.2,
             exhaustion_bump_decay: 0.5,
+            exhaustion_window: DEFAULT_EXHAUSTION_WINDOW,
             exhaustion_weight: 10.0,
             exhaustion_ceiling: Resources::new(),
         }
@@ -111,6 +119,12 @@ impl PercentileConfig {
     /// Sets [`exhaustion_bump_decay`](Self::exhaustion_bump_decay).
     pub fn with_exhaustion_bump_decay(mut self, decay: f64) -> Self {
         self.exhaustion_bump_decay = decay;
+        self
+    }
+
+    /// Sets [`exhaustion_window`](Self::exhaustion_window).
+    pub fn with_exhaustion_window(mut self, window: Duration) -> Self {
+        self.exhaustion_window = window;
         self
     }
 
@@ -174,6 +188,7 @@ impl PercentileConfig {
         Bump {
             initial: self.exhaustion_bump,
             decay: self.exhaustion_bump_decay,
+            window: self.exhaustion_window,
             weight: self.exhaustion_weight,
             ceiling: &self.exhaustion_ceiling,
             margin: self.margin,
@@ -410,7 +425,9 @@ impl Estimator for Histogram {
 /// weight of [`exhaustion_weight`](PercentileConfig::exhaustion_weight) observations, so
 /// one exhaustion lifts the percentile unless many recent observations outweigh it,
 /// and then fades like any other. An exhaustion reported with zero usage bumps the
-/// current prediction. Any observation without the resource exhausted ends the run.
+/// current prediction. An observation without the resource exhausted ends the run if
+/// it comes [`exhaustion_window`](PercentileConfig::exhaustion_window) or more after the
+/// run's last exhaustion.
 ///
 /// Since a percentile never exceeds the largest value recorded, a run of exhaustions,
 /// however long, each at the predicted level, keeps the prediction below the larger of
