@@ -1,0 +1,1902 @@
+//! Hostile and corrupted input through the public API: snapshots mutated after they
+//! were taken (then restored), configurations read from JSON, and the sans-I/O run
+//! API called out of order. The contract under test: bad input is a typed error that
+//! changes nothing, and nothing panics, hangs or is left half-restored.
+//!
+//! Tests marked `#[ignore = "BUG: ..."]` demonstrate a defect that is still open; they
+//! fail (by a panic, or by an assertion on the corrupted state) when run with
+//! `cargo test --test hostile_input -- --ignored`.
+
+use std::time::Duration;
+
+use concord::agent::{AgentRegistry, RegistrySnapshot};
+use concord::assignment::AffinityTable;
+use concord::conflict::{
+    Conflict, ConflictError, ConflictId, ConflictKind, ConflictManager, ConflictManagerSnapshot,
+    EscalationPolicy, Resolution,
+};
+use concord::coordinator::{AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot};
+use concord::policy::PolicySet;
+use concord::resource::{
+    EwmaPredictor, EwmaSnapshot, LedgerSnapshot, Observation, PercentilePredictor,
+    PercentileSnapshot, ResourceLedger,
+};
+use concord::workflow::{
+    RetryPolicy, Run, RunCondition, RunSnapshot, StepOutcome, StepRef, StepSpec, StepStatus,
+    Workflow, WorkflowDefinition, WorkflowError,
+};
+use concord::{
+    AgentId, AgentProfile, AllocationRequest, LedgerError, ManualClock, RequestId, Requirements,
+    ResourcePredictor, Resources, Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId,
+    Timestamp,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+use serde_json::{Value, json};
+
+// ----- shared helpers ---------------------------------------------------------------
+
+fn r(s: &str) -> Resources {
+    s.parse().unwrap()
+}
+
+fn t(secs: u64) -> Timestamp {
+    Timestamp::from_secs(secs)
+}
+
+/// Few cases, a fixed seed (the same cases every run) and no regression files.
+fn few(cases: u32, seed: u64) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        ..ProptestConfig::default()
+    }
+}
+
+// ===== 1. ResourceLedger snapshots ===================================================
+
+const A: AgentId = AgentId::new(1);
+const B: AgentId = AgentId::new(2);
+
+/// Two agents, one allocation each, one request waiting for agent A.
+fn ledger() -> ResourceLedger {
+    let mut l = ResourceLedger::new();
+    l.add_agent(A, &r("cpu=4,memory=8Gi,gpu=2")).unwrap();
+    l.add_agent(B, &r("cpu=2")).unwrap();
+    l.allocate(A, &r("cpu=3,gpu=1"), t(1)).unwrap();
+    l.allocate(B, &r("cpu=1"), t(1)).unwrap();
+    l.request(AllocationRequest::new(A, r("cpu=2")), t(2))
+        .unwrap();
+    l
+}
+
+fn ledger_json() -> Value {
+    serde_json::to_value(ledger().snapshot()).unwrap()
+}
+
+/// Restores the JSON, which must still parse as a snapshot.
+fn restore_ledger(v: Value) -> Result<ResourceLedger, LedgerError> {
+    let snapshot: LedgerSnapshot = serde_json::from_value(v).expect("still parses");
+    ResourceLedger::restore(snapshot)
+}
+
+fn corrupt_ledger(v: Value) -> String {
+    match restore_ledger(v) {
+        Err(LedgerError::CorruptSnapshot { reason }) => reason,
+        Err(e) => panic!("expected CorruptSnapshot, got {e:?}"),
+        Ok(_) => panic!("a corrupt ledger snapshot was restored"),
+    }
+}
+
+#[test]
+fn ledger_snapshot_round_trips_through_json() {
+    let l = ledger();
+    let back = restore_ledger(ledger_json()).unwrap();
+    assert_eq!(back.snapshot(), l.snapshot());
+}
+
+#[test]
+fn ledger_restore_refuses_inconsistent_snapshots() {
+    // Another version.
+    let mut v = ledger_json();
+    v["version"] = json!(99);
+    assert!(corrupt_ledger(v).contains("version 99"));
+
+    // An agent twice.
+    let mut v = ledger_json();
+    let first = v["agents"][0].clone();
+    v["agents"].as_array_mut().unwrap().push(first);
+    assert!(corrupt_ledger(v).contains("appears twice"));
+
+    // An allocation on an agent the ledger does not know.
+    let mut v = ledger_json();
+    v["allocations"][0]["agent"] = json!(42);
+    assert!(corrupt_ledger(v).contains("unknown agent#42"));
+
+    // An allocation over the agent's capacity.
+    let mut v = ledger_json();
+    v["allocations"][0]["resources"] = json!({"cpu": "5"});
+    assert!(corrupt_ledger(v).contains("does not fit"));
+
+    // Allocations that together exceed the capacity.
+    let mut v = ledger_json();
+    v["allocations"][1]["agent"] = json!(1);
+    v["allocations"][1]["resources"] = json!({"cpu": "2"});
+    assert!(corrupt_ledger(v).contains("does not fit"));
+
+    // An allocation of a resource no agent has.
+    let mut v = ledger_json();
+    v["allocations"][0]["resources"] = json!({"tpu": "1"});
+    assert!(corrupt_ledger(v).contains("does not fit"));
+
+    // A repeated allocation id, and one not below the counter.
+    let mut v = ledger_json();
+    v["allocations"][1]["id"] = v["allocations"][0]["id"].clone();
+    assert!(corrupt_ledger(v).contains("out of order"));
+    let mut v = ledger_json();
+    v["next_allocation"] = json!(1);
+    assert!(corrupt_ledger(v).contains("not below next_allocation"));
+
+    // A waiting request not below its counter, or repeated.
+    let mut v = ledger_json();
+    v["next_request"] = json!(0);
+    assert!(corrupt_ledger(v).contains("not below next_request"));
+    let mut v = ledger_json();
+    let w = v["waiting"][0].clone();
+    v["waiting"].as_array_mut().unwrap().push(w);
+    assert!(corrupt_ledger(v).contains("out of order"));
+
+    // A waiting request for an unknown agent, for no agent, or reserved elsewhere.
+    let mut v = ledger_json();
+    v["waiting"][0]["request"]["candidates"] = json!([7]);
+    assert!(corrupt_ledger(v).contains("agent#7"));
+    let mut v = ledger_json();
+    v["waiting"][0]["request"]["candidates"] = json!([]);
+    corrupt_ledger(v);
+    let mut v = ledger_json();
+    v["waiting"][0]["reserved_on"] = json!(2);
+    assert!(corrupt_ledger(v).contains("non-candidate"));
+    let mut v = ledger_json();
+    v["waiting"][0]["reserved_on"] = json!(9);
+    assert!(corrupt_ledger(v).contains("unknown agent#9"));
+
+    // A pool limit below what is allocated.
+    let mut v = ledger_json();
+    v["pool_limits"] = json!({"cpu": 3000});
+    corrupt_ledger(v);
+}
+
+#[test]
+fn ledger_snapshot_with_hostile_amounts_is_refused_by_serde() {
+    for needs in [
+        json!({"cpu": "-1"}),
+        json!({"cpu": "1.0001m"}),
+        json!({"memory": "2"}),
+        json!({"memory": "99999999999999999999Gi"}),
+        json!({"cpu": 1e300}),
+        json!({"cpu": -3}),
+        json!({"": "1"}),
+        json!({"cpu": "1", "CPU": "2"}),
+        json!("cpu=1,cpu=2"),
+        json!(17),
+    ] {
+        let mut v = ledger_json();
+        v["allocations"][0]["resources"] = needs.clone();
+        assert!(
+            serde_json::from_value::<LedgerSnapshot>(v).is_err(),
+            "accepted {needs}"
+        );
+    }
+}
+
+/// The counter is restored as written: `u64::MAX` passes the "ids below the
+/// counter" check, and the next allocation then increments it past the end.
+#[test]
+#[ignore = "BUG: ResourceLedger::restore accepts next_allocation = u64::MAX; the next allocate panics (add overflow in commit)"]
+fn ledger_next_allocation_at_the_end_of_the_id_space() {
+    let mut v = ledger_json();
+    v["next_allocation"] = json!(u64::MAX);
+    let mut l = restore_ledger(v).expect("restored");
+    // Must be a typed error (or a refused restore), never a panic.
+    let first = l.allocate(B, &r("cpu=100m"), t(3));
+    let second = l.allocate(B, &r("cpu=100m"), t(3));
+    assert!(first.is_err() || second.is_err());
+}
+
+#[test]
+#[ignore = "BUG: ResourceLedger::restore accepts next_request = u64::MAX; the next queued request panics (add overflow in request)"]
+fn ledger_next_request_at_the_end_of_the_id_space() {
+    let mut v = ledger_json();
+    v["next_request"] = json!(u64::MAX);
+    let mut l = restore_ledger(v).expect("restored");
+    // Does not fit now: queued, which takes a request id.
+    let _ = l.request(AllocationRequest::new(A, r("cpu=4")), t(3));
+    let _ = l.request(AllocationRequest::new(A, r("cpu=4")), t(3));
+}
+
+/// Restore sums the reservations of waiting requests without checking them against
+/// the capacity (or for overflow): two reservations of 2^63 millicores overflow.
+#[test]
+#[ignore = "BUG: ResourceLedger::restore panics (add overflow in reserve) on waiting requests whose reservations sum past u64::MAX"]
+fn ledger_restore_with_overflowing_reservations() {
+    let mut v = ledger_json();
+    let mut w1 = v["waiting"][0].clone();
+    w1["request"]["needs"] = json!({"cpu": "9223372036854775808m"});
+    w1["reserved_on"] = json!(1);
+    let mut w2 = w1.clone();
+    w2["id"] = json!(2);
+    v["waiting"] = json!([w1, w2]);
+    v["next_request"] = json!(3);
+    // Must be refused: no agent could ever hold either request.
+    corrupt_ledger(v);
+}
+
+/// `request` refuses a request no candidate could ever hold ("it would wait
+/// forever"), but restore takes one, and with a reservation it blocks its agent for
+/// good: nothing fits on it again.
+#[test]
+#[ignore = "BUG: ResourceLedger::restore accepts a waiting request no candidate could ever hold; reserved, it starves its agent forever"]
+fn ledger_restore_of_a_request_that_can_never_be_served() {
+    let mut v = ledger_json();
+    v["waiting"][0]["request"]["needs"] = json!({"cpu": "100"});
+    v["waiting"][0]["reserved_on"] = json!(1);
+    let restored = restore_ledger(v);
+    if let Ok(mut l) = restored {
+        // Agent A has 1 cpu free, but the hopeless reservation takes it all.
+        let free = l.free(A).unwrap();
+        let ok = l.allocate(A, &r("cpu=500m"), t(3));
+        panic!("restored; free on A is {free}, a small allocation gives {ok:?}");
+    }
+}
+
+/// A mutation of one field of a ledger snapshot, within small values.
+#[derive(Debug, Clone)]
+enum LedgerMutation {
+    AllocationAgent(usize, u64),
+    AllocationCpu(usize, u64),
+    AllocationId(usize, u64),
+    DropAllocation(usize),
+    DropAgent(usize),
+    AgentCpu(usize, u64),
+    WaitingReserved(Option<u64>),
+    WaitingCandidates(Vec<u64>),
+    WaitingCpu(u64),
+    WaitingId(u64),
+    NextAllocation(u64),
+    NextRequest(u64),
+    PoolLimit(u64),
+}
+
+fn ledger_mutation() -> impl Strategy<Value = LedgerMutation> {
+    prop_oneof![
+        (0..2usize, 0..4u64).prop_map(|(i, a)| LedgerMutation::AllocationAgent(i, a)),
+        (0..2usize, 0..6000u64).prop_map(|(i, c)| LedgerMutation::AllocationCpu(i, c)),
+        (0..2usize, 0..5u64).prop_map(|(i, id)| LedgerMutation::AllocationId(i, id)),
+        (0..2usize).prop_map(LedgerMutation::DropAllocation),
+        (0..2usize).prop_map(LedgerMutation::DropAgent),
+        (0..2usize, 0..6000u64).prop_map(|(i, c)| LedgerMutation::AgentCpu(i, c)),
+        proptest::option::of(0..4u64).prop_map(LedgerMutation::WaitingReserved),
+        proptest::collection::vec(0..4u64, 0..3).prop_map(LedgerMutation::WaitingCandidates),
+        (0..6000u64).prop_map(LedgerMutation::WaitingCpu),
+        (0..4u64).prop_map(LedgerMutation::WaitingId),
+        (0..5u64).prop_map(LedgerMutation::NextAllocation),
+        (0..4u64).prop_map(LedgerMutation::NextRequest),
+        (0..8000u64).prop_map(LedgerMutation::PoolLimit),
+    ]
+}
+
+fn apply_ledger_mutation(v: &mut Value, m: &LedgerMutation) {
+    let millis = |c: u64| json!(format!("{c}m"));
+    // Indexing past the end of an array (after a drop) would panic: skip those.
+    let (allocations, agents) = (
+        v["allocations"].as_array().map_or(0, Vec::len),
+        v["agents"].as_array().map_or(0, Vec::len),
+    );
+    let skip = match m {
+        LedgerMutation::AllocationAgent(i, _)
+        | LedgerMutation::AllocationCpu(i, _)
+        | LedgerMutation::AllocationId(i, _)
+        | LedgerMutation::DropAllocation(i) => *i >= allocations,
+        LedgerMutation::DropAgent(i) | LedgerMutation::AgentCpu(i, _) => *i >= agents,
+        _ => false,
+    };
+    if skip {
+        return;
+    }
+    match m {
+        LedgerMutation::AllocationAgent(i, a) => v["allocations"][*i]["agent"] = json!(a),
+        LedgerMutation::AllocationCpu(i, c) => {
+            v["allocations"][*i]["resources"] = json!({"cpu": millis(*c)});
+        }
+        LedgerMutation::AllocationId(i, id) => v["allocations"][*i]["id"] = json!(id),
+        LedgerMutation::DropAllocation(i) => {
+            v["allocations"].as_array_mut().unwrap().remove(*i);
+        }
+        LedgerMutation::DropAgent(i) => {
+            v["agents"].as_array_mut().unwrap().remove(*i);
+        }
+        LedgerMutation::AgentCpu(i, c) => v["agents"][*i]["capacity"]["cpu"] = millis(*c),
+        LedgerMutation::WaitingReserved(a) => v["waiting"][0]["reserved_on"] = json!(a),
+        LedgerMutation::WaitingCandidates(c) => {
+            v["waiting"][0]["request"]["candidates"] = json!(c);
+        }
+        LedgerMutation::WaitingCpu(c) => {
+            v["waiting"][0]["request"]["needs"] = json!({"cpu": millis(*c)});
+        }
+        LedgerMutation::WaitingId(id) => v["waiting"][0]["id"] = json!(id),
+        LedgerMutation::NextAllocation(n) => v["next_allocation"] = json!(n),
+        LedgerMutation::NextRequest(n) => v["next_request"] = json!(n),
+        LedgerMutation::PoolLimit(c) => v["pool_limits"] = json!({"cpu": c}),
+    }
+}
+
+proptest! {
+    #![proptest_config(few(96, 0x1ed9e5))]
+
+    /// A ledger snapshot with a few fields changed (to small values) restores or is
+    /// refused, never panics; a restored ledger snapshots to what restores to it, and
+    /// can be released and drained to the end without a panic or an over-allocation.
+    #[test]
+    fn mutated_ledger_snapshots_restore_or_are_refused(
+        mutations in proptest::collection::vec(ledger_mutation(), 1..4),
+    ) {
+        let mut v = ledger_json();
+        for m in &mutations {
+            apply_ledger_mutation(&mut v, m);
+        }
+        let Ok(snapshot) = serde_json::from_value::<LedgerSnapshot>(v) else {
+            return Ok(());
+        };
+        let Ok(mut l) = ResourceLedger::restore(snapshot) else {
+            return Ok(());
+        };
+        let again = ResourceLedger::restore(l.snapshot());
+        prop_assert!(again.is_ok(), "{:?}", again.err());
+        prop_assert_eq!(again.unwrap().snapshot(), l.snapshot());
+        let mut now = t(10);
+        for _ in 0..4 {
+            for a in l.allocations() {
+                let _ = l.release(a.id, now);
+            }
+            let _ = l.drain(now);
+            let _ = l.expire(now);
+            now = now + Duration::from_secs(3600);
+        }
+        for agent in l.agents().collect::<Vec<_>>() {
+            let (free, cap) = (l.free(agent).unwrap(), l.capacity(agent).unwrap());
+            prop_assert!(free.fits(&cap), "{agent}: free {free} over capacity {cap}");
+            prop_assert!(l.allocated(agent).unwrap().fits(&cap));
+        }
+    }
+}
+
+// ===== 2. Coordinator snapshots ======================================================
+
+fn clock() -> ManualClock {
+    ManualClock::new(Timestamp::from_secs(1_700_000_000))
+}
+
+fn no_rules() -> RuleBasedAnalyzer {
+    RuleBasedAnalyzer::new(RuleSet::empty()).unwrap()
+}
+
+fn ops_agent(id: u64) -> AgentProfile {
+    AgentProfile::new(AgentId::new(id), format!("ops-{id}"))
+        .with_role(Role::new("ops").unwrap())
+        .with_capacity(r("cpu=4"))
+        .with_max_tasks(4)
+}
+
+fn ops_task(id: u64, resources: &str) -> Task {
+    Task::new(TaskId::new(id), "edit", "edit the config").with_requirements(
+        Requirements::new()
+            .with_role(Role::new("ops").unwrap())
+            .with_resources(r(resources)),
+    )
+}
+
+fn restore_coordinator(
+    clock: &ManualClock,
+    s: CoordinatorSnapshot,
+) -> Result<Coordinator, CoordinatorError> {
+    Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(no_rules())
+        .restore(s)
+}
+
+/// Two agents, task 1 on agent 1 and task 2 on agent 2 (3 cpu each), task 3 queued.
+fn busy_coordinator(clock: &ManualClock) -> Coordinator {
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(no_rules())
+        .build();
+    c.register_agent(ops_agent(1)).unwrap();
+    c.register_agent(ops_agent(2)).unwrap();
+    for id in [1, 2] {
+        let out = c.assign(ops_task(id, "cpu=3")).unwrap();
+        assert!(out.assignment().is_some(), "{out:?}");
+    }
+    let out = c.assign(ops_task(3, "cpu=3")).unwrap();
+    assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
+    c.drain_events();
+    c
+}
+
+#[test]
+fn coordinator_snapshot_round_trips_through_json() {
+    let clock = clock();
+    let c = busy_coordinator(&clock);
+    let json = serde_json::to_string(&c.snapshot()).unwrap();
+    let back = restore_coordinator(&clock, serde_json::from_str(&json).unwrap()).unwrap();
+    assert_eq!(serde_json::to_string(&back.snapshot()).unwrap(), json);
+}
+
+#[test]
+fn coordinator_restore_refuses_parts_that_disagree() {
+    let clock = clock();
+    let good = busy_coordinator(&clock).snapshot();
+    let refused = |s: CoordinatorSnapshot| match restore_coordinator(&clock, s) {
+        Err(e) => e,
+        Ok(_) => panic!("a corrupt coordinator snapshot was restored"),
+    };
+
+    // An assignment under another task's key.
+    let mut s = good.clone();
+    let a = s.assignments.remove(&TaskId::new(1)).unwrap();
+    s.assignments.insert(TaskId::new(9), a);
+    assert!(matches!(
+        refused(s),
+        CoordinatorError::CorruptSnapshot { .. }
+    ));
+
+    // An assignment whose allocation the ledger does not hold.
+    let mut s = good.clone();
+    s.assignments.get_mut(&TaskId::new(1)).unwrap().allocation = concord::AllocationId::new(999);
+    assert!(matches!(
+        refused(s),
+        CoordinatorError::CorruptSnapshot { .. }
+    ));
+
+    // An assignment on an agent the registry does not know.
+    let mut s = good.clone();
+    s.assignments.get_mut(&TaskId::new(1)).unwrap().agent = AgentId::new(77);
+    assert!(matches!(
+        refused(s),
+        CoordinatorError::CorruptSnapshot { .. }
+    ));
+
+    // A task both waiting and running.
+    let mut s = good.clone();
+    let w = s.waiting.values().next().unwrap().clone();
+    let mut running = w.clone();
+    running.task = s.assignments[&TaskId::new(1)].task.clone();
+    s.waiting.insert(RequestId::new(50), running);
+    assert!(matches!(
+        refused(s),
+        CoordinatorError::CorruptSnapshot { .. }
+    ));
+
+    // A task waiting twice.
+    let mut s = good.clone();
+    s.waiting.insert(RequestId::new(50), w.clone());
+    assert!(matches!(
+        refused(s),
+        CoordinatorError::CorruptSnapshot { .. }
+    ));
+
+    // A task blocked behind a task that does not run.
+    let mut s = good.clone();
+    s.waiting.values_mut().next().unwrap().behind = Some(TaskId::new(404));
+    assert!(matches!(
+        refused(s),
+        CoordinatorError::CorruptSnapshot { .. }
+    ));
+
+    // The parts' own checks: a registry agent twice, a ledger from the future.
+    let mut v = serde_json::to_value(&good).unwrap();
+    let first = v["registry"]["agents"][0].clone();
+    v["registry"]["agents"].as_array_mut().unwrap().push(first);
+    let e = refused(serde_json::from_value(v).unwrap());
+    assert!(matches!(e, CoordinatorError::Registry(_)), "{e:?}");
+    let mut s = good.clone();
+    s.ledger.version = 7;
+    assert!(matches!(refused(s), CoordinatorError::Ledger(_)));
+
+    // Another version.
+    let mut s = good.clone();
+    s.version = 1;
+    assert!(matches!(
+        refused(s),
+        CoordinatorError::CorruptSnapshot { .. }
+    ));
+}
+
+#[test]
+#[ignore = "BUG: Coordinator restore accepts next_seq = u64::MAX; the next event panics (add overflow in State::push)"]
+fn coordinator_next_seq_at_the_end_of_the_sequence() {
+    let clock = clock();
+    let mut s = busy_coordinator(&clock).snapshot();
+    s.next_seq = u64::MAX;
+    let c = restore_coordinator(&clock, s).expect("restored");
+    // Each makes an event.
+    c.set_mode(SystemMode::SafeMode);
+    c.set_mode(SystemMode::Normal);
+}
+
+/// Two running tasks that share one allocation: restore takes it, and then the
+/// second task can never complete (its allocation is gone) and holds its agent's
+/// slot for good.
+#[test]
+#[ignore = "BUG: Coordinator restore accepts two assignments sharing one allocation; the second can then never complete"]
+fn coordinator_restore_of_two_assignments_on_one_allocation() {
+    let clock = clock();
+    let mut s = busy_coordinator(&clock).snapshot();
+    let shared = s.assignments[&TaskId::new(1)].allocation;
+    s.assignments.get_mut(&TaskId::new(2)).unwrap().allocation = shared;
+    if let Ok(c) = restore_coordinator(&clock, s) {
+        c.complete(TaskId::new(1), true, None).unwrap();
+        let second = c.complete(TaskId::new(2), true, None);
+        panic!(
+            "restored; completing the second task gives {second:?}, {} still running",
+            c.assignments().len()
+        );
+    }
+}
+
+/// Task 1 runs on agent 1 but its allocation is agent 2's (and task 2's the other
+/// way round): restore takes it, and the ledger's view of who holds what no longer
+/// matches who runs what.
+#[test]
+#[ignore = "BUG: Coordinator restore accepts an assignment whose allocation is on another agent"]
+fn coordinator_restore_of_an_assignment_with_another_agents_allocation() {
+    let clock = clock();
+    let mut s = busy_coordinator(&clock).snapshot();
+    let (a1, a2) = (
+        s.assignments[&TaskId::new(1)].allocation,
+        s.assignments[&TaskId::new(2)].allocation,
+    );
+    s.assignments.get_mut(&TaskId::new(1)).unwrap().allocation = a2;
+    s.assignments.get_mut(&TaskId::new(2)).unwrap().allocation = a1;
+    let restored = restore_coordinator(&clock, s);
+    assert!(
+        matches!(restored, Err(CoordinatorError::CorruptSnapshot { .. })),
+        "restored an assignment whose allocation is on another agent"
+    );
+}
+
+/// A waiting task filed under a request the ledger's queue does not hold: restore
+/// takes it, the task can then never be cancelled (the ledger refuses the request)
+/// and is never served (the ledger serves its own request #1, which nobody claims).
+#[test]
+#[ignore = "BUG: Coordinator restore accepts a waiting task whose request is not in the ledger's queue; it waits forever and cannot be cancelled"]
+fn coordinator_restore_of_a_task_waiting_on_no_request() {
+    let clock = clock();
+    let mut s = busy_coordinator(&clock).snapshot();
+    let (_, w) = s.waiting.pop_first().unwrap();
+    s.waiting.insert(RequestId::new(77), w);
+    if let Ok(c) = restore_coordinator(&clock, s) {
+        let cancelled = c.cancel(TaskId::new(3));
+        c.complete(TaskId::new(1), true, None).unwrap();
+        panic!(
+            "restored; cancel gives {cancelled:?}; after capacity came back, {} still waiting",
+            c.waiting().len()
+        );
+    }
+}
+
+/// The registry, the ledger and the running tasks must name the same agents with
+/// the same slots. Restore checks none of that: an agent only in the registry is
+/// never given work (and cannot be registered again), an agent only in the ledger can
+/// never be registered, and a registry that counts tasks that do not run keeps
+/// slots idle.
+#[test]
+#[ignore = "BUG: Coordinator restore accepts a registry and a ledger that hold different agents, or running counts that disagree with the assignments"]
+fn coordinator_restore_of_a_registry_that_disagrees_with_the_ledger() {
+    let clock = clock();
+    let good = serde_json::to_value(busy_coordinator(&clock).snapshot()).unwrap();
+    let drop_task_3 = |v: &mut Value| {
+        v["waiting"] = json!({});
+        v["ledger"]["waiting"] = json!([]);
+    };
+    let mut only_in_registry = good.clone();
+    drop_task_3(&mut only_in_registry);
+    only_in_registry["assignments"]
+        .as_object_mut()
+        .unwrap()
+        .remove("2");
+    only_in_registry["ledger"]["allocations"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["agent"] != json!(2));
+    only_in_registry["ledger"]["agents"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["agent"] != json!(2));
+    only_in_registry["registry"]["agents"][1]["running"] = json!(0);
+    let mut only_in_ledger = good.clone();
+    drop_task_3(&mut only_in_ledger);
+    only_in_ledger["assignments"]
+        .as_object_mut()
+        .unwrap()
+        .remove("2");
+    only_in_ledger["ledger"]["allocations"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["agent"] != json!(2));
+    only_in_ledger["registry"]["agents"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["profile"]["id"] != json!(2));
+    let mut miscounted = good.clone();
+    miscounted["registry"]["agents"][0]["running"] = json!(3);
+    let mut accepted = Vec::new();
+    for (name, v) in [
+        ("agent only in the registry", only_in_registry),
+        ("agent only in the ledger", only_in_ledger),
+        ("running count of 3 for 1 task", miscounted),
+    ] {
+        let s: CoordinatorSnapshot = serde_json::from_value(v).expect("still parses");
+        if restore_coordinator(&clock, s).is_ok() {
+            accepted.push(name);
+        }
+    }
+    assert!(accepted.is_empty(), "restored: {accepted:?}");
+}
+
+/// The coordinator books one unit of `concord.slots` per task on the agent's ledger
+/// capacity; a ledger without that dimension restores, and then every assignment
+/// fails, for good, with an error about a resource the host never named.
+#[test]
+#[ignore = "BUG: Coordinator restore accepts a ledger without the agents' concord.slots capacity; every later assign then fails with ExceedsCapacity"]
+fn coordinator_restore_of_a_ledger_without_task_slots() {
+    let clock = clock();
+    let mut v = serde_json::to_value(busy_coordinator(&clock).snapshot()).unwrap();
+    for a in v["ledger"]["agents"].as_array_mut().unwrap() {
+        a["capacity"]
+            .as_object_mut()
+            .unwrap()
+            .remove(concord::coordinator::SLOTS_RESOURCE);
+    }
+    for a in v["ledger"]["allocations"].as_array_mut().unwrap() {
+        a["resources"]
+            .as_object_mut()
+            .unwrap()
+            .remove(concord::coordinator::SLOTS_RESOURCE);
+    }
+    for w in v["ledger"]["waiting"].as_array_mut().unwrap() {
+        w["request"]["needs"]
+            .as_object_mut()
+            .unwrap()
+            .remove(concord::coordinator::SLOTS_RESOURCE);
+    }
+    let s: CoordinatorSnapshot = serde_json::from_value(v).expect("still parses");
+    if let Ok(c) = restore_coordinator(&clock, s) {
+        let out = c.assign(ops_task(10, "cpu=100m"));
+        panic!("restored; a small task gives {out:?}");
+    }
+}
+
+#[test]
+fn coordinator_calls_on_unknown_tasks_change_nothing() {
+    let clock = clock();
+    let c = busy_coordinator(&clock);
+    let before = serde_json::to_string(&c.snapshot()).unwrap();
+    assert!(matches!(
+        c.complete(TaskId::new(404), true, None),
+        Err(CoordinatorError::UnknownTask { .. })
+    ));
+    assert!(matches!(
+        c.cancel(TaskId::new(1)), // running, not waiting
+        Err(CoordinatorError::UnknownTask { .. })
+    ));
+    assert!(matches!(
+        c.assign(ops_task(1, "cpu=1")),
+        Err(CoordinatorError::DuplicateTask { .. })
+    ));
+    assert!(matches!(
+        c.assign(ops_task(3, "cpu=1")), // waiting
+        Err(CoordinatorError::DuplicateTask { .. })
+    ));
+    assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
+    c.complete(TaskId::new(1), true, None).unwrap();
+    assert!(c.complete(TaskId::new(1), true, None).is_err());
+}
+
+#[test]
+fn agent_profiles_from_json_with_hostile_fields() {
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(no_rules())
+        .build();
+    // No slot: refused, and nothing is left behind in the registry or the ledger.
+    let zero: AgentProfile =
+        serde_json::from_value(json!({"id": 5, "name": "zero", "max_tasks": 0})).unwrap();
+    assert!(c.register_agent(zero).is_err());
+    c.with_registry(|reg| assert!(reg.snapshot().agents().is_empty()));
+    c.with_ledger(|l| assert_eq!(l.agents().count(), 0));
+    // Every slot there is, and a capacity at the top of the range.
+    let wide: AgentProfile = serde_json::from_value(json!({
+        "id": 6, "name": "", "roles": ["ops", "ops", "OPS"], "max_tasks": u32::MAX,
+        "capacity": {"cpu": "18446744073709551615m", "memory": "15Ei"},
+    }))
+    .unwrap();
+    c.register_agent(wide).unwrap();
+    // Half of it, within the default 95% cap.
+    let out = c.assign(ops_task(1, "cpu=9223372036854775807m")).unwrap();
+    assert!(out.assignment().is_some(), "{out:?}");
+    c.complete(
+        TaskId::new(1),
+        true,
+        Some(r("cpu=18446744073709551615m,memory=15Ei")),
+    )
+    .unwrap();
+    // Unknown fields and bad names are serde errors.
+    for bad in [
+        json!({"id": 7, "name": "x", "colour": "red"}),
+        json!({"id": 7, "name": "x", "roles": [""]}),
+        json!({"id": 7, "name": "x", "roles": ["a b"]}),
+        json!({"id": -1, "name": "x"}),
+        json!({"id": 7, "name": "x", "max_tasks": -1}),
+    ] {
+        assert!(
+            serde_json::from_value::<AgentProfile>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+// ===== 3. AgentRegistry snapshots ====================================================
+
+fn registry_json() -> Value {
+    let mut reg = AgentRegistry::new();
+    reg.register(ops_agent(1), t(1)).unwrap();
+    reg.register(ops_agent(2), t(1)).unwrap();
+    reg.task_started(AgentId::new(1), t(2)).unwrap();
+    serde_json::to_value(reg.snapshot()).unwrap()
+}
+
+#[test]
+fn registry_restore_refuses_impossible_agents() {
+    let refused = |v: Value| {
+        let s: RegistrySnapshot = serde_json::from_value(v).unwrap();
+        assert!(AgentRegistry::restore(s).is_err());
+    };
+    let mut v = registry_json();
+    v["version"] = json!(2);
+    refused(v);
+    let mut v = registry_json();
+    v["agents"][1]["profile"]["id"] = json!(1);
+    refused(v);
+    let mut v = registry_json();
+    v["agents"][0]["running"] = json!(5);
+    refused(v);
+    let mut v = registry_json();
+    v["agents"][0]["profile"]["max_tasks"] = json!(0);
+    refused(v);
+    let mut v = registry_json();
+    v["agents"][0]["running"] = json!(4);
+    v["agents"][0]["status"] = json!("available");
+    refused(v);
+    // Out of order is fine: agents are sorted on restore.
+    let mut v = registry_json();
+    v["agents"].as_array_mut().unwrap().reverse();
+    let s: RegistrySnapshot = serde_json::from_value(v).unwrap();
+    let reg = AgentRegistry::restore(s).unwrap();
+    let ids: Vec<AgentId> = reg
+        .snapshot()
+        .agents()
+        .iter()
+        .map(|a| a.profile().id())
+        .collect();
+    assert_eq!(ids, [AgentId::new(1), AgentId::new(2)]);
+}
+
+// ===== 4. ConflictManager snapshots ==================================================
+
+/// Conflict 1 open, conflict 2 resolved.
+fn manager_snapshot() -> ConflictManagerSnapshot {
+    let mut m = ConflictManager::new(EscalationPolicy::default()).unwrap();
+    let at = t(10);
+    for id in [1, 2] {
+        m.open(
+            Conflict::new(ConflictId::new(id), ConflictKind::ResourceContention, at),
+            at,
+        )
+        .unwrap();
+    }
+    m.record_resolution(
+        ConflictId::new(2),
+        Resolution::success(None, Vec::new()),
+        at,
+    )
+    .unwrap();
+    m.snapshot()
+}
+
+fn restore_manager(v: Value) -> Result<ConflictManager, ConflictError> {
+    let s: ConflictManagerSnapshot = serde_json::from_value(v).expect("still parses");
+    ConflictManager::restore(EscalationPolicy::default(), s)
+}
+
+#[test]
+fn conflict_manager_restore_refuses_inconsistent_snapshots() {
+    let good = serde_json::to_value(manager_snapshot()).unwrap();
+    let refused = |v: Value| match restore_manager(v) {
+        Err(ConflictError::CorruptSnapshot { reason }) => reason,
+        other => panic!("expected CorruptSnapshot, got {:?}", other.map(|_| ())),
+    };
+    let mut v = good.clone();
+    v["version"] = json!(0);
+    refused(v);
+    let mut v = good.clone();
+    v["entries"]["1"]["conflict"]["id"] = json!(2);
+    refused(v);
+    let mut v = good.clone();
+    v["entries"]["1"]["seq"] = json!(0);
+    refused(v);
+    let mut v = good.clone();
+    v["entries"]["1"]["seq"] = json!(2);
+    refused(v);
+    let mut v = good.clone();
+    v["entries"]["1"]["seq"] = json!(99);
+    refused(v);
+    let mut v = good.clone();
+    v["entries"]["1"]["state"] = json!("open");
+    refused(v);
+    let mut v = good.clone();
+    v["entries"]["1"]["human_deadline"] = json!(5);
+    refused(v);
+    let mut v = good.clone();
+    v["resolved"] = json!(5);
+    refused(v);
+    let mut v = good.clone();
+    v["resolve_nanos"] = json!([]);
+    refused(v);
+    let mut v = good.clone();
+    v["failed_agents"] = json!({"3": 1});
+    refused(v);
+    let mut v = good.clone();
+    v["safe_mode_requested"] = json!(true);
+    refused(v);
+    let mut v = good.clone();
+    v["escalations"] = json!({"human": 1});
+    refused(v);
+    let mut v = good.clone();
+    v["forgotten"] =
+        json!({"conflicts": 1, "resolved": 2, "decided_by_default": 0, "escalations": {}});
+    refused(v);
+}
+
+#[test]
+fn conflict_manager_calls_on_unknown_or_closed_conflicts_change_nothing() {
+    let mut m = ConflictManager::restore(EscalationPolicy::default(), manager_snapshot()).unwrap();
+    let before = m.snapshot();
+    let ok = Resolution::success(None, Vec::new());
+    assert!(matches!(
+        m.record_resolution(ConflictId::new(9), ok.clone(), t(20)),
+        Err(ConflictError::UnknownConflict { .. })
+    ));
+    assert!(matches!(
+        m.record_resolution(ConflictId::new(2), ok, t(20)),
+        Err(ConflictError::AlreadyClosed { .. })
+    ));
+    let again = Conflict::new(ConflictId::new(1), ConflictKind::ResourceContention, t(20));
+    assert!(matches!(
+        m.open(again, t(20)),
+        Err(ConflictError::DuplicateConflict { .. })
+    ));
+    assert_eq!(m.snapshot(), before);
+    // Time far past every rung, in one jump: the open conflict closes by default.
+    assert!(!m.tick(Timestamp::MAX).is_empty());
+    assert_eq!(m.open_count(), 0);
+    assert!(m.tick(Timestamp::MAX).is_empty());
+}
+
+#[test]
+#[ignore = "BUG: ConflictManager::restore accepts seq = u64::MAX; the next open panics (add overflow)"]
+fn conflict_manager_seq_at_the_end_of_the_sequence() {
+    let mut s = manager_snapshot();
+    s.seq = u64::MAX;
+    let mut m = ConflictManager::restore(EscalationPolicy::default(), s).expect("restored");
+    let at = t(20);
+    let _ = m.open(
+        Conflict::new(ConflictId::new(3), ConflictKind::ResourceContention, at),
+        at,
+    );
+}
+
+#[test]
+#[ignore = "BUG: ConflictManager::restore accepts forgotten.decided_by_default = u64::MAX; the next default decision panics (add overflow in tick)"]
+fn conflict_manager_forgotten_default_decisions_at_the_top() {
+    let mut v = serde_json::to_value(manager_snapshot()).unwrap();
+    v["forgotten"] = json!({
+        "conflicts": u64::MAX, "resolved": 0, "decided_by_default": u64::MAX, "escalations": {}
+    });
+    v["decided_by_default"] = json!(u64::MAX);
+    let mut m = restore_manager(v).expect("restored");
+    // The open conflict escalates twice and is then decided by default.
+    let _ = m.tick(Timestamp::MAX);
+}
+
+#[test]
+#[ignore = "BUG: ConflictManager::restore accepts forgotten escalation counts at u64::MAX; the next escalation panics (add overflow in escalate)"]
+fn conflict_manager_forgotten_escalations_at_the_top() {
+    let mut v = serde_json::to_value(manager_snapshot()).unwrap();
+    v["forgotten"] = json!({
+        "conflicts": 0, "resolved": 0, "decided_by_default": 0,
+        "escalations": {"orchestrator": u64::MAX}
+    });
+    v["escalations"] = json!({"orchestrator": u64::MAX});
+    let mut m = restore_manager(v).expect("restored");
+    let _ = m.tick(Timestamp::MAX);
+}
+
+#[test]
+#[ignore = "BUG: ConflictManager::restore accepts forgotten.conflicts = u64::MAX; the next forget_closed panics (add overflow in Forgotten::add)"]
+fn conflict_manager_forgotten_conflicts_at_the_top() {
+    let mut v = serde_json::to_value(manager_snapshot()).unwrap();
+    v["forgotten"] = json!({
+        "conflicts": u64::MAX, "resolved": 0, "decided_by_default": 0, "escalations": {}
+    });
+    let mut m = restore_manager(v).expect("restored");
+    let _ = m.forget_closed(Timestamp::MAX);
+}
+
+#[test]
+fn escalation_policies_from_json() {
+    for bad in [
+        json!({"orchestrator_after": {"secs": 0, "nanos": 0}}),
+        json!({"orchestrator_after": {"secs": 9000, "nanos": 0}}),
+        json!({"safe_mode_failed_agents": 0}),
+        json!({"decision_within": {"secs": 0, "nanos": 0}}),
+    ] {
+        let policy: EscalationPolicy = serde_json::from_value(bad.clone()).unwrap();
+        assert!(ConflictManager::new(policy.clone()).is_err(), "{bad}");
+        assert!(Coordinator::builder().escalation_policy(policy).is_err());
+    }
+    for bad in [
+        json!({"colour": 1}),
+        json!({"human_after": {"secs": u64::MAX, "nanos": 2_000_000_000u32}}),
+        json!({"human_after": -1}),
+    ] {
+        assert!(
+            serde_json::from_value::<EscalationPolicy>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+    // The longest durations there are: every rung saturates at the end of time.
+    let huge: EscalationPolicy = serde_json::from_value(json!({
+        "orchestrator_after": {"secs": u64::MAX - 1, "nanos": 0},
+        "human_after": {"secs": u64::MAX, "nanos": 999_999_999u32},
+        "decision_within": {"secs": u64::MAX, "nanos": 999_999_999u32},
+    }))
+    .unwrap();
+    let mut m = ConflictManager::new(huge).unwrap();
+    let at = Timestamp::from_nanos(u64::MAX - 1);
+    let c = Conflict::new(ConflictId::new(1), ConflictKind::ResourceContention, at);
+    m.open(c, at).unwrap();
+    let _ = m.tick(Timestamp::MAX);
+    let _ = m.tick(Timestamp::MAX);
+}
+
+// ===== 5. Workflow runs: snapshots ===================================================
+
+/// a -> b, a -> c (rollback, runs on failure), b + c -> d (always), d -> e.
+fn workflow() -> Workflow {
+    Workflow::builder("deploy")
+        .step(
+            StepSpec::new("a")
+                .with_retry(RetryPolicy::exponential(2))
+                .with_timeout(Duration::from_secs(30)),
+        )
+        .step(StepSpec::new("b").after("a").with_input("a", "url", "url"))
+        .step(
+            StepSpec::new("c")
+                .after("a")
+                .with_condition(RunCondition::AnyFailed),
+        )
+        .step(
+            StepSpec::new("d")
+                .after("b")
+                .after("c")
+                .with_condition(RunCondition::Always)
+                .with_retry(RetryPolicy::exponential(3)),
+        )
+        .step(StepSpec::new("e").after("d"))
+        .build()
+        .unwrap()
+}
+
+fn step(w: &Workflow, name: &str) -> StepRef {
+    w.step(name).unwrap()
+}
+
+const AGENT: AgentId = AgentId::new(1);
+const OTHER: AgentId = AgentId::new(2);
+
+/// `a` succeeded, `b` running, `c` skipped; `d` and `e` pending.
+fn midway() -> (Workflow, Run) {
+    let w = workflow();
+    let mut run = w.start_run("run-1", 7, t(100));
+    let a = step(&w, "a");
+    run.start(a, AGENT, t(100)).unwrap();
+    run.finish(
+        a,
+        AGENT,
+        StepOutcome::success().with_output("url", "u"),
+        t(110),
+    )
+    .unwrap();
+    run.start(step(&w, "b"), AGENT, t(120)).unwrap();
+    (w, run)
+}
+
+fn corrupt_run(w: &Workflow, s: RunSnapshot) -> String {
+    match Run::restore(w, s) {
+        Err(WorkflowError::CorruptSnapshot { reason, .. }) => reason,
+        Err(e) => panic!("expected CorruptSnapshot, got {e:?}"),
+        Ok(_) => panic!("a corrupt run snapshot was restored"),
+    }
+}
+
+fn index(s: &RunSnapshot, name: &str) -> usize {
+    s.steps.iter().position(|st| st.name == name).unwrap()
+}
+
+#[test]
+fn run_snapshot_round_trips_and_applies_the_restart_rule() {
+    let (w, run) = midway();
+    let json = serde_json::to_string(&run.snapshot()).unwrap();
+    let back = Run::restore(&w, serde_json::from_str(&json).unwrap()).unwrap();
+    // `b` was running: its attempt counts as failed, and it has no retry left.
+    assert_eq!(back.status("b"), Some(StepStatus::Failed));
+    assert_eq!(back.status("d"), Some(StepStatus::Ready));
+    assert_eq!(back.restored_history(), run.history().len());
+    // A late outcome from the interrupted agent is refused.
+    let mut late = back.clone();
+    assert!(
+        late.finish("b", AGENT, StepOutcome::success(), t(130))
+            .is_err()
+    );
+    assert_eq!(late, back);
+}
+
+#[test]
+fn run_restore_refuses_snapshots_that_do_not_fit() {
+    let (w, run) = midway();
+    let good = run.snapshot();
+    let (a, b, d, e) = (
+        index(&good, "a"),
+        index(&good, "b"),
+        index(&good, "d"),
+        index(&good, "e"),
+    );
+    let check = |f: &dyn Fn(&mut RunSnapshot), expect: &str| {
+        let mut s = good.clone();
+        f(&mut s);
+        let reason = corrupt_run(&w, s);
+        assert!(reason.contains(expect), "{reason:?} lacks {expect:?}");
+    };
+    check(&|s| s.version = 2, "version 2");
+    check(&|s| s.workflow = "other".into(), "workflow \"other\"");
+    check(&|s| s.fingerprint ^= 1, "fingerprint");
+    check(
+        &|s| {
+            s.steps.pop();
+        },
+        "4 steps",
+    );
+    check(
+        &|s| {
+            let extra = s.steps[0].clone();
+            s.steps.push(extra);
+        },
+        "6 steps",
+    );
+    check(&|s| s.steps.swap(0, 1), "step #0");
+    check(&|s| s.steps[a].name = "A".into(), "step #0");
+    check(&|s| s.steps[b].agent = None, "runs without an agent");
+    check(&|s| s.steps[b].attempts = 0, "without an attempt");
+    check(&|s| s.steps[a].attempts = 3, "has 3 attempts");
+    check(&|s| s.steps[b].attempts = u32::MAX, "attempts");
+    check(
+        &|s| s.steps[d].status = StepStatus::Succeeded,
+        "ran before its run condition held",
+    );
+    check(
+        &|s| s.steps[e].status = StepStatus::Ready,
+        "ran before its run condition held",
+    );
+    check(&|s| s.steps[a].status = StepStatus::Pending, "pending");
+    check(&|s| s.steps[d].status = StepStatus::Skipped, "skipped");
+    check(
+        &|s| s.steps[d].status = StepStatus::Cancelled,
+        "is cancelled in a run that is not",
+    );
+    check(&|s| s.cancelled = true, "cancelled run");
+    check(
+        &|s| {
+            s.steps[e].outputs.insert("k".into(), "v".into());
+        },
+        "has outputs but did not succeed",
+    );
+    check(&|s| s.ready.push("a".into()), "ready list");
+    check(
+        &|s| {
+            s.steps[b].status = StepStatus::Ready;
+            s.steps[b].attempts = 0;
+        },
+        "ready list has 0 steps but 1 are ready",
+    );
+    check(
+        &|s| {
+            s.steps[b].status = StepStatus::Ready;
+            s.steps[b].attempts = 0;
+            s.ready = vec!["nope".into()];
+        },
+        "unknown step",
+    );
+    check(
+        &|s| {
+            s.steps[b].status = StepStatus::Ready;
+            s.steps[b].attempts = 0;
+            s.ready = vec!["e".into()];
+        },
+        "while not ready",
+    );
+    check(
+        &|s| {
+            let mut event = s.history[0].clone();
+            event.step = serde_json::from_value(json!(5)).unwrap();
+            s.history.push(event);
+        },
+        "history names step#5",
+    );
+
+    // `a` running its first of two attempts, backing off with no end.
+    let mut run = w.start_run("run-2", 7, t(100));
+    run.start("a", AGENT, t(100)).unwrap();
+    let mut s = run.snapshot();
+    s.steps[a].status = StepStatus::BackingOff;
+    s.steps[a].deadline = None;
+    assert!(corrupt_run(&w, s).contains("backs off without a deadline"));
+}
+
+/// The run a snapshot describes may sit at the end of time: a backoff of the longest
+/// duration, added to any time, saturates at `Timestamp::MAX`. The run's snapshot
+/// then writes that deadline as none, and its own restore refuses it.
+#[test]
+#[ignore = "BUG: a backoff deadline saturated at Timestamp::MAX is written as `deadline: None`; Run::restore then refuses the run's own snapshot"]
+fn a_run_backing_off_until_the_end_of_time_restores() {
+    let retry: RetryPolicy = serde_json::from_value(json!({
+        "max_attempts": 2,
+        "initial_backoff": u64::MAX,
+        "max_backoff": u64::MAX,
+    }))
+    .unwrap();
+    let w = Workflow::builder("slow")
+        .step(StepSpec::new("a").with_retry(retry))
+        .build()
+        .unwrap();
+    let mut run = w.start_run("r", 1, t(1));
+    run.start("a", AGENT, t(1)).unwrap();
+    run.finish("a", AGENT, StepOutcome::failure("flaky"), t(2))
+        .unwrap();
+    assert_eq!(run.status("a"), Some(StepStatus::BackingOff));
+    assert_eq!(run.next_deadline(), Some(Timestamp::MAX));
+    let restored = Run::restore(&w, run.snapshot());
+    assert!(restored.is_ok(), "{:?}", restored.err());
+}
+
+/// Drives `run` to the end: every running step succeeds, every ready step is started
+/// and succeeds, and time jumps to each deadline. Fails if the run is neither
+/// finished nor has anything to do.
+fn drive_to_the_end(run: &mut Run) -> Result<(), String> {
+    let mut now = t(10_000);
+    // Each round starts a step, or makes one ready or fails an attempt.
+    let rounds = 10 * run.workflow().len() + 50;
+    for _ in 0..rounds {
+        if run.is_finished() {
+            return if run.outcome().is_some() {
+                Ok(())
+            } else {
+                Err("finished without an outcome".into())
+            };
+        }
+        let running = (run.workflow().steps())
+            .map(|(s, _)| s)
+            .find(|&s| run.status(s) == Some(StepStatus::Running));
+        if let Some(s) = running {
+            let agent = run.agent(s).ok_or("running without an agent")?;
+            run.finish(s, agent, StepOutcome::success(), now)
+                .map_err(|e| e.to_string())?;
+        } else if let Some(s) = run.next_ready() {
+            run.start(s, AGENT, now).map_err(|e| e.to_string())?;
+            run.finish(s, AGENT, StepOutcome::success(), now)
+                .map_err(|e| e.to_string())?;
+        } else if let Some(at) = run.next_deadline() {
+            now = now.max(at);
+            if run.tick(now) == 0 {
+                return Err(format!("tick at {now} did nothing"));
+            }
+        } else {
+            return Err(format!("stuck: {:?}", run.snapshot().steps));
+        }
+    }
+    Err(format!("did not finish in {rounds} rounds"))
+}
+
+/// One call of the sans-I/O API, with arguments that may be wrong.
+#[derive(Debug, Clone)]
+enum Call {
+    Start(usize, bool),
+    Finish(usize, bool, bool),
+    Skip(usize),
+    Abandon(usize),
+    Tick,
+    Cancel,
+}
+
+fn call() -> impl Strategy<Value = Call> {
+    prop_oneof![
+        4 => (0..6usize, any::<bool>()).prop_map(|(s, other)| Call::Start(s, other)),
+        4 => (0..6usize, any::<bool>(), any::<bool>())
+            .prop_map(|(s, ok, other)| Call::Finish(s, ok, other)),
+        1 => (0..6usize).prop_map(Call::Skip),
+        1 => (0..6usize).prop_map(Call::Abandon),
+        2 => Just(Call::Tick),
+        1 => Just(Call::Cancel),
+    ]
+}
+
+/// Applies `call` at `now` (which may go backwards); a call that fails must leave
+/// the run as it was.
+fn apply(w: &Workflow, run: &mut Run, c: &Call, now: Timestamp) -> Result<(), String> {
+    let name = |i: usize| -> StepRef {
+        // Index 5 is past the end: a handle from some other workflow.
+        w.step(["a", "b", "c", "d", "e"].get(i).copied().unwrap_or("a"))
+            .filter(|_| i < 5)
+            .unwrap_or_else(|| serde_json::from_value(json!(i)).unwrap())
+    };
+    let who = |other: bool| if other { OTHER } else { AGENT };
+    let before = run.clone();
+    let result = match c {
+        Call::Start(i, other) => run.start(name(*i), who(*other), now),
+        Call::Finish(i, ok, other) => {
+            let outcome = if *ok {
+                StepOutcome::success().with_output("url", "u")
+            } else {
+                StepOutcome::failure("boom")
+            };
+            run.finish(name(*i), who(*other), outcome, now)
+        }
+        Call::Skip(i) => run.skip_attempt(name(*i), AGENT, "no browser".into(), now),
+        Call::Abandon(i) => run.abandon(name(*i), "nobody".into(), now),
+        Call::Tick => {
+            run.tick(now);
+            Ok(())
+        }
+        Call::Cancel => {
+            run.cancel(now);
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        if *run != before || run.history() != before.history() {
+            return Err(format!("{c:?} failed with {e} but changed the run"));
+        }
+    }
+    Ok(())
+}
+
+/// A mutation of one field of a run snapshot.
+#[derive(Debug, Clone)]
+enum RunMutation {
+    Status(usize, usize),
+    Attempts(usize, u32),
+    Agent(usize, bool),
+    Deadline(usize, Option<u64>),
+    Cancelled,
+    ReadyFromStatuses,
+    TakenAt(u64),
+}
+
+fn run_mutation() -> impl Strategy<Value = RunMutation> {
+    prop_oneof![
+        4 => (0..5usize, 0..8usize).prop_map(|(s, st)| RunMutation::Status(s, st)),
+        2 => (0..5usize, 0..5u32).prop_map(|(s, n)| RunMutation::Attempts(s, n)),
+        1 => (0..5usize, any::<bool>()).prop_map(|(s, a)| RunMutation::Agent(s, a)),
+        1 => (0..5usize, proptest::option::of(0..300u64))
+            .prop_map(|(s, d)| RunMutation::Deadline(s, d)),
+        1 => Just(RunMutation::Cancelled),
+        3 => Just(RunMutation::ReadyFromStatuses),
+        1 => (0..300u64).prop_map(RunMutation::TakenAt),
+    ]
+}
+
+const STATUSES: [StepStatus; 8] = [
+    StepStatus::Pending,
+    StepStatus::Ready,
+    StepStatus::Running,
+    StepStatus::BackingOff,
+    StepStatus::Succeeded,
+    StepStatus::Failed,
+    StepStatus::Skipped,
+    StepStatus::Cancelled,
+];
+
+fn mutate_run(s: &mut RunSnapshot, m: &RunMutation) {
+    match *m {
+        RunMutation::Status(i, st) => s.steps[i].status = STATUSES[st],
+        RunMutation::Attempts(i, n) => s.steps[i].attempts = n,
+        RunMutation::Agent(i, some) => s.steps[i].agent = some.then_some(AGENT),
+        RunMutation::Deadline(i, d) => s.steps[i].deadline = d.map(t),
+        RunMutation::Cancelled => s.cancelled = !s.cancelled,
+        RunMutation::ReadyFromStatuses => {
+            s.ready = s
+                .steps
+                .iter()
+                .filter(|st| st.status == StepStatus::Ready)
+                .map(|st| st.name.clone())
+                .collect();
+        }
+        RunMutation::TakenAt(secs) => s.taken_at = t(secs),
+    }
+}
+
+proptest! {
+    #![proptest_config(few(256, 0x7a11))]
+
+    /// Any sequence of calls, right or wrong, with time going back and forth: a failed
+    /// call changes nothing, nothing panics, the snapshot always restores, and a
+    /// restored run can always be driven to its end.
+    #[test]
+    fn run_api_misuse_never_corrupts_a_run(
+        calls in proptest::collection::vec((call(), 0..200u64), 0..24),
+    ) {
+        let w = workflow();
+        let mut run = w.start_run("r", 3, t(100));
+        let (mut latest, mut known) = (t(100), t(100));
+        for (c, secs) in &calls {
+            let now = t(*secs);
+            apply(&w, &mut run, c, now).map_err(TestCaseError::fail)?;
+            latest = latest.max(now);
+            let s = run.snapshot();
+            // The time a run knows never goes back, nor past what it was told.
+            prop_assert!(s.taken_at >= known && s.taken_at <= latest);
+            known = s.taken_at;
+            let restored = Run::restore(&w, s);
+            prop_assert!(restored.is_ok(), "{:?}", restored.err());
+        }
+        let mut restored = Run::restore(&w, run.snapshot()).unwrap();
+        drive_to_the_end(&mut restored).map_err(TestCaseError::fail)?;
+        drive_to_the_end(&mut run).map_err(TestCaseError::fail)?;
+    }
+
+    /// A snapshot of a run with a few fields changed restores or is refused, never
+    /// panics; a restored run snapshots to something that restores, and can be driven
+    /// to its end (no step is left that nothing would ever move).
+    #[test]
+    fn mutated_run_snapshots_restore_or_are_refused(
+        calls in proptest::collection::vec((call(), 100..200u64), 0..12),
+        mutations in proptest::collection::vec(run_mutation(), 1..5),
+    ) {
+        let w = workflow();
+        let mut run = w.start_run("r", 3, t(100));
+        for (c, secs) in &calls {
+            apply(&w, &mut run, c, t(*secs)).map_err(TestCaseError::fail)?;
+        }
+        let mut s = run.snapshot();
+        for m in &mutations {
+            mutate_run(&mut s, m);
+        }
+        let Ok(mut restored) = Run::restore(&w, s) else {
+            return Ok(());
+        };
+        let again = Run::restore(&w, restored.snapshot());
+        prop_assert!(again.is_ok(), "{:?}", again.err());
+        prop_assert_eq!(&again.unwrap(), &restored);
+        drive_to_the_end(&mut restored).map_err(TestCaseError::fail)?;
+    }
+}
+
+// ===== 6. The sans-I/O run API, misused ==============================================
+
+#[test]
+fn wrong_calls_are_typed_errors_that_change_nothing() {
+    let (w, mut run) = midway();
+    let before = run.clone();
+    let far: StepRef = serde_json::from_value(json!(99)).unwrap();
+    let errors = [
+        run.start("nope", AGENT, t(130)).unwrap_err(),
+        run.start(far, AGENT, t(130)).unwrap_err(),
+        run.start("e", AGENT, t(130)).unwrap_err(), // pending
+        run.start("a", AGENT, t(130)).unwrap_err(), // succeeded
+        run.start("b", AGENT, t(130)).unwrap_err(), // running
+        run.finish("b", OTHER, StepOutcome::success(), t(130))
+            .unwrap_err(),
+        run.finish("d", AGENT, StepOutcome::success(), t(130))
+            .unwrap_err(),
+        run.finish(far, AGENT, StepOutcome::success(), t(130))
+            .unwrap_err(),
+        run.skip_attempt("b", OTHER, "x".into(), t(130))
+            .unwrap_err(),
+        run.abandon("b", "x".into(), t(130)).unwrap_err(),
+        run.inputs_for(far).unwrap_err(),
+    ];
+    for e in &errors {
+        assert!(
+            matches!(
+                e,
+                WorkflowError::UnknownStep { .. }
+                    | WorkflowError::NotReady { .. }
+                    | WorkflowError::NotRunning { .. }
+                    | WorkflowError::WrongAgent { .. }
+            ),
+            "{e:?}"
+        );
+    }
+    assert_eq!(run, before);
+    assert_eq!(run.history(), before.history());
+    assert_eq!(run.status(far), None);
+    assert_eq!(run.name(far), None);
+    assert_eq!(w.dependencies(far).count(), 0);
+}
+
+#[test]
+fn time_going_backwards_is_absorbed() {
+    let w = workflow();
+    let mut run = w.start_run("r", 1, t(1000));
+    run.start("a", AGENT, t(1000)).unwrap();
+    // The outcome arrives "before" the start.
+    run.finish("a", AGENT, StepOutcome::failure("x"), t(10))
+        .unwrap();
+    assert_eq!(run.snapshot().taken_at, t(1000));
+    // The backoff counts from the outcome's time: it is already over at t(1000).
+    assert!(run.next_deadline().is_some_and(|d| d <= t(1000)));
+    run.tick(t(5));
+    run.tick(t(1000));
+    assert_eq!(run.status("a"), Some(StepStatus::Ready));
+    run.start("a", AGENT, t(0)).unwrap();
+    // A timeout from a start "in the past" fires at the next tick.
+    assert!(run.tick(t(1000)) > 0);
+    assert_eq!(run.status("a"), Some(StepStatus::Failed));
+    assert!(Run::restore(&w, run.snapshot()).is_ok());
+}
+
+#[test]
+fn a_cancelled_run_refuses_everything_and_stays_cancelled() {
+    let (w, mut run) = midway();
+    assert!(run.cancel(t(130)) > 0);
+    let before = run.clone();
+    assert!(run.start("d", AGENT, t(140)).is_err());
+    assert!(
+        run.finish("b", AGENT, StepOutcome::success(), t(140))
+            .is_err()
+    );
+    assert!(run.abandon("d", "x".into(), t(140)).is_err());
+    assert_eq!(run.cancel(t(150)), 0);
+    assert_eq!(run.tick(Timestamp::MAX), 0);
+    assert_eq!(run.next_ready(), None);
+    assert_eq!(run.next_deadline(), None);
+    assert_eq!(run.status("e"), Some(StepStatus::Cancelled));
+    assert_eq!(run.history(), before.history());
+    let back = Run::restore(&w, run.snapshot()).unwrap();
+    assert!(back.is_cancelled() && back.is_finished());
+}
+
+#[test]
+fn the_end_of_time_is_just_a_time() {
+    let w = workflow();
+    let mut run = w.start_run("r", u64::MAX, Timestamp::MAX);
+    run.start("a", AGENT, Timestamp::MAX).unwrap();
+    run.tick(Timestamp::MAX);
+    run.tick(Timestamp::EPOCH);
+    assert!(Run::restore(&w, run.snapshot()).is_ok());
+    drive_to_the_end(&mut run).unwrap();
+}
+
+// ===== 7. Workflow definitions from JSON =============================================
+
+fn definition(steps: Value) -> Result<Workflow, WorkflowError> {
+    let d: WorkflowDefinition =
+        serde_json::from_value(json!({"name": "w", "steps": steps})).expect("parses");
+    Workflow::from_definition(d)
+}
+
+#[test]
+fn bad_workflow_definitions_are_typed_errors() {
+    let cases = [
+        (json!([{"name": ""}]), "empty"),
+        (json!([{"name": "  "}]), "empty"),
+        (json!([{"name": "a"}, {"name": "a"}]), "more than once"),
+        (json!([{"name": "a", "depends_on": ["b"]}]), "unknown step"),
+        (json!([{"name": "a", "depends_on": ["a"]}]), "cycle"),
+        (
+            json!([{"name": "a", "depends_on": ["b"]}, {"name": "b", "depends_on": ["a"]}]),
+            "cycle",
+        ),
+        (
+            json!([{"name": "a", "inputs": [{"from_step": "a", "output": "o", "name": "i"}]}]),
+            "not one of its ancestors",
+        ),
+        (
+            json!([{"name": "a"}, {"name": "b", "inputs": [{"from_step": "a", "output": "o", "name": "i"}]}]),
+            "not one of its ancestors",
+        ),
+        (
+            json!([{"name": "a", "inputs": [{"from_step": "z", "output": "o", "name": "i"}]}]),
+            "unknown step",
+        ),
+        (
+            json!([{"name": "a"}, {"name": "b", "depends_on": ["a"], "inputs": [
+                {"from_step": "a", "output": "o", "name": "i"},
+                {"from_step": "a", "output": "p", "name": "i"}]}]),
+            "more than once",
+        ),
+        (
+            json!([{"name": "a", "retry": {"max_attempts": 0}}]),
+            "max_attempts",
+        ),
+        (
+            json!([{"name": "a", "retry": {"multiplier": 0.5}}]),
+            "multiplier",
+        ),
+        (
+            json!([{"name": "a", "retry": {"multiplier": -1.0}}]),
+            "multiplier",
+        ),
+        (json!([{"name": "a", "retry": {"jitter": 1.5}}]), "jitter"),
+        (json!([{"name": "a", "retry": {"jitter": -0.1}}]), "jitter"),
+    ];
+    for (steps, expect) in cases {
+        let e = definition(steps.clone()).expect_err("refused");
+        assert!(e.to_string().contains(expect), "{steps}: {e}");
+    }
+    // Serde-level refusals.
+    let huge = r#"{"name": "w", "steps": [{"name": "a", "retry": {"multiplier": 1e999}}]}"#;
+    assert!(serde_json::from_str::<WorkflowDefinition>(huge).is_err());
+    for bad in [
+        json!({"name": "w", "steps": [{"name": "a", "colour": 1}]}),
+        json!({"name": "w", "steps": [{"name": "a", "timeout": -1}]}),
+        json!({"name": "w", "steps": [{"name": "a", "condition": "sometimes"}]}),
+        json!({"name": "w", "steps": [{"name": "a", "resources": "cpu=-1"}]}),
+        json!({"name": "w", "steps": [{"name": "a", "role": ""}]}),
+        json!({"name": "w", "steps": "a"}),
+    ] {
+        assert!(
+            serde_json::from_value::<WorkflowDefinition>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn long_chains_and_cycles_build_without_recursion_trouble() {
+    let n = 3_000;
+    let chain: Vec<Value> = (0..n)
+        .map(|i| {
+            if i == 0 {
+                json!({"name": "s0"})
+            } else {
+                json!({"name": format!("s{i}"), "depends_on": [format!("s{}", i - 1)]})
+            }
+        })
+        .collect();
+    let w = definition(Value::Array(chain.clone())).unwrap();
+    let mut run = w.start_run("r", 0, t(0));
+    drive_to_the_end(&mut run).unwrap();
+    // The same chain closed into a ring.
+    let mut ring = chain;
+    ring[0] = json!({"name": "s0", "depends_on": [format!("s{}", n - 1)]});
+    match definition(Value::Array(ring)) {
+        Err(WorkflowError::Cycle { path }) => assert_eq!(path.len(), n),
+        other => panic!("{other:?}"),
+    }
+    // Many repeated dependencies on one step.
+    let repeated = json!([{"name": "a"}, {"name": "b", "depends_on": vec!["a"; 10_000]}]);
+    let w = definition(repeated).unwrap();
+    assert_eq!(w.dependencies(step(&w, "b")).count(), 1);
+}
+
+#[test]
+fn extreme_timeouts_and_backoffs_from_json_run_without_panic() {
+    let w = definition(json!([
+        {"name": "a", "timeout": u64::MAX, "retry": {
+            "max_attempts": u32::MAX, "initial_backoff": u64::MAX,
+            "multiplier": 1.0e308, "max_backoff": u64::MAX, "jitter": 1.0}},
+        {"name": "b", "depends_on": ["a"], "timeout": 0, "retry": {
+            "max_attempts": 3, "initial_backoff": 0, "max_backoff": 0}},
+    ]))
+    .unwrap();
+    let mut run = w.start_run("r", u64::MAX, t(1));
+    run.start("a", AGENT, t(1)).unwrap();
+    assert_eq!(run.next_deadline(), Some(Timestamp::MAX));
+    run.finish("a", AGENT, StepOutcome::success(), t(2))
+        .unwrap();
+    // A zero timeout fires at once; a zero backoff retries at once.
+    for _ in 0..3 {
+        run.start("b", AGENT, t(3)).unwrap();
+        run.tick(t(3));
+    }
+    assert_eq!(run.status("b"), Some(StepStatus::Failed));
+    assert!(run.is_finished());
+}
+
+proptest! {
+    #![proptest_config(few(256, 0xbac0ff))]
+
+    /// Any valid retry policy gives a finite backoff no longer than its maximum, for
+    /// any attempt and seed.
+    #[test]
+    fn backoff_never_panics_and_respects_its_cap(
+        initial in any::<u64>(),
+        max in any::<u64>(),
+        multiplier in 1.0f64..1e300,
+        jitter in 0.0f64..=1.0,
+        attempt in any::<u32>(),
+        seed in any::<u64>(),
+    ) {
+        let policy = RetryPolicy::exponential(3)
+            .with_initial_backoff(Duration::from_millis(initial))
+            .with_max_backoff(Duration::from_millis(max))
+            .with_multiplier(multiplier)
+            .with_jitter(jitter);
+        let d = policy.backoff(attempt, seed);
+        prop_assert!(d <= policy.max_backoff());
+    }
+}
+
+// ===== 8. Other configuration data ===================================================
+
+#[test]
+fn policy_sets_from_json_check_every_rule() {
+    let refused = [
+        json!({"rules": [{"rule": "utilization_cap", "max": 0.0}]}),
+        json!({"rules": [{"rule": "utilization_cap", "max": 1.5}]}),
+        json!({"rules": [{"rule": "utilization_cap", "max": -0.5}]}),
+        json!({"rules": [{"rule": "max_tasks_per_agent", "max": 0}]}),
+        json!({"rules": [{"rule": "separation_of_duties", "exclusive": [["deploy", " "]]}]}),
+        json!({"rules": [{"rule": "safe_mode", "allow": [""]}]}),
+        json!({"rules": [{"rule": "no_such_rule"}]}),
+        json!({"rules": [{"rule": "utilization_cap", "colour": 1}]}),
+        json!({"rules": [{"max": 0.5}]}),
+        json!({"rules": {}}),
+        json!({}),
+    ];
+    for bad in refused {
+        assert!(
+            serde_json::from_value::<PolicySet>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+    let huge = r#"{"rules": [{"rule": "utilization_cap", "max": 1e999}]}"#;
+    assert!(serde_json::from_str::<PolicySet>(huge).is_err());
+    let set: PolicySet = serde_json::from_value(json!({"rules": [
+        {"rule": "utilization_cap", "max": 1.0},
+        {"rule": "max_tasks_per_agent", "max": 4294967295u32},
+        {"rule": "separation_of_duties", "exclusive": [["deploy", "DEPLOY"]]},
+    ]}))
+    .unwrap();
+    // It runs: a coordinator under it assigns a task that fills an agent exactly.
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(no_rules())
+        .policies(set)
+        .build();
+    c.register_agent(ops_agent(1)).unwrap();
+    let out = c.assign_in_group("g", ops_task(1, "cpu=4")).unwrap();
+    assert!(out.assignment().is_some(), "{out:?}");
+}
+
+#[test]
+fn rule_sets_from_json_are_checked_when_compiled() {
+    let rule_set = |rules: Value| -> RuleSet {
+        serde_json::from_value(json!({"rules": rules})).expect("parses")
+    };
+    for bad in [
+        json!([{"name": "", "kinds": ["a"]}]),
+        json!([{"name": "x", "kinds": ["a"]}, {"name": "x", "kinds": ["b"]}]),
+        json!([{"name": "x"}]),
+        json!([{"name": "x", "keywords": ["**"]}]),
+        json!([{"name": "x", "keywords": ["*"]}]),
+        json!([{"name": "x", "keywords": ["a*b"]}]),
+        json!([{"name": "x", "keywords": ["  ,.;"]}]),
+        json!([{"name": "x", "kinds": ["  "]}]),
+    ] {
+        assert!(
+            RuleBasedAnalyzer::new(rule_set(bad.clone())).is_err(),
+            "{bad}"
+        );
+    }
+    for bad in [
+        json!({"rules": [{"name": "x", "kinds": ["a"], "colour": 1}]}),
+        json!({"rules": [{"name": "x", "kinds": ["a"], "requirements": {"roles": ["a b"]}}]}),
+        json!({"defaults": {"resources": "cpu=1,cpu=2"}, "rules": []}),
+        json!({}),
+    ] {
+        assert!(
+            serde_json::from_value::<RuleSet>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(few(128, 0xa11a))]
+
+    /// Any keyword table that compiles analyzes any task without a panic, whatever
+    /// the Unicode in the keywords, kinds and description.
+    #[test]
+    fn analyzing_arbitrary_text_never_panics(
+        keywords in proptest::collection::vec("[a-zİıßẞ*ǅ ]{0,8}", 1..4),
+        kind in "\\PC{0,12}",
+        description in "\\PC{0,60}",
+    ) {
+        let rules: RuleSet = serde_json::from_value(json!({"rules": [
+            {"name": "x", "keywords": keywords, "kinds": [kind.clone()]},
+        ]}))
+        .unwrap();
+        if let Ok(analyzer) = RuleBasedAnalyzer::new(rules) {
+            let task = Task::new(TaskId::new(1), kind.as_str(), description.as_str());
+            let _ = concord::TaskAnalyzer::analyze(&analyzer, &task);
+        }
+    }
+
+    /// Resource strings never panic the parser, and what parses prints back to the
+    /// same amounts.
+    #[test]
+    fn resource_strings_never_panic(text in "[a-zA-Z_=,.0-9 \\-]{0,40}") {
+        if let Ok(parsed) = text.parse::<Resources>() {
+            let again: Resources = parsed.to_string().parse().unwrap();
+            prop_assert_eq!(again, parsed);
+        }
+    }
+}
+
+#[test]
+fn hostile_resource_strings_are_typed_errors() {
+    for bad in [
+        "cpu",
+        "cpu=",
+        "=1",
+        "cpu==1",
+        ",",
+        "cpu=1,",
+        "cpu=-1",
+        "cpu=1.0001m",
+        "cpu=0.0001",
+        "cpu=18446744073709551616m",
+        "cpu=18446744073709552",
+        "memory=2",
+        "memory=1.5B",
+        "memory=16.0000000000000000001Ei",
+        "memory=17Ei",
+        "memory=1e3Gi",
+        "gpu=1.5",
+        "gpu=1x",
+        "cpu=1,CPU=1",
+        "cpu=1,cpu=1",
+        "cpu=NaN",
+        "cpu=inf",
+        "cpu=.",
+        "cpu=1..0",
+        "a b=1",
+        "ümlaut=1",
+    ] {
+        assert!(bad.parse::<Resources>().is_err(), "accepted {bad:?}");
+    }
+    let long = format!("{}=1", "x".repeat(10_000));
+    assert!(long.parse::<Resources>().is_err());
+    let digits = format!("cpu={}", "9".repeat(100_000));
+    assert!(digits.parse::<Resources>().is_err());
+    let zeros = format!("cpu=0.{}1", "0".repeat(100_000));
+    assert!(zeros.parse::<Resources>().is_err());
+}
+
+// ===== 9. Learned state: affinity and predictors =====================================
+
+/// `AffinityTable::with_alpha` clamps the weight to `(0, 1]`, so an affinity stays a
+/// weighted success rate in `[0, 1]`; a table read from JSON takes any weight, and
+/// with one outside that range its affinities leave `[0, 1]` (and, large enough, turn
+/// infinite and then NaN).
+#[test]
+#[ignore = "BUG: AffinityTable deserialization skips with_alpha's clamp to (0, 1]; affinities leave [0, 1] and can become NaN"]
+fn affinity_tables_from_json_keep_affinities_in_range() {
+    let agent = AgentId::new(1);
+    for alpha in [5.0, -1.0, 1e308] {
+        let mut table: AffinityTable =
+            serde_json::from_value(json!({"alpha": alpha, "table": {}})).unwrap();
+        for success in [true, false, true, false] {
+            table.record("deploy", agent, success);
+        }
+        let a = table.affinity("deploy", agent);
+        assert!((0.0..=1.0).contains(&a), "alpha {alpha}: affinity {a}");
+    }
+}
+
+#[test]
+fn affinity_tables_from_json_with_odd_shapes_load() {
+    let t: AffinityTable = serde_json::from_value(json!({
+        "alpha": 0.5, "limit": 0,
+        "table": {"": {"1": 0.5}, "deploy": {}, "x": {"1": 1.0, "2": 0.0}},
+    }))
+    .unwrap();
+    assert_eq!(t.limit(), 2);
+    assert!(t.kinds() <= 2);
+    assert!(serde_json::from_value::<AffinityTable>(json!({"alpha": "x", "table": {}})).is_err());
+    assert!(serde_json::from_value::<AffinityTable>(json!({"table": {}})).is_err());
+    // A coordinator restored with the table assigns as usual.
+    let clock = clock();
+    let mut s = busy_coordinator(&clock).snapshot();
+    s.affinity = t;
+    let c = restore_coordinator(&clock, s).unwrap();
+    c.complete(TaskId::new(1), true, None).unwrap();
+    assert_eq!(c.assignments().len(), 2);
+}
+
+#[test]
+fn predictor_snapshots_from_json_are_checked() {
+    let mut p = PercentilePredictor::default();
+    p.observe("build", &Observation::new(r("cpu=3,memory=1Gi"), t(100)));
+    let good = serde_json::to_value(p.snapshot()).unwrap();
+    assert!(serde_json::from_value::<PercentileSnapshot>(good.clone()).is_ok());
+    // Find every bucket triple `[index, weight bits, largest bits]` and break it.
+    fn buckets(v: &mut Value, f: &mut dyn FnMut(&mut Vec<Value>)) {
+        match v {
+            Value::Object(m) => m.values_mut().for_each(|x| buckets(x, f)),
+            Value::Array(a) if a.len() == 3 && a.iter().all(Value::is_u64) => f(a),
+            Value::Array(a) => a.iter_mut().for_each(|x| buckets(x, f)),
+            _ => {}
+        }
+    }
+    let bits = |x: f64| json!(x.to_bits());
+    // (field of the bucket, value written there): weight, largest value, index.
+    let broken = [
+        (1, bits(f64::NAN)),
+        (1, bits(f64::INFINITY)),
+        (1, bits(-1.0)),
+        (1, bits(0.0)),
+        (2, bits(f64::NAN)),
+        (0, json!(u32::MAX)),
+    ];
+    for (field, value) in broken {
+        let mut v = good.clone();
+        let mut seen = 0;
+        buckets(&mut v, &mut |b| {
+            b[field] = value.clone();
+            seen += 1;
+        });
+        assert!(seen > 0, "no bucket in {good}");
+        assert!(serde_json::from_value::<PercentileSnapshot>(v).is_err());
+    }
+    let mut v = good.clone();
+    v["version"] = json!(99);
+    assert!(serde_json::from_value::<PercentileSnapshot>(v).is_err());
+
+    // Weights at the top of the range: predictions and further learning still work.
+    let mut v = good.clone();
+    buckets(&mut v, &mut |b| b[1] = bits(f64::MAX));
+    let snapshot: PercentileSnapshot = serde_json::from_value(v).unwrap();
+    let mut p = PercentilePredictor::restore(snapshot);
+    for i in 0..3 {
+        p.observe("build", &Observation::new(r("cpu=3"), t(100 + i)));
+    }
+    let _ = p.predict("build", &r("cpu=1"));
+
+    let mut e = EwmaPredictor::default();
+    e.observe("build", &Observation::new(r("cpu=3"), t(1)));
+    let good = serde_json::to_value(e.snapshot()).unwrap();
+    let text = good.to_string();
+    let avg = 3000f64.to_bits().to_string();
+    assert!(text.contains(&avg), "{text}");
+    for bad in [f64::NAN, f64::INFINITY, -1.0] {
+        let v: Value =
+            serde_json::from_str(&text.replace(&avg, &bad.to_bits().to_string())).unwrap();
+        assert!(serde_json::from_value::<EwmaSnapshot>(v).is_err(), "{bad}");
+    }
+}
