@@ -1805,7 +1805,6 @@ fn hostile_resource_strings_are_typed_errors() {
 /// with one outside that range its affinities leave `[0, 1]` (and, large enough, turn
 /// infinite and then NaN).
 #[test]
-#[ignore = "BUG: AffinityTable deserialization skips with_alpha's clamp to (0, 1]; affinities leave [0, 1] and can become NaN"]
 fn affinity_tables_from_json_keep_affinities_in_range() {
     let agent = AgentId::new(1);
     for alpha in [5.0, -1.0, 1e308] {

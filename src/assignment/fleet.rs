@@ -79,15 +79,12 @@ impl From<AffinityTable> for AffinityRows {
 }
 
 impl From<AffinityRows> for AffinityTable {
-    /// Past the limit, the kinds last in kind order are kept.
+    /// Checked as the builders check: `alpha` clamped to `(0, 1]` (NaN: the default),
+    /// each affinity to `[0, 1]`; past the limit, the kinds last in kind order are kept.
     fn from(rows: AffinityRows) -> Self {
-        let mut t = AffinityTable {
-            alpha: rows.alpha,
-            ..AffinityTable::default()
-        }
-        .with_limit(rows.limit);
+        let mut t = AffinityTable::with_alpha(rows.alpha).with_limit(rows.limit);
         for (kind, row) in rows.table {
-            let mut agents = row.into_iter();
+            let mut agents = row.into_iter().map(|(agent, x)| (agent, x.clamp(0.0, 1.0)));
             // A kind without agents has no affinity: the same as no row.
             let Some((first, x)) = agents.next() else {
                 continue;
