@@ -934,6 +934,7 @@ impl CoordinatorBuilder {
     /// registry's, ledger's and conflict manager's own checks as theirs.
     pub fn restore(self, snapshot: CoordinatorSnapshot) -> Result<Coordinator, CoordinatorError> {
         let corrupt = |reason: String| CoordinatorError::CorruptSnapshot { reason };
+        crate::id::check_counter("next_seq", snapshot.next_seq).map_err(corrupt)?;
         if snapshot.version != SNAPSHOT_VERSION {
             return Err(corrupt(format!(
                 "version {} (expected {SNAPSHOT_VERSION})",

@@ -225,3 +225,18 @@ name_type!(
     Capability,
     "capability"
 );
+
+/// No id counter restored from a snapshot may be at or past this: a counter that
+/// counts one a nanosecond takes 292 years to get there, so one that says it has is
+/// corrupt, and below it the counters never overflow.
+pub(crate) const COUNTER_LIMIT: u64 = 1 << 63;
+
+/// Why the counter `name` at `value` cannot be restored, if it cannot.
+pub(crate) fn check_counter(name: &str, value: u64) -> Result<(), String> {
+    if value >= COUNTER_LIMIT {
+        return Err(format!(
+            "{name} {value} is past the ids any run can issue (2^63)"
+        ));
+    }
+    Ok(())
+}

@@ -190,29 +190,27 @@ fn ledger_snapshot_with_hostile_amounts_is_refused_by_serde() {
     }
 }
 
-/// The counter is restored as written: `u64::MAX` passes the "ids below the
-/// counter" check, and the next allocation then increments it past the end.
+/// Regression: the counters were restored as written, so `u64::MAX` passed the "ids
+/// below the counter" check and the next allocation or queued request overflowed.
+/// A counter at or past 2^63 (292 years of an id a nanosecond) is refused; below it,
+/// the ledger works on.
 #[test]
-#[ignore = "BUG: ResourceLedger::restore accepts next_allocation = u64::MAX; the next allocate panics (add overflow in commit)"]
-fn ledger_next_allocation_at_the_end_of_the_id_space() {
-    let mut v = ledger_json();
-    v["next_allocation"] = json!(u64::MAX);
-    let mut l = restore_ledger(v).expect("restored");
-    // Must be a typed error (or a refused restore), never a panic.
-    let first = l.allocate(B, &r("cpu=100m"), t(3));
-    let second = l.allocate(B, &r("cpu=100m"), t(3));
-    assert!(first.is_err() || second.is_err());
-}
-
-#[test]
-#[ignore = "BUG: ResourceLedger::restore accepts next_request = u64::MAX; the next queued request panics (add overflow in request)"]
-fn ledger_next_request_at_the_end_of_the_id_space() {
-    let mut v = ledger_json();
-    v["next_request"] = json!(u64::MAX);
-    let mut l = restore_ledger(v).expect("restored");
-    // Does not fit now: queued, which takes a request id.
-    let _ = l.request(AllocationRequest::new(A, r("cpu=4")), t(3));
-    let _ = l.request(AllocationRequest::new(A, r("cpu=4")), t(3));
+fn ledger_counters_at_the_end_of_the_id_space() {
+    for field in ["next_allocation", "next_request"] {
+        for value in [u64::MAX, 1 << 63] {
+            let mut v = ledger_json();
+            v[field] = json!(value);
+            let reason = corrupt_ledger(v);
+            assert!(reason.contains(field), "{reason}");
+        }
+        let mut v = ledger_json();
+        v[field] = json!((1u64 << 63) - 1);
+        let mut l = restore_ledger(v).expect("restored");
+        l.allocate(B, &r("cpu=100m"), t(3)).unwrap();
+        // Does not fit now: queued, which takes a request id.
+        l.request(AllocationRequest::new(A, r("cpu=4")), t(3))
+            .unwrap();
+    }
 }
 
 /// Restore sums the reservations of waiting requests without checking them against
@@ -513,12 +511,17 @@ fn coordinator_restore_refuses_parts_that_disagree() {
     ));
 }
 
+/// Regression: `next_seq = u64::MAX` was restored, and the next event overflowed it.
 #[test]
-#[ignore = "BUG: Coordinator restore accepts next_seq = u64::MAX; the next event panics (add overflow in State::push)"]
 fn coordinator_next_seq_at_the_end_of_the_sequence() {
     let clock = clock();
     let mut s = busy_coordinator(&clock).snapshot();
     s.next_seq = u64::MAX;
+    assert!(matches!(
+        restore_coordinator(&clock, s.clone()),
+        Err(CoordinatorError::CorruptSnapshot { .. })
+    ));
+    s.next_seq = (1 << 63) - 1;
     let c = restore_coordinator(&clock, s).expect("restored");
     // Each makes an event.
     c.set_mode(SystemMode::SafeMode);
@@ -895,11 +898,13 @@ fn conflict_manager_calls_on_unknown_or_closed_conflicts_change_nothing() {
     assert!(m.tick(Timestamp::MAX).is_empty());
 }
 
+/// Regression: `seq = u64::MAX` was restored, and the next open overflowed it.
 #[test]
-#[ignore = "BUG: ConflictManager::restore accepts seq = u64::MAX; the next open panics (add overflow)"]
 fn conflict_manager_seq_at_the_end_of_the_sequence() {
     let mut s = manager_snapshot();
     s.seq = u64::MAX;
+    assert!(ConflictManager::restore(EscalationPolicy::default(), s.clone()).is_err());
+    s.seq = (1 << 63) - 1;
     let mut m = ConflictManager::restore(EscalationPolicy::default(), s).expect("restored");
     let at = t(20);
     let _ = m.open(
@@ -909,7 +914,6 @@ fn conflict_manager_seq_at_the_end_of_the_sequence() {
 }
 
 #[test]
-#[ignore = "BUG: ConflictManager::restore accepts forgotten.decided_by_default = u64::MAX; the next default decision panics (add overflow in tick)"]
 fn conflict_manager_forgotten_default_decisions_at_the_top() {
     let mut v = serde_json::to_value(manager_snapshot()).unwrap();
     v["forgotten"] = json!({
@@ -922,7 +926,6 @@ fn conflict_manager_forgotten_default_decisions_at_the_top() {
 }
 
 #[test]
-#[ignore = "BUG: ConflictManager::restore accepts forgotten escalation counts at u64::MAX; the next escalation panics (add overflow in escalate)"]
 fn conflict_manager_forgotten_escalations_at_the_top() {
     let mut v = serde_json::to_value(manager_snapshot()).unwrap();
     v["forgotten"] = json!({
@@ -935,7 +938,6 @@ fn conflict_manager_forgotten_escalations_at_the_top() {
 }
 
 #[test]
-#[ignore = "BUG: ConflictManager::restore accepts forgotten.conflicts = u64::MAX; the next forget_closed panics (add overflow in Forgotten::add)"]
 fn conflict_manager_forgotten_conflicts_at_the_top() {
     let mut v = serde_json::to_value(manager_snapshot()).unwrap();
     v["forgotten"] = json!({

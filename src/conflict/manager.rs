@@ -219,14 +219,18 @@ pub struct Forgotten {
 impl Forgotten {
     /// Adds a closed conflict's counts.
     fn add(&mut self, e: &Entry) {
-        self.conflicts += 1;
+        // Counts saturate: a snapshot may restore them anywhere (they are reports).
+        self.conflicts = self.conflicts.saturating_add(1);
         match e.state {
-            ConflictState::Resolved => self.resolved += 1,
-            ConflictState::DecidedByDefault(_) => self.decided_by_default += 1,
+            ConflictState::Resolved => self.resolved = self.resolved.saturating_add(1),
+            ConflictState::DecidedByDefault(_) => {
+                self.decided_by_default = self.decided_by_default.saturating_add(1);
+            }
             _ => {}
         }
         for level in e.escalation_levels() {
-            *self.escalations.entry(level).or_insert(0) += 1;
+            let n = self.escalations.entry(level).or_insert(0);
+            *n = n.saturating_add(1);
         }
     }
 }
@@ -473,7 +477,8 @@ impl ConflictManager {
         }
         if kind == ConflictKind::AgentFailure {
             for a in entry.conflict.agents() {
-                *self.failed_agents.entry(a).or_insert(0) += 1;
+                let n = self.failed_agents.entry(a).or_insert(0);
+                *n = n.saturating_add(1);
             }
             if !self.safe_mode_requested
                 && self.failed_agents.len() >= self.policy.safe_mode_failed_agents()
@@ -546,7 +551,7 @@ impl ConflictManager {
             let took = now.duration_since(entry.opened_at);
             self.resolve_nanos
                 .push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
-            self.resolved += 1;
+            self.resolved = self.resolved.saturating_add(1);
             entry.note(now, HistoryEvent::Resolved);
             self.close(&mut entry, ConflictState::Resolved);
             tracing::info!(conflict.id = %id, "conflict resolved");
@@ -644,7 +649,7 @@ impl ConflictManager {
                 ConflictState::Escalated(EscalationLevel::Human) => {
                     let decision = self.policy.default_decision();
                     entry.note(due, HistoryEvent::DefaultApplied { decision });
-                    self.decided_by_default += 1;
+                    self.decided_by_default = self.decided_by_default.saturating_add(1);
                     self.close(&mut entry, ConflictState::DecidedByDefault(decision));
                     tracing::info!(conflict.id = %id, %decision, "human deadline passed");
                     actions.push(EscalationAction::ApplyDefaultDecision {
@@ -816,6 +821,7 @@ impl ConflictManager {
                 snapshot.version
             )));
         }
+        crate::id::check_counter("seq", snapshot.seq).map_err(corrupt)?;
         let mut m = ConflictManager::new(policy)?;
         // What the counters must be, recounted from the entries.
         let mut seqs: BTreeMap<u64, ConflictId> = BTreeMap::new();
@@ -875,18 +881,22 @@ impl ConflictManager {
                         r.state
                     )));
                 }
-                (ConflictState::Resolved, _) => resolved += 1,
-                (ConflictState::DecidedByDefault(_), _) => decided_by_default += 1,
+                (ConflictState::Resolved, _) => resolved = resolved.saturating_add(1),
+                (ConflictState::DecidedByDefault(_), _) => {
+                    decided_by_default = decided_by_default.saturating_add(1);
+                }
                 _ => {}
             }
             if !r.state.is_closed() && r.conflict.kind() == ConflictKind::AgentFailure {
                 for a in r.conflict.agents() {
-                    *failed.entry(a).or_insert(0) += 1;
+                    let n = failed.entry(a).or_insert(0);
+                    *n = n.saturating_add(1);
                 }
             }
             for h in &r.history {
                 if let HistoryEvent::Escalated { level, .. } = h.event {
-                    *escalations.entry(level).or_insert(0) += 1;
+                    let n = escalations.entry(level).or_insert(0);
+                    *n = n.saturating_add(1);
                 }
             }
         }
@@ -984,7 +994,8 @@ impl ConflictManager {
                 reason: reason.clone(),
             },
         );
-        *self.escalations.entry(level).or_insert(0) += 1;
+        let n = self.escalations.entry(level).or_insert(0);
+        *n = n.saturating_add(1);
         match level {
             EscalationLevel::Orchestrator => {
                 actions.push(EscalationAction::EscalateToOrchestrator {

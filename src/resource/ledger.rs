@@ -593,7 +593,9 @@ pub struct LedgerSnapshot {
 #[inline]
 fn add_into(dst: &mut [u64], src: &[u64]) {
     for (d, s) in dst.iter_mut().zip(src) {
-        *d += s;
+        // Saturating: reservations from a snapshot are summed unchecked against the
+        // capacity (an allocation never gets here without fitting).
+        *d = d.saturating_add(*s);
     }
 }
 
@@ -601,7 +603,7 @@ fn add_into(dst: &mut [u64], src: &[u64]) {
 #[inline]
 fn sub_from(dst: &mut [u64], src: &[u64]) {
     for (d, s) in dst.iter_mut().zip(src) {
-        *d -= s;
+        *d = d.saturating_sub(*s);
     }
 }
 
@@ -2048,6 +2050,8 @@ impl ResourceLedger {
                 snapshot.version
             )));
         }
+        crate::id::check_counter("next_allocation", snapshot.next_allocation).map_err(corrupt)?;
+        crate::id::check_counter("next_request", snapshot.next_request).map_err(corrupt)?;
         let mut ledger = ResourceLedger::with_config(snapshot.config);
         for a in &snapshot.agents {
             ledger
