@@ -1169,9 +1169,8 @@ fn run_restore_refuses_snapshots_that_do_not_fit() {
 
 /// The run a snapshot describes may sit at the end of time: a backoff of the longest
 /// duration, added to any time, saturates at `Timestamp::MAX`. The run's snapshot
-/// then writes that deadline as none, and its own restore refuses it.
+/// wrote that deadline as none, and its own restore refused it (regression).
 #[test]
-#[ignore = "BUG: a backoff deadline saturated at Timestamp::MAX is written as `deadline: None`; Run::restore then refuses the run's own snapshot"]
 fn a_run_backing_off_until_the_end_of_time_restores() {
     let retry: RetryPolicy = serde_json::from_value(json!({
         "max_attempts": 2,

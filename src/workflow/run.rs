@@ -799,7 +799,11 @@ impl Run {
                     status: self.status[i],
                     attempts: self.attempts[i],
                     agent: self.agent[i],
-                    deadline: (self.deadline[i] != Timestamp::MAX).then_some(self.deadline[i]),
+                    // `MAX` means none, but for a back-off that saturated there (it
+                    // must have a deadline, and it is the end of time).
+                    deadline: (self.deadline[i] != Timestamp::MAX
+                        || self.status[i] == StepStatus::BackingOff)
+                        .then_some(self.deadline[i]),
                     outputs: self.outputs[i].clone().unwrap_or_default(),
                 })
                 .collect(),
