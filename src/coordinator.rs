@@ -1002,6 +1002,8 @@ impl CoordinatorBuilder {
                 blocked.entry(holder).or_default().insert(*request);
             }
         }
+        check_restored_books(&registry, &ledger, &snapshot.assignments, &snapshot.waiting)
+            .map_err(corrupt)?;
         let first_id = last_id
             .checked_add(1)
             .ok_or_else(|| {
@@ -1901,6 +1903,70 @@ fn commit(
         assignment: shared,
     });
     Ok(AssignOutcome::Assigned(assignment))
+}
+
+/// Why a restored registry and ledger do not agree with the running and waiting tasks
+/// of the snapshot, if they do not: the same agents in both, each with its task slots
+/// in the ledger; each running task on its own allocation, on its agent, and counted
+/// by the registry; each waiting task on a request in the ledger's queue for it (or
+/// blocked behind a claim, off the queue).
+fn check_restored_books(
+    registry: &AgentRegistry,
+    ledger: &ResourceLedger,
+    assignments: &BTreeMap<TaskId, Assignment>,
+    waiting: &BTreeMap<RequestId, WaitingTask>,
+) -> Result<(), String> {
+    let in_registry: BTreeSet<AgentId> = registry.iter().map(|v| v.id()).collect();
+    let in_ledger: BTreeSet<AgentId> = ledger.agents().collect();
+    if let Some(agent) = in_registry.symmetric_difference(&in_ledger).next() {
+        return Err(format!(
+            "{agent} is in only one of the registry and the ledger"
+        ));
+    }
+    let mut running: BTreeMap<AgentId, u32> = BTreeMap::new();
+    let mut allocations = BTreeSet::new();
+    for (task, a) in assignments {
+        let held = ledger.allocation(a.allocation);
+        if a.task.id() != *task || held.is_none_or(|h| h.agent != a.agent) {
+            return Err(format!(
+                "assignment of {task} does not match the registry and ledger"
+            ));
+        }
+        if !allocations.insert(a.allocation) {
+            return Err(format!("{task} shares {} with another task", a.allocation));
+        }
+        *running.entry(a.agent).or_default() += 1;
+    }
+    for view in registry.iter() {
+        let (agent, counted) = (view.id(), running.get(&view.id()).copied().unwrap_or(0));
+        if view.running() != counted {
+            return Err(format!(
+                "the registry counts {} tasks on {agent}, which runs {counted}",
+                view.running()
+            ));
+        }
+        let slots = ledger.capacity(agent).map_or(0, |c| c.get(slots_name()));
+        if slots != u64::from(view.max_tasks()) {
+            return Err(format!(
+                "{agent} has {slots} task slots in the ledger for {} tasks",
+                view.max_tasks()
+            ));
+        }
+    }
+    let queued: BTreeMap<RequestId, Option<TaskId>> = ledger
+        .waiting(Timestamp::from_secs(0))
+        .into_iter()
+        .map(|w| (w.id, w.request.task()))
+        .collect();
+    for (request, w) in waiting {
+        if w.behind.is_none() && queued.get(request) != Some(&Some(w.task.id())) {
+            return Err(format!(
+                "{} waits on {request}, which the ledger's queue does not hold for it",
+                w.task.id()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why [`AgentRegistry::task_started`] would refuse `agent` a task, asked before the

@@ -532,7 +532,6 @@ fn coordinator_next_seq_at_the_end_of_the_sequence() {
 /// second task can never complete (its allocation is gone) and holds its agent's
 /// slot for good.
 #[test]
-#[ignore = "BUG: Coordinator restore accepts two assignments sharing one allocation; the second can then never complete"]
 fn coordinator_restore_of_two_assignments_on_one_allocation() {
     let clock = clock();
     let mut s = busy_coordinator(&clock).snapshot();
@@ -552,7 +551,6 @@ fn coordinator_restore_of_two_assignments_on_one_allocation() {
 /// way round): restore takes it, and the ledger's view of who holds what no longer
 /// matches who runs what.
 #[test]
-#[ignore = "BUG: Coordinator restore accepts an assignment whose allocation is on another agent"]
 fn coordinator_restore_of_an_assignment_with_another_agents_allocation() {
     let clock = clock();
     let mut s = busy_coordinator(&clock).snapshot();
@@ -573,7 +571,6 @@ fn coordinator_restore_of_an_assignment_with_another_agents_allocation() {
 /// takes it, the task can then never be cancelled (the ledger refuses the request)
 /// and is never served (the ledger serves its own request #1, which nobody claims).
 #[test]
-#[ignore = "BUG: Coordinator restore accepts a waiting task whose request is not in the ledger's queue; it waits forever and cannot be cancelled"]
 fn coordinator_restore_of_a_task_waiting_on_no_request() {
     let clock = clock();
     let mut s = busy_coordinator(&clock).snapshot();
@@ -595,7 +592,6 @@ fn coordinator_restore_of_a_task_waiting_on_no_request() {
 /// never be registered, and a registry that counts tasks that do not run keeps
 /// slots idle.
 #[test]
-#[ignore = "BUG: Coordinator restore accepts a registry and a ledger that hold different agents, or running counts that disagree with the assignments"]
 fn coordinator_restore_of_a_registry_that_disagrees_with_the_ledger() {
     let clock = clock();
     let good = serde_json::to_value(busy_coordinator(&clock).snapshot()).unwrap();
@@ -652,7 +648,6 @@ fn coordinator_restore_of_a_registry_that_disagrees_with_the_ledger() {
 /// capacity; a ledger without that dimension restores, and then every assignment
 /// fails, for good, with an error about a resource the host never named.
 #[test]
-#[ignore = "BUG: Coordinator restore accepts a ledger without the agents' concord.slots capacity; every later assign then fails with ExceedsCapacity"]
 fn coordinator_restore_of_a_ledger_without_task_slots() {
     let clock = clock();
     let mut v = serde_json::to_value(busy_coordinator(&clock).snapshot()).unwrap();
