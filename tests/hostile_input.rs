@@ -216,7 +216,6 @@ fn ledger_counters_at_the_end_of_the_id_space() {
 /// Restore sums the reservations of waiting requests without checking them against
 /// the capacity (or for overflow): two reservations of 2^63 millicores overflow.
 #[test]
-#[ignore = "BUG: ResourceLedger::restore panics (add overflow in reserve) on waiting requests whose reservations sum past u64::MAX"]
 fn ledger_restore_with_overflowing_reservations() {
     let mut v = ledger_json();
     let mut w1 = v["waiting"][0].clone();
@@ -234,7 +233,6 @@ fn ledger_restore_with_overflowing_reservations() {
 /// forever"), but restore takes one, and with a reservation it blocks its agent for
 /// good: nothing fits on it again.
 #[test]
-#[ignore = "BUG: ResourceLedger::restore accepts a waiting request no candidate could ever hold; reserved, it starves its agent forever"]
 fn ledger_restore_of_a_request_that_can_never_be_served() {
     let mut v = ledger_json();
     v["waiting"][0]["request"]["needs"] = json!({"cpu": "100"});

@@ -524,6 +524,47 @@ fn small_requests_backfill_past_a_large_one() {
     assert_eq!(l.usage_report().resources[0].reserved, 0);
 }
 
+/// Regression: a reservation outlived a capacity or pool limit lowered below its
+/// request's needs, and then kept the agent's capacity from everyone, for good. It is
+/// lifted (the request waits on), and a snapshot holding one is refused.
+#[test]
+fn a_reservation_the_agent_can_no_longer_hold_is_lifted() {
+    let cfg = LedgerConfig::default().with_reserve_after(Duration::ZERO);
+    for lower in ["capacity", "pool"] {
+        let mut l = ResourceLedger::with_config(cfg.clone());
+        l.add_agent(A, &r("cpu=4")).unwrap();
+        let held = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+        let RequestOutcome::Queued(large) = l
+            .request(AllocationRequest::new(A, r("cpu=4")), t(0))
+            .unwrap()
+        else {
+            panic!()
+        };
+        l.drain(t(1));
+        assert_eq!(l.waiting(t(1))[0].reserved_on, Some(A));
+        assert!(!l.can_allocate(A, &r("cpu=1")), "{lower}");
+        // A snapshot taken now restores.
+        ResourceLedger::restore(l.snapshot()).unwrap();
+        match lower {
+            "capacity" => l.set_capacity(A, &r("cpu=2")).unwrap(),
+            _ => l.set_pool_limit(&ResourceName::Cpu, Some(2000)).unwrap(),
+        }
+        let w = l.waiting(t(2));
+        assert_eq!((w[0].id, w[0].reserved_on), (large, None), "{lower}");
+        assert!(l.can_allocate(A, &r("cpu=500m")), "{lower}");
+        assert_eq!(l.usage_report().resources[0].reserved, 0, "{lower}");
+        // A snapshot that still holds such a reservation is corrupt.
+        let mut snapshot = serde_json::to_value(l.snapshot()).unwrap();
+        snapshot["waiting"][0]["reserved_on"] = serde_json::json!(A.get());
+        let snapshot: LedgerSnapshot = serde_json::from_value(snapshot).unwrap();
+        assert!(matches!(
+            ResourceLedger::restore(snapshot),
+            Err(LedgerError::CorruptSnapshot { .. })
+        ));
+        l.release(held, t(3)).unwrap();
+    }
+}
+
 #[test]
 fn cancelling_a_reserved_request_frees_its_reservation() {
     let cfg = LedgerConfig::default().with_reserve_after(Duration::ZERO);

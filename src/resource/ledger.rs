@@ -1002,7 +1002,29 @@ impl ResourceLedger {
         let r = self.row(&self.capacity, i);
         self.capacity[r].copy_from_slice(&dense);
         self.layout = Layout::fresh();
+        self.drop_hopeless_reservations();
         Ok(())
+    }
+
+    /// Lifts every reservation for a request its agent can no longer ever hold (a
+    /// capacity or pool limit came down since it was made): it would keep that
+    /// capacity from everyone, for good. The request waits on, and the next drain may
+    /// reserve for it where it could fit.
+    fn drop_hopeless_reservations(&mut self) {
+        for k in 0..self.waiting.len() {
+            let Some(i) = self.waiting[k].reserved_on else {
+                continue;
+            };
+            if self
+                .never_fits(i as usize, &self.waiting[k].needs)
+                .is_some()
+            {
+                let needs = std::mem::take(&mut self.waiting[k].needs);
+                self.unreserve(i, &needs);
+                self.waiting[k].needs = needs;
+                self.waiting[k].reserved_on = None;
+            }
+        }
     }
 
     /// Removes an agent that holds nothing and is named by no waiting request.
@@ -1054,6 +1076,7 @@ impl ResourceLedger {
             }
         };
         self.pool_limit[d] = value;
+        self.drop_hopeless_reservations();
         Ok(())
     }
 
@@ -2114,6 +2137,14 @@ impl ResourceLedger {
                         .map_err(|_| corrupt(format!("{} reserved on unknown {a}", w.id)))?;
                     if !candidates.contains(&i) {
                         return Err(corrupt(format!("{} reserved on non-candidate {a}", w.id)));
+                    }
+                    // A reservation is only made, and only kept, where the request
+                    // could ever fit; one that could not would hold the agent for good.
+                    if ledger.never_fits(i as usize, &needs).is_some() {
+                        return Err(corrupt(format!(
+                            "{} reserved on {a}, which could never hold it",
+                            w.id
+                        )));
                     }
                     ledger.reserve(i, &needs);
                     Some(i)
