@@ -371,29 +371,32 @@ fn free_into_and_capacity_into_overwrite_the_buffer() {
     assert_eq!(buf.to_string(), "cpu=1,fpga=2,gpu=1,llm_tokens=10");
 }
 
-#[test]
-fn queue_serves_higher_priority_first() {
+/// A ledger whose one agent, `A`, has one cpu, all of it held (the hold returned),
+/// with waiting requests aging a level per `aging_step` and never reserved for.
+fn held_ledger(aging_step: Duration) -> (ResourceLedger, AllocationId) {
     let cfg = LedgerConfig::default()
-        .with_aging_step(Duration::from_secs(3600))
+        .with_aging_step(aging_step)
         .with_reserve_after(Duration::from_secs(86_400));
     let mut l = ResourceLedger::with_config(cfg);
     l.add_agent(A, &r("cpu=1")).unwrap();
     let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
-    let low = l
-        .request(
-            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::LOW),
-            t(1),
-        )
-        .unwrap();
-    let high = l
-        .request(
-            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::HIGH),
-            t(2),
-        )
-        .unwrap();
-    let (RequestOutcome::Queued(low), RequestOutcome::Queued(high)) = (low, high) else {
-        panic!()
-    };
+    (l, hold)
+}
+
+/// Queues `request` at `at`, failing the test if it is granted.
+fn queued(l: &mut ResourceLedger, request: AllocationRequest, at: Timestamp) -> RequestId {
+    match l.request(request, at).unwrap() {
+        RequestOutcome::Queued(id) => id,
+        other => panic!("not queued: {other:?}"),
+    }
+}
+
+#[test]
+fn queue_serves_higher_priority_first() {
+    let (mut l, hold) = held_ledger(Duration::from_secs(3600));
+    let cpu = || AllocationRequest::new(A, r("cpu=1"));
+    let low = queued(&mut l, cpu().with_priority(Priority::LOW), t(1));
+    let high = queued(&mut l, cpu().with_priority(Priority::HIGH), t(2));
     assert_eq!(
         l.waiting(t(3)).iter().map(|w| w.id).collect::<Vec<_>>(),
         vec![high, low]
@@ -406,31 +409,11 @@ fn queue_serves_higher_priority_first() {
 
 #[test]
 fn aging_lifts_a_long_waiting_request_above_newer_higher_priority_ones() {
-    let cfg = LedgerConfig::default()
-        .with_aging_step(Duration::from_secs(60))
-        .with_reserve_after(Duration::from_secs(86_400));
-    let mut l = ResourceLedger::with_config(cfg);
-    l.add_agent(A, &r("cpu=1")).unwrap();
-    let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    let (mut l, hold) = held_ledger(Duration::from_secs(60));
+    let cpu = || AllocationRequest::new(A, r("cpu=1"));
     // LOW (10) waits 100 minutes: effective 110, above a fresh CRITICAL (100).
-    let RequestOutcome::Queued(old) = l
-        .request(
-            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::LOW),
-            t(0),
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
-    let RequestOutcome::Queued(_new) = l
-        .request(
-            AllocationRequest::new(A, r("cpu=1")).with_priority(Priority::CRITICAL),
-            t(6000),
-        )
-        .unwrap()
-    else {
-        panic!()
-    };
+    let old = queued(&mut l, cpu().with_priority(Priority::LOW), t(0));
+    queued(&mut l, cpu().with_priority(Priority::CRITICAL), t(6000));
     let g = l.release(hold, t(6000)).unwrap();
     assert_eq!(g[0].request, Some(old));
 }
@@ -440,28 +423,11 @@ fn aging_lifts_a_long_waiting_request_above_newer_higher_priority_ones() {
 /// grant counts the whole wait. A time after the request counts as the request's.
 #[test]
 fn a_request_waiting_since_before_ages_from_then() {
-    let cfg = LedgerConfig::default()
-        .with_aging_step(Duration::from_secs(60))
-        .with_reserve_after(Duration::from_secs(86_400));
-    let mut l = ResourceLedger::with_config(cfg);
-    l.add_agent(A, &r("cpu=1")).unwrap();
-    let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
-    let queue =
-        |l: &mut ResourceLedger, req: AllocationRequest, at| match l.request(req, at).unwrap() {
-            RequestOutcome::Queued(id) => id,
-            other => panic!("{other:?}"),
-        };
-    let newer = queue(&mut l, AllocationRequest::new(A, r("cpu=1")), t(600));
-    let back = queue(
-        &mut l,
-        AllocationRequest::new(A, r("cpu=1")).with_waiting_since(t(60)),
-        t(660),
-    );
-    let future = queue(
-        &mut l,
-        AllocationRequest::new(A, r("cpu=1")).with_waiting_since(t(99_999)),
-        t(700),
-    );
+    let (mut l, hold) = held_ledger(Duration::from_secs(60));
+    let cpu = || AllocationRequest::new(A, r("cpu=1"));
+    let newer = queued(&mut l, cpu(), t(600));
+    let back = queued(&mut l, cpu().with_waiting_since(t(60)), t(660));
+    let future = queued(&mut l, cpu().with_waiting_since(t(99_999)), t(700));
     let g = l.release(hold, t(720)).unwrap();
     assert_eq!(g[0].request, Some(back));
     assert_eq!(g[0].waited, Duration::from_secs(660));
