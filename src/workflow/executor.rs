@@ -466,9 +466,20 @@ impl Executor {
 
     /// Continues a run (for instance one restored from a snapshot after a crash).
     ///
+    /// After a crash, restore the coordinator from the snapshot the host took with the
+    /// run's, at the same observer call (or a later one): an older one has forgotten
+    /// the duties recorded since, and separation of duties with them. That coordinator
+    /// still holds the tasks of the attempts the crash interrupted, which the restored
+    /// run counts as failed ([`Run::restore`]); `resume` first gives them back (each
+    /// completed as a failure, its slot, resources and claims freed) and withdraws the
+    /// run's waiting tasks, so that the retries find their agents and claims free. A
+    /// run's tasks are those of its group, the run's id: resume one run at most once
+    /// at a time. Task ids go on above every id the coordinator holds.
+    ///
     /// # Errors
     /// As [`run`](Self::run).
     pub async fn resume(&self, mut run: Run) -> Result<Run, ExecutorError> {
+        self.reclaim(&run);
         self.drive(&mut run).await?;
         Ok(run)
     }
@@ -791,6 +802,34 @@ impl Executor {
         settled(run.finish(step, agent, outcome, now))?;
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, success, "step finished");
         Ok(())
+    }
+
+    /// Gives back to the coordinator the tasks it holds for `run` from before this
+    /// executor drove it (see [`resume`](Self::resume)), and moves the task ids past
+    /// every id it holds.
+    fn reclaim(&self, run: &Run) {
+        for (task, agent) in self.running_tasks(run) {
+            tracing::info!(workflow.run = run.id(), task.id = %task, agent.id = %agent, "interrupted attempt given back");
+            let _ = self.coordinator.complete(task, false, None);
+        }
+        let waiting = self.coordinator.waiting();
+        for w in waiting
+            .iter()
+            .filter(|w| w.group.as_deref() == Some(run.id()))
+        {
+            let _ = self.coordinator.cancel(w.task.id());
+        }
+        let held = self
+            .coordinator
+            .assignments()
+            .iter()
+            .map(|a| a.task.id())
+            .chain(waiting.iter().map(|w| w.task.id()))
+            .map(|id| id.get().saturating_add(1))
+            .max();
+        if let Some(above) = held {
+            self.next_task.fetch_max(above, Ordering::SeqCst);
+        }
     }
 
     /// The coordinator tasks of the run's running steps.

@@ -1,0 +1,810 @@
+//! Crash consistency of the workflow executor: a host persists the run's snapshot
+//! and the coordinator's snapshot from its `RunObserver` (as the README and
+//! `RunObserver` say it may), crashes at an arbitrary point, restores both from JSON
+//! (`Coordinator::builder().restore`, `Run::restore`) and `Executor::resume`s.
+//!
+//! What must hold after the resume: the run ends; no step that had finished at the
+//! crash runs again; a step that was running at the crash is retried only per the
+//! restart rule (its interrupted attempt counts as failed); the statuses follow the
+//! run conditions; separation of duties still holds across the crash; and the
+//! restored coordinator ends with nothing of the run left (no assignment, no ledger
+//! allocation, no busy slot, nothing waiting, no open conflict).
+//!
+//! When these were written, `resume` left the interrupted attempts' tasks in the
+//! restored coordinator (their slots, allocations and claims leaked, and a fresh
+//! executor's first task id collided with one of them); it now gives them back first.
+//! A coordinator snapshot older than the run's is not supported (it has forgotten the
+//! duties recorded since; see `Executor::resume`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
+use concord::coordinator::{Coordinator, CoordinatorBuilder, CoordinatorSnapshot};
+use concord::policy::PolicySet;
+use concord::workflow::{
+    Executor, ExecutorError, RetryPolicy, Run, RunCondition, RunEvent, RunOutcome, RunSnapshot,
+    SimulatedTimer, StepChange, StepSpec, StepStatus, Workflow,
+};
+use concord::{
+    AgentId, AgentProfile, Claim, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
+};
+use futures::executor::block_on;
+use parking_lot::Mutex;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+#[path = "support/yield_now.rs"]
+mod yield_now;
+use yield_now::YieldNow;
+
+const RUN_ID: &str = "crashy";
+
+// ----- the plan: a workflow, its agents' scripts and the fleet -----
+
+/// The duty a step's task is of: separation of duties (the default policy set's
+/// `deploy` / `verify` pair) applies to the last two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Duty {
+    Plain,
+    Deploy,
+    Verify,
+}
+
+/// Step `s{i}`.
+#[derive(Debug, Clone)]
+struct PlanStep {
+    /// Earlier steps it depends on.
+    deps: Vec<usize>,
+    condition: RunCondition,
+    /// Attempts its retry policy allows.
+    attempts: u32,
+    /// Attempts (1-based) its agents fail.
+    failing: BTreeSet<u32>,
+    /// Attempts its agents never answer (they time out).
+    hanging: BTreeSet<u32>,
+    duty: Duty,
+    /// An exclusive claim on `env/staging`.
+    claim: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Plan {
+    steps: Vec<PlanStep>,
+    /// Task slots of agents 1, 2, ...
+    slots: Vec<u32>,
+}
+
+impl Plan {
+    fn workflow(&self) -> Workflow {
+        let ops = Role::new("ops").unwrap();
+        let mut b = Workflow::builder("crash");
+        for (i, s) in self.steps.iter().enumerate() {
+            let mut spec = StepSpec::new(format!("s{i}"))
+                .with_role(ops.clone())
+                .with_condition(s.condition)
+                .with_timeout(Duration::from_secs(60))
+                .with_retry(
+                    RetryPolicy::exponential(s.attempts)
+                        .with_initial_backoff(Duration::from_secs(1)),
+                );
+            match s.duty {
+                Duty::Plain => {}
+                Duty::Deploy => spec = spec.with_kind("deploy"),
+                Duty::Verify => spec = spec.with_kind("verify"),
+            }
+            if s.claim {
+                spec = spec.with_claim(Claim::exclusive("env/staging"));
+            }
+            for d in &s.deps {
+                spec = spec.after(format!("s{d}"));
+            }
+            b.push(spec);
+        }
+        b.build().unwrap()
+    }
+
+    /// The coordinator's configuration: kept by the host, the same before and after
+    /// the crash.
+    fn builder(clock: &ManualClock) -> CoordinatorBuilder {
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .policies(PolicySet::default())
+    }
+
+    fn fleet(&self, clock: &ManualClock) -> Arc<Coordinator> {
+        let coordinator = Plan::builder(clock).build();
+        let ops = Role::new("ops").unwrap();
+        for (k, &slots) in self.slots.iter().enumerate() {
+            let id = k as u64 + 1;
+            coordinator
+                .register_agent(
+                    AgentProfile::new(AgentId::new(id), format!("agent-{id}"))
+                        .with_role(ops.clone())
+                        .with_max_tasks(slots),
+                )
+                .unwrap();
+        }
+        Arc::new(coordinator)
+    }
+
+    /// An executor over `coordinator` with a transport to every agent, logging each
+    /// execution in `log`.
+    fn executor(&self, coordinator: &Arc<Coordinator>, clock: &ManualClock, log: &Log) -> Executor {
+        let plan = Arc::new(self.clone());
+        let mut executor =
+            Executor::new(Arc::clone(coordinator), SimulatedTimer::new(clock.clone()))
+                .with_concurrency(4);
+        for k in 0..self.slots.len() {
+            executor = executor.with_agent(Arc::new(Scripted {
+                id: AgentId::new(k as u64 + 1),
+                plan: Arc::clone(&plan),
+                log: Arc::clone(log),
+            }));
+        }
+        executor
+    }
+}
+
+/// One execution: step index, attempt, agent.
+type Log = Arc<Mutex<Vec<(usize, u32, AgentId)>>>;
+
+/// Fails the attempts its plan lists, after yielding once so that steps overlap (and
+/// are running when the observer is called).
+#[derive(Debug)]
+struct Scripted {
+    id: AgentId,
+    plan: Arc<Plan>,
+    log: Log,
+}
+
+#[async_trait::async_trait]
+impl Agent for Scripted {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        let i: usize = work.description()[1..].parse().unwrap();
+        self.log.lock().push((i, work.attempt(), self.id));
+        YieldNow(false).await;
+        let step = &self.plan.steps[i];
+        if step.hanging.contains(&work.attempt()) {
+            return futures::future::pending().await;
+        }
+        if step.failing.contains(&work.attempt()) {
+            Ok(WorkOutput::failure("scripted failure"))
+        } else {
+            Ok(WorkOutput::success().with_output("by", self.id.to_string()))
+        }
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("scripted"))
+    }
+}
+
+// ----- the host: persist at every observer call, crash, restore, resume -----
+
+/// What the host persisted at one observer call.
+#[derive(Debug, Clone)]
+struct Persisted {
+    run: String,
+    coordinator: String,
+    at: Timestamp,
+}
+
+/// The host's journal: every observer call's snapshots (as JSON), and every event
+/// the observer was handed.
+#[derive(Default)]
+struct Journal {
+    saved: Mutex<Vec<Persisted>>,
+    events: Mutex<Vec<RunEvent>>,
+}
+
+/// Makes `executor` persist both snapshots at every observer call (after draining
+/// the coordinator's journal, as `Coordinator::snapshot` asks) into `journal`.
+fn persisting(
+    executor: Executor,
+    coordinator: &Arc<Coordinator>,
+    journal: &Arc<Journal>,
+) -> Executor {
+    let (journal, coordinator) = (Arc::clone(journal), Arc::clone(coordinator));
+    executor.with_observer(move |run: &Run, events: &[RunEvent]| {
+        let _coordinator_journal = coordinator.drain_events();
+        journal.events.lock().extend_from_slice(events);
+        journal.saved.lock().push(Persisted {
+            run: serde_json::to_string(&run.snapshot()).unwrap(),
+            coordinator: serde_json::to_string(&coordinator.snapshot()).unwrap(),
+            at: coordinator.now(),
+        });
+    })
+}
+
+/// Runs `plan` to its end, persisting at every observer call.
+fn persisted_run(plan: &Plan) -> (Run, Vec<Persisted>) {
+    let workflow = plan.workflow();
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = plan.fleet(&clock);
+    let journal = Arc::new(Journal::default());
+    let executor = persisting(
+        plan.executor(&coordinator, &clock, &Log::default()),
+        &coordinator,
+        &journal,
+    );
+    let run = block_on(executor.run(&workflow, RUN_ID, 7)).unwrap();
+    assert_eq!(journal.events.lock().as_slice(), run.history());
+    let saved = journal.saved.lock().clone();
+    (run, saved)
+}
+
+/// What the host does between restoring and resuming.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Host {
+    /// Restores both snapshots and resumes: all the documentation describes.
+    AsDocumented,
+    /// Also gives back, as failed, every task of the run the restored coordinator
+    /// still holds (the attempts the restart rule has just counted as failed), and
+    /// withdraws the run's waiting tasks.
+    Reconciling,
+}
+
+struct Recovered {
+    crashed: RunSnapshot,
+    result: Result<Run, ExecutorError>,
+    coordinator: Arc<Coordinator>,
+    /// Executions after the crash.
+    log: Vec<(usize, u32, AgentId)>,
+    /// What the observer was handed after the crash.
+    journal: Arc<Journal>,
+}
+
+/// Restores the run from `run` and the coordinator from `coordinator` (JSON), on a
+/// clock a few seconds past the crash, and resumes with a fresh executor.
+fn recover(plan: &Plan, run: &Persisted, coordinator: &Persisted, host: Host) -> Recovered {
+    recover_with(plan, run, coordinator, host, |e| e)
+}
+
+fn recover_with(
+    plan: &Plan,
+    run: &Persisted,
+    coordinator: &Persisted,
+    host: Host,
+    tune: impl FnOnce(Executor) -> Executor,
+) -> Recovered {
+    let workflow = plan.workflow();
+    let crashed: RunSnapshot = serde_json::from_str(&run.run).unwrap();
+    let snapshot: CoordinatorSnapshot = serde_json::from_str(&coordinator.coordinator).unwrap();
+    let clock = ManualClock::new(run.at.max(coordinator.at) + Duration::from_secs(5));
+    let restored = Arc::new(Plan::builder(&clock).restore(snapshot).unwrap());
+    if host == Host::Reconciling {
+        for a in restored.assignments() {
+            if a.group.as_deref() == Some(RUN_ID) {
+                restored.complete(a.task.id(), false, None).unwrap();
+            }
+        }
+        for w in restored.waiting() {
+            if w.group.as_deref() == Some(RUN_ID) {
+                restored.cancel(w.task.id()).unwrap();
+            }
+        }
+    }
+    let log = Log::default();
+    let journal = Arc::new(Journal::default());
+    let executor = persisting(
+        tune(plan.executor(&restored, &clock, &log)),
+        &restored,
+        &journal,
+    );
+    let run = Run::restore(&workflow, crashed.clone()).unwrap();
+    assert_eq!(run.restored_history(), crashed.history.len());
+    let result = block_on(executor.resume(run));
+    let log = log.lock().clone();
+    Recovered {
+        crashed,
+        result,
+        coordinator: restored,
+        log,
+        journal,
+    }
+}
+
+// ----- the checks -----
+
+/// The run ended, nothing finished before the crash ran again, running steps were
+/// retried only per the restart rule, and the statuses follow the run conditions.
+fn check_run(plan: &Plan, rec: &Recovered) -> Result<Run, TestCaseError> {
+    let run = match &rec.result {
+        Ok(run) => run.clone(),
+        Err(e) => return Err(TestCaseError::fail(format!("resume failed: {e}"))),
+    };
+    prop_assert!(run.is_finished(), "the resumed run did not end");
+    // What was journaled before the crash, then what the observer was handed after
+    // it, is the whole history: every event exactly once.
+    let mut whole = rec.crashed.history.clone();
+    whole.extend(rec.journal.events.lock().iter().cloned());
+    prop_assert_eq!(
+        whole.as_slice(),
+        run.history(),
+        "the journal is not the history"
+    );
+    let mut executed: BTreeMap<usize, Vec<u32>> = BTreeMap::new();
+    for &(i, attempt, _) in &rec.log {
+        executed.entry(i).or_default().push(attempt);
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let name = format!("s{i}");
+        let at_crash = &rec.crashed.steps[i];
+        let again = executed.get(&i).cloned().unwrap_or_default();
+        if at_crash.status.is_terminal() {
+            prop_assert!(
+                again.is_empty(),
+                "{} was {:?} at the crash and ran again (attempts {:?})",
+                name,
+                at_crash.status,
+                again
+            );
+            prop_assert_eq!(run.status(name.as_str()), Some(at_crash.status));
+        }
+        if at_crash.status == StepStatus::Succeeded {
+            prop_assert_eq!(
+                run.outputs(name.as_str()).cloned().unwrap_or_default(),
+                at_crash.outputs.clone()
+            );
+        }
+        // Each attempt after the crash is a new one, numbered on from the snapshot's
+        // (the interrupted attempt counts), and none is beyond the policy.
+        let expected: Vec<u32> = (1..=again.len() as u32)
+            .map(|k| at_crash.attempts + k)
+            .collect();
+        prop_assert_eq!(&again, &expected, "attempts of {} after the crash", name);
+        prop_assert_eq!(
+            run.attempts(name.as_str()),
+            Some(at_crash.attempts + again.len() as u32)
+        );
+        prop_assert!(at_crash.attempts + again.len() as u32 <= step.attempts);
+    }
+    check_conditions(plan, &run)?;
+    Ok(run)
+}
+
+/// Every step's final status follows its run condition over its dependencies'.
+fn check_conditions(plan: &Plan, run: &Run) -> Result<(), TestCaseError> {
+    let mut carries = vec![false; plan.steps.len()];
+    for (i, step) in plan.steps.iter().enumerate() {
+        let name = format!("s{i}");
+        let status = run.status(name.as_str()).unwrap();
+        let deps: Vec<StepStatus> = step
+            .deps
+            .iter()
+            .map(|d| run.status(format!("s{d}").as_str()).unwrap())
+            .collect();
+        let holds = match step.condition {
+            RunCondition::AllSucceeded => deps.iter().all(|s| *s == StepStatus::Succeeded),
+            RunCondition::AnyFailed => step.deps.iter().any(|&d| carries[d]),
+            _ => true,
+        };
+        if holds {
+            prop_assert!(
+                matches!(status, StepStatus::Succeeded | StepStatus::Failed),
+                "{} should have run ({:?}) but is {:?}",
+                name,
+                step.condition,
+                status
+            );
+        } else {
+            prop_assert_eq!(status, StepStatus::Skipped, "{} should be skipped", name);
+            prop_assert_eq!(run.attempts(name.as_str()), Some(0));
+        }
+        carries[i] = status == StepStatus::Failed
+            || (status == StepStatus::Skipped
+                && step.condition == RunCondition::AllSucceeded
+                && step.deps.iter().any(|&d| carries[d]));
+        if status == StepStatus::Succeeded {
+            // The last attempt is one its agents succeed at.
+            let attempts = run.attempts(name.as_str()).unwrap();
+            prop_assert!(!step.failing.contains(&attempts) && !step.hanging.contains(&attempts));
+        }
+    }
+    Ok(())
+}
+
+/// No agent started both a `deploy` and a `verify` step of the run, before or after
+/// the crash.
+fn check_duties(plan: &Plan, run: &Run) -> Result<(), TestCaseError> {
+    let mut by_duty: BTreeMap<&str, BTreeSet<AgentId>> = BTreeMap::new();
+    for e in run.history() {
+        if matches!(e.change, StepChange::Started) {
+            let duty = match plan.steps[e.step.index()].duty {
+                Duty::Plain => continue,
+                Duty::Deploy => "deploy",
+                Duty::Verify => "verify",
+            };
+            by_duty.entry(duty).or_default().insert(e.agent.unwrap());
+        }
+    }
+    let none = BTreeSet::new();
+    let both: Vec<_> = by_duty
+        .get("deploy")
+        .unwrap_or(&none)
+        .intersection(by_duty.get("verify").unwrap_or(&none))
+        .collect();
+    prop_assert!(both.is_empty(), "{:?} both deployed and verified", both);
+    Ok(())
+}
+
+/// The coordinator holds nothing for the finished run.
+fn check_nothing_leaked(coordinator: &Coordinator) -> Result<(), TestCaseError> {
+    let left: Vec<_> = coordinator
+        .assignments()
+        .iter()
+        .map(|a| a.task.id())
+        .collect();
+    prop_assert!(left.is_empty(), "tasks still assigned: {:?}", left);
+    prop_assert!(coordinator.waiting().is_empty(), "tasks still waiting");
+    prop_assert_eq!(
+        coordinator.with_ledger(|l| l.len()),
+        0,
+        "allocations left in the ledger"
+    );
+    let busy: Vec<_> = coordinator.with_registry(|r| {
+        r.iter()
+            .filter(|a| a.running() > 0)
+            .map(|a| (a.id(), a.running()))
+            .collect()
+    });
+    prop_assert!(busy.is_empty(), "slots still taken: {:?}", busy);
+    let open: Vec<_> = coordinator
+        .snapshot()
+        .conflicts
+        .entries
+        .iter()
+        .filter(|(_, r)| !r.state.is_closed())
+        .map(|(id, _)| *id)
+        .collect();
+    prop_assert!(open.is_empty(), "conflicts still open: {:?}", open);
+    Ok(())
+}
+
+// ----- random plans -----
+
+fn plans() -> impl Strategy<Value = Plan> {
+    let step = (
+        prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+        prop_oneof![
+            6 => Just(RunCondition::AllSucceeded),
+            1 => Just(RunCondition::AnyFailed),
+            1 => Just(RunCondition::Always),
+        ],
+        1u32..4,
+        prop::collection::btree_set(1u32..4, 0..3),
+        prop::collection::btree_set(1u32..4, 0..2),
+        prop_oneof![
+            6 => Just(Duty::Plain),
+            1 => Just(Duty::Deploy),
+            1 => Just(Duty::Verify),
+        ],
+        prop::bool::weighted(0.2),
+    );
+    let shape = prop_oneof![Just(0u8), Just(1u8), Just(2u8), Just(3u8)];
+    (
+        prop::collection::vec(step, 2..16),
+        shape,
+        prop::collection::vec(1u32..3, 2..4),
+    )
+        .prop_map(|(raw, shape, slots)| {
+            let steps = raw
+                .into_iter()
+                .enumerate()
+                .map(
+                    |(i, (deps, condition, attempts, failing, hanging, duty, claim))| {
+                        let mut deps: Vec<usize> = match (i, shape) {
+                            (0, _) => Vec::new(),
+                            // A chain.
+                            (_, 0) => vec![i - 1],
+                            // A fan-out from s0, then a fan-in at the last step.
+                            (_, 1) => vec![0],
+                            // Random earlier steps.
+                            _ => deps.iter().map(|d| d.index(i)).collect(),
+                        };
+                        deps.sort_unstable();
+                        deps.dedup();
+                        PlanStep {
+                            deps,
+                            condition,
+                            attempts,
+                            failing,
+                            hanging,
+                            duty,
+                            claim,
+                        }
+                    },
+                )
+                .collect::<Vec<_>>();
+            let mut plan = Plan { steps, slots };
+            if shape == 1 {
+                let last = plan.steps.len() - 1;
+                plan.steps[last].deps = (1..last).collect();
+                if plan.steps[last].deps.is_empty() {
+                    plan.steps[last].deps = vec![0];
+                }
+            }
+            plan
+        })
+}
+
+fn runner(cases: u32) -> TestRunner {
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &[42; 32]))
+}
+
+// ----- properties -----
+
+/// A host that restores both snapshots of one observer call (or the coordinator's of
+/// the call after) and gives back the run's leftover tasks before resuming: every
+/// crash point resumes to a consistent end with nothing leaked, and so does a second
+/// crash during the resumed run.
+#[test]
+fn a_reconciling_host_resumes_from_any_crash_point() {
+    let strategy = (
+        plans(),
+        any::<prop::sample::Index>(),
+        any::<bool>(),
+        prop::option::of(any::<prop::sample::Index>()),
+    );
+    runner(96)
+        .run(&strategy, |(plan, crash, newer_coordinator, again)| {
+            let (_, saved) = persisted_run(&plan);
+            prop_assert!(!saved.is_empty());
+            let k = crash.index(saved.len());
+            let c = if newer_coordinator {
+                (k + 1).min(saved.len() - 1)
+            } else {
+                k
+            };
+            let rec = recover(&plan, &saved[k], &saved[c], Host::Reconciling);
+            let run = check_run(&plan, &rec)?;
+            check_duties(&plan, &run)?;
+            check_nothing_leaked(&rec.coordinator)?;
+            // A second crash, while the resumed run goes on.
+            let saved = rec.journal.saved.lock().clone();
+            if let (Some(again), false) = (again, saved.is_empty()) {
+                let k = again.index(saved.len());
+                let rec = recover(&plan, &saved[k], &saved[k], Host::Reconciling);
+                let run = check_run(&plan, &rec)?;
+                check_duties(&plan, &run)?;
+                check_nothing_leaked(&rec.coordinator)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The same crash points, with the host doing only what the documentation says:
+/// restore both snapshots of one observer call and resume.
+#[test]
+fn a_host_following_the_docs_resumes_from_any_crash_point() {
+    let strategy = (plans(), any::<prop::sample::Index>());
+    runner(64)
+        .run(&strategy, |(plan, crash)| {
+            let (_, saved) = persisted_run(&plan);
+            let k = crash.index(saved.len());
+            let rec = recover(&plan, &saved[k], &saved[k], Host::AsDocumented);
+            let run = check_run(&plan, &rec)?;
+            check_duties(&plan, &run)?;
+            check_nothing_leaked(&rec.coordinator)?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+// ----- one crash, step by step -----
+
+/// `s0 -> s1`, `s0` allowed `attempts` attempts (and holding an exclusive claim on
+/// `env/staging` if `claim`), over agents with `slots`.
+fn chain(attempts: u32, claim: bool, slots: Vec<u32>) -> Plan {
+    let step = |deps: Vec<usize>, attempts: u32, claim: bool| PlanStep {
+        deps,
+        condition: RunCondition::AllSucceeded,
+        attempts,
+        failing: BTreeSet::new(),
+        hanging: BTreeSet::new(),
+        duty: Duty::Plain,
+        claim,
+    };
+    Plan {
+        steps: vec![step(vec![], attempts, claim), step(vec![0], 1, false)],
+        slots,
+    }
+}
+
+/// The first observer call at which step `i` has `status`.
+fn first_call(saved: &[Persisted], i: usize, status: StepStatus) -> usize {
+    saved
+        .iter()
+        .position(|p| {
+            let run: RunSnapshot = serde_json::from_str(&p.run).unwrap();
+            run.steps[i].status == status
+        })
+        .unwrap_or_else(|| panic!("s{i} was never {status:?} at an observer call"))
+}
+
+/// What the history says of step `i`, in order.
+fn changes(run: &Run, i: usize) -> Vec<&'static str> {
+    run.history()
+        .iter()
+        .filter(|e| e.step.index() == i)
+        .map(|e| match &e.change {
+            StepChange::Ready => "ready",
+            StepChange::Started => "started",
+            StepChange::Succeeded { .. } => "succeeded",
+            StepChange::AttemptFailed {
+                retry_at: Some(_), ..
+            } => "failed+retry",
+            StepChange::AttemptFailed { .. } => "failed",
+            StepChange::Skipped { .. } => "skipped",
+            StepChange::Abandoned { .. } => "abandoned",
+            _ => "other",
+        })
+        .collect()
+}
+
+/// Fails a plain `#[test]` with the property check's message.
+fn ok(result: Result<(), TestCaseError>) {
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// The documented restart rule, with a host that gives back the interrupted
+/// attempt's task: the step running at the crash is tried once more, the finished
+/// ones never, and the restored coordinator ends empty.
+#[test]
+fn a_reconciling_host_retries_the_interrupted_step_once_and_frees_its_task() {
+    let plan = chain(2, false, vec![1]);
+    let (_, saved) = persisted_run(&plan);
+    let k = first_call(&saved, 0, StepStatus::Running);
+    let rec = recover(&plan, &saved[k], &saved[k], Host::Reconciling);
+    let run = rec.result.as_ref().unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    let agent = AgentId::new(1);
+    assert_eq!(rec.log, [(0, 2, agent), (1, 1, agent)]);
+    assert_eq!(
+        changes(run, 0),
+        [
+            "ready",
+            "started",
+            "failed+retry",
+            "ready",
+            "started",
+            "succeeded"
+        ]
+    );
+    ok(check_run(&plan, &rec).map(drop));
+    ok(check_nothing_leaked(&rec.coordinator));
+}
+
+/// A crash while `s0` runs, both snapshots from that observer call, restored and
+/// resumed as documented: the fresh executor numbers its tasks from its default
+/// first id again, which the restored coordinator still holds for the interrupted
+/// attempt, and the resume fails (the run is lost with it).
+#[test]
+fn resume_does_not_reuse_the_task_id_of_an_interrupted_attempt() {
+    let plan = chain(2, false, vec![2]);
+    let (_, saved) = persisted_run(&plan);
+    let k = first_call(&saved, 0, StepStatus::Running);
+    let rec = recover(&plan, &saved[k], &saved[k], Host::AsDocumented);
+    match &rec.result {
+        Ok(run) => assert_eq!(run.outcome(), Some(RunOutcome::Succeeded)),
+        Err(e) => panic!("resume failed: {e}"),
+    }
+}
+
+/// As above, with task ids the restored coordinator does not hold: the run ends,
+/// but the interrupted attempt's task is still assigned in the restored coordinator
+/// for good, with its ledger allocation and its agent's slot.
+#[test]
+fn resume_frees_the_task_of_an_interrupted_attempt() {
+    let plan = chain(2, false, vec![2]);
+    let (_, saved) = persisted_run(&plan);
+    let k = first_call(&saved, 0, StepStatus::Running);
+    let rec = recover_with(&plan, &saved[k], &saved[k], Host::AsDocumented, |e| {
+        e.with_task_ids(1 << 50)
+    });
+    let run = rec.result.as_ref().unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    ok(check_nothing_leaked(&rec.coordinator));
+}
+
+/// The leak's consequence: with one slot, the slot the interrupted attempt's task
+/// still holds is the only one, so the retry "finds no agent with room" on an idle
+/// agent and the step is abandoned.
+#[test]
+fn the_retry_of_an_interrupted_step_gets_its_agent() {
+    let plan = chain(2, false, vec![1]);
+    let (_, saved) = persisted_run(&plan);
+    let k = first_call(&saved, 0, StepStatus::Running);
+    let rec = recover_with(&plan, &saved[k], &saved[k], Host::AsDocumented, |e| {
+        e.with_task_ids(1 << 50)
+    });
+    let run = rec.result.as_ref().unwrap();
+    assert_eq!(
+        changes(run, 0),
+        [
+            "ready",
+            "started",
+            "failed+retry",
+            "ready",
+            "started",
+            "succeeded"
+        ]
+    );
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+}
+
+/// The leak's consequence for claims: the interrupted attempt's task still holds the
+/// step's exclusive claim, so the retry of the same step collides with it, waits out
+/// the claim patience and is abandoned; the conflict it opened stays open.
+#[test]
+fn the_retry_of_an_interrupted_step_gets_its_claim() {
+    let plan = chain(2, true, vec![2]);
+    let (_, saved) = persisted_run(&plan);
+    let k = first_call(&saved, 0, StepStatus::Running);
+    let rec = recover_with(&plan, &saved[k], &saved[k], Host::AsDocumented, |e| {
+        e.with_task_ids(1 << 50)
+    });
+    let run = rec.result.as_ref().unwrap();
+    assert_eq!(
+        run.outcome(),
+        Some(RunOutcome::Succeeded),
+        "{:?}",
+        changes(run, 0)
+    );
+    ok(check_nothing_leaked(&rec.coordinator));
+}
+// ----- snapshots of different moments -----
+
+/// `s0 -> s1 (deploy) -> s2 (verify, two attempts)` over two agents of one slot each.
+fn deploy_then_verify() -> Plan {
+    let step = |deps: Vec<usize>, attempts: u32, duty: Duty| PlanStep {
+        deps,
+        condition: RunCondition::AllSucceeded,
+        attempts,
+        failing: BTreeSet::new(),
+        hanging: BTreeSet::new(),
+        duty,
+        claim: false,
+    };
+    Plan {
+        steps: vec![
+            step(vec![], 1, Duty::Plain),
+            step(vec![0], 1, Duty::Deploy),
+            step(vec![1], 2, Duty::Verify),
+        ],
+        slots: vec![1, 1],
+    }
+}
+
+/// Both snapshots of the observer call at which `verify` runs: its retry after the
+/// crash goes to an agent other than the one that deployed.
+#[test]
+fn separation_of_duties_holds_across_a_crash() {
+    let plan = deploy_then_verify();
+    let (_, saved) = persisted_run(&plan);
+    let k = first_call(&saved, 2, StepStatus::Running);
+    let rec = recover(&plan, &saved[k], &saved[k], Host::Reconciling);
+    let run = ok_run(&plan, &rec);
+    assert_eq!(run.attempts("s2"), Some(2));
+    ok(check_duties(&plan, &run));
+}
+
+/// [`check_run`] for a plain `#[test]`.
+fn ok_run(plan: &Plan, rec: &Recovered) -> Run {
+    check_run(plan, rec).unwrap_or_else(|e| panic!("{e}"))
+}
