@@ -690,10 +690,10 @@ fn a_reconciling_host_retries_the_interrupted_step_once_and_frees_its_task() {
     ok(check_nothing_leaked(&rec.coordinator));
 }
 
-/// A crash while `s0` runs, both snapshots from that observer call, restored and
-/// resumed as documented: the fresh executor numbers its tasks from its default
-/// first id again, which the restored coordinator still holds for the interrupted
-/// attempt, and the resume fails (the run is lost with it).
+/// Regression: a crash while `s0` runs, both snapshots from that observer call,
+/// restored and resumed as documented. The fresh executor numbered its tasks from its
+/// default first id again, which the restored coordinator still held for the
+/// interrupted attempt, and the resume failed (the run lost with it).
 #[test]
 fn resume_does_not_reuse_the_task_id_of_an_interrupted_attempt() {
     let plan = chain(2, false, vec![2]);
@@ -706,9 +706,9 @@ fn resume_does_not_reuse_the_task_id_of_an_interrupted_attempt() {
     }
 }
 
-/// As above, with task ids the restored coordinator does not hold: the run ends,
-/// but the interrupted attempt's task is still assigned in the restored coordinator
-/// for good, with its ledger allocation and its agent's slot.
+/// Regression: as above, with task ids the restored coordinator does not hold. The
+/// run ended, but the interrupted attempt's task stayed assigned in the restored
+/// coordinator for good, with its ledger allocation and its agent's slot.
 #[test]
 fn resume_frees_the_task_of_an_interrupted_attempt() {
     let plan = chain(2, false, vec![2]);
@@ -722,9 +722,9 @@ fn resume_frees_the_task_of_an_interrupted_attempt() {
     ok(check_nothing_leaked(&rec.coordinator));
 }
 
-/// The leak's consequence: with one slot, the slot the interrupted attempt's task
-/// still holds is the only one, so the retry "finds no agent with room" on an idle
-/// agent and the step is abandoned.
+/// Regression, the leak's consequence: with one slot, the slot the interrupted
+/// attempt's task held was the only one, so the retry "found no agent with room" on
+/// an idle agent and the step was abandoned.
 #[test]
 fn the_retry_of_an_interrupted_step_gets_its_agent() {
     let plan = chain(2, false, vec![1]);
@@ -748,9 +748,9 @@ fn the_retry_of_an_interrupted_step_gets_its_agent() {
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
 }
 
-/// The leak's consequence for claims: the interrupted attempt's task still holds the
-/// step's exclusive claim, so the retry of the same step collides with it, waits out
-/// the claim patience and is abandoned; the conflict it opened stays open.
+/// Regression, the leak's consequence for claims: the interrupted attempt's task held
+/// the step's exclusive claim, so the retry of the same step collided with it, waited
+/// out the claim patience and was abandoned, its conflict left open.
 #[test]
 fn the_retry_of_an_interrupted_step_gets_its_claim() {
     let plan = chain(2, true, vec![2]);
