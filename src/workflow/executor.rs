@@ -508,9 +508,7 @@ impl Executor {
                 tracing::info!(workflow.run = run.id(), steps = cancelled, "run cancelled");
                 // The agents' futures are dropped; their tasks end as failures.
                 drop(inflight);
-                for (task, _) in self.running_tasks(run) {
-                    let _ = self.coordinator.complete(task, false, None);
-                }
+                self.fail_running_tasks(run);
                 return Ok(());
             }
             run.tick(now);
@@ -808,10 +806,7 @@ impl Executor {
     /// executor drove it (see [`resume`](Self::resume)), and moves the task ids past
     /// every id it holds.
     fn reclaim(&self, run: &Run) {
-        for (task, agent) in self.running_tasks(run) {
-            tracing::info!(workflow.run = run.id(), task.id = %task, agent.id = %agent, "interrupted attempt given back");
-            let _ = self.coordinator.complete(task, false, None);
-        }
+        self.fail_running_tasks(run);
         let waiting = self.coordinator.waiting();
         for w in waiting
             .iter()
@@ -832,14 +827,19 @@ impl Executor {
         }
     }
 
-    /// The coordinator tasks of the run's running steps.
-    fn running_tasks(&self, run: &Run) -> Vec<(TaskId, AgentId)> {
-        self.coordinator
+    /// Ends the coordinator's tasks of the run's group as failures (their attempts were
+    /// cancelled, or interrupted by a crash), freeing their slots, resources and
+    /// claims.
+    fn fail_running_tasks(&self, run: &Run) {
+        let running = self
+            .coordinator
             .assignments()
             .into_iter()
-            .filter(|a| a.group.as_deref() == Some(run.id()))
-            .map(|a| (a.task.id(), a.agent))
-            .collect()
+            .filter(|a| a.group.as_deref() == Some(run.id()));
+        for a in running {
+            tracing::info!(workflow.run = run.id(), task.id = %a.task.id(), agent.id = %a.agent, "attempt's task given back as failed");
+            let _ = self.coordinator.complete(a.task.id(), false, None);
+        }
     }
 }
 
