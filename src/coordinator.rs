@@ -1480,16 +1480,19 @@ impl Coordinator {
             .assignments
             .remove(&task)
             .ok_or(CoordinatorError::UnknownTask { task })?;
-        let grants = match s.ledger.release(a.allocation, now) {
-            Ok(g) => g,
-            Err(e) => {
-                s.assignments.insert(task, a);
-                return Err(e.into());
-            }
-        };
+        if !s.ledger.holds(a.allocation) {
+            let allocation = a.allocation;
+            s.assignments.insert(task, a);
+            return Err(LedgerError::UnknownAllocation { allocation }.into());
+        }
         let _ = s.registry.task_finished(a.agent, now);
         s.release_claims(task, now);
+        // The tasks blocked behind its claims queue again before its resources come
+        // back, as old as they were: what it frees goes to the queue in order, them
+        // included, not only to the tasks queued after them.
         let unblocked = s.unblock(task, now);
+        // Checked above: the allocation is live.
+        let grants = s.ledger.release(a.allocation, now).unwrap_or_default();
         s.fleet
             .affinity_mut()
             .record_shared(a.task.kind_arc(), a.agent, success);

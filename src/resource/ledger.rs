@@ -1611,6 +1611,11 @@ impl ResourceLedger {
         Ok(self.drain(now))
     }
 
+    /// Whether allocation `id` is live.
+    pub(crate) fn holds(&self, id: AllocationId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
     /// The record of a live allocation.
     pub fn allocation(&self, id: AllocationId) -> Option<Allocation> {
         self.by_id.get(&id).map(|&s| self.record(s))
