@@ -690,16 +690,26 @@ fn a_reconciling_host_retries_the_interrupted_step_once_and_frees_its_task() {
     ok(check_nothing_leaked(&rec.coordinator));
 }
 
+/// `plan` crashed while `s0` ran, both snapshots from that observer call, restored
+/// and resumed as documented by an executor set up by `tune`.
+fn resumed_after_s0_crashed(plan: &Plan, tune: impl FnOnce(Executor) -> Executor) -> Recovered {
+    let (_, saved) = persisted_run(plan);
+    let k = first_call(&saved, 0, StepStatus::Running);
+    recover_with(plan, &saved[k], &saved[k], Host::AsDocumented, tune)
+}
+
+/// Task ids the restored coordinator does not hold.
+fn fresh_ids(e: Executor) -> Executor {
+    e.with_task_ids(1 << 50)
+}
+
 /// Regression: a crash while `s0` runs, both snapshots from that observer call,
 /// restored and resumed as documented. The fresh executor numbered its tasks from its
 /// default first id again, which the restored coordinator still held for the
 /// interrupted attempt, and the resume failed (the run lost with it).
 #[test]
 fn resume_does_not_reuse_the_task_id_of_an_interrupted_attempt() {
-    let plan = chain(2, false, vec![2]);
-    let (_, saved) = persisted_run(&plan);
-    let k = first_call(&saved, 0, StepStatus::Running);
-    let rec = recover(&plan, &saved[k], &saved[k], Host::AsDocumented);
+    let rec = resumed_after_s0_crashed(&chain(2, false, vec![2]), |e| e);
     match &rec.result {
         Ok(run) => assert_eq!(run.outcome(), Some(RunOutcome::Succeeded)),
         Err(e) => panic!("resume failed: {e}"),
@@ -711,12 +721,7 @@ fn resume_does_not_reuse_the_task_id_of_an_interrupted_attempt() {
 /// coordinator for good, with its ledger allocation and its agent's slot.
 #[test]
 fn resume_frees_the_task_of_an_interrupted_attempt() {
-    let plan = chain(2, false, vec![2]);
-    let (_, saved) = persisted_run(&plan);
-    let k = first_call(&saved, 0, StepStatus::Running);
-    let rec = recover_with(&plan, &saved[k], &saved[k], Host::AsDocumented, |e| {
-        e.with_task_ids(1 << 50)
-    });
+    let rec = resumed_after_s0_crashed(&chain(2, false, vec![2]), fresh_ids);
     let run = rec.result.as_ref().unwrap();
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
     ok(check_nothing_leaked(&rec.coordinator));
@@ -727,12 +732,7 @@ fn resume_frees_the_task_of_an_interrupted_attempt() {
 /// an idle agent and the step was abandoned.
 #[test]
 fn the_retry_of_an_interrupted_step_gets_its_agent() {
-    let plan = chain(2, false, vec![1]);
-    let (_, saved) = persisted_run(&plan);
-    let k = first_call(&saved, 0, StepStatus::Running);
-    let rec = recover_with(&plan, &saved[k], &saved[k], Host::AsDocumented, |e| {
-        e.with_task_ids(1 << 50)
-    });
+    let rec = resumed_after_s0_crashed(&chain(2, false, vec![1]), fresh_ids);
     let run = rec.result.as_ref().unwrap();
     assert_eq!(
         changes(run, 0),
@@ -753,12 +753,7 @@ fn the_retry_of_an_interrupted_step_gets_its_agent() {
 /// out the claim patience and was abandoned, its conflict left open.
 #[test]
 fn the_retry_of_an_interrupted_step_gets_its_claim() {
-    let plan = chain(2, true, vec![2]);
-    let (_, saved) = persisted_run(&plan);
-    let k = first_call(&saved, 0, StepStatus::Running);
-    let rec = recover_with(&plan, &saved[k], &saved[k], Host::AsDocumented, |e| {
-        e.with_task_ids(1 << 50)
-    });
+    let rec = resumed_after_s0_crashed(&chain(2, true, vec![2]), fresh_ids);
     let run = rec.result.as_ref().unwrap();
     assert_eq!(
         run.outcome(),
