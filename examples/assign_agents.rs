@@ -4,7 +4,7 @@
 //!
 //! Run with `cargo run --example assign_agents`.
 
-use concord::coordinator::{AssignOutcome, Coordinator, Event};
+use concord::coordinator::{AssignOutcome, Coordinator, EventKind};
 use concord::{
     AgentId, AgentProfile, Capability, ManualClock, Role, SystemMode, Task, TaskId, Timestamp,
 };
@@ -121,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The policy decisions, from the event journal a host would persist.
     println!("\npolicy violations detected and handled");
     for event in coordinator.drain_events() {
-        if let Event::PolicyRefused { refusal, .. } = event {
+        if let EventKind::PolicyRefused { refusal, .. } = event.kind {
             println!(
                 "  {} refused {} for {}: {}; the next best agent was taken",
                 refusal.rule, refusal.agent, refusal.task, refusal.message

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
-use concord::coordinator::{Coordinator, Event};
+use concord::coordinator::{Coordinator, EventKind};
 use concord::workflow::{Executor, RunOutcome, StepChange, Timer, runbooks};
 use concord::{AgentId, AgentProfile, Capability, Clock, Role, SystemClock, Timestamp};
 
@@ -478,7 +478,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy_events = coordinator
         .drain_events()
         .iter()
-        .filter(|e| matches!(e, Event::TaskAssigned { .. }))
+        .filter(|e| matches!(&e.kind, EventKind::TaskAssigned { .. }))
         .count();
     let outcome = run.outcome();
     println!(

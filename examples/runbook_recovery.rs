@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
-use concord::coordinator::{AssignOutcome, Coordinator, Event};
+use concord::coordinator::{AssignOutcome, Coordinator, EventKind};
 use concord::policy::{PolicySet, SafeModeRule};
 use concord::workflow::{Executor, SimulatedTimer, StepChange, runbooks};
 use concord::{
@@ -202,7 +202,8 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     println!("\nmode changes:");
     for event in coordinator.drain_events() {
-        if let Event::ModeChanged { at, from, to, .. } = event {
+        if let EventKind::ModeChanged { from, to, .. } = event.kind {
+            let at = event.at;
             println!("  t+{:>4}s  {from} -> {to}", since(at));
         }
     }

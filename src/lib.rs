@@ -94,6 +94,7 @@ pub mod policy;
 pub mod resource;
 mod serde_util;
 pub mod task;
+mod timer;
 pub mod workflow;
 
 pub use agent::{
@@ -121,6 +122,7 @@ pub use task::{
     Analyzed, Claim, ClaimMode, Priority, Requirements, RuleBasedAnalyzer, RuleSet, Task,
     TaskAnalyzer, TaskError,
 };
+pub use timer::{SimulatedTimer, Timer};
 
 pub use workflow::{
     Run, RunEvent, RunOutcome, RunSnapshot, StepOutcome, StepRef, StepSpec, StepStatus, Workflow,

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
-use concord::coordinator::{Coordinator, Event};
+use concord::coordinator::{Coordinator, Event, EventKind};
 use concord::workflow::{
     CancelHandle, Executor, RetryPolicy, Run, RunCondition, RunOutcome, SimulatedTimer, StepChange,
     StepSpec, StepStatus, Workflow,
@@ -176,7 +176,7 @@ fn runs_a_chain_passing_outputs_downstream() {
     let events = w.coordinator.drain_events();
     let assigned = events
         .iter()
-        .filter(|e| matches!(e, Event::TaskAssigned { assignment, .. } if assignment.group.as_deref() == Some("r1")))
+        .filter(|e| matches!(&e.kind, EventKind::TaskAssigned { assignment, .. } if assignment.group.as_deref() == Some("r1")))
         .count();
     assert_eq!(assigned, 2);
     // Every task was completed: nothing left running in the coordinator.
@@ -630,11 +630,11 @@ fn steps_with_colliding_claims_run_one_after_the_other() {
     let events = w.coordinator.drain_events();
     let detected = events
         .iter()
-        .filter(|e| matches!(e, Event::ConflictDetected { .. }))
+        .filter(|e| matches!(&e.kind, EventKind::ConflictDetected { .. }))
         .count();
     let resolved = events
         .iter()
-        .filter(|e| matches!(e, Event::ConflictResolved { .. }))
+        .filter(|e| matches!(&e.kind, EventKind::ConflictResolved { .. }))
         .count();
     assert!(detected >= 1, "the collision went through the manager");
     assert_eq!(
@@ -688,8 +688,14 @@ fn a_step_waits_for_an_outside_holder_of_its_claim() {
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
     let events = w.coordinator.drain_events();
     let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
-    assert_eq!(count(|e| matches!(e, Event::ConflictDetected { .. })), 1);
-    assert_eq!(count(|e| matches!(e, Event::ConflictResolved { .. })), 1);
+    assert_eq!(
+        count(|e| matches!(&e.kind, EventKind::ConflictDetected { .. })),
+        1
+    );
+    assert_eq!(
+        count(|e| matches!(&e.kind, EventKind::ConflictResolved { .. })),
+        1
+    );
 }
 
 /// Past its patience, a step still blocked by an outside holder is abandoned with
@@ -739,7 +745,7 @@ fn a_step_blocked_past_its_patience_is_abandoned() {
         .coordinator
         .drain_events()
         .iter()
-        .filter(|e| matches!(e, Event::ConflictDetected { .. }))
+        .filter(|e| matches!(&e.kind, EventKind::ConflictDetected { .. }))
         .count();
     assert_eq!(detected, 1, "polling met the same conflict");
 }

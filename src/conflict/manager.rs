@@ -34,6 +34,14 @@ pub enum ConflictState {
     Resolved,
     /// Closed because the human's deadline passed: the default decision applied.
     DecidedByDefault(HumanDecision),
+    /// Closed by an answer given by hand ([`ConflictManager::decide`]): the
+    /// orchestrator's or a human's.
+    Decided {
+        /// The answer.
+        decision: HumanDecision,
+        /// Who gave it.
+        by: EscalationLevel,
+    },
 }
 
 impl ConflictState {
@@ -41,7 +49,9 @@ impl ConflictState {
     pub const fn is_closed(self) -> bool {
         matches!(
             self,
-            ConflictState::Resolved | ConflictState::DecidedByDefault(_)
+            ConflictState::Resolved
+                | ConflictState::DecidedByDefault(_)
+                | ConflictState::Decided { .. }
         )
     }
 }
@@ -55,6 +65,9 @@ impl fmt::Display for ConflictState {
             ConflictState::Escalated(l) => write!(f, "escalated to {l}"),
             ConflictState::Resolved => f.write_str("resolved"),
             ConflictState::DecidedByDefault(d) => write!(f, "decided by default ({d})"),
+            ConflictState::Decided { decision, by } => {
+                write!(f, "decided by the {by} ({decision})")
+            }
         }
     }
 }
@@ -99,6 +112,13 @@ pub enum HistoryEvent {
     DefaultApplied {
         /// The decision.
         decision: HumanDecision,
+    },
+    /// Closed by an answer given by hand.
+    Decided {
+        /// The answer.
+        decision: HumanDecision,
+        /// Who gave it.
+        by: EscalationLevel,
     },
 }
 
@@ -302,7 +322,9 @@ impl Entry {
                 Some(self.opened_at + policy.human_after())
             }
             ConflictState::Escalated(EscalationLevel::Human) => self.human_deadline,
-            ConflictState::Resolved | ConflictState::DecidedByDefault(_) => None,
+            ConflictState::Resolved
+            | ConflictState::DecidedByDefault(_)
+            | ConflictState::Decided { .. } => None,
         }
     }
 }
@@ -586,6 +608,30 @@ impl ConflictManager {
         Ok(actions)
     }
 
+    /// Records an answer given by hand to the open conflict `id` at `now`: the
+    /// orchestrator's or a human's (`by`), at any rung of the ladder, before or after
+    /// it was escalated to them. The conflict closes as
+    /// [`ConflictState::Decided`]; its deadlines are dropped, so the ladder's default
+    /// decision never follows a decision given by hand.
+    ///
+    /// # Errors
+    /// [`ConflictError::UnknownConflict`] or [`ConflictError::AlreadyClosed`]; nothing
+    /// changes.
+    pub fn decide(
+        &mut self,
+        id: ConflictId,
+        decision: HumanDecision,
+        by: EscalationLevel,
+        now: Timestamp,
+    ) -> Result<(), ConflictError> {
+        let mut entry = self.take_open(id)?;
+        entry.note(now, HistoryEvent::Decided { decision, by });
+        self.close(&mut entry, ConflictState::Decided { decision, by });
+        tracing::info!(conflict.id = %id, %decision, %by, "conflict decided");
+        self.entries.insert(id, entry);
+        Ok(())
+    }
+
     /// Resolves every conflict [`awaiting_resolution`](Self::awaiting_resolution) with
     /// `resolver`, one at a time, recording each answer at `now`. Returns the actions
     /// due. A thin async driver over [`record_resolution`](Self::record_resolution).
@@ -657,7 +703,9 @@ impl ConflictManager {
                         decision,
                     });
                 }
-                ConflictState::Resolved | ConflictState::DecidedByDefault(_) => {}
+                ConflictState::Resolved
+                | ConflictState::DecidedByDefault(_)
+                | ConflictState::Decided { .. } => {}
             }
             self.schedule(&mut entry);
             self.entries.insert(id, entry);

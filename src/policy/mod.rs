@@ -115,6 +115,18 @@ pub trait PolicyEnforcer: fmt::Debug + Send + Sync {
         let _ = duty;
         true
     }
+
+    /// Whether a refusal by `rule` means "not now" rather than "never": the task
+    /// waits for capacity or for normal mode instead of being rejected. True by
+    /// default for the rules about capacity and mode ([`UtilizationCap`],
+    /// [`MaxTasksPerAgent`], [`SafeModeRule`]); a host's own rules say here if they
+    /// are of that kind.
+    fn refusal_waits(&self, rule: &str) -> bool {
+        matches!(
+            rule,
+            UtilizationCap::NAME | MaxTasksPerAgent::NAME | SafeModeRule::NAME
+        )
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +140,10 @@ impl<T: PolicyEnforcer + ?Sized> PolicyEnforcer for Arc<T> {
     fn reads_duty(&self, duty: &str) -> bool {
         (**self).reads_duty(duty)
     }
+
+    fn refusal_waits(&self, rule: &str) -> bool {
+        (**self).refusal_waits(rule)
+    }
 }
 
 impl<T: PolicyEnforcer + ?Sized> PolicyEnforcer for Box<T> {
@@ -137,6 +153,10 @@ impl<T: PolicyEnforcer + ?Sized> PolicyEnforcer for Box<T> {
 
     fn reads_duty(&self, duty: &str) -> bool {
         (**self).reads_duty(duty)
+    }
+
+    fn refusal_waits(&self, rule: &str) -> bool {
+        (**self).refusal_waits(rule)
     }
 }
 

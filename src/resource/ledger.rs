@@ -1845,6 +1845,37 @@ impl ResourceLedger {
         self.reservations -= 1;
     }
 
+    /// The earliest time at which the passing of time alone changes the ledger: an
+    /// allocation's lease runs out ([`expire`](Self::expire)), or a waiting request
+    /// has waited [`LedgerConfig::reserve_after`] and is due a reservation
+    /// ([`drain`](Self::drain)). `None` when nothing is timed. A time already past
+    /// means "now"; after `expire` and `drain` at that time it moves on.
+    ///
+    /// # Complexity
+    /// O(w) for w waiting requests.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        let lease = self.leases.peek().map(|Reverse((t, _))| *t);
+        let reservation = self
+            .waiting
+            .iter()
+            .filter(|w| w.reserved_on.is_none())
+            .map(|w| w.enqueued_at + self.config.reserve_after)
+            .min();
+        match (lease, reservation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A request id never issued before and never to be issued again, for a task that
+    /// waits outside the queue (behind another task's claim) but must be ordered and
+    /// named among those that wait in it.
+    pub(crate) fn mint_request_id(&mut self) -> RequestId {
+        let id = RequestId::new(self.next_request);
+        self.next_request += 1;
+        id
+    }
+
     /// Serves every waiting request that fits now, in queue order, and gives a
     /// reservation to each that has waited [`LedgerConfig::reserve_after`]. Called by
     /// every release; call it after raising a capacity or as time passes.

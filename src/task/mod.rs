@@ -158,6 +158,16 @@ pub struct Requirements {
     claims: SortedList<Claim>,
 }
 
+impl Requirements {
+    /// Whether the requirements name a role or a capability: the host said who can
+    /// do the task, and the coordinator takes it at its word instead of reading the
+    /// task's name and description through the keyword analyzer (unless told to, see
+    /// [`CoordinatorBuilder::analyze_stated_requirements`](crate::coordinator::CoordinatorBuilder::analyze_stated_requirements)).
+    pub fn is_stated(&self) -> bool {
+        !self.roles().is_empty() || !self.capabilities().is_empty()
+    }
+}
+
 impl Clone for Requirements {
     fn clone(&self) -> Self {
         Requirements {

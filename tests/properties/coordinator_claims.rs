@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use concord::coordinator::{AssignOutcome, Coordinator, Event};
+use concord::coordinator::{AssignOutcome, Coordinator, Event, EventKind};
 use concord::{
     AgentId, AgentProfile, Claim, ManualClock, Requirements, Role, RuleBasedAnalyzer, RuleSet,
     Task, TaskId, Timestamp,
@@ -144,17 +144,17 @@ fn check(c: &Coordinator, events: &[Event], submitted: u64) -> Result<(), TestCa
     let mut seen: Vec<TaskId> = ids.iter().copied().collect();
     seen.extend(waiting.iter().map(|w| w.task.id()));
     for e in events {
-        match e {
-            Event::TaskCompleted { task, .. }
-            | Event::TaskCancelled { task, .. }
-            | Event::TaskRejected { task, .. } => seen.push(*task),
+        match e.kind {
+            EventKind::TaskCompleted { task, .. }
+            | EventKind::TaskCancelled { task, .. }
+            | EventKind::TaskRejected { task, .. } => seen.push(task),
             _ => {}
         }
     }
     let conflicted: BTreeSet<TaskId> = events
         .iter()
-        .filter_map(|e| match e {
-            Event::ConflictDetected { conflict, .. } => conflict.parties()[1].task_id(),
+        .filter_map(|e| match &e.kind {
+            EventKind::ConflictDetected { conflict, .. } => conflict.parties()[1].task_id(),
             _ => None,
         })
         .collect();

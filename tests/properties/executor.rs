@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use concord::Timestamp;
 use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
-use concord::coordinator::{Coordinator, Event};
+use concord::coordinator::{Coordinator, EventKind};
 use concord::workflow::{Executor, RetryPolicy, SimulatedTimer, StepChange, StepSpec, Workflow};
 use concord::{AgentId, AgentProfile, Claim, ManualClock, Role, RuleBasedAnalyzer, RuleSet};
 use proptest::prelude::*;
@@ -212,15 +212,15 @@ proptest! {
         let events = coordinator.drain_events();
         let opened: BTreeSet<_> = events
             .iter()
-            .filter_map(|e| match e {
-                Event::ConflictDetected { conflict, .. } => Some(conflict.id()),
+            .filter_map(|e| match &e.kind {
+                EventKind::ConflictDetected { conflict, .. } => Some(conflict.id()),
                 _ => None,
             })
             .collect();
         let closed: BTreeSet<_> = events
             .iter()
-            .filter_map(|e| match e {
-                Event::ConflictResolved { conflict, .. } => Some(*conflict),
+            .filter_map(|e| match &e.kind {
+                EventKind::ConflictResolved { conflict, .. } => Some(*conflict),
                 _ => None,
             })
             .collect();

@@ -1,0 +1,187 @@
+//! [`CoordinatorBuilder`]: the parts of a coordinator, each defaulted, and how to
+//! build one empty or from a checkpoint.
+
+use std::sync::Arc;
+
+use crate::assignment::{Assigner, GreedyAssigner};
+use crate::clock::{Clock, SystemClock};
+use crate::conflict::{ConflictManager, EscalationPolicy};
+use crate::policy::{PolicyEnforcer, PolicySet};
+use crate::resource::{LedgerConfig, PercentilePredictor, ResourceLedger, ResourcePredictor};
+use crate::task::{RuleBasedAnalyzer, TaskAnalyzer};
+
+use super::Coordinator;
+use super::core::{Core, OnAgentLoss, Parts, State};
+use super::error::CoordinatorError;
+use super::snapshot::CoordinatorSnapshot;
+
+/// Builds a [`Coordinator`] (or its sans-I/O [`Core`]). Every part has a default: the
+/// system clock, the agent assignment procedure's keyword rule table, a percentile
+/// predictor, the greedy assigner, the default policy set and the escalation ladder.
+#[derive(Debug)]
+pub struct CoordinatorBuilder {
+    clock: Arc<dyn Clock>,
+    // The parts are made at `build` when the host sets none: the default analyzer
+    // compiles the rule table, work wasted on a host that brings its own.
+    analyzer: Option<Arc<dyn TaskAnalyzer>>,
+    predictor: Option<Box<dyn ResourcePredictor>>,
+    assigner: Option<Arc<dyn Assigner>>,
+    policies: Option<Arc<dyn PolicyEnforcer>>,
+    ledger: LedgerConfig,
+    escalation: EscalationPolicy,
+    analyze_explicit: bool,
+    on_agent_loss: OnAgentLoss,
+}
+
+impl Default for CoordinatorBuilder {
+    fn default() -> Self {
+        CoordinatorBuilder {
+            clock: Arc::new(SystemClock),
+            analyzer: None,
+            predictor: None,
+            assigner: None,
+            policies: None,
+            ledger: LedgerConfig::default(),
+            escalation: EscalationPolicy::default(),
+            analyze_explicit: false,
+            on_agent_loss: OnAgentLoss::default(),
+        }
+    }
+}
+
+impl CoordinatorBuilder {
+    /// Sets the clock (use a `ManualClock` in tests). The [`Core`] has none: its
+    /// commands take `now`.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Sets the task analyzer.
+    pub fn analyzer(mut self, analyzer: impl TaskAnalyzer + 'static) -> Self {
+        self.analyzer = Some(Arc::new(analyzer));
+        self
+    }
+
+    /// Sets the resource predictor. Its learned state is the host's: a host that
+    /// restores a coordinator hands in the predictor it kept (see
+    /// [`Core::predictor`]).
+    pub fn predictor(mut self, predictor: impl ResourcePredictor + 'static) -> Self {
+        self.predictor = Some(Box::new(predictor));
+        self
+    }
+
+    /// Sets the assigner.
+    pub fn assigner(mut self, assigner: impl Assigner + 'static) -> Self {
+        self.assigner = Some(Arc::new(assigner));
+        self
+    }
+
+    /// Sets the policy enforcer.
+    pub fn policies(mut self, policies: impl PolicyEnforcer + 'static) -> Self {
+        self.policies = Some(Arc::new(policies));
+        self
+    }
+
+    /// Sets the ledger's settings (queue aging, reservations, idle reclaim).
+    pub fn ledger_config(mut self, config: LedgerConfig) -> Self {
+        self.ledger = config;
+        self
+    }
+
+    /// Whether tasks that state their requirements (a role or a capability) go
+    /// through the keyword analyzer too (default: no; their name and description are
+    /// not read for more requirements).
+    pub fn analyze_stated_requirements(mut self, yes: bool) -> Self {
+        self.analyze_explicit = yes;
+        self
+    }
+
+    /// What becomes of a running task whose agent leaves service (default:
+    /// [`OnAgentLoss::Requeue`]).
+    pub fn on_agent_loss(mut self, what: OnAgentLoss) -> Self {
+        self.on_agent_loss = what;
+        self
+    }
+
+    /// Sets the escalation ladder (default: 30 minutes to the orchestrator, 2 hours
+    /// to a human, who has an hour to answer before the default decision, deny,
+    /// applies).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::Conflict`] if the policy is malformed.
+    pub fn escalation_policy(mut self, policy: EscalationPolicy) -> Result<Self, CoordinatorError> {
+        ConflictManager::new(policy.clone())?;
+        self.escalation = policy;
+        Ok(self)
+    }
+
+    fn parts(&mut self) -> Parts {
+        Parts {
+            analyzer: self
+                .analyzer
+                .take()
+                .unwrap_or_else(|| Arc::new(RuleBasedAnalyzer::default())),
+            predictor: self
+                .predictor
+                .take()
+                .unwrap_or_else(|| Box::new(PercentilePredictor::default())),
+            assigner: self
+                .assigner
+                .take()
+                .unwrap_or_else(|| Arc::new(GreedyAssigner::default())),
+            policies: self
+                .policies
+                .take()
+                .unwrap_or_else(|| Arc::new(PolicySet::default())),
+            analyze_explicit: self.analyze_explicit,
+            on_agent_loss: self.on_agent_loss,
+        }
+    }
+
+    /// Builds the sans-I/O core, empty: the host drives it with `now` and
+    /// [`Core::poll_timeout`].
+    pub fn build_core(mut self) -> Core {
+        // Checked by `escalation_policy`; the default is valid.
+        let conflicts = ConflictManager::new(self.escalation.clone())
+            .unwrap_or_else(|_| unreachable!("escalation policies are validated when set"));
+        let parts = self.parts();
+        Core {
+            parts,
+            s: State::new(ResourceLedger::with_config(self.ledger.clone()), conflicts),
+        }
+    }
+
+    /// Builds the coordinator, empty.
+    pub fn build(self) -> Coordinator {
+        let clock = Arc::clone(&self.clock);
+        Coordinator::from_core(self.build_core(), clock)
+    }
+
+    /// Builds the sans-I/O core from a checkpoint (see [`restore`](Self::restore)).
+    ///
+    /// # Errors
+    /// As [`restore`](Self::restore).
+    pub fn restore_core(mut self, snapshot: CoordinatorSnapshot) -> Result<Core, CoordinatorError> {
+        let parts = self.parts();
+        super::snapshot::restore(parts, self.escalation.clone(), snapshot)
+    }
+
+    /// Builds the coordinator from a checkpoint.
+    ///
+    /// Open conflicts carry on: they escalate when they would have without the
+    /// restart, and the completion of the task holding the contested resource
+    /// resolves them. Running tasks hold their claims again, tasks blocked behind them
+    /// wait for them again, and new conflicts get ids past every restored one.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::CorruptSnapshot`] if it is of another version or its parts
+    /// do not agree (an assignment the registry or ledger does not know, an open
+    /// conflict held by a task that is not running, a task blocked behind a task that
+    /// is not running, no conflict id left); the registry's, ledger's and conflict
+    /// manager's own checks as theirs.
+    pub fn restore(self, snapshot: CoordinatorSnapshot) -> Result<Coordinator, CoordinatorError> {
+        let clock = Arc::clone(&self.clock);
+        Ok(Coordinator::from_core(self.restore_core(snapshot)?, clock))
+    }
+}

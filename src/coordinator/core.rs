@@ -1,0 +1,1216 @@
+//! [`Core`]: the sans-I/O coordinator. It owns the whole coordination state and the
+//! parts that decide (analyzer, predictor, assigner, policies); every command takes
+//! `now`, and nothing here reads a clock, locks or waits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::agent::{AgentProfile, AgentRegistry, AgentStatus, RegistryError};
+use crate::assignment::{Admission, Assigner, Explanation, Fleet, Placement, Plan, Refusal};
+use crate::clock::Timestamp;
+use crate::conflict::{
+    ConflictDetector, ConflictError, ConflictId, ConflictManager, EscalationLevel, HumanDecision,
+};
+use crate::id::{AgentId, RequestId, TaskId};
+use crate::policy::{DutyLog, PendingBatch, PolicyContext, PolicyEnforcer, SystemMode, Violation};
+use crate::resource::{
+    Grant, LedgerError, ResourceLedger, ResourceName, ResourcePredictor, Resources,
+};
+use crate::task::{Claim, Task, TaskAnalyzer};
+
+use super::claims::Hold;
+use super::error::CoordinatorError;
+use super::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};
+use super::queue::WaitingTask;
+
+/// The ledger resource that mirrors task slots, so that a queued task is granted only
+/// when its agent has both the resources and a free slot.
+pub const SLOTS_RESOURCE: &str = "concord.slots";
+
+pub(super) fn slots_name() -> &'static ResourceName {
+    static SLOTS: std::sync::LazyLock<ResourceName> =
+        // A constant, valid name: parsing cannot fail.
+        std::sync::LazyLock::new(|| {
+            ResourceName::new(SLOTS_RESOURCE).unwrap_or(ResourceName::Cpu)
+        });
+    &SLOTS
+}
+
+/// What becomes of a running task whose agent leaves service (goes offline or
+/// unhealthy, or is deregistered).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OnAgentLoss {
+    /// It waits again, keeping its age in the queue, for another agent (the default:
+    /// the agent's loss is not the task's failure).
+    #[default]
+    Requeue,
+    /// It ends as a failure.
+    Fail,
+}
+
+/// The deciding parts, owned by the core so that none needs a lock of its own.
+pub(super) struct Parts {
+    pub(super) analyzer: Arc<dyn TaskAnalyzer>,
+    pub(super) predictor: Box<dyn ResourcePredictor>,
+    pub(super) assigner: Arc<dyn Assigner>,
+    pub(super) policies: Arc<dyn PolicyEnforcer>,
+    /// Whether tasks whose requirements are stated go through the analyzer too.
+    pub(super) analyze_explicit: bool,
+    pub(super) on_agent_loss: OnAgentLoss,
+}
+
+/// The coordination state.
+#[derive(Debug)]
+pub(super) struct State {
+    pub(super) registry: AgentRegistry,
+    pub(super) ledger: ResourceLedger,
+    pub(super) mode: SystemMode,
+    pub(super) duties: DutyLog,
+    /// Hashed: a B-tree freed and made its root node again each time the last running
+    /// task finished and the next started. Sorted where it is shown or saved.
+    pub(super) assignments: crate::hash::FxHashMap<TaskId, Arc<Assignment>>,
+    pub(super) waiting: BTreeMap<RequestId, WaitingTask>,
+    /// Each waiting task's key in `waiting`: kept in step with it by `wait` and
+    /// `unwait`, so that finding a task among those waiting is not a scan.
+    pub(super) waiting_by_task: BTreeMap<TaskId, RequestId>,
+    pub(super) events: Vec<Event>,
+    pub(super) next_seq: u64,
+    /// The latest `now` any command was given: time never goes back.
+    pub(super) last_now: Timestamp,
+    /// The fleet view the assigner reads, refreshed in place for every batch (not in
+    /// the snapshot: it follows from the registry and the ledger). It holds the
+    /// affinity table, which the core owns and lends it.
+    pub(super) fleet: Fleet,
+    /// Grants the ledger made to waiting tasks while capacity was given back outside
+    /// `serve` (by `queue_or_reject`); served before the call returns.
+    pub(super) handed_back: Vec<Grant>,
+    pub(super) detector: ConflictDetector,
+    pub(super) conflicts: ConflictManager,
+    /// The claims each running task holds, and its agent.
+    pub(super) claims: BTreeMap<TaskId, (AgentId, Vec<Claim>)>,
+    /// The task holding the resource of each open conflict: its end resolves it.
+    pub(super) holders: BTreeSet<(TaskId, ConflictId)>,
+    /// The waiting tasks (their keys in `waiting`) blocked behind each running task's
+    /// claims. Not in the snapshot: restore derives it from `WaitingTask::behind`.
+    pub(super) blocked: BTreeMap<TaskId, BTreeSet<RequestId>>,
+    /// Pairs (holder, task) a decision approved: the task may run beside the holder
+    /// although their claims collide. Dropped when either finishes.
+    pub(super) approved: BTreeSet<(TaskId, TaskId)>,
+    /// The policy admission's proposals, kept between batches for their capacity.
+    pub(super) proposals: PendingBatch,
+    /// The group of the last batch, shared by the next batch of the same group.
+    pub(super) last_group: Option<Arc<str>>,
+    /// Assignments of finished tasks that nobody else held any more, kept so that
+    /// the next assignments reuse their allocations.
+    pub(super) spare: Vec<Arc<Assignment>>,
+    /// The keys of the waiting tasks the core holds off the ledger's queue
+    /// ([`WaitingTask::parked`]), in order.
+    pub(super) parked: BTreeSet<RequestId>,
+    /// The mailboxes of the watched groups (see [`Core::watch`]).
+    pub(super) watched: BTreeMap<Arc<str>, Vec<Notice>>,
+    /// The watched groups whose mailbox went from empty to not, since the last
+    /// [`Core::take_notified`].
+    pub(super) notified: Vec<Arc<str>>,
+}
+
+/// How many finished assignments' allocations the coordinator keeps for reuse: a
+/// workflow batch's worth.
+const SPARE_ASSIGNMENTS: usize = 64;
+
+impl State {
+    pub(super) fn new(ledger: ResourceLedger, conflicts: ConflictManager) -> State {
+        State {
+            registry: AgentRegistry::new(),
+            ledger,
+            mode: SystemMode::Normal,
+            duties: DutyLog::default(),
+            assignments: crate::hash::FxHashMap::default(),
+            waiting: BTreeMap::new(),
+            waiting_by_task: BTreeMap::new(),
+            fleet: Fleet::new(&AgentRegistry::new(), None)
+                .with_affinity(crate::assignment::AffinityTable::default()),
+            handed_back: Vec::new(),
+            events: Vec::new(),
+            next_seq: 1,
+            last_now: Timestamp::from_secs(0),
+            detector: ConflictDetector::new(),
+            conflicts,
+            claims: BTreeMap::new(),
+            holders: BTreeSet::new(),
+            blocked: BTreeMap::new(),
+            approved: BTreeSet::new(),
+            proposals: PendingBatch::default(),
+            last_group: None,
+            spare: Vec::new(),
+            parked: BTreeSet::new(),
+            watched: BTreeMap::new(),
+            notified: Vec::new(),
+        }
+    }
+
+    /// Appends an event, stamped with the next sequence number and `at`.
+    pub(super) fn push(&mut self, at: Timestamp, kind: EventKind) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.events.push(Event { seq, at, kind });
+    }
+
+    /// Leaves `notice` in the mailbox of `group`, if a driver watches it.
+    pub(super) fn notify(&mut self, group: Option<&Arc<str>>, notice: Notice) {
+        let Some(group) = group else { return };
+        if let Some(mailbox) = self.watched.get_mut(&**group) {
+            if mailbox.is_empty() {
+                self.notified.push(Arc::clone(group));
+            }
+            mailbox.push(notice);
+        }
+    }
+
+    pub(super) fn knows(&self, task: TaskId) -> bool {
+        self.assignments.contains_key(&task) || self.waiting_by_task.contains_key(&task)
+    }
+
+    /// Records that a task was rejected: an event, and a notice for its driver if it
+    /// had been waiting in a watched group.
+    pub(super) fn reject(
+        &mut self,
+        task: TaskId,
+        group: Option<&Arc<str>>,
+        explanation: Explanation,
+        now: Timestamp,
+    ) {
+        tracing::debug!(task.id = %task, why = %explanation, "task rejected");
+        let reason = format!("no agent can ever take it: {explanation}");
+        self.push(
+            now,
+            EventKind::TaskRejected {
+                task,
+                explanation: Box::new(explanation),
+            },
+        );
+        self.notify(group, Notice::Refused { task, reason });
+    }
+}
+
+/// The sans-I/O coordinator: the whole coordination state and the parts that decide,
+/// driven by commands that each take `now`, in the manner of quinn-proto's
+/// `Connection`.
+///
+/// - **Commands**: [`register_agent`](Self::register_agent),
+///   [`deregister_agent`](Self::deregister_agent),
+///   [`set_agent_status`](Self::set_agent_status), [`set_mode`](Self::set_mode),
+///   [`assign_batch`](Self::assign_batch), [`complete`](Self::complete),
+///   [`cancel`](Self::cancel), [`decide`](Self::decide).
+/// - **Time**: [`poll_timeout`](Self::poll_timeout) says when the core next needs
+///   [`handle_timeout`](Self::handle_timeout): the next rung of the escalation ladder
+///   (and a human's deadline, past which the ladder's default decision applies), the
+///   next lease expiry, the next reservation due to a long-waiting task.
+/// - **Out**: every change is an [`Event`] ([`poll_event`](Self::poll_event),
+///   [`drain_events_into`](Self::drain_events_into)); a driver that submitted tasks
+///   of a group it [watches](Self::watch) gets [`Notice`]s of what happened to them
+///   while they waited.
+///
+/// A `now` earlier than one the core has seen is refused
+/// ([`CoordinatorError::TimeWentBack`]) and changes nothing. Wrap the core in a
+/// [`Coordinator`](super::Coordinator) to share it between tasks with a clock.
+///
+/// # Examples
+/// ```
+/// use concord::coordinator::{AssignOutcome, Coordinator};
+/// use concord::{AgentId, AgentProfile, Requirements, Role, Task, TaskId, Timestamp};
+///
+/// let mut core = Coordinator::builder().build_core();
+/// let t0 = Timestamp::from_secs(1_000);
+/// let ops = AgentProfile::new(AgentId::new(1), "ops-1")
+///     .with_role(Role::new("ops")?)
+///     .with_capacity("cpu=2,memory=4Gi".parse()?);
+/// core.register_agent(ops, t0)?;
+/// // A task that says who can do it is taken at its word (no keyword analysis).
+/// let task = Task::new(TaskId::new(1), "backup_index", "back up the index")
+///     .with_requirements(Requirements::new().with_role(Role::new("ops")?));
+/// let outcome = core.assign(task, t0)?;
+/// assert!(matches!(outcome, AssignOutcome::Assigned(_)));
+/// core.complete(TaskId::new(1), true, None, t0)?;
+/// assert_eq!(core.poll_timeout(), None); // nothing timed is pending
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Core {
+    pub(super) parts: Parts,
+    pub(super) s: State,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("analyzer", &self.parts.analyzer)
+            .field("assigner", &self.parts.assigner)
+            .field("policies", &self.parts.policies)
+            .field("mode", &self.s.mode)
+            .field("running", &self.s.assignments.len())
+            .field("waiting", &self.s.waiting.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The items of a plan (placements, unplaced tasks) handed out by task. The crate's
+/// assigners list them in the batch's order, which one pass takes in turn; any other
+/// order falls back to a map, so a host's assigner costs no quadratic search.
+struct ByTask<T> {
+    items: std::vec::IntoIter<T>,
+    rest: Option<crate::hash::FxHashMap<TaskId, T>>,
+    key: fn(&T) -> TaskId,
+}
+
+impl<T> ByTask<T> {
+    fn new(items: Vec<T>, key: fn(&T) -> TaskId) -> Self {
+        ByTask {
+            items: items.into_iter(),
+            rest: None,
+            key,
+        }
+    }
+
+    /// The item of `task`, taken out.
+    fn take(&mut self, task: TaskId) -> Option<T> {
+        if self.rest.is_none() {
+            match self.items.as_slice().first() {
+                None => return None,
+                Some(next) if (self.key)(next) == task => return self.items.next(),
+                // Not in order, or `task` has no item: look it up from now on.
+                Some(_) => {
+                    let key = self.key;
+                    self.rest = Some(self.items.by_ref().map(|t| (key(&t), t)).collect());
+                }
+            }
+        }
+        self.rest.as_mut().and_then(|rest| rest.remove(&task))
+    }
+}
+
+/// Asks the policies about each (task, agent) pair, counting the batch's accepted
+/// placements as pending.
+struct PolicyAdmission<'a> {
+    policies: &'a dyn PolicyEnforcer,
+    state: &'a State,
+    group: Option<&'a Arc<str>>,
+    /// Proposals accepted so far.
+    pending: PendingBatch,
+    /// Warnings per task.
+    warnings: BTreeMap<TaskId, Vec<Violation>>,
+    now: Timestamp,
+}
+
+impl Admission for PolicyAdmission<'_> {
+    fn admit(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        accepted: &[Placement],
+    ) -> Result<(), Refusal> {
+        // Placements the assigner accepted since we last looked were admitted by us.
+        self.pending.truncate(accepted.len());
+        // Made where it stays if admitted, and checked against the placements before
+        // it.
+        self.pending.propose(task, agent, self.group);
+        let Some((proposal, before)) = self.pending.split_last() else {
+            unreachable!("a proposal was just pushed");
+        };
+        let ctx = PolicyContext::new(&self.state.registry, &self.state.ledger)
+            .with_mode(self.state.mode)
+            .with_duties(&self.state.duties)
+            .with_pending_batch(before, &self.pending)
+            .with_now(self.now);
+        let violations = self.policies.validate(proposal, &ctx);
+        if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
+            self.pending.retract_last();
+            return Err(Refusal::new(
+                task.id(),
+                agent,
+                v.rule.clone(),
+                v.message.clone(),
+            ));
+        }
+        // Only findings are kept (an empty entry would cost an allocation per task);
+        // a task admitted again (an assigner that backtracks) keeps its last ones.
+        if violations.is_empty() {
+            self.warnings.remove(&task.id());
+        } else {
+            self.warnings.insert(task.id(), violations);
+        }
+        Ok(())
+    }
+}
+
+impl Core {
+    /// Refuses a `now` earlier than one already seen, else makes it the latest.
+    fn at(&mut self, now: Timestamp) -> Result<Timestamp, CoordinatorError> {
+        if now < self.s.last_now {
+            return Err(CoordinatorError::TimeWentBack {
+                now,
+                seen: self.s.last_now,
+            });
+        }
+        self.s.last_now = now;
+        Ok(now)
+    }
+
+    /// The latest time the core was given.
+    pub fn last_now(&self) -> Timestamp {
+        self.s.last_now
+    }
+
+    /// Registers an agent (and its declared capacity and task slots in the ledger).
+    ///
+    /// # Errors
+    /// The registry's or the ledger's refusal (a duplicate id, an invalid profile);
+    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn register_agent(
+        &mut self,
+        profile: AgentProfile,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        self.check_time(now)?;
+        let s = &mut self.s;
+        let capacity = profile
+            .capacity()
+            .cloned()
+            .unwrap_or_default()
+            .with(slots_name(), u64::from(profile.max_tasks()));
+        if s.ledger.capacity(profile.id()).is_ok() {
+            return Err(LedgerError::DuplicateAgent {
+                agent: profile.id(),
+            }
+            .into());
+        }
+        s.registry.register(profile.clone(), now)?;
+        if let Err(e) = s.ledger.add_agent(profile.id(), &capacity) {
+            // Keep the two in step: undo the registration.
+            let _ = s.registry.deregister(profile.id());
+            return Err(e.into());
+        }
+        s.last_now = now;
+        tracing::info!(agent.id = %profile.id(), agent.name = profile.name(), "agent registered");
+        s.push(
+            now,
+            EventKind::AgentRegistered {
+                profile: Box::new(profile),
+            },
+        );
+        // Tasks parked because no agent had room may fit the newcomer.
+        self.retry_parked(now);
+        Ok(())
+    }
+
+    /// Fails with [`CoordinatorError::TimeWentBack`] for a `now` earlier than one seen.
+    fn check_time(&self, now: Timestamp) -> Result<(), CoordinatorError> {
+        if now < self.s.last_now {
+            return Err(CoordinatorError::TimeWentBack {
+                now,
+                seen: self.s.last_now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes an agent for good. Its running tasks are handed back first (waiting
+    /// again, or failed, per [`OnAgentLoss`]); tasks waiting in the queue for it wait
+    /// for the other agents, or are rejected when no other agent could ever take
+    /// them. Returns its profile.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownAgent`]; [`CoordinatorError::TimeWentBack`]; nothing
+    /// changes.
+    pub fn deregister_agent(
+        &mut self,
+        agent: AgentId,
+        now: Timestamp,
+    ) -> Result<AgentProfile, CoordinatorError> {
+        self.check_time(now)?;
+        if !self.s.registry.contains(agent) {
+            return Err(CoordinatorError::UnknownAgent { agent });
+        }
+        self.s.last_now = now;
+        self.hand_back_tasks_of(agent, now);
+        // Waiting requests that name it leave the queue and are asked again, for the
+        // agents that stay.
+        let naming: Vec<RequestId> = self
+            .s
+            .ledger
+            .waiting(now)
+            .into_iter()
+            .filter(|w| w.request.candidates().contains(&agent))
+            .map(|w| w.id)
+            .collect();
+        let mut again = Vec::new();
+        for request in naming {
+            if self.s.ledger.cancel(request).is_ok() {
+                if let Some(w) = self.s.unwait(request) {
+                    again.push(w);
+                }
+            }
+        }
+        let profile = self.s.registry.deregister(agent)?;
+        if let Err(e) = self.s.ledger.remove_agent(agent) {
+            tracing::error!(agent.id = %agent, error = %e, "ledger kept a deregistered agent");
+        }
+        tracing::info!(agent.id = %agent, "agent deregistered");
+        self.s.push(now, EventKind::AgentDeregistered { agent });
+        let mut granted = Vec::new();
+        for w in again {
+            self.requeue(w, now, &mut granted);
+        }
+        let grants = self.s.ledger.drain(now);
+        self.serve(grants, granted, now);
+        Ok(profile)
+    }
+
+    /// Changes an agent's status (it must be a legal transition). Returns whether it
+    /// changed: setting the status it already has (quarantine twice) changes nothing
+    /// and says so with `false`. An agent going offline or unhealthy hands its running
+    /// tasks back ([`OnAgentLoss`], [`EventKind::TaskHandedBack`]).
+    ///
+    /// # Errors
+    /// The registry's refusal; [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn set_agent_status(
+        &mut self,
+        agent: AgentId,
+        status: AgentStatus,
+        now: Timestamp,
+    ) -> Result<bool, CoordinatorError> {
+        self.check_time(now)?;
+        if self.s.registry.status(agent)? == status {
+            return Ok(false);
+        }
+        let leaves = matches!(status, AgentStatus::Offline | AgentStatus::Unhealthy);
+        let from = self.s.registry.set_status(agent, status, now)?;
+        self.s.last_now = now;
+        tracing::info!(agent.id = %agent, from = %from, to = %status, "agent status changed");
+        self.s.push(
+            now,
+            EventKind::AgentStatusChanged {
+                agent,
+                from,
+                to: status,
+            },
+        );
+        if leaves {
+            self.hand_back_tasks_of(agent, now);
+        }
+        // An agent back in service may take parked or queued tasks.
+        if status == AgentStatus::Available {
+            let grants = self.s.ledger.drain(now);
+            self.serve(grants, Vec::new(), now);
+            self.retry_parked(now);
+        }
+        Ok(true)
+    }
+
+    /// Takes every running task from `agent`, which left service: frees what each
+    /// holds and, per [`OnAgentLoss`], queues it again or ends it as a failure. The
+    /// agent's loss is not held against it or the task (no affinity or prediction
+    /// is learned from it).
+    fn hand_back_tasks_of(&mut self, agent: AgentId, now: Timestamp) {
+        let mut lost: Vec<TaskId> = self
+            .s
+            .assignments
+            .values()
+            .filter(|a| a.agent == agent)
+            .map(|a| a.task.id())
+            .collect();
+        lost.sort_unstable();
+        let mut grants = Vec::new();
+        let mut unblocked = Vec::new();
+        for task in lost {
+            let Some(a) = self.s.assignments.remove(&task) else {
+                continue;
+            };
+            let _ = self.s.registry.task_finished(a.agent, now);
+            self.s.release_claims(task, now);
+            unblocked.extend(self.s.unblock(task, now));
+            grants.extend(self.s.ledger.release(a.allocation, now).unwrap_or_default());
+            let requeued = self.parts.on_agent_loss == OnAgentLoss::Requeue;
+            tracing::info!(task.id = %task, agent.id = %agent, requeued, "task handed back");
+            self.s.push(
+                now,
+                EventKind::TaskHandedBack {
+                    task,
+                    agent,
+                    requeued,
+                },
+            );
+            if requeued {
+                self.s
+                    .notify(a.group.as_ref(), Notice::Requeued { task, agent });
+                let a = Arc::unwrap_or_clone(a);
+                let w = WaitingTask {
+                    explanation: Explanation {
+                        considered: 0,
+                        ..Explanation::default()
+                    },
+                    task: a.task,
+                    group: a.group,
+                    behind: None,
+                    since: Some(a.assigned_at),
+                    parked: None,
+                };
+                self.requeue(w, now, &mut unblocked);
+            } else {
+                self.s
+                    .notify(a.group.as_ref(), Notice::Lost { task, agent });
+            }
+        }
+        self.serve(grants, unblocked, now);
+    }
+
+    /// Enters or leaves safe mode (or recovery). Outside normal mode the default
+    /// policies admit only the duties their safe-mode rule allows (the recovery's
+    /// own); a task the safe-mode rule refuses is held ([`WaitingTask::parked`]) and
+    /// waits for normal mode, in its order, instead of failing. Returns whether the
+    /// mode changed.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn set_mode(&mut self, mode: SystemMode, now: Timestamp) -> Result<bool, CoordinatorError> {
+        let now = self.at(now)?;
+        Ok(self.change_mode(mode, now))
+    }
+
+    pub(super) fn change_mode(&mut self, mode: SystemMode, now: Timestamp) -> bool {
+        let from = self.s.mode;
+        if from == mode {
+            return false;
+        }
+        self.s.mode = mode;
+        tracing::info!(from = %from, to = %mode, "system mode changed");
+        self.s.push(now, EventKind::ModeChanged { from, to: mode });
+        if mode.admits_new_assignments() {
+            // Out of safe mode: what waited for it is queued again, in order.
+            self.retry_parked(now);
+        }
+        true
+    }
+
+    /// The system mode.
+    pub fn mode(&self) -> SystemMode {
+        self.s.mode
+    }
+
+    /// Assigns one task: the agent assignment procedure in one call.
+    ///
+    /// # Errors
+    /// As [`assign_batch`](Self::assign_batch).
+    pub fn assign(
+        &mut self,
+        task: Task,
+        now: Timestamp,
+    ) -> Result<AssignOutcome, CoordinatorError> {
+        let mut out = self.assign_batch(None, vec![task], now)?;
+        Ok(out.remove(0))
+    }
+
+    /// Assigns a batch of tasks together (the assigner sees them all at once, which is
+    /// what an optimal assigner needs), optionally as part of `group` (a workflow
+    /// run: separation of duties holds across the group). Outcomes come back in the
+    /// batch's order.
+    ///
+    /// A task that cannot start now waits ([`AssignOutcome::Queued`],
+    /// [`AssignOutcome::Conflicted`]); it is [`AssignOutcome::Rejected`] only when no
+    /// agent could ever take it.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::DuplicateTask`] if one is already assigned or waiting; the
+    /// analyzer's or assigner's refusal of bad input; [`CoordinatorError::TimeWentBack`].
+    /// Then nothing changes.
+    pub fn assign_batch(
+        &mut self,
+        group: Option<&str>,
+        mut tasks: Vec<Task>,
+        now: Timestamp,
+    ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
+        let mut outcomes = Vec::with_capacity(tasks.len());
+        self.assign_batch_into(group, &mut tasks, &mut outcomes, false, now)?;
+        Ok(outcomes)
+    }
+
+    /// [`assign_batch`](Self::assign_batch) for a caller that reuses its buffers:
+    /// takes the tasks out of `tasks` and appends their outcomes to `outcomes`. Spent
+    /// tasks are left in `tasks`, for [`Task::refill`] to make the next batch's. With
+    /// `wait`, a task whose claims collide waits behind the holder (what a driver
+    /// that watches the group wants); without, the caller submits it again.
+    pub(crate) fn assign_batch_into(
+        &mut self,
+        group: Option<&str>,
+        tasks: &mut [Task],
+        outcomes: &mut Vec<AssignOutcome>,
+        wait: bool,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        self.check_time(now)?;
+        let Core { parts, s } = self;
+        // 1. Analyze. A task that states its requirements is taken at its word, unless
+        // the host asked for analysis of those too: the keyword rules read names, and a
+        // step named `backup_index` is not an ops task because of its name.
+        let span = tracing::debug_span!("analyze", tasks = tasks.len()).entered();
+        for task in tasks.iter_mut() {
+            if !parts.analyze_explicit && task.requirements().is_stated() {
+                continue;
+            }
+            let fired = parts.analyzer.analyze_in_place(task)?;
+            tracing::debug!(task.id = %task.id(), rules = ?fired.iter().map(|f| &f.rule).collect::<Vec<_>>(), "task analyzed");
+        }
+        drop(span);
+        let analyzed = tasks;
+        // 2. Predict the needs.
+        {
+            let _span = tracing::debug_span!("predict", tasks = analyzed.len()).entered();
+            for task in analyzed.iter_mut() {
+                let (kind, resources) = task.kind_and_resources_mut();
+                parts.predictor.predict_in_place(kind, resources);
+            }
+        }
+        // One shared name for the whole batch's proposals and assignments.
+        let group: Option<Arc<str>> = group.map(|g| {
+            if let Some(last) = s.last_group.as_ref().filter(|last| ***last == *g) {
+                return Arc::clone(last);
+            }
+            let shared = match s.duties.shared_group(g) {
+                Some(logged) => Arc::clone(logged),
+                None => Arc::from(g),
+            };
+            s.last_group = Some(Arc::clone(&shared));
+            shared
+        });
+        for t in analyzed.iter() {
+            if s.knows(t.id()) {
+                return Err(CoordinatorError::DuplicateTask { task: t.id() });
+            }
+            // Refused here, before any task of the batch is committed, so that a bad
+            // claim on the third task does not leave the first two assigned behind an
+            // error.
+            if let Some(c) = t.requirements().claims().iter().find(|c| c.names_nothing()) {
+                return Err(ConflictError::EmptyClaim {
+                    resource: c.resource().to_owned(),
+                }
+                .into());
+            }
+        }
+        s.last_now = now;
+        // 3-4. Find available agents and assign, validating through the policies.
+        let (plan, mut warnings, pending) = {
+            let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
+            let pending = std::mem::take(&mut s.proposals);
+            s.fleet.refresh(&s.registry, Some(&s.ledger));
+            let st: &State = s;
+            let fleet = &st.fleet;
+            let mut admission = PolicyAdmission {
+                policies: parts.policies.as_ref(),
+                state: st,
+                group: group.as_ref(),
+                pending,
+                warnings: BTreeMap::new(),
+                now,
+            };
+            let plan = if fleet.is_empty() {
+                Ok(Plan::default())
+            } else {
+                parts.assigner.assign(analyzed, fleet, &mut admission)
+            };
+            let PolicyAdmission {
+                mut pending,
+                warnings,
+                ..
+            } = admission;
+            pending.clear();
+            (plan, warnings, pending)
+        };
+        s.proposals = pending;
+        let plan = plan?;
+        for refusal in &plan.refusals {
+            s.push(
+                now,
+                EventKind::PolicyRefused {
+                    refusal: Box::new(refusal.clone()),
+                },
+            );
+        }
+        // 5. Allocate, in the batch's order.
+        let _span = tracing::debug_span!("allocate", tasks = analyzed.len()).entered();
+        let mut placements = ByTask::new(plan.placements, |p| p.task);
+        let mut unplaced = ByTask::new(plan.unplaced, |u| u.task);
+        for task in analyzed.iter_mut() {
+            let id = task.id();
+            if let Some(p) = placements.take(id) {
+                let outcome = self.commit(
+                    task,
+                    p,
+                    warnings.remove(&id).unwrap_or_default(),
+                    group.as_ref(),
+                    wait,
+                    now,
+                )?;
+                outcomes.push(outcome);
+                continue;
+            }
+            let explanation =
+                unplaced
+                    .take(id)
+                    .map(|u| u.explanation)
+                    .unwrap_or_else(|| Explanation {
+                        considered: 0,
+                        ..Explanation::default()
+                    });
+            let refusals: Vec<Refusal> = plan
+                .refusals
+                .iter()
+                .filter(|r| r.task == id)
+                .cloned()
+                .collect();
+            outcomes.push(self.queue_or_reject(
+                task.take(),
+                explanation,
+                refusals,
+                group.as_ref(),
+                None,
+                now,
+            )?);
+        }
+        // Giving back capacity for a task the assigner refused may have granted
+        // waiting tasks some: they are assigned now (see the journal).
+        self.serve_handed_back(now);
+        Ok(())
+    }
+
+    /// Books a placement: claims, allocation (resources plus one slot), registry slot,
+    /// duty log, event. All or nothing: every step that can fail is checked before the
+    /// first change, or undone, so an error leaves the state as it was.
+    fn commit(
+        &mut self,
+        task: &mut Task,
+        p: Placement,
+        warnings: Vec<Violation>,
+        group: Option<&Arc<str>>,
+        wait: bool,
+        now: Timestamp,
+    ) -> Result<AssignOutcome, CoordinatorError> {
+        // Exclusive claims (files, ports, environments) are checked before anything is
+        // allocated: a task whose claims collide is not started; it waits behind the
+        // holder while the conflicts climb the ladder.
+        if let Hold::Collides(found) = self.s.hold_claims(task, p.agent, now)? {
+            return self.open_conflicts_for(task, group, found, wait, now);
+        }
+        let Core { parts, s } = self;
+        // From here the claims are held: drop them again on any error.
+        if let Err(e) = startable(&s.registry, p.agent) {
+            s.drop_claims(task.id());
+            return Err(e.into());
+        }
+        let resources = task.requirements().resources();
+        let grant = match s.ledger.try_allocate_with_slot(
+            p.agent,
+            resources,
+            slots_name(),
+            task.id(),
+            task.requirements().priority(),
+            now,
+        ) {
+            Ok(g) => g,
+            Err(e) => {
+                s.drop_claims(task.id());
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = s.registry.task_started(p.agent, now) {
+            // Ruled out by `startable`. Releasing also serves the ledger's queue, whose
+            // grants nobody would take up here: that is why the registry is asked first.
+            tracing::error!(task.id = %task.id(), agent.id = %p.agent, error = %e, "agent refused a task it could start");
+            let _ = s.ledger.release(grant.allocation, now);
+            s.drop_claims(task.id());
+            return Err(e.into());
+        }
+        // A finished task's allocation, held by nobody else since (checked when kept), is
+        // written field by field: a whole `Assignment` built aside and then moved in is
+        // two large copies. (`make_mut` would copy a shared one first; none is.)
+        let assignment = match s.spare.pop() {
+            Some(mut spare) => {
+                let slot = Arc::make_mut(&mut spare);
+                slot.agent = p.agent;
+                slot.allocation = grant.allocation;
+                slot.resources.clone_from(resources);
+                slot.score = p.score;
+                slot.explanation = p.explanation;
+                slot.warnings = warnings;
+                slot.group = group.cloned();
+                slot.assigned_at = now;
+                // The finished task goes back to the batch's buffer, where the next
+                // batch's task is written over it.
+                std::mem::swap(&mut slot.task, task);
+                spare
+            }
+            None => Arc::new(Assignment {
+                agent: p.agent,
+                allocation: grant.allocation,
+                resources: resources.clone(),
+                score: p.score,
+                explanation: p.explanation,
+                warnings,
+                group: group.cloned(),
+                assigned_at: now,
+                task: task.take(),
+            }),
+        };
+        record_duty(s, parts.policies.as_ref(), &assignment);
+        tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
+        s.assignments
+            .insert(assignment.task.id(), Arc::clone(&assignment));
+        s.push(
+            now,
+            EventKind::TaskAssigned {
+                assignment: Arc::clone(&assignment),
+            },
+        );
+        Ok(AssignOutcome::Assigned(assignment))
+    }
+
+    /// Records that `task` finished: frees its slot, resources and claims (serving
+    /// waiting tasks with them, and queueing again the tasks that waited behind its
+    /// claims), teaches the predictor what it used, and remembers for affinity how it
+    /// went. Returns the waiting tasks that were assigned with what it freed.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownTask`] if it is not assigned;
+    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn complete(
+        &mut self,
+        task: TaskId,
+        success: bool,
+        usage: Option<Resources>,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        self.check_time(now)?;
+        let s = &mut self.s;
+        let mut a = s
+            .assignments
+            .remove(&task)
+            .ok_or(CoordinatorError::UnknownTask { task })?;
+        if !s.ledger.holds(a.allocation) {
+            let allocation = a.allocation;
+            s.assignments.insert(task, a);
+            return Err(LedgerError::UnknownAllocation { allocation }.into());
+        }
+        s.last_now = now;
+        let _ = s.registry.task_finished(a.agent, now);
+        s.release_claims(task, now);
+        // The tasks blocked behind its claims queue again before its resources come
+        // back, as old as they were: what it frees goes to the queue in order, them
+        // included, not only to the tasks queued after them.
+        let unblocked = s.unblock(task, now);
+        // Checked above: the allocation is live.
+        let grants = s.ledger.release(a.allocation, now).unwrap_or_default();
+        s.fleet
+            .affinity_mut()
+            .record_shared(a.task.kind_arc(), a.agent, success);
+        if let Some(usage) = usage {
+            let observation = crate::resource::Observation::new(usage, now);
+            self.parts.predictor.observe(a.task.kind(), &observation);
+        }
+        let s = &mut self.s;
+        tracing::debug!(task.id = %task, agent.id = %a.agent, success, "task completed");
+        s.push(
+            now,
+            EventKind::TaskCompleted {
+                task,
+                agent: a.agent,
+                success,
+            },
+        );
+        // Its allocation serves the next assignment when nobody holds it any more
+        // (the host has taken its events, the outcome is dropped).
+        if s.spare.len() < SPARE_ASSIGNMENTS && Arc::get_mut(&mut a).is_some() {
+            s.spare.push(a);
+        }
+        let earlier: Vec<RequestId> = self.s.parked.iter().copied().collect();
+        let mut assigned = self.serve(grants, unblocked, now);
+        // What the core held before this completion is asked for again (not what this
+        // pass just held: nothing changed for it since).
+        assigned.extend(self.retry_parked_keys(earlier, now));
+        Ok(assigned)
+    }
+
+    /// Withdraws a waiting task (queued, held, or waiting behind a claim). The
+    /// conflicts it met stay with their holders, whose end resolves them. Returns the
+    /// task.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownTask`] if it is not waiting;
+    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn cancel(&mut self, task: TaskId, now: Timestamp) -> Result<Task, CoordinatorError> {
+        self.check_time(now)?;
+        let w = self.withdraw(task)?;
+        self.s.last_now = now;
+        self.s.push(now, EventKind::TaskCancelled { task });
+        // A withdrawn request may have held a reservation: what it kept free for
+        // itself goes to the tasks behind it now.
+        let grants = self.s.ledger.drain(now);
+        self.serve(grants, Vec::new(), now);
+        Ok(w.task)
+    }
+
+    /// Takes a waiting task out of wherever it waits (the ledger's queue, behind a
+    /// claim, or held).
+    pub(super) fn withdraw(&mut self, task: TaskId) -> Result<WaitingTask, CoordinatorError> {
+        let s = &mut self.s;
+        let (request, behind, parked) = s
+            .waiting_by_task
+            .get(&task)
+            .and_then(|r| {
+                let w = s.waiting.get(r)?;
+                Some((*r, w.behind, w.parked))
+            })
+            .ok_or(CoordinatorError::UnknownTask { task })?;
+        match (behind, parked) {
+            // Blocked behind a claim: not in the ledger's queue.
+            (Some(holder), _) => {
+                if let Some(keys) = s.blocked.get_mut(&holder) {
+                    keys.remove(&request);
+                    if keys.is_empty() {
+                        s.blocked.remove(&holder);
+                    }
+                }
+            }
+            // Held by the core: not in the ledger's queue either.
+            (None, Some(_)) => {}
+            (None, None) => {
+                s.ledger.cancel(request)?;
+            }
+        }
+        s.unwait(request)
+            .ok_or(CoordinatorError::UnknownTask { task })
+    }
+
+    /// Records the orchestrator's or a human's answer to an open conflict, with who
+    /// gave it, as the escalation ladder's default decision would at its deadline:
+    ///
+    /// - **deny**: the waiting side is withdrawn with the reason
+    ///   ([`EventKind::TaskDenied`]; a workflow step fails with it and its rollback
+    ///   runs), and the other conflicts it waited on close with it;
+    /// - **approve**: the waiting side may run beside the holder: it is queued now and
+    ///   starts when an agent has room (a collision with that holder is not reopened).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownConflict`], [`CoordinatorError::ConflictClosed`],
+    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn decide(
+        &mut self,
+        conflict: ConflictId,
+        decision: HumanDecision,
+        by: Decider,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        self.check_time(now)?;
+        match self.s.conflicts.state(conflict) {
+            None => return Err(CoordinatorError::UnknownConflict { conflict }),
+            Some(state) if state.is_closed() => {
+                return Err(CoordinatorError::ConflictClosed {
+                    conflict,
+                    state: state.to_string(),
+                });
+            }
+            Some(_) => {}
+        }
+        let level = by.level().unwrap_or(EscalationLevel::Human);
+        self.s.conflicts.decide(conflict, decision, level, now)?;
+        self.s.last_now = now;
+        self.apply_decision(conflict, decision, by, now);
+        Ok(())
+    }
+
+    /// When the core next needs [`handle_timeout`](Self::handle_timeout): the next
+    /// rung of the escalation ladder or human deadline, lease expiry, or reservation
+    /// due. `None` when nothing is timed. A time already past means "now".
+    pub fn poll_timeout(&mut self) -> Option<Timestamp> {
+        let conflicts = self.s.conflicts.next_deadline();
+        let ledger = self.s.ledger.next_deadline();
+        match (conflicts, ledger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Lets time pass to `now`: climbs the escalation ladder (carrying out safe mode
+    /// and the default decisions itself), expires leases, gives reservations to
+    /// long-waiting tasks and assigns waiting tasks that fit. Returns the tasks
+    /// assigned.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn handle_timeout(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        let now = self.at(now)?;
+        let actions = self.s.conflicts.tick(now);
+        let decisions = self.s.escalate(actions, now);
+        for (conflict, decision) in decisions {
+            self.apply_decision(conflict, decision, Decider::Default, now);
+        }
+        let mut grants = self.s.ledger.expire(now).grants;
+        grants.extend(self.s.ledger.drain(now));
+        let mut assigned = self.serve(grants, Vec::new(), now);
+        assigned.extend(self.retry_parked(now));
+        Ok(assigned)
+    }
+
+    /// Starts watching `group` (a workflow run): from now on, what happens to its
+    /// waiting tasks is left as [`Notice`]s for [`take_notices`](Self::take_notices).
+    /// A driver watches the groups it submits; nobody else needs to.
+    pub fn watch(&mut self, group: &str) {
+        if !self.s.watched.contains_key(group) {
+            self.s.watched.insert(Arc::from(group), Vec::new());
+        }
+    }
+
+    /// Stops watching `group`, dropping its unread notices.
+    pub fn unwatch(&mut self, group: &str) {
+        self.s.watched.remove(group);
+    }
+
+    /// Appends the notices left for `group` since the last call to `out`.
+    pub fn take_notices(&mut self, group: &str, out: &mut Vec<Notice>) {
+        if let Some(mailbox) = self.s.watched.get_mut(group) {
+            out.append(mailbox);
+        }
+    }
+
+    /// The watched groups that got notices since the last call (each once): the
+    /// drivers to wake.
+    pub fn take_notified(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.s.notified)
+    }
+
+    /// Whether any watched group got notices since the last
+    /// [`take_notified`](Self::take_notified).
+    pub fn has_notified(&self) -> bool {
+        !self.s.notified.is_empty()
+    }
+
+    /// The tasks running now, by task id.
+    pub fn assignments(&self) -> Vec<Arc<Assignment>> {
+        let mut running: Vec<Arc<Assignment>> = self.s.assignments.values().cloned().collect();
+        running.sort_unstable_by_key(|a| a.task.id());
+        running
+    }
+
+    /// The running task `task`, if it runs.
+    pub fn assignment(&self, task: TaskId) -> Option<&Arc<Assignment>> {
+        self.s.assignments.get(&task)
+    }
+
+    /// The tasks waiting, in request order: in the ledger's queue, held for normal
+    /// mode or capacity, or blocked behind a running task's claim.
+    pub fn waiting(&self) -> Vec<WaitingTask> {
+        self.s.waiting.values().cloned().collect()
+    }
+
+    /// The open conflicts, each with where it stands on the escalation ladder, in id
+    /// order: a read-only view for an operator's screen or the host's approval flow.
+    pub fn open_conflicts(&self) -> Vec<super::OpenConflict> {
+        super::claims::open_conflicts_view(&self.s)
+    }
+
+    /// The conflict manager (read-only): every conflict's record and history.
+    pub fn conflict_manager(&self) -> &ConflictManager {
+        &self.s.conflicts
+    }
+
+    /// The agent registry (read-only).
+    pub fn registry(&self) -> &AgentRegistry {
+        &self.s.registry
+    }
+
+    /// The resource ledger (read-only).
+    pub fn ledger(&self) -> &ResourceLedger {
+        &self.s.ledger
+    }
+
+    /// The resource predictor (read-only): a host that keeps the predictor's learned
+    /// state hands it in again on restore through
+    /// [`CoordinatorBuilder::predictor`](super::CoordinatorBuilder::predictor).
+    pub fn predictor(&self) -> &dyn ResourcePredictor {
+        self.parts.predictor.as_ref()
+    }
+
+    /// Forgets the conflicts that closed before `closed_before` (see
+    /// [`ConflictManager::forget_closed`]). Returns how many were forgotten.
+    pub fn forget_closed_conflicts(&mut self, closed_before: Timestamp) -> usize {
+        self.s.conflicts.forget_closed(closed_before)
+    }
+
+    /// Forgets who did which duty in `group` (a finished workflow run or batch).
+    /// Returns whether anything was recorded for it.
+    pub fn forget_group(&mut self, group: &str) -> bool {
+        self.s.duties.forget_group(group)
+    }
+
+    /// The next event not yet handed out, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if self.s.events.is_empty() {
+            return None;
+        }
+        Some(self.s.events.remove(0))
+    }
+
+    /// Takes the events made since the last call, in order, for the host to journal.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.s.events)
+    }
+
+    /// [`drain_events`](Self::drain_events) into the host's buffer: appends the events
+    /// made since the last call to `out`, allocating nothing when `out` has room.
+    pub fn drain_events_into(&mut self, out: &mut Vec<Event>) {
+        let events = &mut self.s.events;
+        if out.is_empty() && out.capacity() >= events.len() {
+            // The journal and the host's buffer trade storage: nothing is copied.
+            std::mem::swap(out, events);
+        } else {
+            out.append(events);
+        }
+    }
+}
+
+/// Why [`AgentRegistry::task_started`] would refuse `agent` a task, asked before the
+/// ledger allocates (the same checks, read-only).
+pub(super) fn startable(registry: &AgentRegistry, agent: AgentId) -> Result<(), RegistryError> {
+    let view = registry
+        .get(agent)
+        .ok_or(RegistryError::UnknownAgent { agent })?;
+    if view.status() != AgentStatus::Available {
+        return Err(RegistryError::NotAvailable {
+            agent,
+            status: view.status(),
+        });
+    }
+    if view.running() >= view.max_tasks() {
+        return Err(RegistryError::NoFreeSlot {
+            agent,
+            running: view.running(),
+            max_tasks: view.max_tasks(),
+        });
+    }
+    Ok(())
+}
+
+/// Records `a`'s duty in its group, if the policies ever read it.
+pub(super) fn record_duty(s: &mut State, policies: &dyn PolicyEnforcer, a: &Assignment) {
+    if let Some(group) = a
+        .group
+        .as_ref()
+        .filter(|_| policies.reads_duty(a.task.kind()))
+    {
+        s.duties.record_shared(group, a.task.kind_arc(), a.agent);
+    }
+}

@@ -1,0 +1,79 @@
+//! [`CoordinatorError`]: what the coordinator refuses, and why.
+
+use crate::agent::RegistryError;
+use crate::assignment::AssignmentError;
+use crate::clock::Timestamp;
+use crate::conflict::{ConflictError, ConflictId};
+use crate::id::{AgentId, TaskId};
+use crate::resource::LedgerError;
+use crate::task::TaskError;
+
+/// An error from the coordinator ([`Core`](super::Core) or its
+/// [`Coordinator`](super::Coordinator) facade). Its state is unchanged whenever one is
+/// returned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    /// The registry refused.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The ledger refused.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The task could not be analyzed.
+    #[error(transparent)]
+    Task(#[from] TaskError),
+    /// The assigner refused its input.
+    #[error(transparent)]
+    Assignment(#[from] AssignmentError),
+    /// The conflict domain refused an operation.
+    #[error(transparent)]
+    Conflict(#[from] ConflictError),
+    /// The task is already assigned or waiting.
+    #[error("{task} is already assigned or waiting")]
+    DuplicateTask {
+        /// The offending task.
+        task: TaskId,
+    },
+    /// The task is neither assigned nor waiting.
+    #[error("{task} is not assigned")]
+    UnknownTask {
+        /// The offending task.
+        task: TaskId,
+    },
+    /// The agent is not registered.
+    #[error("{agent} is not registered")]
+    UnknownAgent {
+        /// The offending agent.
+        agent: AgentId,
+    },
+    /// The conflict is not known (never opened, or forgotten).
+    #[error("{conflict} is not known")]
+    UnknownConflict {
+        /// The offending conflict.
+        conflict: ConflictId,
+    },
+    /// The conflict is already closed: resolved, or decided.
+    #[error("{conflict} is already closed ({state})")]
+    ConflictClosed {
+        /// The offending conflict.
+        conflict: ConflictId,
+        /// How it closed.
+        state: String,
+    },
+    /// A call gave a time earlier than one the core has already seen: the core's
+    /// deadlines and the journal's order rest on time never going back.
+    #[error("time went back: {now} is earlier than {seen}, already seen")]
+    TimeWentBack {
+        /// The time given.
+        now: Timestamp,
+        /// The latest time seen before.
+        seen: Timestamp,
+    },
+    /// A snapshot is not consistent.
+    #[error("corrupt coordinator snapshot: {reason}")]
+    CorruptSnapshot {
+        /// What is wrong.
+        reason: String,
+    },
+}

@@ -1,0 +1,511 @@
+//! The waiting tasks: in the ledger's fair queue (aging, backfill, reservations),
+//! behind a running task's claim, or held by the core (for normal mode, or for
+//! capacity a policy would admit); and the one place a grant becomes an assignment.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::AgentStatus;
+use crate::assignment::{Explanation, Refusal};
+use crate::clock::Timestamp;
+use crate::id::{AgentId, RequestId, TaskId};
+use crate::policy::{PolicyContext, Proposal};
+use crate::resource::{AllocationRequest, Grant, LedgerError, RequestOutcome};
+use crate::task::Task;
+
+use super::claims::Hold;
+use super::core::{Core, State, record_duty, slots_name, startable};
+use super::error::CoordinatorError;
+use super::event::{AssignOutcome, Assignment, EventKind, Notice};
+
+/// A task waiting, as the coordinator remembers it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WaitingTask {
+    /// The task, analyzed and predicted.
+    pub task: Task,
+    /// Its group, if any.
+    pub group: Option<Arc<str>>,
+    /// Why it waits.
+    pub explanation: Explanation,
+    /// The running task whose claim it waits for, if it waits behind a claim rather
+    /// than in the ledger's queue: it is queued again when that task finishes, or
+    /// when a decision approves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind: Option<TaskId>,
+    /// When it first queued: a task queued again keeps its age in the queue (see
+    /// [`AllocationRequest::with_waiting_since`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// Why the core holds it off the ledger's queue, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<Parked>,
+}
+
+/// Why the core holds a waiting task off the ledger's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Parked {
+    /// Safe mode or recovery: it waits for normal mode.
+    Mode,
+    /// A policy about capacity (the utilization cap, task slots) refused the agents
+    /// that had room: it is asked for again whenever capacity comes back.
+    Policy,
+}
+
+impl State {
+    /// Queues again, in request order, the tasks waiting behind `holder`'s claims
+    /// (it finished). Returns the grants the ledger made at once, each with the key of
+    /// its waiting task; a task no agent could take now or later is rejected.
+    pub(super) fn unblock(&mut self, holder: TaskId, now: Timestamp) -> Vec<(Grant, RequestId)> {
+        let mut granted = Vec::new();
+        let Some(blocked) = self.blocked.remove(&holder) else {
+            return granted;
+        };
+        for key in blocked {
+            let Some(mut w) = self.unwait(key) else {
+                continue;
+            };
+            w.behind = None;
+            self.requeue_keyed(w, Some(key), false, now, &mut granted);
+        }
+        granted
+    }
+
+    /// Puts `w` in `waiting` under `key`.
+    pub(super) fn wait(&mut self, key: RequestId, w: WaitingTask) {
+        self.waiting_by_task.insert(w.task.id(), key);
+        if w.parked.is_some() {
+            self.parked.insert(key);
+        }
+        self.waiting.insert(key, w);
+    }
+
+    /// Takes the waiting task under `key` out of `waiting`.
+    pub(super) fn unwait(&mut self, key: RequestId) -> Option<WaitingTask> {
+        let w = self.waiting.remove(&key)?;
+        self.waiting_by_task.remove(&w.task.id());
+        self.parked.remove(&key);
+        Some(w)
+    }
+
+    /// Makes a waiting task wait again: held for normal mode outside it; else asked
+    /// of the ledger (queued, or granted at once: the grant goes to `granted` with
+    /// its key, to be served); rejected when no agent could ever take it, or, with
+    /// `reject_if_granted`, when it is granted at once (a policy just refused it, and
+    /// nothing changed since).
+    pub(super) fn requeue_keyed(
+        &mut self,
+        mut w: WaitingTask,
+        key: Option<RequestId>,
+        reject_if_granted: bool,
+        now: Timestamp,
+        granted: &mut Vec<(Grant, RequestId)>,
+    ) {
+        let id = w.task.id();
+        w.parked = None;
+        match request_place(self, &w.task, w.since, now) {
+            Ok(Some(RequestOutcome::Queued(request))) => {
+                tracing::debug!(task.id = %id, request.id = %request, "task queued again");
+                self.push(
+                    now,
+                    EventKind::TaskQueued {
+                        task: id,
+                        request,
+                        explanation: Box::new(w.explanation.clone()),
+                    },
+                );
+                self.wait(request, w);
+            }
+            Ok(Some(RequestOutcome::Granted(g))) if !reject_if_granted => {
+                let key = key.unwrap_or_else(|| self.ledger.mint_request_id());
+                self.wait(key, w);
+                granted.push((g, key));
+            }
+            Ok(Some(RequestOutcome::Granted(g))) => {
+                if let Ok(more) = self.ledger.release(g.allocation, now) {
+                    self.handed_back.extend(more);
+                }
+                let group = w.group.clone();
+                self.reject(id, group.as_ref(), w.explanation, now);
+            }
+            Ok(None) => {
+                let group = w.group.clone();
+                self.reject(id, group.as_ref(), w.explanation, now);
+            }
+            Err(e) => {
+                tracing::warn!(task.id = %id, error = %e, "could not queue task again");
+                let group = w.group.clone();
+                self.reject(id, group.as_ref(), w.explanation, now);
+            }
+        }
+    }
+}
+
+/// Why a task refused by `rule` (of the waiting kind) is held: for normal mode, or
+/// for capacity.
+fn parked_for(rule: &str) -> Parked {
+    if rule == crate::policy::SafeModeRule::NAME {
+        Parked::Mode
+    } else {
+        Parked::Policy
+    }
+}
+
+/// The one eligibility predicate the queue uses: `agent` plays the task's roles, has
+/// its capabilities, and is in service (available or busy).
+fn eligible(v: crate::agent::AgentView<'_>, task: &Task) -> bool {
+    let p = v.profile();
+    matches!(v.status(), AgentStatus::Available | AgentStatus::Busy)
+        && task.requirements().roles().iter().all(|r| p.has_role(r))
+        && task
+            .requirements()
+            .capabilities()
+            .iter()
+            .all(|c| p.has_capability(c))
+}
+
+/// Asks the ledger for `task`'s resources and a slot on any agent that could take it
+/// now or later: granted at once, or queued (aging from `since` when it waited
+/// before). `None` when no agent could ever hold it.
+///
+/// # Errors
+/// The ledger's refusal, but for [`LedgerError::ExceedsCapacity`] (that is `None`).
+fn request_place(
+    s: &mut State,
+    task: &Task,
+    since: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Option<RequestOutcome>, LedgerError> {
+    let candidates: Vec<AgentId> = s
+        .registry
+        .iter()
+        .filter(|v| eligible(*v, task))
+        .map(|v| v.id())
+        .collect();
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let needs = task
+        .requirements()
+        .resources()
+        .clone()
+        .with(slots_name(), 1);
+    let mut request = AllocationRequest::any_of(candidates, needs)
+        .with_task(task.id())
+        .with_priority(task.requirements().priority());
+    if let Some(since) = since {
+        request = request.with_waiting_since(since);
+    }
+    match s.ledger.request(request, now) {
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(LedgerError::ExceedsCapacity { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Core {
+    /// A task no agent can take now: queue it when some agent could take it later
+    /// (it has the roles and capabilities, is in service, and could ever hold the
+    /// needs, and every policy refusal on the way was of the waiting kind), else
+    /// reject it.
+    pub(super) fn queue_or_reject(
+        &mut self,
+        task: Task,
+        explanation: Explanation,
+        refusals: Vec<Refusal>,
+        group: Option<&Arc<str>>,
+        since: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<AssignOutcome, CoordinatorError> {
+        let id = task.id();
+        let policies = &self.parts.policies;
+        let waits = refusals.iter().all(|r| policies.refusal_waits(&r.rule));
+        let s = &mut self.s;
+        let outcome = if waits {
+            request_place(s, &task, since, now)?
+        } else {
+            None
+        };
+        let queued = |request: RequestId, explanation: Explanation| AssignOutcome::Queued {
+            task: id,
+            request,
+            explanation: Box::new(explanation),
+        };
+        let mut w = WaitingTask {
+            task,
+            group: group.cloned(),
+            explanation: explanation.clone(),
+            behind: None,
+            since: Some(since.unwrap_or(now)),
+            parked: None,
+        };
+        match outcome {
+            Some(RequestOutcome::Queued(request)) => {
+                tracing::debug!(task.id = %id, request.id = %request, "task queued");
+                s.push(
+                    now,
+                    EventKind::TaskQueued {
+                        task: id,
+                        request,
+                        explanation: Box::new(explanation.clone()),
+                    },
+                );
+                s.wait(request, w);
+                Ok(queued(request, explanation))
+            }
+            Some(RequestOutcome::Granted(g)) => {
+                let key = s.ledger.mint_request_id();
+                // Room now after all: capacity appeared between the plan and now (a
+                // candidate the filters had refused for slots or resources), or a
+                // capacity policy refused it there. The grant goes back (a later
+                // placement of this batch may count on it) and the task is held,
+                // asked for again when capacity next comes back.
+                if let Ok(more) = s.ledger.release(g.allocation, now) {
+                    s.handed_back.extend(more);
+                }
+                s.push(
+                    now,
+                    EventKind::TaskQueued {
+                        task: id,
+                        request: key,
+                        explanation: Box::new(explanation.clone()),
+                    },
+                );
+                w.parked = Some(
+                    refusals
+                        .first()
+                        .map_or(Parked::Policy, |r| parked_for(&r.rule)),
+                );
+                s.wait(key, w);
+                Ok(queued(key, explanation))
+            }
+            None => {
+                s.reject(id, None, explanation.clone(), now);
+                Ok(AssignOutcome::Rejected {
+                    task: id,
+                    explanation: Box::new(explanation),
+                    refusals,
+                })
+            }
+        }
+    }
+
+    /// Makes `w` wait again (see [`State::requeue_keyed`]), its grant if any added to
+    /// `granted`.
+    pub(super) fn requeue(
+        &mut self,
+        w: WaitingTask,
+        now: Timestamp,
+        granted: &mut Vec<(Grant, RequestId)>,
+    ) {
+        self.s.requeue_keyed(w, None, false, now, granted);
+    }
+
+    /// Asks again, in their order, for the tasks the core holds (for normal mode, or
+    /// after a capacity policy refused them), when the mode admits new work. Returns
+    /// the tasks assigned.
+    pub(super) fn retry_parked(&mut self, now: Timestamp) -> Vec<Arc<Assignment>> {
+        let keys: Vec<RequestId> = self.s.parked.iter().copied().collect();
+        self.retry_parked_keys(keys, now)
+    }
+
+    /// [`retry_parked`](Self::retry_parked) of the tasks under `keys` still held.
+    pub(super) fn retry_parked_keys(
+        &mut self,
+        keys: Vec<RequestId>,
+        now: Timestamp,
+    ) -> Vec<Arc<Assignment>> {
+        if keys.is_empty() || !self.s.mode.admits_new_assignments() {
+            return Vec::new();
+        }
+        let mut granted = Vec::new();
+        for key in keys {
+            if !self.s.parked.contains(&key) {
+                continue;
+            }
+            let Some(w) = self.s.unwait(key) else {
+                continue;
+            };
+            self.s.requeue_keyed(w, Some(key), false, now, &mut granted);
+        }
+        self.serve(Vec::new(), granted, now)
+    }
+
+    /// Turns grants for waiting tasks into assignments, in the order granted (the
+    /// ledger's queue order; `unblocked`, the tasks granted outside it, first): the
+    /// policies must agree (a grant refused by a capacity policy is given back and
+    /// the task held until capacity comes back; refused by another, it waits again,
+    /// or is rejected if nothing could take it), the agent must be in service, and
+    /// the task's claims must not collide with a running task's (a colliding task's
+    /// grant is given back and it waits behind the holder). Grants that giving back
+    /// makes are served in the same pass.
+    pub(super) fn serve(
+        &mut self,
+        grants: Vec<Grant>,
+        unblocked: Vec<(Grant, RequestId)>,
+        now: Timestamp,
+    ) -> Vec<Arc<Assignment>> {
+        let Core { parts, s } = self;
+        if grants.is_empty() && unblocked.is_empty() && s.handed_back.is_empty() {
+            // Nothing granted (as after nearly every completion): nothing to do.
+            return Vec::new();
+        }
+        let from_ledger = |g: Grant| {
+            let key = g.request;
+            (g, key)
+        };
+        let mut assigned = Vec::new();
+        let mut refused = Vec::new();
+        let mut queue: VecDeque<(Grant, Option<RequestId>)> = unblocked
+            .into_iter()
+            .map(|(g, key)| (g, Some(key)))
+            .chain(grants.into_iter().map(from_ledger))
+            .chain(
+                std::mem::take(&mut s.handed_back)
+                    .into_iter()
+                    .map(from_ledger),
+            )
+            .collect();
+        while let Some((g, key)) = queue.pop_front() {
+            let taken = key.and_then(|key| Some((key, s.unwait(key)?)));
+            let Some((key, w)) = taken else {
+                // Not ours: give it back.
+                if let Ok(more) = s.ledger.release(g.allocation, now) {
+                    queue.extend(more.into_iter().map(from_ledger));
+                }
+                continue;
+            };
+            let give_back = |s: &mut State, queue: &mut VecDeque<(Grant, Option<RequestId>)>| {
+                if let Ok(more) = s.ledger.release(g.allocation, now) {
+                    queue.extend(more.into_iter().map(from_ledger));
+                }
+            };
+            let proposal = Proposal::for_admission(&w.task, g.agent, w.group.clone());
+            // The grant already holds the resources: check policies against the
+            // ledger as it was before it, by counting what it holds as released.
+            let violations = {
+                let held = s
+                    .ledger
+                    .allocation(g.allocation)
+                    .map(|a| a.resources)
+                    .unwrap_or_default();
+                let ctx = PolicyContext::new(&s.registry, &s.ledger)
+                    .with_mode(s.mode)
+                    .with_duties(&s.duties)
+                    .with_released(g.agent, &held)
+                    .with_now(now);
+                parts.policies.validate(&proposal, &ctx)
+            };
+            if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
+                let refusal = Refusal::new(w.task.id(), g.agent, v.rule.clone(), v.message.clone());
+                let waits = parts.policies.refusal_waits(&v.rule);
+                s.push(
+                    now,
+                    EventKind::PolicyRefused {
+                        refusal: Box::new(refusal),
+                    },
+                );
+                give_back(s, &mut queue);
+                if waits {
+                    // Held until normal mode, or until capacity comes back (the next
+                    // completion).
+                    let mut w = w;
+                    w.parked = Some(parked_for(&v.rule));
+                    s.wait(key, w);
+                } else {
+                    // It waits again after this pass, not now: queued now, the
+                    // capacity another refused task gives back could grant it again
+                    // in this same pass, and two such tasks would hand it back and
+                    // forth for ever.
+                    refused.push(w);
+                }
+                continue;
+            }
+            // The agent may have left service while the task waited: the grant goes
+            // back and the task waits again, for the agents in service then.
+            if let Err(e) = startable(&s.registry, g.agent) {
+                tracing::debug!(task.id = %w.task.id(), agent.id = %g.agent, error = %e, "granted agent cannot start the task; task waits again");
+                give_back(s, &mut queue);
+                refused.push(w);
+                continue;
+            }
+            // Its claims, exactly as a direct assignment's; but a collision blocks it
+            // behind the holder instead of opening a conflict.
+            let hold = s.hold_claims(&w.task, g.agent, now);
+            if !matches!(hold, Ok(Hold::Held)) {
+                give_back(s, &mut queue);
+                match hold {
+                    Ok(Hold::Collides(found)) => s.block(key, w, &found, now),
+                    Err(e) => {
+                        // A claim the detector refuses (it names nothing): no agent
+                        // can ever run the task.
+                        tracing::warn!(task.id = %w.task.id(), error = %e, "task's claims refused");
+                        let group = w.group.clone();
+                        s.reject(w.task.id(), group.as_ref(), w.explanation, now);
+                    }
+                    Ok(Hold::Held) => {}
+                }
+                continue;
+            }
+            // The serving decision, and only it: the agent the queue granted.
+            let explanation = Explanation {
+                considered: 1,
+                fit: 1,
+                winner: Some((g.agent, 0.0)),
+                ..Explanation::default()
+            };
+            let resources = w.task.requirements().resources().clone();
+            let assignment = Assignment {
+                agent: g.agent,
+                allocation: g.allocation,
+                resources,
+                score: 0.0,
+                explanation,
+                warnings: violations,
+                group: w.group.clone(),
+                assigned_at: now,
+                task: w.task,
+            };
+            if s.registry.task_started(g.agent, now).is_err() {
+                tracing::warn!(agent.id = %g.agent, "granted agent could not start the task");
+            }
+            record_duty(s, parts.policies.as_ref(), &assignment);
+            let assignment = Arc::new(assignment);
+            s.assignments
+                .insert(assignment.task.id(), Arc::clone(&assignment));
+            s.push(
+                now,
+                EventKind::TaskAssigned {
+                    assignment: Arc::clone(&assignment),
+                },
+            );
+            let group = assignment.group.clone();
+            s.notify(group.as_ref(), Notice::Started(Arc::clone(&assignment)));
+            assigned.push(assignment);
+        }
+        // Wait again, unless nothing could ever take it.
+        let mut granted = Vec::new();
+        for w in refused {
+            s.requeue_keyed(w, None, true, now, &mut granted);
+        }
+        // (`requeue_keyed` rejects what it is granted at once, so nothing is granted
+        // here; anything given back on the way is served next.)
+        debug_assert!(granted.is_empty());
+        assigned.extend(self.serve_handed_back(now));
+        assigned
+    }
+
+    /// Serves the grants made while capacity was given back outside [`serve`](Self::serve).
+    /// Each comes from a task rejected for good on the way, so serving them, which
+    /// may hand back more, ends.
+    pub(super) fn serve_handed_back(&mut self, now: Timestamp) -> Vec<Arc<Assignment>> {
+        if self.s.handed_back.is_empty() {
+            return Vec::new();
+        }
+        self.serve(Vec::new(), Vec::new(), now)
+    }
+}

@@ -1,0 +1,289 @@
+//! The coordinator's checkpoint: [`CoordinatorSnapshot`], taken by
+//! [`Core::snapshot`] and checked, part against part, when it is restored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentRegistry, RegistrySnapshot};
+use crate::assignment::AffinityTable;
+use crate::clock::Timestamp;
+use crate::conflict::{
+    ClaimOwner, ConflictDetector, ConflictId, ConflictManager, ConflictManagerSnapshot,
+    EscalationPolicy, Party,
+};
+use crate::id::{AgentId, RequestId, TaskId};
+use crate::policy::{DutyLog, SystemMode};
+use crate::resource::{LedgerSnapshot, ResourceLedger};
+
+use super::core::{Core, Parts, State, slots_name};
+use super::error::CoordinatorError;
+use super::event::Assignment;
+use super::queue::WaitingTask;
+
+/// Everything a coordinator holds, as serde data: its checkpoint. The analyzer,
+/// assigner and policies are code or host data (keep them in your configuration), and
+/// so is the predictor's learned state (hand the predictor in again on restore).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CoordinatorSnapshot {
+    /// Format version.
+    pub version: u32,
+    /// The registry.
+    pub registry: RegistrySnapshot,
+    /// The ledger.
+    pub ledger: LedgerSnapshot,
+    /// The system mode.
+    pub mode: SystemMode,
+    /// Who did which duty in which group.
+    pub duties: DutyLog,
+    /// How well agents did each kind of task.
+    pub affinity: AffinityTable,
+    /// Tasks running now, by task id.
+    pub assignments: BTreeMap<TaskId, Assignment>,
+    /// Tasks waiting, by request id: in the ledger's queue, or behind a running task's
+    /// claim ([`WaitingTask::behind`], keyed by the request it was last granted on).
+    pub waiting: BTreeMap<RequestId, WaitingTask>,
+    /// The next event sequence number.
+    pub next_seq: u64,
+    /// The conflict manager: every conflict, open or closed, so that open conflicts
+    /// keep escalating after a restore and their holders' completion still resolves
+    /// them.
+    pub conflicts: ConflictManagerSnapshot,
+    /// The id the next conflict gets, so that ids are never reused, even after the
+    /// conflicts holding the highest ones were
+    /// [forgotten](Core::forget_closed_conflicts).
+    #[serde(default)]
+    pub next_conflict_id: u64,
+}
+
+/// Version 2 added `conflicts`; version 3, tasks held off the queue
+/// ([`WaitingTask::parked`]). Version 2 is read as well.
+pub(super) const SNAPSHOT_VERSION: u32 = 3;
+
+impl Core {
+    /// Everything the core holds, as serde data: its checkpoint. Events not yet
+    /// drained are not part of it: drain and journal them first.
+    pub fn snapshot(&self) -> CoordinatorSnapshot {
+        let s = &self.s;
+        CoordinatorSnapshot {
+            version: SNAPSHOT_VERSION,
+            registry: s.registry.snapshot(),
+            ledger: s.ledger.snapshot(),
+            mode: s.mode,
+            duties: s.duties.clone(),
+            affinity: s.fleet.affinity().cloned().unwrap_or_default(),
+            assignments: s
+                .assignments
+                .iter()
+                .map(|(id, a)| (*id, Assignment::clone(a)))
+                .collect(),
+            waiting: s.waiting.clone(),
+            next_seq: s.next_seq,
+            conflicts: s.conflicts.snapshot(),
+            next_conflict_id: s.detector.next_id(),
+        }
+    }
+}
+
+/// Rebuilds a core from `snapshot`, with `parts` and `escalation`.
+pub(super) fn restore(
+    parts: Parts,
+    escalation: EscalationPolicy,
+    snapshot: CoordinatorSnapshot,
+) -> Result<Core, CoordinatorError> {
+    let corrupt = |reason: String| CoordinatorError::CorruptSnapshot { reason };
+    crate::id::check_counter("next_seq", snapshot.next_seq).map_err(corrupt)?;
+    if !(2..=SNAPSHOT_VERSION).contains(&snapshot.version) {
+        return Err(corrupt(format!(
+            "version {} (expected {SNAPSHOT_VERSION})",
+            snapshot.version
+        )));
+    }
+    let registry = AgentRegistry::restore(snapshot.registry)?;
+    let ledger = ResourceLedger::restore(snapshot.ledger)?;
+    for (task, a) in &snapshot.assignments {
+        if a.task.id() != *task
+            || ledger.allocation(a.allocation).is_none()
+            || !registry.contains(a.agent)
+        {
+            return Err(corrupt(format!(
+                "assignment of {task} does not match the registry and ledger"
+            )));
+        }
+    }
+    // Each open conflict is resolved by its holder's end: the first party, whose
+    // claim was already held when the conflict was found (as `commit` records it).
+    let holders: BTreeMap<ConflictId, TaskId> = snapshot
+        .conflicts
+        .entries
+        .iter()
+        .filter(|(_, r)| !r.state.is_closed())
+        .filter_map(|(id, r)| {
+            let holder = r.conflict.parties().first().and_then(Party::task_id)?;
+            Some((*id, holder))
+        })
+        .collect();
+    let last_id = snapshot
+        .conflicts
+        .entries
+        .keys()
+        .next_back()
+        .map_or(0, |id| id.get());
+    let conflicts = ConflictManager::restore(escalation, snapshot.conflicts)?;
+    if let Some((id, task)) = holders
+        .iter()
+        .find(|(_, task)| !snapshot.assignments.contains_key(task))
+    {
+        return Err(corrupt(format!(
+            "open {id} is held by {task}, which is not running"
+        )));
+    }
+    // A task blocked behind a claim is queued again when its holder finishes, so
+    // the holder must be running.
+    let mut blocked: BTreeMap<TaskId, BTreeSet<RequestId>> = BTreeMap::new();
+    let mut seen: BTreeSet<TaskId> = BTreeSet::new();
+    for (request, w) in &snapshot.waiting {
+        // A task waits once, and not while it runs.
+        if !seen.insert(w.task.id()) || snapshot.assignments.contains_key(&w.task.id()) {
+            return Err(corrupt(format!(
+                "{} is waiting twice, or waiting and running",
+                w.task.id()
+            )));
+        }
+        if let Some(holder) = w.behind {
+            if !snapshot.assignments.contains_key(&holder) {
+                return Err(corrupt(format!(
+                    "waiting {} is blocked behind {holder}, which is not running",
+                    w.task.id()
+                )));
+            }
+            blocked.entry(holder).or_default().insert(*request);
+        }
+    }
+    check_restored_books(&registry, &ledger, &snapshot.assignments, &snapshot.waiting)
+        .map_err(corrupt)?;
+    let first_id = last_id
+        .checked_add(1)
+        .ok_or_else(|| {
+            corrupt(format!(
+                "{} leaves no id for new conflicts",
+                ConflictId::new(last_id)
+            ))
+        })?
+        .max(snapshot.next_conflict_id);
+    // Open conflicts are part of the snapshot: the manager above holds every
+    // conflict ever opened, and their holders follow from it. The claims of running
+    // tasks are held again as `commit` took them (in allocation order, since their
+    // assignment), so that newcomers collide with them as before. Here the detector
+    // can only report overlaps among running tasks' own claims, which were never
+    // opened as conflicts, and are not opened now.
+    let mut detector = ConflictDetector::new().with_first_id(first_id);
+    let mut claims = BTreeMap::new();
+    let mut running: Vec<&Assignment> = snapshot.assignments.values().collect();
+    running.sort_by_key(|a| a.allocation);
+    let mut overlaps = Vec::new();
+    for a in running {
+        let (owner, needs) = (ClaimOwner::new(a.task.id(), a.agent), a.task.requirements());
+        for c in needs.claims() {
+            let _ =
+                detector.add_claim_into(owner, c, needs.priority(), a.assigned_at, &mut overlaps);
+        }
+        if !needs.claims().is_empty() {
+            claims.insert(a.task.id(), (a.agent, needs.claims().to_vec()));
+        }
+    }
+    if !overlaps.is_empty() {
+        tracing::warn!(
+            conflicts = overlaps.len(),
+            "running tasks' claims overlap after restore; not opened as conflicts"
+        );
+    }
+    let mut s = State::new(ledger, conflicts);
+    s.registry = registry;
+    s.mode = snapshot.mode;
+    s.duties = snapshot.duties;
+    s.fleet.set_affinity(Some(Arc::new(snapshot.affinity)));
+    s.assignments = snapshot
+        .assignments
+        .into_iter()
+        .map(|(id, a)| (id, Arc::new(a)))
+        .collect();
+    for (key, w) in snapshot.waiting {
+        s.wait(key, w);
+    }
+    s.next_seq = snapshot.next_seq;
+    s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
+    s.detector = detector;
+    s.claims = claims;
+    s.blocked = blocked;
+    Ok(Core { parts, s })
+}
+
+/// Why a restored registry and ledger do not agree with the running and waiting tasks
+/// of the snapshot, if they do not: the same agents in both, each with its task slots
+/// in the ledger; each running task on its own allocation, on its agent, and counted
+/// by the registry; each waiting task on a request in the ledger's queue for it (or
+/// blocked behind a claim, off the queue).
+fn check_restored_books(
+    registry: &AgentRegistry,
+    ledger: &ResourceLedger,
+    assignments: &BTreeMap<TaskId, Assignment>,
+    waiting: &BTreeMap<RequestId, WaitingTask>,
+) -> Result<(), String> {
+    let in_registry: BTreeSet<AgentId> = registry.iter().map(|v| v.id()).collect();
+    let in_ledger: BTreeSet<AgentId> = ledger.agents().collect();
+    if let Some(agent) = in_registry.symmetric_difference(&in_ledger).next() {
+        return Err(format!(
+            "{agent} is in only one of the registry and the ledger"
+        ));
+    }
+    let mut running: BTreeMap<AgentId, u32> = BTreeMap::new();
+    let mut allocations = BTreeSet::new();
+    for (task, a) in assignments {
+        let held = ledger.allocation(a.allocation);
+        if a.task.id() != *task || held.is_none_or(|h| h.agent != a.agent) {
+            return Err(format!(
+                "assignment of {task} does not match the registry and ledger"
+            ));
+        }
+        if !allocations.insert(a.allocation) {
+            return Err(format!("{task} shares {} with another task", a.allocation));
+        }
+        *running.entry(a.agent).or_default() += 1;
+    }
+    for view in registry.iter() {
+        let (agent, counted) = (view.id(), running.get(&view.id()).copied().unwrap_or(0));
+        if view.running() != counted {
+            return Err(format!(
+                "the registry counts {} tasks on {agent}, which runs {counted}",
+                view.running()
+            ));
+        }
+        let slots = ledger.capacity(agent).map_or(0, |c| c.get(slots_name()));
+        if slots != u64::from(view.max_tasks()) {
+            return Err(format!(
+                "{agent} has {slots} task slots in the ledger for {} tasks",
+                view.max_tasks()
+            ));
+        }
+    }
+    let queued: BTreeMap<RequestId, Option<TaskId>> = ledger
+        .waiting(Timestamp::from_secs(0))
+        .into_iter()
+        .map(|w| (w.id, w.request.task()))
+        .collect();
+    for (request, w) in waiting {
+        if w.behind.is_none()
+            && w.parked.is_none()
+            && queued.get(request) != Some(&Some(w.task.id()))
+        {
+            return Err(format!(
+                "{} waits on {request}, which the ledger's queue does not hold for it",
+                w.task.id()
+            ));
+        }
+    }
+    Ok(())
+}
