@@ -1597,6 +1597,104 @@ fn long_chains_and_cycles_build_without_recursion_trouble() {
     assert_eq!(w.dependencies(step(&w, "b")).count(), 1);
 }
 
+/// `n` steps `s0..s{n-1}`, each after the one before it, and `s{from}` also after
+/// `s{to}` when a back edge is given.
+fn chain_with_back_edge(n: usize, back_edge: Option<(usize, usize)>) -> Vec<StepSpec> {
+    let mut steps = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut spec = StepSpec::new(format!("s{i}"));
+        if i > 0 {
+            spec = spec.after(format!("s{}", i - 1));
+        }
+        if let Some((from, to)) = back_edge {
+            if from == i {
+                spec = spec.after(format!("s{to}"));
+            }
+        }
+        steps.push(spec);
+    }
+    steps
+}
+
+/// Builds `steps` as a host loading a definition would.
+fn build_steps(steps: &[StepSpec]) -> Result<Workflow, WorkflowError> {
+    Workflow::from_definition(WorkflowDefinition {
+        name: "deep".into(),
+        steps: steps.to_vec(),
+    })
+}
+
+/// Checks that `path` is a cycle of `steps`: each step depends on the one before it,
+/// and the first on the last.
+fn assert_is_cycle(steps: &[StepSpec], path: &[String]) {
+    let by_name: std::collections::HashMap<&str, &StepSpec> =
+        steps.iter().map(|s| (s.name(), s)).collect();
+    for (k, name) in path.iter().enumerate() {
+        let before = &path[(k + path.len() - 1) % path.len()];
+        assert!(
+            by_name[name.as_str()].dependencies().contains(before),
+            "{name} does not depend on {before}"
+        );
+    }
+}
+
+/// Regression: validation found a cycle's path with petgraph's `tarjan_scc`, which
+/// recurses once per step on a path, so a 5,000-step ring aborted the whole process
+/// with a stack overflow in a debug build. A definition of any size must be refused
+/// with a typed error; these run in the default (debug) test profile on purpose.
+#[test]
+fn a_100_000_step_ring_is_a_cycle_error_not_a_stack_overflow() {
+    let n = 100_000;
+    let steps = chain_with_back_edge(n, Some((0, n - 1)));
+    let err = build_steps(&steps).expect_err("a ring is refused");
+    let WorkflowError::Cycle { path } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(path.len(), n, "every step of the ring is named");
+    assert_eq!(path[0], "s0", "the path starts from the first step defined");
+    assert_is_cycle(&steps, path);
+    // The message names the first steps and counts the rest, not 100,000 names.
+    let message = err.to_string();
+    assert!(
+        message.starts_with(r#"steps ["s0", "s1", "s2","#),
+        "{message}"
+    );
+    assert!(
+        message.ends_with("… (100000 steps)] form a cycle"),
+        "{message}"
+    );
+    assert!(message.len() < 200, "{message}");
+}
+
+/// Regression, as above: a long chain closed by one back edge, so that the cycle is
+/// half the definition and the rest leads into it.
+#[test]
+fn a_100_000_step_chain_with_one_back_edge_is_a_cycle_error() {
+    let n = 100_000;
+    let steps = chain_with_back_edge(n, Some((n / 2, n - 1)));
+    match build_steps(&steps) {
+        Err(WorkflowError::Cycle { path }) => {
+            assert_eq!(path.len(), n / 2);
+            assert_eq!(path[0], format!("s{}", n / 2));
+            assert_is_cycle(&steps, &path);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without the back edge the same chain builds, and every input from the step
+    // before is accepted without a search per input.
+    let mut b = Workflow::builder("deep");
+    for i in 0..n {
+        let mut spec = StepSpec::new(format!("s{i}"));
+        if i > 0 {
+            let before = format!("s{}", i - 1);
+            spec = spec.after(before.clone()).with_input(before, "out", "in");
+        }
+        b.push(spec);
+    }
+    let w = b.build().expect("a chain is a workflow");
+    assert_eq!(w.topological_order().len(), n);
+}
+
 #[test]
 fn extreme_timeouts_and_backoffs_from_json_run_without_panic() {
     let w = definition(json!([

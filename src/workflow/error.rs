@@ -1,5 +1,7 @@
 //! The workflow domain's error enum.
 
+use std::fmt;
+
 use crate::id::{AgentId, Role};
 
 use super::run::StepStatus;
@@ -33,9 +35,15 @@ pub enum WorkflowError {
     },
     /// The dependencies form a cycle. Each step on `path` depends on the one before it,
     /// and the first depends on the last.
-    #[error("steps {path:?} form a cycle")]
+    ///
+    /// `path` holds every step on the cycle. The message shows the first ten of them,
+    /// then how many there are in all, so that a cycle through a huge definition does
+    /// not make a huge message:
+    /// `steps ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", … (100000 steps)] form a cycle`.
+    #[error("steps {} form a cycle", ShownPath(path))]
     Cycle {
-        /// The steps on the cycle, in dependency order.
+        /// The steps on the cycle, in dependency order, starting from the one that
+        /// comes first in the definition.
         path: Vec<String>,
     },
     /// A step takes an input from a step that is not one of its ancestors, so the
@@ -123,4 +131,25 @@ pub enum WorkflowError {
         /// What is wrong.
         reason: String,
     },
+}
+
+/// How many step names a [`WorkflowError::Cycle`] message shows before it gives the
+/// count instead.
+const CYCLE_NAMES_SHOWN: usize = 10;
+
+/// A cycle's path as its message shows it: every name when there are at most
+/// [`CYCLE_NAMES_SHOWN`], else the first of them and the count.
+struct ShownPath<'a>(&'a [String]);
+
+impl fmt::Display for ShownPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.len() <= CYCLE_NAMES_SHOWN {
+            return write!(f, "{:?}", self.0);
+        }
+        f.write_str("[")?;
+        for name in &self.0[..CYCLE_NAMES_SHOWN] {
+            write!(f, "{name:?}, ")?;
+        }
+        write!(f, "… ({} steps)]", self.0.len())
+    }
 }
