@@ -414,6 +414,38 @@ fn profile_keeps_names_sorted_and_unique() {
 }
 
 #[test]
+fn profile_takes_lists_of_roles_and_capabilities() {
+    // Added to what is there, sorted and without duplicates, like one at a time.
+    let p = AgentProfile::new(id(1), "bot")
+        .with_role(role("security"))
+        .with_roles([role("qa"), role("ops"), role("qa"), role("security")])
+        .with_capabilities(["z", "a", "z"].map(cap))
+        .with_capabilities(Vec::new());
+    let one_by_one = AgentProfile::new(id(1), "bot")
+        .with_role(role("qa"))
+        .with_role(role("security"))
+        .with_role(role("ops"))
+        .with_capability(cap("a"))
+        .with_capability(cap("z"));
+    assert_eq!(p, one_by_one);
+    assert_eq!(p.roles(), [role("ops"), role("qa"), role("security")]);
+    assert_eq!(p.capabilities(), [cap("a"), cap("z")]);
+    // Any iterator will do, and the registry matches on what the lists gave.
+    let mut r = AgentRegistry::new();
+    r.register(
+        AgentProfile::new(id(9), "lister")
+            .with_roles(["qa"].into_iter().map(role))
+            .with_capabilities(std::iter::once(cap("browser"))),
+        t(0),
+    )
+    .unwrap();
+    let needs = Requirements::new()
+        .with_role(role("qa"))
+        .with_capability(cap("browser"));
+    assert_eq!(r.available_agents(&needs), vec![id(9)]);
+}
+
+#[test]
 fn profile_serde_normalizes_and_defaults() {
     let p = AgentProfile::new(id(4), "x")
         .with_role(role("ops"))

@@ -108,6 +108,45 @@ impl AgentProfile {
         self
     }
 
+    /// Adds several roles (kept sorted, without duplicates), for a host whose roles
+    /// come from a list: a config file, a command line.
+    ///
+    /// ```
+    /// use concord::agent::AgentProfile;
+    /// use concord::{AgentId, Role};
+    ///
+    /// let names = ["qa", "ops", "qa"];
+    /// let roles = names.iter().map(|n| Role::new(n)).collect::<Result<Vec<_>, _>>()?;
+    /// let profile = AgentProfile::new(AgentId::new(1), "worker").with_roles(roles);
+    /// assert_eq!(profile.roles(), [Role::new("ops")?, Role::new("qa")?]);
+    /// # Ok::<(), concord::NameError>(())
+    /// ```
+    pub fn with_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.roles.extend(roles);
+        self.roles.sort();
+        self.roles.dedup();
+        self
+    }
+
+    /// Adds several capabilities (kept sorted, without duplicates).
+    ///
+    /// ```
+    /// use concord::agent::AgentProfile;
+    /// use concord::{AgentId, Capability};
+    ///
+    /// let profile = AgentProfile::new(AgentId::new(1), "qa-bot")
+    ///     .with_capabilities([Capability::new("screenshot")?, Capability::new("browser")?]);
+    /// assert!(profile.has_capability(&Capability::new("browser")?));
+    /// assert_eq!(profile.capabilities()[0].as_str(), "browser");
+    /// # Ok::<(), concord::NameError>(())
+    /// ```
+    pub fn with_capabilities(mut self, capabilities: impl IntoIterator<Item = Capability>) -> Self {
+        self.capabilities.extend(capabilities);
+        self.capabilities.sort();
+        self.capabilities.dedup();
+        self
+    }
+
     /// Declares the most the agent could ever hold.
     pub fn with_capacity(mut self, capacity: Resources) -> Self {
         self.capacity = Some(capacity);
