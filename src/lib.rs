@@ -74,6 +74,9 @@
 //! [`id`], [`error`] and [`resource`] at the bottom; [`task`] above them; [`agent`]
 //! above that; then [`policy`], then [`assignment`] and [`conflict`]; [`coordinator`]
 //! on top of those, and [`workflow`] on top of the coordinator.
+//!
+//! To embed the crate, `use concord::prelude::*;` brings in the types a host needs
+//! first (see [`prelude`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -91,11 +94,17 @@ pub mod id;
 mod layout;
 mod name_table;
 pub mod policy;
+pub mod prelude;
 pub mod resource;
 mod serde_util;
 pub mod task;
 mod timer;
 pub mod workflow;
+
+/// The attribute that makes a trait's `async fn`s object-safe, for implementing
+/// [`Agent`] and [`ConflictResolver`]: `#[concord::async_trait]` on the `impl`.
+/// Re-exported from the `async-trait` crate, so a host needs no dependency on it.
+pub use async_trait::async_trait;
 
 pub use agent::{
     Agent, AgentError, AgentExt, AgentHealth, AgentProfile, AgentRegistry, AgentStatus,

@@ -101,7 +101,7 @@ struct Fake {
     down: bool,
 }
 
-#[async_trait::async_trait]
+#[concord::async_trait]
 impl Agent for Fake {
     fn id(&self) -> AgentId {
         self.id

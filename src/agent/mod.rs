@@ -394,7 +394,11 @@ pub struct Ping {
 ///   failure.
 ///
 /// # Examples
-/// An agent that echoes its inputs back as outputs:
+/// An agent that echoes its inputs back as outputs. The trait's methods are `async`
+/// through the [`async_trait`](macro@crate::async_trait) attribute, which the crate
+/// re-exports: write `#[concord::async_trait]` on the `impl` (without it, the compiler
+/// reports E0195, lifetime parameters that do not match the trait's), and no
+/// dependency on the `async-trait` crate is needed.
 /// ```
 /// use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
 /// use concord::{AgentId, TaskId};
@@ -402,7 +406,7 @@ pub struct Ping {
 /// #[derive(Debug)]
 /// struct Echo;
 ///
-/// #[async_trait::async_trait]
+/// #[concord::async_trait]
 /// impl Agent for Echo {
 ///     fn id(&self) -> AgentId {
 ///         AgentId::new(1)
@@ -456,7 +460,7 @@ pub trait AgentExt: Agent {
     ///
     /// #[derive(Debug)]
     /// struct Up;
-    /// #[async_trait::async_trait]
+    /// #[concord::async_trait]
     /// impl Agent for Up {
     ///     fn id(&self) -> AgentId { AgentId::new(2) }
     ///     async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {

@@ -145,7 +145,7 @@ impl Resolution {
 ///
 /// #[derive(Debug)]
 /// struct FirstParty;
-/// #[async_trait::async_trait]
+/// #[concord::async_trait]
 /// impl ConflictResolver for FirstParty {
 ///     async fn resolve(&self, conflict: &Conflict) -> Resolution {
 ///         match conflict.parties().first() {
