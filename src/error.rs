@@ -5,6 +5,7 @@
 
 use crate::agent::{AgentError, RegistryError};
 use crate::assignment::AssignmentError;
+use crate::clock::ParseTimestampError;
 use crate::conflict::ConflictError;
 use crate::coordinator::CoordinatorError;
 use crate::id::AgentId;
@@ -21,6 +22,9 @@ pub enum Error {
     /// A name was invalid.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// Text could not be read as a timestamp.
+    #[error(transparent)]
+    Timestamp(#[from] ParseTimestampError),
     /// An amount or resource computation failed.
     #[error(transparent)]
     Resource(#[from] ResourceError),

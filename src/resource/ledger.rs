@@ -401,7 +401,7 @@ impl fmt::Display for LeakReason {
 }
 
 impl fmt::Display for Leak {
-    /// `alloc#2 on agent#2 for task#7 (cpu=1): task finished at t+12.000s, overdue 300s`
+    /// `alloc#2 on agent#2 for task#7 (cpu=1): task finished at 2023-11-14T22:13:20.000Z, overdue 300s`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} on {}", self.allocation, self.agent)?;
         if let Some(t) = self.task {

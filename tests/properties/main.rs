@@ -5,6 +5,7 @@
 
 mod amounts;
 mod assignment;
+mod clock;
 mod conflict;
 mod coordinator_claims;
 mod executor;
