@@ -775,3 +775,110 @@ fn repeated_dependencies_are_removed_at_build() {
     assert_eq!(wf.spec(c).unwrap().dependencies(), ["a", "b"]);
     assert_eq!(wf.dependencies(c).count(), 2);
 }
+
+#[test]
+fn statuses_outcomes_and_changes_print_as_one_readable_line() {
+    let statuses = [
+        (StepStatus::Pending, "pending"),
+        (StepStatus::Ready, "ready"),
+        (StepStatus::Running, "running"),
+        (StepStatus::BackingOff, "backing off"),
+        (StepStatus::Succeeded, "succeeded"),
+        (StepStatus::Failed, "failed"),
+        (StepStatus::Skipped, "skipped"),
+        (StepStatus::Cancelled, "cancelled"),
+    ];
+    for (status, text) in statuses {
+        assert_eq!(status.to_string(), text);
+    }
+    assert_eq!(RunOutcome::Succeeded.to_string(), "succeeded");
+    assert_eq!(RunOutcome::Failed.to_string(), "failed");
+    assert_eq!(RunOutcome::Cancelled.to_string(), "cancelled");
+    assert_eq!(StepOutcome::success().to_string(), "succeeded");
+    assert_eq!(
+        StepOutcome::failure("disk full")
+            .with_output("log", "/tmp/a")
+            .with_output("code", "28")
+            .to_string(),
+        "failed: disk full (code=28, log=/tmp/a)"
+    );
+    assert_eq!(RunCondition::AnyFailed.to_string(), "any_failed");
+
+    // A run that goes through every kind of change, printed from its history.
+    let w =
+        Workflow::builder("release")
+            .step(StepSpec::new("deploy").with_retry(
+                RetryPolicy::exponential(2).with_initial_backoff(Duration::from_secs(30)),
+            ))
+            .step(StepSpec::new("verify").after("deploy"))
+            .step(
+                StepSpec::new("rollback")
+                    .after("verify")
+                    .with_condition(RunCondition::AnyFailed),
+            )
+            .step(StepSpec::new("notify"))
+            .step(StepSpec::new("screenshot"))
+            .step(StepSpec::new("archive"))
+            .build()
+            .unwrap();
+    let start: Timestamp = "2023-11-14T22:13:20Z".parse().unwrap();
+    let mut run = w.start_run("r", 0, start);
+    run.start("deploy", A, start).unwrap();
+    run.finish("deploy", A, StepOutcome::failure("timeout"), start)
+        .unwrap();
+    let retry = start + Duration::from_secs(30);
+    run.tick(retry);
+    run.start("deploy", B, retry).unwrap();
+    run.finish(
+        "deploy",
+        B,
+        StepOutcome::success().with_output("url", "https://staging"),
+        retry,
+    )
+    .unwrap();
+    run.start("verify", A, retry).unwrap();
+    run.finish("verify", A, StepOutcome::success(), retry)
+        .unwrap();
+    run.start("notify", A, retry).unwrap();
+    run.skip_attempt("notify", A, "no mail server".into(), retry)
+        .unwrap();
+    run.abandon("screenshot", "no agent has role qa".into(), retry)
+        .unwrap();
+    run.cancel(retry);
+
+    let lines: Vec<String> = run
+        .history()
+        .iter()
+        .filter(|e| e.change != StepChange::Ready)
+        .map(|e| e.display_in(&w).to_string())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "2023-11-14T22:13:20.000Z deploy (attempt 1, agent#1): started",
+            "2023-11-14T22:13:20.000Z deploy (attempt 1, agent#1): attempt failed: timeout; \
+             retry at 2023-11-14T22:13:50.000Z",
+            "2023-11-14T22:13:50.000Z deploy (attempt 2, agent#2): started",
+            "2023-11-14T22:13:50.000Z deploy (attempt 2, agent#2): succeeded (url=https://staging)",
+            "2023-11-14T22:13:50.000Z verify (attempt 1, agent#1): started",
+            "2023-11-14T22:13:50.000Z verify (attempt 1, agent#1): succeeded",
+            "2023-11-14T22:13:50.000Z rollback: skipped: run condition any_failed does not hold",
+            "2023-11-14T22:13:50.000Z notify (attempt 1, agent#1): started",
+            "2023-11-14T22:13:50.000Z notify (attempt 1, agent#1): skipped by agent: no mail server",
+            "2023-11-14T22:13:50.000Z screenshot: abandoned: no agent has role qa",
+            "2023-11-14T22:13:50.000Z archive: cancelled",
+        ]
+    );
+    // Without the workflow, the step is its handle.
+    let started = run
+        .history()
+        .iter()
+        .find(|e| e.change == StepChange::Started);
+    assert_eq!(
+        started.unwrap().to_string(),
+        "2023-11-14T22:13:20.000Z step#0 (attempt 1, agent#1): started"
+    );
+    // Errors name the status in the same words.
+    let err = run.start("verify", A, retry).unwrap_err();
+    assert_eq!(err.to_string(), r#"step "verify" is succeeded, not ready"#);
+}

@@ -6,6 +6,7 @@
 //! nothing and never touches the graph.
 
 use crate::serde_util::opt_duration_ms;
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,17 @@ pub enum RunCondition {
     AnyFailed,
     /// Run whatever happened upstream.
     Always,
+}
+
+impl fmt::Display for RunCondition {
+    /// The condition's name, as serialized: `all_succeeded`, `any_failed`, `always`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunCondition::AllSucceeded => "all_succeeded",
+            RunCondition::AnyFailed => "any_failed",
+            RunCondition::Always => "always",
+        })
+    }
 }
 
 /// An input a step takes from an upstream step's outputs.

@@ -98,7 +98,7 @@ pub enum WorkflowError {
         step: String,
     },
     /// A step was started that is not ready.
-    #[error("step {step:?} is {status:?}, not ready")]
+    #[error("step {step:?} is {status}, not ready")]
     NotReady {
         /// The step.
         step: String,
@@ -106,7 +106,7 @@ pub enum WorkflowError {
         status: StepStatus,
     },
     /// An outcome was reported for a step that is not running.
-    #[error("step {step:?} is {status:?}, not running")]
+    #[error("step {step:?} is {status}, not running")]
     NotRunning {
         /// The step.
         step: String,

@@ -6,6 +6,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -172,6 +173,164 @@ pub enum StepChange {
         /// Why.
         reason: String,
     },
+}
+
+impl fmt::Display for StepStatus {
+    /// The status in words: `pending`, `ready`, `running`, `backing off`, `succeeded`,
+    /// `failed`, `skipped`, `cancelled`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Ready => "ready",
+            StepStatus::Running => "running",
+            StepStatus::BackingOff => "backing off",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+impl fmt::Display for RunOutcome {
+    /// `succeeded`, `failed` or `cancelled`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// Writes ` (key=value, key=value)`, or nothing for no outputs.
+fn write_outputs(f: &mut fmt::Formatter<'_>, outputs: &BTreeMap<String, String>) -> fmt::Result {
+    for (k, (key, value)) in outputs.iter().enumerate() {
+        let lead = if k == 0 { " (" } else { ", " };
+        write!(f, "{lead}{key}={value}")?;
+    }
+    if outputs.is_empty() {
+        Ok(())
+    } else {
+        f.write_str(")")
+    }
+}
+
+impl fmt::Display for StepOutcome {
+    /// One line: `succeeded`, `succeeded (url=https://staging)`, `failed: disk full`
+    /// (outputs of a failure are listed too).
+    ///
+    /// ```
+    /// use concord::workflow::StepOutcome;
+    ///
+    /// let ok = StepOutcome::success().with_output("url", "https://staging");
+    /// assert_eq!(ok.to_string(), "succeeded (url=https://staging)");
+    /// assert_eq!(StepOutcome::failure("disk full").to_string(), "failed: disk full");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.success, &self.reason) {
+            (true, _) => f.write_str("succeeded")?,
+            (false, Some(reason)) => write!(f, "failed: {reason}")?,
+            (false, None) => f.write_str("failed")?,
+        }
+        write_outputs(f, &self.outputs)
+    }
+}
+
+impl fmt::Display for StepChange {
+    /// One line: `ready`, `started`, `succeeded (url=https://staging)`,
+    /// `attempt failed: timed out after 30s; retry at 2023-11-14T22:13:50.000Z`,
+    /// `attempt failed: disk full; no attempt left`, `skipped: run condition
+    /// all_succeeded does not hold`, `cancelled`, `skipped by agent: no browser`,
+    /// `abandoned: no agent has role qa`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepChange::Ready => f.write_str("ready"),
+            StepChange::Started => f.write_str("started"),
+            StepChange::Succeeded { outputs } => {
+                f.write_str("succeeded")?;
+                write_outputs(f, outputs)
+            }
+            StepChange::AttemptFailed {
+                reason,
+                retry_at: Some(at),
+            } => write!(f, "attempt failed: {reason}; retry at {at}"),
+            StepChange::AttemptFailed {
+                reason,
+                retry_at: None,
+            } => write!(f, "attempt failed: {reason}; no attempt left"),
+            StepChange::Skipped { condition } => {
+                write!(f, "skipped: run condition {condition} does not hold")
+            }
+            StepChange::Cancelled => f.write_str("cancelled"),
+            StepChange::SkippedByAgent { reason } => write!(f, "skipped by agent: {reason}"),
+            StepChange::Abandoned { reason } => write!(f, "abandoned: {reason}"),
+        }
+    }
+}
+
+impl fmt::Display for RunEvent {
+    /// One line: when, which step (its handle: the event does not hold the name), the
+    /// attempt and agent (left out before a first attempt), and the change:
+    /// `2023-11-14T22:13:20.250Z step#1 (attempt 1, agent#2): started`. For the step's
+    /// name instead, use [`RunEvent::display_in`].
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, &self.step)
+    }
+}
+
+impl RunEvent {
+    /// The event as one line naming its step by name, which the event itself does not
+    /// hold: `2023-11-14T22:13:20.250Z verify (attempt 1, agent#2): started`. A step
+    /// that is not in `workflow` is shown by its handle, as [`Display`](fmt::Display)
+    /// does.
+    ///
+    /// ```
+    /// use concord::workflow::{StepOutcome, StepSpec, Workflow};
+    /// use concord::{AgentId, Timestamp};
+    ///
+    /// let workflow = Workflow::builder("w").step(StepSpec::new("verify")).build()?;
+    /// let now: Timestamp = "2023-11-14T22:13:20.250Z".parse().unwrap();
+    /// let mut run = workflow.start_run("run-1", 0, now);
+    /// let verify = run.next_ready().unwrap();
+    /// run.start(verify, AgentId::new(2), now)?;
+    /// run.finish(verify, AgentId::new(2), StepOutcome::failure("no browser"), now)?;
+    /// let lines: Vec<String> =
+    ///     run.history().iter().map(|e| e.display_in(&workflow).to_string()).collect();
+    /// assert_eq!(lines, [
+    ///     "2023-11-14T22:13:20.250Z verify (attempt 1): ready",
+    ///     "2023-11-14T22:13:20.250Z verify (attempt 1, agent#2): started",
+    ///     "2023-11-14T22:13:20.250Z verify (attempt 1, agent#2): attempt failed: no browser; no attempt left",
+    /// ]);
+    /// assert_eq!(
+    ///     run.history()[1].to_string(),
+    ///     "2023-11-14T22:13:20.250Z step#0 (attempt 1, agent#2): started"
+    /// );
+    /// # Ok::<(), concord::workflow::WorkflowError>(())
+    /// ```
+    pub fn display_in<'a>(&'a self, workflow: &'a Workflow) -> impl fmt::Display + 'a {
+        struct Named<'a>(&'a RunEvent, &'a Workflow);
+        impl fmt::Display for Named<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.1.name_of(self.0.step) {
+                    Some(name) => self.0.write(f, &name),
+                    None => self.0.write(f, &self.0.step),
+                }
+            }
+        }
+        Named(self, workflow)
+    }
+
+    fn write(&self, f: &mut fmt::Formatter<'_>, step: &dyn fmt::Display) -> fmt::Result {
+        write!(f, "{} {step}", self.at)?;
+        match (self.attempt, self.agent) {
+            // Skipped or cancelled before its first attempt: no attempt to name.
+            (0, None) => {}
+            (attempt, None) => write!(f, " (attempt {attempt})")?,
+            (attempt, Some(agent)) => write!(f, " (attempt {attempt}, {agent})")?,
+        }
+        write!(f, ": {}", self.change)
+    }
 }
 
 /// Something that names a step of a run's workflow: a [`StepRef`] (fast) or a name.
