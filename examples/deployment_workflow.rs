@@ -1,5 +1,4 @@
-//! The standardized 5-step deployment workflow (seed section 1.1), run for real on
-//! this machine:
+//! The standardized 5-step deployment workflow, run for real on this machine:
 //!
 //! 1. the ops agent serves a small page over HTTP on loopback and health-checks it
 //!    over HTTP;
@@ -11,8 +10,10 @@
 //! 5. the framework agent hands off to the development agents.
 //!
 //! Where no browser exists, the browser steps are recorded as skipped with the reason,
-//! and the run still ends with a summary. Evidence goes to
-//! `target/deployment_workflow/`. Run with `cargo run --example deployment_workflow`.
+//! and the run still ends with a summary. Evidence goes to `deployment_workflow/` under
+//! `$CARGO_TARGET_DIR` when it is set, else under `target/`; the browser profiles the
+//! steps create there are removed when the example ends. Run with
+//! `cargo run --example deployment_workflow`.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -193,7 +194,7 @@ async fn off_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -
 #[derive(Debug)]
 struct ThreadTimer;
 
-#[async_trait::async_trait]
+#[concord::async_trait]
 impl Timer for ThreadTimer {
     async fn sleep_until(&self, deadline: Timestamp) {
         let wait = deadline.duration_since(SystemClock.now());
@@ -201,8 +202,34 @@ impl Timer for ThreadTimer {
     }
 }
 
-fn unix_ms(t: Timestamp) -> String {
-    format!("{}.{:03}", t.as_millis() / 1000, t.as_millis() % 1000)
+/// Where the example writes: `deployment_workflow/` in Cargo's target directory
+/// (`$CARGO_TARGET_DIR` when set, as Cargo itself reads it, else `target/`).
+fn output_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("deployment_workflow")
+}
+
+/// The browser profile (`--user-data-dir`) a step's agent uses under `out`.
+fn browser_profile(out: &Path, agent: &str) -> PathBuf {
+    out.join(format!("browser-profile-{agent}"))
+}
+
+/// Removes the browser profiles when dropped, however `main` ends: they are the
+/// browser's scratch state (caches, a lock file), not evidence.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for dir in &self.0 {
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => eprintln!("could not remove {}: {e}", dir.display()),
+            }
+        }
+    }
 }
 
 // ----- the agents -----
@@ -228,7 +255,7 @@ fn failure(e: String) -> Result<WorkOutput, AgentError> {
     Ok(WorkOutput::failure(e))
 }
 
-#[async_trait::async_trait]
+#[concord::async_trait]
 impl Agent for Ops {
     fn id(&self) -> AgentId {
         AgentId::new(1)
@@ -267,7 +294,7 @@ impl Agent for Ops {
                     ));
                 };
                 let url = work.input("url").unwrap_or_default().to_owned();
-                let profile = self.out.join("browser-profile-ops");
+                let profile = browser_profile(&self.out, "ops");
                 off_thread(move || {
                     let launched_at = SystemClock.now();
                     let dom = chromium(&browser, &profile, &["--dump-dom", &url])?;
@@ -278,7 +305,7 @@ impl Agent for Ops {
                     Ok(WorkOutput::success()
                         .with_output("url", url)
                         .with_output("browser", browser.display().to_string())
-                        .with_output("launched_at", unix_ms(launched_at)))
+                        .with_output("launched_at", launched_at.to_string()))
                 })
                 .await
                 .or_else(failure)
@@ -292,7 +319,7 @@ impl Agent for Ops {
     }
 }
 
-#[async_trait::async_trait]
+#[concord::async_trait]
 impl Agent for Qa {
     fn id(&self) -> AgentId {
         AgentId::new(2)
@@ -307,7 +334,7 @@ impl Agent for Qa {
                 off_thread(move || {
                     let png = out.join("deployment.png");
                     let _ = std::fs::remove_file(&png);
-                    let profile = out.join("browser-profile-qa");
+                    let profile = browser_profile(&out, "qa");
                     let shot = format!("--screenshot={}", png.display());
                     chromium(&browser, &profile, &["--window-size=1280,900", &shot, &url])?;
                     let (w, h, size) = check_png(&png)?;
@@ -337,17 +364,20 @@ impl Agent for Qa {
                     let text = format!(
                         "# Deployment report\n\n\
                          | evidence | value |\n|---|---|\n\
-                         | URL | {} |\n| health check | {} |\n| browser launched at (unix s) | {} |\n\
-                         | screenshot | {} |\n| visual verification | {} |\n| written at (unix s) | {} |\n",
+                         | URL | {} |\n| health check | {} |\n| browser launched at | {} |\n\
+                         | screenshot | {} |\n| visual verification | {} |\n| written at | {} |\n",
                         get("url"),
                         get("health"),
                         get("launched_at"),
                         get("screenshot"),
                         get("verification"),
-                        unix_ms(SystemClock.now()),
+                        SystemClock.now(),
                     );
                     std::fs::write(&report, text)
-                        .map(|()| WorkOutput::success().with_output("report", report.display().to_string()))
+                        .map(|()| {
+                            WorkOutput::success()
+                                .with_output("report", report.display().to_string())
+                        })
                         .map_err(|e| format!("{}: {e}", report.display()))
                 })
                 .await
@@ -362,7 +392,7 @@ impl Agent for Qa {
     }
 }
 
-#[async_trait::async_trait]
+#[concord::async_trait]
 impl Agent for Framework {
     fn id(&self) -> AgentId {
         AgentId::new(3)
@@ -391,15 +421,19 @@ fn profile(id: u64, name: &str, role: &str, caps: &[&str]) -> AgentProfile {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = PathBuf::from("target").join("deployment_workflow");
+    let out = output_dir();
     std::fs::create_dir_all(&out)?;
+    let _profiles = RemoveOnDrop(vec![
+        browser_profile(&out, "ops"),
+        browser_profile(&out, "qa"),
+    ]);
     let browser = find_browser();
     match &browser {
         Some(b) => println!("browser: {}", b.display()),
         None => println!("browser: none found; the browser steps will be recorded as skipped"),
     }
 
-    // The coordinator with the seed's defaults: it analyzes each step, assigns it to
+    // The coordinator with its defaults: it analyzes each step, assigns it to
     // an agent in the right role, checks the policies and allocates its resources.
     let coordinator = Arc::new(Coordinator::builder().clock(SystemClock).build());
     coordinator.register_agent(profile(
@@ -445,7 +479,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{}. {:<15} {:<10} by {:<10} attempts {}",
             step.index() + 1,
             name,
-            format!("{:?}", run.status(step).expect("a step of this run")).to_lowercase(),
+            run.status(step).expect("a step of this run").to_string(),
             agent,
             run.attempts(step).unwrap_or(0)
         );
@@ -454,19 +488,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .filter(|e| run.name(e.step) == Some(name))
         {
-            let what = match &e.change {
-                StepChange::Started => "started".to_owned(),
-                StepChange::Succeeded { .. } => "succeeded".to_owned(),
-                StepChange::AttemptFailed { reason, .. } => format!("attempt failed: {reason}"),
-                StepChange::SkippedByAgent { reason } => format!("skipped: {reason}"),
-                StepChange::Skipped { condition } => {
-                    format!("skipped: condition {condition:?} did not hold")
-                }
-                StepChange::Abandoned { reason } => format!("abandoned: {reason}"),
+            match &e.change {
                 StepChange::Ready => continue,
-                other => format!("{other:?}"),
-            };
-            println!("     {} {what}", since(e.at));
+                // The outputs are listed below as evidence.
+                StepChange::Succeeded { .. } => println!("     {} succeeded", since(e.at)),
+                change => println!("     {} {change}", since(e.at)),
+            }
         }
         if let Some(outputs) = run.outputs(step) {
             for (k, v) in outputs {
@@ -482,7 +509,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .count();
     let outcome = run.outcome();
     println!(
-        "\nrun `deployment-1`: {:?} in {:.0} ms; {policy_events} assignments journaled; evidence in {}",
+        "\nrun `deployment-1`: {} in {:.0} ms; {policy_events} assignments journaled; evidence in {}",
         outcome.expect("the executor returns finished runs"),
         concord::workflow::run_duration(&run).as_secs_f64() * 1e3,
         out.display()

@@ -1,5 +1,5 @@
-//! A system-wide agent failure, recovered with the seed's safe-mode runbook (section
-//! 2.2), on a simulated clock.
+//! A system-wide agent failure, recovered with the safe-mode recovery runbook, on a
+//! simulated clock.
 //!
 //! The host enters safe mode (no new assignments: an ordinary task is refused), then
 //! runs [`runbooks::safe_mode_recovery`] with a policy set whose safe-mode rule admits
@@ -32,7 +32,7 @@ struct Ops {
     coordinator: Arc<Coordinator>,
 }
 
-#[async_trait::async_trait]
+#[concord::async_trait]
 impl Agent for Ops {
     fn id(&self) -> AgentId {
         self.id
@@ -82,7 +82,7 @@ struct Checker {
     clock: ManualClock,
 }
 
-#[async_trait::async_trait]
+#[concord::async_trait]
 impl Agent for Checker {
     fn id(&self) -> AgentId {
         self.id
