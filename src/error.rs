@@ -1,7 +1,10 @@
 //! The crate's error type.
 //!
 //! Each domain has a narrow error enum; functions return the narrowest one that fits.
-//! [`Error`] wraps them all for hosts that want one type.
+//! [`Error`] wraps them all for hosts that want one type. Wrapping them, it imports
+//! every domain, so it sits at the top of the crate, above the coordinator and the
+//! workflow drivers: no module of the crate imports it (only the crate root and the
+//! prelude re-export it).
 
 use crate::agent::{AgentError, RegistryError};
 use crate::assignment::AssignmentError;

@@ -70,10 +70,14 @@
 //! ## Crate layout
 //!
 //! One module per domain, each with the same shape: its traits and data types, its
-//! default implementations, its error enum. Dependencies point one way: [`clock`],
-//! [`id`], [`error`] and [`resource`] at the bottom; [`task`] above them; [`agent`]
-//! above that; then [`policy`], then [`assignment`] and [`conflict`]; [`coordinator`]
-//! on top of those, and [`workflow`] on top of the coordinator.
+//! default implementations, its error enum. Dependencies point one way, bottom to top:
+//! [`clock`], [`id`] and small private helpers; [`resource`]; [`task`]; [`agent`];
+//! [`policy`]; [`assignment`]; [`conflict`]; the [`workflow`] definitions and runs;
+//! the [`coordinator`]; the drivers that run workflows through the coordinator
+//! ([`workflow::Executor`], [`workflow::runbooks`]); and at the top [`error`], whose
+//! [`Error`] wraps every domain's error. A module imports only from its own layer and
+//! those below it; `tests/layering.rs` checks every import, and the import bans the
+//! modules' docs state.
 //!
 //! To embed the crate, `use concord::prelude::*;` brings in the types a host needs
 //! first (see [`prelude`]).
@@ -95,6 +99,7 @@ mod layout;
 mod name_table;
 pub mod policy;
 pub mod prelude;
+mod priority;
 pub mod resource;
 mod serde_util;
 pub mod task;

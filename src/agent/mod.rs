@@ -3,8 +3,8 @@
 //! Owns the [`Agent`] trait that hosts implement (execute a unit of work, answer a
 //! health ping), the work it exchanges ([`WorkItem`], [`WorkOutput`], [`Outcome`]),
 //! [`AgentProfile`] (roles, capabilities, capacity, task slots), the status lifecycle
-//! ([`AgentStatus`]) and the [`AgentRegistry`] that answers the seed's "find available
-//! agents" (section 1.2, step 2) and tracks connectivity (section 2.1). Roles and
+//! ([`AgentStatus`]) and the [`AgentRegistry`] that answers the agent assignment
+//! procedure's "find available agents" step and tracks agent connectivity. Roles and
 //! capabilities are interned into bitsets ([`CapabilityCatalog`], [`CapabilitySet`])
 //! so that matching agents to tasks is a tight loop.
 //!

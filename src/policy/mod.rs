@@ -5,16 +5,17 @@
 //! ([`Violation`], [`Severity`]) and the default enforcer, [`PolicySet`]: the built-in
 //! rules as serde data (role and capability match, the 95% utilization cap, tasks per
 //! agent, separation of duties, agent status, safe mode) plus any rules the host
-//! writes as code. This is the seed's "validate assignment" (section 1.2, step 4):
-//! `violations = policy_enforcer.validate_agent_assignment(assignment)`.
+//! writes as code. This is the "validate assignment" step of the agent assignment
+//! procedure: `violations = policy_enforcer.validate_agent_assignment(assignment)`.
 //!
 //! Validation is pure: it reads the registry, the ledger and the duty log through
 //! shared references and changes nothing, so the same inputs always give the same
 //! violations, in the same order. Deciding what to do about them (refuse, try another
 //! agent, alert) is the caller's business.
 //!
-//! This module sits below `assignment` and `coordinator`, which use it, and must never
-//! import them; it may import `agent`, `task`, `resource`, `clock` and `id`.
+//! This module sits below `assignment` and `coordinator`, which use it: it may import
+//! `agent`, `task`, `resource` and the base modules (`clock`, `id`, ...), and must never
+//! import `assignment`, `conflict`, `workflow` or `coordinator`.
 
 mod context;
 mod duties;

@@ -36,8 +36,8 @@ use crate::clock::Timestamp;
 use crate::hash::FxHashMap;
 use crate::id::{AgentId, AllocationId, RequestId, TaskId};
 use crate::layout::Layout;
+use crate::priority::Priority;
 use crate::serde_util::{duration_ms, opt_duration_ms};
-use crate::task::Priority;
 
 /// The version [`ResourceLedger::snapshot`] writes and [`ResourceLedger::restore`]
 /// reads.

@@ -3,10 +3,12 @@
 //! Owns [`Resources`] (integer units: cpu millicores, memory and storage bytes, named
 //! extended resources), the [`ResourcePredictor`] trait with its defaults
 //! ([`StaticPredictor`], [`EwmaPredictor`], [`PercentilePredictor`]) and the
-//! [`ResourceLedger`], the seed's resource management procedures (sections 1.3 and 2.1
-//! "Resource Exhaustion"). The ledger's books are integers only: no floats, no
-//! silent overflow. This module sits at the bottom of the crate and must never import
-//! `agent`, `task`, `assignment` or anything above them.
+//! [`ResourceLedger`]: the resource allocation process (predict, check availability,
+//! allocate or queue, release) and the resource exhaustion procedures (usage report,
+//! heavy users, leaks, idle agents). The ledger's books are integers only: no floats,
+//! no silent overflow. This module sits just above the base modules (`clock`, `id`,
+//! the task priority its queue orders by) and must never import `task`, `agent`,
+//! `assignment` or anything above them.
 
 mod amount;
 mod bump;

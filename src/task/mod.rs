@@ -2,8 +2,8 @@
 //!
 //! Owns [`Task`], [`Requirements`] (roles, capabilities, resources, priority, deadline,
 //! exclusive and shared claims), [`Priority`], [`Claim`], and the [`TaskAnalyzer`]
-//! trait with its rule-based default, the seed's "analyze task requirements" step
-//! (section 1.2, step 1). This module decides nothing about agents and must never
+//! trait with its rule-based default: the "analyze task requirements" step of the
+//! agent assignment procedure. This module decides nothing about agents and must never
 //! import `agent`, `assignment` or `coordinator`.
 
 mod analyzer;
@@ -13,8 +13,9 @@ pub use analyzer::{
     AnalysisRule, Analyzed, FiredRule, RuleBasedAnalyzer, RuleSet, TaskAnalyzer, Trigger,
 };
 pub use error::TaskError;
+// Defined below `resource`, whose fair queue orders requests by it; it is the task's.
+pub use crate::priority::Priority;
 
-use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -22,46 +23,6 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::id::{Capability, Role, TaskId};
 use crate::resource::Resources;
-
-/// How urgent a task is. Higher is more urgent.
-///
-/// ```
-/// use concord::Priority;
-/// assert!(Priority::CRITICAL > Priority::HIGH);
-/// assert_eq!(Priority::default(), Priority::NORMAL);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Priority(pub u32);
-
-impl Priority {
-    /// Background work.
-    pub const LOW: Priority = Priority(10);
-    /// The default.
-    pub const NORMAL: Priority = Priority(50);
-    /// Ahead of normal work.
-    pub const HIGH: Priority = Priority(80);
-    /// Ahead of everything else.
-    pub const CRITICAL: Priority = Priority(100);
-}
-
-impl Default for Priority {
-    fn default() -> Self {
-        Priority::NORMAL
-    }
-}
-
-impl fmt::Display for Priority {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Priority::LOW => f.write_str("low"),
-            Priority::NORMAL => f.write_str("normal"),
-            Priority::HIGH => f.write_str("high"),
-            Priority::CRITICAL => f.write_str("critical"),
-            Priority(p) => write!(f, "{p}"),
-        }
-    }
-}
 
 /// Whether a claim excludes every other claim on an overlapping name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -4,13 +4,15 @@
 //! or from a serde [`WorkflowDefinition`]), the [`Run`] state machine that walks one
 //! workflow (ready, running, succeeded, failed, skipped, cancelled; retries with seeded
 //! backoff; timeouts; outputs passed downstream; a timestamped evidence history), and
-//! [`RunSnapshot`] for restart without repeating finished work. The seed's procedures
-//! (deployment, emergency recovery, system update with rollback) are workflows built on
-//! this engine.
+//! [`RunSnapshot`] for restart without repeating finished work. The operating
+//! procedures (the 5-step deployment, emergency recovery, system update with rollback)
+//! are workflows built on this engine ([`runbooks`]).
 //!
-//! This module is sans-I/O: it never waits, spawns or reads a clock. The host (or an
-//! async executor on top) calls [`Run::ready`], [`Run::start`], [`Run::finish`] and
-//! [`Run::tick`] with the current time. It never imports `coordinator`.
+//! The engine (definitions, validation, [`Run`], retries) is sans-I/O: it never waits,
+//! spawns or reads a clock. The host (or an async executor on top) calls
+//! [`Run::ready`], [`Run::start`], [`Run::finish`] and [`Run::tick`] with the current
+//! time. The engine never imports `coordinator`; the [`Executor`] and the [`runbooks`]
+//! are drivers in a layer of their own above the coordinator, which they run.
 //!
 //! # Example: deploy, verify, roll back on failure
 //!
