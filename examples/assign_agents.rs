@@ -1,4 +1,4 @@
-//! The seed's agent assignment procedure (section 1.2): a fleet of agents in several
+//! The agent assignment procedure: a fleet of agents in several
 //! roles, a batch of tasks analyzed, assigned and validated, each assignment printed
 //! with its explanation, and one policy violation detected and handled.
 //!
@@ -24,7 +24,7 @@ fn profile(id: u64, name: &str, roles: &[&str], caps: &[&str], capacity: &str) -
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
-    // The defaults: the seed's rule table, a percentile predictor, the greedy
+    // The defaults: the procedures' analysis rules, a percentile predictor, the greedy
     // assigner and the default policies (95% utilization cap, separation of duties
     // between deploy and verify, safe mode, ...).
     let coordinator = Coordinator::builder().clock(clock.clone()).build();

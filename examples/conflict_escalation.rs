@@ -1,5 +1,5 @@
-//! The seed's conflict management procedure and escalation decision tree (section
-//! 1.2), end to end: two agents collide on one resource, automatic resolution fails,
+//! The conflict management procedure and its escalation decision tree, end to end:
+//! two agents collide on one resource, automatic resolution fails,
 //! and a manual clock is advanced through 30 minutes and 2 hours while the manager
 //! escalates to the orchestrator, then to a human whose deadline passes.
 //!
@@ -51,7 +51,8 @@ fn show(t0: Timestamp, label: &str, actions: &[EscalationAction]) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
-    // The seed's numbers; a failed resolution waits for the next rung's time.
+    // The escalation ladder's default times; a failed resolution waits for the next
+    // rung's time.
     let policy = EscalationPolicy::default().with_escalate_on_failure(false);
     println!(
         "policy: orchestrator after {:?}, human after {:?}, human decides within {:?}, default {}",

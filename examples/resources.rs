@@ -1,4 +1,4 @@
-//! The seed's resource allocation process (section 1.3), end to end:
+//! The resource allocation process, end to end:
 //! predict needs from history, allocate, queue what does not fit, release so that the
 //! queue is served, detect a leak, and print the usage report.
 //!

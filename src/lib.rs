@@ -31,7 +31,7 @@
 //! ledger.add_agent(qa.id(), qa.capacity().unwrap())?;
 //! registry.register(qa, now)?;
 //!
-//! // 1. Analyze the task's requirements (the seed's rule table is the default).
+//! // 1. Analyze the task's requirements (the default rule table is the procedures').
 //! let task = Task::new(TaskId::new(1), "verify", "Take a full-page screenshot of the deployment");
 //! let analyzed = RuleBasedAnalyzer::default().analyze(&task)?;
 //! assert_eq!(analyzed.requirements.roles()[0].as_str(), "qa");
@@ -51,7 +51,7 @@
 //!
 //! ## From the operating procedures to the crate
 //!
-//! | procedure (seed section) | in concord |
+//! | procedure (section of the operating procedures) | in concord |
 //! |---|---|
 //! | Analyze task requirements (1.2) | [`TaskAnalyzer`], [`RuleBasedAnalyzer`], [`Requirements`] |
 //! | Check agent availability (1.2) | [`AgentRegistry::available_agents`], [`AgentStatus`] |

@@ -444,8 +444,8 @@ pub trait Agent: fmt::Debug + Send + Sync + 'static {
 /// Conveniences for every [`Agent`], `dyn Agent` included.
 #[async_trait::async_trait]
 pub trait AgentExt: Agent {
-    /// Asks the agent for its health and times the answer with `clock`: the seed's
-    /// `check_agent_health` (status, response time, version).
+    /// Asks the agent for its health and times the answer with `clock`: the
+    /// connectivity procedure's `check_agent_health` (status, response time, version).
     ///
     /// The clock is read before and after [`Agent::health`]; `at` is the second
     /// reading. A slow answer is still an answer: deciding what is too slow is the

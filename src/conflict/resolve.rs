@@ -53,8 +53,8 @@ pub enum ResolutionAction {
     AwaitHuman,
 }
 
-/// The outcome of one attempt to resolve a conflict: the seed's `resolution` with
-/// `successful` and `failure_reason`.
+/// The outcome of one attempt to resolve a conflict: the conflict management
+/// procedure's `resolution` with `successful` and `failure_reason`.
 ///
 /// Three shapes: [`success`](Resolution::success) (closes the conflict),
 /// [`failure`](Resolution::failure) (escalates it one level) and
@@ -129,7 +129,8 @@ impl Resolution {
     }
 }
 
-/// Resolves a conflict: the seed's `await resolver.resolve_conflict(conflict)`.
+/// Resolves a conflict: the conflict management procedure's
+/// `await resolver.resolve_conflict(conflict)`.
 ///
 /// # Contract
 /// - `resolve` must not block the caller; do I/O (asking an orchestrator agent, a

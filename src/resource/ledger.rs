@@ -488,7 +488,8 @@ pub struct AgentUsage {
     pub utilization: f64,
 }
 
-/// A point-in-time report of the ledger: the seed's `generate_usage_report()`.
+/// A point-in-time report of the ledger: the resource exhaustion procedure's
+/// `generate_usage_report()`.
 ///
 /// `Display` renders it as a plain-text table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -635,7 +636,7 @@ struct Waiting {
 }
 
 /// Per-agent and pool capacity, allocations, leases, and a fair queue of requests
-/// waiting for capacity: the seed's `ResourceManager`.
+/// waiting for capacity: the resource allocation process's `ResourceManager`.
 ///
 /// # Examples
 /// ```
@@ -1182,7 +1183,7 @@ impl ResourceLedger {
     }
 
     /// The free capacity of every agent (see [`free`](Self::free)), in the order they
-    /// were added: the seed's `get_resource_availability()`.
+    /// were added: the resource allocation process's `get_resource_availability()`.
     pub fn availability(&self) -> Vec<AgentAvailability> {
         self.agents()
             .map(|agent| AgentAvailability {
@@ -1706,8 +1707,9 @@ impl ResourceLedger {
     }
 
     /// Releases every allocation not renewed or touched for
-    /// [`LedgerConfig::idle_after`] by `now` (the seed's "identify idle agents and
-    /// release their resources"), then serves waiting requests.
+    /// [`LedgerConfig::idle_after`] by `now` (the resource allocation process's
+    /// "identify idle agents and release their resources"), then serves waiting
+    /// requests.
     pub fn reclaim_idle(&mut self, now: Timestamp) -> Released {
         let idle = self.config.idle_after;
         let ids: Vec<AllocationId> = self
@@ -1737,8 +1739,8 @@ impl ResourceLedger {
         Released { released, grants }
     }
 
-    /// Allocations held past their lease or past their task's end, by id: the seed's
-    /// `detect_resource_leaks()`. Reports only; release them with
+    /// Allocations held past their lease or past their task's end, by id: the resource
+    /// exhaustion procedure's `detect_resource_leaks()`. Reports only; release them with
     /// [`release`](Self::release) or [`expire`](Self::expire).
     pub fn detect_leaks(&self, now: Timestamp) -> Vec<Leak> {
         let mut leaks: Vec<Leak> = self
@@ -1959,7 +1961,8 @@ impl ResourceLedger {
     // ----- reports --------------------------------------------------------------
 
     /// The `k` agents holding the largest dominant share of the system's total
-    /// capacity, largest first (ties by id): the seed's `identify_heavy_users()`.
+    /// capacity, largest first (ties by id): the resource exhaustion procedure's
+    /// `identify_heavy_users()`.
     pub fn heavy_users(&self, k: usize) -> Vec<HeavyUser> {
         let n = self.dims.len();
         let mut total = vec![0u64; n];
@@ -1998,7 +2001,7 @@ impl ResourceLedger {
     }
 
     /// A report of capacity, allocation and reservation per resource and per agent:
-    /// the seed's `generate_usage_report()`.
+    /// the resource exhaustion procedure's `generate_usage_report()`.
     pub fn usage_report(&self) -> UsageReport {
         let n = self.dims.len();
         let mut resources: Vec<ResourceUsage> = (0..n)

@@ -89,8 +89,8 @@ impl Prediction {
     }
 }
 
-/// Predicts what a task will need, and learns from what tasks actually used: the seed's
-/// `resource_predictor.predict_resource_needs(task)`.
+/// Predicts what a task will need, and learns from what tasks actually used: the
+/// resource allocation process's `resource_predictor.predict_resource_needs(task)`.
 ///
 /// Predictions are per task *kind* (the host's label such as `deploy`), seeded by the
 /// resources the task asked for.

@@ -1,10 +1,10 @@
-//! The seed's procedures as ready-made workflows: run them with your own agents.
+//! The operating procedures as ready-made workflows: run them with your own agents.
 //!
 //! Each runbook is a [`Workflow`] built from the same engine as any other: steps in
 //! roles (`ops`, `qa`, `framework`, `security`, `human`), with gates between them. Step
-//! kinds match the seed's rule table ([`RuleSet::default`](crate::RuleSet)), so the
-//! coordinator's analyzer gives each step the capabilities and resources the seed
-//! associates with it.
+//! kinds match the default analysis rules ([`RuleSet::default`](crate::RuleSet)), so
+//! the coordinator's analyzer gives each step the capabilities and resources the
+//! procedures associate with it.
 
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ fn role(name: &str) -> Role {
     Role::new(name).unwrap_or_else(|_| unreachable!("valid role name {name}"))
 }
 
-/// The standardized 5-step deployment workflow (seed section 1.1):
+/// The standardized 5-step deployment workflow:
 ///
 /// 1. `deploy` (ops): local server deployment and health check; outputs `url`,
 ///    `health`.
@@ -93,8 +93,8 @@ pub fn deployment() -> Workflow {
     built.unwrap_or_else(|e| unreachable!("the deployment runbook is valid: {e}"))
 }
 
-/// The recovery from a system-wide agent failure (seed section 2.2), run once safe mode
-/// has stopped new task assignments:
+/// The emergency procedure for a system-wide agent failure, run once safe mode has
+/// stopped new task assignments:
 ///
 /// 1. `enter_safe_mode` (ops, kind `enter_safe_mode`): activate safe mode and preserve
 ///    the current state.
@@ -176,8 +176,8 @@ pub fn safe_mode_recovery() -> Workflow {
     built.unwrap_or_else(|e| unreachable!("the safe-mode recovery runbook is valid: {e}"))
 }
 
-/// The recovery from memory system corruption (seed section 2.2), all ops work (the
-/// seed's rule table sends memory, backup and restore work to ops):
+/// The emergency procedure for memory system corruption, all ops work (the default
+/// analysis rules send memory, backup and restore work to ops):
 ///
 /// 1. `stop_memory_writes` (kind `stop_writes`): no agent writes to memory any more.
 /// 2. `backup_memory_state` (kind `backup`): keep the corrupted state as it is;
@@ -244,7 +244,7 @@ pub fn memory_corruption_recovery() -> Workflow {
     built.unwrap_or_else(|e| unreachable!("the memory corruption runbook is valid: {e}"))
 }
 
-/// The response to a security breach (seed section 2.2):
+/// The emergency procedure for a security breach:
 ///
 /// 1. `isolate_affected_agents` (security, kind `isolate`): cut the affected agents
 ///    off; outputs `isolated`.
@@ -258,7 +258,7 @@ pub fn memory_corruption_recovery() -> Workflow {
 /// `notify`), taking `isolated`. It does not hold up the chain, and the chain does not
 /// wait for it.
 ///
-/// With the seed's rule table ([`RuleSet::default`](crate::RuleSet)) the names
+/// With the default analysis rules ([`RuleSet::default`](crate::RuleSet)) the names
 /// `apply_security_patches` and `notify_security_team` mention security, so the
 /// analyzer also asks for role `security` on them: the patching agent and the person
 /// notified must then play `security` as well as their own role.
@@ -319,7 +319,7 @@ pub fn security_breach_response() -> Workflow {
     built.unwrap_or_else(|e| unreachable!("the security breach runbook is valid: {e}"))
 }
 
-/// A coordination system update with rollback (seed section 3.3):
+/// The coordination system update procedure, with rollback:
 ///
 /// 1. `backup_configuration` (ops, kind `backup`): outputs `backup`.
 /// 2. `stop_services` (ops, kind `stop_services`).
