@@ -21,7 +21,7 @@ fn timestamp() -> impl Strategy<Value = Timestamp> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
 
     #[test]
     fn display_parses_back_to_the_same_timestamp(t in timestamp()) {
