@@ -89,18 +89,14 @@ pub(super) fn open_conflicts_view(s: &State) -> Vec<OpenConflict> {
 }
 
 /// `found`, the conflicts one task's claims made, ordered by holder, then the names
-/// and modes, and numbered in that order with the ids the detector issued for them.
+/// and modes, and numbered in that order from `first`, the first id the detector
+/// issued for them (ids of collisions a decision approved are reused).
 ///
 /// The detector reports them in an order that depends on its history (names claimed
 /// by tasks long finished, the order claims were taken), which a restore does not
 /// reproduce; this order depends only on the claims held, so a restored coordinator
 /// numbers the same conflicts the same way.
-fn canonical(mut found: Vec<Conflict>) -> Vec<Conflict> {
-    // The detector reports conflicts in the order it numbers them (consecutively,
-    // wrapping past `u64::MAX`).
-    let Some(first) = found.first().map(|c| c.id().get()) else {
-        return found;
-    };
+fn canonical(mut found: Vec<Conflict>, first: u64) -> Vec<Conflict> {
     found.sort_by(|a, b| {
         let key = |c: &Conflict| {
             let holder = c.parties().first();
@@ -167,38 +163,36 @@ impl State {
                 .detector
                 .add_claim_into(owner, c, priority, now, &mut found)
             {
-                self.unhold(owner, &claims[..i], &found);
+                self.unhold(owner, &claims[..i]);
+                if let Some(first) = found.first() {
+                    self.set_next_conflict_id(first.id().get());
+                }
                 return Err(e);
             }
         }
-        if !found.is_empty() {
-            let first = found[0].id().get();
+        if let Some(first) = found.first().map(|c| c.id().get()) {
+            // The ids the detector issued are taken back: the caller that opens the
+            // collisions as conflicts takes them again.
+            self.set_next_conflict_id(first);
             let approved = &self.approved;
             found.retain(|c| {
                 let holder = c.parties().first().and_then(Party::task_id);
                 !holder.is_some_and(|h| approved.contains(&(h, task.id())))
             });
             if !found.is_empty() {
-                self.unhold(owner, claims, &found);
-                self.set_next_conflict_id(first);
-                return Ok(Hold::Collides(canonical_from(found, first)));
+                self.unhold(owner, claims);
+                return Ok(Hold::Collides(canonical(found, first)));
             }
-            // Every collision was approved: the ids the detector issued for them are
-            // taken back.
-            self.set_next_conflict_id(first);
+            // Every collision was approved: the claims stay held beside the holders'.
         }
         self.claims.insert(task.id(), (agent, claims.to_vec()));
         Ok(Hold::Held)
     }
 
-    /// Undoes part of [`hold_claims`](Self::hold_claims): gives up `added` and takes
-    /// back the ids of the conflicts `found` (issued in order, so from the first on).
-    fn unhold(&mut self, owner: ClaimOwner, added: &[Claim], found: &[Conflict]) {
+    /// Undoes part of [`hold_claims`](Self::hold_claims): gives up `added`.
+    fn unhold(&mut self, owner: ClaimOwner, added: &[Claim]) {
         for c in added {
             let _ = self.detector.remove_claim(owner, c);
-        }
-        if let Some(first) = found.first() {
-            self.set_next_conflict_id(first.id().get());
         }
     }
 
@@ -294,8 +288,8 @@ impl State {
     }
 
     /// Sets a waiting task (`key` in `waiting`), whose claims collided, to wait behind
-    /// the running task holding the first contested claim. Returns whether it waits
-    /// (else it was rejected: a collision without a holder).
+    /// the running task holding the first contested claim (or rejects it, for a
+    /// collision without a holder, which a detector never reports).
     pub(super) fn block(
         &mut self,
         key: crate::id::RequestId,
@@ -330,26 +324,6 @@ impl State {
             },
         );
     }
-}
-
-/// [`canonical`] of conflicts whose ids start at `first`.
-fn canonical_from(mut found: Vec<Conflict>, first: u64) -> Vec<Conflict> {
-    // After approved holders were dropped the ids may have gaps: number from the
-    // first issued, in order.
-    if let Some(c) = found.first_mut() {
-        if c.id().get() != first {
-            let mut renumbered = Conflict::new(ConflictId::new(first), c.kind(), c.detected_at())
-                .with_description(c.description());
-            for party in c.parties() {
-                renumbered = renumbered.with_party(*party);
-            }
-            for resource in c.resources() {
-                renumbered = renumbered.with_resource(resource.clone());
-            }
-            *c = renumbered;
-        }
-    }
-    canonical(found)
 }
 
 impl Core {

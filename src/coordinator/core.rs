@@ -171,6 +171,31 @@ impl State {
         }
     }
 
+    /// Books a started task, however it started (assigned directly or served from
+    /// the queue): its duty in its group (if the policies ever read it), its place
+    /// among the running tasks, and the event.
+    pub(super) fn book(
+        &mut self,
+        policies: &dyn PolicyEnforcer,
+        a: &Arc<Assignment>,
+        now: Timestamp,
+    ) {
+        if let Some(group) = a
+            .group
+            .as_ref()
+            .filter(|_| policies.reads_duty(a.task.kind()))
+        {
+            self.duties.record_shared(group, a.task.kind_arc(), a.agent);
+        }
+        self.assignments.insert(a.task.id(), Arc::clone(a));
+        self.push(
+            now,
+            EventKind::TaskAssigned {
+                assignment: Arc::clone(a),
+            },
+        );
+    }
+
     pub(super) fn knows(&self, task: TaskId) -> bool {
         self.assignments.contains_key(&task) || self.waiting_by_task.contains_key(&task)
     }
@@ -210,7 +235,7 @@ impl State {
 ///   [`handle_timeout`](Self::handle_timeout): the next rung of the escalation ladder
 ///   (and a human's deadline, past which the ladder's default decision applies), the
 ///   next lease expiry, the next reservation due to a long-waiting task.
-/// - **Out**: every change is an [`Event`] ([`poll_event`](Self::poll_event),
+/// - **Out**: every change is an [`Event`] ([`drain_events`](Self::drain_events),
 ///   [`drain_events_into`](Self::drain_events_into)); a driver that submitted tasks
 ///   of a group it [watches](Self::watch) gets [`Notice`]s of what happened to them
 ///   while they waited.
@@ -349,12 +374,7 @@ impl Admission for PolicyAdmission<'_> {
 impl Core {
     /// Refuses a `now` earlier than one already seen, else makes it the latest.
     fn at(&mut self, now: Timestamp) -> Result<Timestamp, CoordinatorError> {
-        if now < self.s.last_now {
-            return Err(CoordinatorError::TimeWentBack {
-                now,
-                seen: self.s.last_now,
-            });
-        }
+        self.check_time(now)?;
         self.s.last_now = now;
         Ok(now)
     }
@@ -863,16 +883,8 @@ impl Core {
                 task: task.take(),
             }),
         };
-        record_duty(s, parts.policies.as_ref(), &assignment);
         tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
-        s.assignments
-            .insert(assignment.task.id(), Arc::clone(&assignment));
-        s.push(
-            now,
-            EventKind::TaskAssigned {
-                assignment: Arc::clone(&assignment),
-            },
-        );
+        s.book(parts.policies.as_ref(), &assignment, now);
         Ok(AssignOutcome::Assigned(assignment))
     }
 
@@ -1156,14 +1168,6 @@ impl Core {
         self.s.duties.forget_group(group)
     }
 
-    /// The next event not yet handed out, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        if self.s.events.is_empty() {
-            return None;
-        }
-        Some(self.s.events.remove(0))
-    }
-
     /// Takes the events made since the last call, in order, for the host to journal.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.s.events)
@@ -1202,15 +1206,4 @@ pub(super) fn startable(registry: &AgentRegistry, agent: AgentId) -> Result<(), 
         });
     }
     Ok(())
-}
-
-/// Records `a`'s duty in its group, if the policies ever read it.
-pub(super) fn record_duty(s: &mut State, policies: &dyn PolicyEnforcer, a: &Assignment) {
-    if let Some(group) = a
-        .group
-        .as_ref()
-        .filter(|_| policies.reads_duty(a.task.kind()))
-    {
-        s.duties.record_shared(group, a.task.kind_arc(), a.agent);
-    }
 }

@@ -51,6 +51,7 @@ pub use self::snapshot::CoordinatorSnapshot;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
@@ -106,6 +107,9 @@ struct Shared {
 /// ```
 pub struct Coordinator {
     clock: Arc<dyn Clock>,
+    /// The latest time handed to the core (nanoseconds): read by `now` without the
+    /// lock, so that a clock stepping back reads as standing still.
+    seen: AtomicU64,
     shared: Mutex<Shared>,
 }
 
@@ -126,8 +130,10 @@ impl Coordinator {
 
     /// Wraps `core`, reading time from `clock`.
     pub fn from_core(core: Core, clock: Arc<dyn Clock>) -> Coordinator {
+        let seen = AtomicU64::new(core.last_now().as_nanos());
         Coordinator {
             clock,
+            seen,
             shared: Mutex::new(Shared {
                 core,
                 group_wakers: BTreeMap::new(),
@@ -144,8 +150,8 @@ impl Coordinator {
     /// The current time by the coordinator's clock (never earlier than a time the
     /// core has seen).
     pub fn now(&self) -> Timestamp {
-        let now = self.clock.now();
-        now.max(self.shared.lock().core.last_now())
+        let seen = Timestamp::from_nanos(self.seen.load(Ordering::Acquire));
+        self.clock.now().max(seen)
     }
 
     /// Runs `f` on the core with the current time, then wakes whom it concerns.
@@ -155,6 +161,8 @@ impl Coordinator {
         let now = now.max(shared.core.last_now());
         let before = shared.core.s.next_seq;
         let out = f(&mut shared.core, now);
+        self.seen
+            .store(shared.core.last_now().as_nanos(), Ordering::Release);
         let changed = shared.core.s.next_seq != before;
         let wake = Self::to_wake(&mut shared, changed);
         drop(shared);

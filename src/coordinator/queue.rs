@@ -16,7 +16,7 @@ use crate::resource::{AllocationRequest, Grant, LedgerError, RequestOutcome};
 use crate::task::Task;
 
 use super::claims::Hold;
-use super::core::{Core, State, record_duty, slots_name, startable};
+use super::core::{Core, State, slots_name, startable};
 use super::error::CoordinatorError;
 use super::event::{AssignOutcome, Assignment, EventKind, Notice};
 
@@ -473,16 +473,8 @@ impl Core {
             if s.registry.task_started(g.agent, now).is_err() {
                 tracing::warn!(agent.id = %g.agent, "granted agent could not start the task");
             }
-            record_duty(s, parts.policies.as_ref(), &assignment);
             let assignment = Arc::new(assignment);
-            s.assignments
-                .insert(assignment.task.id(), Arc::clone(&assignment));
-            s.push(
-                now,
-                EventKind::TaskAssigned {
-                    assignment: Arc::clone(&assignment),
-                },
-            );
+            s.book(parts.policies.as_ref(), &assignment, now);
             let group = assignment.group.clone();
             s.notify(group.as_ref(), Notice::Started(Arc::clone(&assignment)));
             assigned.push(assignment);
