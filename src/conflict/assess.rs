@@ -20,7 +20,7 @@ pub struct Assessment {
 }
 
 impl Assessment {
-    /// An assessment routed the seed's way ([`Route::for_severity`]).
+    /// An assessment routed the procedure's way ([`Route::for_severity`]).
     pub fn new(severity: Severity, reasons: Vec<String>) -> Self {
         Assessment {
             severity,
@@ -30,7 +30,7 @@ impl Assessment {
     }
 }
 
-/// Assesses a conflict's severity and impact: the seed's
+/// Assesses a conflict's severity and impact: the procedure's
 /// `conflict_assessor.assess(conflict)`.
 ///
 /// # Contract

@@ -1,4 +1,4 @@
-//! [`EscalationPolicy`]: the seed's escalation decision tree, as data.
+//! [`EscalationPolicy`]: the escalation ladder, as data.
 
 use std::fmt;
 use std::time::Duration;
@@ -49,7 +49,7 @@ impl fmt::Display for HumanDecision {
     }
 }
 
-/// Why a conflict was escalated: the `reason` lines of the seed's decision tree.
+/// Why a conflict was escalated: the `reason` lines of the escalation ladder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -131,7 +131,7 @@ pub enum EscalationAction {
     },
 }
 
-/// The seed's escalation decision tree as data.
+/// The escalation ladder as data.
 ///
 /// | seed | field | default |
 /// |---|---|---|
@@ -226,7 +226,7 @@ impl EscalationPolicy {
         self
     }
 
-    /// Sets whether a failed resolution escalates one level at once (the seed's
+    /// Sets whether a failed resolution escalates one level at once (the ladder's
     /// `escalate_conflict`), or waits for the next rung's time.
     pub fn with_escalate_on_failure(mut self, yes: bool) -> Self {
         self.escalate_on_failure = yes;

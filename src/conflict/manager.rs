@@ -329,7 +329,7 @@ impl Entry {
     }
 }
 
-/// Runs the seed's conflict procedure and escalation decision tree over time, without
+/// Runs the conflict management procedure and the escalation ladder over time, without
 /// I/O: the host opens conflicts, records what resolvers answered, and calls
 /// [`tick`](Self::tick) with the current time; the manager returns the
 /// [`EscalationAction`]s that are due.

@@ -1,5 +1,5 @@
-//! Conflicts between agents and tasks: the seed's "Conflict Management Procedures"
-//! (section 1.2) and its "Escalation Decision Tree".
+//! Conflicts between agents and tasks: the conflict management procedure and the
+//! escalation ladder.
 //!
 //! Owns the [`Conflict`] model, detection of overlapping claims ([`ConflictDetector`]),
 //! assessment ([`ConflictAssessor`], [`RuleAssessor`]), resolution
@@ -134,7 +134,7 @@ impl fmt::Display for ConflictKind {
     }
 }
 
-/// How bad a conflict is: the seed's `critical`, `high` and the rest.
+/// How bad a conflict is: the procedure's `critical`, `high` and the rest.
 ///
 /// Ordered from least to most severe.
 ///
@@ -187,7 +187,7 @@ impl fmt::Display for Severity {
     }
 }
 
-/// Where an assessed conflict goes next: the seed's three branches.
+/// Where an assessed conflict goes next: the procedure's three branches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -201,7 +201,7 @@ pub enum Route {
 }
 
 impl Route {
-    /// The seed's routing: critical escalates, high resolves automatically, the rest
+    /// The procedure's routing: critical escalates, high resolves automatically, the rest
     /// waits in the routine queue.
     pub const fn for_severity(severity: Severity) -> Route {
         match severity {

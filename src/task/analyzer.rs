@@ -2,7 +2,7 @@
 //! keyword rules, plain serde data, that maps a task's kind and description to
 //! [`Requirements`] and says which rules fired and why.
 //!
-//! This is the seed's `task_analyzer.analyze(task_description)` (section 1.2, step 1).
+//! This is step 1 of the agent assignment procedure, `task_analyzer.analyze(task_description)`.
 //! It reads nothing but the task and the table: no clock, no I/O, no agents.
 
 use std::collections::BTreeSet;
@@ -294,7 +294,7 @@ impl AnalysisRule {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// [`RuleSet::default`] is the table drawn from the seed's procedures:
+/// [`RuleSet::default`] is the table drawn from the operating procedures:
 ///
 /// | rule | fires on | adds |
 /// |---|---|---|
@@ -310,7 +310,7 @@ impl AnalysisRule {
 /// The defaults ask for nothing, and a task no rule matches is not an error.
 ///
 /// An agent must play *every* role the fired rules name, so the keywords are kept
-/// specific: "deployment success documentation" (the seed's QA step) fires only
+/// specific: "deployment success documentation" (the deployment workflow's QA step) fires only
 /// `documentation`, not `deploy`, and asks for `qa` alone. A host writing its own table
 /// should keep that in mind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,7 +370,7 @@ impl RuleSet {
 }
 
 impl Default for RuleSet {
-    /// The table drawn from the seed's procedures (see [`RuleSet`]).
+    /// The table drawn from the operating procedures (see [`RuleSet`]).
     fn default() -> Self {
         let gib = 1u64 << 30;
         let mib = 1u64 << 20;
@@ -590,7 +590,7 @@ impl RuleBasedAnalyzer {
 }
 
 impl Default for RuleBasedAnalyzer {
-    /// An analyzer over [`RuleSet::default`], the seed's table.
+    /// An analyzer over [`RuleSet::default`], the procedures' table.
     fn default() -> Self {
         RuleBasedAnalyzer::new(RuleSet::default()).expect("the built-in rule table is valid")
     }
