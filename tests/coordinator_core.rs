@@ -1,0 +1,1003 @@
+//! The coordinator's recent capabilities through its public API: decisions on
+//! conflicts (by hand and by the escalation ladder's default), agents leaving service,
+//! safe mode, capacity policies that make tasks wait, the sans-I/O core's time
+//! (deadlines, `TimeWentBack`), the `Driver`, and the event envelope.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Context;
+use std::time::Duration;
+
+use concord::conflict::{ConflictState, EscalationLevel, HumanDecision};
+use concord::coordinator::{
+    AssignOutcome, Assignment, Coordinator, CoordinatorBuilder, CoordinatorError, Decider, Driver,
+    Event, EventKind, Notice, OnAgentLoss, Parked,
+};
+use concord::policy::{MaxTasksPerAgent, PolicySet, SafeModeRule, UtilizationCap};
+use concord::resource::LedgerConfig;
+use concord::{
+    AgentId, AgentProfile, AgentStatus, Claim, Clock, ConflictId, EscalationAction,
+    EscalationPolicy, ManualClock, Requirements, Role, RuleBasedAnalyzer, RuleSet, SimulatedTimer,
+    SystemMode, Task, TaskId, Timestamp,
+};
+
+const MIN: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+/// The tests' ladder: the orchestrator at 10 minutes, a human at 40, who has 15 to
+/// answer before the default decision (deny).
+const TO_ORCHESTRATOR: Duration = Duration::from_secs(10 * 60);
+const TO_HUMAN: Duration = Duration::from_secs(40 * 60);
+const HUMAN_HAS: Duration = Duration::from_secs(15 * 60);
+const GROUP: &str = "run-1";
+
+/// Asserts that no event kind in `kinds` matches `pattern`.
+macro_rules! assert_none {
+    ($kinds:expr, $($pattern:pat_param)|+) => {{
+        let kinds: Vec<EventKind> = $kinds;
+        assert!(!kinds.iter().any(|k| matches!(k, $($pattern)|+)), "{kinds:?}");
+    }};
+}
+
+fn t0() -> Timestamp {
+    Timestamp::from_secs(1_700_000_000)
+}
+
+fn tid(n: u64) -> TaskId {
+    TaskId::new(n)
+}
+
+fn aid(n: u64) -> AgentId {
+    AgentId::new(n)
+}
+
+/// An ops agent with `slots` task slots and 8 cpus.
+fn agent(id: u64, slots: u32) -> AgentProfile {
+    AgentProfile::new(aid(id), format!("agent-{id}"))
+        .with_role(Role::new("ops").expect("role"))
+        .with_capacity("cpu=8,memory=8Gi".parse().expect("capacity"))
+        .with_max_tasks(slots)
+}
+
+/// An ops task needing `cpu` cpus and holding `claims` exclusively.
+fn task_with(id: u64, cpu: u32, claims: &[&str]) -> Task {
+    let mut needs = Requirements::new()
+        .with_role(Role::new("ops").expect("role"))
+        .with_resources(format!("cpu={cpu}").parse().expect("resources"));
+    for name in claims {
+        needs = needs.with_claim(Claim::exclusive(*name));
+    }
+    Task::new(tid(id), "edit", format!("task {id}")).with_requirements(needs)
+}
+
+fn task(id: u64) -> Task {
+    task_with(id, 1, &[])
+}
+
+fn claiming(id: u64, claims: &[&str]) -> Task {
+    task_with(id, 1, claims)
+}
+
+/// No keyword analysis, the tests' ladder, and reservations a day off (so that the
+/// ladder's deadlines are the only ones unless a test says otherwise).
+fn builder(clock: &ManualClock) -> CoordinatorBuilder {
+    Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("rules"))
+        .ledger_config(LedgerConfig::default().with_reserve_after(DAY))
+        .escalation_policy(
+            EscalationPolicy::default()
+                .with_orchestrator_after(TO_ORCHESTRATOR)
+                .with_human_after(TO_HUMAN)
+                .with_decision_within(HUMAN_HAS)
+                .with_default_decision(HumanDecision::Deny),
+        )
+        .expect("valid ladder")
+}
+
+/// Submits `t` in the watched group.
+fn submit(c: &Coordinator, t: Task) -> AssignOutcome {
+    c.assign_in_group(GROUP, t).expect("assign")
+}
+
+fn assigned(out: AssignOutcome) -> Arc<Assignment> {
+    match out {
+        AssignOutcome::Assigned(a) => a,
+        other => panic!("not assigned: {other:?}"),
+    }
+}
+
+fn conflicted(out: AssignOutcome) -> Vec<ConflictId> {
+    match out {
+        AssignOutcome::Conflicted { conflicts, .. } => conflicts,
+        other => panic!("not conflicted: {other:?}"),
+    }
+}
+
+fn queued(out: AssignOutcome) {
+    assert!(matches!(out, AssignOutcome::Queued { .. }), "{out:?}");
+}
+
+fn ids(assignments: &[Arc<Assignment>]) -> Vec<TaskId> {
+    assignments.iter().map(|a| a.task.id()).collect()
+}
+
+fn running(c: &Coordinator) -> Vec<(TaskId, AgentId)> {
+    c.assignments()
+        .iter()
+        .map(|a| (a.task.id(), a.agent))
+        .collect()
+}
+
+fn waiting(c: &Coordinator) -> Vec<TaskId> {
+    c.waiting().iter().map(|w| w.task.id()).collect()
+}
+
+fn kinds(c: &Coordinator) -> Vec<EventKind> {
+    c.drain_events().into_iter().map(|e| e.kind).collect()
+}
+
+/// The notices left for the watched group (read as a driver reads them).
+fn notices(c: &Coordinator) -> Vec<Notice> {
+    let mut out = Vec::new();
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    let _ = c.poll_notices(GROUP, &mut cx, &mut out);
+    out
+}
+
+fn state(c: &Coordinator, id: ConflictId) -> Option<ConflictState> {
+    c.with_core(|core| core.conflict_manager().state(id))
+}
+
+fn json(c: &Coordinator) -> String {
+    serde_json::to_string(&c.snapshot()).expect("snapshot serializes")
+}
+
+fn decided(conflict: ConflictId, decision: HumanDecision, by: Decider) -> EventKind {
+    EventKind::ConflictDecided {
+        conflict,
+        decision,
+        by,
+    }
+}
+
+fn denied(task: u64, conflict: ConflictId, by: Decider) -> EventKind {
+    let task = tid(task);
+    EventKind::TaskDenied { task, conflict, by }
+}
+
+fn handed_back(task: u64, agent: u64, requeued: bool) -> EventKind {
+    let (task, agent) = (tid(task), aid(agent));
+    EventKind::TaskHandedBack {
+        task,
+        agent,
+        requeued,
+    }
+}
+
+fn refused(task: u64, reason: String) -> Notice {
+    let task = tid(task);
+    Notice::Refused { task, reason }
+}
+
+/// The decisions and denials among `events`.
+fn decisions(events: &[Event]) -> Vec<EventKind> {
+    let decision = |k: &EventKind| {
+        matches!(
+            k,
+            EventKind::ConflictDecided { .. } | EventKind::TaskDenied { .. }
+        )
+    };
+    events
+        .iter()
+        .map(|e| e.kind.clone())
+        .filter(decision)
+        .collect()
+}
+
+/// One agent with three slots, the group watched: task 1 holds `x`, task 3 holds
+/// `y`; task 2 claims both and collides with each (holder 1's conflict first); task 4
+/// takes the last slot, and task 2, submitted again, waits in the queue while its
+/// conflicts are open. Events drained.
+fn queued_waiter(c: &Coordinator) -> [ConflictId; 2] {
+    c.register_agent(agent(1, 3)).expect("register");
+    c.watch(GROUP);
+    assigned(submit(c, claiming(1, &["x"])));
+    assigned(submit(c, claiming(3, &["y"])));
+    assert_eq!(conflicted(submit(c, claiming(2, &["x", "y"]))).len(), 2);
+    let open = c.open_conflicts();
+    let holders: Vec<Option<TaskId>> = open.iter().map(|o| o.holder).collect();
+    assert_eq!(holders, [Some(tid(1)), Some(tid(3))]);
+    assert!(open.iter().all(|o| o.waiting == Some(tid(2))));
+    assigned(submit(c, task(4)));
+    queued(submit(c, claiming(2, &["x", "y"])));
+    assert_eq!(waiting(c), [tid(2)]);
+    c.drain_events();
+    [open[0].conflict.id(), open[1].conflict.id()]
+}
+
+/// One agent with four slots, the group watched: task 1 holds `x`, task 2 collides
+/// with it (the conflict returned). Events drained.
+fn plain_conflict(c: &Coordinator) -> ConflictId {
+    c.register_agent(agent(1, 4)).expect("register");
+    c.watch(GROUP);
+    assigned(submit(c, claiming(1, &["x"])));
+    let found = conflicted(submit(c, claiming(2, &["x"])));
+    c.drain_events();
+    found[0]
+}
+
+/// Agent 1 (one slot) runs task 1 of the watched group, agent 2 (one slot) task 2.
+/// Events drained.
+fn two_busy_agents(c: &Coordinator) {
+    c.watch(GROUP);
+    c.register_agent(agent(1, 1)).expect("register 1");
+    assert_eq!(assigned(submit(c, task(1))).agent, aid(1));
+    c.register_agent(agent(2, 1)).expect("register 2");
+    assert_eq!(assigned(c.assign(task(2)).expect("task 2")).agent, aid(2));
+    c.drain_events();
+}
+
+#[test]
+fn a_human_deny_withdraws_the_waiting_task_and_closes_its_other_conflicts() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let [first, second] = queued_waiter(&c);
+    clock.advance(MIN);
+
+    c.decide(first, HumanDecision::Deny, Decider::Human)
+        .expect("decide");
+    let events = c.drain_events();
+    let (deny, by) = (HumanDecision::Deny, Decider::Human);
+    assert_eq!(
+        decisions(&events),
+        [
+            decided(first, deny, by),
+            decided(second, deny, by),
+            denied(2, first, by)
+        ]
+    );
+    assert!(events.iter().all(|e| e.at == t0() + MIN));
+    let closed = ConflictState::Decided {
+        decision: deny,
+        by: EscalationLevel::Human,
+    };
+    assert_eq!(state(&c, first), Some(closed));
+    assert_eq!(state(&c, second), Some(closed));
+    assert!(c.open_conflicts().is_empty());
+    assert!(c.waiting().is_empty());
+    assert_eq!(c.poll_timeout(), None);
+    let reason = format!("denied by the human in {first}");
+    assert_eq!(notices(&c), [refused(2, reason)]);
+
+    // Deciding a closed conflict again, or one never opened, is refused; nothing
+    // changes.
+    let before = json(&c);
+    for id in [first, second] {
+        let e = c
+            .decide(id, HumanDecision::Approve, Decider::Orchestrator)
+            .expect_err("closed");
+        assert!(
+            matches!(&e, CoordinatorError::ConflictClosed { conflict, state }
+                if *conflict == id && state == "decided by the human (deny)"),
+            "{e}"
+        );
+    }
+    let unknown = ConflictId::new(999);
+    let e = c.decide(unknown, deny, by).expect_err("unknown");
+    assert!(
+        matches!(e, CoordinatorError::UnknownConflict { conflict } if conflict == unknown),
+        "{e}"
+    );
+    assert_eq!(json(&c), before);
+    assert!(c.drain_events().is_empty());
+
+    // The holders' ends resolve nothing (their conflicts were decided) and start
+    // nothing.
+    c.complete(tid(1), true, None).expect("complete 1");
+    c.complete(tid(3), true, None).expect("complete 3");
+    assert_none!(
+        kinds(&c),
+        EventKind::ConflictResolved { .. } | EventKind::TaskAssigned { .. }
+    );
+}
+
+#[test]
+fn an_orchestrator_approval_lets_the_waiting_task_run_beside_its_holder() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 2)).expect("register");
+    assigned(c.assign(claiming(1, &["x"])).expect("task 1"));
+    let found = conflicted(c.assign(claiming(2, &["x"])).expect("task 2"))[0];
+    // The last slot is taken: task 2, submitted again, waits in the queue.
+    assigned(c.assign(task(4)).expect("task 4"));
+    queued(c.assign(claiming(2, &["x"])).expect("task 2 again"));
+    c.drain_events();
+
+    c.decide(found, HumanDecision::Approve, Decider::Orchestrator)
+        .expect("approve");
+    assert_eq!(
+        state(&c, found),
+        Some(ConflictState::Decided {
+            decision: HumanDecision::Approve,
+            by: EscalationLevel::Orchestrator
+        })
+    );
+    let approve = decided(found, HumanDecision::Approve, Decider::Orchestrator);
+    assert_eq!(decisions(&c.drain_events()), [approve]);
+    // No room yet: it still waits.
+    assert_eq!(waiting(&c), [tid(2)]);
+
+    // A slot comes back: task 2 starts beside task 1, with no new conflict.
+    let served = c.complete(tid(4), true, None).expect("complete 4");
+    assert_eq!(ids(&served), [tid(2)]);
+    assert_none!(
+        kinds(&c),
+        EventKind::ConflictDetected { .. } | EventKind::TaskBlocked { .. }
+    );
+    assert!(c.open_conflicts().is_empty());
+    assert_eq!(ids(&c.assignments()), [tid(1), tid(2)]);
+
+    // The approval covers that pair only: a newcomer (with room on a new agent)
+    // collides with both.
+    c.register_agent(agent(2, 1)).expect("register 2");
+    let again = conflicted(c.assign(claiming(5, &["x"])).expect("task 5"));
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|id| *id > found));
+    let holders: Vec<Option<TaskId>> = c.open_conflicts().iter().map(|o| o.holder).collect();
+    assert_eq!(holders, [Some(tid(1)), Some(tid(2))]);
+}
+
+/// Submitted again while its conflict is open, a task meets the same conflict;
+/// submitted again after an approval, it starts beside its holder and the pair's
+/// collision is not reopened.
+#[test]
+fn an_approved_pair_is_not_reopened_on_resubmission() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let found = plain_conflict(&c);
+    assert_eq!(conflicted(submit(&c, claiming(2, &["x"]))), [found]);
+    c.decide(found, HumanDecision::Approve, Decider::Orchestrator)
+        .expect("approve");
+    c.drain_events();
+    assert_eq!(assigned(submit(&c, claiming(2, &["x"]))).task.id(), tid(2));
+    assert_none!(kinds(&c), EventKind::ConflictDetected { .. });
+    assert_eq!(c.with_core(|core| core.conflict_manager().open_count()), 0);
+    assert_eq!(ids(&c.assignments()), [tid(1), tid(2)]);
+}
+
+/// The ladder climbs at the policy's exact times and, with nobody answering, its
+/// default decision has the effect of the same decision given by hand.
+#[test]
+fn the_ladder_default_denies_at_the_human_deadline_like_a_hand_given_deny() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let [first, second] = queued_waiter(&c);
+    let escalated = |c: &Coordinator| -> Vec<EscalationAction> {
+        c.drain_events()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::ConflictEscalated { action } => Some(action),
+                _ => None,
+            })
+            .collect()
+    };
+
+    assert_eq!(c.poll_timeout(), Some(t0() + TO_ORCHESTRATOR));
+    assert_eq!(
+        c.open_conflicts()[0].next_deadline,
+        Some(t0() + TO_ORCHESTRATOR)
+    );
+    // Just before the rung: nothing happens.
+    clock.set(t0() + TO_ORCHESTRATOR - Duration::from_nanos(1));
+    assert!(c.tick().is_empty());
+    assert!(c.drain_events().is_empty());
+
+    clock.set(t0() + TO_ORCHESTRATOR);
+    c.tick();
+    assert!(escalated(&c).iter().any(|a| matches!(a,
+        EscalationAction::EscalateToOrchestrator { conflict, .. } if *conflict == first)));
+    assert_eq!(
+        state(&c, first),
+        Some(ConflictState::Escalated(EscalationLevel::Orchestrator))
+    );
+    assert_eq!(c.poll_timeout(), Some(t0() + TO_HUMAN));
+    assert_eq!(c.open_conflicts()[0].next_deadline, Some(t0() + TO_HUMAN));
+
+    // A late tick takes the human rung at its own time: the human's deadline runs
+    // from the rung, not from the tick.
+    clock.set(t0() + TO_HUMAN + MIN);
+    c.tick();
+    let deadline = t0() + TO_HUMAN + HUMAN_HAS;
+    assert!(escalated(&c).iter().any(|a| matches!(a,
+        EscalationAction::RequestHumanApproval { conflict, deadline: due, default: HumanDecision::Deny, .. }
+            if *conflict == first && *due == deadline)));
+    assert_eq!(c.poll_timeout(), Some(deadline));
+    assert_eq!(c.open_conflicts()[0].next_deadline, Some(deadline));
+    assert_eq!(waiting(&c), [tid(2)]);
+
+    clock.set(deadline);
+    c.tick();
+    let events = c.drain_events();
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        EventKind::ConflictEscalated { action: EscalationAction::ApplyDefaultDecision { conflict, decision: HumanDecision::Deny } }
+            if *conflict == first)));
+    let mut by_default = decisions(&events);
+    let denial = denied(2, first, Decider::Default);
+    assert!(by_default.contains(&denial), "{by_default:?}");
+    assert_eq!(
+        state(&c, first),
+        Some(ConflictState::DecidedByDefault(HumanDecision::Deny))
+    );
+    assert!(state(&c, second).is_some_and(ConflictState::is_closed));
+    let reason = format!("denied by the escalation ladder's default in {first}");
+    assert_eq!(notices(&c), [refused(2, reason)]);
+
+    // The same effect as a human's deny: the same decisions, but for who gave them
+    // (in another order: the ladder closes both conflicts in one tick, and the
+    // second's decision follows the denial the first made).
+    let hand = builder(&ManualClock::new(t0())).build();
+    assert_eq!(queued_waiter(&hand), [first, second]);
+    hand.decide(first, HumanDecision::Deny, Decider::Human)
+        .expect("decide");
+    let as_default = |k: EventKind| match k {
+        EventKind::ConflictDecided {
+            conflict, decision, ..
+        } => decided(conflict, decision, Decider::Default),
+        EventKind::TaskDenied { task, conflict, .. } => {
+            denied(task.get(), conflict, Decider::Default)
+        }
+        other => other,
+    };
+    let mut by_hand: Vec<EventKind> = decisions(&hand.drain_events())
+        .into_iter()
+        .map(as_default)
+        .collect();
+    by_default.sort_by_key(|k| format!("{k:?}"));
+    by_hand.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(by_default, by_hand);
+    assert_eq!(c.waiting(), hand.waiting());
+    assert_eq!(running(&c), running(&hand));
+
+    // Nothing is timed any more, and the denied task never comes back.
+    assert_eq!(c.poll_timeout(), None);
+    clock.advance(DAY);
+    c.tick();
+    c.complete(tid(1), true, None).expect("complete 1");
+    c.complete(tid(3), true, None).expect("complete 3");
+    assert_none!(
+        kinds(&c),
+        EventKind::ConflictDetected { .. }
+            | EventKind::ConflictResolved { .. }
+            | EventKind::TaskAssigned { .. }
+    );
+    assert_eq!(ids(&c.assignments()), [tid(4)]);
+}
+
+/// Deregistering returns the profile and forgets the agent; with
+/// `OnAgentLoss::Fail`, its running task ends as lost.
+#[test]
+fn deregistering_an_agent_returns_its_profile_and_with_fail_its_task_is_lost() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).on_agent_loss(OnAgentLoss::Fail).build();
+    two_busy_agents(&c);
+
+    let profile = c.deregister_agent(aid(1)).expect("deregister");
+    assert_eq!((profile.id(), profile.name()), (aid(1), "agent-1"));
+    let gone = EventKind::AgentDeregistered { agent: aid(1) };
+    assert_eq!(kinds(&c), [handed_back(1, 1, false), gone]);
+    let lost = Notice::Lost {
+        task: tid(1),
+        agent: aid(1),
+    };
+    assert_eq!(notices(&c), [lost]);
+    assert_eq!(running(&c), [(tid(2), aid(2))]);
+    assert!(c.waiting().is_empty());
+    c.with_registry(|r| assert!(!r.contains(aid(1))));
+    c.with_ledger(|l| assert!(l.capacity(aid(1)).is_err()));
+    let e = c.complete(tid(1), true, None).expect_err("not running");
+    assert!(
+        matches!(e, CoordinatorError::UnknownTask { task } if task == tid(1)),
+        "{e}"
+    );
+
+    // Unknown (or already gone): a typed error, and nothing changes.
+    let before = json(&c);
+    for gone in [aid(1), aid(9)] {
+        let e = c.deregister_agent(gone).expect_err("unknown");
+        assert!(
+            matches!(e, CoordinatorError::UnknownAgent { agent } if agent == gone),
+            "{e}"
+        );
+    }
+    assert_eq!(json(&c), before);
+    assert!(c.drain_events().is_empty());
+}
+
+/// The running task of a deregistered agent waits again (as old as it was) and goes
+/// to another agent when one has room.
+#[test]
+#[ignore = "bug: deregister_agent re-queues the agent's running tasks while it is still eligible, so they go straight back to it and deregistration fails with AgentBusy after changing state"]
+fn deregistering_an_agent_requeues_its_tasks_for_another_agent() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    two_busy_agents(&c);
+    clock.advance(MIN);
+
+    let profile = c.deregister_agent(aid(1)).expect("deregister");
+    assert_eq!(profile.id(), aid(1));
+    let after = kinds(&c);
+    assert!(after.contains(&handed_back(1, 1, true)), "{after:?}");
+    assert!(after.contains(&EventKind::AgentDeregistered { agent: aid(1) }));
+    let w = c.waiting();
+    assert_eq!(
+        (w.len(), w[0].task.id(), w[0].since),
+        (1, tid(1), Some(t0()))
+    );
+
+    // Agent 2's slot comes back: task 1 goes there.
+    let served = c.complete(tid(2), true, None).expect("complete 2");
+    assert_eq!(running(&c), [(tid(1), aid(2))]);
+    assert_eq!(ids(&served), [tid(1)]);
+    let got = notices(&c);
+    assert!(
+        matches!(&got[..], [Notice::Requeued { task, agent }, Notice::Started(a)]
+            if *task == tid(1) && *agent == aid(1) && a.agent == aid(2)),
+        "{got:?}"
+    );
+}
+
+/// The same bug with `OnAgentLoss::Fail`: the slot the lost task frees goes to a
+/// queued task on the leaving agent itself.
+#[test]
+#[ignore = "bug: deregister_agent serves the queue with the slots its lost tasks free while the agent is still eligible, so a queued task starts on it and deregistration fails with AgentBusy after changing state"]
+fn deregistering_an_agent_with_work_queued_leaves_that_work_to_the_others() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).on_agent_loss(OnAgentLoss::Fail).build();
+    two_busy_agents(&c);
+    queued(c.assign(task(3)).expect("task 3"));
+
+    let result = c.deregister_agent(aid(1));
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(running(&c), [(tid(2), aid(2))]);
+    assert_eq!(waiting(&c), [tid(3)]);
+}
+
+#[test]
+fn an_agent_going_offline_hands_its_tasks_back() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    two_busy_agents(&c);
+    clock.advance(MIN);
+
+    assert!(
+        c.set_agent_status(aid(1), AgentStatus::Offline)
+            .expect("offline")
+    );
+    let after = kinds(&c);
+    assert_eq!(
+        after[..2],
+        [
+            EventKind::AgentStatusChanged {
+                agent: aid(1),
+                from: AgentStatus::Busy,
+                to: AgentStatus::Offline
+            },
+            handed_back(1, 1, true),
+        ]
+    );
+    assert!(
+        matches!(&after[2..], [EventKind::TaskQueued { task, .. }] if *task == tid(1)),
+        "{after:?}"
+    );
+    assert_eq!(running(&c), [(tid(2), aid(2))]);
+    let w = c.waiting();
+    assert_eq!(
+        (w.len(), w[0].task.id(), w[0].since),
+        (1, tid(1), Some(t0()))
+    );
+    c.with_ledger(|l| assert!(l.allocated(aid(1)).expect("known").is_zero()));
+    let requeued = Notice::Requeued {
+        task: tid(1),
+        agent: aid(1),
+    };
+    assert_eq!(notices(&c), [requeued]);
+
+    // The same status again: `false`, and nothing happens.
+    let before = json(&c);
+    assert!(
+        !c.set_agent_status(aid(1), AgentStatus::Offline)
+            .expect("again")
+    );
+    assert!(c.drain_events().is_empty());
+    assert_eq!(json(&c), before);
+
+    // Agent 2's slot comes back: task 1 goes there.
+    let served = c.complete(tid(2), true, None).expect("complete 2");
+    assert_eq!(ids(&served), [tid(1)]);
+    assert_eq!(running(&c), [(tid(1), aid(2))]);
+    assert!(matches!(&notices(&c)[..], [Notice::Started(a)] if a.agent == aid(2)));
+
+    let e = c
+        .set_agent_status(aid(7), AgentStatus::Offline)
+        .expect_err("unknown");
+    assert!(matches!(e, CoordinatorError::Registry(_)), "{e}");
+}
+
+/// A task handed back while its agent was offline waits for the agents in service
+/// then; when its agent comes back idle it should take it, not leave it waiting for
+/// a busy agent while a newer task takes the idle one.
+#[test]
+#[ignore = "bug: a task re-queued while its agent is offline names only the other agents; the agent back in service never gets it, and a newer task overtakes it there"]
+fn an_agent_back_in_service_takes_the_task_it_handed_back() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    two_busy_agents(&c);
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    assert_eq!(waiting(&c), [tid(1)]);
+    c.set_agent_status(aid(1), AgentStatus::Available)
+        .expect("back");
+    assert_eq!(running(&c), [(tid(1), aid(1)), (tid(2), aid(2))]);
+}
+
+/// The ledger's deadlines through the core: the coordinator takes no leases, so the
+/// one it has is the reservation due to a long-waiting task.
+#[test]
+fn the_core_polls_and_handles_a_reservation_deadline() {
+    let reserve_after = 5 * MIN;
+    let mut core = builder(&ManualClock::new(t0()))
+        .ledger_config(LedgerConfig::default().with_reserve_after(reserve_after))
+        .build_core();
+    assert_eq!(core.poll_timeout(), None);
+    core.register_agent(agent(1, 1), t0()).expect("register");
+    assigned(core.assign(task(1), t0()).expect("task 1"));
+    assert_eq!(core.poll_timeout(), None);
+    let queued_at = t0() + MIN;
+    queued(core.assign(task(2), queued_at).expect("task 2"));
+    let due = queued_at + reserve_after;
+    assert_eq!(core.poll_timeout(), Some(due));
+
+    let early = due - Duration::from_nanos(1);
+    assert!(core.handle_timeout(early).expect("early").is_empty());
+    assert_eq!(core.ledger().waiting(early)[0].reserved_on, None);
+    assert_eq!(core.poll_timeout(), Some(due));
+
+    assert!(core.handle_timeout(due).expect("due").is_empty());
+    let reserved: Vec<Option<AgentId>> = core
+        .ledger()
+        .waiting(due)
+        .iter()
+        .map(|w| w.reserved_on)
+        .collect();
+    assert_eq!(reserved, [Some(aid(1))]);
+    assert_eq!(core.poll_timeout(), None);
+
+    // The reserved slot goes to task 2 when task 1 ends.
+    let served = core
+        .complete(tid(1), true, None, due + MIN)
+        .expect("complete");
+    assert_eq!(ids(&served), [tid(2)]);
+}
+
+/// Counts a task's wakes.
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl futures::task::ArcWake for Wakes {
+    fn wake_by_ref(this: &Arc<Self>) {
+        this.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn driver(c: &Arc<Coordinator>, clock: &ManualClock) -> Driver {
+    Driver::new(
+        Arc::clone(c),
+        SimulatedTimer::new(clock.clone()).with_patience(1),
+    )
+}
+
+#[test]
+fn a_driver_climbs_the_ladder_with_no_host_tick() {
+    let clock = ManualClock::new(t0());
+    let c = Arc::new(builder(&clock).build());
+    let driver = driver(&c, &clock);
+    let [first, _] = queued_waiter(&c);
+
+    // Turn by turn: each wakes at the next rung's exact time.
+    let rungs = [TO_ORCHESTRATOR, TO_HUMAN, TO_HUMAN + HUMAN_HAS];
+    let states = [
+        ConflictState::Escalated(EscalationLevel::Orchestrator),
+        ConflictState::Escalated(EscalationLevel::Human),
+        ConflictState::DecidedByDefault(HumanDecision::Deny),
+    ];
+    for (rung, want) in rungs.into_iter().zip(states) {
+        futures::executor::block_on(driver.turn());
+        assert_eq!(Clock::now(&clock), t0() + rung);
+        assert_eq!(state(&c, first), Some(want));
+    }
+    let (denial, at) = (denied(2, first, Decider::Default), Clock::now(&clock));
+    assert!(
+        c.drain_events()
+            .iter()
+            .any(|e| e.kind == denial && e.at == at)
+    );
+    // Nothing timed is left: a turn waits for a change.
+    let turn = driver.turn();
+    futures::pin_mut!(turn);
+    assert!(futures::FutureExt::now_or_never(turn).is_none());
+}
+
+#[test]
+fn a_running_driver_is_woken_by_a_new_conflict_and_escalates_it() {
+    let clock = ManualClock::new(t0());
+    let c = Arc::new(builder(&clock).build());
+    let driver = driver(&c, &clock);
+    let run = driver.run();
+    futures::pin_mut!(run);
+    let wakes = Arc::new(Wakes::default());
+    let waker = futures::task::waker(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    // Nothing timed: the driver sleeps until a change.
+    assert!(run.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+
+    let [first, _] = queued_waiter(&c);
+    assert!(wakes.0.load(Ordering::SeqCst) > 0, "a change wakes it");
+    let mut polls = 0;
+    while !state(&c, first).is_some_and(ConflictState::is_closed) {
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        polls += 1;
+        assert!(polls < 1_000, "no default decision after {polls} polls");
+    }
+    assert_eq!(Clock::now(&clock), t0() + TO_HUMAN + HUMAN_HAS);
+    assert_eq!(
+        state(&c, first),
+        Some(ConflictState::DecidedByDefault(HumanDecision::Deny))
+    );
+    assert!(c.waiting().is_empty());
+    assert_eq!(c.poll_timeout(), None);
+}
+
+#[test]
+fn safe_mode_holds_new_tasks_and_normal_mode_assigns_them_in_order() {
+    let clock = ManualClock::new(t0());
+    // Recovery work (`diagnose`) may run in safe mode; the rest waits.
+    let policies = PolicySet::default()
+        .without(SafeModeRule::NAME)
+        .with_rule(SafeModeRule::default().with_allowed("diagnose"))
+        .expect("policies");
+    let c = builder(&clock).policies(policies).build();
+    c.register_agent(agent(1, 2)).expect("register");
+    assert!(c.set_mode(SystemMode::SafeMode));
+    assert!(!c.set_mode(SystemMode::SafeMode));
+    assert_eq!(c.mode(), SystemMode::SafeMode);
+    c.drain_events();
+
+    for id in 1..=3 {
+        clock.advance(MIN);
+        queued(c.assign(task(id)).expect("assign"));
+    }
+    assert_eq!(waiting(&c), [tid(1), tid(2), tid(3)]);
+    assert!(c.waiting().iter().all(|w| w.parked == Some(Parked::Mode)));
+    assert!(c.assignments().is_empty());
+    assert!(kinds(&c).iter().any(|k| matches!(k,
+        EventKind::PolicyRefused { refusal } if refusal.rule == SafeModeRule::NAME)));
+    let diagnose = Task::new(tid(9), "diagnose", "look at the fleet")
+        .with_requirements(Requirements::new().with_role(Role::new("ops").expect("role")));
+    assert!(c.assign(diagnose).expect("diagnose").assignment().is_some());
+    c.complete(tid(9), true, None).expect("complete 9");
+    assert_eq!(c.waiting().len(), 3, "held tasks stay held in safe mode");
+    c.drain_events();
+
+    assert!(c.set_mode(SystemMode::Normal));
+    let after = kinds(&c);
+    assert_eq!(
+        after[0],
+        EventKind::ModeChanged {
+            from: SystemMode::SafeMode,
+            to: SystemMode::Normal
+        }
+    );
+    let started: Vec<TaskId> = after
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::TaskAssigned { assignment } => Some(assignment.task.id()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [tid(1), tid(2)]);
+    // Two slots: task 3 waits in the queue, no longer held.
+    let w = c.waiting();
+    assert_eq!((w.len(), w[0].task.id(), w[0].parked), (1, tid(3), None));
+    let served = c.complete(tid(1), true, None).expect("complete 1");
+    assert_eq!(ids(&served), [tid(3)]);
+}
+
+#[test]
+fn a_command_with_an_earlier_now_changes_nothing() {
+    let mut core = builder(&ManualClock::new(t0())).build_core();
+    let t1 = t0() + MIN;
+    core.register_agent(agent(1, 2), t0()).expect("register");
+    core.watch(GROUP);
+    assigned(core.assign(claiming(1, &["x"]), t0()).expect("task 1"));
+    let found = conflicted(core.assign(claiming(2, &["x"]), t1).expect("task 2"));
+    assigned(core.assign(task(3), t1).expect("task 3"));
+    queued(core.assign(task(4), t1).expect("task 4"));
+    core.drain_events();
+    let snapshot = |core: &concord::coordinator::Core| {
+        serde_json::to_string(&core.snapshot()).expect("snapshot")
+    };
+    let before = snapshot(&core);
+
+    let back = t1 - Duration::from_nanos(1);
+    let results = [
+        core.register_agent(agent(2, 1), back).err(),
+        core.deregister_agent(aid(1), back).err(),
+        core.set_agent_status(aid(1), AgentStatus::Offline, back)
+            .err(),
+        core.set_mode(SystemMode::SafeMode, back).err(),
+        core.assign(task(5), back).err(),
+        core.assign_batch(Some(GROUP), vec![task(6), task(7)], back)
+            .err(),
+        core.complete(tid(1), true, None, back).err(),
+        core.cancel(tid(4), back).err(),
+        core.decide(found[0], HumanDecision::Deny, Decider::Human, back)
+            .err(),
+        core.handle_timeout(back).err(),
+    ];
+    for (i, e) in results.into_iter().enumerate() {
+        assert!(
+            matches!(e, Some(CoordinatorError::TimeWentBack { now, seen }) if now == back && seen == t1),
+            "command {i}: {e:?}"
+        );
+    }
+    assert_eq!(snapshot(&core), before);
+    assert!(core.drain_events().is_empty());
+    assert_eq!(core.last_now(), t1);
+    let mut out = Vec::new();
+    core.take_notices(GROUP, &mut out);
+    assert!(out.is_empty());
+    // The same time as before is not going back.
+    assert!(core.set_mode(SystemMode::SafeMode, t1).expect("same time"));
+}
+
+/// A capacity policy (task slots, the utilization cap) makes a task wait, held by the
+/// core, and the task starts when a running task gives capacity back.
+#[test]
+fn a_capacity_policy_holds_a_task_until_capacity_comes_back() {
+    let slots = PolicySet::default().with_rule(MaxTasksPerAgent::new(1));
+    let cap = PolicySet::default()
+        .without(UtilizationCap::NAME)
+        .with_rule(UtilizationCap::new(0.5));
+    // Tasks of 1 cpu, one at a time; tasks of 3 cpus, 6 of 8 being over half.
+    for (policies, rule, cpu) in [
+        (slots, MaxTasksPerAgent::NAME, 1),
+        (cap, UtilizationCap::NAME, 3),
+    ] {
+        let clock = ManualClock::new(t0());
+        let c = builder(&clock)
+            .policies(policies.expect("policies"))
+            .build();
+        c.register_agent(agent(1, 4)).expect("register");
+        assigned(c.assign(task_with(1, cpu, &[])).expect("task 1"));
+        clock.advance(MIN);
+        queued(c.assign(task_with(2, cpu, &[])).expect("task 2"));
+        let w = c.waiting();
+        assert_eq!((w.len(), w[0].parked), (1, Some(Parked::Policy)), "{rule}");
+        assert!(
+            kinds(&c).iter().any(|k| matches!(k,
+                EventKind::PolicyRefused { refusal } if refusal.rule == rule)),
+            "{rule}"
+        );
+        // Time alone changes nothing.
+        clock.advance(MIN);
+        assert!(c.tick().is_empty(), "{rule}");
+        assert_eq!(waiting(&c), [tid(2)], "{rule}");
+
+        let served = c.complete(tid(1), true, None).expect("complete");
+        assert_eq!(ids(&served), [tid(2)], "{rule}");
+        assert!(c.waiting().is_empty(), "{rule}");
+        assert_eq!(running(&c), [(tid(2), aid(1))], "{rule}");
+    }
+}
+
+#[test]
+fn events_display_in_one_line_and_serialize_as_a_flat_envelope() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 1)).expect("register");
+    assigned(c.assign(task(1)).expect("task 1"));
+    c.drain_events();
+    clock.advance(Duration::from_millis(250));
+    let at = Clock::now(&clock);
+    assert_eq!(at.to_string(), "2023-11-14T22:13:20.250Z");
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    let mut events = c.drain_events();
+    let handed = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::TaskHandedBack { .. }))
+        .expect("handed back");
+    assert_eq!(
+        handed.to_string(),
+        format!(
+            "#{} {at}: task#1 taken from agent#1, which left service; it waits again",
+            handed.seq
+        )
+    );
+    let value = serde_json::to_value(handed).expect("serialize");
+    let want = format!(
+        r#"{{"seq":{},"at":{},"event":"task_handed_back","task":1,"agent":1,"requeued":true}}"#,
+        handed.seq,
+        at.as_nanos()
+    );
+    assert_eq!(
+        value,
+        serde_json::from_str::<serde_json::Value>(&want).expect("json")
+    );
+
+    // A denial, with who gave it.
+    let d = builder(&clock).build();
+    let [first, _] = queued_waiter(&d);
+    d.decide(first, HumanDecision::Deny, Decider::Human)
+        .expect("decide");
+    events.extend(d.drain_events());
+    let denied = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::TaskDenied { .. }))
+        .expect("denied");
+    let seq = denied.seq;
+    assert_eq!(
+        denied.to_string(),
+        format!("#{seq} {at}: task#2 denied by the human in {first}")
+    );
+    let text = serde_json::to_string(denied).expect("serialize");
+    let (nanos, conflict) = (at.as_nanos(), first.get());
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"seq":{seq},"at":{nanos},"event":"task_denied","task":2,"conflict":{conflict},"by":"human"}}"#
+        )
+    );
+    // Every event round-trips.
+    for e in &events {
+        let text = serde_json::to_string(e).expect("serialize");
+        assert_eq!(&serde_json::from_str::<Event>(&text).expect("parse"), e);
+    }
+}
+
+/// What `AssignOutcome::Conflicted`, `Core::assign_batch` and `Core::decide` document
+/// for a task whose claims collide: it waits behind the holder, and a deny withdraws
+/// it with a `TaskDenied` event and a `Notice::Refused` for its watched group.
+#[test]
+#[ignore = "bug: a Conflicted task does not wait behind its holder (the public assign passes wait=false), so a deny neither withdraws it nor emits TaskDenied/Notice::Refused"]
+fn a_conflicted_task_waits_behind_its_holder_and_a_deny_withdraws_it() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let found = plain_conflict(&c);
+    let w = c.waiting();
+    assert_eq!(w.len(), 1, "the conflicted task waits: {w:?}");
+    assert_eq!(w[0].behind, Some(tid(1)));
+
+    c.decide(found, HumanDecision::Deny, Decider::Human)
+        .expect("decide");
+    assert!(kinds(&c).contains(&denied(2, found, Decider::Human)));
+    let reason = format!("denied by the human in {found}");
+    assert_eq!(notices(&c), [refused(2, reason)]);
+    assert!(c.waiting().is_empty());
+}
+
+/// What `Core::decide` documents for an approval: the waiting side "is queued now and
+/// starts when an agent has room", with no second submission.
+#[test]
+#[ignore = "bug: an approved Conflicted task is not queued (it never waited), so it starts only if the host submits it again"]
+fn an_approved_conflicted_task_starts_without_being_submitted_again() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let found = plain_conflict(&c);
+    c.decide(found, HumanDecision::Approve, Decider::Orchestrator)
+        .expect("approve");
+    assert_eq!(ids(&c.assignments()), [tid(1), tid(2)]);
+    assert!(matches!(&notices(&c)[..], [Notice::Started(a)] if a.task.id() == tid(2)));
+}
