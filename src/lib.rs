@@ -136,7 +136,7 @@ pub use task::{
     Analyzed, Claim, ClaimMode, Priority, Requirements, RuleBasedAnalyzer, RuleSet, Task,
     TaskAnalyzer, TaskError,
 };
-pub use timer::{SimulatedTimer, Timer};
+pub use timer::{SimulatedTimer, Spawn, Timer};
 
 pub use workflow::{
     Run, RunEvent, RunOutcome, RunSnapshot, StepOutcome, StepRef, StepSpec, StepStatus, Workflow,

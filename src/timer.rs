@@ -74,3 +74,12 @@ impl std::future::Future for YieldNow {
         std::task::Poll::Pending
     }
 }
+
+/// Runs a future on the host's runtime: how the executor hands each attempt to a
+/// task of its own (`tokio::spawn`), so that CPU work in one agent does not stall the
+/// others. The future catches its own panics and ends when its result is no longer
+/// wanted; the spawner only has to poll it to completion.
+pub trait Spawn: fmt::Debug + Send + Sync {
+    /// Starts `work` on the runtime.
+    fn spawn(&self, work: futures::future::BoxFuture<'static, ()>);
+}

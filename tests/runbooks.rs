@@ -378,6 +378,16 @@ fn world() -> World {
 
 /// Runs `w` with the default scripted agents, `ops` and `qa` replaced as given.
 fn run(world: &World, w: &Workflow, ops: Scripted, qa: Scripted) -> Run {
+    run_with(world, w, ops, qa, |e| e)
+}
+
+fn run_with(
+    world: &World,
+    w: &Workflow,
+    ops: Scripted,
+    qa: Scripted,
+    tune: impl FnOnce(Executor) -> Executor,
+) -> Run {
     let mut executor = Executor::new(
         Arc::clone(&world.coordinator),
         SimulatedTimer::new(world.clock.clone()),
@@ -387,7 +397,7 @@ fn run(world: &World, w: &Workflow, ops: Scripted, qa: Scripted) -> Run {
     for id in [FRAMEWORK, SECURITY, HUMAN] {
         executor = executor.with_agent(Arc::new(Scripted::new(id, &world.seen)));
     }
-    block_on(executor.run(w, "run-1", 7)).unwrap()
+    block_on(tune(executor).run(w, "run-1", 7)).unwrap()
 }
 
 fn changes(run: &Run, step: &str) -> Vec<&'static str> {
@@ -492,18 +502,29 @@ fn safe_mode_recovery_runs_out_of_normal_mode_when_its_duties_are_allowed() {
 #[test]
 fn default_policies_refuse_the_recovery_in_safe_mode() {
     // Guards the reason the example allows the recovery duties: the default safe-mode
-    // rule admits nothing.
+    // rule admits nothing, so the recovery's first step waits for normal mode (here
+    // past the host's patience).
     let w = world();
     w.coordinator.set_mode(SystemMode::SafeMode);
     let wf = runbooks::safe_mode_recovery();
-    let run = run(
+    let run = run_with(
         &w,
         &wf,
         Scripted::new(OPS, &w.seen),
         Scripted::new(QA, &w.seen),
+        |e| e.with_patience(std::time::Duration::from_secs(3600)),
     );
     assert_eq!(run.status("enter_safe_mode"), Some(StepStatus::Failed));
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+    let why = run
+        .history()
+        .iter()
+        .find_map(|e| match &e.change {
+            StepChange::Abandoned { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(why.contains("for normal mode"), "{why}");
 }
 
 #[test]

@@ -439,6 +439,18 @@ pub trait Agent: fmt::Debug + Send + Sync + 'static {
 
     /// Reports the agent's health and version.
     async fn health(&self) -> Result<AgentHealth, AgentError>;
+
+    /// After its host restarted, whether the work of `work` (an attempt that was
+    /// running when the host stopped) finished: `Some` with its output credits the
+    /// step with it, so done work is not run again; `None` makes the attempt again,
+    /// without counting the interrupted one. The default says `None`: an agent that
+    /// cannot tell has its work redone, which is right for idempotent work.
+    ///
+    /// An error counts as `None`.
+    async fn recover(&self, work: WorkItem) -> Result<Option<WorkOutput>, AgentError> {
+        let _ = work;
+        Ok(None)
+    }
 }
 
 /// Conveniences for every [`Agent`], `dyn Agent` included.

@@ -407,6 +407,7 @@ impl Core {
             }
             .into());
         }
+        let profile_id = profile.id();
         s.registry.register(profile.clone(), now)?;
         if let Err(e) = s.ledger.add_agent(profile.id(), &capacity) {
             // Keep the two in step: undo the registration.
@@ -421,7 +422,11 @@ impl Core {
                 profile: Box::new(profile),
             },
         );
-        // Tasks parked because no agent had room may fit the newcomer.
+        // Tasks queued for the others, and tasks parked because no agent had room,
+        // may fit the newcomer.
+        let granted = self.reoffer_queued(profile_id, now);
+        let grants = self.s.ledger.drain(now);
+        self.serve(grants, granted, now);
         self.retry_parked(now);
         Ok(())
     }
@@ -455,9 +460,9 @@ impl Core {
             return Err(CoordinatorError::UnknownAgent { agent });
         }
         self.s.last_now = now;
-        self.hand_back_tasks_of(agent, now);
-        // Waiting requests that name it leave the queue and are asked again, for the
-        // agents that stay.
+        // Waiting requests that name it leave the queue first (so that nothing it
+        // frees is granted to it again), and are asked again, for the agents that
+        // stay, once it is gone.
         let naming: Vec<RequestId> = self
             .s
             .ledger
@@ -474,17 +479,21 @@ impl Core {
                 }
             }
         }
+        let mut grants = Vec::new();
+        let lost = self.take_tasks_of(agent, now, &mut grants);
         let profile = self.s.registry.deregister(agent)?;
         if let Err(e) = self.s.ledger.remove_agent(agent) {
             tracing::error!(agent.id = %agent, error = %e, "ledger kept a deregistered agent");
         }
         tracing::info!(agent.id = %agent, "agent deregistered");
         self.s.push(now, EventKind::AgentDeregistered { agent });
+        // Only now, with the agent gone, is its work handed to the others.
         let mut granted = Vec::new();
+        self.hand_back(lost, agent, now, &mut granted);
         for w in again {
             self.requeue(w, now, &mut granted);
         }
-        let grants = self.s.ledger.drain(now);
+        grants.extend(self.s.ledger.drain(now));
         self.serve(grants, granted, now);
         Ok(profile)
     }
@@ -523,8 +532,9 @@ impl Core {
         }
         // An agent back in service may take parked or queued tasks.
         if status == AgentStatus::Available {
+            let granted = self.reoffer_queued(agent, now);
             let grants = self.s.ledger.drain(now);
-            self.serve(grants, Vec::new(), now);
+            self.serve(grants, granted, now);
             self.retry_parked(now);
         }
         Ok(true)
@@ -535,6 +545,21 @@ impl Core {
     /// agent's loss is not held against it or the task (no affinity or prediction
     /// is learned from it).
     fn hand_back_tasks_of(&mut self, agent: AgentId, now: Timestamp) {
+        let mut grants = Vec::new();
+        let lost = self.take_tasks_of(agent, now, &mut grants);
+        let mut unblocked = Vec::new();
+        self.hand_back(lost, agent, now, &mut unblocked);
+        self.serve(grants, unblocked, now);
+    }
+
+    /// Takes every running task off `agent`, freeing what each holds (see
+    /// [`take_running`](Self::take_running)), in task order.
+    fn take_tasks_of(
+        &mut self,
+        agent: AgentId,
+        now: Timestamp,
+        grants: &mut Vec<crate::resource::Grant>,
+    ) -> Vec<Arc<Assignment>> {
         let mut lost: Vec<TaskId> = self
             .s
             .assignments
@@ -543,16 +568,24 @@ impl Core {
             .map(|a| a.task.id())
             .collect();
         lost.sort_unstable();
-        let mut grants = Vec::new();
-        let mut unblocked = Vec::new();
-        for task in lost {
-            let Some(a) = self.s.assignments.remove(&task) else {
-                continue;
-            };
-            let _ = self.s.registry.task_finished(a.agent, now);
-            self.s.release_claims(task, now);
+        lost.into_iter()
+            .filter_map(|task| self.take_running(task, now, grants))
+            .collect()
+    }
+
+    /// Hands back the tasks taken from `agent`, which left service: the tasks
+    /// blocked behind their claims queue again, and each queues again or ends as a
+    /// failure per [`OnAgentLoss`], with an event and a notice to its group.
+    fn hand_back(
+        &mut self,
+        lost: Vec<Arc<Assignment>>,
+        agent: AgentId,
+        now: Timestamp,
+        unblocked: &mut Vec<(crate::resource::Grant, RequestId)>,
+    ) {
+        for a in lost {
+            let task = a.task.id();
             unblocked.extend(self.s.unblock(task, now));
-            grants.extend(self.s.ledger.release(a.allocation, now).unwrap_or_default());
             let requeued = self.parts.on_agent_loss == OnAgentLoss::Requeue;
             tracing::info!(task.id = %task, agent.id = %agent, requeued, "task handed back");
             self.s.push(
@@ -578,13 +611,101 @@ impl Core {
                     since: Some(a.assigned_at),
                     parked: None,
                 };
-                self.requeue(w, now, &mut unblocked);
+                self.requeue(w, now, unblocked);
             } else {
                 self.s
                     .notify(a.group.as_ref(), Notice::Lost { task, agent });
             }
         }
-        self.serve(grants, unblocked, now);
+    }
+
+    /// Asks again, for an agent that came into service, the tasks waiting in the
+    /// ledger's queue that do not name it (they were queued while it was away): each
+    /// keeps its age, so it goes before the tasks queued after it.
+    fn reoffer_queued(
+        &mut self,
+        agent: AgentId,
+        now: Timestamp,
+    ) -> Vec<(crate::resource::Grant, RequestId)> {
+        let lacking: Vec<RequestId> = self
+            .s
+            .ledger
+            .waiting(now)
+            .into_iter()
+            .filter(|w| !w.request.candidates().contains(&agent))
+            .map(|w| w.id)
+            .filter(|id| {
+                self.s
+                    .waiting
+                    .get(id)
+                    .is_some_and(|w| w.behind.is_none() && w.parked.is_none())
+            })
+            .collect();
+        let mut granted = Vec::new();
+        for request in lacking {
+            if self.s.ledger.cancel(request).is_err() {
+                continue;
+            }
+            if let Some(w) = self.s.unwait(request) {
+                self.requeue(w, now, &mut granted);
+            }
+        }
+        granted
+    }
+
+    /// Takes running `task` off its agent: its slot, claims and resources are freed
+    /// (what that gives to waiting tasks goes to `grants`; the tasks blocked behind
+    /// its claims are the caller's to unblock), and nothing is learned about the
+    /// agent or the task's kind.
+    fn take_running(
+        &mut self,
+        task: TaskId,
+        now: Timestamp,
+        grants: &mut Vec<crate::resource::Grant>,
+    ) -> Option<Arc<Assignment>> {
+        let a = self.s.assignments.remove(&task)?;
+        let _ = self.s.registry.task_finished(a.agent, now);
+        self.s.release_claims(task, now);
+        grants.extend(self.s.ledger.release(a.allocation, now).unwrap_or_default());
+        Some(a)
+    }
+
+    /// Ends running `task` without an outcome: its run was cancelled, or its attempt
+    /// was interrupted by a restart and will be made again. Its slot, claims and
+    /// resources are freed and go to waiting tasks; unlike [`complete`](Self::complete)
+    /// it records nothing against the agent (no affinity) and teaches the predictor
+    /// nothing. Returns the tasks assigned with what it freed.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::UnknownTask`] if it is not running;
+    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn release(
+        &mut self,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        self.check_time(now)?;
+        if !self.s.assignments.contains_key(&task) {
+            return Err(CoordinatorError::UnknownTask { task });
+        }
+        self.s.last_now = now;
+        let (mut grants, mut unblocked) = (Vec::new(), Vec::new());
+        let earlier: Vec<RequestId> = self.s.parked.iter().copied().collect();
+        let Some(a) = self.take_running(task, now, &mut grants) else {
+            return Err(CoordinatorError::UnknownTask { task });
+        };
+        unblocked.extend(self.s.unblock(task, now));
+        tracing::debug!(task.id = %task, agent.id = %a.agent, "task released");
+        self.s.push(
+            now,
+            EventKind::TaskReleased {
+                task,
+                agent: a.agent,
+            },
+        );
+        let mut assigned = self.serve(grants, unblocked, now);
+        assigned.extend(self.retry_parked_keys(earlier, now));
+        Ok(assigned)
     }
 
     /// Enters or leaves safe mode (or recovery). Outside normal mode the default
@@ -653,7 +774,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
         let mut outcomes = Vec::with_capacity(tasks.len());
-        self.assign_batch_into(group, &mut tasks, &mut outcomes, false, now)?;
+        self.assign_batch_into(group, &mut tasks, &mut outcomes, true, now)?;
         Ok(outcomes)
     }
 
@@ -1120,6 +1241,35 @@ impl Core {
     /// The running task `task`, if it runs.
     pub fn assignment(&self, task: TaskId) -> Option<&Arc<Assignment>> {
         self.s.assignments.get(&task)
+    }
+
+    /// Why `task` waits, in words: behind which conflicts, for normal mode, for a
+    /// capacity policy, or the placement's explanation (who lacks what, who is
+    /// busy). `None` when it does not wait.
+    pub fn why_waiting(&self, task: TaskId) -> Option<String> {
+        let w = self
+            .s
+            .waiting_by_task
+            .get(&task)
+            .and_then(|r| self.s.waiting.get(r))?;
+        if let Some(holder) = w.behind {
+            let conflicts: Vec<String> = super::claims::open_conflicts_view(&self.s)
+                .into_iter()
+                .filter(|c| c.waiting == Some(task))
+                .map(|c| format!("{} {}", c.conflict.id(), c.state))
+                .collect();
+            return Some(format!(
+                "behind the claims of {holder} ({})",
+                conflicts.join(", ")
+            ));
+        }
+        Some(match w.parked {
+            Some(super::queue::Parked::Mode) => format!("for normal mode (now {})", self.s.mode),
+            Some(super::queue::Parked::Policy) => {
+                format!("for capacity a policy allows: {}", w.explanation)
+            }
+            None => format!("for an agent with room: {}", w.explanation),
+        })
     }
 
     /// The tasks waiting, in request order: in the ledger's queue, held for normal

@@ -258,6 +258,15 @@ pub enum EventKind {
         /// Whether it waits again (else it failed).
         requeued: bool,
     },
+    /// A running task ended without an outcome (its run was cancelled, or its
+    /// attempt interrupted by a restart): its resources are freed, and neither its
+    /// agent's record nor the predictor learns from it.
+    TaskReleased {
+        /// The task.
+        task: TaskId,
+        /// The agent it ran on.
+        agent: AgentId,
+    },
     /// Claims collided: a conflict was opened, assessed and routed.
     ConflictDetected {
         /// The conflict.
@@ -338,6 +347,9 @@ impl fmt::Display for EventKind {
                     f,
                     "{task} taken from {agent}, which left service; it {then}"
                 )
+            }
+            EventKind::TaskReleased { task, agent } => {
+                write!(f, "{task} released from {agent} without an outcome")
             }
             EventKind::ConflictDetected { conflict, .. } => {
                 write!(f, "{} detected", conflict.id())

@@ -269,7 +269,7 @@ impl Coordinator {
         mut tasks: Vec<Task>,
     ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
         let mut outcomes = Vec::with_capacity(tasks.len());
-        self.assign_batch_into(group, &mut tasks, &mut outcomes, false)?;
+        self.assign_batch_into(group, &mut tasks, &mut outcomes, true)?;
         Ok(outcomes)
     }
 
@@ -383,6 +383,25 @@ impl Coordinator {
     /// The checkpoint. See [`Core::snapshot`].
     pub fn snapshot(&self) -> CoordinatorSnapshot {
         self.shared.lock().core.snapshot()
+    }
+
+    /// Why `task` waits, in words. See [`Core::why_waiting`].
+    pub fn why_waiting(&self, task: TaskId) -> Option<String> {
+        self.shared.lock().core.why_waiting(task)
+    }
+
+    /// Ends running `task` without an outcome. See [`Core::release`].
+    ///
+    /// # Errors
+    /// As [`Core::release`].
+    pub fn release(&self, task: TaskId) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        self.with(|core, now| core.release(task, now))
+    }
+
+    /// Takes the notices left for `group` into `out`, without waiting. See
+    /// [`Core::take_notices`].
+    pub fn take_notices(&self, group: &str, out: &mut Vec<Notice>) {
+        self.shared.lock().core.take_notices(group, out);
     }
 
     /// Starts watching `group`. See [`Core::watch`].

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::clock::Timestamp;
 use crate::id::{AgentId, Role};
 
 use super::run::StepStatus;
@@ -122,6 +123,30 @@ pub enum WorkflowError {
         expected: AgentId,
         /// The agent that reported.
         got: AgentId,
+    },
+    /// An outcome was reported for an attempt that is not the step's current one
+    /// (a late answer of a timed-out or interrupted attempt, after a retry started).
+    #[error("step {step:?} runs attempt {current}, not attempt {attempt}")]
+    StaleAttempt {
+        /// The step.
+        step: String,
+        /// The attempt the outcome names.
+        attempt: u32,
+        /// The attempt running now.
+        current: u32,
+    },
+    /// An outcome was reported at or after the attempt's deadline: the attempt timed
+    /// out, whether or not a `tick` said so yet.
+    #[error("step {step:?} attempt {attempt} answered at {at}, past its deadline {deadline}")]
+    Late {
+        /// The step.
+        step: String,
+        /// The attempt.
+        attempt: u32,
+        /// Its deadline.
+        deadline: Timestamp,
+        /// When the outcome was reported.
+        at: Timestamp,
     },
     /// A snapshot does not belong to this workflow or contradicts itself.
     #[error("run snapshot does not fit workflow {workflow:?}: {reason}")]

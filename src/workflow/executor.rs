@@ -9,24 +9,28 @@
 //! assignments, policy refusals and allocations are in the coordinator's event
 //! journal, and the run's own evidence is in [`Run::history`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::FutureExt;
-use futures::future::{BoxFuture, Either};
+use futures::future::{AbortHandle, Abortable, Aborted, BoxFuture, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::task::AtomicWaker;
 
-use super::run::{Run, RunEvent, StepOutcome};
+use super::run::{Run, RunEvent, RunOutcome, StepOutcome, StepStatus};
 use super::{StepRef, Workflow, WorkflowError};
 use crate::agent::{Agent, AgentError, Outcome, WorkItem, WorkOutput};
 use crate::clock::Timestamp;
-use crate::coordinator::{AssignOutcome, Assignment, Coordinator, CoordinatorError};
+use crate::coordinator::{AssignOutcome, Assignment, Coordinator, CoordinatorError, Notice};
 use crate::id::{AgentId, TaskId};
 use crate::task::Task;
-pub use crate::timer::{SimulatedTimer, Timer};
+pub use crate::timer::{SimulatedTimer, Spawn, Timer};
 
 /// An error that stops the executor (as opposed to a step failing, which the run
 /// records and the workflow handles).
@@ -42,35 +46,125 @@ pub enum ExecutorError {
     Coordinator(#[from] CoordinatorError),
 }
 
-/// Stops a running executor: the run is cancelled at the next step boundary.
-#[derive(Debug, Clone, Default)]
-pub struct CancelHandle(Arc<AtomicBool>);
+/// Where one run stands, as its [`RunHandle`] reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunProgress {
+    /// Attempts its agents are working on.
+    pub running: usize,
+    /// Steps waiting in the coordinator: for an agent with room, behind a claim, or
+    /// for normal mode.
+    pub waiting: usize,
+    /// Steps finished (succeeded, failed, skipped or cancelled).
+    pub finished: usize,
+    /// Steps in the workflow.
+    pub steps: usize,
+    /// How the run ended, once it has.
+    pub outcome: Option<RunOutcome>,
+}
 
-impl CancelHandle {
-    /// Asks the executor to cancel the run.
+#[derive(Debug, Default)]
+struct RunControl {
+    cancelled: AtomicBool,
+    waker: AtomicWaker,
+    progress: parking_lot::Mutex<RunProgress>,
+}
+
+/// One run's handle: cancel it, or see where it stands, from anywhere. Cancelling
+/// one run touches no other run of the same executor.
+#[derive(Debug, Clone, Default)]
+pub struct RunHandle(Arc<RunControl>);
+
+impl RunHandle {
+    /// Cancels the run: its waiting steps are withdrawn, its agents' futures dropped
+    /// and their tasks released at once, and every unfinished step ends `Cancelled`.
+    /// Cancelling a finished run does nothing.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        self.0.waker.wake();
     }
 
-    /// Whether cancellation was asked for.
+    /// Whether [`cancel`](Self::cancel) was called.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Where the run stands, as of the executor's last turn.
+    pub fn progress(&self) -> RunProgress {
+        self.0.progress.lock().clone()
+    }
+
+    /// Ready when the run is cancelled; remembers `cx` to be woken then.
+    fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.waker.register(cx.waker());
+        if self.is_cancelled() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn report(&self, run: &Run, books: &Books<'_>) {
+        let mut progress = self.0.progress.lock();
+        progress.running = books.running.len();
+        progress.waiting = books.waiting.len();
+        progress.finished = run.finished_steps();
+        progress.steps = run.workflow().len();
+        progress.outcome = run.outcome();
     }
 }
 
-/// One finished attempt, as the executor hands it back to the run.
-type Done = (StepRef, AgentId, TaskId, Result<WorkOutput, AgentError>);
-
-/// A step's attempt, started in the run and about to be handed to its agent, over a
-/// transport borrowed from the executor.
+/// A run being driven: a future of the finished [`Run`], with its [`RunHandle`].
 ///
-/// The work item is made when the agent gets it (see [`work_item`]): a launch is
-/// small, and moves without a call to `memcpy`.
+/// Await it (or spawn the one [`Executor::run_owned`] makes); take the handle first
+/// to cancel the run or watch it from elsewhere.
+#[must_use = "a run does nothing unless awaited"]
+pub struct RunFuture<'a> {
+    handle: RunHandle,
+    inner: BoxFuture<'a, Result<Run, ExecutorError>>,
+}
+
+impl RunFuture<'_> {
+    /// The run's handle.
+    pub fn handle(&self) -> RunHandle {
+        self.handle.clone()
+    }
+}
+
+impl fmt::Debug for RunFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunFuture")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Future for RunFuture<'_> {
+    type Output = Result<Run, ExecutorError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// One finished attempt, as the executor hands it back to the run: the attempt it
+/// answers is named, so that a late answer is never credited to a later attempt.
+struct Done {
+    step: StepRef,
+    agent: AgentId,
+    task: TaskId,
+    attempt: u32,
+    result: Result<WorkOutput, AgentError>,
+}
+
+/// A step's attempt, started in the run and about to be handed to its agent.
+///
+/// The work item is made when the agent gets it (see [`work_item`]).
 struct Launch<'a> {
     step: StepRef,
     agent: AgentId,
     task: TaskId,
-    transport: &'a dyn Agent,
+    transport: &'a Arc<dyn Agent>,
     attempt: u32,
     /// The attempt's deadline, when the step has a timeout.
     timeout: Option<(Duration, Timestamp)>,
@@ -78,22 +172,28 @@ struct Launch<'a> {
 
 /// The work item of `launch`: the task's kind and description are its step's kind
 /// and name, as in the task the coordinator assigned.
-fn work_item(run: &Run, launch: &Launch<'_>) -> Result<WorkItem, ExecutorError> {
+fn work_item(
+    run: &Run,
+    step: StepRef,
+    task: TaskId,
+    attempt: u32,
+    deadline: Option<Timestamp>,
+) -> Result<WorkItem, ExecutorError> {
     let workflow = run.workflow().inner();
-    let i = launch.step.index();
+    let i = step.index();
     let (Some(kind), Some(name)) = (workflow.kinds.get(i), workflow.names.get(i)) else {
         return Err(WorkflowError::UnknownStep {
-            step: launch.step.to_string(),
+            step: step.to_string(),
         }
         .into());
     };
     Ok(WorkItem::for_attempt(
-        launch.task,
+        task,
         kind,
         name,
-        run.inputs_for(launch.step)?,
-        launch.attempt,
-        launch.timeout.map(|(_, deadline)| deadline),
+        run.inputs_for(step)?,
+        attempt,
+        deadline,
     ))
 }
 
@@ -102,6 +202,7 @@ struct Running<'a> {
     step: StepRef,
     agent: AgentId,
     task: TaskId,
+    attempt: u32,
     work: BoxFuture<'a, Result<WorkOutput, AgentError>>,
     timeout: Option<(Duration, Timestamp)>,
 }
@@ -113,39 +214,74 @@ fn panicked() -> AgentError {
     }
 }
 
+/// The agent's work on `work`: on the host's runtime through `spawner` (so that CPU
+/// work in one agent does not stall the others), or polled by the executor itself.
+fn execute<'a>(
+    transport: &'a Arc<dyn Agent>,
+    work: WorkItem,
+    spawner: Option<&Arc<dyn Spawn>>,
+) -> BoxFuture<'a, Result<WorkOutput, AgentError>> {
+    match spawner {
+        None => transport.execute(work),
+        Some(spawner) => {
+            let agent = Arc::clone(transport);
+            // The remote half catches a panic and hands it to the handle, which
+            // raises it here, where the attempt catches it; dropping the handle (a
+            // timeout, a cancelled run) stops the spawned work at its next poll.
+            let (remote, handle) = async move { agent.execute(work).await }.remote_handle();
+            spawner.spawn(remote.boxed());
+            handle.boxed()
+        }
+    }
+}
+
 /// Hands `launch` to its agent and polls the work once. An agent that answers at once
 /// (in-process agents, simulations, cached results) is done here, without a place
 /// among the running attempts; the others go on in [`attempt`], which polls them
 /// again with its own waker (a future may always be polled again).
-fn begin(launch: Launch<'_>, work: WorkItem) -> Result<Done, Running<'_>> {
+fn begin<'a>(
+    launch: Launch<'a>,
+    work: WorkItem,
+    spawner: Option<&Arc<dyn Spawn>>,
+) -> Result<Done, Running<'a>> {
     let Launch {
         step,
         agent,
         task,
         transport,
+        attempt,
         timeout,
-        ..
     } = launch;
     // A panicking agent fails its attempt; it never takes the executor down.
     let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut work = transport.execute(work);
-        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        let mut work = execute(transport, work, spawner);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         match work.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(result) => Ok(result),
-            std::task::Poll::Pending => Err(work),
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => Err(work),
         }
     }));
-    match first {
-        Ok(Ok(result)) => Ok((step, agent, task, result)),
-        Ok(Err(work)) => Err(Running {
-            step,
-            agent,
-            task,
-            work,
-            timeout,
-        }),
-        Err(_) => Ok((step, agent, task, Err(panicked()))),
-    }
+    let result = match first {
+        Ok(Ok(result)) => result,
+        Ok(Err(work)) => {
+            return Err(Running {
+                step,
+                agent,
+                task,
+                attempt,
+                work,
+                timeout,
+            });
+        }
+        Err(_) => Err(panicked()),
+    };
+    Ok(Done {
+        step,
+        agent,
+        task,
+        attempt,
+        result,
+    })
 }
 
 /// Runs an attempt its agent is working on to its [`Done`], within its timeout. One
@@ -156,6 +292,7 @@ async fn attempt(running: Running<'_>, timer: &dyn Timer) -> Done {
         step,
         agent,
         task,
+        attempt,
         work,
         timeout,
     } = running;
@@ -173,7 +310,13 @@ async fn attempt(running: Running<'_>, timer: &dyn Timer) -> Done {
         }
         None => exec.await,
     };
-    (step, agent, task, result)
+    Done {
+        step,
+        agent,
+        task,
+        attempt,
+        result,
+    }
 }
 
 /// What a dispatch hands the coordinator, kept between dispatches for the
@@ -184,31 +327,35 @@ struct Batch {
     outcomes: Vec<AssignOutcome>,
 }
 
-/// Where a dispatch puts the steps it handles: started attempts, and the steps that
-/// must wait (with why, and since when and under which task for a collision).
-struct Waits<'a, 's> {
-    launched: &'a mut Vec<Launch<'s>>,
-    deferred: &'a mut BTreeMap<StepRef, Deferral>,
-    collided: &'a mut BTreeMap<StepRef, (Timestamp, TaskId)>,
+/// An attempt handed to its agent and not answered yet.
+struct InFlight {
+    step: StepRef,
+    attempt: u32,
+    /// Drops the agent's future at once (a timeout, a lost agent, a cancelled run).
+    abort: AbortHandle,
 }
 
-/// Why a ready step could not start now.
-#[derive(Debug)]
-struct Deferral {
-    /// Said in the history if the step is given up.
-    why: String,
-    /// The task its claims collided under (none for other reasons): a retry reuses
-    /// it, so that it meets the same open conflict instead of opening another.
-    collided: Option<TaskId>,
+/// The executor's books on one run: the tasks the coordinator holds for its steps.
+/// The run holds the same bindings ([`Run::task`]), so a resumed run needs no scan;
+/// these maps are the executor's index of them, by task.
+#[derive(Default)]
+struct Books<'s> {
+    /// Tasks waiting in the coordinator for an agent, a claim or normal mode, with
+    /// their step and since when.
+    waiting: BTreeMap<TaskId, (StepRef, Timestamp)>,
+    /// Attempts in flight, by task.
+    running: BTreeMap<TaskId, InFlight>,
+    notices: Vec<Notice>,
+    /// Attempts started and not yet handed to their agents.
+    launched: Vec<Launch<'s>>,
 }
 
-impl Deferral {
-    fn because(why: String) -> Self {
-        Deferral {
-            why,
-            collided: None,
-        }
-    }
+/// What woke the executor.
+enum Wake {
+    Cancelled,
+    Answered(Result<Done, Aborted>),
+    Noticed,
+    Timer,
 }
 
 /// Sees every change of a run as the [`Executor`] makes it: the new [`RunEvent`]s, in
@@ -276,12 +423,21 @@ pub struct Executor {
     coordinator: Arc<Coordinator>,
     agents: BTreeMap<AgentId, Arc<dyn Agent>>,
     timer: Arc<dyn Timer>,
+    spawner: Option<Arc<dyn Spawn>>,
     concurrency: usize,
     next_task: AtomicU64,
-    cancel: CancelHandle,
     observer: Option<Arc<dyn RunObserver>>,
-    claim_patience: Duration,
-    claim_poll: Duration,
+    patience: Option<Duration>,
+    count_interrupted: bool,
+}
+
+/// Stops watching a run's group when its drive ends, however it ends.
+struct Unwatch<'a>(&'a Coordinator, &'a str);
+
+impl Drop for Unwatch<'_> {
+    fn drop(&mut self) {
+        self.0.unwatch(self.1);
+    }
 }
 
 impl Executor {
@@ -291,24 +447,37 @@ impl Executor {
             coordinator,
             agents: BTreeMap::new(),
             timer: Arc::new(timer),
+            spawner: None,
             concurrency: 16,
             next_task: AtomicU64::new(1 << 40),
-            cancel: CancelHandle::default(),
             observer: None,
-            claim_patience: Duration::from_secs(30 * 60),
-            claim_poll: Duration::from_secs(1),
+            patience: None,
+            count_interrupted: false,
         }
     }
 
-    /// How long a step whose claims collide with work outside its run waits for it,
-    /// looking again every `poll` (defaults: 30 minutes, every second). While it
-    /// waits, the coordinator's conflict manager escalates the conflict as its policy
-    /// says; past `patience` the step is abandoned with the conflict named. (A
-    /// collision with a step of the same run needs no polling: the step is tried
-    /// again when that one finishes.)
-    pub fn with_claim_wait(mut self, patience: Duration, poll: Duration) -> Self {
-        self.claim_patience = patience;
-        self.claim_poll = poll.max(Duration::from_millis(1));
+    /// How long a step may wait in the coordinator (for an agent with room, behind a
+    /// claim, for normal mode) before it is given up, with what it waited for in the
+    /// reason, and its run's failure handling (rollback) runs. The default waits as
+    /// long as it takes: capacity comes back, conflicts climb the escalation ladder
+    /// to a decision, safe mode ends.
+    pub fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = Some(patience);
+        self
+    }
+
+    /// Runs every attempt on the host's runtime through `spawner` (one task per
+    /// attempt), so that CPU work in one agent does not stall the others or the
+    /// executor. Without one, the executor polls the agents' futures itself.
+    pub fn with_spawner(mut self, spawner: impl Spawn + 'static) -> Self {
+        self.spawner = Some(Arc::new(spawner));
+        self
+    }
+
+    /// Whether an attempt interrupted by a restart uses up one of its step's
+    /// attempts (default: no; it is made again as the same attempt).
+    pub fn with_interrupted_attempts_counted(mut self, counted: bool) -> Self {
+        self.count_interrupted = counted;
         self
     }
 
@@ -352,7 +521,8 @@ impl Executor {
         self
     }
 
-    /// At most `n` steps run at once (default 16; at least 1).
+    /// At most `n` steps of one run run or wait in the coordinator at once (default
+    /// 16; at least 1).
     pub fn with_concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
@@ -365,201 +535,431 @@ impl Executor {
         self
     }
 
-    /// A handle that cancels the run from elsewhere.
-    pub fn cancel_handle(&self) -> CancelHandle {
-        self.cancel.clone()
+    /// The coordinator the executor assigns through.
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
     }
 
     fn now(&self) -> Timestamp {
         self.coordinator.now()
     }
 
-    /// Runs `workflow` to completion as run `id` (also the coordinator's group, so
-    /// separation of duties holds across its steps), with `seed` for retry jitter.
-    /// Returns the finished run: statuses, outputs and the evidence history.
+    /// Runs `workflow` as run `id` (also the coordinator's group, so separation of
+    /// duties holds across its steps), with `seed` for retry jitter. Await the future
+    /// for the finished run (statuses, outputs, the evidence history); take its
+    /// [`handle`](RunFuture::handle) first to cancel it or watch its progress.
     ///
-    /// A step no agent can take waits while other steps run (capacity may come back);
-    /// when nothing is running and nothing can be assigned, it fails with the
-    /// coordinator's explanation.
+    /// A step that cannot start now waits in the coordinator like any task (the
+    /// ledger's fair queue with aging and reservations, behind a colliding claim, or
+    /// for normal mode) and starts when it can, whoever frees the room. It fails for
+    /// want of an agent only when no registered agent could ever take it, when a
+    /// conflict it waits on is denied, or past the [`patience`](Self::with_patience)
+    /// the host set. Several runs may share one executor and one fleet.
     ///
     /// # Errors
     /// [`ExecutorError`] if the coordinator refuses an operation outright (a bug, not a
     /// step failure).
-    pub async fn run(
-        &self,
+    pub fn run(&self, workflow: &Workflow, id: &str, seed: u64) -> RunFuture<'_> {
+        let run = workflow.start_run(id, seed, self.now());
+        self.drive_future(run, false)
+    }
+
+    /// As [`run`](Self::run), for an executor in an `Arc`: the future owns what it
+    /// needs, so it can be spawned (`tokio::spawn`).
+    pub fn run_owned(
+        self: Arc<Self>,
         workflow: &Workflow,
         id: &str,
         seed: u64,
-    ) -> Result<Run, ExecutorError> {
-        let mut run = workflow.start_run(id, seed, self.now());
-        self.drive(&mut run).await?;
-        Ok(run)
+    ) -> RunFuture<'static> {
+        let run = workflow.start_run(id, seed, self.now());
+        let handle = RunHandle::default();
+        let control = handle.clone();
+        RunFuture {
+            handle,
+            inner: Box::pin(async move { self.drive(run, control, false).await }),
+        }
     }
 
-    /// Continues a run (for instance one restored from a snapshot after a crash).
+    /// Continues a run restored from a snapshot ([`Run::restore`]) after a crash.
     ///
-    /// After a crash, restore the coordinator from the snapshot the host took with the
-    /// run's, at the same observer call (or a later one): an older one has forgotten
-    /// the duties recorded since, and separation of duties with them. That coordinator
-    /// still holds the tasks of the attempts the crash interrupted, which the restored
-    /// run counts as failed ([`Run::restore`]); `resume` first gives them back (each
-    /// completed as a failure, its slot, resources and claims freed) and withdraws the
-    /// run's waiting tasks, so that the retries find their agents and claims free. A
-    /// run's tasks are those of its group, the run's id: resume one run at most once
-    /// at a time. Task ids go on above every id the coordinator holds.
+    /// Take the run's and the coordinator's checkpoints whenever it suits (an
+    /// observer call is a good moment); they need not be taken together. The run's
+    /// snapshot names the coordinator task of each waiting or running step
+    /// ([`Run::task`]), and `resume` reconciles the two:
+    ///
+    /// - a step that was **running** is not a failure of the step or its agent: the
+    ///   agent is asked whether the work finished ([`Agent::recover`]); if it did, the
+    ///   step is credited with its output and not run again; if not, the attempt is
+    ///   made again without using one up (unless
+    ///   [`with_interrupted_attempts_counted`](Self::with_interrupted_attempts_counted)),
+    ///   its task released without a mark against the agent;
+    /// - a step **waiting** in the coordinator goes on waiting in its place; one
+    ///   assigned whose attempt never reached its agent starts now;
+    /// - a task the coordinator holds for the run that no step names (a coordinator
+    ///   checkpoint newer than the run's) is withdrawn or released.
+    ///
+    /// A run's tasks are those of its group, the run's id: resume one run at most
+    /// once at a time. Task ids go on above every id the coordinator holds.
     ///
     /// # Errors
     /// As [`run`](Self::run).
-    pub async fn resume(&self, mut run: Run) -> Result<Run, ExecutorError> {
-        self.reclaim(&run);
-        self.drive(&mut run).await?;
-        Ok(run)
+    pub fn resume(&self, run: Run) -> RunFuture<'_> {
+        self.drive_future(run, true)
     }
 
-    async fn drive(&self, run: &mut Run) -> Result<(), ExecutorError> {
+    fn drive_future(&self, run: Run, resumed: bool) -> RunFuture<'_> {
+        let handle = RunHandle::default();
+        let control = handle.clone();
+        RunFuture {
+            handle,
+            inner: Box::pin(self.drive(run, control, resumed)),
+        }
+    }
+
+    async fn drive(
+        &self,
+        mut run: Run,
+        handle: RunHandle,
+        resumed: bool,
+    ) -> Result<Run, ExecutorError> {
         // Everything is news except what a restored run's snapshot already held.
         let mut seen = run.restored_history();
-        let result = self.drive_observed(run, &mut seen).await;
-        self.notify(run, &mut seen);
-        result
+        let group: Arc<str> = Arc::from(run.id());
+        self.coordinator.watch(&group);
+        let _unwatch = Unwatch(&self.coordinator, &group);
+        let mut books = Books::default();
+        let mut result = Ok(());
+        if resumed {
+            result = self.recover(&mut run, &mut books).await;
+        }
+        if result.is_ok() {
+            result = self
+                .drive_observed(&mut run, &mut seen, &handle, &group, &mut books)
+                .await;
+        }
+        self.notify(&run, &mut seen);
+        handle.report(&run, &books);
+        result.map(|()| run)
     }
 
-    async fn drive_observed(&self, run: &mut Run, seen: &mut usize) -> Result<(), ExecutorError> {
+    async fn drive_observed<'s>(
+        &'s self,
+        run: &mut Run,
+        seen: &mut usize,
+        handle: &RunHandle,
+        group: &str,
+        books: &mut Books<'s>,
+    ) -> Result<(), ExecutorError> {
         let mut inflight = FuturesUnordered::new();
-        let mut launched = Vec::new();
-        // Steps that could not start since the last completion, with why.
-        let mut deferred: BTreeMap<StepRef, Deferral> = BTreeMap::new();
-        // Steps waiting on colliding claims: since when, and under which task id.
-        let mut collided: BTreeMap<StepRef, (Timestamp, TaskId)> = BTreeMap::new();
         let mut ready = Vec::new();
         let mut batch = Batch::default();
         loop {
             let now = self.now();
-            if self.cancel.is_cancelled() {
-                let cancelled = run.cancel(now);
-                tracing::info!(workflow.run = run.id(), steps = cancelled, "run cancelled");
-                // The agents' futures are dropped; their tasks end as failures.
+            if handle.is_cancelled() {
                 drop(inflight);
-                self.fail_running_tasks(run);
+                self.cancel_run(run, books, now);
                 return Ok(());
             }
-            run.tick(now);
-            // Dispatch what is ready, up to the concurrency limit.
-            // Only as many as can start, plus those known to be waiting for an agent.
-            let room = self.concurrency.saturating_sub(inflight.len());
-            run.ready_first(room + deferred.len(), &mut ready);
-            ready.retain(|step| !deferred.contains_key(step));
-            ready.truncate(room);
-            if ready.is_empty() {
-                // The round's news (ends settled last round, the tick's timeouts and
-                // back-offs) before waiting; a dispatch delivers them with its starts.
-                self.notify(run, seen);
-            } else {
-                let waits = Waits {
-                    launched: &mut launched,
-                    deferred: &mut deferred,
-                    collided: &mut collided,
-                };
-                self.dispatch(run, &ready, &mut batch, waits, now)?;
-                // The host sees the attempts start (after the news of the round before)
-                // before the agents get the work.
-                self.notify(run, seen);
-                let mut answered = false;
-                for launch in launched.drain(..) {
-                    let work = work_item(run, &launch)?;
-                    match begin(launch, work) {
-                        // Settled at once: its step is done before the next is begun.
-                        Ok(done) => {
-                            self.settle(run, done)?;
-                            answered = true;
-                        }
-                        Err(running) => inflight.push(attempt(running, &*self.timer)),
-                    }
-                }
-                if answered {
-                    // The running attempts get their turn too before the next
-                    // dispatch, so that instant agents never starve them.
-                    while !inflight.is_empty() {
-                        let Some(Some(done)) = inflight.next().now_or_never() else {
-                            break;
-                        };
-                        self.settle(run, done)?;
-                    }
-                    // The host hears of these ends with the next round's news (with
-                    // its starts, before any agent gets work), or when the run returns.
-                    deferred.clear();
-                    continue;
+            // Timeouts and back-offs; an attempt that timed out is dropped at once,
+            // so that a step never has two attempts in flight.
+            if run.tick(now) > 0 {
+                self.drop_stale(run, books);
+            }
+            self.coordinator.take_notices(group, &mut books.notices);
+            if !books.notices.is_empty() {
+                self.on_notices(run, books, now)?;
+            }
+            if let Some(patience) = self.patience {
+                self.give_up_waits(run, books, patience, now)?;
+            }
+            // Dispatch what is ready and not yet waiting in the coordinator, up to
+            // the concurrency limit.
+            let busy = books.running.len() + books.waiting.len();
+            let room = self.concurrency.saturating_sub(busy);
+            if room > 0 {
+                run.ready_first(room + books.waiting.len(), &mut ready);
+                ready.retain(|&step| run.task(step).is_none());
+                ready.truncate(room);
+                if !ready.is_empty() {
+                    self.dispatch(run, &ready, &mut batch, books, now)?;
                 }
             }
-            if run.is_finished() && inflight.is_empty() {
-                return Ok(());
+            // The host sees the attempts start (after the news of the round before)
+            // before the agents get the work.
+            self.notify(run, seen);
+            let mut answered = false;
+            for launch in std::mem::take(&mut books.launched) {
+                let deadline = launch.timeout.map(|(_, at)| at);
+                let work = work_item(run, launch.step, launch.task, launch.attempt, deadline)?;
+                match begin(launch, work, self.spawner.as_ref()) {
+                    // Settled at once: its step is done before the next is begun.
+                    Ok(done) => {
+                        self.settle(run, books, done)?;
+                        answered = true;
+                    }
+                    Err(running) => {
+                        let (abort, registration) = AbortHandle::new_pair();
+                        books.running.insert(
+                            running.task,
+                            InFlight {
+                                step: running.step,
+                                attempt: running.attempt,
+                                abort,
+                            },
+                        );
+                        inflight.push(Abortable::new(attempt(running, &*self.timer), registration));
+                    }
+                }
             }
-            if inflight.is_empty() {
-                // Nothing running: wait for a back-off, or give up on steps nobody can
-                // take.
-                match run.next_deadline() {
-                    Some(deadline) => self.timer.sleep_until(deadline).await,
-                    None => {
-                        let stuck = std::mem::take(&mut deferred);
-                        if stuck.is_empty() {
-                            // Nothing ready, running or timed: the run is finished.
-                            return Ok(());
-                        }
-                        // Steps whose claims collide with outside work wait for it
-                        // (within their patience); the others are given up.
-                        let mut waiting = false;
-                        for (step, deferral) in stuck {
-                            let patient = collided
-                                .get(&step)
-                                .is_some_and(|&(since, _)| now < since + self.claim_patience);
-                            if deferral.collided.is_some() && patient {
-                                waiting = true;
-                            } else {
-                                collided.remove(&step);
-                                run.abandon(step, deferral.why, self.now())?;
-                            }
-                        }
-                        self.notify(run, seen);
-                        if waiting {
-                            self.timer.sleep_until(now + self.claim_poll).await;
-                        }
+            if answered {
+                // The running attempts get their turn too before the next
+                // dispatch, so that instant agents never starve them.
+                while let Some(Some(done)) = inflight.next().now_or_never() {
+                    if let Ok(done) = done {
+                        self.settle(run, books, done)?;
                     }
                 }
                 continue;
             }
-            // Wait for an attempt to finish, or for the next timeout or back-off.
-            let done = match run.next_deadline() {
-                Some(deadline) => {
-                    let sleep = self.timer.sleep_until(deadline);
-                    match futures::future::select(inflight.next(), sleep).await {
-                        Either::Left((done, _)) => done,
-                        Either::Right(((), _)) => None,
+            handle.report(run, books);
+            if run.is_finished() && books.running.is_empty() && books.waiting.is_empty() {
+                return Ok(());
+            }
+            // A step given up may have made others ready (its failure handlers):
+            // dispatch them before waiting.
+            if books.running.len() + books.waiting.len() < self.concurrency {
+                run.ready_first(books.waiting.len() + 1, &mut ready);
+                if ready.iter().any(|&step| run.task(step).is_none()) {
+                    continue;
+                }
+            }
+            // Wait for an answer, a notice from the coordinator, cancellation, or the
+            // next deadline: the run's (timeouts, back-offs), the coordinator's
+            // (escalations, leases, reservations), or a waiting step's patience.
+            let deadline = [
+                run.next_deadline(),
+                self.coordinator.poll_timeout(),
+                self.patience_deadline(books),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            if deadline.is_none()
+                && books.running.is_empty()
+                && books.waiting.is_empty()
+                && run.next_ready().is_none()
+            {
+                // Nothing ready, running, waiting or timed: nothing can change.
+                return Ok(());
+            }
+            let mut sleep = deadline.map(|at| self.timer.sleep_until(at));
+            let coordinator = &self.coordinator;
+            let notices = &mut books.notices;
+            let wake = futures::future::poll_fn(|cx| {
+                if handle.poll_cancelled(cx).is_ready() {
+                    return Poll::Ready(Wake::Cancelled);
+                }
+                if let Poll::Ready(Some(done)) = inflight.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Answered(done));
+                }
+                if coordinator.poll_notices(group, cx, notices).is_ready() {
+                    return Poll::Ready(Wake::Noticed);
+                }
+                match sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
+                    Some(Poll::Ready(())) => Poll::Ready(Wake::Timer),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            drop(sleep);
+            match wake {
+                Wake::Cancelled | Wake::Noticed => {}
+                Wake::Answered(done) => {
+                    if let Ok(done) = done {
+                        self.settle(run, books, done)?;
+                    }
+                    // Settle every other attempt that has finished too, so that the
+                    // steps they free are dispatched together, in one batch.
+                    while let Some(Some(done)) = inflight.next().now_or_never() {
+                        if let Ok(done) = done {
+                            self.settle(run, books, done)?;
+                        }
                     }
                 }
-                None => inflight.next().await,
-            };
-            if let Some(done) = done {
-                self.settle(run, done)?;
-                // Settle every other attempt that has finished too, so that the steps
-                // they free are dispatched together, in one coordinator batch.
-                while let Some(Some(done)) = inflight.next().now_or_never() {
-                    self.settle(run, done)?;
+                Wake::Timer => {
+                    // The coordinator's deadlines too: what it assigns comes back
+                    // as notices.
+                    self.coordinator.tick();
                 }
-                self.notify(run, seen);
-                deferred.clear();
             }
         }
     }
 
+    /// When the longest-waiting step runs out of patience, if the host set one.
+    fn patience_deadline(&self, books: &Books<'_>) -> Option<Timestamp> {
+        let patience = self.patience?;
+        books
+            .waiting
+            .values()
+            .map(|&(_, since)| since + patience)
+            .min()
+    }
+
+    /// Gives up the steps that waited longer than `patience`, saying what for.
+    fn give_up_waits(
+        &self,
+        run: &mut Run,
+        books: &mut Books<'_>,
+        patience: Duration,
+        now: Timestamp,
+    ) -> Result<(), ExecutorError> {
+        let expired: Vec<TaskId> = books
+            .waiting
+            .iter()
+            .filter(|(_, (_, since))| *since + patience <= now)
+            .map(|(&task, _)| task)
+            .collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        for task in expired {
+            let Some((step, _)) = books.waiting.remove(&task) else {
+                continue;
+            };
+            let what = self
+                .coordinator
+                .why_waiting(task)
+                .unwrap_or_else(|| "for an agent".to_owned());
+            // It may have been assigned this very moment: then it ends unstarted.
+            if self.coordinator.cancel(task).is_err() {
+                self.release(task);
+            }
+            run.unbind(step);
+            let reason = format!(
+                "step `{}` gave up after waiting {patience:?} {what}",
+                run.name(step).unwrap_or("?")
+            );
+            given_up(run.abandon(step, reason, now))?;
+        }
+        Ok(())
+    }
+
+    /// Acts on what the coordinator said about the run's tasks.
+    fn on_notices<'s>(
+        &'s self,
+        run: &mut Run,
+        books: &mut Books<'s>,
+        now: Timestamp,
+    ) -> Result<(), ExecutorError> {
+        let mut notices = std::mem::take(&mut books.notices);
+        for notice in notices.drain(..) {
+            match notice {
+                Notice::Started(a) => {
+                    let task = a.task.id();
+                    match books.waiting.remove(&task) {
+                        Some((step, _)) => self.start(run, step, &a, now, books)?,
+                        // Not this run's any more (given up meanwhile).
+                        None => self.release(task),
+                    }
+                }
+                Notice::Refused { task, reason } => {
+                    if let Some((step, _)) = books.waiting.remove(&task) {
+                        run.unbind(step);
+                        given_up(run.abandon(step, reason, now))?;
+                    }
+                }
+                Notice::Lost { task, agent } => {
+                    if let Some(flight) = books.running.remove(&task) {
+                        flight.abort.abort();
+                        let failure = StepOutcome::failure(format!("{agent} left service"));
+                        let said =
+                            run.finish_attempt(flight.step, agent, flight.attempt, failure, now);
+                        settled(said)?;
+                    }
+                }
+                Notice::Requeued { task, agent } => match books.running.remove(&task) {
+                    Some(flight) => {
+                        flight.abort.abort();
+                        // The same task waits again: the attempt is void, not failed.
+                        run.interrupt(flight.step, format!("{agent} left service"), now)?;
+                        run.bind(flight.step, task)?;
+                        books.waiting.insert(task, (flight.step, now));
+                    }
+                    // Its answer came first and was settled: nothing waits for it.
+                    None => {
+                        let _ = self.coordinator.cancel(task);
+                    }
+                },
+            }
+        }
+        books.notices = notices;
+        Ok(())
+    }
+
+    /// Drops the attempts the run no longer runs (timed out on `tick`): their
+    /// agents' futures at once, their tasks ended as failures.
+    fn drop_stale(&self, run: &Run, books: &mut Books<'_>) {
+        let stale: Vec<TaskId> = books
+            .running
+            .iter()
+            .filter(|(_, f)| {
+                run.status(f.step) != Some(StepStatus::Running)
+                    || run.attempts(f.step) != Some(f.attempt)
+            })
+            .map(|(&task, _)| task)
+            .collect();
+        for task in stale {
+            if let Some(flight) = books.running.remove(&task) {
+                flight.abort.abort();
+                self.end_task(task, false, None);
+            }
+        }
+    }
+
+    /// Cancels the run: waiting tasks withdrawn, running ones released (their futures
+    /// are already dropped), every unfinished step `Cancelled`.
+    fn cancel_run(&self, run: &mut Run, books: &mut Books<'_>, now: Timestamp) {
+        let cancelled = run.cancel(now);
+        tracing::info!(workflow.run = run.id(), steps = cancelled, "run cancelled");
+        for (task, _) in std::mem::take(&mut books.waiting) {
+            if self.coordinator.cancel(task).is_err() {
+                self.release(task);
+            }
+        }
+        for (task, flight) in std::mem::take(&mut books.running) {
+            flight.abort.abort();
+            self.release(task);
+        }
+        books.launched.clear();
+    }
+
+    /// Ends a running task without an outcome; one the coordinator no longer holds
+    /// (taken back from a lost agent meanwhile) needs nothing.
+    fn release(&self, task: TaskId) {
+        if let Err(e) = self.coordinator.release(task) {
+            tracing::debug!(task.id = %task, error = %e, "task not released");
+        }
+    }
+
+    /// Ends a running task with an outcome; one the coordinator no longer holds
+    /// (taken back from a lost agent meanwhile) needs nothing.
+    fn end_task(&self, task: TaskId, success: bool, usage: Option<crate::resource::Resources>) {
+        if let Err(e) = self.coordinator.complete(task, success, usage) {
+            tracing::debug!(task.id = %task, error = %e, "task not completed");
+        }
+    }
+
     /// Assigns ready `steps` in one coordinator batch (one look at the fleet, and
-    /// separation of duties checked across the batch) and starts the attempts of
-    /// those assigned; a step that cannot start now is deferred, with why.
+    /// separation of duties checked across the batch): an assigned step starts, one
+    /// that cannot start now waits in the coordinator (bound to its task), one no
+    /// agent could ever take is given up with the coordinator's explanation.
     fn dispatch<'s>(
         &'s self,
         run: &mut Run,
         steps: &[StepRef],
         batch: &mut Batch,
-        waits: Waits<'_, 's>,
+        books: &mut Books<'s>,
         now: Timestamp,
     ) -> Result<(), ExecutorError> {
         let workflow = run.workflow().inner();
@@ -582,11 +982,7 @@ impl Executor {
                 }
                 .into());
             };
-            // A step retried after a collision keeps its task id, and so its conflict.
-            let task_id = match waits.collided.get(&step) {
-                Some(&(_, task)) => task,
-                None => TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst)),
-            };
+            let task_id = TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst));
             match batch.tasks.get_mut(made) {
                 Some(spent) => spent.refill(task_id, kind, name, needs),
                 None => batch.tasks.push(Task::from_parts(
@@ -603,184 +999,282 @@ impl Executor {
             Some(run.id()),
             &mut batch.tasks,
             &mut batch.outcomes,
-            false,
+            true,
         )?;
         for (&step, outcome) in steps.iter().zip(batch.outcomes.drain(..)) {
-            // The step's name is read only for a step that waits (to say why).
-            let name = |run: &Run| run.name(step).unwrap_or("?").to_owned();
-            let deferral = match outcome {
-                AssignOutcome::Assigned(a) => {
-                    match self.start(run, step, &a, now, waits.launched)? {
-                        None => {
-                            waits.collided.remove(&step);
-                            continue;
-                        }
-                        Some(deferral) => deferral,
-                    }
+            match outcome {
+                AssignOutcome::Assigned(a) => self.start(run, step, &a, now, books)?,
+                AssignOutcome::Queued { task, .. } | AssignOutcome::Conflicted { task, .. } => {
+                    run.bind(step, task)?;
+                    books.waiting.insert(task, (step, now));
                 }
-                AssignOutcome::Queued {
-                    task, explanation, ..
-                } => {
-                    // The executor waits for capacity itself (after the next completion).
-                    let _ = self.coordinator.cancel(task);
-                    Deferral::because(format!(
-                        "no agent had room for step `{}`: {explanation}",
-                        name(run)
-                    ))
-                }
-                AssignOutcome::Rejected { explanation, .. } => Deferral::because(format!(
-                    "no agent can take step `{}`: {explanation}",
-                    name(run)
-                )),
-                AssignOutcome::Conflicted { task, conflicts } => {
-                    let ids: Vec<String> = conflicts.iter().map(ToString::to_string).collect();
-                    Deferral {
-                        why: format!(
-                            "the claims of step `{}` collide with running work ({})",
-                            name(run),
-                            ids.join(", ")
-                        ),
-                        collided: Some(task),
-                    }
-                }
-            };
-            match deferral.collided {
-                Some(task) => {
-                    let since = waits.collided.get(&step).map_or(now, |w| w.0);
-                    waits.collided.insert(step, (since, task));
-                }
-                None => {
-                    waits.collided.remove(&step);
+                AssignOutcome::Rejected { explanation, .. } => {
+                    let reason = format!(
+                        "no agent can take step `{}`: {explanation}",
+                        run.name(step).unwrap_or("?")
+                    );
+                    run.abandon(step, reason, now)?;
                 }
             }
-            waits.deferred.insert(step, deferral);
         }
         Ok(())
     }
 
-    /// Starts the attempt of `step`, assigned by `assignment`, and adds it to
-    /// `launched`; why not (and the task given back) if this executor has no
-    /// transport to the agent.
+    /// Starts the attempt of `step`, assigned by `assignment`, to be handed to its
+    /// agent; gives the step up if this executor has no transport to the agent.
     fn start<'s>(
         &'s self,
         run: &mut Run,
         step: StepRef,
         assignment: &Assignment,
         now: Timestamp,
-        launched: &mut Vec<Launch<'s>>,
-    ) -> Result<Option<Deferral>, ExecutorError> {
-        let (agent, task_id) = (assignment.agent, assignment.task.id());
-        let Some(transport) = self.agents.get(&agent).map(|a| &**a) else {
-            // Assigned to an agent this executor cannot reach: give the task back.
-            let _ = self.coordinator.complete(task_id, false, None);
+        books: &mut Books<'s>,
+    ) -> Result<(), ExecutorError> {
+        let (agent, task) = (assignment.agent, assignment.task.id());
+        let Some(transport) = self.agents.get(&agent) else {
+            // Not the agent's fault: its task ends without a mark against it.
+            self.release(task);
+            run.unbind(step);
             tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
-            return Ok(Some(Deferral::because(format!(
+            let reason = format!(
                 "step `{}` went to {agent}, which this executor has no transport to",
                 run.name(step).unwrap_or("?")
-            ))));
+            );
+            return given_up(run.abandon(step, reason, now));
         };
         run.start(step, agent, now)?;
+        run.bind(step, task)?;
         let attempt = run.attempts(step).unwrap_or(1);
         // From the run's dense columns: the step's spec is not read unless it takes
         // inputs.
         let timeout = run.timeout(step).map(|t| (t, now + t));
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, attempt, "step started");
-        launched.push(Launch {
+        books.launched.push(Launch {
             step,
             agent,
-            task: task_id,
+            task,
             transport,
             attempt,
             timeout,
         });
-        Ok(None)
+        Ok(())
     }
 
-    /// Hands a finished attempt to the coordinator and the run.
+    /// Hands a finished attempt to the run and the coordinator. An answer the run
+    /// refuses (late, or to an attempt that is not current) is never credited: its
+    /// task ends as a failure when it came too late, and is released otherwise.
     fn settle(
         &self,
         run: &mut Run,
-        (step, agent, task, result): Done,
+        books: &mut Books<'_>,
+        done: Done,
     ) -> Result<(), ExecutorError> {
+        let Done {
+            step,
+            agent,
+            task,
+            attempt,
+            result,
+        } = done;
+        books.running.remove(&task);
         let now = self.now();
-        let (outcome, usage) = match result {
+        let (outcome, usage, skipped) = match result {
             Ok(output) => {
                 let (outcome, outputs, usage) = output.into_parts();
                 // Field by field: a base outcome would make (and drop) an empty map.
-                let outcome = match outcome {
-                    Outcome::Succeeded => StepOutcome {
-                        success: true,
-                        outputs,
-                        reason: None,
-                    },
-                    Outcome::Failed { reason, .. } => StepOutcome {
-                        success: false,
-                        outputs,
-                        reason: Some(reason),
-                    },
-                    Outcome::Skipped { reason } => {
-                        let _ = self.coordinator.complete(task, true, usage);
-                        let skipped = run.skip_attempt(step, agent, reason, now);
-                        return settled(skipped);
-                    }
-                };
-                (outcome, usage)
+                match outcome {
+                    Outcome::Succeeded => (
+                        StepOutcome {
+                            success: true,
+                            outputs,
+                            reason: None,
+                        },
+                        usage,
+                        false,
+                    ),
+                    Outcome::Failed { reason, .. } => (
+                        StepOutcome {
+                            success: false,
+                            outputs,
+                            reason: Some(reason),
+                        },
+                        usage,
+                        false,
+                    ),
+                    Outcome::Skipped { reason } => (
+                        StepOutcome {
+                            success: true,
+                            outputs,
+                            reason: Some(reason),
+                        },
+                        usage,
+                        true,
+                    ),
+                }
             }
-            Err(e) => (StepOutcome::failure(e.to_string()), None),
+            Err(e) => (StepOutcome::failure(e.to_string()), None, false),
         };
         let success = outcome.success;
-        let _ = self.coordinator.complete(task, success, usage);
-        settled(run.finish(step, agent, outcome, now))?;
+        let said = if run.attempts(step) != Some(attempt) {
+            // Fast refusal of an answer to an earlier attempt.
+            Err(WorkflowError::StaleAttempt {
+                step: run.name(step).unwrap_or("?").to_owned(),
+                attempt,
+                current: run.attempts(step).unwrap_or(0),
+            })
+        } else if skipped {
+            let reason = outcome.reason.unwrap_or_default();
+            run.skip_attempt(step, agent, reason, now)
+        } else {
+            run.finish_attempt(step, agent, attempt, outcome, now)
+        };
+        match said {
+            Ok(()) => self.end_task(task, success, usage),
+            // Too late: the attempt timed out, which the next tick records.
+            Err(WorkflowError::Late { .. }) => self.end_task(task, false, None),
+            Err(e) => {
+                settled(Err(e))?;
+                self.release(task);
+            }
+        }
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, success, "step finished");
         Ok(())
     }
 
-    /// Gives back to the coordinator the tasks it holds for `run` from before this
-    /// executor drove it (see [`resume`](Self::resume)), and moves the task ids past
-    /// every id it holds.
-    fn reclaim(&self, run: &Run) {
-        self.fail_running_tasks(run);
-        let waiting = self.coordinator.waiting();
-        for w in waiting
-            .iter()
-            .filter(|w| w.group.as_deref() == Some(run.id()))
-        {
-            let _ = self.coordinator.cancel(w.task.id());
-        }
-        let held = self
-            .coordinator
-            .assignments()
-            .iter()
-            .map(|a| a.task.id())
-            .chain(waiting.iter().map(|w| w.task.id()))
-            .map(|id| id.get().saturating_add(1))
-            .max();
-        if let Some(above) = held {
-            self.next_task.fetch_max(above, Ordering::SeqCst);
-        }
-    }
-
-    /// Ends the coordinator's tasks of the run's group as failures (their attempts were
-    /// cancelled, or interrupted by a crash), freeing their slots, resources and
-    /// claims.
-    fn fail_running_tasks(&self, run: &Run) {
-        let running = self
+    /// Reconciles a restored run with the coordinator (see [`resume`](Self::resume)).
+    async fn recover<'s>(
+        &'s self,
+        run: &mut Run,
+        books: &mut Books<'s>,
+    ) -> Result<(), ExecutorError> {
+        let group = run.id().to_owned();
+        let mut held: BTreeMap<TaskId, Arc<Assignment>> = self
             .coordinator
             .assignments()
             .into_iter()
-            .filter(|a| a.group.as_deref() == Some(run.id()));
-        for a in running {
-            tracing::info!(workflow.run = run.id(), task.id = %a.task.id(), agent.id = %a.agent, "attempt's task given back as failed");
-            let _ = self.coordinator.complete(a.task.id(), false, None);
+            .filter(|a| a.group.as_deref() == Some(group.as_str()))
+            .map(|a| (a.task.id(), a))
+            .collect();
+        let waiting = self.coordinator.waiting();
+        let mut queued: BTreeSet<TaskId> = waiting
+            .iter()
+            .filter(|w| w.group.as_deref() == Some(group.as_str()))
+            .map(|w| w.task.id())
+            .collect();
+        // Task ids go on above every id the coordinator holds.
+        let above = held
+            .keys()
+            .chain(
+                waiting
+                    .iter()
+                    .map(|w| w.task.id())
+                    .collect::<Vec<_>>()
+                    .iter(),
+            )
+            .map(|id| id.get().saturating_add(1))
+            .max();
+        if let Some(above) = above {
+            self.next_task.fetch_max(above, Ordering::SeqCst);
         }
+        // Attempts that were running: ask their agents.
+        let running: Vec<StepRef> = run.running().collect();
+        for step in running {
+            let (Some(agent), Some(attempt)) = (run.agent(step), run.attempts(step)) else {
+                continue;
+            };
+            let task = run.task(step);
+            let mut answer = None;
+            if let (Some(task), Some(transport)) = (task, self.agents.get(&agent)) {
+                let work = work_item(run, step, task, attempt, None)?;
+                let asked = std::panic::AssertUnwindSafe(transport.recover(work))
+                    .catch_unwind()
+                    .await;
+                answer = asked.ok().and_then(Result::ok).flatten();
+            }
+            let now = self.now();
+            if let Some(task) = task {
+                held.remove(&task);
+            }
+            match answer {
+                Some(output) => {
+                    tracing::info!(workflow.run = run.id(), step = ?run.name(step), "interrupted attempt had finished");
+                    let done = Done {
+                        step,
+                        agent,
+                        task: task.unwrap_or(TaskId::new(0)),
+                        attempt,
+                        result: Ok(output),
+                    };
+                    self.settle(run, books, done)?;
+                }
+                None if self.count_interrupted => {
+                    let failure = StepOutcome::failure("interrupted by restart");
+                    settled(run.finish_attempt(step, agent, attempt, failure, now))?;
+                    if let Some(task) = task {
+                        self.end_task(task, false, None);
+                    }
+                }
+                None => {
+                    run.interrupt(step, "interrupted by restart", now)?;
+                    if let Some(task) = task {
+                        self.release(task);
+                    }
+                }
+            }
+        }
+        // Steps waiting in the coordinator go on waiting; one assigned whose attempt
+        // never reached its agent starts now; one the coordinator forgot (an older
+        // checkpoint) is dispatched again.
+        let now = self.now();
+        let bound: Vec<(StepRef, TaskId)> = run
+            .workflow()
+            .steps()
+            .filter_map(|(step, _)| {
+                (run.status(step) == Some(StepStatus::Ready))
+                    .then(|| run.task(step).map(|t| (step, t)))
+                    .flatten()
+            })
+            .collect();
+        for (step, task) in bound {
+            if queued.remove(&task) {
+                books.waiting.insert(task, (step, now));
+            } else if let Some(a) = held.remove(&task) {
+                self.start(run, step, &a, now, books)?;
+            } else {
+                run.unbind(step);
+            }
+        }
+        // What the coordinator holds for the run that no step names.
+        for task in queued {
+            let _ = self.coordinator.cancel(task);
+        }
+        for task in held.into_keys() {
+            self.release(task);
+        }
+        Ok(())
     }
 }
 
 /// What the run said to a finished attempt, for the executor: an attempt that timed
-/// out (by `tick`) or was cancelled meanwhile is no error, the run already decided.
+/// out or was cancelled meanwhile is no error, the run already decided.
 fn settled(said: Result<(), WorkflowError>) -> Result<(), ExecutorError> {
     match said {
-        Ok(()) | Err(WorkflowError::NotRunning { .. } | WorkflowError::WrongAgent { .. }) => Ok(()),
+        Ok(())
+        | Err(
+            WorkflowError::NotRunning { .. }
+            | WorkflowError::WrongAgent { .. }
+            | WorkflowError::StaleAttempt { .. }
+            | WorkflowError::Late { .. },
+        ) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the run said to a step given up: one no longer ready (cancelled meanwhile)
+/// is no error.
+fn given_up(said: Result<(), WorkflowError>) -> Result<(), ExecutorError> {
+    match said {
+        Ok(()) | Err(WorkflowError::NotReady { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -55,7 +55,8 @@ pub mod runbooks;
 pub use definition::{InputSpec, RunCondition, StepSpec, WorkflowDefinition};
 pub use error::WorkflowError;
 pub use executor::{
-    CancelHandle, Executor, ExecutorError, RunObserver, SimulatedTimer, Timer, run_duration,
+    Executor, ExecutorError, RunFuture, RunHandle, RunObserver, RunProgress, SimulatedTimer, Spawn,
+    Timer, run_duration,
 };
 pub use retry::RetryPolicy;
 pub use run::{

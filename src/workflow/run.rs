@@ -15,14 +15,11 @@ use super::error::WorkflowError;
 use super::retry::splitmix64;
 use super::{StepRef, Workflow};
 use crate::clock::Timestamp;
-use crate::id::AgentId;
+use crate::id::{AgentId, TaskId};
 
-/// The version [`Run::snapshot`] writes and [`Run::restore`] reads.
-pub const RUN_SNAPSHOT_VERSION: u32 = 1;
-
-/// The reason recorded for an attempt that was running when its run was snapshotted and
-/// restored.
-const INTERRUPTED: &str = "interrupted by restart";
+/// The version [`Run::snapshot`] writes and [`Run::restore`] reads (it reads version
+/// 1 too: it had no task bindings, and its running steps are restored as running).
+pub const RUN_SNAPSHOT_VERSION: u32 = 2;
 
 /// Where a step is in its life.
 ///
@@ -173,6 +170,13 @@ pub enum StepChange {
         /// Why.
         reason: String,
     },
+    /// The attempt was interrupted through no fault of the step or its agent (a
+    /// restart, the agent leaving service): it does not count, and the step is ready
+    /// for the same attempt again.
+    Interrupted {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl fmt::Display for StepStatus {
@@ -265,6 +269,7 @@ impl fmt::Display for StepChange {
             StepChange::Cancelled => f.write_str("cancelled"),
             StepChange::SkippedByAgent { reason } => write!(f, "skipped by agent: {reason}"),
             StepChange::Abandoned { reason } => write!(f, "abandoned: {reason}"),
+            StepChange::Interrupted { reason } => write!(f, "interrupted: {reason}"),
         }
     }
 }
@@ -403,6 +408,10 @@ pub struct StepState {
     /// The outputs of a succeeded step.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub outputs: BTreeMap<String, String>,
+    /// The coordinator's task of a ready step waiting for an agent, or of a running
+    /// attempt ([`Run::bind`]): what a resumed run finds again in the coordinator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskId>,
 }
 
 /// Everything a [`Run`] knows, as plain serde data: persist it, and [`Run::restore`]
@@ -475,6 +484,8 @@ pub struct Run {
     /// an empty map per step cost a copy when it succeeded and a drop with the run
     /// (a `None` costs neither).
     outputs: Vec<Option<BTreeMap<String, String>>>,
+    /// The coordinator task bound to a ready or running step ([`Run::bind`]).
+    task: Vec<Option<TaskId>>,
     /// Ready steps in dispatch order; may hold stale entries (not `Ready` any more),
     /// each step at most once (`queued`).
     ready: VecDeque<u32>,
@@ -536,6 +547,7 @@ impl Run {
             failing: vec![0; n],
             carries: vec![false; n],
             outputs: vec![None; n],
+            task: vec![None; n],
             ready: VecDeque::new(),
             queued: vec![false; n],
             ready_count: 0,
@@ -783,11 +795,13 @@ impl Run {
     /// `agent` reports the outcome of `step`'s running attempt at `now`.
     ///
     /// A success stores the outputs and decides the dependents; a failure is retried
-    /// after backoff while attempts remain, else the step fails.
+    /// after backoff while attempts remain, else the step fails. An answer at or
+    /// after the attempt's deadline is refused: the attempt timed out, and the next
+    /// [`tick`](Self::tick) says so.
     ///
     /// # Errors
-    /// [`WorkflowError::UnknownStep`], [`WorkflowError::NotRunning`] or
-    /// [`WorkflowError::WrongAgent`]; each changes nothing.
+    /// [`WorkflowError::UnknownStep`], [`WorkflowError::NotRunning`],
+    /// [`WorkflowError::WrongAgent`] or [`WorkflowError::Late`]; each changes nothing.
     pub fn finish(
         &mut self,
         step: impl StepKey,
@@ -796,9 +810,70 @@ impl Run {
         now: Timestamp,
     ) -> Result<(), WorkflowError> {
         let i = self.running_index(step, agent)?;
+        self.settle_attempt(i, outcome, now)
+    }
+
+    /// `agent` reports the outcome of attempt `attempt` of `step` at `now`: as
+    /// [`finish`](Self::finish), but an answer to an earlier attempt (one that timed
+    /// out or was interrupted, after which another started) is refused, never
+    /// credited to the attempt running now.
+    ///
+    /// # Errors
+    /// As [`finish`](Self::finish), and [`WorkflowError::StaleAttempt`]; each changes
+    /// nothing.
+    pub fn finish_attempt(
+        &mut self,
+        step: impl StepKey,
+        agent: AgentId,
+        attempt: u32,
+        outcome: StepOutcome,
+        now: Timestamp,
+    ) -> Result<(), WorkflowError> {
+        let i = self.running_index(step, agent)?;
+        self.current_attempt(i, attempt)?;
+        self.settle_attempt(i, outcome, now)
+    }
+
+    /// `Ok` when `attempt` is the attempt step `i` runs now.
+    fn current_attempt(&self, i: u32, attempt: u32) -> Result<(), WorkflowError> {
+        let current = self.attempts[i as usize];
+        if attempt == current {
+            return Ok(());
+        }
+        Err(WorkflowError::StaleAttempt {
+            step: self.workflow.inner().names[i as usize].to_string(),
+            attempt,
+            current,
+        })
+    }
+
+    /// `Ok` when running step `i`'s attempt may still answer at `now`: an answer at
+    /// or after its deadline is a timeout, whether or not `tick` has run since.
+    fn in_time(&self, i: u32, now: Timestamp) -> Result<(), WorkflowError> {
+        let u = i as usize;
+        let deadline = self.deadline[u];
+        if deadline == Timestamp::MAX || now < deadline {
+            return Ok(());
+        }
+        Err(WorkflowError::Late {
+            step: self.workflow.inner().names[u].to_string(),
+            attempt: self.attempts[u],
+            deadline,
+            at: now,
+        })
+    }
+
+    fn settle_attempt(
+        &mut self,
+        i: u32,
+        outcome: StepOutcome,
+        now: Timestamp,
+    ) -> Result<(), WorkflowError> {
+        self.in_time(i, now)?;
         let u = i as usize;
         self.observe(now);
         self.deadline[u] = Timestamp::MAX;
+        self.task[u] = None;
         if outcome.success {
             self.status[u] = StepStatus::Succeeded;
             self.terminal += 1;
@@ -838,9 +913,11 @@ impl Run {
         now: Timestamp,
     ) -> Result<(), WorkflowError> {
         let i = self.running_index(step, agent)?;
+        self.in_time(i, now)?;
         let u = i as usize;
         self.observe(now);
         self.deadline[u] = Timestamp::MAX;
+        self.task[u] = None;
         self.status[u] = StepStatus::Skipped;
         self.terminal += 1;
         self.event(i, now, StepChange::SkippedByAgent { reason });
@@ -865,6 +942,7 @@ impl Run {
         let i = self.ready_index(step)?;
         let u = i as usize;
         self.observe(now);
+        self.task[u] = None;
         self.status[u] = StepStatus::Failed;
         self.ready_count -= 1;
         self.carries[u] = true;
@@ -875,6 +953,100 @@ impl Run {
         self.drain(now);
         self.tidy_ready();
         Ok(())
+    }
+
+    /// Binds the ready or running `step` to the coordinator's `task`: the task waiting
+    /// for an agent on the step's behalf, or the task of its running attempt. The
+    /// binding is part of the run's snapshot, so a resumed run finds its tasks again
+    /// without a scan; it ends with the wait or the attempt.
+    ///
+    /// # Errors
+    /// [`WorkflowError::UnknownStep`], or [`WorkflowError::NotReady`] when the step is
+    /// neither ready nor running; either changes nothing.
+    pub fn bind(&mut self, step: impl StepKey, task: TaskId) -> Result<(), WorkflowError> {
+        let i = step.index_in(&self.workflow)?;
+        let u = i as usize;
+        match self.status[u] {
+            StepStatus::Ready | StepStatus::Running => {
+                self.task[u] = Some(task);
+                Ok(())
+            }
+            status => Err(WorkflowError::NotReady {
+                step: self.workflow.inner().names[u].to_string(),
+                status,
+            }),
+        }
+    }
+
+    /// Ends `step`'s binding, if any (its task is gone from the coordinator).
+    pub fn unbind(&mut self, step: impl StepKey) {
+        if let Ok(i) = step.index_in(&self.workflow) {
+            self.task[i as usize] = None;
+        }
+    }
+
+    /// How many steps have finished (succeeded, failed, skipped or cancelled).
+    pub fn finished_steps(&self) -> usize {
+        self.terminal
+    }
+
+    /// The coordinator task bound to `step` ([`bind`](Self::bind)), if any.
+    pub fn task(&self, step: impl StepKey) -> Option<TaskId> {
+        let i = step.index_in(&self.workflow).ok()?;
+        self.task[i as usize]
+    }
+
+    /// The running `step`'s attempt was interrupted through no fault of the step or
+    /// its agent (the host restarted, the agent left service): the attempt does not
+    /// count, and the step is ready again for the same attempt number, at the back of
+    /// the ready queue. Its binding ends.
+    ///
+    /// A run restored from a snapshot keeps its running steps running: the host asks
+    /// their agents whether the work finished ([`finish`](Self::finish) if it did)
+    /// and interrupts the others; [`Executor::resume`](super::Executor::resume) does
+    /// exactly that.
+    ///
+    /// # Errors
+    /// [`WorkflowError::UnknownStep`], or [`WorkflowError::NotRunning`]; either changes
+    /// nothing.
+    pub fn interrupt(
+        &mut self,
+        step: impl StepKey,
+        reason: impl Into<String>,
+        now: Timestamp,
+    ) -> Result<(), WorkflowError> {
+        let i = step.index_in(&self.workflow)?;
+        let u = i as usize;
+        if self.status[u] != StepStatus::Running {
+            return Err(WorkflowError::NotRunning {
+                step: self.workflow.inner().names[u].to_string(),
+                status: self.status[u],
+            });
+        }
+        self.observe(now);
+        self.deadline[u] = Timestamp::MAX;
+        self.task[u] = None;
+        self.event(
+            i,
+            now,
+            StepChange::Interrupted {
+                reason: reason.into(),
+            },
+        );
+        self.attempts[u] -= 1;
+        self.make_ready(i, now);
+        self.tidy_timers();
+        Ok(())
+    }
+
+    /// The running steps, in definition order: after a restore, the attempts the
+    /// host must settle ([`finish`](Self::finish) or [`interrupt`](Self::interrupt)).
+    pub fn running(&self) -> impl Iterator<Item = StepRef> + '_ {
+        self.status
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| **s == StepStatus::Running)
+            .map(|(i, _)| StepRef(i as u32))
     }
 
     /// Advances time to `now`: running attempts past their timeout fail (and are retried
@@ -930,6 +1102,7 @@ impl Run {
                 .flatten();
             self.status[u] = StepStatus::Cancelled;
             self.deadline[u] = Timestamp::MAX;
+            self.task[u] = None;
             self.terminal += 1;
             count += 1;
             self.push_event(i, now, agent, StepChange::Cancelled);
@@ -964,6 +1137,7 @@ impl Run {
                         || self.status[i] == StepStatus::BackingOff)
                         .then_some(self.deadline[i]),
                     outputs: self.outputs[i].clone().unwrap_or_default(),
+                    task: self.task[i],
                 })
                 .collect(),
             ready: self
@@ -978,12 +1152,14 @@ impl Run {
     /// Continues a run from its snapshot.
     ///
     /// # Restart rule
-    /// A step that was `Running` in the snapshot is reconciled at once: its attempt
-    /// counts as failed with reason `"interrupted by restart"` at the snapshot's
-    /// `taken_at`, and is retried per its [`RetryPolicy`](super::RetryPolicy) (after its
-    /// backoff) while attempts remain; after the last attempt the step fails. A late
-    /// outcome from the interrupted agent is then refused. Finished steps are never
-    /// repeated; ready and backing-off steps keep their order and deadlines.
+    /// A step that was `Running` in the snapshot is still running, with its agent,
+    /// attempt, deadline and task binding: a restart is not a failure of the step or
+    /// of its agent. The host settles each of [`running`](Self::running): the
+    /// agent's answer if the work finished ([`finish`](Self::finish)), else
+    /// [`interrupt`](Self::interrupt), which gives the attempt back without using it
+    /// up ([`Executor::resume`](super::Executor::resume) asks the agents and does
+    /// this). Finished steps are never repeated; ready and backing-off steps keep
+    /// their order, deadlines and bindings.
     ///
     /// # Errors
     /// [`WorkflowError::CorruptSnapshot`] naming the problem: another version, another
@@ -996,7 +1172,7 @@ impl Run {
             workflow: inner.name.clone(),
             reason,
         };
-        if snapshot.version != RUN_SNAPSHOT_VERSION {
+        if !(1..=RUN_SNAPSHOT_VERSION).contains(&snapshot.version) {
             return Err(corrupt(format!(
                 "version {} (expected {RUN_SNAPSHOT_VERSION})",
                 snapshot.version
@@ -1039,6 +1215,10 @@ impl Run {
             run.status[i] = s.status;
             run.attempts[i] = s.attempts;
             run.agent[i] = s.agent;
+            // A binding outlives neither the wait nor the attempt it names.
+            run.task[i] = s
+                .task
+                .filter(|_| matches!(s.status, StepStatus::Ready | StepStatus::Running));
         }
         // Counters and failure carriers, recomputed in topological order.
         for &i in &inner.topo {
@@ -1139,6 +1319,7 @@ impl Run {
                 }
                 (StepStatus::Running, Some(at)) if inner.timeouts[u].is_some() => {
                     run.deadline[u] = at;
+                    run.timers.push(Reverse((at, i)));
                 }
                 _ => {}
             }
@@ -1180,15 +1361,6 @@ impl Run {
         }
         run.history = snapshot.history;
         run.restored_history = run.history.len();
-
-        // The restart rule: an interrupted attempt is a failed attempt.
-        let at = run.last_now;
-        for i in 0..n as u32 {
-            if run.status[i as usize] == StepStatus::Running {
-                run.deadline[i as usize] = Timestamp::MAX;
-                run.fail_attempt(i, INTERRUPTED.to_owned(), at);
-            }
-        }
         run.tidy_timers();
         Ok(run)
     }
@@ -1292,6 +1464,7 @@ impl Run {
     /// A failed attempt of running step `i`: back off and retry, or fail.
     fn fail_attempt(&mut self, i: u32, reason: String, now: Timestamp) {
         let u = i as usize;
+        self.task[u] = None;
         let made = self.attempts[u];
         let policy = self.workflow.inner().specs[u].retry();
         if made < policy.max_attempts() {

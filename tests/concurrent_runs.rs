@@ -1,0 +1,475 @@
+//! Several workflow runs at once on a fleet too small for them, as a host's
+//! orchestrator runs them: steps wait in the coordinator for room instead of
+//! failing, one run's cancellation touches no other, safe mode pauses runs, a step
+//! blocked on a claim runs once a human approves, and an agent leaving service hands
+//! its step to another without a failure.
+//!
+//! Everything runs on a simulated clock: agents "work" by sleeping on the
+//! [`SimulatedTimer`], so the scenes are deterministic and take no wall-clock time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, WorkOutput};
+use concord::conflict::HumanDecision;
+use concord::coordinator::{Coordinator, Decider};
+use concord::policy::SystemMode;
+use concord::workflow::{
+    Executor, Run, RunCondition, RunOutcome, SimulatedTimer, StepChange, StepSpec, StepStatus,
+    Timer, Workflow,
+};
+use concord::{
+    AgentId, AgentProfile, Claim, Clock, ManualClock, Requirements, Role, RuleBasedAnalyzer,
+    RuleSet, Task, TaskId, Timestamp,
+};
+use futures::executor::block_on;
+use futures::future::join_all;
+use parking_lot::Mutex;
+
+/// What every worker saw: how many attempts it ran at once (now and at most), and
+/// each step it executed, by run.
+#[derive(Debug, Default)]
+struct Books {
+    busy: BTreeMap<AgentId, usize>,
+    peak: BTreeMap<AgentId, usize>,
+    executed: BTreeMap<(String, String), u32>,
+}
+
+/// A worker that takes `work` simulated milliseconds per step and records itself.
+#[derive(Debug)]
+struct Worker {
+    id: AgentId,
+    clock: ManualClock,
+    timer: SimulatedTimer,
+    work: Duration,
+    books: Arc<Mutex<Books>>,
+}
+
+/// Ends a worker's attempt in its books, even when the attempt is dropped.
+struct Busy<'a>(&'a Worker);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        *self.0.books.lock().busy.entry(self.0.id).or_default() -= 1;
+    }
+}
+
+#[concord::async_trait]
+impl Agent for Worker {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        {
+            let mut books = self.books.lock();
+            let busy = books.busy.entry(self.id).or_default();
+            *busy += 1;
+            let now = *busy;
+            let peak = books.peak.entry(self.id).or_default();
+            *peak = (*peak).max(now);
+        }
+        let _busy = Busy(self);
+        self.timer.sleep_until(self.clock.now() + self.work).await;
+        // Recorded once the work is done: an attempt dropped midway did nothing.
+        let run = work.task().to_string();
+        let mut books = self.books.lock();
+        *books
+            .executed
+            .entry((run, work.description().to_owned()))
+            .or_default() += 1;
+        Ok(WorkOutput::success())
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("1.0"))
+    }
+}
+
+fn role(name: &str) -> Role {
+    Role::new(name).unwrap()
+}
+
+/// A coordinator with `workers` agents of role `worker`, each with `slots` slots, and
+/// an executor over them whose agents work `work` per step.
+struct Fleet {
+    clock: ManualClock,
+    coordinator: Arc<Coordinator>,
+    executor: Executor,
+    books: Arc<Mutex<Books>>,
+}
+
+fn fleet(workers: u64, slots: u32, work: Duration) -> Fleet {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .build(),
+    );
+    let timer = SimulatedTimer::new(clock.clone());
+    let books = Arc::new(Mutex::new(Books::default()));
+    let mut executor = Executor::new(Arc::clone(&coordinator), timer.clone());
+    for id in 1..=workers {
+        let id = AgentId::new(id);
+        coordinator
+            .register_agent(
+                AgentProfile::new(id, format!("worker-{id}"))
+                    .with_role(role("worker"))
+                    .with_max_tasks(slots),
+            )
+            .unwrap();
+        executor = executor.with_agent(Arc::new(Worker {
+            id,
+            clock: clock.clone(),
+            timer: timer.clone(),
+            work,
+            books: Arc::clone(&books),
+        }));
+    }
+    Fleet {
+        clock,
+        coordinator,
+        executor,
+        books,
+    }
+}
+
+/// fetch, then three hashes at once, then a join and a publish: six steps, up to
+/// three at once.
+fn fan_out() -> Workflow {
+    let step = |name: &str| StepSpec::new(name).with_role(role("worker"));
+    Workflow::builder("fan-out")
+        .step(step("fetch"))
+        .step(step("hash_a").after("fetch"))
+        .step(step("hash_b").after("fetch"))
+        .step(step("hash_c").after("fetch"))
+        .step(step("join").after("hash_a").after("hash_b").after("hash_c"))
+        .step(step("publish").after("join"))
+        .build()
+        .unwrap()
+}
+
+/// Task 1, work outside any run on one worker slot, holding `claim` if any.
+fn outside_work(claim: Option<Claim>) -> Task {
+    let mut needs = Requirements::new().with_role(role("worker"));
+    if let Some(claim) = claim {
+        needs = needs.with_claim(claim);
+    }
+    Task::new(TaskId::new(1), "maintenance", "outside work").with_requirements(needs)
+}
+
+/// Nothing of any run is left in the coordinator.
+fn assert_idle(coordinator: &Coordinator) {
+    assert!(coordinator.assignments().is_empty(), "tasks left running");
+    assert!(coordinator.waiting().is_empty(), "tasks left waiting");
+    assert!(
+        coordinator.open_conflicts().is_empty(),
+        "conflicts left open"
+    );
+}
+
+/// The scene of the issue that made runs wait instead of failing: 4 runs at once,
+/// 20 rounds, on 3 workers of 2 slots each. No run fails, every step of every run
+/// is executed exactly once, and no worker ever runs more than its 2 slots.
+#[test]
+fn four_runs_at_once_on_three_workers_all_succeed() {
+    let f = fleet(3, 2, Duration::from_millis(500));
+    let workflow = fan_out();
+    let mut runs: Vec<Run> = Vec::new();
+    for round in 0..20 {
+        let ids: Vec<String> = (0..4).map(|i| format!("round-{round}-run-{i}")).collect();
+        let futures = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| f.executor.run(&workflow, id, i as u64));
+        for run in block_on(join_all(futures)) {
+            runs.push(run.unwrap());
+        }
+        assert_idle(&f.coordinator);
+    }
+    assert_eq!(runs.len(), 80);
+    for run in &runs {
+        assert_eq!(run.outcome(), Some(RunOutcome::Succeeded), "{}", run.id());
+        for (step, _) in workflow.steps() {
+            assert_eq!(
+                run.attempts(step),
+                Some(1),
+                "{} {:?}",
+                run.id(),
+                run.name(step)
+            );
+        }
+    }
+    let books = f.books.lock();
+    // Each step once: 80 runs x 6 steps.
+    assert_eq!(books.executed.len(), 80 * 6);
+    assert!(books.executed.values().all(|&n| n == 1));
+    // The fleet was used, and never beyond its slots.
+    assert_eq!(books.peak.len(), 3);
+    assert!(books.peak.values().all(|&p| p <= 2), "{:?}", books.peak);
+    assert!(books.peak.values().any(|&p| p == 2), "{:?}", books.peak);
+    // The runs had to wait for each other: 4 runs of up to 3 parallel steps on 6
+    // slots cannot all go at full width.
+    let waited = runs
+        .iter()
+        .any(|r| concord::workflow::run_duration(r) > Duration::from_millis(4 * 500));
+    assert!(waited, "no run ever waited for a slot");
+}
+
+/// A one-step run on a fleet kept busy by other work waits for the slot and runs
+/// when it frees, instead of failing at once.
+#[test]
+fn a_step_waits_for_a_slot_held_by_outside_work() {
+    let f = fleet(1, 1, Duration::from_millis(10));
+    let held = f.coordinator.assign(outside_work(None)).unwrap();
+    assert!(held.assignment().is_some());
+    let workflow = Workflow::builder("one")
+        .step(StepSpec::new("only").with_role(role("worker")))
+        .build()
+        .unwrap();
+    let coordinator = Arc::clone(&f.coordinator);
+    let clock = f.clock.clone();
+    let freed_at = clock.now() + Duration::from_millis(500);
+    let timer = SimulatedTimer::new(clock.clone());
+    // The outside work ends 500 ms later.
+    let outside_ends = async {
+        timer.sleep_until(freed_at).await;
+        coordinator.complete(TaskId::new(1), true, None).unwrap();
+    };
+    let (run, ()) = block_on(futures::future::join(
+        f.executor.run(&workflow, "patient", 1),
+        outside_ends,
+    ));
+    let run = run.unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    let started = run
+        .history()
+        .iter()
+        .find(|e| e.change == StepChange::Started)
+        .unwrap();
+    assert!(
+        started.at >= freed_at,
+        "started at {} before {freed_at}",
+        started.at
+    );
+    assert_idle(&f.coordinator);
+}
+
+/// Cancelling one run ends it at once and touches no other run of the executor; a
+/// run started afterwards is not cancelled.
+#[test]
+fn cancelling_one_run_leaves_the_others_alone() {
+    let f = fleet(3, 2, Duration::from_millis(500));
+    let workflow = fan_out();
+    let doomed = f.executor.run(&workflow, "doomed", 1);
+    let handle = doomed.handle();
+    let others: Vec<_> = (0..3)
+        .map(|i| f.executor.run(&workflow, &format!("other-{i}"), i))
+        .collect();
+    let timer = SimulatedTimer::new(f.clock.clone());
+    let cancel_at = f.clock.now() + Duration::from_millis(700);
+    let canceller = async {
+        timer.sleep_until(cancel_at).await;
+        handle.cancel();
+    };
+    let (doomed, others, ()) =
+        block_on(futures::future::join3(doomed, join_all(others), canceller));
+    let doomed = doomed.unwrap();
+    assert_eq!(doomed.outcome(), Some(RunOutcome::Cancelled));
+    for run in others {
+        assert_eq!(run.unwrap().outcome(), Some(RunOutcome::Succeeded));
+    }
+    // Nothing stays cancelled.
+    let later = block_on(f.executor.run(&workflow, "later", 9)).unwrap();
+    assert_eq!(later.outcome(), Some(RunOutcome::Succeeded));
+    assert_idle(&f.coordinator);
+}
+
+/// Safe mode pauses runs: their steps wait, and go on when normal mode returns. The
+/// rollback of a failing run is not abandoned either.
+#[test]
+fn safe_mode_pauses_runs_until_normal_mode() {
+    let f = fleet(2, 2, Duration::from_millis(100));
+    let workflow = fan_out();
+    f.coordinator.set_mode(SystemMode::SafeMode);
+    let timer = SimulatedTimer::new(f.clock.clone());
+    let back_at = f.clock.now() + Duration::from_secs(60);
+    let coordinator = Arc::clone(&f.coordinator);
+    let operator = async {
+        timer.sleep_until(back_at).await;
+        coordinator.set_mode(SystemMode::Normal);
+    };
+    let running = f.executor.run(&workflow, "paused", 1);
+    let handle = running.handle();
+    let (run, ()) = block_on(futures::future::join(running, operator));
+    let run = run.unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    let first_start = run
+        .history()
+        .iter()
+        .find(|e| e.change == StepChange::Started)
+        .unwrap();
+    assert!(first_start.at >= back_at);
+    assert_eq!(handle.progress().outcome, Some(RunOutcome::Succeeded));
+    assert_eq!(handle.progress().finished, 6);
+    assert_idle(&f.coordinator);
+}
+
+/// A step whose claim collides with outside work waits on the conflict; a human's
+/// approval lets it run beside the holder, and the run succeeds.
+#[test]
+fn a_step_blocked_on_a_claim_runs_once_a_human_approves() {
+    let f = fleet(2, 2, Duration::from_millis(100));
+    let env = Claim::exclusive("env/staging");
+    let held = f
+        .coordinator
+        .assign(outside_work(Some(env.clone())))
+        .unwrap();
+    assert!(held.assignment().is_some());
+    let workflow = Workflow::builder("deploy")
+        .step(
+            StepSpec::new("deploy")
+                .with_role(role("worker"))
+                .with_claim(env),
+        )
+        .step(
+            StepSpec::new("verify")
+                .with_role(role("worker"))
+                .after("deploy"),
+        )
+        .build()
+        .unwrap();
+    let timer = SimulatedTimer::new(f.clock.clone());
+    let coordinator = Arc::clone(&f.coordinator);
+    let decide_at = f.clock.now() + Duration::from_secs(120);
+    let human = async {
+        timer.sleep_until(decide_at).await;
+        let open = coordinator.open_conflicts();
+        assert_eq!(open.len(), 1, "{open:?}");
+        coordinator
+            .decide(
+                open[0].conflict.id(),
+                HumanDecision::Approve,
+                Decider::Human,
+            )
+            .unwrap();
+    };
+    let (run, ()) = block_on(futures::future::join(
+        f.executor.run(&workflow, "approved", 1),
+        human,
+    ));
+    let run = run.unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(run.attempts("deploy"), Some(1));
+    let started = run
+        .history()
+        .iter()
+        .find(|e| e.change == StepChange::Started)
+        .unwrap();
+    assert!(started.at >= decide_at);
+    // The outside work still runs; the run's own tasks are gone.
+    assert_eq!(f.coordinator.assignments().len(), 1);
+    assert!(f.coordinator.waiting().is_empty());
+}
+
+/// A human's denial fails the blocked step with the reason, and the run's failure
+/// handler runs.
+#[test]
+fn a_denied_step_fails_and_its_rollback_runs() {
+    let f = fleet(2, 2, Duration::from_millis(100));
+    let env = Claim::exclusive("env/staging");
+    let held = f
+        .coordinator
+        .assign(outside_work(Some(env.clone())))
+        .unwrap();
+    assert!(held.assignment().is_some());
+    let workflow = Workflow::builder("deploy")
+        .step(
+            StepSpec::new("deploy")
+                .with_role(role("worker"))
+                .with_claim(env),
+        )
+        .step(
+            StepSpec::new("rollback")
+                .with_role(role("worker"))
+                .after("deploy")
+                .with_condition(RunCondition::AnyFailed),
+        )
+        .build()
+        .unwrap();
+    let timer = SimulatedTimer::new(f.clock.clone());
+    let coordinator = Arc::clone(&f.coordinator);
+    let human = async {
+        timer
+            .sleep_until(coordinator.now() + Duration::from_secs(30))
+            .await;
+        let open = coordinator.open_conflicts();
+        coordinator
+            .decide(open[0].conflict.id(), HumanDecision::Deny, Decider::Human)
+            .unwrap();
+    };
+    let (run, ()) = block_on(futures::future::join(
+        f.executor.run(&workflow, "denied", 1),
+        human,
+    ));
+    let run = run.unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+    assert_eq!(run.status("deploy"), Some(StepStatus::Failed));
+    assert_eq!(run.status("rollback"), Some(StepStatus::Succeeded));
+    let why = run
+        .history()
+        .iter()
+        .find_map(|e| match &e.change {
+            StepChange::Abandoned { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(why.contains("denied"), "{why}");
+}
+
+/// An agent going offline mid-step hands the step back: it runs on another agent as
+/// the same attempt (no failure, no retry used), and the run succeeds.
+#[test]
+fn an_agent_leaving_service_hands_its_step_to_another() {
+    let f = fleet(2, 1, Duration::from_secs(10));
+    let workflow = Workflow::builder("one")
+        .step(StepSpec::new("long").with_role(role("worker")))
+        .build()
+        .unwrap();
+    let timer = SimulatedTimer::new(f.clock.clone());
+    let coordinator = Arc::clone(&f.coordinator);
+    let leave_at = f.clock.now() + Duration::from_secs(3);
+    let outage = async {
+        timer.sleep_until(leave_at).await;
+        let running = coordinator.assignments();
+        assert_eq!(running.len(), 1);
+        let agent = running[0].agent;
+        coordinator
+            .set_agent_status(agent, AgentStatus::Offline)
+            .unwrap();
+        agent
+    };
+    let (run, lost) = block_on(futures::future::join(
+        f.executor.run(&workflow, "handed-back", 1),
+        outage,
+    ));
+    let run = run.unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(run.attempts("long"), Some(1));
+    assert_ne!(run.agent("long"), Some(lost));
+    let changes: Vec<String> = run.history().iter().map(|e| e.change.to_string()).collect();
+    assert_eq!(
+        changes,
+        [
+            "ready",
+            "started",
+            &format!("interrupted: {lost} left service"),
+            "ready",
+            "started",
+            "succeeded"
+        ]
+    );
+    assert_idle(&f.coordinator);
+}
