@@ -412,12 +412,43 @@ impl Clock for SystemClock {
 /// assert_eq!(shared.now(), Timestamp::from_secs(15));
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct ManualClock(Arc<AtomicU64>);
+pub struct ManualClock(Arc<ManualTime>);
+
+/// The time of a [`ManualClock`] and its clones, with the sleeps of the
+/// [`SimulatedTimer`](crate::SimulatedTimer)s that move it: they wake in deadline
+/// order, whichever timer handle each sleep came from.
+#[derive(Debug, Default)]
+struct ManualTime {
+    now: AtomicU64,
+    /// Pending sleeps, by deadline then by arrival.
+    sleepers: parking_lot::Mutex<std::collections::BTreeSet<(Timestamp, u64)>>,
+    next_sleeper: AtomicU64,
+}
 
 impl ManualClock {
     /// A clock stopped at `start`.
     pub fn new(start: Timestamp) -> Self {
-        ManualClock(Arc::new(AtomicU64::new(start.0)))
+        ManualClock(Arc::new(ManualTime {
+            now: AtomicU64::new(start.0),
+            ..ManualTime::default()
+        }))
+    }
+
+    /// Records a sleep until `deadline`; the key to [`wake`](Self::wake) it with.
+    pub(crate) fn sleep_on(&self, deadline: Timestamp) -> (Timestamp, u64) {
+        let key = (deadline, self.0.next_sleeper.fetch_add(1, Ordering::SeqCst));
+        self.0.sleepers.lock().insert(key);
+        key
+    }
+
+    /// Whether the sleep under `key` is the earliest pending one.
+    pub(crate) fn is_next_sleeper(&self, key: (Timestamp, u64)) -> bool {
+        self.0.sleepers.lock().first() == Some(&key)
+    }
+
+    /// Forgets the sleep under `key` (it woke, or was dropped).
+    pub(crate) fn wake(&self, key: (Timestamp, u64)) {
+        self.0.sleepers.lock().remove(&key);
     }
 
     /// Moves the clock forward by `d` (saturating).
@@ -426,6 +457,7 @@ impl ManualClock {
         // fetch_update cannot fail here: the closure always returns Some.
         let _ = self
             .0
+            .now
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
                 Some(t.saturating_add(nanos))
             });
@@ -434,12 +466,12 @@ impl ManualClock {
     /// Sets the clock to `t` if `t` is later than its current time; a clock never goes
     /// backwards.
     pub fn set(&self, t: Timestamp) {
-        self.0.fetch_max(t.0, Ordering::SeqCst);
+        self.0.now.fetch_max(t.0, Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        Timestamp(self.0.load(Ordering::SeqCst))
+        Timestamp(self.0.now.load(Ordering::SeqCst))
     }
 }

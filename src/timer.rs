@@ -25,6 +25,10 @@ pub trait Timer: fmt::Debug + Send + Sync {
 /// Before it moves the clock, a sleep yields to the executor a number of times
 /// (default 64), so that agents which are making progress (ready to be polled again)
 /// finish before their deadline comes; only agents that are really stuck time out.
+/// Sleeps on one clock (from any of its timers) wake in deadline order: a sleep
+/// moves the clock only when no other pending sleep ends earlier, so a scene with
+/// several parties (agents at work, an operator acting at a set time) plays out in
+/// the order of its times, as it would on a real clock.
 #[derive(Debug, Clone)]
 pub struct SimulatedTimer {
     clock: ManualClock,
@@ -50,12 +54,35 @@ impl SimulatedTimer {
 #[async_trait::async_trait]
 impl Timer for SimulatedTimer {
     async fn sleep_until(&self, deadline: Timestamp) {
+        struct Asleep<'a>(&'a ManualClock, (Timestamp, u64));
+        impl Drop for Asleep<'_> {
+            fn drop(&mut self) {
+                self.0.wake(self.1);
+            }
+        }
+        let asleep = Asleep(&self.clock, self.clock.sleep_on(deadline));
         for _ in 0..self.patience {
             YieldNow(false).await;
         }
+        // An earlier sleep goes first; a sleep whose earlier peer is never polled
+        // again (its future parked elsewhere) gives up waiting for it in the end,
+        // rather than hang the simulation.
+        let mut turns = 0u32;
+        while crate::clock::Clock::now(&self.clock) < deadline
+            && !self.clock.is_next_sleeper(asleep.1)
+            && turns < SIMULATED_TURNS
+        {
+            YieldNow(false).await;
+            turns += 1;
+        }
         self.clock.set(deadline);
+        drop(asleep);
     }
 }
+
+/// How many times a simulated sleep yields to an earlier one before it moves the
+/// clock anyway.
+const SIMULATED_TURNS: u32 = 100_000;
 
 /// Yields once: wakes itself and returns `Pending`, then `Ready`.
 struct YieldNow(bool);

@@ -776,13 +776,21 @@ impl Executor {
             match wake {
                 Wake::Cancelled | Wake::Noticed => {}
                 Wake::Answered(done) => {
-                    if let Ok(done) = done {
-                        self.settle(run, books, done)?;
+                    // What the coordinator said first: an attempt taken from its
+                    // agent meanwhile (it left service) is void, and its answer is
+                    // not credited.
+                    self.coordinator.take_notices(group, &mut books.notices);
+                    if !books.notices.is_empty() {
+                        self.on_notices(run, books, self.now())?;
                     }
+                    let mut answers = vec![done];
                     // Settle every other attempt that has finished too, so that the
                     // steps they free are dispatched together, in one batch.
                     while let Some(Some(done)) = inflight.next().now_or_never() {
-                        if let Ok(done) = done {
+                        answers.push(done);
+                    }
+                    for done in answers.into_iter().flatten() {
+                        if books.running.contains_key(&done.task) {
                             self.settle(run, books, done)?;
                         }
                     }
