@@ -137,6 +137,8 @@ pub use task::{
     TaskAnalyzer, TaskError,
 };
 pub use timer::{SimulatedTimer, Spawn, Timer};
+#[cfg(feature = "tokio")]
+pub use timer::{TokioSpawner, TokioTimer};
 
 pub use workflow::{
     Run, RunEvent, RunOutcome, RunSnapshot, StepOutcome, StepRef, StepSpec, StepStatus, Workflow,

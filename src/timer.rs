@@ -110,3 +110,92 @@ pub trait Spawn: fmt::Debug + Send + Sync {
     /// Starts `work` on the runtime.
     fn spawn(&self, work: futures::future::BoxFuture<'static, ()>);
 }
+
+#[cfg(feature = "tokio")]
+pub use self::tokio_seams::{TokioSpawner, TokioTimer};
+
+/// The runtime seams on tokio (feature `tokio`).
+#[cfg(feature = "tokio")]
+mod tokio_seams {
+    use std::fmt;
+    use std::sync::Arc;
+
+    use futures::future::BoxFuture;
+
+    use super::{Spawn, Timer};
+    use crate::clock::{Clock, Timestamp};
+
+    /// A [`Timer`] on tokio's clock: sleeps until a deadline of the coordinator's
+    /// [`Clock`] (the system clock, usually), however far that clock is from tokio's
+    /// own. A clock stepped back by the host only makes the sleep longer; the sleep
+    /// ends once the clock reads the deadline.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use concord::{Clock, SystemClock, Timer, TokioTimer};
+    ///
+    /// let timer = TokioTimer::new(SystemClock);
+    /// let deadline = SystemClock.now() + Duration::from_millis(5);
+    /// timer.sleep_until(deadline).await;
+    /// assert!(SystemClock.now() >= deadline);
+    /// # }
+    /// ```
+    #[derive(Debug, Clone)]
+    pub struct TokioTimer {
+        clock: Arc<dyn Clock>,
+    }
+
+    impl TokioTimer {
+        /// A timer for deadlines read on `clock`.
+        pub fn new(clock: impl Clock) -> Self {
+            TokioTimer {
+                clock: Arc::new(clock),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Timer for TokioTimer {
+        async fn sleep_until(&self, deadline: Timestamp) {
+            loop {
+                let now = self.clock.now();
+                if now >= deadline {
+                    return;
+                }
+                tokio::time::sleep(deadline.duration_since(now)).await;
+            }
+        }
+    }
+
+    /// A [`Spawn`] on a tokio runtime: each attempt of a workflow step runs as a
+    /// task of its own, so CPU work in one agent does not stall the others.
+    #[derive(Clone)]
+    pub struct TokioSpawner(tokio::runtime::Handle);
+
+    impl TokioSpawner {
+        /// Spawns on the runtime behind `handle`.
+        pub fn new(handle: tokio::runtime::Handle) -> Self {
+            TokioSpawner(handle)
+        }
+
+        /// Spawns on the runtime this is called from; `None` outside a runtime.
+        pub fn current() -> Option<Self> {
+            tokio::runtime::Handle::try_current().ok().map(TokioSpawner)
+        }
+    }
+
+    impl fmt::Debug for TokioSpawner {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("TokioSpawner")
+        }
+    }
+
+    impl Spawn for TokioSpawner {
+        fn spawn(&self, work: BoxFuture<'static, ()>) {
+            // Detached: the work ends itself when its result is no longer wanted.
+            drop(self.0.spawn(work));
+        }
+    }
+}

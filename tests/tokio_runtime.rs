@@ -1,0 +1,122 @@
+//! The tokio seams (feature `tokio`): runs on a multi-threaded runtime with
+//! `TokioTimer` on the system clock and every attempt spawned by `TokioSpawner`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
+use concord::coordinator::Coordinator;
+use concord::workflow::{Executor, RunOutcome, StepSpec, Workflow};
+use concord::{
+    AgentId, AgentProfile, Role, RuleBasedAnalyzer, RuleSet, SystemClock, TokioSpawner, TokioTimer,
+};
+
+/// Works `work` of wall-clock time per step, on tokio's timer; counts the attempts
+/// whose futures were dropped before they finished.
+#[derive(Debug)]
+struct Sleeper {
+    id: AgentId,
+    work: Duration,
+    dropped: Arc<AtomicUsize>,
+}
+
+struct Unfinished(Arc<AtomicUsize>, bool);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[concord::async_trait]
+impl Agent for Sleeper {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        let mut guard = Unfinished(Arc::clone(&self.dropped), false);
+        tokio::time::sleep(self.work).await;
+        guard.1 = true;
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("1.0"))
+    }
+}
+
+fn setup(work: Duration) -> (Arc<Executor>, Arc<AtomicUsize>) {
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .build(),
+    );
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let mut executor = Executor::new(Arc::clone(&coordinator), TokioTimer::new(SystemClock))
+        .with_spawner(TokioSpawner::current().expect("inside a runtime"));
+    for id in 1..=2 {
+        let id = AgentId::new(id);
+        coordinator
+            .register_agent(
+                AgentProfile::new(id, format!("w{id}"))
+                    .with_role(Role::new("worker").unwrap())
+                    .with_max_tasks(1),
+            )
+            .unwrap();
+        executor = executor.with_agent(Arc::new(Sleeper {
+            id,
+            work,
+            dropped: Arc::clone(&dropped),
+        }));
+    }
+    (Arc::new(executor), dropped)
+}
+
+fn workflow() -> Workflow {
+    let step = |name: &str| StepSpec::new(name).with_role(Role::new("worker").unwrap());
+    Workflow::builder("pair")
+        .step(step("a"))
+        .step(step("b"))
+        .step(step("c").after("a").after("b"))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_runs_share_two_agents_and_succeed() {
+    let (executor, dropped) = setup(Duration::from_millis(5));
+    let wf = workflow();
+    let runs: Vec<_> = (0..3)
+        .map(|i| tokio::spawn(Arc::clone(&executor).run_owned(&wf, &format!("run-{i}"), i)))
+        .collect();
+    for run in runs {
+        let run = run.await.unwrap().unwrap();
+        assert_eq!(run.outcome(), Some(RunOutcome::Succeeded), "{}", run.id());
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    assert!(executor.coordinator().assignments().is_empty());
+    assert!(executor.coordinator().waiting().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_stops_its_spawned_attempts() {
+    let (executor, dropped) = setup(Duration::from_secs(3600));
+    let wf = workflow();
+    let running = Arc::clone(&executor).run_owned(&wf, "cancelled", 1);
+    let handle = running.handle();
+    let task = tokio::spawn(running);
+    // Both agents are at work on `a` and `b` (their hour-long sleeps).
+    while handle.progress().running < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    handle.cancel();
+    let run = task.await.unwrap().unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
+    // The spawned work notices it is no longer wanted and drops its future.
+    while dropped.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(executor.coordinator().assignments().is_empty());
+}
