@@ -9,11 +9,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, WorkOutput};
 use concord::conflict::HumanDecision;
-use concord::coordinator::{Coordinator, Decider};
+use concord::coordinator::{Coordinator, Decider, Driver};
 use concord::policy::SystemMode;
 use concord::workflow::{
     Executor, Run, RunCondition, RunOutcome, SimulatedTimer, StepChange, StepSpec, StepStatus,
@@ -44,6 +45,8 @@ struct Worker {
     timer: SimulatedTimer,
     work: Duration,
     books: Arc<Mutex<Books>>,
+    /// Whether it answers health checks.
+    up: Arc<AtomicBool>,
 }
 
 /// Ends a worker's attempt in its books, even when the attempt is dropped.
@@ -83,7 +86,13 @@ impl Agent for Worker {
     }
 
     async fn health(&self) -> Result<AgentHealth, AgentError> {
-        Ok(AgentHealth::new("1.0"))
+        if self.up.load(Ordering::SeqCst) {
+            Ok(AgentHealth::new("1.0"))
+        } else {
+            Err(AgentError::Unreachable {
+                reason: "no answer".to_owned(),
+            })
+        }
     }
 }
 
@@ -126,6 +135,7 @@ fn fleet(workers: u64, slots: u32, work: Duration) -> Fleet {
             timer: timer.clone(),
             work,
             books: Arc::clone(&books),
+            up: Arc::new(AtomicBool::new(true)),
         }));
     }
     Fleet {
@@ -473,4 +483,60 @@ fn an_agent_leaving_service_hands_its_step_to_another() {
         ]
     );
     assert_idle(&f.coordinator);
+}
+
+/// The driver checks the agents' health on a schedule: an agent that stops
+/// answering becomes unhealthy (its running step is handed to another agent), and
+/// comes back when it answers again.
+#[test]
+fn the_driver_checks_health_and_applies_it() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    let timer = SimulatedTimer::new(clock.clone());
+    let books = Arc::new(Mutex::new(Books::default()));
+    let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
+    let mut switches = Vec::new();
+    for id in 1..=2 {
+        let id = AgentId::new(id);
+        coordinator
+            .register_agent(AgentProfile::new(id, "w").with_role(role("worker")))
+            .unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        switches.push(Arc::clone(&up));
+        agents.push(Arc::new(Worker {
+            id,
+            clock: clock.clone(),
+            timer: timer.clone(),
+            work: Duration::from_secs(1),
+            books: Arc::clone(&books),
+            up,
+        }));
+    }
+    let driver = Driver::new(Arc::clone(&coordinator), timer.clone()).with_health_checks(
+        agents,
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+    );
+    let status = |id: u64| {
+        coordinator
+            .with_registry(|r| r.status(AgentId::new(id)))
+            .unwrap()
+    };
+    // Agent 1 works on a task when it stops answering.
+    let held = coordinator.assign(outside_work(None)).unwrap();
+    let on = held.assignment().unwrap().agent;
+    switches[on.get() as usize - 1].store(false, Ordering::SeqCst);
+    block_on(driver.turn());
+    assert_eq!(status(on.get()), AgentStatus::Unhealthy);
+    // Its task went to the other agent, which is healthy.
+    let running = coordinator.assignments();
+    assert_eq!(running.len(), 1);
+    assert_ne!(running[0].agent, on);
+    // It answers again: at the next check, 30 s later, it is back in service.
+    switches[on.get() as usize - 1].store(true, Ordering::SeqCst);
+    let before = clock.now();
+    block_on(driver.turn()); // sleeps until the next check
+    block_on(driver.turn()); // the check
+    assert_eq!(clock.now(), before + Duration::from_secs(30));
+    assert_eq!(status(on.get()), AgentStatus::Available);
 }

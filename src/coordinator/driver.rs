@@ -4,12 +4,16 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::future::Either;
 
 use super::Coordinator;
 use super::event::Assignment;
+use crate::agent::{Agent, AgentStatus};
+use crate::clock::Timestamp;
 use crate::timer::Timer;
 
 /// Ticks a [`Coordinator`] when it needs it: sleeps on the host [`Timer`] until
@@ -41,6 +45,17 @@ use crate::timer::Timer;
 pub struct Driver {
     coordinator: Arc<Coordinator>,
     timer: Arc<dyn Timer>,
+    health: Option<Arc<HealthSchedule>>,
+}
+
+/// The agents a driver checks, how often, and when next.
+#[derive(Debug)]
+struct HealthSchedule {
+    agents: Vec<Arc<dyn Agent>>,
+    every: Duration,
+    patience: Duration,
+    /// The next check, in nanoseconds since the epoch (0: at the first turn).
+    next: AtomicU64,
 }
 
 impl Driver {
@@ -49,6 +64,69 @@ impl Driver {
         Driver {
             coordinator,
             timer: Arc::new(timer),
+            health: None,
+        }
+    }
+
+    /// Checks `agents` every `every` ([`Agent::health`], all at once, each given
+    /// `patience` to answer) and applies the answers: an agent in service that fails
+    /// or does not answer in time becomes [`AgentStatus::Unhealthy`] (its running
+    /// tasks are handed back), and an unhealthy agent that answers is
+    /// [`AgentStatus::Available`] again. Quarantined and offline agents are the
+    /// host's to bring back, and are left as they are. The first check is at the
+    /// first turn.
+    pub fn with_health_checks(
+        mut self,
+        agents: impl IntoIterator<Item = Arc<dyn Agent>>,
+        every: Duration,
+        patience: Duration,
+    ) -> Self {
+        self.health = Some(Arc::new(HealthSchedule {
+            agents: agents.into_iter().collect(),
+            every: every.max(Duration::from_millis(1)),
+            patience,
+            next: AtomicU64::new(0),
+        }));
+        self
+    }
+
+    /// When the next health check is due, if the driver checks health.
+    fn next_check(&self) -> Option<Timestamp> {
+        let schedule = self.health.as_ref()?;
+        Some(Timestamp::from_nanos(schedule.next.load(Ordering::SeqCst)))
+    }
+
+    /// Asks every scheduled agent for its health and applies the answers.
+    async fn check_health(&self, schedule: &HealthSchedule) {
+        let now = self.coordinator.now();
+        let next = now + schedule.every;
+        schedule.next.store(next.as_nanos(), Ordering::SeqCst);
+        let deadline = now + schedule.patience;
+        let asks = schedule.agents.iter().map(|agent| async move {
+            let ask = std::panic::AssertUnwindSafe(agent.health());
+            let ask = futures::FutureExt::catch_unwind(ask);
+            let sleep = self.timer.sleep_until(deadline);
+            futures::pin_mut!(ask);
+            let healthy = match futures::future::select(ask, sleep).await {
+                Either::Left((Ok(Ok(_)), _)) => true,
+                // An error, a panic, or no answer in time.
+                _ => false,
+            };
+            (agent.id(), healthy)
+        });
+        for (agent, healthy) in futures::future::join_all(asks).await {
+            let Ok(status) = self.coordinator.with_registry(|r| r.status(agent)) else {
+                continue;
+            };
+            let to = match (status, healthy) {
+                (AgentStatus::Available | AgentStatus::Busy, false) => AgentStatus::Unhealthy,
+                (AgentStatus::Unhealthy, true) => AgentStatus::Available,
+                _ => continue,
+            };
+            tracing::info!(agent.id = %agent, from = %status, to = %to, "health check");
+            if let Err(e) = self.coordinator.set_agent_status(agent, to) {
+                tracing::warn!(agent.id = %agent, error = %e, "health check not applied");
+            }
         }
     }
 
@@ -60,12 +138,23 @@ impl Driver {
         }
     }
 
-    /// One turn: waits until the coordinator's next deadline (or a change that may
-    /// bring a nearer one), then ticks it if the deadline came. Returns the tasks the
-    /// tick assigned.
+    /// One turn: waits until the coordinator's next deadline or health check (or a
+    /// change that may bring a nearer one), then ticks it or checks health if one
+    /// came. Returns the tasks the tick assigned.
     pub async fn turn(&self) -> Vec<Arc<Assignment>> {
         let seen = self.coordinator.change_count();
-        match self.coordinator.poll_timeout() {
+        let now = self.coordinator.now();
+        if let Some(schedule) = self.health.as_ref() {
+            if self.next_check().is_some_and(|at| at <= now) {
+                self.check_health(schedule).await;
+                return Vec::new();
+            }
+        }
+        let due = [self.coordinator.poll_timeout(), self.next_check()]
+            .into_iter()
+            .flatten()
+            .min();
+        match due {
             Some(deadline) if deadline <= self.coordinator.now() => self.coordinator.tick(),
             Some(deadline) => {
                 let sleep = self.timer.sleep_until(deadline);
@@ -74,6 +163,7 @@ impl Driver {
                     seen,
                 };
                 match futures::future::select(sleep, changed).await {
+                    Either::Left(((), _)) if self.next_check() == Some(deadline) => Vec::new(),
                     Either::Left(((), _)) => self.coordinator.tick(),
                     Either::Right(((), _)) => Vec::new(),
                 }

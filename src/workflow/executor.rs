@@ -666,9 +666,13 @@ impl Executor {
             if run.tick(now) > 0 {
                 self.drop_stale(run, books);
             }
-            self.coordinator.take_notices(group, &mut books.notices);
-            if !books.notices.is_empty() {
-                self.on_notices(run, books, now)?;
+            // Notices concern only tasks the run holds in the coordinator: with none
+            // (agents that answer at once), there is nothing to ask for.
+            if !(books.waiting.is_empty() && books.running.is_empty()) {
+                self.coordinator.take_notices(group, &mut books.notices);
+                if !books.notices.is_empty() {
+                    self.on_notices(run, books, now)?;
+                }
             }
             if let Some(patience) = self.patience {
                 self.give_up_waits(run, books, patience, now)?;
