@@ -168,11 +168,11 @@ impl StepSpec {
     /// kept sorted, without duplicates). Two steps, of one run or of several, whose
     /// exclusive claims collide do not run at once: the coordinator reports the
     /// conflict to its [`ConflictManager`](crate::conflict::ConflictManager), and the
-    /// executor starts the second step once the first has finished. A holder outside
-    /// the run is waited for, within
-    /// [`Executor::with_claim_wait`](super::Executor::with_claim_wait)'s patience,
-    /// while the conflict escalates; past it the step is abandoned with the conflict
-    /// named.
+    /// second step waits behind the first and starts once it has finished. While it
+    /// waits the conflict climbs the escalation ladder; an orchestrator's or a
+    /// human's approval lets it start beside the holder, and a denial fails it with
+    /// the reason (its failure handlers run). A host may bound the wait with
+    /// [`Executor::with_patience`](super::Executor::with_patience).
     pub fn with_claim(mut self, claim: Claim) -> Self {
         if let Err(i) = self.claims.binary_search(&claim) {
             self.claims.insert(i, claim);
