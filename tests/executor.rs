@@ -936,3 +936,31 @@ fn a_timeout_beats_a_late_skip() {
     assert_eq!(run.status("shot"), Some(StepStatus::Failed));
     assert_eq!(changes(&run, "shot"), ["ready", "started", "failed"]);
 }
+
+/// A step that states no requirements goes through the keyword analyzer; when that
+/// makes it untakeable, the refusal names the rule and the word that fired.
+#[test]
+fn an_analyzer_refusal_names_the_rule_and_the_word() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    // The default rule table: "deploy" asks for role ops and capability deploy.
+    let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    coordinator
+        .register_agent(AgentProfile::new(AgentId::new(1), "qa").with_role(role("qa")))
+        .unwrap();
+    let wf = Workflow::builder("words")
+        .step(StepSpec::new("deploy the site"))
+        .build()
+        .unwrap();
+    let executor = Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock))
+        .with_agent(Arc::new(Scripted::new(1)));
+    let run = block_on(executor.run(&wf, "words-1", 1)).unwrap();
+    let why = run
+        .history()
+        .iter()
+        .find_map(|e| match &e.change {
+            StepChange::Abandoned { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(why.contains(r#"rule deploy (keyword "deploy")"#), "{why}");
+}

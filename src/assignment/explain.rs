@@ -113,6 +113,11 @@ pub struct Explanation {
     pub scores: Vec<PluginScore>,
     /// The best other agent and its score, if any.
     pub runner_up: Option<(AgentId, f64)>,
+    /// The analyzer's rules that added to the task's requirements (each with the
+    /// word or kind that made it fire), when the task was refused or made to wait:
+    /// what in the task's words asked for what no agent had.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analyzed: Vec<crate::task::FiredRule>,
 }
 
 impl Explanation {
@@ -161,6 +166,14 @@ impl fmt::Display for Explanation {
             if let Some((other, score)) = self.runner_up {
                 write!(f, "; next best {other} with {score:.1}")?;
             }
+        }
+        for (k, fired) in self.analyzed.iter().enumerate() {
+            let lead = if k == 0 {
+                "; the task's words asked for it: rule "
+            } else {
+                ", rule "
+            };
+            write!(f, "{lead}{fired}")?;
         }
         Ok(())
     }

@@ -797,12 +797,17 @@ impl Core {
         // the host asked for analysis of those too: the keyword rules read names, and a
         // step named `backup_index` is not an ops task because of its name.
         let span = tracing::debug_span!("analyze", tasks = tasks.len()).entered();
+        // The rules that fired, kept to name them in a refusal.
+        let mut fired_for: Vec<(TaskId, Vec<crate::task::FiredRule>)> = Vec::new();
         for task in tasks.iter_mut() {
             if !parts.analyze_explicit && task.requirements().is_stated() {
                 continue;
             }
             let fired = parts.analyzer.analyze_in_place(task)?;
             tracing::debug!(task.id = %task.id(), rules = ?fired.iter().map(|f| &f.rule).collect::<Vec<_>>(), "task analyzed");
+            if !fired.is_empty() {
+                fired_for.push((task.id(), fired));
+            }
         }
         drop(span);
         let analyzed = tasks;
@@ -897,7 +902,7 @@ impl Core {
                 outcomes.push(outcome);
                 continue;
             }
-            let explanation =
+            let mut explanation =
                 unplaced
                     .take(id)
                     .map(|u| u.explanation)
@@ -905,6 +910,9 @@ impl Core {
                         considered: 0,
                         ..Explanation::default()
                     });
+            if let Some(k) = fired_for.iter().position(|(task, _)| *task == id) {
+                explanation.analyzed = fired_for.swap_remove(k).1;
+            }
             let refusals: Vec<Refusal> = plan
                 .refusals
                 .iter()
