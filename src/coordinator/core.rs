@@ -1276,6 +1276,9 @@ impl Core {
             Some(super::queue::Parked::Policy) => {
                 format!("for capacity a policy allows: {}", w.explanation)
             }
+            Some(super::queue::Parked::Agent) => {
+                "for an agent that could take it to come back into service".to_owned()
+            }
             None => format!("for an agent with room: {}", w.explanation),
         })
     }

@@ -54,6 +54,10 @@ pub enum Parked {
     /// A policy about capacity (the utilization cap, task slots) refused the agents
     /// that had room: it is asked for again whenever capacity comes back.
     Policy,
+    /// No agent in service could take it, but one that is away (offline, unhealthy,
+    /// quarantined) could: it is asked for again when an agent comes back into
+    /// service or joins.
+    Agent,
 }
 
 impl State {
@@ -108,7 +112,7 @@ impl State {
         let id = w.task.id();
         w.parked = None;
         match request_place(self, &w.task, w.since, now) {
-            Ok(Some(RequestOutcome::Queued(request))) => {
+            Ok(Place::Asked(RequestOutcome::Queued(request))) => {
                 tracing::debug!(task.id = %id, request.id = %request, "task queued again");
                 self.push(
                     now,
@@ -120,19 +124,25 @@ impl State {
                 );
                 self.wait(request, w);
             }
-            Ok(Some(RequestOutcome::Granted(g))) if !reject_if_granted => {
+            Ok(Place::Asked(RequestOutcome::Granted(g))) if !reject_if_granted => {
                 let key = key.unwrap_or_else(|| self.ledger.mint_request_id());
                 self.wait(key, w);
                 granted.push((g, key));
             }
-            Ok(Some(RequestOutcome::Granted(g))) => {
+            Ok(Place::Asked(RequestOutcome::Granted(g))) => {
                 if let Ok(more) = self.ledger.release(g.allocation, now) {
                     self.handed_back.extend(more);
                 }
                 let group = w.group.clone();
                 self.reject(id, group.as_ref(), w.explanation, now);
             }
-            Ok(None) => {
+            Ok(Place::Away) => {
+                tracing::debug!(task.id = %id, "task waits for an agent to return");
+                let key = key.unwrap_or_else(|| self.ledger.mint_request_id());
+                w.parked = Some(Parked::Agent);
+                self.wait(key, w);
+            }
+            Ok(Place::Never) => {
                 let group = w.group.clone();
                 self.reject(id, group.as_ref(), w.explanation, now);
             }
@@ -158,9 +168,14 @@ fn parked_for(rule: &str) -> Parked {
 /// The one eligibility predicate the queue uses: `agent` plays the task's roles, has
 /// its capabilities, and is in service (available or busy).
 fn eligible(v: crate::agent::AgentView<'_>, task: &Task) -> bool {
+    matches!(v.status(), AgentStatus::Available | AgentStatus::Busy) && could_take(v, task)
+}
+
+/// Whether `agent`, in service or not, plays the task's roles and has its
+/// capabilities.
+fn could_take(v: crate::agent::AgentView<'_>, task: &Task) -> bool {
     let p = v.profile();
-    matches!(v.status(), AgentStatus::Available | AgentStatus::Busy)
-        && task.requirements().roles().iter().all(|r| p.has_role(r))
+    task.requirements().roles().iter().all(|r| p.has_role(r))
         && task
             .requirements()
             .capabilities()
@@ -168,18 +183,38 @@ fn eligible(v: crate::agent::AgentView<'_>, task: &Task) -> bool {
             .all(|c| p.has_capability(c))
 }
 
-/// Asks the ledger for `task`'s resources and a slot on any agent that could take it
-/// now or later: granted at once, or queued (aging from `since` when it waited
-/// before). `None` when no agent could ever hold it.
+/// Where a task can be asked for.
+enum Place {
+    /// The ledger's answer: granted at once, or queued.
+    Asked(RequestOutcome),
+    /// Only an agent away from service could take it.
+    Away,
+    /// No registered agent could ever take it.
+    Never,
+}
+
+/// `Away` if an agent out of service could take `task`, else `Never`.
+fn away_or_never(s: &State, task: &Task) -> Place {
+    let away = s.registry.iter().any(|v| {
+        !matches!(v.status(), AgentStatus::Available | AgentStatus::Busy) && could_take(v, task)
+    });
+    if away { Place::Away } else { Place::Never }
+}
+
+/// Asks the ledger for `task`'s resources and a slot on any agent in service that
+/// could take it now or later: granted at once, or queued (aging from `since` when it
+/// waited before). `Away` when only an agent out of service could take it, `Never`
+/// when no agent could ever hold it.
 ///
 /// # Errors
-/// The ledger's refusal, but for [`LedgerError::ExceedsCapacity`] (that is `None`).
+/// The ledger's refusal, but for [`LedgerError::ExceedsCapacity`] (that is `Away`
+/// or `Never`).
 fn request_place(
     s: &mut State,
     task: &Task,
     since: Option<Timestamp>,
     now: Timestamp,
-) -> Result<Option<RequestOutcome>, LedgerError> {
+) -> Result<Place, LedgerError> {
     let candidates: Vec<AgentId> = s
         .registry
         .iter()
@@ -187,7 +222,7 @@ fn request_place(
         .map(|v| v.id())
         .collect();
     if candidates.is_empty() {
-        return Ok(None);
+        return Ok(away_or_never(s, task));
     }
     let needs = task
         .requirements()
@@ -201,8 +236,8 @@ fn request_place(
         request = request.with_waiting_since(since);
     }
     match s.ledger.request(request, now) {
-        Ok(outcome) => Ok(Some(outcome)),
-        Err(LedgerError::ExceedsCapacity { .. }) => Ok(None),
+        Ok(outcome) => Ok(Place::Asked(outcome)),
+        Err(LedgerError::ExceedsCapacity { .. }) => Ok(away_or_never(s, task)),
         Err(e) => Err(e),
     }
 }
@@ -228,7 +263,7 @@ impl Core {
         let outcome = if waits {
             request_place(s, &task, since, now)?
         } else {
-            None
+            Place::Never
         };
         let queued = |request: RequestId, explanation: Explanation| AssignOutcome::Queued {
             task: id,
@@ -244,7 +279,7 @@ impl Core {
             parked: None,
         };
         match outcome {
-            Some(RequestOutcome::Queued(request)) => {
+            Place::Asked(RequestOutcome::Queued(request)) => {
                 tracing::debug!(task.id = %id, request.id = %request, "task queued");
                 s.push(
                     now,
@@ -257,7 +292,22 @@ impl Core {
                 s.wait(request, w);
                 Ok(queued(request, explanation))
             }
-            Some(RequestOutcome::Granted(g)) => {
+            Place::Away => {
+                let key = s.ledger.mint_request_id();
+                tracing::debug!(task.id = %id, "task waits for an agent to return");
+                s.push(
+                    now,
+                    EventKind::TaskQueued {
+                        task: id,
+                        request: key,
+                        explanation: Box::new(explanation.clone()),
+                    },
+                );
+                w.parked = Some(Parked::Agent);
+                s.wait(key, w);
+                Ok(queued(key, explanation))
+            }
+            Place::Asked(RequestOutcome::Granted(g)) => {
                 let key = s.ledger.mint_request_id();
                 // Room now after all: capacity appeared between the plan and now (a
                 // candidate the filters had refused for slots or resources), or a
@@ -283,7 +333,7 @@ impl Core {
                 s.wait(key, w);
                 Ok(queued(key, explanation))
             }
-            None => {
+            Place::Never => {
                 s.reject(id, None, explanation.clone(), now);
                 Ok(AssignOutcome::Rejected {
                     task: id,

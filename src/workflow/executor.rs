@@ -671,7 +671,7 @@ impl Executor {
             if !(books.waiting.is_empty() && books.running.is_empty()) {
                 self.coordinator.take_notices(group, &mut books.notices);
                 if !books.notices.is_empty() {
-                    self.on_notices(run, books, now)?;
+                    self.on_notices(run, books, &BTreeSet::new(), now)?;
                 }
             }
             if let Some(patience) = self.patience {
@@ -780,18 +780,22 @@ impl Executor {
             match wake {
                 Wake::Cancelled | Wake::Noticed => {}
                 Wake::Answered(done) => {
-                    // What the coordinator said first: an attempt taken from its
-                    // agent meanwhile (it left service) is void, and its answer is
-                    // not credited.
-                    self.coordinator.take_notices(group, &mut books.notices);
-                    if !books.notices.is_empty() {
-                        self.on_notices(run, books, self.now())?;
-                    }
                     let mut answers = vec![done];
                     // Settle every other attempt that has finished too, so that the
                     // steps they free are dispatched together, in one batch.
                     while let Some(Some(done)) = inflight.next().now_or_never() {
                         answers.push(done);
+                    }
+                    // What the coordinator said meanwhile: an attempt taken from its
+                    // agent (it left service) is void, unless its answer is in hand,
+                    // which wins (the work was done).
+                    self.coordinator.take_notices(group, &mut books.notices);
+                    if !books.notices.is_empty() {
+                        let in_hand: BTreeSet<TaskId> = answers
+                            .iter()
+                            .filter_map(|d| d.as_ref().ok().map(|d| d.task))
+                            .collect();
+                        self.on_notices(run, books, &in_hand, self.now())?;
                     }
                     for done in answers.into_iter().flatten() {
                         if books.running.contains_key(&done.task) {
@@ -857,11 +861,14 @@ impl Executor {
         Ok(())
     }
 
-    /// Acts on what the coordinator said about the run's tasks.
+    /// Acts on what the coordinator said about the run's tasks. The attempts whose
+    /// answers are `in_hand` keep them: their work is done, so a hand-back is undone
+    /// (the task withdrawn again) rather than the attempt voided.
     fn on_notices<'s>(
         &'s self,
         run: &mut Run,
         books: &mut Books<'s>,
+        in_hand: &BTreeSet<TaskId>,
         now: Timestamp,
     ) -> Result<(), ExecutorError> {
         let mut notices = std::mem::take(&mut books.notices);
@@ -880,6 +887,12 @@ impl Executor {
                         run.unbind(step);
                         given_up(run.abandon(step, reason, now))?;
                     }
+                }
+                Notice::Lost { task, .. } if in_hand.contains(&task) => {}
+                Notice::Requeued { task, .. } if in_hand.contains(&task) => {
+                    // Its next start, if the coordinator made one, is released when
+                    // its notice comes: no step waits for it.
+                    let _ = self.coordinator.cancel(task);
                 }
                 Notice::Lost { task, agent } => {
                     if let Some(flight) = books.running.remove(&task) {

@@ -16,6 +16,7 @@ mod policy;
 mod predictors;
 mod reference;
 mod registry;
+mod shared_fleet;
 mod workflow;
 #[path = "../support/yield_now.rs"]
 mod yield_now;
