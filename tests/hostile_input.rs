@@ -1044,20 +1044,59 @@ fn index(s: &RunSnapshot, name: &str) -> usize {
 
 #[test]
 fn run_snapshot_round_trips_and_applies_the_restart_rule() {
-    let (w, run) = midway();
+    let (w, mut run) = midway();
+    run.bind("b", TaskId::new(9)).unwrap();
     let json = serde_json::to_string(&run.snapshot()).unwrap();
     let back = Run::restore(&w, serde_json::from_str(&json).unwrap()).unwrap();
-    // `b` was running: its attempt counts as failed, and it has no retry left.
-    assert_eq!(back.status("b"), Some(StepStatus::Failed));
-    assert_eq!(back.status("d"), Some(StepStatus::Ready));
+    // `b` was running: it still is, on its agent, as its only attempt, bound to its
+    // task; the restart itself records nothing.
+    assert_eq!(back, run);
+    assert_eq!(back.history(), run.history());
     assert_eq!(back.restored_history(), run.history().len());
-    // A late outcome from the interrupted agent is refused.
-    let mut late = back.clone();
-    assert!(
-        late.finish("b", AGENT, StepOutcome::success(), t(130))
-            .is_err()
+    assert_eq!(back.status("b"), Some(StepStatus::Running));
+    assert_eq!(
+        (back.agent("b"), back.attempts("b"), back.task("b")),
+        (Some(AGENT), Some(1), Some(TaskId::new(9)))
     );
-    assert_eq!(late, back);
+    assert_eq!(back.running().collect::<Vec<_>>(), [step(&w, "b")]);
+    assert_eq!(back.status("d"), Some(StepStatus::Pending));
+
+    // The host settles it with the agent's answer: taken as if nothing had restarted.
+    let (mut answered, mut unbroken) = (back.clone(), run.clone());
+    for r in [&mut answered, &mut unbroken] {
+        r.finish("b", AGENT, StepOutcome::success(), t(130))
+            .unwrap();
+    }
+    assert_eq!(answered, unbroken);
+    assert_eq!(answered.status("d"), Some(StepStatus::Ready));
+
+    // Or the work was lost: interrupted, the attempt is given back rather than failed
+    // (`b` has one attempt only).
+    let mut lost = back.clone();
+    lost.interrupt("b", "interrupted by restart", t(130))
+        .unwrap();
+    assert_eq!(lost.status("b"), Some(StepStatus::Ready));
+    assert_eq!((lost.attempts("b"), lost.task("b")), (Some(0), None));
+    assert_eq!(lost.running().count(), 0);
+    // A late outcome from the interrupted agent, another interrupt, or a stale attempt
+    // is refused, and changes nothing.
+    let before = lost.clone();
+    assert!(matches!(
+        lost.finish("b", AGENT, StepOutcome::success(), t(131)),
+        Err(WorkflowError::NotRunning { .. })
+    ));
+    assert!(matches!(
+        lost.finish_attempt("b", AGENT, 1, StepOutcome::success(), t(131)),
+        Err(WorkflowError::NotRunning { .. })
+    ));
+    assert!(matches!(
+        lost.interrupt("b", "again", t(131)),
+        Err(WorkflowError::NotRunning { .. })
+    ));
+    assert_eq!(lost, before);
+    assert_eq!(lost.history(), before.history());
+    drive_to_the_end(&mut lost).unwrap();
+    assert_eq!(lost.attempts("b"), Some(1));
 }
 
 #[test]
@@ -1076,7 +1115,8 @@ fn run_restore_refuses_snapshots_that_do_not_fit() {
         let reason = corrupt_run(&w, s);
         assert!(reason.contains(expect), "{reason:?} lacks {expect:?}");
     };
-    check(&|s| s.version = 2, "version 2");
+    check(&|s| s.version = 0, "version 0");
+    check(&|s| s.version = 3, "version 3");
     check(&|s| s.workflow = "other".into(), "workflow \"other\"");
     check(&|s| s.fingerprint ^= 1, "fingerprint");
     check(
@@ -1186,9 +1226,9 @@ fn a_run_backing_off_until_the_end_of_time_restores() {
     assert!(restored.is_ok(), "{:?}", restored.err());
 }
 
-/// Drives `run` to the end: every running step succeeds, every ready step is started
-/// and succeeds, and time jumps to each deadline. Fails if the run is neither
-/// finished nor has anything to do.
+/// Drives `run` to the end: every running step succeeds (or, answering after its
+/// deadline, times out), every ready step is started and succeeds, and time jumps to
+/// each deadline. Fails if the run is neither finished nor has anything to do.
 fn drive_to_the_end(run: &mut Run) -> Result<(), String> {
     let mut now = t(10_000);
     // Each round starts a step, or makes one ready or fails an attempt.
@@ -1206,8 +1246,19 @@ fn drive_to_the_end(run: &mut Run) -> Result<(), String> {
             .find(|&s| run.status(s) == Some(StepStatus::Running));
         if let Some(s) = running {
             let agent = run.agent(s).ok_or("running without an agent")?;
-            run.finish(s, agent, StepOutcome::success(), now)
-                .map_err(|e| e.to_string())?;
+            match run.finish(s, agent, StepOutcome::success(), now) {
+                Ok(()) => {}
+                // Past its deadline (a step restored running, say): the answer is
+                // refused, and the next tick times the attempt out.
+                Err(WorkflowError::Late { .. }) => {
+                    if run.tick(now) == 0 {
+                        return Err(format!(
+                            "{s} answered late, but a tick at {now} did nothing"
+                        ));
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
         } else if let Some(s) = run.next_ready() {
             run.start(s, AGENT, now).map_err(|e| e.to_string())?;
             run.finish(s, AGENT, StepOutcome::success(), now)
@@ -1224,15 +1275,37 @@ fn drive_to_the_end(run: &mut Run) -> Result<(), String> {
     Err(format!("did not finish in {rounds} rounds"))
 }
 
+/// Settles the steps a restored run still runs as a host whose agents lost the work:
+/// each is interrupted, and its attempt given back.
+fn interrupt_running(run: &mut Run, now: Timestamp) -> Result<(), String> {
+    let running: Vec<StepRef> = run.running().collect();
+    for s in running {
+        let made = run.attempts(s).ok_or("running step without attempts")?;
+        run.interrupt(s, "interrupted by restart", now)
+            .map_err(|e| e.to_string())?;
+        if run.status(s) != Some(StepStatus::Ready) || run.attempts(s) != Some(made - 1) {
+            return Err(format!("interrupting {s} did not give its attempt back"));
+        }
+    }
+    Ok(())
+}
+
 /// One call of the sans-I/O API, with arguments that may be wrong.
 #[derive(Debug, Clone)]
 enum Call {
     Start(usize, bool),
     Finish(usize, bool, bool),
+    /// An answer naming an attempt: the current one, one before it or one after it.
+    FinishAttempt(usize, i8, bool),
     Skip(usize),
     Abandon(usize),
+    Interrupt(usize),
+    Bind(usize, u64),
+    Unbind(usize),
     Tick,
     Cancel,
+    /// Snapshot, through JSON, and restore (a host restart).
+    Restore,
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -1240,10 +1313,16 @@ fn call() -> impl Strategy<Value = Call> {
         4 => (0..6usize, any::<bool>()).prop_map(|(s, other)| Call::Start(s, other)),
         4 => (0..6usize, any::<bool>(), any::<bool>())
             .prop_map(|(s, ok, other)| Call::Finish(s, ok, other)),
+        2 => (0..6usize, -1..=1i8, any::<bool>())
+            .prop_map(|(s, off, ok)| Call::FinishAttempt(s, off, ok)),
         1 => (0..6usize).prop_map(Call::Skip),
         1 => (0..6usize).prop_map(Call::Abandon),
+        2 => (0..6usize).prop_map(Call::Interrupt),
+        1 => (0..6usize, 0..3u64).prop_map(|(s, task)| Call::Bind(s, task)),
+        1 => (0..6usize).prop_map(Call::Unbind),
         2 => Just(Call::Tick),
         1 => Just(Call::Cancel),
+        1 => Just(Call::Restore),
     ]
 }
 
@@ -1257,25 +1336,58 @@ fn apply(w: &Workflow, run: &mut Run, c: &Call, now: Timestamp) -> Result<(), St
             .unwrap_or_else(|| serde_json::from_value(json!(i)).unwrap())
     };
     let who = |other: bool| if other { OTHER } else { AGENT };
+    let outcome = |ok: bool| {
+        if ok {
+            StepOutcome::success().with_output("url", "u")
+        } else {
+            StepOutcome::failure("boom")
+        }
+    };
     let before = run.clone();
     let result = match c {
         Call::Start(i, other) => run.start(name(*i), who(*other), now),
-        Call::Finish(i, ok, other) => {
-            let outcome = if *ok {
-                StepOutcome::success().with_output("url", "u")
-            } else {
-                StepOutcome::failure("boom")
-            };
-            run.finish(name(*i), who(*other), outcome, now)
+        Call::Finish(i, ok, other) => run.finish(name(*i), who(*other), outcome(*ok), now),
+        Call::FinishAttempt(i, off, ok) => {
+            let current = run.attempts(name(*i)).unwrap_or(1);
+            let attempt = current.saturating_add_signed(i32::from(*off));
+            let result = run.finish_attempt(name(*i), AGENT, attempt, outcome(*ok), now);
+            if *off != 0 && result.is_ok() {
+                return Err(format!(
+                    "{c:?}: attempt {attempt} of {current} was credited"
+                ));
+            }
+            result
         }
         Call::Skip(i) => run.skip_attempt(name(*i), AGENT, "no browser".into(), now),
         Call::Abandon(i) => run.abandon(name(*i), "nobody".into(), now),
+        Call::Interrupt(i) => {
+            let result = run.interrupt(name(*i), "agent left", now);
+            let given_back = run.attempts(name(*i)).map(|n| n + 1) == before.attempts(name(*i));
+            if result.is_ok() && !given_back {
+                return Err(format!("{c:?} did not give the attempt back"));
+            }
+            result
+        }
+        Call::Bind(i, task) => run.bind(name(*i), TaskId::new(*task)),
+        Call::Unbind(i) => {
+            run.unbind(name(*i));
+            Ok(())
+        }
         Call::Tick => {
             run.tick(now);
             Ok(())
         }
         Call::Cancel => {
             run.cancel(now);
+            Ok(())
+        }
+        Call::Restore => {
+            let json = serde_json::to_string(&run.snapshot()).map_err(|e| e.to_string())?;
+            let snapshot = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+            *run = Run::restore(w, snapshot).map_err(|e| format!("its own snapshot: {e}"))?;
+            if *run != before || run.history() != before.history() {
+                return Err("the restored run differs".into());
+            }
             Ok(())
         }
     };
@@ -1297,6 +1409,8 @@ enum RunMutation {
     Cancelled,
     ReadyFromStatuses,
     TakenAt(u64),
+    Task(usize, Option<u64>),
+    Version(u32),
 }
 
 fn run_mutation() -> impl Strategy<Value = RunMutation> {
@@ -1309,6 +1423,9 @@ fn run_mutation() -> impl Strategy<Value = RunMutation> {
         1 => Just(RunMutation::Cancelled),
         3 => Just(RunMutation::ReadyFromStatuses),
         1 => (0..300u64).prop_map(RunMutation::TakenAt),
+        1 => (0..5usize, proptest::option::of(0..3u64))
+            .prop_map(|(s, task)| RunMutation::Task(s, task)),
+        1 => (0..4u32).prop_map(RunMutation::Version),
     ]
 }
 
@@ -1339,15 +1456,19 @@ fn mutate_run(s: &mut RunSnapshot, m: &RunMutation) {
                 .collect();
         }
         RunMutation::TakenAt(secs) => s.taken_at = t(secs),
+        RunMutation::Task(i, task) => s.steps[i].task = task.map(TaskId::new),
+        RunMutation::Version(v) => s.version = v,
     }
 }
 
 proptest! {
     #![proptest_config(few(256, 0x7a11))]
 
-    /// Any sequence of calls, right or wrong, with time going back and forth: a failed
-    /// call changes nothing, nothing panics, the snapshot always restores, and a
-    /// restored run can always be driven to its end.
+    /// Any sequence of calls, right or wrong, with time going back and forth and
+    /// restarts between them: a failed call changes nothing, nothing panics, the
+    /// snapshot always restores, and a restored run can always be driven to its end,
+    /// whether the host settles its running steps with their agents' answers or
+    /// interrupts them.
     #[test]
     fn run_api_misuse_never_corrupts_a_run(
         calls in proptest::collection::vec((call(), 0..200u64), 0..24),
@@ -1367,17 +1488,22 @@ proptest! {
             prop_assert!(restored.is_ok(), "{:?}", restored.err());
         }
         let mut restored = Run::restore(&w, run.snapshot()).unwrap();
+        // Restored running steps still run; the host interrupts them.
+        prop_assert!(restored.running().eq(run.running()));
+        interrupt_running(&mut restored, latest).map_err(TestCaseError::fail)?;
         drive_to_the_end(&mut restored).map_err(TestCaseError::fail)?;
         drive_to_the_end(&mut run).map_err(TestCaseError::fail)?;
     }
 
     /// A snapshot of a run with a few fields changed restores or is refused, never
-    /// panics; a restored run snapshots to something that restores, and can be driven
-    /// to its end (no step is left that nothing would ever move).
+    /// panics; a restored run keeps the running steps running, snapshots to something
+    /// that restores, and can be driven to its end (no step is left that nothing would
+    /// ever move), its running steps answered or interrupted.
     #[test]
     fn mutated_run_snapshots_restore_or_are_refused(
         calls in proptest::collection::vec((call(), 100..200u64), 0..12),
         mutations in proptest::collection::vec(run_mutation(), 1..5),
+        interrupt in any::<bool>(),
     ) {
         let w = workflow();
         let mut run = w.start_run("r", 3, t(100));
@@ -1388,12 +1514,21 @@ proptest! {
         for m in &mutations {
             mutate_run(&mut s, m);
         }
+        let running: Vec<String> = (s.steps.iter())
+            .filter(|st| st.status == StepStatus::Running)
+            .map(|st| st.name.clone())
+            .collect();
         let Ok(mut restored) = Run::restore(&w, s) else {
             return Ok(());
         };
+        let still: Vec<&str> = restored.running().map(|st| restored.name(st).unwrap()).collect();
+        prop_assert_eq!(still, running);
         let again = Run::restore(&w, restored.snapshot());
         prop_assert!(again.is_ok(), "{:?}", again.err());
         prop_assert_eq!(&again.unwrap(), &restored);
+        if interrupt {
+            interrupt_running(&mut restored, t(200)).map_err(TestCaseError::fail)?;
+        }
         drive_to_the_end(&mut restored).map_err(TestCaseError::fail)?;
     }
 }
@@ -1439,6 +1574,126 @@ fn wrong_calls_are_typed_errors_that_change_nothing() {
     assert_eq!(run.status(far), None);
     assert_eq!(run.name(far), None);
     assert_eq!(w.dependencies(far).count(), 0);
+}
+
+/// The calls a restart brought (interrupt, bind, answers naming their attempt), made
+/// where they do not belong: typed errors that change nothing.
+#[test]
+fn restart_calls_out_of_place_are_typed_errors_that_change_nothing() {
+    let (w, mut run) = midway();
+    // `a` has a 30s timeout: its second attempt runs until t(160).
+    let mut failed_once = w.start_run("run-2", 7, t(100));
+    failed_once.start("a", AGENT, t(100)).unwrap();
+    failed_once
+        .finish("a", AGENT, StepOutcome::failure("x"), t(101))
+        .unwrap();
+    failed_once.tick(t(200));
+    failed_once.start("a", AGENT, t(200)).unwrap();
+    let far: StepRef = serde_json::from_value(json!(99)).unwrap();
+    for r in [&mut run, &mut failed_once] {
+        let before = r.clone();
+        let errors = [
+            r.interrupt("nope", "x", t(130)).unwrap_err(),
+            r.interrupt(far, "x", t(130)).unwrap_err(),
+            r.interrupt("e", "x", t(130)).unwrap_err(), // pending
+            r.bind("e", TaskId::new(1)).unwrap_err(),   // pending
+            r.bind(far, TaskId::new(1)).unwrap_err(),
+            r.bind("nope", TaskId::new(1)).unwrap_err(),
+            r.finish_attempt(far, AGENT, 1, StepOutcome::success(), t(130))
+                .unwrap_err(),
+            r.finish_attempt("e", AGENT, 1, StepOutcome::success(), t(130))
+                .unwrap_err(),
+        ];
+        for e in &errors {
+            assert!(
+                matches!(
+                    e,
+                    WorkflowError::UnknownStep { .. }
+                        | WorkflowError::NotReady { .. }
+                        | WorkflowError::NotRunning { .. }
+                ),
+                "{e:?}"
+            );
+        }
+        r.unbind("nope");
+        r.unbind(far);
+        assert_eq!(*r, before);
+        assert_eq!(r.history(), before.history());
+        assert_eq!((r.task(far), r.task("nope")), (None, None));
+    }
+    // `a`, running its second attempt, hears from attempts 0, 1 and 3, from the wrong
+    // agent, and too late.
+    let before = failed_once.clone();
+    for (attempt, current) in [(0, 2), (1, 2), (3, 2), (u32::MAX, 2)] {
+        assert_eq!(
+            failed_once.finish_attempt("a", AGENT, attempt, StepOutcome::success(), t(210)),
+            Err(WorkflowError::StaleAttempt {
+                step: "a".into(),
+                attempt,
+                current
+            })
+        );
+    }
+    assert!(matches!(
+        failed_once.finish_attempt("a", OTHER, 2, StepOutcome::success(), t(210)),
+        Err(WorkflowError::WrongAgent { .. })
+    ));
+    for at in [t(230), t(231), Timestamp::MAX] {
+        assert_eq!(
+            failed_once.finish_attempt("a", AGENT, 2, StepOutcome::success(), at),
+            Err(WorkflowError::Late {
+                step: "a".into(),
+                attempt: 2,
+                deadline: t(230),
+                at
+            })
+        );
+        assert!(matches!(
+            failed_once.skip_attempt("a", AGENT, "x".into(), at),
+            Err(WorkflowError::Late { .. })
+        ));
+    }
+    assert_eq!(failed_once, before);
+    assert_eq!(failed_once.history(), before.history());
+}
+
+/// Task bindings read from JSON: any `u64` is a task; another type is refused by
+/// serde; a binding on a step that is neither ready nor running (it cannot have one)
+/// is dropped, not restored.
+#[test]
+fn run_snapshot_task_bindings_from_json() {
+    let (w, mut run) = midway();
+    run.bind("b", TaskId::new(1)).unwrap();
+    let good = serde_json::to_value(run.snapshot()).unwrap();
+    let restore = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        serde_json::from_value::<RunSnapshot>(v).map(|s| Run::restore(&w, s))
+    };
+    for bad in [json!(-1), json!("task#1"), json!(1.5), json!([1])] {
+        assert!(restore(&|v| v["steps"][1]["task"] = bad.clone()).is_err());
+    }
+    let top = restore(&|v| v["steps"][1]["task"] = json!(u64::MAX))
+        .unwrap()
+        .unwrap();
+    assert_eq!(top.task("b"), Some(TaskId::new(u64::MAX)));
+    // `a` succeeded, `c` was skipped, `d` and `e` are pending.
+    let dropped = restore(&|v| {
+        for i in [0, 2, 3, 4] {
+            v["steps"][i]["task"] = json!(7);
+        }
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(dropped, run);
+    for name in ["a", "c", "d", "e"] {
+        assert_eq!(dropped.task(name), None, "{name}");
+    }
+    // A null binding is none.
+    let none = restore(&|v| v["steps"][1]["task"] = Value::Null)
+        .unwrap()
+        .unwrap();
+    assert_eq!(none.task("b"), None);
 }
 
 #[test]

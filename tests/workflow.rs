@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use concord::workflow::{
-    RetryPolicy, Run, RunCondition, RunOutcome, StepChange, StepOutcome, StepSpec, StepStatus,
-    Workflow, WorkflowDefinition, WorkflowError,
+    RUN_SNAPSHOT_VERSION, RetryPolicy, Run, RunCondition, RunOutcome, StepChange, StepOutcome,
+    StepSpec, StepStatus, Workflow, WorkflowDefinition, WorkflowError,
 };
-use concord::{AgentId, Role, Timestamp};
+use concord::{AgentId, Role, TaskId, Timestamp};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, RngSeed};
 
 const A: AgentId = AgentId::new(1);
 const B: AgentId = AgentId::new(2);
@@ -662,11 +664,14 @@ fn snapshot_restore_continues_without_repeating() {
     assert_eq!(back.attempts("a"), Some(1));
 }
 
+/// The restart rule: a step running at the snapshot is still running after the
+/// restore (agent, attempt, timeout); the host settles it with the agent's answer, or
+/// interrupts it, which gives the attempt back instead of failing it.
 #[test]
-fn running_step_at_snapshot_is_a_failed_attempt() {
+fn running_step_at_snapshot_stays_running_until_settled() {
     let w =
         Workflow::builder("w")
-            .step(StepSpec::new("once"))
+            .step(StepSpec::new("once").with_timeout(Duration::from_secs(30)))
             .step(StepSpec::new("twice").with_retry(
                 RetryPolicy::exponential(2).with_initial_backoff(Duration::from_secs(5)),
             ))
@@ -675,37 +680,446 @@ fn running_step_at_snapshot_is_a_failed_attempt() {
                     .after("once")
                     .with_condition(RunCondition::AnyFailed),
             )
+            .step(StepSpec::new("next").after("twice"))
             .build()
             .unwrap();
     let mut run = Run::new(&w, "r", 0, t(0));
     run.start("once", A, t(1)).unwrap();
     run.start("twice", B, t(1)).unwrap();
     run.tick(t(7));
-    let mut back = Run::restore(&w, run.snapshot()).unwrap();
-    // One attempt allowed: it fails, and its handler becomes ready.
-    assert_eq!(back.status("once"), Some(StepStatus::Failed));
-    assert_eq!(names(&back), ["handler"]);
-    // Attempts remain: retried after its backoff from the snapshot time.
-    assert_eq!(back.status("twice"), Some(StepStatus::BackingOff));
-    assert_eq!(back.next_deadline(), Some(t(12)));
-    let last = back.history().last().unwrap();
-    assert_eq!(back.name(last.step), Some("twice"));
+    let json = serde_json::to_string(&run.snapshot()).unwrap();
+    let mut back = Run::restore(&w, serde_json::from_str(&json).unwrap()).unwrap();
+    // Nothing failed, nothing was recorded: both still run, as attempt 1 of their agents.
+    assert_eq!(back, run);
+    assert_eq!(back.history(), run.history());
+    let running: Vec<_> = back.running().map(|s| w.name_of(s).unwrap()).collect();
+    assert_eq!(running, ["once", "twice"]);
     assert_eq!(
-        last.change,
-        StepChange::AttemptFailed {
-            reason: "interrupted by restart".into(),
-            retry_at: Some(t(12))
-        }
+        (back.agent("once"), back.attempts("once")),
+        (Some(A), Some(1))
+    );
+    assert_eq!(
+        (back.agent("twice"), back.attempts("twice")),
+        (Some(B), Some(1))
+    );
+    // The timeout of `once` is armed again, from its start.
+    assert_eq!(back.next_deadline(), Some(t(31)));
+
+    // `twice`'s agent says the work finished: its answer is taken.
+    back.finish("twice", B, StepOutcome::success(), t(8))
+        .unwrap();
+    assert_eq!(names(&back), ["next"]);
+    // `once`'s agent lost the work: interrupted, its only attempt is not used up, so
+    // it is ready again rather than failed, and its handler waits.
+    back.interrupt("once", "interrupted by restart", t(8))
+        .unwrap();
+    assert_eq!(back.status("once"), Some(StepStatus::Ready));
+    assert_eq!(back.attempts("once"), Some(0));
+    assert_eq!(back.status("handler"), Some(StepStatus::Pending));
+    assert_eq!(names(&back), ["next", "once"]);
+    assert_eq!(back.next_deadline(), None);
+    let since: Vec<_> = back.history()[back.restored_history()..]
+        .iter()
+        .map(|e| (back.name(e.step).unwrap(), e.attempt, e.change.clone()))
+        .collect();
+    assert_eq!(
+        since,
+        [
+            (
+                "twice",
+                1,
+                StepChange::Succeeded {
+                    outputs: Default::default()
+                }
+            ),
+            ("next", 1, StepChange::Ready),
+            (
+                "once",
+                1,
+                StepChange::Interrupted {
+                    reason: "interrupted by restart".into()
+                }
+            ),
+            ("once", 1, StepChange::Ready),
+        ]
     );
     // The interrupted agent's late report is refused.
-    assert!(
-        back.finish("twice", B, StepOutcome::success(), t(8))
-            .is_err()
+    assert_eq!(
+        back.finish("once", A, StepOutcome::success(), t(9)),
+        Err(WorkflowError::NotRunning {
+            step: "once".into(),
+            status: StepStatus::Ready
+        })
     );
-    back.tick(t(12));
-    ok(&mut back, "twice", t(13));
-    ok(&mut back, "handler", t(13));
+    // Attempt 1 again; when it really fails, the step fails and its handler runs.
+    back.start("once", B, t(10)).unwrap();
+    assert_eq!(back.history().last().unwrap().attempt, 1);
+    assert_eq!(back.next_deadline(), Some(t(40)));
+    back.finish("once", B, StepOutcome::failure("boom"), t(11))
+        .unwrap();
+    assert_eq!(back.status("once"), Some(StepStatus::Failed));
+    ok(&mut back, "handler", t(12));
+    ok(&mut back, "next", t(12));
     assert_eq!(back.outcome(), Some(RunOutcome::Failed));
+    assert_eq!(back.attempts("twice"), Some(1));
+}
+
+/// A workflow whose one step has three attempts, a 30s timeout and no backoff.
+fn three_tries() -> Workflow {
+    Workflow::builder("w")
+        .step(
+            StepSpec::new("s")
+                .with_timeout(Duration::from_secs(30))
+                .with_retry(RetryPolicy::exponential(3).with_initial_backoff(Duration::ZERO)),
+        )
+        .step(StepSpec::new("after").after("s"))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn interrupt_voids_the_attempt_and_the_same_one_is_made_again() {
+    let w = three_tries();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    fail(&mut run, "s", t(0));
+    run.start("s", A, t(1)).unwrap();
+    run.bind("s", TaskId::new(5)).unwrap();
+    assert_eq!(run.next_deadline(), Some(t(31)));
+    let seen = run.history().len();
+    run.interrupt("s", "agent#1 left service", t(2)).unwrap();
+    assert_eq!(run.status("s"), Some(StepStatus::Ready));
+    assert_eq!(run.attempts("s"), Some(1));
+    assert_eq!(run.task("s"), None);
+    assert_eq!(run.running().count(), 0);
+    assert_eq!(names(&run), ["s"]);
+    // The voided attempt's timeout is gone with it.
+    assert_eq!(run.next_deadline(), None);
+    assert_eq!(run.tick(t(100)), 0);
+    let events: Vec<_> = run.history()[seen..]
+        .iter()
+        .map(|e| (e.at, e.attempt, e.agent, e.change.clone()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (
+                t(2),
+                2,
+                Some(A),
+                StepChange::Interrupted {
+                    reason: "agent#1 left service".into()
+                }
+            ),
+            (t(2), 2, None, StepChange::Ready),
+        ]
+    );
+    assert_eq!(
+        run.history()[seen].to_string(),
+        "1970-01-01T00:00:02.000Z step#0 (attempt 2, agent#1): interrupted: agent#1 left service"
+    );
+    // However often it is interrupted, attempt 2 is made again and never counts.
+    for k in 0..5 {
+        run.start("s", B, t(100 + k)).unwrap();
+        assert_eq!(run.attempts("s"), Some(2));
+        assert_eq!(run.history().last().unwrap().attempt, 2);
+        run.interrupt("s", "restart", t(100 + k)).unwrap();
+    }
+    assert_eq!(run.status("s"), Some(StepStatus::Ready));
+    assert_eq!(run.attempts("s"), Some(1));
+    // The two attempts left still fail before the step does.
+    fail(&mut run, "s", t(200));
+    assert_eq!(run.status("s"), Some(StepStatus::Ready));
+    fail(&mut run, "s", t(201));
+    assert_eq!(run.status("s"), Some(StepStatus::Failed));
+    assert_eq!(run.attempts("s"), Some(3));
+    let failures = (run.history().iter())
+        .filter(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
+        .map(|e| e.attempt)
+        .collect::<Vec<_>>();
+    assert_eq!(failures, [1, 2, 3]);
+}
+
+#[test]
+fn interrupting_a_step_that_does_not_run_is_refused_and_changes_nothing() {
+    let w = three_tries();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    let refused = |run: &mut Run, step: &str, status: StepStatus| {
+        let before = run.snapshot();
+        assert_eq!(
+            run.interrupt(step, "restart", t(50)),
+            Err(WorkflowError::NotRunning {
+                step: step.into(),
+                status
+            })
+        );
+        assert_eq!(run.snapshot(), before);
+    };
+    refused(&mut run, "s", StepStatus::Ready);
+    refused(&mut run, "after", StepStatus::Pending);
+    run.start("s", A, t(1)).unwrap();
+    run.interrupt("s", "restart", t(2)).unwrap();
+    refused(&mut run, "s", StepStatus::Ready);
+    ok(&mut run, "s", t(3));
+    refused(&mut run, "s", StepStatus::Succeeded);
+    run.start("after", A, t(4)).unwrap();
+    run.cancel(t(5));
+    refused(&mut run, "after", StepStatus::Cancelled);
+    let before = run.snapshot();
+    assert!(matches!(
+        run.interrupt("ghost", "restart", t(6)),
+        Err(WorkflowError::UnknownStep { .. })
+    ));
+    assert_eq!(run.snapshot(), before);
+}
+
+#[test]
+fn bindings_last_as_long_as_the_wait_or_the_attempt_and_survive_a_restart() {
+    let w = three_tries();
+    let task = TaskId::new(42);
+    let mut run = Run::new(&w, "r", 0, t(0));
+    assert_eq!(run.task("s"), None);
+    // A ready step waiting for an agent, then its attempt, keep the binding.
+    run.bind("s", task).unwrap();
+    assert_eq!(run.task("s"), Some(task));
+    run.start("s", A, t(1)).unwrap();
+    assert_eq!(run.task("s"), Some(task));
+    // Through JSON and back.
+    let json = serde_json::to_string(&run.snapshot()).unwrap();
+    assert!(json.contains(r#""task":42"#), "{json}");
+    let mut back = Run::restore(&w, serde_json::from_str(&json).unwrap()).unwrap();
+    assert_eq!(back, run);
+    assert_eq!(back.task("s"), Some(task));
+    // Unbound, and bound again.
+    back.unbind("s");
+    assert_eq!(back.task("s"), None);
+    assert!(
+        !serde_json::to_string(&back.snapshot())
+            .unwrap()
+            .contains("task")
+    );
+    back.unbind("s");
+    back.unbind("ghost");
+    back.bind("s", TaskId::new(43)).unwrap();
+    assert_eq!(back.task("s"), Some(TaskId::new(43)));
+    // Binding a step that neither waits nor runs is refused, and changes nothing.
+    let before = back.snapshot();
+    assert_eq!(
+        back.bind("after", task),
+        Err(WorkflowError::NotReady {
+            step: "after".into(),
+            status: StepStatus::Pending
+        })
+    );
+    assert!(matches!(
+        back.bind("ghost", task),
+        Err(WorkflowError::UnknownStep { .. })
+    ));
+    assert_eq!(back.snapshot(), before);
+    // The attempt ends, the binding with it: a failure, a timeout, a success.
+    back.finish("s", A, StepOutcome::failure("boom"), t(2))
+        .unwrap();
+    assert_eq!(back.task("s"), None);
+    back.bind("s", task).unwrap();
+    back.start("s", A, t(3)).unwrap();
+    back.tick(t(33));
+    assert_eq!(back.attempts("s"), Some(2));
+    assert_eq!(back.task("s"), None);
+    back.bind("s", task).unwrap();
+    back.start("s", A, t(34)).unwrap();
+    back.finish("s", A, StepOutcome::success(), t(35)).unwrap();
+    assert_eq!(back.task("s"), None);
+    assert_eq!(
+        back.bind("s", task),
+        Err(WorkflowError::NotReady {
+            step: "s".into(),
+            status: StepStatus::Succeeded
+        })
+    );
+    // A skip, an abandon and a cancel end theirs too.
+    let w = diamond();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    run.bind("a", task).unwrap();
+    run.start("a", A, t(1)).unwrap();
+    run.skip_attempt("a", A, "no browser".into(), t(1)).unwrap();
+    assert_eq!(run.task("a"), None);
+    let mut run = Run::new(&w, "r", 0, t(0));
+    run.bind("a", task).unwrap();
+    run.abandon("a", "nobody".into(), t(1)).unwrap();
+    assert_eq!(run.task("a"), None);
+    let mut run = Run::new(&w, "r", 0, t(0));
+    ok(&mut run, "a", t(1));
+    run.bind("b", task).unwrap();
+    run.bind("c", TaskId::new(7)).unwrap();
+    run.start("c", B, t(2)).unwrap();
+    run.cancel(t(3));
+    assert_eq!((run.task("b"), run.task("c")), (None, None));
+}
+
+#[test]
+fn a_restore_drops_the_binding_of_a_step_that_neither_waits_nor_runs() {
+    let w = diamond();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    ok(&mut run, "a", t(1));
+    run.bind("b", TaskId::new(1)).unwrap();
+    run.start("b", A, t(2)).unwrap();
+    run.bind("c", TaskId::new(2)).unwrap();
+    let mut v = serde_json::to_value(run.snapshot()).unwrap();
+    // Bindings on `a` (succeeded) and `d` (pending), which could not have one.
+    v["steps"][0]["task"] = 3.into();
+    v["steps"][3]["task"] = 4.into();
+    let back = Run::restore(&w, serde_json::from_value(v).unwrap()).unwrap();
+    assert_eq!(back, run);
+    assert_eq!(back.task("a"), None);
+    assert_eq!(back.task("d"), None);
+    assert_eq!(back.task("b"), Some(TaskId::new(1)));
+    assert_eq!(back.task("c"), Some(TaskId::new(2)));
+    // The binding of a step that finished between snapshot and restore is gone too.
+    let mut finished = back.clone();
+    finished
+        .finish("b", A, StepOutcome::success(), t(3))
+        .unwrap();
+    let back = Run::restore(&w, finished.snapshot()).unwrap();
+    assert_eq!(back.task("b"), None);
+}
+
+/// A snapshot written before task bindings: `"version": 1`, no `task` fields, a step
+/// running. It restores under the restart rule, and snapshots again as the current
+/// version.
+#[test]
+fn a_version_1_snapshot_restores() {
+    let w = three_tries();
+    let mut run = Run::new(&w, "r", 4, t(0));
+    fail(&mut run, "s", t(0));
+    run.start("s", B, t(5)).unwrap();
+    let mut v = serde_json::to_value(run.snapshot()).unwrap();
+    assert_eq!(v["version"], RUN_SNAPSHOT_VERSION);
+    v["version"] = 1.into();
+    for step in v["steps"].as_array().unwrap() {
+        assert!(step.get("task").is_none(), "{step}");
+    }
+    let json = v.to_string();
+    assert!(json.contains(r#""version":1"#) && !json.contains("task"));
+    let back = Run::restore(&w, serde_json::from_str(&json).unwrap()).unwrap();
+    assert_eq!(back.status("s"), Some(StepStatus::Running));
+    assert_eq!((back.agent("s"), back.attempts("s")), (Some(B), Some(2)));
+    assert_eq!(back.task("s"), None);
+    assert_eq!(back.next_deadline(), Some(t(35)));
+    assert_eq!(back.snapshot().version, RUN_SNAPSHOT_VERSION);
+    assert_eq!(back, run);
+    // Versions around the ones it knows are refused.
+    for version in [0, RUN_SNAPSHOT_VERSION + 1] {
+        v["version"] = version.into();
+        assert!(matches!(
+            Run::restore(&w, serde_json::from_value(v.clone()).unwrap()),
+            Err(WorkflowError::CorruptSnapshot { .. })
+        ));
+    }
+}
+
+#[test]
+fn an_answer_to_another_attempt_is_stale_and_changes_nothing() {
+    let w = three_tries();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    run.start("s", A, t(0)).unwrap();
+    run.tick(t(30));
+    assert_eq!(run.status("s"), Some(StepStatus::Ready));
+    run.start("s", A, t(31)).unwrap();
+    let before = run.snapshot();
+    // The timed-out first attempt answers, and one that was never made.
+    for attempt in [1, 0, 3] {
+        assert_eq!(
+            run.finish_attempt("s", A, attempt, StepOutcome::success(), t(32)),
+            Err(WorkflowError::StaleAttempt {
+                step: "s".into(),
+                attempt,
+                current: 2
+            })
+        );
+    }
+    let err = run
+        .finish_attempt("s", A, 1, StepOutcome::failure("x"), t(32))
+        .unwrap_err();
+    assert_eq!(err.to_string(), r#"step "s" runs attempt 2, not attempt 1"#);
+    assert_eq!(run.snapshot(), before);
+    // The current attempt's answer is taken.
+    run.finish_attempt("s", A, 2, StepOutcome::success(), t(32))
+        .unwrap();
+    assert_eq!(run.status("s"), Some(StepStatus::Succeeded));
+    assert_eq!(
+        run.finish_attempt("s", A, 2, StepOutcome::success(), t(33)),
+        Err(WorkflowError::NotRunning {
+            step: "s".into(),
+            status: StepStatus::Succeeded
+        })
+    );
+}
+
+/// An answer at or after the deadline is a timeout whether or not a tick said so:
+/// refused, nothing changes, and the next tick fails the attempt as timed out.
+#[test]
+fn an_answer_at_or_after_the_deadline_is_late_without_a_tick() {
+    let w = three_tries();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    run.start("s", A, t(10)).unwrap();
+    // Just in time.
+    let mut in_time = run.clone();
+    in_time
+        .finish(
+            "s",
+            A,
+            StepOutcome::success(),
+            t(40) - Duration::from_nanos(1),
+        )
+        .unwrap();
+    let before = run.snapshot();
+    let late = |at| WorkflowError::Late {
+        step: "s".into(),
+        attempt: 1,
+        deadline: t(40),
+        at,
+    };
+    assert_eq!(
+        run.finish("s", A, StepOutcome::success(), t(40)),
+        Err(late(t(40)))
+    );
+    assert_eq!(
+        run.finish_attempt("s", A, 1, StepOutcome::failure("x"), t(41)),
+        Err(late(t(41)))
+    );
+    assert_eq!(
+        run.skip_attempt("s", A, "no browser".into(), t(99)),
+        Err(late(t(99)))
+    );
+    assert_eq!(
+        late(t(40)).to_string(),
+        r#"step "s" attempt 1 answered at 1970-01-01T00:00:40.000Z, past its deadline 1970-01-01T00:00:40.000Z"#
+    );
+    // Nothing changed, not even the time the run knows.
+    assert_eq!(run.snapshot(), before);
+    assert_eq!(run.status("s"), Some(StepStatus::Running));
+    // The next tick, even one that comes later, times the attempt out.
+    assert_eq!(run.tick(t(50)), 2);
+    let failed = &run.history()[run.history().len() - 2];
+    assert_eq!(failed.attempt, 1);
+    assert_eq!(
+        failed.change,
+        StepChange::AttemptFailed {
+            reason: "timed out after 30s".into(),
+            retry_at: Some(t(50))
+        }
+    );
+    assert_eq!(run.status("s"), Some(StepStatus::Ready));
+
+    // The same for a step restored running past its deadline.
+    run.start("s", B, t(60)).unwrap();
+    let mut back = Run::restore(&w, run.snapshot()).unwrap();
+    assert!(matches!(
+        back.finish("s", B, StepOutcome::success(), t(95)),
+        Err(WorkflowError::Late { attempt: 2, .. })
+    ));
+    back.tick(t(95));
+    assert_eq!(back.attempts("s"), Some(2));
+    assert_eq!(back.status("s"), Some(StepStatus::Ready));
 }
 
 #[test]
@@ -881,4 +1295,208 @@ fn statuses_outcomes_and_changes_print_as_one_readable_line() {
     // Errors name the status in the same words.
     let err = run.start("verify", A, retry).unwrap_err();
     assert_eq!(err.to_string(), r#"step "verify" is succeeded, not ready"#);
+}
+
+// ----- properties: restarts, interrupts and refused answers -----
+
+/// `a` (3 attempts, 30s timeout, 5s backoff) -> `b` (2 attempts, no backoff); `c` (one
+/// attempt, 10s timeout); `b` + `c` -> `d` (always; 2 attempts, 20s timeout).
+fn restartable() -> Workflow {
+    Workflow::builder("p")
+        .step(
+            StepSpec::new("a")
+                .with_timeout(Duration::from_secs(30))
+                .with_retry(
+                    RetryPolicy::exponential(3).with_initial_backoff(Duration::from_secs(5)),
+                ),
+        )
+        .step(
+            StepSpec::new("b")
+                .after("a")
+                .with_retry(RetryPolicy::exponential(2).with_initial_backoff(Duration::ZERO)),
+        )
+        .step(StepSpec::new("c").with_timeout(Duration::from_secs(10)))
+        .step(
+            StepSpec::new("d")
+                .after("b")
+                .after("c")
+                .with_condition(RunCondition::Always)
+                .with_timeout(Duration::from_secs(20))
+                .with_retry(RetryPolicy::exponential(2).with_initial_backoff(Duration::ZERO)),
+        )
+        .build()
+        .unwrap()
+}
+
+const STEPS: [&str; 4] = ["a", "b", "c", "d"];
+
+/// One host call, with arguments that may be wrong.
+#[derive(Debug, Clone)]
+enum Op {
+    /// Step, by the other agent.
+    Start(usize, bool),
+    /// Step, success, by the other agent.
+    Finish(usize, bool, bool),
+    /// Step, the attempt named relative to the current one, success.
+    FinishAttempt(usize, i8, bool),
+    Interrupt(usize),
+    Bind(usize),
+    Tick,
+    /// Snapshot, through JSON, and restore.
+    Restore,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..4usize, prop::bool::weighted(0.2)).prop_map(|(s, o)| Op::Start(s, o)),
+        3 => (0..4usize, any::<bool>(), prop::bool::weighted(0.2))
+            .prop_map(|(s, ok, o)| Op::Finish(s, ok, o)),
+        2 => (0..4usize, -1..=1i8, any::<bool>())
+            .prop_map(|(s, off, ok)| Op::FinishAttempt(s, off, ok)),
+        3 => (0..4usize).prop_map(Op::Interrupt),
+        1 => (0..4usize).prop_map(Op::Bind),
+        2 => Just(Op::Tick),
+        2 => Just(Op::Restore),
+    ]
+}
+
+/// Applies `op` at `now`; `Err` is the run's refusal.
+fn call(run: &mut Run, op: &Op, now: Timestamp) -> Result<(), WorkflowError> {
+    let who = |other: bool| if other { B } else { A };
+    let outcome = |ok: bool| {
+        if ok {
+            StepOutcome::success()
+        } else {
+            StepOutcome::failure("boom")
+        }
+    };
+    match *op {
+        Op::Start(i, o) => run.start(STEPS[i], who(o), now),
+        Op::Finish(i, ok, o) => run.finish(STEPS[i], who(o), outcome(ok), now),
+        Op::FinishAttempt(i, off, ok) => {
+            let attempt = run
+                .attempts(STEPS[i])
+                .unwrap()
+                .saturating_add_signed(off.into());
+            let agent = run.agent(STEPS[i]).unwrap_or(A);
+            run.finish_attempt(STEPS[i], agent, attempt, outcome(ok), now)
+        }
+        Op::Interrupt(i) => run.interrupt(STEPS[i], "restart", now),
+        Op::Bind(i) => run.bind(STEPS[i], TaskId::new(i as u64 + 1)),
+        Op::Tick => {
+            run.tick(now);
+            Ok(())
+        }
+        Op::Restore => {
+            let json = serde_json::to_string(&run.snapshot()).unwrap();
+            *run = Run::restore(run.workflow(), serde_json::from_str(&json).unwrap()).unwrap();
+            Ok(())
+        }
+    }
+}
+
+/// Checks every step's attempts against the history: each attempt made is started
+/// once and settled once, an interrupted one is neither counted nor settled, and
+/// none goes past the retry policy.
+fn check_attempts(run: &Run) -> Result<(), TestCaseError> {
+    for (step, spec) in run.workflow().steps() {
+        let count = |f: &dyn Fn(&StepChange) -> bool| {
+            (run.history().iter())
+                .filter(|e| e.step == step && f(&e.change))
+                .count() as u32
+        };
+        let started = count(&|c| *c == StepChange::Started);
+        let interrupted = count(&|c| matches!(c, StepChange::Interrupted { .. }));
+        let settled = count(&|c| {
+            matches!(
+                c,
+                StepChange::AttemptFailed { .. }
+                    | StepChange::Succeeded { .. }
+                    | StepChange::SkippedByAgent { .. }
+            )
+        });
+        let attempts = run.attempts(step).unwrap();
+        let status = run.status(step).unwrap();
+        let max = spec.retry().max_attempts();
+        prop_assert!(attempts <= max, "{}: {attempts} > {max}", spec.name());
+        prop_assert_eq!(attempts, started - interrupted, "{}", spec.name());
+        let running = u32::from(status == StepStatus::Running);
+        prop_assert_eq!(attempts, settled + running, "{}", spec.name());
+        if status == StepStatus::Failed {
+            prop_assert_eq!(attempts, max, "{} failed early", spec.name());
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 192,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(0x1e57a47),
+        ..ProptestConfig::default()
+    })]
+
+    /// Random host calls with restarts between them: a refused call leaves the
+    /// snapshot as it was; attempts never exceed the policy; an interrupted attempt
+    /// never counts (the same number is made again); an answer past the deadline is
+    /// timed out by the next tick; and a run restored at any point goes on exactly as
+    /// the one that never restarted.
+    #[test]
+    fn restarts_and_refused_calls_keep_the_run_consistent(
+        ops in prop::collection::vec((op(), 0..15u64), 1..48),
+    ) {
+        let w = restartable();
+        let mut now = t(0);
+        let mut run = Run::new(&w, "r", 11, now);
+        let mut unbroken = run.clone();
+        let mut made = [0u32; 4];
+        for (op, dt) in &ops {
+            now = now + Duration::from_secs(*dt);
+            let before = run.snapshot();
+            let said = call(&mut run, op, now);
+            if !matches!(op, Op::Restore) {
+                prop_assert_eq!(call(&mut unbroken, op, now), said.clone(), "{:?}", op);
+            }
+            prop_assert_eq!(run.snapshot(), unbroken.snapshot(), "after {:?}", op);
+            match (op, &said) {
+                (_, Err(e)) => {
+                    prop_assert_eq!(&run.snapshot(), &before, "{:?} refused ({}) changed it", op, e);
+                    if let WorkflowError::Late { step, attempt, .. } = e {
+                        // The next tick times the attempt out.
+                        let mut ticked = run.clone();
+                        ticked.tick(now);
+                        let timed_out = ticked.history()[run.history().len()..].iter().any(|ev| {
+                            ticked.name(ev.step) == Some(step.as_str())
+                                && ev.attempt == *attempt
+                                && matches!(&ev.change, StepChange::AttemptFailed { reason, .. }
+                                    if reason.starts_with("timed out"))
+                        });
+                        prop_assert!(timed_out, "{:?} was late, but no tick timed it out", op);
+                    }
+                }
+                (Op::Start(i, _), Ok(())) => made[*i] += 1,
+                (Op::Interrupt(i), Ok(())) => {
+                    made[*i] -= 1;
+                    let h = run.history();
+                    let (void, again) = (&h[h.len() - 2], &h[h.len() - 1]);
+                    let interrupted = matches!(void.change, StepChange::Interrupted { .. });
+                    prop_assert!(interrupted, "{:?}", void);
+                    prop_assert_eq!(&again.change, &StepChange::Ready);
+                    prop_assert_eq!(void.attempt, made[*i] + 1);
+                    prop_assert_eq!(again.attempt, made[*i] + 1);
+                    prop_assert_eq!(run.status(STEPS[*i]), Some(StepStatus::Ready));
+                    prop_assert_eq!(run.task(STEPS[*i]), None);
+                }
+                (Op::FinishAttempt(_, off, _), Ok(())) => {
+                    prop_assert_eq!(*off, 0, "an answer to another attempt was taken");
+                }
+                _ => {}
+            }
+            for (i, name) in STEPS.iter().enumerate() {
+                prop_assert_eq!(run.attempts(*name), Some(made[i]), "{}", name);
+            }
+            check_attempts(&run)?;
+        }
+    }
 }
