@@ -872,6 +872,42 @@ fn interrupting_a_step_that_does_not_run_is_refused_and_changes_nothing() {
     assert_eq!(run.snapshot(), before);
 }
 
+/// Regression: a step started away from the front of the ready queue left its entry
+/// there, and when it was ready again (interrupted, or retried without backoff) it
+/// took that old place instead of going to the back; a run restored in between has
+/// no such entry, so the same calls gave the two runs different dispatch orders.
+#[test]
+fn a_step_ready_again_goes_to_the_back_of_the_queue() {
+    let w = Workflow::builder("w")
+        .step(StepSpec::new("x"))
+        .step(
+            StepSpec::new("y")
+                .with_retry(RetryPolicy::exponential(2).with_initial_backoff(Duration::ZERO)),
+        )
+        .step(StepSpec::new("z"))
+        .build()
+        .unwrap();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    assert_eq!(names(&run), ["x", "y", "z"]);
+    run.start("y", A, t(1)).unwrap();
+    let mut restored = Run::restore(&w, run.snapshot()).unwrap();
+    for r in [&mut run, &mut restored] {
+        r.interrupt("y", "restart", t(2)).unwrap();
+        assert_eq!(names(r), ["x", "z", "y"]);
+        r.start("y", A, t(3)).unwrap();
+        r.finish("y", A, StepOutcome::failure("boom"), t(4))
+            .unwrap();
+        assert_eq!(names(r), ["x", "z", "y"]);
+        assert_eq!(r.next_ready(), w.step("x"));
+    }
+    assert_eq!(restored, run);
+    // Started again from the back, and the front taken: nothing stale is listed.
+    run.start("y", A, t(5)).unwrap();
+    run.start("x", A, t(5)).unwrap();
+    assert_eq!(names(&run), ["z"]);
+    assert_eq!(run.next_ready(), w.step("z"));
+}
+
 #[test]
 fn bindings_last_as_long_as_the_wait_or_the_attempt_and_survive_a_restart() {
     let w = three_tries();
@@ -1300,7 +1336,8 @@ fn statuses_outcomes_and_changes_print_as_one_readable_line() {
 // ----- properties: restarts, interrupts and refused answers -----
 
 /// `a` (3 attempts, 30s timeout, 5s backoff) -> `b` (2 attempts, no backoff); `c` (one
-/// attempt, 10s timeout); `b` + `c` -> `d` (always; 2 attempts, 20s timeout).
+/// attempt, 10s timeout); `b` + `c` -> `d` (always; 2 attempts, 20s timeout); `e` (2
+/// attempts, no backoff), so that three steps can wait at once.
 fn restartable() -> Workflow {
     Workflow::builder("p")
         .step(
@@ -1324,11 +1361,15 @@ fn restartable() -> Workflow {
                 .with_timeout(Duration::from_secs(20))
                 .with_retry(RetryPolicy::exponential(2).with_initial_backoff(Duration::ZERO)),
         )
+        .step(
+            StepSpec::new("e")
+                .with_retry(RetryPolicy::exponential(2).with_initial_backoff(Duration::ZERO)),
+        )
         .build()
         .unwrap()
 }
 
-const STEPS: [&str; 4] = ["a", "b", "c", "d"];
+const STEPS: [&str; 5] = ["a", "b", "c", "d", "e"];
 
 /// One host call, with arguments that may be wrong.
 #[derive(Debug, Clone)]
@@ -1348,13 +1389,13 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..4usize, prop::bool::weighted(0.2)).prop_map(|(s, o)| Op::Start(s, o)),
-        3 => (0..4usize, any::<bool>(), prop::bool::weighted(0.2))
+        4 => (0..5usize, prop::bool::weighted(0.2)).prop_map(|(s, o)| Op::Start(s, o)),
+        3 => (0..5usize, any::<bool>(), prop::bool::weighted(0.2))
             .prop_map(|(s, ok, o)| Op::Finish(s, ok, o)),
-        2 => (0..4usize, -1..=1i8, any::<bool>())
+        2 => (0..5usize, -1..=1i8, any::<bool>())
             .prop_map(|(s, off, ok)| Op::FinishAttempt(s, off, ok)),
-        3 => (0..4usize).prop_map(Op::Interrupt),
-        1 => (0..4usize).prop_map(Op::Bind),
+        3 => (0..5usize).prop_map(Op::Interrupt),
+        1 => (0..5usize).prop_map(Op::Bind),
         2 => Just(Op::Tick),
         2 => Just(Op::Restore),
     ]
@@ -1450,7 +1491,7 @@ proptest! {
         let mut now = t(0);
         let mut run = Run::new(&w, "r", 11, now);
         let mut unbroken = run.clone();
-        let mut made = [0u32; 4];
+        let mut made = [0u32; 5];
         for (op, dt) in &ops {
             now = now + Duration::from_secs(*dt);
             let before = run.snapshot();

@@ -486,10 +486,15 @@ pub struct Run {
     outputs: Vec<Option<BTreeMap<String, String>>>,
     /// The coordinator task bound to a ready or running step ([`Run::bind`]).
     task: Vec<Option<TaskId>>,
-    /// Ready steps in dispatch order; may hold stale entries (not `Ready` any more),
-    /// each step at most once (`queued`).
-    ready: VecDeque<u32>,
-    queued: Vec<bool>,
+    /// Ready steps in dispatch order, each entry with the generation its step was
+    /// queued in. An entry is live while its step is ready in that generation, stale
+    /// once the step has left `Ready` (started or abandoned away from the front) or
+    /// been queued again, at the back, in a newer generation.
+    ready: VecDeque<(u32, u32)>,
+    /// Each step's generation: bumped every time it is queued. It cannot wrap onto a
+    /// stale entry of its step: each re-queue leaves at most one more stale entry,
+    /// and `tidy_ready` drops them all once they outnumber the ready steps by 32.
+    generation: Vec<u32>,
     ready_count: usize,
     /// Deadlines; an entry is stale unless the step is running or backing off with that
     /// deadline.
@@ -549,7 +554,7 @@ impl Run {
             outputs: vec![None; n],
             task: vec![None; n],
             ready: VecDeque::new(),
-            queued: vec![false; n],
+            generation: vec![0; n],
             ready_count: 0,
             timers: BinaryHeap::new(),
             history: Vec::with_capacity(3 * n),
@@ -634,9 +639,9 @@ impl Run {
         out.extend(
             self.ready
                 .iter()
-                .filter(|&&i| self.status[i as usize] == StepStatus::Ready)
+                .filter(|&&entry| self.live(entry))
                 .take(limit)
-                .map(|&i| StepRef(i)),
+                .map(|&(i, _)| StepRef(i)),
         );
     }
 
@@ -646,8 +651,8 @@ impl Run {
         out.extend(
             self.ready
                 .iter()
-                .filter(|&&i| self.status[i as usize] == StepStatus::Ready)
-                .map(|&i| StepRef(i)),
+                .filter(|&&entry| self.live(entry))
+                .map(|&(i, _)| StepRef(i)),
         );
     }
 
@@ -655,7 +660,7 @@ impl Run {
     #[inline]
     pub fn next_ready(&self) -> Option<StepRef> {
         // The front is kept valid by every call that can make a ready step unready.
-        self.ready.front().map(|&i| StepRef(i))
+        self.ready.front().map(|&(i, _)| StepRef(i))
     }
 
     /// The earliest time [`tick`](Run::tick) has something to do: a running attempt's
@@ -1108,7 +1113,6 @@ impl Run {
             self.push_event(i, now, agent, StepChange::Cancelled);
         }
         self.ready.clear();
-        self.queued.iter_mut().for_each(|q| *q = false);
         self.ready_count = 0;
         self.timers.clear();
         count
@@ -1341,13 +1345,13 @@ impl Run {
                     "its ready list names unknown step {name:?}"
                 )));
             };
-            if run.status[i as usize] != StepStatus::Ready || run.queued[i as usize] {
+            if run.status[i as usize] != StepStatus::Ready || run.generation[i as usize] != 0 {
                 return Err(corrupt(format!(
                     "its ready list holds step {name:?} twice or while not ready"
                 )));
             }
-            run.queued[i as usize] = true;
-            run.ready.push_back(i);
+            run.generation[i as usize] = 1;
+            run.ready.push_back((i, 1));
         }
         run.ready_count = ready_total;
         for (i, s) in snapshot.steps.into_iter().enumerate() {
@@ -1454,10 +1458,11 @@ impl Run {
         let u = i as usize;
         self.status[u] = StepStatus::Ready;
         self.ready_count += 1;
-        if !self.queued[u] {
-            self.queued[u] = true;
-            self.ready.push_back(i);
-        }
+        // At the back, in a new generation: an entry left from an earlier wait (the
+        // step was started away from the front) is stale, not its place in the queue.
+        let generation = self.generation[u].wrapping_add(1);
+        self.generation[u] = generation;
+        self.ready.push_back((i, generation));
         self.push_event(i, now, None, StepChange::Ready);
     }
 
@@ -1503,25 +1508,26 @@ impl Run {
         }
     }
 
+    /// Whether a ready-queue entry is live: its step is ready, in that generation.
+    #[inline]
+    fn live(&self, (i, generation): (u32, u32)) -> bool {
+        self.status[i as usize] == StepStatus::Ready && self.generation[i as usize] == generation
+    }
+
     /// Drops stale entries from the front of the ready queue, and compacts it when
     /// stale entries dominate.
     #[inline]
     fn tidy_ready(&mut self) {
         while let Some(&f) = self.ready.front() {
-            if self.status[f as usize] == StepStatus::Ready {
+            if self.live(f) {
                 break;
             }
             self.ready.pop_front();
-            self.queued[f as usize] = false;
         }
         if self.ready.len() > 2 * self.ready_count + 32 {
-            let (status, queued) = (&self.status, &mut self.queued);
-            self.ready.retain(|&i| {
-                let keep = status[i as usize] == StepStatus::Ready;
-                if !keep {
-                    queued[i as usize] = false;
-                }
-                keep
+            let (status, generation) = (&self.status, &self.generation);
+            self.ready.retain(|&(i, g)| {
+                status[i as usize] == StepStatus::Ready && generation[i as usize] == g
             });
         }
     }
