@@ -1226,6 +1226,55 @@ fn a_run_backing_off_until_the_end_of_time_restores() {
     assert!(restored.is_ok(), "{:?}", restored.err());
 }
 
+/// An attempt whose timeout saturates at the end of time has its deadline there. The
+/// run's snapshot wrote that deadline as none, so its restored twin (which now keeps
+/// running steps running) never timed the attempt out while the run it came from did;
+/// and an answer at the end of time was taken although `tick(MAX)` times the attempt
+/// out (regression).
+#[test]
+fn a_run_timing_out_at_the_end_of_time_restores_with_its_timeout() {
+    let w = workflow();
+    let near = Timestamp::MAX - Duration::from_secs(10);
+    let mut run = w.start_run("r", 1, near);
+    run.start("a", AGENT, near).unwrap();
+    let snapshot = run.snapshot();
+    let a = index(&snapshot, "a");
+    assert_eq!(snapshot.steps[a].deadline, Some(Timestamp::MAX));
+    let json = serde_json::to_value(&snapshot).unwrap();
+    let mut back = Run::restore(&w, serde_json::from_value(json.clone()).unwrap()).unwrap();
+    assert_eq!(back, run);
+    // A snapshot from before, without the deadline, restores the same run.
+    let mut older = json;
+    older["steps"][a]["deadline"] = Value::Null;
+    let older = Run::restore(&w, serde_json::from_value(older).unwrap()).unwrap();
+    assert_eq!(older, run);
+    for r in [&mut run, &mut back] {
+        assert_eq!(r.next_deadline(), Some(Timestamp::MAX));
+        let mut in_time = r.clone();
+        let just_before = Timestamp::MAX - Duration::from_nanos(1);
+        in_time
+            .finish("a", AGENT, StepOutcome::success(), just_before)
+            .unwrap();
+        let before = r.clone();
+        assert_eq!(
+            r.finish("a", AGENT, StepOutcome::success(), Timestamp::MAX),
+            Err(WorkflowError::Late {
+                step: "a".into(),
+                attempt: 1,
+                deadline: Timestamp::MAX,
+                at: Timestamp::MAX
+            })
+        );
+        assert_eq!(*r, before);
+        // Timed out, and retried at once (its backoff saturates too).
+        assert_eq!(r.tick(Timestamp::MAX), 2);
+        assert_eq!(r.status("a"), Some(StepStatus::Ready));
+        assert_eq!(r.attempts("a"), Some(1));
+    }
+    assert_eq!(back, run);
+    assert_eq!(back.history(), run.history());
+}
+
 /// Drives `run` to the end: every running step succeeds (or, answering after its
 /// deadline, times out), every ready step is started and succeeds, and time jumps to
 /// each deadline. Fails if the run is neither finished nor has anything to do.

@@ -857,7 +857,9 @@ impl Run {
     fn in_time(&self, i: u32, now: Timestamp) -> Result<(), WorkflowError> {
         let u = i as usize;
         let deadline = self.deadline[u];
-        if deadline == Timestamp::MAX || now < deadline {
+        // Without a timeout there is no deadline (`MAX`); with one, `MAX` is a
+        // deadline that saturated at the end of time, and `tick(MAX)` times it out.
+        if self.workflow.inner().timeouts[u].is_none() || now < deadline {
             return Ok(());
         }
         Err(WorkflowError::Late {
@@ -1135,11 +1137,12 @@ impl Run {
                     status: self.status[i],
                     attempts: self.attempts[i],
                     agent: self.agent[i],
-                    // `MAX` means none, but for a back-off that saturated there (it
-                    // must have a deadline, and it is the end of time).
+                    // `MAX` means none, but for a back-off or a timed attempt that
+                    // saturated there (they have a deadline: the end of time).
                     deadline: (self.deadline[i] != Timestamp::MAX
-                        || self.status[i] == StepStatus::BackingOff)
-                        .then_some(self.deadline[i]),
+                        || self.status[i] == StepStatus::BackingOff
+                        || (self.status[i] == StepStatus::Running && inner.timeouts[i].is_some()))
+                    .then_some(self.deadline[i]),
                     outputs: self.outputs[i].clone().unwrap_or_default(),
                     task: self.task[i],
                 })
@@ -1321,7 +1324,10 @@ impl Run {
                     run.deadline[u] = at;
                     run.timers.push(Reverse((at, i)));
                 }
-                (StepStatus::Running, Some(at)) if inner.timeouts[u].is_some() => {
+                // A timed attempt without a deadline was written before the end of
+                // time was kept (its timeout had saturated there).
+                (StepStatus::Running, at) if inner.timeouts[u].is_some() => {
+                    let at = at.unwrap_or(Timestamp::MAX);
                     run.deadline[u] = at;
                     run.timers.push(Reverse((at, i)));
                 }
