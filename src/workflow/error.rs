@@ -125,7 +125,7 @@ pub enum WorkflowError {
         got: AgentId,
     },
     /// An outcome was reported for an attempt that is not the step's current one
-    /// (a late answer of a timed-out or interrupted attempt, after a retry started).
+    /// (a late answer of a timed-out or failed attempt, after a retry started).
     #[error("step {step:?} runs attempt {current}, not attempt {attempt}")]
     StaleAttempt {
         /// The step.

@@ -820,8 +820,11 @@ impl Run {
 
     /// `agent` reports the outcome of attempt `attempt` of `step` at `now`: as
     /// [`finish`](Self::finish), but an answer to an earlier attempt (one that timed
-    /// out or was interrupted, after which another started) is refused, never
-    /// credited to the attempt running now.
+    /// out or failed, after which another started) is refused, never credited to the
+    /// attempt running now. An interrupted attempt is made again under its own
+    /// number (it did not count), so its agent's late answer is told apart only by
+    /// the agent, when another runs it ([`WorkflowError::WrongAgent`]); a host that
+    /// interrupts stops the interrupted work first, as the executor does.
     ///
     /// # Errors
     /// As [`finish`](Self::finish), and [`WorkflowError::StaleAttempt`]; each changes
