@@ -100,6 +100,11 @@ fn submit(c: &Coordinator, t: Task) -> AssignOutcome {
     c.assign_in_group(GROUP, t).expect("assign")
 }
 
+/// Submits `t` in the watched group, which must fail.
+fn submit_err(c: &Coordinator, t: Task) -> CoordinatorError {
+    c.assign_in_group(GROUP, t).expect_err("refused")
+}
+
 fn assigned(out: AssignOutcome) -> Arc<Assignment> {
     match out {
         AssignOutcome::Assigned(a) => a,
@@ -131,6 +136,14 @@ fn running(c: &Coordinator) -> Vec<(TaskId, AgentId)> {
 
 fn waiting(c: &Coordinator) -> Vec<TaskId> {
     c.waiting().iter().map(|w| w.task.id()).collect()
+}
+
+/// Each waiting task, with the running task it waits behind (if it does).
+fn behind(c: &Coordinator) -> Vec<(TaskId, Option<TaskId>)> {
+    c.waiting()
+        .iter()
+        .map(|w| (w.task.id(), w.behind))
+        .collect()
 }
 
 fn kinds(c: &Coordinator) -> Vec<EventKind> {
@@ -196,10 +209,9 @@ fn decisions(events: &[Event]) -> Vec<EventKind> {
 }
 
 /// One agent with three slots, the group watched: task 1 holds `x`, task 3 holds
-/// `y`; task 2 claims both and collides with each (holder 1's conflict first); task 4
-/// takes the last slot, and task 2, submitted again, waits in the queue while its
-/// conflicts are open. Events drained.
-fn queued_waiter(c: &Coordinator) -> [ConflictId; 2] {
+/// `y`; task 2 claims both, collides with each (holder 1's conflict first) and waits
+/// behind task 1 while its conflicts are open. Events drained.
+fn blocked_waiter(c: &Coordinator) -> [ConflictId; 2] {
     c.register_agent(agent(1, 3)).expect("register");
     c.watch(GROUP);
     assigned(submit(c, claiming(1, &["x"])));
@@ -209,15 +221,13 @@ fn queued_waiter(c: &Coordinator) -> [ConflictId; 2] {
     let holders: Vec<Option<TaskId>> = open.iter().map(|o| o.holder).collect();
     assert_eq!(holders, [Some(tid(1)), Some(tid(3))]);
     assert!(open.iter().all(|o| o.waiting == Some(tid(2))));
-    assigned(submit(c, task(4)));
-    queued(submit(c, claiming(2, &["x", "y"])));
-    assert_eq!(waiting(c), [tid(2)]);
+    assert_eq!(behind(c), [(tid(2), Some(tid(1)))]);
     c.drain_events();
     [open[0].conflict.id(), open[1].conflict.id()]
 }
 
 /// One agent with four slots, the group watched: task 1 holds `x`, task 2 collides
-/// with it (the conflict returned). Events drained.
+/// with it (the conflict returned) and waits behind it. Events drained.
 fn plain_conflict(c: &Coordinator) -> ConflictId {
     c.register_agent(agent(1, 4)).expect("register");
     c.watch(GROUP);
@@ -242,7 +252,7 @@ fn two_busy_agents(c: &Coordinator) {
 fn a_human_deny_withdraws_the_waiting_task_and_closes_its_other_conflicts() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();
-    let [first, second] = queued_waiter(&c);
+    let [first, second] = blocked_waiter(&c);
     clock.advance(MIN);
 
     c.decide(first, HumanDecision::Deny, Decider::Human)
@@ -309,9 +319,9 @@ fn an_orchestrator_approval_lets_the_waiting_task_run_beside_its_holder() {
     c.register_agent(agent(1, 2)).expect("register");
     assigned(c.assign(claiming(1, &["x"])).expect("task 1"));
     let found = conflicted(c.assign(claiming(2, &["x"])).expect("task 2"))[0];
-    // The last slot is taken: task 2, submitted again, waits in the queue.
+    assert_eq!(behind(&c), [(tid(2), Some(tid(1)))]);
+    // The last slot is taken (task 2, waiting behind task 1, holds none).
     assigned(c.assign(task(4)).expect("task 4"));
-    queued(c.assign(claiming(2, &["x"])).expect("task 2 again"));
     c.drain_events();
 
     c.decide(found, HumanDecision::Approve, Decider::Orchestrator)
@@ -325,8 +335,8 @@ fn an_orchestrator_approval_lets_the_waiting_task_run_beside_its_holder() {
     );
     let approve = decided(found, HumanDecision::Approve, Decider::Orchestrator);
     assert_eq!(decisions(&c.drain_events()), [approve]);
-    // No room yet: it still waits.
-    assert_eq!(waiting(&c), [tid(2)]);
+    // No room yet: it still waits, no longer behind task 1 but for a slot.
+    assert_eq!(behind(&c), [(tid(2), None)]);
 
     // A slot comes back: task 2 starts beside task 1, with no new conflict.
     let served = c.complete(tid(4), true, None).expect("complete 4");
@@ -348,22 +358,48 @@ fn an_orchestrator_approval_lets_the_waiting_task_run_beside_its_holder() {
     assert_eq!(holders, [Some(tid(1)), Some(tid(2))]);
 }
 
-/// Submitted again while its conflict is open, a task meets the same conflict;
-/// submitted again after an approval, it starts beside its holder and the pair's
-/// collision is not reopened.
+/// Submitted again while it waits behind its holder, a task is a duplicate, and
+/// nothing changes (its conflict is not met again, nor a new one opened); it needs no
+/// second submission: an approval starts it beside its holder, and the pair's
+/// collision is not reopened, then or after a restore.
 #[test]
-fn an_approved_pair_is_not_reopened_on_resubmission() {
+fn an_approved_pair_is_not_reopened_and_a_resubmission_is_a_duplicate() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();
     let found = plain_conflict(&c);
-    assert_eq!(conflicted(submit(&c, claiming(2, &["x"]))), [found]);
+    let before = json(&c);
+    let e = submit_err(&c, claiming(2, &["x"]));
+    assert!(
+        matches!(e, CoordinatorError::DuplicateTask { task } if task == tid(2)),
+        "{e}"
+    );
+    assert_eq!(json(&c), before);
+    assert!(c.drain_events().is_empty());
+    assert!(notices(&c).is_empty());
+    assert_eq!(behind(&c), [(tid(2), Some(tid(1)))]);
+
     c.decide(found, HumanDecision::Approve, Decider::Orchestrator)
         .expect("approve");
-    c.drain_events();
-    assert_eq!(assigned(submit(&c, claiming(2, &["x"]))).task.id(), tid(2));
-    assert_none!(kinds(&c), EventKind::ConflictDetected { .. });
+    assert_none!(
+        kinds(&c),
+        EventKind::ConflictDetected { .. } | EventKind::TaskBlocked { .. }
+    );
     assert_eq!(c.with_core(|core| core.conflict_manager().open_count()), 0);
     assert_eq!(ids(&c.assignments()), [tid(1), tid(2)]);
+    assert!(c.waiting().is_empty());
+    // Running, it is a duplicate too.
+    assert!(matches!(
+        submit_err(&c, claiming(2, &["x"])),
+        CoordinatorError::DuplicateTask { .. }
+    ));
+
+    // A restore holds both claims again and opens nothing.
+    let restored = builder(&clock)
+        .restore(serde_json::from_str(&json(&c)).expect("parse"))
+        .expect("restore");
+    assert!(restored.drain_events().is_empty());
+    assert!(restored.open_conflicts().is_empty());
+    assert_eq!(ids(&restored.assignments()), [tid(1), tid(2)]);
 }
 
 /// The ladder climbs at the policy's exact times and, with nobody answering, its
@@ -372,7 +408,7 @@ fn an_approved_pair_is_not_reopened_on_resubmission() {
 fn the_ladder_default_denies_at_the_human_deadline_like_a_hand_given_deny() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();
-    let [first, second] = queued_waiter(&c);
+    let [first, second] = blocked_waiter(&c);
     let escalated = |c: &Coordinator| -> Vec<EscalationAction> {
         c.drain_events()
             .into_iter()
@@ -437,7 +473,7 @@ fn the_ladder_default_denies_at_the_human_deadline_like_a_hand_given_deny() {
     // (in another order: the ladder closes both conflicts in one tick, and the
     // second's decision follows the denial the first made).
     let hand = builder(&ManualClock::new(t0())).build();
-    assert_eq!(queued_waiter(&hand), [first, second]);
+    assert_eq!(blocked_waiter(&hand), [first, second]);
     hand.decide(first, HumanDecision::Deny, Decider::Human)
         .expect("decide");
     let as_default = |k: EventKind| match k {
@@ -471,7 +507,8 @@ fn the_ladder_default_denies_at_the_human_deadline_like_a_hand_given_deny() {
             | EventKind::ConflictResolved { .. }
             | EventKind::TaskAssigned { .. }
     );
-    assert_eq!(ids(&c.assignments()), [tid(4)]);
+    assert!(c.assignments().is_empty());
+    assert!(c.waiting().is_empty());
 }
 
 /// Deregistering returns the profile and forgets the agent; with
@@ -518,7 +555,6 @@ fn deregistering_an_agent_returns_its_profile_and_with_fail_its_task_is_lost() {
 /// The running task of a deregistered agent waits again (as old as it was) and goes
 /// to another agent when one has room.
 #[test]
-
 fn deregistering_an_agent_requeues_its_tasks_for_another_agent() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();
@@ -551,7 +587,6 @@ fn deregistering_an_agent_requeues_its_tasks_for_another_agent() {
 /// The same bug with `OnAgentLoss::Fail`: the slot the lost task frees goes to a
 /// queued task on the leaving agent itself.
 #[test]
-
 fn deregistering_an_agent_with_work_queued_leaves_that_work_to_the_others() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).on_agent_loss(OnAgentLoss::Fail).build();
@@ -629,7 +664,6 @@ fn an_agent_going_offline_hands_its_tasks_back() {
 /// then; when its agent comes back idle it should take it, not leave it waiting for
 /// a busy agent while a newer task takes the idle one.
 #[test]
-
 fn an_agent_back_in_service_takes_the_task_it_handed_back() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();
@@ -703,7 +737,7 @@ fn a_driver_climbs_the_ladder_with_no_host_tick() {
     let clock = ManualClock::new(t0());
     let c = Arc::new(builder(&clock).build());
     let driver = driver(&c, &clock);
-    let [first, _] = queued_waiter(&c);
+    let [first, _] = blocked_waiter(&c);
 
     // Turn by turn: each wakes at the next rung's exact time.
     let rungs = [TO_ORCHESTRATOR, TO_HUMAN, TO_HUMAN + HUMAN_HAS];
@@ -743,7 +777,7 @@ fn a_running_driver_is_woken_by_a_new_conflict_and_escalates_it() {
     assert!(run.as_mut().poll(&mut cx).is_pending());
     assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
 
-    let [first, _] = queued_waiter(&c);
+    let [first, _] = blocked_waiter(&c);
     assert!(wakes.0.load(Ordering::SeqCst) > 0, "a change wakes it");
     let mut polls = 0;
     while !state(&c, first).is_some_and(ConflictState::is_closed) {
@@ -940,7 +974,7 @@ fn events_display_in_one_line_and_serialize_as_a_flat_envelope() {
 
     // A denial, with who gave it.
     let d = builder(&clock).build();
-    let [first, _] = queued_waiter(&d);
+    let [first, _] = blocked_waiter(&d);
     d.decide(first, HumanDecision::Deny, Decider::Human)
         .expect("decide");
     events.extend(d.drain_events());
@@ -972,7 +1006,6 @@ fn events_display_in_one_line_and_serialize_as_a_flat_envelope() {
 /// for a task whose claims collide: it waits behind the holder, and a deny withdraws
 /// it with a `TaskDenied` event and a `Notice::Refused` for its watched group.
 #[test]
-
 fn a_conflicted_task_waits_behind_its_holder_and_a_deny_withdraws_it() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();
@@ -992,7 +1025,6 @@ fn a_conflicted_task_waits_behind_its_holder_and_a_deny_withdraws_it() {
 /// What `Core::decide` documents for an approval: the waiting side "is queued now and
 /// starts when an agent has room", with no second submission.
 #[test]
-
 fn an_approved_conflicted_task_starts_without_being_submitted_again() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();
@@ -1001,4 +1033,32 @@ fn an_approved_conflicted_task_starts_without_being_submitted_again() {
         .expect("approve");
     assert_eq!(ids(&c.assignments()), [tid(1), tid(2)]);
     assert!(matches!(&notices(&c)[..], [Notice::Started(a)] if a.task.id() == tid(2)));
+}
+
+/// An approval outlives a restore: a task approved to run beside its holder, still
+/// waiting for room when the coordinator is checkpointed, starts beside it once room
+/// comes back in the restored coordinator, as in the uninterrupted one.
+#[test]
+#[ignore = "bug: the approved pairs (State::approved) are not in the snapshot, so after a restore the approved task collides with its holder again and waits behind it, with no open conflict left to decide"]
+fn an_approval_survives_a_restore() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 2)).expect("register");
+    assigned(c.assign(claiming(1, &["x"])).expect("task 1"));
+    let found = conflicted(c.assign(claiming(2, &["x"])).expect("task 2"))[0];
+    assigned(c.assign(task(4)).expect("task 4"));
+    c.decide(found, HumanDecision::Approve, Decider::Orchestrator)
+        .expect("approve");
+    assert_eq!(behind(&c), [(tid(2), None)]);
+    c.drain_events();
+
+    let r = builder(&clock)
+        .restore(serde_json::from_str(&json(&c)).expect("parse"))
+        .expect("restore");
+    let (got, want) = (
+        r.complete(tid(4), true, None).expect("complete 4"),
+        c.complete(tid(4), true, None).expect("complete 4"),
+    );
+    assert_eq!(ids(&want), [tid(2)]);
+    assert_eq!(ids(&got), ids(&want), "restored: {:?}", behind(&r));
 }
