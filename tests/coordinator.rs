@@ -1695,6 +1695,50 @@ fn an_assignment_the_host_holds_is_never_reused() {
     assert_eq!(c.assignments().len(), 1);
 }
 
+/// Regression: a task withdrawn while it waited behind the holder of its conflict
+/// leaves that conflict open (its holder's end resolves it); submitted again, it met
+/// that same conflict, and `Conflicted` was returned without the task waiting
+/// anywhere: the holder's end started nothing, and the task was lost. It now meets
+/// the same conflict (none is opened again) and waits behind the holder, as any
+/// conflicted task does.
+#[test]
+fn a_task_withdrawn_and_submitted_again_waits_behind_the_same_conflict() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
+        .unwrap();
+    assigned(&c, claiming(1));
+    let AssignOutcome::Conflicted { conflicts, .. } = c.assign(claiming(2)).unwrap() else {
+        panic!("no conflict")
+    };
+    assert_eq!(c.cancel(TaskId::new(2)).unwrap().id(), TaskId::new(2));
+    assert!(c.waiting().is_empty());
+    // The conflict stays open with its holder.
+    let open: Vec<_> = c.open_conflicts().iter().map(|o| o.conflict.id()).collect();
+    assert_eq!(open, conflicts);
+    c.drain_events();
+
+    let out = c.assign(claiming(2)).unwrap();
+    assert!(
+        matches!(&out, AssignOutcome::Conflicted { conflicts: again, .. } if *again == conflicts),
+        "{out:?}"
+    );
+    assert_eq!(behind(&c), [(TaskId::new(2), Some(TaskId::new(1)))]);
+    let events = c.drain_events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::ConflictDetected { .. })),
+        "{events:?}"
+    );
+    assert_eq!(c.snapshot().conflicts.entries.len(), 1);
+
+    // The holder's end resolves it and starts the task.
+    let served = c.complete(TaskId::new(1), true, None).unwrap();
+    assert_eq!(ids(&served), [TaskId::new(2)]);
+    assert!(c.waiting().is_empty());
+}
+
 /// A conflicted task starts when its holder ends, even after waiting behind it longer
 /// than the ledger's `reserve_after`: the holder's end gives back room on its own
 /// agent, which the task needs.

@@ -330,7 +330,9 @@ impl Core {
     /// Opens the conflicts a directly assigned task's claims collide in (each held by
     /// the task named first in it, whose end resolves it), all of them or none; with
     /// `wait`, sets the task to wait behind the first holder (else the caller submits
-    /// it again, and meets the same open conflicts, not new ones).
+    /// it again, and meets the same open conflicts, not new ones). A task that meets
+    /// conflicts still open from an earlier submission (it was withdrawn while they
+    /// stayed with their holders) meets those, not new ones, and waits all the same.
     ///
     /// # Errors
     /// [`ConflictError::DuplicateConflict`] if the manager already knows one of their
@@ -346,11 +348,13 @@ impl Core {
     ) -> Result<AssignOutcome, CoordinatorError> {
         let s = &mut self.s;
         let id_of_task = task.id();
+        // Every collision, for the task to wait behind the first holder.
+        let collisions = found;
         // A task submitted again while the conflicts it met are still open meets the
         // same conflicts: they are reported again, and not opened twice.
         let mut known = Vec::new();
-        let found: Vec<Conflict> = found
-            .into_iter()
+        let found: Vec<Conflict> = collisions
+            .iter()
             .filter(|c| {
                 let holder = c.parties().first().and_then(Party::task_id);
                 match holder.and_then(|h| s.open_conflict_between(h, id_of_task)) {
@@ -361,13 +365,8 @@ impl Core {
                     None => true,
                 }
             })
+            .cloned()
             .collect();
-        if found.is_empty() {
-            return Ok(AssignOutcome::Conflicted {
-                task: id_of_task,
-                conflicts: known,
-            });
-        }
         // `ConflictManager::open` refuses only an id it knows. Every id is checked
         // before the first is opened, so that a refusal cannot leave some conflicts
         // open, their events made and their holders recorded: below this check
@@ -431,7 +430,7 @@ impl Core {
             since: Some(now),
             parked: None,
         };
-        s.block(key, w, &found, now);
+        s.block(key, w, &collisions, now);
         Ok(AssignOutcome::Conflicted {
             task: id_of_task,
             conflicts: opened_ids,
