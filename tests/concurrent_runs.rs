@@ -468,7 +468,6 @@ fn an_agent_leaving_service_hands_its_step_to_another() {
     let run = run.unwrap();
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
     assert_eq!(run.attempts("long"), Some(1));
-
     assert_ne!(run.agent("long"), Some(lost));
     let changes: Vec<String> = run.history().iter().map(|e| e.change.to_string()).collect();
     assert_eq!(

@@ -764,11 +764,13 @@ impl Executor {
                 if handle.poll_cancelled(cx).is_ready() {
                     return Poll::Ready(Wake::Cancelled);
                 }
-                if let Poll::Ready(Some(done)) = inflight.poll_next_unpin(cx) {
-                    return Poll::Ready(Wake::Answered(done));
-                }
+                // The coordinator's news before the agents' answers: an attempt
+                // taken from its agent is dropped before that agent is polled again.
                 if coordinator.poll_notices(group, cx, notices).is_ready() {
                     return Poll::Ready(Wake::Noticed);
+                }
+                if let Poll::Ready(Some(done)) = inflight.poll_next_unpin(cx) {
+                    return Poll::Ready(Wake::Answered(done));
                 }
                 match sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
                     Some(Poll::Ready(())) => Poll::Ready(Wake::Timer),
