@@ -1039,7 +1039,6 @@ fn an_approved_conflicted_task_starts_without_being_submitted_again() {
 /// waiting for room when the coordinator is checkpointed, starts beside it once room
 /// comes back in the restored coordinator, as in the uninterrupted one.
 #[test]
-#[ignore = "bug: the approved pairs (State::approved) are not in the snapshot, so after a restore the approved task collides with its holder again and waits behind it, with no open conflict left to decide"]
 fn an_approval_survives_a_restore() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();

@@ -56,6 +56,10 @@ pub struct CoordinatorSnapshot {
     /// [forgotten](Core::forget_closed_conflicts).
     #[serde(default)]
     pub next_conflict_id: u64,
+    /// The (holder, task) pairs a decision approved to run side by side, so that an
+    /// approved task still waiting for room is not blocked again after a restore.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub approved: BTreeSet<(TaskId, TaskId)>,
 }
 
 /// Version 2 added `conflicts`; version 3, tasks held off the queue
@@ -83,6 +87,7 @@ impl Core {
             next_seq: s.next_seq,
             conflicts: s.conflicts.snapshot(),
             next_conflict_id: s.detector.next_id(),
+            approved: s.approved.clone(),
         }
     }
 }
@@ -218,6 +223,14 @@ pub(super) fn restore(
     s.detector = detector;
     s.claims = claims;
     s.blocked = blocked;
+    // An approval outlives neither side: a pair naming a task that neither runs nor
+    // waits is dropped.
+    let known = |t: &TaskId| s.assignments.contains_key(t) || s.waiting_by_task.contains_key(t);
+    s.approved = snapshot
+        .approved
+        .into_iter()
+        .filter(|(h, t)| known(h) && known(t))
+        .collect();
     Ok(Core { parts, s })
 }
 
