@@ -654,6 +654,7 @@ impl Executor {
         let mut inflight = FuturesUnordered::new();
         let mut ready = Vec::new();
         let mut batch = Batch::default();
+        let mut launching = Vec::new();
         loop {
             let now = self.now();
             if handle.is_cancelled() {
@@ -693,7 +694,10 @@ impl Executor {
             // before the agents get the work.
             self.notify(run, seen);
             let mut answered = false;
-            for launch in std::mem::take(&mut books.launched) {
+            // The launches are taken out (settling one needs the books) in a buffer
+            // that goes back, so that its capacity is kept from round to round.
+            std::mem::swap(&mut launching, &mut books.launched);
+            for launch in launching.drain(..) {
                 let deadline = launch.timeout.map(|(_, at)| at);
                 let work = work_item(run, launch.step, launch.task, launch.attempt, deadline)?;
                 match begin(launch, work, self.spawner.as_ref()) {
