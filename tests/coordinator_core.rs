@@ -1061,3 +1061,43 @@ fn an_approval_survives_a_restore() {
     assert_eq!(ids(&want), [tid(2)]);
     assert_eq!(ids(&got), ids(&want), "restored: {:?}", behind(&r));
 }
+
+/// An approval stands when the approved task only moves: its agent leaves service,
+/// the task is handed back, and it starts on another agent beside its holder again,
+/// with no new conflict and without waiting behind the holder.
+#[test]
+fn an_approval_follows_its_task_to_another_agent() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    for id in 1..=3 {
+        c.register_agent(agent(id, 1)).expect("register");
+    }
+    assigned(c.assign(claiming(1, &["x"])).expect("task 1"));
+    let found = conflicted(c.assign(claiming(2, &["x"])).expect("task 2"))[0];
+    c.decide(found, HumanDecision::Approve, Decider::Human)
+        .expect("approve");
+    let on = c
+        .assignments()
+        .iter()
+        .find(|a| a.task.id() == tid(2))
+        .map(|a| a.agent)
+        .expect("task 2 runs once approved");
+    c.drain_events();
+
+    c.set_agent_status(on, AgentStatus::Offline)
+        .expect("offline");
+    let running: Vec<(TaskId, AgentId)> = c
+        .assignments()
+        .iter()
+        .map(|a| (a.task.id(), a.agent))
+        .collect();
+    assert_eq!(running.len(), 2, "{running:?}");
+    let moved = running.iter().find(|(t, _)| *t == tid(2)).expect("task 2");
+    assert_ne!(moved.1, on);
+    assert_none!(
+        kinds(&c),
+        EventKind::ConflictDetected { .. } | EventKind::TaskBlocked { .. }
+    );
+    assert!(c.open_conflicts().is_empty());
+    assert!(c.waiting().is_empty());
+}

@@ -64,6 +64,13 @@ pub(super) struct Parts {
     pub(super) on_agent_loss: OnAgentLoss,
 }
 
+/// The running tasks taken from an agent that left service, with the approvals that
+/// let them run beside a holder.
+struct Lost {
+    tasks: Vec<Arc<Assignment>>,
+    approved: Vec<(TaskId, TaskId)>,
+}
+
 /// The coordination state.
 #[derive(Debug)]
 pub(super) struct State {
@@ -559,7 +566,7 @@ impl Core {
         agent: AgentId,
         now: Timestamp,
         grants: &mut Vec<crate::resource::Grant>,
-    ) -> Vec<Arc<Assignment>> {
+    ) -> Lost {
         let mut lost: Vec<TaskId> = self
             .s
             .assignments
@@ -568,9 +575,20 @@ impl Core {
             .map(|a| a.task.id())
             .collect();
         lost.sort_unstable();
-        lost.into_iter()
+        // A decision that let a task run beside a holder still stands when the task
+        // is only moved to another agent: kept here, as freeing the task drops it.
+        let approved: Vec<(TaskId, TaskId)> = self
+            .s
+            .approved
+            .iter()
+            .filter(|(_, t)| lost.binary_search(t).is_ok())
+            .copied()
+            .collect();
+        let tasks = lost
+            .into_iter()
             .filter_map(|task| self.take_running(task, now, grants))
-            .collect()
+            .collect();
+        Lost { tasks, approved }
     }
 
     /// Hands back the tasks taken from `agent`, which left service: the tasks
@@ -578,12 +596,13 @@ impl Core {
     /// failure per [`OnAgentLoss`], with an event and a notice to its group.
     fn hand_back(
         &mut self,
-        lost: Vec<Arc<Assignment>>,
+        lost: Lost,
         agent: AgentId,
         now: Timestamp,
         unblocked: &mut Vec<(crate::resource::Grant, RequestId)>,
     ) {
-        for a in lost {
+        let Lost { tasks, approved } = lost;
+        for a in tasks {
             let task = a.task.id();
             unblocked.extend(self.s.unblock(task, now));
             let requeued = self.parts.on_agent_loss == OnAgentLoss::Requeue;
@@ -597,6 +616,11 @@ impl Core {
                 },
             );
             if requeued {
+                for &(holder, waiter) in &approved {
+                    if waiter == task && self.s.assignments.contains_key(&holder) {
+                        self.s.approved.insert((holder, waiter));
+                    }
+                }
                 self.s
                     .notify(a.group.as_ref(), Notice::Requeued { task, agent });
                 let a = Arc::unwrap_or_clone(a);
