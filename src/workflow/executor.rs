@@ -1179,31 +1179,26 @@ impl Executor {
         books: &mut Books<'s>,
     ) -> Result<(), ExecutorError> {
         let group = run.id().to_owned();
-        let mut held: BTreeMap<TaskId, Arc<Assignment>> = self
-            .coordinator
-            .assignments()
+        let assignments = self.coordinator.assignments();
+        let waiting = self.coordinator.waiting();
+        // Task ids go on above every id the coordinator holds, for any run: the
+        // runs resumed beside this one still hold theirs.
+        let above = assignments
+            .iter()
+            .map(|a| a.task.id())
+            .chain(waiting.iter().map(|w| w.task.id()))
+            .map(|id| id.get().saturating_add(1))
+            .max();
+        let mut held: BTreeMap<TaskId, Arc<Assignment>> = assignments
             .into_iter()
             .filter(|a| a.group.as_deref() == Some(group.as_str()))
             .map(|a| (a.task.id(), a))
             .collect();
-        let waiting = self.coordinator.waiting();
         let mut queued: BTreeSet<TaskId> = waiting
             .iter()
             .filter(|w| w.group.as_deref() == Some(group.as_str()))
             .map(|w| w.task.id())
             .collect();
-        // Task ids go on above every id the coordinator holds.
-        let above = held
-            .keys()
-            .chain(
-                waiting
-                    .iter()
-                    .map(|w| w.task.id())
-                    .collect::<Vec<_>>()
-                    .iter(),
-            )
-            .map(|id| id.get().saturating_add(1))
-            .max();
         if let Some(above) = above {
             self.next_task.fetch_max(above, Ordering::SeqCst);
         }

@@ -4,7 +4,10 @@
 //! steps wait, they do not fail), every step is done exactly once (a step taken from
 //! an agent that left is done by another, not twice), no step starts before its
 //! dependencies succeeded, no agent ever runs more than its slots, and the
-//! coordinator ends with nothing running, waiting or open.
+//! coordinator ends with nothing running, waiting or open. And the same scene with
+//! the host crashing at a random time, the coordinator and each run restored from
+//! their own last checkpoints and resumed: every run succeeds, and no step that had
+//! succeeded at its run's checkpoint is done again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +17,7 @@ use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, Work
 use concord::coordinator::Coordinator;
 use concord::policy::SystemMode;
 use concord::workflow::{
-    Executor, RunOutcome, SimulatedTimer, StepChange, StepSpec, Timer, Workflow,
+    Executor, Run, RunOutcome, SimulatedTimer, StepChange, StepSpec, Timer, Workflow,
 };
 use concord::{
     AgentId, AgentProfile, Claim, Clock, ManualClock, Role, RuleBasedAnalyzer, RuleSet, TaskId,
@@ -270,5 +273,253 @@ proptest! {
         prop_assert!(coordinator.assignments().is_empty());
         prop_assert!(coordinator.waiting().is_empty());
         prop_assert!(coordinator.open_conflicts().is_empty());
+    }
+}
+
+/// Each run its own workflow (steps `r{run}s{i}`), so that a worker can tell which
+/// run's step it did.
+fn workflow_of(run: usize, steps: &[Step]) -> Workflow {
+    let role = Role::new("worker").unwrap();
+    let mut b = Workflow::builder(format!("shared-{run}"));
+    for (i, step) in steps.iter().enumerate() {
+        let mut spec = StepSpec::new(format!("r{run}s{i}")).with_role(role.clone());
+        for d in &step.deps {
+            spec = spec.after(format!("r{run}s{d}"));
+        }
+        if let Some(n) = step.claim {
+            spec = spec.with_claim(Claim::exclusive(NAMES[n]));
+        }
+        b = b.step(spec);
+    }
+    b.build().unwrap()
+}
+
+/// Work finished per step name, across a crash.
+#[derive(Debug, Default)]
+struct Done(BTreeMap<String, u32>);
+
+#[derive(Debug)]
+struct Named {
+    id: AgentId,
+    clock: ManualClock,
+    timer: SimulatedTimer,
+    steps: Arc<Vec<Step>>,
+    done: Arc<Mutex<Done>>,
+}
+
+#[async_trait::async_trait]
+impl Agent for Named {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        let name = work.description().to_owned();
+        let i: usize = name
+            .rsplit('s')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let secs = self.steps.get(i).map_or(1, |s| s.secs);
+        self.timer
+            .sleep_until(self.clock.now() + Duration::from_secs(secs))
+            .await;
+        *self.done.lock().0.entry(name).or_default() += 1;
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("1"))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 32,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The host crashes at a random time while several runs share the fleet; the
+    /// coordinator and each run are restored from their last checkpoints (taken at
+    /// every change, each on its own) and resumed by a new executor: every run
+    /// succeeds, a step that had succeeded at its run's checkpoint is never done
+    /// again, every step is done, and nothing is left in the coordinator.
+    #[test]
+    fn a_crash_while_runs_share_the_fleet_loses_and_repeats_nothing_finished(
+        scene in scene(),
+        crash_at in 1u64..30,
+    ) {
+        crash_case(scene, crash_at)?;
+    }
+}
+
+/// One crash scene (see the property above).
+fn crash_case(scene: Scene, crash_at: u64) -> Result<(), TestCaseError> {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let timer = SimulatedTimer::new(clock.clone());
+    let builder = || {
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+    };
+    let coordinator = Arc::new(builder().build());
+    let done = Arc::new(Mutex::new(Done::default()));
+    let steps = Arc::new(scene.steps.clone());
+    let agents: Vec<AgentId> = (1..=scene.slots.len() as u64).map(AgentId::new).collect();
+    for (&id, &slots) in agents.iter().zip(&scene.slots) {
+        coordinator
+            .register_agent(
+                AgentProfile::new(id, "w")
+                    .with_role(Role::new("worker").unwrap())
+                    .with_max_tasks(slots),
+            )
+            .unwrap();
+    }
+    let executor_over = |c: &Arc<Coordinator>| {
+        let mut e = Executor::new(Arc::clone(c), timer.clone());
+        for &id in &agents {
+            e = e.with_agent(Arc::new(Named {
+                id,
+                clock: clock.clone(),
+                timer: timer.clone(),
+                steps: Arc::clone(&steps),
+                done: Arc::clone(&done),
+            }));
+        }
+        e
+    };
+    // The host's checkpoints: the coordinator's and each run's, at every change.
+    type Checkpoints = Arc<Mutex<(Option<String>, BTreeMap<String, String>)>>;
+    let saved: Checkpoints = Arc::default();
+    let sink = Arc::clone(&saved);
+    let journal = Arc::clone(&coordinator);
+    let executor = executor_over(&coordinator).with_observer(
+        move |run: &Run, _: &[concord::workflow::RunEvent]| {
+            let mut saved = sink.lock();
+            saved.0 = Some(serde_json::to_string(&journal.snapshot()).unwrap());
+            saved.1.insert(
+                run.id().to_owned(),
+                serde_json::to_string(&run.snapshot()).unwrap(),
+            );
+        },
+    );
+    let workflows: Vec<Workflow> = (0..scene.runs)
+        .map(|r| workflow_of(r, &scene.steps))
+        .collect();
+    let start = clock.now();
+    let runs = join_all(
+        workflows
+            .iter()
+            .enumerate()
+            .map(|(r, wf)| executor.run(wf, &format!("run-{r}"), r as u64)),
+    );
+    let crash = timer.sleep_until(start + Duration::from_secs(crash_at));
+    let finished = futures::executor::block_on(async {
+        futures::pin_mut!(runs);
+        match futures::future::select(runs, crash).await {
+            futures::future::Either::Left((runs, _)) => Some(runs),
+            futures::future::Either::Right(((), _)) => None,
+        }
+    });
+    if let Some(runs) = finished {
+        // Everything ended before the crash.
+        for run in runs {
+            prop_assert_eq!(run.unwrap().outcome(), Some(RunOutcome::Succeeded));
+        }
+        return Ok(());
+    }
+    // The crash: everything in memory is gone but the checkpoints.
+    drop(executor);
+    let (coordinator_json, run_json) = saved.lock().clone();
+    let restored = Arc::new(match coordinator_json {
+        Some(json) => builder()
+            .restore(serde_json::from_str(&json).unwrap())
+            .unwrap(),
+        None => {
+            let c = builder().build();
+            for (&id, &slots) in agents.iter().zip(&scene.slots) {
+                c.register_agent(
+                    AgentProfile::new(id, "w")
+                        .with_role(Role::new("worker").unwrap())
+                        .with_max_tasks(slots),
+                )
+                .unwrap();
+            }
+            c
+        }
+    });
+    // Back in service after the restart, in normal mode.
+    restored.set_mode(SystemMode::Normal);
+    for &agent in &agents {
+        let _ = restored.set_agent_status(agent, AgentStatus::Available);
+    }
+    let done_before = done.lock().0.clone();
+    let mut succeeded_at_crash = Vec::new();
+    let mut resumed = Vec::new();
+    let executor = executor_over(&restored);
+    for (r, wf) in workflows.iter().enumerate() {
+        let id = format!("run-{r}");
+        let run = match run_json.get(&id) {
+            Some(json) => {
+                let snapshot: concord::workflow::RunSnapshot = serde_json::from_str(json).unwrap();
+                for s in &snapshot.steps {
+                    if s.status == concord::workflow::StepStatus::Succeeded {
+                        succeeded_at_crash.push(s.name.clone());
+                    }
+                }
+                Run::restore(wf, snapshot).unwrap()
+            }
+            None => wf.start_run(id.as_str(), r as u64, restored.now()),
+        };
+        resumed.push(run);
+    }
+    let runs = futures::executor::block_on(join_all(
+        resumed.into_iter().map(|run| executor.resume(run)),
+    ));
+    for run in runs {
+        let run = run.unwrap();
+        prop_assert_eq!(run.outcome(), Some(RunOutcome::Succeeded), "{}", run.id());
+    }
+    let done_after = done.lock().0.clone();
+    for name in &succeeded_at_crash {
+        prop_assert_eq!(
+            done_after.get(name),
+            done_before.get(name),
+            "{} had succeeded at the checkpoint and was done again",
+            name
+        );
+    }
+    for r in 0..scene.runs {
+        for i in 0..scene.steps.len() {
+            let name = format!("r{r}s{i}");
+            prop_assert!(
+                done_after.get(&name).copied().unwrap_or(0) >= 1,
+                "{} never done",
+                name
+            );
+        }
+    }
+    prop_assert!(restored.assignments().is_empty());
+    prop_assert!(restored.waiting().is_empty());
+    prop_assert!(restored.open_conflicts().is_empty());
+    Ok(())
+}
+
+/// Regression: two runs resumed side by side after a crash; the first took the next
+/// task id after its own tasks only, which the second run's task still held, and
+/// its resume failed with `DuplicateTask`.
+#[test]
+fn runs_resumed_side_by_side_do_not_reuse_each_others_task_ids() {
+    let scene = Scene {
+        steps: vec![Step {
+            deps: vec![],
+            claim: None,
+            secs: 2,
+        }],
+        runs: 2,
+        slots: vec![1, 1],
+        acts: vec![],
+    };
+    if let Err(e) = crash_case(scene, 1) {
+        panic!("{e}");
     }
 }
