@@ -854,3 +854,60 @@ fn predictors_are_object_safe_and_thread_safe() {
         assert!(p.predict("k", &cpu(10)).resources.cpu_millis() >= 10);
     }
 }
+
+/// What the coordinator's predictor learned outlives a restart when the host keeps a
+/// handle to it (`Arc<Mutex<_>>`), checkpoints it beside the coordinator, and hands
+/// the restored predictor to the restored coordinator: both predict the same.
+#[test]
+fn a_shared_predictor_is_checkpointed_beside_the_coordinator() {
+    use std::sync::{Arc, Mutex};
+
+    use concord::coordinator::Coordinator;
+    use concord::resource::PercentilePredictor;
+    use concord::{
+        AgentId, AgentProfile, ManualClock, Resources, RuleBasedAnalyzer, RuleSet, Task, TaskId,
+        Timestamp,
+    };
+
+    let clock = ManualClock::new(Timestamp::from_secs(1_000));
+    let learned = Arc::new(Mutex::new(PercentilePredictor::default()));
+    let builder = || {
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+    };
+    let coordinator = builder().predictor(Arc::clone(&learned)).build();
+    coordinator
+        .register_agent(
+            AgentProfile::new(AgentId::new(1), "big")
+                .with_capacity("cpu=64,memory=64Gi".parse().unwrap()),
+        )
+        .unwrap();
+    let asked: Resources = "cpu=1,memory=1Gi".parse().unwrap();
+    for id in 1..=20 {
+        let task = Task::new(TaskId::new(id), "index", "index the docs")
+            .with_requirements(concord::Requirements::new().with_resources(asked.clone()));
+        assert!(coordinator.assign(task).unwrap().assignment().is_some());
+        let used: Resources = "cpu=3,memory=2Gi".parse().unwrap();
+        coordinator
+            .complete(TaskId::new(id), true, Some(used))
+            .unwrap();
+    }
+    let before = coordinator.with_core(|c| c.predictor().predict("index", &asked));
+    assert!(
+        before.resources.cpu_millis() > 1000,
+        "it learned: {before:?}"
+    );
+
+    // The checkpoint: the coordinator's snapshot and the predictor's, side by side.
+    let snapshot = serde_json::to_string(&coordinator.snapshot()).unwrap();
+    let predictor = serde_json::to_string(&learned.lock().unwrap().snapshot()).unwrap();
+    let restored = builder()
+        .predictor(PercentilePredictor::restore(
+            serde_json::from_str(&predictor).unwrap(),
+        ))
+        .restore(serde_json::from_str(&snapshot).unwrap())
+        .unwrap();
+    let after = restored.with_core(|c| c.predictor().predict("index", &asked));
+    assert_eq!(after, before);
+}

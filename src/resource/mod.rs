@@ -137,5 +137,48 @@ pub trait ResourcePredictor: fmt::Debug + Send + Sync {
     fn observe(&mut self, kind: &str, observation: &Observation);
 }
 
+/// A predictor the host keeps a handle to: the coordinator owns what it is given, so
+/// to checkpoint what a predictor has learned (the coordinator's snapshot does not
+/// hold it), hand the builder an `Arc<Mutex<_>>` and keep a clone. Each prediction
+/// then takes the lock, which nothing else holds but the host's checkpoint.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use concord::coordinator::Coordinator;
+/// use concord::resource::PercentilePredictor;
+///
+/// let learned = Arc::new(Mutex::new(PercentilePredictor::default()));
+/// let coordinator = Coordinator::builder().predictor(Arc::clone(&learned)).build();
+/// // ... tasks complete and the predictor learns; at a checkpoint:
+/// let snapshot = learned.lock().unwrap().snapshot();
+/// // After a restart: the predictor from its snapshot, with the coordinator's.
+/// let restored = Coordinator::builder()
+///     .predictor(PercentilePredictor::restore(snapshot))
+///     .build();
+/// # drop((coordinator, restored));
+/// ```
+impl<P: ResourcePredictor> ResourcePredictor for std::sync::Arc<std::sync::Mutex<P>> {
+    fn predict(&self, kind: &str, requested: &Resources) -> Prediction {
+        let predictor = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        predictor.predict(kind, requested)
+    }
+
+    fn predict_in_place(&self, kind: &str, resources: &mut Resources) {
+        let predictor = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        predictor.predict_in_place(kind, resources);
+    }
+
+    fn observe(&mut self, kind: &str, observation: &Observation) {
+        let mut predictor = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        predictor.observe(kind, observation);
+    }
+}
+
 #[cfg(test)]
 fn _object_safe(_: &dyn ResourcePredictor) {}
