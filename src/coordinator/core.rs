@@ -470,22 +470,7 @@ impl Core {
         // Waiting requests that name it leave the queue first (so that nothing it
         // frees is granted to it again), and are asked again, for the agents that
         // stay, once it is gone.
-        let naming: Vec<RequestId> = self
-            .s
-            .ledger
-            .waiting(now)
-            .into_iter()
-            .filter(|w| w.request.candidates().contains(&agent))
-            .map(|w| w.id)
-            .collect();
-        let mut again = Vec::new();
-        for request in naming {
-            if self.s.ledger.cancel(request).is_ok() {
-                if let Some(w) = self.s.unwait(request) {
-                    again.push(w);
-                }
-            }
-        }
+        let again = self.take_queued(agent, true, now);
         let mut grants = Vec::new();
         let lost = self.take_tasks_of(agent, now, &mut grants);
         let profile = self.s.registry.deregister(agent)?;
@@ -651,30 +636,32 @@ impl Core {
         agent: AgentId,
         now: Timestamp,
     ) -> Vec<(crate::resource::Grant, RequestId)> {
-        let lacking: Vec<RequestId> = self
+        let mut granted = Vec::new();
+        for w in self.take_queued(agent, false, now) {
+            self.requeue(w, now, &mut granted);
+        }
+        granted
+    }
+
+    /// Takes out of the ledger's queue, in its order, the waiting tasks whose
+    /// requests name `agent` among their candidates (with `naming` false: those that
+    /// do not), to be asked for again.
+    fn take_queued(&mut self, agent: AgentId, naming: bool, now: Timestamp) -> Vec<WaitingTask> {
+        let requests: Vec<RequestId> = self
             .s
             .ledger
             .waiting(now)
             .into_iter()
-            .filter(|w| !w.request.candidates().contains(&agent))
+            .filter(|w| w.request.candidates().contains(&agent) == naming)
             .map(|w| w.id)
-            .filter(|id| {
-                self.s
-                    .waiting
-                    .get(id)
-                    .is_some_and(|w| w.behind.is_none() && w.parked.is_none())
-            })
             .collect();
-        let mut granted = Vec::new();
-        for request in lacking {
-            if self.s.ledger.cancel(request).is_err() {
-                continue;
-            }
-            if let Some(w) = self.s.unwait(request) {
-                self.requeue(w, now, &mut granted);
+        let mut taken = Vec::new();
+        for request in requests {
+            if self.s.ledger.cancel(request).is_ok() {
+                taken.extend(self.s.unwait(request));
             }
         }
-        granted
+        taken
     }
 
     /// Takes running `task` off its agent: its slot, claims and resources are freed

@@ -655,6 +655,7 @@ impl Executor {
         let mut ready = Vec::new();
         let mut batch = Batch::default();
         let mut launching = Vec::new();
+        let mut answers = Vec::new();
         loop {
             let now = self.now();
             if handle.is_cancelled() {
@@ -786,7 +787,8 @@ impl Executor {
             match wake {
                 Wake::Cancelled | Wake::Noticed => {}
                 Wake::Answered(done) => {
-                    let mut answers = vec![done];
+                    answers.clear();
+                    answers.push(done);
                     // Settle every other attempt that has finished too, so that the
                     // steps they free are dispatched together, in one batch.
                     while let Some(Some(done)) = inflight.next().now_or_never() {
@@ -803,7 +805,7 @@ impl Executor {
                             .collect();
                         self.on_notices(run, books, &in_hand, self.now())?;
                     }
-                    for done in answers.into_iter().flatten() {
+                    for done in answers.drain(..).flatten() {
                         if books.running.contains_key(&done.task) {
                             self.settle(run, books, done)?;
                         }
@@ -853,10 +855,7 @@ impl Executor {
                 .coordinator
                 .why_waiting(task)
                 .unwrap_or_else(|| "for an agent".to_owned());
-            // It may have been assigned this very moment: then it ends unstarted.
-            if self.coordinator.cancel(task).is_err() {
-                self.release(task);
-            }
+            self.withdraw(task);
             run.unbind(step);
             let reason = format!(
                 "step `{}` gave up after waiting {patience:?} {what}",
@@ -954,15 +953,21 @@ impl Executor {
         let cancelled = run.cancel(now);
         tracing::info!(workflow.run = run.id(), steps = cancelled, "run cancelled");
         for (task, _) in std::mem::take(&mut books.waiting) {
-            if self.coordinator.cancel(task).is_err() {
-                self.release(task);
-            }
+            self.withdraw(task);
         }
         for (task, flight) in std::mem::take(&mut books.running) {
             flight.abort.abort();
             self.release(task);
         }
         books.launched.clear();
+    }
+
+    /// Takes back a task the run no longer waits for: withdrawn if it still waits, or,
+    /// assigned this very moment, ended unstarted.
+    fn withdraw(&self, task: TaskId) {
+        if self.coordinator.cancel(task).is_err() {
+            self.release(task);
+        }
     }
 
     /// Ends a running task without an outcome; one the coordinator no longer holds
