@@ -7,12 +7,11 @@
 //! Everything runs on a simulated clock: agents "work" by sleeping on the
 //! [`SimulatedTimer`], so the scenes are deterministic and take no wall-clock time.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, WorkOutput};
+use concord::agent::{Agent, AgentStatus};
 use concord::conflict::HumanDecision;
 use concord::coordinator::{Coordinator, Decider, Driver};
 use concord::policy::SystemMode;
@@ -28,73 +27,9 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use parking_lot::Mutex;
 
-/// What every worker saw: how many attempts it ran at once (now and at most), and
-/// each step it executed, by run.
-#[derive(Debug, Default)]
-struct Books {
-    busy: BTreeMap<AgentId, usize>,
-    peak: BTreeMap<AgentId, usize>,
-    executed: BTreeMap<(String, String), u32>,
-}
-
-/// A worker that takes `work` simulated milliseconds per step and records itself.
-#[derive(Debug)]
-struct Worker {
-    id: AgentId,
-    clock: ManualClock,
-    timer: SimulatedTimer,
-    work: Duration,
-    books: Arc<Mutex<Books>>,
-    /// Whether it answers health checks.
-    up: Arc<AtomicBool>,
-}
-
-/// Ends a worker's attempt in its books, even when the attempt is dropped.
-struct Busy<'a>(&'a Worker);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        *self.0.books.lock().busy.entry(self.0.id).or_default() -= 1;
-    }
-}
-
-#[concord::async_trait]
-impl Agent for Worker {
-    fn id(&self) -> AgentId {
-        self.id
-    }
-
-    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
-        {
-            let mut books = self.books.lock();
-            let busy = books.busy.entry(self.id).or_default();
-            *busy += 1;
-            let now = *busy;
-            let peak = books.peak.entry(self.id).or_default();
-            *peak = (*peak).max(now);
-        }
-        let _busy = Busy(self);
-        self.timer.sleep_until(self.clock.now() + self.work).await;
-        // Recorded once the work is done: an attempt dropped midway did nothing.
-        let run = work.task().to_string();
-        let mut books = self.books.lock();
-        *books
-            .executed
-            .entry((run, work.description().to_owned()))
-            .or_default() += 1;
-        Ok(WorkOutput::success())
-    }
-
-    async fn health(&self) -> Result<AgentHealth, AgentError> {
-        if self.up.load(Ordering::SeqCst) {
-            Ok(AgentHealth::new("1.0"))
-        } else {
-            Err(AgentError::Unreachable {
-                reason: "no answer".to_owned(),
-            })
-        }
-    }
-}
+#[path = "support/sim_worker.rs"]
+mod sim_worker;
+use sim_worker::{Books, SimWorker};
 
 fn role(name: &str) -> Role {
     Role::new(name).unwrap()
@@ -129,14 +64,12 @@ fn fleet(workers: u64, slots: u32, work: Duration) -> Fleet {
                     .with_max_tasks(slots),
             )
             .unwrap();
-        executor = executor.with_agent(Arc::new(Worker {
+        executor = executor.with_agent(Arc::new(SimWorker::new(
             id,
-            clock: clock.clone(),
-            timer: timer.clone(),
-            work,
-            books: Arc::clone(&books),
-            up: Arc::new(AtomicBool::new(true)),
-        }));
+            &clock,
+            Arc::new(move |_| work),
+            &books,
+        )));
     }
     Fleet {
         clock,
@@ -168,6 +101,27 @@ fn outside_work(claim: Option<Claim>) -> Task {
         needs = needs.with_claim(claim);
     }
     Task::new(TaskId::new(1), "maintenance", "outside work").with_requirements(needs)
+}
+
+/// Outside work (task 1) holds `env/staging` exclusively; the claim, for a step.
+fn staging_held_outside(f: &Fleet) -> Claim {
+    let env = Claim::exclusive("env/staging");
+    let held = f
+        .coordinator
+        .assign(outside_work(Some(env.clone())))
+        .unwrap();
+    assert!(held.assignment().is_some());
+    env
+}
+
+/// A human who, at `at`, gives `decision` on the one open conflict.
+async fn human_decides(f: &Fleet, at: Timestamp, decision: HumanDecision) {
+    SimulatedTimer::new(f.clock.clone()).sleep_until(at).await;
+    let open = f.coordinator.open_conflicts();
+    assert_eq!(open.len(), 1, "{open:?}");
+    f.coordinator
+        .decide(open[0].conflict.id(), decision, Decider::Human)
+        .unwrap();
 }
 
 /// Nothing of any run is left in the coordinator.
@@ -214,8 +168,8 @@ fn four_runs_at_once_on_three_workers_all_succeed() {
     }
     let books = f.books.lock();
     // Each step once: 80 runs x 6 steps.
-    assert_eq!(books.executed.len(), 80 * 6);
-    assert!(books.executed.values().all(|&n| n == 1));
+    assert_eq!(books.by_task.len(), 80 * 6);
+    assert!(books.by_task.values().all(|&n| n == 1));
     // The fleet was used, and never beyond its slots.
     assert_eq!(books.peak.len(), 3);
     assert!(books.peak.values().all(|&p| p <= 2), "{:?}", books.peak);
@@ -332,12 +286,7 @@ fn safe_mode_pauses_runs_until_normal_mode() {
 #[test]
 fn a_step_blocked_on_a_claim_runs_once_a_human_approves() {
     let f = fleet(2, 2, Duration::from_millis(100));
-    let env = Claim::exclusive("env/staging");
-    let held = f
-        .coordinator
-        .assign(outside_work(Some(env.clone())))
-        .unwrap();
-    assert!(held.assignment().is_some());
+    let env = staging_held_outside(&f);
     let workflow = Workflow::builder("deploy")
         .step(
             StepSpec::new("deploy")
@@ -351,21 +300,8 @@ fn a_step_blocked_on_a_claim_runs_once_a_human_approves() {
         )
         .build()
         .unwrap();
-    let timer = SimulatedTimer::new(f.clock.clone());
-    let coordinator = Arc::clone(&f.coordinator);
     let decide_at = f.clock.now() + Duration::from_secs(120);
-    let human = async {
-        timer.sleep_until(decide_at).await;
-        let open = coordinator.open_conflicts();
-        assert_eq!(open.len(), 1, "{open:?}");
-        coordinator
-            .decide(
-                open[0].conflict.id(),
-                HumanDecision::Approve,
-                Decider::Human,
-            )
-            .unwrap();
-    };
+    let human = human_decides(&f, decide_at, HumanDecision::Approve);
     let (run, ()) = block_on(futures::future::join(
         f.executor.run(&workflow, "approved", 1),
         human,
@@ -389,12 +325,7 @@ fn a_step_blocked_on_a_claim_runs_once_a_human_approves() {
 #[test]
 fn a_denied_step_fails_and_its_rollback_runs() {
     let f = fleet(2, 2, Duration::from_millis(100));
-    let env = Claim::exclusive("env/staging");
-    let held = f
-        .coordinator
-        .assign(outside_work(Some(env.clone())))
-        .unwrap();
-    assert!(held.assignment().is_some());
+    let env = staging_held_outside(&f);
     let workflow = Workflow::builder("deploy")
         .step(
             StepSpec::new("deploy")
@@ -409,17 +340,11 @@ fn a_denied_step_fails_and_its_rollback_runs() {
         )
         .build()
         .unwrap();
-    let timer = SimulatedTimer::new(f.clock.clone());
-    let coordinator = Arc::clone(&f.coordinator);
-    let human = async {
-        timer
-            .sleep_until(coordinator.now() + Duration::from_secs(30))
-            .await;
-        let open = coordinator.open_conflicts();
-        coordinator
-            .decide(open[0].conflict.id(), HumanDecision::Deny, Decider::Human)
-            .unwrap();
-    };
+    let human = human_decides(
+        &f,
+        f.clock.now() + Duration::from_secs(30),
+        HumanDecision::Deny,
+    );
     let (run, ()) = block_on(futures::future::join(
         f.executor.run(&workflow, "denied", 1),
         human,
@@ -500,16 +425,9 @@ fn the_driver_checks_health_and_applies_it() {
         coordinator
             .register_agent(AgentProfile::new(id, "w").with_role(role("worker")))
             .unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        switches.push(Arc::clone(&up));
-        agents.push(Arc::new(Worker {
-            id,
-            clock: clock.clone(),
-            timer: timer.clone(),
-            work: Duration::from_secs(1),
-            books: Arc::clone(&books),
-            up,
-        }));
+        let worker = SimWorker::new(id, &clock, Arc::new(|_| Duration::from_secs(1)), &books);
+        switches.push(Arc::clone(&worker.up));
+        agents.push(Arc::new(worker));
     }
     let driver = Driver::new(Arc::clone(&coordinator), timer.clone()).with_health_checks(
         agents,

@@ -17,6 +17,8 @@ mod predictors;
 mod reference;
 mod registry;
 mod shared_fleet;
+#[path = "../support/sim_worker.rs"]
+mod sim_worker;
 mod workflow;
 #[path = "../support/yield_now.rs"]
 mod yield_now;

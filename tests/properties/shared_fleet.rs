@@ -13,15 +13,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, WorkOutput};
+use concord::agent::{AgentStatus, WorkItem};
 use concord::coordinator::Coordinator;
 use concord::policy::SystemMode;
 use concord::workflow::{
     Executor, Run, RunOutcome, SimulatedTimer, StepChange, StepSpec, Timer, Workflow,
 };
 use concord::{
-    AgentId, AgentProfile, Claim, Clock, ManualClock, Role, RuleBasedAnalyzer, RuleSet, TaskId,
-    Timestamp,
+    AgentId, AgentProfile, Claim, Clock, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
 };
 use futures::future::join_all;
 use parking_lot::Mutex;
@@ -100,58 +99,20 @@ fn scene() -> impl Strategy<Value = Scene> {
         })
 }
 
-/// What the workers did: attempts at once (now and at most) per agent, and work
-/// finished per task.
-#[derive(Debug, Default)]
-struct Books {
-    busy: BTreeMap<AgentId, u32>,
-    peak: BTreeMap<AgentId, u32>,
-    done: BTreeMap<TaskId, u32>,
-}
+use crate::sim_worker::{Books, SimWorker, WorkTime};
 
-#[derive(Debug)]
-struct Worker {
-    id: AgentId,
-    clock: ManualClock,
-    timer: SimulatedTimer,
-    steps: Arc<Vec<Step>>,
-    books: Arc<Mutex<Books>>,
-}
-
-struct Busy<'a>(&'a Worker);
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        *self.0.books.lock().busy.entry(self.0.id).or_default() -= 1;
-    }
-}
-
-#[async_trait::async_trait]
-impl Agent for Worker {
-    fn id(&self) -> AgentId {
-        self.id
-    }
-    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
-        {
-            let mut books = self.books.lock();
-            let busy = books.busy.entry(self.id).or_default();
-            *busy += 1;
-            let now = *busy;
-            let peak = books.peak.entry(self.id).or_default();
-            *peak = (*peak).max(now);
-        }
-        let _busy = Busy(self);
-        let i: usize = work.description()[1..].parse().unwrap_or(0);
-        let secs = self.steps.get(i).map_or(1, |s| s.secs);
-        self.timer
-            .sleep_until(self.clock.now() + Duration::from_secs(secs))
-            .await;
-        *self.books.lock().done.entry(work.task()).or_default() += 1;
-        Ok(WorkOutput::success())
-    }
-    async fn health(&self) -> Result<AgentHealth, AgentError> {
-        Ok(AgentHealth::new("1"))
-    }
+/// Step `s{i}` (or `r{run}s{i}`) takes its scene's seconds.
+fn work_time(steps: &Arc<Vec<Step>>) -> WorkTime {
+    let steps = Arc::clone(steps);
+    Arc::new(move |work: &WorkItem| {
+        let i: usize = work
+            .description()
+            .rsplit('s')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Duration::from_secs(steps.get(i).map_or(1, |s| s.secs))
+    })
 }
 
 fn workflow(steps: &[Step]) -> Workflow {
@@ -199,13 +160,12 @@ proptest! {
                         .with_max_tasks(slots),
                 )
                 .unwrap();
-            executor = executor.with_agent(Arc::new(Worker {
+            executor = executor.with_agent(Arc::new(SimWorker::new(
                 id,
-                clock: clock.clone(),
-                timer: timer.clone(),
-                steps: Arc::clone(&steps),
-                books: Arc::clone(&books),
-            }));
+                &clock,
+                work_time(&steps),
+                &books,
+            )));
         }
         let wf = workflow(&scene.steps);
         let start = clock.now();
@@ -263,8 +223,8 @@ proptest! {
         }
         let books = books.lock();
         // Each step of each run done once: one finished piece of work per step.
-        prop_assert_eq!(books.done.len(), scene.runs * scene.steps.len());
-        prop_assert!(books.done.values().all(|&n| n == 1));
+        prop_assert_eq!(books.by_task.len(), scene.runs * scene.steps.len());
+        prop_assert!(books.by_task.values().all(|&n| n == 1));
         prop_assert!(started >= scene.runs * scene.steps.len());
         for (agent, peak) in &books.peak {
             let slots = scene.slots[agent.get() as usize - 1];
@@ -292,43 +252,6 @@ fn workflow_of(run: usize, steps: &[Step]) -> Workflow {
         b = b.step(spec);
     }
     b.build().unwrap()
-}
-
-/// Work finished per step name, across a crash.
-#[derive(Debug, Default)]
-struct Done(BTreeMap<String, u32>);
-
-#[derive(Debug)]
-struct Named {
-    id: AgentId,
-    clock: ManualClock,
-    timer: SimulatedTimer,
-    steps: Arc<Vec<Step>>,
-    done: Arc<Mutex<Done>>,
-}
-
-#[async_trait::async_trait]
-impl Agent for Named {
-    fn id(&self) -> AgentId {
-        self.id
-    }
-    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
-        let name = work.description().to_owned();
-        let i: usize = name
-            .rsplit('s')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let secs = self.steps.get(i).map_or(1, |s| s.secs);
-        self.timer
-            .sleep_until(self.clock.now() + Duration::from_secs(secs))
-            .await;
-        *self.done.lock().0.entry(name).or_default() += 1;
-        Ok(WorkOutput::success())
-    }
-    async fn health(&self) -> Result<AgentHealth, AgentError> {
-        Ok(AgentHealth::new("1"))
-    }
 }
 
 proptest! {
@@ -362,7 +285,7 @@ fn crash_case(scene: Scene, crash_at: u64) -> Result<(), TestCaseError> {
             .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
     };
     let coordinator = Arc::new(builder().build());
-    let done = Arc::new(Mutex::new(Done::default()));
+    let books = Arc::new(Mutex::new(Books::default()));
     let steps = Arc::new(scene.steps.clone());
     let agents: Vec<AgentId> = (1..=scene.slots.len() as u64).map(AgentId::new).collect();
     for (&id, &slots) in agents.iter().zip(&scene.slots) {
@@ -377,13 +300,12 @@ fn crash_case(scene: Scene, crash_at: u64) -> Result<(), TestCaseError> {
     let executor_over = |c: &Arc<Coordinator>| {
         let mut e = Executor::new(Arc::clone(c), timer.clone());
         for &id in &agents {
-            e = e.with_agent(Arc::new(Named {
+            e = e.with_agent(Arc::new(SimWorker::new(
                 id,
-                clock: clock.clone(),
-                timer: timer.clone(),
-                steps: Arc::clone(&steps),
-                done: Arc::clone(&done),
-            }));
+                &clock,
+                work_time(&steps),
+                &books,
+            )));
         }
         e
     };
@@ -452,7 +374,7 @@ fn crash_case(scene: Scene, crash_at: u64) -> Result<(), TestCaseError> {
     for &agent in &agents {
         let _ = restored.set_agent_status(agent, AgentStatus::Available);
     }
-    let done_before = done.lock().0.clone();
+    let done_before = books.lock().by_name.clone();
     let mut succeeded_at_crash = Vec::new();
     let mut resumed = Vec::new();
     let executor = executor_over(&restored);
@@ -479,7 +401,7 @@ fn crash_case(scene: Scene, crash_at: u64) -> Result<(), TestCaseError> {
         let run = run.unwrap();
         prop_assert_eq!(run.outcome(), Some(RunOutcome::Succeeded), "{}", run.id());
     }
-    let done_after = done.lock().0.clone();
+    let done_after = books.lock().by_name.clone();
     for name in &succeeded_at_crash {
         prop_assert_eq!(
             done_after.get(name),
