@@ -17,7 +17,7 @@ use crate::resource::{ResourceName, Resources};
 use crate::task::Requirements;
 
 /// The agents a coordinator knows: their profiles, lifecycle status and task slots, and
-/// which of them can take a task now (the seed's `find_available_agents`).
+/// which of them can take a task now (the coordination procedure's "check agent availability").
 ///
 /// A sans-I/O state machine: every change is a method call with the current time, and
 /// every failing call returns a [`RegistryError`] naming the offending value and leaves

@@ -4,7 +4,7 @@
 //! score plugins in the manner of the Kubernetes scheduler) and [`OptimalAssigner`]
 //! (minimum-cost batch assignment on the crate's own linear assignment solvers in
 //! [`lap`]), the [`Fleet`] they choose from, and the [`Explanation`] every decision
-//! carries. The seed's "assign optimal agents" step (section 1.2, step 3).
+//! carries. The coordination procedure's "assign optimal agents" step.
 //!
 //! Assigners decide; they never change the registry or the ledger. Policies are
 //! consulted through the [`Admission`] hook, so an assigner can try the next candidate

@@ -13,8 +13,8 @@ use crate::id::AgentId;
 use crate::resource::{ResourceLedger, ResourceName, Resources};
 use crate::task::Task;
 
-/// The mode the whole system is in: the seed's safe mode (section 2.2, "System-Wide
-/// Agent Failure": activate safe mode, stop new task assignments, recover, exit safe
+/// The mode the whole system is in: safe mode of the system-wide agent
+/// failure procedure (activate safe mode, stop new task assignments, recover, exit safe
 /// mode).
 ///
 /// ```

@@ -1,6 +1,6 @@
 //! The built-in rules, as serde data: [`PolicyRule`] and one struct per rule.
 //!
-//! Each rule has its parameters (with the seed's numbers as defaults), an `enabled`
+//! Each rule has its parameters (with the operating procedures' numbers as defaults), an `enabled`
 //! switch (on by default) and an optional `severity` that replaces the rule's own
 //! severity on every violation it reports. Rules read the [`PolicyContext`] and never
 //! change anything.
@@ -125,7 +125,7 @@ impl Default for RoleAndCapability {
 common_options!(RoleAndCapability);
 
 /// No resource of an agent may be taken above a share of its capacity: 95% by
-/// default, the seed's "high agent utilization (>95%)" threshold (section 1.4).
+/// default, the optimization thresholds' "high agent utilization (>95%)".
 ///
 /// For every resource the proposal needs (its [`resources`](Proposal::resources)),
 /// with the agent's capacity and holdings read from the
@@ -161,7 +161,7 @@ pub struct UtilizationCap {
 impl UtilizationCap {
     /// The rule's name, as in violations and JSON.
     pub const NAME: &'static str = "utilization_cap";
-    /// The seed's cap: 95% of capacity.
+    /// The optimization thresholds' cap: 95% of capacity.
     pub const DEFAULT_MAX: f64 = 0.95;
 
     /// A cap of `max` (a share of capacity, in (0, 1]; checked when the rule joins a
@@ -360,8 +360,7 @@ common_options!(MaxTasksPerAgent);
 
 /// Within one group (a workflow run, a batch), the two duties of each `exclusive`
 /// pair never go to the same agent: by default the agent that deploys is not the
-/// agent that verifies (the seed's deployment workflow, section 1.1: ops deploys, QA
-/// verifies).
+/// agent that verifies (the deployment workflow: ops deploys, QA verifies).
 ///
 /// A proposal with a [`group`](Proposal::group) and [`duty`](Proposal::duty) `d`
 /// violates the rule when, for a pair `[d, e]` or `[e, d]`, its agent already
@@ -553,7 +552,8 @@ impl Default for AgentStatusRule {
 common_options!(AgentStatusRule);
 
 /// Outside [`Normal`](super::SystemMode::Normal) mode no new work is assigned (the
-/// seed's "activate safe mode, stop new task assignments", section 2.2), except duties
+/// system-wide agent failure procedure's "activate safe mode, stop new task
+/// assignments"), except duties
 /// on the `allow` list, which apply in safe mode and recovery alike (the recovery
 /// steps themselves: diagnose, restart, validate). The list is empty by default, so
 /// safe mode admits nothing.
@@ -643,7 +643,7 @@ common_options!(SafeModeRule);
 /// One built-in rule, as serde data tagged by its name:
 /// `{ "rule": "utilization_cap", "max": 0.9 }`.
 ///
-/// Every field but `rule` may be left out and takes the seed's default; unknown fields
+/// Every field but `rule` may be left out and takes the procedures' default; unknown fields
 /// are refused, so a typo in a host's file is an error rather than a silently ignored
 /// setting. Every rule also takes `"enabled": false` and `"severity": "warning"` (or
 /// `info`, `error`, `critical`).

@@ -13,10 +13,11 @@ use super::rules::{
 use super::{PolicyContext, PolicyEnforcer, Proposal, Severity, Violation};
 
 /// The default [`PolicyEnforcer`]: built-in rules as serde data, in order, followed by
-/// any rules the host wrote as code. The seed's "validate the assignment meets
-/// policies" (section 1.2, step 4).
+/// any rules the host wrote as code. The coordination procedure's "validate the
+/// assignment meets policies" step.
 ///
-/// [`PolicySet::default`] holds every built-in rule, enabled, with the seed's numbers,
+/// [`PolicySet::default`] holds every built-in rule, enabled, with the operating procedures'
+/// numbers,
 /// in this order (violations come out in rule order, then in each rule's own order):
 ///
 /// | rule | refuses | severity |
@@ -285,7 +286,8 @@ impl PolicySet {
 }
 
 impl Default for PolicySet {
-    /// Every built-in rule, enabled, with the seed's numbers (see [`PolicySet`]).
+    /// Every built-in rule, enabled, with the operating procedures' numbers (see
+    /// [`PolicySet`]).
     fn default() -> Self {
         PolicySet {
             rules: vec![
