@@ -22,13 +22,13 @@ pub trait Timer: fmt::Debug + Send + Sync {
 /// A timer for simulation and tests: it moves a [`ManualClock`] straight to the
 /// deadline, so a run with hour-long back-offs finishes at once, deterministically.
 ///
-/// Before it moves the clock, a sleep yields to the executor a number of times
-/// (default 64), so that agents which are making progress (ready to be polled again)
-/// finish before their deadline comes; only agents that are really stuck time out.
 /// Sleeps on one clock (from any of its timers) wake in deadline order: a sleep
-/// moves the clock only when no other pending sleep ends earlier, so a scene with
-/// several parties (agents at work, an operator acting at a set time) plays out in
-/// the order of its times, as it would on a real clock.
+/// moves the clock only once it has been the earliest pending sleep for a number of
+/// turns in a row (its patience, default 64), so that parties which are making
+/// progress (ready to be polled again) register their own sleeps first, and a scene
+/// with several parties (agents at work, an operator acting at a set time) plays out
+/// in the order of its times, as it would on a real clock. Only agents that are
+/// really stuck time out.
 #[derive(Debug, Clone)]
 pub struct SimulatedTimer {
     clock: ManualClock,
@@ -44,7 +44,8 @@ impl SimulatedTimer {
         }
     }
 
-    /// Yields `n` times before moving the clock (default 64).
+    /// Yields `n` turns in a row as the earliest sleep before moving the clock
+    /// (default 64).
     pub fn with_patience(mut self, n: u32) -> Self {
         self.patience = n;
         self
@@ -61,19 +62,24 @@ impl Timer for SimulatedTimer {
             }
         }
         let asleep = Asleep(&self.clock, self.clock.sleep_on(deadline));
-        for _ in 0..self.patience {
-            YieldNow(false).await;
-        }
-        // An earlier sleep goes first; a sleep whose earlier peer is never polled
-        // again (its future parked elsewhere) gives up waiting for it in the end,
-        // rather than hang the simulation.
-        let mut turns = 0u32;
+        // The clock moves only after this sleep has been the earliest for `patience`
+        // turns in a row: a turn in which one party acts (a task completes) may wake
+        // another (the run whose step that started) whose sleep is not registered
+        // until its next turn, and would otherwise be skipped over. An earlier sleep
+        // goes first; one whose future is never polled again (parked elsewhere) is
+        // given up on in the end, rather than hang the simulation.
+        let (mut settled, mut turns) = (0u32, 0u32);
         while crate::clock::Clock::now(&self.clock) < deadline
-            && !self.clock.is_next_sleeper(asleep.1)
+            && settled < self.patience
             && turns < SIMULATED_TURNS
         {
             YieldNow(false).await;
             turns += 1;
+            if self.clock.is_next_sleeper(asleep.1) {
+                settled += 1;
+            } else {
+                settled = 0;
+            }
         }
         self.clock.set(deadline);
         drop(asleep);

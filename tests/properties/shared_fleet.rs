@@ -140,100 +140,125 @@ proptest! {
 
     #[test]
     fn runs_on_a_shared_fleet_all_succeed_and_do_each_step_once(scene in scene()) {
-        let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
-        let coordinator = Arc::new(
-            Coordinator::builder()
-                .clock(clock.clone())
-                .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
-                .build(),
-        );
-        let timer = SimulatedTimer::new(clock.clone());
-        let books = Arc::new(Mutex::new(Books::default()));
-        let steps = Arc::new(scene.steps.clone());
-        let mut executor = Executor::new(Arc::clone(&coordinator), timer.clone());
-        let agents: Vec<AgentId> = (1..=scene.slots.len() as u64).map(AgentId::new).collect();
-        for (&id, &slots) in agents.iter().zip(&scene.slots) {
-            coordinator
-                .register_agent(
-                    AgentProfile::new(id, "w")
-                        .with_role(Role::new("worker").unwrap())
-                        .with_max_tasks(slots),
-                )
-                .unwrap();
-            executor = executor.with_agent(Arc::new(SimWorker::new(
-                id,
-                &clock,
-                work_time(&steps),
-                &books,
-            )));
-        }
-        let wf = workflow(&scene.steps);
-        let start = clock.now();
-        // The operator: the scene's acts at their times, then everything back.
-        let operator = async {
-            for (at, act) in &scene.acts {
-                timer.sleep_until(start + Duration::from_secs(*at)).await;
-                match act {
-                    Act::SafeMode(on) => {
-                        let mode = if *on { SystemMode::SafeMode } else { SystemMode::Normal };
-                        coordinator.set_mode(mode);
-                    }
-                    Act::Offline(k) | Act::Online(k) => {
-                        let Some(&agent) = agents.get(*k) else { continue };
-                        let to = if matches!(act, Act::Offline(_)) {
-                            AgentStatus::Offline
-                        } else {
-                            AgentStatus::Available
-                        };
-                        // An illegal transition (offline twice) is the registry's to
-                        // refuse; the scene goes on.
-                        let _ = coordinator.set_agent_status(agent, to);
-                    }
-                }
-            }
-            timer.sleep_until(start + Duration::from_secs(41)).await;
-            coordinator.set_mode(SystemMode::Normal);
-            for &agent in &agents {
-                let _ = coordinator.set_agent_status(agent, AgentStatus::Available);
-            }
-        };
-        let runs = join_all((0..scene.runs).map(|i| executor.run(&wf, &format!("run-{i}"), i as u64)));
-        let (runs, ()) = futures::executor::block_on(futures::future::join(runs, operator));
-        let mut started = 0;
-        for run in runs {
-            let run = run.unwrap();
-            prop_assert_eq!(run.outcome(), Some(RunOutcome::Succeeded), "{:?}", run.history());
-            // No step before its dependencies succeeded.
-            let mut succeeded = vec![false; scene.steps.len()];
-            for e in run.history() {
-                match e.change {
-                    StepChange::Started => {
-                        started += 1;
-                        for &d in &scene.steps[e.step.index()].deps {
-                            prop_assert!(succeeded[d], "s{} started before s{}", e.step.index(), d);
-                        }
-                    }
-                    StepChange::Succeeded { .. } => succeeded[e.step.index()] = true,
-                    _ => {}
-                }
-            }
-            for (step, _) in wf.steps() {
-                prop_assert_eq!(run.attempts(step), Some(1));
-            }
-        }
-        let books = books.lock();
-        // Each step of each run done once: one finished piece of work per step.
-        prop_assert_eq!(books.by_task.len(), scene.runs * scene.steps.len());
-        prop_assert!(books.by_task.values().all(|&n| n == 1));
-        prop_assert!(started >= scene.runs * scene.steps.len());
-        for (agent, peak) in &books.peak {
-            let slots = scene.slots[agent.get() as usize - 1];
-            prop_assert!(*peak <= slots, "{} ran {} at once on {} slots", agent, peak, slots);
-        }
-        prop_assert!(coordinator.assignments().is_empty());
-        prop_assert!(coordinator.waiting().is_empty());
-        prop_assert!(coordinator.open_conflicts().is_empty());
+        shared_fleet(scene)?;
     }
+}
+
+/// Runs `scene`: its runs at once on its fleet, its acts at their times. Every run
+/// succeeds, each step is done once and after its dependencies, no agent runs beyond
+/// its slots, and nothing is left in the coordinator.
+fn shared_fleet(scene: Scene) -> Result<(), TestCaseError> {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .build(),
+    );
+    let timer = SimulatedTimer::new(clock.clone());
+    let books = Arc::new(Mutex::new(Books::default()));
+    let steps = Arc::new(scene.steps.clone());
+    let mut executor = Executor::new(Arc::clone(&coordinator), timer.clone());
+    let agents: Vec<AgentId> = (1..=scene.slots.len() as u64).map(AgentId::new).collect();
+    for (&id, &slots) in agents.iter().zip(&scene.slots) {
+        coordinator
+            .register_agent(
+                AgentProfile::new(id, "w")
+                    .with_role(Role::new("worker").unwrap())
+                    .with_max_tasks(slots),
+            )
+            .unwrap();
+        executor = executor.with_agent(Arc::new(SimWorker::new(
+            id,
+            &clock,
+            work_time(&steps),
+            &books,
+        )));
+    }
+    let wf = workflow(&scene.steps);
+    let start = clock.now();
+    // The operator: the scene's acts at their times, then everything back.
+    let operator = async {
+        for (at, act) in &scene.acts {
+            timer.sleep_until(start + Duration::from_secs(*at)).await;
+            match act {
+                Act::SafeMode(on) => {
+                    let mode = if *on {
+                        SystemMode::SafeMode
+                    } else {
+                        SystemMode::Normal
+                    };
+                    coordinator.set_mode(mode);
+                }
+                Act::Offline(k) | Act::Online(k) => {
+                    let Some(&agent) = agents.get(*k) else {
+                        continue;
+                    };
+                    let to = if matches!(act, Act::Offline(_)) {
+                        AgentStatus::Offline
+                    } else {
+                        AgentStatus::Available
+                    };
+                    // An illegal transition (offline twice) is the registry's to
+                    // refuse; the scene goes on.
+                    let _ = coordinator.set_agent_status(agent, to);
+                }
+            }
+        }
+        timer.sleep_until(start + Duration::from_secs(41)).await;
+        coordinator.set_mode(SystemMode::Normal);
+        for &agent in &agents {
+            let _ = coordinator.set_agent_status(agent, AgentStatus::Available);
+        }
+    };
+    let runs = join_all((0..scene.runs).map(|i| executor.run(&wf, &format!("run-{i}"), i as u64)));
+    let (runs, ()) = futures::executor::block_on(futures::future::join(runs, operator));
+    let mut started = 0;
+    for run in runs {
+        let run = run.unwrap();
+        prop_assert_eq!(
+            run.outcome(),
+            Some(RunOutcome::Succeeded),
+            "{:?}",
+            run.history()
+        );
+        // No step before its dependencies succeeded.
+        let mut succeeded = vec![false; scene.steps.len()];
+        for e in run.history() {
+            match e.change {
+                StepChange::Started => {
+                    started += 1;
+                    for &d in &scene.steps[e.step.index()].deps {
+                        prop_assert!(succeeded[d], "s{} started before s{}", e.step.index(), d);
+                    }
+                }
+                StepChange::Succeeded { .. } => succeeded[e.step.index()] = true,
+                _ => {}
+            }
+        }
+        for (step, _) in wf.steps() {
+            prop_assert_eq!(run.attempts(step), Some(1));
+        }
+    }
+    let books = books.lock();
+    // Each step of each run done once: one finished piece of work per step.
+    prop_assert_eq!(books.by_task.len(), scene.runs * scene.steps.len());
+    prop_assert!(books.by_task.values().all(|&n| n == 1));
+    prop_assert!(started >= scene.runs * scene.steps.len());
+    for (agent, peak) in &books.peak {
+        let slots = scene.slots[agent.get() as usize - 1];
+        prop_assert!(
+            *peak <= slots,
+            "{} ran {} at once on {} slots",
+            agent,
+            peak,
+            slots
+        );
+    }
+    prop_assert!(coordinator.assignments().is_empty());
+    prop_assert!(coordinator.waiting().is_empty());
+    prop_assert!(coordinator.open_conflicts().is_empty());
+    Ok(())
 }
 
 /// Each run its own workflow (steps `r{run}s{i}`), so that a worker can tell which
@@ -444,4 +469,28 @@ fn runs_resumed_side_by_side_do_not_reuse_each_others_task_ids() {
     if let Err(e) = crash_case(scene, 1) {
         panic!("{e}");
     }
+}
+
+/// Found by the shared-fleet property: the only agent, one slot, goes offline at 38 s
+/// while three runs share it, and comes back at 41 s.
+#[test]
+fn an_agent_back_from_offline_runs_one_task_per_slot() {
+    let step = |deps: &[usize], secs| Step {
+        deps: deps.to_vec(),
+        claim: None,
+        secs,
+    };
+    let scene = Scene {
+        steps: vec![
+            step(&[], 3),
+            step(&[0], 3),
+            step(&[], 2),
+            step(&[], 3),
+            step(&[2], 1),
+        ],
+        runs: 3,
+        slots: vec![1],
+        acts: vec![(38, Act::Offline(0))],
+    };
+    shared_fleet(scene).unwrap();
 }
