@@ -937,6 +937,23 @@ fn a_capacity_policy_holds_a_task_until_capacity_comes_back() {
     }
 }
 
+/// A task sized to its agent (all 8 of 8 cpus) runs under the default 95% cap once
+/// the agent is free: it waits while another task holds some of it, and is not
+/// refused for good.
+#[test]
+fn a_task_sized_to_its_agent_waits_for_it_to_be_free_then_runs() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 4)).expect("register");
+    assigned(c.assign(task_with(1, 1, &[])).expect("small task"));
+    queued(c.assign(task_with(2, 8, &[])).expect("whole-agent task"));
+    let served = c.complete(tid(1), true, None).expect("complete");
+    assert_eq!(ids(&served), [tid(2)]);
+    assert_eq!(running(&c), [(tid(2), aid(1))]);
+    // While it runs, nothing else fits beside it: the cap holds for the next one.
+    queued(c.assign(task_with(3, 1, &[])).expect("next"));
+}
+
 #[test]
 fn events_display_in_one_line_and_serialize_as_a_flat_envelope() {
     let clock = ManualClock::new(t0());

@@ -198,6 +198,56 @@ fn exactly_the_cap_passes_and_one_unit_more_fails() {
     assert!((reached - 0.951).abs() < 1e-12);
 }
 
+/// A task alone on an agent may use all of it: the cap keeps headroom between tasks
+/// that share an agent, and a task sized to its agent would otherwise never run. It
+/// waits for the agent to be empty instead; held to the cap, it is refused.
+#[test]
+fn a_task_alone_on_an_agent_may_use_it_whole() {
+    let mut led = ResourceLedger::new();
+    led.add_agent(id(1), &res("cpu=1,memory=1000B")).unwrap();
+    let reg = registry();
+    let whole = Proposal::new(task(9), "build", id(1)).with_resources(res("cpu=1,memory=1000B"));
+    let ctx = PolicyContext::new(&reg, &led);
+    assert_eq!(only(UtilizationCap::default()).validate(&whole, &ctx), []);
+    let strict = only(UtilizationCap::default().with_sole_task_allowed(false));
+    assert_eq!(
+        rules_of(&strict.validate(&whole, &ctx)),
+        ["utilization_cap", "utilization_cap"]
+    );
+    // More than the whole is refused all the same.
+    let more = Proposal::new(task(9), "build", id(1)).with_resources(res("memory=1001B"));
+    assert_eq!(
+        rules_of(&only(UtilizationCap::default()).validate(&more, &ctx)),
+        ["utilization_cap"]
+    );
+    // Not alone: anything held on the agent, or pending for it in the batch.
+    led.allocate(id(1), &res("memory=1B"), Timestamp::from_secs(0))
+        .unwrap();
+    let ctx = PolicyContext::new(&reg, &led);
+    let most = Proposal::new(task(9), "build", id(1)).with_resources(res("cpu=1"));
+    assert_eq!(
+        rules_of(&only(UtilizationCap::default()).validate(&most, &ctx)),
+        ["utilization_cap"]
+    );
+    let mut led = ResourceLedger::new();
+    led.add_agent(id(1), &res("cpu=1")).unwrap();
+    let batch = [cpu_proposal(1, 1, 1)];
+    let ctx = PolicyContext::new(&reg, &led).with_pending(&batch);
+    assert_eq!(
+        rules_of(&only(UtilizationCap::default()).validate(&cpu_proposal(9, 1, 1000), &ctx)),
+        ["utilization_cap"]
+    );
+    // The setting is serde data.
+    let rule: concord::policy::PolicyRule =
+        serde_json::from_str(r#"{ "rule": "utilization_cap", "allow_sole_task": false }"#).unwrap();
+    assert_eq!(
+        rule,
+        UtilizationCap::default()
+            .with_sole_task_allowed(false)
+            .into()
+    );
+}
+
 #[test]
 fn the_message_shows_enough_decimals_to_differ_from_the_cap() {
     let mut led = ResourceLedger::new();
@@ -205,13 +255,13 @@ fn the_message_shows_enough_decimals_to_differ_from_the_cap() {
     let reg = registry();
     let ctx = PolicyContext::new(&reg, &led);
     let p = Proposal::new(task(9), "build", id(1)).with_resources(res("memory=95001B"));
-    let v = only(UtilizationCap::default()).validate(&p, &ctx);
+    let v = only(UtilizationCap::default().with_sole_task_allowed(false)).validate(&p, &ctx);
     assert_eq!(
         v[0].message,
         "agent#1 would reach 95.001% memory with task#9 (cap 95%)"
     );
     let p = Proposal::new(task(9), "build", id(1)).with_resources(res("memory=97500B"));
-    let v = only(UtilizationCap::default()).validate(&p, &ctx);
+    let v = only(UtilizationCap::default().with_sole_task_allowed(false)).validate(&p, &ctx);
     assert_eq!(
         v[0].message,
         "agent#1 would reach 97.5% memory with task#9 (cap 95%)"
@@ -288,7 +338,7 @@ fn each_resource_over_the_cap_is_reported_in_resource_order() {
     let ctx = PolicyContext::new(&reg, &led);
     let p =
         Proposal::new(task(9), "build", id(2)).with_resources(res("cpu=999m,memory=999B,gpu=1"));
-    let v = only(UtilizationCap::default()).validate(&p, &ctx);
+    let v = only(UtilizationCap::default().with_sole_task_allowed(false)).validate(&p, &ctx);
     let resources: Vec<String> = v
         .iter()
         .map(|v| match &v.detail {
@@ -632,7 +682,11 @@ fn a_severity_override_applies_to_every_violation_of_the_rule() {
     let set = PolicySet::default()
         .with_rule(AgentStatusRule::default().with_severity(Severity::Warning))
         .unwrap()
-        .with_rule(UtilizationCap::default().with_severity(Severity::Info))
+        .with_rule(
+            UtilizationCap::default()
+                .with_sole_task_allowed(false)
+                .with_severity(Severity::Info),
+        )
         .unwrap();
     let p = Proposal::new(task(9), "x", id(4)).with_resources(res("cpu=1"));
     let v = set.validate(&p, &ctx);
@@ -642,7 +696,11 @@ fn a_severity_override_applies_to_every_violation_of_the_rule() {
     assert!(set.permits(&p, &ctx));
     assert_eq!(set.blocking(&p, &ctx), []);
     // An override can also raise a rule's severity.
-    let set = only(UtilizationCap::default().with_severity(Severity::Critical));
+    let set = only(
+        UtilizationCap::default()
+            .with_sole_task_allowed(false)
+            .with_severity(Severity::Critical),
+    );
     assert_eq!(set.validate(&p, &ctx)[0].severity, Severity::Critical);
 }
 
@@ -728,9 +786,12 @@ fn two_tiers_of_one_rule_warn_then_block() {
     let ctx = PolicyContext::new(&reg, &led);
     let set = PolicySet::new([
         UtilizationCap::new(0.8)
+            .with_sole_task_allowed(false)
             .with_severity(Severity::Warning)
             .into(),
-        UtilizationCap::default().into(),
+        UtilizationCap::default()
+            .with_sole_task_allowed(false)
+            .into(),
     ])
     .unwrap();
     let warn = set.validate(&cpu_proposal(9, 2, 900), &ctx);
@@ -886,7 +947,7 @@ fn the_default_set_round_trips_through_json() {
         concat!(
             r#"{"rules":[{"rule":"safe_mode","enabled":true},{"rule":"agent_status","enabled":true},"#,
             r#"{"rule":"role_and_capability","enabled":true},{"rule":"max_tasks_per_agent","enabled":true},"#,
-            r#"{"rule":"utilization_cap","max":0.95,"enabled":true},"#,
+            r#"{"rule":"utilization_cap","max":0.95,"allow_sole_task":true,"enabled":true},"#,
             r#"{"rule":"separation_of_duties","exclusive":[["deploy","verify"]],"enabled":true}]}"#
         )
     );

@@ -134,7 +134,12 @@ common_options!(RoleAndCapability);
 ///
 /// `(allocated + pending in the batch + this proposal) / capacity <= max`
 ///
-/// so exactly 95% passes and anything above fails. An agent with no capacity for a
+/// so exactly 95% passes and anything above fails, with one exception: a proposal
+/// alone on an agent (nothing held there, nothing pending in the batch) passes up to
+/// the whole capacity ([`allow_sole_task`](Self::allow_sole_task), on by default). The
+/// cap keeps headroom between tasks that share an agent; a task sized to its agent
+/// would otherwise never run anywhere, and now waits for the agent to be free instead.
+/// An agent with no capacity for a
 /// needed resource (none declared in the ledger, or not in the ledger at all) violates
 /// the rule whatever the cap. A proposal that needs nothing passes. Severity `error`;
 /// one violation per resource, in [`Resources::iter`](crate::Resources::iter) order.
@@ -153,6 +158,7 @@ common_options!(RoleAndCapability);
 #[serde(default, deny_unknown_fields)]
 pub struct UtilizationCap {
     max: f64,
+    allow_sole_task: bool,
     enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     severity: Option<Severity>,
@@ -176,6 +182,20 @@ impl UtilizationCap {
     /// The cap, as a share of capacity.
     pub fn max(&self) -> f64 {
         self.max
+    }
+
+    /// Whether a task alone on an agent may use it whole (the default), or is held to
+    /// the cap like any other.
+    pub fn allow_sole_task(&self) -> bool {
+        self.allow_sole_task
+    }
+
+    /// Sets [`allow_sole_task`](Self::allow_sole_task): `false` holds every task to the
+    /// cap, so one needing more than the cap of every agent never runs (a warning tier
+    /// that should speak up for it too, say).
+    pub fn with_sole_task_allowed(mut self, allowed: bool) -> Self {
+        self.allow_sole_task = allowed;
+        self
     }
 
     fn check_config(&self) -> Result<(), PolicyError> {
@@ -212,7 +232,9 @@ impl UtilizationCap {
             let held = allocated.get(&resource);
             let pending = ctx.pending_amount_for(proposal, &resource);
             let reached = share(u128::from(held) + pending + u128::from(requested), cap);
-            if reached > self.max {
+            let alone =
+                self.allow_sole_task && allocated.is_zero() && pending == 0 && requested <= cap;
+            if reached > self.max && !alone {
                 let (reached, max) = percents(reached, self.max);
                 out.push(
                     Violation::new(
@@ -257,6 +279,7 @@ impl Default for UtilizationCap {
     fn default() -> Self {
         UtilizationCap {
             max: Self::DEFAULT_MAX,
+            allow_sole_task: true,
             enabled: true,
             severity: None,
         }

@@ -75,6 +75,7 @@ use super::{PolicyContext, PolicyEnforcer, Proposal, Severity, Violation};
 /// registry.register(AgentProfile::new(qa, "qa-1").with_role(Role::new("qa")?), Timestamp::EPOCH)?;
 /// let mut ledger = ResourceLedger::new();
 /// ledger.add_agent(qa, &"cpu=1,memory=1Gi".parse()?)?;
+/// ledger.allocate(qa, &"cpu=100m".parse()?, Timestamp::EPOCH)?; // not alone on it
 ///
 /// let policies = PolicySet::default();
 /// let proposal = Proposal::new(TaskId::new(9), "deploy", qa)
