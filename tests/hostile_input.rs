@@ -643,36 +643,66 @@ fn coordinator_restore_of_a_registry_that_disagrees_with_the_ledger() {
     assert!(accepted.is_empty(), "restored: {accepted:?}");
 }
 
-/// The coordinator books one unit of `concord.slots` per task on the agent's ledger
-/// capacity; a ledger without that dimension restores, and then every assignment
-/// fails, for good, with an error about a resource the host never named.
+/// The ledger counts each agent's tasks against its task slots; a ledger whose
+/// agents lost their slots (or got other ones) disagrees with the registry, and the
+/// snapshot is refused rather than restored into a coordinator that never starts a
+/// task, or over-fills its agents.
 #[test]
 fn coordinator_restore_of_a_ledger_without_task_slots() {
     let clock = clock();
-    let mut v = serde_json::to_value(busy_coordinator(&clock).snapshot()).unwrap();
-    for a in v["ledger"]["agents"].as_array_mut().unwrap() {
-        a["capacity"]
-            .as_object_mut()
-            .unwrap()
-            .remove(concord::coordinator::SLOTS_RESOURCE);
+    let good = serde_json::to_value(busy_coordinator(&clock).snapshot()).unwrap();
+    for slots in [None, Some(0), Some(99)] {
+        let mut v = good.clone();
+        for a in v["ledger"]["agents"].as_array_mut().unwrap() {
+            let a = a.as_object_mut().unwrap();
+            match slots {
+                None => drop(a.remove("task_slots")),
+                Some(n) => drop(a.insert("task_slots".into(), n.into())),
+            }
+        }
+        let s: CoordinatorSnapshot = serde_json::from_value(v).expect("still parses");
+        let err = restore_coordinator(&clock, s).expect_err("refused");
+        assert!(err.to_string().contains("task slots"), "{slots:?}: {err}");
     }
+}
+
+/// A checkpoint written before the ledger counted task slots itself (coordinator
+/// snapshot version 3, ledger version 1, slots as a resource named `concord.slots`)
+/// restores into the same coordinator as today's checkpoint of it.
+#[test]
+fn coordinator_restores_a_checkpoint_from_before_native_task_slots() {
+    let clock = clock();
+    let now = busy_coordinator(&clock).snapshot();
+    let mut v = serde_json::to_value(&now).unwrap();
+    v["version"] = 3.into();
+    v["ledger"]["version"] = 1.into();
+    let slots_of: std::collections::BTreeMap<String, u64> = v["ledger"]["agents"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .map(|a| {
+            let n = a.as_object_mut().unwrap().remove("task_slots").unwrap();
+            a["capacity"]["concord.slots"] = n.clone();
+            (a["agent"].to_string(), n.as_u64().unwrap())
+        })
+        .collect();
+    assert!(!slots_of.is_empty());
     for a in v["ledger"]["allocations"].as_array_mut().unwrap() {
-        a["resources"]
-            .as_object_mut()
-            .unwrap()
-            .remove(concord::coordinator::SLOTS_RESOURCE);
+        if !a["task"].is_null() {
+            a["resources"]["concord.slots"] = 1.into();
+        }
     }
     for w in v["ledger"]["waiting"].as_array_mut().unwrap() {
-        w["request"]["needs"]
-            .as_object_mut()
-            .unwrap()
-            .remove(concord::coordinator::SLOTS_RESOURCE);
+        if !w["request"]["task"].is_null() {
+            w["request"]["needs"]["concord.slots"] = 1.into();
+        }
     }
-    let s: CoordinatorSnapshot = serde_json::from_value(v).expect("still parses");
-    if let Ok(c) = restore_coordinator(&clock, s) {
-        let out = c.assign(ops_task(10, "cpu=100m"));
-        panic!("restored; a small task gives {out:?}");
-    }
+    let old: CoordinatorSnapshot = serde_json::from_value(v).expect("parses");
+    let restored = restore_coordinator(&clock, old).expect("restores");
+    assert_eq!(
+        serde_json::to_value(restored.snapshot()).unwrap(),
+        serde_json::to_value(&now).unwrap()
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ mod status;
 pub use capability::{CapabilityBit, CapabilityCatalog, CapabilitySet};
 pub use error::{AgentError, RegistryError};
 pub use profile::AgentProfile;
+pub(crate) use registry::qualifies;
 pub use registry::{
     AgentRecord, AgentRegistry, AgentView, CompiledRequirements, RegistrySnapshot, Unfit,
 };

@@ -451,8 +451,7 @@ impl AgentRegistry {
         for i in 0..n {
             if status[i] == AgentStatus::Available
                 && running[i] < max_tasks[i]
-                && roles[i].is_superset(&requirements.roles)
-                && capabilities[i].is_superset(&requirements.capabilities)
+                && requirements.qualifies(&roles[i], &capabilities[i])
                 && requirements
                     .resources
                     .as_ref()
@@ -600,6 +599,15 @@ pub struct CompiledRequirements {
 }
 
 impl CompiledRequirements {
+    /// Whether an agent with these role and capability bits could ever take the task:
+    /// it plays every role and has every capability the task needs. The one rule
+    /// every filter applies (the registry's, the assigners', the waiting queue's);
+    /// status, slots and resources are each checked by their owner on top.
+    #[inline]
+    pub fn qualifies(&self, roles: &CapabilitySet, capabilities: &CapabilitySet) -> bool {
+        self.satisfiable && qualifies(roles, capabilities, &self.roles, &self.capabilities)
+    }
+
     /// Whether some agent could match: false when a required role or capability was
     /// unknown to the registry when compiled.
     pub fn is_satisfiable(&self) -> bool {
@@ -849,4 +857,17 @@ impl RegistrySnapshot {
     pub fn agents(&self) -> &[AgentRecord] {
         &self.agents
     }
+}
+
+/// Whether an agent with `roles` and `capabilities` could ever take a task that needs
+/// `need_roles` and `need_capabilities` (bits of the same catalogs): the rule behind
+/// [`CompiledRequirements::qualifies`], shared with the assigners' own compiled tasks.
+#[inline]
+pub(crate) fn qualifies(
+    roles: &CapabilitySet,
+    capabilities: &CapabilitySet,
+    need_roles: &CapabilitySet,
+    need_capabilities: &CapabilitySet,
+) -> bool {
+    roles.is_superset(need_roles) && capabilities.is_superset(need_capabilities)
 }

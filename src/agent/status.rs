@@ -85,6 +85,13 @@ impl AgentStatus {
             .filter(move |to| self.can_transition_to(*to))
     }
 
+    /// Whether an agent in this status is in service: it takes new work (`available`)
+    /// or will once a slot frees (`busy`). Work waits for an agent in service; an
+    /// agent out of service (unhealthy, quarantined, offline) is given none.
+    pub const fn is_in_service(self) -> bool {
+        matches!(self, AgentStatus::Available | AgentStatus::Busy)
+    }
+
     /// The status's name, as serialized (`available`, `busy`, ...).
     pub const fn as_str(self) -> &'static str {
         match self {

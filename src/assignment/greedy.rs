@@ -787,6 +787,9 @@ impl<'a> Engine<'a> {
         if !self.eligible(i) {
             return Some(self.status_code(i));
         }
+        if crate::agent::qualifies(&f.roles[i], &f.capabilities[i], &t.roles, &t.capabilities) {
+            return self.short_dim(i, t).map(|d| self.dim_code(d));
+        }
         if let Some(bit) = f.roles[i].first_missing(&t.roles) {
             return Some(NO_SLOT + 1 + bit.index());
         }

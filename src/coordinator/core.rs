@@ -14,28 +14,13 @@ use crate::conflict::{
 };
 use crate::id::{AgentId, RequestId, TaskId};
 use crate::policy::{DutyLog, PendingBatch, PolicyContext, PolicyEnforcer, SystemMode, Violation};
-use crate::resource::{
-    Grant, LedgerError, ResourceLedger, ResourceName, ResourcePredictor, Resources,
-};
+use crate::resource::{Grant, LedgerError, ResourceLedger, ResourcePredictor, Resources};
 use crate::task::{Claim, Task, TaskAnalyzer};
 
 use super::claims::Hold;
 use super::error::CoordinatorError;
 use super::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};
 use super::queue::WaitingTask;
-
-/// The ledger resource that mirrors task slots, so that a queued task is granted only
-/// when its agent has both the resources and a free slot.
-pub const SLOTS_RESOURCE: &str = "concord.slots";
-
-pub(super) fn slots_name() -> &'static ResourceName {
-    static SLOTS: std::sync::LazyLock<ResourceName> =
-        // A constant, valid name: parsing cannot fail.
-        std::sync::LazyLock::new(|| {
-            ResourceName::new(SLOTS_RESOURCE).unwrap_or(ResourceName::Cpu)
-        });
-    &SLOTS
-}
 
 /// What becomes of a running task whose agent leaves service (goes offline or
 /// unhealthy, or is deregistered).
@@ -403,11 +388,7 @@ impl Core {
     ) -> Result<(), CoordinatorError> {
         self.check_time(now)?;
         let s = &mut self.s;
-        let capacity = profile
-            .capacity()
-            .cloned()
-            .unwrap_or_default()
-            .with(slots_name(), u64::from(profile.max_tasks()));
+        let capacity = profile.capacity().cloned().unwrap_or_default();
         if s.ledger.capacity(profile.id()).is_ok() {
             return Err(LedgerError::DuplicateAgent {
                 agent: profile.id(),
@@ -416,9 +397,15 @@ impl Core {
         }
         let profile_id = profile.id();
         s.registry.register(profile.clone(), now)?;
-        if let Err(e) = s.ledger.add_agent(profile.id(), &capacity) {
-            // Keep the two in step: undo the registration.
+        // The ledger counts the agent's tasks against its slots: a task waiting in
+        // its queue is granted only where there is both room and a free slot.
+        if let Err(e) = s.ledger.add_agent(profile.id(), &capacity).and_then(|()| {
+            s.ledger
+                .set_task_slots(profile.id(), Some(profile.max_tasks()))
+        }) {
+            // Keep the two in step: undo the registration (and the ledger's half).
             let _ = s.registry.deregister(profile.id());
+            let _ = s.ledger.remove_agent(profile.id());
             return Err(e.into());
         }
         s.last_now = now;
@@ -970,10 +957,9 @@ impl Core {
             return Err(e.into());
         }
         let resources = task.requirements().resources();
-        let grant = match s.ledger.try_allocate_with_slot(
+        let grant = match s.ledger.try_allocate_task(
             p.agent,
             resources,
-            slots_name(),
             task.id(),
             task.requirements().priority(),
             now,

@@ -41,7 +41,7 @@ mod snapshot;
 
 pub use self::builder::CoordinatorBuilder;
 pub use self::claims::OpenConflict;
-pub use self::core::{Core, OnAgentLoss, SLOTS_RESOURCE};
+pub use self::core::{Core, OnAgentLoss};
 pub use self::driver::Driver;
 pub use self::error::CoordinatorError;
 pub use self::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};

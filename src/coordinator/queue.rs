@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::agent::AgentStatus;
 use crate::assignment::{Explanation, Refusal};
 use crate::clock::Timestamp;
 use crate::id::{AgentId, RequestId, TaskId};
@@ -16,7 +15,7 @@ use crate::resource::{AllocationRequest, Grant, LedgerError, RequestOutcome};
 use crate::task::Task;
 
 use super::claims::Hold;
-use super::core::{Core, State, slots_name, startable};
+use super::core::{Core, State, startable};
 use super::error::CoordinatorError;
 use super::event::{AssignOutcome, Assignment, EventKind, Notice};
 
@@ -165,22 +164,17 @@ fn parked_for(rule: &str) -> Parked {
     }
 }
 
-/// The one eligibility predicate the queue uses: `agent` plays the task's roles, has
-/// its capabilities, and is in service (available or busy).
-fn eligible(v: crate::agent::AgentView<'_>, task: &Task) -> bool {
-    matches!(v.status(), AgentStatus::Available | AgentStatus::Busy) && could_take(v, task)
-}
-
-/// Whether `agent`, in service or not, plays the task's roles and has its
-/// capabilities.
-fn could_take(v: crate::agent::AgentView<'_>, task: &Task) -> bool {
-    let p = v.profile();
-    task.requirements().roles().iter().all(|r| p.has_role(r))
-        && task
-            .requirements()
-            .capabilities()
-            .iter()
-            .all(|c| p.has_capability(c))
+/// The agents that could ever take `task` (the registry's one rule,
+/// [`CompiledRequirements::qualifies`](crate::agent::CompiledRequirements::qualifies)),
+/// in service or not: slots and resources are the ledger's to check.
+fn qualified<'a>(
+    s: &'a State,
+    task: &Task,
+) -> impl Iterator<Item = crate::agent::AgentView<'a>> + 'a {
+    let need = s.registry.compile(task.requirements());
+    s.registry
+        .iter()
+        .filter(move |v| need.qualifies(v.role_bits(), v.capability_bits()))
 }
 
 /// Where a task can be asked for.
@@ -195,9 +189,7 @@ enum Place {
 
 /// `Away` if an agent out of service could take `task`, else `Never`.
 fn away_or_never(s: &State, task: &Task) -> Place {
-    let away = s.registry.iter().any(|v| {
-        !matches!(v.status(), AgentStatus::Available | AgentStatus::Busy) && could_take(v, task)
-    });
+    let away = qualified(s, task).any(|v| !v.status().is_in_service());
     if away { Place::Away } else { Place::Never }
 }
 
@@ -215,20 +207,14 @@ fn request_place(
     since: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Place, LedgerError> {
-    let candidates: Vec<AgentId> = s
-        .registry
-        .iter()
-        .filter(|v| eligible(*v, task))
+    let candidates: Vec<AgentId> = qualified(s, task)
+        .filter(|v| v.status().is_in_service())
         .map(|v| v.id())
         .collect();
     if candidates.is_empty() {
         return Ok(away_or_never(s, task));
     }
-    let needs = task
-        .requirements()
-        .resources()
-        .clone()
-        .with(slots_name(), 1);
+    let needs = task.requirements().resources().clone();
     let mut request = AllocationRequest::any_of(candidates, needs)
         .with_task(task.id())
         .with_priority(task.requirements().priority());

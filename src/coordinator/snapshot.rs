@@ -15,9 +15,9 @@ use crate::conflict::{
 };
 use crate::id::{AgentId, RequestId, TaskId};
 use crate::policy::{DutyLog, SystemMode};
-use crate::resource::{LedgerSnapshot, ResourceLedger};
+use crate::resource::{LedgerSnapshot, ResourceLedger, ResourceName};
 
-use super::core::{Core, Parts, State, slots_name};
+use super::core::{Core, Parts, State};
 use super::error::CoordinatorError;
 use super::event::Assignment;
 use super::queue::WaitingTask;
@@ -63,8 +63,12 @@ pub struct CoordinatorSnapshot {
 }
 
 /// Version 2 added `conflicts`; version 3, tasks held off the queue
-/// ([`WaitingTask::parked`]). Version 2 is read as well.
-pub(super) const SNAPSHOT_VERSION: u32 = 3;
+/// ([`WaitingTask::parked`]); version 4, task slots counted by the ledger itself
+/// (before, by a resource named [`LEGACY_SLOTS`]). Versions 2 and 3 are read as well.
+pub(super) const SNAPSHOT_VERSION: u32 = 4;
+
+/// The ledger resource that counted task slots in snapshots before version 4.
+const LEGACY_SLOTS: &str = "concord.slots";
 
 impl Core {
     /// Everything the core holds, as serde data: its checkpoint. Events not yet
@@ -102,12 +106,19 @@ pub(super) fn restore(
     crate::id::check_counter("next_seq", snapshot.next_seq).map_err(corrupt)?;
     if !(2..=SNAPSHOT_VERSION).contains(&snapshot.version) {
         return Err(corrupt(format!(
-            "version {} (expected {SNAPSHOT_VERSION})",
+            "version {} (expected 2 to {SNAPSHOT_VERSION})",
             snapshot.version
         )));
     }
     let registry = AgentRegistry::restore(snapshot.registry)?;
-    let ledger = ResourceLedger::restore(snapshot.ledger)?;
+    let mut ledger_snapshot = snapshot.ledger;
+    if snapshot.version < 4 {
+        // A valid name: parsing cannot fail.
+        if let Ok(legacy) = ResourceName::new(LEGACY_SLOTS) {
+            ledger_snapshot.adopt_task_slots(&legacy);
+        }
+    }
+    let ledger = ResourceLedger::restore(ledger_snapshot)?;
     for (task, a) in &snapshot.assignments {
         if a.task.id() != *task
             || ledger.allocation(a.allocation).is_none()
@@ -274,11 +285,17 @@ fn check_restored_books(
                 view.running()
             ));
         }
-        let slots = ledger.capacity(agent).map_or(0, |c| c.get(slots_name()));
-        if slots != u64::from(view.max_tasks()) {
+        let slots = ledger.task_slots(agent).ok().flatten();
+        if slots != Some(view.max_tasks()) {
             return Err(format!(
-                "{agent} has {slots} task slots in the ledger for {} tasks",
+                "{agent} has {slots:?} task slots in the ledger for {} tasks",
                 view.max_tasks()
+            ));
+        }
+        let counted_by_ledger = ledger.tasks_on(agent).unwrap_or(0);
+        if counted_by_ledger != counted {
+            return Err(format!(
+                "the ledger counts {counted_by_ledger} tasks on {agent}, which runs {counted}"
             ));
         }
     }

@@ -8,6 +8,8 @@
 //! - Never over-allocates: for every agent and every resource, allocated <= capacity;
 //!   for every pool-limited resource, the sum over all agents <= the pool limit.
 //! - A release restores exactly what the allocation took.
+//! - No agent runs more tasks than its task slots ([`ResourceLedger::set_task_slots`]):
+//!   every allocation made for a task takes one.
 //! - Allocation and request ids are never reused, including by a ledger restored from
 //!   its snapshot.
 //!
@@ -39,9 +41,18 @@ use crate::layout::Layout;
 use crate::priority::Priority;
 use crate::serde_util::{duration_ms, opt_duration_ms};
 
-/// The version [`ResourceLedger::snapshot`] writes and [`ResourceLedger::restore`]
-/// reads.
-pub const LEDGER_SNAPSHOT_VERSION: u32 = 1;
+/// The version [`ResourceLedger::snapshot`] writes. [`ResourceLedger::restore`] reads
+/// it and version 1 (written before task slots were the ledger's own: a version-1
+/// ledger limits no agent's tasks).
+pub const LEDGER_SNAPSHOT_VERSION: u32 = 2;
+
+/// The dimension that counts tasks against each agent's task slots. It is the
+/// ledger's own, not a resource: it is never named in a `Resources` the ledger hands
+/// out, and no request names it (an allocation for a task takes one).
+const TASKS: usize = 3;
+
+/// Capacity of the task dimension for an agent whose tasks are not limited.
+const UNLIMITED: u64 = u64::MAX;
 
 /// Settings of a [`ResourceLedger`]. Serde data with sane defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,26 +148,9 @@ impl AllocationRequest {
         }
     }
 
-    /// [`new`](Self::new) for `task`, at `priority`: built in place, where the builder
-    /// steps each moved the whole request (the coordinator makes one per assignment).
-    pub(crate) fn for_task(
-        agent: AgentId,
-        needs: Resources,
-        task: TaskId,
-        priority: Priority,
-    ) -> Self {
-        AllocationRequest {
-            candidates: Candidates::One(agent),
-            needs,
-            task: Some(task),
-            priority,
-            lease: None,
-            waiting_since: None,
-        }
-    }
-
-    /// Records which task the resources are for (enables leak detection when the task
-    /// finishes).
+    /// Records which task the resources are for: enables leak detection when the task
+    /// finishes, and the allocation takes one of its agent's task slots
+    /// ([`ResourceLedger::set_task_slots`]).
     pub fn with_task(mut self, task: TaskId) -> Self {
         self.task = Some(task);
         self
@@ -556,6 +550,8 @@ pub struct AgentAvailability {
     /// What a new request could take on it now: capacity minus allocations minus
     /// reservations, also bounded by the pool's free amounts.
     pub free: Resources,
+    /// How many more tasks it could start now, if its task slots are limited.
+    pub free_task_slots: Option<u32>,
 }
 
 /// One agent's capacity in a snapshot.
@@ -565,6 +561,10 @@ pub struct AgentCapacity {
     pub agent: AgentId,
     /// Its capacity.
     pub capacity: Resources,
+    /// How many tasks it may run at once, if limited
+    /// ([`ResourceLedger::set_task_slots`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_slots: Option<u32>,
 }
 
 /// Everything a [`ResourceLedger`] knows, as plain serde data: persist it, and
@@ -588,6 +588,27 @@ pub struct LedgerSnapshot {
     pub next_allocation: u64,
     /// The next request id to issue.
     pub next_request: u64,
+}
+
+impl LedgerSnapshot {
+    /// Turns `legacy`, an extended resource a host used to count tasks per agent
+    /// before the ledger counted them itself, into task slots: each agent's capacity
+    /// of it becomes its task slots, and it leaves every allocation and waiting
+    /// request (an allocation for a task takes a slot of its own now).
+    pub(crate) fn adopt_task_slots(&mut self, legacy: &ResourceName) {
+        for a in &mut self.agents {
+            let slots = a.capacity.get(legacy);
+            a.task_slots = Some(u32::try_from(slots).unwrap_or(u32::MAX));
+            a.capacity.set(legacy, 0);
+        }
+        for a in &mut self.allocations {
+            a.resources.set(legacy, 0);
+        }
+        for w in &mut self.waiting {
+            w.request.needs.set(legacy, 0);
+        }
+        self.pool_limits.remove(legacy);
+    }
 }
 
 /// `dst += src`, element by element. Callers have checked that nothing overflows.
@@ -670,7 +691,8 @@ struct Waiting {
 #[derive(Debug, Clone)]
 pub struct ResourceLedger {
     config: LedgerConfig,
-    /// Dimension names: cpu, memory, storage, then extended resources as they appear.
+    /// Dimension names: cpu, memory, storage, the task slots ([`TASKS`]), then
+    /// extended resources as they appear.
     dims: Vec<ResourceName>,
     agent_ids: Vec<AgentId>,
     agent_index: FxHashMap<AgentId, u32>,
@@ -724,6 +746,8 @@ impl ResourceLedger {
             ResourceName::Cpu,
             ResourceName::Memory,
             ResourceName::Storage,
+            // Named only in errors ("needs 1 task slots, 0 free").
+            ResourceName::Extended(ExtendedName::internal("task slots")),
         ];
         let n = dims.len();
         ResourceLedger {
@@ -773,10 +797,11 @@ impl ResourceLedger {
     /// The dimension of an extended resource, comparing names without cloning them.
     #[inline]
     fn ext_dim(&self, name: &ExtendedName) -> Option<usize> {
-        self.dims[3..]
+        // The task dimension's name is no parsed name: searching it too is harmless.
+        self.dims[TASKS..]
             .iter()
             .position(|d| matches!(d, ResourceName::Extended(e) if e == name))
-            .map(|i| i + 3)
+            .map(|i| i + TASKS)
     }
 
     /// Adds dimensions for every extended resource of `r` not yet known, re-striding
@@ -859,8 +884,8 @@ impl ResourceLedger {
     /// Writes the dense `v` into `out`, reusing its storage.
     fn undensify_into(&self, v: &[u64], out: &mut Resources) {
         out.clear();
-        for (name, &x) in self.dims.iter().zip(v) {
-            if x > 0 {
+        for (d, (name, &x)) in self.dims.iter().zip(v).enumerate() {
+            if x > 0 && d != TASKS {
                 out.set(name, x);
             }
         }
@@ -960,6 +985,7 @@ impl ResourceLedger {
         let mut dense = Vec::new();
         // Cannot fail: ensure_dims added every dimension of `capacity`.
         let _ = self.densify(capacity, &mut dense);
+        dense[TASKS] = UNLIMITED;
         self.capacity.extend_from_slice(&dense);
         self.allocated.extend(std::iter::repeat_n(0, dense.len()));
         self.reserved.extend(std::iter::repeat_n(0, dense.len()));
@@ -986,6 +1012,9 @@ impl ResourceLedger {
         let i = self.index(agent)? as usize;
         // Check against current dimensions before changing anything.
         for (d, name) in self.dims.iter().enumerate() {
+            if d == TASKS {
+                continue;
+            }
             let held = self.allocated[i * self.dims.len() + d];
             let cap = capacity.get(name);
             if held > cap {
@@ -1001,10 +1030,80 @@ impl ResourceLedger {
         let mut dense = Vec::new();
         let _ = self.densify(capacity, &mut dense);
         let r = self.row(&self.capacity, i);
+        dense[TASKS] = self.capacity[r.start + TASKS];
         self.capacity[r].copy_from_slice(&dense);
         self.layout = Layout::fresh();
         self.drop_hopeless_reservations();
         Ok(())
+    }
+
+    /// Limits how many tasks `agent` runs at once (`None`: no limit, the default).
+    /// Every allocation made for a task ([`AllocationRequest::with_task`]) takes one
+    /// of its task slots, and a waiting request for a task is granted only where one
+    /// is free, so a host that counts tasks per agent needs no resource of its own
+    /// for it. Waiting requests are not drained; call [`drain`](Self::drain).
+    ///
+    /// ```
+    /// use concord::{AgentId, AllocationRequest, ResourceLedger, TaskId, Timestamp};
+    ///
+    /// let mut ledger = ResourceLedger::new();
+    /// let worker = AgentId::new(1);
+    /// ledger.add_agent(worker, &"cpu=8".parse()?)?;
+    /// ledger.set_task_slots(worker, Some(1))?;
+    /// let now = Timestamp::from_secs(0);
+    /// let first = AllocationRequest::new(worker, "cpu=1".parse()?).with_task(TaskId::new(1));
+    /// ledger.try_allocate(&first, now)?;
+    /// let second = AllocationRequest::new(worker, "cpu=1".parse()?).with_task(TaskId::new(2));
+    /// assert!(ledger.try_allocate(&second, now).is_err(), "cpu to spare, but no slot");
+    /// assert_eq!(ledger.tasks_on(worker)?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownAgent`]; [`LedgerError::CapacityBelowAllocated`] (naming
+    /// `task slots`) if it runs more tasks now than the new limit.
+    pub fn set_task_slots(
+        &mut self,
+        agent: AgentId,
+        slots: Option<u32>,
+    ) -> Result<(), LedgerError> {
+        let i = self.index(agent)? as usize;
+        let k = i * self.dims.len() + TASKS;
+        let limit = slots.map_or(UNLIMITED, u64::from);
+        if self.allocated[k] > limit {
+            return Err(LedgerError::CapacityBelowAllocated {
+                agent,
+                resource: self.dims[TASKS].to_string(),
+                allocated: self.allocated[k],
+                capacity: limit,
+            });
+        }
+        self.capacity[k] = limit;
+        self.layout = Layout::fresh();
+        self.drop_hopeless_reservations();
+        Ok(())
+    }
+
+    /// How many tasks `agent` may run at once, if limited.
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownAgent`].
+    pub fn task_slots(&self, agent: AgentId) -> Result<Option<u32>, LedgerError> {
+        let i = self.index(agent)? as usize;
+        let limit = self.capacity[i * self.dims.len() + TASKS];
+        // A limit is set from a u32: anything larger is "unlimited".
+        Ok(u32::try_from(limit).ok())
+    }
+
+    /// How many tasks hold allocations on `agent` now (one per allocation made for a
+    /// task).
+    ///
+    /// # Errors
+    /// [`LedgerError::UnknownAgent`].
+    pub fn tasks_on(&self, agent: AgentId) -> Result<u32, LedgerError> {
+        let i = self.index(agent)? as usize;
+        // Never above a u32 limit, and every allocation is counted in a u32.
+        Ok(u32::try_from(self.allocated[i * self.dims.len() + TASKS]).unwrap_or(u32::MAX))
     }
 
     /// Lifts every reservation for a request its agent can no longer ever hold (a
@@ -1158,7 +1257,7 @@ impl ResourceLedger {
         out.clear();
         for (d, name) in self.dims.iter().enumerate() {
             let free = self.free_dim(i, d);
-            if free > 0 {
+            if free > 0 && d != TASKS {
                 out.set(name, free);
             }
         }
@@ -1186,9 +1285,15 @@ impl ResourceLedger {
     /// were added: the resource allocation process's `get_resource_availability()`.
     pub fn availability(&self) -> Vec<AgentAvailability> {
         self.agents()
-            .map(|agent| AgentAvailability {
-                agent,
-                free: self.free(agent).unwrap_or_default(),
+            .map(|agent| {
+                let i = self.agent_index[&agent] as usize;
+                let limited = self.capacity[i * self.dims.len() + TASKS] != UNLIMITED;
+                AgentAvailability {
+                    agent,
+                    free: self.free(agent).unwrap_or_default(),
+                    free_task_slots: limited
+                        .then(|| u32::try_from(self.free_dim(i, TASKS)).unwrap_or(u32::MAX)),
+                }
             })
             .collect()
     }
@@ -1254,7 +1359,7 @@ impl ResourceLedger {
     ) -> Result<AllocationId, LedgerError> {
         let i = self.index(agent)?;
         self.with_scratch(|l, _, dense| {
-            l.check_fits(agent, i, needs, dense)?;
+            l.check_fits(agent, i, needs, None, dense)?;
             Ok(l.commit(i, dense, None, Priority::default(), None, now))
         })
     }
@@ -1273,15 +1378,18 @@ impl ResourceLedger {
         result
     }
 
-    /// Densifies `needs` into `dense` and checks that it fits on agent `i` now.
+    /// Densifies `needs` (and a task slot if it is for a `task`) into `dense` and
+    /// checks that it fits on agent `i` now.
     fn check_fits(
         &self,
         agent: AgentId,
         i: u32,
         needs: &Resources,
+        task: Option<TaskId>,
         dense: &mut Vec<u64>,
     ) -> Result<(), LedgerError> {
         self.densify_for(agent, needs, dense)?;
+        dense[TASKS] = u64::from(task.is_some());
         if let Some((d, free)) = self.shortfall(i as usize, dense) {
             if let Some((d, cap)) = self.never_fits(i as usize, dense) {
                 return Err(LedgerError::ExceedsCapacity {
@@ -1325,31 +1433,22 @@ impl ResourceLedger {
         })
     }
 
-    /// [`try_allocate`](Self::try_allocate) of `resources` plus one unit of `slot` (in
-    /// place of any amount `resources` names for it) on `agent`, for `task`, with no
-    /// lease: what a coordinator books per assignment, without building the request
+    /// [`try_allocate`](Self::try_allocate) of `resources` on `agent` for `task`, with
+    /// no lease: what a coordinator books per assignment, without building the request
     /// (a copy of the task's resources).
-    pub(crate) fn try_allocate_with_slot(
+    pub(crate) fn try_allocate_task(
         &mut self,
         agent: AgentId,
         resources: &Resources,
-        slot: &ResourceName,
         task: TaskId,
         priority: Priority,
         now: Timestamp,
     ) -> Result<Grant, LedgerError> {
-        let Some(slot_dim) = self.dim_of(slot) else {
-            // No such dimension: the general path names the error.
-            let mut needs = resources.clone();
-            needs.set(slot, 1);
-            let request = AllocationRequest::for_task(agent, needs, task, priority);
-            return self.try_allocate(&request, now);
-        };
         self.with_scratch(|l, candidates, dense| {
             candidates.clear();
             candidates.push(l.index(agent)?);
             l.densify_for(agent, resources, dense)?;
-            dense[slot_dim] = 1;
+            dense[TASKS] = 1;
             l.allocate_now(candidates, dense, Some(task), priority, None, now)
         })
     }
@@ -1476,7 +1575,9 @@ impl ResourceLedger {
         for &a in agents {
             candidates.push(self.index(a)?);
         }
-        self.densify_for(agents[0], &request.needs, dense)
+        self.densify_for(agents[0], &request.needs, dense)?;
+        dense[TASKS] = u64::from(request.task.is_some());
+        Ok(())
     }
 
     fn first_fit(&self, candidates: &[u32], dense: &[u64]) -> Option<u32> {
@@ -1924,13 +2025,20 @@ impl ResourceLedger {
         for k in order {
             let fit = match self.waiting[k].reserved_on {
                 Some(i) => {
+                    // Its own agent first, then any candidate with room now: a
+                    // reservation is there to make room, not to keep the request from
+                    // room another candidate has.
                     let needs = std::mem::take(&mut self.waiting[k].needs);
-                    let fits = self.shortfall(i as usize, &needs).is_none();
-                    if !fits {
+                    let fit = if self.shortfall(i as usize, &needs).is_none() {
+                        Some(i)
+                    } else {
+                        self.first_fit(&self.waiting[k].candidates, &needs)
+                    };
+                    if fit.is_none() {
                         self.reserve(i, &needs);
                     }
                     self.waiting[k].needs = needs;
-                    fits.then_some(i)
+                    fit
                 }
                 None => self.first_fit(&self.waiting[k].candidates, &self.waiting[k].needs),
             };
@@ -1980,7 +2088,7 @@ impl ResourceLedger {
                 let i = self.agent_index[&agent] as usize;
                 let held = &self.allocated[i * n..(i + 1) * n];
                 let (d, share) = (0..n)
-                    .filter(|&d| total[d] > 0 && held[d] > 0)
+                    .filter(|&d| d != TASKS && total[d] > 0 && held[d] > 0)
                     .map(|d| (d, held[d] as f64 / total[d] as f64))
                     .fold(None, |best: Option<(usize, f64)>, x| match best {
                         Some(b) if b.1 >= x.1 => Some(b),
@@ -2005,6 +2113,7 @@ impl ResourceLedger {
     pub fn usage_report(&self) -> UsageReport {
         let n = self.dims.len();
         let mut resources: Vec<ResourceUsage> = (0..n)
+            .filter(|&d| d != TASKS)
             .filter_map(|d| {
                 let capacity: u64 = self
                     .agent_live
@@ -2039,7 +2148,7 @@ impl ResourceLedger {
                 let cap = &self.capacity[i * n..(i + 1) * n];
                 let held = &self.allocated[i * n..(i + 1) * n];
                 let utilization = (0..n)
-                    .filter(|&d| cap[d] > 0)
+                    .filter(|&d| d != TASKS && cap[d] > 0)
                     .map(|d| held[d] as f64 / cap[d] as f64)
                     .fold(0.0, f64::max);
                 AgentUsage {
@@ -2070,6 +2179,7 @@ impl ResourceLedger {
             .map(|agent| AgentCapacity {
                 agent,
                 capacity: self.capacity(agent).unwrap_or_default(),
+                task_slots: self.task_slots(agent).unwrap_or_default(),
             })
             .collect();
         agents.sort_by_key(|a| a.agent);
@@ -2106,9 +2216,9 @@ impl ResourceLedger {
     /// not below its counter, or allocations over a capacity or pool limit.
     pub fn restore(snapshot: LedgerSnapshot) -> Result<Self, LedgerError> {
         let corrupt = |reason: String| LedgerError::CorruptSnapshot { reason };
-        if snapshot.version != LEDGER_SNAPSHOT_VERSION {
+        if !(1..=LEDGER_SNAPSHOT_VERSION).contains(&snapshot.version) {
             return Err(corrupt(format!(
-                "version {} (expected {LEDGER_SNAPSHOT_VERSION})",
+                "version {} (expected 1 to {LEDGER_SNAPSHOT_VERSION})",
                 snapshot.version
             )));
         }
@@ -2119,6 +2229,10 @@ impl ResourceLedger {
             ledger
                 .add_agent(a.agent, &a.capacity)
                 .map_err(|_| corrupt(format!("{} appears twice", a.agent)))?;
+            if a.task_slots.is_some() {
+                // Cannot fail: the agent was just added and runs nothing.
+                let _ = ledger.set_task_slots(a.agent, a.task_slots);
+            }
         }
         for (name, limit) in &snapshot.pool_limits {
             ledger
@@ -2139,7 +2253,7 @@ impl ResourceLedger {
                 .map_err(|_| corrupt(format!("{} is on unknown {}", a.id, a.agent)))?;
             let mut dense = Vec::new();
             ledger
-                .check_fits(a.agent, i, &a.resources, &mut dense)
+                .check_fits(a.agent, i, &a.resources, a.task, &mut dense)
                 .map_err(|e| corrupt(format!("{} does not fit: {e}", a.id)))?;
             ledger.next_allocation = a.id.get();
             let id = ledger.commit(i, &dense, a.task, a.priority, None, a.granted_at);
@@ -2222,35 +2336,41 @@ mod tests {
     }
 
     proptest! {
-        /// The coordinator's booking (`try_allocate_with_slot`) does exactly what the
+        /// The coordinator's booking (`try_allocate_task`) does exactly what the
         /// request it stands for does: the same grant or error, the same ledger after.
         #[test]
-        fn booking_with_a_slot_is_the_request_with_the_slot_set(
-            capacity in (0u64..4000, 0u64..3, proptest::option::of(0u64..3)),
-            held in proptest::collection::vec((0u64..3000, 0u64..2), 0..3),
-            needs in (0u64..3000, 0u64..3, proptest::option::of(0u64..3), 0u64..2),
+        fn booking_a_task_is_the_request_for_the_task(
+            capacity in (0u64..4000, 0u64..3, proptest::option::of(0u32..3)),
+            held in proptest::collection::vec((0u64..3000, 0u64..2, any::<bool>()), 0..3),
+            needs in (0u64..3000, 0u64..3, 0u64..2),
             known_agent in any::<bool>(),
         ) {
             let now = Timestamp::from_secs(1);
             let agent = AgentId::new(1);
             let mut ledger = ResourceLedger::new();
-            ledger.add_agent(agent, &res(capacity.0, capacity.1, capacity.2, 0)).unwrap();
-            for (cpu, gpu) in held {
-                let _ = ledger.allocate(agent, &res(cpu, gpu, None, 0), now);
+            ledger.add_agent(agent, &res(capacity.0, capacity.1, None, 0)).unwrap();
+            ledger.set_task_slots(agent, capacity.2).unwrap();
+            for (k, (cpu, gpu, for_task)) in held.into_iter().enumerate() {
+                let mut request = AllocationRequest::new(agent, res(cpu, gpu, None, 0));
+                if for_task {
+                    request = request.with_task(TaskId::new(100 + k as u64));
+                }
+                let _ = ledger.try_allocate(&request, now);
             }
             let target = if known_agent { agent } else { AgentId::new(2) };
-            let slot = ResourceName::new("slots").unwrap();
-            let needs = res(needs.0, needs.1, needs.2, needs.3);
+            let needs = res(needs.0, needs.1, None, needs.2);
             let task = TaskId::new(7);
             let priority = Priority::default();
 
             let mut fast = ledger.clone();
-            let got = fast.try_allocate_with_slot(target, &needs, &slot, task, priority, now);
-            let mut with_slot = needs.clone();
-            with_slot.set(&slot, 1);
-            let request = AllocationRequest::for_task(target, with_slot, task, priority);
+            let got = fast.try_allocate_task(target, &needs, task, priority, now);
+            let request = AllocationRequest::new(target, needs).with_task(task).with_priority(priority);
             let want = ledger.try_allocate(&request, now);
             prop_assert_eq!(got, want);
+            prop_assert_eq!(fast.snapshot(), ledger.snapshot());
+            if let Some(slots) = capacity.2 {
+                prop_assert!(ledger.tasks_on(agent).unwrap() <= slots, "never over the task slots");
+            }
             prop_assert_eq!(fast.snapshot(), ledger.snapshot());
         }
     }

@@ -38,6 +38,13 @@ impl ExtendedName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A name for the crate's own bookkeeping that no parsed name can equal (parsing
+    /// refuses spaces), so it never collides with a host's resource.
+    pub(crate) fn internal(name: &str) -> Self {
+        debug_assert!(ResourceName::new(name).is_err());
+        ExtendedName(Arc::from(name))
+    }
 }
 
 /// A kind of resource.

@@ -11,8 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use concord::coordinator::{AssignOutcome, Coordinator, Event, EventKind, SLOTS_RESOURCE};
-use concord::resource::ResourceName;
+use concord::coordinator::{AssignOutcome, Coordinator, Event, EventKind};
 use concord::{
     AgentId, AgentProfile, Claim, EscalationPolicy, ManualClock, Requirements, Role,
     RuleBasedAnalyzer, RuleSet, Task, TaskId, Timestamp,
@@ -136,22 +135,22 @@ fn collides(a: &Task, b: &Task) -> bool {
         .any(|x| b.requirements().claims().iter().any(|y| collide(x, y)))
 }
 
-/// Whether some agent has room for `task` now: a free slot and its resources,
+/// Whether some agent has room for `task` now: a free task slot and its resources,
 /// counting what is reserved for a long-waiting task as taken. `None` when `task`
-/// holds a reservation itself: the ledger serves it only on the agent reserved for
-/// it, whatever room the others have (a known bug: see the ignored
-/// `a_conflicted_task_starts_when_its_holder_ends_after_a_long_wait` in
-/// `tests/coordinator.rs`).
+/// holds a reservation itself: what is reserved for it would count as taken too.
 fn room_for(c: &Coordinator, task: &Task) -> Option<bool> {
-    let slots = ResourceName::new(SLOTS_RESOURCE).unwrap();
-    let needs = task.requirements().resources().clone().with(&slots, 1);
+    let needs = task.requirements().resources();
     let now = c.now();
     c.with_ledger(|l| {
         let reserved = l
             .waiting(now)
             .iter()
             .any(|w| w.request.task() == Some(task.id()) && w.reserved_on.is_some());
-        (!reserved).then(|| l.agents().any(|a| l.can_allocate(a, &needs)))
+        (!reserved).then(|| {
+            l.availability()
+                .iter()
+                .any(|a| a.free_task_slots != Some(0) && l.can_allocate(a.agent, needs))
+        })
     })
 }
 
