@@ -479,8 +479,9 @@ impl Core {
 
     /// Changes an agent's status (it must be a legal transition). Returns whether it
     /// changed: setting the status it already has (quarantine twice) changes nothing
-    /// and says so with `false`. An agent going offline or unhealthy hands its running
-    /// tasks back ([`OnAgentLoss`], [`EventKind::TaskHandedBack`]).
+    /// and says so with `false`. An agent leaving service (offline, unhealthy or
+    /// quarantined) hands its running tasks back ([`OnAgentLoss`],
+    /// [`EventKind::TaskHandedBack`]).
     ///
     /// # Errors
     /// The registry's refusal; [`CoordinatorError::TimeWentBack`]; nothing changes.
@@ -494,7 +495,10 @@ impl Core {
         if self.s.registry.status(agent)? == status {
             return Ok(false);
         }
-        let leaves = matches!(status, AgentStatus::Offline | AgentStatus::Unhealthy);
+        // Offline, unhealthy and quarantined agents are all out of service: their
+        // running tasks are handed back (a quarantined agent is cut off from work it
+        // already had as well as from new work).
+        let leaves = !status.is_in_service();
         let from = self.s.registry.set_status(agent, status, now)?;
         self.s.last_now = now;
         tracing::info!(agent.id = %agent, from = %from, to = %status, "agent status changed");

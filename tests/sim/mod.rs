@@ -1,0 +1,1037 @@
+//! The simulation world: one seed drives the sans-I/O coordinator core through a
+//! random, too-small, faulty fleet on simulated time, single-threaded and
+//! deterministic, checking named invariants after every step (in the manner of
+//! FoundationDB's simulation tests and TigerBeetle's VOPR).
+//!
+//! What the world does at random: tasks arrive (some with exclusive claims, so
+//! conflicts arise); agents join, leave, go offline, unhealthy or into quarantine and
+//! come back; agents answer right, fail, hang (the host gives up on them), answer late
+//! (after the host gave up) or twice, and report usage above their prediction; a
+//! simulated orchestrator and human approve, deny or never answer conflicts; safe mode
+//! comes and goes; the coordinator crashes and is rebuilt from its last checkpoint.
+//!
+//! Two modes: *safety* (faults never stop; the invariants hold at every step) and
+//! *liveness* (faults stop at a random step; then every task must end within a bound
+//! of simulated time, or the seed fails as stuck, naming the tasks and why they
+//! wait).
+//!
+//! The coordinator's own journal does not exist yet: a crash restores the last
+//! checkpoint, and the host (the world) reconciles its agents' work with it.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use concord::agent::{AgentProfile, AgentStatus};
+use concord::conflict::{ConflictId, HumanDecision};
+use concord::coordinator::{
+    AssignOutcome, Coordinator, CoordinatorSnapshot, Core, Decider, Event, EventKind,
+};
+use concord::policy::SystemMode;
+use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
+use concord::{AgentId, Resources, Role, TaskId, Timestamp};
+
+/// SplitMix64: small, fast, and the same on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True with probability `percent / 100`.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// FNV-1a, 64 bits: the trace hash, stable across runs, machines and Rust versions.
+#[derive(Debug, Clone)]
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Which mode a seed runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Faults never stop; the invariants hold at every step.
+    Safety,
+    /// Faults stop at a random step; then everything must finish in time.
+    Liveness,
+}
+
+/// How long, after faults stop, every task has to end in liveness mode: past the
+/// escalation ladder's human deadline (2 h plus its 4 h default deadline) with room.
+pub const LIVENESS_BOUND: Duration = Duration::from_secs(8 * 3600);
+
+/// What one seed did.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub steps: u64,
+    pub simulated: Duration,
+    pub tasks: u64,
+    pub agent_faults: u64,
+    pub crashes: u64,
+    pub conflicts_decided: u64,
+    pub checks: u64,
+    pub trace_hash: u64,
+}
+
+impl Report {
+    pub fn add(&mut self, other: &Report) {
+        self.steps += other.steps;
+        self.simulated += other.simulated;
+        self.tasks += other.tasks;
+        self.agent_faults += other.agent_faults;
+        self.crashes += other.crashes;
+        self.conflicts_decided += other.conflicts_decided;
+        self.checks += other.checks;
+        self.trace_hash ^= other.trace_hash;
+    }
+}
+
+/// A failing seed: the seed, the invariant and the last events, enough to replay it.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub seed: u64,
+    pub mode: Mode,
+    pub step: u64,
+    pub invariant: &'static str,
+    pub detail: String,
+    pub last: Vec<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {} ({:?}) broke `{}` at step {}: {}",
+            self.seed, self.mode, self.invariant, self.step, self.detail
+        )?;
+        writeln!(
+            f,
+            "replay it alone: SIM_SEED={} cargo test --test simulation -- --nocapture",
+            self.seed
+        )?;
+        writeln!(f, "last events:")?;
+        for line in &self.last {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How an agent answers one piece of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Success,
+    Failure,
+    /// Never answers; the host gives up at its deadline.
+    Hang,
+    /// Answers after the host gave up.
+    Late,
+    /// Answers, then answers again.
+    Twice,
+    /// Succeeds, reporting more than it was given.
+    OverUse,
+}
+
+#[derive(Debug, Clone)]
+struct Work {
+    ends_at: Timestamp,
+    answer: Answer,
+}
+
+/// What the host (the world) knows of one agent.
+#[derive(Debug, Clone)]
+struct SimAgent {
+    working: BTreeMap<TaskId, Work>,
+}
+
+/// How long the host waits for an answer before it gives up on a task.
+const HOST_PATIENCE: Duration = Duration::from_secs(120);
+
+/// How many events the failure report shows (`SIM_EVENTS` to see more).
+fn keep_events() -> usize {
+    std::env::var("SIM_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40)
+}
+
+const CLAIMS: [&str; 3] = ["env/staging", "db/main", "repo/config"];
+
+pub struct World {
+    seed: u64,
+    mode: Mode,
+    rng: Rng,
+    core: Core,
+    now: Timestamp,
+    start: Timestamp,
+    agents: BTreeMap<AgentId, SimAgent>,
+    next_agent: u64,
+    next_task: u64,
+    /// Tasks submitted and not yet ended (completed, rejected, denied, cancelled).
+    open: BTreeSet<TaskId>,
+    /// Answers the host gave up on, to be delivered late.
+    late: Vec<(Timestamp, TaskId)>,
+    /// Conflicts and when the orchestrator or human will answer (if ever).
+    answers: BTreeMap<ConflictId, (Timestamp, Option<(HumanDecision, Decider)>)>,
+    /// The mode and each agent's status as the events tell them.
+    seen_mode: SystemMode,
+    seen_status: BTreeMap<AgentId, AgentStatus>,
+    running: BTreeMap<TaskId, AgentId>,
+    last_seq: u64,
+    checkpoint: Option<String>,
+    faults_on: bool,
+    last: VecDeque<String>,
+    keep: usize,
+    hash: Fnv,
+    report: Report,
+}
+
+fn analyzer() -> RuleBasedAnalyzer {
+    RuleBasedAnalyzer::new(RuleSet::empty()).expect("empty rules")
+}
+
+fn role() -> Role {
+    Role::new("worker").expect("role")
+}
+
+impl World {
+    pub fn new(seed: u64, mode: Mode) -> World {
+        let start = Timestamp::from_secs(1_000_000);
+        let core = Coordinator::builder().analyzer(analyzer()).build_core();
+        let mut w = World {
+            seed,
+            mode,
+            rng: Rng::new(seed),
+            core,
+            now: start,
+            start,
+            agents: BTreeMap::new(),
+            next_agent: 1,
+            next_task: 1,
+            open: BTreeSet::new(),
+            late: Vec::new(),
+            answers: BTreeMap::new(),
+            seen_mode: SystemMode::Normal,
+            seen_status: BTreeMap::new(),
+            running: BTreeMap::new(),
+            last_seq: 0,
+            checkpoint: None,
+            faults_on: true,
+            last: VecDeque::new(),
+            keep: keep_events(),
+            hash: Fnv::new(),
+            report: Report::default(),
+        };
+        let agents = 1 + w.rng.below(3);
+        for _ in 0..agents {
+            w.join();
+        }
+        w
+    }
+
+    fn fail(&self, invariant: &'static str, detail: impl Into<String>) -> Failure {
+        Failure {
+            seed: self.seed,
+            mode: self.mode,
+            step: self.report.steps,
+            invariant,
+            detail: detail.into(),
+            last: self.last.iter().cloned().collect(),
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        self.hash.write(line.as_bytes());
+        if self.last.len() >= self.keep {
+            self.last.pop_front();
+        }
+        self.last.push_back(line);
+    }
+
+    /// Runs the seed: `steps` steps (faults stop at a random one in liveness mode),
+    /// then in liveness mode until every task ended or the bound passed.
+    pub fn run(mut self, steps: u64) -> Result<Report, Failure> {
+        let quiet_at = match self.mode {
+            Mode::Safety => u64::MAX,
+            Mode::Liveness => self.rng.below(steps.max(1)),
+        };
+        for i in 0..steps {
+            if i == quiet_at {
+                self.quiet()?;
+                break;
+            }
+            self.guarded(|w| w.step())?;
+        }
+        if self.mode == Mode::Liveness && self.faults_on {
+            self.quiet()?;
+        }
+        if self.mode == Mode::Liveness {
+            self.settle()?;
+        }
+        self.report.simulated = self.now.duration_since(self.start);
+        self.report.trace_hash = self.hash.0;
+        Ok(self.report)
+    }
+
+    /// Runs `f`, turning a panic out of the library into the `no_panic` invariant.
+    fn guarded(
+        &mut self,
+        f: impl FnOnce(&mut World) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        match catch_unwind(AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r,
+            Err(p) => {
+                let what = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_default();
+                Err(self.fail("no_panic", what))
+            }
+        }
+    }
+
+    /// One random step, then the invariants.
+    fn step(&mut self) -> Result<(), Failure> {
+        self.report.steps += 1;
+        let roll = self.rng.below(100);
+        match roll {
+            0..=29 => self.submit()?,
+            30..=59 => self.advance()?,
+            60..=64 => self.decide_now()?,
+            65..=69 if self.faults_on => self.agent_fault()?,
+            70..=71 if self.faults_on => self.toggle_safe_mode()?,
+            72..=73 if self.faults_on => self.join(),
+            74 if self.faults_on => self.leave()?,
+            75..=77 if self.faults_on => self.crash()?,
+            78..=84 => self.take_checkpoint(),
+            _ => self.advance()?,
+        }
+        self.observe()?;
+        self.check()
+    }
+
+    fn join(&mut self) {
+        let id = AgentId::new(self.next_agent);
+        self.next_agent += 1;
+        let cpu = 2 + self.rng.below(3);
+        let slots = 1 + self.rng.below(2) as u32;
+        let profile = AgentProfile::new(id, format!("w{}", id.get()))
+            .with_role(role())
+            .with_capacity(Resources::new().with_cpu_millis(cpu * 1000))
+            .with_max_tasks(slots);
+        match self.core.register_agent(profile, self.now) {
+            Ok(()) => {
+                self.agents.insert(
+                    id,
+                    SimAgent {
+                        working: BTreeMap::new(),
+                    },
+                );
+            }
+            Err(e) => self.note(format!("register {id} refused: {e}")),
+        }
+    }
+
+    fn leave(&mut self) -> Result<(), Failure> {
+        // Keep one agent so that the fleet is never empty for long.
+        if self.agents.len() <= 1 {
+            return Ok(());
+        }
+        let ids: Vec<AgentId> = self.agents.keys().copied().collect();
+        let id = ids[self.rng.below(ids.len() as u64) as usize];
+        match self.core.deregister_agent(id, self.now) {
+            Ok(_) => {
+                self.agents.remove(&id);
+                self.report.agent_faults += 1;
+            }
+            Err(e) => self.note(format!("deregister {id} refused: {e}")),
+        }
+        Ok(())
+    }
+
+    fn submit(&mut self) -> Result<(), Failure> {
+        let id = TaskId::new(self.next_task);
+        self.next_task += 1;
+        let cpu = self.rng.below(5);
+        let mut needs = Requirements::new()
+            .with_role(role())
+            .with_resources(Resources::new().with_cpu_millis(cpu * 1000));
+        if self.rng.chance(25) {
+            let name = CLAIMS[self.rng.below(CLAIMS.len() as u64) as usize];
+            needs = needs.with_claim(Claim::exclusive(name));
+        }
+        let task = Task::new(id, "work", format!("task {}", id.get())).with_requirements(needs);
+        self.report.tasks += 1;
+        self.open.insert(id);
+        match self.core.assign(task, self.now) {
+            Ok(AssignOutcome::Rejected { .. }) => {
+                self.open.remove(&id);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.open.remove(&id);
+                self.note(format!("assign {id} refused: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets time pass to the next thing that happens (an answer, a decision, the
+    /// core's own deadline), or by a random amount, and delivers what is due.
+    fn advance(&mut self) -> Result<(), Failure> {
+        let step = if self.rng.chance(3) {
+            Duration::from_secs(60 * (10 + self.rng.below(50)))
+        } else {
+            Duration::from_millis(self.rng.below(5000))
+        };
+        let target = self.now + step;
+        // Visit each due moment in order, so that nothing is seen late.
+        loop {
+            let next = self.next_due().filter(|t| *t <= target);
+            let Some(t) = next else { break };
+            self.now = self.now.max(t);
+            self.deliver()?;
+        }
+        self.now = self.now.max(target);
+        self.deliver()
+    }
+
+    fn next_due(&mut self) -> Option<Timestamp> {
+        let work = self
+            .agents
+            .values()
+            .flat_map(|a| a.working.values().map(|w| w.ends_at))
+            .min();
+        let late = self.late.iter().map(|(t, _)| *t).min();
+        let answers = self.answers.values().map(|(t, _)| *t).min();
+        let core = self.core.poll_timeout();
+        [work, late, answers, core].into_iter().flatten().min()
+    }
+
+    /// Everything due at `now`: the core's timeouts, agents' answers, late answers,
+    /// decisions.
+    fn deliver(&mut self) -> Result<(), Failure> {
+        let now = self.now;
+        if self.core.poll_timeout().is_some_and(|t| t <= now) {
+            self.core
+                .handle_timeout(now)
+                .map_err(|e| self.fail("time_never_goes_back", e.to_string()))?;
+            // The core's deadlines are met at their time: none is left behind.
+            if let Some(t) = self.core.poll_timeout().filter(|t| *t <= now) {
+                // A deadline at `now` may be re-armed for `now` once (a reservation
+                // made as the queue drained): one more turn must clear it.
+                let _ = self.core.handle_timeout(now);
+                if self.core.poll_timeout().is_some_and(|u| u <= now) {
+                    return Err(self.fail(
+                        "deadlines_met_on_time",
+                        format!("deadline {t} still due at {now}"),
+                    ));
+                }
+            }
+        }
+        let due: Vec<(AgentId, TaskId, Work)> = self
+            .agents
+            .iter()
+            .flat_map(|(a, s)| {
+                s.working
+                    .iter()
+                    .filter(|(_, w)| w.ends_at <= now)
+                    .map(|(t, w)| (*a, *t, w.clone()))
+            })
+            .collect();
+        for (agent, task, work) in due {
+            if let Some(s) = self.agents.get_mut(&agent) {
+                s.working.remove(&task);
+            }
+            self.answer(task, work)?;
+        }
+        let late: Vec<TaskId> = self
+            .late
+            .iter()
+            .filter(|(t, _)| *t <= now)
+            .map(|(_, k)| *k)
+            .collect();
+        self.late.retain(|(t, _)| *t > now);
+        for task in late {
+            self.unchanged_by("a_late_answer_changes_nothing", |core, now| {
+                core.complete(task, true, None, now).is_err()
+            })?;
+        }
+        let decisions: Vec<(ConflictId, Option<(HumanDecision, Decider)>)> = self
+            .answers
+            .iter()
+            .filter(|(_, (t, _))| *t <= now)
+            .map(|(c, (_, d))| (*c, *d))
+            .collect();
+        for (conflict, decision) in decisions {
+            self.answers.remove(&conflict);
+            if let Some((decision, by)) = decision {
+                if self.core.decide(conflict, decision, by, now).is_ok() {
+                    self.report.conflicts_decided += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers an agent's answer to the core, as its host would.
+    fn answer(&mut self, task: TaskId, work: Work) -> Result<(), Failure> {
+        let now = self.now;
+        match work.answer {
+            Answer::Success | Answer::Failure => {
+                let ok = work.answer == Answer::Success;
+                let _ = self.core.complete(task, ok, None, now);
+            }
+            Answer::OverUse => {
+                let usage = Resources::new().with_cpu_millis(64_000);
+                let _ = self.core.complete(task, true, Some(usage), now);
+            }
+            Answer::Twice => {
+                let _ = self.core.complete(task, true, None, now);
+                self.unchanged_by("a_second_answer_changes_nothing", |core, now| {
+                    core.complete(task, true, None, now).is_err()
+                })?;
+            }
+            Answer::Hang | Answer::Late => {
+                // The host gives up on it: it failed, as far as the core knows.
+                let _ = self.core.complete(task, false, None, now);
+                if work.answer == Answer::Late {
+                    let at = now + Duration::from_secs(1 + self.rng.below(60));
+                    self.late.push((at, task));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the core and checks that it changed nothing that the core keeps
+    /// (its checkpoint is the same, but for the events it drained).
+    fn unchanged_by(
+        &mut self,
+        invariant: &'static str,
+        f: impl FnOnce(&mut Core, Timestamp) -> bool,
+    ) -> Result<(), Failure> {
+        let before = json(&self.core.snapshot());
+        let refused = f(&mut self.core, self.now);
+        let after = json(&self.core.snapshot());
+        self.report.checks += 1;
+        if !refused || before != after {
+            return Err(self.fail(invariant, format!("refused: {refused}")));
+        }
+        Ok(())
+    }
+
+    fn decide_now(&mut self) -> Result<(), Failure> {
+        let open = self.core.open_conflicts();
+        if let Some(c) = open.first() {
+            let id = c.conflict.id();
+            let decision = if self.rng.chance(50) {
+                HumanDecision::Approve
+            } else {
+                HumanDecision::Deny
+            };
+            let by = if self.rng.chance(50) {
+                Decider::Human
+            } else {
+                Decider::Orchestrator
+            };
+            if self.core.decide(id, decision, by, self.now).is_ok() {
+                self.report.conflicts_decided += 1;
+                self.answers.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn agent_fault(&mut self) -> Result<(), Failure> {
+        let ids: Vec<AgentId> = self.agents.keys().copied().collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let id = ids[self.rng.below(ids.len() as u64) as usize];
+        let to = match self.rng.below(5) {
+            0 => AgentStatus::Offline,
+            1 => AgentStatus::Unhealthy,
+            2 => AgentStatus::Quarantined,
+            _ => AgentStatus::Available,
+        };
+        match self.core.set_agent_status(id, to, self.now) {
+            Ok(true) => self.report.agent_faults += 1,
+            Ok(false) => {}
+            Err(e) => self.note(format!("status {id} -> {to} refused: {e}")),
+        }
+        Ok(())
+    }
+
+    fn toggle_safe_mode(&mut self) -> Result<(), Failure> {
+        let to = if self.core.mode() == SystemMode::Normal {
+            SystemMode::SafeMode
+        } else {
+            SystemMode::Normal
+        };
+        let _ = self.core.set_mode(to, self.now);
+        Ok(())
+    }
+
+    fn take_checkpoint(&mut self) {
+        self.checkpoint = Some(json(&self.core.snapshot()));
+    }
+
+    /// The coordinator's process dies; the host rebuilds it from its last checkpoint
+    /// and reconciles its agents' work with what the checkpoint says runs.
+    fn crash(&mut self) -> Result<(), Failure> {
+        // Events not drained are lost with the process: drain them first, as a host
+        // that journals them would have.
+        self.observe()?;
+        let Some(saved) = self.checkpoint.clone() else {
+            return Ok(());
+        };
+        self.report.crashes += 1;
+        let snapshot: CoordinatorSnapshot = serde_json::from_str(&saved)
+            .map_err(|e| self.fail("checkpoint_reads_back", e.to_string()))?;
+        // The events after the checkpoint are lost with the process (there is no
+        // journal yet): their sequence numbers are issued again.
+        self.last_seq = snapshot.next_seq.saturating_sub(1);
+        self.core = Coordinator::builder()
+            .analyzer(analyzer())
+            .restore_core(snapshot)
+            .map_err(|e| self.fail("checkpoint_restores", e.to_string()))?;
+        self.note(format!(
+            "crash at {}: restored the last checkpoint",
+            self.now
+        ));
+        self.reconcile();
+        // The restored core catches up with the present.
+        let _ = self.core.handle_timeout(self.now);
+        self.observe()
+    }
+
+    /// After a restore: the host's agents keep only the work the core says runs on
+    /// them, and start the work it says runs that they do not have (the host hands it
+    /// to them again). The world's books follow the core.
+    fn reconcile(&mut self) {
+        let running: BTreeMap<TaskId, AgentId> = self
+            .core
+            .assignments()
+            .iter()
+            .map(|a| (a.task.id(), a.agent))
+            .collect();
+        let registered: Vec<AgentId> = self.core.registry().iter().map(|v| v.id()).collect();
+        self.agents.retain(|id, _| registered.contains(id));
+        for id in registered {
+            self.agents.entry(id).or_insert_with(|| SimAgent {
+                working: BTreeMap::new(),
+            });
+        }
+        for (id, a) in &mut self.agents {
+            a.working.retain(|t, _| running.get(t) == Some(id));
+        }
+        self.late.clear();
+        for (task, agent) in &running {
+            let has = self
+                .agents
+                .get(agent)
+                .is_some_and(|a| a.working.contains_key(task));
+            if !has {
+                let work = self.new_work();
+                if let Some(a) = self.agents.get_mut(agent) {
+                    a.working.insert(*task, work);
+                }
+            }
+        }
+        self.running = running;
+        self.seen_mode = self.core.mode();
+        self.seen_status = self
+            .core
+            .registry()
+            .iter()
+            .map(|v| (v.id(), v.status()))
+            .collect();
+        // The tasks open are those the checkpoint holds: those submitted after it are
+        // lost with the process (a journal would keep them), and those that ended
+        // after it run again.
+        self.open = self
+            .core
+            .waiting()
+            .iter()
+            .map(|w| w.task.id())
+            .chain(self.running.keys().copied())
+            .collect();
+    }
+
+    fn new_work(&mut self) -> Work {
+        let faults = self.faults_on;
+        let answer = match self.rng.below(100) {
+            _ if !faults => Answer::Success,
+            0..=69 => Answer::Success,
+            70..=79 => Answer::Failure,
+            80..=84 => Answer::Hang,
+            85..=89 => Answer::Late,
+            90..=94 => Answer::Twice,
+            _ => Answer::OverUse,
+        };
+        if answer != Answer::Success {
+            self.report.agent_faults += 1;
+        }
+        let took = match answer {
+            Answer::Hang | Answer::Late => HOST_PATIENCE,
+            _ => Duration::from_millis(100 + self.rng.below(10_000)),
+        };
+        Work {
+            ends_at: self.now + took,
+            answer,
+        }
+    }
+
+    /// Reads the events since the last step: starts the agents' work, schedules
+    /// conflict answers, and checks what the events say against the invariants that
+    /// are about order (safe mode admits nothing, no work for an agent out of
+    /// service, one attempt at a time, time and sequence never go back).
+    fn observe(&mut self) -> Result<(), Failure> {
+        for e in self.core.drain_events() {
+            self.on_event(&e)?;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, e: &Event) -> Result<(), Failure> {
+        self.note(e.to_string());
+        self.report.checks += 1;
+        if e.seq <= self.last_seq {
+            return Err(self.fail(
+                "events_in_order",
+                format!("seq {} after {}", e.seq, self.last_seq),
+            ));
+        }
+        self.last_seq = e.seq;
+        match &e.kind {
+            EventKind::AgentRegistered { profile } => {
+                self.seen_status
+                    .insert(profile.id(), AgentStatus::Available);
+            }
+            EventKind::AgentDeregistered { agent } => {
+                self.seen_status.remove(agent);
+            }
+            EventKind::AgentStatusChanged { agent, to, .. } => {
+                self.seen_status.insert(*agent, *to);
+                if !to.is_in_service() {
+                    if let Some(a) = self.agents.get_mut(agent) {
+                        // The host stops the work the core took back.
+                        let kept: Vec<TaskId> = a.working.keys().copied().collect();
+                        for t in kept {
+                            if self.running.get(&t) != Some(agent) {
+                                a.working.remove(&t);
+                            }
+                        }
+                    }
+                }
+            }
+            EventKind::ModeChanged { to, .. } => self.seen_mode = *to,
+            EventKind::TaskAssigned { assignment } => {
+                let (task, agent) = (assignment.task.id(), assignment.agent);
+                if self.seen_mode == SystemMode::SafeMode {
+                    return Err(self.fail(
+                        "safe_mode_admits_nothing_new",
+                        format!("{task} assigned to {agent}"),
+                    ));
+                }
+                // (Busy and available follow from the slots, without events: either
+                // is in service.)
+                let status = self.seen_status.get(&agent).copied();
+                if !status.is_some_and(AgentStatus::is_in_service) {
+                    return Err(self.fail(
+                        "work_only_for_agents_in_service",
+                        format!("{task} assigned to {agent}, which is {status:?}"),
+                    ));
+                }
+                if let Some(other) = self.running.insert(task, agent) {
+                    return Err(self.fail(
+                        "one_attempt_at_a_time",
+                        format!("{task} assigned to {agent} while running on {other}"),
+                    ));
+                }
+                let work = self.new_work();
+                if let Some(a) = self.agents.get_mut(&agent) {
+                    a.working.insert(task, work);
+                }
+            }
+            EventKind::TaskCompleted { task, .. } => {
+                self.running.remove(task);
+                self.open.remove(task);
+            }
+            EventKind::TaskHandedBack {
+                task,
+                agent,
+                requeued,
+            } => {
+                self.running.remove(task);
+                if let Some(a) = self.agents.get_mut(agent) {
+                    a.working.remove(task);
+                }
+                if !requeued {
+                    self.open.remove(task);
+                }
+            }
+            EventKind::TaskReleased { task, agent } => {
+                self.running.remove(task);
+                if let Some(a) = self.agents.get_mut(agent) {
+                    a.working.remove(task);
+                }
+            }
+            EventKind::TaskRejected { task, .. }
+            | EventKind::TaskDenied { task, .. }
+            | EventKind::TaskCancelled { task } => {
+                self.open.remove(task);
+            }
+            EventKind::ConflictDetected { conflict, .. } => {
+                // The orchestrator or a human answers some time later, or never
+                // (then the ladder's default decides).
+                let id = conflict.id();
+                let at = self.now + Duration::from_secs(60 * self.rng.below(180));
+                let decision = match self.rng.below(3) {
+                    _ if !self.faults_on => Some((HumanDecision::Approve, Decider::Orchestrator)),
+                    0 => Some((HumanDecision::Approve, Decider::Human)),
+                    1 => Some((HumanDecision::Deny, Decider::Orchestrator)),
+                    _ => None,
+                };
+                self.answers.insert(id, (at, decision));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The invariants about state, after every step.
+    fn check(&mut self) -> Result<(), Failure> {
+        self.report.checks += 1;
+        let ledger = self.core.ledger();
+        // No agent holds more than its capacity, or runs more tasks than its slots.
+        for agent in ledger.agents() {
+            let cap = ledger.capacity(agent).unwrap_or_default();
+            let held = ledger.allocated(agent).unwrap_or_default();
+            if let Some((r, need, has)) = held.first_shortfall(&cap) {
+                return Err(self.fail(
+                    "no_over_allocation",
+                    format!("{agent} holds {need} {r} of {has}"),
+                ));
+            }
+            let slots = ledger.task_slots(agent).ok().flatten();
+            let tasks = ledger.tasks_on(agent).unwrap_or(0);
+            if slots.is_some_and(|s| tasks > s) {
+                return Err(self.fail(
+                    "no_over_allocation",
+                    format!("{agent} runs {tasks} tasks on {slots:?} slots"),
+                ));
+            }
+        }
+        // The registry, the ledger and the core agree on what runs where.
+        let mut per_agent: BTreeMap<AgentId, u32> = BTreeMap::new();
+        for a in self.core.assignments() {
+            *per_agent.entry(a.agent).or_default() += 1;
+            let held = ledger.allocation(a.allocation);
+            if held.is_none_or(|h| h.agent != a.agent || h.task != Some(a.task.id())) {
+                return Err(self.fail(
+                    "books_agree",
+                    format!("{} has no allocation of its own", a.task.id()),
+                ));
+            }
+        }
+        for v in self.core.registry().iter() {
+            let n = per_agent.get(&v.id()).copied().unwrap_or(0);
+            let counted = ledger.tasks_on(v.id()).unwrap_or(u32::MAX);
+            if v.running() != n || counted != n {
+                return Err(self.fail(
+                    "books_agree",
+                    format!(
+                        "{}: registry {} ledger {} core {}",
+                        v.id(),
+                        v.running(),
+                        counted,
+                        n
+                    ),
+                ));
+            }
+            if !v.status().is_in_service() && n > 0 {
+                return Err(self.fail(
+                    "work_only_for_agents_in_service",
+                    format!("{} is {} with {n} tasks", v.id(), v.status()),
+                ));
+            }
+        }
+        // The world's view of what runs follows the core's.
+        let core: BTreeMap<TaskId, AgentId> = self
+            .core
+            .assignments()
+            .iter()
+            .map(|a| (a.task.id(), a.agent))
+            .collect();
+        if core != self.running {
+            return Err(self.fail(
+                "events_tell_everything",
+                format!("core runs {core:?}, events say {:?}", self.running),
+            ));
+        }
+        // Snapshot, restore, snapshot again: the same bytes (now and then: it is the
+        // dearest check).
+        if self.report.steps % 16 == 0 {
+            self.report.checks += 1;
+            let first = json(&self.core.snapshot());
+            let back: CoordinatorSnapshot = serde_json::from_str(&first).expect("own json");
+            let restored = Coordinator::builder()
+                .analyzer(analyzer())
+                .restore_core(back)
+                .map_err(|e| self.fail("snapshot_restores", e.to_string()))?;
+            let second = json(&restored.snapshot());
+            if first != second {
+                let at = first
+                    .bytes()
+                    .zip(second.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                // Snapshots are JSON of ASCII names: byte offsets are char offsets.
+                let around = |s: &str| {
+                    let chars: Vec<char> = s.chars().collect();
+                    let to = (at + 80).min(chars.len());
+                    chars[at.saturating_sub(160).min(to)..to].iter().collect::<String>()
+                };
+                return Err(self.fail(
+                    "snapshot_round_trips",
+                    format!(
+                        "restore then snapshot differs at byte {at}:\n  {}\n  {}",
+                        around(&first),
+                        around(&second)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Faults stop: agents come back, normal mode returns, every answer from here is
+    /// right and every conflict is approved.
+    fn quiet(&mut self) -> Result<(), Failure> {
+        self.faults_on = false;
+        self.note(format!("faults stop at {}", self.now));
+        let _ = self.core.set_mode(SystemMode::Normal, self.now);
+        let ids: Vec<AgentId> = self.agents.keys().copied().collect();
+        for id in ids {
+            let _ = self
+                .core
+                .set_agent_status(id, AgentStatus::Available, self.now);
+        }
+        if self.agents.is_empty() {
+            self.join();
+        }
+        for (_, d) in self.answers.values_mut() {
+            d.get_or_insert((HumanDecision::Approve, Decider::Orchestrator));
+        }
+        self.observe()?;
+        self.check()
+    }
+
+    /// Liveness: with faults stopped, every task ends within [`LIVENESS_BOUND`].
+    fn settle(&mut self) -> Result<(), Failure> {
+        let deadline = self.now + LIVENESS_BOUND;
+        while !self.open.is_empty() && self.now < deadline {
+            // Open conflicts are answered at once now.
+            for c in self.core.open_conflicts() {
+                let id = c.conflict.id();
+                self.answers.entry(id).or_insert((self.now, None)).1 =
+                    Some((HumanDecision::Approve, Decider::Orchestrator));
+            }
+            self.guarded(|w| {
+                w.report.steps += 1;
+                let next = w.next_due().unwrap_or(deadline).min(deadline).max(w.now);
+                w.now = next;
+                w.deliver()?;
+                w.observe()?;
+                w.check()
+            })?;
+            if self.next_due().is_none() && !self.open.is_empty() {
+                break;
+            }
+        }
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let culprits: Vec<String> = self
+            .open
+            .iter()
+            .take(5)
+            .map(|t| {
+                let why = self.core.why_waiting(*t).unwrap_or_else(|| {
+                    if self.running.contains_key(t) {
+                        "running".to_owned()
+                    } else {
+                        "unknown to the core".to_owned()
+                    }
+                });
+                format!("{t}: {why}")
+            })
+            .collect();
+        let running: Vec<String> = self
+            .core
+            .assignments()
+            .iter()
+            .map(|a| {
+                let (task, agent) = (a.task.id(), a.agent);
+                let works = self
+                    .agents
+                    .get(&agent)
+                    .is_some_and(|s| s.working.contains_key(&task));
+                format!(
+                    "{task} on {agent} (its agent {} it)",
+                    if works { "works on" } else { "does not have" }
+                )
+            })
+            .collect();
+        Err(self.fail(
+            "everything_finishes",
+            format!(
+                "stuck: {}; running: {}",
+                culprits.join("; "),
+                running.join("; ")
+            ),
+        ))
+    }
+}
+
+fn json(s: &CoordinatorSnapshot) -> String {
+    serde_json::to_string(s).expect("a snapshot serializes")
+}
+
+/// Runs one seed.
+pub fn run_seed(seed: u64, mode: Mode, steps: u64) -> Result<Report, Failure> {
+    World::new(seed, mode).run(steps)
+}
