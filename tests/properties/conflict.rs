@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use concord::conflict::{
-    ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId, ConflictKind,
+    ClaimOwner, Collision, Conflict, ConflictDetector, ConflictError, ConflictId, ConflictKind,
     ConflictManager, ConflictManagerSnapshot, ConflictState, EscalationAction, EscalationLevel,
     EscalationPolicy, HistoryEvent, Party, Resolution,
 };
@@ -57,7 +57,7 @@ use crate::reference::{overlap, segs};
 
 type Pair = (u64, u64, String, u64, u64, String);
 
-fn key(c: &Conflict) -> Pair {
+fn key(c: &Collision) -> Pair {
     let p = c.parties();
     let r = c.resources();
     let (r0, r1) = (
