@@ -7,7 +7,7 @@
 //! ([`EscalationPolicy`]) and the sans-I/O state machine that runs it
 //! ([`ConflictManager`]).
 //!
-//! | seed | here |
+//! | procedure | here |
 //! |---|---|
 //! | respond to automatic alerts | [`ConflictDetector::add_claim`] returns the collisions a claim makes |
 //! | `conflict_assessor.assess(conflict)` | [`ConflictAssessor::assess`] -> [`Assessment`] |
