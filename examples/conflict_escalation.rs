@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use concord::conflict::{
-    ClaimOwner, ConflictDetector, ConflictManager, EscalationAction, EscalationPolicy, Strategy,
+    ClaimOwner, ConflictDetector, ConflictId, ConflictManager, EscalationAction, EscalationPolicy,
+    Strategy,
 };
 use concord::{AgentId, Claim, Clock, ConflictResolver, ManualClock, Priority, TaskId, Timestamp};
 
@@ -70,9 +71,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let env = Claim::exclusive("env/staging");
     detector.add_claim(deployer, &env, Priority::NORMAL, clock.now())?;
     clock.advance(Duration::from_secs(5));
-    let conflicts = detector.add_claim(tester, &env, Priority::NORMAL, clock.now())?;
-    let conflict = conflicts.into_iter().next().ok_or("expected a conflict")?;
-    let id = conflict.id();
+    let collisions = detector.add_claim(tester, &env, Priority::NORMAL, clock.now())?;
+    let collision = collisions
+        .into_iter()
+        .next()
+        .ok_or("expected a collision")?;
+    // A collision becomes a conflict under the id its opener gives it.
+    let id = ConflictId::new(1);
+    let conflict = collision.into_conflict(id);
     println!(
         "detected {id}: {} over {:?} between {} and {}",
         conflict.kind(),

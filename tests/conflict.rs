@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use concord::conflict::{
-    Assessment, AssessmentRules, ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId,
-    ConflictKind, ConflictManager, ConflictManagerSnapshot, ConflictState, EscalationAction,
-    EscalationLevel, EscalationPolicy, EscalationReason, HistoryEvent, HumanDecision, Party,
-    Resolution, ResolutionAction, Route, RuleAssessor, Severity, Strategy,
+    Assessment, AssessmentRules, ClaimOwner, Collision, Conflict, ConflictDetector, ConflictError,
+    ConflictId, ConflictKind, ConflictManager, ConflictManagerSnapshot, ConflictState,
+    EscalationAction, EscalationLevel, EscalationPolicy, EscalationReason, HistoryEvent,
+    HumanDecision, Party, Resolution, ResolutionAction, Route, RuleAssessor, Severity, Strategy,
 };
 use concord::{
     AgentId, Claim, Clock, ConflictAssessor, ConflictResolver, ManualClock, Priority, TaskId,
@@ -25,7 +25,7 @@ fn t0() -> Timestamp {
     Timestamp::from_secs(1_700_000_000)
 }
 
-fn add(d: &mut ConflictDetector, who: u64, claim: Claim) -> Vec<Conflict> {
+fn add(d: &mut ConflictDetector, who: u64, claim: Claim) -> Vec<Collision> {
     d.add_claim(owner(who), &claim, Priority::NORMAL, t0())
         .unwrap()
 }
@@ -52,6 +52,12 @@ fn exclusive_on_the_same_name_is_contention() {
     assert_eq!(c.resources(), ["port/8080"]);
     assert_eq!(c.parties()[0].task_id(), Some(TaskId::new(1)));
     assert_eq!(c.parties()[1].task_id(), Some(TaskId::new(2)));
+    assert_eq!(c.holder().agent(), Some(AgentId::new(1)));
+    assert_eq!(c.claimant().agent(), Some(AgentId::new(2)));
+    // Numbered by whoever opens it.
+    let c = c.clone().into_conflict(ConflictId::new(7));
+    assert_eq!(c.id(), ConflictId::new(7));
+    assert_eq!(c.resources(), ["port/8080"]);
     assert_eq!(c.agents(), vec![AgentId::new(1), AgentId::new(2)]);
 }
 
@@ -159,9 +165,33 @@ fn batch_detection_reports_each_pair_once() {
     ];
     let found = ConflictDetector::detect(claims.iter().map(|(o, c, p)| (*o, c, *p)), t0()).unwrap();
     assert_eq!(found.len(), 2);
-    let ids: Vec<u64> = found.iter().map(|c| c.id().get()).collect();
-    assert_eq!(ids, vec![1, 2]);
+    // Claim by claim, in input order: task 2's collision, then task 3's.
+    let claimants: Vec<_> = found.iter().map(|c| c.claimant().task_id()).collect();
+    assert_eq!(claimants, [Some(TaskId::new(2)), Some(TaskId::new(3))]);
     assert_eq!(found[0].parties()[1].priority(), Priority::HIGH);
+}
+
+#[test]
+fn a_tasks_claims_are_held_all_or_none_and_their_collisions_come_by_holder() {
+    let mut d = ConflictDetector::new();
+    add(&mut d, 3, Claim::exclusive("repo/a"));
+    add(&mut d, 2, Claim::exclusive("repo/b"));
+    add(&mut d, 1, Claim::shared("repo/b"));
+    let claims = [Claim::shared("repo/a"), Claim::exclusive("repo/b")];
+    // One claim names nothing: none is held, the others no more than that one.
+    let refused = [claims[0].clone(), Claim::exclusive("/")];
+    let err = d
+        .add_claims(owner(9), &refused, Priority::NORMAL, t0())
+        .unwrap_err();
+    assert!(matches!(err, ConflictError::EmptyClaim { .. }), "{err}");
+    assert_eq!(d.len(), 3);
+    // By holder, whichever claim met it.
+    let found = d
+        .add_claims(owner(9), &claims, Priority::NORMAL, t0())
+        .unwrap();
+    let holders: Vec<_> = found.iter().map(|c| c.holder().task_id()).collect();
+    assert_eq!(holders, [1, 2, 3].map(|t| Some(TaskId::new(t))));
+    assert_eq!(d.len(), 5);
 }
 
 // ---- assessment ----
@@ -303,7 +333,9 @@ fn serialize_queues_the_later_behind_the_earlier() {
 fn share_needs_every_exclusive_claim_to_allow_it() {
     let mut d = ConflictDetector::new();
     add(&mut d, 1, Claim::exclusive("env/staging"));
-    let mut c = add(&mut d, 2, Claim::shared("env/staging")).remove(0);
+    let mut c = add(&mut d, 2, Claim::shared("env/staging"))
+        .remove(0)
+        .into_conflict(ConflictId::new(1));
     assert!(!Strategy::Share.apply(&c).successful());
     c.parties_mut()[0] = c.parties()[0].with_shareable(true);
     let r = Strategy::Share.apply(&c);
@@ -320,7 +352,9 @@ fn share_needs_every_exclusive_claim_to_allow_it() {
 fn split_narrows_the_broader_claim_of_nested_names_only() {
     let mut d = ConflictDetector::new();
     add(&mut d, 1, Claim::exclusive("repo"));
-    let nested = add(&mut d, 2, Claim::exclusive("repo/src/a.rs")).remove(0);
+    let nested = add(&mut d, 2, Claim::exclusive("repo/src/a.rs"))
+        .remove(0)
+        .into_conflict(ConflictId::new(1));
     let r = Strategy::Split.apply(&nested);
     assert!(r.successful());
     assert_eq!(

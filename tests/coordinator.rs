@@ -962,14 +962,15 @@ fn sharing(id: u64, claim: concord::Claim) -> Task {
     )
 }
 
-/// Regression: `commit` opened a task's conflicts one by one with `?`, so a refused
-/// second conflict left the first open, its event made and its holder recorded. The
-/// manager refuses an id it knows, which a restored manager can meet: the detector
-/// wraps around after `u64::MAX`, back to ids the manager already holds.
+/// Conflict ids are issued in one place, from a counter that only counts up: a
+/// restore starts it past every id its manager knows, and refuses a snapshot that
+/// would start it at or past 2^63 (as every id counter), so that it never wraps
+/// around to ids the manager already holds. (It did wrap once, at `u64::MAX`, and the
+/// manager then refused an id it knew.)
 #[test]
-fn a_refused_conflict_opens_none_and_changes_nothing() {
+fn conflict_ids_run_on_from_a_restore_and_never_wrap() {
     use concord::conflict::{
-        Conflict, ConflictError, ConflictKind, ConflictManager, EscalationPolicy, Resolution,
+        Conflict, ConflictKind, ConflictManager, EscalationPolicy, Resolution,
     };
     let clock = clock();
     let c = coordinator(&clock);
@@ -981,48 +982,60 @@ fn a_refused_conflict_opens_none_and_changes_nothing() {
             .unwrap();
         assert!(out.assignment().is_some(), "{out:?}");
     }
-    // A history of two closed conflicts, the last just short of the end of the ids.
+    // A history of two closed conflicts, the last at `last`.
     let now = c.now();
-    let mut history = ConflictManager::new(EscalationPolicy::default()).unwrap();
-    for id in [1, u64::MAX - 1] {
-        let id = ConflictId::new(id);
-        history
-            .open(
-                Conflict::new(id, ConflictKind::ResourceContention, now),
-                now,
-            )
-            .unwrap();
-        history
-            .record_resolution(id, Resolution::success(None, Vec::new()), now)
-            .unwrap();
-    }
-    let mut snapshot = c.snapshot();
-    snapshot.conflicts = history.snapshot();
-    snapshot.next_conflict_id = u64::MAX; // past the history's last id
-    let json = serde_json::to_string(&snapshot).unwrap();
-    let r = restored(&clock, &json);
+    let with_history = |last: u64, next: u64| {
+        let mut history = ConflictManager::new(EscalationPolicy::default()).unwrap();
+        for id in [1, last] {
+            let id = ConflictId::new(id);
+            history
+                .open(
+                    Conflict::new(id, ConflictKind::ResourceContention, now),
+                    now,
+                )
+                .unwrap();
+            history
+                .record_resolution(id, Resolution::success(None, Vec::new()), now)
+                .unwrap();
+        }
+        let mut snapshot = c.snapshot();
+        snapshot.conflicts = history.snapshot();
+        snapshot.next_conflict_id = next;
+        serde_json::to_string(&snapshot).unwrap()
+    };
+    let refused = |json: String| {
+        let e = Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .restore(serde_json::from_str(&json).unwrap())
+            .unwrap_err();
+        assert!(
+            matches!(&e, CoordinatorError::CorruptSnapshot { reason } if reason.contains("next_conflict_id")),
+            "{e}"
+        );
+    };
+    // At or past 2^63, from the history or from the counter: refused.
+    refused(with_history(u64::MAX - 1, 0));
+    refused(with_history((1 << 63) - 1, 0));
+    refused(with_history(2, 1 << 63));
+
+    // Just below: the ids run on past the history's last, and past 2^63.
+    let r = restored(&clock, &with_history((1 << 63) - 2, 5));
     r.drain_events();
-
-    // Three holders: conflicts `u64::MAX`, 0 and 1, and 1 is known.
-    let e = r
-        .assign(sharing(4, concord::Claim::exclusive("repo")))
-        .unwrap_err();
-    assert!(
-        matches!(e, CoordinatorError::Conflict(ConflictError::DuplicateConflict { id }) if id == ConflictId::new(1)),
-        "{e}"
-    );
-    assert_eq!(serde_json::to_string(&r.snapshot()).unwrap(), json);
-    assert!(r.drain_events().is_empty());
-
-    // Nothing was used up either: with two holders left, the ids are the same two.
-    r.complete(TaskId::new(3), true, None).unwrap();
     let out = r
         .assign(sharing(4, concord::Claim::exclusive("repo")))
         .unwrap();
     let AssignOutcome::Conflicted { conflicts, .. } = out else {
         panic!("{out:?}")
     };
-    assert_eq!(conflicts, [ConflictId::new(u64::MAX), ConflictId::new(0)]);
+    let top = 1u64 << 63;
+    assert_eq!(
+        conflicts,
+        [top - 1, top, top + 1].map(ConflictId::new),
+        "one per holder, in holder order"
+    );
+    // The counter is in the snapshot.
+    assert_eq!(r.snapshot().next_conflict_id, top + 2);
 }
 
 /// An assigner that places every task on agent 1, whatever it has.

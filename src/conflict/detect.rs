@@ -1,5 +1,7 @@
-//! [`ConflictDetector`]: overlapping claims, found as they are made.
+//! [`ConflictDetector`]: overlapping claims, found as they are made, and reported as
+//! [`Collision`]s in an order that depends only on the claims held.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +40,93 @@ impl ClaimOwner {
 impl fmt::Display for ClaimOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} on {}", self.task, self.agent)
+    }
+}
+
+/// Two claims that collide, as a [`ConflictDetector`] reports them: the claim already
+/// held (its holder is the first party) and the claim being added (the second).
+///
+/// A collision has no id: it becomes a [`Conflict`] when whoever opens it in a
+/// [`ConflictManager`](super::ConflictManager) numbers it
+/// ([`into_conflict`](Self::into_conflict)). Detection is not where conflicts are
+/// opened: a coordinator opens some collisions, makes a task wait behind others
+/// without opening them, and lets those a decision approved pass; ids given at
+/// detection would have to be taken back or skipped. So they are issued where
+/// conflicts are opened, in one place, in the detector's [order](ConflictDetector#order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    kind: ConflictKind,
+    parties: [Party; 2],
+    resources: Vec<String>,
+    detected_at: Timestamp,
+}
+
+impl Collision {
+    /// [`ConflictKind::ResourceContention`] for claims on the same name,
+    /// [`ConflictKind::OverlappingClaims`] for nested names.
+    pub fn kind(&self) -> ConflictKind {
+        self.kind
+    }
+
+    /// The holder of the claim already held, then the owner of the claim added, each
+    /// with the claim's mode, the owner's priority and when the claim was taken.
+    pub fn parties(&self) -> &[Party; 2] {
+        &self.parties
+    }
+
+    /// The holder of the claim already held.
+    pub fn holder(&self) -> &Party {
+        &self.parties[0]
+    }
+
+    /// The owner of the claim added.
+    pub fn claimant(&self) -> &Party {
+        &self.parties[1]
+    }
+
+    /// The names claimed: the held claim's, then the added claim's (once, for the
+    /// same name), `/`-separated without empty segments.
+    pub fn resources(&self) -> &[String] {
+        &self.resources
+    }
+
+    /// When the added claim was taken.
+    pub fn detected_at(&self) -> Timestamp {
+        self.detected_at
+    }
+
+    /// The conflict this collision is, under `id`: the same parties, names and time.
+    pub fn into_conflict(self, id: ConflictId) -> Conflict {
+        let [holder, claimant] = self.parties;
+        Conflict {
+            id,
+            kind: self.kind,
+            parties: vec![holder, claimant],
+            resources: self.resources,
+            detected_at: self.detected_at,
+            description: String::new(),
+        }
+    }
+
+    /// The order collisions are reported in: by the holder (task, then agent), the
+    /// holder's mode, the names and the added claim's mode, then the rest of the
+    /// holder's party; everything a collision holds, so that only equal collisions tie.
+    /// The added claim's owner, priority and time are the same for every collision
+    /// one call reports.
+    fn canonical(&self, other: &Self) -> Ordering {
+        fn key(c: &Collision) -> impl Ord + '_ {
+            let [h, n] = &c.parties;
+            (
+                h.task_id(),
+                h.agent(),
+                h.mode(),
+                &c.resources,
+                n.mode(),
+                h.since(),
+                h.priority(),
+            )
+        }
+        key(self).cmp(&key(other))
     }
 }
 
@@ -206,6 +295,16 @@ const ROOT: u32 = 0;
 /// CACM 1960; the pruned subtree walk is the hierarchical lock check of Gray et al.,
 /// "Granularity of locks", 1975, without intention modes.
 ///
+/// # Order
+/// The collisions one call reports come sorted by the holder (task, then agent), the
+/// holder's mode, the names and the new claim's mode: an order that depends only on
+/// the claims held and the claims added, never on the order the held claims were
+/// taken or on names claimed and released before (which decide where the trie keeps
+/// things, and so the order a walk finds them in). A detector rebuilt from the claims
+/// a snapshot held reports the same collisions in the same order as the one it
+/// replaces, so whoever numbers them in that order numbers them the same way. They
+/// have no ids: see [`Collision`].
+///
 /// ```
 /// use concord::conflict::{ClaimOwner, ConflictDetector, ConflictKind};
 /// use concord::{AgentId, Claim, Priority, TaskId, Timestamp};
@@ -231,7 +330,6 @@ pub struct ConflictDetector {
     slots: Vec<Slot>,
     free: Vec<u32>,
     claims: usize,
-    next_id: u64,
     path: Vec<u32>,
     stack: Vec<u32>,
 }
@@ -243,7 +341,7 @@ impl Default for ConflictDetector {
 }
 
 impl ConflictDetector {
-    /// An empty detector whose first conflict id is 1.
+    /// An empty detector.
     pub fn new() -> Self {
         ConflictDetector::with_capacity(0)
     }
@@ -261,22 +359,9 @@ impl ConflictDetector {
             slots: Vec::with_capacity(claims),
             free: Vec::new(),
             claims: 0,
-            next_id: 1,
             path: Vec::new(),
             stack: Vec::new(),
         }
-    }
-
-    /// Issues conflict ids from `first` on (so that ids from several detectors, or from
-    /// a restarted one, do not collide in one [`ConflictManager`](super::ConflictManager)).
-    pub fn with_first_id(mut self, first: u64) -> Self {
-        self.next_id = first;
-        self
-    }
-
-    /// The id the next conflict found will get.
-    pub fn next_id(&self) -> u64 {
-        self.next_id
     }
 
     /// The number of claims held.
@@ -289,12 +374,14 @@ impl ConflictDetector {
         self.claims == 0
     }
 
-    /// Every conflict among `claims`, as if they were added in order to an empty
-    /// detector: each overlapping pair is reported once, with the earlier claim first.
+    /// Every collision among `claims`, as if they were added one by one, in order, to
+    /// an empty detector: each overlapping pair is reported once, with the earlier
+    /// claim first; the collisions of each claim with the claims before it come
+    /// together, in the detector's order.
     ///
     /// # Errors
     /// [`ConflictError::EmptyClaim`] for a claim that names nothing.
-    pub fn detect<'a, I>(claims: I, now: Timestamp) -> Result<Vec<Conflict>, ConflictError>
+    pub fn detect<'a, I>(claims: I, now: Timestamp) -> Result<Vec<Collision>, ConflictError>
     where
         I: IntoIterator<Item = (ClaimOwner, &'a Claim, Priority)>,
     {
@@ -307,10 +394,11 @@ impl ConflictDetector {
         Ok(found)
     }
 
-    /// Holds `claim` for `owner` from `now` on, and returns the conflicts it creates
-    /// with the claims already held (the existing claim is the first party). The claim
-    /// is held even when it conflicts: the conflicts go to a
-    /// [`ConflictManager`](super::ConflictManager), whose resolution decides who keeps it.
+    /// Holds `claim` for `owner` from `now` on, and returns the collisions it makes
+    /// with the claims already held (the existing claim is the first party), in the
+    /// detector's [order](Self#order). The claim is held even when it collides: the
+    /// collisions go, as conflicts, to a [`ConflictManager`](super::ConflictManager),
+    /// whose resolution decides who keeps it.
     ///
     /// # Errors
     /// [`ConflictError::EmptyClaim`] if the claim names nothing;
@@ -321,14 +409,14 @@ impl ConflictDetector {
         claim: &Claim,
         priority: Priority,
         now: Timestamp,
-    ) -> Result<Vec<Conflict>, ConflictError> {
+    ) -> Result<Vec<Collision>, ConflictError> {
         let mut found = Vec::new();
         self.add_claim_into(owner, claim, priority, now, &mut found)?;
         Ok(found)
     }
 
-    /// [`add_claim`](Self::add_claim), appending the conflicts to `found` so a caller
-    /// can reuse one buffer.
+    /// [`add_claim`](Self::add_claim), appending the collisions to `found` so a caller
+    /// can reuse one buffer (those already in it stay as they are).
     ///
     /// # Errors
     /// As [`add_claim`](Self::add_claim).
@@ -338,7 +426,52 @@ impl ConflictDetector {
         claim: &Claim,
         priority: Priority,
         now: Timestamp,
-        found: &mut Vec<Conflict>,
+        found: &mut Vec<Collision>,
+    ) -> Result<(), ConflictError> {
+        let start = found.len();
+        self.hold(owner, claim, priority, now, found)?;
+        found[start..].sort_by(Collision::canonical);
+        Ok(())
+    }
+
+    /// Holds all of `claims` for `owner` from `now` on, or none of them, and returns
+    /// the collisions they make with the claims already held, all together in the
+    /// detector's [order](Self#order) (by holder first, whichever of `claims` met it).
+    /// The claims of one task, checked at once.
+    ///
+    /// # Errors
+    /// As [`add_claim`](Self::add_claim), for the first claim refused; nothing is held
+    /// then.
+    pub fn add_claims(
+        &mut self,
+        owner: ClaimOwner,
+        claims: &[Claim],
+        priority: Priority,
+        now: Timestamp,
+    ) -> Result<Vec<Collision>, ConflictError> {
+        let mut found = Vec::new();
+        for (i, claim) in claims.iter().enumerate() {
+            if let Err(e) = self.hold(owner, claim, priority, now, &mut found) {
+                for taken in &claims[..i] {
+                    // Held just above, so there to remove.
+                    let _ = self.remove_claim(owner, taken);
+                }
+                return Err(e);
+            }
+        }
+        found.sort_by(Collision::canonical);
+        Ok(found)
+    }
+
+    /// Holds `claim` and appends its collisions to `found` in the order the walk meets
+    /// them; refuses before it changes anything.
+    fn hold(
+        &mut self,
+        owner: ClaimOwner,
+        claim: &Claim,
+        priority: Priority,
+        now: Timestamp,
+        found: &mut Vec<Collision>,
     ) -> Result<(), ConflictError> {
         let depth = segments(claim.resource()).count();
         if depth == 0 {
@@ -570,7 +703,7 @@ impl ConflictDetector {
         mode: ClaimMode,
         same_name: bool,
         target: u32,
-        found: &mut Vec<Conflict>,
+        found: &mut Vec<Collision>,
     ) {
         let nd = self.nodes[n as usize];
         let lists: [(u32, ClaimMode); 2] = [
@@ -608,15 +741,17 @@ impl ConflictDetector {
                 } else {
                     ConflictKind::OverlappingClaims
                 };
-                let id = ConflictId::new(self.next_id);
-                self.next_id = self.next_id.wrapping_add(1);
-                found.push(
-                    Conflict::new(id, kind, new.since)
-                        .with_party(party(&h, held_mode))
-                        .with_party(party(new, mode))
-                        .with_resource(held_name.clone())
-                        .with_resource(new_name.clone()),
-                );
+                let resources = if same_name {
+                    vec![held_name.clone()]
+                } else {
+                    vec![held_name.clone(), new_name.clone()]
+                };
+                found.push(Collision {
+                    kind,
+                    parties: [party(&h, held_mode), party(new, mode)],
+                    resources,
+                    detected_at: new.since,
+                });
             }
         }
     }

@@ -7,9 +7,9 @@
 //! ([`EscalationPolicy`]) and the sans-I/O state machine that runs it
 //! ([`ConflictManager`]).
 //!
-//! | seed | here |
+//! | procedure | here |
 //! |---|---|
-//! | respond to automatic alerts | [`ConflictDetector::add_claim`] returns the conflicts a claim creates |
+//! | respond to automatic alerts | [`ConflictDetector::add_claim`] returns the collisions a claim makes |
 //! | `conflict_assessor.assess(conflict)` | [`ConflictAssessor::assess`] -> [`Assessment`] |
 //! | critical / high / else | [`Route::EscalateNow`], [`Route::AutomaticResolution`], [`Route::RoutineQueue`] |
 //! | `await resolver.resolve_conflict(conflict)` | [`ConflictResolver::resolve`] -> [`Resolution`] |
@@ -34,7 +34,7 @@ mod manager;
 mod resolve;
 
 pub use assess::{Assessment, AssessmentRules, ConflictAssessor, RuleAssessor};
-pub use detect::{ClaimOwner, ConflictDetector};
+pub use detect::{ClaimOwner, Collision, ConflictDetector};
 pub use error::ConflictError;
 pub use escalation::{
     EscalationAction, EscalationLevel, EscalationPolicy, EscalationReason, HumanDecision,
@@ -53,8 +53,10 @@ use crate::clock::Timestamp;
 use crate::id::{AgentId, TaskId};
 use crate::task::{ClaimMode, Priority};
 
-/// Identifies a conflict. Issued by a [`ConflictDetector`] or chosen by the host;
-/// unique within one [`ConflictManager`].
+/// Identifies a conflict: unique within one [`ConflictManager`], and given by whoever
+/// opens the conflict there. A [`ConflictDetector`]'s [`Collision`]s have none until
+/// then ([`Collision::into_conflict`]); the coordinator numbers the conflicts it opens
+/// from 1, in the detector's order, and never issues an id twice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ConflictId(u64);

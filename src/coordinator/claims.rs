@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::conflict::{
-    ClaimOwner, Conflict, ConflictError, ConflictId, ConflictState, EscalationAction,
+    ClaimOwner, Collision, Conflict, ConflictError, ConflictId, ConflictState, EscalationAction,
     HumanDecision, Party, Resolution,
 };
 use crate::id::{AgentId, TaskId};
@@ -25,9 +25,9 @@ use super::queue::WaitingTask;
 pub(super) enum Hold {
     /// The task's claims (if it has any) are held for it.
     Held,
-    /// They collide with claims of running tasks, the holder first in each conflict:
-    /// nothing is held.
-    Collides(Vec<Conflict>),
+    /// They collide with claims of running tasks, in the detector's order (which
+    /// depends only on the claims held): nothing is held.
+    Collides(Vec<Collision>),
 }
 
 /// An open conflict and where it stands on the escalation ladder: what an operator's
@@ -88,50 +88,6 @@ pub(super) fn open_conflicts_view(s: &State) -> Vec<OpenConflict> {
     out
 }
 
-/// `found`, the conflicts one task's claims made, ordered by holder, then the names
-/// and modes, and numbered in that order from `first`, the first id the detector
-/// issued for them (ids of collisions a decision approved are reused).
-///
-/// The detector reports them in an order that depends on its history (names claimed
-/// by tasks long finished, the order claims were taken), which a restore does not
-/// reproduce; this order depends only on the claims held, so a restored coordinator
-/// numbers the same conflicts the same way.
-fn canonical(mut found: Vec<Conflict>, first: u64) -> Vec<Conflict> {
-    found.sort_by(|a, b| {
-        let key = |c: &Conflict| {
-            let holder = c.parties().first();
-            (
-                holder.and_then(Party::task_id),
-                holder.and_then(Party::mode),
-                c.resources().to_vec(),
-                c.parties().get(1).and_then(Party::mode),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
-    let mut next = first;
-    found
-        .into_iter()
-        .map(|c| {
-            let id = ConflictId::new(next);
-            next = next.wrapping_add(1);
-            if c.id() == id {
-                return c;
-            }
-            // Every field of a `Conflict` but its id, as it was.
-            let mut renumbered =
-                Conflict::new(id, c.kind(), c.detected_at()).with_description(c.description());
-            for party in c.parties() {
-                renumbered = renumbered.with_party(*party);
-            }
-            for resource in c.resources() {
-                renumbered = renumbered.with_resource(resource.clone());
-            }
-            renumbered
-        })
-        .collect()
-}
-
 impl State {
     /// Checks `task`'s claims against the claims running tasks hold and, if none
     /// collides (but with holders a decision approved it to run beside), holds them
@@ -139,8 +95,9 @@ impl State {
     /// starts: direct assignment and service from the queue differ only in what they
     /// do with a collision.
     ///
-    /// On a collision or an error nothing is held and the detector is exactly as
-    /// before, down to the conflict ids it issues next.
+    /// On a collision or an error nothing is held. No conflict id is issued here: the
+    /// collisions are numbered only if they are opened
+    /// ([`open_conflicts_for`](Core::open_conflicts_for)).
     ///
     /// # Errors
     /// The detector's refusal of a claim ([`ConflictError::EmptyClaim`],
@@ -157,33 +114,16 @@ impl State {
         }
         let owner = ClaimOwner::new(task.id(), agent);
         let priority = task.requirements().priority();
-        let mut found = Vec::new();
-        for (i, c) in claims.iter().enumerate() {
-            if let Err(e) = self
-                .detector
-                .add_claim_into(owner, c, priority, now, &mut found)
-            {
-                self.unhold(owner, &claims[..i]);
-                if let Some(first) = found.first() {
-                    self.set_next_conflict_id(first.id().get());
-                }
-                return Err(e);
-            }
-        }
-        if let Some(first) = found.first().map(|c| c.id().get()) {
-            // The ids the detector issued are taken back: the caller that opens the
-            // collisions as conflicts takes them again.
-            self.set_next_conflict_id(first);
-            let approved = &self.approved;
-            found.retain(|c| {
-                let holder = c.parties().first().and_then(Party::task_id);
-                !holder.is_some_and(|h| approved.contains(&(h, task.id())))
-            });
-            if !found.is_empty() {
-                self.unhold(owner, claims);
-                return Ok(Hold::Collides(canonical(found, first)));
-            }
-            // Every collision was approved: the claims stay held beside the holders'.
+        let mut found = self.detector.add_claims(owner, claims, priority, now)?;
+        // Collisions a decision approved let the claims be held beside the holders'.
+        let approved = &self.approved;
+        found.retain(|c| {
+            let holder = c.holder().task_id();
+            !holder.is_some_and(|h| approved.contains(&(h, task.id())))
+        });
+        if !found.is_empty() {
+            self.unhold(owner, claims);
+            return Ok(Hold::Collides(found));
         }
         self.claims.insert(task.id(), (agent, claims.to_vec()));
         Ok(Hold::Held)
@@ -194,11 +134,6 @@ impl State {
         for c in added {
             let _ = self.detector.remove_claim(owner, c);
         }
-    }
-
-    /// Makes the detector issue conflict ids from `next` on.
-    pub(super) fn set_next_conflict_id(&mut self, next: u64) {
-        self.detector = std::mem::take(&mut self.detector).with_first_id(next);
     }
 
     /// Gives up the claims a task holds, without resolving anything: the undo of a
@@ -294,13 +229,12 @@ impl State {
         &mut self,
         key: crate::id::RequestId,
         mut w: WaitingTask,
-        found: &[Conflict],
+        found: &[Collision],
         now: Timestamp,
     ) {
-        // The held claim is each conflict's first party; a detector's parties are
-        // always tasks.
+        // A detector's parties are always tasks.
         let Some((holder, resources)) = found.iter().find_map(|c| {
-            let holder = c.parties().first().and_then(Party::task_id)?;
+            let holder = c.holder().task_id()?;
             Some((holder, c.resources().to_vec()))
         }) else {
             tracing::warn!(task.id = %w.task.id(), "collision without a holder; task rejected");
@@ -328,82 +262,61 @@ impl State {
 
 impl Core {
     /// Opens the conflicts a directly assigned task's claims collide in (each held by
-    /// the task named first in it, whose end resolves it), all of them or none; with
-    /// `wait`, sets the task to wait behind the first holder (else the caller submits
-    /// it again, and meets the same open conflicts, not new ones). A task that meets
-    /// conflicts still open from an earlier submission (it was withdrawn while they
-    /// stayed with their holders) meets those, not new ones, and waits all the same.
+    /// the task named first in it, whose end resolves it); with `wait`, sets the task
+    /// to wait behind the first holder (else the caller submits it again, and meets
+    /// the same open conflicts, not new ones). A task that meets conflicts still open
+    /// from an earlier submission (it was withdrawn while they stayed with their
+    /// holders) meets those, not new ones, and waits all the same.
     ///
-    /// # Errors
-    /// [`ConflictError::DuplicateConflict`] if the manager already knows one of their
-    /// ids (a restored manager whose ids the detector's wrap-around at `u64::MAX`
-    /// comes back to); then nothing changes.
+    /// The one place conflict ids are issued: each new conflict takes the next id, in
+    /// the detector's order of the collisions. That order depends only on the claims
+    /// held, and the counter is part of the snapshot, so a restored coordinator
+    /// numbers the same conflicts the same way. A restore starts the counter past
+    /// every id its manager knows, below 2^63 (a snapshot past it is refused), and it
+    /// only counts up: no id is issued twice, so the manager never refuses one.
     pub(super) fn open_conflicts_for(
         &mut self,
         task: &mut Task,
         group: Option<&Arc<str>>,
-        found: Vec<Conflict>,
+        collisions: Vec<Collision>,
         wait: bool,
         now: Timestamp,
     ) -> Result<AssignOutcome, CoordinatorError> {
         let s = &mut self.s;
         let id_of_task = task.id();
-        // Every collision, for the task to wait behind the first holder.
-        let collisions = found;
         // A task submitted again while the conflicts it met are still open meets the
         // same conflicts: they are reported again, and not opened twice.
-        let mut known = Vec::new();
-        let found: Vec<Conflict> = collisions
-            .iter()
-            .filter(|c| {
-                let holder = c.parties().first().and_then(Party::task_id);
-                match holder.and_then(|h| s.open_conflict_between(h, id_of_task)) {
-                    Some(id) => {
-                        known.push(id);
-                        false
-                    }
-                    None => true,
-                }
-            })
-            .cloned()
-            .collect();
-        // `ConflictManager::open` refuses only an id it knows. Every id is checked
-        // before the first is opened, so that a refusal cannot leave some conflicts
-        // open, their events made and their holders recorded: below this check
-        // nothing fails.
-        let mut ids = Vec::with_capacity(found.len());
-        for conflict in &found {
-            let id = conflict.id();
-            if s.conflicts.conflict(id).is_some() || ids.contains(&id) {
-                return Err(ConflictError::DuplicateConflict { id }.into());
+        let mut opened_ids = Vec::new();
+        let mut new = Vec::with_capacity(collisions.len());
+        for c in &collisions {
+            let holder = c.holder().task_id();
+            match holder.and_then(|h| s.open_conflict_between(h, id_of_task)) {
+                Some(id) => opened_ids.push(id),
+                None => new.push(c),
             }
-            ids.push(id);
         }
-        if let Some(last) = ids.last() {
-            // `hold_claims` took the ids back; they are used now.
-            s.set_next_conflict_id(last.get().wrapping_add(1));
-        }
-        let mut opened_ids = known;
-        for conflict in &found {
-            let id = conflict.id();
-            // The claim already held is the first party: its task's end resolves it.
-            let holder = conflict.parties().first().and_then(|party| party.task_id());
+        for collision in new {
+            let id = ConflictId::new(s.next_conflict_id);
+            s.next_conflict_id += 1;
+            let conflict = collision.clone().into_conflict(id);
             let opened = match s.conflicts.open(conflict.clone(), now) {
                 Ok(opened) => opened,
                 Err(e) => {
-                    // Unreachable: the ids were checked above.
-                    tracing::error!(conflict.id = %id, error = %e, "conflict manager refused a checked id");
+                    // Unreachable: the manager refuses only an id it knows, and the
+                    // counter is past every one of those.
+                    tracing::error!(conflict.id = %id, error = %e, "conflict manager refused a new id");
                     continue;
                 }
             };
-            if let Some(holder) = holder {
+            // The claim already held is the first party: its task's end resolves it.
+            if let Some(holder) = collision.holder().task_id() {
                 s.holders.insert((holder, id));
             }
             tracing::info!(task.id = %id_of_task, conflict.id = %id, "claims collide");
             s.push(
                 now,
                 EventKind::ConflictDetected {
-                    conflict: Box::new(conflict.clone()),
+                    conflict: Box::new(conflict),
                     assessment: opened.assessment.clone(),
                 },
             );

@@ -83,6 +83,9 @@ pub(super) struct State {
     pub(super) handed_back: Vec<Grant>,
     pub(super) detector: ConflictDetector,
     pub(super) conflicts: ConflictManager,
+    /// The id the next conflict opened gets: issued there and nowhere else
+    /// (`open_conflicts_for`), so that ids are never reused.
+    pub(super) next_conflict_id: u64,
     /// The claims each running task holds, and its agent.
     pub(super) claims: BTreeMap<TaskId, (AgentId, Vec<Claim>)>,
     /// The task holding the resource of each open conflict: its end resolves it.
@@ -132,6 +135,7 @@ impl State {
             last_now: Timestamp::from_secs(0),
             detector: ConflictDetector::new(),
             conflicts,
+            next_conflict_id: 1,
             claims: BTreeMap::new(),
             holders: BTreeSet::new(),
             blocked: BTreeMap::new(),

@@ -90,7 +90,7 @@ impl Core {
             waiting: s.waiting.clone(),
             next_seq: s.next_seq,
             conflicts: s.conflicts.snapshot(),
-            next_conflict_id: s.detector.next_id(),
+            next_conflict_id: s.next_conflict_id,
             approved: s.approved.clone(),
         }
     }
@@ -189,13 +189,14 @@ pub(super) fn restore(
             ))
         })?
         .max(snapshot.next_conflict_id);
+    crate::id::check_counter("next_conflict_id", first_id).map_err(corrupt)?;
     // Open conflicts are part of the snapshot: the manager above holds every
     // conflict ever opened, and their holders follow from it. The claims of running
     // tasks are held again as `commit` took them (in allocation order, since their
     // assignment), so that newcomers collide with them as before. Here the detector
     // can only report overlaps among running tasks' own claims, which were never
     // opened as conflicts, and are not opened now.
-    let mut detector = ConflictDetector::new().with_first_id(first_id);
+    let mut detector = ConflictDetector::new();
     let mut claims = BTreeMap::new();
     let mut running: Vec<&Assignment> = snapshot.assignments.values().collect();
     running.sort_by_key(|a| a.allocation);
@@ -232,6 +233,7 @@ pub(super) fn restore(
     s.next_seq = snapshot.next_seq;
     s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
     s.detector = detector;
+    s.next_conflict_id = first_id;
     s.claims = claims;
     s.blocked = blocked;
     // An approval outlives neither side: a pair naming a task that neither runs nor

@@ -1,5 +1,6 @@
 //! Properties of conflict management: detection equals a naive pairwise overlap
-//! check; every conflict closes within the policy's bounds whatever the resolvers and
+//! check; the conflicts a newcomer's claims make, numbered in the order the detector
+//! reports them, do not depend on the detector's history; every conflict closes within the policy's bounds whatever the resolvers and
 //! the ticks do; no escalation level is skipped except "at once"; the same inputs give
 //! the same actions; a manager restored from a snapshot taken at any point carries on
 //! exactly as the uninterrupted one, and a tampered snapshot is refused or restored,
@@ -8,7 +9,7 @@
 use std::time::Duration;
 
 use concord::conflict::{
-    ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId, ConflictKind,
+    ClaimOwner, Collision, Conflict, ConflictDetector, ConflictError, ConflictId, ConflictKind,
     ConflictManager, ConflictManagerSnapshot, ConflictState, EscalationAction, EscalationLevel,
     EscalationPolicy, HistoryEvent, Party, Resolution,
 };
@@ -55,9 +56,48 @@ fn claims() -> impl Strategy<Value = Vec<(u64, u64, String, bool)>> {
 
 use crate::reference::{overlap, segs};
 
+/// A claim held: its owner, name and mode, the owner's priority and when it was taken.
+#[derive(Debug, Clone)]
+struct Held {
+    owner: ClaimOwner,
+    claim: Claim,
+    priority: Priority,
+    since: Timestamp,
+}
+
+impl Held {
+    fn take(&self, d: &mut ConflictDetector) {
+        d.add_claim(self.owner, &self.claim, self.priority, self.since)
+            .unwrap();
+    }
+}
+
+/// Claims held by a few tasks, some on two agents, some the same claim twice with
+/// another priority or time: every field a collision reports varies.
+fn held() -> impl Strategy<Value = Vec<Held>> {
+    prop::collection::vec(
+        (0u64..4, 0u64..2, name(), any::<bool>(), 0u32..3, 0u64..3),
+        0..30,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .map(|(t, a, n, x, p, at)| Held {
+                owner: ClaimOwner::new(TaskId::new(t), AgentId::new(a)),
+                claim: if x {
+                    Claim::exclusive(n)
+                } else {
+                    Claim::shared(n)
+                },
+                priority: Priority(p),
+                since: Timestamp::from_secs(at),
+            })
+            .collect()
+    })
+}
+
 type Pair = (u64, u64, String, u64, u64, String);
 
-fn key(c: &Conflict) -> Pair {
+fn key(c: &Collision) -> Pair {
     let p = c.parties();
     let r = c.resources();
     let (r0, r1) = (
@@ -140,6 +180,60 @@ proptest! {
         let got = d.add_claim(probe_owner, &probe, Priority::NORMAL, Timestamp::EPOCH).unwrap().len();
         let want = built[cut..].iter().filter(|(_, c)| overlap(c.resource(), "a")).count();
         prop_assert_eq!(got, want);
+    }
+
+    /// A coordinator numbers the conflicts it opens in the order the detector reports
+    /// them, and a restored one takes its running tasks' claims again in another
+    /// order, on a detector that never saw the names claimed and released before: the
+    /// numbering must not depend on either.
+    #[test]
+    fn numbering_depends_only_on_the_claims_held(
+        (held, shuffled) in held().prop_flat_map(|h| (Just(h.clone()), Just(h).prop_shuffle())),
+        gone in claims(),
+        newcomer in prop::collection::vec((name(), any::<bool>()), 1..4),
+    ) {
+        let newcomer: Vec<Claim> = newcomer
+            .into_iter()
+            .map(|(n, x)| if x { Claim::exclusive(n) } else { Claim::shared(n) })
+            .collect();
+        let numbered = |mut d: ConflictDetector| -> Vec<Conflict> {
+            let owner = ClaimOwner::new(TaskId::new(99), AgentId::new(99));
+            d.add_claims(owner, &newcomer, Priority::NORMAL, Timestamp::from_secs(9))
+                .unwrap()
+                .into_iter()
+                .zip(1..)
+                .map(|(c, id)| c.into_conflict(ConflictId::new(id)))
+                .collect()
+        };
+        let mut fresh = ConflictDetector::new();
+        for h in &held {
+            h.take(&mut fresh);
+        }
+        // Claims of tasks that are gone by the newcomer (other tasks than the held
+        // ones'), released half way through: other trie nodes and slots, reused.
+        let gone: Vec<(ClaimOwner, Claim)> = gone
+            .into_iter()
+            .map(|(t, a, n, x)| {
+                let owner = ClaimOwner::new(TaskId::new(10 + t), AgentId::new(a));
+                (owner, if x { Claim::exclusive(n) } else { Claim::shared(n) })
+            })
+            .collect();
+        let mut used = ConflictDetector::new();
+        for (o, c) in &gone {
+            used.add_claim(*o, c, Priority::LOW, Timestamp::EPOCH).unwrap();
+        }
+        let (before, after) = shuffled.split_at(shuffled.len() / 2);
+        for h in before {
+            h.take(&mut used);
+        }
+        for (o, c) in &gone {
+            used.remove_claim(*o, c).unwrap();
+        }
+        for h in after {
+            h.take(&mut used);
+        }
+        prop_assert_eq!(used.len(), fresh.len());
+        prop_assert_eq!(numbered(used), numbered(fresh));
     }
 }
 
