@@ -923,7 +923,9 @@ impl World {
                 let around = |s: &str| {
                     let chars: Vec<char> = s.chars().collect();
                     let to = (at + 80).min(chars.len());
-                    chars[at.saturating_sub(160).min(to)..to].iter().collect::<String>()
+                    chars[at.saturating_sub(160).min(to)..to]
+                        .iter()
+                        .collect::<String>()
                 };
                 return Err(self.fail(
                     "snapshot_round_trips",
