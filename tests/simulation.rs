@@ -8,12 +8,15 @@
 
 mod sim;
 
-use sim::{Mode, Report, run_seed};
+use sim::runs::run_workflows;
+use sim::{Failure, Mode, Report, run_seed};
 
 /// Seeds per mode when `SIM_SEEDS` is not set: sized for CI on two cores.
 const SAFETY_SEEDS: u64 = 400;
 const LIVENESS_SEEDS: u64 = 150;
 const STEPS: u64 = 400;
+/// Seeds of workflows per mode: each runs 2 to 5 workflows at once.
+const WORKFLOW_SEEDS: u64 = 150;
 
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -22,10 +25,14 @@ fn env(name: &str) -> Option<u64> {
 /// Runs every seed of `seeds`; fails with the first failure in full and the seeds
 /// and invariants of the others.
 fn run(mode: Mode, seeds: std::ops::Range<u64>, steps: u64) -> Report {
+    run_with(seeds, |seed| run_seed(seed, mode, steps))
+}
+
+fn run_with(seeds: std::ops::Range<u64>, one: impl Fn(u64) -> Result<Report, Failure>) -> Report {
     let mut total = Report::default();
     let mut failures = Vec::new();
     for seed in seeds {
-        match run_seed(seed, mode, steps) {
+        match one(seed) {
             Ok(r) => total.add(&r),
             Err(f) => failures.push(f),
         }
@@ -47,13 +54,15 @@ fn run(mode: Mode, seeds: std::ops::Range<u64>, steps: u64) -> Report {
 fn print(mode: Mode, seeds: u64, r: &Report) {
     println!(
         "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
-         {} crashes and restores, {} conflicts decided, {} invariant checks; trace {:016x}",
+         {} crashes and restores, {} conflicts decided, {} runs cancelled, {} invariant checks; \
+         trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
         r.tasks,
         r.agent_faults,
         r.crashes,
         r.conflicts_decided,
+        r.cancelled,
         r.checks,
         r.trace_hash
     );
@@ -100,5 +109,56 @@ fn the_same_seed_gives_the_same_trace() {
         assert_eq!(a.steps, b.steps);
         let c = run_seed(8, mode, 200).expect("seed 8");
         assert_ne!(a.trace_hash, c.trace_hash, "{mode:?}: seeds differ");
+    }
+}
+
+/// The simulated agents panic on purpose (the executor must catch it): keep those
+/// panics out of the test output, and every other one in.
+fn quiet_deliberate_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let deliberate = info
+                .payload()
+                .downcast_ref::<String>()
+                .is_some_and(|m| m.ends_with("panicked on purpose"));
+            if !deliberate {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Workflows through the executor on a shared faulty fleet: the runs end, steps in
+/// order, attempts within their policy, one attempt of a step at a time, no agent
+/// over its slots, nothing left in the coordinator.
+#[test]
+fn workflows_on_a_faulty_fleet_keep_every_invariant() {
+    quiet_deliberate_panics();
+    for mode in [Mode::Safety, Mode::Liveness] {
+        if let Some(seed) = env("SIM_SEED") {
+            let r = run_with(seed..seed + 1, |s| run_workflows(s, mode));
+            print(mode, 1, &r);
+            continue;
+        }
+        let seeds = env("SIM_SEEDS").unwrap_or(WORKFLOW_SEEDS);
+        let base = if mode == Mode::Safety { 0 } else { 1_000_000 };
+        let r = run_with(base..base + seeds, |s| run_workflows(s, mode));
+        print(mode, seeds, &r);
+    }
+}
+
+/// Found by the simulation (workflow seeds 3 and 5): an agent going offline while it
+/// worked on a step handed the task back; the coordinator started it on another
+/// agent at once, and the executor launched the new attempt before it dropped the
+/// aborted one, so two attempts of the step were in flight together.
+#[test]
+fn a_step_handed_back_never_has_two_attempts_in_flight() {
+    quiet_deliberate_panics();
+    for seed in [3, 5] {
+        if let Err(f) = run_workflows(seed, Mode::Safety) {
+            panic!("{f}");
+        }
     }
 }

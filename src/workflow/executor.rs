@@ -665,6 +665,7 @@ impl Executor {
             }
             // Timeouts and back-offs; an attempt that timed out is dropped at once,
             // so that a step never has two attempts in flight.
+            let flying = books.running.len();
             if run.tick(now) > 0 {
                 self.drop_stale(run, books);
             }
@@ -675,6 +676,12 @@ impl Executor {
                 if !books.notices.is_empty() {
                     self.on_notices(run, books, &BTreeSet::new(), now)?;
                 }
+            }
+            if books.running.len() < flying {
+                // Attempts were aborted (timed out, or their agent left service): their
+                // agents' futures go now, not on the set's next turn, since the same
+                // steps' next attempts may be launched below.
+                self.settle_ready(run, books, &mut inflight)?;
             }
             if let Some(patience) = self.patience {
                 self.give_up_waits(run, books, patience, now)?;
@@ -724,11 +731,7 @@ impl Executor {
             if answered {
                 // The running attempts get their turn too before the next
                 // dispatch, so that instant agents never starve them.
-                while let Some(Some(done)) = inflight.next().now_or_never() {
-                    if let Ok(done) = done {
-                        self.settle(run, books, done)?;
-                    }
-                }
+                self.settle_ready(run, books, &mut inflight)?;
                 continue;
             }
             handle.report(run, books);
@@ -1099,6 +1102,25 @@ impl Executor {
     /// Hands a finished attempt to the run and the coordinator. An answer the run
     /// refuses (late, or to an attempt that is not current) is never credited: its
     /// task ends as a failure when it came too late, and is released otherwise.
+    /// Settles every attempt of `inflight` that has answered, and drops those
+    /// aborted, without waiting.
+    fn settle_ready<F>(
+        &self,
+        run: &mut Run,
+        books: &mut Books<'_>,
+        inflight: &mut FuturesUnordered<F>,
+    ) -> Result<(), ExecutorError>
+    where
+        F: std::future::Future<Output = Result<Done, futures::future::Aborted>>,
+    {
+        while let Some(Some(done)) = inflight.next().now_or_never() {
+            if let Ok(done) = done {
+                self.settle(run, books, done)?;
+            }
+        }
+        Ok(())
+    }
+
     fn settle(
         &self,
         run: &mut Run,

@@ -32,6 +32,8 @@ use concord::policy::SystemMode;
 use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
 use concord::{AgentId, Resources, Role, TaskId, Timestamp};
 
+pub mod runs;
+
 /// SplitMix64: small, fast, and the same on every machine.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -62,14 +64,14 @@ impl Rng {
 
 /// FNV-1a, 64 bits: the trace hash, stable across runs, machines and Rust versions.
 #[derive(Debug, Clone)]
-struct Fnv(u64);
+pub struct Fnv(pub u64);
 
 impl Fnv {
-    fn new() -> Self {
+    pub fn new() -> Self {
         Fnv(0xcbf2_9ce4_8422_2325)
     }
 
-    fn write(&mut self, bytes: &[u8]) {
+    pub fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.0 ^= u64::from(*b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
@@ -99,6 +101,7 @@ pub struct Report {
     pub agent_faults: u64,
     pub crashes: u64,
     pub conflicts_decided: u64,
+    pub cancelled: u64,
     pub checks: u64,
     pub trace_hash: u64,
 }
@@ -111,6 +114,7 @@ impl Report {
         self.agent_faults += other.agent_faults;
         self.crashes += other.crashes;
         self.conflicts_decided += other.conflicts_decided;
+        self.cancelled += other.cancelled;
         self.checks += other.checks;
         self.trace_hash ^= other.trace_hash;
     }

@@ -1,0 +1,455 @@
+//! The simulation world's workflows: one seed runs several random workflows at once
+//! through the async executor on a shared, too-small fleet of faulty agents, on a
+//! simulated clock and timer, single-threaded (`block_on`), while an operator acts
+//! at random times (safe mode, agents offline and back, a run cancelled, conflicts
+//! approved or denied). Then faults stop and everything must end within
+//! [`LIVENESS_BOUND`].
+//!
+//! Faults of the agents: failed results (retryable or not), transport errors, slow
+//! answers past a step's timeout (answered late), very slow answers, panics. The
+//! agents keep books of what they did; the invariants are checked on them and on each
+//! run's history when the seed ends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, WorkOutput};
+use concord::conflict::HumanDecision;
+use concord::coordinator::{Coordinator, Decider};
+use concord::policy::SystemMode;
+use concord::workflow::{
+    Executor, RetryPolicy, RunCondition, RunEvent, RunOutcome, SimulatedTimer, StepChange,
+    StepSpec, Timer, Workflow,
+};
+use concord::{
+    AgentId, AgentProfile, Claim, Clock, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
+};
+use futures::future::join_all;
+use parking_lot::Mutex;
+
+use super::{Failure, LIVENESS_BOUND, Mode, Report, Rng};
+
+const CLAIMS: [&str; 2] = ["env/staging", "db/main"];
+
+/// What the fleet did, kept by the agents.
+#[derive(Debug, Default)]
+struct Books {
+    /// Attempts each agent works on now, and the most at once.
+    busy: BTreeMap<AgentId, u32>,
+    peak: BTreeMap<AgentId, u32>,
+    /// Attempts of each step (by its task's description) in flight now, and the most.
+    in_flight: BTreeMap<String, u32>,
+    overlap: Option<String>,
+    faults: u64,
+}
+
+/// An agent that does its work in simulated time, with faults drawn from the seed.
+struct Faulty {
+    id: AgentId,
+    clock: ManualClock,
+    timer: SimulatedTimer,
+    rng: Arc<Mutex<Rng>>,
+    faults: Arc<AtomicBool>,
+    books: Arc<Mutex<Books>>,
+}
+
+impl std::fmt::Debug for Faulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faulty").field("id", &self.id).finish()
+    }
+}
+
+/// Ends an attempt in the books, even when the executor drops it.
+struct InFlight<'a>(&'a Faulty, String);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut b = self.0.books.lock();
+        *b.busy.entry(self.0.id).or_default() -= 1;
+        *b.in_flight.entry(self.1.clone()).or_default() -= 1;
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Behaviour {
+    Succeed,
+    Fail,
+    FailRetryable,
+    Error,
+    /// Answers after a long while: past any step timeout (its answer comes late).
+    Slow,
+    Panic,
+}
+
+#[concord::async_trait]
+impl Agent for Faulty {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        let (behaviour, took) = {
+            let mut rng = self.rng.lock();
+            let b = if !self.faults.load(Ordering::SeqCst) {
+                Behaviour::Succeed
+            } else {
+                match rng.below(100) {
+                    0..=74 => Behaviour::Succeed,
+                    75..=81 => Behaviour::FailRetryable,
+                    82..=85 => Behaviour::Fail,
+                    86..=89 => Behaviour::Error,
+                    90..=96 => Behaviour::Slow,
+                    _ => Behaviour::Panic,
+                }
+            };
+            let took = match b {
+                Behaviour::Slow => Duration::from_secs(120 + rng.below(600)),
+                _ => Duration::from_millis(200 + rng.below(5_000)),
+            };
+            (b, took)
+        };
+        let name = work.description().to_owned();
+        {
+            let mut b = self.books.lock();
+            let busy = b.busy.entry(self.id).or_default();
+            *busy += 1;
+            let now = *busy;
+            let peak = b.peak.entry(self.id).or_default();
+            *peak = (*peak).max(now);
+            let flying = b.in_flight.entry(name.clone()).or_default();
+            *flying += 1;
+            if *flying > 1 && b.overlap.is_none() {
+                b.overlap = Some(format!("two attempts of {name} at once"));
+            }
+            if !matches!(behaviour, Behaviour::Succeed) {
+                b.faults += 1;
+            }
+        }
+        let _guard = InFlight(self, name);
+        self.timer.sleep_until(self.clock.now() + took).await;
+        match behaviour {
+            Behaviour::Succeed | Behaviour::Slow => Ok(WorkOutput::success()),
+            Behaviour::Fail => Ok(WorkOutput::failure("it broke")),
+            Behaviour::FailRetryable => Ok(WorkOutput::retryable_failure("try again")),
+            Behaviour::Error => Err(AgentError::Unreachable {
+                reason: "connection reset".to_owned(),
+            }),
+            Behaviour::Panic => panic!("agent {} panicked on purpose", self.id),
+        }
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("sim"))
+    }
+}
+
+/// Step `i` of a random workflow.
+#[derive(Debug, Clone)]
+struct Step {
+    deps: Vec<usize>,
+    attempts: u32,
+    timeout: Option<Duration>,
+    claim: Option<usize>,
+    condition: RunCondition,
+}
+
+fn random_steps(rng: &mut Rng) -> Vec<Step> {
+    let n = 2 + rng.below(6) as usize;
+    (0..n)
+        .map(|i| {
+            let mut deps: Vec<usize> = (0..i).filter(|_| rng.chance(30)).collect();
+            if deps.is_empty() && i > 0 && rng.chance(50) {
+                deps.push(rng.below(i as u64) as usize);
+            }
+            // A rollback handler: runs when something before it failed.
+            let condition = if !deps.is_empty() && rng.chance(15) {
+                RunCondition::AnyFailed
+            } else {
+                RunCondition::AllSucceeded
+            };
+            Step {
+                deps,
+                attempts: 1 + rng.below(3) as u32,
+                timeout: rng
+                    .chance(40)
+                    .then(|| Duration::from_secs(30 + rng.below(60))),
+                claim: rng
+                    .chance(20)
+                    .then(|| rng.below(CLAIMS.len() as u64) as usize),
+                condition,
+            }
+        })
+        .collect()
+}
+
+fn workflow(run: usize, steps: &[Step]) -> Workflow {
+    let role = Role::new("worker").expect("role");
+    let mut b = Workflow::builder(format!("w{run}"));
+    for (i, s) in steps.iter().enumerate() {
+        let mut spec = StepSpec::new(format!("r{run}s{i}"))
+            .with_role(role.clone())
+            .with_condition(s.condition)
+            .with_retry(
+                RetryPolicy::exponential(s.attempts).with_initial_backoff(Duration::from_secs(1)),
+            );
+        if let Some(t) = s.timeout {
+            spec = spec.with_timeout(t);
+        }
+        if let Some(c) = s.claim {
+            spec = spec.with_claim(Claim::exclusive(CLAIMS[c]));
+        }
+        for d in &s.deps {
+            spec = spec.after(format!("r{run}s{d}"));
+        }
+        b.push(spec);
+    }
+    b.build().expect("a random DAG of earlier steps is valid")
+}
+
+/// Something the operator does at a simulated second.
+#[derive(Debug, Clone, Copy)]
+enum Act {
+    SafeMode(bool),
+    Offline(u64),
+    Online(u64),
+    Cancel(usize),
+    Decide(bool),
+}
+
+/// Runs one seed of workflows.
+pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
+    let mut rng = Rng::new(seed ^ 0x5EED_F10E);
+    let start = Timestamp::from_secs(1_000_000);
+    let clock = ManualClock::new(start);
+    let timer = SimulatedTimer::new(clock.clone());
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("rules"))
+            .build(),
+    );
+    let books = Arc::new(Mutex::new(Books::default()));
+    let faults = Arc::new(AtomicBool::new(true));
+    let shared_rng = Arc::new(Mutex::new(Rng::new(rng.next())));
+    let agents = 1 + rng.below(3);
+    let mut executor = Executor::new(Arc::clone(&coordinator), timer.clone());
+    for k in 1..=agents {
+        let id = AgentId::new(k);
+        coordinator
+            .register_agent(
+                AgentProfile::new(id, format!("w{k}"))
+                    .with_role(Role::new("worker").expect("role"))
+                    .with_max_tasks(1 + rng.below(2) as u32),
+            )
+            .expect("register");
+        executor = executor.with_agent(Arc::new(Faulty {
+            id,
+            clock: clock.clone(),
+            timer: timer.clone(),
+            rng: Arc::clone(&shared_rng),
+            faults: Arc::clone(&faults),
+            books: Arc::clone(&books),
+        }));
+    }
+    let runs = 2 + rng.below(4) as usize;
+    let plans: Vec<Vec<Step>> = (0..runs).map(|_| random_steps(&mut rng)).collect();
+    let workflows: Vec<Workflow> = plans
+        .iter()
+        .enumerate()
+        .map(|(r, s)| workflow(r, s))
+        .collect();
+    // The operator's acts over the first ten simulated minutes; then faults stop.
+    let quiet_at = Duration::from_secs(match mode {
+        Mode::Safety => 600,
+        Mode::Liveness => 60 + rng.below(540),
+    });
+    let mut acts: Vec<(u64, Act)> = (0..rng.below(8))
+        .map(|_| {
+            let at = rng.below(quiet_at.as_secs());
+            let act = match rng.below(6) {
+                0 => Act::SafeMode(rng.chance(50)),
+                1 => Act::Offline(1 + rng.below(agents)),
+                2 => Act::Online(1 + rng.below(agents)),
+                3 => Act::Cancel(rng.below(runs as u64) as usize),
+                _ => Act::Decide(rng.chance(60)),
+            };
+            (at, act)
+        })
+        .collect();
+    acts.sort_by_key(|(at, _)| *at);
+
+    let futures: Vec<_> = workflows
+        .iter()
+        .enumerate()
+        .map(|(r, w)| executor.run(w, &format!("run-{r}"), seed.wrapping_add(r as u64)))
+        .collect();
+    let handles: Vec<_> = futures.iter().map(|f| f.handle()).collect();
+    let ended_at = Arc::new(Mutex::new(None::<Timestamp>));
+    let operator = async {
+        for (at, act) in &acts {
+            timer.sleep_until(start + Duration::from_secs(*at)).await;
+            match *act {
+                Act::SafeMode(on) => {
+                    coordinator.set_mode(if on {
+                        SystemMode::SafeMode
+                    } else {
+                        SystemMode::Normal
+                    });
+                }
+                Act::Offline(k) | Act::Online(k) => {
+                    let to = if matches!(act, Act::Offline(_)) {
+                        AgentStatus::Offline
+                    } else {
+                        AgentStatus::Available
+                    };
+                    let _ = coordinator.set_agent_status(AgentId::new(k), to);
+                }
+                Act::Cancel(r) => handles[r].cancel(),
+                Act::Decide(approve) => {
+                    let decision = if approve {
+                        HumanDecision::Approve
+                    } else {
+                        HumanDecision::Deny
+                    };
+                    for c in coordinator.open_conflicts() {
+                        let _ = coordinator.decide(c.conflict.id(), decision, Decider::Human);
+                    }
+                }
+            }
+        }
+        timer.sleep_until(start + quiet_at).await;
+        // Faults stop: agents answer right, everyone is back, normal mode, and the
+        // orchestrator approves every conflict as it comes.
+        faults.store(false, Ordering::SeqCst);
+        coordinator.set_mode(SystemMode::Normal);
+        for k in 1..=agents {
+            let _ = coordinator.set_agent_status(AgentId::new(k), AgentStatus::Available);
+        }
+        let bound = start + quiet_at + LIVENESS_BOUND;
+        while handles.iter().any(|h| h.progress().outcome.is_none()) && clock.now() < bound {
+            for c in coordinator.open_conflicts() {
+                let _ = coordinator.decide(
+                    c.conflict.id(),
+                    HumanDecision::Approve,
+                    Decider::Orchestrator,
+                );
+            }
+            timer
+                .sleep_until(clock.now() + Duration::from_secs(30))
+                .await;
+        }
+        *ended_at.lock() = Some(clock.now());
+    };
+    let (results, ()) =
+        futures::executor::block_on(futures::future::join(join_all(futures), operator));
+
+    let fail = |invariant: &'static str, detail: String| Failure {
+        seed,
+        mode,
+        step: 0,
+        invariant,
+        detail,
+        last: coordinator
+            .drain_events()
+            .iter()
+            .rev()
+            .take(40)
+            .rev()
+            .map(|e| e.to_string())
+            .collect(),
+    };
+    let mut report = Report {
+        steps: 0,
+        tasks: 0,
+        ..Report::default()
+    };
+    let mut hash = super::Fnv::new();
+    for (r, result) in results.into_iter().enumerate() {
+        let run = result.map_err(|e| fail("runs_end", format!("run {r}: {e}")))?;
+        if run.outcome().is_none() {
+            return Err(fail("runs_end", format!("run {r} did not end")));
+        }
+        report.steps += run.history().len() as u64;
+        report.tasks += plans[r].len() as u64;
+        for e in run.history() {
+            hash.write(format!("{r} {} {:?}", e.step.index(), e.change).as_bytes());
+        }
+        check_history(&plans[r], run.history())
+            .map_err(|d| fail("steps_in_order", format!("run {r}: {d}")))?;
+        for (step, spec) in workflows[r].steps() {
+            let made = run.attempts(step).unwrap_or(0);
+            if made > spec.retry().max_attempts() {
+                return Err(fail(
+                    "attempts_within_policy",
+                    format!("run {r} {}: {made} attempts", spec.name()),
+                ));
+            }
+        }
+        if run.outcome() == Some(RunOutcome::Cancelled) {
+            report.cancelled += 1;
+        }
+    }
+    let b = books.lock();
+    if let Some(o) = &b.overlap {
+        return Err(fail("one_attempt_at_a_time", o.clone()));
+    }
+    for (agent, peak) in &b.peak {
+        let slots = coordinator
+            .with_registry(|r| r.get(*agent).map(|v| v.max_tasks()))
+            .unwrap_or(0);
+        if *peak > slots {
+            return Err(fail(
+                "no_over_allocation",
+                format!("{agent} ran {peak} at once on {slots} slots"),
+            ));
+        }
+    }
+    if !coordinator.assignments().is_empty() || !coordinator.waiting().is_empty() {
+        return Err(fail(
+            "nothing_left_behind",
+            format!(
+                "running {:?}, waiting {:?}",
+                coordinator.assignments().len(),
+                coordinator.waiting().len()
+            ),
+        ));
+    }
+    if mode == Mode::Liveness {
+        let ended = ended_at.lock().unwrap_or(start);
+        if ended >= start + quiet_at + LIVENESS_BOUND {
+            return Err(fail(
+                "everything_finishes",
+                "runs still going at the bound".to_owned(),
+            ));
+        }
+    }
+    report.agent_faults = b.faults;
+    report.simulated = clock.now().duration_since(start);
+    report.checks = 5;
+    report.trace_hash = hash.0;
+    Ok(report)
+}
+
+/// No step starts before each of its dependencies has ended for good.
+fn check_history(steps: &[Step], history: &[RunEvent]) -> Result<(), String> {
+    let mut ended = vec![false; steps.len()];
+    for e in history {
+        let i = e.step.index();
+        match e.change {
+            StepChange::Started => {
+                if let Some(d) = steps[i].deps.iter().find(|d| !ended[**d]) {
+                    return Err(format!("s{i} started before s{d} ended"));
+                }
+            }
+            StepChange::Succeeded { .. }
+            | StepChange::Skipped { .. }
+            | StepChange::SkippedByAgent { .. }
+            | StepChange::Abandoned { .. }
+            | StepChange::AttemptFailed { retry_at: None, .. } => ended[i] = true,
+            _ => {}
+        }
+    }
+    Ok(())
+}
