@@ -360,10 +360,18 @@ impl StepKey for StepRef {
         if self.index() < workflow.len() {
             Ok(self.0)
         } else {
-            Err(WorkflowError::UnknownStep {
-                step: self.to_string(),
-            })
+            Err(unknown_step(*self))
         }
+    }
+}
+
+/// The error for a handle from elsewhere: out of line, so that the check inlined
+/// into every transition stays a compare and a branch.
+#[cold]
+#[inline(never)]
+fn unknown_step(step: StepRef) -> WorkflowError {
+    WorkflowError::UnknownStep {
+        step: step.to_string(),
     }
 }
 
@@ -689,12 +697,62 @@ impl Run {
         let i = step.index_in(&self.workflow)?;
         let u = i as usize;
         if self.status[u] != StepStatus::Ready {
-            return Err(WorkflowError::NotReady {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
+            return Err(self.not_ready(u));
         }
         Ok(i)
+    }
+
+    // The refusals are made out of line: they copy the step's name, and inlined
+    // they would sit between the checks and the work of every transition, on the
+    // executor's hot path.
+
+    #[cold]
+    #[inline(never)]
+    fn not_ready(&self, u: usize) -> WorkflowError {
+        WorkflowError::NotReady {
+            step: self.workflow.inner().names[u].to_string(),
+            status: self.status[u],
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_running(&self, u: usize) -> WorkflowError {
+        WorkflowError::NotRunning {
+            step: self.workflow.inner().names[u].to_string(),
+            status: self.status[u],
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wrong_agent(&self, u: usize, expected: AgentId, got: AgentId) -> WorkflowError {
+        WorkflowError::WrongAgent {
+            step: self.workflow.inner().names[u].to_string(),
+            expected,
+            got,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn stale_attempt(&self, u: usize, attempt: u32) -> WorkflowError {
+        WorkflowError::StaleAttempt {
+            step: self.workflow.inner().names[u].to_string(),
+            attempt,
+            current: self.attempts[u],
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn late(&self, u: usize, at: Timestamp) -> WorkflowError {
+        WorkflowError::Late {
+            step: self.workflow.inner().names[u].to_string(),
+            attempt: self.attempts[u],
+            deadline: self.deadline[u],
+            at,
+        }
     }
 
     /// The index of `step` if it is running on `agent`, else the typed error.
@@ -702,17 +760,10 @@ impl Run {
         let i = step.index_in(&self.workflow)?;
         let u = i as usize;
         if self.status[u] != StepStatus::Running {
-            return Err(WorkflowError::NotRunning {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
+            return Err(self.not_running(u));
         }
         if let Some(expected) = self.agent[u].filter(|a| *a != agent) {
-            return Err(WorkflowError::WrongAgent {
-                step: self.workflow.inner().names[u].to_string(),
-                expected,
-                got: agent,
-            });
+            return Err(self.wrong_agent(u, expected, agent));
         }
         Ok(i)
     }
@@ -792,15 +843,10 @@ impl Run {
 
     /// `Ok` when `attempt` is the attempt step `i` runs now.
     fn current_attempt(&self, i: u32, attempt: u32) -> Result<(), WorkflowError> {
-        let current = self.attempts[i as usize];
-        if attempt == current {
+        if attempt == self.attempts[i as usize] {
             return Ok(());
         }
-        Err(WorkflowError::StaleAttempt {
-            step: self.workflow.inner().names[i as usize].to_string(),
-            attempt,
-            current,
-        })
+        Err(self.stale_attempt(i as usize, attempt))
     }
 
     /// `Ok` when running step `i`'s attempt may still answer at `now`: an answer at
@@ -813,12 +859,7 @@ impl Run {
         if self.workflow.inner().timeouts[u].is_none() || now < deadline {
             return Ok(());
         }
-        Err(WorkflowError::Late {
-            step: self.workflow.inner().names[u].to_string(),
-            attempt: self.attempts[u],
-            deadline,
-            at: now,
-        })
+        Err(self.late(u, now))
     }
 
     fn settle_attempt(
@@ -929,11 +970,24 @@ impl Run {
                 self.task[u] = Some(task);
                 Ok(())
             }
-            status => Err(WorkflowError::NotReady {
-                step: self.workflow.inner().names[u].to_string(),
-                status,
-            }),
+            _ => Err(self.not_ready(u)),
         }
+    }
+
+    /// [`start`](Self::start) then [`bind`](Self::bind) to `task`, for the executor,
+    /// which does both for every step: one check of the step, and the number of the
+    /// attempt started.
+    pub(crate) fn start_bound(
+        &mut self,
+        step: StepRef,
+        agent: AgentId,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Result<u32, WorkflowError> {
+        self.start(step, agent, now)?;
+        let u = step.index();
+        self.task[u] = Some(task);
+        Ok(self.attempts[u])
     }
 
     /// Ends `step`'s binding, if any (its task is gone from the coordinator).
@@ -976,10 +1030,7 @@ impl Run {
         let i = step.index_in(&self.workflow)?;
         let u = i as usize;
         if self.status[u] != StepStatus::Running {
-            return Err(WorkflowError::NotRunning {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
+            return Err(self.not_running(u));
         }
         self.observe(now);
         self.deadline[u] = Timestamp::MAX;
