@@ -172,6 +172,10 @@ struct Launch<'a> {
 
 /// The work item of `launch`: the task's kind and description are its step's kind
 /// and name, as in the task the coordinator assigned.
+///
+/// Inlined, so that the item is written where it is used rather than returned
+/// field by field and copied out wide, which waits for those stores.
+#[inline(always)]
 fn work_item(
     run: &Run,
     step: StepRef,
