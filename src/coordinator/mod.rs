@@ -164,10 +164,13 @@ impl Coordinator {
         self.seen
             .store(shared.core.last_now().as_nanos(), Ordering::Release);
         let changed = shared.core.s.next_seq != before;
-        let wake = Self::to_wake(&mut shared, changed);
-        drop(shared);
-        for w in wake {
-            w.wake();
+        // Most calls wake nobody: no list is made (and read back) for them.
+        if shared.core.has_notified() || (changed && !shared.change_wakers.is_empty()) {
+            let wake = Self::to_wake(&mut shared, changed);
+            drop(shared);
+            for w in wake {
+                w.wake();
+            }
         }
         out
     }

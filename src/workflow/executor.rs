@@ -172,6 +172,10 @@ struct Launch<'a> {
 
 /// The work item of `launch`: the task's kind and description are its step's kind
 /// and name, as in the task the coordinator assigned.
+///
+/// Inlined, so that the item is written where it is used rather than returned
+/// field by field and copied out wide, which waits for those stores.
+#[inline(always)]
 fn work_item(
     run: &Run,
     step: StepRef,
@@ -692,8 +696,11 @@ impl Executor {
             let room = self.concurrency.saturating_sub(busy);
             if room > 0 {
                 run.ready_first(room + books.waiting.len(), &mut ready);
-                ready.retain(|&step| run.task(step).is_none());
-                ready.truncate(room);
+                // A ready step is bound only while it waits in the coordinator.
+                if !books.waiting.is_empty() {
+                    ready.retain(|&step| run.task(step).is_none());
+                    ready.truncate(room);
+                }
                 if !ready.is_empty() {
                     self.dispatch(run, &ready, &mut batch, books, now)?;
                 }
@@ -1071,19 +1078,9 @@ impl Executor {
     ) -> Result<(), ExecutorError> {
         let (agent, task) = (assignment.agent, assignment.task.id());
         let Some(transport) = self.agents.get(&agent) else {
-            // Not the agent's fault: its task ends without a mark against it.
-            self.release(task);
-            run.unbind(step);
-            tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
-            let reason = format!(
-                "step `{}` went to {agent}, which this executor has no transport to",
-                run.name(step).unwrap_or("?")
-            );
-            return given_up(run.abandon(step, reason, now));
+            return self.no_transport(run, step, agent, task, now);
         };
-        run.start(step, agent, now)?;
-        run.bind(step, task)?;
-        let attempt = run.attempts(step).unwrap_or(1);
+        let attempt = run.start_bound(step, agent, task, now)?;
         // From the run's dense columns: the step's spec is not read unless it takes
         // inputs.
         let timeout = run.timeout(step).map(|t| (t, now + t));
@@ -1097,6 +1094,29 @@ impl Executor {
             timeout,
         });
         Ok(())
+    }
+
+    /// Gives up `step`, assigned to `agent`, which this executor has no transport to.
+    /// Out of line: a misconfiguration, not a path every step takes.
+    #[cold]
+    #[inline(never)]
+    fn no_transport(
+        &self,
+        run: &mut Run,
+        step: StepRef,
+        agent: AgentId,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Result<(), ExecutorError> {
+        // Not the agent's fault: its task ends without a mark against it.
+        self.release(task);
+        run.unbind(step);
+        tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
+        let reason = format!(
+            "step `{}` went to {agent}, which this executor has no transport to",
+            run.name(step).unwrap_or("?")
+        );
+        given_up(run.abandon(step, reason, now))
     }
 
     /// Hands a finished attempt to the run and the coordinator. An answer the run
@@ -1113,7 +1133,11 @@ impl Executor {
     where
         F: std::future::Future<Output = Result<Done, futures::future::Aborted>>,
     {
-        while let Some(Some(done)) = inflight.next().now_or_never() {
+        // An empty set is not polled: agents that answer at once leave it empty.
+        while !inflight.is_empty() {
+            let Some(Some(done)) = inflight.next().now_or_never() else {
+                break;
+            };
             if let Ok(done) = done {
                 self.settle(run, books, done)?;
             }
@@ -1134,7 +1158,10 @@ impl Executor {
             attempt,
             result,
         } = done;
-        books.running.remove(&task);
+        // With agents that answer at once nothing is ever in flight: no lookup then.
+        if !books.running.is_empty() {
+            books.running.remove(&task);
+        }
         let now = self.now();
         let (outcome, usage, skipped) = match result {
             Ok(output) => {
@@ -1173,18 +1200,19 @@ impl Executor {
             Err(e) => (StepOutcome::failure(e.to_string()), None, false),
         };
         let success = outcome.success;
-        let said = if run.attempts(step) != Some(attempt) {
-            // Fast refusal of an answer to an earlier attempt.
+        let said = if !skipped {
+            // `finish_attempt` refuses an answer to an earlier attempt itself;
+            // `skip_attempt` does not look at the attempt.
+            run.finish_attempt(step, agent, attempt, outcome, now)
+        } else if run.attempts(step) != Some(attempt) {
             Err(WorkflowError::StaleAttempt {
                 step: run.name(step).unwrap_or("?").to_owned(),
                 attempt,
                 current: run.attempts(step).unwrap_or(0),
             })
-        } else if skipped {
+        } else {
             let reason = outcome.reason.unwrap_or_default();
             run.skip_attempt(step, agent, reason, now)
-        } else {
-            run.finish_attempt(step, agent, attempt, outcome, now)
         };
         match said {
             Ok(()) => self.end_task(task, success, usage),

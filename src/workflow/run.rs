@@ -360,10 +360,18 @@ impl StepKey for StepRef {
         if self.index() < workflow.len() {
             Ok(self.0)
         } else {
-            Err(WorkflowError::UnknownStep {
-                step: self.to_string(),
-            })
+            Err(unknown_step(*self))
         }
+    }
+}
+
+/// The error for a handle from elsewhere: out of line, so that the check inlined
+/// into every transition stays a compare and a branch.
+#[cold]
+#[inline(never)]
+fn unknown_step(step: StepRef) -> WorkflowError {
+    WorkflowError::UnknownStep {
+        step: step.to_string(),
     }
 }
 
@@ -388,6 +396,24 @@ impl StepKey for &String {
     fn index_in(&self, workflow: &Workflow) -> Result<u32, WorkflowError> {
         self.as_str().index_in(workflow)
     }
+}
+
+/// What a step knows of its dependencies, and what its dependents learn from it.
+///
+/// One column of these rather than one per field: deciding a step reads and writes
+/// them together, and columns of the same stride, each allocated on its own pages,
+/// put a step's entries in the same cache set, where a chain's step touched more of
+/// them than the set has ways.
+#[derive(Debug, Clone, Copy, Default)]
+struct Deps {
+    /// Dependencies not yet terminal.
+    waiting: u32,
+    /// Terminal dependencies that did not succeed.
+    not_ok: u32,
+    /// Dependencies that carry a failure.
+    failing: u32,
+    /// Whether the step, terminal, carries a failure to its dependents.
+    carries: bool,
 }
 
 /// One run of a [`Workflow`]: a sans-I/O, deterministic state machine.
@@ -421,13 +447,8 @@ pub struct Run {
     agent: Vec<Option<AgentId>>,
     /// Timeout of a running attempt, or end of a backoff; `Timestamp::MAX` when none.
     deadline: Vec<Timestamp>,
-    /// Dependencies not yet terminal.
-    waiting: Vec<u32>,
-    /// Terminal dependencies that did not succeed.
-    not_ok: Vec<u32>,
-    /// Dependencies that carry a failure.
-    failing: Vec<u32>,
-    carries: Vec<bool>,
+    /// Each step's dependency counts and whether it carries a failure.
+    deps: Vec<Deps>,
     /// The outputs of each succeeded step that reported any: most report none, and
     /// an empty map per step cost a copy when it succeeded and a drop with the run
     /// (a `None` costs neither).
@@ -471,13 +492,12 @@ impl Run {
     pub fn new(workflow: &Workflow, id: impl Into<String>, seed: u64, now: Timestamp) -> Run {
         let inner = workflow.inner();
         let n = inner.specs.len();
-        let waiting: Vec<u32> = (0..n)
-            .map(|i| inner.pred_start[i + 1] - inner.pred_start[i])
-            .collect();
         let mut run = Run::blank(workflow, id.into(), seed, now);
-        run.waiting = waiting;
+        for (i, deps) in run.deps.iter_mut().enumerate() {
+            deps.waiting = inner.pred_start[i + 1] - inner.pred_start[i];
+        }
         for i in 0..n as u32 {
-            if run.waiting[i as usize] == 0 {
+            if run.deps[i as usize].waiting == 0 {
                 run.decide(i, now);
             }
         }
@@ -495,10 +515,7 @@ impl Run {
             attempts: vec![0; n],
             agent: vec![None; n],
             deadline: vec![Timestamp::MAX; n],
-            waiting: vec![0; n],
-            not_ok: vec![0; n],
-            failing: vec![0; n],
-            carries: vec![false; n],
+            deps: vec![Deps::default(); n],
             outputs: vec![None; n],
             task: vec![None; n],
             ready: VecDeque::new(),
@@ -689,12 +706,62 @@ impl Run {
         let i = step.index_in(&self.workflow)?;
         let u = i as usize;
         if self.status[u] != StepStatus::Ready {
-            return Err(WorkflowError::NotReady {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
+            return Err(self.not_ready(u));
         }
         Ok(i)
+    }
+
+    // The refusals are made out of line: they copy the step's name, and inlined
+    // they would sit between the checks and the work of every transition, on the
+    // executor's hot path.
+
+    #[cold]
+    #[inline(never)]
+    fn not_ready(&self, u: usize) -> WorkflowError {
+        WorkflowError::NotReady {
+            step: self.workflow.inner().names[u].to_string(),
+            status: self.status[u],
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_running(&self, u: usize) -> WorkflowError {
+        WorkflowError::NotRunning {
+            step: self.workflow.inner().names[u].to_string(),
+            status: self.status[u],
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wrong_agent(&self, u: usize, expected: AgentId, got: AgentId) -> WorkflowError {
+        WorkflowError::WrongAgent {
+            step: self.workflow.inner().names[u].to_string(),
+            expected,
+            got,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn stale_attempt(&self, u: usize, attempt: u32) -> WorkflowError {
+        WorkflowError::StaleAttempt {
+            step: self.workflow.inner().names[u].to_string(),
+            attempt,
+            current: self.attempts[u],
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn late(&self, u: usize, at: Timestamp) -> WorkflowError {
+        WorkflowError::Late {
+            step: self.workflow.inner().names[u].to_string(),
+            attempt: self.attempts[u],
+            deadline: self.deadline[u],
+            at,
+        }
     }
 
     /// The index of `step` if it is running on `agent`, else the typed error.
@@ -702,17 +769,10 @@ impl Run {
         let i = step.index_in(&self.workflow)?;
         let u = i as usize;
         if self.status[u] != StepStatus::Running {
-            return Err(WorkflowError::NotRunning {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
+            return Err(self.not_running(u));
         }
         if let Some(expected) = self.agent[u].filter(|a| *a != agent) {
-            return Err(WorkflowError::WrongAgent {
-                step: self.workflow.inner().names[u].to_string(),
-                expected,
-                got: agent,
-            });
+            return Err(self.wrong_agent(u, expected, agent));
         }
         Ok(i)
     }
@@ -792,15 +852,10 @@ impl Run {
 
     /// `Ok` when `attempt` is the attempt step `i` runs now.
     fn current_attempt(&self, i: u32, attempt: u32) -> Result<(), WorkflowError> {
-        let current = self.attempts[i as usize];
-        if attempt == current {
+        if attempt == self.attempts[i as usize] {
             return Ok(());
         }
-        Err(WorkflowError::StaleAttempt {
-            step: self.workflow.inner().names[i as usize].to_string(),
-            attempt,
-            current,
-        })
+        Err(self.stale_attempt(i as usize, attempt))
     }
 
     /// `Ok` when running step `i`'s attempt may still answer at `now`: an answer at
@@ -813,12 +868,7 @@ impl Run {
         if self.workflow.inner().timeouts[u].is_none() || now < deadline {
             return Ok(());
         }
-        Err(WorkflowError::Late {
-            step: self.workflow.inner().names[u].to_string(),
-            attempt: self.attempts[u],
-            deadline,
-            at: now,
-        })
+        Err(self.late(u, now))
     }
 
     fn settle_attempt(
@@ -903,7 +953,7 @@ impl Run {
         self.task[u] = None;
         self.status[u] = StepStatus::Failed;
         self.ready_count -= 1;
-        self.carries[u] = true;
+        self.deps[u].carries = true;
         self.failed += 1;
         self.terminal += 1;
         self.event(i, now, StepChange::Abandoned { reason });
@@ -929,11 +979,24 @@ impl Run {
                 self.task[u] = Some(task);
                 Ok(())
             }
-            status => Err(WorkflowError::NotReady {
-                step: self.workflow.inner().names[u].to_string(),
-                status,
-            }),
+            _ => Err(self.not_ready(u)),
         }
+    }
+
+    /// [`start`](Self::start) then [`bind`](Self::bind) to `task`, for the executor,
+    /// which does both for every step: one check of the step, and the number of the
+    /// attempt started.
+    pub(crate) fn start_bound(
+        &mut self,
+        step: StepRef,
+        agent: AgentId,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Result<u32, WorkflowError> {
+        self.start(step, agent, now)?;
+        let u = step.index();
+        self.task[u] = Some(task);
+        Ok(self.attempts[u])
     }
 
     /// Ends `step`'s binding, if any (its task is gone from the coordinator).
@@ -976,10 +1039,7 @@ impl Run {
         let i = step.index_in(&self.workflow)?;
         let u = i as usize;
         if self.status[u] != StepStatus::Running {
-            return Err(WorkflowError::NotRunning {
-                step: self.workflow.inner().names[u].to_string(),
-                status: self.status[u],
-            });
+            return Err(self.not_running(u));
         }
         self.observe(now);
         self.deadline[u] = Timestamp::MAX;
@@ -1080,13 +1140,16 @@ impl Run {
         }
     }
 
-    #[inline]
+    // Always inlined, like `push_event`: the change is then written once, into the
+    // history, instead of field by field into an argument that a wide copy reads
+    // back at once.
+    #[inline(always)]
     fn event(&mut self, i: u32, at: Timestamp, change: StepChange) {
         let agent = self.agent[i as usize];
         self.push_event(i, at, agent, change);
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_event(&mut self, i: u32, at: Timestamp, agent: Option<AgentId>, change: StepChange) {
         let u = i as usize;
         let attempt = match change {
@@ -1107,8 +1170,8 @@ impl Run {
     fn holds(&self, i: u32) -> bool {
         let u = i as usize;
         match self.workflow.inner().conditions[u] {
-            RunCondition::AllSucceeded => self.not_ok[u] == 0,
-            RunCondition::AnyFailed => self.failing[u] > 0,
+            RunCondition::AllSucceeded => self.deps[u].not_ok == 0,
+            RunCondition::AnyFailed => self.deps[u].failing > 0,
             RunCondition::Always => true,
         }
     }
@@ -1123,7 +1186,8 @@ impl Run {
             let u = i as usize;
             let condition = self.workflow.inner().conditions[u];
             self.status[u] = StepStatus::Skipped;
-            self.carries[u] = condition == RunCondition::AllSucceeded && self.failing[u] > 0;
+            let deps = &mut self.deps[u];
+            deps.carries = condition == RunCondition::AllSucceeded && deps.failing > 0;
             self.terminal += 1;
             self.push_event(i, now, None, StepChange::Skipped { condition });
             self.scratch.push(i);
@@ -1134,7 +1198,7 @@ impl Run {
     fn drain(&mut self, now: Timestamp) {
         while let Some(j) = self.scratch.pop() {
             let ok = self.status[j as usize] == StepStatus::Succeeded;
-            let carry = self.carries[j as usize];
+            let carry = self.deps[j as usize].carries;
             let (from, to) = {
                 let inner = self.workflow.inner();
                 (
@@ -1145,10 +1209,11 @@ impl Run {
             for k in from..to {
                 let s = self.workflow.inner().succ[k as usize];
                 let u = s as usize;
-                self.waiting[u] -= 1;
-                self.not_ok[u] += u32::from(!ok);
-                self.failing[u] += u32::from(carry);
-                if self.waiting[u] == 0 && self.status[u] == StepStatus::Pending {
+                let deps = &mut self.deps[u];
+                deps.waiting -= 1;
+                deps.not_ok += u32::from(!ok);
+                deps.failing += u32::from(carry);
+                if deps.waiting == 0 && self.status[u] == StepStatus::Pending {
                     self.decide(s, now);
                 }
             }
@@ -1194,7 +1259,7 @@ impl Run {
             }
         } else {
             self.status[u] = StepStatus::Failed;
-            self.carries[u] = true;
+            self.deps[u].carries = true;
             self.failed += 1;
             self.terminal += 1;
             self.event(

@@ -182,20 +182,22 @@ impl Run {
             let s = &snapshot.steps[u];
             for &d in inner.predecessors(i) {
                 let d = d as usize;
+                let carries = run.deps[d].carries;
+                let deps = &mut run.deps[u];
                 if !run.status[d].is_terminal() {
-                    run.waiting[u] += 1;
+                    deps.waiting += 1;
                 } else if run.status[d] != StepStatus::Succeeded {
-                    run.not_ok[u] += 1;
+                    deps.not_ok += 1;
                 }
-                if run.carries[d] {
-                    run.failing[u] += 1;
+                if carries {
+                    deps.failing += 1;
                 }
             }
             let condition = inner.conditions[u];
             let holds = run.holds(i);
             let max = inner.specs[u].retry().max_attempts();
             let name = &s.name;
-            let decided = run.waiting[u] == 0;
+            let decided = run.deps[u].waiting == 0;
             let bad = |what: &str| corrupt(format!("step {name:?} {what}"));
             if s.attempts > max {
                 return Err(bad(&format!("has {} attempts (at most {max})", s.attempts)));
@@ -257,11 +259,12 @@ impl Run {
             }
             match s.status {
                 StepStatus::Failed => {
-                    run.carries[u] = true;
+                    run.deps[u].carries = true;
                     run.failed += 1;
                 }
                 StepStatus::Skipped => {
-                    run.carries[u] = condition == RunCondition::AllSucceeded && run.failing[u] > 0;
+                    let deps = &mut run.deps[u];
+                    deps.carries = condition == RunCondition::AllSucceeded && deps.failing > 0;
                 }
                 _ => {}
             }
