@@ -12,8 +12,8 @@ use sim::runs::run_workflows;
 use sim::{Failure, Mode, Report, run_seed};
 
 /// Seeds per mode when `SIM_SEEDS` is not set: sized for CI on two cores.
-const SAFETY_SEEDS: u64 = 400;
-const LIVENESS_SEEDS: u64 = 150;
+const SAFETY_SEEDS: u64 = 2_000;
+const LIVENESS_SEEDS: u64 = 500;
 const STEPS: u64 = 400;
 /// Seeds of workflows per mode: each runs 2 to 5 workflows at once.
 const WORKFLOW_SEEDS: u64 = 150;
@@ -68,21 +68,36 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
     );
 }
 
-#[test]
-fn safety_every_invariant_holds_at_every_step() {
+/// Safety seeds `from..to` (of the default set), or `SIM_SEED`, or `SIM_SEEDS` more.
+fn safety(half: u64) {
     let steps = env("SIM_STEPS").unwrap_or(STEPS);
     if let Some(seed) = env("SIM_SEED") {
-        let r = run(Mode::Safety, seed..seed + 1, steps);
-        print(Mode::Safety, 1, &r);
+        if half == 0 {
+            let r = run(Mode::Safety, seed..seed + 1, steps);
+            print(Mode::Safety, 1, &r);
+        }
         return;
     }
+    // Two halves, so that both of CI's cores run safety seeds.
     let seeds = env("SIM_SEEDS").unwrap_or(SAFETY_SEEDS);
-    let r = run(Mode::Safety, 0..seeds, steps);
-    print(Mode::Safety, seeds, &r);
+    let range = half * seeds / 2..(half + 1) * seeds / 2;
+    let count = range.end - range.start;
+    let r = run(Mode::Safety, range, steps);
+    print(Mode::Safety, count, &r);
     assert!(
         r.crashes > 0 && r.conflicts_decided > 0 && r.agent_faults > 0,
         "{r:?}"
     );
+}
+
+#[test]
+fn safety_every_invariant_holds_at_every_step() {
+    safety(0);
+}
+
+#[test]
+fn safety_every_invariant_holds_at_every_step_second_half() {
+    safety(1);
 }
 
 #[test]
