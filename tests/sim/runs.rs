@@ -20,8 +20,8 @@ use concord::conflict::HumanDecision;
 use concord::coordinator::{Coordinator, Decider};
 use concord::policy::SystemMode;
 use concord::workflow::{
-    Executor, RetryPolicy, RunCondition, RunEvent, RunOutcome, SimulatedTimer, StepChange,
-    StepSpec, Timer, Workflow,
+    Executor, RetryPolicy, Run, RunCondition, RunEvent, RunOutcome, RunSnapshot, SimulatedTimer,
+    StepChange, StepSpec, StepStatus, Timer, Workflow,
 };
 use concord::{
     AgentId, AgentProfile, Claim, Clock, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
@@ -43,6 +43,8 @@ struct Books {
     in_flight: BTreeMap<String, u32>,
     overlap: Option<String>,
     faults: u64,
+    /// Work finished with success, per step (its task's description).
+    succeeded: BTreeMap<String, u32>,
 }
 
 /// An agent that does its work in simulated time, with faults drawn from the seed.
@@ -127,8 +129,11 @@ impl Agent for Faulty {
                 b.faults += 1;
             }
         }
-        let _guard = InFlight(self, name);
+        let _guard = InFlight(self, name.clone());
         self.timer.sleep_until(self.clock.now() + took).await;
+        if matches!(behaviour, Behaviour::Succeed | Behaviour::Slow) {
+            *self.books.lock().succeeded.entry(name).or_default() += 1;
+        }
         match behaviour {
             Behaviour::Succeed | Behaviour::Slow => Ok(WorkOutput::success()),
             Behaviour::Fail => Ok(WorkOutput::failure("it broke")),
@@ -234,25 +239,45 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     let faults = Arc::new(AtomicBool::new(true));
     let shared_rng = Arc::new(Mutex::new(Rng::new(rng.next())));
     let agents = 1 + rng.below(3);
-    let mut executor = Executor::new(Arc::clone(&coordinator), timer.clone());
-    for k in 1..=agents {
-        let id = AgentId::new(k);
-        coordinator
-            .register_agent(
-                AgentProfile::new(id, format!("w{k}"))
+    let slots: Vec<u32> = (0..agents).map(|_| 1 + rng.below(2) as u32).collect();
+    let register = |c: &Coordinator| {
+        for k in 1..=agents {
+            c.register_agent(
+                AgentProfile::new(AgentId::new(k), format!("w{k}"))
                     .with_role(Role::new("worker").expect("role"))
-                    .with_max_tasks(1 + rng.below(2) as u32),
+                    .with_max_tasks(slots[k as usize - 1]),
             )
             .expect("register");
-        executor = executor.with_agent(Arc::new(Faulty {
-            id,
-            clock: clock.clone(),
-            timer: timer.clone(),
-            rng: Arc::clone(&shared_rng),
-            faults: Arc::clone(&faults),
-            books: Arc::clone(&books),
-        }));
-    }
+        }
+    };
+    register(&coordinator);
+    // The host's checkpoints, taken at every change of a run: the coordinator's and
+    // that run's.
+    type Checkpoints = Arc<Mutex<(Option<String>, BTreeMap<String, String>)>>;
+    let saved: Checkpoints = Arc::default();
+    let executor_over = |c: &Arc<Coordinator>| {
+        let (sink, journal) = (Arc::clone(&saved), Arc::clone(c));
+        let mut e = Executor::new(Arc::clone(c), timer.clone()).with_observer(
+            move |run: &Run, _: &[RunEvent]| {
+                let mut saved = sink.lock();
+                saved.0 = Some(serde_json::to_string(&journal.snapshot()).expect("json"));
+                let json = serde_json::to_string(&run.snapshot()).expect("json");
+                saved.1.insert(run.id().to_owned(), json);
+            },
+        );
+        for k in 1..=agents {
+            e = e.with_agent(Arc::new(Faulty {
+                id: AgentId::new(k),
+                clock: clock.clone(),
+                timer: timer.clone(),
+                rng: Arc::clone(&shared_rng),
+                faults: Arc::clone(&faults),
+                books: Arc::clone(&books),
+            }));
+        }
+        e
+    };
+    let executor = executor_over(&coordinator);
     let runs = 2 + rng.below(4) as usize;
     let plans: Vec<Vec<Step>> = (0..runs).map(|_| random_steps(&mut rng)).collect();
     let workflows: Vec<Workflow> = plans
@@ -279,6 +304,10 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         })
         .collect();
     acts.sort_by_key(|(at, _)| *at);
+    // Some seeds crash the host at a random time while faults go on.
+    let crash_at = rng
+        .chance(40)
+        .then(|| start + Duration::from_secs(1 + rng.below(quiet_at.as_secs())));
 
     let futures: Vec<_> = workflows
         .iter()
@@ -342,8 +371,109 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         }
         *ended_at.lock() = Some(clock.now());
     };
-    let (results, ()) =
-        futures::executor::block_on(futures::future::join(join_all(futures), operator));
+    let both = futures::future::join(join_all(futures), operator);
+    let phase = match crash_at {
+        None => Some(futures::executor::block_on(both).0),
+        Some(at) => {
+            let crash = timer.sleep_until(at);
+            futures::executor::block_on(async {
+                futures::pin_mut!(both);
+                match futures::future::select(both, crash).await {
+                    futures::future::Either::Left(((runs, ()), _)) => Some(runs),
+                    futures::future::Either::Right(((), _)) => None,
+                }
+            })
+        }
+    };
+    let mut crashed = false;
+    let mut coordinator = coordinator;
+    let results = match phase {
+        Some(results) => results,
+        None => {
+            // The crash: everything in memory is gone but the checkpoints. The host
+            // restarts in normal mode with its agents back, and faults stop.
+            crashed = true;
+            drop(executor);
+            faults.store(false, Ordering::SeqCst);
+            let (coordinator_json, run_json) = saved.lock().clone();
+            let builder = || {
+                Coordinator::builder()
+                    .clock(clock.clone())
+                    .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("rules"))
+            };
+            let restored = Arc::new(match coordinator_json {
+                Some(json) => builder()
+                    .restore(serde_json::from_str(&json).expect("own json"))
+                    .map_err(|e| crash_failure(seed, mode, "checkpoint_restores", e.to_string()))?,
+                None => {
+                    let c = builder().build();
+                    register(&c);
+                    c
+                }
+            });
+            restored.set_mode(SystemMode::Normal);
+            for k in 1..=agents {
+                let _ = restored.set_agent_status(AgentId::new(k), AgentStatus::Available);
+            }
+            let mut succeeded_at_crash = Vec::new();
+            let mut resumed = Vec::new();
+            for (r, w) in workflows.iter().enumerate() {
+                let id = format!("run-{r}");
+                let run = match run_json.get(&id) {
+                    Some(json) => {
+                        let snapshot: RunSnapshot = serde_json::from_str(json).expect("own json");
+                        for st in &snapshot.steps {
+                            if st.status == StepStatus::Succeeded {
+                                succeeded_at_crash.push(st.name.clone());
+                            }
+                        }
+                        Run::restore(w, snapshot).map_err(|e| {
+                            crash_failure(seed, mode, "checkpoint_restores", e.to_string())
+                        })?
+                    }
+                    None => w.start_run(id.as_str(), seed.wrapping_add(r as u64), restored.now()),
+                };
+                resumed.push(run);
+            }
+            let done_before = books.lock().succeeded.clone();
+            let executor = executor_over(&restored);
+            let futures: Vec<_> = resumed
+                .into_iter()
+                .map(|run| executor.resume(run))
+                .collect();
+            let handles: Vec<_> = futures.iter().map(|f| f.handle()).collect();
+            let approver = async {
+                while handles.iter().any(|h| h.progress().outcome.is_none()) {
+                    for c in restored.open_conflicts() {
+                        let _ = restored.decide(
+                            c.conflict.id(),
+                            HumanDecision::Approve,
+                            Decider::Orchestrator,
+                        );
+                    }
+                    timer
+                        .sleep_until(clock.now() + Duration::from_secs(30))
+                        .await;
+                }
+            };
+            let (results, ()) =
+                futures::executor::block_on(futures::future::join(join_all(futures), approver));
+            let done_after = books.lock().succeeded.clone();
+            for name in &succeeded_at_crash {
+                if done_after.get(name) != done_before.get(name) {
+                    return Err(crash_failure(
+                        seed,
+                        mode,
+                        "no_finished_step_runs_again",
+                        format!("{name} had succeeded at the checkpoint and was done again"),
+                    ));
+                }
+            }
+            drop(executor);
+            coordinator = restored;
+            results
+        }
+    };
 
     let fail = |invariant: &'static str, detail: String| Failure {
         seed,
@@ -426,6 +556,7 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         }
     }
     report.agent_faults = b.faults;
+    report.crashes = u64::from(crashed);
     report.simulated = clock.now().duration_since(start);
     report.checks = 5;
     report.trace_hash = hash.0;
@@ -452,4 +583,15 @@ fn check_history(steps: &[Step], history: &[RunEvent]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn crash_failure(seed: u64, mode: Mode, invariant: &'static str, detail: String) -> Failure {
+    Failure {
+        seed,
+        mode,
+        step: 0,
+        invariant,
+        detail,
+        last: Vec::new(),
+    }
 }
