@@ -232,8 +232,12 @@ impl UtilizationCap {
             let held = allocated.get(&resource);
             let pending = ctx.pending_amount_for(proposal, &resource);
             let reached = share(u128::from(held) + pending + u128::from(requested), cap);
-            let alone =
-                self.allow_sole_task && allocated.is_zero() && pending == 0 && requested <= cap;
+            // Alone: nothing held on the agent, and no other proposal of the batch
+            // for it (whatever it asks for).
+            let alone = self.allow_sole_task
+                && allocated.is_zero()
+                && ctx.pending_tasks_for(proposal) == 0
+                && requested <= cap;
             if reached > self.max && !alone {
                 let (reached, max) = percents(reached, self.max);
                 out.push(
