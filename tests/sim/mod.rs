@@ -24,7 +24,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use concord::agent::{AgentProfile, AgentStatus};
-use concord::conflict::{ConflictId, HumanDecision};
+use concord::conflict::{ConflictId, EscalationAction, EscalationPolicy, HumanDecision};
 use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorSnapshot, Core, Decider, Event, EventKind,
 };
@@ -211,6 +211,13 @@ pub struct World {
     seen_mode: SystemMode,
     seen_status: BTreeMap<AgentId, AgentStatus>,
     running: BTreeMap<TaskId, AgentId>,
+    /// When each conflict opened, and the human's deadline once it was asked: the
+    /// ladder's times are checked against them.
+    opened: BTreeMap<ConflictId, Timestamp>,
+    human_deadline: BTreeMap<ConflictId, Timestamp>,
+    /// When the core was last rebuilt from a checkpoint: what fell due while it was
+    /// down is done then.
+    restored_at: Option<Timestamp>,
     last_seq: u64,
     checkpoint: Option<String>,
     faults_on: bool,
@@ -248,6 +255,9 @@ impl World {
             seen_mode: SystemMode::Normal,
             seen_status: BTreeMap::new(),
             running: BTreeMap::new(),
+            opened: BTreeMap::new(),
+            human_deadline: BTreeMap::new(),
+            restored_at: None,
             last_seq: 0,
             checkpoint: None,
             faults_on: true,
@@ -391,7 +401,7 @@ impl World {
         let mut needs = Requirements::new()
             .with_role(role())
             .with_resources(Resources::new().with_cpu_millis(cpu * 1000));
-        if self.rng.chance(25) {
+        if self.rng.chance(40) {
             let name = CLAIMS[self.rng.below(CLAIMS.len() as u64) as usize];
             needs = needs.with_claim(Claim::exclusive(name));
         }
@@ -675,6 +685,14 @@ impl World {
             }
         }
         self.running = running;
+        self.opened = self
+            .core
+            .open_conflicts()
+            .iter()
+            .map(|c| (c.conflict.id(), c.opened_at))
+            .collect();
+        self.human_deadline.clear();
+        self.restored_at = Some(self.now);
         self.seen_mode = self.core.mode();
         self.seen_status = self
             .core
@@ -818,10 +836,12 @@ impl World {
             | EventKind::TaskCancelled { task } => {
                 self.open.remove(task);
             }
+            EventKind::ConflictEscalated { action } => self.check_ladder(action, e.at)?,
             EventKind::ConflictDetected { conflict, .. } => {
                 // The orchestrator or a human answers some time later, or never
                 // (then the ladder's default decides).
                 let id = conflict.id();
+                self.opened.insert(id, e.at);
                 let at = self.now + Duration::from_secs(60 * self.rng.below(180));
                 let decision = match self.rng.below(3) {
                     _ if !self.faults_on => Some((HumanDecision::Approve, Decider::Orchestrator)),
@@ -834,6 +854,62 @@ impl World {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The escalation ladder acts at its times, to the nanosecond: the orchestrator
+    /// `orchestrator_after` the conflict opened, the human at once or `human_after`
+    /// it opened with a deadline `decision_within` later, and the default decision at
+    /// that deadline.
+    fn check_ladder(&mut self, action: &EscalationAction, at: Timestamp) -> Result<(), Failure> {
+        let policy = EscalationPolicy::default();
+        let (orchestrator, human, within) = (
+            policy.orchestrator_after(),
+            policy.human_after(),
+            policy.decision_within(),
+        );
+        let opened = |w: &World, c: &ConflictId| w.opened.get(c).copied();
+        // Due at `due`, done at `at`: on time, or at the restore if it fell due while
+        // the core was down.
+        let restored = self.restored_at;
+        let on_time = |due: Timestamp| due == at || restored.is_some_and(|r| due <= r && at == r);
+        let late = match action {
+            EscalationAction::EscalateToOrchestrator { conflict, .. } => opened(self, conflict)
+                .filter(|t| !on_time(*t + orchestrator))
+                .map(|t| format!("{conflict} to the orchestrator at {at}, opened {t}")),
+            EscalationAction::RequestHumanApproval {
+                conflict, deadline, ..
+            } => {
+                self.human_deadline.insert(*conflict, *deadline);
+                let wrong_time = opened(self, conflict)
+                    .filter(|t| !on_time(*t) && !on_time(*t + human))
+                    .map(|t| format!("{conflict} to a human at {at}, opened {t}"));
+                // The deadline runs from when the human was due to be asked (the
+                // ladder's times do not move while the core is down).
+                let due_from = |t: Timestamp| *deadline == t + within;
+                let deadline_ok = due_from(at)
+                    || opened(self, conflict).is_some_and(|t| due_from(t) || due_from(t + human));
+                wrong_time.or_else(|| {
+                    (!deadline_ok).then(|| format!("{conflict} due {deadline}, asked at {at}"))
+                })
+            }
+            EscalationAction::ApplyDefaultDecision { conflict, .. } => {
+                match self.human_deadline.get(conflict) {
+                    Some(d) => {
+                        (!on_time(*d)).then(|| format!("{conflict} defaulted at {at}, due {d}"))
+                    }
+                    // Asked before a crash: at once, or at `human_after`.
+                    None => opened(self, conflict)
+                        .filter(|t| !on_time(*t + within) && !on_time(*t + human + within))
+                        .map(|t| format!("{conflict} defaulted at {at}, opened {t}")),
+                }
+            }
+            _ => None,
+        };
+        self.report.checks += 1;
+        match late {
+            Some(detail) => Err(self.fail("ladder_on_time", detail)),
+            None => Ok(()),
+        }
     }
 
     /// The invariants about state, after every step.
