@@ -138,9 +138,15 @@ impl fmt::Display for Failure {
             "seed {} ({:?}) broke `{}` at step {}: {}",
             self.seed, self.mode, self.invariant, self.step, self.detail
         )?;
+        // In safety mode a seed plays the same prefix whatever its length, so the
+        // step it broke at is the shortest trace that shows it.
+        let shortest = match (self.mode, self.step) {
+            (Mode::Safety, step) if step > 0 => format!("SIM_STEPS={step} "),
+            _ => String::new(),
+        };
         writeln!(
             f,
-            "replay it alone: SIM_SEED={} cargo test --test simulation -- --nocapture",
+            "replay it alone: SIM_SEED={} {shortest}cargo test --test simulation -- --nocapture",
             self.seed
         )?;
         writeln!(f, "last events:")?;
