@@ -118,7 +118,7 @@ pub use agent::{
 };
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use conflict::{
-    ClaimOwner, Conflict, ConflictAssessor, ConflictDetector, ConflictError, ConflictId,
+    ClaimOwner, Collision, Conflict, ConflictAssessor, ConflictDetector, ConflictError, ConflictId,
     ConflictKind, ConflictManager, ConflictResolver, EscalationAction, EscalationPolicy,
     Resolution,
 };

@@ -954,6 +954,39 @@ fn a_task_sized_to_its_agent_waits_for_it_to_be_free_then_runs() {
     queued(c.assign(task_with(3, 1, &[])).expect("next"));
 }
 
+/// A host scales an agent: raising its capacity starts what waited for it, and
+/// lowering it below what the agent holds is refused and changes nothing.
+#[test]
+fn an_agent_scaled_up_takes_what_waited_for_it() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 4)).expect("register");
+    assigned(c.assign(task_with(1, 6, &[])).expect("6 of 8 cpus"));
+    queued(c.assign(task_with(2, 4, &[])).expect("4 more"));
+    let json = |c: &Coordinator| serde_json::to_string(&c.snapshot()).expect("json");
+    let before = json(&c);
+    let err = c
+        .set_agent_capacity(aid(1), "cpu=4".parse().expect("cpu"))
+        .expect_err("below what it holds");
+    assert!(err.to_string().contains("cpu"), "{err}");
+    assert!(
+        c.set_agent_capacity(aid(9), "cpu=4".parse().expect("cpu"))
+            .is_err()
+    );
+    assert_eq!(json(&c), before, "a refusal changes nothing");
+
+    let scaled: concord::Resources = "cpu=16,memory=8Gi".parse().expect("capacity");
+    let started = c
+        .set_agent_capacity(aid(1), scaled.clone())
+        .expect("scale up");
+    assert_eq!(ids(&started), [tid(2)]);
+    assert!(kinds(&c).iter().any(|k| matches!(k,
+        EventKind::AgentCapacityChanged { agent, capacity } if *agent == aid(1) && *capacity == scaled)));
+    let declared = c.with_registry(|r| r.get(aid(1)).and_then(|v| v.profile().capacity().cloned()));
+    assert_eq!(declared.as_ref(), Some(&scaled));
+    c.with_ledger(|l| assert_eq!(l.capacity(aid(1)).expect("capacity"), scaled));
+}
+
 #[test]
 fn events_display_in_one_line_and_serialize_as_a_flat_envelope() {
     let clock = ManualClock::new(t0());

@@ -808,3 +808,27 @@ fn corrupt_snapshots_are_rejected() {
     assert!(serde_json::from_str::<LedgerSnapshot>("{\"version\": 1}").is_err());
     assert!(ResourceLedger::restore(good).is_ok());
 }
+
+/// Found by the simulation: a waiting request whose only candidate was scaled below
+/// its needs kept its reservation time as the ledger's next deadline, in the past for
+/// good, so a driver sleeping until `next_deadline` would wake at once, forever. Its
+/// time is no deadline until capacity comes back.
+#[test]
+fn a_request_no_candidate_can_hold_sets_no_deadline_until_capacity_returns() {
+    let mut l = ResourceLedger::new();
+    l.add_agent(A, &r("cpu=4")).unwrap();
+    l.allocate(A, &r("cpu=3"), t(0)).unwrap();
+    let out = l
+        .request(AllocationRequest::new(A, r("cpu=4")), t(0))
+        .unwrap();
+    assert!(matches!(out, RequestOutcome::Queued(_)), "{out:?}");
+    let due = l.next_deadline().expect("a reservation falls due");
+    l.set_capacity(A, &r("cpu=3")).unwrap();
+    assert_eq!(l.next_deadline(), None, "no candidate could ever hold it");
+    assert!(l.drain(due).is_empty());
+    assert_eq!(l.next_deadline(), None);
+    // Scaled back up: the time it had waited counts again.
+    l.set_capacity(A, &r("cpu=8")).unwrap();
+    assert_eq!(l.next_deadline(), Some(due));
+    assert_eq!(l.drain(due).len(), 1, "it fits now");
+}

@@ -207,6 +207,24 @@ impl AgentRegistry {
         Ok(profile)
     }
 
+    /// Changes the agent's declared capacity (scaled up or down, as its host says).
+    /// The registry keeps no holdings to check it against: a coordinator changes its
+    /// ledger first, which refuses a capacity below what the agent holds.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownAgent`] if it is not registered; nothing changes.
+    pub fn set_capacity(
+        &mut self,
+        agent: AgentId,
+        capacity: Resources,
+    ) -> Result<(), RegistryError> {
+        let i = self.index(agent)?;
+        self.layout = Layout::fresh();
+        self.profiles[i] = self.profiles[i].clone().with_capacity(capacity.clone());
+        self.capacity[i] = Some(capacity);
+        Ok(())
+    }
+
     /// The agent, if registered.
     pub fn get(&self, agent: AgentId) -> Option<AgentView<'_>> {
         self.index(agent)

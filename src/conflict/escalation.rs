@@ -133,7 +133,7 @@ pub enum EscalationAction {
 
 /// The escalation ladder as data.
 ///
-/// | seed | field | default |
+/// | the escalation ladder says | field | default |
 /// |---|---|---|
 /// | `conflict_duration_30min` -> orchestrator | `orchestrator_after` | 30 min |
 /// | `conflict_duration_2hr` -> human | `human_after` | 2 h |

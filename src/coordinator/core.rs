@@ -481,6 +481,37 @@ impl Core {
         Ok(profile)
     }
 
+    /// Changes an agent's capacity (its host scaled it up or down), in the registry
+    /// and the ledger together. Waiting tasks that now fit start.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownAgent`] (as [`CoordinatorError::Registry`]);
+    /// [`LedgerError::CapacityBelowAllocated`] if it holds more now than the new
+    /// capacity; [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn set_agent_capacity(
+        &mut self,
+        agent: AgentId,
+        capacity: Resources,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        self.check_time(now)?;
+        if !self.s.registry.contains(agent) {
+            return Err(RegistryError::UnknownAgent { agent }.into());
+        }
+        // The ledger refuses a capacity below the holdings: asked first, so that a
+        // refusal changes nothing.
+        self.s.ledger.set_capacity(agent, &capacity)?;
+        self.s.registry.set_capacity(agent, capacity.clone())?;
+        self.s.last_now = now;
+        tracing::info!(agent.id = %agent, capacity = %capacity, "agent capacity changed");
+        self.s
+            .push(now, EventKind::AgentCapacityChanged { agent, capacity });
+        let grants = self.s.ledger.drain(now);
+        let mut assigned = self.serve(grants, Vec::new(), now);
+        assigned.extend(self.retry_parked(now));
+        Ok(assigned)
+    }
+
     /// Changes an agent's status (it must be a legal transition). Returns whether it
     /// changed: setting the status it already has (quarantine twice) changes nothing
     /// and says so with `false`. An agent leaving service (offline, unhealthy or

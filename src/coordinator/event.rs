@@ -173,6 +173,13 @@ pub enum EventKind {
         /// The agent.
         agent: AgentId,
     },
+    /// An agent's capacity changed ([`Core::set_agent_capacity`](super::Core::set_agent_capacity)).
+    AgentCapacityChanged {
+        /// The agent.
+        agent: AgentId,
+        /// Its capacity now.
+        capacity: Resources,
+    },
     /// An agent's status changed.
     AgentStatusChanged {
         /// The agent.
@@ -309,6 +316,9 @@ impl fmt::Display for EventKind {
                 write!(f, "{} ({}) registered", profile.id(), profile.name())
             }
             EventKind::AgentDeregistered { agent } => write!(f, "{agent} deregistered"),
+            EventKind::AgentCapacityChanged { agent, capacity } => {
+                write!(f, "{agent} has capacity {capacity} now")
+            }
             EventKind::AgentStatusChanged { agent, from, to } => {
                 write!(f, "{agent} went from {from} to {to}")
             }

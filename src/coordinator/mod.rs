@@ -226,6 +226,19 @@ impl Coordinator {
         self.with(|c, now| c.set_agent_status(agent, status, now))
     }
 
+    /// Changes an agent's capacity, in the registry and the ledger together; returns
+    /// the waiting tasks that started with it. See [`Core::set_agent_capacity`].
+    ///
+    /// # Errors
+    /// As [`Core::set_agent_capacity`].
+    pub fn set_agent_capacity(
+        &self,
+        agent: AgentId,
+        capacity: Resources,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        self.with(|c, now| c.set_agent_capacity(agent, capacity, now))
+    }
+
     /// Enters or leaves safe mode (or recovery); returns whether the mode changed.
     /// See [`Core::set_mode`].
     pub fn set_mode(&self, mode: SystemMode) -> bool {

@@ -1954,14 +1954,23 @@ impl ResourceLedger {
     /// ([`drain`](Self::drain)). `None` when nothing is timed. A time already past
     /// means "now"; after `expire` and `drain` at that time it moves on.
     ///
+    /// A request that no candidate could hold any more (their capacity came down
+    /// since it was made) gets no reservation, so its time is no deadline: it waits
+    /// for capacity to come back, and its deadline with it.
+    ///
     /// # Complexity
-    /// O(w) for w waiting requests.
+    /// O(w·c·d) for w waiting requests of c candidates and d dimensions.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let lease = self.leases.peek().map(|Reverse((t, _))| *t);
         let reservation = self
             .waiting
             .iter()
             .filter(|w| w.reserved_on.is_none())
+            .filter(|w| {
+                w.candidates.iter().any(|&i| {
+                    self.agent_live[i as usize] && self.never_fits(i as usize, &w.needs).is_none()
+                })
+            })
             .map(|w| w.enqueued_at + self.config.reserve_after)
             .min();
         match (lease, reservation) {

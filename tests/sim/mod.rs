@@ -600,6 +600,15 @@ impl World {
             return Ok(());
         }
         let id = ids[self.rng.below(ids.len() as u64) as usize];
+        if self.rng.chance(20) {
+            // The host scales the agent; below what it holds, the core refuses.
+            let cpu = Resources::new().with_cpu_millis(1000 * (1 + self.rng.below(5)));
+            match self.core.set_agent_capacity(id, cpu, self.now) {
+                Ok(_) => self.report.agent_faults += 1,
+                Err(e) => self.note(format!("capacity of {id} refused: {e}")),
+            }
+            return Ok(());
+        }
         let to = match self.rng.below(5) {
             0 => AgentStatus::Offline,
             1 => AgentStatus::Unhealthy,
@@ -1037,6 +1046,10 @@ impl World {
             let _ = self
                 .core
                 .set_agent_status(id, AgentStatus::Available, self.now);
+            // Scaled back to the most the world ever gives an agent: no task waits
+            // for capacity that will not come back.
+            let full = Resources::new().with_cpu_millis(5000);
+            let _ = self.core.set_agent_capacity(id, full, self.now);
         }
         if self.agents.is_empty() {
             self.join();
