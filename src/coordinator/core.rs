@@ -420,12 +420,7 @@ impl Core {
                 profile: Box::new(profile),
             },
         );
-        // Tasks queued for the others, and tasks parked because no agent had room,
-        // may fit the newcomer.
-        let granted = self.reoffer_queued(profile_id, now);
-        let grants = self.s.ledger.drain(now);
-        self.serve(grants, granted, now);
-        self.retry_parked(now);
+        self.offer_room_on(profile_id, now);
         Ok(())
     }
 
@@ -506,10 +501,7 @@ impl Core {
         tracing::info!(agent.id = %agent, capacity = %capacity, "agent capacity changed");
         self.s
             .push(now, EventKind::AgentCapacityChanged { agent, capacity });
-        let grants = self.s.ledger.drain(now);
-        let mut assigned = self.serve(grants, Vec::new(), now);
-        assigned.extend(self.retry_parked(now));
-        Ok(assigned)
+        Ok(self.offer_room_on(agent, now))
     }
 
     /// Changes an agent's status (it must be a legal transition). Returns whether it
@@ -548,12 +540,8 @@ impl Core {
         if leaves {
             self.hand_back_tasks_of(agent, now);
         }
-        // An agent back in service may take parked or queued tasks.
         if status == AgentStatus::Available {
-            let granted = self.reoffer_queued(agent, now);
-            let grants = self.s.ledger.drain(now);
-            self.serve(grants, granted, now);
-            self.retry_parked(now);
+            self.offer_room_on(agent, now);
         }
         Ok(true)
     }
@@ -652,6 +640,18 @@ impl Core {
                     .notify(a.group.as_ref(), Notice::Lost { task, agent });
             }
         }
+    }
+
+    /// `agent` has room it did not have (it joined, came back into service or was
+    /// scaled up): the tasks queued for the others, those waiting in the ledger's
+    /// queue, and those held off because no agent had room are offered it. Returns
+    /// the tasks that started.
+    fn offer_room_on(&mut self, agent: AgentId, now: Timestamp) -> Vec<Arc<Assignment>> {
+        let granted = self.reoffer_queued(agent, now);
+        let grants = self.s.ledger.drain(now);
+        let mut assigned = self.serve(grants, granted, now);
+        assigned.extend(self.retry_parked(now));
+        assigned
     }
 
     /// Asks again, for an agent that came into service, the tasks waiting in the
