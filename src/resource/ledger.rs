@@ -654,6 +654,11 @@ struct Waiting {
     enqueued_at: Timestamp,
     /// Dense index of the reserved agent.
     reserved_on: Option<u32>,
+    /// Whether some live candidate could ever hold it. Set when it is made (a
+    /// request none could hold is refused) and kept by every capacity change
+    /// ([`ResourceLedger::drop_hopeless_reservations`]), so that finding the next
+    /// deadline is no scan of candidates.
+    holdable: bool,
 }
 
 /// Per-agent and pool capacity, allocations, leases, and a fair queue of requests
@@ -1110,8 +1115,13 @@ impl ResourceLedger {
     /// capacity or pool limit came down since it was made): it would keep that
     /// capacity from everyone, for good. The request waits on, and the next drain may
     /// reserve for it where it could fit.
+    ///
+    /// Each request's [`holdable`](Waiting::holdable) is brought up to date on the
+    /// way: every change that could alter it comes through here.
     fn drop_hopeless_reservations(&mut self) {
         for k in 0..self.waiting.len() {
+            self.waiting[k].holdable =
+                self.could_hold(&self.waiting[k].candidates, &self.waiting[k].needs);
             let Some(i) = self.waiting[k].reserved_on else {
                 continue;
             };
@@ -1125,6 +1135,13 @@ impl ResourceLedger {
                 self.waiting[k].reserved_on = None;
             }
         }
+    }
+
+    /// Whether some live agent among `candidates` could ever hold `needs`.
+    fn could_hold(&self, candidates: &[u32], needs: &[u64]) -> bool {
+        candidates
+            .iter()
+            .any(|&i| self.agent_live[i as usize] && self.never_fits(i as usize, needs).is_none())
     }
 
     /// Removes an agent that holds nothing and is named by no waiting request.
@@ -1522,6 +1539,7 @@ impl ResourceLedger {
                 needs: dense.clone(),
                 enqueued_at,
                 reserved_on: None,
+                holdable: true,
             });
             Ok(RequestOutcome::Queued(id))
         })
@@ -1959,18 +1977,13 @@ impl ResourceLedger {
     /// for capacity to come back, and its deadline with it.
     ///
     /// # Complexity
-    /// O(w·c·d) for w waiting requests of c candidates and d dimensions.
+    /// O(w) for w waiting requests.
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let lease = self.leases.peek().map(|Reverse((t, _))| *t);
         let reservation = self
             .waiting
             .iter()
-            .filter(|w| w.reserved_on.is_none())
-            .filter(|w| {
-                w.candidates.iter().any(|&i| {
-                    self.agent_live[i as usize] && self.never_fits(i as usize, &w.needs).is_none()
-                })
-            })
+            .filter(|w| w.reserved_on.is_none() && w.holdable)
             .map(|w| w.enqueued_at + self.config.reserve_after)
             .min();
         match (lease, reservation) {
@@ -2313,6 +2326,7 @@ impl ResourceLedger {
                 }
                 None => None,
             };
+            let holdable = ledger.could_hold(&candidates, &needs);
             ledger.waiting.push(Waiting {
                 id: w.id,
                 request: w.request,
@@ -2320,6 +2334,7 @@ impl ResourceLedger {
                 needs,
                 enqueued_at: w.enqueued_at,
                 reserved_on,
+                holdable,
             });
         }
         ledger.next_request = snapshot.next_request;
