@@ -17,18 +17,9 @@ use concord::{
     Task, TaskId, Timestamp,
 };
 
-/// SplitMix64, one per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 const THREADS: u64 = 4;
 const OPS: u64 = 400;
@@ -42,7 +33,7 @@ fn task(id: u64, rng: &mut Rng) -> Task {
                 .parse()
                 .expect("cpu"),
         );
-    if rng.below(4) == 0 {
+    if rng.chance(25) {
         let name = ["env/staging", "db/main"][rng.below(2) as usize];
         needs = needs.with_claim(Claim::exclusive(name));
     }
@@ -98,7 +89,7 @@ fn threads_at_once_keep_the_books_consistent() {
                 let c = Arc::clone(&c);
                 let clock = clock.clone();
                 scope.spawn(move || {
-                    let mut rng = Rng(t.wrapping_mul(7919).wrapping_add(1));
+                    let mut rng = Rng::new(t.wrapping_mul(7919).wrapping_add(1));
                     let mut mine: Vec<u64> = Vec::new();
                     for k in 0..OPS {
                         match rng.below(10) {
@@ -117,7 +108,7 @@ fn threads_at_once_keep_the_books_consistent() {
                                 }
                             }
                             6 => {
-                                let approve = rng.below(2) == 0;
+                                let approve = rng.chance(50);
                                 let decision = if approve {
                                     HumanDecision::Approve
                                 } else {
