@@ -54,13 +54,16 @@ fn run_with(seeds: std::ops::Range<u64>, one: impl Fn(u64) -> Result<Report, Fai
 fn print(mode: Mode, seeds: u64, r: &Report) {
     println!(
         "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
-         {} crashes and restores, {} conflicts decided, {} runs cancelled, {} invariant checks; \
-         trace {:016x}",
+         {} crashes and restores ({} journal records replayed, {} lost unsynced, {} torn), \
+         {} conflicts decided, {} runs cancelled, {} invariant checks; trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
         r.tasks,
         r.agent_faults,
         r.crashes,
+        r.records_replayed,
+        r.records_lost,
+        r.torn_records,
         r.conflicts_decided,
         r.cancelled,
         r.checks,
@@ -85,7 +88,11 @@ fn safety(half: u64) {
     let r = run(Mode::Safety, range, steps);
     print(Mode::Safety, count, &r);
     assert!(
-        r.crashes > 0 && r.conflicts_decided > 0 && r.agent_faults > 0,
+        r.crashes > 0
+            && r.conflicts_decided > 0
+            && r.agent_faults > 0
+            && r.records_replayed > 0
+            && r.torn_records > 0,
         "{r:?}"
     );
 }

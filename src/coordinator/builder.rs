@@ -31,6 +31,7 @@ pub struct CoordinatorBuilder {
     escalation: EscalationPolicy,
     analyze_explicit: bool,
     on_agent_loss: OnAgentLoss,
+    journaled: bool,
 }
 
 impl Default for CoordinatorBuilder {
@@ -45,6 +46,7 @@ impl Default for CoordinatorBuilder {
             escalation: EscalationPolicy::default(),
             analyze_explicit: false,
             on_agent_loss: OnAgentLoss::default(),
+            journaled: false,
         }
     }
 }
@@ -139,6 +141,16 @@ impl CoordinatorBuilder {
         }
     }
 
+    /// Records every command the core carries out for the journal (see
+    /// [`Journal`](super::Journal)): the host writes the records with
+    /// [`Core::write_journal`] and rebuilds the core after a crash with
+    /// [`recover_core`](Self::recover_core). Off by default: recording copies each
+    /// command's arguments and events.
+    pub fn journaled(mut self) -> Self {
+        self.journaled = true;
+        self
+    }
+
     /// Builds the sans-I/O core, empty: the host drives it with `now` and
     /// [`Core::poll_timeout`].
     pub fn build_core(mut self) -> Core {
@@ -146,10 +158,12 @@ impl CoordinatorBuilder {
         let conflicts = ConflictManager::new(self.escalation.clone())
             .unwrap_or_else(|_| unreachable!("escalation policies are validated when set"));
         let parts = self.parts();
-        Core {
+        let mut core = Core {
             parts,
             s: State::new(ResourceLedger::with_config(self.ledger.clone()), conflicts),
-        }
+        };
+        core.s.journal.on = self.journaled;
+        core
     }
 
     /// Builds the coordinator, empty.
@@ -164,7 +178,65 @@ impl CoordinatorBuilder {
     /// As [`restore`](Self::restore).
     pub fn restore_core(mut self, snapshot: CoordinatorSnapshot) -> Result<Core, CoordinatorError> {
         let parts = self.parts();
-        super::snapshot::restore(parts, self.escalation.clone(), snapshot)
+        let mut core = super::snapshot::restore(parts, self.escalation.clone(), snapshot)?;
+        core.s.journal.on = self.journaled;
+        Ok(core)
+    }
+
+    /// Rebuilds the sans-I/O core after a crash: from the journal's last checkpoint
+    /// (or empty, if it has none) and the records after it, carried out again in
+    /// order. The core records from then on (as if [`journaled`](Self::journaled)),
+    /// numbering its records after the journal's last.
+    ///
+    /// Build it with the configuration that wrote the journal: the same analyzer,
+    /// assigner, policies and ladder, and the predictor as it was at the checkpoint
+    /// (see [`ResourcePredictor`](crate::ResourcePredictor)'s note on learned state).
+    /// Another configuration is caught as [`JournalError::Diverged`](super::JournalError::Diverged).
+    ///
+    /// # Errors
+    /// The journal's (a corrupt checkpoint or record, a gap); a record that does not
+    /// make the events it holds when carried out again; the checkpoint's restore
+    /// errors (see [`restore`](Self::restore)). Nothing is built then.
+    pub fn recover_core(self, journal: &dyn super::Journal) -> Result<Core, CoordinatorError> {
+        let checkpoint = journal.load_checkpoint()?;
+        let from = checkpoint.as_ref().map_or(1, |c| c.journal_next);
+        let mut records = Vec::new();
+        journal.read_from(from, &mut records)?;
+        self.recover_core_from(checkpoint, &records)
+    }
+
+    /// [`recover_core`](Self::recover_core) from a checkpoint and records the host
+    /// read itself: for a host that chooses to recover up to a corrupt record (the
+    /// records [`Journal::read_from`](super::Journal::read_from) pushed before it),
+    /// or that keeps the journal in its own format. Records the checkpoint already
+    /// holds are skipped.
+    ///
+    /// # Errors
+    /// As [`recover_core`](Self::recover_core).
+    pub fn recover_core_from(
+        mut self,
+        checkpoint: Option<CoordinatorSnapshot>,
+        records: &[super::Record],
+    ) -> Result<Core, CoordinatorError> {
+        self.journaled = true;
+        let mut core = match checkpoint {
+            Some(c) => self.restore_core(c)?,
+            None => self.build_core(),
+        };
+        let from = core.journal_next();
+        for record in records.iter().skip_while(|r| r.seq < from) {
+            core.replay(record)?;
+        }
+        Ok(core)
+    }
+
+    /// [`recover_core`](Self::recover_core), as the thread-safe facade.
+    ///
+    /// # Errors
+    /// As [`recover_core`](Self::recover_core).
+    pub fn recover(self, journal: &dyn super::Journal) -> Result<Coordinator, CoordinatorError> {
+        let clock = Arc::clone(&self.clock);
+        Ok(Coordinator::from_core(self.recover_core(journal)?, clock))
     }
 
     /// Builds the coordinator from a checkpoint.

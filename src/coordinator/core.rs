@@ -20,6 +20,7 @@ use crate::task::{Claim, Task, TaskAnalyzer};
 use super::claims::Hold;
 use super::error::CoordinatorError;
 use super::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};
+use super::journal::{Command, JournalState};
 use super::queue::WaitingTask;
 
 /// What becomes of a running task whose agent leaves service (goes offline or
@@ -111,6 +112,8 @@ pub(super) struct State {
     /// The watched groups whose mailbox went from empty to not, since the last
     /// [`Core::take_notified`].
     pub(super) notified: Vec<Arc<str>>,
+    /// The records made for the journal, and the number of the next.
+    pub(super) journal: JournalState,
 }
 
 /// How many finished assignments' allocations the coordinator keeps for reuse: a
@@ -146,6 +149,11 @@ impl State {
             parked: BTreeSet::new(),
             watched: BTreeMap::new(),
             notified: Vec::new(),
+            journal: JournalState {
+                on: false,
+                next: 1,
+                pending: Vec::new(),
+            },
         }
     }
 
@@ -390,6 +398,20 @@ impl Core {
         profile: AgentProfile,
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::RegisterAgent {
+            profile: profile.clone(),
+        });
+        let out = self.register_agent_inner(profile, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn register_agent_inner(
+        &mut self,
+        profile: AgentProfile,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
         self.check_time(now)?;
         let s = &mut self.s;
         let capacity = profile.capacity().cloned().unwrap_or_default();
@@ -448,6 +470,18 @@ impl Core {
         agent: AgentId,
         now: Timestamp,
     ) -> Result<AgentProfile, CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::DeregisterAgent { agent });
+        let out = self.deregister_agent_inner(agent, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn deregister_agent_inner(
+        &mut self,
+        agent: AgentId,
+        now: Timestamp,
+    ) -> Result<AgentProfile, CoordinatorError> {
         self.check_time(now)?;
         if !self.s.registry.contains(agent) {
             return Err(CoordinatorError::UnknownAgent { agent });
@@ -489,6 +523,22 @@ impl Core {
         capacity: Resources,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::SetAgentCapacity {
+            agent,
+            capacity: capacity.clone(),
+        });
+        let out = self.set_agent_capacity_inner(agent, capacity, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn set_agent_capacity_inner(
+        &mut self,
+        agent: AgentId,
+        capacity: Resources,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         self.check_time(now)?;
         if !self.s.registry.contains(agent) {
             return Err(RegistryError::UnknownAgent { agent }.into());
@@ -513,6 +563,19 @@ impl Core {
     /// # Errors
     /// The registry's refusal; [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn set_agent_status(
+        &mut self,
+        agent: AgentId,
+        status: AgentStatus,
+        now: Timestamp,
+    ) -> Result<bool, CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::SetAgentStatus { agent, status });
+        let out = self.set_agent_status_inner(agent, status, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn set_agent_status_inner(
         &mut self,
         agent: AgentId,
         status: AgentStatus,
@@ -721,6 +784,18 @@ impl Core {
         task: TaskId,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::Release { task });
+        let out = self.release_inner(task, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn release_inner(
+        &mut self,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         self.check_time(now)?;
         if !self.s.assignments.contains_key(&task) {
             return Err(CoordinatorError::UnknownTask { task });
@@ -754,6 +829,18 @@ impl Core {
     /// # Errors
     /// [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn set_mode(&mut self, mode: SystemMode, now: Timestamp) -> Result<bool, CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::SetMode { mode });
+        let out = self.set_mode_inner(mode, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn set_mode_inner(
+        &mut self,
+        mode: SystemMode,
+        now: Timestamp,
+    ) -> Result<bool, CoordinatorError> {
         let now = self.at(now)?;
         Ok(self.change_mode(mode, now))
     }
@@ -821,6 +908,25 @@ impl Core {
     /// `wait`, a task whose claims collide waits behind the holder (what a driver
     /// that watches the group wants); without, the caller submits it again.
     pub(crate) fn assign_batch_into(
+        &mut self,
+        group: Option<&str>,
+        tasks: &mut [Task],
+        outcomes: &mut Vec<AssignOutcome>,
+        wait: bool,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::AssignBatch {
+            group: group.map(Arc::from),
+            tasks: tasks.to_vec(),
+            wait,
+        });
+        let out = self.assign_batch_into_inner(group, tasks, outcomes, wait, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn assign_batch_into_inner(
         &mut self,
         group: Option<&str>,
         tasks: &mut [Task],
@@ -1068,6 +1174,24 @@ impl Core {
         usage: Option<Resources>,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::Complete {
+            task,
+            success,
+            usage: usage.clone(),
+        });
+        let out = self.complete_inner(task, success, usage, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn complete_inner(
+        &mut self,
+        task: TaskId,
+        success: bool,
+        usage: Option<Resources>,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         self.check_time(now)?;
         let s = &mut self.s;
         let mut a = s
@@ -1126,6 +1250,14 @@ impl Core {
     /// [`CoordinatorError::UnknownTask`] if it is not waiting;
     /// [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn cancel(&mut self, task: TaskId, now: Timestamp) -> Result<Task, CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::Cancel { task });
+        let out = self.cancel_inner(task, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn cancel_inner(&mut self, task: TaskId, now: Timestamp) -> Result<Task, CoordinatorError> {
         self.check_time(now)?;
         let w = self.withdraw(task)?;
         self.s.last_now = now;
@@ -1188,6 +1320,24 @@ impl Core {
         by: Decider,
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::Decide {
+            conflict,
+            decision,
+            by,
+        });
+        let out = self.decide_inner(conflict, decision, by, now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn decide_inner(
+        &mut self,
+        conflict: ConflictId,
+        decision: HumanDecision,
+        by: Decider,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
         self.check_time(now)?;
         match self.s.conflicts.state(conflict) {
             None => return Err(CoordinatorError::UnknownConflict { conflict }),
@@ -1226,6 +1376,17 @@ impl Core {
     /// # Errors
     /// [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn handle_timeout(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        let mark = self.journal_mark();
+        let cmd = mark.map(|_| Command::Tick);
+        let out = self.handle_timeout_inner(now);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
+    fn handle_timeout_inner(
         &mut self,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
@@ -1356,13 +1517,23 @@ impl Core {
     /// Forgets the conflicts that closed before `closed_before` (see
     /// [`ConflictManager::forget_closed`]). Returns how many were forgotten.
     pub fn forget_closed_conflicts(&mut self, closed_before: Timestamp) -> usize {
-        self.s.conflicts.forget_closed(closed_before)
+        let mark = self.journal_mark();
+        let forgot = self.s.conflicts.forget_closed(closed_before);
+        let cmd = mark.map(|_| Command::ForgetClosedConflicts { closed_before });
+        self.journal(mark, forgot > 0, self.s.last_now, cmd);
+        forgot
     }
 
     /// Forgets who did which duty in `group` (a finished workflow run or batch).
     /// Returns whether anything was recorded for it.
     pub fn forget_group(&mut self, group: &str) -> bool {
-        self.s.duties.forget_group(group)
+        let mark = self.journal_mark();
+        let forgot = self.s.duties.forget_group(group);
+        let cmd = mark.map(|_| Command::ForgetGroup {
+            group: Arc::from(group),
+        });
+        self.journal(mark, forgot, self.s.last_now, cmd);
+        forgot
     }
 
     /// Takes the events made since the last call, in order, for the host to journal.

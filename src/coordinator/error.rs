@@ -70,6 +70,9 @@ pub enum CoordinatorError {
         /// The latest time seen before.
         seen: Timestamp,
     },
+    /// The journal refused, or the core could not be rebuilt from it.
+    #[error(transparent)]
+    Journal(#[from] super::JournalError),
     /// A snapshot is not consistent.
     #[error("corrupt coordinator snapshot: {reason}")]
     CorruptSnapshot {

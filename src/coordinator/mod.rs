@@ -36,6 +36,7 @@ mod core;
 mod driver;
 mod error;
 mod event;
+mod journal;
 mod queue;
 mod snapshot;
 
@@ -45,6 +46,7 @@ pub use self::core::{Core, OnAgentLoss};
 pub use self::driver::Driver;
 pub use self::error::CoordinatorError;
 pub use self::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};
+pub use self::journal::{Command, Journal, JournalError, MemoryJournal, Record};
 pub use self::queue::{Parked, WaitingTask};
 pub use self::snapshot::CoordinatorSnapshot;
 
@@ -399,6 +401,25 @@ impl Coordinator {
     /// The checkpoint. See [`Core::snapshot`].
     pub fn snapshot(&self) -> CoordinatorSnapshot {
         self.shared.lock().core.snapshot()
+    }
+
+    /// Appends the records made since the last call to `journal`. See
+    /// [`Core::write_journal`]: call it before acknowledging a command to whoever
+    /// asked for it. The lock is held while the journal writes, so records reach it
+    /// in the order the commands ran.
+    ///
+    /// # Errors
+    /// As [`Core::write_journal`].
+    pub fn write_journal(&self, journal: &mut dyn Journal) -> Result<usize, JournalError> {
+        self.shared.lock().core.write_journal(journal)
+    }
+
+    /// Writes the journal and stores a checkpoint in it. See [`Core::checkpoint`].
+    ///
+    /// # Errors
+    /// As [`Core::checkpoint`].
+    pub fn checkpoint(&self, journal: &mut dyn Journal) -> Result<(), JournalError> {
+        self.shared.lock().core.checkpoint(journal)
     }
 
     /// Why `task` waits, in words. See [`Core::why_waiting`].

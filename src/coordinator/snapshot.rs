@@ -15,7 +15,7 @@ use crate::conflict::{
 };
 use crate::id::{AgentId, RequestId, TaskId};
 use crate::policy::{DutyLog, SystemMode};
-use crate::resource::{LedgerSnapshot, ResourceLedger, ResourceName};
+use crate::resource::{Learned, LedgerSnapshot, ResourceLedger, ResourceName};
 
 use super::core::{Core, Parts, State};
 use super::error::CoordinatorError;
@@ -60,6 +60,21 @@ pub struct CoordinatorSnapshot {
     /// approved task still waiting for room is not blocked again after a restore.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub approved: BTreeSet<(TaskId, TaskId)>,
+    /// The number of the next journal [`Record`](super::Record): a recovery
+    /// replays the records from this one on.
+    #[serde(default = "first_record")]
+    pub journal_next: u64,
+    /// What the predictor had learned, if it is one of the crate's (see
+    /// [`ResourcePredictor::learned`](crate::ResourcePredictor::learned)): restored
+    /// into the predictor the coordinator is rebuilt with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<Learned>,
+}
+
+/// The first journal record's number (read for checkpoints from before the
+/// journal).
+fn first_record() -> u64 {
+    1
 }
 
 /// Version 2 added `conflicts`; version 3, tasks held off the queue
@@ -89,6 +104,8 @@ impl Core {
                 .collect(),
             waiting: s.waiting.clone(),
             next_seq: s.next_seq,
+            journal_next: s.journal.next,
+            predictor: self.parts.predictor.learned(),
             conflicts: s.conflicts.snapshot(),
             next_conflict_id: s.next_conflict_id,
             approved: s.approved.clone(),
@@ -104,6 +121,12 @@ pub(super) fn restore(
 ) -> Result<Core, CoordinatorError> {
     let corrupt = |reason: String| CoordinatorError::CorruptSnapshot { reason };
     crate::id::check_counter("next_seq", snapshot.next_seq).map_err(corrupt)?;
+    crate::id::check_counter("journal_next", snapshot.journal_next).map_err(corrupt)?;
+    if snapshot.journal_next == 0 {
+        return Err(corrupt(
+            "journal_next 0 (records are numbered from 1)".into(),
+        ));
+    }
     if !(2..=SNAPSHOT_VERSION).contains(&snapshot.version) {
         return Err(corrupt(format!(
             "version {} (expected 2 to {SNAPSHOT_VERSION})",
@@ -231,6 +254,7 @@ pub(super) fn restore(
         s.wait(key, w);
     }
     s.next_seq = snapshot.next_seq;
+    s.journal.next = snapshot.journal_next;
     s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
     s.detector = detector;
     s.next_conflict_id = first_id;
@@ -244,6 +268,16 @@ pub(super) fn restore(
         .into_iter()
         .filter(|(h, t)| known(h) && known(t))
         .collect();
+    let mut parts = parts;
+    if let Some(learned) = &snapshot.predictor {
+        if !parts.predictor.relearn(learned) {
+            return Err(corrupt(format!(
+                "it holds what a {} predictor learned, and the coordinator's predictor \
+                 cannot take it back",
+                learned.predictor()
+            )));
+        }
+    }
     Ok(Core { parts, s })
 }
 

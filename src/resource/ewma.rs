@@ -363,6 +363,20 @@ impl ResourcePredictor for EwmaPredictor {
     fn observe(&mut self, kind: &str, observation: &Observation) {
         self.learner.observe(kind, observation);
     }
+
+    fn learned(&self) -> Option<super::Learned> {
+        Some(super::Learned::Ewma(self.snapshot()))
+    }
+
+    fn relearn(&mut self, learned: &super::Learned) -> bool {
+        match learned {
+            super::Learned::Ewma(s) => {
+                *self = Self::restore(s.clone());
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// An [`EwmaPredictor`]'s configurations and learned averages, from

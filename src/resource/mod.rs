@@ -135,6 +135,44 @@ pub trait ResourcePredictor: fmt::Debug + Send + Sync {
 
     /// Learns from one finished task of `kind`.
     fn observe(&mut self, kind: &str, observation: &Observation);
+
+    /// What the predictor has learned, for the coordinator's checkpoint: a
+    /// coordinator rebuilt from the checkpoint then predicts exactly as the one that
+    /// took it, which replaying its journal relies on. `None` (the default) for a
+    /// predictor that learns nothing, or whose host keeps its state itself.
+    fn learned(&self) -> Option<Learned> {
+        None
+    }
+
+    /// Takes back what [`learned`](Self::learned) returned, in place of what it holds.
+    /// Returns `false`, changing nothing, if `learned` is another predictor's kind
+    /// (the default: a predictor that learns nothing takes nothing back).
+    fn relearn(&mut self, learned: &Learned) -> bool {
+        let _ = learned;
+        false
+    }
+}
+
+/// What a built-in predictor has learned, as serde data: kept in the coordinator's
+/// checkpoint (see [`ResourcePredictor::learned`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "predictor", content = "state", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Learned {
+    /// A [`PercentilePredictor`]'s.
+    Percentile(PercentileSnapshot),
+    /// An [`EwmaPredictor`]'s.
+    Ewma(EwmaSnapshot),
+}
+
+impl Learned {
+    /// The predictor it belongs to, by name (`percentile`, `ewma`).
+    pub fn predictor(&self) -> &'static str {
+        match self {
+            Learned::Percentile(_) => "percentile",
+            Learned::Ewma(_) => "ewma",
+        }
+    }
 }
 
 /// A predictor the host keeps a handle to: the coordinator owns what it is given, so
@@ -177,6 +215,20 @@ impl<P: ResourcePredictor> ResourcePredictor for std::sync::Arc<std::sync::Mutex
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         predictor.observe(kind, observation);
+    }
+
+    fn learned(&self) -> Option<Learned> {
+        let predictor = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        predictor.learned()
+    }
+
+    fn relearn(&mut self, learned: &Learned) -> bool {
+        let mut predictor = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        predictor.relearn(learned)
     }
 }
 

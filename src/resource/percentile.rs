@@ -585,6 +585,20 @@ impl ResourcePredictor for PercentilePredictor {
     fn observe(&mut self, kind: &str, observation: &Observation) {
         self.learner.observe(kind, observation);
     }
+
+    fn learned(&self) -> Option<super::Learned> {
+        Some(super::Learned::Percentile(self.snapshot()))
+    }
+
+    fn relearn(&mut self, learned: &super::Learned) -> bool {
+        match learned {
+            super::Learned::Percentile(s) => {
+                *self = Self::restore(s.clone());
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A [`PercentilePredictor`]'s configurations and histograms, from

@@ -8,15 +8,18 @@
 //! come back; agents answer right, fail, hang (the host gives up on them), answer late
 //! (after the host gave up) or twice, and report usage above their prediction; a
 //! simulated orchestrator and human approve, deny or never answer conflicts; safe mode
-//! comes and goes; the coordinator crashes and is rebuilt from its last checkpoint.
+//! comes and goes; the coordinator crashes and is rebuilt from its last checkpoint
+//! and the journal after it, on a simulated disk that loses what it had not synced
+//! and can tear the last record it kept.
 //!
 //! Two modes: *safety* (faults never stop; the invariants hold at every step) and
 //! *liveness* (faults stop at a random step; then every task must end within a bound
 //! of simulated time, or the seed fails as stuck, naming the tasks and why they
 //! wait).
 //!
-//! The coordinator's own journal does not exist yet: a crash restores the last
-//! checkpoint, and the host (the world) reconciles its agents' work with it.
+//! After a crash the host (the world) reconciles its agents' work with what the
+//! recovered core says runs: the commands lost with the disk's unsynced tail are
+//! lost to the core too.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -26,13 +29,16 @@ use std::time::Duration;
 use concord::agent::{AgentProfile, AgentStatus};
 use concord::conflict::{ConflictId, EscalationAction, EscalationPolicy, HumanDecision};
 use concord::coordinator::{
-    AssignOutcome, Coordinator, CoordinatorSnapshot, Core, Decider, Event, EventKind,
+    AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorSnapshot, Core, Decider, Event,
+    EventKind, Journal, JournalError,
 };
 use concord::policy::SystemMode;
 use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
 use concord::{AgentId, Resources, Role, TaskId, Timestamp};
 
 pub mod runs;
+mod storage;
+use storage::SimStorage;
 
 #[path = "../support/rng.rs"]
 mod rng;
@@ -76,6 +82,9 @@ pub struct Report {
     pub tasks: u64,
     pub agent_faults: u64,
     pub crashes: u64,
+    pub records_replayed: u64,
+    pub records_lost: u64,
+    pub torn_records: u64,
     pub conflicts_decided: u64,
     pub cancelled: u64,
     pub checks: u64,
@@ -89,6 +98,9 @@ impl Report {
         self.tasks += other.tasks;
         self.agent_faults += other.agent_faults;
         self.crashes += other.crashes;
+        self.records_replayed += other.records_replayed;
+        self.records_lost += other.records_lost;
+        self.torn_records += other.torn_records;
         self.conflicts_decided += other.conflicts_decided;
         self.cancelled += other.cancelled;
         self.checks += other.checks;
@@ -201,7 +213,8 @@ pub struct World {
     /// down is done then.
     restored_at: Option<Timestamp>,
     last_seq: u64,
-    checkpoint: Option<String>,
+    /// The disk the journal and its checkpoint are kept on.
+    storage: SimStorage,
     faults_on: bool,
     last: VecDeque<String>,
     keep: usize,
@@ -213,6 +226,12 @@ fn analyzer() -> RuleBasedAnalyzer {
     RuleBasedAnalyzer::new(RuleSet::empty()).expect("empty rules")
 }
 
+/// The coordinator's configuration: the same for the core, its restores and its
+/// recoveries.
+fn builder() -> CoordinatorBuilder {
+    Coordinator::builder().analyzer(analyzer())
+}
+
 fn role() -> Role {
     Role::new("worker").expect("role")
 }
@@ -220,7 +239,7 @@ fn role() -> Role {
 impl World {
     pub fn new(seed: u64, mode: Mode) -> World {
         let start = Timestamp::from_secs(1_000_000);
-        let core = Coordinator::builder().analyzer(analyzer()).build_core();
+        let core = builder().journaled().build_core();
         let mut w = World {
             seed,
             mode,
@@ -241,7 +260,7 @@ impl World {
             human_deadline: BTreeMap::new(),
             restored_at: None,
             last_seq: 0,
-            checkpoint: None,
+            storage: SimStorage::new(),
             faults_on: true,
             last: VecDeque::new(),
             keep: keep_events(),
@@ -330,11 +349,24 @@ impl World {
             72..=73 if self.faults_on => self.join(),
             74 if self.faults_on => self.leave()?,
             75..=77 if self.faults_on => self.crash()?,
-            78..=84 => self.take_checkpoint(),
+            78..=84 => self.take_checkpoint()?,
             _ => self.advance()?,
         }
         self.observe()?;
+        self.write_journal()?;
         self.check()
+    }
+
+    /// The host writes what the step's commands recorded to the journal; the disk
+    /// syncs now and then.
+    fn write_journal(&mut self) -> Result<(), Failure> {
+        if let Err(e) = self.core.write_journal(&mut self.storage) {
+            return Err(self.fail("journal_appends", e.to_string()));
+        }
+        if self.rng.chance(50) {
+            self.storage.sync();
+        }
+        Ok(())
     }
 
     fn join(&mut self) {
@@ -609,32 +641,70 @@ impl World {
         Ok(())
     }
 
-    fn take_checkpoint(&mut self) {
-        self.checkpoint = Some(json(&self.core.snapshot()));
+    /// Checks that the last checkpoint and the journal after it rebuild exactly the
+    /// live state, then stores a new checkpoint.
+    fn take_checkpoint(&mut self) -> Result<(), Failure> {
+        self.write_journal()?;
+        self.report.checks += 1;
+        let live = json(&self.core.snapshot());
+        let rebuilt = builder()
+            .recover_core(&self.storage)
+            .map_err(|e| self.fail("checkpoint_plus_journal_is_live_state", e.to_string()))?;
+        let rebuilt = json(&rebuilt.snapshot());
+        if rebuilt != live {
+            let at = first_difference(&live, &rebuilt);
+            return Err(self.fail(
+                "checkpoint_plus_journal_is_live_state",
+                format!(
+                    "the journal rebuilds a state that differs at byte {at}:\n  live    {}\n  rebuilt {}",
+                    around(&live, at),
+                    around(&rebuilt, at)
+                ),
+            ));
+        }
+        self.core
+            .checkpoint(&mut self.storage)
+            .map_err(|e| self.fail("journal_appends", e.to_string()))
     }
 
-    /// The coordinator's process dies; the host rebuilds it from its last checkpoint
-    /// and reconciles its agents' work with what the checkpoint says runs.
+    /// The coordinator's process dies, and the disk loses what it had not synced;
+    /// the host rebuilds the core from the last checkpoint and the journal after
+    /// it, and reconciles its agents' work with what the core says runs.
     fn crash(&mut self) -> Result<(), Failure> {
-        // Events not drained are lost with the process: drain them first, as a host
-        // that journals them would have.
+        // The events of the last step were acted on and its records written.
         self.observe()?;
-        let Some(saved) = self.checkpoint.clone() else {
-            return Ok(());
-        };
+        self.write_journal()?;
         self.report.crashes += 1;
-        let snapshot: CoordinatorSnapshot = serde_json::from_str(&saved)
+        let loss = self.storage.lose_power(&mut self.rng);
+        self.report.records_lost += loss.lost;
+        let checkpoint = self
+            .storage
+            .load_checkpoint()
             .map_err(|e| self.fail("checkpoint_reads_back", e.to_string()))?;
-        // The events after the checkpoint are lost with the process (there is no
-        // journal yet): their sequence numbers are issued again.
-        self.last_seq = snapshot.next_seq.saturating_sub(1);
-        self.core = Coordinator::builder()
-            .analyzer(analyzer())
-            .restore_core(snapshot)
-            .map_err(|e| self.fail("checkpoint_restores", e.to_string()))?;
+        let from = checkpoint.as_ref().map_or(1, |c| c.journal_next);
+        let mut records = Vec::new();
+        match self.storage.read_from(from, &mut records) {
+            Ok(()) if !loss.torn => {}
+            // A torn record is found, typed, and cut off; the host recovers up to it.
+            Err(JournalError::CorruptRecord { seq, .. }) if loss.torn => {
+                self.report.torn_records += 1;
+                self.storage.truncate(seq);
+            }
+            Ok(()) => return Err(self.fail("torn_record_found", "a torn record read back")),
+            Err(e) => return Err(self.fail("journal_reads_back", e.to_string())),
+        }
+        self.report.records_replayed += records.len() as u64;
+        self.core = builder()
+            .recover_core_from(checkpoint, &records)
+            .map_err(|e| self.fail("journal_replays", e.to_string()))?;
+        // What the lost records made is made again, under the same numbers.
+        self.last_seq = self.core.snapshot().next_seq.saturating_sub(1);
         self.note(format!(
-            "crash at {}: restored the last checkpoint",
-            self.now
+            "crash at {}: recovered {} records, lost {}{}",
+            self.now,
+            records.len(),
+            loss.lost,
+            if loss.torn { ", one torn" } else { "" }
         ));
         self.reconcile();
         // The restored core catches up with the present.
@@ -985,25 +1055,13 @@ impl World {
                 .map_err(|e| self.fail("snapshot_restores", e.to_string()))?;
             let second = json(&restored.snapshot());
             if first != second {
-                let at = first
-                    .bytes()
-                    .zip(second.bytes())
-                    .take_while(|(a, b)| a == b)
-                    .count();
-                // Snapshots are JSON of ASCII names: byte offsets are char offsets.
-                let around = |s: &str| {
-                    let chars: Vec<char> = s.chars().collect();
-                    let to = (at + 80).min(chars.len());
-                    chars[at.saturating_sub(160).min(to)..to]
-                        .iter()
-                        .collect::<String>()
-                };
+                let at = first_difference(&first, &second);
                 return Err(self.fail(
                     "snapshot_round_trips",
                     format!(
                         "restore then snapshot differs at byte {at}:\n  {}\n  {}",
-                        around(&first),
-                        around(&second)
+                        around(&first, at),
+                        around(&second, at)
                     ),
                 ));
             }
@@ -1106,6 +1164,19 @@ impl World {
 
 fn json(s: &CoordinatorSnapshot) -> String {
     serde_json::to_string(s).expect("a snapshot serializes")
+}
+
+/// Where two snapshots' JSON first differ.
+fn first_difference(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+/// The JSON before and just after byte `at`. Snapshots are JSON of ASCII names: byte
+/// offsets are char offsets.
+fn around(s: &str, at: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    let to = (at + 80).min(chars.len());
+    chars[at.saturating_sub(160).min(to)..to].iter().collect()
 }
 
 /// Runs one seed.
