@@ -51,21 +51,22 @@
 //!
 //! ## From the operating procedures to the crate
 //!
-//! | procedure (section of the operating procedures) | in concord |
+//! | procedure | in concord |
 //! |---|---|
-//! | Analyze task requirements (1.2) | [`TaskAnalyzer`], [`RuleBasedAnalyzer`], [`Requirements`] |
-//! | Check agent availability (1.2) | [`AgentRegistry::available_agents`], [`AgentStatus`] |
-//! | Assign optimal agents (1.2) | [`assignment::Assigner`], [`assignment::GreedyAssigner`], [`assignment::OptimalAssigner`], [`assignment::Explanation`] |
-//! | Validate assignment (1.2) | [`PolicyEnforcer`], [`PolicySet`], [`Violation`] |
+//! | Analyze task requirements | [`TaskAnalyzer`], [`RuleBasedAnalyzer`], [`Requirements`] |
+//! | Check agent availability | [`AgentRegistry::available_agents`], [`AgentStatus`] |
+//! | Assign optimal agents | [`assignment::Assigner`], [`assignment::GreedyAssigner`], [`assignment::OptimalAssigner`], [`assignment::Explanation`] |
+//! | Validate assignment | [`PolicyEnforcer`], [`PolicySet`], [`Violation`] |
 //! | The whole procedure in one call | [`coordinator::Coordinator`], [`coordinator::Event`] |
-//! | Agent connectivity, health ping (2.1, 2.3) | [`Agent::health`], [`AgentExt::ping`] |
-//! | Predict resource needs (1.3) | [`ResourcePredictor`], [`resource::PercentilePredictor`], [`resource::EwmaPredictor`], [`resource::StaticPredictor`] |
-//! | Check availability, allocate, queue for later (1.3) | [`ResourceLedger`]: `availability`, `can_allocate`, `allocate`, `request` |
-//! | Release idle agents' resources (1.3) | [`ResourceLedger::reclaim_idle`], [`ResourceLedger::expire`] |
-//! | Usage report, heavy users, leaks (2.1) | [`ResourceLedger::usage_report`], [`ResourceLedger::heavy_users`], [`ResourceLedger::detect_leaks`] |
-//! | Conflict detection, assessment, resolution (1.2) | [`conflict::ConflictDetector`], [`conflict::ConflictAssessor`], [`ConflictResolver`], [`conflict::ConflictManager`]; the coordinator catches colliding claims at assignment |
-//! | Escalation decision tree (1.2) | [`conflict::EscalationPolicy`], [`conflict::ConflictManager::tick`] |
-//! | Deployment workflow (1.1), emergencies (2.2), updates (3.3) | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
+//! | Agent connectivity, health ping | [`Agent::health`], [`AgentExt::ping`] |
+//! | Predict resource needs | [`ResourcePredictor`], [`resource::PercentilePredictor`], [`resource::EwmaPredictor`], [`resource::StaticPredictor`] |
+//! | Check availability, allocate, queue for later | [`ResourceLedger`]: `availability`, `can_allocate`, `allocate`, `request` |
+//! | Release idle agents' resources | [`ResourceLedger::reclaim_idle`], [`ResourceLedger::expire`] |
+//! | Usage report, heavy users, leaks | [`ResourceLedger::usage_report`], [`ResourceLedger::heavy_users`], [`ResourceLedger::detect_leaks`] |
+//! | Conflict detection, assessment, resolution | [`conflict::ConflictDetector`], [`conflict::ConflictAssessor`], [`ConflictResolver`], [`conflict::ConflictManager`]; the coordinator catches colliding claims at assignment |
+//! | Escalation decision tree | [`conflict::EscalationPolicy`], [`conflict::ConflictManager::tick`] |
+//! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
+//! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
 //! ## Crate layout
 //!

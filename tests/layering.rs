@@ -67,6 +67,10 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("workflow", &["workflow"]),
     ("coordinator", &["coordinator"]),
     ("drivers", &["workflow::executor", "workflow::runbooks"]),
+    // Operations: what a host runs beside the coordinator, fed with its events.
+    ("monitor", &["monitor"]),
+    ("health", &["health"]),
+    ("alert", &["alert"]),
     ("error", &["error"]),
     ("root", &["", "prelude"]),
 ];

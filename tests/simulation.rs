@@ -12,11 +12,11 @@ use sim::runs::run_workflows;
 use sim::{Failure, Mode, Report, run_seed};
 
 /// Seeds per mode when `SIM_SEEDS` is not set: sized for CI on two cores.
-const SAFETY_SEEDS: u64 = 2_000;
-const LIVENESS_SEEDS: u64 = 500;
+const SAFETY_SEEDS: u64 = 5_000;
+const LIVENESS_SEEDS: u64 = 1_000;
 const STEPS: u64 = 400;
 /// Seeds of workflows per mode: each runs 2 to 5 workflows at once.
-const WORKFLOW_SEEDS: u64 = 150;
+const WORKFLOW_SEEDS: u64 = 300;
 
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())

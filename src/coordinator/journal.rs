@@ -187,6 +187,10 @@ pub struct Record {
 /// - A checkpoint stored is the one `load_checkpoint` returns until the next is
 ///   stored; records before the checkpoint's [`journal_next`](CoordinatorSnapshot::journal_next)
 ///   may then be dropped.
+/// - Records and checkpoints are serde data: store them in a format that reads every
+///   value back exactly, floats included (serde_json needs its `float_roundtrip`
+///   feature; binary formats such as bincode or postcard do), or recovery finds the
+///   events differ ([`JournalError::Diverged`]).
 pub trait Journal {
     /// Appends `records`, the first of which must be numbered `expected`, and the
     /// rest after it without gaps.

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, WorkOutput};
 use concord::conflict::HumanDecision;
-use concord::coordinator::{Coordinator, Decider};
+use concord::coordinator::{Coordinator, Decider, Journal, MemoryJournal};
 use concord::policy::SystemMode;
 use concord::workflow::{
     Executor, RetryPolicy, Run, RunCondition, RunEvent, RunOutcome, RunSnapshot, SimulatedTimer,
@@ -229,12 +229,13 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     let start = Timestamp::from_secs(1_000_000);
     let clock = ManualClock::new(start);
     let timer = SimulatedTimer::new(clock.clone());
-    let coordinator = Arc::new(
+    let builder = || {
         Coordinator::builder()
             .clock(clock.clone())
             .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("rules"))
-            .build(),
-    );
+            .journaled()
+    };
+    let coordinator = Arc::new(builder().build());
     let books = Arc::new(Mutex::new(Books::default()));
     let faults = Arc::new(AtomicBool::new(true));
     let shared_rng = Arc::new(Mutex::new(Rng::new(rng.next())));
@@ -251,18 +252,25 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         }
     };
     register(&coordinator);
-    // The host's checkpoints, taken at every change of a run: the coordinator's and
-    // that run's.
-    type Checkpoints = Arc<Mutex<(Option<String>, BTreeMap<String, String>)>>;
+    // What the host keeps at every change of a run: the coordinator's journal (with
+    // a checkpoint now and then) and that run's checkpoint.
+    type Checkpoints = Arc<Mutex<(MemoryJournal, BTreeMap<String, String>, u64)>>;
     let saved: Checkpoints = Arc::default();
     let executor_over = |c: &Arc<Coordinator>| {
-        let (sink, journal) = (Arc::clone(&saved), Arc::clone(c));
+        let (sink, coordinator) = (Arc::clone(&saved), Arc::clone(c));
         let mut e = Executor::new(Arc::clone(c), timer.clone()).with_observer(
             move |run: &Run, _: &[RunEvent]| {
                 let mut saved = sink.lock();
-                saved.0 = Some(serde_json::to_string(&journal.snapshot()).expect("json"));
+                let (journal, runs, writes) = &mut *saved;
+                *writes += 1;
+                let written = if *writes % 32 == 0 {
+                    coordinator.checkpoint(journal).map(|()| journal.compact())
+                } else {
+                    coordinator.write_journal(journal)
+                };
+                written.expect("one writer appends in order");
                 let json = serde_json::to_string(&run.snapshot()).expect("json");
-                saved.1.insert(run.id().to_owned(), json);
+                runs.insert(run.id().to_owned(), json);
             },
         );
         for k in 1..=agents {
@@ -386,6 +394,7 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         }
     };
     let mut crashed = false;
+    let mut replayed = 0;
     let mut coordinator = coordinator;
     let results = match phase {
         Some(results) => results,
@@ -395,22 +404,20 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
             crashed = true;
             drop(executor);
             faults.store(false, Ordering::SeqCst);
-            let (coordinator_json, run_json) = saved.lock().clone();
-            let builder = || {
-                Coordinator::builder()
-                    .clock(clock.clone())
-                    .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("rules"))
-            };
-            let restored = Arc::new(match coordinator_json {
-                Some(json) => builder()
-                    .restore(serde_json::from_str(&json).expect("own json"))
-                    .map_err(|e| crash_failure(seed, mode, "checkpoint_restores", e.to_string()))?,
-                None => {
-                    let c = builder().build();
-                    register(&c);
-                    c
-                }
-            });
+            let (journal, run_json, _) = saved.lock().clone();
+            let from = journal
+                .load_checkpoint()
+                .expect("in memory")
+                .map_or(1, |c| c.journal_next);
+            replayed = journal.records().iter().filter(|r| r.seq >= from).count() as u64;
+            // What the coordinator did after the last write is lost with it.
+            let restored = builder()
+                .recover(&journal)
+                .map_err(|e| crash_failure(seed, mode, "journal_replays", e.to_string()))?;
+            if restored.with_registry(|r| r.is_empty()) {
+                register(&restored);
+            }
+            let restored = Arc::new(restored);
             restored.set_mode(SystemMode::Normal);
             for k in 1..=agents {
                 let _ = restored.set_agent_status(AgentId::new(k), AgentStatus::Available);
@@ -557,6 +564,7 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     }
     report.agent_faults = b.faults;
     report.crashes = u64::from(crashed);
+    report.records_replayed = replayed;
     report.simulated = clock.now().duration_since(start);
     report.checks = 5;
     report.trace_hash = hash.0;
