@@ -65,6 +65,7 @@
 //! | Usage report, heavy users, leaks | [`ResourceLedger::usage_report`], [`ResourceLedger::heavy_users`], [`ResourceLedger::detect_leaks`] |
 //! | Conflict detection, assessment, resolution | [`conflict::ConflictDetector`], [`conflict::ConflictAssessor`], [`ConflictResolver`], [`conflict::ConflictManager`]; the coordinator catches colliding claims at assignment |
 //! | Escalation decision tree | [`conflict::EscalationPolicy`], [`conflict::ConflictManager::tick`] |
+//! | System health checks, agent connectivity | [`health::Diagnostics`], [`health::HealthCheck`], [`health::AgentsCheck`], [`health::ResourcesCheck`], [`health::CoordinationCheck`] |
 //! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
 //! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
@@ -95,6 +96,7 @@ pub mod conflict;
 pub mod coordinator;
 pub mod error;
 mod hash;
+pub mod health;
 pub mod id;
 mod layout;
 mod name_table;

@@ -1,0 +1,402 @@
+//! Diagnostics through the public API: checks that answer, fail, panic and hang,
+//! the built-in checks of agents, resources and coordination, and a property over
+//! any mix of them: the report is always whole, in order, and each line says what
+//! its check did.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
+use concord::coordinator::{AssignOutcome, Coordinator};
+use concord::health::{
+    AgentsCheck, CheckError, CheckOutcome, CoordinationCheck, Diagnostics, HealthCheck,
+    HealthStatus, ResourcesCheck, check_fn,
+};
+use concord::task::{Requirements, RuleBasedAnalyzer, RuleSet, Task};
+use concord::{
+    AgentId, AgentProfile, ManualClock, Resources, Role, SimulatedTimer, TaskId, Timer, Timestamp,
+};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+fn clock() -> ManualClock {
+    ManualClock::new(Timestamp::from_secs(1_700_000_000))
+}
+
+fn run(d: &Diagnostics) -> concord::health::HealthReport {
+    futures::executor::block_on(d.run())
+}
+
+/// What a test check does when asked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Act {
+    Answer(HealthStatus),
+    Error,
+    Panic,
+    /// Answers after this long (by the simulated clock).
+    Slow(Duration),
+    Hang,
+}
+
+#[derive(Debug)]
+struct Scripted {
+    name: String,
+    act: Act,
+    timer: SimulatedTimer,
+    clock: ManualClock,
+}
+
+#[async_trait::async_trait]
+impl HealthCheck for Scripted {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn check(&self) -> Result<CheckOutcome, CheckError> {
+        match self.act {
+            Act::Answer(s) => Ok(CheckOutcome::new(s, "as scripted")),
+            Act::Error => Err(CheckError::new("disk not mounted")),
+            Act::Panic => panic!("a check panicked on purpose"),
+            Act::Slow(d) => {
+                let now = concord::Clock::now(&self.clock);
+                self.timer.sleep_until(now + d).await;
+                Ok(CheckOutcome::healthy("late but fine"))
+            }
+            Act::Hang => futures::future::pending().await,
+        }
+    }
+}
+
+fn scripted(clock: &ManualClock, name: &str, act: Act) -> Scripted {
+    Scripted {
+        name: name.to_owned(),
+        act,
+        timer: SimulatedTimer::new(clock.clone()),
+        clock: clock.clone(),
+    }
+}
+
+/// Keeps the test output clean of the panics the checks make on purpose.
+fn quiet_deliberate_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let deliberate = info
+                .payload()
+                .downcast_ref::<&str>()
+                .is_some_and(|m| m.ends_with("on purpose"));
+            if !deliberate {
+                default(info);
+            }
+        }));
+    });
+}
+
+#[test]
+fn a_hanging_a_panicking_and_a_failing_check_are_each_reported_and_the_rest_go_on() {
+    quiet_deliberate_panics();
+    let clock = clock();
+    let d = Diagnostics::new(clock.clone(), SimulatedTimer::new(clock.clone()))
+        .with_check(scripted(&clock, "fine", Act::Answer(HealthStatus::Healthy)))
+        .with_check_timeout(scripted(&clock, "hangs", Act::Hang), Duration::from_secs(3))
+        .with_check(scripted(&clock, "panics", Act::Panic))
+        .with_check(scripted(&clock, "errors", Act::Error))
+        .with_check(scripted(
+            &clock,
+            "degraded",
+            Act::Answer(HealthStatus::Degraded),
+        ));
+    let report = run(&d);
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["fine", "hangs", "panics", "errors", "degraded"]);
+    let line = |n: &str| report.check(n).expect("every check has a line");
+    assert_eq!(line("fine").status, HealthStatus::Healthy);
+    assert_eq!(line("hangs").status, HealthStatus::Failed);
+    assert_eq!(line("hangs").reason, "no answer within 3 s");
+    assert_eq!(line("hangs").took, Duration::from_secs(3));
+    assert_eq!(line("panics").status, HealthStatus::Failed);
+    assert!(
+        line("panics").reason.contains("panicked on purpose"),
+        "{}",
+        line("panics").reason
+    );
+    assert_eq!(line("errors").reason, "the check failed: disk not mounted");
+    assert_eq!(line("degraded").status, HealthStatus::Degraded);
+    assert_eq!(report.overall(), HealthStatus::Failed);
+    let problems: Vec<&str> = report.problems().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(problems, ["hangs", "panics", "errors", "degraded"]);
+    let md = report.to_markdown();
+    for n in names {
+        assert!(md.contains(&format!("| {n} |")), "{md}");
+    }
+}
+
+#[test]
+fn an_empty_runner_reports_healthy_with_no_lines() {
+    let clock = clock();
+    let report = run(&Diagnostics::new(clock.clone(), SimulatedTimer::new(clock)));
+    assert!(report.checks.is_empty());
+    assert_eq!(report.overall(), HealthStatus::Healthy);
+}
+
+#[test]
+fn a_host_check_from_a_closure_reports_its_figures() {
+    let clock = clock();
+    let d = Diagnostics::new(clock.clone(), SimulatedTimer::new(clock))
+        .with_check(check_fn("network", || async {
+            Ok(CheckOutcome::degraded("packet loss 3%").with_detail("loss_pct", 3))
+        }));
+    let report = run(&d);
+    let line = report.check("network").expect("line");
+    assert_eq!(line.status, HealthStatus::Degraded);
+    assert_eq!(line.details.get("loss_pct").map(String::as_str), Some("3"));
+}
+
+/// An agent whose health answer is scripted.
+#[derive(Debug)]
+struct Pinged {
+    id: AgentId,
+    act: Act,
+    timer: SimulatedTimer,
+    clock: ManualClock,
+}
+
+#[async_trait::async_trait]
+impl Agent for Pinged {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        Ok(WorkOutput::success())
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        match self.act {
+            Act::Answer(_) => Ok(AgentHealth::new("1.4.2")),
+            Act::Error | Act::Panic => Err(AgentError::Unreachable {
+                reason: "connection refused".into(),
+            }),
+            Act::Slow(d) => {
+                let now = concord::Clock::now(&self.clock);
+                self.timer.sleep_until(now + d).await;
+                Ok(AgentHealth::new("1.3.0"))
+            }
+            Act::Hang => futures::future::pending().await,
+        }
+    }
+}
+
+fn fleet(clock: &ManualClock, acts: &[Act]) -> Vec<Arc<dyn Agent>> {
+    acts.iter()
+        .enumerate()
+        .map(|(i, act)| {
+            Arc::new(Pinged {
+                id: AgentId::new(i as u64 + 1),
+                act: *act,
+                timer: SimulatedTimer::new(clock.clone()),
+                clock: clock.clone(),
+            }) as Arc<dyn Agent>
+        })
+        .collect()
+}
+
+#[test]
+fn the_agents_check_names_the_slow_and_the_down_with_their_figures() {
+    let clock = clock();
+    let agents = fleet(
+        &clock,
+        &[
+            Act::Answer(HealthStatus::Healthy),
+            Act::Slow(Duration::from_secs(2)),
+            Act::Error,
+            Act::Answer(HealthStatus::Healthy),
+        ],
+    );
+    let check = AgentsCheck::new(agents, clock.clone(), SimulatedTimer::new(clock.clone()));
+    let d = Diagnostics::new(clock.clone(), SimulatedTimer::new(clock)).with_check(check);
+    let report = run(&d);
+    let line = report.check("agents").expect("line");
+    assert_eq!(line.status, HealthStatus::Degraded, "{}", line.reason);
+    assert!(
+        line.reason.starts_with("3 of 4 agents answered"),
+        "{}",
+        line.reason
+    );
+    assert!(
+        line.reason
+            .contains("agent#3 (agent is unreachable: connection refused)")
+    );
+    assert!(
+        line.reason.contains("slower than 1 s: agent#2 (2000 ms)"),
+        "{}",
+        line.reason
+    );
+    assert_eq!(line.details["agent#1.version"], "1.4.2");
+    assert_eq!(line.details["agent#2.response_ms"], "2000");
+}
+
+#[test]
+fn the_agents_check_is_unhealthy_when_half_the_fleet_is_down_and_waits_no_longer_than_its_patience()
+{
+    let clock = clock();
+    let agents = fleet(
+        &clock,
+        &[Act::Hang, Act::Error, Act::Answer(HealthStatus::Healthy)],
+    );
+    let check = AgentsCheck::new(agents, clock.clone(), SimulatedTimer::new(clock.clone()))
+        .with_patience(Duration::from_secs(2))
+        .with_down_fraction(0.5);
+    let d = Diagnostics::new(clock.clone(), SimulatedTimer::new(clock)).with_check(check);
+    let report = run(&d);
+    let line = report.check("agents").expect("line");
+    assert_eq!(line.status, HealthStatus::Unhealthy, "{}", line.reason);
+    assert!(
+        line.reason.contains("agent#1 (no answer within 2 s)"),
+        "{}",
+        line.reason
+    );
+    assert_eq!(line.took, Duration::from_secs(2));
+}
+
+fn worker() -> Role {
+    Role::new("worker").expect("role")
+}
+
+fn coordinator(clock: &ManualClock) -> Arc<Coordinator> {
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("rules"))
+        .build();
+    c.register_agent(
+        AgentProfile::new(AgentId::new(1), "w1")
+            .with_role(worker())
+            .with_capacity(Resources::new().with_cpu_millis(4000))
+            .with_max_tasks(8),
+    )
+    .expect("register");
+    Arc::new(c)
+}
+
+fn cpu_task(id: u64, cpu: u64) -> Task {
+    Task::new(TaskId::new(id), "work", "work").with_requirements(
+        Requirements::new()
+            .with_role(worker())
+            .with_resources(Resources::new().with_cpu_millis(cpu)),
+    )
+}
+
+#[test]
+fn the_resources_check_names_a_resource_above_ninety_percent_and_is_unhealthy_when_work_waits_for_it()
+ {
+    let clock = clock();
+    let c = coordinator(&clock);
+    let d = Diagnostics::new(clock.clone(), SimulatedTimer::new(clock.clone()))
+        .with_check(ResourcesCheck::new(Arc::clone(&c)));
+    assert_eq!(run(&d).overall(), HealthStatus::Healthy);
+
+    assert!(matches!(
+        c.assign(cpu_task(1, 3700)),
+        Ok(AssignOutcome::Assigned(_))
+    ));
+    let report = run(&d);
+    let line = report.check("resources").expect("line");
+    assert_eq!(line.status, HealthStatus::Degraded, "{}", line.reason);
+    assert_eq!(line.reason, "above 90%: cpu 92.5%");
+
+    assert!(matches!(
+        c.assign(cpu_task(2, 1000)),
+        Ok(AssignOutcome::Queued { .. })
+    ));
+    let report = run(&d);
+    let line = report.check("resources").expect("line");
+    assert_eq!(line.status, HealthStatus::Unhealthy, "{}", line.reason);
+    assert_eq!(line.reason, "above 90% with 1 requests waiting: cpu 92.5%");
+}
+
+#[test]
+fn the_coordination_check_names_a_task_waiting_past_its_limit() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    let d = Diagnostics::new(clock.clone(), SimulatedTimer::new(clock.clone())).with_check(
+        CoordinationCheck::new(Arc::clone(&c)).with_wait_limit(Duration::from_secs(1800)),
+    );
+    assert!(matches!(
+        c.assign(cpu_task(1, 4000)),
+        Ok(AssignOutcome::Assigned(_))
+    ));
+    assert!(matches!(
+        c.assign(cpu_task(2, 1000)),
+        Ok(AssignOutcome::Queued { .. })
+    ));
+    assert_eq!(run(&d).overall(), HealthStatus::Healthy);
+    clock.advance(Duration::from_secs(3600));
+    let report = run(&d);
+    let line = report.check("coordination").expect("line");
+    assert_eq!(line.status, HealthStatus::Degraded, "{}", line.reason);
+    assert_eq!(
+        line.reason,
+        "0 conflicts open, 1 tasks waiting; waiting longer than 30 min: task#2 (60 min)"
+    );
+    assert_eq!(line.details["tasks_overdue"], "1");
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![
+        prop_oneof![
+            Just(HealthStatus::Healthy),
+            Just(HealthStatus::Degraded),
+            Just(HealthStatus::Unhealthy)
+        ]
+        .prop_map(Act::Answer),
+        Just(Act::Error),
+        Just(Act::Panic),
+        (0u64..20).prop_map(|s| Act::Slow(Duration::from_secs(s))),
+        Just(Act::Hang),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/proptest-regressions/health.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Whatever the checks do, the report has one line per check, in order; each
+    /// says what its check did; none took longer than its timeout.
+    #[test]
+    fn the_report_is_always_whole_and_each_line_tells_what_its_check_did(
+        plan in proptest::collection::vec((act(), 1u64..15), 0..8)
+    ) {
+        quiet_deliberate_panics();
+        let clock = clock();
+        let mut d = Diagnostics::new(clock.clone(), SimulatedTimer::new(clock.clone()));
+        for (i, (a, timeout)) in plan.iter().enumerate() {
+            d = d.with_check_timeout(
+                scripted(&clock, &format!("c{i}"), *a),
+                Duration::from_secs(*timeout),
+            );
+        }
+        let report = run(&d);
+        prop_assert_eq!(report.checks.len(), plan.len());
+        let mut worst = HealthStatus::Healthy;
+        for (i, ((a, timeout), line)) in plan.iter().zip(&report.checks).enumerate() {
+            let timeout = Duration::from_secs(*timeout);
+            prop_assert_eq!(&line.name, &format!("c{i}"));
+            prop_assert!(line.took <= timeout);
+            let expected = match a {
+                Act::Answer(s) => *s,
+                // An answer at the timeout counts: it is asked before the timer.
+                Act::Slow(d) if *d <= timeout => HealthStatus::Healthy,
+                _ => HealthStatus::Failed,
+            };
+            prop_assert_eq!(line.status, expected, "{:?}: {}", a, &line.reason);
+            worst = worst.max(expected);
+        }
+        prop_assert_eq!(report.overall(), worst);
+    }
+}
