@@ -66,6 +66,7 @@
 //! | Conflict detection, assessment, resolution | [`conflict::ConflictDetector`], [`conflict::ConflictAssessor`], [`ConflictResolver`], [`conflict::ConflictManager`]; the coordinator catches colliding claims at assignment |
 //! | Escalation decision tree | [`conflict::EscalationPolicy`], [`conflict::ConflictManager::tick`] |
 //! | System health checks, agent connectivity | [`health::Diagnostics`], [`health::HealthCheck`], [`health::AgentsCheck`], [`health::ResourcesCheck`], [`health::CoordinationCheck`] |
+//! | Operations, performance and capacity dashboards | [`dashboard::Dashboard`] (serde views, rendered to one self-contained HTML page) |
 //! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
 //! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
@@ -94,6 +95,7 @@ pub mod assignment;
 pub mod clock;
 pub mod conflict;
 pub mod coordinator;
+pub mod dashboard;
 pub mod error;
 mod hash;
 pub mod health;

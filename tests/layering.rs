@@ -71,6 +71,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("monitor", &["monitor"]),
     ("health", &["health"]),
     ("alert", &["alert"]),
+    ("dashboard", &["dashboard"]),
     ("error", &["error"]),
     ("root", &["", "prelude"]),
 ];
