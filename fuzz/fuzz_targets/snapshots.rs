@@ -1,11 +1,13 @@
 //! Every checkpoint a host persists, decoded from arbitrary bytes and restored: a
 //! typed error or a value, never a panic; and what restores writes a snapshot that
-//! restores to the same snapshot again.
+//! restores to the same snapshot again. The coordinator's journal too: a checkpoint
+//! and the records after it, replayed, are a typed error or a core whose snapshot
+//! restores to itself, and replaying them again rebuilds the same core.
 #![no_main]
 
 use concord::agent::{AgentRegistry, RegistrySnapshot};
 use concord::conflict::{ConflictManager, ConflictManagerSnapshot, EscalationPolicy};
-use concord::coordinator::{Coordinator, CoordinatorSnapshot};
+use concord::coordinator::{Coordinator, CoordinatorSnapshot, Record};
 use concord::resource::{
     EwmaPredictor, EwmaSnapshot, LedgerSnapshot, PercentilePredictor, PercentileSnapshot,
     ResourceLedger,
@@ -21,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, bytes)) = data.split_first() else {
         return;
     };
-    match which % 7 {
+    match which % 8 {
         0 => {
             let Ok(s) = serde_json::from_slice::<CoordinatorSnapshot>(bytes) else {
                 return;
@@ -90,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
                 json(&first)
             );
         }
-        _ => {
+        6 => {
             let Ok(s) = serde_json::from_slice::<PercentileSnapshot>(bytes) else {
                 return;
             };
@@ -100,6 +102,34 @@ fuzz_target!(|data: &[u8]| {
                 json(&PercentilePredictor::restore(first.clone()).snapshot()),
                 json(&first)
             );
+        }
+        _ => {
+            // What a host reads back after a crash: its last checkpoint (if any) and
+            // the records after it.
+            let Ok((checkpoint, records)) =
+                serde_json::from_slice::<(Option<CoordinatorSnapshot>, Vec<Record>)>(bytes)
+            else {
+                return;
+            };
+            let Ok(core) = Coordinator::builder().recover_core_from(checkpoint.clone(), &records)
+            else {
+                return;
+            };
+            let first = core.snapshot();
+            // The core is deterministic: the same journal rebuilds the same core.
+            let replayed = Coordinator::builder()
+                .recover_core_from(checkpoint, &records)
+                .expect("a journal that replayed once replays again");
+            assert_eq!(json(&replayed.snapshot()), json(&first));
+            let again = Coordinator::builder()
+                .restore_core(first.clone())
+                .expect("a recovered core's own snapshot restores");
+            assert_eq!(json(&again.snapshot()), json(&first));
+            // Its snapshot holds every record: given them again, it skips them all.
+            let skipped = Coordinator::builder()
+                .recover_core_from(Some(first.clone()), &records)
+                .expect("the records a checkpoint holds are skipped");
+            assert_eq!(json(&skipped.snapshot()), json(&first));
         }
     }
 });
