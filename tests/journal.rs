@@ -712,3 +712,21 @@ fn a_checkpoint_from_before_the_journal_restores_at_the_first_record() {
     let records = restored.drain_records();
     assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1]);
 }
+
+/// Found while writing these tests: the checkpoint did not hold the latest time the
+/// core had seen, so a core restored from it took commands timed before the crash.
+#[test]
+fn a_restored_core_refuses_times_before_its_checkpoint() {
+    let mut core = builder().build_core();
+    core.register_agent(agent(1, 1), at(10)).expect("register");
+    let mut restored = builder()
+        .journaled()
+        .restore_core(core.snapshot())
+        .expect("restore");
+    assert_eq!(restored.last_now(), at(10));
+    let err = restored.assign(task(1), at(5)).expect_err("time went back");
+    assert!(
+        matches!(err, CoordinatorError::TimeWentBack { .. }),
+        "{err}"
+    );
+}

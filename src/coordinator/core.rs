@@ -399,7 +399,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::RegisterAgent {
+        let cmd = mark.recording.then(|| Command::RegisterAgent {
             profile: profile.clone(),
         });
         let out = self.register_agent_inner(profile, now);
@@ -471,7 +471,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<AgentProfile, CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::DeregisterAgent { agent });
+        let cmd = mark.recording.then_some(Command::DeregisterAgent { agent });
         let out = self.deregister_agent_inner(agent, now);
         self.journal(mark, out.is_ok(), now, cmd);
         out
@@ -524,7 +524,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::SetAgentCapacity {
+        let cmd = mark.recording.then(|| Command::SetAgentCapacity {
             agent,
             capacity: capacity.clone(),
         });
@@ -569,7 +569,9 @@ impl Core {
         now: Timestamp,
     ) -> Result<bool, CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::SetAgentStatus { agent, status });
+        let cmd = mark
+            .recording
+            .then_some(Command::SetAgentStatus { agent, status });
         let out = self.set_agent_status_inner(agent, status, now);
         self.journal(mark, out.is_ok(), now, cmd);
         out
@@ -785,7 +787,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::Release { task });
+        let cmd = mark.recording.then_some(Command::Release { task });
         let out = self.release_inner(task, now);
         self.journal(mark, out.is_ok(), now, cmd);
         out
@@ -830,7 +832,7 @@ impl Core {
     /// [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn set_mode(&mut self, mode: SystemMode, now: Timestamp) -> Result<bool, CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::SetMode { mode });
+        let cmd = mark.recording.then_some(Command::SetMode { mode });
         let out = self.set_mode_inner(mode, now);
         self.journal(mark, out.is_ok(), now, cmd);
         out
@@ -916,7 +918,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::AssignBatch {
+        let cmd = mark.recording.then(|| Command::AssignBatch {
             group: group.map(Arc::from),
             tasks: tasks.to_vec(),
             wait,
@@ -1175,7 +1177,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::Complete {
+        let cmd = mark.recording.then(|| Command::Complete {
             task,
             success,
             usage: usage.clone(),
@@ -1251,7 +1253,7 @@ impl Core {
     /// [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn cancel(&mut self, task: TaskId, now: Timestamp) -> Result<Task, CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::Cancel { task });
+        let cmd = mark.recording.then_some(Command::Cancel { task });
         let out = self.cancel_inner(task, now);
         self.journal(mark, out.is_ok(), now, cmd);
         out
@@ -1321,7 +1323,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::Decide {
+        let cmd = mark.recording.then_some(Command::Decide {
             conflict,
             decision,
             by,
@@ -1380,7 +1382,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         let mark = self.journal_mark();
-        let cmd = mark.map(|_| Command::Tick);
+        let cmd = mark.recording.then_some(Command::Tick);
         let out = self.handle_timeout_inner(now);
         self.journal(mark, out.is_ok(), now, cmd);
         out
@@ -1519,7 +1521,9 @@ impl Core {
     pub fn forget_closed_conflicts(&mut self, closed_before: Timestamp) -> usize {
         let mark = self.journal_mark();
         let forgot = self.s.conflicts.forget_closed(closed_before);
-        let cmd = mark.map(|_| Command::ForgetClosedConflicts { closed_before });
+        let cmd = mark
+            .recording
+            .then_some(Command::ForgetClosedConflicts { closed_before });
         self.journal(mark, forgot > 0, self.s.last_now, cmd);
         forgot
     }
@@ -1529,7 +1533,7 @@ impl Core {
     pub fn forget_group(&mut self, group: &str) -> bool {
         let mark = self.journal_mark();
         let forgot = self.s.duties.forget_group(group);
-        let cmd = mark.map(|_| Command::ForgetGroup {
+        let cmd = mark.recording.then(|| Command::ForgetGroup {
             group: Arc::from(group),
         });
         self.journal(mark, forgot, self.s.last_now, cmd);

@@ -521,29 +521,49 @@ pub(super) struct JournalState {
     pub(super) pending: Vec<Record>,
 }
 
+/// Where the core stood when a command began.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Mark {
+    /// Whether the command will be recorded: then its arguments are copied before
+    /// it takes them.
+    pub(super) recording: bool,
+    /// Where its events start.
+    events: usize,
+    /// The latest time seen before it.
+    last_now: Timestamp,
+}
+
 impl Core {
-    /// Whether the command about to run will be recorded: then its arguments are
-    /// copied before it takes them. Returns where its events start.
-    pub(super) fn journal_mark(&self) -> Option<usize> {
-        self.s.journal.on.then_some(self.s.events.len())
+    /// Marks where the core stands as a command begins.
+    pub(super) fn journal_mark(&self) -> Mark {
+        Mark {
+            recording: self.s.journal.on,
+            events: self.s.events.len(),
+            last_now: self.s.last_now,
+        }
     }
 
-    /// Records `command` (made only when recording: `mark` is some) if it succeeded
-    /// or made events.
+    /// Ends a command begun at `mark`: one that failed and made no event changed
+    /// nothing, not even the latest time seen (so that the journal, which does not
+    /// hold it, rebuilds the same state); any other is recorded (`command` is made
+    /// only when recording).
     pub(super) fn journal(
         &mut self,
-        mark: Option<usize>,
+        mark: Mark,
         ok: bool,
         now: Timestamp,
         command: Option<Command>,
     ) {
-        let (Some(mark), Some(command)) = (mark, command) else {
-            return;
-        };
         let s = &mut self.s;
-        if !ok && s.events.len() == mark {
+        let mark_events = mark.events;
+        if !ok && s.events.len() == mark_events {
+            s.last_now = mark.last_now;
             return;
         }
+        let Some(command) = command else {
+            return;
+        };
+        let mark = mark_events;
         let seq = s.journal.next;
         s.journal.next += 1;
         s.journal.pending.push(Record {

@@ -69,6 +69,10 @@ pub struct CoordinatorSnapshot {
     /// into the predictor the coordinator is rebuilt with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictor: Option<Learned>,
+    /// The latest time any command was given: a restored core refuses earlier ones,
+    /// as the live one did.
+    #[serde(default)]
+    pub last_now: Timestamp,
 }
 
 /// The first journal record's number (read for checkpoints from before the
@@ -106,6 +110,7 @@ impl Core {
             next_seq: s.next_seq,
             journal_next: s.journal.next,
             predictor: self.parts.predictor.learned(),
+            last_now: s.last_now,
             conflicts: s.conflicts.snapshot(),
             next_conflict_id: s.next_conflict_id,
             approved: s.approved.clone(),
@@ -255,6 +260,7 @@ pub(super) fn restore(
     }
     s.next_seq = snapshot.next_seq;
     s.journal.next = snapshot.journal_next;
+    s.last_now = snapshot.last_now;
     s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
     s.detector = detector;
     s.next_conflict_id = first_id;
