@@ -12,7 +12,7 @@ use std::time::Duration;
 use concord::conflict::{ConflictState, EscalationLevel, HumanDecision};
 use concord::coordinator::{
     AssignOutcome, Assignment, Coordinator, CoordinatorBuilder, CoordinatorError, Decider, Driver,
-    Event, EventKind, Notice, OnAgentLoss, Parked,
+    Event, EventKind, Notice, OnAgentLoss, Parked, Timed,
 };
 use concord::policy::{MaxTasksPerAgent, PolicySet, SafeModeRule, UtilizationCap};
 use concord::resource::LedgerConfig;
@@ -792,6 +792,66 @@ fn a_running_driver_is_woken_by_a_new_conflict_and_escalates_it() {
     );
     assert!(c.waiting().is_empty());
     assert_eq!(c.poll_timeout(), None);
+}
+
+/// A timed source beside the coordinator: deadlines set by the test, and the times
+/// the driver handled them at.
+#[derive(Debug, Default)]
+struct Deadlines {
+    due: parking_lot::Mutex<Vec<Timestamp>>,
+    handled: parking_lot::Mutex<Vec<Timestamp>>,
+}
+
+impl Timed for Deadlines {
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.due.lock().iter().min().copied()
+    }
+
+    fn handle_timeout(&self, now: Timestamp) {
+        self.due.lock().retain(|d| *d > now);
+        self.handled.lock().push(now);
+    }
+}
+
+#[test]
+fn a_driver_wakes_for_a_timed_source_and_a_nudge_brings_a_nearer_deadline() {
+    let clock = ManualClock::new(t0());
+    let c = Arc::new(builder(&clock).build());
+    let timed = Arc::new(Deadlines::default());
+    timed.due.lock().push(t0() + Duration::from_secs(3600));
+    // The default patience: a simulated sleep does not move the clock before the
+    // nudge is seen, as a real one would not.
+    let driver = Driver::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+        .with_timed(Arc::clone(&timed) as Arc<dyn Timed>);
+    let run = driver.run();
+    futures::pin_mut!(run);
+    let wakes = Arc::new(Wakes::default());
+    let waker = futures::task::waker(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    assert!(run.as_mut().poll(&mut cx).is_pending());
+    // A nearer deadline set beside the coordinator: the nudge makes the driver look.
+    timed.due.lock().push(t0() + Duration::from_secs(60));
+    c.nudge();
+    assert!(wakes.0.load(Ordering::SeqCst) > 0, "a nudge wakes it");
+    let mut polls = 0;
+    while timed.handled.lock().len() < 2 {
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        polls += 1;
+        assert!(
+            polls < 1_000,
+            "deadlines not handled after {polls} polls: {:?} at {}",
+            timed.handled.lock(),
+            Clock::now(&clock)
+        );
+    }
+    assert_eq!(
+        *timed.handled.lock(),
+        [
+            t0() + Duration::from_secs(60),
+            t0() + Duration::from_secs(3600)
+        ]
+    );
+    assert_eq!(timed.poll_timeout(), None);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! [`Driver`]: ticks a [`Coordinator`] on the host's timer, so that the escalation
 //! ladder climbs, leases expire and reservations are made with no host loop.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -46,6 +47,21 @@ pub struct Driver {
     coordinator: Arc<Coordinator>,
     timer: Arc<dyn Timer>,
     health: Option<Arc<HealthSchedule>>,
+    timed: Vec<Arc<dyn Timed>>,
+}
+
+/// Something beside the coordinator with deadlines of its own (an alert manager's
+/// response deadlines and re-pages), which a [`Driver`] wakes for: sans-I/O, like
+/// the core, behind the host's lock.
+///
+/// After changing it outside the driver (firing an alert), call
+/// [`Coordinator::nudge`] so that a driver asleep until a later deadline looks again.
+pub trait Timed: fmt::Debug + Send + Sync {
+    /// When it next needs [`handle_timeout`](Self::handle_timeout), if ever.
+    fn poll_timeout(&self) -> Option<Timestamp>;
+
+    /// Does what fell due by `now`.
+    fn handle_timeout(&self, now: Timestamp);
 }
 
 /// The agents a driver checks, how often, and when next.
@@ -65,6 +81,35 @@ impl Driver {
             coordinator,
             timer: Arc::new(timer),
             health: None,
+            timed: Vec::new(),
+        }
+    }
+
+    /// Wakes for `timed`'s deadlines too, and handles them when they come.
+    pub fn with_timed(mut self, timed: Arc<dyn Timed>) -> Self {
+        self.timed.push(timed);
+        self
+    }
+
+    /// Handles every timed source that fell due by `now`; returns whether one did.
+    fn handle_timed(&self, now: Timestamp) -> bool {
+        let mut any = false;
+        for t in &self.timed {
+            if t.poll_timeout().is_some_and(|at| at <= now) {
+                t.handle_timeout(now);
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Ticks the coordinator if its deadline came (what a timed source's wake-up
+    /// does not need).
+    fn tick_if_due(&self, now: Timestamp) -> Vec<Arc<Assignment>> {
+        if self.coordinator.poll_timeout().is_some_and(|at| at <= now) {
+            self.coordinator.tick()
+        } else {
+            Vec::new()
         }
     }
 
@@ -150,8 +195,12 @@ impl Driver {
                 return Vec::new();
             }
         }
+        if self.handle_timed(now) {
+            return self.tick_if_due(now);
+        }
         let due = [self.coordinator.poll_timeout(), self.next_check()]
             .into_iter()
+            .chain(self.timed.iter().map(|t| t.poll_timeout()))
             .flatten()
             .min();
         match due {
@@ -164,7 +213,11 @@ impl Driver {
                 };
                 match futures::future::select(sleep, changed).await {
                     Either::Left(((), _)) if self.next_check() == Some(deadline) => Vec::new(),
-                    Either::Left(((), _)) => self.coordinator.tick(),
+                    Either::Left(((), _)) => {
+                        let now = self.coordinator.now();
+                        self.handle_timed(now);
+                        self.tick_if_due(now)
+                    }
                     Either::Right(((), _)) => Vec::new(),
                 }
             }

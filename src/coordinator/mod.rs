@@ -43,7 +43,7 @@ mod snapshot;
 pub use self::builder::CoordinatorBuilder;
 pub use self::claims::OpenConflict;
 pub use self::core::{Core, OnAgentLoss};
-pub use self::driver::Driver;
+pub use self::driver::{Driver, Timed};
 pub use self::error::CoordinatorError;
 pub use self::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};
 pub use self::journal::{Command, Journal, JournalError, MemoryJournal, Record};
@@ -73,6 +73,9 @@ struct Shared {
     group_wakers: BTreeMap<Arc<str>, Waker>,
     /// Drivers waiting for any change (a new deadline may have come).
     change_wakers: Vec<Waker>,
+    /// How many times a host said something beside the core changed (see
+    /// [`Coordinator::nudge`]).
+    nudges: u64,
 }
 
 /// The thread-safe coordinator: a [`Core`] behind one lock, with a clock.
@@ -140,6 +143,7 @@ impl Coordinator {
                 core,
                 group_wakers: BTreeMap::new(),
                 change_wakers: Vec::new(),
+                nudges: 0,
             }),
         }
     }
@@ -488,9 +492,26 @@ impl Coordinator {
         }
     }
 
-    /// A counter that moves at every change: the next event's sequence number.
+    /// A counter that moves at every change: the next event's sequence number, plus
+    /// the nudges.
     pub(crate) fn change_count(&self) -> u64 {
-        self.shared.lock().core.s.next_seq
+        let shared = self.shared.lock();
+        shared.core.s.next_seq + shared.nudges
+    }
+
+    /// Wakes the drivers waiting on this coordinator, so that they look at their
+    /// deadlines again: call it after a change beside the coordinator that may bring
+    /// a nearer one (an alert fired into a manager a driver keeps, see
+    /// [`Driver::with_timed`]).
+    pub fn nudge(&self) {
+        let wake = {
+            let mut shared = self.shared.lock();
+            shared.nudges += 1;
+            std::mem::take(&mut shared.change_wakers)
+        };
+        for w in wake {
+            w.wake();
+        }
     }
 }
 
