@@ -101,6 +101,13 @@ pub(super) struct Entry {
     pub(super) group: GroupKey,
 }
 
+/// A group waiting to page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Batch {
+    pub(super) page_at: Timestamp,
+    pub(super) waiting: u32,
+}
+
 /// What holds alerts back: the key under which held alerts wait to be released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Hold {
@@ -252,8 +259,10 @@ pub struct AlertManager {
     pub(super) alerts: BTreeMap<Fingerprint, Entry>,
     /// The next due action of every alert not held, and the end of every silence.
     pub(super) timers: BTreeSet<(Timestamp, Timer)>,
-    /// Groups waiting to page, with when they page.
-    pub(super) batches: BTreeMap<GroupKey, Timestamp>,
+    /// Groups waiting to page: when they page, and how many alerts wait for it. A
+    /// group whose waiting alerts all resolved (or were acknowledged) has no batch: the
+    /// next alert starts a new wait, as it would after a restore.
+    pub(super) batches: BTreeMap<GroupKey, Batch>,
     /// Alerts held back, by what holds them.
     pub(super) held: BTreeMap<Hold, BTreeSet<Fingerprint>>,
     pub(super) silences: BTreeMap<SilenceId, Silence>,
@@ -582,7 +591,7 @@ impl AlertManager {
             }
             self.emit(t, out);
         }
-        self.batches.retain(|_, page_at| *page_at > now);
+        self.batches.retain(|_, batch| batch.page_at > now);
         self.trim(now);
     }
 
@@ -609,8 +618,10 @@ impl AlertManager {
         let route = self.router.route(&alert);
         let group = self.router.group_key(route, &alert);
         let alert = Arc::new(alert);
-        let page_at = match self.batches.get(&group) {
-            Some(&page_at) if page_at >= now => {
+        let page_at = match self.batches.get_mut(&group) {
+            Some(batch) if batch.page_at >= now => {
+                batch.waiting = batch.waiting.saturating_add(1);
+                let page_at = batch.page_at;
                 let reason = SuppressReason::Grouped {
                     group: group.clone(),
                     page_at,
@@ -624,7 +635,11 @@ impl AlertManager {
             }
             _ => {
                 let page_at = now + self.router.nodes[route].group_wait;
-                self.batches.insert(group.clone(), page_at);
+                let batch = Batch {
+                    page_at,
+                    waiting: 1,
+                };
+                self.batches.insert(group.clone(), batch);
                 page_at
             }
         };
@@ -746,7 +761,8 @@ impl AlertManager {
         }
     }
 
-    /// Takes the alert out of the timers or the held index (its `next` stays).
+    /// Takes the alert out of the timers, its group's batch or the held index (its
+    /// `next` stays).
     fn unschedule(&mut self, fp: Fingerprint) {
         let Some(entry) = self.alerts.get(&fp) else {
             return;
@@ -755,6 +771,14 @@ impl AlertManager {
             self.set_hold(fp, None);
         } else if let Some(due) = entry.record.next {
             self.timers.remove(&(due.at, Timer::Alert(fp)));
+            if due.action == Action::FirstPage {
+                if let Some(batch) = self.batches.get_mut(&entry.group) {
+                    batch.waiting = batch.waiting.saturating_sub(1);
+                    if batch.waiting == 0 {
+                        self.batches.remove(&entry.group);
+                    }
+                }
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use std::fmt::Display;
 
 use serde::{Deserialize, Serialize};
 
-use super::manager::{Entry, Hold, Timer};
+use super::manager::{Batch, Entry, Hold, Timer};
 use super::matcher::all_match;
 use super::{
     Action, AlertConfig, AlertError, AlertManager, AlertRecord, Fingerprint, Notification, Silence,
@@ -147,8 +147,12 @@ impl AlertManager {
                 (None, Some(due)) => {
                     m.timers.insert((due.at, Timer::Alert(fp)));
                     if due.action == Action::FirstPage {
-                        let at = m.batches.entry(group.clone()).or_insert(due.at);
-                        *at = (*at).min(due.at);
+                        let batch = m.batches.entry(group.clone()).or_insert(Batch {
+                            page_at: due.at,
+                            waiting: 0,
+                        });
+                        batch.page_at = batch.page_at.min(due.at);
+                        batch.waiting = batch.waiting.saturating_add(1);
                     }
                 }
                 (None, None) => {}
