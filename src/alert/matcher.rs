@@ -233,7 +233,11 @@ impl FromStr for Matcher {
             MatchOp::Equal | MatchOp::NotEqual => vec![value],
             MatchOp::OneOf | MatchOp::NoneOf => value.split('|').map(str::to_owned).collect(),
         };
-        Matcher::build(label.to_owned(), op, values)
+        // Name the text as written, not as it would print.
+        Matcher::build(label.to_owned(), op, values).map_err(|e| match e {
+            AlertError::BadMatcher { reason, .. } => bad(reason),
+            other => other,
+        })
     }
 }
 
