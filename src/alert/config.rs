@@ -292,6 +292,16 @@ impl AlertTemplate {
         self.severity
     }
 
+    /// The labels.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+
+    /// The summary.
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+
     /// The alert, seen at `at`.
     pub fn alert(&self, at: Timestamp) -> Alert {
         Alert::new(self.name.clone(), self.severity, at)
@@ -305,10 +315,12 @@ impl AlertTemplate {
     }
 }
 
-/// Cascade failure detection: when `threshold` or more alerts matching `counts` are
-/// firing that started within `window` of each other (of the latest), the rule fires
-/// its alert; it resolves it when fewer than `threshold` matching alerts fire (at any
-/// age).
+/// Cascade failure detection: when an alert matching `counts` starts firing and,
+/// counting it, `threshold` or more firing alerts matching `counts` started within the
+/// last `window`, the rule fires its alert (its source `cascade_detection`, its summary
+/// saying how many). It resolves that alert itself when fewer than `threshold`
+/// matching alerts fire, whatever their age; if the alert was already firing (a host
+/// fired it), the rule leaves it to the host.
 ///
 /// The defaults: 2 agent failures within 5 minutes fire "multiple agent failures"
 /// (high); 3 fire "system-wide agent failure" (critical), which the default inhibition

@@ -190,7 +190,8 @@ impl Outgoing {
 ///   when the silence expires or the inhibiting alert resolves, if the alert still
 ///   fires and nothing else holds it. Silences are checked before inhibition.
 /// - **Response deadlines.** An alert's deadline ([`ResponseDeadlines`](super::ResponseDeadlines))
-///   counts from its first page. Before it passes, nothing pages for the alert again.
+///   counts from its first page (or from an acknowledgement before it). Before it
+///   passes, nothing pages for the alert again.
 /// - **Escalation.** Past its deadline and unacknowledged, an alert climbs its route's
 ///   escalation chain: step `k` is paged `after` its previous page (and never before
 ///   the deadline), each step once, in order, and none after the chain ends.
@@ -219,7 +220,12 @@ impl Outgoing {
 /// With `n` firing alerts, `s` active silences and `r` inhibition rules: `fire`,
 /// `acknowledge` and each due action cost `O(log n)` plus `O(s + r·k)` to check for
 /// silences and inhibitors (`k` the firing sources of a rule that targets the alert);
-/// a cascade rule an alert matches adds `O(n)`. `poll_timeout` is `O(log n)`.
+/// a cascade rule that counts the alert fired or resolved adds `O(n)`. `poll_timeout`
+/// is `O(log n)`.
+///
+/// The manager is deterministic: the same calls with the same times give the same
+/// notifications, bit for bit, so a host may journal its calls and replay them over a
+/// [snapshot](Self::snapshot).
 ///
 /// ```
 /// use std::time::Duration;
@@ -698,7 +704,7 @@ impl AlertManager {
             }
             let summary = format!(
                 "{} ({n} alerts within {:?})",
-                rule.fires().alert(now).summary(),
+                rule.fires().summary(),
                 rule.window()
             );
             let cascade = rule

@@ -32,7 +32,9 @@ pub const MAX_LABEL_NAME_LEN: usize = 128;
 /// Severity, summary, source and time are not part of it: the same condition reported
 /// again is the same alert. (Alertmanager fingerprints label sets with FNV-1a too.)
 ///
-/// It prints, and parses, as 16 hexadecimal digits.
+/// It prints, parses and serializes as 16 hexadecimal digits: a string, not a
+/// number, because a 64-bit number loses its low bits in JSON readers that hold
+/// numbers as doubles (JavaScript's), and a dashboard would then name another alert.
 ///
 /// ```
 /// use concord::alert::{Alert, Fingerprint, Severity};
@@ -50,7 +52,7 @@ pub const MAX_LABEL_NAME_LEN: usize = 128;
 /// # Ok::<(), concord::alert::AlertError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct Fingerprint(u64);
 
 impl Fingerprint {
@@ -104,6 +106,20 @@ impl FromStr for Fingerprint {
                 name: shorten(s),
                 reason: "expected 16 hexadecimal digits",
             })
+    }
+}
+
+impl TryFrom<String> for Fingerprint {
+    type Error = AlertError;
+
+    fn try_from(text: String) -> Result<Fingerprint, AlertError> {
+        text.parse()
+    }
+}
+
+impl From<Fingerprint> for String {
+    fn from(fp: Fingerprint) -> String {
+        fp.to_string()
     }
 }
 
@@ -393,6 +409,18 @@ mod tests {
             Fingerprint::of("agent_failure", &labels).to_string(),
             "b6f6cbb333ecf0b8"
         );
+    }
+
+    /// A fingerprint read as a JSON number by a JavaScript dashboard would lose its low
+    /// bits; as text it survives any reader.
+    #[test]
+    fn fingerprints_serialize_as_their_text() {
+        let fp = Fingerprint::new(0xb6f6_cbb3_33ec_f0b8);
+        let json = serde_json::to_string(&fp).unwrap();
+        assert_eq!(json, "\"b6f6cbb333ecf0b8\"");
+        assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);
+        assert!(serde_json::from_str::<Fingerprint>("\"b6f6\"").is_err());
+        assert!(serde_json::from_str::<Fingerprint>("13183").is_err());
     }
 
     #[test]

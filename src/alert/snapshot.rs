@@ -21,8 +21,8 @@ pub const ALERT_SNAPSHOT_VERSION: u32 = 1;
 /// Everything an [`AlertManager`] knows, as plain serde data: persist it, and
 /// [`AlertManager::restore`] carries on where it was, so alerts, acknowledgements,
 /// silences, deadlines and the history survive a restart. A restart re-pages nothing
-/// already paged and forgets no escalation due (the notification log surviving a
-/// restart is what Alertmanager issues #627 and #2339 ask of it).
+/// already paged (Alertmanager issue #627: a reload sent every notification again) and
+/// forgets no escalation due.
 ///
 /// The routing, grouping and timers are not stored: they follow from the alerts and
 /// the configuration, which the host supplies again on restore.
