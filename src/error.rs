@@ -7,6 +7,7 @@
 //! prelude re-export it).
 
 use crate::agent::{AgentError, RegistryError};
+use crate::alert::AlertError;
 use crate::assignment::AssignmentError;
 use crate::clock::ParseTimestampError;
 use crate::conflict::ConflictError;
@@ -67,6 +68,10 @@ pub enum Error {
     /// The conflict domain refused an operation.
     #[error(transparent)]
     Conflict(#[from] ConflictError),
+    /// An alert configuration, alerting operation or alert manager snapshot was
+    /// refused.
+    #[error(transparent)]
+    Alert(#[from] AlertError),
 }
 
 /// `Result` with the crate's [`Error`].

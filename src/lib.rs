@@ -68,6 +68,7 @@
 //! | System health checks, agent connectivity | [`health::Diagnostics`], [`health::HealthCheck`], [`health::AgentsCheck`], [`health::ResourcesCheck`], [`health::CoordinationCheck`] |
 //! | Operations, performance and capacity dashboards | [`dashboard::Dashboard`] (serde views, rendered to one self-contained HTML page) |
 //! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
+//! | Alerting: severities, response deadlines, escalation | [`alert::AlertManager`], [`alert::Severity`], [`alert::AlertConfig`], [`alert::alerts_from_event`] |
 //! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
 //! ## Crate layout
@@ -77,7 +78,8 @@
 //! [`clock`], [`id`] and small private helpers; [`resource`]; [`task`]; [`agent`];
 //! [`policy`]; [`assignment`]; [`conflict`]; the [`workflow`] definitions and runs;
 //! the [`coordinator`]; the drivers that run workflows through the coordinator
-//! ([`workflow::Executor`], [`workflow::runbooks`]); and at the top [`error`], whose
+//! ([`workflow::Executor`], [`workflow::runbooks`]); the operations a host runs beside
+//! the coordinator, fed with its events ([`alert`]); and at the top [`error`], whose
 //! [`Error`] wraps every domain's error. A module imports only from its own layer and
 //! those below it; `tests/layering.rs` checks every import, and the import bans the
 //! modules' docs state.
@@ -91,6 +93,7 @@
 
 pub mod agent;
 mod agent_map;
+pub mod alert;
 pub mod assignment;
 pub mod clock;
 pub mod conflict;
@@ -121,6 +124,7 @@ pub use agent::{
     CapabilityCatalog, CapabilitySet, Outcome, Ping, RegistryError, RegistrySnapshot, WorkItem,
     WorkOutput,
 };
+pub use alert::{Alert, AlertConfig, AlertError, AlertManager};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use conflict::{
     ClaimOwner, Collision, Conflict, ConflictAssessor, ConflictDetector, ConflictError, ConflictId,

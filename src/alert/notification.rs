@@ -1,0 +1,247 @@
+//! What the [`AlertManager`](super::AlertManager) hands out: [`Notification`]s, the
+//! pages and the pages held back, with why.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Alert, Fingerprint, SilenceId};
+use crate::clock::Timestamp;
+
+/// Names a group of alerts that page together: the path of the route that took them
+/// and the values of its `group_by` labels, as in Alertmanager's group keys:
+/// `route.routes[1]{alertname="agent_failure"}`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct GroupKey(Arc<str>);
+
+impl GroupKey {
+    pub(crate) fn new(key: String) -> Self {
+        GroupKey(key.into())
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the manager does for an alert next, when it falls due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Its first page, to its route's receiver, when its group wait ends.
+    FirstPage,
+    /// A page to escalation `level` (1 for the chain's first step), because it is
+    /// unacknowledged past its response deadline.
+    Escalate {
+        /// The level.
+        level: u32,
+    },
+    /// A page again to the receiver at its current level, because it was acknowledged
+    /// and stayed unresolved past the acknowledgement timeout.
+    Repage,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::FirstPage => f.write_str("first page"),
+            Action::Escalate { level } => write!(f, "escalation to level {level}"),
+            Action::Repage => f.write_str("re-page"),
+        }
+    }
+}
+
+/// Why an alert did not page.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SuppressReason {
+    /// A silence matches it: it pages when the silence expires, if still firing.
+    Silenced {
+        /// The silence.
+        silence: SilenceId,
+    },
+    /// A firing alert explains it (an inhibition rule): it pages when that alert
+    /// resolves, if still firing and nothing else holds it back.
+    Inhibited {
+        /// The alert holding it back.
+        by: Fingerprint,
+    },
+    /// It fired again while already firing: one page per firing, however often the
+    /// source repeats it. Reported once per firing.
+    Duplicate,
+    /// It joined a group already waiting to page: no page of its own; it is listed in
+    /// the group's page at `page_at`.
+    Grouped {
+        /// The group.
+        group: GroupKey,
+        /// When the group pages.
+        page_at: Timestamp,
+    },
+    /// It was acknowledged before its first page: someone is already on it.
+    Acknowledged {
+        /// Who acknowledged it.
+        by: String,
+    },
+}
+
+impl fmt::Display for SuppressReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SuppressReason::Silenced { silence } => write!(f, "silenced by {silence}"),
+            SuppressReason::Inhibited { by } => write!(f, "inhibited by {by}"),
+            SuppressReason::Duplicate => f.write_str("duplicate of a firing alert"),
+            SuppressReason::Grouped { group, page_at } => {
+                write!(f, "grouped into {group}, which pages at {page_at}")
+            }
+            SuppressReason::Acknowledged { by } => write!(f, "acknowledged by {by}"),
+        }
+    }
+}
+
+/// One thing the manager decided to tell (or not to tell) someone: what a host sends
+/// through its transports, and what the history keeps.
+///
+/// `seq` never repeats, including across a snapshot and restore, and notifications are
+/// handed out in `seq` order. `at` is when the notification fell due (a page due at
+/// 10:00:30 says so even if the host woke the manager at 10:01).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Notification {
+    /// Sequence number, from 1.
+    pub seq: u64,
+    /// When it fell due.
+    pub at: Timestamp,
+    /// What it says.
+    #[serde(flatten)]
+    pub kind: NotificationKind,
+}
+
+impl Notification {
+    /// The alerts it is about.
+    pub fn alerts(&self) -> &[Arc<Alert>] {
+        match &self.kind {
+            NotificationKind::Page { alerts, .. }
+            | NotificationKind::Escalated { alerts, .. }
+            | NotificationKind::Repage { alerts, .. }
+            | NotificationKind::Suppressed { alerts, .. }
+            | NotificationKind::Resolved { alerts, .. } => alerts,
+        }
+    }
+
+    /// Whether it asks a receiver to act: a page, an escalation or a re-page.
+    pub fn is_page(&self) -> bool {
+        matches!(
+            self.kind,
+            NotificationKind::Page { .. }
+                | NotificationKind::Escalated { .. }
+                | NotificationKind::Repage { .. }
+        )
+    }
+}
+
+impl fmt::Display for Notification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{} {}: {}", self.seq, self.at, self.kind)?;
+        for (i, a) in self.alerts().iter().enumerate() {
+            f.write_str(if i == 0 { ": " } else { "; " })?;
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a [`Notification`] says.
+///
+/// Alerts of one group that fall due together go out as one notification listing
+/// them, so a burst is one page, and its escalations one escalation per level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "notification", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum NotificationKind {
+    /// The first page for these alerts.
+    Page {
+        /// Who to page.
+        receiver: String,
+        /// Their group.
+        group: GroupKey,
+        /// The alerts.
+        alerts: Vec<Arc<Alert>>,
+    },
+    /// Unacknowledged past their response deadline: page the next receiver up.
+    Escalated {
+        /// Who to page.
+        receiver: String,
+        /// The escalation level (1 for the chain's first step).
+        level: u32,
+        /// Their group.
+        group: GroupKey,
+        /// The alerts.
+        alerts: Vec<Arc<Alert>>,
+    },
+    /// Acknowledged but still unresolved past the acknowledgement timeout: page again.
+    Repage {
+        /// Who to page.
+        receiver: String,
+        /// Their group.
+        group: GroupKey,
+        /// The alerts.
+        alerts: Vec<Arc<Alert>>,
+    },
+    /// These alerts did not page (or escalate, or re-page), and why.
+    Suppressed {
+        /// Why.
+        reason: SuppressReason,
+        /// What was held back, if anything was due.
+        action: Option<Action>,
+        /// The alerts.
+        alerts: Vec<Arc<Alert>>,
+    },
+    /// These alerts resolved. Sent to every receiver that was paged for them, and only
+    /// if someone was: an alert paged and then silenced or inhibited still reports
+    /// its resolution, so no page is left open in a receiver's tool (the orphaned
+    /// incidents of Alertmanager issues #226 and #2754); one that never paged reports
+    /// nothing.
+    Resolved {
+        /// Who was paged for them.
+        receivers: Vec<String>,
+        /// The alerts.
+        alerts: Vec<Arc<Alert>>,
+    },
+}
+
+impl fmt::Display for NotificationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotificationKind::Page {
+                receiver, group, ..
+            } => write!(f, "page {receiver} for {group}"),
+            NotificationKind::Escalated {
+                receiver,
+                level,
+                group,
+                ..
+            } => write!(f, "escalate {group} to {receiver} (level {level})"),
+            NotificationKind::Repage {
+                receiver, group, ..
+            } => write!(f, "page {receiver} again for {group}"),
+            NotificationKind::Suppressed { reason, action, .. } => match action {
+                Some(action) => write!(f, "{action} held back: {reason}"),
+                None => write!(f, "not paged: {reason}"),
+            },
+            NotificationKind::Resolved { receivers, .. } => {
+                write!(f, "resolved; tell {}", receivers.join(", "))
+            }
+        }
+    }
+}
