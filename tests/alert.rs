@@ -1369,3 +1369,67 @@ proptest! {
         prop_assert_eq!(first_pages, 1);
     }
 }
+
+/// The alert manager's deadlines join the coordinator's: a driver that keeps it
+/// wakes at the group wait and at the response deadline with no host loop, and a
+/// nudge after a fire brings the nearer deadline.
+#[test]
+fn a_driver_pages_and_escalates_on_time_with_no_host_loop() {
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use std::task::Context;
+
+    use concord::SimulatedTimer;
+    use concord::coordinator::{Driver, Timed};
+
+    let clock = ManualClock::new(t0());
+    let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    let alerts = Arc::new(Mutex::new(manager(plain())));
+    let driver = Driver::new(Arc::clone(&coordinator), SimulatedTimer::new(clock.clone()))
+        .with_timed(Arc::clone(&alerts) as Arc<dyn Timed>);
+    let run = driver.run();
+    futures::pin_mut!(run);
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(run.as_mut().poll(&mut cx).is_pending());
+
+    let fp = alerts
+        .lock()
+        .unwrap()
+        .fire(alert("cpu_hot", Severity::High, "h1"), t0())
+        .unwrap()
+        .fingerprint();
+    coordinator.nudge();
+    let mut seen = Vec::new();
+    for _ in 0..10_000 {
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        seen.extend(alerts.lock().unwrap().drain_notifications().map(|n| {
+            let at = n.at;
+            (pages(std::slice::from_ref(&n)), at)
+        }));
+        if seen
+            .iter()
+            .any(|(p, _)| p.iter().any(|x| x.0 == "escalated"))
+        {
+            break;
+        }
+    }
+    let paged_at = t0() + 30 * SEC;
+    let got: Vec<(&str, Timestamp)> = seen
+        .iter()
+        .filter_map(|(p, at)| p.first().map(|x| (x.0, *at)))
+        .collect();
+    assert_eq!(got, [("page", paged_at), ("escalated", paged_at + HOUR)]);
+    assert_eq!(
+        alerts
+            .lock()
+            .unwrap()
+            .alert(fp)
+            .unwrap()
+            .paged
+            .as_ref()
+            .unwrap()
+            .level,
+        1
+    );
+}

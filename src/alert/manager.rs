@@ -1011,3 +1011,22 @@ impl AlertManager {
         }
     }
 }
+
+/// A manager the host shares with a [`Driver`](crate::coordinator::Driver)
+/// ([`Driver::with_timed`](crate::coordinator::Driver::with_timed)): the driver wakes
+/// at its deadlines (escalations, re-pages, group waits) as it does for the
+/// coordinator's, and the host drains the notifications. After firing into it
+/// outside the driver, call [`Coordinator::nudge`](crate::coordinator::Coordinator::nudge).
+impl crate::coordinator::Timed for std::sync::Mutex<AlertManager> {
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .poll_timeout()
+    }
+
+    fn handle_timeout(&self, now: Timestamp) {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .handle_timeout(now);
+    }
+}
