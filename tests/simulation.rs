@@ -55,7 +55,8 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
     println!(
         "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
          {} crashes and restores ({} journal records replayed, {} lost unsynced, {} torn), \
-         {} conflicts decided, {} runs cancelled, {} invariant checks; trace {:016x}",
+         {} conflicts decided, {} pages and {} escalations, {} runs cancelled, \
+         {} invariant checks; trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
         r.tasks,
@@ -65,6 +66,8 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
         r.records_lost,
         r.torn_records,
         r.conflicts_decided,
+        r.pages,
+        r.escalations,
         r.cancelled,
         r.checks,
         r.trace_hash
@@ -92,7 +95,9 @@ fn safety(half: u64) {
             && r.conflicts_decided > 0
             && r.agent_faults > 0
             && r.records_replayed > 0
-            && r.torn_records > 0,
+            && r.torn_records > 0
+            && r.pages > 0
+            && r.escalations > 0,
         "{r:?}"
     );
 }

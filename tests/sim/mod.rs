@@ -27,6 +27,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use concord::agent::{AgentProfile, AgentStatus};
+use concord::alert::{
+    AlertConfig, AlertManager, AlertManagerSnapshot, Fingerprint, NotificationKind,
+    alerts_from_event, names,
+};
 use concord::conflict::{ConflictId, EscalationAction, EscalationPolicy, HumanDecision};
 use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorSnapshot, Core, Decider, Event,
@@ -83,6 +87,8 @@ pub struct Report {
     pub agent_faults: u64,
     pub crashes: u64,
     pub records_replayed: u64,
+    pub pages: u64,
+    pub escalations: u64,
     pub records_lost: u64,
     pub torn_records: u64,
     pub conflicts_decided: u64,
@@ -99,6 +105,8 @@ impl Report {
         self.agent_faults += other.agent_faults;
         self.crashes += other.crashes;
         self.records_replayed += other.records_replayed;
+        self.pages += other.pages;
+        self.escalations += other.escalations;
         self.records_lost += other.records_lost;
         self.torn_records += other.torn_records;
         self.conflicts_decided += other.conflicts_decided;
@@ -215,6 +223,14 @@ pub struct World {
     last_seq: u64,
     /// The disk the journal and its checkpoint are kept on.
     storage: SimStorage,
+    /// The host's alerting, fed with the core's events, and its state at the last
+    /// checkpoint.
+    alerts: AlertManager,
+    alerts_saved: Option<AlertManagerSnapshot>,
+    /// The alerts paged in their current firing, and the escalation levels each
+    /// reached: a second page or a level twice breaks an invariant.
+    paged: BTreeSet<Fingerprint>,
+    escalated: BTreeSet<(Fingerprint, u32)>,
     faults_on: bool,
     last: VecDeque<String>,
     keep: usize,
@@ -261,6 +277,10 @@ impl World {
             restored_at: None,
             last_seq: 0,
             storage: SimStorage::new(),
+            alerts: AlertManager::new(AlertConfig::default()).expect("default alerting"),
+            alerts_saved: None,
+            paged: BTreeSet::new(),
+            escalated: BTreeSet::new(),
             faults_on: true,
             last: VecDeque::new(),
             keep: keep_events(),
@@ -464,13 +484,28 @@ impl World {
         let late = self.late.iter().map(|(t, _)| *t).min();
         let answers = self.answers.values().map(|(t, _)| *t).min();
         let core = self.core.poll_timeout();
-        [work, late, answers, core].into_iter().flatten().min()
+        let alerts = self.alerts.poll_timeout();
+        [work, late, answers, core, alerts]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Everything due at `now`: the core's timeouts, agents' answers, late answers,
     /// decisions.
     fn deliver(&mut self) -> Result<(), Failure> {
         let now = self.now;
+        // The alerts take the events made so far, then what fell due by now.
+        self.observe()?;
+        if self.alerts.poll_timeout().is_some_and(|t| t <= now) {
+            self.alerts.handle_timeout(now);
+            if let Some(t) = self.alerts.poll_timeout().filter(|t| *t <= now) {
+                return Err(self.fail(
+                    "alert_deadlines_met_on_time",
+                    format!("alert deadline {t} still due at {now}"),
+                ));
+            }
+        }
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core
                 .handle_timeout(now)
@@ -664,7 +699,11 @@ impl World {
         }
         self.core
             .checkpoint(&mut self.storage)
-            .map_err(|e| self.fail("journal_appends", e.to_string()))
+            .map_err(|e| self.fail("journal_appends", e.to_string()))?;
+        // The alerting's state beside the checkpoint: after a crash it takes the
+        // events of the records after it again.
+        self.alerts_saved = Some(self.alerts.snapshot());
+        Ok(())
     }
 
     /// The coordinator's process dies, and the disk loses what it had not synced;
@@ -694,6 +733,7 @@ impl World {
             Err(e) => return Err(self.fail("journal_reads_back", e.to_string())),
         }
         self.report.records_replayed += records.len() as u64;
+        self.restore_alerts(&records)?;
         self.core = builder()
             .recover_core_from(checkpoint, &records)
             .map_err(|e| self.fail("journal_replays", e.to_string()))?;
@@ -710,6 +750,51 @@ impl World {
         // The restored core catches up with the present.
         let _ = self.core.handle_timeout(self.now);
         self.observe()
+    }
+
+    /// The host's alerting after a crash: its state at the checkpoint, then the
+    /// events of the journal's records after it, as they first came.
+    fn restore_alerts(&mut self, records: &[concord::coordinator::Record]) -> Result<(), Failure> {
+        let config = AlertConfig::default();
+        self.alerts = match self.alerts_saved.clone() {
+            Some(s) => AlertManager::restore(config, s)
+                .map_err(|e| self.fail("alerts_restore", e.to_string()))?,
+            None => AlertManager::new(config).expect("default alerting"),
+        };
+        let from = self
+            .storage
+            .load_checkpoint()
+            .ok()
+            .flatten()
+            .map_or(1, |c| c.journal_next);
+        for e in records
+            .iter()
+            .filter(|r| r.seq >= from)
+            .flat_map(|r| &r.events)
+        {
+            for change in alerts_from_event(e) {
+                if let Err(err) = self.alerts.apply(change, e.at) {
+                    return Err(self.fail("alerts_take_the_events", err.to_string()));
+                }
+            }
+        }
+        // What it paged is what the restored state says it paged; what it pages
+        // again for the records after the checkpoint is the one duplicate a restart
+        // may send (its notifications are not journaled).
+        self.alerts.drain_notifications().for_each(drop);
+        self.paged = self
+            .alerts
+            .firing()
+            .filter(|(_, r)| r.paged.is_some())
+            .map(|(fp, _)| fp)
+            .collect();
+        self.escalated = self
+            .alerts
+            .firing()
+            .filter_map(|(fp, r)| r.paged.as_ref().map(|p| (fp, p.level)))
+            .flat_map(|(fp, level)| (1..=level).map(move |l| (fp, l)))
+            .collect();
+        Ok(())
     }
 
     /// After a restore: the host's agents keep only the work the core says runs on
@@ -804,6 +889,71 @@ impl World {
     fn observe(&mut self) -> Result<(), Failure> {
         for e in self.core.drain_events() {
             self.on_event(&e)?;
+            for change in alerts_from_event(&e) {
+                if let Err(err) = self.alerts.apply(change, e.at) {
+                    return Err(self.fail("alerts_take_the_events", err.to_string()));
+                }
+            }
+        }
+        self.check_alerts()
+    }
+
+    /// What the alerting sent: one page per alert per firing, each escalation level
+    /// once and never inside the alert's response deadline, a history within its
+    /// retention.
+    fn check_alerts(&mut self) -> Result<(), Failure> {
+        let notifications: Vec<_> = self.alerts.drain_notifications().collect();
+        for n in notifications {
+            self.report.checks += 1;
+            self.note(format!("alerting: {n}"));
+            match &n.kind {
+                NotificationKind::Page { alerts, .. } => {
+                    self.report.pages += 1;
+                    for a in alerts {
+                        if !self.paged.insert(a.fingerprint()) {
+                            return Err(self.fail(
+                                "one_page_per_alert",
+                                format!("{} paged twice in one firing", a.name()),
+                            ));
+                        }
+                    }
+                }
+                NotificationKind::Escalated { level, alerts, .. } => {
+                    self.report.escalations += 1;
+                    for a in alerts {
+                        let fp = a.fingerprint();
+                        if !self.escalated.insert((fp, *level)) {
+                            return Err(self.fail(
+                                "each_level_escalates_once",
+                                format!("{} escalated to level {level} twice", a.name()),
+                            ));
+                        }
+                        let deadline = self.alerts.alert(fp).and_then(|r| r.deadline_at);
+                        if deadline.is_some_and(|d| n.at < d) {
+                            return Err(self.fail(
+                                "no_escalation_inside_the_deadline",
+                                format!("{} escalated at {} before {deadline:?}", a.name(), n.at),
+                            ));
+                        }
+                    }
+                }
+                NotificationKind::Resolved { alerts, .. } => {
+                    for a in alerts {
+                        let fp = a.fingerprint();
+                        self.paged.remove(&fp);
+                        self.escalated.retain(|(f, _)| *f != fp);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let kept = self.alerts.history().len();
+        let most = self.alerts.config().retention().max_entries();
+        if kept > most {
+            return Err(self.fail(
+                "alert_history_bounded",
+                format!("{kept} notifications kept, retention {most}"),
+            ));
         }
         Ok(())
     }
@@ -1095,6 +1245,34 @@ impl World {
         self.check()
     }
 
+    /// Liveness: once faults stopped and the work ended, every alert whose cause
+    /// ended has resolved (agents back in service, normal mode, conflicts decided).
+    fn alerts_resolved(&mut self) -> Result<(), Failure> {
+        self.observe()?;
+        let ended = [
+            names::AGENT_FAILURE,
+            names::MULTIPLE_AGENT_FAILURES,
+            names::SYSTEM_WIDE_AGENT_FAILURE,
+            names::SAFE_MODE_ENTERED,
+            names::CONFLICT_ESCALATED,
+        ];
+        let stale: Vec<String> = self
+            .alerts
+            .firing()
+            .filter(|(_, r)| ended.contains(&r.alert.name()))
+            .map(|(_, r)| r.alert.to_string())
+            .collect();
+        self.report.checks += 1;
+        if stale.is_empty() {
+            Ok(())
+        } else {
+            Err(self.fail(
+                "alerts_resolve_after_their_cause",
+                format!("still firing: {}", stale.join("; ")),
+            ))
+        }
+    }
+
     /// Liveness: with faults stopped, every task ends within [`LIVENESS_BOUND`].
     fn settle(&mut self) -> Result<(), Failure> {
         let deadline = self.now + LIVENESS_BOUND;
@@ -1118,7 +1296,7 @@ impl World {
             }
         }
         if self.open.is_empty() {
-            return Ok(());
+            return self.alerts_resolved();
         }
         let culprits: Vec<String> = self
             .open
