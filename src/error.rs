@@ -13,6 +13,7 @@ use crate::conflict::ConflictError;
 use crate::coordinator::CoordinatorError;
 use crate::id::AgentId;
 pub use crate::id::NameError;
+use crate::monitor::MonitorError;
 use crate::policy::PolicyError;
 use crate::resource::{LedgerError, PredictorError, ResourceError};
 use crate::task::TaskError;
@@ -67,6 +68,9 @@ pub enum Error {
     /// The conflict domain refused an operation.
     #[error(transparent)]
     Conflict(#[from] ConflictError),
+    /// A monitoring setting was out of range, or two aggregates did not merge.
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
 }
 
 /// `Result` with the crate's [`Error`].

@@ -66,6 +66,7 @@
 //! | Conflict detection, assessment, resolution | [`conflict::ConflictDetector`], [`conflict::ConflictAssessor`], [`ConflictResolver`], [`conflict::ConflictManager`]; the coordinator catches colliding claims at assignment |
 //! | Escalation decision tree | [`conflict::EscalationPolicy`], [`conflict::ConflictManager::tick`] |
 //! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
+//! | Performance monitoring, daily review, reports | [`monitor::Monitor`], [`monitor::DailyReport`], [`monitor::PerformanceReport`], [`monitor::AnomalyDetector`], [`monitor::QuantileSketch`], [`monitor::Thresholds`], [`monitor::CapacityTrend`] |
 //! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
 //! ## Crate layout
@@ -75,7 +76,8 @@
 //! [`clock`], [`id`] and small private helpers; [`resource`]; [`task`]; [`agent`];
 //! [`policy`]; [`assignment`]; [`conflict`]; the [`workflow`] definitions and runs;
 //! the [`coordinator`]; the drivers that run workflows through the coordinator
-//! ([`workflow::Executor`], [`workflow::runbooks`]); and at the top [`error`], whose
+//! ([`workflow::Executor`], [`workflow::runbooks`]); the operations a host runs beside
+//! the coordinator, fed with its events ([`monitor`]); and at the top [`error`], whose
 //! [`Error`] wraps every domain's error. A module imports only from its own layer and
 //! those below it; `tests/layering.rs` checks every import, and the import bans the
 //! modules' docs state.
@@ -97,6 +99,7 @@ pub mod error;
 mod hash;
 pub mod id;
 mod layout;
+pub mod monitor;
 mod name_table;
 pub mod policy;
 pub mod prelude;
