@@ -343,15 +343,20 @@ impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} {} {} {} (expected {}, score {:.1}) at {}",
+            "{} {} {} {} (expected {}, score ",
             self.subject,
             self.metric,
             self.kind,
             self.metric.format(self.value),
             self.metric.format(self.expected),
-            self.score,
-            self.at
-        )
+        )?;
+        // A series that never moved gives the capped score: say so, not 1000000000.0.
+        if self.score >= MAX_SCORE {
+            f.write_str("max")?;
+        } else {
+            write!(f, "{:.1}", self.score)?;
+        }
+        write!(f, ") at {}", self.at)
     }
 }
 
