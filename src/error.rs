@@ -14,6 +14,7 @@ use crate::conflict::ConflictError;
 use crate::coordinator::CoordinatorError;
 use crate::id::AgentId;
 pub use crate::id::NameError;
+use crate::monitor::MonitorError;
 use crate::policy::PolicyError;
 use crate::resource::{LedgerError, PredictorError, ResourceError};
 use crate::task::TaskError;
@@ -72,6 +73,9 @@ pub enum Error {
     /// refused.
     #[error(transparent)]
     Alert(#[from] AlertError),
+    /// A monitoring setting was out of range, or two aggregates did not merge.
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
 }
 
 /// `Result` with the crate's [`Error`].

@@ -69,6 +69,7 @@
 //! | Operations, performance and capacity dashboards | [`dashboard::Dashboard`] (serde views, rendered to one self-contained HTML page) |
 //! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
 //! | Alerting: severities, response deadlines, escalation | [`alert::AlertManager`], [`alert::Severity`], [`alert::AlertConfig`], [`alert::alerts_from_event`] |
+//! | Performance monitoring, daily review, reports | [`monitor::Monitor`], [`monitor::DailyReport`], [`monitor::PerformanceReport`], [`monitor::AnomalyDetector`], [`monitor::QuantileSketch`], [`monitor::Thresholds`], [`monitor::CapacityTrend`] |
 //! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
 //! ## Crate layout
@@ -80,6 +81,7 @@
 //! the [`coordinator`]; the drivers that run workflows through the coordinator
 //! ([`workflow::Executor`], [`workflow::runbooks`]); the operations a host runs beside
 //! the coordinator, fed with its events ([`alert`]); and at the top [`error`], whose
+//! the coordinator, fed with its events ([`monitor`]); and at the top [`error`], whose
 //! [`Error`] wraps every domain's error. A module imports only from its own layer and
 //! those below it; `tests/layering.rs` checks every import, and the import bans the
 //! modules' docs state.
@@ -104,6 +106,7 @@ mod hash;
 pub mod health;
 pub mod id;
 mod layout;
+pub mod monitor;
 mod name_table;
 pub mod policy;
 pub mod prelude;

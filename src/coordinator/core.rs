@@ -1217,8 +1217,10 @@ impl Core {
         s.fleet
             .affinity_mut()
             .record_shared(a.task.kind_arc(), a.agent, success);
-        if let Some(usage) = usage {
-            let observation = crate::resource::Observation::new(usage, now);
+        // The event carries the usage too (for monitoring): one clone of an amount
+        // that allocates nothing for the usual one extended resource.
+        if let Some(usage) = &usage {
+            let observation = crate::resource::Observation::new(usage.clone(), now);
             self.parts.predictor.observe(a.task.kind(), &observation);
         }
         let s = &mut self.s;
@@ -1229,6 +1231,7 @@ impl Core {
                 task,
                 agent: a.agent,
                 success,
+                usage,
             },
         );
         // Its allocation serves the next assignment when nobody holds it any more

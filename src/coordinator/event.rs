@@ -253,6 +253,12 @@ pub enum EventKind {
         agent: AgentId,
         /// Whether it succeeded.
         success: bool,
+        /// What it used, as the host reported it (the same figure the predictor
+        /// learns from): with the assignment's `resources`, what tells how well the
+        /// prediction fit (what performance monitoring reads). Absent when the host did
+        /// not say, and in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Resources>,
     },
     /// A running task was taken from its agent, which left service (went offline or
     /// unhealthy, or was deregistered): its resources are freed and it waits again
@@ -343,6 +349,7 @@ impl fmt::Display for EventKind {
                 task,
                 agent,
                 success,
+                ..
             } => {
                 let how = if *success { "succeeded" } else { "failed" };
                 write!(f, "{task} {how} on {agent}")

@@ -1,0 +1,745 @@
+//! Streaming anomaly detection: [`AnomalyDetector`] (a robust EWMA baseline), what
+//! it reports ([`Anomaly`]) and what about ([`Metric`], [`Subject`]).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{MonitorError, check_range};
+use crate::clock::Timestamp;
+use crate::id::AgentId;
+
+/// The largest score reported: a deviation from a series that never moved before has
+/// no finite z-score, and serde formats such as JSON have no infinity.
+pub const MAX_SCORE: f64 = 1e9;
+
+/// The most residuals a detector keeps for its scale estimate.
+pub const MAX_HISTORY: u32 = 256;
+
+/// The settings of an [`AnomalyDetector`].
+///
+/// | setting | meaning | default |
+/// |---|---|---|
+/// | `alpha` | weight of a new value in the baseline's level (EWMA) | 0.2 |
+/// | `beta` | weight of a new slope in the baseline's trend (0: no trend) | 0.05 |
+/// | `threshold` | robust z-score at which a value is anomalous | 4.0 |
+/// | `warm_up` | values learnt from before any alarm | 12 |
+/// | `min_deviation` | smallest absolute deviation that can alarm | 0.0 |
+/// | `min_relative_deviation` | smallest deviation, as a share of the expected value, that can alarm | 0.1 |
+/// | `history` | residuals kept for the MAD scale estimate | 32 |
+/// | `shift_after` | anomalous values in a row, on one side, that make a level shift | 3 |
+///
+/// The deviation floors keep a near-constant series from alarming on noise its
+/// tiny spread would make look large: a queue that holds at 2.0 and moves to 2.1 is
+/// not news, whatever the z-score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectorConfig {
+    alpha: f64,
+    beta: f64,
+    threshold: f64,
+    warm_up: u32,
+    min_deviation: f64,
+    min_relative_deviation: f64,
+    history: u32,
+    shift_after: u32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        DetectorConfig {
+            alpha: 0.2,
+            beta: 0.05,
+            threshold: 4.0,
+            warm_up: 12,
+            min_deviation: 0.0,
+            min_relative_deviation: 0.1,
+            history: 32,
+            shift_after: 3,
+        }
+    }
+}
+
+impl DetectorConfig {
+    /// Sets the level's smoothing weight, in `(0, 1]`.
+    pub fn with_alpha(mut self, alpha: f64) -> Self {
+        self.alpha = alpha;
+        self
+    }
+
+    /// Sets the trend's smoothing weight, in `[0, 1]` (0 turns the trend off: a
+    /// plain EWMA baseline).
+    pub fn with_beta(mut self, beta: f64) -> Self {
+        self.beta = beta;
+        self
+    }
+
+    /// Sets the robust z-score that alarms, in `[1, 1000]`.
+    pub fn with_threshold(mut self, threshold: f64) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Sets how many values are learnt from before any alarm, in `[3, 100000]`.
+    pub fn with_warm_up(mut self, values: u32) -> Self {
+        self.warm_up = values;
+        self
+    }
+
+    /// Sets the smallest absolute deviation that can alarm, at least 0.
+    pub fn with_min_deviation(mut self, deviation: f64) -> Self {
+        self.min_deviation = deviation;
+        self
+    }
+
+    /// Sets the smallest deviation, as a share of the expected value's magnitude,
+    /// that can alarm, in `[0, 100]`.
+    pub fn with_min_relative_deviation(mut self, share: f64) -> Self {
+        self.min_relative_deviation = share;
+        self
+    }
+
+    /// Sets how many residuals the scale estimate keeps, in `[3, 256]`.
+    pub fn with_history(mut self, residuals: u32) -> Self {
+        self.history = residuals;
+        self
+    }
+
+    /// Sets how many anomalous values in a row, on one side, make a level shift, in
+    /// `[2, 1000]`.
+    pub fn with_shift_after(mut self, values: u32) -> Self {
+        self.shift_after = values;
+        self
+    }
+
+    /// The level's smoothing weight.
+    pub fn alpha(&self) -> f64 {
+        self.alpha
+    }
+
+    /// The trend's smoothing weight.
+    pub fn beta(&self) -> f64 {
+        self.beta
+    }
+
+    /// The robust z-score that alarms.
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
+    /// The values learnt from before any alarm.
+    pub fn warm_up(&self) -> u32 {
+        self.warm_up
+    }
+
+    /// The smallest absolute deviation that can alarm.
+    pub fn min_deviation(&self) -> f64 {
+        self.min_deviation
+    }
+
+    /// The smallest deviation, as a share of the expected value, that can alarm.
+    pub fn min_relative_deviation(&self) -> f64 {
+        self.min_relative_deviation
+    }
+
+    /// The residuals kept for the scale estimate.
+    pub fn history(&self) -> u32 {
+        self.history
+    }
+
+    /// The anomalous values in a row that make a level shift.
+    pub fn shift_after(&self) -> u32 {
+        self.shift_after
+    }
+
+    /// Checks every setting.
+    ///
+    /// # Errors
+    /// [`MonitorError::Setting`] naming the first one out of range.
+    pub fn validate(&self) -> Result<(), MonitorError> {
+        if !(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 1.0) {
+            return Err(MonitorError::setting(
+                "detector.alpha",
+                self.alpha,
+                "in (0, 1]",
+            ));
+        }
+        check_range("detector.beta", self.beta, 0.0, 1.0, "in [0, 1]")?;
+        check_range(
+            "detector.threshold",
+            self.threshold,
+            1.0,
+            1000.0,
+            "in [1, 1000]",
+        )?;
+        if !(3..=100_000).contains(&self.warm_up) {
+            return Err(MonitorError::setting(
+                "detector.warm_up",
+                self.warm_up,
+                "in [3, 100000]",
+            ));
+        }
+        check_range(
+            "detector.min_deviation",
+            self.min_deviation,
+            0.0,
+            f64::MAX,
+            "finite and at least 0",
+        )?;
+        check_range(
+            "detector.min_relative_deviation",
+            self.min_relative_deviation,
+            0.0,
+            100.0,
+            "in [0, 100]",
+        )?;
+        if !(3..=MAX_HISTORY).contains(&self.history) {
+            return Err(MonitorError::setting(
+                "detector.history",
+                self.history,
+                "in [3, 256]",
+            ));
+        }
+        if !(2..=1000).contains(&self.shift_after) {
+            return Err(MonitorError::setting(
+                "detector.shift_after",
+                self.shift_after,
+                "in [2, 1000]",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What kind of departure an [`Anomaly`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AnomalyKind {
+    /// A value far from the baseline: reported at the first such value of a run.
+    Spike,
+    /// The series moved to a new level and stayed there: reported when a run of
+    /// anomalous values on one side reaches `shift_after`; the baseline restarts
+    /// from the new level.
+    LevelShift,
+}
+
+impl fmt::Display for AnomalyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AnomalyKind::Spike => "spike",
+            AnomalyKind::LevelShift => "level shift",
+        })
+    }
+}
+
+/// A series the [`Monitor`](super::Monitor) watches, one value per detection
+/// interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Metric {
+    /// Busy slot-time over available slot-time.
+    Utilization,
+    /// Succeeded over finished tasks.
+    CompletionRate,
+    /// Tasks finished.
+    TasksFinished,
+    /// Tasks waiting (queued or blocked), on average over the interval.
+    QueueLength,
+    /// Mean wait of the tasks that started after waiting, in seconds.
+    Wait,
+    /// Mean time from a conflict's detection to its resolution or decision, in
+    /// seconds.
+    ConflictResolution,
+    /// Share of the tasks' time spent waiting rather than working.
+    CoordinationOverhead,
+    /// Share of the allocated resources the finished tasks used.
+    ResourceEfficiency,
+    /// A value fed to a detector by the host.
+    Custom,
+}
+
+impl Metric {
+    /// Whether the metric is a share (printed as a percentage).
+    pub fn is_share(self) -> bool {
+        matches!(
+            self,
+            Metric::Utilization
+                | Metric::CompletionRate
+                | Metric::CoordinationOverhead
+                | Metric::ResourceEfficiency
+        )
+    }
+
+    /// A value of this metric, for people: `97.2%`, `12.5s`, `3.0`.
+    pub fn format(self, value: f64) -> String {
+        match self {
+            m if m.is_share() => format!("{:.1}%", value * 100.0),
+            Metric::Wait | Metric::ConflictResolution => super::report::format_secs(value),
+            _ => format!("{value:.1}"),
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Metric::Utilization => "utilization",
+            Metric::CompletionRate => "completion rate",
+            Metric::TasksFinished => "tasks finished",
+            Metric::QueueLength => "queue length",
+            Metric::Wait => "wait",
+            Metric::ConflictResolution => "conflict resolution time",
+            Metric::CoordinationOverhead => "coordination overhead",
+            Metric::ResourceEfficiency => "resource efficiency",
+            Metric::Custom => "value",
+        })
+    }
+}
+
+/// Whom a figure is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Subject {
+    /// The whole fleet.
+    Fleet,
+    /// One agent.
+    Agent(AgentId),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Fleet => f.write_str("fleet"),
+            Subject::Agent(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// A value that departed from its series' baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Anomaly {
+    /// The end of the interval the value is about.
+    pub at: Timestamp,
+    /// The series.
+    pub metric: Metric,
+    /// Whom it is about.
+    pub subject: Subject,
+    /// The value (for a level shift, the mean of the run that made it).
+    pub value: f64,
+    /// What the baseline expected.
+    pub expected: f64,
+    /// The robust z-score: the deviation over the scale (1.4826 × the median absolute
+    /// deviation of recent residuals), at most [`MAX_SCORE`].
+    pub score: f64,
+    /// Spike or level shift.
+    pub kind: AnomalyKind,
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {} {} (expected {}, score ",
+            self.subject,
+            self.metric,
+            self.kind,
+            self.metric.format(self.value),
+            self.metric.format(self.expected),
+        )?;
+        // A series that never moved gives the capped score: say so, not 1000000000.0.
+        if self.score >= MAX_SCORE {
+            f.write_str("max")?;
+        } else {
+            write!(f, "{:.1}", self.score)?;
+        }
+        write!(f, ") at {}", self.at)
+    }
+}
+
+/// A run of anomalous values on one side of the baseline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Run {
+    above: bool,
+    len: u32,
+    sum: f64,
+    expected: f64,
+}
+
+/// A streaming anomaly detector for one series: a robust EWMA baseline and a robust
+/// z-score.
+///
+/// # How
+///
+/// - **Baseline**: Holt's linear exponential smoothing, a level (EWMA with weight
+///   `alpha`) and a trend (EWMA of the level's steps with weight `beta`). The trend
+///   is what keeps a slowly drifting series quiet: a plain EWMA lags a ramp by
+///   `slope × (1 − alpha) / alpha`, and that lag would read as a deviation.
+/// - **Residuals**: each value minus level + trend; the last `history` are kept.
+/// - **Expected value**: level + trend + the median residual. The median corrects
+///   what bias the baseline has (the lag of a ramp still being learnt, the skew of a
+///   bounded series) without being moved by the outliers looked for.
+/// - **Scale**: the median absolute deviation (MAD) of the residuals, times 1.4826,
+///   which estimates the standard deviation of normal noise and, unlike it, is not
+///   dragged up by outliers (its breakdown point is 50%).
+/// - **Score**: |value − expected| / scale. A value alarms when its score reaches
+///   `threshold` and its deviation also passes both floors (`min_deviation`, and
+///   `min_relative_deviation` times |expected|). A series that never moved has scale
+///   zero: then any deviation past the floors alarms, with score [`MAX_SCORE`].
+/// - **Robust update**: an anomalous value enters the baseline and the residual
+///   history clipped to `expected ± threshold × scale` (Huber's idea), so one spike
+///   barely moves the baseline and does not widen the scale.
+/// - **Spike or level shift**: the first anomalous value of a run on one side is a
+///   [`AnomalyKind::Spike`]; the rest of the run are not reported again. When the run
+///   reaches `shift_after` values it is a [`AnomalyKind::LevelShift`]: reported once,
+///   and the baseline restarts at the run's mean with no trend, so the new level is
+///   quiet from then on.
+/// - **Warm-up**: the first `warm_up` values only teach the baseline.
+///
+/// The updates are written as corrections (`level += alpha × (value − level)`), so a
+/// constant series keeps a baseline equal to it to the last bit, and never alarms
+/// whatever the floors. Values that are not finite are ignored (not learnt, not
+/// reported).
+///
+/// # Complexity
+/// `observe` is O(`history` log `history`) time (two small sorts, on the stack) and
+/// O(`history`) memory, allocated once.
+///
+/// ```
+/// use concord::monitor::{AnomalyDetector, AnomalyKind, DetectorConfig};
+///
+/// let mut d = AnomalyDetector::new(DetectorConfig::default())?;
+/// let mut found = Vec::new();
+/// for t in 0..100 {
+///     let noise = [0.3, -0.2, 0.1, -0.4, 0.2][t % 5];
+///     let value = if t == 60 { 130.0 } else { 100.0 + noise };
+///     found.extend(d.observe(value).map(|a| (t, a.kind)));
+/// }
+/// assert_eq!(found, [(60, AnomalyKind::Spike)]);
+/// # Ok::<(), concord::monitor::MonitorError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnomalyDetector {
+    config: DetectorConfig,
+    seen: u64,
+    level: f64,
+    trend: f64,
+    /// The last residuals, a ring of at most `history`.
+    residuals: Vec<f64>,
+    next: usize,
+    run: Option<Run>,
+}
+
+/// What one observation found, before it is named by metric and subject.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Detection {
+    /// The value (for a level shift, the run's mean).
+    pub value: f64,
+    /// What the baseline expected.
+    pub expected: f64,
+    /// The robust z-score.
+    pub score: f64,
+    /// Spike or level shift.
+    pub kind: AnomalyKind,
+}
+
+impl AnomalyDetector {
+    /// A detector that has seen nothing.
+    ///
+    /// # Errors
+    /// [`MonitorError::Setting`] if a setting is out of range.
+    pub fn new(config: DetectorConfig) -> Result<Self, MonitorError> {
+        config.validate()?;
+        Ok(Self::with_valid(config))
+    }
+
+    pub(crate) fn with_valid(config: DetectorConfig) -> Self {
+        AnomalyDetector {
+            config,
+            seen: 0,
+            level: 0.0,
+            trend: 0.0,
+            residuals: Vec::with_capacity(config.history as usize),
+            next: 0,
+            run: None,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    /// How many values it has learnt from.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The value it expects next, once it has seen one.
+    pub fn expected(&self) -> Option<f64> {
+        (self.seen > 0).then(|| self.level + self.trend + self.robust().0)
+    }
+
+    /// The scale: 1.4826 × the MAD of the recent residuals.
+    pub fn scale(&self) -> f64 {
+        self.robust().1
+    }
+
+    /// The median residual and the scale.
+    fn robust(&self) -> (f64, f64) {
+        let n = self.residuals.len();
+        if n == 0 {
+            return (0.0, 0.0);
+        }
+        let mut buf = [0.0f64; MAX_HISTORY as usize];
+        let buf = &mut buf[..n];
+        buf.copy_from_slice(&self.residuals);
+        let median = median_in_place(buf);
+        for r in buf.iter_mut() {
+            *r = (*r - median).abs();
+        }
+        (median, 1.4826 * median_in_place(buf))
+    }
+
+    fn remember(&mut self, residual: f64) {
+        let cap = self.config.history as usize;
+        if self.residuals.len() < cap {
+            self.residuals.push(residual);
+        } else {
+            self.residuals[self.next] = residual;
+        }
+        self.next = (self.next + 1) % cap;
+    }
+
+    /// Holt's update, as corrections: exact for a value equal to the forecast.
+    fn learn(&mut self, value: f64) {
+        let DetectorConfig { alpha, beta, .. } = self.config;
+        let forecast = self.level + self.trend;
+        let level = forecast + alpha * (value - forecast);
+        let step = level - self.level;
+        self.trend += beta * (step - self.trend);
+        self.level = level;
+    }
+
+    /// Feeds the next value of the series; returns what it found.
+    pub fn observe(&mut self, value: f64) -> Option<Detection> {
+        if !value.is_finite() {
+            return None;
+        }
+        self.seen += 1;
+        if self.seen == 1 {
+            self.level = value;
+            self.trend = 0.0;
+            return None;
+        }
+        let forecast = self.level + self.trend;
+        let residual = value - forecast;
+        if self.seen <= u64::from(self.config.warm_up) {
+            self.remember(residual);
+            self.learn(value);
+            return None;
+        }
+        let (bias, scale) = self.robust();
+        let expected = forecast + bias;
+        let deviation = (value - expected).abs();
+        let score = if scale > 0.0 {
+            (deviation / scale).min(MAX_SCORE)
+        } else if deviation > 0.0 {
+            MAX_SCORE
+        } else {
+            0.0
+        };
+        let floor = self
+            .config
+            .min_deviation
+            .max(self.config.min_relative_deviation * expected.abs());
+        let anomalous = score >= self.config.threshold && deviation > floor;
+        if !anomalous {
+            self.run = None;
+            self.remember(residual);
+            self.learn(value);
+            return None;
+        }
+        let above = value > expected;
+        let run = match self.run {
+            Some(mut r) if r.above == above => {
+                r.len += 1;
+                r.sum += value;
+                r
+            }
+            _ => Run {
+                above,
+                len: 1,
+                sum: value,
+                expected,
+            },
+        };
+        self.run = Some(run);
+        // The clipped value: the baseline and the scale see at most a threshold's
+        // worth of the departure.
+        let bound = self.config.threshold * scale;
+        let clipped = expected + (value - expected).clamp(-bound, bound);
+        self.remember(clipped - forecast);
+        self.learn(clipped);
+        if run.len == 1 {
+            return Some(Detection {
+                value,
+                expected,
+                score,
+                kind: AnomalyKind::Spike,
+            });
+        }
+        if run.len == self.config.shift_after {
+            let mean = run.sum / f64::from(run.len);
+            self.level = mean;
+            self.trend = 0.0;
+            self.run = None;
+            // The residuals were measured from the old baseline: their spread still
+            // says how noisy the series is, but their bias does not carry over.
+            for r in &mut self.residuals {
+                *r -= bias;
+            }
+            let shift = (mean - run.expected).abs();
+            let score = if scale > 0.0 {
+                (shift / scale).min(MAX_SCORE)
+            } else {
+                MAX_SCORE
+            };
+            return Some(Detection {
+                value: mean,
+                expected: run.expected,
+                score,
+                kind: AnomalyKind::LevelShift,
+            });
+        }
+        None
+    }
+}
+
+/// The median of `xs` (the mean of the middle two for an even count), reordering it.
+fn median_in_place(xs: &mut [f64]) -> f64 {
+    let n = xs.len();
+    xs.sort_unstable_by(f64::total_cmp);
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        0.5 * (xs[n / 2 - 1] + xs[n / 2])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        d: &mut AnomalyDetector,
+        values: impl IntoIterator<Item = f64>,
+    ) -> Vec<(usize, Detection)> {
+        values
+            .into_iter()
+            .enumerate()
+            .filter_map(|(t, v)| d.observe(v).map(|f| (t, f)))
+            .collect()
+    }
+
+    fn detector() -> AnomalyDetector {
+        AnomalyDetector::new(DetectorConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn a_constant_series_never_alarms() {
+        let mut d = detector();
+        assert!(run(&mut d, std::iter::repeat_n(0.42, 1000)).is_empty());
+        assert_eq!(d.expected(), Some(0.42));
+        assert_eq!(d.scale(), 0.0);
+    }
+
+    #[test]
+    fn a_constant_series_that_jumps_alarms_with_the_capped_score() {
+        let mut d = detector();
+        let found = run(&mut d, (0..50).map(|t| if t < 30 { 5.0 } else { 9.0 }));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, 30);
+        assert_eq!(found[0].1.kind, AnomalyKind::Spike);
+        assert_eq!(found[0].1.score, MAX_SCORE);
+        assert_eq!(found[1].0, 32);
+        assert_eq!(found[1].1.kind, AnomalyKind::LevelShift);
+        assert_eq!(found[1].1.value, 9.0);
+        assert_eq!(d.expected(), Some(9.0));
+    }
+
+    #[test]
+    fn a_noise_free_ramp_is_followed_without_alarm() {
+        let mut d = detector();
+        assert!(run(&mut d, (0..2000).map(|t| 10.0 + 0.5 * t as f64)).is_empty());
+        let next = d.expected().unwrap();
+        assert!((next - (10.0 + 0.5 * 2000.0)).abs() < 1.0, "{next}");
+    }
+
+    #[test]
+    fn the_deviation_floors_silence_tiny_moves() {
+        let mut d = AnomalyDetector::new(
+            DetectorConfig::default()
+                .with_min_relative_deviation(0.0)
+                .with_min_deviation(1.0),
+        )
+        .unwrap();
+        // Tiny noise: a 0.5 move is many scales, but under the absolute floor.
+        let found = run(
+            &mut d,
+            (0..100).map(|t| {
+                if t == 50 {
+                    100.5
+                } else {
+                    100.0 + 0.001 * (t % 3) as f64
+                }
+            }),
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn warm_up_values_never_alarm_and_non_finite_values_are_ignored() {
+        let mut d = detector();
+        let found = run(&mut d, [1.0, 1000.0, -50.0, f64::NAN, f64::INFINITY, 3.0]);
+        assert!(found.is_empty());
+        assert_eq!(d.seen(), 4);
+    }
+
+    #[test]
+    fn settings_out_of_range_are_named() {
+        for (config, name) in [
+            (DetectorConfig::default().with_alpha(0.0), "detector.alpha"),
+            (DetectorConfig::default().with_beta(1.5), "detector.beta"),
+            (
+                DetectorConfig::default().with_threshold(f64::NAN),
+                "detector.threshold",
+            ),
+            (
+                DetectorConfig::default().with_warm_up(1),
+                "detector.warm_up",
+            ),
+            (
+                DetectorConfig::default().with_min_deviation(-1.0),
+                "detector.min_deviation",
+            ),
+            (
+                DetectorConfig::default().with_history(1000),
+                "detector.history",
+            ),
+            (
+                DetectorConfig::default().with_shift_after(1),
+                "detector.shift_after",
+            ),
+        ] {
+            match AnomalyDetector::new(config) {
+                Err(MonitorError::Setting { setting, .. }) => assert_eq!(setting, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+}
