@@ -495,7 +495,15 @@ impl Core {
                 .zip(&record.events)
                 .position(|(a, b)| a != b)
                 .unwrap_or(made.len().min(record.events.len()));
-            let show = |e: Option<&Event>| e.map_or_else(|| "nothing".to_owned(), Event::to_string);
+            let (ours, theirs) = (made.get(at), record.events.get(at));
+            // Two events that read the same differ in a field their text leaves out
+            // (the usage a completion reported): show them whole.
+            let whole = ours.map(Event::to_string) == theirs.map(Event::to_string);
+            let show = |e: Option<&Event>| match e {
+                None => "nothing".to_owned(),
+                Some(e) if whole => format!("{e:?}"),
+                Some(e) => e.to_string(),
+            };
             return Err(JournalError::Diverged {
                 seq: record.seq,
                 reason: format!(
