@@ -33,9 +33,11 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentStatus;
+use crate::alert::AlertManager;
 use crate::clock::Timestamp;
 use crate::coordinator::Coordinator;
 use crate::health::HealthReport;
+use crate::monitor::{Monitor, TrendSeries, Window};
 use crate::policy::SystemMode;
 
 /// A value at a time.
@@ -205,6 +207,37 @@ impl OperationsView {
     }
 }
 
+impl OperationsView {
+    /// With `alerts`' firing alerts, worst first, then oldest first.
+    pub fn with_alerts(mut self, alerts: &AlertManager) -> Self {
+        let mut firing: Vec<_> = alerts.firing().map(|(_, r)| r).collect();
+        firing.sort_by_key(|r| (std::cmp::Reverse(r.alert.severity()), r.started_at));
+        self.alerts = firing
+            .into_iter()
+            .map(|r| {
+                let line = AlertLine::new(
+                    r.alert.severity().to_string(),
+                    r.alert.name(),
+                    r.alert.summary(),
+                    r.started_at,
+                );
+                if r.acknowledged.is_some() {
+                    line.acknowledged()
+                } else {
+                    line
+                }
+            })
+            .collect();
+        self
+    }
+
+    /// With the host's last health report.
+    pub fn with_health(mut self, report: HealthReport) -> Self {
+        self.health = Some(report);
+        self
+    }
+}
+
 /// How well the work went, over time.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -222,6 +255,68 @@ pub struct PerformanceView {
     /// Findings in words: bottlenecks, anomalies and recommendations.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<String>,
+}
+
+impl PerformanceView {
+    /// The view of `monitor`'s windows (kept and in progress): utilization, tasks
+    /// finished, conflict resolution time (median and 95th percentile), coordination
+    /// overhead, each agent's utilization in the latest window, and the latest
+    /// report's bottlenecks, anomalies and recommendations.
+    pub fn from_monitor(monitor: &Monitor) -> Self {
+        let windows: Vec<Window> = monitor
+            .windows()
+            .cloned()
+            .chain(monitor.current_window())
+            .collect();
+        let series = |name: &str, f: &dyn Fn(&Window) -> Option<f64>| {
+            Series::new(name, windows.iter().filter_map(|w| Some((w.end, f(w)?))))
+        };
+        #[allow(clippy::cast_precision_loss)] // task counts per window are far below 2^52
+        let completions = vec![
+            series("succeeded", &|w| Some(w.tasks.succeeded as f64)),
+            series("failed", &|w| Some(w.tasks.failed as f64)),
+        ];
+        let agents = windows
+            .last()
+            .map(|w| {
+                w.agents
+                    .iter()
+                    .filter_map(|a| {
+                        Some(Bar::share(
+                            a.agent.to_string(),
+                            a.utilization()?,
+                            Some(0.95),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let findings = monitor
+            .daily_report()
+            .map(|r| {
+                let p = &r.performance;
+                p.bottlenecks
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(r.summary.anomalies.iter().map(|a| format!("anomaly: {a}")))
+                    .chain(p.recommendations.iter().map(ToString::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        PerformanceView {
+            utilization: vec![series("fleet", &|w| w.utilization())],
+            agents,
+            completions,
+            conflict_resolution: vec![
+                series("median", &|w| w.conflicts.resolution.quantile(0.5)),
+                series("95th percentile", &|w| {
+                    w.conflicts.resolution.quantile(0.95)
+                }),
+            ],
+            coordination_overhead: vec![series("overhead", &|w| w.coordination_overhead())],
+            findings,
+        }
+    }
 }
 
 /// One resource in the capacity view.
@@ -252,8 +347,54 @@ pub struct CapacityView {
 }
 
 impl CapacityView {
-    /// The current use of each of `coordinator`'s resources (the trends are the
-    /// host's metrics').
+    /// The current use of each of `coordinator`'s resources, and from `monitor` each
+    /// resource's mean use per window with the least-squares projection of when it
+    /// reaches full use (over the next `horizon` windows).
+    pub fn from_parts(coordinator: &Coordinator, monitor: &Monitor, horizon: u32) -> Self {
+        let mut view = Self::from_coordinator(coordinator);
+        let windows: Vec<Window> = monitor
+            .windows()
+            .cloned()
+            .chain(monitor.current_window())
+            .collect();
+        let trends = monitor.capacity_trends(horizon);
+        let names: Vec<String> = windows
+            .iter()
+            .flat_map(|w| w.resources.iter().map(|r| r.resource.to_string()))
+            .fold(Vec::new(), |mut names, n| {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+                names
+            });
+        for name in names {
+            let used = Series::new(
+                format!("{name} mean use"),
+                windows.iter().filter_map(|w| {
+                    let r = w
+                        .resources
+                        .iter()
+                        .find(|r| r.resource.to_string() == name)?;
+                    Some((w.end, r.mean_use()?))
+                }),
+            );
+            let full_at = trends.iter().find_map(|t| match &t.series {
+                TrendSeries::ResourceUse { resource } if resource.to_string() == name => t.limit_at,
+                _ => None,
+            });
+            view.resources.push(ResourceCapacity {
+                name,
+                used,
+                capacity: 1.0,
+                full_at,
+                unit: "share of capacity".to_owned(),
+            });
+        }
+        view
+    }
+
+    /// The current use of each of `coordinator`'s resources (no trends: see
+    /// [`from_parts`](Self::from_parts)).
     pub fn from_coordinator(coordinator: &Coordinator) -> Self {
         let report = coordinator.with_ledger(|l| l.usage_report());
         CapacityView {
@@ -444,7 +585,11 @@ impl Dashboard {
         }
         for r in &c.resources {
             let title = match r.full_at {
-                Some(at) => format!("{}: full by {at} at this trend", r.name),
+                Some(at) => format!(
+                    "{}: full by {} at this trend",
+                    r.name,
+                    svg::short_time(at.as_nanos())
+                ),
                 None => r.name.clone(),
             };
             h.push_str(&svg::line_chart(

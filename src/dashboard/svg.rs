@@ -80,7 +80,11 @@ pub(crate) fn line_chart(title: &str, unit: &str, series: &[Series], limit: Opti
     let _ = write!(
         svg,
         r##"<svg class="chart" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{t}"><title>{t}</title><rect x="0" y="0" width="{W}" height="{H}" fill="#fff"/><text x="{LEFT}" y="16" class="ct">{t}</text>"##,
-        t = escape(title)
+        t = if unit.is_empty() {
+            escape(title)
+        } else {
+            escape(&format!("{title} ({unit})"))
+        }
     );
     let (Some(t0), Some(t1)) = (
         points().map(|p| p.at.as_nanos()).min(),
@@ -121,14 +125,12 @@ pub(crate) fn line_chart(title: &str, unit: &str, series: &[Series], limit: Opti
     }
     let _ = write!(
         svg,
-        r#"<text x="{LEFT}" y="{}" class="tick">{}</text><text x="{}" y="{}" class="tick" text-anchor="end">{}</text><text x="{}" y="16" class="tick" text-anchor="end">{}</text>"#,
+        r#"<text x="{LEFT}" y="{}" class="tick">{}</text><text x="{}" y="{}" class="tick" text-anchor="end">{}</text>"#,
         H - 8.0,
         escape(&short_time(t0)),
         W - RIGHT,
         H - 8.0,
         escape(&short_time(t1)),
-        W - RIGHT,
-        escape(unit)
     );
     if let Some(l) = limit.filter(|l| l.is_finite() && *l > 0.0) {
         let _ = write!(
@@ -161,7 +163,7 @@ pub(crate) fn line_chart(title: &str, unit: &str, series: &[Series], limit: Opti
     }
     // The legend, across the top right, when more than one series shares the chart.
     if series.len() > 1 {
-        let mut lx = LEFT + 200.0;
+        let mut lx = LEFT + 250.0;
         for (i, s) in series.iter().enumerate().take(PALETTE.len()) {
             let colour = PALETTE[i % PALETTE.len()];
             let _ = write!(
@@ -238,8 +240,8 @@ pub(crate) fn bar_chart(title: &str, bars: &[Bar]) -> String {
     svg
 }
 
-/// A time on an axis: day and hour, UTC.
-fn short_time(nanos: u64) -> String {
+/// A time on an axis or in a title: day and hour, UTC.
+pub(crate) fn short_time(nanos: u64) -> String {
     let t = crate::clock::Timestamp::from_nanos(nanos).to_string();
     // "2026-12-05T14:36:03.670Z" -> "12-05 14:36"
     match (t.get(5..10), t.get(11..16)) {
