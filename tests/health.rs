@@ -400,3 +400,59 @@ proptest! {
         prop_assert_eq!(report.overall(), worst);
     }
 }
+
+/// The morning checklist in one call: four items in the procedure's order, the
+/// overnight review from the monitor's windows, and a missing check said plainly.
+#[test]
+fn the_morning_checklist_reports_its_four_items_from_the_checks_and_the_night() {
+    use concord::monitor::{Monitor, MonitorConfig};
+
+    let clock = clock();
+    let evening = concord::Clock::now(&clock);
+    let c = coordinator(&clock);
+    let mut monitor = Monitor::new(MonitorConfig::default().with_window(Duration::from_secs(3600)))
+        .expect("monitor");
+    for n in 1..=4 {
+        assert!(matches!(
+            c.assign(cpu_task(n, 500)),
+            Ok(AssignOutcome::Assigned(_))
+        ));
+        clock.advance(Duration::from_secs(1800));
+        c.complete(TaskId::new(n), n != 3, None).expect("complete");
+    }
+    for e in c.drain_events() {
+        monitor.ingest(&e);
+    }
+    monitor.advance(concord::Clock::now(&clock));
+    let agents = fleet(&clock, &[Act::Answer(HealthStatus::Healthy), Act::Error]);
+    let timer = SimulatedTimer::new(clock.clone());
+    let d = Diagnostics::new(clock.clone(), timer.clone())
+        .with_check(AgentsCheck::new(agents, clock.clone(), timer))
+        .with_check(CoordinationCheck::new(Arc::clone(&c)));
+    let report = futures::executor::block_on(d.morning_checklist(&monitor, evening));
+    let items: Vec<(&str, HealthStatus)> = report
+        .items
+        .iter()
+        .map(|i| (i.item.as_str(), i.status))
+        .collect();
+    assert_eq!(
+        items,
+        [
+            // One agent of two is down: half the fleet.
+            ("System health check", HealthStatus::Unhealthy),
+            ("Overnight review", HealthStatus::Degraded),
+            ("Resource status", HealthStatus::Failed),
+            ("Agent connectivity", HealthStatus::Unhealthy),
+        ]
+    );
+    let night = &report.items[1].note;
+    assert!(
+        night.contains("3 tasks succeeded") && night.contains("1 tasks failed"),
+        "{night}"
+    );
+    assert_eq!(report.items[2].note, "no `resources` check is configured");
+    assert_eq!(report.overall(), HealthStatus::Failed);
+    let md = report.to_markdown();
+    assert!(md.contains("| Overnight review | degraded |"), "{md}");
+    assert_eq!(report.overnight.as_ref().map(|n| n.tasks.failed), Some(1));
+}

@@ -5,7 +5,8 @@
 //! [`Diagnostics`] runner, the built-in checks ([`AgentsCheck`]: every agent pinged,
 //! with its response time and version; [`ResourcesCheck`]: the ledger's use of each
 //! resource; [`CoordinationCheck`]: conflicts open and tasks waiting too long) and
-//! [`check_fn`] for a host's own (the network check, a database ping).
+//! [`check_fn`] for a host's own (the network check, a database ping); and the
+//! morning startup checklist in one call ([`Diagnostics::morning_checklist`]).
 //!
 //! A check that errors, panics or does not answer in time is reported as
 //! [`HealthStatus::Failed`] with the reason; it never takes the runner or the other
@@ -30,6 +31,7 @@
 //! assert_eq!(report.overall(), HealthStatus::Failed);
 //! ```
 
+mod checklist;
 mod checks;
 
 use std::collections::BTreeMap;
@@ -44,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, Timestamp};
 use crate::timer::Timer;
 
+pub use checklist::{ChecklistItem, MorningReport};
 pub use checks::{AgentsCheck, CoordinationCheck, ResourcesCheck};
 
 /// How a check found what it looked at, best first.

@@ -1,0 +1,198 @@
+//! The morning startup checklist, in one call: the system health check, the
+//! overnight review, the resource status and the agent connectivity, as one report.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CheckReport, Diagnostics, HealthReport, HealthStatus, escape};
+use crate::clock::Timestamp;
+use crate::monitor::{DailySummary, Monitor, Window};
+
+/// One item of the morning checklist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ChecklistItem {
+    /// The item, as the checklist names it.
+    pub item: String,
+    /// How it stands.
+    pub status: HealthStatus,
+    /// What was found.
+    pub note: String,
+}
+
+/// The morning checklist's report: each item, and the reports behind them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MorningReport {
+    /// When it was made.
+    pub at: Timestamp,
+    /// The four items, in the checklist's order.
+    pub items: Vec<ChecklistItem>,
+    /// Every health check's line.
+    pub health: HealthReport,
+    /// The overnight figures: the monitor's windows since the review's start, merged
+    /// (none if the monitor holds no window since then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overnight: Option<DailySummary>,
+}
+
+impl MorningReport {
+    /// The worst status of any item.
+    pub fn overall(&self) -> HealthStatus {
+        self.items
+            .iter()
+            .map(|i| i.status)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The report as Markdown: the checklist, then the health checks, then the
+    /// overnight figures.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!(
+            "## Morning checklist, {}: {}\n\n| item | status | found |\n|---|---|---|\n",
+            self.at,
+            self.overall()
+        );
+        for i in &self.items {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                escape(&i.item),
+                i.status,
+                escape(&i.note)
+            );
+        }
+        out.push('\n');
+        out.push_str(&self.health.to_markdown());
+        if let Some(night) = &self.overnight {
+            out.push('\n');
+            out.push_str(&night.to_markdown());
+        }
+        out
+    }
+}
+
+impl Diagnostics {
+    /// The morning startup checklist: runs every health check, reviews what the
+    /// monitor saw since `since` (failed and rejected tasks, conflicts escalated or
+    /// still open, anomalies), and reads the resource status and agent
+    /// connectivity from the checks named `resources` and `agents` (the built-in
+    /// [`ResourcesCheck`](super::ResourcesCheck) and [`AgentsCheck`](super::AgentsCheck)).
+    pub async fn morning_checklist(&self, monitor: &Monitor, since: Timestamp) -> MorningReport {
+        let overnight = overnight(monitor, since);
+        let health = self.run().await;
+        let from_check = |item: &str, name: &str| match health.check(name) {
+            Some(c) => line(item, c),
+            None => ChecklistItem {
+                item: item.to_owned(),
+                status: HealthStatus::Failed,
+                note: format!("no `{name}` check is configured"),
+            },
+        };
+        let items = vec![
+            ChecklistItem {
+                item: "System health check".to_owned(),
+                status: health.overall(),
+                note: health_note(&health),
+            },
+            review(overnight.as_ref(), since),
+            from_check("Resource status", "resources"),
+            from_check("Agent connectivity", "agents"),
+        ];
+        MorningReport {
+            at: health.at,
+            items,
+            health,
+            overnight,
+        }
+    }
+}
+
+/// The windows of `monitor` that start at or after `since` (and the window in
+/// progress), merged into one summary.
+fn overnight(monitor: &Monitor, since: Timestamp) -> Option<DailySummary> {
+    let mut merged: Option<Window> = None;
+    for w in monitor
+        .windows()
+        .cloned()
+        .chain(monitor.current_window())
+        .filter(|w| w.end > since)
+    {
+        match merged.as_mut() {
+            None => merged = Some(w),
+            // Windows of one monitor share its sketch settings: they always merge.
+            Some(m) => {
+                if let Err(e) = m.merge(&w) {
+                    tracing::warn!(error = %e, "overnight windows did not merge");
+                }
+            }
+        }
+    }
+    merged.map(|w| DailySummary::from_window(&w))
+}
+
+fn line(item: &str, c: &CheckReport) -> ChecklistItem {
+    ChecklistItem {
+        item: item.to_owned(),
+        status: c.status,
+        note: c.reason.clone(),
+    }
+}
+
+fn health_note(health: &HealthReport) -> String {
+    let problems = health.problems();
+    if problems.is_empty() {
+        return format!("all {} checks healthy", health.checks.len());
+    }
+    problems
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.status))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The overnight review: degraded when tasks failed or were refused, conflicts went
+/// to a human or stay open, or anything was anomalous; healthy on a quiet night.
+fn review(night: Option<&DailySummary>, since: Timestamp) -> ChecklistItem {
+    let item = "Overnight review".to_owned();
+    let Some(n) = night else {
+        return ChecklistItem {
+            item,
+            status: HealthStatus::Healthy,
+            note: format!("nothing recorded since {since}"),
+        };
+    };
+    let mut concerns = Vec::new();
+    let t = &n.tasks;
+    if t.failed > 0 {
+        concerns.push(format!("{} tasks failed", t.failed));
+    }
+    if t.rejected + t.denied > 0 {
+        concerns.push(format!("{} tasks refused", t.rejected + t.denied));
+    }
+    if n.conflicts.escalated > 0 {
+        concerns.push(format!("{} conflict escalations", n.conflicts.escalated));
+    }
+    if n.conflicts.open > 0 {
+        concerns.push(format!("{} conflicts still open", n.conflicts.open));
+    }
+    for a in &n.anomalies {
+        concerns.push(format!("anomaly: {a}"));
+    }
+    let done = format!("{} tasks succeeded since {since}", t.succeeded);
+    if concerns.is_empty() {
+        ChecklistItem {
+            item,
+            status: HealthStatus::Healthy,
+            note: done,
+        }
+    } else {
+        ChecklistItem {
+            item,
+            status: HealthStatus::Degraded,
+            note: format!("{done}; {}", concerns.join("; ")),
+        }
+    }
+}
