@@ -36,6 +36,7 @@ use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorSnapshot, Core, Decider, Event,
     EventKind, Journal, JournalError,
 };
+use concord::monitor::{Monitor, MonitorConfig};
 use concord::policy::SystemMode;
 use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
 use concord::{AgentId, Resources, Role, TaskId, Timestamp};
@@ -227,6 +228,10 @@ pub struct World {
     /// checkpoint.
     alerts: AlertManager,
     alerts_saved: Option<AlertManagerSnapshot>,
+    /// The host's performance monitor, fed with the core's events, and a copy of it
+    /// at the last checkpoint.
+    monitor: Monitor,
+    monitor_saved: Option<Monitor>,
     /// The alerts paged in their current firing, and the escalation levels each
     /// reached: a second page or a level twice breaks an invariant.
     paged: BTreeSet<Fingerprint>,
@@ -236,6 +241,16 @@ pub struct World {
     keep: usize,
     hash: Fnv,
     report: Report,
+}
+
+/// Hourly windows, a day of them kept.
+fn new_monitor() -> Monitor {
+    Monitor::new(
+        MonitorConfig::default()
+            .with_window(Duration::from_secs(3600))
+            .with_keep_windows(24),
+    )
+    .expect("a valid monitor configuration")
 }
 
 fn analyzer() -> RuleBasedAnalyzer {
@@ -279,6 +294,8 @@ impl World {
             storage: SimStorage::new(),
             alerts: AlertManager::new(AlertConfig::default()).expect("default alerting"),
             alerts_saved: None,
+            monitor: new_monitor(),
+            monitor_saved: None,
             paged: BTreeSet::new(),
             escalated: BTreeSet::new(),
             faults_on: true,
@@ -703,6 +720,7 @@ impl World {
         // The alerting's state beside the checkpoint: after a crash it takes the
         // events of the records after it again.
         self.alerts_saved = Some(self.alerts.snapshot());
+        self.monitor_saved = Some(self.monitor.clone());
         Ok(())
     }
 
@@ -767,11 +785,13 @@ impl World {
             .ok()
             .flatten()
             .map_or(1, |c| c.journal_next);
+        self.monitor = self.monitor_saved.clone().unwrap_or_else(new_monitor);
         for e in records
             .iter()
             .filter(|r| r.seq >= from)
             .flat_map(|r| &r.events)
         {
+            self.monitor.ingest(e);
             for change in alerts_from_event(e) {
                 if let Err(err) = self.alerts.apply(change, e.at) {
                     return Err(self.fail("alerts_take_the_events", err.to_string()));
@@ -889,6 +909,7 @@ impl World {
     fn observe(&mut self) -> Result<(), Failure> {
         for e in self.core.drain_events() {
             self.on_event(&e)?;
+            self.monitor.ingest(&e);
             for change in alerts_from_event(&e) {
                 if let Err(err) = self.alerts.apply(change, e.at) {
                     return Err(self.fail("alerts_take_the_events", err.to_string()));
@@ -946,6 +967,20 @@ impl World {
                 }
                 _ => {}
             }
+        }
+        // The monitor follows exactly the tasks the core holds, and keeps its
+        // windows within their number: its memory does not grow with the stream.
+        self.monitor.advance(self.now);
+        let stats = self.monitor.stats();
+        let held = self.core.assignments().len() + self.core.waiting().len();
+        if stats.tasks_in_flight != held || stats.windows > self.monitor.config().keep_windows() {
+            return Err(self.fail(
+                "monitor_memory_bounded",
+                format!(
+                    "the monitor follows {} tasks, the core holds {held}; it keeps {} windows",
+                    stats.tasks_in_flight, stats.windows
+                ),
+            ));
         }
         let kept = self.alerts.history().len();
         let most = self.alerts.config().retention().max_entries();
