@@ -1116,8 +1116,9 @@ impl Monitor {
             Some((Phase::Running(i), _)) => {
                 // Waiting again without a hand-back: its run ended unannounced.
                 self.win.ingest.unknown_tasks += 1;
-                let live = self.tasks.remove(&task).expect("known just above");
-                self.stop_running(i, &live.allocated, t);
+                if let Some(live) = self.tasks.remove(&task) {
+                    self.stop_running(i, &live.allocated, t);
+                }
                 t
             }
             Some((old, since)) => {
@@ -1164,8 +1165,9 @@ impl Monitor {
             Some((Phase::Running(j), _)) => {
                 // Assigned twice without an end between: the first run ends here.
                 self.win.ingest.unknown_tasks += 1;
-                let live = self.tasks.remove(&task).expect("known just above");
-                self.stop_running(j, &live.allocated, t);
+                if let Some(live) = self.tasks.remove(&task) {
+                    self.stop_running(j, &live.allocated, t);
+                }
                 None
             }
             Some((phase, since)) => {
