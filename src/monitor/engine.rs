@@ -810,6 +810,15 @@ impl Monitor {
         self.found.sort_by_key(|a| (a.subject, a.metric));
         let cap = self.config.max_anomalies();
         for a in self.found.drain(..) {
+            tracing::info!(
+                anomaly.metric = %a.metric,
+                anomaly.subject = %a.subject,
+                anomaly.kind = %a.kind,
+                anomaly.value = a.value,
+                anomaly.expected = a.expected,
+                anomaly.score = a.score,
+                "performance anomaly"
+            );
             if self.win.anomalies.len() < cap {
                 self.win.anomalies.push(a.clone());
             } else {
@@ -826,6 +835,13 @@ impl Monitor {
     /// Closes the window ending at `b` (everything accrued to `b`) and starts the next.
     fn close_window(&mut self, b: Timestamp) {
         let window = self.snapshot(self.window_start, b);
+        tracing::debug!(
+            window.start = %window.start,
+            window.end = %window.end,
+            window.events = window.ingest.events,
+            window.agents = window.agents.len(),
+            "monitoring window closed"
+        );
         if self.closed.len() == self.config.keep_windows() {
             self.closed.pop_front();
         }
