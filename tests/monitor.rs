@@ -711,3 +711,81 @@ fn the_monitor_reports_an_anomaly_in_a_fleet_series() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(m.last_window().unwrap().anomalies, found);
 }
+
+// ----- no allocation per event ----------------------------------------------------------
+
+/// Counts the allocations made on the current thread (tests run on several).
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every call goes to the system allocator unchanged; the count is a
+// thread-local integer, which allocates nothing.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: the caller's contract is passed on.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        // SAFETY: the caller's contract is passed on.
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(std::cell::Cell::get)
+}
+
+#[test]
+fn steady_state_ingestion_allocates_nothing_per_event() {
+    let (c, clock) = coordinator(Timestamp::EPOCH);
+    for a in 0..20 {
+        c.register_agent(agent(a, "work", 4, "cpu=8,memory=16Gi"))
+            .unwrap();
+    }
+    let mut running = std::collections::VecDeque::new();
+    let mut queued = 0usize;
+    for t in 0..40_000u64 {
+        clock.advance(Duration::from_millis(5));
+        match c.assign(task(t, "work", "cpu=1,memory=1Gi")).unwrap() {
+            concord::coordinator::AssignOutcome::Assigned(a) => running.push_back(a.task.id()),
+            _ => queued += 1,
+        }
+        while running.len() + queued > 85 {
+            let done = running.pop_front().unwrap();
+            let started = c
+                .complete(done, t % 7 != 0, Some(res("cpu=800m,memory=1Gi")))
+                .unwrap();
+            queued -= started.len();
+            running.extend(started.iter().map(|a| a.task.id()));
+        }
+    }
+    let events = c.drain_events();
+    // Two minutes of events at most: no detection boundary in the second half.
+    let (warm, steady) = events.split_at(events.len() / 2);
+    let mut m = Monitor::new(MonitorConfig::default()).unwrap();
+    m.ingest_all(warm);
+    let before = allocations();
+    m.ingest_all(steady);
+    let made = allocations() - before;
+    println!(
+        "{made} allocations for {} events in steady state",
+        steady.len()
+    );
+    // A sketch meeting a value beyond its range may grow, once; nothing grows per event.
+    assert!(made <= 4, "{made} allocations for {} events", steady.len());
+    assert!(steady.len() > 50_000);
+}

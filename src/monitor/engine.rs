@@ -810,6 +810,15 @@ impl Monitor {
         self.found.sort_by_key(|a| (a.subject, a.metric));
         let cap = self.config.max_anomalies();
         for a in self.found.drain(..) {
+            tracing::info!(
+                anomaly.metric = %a.metric,
+                anomaly.subject = %a.subject,
+                anomaly.kind = %a.kind,
+                anomaly.value = a.value,
+                anomaly.expected = a.expected,
+                anomaly.score = a.score,
+                "performance anomaly"
+            );
             if self.win.anomalies.len() < cap {
                 self.win.anomalies.push(a.clone());
             } else {
@@ -826,6 +835,13 @@ impl Monitor {
     /// Closes the window ending at `b` (everything accrued to `b`) and starts the next.
     fn close_window(&mut self, b: Timestamp) {
         let window = self.snapshot(self.window_start, b);
+        tracing::debug!(
+            window.start = %window.start,
+            window.end = %window.end,
+            window.events = window.ingest.events,
+            window.agents = window.agents.len(),
+            "monitoring window closed"
+        );
         if self.closed.len() == self.config.keep_windows() {
             self.closed.pop_front();
         }
@@ -1116,8 +1132,9 @@ impl Monitor {
             Some((Phase::Running(i), _)) => {
                 // Waiting again without a hand-back: its run ended unannounced.
                 self.win.ingest.unknown_tasks += 1;
-                let live = self.tasks.remove(&task).expect("known just above");
-                self.stop_running(i, &live.allocated, t);
+                if let Some(live) = self.tasks.remove(&task) {
+                    self.stop_running(i, &live.allocated, t);
+                }
                 t
             }
             Some((old, since)) => {
@@ -1164,8 +1181,9 @@ impl Monitor {
             Some((Phase::Running(j), _)) => {
                 // Assigned twice without an end between: the first run ends here.
                 self.win.ingest.unknown_tasks += 1;
-                let live = self.tasks.remove(&task).expect("known just above");
-                self.stop_running(j, &live.allocated, t);
+                if let Some(live) = self.tasks.remove(&task) {
+                    self.stop_running(j, &live.allocated, t);
+                }
                 None
             }
             Some((phase, since)) => {

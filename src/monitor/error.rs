@@ -30,6 +30,12 @@ pub enum MonitorError {
         /// The detection interval.
         every: Duration,
     },
+    /// A serialized sketch names a bucket no finite value falls in.
+    #[error("sketch bucket {index} is out of range (at most 2^31 either side of 0)")]
+    SketchBucket {
+        /// The bucket's index.
+        index: i64,
+    },
     /// Two sketches of different settings cannot merge: their buckets differ.
     #[error(
         "sketches of relative accuracy {left} ({left_buckets} buckets) and {right} \

@@ -459,6 +459,17 @@ impl TryFrom<SketchData> for QuantileSketch {
             max_buckets: d.max_buckets,
         };
         let mut s = QuantileSketch::new(config)?;
+        // Finite values at the finest accuracy fall within a few million buckets of 0:
+        // anything past 2^31 is corrupt, and would overflow the store's arithmetic.
+        const LIMIT: i64 = 1 << 31;
+        if let Some(&(index, _)) = d
+            .positive
+            .iter()
+            .chain(&d.negative)
+            .find(|(i, _)| !(-LIMIT..=LIMIT).contains(i))
+        {
+            return Err(MonitorError::SketchBucket { index });
+        }
         let max = d.max_buckets as usize;
         let mut count = d.zero;
         for (i, c) in d.positive {
@@ -592,6 +603,14 @@ mod tests {
         assert_eq!(w.count(), 2);
         let bad = r#"{"relative_accuracy":2.0,"max_buckets":16}"#;
         assert!(serde_json::from_str::<QuantileSketch>(bad).is_err());
+        let far = r#"{"relative_accuracy":0.01,"max_buckets":16,
+            "positive":[[-9000000000000000000,1],[9000000000000000000,1]]}"#;
+        let err = serde_json::from_str::<QuantileSketch>(far).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("sketch bucket -9000000000000000000 is out of range"),
+            "{err}"
+        );
     }
 
     proptest::proptest! {

@@ -261,14 +261,16 @@ pub struct IngestStats {
     pub duplicates: u64,
     /// Events stamped before one already seen: counted at the latest time seen.
     pub late: u64,
-    /// Tasks not followed because `max_tasks_in_flight` were already followed.
+    /// Times a task could not be followed (as it began to wait or run) because
+    /// `max_tasks_in_flight` were already followed; its outcome still counts.
     pub untracked_tasks: u64,
     /// Events about a task in a state it was not known to be in (a completion of a
     /// task never seen started, a second completion): counted where they can be.
     pub unknown_tasks: u64,
     /// Conflicts not followed because `max_open_conflicts` were already open.
     pub untracked_conflicts: u64,
-    /// Agents not followed because `max_agents` were already followed.
+    /// Events about an agent not followed because `max_agents` were already
+    /// followed.
     pub untracked_agents: u64,
     /// Resource amounts not followed because `max_resources` kinds already were.
     pub untracked_resources: u64,
