@@ -80,8 +80,8 @@
 //! [`policy`]; [`assignment`]; [`conflict`]; the [`workflow`] definitions and runs;
 //! the [`coordinator`]; the drivers that run workflows through the coordinator
 //! ([`workflow::Executor`], [`workflow::runbooks`]); the operations a host runs beside
-//! the coordinator, fed with its events ([`alert`]); and at the top [`error`], whose
-//! the coordinator, fed with its events ([`monitor`]); and at the top [`error`], whose
+//! the coordinator, fed with its events ([`monitor`], then [`health`], then [`alert`],
+//! then [`dashboard`], which draws them all); and at the top [`error`], whose
 //! [`Error`] wraps every domain's error. A module imports only from its own layer and
 //! those below it; `tests/layering.rs` checks every import, and the import bans the
 //! modules' docs state.
