@@ -23,6 +23,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use concord::coordinator::{AssignOutcome, Coordinator, Event, EventKind};
+use concord::dashboard::{Dashboard, PerformanceView};
 use concord::monitor::{DailyReport, Monitor, MonitorConfig, QuantileSketch, Thresholds};
 use concord::resource::StaticPredictor;
 use concord::task::Requirements;
@@ -180,6 +181,15 @@ fn bench_monitor(c: &mut Criterion) {
         let report = DailyReport::new(&window, &thresholds, Vec::new()).unwrap();
         group.bench_with_input(BenchmarkId::new("markdown", agents), &report, |b, r| {
             b.iter(|| black_box(r.to_markdown()))
+        });
+        // The performance dashboard: the view from the monitor (a bar per agent)
+        // and the page drawn.
+        group.bench_with_input(BenchmarkId::new("dashboard", agents), &fed, |b, fed| {
+            b.iter(|| {
+                let mut d = Dashboard::new("fleet", window.end);
+                d.performance = PerformanceView::from_monitor(fed);
+                black_box(d.to_html())
+            })
         });
     }
     group.finish();
