@@ -330,6 +330,8 @@ fn the_coordination_check_names_a_task_waiting_past_its_limit() {
         c.assign(cpu_task(2, 1000)),
         Ok(AssignOutcome::Queued { .. })
     ));
+    // The counts without copying the queue.
+    assert_eq!((c.running_count(), c.waiting_count()), (1, 1));
     assert_eq!(run(&d).overall(), HealthStatus::Healthy);
     clock.advance(Duration::from_secs(3600));
     let report = run(&d);

@@ -1491,6 +1491,17 @@ impl Core {
         self.s.waiting.values().cloned().collect()
     }
 
+    /// How many tasks wait (without copying them, as [`waiting`](Self::waiting)
+    /// does).
+    pub fn waiting_count(&self) -> usize {
+        self.s.waiting.len()
+    }
+
+    /// How many tasks run.
+    pub fn running_count(&self) -> usize {
+        self.s.assignments.len()
+    }
+
     /// The open conflicts, each with where it stands on the escalation ladder, in id
     /// order: a read-only view for an operator's screen or the host's approval flow.
     pub fn open_conflicts(&self) -> Vec<super::OpenConflict> {

@@ -362,6 +362,16 @@ impl Coordinator {
         self.shared.lock().core.waiting()
     }
 
+    /// How many tasks wait. See [`Core::waiting_count`].
+    pub fn waiting_count(&self) -> usize {
+        self.shared.lock().core.waiting_count()
+    }
+
+    /// How many tasks run. See [`Core::running_count`].
+    pub fn running_count(&self) -> usize {
+        self.shared.lock().core.running_count()
+    }
+
     /// The open conflicts and where each stands on the escalation ladder.
     pub fn open_conflicts(&self) -> Vec<OpenConflict> {
         self.shared.lock().core.open_conflicts()

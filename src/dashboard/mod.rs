@@ -198,8 +198,8 @@ impl OperationsView {
         OperationsView {
             mode: coordinator.mode(),
             agents,
-            running: coordinator.assignments().len(),
-            waiting: coordinator.waiting().len(),
+            running: coordinator.running_count(),
+            waiting: coordinator.waiting_count(),
             conflicts_open: coordinator.open_conflicts().len(),
             health: None,
             alerts: Vec::new(),

@@ -972,7 +972,7 @@ impl World {
         // windows within their number: its memory does not grow with the stream.
         self.monitor.advance(self.now);
         let stats = self.monitor.stats();
-        let held = self.core.assignments().len() + self.core.waiting().len();
+        let held = self.core.running_count() + self.core.waiting_count();
         if stats.tasks_in_flight != held || stats.windows > self.monitor.config().keep_windows() {
             return Err(self.fail(
                 "monitor_memory_bounded",
