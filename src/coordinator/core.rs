@@ -398,13 +398,10 @@ impl Core {
         profile: AgentProfile,
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then(|| Command::RegisterAgent {
+        let cmd = self.recording().then(|| Command::RegisterAgent {
             profile: profile.clone(),
         });
-        let out = self.register_agent_inner(profile, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        self.journaled(now, cmd, |c| c.register_agent_inner(profile, now))
     }
 
     fn register_agent_inner(
@@ -470,11 +467,10 @@ impl Core {
         agent: AgentId,
         now: Timestamp,
     ) -> Result<AgentProfile, CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then_some(Command::DeregisterAgent { agent });
-        let out = self.deregister_agent_inner(agent, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        let cmd = self
+            .recording()
+            .then_some(Command::DeregisterAgent { agent });
+        self.journaled(now, cmd, |c| c.deregister_agent_inner(agent, now))
     }
 
     fn deregister_agent_inner(
@@ -523,14 +519,13 @@ impl Core {
         capacity: Resources,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then(|| Command::SetAgentCapacity {
+        let cmd = self.recording().then(|| Command::SetAgentCapacity {
             agent,
             capacity: capacity.clone(),
         });
-        let out = self.set_agent_capacity_inner(agent, capacity, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        self.journaled(now, cmd, |c| {
+            c.set_agent_capacity_inner(agent, capacity, now)
+        })
     }
 
     fn set_agent_capacity_inner(
@@ -568,13 +563,10 @@ impl Core {
         status: AgentStatus,
         now: Timestamp,
     ) -> Result<bool, CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark
-            .recording
+        let cmd = self
+            .recording()
             .then_some(Command::SetAgentStatus { agent, status });
-        let out = self.set_agent_status_inner(agent, status, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        self.journaled(now, cmd, |c| c.set_agent_status_inner(agent, status, now))
     }
 
     fn set_agent_status_inner(
@@ -786,11 +778,8 @@ impl Core {
         task: TaskId,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then_some(Command::Release { task });
-        let out = self.release_inner(task, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        let cmd = self.recording().then_some(Command::Release { task });
+        self.journaled(now, cmd, |c| c.release_inner(task, now))
     }
 
     fn release_inner(
@@ -831,11 +820,8 @@ impl Core {
     /// # Errors
     /// [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn set_mode(&mut self, mode: SystemMode, now: Timestamp) -> Result<bool, CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then_some(Command::SetMode { mode });
-        let out = self.set_mode_inner(mode, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        let cmd = self.recording().then_some(Command::SetMode { mode });
+        self.journaled(now, cmd, |c| c.set_mode_inner(mode, now))
     }
 
     fn set_mode_inner(
@@ -917,15 +903,14 @@ impl Core {
         wait: bool,
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then(|| Command::AssignBatch {
+        let cmd = self.recording().then(|| Command::AssignBatch {
             group: group.map(Arc::from),
             tasks: tasks.to_vec(),
             wait,
         });
-        let out = self.assign_batch_into_inner(group, tasks, outcomes, wait, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        self.journaled(now, cmd, |c| {
+            c.assign_batch_into_inner(group, tasks, outcomes, wait, now)
+        })
     }
 
     fn assign_batch_into_inner(
@@ -1176,15 +1161,12 @@ impl Core {
         usage: Option<Resources>,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then(|| Command::Complete {
+        let cmd = self.recording().then(|| Command::Complete {
             task,
             success,
             usage: usage.clone(),
         });
-        let out = self.complete_inner(task, success, usage, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        self.journaled(now, cmd, |c| c.complete_inner(task, success, usage, now))
     }
 
     fn complete_inner(
@@ -1255,11 +1237,8 @@ impl Core {
     /// [`CoordinatorError::UnknownTask`] if it is not waiting;
     /// [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn cancel(&mut self, task: TaskId, now: Timestamp) -> Result<Task, CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then_some(Command::Cancel { task });
-        let out = self.cancel_inner(task, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        let cmd = self.recording().then_some(Command::Cancel { task });
+        self.journaled(now, cmd, |c| c.cancel_inner(task, now))
     }
 
     fn cancel_inner(&mut self, task: TaskId, now: Timestamp) -> Result<Task, CoordinatorError> {
@@ -1325,15 +1304,12 @@ impl Core {
         by: Decider,
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then_some(Command::Decide {
+        let cmd = self.recording().then_some(Command::Decide {
             conflict,
             decision,
             by,
         });
-        let out = self.decide_inner(conflict, decision, by, now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        self.journaled(now, cmd, |c| c.decide_inner(conflict, decision, by, now))
     }
 
     fn decide_inner(
@@ -1384,11 +1360,8 @@ impl Core {
         &mut self,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
-        let mark = self.journal_mark();
-        let cmd = mark.recording.then_some(Command::Tick);
-        let out = self.handle_timeout_inner(now);
-        self.journal(mark, out.is_ok(), now, cmd);
-        out
+        let cmd = self.recording().then_some(Command::Tick);
+        self.journaled(now, cmd, |c| c.handle_timeout_inner(now))
     }
 
     fn handle_timeout_inner(

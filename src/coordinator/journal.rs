@@ -542,6 +542,26 @@ pub(super) struct Mark {
 }
 
 impl Core {
+    /// Whether commands are recorded: a command's arguments are copied for its
+    /// record only then.
+    pub(super) fn recording(&self) -> bool {
+        self.s.journal.on
+    }
+
+    /// Runs a command, then ends it as [`journal`](Self::journal) does, with the
+    /// command's record `cmd` (made only when [`recording`](Self::recording)).
+    pub(super) fn journaled<R>(
+        &mut self,
+        now: Timestamp,
+        cmd: Option<Command>,
+        run: impl FnOnce(&mut Core) -> Result<R, super::CoordinatorError>,
+    ) -> Result<R, super::CoordinatorError> {
+        let mark = self.journal_mark();
+        let out = run(self);
+        self.journal(mark, out.is_ok(), now, cmd);
+        out
+    }
+
     /// Marks where the core stands as a command begins.
     pub(super) fn journal_mark(&self) -> Mark {
         Mark {
