@@ -101,6 +101,7 @@ pub mod clock;
 pub mod conflict;
 pub mod coordinator;
 pub mod dashboard;
+pub mod digest;
 pub mod error;
 mod hash;
 pub mod health;

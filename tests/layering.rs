@@ -5,7 +5,7 @@
 //!
 //! | layer | modules |
 //! |---|---|
-//! | base | `clock`, `timer`, `id`, `priority`, `hash`, `name_table`, `layout`, `serde_util`, `agent_map` |
+//! | base | `clock`, `timer`, `id`, `priority`, `hash`, `name_table`, `layout`, `serde_util`, `agent_map`, `digest` |
 //! | resource | `resource` |
 //! | task | `task` |
 //! | agent | `agent` |
@@ -56,6 +56,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "layout",
             "serde_util",
             "agent_map",
+            "digest",
         ],
     ),
     ("resource", &["resource"]),
