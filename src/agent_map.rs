@@ -70,6 +70,25 @@ impl<V> AgentMap<V> {
         }
     }
 
+    /// Removes `agent`; whether it was there. A map left with no agent is the
+    /// empty vector form.
+    pub(crate) fn remove(&mut self, agent: AgentId) -> bool {
+        match self {
+            AgentMap::One(a, _) if *a == agent => {
+                *self = AgentMap::Many(Vec::new());
+                true
+            }
+            AgentMap::One(..) => false,
+            AgentMap::Many(entries) => match entries.binary_search_by_key(&agent, |(a, _)| *a) {
+                Ok(i) => {
+                    entries.remove(i);
+                    true
+                }
+                Err(_) => false,
+            },
+        }
+    }
+
     /// The agents and their values, ascending by agent.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (AgentId, &V)> + '_ {
         let (one, many) = match self {

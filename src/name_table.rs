@@ -244,6 +244,11 @@ impl<V> NameTable<V> {
         self.filter[word] |= bits;
     }
 
+    /// Every value, to change in place (the names and the index stay).
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut V> + '_ {
+        self.entries.iter_mut().map(|e| &mut e.value)
+    }
+
     /// Every name with its value, in the order the names came.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &V)> + '_ {
         self.entries.iter().map(|e| (&e.name, &e.value))

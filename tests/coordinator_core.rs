@@ -1211,3 +1211,114 @@ fn an_approval_follows_its_task_to_another_agent() {
     assert!(c.open_conflicts().is_empty());
     assert!(c.waiting().is_empty());
 }
+
+// ----- predictions and agents the fleet cannot hold, agents that leave ----------
+
+/// A prediction above what any agent could hold is held at the largest agent's
+/// capacity: a host that reported usage beyond every agent's size (a measuring
+/// glitch, a runaway process) does not make every later task of the kind
+/// unplaceable.
+#[test]
+fn a_prediction_never_asks_for_more_than_the_largest_agent_has() {
+    use concord::resource::PercentilePredictor;
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock)
+        .predictor(PercentilePredictor::default())
+        .build();
+    c.register_agent(agent(1, 2)).expect("register");
+    let first = assigned(submit(&c, task(1)));
+    // It reports 64 cpus used, on an agent of 8.
+    c.complete(
+        first.task.id(),
+        true,
+        Some("cpu=64".parse().expect("usage")),
+    )
+    .expect("complete");
+    let next = assigned(submit(&c, task(2)));
+    assert_eq!(next.agent, aid(1));
+    assert_eq!(
+        next.task.requirements().resources().cpu_millis(),
+        8_000,
+        "the prediction is held at the agent's 8 cpus"
+    );
+    // What was asked for beyond every agent is still refused, as asked.
+    let too_big = c.assign(task_with(3, 9, &[])).expect("assign");
+    assert!(
+        matches!(too_big, AssignOutcome::Rejected { .. }),
+        "{too_big:?}"
+    );
+}
+
+/// A task only an agent out of service qualifies for waits for it only if that
+/// agent could ever hold it; otherwise it is rejected at once, not parked for an
+/// agent whose return could never place it.
+#[test]
+fn a_task_no_agent_away_could_hold_is_rejected_not_parked() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 1)).expect("register");
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    // 8 cpus fit the agent when it comes back: it waits for it.
+    queued(submit(&c, task_with(1, 8, &[])));
+    assert_eq!(
+        c.waiting()[0].parked,
+        Some(Parked::Agent),
+        "waits for the agent to return"
+    );
+    // 16 never fit it: rejected, naming why.
+    let out = c.assign(task_with(2, 16, &[])).expect("assign");
+    assert!(matches!(out, AssignOutcome::Rejected { .. }), "{out:?}");
+    assert_eq!(waiting(&c), vec![tid(1)]);
+}
+
+/// An agent that leaves takes its affinity with it: a fleet whose agents come and
+/// go keeps a table the size of the fleet, not of every agent it ever had.
+#[test]
+fn an_agent_that_leaves_leaves_no_affinity_behind() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 1)).expect("register");
+    let a = assigned(submit(&c, task(1)));
+    c.complete(a.task.id(), true, None).expect("complete");
+    assert!(c.snapshot().affinity.affinity("edit", aid(1)) > 0.0);
+    c.deregister_agent(aid(1)).expect("deregister");
+    let affinity = c.snapshot().affinity;
+    assert_eq!(affinity.affinity("edit", aid(1)), 0.0);
+    assert_eq!(affinity.kinds(), 0, "no row left for a kind nobody did");
+    // A snapshot round trip agrees.
+    let restored: concord::coordinator::CoordinatorSnapshot =
+        serde_json::from_str(&json(&c)).expect("snapshot");
+    assert_eq!(restored.affinity, affinity);
+}
+
+/// An approval ends with its task: a task approved to run beside a holder, handed
+/// back when its agent left and then rejected (no agent left could hold it), leaves
+/// no approval behind (a restore would drop it, and the two states would differ).
+#[test]
+fn a_rejected_task_takes_its_approval_with_it() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 4)).expect("register");
+    let big = AgentProfile::new(aid(2), "big")
+        .with_role(Role::new("ops").expect("role"))
+        .with_capacity("cpu=32".parse().expect("capacity"));
+    assert_eq!(assigned(submit(&c, claiming(1, &["x"]))).agent, aid(1));
+    c.register_agent(big).expect("register big");
+    let conflict = conflicted(submit(&c, task_with(2, 16, &["x"])))[0];
+    c.decide(conflict, HumanDecision::Approve, Decider::Human)
+        .expect("approve");
+    assert_eq!(running(&c).len(), 2, "approved to run beside the holder");
+    assert!(!c.snapshot().approved.is_empty());
+    // The only agent that could hold task 2 leaves: it is handed back, then rejected.
+    c.deregister_agent(aid(2)).expect("deregister");
+    assert!(
+        kinds(&c)
+            .iter()
+            .any(|k| matches!(k, EventKind::TaskRejected { task, .. } if *task == tid(2))),
+    );
+    let live = c.snapshot();
+    assert!(live.approved.is_empty(), "{:?}", live.approved);
+    let restored = builder(&clock).restore(live.clone()).expect("restore");
+    assert_eq!(json(&restored), json(&c));
+}

@@ -244,6 +244,18 @@ impl AffinityTable {
         }
     }
 
+    /// Forgets what `agent` did, in every kind: for an agent that left the fleet
+    /// for good, so that a fleet whose agents come and go (autoscaled workers) keeps
+    /// a table the size of its fleet, not of every agent it ever had. Returns how
+    /// many entries went.
+    pub fn forget_agent(&mut self, agent: AgentId) -> usize {
+        self.young
+            .values_mut()
+            .chain(self.old.values_mut())
+            .map(|row| usize::from(row.remove(agent)))
+            .sum()
+    }
+
     /// Forgets the old generation and makes the young one old, when the young one
     /// holds half the limit. The forgotten generation's storage serves the next.
     fn turn_if_full(&mut self) {
@@ -269,13 +281,17 @@ impl AffinityTable {
             .or_else(|| self.old.get_tagged(tag, kind))
     }
 
-    /// Every remembered kind with its row, the young generation first.
+    /// Every remembered kind with its row, the young generation first; a row left
+    /// with no agent (they all left) is no row.
     fn rows(&self) -> impl Iterator<Item = (&Arc<str>, &AgentMap<f64>)> + '_ {
-        self.young.iter().chain(
-            self.old
-                .iter()
-                .filter(|(kind, _)| self.young.get(kind).is_none()),
-        )
+        self.young
+            .iter()
+            .chain(
+                self.old
+                    .iter()
+                    .filter(|(kind, _)| self.young.get(kind).is_none()),
+            )
+            .filter(|(_, row)| row.len() > 0)
     }
 }
 

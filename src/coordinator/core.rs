@@ -13,6 +13,7 @@ use crate::conflict::{
     ConflictDetector, ConflictError, ConflictId, ConflictManager, EscalationLevel, HumanDecision,
 };
 use crate::id::{AgentId, RequestId, TaskId};
+use crate::layout::Layout;
 use crate::policy::{DutyLog, PendingBatch, PolicyContext, PolicyEnforcer, SystemMode, Violation};
 use crate::resource::{Grant, LedgerError, ResourceLedger, ResourcePredictor, Resources};
 use crate::task::{Claim, Task, TaskAnalyzer};
@@ -114,6 +115,9 @@ pub(super) struct State {
     pub(super) notified: Vec<Arc<str>>,
     /// The records made for the journal, and the number of the next.
     pub(super) journal: JournalState,
+    /// The most of each resource any one agent could hold, and the ledger layout
+    /// it was read from: predictions are held under it (see `predict`).
+    pub(super) largest: (Option<Layout>, Resources),
 }
 
 /// How many finished assignments' allocations the coordinator keeps for reuse: a
@@ -149,6 +153,7 @@ impl State {
             parked: BTreeSet::new(),
             watched: BTreeMap::new(),
             notified: Vec::new(),
+            largest: (None, Resources::new()),
             journal: JournalState {
                 on: false,
                 next: 1,
@@ -214,6 +219,11 @@ impl State {
         now: Timestamp,
     ) {
         tracing::debug!(task.id = %task, why = %explanation, "task rejected");
+        // A decision that let it run beside a holder ends with it (a task handed
+        // back keeps its approval while it waits, and may be rejected there).
+        if !self.approved.is_empty() {
+            self.approved.retain(|&(h, t)| h != task && t != task);
+        }
         let reason = format!("no agent can ever take it: {explanation}");
         self.push(
             now,
@@ -493,6 +503,9 @@ impl Core {
         if let Err(e) = self.s.ledger.remove_agent(agent) {
             tracing::error!(agent.id = %agent, error = %e, "ledger kept a deregistered agent");
         }
+        // What it did is no use once it is gone (an agent that comes back is
+        // registered anew, under its own record from then on).
+        self.s.fleet.affinity_mut().forget_agent(agent);
         tracing::info!(agent.id = %agent, "agent deregistered");
         self.s.push(now, EventKind::AgentDeregistered { agent });
         // Only now, with the agent gone, is its work handed to the others.
@@ -944,9 +957,24 @@ impl Core {
         // 2. Predict the needs.
         {
             let _span = tracing::debug_span!("predict", tasks = analyzed.len()).entered();
+            let layout = s.ledger.layout();
+            if s.largest.0 != Some(layout) {
+                s.ledger.largest_capacity_into(&mut s.largest.1);
+                s.largest.0 = Some(layout);
+            }
+            let largest = &s.largest.1;
+            let fleet = !s.ledger.is_empty_of_agents();
             for task in analyzed.iter_mut() {
                 let (kind, resources) = task.kind_and_resources_mut();
+                // A prediction never asks for more than the largest agent could
+                // hold, if what was asked for fits there: a kind whose usage was
+                // reported above every agent's size (or learned with a margin
+                // on the largest agent) would otherwise never be placed again.
+                let asked_fits = fleet && resources.fits(largest);
                 parts.predictor.predict_in_place(kind, resources);
+                if asked_fits && !resources.fits(largest) {
+                    *resources = resources.min(largest);
+                }
             }
         }
         // One shared name for the whole batch's proposals and assignments.

@@ -187,9 +187,14 @@ enum Place {
     Never,
 }
 
-/// `Away` if an agent out of service could take `task`, else `Never`.
+/// `Away` if an agent out of service could take `task` (it qualifies and could ever
+/// hold the needs), else `Never`.
 fn away_or_never(s: &State, task: &Task) -> Place {
-    let away = qualified(s, task).any(|v| !v.status().is_in_service());
+    // The capacity counts too: a task parked for an agent that could never hold it
+    // would wait for ever, each return of that agent parking it again.
+    let needs = task.requirements().resources();
+    let away = qualified(s, task)
+        .any(|v| !v.status().is_in_service() && s.ledger.could_ever_hold(v.id(), needs));
     if away { Place::Away } else { Place::Never }
 }
 

@@ -1362,6 +1362,43 @@ impl ResourceLedger {
         })
     }
 
+    /// The most of each resource any one agent in the ledger could hold (its
+    /// capacity, under the pool's limit), into `out`.
+    pub(crate) fn largest_capacity_into(&self, out: &mut Resources) {
+        let n = self.dims.len();
+        let mut most = vec![0u64; n];
+        for (i, _) in self
+            .agent_live
+            .iter()
+            .enumerate()
+            .filter(|(_, live)| **live)
+        {
+            for (d, m) in most.iter_mut().enumerate() {
+                *m = (*m).max(self.capacity[i * n + d].min(self.pool_limit[d]));
+            }
+        }
+        self.undensify_into(&most, out);
+    }
+
+    /// Whether the ledger holds no agent.
+    pub(crate) fn is_empty_of_agents(&self) -> bool {
+        self.agent_index.is_empty()
+    }
+
+    /// Whether `agent` could ever hold `needs` (with one task slot), were it empty:
+    /// what a task waiting for an agent out of service needs to know of it.
+    pub(crate) fn could_ever_hold(&self, agent: AgentId, needs: &Resources) -> bool {
+        let Ok(i) = self.index(agent) else {
+            return false;
+        };
+        let mut dense = Vec::new();
+        if self.densify(needs, &mut dense).is_err() {
+            return false;
+        }
+        dense[TASKS] = 1;
+        self.never_fits(i as usize, &dense).is_none()
+    }
+
     /// Allocates `needs` on `agent` now, or fails without queueing.
     ///
     /// # Errors

@@ -222,6 +222,8 @@ pub struct World {
     /// down is done then.
     restored_at: Option<Timestamp>,
     last_seq: u64,
+    /// When the host last ran its daily cleanup.
+    cleaned: Timestamp,
     /// The disk the journal and its checkpoint are kept on.
     storage: SimStorage,
     /// The host's alerting, fed with the core's events, and its state at the last
@@ -245,6 +247,12 @@ pub struct World {
     hash: Fnv,
     report: Report,
 }
+
+/// The most the core's state may take as JSON at a checkpoint.
+const STATE_BOUND: usize = 1 << 20;
+
+/// The most agents the world's fleet grows to.
+const MAX_FLEET: usize = 12;
 
 /// Hourly windows, a day of them kept.
 fn new_monitor() -> Monitor {
@@ -294,6 +302,7 @@ impl World {
             human_deadline: BTreeMap::new(),
             restored_at: None,
             last_seq: 0,
+            cleaned: Timestamp::from_secs(0),
             storage: SimStorage::new(),
             alerts: AlertManager::new(AlertConfig::default()).expect("default alerting"),
             alerts_saved: None,
@@ -387,15 +396,39 @@ impl World {
             60..=64 => self.decide_now()?,
             65..=69 if self.faults_on => self.agent_fault()?,
             70..=71 if self.faults_on => self.toggle_safe_mode()?,
-            72..=73 if self.faults_on => self.join(),
+            // Agents come twice as often as they go, up to a fleet's size: a month
+            // of steps would otherwise grow a fleet of a thousand, and the run's cost
+            // with it.
+            72..=73 if self.faults_on && self.agents.len() < MAX_FLEET => self.join(),
+            72..=73 if self.faults_on => self.leave()?,
             74 if self.faults_on => self.leave()?,
             75..=77 if self.faults_on => self.crash()?,
             78..=84 => self.take_checkpoint()?,
             _ => self.advance()?,
         }
+        self.daily_cleanup();
         self.observe()?;
         self.write_journal()?;
         self.check()
+    }
+
+    /// Once a simulated day the host forgets the conflicts closed more than a day
+    /// ago and cuts the journal behind its checkpoint, as an operator's daily
+    /// cleanup does: what a month-long run keeps stays the size of a day's.
+    fn daily_cleanup(&mut self) {
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        if self.now < self.cleaned + DAY {
+            return;
+        }
+        self.cleaned = self.now;
+        let forgot = self
+            .core
+            .forget_closed_conflicts(self.now.saturating_sub(DAY));
+        let cut = self.storage.compact();
+        self.note(format!(
+            "daily cleanup at {}: {forgot} closed conflicts forgotten, {cut} journal records cut",
+            self.now
+        ));
     }
 
     /// The host writes what the step's commands recorded to the journal; the disk
@@ -714,6 +747,14 @@ impl World {
         self.write_journal()?;
         self.report.checks += 1;
         let live = json(&self.core.snapshot());
+        // The state a month-long run keeps is a day's, not a month's: the daily
+        // cleanup and the fleet's bound keep it level.
+        if live.len() > STATE_BOUND {
+            return Err(self.fail(
+                "core_state_bounded",
+                format!("the core's state is {} bytes as JSON", live.len()),
+            ));
+        }
         let rebuilt = builder()
             .recover_core(&self.storage)
             .map_err(|e| self.fail("checkpoint_plus_journal_is_live_state", e.to_string()))?;

@@ -80,6 +80,23 @@ impl SimStorage {
         }
     }
 
+    /// Cuts the synced records the checkpoint already counts; returns how many.
+    pub fn compact(&mut self) -> usize {
+        let Some(next) = self
+            .load_checkpoint()
+            .ok()
+            .flatten()
+            .map(|c| c.journal_next)
+        else {
+            return 0;
+        };
+        let cut = (next.saturating_sub(self.first) as usize).min(self.synced);
+        self.records.drain(..cut);
+        self.synced -= cut;
+        self.first += cut as u64;
+        cut
+    }
+
     /// The host cuts a torn tail off before it appends again.
     pub fn truncate(&mut self, from: u64) {
         let keep = from.saturating_sub(self.first) as usize;
