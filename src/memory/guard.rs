@@ -299,6 +299,9 @@ impl Memory {
     /// Waits for a write already under way to land, so that none lands after this
     /// returns. Whether writes were running (`false`: they were already stopped, and
     /// the first fence's reason and time stand).
+    ///
+    /// The fence is up from the future's first poll: a host that gives up waiting
+    /// (a store write that hangs) and drops the future leaves writes stopped.
     pub async fn fence(&self, reason: impl Into<String>, now: Timestamp) -> bool {
         let reason = reason.into();
         let newly = {
