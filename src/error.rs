@@ -14,6 +14,7 @@ use crate::conflict::ConflictError;
 use crate::coordinator::CoordinatorError;
 use crate::id::AgentId;
 pub use crate::id::NameError;
+use crate::memory::MemoryError;
 use crate::monitor::MonitorError;
 use crate::policy::PolicyError;
 use crate::resource::{LedgerError, PredictorError, ResourceError};
@@ -73,6 +74,10 @@ pub enum Error {
     /// refused.
     #[error(transparent)]
     Alert(#[from] AlertError),
+    /// Agent memory refused an operation (a fenced write, a corrupt entry or backup)
+    /// or its store failed.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
     /// A monitoring setting was out of range, or two aggregates did not merge.
     #[error(transparent)]
     Monitor(#[from] MonitorError),

@@ -70,6 +70,7 @@
 //! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
 //! | Alerting: severities, response deadlines, escalation | [`alert::AlertManager`], [`alert::Severity`], [`alert::AlertConfig`], [`alert::alerts_from_event`] |
 //! | Performance monitoring, daily review, reports | [`monitor::Monitor`], [`monitor::DailyReport`], [`monitor::PerformanceReport`], [`monitor::AnomalyDetector`], [`monitor::QuantileSketch`], [`monitor::Thresholds`], [`monitor::CapacityTrend`] |
+//! | Memory corruption: stop writes, back up, validate, restore | [`memory::Memory`] (`fence`, `backup`, `validate`, `restore`, `switch_to`), [`memory::MemoryStore`], [`memory::InMemoryStore`], [`memory::Backup`], [`memory::prune_backups`], [`health::MemoryCheck`] |
 //! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
 //! ## Crate layout
@@ -77,8 +78,8 @@
 //! One module per domain, each with the same shape: its traits and data types, its
 //! default implementations, its error enum. Dependencies point one way, bottom to top:
 //! [`clock`], [`id`] and small private helpers; [`resource`]; [`task`]; [`agent`];
-//! [`policy`]; [`assignment`]; [`conflict`]; the [`workflow`] definitions and runs;
-//! the [`coordinator`]; the drivers that run workflows through the coordinator
+//! [`policy`]; [`assignment`]; [`conflict`]; [`memory`]; the [`workflow`] definitions
+//! and runs; the [`coordinator`]; the drivers that run workflows through the coordinator
 //! ([`workflow::Executor`], [`workflow::runbooks`]); the operations a host runs beside
 //! the coordinator, fed with its events ([`monitor`], then [`health`], then [`alert`],
 //! then [`dashboard`], which draws them all); and at the top [`error`], whose
@@ -107,6 +108,7 @@ mod hash;
 pub mod health;
 pub mod id;
 mod layout;
+pub mod memory;
 pub mod monitor;
 mod name_table;
 pub mod policy;
@@ -137,6 +139,7 @@ pub use conflict::{
 };
 pub use error::{Error, Result};
 pub use id::{AgentId, AllocationId, Capability, NameError, RequestId, Role, TaskId};
+pub use memory::{InMemoryStore, Memory, MemoryError, MemoryStore};
 pub use policy::{
     DutyLog, PolicyContext, PolicyEnforcer, PolicyEnforcerExt, PolicyError, PolicyRule, PolicySet,
     Proposal, Severity, SystemMode, Violation,

@@ -12,6 +12,7 @@
 //! | policy | `policy` |
 //! | assignment | `assignment` |
 //! | conflict | `conflict` |
+//! | memory | `memory`: the agents' shared memory and its guard |
 //! | workflow | `workflow` (definitions, runs, retries, errors) |
 //! | coordinator | `coordinator` (a file now; any file under `src/coordinator/` later) |
 //! | drivers | `workflow::executor`, `workflow::runbooks`: they drive the coordinator |
@@ -65,6 +66,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("policy", &["policy"]),
     ("assignment", &["assignment"]),
     ("conflict", &["conflict"]),
+    ("memory", &["memory"]),
     ("workflow", &["workflow"]),
     ("coordinator", &["coordinator"]),
     ("drivers", &["workflow::executor", "workflow::runbooks"]),

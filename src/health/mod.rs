@@ -4,7 +4,8 @@
 //! Owns the [`HealthCheck`] trait (a check a host or the crate supplies), the
 //! [`Diagnostics`] runner, the built-in checks ([`AgentsCheck`]: every agent pinged,
 //! with its response time and version; [`ResourcesCheck`]: the ledger's use of each
-//! resource; [`CoordinationCheck`]: conflicts open and tasks waiting too long) and
+//! resource; [`CoordinationCheck`]: conflicts open and tasks waiting too long;
+//! [`MemoryCheck`]: the agents' shared memory intact and taking writes) and
 //! [`check_fn`] for a host's own (the network check, a database ping); and the
 //! morning startup checklist in one call ([`Diagnostics::morning_checklist`]).
 //!
@@ -33,6 +34,7 @@
 
 mod checklist;
 mod checks;
+mod memory;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,6 +50,7 @@ use crate::timer::Timer;
 
 pub use checklist::{ChecklistItem, MorningReport};
 pub use checks::{AgentsCheck, CoordinationCheck, ResourcesCheck};
+pub use memory::MemoryCheck;
 
 /// How a check found what it looked at, best first.
 #[derive(
