@@ -9,6 +9,7 @@
 use crate::agent::{AgentError, RegistryError};
 use crate::alert::AlertError;
 use crate::assignment::AssignmentError;
+use crate::audit::AuditError;
 use crate::clock::ParseTimestampError;
 use crate::conflict::ConflictError;
 use crate::coordinator::CoordinatorError;
@@ -81,6 +82,9 @@ pub enum Error {
     /// A monitoring setting was out of range, or two aggregates did not merge.
     #[error(transparent)]
     Monitor(#[from] MonitorError),
+    /// An audit chain did not verify, or an incident operation was refused.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// `Result` with the crate's [`Error`].

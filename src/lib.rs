@@ -69,6 +69,7 @@
 //! | Operations, performance and capacity dashboards | [`dashboard::Dashboard`] (serde views, rendered to one self-contained HTML page) |
 //! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
 //! | Alerting: severities, response deadlines, escalation | [`alert::AlertManager`], [`alert::Severity`], [`alert::AlertConfig`], [`alert::alerts_from_event`] |
+//! | Incident documentation, audit trail | [`audit::AuditLog`] (hash-chained, [`audit::verify`] locates tampering), [`audit::AuditEntry`], [`audit::entry_from_event`], [`audit::Incidents`], [`audit::Incident::to_markdown`], [`audit::PostIncidentReview`] |
 //! | Performance monitoring, daily review, reports | [`monitor::Monitor`], [`monitor::DailyReport`], [`monitor::PerformanceReport`], [`monitor::AnomalyDetector`], [`monitor::QuantileSketch`], [`monitor::Thresholds`], [`monitor::CapacityTrend`] |
 //! | Memory corruption: stop writes, back up, validate, restore | [`memory::Memory`] (`fence`, `backup`, `validate`, `restore`, `switch_to`), [`memory::MemoryStore`], [`memory::InMemoryStore`], [`memory::Backup`], [`memory::prune_backups`], [`health::MemoryCheck`] |
 //! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
@@ -82,7 +83,7 @@
 //! and runs; the [`coordinator`]; the drivers that run workflows through the coordinator
 //! ([`workflow::Executor`], [`workflow::runbooks`]); the operations a host runs beside
 //! the coordinator, fed with its events ([`monitor`], then [`health`], then [`alert`],
-//! then [`dashboard`], which draws them all); and at the top [`error`], whose
+//! then [`audit`], then [`dashboard`], which draws them all); and at the top [`error`], whose
 //! [`Error`] wraps every domain's error. A module imports only from its own layer and
 //! those below it; `tests/layering.rs` checks every import, and the import bans the
 //! modules' docs state.
@@ -98,6 +99,7 @@ pub mod agent;
 mod agent_map;
 pub mod alert;
 pub mod assignment;
+pub mod audit;
 pub mod clock;
 pub mod conflict;
 pub mod coordinator;

@@ -16,6 +16,11 @@
 //! | workflow | `workflow` (definitions, runs, retries, errors) |
 //! | coordinator | `coordinator` (a file now; any file under `src/coordinator/` later) |
 //! | drivers | `workflow::executor`, `workflow::runbooks`: they drive the coordinator |
+//! | monitor | `monitor`: operations beside the coordinator, fed with its events |
+//! | health | `health` |
+//! | alert | `alert` |
+//! | audit | `audit`: the audit log and incidents, fed with the coordinator's events and the alert manager's notifications |
+//! | dashboard | `dashboard`: draws the operations views |
 //! | error | `error`: the crate's `Error` wraps every domain's error |
 //! | root | `lib`, `prelude`: re-exports |
 //!
@@ -74,6 +79,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("monitor", &["monitor"]),
     ("health", &["health"]),
     ("alert", &["alert"]),
+    ("audit", &["audit"]),
     ("dashboard", &["dashboard"]),
     ("error", &["error"]),
     ("root", &["", "prelude"]),
