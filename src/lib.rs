@@ -67,6 +67,7 @@
 //! | Escalation decision tree | [`conflict::EscalationPolicy`], [`conflict::ConflictManager::tick`] |
 //! | System health checks, agent connectivity | [`health::Diagnostics`], [`health::HealthCheck`], [`health::AgentsCheck`], [`health::ResourcesCheck`], [`health::CoordinationCheck`] |
 //! | Operations, performance and capacity dashboards | [`dashboard::Dashboard`] (serde views, rendered to one self-contained HTML page) |
+//! | Emergencies: safe mode by rule, quarantine with evidence, security breach | [`coordinator::SafeModeRules`], [`coordinator::Core::quarantine`], [`coordinator::Core::release_quarantine`], [`coordinator::Core::report_security_breach`], [`coordinator::OnQuarantine`] |
 //! | Survive a crash: journal, checkpoint, recover | [`coordinator::Journal`], [`coordinator::MemoryJournal`], [`coordinator::CoordinatorBuilder::journaled`], [`coordinator::CoordinatorBuilder::recover`] |
 //! | Alerting: severities, response deadlines, escalation | [`alert::AlertManager`], [`alert::Severity`], [`alert::AlertConfig`], [`alert::alerts_from_event`] |
 //! | Incident documentation, audit trail | [`audit::AuditLog`] (hash-chained, [`audit::verify`] locates tampering), [`audit::AuditEntry`], [`audit::entry_from_event`], [`audit::Incidents`], [`audit::Incident::to_markdown`], [`audit::PostIncidentReview`] |

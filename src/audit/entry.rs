@@ -643,6 +643,28 @@ pub fn entry_from_event(event: &Event) -> Option<AuditEntry> {
                 return None;
             }
         }
+        // The evidence: the quarantine event itself (its reason and the tasks it
+        // ran) and what it held; the status change that follows is the quarantine.
+        EventKind::AgentQuarantined {
+            agent, allocations, ..
+        } => AuditEntry::Evidence {
+            agent: *agent,
+            events: vec![event.clone()],
+            allocations: allocations.clone(),
+        },
+        EventKind::QuarantineReleased {
+            agent, by, reason, ..
+        } => AuditEntry::QuarantineReleased {
+            agent: *agent,
+            by: *by,
+            reason: reason.clone(),
+        },
+        EventKind::SafeModeTriggered { trigger } => AuditEntry::Decision {
+            by: crate::coordinator::Decider::Default,
+            subject: "safe mode".to_owned(),
+            decision: format!("entered by rule `{}`", trigger.rule()),
+            reason: trigger.to_string(),
+        },
         // Listed one by one, so that a new kind of event is a decision here too.
         EventKind::AgentRegistered { .. }
         | EventKind::AgentDeregistered { .. }

@@ -1,6 +1,7 @@
 //! [`CoordinatorBuilder`]: the parts of a coordinator, each defaulted, and how to
 //! build one empty or from a checkpoint.
 
+use super::emergency::{OnQuarantine, SafeModeRules};
 use std::sync::Arc;
 
 use crate::assignment::{Assigner, GreedyAssigner};
@@ -31,6 +32,8 @@ pub struct CoordinatorBuilder {
     escalation: EscalationPolicy,
     analyze_explicit: bool,
     on_agent_loss: OnAgentLoss,
+    on_quarantine: OnQuarantine,
+    safe_mode_rules: SafeModeRules,
     journaled: bool,
 }
 
@@ -46,6 +49,8 @@ impl Default for CoordinatorBuilder {
             escalation: EscalationPolicy::default(),
             analyze_explicit: false,
             on_agent_loss: OnAgentLoss::default(),
+            on_quarantine: OnQuarantine::default(),
+            safe_mode_rules: SafeModeRules::default(),
             journaled: false,
         }
     }
@@ -106,6 +111,25 @@ impl CoordinatorBuilder {
         self
     }
 
+    /// What becomes of a quarantined agent's running tasks (default:
+    /// [`OnQuarantine::Requeue`]).
+    pub fn on_quarantine(mut self, what: OnQuarantine) -> Self {
+        self.on_quarantine = what;
+        self
+    }
+
+    /// Sets when the coordinator enters safe mode by itself (default:
+    /// [`SafeModeRules::default`], the procedures' rules; [`SafeModeRules::none`]
+    /// for safe mode by hand only).
+    ///
+    /// # Errors
+    /// [`CoordinatorError::InvalidSafeModeRule`] naming the rule and its bad value.
+    pub fn safe_mode_rules(mut self, rules: SafeModeRules) -> Result<Self, CoordinatorError> {
+        rules.validate()?;
+        self.safe_mode_rules = rules;
+        Ok(self)
+    }
+
     /// Sets the escalation ladder (default: 30 minutes to the orchestrator, 2 hours
     /// to a human, who has an hour to answer before the default decision, deny,
     /// applies).
@@ -138,6 +162,8 @@ impl CoordinatorBuilder {
                 .unwrap_or_else(|| Arc::new(PolicySet::default())),
             analyze_explicit: self.analyze_explicit,
             on_agent_loss: self.on_agent_loss,
+            on_quarantine: self.on_quarantine,
+            safe_mode_rules: self.safe_mode_rules.clone(),
         }
     }
 

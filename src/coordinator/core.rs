@@ -49,6 +49,10 @@ pub(super) struct Parts {
     /// Whether tasks whose requirements are stated go through the analyzer too.
     pub(super) analyze_explicit: bool,
     pub(super) on_agent_loss: OnAgentLoss,
+    /// What a quarantined agent's running tasks do.
+    pub(super) on_quarantine: super::emergency::OnQuarantine,
+    /// When the core enters safe mode by itself.
+    pub(super) safe_mode_rules: super::emergency::SafeModeRules,
 }
 
 /// The running tasks taken from an agent that left service, with the approvals that
@@ -118,6 +122,8 @@ pub(super) struct State {
     /// The most of each resource any one agent could hold, and the ledger layout
     /// it was read from: predictions are held under it (see `predict`).
     pub(super) largest: (Option<Layout>, Resources),
+    /// The failures the safe-mode rules count (in the snapshot).
+    pub(super) recent: super::emergency::RecentFailures,
 }
 
 /// How many finished assignments' allocations the coordinator keeps for reuse: a
@@ -154,6 +160,7 @@ impl State {
             watched: BTreeMap::new(),
             notified: Vec::new(),
             largest: (None, Resources::new()),
+            recent: super::emergency::RecentFailures::default(),
             journal: JournalState {
                 on: false,
                 next: 1,
@@ -454,7 +461,7 @@ impl Core {
     }
 
     /// Fails with [`CoordinatorError::TimeWentBack`] for a `now` earlier than one seen.
-    fn check_time(&self, now: Timestamp) -> Result<(), CoordinatorError> {
+    pub(super) fn check_time(&self, now: Timestamp) -> Result<(), CoordinatorError> {
         if now < self.s.last_now {
             return Err(CoordinatorError::TimeWentBack {
                 now,
@@ -508,9 +515,16 @@ impl Core {
         self.s.fleet.affinity_mut().forget_agent(agent);
         tracing::info!(agent.id = %agent, "agent deregistered");
         self.s.push(now, EventKind::AgentDeregistered { agent });
-        // Only now, with the agent gone, is its work handed to the others.
+        // Only now, with the agent gone, is its work handed to the others, the
+        // tasks held for its release from quarantine included.
         let mut granted = Vec::new();
-        self.hand_back(lost, agent, now, &mut granted);
+        self.hand_back(lost, agent, false, now, &mut granted);
+        for (key, _) in self.s.held_for(agent) {
+            if let Some(mut w) = self.s.unwait(key) {
+                w.parked = None;
+                self.requeue(w, now, &mut granted);
+            }
+        }
         for w in again {
             self.requeue(w, now, &mut granted);
         }
@@ -595,7 +609,59 @@ impl Core {
         // Offline, unhealthy and quarantined agents are all out of service: their
         // running tasks are handed back (a quarantined agent is cut off from work it
         // already had as well as from new work).
-        let leaves = !status.is_in_service();
+        if status.is_in_service() {
+            self.set_status_in_service(agent, status, now)?;
+        } else {
+            self.leave_service(agent, status, false, now)?;
+            if matches!(status, AgentStatus::Offline | AgentStatus::Unhealthy) {
+                self.note_agent_failure(agent, now);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sets `agent`'s status to one in service, offering it the waiting work when
+    /// it is available.
+    pub(super) fn set_status_in_service(
+        &mut self,
+        agent: AgentId,
+        status: AgentStatus,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        self.change_status(agent, status, now)?;
+        if status == AgentStatus::Available {
+            self.offer_room_on(agent, now);
+        }
+        Ok(())
+    }
+
+    /// Takes `agent` out of service (`status`) and every running task from it:
+    /// frees what each holds and, per [`OnAgentLoss`], queues it again or ends it as
+    /// a failure, or (`hold`) holds it until the agent's quarantine is released. The
+    /// agent's loss is not held against it or the task (no affinity or prediction
+    /// is learned from it).
+    pub(super) fn leave_service(
+        &mut self,
+        agent: AgentId,
+        status: AgentStatus,
+        hold: bool,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
+        self.change_status(agent, status, now)?;
+        let mut grants = Vec::new();
+        let lost = self.take_tasks_of(agent, now, &mut grants);
+        let mut unblocked = Vec::new();
+        self.hand_back(lost, agent, hold, now, &mut unblocked);
+        self.serve(grants, unblocked, now);
+        Ok(())
+    }
+
+    fn change_status(
+        &mut self,
+        agent: AgentId,
+        status: AgentStatus,
+        now: Timestamp,
+    ) -> Result<(), CoordinatorError> {
         let from = self.s.registry.set_status(agent, status, now)?;
         self.s.last_now = now;
         tracing::info!(agent.id = %agent, from = %from, to = %status, "agent status changed");
@@ -607,25 +673,7 @@ impl Core {
                 to: status,
             },
         );
-        if leaves {
-            self.hand_back_tasks_of(agent, now);
-        }
-        if status == AgentStatus::Available {
-            self.offer_room_on(agent, now);
-        }
-        Ok(true)
-    }
-
-    /// Takes every running task from `agent`, which left service: frees what each
-    /// holds and, per [`OnAgentLoss`], queues it again or ends it as a failure. The
-    /// agent's loss is not held against it or the task (no affinity or prediction
-    /// is learned from it).
-    fn hand_back_tasks_of(&mut self, agent: AgentId, now: Timestamp) {
-        let mut grants = Vec::new();
-        let lost = self.take_tasks_of(agent, now, &mut grants);
-        let mut unblocked = Vec::new();
-        self.hand_back(lost, agent, now, &mut unblocked);
-        self.serve(grants, unblocked, now);
+        Ok(())
     }
 
     /// Takes every running task off `agent`, freeing what each holds (see
@@ -667,6 +715,7 @@ impl Core {
         &mut self,
         lost: Lost,
         agent: AgentId,
+        hold: bool,
         now: Timestamp,
         unblocked: &mut Vec<(crate::resource::Grant, RequestId)>,
     ) {
@@ -674,7 +723,7 @@ impl Core {
         for a in tasks {
             let task = a.task.id();
             unblocked.extend(self.s.unblock(task, now));
-            let requeued = self.parts.on_agent_loss == OnAgentLoss::Requeue;
+            let requeued = hold || self.parts.on_agent_loss == OnAgentLoss::Requeue;
             tracing::info!(task.id = %task, agent.id = %agent, requeued, "task handed back");
             self.s.push(
                 now,
@@ -704,7 +753,20 @@ impl Core {
                     since: Some(a.assigned_at),
                     parked: None,
                 };
-                self.requeue(w, now, unblocked);
+                if hold {
+                    // Held for the agent's release, off the queue: nothing else
+                    // picks it up meanwhile.
+                    let key = self.s.ledger.mint_request_id();
+                    self.s.wait(
+                        key,
+                        WaitingTask {
+                            parked: Some(super::queue::Parked::Held(agent)),
+                            ..w
+                        },
+                    );
+                } else {
+                    self.requeue(w, now, unblocked);
+                }
             } else {
                 self.s
                     .notify(a.group.as_ref(), Notice::Lost { task, agent });
@@ -1233,6 +1295,12 @@ impl Core {
             let observation = crate::resource::Observation::new(usage.clone(), now);
             self.parts.predictor.observe(a.task.kind(), &observation);
         }
+        // A failure after using more of something than it was given counts against the
+        // resource exhaustion rule (checked after the completion is told).
+        let out_of_resources = !success
+            && usage
+                .as_ref()
+                .is_some_and(|u| super::emergency::exhausted(a.task.requirements().resources(), u));
         let s = &mut self.s;
         tracing::debug!(task.id = %task, agent.id = %a.agent, success, "task completed");
         s.push(
@@ -1254,6 +1322,9 @@ impl Core {
         // What the core held before this completion is asked for again (not what this
         // pass just held: nothing changed for it since).
         assigned.extend(self.retry_parked_keys(earlier, now));
+        if out_of_resources {
+            self.note_exhaustion(task, now);
+        }
         Ok(assigned)
     }
 
@@ -1481,6 +1552,9 @@ impl Core {
             }
             Some(super::queue::Parked::Agent) => {
                 "for an agent that could take it to come back into service".to_owned()
+            }
+            Some(super::queue::Parked::Held(agent)) => {
+                format!("held while {agent} is quarantined, until its release")
             }
             None => format!("for an agent with room: {}", w.explanation),
         })

@@ -73,6 +73,23 @@ pub enum CoordinatorError {
     /// The journal refused, or the core could not be rebuilt from it.
     #[error(transparent)]
     Journal(#[from] super::JournalError),
+    /// [`Core::release_quarantine`](super::Core::release_quarantine) of an agent
+    /// that is not quarantined.
+    #[error("{agent} is not quarantined (it is {status})")]
+    NotQuarantined {
+        /// The agent.
+        agent: AgentId,
+        /// Its status.
+        status: crate::agent::AgentStatus,
+    },
+    /// A safe-mode rule's setting is out of range.
+    #[error("safe-mode rule `{rule}`: {problem}")]
+    InvalidSafeModeRule {
+        /// The rule.
+        rule: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
     /// A snapshot is not consistent.
     #[error("corrupt coordinator snapshot: {reason}")]
     CorruptSnapshot {

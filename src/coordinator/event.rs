@@ -313,6 +313,35 @@ pub enum EventKind {
         /// The task.
         task: TaskId,
     },
+    /// An agent was quarantined: the evidence of what it held, taken before any of
+    /// it was handed back.
+    AgentQuarantined {
+        /// The agent.
+        agent: AgentId,
+        /// Why.
+        reason: String,
+        /// The tasks it was running, in id order.
+        tasks: Vec<TaskId>,
+        /// What it held in the ledger.
+        allocations: Vec<crate::resource::Allocation>,
+    },
+    /// An agent's quarantine was released, by an audited decision.
+    QuarantineReleased {
+        /// The agent.
+        agent: AgentId,
+        /// Who decided.
+        by: Decider,
+        /// Why.
+        reason: String,
+        /// The tasks held for its release, queued again.
+        tasks: Vec<TaskId>,
+    },
+    /// A safe-mode rule fired: the [`ModeChanged`](Self::ModeChanged) to safe mode
+    /// follows.
+    SafeModeTriggered {
+        /// The rule and what tipped it.
+        trigger: super::SafeModeTrigger,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -379,6 +408,23 @@ impl fmt::Display for EventKind {
             } => write!(f, "{conflict} decided by the {by}: {decision}"),
             EventKind::ConflictResolved { conflict } => write!(f, "{conflict} resolved"),
             EventKind::TaskCancelled { task } => write!(f, "{task} cancelled"),
+            EventKind::AgentQuarantined {
+                agent,
+                reason,
+                tasks,
+                allocations,
+            } => write!(
+                f,
+                "{agent} quarantined ({reason}): {} tasks and {} allocations kept as evidence",
+                tasks.len(),
+                allocations.len()
+            ),
+            EventKind::QuarantineReleased {
+                agent, by, reason, ..
+            } => write!(f, "{agent} released from quarantine by {by}: {reason}"),
+            EventKind::SafeModeTriggered { trigger } => {
+                write!(f, "safe mode by rule `{}`: {trigger}", trigger.rule())
+            }
         }
     }
 }

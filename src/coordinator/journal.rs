@@ -154,6 +154,29 @@ pub enum Command {
         /// The group.
         group: Arc<str>,
     },
+    /// [`Core::quarantine`].
+    Quarantine {
+        /// The agent.
+        agent: AgentId,
+        /// Why.
+        reason: String,
+    },
+    /// [`Core::release_quarantine`].
+    ReleaseQuarantine {
+        /// The agent.
+        agent: AgentId,
+        /// Who decided.
+        by: Decider,
+        /// Why.
+        reason: String,
+    },
+    /// [`Core::report_security_breach`].
+    ReportSecurityBreach {
+        /// The affected agents.
+        agents: Vec<AgentId>,
+        /// What the host said.
+        reason: String,
+    },
 }
 
 /// One entry of the journal: a command, when it was carried out, and the events it
@@ -467,6 +490,13 @@ impl Core {
                 by,
             } => self.decide(*conflict, *decision, *by, at),
             Command::Tick => self.handle_timeout(at).map(drop),
+            Command::Quarantine { agent, reason } => self.quarantine(*agent, reason, at).map(drop),
+            Command::ReleaseQuarantine { agent, by, reason } => {
+                self.release_quarantine(*agent, *by, reason, at).map(drop)
+            }
+            Command::ReportSecurityBreach { agents, reason } => {
+                self.report_security_breach(agents, reason, at).map(drop)
+            }
             Command::ForgetClosedConflicts { closed_before } => {
                 self.forget_closed_conflicts(*closed_before);
                 Ok(())

@@ -34,6 +34,7 @@ mod builder;
 mod claims;
 mod core;
 mod driver;
+mod emergency;
 mod error;
 mod event;
 mod journal;
@@ -44,6 +45,9 @@ pub use self::builder::CoordinatorBuilder;
 pub use self::claims::OpenConflict;
 pub use self::core::{Core, OnAgentLoss};
 pub use self::driver::{Driver, Timed};
+pub use self::emergency::{
+    ExhaustionWindow, FailureWindow, OnQuarantine, RecentFailures, SafeModeRules, SafeModeTrigger,
+};
 pub use self::error::CoordinatorError;
 pub use self::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};
 pub use self::journal::{Command, Journal, JournalError, MemoryJournal, Record};
@@ -250,6 +254,45 @@ impl Coordinator {
     pub fn set_mode(&self, mode: SystemMode) -> bool {
         // The facade's `now` is never earlier than the core's: no error is possible.
         self.with(|c, now| c.set_mode(mode, now).unwrap_or(false))
+    }
+
+    /// Quarantines `agent`, keeping the evidence of what it held: see
+    /// [`Core::quarantine`].
+    ///
+    /// # Errors
+    /// As [`Core::quarantine`].
+    pub fn quarantine(
+        &self,
+        agent: AgentId,
+        reason: &str,
+    ) -> Result<Vec<TaskId>, CoordinatorError> {
+        self.with(|c, now| c.quarantine(agent, reason, now))
+    }
+
+    /// Releases `agent` from quarantine, as `by` decided: see
+    /// [`Core::release_quarantine`].
+    ///
+    /// # Errors
+    /// As [`Core::release_quarantine`].
+    pub fn release_quarantine(
+        &self,
+        agent: AgentId,
+        by: Decider,
+        reason: &str,
+    ) -> Result<Vec<TaskId>, CoordinatorError> {
+        self.with(|c, now| c.release_quarantine(agent, by, reason, now))
+    }
+
+    /// Reports a security breach on `agents`: see [`Core::report_security_breach`].
+    ///
+    /// # Errors
+    /// As [`Core::report_security_breach`].
+    pub fn report_security_breach(
+        &self,
+        agents: &[AgentId],
+        reason: &str,
+    ) -> Result<Vec<TaskId>, CoordinatorError> {
+        self.with(|c, now| c.report_security_breach(agents, reason, now))
     }
 
     /// The system mode.

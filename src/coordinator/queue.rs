@@ -57,6 +57,10 @@ pub enum Parked {
     /// quarantined) could: it is asked for again when an agent comes back into
     /// service or joins.
     Agent,
+    /// It ran on this agent, which was quarantined, and is held (evidence kept as it
+    /// was) until the quarantine is released
+    /// ([`OnQuarantine::Hold`](super::OnQuarantine::Hold)).
+    Held(AgentId),
 }
 
 impl State {
@@ -81,10 +85,21 @@ impl State {
     /// Puts `w` in `waiting` under `key`.
     pub(super) fn wait(&mut self, key: RequestId, w: WaitingTask) {
         self.waiting_by_task.insert(w.task.id(), key);
-        if w.parked.is_some() {
+        // Held tasks wait for their agent's release, not for any retry of the
+        // others (normal mode, capacity, an agent's return).
+        if w.parked.is_some_and(|p| !matches!(p, Parked::Held(_))) {
             self.parked.insert(key);
         }
         self.waiting.insert(key, w);
+    }
+
+    /// The tasks held for `agent`'s release, with their keys, in key order.
+    pub(super) fn held_for(&self, agent: AgentId) -> Vec<(RequestId, TaskId)> {
+        self.waiting
+            .iter()
+            .filter(|(_, w)| w.parked == Some(Parked::Held(agent)))
+            .map(|(k, w)| (*k, w.task.id()))
+            .collect()
     }
 
     /// Takes the waiting task under `key` out of `waiting`.

@@ -18,6 +18,7 @@ use crate::policy::{DutyLog, SystemMode};
 use crate::resource::{Learned, LedgerSnapshot, ResourceLedger, ResourceName};
 
 use super::core::{Core, Parts, State};
+use super::emergency::RecentFailures;
 use super::error::CoordinatorError;
 use super::event::Assignment;
 use super::queue::WaitingTask;
@@ -73,6 +74,10 @@ pub struct CoordinatorSnapshot {
     /// as the live one did.
     #[serde(default)]
     pub last_now: Timestamp,
+    /// The recent failures the safe-mode rules count, so that a restored core
+    /// enters safe mode where the live one would.
+    #[serde(default, skip_serializing_if = "RecentFailures::is_empty")]
+    pub recent_failures: RecentFailures,
 }
 
 /// The first journal record's number (read for checkpoints from before the
@@ -114,6 +119,7 @@ impl Core {
             conflicts: s.conflicts.snapshot(),
             next_conflict_id: s.next_conflict_id,
             approved: s.approved.clone(),
+            recent_failures: s.recent.clone(),
         }
     }
 }
@@ -260,6 +266,7 @@ pub(super) fn restore(
     }
     s.next_seq = snapshot.next_seq;
     s.journal.next = snapshot.journal_next;
+    s.recent = snapshot.recent_failures;
     s.last_now = snapshot.last_now;
     s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
     s.detector = detector;

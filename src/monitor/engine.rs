@@ -1347,6 +1347,10 @@ impl Monitor {
                 self.win.tasks.cancelled += 1;
             }
             EventKind::PolicyRefused { .. } => self.win.tasks.policy_refusals += 1,
+            // What they change shows in the status changes and hand-backs that follow.
+            EventKind::AgentQuarantined { .. }
+            | EventKind::QuarantineReleased { .. }
+            | EventKind::SafeModeTriggered { .. } => {}
             EventKind::AgentRegistered { profile } => {
                 let Some(i) = self.agent_row(profile.id()) else {
                     return;
