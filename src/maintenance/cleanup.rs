@@ -73,10 +73,10 @@ impl Cleanup {
     /// without a checkpoint, it compacts nothing.)
     ///
     /// Every step can run again without harm, so a host whose journal failed runs
-    /// the whole cleanup again later. The journal comes last because forgetting is a
-    /// command the coordinator journals: for the most compaction, store a checkpoint
-    /// ([`Coordinator::checkpoint`]) between this call's forgetting and the next
-    /// compaction, or before calling it.
+    /// the whole cleanup again later. Compaction drops only what the stored
+    /// checkpoint holds: store one ([`Coordinator::checkpoint`]) before the cleanup
+    /// to compact everything up to it. (The forgetting is itself journaled, after
+    /// that checkpoint; its records go at the next cleanup.)
     ///
     /// # Errors
     /// The journal's; the other steps are done by then, and `backups` is pruned.
