@@ -229,7 +229,7 @@ pub enum ParseTimestampError {
 }
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
-const SECS_PER_DAY: u64 = 86_400;
+pub(crate) const SECS_PER_DAY: u64 = 86_400;
 
 /// The proleptic Gregorian date `days` days after 1970-01-01, as (year, month, day).
 ///
@@ -237,7 +237,7 @@ const SECS_PER_DAY: u64 = 86_400;
 /// Algorithms" (<https://howardhinnant.github.io/date_algorithms.html>), for
 /// non-negative day counts: the calendar is counted in 400-year eras of 146,097 days,
 /// from a year that starts on March 1st so that the leap day falls at its end.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468; // days since 0000-03-01
     let era = z / 146_097;
     let doe = z % 146_097; // day of era, [0, 146096]
@@ -252,7 +252,7 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// The number of days from 1970-01-01 to the proleptic Gregorian date given (negative
 /// before it): Hinnant's `days_from_civil`, the inverse of [`civil_from_days`].
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400); // [0, 399]
@@ -262,7 +262,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
+/// The number of days in `month` (1 to 12) of the proleptic Gregorian `year`.
+pub(crate) fn days_in_month(year: i64, month: i64) -> i64 {
     match month {
         2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
         2 => 28,

@@ -15,6 +15,7 @@ use crate::conflict::ConflictError;
 use crate::coordinator::CoordinatorError;
 use crate::id::AgentId;
 pub use crate::id::NameError;
+use crate::maintenance::MaintenanceError;
 use crate::memory::MemoryError;
 use crate::monitor::MonitorError;
 use crate::policy::PolicyError;
@@ -85,6 +86,9 @@ pub enum Error {
     /// An audit chain did not verify, or an incident operation was refused.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A maintenance schedule, completion or snapshot was refused.
+    #[error(transparent)]
+    Maintenance(#[from] MaintenanceError),
 }
 
 /// `Result` with the crate's [`Error`].

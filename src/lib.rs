@@ -73,6 +73,7 @@
 //! | Incident documentation, audit trail | [`audit::AuditLog`] (hash-chained, [`audit::verify`] locates tampering), [`audit::AuditEntry`], [`audit::entry_from_event`], [`audit::Incidents`], [`audit::Incident::to_markdown`], [`audit::PostIncidentReview`] |
 //! | Performance monitoring, daily review, reports | [`monitor::Monitor`], [`monitor::DailyReport`], [`monitor::PerformanceReport`], [`monitor::AnomalyDetector`], [`monitor::QuantileSketch`], [`monitor::Thresholds`], [`monitor::CapacityTrend`] |
 //! | Memory corruption: stop writes, back up, validate, restore | [`memory::Memory`] (`fence`, `backup`, `validate`, `restore`, `switch_to`), [`memory::MemoryStore`], [`memory::InMemoryStore`], [`memory::Backup`], [`memory::prune_backups`], [`health::MemoryCheck`] |
+//! | Maintenance checklists: daily, weekly, monthly; the daily cleanup | [`maintenance::Maintenance`] (`due`, `overdue`, `complete`, `poll_timeout`, `report`), [`maintenance::Schedule`] (the procedures' checklists by default), [`maintenance::Cleanup`] (closed conflicts, finished runs, the journal behind its checkpoint, old backups) |
 //! | Deployment workflow, emergencies, updates | [`workflow::Workflow`], [`workflow::Run`], [`workflow::Executor`] (with a [`workflow::RunObserver`] for journaling and crash recovery), [`workflow::runbooks`] |
 //!
 //! ## Crate layout
@@ -84,10 +85,10 @@
 //! and runs; the [`coordinator`]; the drivers that run workflows through the coordinator
 //! ([`workflow::Executor`], [`workflow::runbooks`]); the operations a host runs beside
 //! the coordinator, fed with its events ([`monitor`], then [`health`], then [`alert`],
-//! then [`audit`], then [`dashboard`], which draws them all); and at the top [`error`], whose
-//! [`Error`] wraps every domain's error. A module imports only from its own layer and
-//! those below it; `tests/layering.rs` checks every import, and the import bans the
-//! modules' docs state.
+//! then [`audit`], then [`maintenance`], then [`dashboard`], which draws them all); and
+//! at the top [`error`], whose [`Error`] wraps every domain's error. A module imports
+//! only from its own layer and those below it; `tests/layering.rs` checks every import,
+//! and the import bans the modules' docs state.
 //!
 //! To embed the crate, `use concord::prelude::*;` brings in the types a host needs
 //! first (see [`prelude`]).
@@ -111,6 +112,7 @@ mod hash;
 pub mod health;
 pub mod id;
 mod layout;
+pub mod maintenance;
 pub mod memory;
 pub mod monitor;
 mod name_table;

@@ -20,6 +20,7 @@
 //! | health | `health` |
 //! | alert | `alert` |
 //! | audit | `audit`: the audit log and incidents, fed with the coordinator's events and the alert manager's notifications |
+//! | maintenance | `maintenance`: the recurring checklists and the daily cleanup, which calls down into the coordinator, the runs and memory |
 //! | dashboard | `dashboard`: draws the operations views |
 //! | error | `error`: the crate's `Error` wraps every domain's error |
 //! | root | `lib`, `prelude`: re-exports |
@@ -80,6 +81,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("health", &["health"]),
     ("alert", &["alert"]),
     ("audit", &["audit"]),
+    ("maintenance", &["maintenance"]),
     ("dashboard", &["dashboard"]),
     ("error", &["error"]),
     ("root", &["", "prelude"]),

@@ -244,6 +244,21 @@ pub trait Journal {
     /// [`JournalError::CorruptCheckpoint`] if it cannot be read;
     /// [`JournalError::Storage`].
     fn load_checkpoint(&self) -> Result<Option<CoordinatorSnapshot>, JournalError>;
+
+    /// Drops the records the stored checkpoint already counts (those numbered before
+    /// its [`journal_next`](CoordinatorSnapshot::journal_next)); returns how many. The
+    /// daily cleanup calls it ([`maintenance::compact_journal`](crate::maintenance::compact_journal)).
+    ///
+    /// The default drops nothing and returns `Ok(0)`: a store that cannot compact
+    /// keeps its records, which recovery skips anyway. Records after the checkpoint
+    /// must never be dropped, nor the next record's number change.
+    ///
+    /// # Errors
+    /// [`JournalError::Storage`] if the storage failed; then it holds the same
+    /// records as before, or fewer of those the checkpoint counts.
+    fn compact(&mut self) -> Result<usize, JournalError> {
+        Ok(0)
+    }
 }
 
 /// Why the journal refused, or why the core could not be rebuilt from it. When a
@@ -389,6 +404,11 @@ impl Journal for MemoryJournal {
 
     fn load_checkpoint(&self) -> Result<Option<CoordinatorSnapshot>, JournalError> {
         Ok(self.checkpoint.clone())
+    }
+
+    fn compact(&mut self) -> Result<usize, JournalError> {
+        // The inherent method: it cannot fail.
+        Ok(MemoryJournal::compact(self))
     }
 }
 
