@@ -2,6 +2,8 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use super::anomaly::{Anomaly, AnomalyDetector, DetectorConfig, Metric, Subject};
 use super::config::MonitorConfig;
 use super::error::MonitorError;
@@ -20,6 +22,10 @@ use crate::coordinator::{Decider, Event, EventKind};
 use crate::hash::FxHashMap;
 use crate::id::{AgentId, TaskId};
 use crate::resource::{ExtendedName, ResourceName, Resources};
+use crate::serde_util::u128_text;
+
+mod snapshot;
+pub use snapshot::{MONITOR_SNAPSHOT_VERSION, MonitorSnapshot};
 
 /// The fleet series watched for anomalies, in the order their detectors are kept.
 const FLEET_METRICS: [Metric; 8] = [
@@ -56,10 +62,16 @@ struct TaskLive {
 
 /// One agent's live state and the window's aggregates for it: a fixed size however
 /// long the stream runs.
-#[derive(Debug, Clone)]
+///
+/// Serde for the [`MonitorSnapshot`]: a row in use, without the counts of its tasks
+/// (`busy`, `blocked`), which a restore counts from the tasks rather than trusting a
+/// second copy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AgentLive {
     id: AgentId,
     /// The row is free for another agent.
+    #[serde(skip)]
     vacant: bool,
     /// Seen in service or at work in the window in progress.
     present: bool,
@@ -68,18 +80,25 @@ struct AgentLive {
     /// Available or busy.
     in_service: bool,
     slots: u32,
+    #[serde(skip)]
     busy: u32,
     /// Tasks blocked behind its running tasks now.
+    #[serde(skip)]
     blocked: u32,
     capacity: Resources,
     /// The time its integrals are accrued to.
     last: Timestamp,
+    #[serde(with = "u128_text")]
     busy_ns: u128,
+    #[serde(with = "u128_text")]
     avail_ns: u128,
+    #[serde(with = "u128_text")]
     mark_busy: u128,
+    #[serde(with = "u128_text")]
     mark_avail: u128,
     started: u64,
     waited: u64,
+    #[serde(with = "u128_text")]
     waited_ns: u128,
     succeeded: u64,
     failed: u64,
@@ -177,20 +196,30 @@ impl AgentLive {
 }
 
 /// One resource kind across the fleet.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Dim {
     name: ResourceName,
+    #[serde(with = "u128_text")]
     capacity: u128,
+    #[serde(with = "u128_text")]
     allocated: u128,
+    #[serde(with = "u128_text")]
     cap_ns: u128,
+    #[serde(with = "u128_text")]
     alloc_ns: u128,
     peak_use: f64,
+    #[serde(with = "u128_text")]
     done_alloc: u128,
+    #[serde(with = "u128_text")]
     done_used: u128,
+    #[serde(with = "u128_text")]
     done_within: u128,
     under: u64,
     reports: u64,
+    #[serde(with = "u128_text")]
     mark_alloc: u128,
+    #[serde(with = "u128_text")]
     mark_within: u128,
 }
 
@@ -235,31 +264,46 @@ impl Dim {
 }
 
 /// The fleet's gauges and their integrals.
-#[derive(Debug, Clone, Default)]
+///
+/// Serde for the [`MonitorSnapshot`]: the integrals, without the gauges, which a
+/// restore counts from the tasks and the agents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Fleet {
     last: Timestamp,
+    #[serde(skip)]
     queued: u64,
+    #[serde(skip)]
     blocked: u64,
+    #[serde(skip)]
     busy: u64,
+    #[serde(skip)]
     avail: u64,
+    #[serde(with = "u128_text")]
     queued_ns: u128,
+    #[serde(with = "u128_text")]
     blocked_ns: u128,
+    #[serde(with = "u128_text")]
     busy_ns: u128,
+    #[serde(with = "u128_text")]
     avail_ns: u128,
     peak: u64,
 }
 
 /// The window in progress' own aggregates (the per-agent and per-resource ones live
 /// in their rows).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Live {
     tasks: TaskCounts,
     durations: QuantileSketch,
     waits: QuantileSketch,
+    #[serde(with = "u128_text")]
     wait_ns: u128,
     wait_n: u64,
     resolution: QuantileSketch,
     resolution_summary: Summary,
+    #[serde(with = "u128_text")]
     res_ns: u128,
     res_n: u64,
     detected: u64,
@@ -296,15 +340,21 @@ impl Live {
 
 /// The fleet counters at the last detection boundary, to take an interval's values
 /// as differences.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Marks {
     succeeded: u64,
     finished: u64,
+    #[serde(with = "u128_text")]
     busy_ns: u128,
+    #[serde(with = "u128_text")]
     avail_ns: u128,
+    #[serde(with = "u128_text")]
     waiting_ns: u128,
+    #[serde(with = "u128_text")]
     wait_ns: u128,
     wait_n: u64,
+    #[serde(with = "u128_text")]
     res_ns: u128,
     res_n: u64,
 }
@@ -370,6 +420,15 @@ pub struct MonitorStats {
 /// and past `max_tasks_in_flight` tasks are counted as untracked rather than
 /// followed. A deregistered agent's row is freed when the window it left in closes.
 /// Each kept window holds about 150 bytes per agent plus three sketches.
+///
+/// # Snapshots
+///
+/// [`snapshot`](Self::snapshot) writes the whole state as a versioned
+/// [`MonitorSnapshot`] (serde data, the size of the kept windows); a host stores it
+/// beside the coordinator's checkpoint, and after a restart
+/// [`restore`](Self::restore) carries on from it, refusing a corrupt snapshot with a
+/// typed error: windows, sketches and detector baselines survive the restart, and the
+/// reports are those the monitor would have made had it never stopped.
 ///
 /// # Robustness
 ///
@@ -563,7 +622,7 @@ impl Monitor {
     /// first event).
     pub fn current_window(&self) -> Option<Window> {
         self.started
-            .then(|| self.snapshot(self.window_start, self.now))
+            .then(|| self.window_to(self.window_start, self.now))
     }
 
     /// The closed windows kept, oldest first.
@@ -834,7 +893,7 @@ impl Monitor {
 
     /// Closes the window ending at `b` (everything accrued to `b`) and starts the next.
     fn close_window(&mut self, b: Timestamp) {
-        let window = self.snapshot(self.window_start, b);
+        let window = self.window_to(self.window_start, b);
         tracing::debug!(
             window.start = %window.start,
             window.end = %window.end,
@@ -886,7 +945,7 @@ impl Monitor {
 
     /// The window from `start` to `end`, with every gauge accrued to `end`, without
     /// changing anything.
-    fn snapshot(&self, start: Timestamp, end: Timestamp) -> Window {
+    fn window_to(&self, start: Timestamp, end: Timestamp) -> Window {
         let f = &self.fleet;
         let dt = u128::from(end.as_nanos().saturating_sub(f.last.as_nanos()));
         let mut resources: Vec<ResourceStats> = self

@@ -352,8 +352,16 @@ fn a_jump_of_centuries_builds_no_more_than_the_kept_windows() {
     assert!(skipped > 2_000_000, "{skipped}");
     // The windows kept are whole: the running task kept its slot busy.
     assert_eq!(m.last_window().unwrap().utilization(), Some(1.0));
-    m.advance(Timestamp::MAX);
-    assert_eq!(m.now(), Some(Timestamp::MAX));
+    // Restored here, and at the end of time (where no interval can end), a monitor
+    // stands where the original does.
+    for t in [far, Timestamp::MAX] {
+        m.advance(t);
+        assert_eq!(m.now(), Some(t));
+        let back = Monitor::restore(m.config().clone(), m.snapshot()).unwrap();
+        assert_eq!(back.snapshot(), m.snapshot());
+        assert_eq!(back.next_deadline(), m.next_deadline());
+        assert_eq!(back.current_window(), m.current_window());
+    }
 }
 
 #[test]
@@ -541,5 +549,81 @@ proptest! {
         prop_assert!(m.windows().len() <= 4);
         let _ = m.drain_anomalies().count();
         prop_assert_eq!(m.stats().pending_anomalies, 0);
+    }
+}
+
+// ----- snapshots ----------------------------------------------------------------------
+
+/// The monitor's whole state as JSON: two monitors that would go on alike give the
+/// same text.
+fn state(m: &Monitor) -> String {
+    serde_json::to_string(&m.snapshot()).unwrap()
+}
+
+proptest! {
+    #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/monitor_snapshot.txt"))]
+    /// A monitor restored from its snapshot, through JSON, at any point of any event
+    /// stream (out of order, replayed, past every limit, jumping ahead of the kept
+    /// windows) and fed the rest is the monitor that never stopped: the same state,
+    /// windows, anomalies and reports. And every state reached restores, to itself:
+    /// no snapshot the monitor writes is refused.
+    #[test]
+    fn a_restored_monitor_goes_on_as_the_original(
+        events in proptest::collection::vec(arb_event(), 0..120),
+        split in 0usize..120,
+        limits in (1usize..8, 3usize..5, 1usize..4, 1usize..3, 1usize..6),
+        flags in (any::<bool>(), any::<bool>()),
+    ) {
+        let config = MonitorConfig::default()
+            .with_window(Duration::from_secs(2 * HOUR))
+            .with_detect_every(Duration::from_secs(HOUR / 4))
+            .with_keep_windows(4)
+            .with_max_tasks_in_flight(limits.0)
+            .with_max_resources(limits.1)
+            .with_max_agents(limits.2)
+            .with_max_open_conflicts(limits.3)
+            .with_max_anomalies(limits.4)
+            .with_detect_agents(flags.0)
+            .with_skip_replayed(flags.1)
+            .with_detector(DetectorConfig::default().with_warm_up(3));
+        let mut original = Monitor::new(config.clone()).unwrap();
+        let mut restored = None;
+        let (mut seq, mut now) = (0u64, 1_000_000i64);
+        for (k, (seq_step, time_step, kind)) in events.into_iter().enumerate() {
+            if k == split {
+                let json = state(&original);
+                let back = Monitor::restore(config.clone(), serde_json::from_str(&json).unwrap());
+                let back = back.map_err(|e| TestCaseError::fail(format!("{e}\n{json}")))?;
+                prop_assert_eq!(state(&back), json);
+                restored = Some(back);
+            }
+            seq += seq_step;
+            now = (now + time_step).max(0);
+            let event = Event { seq, at: Timestamp::from_secs(now as u64), kind };
+            original.ingest(&event);
+            let same = Monitor::restore(config.clone(), original.snapshot());
+            let same = same.map_err(|e| TestCaseError::fail(format!("after event {k}: {e}")))?;
+            prop_assert_eq!(same.snapshot(), original.snapshot());
+            // The clock's position is not stored but follows from `now`: the same
+            // deadline, and the same window in progress.
+            prop_assert_eq!(same.next_deadline(), original.next_deadline());
+            prop_assert_eq!(same.current_window(), original.current_window());
+            if let Some(r) = restored.as_mut() {
+                r.ingest(&event);
+            }
+        }
+        let mut restored = restored.unwrap_or_else(|| {
+            Monitor::restore(config.clone(), original.snapshot()).unwrap()
+        });
+        for m in [&mut original, &mut restored] {
+            m.advance(Timestamp::from_secs(now as u64 + 3 * HOUR));
+        }
+        prop_assert_eq!(state(&restored), state(&original));
+        prop_assert_eq!(restored.current_window(), original.current_window());
+        prop_assert!(restored.windows().eq(original.windows()));
+        prop_assert_eq!(restored.daily_report(), original.daily_report());
+        prop_assert_eq!(restored.stats(), original.stats());
+        let taken: Vec<Anomaly> = restored.drain_anomalies().collect();
+        prop_assert_eq!(taken, original.drain_anomalies().collect::<Vec<_>>());
     }
 }
