@@ -35,3 +35,30 @@ pub(crate) mod opt_duration_ms {
         Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
     }
 }
+
+/// `u128`s as decimal text in serde data: the monitor's integrals (a fleet's memory
+/// held for a day is past 2^64 byte-nanoseconds) in any format, where a number past
+/// 2^64 is refused by `serde_json::Value`, MessagePack and others, and read
+/// inexactly by JavaScript.
+pub(crate) mod u128_text {
+    use std::borrow::Cow;
+
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub(crate) fn serialize<S: Serializer>(v: &u128, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+        let text = Cow::<'de, str>::deserialize(d)?;
+        // `parse` takes a leading `+`; the text this writes has only digits.
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(de::Error::custom(format_args!(
+                "`{text}` is not a whole number in decimal digits"
+            )));
+        }
+        text.parse().map_err(|_| {
+            de::Error::custom(format_args!("`{text}` is past the largest amount (2^128)"))
+        })
+    }
+}

@@ -300,6 +300,8 @@ fn work_item_for_task_copies_identity_and_deadline() {
     assert_eq!(w.description(), "capture the page");
     assert_eq!(w.deadline(), Some(t(60)));
     assert_eq!(w.attempt(), 1);
+    // Assigned outside a workflow run: no run, and so no step.
+    assert_eq!((w.run(), w.step()), (None, None));
 }
 
 #[test]
@@ -357,6 +359,14 @@ fn work_types_round_trip_through_serde() {
         .with_deadline(t(5));
     let json = serde_json::to_string(&w).unwrap();
     assert_eq!(serde_json::from_str::<WorkItem>(&json).unwrap(), w);
+    // A task's work item writes no run (items written before there was one read
+    // back the same); a step's keeps its run.
+    assert!(!json.contains("run"), "{json}");
+    let step = w.clone().with_run("deploy-api");
+    let json = serde_json::to_string(&step).unwrap();
+    let back = serde_json::from_str::<WorkItem>(&json).unwrap();
+    assert_eq!((back.run(), back.step()), (Some("deploy-api"), Some("d")));
+    assert_eq!(back, step);
 
     // Defaults for the optional fields.
     let minimal: WorkItem =

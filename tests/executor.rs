@@ -443,7 +443,9 @@ impl NowTs for ManualClock {
     }
 }
 
-/// An agent that counts how often it ran each step kind.
+/// An agent that counts how often it ran each step, and was asked about each, under
+/// the key a host's agent keeps a step's effect by: the run and the step, taken from
+/// the work item alone.
 #[derive(Debug)]
 struct Counting {
     id: AgentId,
@@ -466,13 +468,28 @@ impl Agent for Counting {
         self.id
     }
     async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
-        *self.runs.lock().entry(work.kind().to_owned()).or_default() += 1;
+        *self.runs.lock().entry(step_key(&work)).or_default() += 1;
         YieldNow(false).await;
         Ok(WorkOutput::success().with_output("by", self.id.to_string()))
+    }
+    async fn recover(&self, work: WorkItem) -> Result<Option<WorkOutput>, AgentError> {
+        let key = format!("recover {}", step_key(&work));
+        *self.runs.lock().entry(key).or_default() += 1;
+        Ok(None)
     }
     async fn health(&self) -> Result<AgentHealth, AgentError> {
         Ok(AgentHealth::new("counting"))
     }
+}
+
+/// `run/step`, from what the work item says; a work item of a step that names no run
+/// (or no step) would show as `?`.
+fn step_key(work: &WorkItem) -> String {
+    format!(
+        "{}/{}",
+        work.run().unwrap_or("?"),
+        work.step().unwrap_or("?")
+    )
 }
 
 fn five_steps() -> Workflow {
@@ -564,10 +581,14 @@ fn a_run_persisted_by_the_observer_resumes_after_a_crash() {
     // s0 and s1 had finished: never again. s2 was interrupted: run once more, as
     // the same attempt (a restart is no failure).
     let again = runs.lock().clone();
-    assert_eq!(again.get("s0"), None);
-    assert_eq!(again.get("s1"), None);
-    assert_eq!(again.get("s2"), Some(&1));
-    assert_eq!(before.get("s0"), Some(&1));
+    assert_eq!(again.get("crashy/s0"), None);
+    assert_eq!(again.get("crashy/s1"), None);
+    assert_eq!(again.get("crashy/s2"), Some(&1));
+    assert_eq!(before.get("crashy/s0"), Some(&1));
+    // The agent was asked about the interrupted attempt by the same key: the work
+    // item of a resumed run names it too.
+    assert_eq!(again.get("recover crashy/s2"), Some(&1));
+    assert_eq!(again.len(), 4, "{again:?}");
     let mut whole = journal.lock().clone();
     whole.extend(more.lock().iter().cloned());
     assert_eq!(whole.as_slice(), run.history());

@@ -16,7 +16,12 @@ use concord::conflict::{
     Conflict, ConflictError, ConflictId, ConflictKind, ConflictManager, ConflictManagerSnapshot,
     EscalationPolicy, Resolution,
 };
-use concord::coordinator::{AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot};
+use concord::coordinator::{
+    AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
+};
+use concord::monitor::{
+    DetectorConfig, Monitor, MonitorConfig, MonitorError, MonitorSnapshot, SketchConfig,
+};
 use concord::policy::PolicySet;
 use concord::resource::{
     EwmaPredictor, EwmaSnapshot, LedgerSnapshot, Observation, PercentilePredictor,
@@ -27,9 +32,9 @@ use concord::workflow::{
     Workflow, WorkflowDefinition, WorkflowError,
 };
 use concord::{
-    AgentId, AgentProfile, AllocationRequest, LedgerError, ManualClock, RequestId, Requirements,
-    ResourcePredictor, Resources, Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId,
-    Timestamp,
+    AgentId, AgentProfile, AllocationRequest, Claim, LedgerError, ManualClock, RequestId,
+    Requirements, ResourcePredictor, Resources, Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task,
+    TaskId, Timestamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
@@ -2324,5 +2329,443 @@ fn predictor_snapshots_from_json_are_checked() {
         let v: Value =
             serde_json::from_str(&text.replace(&avg, &bad.to_bits().to_string())).unwrap();
         assert!(serde_json::from_value::<EwmaSnapshot>(v).is_err(), "{bad}");
+    }
+}
+
+// ===== 10. Monitor snapshots =========================================================
+
+fn monitor_config() -> MonitorConfig {
+    MonitorConfig::default()
+        .with_window(Duration::from_secs(3600))
+        .with_detect_every(Duration::from_secs(900))
+        .with_keep_windows(4)
+        .with_detector(DetectorConfig::default().with_warm_up(3))
+}
+
+/// A monitor three hours into a coordinator's work (two kept windows, sketches and
+/// detectors with something in them), with tasks running, one queued, one blocked
+/// behind another's claim and its conflict open; and the events that come after the
+/// snapshot (the tasks finish), with the time they end at.
+fn busy_monitor() -> (Monitor, Vec<Event>, Timestamp) {
+    let clock = clock();
+    // Static predictions: each task holds what it asks for, whatever the last used.
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(no_rules())
+        .predictor(concord::resource::StaticPredictor::new())
+        .build();
+    c.register_agent(ops_agent(1)).unwrap();
+    c.register_agent(ops_agent(2)).unwrap();
+    for hour in 0..3 {
+        let id = 10 + hour;
+        c.assign(ops_task(id, "cpu=1")).unwrap();
+        clock.advance(Duration::from_secs(20 * 60));
+        c.complete(TaskId::new(id), hour != 1, Some(r("cpu=500m")))
+            .unwrap();
+        clock.advance(Duration::from_secs(40 * 60));
+    }
+    let claimed = |id: u64, cpu: &str| {
+        let t = ops_task(id, cpu);
+        let req = t
+            .requirements()
+            .clone()
+            .with_claim(Claim::exclusive("file:app.toml"));
+        t.with_requirements(req)
+    };
+    c.assign(claimed(1, "cpu=3")).unwrap();
+    c.assign(ops_task(2, "cpu=3")).unwrap();
+    let queued = c.assign(ops_task(3, "cpu=3")).unwrap();
+    assert!(matches!(queued, AssignOutcome::Queued { .. }), "{queued:?}");
+    clock.advance(Duration::from_secs(60));
+    // Under the utilization cap, but behind task 1's claim.
+    c.assign(claimed(4, "cpu=500m")).unwrap();
+    clock.advance(Duration::from_secs(10 * 60));
+    let mut m = Monitor::new(monitor_config()).unwrap();
+    m.ingest_all(&c.drain_events());
+    m.advance(concord::Clock::now(&clock));
+    let stats = m.stats();
+    assert_eq!(
+        (stats.windows, stats.tasks_in_flight, stats.open_conflicts),
+        (3, 4, 1)
+    );
+    for id in [1, 2, 3, 4] {
+        clock.advance(Duration::from_secs(5 * 60));
+        let _ = c.complete(TaskId::new(id), true, Some(r("cpu=1")));
+    }
+    clock.advance(Duration::from_secs(3600));
+    let _ = c.tick();
+    (m, c.drain_events(), concord::Clock::now(&clock))
+}
+
+/// Writes `value` at `path`, adding the last key if the document left it out.
+fn set(v: &mut Value, path: &str, value: Value) {
+    if let Some(slot) = v.pointer_mut(path) {
+        *slot = value;
+        return;
+    }
+    let (parent, key) = path.rsplit_once('/').unwrap();
+    match v.pointer_mut(parent) {
+        Some(Value::Object(map)) => {
+            map.insert(key.to_owned(), value);
+        }
+        _ => panic!("{parent} is not an object in the snapshot"),
+    }
+}
+
+fn monitor_json() -> Value {
+    serde_json::to_value(busy_monitor().0.snapshot()).unwrap()
+}
+
+fn restore_monitor(v: Value) -> Result<Monitor, MonitorError> {
+    let snapshot: MonitorSnapshot = serde_json::from_value(v).expect("still parses");
+    Monitor::restore(monitor_config(), snapshot)
+}
+
+fn corrupt_monitor(v: Value) -> String {
+    match restore_monitor(v) {
+        Err(MonitorError::CorruptSnapshot { reason }) => reason,
+        Err(e) => panic!("expected CorruptSnapshot, got {e:?}"),
+        Ok(_) => panic!("a corrupt monitor snapshot was restored"),
+    }
+}
+
+#[test]
+fn monitor_snapshot_round_trips_through_json() {
+    let (m, later, end) = busy_monitor();
+    let json = serde_json::to_string(&m.snapshot()).unwrap();
+    let mut back =
+        Monitor::restore(monitor_config(), serde_json::from_str(&json).unwrap()).unwrap();
+    assert_eq!(serde_json::to_string(&back.snapshot()).unwrap(), json);
+    let mut m = m;
+    for m in [&mut m, &mut back] {
+        m.ingest_all(&later);
+        m.advance(end);
+    }
+    assert_eq!(back.current_window(), m.current_window());
+    assert!(back.windows().eq(m.windows()));
+    // Integrals past 2^64 are text, so that a `serde_json::Value` (or a format
+    // without 128-bit numbers) holds them.
+    let v = serde_json::to_value(m.snapshot()).unwrap();
+    let busy = &v["fleet"]["busy_ns"];
+    assert!(busy.is_string(), "{busy}");
+}
+
+#[test]
+fn monitor_restore_refuses_inconsistent_snapshots() {
+    let good = monitor_json();
+    // Each case: where, the value written there, and what the refusal names.
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("/version", json!(99), "version 99"),
+        // Counts that disagree with their sketches, and sketches with their counts.
+        ("/current/wait_n", json!(7), "the wait sketch counts"),
+        ("/current/tasks/waited", json!(7), "the wait sketch counts"),
+        (
+            "/current/durations/positive",
+            json!([[700, 9]]),
+            "the duration sketch counts",
+        ),
+        (
+            "/windows/0/durations/positive",
+            json!([[700, 9]]),
+            "kept window 0: the duration sketch",
+        ),
+        (
+            "/windows/1/queue/waits/zero",
+            json!(3),
+            "kept window 1: the wait sketch",
+        ),
+        ("/current/res_n", json!(2), "the resolution sketch counts"),
+        // A sketch of other settings than the window's.
+        (
+            "/windows/0/queue/waits/relative_accuracy",
+            json!(0.02),
+            "unlike the others",
+        ),
+        // Windows not aligned, not a window long, or overlapping the window in progress.
+        (
+            "/windows/0/start",
+            json!(1_699_999_201_000_000_000u64),
+            "not one aligned window",
+        ),
+        (
+            "/windows/0/end",
+            json!(1_700_000_000_000_000_000u64),
+            "not one aligned window",
+        ),
+        // Counts past any stream, integrals past what the time elapsed allows.
+        (
+            "/current/tasks/succeeded",
+            json!(1u64 << 62),
+            "past what any stream counts",
+        ),
+        (
+            "/current/ingest/events",
+            json!(u64::MAX),
+            "past what any stream counts",
+        ),
+        (
+            "/fleet/busy_ns",
+            json!("340282366920938463463374607431768211455"),
+            "past 2^128",
+        ),
+        (
+            "/fleet/avail_ns",
+            json!("340282366920938463463374607431768211455"),
+            "more than 2^64 a unit",
+        ),
+        (
+            "/resources/0/capacity",
+            json!("18446744073709551616"),
+            "capacity",
+        ),
+        (
+            "/resources/0/done_within",
+            json!("999999999999"),
+            "usage within allocation",
+        ),
+        // Detection marks past what they mark.
+        (
+            "/marks/finished",
+            json!(1000),
+            "the detection marks: finished",
+        ),
+        (
+            "/marks/busy_ns",
+            json!("99999999999999999999999"),
+            "the detection marks: busy",
+        ),
+        // Times after `now`, or before the window in progress.
+        ("/fleet/last", json!(u64::MAX), "after the snapshot's now"),
+        (
+            "/fleet/last",
+            json!(0),
+            "before the window in progress starts",
+        ),
+        (
+            "/conflicts/0/opened",
+            json!(u64::MAX),
+            "after the snapshot's now",
+        ),
+        (
+            "/tasks/0/since",
+            json!(u64::MAX),
+            "after the snapshot's now",
+        ),
+        // Rows out of order, or on an agent not followed.
+        (
+            "/tasks/0/phase",
+            json!({"running": {"agent": 99}}),
+            "not followed",
+        ),
+        (
+            "/tasks/2/phase",
+            json!({"blocked": {"holder": 99}}),
+            "not followed",
+        ),
+        ("/tasks/1/task", json!(1), "out of order or twice"),
+        ("/agents/1/id", json!(1), "out of order or twice"),
+        (
+            "/conflicts",
+            json!([{"conflict": 2, "opened": 1}, {"conflict": 1, "opened": 1}]),
+            "out of order",
+        ),
+        // What the tasks imply.
+        ("/fleet/peak", json!(0), "peak queue"),
+        (
+            "/agents/0/present",
+            json!(false),
+            "has tasks but is not in the window",
+        ),
+        (
+            "/agents/0/alive",
+            json!(false),
+            "in service but not registered",
+        ),
+        ("/tasks/2/allocated", json!({"cpu": "1"}), "waits but holds"),
+        // Resource rows.
+        (
+            "/resources/0/name",
+            json!("memory"),
+            "begin with cpu, memory and storage",
+        ),
+        ("/detectors", json!([]), "fleet detectors"),
+        (
+            "/current/anomalies",
+            json!([{"at": u64::MAX, "metric": "wait", "subject": "fleet", "value": 1.0, "expected": 0.0, "score": 9.0, "kind": "spike"}]),
+            "after the snapshot's now",
+        ),
+        ("/now", Value::Null, "never started"),
+    ];
+    for (path, value, expected) in cases {
+        let mut v = good.clone();
+        set(&mut v, path, value);
+        match restore_monitor(v).map(|_| ()) {
+            Err(MonitorError::CorruptSnapshot { reason }) => {
+                assert!(reason.contains(expected), "{path}: {reason}");
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    // Two kept windows the same, and more windows than the window in progress allows.
+    let mut v = good.clone();
+    v["windows"][1] = v["windows"][0].clone();
+    assert!(corrupt_monitor(v).contains("before the one before it ends"));
+    let mut v = good.clone();
+    v["windows"][0] = v["windows"][2].clone();
+    corrupt_monitor(v);
+}
+
+#[test]
+fn monitor_snapshots_that_do_not_parse_are_refused_by_serde() {
+    let good = monitor_json();
+    let cases: Vec<(&str, Value)> = vec![
+        // A detector whose residuals do not follow from what it saw, or with a run of
+        // anomalies longer than a level shift.
+        ("/detectors/0/residuals", json!(vec![0.5; 40])),
+        ("/detectors/0/seen", json!(0)),
+        (
+            "/detectors/0/run",
+            json!({"above": true, "len": 9, "sum": 1.0, "expected": 0.0}),
+        ),
+        ("/detectors/0/config/alpha", json!(0.0)),
+        // A sketch bucket past any finite value.
+        ("/current/durations/positive", json!([[1u64 << 40, 1]])),
+        // Integrals that are not whole numbers in digits.
+        ("/fleet/busy_ns", json!("-1")),
+        ("/fleet/busy_ns", json!("+1")),
+        ("/fleet/busy_ns", json!("1e3")),
+        (
+            "/fleet/busy_ns",
+            json!("340282366920938463463374607431768211456"),
+        ),
+        ("/fleet/busy_ns", json!(12)),
+        // Unknown fields, and a field of the wrong kind.
+        ("/fleet/queued", json!(3)),
+        ("/tasks/0/phase", json!("running")),
+    ];
+    for (path, value) in cases {
+        let mut v = good.clone();
+        set(&mut v, path, value.clone());
+        let parsed = serde_json::from_value::<MonitorSnapshot>(v);
+        assert!(parsed.is_err(), "{path} = {value} parsed");
+    }
+    // Cut anywhere, the text does not parse (and nothing panics).
+    let text = good.to_string();
+    for end in (0..text.len()).step_by(7).chain(text.len() - 8..text.len()) {
+        assert!(
+            serde_json::from_str::<MonitorSnapshot>(&text[..end]).is_err(),
+            "{end}"
+        );
+    }
+}
+
+#[test]
+fn monitor_restore_under_another_configuration_names_the_setting() {
+    let snapshot = busy_monitor().0.snapshot();
+    let sketch = SketchConfig::default().with_relative_accuracy(0.02);
+    let detector = DetectorConfig::default().with_warm_up(4);
+    for (config, setting) in [
+        (
+            monitor_config().with_window(Duration::from_secs(7200)),
+            "window",
+        ),
+        (
+            monitor_config().with_detect_every(Duration::from_secs(600)),
+            "detect_every",
+        ),
+        (monitor_config().with_sketch(sketch), "sketch"),
+        (monitor_config().with_detector(detector), "detector"),
+        (monitor_config().with_detect_agents(false), "detect_agents"),
+    ] {
+        match Monitor::restore(config, snapshot.clone()) {
+            Err(MonitorError::SnapshotSetting { setting: s, .. }) => assert_eq!(s, setting),
+            other => panic!("{setting}: {other:?}"),
+        }
+    }
+    // A limit below what the snapshot holds is refused; a new retention keeps the
+    // newest windows; new thresholds apply at once.
+    let reason = match Monitor::restore(
+        monitor_config().with_max_tasks_in_flight(3),
+        snapshot.clone(),
+    ) {
+        Err(MonitorError::CorruptSnapshot { reason }) => reason,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        reason.contains("more than `max_tasks_in_flight` (3)"),
+        "{reason}"
+    );
+    let newest = snapshot.clone();
+    let m = Monitor::restore(monitor_config().with_keep_windows(1), newest).unwrap();
+    assert_eq!(m.windows().len(), 1);
+    let config = monitor_config().with_thresholds(concord::monitor::Thresholds::default());
+    assert!(Monitor::restore(config, snapshot).is_ok());
+}
+
+/// A leaf of a JSON document, by its pointer.
+fn leaves(v: &Value, at: String, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .for_each(|(k, x)| leaves(x, format!("{at}/{k}"), out)),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, x)| leaves(x, format!("{at}/{i}"), out)),
+        _ => out.push(at),
+    }
+}
+
+proptest! {
+    #![proptest_config(few(256, 0x0b5e7e))]
+
+    /// A monitor snapshot with a few leaves changed (to small, large or odd values)
+    /// is refused by serde or by restore, or restores to a monitor that takes the
+    /// events that follow, reports, and snapshots to what restores to it: never a
+    /// panic.
+    #[test]
+    fn mutated_monitor_snapshots_restore_or_are_refused(
+        mutations in proptest::collection::vec((any::<prop::sample::Index>(), 0..10usize), 1..4),
+    ) {
+        let (m, later, end) = busy_monitor();
+        let mut v = serde_json::to_value(m.snapshot()).unwrap();
+        let mut paths = Vec::new();
+        leaves(&v, String::new(), &mut paths);
+        for (index, pick) in &mutations {
+            let path = index.get(&paths);
+            let slot = v.pointer_mut(path).unwrap();
+            let old = slot.clone();
+            *slot = match pick {
+                0 => json!(0),
+                1 => json!(1),
+                2 => json!(u64::MAX),
+                3 => json!(1u64 << 60),
+                4 => json!("99999999999999999999999"),
+                5 => json!(-1),
+                6 => json!(0.5),
+                7 => json!(null),
+                8 => json!(true),
+                _ => match old {
+                    Value::Number(n) => json!(n.as_u64().map_or(0, |n| n.saturating_add(1))),
+                    Value::String(s) => json!(format!("{s}0")),
+                    other => other,
+                },
+            };
+        }
+        let Ok(snapshot) = serde_json::from_value::<MonitorSnapshot>(v) else {
+            return Ok(());
+        };
+        let Ok(mut m) = Monitor::restore(monitor_config(), snapshot) else {
+            return Ok(());
+        };
+        let again = Monitor::restore(monitor_config(), m.snapshot());
+        prop_assert!(again.is_ok(), "{:?}", again.err());
+        prop_assert_eq!(again.unwrap().snapshot(), m.snapshot());
+        m.ingest_all(&later);
+        m.advance(end);
+        m.advance(end + Duration::from_secs(30 * 24 * 3600));
+        let _ = m.daily_report().map(|r| r.to_markdown());
+        let _ = m.current_window().map(|w| m.report(&w).to_markdown());
+        let _ = m.drain_anomalies().count();
     }
 }

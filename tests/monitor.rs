@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use concord::coordinator::{Coordinator, EventKind};
 use concord::monitor::{
-    Action, AnomalyDetector, AnomalyKind, Bottleneck, DetectorConfig, Finding, Metric, Monitor,
-    MonitorConfig, MonitorError, SketchConfig, Subject, Thresholds, Window,
+    Action, AnomalyDetector, AnomalyKind, Bottleneck, DetectorConfig, Finding,
+    MONITOR_SNAPSHOT_VERSION, Metric, Monitor, MonitorConfig, MonitorError, MonitorSnapshot,
+    SketchConfig, Subject, Thresholds, Window,
 };
 use concord::resource::StaticPredictor;
 use concord::task::Requirements;
@@ -710,6 +711,101 @@ fn the_monitor_reports_an_anomaly_in_a_fleet_series() {
     // Nothing else alarmed, and the anomaly is in its day's window too.
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(m.last_window().unwrap().anomalies, found);
+}
+
+// ----- snapshots: a restart loses nothing ---------------------------------------------
+
+/// Through JSON, as a host keeps it.
+fn restart(m: &Monitor, config: MonitorConfig) -> Monitor {
+    let json = serde_json::to_string(&m.snapshot()).unwrap();
+    let snapshot: MonitorSnapshot = serde_json::from_str(&json).unwrap();
+    assert_eq!(snapshot.version(), MONITOR_SNAPSHOT_VERSION);
+    assert_eq!(snapshot.now(), m.now());
+    Monitor::restore(config, snapshot).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/monitor_restore.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+    /// A coordinator's events, with the monitor restarted from its snapshot (through
+    /// JSON) anywhere in them: the restored monitor, fed the rest, has the windows,
+    /// anomalies and reports of the one that never stopped, to the bit; tasks that
+    /// span the restart count whole, and the detectors keep their baselines.
+    #[test]
+    fn a_monitor_restarted_from_its_snapshot_reports_as_if_it_never_stopped(
+        ops in proptest::collection::vec(arb_op(), 1..150),
+        at in 0.0f64..1.0,
+    ) {
+        let (events, end) = run(&ops);
+        let config = MonitorConfig::default()
+            .with_window(Duration::from_secs(HOUR))
+            .with_detect_every(Duration::from_secs(HOUR / 4))
+            .with_keep_windows(6)
+            .with_detector(DetectorConfig::default().with_warm_up(3));
+        let split = (events.len() as f64 * at) as usize;
+        let mut never = Monitor::new(config.clone()).unwrap();
+        never.ingest_all(&events[..split]);
+        let mut restarted = restart(&never, config);
+        for m in [&mut never, &mut restarted] {
+            m.ingest_all(&events[split..]);
+            m.advance(end + Duration::from_secs(2 * HOUR));
+        }
+        prop_assert_eq!(restarted.current_window(), never.current_window());
+        prop_assert!(restarted.windows().eq(never.windows()));
+        prop_assert_eq!(restarted.daily_report(), never.daily_report());
+        prop_assert_eq!(restarted.capacity_trends(7), never.capacity_trends(7));
+        let found: Vec<_> = restarted.drain_anomalies().collect();
+        prop_assert_eq!(found, never.drain_anomalies().collect::<Vec<_>>());
+        prop_assert_eq!(restarted.snapshot(), never.snapshot());
+    }
+}
+
+/// A restart keeps the detectors' baselines: the failures at hour 20 are found by the
+/// monitor restarted at hour 15, and missed by one started afresh then (still in its
+/// twelve hours of warm-up).
+#[test]
+fn a_restart_keeps_the_anomaly_baselines() {
+    let (c, clock) = coordinator(Timestamp::EPOCH);
+    c.register_agent(agent(1, "build", 8, "cpu=8")).unwrap();
+    let config = MonitorConfig::default();
+    let mut m = Monitor::new(config.clone()).unwrap();
+    let mut afresh = Monitor::new(config.clone()).unwrap();
+    let mut next = 0;
+    for hour in 0..30u64 {
+        if hour == 15 {
+            m = restart(&m, config.clone());
+        }
+        for k in 0..20u64 {
+            next += 1;
+            c.assign(task(next, "build", "cpu=1")).unwrap();
+            clock.advance(Duration::from_secs(90));
+            let ok = hour != 20 || k < 4;
+            c.complete(TaskId::new(next), ok, Some(res("cpu=1")))
+                .unwrap();
+        }
+        clock.advance(Duration::from_secs(HOUR - 20 * 90));
+        let events = c.drain_events();
+        m.ingest_all(&events);
+        if hour >= 15 {
+            afresh.ingest_all(&events);
+        }
+    }
+    m.advance(clock.now());
+    afresh.advance(clock.now());
+    let found: Vec<_> = m.drain_anomalies().collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].metric, Metric::CompletionRate);
+    assert_eq!(found[0].at, Timestamp::from_secs(21 * HOUR));
+    assert_eq!(afresh.drain_anomalies().count(), 0);
+    // The day's window holds the whole day, from before the restart.
+    assert_eq!(m.last_window().unwrap().tasks.assigned, 24 * 20);
 }
 
 // ----- no allocation per event ----------------------------------------------------------

@@ -194,7 +194,9 @@ fn a_step_handed_back_never_has_two_attempts_in_flight() {
 /// new work back while the fleet is behind: the host's monitor follows exactly the
 /// tasks the core holds and keeps its windows within their number, and the
 /// alerting keeps its history within retention, at every step of it (the
-/// invariants `monitor_memory_bounded` and `alert_history_bounded`).
+/// invariants `monitor_memory_bounded` and `alert_history_bounded`); the monitor's
+/// snapshot, stored at each checkpoint, stays the size of its kept windows
+/// (`monitor_state_bounded`).
 ///
 /// The host runs its daily cleanup (closed conflicts forgotten, the journal cut
 /// behind its checkpoint), and the core's state stays a day's size (the invariant

@@ -26,10 +26,10 @@
 //! and the step is credited without being run again; an agent whose books do not
 //! (the work died with the process) has the attempt made again, as the same attempt.
 //! As a second line, an agent asked to do a step whose effect it already holds does
-//! not do it again (its idempotency key is the run and the step) and notes the
-//! repeat: [`verify`] fails on any. So every step's effect happens exactly once,
-//! whatever the crash point; an interrupted step is dispatched twice but takes effect
-//! once, which counts as neither repeated nor lost.
+//! not do it again (its idempotency key is the run and the step, which the work item
+//! names) and notes the repeat: [`verify`] fails on any. So every step's effect
+//! happens exactly once, whatever the crash point; an interrupted step is dispatched
+//! twice but takes effect once, which counts as neither repeated nor lost.
 //!
 //! The agents' books live in the same database file for convenience: a real agent
 //! keeps them wherever its work lands (the same transaction as the work itself is
@@ -382,7 +382,6 @@ struct SimAgent {
     id: AgentId,
     clock: ManualClock,
     timer: SimulatedTimer,
-    coordinator: Arc<Coordinator>,
     fleet: Arc<Fleet>,
 }
 
@@ -444,13 +443,15 @@ impl Agent for SimAgent {
     }
 
     async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
-        // The work item names the task and the step, not the run: the coordinator
-        // holds the run (the task's group) while the task runs.
-        let run: String = self
-            .coordinator
-            .with_core(|c| c.assignment(work.task()).and_then(|a| a.group.clone()))
-            .map_or_else(|| "?".to_owned(), |g| g.to_string());
-        let (inc, step) = (self.fleet.incarnation, work.description().to_owned());
+        // The work item names the run and the step: the idempotency key, from the
+        // work alone. Every work item here is a workflow step's.
+        let (Some(run), Some(step)) = (work.run(), work.step()) else {
+            return Err(AgentError::Failed {
+                reason: format!("{} is not a workflow step's work", work.task()),
+            });
+        };
+        let (run, step) = (run.to_owned(), step.to_owned());
+        let inc = self.fleet.incarnation;
         {
             let books = self.fleet.books.lock();
             books.dispatched(inc, &run, &work).map_err(books_failed)?;
@@ -742,7 +743,6 @@ pub fn run(opts: &Options) -> Result<Summary, Box<dyn Error>> {
             id: profile.id(),
             clock: clock.clone(),
             timer: timer.clone(),
-            coordinator: Arc::clone(&coordinator),
             fleet: Arc::clone(&fleet),
         }));
     }

@@ -44,7 +44,11 @@ use crate::task::Task;
 ///
 /// `inputs` carries the outputs of upstream steps (a build's artifact url, a deploy's
 /// address); `attempt` counts from 1 and grows with each retry, so an agent can tell a
-/// retry from a first try. Plain serde data.
+/// retry from a first try. The work of a workflow step names its run
+/// ([`run`](Self::run)) and step ([`step`](Self::step)): with the two, an agent keys
+/// its own records of the step's effect, and knows a step it has already done when it
+/// is asked again (a retry after a lost answer, a resume after a crash), from the work
+/// item alone. Plain serde data.
 ///
 /// ```
 /// use concord::agent::WorkItem;
@@ -56,10 +60,19 @@ use crate::task::Task;
 ///     .with_deadline(Timestamp::from_secs(600));
 /// assert_eq!(work.input("url"), Some("https://staging.example.com"));
 /// assert_eq!(work.attempt(), 2);
+/// // A task assigned outside a workflow run belongs to no run.
+/// assert_eq!((work.run(), work.step()), (None, None));
+///
+/// let step = WorkItem::new(TaskId::new(4), "deploy", "deploy").with_run("deploy-api");
+/// assert_eq!((step.run(), step.step()), (Some("deploy-api"), Some("deploy")));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkItem {
     task: TaskId,
+    /// The workflow run, for a step's work. An `Arc` shared with the executor's run,
+    /// so that an attempt costs a reference count, not a copy of the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run: Option<Arc<str>>,
     kind: Arc<str>,
     description: Arc<str>,
     #[serde(default)]
@@ -79,6 +92,7 @@ impl WorkItem {
     pub fn new(task: TaskId, kind: impl Into<Arc<str>>, description: impl Into<Arc<str>>) -> Self {
         WorkItem {
             task,
+            run: None,
             kind: kind.into(),
             description: description.into(),
             inputs: BTreeMap::new(),
@@ -87,21 +101,23 @@ impl WorkItem {
         }
     }
 
-    /// Attempt `attempt` at task `task` of `kind` (names shared), with its inputs and
-    /// deadline: built in place (the workflow executor makes one per step attempt,
-    /// where the builder steps each moved the whole item).
+    /// Attempt `attempt` at task `task` of run `run`'s step `name` of `kind` (names
+    /// shared), with its inputs and deadline: built in place (the workflow executor
+    /// makes one per step attempt, where the builder steps each moved the whole item).
     pub(crate) fn for_attempt(
         task: TaskId,
+        run: &Arc<str>,
         kind: &Arc<str>,
-        description: &Arc<str>,
+        name: &Arc<str>,
         inputs: BTreeMap<String, String>,
         attempt: u32,
         deadline: Option<Timestamp>,
     ) -> Self {
         WorkItem {
             task,
+            run: Some(Arc::clone(run)),
             kind: Arc::clone(kind),
-            description: Arc::clone(description),
+            description: Arc::clone(name),
             inputs,
             attempt,
             deadline,
@@ -144,6 +160,14 @@ impl WorkItem {
         self
     }
 
+    /// Marks the work as a step of workflow run `run`, whose step name is the
+    /// description (as the workflow executor makes it); for hosts and tests that
+    /// build a step's work item themselves.
+    pub fn with_run(mut self, run: impl Into<Arc<str>>) -> Self {
+        self.run = Some(run.into());
+        self
+    }
+
     /// The task the work is for.
     pub fn task(&self) -> TaskId {
         self.task
@@ -154,9 +178,22 @@ impl WorkItem {
         &self.kind
     }
 
-    /// The free-text description.
+    /// The free-text description; for a workflow step's work, the step's name.
     pub fn description(&self) -> &str {
         &self.description
+    }
+
+    /// The workflow run the work belongs to (the id the run was started or restored
+    /// with), for a step's work; `None` for a task assigned outside a run.
+    pub fn run(&self) -> Option<&str> {
+        self.run.as_deref()
+    }
+
+    /// The step's name, for a step's work (when [`run`](Self::run) is `Some`): with
+    /// the run, the key of the step's effect, the same for every attempt and across
+    /// restarts. `None` for a task assigned outside a run.
+    pub fn step(&self) -> Option<&str> {
+        self.run.as_ref().map(|_| &*self.description)
     }
 
     /// Every input, by key.

@@ -361,7 +361,8 @@ impl fmt::Display for Anomaly {
 }
 
 /// A run of anomalous values on one side of the baseline.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Run {
     above: bool,
     len: u32,
@@ -408,6 +409,15 @@ struct Run {
 /// `observe` is O(`history`) time (two selections of a median, on the stack) and
 /// O(`history`) memory, allocated once.
 ///
+/// # Serde
+///
+/// A detector serializes what it has learnt (its settings, the baseline, the
+/// residuals oldest first, the run of anomalies in progress), so that one restored
+/// goes on exactly as the original would; deserializing checks that the state is one
+/// a detector could reach, and refuses it with
+/// [`MonitorError::CorruptSnapshot`] if not. Two detectors are equal when they have
+/// learnt the same, whatever the position of their residuals' ring.
+///
 /// ```
 /// use concord::monitor::{AnomalyDetector, AnomalyKind, DetectorConfig};
 ///
@@ -421,7 +431,8 @@ struct Run {
 /// assert_eq!(found, [(60, AnomalyKind::Spike)]);
 /// # Ok::<(), concord::monitor::MonitorError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "DetectorData", into = "DetectorData")]
 pub struct AnomalyDetector {
     config: DetectorConfig,
     seen: u64,
@@ -620,6 +631,117 @@ impl AnomalyDetector {
     }
 }
 
+impl AnomalyDetector {
+    /// The residuals kept, oldest first.
+    fn residuals_in_order(&self) -> impl Iterator<Item = f64> + '_ {
+        let (newer, older) = self.residuals.split_at(self.next.min(self.residuals.len()));
+        older.iter().chain(newer).copied()
+    }
+}
+
+impl PartialEq for AnomalyDetector {
+    /// Equal when they have learnt the same: the ring's position is not compared,
+    /// only the residuals in order, since that is all the next values depend on.
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config
+            && self.seen == other.seen
+            && self.level.to_bits() == other.level.to_bits()
+            && self.trend.to_bits() == other.trend.to_bits()
+            && self.run == other.run
+            && self.residuals.len() == other.residuals.len()
+            && self
+                .residuals_in_order()
+                .zip(other.residuals_in_order())
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+}
+
+/// The serialized form of an [`AnomalyDetector`]: the residuals oldest first, so that
+/// the ring's position need not be stored.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetectorData {
+    config: DetectorConfig,
+    seen: u64,
+    level: f64,
+    trend: f64,
+    residuals: Vec<f64>,
+    run: Option<Run>,
+}
+
+impl From<AnomalyDetector> for DetectorData {
+    fn from(d: AnomalyDetector) -> Self {
+        DetectorData {
+            config: d.config,
+            seen: d.seen,
+            level: d.level,
+            trend: d.trend,
+            residuals: d.residuals_in_order().collect(),
+            run: d.run,
+        }
+    }
+}
+
+impl TryFrom<DetectorData> for AnomalyDetector {
+    type Error = MonitorError;
+
+    /// Refuses a state no sequence of values leads to: every value after the first
+    /// leaves one residual (up to `history`), a run of anomalies is shorter than a
+    /// level shift and comes after the warm-up, and everything is finite.
+    fn try_from(d: DetectorData) -> Result<Self, MonitorError> {
+        d.config.validate()?;
+        let corrupt = |reason: String| MonitorError::CorruptSnapshot {
+            reason: format!("anomaly detector: {reason}"),
+        };
+        if d.seen >= crate::id::COUNTER_LIMIT {
+            return Err(corrupt(format!(
+                "{} values seen is past any stream (2^63)",
+                d.seen
+            )));
+        }
+        let cap = d.config.history as usize;
+        let expected = (d.seen.saturating_sub(1)).min(cap as u64) as usize;
+        if d.residuals.len() != expected {
+            return Err(corrupt(format!(
+                "{} residuals after {} values (expected {expected}, history {cap})",
+                d.residuals.len(),
+                d.seen
+            )));
+        }
+        let run = d.run.map_or([0.0; 2], |r| [r.sum, r.expected]);
+        let finite = [d.level, d.trend]
+            .iter()
+            .chain(&run)
+            .chain(&d.residuals)
+            .all(|x| x.is_finite());
+        if !finite {
+            return Err(corrupt("a value that is not finite".to_owned()));
+        }
+        if let Some(run) = d.run {
+            if run.len == 0
+                || run.len >= d.config.shift_after
+                || d.seen <= u64::from(d.config.warm_up)
+            {
+                return Err(corrupt(format!(
+                    "a run of {} anomalous values after {} values (warm-up {}, level shift at {})",
+                    run.len, d.seen, d.config.warm_up, d.config.shift_after
+                )));
+            }
+        }
+        let mut residuals = Vec::with_capacity(cap);
+        residuals.extend_from_slice(&d.residuals);
+        Ok(AnomalyDetector {
+            config: d.config,
+            seen: d.seen,
+            level: d.level,
+            trend: d.trend,
+            next: residuals.len() % cap,
+            residuals,
+            run: d.run,
+        })
+    }
+}
+
 /// The median of `xs` (the mean of the middle two for an even count), reordering it:
 /// a selection, O(n), not a sort.
 fn median_in_place(xs: &mut [f64]) -> f64 {
@@ -712,6 +834,41 @@ mod tests {
         let found = run(&mut d, [1.0, 1000.0, -50.0, f64::NAN, f64::INFINITY, 3.0]);
         assert!(found.is_empty());
         assert_eq!(d.seen(), 4);
+    }
+
+    /// A detector restored from its serde form mid-series (its residuals' ring
+    /// wrapped, a run of anomalies in progress) finds what the original finds.
+    #[test]
+    fn a_detector_goes_on_alike_after_serde() {
+        let mut d = detector();
+        let series = |t: usize| {
+            let noise = [0.3, -0.2, 0.1, -0.4, 0.2][t % 5];
+            if (60..62).contains(&t) {
+                150.0
+            } else {
+                100.0 + noise
+            }
+        };
+        for t in 0..61 {
+            d.observe(series(t));
+        }
+        assert!(d.run.is_some() && d.residuals.len() == 32 && d.next != 0);
+        let json = serde_json::to_string(&d).unwrap();
+        let mut back: AnomalyDetector = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, d);
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        for t in 61..120 {
+            assert_eq!(back.observe(series(t)), d.observe(series(t)), "{t}");
+        }
+        assert_eq!(back, d);
+        // What no series leads to is refused, naming it.
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["seen"] = serde_json::json!(3);
+        let err = serde_json::from_value::<AnomalyDetector>(v).unwrap_err();
+        assert!(
+            err.to_string().contains("32 residuals after 3 values"),
+            "{err}"
+        );
     }
 
     #[test]

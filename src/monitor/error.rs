@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-/// A setting, or a pair of aggregates, that monitoring refuses. Settings are checked
-/// when the component is made ([`Monitor::new`](super::Monitor::new),
+/// A setting, a pair of aggregates or a snapshot that monitoring refuses. Settings are
+/// checked when the component is made ([`Monitor::new`](super::Monitor::new),
 /// [`QuantileSketch::new`](super::QuantileSketch::new),
 /// [`AnomalyDetector::new`](super::AnomalyDetector::new)) and when a report is made
 /// with [`Thresholds`](super::Thresholds), so a bad value is named before any data
-/// flows.
+/// flows; snapshots, when restored ([`Monitor::restore`](super::Monitor::restore)).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MonitorError {
@@ -50,6 +50,27 @@ pub enum MonitorError {
         right: f64,
         /// Its bucket limit.
         right_buckets: u32,
+    },
+    /// A [`MonitorSnapshot`](super::MonitorSnapshot) (or a serialized
+    /// [`AnomalyDetector`](super::AnomalyDetector)) has another version or holds a
+    /// state the monitor could not have reached.
+    #[error("corrupt monitor snapshot: {reason}")]
+    CorruptSnapshot {
+        /// What is wrong, naming the offending value.
+        reason: String,
+    },
+    /// A [`MonitorSnapshot`](super::MonitorSnapshot) was taken under another value of
+    /// a setting that shapes the state (the window, the detection interval, the
+    /// sketches' or detectors' settings, per-agent detection): restore it under the
+    /// configuration it was taken with.
+    #[error("the snapshot was taken with `{setting}` {snapshot}, the configuration has {config}")]
+    SnapshotSetting {
+        /// The setting (`window`, `detect_every`, `sketch`, `detector`, `detect_agents`).
+        setting: &'static str,
+        /// Its value in the snapshot.
+        snapshot: String,
+        /// Its value in the configuration.
+        config: String,
     },
 }
 

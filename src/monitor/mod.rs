@@ -24,7 +24,9 @@
 //! docs). A host feeds it what it drains from the coordinator (and may journal the
 //! same events), calls [`Monitor::advance`] at [`Monitor::next_deadline`] when no
 //! event comes, and reads windows and reports when it likes. Windows merge, so a
-//! week is seven days merged and a fleet is its shards merged.
+//! week is seven days merged and a fleet is its shards merged. A restart loses
+//! nothing: [`Monitor::snapshot`] stored beside the coordinator's checkpoint, then
+//! [`Monitor::restore`] and the events after it.
 //!
 //! This module reads the events of the coordinator and the types of the domains
 //! below it. It never imports `error`: the crate's error wraps [`MonitorError`],
@@ -46,7 +48,7 @@ pub use anomaly::{
     Metric, Subject,
 };
 pub use config::MonitorConfig;
-pub use engine::{Monitor, MonitorStats};
+pub use engine::{MONITOR_SNAPSHOT_VERSION, Monitor, MonitorSnapshot, MonitorStats};
 pub use error::MonitorError;
 pub use report::{
     AgentSummary, ConflictSummary, CoordinationOverhead, DailyReport, DailySummary,

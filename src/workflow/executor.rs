@@ -171,13 +171,16 @@ struct Launch<'a> {
 }
 
 /// The work item of `launch`: the task's kind and description are its step's kind
-/// and name, as in the task the coordinator assigned.
+/// and name, as in the task the coordinator assigned; it names the run by `run_id`,
+/// the run's id shared once per run, so that an attempt clones a pointer rather than
+/// the id.
 ///
 /// Inlined, so that the item is written where it is used rather than returned
 /// field by field and copied out wide, which waits for those stores.
 #[inline(always)]
 fn work_item(
     run: &Run,
+    run_id: &Arc<str>,
     step: StepRef,
     task: TaskId,
     attempt: u32,
@@ -193,6 +196,7 @@ fn work_item(
     };
     Ok(WorkItem::for_attempt(
         task,
+        run_id,
         kind,
         name,
         run.inputs_for(step)?,
@@ -635,7 +639,7 @@ impl Executor {
         let mut books = Books::default();
         let mut result = Ok(());
         if resumed {
-            result = self.recover(&mut run, &mut books).await;
+            result = self.recover(&mut run, &group, &mut books).await;
         }
         if result.is_ok() {
             result = self
@@ -652,7 +656,7 @@ impl Executor {
         run: &mut Run,
         seen: &mut usize,
         handle: &RunHandle,
-        group: &str,
+        group: &Arc<str>,
         books: &mut Books<'s>,
     ) -> Result<(), ExecutorError> {
         let mut inflight = FuturesUnordered::new();
@@ -714,7 +718,14 @@ impl Executor {
             std::mem::swap(&mut launching, &mut books.launched);
             for launch in launching.drain(..) {
                 let deadline = launch.timeout.map(|(_, at)| at);
-                let work = work_item(run, launch.step, launch.task, launch.attempt, deadline)?;
+                let work = work_item(
+                    run,
+                    group,
+                    launch.step,
+                    launch.task,
+                    launch.attempt,
+                    deadline,
+                )?;
                 match begin(launch, work, self.spawner.as_ref()) {
                     // Settled at once: its step is done before the next is begun.
                     Ok(done) => {
@@ -1231,9 +1242,9 @@ impl Executor {
     async fn recover<'s>(
         &'s self,
         run: &mut Run,
+        group: &Arc<str>,
         books: &mut Books<'s>,
     ) -> Result<(), ExecutorError> {
-        let group = run.id().to_owned();
         let assignments = self.coordinator.assignments();
         let waiting = self.coordinator.waiting();
         // Task ids go on above every id the coordinator holds, for any run: the
@@ -1246,12 +1257,12 @@ impl Executor {
             .max();
         let mut held: BTreeMap<TaskId, Arc<Assignment>> = assignments
             .into_iter()
-            .filter(|a| a.group.as_deref() == Some(group.as_str()))
+            .filter(|a| a.group.as_deref() == Some(&**group))
             .map(|a| (a.task.id(), a))
             .collect();
         let mut queued: BTreeSet<TaskId> = waiting
             .iter()
-            .filter(|w| w.group.as_deref() == Some(group.as_str()))
+            .filter(|w| w.group.as_deref() == Some(&**group))
             .map(|w| w.task.id())
             .collect();
         if let Some(above) = above {
@@ -1266,7 +1277,7 @@ impl Executor {
             let task = run.task(step);
             let mut answer = None;
             if let (Some(task), Some(transport)) = (task, self.agents.get(&agent)) {
-                let work = work_item(run, step, task, attempt, None)?;
+                let work = work_item(run, group, step, task, attempt, None)?;
                 let asked = std::panic::AssertUnwindSafe(transport.recover(work))
                     .catch_unwind()
                     .await;

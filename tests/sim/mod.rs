@@ -19,7 +19,9 @@
 //!
 //! After a crash the host (the world) reconciles its agents' work with what the
 //! recovered core says runs: the commands lost with the disk's unsynced tail are
-//! lost to the core too.
+//! lost to the core too. Its alerting and its performance monitor are restored from
+//! the snapshots it stored beside the checkpoint (the monitor's as JSON, checked to
+//! restore to itself) and take the journal's events after it.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -36,7 +38,7 @@ use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorSnapshot, Core, Decider, Event,
     EventKind, Journal, JournalError,
 };
-use concord::monitor::{Monitor, MonitorConfig};
+use concord::monitor::{Monitor, MonitorConfig, MonitorSnapshot};
 use concord::policy::SystemMode;
 use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
 use concord::{AgentId, Resources, Role, TaskId, Timestamp};
@@ -230,10 +232,10 @@ pub struct World {
     /// checkpoint.
     alerts: AlertManager,
     alerts_saved: Option<AlertManagerSnapshot>,
-    /// The host's performance monitor, fed with the core's events, and a copy of it
-    /// at the last checkpoint.
+    /// The host's performance monitor, fed with the core's events, and its snapshot
+    /// at the last checkpoint, as the JSON the host stores beside it.
     monitor: Monitor,
-    monitor_saved: Option<Monitor>,
+    monitor_saved: Option<String>,
     /// The alerts paged in their current firing, and the escalation levels each
     /// reached: a second page or a level twice breaks an invariant.
     paged: BTreeSet<Fingerprint>,
@@ -254,14 +256,15 @@ const STATE_BOUND: usize = 1 << 20;
 /// The most agents the world's fleet grows to.
 const MAX_FLEET: usize = 12;
 
-/// Hourly windows, a day of them kept.
+/// Hourly windows, a day of them kept: the same for the monitor and its restores.
+fn monitor_config() -> MonitorConfig {
+    MonitorConfig::default()
+        .with_window(Duration::from_secs(3600))
+        .with_keep_windows(24)
+}
+
 fn new_monitor() -> Monitor {
-    Monitor::new(
-        MonitorConfig::default()
-            .with_window(Duration::from_secs(3600))
-            .with_keep_windows(24),
-    )
-    .expect("a valid monitor configuration")
+    Monitor::new(monitor_config()).expect("a valid monitor configuration")
 }
 
 fn analyzer() -> RuleBasedAnalyzer {
@@ -773,11 +776,49 @@ impl World {
         self.core
             .checkpoint(&mut self.storage)
             .map_err(|e| self.fail("journal_appends", e.to_string()))?;
-        // The alerting's state beside the checkpoint: after a crash it takes the
-        // events of the records after it again.
+        // The alerting's and the monitor's state beside the checkpoint: after a
+        // crash they take the events of the records after it again.
         self.alerts_saved = Some(self.alerts.snapshot());
-        self.monitor_saved = Some(self.monitor.clone());
+        self.save_monitor()
+    }
+
+    /// The monitor's snapshot as the JSON the host stores: the size of its kept
+    /// windows, never of the stream.
+    fn save_monitor(&mut self) -> Result<(), Failure> {
+        let saved = serde_json::to_string(&self.monitor.snapshot())
+            .map_err(|e| self.fail("monitor_snapshot_serializes", e.to_string()))?;
+        if saved.len() > STATE_BOUND {
+            return Err(self.fail(
+                "monitor_state_bounded",
+                format!("the monitor's snapshot is {} bytes as JSON", saved.len()),
+            ));
+        }
+        self.monitor_saved = Some(saved);
         Ok(())
+    }
+
+    /// The monitor at the last checkpoint, from the JSON stored then: it restores,
+    /// and to the monitor it was taken of (its own snapshot is the same text), so
+    /// that its reports from here on are those the monitor would have made.
+    fn restore_monitor(&self, saved: &str) -> Result<Monitor, Failure> {
+        let snapshot: MonitorSnapshot = serde_json::from_str(saved)
+            .map_err(|e| self.fail("monitor_snapshot_reads_back", e.to_string()))?;
+        let restored = Monitor::restore(monitor_config(), snapshot)
+            .map_err(|e| self.fail("monitor_restores", e.to_string()))?;
+        let again = serde_json::to_string(&restored.snapshot())
+            .map_err(|e| self.fail("monitor_snapshot_serializes", e.to_string()))?;
+        if again != saved {
+            let at = first_difference(saved, &again);
+            return Err(self.fail(
+                "monitor_restores",
+                format!(
+                    "the restored monitor differs at byte {at}:\n  saved    {}\n  restored {}",
+                    around(saved, at),
+                    around(&again, at)
+                ),
+            ));
+        }
+        Ok(restored)
     }
 
     /// The coordinator's process dies, and the disk loses what it had not synced;
@@ -841,7 +882,10 @@ impl World {
             .ok()
             .flatten()
             .map_or(1, |c| c.journal_next);
-        self.monitor = self.monitor_saved.clone().unwrap_or_else(new_monitor);
+        self.monitor = match &self.monitor_saved {
+            Some(saved) => self.restore_monitor(saved)?,
+            None => new_monitor(),
+        };
         for e in records
             .iter()
             .filter(|r| r.seq >= from)
