@@ -12,6 +12,12 @@
 //! and the journal after it, on a simulated disk that loses what it had not synced
 //! and can tear the last record it kept.
 //!
+//! The host beside the core seals the core's decisions and the alerting's pages into
+//! an audit log, stores the entries (losing the unsynced ones at a crash, auditing
+//! again those the journal kept) and verifies the chain after every step, locating
+//! tampering in a copy of it (`audit.rs`). The audit draws its own random numbers:
+//! the core's world plays the same with it or without.
+//!
 //! Two modes: *safety* (faults never stop; the invariants hold at every step) and
 //! *liveness* (faults stop at a random step; then every task must end within a bound
 //! of simulated time, or the seed fails as stuck, naming the tasks and why they
@@ -41,8 +47,10 @@ use concord::policy::SystemMode;
 use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
 use concord::{AgentId, Resources, Role, TaskId, Timestamp};
 
+mod audit;
 pub mod runs;
 mod storage;
+use audit::SimAudit;
 use storage::SimStorage;
 
 #[path = "../support/rng.rs"]
@@ -94,6 +102,10 @@ pub struct Report {
     pub torn_records: u64,
     pub conflicts_decided: u64,
     pub cancelled: u64,
+    pub audit_entries_verified: u64,
+    pub audit_entries_lost: u64,
+    pub audit_events_again: u64,
+    pub tampers_located: u64,
     pub checks: u64,
     pub trace_hash: u64,
 }
@@ -112,6 +124,10 @@ impl Report {
         self.torn_records += other.torn_records;
         self.conflicts_decided += other.conflicts_decided;
         self.cancelled += other.cancelled;
+        self.audit_entries_verified += other.audit_entries_verified;
+        self.audit_entries_lost += other.audit_entries_lost;
+        self.audit_events_again += other.audit_events_again;
+        self.tampers_located += other.tampers_located;
         self.checks += other.checks;
         self.trace_hash ^= other.trace_hash;
     }
@@ -234,6 +250,8 @@ pub struct World {
     /// at the last checkpoint.
     monitor: Monitor,
     monitor_saved: Option<Monitor>,
+    /// The host's audit log, its store and incident tracker (`audit.rs`).
+    audit: SimAudit,
     /// The alerts paged in their current firing, and the escalation levels each
     /// reached: a second page or a level twice breaks an invariant.
     paged: BTreeSet<Fingerprint>,
@@ -308,6 +326,7 @@ impl World {
             alerts_saved: None,
             monitor: new_monitor(),
             monitor_saved: None,
+            audit: SimAudit::new(seed),
             paged: BTreeSet::new(),
             escalated: BTreeSet::new(),
             faults_on: true,
@@ -363,6 +382,7 @@ impl World {
         if self.mode == Mode::Liveness {
             self.settle()?;
         }
+        self.guarded(|w| w.audit_end())?;
         self.report.simulated = self.now.duration_since(self.start);
         self.report.trace_hash = self.hash.0;
         Ok(self.report)
@@ -409,6 +429,7 @@ impl World {
         self.daily_cleanup();
         self.observe()?;
         self.write_journal()?;
+        self.audit_step()?;
         self.check()
     }
 
@@ -440,7 +461,7 @@ impl World {
         if self.rng.chance(50) {
             self.storage.sync();
         }
-        Ok(())
+        self.audit_persist()
     }
 
     fn join(&mut self) {
@@ -773,6 +794,7 @@ impl World {
         self.core
             .checkpoint(&mut self.storage)
             .map_err(|e| self.fail("journal_appends", e.to_string()))?;
+        self.audit_checkpoint()?;
         // The alerting's state beside the checkpoint: after a crash it takes the
         // events of the records after it again.
         self.alerts_saved = Some(self.alerts.snapshot());
@@ -811,6 +833,8 @@ impl World {
         self.core = builder()
             .recover_core_from(checkpoint, &records)
             .map_err(|e| self.fail("journal_replays", e.to_string()))?;
+        // The host's audit store loses what it had not synced.
+        self.audit_crash(self.storage.durable_events())?;
         // What the lost records made is made again, under the same numbers.
         self.last_seq = self.core.snapshot().next_seq.saturating_sub(1);
         self.note(format!(
@@ -971,6 +995,7 @@ impl World {
                     return Err(self.fail("alerts_take_the_events", err.to_string()));
                 }
             }
+            self.audit_event(e);
         }
         self.check_alerts()
     }
@@ -983,6 +1008,7 @@ impl World {
         for n in notifications {
             self.report.checks += 1;
             self.note(format!("alerting: {n}"));
+            self.audit_notification(&n)?;
             match &n.kind {
                 NotificationKind::Page { alerts, .. } => {
                     self.report.pages += 1;
@@ -1307,7 +1333,7 @@ impl World {
                 ));
             }
         }
-        Ok(())
+        self.audit_check()
     }
 
     /// Faults stop: agents come back, normal mode returns, every answer from here is
