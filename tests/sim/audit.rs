@@ -1,5 +1,5 @@
 //! The audit log in the simulation world: the host seals the coordinator's decisions,
-//! the alerting's pages and its own decisions into an [`AuditLog`], stores the
+//! the alerting's pages and its own memory decisions into an [`AuditLog`], stores the
 //! sealed entries in an append-only store (a `Vec`, synced now and then like the
 //! journal's disk: what was not synced is lost at a crash), and feeds them to an
 //! [`Incidents`] tracker, which it restores after a crash from its snapshot at the
@@ -220,8 +220,7 @@ impl World {
         Ok(())
     }
 
-    /// A decision of the host's own: audited as it happens.
-    #[allow(dead_code)]
+    /// A decision of the host's own (the memory procedure's): audited as it happens.
     pub(super) fn audit_host(&mut self, entry: AuditEntry) -> Result<(), Failure> {
         self.audit_append(entry, self.now, None)
     }
