@@ -40,6 +40,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use concord::Timestamp;
 use concord::alert::Notification;
 use concord::audit::{
     AuditConfig, AuditEntry, AuditError, AuditLog, ChainHead, IncidentConfig, Incidents,
@@ -72,6 +73,14 @@ struct Columns {
     through: u64,
 }
 
+/// An event drained from the core, as the audit needs it: its number and time, and
+/// the entry it makes (made once, when it is drained).
+struct Pending {
+    seq: u64,
+    at: Timestamp,
+    entry: Option<AuditEntry>,
+}
+
 /// The host's audit log, its store and its incident tracker.
 pub struct SimAudit {
     /// The audit's own random numbers, so that the coordinator's world draws the same
@@ -90,10 +99,10 @@ pub struct SimAudit {
     verified: usize,
     verified_head: ChainHead,
     /// Events drained from the core whose records are not durable yet, in order.
-    waiting: VecDeque<Event>,
+    waiting: VecDeque<Pending>,
     /// Events audited whose entries are not durable yet: audited again if a crash
     /// loses them.
-    unsynced: Vec<Event>,
+    unsynced: Vec<Pending>,
     /// The last event audited.
     audited: u64,
     /// The last event an entry came from.
@@ -205,11 +214,16 @@ impl Break {
 
 impl World {
     /// An event drained from the core: audited once its record is durable.
-    pub(super) fn audit_event(&mut self, e: Event) {
-        if entry_from_event(&e).is_some() {
+    pub(super) fn audit_event(&mut self, e: &Event) {
+        let entry = entry_from_event(e);
+        if entry.is_some() {
             self.audit.expected.push(e.seq);
         }
-        self.audit.waiting.push_back(e);
+        self.audit.waiting.push_back(Pending {
+            seq: e.seq,
+            at: e.at,
+            entry,
+        });
     }
 
     /// A notification the alerting sent: audited as it happens.
@@ -254,10 +268,10 @@ impl World {
     }
 
     /// Audits one event (it may make no entry: bookkeeping is not a decision).
-    fn audit_one(&mut self, e: Event) -> Result<(), Failure> {
+    fn audit_one(&mut self, e: Pending) -> Result<(), Failure> {
         self.audit.audited = e.seq;
-        if let Some(entry) = entry_from_event(&e) {
-            self.audit_append(entry, e.at, Some(e.seq))?;
+        if let Some(entry) = &e.entry {
+            self.audit_append(entry.clone(), e.at, Some(e.seq))?;
         }
         self.audit.unsynced.push(e);
         Ok(())
@@ -268,7 +282,7 @@ impl World {
     fn audit_append(
         &mut self,
         entry: AuditEntry,
-        at: concord::Timestamp,
+        at: Timestamp,
         event: Option<u64>,
     ) -> Result<(), Failure> {
         let normal_again = matches!(
@@ -481,7 +495,7 @@ impl World {
         }
         let through = a.columns.last().map_or(0, |c| c.through);
         a.last_event_entry = a.columns.iter().rev().find_map(|c| c.event).unwrap_or(0);
-        let again: Vec<Event> = a
+        let again: Vec<Pending> = a
             .unsynced
             .drain(..)
             .chain(a.waiting.drain(..))

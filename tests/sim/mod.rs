@@ -1029,7 +1029,7 @@ impl World {
                     return Err(self.fail("alerts_take_the_events", err.to_string()));
                 }
             }
-            self.audit_event(e);
+            self.audit_event(&e);
         }
         self.check_alerts()
     }
