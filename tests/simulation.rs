@@ -1,6 +1,6 @@
-//! The deterministic simulation of the coordinator core (see `tests/sim/mod.rs`):
-//! a fixed set of seeds in safety mode and in liveness mode, each checking the named
-//! invariants after every step.
+//! The deterministic simulation of the coordinator core and its host's memory and
+//! audit log (see `tests/sim/mod.rs`): a fixed set of seeds in safety mode and in
+//! liveness mode, each checking the named invariants after every step.
 //!
 //! - `SIM_SEED=n` replays one seed (in both modes) and prints its trace hash.
 //! - `SIM_SEEDS=n` runs `n` seeds of each mode instead of the default.
@@ -52,11 +52,33 @@ fn run_with(seeds: std::ops::Range<u64>, one: impl Fn(u64) -> Result<Report, Fai
 }
 
 fn print(mode: Mode, seeds: u64, r: &Report) {
+    // The workflow world has no memory or audit log of its own.
+    let host = if r.memory_writes + r.audit_entries_verified > 0 {
+        format!(
+            "{} memory writes ({} values corrupted, {} corruption procedures, {} restores, \
+             {} writes refused under the fence, {} tampered backups refused, {} memory \
+             restarts), {} audit entries verified ({} lost unsynced, {} events audited \
+             again, {} tampers located), ",
+            r.memory_writes,
+            r.memory_corruptions,
+            r.memory_corruptions_found,
+            r.memory_restores,
+            r.fenced_writes_refused,
+            r.corrupt_backups_refused,
+            r.memory_restarts,
+            r.audit_entries_verified,
+            r.audit_entries_lost,
+            r.audit_events_again,
+            r.tampers_located,
+        )
+    } else {
+        String::new()
+    };
     println!(
         "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
          {} crashes and restores ({} journal records replayed, {} lost unsynced, {} torn), \
          {} conflicts decided, {} pages and {} escalations, {} runs cancelled, \
-         {} invariant checks; trace {:016x}",
+         {host}{} invariant checks; trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
         r.tasks,
@@ -97,7 +119,14 @@ fn safety(half: u64) {
             && r.records_replayed > 0
             && r.torn_records > 0
             && r.pages > 0
-            && r.escalations > 0,
+            && r.escalations > 0
+            && r.memory_corruptions_found > 0
+            && r.fenced_writes_refused > 0
+            && r.corrupt_backups_refused > 0
+            && r.memory_restarts > 0
+            && r.audit_entries_lost > 0
+            && r.audit_events_again > 0
+            && r.tampers_located > 0,
         "{r:?}"
     );
 }
@@ -201,7 +230,9 @@ fn a_step_handed_back_never_has_two_attempts_in_flight() {
 /// The host runs its daily cleanup (closed conflicts forgotten, the journal cut
 /// behind its checkpoint), and the core's state stays a day's size (the invariant
 /// `core_state_bounded`): a step on the month's last day costs what one on its first
-/// does.
+/// does. So does the host's memory (its last results and backups, within retention)
+/// and its audit log (its head, and a tracker of bounded size): only the audit store
+/// grows, as an audit trail must, and it verifies from genesis at the end.
 #[test]
 fn a_simulated_month_keeps_the_monitor_and_the_alerting_bounded() {
     if env("SIM_SEED").is_some() {

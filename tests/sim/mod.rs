@@ -12,6 +12,17 @@
 //! and the journal after it, on a simulated disk that loses what it had not synced
 //! and can tear the last record it kept.
 //!
+//! The host beside the core: agents write their results to shared memory and read
+//! it back, while bits flip in it behind the guard's back and the memory service
+//! restarts now and then; the host validates and backs memory up, and runs the memory
+//! corruption procedure when it finds damage (`memory.rs`: fence, evidence,
+//! assessment, restore from the last good backup, resume). It seals the core's
+//! decisions, the alerting's pages and its own memory decisions into an audit log,
+//! stores the entries (losing the unsynced ones at a crash, auditing again those the
+//! journal kept) and verifies the chain after every step, locating tampering in a
+//! copy of it (`audit.rs`). Memory and the audit draw their own random numbers: the
+//! core's world plays the same with them or without.
+//!
 //! Two modes: *safety* (faults never stop; the invariants hold at every step) and
 //! *liveness* (faults stop at a random step; then every task must end within a bound
 //! of simulated time, or the seed fails as stuck, naming the tasks and why they
@@ -43,8 +54,12 @@ use concord::policy::SystemMode;
 use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
 use concord::{AgentId, Resources, Role, TaskId, Timestamp};
 
+mod audit;
+mod memory;
 pub mod runs;
 mod storage;
+use audit::SimAudit;
+use memory::SimMemory;
 use storage::SimStorage;
 
 #[path = "../support/rng.rs"]
@@ -96,6 +111,17 @@ pub struct Report {
     pub torn_records: u64,
     pub conflicts_decided: u64,
     pub cancelled: u64,
+    pub memory_writes: u64,
+    pub memory_corruptions: u64,
+    pub memory_corruptions_found: u64,
+    pub memory_restores: u64,
+    pub memory_restarts: u64,
+    pub fenced_writes_refused: u64,
+    pub corrupt_backups_refused: u64,
+    pub audit_entries_verified: u64,
+    pub audit_entries_lost: u64,
+    pub audit_events_again: u64,
+    pub tampers_located: u64,
     pub checks: u64,
     pub trace_hash: u64,
 }
@@ -114,6 +140,17 @@ impl Report {
         self.torn_records += other.torn_records;
         self.conflicts_decided += other.conflicts_decided;
         self.cancelled += other.cancelled;
+        self.memory_writes += other.memory_writes;
+        self.memory_corruptions += other.memory_corruptions;
+        self.memory_corruptions_found += other.memory_corruptions_found;
+        self.memory_restores += other.memory_restores;
+        self.memory_restarts += other.memory_restarts;
+        self.fenced_writes_refused += other.fenced_writes_refused;
+        self.corrupt_backups_refused += other.corrupt_backups_refused;
+        self.audit_entries_verified += other.audit_entries_verified;
+        self.audit_entries_lost += other.audit_entries_lost;
+        self.audit_events_again += other.audit_events_again;
+        self.tampers_located += other.tampers_located;
         self.checks += other.checks;
         self.trace_hash ^= other.trace_hash;
     }
@@ -236,6 +273,10 @@ pub struct World {
     /// at the last checkpoint, as the JSON the host stores beside it.
     monitor: Monitor,
     monitor_saved: Option<String>,
+    /// The agents' shared memory, its guard and backups (`memory.rs`).
+    memory: SimMemory,
+    /// The host's audit log, its store and incident tracker (`audit.rs`).
+    audit: SimAudit,
     /// The alerts paged in their current firing, and the escalation levels each
     /// reached: a second page or a level twice breaks an invariant.
     paged: BTreeSet<Fingerprint>,
@@ -311,6 +352,8 @@ impl World {
             alerts_saved: None,
             monitor: new_monitor(),
             monitor_saved: None,
+            memory: SimMemory::new(seed, start),
+            audit: SimAudit::new(seed),
             paged: BTreeSet::new(),
             escalated: BTreeSet::new(),
             faults_on: true,
@@ -366,6 +409,10 @@ impl World {
         if self.mode == Mode::Liveness {
             self.settle()?;
         }
+        self.guarded(|w| {
+            w.memory_end()?;
+            w.audit_end()
+        })?;
         self.report.simulated = self.now.duration_since(self.start);
         self.report.trace_hash = self.hash.0;
         Ok(self.report)
@@ -412,6 +459,8 @@ impl World {
         self.daily_cleanup();
         self.observe()?;
         self.write_journal()?;
+        self.memory_step()?;
+        self.audit_step()?;
         self.check()
     }
 
@@ -443,7 +492,7 @@ impl World {
         if self.rng.chance(50) {
             self.storage.sync();
         }
-        Ok(())
+        self.audit_persist()
     }
 
     fn join(&mut self) {
@@ -643,13 +692,18 @@ impl World {
             Answer::Success | Answer::Failure => {
                 let ok = work.answer == Answer::Success;
                 let _ = self.core.complete(task, ok, None, now);
+                if ok {
+                    self.memory_result(task)?;
+                }
             }
             Answer::OverUse => {
                 let usage = Resources::new().with_cpu_millis(64_000);
                 let _ = self.core.complete(task, true, Some(usage), now);
+                self.memory_result(task)?;
             }
             Answer::Twice => {
                 let _ = self.core.complete(task, true, None, now);
+                self.memory_result(task)?;
                 self.unchanged_by("a_second_answer_changes_nothing", |core, now| {
                     core.complete(task, true, None, now).is_err()
                 })?;
@@ -776,6 +830,7 @@ impl World {
         self.core
             .checkpoint(&mut self.storage)
             .map_err(|e| self.fail("journal_appends", e.to_string()))?;
+        self.audit_checkpoint()?;
         // The alerting's and the monitor's state beside the checkpoint: after a
         // crash they take the events of the records after it again.
         self.alerts_saved = Some(self.alerts.snapshot());
@@ -852,6 +907,9 @@ impl World {
         self.core = builder()
             .recover_core_from(checkpoint, &records)
             .map_err(|e| self.fail("journal_replays", e.to_string()))?;
+        // The host's memory is not the core's: the crash leaves it as it was (see
+        // `memory.rs`). Its audit store loses what it had not synced.
+        self.audit_crash(self.storage.durable_events())?;
         // What the lost records made is made again, under the same numbers.
         self.last_seq = self.core.snapshot().next_seq.saturating_sub(1);
         self.note(format!(
@@ -1015,6 +1073,7 @@ impl World {
                     return Err(self.fail("alerts_take_the_events", err.to_string()));
                 }
             }
+            self.audit_event(&e);
         }
         self.check_alerts()
     }
@@ -1027,6 +1086,7 @@ impl World {
         for n in notifications {
             self.report.checks += 1;
             self.note(format!("alerting: {n}"));
+            self.audit_notification(&n)?;
             match &n.kind {
                 NotificationKind::Page { alerts, .. } => {
                     self.report.pages += 1;
@@ -1351,7 +1411,7 @@ impl World {
                 ));
             }
         }
-        Ok(())
+        self.audit_check()
     }
 
     /// Faults stop: agents come back, normal mode returns, every answer from here is

@@ -3,6 +3,10 @@
 //! durable only when synced. When the power goes, the records not synced are lost,
 //! all or from some point on, and the last one kept may be torn: its bytes no longer
 //! match their checksum.
+//!
+//! It also says how far the journal is durable in the coordinator's events (the last
+//! event of the last synced record): the host audits an event only once its record is
+//! durable (see `audit.rs`).
 
 use concord::coordinator::{CoordinatorSnapshot, Journal, JournalError, Record};
 
@@ -34,6 +38,11 @@ pub struct SimStorage {
     /// The number of the first record kept.
     first: u64,
     records: Vec<Stored>,
+    /// For each of `records`, the last event seq it or a record before it holds: what
+    /// a host knows of a record it wrote without reading it back.
+    events_through: Vec<u64>,
+    /// The same, for the records cut by [`compact`](Self::compact).
+    compacted_through: u64,
     /// How many of `records` are durable.
     synced: usize,
     checkpoint: Option<Stored>,
@@ -51,6 +60,14 @@ impl SimStorage {
         self.first + self.records.len() as u64
     }
 
+    /// The last event of the durable records: what recovery will replay up to.
+    pub fn durable_events(&self) -> u64 {
+        match self.synced {
+            0 => self.compacted_through,
+            n => self.events_through[n - 1],
+        }
+    }
+
     /// The disk flushes what it was given.
     pub fn sync(&mut self) {
         self.synced = self.records.len();
@@ -65,6 +82,7 @@ impl SimStorage {
         }
         let keep = rng.below(unsynced as u64 + 1) as usize;
         self.records.truncate(self.synced + keep);
+        self.events_through.truncate(self.synced + keep);
         let torn = keep > 0 && rng.chance(30);
         if torn {
             if let Some(last) = self.records.last_mut() {
@@ -92,6 +110,9 @@ impl SimStorage {
         };
         let cut = (next.saturating_sub(self.first) as usize).min(self.synced);
         self.records.drain(..cut);
+        if let Some(last) = self.events_through.drain(..cut).next_back() {
+            self.compacted_through = last;
+        }
         self.synced -= cut;
         self.first += cut as u64;
         cut
@@ -101,6 +122,7 @@ impl SimStorage {
     pub fn truncate(&mut self, from: u64) {
         let keep = from.saturating_sub(self.first) as usize;
         self.records.truncate(keep);
+        self.events_through.truncate(keep);
         self.synced = self.synced.min(self.records.len());
     }
 }
@@ -129,6 +151,13 @@ impl Journal for SimStorage {
                 checksum: checksum(&bytes),
                 bytes,
             });
+            let before = self
+                .events_through
+                .last()
+                .copied()
+                .unwrap_or(self.compacted_through);
+            let through = r.events.last().map_or(before, |e| e.seq.max(before));
+            self.events_through.push(through);
         }
         Ok(())
     }
