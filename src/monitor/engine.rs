@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::anomaly::{Anomaly, AnomalyDetector, DetectorConfig, Metric, Subject};
 use super::config::MonitorConfig;
 use super::error::MonitorError;
-use super::report::DailyReport;
-use super::report::DailySummary;
+use super::report::{DailyReport, DailySummary};
 use super::sketch::QuantileSketch;
 use super::summary::Summary;
 use super::trend::CapacityTrend;
@@ -61,11 +60,8 @@ struct TaskLive {
 }
 
 /// One agent's live state and the window's aggregates for it: a fixed size however
-/// long the stream runs.
-///
-/// Serde for the [`MonitorSnapshot`]: a row in use, without the counts of its tasks
-/// (`busy`, `blocked`), which a restore counts from the tasks rather than trusting a
-/// second copy.
+/// long the stream runs. In a [`MonitorSnapshot`] without the counts of its tasks
+/// (`busy`, `blocked`): a restore counts them from the tasks, not from a second copy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgentLive {
@@ -263,10 +259,8 @@ impl Dim {
     }
 }
 
-/// The fleet's gauges and their integrals.
-///
-/// Serde for the [`MonitorSnapshot`]: the integrals, without the gauges, which a
-/// restore counts from the tasks and the agents.
+/// The fleet's gauges and their integrals (in a [`MonitorSnapshot`], the integrals
+/// only: a restore counts the gauges from the tasks and the agents).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fleet {
@@ -423,12 +417,9 @@ pub struct MonitorStats {
 ///
 /// # Snapshots
 ///
-/// [`snapshot`](Self::snapshot) writes the whole state as a versioned
-/// [`MonitorSnapshot`] (serde data, the size of the kept windows); a host stores it
-/// beside the coordinator's checkpoint, and after a restart
-/// [`restore`](Self::restore) carries on from it, refusing a corrupt snapshot with a
-/// typed error: windows, sketches and detector baselines survive the restart, and the
-/// reports are those the monitor would have made had it never stopped.
+/// [`snapshot`](Self::snapshot) (kept beside the coordinator's checkpoint) and
+/// [`restore`](Self::restore): windows, sketches and detector baselines survive a
+/// restart, and the reports are those of a monitor that never stopped.
 ///
 /// # Robustness
 ///
