@@ -519,12 +519,7 @@ impl Core {
         // tasks held for its release from quarantine included.
         let mut granted = Vec::new();
         self.hand_back(lost, agent, false, now, &mut granted);
-        for (key, _) in self.s.held_for(agent) {
-            if let Some(mut w) = self.s.unwait(key) {
-                w.parked = None;
-                self.requeue(w, now, &mut granted);
-            }
-        }
+        self.requeue_held(agent, now, &mut granted);
         for w in again {
             self.requeue(w, now, &mut granted);
         }

@@ -324,10 +324,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Vec<TaskId>, CoordinatorError> {
         self.check_time(now)?;
-        if !self.s.registry.contains(agent) {
-            return Err(CoordinatorError::UnknownAgent { agent });
-        }
-        if self.s.registry.status(agent)? == AgentStatus::Quarantined {
+        if self.status_of(agent)? == AgentStatus::Quarantined {
             return Ok(Vec::new());
         }
         self.s.last_now = now;
@@ -393,10 +390,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<Vec<TaskId>, CoordinatorError> {
         self.check_time(now)?;
-        if !self.s.registry.contains(agent) {
-            return Err(CoordinatorError::UnknownAgent { agent });
-        }
-        let status = self.s.registry.status(agent)?;
+        let status = self.status_of(agent)?;
         if status != AgentStatus::Quarantined {
             return Err(CoordinatorError::NotQuarantined { agent, status });
         }
@@ -414,16 +408,33 @@ impl Core {
         );
         self.set_status_in_service(agent, AgentStatus::Available, now)?;
         let mut granted = Vec::new();
-        let mut tasks = Vec::with_capacity(held.len());
-        for (key, task) in held {
+        self.requeue_held(agent, now, &mut granted);
+        self.serve(Vec::new(), granted, now);
+        Ok(held.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// `agent`'s status, or [`CoordinatorError::UnknownAgent`].
+    fn status_of(&self, agent: AgentId) -> Result<AgentStatus, CoordinatorError> {
+        if !self.s.registry.contains(agent) {
+            return Err(CoordinatorError::UnknownAgent { agent });
+        }
+        Ok(self.s.registry.status(agent)?)
+    }
+
+    /// Queues again the tasks held for `agent`'s release (it was released, or left
+    /// the fleet), their grants into `granted`.
+    pub(super) fn requeue_held(
+        &mut self,
+        agent: AgentId,
+        now: Timestamp,
+        granted: &mut Vec<(crate::resource::Grant, crate::id::RequestId)>,
+    ) {
+        for (key, _) in self.s.held_for(agent) {
             if let Some(mut w) = self.s.unwait(key) {
                 w.parked = None;
-                tasks.push(task);
-                self.requeue(w, now, &mut granted);
+                self.requeue(w, now, granted);
             }
         }
-        self.serve(Vec::new(), granted, now);
-        Ok(tasks)
     }
 
     /// A security breach on `agents`, as the host detected it: under the
