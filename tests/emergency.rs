@@ -11,8 +11,8 @@ use concord::coordinator::{
     SafeModeTrigger,
 };
 use concord::{
-    AgentId, AgentProfile, AgentStatus, Clock, ManualClock, Requirements, Role, RuleBasedAnalyzer,
-    RuleSet, SystemMode, Task, TaskId, Timestamp,
+    AgentId, AgentProfile, AgentStatus, Capability, Clock, ManualClock, Requirements, Role,
+    RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -356,6 +356,137 @@ fn a_security_breach_enters_safe_mode_and_quarantines_the_agents() {
     ));
 }
 
+// ----- external communications stopped ---------------------------------------------
+
+fn mailer(id: u64) -> AgentProfile {
+    agent(id, 2).with_capability(Capability::new("email").expect("capability"))
+}
+
+fn mail(id: u64) -> Task {
+    Task::new(tid(id), "notify", format!("mail {id}")).with_requirements(
+        Requirements::new()
+            .with_role(Role::new("ops").expect("role"))
+            .with_capability(Capability::new("email").expect("capability"))
+            .with_resources("cpu=1".parse().expect("resources")),
+    )
+}
+
+fn parked_for_comms(c: &Coordinator) -> Vec<TaskId> {
+    c.waiting()
+        .into_iter()
+        .filter(|w| w.parked == Some(Parked::Communications))
+        .map(|w| w.task.id())
+        .collect()
+}
+
+#[test]
+fn stopped_communications_hold_external_work_with_the_reason_until_resumed() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(mailer(1)).expect("register");
+    assert!(c.stop_communications(Decider::Orchestrator, "breach on agent-7"));
+    assert!(
+        !c.stop_communications(Decider::Human, "again"),
+        "already stopped: the first reason stands"
+    );
+    assert_eq!(
+        c.communications().expect("stopped").reason,
+        "breach on agent-7"
+    );
+    // External work waits, with the reason; internal work goes on.
+    assert!(matches!(
+        c.assign(mail(1)).expect("assign"),
+        AssignOutcome::Queued { .. }
+    ));
+    assert!(matches!(
+        c.assign(task(2)).expect("assign"),
+        AssignOutcome::Assigned(_)
+    ));
+    let why = c.why_waiting(tid(1)).expect("waits");
+    assert!(
+        why.contains("breach on agent-7") && why.contains("`email`"),
+        "{why}"
+    );
+    assert_eq!(parked_for_comms(&c), vec![tid(1)]);
+    // Capacity coming back, or a mode change, does not free it.
+    c.complete(tid(2), true, None).expect("complete");
+    c.set_mode(SystemMode::SafeMode);
+    c.set_mode(SystemMode::Normal);
+    assert_eq!(agent_of(&c, tid(1)), None);
+    let events = c.drain_events();
+    assert!(events.iter().any(|e| matches!(
+        &e.kind,
+        EventKind::CommunicationsStopped { by: Decider::Orchestrator, reason } if reason == "breach on agent-7"
+    )));
+    // Resuming is a decision: the held work starts.
+    clock.advance(MIN);
+    let started = c
+        .resume_communications(Decider::Human, "patched")
+        .expect("resume");
+    assert_eq!(
+        started.iter().map(|a| a.task.id()).collect::<Vec<_>>(),
+        vec![tid(1)]
+    );
+    assert_eq!(c.communications(), None);
+    assert!(c.drain_events().iter().any(|e| matches!(
+        &e.kind,
+        EventKind::CommunicationsResumed { by: Decider::Human, tasks, .. } if tasks == &vec![tid(1)]
+    )));
+}
+
+#[test]
+fn external_work_queued_before_the_stop_is_held_when_room_comes() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(mailer(1).with_max_tasks(1))
+        .expect("register");
+    c.assign(task(1)).expect("assign");
+    assert!(matches!(
+        c.assign(mail(2)).expect("assign"),
+        AssignOutcome::Queued { .. }
+    ));
+    c.stop_communications(Decider::Orchestrator, "breach");
+    c.complete(tid(1), true, None).expect("complete");
+    assert_eq!(agent_of(&c, tid(2)), None, "granted room, held by the stop");
+    assert_eq!(parked_for_comms(&c), vec![tid(2)]);
+    // Safe mode outlasting the stop: resumed communications wait for normal mode too.
+    c.set_mode(SystemMode::SafeMode);
+    assert!(
+        c.resume_communications(Decider::Human, "clear")
+            .expect("resume")
+            .is_empty()
+    );
+    assert_eq!(agent_of(&c, tid(2)), None);
+    c.set_mode(SystemMode::Normal);
+    assert_eq!(agent_of(&c, tid(2)), Some(aid(1)));
+}
+
+#[test]
+fn resuming_communications_that_are_not_stopped_is_refused() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).journaled().build();
+    let before = serde_json::to_string(&c.snapshot()).expect("json");
+    assert!(matches!(
+        c.resume_communications(Decider::Human, "nothing to resume"),
+        Err(CoordinatorError::CommunicationsNotStopped)
+    ));
+    assert_eq!(serde_json::to_string(&c.snapshot()).expect("json"), before);
+    // A bad external capability name is named, and nothing is built.
+    let err = Coordinator::builder()
+        .external_capabilities(["email", "bad name"])
+        .expect_err("invalid");
+    assert!(
+        matches!(&err, CoordinatorError::InvalidExternalCapability { capability, .. } if capability == "bad name"),
+        "{err}"
+    );
+    // A task no agent could ever take is still rejected, stop or not.
+    c.stop_communications(Decider::Orchestrator, "breach");
+    assert!(matches!(
+        c.assign(mail(1)).expect("assign"),
+        AssignOutcome::Rejected { .. }
+    ));
+}
+
 // ----- the journal rebuilds it all ------------------------------------------------
 
 #[test]
@@ -406,6 +537,9 @@ enum Op {
     Offline(u64),
     Back(u64),
     Tick,
+    AssignMail,
+    StopComms,
+    ResumeComms,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -417,6 +551,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u64..=4).prop_map(Op::Offline),
         1 => (1u64..=4).prop_map(Op::Back),
         1 => Just(Op::Tick),
+        2 => Just(Op::AssignMail),
+        1 => Just(Op::StopComms),
+        1 => Just(Op::ResumeComms),
     ]
 }
 
@@ -424,7 +561,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Whatever happens, no quarantined agent runs anything, a task held for an
-    /// agent's release runs nowhere, and the journal rebuilds the live state.
+    /// agent's release runs nowhere, no external work starts while communications
+    /// are stopped, and the journal rebuilds the live state.
     #[test]
     fn no_work_ever_runs_on_a_quarantined_agent(
         ops in prop::collection::vec(op(), 1..60),
@@ -435,8 +573,12 @@ proptest! {
         let c = builder(&clock).on_quarantine(on).journaled().build();
         let mut journal = MemoryJournal::new();
         c.checkpoint(&mut journal).expect("checkpoint");
-        fleet(&c, 4);
+        for id in 1..=4 {
+            let profile = if id % 2 == 0 { mailer(id) } else { agent(id, 2) };
+            c.register_agent(profile).expect("register");
+        }
         let mut next = 1;
+        let mut running: std::collections::BTreeSet<TaskId> = Default::default();
         for op in ops {
             clock.advance(Duration::from_secs(30));
             match op {
@@ -455,7 +597,14 @@ proptest! {
                 Op::Offline(a) => { let _ = c.set_agent_status(aid(a), AgentStatus::Offline); }
                 Op::Back(a) => { let _ = c.set_agent_status(aid(a), AgentStatus::Available); }
                 Op::Tick => { c.tick(); }
+                Op::AssignMail => {
+                    let _ = c.assign(mail(next));
+                    next += 1;
+                }
+                Op::StopComms => { c.stop_communications(Decider::Orchestrator, "test"); }
+                Op::ResumeComms => { let _ = c.resume_communications(Decider::Human, "test"); }
             }
+            let stopped = c.communications().is_some();
             let held: Vec<TaskId> = c
                 .waiting()
                 .into_iter()
@@ -466,7 +615,13 @@ proptest! {
                 let status = c.with_registry(|r| r.status(a.agent).expect("status"));
                 prop_assert_ne!(status, AgentStatus::Quarantined, "{} runs on quarantined {}", a.task.id(), a.agent);
                 prop_assert!(!held.contains(&a.task.id()));
+                let external = a.task.requirements().capabilities().iter().any(|c| c.as_str() == "email");
+                prop_assert!(
+                    !(stopped && external && !running.contains(&a.task.id())),
+                    "{} started while communications were stopped", a.task.id()
+                );
             }
+            running = c.assignments().into_iter().map(|a| a.task.id()).collect();
         }
         c.write_journal(&mut journal).expect("journal");
         let rebuilt = builder(&clock).on_quarantine(on).recover(&journal).expect("recover");

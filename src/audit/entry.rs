@@ -665,6 +665,20 @@ pub fn entry_from_event(event: &Event) -> Option<AuditEntry> {
             decision: format!("entered by rule `{}`", trigger.rule()),
             reason: trigger.to_string(),
         },
+        EventKind::CommunicationsStopped { by, reason } => AuditEntry::Decision {
+            by: *by,
+            subject: "external communications".to_owned(),
+            decision: "stopped".to_owned(),
+            reason: reason.clone(),
+        },
+        EventKind::CommunicationsResumed {
+            by, reason, tasks, ..
+        } => AuditEntry::Decision {
+            by: *by,
+            subject: "external communications".to_owned(),
+            decision: format!("resumed ({} tasks waiting for them)", tasks.len()),
+            reason: reason.clone(),
+        },
         // Listed one by one, so that a new kind of event is a decision here too.
         EventKind::AgentRegistered { .. }
         | EventKind::AgentDeregistered { .. }

@@ -34,6 +34,7 @@ pub struct CoordinatorBuilder {
     on_agent_loss: OnAgentLoss,
     on_quarantine: OnQuarantine,
     safe_mode_rules: SafeModeRules,
+    external: Vec<crate::id::Capability>,
     journaled: bool,
 }
 
@@ -51,6 +52,7 @@ impl Default for CoordinatorBuilder {
             on_agent_loss: OnAgentLoss::default(),
             on_quarantine: OnQuarantine::default(),
             safe_mode_rules: SafeModeRules::default(),
+            external: super::comms::default_external(),
             journaled: false,
         }
     }
@@ -130,6 +132,50 @@ impl CoordinatorBuilder {
         Ok(self)
     }
 
+    /// Sets the capabilities that count as external communication (default:
+    /// [`DEFAULT_EXTERNAL_CAPABILITIES`](super::DEFAULT_EXTERNAL_CAPABILITIES)):
+    /// while communications are stopped
+    /// ([`Core::stop_communications`](super::Core::stop_communications)), every task
+    /// that needs one of them waits. An empty list turns the gate off.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::InvalidExternalCapability`] naming the first invalid
+    /// name; the builder is not changed.
+    ///
+    /// ```
+    /// use concord::coordinator::Coordinator;
+    /// let coordinator = Coordinator::builder()
+    ///     .external_capabilities(["Slack", "email"])?
+    ///     .build();
+    /// let external = coordinator.with_core(|c| {
+    ///     c.external_capabilities().iter().map(|c| c.to_string()).collect::<Vec<_>>()
+    /// });
+    /// assert_eq!(external, ["email", "slack"]);
+    /// assert!(Coordinator::builder().external_capabilities(["not ok"]).is_err());
+    /// # Ok::<(), concord::coordinator::CoordinatorError>(())
+    /// ```
+    pub fn external_capabilities<I, S>(mut self, capabilities: I) -> Result<Self, CoordinatorError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut parsed = Vec::new();
+        for c in capabilities {
+            let c = c.as_ref();
+            let capability = crate::id::Capability::new(c).map_err(|source| {
+                CoordinatorError::InvalidExternalCapability {
+                    capability: c.to_owned(),
+                    source,
+                }
+            })?;
+            parsed.push(capability);
+        }
+        parsed.sort();
+        parsed.dedup();
+        self.external = parsed;
+        Ok(self)
+    }
+
     /// Sets the escalation ladder (default: 30 minutes to the orchestrator, 2 hours
     /// to a human, who has an hour to answer before the default decision, deny,
     /// applies).
@@ -164,6 +210,7 @@ impl CoordinatorBuilder {
             on_agent_loss: self.on_agent_loss,
             on_quarantine: self.on_quarantine,
             safe_mode_rules: self.safe_mode_rules.clone(),
+            external: self.external.clone(),
         }
     }
 

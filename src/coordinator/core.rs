@@ -53,6 +53,9 @@ pub(super) struct Parts {
     pub(super) on_quarantine: super::emergency::OnQuarantine,
     /// When the core enters safe mode by itself.
     pub(super) safe_mode_rules: super::emergency::SafeModeRules,
+    /// The capabilities that count as external communication, sorted: the tasks
+    /// that need one wait while communications are stopped.
+    pub(super) external: Vec<crate::id::Capability>,
 }
 
 /// The running tasks taken from an agent that left service, with the approvals that
@@ -124,6 +127,8 @@ pub(super) struct State {
     pub(super) largest: (Option<Layout>, Resources),
     /// The failures the safe-mode rules count (in the snapshot).
     pub(super) recent: super::emergency::RecentFailures,
+    /// Whether external communications are stopped (in the snapshot).
+    pub(super) comms: Option<super::comms::CommunicationsStop>,
 }
 
 /// How many finished assignments' allocations the coordinator keeps for reuse: a
@@ -161,6 +166,7 @@ impl State {
             notified: Vec::new(),
             largest: (None, Resources::new()),
             recent: super::emergency::RecentFailures::default(),
+            comms: None,
             journal: JournalState {
                 on: false,
                 next: 1,
@@ -343,6 +349,8 @@ impl<T> ByTask<T> {
 struct PolicyAdmission<'a> {
     policies: &'a dyn PolicyEnforcer,
     state: &'a State,
+    /// The external capabilities, for the communications stop.
+    external: &'a [crate::id::Capability],
     group: Option<&'a Arc<str>>,
     /// Proposals accepted so far.
     pending: PendingBatch,
@@ -360,6 +368,18 @@ impl Admission for PolicyAdmission<'_> {
     ) -> Result<(), Refusal> {
         // Placements the assigner accepted since we last looked were admitted by us.
         self.pending.truncate(accepted.len());
+        // The communications stop holds the task back before any policy is asked:
+        // it is the core's gate, whatever the host's policies say.
+        if let Some(stop) = self.state.comms.as_ref() {
+            if let Some(capability) = super::comms::gated(Some(stop), self.external, task) {
+                return Err(Refusal::new(
+                    task.id(),
+                    agent,
+                    super::comms::COMMUNICATIONS_GATE,
+                    super::comms::refusal_message(stop, capability),
+                ));
+            }
+        }
         // Made where it stays if admitted, and checked against the placements before
         // it.
         self.pending.propose(task, agent, self.group);
@@ -1071,6 +1091,7 @@ impl Core {
             let mut admission = PolicyAdmission {
                 policies: parts.policies.as_ref(),
                 state: st,
+                external: &parts.external,
                 group: group.as_ref(),
                 pending,
                 warnings: BTreeMap::new(),
@@ -1106,6 +1127,20 @@ impl Core {
         for task in analyzed.iter_mut() {
             let id = task.id();
             if let Some(p) = placements.take(id) {
+                // An assigner that does not ask the admission (the core's gate is
+                // there) must not start what the communications stop holds.
+                if self.comms_gate(task).is_some() {
+                    warnings.remove(&id);
+                    let explanation = Explanation::default();
+                    outcomes.push(self.wait_for_communications(
+                        task.take(),
+                        explanation,
+                        group.as_ref(),
+                        None,
+                        now,
+                    ));
+                    continue;
+                }
                 let outcome = self.commit(
                     task,
                     p,
@@ -1551,6 +1586,21 @@ impl Core {
             Some(super::queue::Parked::Held(agent)) => {
                 format!("held while {agent} is quarantined, until its release")
             }
+            Some(super::queue::Parked::Communications) => match (
+                self.s.comms.as_ref(),
+                w.task
+                    .requirements()
+                    .capabilities()
+                    .iter()
+                    .find(|c| self.parts.external.binary_search(c).is_ok()),
+            ) {
+                (Some(stop), Some(capability)) => format!(
+                    "for external communications to resume: {}",
+                    super::comms::refusal_message(stop, capability)
+                ),
+                // Resumed, and the task is asked for again at the next chance.
+                _ => "for external communications to resume".to_owned(),
+            },
             None => format!("for an agent with room: {}", w.explanation),
         })
     }

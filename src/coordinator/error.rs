@@ -82,6 +82,20 @@ pub enum CoordinatorError {
         /// Its status.
         status: crate::agent::AgentStatus,
     },
+    /// [`Core::resume_communications`](super::Core::resume_communications) while
+    /// external communications are not stopped.
+    #[error("external communications are not stopped")]
+    CommunicationsNotStopped,
+    /// A capability named as external
+    /// ([`CoordinatorBuilder::external_capabilities`](super::CoordinatorBuilder::external_capabilities))
+    /// is not a valid capability name.
+    #[error("external capability {capability:?}: {source}")]
+    InvalidExternalCapability {
+        /// The name as given.
+        capability: String,
+        /// Why it is not valid.
+        source: crate::id::NameError,
+    },
     /// A safe-mode rule's setting is out of range.
     #[error("safe-mode rule `{rule}`: {problem}")]
     InvalidSafeModeRule {

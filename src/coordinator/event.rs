@@ -342,6 +342,23 @@ pub enum EventKind {
         /// The rule and what tipped it.
         trigger: super::SafeModeTrigger,
     },
+    /// External communications were stopped: tasks needing an external capability
+    /// wait until they resume.
+    CommunicationsStopped {
+        /// Who decided.
+        by: Decider,
+        /// Why.
+        reason: String,
+    },
+    /// External communications were resumed, by an audited decision.
+    CommunicationsResumed {
+        /// Who decided.
+        by: Decider,
+        /// Why.
+        reason: String,
+        /// The tasks that waited for them, asked for again.
+        tasks: Vec<TaskId>,
+    },
 }
 
 impl fmt::Display for EventKind {
@@ -425,6 +442,16 @@ impl fmt::Display for EventKind {
             EventKind::SafeModeTriggered { trigger } => {
                 write!(f, "safe mode by rule `{}`: {trigger}", trigger.rule())
             }
+            EventKind::CommunicationsStopped { by, reason } => {
+                write!(f, "external communications stopped by {by}: {reason}")
+            }
+            EventKind::CommunicationsResumed {
+                by, reason, tasks, ..
+            } => write!(
+                f,
+                "external communications resumed by {by}: {reason} ({} tasks waiting for them)",
+                tasks.len()
+            ),
         }
     }
 }

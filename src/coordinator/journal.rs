@@ -177,6 +177,20 @@ pub enum Command {
         /// What the host said.
         reason: String,
     },
+    /// [`Core::stop_communications`].
+    StopCommunications {
+        /// Who decided.
+        by: Decider,
+        /// Why.
+        reason: String,
+    },
+    /// [`Core::resume_communications`].
+    ResumeCommunications {
+        /// Who decided.
+        by: Decider,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// One entry of the journal: a command, when it was carried out, and the events it
@@ -516,6 +530,12 @@ impl Core {
             }
             Command::ReportSecurityBreach { agents, reason } => {
                 self.report_security_breach(agents, reason, at).map(drop)
+            }
+            Command::StopCommunications { by, reason } => {
+                self.stop_communications(*by, reason, at).map(drop)
+            }
+            Command::ResumeCommunications { by, reason } => {
+                self.resume_communications(*by, reason, at).map(drop)
             }
             Command::ForgetClosedConflicts { closed_before } => {
                 self.forget_closed_conflicts(*closed_before);

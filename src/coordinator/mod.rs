@@ -32,6 +32,7 @@
 
 mod builder;
 mod claims;
+mod comms;
 mod core;
 mod driver;
 mod emergency;
@@ -43,6 +44,7 @@ mod snapshot;
 
 pub use self::builder::CoordinatorBuilder;
 pub use self::claims::OpenConflict;
+pub use self::comms::{COMMUNICATIONS_GATE, CommunicationsStop, DEFAULT_EXTERNAL_CAPABILITIES};
 pub use self::core::{Core, OnAgentLoss};
 pub use self::driver::{Driver, Timed};
 pub use self::emergency::{
@@ -293,6 +295,30 @@ impl Coordinator {
         reason: &str,
     ) -> Result<Vec<TaskId>, CoordinatorError> {
         self.with(|c, now| c.report_security_breach(agents, reason, now))
+    }
+
+    /// Stops external communications: see [`Core::stop_communications`].
+    pub fn stop_communications(&self, by: Decider, reason: &str) -> bool {
+        // The facade's `now` is never earlier than the core's: no error is possible.
+        self.with(|c, now| c.stop_communications(by, reason, now).unwrap_or(false))
+    }
+
+    /// Resumes external communications, as `by` decided: see
+    /// [`Core::resume_communications`].
+    ///
+    /// # Errors
+    /// As [`Core::resume_communications`].
+    pub fn resume_communications(
+        &self,
+        by: Decider,
+        reason: &str,
+    ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        self.with(|c, now| c.resume_communications(by, reason, now))
+    }
+
+    /// Whether external communications are stopped, since when and why.
+    pub fn communications(&self) -> Option<CommunicationsStop> {
+        self.shared.lock().core.communications().cloned()
     }
 
     /// The system mode.

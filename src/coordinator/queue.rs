@@ -61,6 +61,9 @@ pub enum Parked {
     /// was) until the quarantine is released
     /// ([`OnQuarantine::Hold`](super::OnQuarantine::Hold)).
     Held(AgentId),
+    /// It needs an external capability while external communications are stopped
+    /// ([`Core::stop_communications`]): it is asked for again when they resume.
+    Communications,
 }
 
 impl State {
@@ -202,6 +205,15 @@ enum Place {
     Never,
 }
 
+impl State {
+    /// Whether some registered agent, in service or not, could ever take `task`: it
+    /// qualifies and could ever hold the needs.
+    pub(super) fn could_ever_take(&self, task: &Task) -> bool {
+        let needs = task.requirements().resources();
+        qualified(self, task).any(|v| self.ledger.could_ever_hold(v.id(), needs))
+    }
+}
+
 /// `Away` if an agent out of service could take `task` (it qualifies and could ever
 /// hold the needs), else `Never`.
 fn away_or_never(s: &State, task: &Task) -> Place {
@@ -263,6 +275,11 @@ impl Core {
         now: Timestamp,
     ) -> Result<AssignOutcome, CoordinatorError> {
         let id = task.id();
+        // Held by the communications stop (the assigner's admission refused every
+        // agent for it): it waits for communications, whatever else refused it.
+        if self.comms_gate(&task).is_some() {
+            return Ok(self.wait_for_communications(task, explanation, group, since, now));
+        }
         let policies = &self.parts.policies;
         let waits = refusals.iter().all(|r| policies.refusal_waits(&r.rule));
         let s = &mut self.s;
@@ -383,6 +400,13 @@ impl Core {
             if !self.s.parked.contains(&key) {
                 continue;
             }
+            // A task held for communications waits for them, not for normal mode
+            // or capacity.
+            if self.s.comms.is_some()
+                && self.s.waiting.get(&key).and_then(|w| w.parked) == Some(Parked::Communications)
+            {
+                continue;
+            }
             let Some(w) = self.s.unwait(key) else {
                 continue;
             };
@@ -440,6 +464,15 @@ impl Core {
                     queue.extend(more.into_iter().map(from_ledger));
                 }
             };
+            // Granted while communications are stopped (it queued before they
+            // were): the grant goes back and it waits for them.
+            if super::comms::gated(s.comms.as_ref(), &parts.external, &w.task).is_some() {
+                give_back(s, &mut queue);
+                let mut w = w;
+                w.parked = Some(Parked::Communications);
+                s.wait(key, w);
+                continue;
+            }
             let proposal = Proposal::for_admission(&w.task, g.agent, w.group.clone());
             // The grant already holds the resources: check policies against the
             // ledger as it was before it, by counting what it holds as released.

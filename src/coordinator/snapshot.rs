@@ -78,6 +78,9 @@ pub struct CoordinatorSnapshot {
     /// enters safe mode where the live one would.
     #[serde(default, skip_serializing_if = "RecentFailures::is_empty")]
     pub recent_failures: RecentFailures,
+    /// Whether external communications are stopped, since when and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub communications: Option<super::CommunicationsStop>,
 }
 
 /// The first journal record's number (read for checkpoints from before the
@@ -120,6 +123,7 @@ impl Core {
             next_conflict_id: s.next_conflict_id,
             approved: s.approved.clone(),
             recent_failures: s.recent.clone(),
+            communications: s.comms.clone(),
         }
     }
 }
@@ -267,6 +271,7 @@ pub(super) fn restore(
     s.next_seq = snapshot.next_seq;
     s.journal.next = snapshot.journal_next;
     s.recent = snapshot.recent_failures;
+    s.comms = snapshot.communications;
     s.last_now = snapshot.last_now;
     s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
     s.detector = detector;

@@ -1400,7 +1400,9 @@ impl Monitor {
             // What they change shows in the status changes and hand-backs that follow.
             EventKind::AgentQuarantined { .. }
             | EventKind::QuarantineReleased { .. }
-            | EventKind::SafeModeTriggered { .. } => {}
+            | EventKind::SafeModeTriggered { .. }
+            | EventKind::CommunicationsStopped { .. }
+            | EventKind::CommunicationsResumed { .. } => {}
             EventKind::AgentRegistered { profile } => {
                 let Some(i) = self.agent_row(profile.id()) else {
                     return;
