@@ -15,7 +15,7 @@
 //! | memory | `memory`: the agents' shared memory and its guard |
 //! | workflow | `workflow` (definitions, runs, retries, errors) |
 //! | coordinator | `coordinator` (a file now; any file under `src/coordinator/` later) |
-//! | drivers | `workflow::executor`, `workflow::runbooks`: they drive the coordinator |
+//! | drivers | `workflow::executor`, `workflow::runbooks`, `workflow::builtins`: they drive the coordinator |
 //! | monitor | `monitor`: operations beside the coordinator, fed with its events |
 //! | health | `health` |
 //! | alert | `alert` |
@@ -75,7 +75,14 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("memory", &["memory"]),
     ("workflow", &["workflow"]),
     ("coordinator", &["coordinator"]),
-    ("drivers", &["workflow::executor", "workflow::runbooks"]),
+    (
+        "drivers",
+        &[
+            "workflow::executor",
+            "workflow::runbooks",
+            "workflow::builtins",
+        ],
+    ),
     // Operations: what a host runs beside the coordinator, fed with its events.
     ("monitor", &["monitor"]),
     ("health", &["health"]),

@@ -4,15 +4,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
-use concord::coordinator::Coordinator;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use concord::agent::{Agent, AgentError, AgentHealth, Outcome, WorkItem, WorkOutput};
+use concord::coordinator::{AssignOutcome, Coordinator, Decider};
+use concord::memory::{InMemoryStore, Memory, MemoryStore};
 use concord::policy::{PolicySet, SafeModeRule};
+use concord::workflow::builtins::kinds as builtin_kinds;
 use concord::workflow::{
-    Executor, Run, RunCondition, RunOutcome, SimulatedTimer, StepChange, StepStatus, Workflow,
-    runbooks,
+    Builtins, Executor, Restarter, Run, RunCondition, RunOutcome, SimulatedTimer, StepChange,
+    StepStatus, Workflow, runbooks,
 };
 use concord::{
-    AgentId, AgentProfile, ManualClock, Role, RuleBasedAnalyzer, RuleSet, SystemMode, Timestamp,
+    AgentId, AgentProfile, AgentStatus, Capability, ManualClock, Requirements, Role,
+    RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId, Timestamp,
 };
 use futures::executor::block_on;
 use parking_lot::Mutex;
@@ -86,7 +91,13 @@ fn each_runbook_has_its_documented_steps_roles_and_gates() {
     expect(
         &runbooks::safe_mode_recovery(),
         &[
-            ("enter_safe_mode", "ops", "enter_safe_mode", &[], ALL),
+            (
+                "enter_safe_mode",
+                "coordinator",
+                "enter_safe_mode",
+                &[],
+                ALL,
+            ),
             (
                 "diagnose_failure",
                 "ops",
@@ -96,8 +107,8 @@ fn each_runbook_has_its_documented_steps_roles_and_gates() {
             ),
             (
                 "restart_agents_incrementally",
-                "ops",
-                "restart",
+                "coordinator",
+                "restart_agents",
                 &["diagnose_failure"],
                 ALL,
             ),
@@ -110,7 +121,7 @@ fn each_runbook_has_its_documented_steps_roles_and_gates() {
             ),
             (
                 "exit_safe_mode",
-                "ops",
+                "coordinator",
                 "exit_safe_mode",
                 &["validate_recovery"],
                 ALL,
@@ -127,33 +138,46 @@ fn each_runbook_has_its_documented_steps_roles_and_gates() {
     expect(
         &runbooks::memory_corruption_recovery(),
         &[
-            ("stop_memory_writes", "ops", "stop_writes", &[], ALL),
+            (
+                "stop_memory_writes",
+                "coordinator",
+                "stop_memory_writes",
+                &[],
+                ALL,
+            ),
             (
                 "backup_memory_state",
-                "ops",
-                "backup",
+                "coordinator",
+                "backup_memory",
                 &["stop_memory_writes"],
                 ALL,
             ),
             (
                 "assess_corruption",
-                "ops",
-                "assess",
+                "coordinator",
+                "assess_memory",
                 &["backup_memory_state"],
                 ALL,
             ),
             (
                 "restore_memory_backup",
-                "ops",
-                "restore",
+                "coordinator",
+                "restore_memory",
                 &["assess_corruption"],
                 ALL,
             ),
             (
                 "validate_memory_integrity",
-                "ops",
-                "verify",
+                "coordinator",
+                "verify_memory",
                 &["restore_memory_backup"],
+                ALL,
+            ),
+            (
+                "resume_memory_writes",
+                "coordinator",
+                "resume_memory_writes",
+                &["validate_memory_integrity"],
                 ALL,
             ),
         ],
@@ -161,18 +185,24 @@ fn each_runbook_has_its_documented_steps_roles_and_gates() {
     expect(
         &runbooks::security_breach_response(),
         &[
-            ("isolate_affected_agents", "security", "isolate", &[], ALL),
+            (
+                "isolate_affected_agents",
+                "coordinator",
+                "isolate_agents",
+                &[],
+                ALL,
+            ),
             (
                 "stop_external_comms",
-                "security",
-                "stop_comms",
+                "coordinator",
+                "stop_external_comms",
                 &["isolate_affected_agents"],
                 ALL,
             ),
             (
                 "collect_evidence",
-                "security",
-                "evidence",
+                "coordinator",
+                "preserve_evidence",
                 &["stop_external_comms"],
                 ALL,
             ),
@@ -335,13 +365,69 @@ const QA: u64 = 2;
 const FRAMEWORK: u64 = 3;
 const SECURITY: u64 = 4;
 const HUMAN: u64 = 5;
+/// The built-in actions' agent.
+const BUILTINS: u64 = 100;
+/// The fleet the emergencies are about: workers the built-ins watch.
+const WORKERS: [u64; 3] = [10, 11, 12];
 
 type Seen = Arc<Mutex<BTreeMap<String, BTreeMap<String, String>>>>;
+
+/// A worker whose health check fails while it is sick: `sick` more checks, or for
+/// good at `u32::MAX`.
+#[derive(Debug)]
+struct Worker {
+    id: AgentId,
+    sick: AtomicU32,
+    pinged: AtomicU32,
+}
+
+impl Worker {
+    fn new(id: u64) -> Self {
+        Worker {
+            id: AgentId::new(id),
+            sick: AtomicU32::new(0),
+            pinged: AtomicU32::new(0),
+        }
+    }
+
+    fn sick_for(&self, checks: u32) {
+        self.sick.store(checks, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Agent for Worker {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        Ok(WorkOutput::success())
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        self.pinged.fetch_add(1, Ordering::SeqCst);
+        let sick = self.sick.load(Ordering::SeqCst);
+        if sick == 0 {
+            return Ok(AgentHealth::new("1.0"));
+        }
+        if sick != u32::MAX {
+            self.sick.store(sick - 1, Ordering::SeqCst);
+        }
+        Err(AgentError::Unreachable {
+            reason: "connection refused".into(),
+        })
+    }
+}
 
 struct World {
     clock: ManualClock,
     coordinator: Arc<Coordinator>,
     seen: Seen,
+    builtins: Arc<Builtins>,
+    workers: Vec<Arc<Worker>>,
+    store: Arc<InMemoryStore>,
+    memory: Arc<Memory>,
 }
 
 fn world_with(policies: PolicySet) -> World {
@@ -359,16 +445,36 @@ fn world_with(policies: PolicySet) -> World {
         (FRAMEWORK, "framework"),
         (SECURITY, "security"),
         (HUMAN, "human"),
-    ] {
+    ]
+    .into_iter()
+    .chain(WORKERS.map(|id| (id, "worker")))
+    {
         let profile = AgentProfile::new(AgentId::new(id), role)
             .with_role(Role::new(role).unwrap())
+            .with_capability(Capability::new("email").unwrap())
             .with_max_tasks(4);
         coordinator.register_agent(profile).unwrap();
     }
+    let store = Arc::new(InMemoryStore::new());
+    let memory = Arc::new(Memory::new(store.clone()));
+    let workers: Vec<Arc<Worker>> = WORKERS
+        .iter()
+        .map(|&id| Arc::new(Worker::new(id)))
+        .collect();
+    let builtins = Arc::new(
+        Builtins::new(Arc::clone(&coordinator), AgentId::new(BUILTINS))
+            .with_memory(Arc::clone(&memory))
+            .watching(workers.iter().map(|w| Arc::clone(w) as Arc<dyn Agent>)),
+    );
+    coordinator.register_agent(builtins.profile()).unwrap();
     World {
         clock,
         coordinator,
         seen: Arc::default(),
+        builtins,
+        workers,
+        store,
+        memory,
     }
 }
 
@@ -376,7 +482,18 @@ fn world() -> World {
     world_with(PolicySet::default())
 }
 
-/// Runs `w` with the default scripted agents, `ops` and `qa` replaced as given.
+/// The policies a host running the recovery uses: safe mode admits the host's
+/// recovery duties (the built-in ones it always admits).
+fn recovery_policies() -> PolicySet {
+    let mut allow = SafeModeRule::default();
+    for duty in ["diagnose", "verify", "notify", "security_scan", "patch"] {
+        allow = allow.with_allowed(duty);
+    }
+    PolicySet::default().with_rule(allow).unwrap()
+}
+
+/// Runs `w` with the default scripted agents, `ops` and `qa` replaced as given, and
+/// the built-ins.
 fn run(world: &World, w: &Workflow, ops: Scripted, qa: Scripted) -> Run {
     run_with(world, w, ops, qa, |e| e)
 }
@@ -393,7 +510,8 @@ fn run_with(
         SimulatedTimer::new(world.clock.clone()),
     )
     .with_agent(Arc::new(ops))
-    .with_agent(Arc::new(qa));
+    .with_agent(Arc::new(qa))
+    .with_agent(world.builtins.clone());
     for id in [FRAMEWORK, SECURITY, HUMAN] {
         executor = executor.with_agent(Arc::new(Scripted::new(id, &world.seen)));
     }
@@ -418,14 +536,34 @@ fn changes(run: &Run, step: &str) -> Vec<&'static str> {
         .collect()
 }
 
+fn status(w: &World, agent: u64) -> AgentStatus {
+    w.coordinator
+        .with_registry(|r| r.status(AgentId::new(agent)).unwrap())
+}
+
+fn output(run: &Run, step: &str, key: &str) -> String {
+    run.outputs(step)
+        .and_then(|o| o.get(key))
+        .cloned()
+        .unwrap_or_else(|| panic!("{step} has no output {key}"))
+}
+
 #[test]
-fn safe_mode_recovery_retries_the_restart_and_recovers() {
-    let w = world();
+fn safe_mode_recovery_restarts_in_waves_and_leaves_safe_mode_when_the_gate_passes() {
+    let w = world_with(recovery_policies());
+    for id in [11, 12] {
+        w.coordinator
+            .set_agent_status(AgentId::new(id), AgentStatus::Unhealthy)
+            .unwrap();
+    }
+    // The second worker of the first wave is still down at the first gate.
+    w.workers[2].sick_for(1);
     let wf = runbooks::safe_mode_recovery();
-    let ops = Scripted::new(OPS, &w.seen)
-        .failing("restart_agents_incrementally", 1)
-        .output("diagnose_failure", "cause", "oom in the memory service")
-        .output("restart_agents_incrementally", "restarted", "7/7");
+    let ops = Scripted::new(OPS, &w.seen).output(
+        "diagnose_failure",
+        "cause",
+        "oom in the memory service",
+    );
     let start = concord::Clock::now(&w.clock);
     let run = run(&w, &wf, ops, Scripted::new(QA, &w.seen));
 
@@ -441,36 +579,49 @@ fn safe_mode_recovery_retries_the_restart_and_recovers() {
             "succeeded"
         ]
     );
-    assert_eq!(run.attempts("restart_agents_incrementally"), Some(2));
+    assert_eq!(run.agent("enter_safe_mode"), Some(AgentId::new(BUILTINS)));
+    assert_eq!(
+        run.agent("restart_agents_incrementally"),
+        Some(AgentId::new(BUILTINS))
+    );
+    // The retry went on from the wave that failed: only agent 12 was left.
+    assert_eq!(
+        output(&run, "restart_agents_incrementally", "restarted"),
+        "agent#12"
+    );
+    for id in WORKERS {
+        assert_eq!(status(&w, id), AgentStatus::Available, "agent-{id}");
+    }
     assert_eq!(run.status("exit_safe_mode"), Some(StepStatus::Succeeded));
     assert_eq!(run.status("notify_stakeholders"), Some(StepStatus::Skipped));
-    assert_eq!(run.agent("validate_recovery"), Some(AgentId::new(QA)));
+    assert_eq!(w.coordinator.mode(), SystemMode::Normal);
     // The retry waited out its back-off on the simulated clock.
     assert!(
         concord::Clock::now(&w.clock).duration_since(start) >= std::time::Duration::from_secs(10)
     );
     let seen = w.seen.lock();
-    assert_eq!(
-        seen["restart_agents_incrementally"]["cause"],
-        "oom in the memory service"
-    );
-    assert_eq!(seen["validate_recovery"]["restarted"], "7/7");
+    assert_eq!(seen["validate_recovery"]["restarted"], "agent#12");
     assert!(w.coordinator.assignments().is_empty());
 }
 
 #[test]
-fn safe_mode_recovery_notifies_stakeholders_when_the_restart_never_works() {
-    let w = world();
-    let wf = runbooks::safe_mode_recovery();
-    let mut ops = Scripted::new(OPS, &w.seen);
-    for attempt in 1..=4 {
-        ops = ops.failing("restart_agents_incrementally", attempt);
-    }
-    let run = run(&w, &wf, ops, Scripted::new(QA, &w.seen));
+fn safe_mode_recovery_notifies_stakeholders_and_stays_in_safe_mode_when_the_restart_never_works() {
+    let w = world_with(recovery_policies());
+    w.coordinator
+        .set_agent_status(AgentId::new(10), AgentStatus::Offline)
+        .unwrap();
+    w.workers[0].sick_for(u32::MAX);
+    let run = run(
+        &w,
+        &runbooks::safe_mode_recovery(),
+        Scripted::new(OPS, &w.seen),
+        Scripted::new(QA, &w.seen),
+    );
     assert_eq!(
         run.status("restart_agents_incrementally"),
         Some(StepStatus::Failed)
     );
+    assert_eq!(run.attempts("restart_agents_incrementally"), Some(4));
     assert_eq!(run.status("validate_recovery"), Some(StepStatus::Skipped));
     assert_eq!(run.status("exit_safe_mode"), Some(StepStatus::Skipped));
     assert_eq!(
@@ -479,33 +630,38 @@ fn safe_mode_recovery_notifies_stakeholders_when_the_restart_never_works() {
     );
     assert_eq!(run.agent("notify_stakeholders"), Some(AgentId::new(HUMAN)));
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+    assert_eq!(
+        w.coordinator.mode(),
+        SystemMode::SafeMode,
+        "the gate never passed"
+    );
+    assert_eq!(status(&w, 10), AgentStatus::Offline);
 }
 
 #[test]
-fn safe_mode_recovery_runs_out_of_normal_mode_when_its_duties_are_allowed() {
-    let wf = runbooks::safe_mode_recovery();
-    let mut allow = SafeModeRule::default();
-    for (_, spec) in wf.steps() {
-        allow = allow.with_allowed(spec.kind());
-    }
-    let w = world_with(PolicySet::default().with_rule(allow).unwrap());
+fn safe_mode_recovery_runs_from_recovery_mode_too() {
+    let w = world_with(recovery_policies());
     w.coordinator.set_mode(SystemMode::Recovery);
     let run = run(
         &w,
-        &wf,
+        &runbooks::safe_mode_recovery(),
         Scripted::new(OPS, &w.seen),
         Scripted::new(QA, &w.seen),
     );
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(
+        output(&run, "restart_agents_incrementally", "restarted"),
+        ""
+    );
+    assert_eq!(w.coordinator.mode(), SystemMode::Normal);
 }
 
 #[test]
-fn default_policies_refuse_the_recovery_in_safe_mode() {
-    // Guards the reason the example allows the recovery duties: the default safe-mode
-    // rule admits nothing, so the recovery's first step waits for normal mode (here
-    // past the host's patience).
+fn default_policies_admit_the_built_in_steps_but_not_the_hosts_in_safe_mode() {
+    // Guards the reason the example allows the host's recovery duties: the default
+    // safe-mode rule admits only the coordinator's own work, so the diagnosis waits
+    // for normal mode (here past the host's patience).
     let w = world();
-    w.coordinator.set_mode(SystemMode::SafeMode);
     let wf = runbooks::safe_mode_recovery();
     let run = run_with(
         &w,
@@ -514,7 +670,8 @@ fn default_policies_refuse_the_recovery_in_safe_mode() {
         Scripted::new(QA, &w.seen),
         |e| e.with_patience(std::time::Duration::from_secs(3600)),
     );
-    assert_eq!(run.status("enter_safe_mode"), Some(StepStatus::Failed));
+    assert_eq!(run.status("enter_safe_mode"), Some(StepStatus::Succeeded));
+    assert_eq!(run.status("diagnose_failure"), Some(StepStatus::Failed));
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
     let why = run
         .history()
@@ -525,6 +682,103 @@ fn default_policies_refuse_the_recovery_in_safe_mode() {
         })
         .unwrap();
     assert!(why.contains("for normal mode"), "{why}");
+    assert_eq!(w.coordinator.mode(), SystemMode::SafeMode);
+}
+
+/// One built-in action, asked directly.
+fn act(w: &World, kind: &str) -> WorkOutput {
+    let work = WorkItem::new(TaskId::new(9_000), kind, kind);
+    block_on(w.builtins.execute(work)).unwrap()
+}
+
+#[test]
+fn leaving_safe_mode_waits_for_every_watched_agent_to_pass_the_gate() {
+    let w = world();
+    w.coordinator.set_mode(SystemMode::SafeMode);
+    w.coordinator
+        .set_agent_status(AgentId::new(11), AgentStatus::Unhealthy)
+        .unwrap();
+    let out = act(&w, builtin_kinds::EXIT_SAFE_MODE);
+    assert!(
+        matches!(out.outcome(), Outcome::Failed { retryable: true, reason } if reason.contains("agent#11 is unhealthy")),
+        "{:?}",
+        out.outcome()
+    );
+    assert_eq!(w.coordinator.mode(), SystemMode::SafeMode);
+    // In service again, but not answering: still kept.
+    w.coordinator
+        .set_agent_status(AgentId::new(11), AgentStatus::Available)
+        .unwrap();
+    w.workers[1].sick_for(1);
+    assert!(!act(&w, builtin_kinds::EXIT_SAFE_MODE).is_success());
+    assert_eq!(w.coordinator.mode(), SystemMode::SafeMode);
+    // A quarantined agent is not the gate's to wait for.
+    w.coordinator.quarantine(AgentId::new(12), "drill").unwrap();
+    w.workers[2].sick_for(u32::MAX);
+    assert!(act(&w, builtin_kinds::EXIT_SAFE_MODE).is_success());
+    assert_eq!(w.coordinator.mode(), SystemMode::Normal);
+    // Every action is idempotent; a kind that is not built in is refused by name.
+    assert!(act(&w, builtin_kinds::EXIT_SAFE_MODE).is_success());
+    let out = act(&w, "deploy");
+    assert!(
+        matches!(out.outcome(), Outcome::Failed { retryable: false, reason } if reason.contains("`deploy` is not a built-in action")),
+        "{:?}",
+        out.outcome()
+    );
+}
+
+#[test]
+fn restart_waves_stop_at_the_first_gate_that_fails_and_go_on_from_there() {
+    let w = world();
+    let b = Builtins::new(Arc::clone(&w.coordinator), AgentId::new(101))
+        .with_wave_size(1)
+        .with_restarter(Logbook)
+        .watching(w.workers.iter().map(|a| Arc::clone(a) as Arc<dyn Agent>));
+    for id in WORKERS {
+        w.coordinator
+            .set_agent_status(AgentId::new(id), AgentStatus::Offline)
+            .unwrap();
+    }
+    w.workers[1].sick_for(1);
+    let work = || WorkItem::new(TaskId::new(9_001), builtin_kinds::RESTART_AGENTS, "restart");
+    let first = block_on(b.execute(work())).unwrap();
+    assert!(
+        matches!(first.outcome(), Outcome::Failed { retryable: true, reason } if reason.contains("wave 2 of 3") && reason.contains("agent#11")),
+        "{:?}",
+        first.outcome()
+    );
+    // Wave 1 is back in service; wave 3 was never started.
+    assert_eq!(status(&w, 10), AgentStatus::Available);
+    assert_eq!(status(&w, 11), AgentStatus::Offline);
+    assert_eq!(status(&w, 12), AgentStatus::Offline);
+    assert_eq!(w.workers[2].pinged.load(Ordering::SeqCst), 0);
+    let second = block_on(b.execute(work())).unwrap();
+    assert!(second.is_success());
+    assert_eq!(second.output("restarted"), Some("agent#11, agent#12"));
+    assert_eq!(second.output("waves"), Some("2"));
+    assert_eq!(
+        *RESTARTED.lock(),
+        vec![
+            AgentId::new(10),
+            AgentId::new(11),
+            AgentId::new(11),
+            AgentId::new(12)
+        ]
+    );
+}
+
+static RESTARTED: Mutex<Vec<AgentId>> = Mutex::new(Vec::new());
+
+/// A restarter that writes down whom it restarted.
+#[derive(Debug, Default)]
+struct Logbook;
+
+#[async_trait::async_trait]
+impl Restarter for Logbook {
+    async fn restart(&self, agent: AgentId) -> Result<(), AgentError> {
+        RESTARTED.lock().push(agent);
+        Ok(())
+    }
 }
 
 #[test]
@@ -591,25 +845,126 @@ fn a_failure_early_in_the_update_skips_the_rest_and_rolls_back() {
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
 }
 
-#[test]
-fn memory_corruption_recovery_runs_in_order() {
-    let w = world();
-    let wf = runbooks::memory_corruption_recovery();
-    let ops = Scripted::new(OPS, &w.seen)
-        .output("backup_memory_state", "backup", "mem-0042")
-        .output("assess_corruption", "extent", "3 segments")
-        .failing("restore_memory_backup", 1);
-    let run = run(&w, &wf, ops, Scripted::new(QA, &w.seen));
-    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
-    assert_eq!(run.attempts("restore_memory_backup"), Some(2));
-    let seen = w.seen.lock();
-    assert_eq!(seen["restore_memory_backup"]["backup"], "mem-0042");
-    assert_eq!(seen["restore_memory_backup"]["extent"], "3 segments");
+fn seed_memory(w: &World) {
+    for (key, value) in [("a", "alpha"), ("b", "beta"), ("c", "gamma")] {
+        block_on(w.memory.put(key, value.as_bytes().to_vec())).unwrap();
+    }
 }
 
 #[test]
-fn security_breach_response_notifies_the_team_beside_the_chain() {
+fn memory_corruption_recovery_fences_keeps_the_evidence_restores_and_resumes() {
     let w = world();
+    seed_memory(&w);
+    // Last night's backup, then corruption.
+    let clean = block_on(w.memory.backup(concord::Clock::now(&w.clock))).unwrap();
+    w.builtins.keep_backup(clean.clone());
+    w.store.corrupt("a");
+    w.store.corrupt("c");
+    let run = run(
+        &w,
+        &runbooks::memory_corruption_recovery(),
+        Scripted::new(OPS, &w.seen),
+        Scripted::new(QA, &w.seen),
+    );
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    for step in [
+        "stop_memory_writes",
+        "backup_memory_state",
+        "assess_corruption",
+        "restore_memory_backup",
+        "validate_memory_integrity",
+        "resume_memory_writes",
+    ] {
+        assert_eq!(run.agent(step), Some(AgentId::new(BUILTINS)), "{step}");
+    }
+    assert_eq!(
+        output(&run, "assess_corruption", "extent"),
+        "2 of 3 entries corrupt: a, c"
+    );
+    assert_eq!(output(&run, "backup_memory_state", "suspect"), "2");
+    assert_eq!(
+        output(&run, "restore_memory_backup", "restored_from"),
+        format!("backup {}", clean.id())
+    );
+    // The corrupt state is kept as evidence, never loaded.
+    let kept = w.builtins.backups();
+    assert_eq!(kept.len(), 2);
+    assert_eq!(kept[1].suspect(), ["a", "c"]);
+    assert_eq!(
+        block_on(w.memory.get("a")).unwrap(),
+        Some(b"alpha".to_vec())
+    );
+    assert_eq!(
+        block_on(w.memory.get("c")).unwrap(),
+        Some(b"gamma".to_vec())
+    );
+    assert!(w.memory.fenced().is_none(), "writes resumed");
+    block_on(w.memory.put("d", b"delta".to_vec())).unwrap();
+}
+
+#[test]
+fn memory_with_no_clean_backup_stays_fenced_and_the_run_fails() {
+    let w = world();
+    seed_memory(&w);
+    w.store.corrupt("b");
+    let run = run(
+        &w,
+        &runbooks::memory_corruption_recovery(),
+        Scripted::new(OPS, &w.seen),
+        Scripted::new(QA, &w.seen),
+    );
+    assert_eq!(
+        run.status("restore_memory_backup"),
+        Some(StepStatus::Failed)
+    );
+    assert_eq!(
+        run.status("validate_memory_integrity"),
+        Some(StepStatus::Skipped)
+    );
+    assert_eq!(
+        run.status("resume_memory_writes"),
+        Some(StepStatus::Skipped)
+    );
+    assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+    assert!(w.memory.fenced().is_some(), "writes stay stopped");
+    assert!(block_on(w.memory.put("d", b"delta".to_vec())).is_err());
+}
+
+#[test]
+fn memory_fails_over_to_a_sound_standby() {
+    let w = world();
+    seed_memory(&w);
+    let standby = Arc::new(InMemoryStore::new());
+    for (key, value) in [("a", "alpha"), ("b", "beta"), ("c", "gamma")] {
+        block_on(standby.put(key, value.as_bytes().to_vec())).unwrap();
+    }
+    let b = Arc::new(
+        Builtins::new(Arc::clone(&w.coordinator), AgentId::new(101))
+            .with_memory(Arc::clone(&w.memory))
+            .with_standby(standby.clone()),
+    );
+    w.store.corrupt("b");
+    let out = block_on(b.execute(WorkItem::new(
+        TaskId::new(1),
+        builtin_kinds::RESTORE_MEMORY,
+        "restore",
+    )))
+    .unwrap();
+    assert_eq!(out.output("restored_from"), Some("standby"));
+    assert_eq!(block_on(w.memory.get("b")).unwrap(), Some(b"beta".to_vec()));
+}
+
+#[test]
+fn security_breach_response_isolates_stops_communications_and_keeps_evidence() {
+    let w = world_with(recovery_policies());
+    seed_memory(&w);
+    // Agent 10 is compromised while it runs a task.
+    let running = Task::new(TaskId::new(500), "work", "crunch")
+        .with_requirements(Requirements::new().with_role(Role::new("worker").unwrap()));
+    w.coordinator.assign(running).unwrap();
+    let holder = w.coordinator.assignments()[0].agent;
+    w.builtins
+        .report_affected(holder, "outbound traffic to an unknown host");
     let wf = runbooks::security_breach_response();
     let run = {
         let executor = Executor::new(
@@ -617,20 +972,57 @@ fn security_breach_response_notifies_the_team_beside_the_chain() {
             SimulatedTimer::new(w.clock.clone()),
         )
         .with_agent(Arc::new(Scripted::new(OPS, &w.seen)))
-        .with_agent(Arc::new(
-            Scripted::new(SECURITY, &w.seen)
-                .output("isolate_affected_agents", "isolated", "agent-7")
-                .output("run_security_scan", "findings", "CVE-2024-0001"),
-        ))
-        .with_agent(Arc::new(Scripted::new(HUMAN, &w.seen)));
+        .with_agent(Arc::new(Scripted::new(SECURITY, &w.seen).output(
+            "run_security_scan",
+            "findings",
+            "CVE-2024-0001",
+        )))
+        .with_agent(Arc::new(Scripted::new(HUMAN, &w.seen)))
+        .with_agent(w.builtins.clone());
         block_on(executor.run(&wf, "breach-1", 7)).unwrap()
     };
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(
+        run.agent("isolate_affected_agents"),
+        Some(AgentId::new(BUILTINS))
+    );
+    assert_eq!(status(&w, holder.get()), AgentStatus::Quarantined);
+    assert_eq!(
+        output(&run, "isolate_affected_agents", "isolated"),
+        holder.to_string()
+    );
+    assert!(
+        w.coordinator.communications().is_some(),
+        "still stopped: resuming is a person's call"
+    );
+    assert_eq!(
+        output(&run, "collect_evidence", "quarantined"),
+        holder.to_string()
+    );
+    assert_eq!(w.builtins.backups().len(), 1, "memory kept as evidence");
     assert_eq!(run.agent("apply_security_patches"), Some(AgentId::new(OPS)));
     assert_eq!(run.agent("notify_security_team"), Some(AgentId::new(HUMAN)));
-    let seen = w.seen.lock();
-    assert_eq!(seen["notify_security_team"]["isolated"], "agent-7");
-    assert_eq!(seen["apply_security_patches"]["findings"], "CVE-2024-0001");
+    {
+        let seen = w.seen.lock();
+        assert_eq!(seen["notify_security_team"]["isolated"], holder.to_string());
+        assert_eq!(seen["apply_security_patches"]["findings"], "CVE-2024-0001");
+    }
+    // The quarantined agent's task went to another worker; mail waits.
+    assert_ne!(w.coordinator.assignments()[0].agent, holder);
+    let mail = Task::new(TaskId::new(501), "notify", "mail the customers").with_requirements(
+        Requirements::new()
+            .with_role(Role::new("worker").unwrap())
+            .with_capability(Capability::new("email").unwrap()),
+    );
+    assert!(matches!(
+        w.coordinator.assign(mail).unwrap(),
+        AssignOutcome::Queued { .. }
+    ));
+    let started = w
+        .coordinator
+        .resume_communications(Decider::Human, "patched and verified")
+        .unwrap();
+    assert_eq!(started.len(), 1);
 }
 
 #[test]

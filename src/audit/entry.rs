@@ -668,7 +668,7 @@ pub fn entry_from_event(event: &Event) -> Option<AuditEntry> {
         EventKind::CommunicationsStopped { by, reason } => AuditEntry::Decision {
             by: *by,
             subject: "external communications".to_owned(),
-            decision: "stopped".to_owned(),
+            decision: "stop".to_owned(),
             reason: reason.clone(),
         },
         EventKind::CommunicationsResumed {
@@ -676,7 +676,10 @@ pub fn entry_from_event(event: &Event) -> Option<AuditEntry> {
         } => AuditEntry::Decision {
             by: *by,
             subject: "external communications".to_owned(),
-            decision: format!("resumed ({} tasks waiting for them)", tasks.len()),
+            decision: match tasks.len() {
+                1 => "resume (1 waiting task asked for again)".to_owned(),
+                n => format!("resume ({n} waiting tasks asked for again)"),
+            },
             reason: reason.clone(),
         },
         // Listed one by one, so that a new kind of event is a decision here too.

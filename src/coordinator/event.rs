@@ -449,8 +449,9 @@ impl fmt::Display for EventKind {
                 by, reason, tasks, ..
             } => write!(
                 f,
-                "external communications resumed by {by}: {reason} ({} tasks waiting for them)",
-                tasks.len()
+                "external communications resumed by {by}: {reason} ({} {} waited for them)",
+                tasks.len(),
+                if tasks.len() == 1 { "task" } else { "tasks" }
             ),
         }
     }

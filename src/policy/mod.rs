@@ -31,7 +31,7 @@ pub use duties::DutyLog;
 pub use error::PolicyError;
 pub use proposal::Proposal;
 pub use rules::{
-    AgentStatusRule, MaxTasksPerAgent, PolicyRule, RoleAndCapability, SafeModeRule,
+    AgentStatusRule, BUILTIN_ROLE, MaxTasksPerAgent, PolicyRule, RoleAndCapability, SafeModeRule,
     SeparationOfDuties, UtilizationCap,
 };
 pub use set::PolicySet;

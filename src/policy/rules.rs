@@ -582,8 +582,10 @@ common_options!(AgentStatusRule);
 /// system-wide agent failure procedure's "activate safe mode, stop new task
 /// assignments"), except duties
 /// on the `allow` list, which apply in safe mode and recovery alike (the recovery
-/// steps themselves: diagnose, restart, validate). The list is empty by default, so
-/// safe mode admits nothing.
+/// steps themselves: diagnose, restart, validate), and the coordinator's own work:
+/// a task for role [`BUILTIN_ROLE`] (the emergency procedures' built-in actions,
+/// which enter and leave safe mode themselves). The list is empty by default, so
+/// safe mode admits nothing else.
 ///
 /// Severity `critical`.
 ///
@@ -637,7 +639,9 @@ impl SafeModeRule {
 
     fn check(&self, proposal: &Proposal, ctx: &PolicyContext<'_>, out: &mut Vec<Violation>) {
         let mode = ctx.mode();
-        if mode.admits_new_assignments() || self.allow.iter().any(|d| same_duty(d, proposal.duty()))
+        if mode.admits_new_assignments()
+            || self.allow.iter().any(|d| same_duty(d, proposal.duty()))
+            || is_builtin(proposal)
         {
             return;
         }
@@ -653,6 +657,22 @@ impl SafeModeRule {
             .with_detail(ViolationDetail::Mode { mode }),
         );
     }
+}
+
+/// The role of the coordinator's own work: the emergency procedures' built-in
+/// actions (entering and leaving safe mode, quarantine, stopping communications,
+/// fencing and restoring memory), carried out by the agent that plays it
+/// (`workflow::Builtins`). Safe mode admits its tasks: they are how the system gets
+/// out of it.
+pub const BUILTIN_ROLE: &str = "coordinator";
+
+/// Whether `proposal` is the coordinator's own work.
+fn is_builtin(proposal: &Proposal) -> bool {
+    proposal
+        .requirements()
+        .roles()
+        .iter()
+        .any(|r| r.as_str() == BUILTIN_ROLE)
 }
 
 impl Default for SafeModeRule {

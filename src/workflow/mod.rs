@@ -45,6 +45,7 @@
 //! # Ok::<(), concord::workflow::WorkflowError>(())
 //! ```
 
+pub mod builtins;
 mod definition;
 mod error;
 mod executor;
@@ -52,6 +53,7 @@ mod retry;
 mod run;
 pub mod runbooks;
 
+pub use builtins::{Builtins, Restarter};
 pub use definition::{InputSpec, RunCondition, StepSpec, WorkflowDefinition};
 pub use error::WorkflowError;
 pub use executor::{

@@ -5,11 +5,21 @@
 //! kinds match the default analysis rules ([`RuleSet::default`](crate::RuleSet)), so
 //! the coordinator's analyzer gives each step the capabilities and resources the
 //! procedures associate with it.
+//!
+//! The emergency runbooks' steps whose work is the coordinator's own (entering and
+//! leaving safe mode, restarting agents in waves, isolating agents, stopping external
+//! communications, preserving evidence, fencing, backing up, assessing, restoring
+//! and verifying memory) are in role `coordinator`
+//! ([`BUILTIN_ROLE`]), of the kinds in
+//! [`builtins::kinds`](super::builtins::kinds): register a
+//! [`Builtins`](super::Builtins) agent and they are carried out by the library.
 
 use std::time::Duration;
 
+use super::builtins::kinds;
 use super::{RetryPolicy, RunCondition, StepSpec, Workflow};
 use crate::id::Role;
+use crate::policy::BUILTIN_ROLE;
 
 fn role(name: &str) -> Role {
     // The runbooks' role names are constants and valid.
@@ -93,28 +103,32 @@ pub fn deployment() -> Workflow {
     built.unwrap_or_else(|e| unreachable!("the deployment runbook is valid: {e}"))
 }
 
-/// The emergency procedure for a system-wide agent failure, run once safe mode has
-/// stopped new task assignments:
+/// The emergency procedure for a system-wide agent failure (built-in steps marked
+/// *coordinator*, see the [module docs](self)):
 ///
-/// 1. `enter_safe_mode` (ops, kind `enter_safe_mode`): activate safe mode and preserve
-///    the current state.
+/// 1. `enter_safe_mode` (coordinator, kind `enter_safe_mode`): activate safe mode,
+///    which stops new task assignments, and preserve the current state.
 /// 2. `diagnose_failure` (ops, kind `diagnose`): find the failure's cause; outputs
 ///    `cause`.
-/// 3. `restart_agents_incrementally` (ops, kind `restart`): restart the agents a few
-///    at a time; takes `cause`, outputs `restarted`. Up to 4 attempts, waiting 10 s,
-///    20 s, then 40 s between them (restarts often fail while the cause clears).
+/// 3. `restart_agents_incrementally` (coordinator, kind `restart_agents`): restart
+///    the agents that are down a wave at a time, each wave gated by the agents'
+///    health checks; takes `cause`, outputs `restarted`. Up to 4 attempts, waiting
+///    10 s, 20 s, then 40 s between them (restarts often fail while the cause
+///    clears); a retry goes on from the wave that failed.
 /// 4. `validate_recovery` (qa, kind `verify`): check the system is healthy again;
 ///    takes `restarted`.
-/// 5. `exit_safe_mode` (ops, kind `exit_safe_mode`): back to normal operation, only
-///    when the validation passed.
+/// 5. `exit_safe_mode` (coordinator, kind `exit_safe_mode`): back to normal
+///    operation, only when the validation passed and every watched agent passes the
+///    gate again.
 ///
 /// Handler: `notify_stakeholders` (human, kind `notify`) runs after
 /// `validate_recovery` only when a step up to it failed (condition `AnyFailed`), and
 /// takes `cause`. On a clean recovery it is skipped and the run succeeds.
 ///
-/// Every step but the first is assigned while the system is out of normal mode, so a
-/// coordinator running this under [`SafeModeRule`](crate::policy::SafeModeRule) must
-/// allow these duties (the step kinds); see `examples/runbook_recovery.rs`.
+/// The host's steps after the first are assigned while the system is in safe mode,
+/// so a coordinator running this under [`SafeModeRule`](crate::policy::SafeModeRule)
+/// must allow their duties (`diagnose`, `verify`, `notify`); the built-in steps are
+/// always admitted. See `examples/safe_mode_recovery.rs`.
 ///
 /// ```
 /// use concord::workflow::runbooks;
@@ -128,8 +142,8 @@ pub fn safe_mode_recovery() -> Workflow {
     let built = Workflow::builder("safe_mode_recovery")
         .step(
             StepSpec::new("enter_safe_mode")
-                .with_kind("enter_safe_mode")
-                .with_role(role("ops"))
+                .with_kind(kinds::ENTER_SAFE_MODE)
+                .with_role(role(BUILTIN_ROLE))
                 .with_timeout(timeout),
         )
         .step(
@@ -141,8 +155,8 @@ pub fn safe_mode_recovery() -> Workflow {
         )
         .step(
             StepSpec::new("restart_agents_incrementally")
-                .with_kind("restart")
-                .with_role(role("ops"))
+                .with_kind(kinds::RESTART_AGENTS)
+                .with_role(role(BUILTIN_ROLE))
                 .after("diagnose_failure")
                 .with_input("diagnose_failure", "cause", "cause")
                 .with_timeout(timeout)
@@ -158,8 +172,8 @@ pub fn safe_mode_recovery() -> Workflow {
         )
         .step(
             StepSpec::new("exit_safe_mode")
-                .with_kind("exit_safe_mode")
-                .with_role(role("ops"))
+                .with_kind(kinds::EXIT_SAFE_MODE)
+                .with_role(role(BUILTIN_ROLE))
                 .after("validate_recovery")
                 .with_timeout(timeout),
         )
@@ -176,54 +190,60 @@ pub fn safe_mode_recovery() -> Workflow {
     built.unwrap_or_else(|e| unreachable!("the safe-mode recovery runbook is valid: {e}"))
 }
 
-/// The emergency procedure for memory system corruption, all ops work (the default
-/// analysis rules send memory, backup and restore work to ops):
+/// The emergency procedure for memory system corruption, all of it built in (role
+/// `coordinator`, carried out on the agents' [`Memory`](crate::memory::Memory) guard
+/// attached to the [`Builtins`](super::Builtins)):
 ///
-/// 1. `stop_memory_writes` (kind `stop_writes`): no agent writes to memory any more.
-/// 2. `backup_memory_state` (kind `backup`): keep the corrupted state as it is;
-///    outputs `backup`.
-/// 3. `assess_corruption` (kind `assess`): how far the corruption goes; outputs
-///    `extent`.
-/// 4. `restore_memory_backup` (kind `restore`): restore from the last good backup;
-///    takes `backup` and `extent`. Up to 3 attempts, 5 s apart, then 10 s.
-/// 5. `validate_memory_integrity` (kind `verify`): check the restored memory.
+/// 1. `stop_memory_writes` (kind `stop_memory_writes`): no agent writes to memory
+///    any more.
+/// 2. `backup_memory_state` (kind `backup_memory`): keep the corrupted state as it
+///    is; outputs `backup`.
+/// 3. `assess_corruption` (kind `assess_memory`): how far the corruption goes;
+///    outputs `extent`.
+/// 4. `restore_memory_backup` (kind `restore_memory`): switch to the standby store
+///    if it is sound, else restore the last clean backup; takes `backup` and
+///    `extent`. Up to 3 attempts, 5 s apart, then 10 s.
+/// 5. `validate_memory_integrity` (kind `verify_memory`): check the restored memory.
+/// 6. `resume_memory_writes` (kind `resume_memory_writes`): writes resume, only on
+///    memory validated clean.
 ///
 /// Each step runs only when the one before it succeeded: a failed backup stops the
-/// procedure before anything is overwritten.
+/// procedure before anything is overwritten, and memory that does not check clean
+/// stays fenced.
 ///
 /// ```
 /// use concord::workflow::runbooks;
 /// let w = runbooks::memory_corruption_recovery();
-/// assert_eq!(w.len(), 5);
-/// assert_eq!(w.topological_order().len(), 5);
+/// assert_eq!(w.len(), 6);
+/// assert_eq!(w.topological_order().len(), 6);
 /// ```
 pub fn memory_corruption_recovery() -> Workflow {
     let timeout = Duration::from_secs(600);
     let built = Workflow::builder("memory_corruption_recovery")
         .step(
             StepSpec::new("stop_memory_writes")
-                .with_kind("stop_writes")
-                .with_role(role("ops"))
+                .with_kind(kinds::STOP_MEMORY_WRITES)
+                .with_role(role(BUILTIN_ROLE))
                 .with_timeout(timeout),
         )
         .step(
             StepSpec::new("backup_memory_state")
-                .with_kind("backup")
-                .with_role(role("ops"))
+                .with_kind(kinds::BACKUP_MEMORY)
+                .with_role(role(BUILTIN_ROLE))
                 .after("stop_memory_writes")
                 .with_timeout(timeout),
         )
         .step(
             StepSpec::new("assess_corruption")
-                .with_kind("assess")
-                .with_role(role("ops"))
+                .with_kind(kinds::ASSESS_MEMORY)
+                .with_role(role(BUILTIN_ROLE))
                 .after("backup_memory_state")
                 .with_timeout(timeout),
         )
         .step(
             StepSpec::new("restore_memory_backup")
-                .with_kind("restore")
-                .with_role(role("ops"))
+                .with_kind(kinds::RESTORE_MEMORY)
+                .with_role(role(BUILTIN_ROLE))
                 .after("assess_corruption")
                 .with_input("backup_memory_state", "backup", "backup")
                 .with_input("assess_corruption", "extent", "extent")
@@ -234,9 +254,16 @@ pub fn memory_corruption_recovery() -> Workflow {
         )
         .step(
             StepSpec::new("validate_memory_integrity")
-                .with_kind("verify")
-                .with_role(role("ops"))
+                .with_kind(kinds::VERIFY_MEMORY)
+                .with_role(role(BUILTIN_ROLE))
                 .after("restore_memory_backup")
+                .with_timeout(timeout),
+        )
+        .step(
+            StepSpec::new("resume_memory_writes")
+                .with_kind(kinds::RESUME_MEMORY_WRITES)
+                .with_role(role(BUILTIN_ROLE))
+                .after("validate_memory_integrity")
                 .with_timeout(timeout),
         )
         .build();
@@ -244,13 +271,18 @@ pub fn memory_corruption_recovery() -> Workflow {
     built.unwrap_or_else(|e| unreachable!("the memory corruption runbook is valid: {e}"))
 }
 
-/// The emergency procedure for a security breach:
+/// The emergency procedure for a security breach (built-in steps marked
+/// *coordinator*, see the [module docs](self)):
 ///
-/// 1. `isolate_affected_agents` (security, kind `isolate`): cut the affected agents
-///    off; outputs `isolated`.
-/// 2. `stop_external_comms` (security, kind `stop_comms`): stop all external
-///    communication.
-/// 3. `collect_evidence` (security, kind `evidence`): preserve the evidence.
+/// 1. `isolate_affected_agents` (coordinator, kind `isolate_agents`): quarantine the
+///    agents reported affected ([`Builtins::report_affected`](super::Builtins::report_affected),
+///    or already quarantined by
+///    [`report_security_breach`](crate::coordinator::Coordinator::report_security_breach)),
+///    each with its evidence; outputs `isolated`.
+/// 2. `stop_external_comms` (coordinator, kind `stop_external_comms`): stop all
+///    external communication: tasks needing an external capability wait.
+/// 3. `collect_evidence` (coordinator, kind `preserve_evidence`): preserve the
+///    evidence (a backup of the agents' memory as it is, when attached).
 /// 4. `run_security_scan` (security, kind `security_scan`): outputs `findings`.
 /// 5. `apply_security_patches` (ops, kind `patch`): takes `findings`.
 ///
@@ -274,21 +306,21 @@ pub fn security_breach_response() -> Workflow {
     let built = Workflow::builder("security_breach_response")
         .step(
             StepSpec::new("isolate_affected_agents")
-                .with_kind("isolate")
-                .with_role(role("security"))
+                .with_kind(kinds::ISOLATE_AGENTS)
+                .with_role(role(BUILTIN_ROLE))
                 .with_timeout(timeout),
         )
         .step(
             StepSpec::new("stop_external_comms")
-                .with_kind("stop_comms")
-                .with_role(role("security"))
+                .with_kind(kinds::STOP_EXTERNAL_COMMS)
+                .with_role(role(BUILTIN_ROLE))
                 .after("isolate_affected_agents")
                 .with_timeout(timeout),
         )
         .step(
             StepSpec::new("collect_evidence")
-                .with_kind("evidence")
-                .with_role(role("security"))
+                .with_kind(kinds::PRESERVE_EVIDENCE)
+                .with_role(role(BUILTIN_ROLE))
                 .after("stop_external_comms")
                 .with_timeout(timeout),
         )
