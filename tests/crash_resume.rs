@@ -807,3 +807,68 @@ fn separation_of_duties_holds_across_a_crash() {
 fn ok_run(plan: &Plan, rec: &Recovered) -> Run {
     check_run(plan, rec).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// An agent that records the task id of every piece of work it is given.
+#[derive(Debug)]
+struct Recorder(AgentId, Arc<Mutex<Vec<u64>>>);
+
+#[async_trait::async_trait]
+impl Agent for Recorder {
+    fn id(&self) -> AgentId {
+        self.0
+    }
+
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        self.1.lock().push(work.task().get());
+        Ok(WorkOutput::success())
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("1.0"))
+    }
+}
+
+/// Regression: a run finished, the host restarted from the coordinator's checkpoint
+/// (which holds no task any more), and a new executor numbered its tasks from its
+/// first id again: the second run's steps got the finished steps' ids, which the
+/// host's own records (and an agent keying its effects by task) already held.
+#[test]
+fn a_restarted_host_never_issues_a_finished_tasks_id_again() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000));
+    let ops = Role::new("ops").unwrap();
+    let workflow = Workflow::builder("two")
+        .step(StepSpec::new("a").with_role(ops.clone()))
+        .step(StepSpec::new("b").with_role(ops.clone()).after("a"))
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    coordinator
+        .register_agent(AgentProfile::new(AgentId::new(1), "ops").with_role(ops))
+        .unwrap();
+    let first = Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock.clone()))
+        .with_agent(Arc::new(Recorder(AgentId::new(1), Arc::clone(&seen))));
+    block_on(first.run(&workflow, "run-1", 1)).unwrap();
+    let checkpoint: CoordinatorSnapshot =
+        serde_json::from_str(&serde_json::to_string(&coordinator.snapshot()).unwrap()).unwrap();
+    let before: Vec<u64> = seen.lock().clone();
+
+    // The next process.
+    let restored = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .restore(checkpoint)
+            .unwrap(),
+    );
+    assert!(restored.assignments().is_empty() && restored.waiting().is_empty());
+    let second = Executor::new(Arc::clone(&restored), SimulatedTimer::new(clock))
+        .with_agent(Arc::new(Recorder(AgentId::new(1), Arc::clone(&seen))));
+    block_on(second.run(&workflow, "run-2", 2)).unwrap();
+    let after: Vec<u64> = seen.lock()[before.len()..].to_vec();
+    assert_eq!(after.len(), 2);
+    let highest = before.iter().max().unwrap();
+    assert!(
+        after.iter().all(|id| id > highest),
+        "{before:?} then {after:?}"
+    );
+}

@@ -129,6 +129,10 @@ pub(super) struct State {
     pub(super) recent: super::emergency::RecentFailures,
     /// Whether external communications are stopped (in the snapshot).
     pub(super) comms: Option<super::comms::CommunicationsStop>,
+    /// The highest task id ever given to the core (in the snapshot): a driver that
+    /// issues ids goes on above it after a restart, so a finished task's id is
+    /// never issued again.
+    pub(super) highest_task: Option<TaskId>,
 }
 
 /// How many finished assignments' allocations the coordinator keeps for reuse: a
@@ -167,6 +171,7 @@ impl State {
             largest: (None, Resources::new()),
             recent: super::emergency::RecentFailures::default(),
             comms: None,
+            highest_task: None,
             journal: JournalState {
                 on: false,
                 next: 1,
@@ -423,6 +428,12 @@ impl Core {
     /// The latest time the core was given.
     pub fn last_now(&self) -> Timestamp {
         self.s.last_now
+    }
+
+    /// The highest task id the core was ever given (running, waiting or finished
+    /// long ago): ids a host issues go on above it, so none is issued twice.
+    pub fn highest_task_id(&self) -> Option<TaskId> {
+        self.s.highest_task
     }
 
     /// Registers an agent (and its declared capacity and task slots in the ledger).
@@ -1081,6 +1092,7 @@ impl Core {
             }
         }
         s.last_now = now;
+        s.highest_task = s.highest_task.max(analyzed.iter().map(|t| t.id()).max());
         // 3-4. Find available agents and assign, validating through the policies.
         let (plan, mut warnings, pending) = {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();

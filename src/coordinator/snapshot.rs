@@ -81,6 +81,9 @@ pub struct CoordinatorSnapshot {
     /// Whether external communications are stopped, since when and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub communications: Option<super::CommunicationsStop>,
+    /// The highest task id the core was ever given ([`Core::highest_task_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_task_id: Option<TaskId>,
 }
 
 /// The first journal record's number (read for checkpoints from before the
@@ -124,6 +127,7 @@ impl Core {
             approved: s.approved.clone(),
             recent_failures: s.recent.clone(),
             communications: s.comms.clone(),
+            highest_task_id: s.highest_task,
         }
     }
 }
@@ -272,6 +276,12 @@ pub(super) fn restore(
     s.journal.next = snapshot.journal_next;
     s.recent = snapshot.recent_failures;
     s.comms = snapshot.communications;
+    // A snapshot from before the field, or one whose tasks outran it, is read with
+    // the highest id it holds.
+    s.highest_task = snapshot
+        .highest_task_id
+        .max(s.assignments.keys().copied().max())
+        .max(s.waiting_by_task.keys().copied().max());
     s.last_now = snapshot.last_now;
     s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
     s.detector = detector;

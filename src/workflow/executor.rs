@@ -450,14 +450,21 @@ impl Drop for Unwatch<'_> {
 
 impl Executor {
     /// An executor assigning through `coordinator` and waiting through `timer`.
+    ///
+    /// Its task ids start at 2^40, or above the highest id the coordinator was ever
+    /// given if that is higher: an executor made over a coordinator restored from its
+    /// checkpoint never issues a finished task's id again.
     pub fn new(coordinator: Arc<Coordinator>, timer: impl Timer + 'static) -> Self {
+        let first = coordinator
+            .with_core(|c| c.highest_task_id())
+            .map_or(1 << 40, |id| id.get().saturating_add(1).max(1 << 40));
         Executor {
             coordinator,
             agents: BTreeMap::new(),
             timer: Arc::new(timer),
             spawner: None,
             concurrency: 16,
-            next_task: AtomicU64::new(1 << 40),
+            next_task: AtomicU64::new(first),
             observer: None,
             patience: None,
             count_interrupted: false,
@@ -608,7 +615,8 @@ impl Executor {
     ///   checkpoint newer than the run's) is withdrawn or released.
     ///
     /// A run's tasks are those of its group, the run's id: resume one run at most
-    /// once at a time. Task ids go on above every id the coordinator holds.
+    /// once at a time. Task ids go on above every id the coordinator was ever given
+    /// ([`Core::highest_task_id`](crate::coordinator::Core::highest_task_id)).
     ///
     /// # Errors
     /// As [`run`](Self::run).
@@ -1249,10 +1257,14 @@ impl Executor {
         let waiting = self.coordinator.waiting();
         // Task ids go on above every id the coordinator holds, for any run: the
         // runs resumed beside this one still hold theirs.
+        // And above every id it was ever given: a finished task's id issued again
+        // would be a different task under an id the host's records already hold.
+        let highest = self.coordinator.with_core(|c| c.highest_task_id());
         let above = assignments
             .iter()
             .map(|a| a.task.id())
             .chain(waiting.iter().map(|w| w.task.id()))
+            .chain(highest)
             .map(|id| id.get().saturating_add(1))
             .max();
         let mut held: BTreeMap<TaskId, Arc<Assignment>> = assignments
