@@ -13,8 +13,8 @@ use std::time::Duration;
 use concord::health::{Diagnostics, HealthStatus, MemoryCheck};
 use concord::memory::{
     Backup, BackupDamage, BackupId, Damage, Entries, InMemoryStore, KeyProblem, MAX_KEY_LEN,
-    MAX_PATTERN_LEN, Memory, MemoryError, MemoryStore, Pattern, PatternProblem, Retention,
-    StoreHealth, check_key, last_good_backup, prune_backups,
+    MAX_PATTERN_LEN, Memory, MemoryError, MemorySnapshot, MemoryStore, Pattern, PatternProblem,
+    Retention, StoreHealth, check_key, last_good_backup, prune_backups,
 };
 use concord::{ManualClock, SimulatedTimer, Timestamp};
 use futures::executor::block_on;
@@ -1015,4 +1015,77 @@ fn memory_errors_convert_into_the_crate_error() {
     // The main types are at the crate root too.
     let _: Arc<dyn concord::MemoryStore> = Arc::new(concord::InMemoryStore::new());
     let _ = concord::Memory::new(Arc::new(InMemoryStore::new()));
+}
+
+// ----- the guard's own state survives a restart --------------------------------------
+
+#[test]
+fn a_resumed_guard_finds_corruption_that_happened_while_it_was_down() {
+    let (store, memory) = guarded();
+    block_on(memory.put("a", b"1".to_vec())).unwrap();
+    block_on(memory.put("b", b"2".to_vec())).unwrap();
+    let first = block_on(memory.backup(t(10))).unwrap();
+    block_on(memory.fence("drill", t(20)));
+    assert!(block_on(memory.put("c", b"3".to_vec())).is_err());
+    let kept = serde_json::to_string(&memory.snapshot()).unwrap();
+    drop(memory);
+
+    // Down: a bit flips. A guard that opens the store trusts the flip...
+    store.corrupt("b");
+    let trusting = block_on(Memory::open(store.clone())).unwrap();
+    assert!(block_on(trusting.validate()).unwrap().is_clean());
+    // ...one resumed from its snapshot finds it, and keeps its fence and numbers.
+    let snapshot: MemorySnapshot = serde_json::from_str(&kept).unwrap();
+    let resumed = Memory::resume(store.clone(), snapshot.clone()).unwrap();
+    assert_eq!(block_on(resumed.validate()).unwrap().keys(), ["b"]);
+    assert!(
+        block_on(resumed.get("b")).is_err(),
+        "corrupt data is not handed out"
+    );
+    let fence = resumed.fenced().unwrap();
+    assert_eq!((fence.reason.as_str(), fence.refused), ("drill", 1));
+    assert_eq!(resumed.refused_writes(), 1);
+    let second = block_on(resumed.backup(t(30))).unwrap();
+    assert!(second.id() > first.id(), "backup numbers go on rising");
+    assert_eq!(resumed.snapshot().checksums, snapshot.checksums);
+    // Restoring the clean backup repairs it.
+    block_on(resumed.restore(&first)).unwrap();
+    assert!(block_on(resumed.validate()).unwrap().is_clean());
+}
+
+#[test]
+fn a_snapshot_that_does_not_add_up_is_refused_by_name() {
+    let (_, memory) = guarded();
+    block_on(memory.put("a", b"1".to_vec())).unwrap();
+    block_on(memory.fence("drill", t(5)));
+    let good = serde_json::to_value(memory.snapshot()).unwrap();
+    let cases: Vec<(&str, serde_json::Value)> = vec![
+        ("version", serde_json::json!(99)),
+        ("refused", serde_json::json!(0)),
+        (
+            "checksums",
+            serde_json::json!({ "": good["checksums"]["a"] }),
+        ),
+        ("uncertain", serde_json::json!({ "a": [] })),
+    ];
+    for (field, value) in cases {
+        let mut bad = good.clone();
+        if field == "refused" {
+            bad["fence"]["refused"] = serde_json::json!(3);
+        }
+        bad[field] = value;
+        let snapshot: MemorySnapshot = serde_json::from_value(bad).unwrap();
+        let err = Memory::resume(Arc::new(InMemoryStore::new()), snapshot).unwrap_err();
+        assert!(
+            matches!(err, MemoryError::CorruptSnapshot { .. }),
+            "{field}: {err}"
+        );
+    }
+    // A digest that is not one, or a field nobody knows, does not even parse.
+    let mut bad = good.clone();
+    bad["checksums"]["a"] = serde_json::json!("zz");
+    assert!(serde_json::from_value::<MemorySnapshot>(bad).is_err());
+    let mut bad = good;
+    bad["extra"] = serde_json::json!(1);
+    assert!(serde_json::from_value::<MemorySnapshot>(bad).is_err());
 }

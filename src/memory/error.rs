@@ -105,6 +105,14 @@ pub enum MemoryError {
         /// Where the standby differs.
         report: Box<IntegrityReport>,
     },
+    /// A [`MemorySnapshot`](super::MemorySnapshot) is not one the guard can resume
+    /// from: another version, an invalid key, counts that do not add up. Nothing was
+    /// built from it.
+    #[error("corrupt memory snapshot: {reason}")]
+    CorruptSnapshot {
+        /// What is wrong.
+        reason: String,
+    },
     /// The host's store failed (unreachable, timed out, full, refused).
     #[error("memory store failed: {reason}")]
     Store {

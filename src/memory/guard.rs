@@ -29,6 +29,94 @@ pub struct Fence {
     pub refused: u64,
 }
 
+/// What a guard knows, as serde data: the checksums of what it wrote, the keys whose
+/// last write may or may not have landed, the fence and the backup numbering. A host
+/// keeps it beside the store ([`Memory::snapshot`]) and resumes the guard from it
+/// after a restart ([`Memory::resume`]), so that corruption that happened while the
+/// guard was down is still found: a guard that [`open`](Memory::open)s a store trusts
+/// what it holds, corrupt entries included.
+///
+/// ```
+/// use std::sync::Arc;
+/// use concord::memory::{InMemoryStore, Memory, MemorySnapshot};
+/// use concord::Timestamp;
+/// use futures::executor::block_on;
+///
+/// let store = Arc::new(InMemoryStore::new());
+/// let memory = Memory::new(store.clone());
+/// block_on(memory.put("plan", b"deploy the api".to_vec()))?;
+/// block_on(memory.fence("drill", Timestamp::from_secs(60)));
+/// let kept = serde_json::to_string(&memory.snapshot())?;
+///
+/// // The process restarts; meanwhile a bit flips on disk.
+/// store.corrupt("plan");
+/// let snapshot: MemorySnapshot = serde_json::from_str(&kept)?;
+/// let memory = Memory::resume(store.clone(), snapshot)?;
+/// assert_eq!(block_on(memory.validate())?.keys(), ["plan"]);
+/// assert_eq!(memory.fenced().map(|f| f.reason), Some("drill".to_owned()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MemorySnapshot {
+    /// The format's version ([`MemorySnapshot::VERSION`]).
+    pub version: u32,
+    /// The fence, if writes are stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<Fence>,
+    /// Writes refused by every fence, over the guard's life.
+    #[serde(default)]
+    pub refused: u64,
+    /// The checksum of every key's value as the guard last wrote it.
+    #[serde(default)]
+    pub checksums: BTreeMap<String, Digest>,
+    /// The keys whose last write failed at the store, with the checksums (`null`:
+    /// deleted) they may hold without being corrupt.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub uncertain: BTreeMap<String, Vec<Option<Digest>>>,
+    /// The number of the last backup taken.
+    #[serde(default)]
+    pub last_backup: u64,
+}
+
+impl MemorySnapshot {
+    /// The version this crate writes and reads.
+    pub const VERSION: u32 = 1;
+
+    /// Why the guard cannot resume from it, if it cannot.
+    fn check(&self) -> Result<(), MemoryError> {
+        let corrupt = |reason: String| Err(MemoryError::CorruptSnapshot { reason });
+        if self.version != Self::VERSION {
+            return corrupt(format!(
+                "version {} (this crate reads {})",
+                self.version,
+                Self::VERSION
+            ));
+        }
+        if let Some(fence) = &self.fence {
+            if fence.refused > self.refused {
+                return corrupt(format!(
+                    "the fence refused {} writes, more than the {} refused in all",
+                    fence.refused, self.refused
+                ));
+            }
+        }
+        for key in self.checksums.keys().chain(self.uncertain.keys()) {
+            if let Err(e) = super::check_key(key) {
+                return corrupt(e.to_string());
+            }
+        }
+        if let Some((key, _)) = self.uncertain.iter().find(|(_, a)| a.is_empty()) {
+            return corrupt(format!(
+                "uncertain key `{}` has no possible value",
+                shown(key)
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The guard's books, behind one short lock that is never held across an await.
 #[derive(Debug, Default)]
 struct Books {
@@ -193,6 +281,46 @@ impl Memory {
         let memory = Memory::new(store);
         memory.adopt().await?;
         Ok(memory)
+    }
+
+    /// A guard over `store` that knows what `snapshot` says (see [`MemorySnapshot`]):
+    /// what it wrote, its fence and its backup numbers, as when the snapshot was
+    /// taken. The store is not read: [`validate`](Self::validate) tells whether it
+    /// still holds what the guard wrote.
+    ///
+    /// # Errors
+    /// [`MemoryError::CorruptSnapshot`] naming what is wrong; nothing is built.
+    pub fn resume(
+        store: Arc<dyn MemoryStore>,
+        snapshot: MemorySnapshot,
+    ) -> Result<Memory, MemoryError> {
+        snapshot.check()?;
+        let memory = Memory::new(store);
+        {
+            let mut books = memory.books.lock();
+            books.fence = snapshot.fence;
+            books.refused = snapshot.refused;
+            books.ledger = snapshot.checksums;
+            books.uncertain = snapshot.uncertain;
+            books.next_backup = snapshot.last_backup;
+        }
+        Ok(memory)
+    }
+
+    /// What the guard knows, to resume it after a restart (see [`MemorySnapshot`]).
+    /// Take it when no write is under way (a write that lands after it is, on
+    /// resume, an entry the guard did not write).
+    #[must_use]
+    pub fn snapshot(&self) -> MemorySnapshot {
+        let books = self.books.lock();
+        MemorySnapshot {
+            version: MemorySnapshot::VERSION,
+            fence: books.fence.clone(),
+            refused: books.refused,
+            checksums: books.ledger.clone(),
+            uncertain: books.uncertain.clone(),
+            last_backup: books.next_backup,
+        }
     }
 
     /// Numbers the next backup `id` (then on from there): for a host that keeps its

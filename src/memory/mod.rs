@@ -66,7 +66,7 @@ mod pattern;
 
 pub use backup::{Backup, BackupEntry, BackupId, Retention, last_good_backup, prune_backups};
 pub use error::{BackupDamage, KeyProblem, MemoryError, PatternProblem};
-pub use guard::{Fence, Memory};
+pub use guard::{Fence, Memory, MemorySnapshot};
 pub use in_memory::InMemoryStore;
 pub use integrity::{CorruptEntry, Damage, IntegrityReport};
 pub use pattern::Pattern;
