@@ -382,6 +382,19 @@ fn the_sqlite_journal_rebuilds_the_state_the_memory_journal_does() {
     assert_eq!(json(&recovered), live);
     let reopened = SqliteJournal::open(&db).expect("reopen");
     assert_eq!(reopened.next_seq().expect("next"), 7);
+
+    // The daily cleanup cuts the journal behind the checkpoint: the four records it
+    // counts go, the numbering and the recovered state stay.
+    assert_eq!(sqlite.compact().expect("compact"), 4);
+    assert_eq!(sqlite.compact().expect("again"), 0);
+    assert_eq!(sqlite.next_seq().expect("next"), 7);
+    let recovered = Coordinator::builder()
+        .recover_core(&sqlite)
+        .expect("recover after compaction");
+    assert_eq!(json(&recovered), live);
+    sqlite
+        .append(7, &[])
+        .expect("an empty append at the next number");
 }
 
 /// Two connections (as two processes would have) each believe they own the journal:

@@ -359,6 +359,35 @@ impl Journal for SqliteJournal {
         tx.commit().map_err(storage)
     }
 
+    /// Deletes the records the stored checkpoint counts, in one transaction: the
+    /// next number stays (it is never before the checkpoint's), and recovery reads
+    /// from the checkpoint on.
+    fn compact(&mut self) -> Result<usize, JournalError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(storage)?;
+        let through: Option<i64> = tx
+            .query_row(
+                "SELECT journal_next FROM journal_checkpoint WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(storage)?;
+        let Some(through) = through else {
+            return Ok(0);
+        };
+        let dropped = tx
+            .execute(
+                "DELETE FROM journal_records WHERE seq < ?1",
+                params![through],
+            )
+            .map_err(storage)?;
+        tx.commit().map_err(storage)?;
+        Ok(dropped)
+    }
+
     fn load_checkpoint(&self) -> Result<Option<CoordinatorSnapshot>, JournalError> {
         let row = self
             .conn
