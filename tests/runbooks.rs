@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use concord::agent::{Agent, AgentError, AgentHealth, Outcome, WorkItem, WorkOutput};
-use concord::coordinator::{AssignOutcome, Coordinator, Decider};
+use concord::coordinator::{AssignOutcome, Coordinator, Decider, EventKind};
 use concord::memory::{InMemoryStore, Memory, MemoryStore};
 use concord::policy::{PolicySet, SafeModeRule};
 use concord::workflow::builtins::kinds as builtin_kinds;
@@ -1060,4 +1060,83 @@ fn deployment_succeeds_end_to_end_and_documents_the_evidence() {
     assert_eq!(document["health"], "ok");
     assert_eq!(seen["screenshot"]["browser"], "Microsoft Edge");
     assert_eq!(seen["handoff"]["report"], "reports/deploy.md");
+}
+
+/// A deployment and a safe-mode recovery on one executor and one fleet, started
+/// while safe mode holds (entered by rule, say): the deployment's steps wait for
+/// normal mode (none is started in safe mode) while the recovery runs, and it
+/// finishes once the recovery leaves safe mode.
+#[test]
+fn a_deployment_waits_through_a_safe_mode_recovery_and_finishes_after_it() {
+    let w = world_with(recovery_policies());
+    w.coordinator
+        .set_agent_status(AgentId::new(10), AgentStatus::Unhealthy)
+        .unwrap();
+    w.coordinator.set_mode(SystemMode::SafeMode);
+    let executor = Executor::new(
+        Arc::clone(&w.coordinator),
+        SimulatedTimer::new(w.clock.clone()),
+    )
+    .with_agent(Arc::new(Scripted::new(OPS, &w.seen)))
+    .with_agent(Arc::new(Scripted::new(QA, &w.seen)))
+    .with_agent(Arc::new(Scripted::new(FRAMEWORK, &w.seen)))
+    .with_agent(Arc::new(Scripted::new(HUMAN, &w.seen)))
+    .with_agent(w.builtins.clone());
+    let deployment = runbooks::deployment();
+    let recovery = runbooks::safe_mode_recovery();
+    let (deployed, recovered) = block_on(futures::future::join(
+        executor.run(&deployment, "deploy-1", 1),
+        executor.run(&recovery, "recovery-1", 2),
+    ));
+    let (deployed, recovered) = (deployed.unwrap(), recovered.unwrap());
+    assert_eq!(recovered.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(deployed.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(w.coordinator.mode(), SystemMode::Normal);
+    assert_eq!(status(&w, 10), AgentStatus::Available);
+    // Between entering and leaving safe mode, only the recovery's duties started.
+    let mut safe = false;
+    let mut started_in_safe_mode = Vec::new();
+    let mut deployment_after_safe_mode = Vec::new();
+    let mut was_safe = false;
+    for event in w.coordinator.drain_events() {
+        match &event.kind {
+            EventKind::ModeChanged { to, .. } => {
+                safe = *to != SystemMode::Normal;
+                was_safe |= safe;
+            }
+            EventKind::TaskAssigned { assignment } if safe => {
+                started_in_safe_mode.push(assignment.task.kind().to_owned());
+            }
+            EventKind::TaskAssigned { assignment }
+                if was_safe && assignment.group.as_deref() == Some("deploy-1") =>
+            {
+                deployment_after_safe_mode.push(assignment.task.description().to_owned());
+            }
+            _ => {}
+        }
+    }
+    assert!(!started_in_safe_mode.is_empty());
+    assert!(
+        !deployment_after_safe_mode.is_empty(),
+        "the deployment ran after safe mode"
+    );
+    assert_eq!(
+        deployment_after_safe_mode.len(),
+        5,
+        "{deployment_after_safe_mode:?}"
+    );
+    for kind in &started_in_safe_mode {
+        assert!(
+            [
+                "enter_safe_mode",
+                "restart_agents",
+                "exit_safe_mode",
+                "diagnose",
+                "verify",
+                "notify"
+            ]
+            .contains(&kind.as_str()),
+            "{kind} started in safe mode: {started_in_safe_mode:?}"
+        );
+    }
 }
