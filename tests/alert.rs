@@ -956,6 +956,25 @@ fn conflicts_escalated_to_a_human_fire_until_decided() {
     assert!(resolves.contains(&AlertChange::Resolve(fired.fingerprint())));
 }
 
+#[test]
+fn a_reported_breach_fires_security_breach_naming_its_agents() {
+    let event = |json: serde_json::Value| -> Event { serde_json::from_value(json).unwrap() };
+    let reported = event(serde_json::json!({
+        "seq": 1, "at": t0().as_nanos(), "event": "security_breach_reported",
+        "agents": [2, 5], "reason": "unexpected outbound traffic",
+    }));
+    let changes: Vec<AlertChange> = alerts_from_event(&reported).collect();
+    let [AlertChange::Fire(fired)] = &changes[..] else {
+        panic!("{changes:?}")
+    };
+    assert_eq!(
+        (fired.name(), fired.severity()),
+        (names::SECURITY_BREACH, Severity::Critical)
+    );
+    assert_eq!(fired.label("agents"), Some("agent#2,agent#5"));
+    assert!(fired.summary().contains("unexpected outbound traffic"));
+}
+
 // ---- properties ----
 
 /// The properties' configuration: short durations so a few hundred operations cover

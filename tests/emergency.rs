@@ -349,9 +349,14 @@ fn a_security_breach_enters_safe_mode_and_quarantines_the_agents() {
     assert_eq!(c.mode(), SystemMode::SafeMode);
     let status = c.with_registry(|r| r.status(holder).expect("status"));
     assert_eq!(status, AgentStatus::Quarantined);
+    // The detection as the host reported it first, then what it set off.
     let events = c.drain_events();
     assert!(matches!(
         &events[0].kind,
+        EventKind::SecurityBreachReported { agents, reason } if agents == &vec![holder] && reason == "exfiltration"
+    ));
+    assert!(matches!(
+        &events[1].kind,
         EventKind::SafeModeTriggered { trigger: SafeModeTrigger::SecurityBreach { agents, .. } } if agents == &vec![holder]
     ));
 }

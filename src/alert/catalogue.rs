@@ -238,6 +238,7 @@ impl AlertCatalogue {
     /// | a conflict goes to a human for approval | fires [`CONFLICT_ESCALATED`] (label `conflict`) |
     /// | a conflict needs an emergency reallocation | fires [`RESOURCE_EXHAUSTION`] (label `conflict`) |
     /// | a security-incident conflict is detected | fires [`SECURITY_BREACH`] (label `conflict`) |
+    /// | the host reports a security breach | fires [`SECURITY_BREACH`] (label `agents`); a person resolves it |
     /// | a conflict is decided (by hand or by default) or resolved | resolves the three above for it |
     /// | a task is rejected (no agent could ever take it) | fires [`TASK_UNPLACEABLE`] (label `task`); a person resolves it |
     ///
@@ -294,6 +295,14 @@ impl AlertCatalogue {
             {
                 let label = Some(("conflict", conflict.id().to_string()));
                 vec![fire(SECURITY_BREACH, label, said)]
+            }
+            EventKind::SecurityBreachReported { agents, .. } => {
+                let agents: Vec<String> = agents.iter().map(ToString::to_string).collect();
+                vec![fire(
+                    SECURITY_BREACH,
+                    Some(("agents", agents.join(","))),
+                    said,
+                )]
             }
             EventKind::ConflictEscalated { action } => match action {
                 EscalationAction::RequestHumanApproval {

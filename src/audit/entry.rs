@@ -665,6 +665,12 @@ pub fn entry_from_event(event: &Event) -> Option<AuditEntry> {
             decision: format!("entered by rule `{}`", trigger.rule()),
             reason: trigger.to_string(),
         },
+        // The detection, in the host's words; what it set off (safe mode, the
+        // quarantines) follows as entries of its own.
+        EventKind::SecurityBreachReported { .. } => AuditEntry::Note {
+            author: "the host".to_owned(),
+            text: event.kind.to_string(),
+        },
         EventKind::CommunicationsStopped { by, reason } => AuditEntry::Decision {
             by: *by,
             subject: "external communications".to_owned(),

@@ -470,6 +470,14 @@ impl Core {
             return Err(CoordinatorError::UnknownAgent { agent });
         }
         self.s.last_now = now;
+        tracing::error!(?agents, reason, "security breach reported");
+        self.s.push(
+            now,
+            EventKind::SecurityBreachReported {
+                agents: agents.to_vec(),
+                reason: reason.to_owned(),
+            },
+        );
         if self.parts.safe_mode_rules.security_breach {
             let trigger = SafeModeTrigger::SecurityBreach {
                 agents: agents.to_vec(),

@@ -342,6 +342,15 @@ pub enum EventKind {
         /// The rule and what tipped it.
         trigger: super::SafeModeTrigger,
     },
+    /// The host reported a security breach on these agents
+    /// ([`Core::report_security_breach`](super::Core::report_security_breach)): the
+    /// safe-mode trigger and quarantines that follow are its consequences.
+    SecurityBreachReported {
+        /// The affected agents, as reported.
+        agents: Vec<AgentId>,
+        /// What the host said.
+        reason: String,
+    },
     /// External communications were stopped: tasks needing an external capability
     /// wait until they resume.
     CommunicationsStopped {
@@ -441,6 +450,14 @@ impl fmt::Display for EventKind {
             } => write!(f, "{agent} released from quarantine by {by}: {reason}"),
             EventKind::SafeModeTriggered { trigger } => {
                 write!(f, "safe mode by rule `{}`: {trigger}", trigger.rule())
+            }
+            EventKind::SecurityBreachReported { agents, reason } => {
+                let agents: Vec<String> = agents.iter().map(ToString::to_string).collect();
+                write!(
+                    f,
+                    "security breach reported on {}: {reason}",
+                    agents.join(", ")
+                )
             }
             EventKind::CommunicationsStopped { by, reason } => {
                 write!(f, "external communications stopped by {by}: {reason}")

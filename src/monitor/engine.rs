@@ -1401,6 +1401,7 @@ impl Monitor {
             EventKind::AgentQuarantined { .. }
             | EventKind::QuarantineReleased { .. }
             | EventKind::SafeModeTriggered { .. }
+            | EventKind::SecurityBreachReported { .. }
             | EventKind::CommunicationsStopped { .. }
             | EventKind::CommunicationsResumed { .. } => {}
             EventKind::AgentRegistered { profile } => {
