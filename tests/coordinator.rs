@@ -1594,6 +1594,38 @@ fn cancelling_a_reservation_holder_serves_the_task_behind_it() {
     assert!(c.waiting().is_empty());
 }
 
+/// A slot the ledger reserved for a waiting task is not free for a new one, though
+/// the agent runs fewer tasks than its limit: the new task waits (it used to be
+/// planned on the agent and refused at its allocation, an error for a valid task).
+#[test]
+fn a_new_task_waits_behind_a_reserved_slot() {
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .ledger_config(concord::resource::LedgerConfig {
+            reserve_after: 10 * MIN,
+            ..Default::default()
+        })
+        .build();
+    c.register_agent(agent(1, &["ops"], &[], "cpu=4").with_max_tasks(2))
+        .unwrap();
+    assigned(&c, task(1, "hold", "ops", "cpu=4"));
+    // Too big for what is left: it waits, and after ten minutes holds a reservation
+    // of the cpu and of the agent's second slot.
+    let big = c.assign(task(2, "big", "ops", "cpu=4")).unwrap();
+    assert!(matches!(big, AssignOutcome::Queued { .. }), "{big:?}");
+    clock.advance(11 * MIN);
+    assert!(c.tick().is_empty());
+    // Needs no cpu, only a slot: the reserved one is not its to take.
+    let small = c.assign(task(3, "small", "ops", "cpu=0")).unwrap();
+    assert!(matches!(small, AssignOutcome::Queued { .. }), "{small:?}");
+    // The first ends: the big one takes its reservation, the small one waits on.
+    c.complete(TaskId::new(1), true, None).unwrap();
+    let running: Vec<TaskId> = c.assignments().iter().map(|a| a.task.id()).collect();
+    assert_eq!(running, [TaskId::new(2), TaskId::new(3)]);
+}
+
 /// An assigner that backtracks: it places every task but the last on the one agent,
 /// finds the last refused (the agent is full), takes the placement before it back and
 /// places the last instead.

@@ -474,10 +474,27 @@ impl Fleet {
             self.pool_free.fill(u64::MAX);
             return;
         }
+        self.take_reserved_slots(ledger);
         for (p, d) in self.pool_free.iter_mut().zip(&self.ledger_dims) {
             *p = d
                 .and_then(|d| ledger.pool_available_at(d))
                 .unwrap_or(u64::MAX);
+        }
+    }
+
+    /// Takes from each agent's free slots those the ledger reserved for waiting
+    /// requests. The registry counts a reserved slot as free, but the ledger refuses it
+    /// to any other task: a plan that placed a new task there would fail at its
+    /// allocation, where it must wait behind the request it reserved for.
+    fn take_reserved_slots(&mut self, ledger: &ResourceLedger) {
+        if !ledger.has_reservations() {
+            return;
+        }
+        for (slots, row) in self.slots.iter_mut().zip(&self.ledger_rows) {
+            if let Some(li) = *row {
+                let free = u32::try_from(ledger.free_task_slots_at(li)).unwrap_or(u32::MAX);
+                *slots = (*slots).min(free);
+            }
         }
     }
 
@@ -549,6 +566,9 @@ impl Fleet {
         self.status.extend(registry.iter().map(|v| v.status()));
         self.slots.clear();
         self.slots.extend(registry.iter().map(|v| v.free_slots()));
+        if let Some(ledger) = ledger {
+            self.take_reserved_slots(ledger);
+        }
         self.roles.clear();
         self.roles
             .extend(registry.iter().map(|v| v.role_bits().clone()));

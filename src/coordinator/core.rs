@@ -1092,7 +1092,7 @@ impl Core {
             }
         }
         s.last_now = now;
-        s.highest_task = s.highest_task.max(analyzed.iter().map(|t| t.id()).max());
+        let highest = analyzed.iter().map(|t| t.id()).max();
         // 3-4. Find available agents and assign, validating through the policies.
         let (plan, mut warnings, pending) = {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
@@ -1190,6 +1190,9 @@ impl Core {
                 now,
             )?);
         }
+        // Only now: an assignment refused above changes nothing, this included (the
+        // journal does not keep it, and a replay would not count its ids).
+        self.s.highest_task = self.s.highest_task.max(highest);
         // Giving back capacity for a task the assigner refused may have granted
         // waiting tasks some: they are assigned now (see the journal).
         self.serve_handed_back(now);

@@ -926,6 +926,17 @@ impl ResourceLedger {
         self.free_dim(i as usize, d)
     }
 
+    /// The task slots free on the agent of dense index `i` for a new task: its limit
+    /// less its tasks, less the slots reserved for waiting requests.
+    pub(crate) fn free_task_slots_at(&self, i: u32) -> u64 {
+        self.free_dim(i as usize, TASKS)
+    }
+
+    /// Whether some waiting request holds a reservation.
+    pub(crate) fn has_reservations(&self) -> bool {
+        self.reservations > 0
+    }
+
     /// Whether what is free is plainly capacity less allocations: no request holds a
     /// reservation and no pool limit is set (see
     /// [`plain_free_row_into`](Self::plain_free_row_into)).
