@@ -74,11 +74,21 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
     } else {
         String::new()
     };
+    // The workflow world reports no emergencies of its own.
+    let emergencies = if r.breaches + r.quarantines + r.communications_stops > 0 {
+        format!(
+            "{} breaches reported, {} quarantines, {} communications stops, {} safe modes \
+             entered by rule, ",
+            r.breaches, r.quarantines, r.communications_stops, r.safe_mode_by_rule
+        )
+    } else {
+        String::new()
+    };
     println!(
         "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
          {} crashes and restores ({} journal records replayed, {} lost unsynced, {} torn), \
          {} conflicts decided, {} pages and {} escalations, {} runs cancelled, \
-         {host}{} invariant checks; trace {:016x}",
+         {emergencies}{host}{} invariant checks; trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
         r.tasks,

@@ -8,7 +8,10 @@
 //! come back; agents answer right, fail, hang (the host gives up on them), answer late
 //! (after the host gave up) or twice, and report usage above their prediction; a
 //! simulated orchestrator and human approve, deny or never answer conflicts; safe mode
-//! comes and goes; the coordinator crashes and is rebuilt from its last checkpoint
+//! comes and goes, by hand and by its rules; security breaches are reported, agents
+//! quarantined and released, external communications stopped and resumed
+//! (`emergency.rs`, with the world's model of the safe-mode rules and the emergency
+//! invariants); the coordinator crashes and is rebuilt from its last checkpoint
 //! and the journal after it, on a simulated disk that loses what it had not synced
 //! and can tear the last record it kept.
 //!
@@ -55,10 +58,12 @@ use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
 use concord::{AgentId, Resources, Role, TaskId, Timestamp};
 
 mod audit;
+mod emergency;
 mod memory;
 pub mod runs;
 mod storage;
 use audit::SimAudit;
+use emergency::SimEmergency;
 use memory::SimMemory;
 use storage::SimStorage;
 
@@ -122,6 +127,10 @@ pub struct Report {
     pub audit_entries_lost: u64,
     pub audit_events_again: u64,
     pub tampers_located: u64,
+    pub breaches: u64,
+    pub quarantines: u64,
+    pub communications_stops: u64,
+    pub safe_mode_by_rule: u64,
     pub checks: u64,
     pub trace_hash: u64,
 }
@@ -131,6 +140,10 @@ impl Report {
         self.steps += other.steps;
         self.simulated += other.simulated;
         self.tasks += other.tasks;
+        self.breaches += other.breaches;
+        self.quarantines += other.quarantines;
+        self.communications_stops += other.communications_stops;
+        self.safe_mode_by_rule += other.safe_mode_by_rule;
         self.agent_faults += other.agent_faults;
         self.crashes += other.crashes;
         self.records_replayed += other.records_replayed;
@@ -206,6 +219,8 @@ enum Answer {
     Twice,
     /// Succeeds, reporting more than it was given.
     OverUse,
+    /// Fails, reporting more than it was given: the resource exhaustion rule counts it.
+    Exhausted,
 }
 
 #[derive(Debug, Clone)]
@@ -277,6 +292,9 @@ pub struct World {
     memory: SimMemory,
     /// The host's audit log, its store and incident tracker (`audit.rs`).
     audit: SimAudit,
+    /// The world's model of the safe-mode rules, quarantines and the communications
+    /// stop (`emergency.rs`).
+    emergency: SimEmergency,
     /// The alerts paged in their current firing, and the escalation levels each
     /// reached: a second page or a level twice breaks an invariant.
     paged: BTreeSet<Fingerprint>,
@@ -354,6 +372,7 @@ impl World {
             monitor_saved: None,
             memory: SimMemory::new(seed, start),
             audit: SimAudit::new(seed),
+            emergency: SimEmergency::default(),
             paged: BTreeSet::new(),
             escalated: BTreeSet::new(),
             faults_on: true,
@@ -454,6 +473,7 @@ impl World {
             74 if self.faults_on => self.leave()?,
             75..=77 if self.faults_on => self.crash()?,
             78..=84 => self.take_checkpoint()?,
+            85..=86 if self.faults_on => self.emergency()?,
             _ => self.advance()?,
         }
         self.daily_cleanup();
@@ -502,6 +522,7 @@ impl World {
         let slots = 1 + self.rng.below(2) as u32;
         let profile = AgentProfile::new(id, format!("w{}", id.get()))
             .with_role(role())
+            .with_capability(emergency::external_capability())
             .with_capacity(Resources::new().with_cpu_millis(cpu * 1000))
             .with_max_tasks(slots);
         match self.core.register_agent(profile, self.now) {
@@ -552,6 +573,9 @@ impl World {
         let mut needs = Requirements::new()
             .with_role(role())
             .with_resources(Resources::new().with_cpu_millis(cpu * 1000));
+        if self.rng.chance(10) {
+            needs = needs.with_capability(emergency::external_capability());
+        }
         if self.rng.chance(40) {
             let name = CLAIMS[self.rng.below(CLAIMS.len() as u64) as usize];
             needs = needs.with_claim(Claim::exclusive(name));
@@ -564,9 +588,10 @@ impl World {
                 self.open.remove(&id);
             }
             Ok(_) => {}
+            // The world's tasks are all valid: a refusal is the core's fault (a plan
+            // its own ledger would not book, say), never the host's.
             Err(e) => {
-                self.open.remove(&id);
-                self.note(format!("assign {id} refused: {e}"));
+                return Err(self.fail("valid_tasks_are_never_refused", format!("{id}: {e}")));
             }
         }
         Ok(())
@@ -696,10 +721,13 @@ impl World {
                     self.memory_result(task)?;
                 }
             }
-            Answer::OverUse => {
+            Answer::OverUse | Answer::Exhausted => {
                 let usage = Resources::new().with_cpu_millis(64_000);
-                let _ = self.core.complete(task, true, Some(usage), now);
-                self.memory_result(task)?;
+                let ok = work.answer == Answer::OverUse;
+                let _ = self.core.complete(task, ok, Some(usage), now);
+                if ok {
+                    self.memory_result(task)?;
+                }
             }
             Answer::Twice => {
                 let _ = self.core.complete(task, true, None, now);
@@ -1034,6 +1062,7 @@ impl World {
             .map(|w| w.task.id())
             .chain(self.running.keys().copied())
             .collect();
+        self.emergency_reconcile();
     }
 
     fn new_work(&mut self) -> Work {
@@ -1045,7 +1074,8 @@ impl World {
             80..=84 => Answer::Hang,
             85..=89 => Answer::Late,
             90..=94 => Answer::Twice,
-            _ => Answer::OverUse,
+            95..=97 => Answer::OverUse,
+            _ => Answer::Exhausted,
         };
         if answer != Answer::Success {
             self.report.agent_faults += 1;
@@ -1075,6 +1105,7 @@ impl World {
             }
             self.audit_event(&e);
         }
+        self.emergency_after()?;
         self.check_alerts()
     }
 
@@ -1163,6 +1194,7 @@ impl World {
             ));
         }
         self.last_seq = e.seq;
+        self.emergency_event(e)?;
         match &e.kind {
             EventKind::AgentRegistered { profile } => {
                 self.seen_status
@@ -1419,6 +1451,7 @@ impl World {
     fn quiet(&mut self) -> Result<(), Failure> {
         self.faults_on = false;
         self.note(format!("faults stop at {}", self.now));
+        self.emergency_quiet();
         let _ = self.core.set_mode(SystemMode::Normal, self.now);
         let ids: Vec<AgentId> = self.agents.keys().copied().collect();
         for id in ids {
