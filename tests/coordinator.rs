@@ -1557,20 +1557,25 @@ fn a_task_submitted_again_while_it_waits_is_a_duplicate() {
     assert_eq!(ids(&served), [TaskId::new(3)]);
 }
 
-/// Regression: withdrawing a waiting task that held a reservation freed capacity the
-/// ledger served to nobody, so a smaller task queued behind the reservation waited on
-/// free capacity until some unrelated release came along.
-#[test]
-fn cancelling_a_reservation_holder_serves_the_task_behind_it() {
-    let clock = clock();
-    let c = Coordinator::builder()
+/// A coordinator whose ledger gives a task that waited ten minutes a reservation.
+fn reserving_after_ten_minutes(clock: &ManualClock) -> Coordinator {
+    Coordinator::builder()
         .clock(clock.clone())
         .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
         .ledger_config(concord::resource::LedgerConfig {
             reserve_after: 10 * MIN,
             ..Default::default()
         })
-        .build();
+        .build()
+}
+
+/// Regression: withdrawing a waiting task that held a reservation freed capacity the
+/// ledger served to nobody, so a smaller task queued behind the reservation waited on
+/// free capacity until some unrelated release came along.
+#[test]
+fn cancelling_a_reservation_holder_serves_the_task_behind_it() {
+    let clock = clock();
+    let c = reserving_after_ten_minutes(&clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=40").with_max_tasks(8))
         .unwrap();
     assigned(&c, task(1, "hold", "ops", "cpu=30"));
@@ -1600,14 +1605,7 @@ fn cancelling_a_reservation_holder_serves_the_task_behind_it() {
 #[test]
 fn a_new_task_waits_behind_a_reserved_slot() {
     let clock = clock();
-    let c = Coordinator::builder()
-        .clock(clock.clone())
-        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
-        .ledger_config(concord::resource::LedgerConfig {
-            reserve_after: 10 * MIN,
-            ..Default::default()
-        })
-        .build();
+    let c = reserving_after_ten_minutes(&clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=4").with_max_tasks(2))
         .unwrap();
     assigned(&c, task(1, "hold", "ops", "cpu=4"));
