@@ -3,10 +3,13 @@
 //! brute-force search and at the same least cost, returns a valid matching over
 //! feasible pairs only, agrees with the others, and gives the same output for the same
 //! input. On larger instances (up to 40 x 40, often with rows competing for too few
-//! columns), the dense and sparse solvers agree.
+//! columns), the dense and sparse solvers agree. A warm re-solve after some rows and
+//! columns changed (or from the solve of another problem altogether) finds what a cold
+//! solve finds.
 
 use concord::assignment::lap::{
-    DenseCosts, LapSolution, SparseCosts, solve, solve_dense, solve_sparse,
+    DenseCosts, LapSolution, SparseCosts, WarmStart, solve, solve_dense, solve_dense_warm,
+    solve_sparse,
 };
 use proptest::prelude::*;
 
@@ -208,5 +211,85 @@ proptest! {
         prop_assert_eq!(dense.assigned, dispatched.assigned);
         prop_assert!((dense.total_cost - sparse.total_cost).abs() <= p.tolerance());
         prop_assert!((dense.total_cost - dispatched.total_cost).abs() <= p.tolerance());
+    }
+}
+
+/// A problem and a second one of the same shape in which some rows and columns have
+/// new costs (and feasibility), as a batch changes between two solves.
+fn changed_problem() -> impl Strategy<Value = (Problem, Problem)> {
+    (problem(), any::<u64>(), 0usize..=3, 0usize..=3).prop_map(|(p, seed, rows, cols)| {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut q = p.clone();
+        if p.rows > 0 && p.cols > 0 {
+            let changed_rows: Vec<usize> = (0..rows).map(|_| next() as usize % p.rows).collect();
+            let changed_cols: Vec<usize> = (0..cols).map(|_| next() as usize % p.cols).collect();
+            for r in 0..p.rows {
+                for c in 0..p.cols {
+                    if changed_rows.contains(&r) || changed_cols.contains(&c) {
+                        let roll = next();
+                        q.costs[r * p.cols + c] =
+                            (roll % 5 != 0).then_some(((roll >> 8) % 7) as f64 - 2.0);
+                    }
+                }
+            }
+        }
+        (p, q)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_warm_resolve_matches_a_cold_one((p, q) in changed_problem()) {
+        let mut warm = WarmStart::new();
+        let first = solve_dense_warm(&p.dense(), &mut warm);
+        prop_assert_eq!(&first, &solve_dense(&p.dense()), "a first solve is a cold one");
+        let resolved = solve_dense_warm(&q.dense(), &mut warm);
+        check_optimal(&q, &resolved, q.brute_force())?;
+        // And again from that state, unchanged: the same answer, every time.
+        let mut again = warm.clone();
+        let twice = solve_dense_warm(&q.dense(), &mut again);
+        check_optimal(&q, &twice, q.brute_force())?;
+        let mut once_more = warm.clone();
+        prop_assert_eq!(solve_dense_warm(&q.dense(), &mut once_more), twice);
+    }
+
+    #[test]
+    fn a_warm_start_from_another_shape_is_ignored(p in problem(), q in problem()) {
+        let mut warm = WarmStart::new();
+        solve_dense_warm(&p.dense(), &mut warm);
+        let s = solve_dense_warm(&q.dense(), &mut warm);
+        check_optimal(&q, &s, q.brute_force())?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_warm_resolve_matches_on_larger_problems(p in crowded_problem(), q in crowded_problem()) {
+        // Two unrelated problems cut to one shape: the warm start then starts from
+        // potentials that fit nothing, the hardest case for it.
+        let (rows, cols) = (p.rows.min(q.rows), p.cols.min(q.cols));
+        let cut = |x: &Problem| Problem {
+            rows,
+            cols,
+            costs: (0..rows * cols).map(|k| x.cost(k / cols, k % cols)).collect(),
+        };
+        let (p, q) = (cut(&p), cut(&q));
+        let mut warm = WarmStart::new();
+        solve_dense_warm(&p.dense(), &mut warm);
+        let warm_solution = solve_dense_warm(&q.dense(), &mut warm);
+        let cold = solve_dense(&q.dense());
+        check_valid(&q, &warm_solution)?;
+        prop_assert_eq!(warm_solution.assigned, cold.assigned);
+        prop_assert!((warm_solution.total_cost - cold.total_cost).abs() <= q.tolerance());
     }
 }

@@ -49,12 +49,35 @@ pub(super) enum Outcome {
 /// costs: at least cost when every row can be assigned, otherwise as many as can be
 /// (see [`Outcome`]).
 pub(super) fn solve(rows: usize, cols: usize, costs: &[f64]) -> Outcome {
+    solve_from(rows, cols, costs, None).0
+}
+
+/// As [`solve`], starting from `warm` when given: the column potentials and each row's
+/// column (`NONE` when free) left by an earlier solve of a problem of the same shape,
+/// whose costs may since have changed anywhere. Returns the outcome and the column
+/// potentials it ends with, to start the next solve from.
+///
+/// A warm start keeps every pair that is still a least reduced cost of its row under
+/// the old potentials (the invariant the searches need), and frees the others. In a
+/// rectangular problem the free columns must also keep the highest potential: a
+/// column freed below it is raised to it, which frees every row for which that column
+/// became cheaper than its own, and so on. What is left runs as a cold solve does after
+/// its initial reductions (augmenting row reduction, then the searches), so a re-solve
+/// after a few rows or columns changed does a few searches instead of all of them.
+/// Potentials or a matching that do not fit (wrong lengths, a non-finite potential, a
+/// column used twice) are dropped for a cold start.
+pub(super) fn solve_from(
+    rows: usize,
+    cols: usize,
+    costs: &[f64],
+    warm: Option<(Vec<f64>, Vec<usize>)>,
+) -> (Outcome, Vec<f64>) {
     if rows > cols || rows.checked_mul(cols) != Some(costs.len()) {
         // Unreachable through the module's callers; assign nothing rather than panic.
-        return Outcome::Deficient(vec![NONE; rows]);
+        return (Outcome::Deficient(vec![NONE; rows]), vec![0.0; cols]);
     }
     if rows == 0 {
-        return Outcome::Optimal(Vec::new());
+        return (Outcome::Optimal(Vec::new()), vec![0.0; cols]);
     }
     let mut solver = Solver {
         rows,
@@ -66,18 +89,22 @@ pub(super) fn solve(rows: usize, cols: usize, costs: &[f64]) -> Outcome {
         deferred: Vec::new(),
         dead: Vec::new(),
     };
-    let mut free = if rows == cols {
-        solver.reduce_columns()
-    } else {
-        (0..rows).collect()
+    let fits = |(v, col_of): &(Vec<f64>, Vec<usize>)| {
+        v.len() == cols && col_of.len() == rows && v.iter().all(|x| x.is_finite())
+    };
+    let mut free = match warm.filter(fits) {
+        Some((v, col_of)) => solver.restart(v, &col_of),
+        None if rows == cols => solver.reduce_columns(),
+        None => (0..rows).collect(),
     };
     solver.reduce_rows(&mut free);
     solver.augment(&free);
-    if solver.deferred.is_empty() {
+    let outcome = if solver.deferred.is_empty() {
         Outcome::Optimal(solver.col_of)
     } else {
         Outcome::Deficient(solver.col_of)
-    }
+    };
+    (outcome, solver.v)
 }
 
 struct Solver<'a> {
@@ -104,6 +131,50 @@ impl<'a> Solver<'a> {
     fn row(&self, i: usize) -> &'a [f64] {
         let costs: &'a [f64] = self.costs;
         &costs[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Takes the potentials `v` and the matching `col_of` of an earlier solve (see
+    /// [`solve_from`]), keeps the pairs that still satisfy the invariants and returns
+    /// the rows left free, in increasing order.
+    fn restart(&mut self, v: Vec<f64>, col_of: &[usize]) -> Vec<usize> {
+        self.v = v;
+        // The reduced cost of each kept pair, to compare with raised columns below.
+        let mut own = vec![f64::INFINITY; self.rows];
+        for (i, &j) in col_of.iter().enumerate() {
+            if j >= self.cols || self.row_of[j] != NONE {
+                continue;
+            }
+            let row = self.row(i);
+            let (least, _) = two_smallest_values(row, &self.v);
+            let reduced = row[j] - self.v[j];
+            if reduced.is_finite() && reduced <= least {
+                self.col_of[i] = j;
+                self.row_of[j] = i;
+                own[i] = reduced;
+            }
+        }
+        if self.rows < self.cols {
+            // Free columns must keep the highest potential: raise those below it, and
+            // free the rows the raise makes prefer a free column to their own.
+            let top = self.v.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let mut raise: Vec<usize> = (0..self.cols)
+                .filter(|&j| self.row_of[j] == NONE && self.v[j] < top)
+                .collect();
+            while let Some(k) = raise.pop() {
+                self.v[k] = top;
+                for (i, &own) in own.iter().enumerate() {
+                    let j = self.col_of[i];
+                    if j != NONE && self.row(i)[k] - top < own {
+                        self.col_of[i] = NONE;
+                        self.row_of[j] = NONE;
+                        if self.v[j] < top {
+                            raise.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        (0..self.rows).filter(|&i| self.col_of[i] == NONE).collect()
     }
 
     /// Column reduction and reduction transfer (square problems only). Returns the rows
@@ -235,33 +306,29 @@ impl<'a> Solver<'a> {
             vs: vec![0.0; m],
             settled: Vec::new(),
             dist: vec![0.0; m],
+            pred: vec![0.0; m],
             scanned: Vec::new(),
         };
         let mut path = Vec::new();
         for &start in free {
-            let row = self.row(start);
             s.vs.copy_from_slice(&self.v);
-            for ((d, &c), &v) in s.d.iter_mut().zip(row).zip(&self.v) {
-                *d = c - v - 0.0;
-            }
             for &j in &self.dead {
-                s.d[j] = f64::INFINITY;
                 s.vs[j] = f64::NEG_INFINITY;
             }
+            let least = relax::<true>(self.row(start), &s.vs, 0.0, 0.0, &mut s.d, &mut s.pred);
             s.settled.clear();
             s.scanned.clear();
-            s.scanned.push((start, 0.0));
-            let Some((end, ready, mind)) = self.search(&mut s) else {
+            s.scanned.push(start);
+            let Some((end, ready, mind)) = self.search(&mut s, least) else {
                 self.deferred.push(start);
                 self.dead.extend_from_slice(&s.settled);
                 continue;
             };
-            // Trace the path back to the start (before the potentials change: `pred`
-            // recomputes with them), then flip it.
+            // Trace the path back to the start, then flip it.
             path.clear();
             let mut j = end;
             let traced = loop {
-                let i = self.pred(&s, j);
+                let i = s.scanned.get(s.pred[j] as usize).copied().unwrap_or(NONE);
                 if i == NONE || path.len() > self.rows {
                     // Unreachable: every column on the path was reached from a row.
                     break false;
@@ -287,23 +354,10 @@ impl<'a> Solver<'a> {
         }
     }
 
-    /// The row column `j` was reached from: the first scanned row whose relaxation gives
-    /// exactly `j`'s distance. The search kept the first strict improvement, and this
-    /// recomputation repeats the same operations on the same values, so it finds that
-    /// row.
-    fn pred(&self, s: &Search, j: usize) -> usize {
-        let target = s.dist[j];
-        let v = self.v[j];
-        s.scanned
-            .iter()
-            .find(|&&(i, h)| self.row(i)[j] - v - h == target)
-            .map_or(NONE, |&(i, _)| i)
-    }
-
-    /// Runs a search from the distances set in `s`, until a free column is reached.
-    /// Returns it, the number of columns settled before the final distance and that
-    /// distance; `None` when no free column can be reached.
-    fn search(&self, s: &mut Search) -> Option<(usize, usize, f64)> {
+    /// Runs a search from the distances set in `s`, whose smallest is `least`, until
+    /// a free column is reached. Returns it, the number of columns settled before the
+    /// final distance and that distance; `None` when no free column can be reached.
+    fn search(&self, s: &mut Search, mut least: f64) -> Option<(usize, usize, f64)> {
         // settled[..ready] are done, settled[ready..lo] scanned at the current
         // distance, settled[lo..] wait to be scanned at it.
         let mut lo = 0;
@@ -311,10 +365,11 @@ impl<'a> Solver<'a> {
         let mut mind = 0.0;
         loop {
             if lo == s.settled.len() {
-                // Everything at the previous distance is scanned: settle the columns at
-                // the next smallest distance.
+                // Everything at the previous distance is scanned, and the last pass
+                // (which relaxed every column to do) left the next smallest distance
+                // in `least`: settle the columns there.
                 ready = lo;
-                mind = min_of(&s.d);
+                mind = least;
                 if !mind.is_finite() {
                     return None;
                 }
@@ -328,8 +383,10 @@ impl<'a> Solver<'a> {
             let i = self.row_of[j];
             let row = self.row(i);
             let h = row[j] - self.v[j] - mind;
-            s.scanned.push((i, h));
-            if relax(row, &s.vs, h, mind, &mut s.d) {
+            let from = s.scanned.len() as f64;
+            s.scanned.push(i);
+            least = relax::<false>(row, &s.vs, h, from, &mut s.d, &mut s.pred);
+            if least <= mind {
                 if let Some(end) = self.settle_at_most(s, mind) {
                     return Some((end, ready, mind));
                 }
@@ -348,12 +405,8 @@ impl<'a> Solver<'a> {
                 .fold(false, |any, &d| any | (d <= mind))
             {
                 for j in base..end {
-                    let d = s.d[j];
-                    if d <= mind {
-                        s.dist[j] = d;
-                        s.d[j] = f64::INFINITY;
-                        s.vs[j] = f64::NEG_INFINITY;
-                        s.settled.push(j);
+                    if s.d[j] <= mind {
+                        s.settle(j);
                         if self.row_of[j] == NONE {
                             return Some(j);
                         }
@@ -378,39 +431,72 @@ struct Search {
     settled: Vec<usize>,
     /// Distances of the settled columns.
     dist: Vec<f64>,
-    /// The rows scanned, in order, with their potential minus the distance then; the
-    /// start row first, with zero.
-    scanned: Vec<(usize, f64)>,
+    /// The row each column to do was last improved from, as its position in
+    /// `scanned` (an `f64`, so that the pass that writes it stays in one vector type).
+    pred: Vec<f64>,
+    /// The rows scanned, in order, the start row first.
+    scanned: Vec<usize>,
+}
+
+impl Search {
+    /// Moves column `j` from the columns to do to the settled ones.
+    #[inline(always)]
+    fn settle(&mut self, j: usize) {
+        self.dist[j] = self.d[j];
+        self.d[j] = f64::INFINITY;
+        self.vs[j] = f64::NEG_INFINITY;
+        self.settled.push(j);
+    }
 }
 
 /// Relaxes distances `d` through a row with costs `row`, column potentials `v` and
-/// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)`, without branches. Returns whether
-/// some relaxed distance is at most `mind`.
-#[inline(always)]
-fn relax(row: &[f64], v: &[f64], h: f64, mind: f64, d: &mut [f64]) -> bool {
-    let mut tie = false;
-    for ((d, &c), &v) in d.iter_mut().zip(row).zip(v) {
-        let reduced = c - v - h;
-        tie |= reduced <= mind;
-        *d = if reduced < *d { reduced } else { *d };
-    }
-    tie
-}
-
-/// The smallest of `values` (`+inf` when empty): [`LANES`] running minima, with `<`
-/// rather than `f64::min` (no value is NaN) so that the compiler vectorizes it.
-#[inline(always)]
-fn min_of(values: &[f64]) -> f64 {
+/// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)` (with `FIRST`, `d[j] = row[j] -
+/// v[j] - h`), recording `from` (the row's position among those scanned) in `pred`
+/// where a distance strictly improves; returns the smallest new distance. One
+/// branch-free pass over [`LANES`] lanes does what took three (relax, find the next
+/// distance, and recompute each path column's row by scanning the rows at the end,
+/// which grew with the square of a long search). `pred` is written through a bit mask
+/// rather than a select, which the compiler would turn into branches. Never inlined:
+/// as a function of its own its slices are known not to overlap, and the compiler
+/// vectorizes it; inlined into the search, it did not.
+#[inline(never)]
+fn relax<const FIRST: bool>(
+    row: &[f64],
+    v: &[f64],
+    h: f64,
+    from: f64,
+    d: &mut [f64],
+    pred: &mut [f64],
+) -> f64 {
     let mut lanes = [f64::INFINITY; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (lane, &x) in lanes.iter_mut().zip(chunk) {
-            *lane = if x < *lane { x } else { *lane };
+    let n = d.len().min(row.len()).min(v.len()).min(pred.len());
+    let whole = n - n % LANES;
+    for (((d, p), c), v) in d[..whole]
+        .chunks_exact_mut(LANES)
+        .zip(pred[..whole].chunks_exact_mut(LANES))
+        .zip(row[..whole].chunks_exact(LANES))
+        .zip(v[..whole].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            let reduced = c[l] - v[l] - h;
+            let better = 0u64.wrapping_sub((FIRST || reduced < d[l]) as u64);
+            p[l] = f64::from_bits((from.to_bits() & better) | (p[l].to_bits() & !better));
+            let x = if FIRST || reduced < d[l] {
+                reduced
+            } else {
+                d[l]
+            };
+            d[l] = x;
+            lanes[l] = if x < lanes[l] { x } else { lanes[l] };
         }
     }
-    for &x in rest {
-        lanes[0] = if x < lanes[0] { x } else { lanes[0] };
+    for j in whole..n {
+        let reduced = row[j] - v[j] - h;
+        if FIRST || reduced < d[j] {
+            d[j] = reduced;
+            pred[j] = from;
+        }
+        lanes[0] = if d[j] < lanes[0] { d[j] } else { lanes[0] };
     }
     lanes
         .iter()
