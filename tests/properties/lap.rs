@@ -3,7 +3,9 @@
 //! brute-force search and at the same least cost, returns a valid matching over
 //! feasible pairs only, agrees with the others, and gives the same output for the same
 //! input. On larger instances (up to 40 x 40, often with rows competing for too few
-//! columns), the dense and sparse solvers agree. A warm re-solve after some rows and
+//! columns), the dense and sparse solvers agree, also on Machol-Wien-like costs whose
+//! searches scan dozens of rows (the dense solver records a long search's path as it
+//! goes, and finds a short one's again at the end). A warm re-solve after some rows and
 //! columns changed (or from the solve of another problem altogether) finds what a cold
 //! solve finds.
 
@@ -211,6 +213,56 @@ proptest! {
         prop_assert_eq!(dense.assigned, dispatched.assigned);
         prop_assert!((dense.total_cost - sparse.total_cost).abs() <= p.tolerance());
         prop_assert!((dense.total_cost - dispatched.total_cost).abs() <= p.tolerance());
+    }
+}
+
+/// Costs near `(i + 1) * (j + 1)` (Machol and Wien): every row ranks the columns the
+/// same way, so each search scans about as many rows as are assigned, long past the
+/// point where the dense solver starts recording its path in the pass.
+fn long_search_problem() -> impl Strategy<Value = Problem> {
+    (
+        17usize..=60,
+        0usize..=20,
+        any::<bool>(),
+        0.0f64..0.3,
+        any::<u64>(),
+    )
+        .prop_map(|(n, extra, transposed, infeasible, seed)| {
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let (rows, cols) = if transposed {
+                (n + extra, n)
+            } else {
+                (n, n + extra)
+            };
+            let costs = (0..rows * cols)
+                .map(|k| {
+                    let (r, c) = (k / cols, k % cols);
+                    let roll = next();
+                    let feasible = (roll % 1000) as f64 >= infeasible * 1000.0;
+                    feasible.then_some(((r + 1) * (c + 1)) as f64 + ((roll >> 16) % 3) as f64)
+                })
+                .collect();
+            Problem { rows, cols, costs }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn dense_and_sparse_agree_on_long_searches(p in long_search_problem()) {
+        let dense = solve_dense(&p.dense());
+        let sparse = solve_sparse(&p.sparse());
+        check_valid(&p, &dense)?;
+        check_valid(&p, &sparse)?;
+        prop_assert_eq!(dense.assigned, sparse.assigned);
+        prop_assert_eq!(dense.total_cost, sparse.total_cost);
     }
 }
 

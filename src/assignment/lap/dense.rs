@@ -21,9 +21,9 @@
 //!
 //! The searches keep their working arrays by column and park settled columns behind
 //! sentinels (distance `+inf`, potential `-inf`), so that relaxing a row is one
-//! branch-free pass over three contiguous arrays, which the compiler vectorizes; the
-//! predecessors along the path are recomputed at the end instead of being written in
-//! that pass.
+//! branch-free pass over three contiguous arrays, which the compiler vectorizes. A
+//! short search finds its path's rows again at the end instead of writing them in that
+//! pass; a long one writes them (see [`RECORD_AFTER`]).
 
 use super::NONE;
 
@@ -35,6 +35,13 @@ const REDUCTION_STEPS: usize = 4;
 
 /// Lanes of the branch-free loops (the compiler maps them to vector registers).
 const LANES: usize = 8;
+
+/// Rows a search scans before its pass starts recording each column's row. Short
+/// searches (most of them on random costs) then keep the cheaper pass and find their
+/// path's rows again at the end among these few; long ones (Machol-Wien settles about
+/// half the columns in every search) would pay for that recomputation with the square
+/// of their length.
+const RECORD_AFTER: usize = 16;
 
 /// The result of [`solve`]: each row's column, `NONE` for a row left free.
 pub(super) enum Outcome {
@@ -315,11 +322,13 @@ impl<'a> Solver<'a> {
             for &j in &self.dead {
                 s.vs[j] = f64::NEG_INFINITY;
             }
-            let least = relax::<true>(self.row(start), &s.vs, 0.0, 0.0, &mut s.d, &mut s.pred);
+            for ((d, &c), &v) in s.d.iter_mut().zip(self.row(start)).zip(&s.vs) {
+                *d = c - v - 0.0;
+            }
             s.settled.clear();
             s.scanned.clear();
-            s.scanned.push(start);
-            let Some((end, ready, mind)) = self.search(&mut s, least) else {
+            s.scanned.push((start, 0.0));
+            let Some((end, ready, mind)) = self.search(&mut s) else {
                 self.deferred.push(start);
                 self.dead.extend_from_slice(&s.settled);
                 continue;
@@ -328,7 +337,7 @@ impl<'a> Solver<'a> {
             path.clear();
             let mut j = end;
             let traced = loop {
-                let i = s.scanned.get(s.pred[j] as usize).copied().unwrap_or(NONE);
+                let i = self.pred(&s, j);
                 if i == NONE || path.len() > self.rows {
                     // Unreachable: every column on the path was reached from a row.
                     break false;
@@ -354,22 +363,41 @@ impl<'a> Solver<'a> {
         }
     }
 
-    /// Runs a search from the distances set in `s`, whose smallest is `least`, until
-    /// a free column is reached. Returns it, the number of columns settled before the
-    /// final distance and that distance; `None` when no free column can be reached.
-    fn search(&self, s: &mut Search, mut least: f64) -> Option<(usize, usize, f64)> {
+    /// The row column `j` was reached from. Once a search has scanned more than
+    /// [`RECORD_AFTER`] rows, the pass records it (`pred`, reset to `-1` when the
+    /// recording starts); otherwise it is the first of the first rows scanned whose
+    /// relaxation gives exactly `j`'s distance: the search kept the first strict
+    /// improvement, and this recomputation repeats the same operations on the same
+    /// values, so it finds that row.
+    fn pred(&self, s: &Search, j: usize) -> usize {
+        if s.scanned.len() > RECORD_AFTER && s.pred[j] >= 0.0 {
+            return s.scanned.get(s.pred[j] as usize).map_or(NONE, |&(i, _)| i);
+        }
+        let target = s.dist[j];
+        let v = self.v[j];
+        s.scanned[..s.scanned.len().min(RECORD_AFTER)]
+            .iter()
+            .find(|&&(i, h)| self.row(i)[j] - v - h == target)
+            .map_or(NONE, |&(i, _)| i)
+    }
+
+    /// Runs a search from the distances set in `s`, until a free column is reached.
+    /// Returns it, the number of columns settled before the final distance and that
+    /// distance; `None` when no free column can be reached.
+    fn search(&self, s: &mut Search) -> Option<(usize, usize, f64)> {
         // settled[..ready] are done, settled[ready..lo] scanned at the current
         // distance, settled[lo..] wait to be scanned at it.
         let mut lo = 0;
         let mut ready = 0;
         let mut mind = 0.0;
+        // The smallest distance to do, when the last pass found it.
+        let mut least = None;
         loop {
             if lo == s.settled.len() {
-                // Everything at the previous distance is scanned, and the last pass
-                // (which relaxed every column to do) left the next smallest distance
-                // in `least`: settle the columns there.
+                // Everything at the previous distance is scanned: settle the columns at
+                // the next smallest distance.
                 ready = lo;
-                mind = least;
+                mind = least.unwrap_or_else(|| min_of(&s.d));
                 if !mind.is_finite() {
                     return None;
                 }
@@ -383,10 +411,22 @@ impl<'a> Solver<'a> {
             let i = self.row_of[j];
             let row = self.row(i);
             let h = row[j] - self.v[j] - mind;
-            let from = s.scanned.len() as f64;
-            s.scanned.push(i);
-            least = relax::<false>(row, &s.vs, h, from, &mut s.d, &mut s.pred);
-            if least <= mind {
+            let from = s.scanned.len();
+            s.scanned.push((i, h));
+            let tie = if from < RECORD_AFTER {
+                least = None;
+                relax(row, &s.vs, h, mind, &mut s.d)
+            } else {
+                if from == RECORD_AFTER {
+                    s.pred.fill(-1.0);
+                }
+                let smallest = relax_recording(row, &s.vs, h, from as f64, &mut s.d, &mut s.pred);
+                least = Some(smallest);
+                smallest <= mind
+            };
+            if tie {
+                // The columns settled now leave `least` behind; the next pass finds it.
+                least = None;
                 if let Some(end) = self.settle_at_most(s, mind) {
                     return Some((end, ready, mind));
                 }
@@ -431,11 +471,13 @@ struct Search {
     settled: Vec<usize>,
     /// Distances of the settled columns.
     dist: Vec<f64>,
-    /// The row each column to do was last improved from, as its position in
-    /// `scanned` (an `f64`, so that the pass that writes it stays in one vector type).
+    /// Once a search scans more than [`RECORD_AFTER`] rows: the row each column was
+    /// last improved from, as its position in `scanned` (`-1` when before that), an
+    /// `f64` so that the pass that writes it stays in one vector type.
     pred: Vec<f64>,
-    /// The rows scanned, in order, the start row first.
-    scanned: Vec<usize>,
+    /// The rows scanned, in order, with their potential minus the distance then; the
+    /// start row first, with zero.
+    scanned: Vec<(usize, f64)>,
 }
 
 impl Search {
@@ -450,17 +492,28 @@ impl Search {
 }
 
 /// Relaxes distances `d` through a row with costs `row`, column potentials `v` and
-/// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)` (with `FIRST`, `d[j] = row[j] -
-/// v[j] - h`), recording `from` (the row's position among those scanned) in `pred`
-/// where a distance strictly improves; returns the smallest new distance. One
-/// branch-free pass over [`LANES`] lanes does what took three (relax, find the next
-/// distance, and recompute each path column's row by scanning the rows at the end,
-/// which grew with the square of a long search). `pred` is written through a bit mask
-/// rather than a select, which the compiler would turn into branches. Never inlined:
-/// as a function of its own its slices are known not to overlap, and the compiler
-/// vectorizes it; inlined into the search, it did not.
+/// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)`, without branches. Returns whether
+/// some relaxed distance is at most `mind`.
+#[inline(always)]
+fn relax(row: &[f64], v: &[f64], h: f64, mind: f64, d: &mut [f64]) -> bool {
+    let mut tie = false;
+    for ((d, &c), &v) in d.iter_mut().zip(row).zip(v) {
+        let reduced = c - v - h;
+        tie |= reduced <= mind;
+        *d = if reduced < *d { reduced } else { *d };
+    }
+    tie
+}
+
+/// [`relax`] for long searches: also records `from` (the row's position among those
+/// scanned) in `pred` where a distance strictly improves, and returns the smallest new
+/// distance, so that the search needs no pass to find its next distance and no
+/// recomputation of its path's rows (which grows with the square of the search).
+/// `pred` is written through a bit mask rather than a select, which the compiler
+/// turns into branches. Never inlined: as a function of its own its slices are known
+/// not to overlap and the compiler vectorizes it; inlined into the search, it did not.
 #[inline(never)]
-fn relax<const FIRST: bool>(
+fn relax_recording(
     row: &[f64],
     v: &[f64],
     h: f64,
@@ -479,24 +532,40 @@ fn relax<const FIRST: bool>(
     {
         for l in 0..LANES {
             let reduced = c[l] - v[l] - h;
-            let better = 0u64.wrapping_sub((FIRST || reduced < d[l]) as u64);
+            let better = 0u64.wrapping_sub((reduced < d[l]) as u64);
             p[l] = f64::from_bits((from.to_bits() & better) | (p[l].to_bits() & !better));
-            let x = if FIRST || reduced < d[l] {
-                reduced
-            } else {
-                d[l]
-            };
+            let x = if reduced < d[l] { reduced } else { d[l] };
             d[l] = x;
             lanes[l] = if x < lanes[l] { x } else { lanes[l] };
         }
     }
     for j in whole..n {
         let reduced = row[j] - v[j] - h;
-        if FIRST || reduced < d[j] {
+        if reduced < d[j] {
             d[j] = reduced;
             pred[j] = from;
         }
         lanes[0] = if d[j] < lanes[0] { d[j] } else { lanes[0] };
+    }
+    lanes
+        .iter()
+        .fold(f64::INFINITY, |min, &x| if x < min { x } else { min })
+}
+
+/// The smallest of `values` (`+inf` when empty): [`LANES`] running minima, with `<`
+/// rather than `f64::min` (no value is NaN) so that the compiler vectorizes it.
+#[inline(always)]
+fn min_of(values: &[f64]) -> f64 {
+    let mut lanes = [f64::INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = if x < *lane { x } else { *lane };
+        }
+    }
+    for &x in rest {
+        lanes[0] = if x < lanes[0] { x } else { lanes[0] };
     }
     lanes
         .iter()
