@@ -21,9 +21,11 @@
 //!
 //! The searches keep their working arrays by column and park settled columns behind
 //! sentinels (distance `+inf`, potential `-inf`), so that relaxing a row is one
-//! branch-free pass over three contiguous arrays, which the compiler vectorizes. A
-//! short search finds its path's rows again at the end instead of writing them in that
-//! pass; a long one writes them (see [`RECORD_AFTER`]).
+//! branch-free pass over three contiguous arrays, which the compiler vectorizes. The
+//! pass also leaves the smallest distance of each block of columns, so that settling
+//! the next columns reads only the blocks that hold them. A short search finds its
+//! path's rows again at the end instead of writing them in that pass; a long one
+//! writes them (see [`RECORD_AFTER`]).
 
 use super::NONE;
 
@@ -35,6 +37,11 @@ const REDUCTION_STEPS: usize = 4;
 
 /// Lanes of the branch-free loops (the compiler maps them to vector registers).
 const LANES: usize = 8;
+
+/// Columns per block of a search's distances. The relax pass keeps each block's
+/// smallest distance, so that finding the columns at the next distance reads the
+/// blocks' minima and then only the blocks that hold it, rather than every column.
+const BLOCK: usize = 8 * LANES;
 
 /// Rows a search scans before its pass starts recording each column's row. Short
 /// searches (most of them on random costs) then keep the cheaper pass and find their
@@ -310,6 +317,7 @@ impl<'a> Solver<'a> {
         let m = self.cols;
         let mut s = Search {
             d: vec![0.0; m],
+            block_min: vec![f64::INFINITY; m.div_ceil(BLOCK)],
             vs: vec![0.0; m],
             settled: Vec::new(),
             dist: vec![0.0; m],
@@ -322,9 +330,10 @@ impl<'a> Solver<'a> {
             for &j in &self.dead {
                 s.vs[j] = f64::NEG_INFINITY;
             }
-            for ((d, &c), &v) in s.d.iter_mut().zip(self.row(start)).zip(&s.vs) {
-                *d = c - v - 0.0;
-            }
+            // The start row's reduced costs, as a relaxation from nothing.
+            s.d.fill(f64::INFINITY);
+            let (d, pred, block_min) = (&mut s.d, &mut s.pred, &mut s.block_min);
+            relax::<false>(self.row(start), &s.vs, 0.0, 0.0, d, pred, block_min);
             s.settled.clear();
             s.scanned.clear();
             s.scanned.push((start, 0.0));
@@ -397,7 +406,7 @@ impl<'a> Solver<'a> {
                 // Everything at the previous distance is scanned: settle the columns at
                 // the next smallest distance.
                 ready = lo;
-                mind = least.unwrap_or_else(|| min_of(&s.d));
+                mind = least.unwrap_or_else(|| min_of(&s.block_min));
                 if !mind.is_finite() {
                     return None;
                 }
@@ -413,18 +422,17 @@ impl<'a> Solver<'a> {
             let h = row[j] - self.v[j] - mind;
             let from = s.scanned.len();
             s.scanned.push((i, h));
-            let tie = if from < RECORD_AFTER {
-                least = None;
-                relax(row, &s.vs, h, mind, &mut s.d)
+            if from == RECORD_AFTER {
+                s.pred.fill(-1.0);
+            }
+            let (d, pred, block_min) = (&mut s.d, &mut s.pred, &mut s.block_min);
+            let smallest = if from < RECORD_AFTER {
+                relax::<false>(row, &s.vs, h, 0.0, d, pred, block_min)
             } else {
-                if from == RECORD_AFTER {
-                    s.pred.fill(-1.0);
-                }
-                let smallest = relax_recording(row, &s.vs, h, from as f64, &mut s.d, &mut s.pred);
-                least = Some(smallest);
-                smallest <= mind
+                relax::<true>(row, &s.vs, h, from as f64, d, pred, block_min)
             };
-            if tie {
+            least = Some(smallest);
+            if smallest <= mind {
                 // The columns settled now leave `least` behind; the next pass finds it.
                 least = None;
                 if let Some(end) = self.settle_at_most(s, mind) {
@@ -436,23 +444,32 @@ impl<'a> Solver<'a> {
 
     /// Settles the columns still to do at distance `mind` or below (below only by
     /// rounding), in column order; returns the first free one, which ends the search.
+    /// Only the blocks whose smallest distance is at most `mind` are read, and their
+    /// minima are brought up to date over the columns left.
     fn settle_at_most(&self, s: &mut Search, mind: f64) -> Option<usize> {
         let m = s.d.len();
-        for base in (0..m).step_by(LANES) {
-            let end = (base + LANES).min(m);
-            if s.d[base..end]
-                .iter()
-                .fold(false, |any, &d| any | (d <= mind))
-            {
-                for j in base..end {
-                    if s.d[j] <= mind {
-                        s.settle(j);
-                        if self.row_of[j] == NONE {
-                            return Some(j);
+        for b in 0..s.block_min.len() {
+            if s.block_min[b] > mind {
+                continue;
+            }
+            let block = b * BLOCK..((b + 1) * BLOCK).min(m);
+            for base in block.clone().step_by(LANES) {
+                let end = (base + LANES).min(block.end);
+                if s.d[base..end]
+                    .iter()
+                    .fold(false, |any, &d| any | (d <= mind))
+                {
+                    for j in base..end {
+                        if s.d[j] <= mind {
+                            s.settle(j);
+                            if self.row_of[j] == NONE {
+                                return Some(j);
+                            }
                         }
                     }
                 }
             }
+            s.block_min[b] = min_of(&s.d[block]);
         }
         None
     }
@@ -465,6 +482,8 @@ impl<'a> Solver<'a> {
 struct Search {
     /// Distances of the columns to do (`+inf` once settled).
     d: Vec<f64>,
+    /// The smallest of `d` in each block of [`BLOCK`] columns.
+    block_min: Vec<f64>,
     /// Potentials of the columns to do (`-inf` once settled).
     vs: Vec<f64>,
     /// Settled columns, in the order settled.
@@ -492,64 +511,73 @@ impl Search {
 }
 
 /// Relaxes distances `d` through a row with costs `row`, column potentials `v` and
-/// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)`, without branches. Returns whether
-/// some relaxed distance is at most `mind`.
-#[inline(always)]
-fn relax(row: &[f64], v: &[f64], h: f64, mind: f64, d: &mut [f64]) -> bool {
-    let mut tie = false;
-    for ((d, &c), &v) in d.iter_mut().zip(row).zip(v) {
-        let reduced = c - v - h;
-        tie |= reduced <= mind;
-        *d = if reduced < *d { reduced } else { *d };
-    }
-    tie
-}
-
-/// [`relax`] for long searches: also records `from` (the row's position among those
-/// scanned) in `pred` where a distance strictly improves, and returns the smallest new
-/// distance, so that the search needs no pass to find its next distance and no
-/// recomputation of its path's rows (which grows with the square of the search).
-/// `pred` is written through a bit mask rather than a select, which the compiler
-/// turns into branches. Never inlined: as a function of its own its slices are known
-/// not to overlap and the compiler vectorizes it; inlined into the search, it did not.
+/// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)`, without branches. Writes each
+/// block's smallest new distance to `block_min` and returns the smallest of all.
+///
+/// With `RECORD` (long searches), also records `from` (the row's position among those
+/// scanned) in `pred` where a distance strictly improves, so that the path needs no
+/// recomputation at the end (which grows with the square of the search); `pred` is
+/// written through a bit mask rather than a select, which the compiler turns into
+/// branches. Never inlined: as a function of its own its slices are known not to
+/// overlap and the compiler vectorizes it; inlined into the search, it did not.
 #[inline(never)]
-fn relax_recording(
+fn relax<const RECORD: bool>(
     row: &[f64],
     v: &[f64],
     h: f64,
     from: f64,
     d: &mut [f64],
     pred: &mut [f64],
+    block_min: &mut [f64],
 ) -> f64 {
-    let mut lanes = [f64::INFINITY; LANES];
+    const CHUNKS: usize = BLOCK / LANES;
     let n = d.len().min(row.len()).min(v.len()).min(pred.len());
     let whole = n - n % LANES;
-    for (((d, p), c), v) in d[..whole]
+    let mut least = f64::INFINITY;
+    let mut lanes = [f64::INFINITY; LANES];
+    let mut close = |lanes: &mut [f64; LANES], block: usize| {
+        let smallest = min_of(lanes);
+        if let Some(slot) = block_min.get_mut(block) {
+            *slot = smallest;
+        }
+        least = if smallest < least { smallest } else { least };
+        *lanes = [f64::INFINITY; LANES];
+    };
+    for (k, (((d, p), c), v)) in d[..whole]
         .chunks_exact_mut(LANES)
         .zip(pred[..whole].chunks_exact_mut(LANES))
         .zip(row[..whole].chunks_exact(LANES))
         .zip(v[..whole].chunks_exact(LANES))
+        .enumerate()
     {
         for l in 0..LANES {
             let reduced = c[l] - v[l] - h;
-            let better = 0u64.wrapping_sub((reduced < d[l]) as u64);
-            p[l] = f64::from_bits((from.to_bits() & better) | (p[l].to_bits() & !better));
+            if RECORD {
+                let better = 0u64.wrapping_sub((reduced < d[l]) as u64);
+                p[l] = f64::from_bits((from.to_bits() & better) | (p[l].to_bits() & !better));
+            }
             let x = if reduced < d[l] { reduced } else { d[l] };
             d[l] = x;
             lanes[l] = if x < lanes[l] { x } else { lanes[l] };
+        }
+        if k % CHUNKS == CHUNKS - 1 {
+            close(&mut lanes, k / CHUNKS);
         }
     }
     for j in whole..n {
         let reduced = row[j] - v[j] - h;
         if reduced < d[j] {
             d[j] = reduced;
-            pred[j] = from;
+            if RECORD {
+                pred[j] = from;
+            }
         }
         lanes[0] = if d[j] < lanes[0] { d[j] } else { lanes[0] };
     }
-    lanes
-        .iter()
-        .fold(f64::INFINITY, |min, &x| if x < min { x } else { min })
+    if n % BLOCK != 0 {
+        close(&mut lanes, n / BLOCK);
+    }
+    least
 }
 
 /// The smallest of `values` (`+inf` when empty): [`LANES`] running minima, with `<`
