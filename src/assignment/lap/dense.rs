@@ -318,6 +318,7 @@ impl<'a> Solver<'a> {
         let mut s = Search {
             d: vec![0.0; m],
             block_min: vec![f64::INFINITY; m.div_ceil(BLOCK)],
+            block_left: vec![0; m.div_ceil(BLOCK)],
             vs: vec![0.0; m],
             settled: Vec::new(),
             dist: vec![0.0; m],
@@ -332,8 +333,12 @@ impl<'a> Solver<'a> {
             }
             // The start row's reduced costs, as a relaxation from nothing.
             s.d.fill(f64::INFINITY);
+            for (b, left) in s.block_left.iter_mut().enumerate() {
+                *left = (m - b * BLOCK).min(BLOCK);
+            }
             let (d, pred, block_min) = (&mut s.d, &mut s.pred, &mut s.block_min);
-            relax::<false>(self.row(start), &s.vs, 0.0, 0.0, d, pred, block_min);
+            let row = self.row(start);
+            relax::<false>(row, &s.vs, 0.0, 0.0, d, pred, block_min, &s.block_left);
             s.settled.clear();
             s.scanned.clear();
             s.scanned.push((start, 0.0));
@@ -426,10 +431,11 @@ impl<'a> Solver<'a> {
                 s.pred.fill(-1.0);
             }
             let (d, pred, block_min) = (&mut s.d, &mut s.pred, &mut s.block_min);
+            let left = &s.block_left;
             let smallest = if from < RECORD_AFTER {
-                relax::<false>(row, &s.vs, h, 0.0, d, pred, block_min)
+                relax::<false>(row, &s.vs, h, 0.0, d, pred, block_min, left)
             } else {
-                relax::<true>(row, &s.vs, h, from as f64, d, pred, block_min)
+                relax::<true>(row, &s.vs, h, from as f64, d, pred, block_min, left)
             };
             least = Some(smallest);
             if smallest <= mind {
@@ -484,6 +490,8 @@ struct Search {
     d: Vec<f64>,
     /// The smallest of `d` in each block of [`BLOCK`] columns.
     block_min: Vec<f64>,
+    /// The columns to do in each block: a block with none is not relaxed at all.
+    block_left: Vec<usize>,
     /// Potentials of the columns to do (`-inf` once settled).
     vs: Vec<f64>,
     /// Settled columns, in the order settled.
@@ -506,13 +514,16 @@ impl Search {
         self.dist[j] = self.d[j];
         self.d[j] = f64::INFINITY;
         self.vs[j] = f64::NEG_INFINITY;
+        self.block_left[j / BLOCK] -= 1;
         self.settled.push(j);
     }
 }
 
 /// Relaxes distances `d` through a row with costs `row`, column potentials `v` and
 /// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)`, without branches. Writes each
-/// block's smallest new distance to `block_min` and returns the smallest of all.
+/// block's smallest new distance to `block_min` and returns the smallest of all. Skips
+/// the blocks with no column left to do (`block_left`): on Machol-Wien the settled
+/// columns gather in whole blocks, and a long search would pass over them every time.
 ///
 /// With `RECORD` (long searches), also records `from` (the row's position among those
 /// scanned) in `pred` where a distance strictly improves, so that the path needs no
@@ -521,6 +532,7 @@ impl Search {
 /// branches. Never inlined: as a function of its own its slices are known not to
 /// overlap and the compiler vectorizes it; inlined into the search, it did not.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn relax<const RECORD: bool>(
     row: &[f64],
     v: &[f64],
@@ -529,26 +541,58 @@ fn relax<const RECORD: bool>(
     d: &mut [f64],
     pred: &mut [f64],
     block_min: &mut [f64],
+    block_left: &[usize],
 ) -> f64 {
-    const CHUNKS: usize = BLOCK / LANES;
     let n = d.len().min(row.len()).min(v.len()).min(pred.len());
-    let whole = n - n % LANES;
+    let whole = n - n % BLOCK;
     let mut least = f64::INFINITY;
-    let mut lanes = [f64::INFINITY; LANES];
-    let mut close = |lanes: &mut [f64; LANES], block: usize| {
-        let smallest = min_of(lanes);
-        if let Some(slot) = block_min.get_mut(block) {
+    for ((((d, p), c), v), (block_min, &left)) in d[..whole]
+        .chunks_exact_mut(BLOCK)
+        .zip(pred[..whole].chunks_exact_mut(BLOCK))
+        .zip(row[..whole].chunks_exact(BLOCK))
+        .zip(v[..whole].chunks_exact(BLOCK))
+        .zip(block_min.iter_mut().zip(block_left))
+    {
+        // A block whose columns are all settled has nothing to relax.
+        *block_min = if left == 0 {
+            f64::INFINITY
+        } else {
+            relax_block::<RECORD>(c, v, h, from, d, p)
+        };
+        least = if *block_min < least {
+            *block_min
+        } else {
+            least
+        };
+    }
+    if whole < n {
+        let (c, v) = (&row[whole..n], &v[whole..n]);
+        let smallest = relax_block::<RECORD>(c, v, h, from, &mut d[whole..n], &mut pred[whole..n]);
+        if let Some(slot) = block_min.get_mut(whole / BLOCK) {
             *slot = smallest;
         }
         least = if smallest < least { smallest } else { least };
-        *lanes = [f64::INFINITY; LANES];
-    };
-    for (k, (((d, p), c), v)) in d[..whole]
+    }
+    least
+}
+
+/// [`relax`] over the columns of one block; returns their smallest new distance.
+#[inline(always)]
+fn relax_block<const RECORD: bool>(
+    row: &[f64],
+    v: &[f64],
+    h: f64,
+    from: f64,
+    d: &mut [f64],
+    pred: &mut [f64],
+) -> f64 {
+    let whole = d.len() - d.len() % LANES;
+    let mut lanes = [f64::INFINITY; LANES];
+    for (((d, p), c), v) in d[..whole]
         .chunks_exact_mut(LANES)
         .zip(pred[..whole].chunks_exact_mut(LANES))
         .zip(row[..whole].chunks_exact(LANES))
         .zip(v[..whole].chunks_exact(LANES))
-        .enumerate()
     {
         for l in 0..LANES {
             let reduced = c[l] - v[l] - h;
@@ -560,24 +604,23 @@ fn relax<const RECORD: bool>(
             d[l] = x;
             lanes[l] = if x < lanes[l] { x } else { lanes[l] };
         }
-        if k % CHUNKS == CHUNKS - 1 {
-            close(&mut lanes, k / CHUNKS);
-        }
     }
-    for j in whole..n {
-        let reduced = row[j] - v[j] - h;
-        if reduced < d[j] {
-            d[j] = reduced;
+    for (((d, p), &c), &v) in d[whole..]
+        .iter_mut()
+        .zip(&mut pred[whole..])
+        .zip(&row[whole..])
+        .zip(&v[whole..])
+    {
+        let reduced = c - v - h;
+        if reduced < *d {
+            *d = reduced;
             if RECORD {
-                pred[j] = from;
+                *p = from;
             }
         }
-        lanes[0] = if d[j] < lanes[0] { d[j] } else { lanes[0] };
+        lanes[0] = if *d < lanes[0] { *d } else { lanes[0] };
     }
-    if n % BLOCK != 0 {
-        close(&mut lanes, n / BLOCK);
-    }
-    least
+    min_of(&lanes)
 }
 
 /// The smallest of `values` (`+inf` when empty): [`LANES`] running minima, with `<`
