@@ -319,6 +319,7 @@ impl<'a> Solver<'a> {
             d: vec![0.0; m],
             block_min: vec![f64::INFINITY; m.div_ceil(BLOCK)],
             block_left: vec![0; m.div_ceil(BLOCK)],
+            level: Vec::new(),
             vs: vec![0.0; m],
             settled: Vec::new(),
             dist: vec![0.0; m],
@@ -450,32 +451,49 @@ impl<'a> Solver<'a> {
 
     /// Settles the columns still to do at distance `mind` or below (below only by
     /// rounding), in column order; returns the first free one, which ends the search.
-    /// Only the blocks whose smallest distance is at most `mind` are read, and their
-    /// minima are brought up to date over the columns left.
+    /// Only the blocks whose smallest distance is at most `mind` are read. When a free
+    /// column is among them, the assigned ones before it are left as they are: settled
+    /// at the final distance they would be neither scanned nor repriced, and with many
+    /// ties (two-cost problems) settling them was most of a search.
     fn settle_at_most(&self, s: &mut Search, mind: f64) -> Option<usize> {
         let m = s.d.len();
+        s.level.clear();
         for b in 0..s.block_min.len() {
             if s.block_min[b] > mind {
                 continue;
             }
             let block = b * BLOCK..((b + 1) * BLOCK).min(m);
-            for base in block.clone().step_by(LANES) {
-                let end = (base + LANES).min(block.end);
+            for base in block.step_by(LANES) {
+                let end = (base + LANES).min(m);
                 if s.d[base..end]
                     .iter()
                     .fold(false, |any, &d| any | (d <= mind))
                 {
                     for j in base..end {
                         if s.d[j] <= mind {
-                            s.settle(j);
                             if self.row_of[j] == NONE {
+                                s.settle(j);
                                 return Some(j);
                             }
+                            s.level.push(j);
                         }
                     }
                 }
             }
-            s.block_min[b] = min_of(&s.d[block]);
+        }
+        // No free column at this distance: settle every column there, and bring the
+        // minima of their blocks up to date over the columns left.
+        for k in 0..s.level.len() {
+            let j = s.level[k];
+            s.settle(j);
+        }
+        let mut k = 0;
+        while k < s.level.len() {
+            let b = s.level[k] / BLOCK;
+            s.block_min[b] = min_of(&s.d[b * BLOCK..((b + 1) * BLOCK).min(m)]);
+            while k < s.level.len() && s.level[k] / BLOCK == b {
+                k += 1;
+            }
         }
         None
     }
@@ -492,6 +510,8 @@ struct Search {
     block_min: Vec<f64>,
     /// The columns to do in each block: a block with none is not relaxed at all.
     block_left: Vec<usize>,
+    /// The assigned columns found at the current distance, to settle together.
+    level: Vec<usize>,
     /// Potentials of the columns to do (`-inf` once settled).
     vs: Vec<f64>,
     /// Settled columns, in the order settled.
