@@ -51,7 +51,11 @@
 //! after a few steps per free row on average (the original allows `n`; on random
 //! problems its eviction chains cost more than the searches they save), and the dense
 //! search keeps its arrays in column order with settled columns behind `±inf`
-//! sentinels, so that scanning a row is one branch-free, vectorized pass.
+//! sentinels, so that scanning a row is one branch-free, vectorized pass. That pass
+//! also leaves the smallest distance of each block of 64 columns and skips blocks with
+//! every column settled, so that a long search (Machol-Wien costs settle about half the
+//! columns in each) makes one pass per scanned row over the columns still to do, as
+//! Crouse's implementation does, rather than two over all of them.
 //!
 //! # Determinism and ties
 //!
