@@ -54,8 +54,8 @@
 //! sentinels, so that scanning a row is one branch-free, vectorized pass. That pass
 //! also leaves the smallest distance of each block of 64 columns and skips blocks with
 //! every column settled, so that a long search (Machol-Wien costs settle about half the
-//! columns in each) makes one pass per scanned row over the columns still to do, as
-//! Crouse's implementation does, rather than two over all of them.
+//! columns in each) makes one pass per scanned row, over the blocks that still hold
+//! columns to do, rather than two over all the columns.
 //!
 //! # Determinism and ties
 //!
