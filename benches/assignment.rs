@@ -11,7 +11,9 @@
 //! score, pick the best) on the same data, as the baseline.
 //!
 //! `optimal_dense/...` and `optimal_sparse/...` (in `support/optimal.rs`) compare the
-//! crate's linear assignment solvers with `lapjv` and `pathfinding::kuhn_munkres`.
+//! crate's linear assignment solvers with `lapjv` and `pathfinding::kuhn_munkres`;
+//! `optimal_warm/...` times a re-solve after a few rows or columns changed, from
+//! scratch and warm.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -219,5 +221,10 @@ fn bench_greedy(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_greedy, optimal::bench_optimal);
+criterion_group!(
+    benches,
+    bench_greedy,
+    optimal::bench_optimal,
+    optimal::bench_warm
+);
 criterion_main!(benches);

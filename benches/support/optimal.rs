@@ -8,6 +8,10 @@
 //!   which have no notion of an infeasible pair, get the dense matrix with a large
 //!   finite cost there (large enough that their optimum uses no such pair).
 //!
+//! - `optimal_warm/{cold,warm}/{rows,cols}`: 1000 x 1000 uniform, solved once; then
+//!   10 rows (or 10 columns) get new costs and the problem is solved again, from
+//!   scratch (`solve_dense`) or from the first solve's duals (`solve_dense_warm`).
+//!
 //! `kuhn_munkres` maximizes integer weights: it gets the negated costs in thousandths.
 //! Sizes from 500 take fewer samples (flat sampling, ten of them) to keep the whole run to
 //! a couple of minutes on two cores; `kuhn_munkres` at 2000 takes about half a second
@@ -16,9 +20,12 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use concord::assignment::lap::{DenseCosts, SparseCosts, solve_dense, solve_sparse};
+use concord::assignment::lap::{
+    DenseCosts, SparseCosts, WarmStart, solve_dense, solve_dense_warm, solve_sparse,
+};
 use criterion::{
-    BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput, measurement::WallTime,
+    BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput,
+    measurement::WallTime,
 };
 use ndarray::Array2;
 use pathfinding::kuhn_munkres::kuhn_munkres;
@@ -139,5 +146,53 @@ pub fn bench_optimal(c: &mut Criterion) {
     group.bench_with_input(BenchmarkId::new("kuhn_munkres", n), &weights, |b, m| {
         b.iter(|| kuhn_munkres(black_box(m)))
     });
+    group.finish();
+}
+
+/// The warm start size and how many rows or columns change between the two solves.
+const WARM_SIZE: usize = 1000;
+const WARM_CHANGED: usize = 10;
+
+/// Registers the warm start benches: a re-solve after a few rows or columns changed,
+/// from scratch and from the previous solve's duals.
+pub fn bench_warm(c: &mut Criterion) {
+    let mut group = c.benchmark_group("optimal_warm");
+    let n = WARM_SIZE;
+    let before = matrix(n, 1.0, 0x3A11_7E57);
+    let fresh = matrix(n, 1.0, 0x3A11_7E58);
+    let original = DenseCosts::from_fn(n, n, |r, c| before[r * n + c]).expect("finite costs");
+    let mut warm = WarmStart::new();
+    solve_dense_warm(&original, &mut warm);
+    configure(&mut group, n);
+    group.throughput(Throughput::Elements(n as u64));
+    // Spread over the matrix, as tasks and agents that changed would be.
+    let changed: Vec<usize> = (0..WARM_CHANGED)
+        .map(|k| k * n / WARM_CHANGED + 7)
+        .collect();
+    for what in ["rows", "cols"] {
+        let costs = DenseCosts::from_fn(n, n, |r, c| {
+            let moved = if what == "rows" { r } else { c };
+            if changed.contains(&moved) {
+                fresh[r * n + c]
+            } else {
+                before[r * n + c]
+            }
+        })
+        .expect("finite costs");
+        let cold = solve_dense(&costs);
+        let warm_solution = solve_dense_warm(&costs, &mut warm.clone());
+        assert_eq!(cold.assigned, warm_solution.assigned);
+        assert!((cold.total_cost - warm_solution.total_cost).abs() < 1e-6);
+        group.bench_with_input(BenchmarkId::new("cold", what), &costs, |b, m| {
+            b.iter(|| solve_dense(black_box(m)))
+        });
+        group.bench_with_input(BenchmarkId::new("warm", what), &costs, |b, m| {
+            b.iter_batched(
+                || warm.clone(),
+                |mut start| solve_dense_warm(black_box(m), &mut start),
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }

@@ -3,10 +3,15 @@
 //! brute-force search and at the same least cost, returns a valid matching over
 //! feasible pairs only, agrees with the others, and gives the same output for the same
 //! input. On larger instances (up to 40 x 40, often with rows competing for too few
-//! columns), the dense and sparse solvers agree.
+//! columns), the dense and sparse solvers agree, also on Machol-Wien-like costs whose
+//! searches scan dozens of rows (the dense solver records a long search's path as it
+//! goes, and finds a short one's again at the end). A warm re-solve after some rows and
+//! columns changed (or from the solve of another problem altogether) finds what a cold
+//! solve finds.
 
 use concord::assignment::lap::{
-    DenseCosts, LapSolution, SparseCosts, solve, solve_dense, solve_sparse,
+    DenseCosts, LapSolution, SparseCosts, WarmStart, solve, solve_dense, solve_dense_warm,
+    solve_sparse,
 };
 use proptest::prelude::*;
 
@@ -208,5 +213,135 @@ proptest! {
         prop_assert_eq!(dense.assigned, dispatched.assigned);
         prop_assert!((dense.total_cost - sparse.total_cost).abs() <= p.tolerance());
         prop_assert!((dense.total_cost - dispatched.total_cost).abs() <= p.tolerance());
+    }
+}
+
+/// Costs near `(i + 1) * (j + 1)` (Machol and Wien): every row ranks the columns the
+/// same way, so each search scans about as many rows as are assigned, long past the
+/// point where the dense solver starts recording its path in the pass.
+fn long_search_problem() -> impl Strategy<Value = Problem> {
+    (
+        17usize..=60,
+        0usize..=20,
+        any::<bool>(),
+        0.0f64..0.3,
+        any::<u64>(),
+    )
+        .prop_map(|(n, extra, transposed, infeasible, seed)| {
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            };
+            let (rows, cols) = if transposed {
+                (n + extra, n)
+            } else {
+                (n, n + extra)
+            };
+            let costs = (0..rows * cols)
+                .map(|k| {
+                    let (r, c) = (k / cols, k % cols);
+                    let roll = next();
+                    let feasible = (roll % 1000) as f64 >= infeasible * 1000.0;
+                    feasible.then_some(((r + 1) * (c + 1)) as f64 + ((roll >> 16) % 3) as f64)
+                })
+                .collect();
+            Problem { rows, cols, costs }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn dense_and_sparse_agree_on_long_searches(p in long_search_problem()) {
+        let dense = solve_dense(&p.dense());
+        let sparse = solve_sparse(&p.sparse());
+        check_valid(&p, &dense)?;
+        check_valid(&p, &sparse)?;
+        prop_assert_eq!(dense.assigned, sparse.assigned);
+        prop_assert_eq!(dense.total_cost, sparse.total_cost);
+    }
+}
+
+/// A problem and a second one of the same shape in which some rows and columns have
+/// new costs (and feasibility), as a batch changes between two solves.
+fn changed_problem() -> impl Strategy<Value = (Problem, Problem)> {
+    (problem(), any::<u64>(), 0usize..=3, 0usize..=3).prop_map(|(p, seed, rows, cols)| {
+        let mut state = seed | 1;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut q = p.clone();
+        if p.rows > 0 && p.cols > 0 {
+            let changed_rows: Vec<usize> = (0..rows).map(|_| next() as usize % p.rows).collect();
+            let changed_cols: Vec<usize> = (0..cols).map(|_| next() as usize % p.cols).collect();
+            for r in 0..p.rows {
+                for c in 0..p.cols {
+                    if changed_rows.contains(&r) || changed_cols.contains(&c) {
+                        let roll = next();
+                        q.costs[r * p.cols + c] =
+                            (roll % 5 != 0).then_some(((roll >> 8) % 7) as f64 - 2.0);
+                    }
+                }
+            }
+        }
+        (p, q)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn a_warm_resolve_matches_a_cold_one((p, q) in changed_problem()) {
+        let mut warm = WarmStart::new();
+        let first = solve_dense_warm(&p.dense(), &mut warm);
+        prop_assert_eq!(&first, &solve_dense(&p.dense()), "a first solve is a cold one");
+        let resolved = solve_dense_warm(&q.dense(), &mut warm);
+        check_optimal(&q, &resolved, q.brute_force())?;
+        // And again from that state, unchanged: the same answer, every time.
+        let mut again = warm.clone();
+        let twice = solve_dense_warm(&q.dense(), &mut again);
+        check_optimal(&q, &twice, q.brute_force())?;
+        let mut once_more = warm.clone();
+        prop_assert_eq!(solve_dense_warm(&q.dense(), &mut once_more), twice);
+    }
+
+    #[test]
+    fn a_warm_start_from_another_shape_is_ignored(p in problem(), q in problem()) {
+        let mut warm = WarmStart::new();
+        solve_dense_warm(&p.dense(), &mut warm);
+        let s = solve_dense_warm(&q.dense(), &mut warm);
+        check_optimal(&q, &s, q.brute_force())?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn a_warm_resolve_matches_on_larger_problems(p in crowded_problem(), q in crowded_problem()) {
+        // Two unrelated problems cut to one shape: the warm start then starts from
+        // potentials that fit nothing, the hardest case for it.
+        let (rows, cols) = (p.rows.min(q.rows), p.cols.min(q.cols));
+        let cut = |x: &Problem| Problem {
+            rows,
+            cols,
+            costs: (0..rows * cols).map(|k| x.cost(k / cols, k % cols)).collect(),
+        };
+        let (p, q) = (cut(&p), cut(&q));
+        let mut warm = WarmStart::new();
+        solve_dense_warm(&p.dense(), &mut warm);
+        let warm_solution = solve_dense_warm(&q.dense(), &mut warm);
+        let cold = solve_dense(&q.dense());
+        check_valid(&q, &warm_solution)?;
+        prop_assert_eq!(warm_solution.assigned, cold.assigned);
+        prop_assert!((warm_solution.total_cost - cold.total_cost).abs() <= q.tolerance());
     }
 }

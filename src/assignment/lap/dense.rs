@@ -21,9 +21,11 @@
 //!
 //! The searches keep their working arrays by column and park settled columns behind
 //! sentinels (distance `+inf`, potential `-inf`), so that relaxing a row is one
-//! branch-free pass over three contiguous arrays, which the compiler vectorizes; the
-//! predecessors along the path are recomputed at the end instead of being written in
-//! that pass.
+//! branch-free pass over three contiguous arrays, which the compiler vectorizes. The
+//! pass also leaves the smallest distance of each block of columns, so that settling
+//! the next columns reads only the blocks that hold them. A short search finds its
+//! path's rows again at the end instead of writing them in that pass; a long one
+//! writes them (see [`RECORD_AFTER`]).
 
 use super::NONE;
 
@@ -35,6 +37,18 @@ const REDUCTION_STEPS: usize = 4;
 
 /// Lanes of the branch-free loops (the compiler maps them to vector registers).
 const LANES: usize = 8;
+
+/// Columns per block of a search's distances. The relax pass keeps each block's
+/// smallest distance, so that finding the columns at the next distance reads the
+/// blocks' minima and then only the blocks that hold it, rather than every column.
+const BLOCK: usize = 8 * LANES;
+
+/// Rows a search scans before its pass starts recording each column's row. Short
+/// searches (most of them on random costs) then keep the cheaper pass and find their
+/// path's rows again at the end among these few; long ones (Machol-Wien settles about
+/// half the columns in every search) would pay for that recomputation with the square
+/// of their length.
+const RECORD_AFTER: usize = 16;
 
 /// The result of [`solve`]: each row's column, `NONE` for a row left free.
 pub(super) enum Outcome {
@@ -49,12 +63,35 @@ pub(super) enum Outcome {
 /// costs: at least cost when every row can be assigned, otherwise as many as can be
 /// (see [`Outcome`]).
 pub(super) fn solve(rows: usize, cols: usize, costs: &[f64]) -> Outcome {
+    solve_from(rows, cols, costs, None).0
+}
+
+/// As [`solve`], starting from `warm` when given: the column potentials and each row's
+/// column (`NONE` when free) left by an earlier solve of a problem of the same shape,
+/// whose costs may since have changed anywhere. Returns the outcome and the column
+/// potentials it ends with, to start the next solve from.
+///
+/// A warm start keeps every pair that is still a least reduced cost of its row under
+/// the old potentials (the invariant the searches need), and frees the others. In a
+/// rectangular problem the free columns must also keep the highest potential: a
+/// column freed below it is raised to it, which frees every row for which that column
+/// became cheaper than its own, and so on. What is left runs as a cold solve does after
+/// its initial reductions (augmenting row reduction, then the searches), so a re-solve
+/// after a few rows or columns changed does a few searches instead of all of them.
+/// Potentials or a matching that do not fit (wrong lengths, a non-finite potential, a
+/// column used twice) are dropped for a cold start.
+pub(super) fn solve_from(
+    rows: usize,
+    cols: usize,
+    costs: &[f64],
+    warm: Option<(Vec<f64>, Vec<usize>)>,
+) -> (Outcome, Vec<f64>) {
     if rows > cols || rows.checked_mul(cols) != Some(costs.len()) {
         // Unreachable through the module's callers; assign nothing rather than panic.
-        return Outcome::Deficient(vec![NONE; rows]);
+        return (Outcome::Deficient(vec![NONE; rows]), vec![0.0; cols]);
     }
     if rows == 0 {
-        return Outcome::Optimal(Vec::new());
+        return (Outcome::Optimal(Vec::new()), vec![0.0; cols]);
     }
     let mut solver = Solver {
         rows,
@@ -66,18 +103,22 @@ pub(super) fn solve(rows: usize, cols: usize, costs: &[f64]) -> Outcome {
         deferred: Vec::new(),
         dead: Vec::new(),
     };
-    let mut free = if rows == cols {
-        solver.reduce_columns()
-    } else {
-        (0..rows).collect()
+    let fits = |(v, col_of): &(Vec<f64>, Vec<usize>)| {
+        v.len() == cols && col_of.len() == rows && v.iter().all(|x| x.is_finite())
+    };
+    let mut free = match warm.filter(fits) {
+        Some((v, col_of)) => solver.restart(v, &col_of),
+        None if rows == cols => solver.reduce_columns(),
+        None => (0..rows).collect(),
     };
     solver.reduce_rows(&mut free);
     solver.augment(&free);
-    if solver.deferred.is_empty() {
+    let outcome = if solver.deferred.is_empty() {
         Outcome::Optimal(solver.col_of)
     } else {
         Outcome::Deficient(solver.col_of)
-    }
+    };
+    (outcome, solver.v)
 }
 
 struct Solver<'a> {
@@ -104,6 +145,50 @@ impl<'a> Solver<'a> {
     fn row(&self, i: usize) -> &'a [f64] {
         let costs: &'a [f64] = self.costs;
         &costs[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Takes the potentials `v` and the matching `col_of` of an earlier solve (see
+    /// [`solve_from`]), keeps the pairs that still satisfy the invariants and returns
+    /// the rows left free, in increasing order.
+    fn restart(&mut self, v: Vec<f64>, col_of: &[usize]) -> Vec<usize> {
+        self.v = v;
+        // The reduced cost of each kept pair, to compare with raised columns below.
+        let mut own = vec![f64::INFINITY; self.rows];
+        for (i, &j) in col_of.iter().enumerate() {
+            if j >= self.cols || self.row_of[j] != NONE {
+                continue;
+            }
+            let row = self.row(i);
+            let (least, _) = two_smallest_values(row, &self.v);
+            let reduced = row[j] - self.v[j];
+            if reduced.is_finite() && reduced <= least {
+                self.col_of[i] = j;
+                self.row_of[j] = i;
+                own[i] = reduced;
+            }
+        }
+        if self.rows < self.cols {
+            // Free columns must keep the highest potential: raise those below it, and
+            // free the rows the raise makes prefer a free column to their own.
+            let top = self.v.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            let mut raise: Vec<usize> = (0..self.cols)
+                .filter(|&j| self.row_of[j] == NONE && self.v[j] < top)
+                .collect();
+            while let Some(k) = raise.pop() {
+                self.v[k] = top;
+                for (i, &own) in own.iter().enumerate() {
+                    let j = self.col_of[i];
+                    if j != NONE && self.row(i)[k] - top < own {
+                        self.col_of[i] = NONE;
+                        self.row_of[j] = NONE;
+                        if self.v[j] < top {
+                            raise.push(j);
+                        }
+                    }
+                }
+            }
+        }
+        (0..self.rows).filter(|&i| self.col_of[i] == NONE).collect()
     }
 
     /// Column reduction and reduction transfer (square problems only). Returns the rows
@@ -232,22 +317,29 @@ impl<'a> Solver<'a> {
         let m = self.cols;
         let mut s = Search {
             d: vec![0.0; m],
+            block_min: vec![f64::INFINITY; m.div_ceil(BLOCK)],
+            block_left: vec![0; m.div_ceil(BLOCK)],
+            level: Vec::new(),
             vs: vec![0.0; m],
             settled: Vec::new(),
             dist: vec![0.0; m],
+            pred: vec![0.0; m],
             scanned: Vec::new(),
         };
         let mut path = Vec::new();
         for &start in free {
-            let row = self.row(start);
             s.vs.copy_from_slice(&self.v);
-            for ((d, &c), &v) in s.d.iter_mut().zip(row).zip(&self.v) {
-                *d = c - v - 0.0;
-            }
             for &j in &self.dead {
-                s.d[j] = f64::INFINITY;
                 s.vs[j] = f64::NEG_INFINITY;
             }
+            // The start row's reduced costs, as a relaxation from nothing.
+            s.d.fill(f64::INFINITY);
+            for (b, left) in s.block_left.iter_mut().enumerate() {
+                *left = (m - b * BLOCK).min(BLOCK);
+            }
+            let (d, pred, block_min) = (&mut s.d, &mut s.pred, &mut s.block_min);
+            let row = self.row(start);
+            relax::<false>(row, &s.vs, 0.0, 0.0, d, pred, block_min, &s.block_left);
             s.settled.clear();
             s.scanned.clear();
             s.scanned.push((start, 0.0));
@@ -256,8 +348,7 @@ impl<'a> Solver<'a> {
                 self.dead.extend_from_slice(&s.settled);
                 continue;
             };
-            // Trace the path back to the start (before the potentials change: `pred`
-            // recomputes with them), then flip it.
+            // Trace the path back to the start, then flip it.
             path.clear();
             let mut j = end;
             let traced = loop {
@@ -287,14 +378,19 @@ impl<'a> Solver<'a> {
         }
     }
 
-    /// The row column `j` was reached from: the first scanned row whose relaxation gives
-    /// exactly `j`'s distance. The search kept the first strict improvement, and this
-    /// recomputation repeats the same operations on the same values, so it finds that
-    /// row.
+    /// The row column `j` was reached from. Once a search has scanned more than
+    /// [`RECORD_AFTER`] rows, the pass records it (`pred`, reset to `-1` when the
+    /// recording starts); otherwise it is the first of the first rows scanned whose
+    /// relaxation gives exactly `j`'s distance: the search kept the first strict
+    /// improvement, and this recomputation repeats the same operations on the same
+    /// values, so it finds that row.
     fn pred(&self, s: &Search, j: usize) -> usize {
+        if s.scanned.len() > RECORD_AFTER && s.pred[j] >= 0.0 {
+            return s.scanned.get(s.pred[j] as usize).map_or(NONE, |&(i, _)| i);
+        }
         let target = s.dist[j];
         let v = self.v[j];
-        s.scanned
+        s.scanned[..s.scanned.len().min(RECORD_AFTER)]
             .iter()
             .find(|&&(i, h)| self.row(i)[j] - v - h == target)
             .map_or(NONE, |&(i, _)| i)
@@ -309,12 +405,14 @@ impl<'a> Solver<'a> {
         let mut lo = 0;
         let mut ready = 0;
         let mut mind = 0.0;
+        // The smallest distance to do, when the last pass found it.
+        let mut least = None;
         loop {
             if lo == s.settled.len() {
                 // Everything at the previous distance is scanned: settle the columns at
                 // the next smallest distance.
                 ready = lo;
-                mind = min_of(&s.d);
+                mind = least.unwrap_or_else(|| min_of(&s.block_min));
                 if !mind.is_finite() {
                     return None;
                 }
@@ -328,8 +426,22 @@ impl<'a> Solver<'a> {
             let i = self.row_of[j];
             let row = self.row(i);
             let h = row[j] - self.v[j] - mind;
+            let from = s.scanned.len();
             s.scanned.push((i, h));
-            if relax(row, &s.vs, h, mind, &mut s.d) {
+            if from == RECORD_AFTER {
+                s.pred.fill(-1.0);
+            }
+            let (d, pred, block_min) = (&mut s.d, &mut s.pred, &mut s.block_min);
+            let left = &s.block_left;
+            let smallest = if from < RECORD_AFTER {
+                relax::<false>(row, &s.vs, h, 0.0, d, pred, block_min, left)
+            } else {
+                relax::<true>(row, &s.vs, h, from as f64, d, pred, block_min, left)
+            };
+            least = Some(smallest);
+            if smallest <= mind {
+                // The columns settled now leave `least` behind; the next pass finds it.
+                least = None;
                 if let Some(end) = self.settle_at_most(s, mind) {
                     return Some((end, ready, mind));
                 }
@@ -339,26 +451,48 @@ impl<'a> Solver<'a> {
 
     /// Settles the columns still to do at distance `mind` or below (below only by
     /// rounding), in column order; returns the first free one, which ends the search.
+    /// Only the blocks whose smallest distance is at most `mind` are read. When a free
+    /// column is among them, the assigned ones before it are left as they are: settled
+    /// at the final distance they would be neither scanned nor repriced, and with many
+    /// ties (two-cost problems) settling them was most of a search.
     fn settle_at_most(&self, s: &mut Search, mind: f64) -> Option<usize> {
         let m = s.d.len();
-        for base in (0..m).step_by(LANES) {
-            let end = (base + LANES).min(m);
-            if s.d[base..end]
-                .iter()
-                .fold(false, |any, &d| any | (d <= mind))
-            {
-                for j in base..end {
-                    let d = s.d[j];
-                    if d <= mind {
-                        s.dist[j] = d;
-                        s.d[j] = f64::INFINITY;
-                        s.vs[j] = f64::NEG_INFINITY;
-                        s.settled.push(j);
-                        if self.row_of[j] == NONE {
-                            return Some(j);
+        s.level.clear();
+        for b in 0..s.block_min.len() {
+            if s.block_min[b] > mind {
+                continue;
+            }
+            let block = b * BLOCK..((b + 1) * BLOCK).min(m);
+            for base in block.step_by(LANES) {
+                let end = (base + LANES).min(m);
+                if s.d[base..end]
+                    .iter()
+                    .fold(false, |any, &d| any | (d <= mind))
+                {
+                    for j in base..end {
+                        if s.d[j] <= mind {
+                            if self.row_of[j] == NONE {
+                                s.settle(j);
+                                return Some(j);
+                            }
+                            s.level.push(j);
                         }
                     }
                 }
+            }
+        }
+        // No free column at this distance: settle every column there, and bring the
+        // minima of their blocks up to date over the columns left.
+        for k in 0..s.level.len() {
+            let j = s.level[k];
+            s.settle(j);
+        }
+        let mut k = 0;
+        while k < s.level.len() {
+            let b = s.level[k] / BLOCK;
+            s.block_min[b] = min_of(&s.d[b * BLOCK..((b + 1) * BLOCK).min(m)]);
+            while k < s.level.len() && s.level[k] / BLOCK == b {
+                k += 1;
             }
         }
         None
@@ -372,29 +506,141 @@ impl<'a> Solver<'a> {
 struct Search {
     /// Distances of the columns to do (`+inf` once settled).
     d: Vec<f64>,
+    /// The smallest of `d` in each block of [`BLOCK`] columns.
+    block_min: Vec<f64>,
+    /// The columns to do in each block: a block with none is not relaxed at all.
+    block_left: Vec<usize>,
+    /// The assigned columns found at the current distance, to settle together.
+    level: Vec<usize>,
     /// Potentials of the columns to do (`-inf` once settled).
     vs: Vec<f64>,
     /// Settled columns, in the order settled.
     settled: Vec<usize>,
     /// Distances of the settled columns.
     dist: Vec<f64>,
+    /// Once a search scans more than [`RECORD_AFTER`] rows: the row each column was
+    /// last improved from, as its position in `scanned` (`-1` when before that), an
+    /// `f64` so that the pass that writes it stays in one vector type.
+    pred: Vec<f64>,
     /// The rows scanned, in order, with their potential minus the distance then; the
     /// start row first, with zero.
     scanned: Vec<(usize, f64)>,
 }
 
-/// Relaxes distances `d` through a row with costs `row`, column potentials `v` and
-/// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)`, without branches. Returns whether
-/// some relaxed distance is at most `mind`.
-#[inline(always)]
-fn relax(row: &[f64], v: &[f64], h: f64, mind: f64, d: &mut [f64]) -> bool {
-    let mut tie = false;
-    for ((d, &c), &v) in d.iter_mut().zip(row).zip(v) {
-        let reduced = c - v - h;
-        tie |= reduced <= mind;
-        *d = if reduced < *d { reduced } else { *d };
+impl Search {
+    /// Moves column `j` from the columns to do to the settled ones.
+    #[inline(always)]
+    fn settle(&mut self, j: usize) {
+        self.dist[j] = self.d[j];
+        self.d[j] = f64::INFINITY;
+        self.vs[j] = f64::NEG_INFINITY;
+        self.block_left[j / BLOCK] -= 1;
+        self.settled.push(j);
     }
-    tie
+}
+
+/// Relaxes distances `d` through a row with costs `row`, column potentials `v` and
+/// offset `h`: `d[j] = min(d[j], row[j] - v[j] - h)`, without branches. Writes each
+/// block's smallest new distance to `block_min` and returns the smallest of all. Skips
+/// the blocks with no column left to do (`block_left`): on Machol-Wien the settled
+/// columns gather in whole blocks, and a long search would pass over them every time.
+///
+/// With `RECORD` (long searches), also records `from` (the row's position among those
+/// scanned) in `pred` where a distance strictly improves, so that the path needs no
+/// recomputation at the end (which grows with the square of the search); `pred` is
+/// written through a bit mask rather than a select, which the compiler turns into
+/// branches. Never inlined: as a function of its own its slices are known not to
+/// overlap and the compiler vectorizes it; inlined into the search, it did not.
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn relax<const RECORD: bool>(
+    row: &[f64],
+    v: &[f64],
+    h: f64,
+    from: f64,
+    d: &mut [f64],
+    pred: &mut [f64],
+    block_min: &mut [f64],
+    block_left: &[usize],
+) -> f64 {
+    let n = d.len().min(row.len()).min(v.len()).min(pred.len());
+    let whole = n - n % BLOCK;
+    let mut least = f64::INFINITY;
+    for ((((d, p), c), v), (block_min, &left)) in d[..whole]
+        .chunks_exact_mut(BLOCK)
+        .zip(pred[..whole].chunks_exact_mut(BLOCK))
+        .zip(row[..whole].chunks_exact(BLOCK))
+        .zip(v[..whole].chunks_exact(BLOCK))
+        .zip(block_min.iter_mut().zip(block_left))
+    {
+        // A block whose columns are all settled has nothing to relax.
+        *block_min = if left == 0 {
+            f64::INFINITY
+        } else {
+            relax_block::<RECORD>(c, v, h, from, d, p)
+        };
+        least = if *block_min < least {
+            *block_min
+        } else {
+            least
+        };
+    }
+    if whole < n {
+        let (c, v) = (&row[whole..n], &v[whole..n]);
+        let smallest = relax_block::<RECORD>(c, v, h, from, &mut d[whole..n], &mut pred[whole..n]);
+        if let Some(slot) = block_min.get_mut(whole / BLOCK) {
+            *slot = smallest;
+        }
+        least = if smallest < least { smallest } else { least };
+    }
+    least
+}
+
+/// [`relax`] over the columns of one block; returns their smallest new distance.
+#[inline(always)]
+fn relax_block<const RECORD: bool>(
+    row: &[f64],
+    v: &[f64],
+    h: f64,
+    from: f64,
+    d: &mut [f64],
+    pred: &mut [f64],
+) -> f64 {
+    let whole = d.len() - d.len() % LANES;
+    let mut lanes = [f64::INFINITY; LANES];
+    for (((d, p), c), v) in d[..whole]
+        .chunks_exact_mut(LANES)
+        .zip(pred[..whole].chunks_exact_mut(LANES))
+        .zip(row[..whole].chunks_exact(LANES))
+        .zip(v[..whole].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            let reduced = c[l] - v[l] - h;
+            if RECORD {
+                let better = 0u64.wrapping_sub((reduced < d[l]) as u64);
+                p[l] = f64::from_bits((from.to_bits() & better) | (p[l].to_bits() & !better));
+            }
+            let x = if reduced < d[l] { reduced } else { d[l] };
+            d[l] = x;
+            lanes[l] = if x < lanes[l] { x } else { lanes[l] };
+        }
+    }
+    for (((d, p), &c), &v) in d[whole..]
+        .iter_mut()
+        .zip(&mut pred[whole..])
+        .zip(&row[whole..])
+        .zip(&v[whole..])
+    {
+        let reduced = c - v - h;
+        if reduced < *d {
+            *d = reduced;
+            if RECORD {
+                *p = from;
+            }
+        }
+        lanes[0] = if *d < lanes[0] { *d } else { lanes[0] };
+    }
+    min_of(&lanes)
 }
 
 /// The smallest of `values` (`+inf` when empty): [`LANES`] running minima, with `<`
