@@ -305,6 +305,12 @@ pub(crate) const ALWAYS_SCORED: [usize; 2] = [0, 1];
 pub(crate) struct CompiledTask {
     pub(crate) roles: CapabilitySet,
     pub(crate) capabilities: CapabilitySet,
+    /// Each required role's bit, with its place in the task's list of roles (the
+    /// first place a role is named): what an explanation names a missing role by,
+    /// without looking the bit's name up.
+    pub(crate) role_at: Vec<(usize, usize)>,
+    /// The same for capabilities.
+    pub(crate) capability_at: Vec<(usize, usize)>,
     /// One per fleet dimension.
     pub(crate) needs: Vec<u64>,
     /// The dimensions with a non-zero need, and the need.
@@ -315,25 +321,12 @@ pub(crate) struct CompiledTask {
     pub(crate) unknown_role: Option<crate::id::Role>,
     /// The first required capability no agent of the fleet has ever had.
     pub(crate) unknown_capability: Option<crate::id::Capability>,
-    /// Whether the role or capability sets have bits past the first 128.
-    pub(crate) spilled: bool,
     /// Dimensions scored by the resource scorers: cpu, memory and every dimension the
     /// task needs.
     pub(crate) scored_dims: Vec<usize>,
     /// Affinity per agent, aligned with the fleet, when the fleet has an affinity table
     /// row for the task's kind; empty when it has none (a fleet is never empty).
     pub(crate) affinity: Vec<f64>,
-}
-
-impl CompiledTask {
-    /// The one role bit required, when exactly one is and the sets are not spilled.
-    pub(crate) fn single_role(&self) -> Option<usize> {
-        let mut bits = self.roles.iter();
-        match (bits.next(), bits.next()) {
-            (Some(b), None) if !self.spilled => Some(b.index()),
-            _ => None,
-        }
-    }
 }
 
 /// The agents an assigner may choose from, as a struct of arrays: statuses, free slots,
@@ -653,27 +646,20 @@ impl Fleet {
         self.capability_catalog.len()
     }
 
-    /// The name of role bit `bit`.
-    pub(crate) fn role_name(&self, bit: usize) -> Option<&str> {
-        self.role_catalog.iter().nth(bit).map(|(_, n)| n)
-    }
-
-    /// The name of capability bit `bit`.
-    pub(crate) fn capability_name(&self, bit: usize) -> Option<&str> {
-        self.capability_catalog.iter().nth(bit).map(|(_, n)| n)
-    }
-
     /// Translates a task against this fleet into `t`, reusing its buffers, with
     /// resources laid out as `dims` (the fleet's dimensions, then any the batch adds).
     pub(crate) fn compile_into(&self, task: &Task, t: &mut CompiledTask, dims: &[ResourceName]) {
         let req = task.requirements();
         // Known names become bits; the first unknown one (no agent has it) is kept.
         t.roles = CapabilitySet::new();
+        t.role_at.clear();
         t.unknown_role = None;
-        for r in req.roles() {
+        for (k, r) in req.roles().iter().enumerate() {
             match self.role_catalog.get(r.as_str()) {
                 Some(bit) => {
-                    t.roles.insert(bit);
+                    if t.roles.insert(bit) {
+                        t.role_at.push((bit.index(), k));
+                    }
                 }
                 None => {
                     t.unknown_role.get_or_insert_with(|| r.clone());
@@ -681,11 +667,14 @@ impl Fleet {
             }
         }
         t.capabilities = CapabilitySet::new();
+        t.capability_at.clear();
         t.unknown_capability = None;
-        for c in req.capabilities() {
+        for (k, c) in req.capabilities().iter().enumerate() {
             match self.capability_catalog.get(c.as_str()) {
                 Some(bit) => {
-                    t.capabilities.insert(bit);
+                    if t.capabilities.insert(bit) {
+                        t.capability_at.push((bit.index(), k));
+                    }
                 }
                 None => {
                     t.unknown_capability.get_or_insert_with(|| c.clone());
@@ -693,7 +682,6 @@ impl Fleet {
             }
         }
         t.satisfiable = t.unknown_role.is_none() && t.unknown_capability.is_none();
-        t.spilled = t.roles.is_spilled() || t.capabilities.is_spilled();
         t.needs.clear();
         t.needs.resize(dims.len(), 0);
         t.need_dims.clear();

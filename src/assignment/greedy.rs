@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::explain::{Explanation, PluginScore, Rejection, RejectionCount};
 use super::fleet::{ALWAYS_SCORED, CompiledTask, Fleet};
+use super::index::{AgentIndex, Bits, Candidates};
 use super::{
     Admission, Assigner, AssignmentError, Placement, Plan, Refusal, Unplaced, check_batch,
     placement_order,
@@ -153,10 +154,13 @@ impl ScoreWeights {
 /// best is tried, and so on.
 ///
 /// # Complexity
-/// O(t · a · d) for t tasks, a agents and d resource dimensions, with no allocation per
-/// agent check: the built-in filters are a fused loop over the fleet's arrays, and
-/// scoring runs only on agents that pass them. Host filters and scorers run only on
-/// agents that pass the built-in filters.
+/// O(t · a · d) for t tasks, a agents and d resource dimensions at worst, with no
+/// allocation per agent check. The status, slot, role and capability filters run on
+/// a bitmap index, 64 agents a machine word (O(t · a / 64 · r) for r required roles
+/// and capabilities, less when a task's first requirement is rare), and count the
+/// rejected agents by popcount; resources are checked and scores computed only for
+/// the agents that pass them. Host filters and scorers run only on agents that pass
+/// the built-in filters.
 ///
 /// Extra space O(t + a · d), in buffers the assigner keeps between calls (sized for
 /// the largest batch and fleet so far), so that a call allocates little beyond the
@@ -519,10 +523,6 @@ pub(crate) struct Engine<'a> {
     parts: &'a [(usize, &'static str, f64)],
     pub(crate) weight_sum: f64,
     agents: usize,
-    /// Whether some agent has role or capability bits past the first 128 (then the
-    /// exact, slower filter runs). Not worked out for a one-task batch, which always
-    /// runs the exact filter.
-    spilled: bool,
     /// A one-task batch ([`Engine::one_task`]): the fleet's own columns are read in
     /// place, and `buf` holds only the dimensions, counters and fits.
     direct: bool,
@@ -542,18 +542,23 @@ pub(crate) struct Buffers {
     dims: Vec<ResourceName>,
     /// Per dimension, what the ledger's pool leaves; charged as the batch goes.
     pool_free: Vec<u64>,
-    /// Free resources, dimension-major: `free[d * agents + i]`.
-    free: Vec<u64>,
+    /// Per agent, per dimension the batch reads: the free amount (charged as the
+    /// batch goes) and `1 / capacity` (0 where unknown or unlimited), at
+    /// `columns[i * stride + place[d]]`. Agent-major: an agent that passes the role
+    /// and capability filters has its resources checked and scored in one or two
+    /// cache lines.
+    columns: Vec<(u64, f64)>,
+    /// Per dimension, its place in an agent's row of `columns` (for those the batch
+    /// reads).
+    place: Vec<usize>,
+    /// The length of an agent's row of `columns`: how many dimensions the batch reads.
+    stride: usize,
     slots: Vec<u32>,
-    /// Available with a free slot.
-    eligible: Vec<bool>,
-    /// The first 128 role and capability bits of each agent.
-    roles: Vec<[u64; 2]>,
-    caps: Vec<[u64; 2]>,
-    /// `1 / capacity`, dimension-major; 0 where unknown or unlimited.
-    inv_cap: Vec<f64>,
+    /// Which agents are eligible (available with a free slot), and the maps of the
+    /// roles and capabilities the batch's tasks ask for.
+    index: AgentIndex,
     /// The dimensions the batch reads: cpu and memory (always scored) and those some
-    /// task needs. `free` and `inv_cap` are filled for these only (zero elsewhere).
+    /// task needs; `columns` holds these only.
     read: Vec<bool>,
     /// One counter per reason code.
     counts: Vec<u32>,
@@ -561,12 +566,13 @@ pub(crate) struct Buffers {
     fits: Vec<(usize, f64)>,
     /// Those of `fits` that host filters keep, with host scores added.
     kept: Vec<(usize, f64)>,
-    /// The role index: the agents playing each role (by bit), ascending.
-    members: Vec<Vec<usize>>,
-    /// Per role bit, how many eligible agents play it.
-    eligible_with_role: Vec<u32>,
-    /// How many agents are eligible.
-    eligible_total: u32,
+    /// The task being filtered: the maps of its roles and capabilities, each with the
+    /// reason code of lacking it, in the order reasons are told apart.
+    reqs: Vec<(u32, usize)>,
+    /// The words of agents that passed the role and capability filters.
+    candidates: Vec<Candidates>,
+    /// The agents that passed every built-in filter, with their scores.
+    scored: Vec<(usize, f64)>,
     /// Ineligible agents per reason code (statuses and "no free slot").
     ineligible: [u32; NO_SLOT + 1],
 }
@@ -590,7 +596,7 @@ impl<'a> Engine<'a> {
     /// nothing is charged before the batch's one placement and nothing is read after
     /// it, so they hold exactly what the copies would. Every agent goes through the
     /// exact per-agent filter ([`reject_code`](Self::reject_code)): for one task, one
-    /// such pass costs less than building the copies and the role index.
+    /// such pass costs less than building the copies and the index.
     fn one_task(
         cfg: &'a GreedyAssigner,
         fleet: &'a Fleet,
@@ -663,85 +669,54 @@ impl<'a> Engine<'a> {
             parts,
             weight_sum,
             agents: fleet.len(),
-            spilled: false,
             direct,
             n_roles,
             n_caps,
         })
     }
 
-    /// Copies the fleet's columns into the buffers, laid out for the filter loop, and
-    /// builds the role index.
+    /// Copies the fleet's resource columns into the buffers, laid out for the
+    /// filter loop.
     fn fill_columns(&mut self) {
         let (fleet, buf) = (self.fleet, &mut *self.buf);
         let n_dims = buf.read.len();
         buf.pool_free.clone_from(&fleet.pool_free);
         buf.pool_free.resize(n_dims, u64::MAX);
-        // Dimension-major copies (`d * agents + i`): the filter loop reads one
-        // dimension of many agents at a time.
-        let agents = self.agents;
-        let (free, inv_cap) = (&mut buf.free, &mut buf.inv_cap);
-        free.clear();
-        free.resize(agents * n_dims, 0);
-        inv_cap.clear();
-        inv_cap.resize(agents * n_dims, 0.0);
-        // Only the dimensions the batch reads: a one-task batch over many agents would
-        // otherwise pay a division per agent for every dimension the fleet has.
-        for d in (0..n_dims).filter(|&d| buf.read[d]) {
-            for i in 0..agents {
-                let (f, inv) = fleet_column(fleet, i, d);
-                free[d * agents + i] = f;
-                inv_cap[d * agents + i] = inv;
-            }
+        // Only the dimensions the batch reads: a batch over many agents would
+        // otherwise pay a division per agent for every dimension the fleet has, and
+        // carry them in every agent's row.
+        let (read, place, columns) = (&buf.read, &mut buf.place, &mut buf.columns);
+        place.clear();
+        place.resize(n_dims, 0);
+        let mut stride = 0;
+        for d in (0..n_dims).filter(|&d| read[d]) {
+            place[d] = stride;
+            stride += 1;
         }
-        buf.eligible.clear();
-        buf.eligible
-            .extend((0..agents).map(|i| eligible_at_start(fleet, i)));
-        self.spilled = fleet
-            .roles
-            .iter()
-            .chain(&fleet.capabilities)
-            .any(|s| s.is_spilled());
-        let members = &mut buf.members;
-        members.truncate(self.n_roles);
-        members.iter_mut().for_each(Vec::clear);
-        members.resize_with(self.n_roles, Vec::new);
-        for (i, set) in fleet.roles.iter().enumerate() {
-            for bit in set.iter() {
-                if let Some(m) = members.get_mut(bit.index()) {
-                    m.push(i);
-                }
-            }
+        buf.stride = stride;
+        columns.clear();
+        columns.reserve(self.agents * stride);
+        for i in 0..self.agents {
+            columns.extend(
+                (0..n_dims)
+                    .filter(|&d| read[d])
+                    .map(|d| fleet_column(fleet, i, d)),
+            );
         }
         buf.slots.clone_from(&fleet.slots);
-        buf.roles.clear();
-        buf.roles
-            .extend(fleet.roles.iter().map(|s| s.inline_words()));
-        buf.caps.clear();
-        buf.caps
-            .extend(fleet.capabilities.iter().map(|s| s.inline_words()));
     }
 
-    /// Fills the eligibility counters from the columns.
+    /// Starts the index (which agents are eligible; no role or capability map until
+    /// a task asks for one) and fills the counters of ineligible agents.
     fn count_eligible(&mut self) {
-        let n_roles = self.n_roles;
-        let buf = &mut *self.buf;
-        buf.eligible_with_role.clear();
-        buf.eligible_with_role.resize(n_roles, 0);
-        buf.eligible_total = 0;
+        let (fleet, buf) = (self.fleet, &mut *self.buf);
+        buf.index
+            .reset(fleet.len(), self.n_roles + self.n_caps, |i| {
+                eligible_at_start(fleet, i)
+            });
         buf.ineligible = [0; NO_SLOT + 1];
-        for i in 0..self.fleet.len() {
-            if buf.eligible[i] {
-                buf.eligible_total += 1;
-            } else {
-                buf.ineligible[status_code(self.fleet, i)] += 1;
-            }
-        }
-        // Counted from the role index, one role at a time: the count stays in a
-        // register, where adding into memory per agent and role made a chain of
-        // dependent writes whenever many agents share a role.
-        for (count, members) in buf.eligible_with_role.iter_mut().zip(&buf.members) {
-            *count = members.iter().filter(|&&i| buf.eligible[i]).count() as u32;
+        for i in (0..fleet.len()).filter(|&i| !eligible_at_start(fleet, i)) {
+            buf.ineligible[status_code(fleet, i)] += 1;
         }
     }
 
@@ -762,14 +737,14 @@ impl<'a> Engine<'a> {
     }
 
     /// [`builtin_scores`](Self::builtin_scores) from the copied columns, for the
-    /// filter loops that only a batch with copies runs. Kept out of those loops: only
-    /// the few agents that pass the filters are scored, and inlined, the formula took
-    /// registers from the loop (3% on a large batch).
-    #[inline(never)]
+    /// batch path. Inlined into the batch's scoring loop, which does nothing else: out
+    /// of line, the four scores went back through memory, and each total waited for
+    /// them to be stored and read back.
+    #[inline]
     fn copied_scores(&self, i: usize, t: &CompiledTask) -> [f64; 4] {
-        let (buf, n) = (&*self.buf, self.agents);
+        let (buf, row) = (&*self.buf, i * self.buf.stride);
         builtin_scores(&self.weights, t, i, move |d| {
-            (buf.free[d * n + i], buf.inv_cap[d * n + i])
+            buf.columns[row + buf.place[d]]
         })
     }
 
@@ -809,7 +784,7 @@ impl<'a> Engine<'a> {
         if self.direct {
             eligible_at_start(self.fleet, i)
         } else {
-            self.buf.eligible[i]
+            self.buf.index.is_eligible(i)
         }
     }
 
@@ -831,8 +806,12 @@ impl<'a> Engine<'a> {
     /// into them).
     #[inline]
     fn copied_short_dim(&self, i: usize, t: &CompiledTask) -> Option<usize> {
-        let (buf, n) = (&*self.buf, self.agents);
-        short_dim(t, |d| buf.free[d * n + i], |d| buf.pool_free[d])
+        let (buf, row) = (&*self.buf, i * self.buf.stride);
+        short_dim(
+            t,
+            |d| buf.columns[row + buf.place[d]].0,
+            |d| buf.pool_free[d],
+        )
     }
 
     fn dim_code(&self, d: usize) -> usize {
@@ -844,9 +823,11 @@ impl<'a> Engine<'a> {
     /// how many fit. With `collect`, every agent that fits is also pushed to `fits`
     /// with its score.
     ///
-    /// Agents go 64 at a time: one branch-free pass sets a bit per agent and filter,
-    /// then reasons are counted from the masks with popcounts (per agent only where a
-    /// reason must be told apart, e.g. which of two required capabilities is missing).
+    /// In a batch, the index's maps take the agents 64 at a time through status,
+    /// slots, roles and capabilities, in the order reasons are told apart, counting
+    /// rejections by popcount (see [`AgentIndex::filter`]); only the agents left are
+    /// visited one by one, for resources and scores. A one-task batch, which has no
+    /// index, visits every agent.
     fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored, usize) {
         self.buf.counts.iter_mut().for_each(|c| *c = 0);
         self.buf.fits.clear();
@@ -872,7 +853,7 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        if self.direct || self.spilled || t.spilled {
+        if self.direct {
             for i in 0..n {
                 match self.reject_code(i, t) {
                     Some(code) => self.buf.counts[code] += 1,
@@ -884,208 +865,51 @@ impl<'a> Engine<'a> {
             }
             return (best, second, fitted);
         }
-        if let Some(role) = t.single_role() {
-            // The role index: only agents playing the role are visited; the eligible
-            // ones that do not play it are counted from the counters.
-            let role_code = NO_SLOT + 1 + role;
-            self.buf.counts[..=NO_SLOT].copy_from_slice(&self.buf.ineligible);
-            self.buf.counts[role_code] =
-                self.buf.eligible_total - self.buf.eligible_with_role[role];
-            let [tc0, tc1] = t.capabilities.inline_words();
-            for &i in &self.buf.members[role] {
-                if !self.buf.eligible[i] {
-                    continue;
-                }
-                let [c0, c1] = self.buf.caps[i];
-                if (c0 & tc0 != tc0) | (c1 & tc1 != tc1) {
-                    let missing = (tc0 & !c0, tc1 & !c1);
-                    let bit = if missing.0 != 0 {
-                        missing.0.trailing_zeros() as usize
-                    } else {
-                        64 + missing.1.trailing_zeros() as usize
-                    };
-                    self.buf.counts[NO_SLOT + 1 + self.n_roles + bit] += 1;
-                    continue;
-                }
-                if let Some(d) = self.copied_short_dim(i, t) {
-                    let code = self.dim_code(d);
-                    self.buf.counts[code] += 1;
-                    continue;
-                }
-                let score = self.builtin_total(&self.copied_scores(i, t));
-                offer(i, score, &mut self.buf.fits);
-            }
-            return (best, second, fitted);
+        // The batch path: roles and capabilities through the index, a machine word
+        // of agents at a time; resources and scores for the few agents left.
+        let (fleet, n_roles) = (self.fleet, self.n_roles);
+        let mut reqs = std::mem::take(&mut self.buf.reqs);
+        reqs.clear();
+        let index = &mut self.buf.index;
+        index.make_room(t.roles.len() + t.capabilities.len());
+        for bit in t.roles.iter() {
+            let slot = index.map_of(bit.index(), &fleet.roles, bit);
+            reqs.push((slot, NO_SLOT + 1 + bit.index()));
         }
-        let [tr0, tr1] = t.roles.inline_words();
-        let [tc0, tc1] = t.capabilities.inline_words();
-        let single_role = t.roles.len() <= 1;
-        let single_cap = t.capabilities.len() <= 1;
-        let role_code = t.roles.iter().next().map(|b| NO_SLOT + 1 + b.index());
-        let cap_code = t
-            .capabilities
-            .iter()
-            .next()
-            .map(|b| NO_SLOT + 1 + self.n_roles + b.index());
-        let single_dim = t.need_dims.len() <= 1;
-        let mut start = 0;
-        while start < n {
-            let end = (start + 64).min(n);
-            let (em, rm, cm, fm) = self.block_masks(start, end, t, [tr0, tr1], [tc0, tc1]);
-            let all = if end - start == 64 {
-                u64::MAX
-            } else {
-                (1u64 << (end - start)) - 1
-            };
-            for j in Bits(!em & all) {
-                let code = self.status_code(start + j);
-                self.buf.counts[code] += 1;
-            }
-            let no_role = em & !rm;
-            match role_code {
-                Some(code) if single_role => self.buf.counts[code] += no_role.count_ones(),
-                _ => {
-                    for j in Bits(no_role) {
-                        if let Some(code) = self.reject_code(start + j, t) {
-                            self.buf.counts[code] += 1;
-                        }
-                    }
-                }
-            }
-            let no_cap = em & rm & !cm;
-            match cap_code {
-                Some(code) if single_cap => self.buf.counts[code] += no_cap.count_ones(),
-                _ => {
-                    for j in Bits(no_cap) {
-                        if let Some(code) = self.reject_code(start + j, t) {
-                            self.buf.counts[code] += 1;
-                        }
-                    }
-                }
-            }
-            let no_room = em & rm & cm & !fm;
-            match t.need_dims.first() {
-                Some(&(d, _)) if single_dim => {
-                    let code = self.dim_code(d);
-                    self.buf.counts[code] += no_room.count_ones();
-                }
-                _ => {
-                    for j in Bits(no_room) {
-                        if let Some(d) = self.copied_short_dim(start + j, t) {
-                            let code = self.dim_code(d);
-                            self.buf.counts[code] += 1;
-                        }
-                    }
-                }
-            }
-            for j in Bits(em & rm & cm & fm) {
-                let i = start + j;
-                let score = self.builtin_total(&self.copied_scores(i, t));
-                offer(i, score, &mut self.buf.fits);
-            }
-            start = end;
+        for bit in t.capabilities.iter() {
+            let slot = index.map_of(n_roles + bit.index(), &fleet.capabilities, bit);
+            reqs.push((slot, NO_SLOT + 1 + n_roles + bit.index()));
         }
+        self.buf.counts[..=NO_SLOT].copy_from_slice(&self.buf.ineligible);
+        let mut candidates = std::mem::take(&mut self.buf.candidates);
+        (self.buf.index).filter(&reqs, &mut self.buf.counts, &mut candidates);
+        let mut scored = std::mem::take(&mut self.buf.scored);
+        scored.clear();
+        for &(k, m) in &candidates {
+            for j in Bits(m) {
+                let i = k as usize * 64 + j;
+                match self.copied_short_dim(i, t) {
+                    Some(d) => {
+                        let code = self.dim_code(d);
+                        self.buf.counts[code] += 1;
+                    }
+                    None => scored.push((i, 0.0)),
+                }
+            }
+        }
+        // Scored in a loop of their own, apart from the comparisons: no score waits
+        // for the one before (a division and a square root each) or for a branch on
+        // it, so the processor works on several at once.
+        for (i, score) in &mut scored {
+            *score = self.builtin_total(&self.copied_scores(*i, t));
+        }
+        for &(i, score) in &scored {
+            offer(i, score, &mut self.buf.fits);
+        }
+        self.buf.reqs = reqs;
+        self.buf.candidates = candidates;
+        self.buf.scored = scored;
         (best, second, fitted)
-    }
-
-    /// One bit per agent of `start..end` (at most 64) for each built-in filter:
-    /// eligible, has the roles, has the capabilities, has room. Each mask is one tight
-    /// loop over one column, which the compiler keeps in registers.
-    #[inline]
-    fn block_masks(
-        &self,
-        start: usize,
-        end: usize,
-        t: &CompiledTask,
-        [tr0, tr1]: [u64; 2],
-        [tc0, tc1]: [u64; 2],
-    ) -> (u64, u64, u64, u64) {
-        let all = if end - start == 64 {
-            u64::MAX
-        } else {
-            (1u64 << (end - start)) - 1
-        };
-        let mut em = 0u64;
-        for (j, &e) in self.buf.eligible[start..end].iter().enumerate() {
-            em |= u64::from(e) << j;
-        }
-        let words = |sets: &[[u64; 2]], w0: u64, w1: u64| -> u64 {
-            if w0 == 0 && w1 == 0 {
-                return all;
-            }
-            let mut m = 0u64;
-            if w1 == 0 {
-                for (j, s) in sets[start..end].iter().enumerate() {
-                    m |= u64::from(s[0] & w0 == w0) << j;
-                }
-            } else {
-                for (j, s) in sets[start..end].iter().enumerate() {
-                    m |= u64::from((s[0] & w0 == w0) & (s[1] & w1 == w1)) << j;
-                }
-            }
-            m
-        };
-        let rm = words(&self.buf.roles, tr0, tr1);
-        let cm = words(&self.buf.caps, tc0, tc1);
-        let mut fm = all;
-        for &(d, need) in &t.need_dims {
-            if self.buf.pool_free[d] < need {
-                return (em, rm, cm, 0);
-            }
-            let column = &self.buf.free[d * self.agents + start..d * self.agents + end];
-            let mut m = 0u64;
-            for (j, &f) in column.iter().enumerate() {
-                m |= u64::from(f >= need) << j;
-            }
-            fm &= m;
-        }
-        (em, rm, cm, fm)
-    }
-
-    /// The rejection a reason code stands for.
-    fn rejection(&self, code: usize, task: &Task) -> Rejection {
-        if code < NO_SLOT {
-            return Rejection::Status {
-                status: STATUSES[code],
-            };
-        }
-        if code == NO_SLOT {
-            return Rejection::NoFreeSlot;
-        }
-        let f = self.fleet;
-        let roles = NO_SLOT + 1;
-        let caps = roles + self.n_roles;
-        let dims = caps + self.n_caps;
-        if code < caps {
-            // The task's own `Role` values are shared names: cloning one is cheap.
-            let name = f.role_name(code - roles);
-            if let Some(role) = task
-                .requirements()
-                .roles()
-                .iter()
-                .find(|r| Some(r.as_str()) == name)
-            {
-                return Rejection::MissingRole { role: role.clone() };
-            }
-        } else if code < dims {
-            let name = f.capability_name(code - caps);
-            if let Some(capability) = task
-                .requirements()
-                .capabilities()
-                .iter()
-                .find(|c| Some(c.as_str()) == name)
-            {
-                return Rejection::MissingCapability {
-                    capability: capability.clone(),
-                };
-            }
-        } else if let Some(resource) = self.dims().get(code - dims) {
-            return Rejection::Insufficient {
-                resource: resource.clone(),
-            };
-        }
-        // Codes are only made from the task's own names and the batch's dimensions.
-        Rejection::NoFreeSlot
     }
 
     /// Translates `task` against the fleet and the batch's resource dimensions.
@@ -1138,7 +962,7 @@ impl<'a> Engine<'a> {
         let mut counts = if fitted == self.fleet.len() {
             Vec::new()
         } else {
-            self.rejection_counts(task)
+            self.rejection_counts(task, t)
         };
         let fit;
         if simple {
@@ -1318,7 +1142,7 @@ impl<'a> Engine<'a> {
             return (agent, total);
         }
         for &(d, need) in &t.need_dims {
-            let f = &mut self.buf.free[d * self.agents + i];
+            let f = &mut self.buf.columns[i * self.buf.stride + self.buf.place[d]].0;
             if *f != u64::MAX {
                 *f -= need;
             }
@@ -1329,11 +1153,7 @@ impl<'a> Engine<'a> {
         }
         self.buf.slots[i] -= 1;
         if self.buf.slots[i] == 0 {
-            self.buf.eligible[i] = false;
-            self.buf.eligible_total -= 1;
-            for bit in self.fleet.roles[i].iter() {
-                self.buf.eligible_with_role[bit.index()] -= 1;
-            }
+            self.buf.index.retire(i);
             self.buf.ineligible[NO_SLOT] += 1;
         }
         (agent, total)
@@ -1359,7 +1179,7 @@ impl<'a> Engine<'a> {
                 unknown_capability += 1;
             }
         }
-        let mut counts = self.rejection_counts(task);
+        let mut counts = self.rejection_counts(task, t);
         if let Some(role) = &t.unknown_role {
             counts.push(RejectionCount {
                 reason: Rejection::MissingRole { role: role.clone() },
@@ -1386,18 +1206,45 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The reason counters as rejection counts.
-    fn rejection_counts(&self, task: &Task) -> Vec<RejectionCount> {
-        self.buf
-            .counts
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| **c > 0)
-            .map(|(code, c)| RejectionCount {
-                reason: self.rejection(code, task),
-                count: *c as usize,
-            })
-            .collect()
+    /// The reason counters as rejection counts. Only the task's own codes are read
+    /// (the statuses, its roles and capabilities, the dimensions it needs): no pass
+    /// counts under any other, and a fleet's catalogs may hold thousands of names.
+    fn rejection_counts(&self, task: &Task, t: &CompiledTask) -> Vec<RejectionCount> {
+        let counts = &self.buf.counts;
+        let req = task.requirements();
+        let mut out = Vec::new();
+        let mut add = |code: usize, reason: &dyn Fn() -> Rejection| {
+            if counts[code] > 0 {
+                out.push(RejectionCount {
+                    reason: reason(),
+                    count: counts[code] as usize,
+                });
+            }
+        };
+        for (code, &status) in STATUSES.iter().enumerate() {
+            add(code, &|| Rejection::Status { status });
+        }
+        add(NO_SLOT, &|| Rejection::NoFreeSlot);
+        // The task's own `Role` and `Capability` values are shared names: cloning one
+        // is cheap.
+        for &(bit, k) in &t.role_at {
+            add(NO_SLOT + 1 + bit, &|| Rejection::MissingRole {
+                role: req.roles()[k].clone(),
+            });
+        }
+        for &(bit, k) in &t.capability_at {
+            add(NO_SLOT + 1 + self.n_roles + bit, &|| {
+                Rejection::MissingCapability {
+                    capability: req.capabilities()[k].clone(),
+                }
+            });
+        }
+        for &(d, _) in &t.need_dims {
+            add(self.dim_code(d), &|| Rejection::Insufficient {
+                resource: self.dims()[d].clone(),
+            });
+        }
+        out
     }
 }
 
@@ -1485,22 +1332,6 @@ fn builtin_scores(
     };
     let affinity = t.affinity.get(i).map_or(0.0, |a| 100.0 * a);
     [100.0 * (1.0 - mean), 100.0 * mean, balanced, affinity]
-}
-
-/// The set bits of a word, lowest first.
-struct Bits(u64);
-
-impl Iterator for Bits {
-    type Item = usize;
-    #[inline]
-    fn next(&mut self) -> Option<usize> {
-        if self.0 == 0 {
-            return None;
-        }
-        let j = self.0.trailing_zeros() as usize;
-        self.0 &= self.0 - 1;
-        Some(j)
-    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ mod error;
 mod explain;
 mod fleet;
 mod greedy;
+mod index;
 pub mod lap;
 mod optimal;
 

@@ -1,0 +1,385 @@
+//! The bitmap index a batch filters agents with: one bit per agent for eligibility
+//! and for each role and capability the batch's tasks ask for.
+//!
+//! A database answers `WHERE role = 'qa' AND 'sql' IN capabilities` over many rows
+//! with bitmap indexes: one bitmap per value, ANDed a machine word (64 rows) at a
+//! time, counted with popcounts. The greedy assigner's built-in filters are such a
+//! query, asked once per task, and an explanation needs more than the rows that pass:
+//! every rejected agent counted under the first filter it fails. Asked in the order
+//! the reasons are told apart (status, roles by bit, capabilities by bit), the maps
+//! give exactly that: the agents lacking the `k`-th requirement among those that have
+//! every earlier one are `m & !map_k`, counted 64 at a time.
+//!
+//! The first requirement's map also says where to look: a summary bit per map word
+//! marks the words with any agent, so a task asking for a rare role visits only the
+//! words where its players are, and the eligible agents that lack the role are
+//! counted by subtraction from the eligible total.
+//!
+//! # Complexity
+//! A task asking for `r` roles and capabilities costs O(w · r) word operations over
+//! the `w` non-zero words of its first requirement's map (`w <= agents / 64`, fewer
+//! for a rare first requirement), plus O(c) for the `c` agents that pass them all.
+//! A map is built the first time a task of the batch asks for its bit, in O(agents);
+//! the maps of a batch take at most [`MAX_WORDS`] words, or one task's worth when a
+//! task asks for more (then the maps are dropped and rebuilt for the tasks that
+//! follow, as they ask).
+
+use crate::agent::{CapabilityBit, CapabilitySet};
+
+/// How many words the maps of a batch may take (8 MiB), unless one task needs more:
+/// over this, the maps are dropped and rebuilt as tasks ask for them. A batch asks for
+/// the few roles and capabilities its tasks name, and 8 MiB holds 64 maps of a
+/// million agents, or thousands of a fleet of ten thousand.
+pub(crate) const MAX_WORDS: usize = 1 << 20;
+
+/// Eligibility and role and capability maps over the agents of a fleet, as a batch
+/// charges them. Kept between batches so that a batch of the usual size allocates
+/// nothing; [`reset`](Self::reset) starts each batch.
+#[derive(Debug, Default)]
+pub(crate) struct AgentIndex {
+    /// Words per map: one bit per agent, 64 agents a word.
+    words: usize,
+    /// Available with a free slot; bits past the last agent are zero.
+    eligible: Vec<u64>,
+    /// How many bits of `eligible` are set.
+    eligible_total: u32,
+    /// Per key (a role bit, or the role catalog's length plus a capability bit), its
+    /// map's slot plus one, or zero while it has none.
+    slot_of: Vec<u32>,
+    /// The keys with a map, in the order built: what [`reset`](Self::reset) clears.
+    keys: Vec<usize>,
+    /// The maps, `words` words a slot.
+    maps: Vec<u64>,
+    /// Per slot, one bit per word of its map, set where the word is not zero.
+    summary: Vec<u64>,
+    /// The word budget of the maps ([`MAX_WORDS`]; smaller in tests).
+    budget: usize,
+}
+
+/// A word of agents that passed the role and capability filters: the word's index and
+/// one bit per agent.
+pub(crate) type Candidates = (u32, u64);
+
+impl AgentIndex {
+    /// Starts a batch over `agents` agents, of which `eligible(i)` are available with
+    /// a free slot, for keys below `keys`. Drops every map.
+    pub(crate) fn reset(&mut self, agents: usize, keys: usize, eligible: impl Fn(usize) -> bool) {
+        self.words = agents.div_ceil(64);
+        self.eligible.clear();
+        self.eligible.resize(self.words, 0);
+        for i in 0..agents {
+            self.eligible[i / 64] |= u64::from(eligible(i)) << (i % 64);
+        }
+        self.eligible_total = self.eligible.iter().map(|w| w.count_ones()).sum();
+        self.drop_maps();
+        self.slot_of.resize(keys, 0);
+        if self.budget == 0 {
+            self.budget = MAX_WORDS;
+        }
+    }
+
+    /// Forgets every map, keeping their storage.
+    fn drop_maps(&mut self) {
+        for &key in &self.keys {
+            if let Some(s) = self.slot_of.get_mut(key) {
+                *s = 0;
+            }
+        }
+        self.keys.clear();
+        self.maps.clear();
+        self.summary.clear();
+    }
+
+    /// Whether agent `i` is available with a free slot.
+    #[inline]
+    pub(crate) fn is_eligible(&self, i: usize) -> bool {
+        self.eligible[i / 64] >> (i % 64) & 1 != 0
+    }
+
+    /// Marks agent `i` (eligible until now) as no longer eligible: its last slot went.
+    pub(crate) fn retire(&mut self, i: usize) {
+        debug_assert!(self.is_eligible(i));
+        self.eligible[i / 64] &= !(1u64 << (i % 64));
+        self.eligible_total -= 1;
+    }
+
+    /// Makes sure `needed` more maps fit the budget, dropping every map when they do
+    /// not: called before a task's maps are looked up, so that none of its own maps is
+    /// dropped while it is being filtered.
+    pub(crate) fn make_room(&mut self, needed: usize) {
+        let wanted = self.maps.len() + needed * self.words;
+        if wanted > self.budget && !self.keys.is_empty() {
+            self.drop_maps();
+        }
+    }
+
+    /// The slot of the map of `key`, whose bit `bit` the agents' `sets` hold (roles or
+    /// capabilities, one set per agent), built now if the batch has none yet.
+    pub(crate) fn map_of(&mut self, key: usize, sets: &[CapabilitySet], bit: CapabilityBit) -> u32 {
+        if self.slot_of[key] != 0 {
+            return self.slot_of[key] - 1;
+        }
+        let slot = self.keys.len();
+        self.keys.push(key);
+        self.slot_of[key] = slot as u32 + 1;
+        let start = self.maps.len();
+        self.maps.resize(start + self.words, 0);
+        let (w, b) = (bit.index() / 64, bit.index() % 64);
+        for (word, sets) in self.maps[start..].iter_mut().zip(sets.chunks(64)) {
+            let mut m = 0u64;
+            for (j, set) in sets.iter().enumerate() {
+                // The first 128 bits (nearly every catalog's) without a branch.
+                let has = match set.inline_words().get(w) {
+                    Some(word) => word >> b & 1,
+                    None => u64::from(set.contains(bit)),
+                };
+                m |= has << j;
+            }
+            *word = m;
+        }
+        let summary_words = self.words.div_ceil(64);
+        let at = self.summary.len();
+        self.summary.resize(at + summary_words, 0);
+        for (k, &word) in self.maps[start..].iter().enumerate() {
+            self.summary[at + k / 64] |= u64::from(word != 0) << (k % 64);
+        }
+        slot as u32
+    }
+
+    /// The built-in role and capability filters over the eligible agents, for a task
+    /// asking for the maps `reqs` (slots, each with the reason code of lacking it, in
+    /// the order reasons are told apart): adds to `counts` one per eligible agent under
+    /// the first requirement it lacks, and fills `out` with the words of agents that
+    /// have them all, ascending.
+    pub(crate) fn filter(
+        &self,
+        reqs: &[(u32, usize)],
+        counts: &mut [u32],
+        out: &mut Vec<Candidates>,
+    ) {
+        out.clear();
+        let words = self.words;
+        let Some((&(first, code), rest)) = reqs.split_first() else {
+            out.extend(
+                (self.eligible.iter().enumerate())
+                    .filter(|(_, m)| **m != 0)
+                    .map(|(k, &m)| (k as u32, m)),
+            );
+            return;
+        };
+        let map = &self.maps[first as usize * words..][..words];
+        let summary_words = words.div_ceil(64);
+        let summary = &self.summary[first as usize * summary_words..][..summary_words];
+        // The eligible agents that have the first requirement; the others lack it.
+        let mut with = 0;
+        for (s, &bits) in summary.iter().enumerate() {
+            for b in Bits(bits) {
+                let k = s * 64 + b;
+                let mut m = self.eligible[k] & map[k];
+                with += m.count_ones();
+                // Branch-free: each requirement takes its rejections out of the word.
+                for &(slot, code) in rest {
+                    let x = self.maps[slot as usize * words + k];
+                    counts[code] += (m & !x).count_ones();
+                    m &= x;
+                }
+                if m != 0 {
+                    out.push((k as u32, m));
+                }
+            }
+        }
+        counts[code] += self.eligible_total - with;
+    }
+}
+
+/// The set bits of a word, lowest first.
+pub(crate) struct Bits(pub(crate) u64);
+
+impl Iterator for Bits {
+    type Item = usize;
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let j = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(j)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::CapabilityCatalog;
+    use proptest::prelude::*;
+
+    /// Sets of bits `0..bits`, agent `i` holding bit `b` when `(i * 7 + b * 3) % 5 < 2`.
+    fn sets(agents: usize, bits: usize) -> (Vec<CapabilitySet>, Vec<CapabilityBit>) {
+        let mut catalog = CapabilityCatalog::new();
+        let bits: Vec<_> = (0..bits)
+            .map(|b| catalog.intern(&format!("c{b}")))
+            .collect();
+        let sets = (0..agents)
+            .map(|i| {
+                bits.iter()
+                    .copied()
+                    .filter(|b| (i * 7 + b.index() * 3) % 5 < 2)
+                    .collect()
+            })
+            .collect();
+        (sets, bits)
+    }
+
+    /// Per agent, the first requirement it lacks (by position), or `None`.
+    fn naive(
+        sets: &[CapabilitySet],
+        eligible: &[bool],
+        need: &[CapabilityBit],
+    ) -> Vec<Option<Option<usize>>> {
+        sets.iter()
+            .zip(eligible)
+            .map(|(s, &e)| e.then(|| need.iter().position(|b| !s.contains(*b))))
+            .collect()
+    }
+
+    #[test]
+    fn filtering_counts_each_agent_under_its_first_missing_requirement() {
+        let agents = 300;
+        let (sets, bits) = sets(agents, 6);
+        let eligible: Vec<bool> = (0..agents).map(|i| i % 11 != 3).collect();
+        let mut index = AgentIndex::default();
+        index.reset(agents, bits.len(), |i| eligible[i]);
+        for need in [vec![], vec![0], vec![1, 4], vec![0, 2, 5], vec![5, 3, 1]] {
+            let need: Vec<CapabilityBit> = need.into_iter().map(|k| bits[k]).collect();
+            let reqs: Vec<(u32, usize)> = (need.iter().enumerate())
+                .map(|(pos, b)| (index.map_of(b.index(), &sets, *b), pos))
+                .collect();
+            let mut counts = vec![0; need.len()];
+            let mut out = Vec::new();
+            index.filter(&reqs, &mut counts, &mut out);
+            let expected = naive(&sets, &eligible, &need);
+            let mut want = vec![0; need.len()];
+            for pos in expected.iter().flatten().flatten() {
+                want[*pos] += 1;
+            }
+            assert_eq!(counts, want, "{need:?}");
+            let passed: Vec<usize> = (out.iter())
+                .flat_map(|&(k, m)| Bits(m).map(move |j| k as usize * 64 + j))
+                .collect();
+            let want: Vec<usize> = (0..agents).filter(|&i| expected[i] == Some(None)).collect();
+            assert_eq!(passed, want, "{need:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/index.txt"))]
+
+        /// Task after task, the filter counts each eligible agent under the first
+        /// requirement it lacks and passes exactly those lacking none, as a plain scan
+        /// of the agents says: over full and partial words, bits inline and spilled
+        /// past the first 128, with agents retiring between tasks and maps dropped
+        /// and rebuilt under a small budget.
+        #[test]
+        fn filtering_is_a_plain_scan(
+            held in prop::collection::vec(prop::collection::vec(bit(), 0..8), 1..200),
+            ineligible in prop::collection::vec(any::<prop::sample::Index>(), 0..20),
+            tasks in prop::collection::vec(
+                (prop::collection::vec(bit(), 0..4), prop::collection::vec(any::<prop::sample::Index>(), 0..6)),
+                1..12,
+            ),
+            budget_maps in prop::option::of(1usize..6),
+        ) {
+            let agents = held.len();
+            let mut catalog = CapabilityCatalog::new();
+            let bits: Vec<CapabilityBit> = (0..KEYS).map(|b| catalog.intern(&format!("c{b}"))).collect();
+            let sets: Vec<CapabilitySet> = (held.iter())
+                .map(|h| h.iter().map(|&b| bits[b]).collect())
+                .collect();
+            let mut eligible = vec![true; agents];
+            for k in &ineligible {
+                eligible[k.index(agents)] = false;
+            }
+            let mut index = AgentIndex {
+                budget: budget_maps.map_or(0, |m| m * agents.div_ceil(64)),
+                ..AgentIndex::default()
+            };
+            index.reset(agents, KEYS, |i| eligible[i]);
+            for (need, retire) in &tasks {
+                // Each requirement once, in the order drawn.
+                let mut firsts: Vec<usize> = Vec::new();
+                for &b in need {
+                    if !firsts.contains(&b) {
+                        firsts.push(b);
+                    }
+                }
+                let need: Vec<CapabilityBit> = firsts.iter().map(|&b| bits[b]).collect();
+                index.make_room(need.len());
+                let reqs: Vec<(u32, usize)> = (need.iter().enumerate())
+                    .map(|(pos, b)| (index.map_of(b.index(), &sets, *b), pos))
+                    .collect();
+                let mut counts = vec![0; need.len()];
+                let mut out = Vec::new();
+                index.filter(&reqs, &mut counts, &mut out);
+                let expected = naive(&sets, &eligible, &need);
+                let mut want = vec![0; need.len()];
+                for pos in expected.iter().flatten().flatten() {
+                    want[*pos] += 1;
+                }
+                prop_assert_eq!(counts, want);
+                let passed: Vec<usize> = (out.iter())
+                    .flat_map(|&(k, m)| Bits(m).map(move |j| k as usize * 64 + j))
+                    .collect();
+                let want: Vec<usize> = (0..agents).filter(|&i| expected[i] == Some(None)).collect();
+                prop_assert_eq!(passed, want);
+                for k in retire {
+                    let i = k.index(agents);
+                    if eligible[i] {
+                        index.retire(i);
+                        eligible[i] = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// How many bits the property's catalog has: past the 128 a set keeps inline.
+    const KEYS: usize = 132;
+
+    /// A bit the property's agents hold or tasks need: one of a few inline ones, or
+    /// one of a few spilled, so that sets overlap and most tasks pass some agents.
+    fn bit() -> impl Strategy<Value = usize> {
+        prop_oneof![3 => 0usize..4, 1 => 126usize..KEYS]
+    }
+
+    #[test]
+    fn a_full_budget_drops_the_maps_and_builds_them_again() {
+        let agents = 130; // three words a map
+        let (sets, bits) = sets(agents, 4);
+        let mut index = AgentIndex {
+            budget: 6,
+            ..AgentIndex::default()
+        };
+        index.reset(agents, bits.len(), |_| true);
+        index.make_room(2);
+        let a = index.map_of(0, &sets, bits[0]);
+        let b = index.map_of(1, &sets, bits[1]);
+        assert_eq!((a, b), (0, 1));
+        // A third map does not fit: the first two go, and the next task's are built
+        // from the first slot on, exactly as before.
+        index.make_room(2);
+        assert_eq!(index.map_of(2, &sets, bits[2]), 0);
+        assert_eq!(index.map_of(0, &sets, bits[0]), 1);
+        let mut counts = vec![0; 2];
+        let mut out = Vec::new();
+        index.filter(&[(1, 0), (0, 1)], &mut counts, &mut out);
+        let expected = naive(&sets, &[true; 130], &[bits[0], bits[2]]);
+        let lack = |pos| expected.iter().filter(|e| **e == Some(Some(pos))).count() as u32;
+        assert_eq!(counts, [lack(0), lack(1)]);
+        // A task needing more than the budget still gets its maps.
+        index.make_room(3);
+        for (k, bit) in bits.iter().take(3).enumerate() {
+            assert_eq!(index.map_of(k, &sets, *bit), k as u32);
+        }
+    }
+}
