@@ -393,8 +393,8 @@ pub struct Fleet {
     /// Per dimension, its index in the ledger (none when the ledger has no such
     /// dimension).
     ledger_dims: Vec<Option<usize>>,
-    /// Whether the fleet's dimensions are the ledger's, in its order: then a row of
-    /// free amounts may be copied from the ledger whole.
+    /// Whether the fleet's dimensions are the ledger's first ones, in its order: then
+    /// a row of free amounts may be copied from the start of the ledger's row.
     ledger_dims_direct: bool,
 }
 
@@ -531,8 +531,11 @@ impl Fleet {
         self.ledger_dims.clear();
         self.ledger_dims
             .extend(dims.iter().map(|d| ledger.and_then(|l| l.dimension(d))));
+        // A prefix is enough: the ledger's task-slot dimension follows cpu, memory
+        // and storage, and the fleet reads slots from the registry instead. Requiring
+        // the whole row sent every coordinator's refresh down the per-amount path.
         self.ledger_dims_direct = ledger.is_some_and(|l| {
-            l.dimensions() == self.ledger_dims.len()
+            l.dimensions() >= self.ledger_dims.len()
                 && (self.ledger_dims.iter().enumerate()).all(|(i, d)| *d == Some(i))
         });
         self.ledger_rows.clear();

@@ -933,21 +933,24 @@ impl ResourceLedger {
         self.reservations == 0 && self.pool_limit.iter().all(|&l| l == u64::MAX)
     }
 
-    /// What [`free_at`](Self::free_at) says of every dimension of the agent of dense
-    /// index `i`, written into `out` (one per dimension, in the ledger's order), when
-    /// [`free_is_plain`](Self::free_is_plain). Leaves `out` as it was (and returns
-    /// `false`) if it is not one amount per dimension or `i` is no agent's.
+    /// What [`free_at`](Self::free_at) says of the first `out.len()` dimensions of the
+    /// agent of dense index `i`, written into `out` (in the ledger's order), when
+    /// [`free_is_plain`](Self::free_is_plain). A fleet reads the first dimensions only
+    /// (the task-slot dimension that follows them is the registry's to report). Leaves
+    /// `out` as it was (and returns `false`) if it is longer than a row or `i` is no
+    /// agent's.
     pub(crate) fn plain_free_row_into(&self, i: u32, out: &mut [u64]) -> bool {
         debug_assert!(self.free_is_plain());
         let n = self.dims.len();
         let base = i as usize * n;
+        let k = out.len();
         let (Some(capacity), Some(allocated)) = (
-            self.capacity.get(base..base + n),
-            self.allocated.get(base..base + n),
+            self.capacity.get(base..base + k),
+            self.allocated.get(base..base + k),
         ) else {
             return false;
         };
-        if out.len() != n {
+        if k > n {
             return false;
         }
         for ((f, c), a) in out.iter_mut().zip(capacity).zip(allocated) {
