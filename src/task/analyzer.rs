@@ -874,6 +874,10 @@ struct Matcher {
     /// The keywords whose first word is not a key of `by_first` (a wildcard, or a
     /// word longer than `WORD_BUF` bytes), tried on every word.
     other_first: Vec<u32>,
+    /// Per length in bytes (up to `WORD_BUF`), the first and the last bytes of the
+    /// ASCII keys of `by_first` of that length, one bit per byte: a word whose
+    /// length, first and last bytes (lowercased) are not there is no key.
+    ends: Vec<[u128; 2]>,
 }
 
 /// One keyword of a [`Matcher`]: its words, and where it stands in the table.
@@ -897,7 +901,18 @@ impl Matcher {
                 let k = m.keywords.len() as u32;
                 let first = &tokens[0];
                 if first.anchor == Anchor::Exact && first.text.len() <= WORD_BUF {
-                    let key = first.text.as_bytes().into();
+                    let key: &[u8] = first.text.as_bytes();
+                    if let (Some(&a), Some(&z)) = (key.first(), key.last()) {
+                        // A key outside ASCII is never the lowercase of an ASCII word,
+                        // the only words the filter is asked about.
+                        if key.is_ascii() {
+                            m.ends.resize(WORD_BUF + 1, [0, 0]);
+                            let e = &mut m.ends[key.len()];
+                            e[0] |= 1u128 << a;
+                            e[1] |= 1u128 << z;
+                        }
+                    }
+                    let key = key.into();
                     m.by_first.entry(key).or_default().push(k);
                 } else {
                     m.other_first.push(k);
@@ -919,12 +934,16 @@ impl Matcher {
         let mut lower = [0u8; WORD_BUF];
         while let Some((word, ascii)) = words.next_word() {
             if ascii && word.len() <= WORD_BUF {
-                let lower = &mut lower[..word.len()];
-                lower.copy_from_slice(word.as_bytes());
-                lower.make_ascii_lowercase();
-                if let Some(ks) = self.by_first.get(&*lower) {
-                    for &k in ks {
-                        self.try_keyword(k, &words, hits);
+                // Most words of a text start no keyword: told so from their length
+                // and first and last letters, before any copy or hash.
+                if self.may_start_keyword(word.as_bytes()) {
+                    let lower = &mut lower[..word.len()];
+                    lower.copy_from_slice(word.as_bytes());
+                    lower.make_ascii_lowercase();
+                    if let Some(ks) = self.by_first.get(&*lower) {
+                        for &k in ks {
+                            self.try_keyword(k, &words, hits);
+                        }
                     }
                 }
             } else {
@@ -944,6 +963,18 @@ impl Matcher {
                 }
             }
         }
+    }
+
+    /// Whether the ASCII word `word` (at most `WORD_BUF` bytes), lowercased, may be a
+    /// key of `by_first`: `false` is sure, `true` must be looked up.
+    #[inline]
+    fn may_start_keyword(&self, word: &[u8]) -> bool {
+        let (Some(e), Some(&a), Some(&z)) = (self.ends.get(word.len()), word.first(), word.last())
+        else {
+            return false;
+        };
+        let (a, z) = (a.to_ascii_lowercase(), z.to_ascii_lowercase());
+        (e[0] >> a) & (e[1] >> z) & 1 != 0
     }
 
     /// Keyword `k`, whose first word matched the word before `rest`: a hit if its
