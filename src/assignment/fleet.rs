@@ -460,10 +460,12 @@ impl Fleet {
         let n = self.dims.len();
         // Without reservations or pool limits, free is capacity less allocations,
         // copied row by row (the rule below, read per dimension), and no pool limits.
-        let plain = self.ledger_dims_direct && ledger.free_is_plain();
-        for (row, free) in self.ledger_rows.iter().zip(self.free.chunks_exact_mut(n)) {
-            if let Some(li) = *row {
-                if !(plain && ledger.plain_free_row_into(li, free)) {
+        let plain = self.ledger_dims_direct
+            && ledger.free_is_plain()
+            && ledger.plain_free_rows_into(&self.ledger_rows, n, &mut self.free);
+        if !plain {
+            for (row, free) in self.ledger_rows.iter().zip(self.free.chunks_exact_mut(n)) {
+                if let Some(li) = *row {
                     for (f, d) in free.iter_mut().zip(&self.ledger_dims) {
                         *f = d.map_or(0, |d| ledger.free_at(li, d));
                     }
