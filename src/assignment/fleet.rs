@@ -386,8 +386,8 @@ pub struct Fleet {
     /// Per dimension, its index in the ledger (none when the ledger has no such
     /// dimension).
     ledger_dims: Vec<Option<usize>>,
-    /// Whether the fleet's dimensions are the ledger's, in its order: then a row of
-    /// free amounts may be copied from the ledger whole.
+    /// Whether the fleet's dimensions are the ledger's first ones, in its order: then
+    /// a row of free amounts may be copied from the start of the ledger's row.
     ledger_dims_direct: bool,
 }
 
@@ -453,10 +453,12 @@ impl Fleet {
         let n = self.dims.len();
         // Without reservations or pool limits, free is capacity less allocations,
         // copied row by row (the rule below, read per dimension), and no pool limits.
-        let plain = self.ledger_dims_direct && ledger.free_is_plain();
-        for (row, free) in self.ledger_rows.iter().zip(self.free.chunks_exact_mut(n)) {
-            if let Some(li) = *row {
-                if !(plain && ledger.plain_free_row_into(li, free)) {
+        let plain = self.ledger_dims_direct
+            && ledger.free_is_plain()
+            && ledger.plain_free_rows_into(&self.ledger_rows, n, &mut self.free);
+        if !plain {
+            for (row, free) in self.ledger_rows.iter().zip(self.free.chunks_exact_mut(n)) {
+                if let Some(li) = *row {
                     for (f, d) in free.iter_mut().zip(&self.ledger_dims) {
                         *f = d.map_or(0, |d| ledger.free_at(li, d));
                     }
@@ -541,8 +543,11 @@ impl Fleet {
         self.ledger_dims.clear();
         self.ledger_dims
             .extend(dims.iter().map(|d| ledger.and_then(|l| l.dimension(d))));
+        // A prefix is enough: the ledger's task-slot dimension follows cpu, memory
+        // and storage, and the fleet reads slots from the registry instead. Requiring
+        // the whole row sent every coordinator's refresh down the per-amount path.
         self.ledger_dims_direct = ledger.is_some_and(|l| {
-            l.dimensions() == self.ledger_dims.len()
+            l.dimensions() >= self.ledger_dims.len()
                 && (self.ledger_dims.iter().enumerate()).all(|(i, d)| *d == Some(i))
         });
         self.ledger_rows.clear();

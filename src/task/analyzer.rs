@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::TaskError;
 use super::{Priority, Requirements, Task};
+use crate::hash::FxHashMap;
 use crate::id::{Capability, Role};
 use crate::resource::Resources;
 
@@ -521,13 +522,19 @@ fn builtin_capability(name: &str) -> Capability {
 /// nothing, so only a rule or default *above* normal raises the task's priority, and
 /// a task the host marked low stays low unless a rule asks for more than normal.
 ///
-/// Keywords are compiled once, in [`new`](Self::new); `analyze` allocates only its
-/// result.
+/// The table is compiled once, in [`new`](Self::new), into one matcher over the
+/// words of a text: every keyword whose first word is a whole word (no `*`) is found
+/// by looking up each word of the task's kind and description, lowercased, in one
+/// hash table; the rest of a phrase is then compared word by word at that place only,
+/// and keywords starting with a wildcard are tried on every word. The text is read
+/// once, whatever the number of rules. `analyze` allocates only its result.
 ///
 /// # Complexity
-/// `analyze` takes O(K·W) time, K the number of keyword words in the table and W the
-/// number of words in the task's kind and description, and no extra space beyond the
-/// result.
+/// `analyze` takes O(L + W·(1 + F) + C·P + R) time, L the length of the kind and
+/// description, W their number of words, F the number of keywords starting with a
+/// wildcard, C the number of places where a phrase's first word occurs, P the
+/// longest phrase, R the number of rules and kinds; extra space O(R) (on the stack up
+/// to 32 rules).
 ///
 /// ```
 /// use concord::task::RuleBasedAnalyzer;
@@ -545,7 +552,9 @@ fn builtin_capability(name: &str) -> Capability {
 #[derive(Debug, Clone)]
 pub struct RuleBasedAnalyzer {
     rules: RuleSet,
-    compiled: Vec<CompiledRule>,
+    /// Each rule's kinds, trimmed and lowercased.
+    kinds: Vec<Vec<Box<str>>>,
+    matcher: Matcher,
     /// The highest priority above normal among the defaults, or `None`.
     default_floor: Option<Priority>,
     /// Whether the defaults require nothing (merging them changes nothing).
@@ -573,11 +582,14 @@ impl RuleBasedAnalyzer {
             }
             compiled.push(CompiledRule::new(rule)?);
         }
+        let matcher = Matcher::new(&compiled);
+        let kinds = compiled.into_iter().map(|c| c.kinds).collect();
         let default_floor = raised(rules.defaults.priority());
         let no_defaults = rules.defaults == Requirements::default();
         Ok(RuleBasedAnalyzer {
             rules,
-            compiled,
+            kinds,
+            matcher,
             default_floor,
             no_defaults,
         })
@@ -596,19 +608,73 @@ impl Default for RuleBasedAnalyzer {
     }
 }
 
+/// What made each rule fire, per rule in table order: [`NOT_FIRED`], a keyword's
+/// index in the rule, or a kind's index with [`BY_KIND`] set.
+type Hits = [u32];
+
+/// A rule that did not fire.
+const NOT_FIRED: u32 = u32::MAX;
+/// Marks a hit as the index of a kind, not of a keyword.
+const BY_KIND: u32 = 1 << 31;
+/// Rules whose hits are kept on the stack; a longer table keeps them on the heap.
+const STACK_RULES: usize = 32;
+
 impl RuleBasedAnalyzer {
-    /// The rules that fire for `task` (read from its kind and description only), or
-    /// the error when none does and one must.
-    fn fired(&self, task: &Task) -> Result<Vec<FiredRule>, TaskError> {
-        let mut fired = Vec::new();
-        for (rule, compiled) in self.rules.rules.iter().zip(&self.compiled) {
-            if let Some(trigger) = compiled.fires(rule, task) {
-                fired.push(FiredRule {
-                    rule: rule.name.clone(),
-                    trigger,
-                });
+    /// Runs `f` with a hit per rule, each [`NOT_FIRED`]: on the stack for tables of
+    /// the usual size, so that reading a task allocates nothing.
+    fn with_hits<R>(&self, f: impl FnOnce(&mut Hits) -> R) -> R {
+        let n = self.rules.rules.len();
+        if n <= STACK_RULES {
+            f(&mut [NOT_FIRED; STACK_RULES][..n])
+        } else {
+            f(&mut vec![NOT_FIRED; n])
+        }
+    }
+
+    /// Writes into `hits` what made each rule fire for `task` (read from its kind and
+    /// description only): the first listed kind that is the task's, else the first
+    /// listed keyword found in its kind or description.
+    fn find(&self, task: &Task, hits: &mut Hits) {
+        self.matcher.find(task.kind(), hits);
+        self.matcher.find(task.description(), hits);
+        // A kind the rule names takes precedence over its keywords.
+        let kind = task.kind().trim();
+        if kind.is_empty() {
+            return;
+        }
+        let ascii = kind.is_ascii();
+        for (hit, kinds) in hits.iter_mut().zip(&self.kinds) {
+            let same = |k: &str| {
+                if ascii {
+                    kind.eq_ignore_ascii_case(k)
+                } else {
+                    eq_lower(kind, k)
+                }
+            };
+            if let Some(i) = kinds.iter().position(|k| same(k)) {
+                *hit = BY_KIND | i as u32;
             }
         }
+    }
+
+    /// The rules that fired, as reported, in table order; or the error when none did
+    /// and one must.
+    fn fired(&self, task: &Task, hits: &Hits) -> Result<Vec<FiredRule>, TaskError> {
+        let fired: Vec<FiredRule> = self
+            .rules
+            .rules
+            .iter()
+            .zip(hits)
+            .filter(|&(_, &hit)| hit != NOT_FIRED)
+            .map(|(rule, &hit)| FiredRule {
+                rule: rule.name.clone(),
+                trigger: if hit & BY_KIND != 0 {
+                    Trigger::Kind(rule.kinds[(hit & !BY_KIND) as usize].clone())
+                } else {
+                    Trigger::Keyword(rule.keywords[hit as usize].clone())
+                },
+            })
+            .collect();
         if fired.is_empty() && self.rules.require_match {
             return Err(TaskError::NoRuleMatched { task: task.id() });
         }
@@ -616,20 +682,16 @@ impl RuleBasedAnalyzer {
     }
 
     /// Merges into `requirements` (the task's own) the defaults and the requirements
-    /// of the rules in `fired`, and raises the priority to the highest floor.
-    fn apply(&self, requirements: &mut Requirements, fired: &[FiredRule]) {
+    /// of the rules that fired, and raises the priority to the highest floor.
+    fn apply(&self, requirements: &mut Requirements, hits: &Hits) {
         let own_priority = requirements.priority();
         if !self.no_defaults {
             requirements.merge(&self.rules.defaults);
         }
         let mut floor = self.default_floor;
-        // `fired` lists rules in table order, each once.
-        let mut rules = self.rules.rules.iter();
-        for f in fired {
-            if let Some(rule) = rules.find(|r| r.name == f.rule) {
-                requirements.merge(&rule.requirements);
-                floor = floor.max(raised(rule.requirements.priority()));
-            }
+        for (rule, _) in (self.rules.rules.iter().zip(hits)).filter(|&(_, &h)| h != NOT_FIRED) {
+            requirements.merge(&rule.requirements);
+            floor = floor.max(raised(rule.requirements.priority()));
         }
         requirements.priority = floor.map_or(own_priority, |f| f.max(own_priority));
     }
@@ -637,21 +699,27 @@ impl RuleBasedAnalyzer {
 
 impl TaskAnalyzer for RuleBasedAnalyzer {
     fn analyze(&self, task: &Task) -> Result<Analyzed, TaskError> {
-        let fired = self.fired(task)?;
-        let mut requirements = task.requirements().clone();
-        self.apply(&mut requirements, &fired);
-        tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
-        Ok(Analyzed {
-            requirements,
-            fired,
+        self.with_hits(|hits| {
+            self.find(task, hits);
+            let fired = self.fired(task, hits)?;
+            let mut requirements = task.requirements().clone();
+            self.apply(&mut requirements, hits);
+            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
+            Ok(Analyzed {
+                requirements,
+                fired,
+            })
         })
     }
 
     fn analyze_in_place(&self, task: &mut Task) -> Result<Vec<FiredRule>, TaskError> {
-        let fired = self.fired(task)?;
-        self.apply(task.requirements_mut(), &fired);
-        tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
-        Ok(fired)
+        self.with_hits(|hits| {
+            self.find(task, hits);
+            let fired = self.fired(task, hits)?;
+            self.apply(task.requirements_mut(), hits);
+            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
+            Ok(fired)
+        })
     }
 }
 
@@ -707,21 +775,6 @@ impl CompiledRule {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(CompiledRule { keywords, kinds })
-    }
-
-    /// What makes `rule` fire for `task`, if anything: the first listed kind that is
-    /// the task's, else the first listed keyword found in its kind or description.
-    fn fires(&self, rule: &AnalysisRule, task: &Task) -> Option<Trigger> {
-        let kind = task.kind().trim();
-        if let Some(i) = self.kinds.iter().position(|k| eq_lower(kind, k)) {
-            return Some(Trigger::Kind(rule.kinds[i].clone()));
-        }
-        self.keywords
-            .iter()
-            .position(|phrase| {
-                contains_phrase(task.kind(), phrase) || contains_phrase(task.description(), phrase)
-            })
-            .map(|i| Trigger::Keyword(rule.keywords[i].clone()))
     }
 }
 
@@ -800,43 +853,223 @@ fn compile_keyword(rule: &str, keyword: &str) -> Result<Vec<Token>, TaskError> {
     Ok(tokens)
 }
 
-/// Whether the consecutive words `phrase` appear in `text`.
-fn contains_phrase(text: &str, phrase: &[Token]) -> bool {
-    let mut words = Words(text);
-    loop {
-        let mut probe = words.clone();
-        if phrase
-            .iter()
-            .all(|t| probe.next().is_some_and(|w| t.matches(w)))
-        {
-            return true;
+/// The keywords of a whole table, compiled into one matcher over the words of a text.
+///
+/// A keyword whose first word is a whole word (the usual case) is found through a
+/// hash table from that word, lowercased, to the keywords starting with it: each word
+/// of the text is lowercased once (in a buffer on the stack) and looked up once,
+/// instead of being compared with every keyword. At a place where a phrase's first
+/// word occurs, the rest of the phrase is compared with the words that follow. Words
+/// the table cannot hold as keys (with letters outside ASCII, or longer than the
+/// buffer) and keywords starting with a wildcard are compared token by token, as the
+/// rule is written ([`Token::matches`]), so that matching stays exactly what the
+/// definition says for any text.
+#[derive(Debug, Clone, Default)]
+struct Matcher {
+    /// Every keyword of the table, in table order.
+    keywords: Vec<Keyword>,
+    /// A whole first word (lowercased, at most `WORD_BUF` bytes) to the keywords
+    /// starting with it, in table order.
+    by_first: FxHashMap<Box<[u8]>, Vec<u32>>,
+    /// The keywords whose first word is not a key of `by_first` (a wildcard, or a
+    /// word longer than `WORD_BUF` bytes), tried on every word.
+    other_first: Vec<u32>,
+    /// Per length in bytes (up to `WORD_BUF`), the first and the last bytes of the
+    /// ASCII keys of `by_first` of that length, one bit per byte: a word whose
+    /// length, first and last bytes (lowercased) are not there is no key.
+    ends: Vec<[u128; 2]>,
+}
+
+/// One keyword of a [`Matcher`]: its words, and where it stands in the table.
+#[derive(Debug, Clone)]
+struct Keyword {
+    tokens: Vec<Token>,
+    rule: u32,
+    /// Its index among the rule's keywords.
+    index: u32,
+}
+
+/// The longest word, in bytes, looked up in [`Matcher::by_first`]: longer words are
+/// compared token by token. No keyword of the procedures' table comes near it.
+const WORD_BUF: usize = 48;
+
+impl Matcher {
+    fn new(rules: &[CompiledRule]) -> Self {
+        let mut m = Matcher::default();
+        for (rule, compiled) in rules.iter().enumerate() {
+            for (index, tokens) in compiled.keywords.iter().enumerate() {
+                let k = m.keywords.len() as u32;
+                let first = &tokens[0];
+                if first.anchor == Anchor::Exact && first.text.len() <= WORD_BUF {
+                    let key: &[u8] = first.text.as_bytes();
+                    if let (Some(&a), Some(&z)) = (key.first(), key.last()) {
+                        // A key outside ASCII is never the lowercase of an ASCII word,
+                        // the only words the filter is asked about.
+                        if key.is_ascii() {
+                            m.ends.resize(WORD_BUF + 1, [0, 0]);
+                            let e = &mut m.ends[key.len()];
+                            e[0] |= 1u128 << a;
+                            e[1] |= 1u128 << z;
+                        }
+                    }
+                    let key = key.into();
+                    m.by_first.entry(key).or_default().push(k);
+                } else {
+                    m.other_first.push(k);
+                }
+                m.keywords.push(Keyword {
+                    tokens: tokens.clone(),
+                    rule: rule as u32,
+                    index: index as u32,
+                });
+            }
         }
-        if words.next().is_none() {
+        m
+    }
+
+    /// Records in `hits` (one per rule) each rule's first keyword, in rule order,
+    /// that `text` holds, keeping a rule's earlier hit.
+    fn find(&self, text: &str, hits: &mut Hits) {
+        let mut words = FastWords(text);
+        let mut lower = [0u8; WORD_BUF];
+        while let Some((word, ascii)) = words.next_word() {
+            if ascii && word.len() <= WORD_BUF {
+                // Most words of a text start no keyword: told so from their length
+                // and first and last letters, before any copy or hash.
+                if self.may_start_keyword(word.as_bytes()) {
+                    let lower = &mut lower[..word.len()];
+                    lower.copy_from_slice(word.as_bytes());
+                    lower.make_ascii_lowercase();
+                    if let Some(ks) = self.by_first.get(&*lower) {
+                        for &k in ks {
+                            self.try_keyword(k, &words, hits);
+                        }
+                    }
+                }
+            } else {
+                // Lowercasing may change the length outside ASCII: every whole first
+                // word is compared as the definition compares it.
+                for ks in self.by_first.values() {
+                    for &k in ks {
+                        if self.keywords[k as usize].tokens[0].matches(word) {
+                            self.try_keyword(k, &words, hits);
+                        }
+                    }
+                }
+            }
+            for &k in &self.other_first {
+                if self.keywords[k as usize].tokens[0].matches(word) {
+                    self.try_keyword(k, &words, hits);
+                }
+            }
+        }
+    }
+
+    /// Whether the ASCII word `word` (at most `WORD_BUF` bytes), lowercased, may be a
+    /// key of `by_first`: `false` is sure, `true` must be looked up.
+    #[inline]
+    fn may_start_keyword(&self, word: &[u8]) -> bool {
+        let (Some(e), Some(&a), Some(&z)) = (self.ends.get(word.len()), word.first(), word.last())
+        else {
             return false;
+        };
+        let (a, z) = (a.to_ascii_lowercase(), z.to_ascii_lowercase());
+        (e[0] >> a) & (e[1] >> z) & 1 != 0
+    }
+
+    /// Keyword `k`, whose first word matched the word before `rest`: a hit if its
+    /// other words follow, and if it comes before its rule's hit so far.
+    fn try_keyword(&self, k: u32, rest: &FastWords<'_>, hits: &mut Hits) {
+        let kw = &self.keywords[k as usize];
+        let hit = &mut hits[kw.rule as usize];
+        if *hit <= kw.index {
+            return;
+        }
+        let mut rest = rest.clone();
+        if kw.tokens[1..]
+            .iter()
+            .all(|t| rest.next_word().is_some_and(|(w, _)| t.matches(w)))
+        {
+            *hit = kw.index;
         }
     }
 }
 
-/// The words of a text: maximal runs of letters and digits.
+/// The words of a text: maximal runs of letters and digits, read byte by byte where
+/// the text is ASCII.
 #[derive(Clone)]
-struct Words<'a>(&'a str);
+struct FastWords<'a>(&'a str);
 
-impl<'a> Iterator for Words<'a> {
-    type Item = &'a str;
-
-    fn next(&mut self) -> Option<&'a str> {
-        let Some(start) = self.0.find(char::is_alphanumeric) else {
-            self.0 = "";
-            return None;
-        };
-        let rest = &self.0[start..];
-        let end = rest
-            .find(|c: char| !c.is_alphanumeric())
-            .unwrap_or(rest.len());
-        let (word, tail) = rest.split_at(end);
-        self.0 = tail;
-        Some(word)
+impl<'a> FastWords<'a> {
+    /// The next word, and whether it is all ASCII.
+    fn next_word(&mut self) -> Option<(&'a str, bool)> {
+        let text = self.0;
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        // Up to the first letter or digit.
+        loop {
+            let Some(&b) = bytes.get(i) else {
+                self.0 = "";
+                return None;
+            };
+            match BYTE_CLASS[b as usize] {
+                ALNUM => break,
+                OTHER => i += 1,
+                _ => match wide_char(text, i) {
+                    (true, _) => break,
+                    (false, len) => i += len,
+                },
+            }
+        }
+        let start = i;
+        let mut ascii = true;
+        while let Some(&b) = bytes.get(i) {
+            match BYTE_CLASS[b as usize] {
+                ALNUM => i += 1,
+                OTHER => break,
+                _ => match wide_char(text, i) {
+                    (true, len) => {
+                        ascii = false;
+                        i += len;
+                    }
+                    (false, _) => break,
+                },
+            }
+        }
+        self.0 = &text[i..];
+        Some((&text[start..i], ascii))
     }
+}
+
+/// [`BYTE_CLASS`]: an ASCII letter or digit.
+const ALNUM: u8 = 1;
+/// [`BYTE_CLASS`]: any other ASCII character.
+const OTHER: u8 = 0;
+/// [`BYTE_CLASS`]: each byte of an ASCII character, or `2` for the first byte of a
+/// wider one (whose class only the whole character tells).
+const BYTE_CLASS: [u8; 256] = {
+    let mut class = [2u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        class[b] = if (b as u8).is_ascii_alphanumeric() {
+            ALNUM
+        } else {
+            OTHER
+        };
+        b += 1;
+    }
+    class
+};
+
+/// Whether the character starting at byte `i` of `text` (not ASCII) is a letter or
+/// digit, and its length in bytes. Kept out of line: most text is ASCII.
+#[cold]
+#[inline(never)]
+fn wide_char(text: &str, i: usize) -> (bool, usize) {
+    // `i` is at a character boundary: the text is only ever advanced by whole ones.
+    text.get(i..)
+        .and_then(|rest| rest.chars().next())
+        .map_or((false, 1), |c| (c.is_alphanumeric(), c.len_utf8()))
 }
 
 fn lowercase(s: &str) -> impl Iterator<Item = char> + '_ {
@@ -860,4 +1093,290 @@ fn starts_with_lower(word: &str, lower: &str) -> bool {
 fn ends_with_lower(word: &str, lower: &str) -> bool {
     let mut w = word.chars().rev().flat_map(|c| c.to_lowercase().rev());
     lower.chars().rev().all(|c| w.next() == Some(c))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The compiled matcher against the analyzer's rule read straight from its
+    //! definition (the implementation it replaced, kept here as the oracle).
+
+    use super::*;
+    use crate::id::TaskId;
+    use proptest::prelude::*;
+
+    /// The words of a text: maximal runs of letters and digits.
+    #[derive(Clone)]
+    struct Words<'a>(&'a str);
+
+    impl<'a> Iterator for Words<'a> {
+        type Item = &'a str;
+
+        fn next(&mut self) -> Option<&'a str> {
+            let Some(start) = self.0.find(char::is_alphanumeric) else {
+                self.0 = "";
+                return None;
+            };
+            let rest = &self.0[start..];
+            let end = rest
+                .find(|c: char| !c.is_alphanumeric())
+                .unwrap_or(rest.len());
+            let (word, tail) = rest.split_at(end);
+            self.0 = tail;
+            Some(word)
+        }
+    }
+
+    /// Whether the consecutive words `phrase` appear in `text`.
+    fn contains_phrase(text: &str, phrase: &[Token]) -> bool {
+        let mut words = Words(text);
+        loop {
+            let mut probe = words.clone();
+            if phrase
+                .iter()
+                .all(|t| probe.next().is_some_and(|w| t.matches(w)))
+            {
+                return true;
+            }
+            if words.next().is_none() {
+                return false;
+            }
+        }
+    }
+
+    /// What makes `rule` fire for `task`: the first listed kind that is the task's,
+    /// else the first listed keyword found in its kind or description, each keyword
+    /// looked for on its own.
+    fn fires(compiled: &CompiledRule, rule: &AnalysisRule, task: &Task) -> Option<Trigger> {
+        let kind = task.kind().trim();
+        if let Some(i) = compiled.kinds.iter().position(|k| eq_lower(kind, k)) {
+            return Some(Trigger::Kind(rule.kinds[i].clone()));
+        }
+        compiled
+            .keywords
+            .iter()
+            .position(|phrase| {
+                contains_phrase(task.kind(), phrase) || contains_phrase(task.description(), phrase)
+            })
+            .map(|i| Trigger::Keyword(rule.keywords[i].clone()))
+    }
+
+    /// The analysis as the analyzer defines it, rule by rule.
+    fn oracle(rules: &RuleSet, task: &Task) -> Result<Analyzed, TaskError> {
+        let mut fired = Vec::new();
+        for rule in &rules.rules {
+            let compiled = CompiledRule::new(rule)?;
+            if let Some(trigger) = fires(&compiled, rule, task) {
+                fired.push(FiredRule {
+                    rule: rule.name.clone(),
+                    trigger,
+                });
+            }
+        }
+        if fired.is_empty() && rules.require_match {
+            return Err(TaskError::NoRuleMatched { task: task.id() });
+        }
+        let mut requirements = task.requirements().clone();
+        let own_priority = requirements.priority();
+        requirements.merge(&rules.defaults);
+        let mut floor = raised(rules.defaults.priority());
+        for f in &fired {
+            let rule = rules.rules.iter().find(|r| r.name == f.rule).unwrap();
+            requirements.merge(&rule.requirements);
+            floor = floor.max(raised(rule.requirements.priority()));
+        }
+        requirements.priority = floor.map_or(own_priority, |f| f.max(own_priority));
+        Ok(Analyzed {
+            requirements,
+            fired,
+        })
+    }
+
+    /// Words of the procedures' table, words close to them, and words whose case
+    /// changes their length or bytes outside ASCII.
+    const VOCAB: &[&str] = &[
+        "deploy",
+        "deploys",
+        "deployment",
+        "redeploy",
+        "server",
+        "start",
+        "the",
+        "health",
+        "check",
+        "checks",
+        "healthcheck",
+        "open",
+        "a",
+        "url",
+        "launch",
+        "browser",
+        "screen",
+        "capture",
+        "visual",
+        "visually",
+        "verify",
+        "report",
+        "hand",
+        "off",
+        "over",
+        "security",
+        "breach",
+        "backup",
+        "restore",
+        "memory",
+        "corrupt",
+        "ab",
+        "ba",
+        "aba",
+        "x1",
+        "1x",
+        "straße",
+        "İstanbul",
+        "\u{212a}elvin",
+        "émile",
+        "ÉMILE",
+        "ǅ",
+        "σς",
+        "ΣΑΣ",
+    ];
+
+    /// Text between words: separators, and a few characters that join words.
+    const GLUE: &[&str] = &[
+        " ", "  ", ", ", "-", ". ", "; ", "/", "\t", "—", "_", "é", "1", "\u{301}", " (", ") ",
+    ];
+
+    fn word() -> impl Strategy<Value = String> {
+        (prop::sample::select(VOCAB), 0..4u8).prop_map(|(w, case)| match case {
+            0 => w.to_owned(),
+            1 => w.to_uppercase(),
+            2 => {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect())
+                    .unwrap_or_default()
+            }
+            _ => w
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_uppercase().collect::<Vec<_>>()
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    fn text(max: usize) -> impl Strategy<Value = String> {
+        prop::collection::vec((word(), prop::sample::select(GLUE)), 0..max).prop_map(|parts| {
+            parts.into_iter().fold(String::new(), |mut s, (w, g)| {
+                s.push_str(&w);
+                s.push_str(g);
+                s
+            })
+        })
+    }
+
+    /// A keyword of one to three words from the vocabulary, each perhaps widened by
+    /// a wildcard at either end.
+    fn keyword() -> impl Strategy<Value = String> {
+        prop::collection::vec((word(), 0..6u8), 1..4).prop_map(|words| {
+            words
+                .into_iter()
+                .map(|(w, anchor)| match anchor {
+                    0 => format!("{w}*"),
+                    1 => format!("*{w}"),
+                    2 => format!("*{w}*"),
+                    _ => w,
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+
+    fn rule_set() -> impl Strategy<Value = RuleSet> {
+        let rule = (
+            prop::collection::vec(keyword(), 0..5),
+            prop::collection::vec(word(), 0..2),
+            0..3usize,
+        );
+        prop_oneof![
+            1 => Just(RuleSet::default()),
+            3 => (prop::collection::vec(rule, 1..8), any::<bool>()).prop_map(|(rules, require)| {
+                let roles = ["ops", "qa", "security"];
+                let mut set = RuleSet::empty().with_require_match(require);
+                for (i, (keywords, kinds, role)) in rules.into_iter().enumerate() {
+                    let mut r = AnalysisRule::new(format!("r{i}")).with_requirements(
+                        Requirements::new()
+                            .with_role(Role::new(roles[role]).unwrap())
+                            .with_priority(Priority(role as u32 * 40)),
+                    );
+                    r.keywords = keywords;
+                    r.kinds = kinds;
+                    if r.keywords.is_empty() && r.kinds.is_empty() {
+                        r.kinds.push("never".into());
+                    }
+                    set = set.with_rule(r);
+                }
+                set
+            }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The compiled matcher fires the rules the definition fires, for the same
+        /// keywords and kinds, and makes the same requirements.
+        #[test]
+        fn the_matcher_agrees_with_the_definition(
+            rules in rule_set(),
+            kind in prop_oneof![text(3), word(), word().prop_map(|w| format!("  {w} "))],
+            description in text(30),
+        ) {
+            let analyzer = RuleBasedAnalyzer::new(rules.clone()).unwrap();
+            let task = Task::new(TaskId::new(1), kind, description);
+            let want = oracle(&rules, &task);
+            let got = analyzer.analyze(&task);
+            prop_assert_eq!(&got, &want);
+            let mut in_place = task.clone();
+            let fired = analyzer.analyze_in_place(&mut in_place);
+            match want {
+                Ok(want) => {
+                    prop_assert_eq!(fired.unwrap(), want.fired);
+                    prop_assert_eq!(in_place.requirements(), &want.requirements);
+                }
+                Err(e) => prop_assert_eq!(fired.unwrap_err(), e),
+            }
+        }
+    }
+
+    #[test]
+    fn a_table_longer_than_the_stack_buffer_still_matches() {
+        let mut rules = RuleSet::empty();
+        for i in 0..(STACK_RULES + 5) {
+            rules =
+                rules.with_rule(AnalysisRule::new(format!("r{i}")).with_keyword(format!("w{i}")));
+        }
+        let analyzer = RuleBasedAnalyzer::new(rules.clone()).unwrap();
+        let task = Task::new(TaskId::new(1), "", "W36 then w2, and w0");
+        let got = analyzer.analyze(&task).unwrap();
+        assert_eq!(got.rules().collect::<Vec<_>>(), ["r0", "r2", "r36"]);
+        assert_eq!(Ok(got), oracle(&rules, &task));
+    }
+
+    #[test]
+    fn a_word_longer_than_the_lookup_buffer_is_still_compared() {
+        let long = "x".repeat(WORD_BUF + 3);
+        let rules = RuleSet::empty()
+            .with_rule(AnalysisRule::new("long").with_keyword(long.clone()))
+            .with_rule(AnalysisRule::new("short").with_keyword("x"));
+        let analyzer = RuleBasedAnalyzer::new(rules.clone()).unwrap();
+        let task = Task::new(TaskId::new(1), "", format!("a {} b", long.to_uppercase()));
+        let got = analyzer.analyze(&task).unwrap();
+        assert_eq!(got.rules().collect::<Vec<_>>(), ["long"]);
+        assert_eq!(Ok(got), oracle(&rules, &task));
+    }
 }

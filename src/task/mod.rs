@@ -218,6 +218,20 @@ impl<T: Ord + Clone> SortedList<T> {
     }
 }
 
+impl<T: Ord + Clone> SortedList<T> {
+    /// Adds the items of `other` that are not in the list yet. An empty list takes
+    /// `other`'s, shared: the analyzer merges a rule's roles and capabilities into a
+    /// task that states none, and copying them made two allocations per task.
+    fn union(&mut self, other: &SortedList<T>) {
+        match (&self.0, &other.0) {
+            (_, None) => {}
+            (None, Some(_)) => self.0.clone_from(&other.0),
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+            (Some(_), Some(b)) => self.extend(b.iter()),
+        }
+    }
+}
+
 impl<T: Serialize> Serialize for SortedList<T> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.0.as_deref().unwrap_or(&[]))
@@ -308,9 +322,9 @@ impl Requirements {
     /// Merges `other` into `self`: the union of roles, capabilities and claims, the
     /// larger of each resource, the higher priority and the earlier deadline.
     pub fn merge(&mut self, other: &Requirements) {
-        self.roles.extend(other.roles.as_slice());
-        self.capabilities.extend(other.capabilities.as_slice());
-        self.claims.extend(other.claims.as_slice());
+        self.roles.union(&other.roles);
+        self.capabilities.union(&other.capabilities);
+        self.claims.union(&other.claims);
         // Nothing to take the larger of: the common case, and `max` builds a new value.
         if !other.resources.is_zero() {
             self.resources = self.resources.max(&other.resources);
