@@ -521,6 +521,7 @@ fn the_coordinators_decisions_become_entries() {
         [
             "assignment",
             "refusal",
+            "evidence",
             "quarantine",
             "agent_status",
             "mode_change"
@@ -539,9 +540,11 @@ fn the_coordinators_decisions_become_entries() {
         unreachable!()
     };
     assert!(reason.contains("auditor"), "{reason}");
+    // Quarantine by status keeps the agent's evidence, as `quarantine` does.
     assert_eq!(entries[2].agents(), [AgentId::new(2)]);
+    assert_eq!(entries[3].agents(), [AgentId::new(2)]);
     assert_eq!(
-        entries[4].to_string(),
+        entries[5].to_string(),
         "mode changed from normal to safe_mode"
     );
 }
@@ -873,14 +876,8 @@ fn a_quarantine_keeps_its_evidence_and_release_on_the_timeline() {
     let [id] = opened[..] else {
         panic!("{opened:?}")
     };
-    // The coordinator's side preserves what the agent did.
-    let evidence = AuditEntry::evidence(
-        agent,
-        events,
-        host.coordinator.with_ledger(|l| l.allocations()),
-    );
-    host.incidents
-        .record(&mut host.log, evidence, host.clock.now());
+    // The coordinator preserved what the agent did (its evidence entry) before it
+    // took the agent's work.
     host.clock.advance(MIN);
     let release = AuditEntry::quarantine_released(agent, Decider::Human, "credentials rotated");
     host.incidents
@@ -895,8 +892,8 @@ fn a_quarantine_keeps_its_evidence_and_release_on_the_timeline() {
         kinds,
         [
             "assignment",
-            "quarantine",
             "evidence",
+            "quarantine",
             "quarantine_released"
         ],
         "{incident:#?}"

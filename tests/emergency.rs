@@ -289,6 +289,57 @@ fn releasing_an_agent_not_in_quarantine_is_refused_and_changes_nothing() {
     assert_eq!(serde_json::to_string(&c.snapshot()).expect("json"), before);
 }
 
+/// Quarantine by status is a quarantine (its evidence kept), and no status set by
+/// hand takes an agent out of it: only a release, a decision on record.
+#[test]
+fn quarantine_by_status_keeps_evidence_and_only_a_release_ends_it() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    fleet(&c, 2);
+    c.assign(task(1)).expect("assign");
+    let holder = agent_of(&c, tid(1)).expect("runs");
+    c.drain_events();
+    assert!(
+        c.set_agent_status(holder, AgentStatus::Quarantined)
+            .expect("quarantine")
+    );
+    let events = c.drain_events();
+    assert!(
+        matches!(&events[0].kind, EventKind::AgentQuarantined { agent, tasks, allocations, .. }
+            if *agent == holder && tasks == &vec![tid(1)] && allocations.len() == 1),
+        "{events:?}"
+    );
+    assert_ne!(agent_of(&c, tid(1)), Some(holder));
+    let before = serde_json::to_string(&c.snapshot()).expect("json");
+    for to in [
+        AgentStatus::Available,
+        AgentStatus::Offline,
+        AgentStatus::Unhealthy,
+    ] {
+        let err = c
+            .set_agent_status(holder, to)
+            .expect_err("still quarantined");
+        assert!(
+            matches!(err, CoordinatorError::StillQuarantined { agent, to: t } if agent == holder && t == to),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(&holder.to_string()), "{err}");
+    }
+    assert_eq!(serde_json::to_string(&c.snapshot()).expect("json"), before);
+    // Quarantining it again changes nothing; the release does, and then statuses
+    // are the host's again.
+    assert!(
+        !c.set_agent_status(holder, AgentStatus::Quarantined)
+            .expect("again")
+    );
+    c.release_quarantine(holder, Decider::Human, "cleared")
+        .expect("release");
+    assert!(
+        c.set_agent_status(holder, AgentStatus::Offline)
+            .expect("offline")
+    );
+}
+
 #[test]
 fn held_work_waits_for_the_release_and_goes_to_no_one_else() {
     let clock = ManualClock::new(t0());
@@ -600,7 +651,12 @@ proptest! {
                 Op::Quarantine(a) => { let _ = c.quarantine(aid(a), "test"); }
                 Op::Release(a) => { let _ = c.release_quarantine(aid(a), Decider::Human, "test"); }
                 Op::Offline(a) => { let _ = c.set_agent_status(aid(a), AgentStatus::Offline); }
-                Op::Back(a) => { let _ = c.set_agent_status(aid(a), AgentStatus::Available); }
+                Op::Back(a) => {
+                    // Out of quarantine only by a release.
+                    if c.set_agent_status(aid(a), AgentStatus::Available).is_err() {
+                        let _ = c.release_quarantine(aid(a), Decider::Human, "back");
+                    }
+                }
                 Op::Tick => { c.tick(); }
                 Op::AssignMail => {
                     let _ = c.assign(mail(next));

@@ -608,8 +608,14 @@ impl Core {
     /// quarantined) hands its running tasks back ([`OnAgentLoss`],
     /// [`EventKind::TaskHandedBack`]).
     ///
+    /// Quarantine by status is [`quarantine`](Self::quarantine) (its evidence kept,
+    /// its running tasks handed back per [`OnQuarantine`](super::OnQuarantine)), and
+    /// only [`release_quarantine`](Self::release_quarantine), an audited decision,
+    /// takes an agent out of quarantine.
+    ///
     /// # Errors
-    /// The registry's refusal; [`CoordinatorError::TimeWentBack`]; nothing changes.
+    /// The registry's refusal; [`CoordinatorError::StillQuarantined`] for an agent in
+    /// quarantine; [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn set_agent_status(
         &mut self,
         agent: AgentId,
@@ -629,8 +635,18 @@ impl Core {
         now: Timestamp,
     ) -> Result<bool, CoordinatorError> {
         self.check_time(now)?;
-        if self.s.registry.status(agent)? == status {
+        let from = self.s.registry.status(agent)?;
+        if from == status {
             return Ok(false);
+        }
+        // Out of quarantine only by a decision on record: a status set by hand would
+        // put the agent back to work (or offline, and from there back) with none.
+        if from == AgentStatus::Quarantined {
+            return Err(CoordinatorError::StillQuarantined { agent, to: status });
+        }
+        if status == AgentStatus::Quarantined {
+            self.quarantine_inner(agent, "quarantined by status", now)?;
+            return Ok(true);
         }
         // Offline, unhealthy and quarantined agents are all out of service: their
         // running tasks are handed back (a quarantined agent is cut off from work it

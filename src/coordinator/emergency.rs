@@ -317,7 +317,7 @@ impl Core {
         self.journaled(now, cmd, |c| c.quarantine_inner(agent, reason, now))
     }
 
-    fn quarantine_inner(
+    pub(super) fn quarantine_inner(
         &mut self,
         agent: AgentId,
         reason: &str,

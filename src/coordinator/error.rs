@@ -82,6 +82,16 @@ pub enum CoordinatorError {
         /// Its status.
         status: crate::agent::AgentStatus,
     },
+    /// [`Core::set_agent_status`](super::Core::set_agent_status) on a quarantined
+    /// agent: only [`Core::release_quarantine`](super::Core::release_quarantine), an
+    /// audited decision, takes it out of quarantine.
+    #[error("{agent} is quarantined: release it (an audited decision) before it can be {to}")]
+    StillQuarantined {
+        /// The agent.
+        agent: AgentId,
+        /// The status asked for.
+        to: crate::agent::AgentStatus,
+    },
     /// [`Core::resume_communications`](super::Core::resume_communications) while
     /// external communications are not stopped.
     #[error("external communications are not stopped")]

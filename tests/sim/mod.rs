@@ -808,6 +808,17 @@ impl World {
             2 => AgentStatus::Quarantined,
             _ => AgentStatus::Available,
         };
+        // Out of quarantine only by a release, an operator's decision.
+        let quarantined = self.seen_status.get(&id) == Some(&AgentStatus::Quarantined);
+        if quarantined && to != AgentStatus::Quarantined {
+            let released = self
+                .core
+                .release_quarantine(id, Decider::Human, "cleared", self.now);
+            if let Err(e) = released {
+                return Err(self.fail("a_quarantine_releases", format!("{id}: {e}")));
+            }
+            return Ok(());
+        }
         match self.core.set_agent_status(id, to, self.now) {
             Ok(true) => self.report.agent_faults += 1,
             Ok(false) => {}
