@@ -386,6 +386,9 @@ impl Core {
                     return;
                 };
                 let s = &mut self.s;
+                // A denied task ends: a decision that let it run beside another holder
+                // ends with it (a restore drops such a pair, so the live state must).
+                s.approved.retain(|&(h, t)| h != waiter && t != waiter);
                 // The other conflicts it waited on end with it.
                 let others: Vec<(TaskId, ConflictId)> = s
                     .holders
