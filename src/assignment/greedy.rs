@@ -831,7 +831,6 @@ impl<'a> Engine<'a> {
     fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored, usize) {
         self.buf.counts.iter_mut().for_each(|c| *c = 0);
         self.buf.fits.clear();
-        let n = self.fleet.len();
         let mut best: Option<(usize, f64)> = None;
         let mut second: Option<(usize, f64)> = None;
         let mut fitted = 0;
@@ -853,20 +852,8 @@ impl<'a> Engine<'a> {
                 }
             }
         };
-        if self.direct && !(t.roles.is_spilled() || t.capabilities.is_spilled()) {
-            self.scan_direct(t, &mut offer);
-            return (best, second, fitted);
-        }
         if self.direct {
-            for i in 0..n {
-                match self.reject_code(i, t) {
-                    Some(code) => self.buf.counts[code] += 1,
-                    None => {
-                        let score = self.builtin_total(&self.builtin_scores(i, t));
-                        offer(i, score, &mut self.buf.fits);
-                    }
-                }
-            }
+            self.scan_direct(t, &mut offer);
             return (best, second, fitted);
         }
         // The batch path: roles and capabilities through the index, a machine word
@@ -1345,8 +1332,7 @@ fn affinity(t: &CompiledTask, i: usize) -> f64 {
 }
 
 impl Engine<'_> {
-    /// The filter pass of a one-task batch whose role and capability sets fit in
-    /// their first 128 bits, on the fleet's own columns: what
+    /// The filter pass of a one-task batch, on the fleet's own columns: what
     /// [`reject_code`](Self::reject_code) and [`builtin_scores`](Self::builtin_scores)
     /// decide per agent, with what the task asks read once instead of per agent. That
     /// per-agent call, its bounds checks and its tests of the engine's mode were most
@@ -1362,8 +1348,6 @@ impl Engine<'_> {
         let role_base = NO_SLOT + 1;
         let cap_base = role_base + self.n_roles;
         let dim_base = cap_base + self.n_caps;
-        let [tr0, tr1] = t.roles.inline_words();
-        let [tc0, tc1] = t.capabilities.inline_words();
         let known = f.dims.len();
         let pool = |d: usize| f.pool_free.get(d).copied().unwrap_or(u64::MAX);
         let (status, slots) = (&f.status[..n], &f.slots[..n]);
@@ -1374,27 +1358,12 @@ impl Engine<'_> {
                 buf.counts[status_code(f, i)] += 1;
                 continue;
             }
-            // The task's sets are inline: only the agent's first two words count.
-            let [r0, r1] = roles[i].inline_words();
-            let missing = (tr0 & !r0, tr1 & !r1);
-            if missing != (0, 0) {
-                let bit = if missing.0 != 0 {
-                    missing.0.trailing_zeros() as usize
-                } else {
-                    64 + missing.1.trailing_zeros() as usize
-                };
-                buf.counts[role_base + bit] += 1;
+            if let Some(bit) = roles[i].first_missing(&t.roles) {
+                buf.counts[role_base + bit.index()] += 1;
                 continue;
             }
-            let [c0, c1] = caps[i].inline_words();
-            let missing = (tc0 & !c0, tc1 & !c1);
-            if missing != (0, 0) {
-                let bit = if missing.0 != 0 {
-                    missing.0.trailing_zeros() as usize
-                } else {
-                    64 + missing.1.trailing_zeros() as usize
-                };
-                buf.counts[cap_base + bit] += 1;
+            if let Some(bit) = caps[i].first_missing(&t.capabilities) {
+                buf.counts[cap_base + bit.index()] += 1;
                 continue;
             }
             let row = &f.free[i * known..][..known];
