@@ -243,6 +243,36 @@ mod tests {
             .collect()
     }
 
+    /// Filters for `need` through `index`, and says what a plain scan expects: per
+    /// requirement the agents counted under it, and the agents that passed, as
+    /// `(got, want)`.
+    #[allow(clippy::type_complexity)]
+    fn filtered(
+        index: &mut AgentIndex,
+        sets: &[CapabilitySet],
+        eligible: &[bool],
+        need: &[CapabilityBit],
+    ) -> ((Vec<u32>, Vec<usize>), (Vec<u32>, Vec<usize>)) {
+        let reqs: Vec<(u32, usize)> = (need.iter().enumerate())
+            .map(|(pos, b)| (index.map_of(b.index(), sets, *b), pos))
+            .collect();
+        let mut counts = vec![0; need.len()];
+        let mut out = Vec::new();
+        index.filter(&reqs, &mut counts, &mut out);
+        let passed: Vec<usize> = (out.iter())
+            .flat_map(|&(k, m)| Bits(m).map(move |j| k as usize * 64 + j))
+            .collect();
+        let expected = naive(sets, eligible, need);
+        let mut want = vec![0; need.len()];
+        for pos in expected.iter().flatten().flatten() {
+            want[*pos] += 1;
+        }
+        let pass: Vec<usize> = (0..sets.len())
+            .filter(|&i| expected[i] == Some(None))
+            .collect();
+        ((counts, passed), (want, pass))
+    }
+
     #[test]
     fn filtering_counts_each_agent_under_its_first_missing_requirement() {
         let agents = 300;
@@ -252,23 +282,9 @@ mod tests {
         index.reset(agents, bits.len(), |i| eligible[i]);
         for need in [vec![], vec![0], vec![1, 4], vec![0, 2, 5], vec![5, 3, 1]] {
             let need: Vec<CapabilityBit> = need.into_iter().map(|k| bits[k]).collect();
-            let reqs: Vec<(u32, usize)> = (need.iter().enumerate())
-                .map(|(pos, b)| (index.map_of(b.index(), &sets, *b), pos))
-                .collect();
-            let mut counts = vec![0; need.len()];
-            let mut out = Vec::new();
-            index.filter(&reqs, &mut counts, &mut out);
-            let expected = naive(&sets, &eligible, &need);
-            let mut want = vec![0; need.len()];
-            for pos in expected.iter().flatten().flatten() {
-                want[*pos] += 1;
-            }
-            assert_eq!(counts, want, "{need:?}");
-            let passed: Vec<usize> = (out.iter())
-                .flat_map(|&(k, m)| Bits(m).map(move |j| k as usize * 64 + j))
-                .collect();
-            let want: Vec<usize> = (0..agents).filter(|&i| expected[i] == Some(None)).collect();
-            assert_eq!(passed, want, "{need:?}");
+            let (got, want) = filtered(&mut index, &sets, &eligible, &need);
+            assert_eq!(got.0, want.0, "{need:?}");
+            assert_eq!(got.1, want.1, "{need:?}");
         }
     }
 
@@ -315,23 +331,9 @@ mod tests {
                 }
                 let need: Vec<CapabilityBit> = firsts.iter().map(|&b| bits[b]).collect();
                 index.make_room(need.len());
-                let reqs: Vec<(u32, usize)> = (need.iter().enumerate())
-                    .map(|(pos, b)| (index.map_of(b.index(), &sets, *b), pos))
-                    .collect();
-                let mut counts = vec![0; need.len()];
-                let mut out = Vec::new();
-                index.filter(&reqs, &mut counts, &mut out);
-                let expected = naive(&sets, &eligible, &need);
-                let mut want = vec![0; need.len()];
-                for pos in expected.iter().flatten().flatten() {
-                    want[*pos] += 1;
-                }
-                prop_assert_eq!(counts, want);
-                let passed: Vec<usize> = (out.iter())
-                    .flat_map(|&(k, m)| Bits(m).map(move |j| k as usize * 64 + j))
-                    .collect();
-                let want: Vec<usize> = (0..agents).filter(|&i| expected[i] == Some(None)).collect();
-                prop_assert_eq!(passed, want);
+                let (got, want) = filtered(&mut index, &sets, &eligible, &need);
+                prop_assert_eq!(got.0, want.0);
+                prop_assert_eq!(got.1, want.1);
                 for k in retire {
                     let i = k.index(agents);
                     if eligible[i] {
