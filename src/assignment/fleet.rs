@@ -1,6 +1,6 @@
 //! [`Fleet`]: the agents an assigner may choose from, laid out for fast matching.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -367,6 +367,9 @@ pub struct Fleet {
     pub(crate) dims: Vec<ResourceName>,
     /// Whether each agent declared no capacity at all (so has any resource).
     pub(crate) unlimited: Vec<bool>,
+    /// Per agent, a number shared by exactly the agents with the same capacity in
+    /// every dimension and the same `unlimited` flag.
+    pub(crate) capacity_class: Vec<u32>,
     /// Per dimension, what the ledger's pool limit leaves; `u64::MAX` where unlimited.
     pub(crate) pool_free: Vec<u64>,
     role_catalog: Arc<CapabilityCatalog>,
@@ -412,6 +415,7 @@ impl Fleet {
             capacity: Vec::new(),
             dims: Vec::new(),
             unlimited: Vec::new(),
+            capacity_class: Vec::new(),
             pool_free: Vec::new(),
             role_catalog: Arc::default(),
             capability_catalog: Arc::default(),
@@ -535,6 +539,16 @@ impl Fleet {
             }
             self.unlimited.push(f.is_none());
         }
+        // Agents of one size share a class: a scan that reuses one agent's scores for
+        // another with the same amounts free compares one number instead of a row.
+        let mut classes: HashMap<(&[u64], bool), u32> = HashMap::new();
+        self.capacity_class.clear();
+        let rows = self.capacity.chunks_exact(dims.len().max(1));
+        for (row, unlimited) in rows.zip(&self.unlimited) {
+            let next = classes.len() as u32;
+            self.capacity_class
+                .push(*classes.entry((row, *unlimited)).or_insert(next));
+        }
         self.pool_free.clear();
         self.pool_free.extend(
             dims.iter()
@@ -651,6 +665,12 @@ impl Fleet {
         self.capability_catalog.len()
     }
 
+    /// The layout of the registry the roles and capabilities were read from: while it
+    /// is the same, so are they (a refresh rereads only what runs and what is free).
+    pub(crate) fn roles_stamp(&self) -> Option<Layout> {
+        self.layout.map(|(registry, _)| registry)
+    }
+
     /// Translates a task against this fleet into `t`, reusing its buffers, with
     /// resources laid out as `dims` (the fleet's dimensions, then any the batch adds).
     pub(crate) fn compile_into(&self, task: &Task, t: &mut CompiledTask, dims: &[ResourceName]) {
@@ -707,11 +727,19 @@ impl Fleet {
             .extend(t.need_dims.iter().map(|&(d, _)| d).filter(|&d| d >= 2));
         t.affinity.clear();
         if let Some(row) = self.affinity.as_ref().and_then(|a| a.row(task.kind())) {
-            t.affinity.extend(
-                self.ids
-                    .iter()
-                    .map(|id| row.get(*id).copied().unwrap_or(0.0)),
-            );
+            // Both ascending by id: one merge, where a search per agent cost a third
+            // of a one-task scan.
+            t.affinity.resize(self.ids.len(), 0.0);
+            let mut i = 0;
+            for (agent, x) in row.iter() {
+                while self.ids.get(i).is_some_and(|id| *id < agent) {
+                    i += 1;
+                }
+                if self.ids.get(i) == Some(&agent) {
+                    t.affinity[i] = *x;
+                    i += 1;
+                }
+            }
         }
     }
 }

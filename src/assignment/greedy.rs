@@ -594,9 +594,9 @@ impl<'a> Engine<'a> {
     /// An engine for the one-task batch `task` on `fleet`, working in `buf` (whatever
     /// it held). It reads the fleet's columns where they are instead of copying them:
     /// nothing is charged before the batch's one placement and nothing is read after
-    /// it, so they hold exactly what the copies would. Every agent goes through the
-    /// exact per-agent filter ([`reject_code`](Self::reject_code)): for one task, one
-    /// such pass costs less than building the copies and the index.
+    /// it, so they hold exactly what the copies would. The index is kept: its
+    /// eligibility is read again per call, and its role and capability maps last as
+    /// long as the fleet's layout (see [`AgentIndex::reset`]).
     fn one_task(
         cfg: &'a GreedyAssigner,
         fleet: &'a Fleet,
@@ -710,12 +710,13 @@ impl<'a> Engine<'a> {
     /// a task asks for one) and fills the counters of ineligible agents.
     fn count_eligible(&mut self) {
         let (fleet, buf) = (self.fleet, &mut *self.buf);
+        let keys = self.n_roles + self.n_caps;
         buf.index
-            .reset(fleet.len(), self.n_roles + self.n_caps, |i| {
-                eligible_at_start(fleet, i)
+            .reset(fleet.len(), keys, fleet.roles_stamp(), |w| {
+                eligible_words(fleet, w)
             });
         buf.ineligible = [0; NO_SLOT + 1];
-        for i in (0..fleet.len()).filter(|&i| !eligible_at_start(fleet, i)) {
+        for i in buf.index.ineligible(fleet.len()) {
             buf.ineligible[status_code(fleet, i)] += 1;
         }
     }
@@ -818,6 +819,30 @@ impl<'a> Engine<'a> {
         NO_SLOT + 1 + self.n_roles + self.n_caps + d
     }
 
+    /// The role and capability filters through the index, over the agents it holds
+    /// eligible: counts each eligible agent lacking a requirement under the first it
+    /// lacks, and returns the words of those that have them all (the buffer is the
+    /// engine's, to be handed back to `buf.candidates`).
+    fn filter_roles_and_capabilities(&mut self, t: &CompiledTask) -> Vec<Candidates> {
+        let (fleet, n_roles) = (self.fleet, self.n_roles);
+        let mut reqs = std::mem::take(&mut self.buf.reqs);
+        reqs.clear();
+        let index = &mut self.buf.index;
+        index.make_room(t.roles.len() + t.capabilities.len());
+        for bit in t.roles.iter() {
+            let slot = index.map_of(bit.index(), &fleet.roles, bit);
+            reqs.push((slot, NO_SLOT + 1 + bit.index()));
+        }
+        for bit in t.capabilities.iter() {
+            let slot = index.map_of(n_roles + bit.index(), &fleet.capabilities, bit);
+            reqs.push((slot, NO_SLOT + 1 + n_roles + bit.index()));
+        }
+        let mut candidates = std::mem::take(&mut self.buf.candidates);
+        (self.buf.index).filter(&reqs, &mut self.buf.counts, &mut candidates);
+        self.buf.reqs = reqs;
+        candidates
+    }
+
     /// The filter pass over every agent: counts each rejected agent under its reason
     /// code, and returns the best agent (and the runner-up) among those that fit, and
     /// how many fit. With `collect`, every agent that fits is also pushed to `fits`
@@ -826,8 +851,8 @@ impl<'a> Engine<'a> {
     /// In a batch, the index's maps take the agents 64 at a time through status,
     /// slots, roles and capabilities, in the order reasons are told apart, counting
     /// rejections by popcount (see [`AgentIndex::filter`]); only the agents left are
-    /// visited one by one, for resources and scores. A one-task batch, which has no
-    /// index, visits every agent.
+    /// visited one by one, for resources and scores. A one-task batch does the same
+    /// on the fleet's own columns ([`scan_direct`](Self::scan_direct)).
     fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored, usize) {
         self.buf.counts.iter_mut().for_each(|c| *c = 0);
         self.buf.fits.clear();
@@ -858,22 +883,8 @@ impl<'a> Engine<'a> {
         }
         // The batch path: roles and capabilities through the index, a machine word
         // of agents at a time; resources and scores for the few agents left.
-        let (fleet, n_roles) = (self.fleet, self.n_roles);
-        let mut reqs = std::mem::take(&mut self.buf.reqs);
-        reqs.clear();
-        let index = &mut self.buf.index;
-        index.make_room(t.roles.len() + t.capabilities.len());
-        for bit in t.roles.iter() {
-            let slot = index.map_of(bit.index(), &fleet.roles, bit);
-            reqs.push((slot, NO_SLOT + 1 + bit.index()));
-        }
-        for bit in t.capabilities.iter() {
-            let slot = index.map_of(n_roles + bit.index(), &fleet.capabilities, bit);
-            reqs.push((slot, NO_SLOT + 1 + n_roles + bit.index()));
-        }
         self.buf.counts[..=NO_SLOT].copy_from_slice(&self.buf.ineligible);
-        let mut candidates = std::mem::take(&mut self.buf.candidates);
-        (self.buf.index).filter(&reqs, &mut self.buf.counts, &mut candidates);
+        let candidates = self.filter_roles_and_capabilities(t);
         let mut scored = std::mem::take(&mut self.buf.scored);
         scored.clear();
         for &(k, m) in &candidates {
@@ -897,7 +908,6 @@ impl<'a> Engine<'a> {
         for &(i, score) in &scored {
             offer(i, score, &mut self.buf.fits);
         }
-        self.buf.reqs = reqs;
         self.buf.candidates = candidates;
         self.buf.scored = scored;
         (best, second, fitted)
@@ -1255,6 +1265,19 @@ fn eligible_at_start(fleet: &Fleet, i: usize) -> bool {
     fleet.status[i] == AgentStatus::Available && fleet.slots[i] > 0
 }
 
+/// Pushes to `out` one word per 64 agents of `fleet`, a bit set for each agent
+/// available with a free slot before any placement ([`eligible_at_start`] for every
+/// agent, a chunk at a time without an index per agent).
+fn eligible_words(fleet: &Fleet, out: &mut Vec<u64>) {
+    for (status, slots) in fleet.status.chunks(64).zip(fleet.slots.chunks(64)) {
+        let mut word = 0u64;
+        for (j, (status, slots)) in status.iter().zip(slots).enumerate() {
+            word |= u64::from(*status == AgentStatus::Available && *slots > 0) << j;
+        }
+        out.push(word);
+    }
+}
+
 /// Agent `i`'s free amount and `1 / capacity` of dimension `d` (of the fleet's, then
 /// those only the batch names), before any placement. The inverse is 0 where the
 /// capacity is unknown or unlimited; agents that declared no capacity have any amount
@@ -1332,11 +1355,12 @@ fn affinity(t: &CompiledTask, i: usize) -> f64 {
 }
 
 impl Engine<'_> {
-    /// The filter pass of a one-task batch, on the fleet's own columns: what
-    /// [`reject_code`](Self::reject_code) and [`builtin_scores`](Self::builtin_scores)
-    /// decide per agent, with what the task asks read once instead of per agent. That
-    /// per-agent call, its bounds checks and its tests of the engine's mode were most
-    /// of a one-call assign on a hundred agents.
+    /// The filter pass of a one-task batch, on the fleet's own columns: eligibility,
+    /// roles and capabilities through the index (whose maps outlive the call while
+    /// the fleet's layout holds), then what [`short_dim`](Self::short_dim) and
+    /// [`builtin_scores`](Self::builtin_scores) decide for the agents left, with what
+    /// the task asks read once instead of per agent. Visiting every agent for its
+    /// roles and capabilities was most of a one-call assign on a hundred agents.
     fn scan_direct(
         &mut self,
         t: &CompiledTask,
@@ -1344,75 +1368,78 @@ impl Engine<'_> {
     ) {
         let f = self.fleet;
         let n = f.len();
+        let keys = self.n_roles + self.n_caps;
+        let index = &mut self.buf.index;
+        index.reset(n, keys, f.roles_stamp(), |w| eligible_words(f, w));
+        for i in index.ineligible(n) {
+            self.buf.counts[status_code(f, i)] += 1;
+        }
+        let candidates = self.filter_roles_and_capabilities(t);
         let (weights, buf) = (&self.weights, &mut *self.buf);
-        let role_base = NO_SLOT + 1;
-        let cap_base = role_base + self.n_roles;
-        let dim_base = cap_base + self.n_caps;
+        let dim_base = NO_SLOT + 1 + self.n_roles + self.n_caps;
         let known = f.dims.len();
         let pool = |d: usize| f.pool_free.get(d).copied().unwrap_or(u64::MAX);
-        let (status, slots) = (&f.status[..n], &f.slots[..n]);
-        let (roles, caps) = (&f.roles[..n], &f.capabilities[..n]);
-        let mut memo: Option<(usize, [f64; 4])> = None;
-        for i in 0..n {
-            if !(status[i] == AgentStatus::Available && slots[i] > 0) {
-                buf.counts[status_code(f, i)] += 1;
-                continue;
+        // Agents of one size with the same amounts free (idle ones, say) fit alike
+        // and score alike but for affinity: the last agent visited is reused when it
+        // has the same columns in every dimension the task scores (which include
+        // every dimension it needs), sparing the checks, the divisions and the root.
+        let mut memo: Option<(usize, Result<[f64; 4], usize>)> = None;
+        for &(k, m) in &candidates {
+            for j in Bits(m) {
+                let i = k as usize * 64 + j;
+                let verdict = match memo {
+                    Some((j, verdict)) if same_columns(f, i, j) => verdict,
+                    _ => {
+                        let row = &f.free[i * known..][..known];
+                        let free = |d: usize| {
+                            if d < known {
+                                row[d]
+                            } else if f.unlimited[i] {
+                                u64::MAX
+                            } else {
+                                0
+                            }
+                        };
+                        let verdict = match short_dim(t, free, pool) {
+                            Some(d) => Err(d),
+                            None => Ok(builtin_scores(weights, t, i, |d| fleet_column(f, i, d))),
+                        };
+                        memo = Some((i, verdict));
+                        verdict
+                    }
+                };
+                let s = match verdict {
+                    Ok(s) => s,
+                    Err(d) => {
+                        buf.counts[dim_base + d] += 1;
+                        continue;
+                    }
+                };
+                let score = weights.least_allocated * s[0]
+                    + weights.most_allocated * s[1]
+                    + weights.balanced * s[2]
+                    + weights.affinity * affinity(t, i);
+                offer(i, score, &mut buf.fits);
             }
-            if let Some(bit) = roles[i].first_missing(&t.roles) {
-                buf.counts[role_base + bit.index()] += 1;
-                continue;
-            }
-            if let Some(bit) = caps[i].first_missing(&t.capabilities) {
-                buf.counts[cap_base + bit.index()] += 1;
-                continue;
-            }
-            let row = &f.free[i * known..][..known];
-            let free = |d: usize| {
-                if d < known {
-                    row[d]
-                } else if f.unlimited[i] {
-                    u64::MAX
-                } else {
-                    0
-                }
-            };
-            if let Some(d) = short_dim(t, free, pool) {
-                buf.counts[dim_base + d] += 1;
-                continue;
-            }
-            // Agents of one size with the same amounts free (idle ones, say) score
-            // alike but for affinity: the last agent scored is reused when it has
-            // the same columns, which spares the divisions and the root.
-            let s = match memo {
-                Some((j, s)) if same_columns(f, t, i, j) => [s[0], s[1], s[2], affinity(t, i)],
-                _ => {
-                    let s = builtin_scores(weights, t, i, |d| fleet_column(f, i, d));
-                    memo = Some((i, s));
-                    s
-                }
-            };
-            let score = weights.least_allocated * s[0]
-                + weights.most_allocated * s[1]
-                + weights.balanced * s[2]
-                + weights.affinity * s[3];
-            offer(i, score, &mut buf.fits);
         }
+        buf.candidates = candidates;
     }
 }
 
 /// Whether agents `i` and `j` of `fleet` have the same columns in every dimension
-/// `t` scores: then [`builtin_scores`] gives them the same scores but affinity.
+/// a task scores: then [`builtin_scores`] gives them the same scores but affinity, and
+/// they fit `t` alike. Whole rows are compared (stricter than the scored dimensions
+/// alone, and cheaper: no dimension is looked up), capacities by their class.
 #[inline]
-fn same_columns(fleet: &Fleet, t: &CompiledTask, i: usize, j: usize) -> bool {
+fn same_columns(fleet: &Fleet, i: usize, j: usize) -> bool {
     let known = fleet.dims.len();
-    t.scored_dims.iter().all(|&d| {
-        if d < known {
-            let (a, b) = (i * known + d, j * known + d);
-            fleet.free[a] == fleet.free[b] && fleet.capacity[a] == fleet.capacity[b]
-        } else {
-            fleet.unlimited[i] == fleet.unlimited[j]
-        }
-    })
+    let (a, b) = (
+        &fleet.free[i * known..][..known],
+        &fleet.free[j * known..][..known],
+    );
+    // Without a branch per amount: the rows are a few words.
+    let differ = a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y));
+    differ == 0 && fleet.capacity_class[i] == fleet.capacity_class[j]
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@
 //! follow, as they ask).
 
 use crate::agent::{CapabilityBit, CapabilitySet};
+use crate::layout::Layout;
 
 /// How many words the maps of a batch may take (8 MiB), unless one task needs more:
 /// over this, the maps are dropped and rebuilt as tasks ask for them. A batch asks for
@@ -54,6 +55,9 @@ pub(crate) struct AgentIndex {
     summary: Vec<u64>,
     /// The word budget of the maps ([`MAX_WORDS`]; smaller in tests).
     budget: usize,
+    /// The layout of the roles and capabilities the maps were built from, when it has
+    /// one: while a reset names the same, the maps still hold and are kept.
+    stamp: Option<Layout>,
 }
 
 /// A word of agents that passed the role and capability filters: the word's index and
@@ -61,21 +65,47 @@ pub(crate) struct AgentIndex {
 pub(crate) type Candidates = (u32, u64);
 
 impl AgentIndex {
-    /// Starts a batch over `agents` agents, of which `eligible(i)` are available with
-    /// a free slot, for keys below `keys`. Drops every map.
-    pub(crate) fn reset(&mut self, agents: usize, keys: usize, eligible: impl Fn(usize) -> bool) {
-        self.words = agents.div_ceil(64);
+    /// Starts a batch over `agents` agents, of which those `eligible` marks are
+    /// available with a free slot (it pushes one word per 64 agents, bit `j` of word
+    /// `k` for agent `64k + j`, zero past the last agent), for keys below `keys`, with
+    /// roles and capabilities of layout `stamp`. The maps are kept when `stamp` is
+    /// the layout they were built from (roles and capabilities change only with the
+    /// layout), and dropped otherwise or without a stamp: a host that assigns one
+    /// task at a time builds each map once, not once per call.
+    pub(crate) fn reset(
+        &mut self,
+        agents: usize,
+        keys: usize,
+        stamp: Option<Layout>,
+        eligible: impl FnOnce(&mut Vec<u64>),
+    ) {
+        let words = agents.div_ceil(64);
+        let keep = stamp.is_some() && stamp == self.stamp && words == self.words;
+        self.words = words;
         self.eligible.clear();
-        self.eligible.resize(self.words, 0);
-        for i in 0..agents {
-            self.eligible[i / 64] |= u64::from(eligible(i)) << (i % 64);
-        }
+        eligible(&mut self.eligible);
+        debug_assert_eq!(self.eligible.len(), words);
         self.eligible_total = self.eligible.iter().map(|w| w.count_ones()).sum();
-        self.drop_maps();
-        self.slot_of.resize(keys, 0);
+        if !keep || self.slot_of.len() != keys {
+            self.drop_maps();
+            self.slot_of.resize(keys, 0);
+        }
+        self.stamp = stamp;
         if self.budget == 0 {
             self.budget = MAX_WORDS;
         }
+    }
+
+    /// The agents that are not eligible, ascending.
+    pub(crate) fn ineligible(&self, agents: usize) -> impl Iterator<Item = usize> + '_ {
+        (self.eligible.iter().enumerate()).flat_map(move |(k, &m)| {
+            // Bits past the last agent are not agents.
+            let valid = match agents - k * 64 {
+                n if n >= 64 => u64::MAX,
+                n => (1u64 << n) - 1,
+            };
+            Bits(!m & valid).map(move |j| k * 64 + j)
+        })
     }
 
     /// Forgets every map, keeping their storage.
@@ -231,6 +261,15 @@ mod tests {
         (sets, bits)
     }
 
+    /// The words of `flags`, one bit per agent.
+    fn words_of(flags: &[bool], out: &mut Vec<u64>) {
+        out.extend(
+            flags
+                .chunks(64)
+                .map(|c| (c.iter().enumerate()).fold(0, |m, (j, &e)| m | u64::from(e) << j)),
+        );
+    }
+
     /// Per agent, the first requirement it lacks (by position), or `None`.
     fn naive(
         sets: &[CapabilitySet],
@@ -279,7 +318,7 @@ mod tests {
         let (sets, bits) = sets(agents, 6);
         let eligible: Vec<bool> = (0..agents).map(|i| i % 11 != 3).collect();
         let mut index = AgentIndex::default();
-        index.reset(agents, bits.len(), |i| eligible[i]);
+        index.reset(agents, bits.len(), None, |w| words_of(&eligible, w));
         for need in [vec![], vec![0], vec![1, 4], vec![0, 2, 5], vec![5, 3, 1]] {
             let need: Vec<CapabilityBit> = need.into_iter().map(|k| bits[k]).collect();
             let (got, want) = filtered(&mut index, &sets, &eligible, &need);
@@ -320,7 +359,7 @@ mod tests {
                 budget: budget_maps.map_or(0, |m| m * agents.div_ceil(64)),
                 ..AgentIndex::default()
             };
-            index.reset(agents, KEYS, |i| eligible[i]);
+            index.reset(agents, KEYS, None, |w| words_of(&eligible, w));
             for (need, retire) in &tasks {
                 // Each requirement once, in the order drawn.
                 let mut firsts: Vec<usize> = Vec::new();
@@ -362,7 +401,7 @@ mod tests {
             budget: 6,
             ..AgentIndex::default()
         };
-        index.reset(agents, bits.len(), |_| true);
+        index.reset(agents, bits.len(), None, |w| words_of(&[true; 130], w));
         index.make_room(2);
         let a = index.map_of(0, &sets, bits[0]);
         let b = index.map_of(1, &sets, bits[1]);
