@@ -1355,6 +1355,53 @@ fn a_blocked_task_can_be_cancelled() {
     );
 }
 
+/// A blocked task withdrawn leaves no conflict behind: it is resolved with the
+/// cancellation, so the escalation ladder never asks a human about a task that is gone.
+#[test]
+fn cancelling_a_blocked_task_resolves_the_conflict_it_waited_on() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
+        .unwrap();
+    assigned(&c, claiming(1));
+    let AssignOutcome::Conflicted {
+        conflicts: open, ..
+    } = c.assign(claiming(2)).unwrap()
+    else {
+        panic!("no conflict")
+    };
+    c.drain_events();
+    c.cancel(TaskId::new(2)).unwrap();
+    assert!(c.open_conflicts().is_empty());
+    let events = c.drain_events();
+    for id in &open {
+        assert!(
+            events.iter().any(|e| matches!(
+                &e.kind,
+                EventKind::ConflictResolved { conflict } if conflict == id
+            )),
+            "{events:?}"
+        );
+    }
+    // Hours later, nobody is asked anything.
+    clock.advance(std::time::Duration::from_secs(6 * 3600));
+    c.tick();
+    let later = c.drain_events();
+    assert!(
+        !later
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::ConflictEscalated { .. })),
+        "{later:?}"
+    );
+    // A snapshot restores to the same state.
+    let snapshot = c.snapshot();
+    let restored = Coordinator::builder().restore(snapshot.clone()).unwrap();
+    assert_eq!(
+        serde_json::to_string(&restored.snapshot()).unwrap(),
+        serde_json::to_string(&snapshot).unwrap()
+    );
+}
+
 /// Regression: two queued tasks that the policies refuse on the agent the ledger
 /// grants them (here the 95% utilization cap, which the ledger does not know) handed
 /// the same capacity back and forth for ever: each refusal gave the grant back, the
@@ -1738,14 +1785,13 @@ fn an_assignment_the_host_holds_is_never_reused() {
     assert_eq!(c.assignments().len(), 1);
 }
 
-/// Regression: a task withdrawn while it waited behind the holder of its conflict
-/// leaves that conflict open (its holder's end resolves it); submitted again, it met
-/// that same conflict, and `Conflicted` was returned without the task waiting
-/// anywhere: the holder's end started nothing, and the task was lost. It now meets
-/// the same conflict (none is opened again) and waits behind the holder, as any
-/// conflicted task does.
+/// Regression: a task withdrawn while it waited behind the holder of its conflict,
+/// then submitted again, was returned `Conflicted` without waiting anywhere: the
+/// holder's end started nothing, and the task was lost. The withdrawal resolves the
+/// conflict now; submitted again, the task meets a new one and waits behind the
+/// holder, as any conflicted task does.
 #[test]
-fn a_task_withdrawn_and_submitted_again_waits_behind_the_same_conflict() {
+fn a_task_withdrawn_and_submitted_again_waits_behind_the_holder() {
     let clock = clock();
     let c = coordinator(&clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(4))
@@ -1756,25 +1802,20 @@ fn a_task_withdrawn_and_submitted_again_waits_behind_the_same_conflict() {
     };
     assert_eq!(c.cancel(TaskId::new(2)).unwrap().id(), TaskId::new(2));
     assert!(c.waiting().is_empty());
-    // The conflict stays open with its holder.
-    let open: Vec<_> = c.open_conflicts().iter().map(|o| o.conflict.id()).collect();
-    assert_eq!(open, conflicts);
+    assert!(c.open_conflicts().is_empty());
     c.drain_events();
 
     let out = c.assign(claiming(2)).unwrap();
-    assert!(
-        matches!(&out, AssignOutcome::Conflicted { conflicts: again, .. } if *again == conflicts),
-        "{out:?}"
-    );
+    let AssignOutcome::Conflicted {
+        conflicts: again, ..
+    } = &out
+    else {
+        panic!("{out:?}")
+    };
+    assert!(again.iter().all(|id| !conflicts.contains(id)), "{out:?}");
     assert_eq!(behind(&c), [(TaskId::new(2), Some(TaskId::new(1)))]);
-    let events = c.drain_events();
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(&e.kind, EventKind::ConflictDetected { .. })),
-        "{events:?}"
-    );
-    assert_eq!(c.snapshot().conflicts.entries.len(), 1);
+    let open: Vec<_> = c.open_conflicts().iter().map(|o| o.conflict.id()).collect();
+    assert_eq!(&open, again);
 
     // The holder's end resolves it and starts the task.
     let served = c.complete(TaskId::new(1), true, None).unwrap();
@@ -1815,4 +1856,59 @@ fn a_conflicted_task_starts_when_its_holder_ends_after_a_long_wait() {
     let served = c.complete(TaskId::new(2), true, None).unwrap();
     assert_eq!(ids(&served), [TaskId::new(4)], "waiting: {:?}", c.waiting());
     assert_eq!(served[0].agent, AgentId::new(2));
+}
+
+/// A task no agent could ever take is rejected for the lasting reason (a role, a
+/// capability, a capacity), not for the status of agents busy or away at the moment:
+/// an operator reading "1 is busy" would wait for an agent that can never help.
+#[test]
+fn a_rejection_names_what_no_agent_could_ever_offer() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8")).unwrap();
+    c.register_agent(agent(2, &["ops"], &["deploy"], "cpu=2"))
+        .unwrap();
+    c.register_agent(agent(3, &["qa"], &[], "cpu=8")).unwrap();
+    // Agent 1 is busy, agent 3 offline.
+    assigned(&c, task(1, "build", "ops", "cpu=1"));
+    c.set_agent_status(AgentId::new(3), AgentStatus::Offline)
+        .unwrap();
+    let out = c
+        .assign(
+            Task::new(TaskId::new(2), "launch", "launch").with_requirements(
+                Requirements::new()
+                    .with_role(Role::new("ops").unwrap())
+                    .with_capability(Capability::new("deploy").unwrap())
+                    .with_resources("cpu=4".parse().unwrap()),
+            ),
+        )
+        .unwrap();
+    let AssignOutcome::Rejected { explanation, .. } = out else {
+        panic!("{out}")
+    };
+    assert_eq!(
+        explanation.to_string(),
+        "0 of 3 agents fit: 1 lacks role `ops`, 1 lacks capability `deploy`, 1 lacks cpu"
+    );
+}
+
+/// Registering an id twice is the registry's `DuplicateAgent`, and changes nothing.
+#[test]
+fn registering_an_id_twice_is_the_registrys_duplicate() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8")).unwrap();
+    let before = serde_json::to_string(&c.snapshot()).unwrap();
+    let e = c
+        .register_agent(agent(1, &["qa"], &[], "cpu=2"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CoordinatorError::Registry(concord::agent::RegistryError::DuplicateAgent { agent })
+                if agent == AgentId::new(1)
+        ),
+        "{e:?}"
+    );
+    assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
 }

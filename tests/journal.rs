@@ -731,3 +731,26 @@ fn a_restored_core_refuses_times_before_its_checkpoint() {
         "{err}"
     );
 }
+
+#[test]
+fn a_coordinator_without_a_journal_says_so_instead_of_writing_nothing() {
+    let mut core = builder().build_core();
+    core.register_agent(agent(1, 2), at(0)).expect("register");
+    let mut journal = MemoryJournal::new();
+    assert_eq!(
+        core.write_journal(&mut journal),
+        Err(JournalError::NotJournaled)
+    );
+    assert_eq!(
+        core.checkpoint(&mut journal),
+        Err(JournalError::NotJournaled)
+    );
+    assert!(journal.records().is_empty());
+    assert!(matches!(journal.load_checkpoint(), Ok(None)));
+    // The facade says the same.
+    let coordinator = builder().build();
+    assert_eq!(
+        coordinator.write_journal(&mut journal),
+        Err(JournalError::NotJournaled)
+    );
+}

@@ -189,6 +189,37 @@ impl State {
         }
     }
 
+    /// The conflicts, with their holders, in which `waiter` waits for a holder.
+    fn conflicts_waited_on(&self, waiter: TaskId) -> Vec<(TaskId, ConflictId)> {
+        (self.holders.iter().copied())
+            .filter(|&(_, id)| {
+                self.conflicts
+                    .conflict(id)
+                    .is_some_and(|c| c.parties().get(1).and_then(Party::task_id) == Some(waiter))
+            })
+            .collect()
+    }
+
+    /// Resolves the open conflicts in which `waiter` waited for a holder, when it
+    /// waits no more (withdrawn): a conflict over nothing would climb the ladder to a
+    /// human, who would be asked about a task that is gone.
+    pub(super) fn resolve_conflicts_waited_on(&mut self, waiter: TaskId, now: Timestamp) {
+        if !self.approved.is_empty() {
+            self.approved.retain(|&(h, t)| h != waiter && t != waiter);
+        }
+        for (holder, id) in self.conflicts_waited_on(waiter) {
+            self.holders.remove(&(holder, id));
+            if let Ok(actions) =
+                self.conflicts
+                    .record_resolution(id, Resolution::success(None, Vec::new()), now)
+            {
+                self.push(now, EventKind::ConflictResolved { conflict: id });
+                // A resolution brings no default decision.
+                let _ = self.escalate(actions, now);
+            }
+        }
+    }
+
     /// Carries out escalation actions: safe mode here, the rest as events for the
     /// host. Returns the default decisions the ladder applied, for the caller to
     /// carry out ([`Core::apply_decision`]).
@@ -390,17 +421,7 @@ impl Core {
                 // ends with it (a restore drops such a pair, so the live state must).
                 s.approved.retain(|&(h, t)| h != waiter && t != waiter);
                 // The other conflicts it waited on end with it.
-                let others: Vec<(TaskId, ConflictId)> = s
-                    .holders
-                    .iter()
-                    .copied()
-                    .filter(|&(_, id)| {
-                        s.conflicts.conflict(id).is_some_and(|c| {
-                            c.parties().get(1).and_then(Party::task_id) == Some(waiter)
-                        })
-                    })
-                    .collect();
-                for (h, id) in others {
+                for (h, id) in s.conflicts_waited_on(waiter) {
                     s.holders.remove(&(h, id));
                     if s.conflicts
                         .decide(

@@ -460,6 +460,14 @@ impl Core {
         self.check_time(now)?;
         let s = &mut self.s;
         let capacity = profile.capacity().cloned().unwrap_or_default();
+        // A taken id is the registry's error, whichever book would refuse it first:
+        // a host matches one variant for "already registered".
+        if s.registry.contains(profile.id()) {
+            return Err(RegistryError::DuplicateAgent {
+                agent: profile.id(),
+            }
+            .into());
+        }
         if s.ledger.capacity(profile.id()).is_ok() {
             return Err(LedgerError::DuplicateAgent {
                 agent: profile.id(),
@@ -1390,8 +1398,9 @@ impl Core {
     }
 
     /// Withdraws a waiting task (queued, held, or waiting behind a claim). The
-    /// conflicts it met stay with their holders, whose end resolves them. Returns the
-    /// task.
+    /// conflicts it waited on are resolved ([`EventKind::ConflictResolved`]): with
+    /// nothing waiting, there is nothing left for the escalation ladder to ask anyone.
+    /// Returns the task.
     ///
     /// # Errors
     /// [`CoordinatorError::UnknownTask`] if it is not waiting;
@@ -1406,6 +1415,7 @@ impl Core {
         let w = self.withdraw(task)?;
         self.s.last_now = now;
         self.s.push(now, EventKind::TaskCancelled { task });
+        self.s.resolve_conflicts_waited_on(task, now);
         // A withdrawn request may have held a reservation: what it kept free for
         // itself goes to the tasks behind it now.
         let grants = self.s.ledger.drain(now);

@@ -325,6 +325,14 @@ pub enum JournalError {
         /// The first difference.
         reason: String,
     },
+    /// The coordinator records no journal (it was not built
+    /// [`journaled`](super::CoordinatorBuilder::journaled)): nothing it did could be
+    /// written, and a recovery from this journal would lose every command since the
+    /// last checkpoint.
+    #[error(
+        "this coordinator records no journal: build it with CoordinatorBuilder::journaled to write one"
+    )]
+    NotJournaled,
     /// The host's storage failed.
     #[error("journal storage failed: {reason}")]
     Storage {
@@ -447,10 +455,16 @@ impl Core {
     /// only after this returns: then the command survives a crash.
     ///
     /// # Errors
-    /// The journal's: the records stay pending, for the next call. On
-    /// [`JournalError::Conflict`] another writer owns the journal: this core must
-    /// stop (rebuild it from the journal).
+    /// [`JournalError::NotJournaled`] if the core records no journal. The journal's:
+    /// the records stay pending, for the next call. On [`JournalError::Conflict`]
+    /// another writer owns the journal: this core must stop (rebuild it from the
+    /// journal).
     pub fn write_journal(&mut self, journal: &mut dyn Journal) -> Result<usize, JournalError> {
+        // A host that forgot `journaled` would otherwise believe its commands
+        // durable: each call would write nothing, and say so only by a zero.
+        if !self.recording() {
+            return Err(JournalError::NotJournaled);
+        }
         let pending = &mut self.s.journal.pending;
         let Some(first) = pending.first().map(|r| r.seq) else {
             return Ok(0);
@@ -465,7 +479,10 @@ impl Core {
     /// a checkpoint in `journal`: recovery replays only the records after it.
     ///
     /// # Errors
-    /// The journal's; a checkpoint is not stored unless the records before it are.
+    /// As [`write_journal`](Self::write_journal) ([`JournalError::NotJournaled`]
+    /// included: a host that keeps snapshots without a journal stores
+    /// [`snapshot`](Self::snapshot)s itself); a checkpoint is not stored unless the
+    /// records before it are.
     pub fn checkpoint(&mut self, journal: &mut dyn Journal) -> Result<(), JournalError> {
         self.write_journal(journal)?;
         journal.store_checkpoint(&self.snapshot())

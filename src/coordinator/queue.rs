@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::assignment::{Explanation, Refusal};
+use crate::assignment::{Explanation, Refusal, Rejection};
 use crate::clock::Timestamp;
 use crate::id::{AgentId, RequestId, TaskId};
 use crate::policy::{PolicyContext, Proposal};
@@ -225,6 +225,49 @@ fn away_or_never(s: &State, task: &Task) -> Place {
     if away { Place::Away } else { Place::Never }
 }
 
+/// Why no agent could ever take `task`, in place of the assigner's `explanation` of
+/// why none could take it now: each agent counted under the first lasting reason it
+/// fails (a role, then a capability the task needs, in the task's order, then a
+/// resource its capacity could never hold). The assigner counts the agents busy or
+/// away at the moment under their status first, which would read as a moment's
+/// shortage for a task that will never run.
+fn never_explanation(s: &State, task: &Task, explanation: Explanation) -> Explanation {
+    let req = task.requirements();
+    let needs = req.resources();
+    let mut why = Explanation {
+        considered: explanation.considered,
+        ..Explanation::default()
+    };
+    for v in s.registry.iter() {
+        let profile = v.profile();
+        let reason = if let Some(role) = req.roles().iter().find(|r| !profile.has_role(r)) {
+            Rejection::MissingRole { role: role.clone() }
+        } else if let Some(c) = req
+            .capabilities()
+            .iter()
+            .find(|c| !profile.has_capability(c))
+        {
+            Rejection::MissingCapability {
+                capability: c.clone(),
+            }
+        } else if let Some((resource, ..)) = s
+            .ledger
+            .capacity(v.id())
+            .ok()
+            .and_then(|cap| needs.first_shortfall(&cap))
+        {
+            Rejection::Insufficient { resource }
+        } else {
+            // Not expected (such an agent could take the task later): said as the
+            // assigner saw it.
+            Rejection::Status { status: v.status() }
+        };
+        why.reject(reason);
+    }
+    why.analyzed = explanation.analyzed;
+    why
+}
+
 /// Asks the ledger for `task`'s resources and a slot on any agent in service that
 /// could take it now or later: granted at once, or queued (aging from `since` when it
 /// waited before). `Away` when only an agent out of service could take it, `Never`
@@ -357,6 +400,11 @@ impl Core {
                 Ok(queued(key, explanation))
             }
             Place::Never => {
+                let explanation = if waits {
+                    never_explanation(s, &w.task, explanation)
+                } else {
+                    explanation
+                };
                 s.reject(id, None, explanation.clone(), now);
                 Ok(AssignOutcome::Rejected {
                     task: id,

@@ -75,7 +75,22 @@ impl Default for MonitorConfig {
 }
 
 impl MonitorConfig {
-    /// Sets the window length (at least a millisecond, whole milliseconds).
+    /// Sets the window length (at least a millisecond, whole milliseconds, and a whole
+    /// multiple of the detection interval, an hour unless
+    /// [`with_detect_every`](Self::with_detect_every) says otherwise: a window shorter
+    /// than an hour needs a shorter interval too, or validation fails with
+    /// [`MonitorError::UnalignedInterval`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use concord::monitor::MonitorConfig;
+    ///
+    /// let minute = MonitorConfig::default()
+    ///     .with_window(Duration::from_secs(60))
+    ///     .with_detect_every(Duration::from_secs(10));
+    /// assert!(minute.validate().is_ok());
+    /// assert!(MonitorConfig::default().with_window(Duration::from_secs(60)).validate().is_err());
+    /// ```
     pub fn with_window(mut self, window: Duration) -> Self {
         self.window = window;
         self

@@ -7,7 +7,8 @@
 //! conflicts arise); agents join, leave, go offline, unhealthy or into quarantine and
 //! come back; agents answer right, fail, hang (the host gives up on them), answer late
 //! (after the host gave up) or twice, and report usage above their prediction; a
-//! simulated orchestrator and human approve, deny or never answer conflicts; safe mode
+//! simulated orchestrator and human approve, deny or never answer conflicts, and
+//! operators withdraw waiting tasks (those behind a claim, too); safe mode
 //! comes and goes, by hand and by its rules; security breaches are reported, agents
 //! quarantined and released, external communications stopped and resumed
 //! (`emergency.rs`, with the world's model of the safe-mode rules and the emergency
@@ -474,6 +475,7 @@ impl World {
             75..=77 if self.faults_on => self.crash()?,
             78..=84 => self.take_checkpoint()?,
             85..=86 if self.faults_on => self.emergency()?,
+            87 if self.faults_on => self.withdraw()?,
             _ => self.advance()?,
         }
         self.daily_cleanup();
@@ -785,6 +787,32 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// An operator withdraws a waiting task: one waiting behind a claim when there
+    /// is one, half the time (the case that leaves a conflict to close), else any.
+    fn withdraw(&mut self) -> Result<(), Failure> {
+        let waiting = self.core.waiting();
+        let blocked: Vec<TaskId> = (waiting.iter())
+            .filter(|w| w.behind.is_some())
+            .map(|w| w.task.id())
+            .collect();
+        let pool: Vec<TaskId> = if !blocked.is_empty() && self.rng.chance(50) {
+            blocked
+        } else {
+            waiting.iter().map(|w| w.task.id()).collect()
+        };
+        if pool.is_empty() {
+            return Ok(());
+        }
+        let task = pool[self.rng.below(pool.len() as u64) as usize];
+        match self.core.cancel(task, self.now) {
+            Ok(_) => {
+                self.report.cancelled += 1;
+                Ok(())
+            }
+            Err(e) => Err(self.fail("waiting_tasks_can_be_withdrawn", format!("{task}: {e}"))),
+        }
     }
 
     fn agent_fault(&mut self) -> Result<(), Failure> {
@@ -1384,6 +1412,17 @@ impl World {
                 ));
             }
         }
+        // An open conflict has a task waiting on it: one withdrawn or ended takes
+        // its conflicts with it, or the ladder would ask about a task that is gone.
+        let waiting: BTreeSet<TaskId> = self.core.waiting().iter().map(|w| w.task.id()).collect();
+        for c in self.core.open_conflicts() {
+            if let Some(task) = c.waiting.filter(|t| !waiting.contains(t)) {
+                return Err(self.fail(
+                    "open_conflicts_have_a_waiter",
+                    format!("{} is open, and {task} waits no more", c.conflict.id()),
+                ));
+            }
+        }
         // The registry, the ledger and the core agree on what runs where.
         let mut per_agent: BTreeMap<AgentId, u32> = BTreeMap::new();
         for a in self.core.assignments() {
@@ -1516,6 +1555,12 @@ impl World {
     fn settle(&mut self) -> Result<(), Failure> {
         let deadline = self.now + LIVENESS_BOUND;
         while !self.open.is_empty() && self.now < deadline {
+            // Safe mode entered by its rules since (failures that were in flight when
+            // the faults stopped count too) is left at once, as an operator does once
+            // the cause is handled: nothing else would ever leave it.
+            if self.core.mode() != SystemMode::Normal {
+                let _ = self.core.set_mode(SystemMode::Normal, self.now);
+            }
             // Open conflicts are answered at once now.
             for c in self.core.open_conflicts() {
                 let id = c.conflict.id();
