@@ -987,7 +987,10 @@ impl Core {
         task: Task,
         now: Timestamp,
     ) -> Result<AssignOutcome, CoordinatorError> {
-        let mut out = self.assign_batch(None, vec![task], now)?;
+        // The batch of one on the stack: no vector for the task.
+        let mut tasks = [task];
+        let mut out = Vec::with_capacity(1);
+        self.assign_batch_into(None, &mut tasks, &mut out, true, now)?;
         Ok(out.remove(0))
     }
 

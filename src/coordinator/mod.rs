@@ -331,7 +331,10 @@ impl Coordinator {
     /// # Errors
     /// As [`Core::assign_batch`].
     pub fn assign(&self, task: Task) -> Result<AssignOutcome, CoordinatorError> {
-        let mut out = self.assign_batch(None, vec![task])?;
+        // The batch of one on the stack: no vector for the task.
+        let mut tasks = [task];
+        let mut out = Vec::with_capacity(1);
+        self.assign_batch_into(None, &mut tasks, &mut out, true)?;
         // One task in, one outcome out.
         Ok(out.remove(0))
     }
@@ -346,7 +349,9 @@ impl Coordinator {
         group: &str,
         task: Task,
     ) -> Result<AssignOutcome, CoordinatorError> {
-        let mut out = self.assign_batch(Some(group), vec![task])?;
+        let mut tasks = [task];
+        let mut out = Vec::with_capacity(1);
+        self.assign_batch_into(Some(group), &mut tasks, &mut out, true)?;
         Ok(out.remove(0))
     }
 
