@@ -12,7 +12,7 @@ use super::profile::AgentProfile;
 use super::status::AgentStatus;
 use crate::clock::Timestamp;
 use crate::id::{AgentId, Capability, Role};
-use crate::layout::Layout;
+use crate::layout::{ChangeLog, Layout};
 use crate::resource::{ResourceName, Resources};
 use crate::task::Requirements;
 
@@ -102,6 +102,10 @@ pub struct AgentRegistry {
     /// Which agents with which roles, capabilities and capacities: changed on
     /// registering and deregistering, read by a fleet to skip rebuilding its columns.
     layout: Layout,
+    /// The rows whose status or running count changed, read by a fleet to reread
+    /// only those rows. Every change of either is recorded here: a change missed
+    /// leaves a fleet offering a slot the registry refuses, or hiding one it has.
+    changes: ChangeLog,
 }
 
 impl AgentRegistry {
@@ -268,6 +272,7 @@ impl AgentRegistry {
         }
         self.status[i] = to;
         self.status_since[i] = now;
+        self.record_change(i);
         tracing::info!(agent.id = %agent, status.from = %from, status.to = %to, "agent status changed");
         Ok(from)
     }
@@ -300,6 +305,8 @@ impl AgentRegistry {
         }
         let running = running + 1;
         self.running[i] = running;
+        // Its status too, if that took its last slot (below): one entry for both.
+        self.record_change(i);
         tracing::debug!(agent.id = %agent, agent.running = running, "task started");
         if running == max_tasks {
             self.set_status_unchecked(i, AgentStatus::Busy, now);
@@ -324,6 +331,8 @@ impl AgentRegistry {
             return Err(RegistryError::NoRunningTask { agent });
         }
         self.running[i] = running - 1;
+        // Its status too, if it was busy (below): one entry for both.
+        self.record_change(i);
         tracing::debug!(agent.id = %agent, agent.running = running - 1, "task finished");
         if self.status[i] == AgentStatus::Busy {
             self.set_status_unchecked(i, AgentStatus::Available, now);
@@ -331,7 +340,17 @@ impl AgentRegistry {
         Ok(self.status[i])
     }
 
+    /// Records that row `i`'s status or running count changed.
+    fn record_change(&mut self, i: usize) {
+        // A log of an eighth of the rows (at least 64): trimming it costs as much
+        // per entry as the entry, and a fleet that fell behind rereads its rows
+        // once, which is what the entries it missed would have cost.
+        let keep = (self.ids.len() / 8).max(64);
+        self.changes.record(i, keep);
+    }
+
     /// The automatic busy/available changes of slot accounting, already known legal.
+    /// Its caller records the change.
     fn set_status_unchecked(&mut self, i: usize, to: AgentStatus, now: Timestamp) {
         let from = self.status[i];
         self.status[i] = to;
@@ -374,7 +393,6 @@ impl AgentRegistry {
         &self.capability_catalog
     }
 
-    /// Both catalogs, shared (a reference count each, no copy).
     /// The current layout (see [`Layout`]).
     pub(crate) fn layout(&self) -> Layout {
         self.layout
@@ -395,6 +413,22 @@ impl AgentRegistry {
         &self.status
     }
 
+    /// The rows (positions in id order) whose status or free slots changed, for a
+    /// view that rereads only those: see [`usage_at`](Self::usage_at).
+    pub(crate) fn changes(&self) -> &ChangeLog {
+        &self.changes
+    }
+
+    /// The status and free slots of the agent at row `i` (position in id order), as
+    /// [`statuses`](Self::statuses) and [`free_slots_into`](Self::free_slots_into)
+    /// give them; `None` past the last row.
+    pub(crate) fn usage_at(&self, i: usize) -> Option<(AgentStatus, u32)> {
+        let status = *self.status.get(i)?;
+        let free = self.max_tasks.get(i)?.saturating_sub(*self.running.get(i)?);
+        Some((status, free))
+    }
+
+    /// Both catalogs, shared (a reference count each, no copy).
     pub(crate) fn shared_catalogs(&self) -> (Arc<CapabilityCatalog>, Arc<CapabilityCatalog>) {
         (
             Arc::clone(&self.role_catalog),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::{AgentRegistry, AgentStatus, CapabilityCatalog, CapabilitySet};
 use crate::agent_map::AgentMap;
 use crate::id::AgentId;
-use crate::layout::Layout;
+use crate::layout::{Layout, LogMark};
 use crate::name_table::{NameTable, tag_of};
 use crate::resource::{ResourceLedger, ResourceName, Resources};
 use crate::task::Task;
@@ -295,6 +295,40 @@ impl AffinityTable {
     }
 }
 
+/// Where a [`Fleet`]'s columns stand in the change logs of the registry and ledger
+/// they were read from, so that a refresh of an unchanged layout rereads only the
+/// rows changed since.
+#[derive(Debug, Clone, Default)]
+struct RefreshMarks {
+    /// The registry's and (when one was read) the ledger's log ends as of the last
+    /// refresh; `None` when that refresh's columns cannot be patched row by row.
+    seen: Option<(LogMark, Option<LogMark>)>,
+    /// Per ledger dense index, the fleet row of its agent ([`NO_ROW`]: none): the
+    /// ledger logs its own rows.
+    fleet_row: Vec<usize>,
+}
+
+/// In [`RefreshMarks::fleet_row`], an agent of the ledger that is not in the fleet.
+const NO_ROW: usize = usize::MAX;
+
+impl RefreshMarks {
+    /// Inverts `ledger_rows` (per fleet row, its ledger dense index) into
+    /// `fleet_row`.
+    fn index_ledger_rows(&mut self, ledger_rows: &[Option<u32>]) {
+        self.fleet_row.clear();
+        for (r, li) in ledger_rows.iter().enumerate() {
+            let Some(li) = *li else {
+                continue;
+            };
+            let li = li as usize;
+            if self.fleet_row.len() <= li {
+                self.fleet_row.resize(li + 1, NO_ROW);
+            }
+            self.fleet_row[li] = r;
+        }
+    }
+}
+
 /// The dimensions the resource scorers read for every task: cpu and memory, the first
 /// two of every fleet (then each task's needed dimensions).
 pub(crate) const ALWAYS_SCORED: [usize; 2] = [0, 1];
@@ -383,6 +417,8 @@ pub struct Fleet {
     /// The registry's and ledger's layouts the columns were built from: while they
     /// hold, a refresh only reads what allocations, tasks and statuses change.
     layout: Option<(Layout, Option<Layout>)>,
+    /// Where the columns stand in the registry's and ledger's change logs.
+    marks: RefreshMarks,
     /// Per agent, its dense index in the ledger (none when the ledger does not know
     /// it, and it offers its declared capacity).
     ledger_rows: Vec<Option<u32>>,
@@ -422,6 +458,7 @@ impl Fleet {
             affinity: None,
             scratch: Vec::new(),
             layout: None,
+            marks: RefreshMarks::default(),
             ledger_rows: Vec::new(),
             ledger_dims: Vec::new(),
             ledger_dims_direct: false,
@@ -432,14 +469,95 @@ impl Fleet {
     /// builds it, reusing its columns: a coordinator keeps one fleet and refreshes it
     /// per batch instead of allocating a dozen arrays each time. The affinity table
     /// is kept.
+    ///
+    /// While the layouts hold, it rereads only the rows the registry's and ledger's
+    /// change logs name since its last refresh (a one-task batch changes two or
+    /// four), unless it cannot: see [`refresh_changed`](Self::refresh_changed).
     pub(crate) fn refresh(&mut self, registry: &AgentRegistry, ledger: Option<&ResourceLedger>) {
         let layout = (registry.layout(), ledger.map(ResourceLedger::layout));
+        // Reservations and pool limits change every agent's free amounts without
+        // naming one: columns read from such a ledger are no base to patch, and none
+        // are patched with it.
+        let plain = ledger.is_none_or(ResourceLedger::free_is_plain);
         if self.layout == Some(layout) {
-            self.refresh_usage(registry, ledger);
-            return;
+            if !(plain && self.refresh_changed(registry, ledger)) {
+                self.refresh_usage(registry, ledger);
+            }
+        } else {
+            self.rebuild(registry, ledger);
+            self.layout = Some(layout);
+            self.marks.index_ledger_rows(&self.ledger_rows);
         }
-        self.rebuild(registry, ledger);
-        self.layout = Some(layout);
+        self.marks.seen = plain.then(|| {
+            (
+                registry.changes().mark(),
+                ledger.map(|l| l.changes().mark()),
+            )
+        });
+    }
+
+    /// Rereads the rows changed since the last refresh, as
+    /// [`refresh_usage`](Self::refresh_usage) reads every row, from a ledger (if any)
+    /// whose free amounts are plainly capacity less allocations, and says whether it
+    /// could: not when the last refresh's ledger was not so plain, nor when a log
+    /// cannot say what changed (another instance's, or trimmed past the last read).
+    /// The layouts are unchanged, so the registry's rows are the fleet's and every
+    /// logged row is one of today's.
+    fn refresh_changed(
+        &mut self,
+        registry: &AgentRegistry,
+        ledger: Option<&ResourceLedger>,
+    ) -> bool {
+        let Some((agents_seen, ledger_seen)) = self.marks.seen else {
+            return false;
+        };
+        let Some(agents) = registry.changes().since(agents_seen) else {
+            return false;
+        };
+        let (ledger, changed) = match (ledger, ledger_seen) {
+            (None, None) => (None, &[][..]),
+            (Some(l), Some(seen)) => match l.changes().since(seen) {
+                Some(changed) => (Some(l), changed),
+                None => return false,
+            },
+            _ => return false,
+        };
+        for &i in agents {
+            let (Some((status, free)), Some(s), Some(f)) = (
+                registry.usage_at(i),
+                self.status.get_mut(i),
+                self.slots.get_mut(i),
+            ) else {
+                return false;
+            };
+            (*s, *f) = (status, free);
+        }
+        let Some(ledger) = ledger else {
+            return true;
+        };
+        let n = self.dims.len();
+        for &li in changed {
+            // An agent of the ledger the registry does not know: not in the fleet.
+            let Some(&r) = self.marks.fleet_row.get(li).filter(|r| **r != NO_ROW) else {
+                continue;
+            };
+            let Some(free) = self.free.get_mut(r * n..).and_then(|f| f.get_mut(..n)) else {
+                return false;
+            };
+            if self.ledger_dims_direct {
+                if !ledger.plain_free_row_into(li, free) {
+                    return false;
+                }
+            } else {
+                let Ok(li) = u32::try_from(li) else {
+                    return false;
+                };
+                for (f, d) in free.iter_mut().zip(&self.ledger_dims) {
+                    *f = d.map_or(0, |d| ledger.free_at(li, d));
+                }
+            }
+        }
+        true
     }
 
     /// Rereads what changes between batches of an unchanged layout: statuses, free
@@ -832,6 +950,7 @@ mod tests {
     mod refresh_properties {
         use super::*;
         use crate::id::{Capability, Role};
+        use crate::resource::{AllocationRequest, LedgerConfig, RequestOutcome};
         use proptest::prelude::*;
 
         /// A change to the registry or the ledger between two batches.
@@ -848,6 +967,22 @@ mod tests {
             SetPool(&'static str, Option<u64>),
             Allocate(u64, &'static str),
             Release(usize),
+            SetTaskSlots(u64, Option<u32>),
+            /// A request for the agent, for a task or not: granted, or queued (and
+            /// given a reservation by the next drain).
+            Request(u64, &'static str, bool),
+            Cancel(usize),
+            Drain,
+            /// Releases every allocation as idle.
+            ReclaimIdle,
+            /// Many tasks started and finished and allocations made and released,
+            /// some left so: more changes than the logs keep.
+            Churn(usize),
+            /// Keeps a copy of the registry and ledger, which change apart from then.
+            Fork,
+            /// Trades the registry and ledger for the copy kept: the same layouts,
+            /// other histories.
+            SwapFork,
             /// The next refresh reads no ledger.
             WithoutLedger,
         }
@@ -862,34 +997,51 @@ mod tests {
             AgentStatus::Quarantined,
         ];
 
+        /// Changes of usage (statuses, tasks, allocations, reservations) weigh three
+        /// times as much as changes of layout: a fleet rereads only the rows these
+        /// change while the layout holds, and a run of them tells whether it rereads
+        /// all it must.
         fn op() -> impl Strategy<Value = Op> {
             let id = 1u64..6;
             prop_oneof![
-                (
+                1 => (
                     id.clone(),
                     prop::option::of(prop::sample::select(&CAPACITIES[..])),
                     0..3usize
                 )
                     .prop_map(|(a, c, r)| Op::Register(a, c, r)),
-                id.clone().prop_map(Op::Deregister),
-                (id.clone(), prop::sample::select(&STATUSES[..]))
+                1 => id.clone().prop_map(Op::Deregister),
+                3 => (id.clone(), prop::sample::select(&STATUSES[..]))
                     .prop_map(|(a, s)| Op::SetStatus(a, s)),
-                id.clone().prop_map(Op::TaskStarted),
-                id.clone().prop_map(Op::TaskFinished),
-                (id.clone(), prop::sample::select(&CAPACITIES[..]))
+                3 => id.clone().prop_map(Op::TaskStarted),
+                3 => id.clone().prop_map(Op::TaskFinished),
+                1 => (id.clone(), prop::sample::select(&CAPACITIES[..]))
                     .prop_map(|(a, c)| Op::LedgerAdd(a, c)),
-                id.clone().prop_map(Op::LedgerRemove),
-                (id.clone(), prop::sample::select(&CAPACITIES[..]))
+                1 => id.clone().prop_map(Op::LedgerRemove),
+                1 => (id.clone(), prop::sample::select(&CAPACITIES[..]))
                     .prop_map(|(a, c)| Op::SetCapacity(a, c)),
-                (
+                1 => (
                     prop::sample::select(&POOLS[..]),
-                    prop::option::of(0u64..20_000)
+                    prop::option::weighted(0.3, 0u64..20_000)
                 )
                     .prop_map(|(p, l)| Op::SetPool(p, l)),
-                (id.clone(), prop::sample::select(&NEEDS[..]))
+                3 => (id.clone(), prop::sample::select(&NEEDS[..]))
                     .prop_map(|(a, n)| Op::Allocate(a, n)),
-                (0usize..8).prop_map(Op::Release),
-                Just(Op::WithoutLedger),
+                3 => (0usize..8).prop_map(Op::Release),
+                1 => (id.clone(), prop::option::of(0u32..3)).prop_map(|(a, k)| Op::SetTaskSlots(a, k)),
+                2 => (
+                    id.clone(),
+                    prop::sample::select(&NEEDS[..]),
+                    proptest::bool::ANY
+                )
+                    .prop_map(|(a, n, t)| Op::Request(a, n, t)),
+                1 => (0usize..4).prop_map(Op::Cancel),
+                1 => Just(Op::Drain),
+                1 => Just(Op::ReclaimIdle),
+                1 => (1usize..600).prop_map(Op::Churn),
+                1 => Just(Op::Fork),
+                1 => Just(Op::SwapFork),
+                1 => Just(Op::WithoutLedger),
             ]
         }
 
@@ -898,14 +1050,34 @@ mod tests {
 
             /// However the registry and the ledger change between batches, a fleet
             /// refreshed batch after batch holds what a fleet built afresh holds.
+            /// Some batches follow several changes (`refresh` false after a change:
+            /// the next one waits).
             #[test]
-            fn a_refreshed_fleet_is_a_fresh_one(ops in prop::collection::vec(op(), 1..40)) {
+            fn a_refreshed_fleet_is_a_fresh_one(
+                ops in prop::collection::vec((op(), prop::bool::weighted(0.7)), 1..40),
+            ) {
                 let now = Timestamp::from_secs(0);
                 let mut registry = AgentRegistry::new();
-                let mut ledger = ResourceLedger::new();
-                let mut held = Vec::new();
+                // Requests that wait get a reservation at the next drain.
+                let config = LedgerConfig::default().with_reserve_after(std::time::Duration::ZERO);
+                let mut ledger = ResourceLedger::with_config(config);
+                let (mut held, mut queued) = (Vec::new(), Vec::new());
+                // Agents 1 to 5 in the registry and 1 to 4 in the ledger, to begin
+                // with: most changes then change something.
+                for id in 1..6 {
+                    let p = AgentProfile::new(AgentId::new(id), "agent")
+                        .with_max_tasks(2)
+                        .with_role(Role::new("ops").unwrap());
+                    registry.register(p, now).unwrap();
+                    if id < 5 {
+                        let capacity = "cpu=8,memory=4Gi,gpu=2".parse().unwrap();
+                        ledger.add_agent(AgentId::new(id), &capacity).unwrap();
+                    }
+                }
+                let mut fork = (registry.clone(), ledger.clone());
                 let mut fleet = Fleet::new(&registry, Some(&ledger));
-                for op in ops {
+                let mut task = 0;
+                for (op, refresh) in ops {
                     let mut with_ledger = true;
                     let a = |id: u64| AgentId::new(id);
                     let r = |s: &str| s.parse::<Resources>().unwrap();
@@ -938,10 +1110,67 @@ mod tests {
                         Op::Release(k) => {
                             if !held.is_empty() {
                                 let h = held.remove(k % held.len());
-                                let _ = ledger.release(h, now);
+                                if let Ok(grants) = ledger.release(h, now) {
+                                    held.extend(grants.iter().map(|g| g.allocation));
+                                }
                             }
                         }
+                        Op::SetTaskSlots(id, k) => { let _ = ledger.set_task_slots(a(id), k); }
+                        Op::Request(id, n, for_task) => {
+                            let mut request = AllocationRequest::new(a(id), r(n));
+                            if for_task {
+                                task += 1;
+                                request = request.with_task(crate::id::TaskId::new(task));
+                            }
+                            match ledger.request(request, now) {
+                                Ok(RequestOutcome::Granted(g)) => held.push(g.allocation),
+                                Ok(RequestOutcome::Queued(q)) => queued.push(q),
+                                _ => {}
+                            }
+                        }
+                        Op::Cancel(k) => {
+                            if !queued.is_empty() {
+                                let _ = ledger.cancel(queued.remove(k % queued.len()));
+                            }
+                        }
+                        Op::Drain => held.extend(ledger.drain(now).iter().map(|g| g.allocation)),
+                        Op::ReclaimIdle => {
+                            let later = now + std::time::Duration::from_secs(86_400);
+                            held.extend(ledger.reclaim_idle(later).grants.iter().map(|g| g.allocation));
+                        }
+                        Op::Churn(count) => {
+                            for k in 0..count {
+                                let agent = a(1 + (k % 5) as u64);
+                                match k % 4 {
+                                    0 => { let _ = registry.task_started(agent, now); }
+                                    1 => { let _ = registry.task_finished(agent, now); }
+                                    2 => {
+                                        if let Ok(h) = ledger.allocate(agent, &r("cpu=1"), now) {
+                                            held.push(h);
+                                        }
+                                    }
+                                    _ => {
+                                        if k % 8 == 3 && !held.is_empty() {
+                                            let h = held.remove(0);
+                                            if let Ok(grants) = ledger.release(h, now) {
+                                                held.extend(grants.iter().map(|g| g.allocation));
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        Op::Fork => fork = (registry.clone(), ledger.clone()),
+                        Op::SwapFork => {
+                            std::mem::swap(&mut registry, &mut fork.0);
+                            std::mem::swap(&mut ledger, &mut fork.1);
+                            // The handles and requests are the other ledger's now: any
+                            // it does not know are refused, which is harmless.
+                        }
                         Op::WithoutLedger => with_ledger = false,
+                    }
+                    if !refresh {
+                        continue;
                     }
                     let ledger = with_ledger.then_some(&ledger);
                     fleet.refresh(&registry, ledger);

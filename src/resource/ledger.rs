@@ -37,7 +37,7 @@ use super::resources::{ExtendedName, ResourceName, Resources};
 use crate::clock::Timestamp;
 use crate::hash::FxHashMap;
 use crate::id::{AgentId, AllocationId, RequestId, TaskId};
-use crate::layout::Layout;
+use crate::layout::{ChangeLog, Layout};
 use crate::priority::Priority;
 use crate::serde_util::{duration_ms, opt_duration_ms};
 
@@ -711,6 +711,9 @@ pub struct ResourceLedger {
     reserved: Vec<u64>,
     /// Per dimension; `u64::MAX` where unlimited.
     pool_limit: Vec<u64>,
+    /// How many dimensions have a pool limit (not `u64::MAX`): whether any has is
+    /// asked at every fleet refresh, and this answers without a scan.
+    pool_limits: usize,
     pool_allocated: Vec<u64>,
     pool_reserved: Vec<u64>,
     /// Number of waiting requests holding a reservation.
@@ -731,6 +734,13 @@ pub struct ResourceLedger {
     /// Which agents, dimensions and capacities: changed whenever one of them does,
     /// read by a fleet to skip rebuilding its columns.
     layout: Layout,
+    /// The agents (dense indices) whose capacity or allocations changed, read by a
+    /// fleet to reread only those rows. Every change of either is recorded here: a
+    /// change missed leaves a fleet planning on amounts the ledger then refuses.
+    /// Reservations are not: a fleet rereads every row while any is held (see
+    /// [`free_is_plain`](Self::free_is_plain)), and one made and lifted between two
+    /// reads leaves its row as it was.
+    changes: ChangeLog,
 }
 
 impl Default for ResourceLedger {
@@ -766,6 +776,7 @@ impl ResourceLedger {
             allocated: Vec::new(),
             reserved: Vec::new(),
             pool_limit: vec![u64::MAX; n],
+            pool_limits: 0,
             pool_allocated: vec![0; n],
             pool_reserved: vec![0; n],
             reservations: 0,
@@ -780,6 +791,7 @@ impl ResourceLedger {
             scratch: vec![0; n],
             scratch_candidates: Vec::new(),
             layout: Layout::fresh(),
+            changes: ChangeLog::default(),
         }
     }
 
@@ -909,6 +921,20 @@ impl ResourceLedger {
         self.layout
     }
 
+    /// The agents (dense indices) whose capacity or allocations changed, for a view
+    /// that rereads only those: see [`plain_free_row_into`](Self::plain_free_row_into).
+    pub(crate) fn changes(&self) -> &ChangeLog {
+        &self.changes
+    }
+
+    /// Records that the capacity or allocations of the agent of dense index `i`
+    /// changed.
+    fn record_change(&mut self, i: usize) {
+        // As the registry keeps its log: an eighth of the agents, at least 64.
+        let keep = (self.agent_ids.len() / 8).max(64);
+        self.changes.record(i, keep);
+    }
+
     /// The dense index of `agent`, for [`free_at`](Self::free_at).
     pub(crate) fn dense_index(&self, agent: AgentId) -> Option<u32> {
         self.agent_index.get(&agent).copied()
@@ -939,9 +965,13 @@ impl ResourceLedger {
 
     /// Whether what is free is plainly capacity less allocations: no request holds a
     /// reservation and no pool limit is set (see
-    /// [`plain_free_row_into`](Self::plain_free_row_into)).
+    /// [`plain_free_rows_into`](Self::plain_free_rows_into)).
     pub(crate) fn free_is_plain(&self) -> bool {
-        self.reservations == 0 && self.pool_limit.iter().all(|&l| l == u64::MAX)
+        debug_assert_eq!(
+            self.pool_limits,
+            self.pool_limit.iter().filter(|&&l| l != u64::MAX).count()
+        );
+        self.reservations == 0 && self.pool_limits == 0
     }
 
     /// What [`free_at`](Self::free_at) says of the first `k` dimensions of many
@@ -988,6 +1018,30 @@ impl ResourceLedger {
                     }
                 }
             }
+        }
+        true
+    }
+
+    /// [`plain_free_rows_into`](Self::plain_free_rows_into) for the one agent of
+    /// dense index `i`: its first `out.len()` amounts, capacity less allocations,
+    /// written into `out`. Leaves `out` as it was (and returns `false`) if `out` is
+    /// longer than a row or `i` names no agent of the ledger.
+    pub(crate) fn plain_free_row_into(&self, i: usize, out: &mut [u64]) -> bool {
+        debug_assert!(self.free_is_plain());
+        let (n, k) = (self.dims.len(), out.len());
+        let row = i
+            .checked_mul(n)
+            .and_then(|base| Some(base..base.checked_add(k)?));
+        let Some(row) = row.filter(|_| k <= n) else {
+            return false;
+        };
+        let (Some(capacity), Some(allocated)) =
+            (self.capacity.get(row.clone()), self.allocated.get(row))
+        else {
+            return false;
+        };
+        for ((f, c), a) in out.iter_mut().zip(capacity).zip(allocated) {
+            *f = c - a;
         }
         true
     }
@@ -1089,6 +1143,9 @@ impl ResourceLedger {
         dense[TASKS] = self.capacity[r.start + TASKS];
         self.capacity[r].copy_from_slice(&dense);
         self.layout = Layout::fresh();
+        // The new layout has a fleet rebuild anyway; recorded so that the log stays
+        // whole should resizing ever keep the layout.
+        self.record_change(i);
         self.drop_hopeless_reservations();
         Ok(())
     }
@@ -1136,6 +1193,7 @@ impl ResourceLedger {
         }
         self.capacity[k] = limit;
         self.layout = Layout::fresh();
+        self.record_change(i);
         self.drop_hopeless_reservations();
         Ok(())
     }
@@ -1243,7 +1301,12 @@ impl ResourceLedger {
                 self.dims.len() - 1
             }
         };
-        self.pool_limit[d] = value;
+        let was = std::mem::replace(&mut self.pool_limit[d], value);
+        match (was == u64::MAX, value == u64::MAX) {
+            (true, false) => self.pool_limits += 1,
+            (false, true) => self.pool_limits -= 1,
+            _ => {}
+        }
         self.drop_hopeless_reservations();
         Ok(())
     }
@@ -1724,6 +1787,7 @@ impl ResourceLedger {
         let base = i as usize * n;
         add_into(&mut self.allocated[base..base + n], dense);
         add_into(&mut self.pool_allocated, dense);
+        self.record_change(i as usize);
         let id = AllocationId::new(self.next_allocation);
         self.next_allocation += 1;
         let expires_at = lease.map(|l| now + l);
@@ -1771,7 +1835,9 @@ impl ResourceLedger {
         let amounts = &self.amounts[s as usize * n..(s as usize + 1) * n];
         sub_from(&mut self.allocated[base..base + n], amounts);
         sub_from(&mut self.pool_allocated, amounts);
-        self.agent_allocs[slot.agent as usize] -= 1;
+        let agent = slot.agent as usize;
+        self.agent_allocs[agent] -= 1;
+        self.record_change(agent);
         self.free_slots.push(s);
         tracing::trace!(allocation.id = %id, "released");
         Ok(self.record(s))
@@ -1814,6 +1880,7 @@ impl ResourceLedger {
         sub_from(&mut self.allocated[base..base + n], amounts);
         sub_from(&mut self.pool_allocated, amounts);
         self.agent_allocs[agent] -= 1;
+        self.record_change(agent);
         self.free_slots.push(s);
         tracing::trace!(allocation.id = %id, "released");
         Ok(self.drain(now))
