@@ -404,6 +404,14 @@ pub struct Fleet {
     /// Per agent, a number shared by exactly the agents with the same capacity in
     /// every dimension and the same `unlimited` flag.
     pub(crate) capacity_class: Vec<u32>,
+    /// One bit per agent, 64 a word: available with a free slot. Kept with the
+    /// statuses and slots it is read from, so that a filter pass starts from it
+    /// instead of visiting every agent.
+    pub(crate) eligible: Vec<u64>,
+    /// Per agent, whether every amount is free (its free row is its capacity row):
+    /// two such agents of one capacity class have the same free amounts, known
+    /// without comparing their rows.
+    pub(crate) idle: Vec<bool>,
     /// Per dimension, what the ledger's pool limit leaves; `u64::MAX` where unlimited.
     pub(crate) pool_free: Vec<u64>,
     role_catalog: Arc<CapabilityCatalog>,
@@ -452,6 +460,8 @@ impl Fleet {
             dims: Vec::new(),
             unlimited: Vec::new(),
             capacity_class: Vec::new(),
+            eligible: Vec::new(),
+            idle: Vec::new(),
             pool_free: Vec::new(),
             role_catalog: Arc::default(),
             capability_catalog: Arc::default(),
@@ -482,11 +492,13 @@ impl Fleet {
         if self.layout == Some(layout) {
             if !(plain && self.refresh_changed(registry, ledger)) {
                 self.refresh_usage(registry, ledger);
+                self.derive_all();
             }
         } else {
             self.rebuild(registry, ledger);
             self.layout = Some(layout);
             self.marks.index_ledger_rows(&self.ledger_rows);
+            self.derive_all();
         }
         self.marks.seen = plain.then(|| {
             (
@@ -531,6 +543,7 @@ impl Fleet {
                 return false;
             };
             (*s, *f) = (status, free);
+            self.derive_eligible(i);
         }
         let Some(ledger) = ledger else {
             return true;
@@ -556,8 +569,50 @@ impl Fleet {
                     *f = d.map_or(0, |d| ledger.free_at(li, d));
                 }
             }
+            self.derive_idle(r);
         }
         true
+    }
+
+    /// Derives [`eligible`](Self::eligible) and [`idle`](Self::idle) for every agent
+    /// from the columns they are read from.
+    fn derive_all(&mut self) {
+        self.eligible.clear();
+        for (status, slots) in self.status.chunks(64).zip(self.slots.chunks(64)) {
+            let mut word = 0u64;
+            for (j, (status, slots)) in status.iter().zip(slots).enumerate() {
+                word |= u64::from(*status == AgentStatus::Available && *slots > 0) << j;
+            }
+            self.eligible.push(word);
+        }
+        let n = self.dims.len().max(1);
+        self.idle.clear();
+        self.idle.extend(
+            (self.free.chunks_exact(n).zip(self.capacity.chunks_exact(n))).map(|(f, c)| f == c),
+        );
+    }
+
+    /// Derives agent `i`'s bit of [`eligible`](Self::eligible) after its status or
+    /// slots changed.
+    fn derive_eligible(&mut self, i: usize) {
+        let yes = self.status.get(i) == Some(&AgentStatus::Available)
+            && self.slots.get(i).is_some_and(|s| *s > 0);
+        if let Some(word) = self.eligible.get_mut(i / 64) {
+            let bit = 1u64 << (i % 64);
+            *word = if yes { *word | bit } else { *word & !bit };
+        }
+    }
+
+    /// Derives agent `i`'s [`idle`](Self::idle) flag after its free amounts changed.
+    fn derive_idle(&mut self, i: usize) {
+        let n = self.dims.len();
+        fn row(c: &[u64], i: usize, n: usize) -> Option<&[u64]> {
+            c.get(i * n..).and_then(|c| c.get(..n))
+        }
+        let yes = row(&self.free, i, n).is_some_and(|f| row(&self.capacity, i, n) == Some(f));
+        if let Some(flag) = self.idle.get_mut(i) {
+            *flag = yes;
+        }
     }
 
     /// Rereads what changes between batches of an unchanged layout: statuses, free
@@ -881,6 +936,7 @@ mod tests {
             Vec<CapabilitySet>,
             Vec<CapabilitySet>,
         ),
+        (Vec<u32>, Vec<u64>, Vec<bool>),
     );
 
     /// The columns a refresh builds from the registry, the ledger and the declared
@@ -899,6 +955,7 @@ mod tests {
                 f.roles.clone(),
                 f.capabilities.clone(),
             ),
+            (f.capacity_class.clone(), f.eligible.clone(), f.idle.clone()),
         )
     }
 

@@ -713,7 +713,7 @@ impl<'a> Engine<'a> {
         let keys = self.n_roles + self.n_caps;
         buf.index
             .reset(fleet.len(), keys, fleet.roles_stamp(), |w| {
-                eligible_words(fleet, w)
+                w.extend_from_slice(&fleet.eligible)
             });
         buf.ineligible = [0; NO_SLOT + 1];
         for i in buf.index.ineligible(fleet.len()) {
@@ -1265,19 +1265,6 @@ fn eligible_at_start(fleet: &Fleet, i: usize) -> bool {
     fleet.status[i] == AgentStatus::Available && fleet.slots[i] > 0
 }
 
-/// Pushes to `out` one word per 64 agents of `fleet`, a bit set for each agent
-/// available with a free slot before any placement ([`eligible_at_start`] for every
-/// agent, a chunk at a time without an index per agent).
-fn eligible_words(fleet: &Fleet, out: &mut Vec<u64>) {
-    for (status, slots) in fleet.status.chunks(64).zip(fleet.slots.chunks(64)) {
-        let mut word = 0u64;
-        for (j, (status, slots)) in status.iter().zip(slots).enumerate() {
-            word |= u64::from(*status == AgentStatus::Available && *slots > 0) << j;
-        }
-        out.push(word);
-    }
-}
-
 /// Agent `i`'s free amount and `1 / capacity` of dimension `d` (of the fleet's, then
 /// those only the batch names), before any placement. The inverse is 0 where the
 /// capacity is unknown or unlimited; agents that declared no capacity have any amount
@@ -1370,7 +1357,9 @@ impl Engine<'_> {
         let n = f.len();
         let keys = self.n_roles + self.n_caps;
         let index = &mut self.buf.index;
-        index.reset(n, keys, f.roles_stamp(), |w| eligible_words(f, w));
+        index.reset(n, keys, f.roles_stamp(), |w| {
+            w.extend_from_slice(&f.eligible)
+        });
         for i in index.ineligible(n) {
             self.buf.counts[status_code(f, i)] += 1;
         }
@@ -1432,14 +1421,20 @@ impl Engine<'_> {
 /// alone, and cheaper: no dimension is looked up), capacities by their class.
 #[inline]
 fn same_columns(fleet: &Fleet, i: usize, j: usize) -> bool {
+    if fleet.capacity_class[i] != fleet.capacity_class[j] {
+        return false;
+    }
+    // Idle agents of one size (most of a quiet fleet) without a look at their rows.
+    if fleet.idle[i] && fleet.idle[j] {
+        return true;
+    }
     let known = fleet.dims.len();
     let (a, b) = (
         &fleet.free[i * known..][..known],
         &fleet.free[j * known..][..known],
     );
     // Without a branch per amount: the rows are a few words.
-    let differ = a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y));
-    differ == 0 && fleet.capacity_class[i] == fleet.capacity_class[j]
+    a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
