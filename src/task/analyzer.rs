@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::error::TaskError;
 use super::{Priority, Requirements, Task};
-use crate::hash::FxHashMap;
 use crate::id::{Capability, Role};
 use crate::resource::Resources;
 
@@ -554,6 +553,9 @@ pub struct RuleBasedAnalyzer {
     rules: RuleSet,
     /// Each rule's kinds, trimmed and lowercased.
     kinds: Vec<Vec<Box<str>>>,
+    /// Each of those kinds that is ASCII, to the rules that list it: their index,
+    /// and the index of its first listing in the rule.
+    kind_table: AsciiTable<Box<[(u32, u32)]>>,
     matcher: Matcher,
     /// The highest priority above normal among the defaults, or `None`.
     default_floor: Option<Priority>,
@@ -583,12 +585,14 @@ impl RuleBasedAnalyzer {
             compiled.push(CompiledRule::new(rule)?);
         }
         let matcher = Matcher::new(&compiled);
-        let kinds = compiled.into_iter().map(|c| c.kinds).collect();
+        let kinds: Vec<Vec<Box<str>>> = compiled.into_iter().map(|c| c.kinds).collect();
+        let kind_table = kind_table(&kinds);
         let default_floor = raised(rules.defaults.priority());
         let no_defaults = rules.defaults == Requirements::default();
         Ok(RuleBasedAnalyzer {
             rules,
             kinds,
+            kind_table,
             matcher,
             default_floor,
             no_defaults,
@@ -606,6 +610,31 @@ impl Default for RuleBasedAnalyzer {
     fn default() -> Self {
         RuleBasedAnalyzer::new(RuleSet::default()).expect("the built-in rule table is valid")
     }
+}
+
+/// The table from each ASCII kind of `kinds` (per rule, lowercased) to the rules
+/// listing it, in table order, each with the index of its first listing.
+fn kind_table(kinds: &[Vec<Box<str>>]) -> AsciiTable<Box<[(u32, u32)]>> {
+    let mut by_kind: Vec<(&str, Vec<(u32, u32)>)> = Vec::new();
+    for (rule, kinds) in kinds.iter().enumerate() {
+        for (i, kind) in kinds.iter().enumerate().filter(|(_, k)| k.is_ascii()) {
+            let rules = match by_kind.iter_mut().find(|(k, _)| k == &&**kind) {
+                Some((_, rules)) => rules,
+                None => {
+                    by_kind.push((kind, Vec::new()));
+                    &mut by_kind.last_mut().expect("just pushed").1
+                }
+            };
+            if rules.last().is_none_or(|&(r, _)| r != rule as u32) {
+                rules.push((rule as u32, i as u32));
+            }
+        }
+    }
+    AsciiTable::new(
+        by_kind
+            .into_iter()
+            .map(|(k, rules)| (k.as_bytes(), rules.into_boxed_slice())),
+    )
 }
 
 /// What made each rule fire, per rule in table order: [`NOT_FIRED`], a keyword's
@@ -635,23 +664,23 @@ impl RuleBasedAnalyzer {
     /// description only): the first listed kind that is the task's, else the first
     /// listed keyword found in its kind or description.
     fn find(&self, task: &Task, hits: &mut Hits) {
-        self.matcher.find(task.kind(), hits);
+        let ascii = self.matcher.find(task.kind(), hits);
         self.matcher.find(task.description(), hits);
         // A kind the rule names takes precedence over its keywords.
         let kind = task.kind().trim();
         if kind.is_empty() {
             return;
         }
-        let ascii = kind.is_ascii();
-        for (hit, kinds) in hits.iter_mut().zip(&self.kinds) {
-            let same = |k: &str| {
-                if ascii {
-                    kind.eq_ignore_ascii_case(k)
-                } else {
-                    eq_lower(kind, k)
+        if ascii {
+            if let Some(rules) = self.kind_table.get(kind.as_bytes()) {
+                for &(rule, i) in rules.iter() {
+                    hits[rule as usize] = BY_KIND | i;
                 }
-            };
-            if let Some(i) = kinds.iter().position(|k| same(k)) {
+            }
+            return;
+        }
+        for (hit, kinds) in hits.iter_mut().zip(&self.kinds) {
+            if let Some(i) = kinds.iter().position(|k| eq_lower(kind, k)) {
                 *hit = BY_KIND | i as u32;
             }
         }
@@ -856,28 +885,31 @@ fn compile_keyword(rule: &str, keyword: &str) -> Result<Vec<Token>, TaskError> {
 /// The keywords of a whole table, compiled into one matcher over the words of a text.
 ///
 /// A keyword whose first word is a whole word (the usual case) is found through a
-/// hash table from that word, lowercased, to the keywords starting with it: each word
-/// of the text is lowercased once (in a buffer on the stack) and looked up once,
-/// instead of being compared with every keyword. At a place where a phrase's first
-/// word occurs, the rest of the phrase is compared with the words that follow. Words
-/// the table cannot hold as keys (with letters outside ASCII, or longer than the
-/// buffer) and keywords starting with a wildcard are compared token by token, as the
-/// rule is written ([`Token::matches`]), so that matching stays exactly what the
-/// definition says for any text.
+/// table from that word, lowercased, to the keywords starting with it
+/// ([`AsciiTable`]), so each word of the text is looked up once instead of being
+/// compared with every keyword. At a place where a phrase's first word occurs, the
+/// rest of the phrase is compared with the words that follow. Keywords starting with
+/// a wildcard are compared token by token on every word, as the rule is written
+/// ([`Token::matches`]).
+///
+/// A text that is all ASCII (nearly every task) is split into words 64 bytes at a
+/// time ([`alnum_bits`]); any other is read character by character ([`FastWords`]),
+/// and a word with letters outside ASCII is compared with every whole first word as
+/// the definition compares it, so that matching stays exactly what the definition
+/// says for any text.
 #[derive(Debug, Clone, Default)]
 struct Matcher {
     /// Every keyword of the table, in table order.
     keywords: Vec<Keyword>,
-    /// A whole first word (lowercased, at most `WORD_BUF` bytes) to the keywords
-    /// starting with it, in table order.
-    by_first: FxHashMap<Box<[u8]>, Vec<u32>>,
-    /// The keywords whose first word is not a key of `by_first` (a wildcard, or a
-    /// word longer than `WORD_BUF` bytes), tried on every word.
+    /// Each whole first word that is ASCII once lowercased, to the keywords starting
+    /// with it, in table order.
+    first: AsciiTable<Box<[u32]>>,
+    /// Each whole first word (lowercased), with the keywords starting with it: what a
+    /// word with letters outside ASCII is compared with (its lowercase may be ASCII,
+    /// as the Kelvin sign's is).
+    every_first: Vec<(Token, Box<[u32]>)>,
+    /// The keywords whose first word has a wildcard, tried on every word.
     other_first: Vec<u32>,
-    /// Per length in bytes (up to `WORD_BUF`), the first and the last bytes of the
-    /// ASCII keys of `by_first` of that length, one bit per byte: a word whose
-    /// length, first and last bytes (lowercased) are not there is no key.
-    ends: Vec<[u128; 2]>,
 }
 
 /// One keyword of a [`Matcher`]: its words, and where it stands in the table.
@@ -889,31 +921,20 @@ struct Keyword {
     index: u32,
 }
 
-/// The longest word, in bytes, looked up in [`Matcher::by_first`]: longer words are
-/// compared token by token. No keyword of the procedures' table comes near it.
-const WORD_BUF: usize = 48;
-
 impl Matcher {
     fn new(rules: &[CompiledRule]) -> Self {
         let mut m = Matcher::default();
+        // First words in the order first seen, so that every list keeps table order.
+        let mut firsts: Vec<(Token, Vec<u32>)> = Vec::new();
         for (rule, compiled) in rules.iter().enumerate() {
             for (index, tokens) in compiled.keywords.iter().enumerate() {
                 let k = m.keywords.len() as u32;
                 let first = &tokens[0];
-                if first.anchor == Anchor::Exact && first.text.len() <= WORD_BUF {
-                    let key: &[u8] = first.text.as_bytes();
-                    if let (Some(&a), Some(&z)) = (key.first(), key.last()) {
-                        // A key outside ASCII is never the lowercase of an ASCII word,
-                        // the only words the filter is asked about.
-                        if key.is_ascii() {
-                            m.ends.resize(WORD_BUF + 1, [0, 0]);
-                            let e = &mut m.ends[key.len()];
-                            e[0] |= 1u128 << a;
-                            e[1] |= 1u128 << z;
-                        }
+                if first.anchor == Anchor::Exact {
+                    match firsts.iter_mut().find(|(t, _)| t.text == first.text) {
+                        Some((_, ks)) => ks.push(k),
+                        None => firsts.push((first.clone(), vec![k])),
                     }
-                    let key = key.into();
-                    m.by_first.entry(key).or_default().push(k);
                 } else {
                     m.other_first.push(k);
                 }
@@ -924,57 +945,133 @@ impl Matcher {
                 });
             }
         }
+        // A key outside ASCII is never the lowercase of an ASCII word, the only words
+        // the table is asked about.
+        m.first = AsciiTable::new(
+            firsts
+                .iter()
+                .filter(|(t, _)| t.text.is_ascii())
+                .map(|(t, ks)| (t.text.as_bytes(), ks.clone().into_boxed_slice())),
+        );
+        m.every_first = firsts
+            .into_iter()
+            .map(|(t, ks)| (t, ks.into_boxed_slice()))
+            .collect();
         m
     }
 
     /// Records in `hits` (one per rule) each rule's first keyword, in rule order,
-    /// that `text` holds, keeping a rule's earlier hit.
-    fn find(&self, text: &str, hits: &mut Hits) {
+    /// that `text` holds, keeping a rule's earlier hit. Returns whether `text` is all
+    /// ASCII.
+    fn find(&self, text: &str, hits: &mut Hits) -> bool {
+        if self.find_ascii(text, hits) {
+            return true;
+        }
+        // Words already looked at are recorded again: a hit is kept only if it is
+        // earlier, so nothing is counted twice.
+        self.find_chars(text, hits);
+        false
+    }
+
+    /// [`find`](Self::find) for any text, character by character.
+    fn find_chars(&self, text: &str, hits: &mut Hits) {
         let mut words = FastWords(text);
-        let mut lower = [0u8; WORD_BUF];
         while let Some((word, ascii)) = words.next_word() {
-            if ascii && word.len() <= WORD_BUF {
-                // Most words of a text start no keyword: told so from their length
-                // and first and last letters, before any copy or hash.
-                if self.may_start_keyword(word.as_bytes()) {
-                    let lower = &mut lower[..word.len()];
-                    lower.copy_from_slice(word.as_bytes());
-                    lower.make_ascii_lowercase();
-                    if let Some(ks) = self.by_first.get(&*lower) {
-                        for &k in ks {
-                            self.try_keyword(k, &words, hits);
-                        }
+            if ascii {
+                if let Some(ks) = self.first.get(word.as_bytes()) {
+                    for &k in ks {
+                        self.try_keyword(k, &words, hits);
                     }
                 }
             } else {
                 // Lowercasing may change the length outside ASCII: every whole first
                 // word is compared as the definition compares it.
-                for ks in self.by_first.values() {
-                    for &k in ks {
-                        if self.keywords[k as usize].tokens[0].matches(word) {
+                for (first, ks) in &self.every_first {
+                    if first.matches(word) {
+                        for &k in ks {
                             self.try_keyword(k, &words, hits);
                         }
                     }
                 }
             }
-            for &k in &self.other_first {
-                if self.keywords[k as usize].tokens[0].matches(word) {
-                    self.try_keyword(k, &words, hits);
-                }
-            }
+            self.try_other_first(word, &words, hits);
         }
     }
 
-    /// Whether the ASCII word `word` (at most `WORD_BUF` bytes), lowercased, may be a
-    /// key of `by_first`: `false` is sure, `true` must be looked up.
+    /// [`find`](Self::find) for a text that is all ASCII: `false`, having perhaps
+    /// recorded some hits, if it is not.
+    ///
+    /// The text is read 64 bytes at a time: which bytes are letters or digits is
+    /// worked out 8 at a time in a `u64` and gathered into one bit a byte, and each
+    /// word is then found from that mask with two bit counts, instead of a branch
+    /// per byte.
+    fn find_ascii(&self, text: &str, hits: &mut Hits) -> bool {
+        let bytes = text.as_bytes();
+        // Where the word running off the end of the last block started.
+        let mut open: Option<usize> = None;
+        for (b, block) in bytes.chunks(64).enumerate() {
+            let base = b * 64;
+            let Some(mut rest) = alnum_bits(block) else {
+                return false;
+            };
+            if let Some(start) = open {
+                let run = (!rest).trailing_zeros();
+                if run == 64 {
+                    continue;
+                }
+                self.word(text, start, base + run as usize, hits);
+                open = None;
+                rest &= !0 << run;
+            }
+            while rest != 0 {
+                let start = rest.trailing_zeros();
+                let end = start + (!(rest >> start)).trailing_zeros();
+                if end == 64 {
+                    open = Some(base + start as usize);
+                    break;
+                }
+                self.word(text, base + start as usize, base + end as usize, hits);
+                rest &= !0 << end;
+            }
+        }
+        if let Some(start) = open {
+            self.word(text, start, bytes.len(), hits);
+        }
+        true
+    }
+
+    /// The word `text[start..end]` (nonempty), all ASCII letters and digits, followed
+    /// by the rest of `text`.
     #[inline]
-    fn may_start_keyword(&self, word: &[u8]) -> bool {
-        let (Some(e), Some(&a), Some(&z)) = (self.ends.get(word.len()), word.first(), word.last())
-        else {
-            return false;
-        };
-        let (a, z) = (a.to_ascii_lowercase(), z.to_ascii_lowercase());
-        (e[0] >> a) & (e[1] >> z) & 1 != 0
+    fn word(&self, text: &str, start: usize, end: usize, hits: &mut Hits) {
+        let word = &text.as_bytes()[start..end];
+        if self.other_first.is_empty() && !self.first.may_hold(word) {
+            return;
+        }
+        self.word_at(text, start, end, hits);
+    }
+
+    /// [`word`](Self::word), past the filter: kept out of line, as most words of a
+    /// text never get here.
+    #[inline(never)]
+    fn word_at(&self, text: &str, start: usize, end: usize, hits: &mut Hits) {
+        let first = self.first.get(&text.as_bytes()[start..end]);
+        let rest = FastWords(&text[end..]);
+        if let Some(ks) = first {
+            for &k in ks.iter() {
+                self.try_keyword(k, &rest, hits);
+            }
+        }
+        self.try_other_first(&text[start..end], &rest, hits);
+    }
+
+    /// The keywords starting with a wildcard, tried on `word`, followed by `rest`.
+    fn try_other_first(&self, word: &str, rest: &FastWords<'_>, hits: &mut Hits) {
+        for &k in &self.other_first {
+            if self.keywords[k as usize].tokens[0].matches(word) {
+                self.try_keyword(k, rest, hits);
+            }
+        }
     }
 
     /// Keyword `k`, whose first word matched the word before `rest`: a hit if its
@@ -993,6 +1090,170 @@ impl Matcher {
             *hit = kw.index;
         }
     }
+}
+
+/// One bit per byte of `block` (at most 64 bytes), set for an ASCII letter or digit;
+/// `None` if a byte is not ASCII.
+#[inline]
+fn alnum_bits(block: &[u8]) -> Option<u64> {
+    /// A byte of ones, in each byte.
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    /// The high bit of each byte that is at least `lo`: no carry crosses a byte, as
+    /// every byte is below 0x80 and so is what is added to it.
+    #[inline]
+    fn at_least(x: u64, lo: u8) -> u64 {
+        x.wrapping_add((0x80 - lo as u64) * ONES) & HIGH
+    }
+    let mut bits = 0;
+    let mut high = 0;
+    let mut chunks = block.chunks_exact(8);
+    let mut shift = 0;
+    let mut eight = |x: u64| {
+        high |= x;
+        let digit = at_least(x, b'0') & !at_least(x, b'9' + 1);
+        // Setting bit 5 lowercases a letter, and makes a letter of no other byte.
+        let y = x | (0x20 * ONES);
+        let letter = at_least(y, b'a') & !at_least(y, b'z' + 1);
+        // The eight high bits, gathered into the top byte (byte i to bit 56 + i).
+        let gathered = ((digit | letter) >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits |= gathered << shift;
+        shift += 8;
+    };
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        eight(u64::from_le_bytes(w));
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        // Padded with zeros, which are not letters.
+        let mut w = [0u8; 8];
+        w[..tail.len()].copy_from_slice(tail);
+        eight(u64::from_le_bytes(w));
+    }
+    (high & HIGH == 0).then_some(bits)
+}
+
+/// A table from lowercase ASCII strings to values, looked up with an ASCII string in
+/// any case.
+///
+/// Most words of a text are in no such table. A filter on their length and first
+/// byte turns most of them away with one load; the others are looked up by four
+/// numbers about the word (its length, and its first, middle and last bytes, case
+/// folded: its signature) in a table of signatures, a quarter full or less; only a
+/// word whose signature is there is compared with the keys that have it.
+///
+/// Case is folded by setting bit 5 (`0x20`) of each byte: it does not make a letter
+/// of anything else, but it is the same for both cases of a letter, which is all a
+/// filter and a signature need.
+#[derive(Debug, Clone)]
+struct AsciiTable<V> {
+    /// Per length (31 for 31 and longer), the low five bits of the first bytes of the
+    /// keys of that length, one bit each.
+    filter: [u32; 32],
+    /// Open addressing (the next slot on a collision), a power of two long.
+    slots: Box<[Slot]>,
+    /// The keys and their values, those of one signature side by side.
+    entries: Vec<(Box<[u8]>, V)>,
+}
+
+/// A signature of an [`AsciiTable`], and its keys' range in `entries`: empty if the
+/// range is.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    sig: u32,
+    start: u32,
+    end: u32,
+}
+
+impl<V> Default for AsciiTable<V> {
+    fn default() -> Self {
+        AsciiTable {
+            filter: [0; 32],
+            slots: vec![Slot::default()].into_boxed_slice(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<V> AsciiTable<V> {
+    /// A table of `entries`, whose keys are lowercase ASCII, nonempty and distinct.
+    fn new<'a>(entries: impl IntoIterator<Item = (&'a [u8], V)>) -> Self {
+        let mut entries: Vec<(u32, Box<[u8]>, V)> = entries
+            .into_iter()
+            .map(|(key, v)| (signature(key), key.into(), v))
+            .collect();
+        entries.sort_by_key(|e| e.0);
+        let mut filter = [0; 32];
+        for (_, key, _) in &entries {
+            filter[key.len().min(31)] |= 1 << (key[0] & 31);
+        }
+        let groups = entries.chunk_by(|a, b| a.0 == b.0).count();
+        let mut slots = vec![Slot::default(); (groups * 4).next_power_of_two()];
+        let mask = slots.len() - 1;
+        let mut start = 0;
+        for group in entries.chunk_by(|a, b| a.0 == b.0) {
+            let sig = group[0].0;
+            let mut i = slot_of(sig, mask);
+            while slots[i].end != 0 {
+                i = (i + 1) & mask;
+            }
+            let end = start + group.len() as u32;
+            slots[i] = Slot { sig, start, end };
+            start = end;
+        }
+        AsciiTable {
+            filter,
+            slots: slots.into_boxed_slice(),
+            entries: entries.into_iter().map(|(_, k, v)| (k, v)).collect(),
+        }
+    }
+
+    /// Whether `word` (nonempty) may be a key once lowercased: `false` is sure.
+    #[inline]
+    fn may_hold(&self, word: &[u8]) -> bool {
+        let n = word.len().min(31);
+        (self.filter[n] >> (word[0] & 31)) & 1 != 0
+    }
+
+    /// The value of `word` (ASCII, nonempty), lowercased.
+    fn get(&self, word: &[u8]) -> Option<&V> {
+        if !self.may_hold(word) {
+            return None;
+        }
+        let sig = signature(word);
+        let mask = self.slots.len() - 1;
+        let mut i = slot_of(sig, mask);
+        loop {
+            let slot = self.slots[i];
+            if slot.end == 0 {
+                return None;
+            }
+            if slot.sig == sig {
+                return self.entries[slot.start as usize..slot.end as usize]
+                    .iter()
+                    .find(|(key, _)| word.eq_ignore_ascii_case(key))
+                    .map(|(_, v)| v);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// The signature of an ASCII word (nonempty): its length (up to 255), and its first,
+/// middle and last bytes, case folded.
+#[inline]
+fn signature(word: &[u8]) -> u32 {
+    let n = word.len();
+    let fold = |i: usize| u32::from(word[i] | 0x20);
+    n.min(255) as u32 | fold(0) << 8 | fold(n / 2) << 16 | fold(n - 1) << 24
+}
+
+/// The first slot to look at for signature `sig`, in a table `mask + 1` long.
+#[inline]
+fn slot_of(sig: u32, mask: usize) -> usize {
+    ((u64::from(sig).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize) & mask
 }
 
 /// The words of a text: maximal runs of letters and digits, read byte by byte where
@@ -1325,8 +1586,48 @@ mod tests {
         ]
     }
 
+    /// Mostly ASCII text, long enough to cross the ASCII path's blocks: words of the
+    /// vocabulary (a few outside ASCII), long runs of letters and digits, and glue.
+    fn mostly_ascii_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            8 => word(),
+            1 => (1..140usize, prop::sample::select(&["x", "A", "7", "é"][..]))
+                .prop_map(|(n, c)| c.repeat(n)),
+        ];
+        let glue = prop_oneof![
+            20 => prop::sample::select(&[" ", ", ", "-", ". ", "/", "\t", "_", "(", ")"][..]),
+            1 => prop::sample::select(GLUE),
+        ];
+        prop::collection::vec((piece, glue), 0..60).prop_map(|parts| {
+            parts.into_iter().fold(String::new(), |mut s, (w, g)| {
+                s.push_str(&w);
+                s.push_str(g);
+                s
+            })
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The ASCII path (64 bytes at a time) finds what the path for any text
+        /// (character by character) finds, and takes exactly the texts that are all
+        /// ASCII.
+        #[test]
+        fn the_ascii_path_agrees_with_the_path_for_any_text(
+            rules in rule_set(),
+            text in mostly_ascii_text(),
+        ) {
+            let analyzer = RuleBasedAnalyzer::new(rules).unwrap();
+            let n = analyzer.rules.rules.len();
+            let (mut fast, mut chars) = (vec![NOT_FIRED; n], vec![NOT_FIRED; n]);
+            let ascii = analyzer.matcher.find_ascii(&text, &mut fast);
+            prop_assert_eq!(ascii, text.is_ascii());
+            analyzer.matcher.find_chars(&text, &mut chars);
+            if ascii {
+                prop_assert_eq!(fast, chars);
+            }
+        }
 
         /// The compiled matcher fires the rules the definition fires, for the same
         /// keywords and kinds, and makes the same requirements.
@@ -1368,15 +1669,24 @@ mod tests {
     }
 
     #[test]
-    fn a_word_longer_than_the_lookup_buffer_is_still_compared() {
-        let long = "x".repeat(WORD_BUF + 3);
+    fn words_longer_than_a_signature_and_a_block_are_told_apart() {
+        // Both keywords have the longest signature's length; the text's words run
+        // across blocks of the ASCII path, and one text takes the other path.
         let rules = RuleSet::empty()
-            .with_rule(AnalysisRule::new("long").with_keyword(long.clone()))
+            .with_rule(AnalysisRule::new("long").with_keyword("x".repeat(300)))
+            .with_rule(AnalysisRule::new("longer").with_keyword("x".repeat(301)))
             .with_rule(AnalysisRule::new("short").with_keyword("x"));
         let analyzer = RuleBasedAnalyzer::new(rules.clone()).unwrap();
-        let task = Task::new(TaskId::new(1), "", format!("a {} b", long.to_uppercase()));
-        let got = analyzer.analyze(&task).unwrap();
-        assert_eq!(got.rules().collect::<Vec<_>>(), ["long"]);
-        assert_eq!(Ok(got), oracle(&rules, &task));
+        for (text, want) in [
+            (format!("a {} b", "X".repeat(301)), &["longer"][..]),
+            (format!("{}, x", "x".repeat(300)), &["long", "short"]),
+            (format!("{} é", "x".repeat(300)), &["long"]),
+            ("x".repeat(128), &[]),
+        ] {
+            let task = Task::new(TaskId::new(1), "", text);
+            let got = analyzer.analyze(&task).unwrap();
+            assert_eq!(got.rules().collect::<Vec<_>>(), want);
+            assert_eq!(Ok(got), oracle(&rules, &task));
+        }
     }
 }
