@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -106,28 +107,31 @@ impl Analyzed {
 
     /// The names of the rules that fired, in rule order.
     pub fn rules(&self) -> impl Iterator<Item = &str> + '_ {
-        self.fired.iter().map(|f| f.rule.as_str())
+        self.fired.iter().map(|f| &*f.rule)
     }
 
     /// Whether the rule called `rule` fired.
     pub fn has_fired(&self, rule: &str) -> bool {
-        self.fired.iter().any(|f| f.rule == rule)
+        self.fired.iter().any(|f| *f.rule == *rule)
     }
 }
 
 /// One rule that fired, and what in the task made it fire.
+///
+/// The names are shared (`Arc<str>`): the analyzer reports the same few names for
+/// task after task, and hands out its own copies instead of making new strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FiredRule {
     /// The rule's name.
-    pub rule: String,
+    pub rule: Arc<str>,
     /// What matched.
     pub trigger: Trigger,
 }
 
 impl FiredRule {
     /// `rule` fired because the task's text holds `keyword` (as the rule wrote it).
-    pub fn keyword(rule: impl Into<String>, keyword: impl Into<String>) -> Self {
+    pub fn keyword(rule: impl Into<Arc<str>>, keyword: impl Into<Arc<str>>) -> Self {
         FiredRule {
             rule: rule.into(),
             trigger: Trigger::Keyword(keyword.into()),
@@ -135,7 +139,7 @@ impl FiredRule {
     }
 
     /// `rule` fired because the task is of `kind` (as the rule wrote it).
-    pub fn kind(rule: impl Into<String>, kind: impl Into<String>) -> Self {
+    pub fn kind(rule: impl Into<Arc<str>>, kind: impl Into<Arc<str>>) -> Self {
         FiredRule {
             rule: rule.into(),
             trigger: Trigger::Kind(kind.into()),
@@ -145,7 +149,7 @@ impl FiredRule {
     /// The keyword that matched, if a keyword made the rule fire.
     pub fn matched_keyword(&self) -> Option<&str> {
         match &self.trigger {
-            Trigger::Keyword(k) => Some(k),
+            Trigger::Keyword(k) => Some(&**k),
             Trigger::Kind(_) => None,
         }
     }
@@ -153,7 +157,7 @@ impl FiredRule {
     /// The task kind that matched, if the task's kind made the rule fire.
     pub fn matched_kind(&self) -> Option<&str> {
         match &self.trigger {
-            Trigger::Kind(k) => Some(k),
+            Trigger::Kind(k) => Some(&**k),
             Trigger::Keyword(_) => None,
         }
     }
@@ -175,10 +179,10 @@ impl fmt::Display for FiredRule {
 #[non_exhaustive]
 pub enum Trigger {
     /// The task's kind is one the rule lists (as the rule wrote it).
-    Kind(String),
+    Kind(Arc<str>),
     /// The task's kind or description holds this keyword or phrase (as the rule wrote
     /// it).
-    Keyword(String),
+    Keyword(Arc<str>),
 }
 
 /// One row of a [`RuleSet`]: when it fires, and what it adds to a task's requirements.
@@ -556,6 +560,8 @@ pub struct RuleBasedAnalyzer {
     /// Each of those kinds that is ASCII, to the rules that list it: their index,
     /// and the index of its first listing in the rule.
     kind_table: AsciiTable<Box<[(u32, u32)]>>,
+    /// Each rule's name, keywords and kinds as written, shared with what it reports.
+    labels: Vec<Labels>,
     matcher: Matcher,
     /// The highest priority above normal among the defaults, or `None`.
     default_floor: Option<Priority>,
@@ -587,12 +593,14 @@ impl RuleBasedAnalyzer {
         let matcher = Matcher::new(&compiled);
         let kinds: Vec<Vec<Box<str>>> = compiled.into_iter().map(|c| c.kinds).collect();
         let kind_table = kind_table(&kinds);
+        let labels = rules.rules.iter().map(Labels::new).collect();
         let default_floor = raised(rules.defaults.priority());
         let no_defaults = rules.defaults == Requirements::default();
         Ok(RuleBasedAnalyzer {
             rules,
             kinds,
             kind_table,
+            labels,
             matcher,
             default_floor,
             no_defaults,
@@ -690,17 +698,16 @@ impl RuleBasedAnalyzer {
     /// and one must.
     fn fired(&self, task: &Task, hits: &Hits) -> Result<Vec<FiredRule>, TaskError> {
         let fired: Vec<FiredRule> = self
-            .rules
-            .rules
+            .labels
             .iter()
             .zip(hits)
             .filter(|&(_, &hit)| hit != NOT_FIRED)
-            .map(|(rule, &hit)| FiredRule {
-                rule: rule.name.clone(),
+            .map(|(labels, &hit)| FiredRule {
+                rule: Arc::clone(&labels.name),
                 trigger: if hit & BY_KIND != 0 {
-                    Trigger::Kind(rule.kinds[(hit & !BY_KIND) as usize].clone())
+                    Trigger::Kind(Arc::clone(&labels.kinds[(hit & !BY_KIND) as usize]))
                 } else {
-                    Trigger::Keyword(rule.keywords[hit as usize].clone())
+                    Trigger::Keyword(Arc::clone(&labels.keywords[hit as usize]))
                 },
             })
             .collect();
@@ -749,6 +756,26 @@ impl TaskAnalyzer for RuleBasedAnalyzer {
             tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
             Ok(fired)
         })
+    }
+}
+
+/// A rule's name, keywords and kinds as written, made once: a [`FiredRule`] shares
+/// them instead of copying them for every task.
+#[derive(Debug, Clone)]
+struct Labels {
+    name: Arc<str>,
+    keywords: Box<[Arc<str>]>,
+    kinds: Box<[Arc<str>]>,
+}
+
+impl Labels {
+    fn new(rule: &AnalysisRule) -> Self {
+        let shared = |names: &[String]| names.iter().map(|n| Arc::from(n.as_str())).collect();
+        Labels {
+            name: Arc::from(rule.name.as_str()),
+            keywords: shared(&rule.keywords),
+            kinds: shared(&rule.kinds),
+        }
     }
 }
 
@@ -1410,7 +1437,7 @@ mod tests {
     fn fires(compiled: &CompiledRule, rule: &AnalysisRule, task: &Task) -> Option<Trigger> {
         let kind = task.kind().trim();
         if let Some(i) = compiled.kinds.iter().position(|k| eq_lower(kind, k)) {
-            return Some(Trigger::Kind(rule.kinds[i].clone()));
+            return Some(Trigger::Kind(rule.kinds[i].as_str().into()));
         }
         compiled
             .keywords
@@ -1418,7 +1445,7 @@ mod tests {
             .position(|phrase| {
                 contains_phrase(task.kind(), phrase) || contains_phrase(task.description(), phrase)
             })
-            .map(|i| Trigger::Keyword(rule.keywords[i].clone()))
+            .map(|i| Trigger::Keyword(rule.keywords[i].as_str().into()))
     }
 
     /// The analysis as the analyzer defines it, rule by rule.
@@ -1428,7 +1455,7 @@ mod tests {
             let compiled = CompiledRule::new(rule)?;
             if let Some(trigger) = fires(&compiled, rule, task) {
                 fired.push(FiredRule {
-                    rule: rule.name.clone(),
+                    rule: rule.name.as_str().into(),
                     trigger,
                 });
             }
@@ -1441,7 +1468,7 @@ mod tests {
         requirements.merge(&rules.defaults);
         let mut floor = raised(rules.defaults.priority());
         for f in &fired {
-            let rule = rules.rules.iter().find(|r| r.name == f.rule).unwrap();
+            let rule = rules.rules.iter().find(|r| *r.name == *f.rule).unwrap();
             requirements.merge(&rule.requirements);
             floor = floor.max(raised(rule.requirements.priority()));
         }
@@ -1666,6 +1693,16 @@ mod tests {
         let got = analyzer.analyze(&task).unwrap();
         assert_eq!(got.rules().collect::<Vec<_>>(), ["r0", "r2", "r36"]);
         assert_eq!(Ok(got), oracle(&rules, &task));
+    }
+
+    #[test]
+    fn merging_into_no_resources_takes_the_larger_of_each() {
+        for r in ["cpu=1", "memory=1Gi,gpu=2", "gpu=1,tpu=3,storage=5Gi"] {
+            let r: Resources = r.parse().unwrap();
+            let mut req = Requirements::new();
+            req.merge(&Requirements::new().with_resources(r.clone()));
+            assert_eq!(req.resources(), &Resources::new().max(&r));
+        }
     }
 
     #[test]
