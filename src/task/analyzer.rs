@@ -1104,13 +1104,19 @@ impl Matcher {
     #[inline(never)]
     fn word_at(&self, text: &str, start: usize, end: usize, hits: &mut Hits) {
         let first = self.first.get(&text.as_bytes()[start..end]);
-        let rest = FastWords(&text[end..]);
+        if first.is_none() && self.other_first.is_empty() {
+            return;
+        }
+        let rest = FastWords(text.get(end..).unwrap_or_default());
         if let Some(ks) = first {
             for &k in ks.iter() {
                 self.try_keyword(k, &rest, hits);
             }
         }
-        self.try_other_first(&text[start..end], &rest, hits);
+        if !self.other_first.is_empty() {
+            let word = text.get(start..end).unwrap_or_default();
+            self.try_other_first(word, &rest, hits);
+        }
     }
 
     /// The keywords starting with a wildcard, tried on `word`, followed by `rest`.
@@ -1203,7 +1209,18 @@ struct AsciiTable<V> {
     /// Open addressing (the next slot on a collision), a power of two long.
     slots: Box<[Slot]>,
     /// The keys and their values, those of one signature side by side.
-    entries: Vec<(Box<[u8]>, V)>,
+    entries: Vec<Entry<V>>,
+}
+
+/// A key of an [`AsciiTable`] and its value.
+#[derive(Debug, Clone)]
+struct Entry<V> {
+    key: Box<[u8]>,
+    /// Per byte of `key`, `0x20` if it is a letter, else 0: a byte of a word matches
+    /// the key's, ignoring case, if it equals it once OR'ed with this. One OR and one
+    /// compare a byte, where lowercasing both sides takes a few more.
+    fold: Box<[u8]>,
+    value: V,
 }
 
 /// A signature of an [`AsciiTable`], and its keys' range in `entries`: empty if the
@@ -1254,7 +1271,16 @@ impl<V> AsciiTable<V> {
         AsciiTable {
             filter,
             slots: slots.into_boxed_slice(),
-            entries: entries.into_iter().map(|(_, k, v)| (k, v)).collect(),
+            entries: (entries.into_iter())
+                .map(|(_, key, value)| Entry {
+                    fold: key
+                        .iter()
+                        .map(|b| if b.is_ascii_lowercase() { 0x20 } else { 0 })
+                        .collect(),
+                    key,
+                    value,
+                })
+                .collect(),
         }
     }
 
@@ -1266,6 +1292,7 @@ impl<V> AsciiTable<V> {
     }
 
     /// The value of `word` (ASCII, nonempty), lowercased.
+    #[inline]
     fn get(&self, word: &[u8]) -> Option<&V> {
         if !self.may_hold(word) {
             return None;
@@ -1281,8 +1308,12 @@ impl<V> AsciiTable<V> {
             if slot.sig == sig {
                 return self.entries[slot.start as usize..slot.end as usize]
                     .iter()
-                    .find(|(key, _)| word.eq_ignore_ascii_case(key))
-                    .map(|(_, v)| v);
+                    .find(|e| {
+                        e.key.len() == word.len()
+                            && (word.iter().zip(e.key.iter().zip(e.fold.iter())))
+                                .all(|(&w, (&k, &f))| w | f == k)
+                    })
+                    .map(|e| &e.value);
             }
             i = (i + 1) & mask;
         }
@@ -1714,6 +1745,29 @@ mod tests {
         let got = analyzer.analyze(&task).unwrap();
         assert_eq!(got.rules().collect::<Vec<_>>(), ["r0", "r2", "r36"]);
         assert_eq!(Ok(got), oracle(&rules, &task));
+    }
+
+    #[test]
+    fn a_kind_is_compared_whole_ignoring_case_and_nothing_else() {
+        let rules = RuleSet::default();
+        let analyzer = RuleBasedAnalyzer::new(rules.clone()).unwrap();
+        for kind in [
+            "Health_Check",
+            " HEALTH_CHECK ",
+            "health-check",
+            "health_chec",
+            "health_checks",
+            "Security_Incident",
+            "security incident",
+            "\u{17f}ecurity",
+            "_",
+            "deploy2",
+        ] {
+            let task = Task::new(TaskId::new(1), kind, "");
+            assert_eq!(analyzer.analyze(&task), oracle(&rules, &task), "{kind:?}");
+        }
+        let task = Task::new(TaskId::new(1), "Health_Check", "");
+        assert!(analyzer.analyze(&task).unwrap().fired[0].matched_kind() == Some("health_check"));
     }
 
     #[test]
