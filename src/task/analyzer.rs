@@ -1161,19 +1161,20 @@ fn alnum_bits(block: &[u8]) -> Option<u64> {
     }
     let mut bits = 0;
     let mut high = 0;
-    let mut chunks = block.chunks_exact(8);
-    let mut shift = 0;
     let mut eight = |x: u64| {
         high |= x;
         let digit = at_least(x, b'0') & !at_least(x, b'9' + 1);
         // Setting bit 5 lowercases a letter, and makes a letter of no other byte.
         let y = x | (0x20 * ONES);
         let letter = at_least(y, b'a') & !at_least(y, b'z' + 1);
-        // The eight high bits, gathered into the top byte (byte i to bit 56 + i).
+        // The eight high bits, gathered into the top byte (byte i to bit 56 + i),
+        // shifted in from the top: a chain from step to step, which keeps the
+        // compiler from spreading the steps over vector lanes, slower here than
+        // plain 64-bit arithmetic.
         let gathered = ((digit | letter) >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
-        bits |= gathered << shift;
-        shift += 8;
+        bits = bits >> 8 | gathered << 56;
     };
+    let mut chunks = block.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
@@ -1186,6 +1187,9 @@ fn alnum_bits(block: &[u8]) -> Option<u64> {
         w[..tail.len()].copy_from_slice(tail);
         eight(u64::from_le_bytes(w));
     }
+    // The first byte's bit down to bit 0.
+    let steps = block.len().div_ceil(8) as u32;
+    bits = bits.checked_shr(64 - 8 * steps).unwrap_or(0);
     (high & HIGH == 0).then_some(bits)
 }
 
