@@ -527,10 +527,12 @@ fn builtin_capability(name: &str) -> Capability {
 ///
 /// The table is compiled once, in [`new`](Self::new), into one matcher over the
 /// words of a text: every keyword whose first word is a whole word (no `*`) is found
-/// by looking up each word of the task's kind and description, lowercased, in one
-/// hash table; the rest of a phrase is then compared word by word at that place only,
+/// by looking up each word of the task's kind and description, ignoring case, in one
+/// table; the rest of a phrase is then compared word by word at that place only,
 /// and keywords starting with a wildcard are tried on every word. The text is read
-/// once, whatever the number of rules. `analyze` allocates only its result.
+/// once, whatever the number of rules, and an ASCII text 64 bytes at a time. The
+/// names a [`FiredRule`] reports are shared with the analyzer, not copied: `analyze`
+/// allocates only its result's lists.
 ///
 /// # Complexity
 /// `analyze` takes O(L + W·(1 + F) + C·P + R) time, L the length of the kind and
@@ -1296,7 +1298,7 @@ impl<V> AsciiTable<V> {
     }
 
     /// The value of `word` (ASCII, nonempty), lowercased.
-    #[inline]
+    #[inline(always)]
     fn get(&self, word: &[u8]) -> Option<&V> {
         if !self.may_hold(word) {
             return None;
