@@ -569,6 +569,11 @@ pub struct RuleBasedAnalyzer {
     default_floor: Option<Priority>,
     /// Whether the defaults require nothing (merging them changes nothing).
     no_defaults: bool,
+    /// For a table of up to [`PAIR_RULES`] rules (else empty), the requirements of
+    /// rules `i < j` merged, at `i * rules + j`: a task that fires two rules takes
+    /// them in one merge, where the second of two merges built new lists and
+    /// resources. Merging is associative, so the result is the same.
+    pairs: Vec<Requirements>,
 }
 
 impl RuleBasedAnalyzer {
@@ -598,6 +603,7 @@ impl RuleBasedAnalyzer {
         let labels = rules.rules.iter().map(Labels::new).collect();
         let default_floor = raised(rules.defaults.priority());
         let no_defaults = rules.defaults == Requirements::default();
+        let pairs = merged_pairs(&rules.rules);
         Ok(RuleBasedAnalyzer {
             rules,
             kinds,
@@ -606,6 +612,7 @@ impl RuleBasedAnalyzer {
             matcher,
             default_floor,
             no_defaults,
+            pairs,
         })
     }
 
@@ -645,6 +652,30 @@ fn kind_table(kinds: &[Vec<Box<str>>]) -> AsciiTable<Box<[(u32, u32)]>> {
             .into_iter()
             .map(|(k, rules)| (k.as_bytes(), rules.into_boxed_slice())),
     )
+}
+
+/// The longest table whose rules' requirements are merged two by two in advance
+/// ([`RuleBasedAnalyzer::pairs`]): at most 256 merges, kept.
+const PAIR_RULES: usize = 16;
+
+/// The requirements of each two rules `i < j` merged, at `i * rules.len() + j` (the
+/// others empty); nothing for a table longer than [`PAIR_RULES`].
+fn merged_pairs(rules: &[AnalysisRule]) -> Vec<Requirements> {
+    if rules.len() > PAIR_RULES {
+        return Vec::new();
+    }
+    let mut pairs = Vec::with_capacity(rules.len() * rules.len());
+    for i in 0..rules.len() {
+        for j in 0..rules.len() {
+            let mut pair = Requirements::new();
+            if i < j {
+                pair.clone_from(&rules[i].requirements);
+                pair.merge(&rules[j].requirements);
+            }
+            pairs.push(pair);
+        }
+    }
+    pairs
 }
 
 /// What made each rule fire, per rule in table order: [`NOT_FIRED`], a keyword's
@@ -727,9 +758,23 @@ impl RuleBasedAnalyzer {
             requirements.merge(&self.rules.defaults);
         }
         let mut floor = self.default_floor;
-        for (rule, _) in (self.rules.rules.iter().zip(hits)).filter(|&(_, &h)| h != NOT_FIRED) {
-            requirements.merge(&rule.requirements);
+        let rules = &self.rules.rules;
+        // A fired rule waiting for a second one, to merge the two as one.
+        let mut first: Option<usize> = None;
+        for (i, (rule, _)) in
+            (rules.iter().zip(hits).enumerate()).filter(|(_, (_, h))| **h != NOT_FIRED)
+        {
             floor = floor.max(raised(rule.requirements.priority()));
+            if self.pairs.is_empty() {
+                requirements.merge(&rule.requirements);
+            } else if let Some(f) = first.take() {
+                requirements.merge(&self.pairs[f * rules.len() + i]);
+            } else {
+                first = Some(i);
+            }
+        }
+        if let Some(f) = first {
+            requirements.merge(&rules[f].requirements);
         }
         requirements.priority = floor.map_or(own_priority, |f| f.max(own_priority));
     }
