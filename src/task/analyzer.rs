@@ -7,12 +7,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::error::TaskError;
 use super::{Priority, Requirements, Task};
-use crate::hash::FxHashMap;
 use crate::id::{Capability, Role};
 use crate::resource::Resources;
 
@@ -107,28 +107,31 @@ impl Analyzed {
 
     /// The names of the rules that fired, in rule order.
     pub fn rules(&self) -> impl Iterator<Item = &str> + '_ {
-        self.fired.iter().map(|f| f.rule.as_str())
+        self.fired.iter().map(|f| &*f.rule)
     }
 
     /// Whether the rule called `rule` fired.
     pub fn has_fired(&self, rule: &str) -> bool {
-        self.fired.iter().any(|f| f.rule == rule)
+        self.fired.iter().any(|f| *f.rule == *rule)
     }
 }
 
 /// One rule that fired, and what in the task made it fire.
+///
+/// The names are shared (`Arc<str>`): the analyzer reports the same few names for
+/// task after task, and hands out its own copies instead of making new strings.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FiredRule {
     /// The rule's name.
-    pub rule: String,
+    pub rule: Arc<str>,
     /// What matched.
     pub trigger: Trigger,
 }
 
 impl FiredRule {
     /// `rule` fired because the task's text holds `keyword` (as the rule wrote it).
-    pub fn keyword(rule: impl Into<String>, keyword: impl Into<String>) -> Self {
+    pub fn keyword(rule: impl Into<Arc<str>>, keyword: impl Into<Arc<str>>) -> Self {
         FiredRule {
             rule: rule.into(),
             trigger: Trigger::Keyword(keyword.into()),
@@ -136,7 +139,7 @@ impl FiredRule {
     }
 
     /// `rule` fired because the task is of `kind` (as the rule wrote it).
-    pub fn kind(rule: impl Into<String>, kind: impl Into<String>) -> Self {
+    pub fn kind(rule: impl Into<Arc<str>>, kind: impl Into<Arc<str>>) -> Self {
         FiredRule {
             rule: rule.into(),
             trigger: Trigger::Kind(kind.into()),
@@ -146,7 +149,7 @@ impl FiredRule {
     /// The keyword that matched, if a keyword made the rule fire.
     pub fn matched_keyword(&self) -> Option<&str> {
         match &self.trigger {
-            Trigger::Keyword(k) => Some(k),
+            Trigger::Keyword(k) => Some(&**k),
             Trigger::Kind(_) => None,
         }
     }
@@ -154,7 +157,7 @@ impl FiredRule {
     /// The task kind that matched, if the task's kind made the rule fire.
     pub fn matched_kind(&self) -> Option<&str> {
         match &self.trigger {
-            Trigger::Kind(k) => Some(k),
+            Trigger::Kind(k) => Some(&**k),
             Trigger::Keyword(_) => None,
         }
     }
@@ -176,10 +179,10 @@ impl fmt::Display for FiredRule {
 #[non_exhaustive]
 pub enum Trigger {
     /// The task's kind is one the rule lists (as the rule wrote it).
-    Kind(String),
+    Kind(Arc<str>),
     /// The task's kind or description holds this keyword or phrase (as the rule wrote
     /// it).
-    Keyword(String),
+    Keyword(Arc<str>),
 }
 
 /// One row of a [`RuleSet`]: when it fires, and what it adds to a task's requirements.
@@ -524,10 +527,12 @@ fn builtin_capability(name: &str) -> Capability {
 ///
 /// The table is compiled once, in [`new`](Self::new), into one matcher over the
 /// words of a text: every keyword whose first word is a whole word (no `*`) is found
-/// by looking up each word of the task's kind and description, lowercased, in one
-/// hash table; the rest of a phrase is then compared word by word at that place only,
+/// by looking up each word of the task's kind and description, ignoring case, in one
+/// table; the rest of a phrase is then compared word by word at that place only,
 /// and keywords starting with a wildcard are tried on every word. The text is read
-/// once, whatever the number of rules. `analyze` allocates only its result.
+/// once, whatever the number of rules, and an ASCII text 64 bytes at a time. The
+/// names a [`FiredRule`] reports are shared with the analyzer, not copied: `analyze`
+/// allocates only its result's lists.
 ///
 /// # Complexity
 /// `analyze` takes O(L + W·(1 + F) + C·P + R) time, L the length of the kind and
@@ -554,11 +559,21 @@ pub struct RuleBasedAnalyzer {
     rules: RuleSet,
     /// Each rule's kinds, trimmed and lowercased.
     kinds: Vec<Vec<Box<str>>>,
+    /// Each of those kinds that is ASCII, to the rules that list it: their index,
+    /// and the index of its first listing in the rule.
+    kind_table: AsciiTable<Box<[(u32, u32)]>>,
+    /// Each rule's name, keywords and kinds as written, shared with what it reports.
+    labels: Vec<Labels>,
     matcher: Matcher,
     /// The highest priority above normal among the defaults, or `None`.
     default_floor: Option<Priority>,
     /// Whether the defaults require nothing (merging them changes nothing).
     no_defaults: bool,
+    /// For a table of up to [`PAIR_RULES`] rules (else empty), the requirements of
+    /// rules `i < j` merged, at `i * rules + j`: a task that fires two rules takes
+    /// them in one merge, where the second of two merges built new lists and
+    /// resources. Merging is associative, so the result is the same.
+    pairs: Vec<Requirements>,
 }
 
 impl RuleBasedAnalyzer {
@@ -583,15 +598,21 @@ impl RuleBasedAnalyzer {
             compiled.push(CompiledRule::new(rule)?);
         }
         let matcher = Matcher::new(&compiled);
-        let kinds = compiled.into_iter().map(|c| c.kinds).collect();
+        let kinds: Vec<Vec<Box<str>>> = compiled.into_iter().map(|c| c.kinds).collect();
+        let kind_table = kind_table(&kinds);
+        let labels = rules.rules.iter().map(Labels::new).collect();
         let default_floor = raised(rules.defaults.priority());
         let no_defaults = rules.defaults == Requirements::default();
+        let pairs = merged_pairs(&rules.rules);
         Ok(RuleBasedAnalyzer {
             rules,
             kinds,
+            kind_table,
+            labels,
             matcher,
             default_floor,
             no_defaults,
+            pairs,
         })
     }
 
@@ -606,6 +627,55 @@ impl Default for RuleBasedAnalyzer {
     fn default() -> Self {
         RuleBasedAnalyzer::new(RuleSet::default()).expect("the built-in rule table is valid")
     }
+}
+
+/// The table from each ASCII kind of `kinds` (per rule, lowercased) to the rules
+/// listing it, in table order, each with the index of its first listing.
+fn kind_table(kinds: &[Vec<Box<str>>]) -> AsciiTable<Box<[(u32, u32)]>> {
+    let mut by_kind: Vec<(&str, Vec<(u32, u32)>)> = Vec::new();
+    for (rule, kinds) in kinds.iter().enumerate() {
+        for (i, kind) in kinds.iter().enumerate().filter(|(_, k)| k.is_ascii()) {
+            let rules = match by_kind.iter_mut().find(|(k, _)| k == &&**kind) {
+                Some((_, rules)) => rules,
+                None => {
+                    by_kind.push((kind, Vec::new()));
+                    &mut by_kind.last_mut().expect("just pushed").1
+                }
+            };
+            if rules.last().is_none_or(|&(r, _)| r != rule as u32) {
+                rules.push((rule as u32, i as u32));
+            }
+        }
+    }
+    AsciiTable::new(
+        by_kind
+            .into_iter()
+            .map(|(k, rules)| (k.as_bytes(), rules.into_boxed_slice())),
+    )
+}
+
+/// The longest table whose rules' requirements are merged two by two in advance
+/// ([`RuleBasedAnalyzer::pairs`]): at most 256 merges, kept.
+const PAIR_RULES: usize = 16;
+
+/// The requirements of each two rules `i < j` merged, at `i * rules.len() + j` (the
+/// others empty); nothing for a table longer than [`PAIR_RULES`].
+fn merged_pairs(rules: &[AnalysisRule]) -> Vec<Requirements> {
+    if rules.len() > PAIR_RULES {
+        return Vec::new();
+    }
+    let mut pairs = Vec::with_capacity(rules.len() * rules.len());
+    for i in 0..rules.len() {
+        for j in 0..rules.len() {
+            let mut pair = Requirements::new();
+            if i < j {
+                pair.clone_from(&rules[i].requirements);
+                pair.merge(&rules[j].requirements);
+            }
+            pairs.push(pair);
+        }
+    }
+    pairs
 }
 
 /// What made each rule fire, per rule in table order: [`NOT_FIRED`], a keyword's
@@ -635,23 +705,23 @@ impl RuleBasedAnalyzer {
     /// description only): the first listed kind that is the task's, else the first
     /// listed keyword found in its kind or description.
     fn find(&self, task: &Task, hits: &mut Hits) {
-        self.matcher.find(task.kind(), hits);
+        let ascii = self.matcher.find(task.kind(), hits);
         self.matcher.find(task.description(), hits);
         // A kind the rule names takes precedence over its keywords.
         let kind = task.kind().trim();
         if kind.is_empty() {
             return;
         }
-        let ascii = kind.is_ascii();
-        for (hit, kinds) in hits.iter_mut().zip(&self.kinds) {
-            let same = |k: &str| {
-                if ascii {
-                    kind.eq_ignore_ascii_case(k)
-                } else {
-                    eq_lower(kind, k)
+        if ascii {
+            if let Some(rules) = self.kind_table.get(kind.as_bytes()) {
+                for &(rule, i) in rules.iter() {
+                    hits[rule as usize] = BY_KIND | i;
                 }
-            };
-            if let Some(i) = kinds.iter().position(|k| same(k)) {
+            }
+            return;
+        }
+        for (hit, kinds) in hits.iter_mut().zip(&self.kinds) {
+            if let Some(i) = kinds.iter().position(|k| eq_lower(kind, k)) {
                 *hit = BY_KIND | i as u32;
             }
         }
@@ -661,17 +731,16 @@ impl RuleBasedAnalyzer {
     /// and one must.
     fn fired(&self, task: &Task, hits: &Hits) -> Result<Vec<FiredRule>, TaskError> {
         let fired: Vec<FiredRule> = self
-            .rules
-            .rules
+            .labels
             .iter()
             .zip(hits)
             .filter(|&(_, &hit)| hit != NOT_FIRED)
-            .map(|(rule, &hit)| FiredRule {
-                rule: rule.name.clone(),
+            .map(|(labels, &hit)| FiredRule {
+                rule: Arc::clone(&labels.name),
                 trigger: if hit & BY_KIND != 0 {
-                    Trigger::Kind(rule.kinds[(hit & !BY_KIND) as usize].clone())
+                    Trigger::Kind(Arc::clone(&labels.kinds[(hit & !BY_KIND) as usize]))
                 } else {
-                    Trigger::Keyword(rule.keywords[hit as usize].clone())
+                    Trigger::Keyword(Arc::clone(&labels.keywords[hit as usize]))
                 },
             })
             .collect();
@@ -689,9 +758,23 @@ impl RuleBasedAnalyzer {
             requirements.merge(&self.rules.defaults);
         }
         let mut floor = self.default_floor;
-        for (rule, _) in (self.rules.rules.iter().zip(hits)).filter(|&(_, &h)| h != NOT_FIRED) {
-            requirements.merge(&rule.requirements);
+        let rules = &self.rules.rules;
+        // A fired rule waiting for a second one, to merge the two as one.
+        let mut first: Option<usize> = None;
+        for (i, (rule, _)) in
+            (rules.iter().zip(hits).enumerate()).filter(|(_, (_, h))| **h != NOT_FIRED)
+        {
             floor = floor.max(raised(rule.requirements.priority()));
+            if self.pairs.is_empty() {
+                requirements.merge(&rule.requirements);
+            } else if let Some(f) = first.take() {
+                requirements.merge(&self.pairs[f * rules.len() + i]);
+            } else {
+                first = Some(i);
+            }
+        }
+        if let Some(f) = first {
+            requirements.merge(&rules[f].requirements);
         }
         requirements.priority = floor.map_or(own_priority, |f| f.max(own_priority));
     }
@@ -720,6 +803,26 @@ impl TaskAnalyzer for RuleBasedAnalyzer {
             tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
             Ok(fired)
         })
+    }
+}
+
+/// A rule's name, keywords and kinds as written, made once: a [`FiredRule`] shares
+/// them instead of copying them for every task.
+#[derive(Debug, Clone)]
+struct Labels {
+    name: Arc<str>,
+    keywords: Box<[Arc<str>]>,
+    kinds: Box<[Arc<str>]>,
+}
+
+impl Labels {
+    fn new(rule: &AnalysisRule) -> Self {
+        let shared = |names: &[String]| names.iter().map(|n| Arc::from(n.as_str())).collect();
+        Labels {
+            name: Arc::from(rule.name.as_str()),
+            keywords: shared(&rule.keywords),
+            kinds: shared(&rule.kinds),
+        }
     }
 }
 
@@ -856,28 +959,34 @@ fn compile_keyword(rule: &str, keyword: &str) -> Result<Vec<Token>, TaskError> {
 /// The keywords of a whole table, compiled into one matcher over the words of a text.
 ///
 /// A keyword whose first word is a whole word (the usual case) is found through a
-/// hash table from that word, lowercased, to the keywords starting with it: each word
-/// of the text is lowercased once (in a buffer on the stack) and looked up once,
-/// instead of being compared with every keyword. At a place where a phrase's first
-/// word occurs, the rest of the phrase is compared with the words that follow. Words
-/// the table cannot hold as keys (with letters outside ASCII, or longer than the
-/// buffer) and keywords starting with a wildcard are compared token by token, as the
-/// rule is written ([`Token::matches`]), so that matching stays exactly what the
-/// definition says for any text.
+/// table from that word, lowercased, to the keywords starting with it
+/// ([`AsciiTable`]), so each word of the text is looked up once instead of being
+/// compared with every keyword. At a place where a phrase's first word occurs, the
+/// rest of the phrase is compared with the words that follow. Keywords starting with
+/// a wildcard are compared token by token on every word, as the rule is written
+/// ([`Token::matches`]).
+///
+/// A text that is all ASCII (nearly every task) is split into words 64 bytes at a
+/// time ([`alnum_bits`]); any other is read character by character ([`FastWords`]),
+/// and a word with letters outside ASCII is compared with every whole first word as
+/// the definition compares it, so that matching stays exactly what the definition
+/// says for any text.
 #[derive(Debug, Clone, Default)]
 struct Matcher {
     /// Every keyword of the table, in table order.
     keywords: Vec<Keyword>,
-    /// A whole first word (lowercased, at most `WORD_BUF` bytes) to the keywords
-    /// starting with it, in table order.
-    by_first: FxHashMap<Box<[u8]>, Vec<u32>>,
-    /// The keywords whose first word is not a key of `by_first` (a wildcard, or a
-    /// word longer than `WORD_BUF` bytes), tried on every word.
+    /// Each whole first word that is ASCII once lowercased, to the keywords starting
+    /// with it, in table order.
+    first: AsciiTable<Box<[u32]>>,
+    /// Each whole first word (lowercased), with the keywords starting with it: what a
+    /// word with letters outside ASCII is compared with (its lowercase may be ASCII,
+    /// as the Kelvin sign's is).
+    every_first: Vec<(Token, Box<[u32]>)>,
+    /// The keywords whose first word has a wildcard, tried on every word.
     other_first: Vec<u32>,
-    /// Per length in bytes (up to `WORD_BUF`), the first and the last bytes of the
-    /// ASCII keys of `by_first` of that length, one bit per byte: a word whose
-    /// length, first and last bytes (lowercased) are not there is no key.
-    ends: Vec<[u128; 2]>,
+    /// No word shorter than this (from 1 to 8) may start a keyword, as far as the
+    /// ASCII path can tell.
+    min_len: u32,
 }
 
 /// One keyword of a [`Matcher`]: its words, and where it stands in the table.
@@ -889,31 +998,20 @@ struct Keyword {
     index: u32,
 }
 
-/// The longest word, in bytes, looked up in [`Matcher::by_first`]: longer words are
-/// compared token by token. No keyword of the procedures' table comes near it.
-const WORD_BUF: usize = 48;
-
 impl Matcher {
     fn new(rules: &[CompiledRule]) -> Self {
         let mut m = Matcher::default();
+        // First words in the order first seen, so that every list keeps table order.
+        let mut firsts: Vec<(Token, Vec<u32>)> = Vec::new();
         for (rule, compiled) in rules.iter().enumerate() {
             for (index, tokens) in compiled.keywords.iter().enumerate() {
                 let k = m.keywords.len() as u32;
                 let first = &tokens[0];
-                if first.anchor == Anchor::Exact && first.text.len() <= WORD_BUF {
-                    let key: &[u8] = first.text.as_bytes();
-                    if let (Some(&a), Some(&z)) = (key.first(), key.last()) {
-                        // A key outside ASCII is never the lowercase of an ASCII word,
-                        // the only words the filter is asked about.
-                        if key.is_ascii() {
-                            m.ends.resize(WORD_BUF + 1, [0, 0]);
-                            let e = &mut m.ends[key.len()];
-                            e[0] |= 1u128 << a;
-                            e[1] |= 1u128 << z;
-                        }
+                if first.anchor == Anchor::Exact {
+                    match firsts.iter_mut().find(|(t, _)| t.text == first.text) {
+                        Some((_, ks)) => ks.push(k),
+                        None => firsts.push((first.clone(), vec![k])),
                     }
-                    let key = key.into();
-                    m.by_first.entry(key).or_default().push(k);
                 } else {
                     m.other_first.push(k);
                 }
@@ -924,57 +1022,157 @@ impl Matcher {
                 });
             }
         }
+        // A key outside ASCII is never the lowercase of an ASCII word, the only words
+        // the table is asked about.
+        m.first = AsciiTable::new(
+            firsts
+                .iter()
+                .filter(|(t, _)| t.text.is_ascii())
+                .map(|(t, ks)| (t.text.as_bytes(), ks.clone().into_boxed_slice())),
+        );
+        m.min_len = if m.other_first.is_empty() {
+            let shortest = firsts.iter().filter(|(t, _)| t.text.is_ascii());
+            shortest
+                .map(|(t, _)| t.text.len())
+                .min()
+                .unwrap_or(8)
+                .clamp(1, 8) as u32
+        } else {
+            1
+        };
+        m.every_first = firsts
+            .into_iter()
+            .map(|(t, ks)| (t, ks.into_boxed_slice()))
+            .collect();
         m
     }
 
     /// Records in `hits` (one per rule) each rule's first keyword, in rule order,
-    /// that `text` holds, keeping a rule's earlier hit.
-    fn find(&self, text: &str, hits: &mut Hits) {
+    /// that `text` holds, keeping a rule's earlier hit. Returns whether `text` is all
+    /// ASCII.
+    fn find(&self, text: &str, hits: &mut Hits) -> bool {
+        if self.find_ascii(text, hits) {
+            return true;
+        }
+        // Words already looked at are recorded again: a hit is kept only if it is
+        // earlier, so nothing is counted twice.
+        self.find_chars(text, hits);
+        false
+    }
+
+    /// [`find`](Self::find) for any text, character by character.
+    fn find_chars(&self, text: &str, hits: &mut Hits) {
         let mut words = FastWords(text);
-        let mut lower = [0u8; WORD_BUF];
         while let Some((word, ascii)) = words.next_word() {
-            if ascii && word.len() <= WORD_BUF {
-                // Most words of a text start no keyword: told so from their length
-                // and first and last letters, before any copy or hash.
-                if self.may_start_keyword(word.as_bytes()) {
-                    let lower = &mut lower[..word.len()];
-                    lower.copy_from_slice(word.as_bytes());
-                    lower.make_ascii_lowercase();
-                    if let Some(ks) = self.by_first.get(&*lower) {
-                        for &k in ks {
-                            self.try_keyword(k, &words, hits);
-                        }
+            if ascii {
+                if let Some(ks) = self.first.get(word.as_bytes()) {
+                    for &k in ks {
+                        self.try_keyword(k, &words, hits);
                     }
                 }
             } else {
                 // Lowercasing may change the length outside ASCII: every whole first
                 // word is compared as the definition compares it.
-                for ks in self.by_first.values() {
-                    for &k in ks {
-                        if self.keywords[k as usize].tokens[0].matches(word) {
+                for (first, ks) in &self.every_first {
+                    if first.matches(word) {
+                        for &k in ks {
                             self.try_keyword(k, &words, hits);
                         }
                     }
                 }
             }
-            for &k in &self.other_first {
-                if self.keywords[k as usize].tokens[0].matches(word) {
-                    self.try_keyword(k, &words, hits);
-                }
-            }
+            self.try_other_first(word, &words, hits);
         }
     }
 
-    /// Whether the ASCII word `word` (at most `WORD_BUF` bytes), lowercased, may be a
-    /// key of `by_first`: `false` is sure, `true` must be looked up.
+    /// [`find`](Self::find) for a text that is all ASCII: `false`, having perhaps
+    /// recorded some hits, if it is not.
+    ///
+    /// The text is read 64 bytes at a time: which bytes are letters or digits is
+    /// worked out 8 at a time in a `u64` and gathered into one bit a byte. Words
+    /// shorter than any key are dropped from that mask with a few shifts, and each
+    /// word left is found with two bit counts, instead of a branch per byte.
+    fn find_ascii(&self, text: &str, hits: &mut Hits) -> bool {
+        let bytes = text.as_bytes();
+        let mut base = 0;
+        while base < bytes.len() {
+            let Some(mut bits) = alnum_bits(&bytes[base..bytes.len().min(base + 64)]) else {
+                return false;
+            };
+            let mut next = base + 64;
+            if next < bytes.len() && bits >> 63 == 1 {
+                // A word runs into the next block: it is read from its start there.
+                let start = 64 - (!bits).leading_zeros();
+                if start == 0 {
+                    // A word of 64 bytes or more, read to its end here.
+                    let tail = &bytes[base + 64..];
+                    let end = match tail.iter().position(|b| !b.is_ascii_alphanumeric()) {
+                        Some(i) if !tail[i].is_ascii() => return false,
+                        Some(i) => base + 64 + i,
+                        None => bytes.len(),
+                    };
+                    self.word(text, base, end, hits);
+                    base = end;
+                    continue;
+                }
+                bits &= (1 << start) - 1;
+                next = base + start as usize;
+            }
+            // Bit i of `long`: bytes i to i + min_len - 1 are letters or digits.
+            let mut long = bits;
+            for _ in 1..self.min_len {
+                long &= long >> 1;
+            }
+            let mut starts = bits & !(bits << 1) & long;
+            while starts != 0 {
+                let start = starts.trailing_zeros();
+                let end = start + (!(bits >> start)).trailing_zeros();
+                self.word(text, base + start as usize, base + end as usize, hits);
+                starts &= starts - 1;
+            }
+            base = next;
+        }
+        true
+    }
+
+    /// The word `text[start..end]` (nonempty), all ASCII letters and digits, followed
+    /// by the rest of `text`.
     #[inline]
-    fn may_start_keyword(&self, word: &[u8]) -> bool {
-        let (Some(e), Some(&a), Some(&z)) = (self.ends.get(word.len()), word.first(), word.last())
-        else {
-            return false;
-        };
-        let (a, z) = (a.to_ascii_lowercase(), z.to_ascii_lowercase());
-        (e[0] >> a) & (e[1] >> z) & 1 != 0
+    fn word(&self, text: &str, start: usize, end: usize, hits: &mut Hits) {
+        let word = &text.as_bytes()[start..end];
+        if self.other_first.is_empty() && !self.first.may_hold(word) {
+            return;
+        }
+        self.word_at(text, start, end, hits);
+    }
+
+    /// [`word`](Self::word), past the filter: kept out of line, as most words of a
+    /// text never get here.
+    #[inline(never)]
+    fn word_at(&self, text: &str, start: usize, end: usize, hits: &mut Hits) {
+        let first = self.first.get(&text.as_bytes()[start..end]);
+        if first.is_none() && self.other_first.is_empty() {
+            return;
+        }
+        let rest = FastWords(text.get(end..).unwrap_or_default());
+        if let Some(ks) = first {
+            for &k in ks.iter() {
+                self.try_keyword(k, &rest, hits);
+            }
+        }
+        if !self.other_first.is_empty() {
+            let word = text.get(start..end).unwrap_or_default();
+            self.try_other_first(word, &rest, hits);
+        }
+    }
+
+    /// The keywords starting with a wildcard, tried on `word`, followed by `rest`.
+    fn try_other_first(&self, word: &str, rest: &FastWords<'_>, hits: &mut Hits) {
+        for &k in &self.other_first {
+            if self.keywords[k as usize].tokens[0].matches(word) {
+                self.try_keyword(k, rest, hits);
+            }
+        }
     }
 
     /// Keyword `k`, whose first word matched the word before `rest`: a hit if its
@@ -993,6 +1191,199 @@ impl Matcher {
             *hit = kw.index;
         }
     }
+}
+
+/// One bit per byte of `block` (at most 64 bytes), set for an ASCII letter or digit;
+/// `None` if a byte is not ASCII.
+#[inline]
+fn alnum_bits(block: &[u8]) -> Option<u64> {
+    /// A byte of ones, in each byte.
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    /// The high bit of each byte that is at least `lo`: no carry crosses a byte, as
+    /// every byte is below 0x80 and so is what is added to it.
+    #[inline]
+    fn at_least(x: u64, lo: u8) -> u64 {
+        x.wrapping_add((0x80 - lo as u64) * ONES) & HIGH
+    }
+    let mut bits = 0;
+    let mut high = 0;
+    let mut eight = |x: u64| {
+        high |= x;
+        let digit = at_least(x, b'0') & !at_least(x, b'9' + 1);
+        // Setting bit 5 lowercases a letter, and makes a letter of no other byte.
+        let y = x | (0x20 * ONES);
+        let letter = at_least(y, b'a') & !at_least(y, b'z' + 1);
+        // The eight high bits, gathered into the top byte (byte i to bit 56 + i),
+        // shifted in from the top: a chain from step to step, which keeps the
+        // compiler from spreading the steps over vector lanes, slower here than
+        // plain 64-bit arithmetic.
+        let gathered = ((digit | letter) >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits = bits >> 8 | gathered << 56;
+    };
+    let mut chunks = block.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        eight(u64::from_le_bytes(w));
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        // Padded with zeros, which are not letters.
+        let mut w = [0u8; 8];
+        w[..tail.len()].copy_from_slice(tail);
+        eight(u64::from_le_bytes(w));
+    }
+    // The first byte's bit down to bit 0.
+    let steps = block.len().div_ceil(8) as u32;
+    bits = bits.checked_shr(64 - 8 * steps).unwrap_or(0);
+    (high & HIGH == 0).then_some(bits)
+}
+
+/// A table from lowercase ASCII strings to values, looked up with an ASCII string in
+/// any case.
+///
+/// Most words of a text are in no such table. A filter on their length and first
+/// byte turns most of them away with one load; the others are looked up by four
+/// numbers about the word (its length, and its first, middle and last bytes, case
+/// folded: its signature) in a table of signatures, a quarter full or less; only a
+/// word whose signature is there is compared with the keys that have it.
+///
+/// Case is folded by setting bit 5 (`0x20`) of each byte: it does not make a letter
+/// of anything else, but it is the same for both cases of a letter, which is all a
+/// filter and a signature need.
+#[derive(Debug, Clone)]
+struct AsciiTable<V> {
+    /// Per length (31 for 31 and longer), the low five bits of the first bytes of the
+    /// keys of that length, one bit each.
+    filter: [u32; 32],
+    /// Open addressing (the next slot on a collision), a power of two long.
+    slots: Box<[Slot]>,
+    /// The keys and their values, those of one signature side by side.
+    entries: Vec<Entry<V>>,
+}
+
+/// A key of an [`AsciiTable`] and its value.
+#[derive(Debug, Clone)]
+struct Entry<V> {
+    key: Box<[u8]>,
+    /// Per byte of `key`, `0x20` if it is a letter, else 0: a byte of a word matches
+    /// the key's, ignoring case, if it equals it once OR'ed with this. One OR and one
+    /// compare a byte, where lowercasing both sides takes a few more.
+    fold: Box<[u8]>,
+    value: V,
+}
+
+/// A signature of an [`AsciiTable`], and its keys' range in `entries`: empty if the
+/// range is.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    sig: u32,
+    start: u32,
+    end: u32,
+}
+
+impl<V> Default for AsciiTable<V> {
+    fn default() -> Self {
+        AsciiTable {
+            filter: [0; 32],
+            slots: vec![Slot::default()].into_boxed_slice(),
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<V> AsciiTable<V> {
+    /// A table of `entries`, whose keys are lowercase ASCII, nonempty and distinct.
+    fn new<'a>(entries: impl IntoIterator<Item = (&'a [u8], V)>) -> Self {
+        let mut entries: Vec<(u32, Box<[u8]>, V)> = entries
+            .into_iter()
+            .map(|(key, v)| (signature(key), key.into(), v))
+            .collect();
+        entries.sort_by_key(|e| e.0);
+        let mut filter = [0; 32];
+        for (_, key, _) in &entries {
+            filter[key.len().min(31)] |= 1 << (key[0] & 31);
+        }
+        let groups = entries.chunk_by(|a, b| a.0 == b.0).count();
+        let mut slots = vec![Slot::default(); (groups * 4).next_power_of_two()];
+        let mask = slots.len() - 1;
+        let mut start = 0;
+        for group in entries.chunk_by(|a, b| a.0 == b.0) {
+            let sig = group[0].0;
+            let mut i = slot_of(sig, mask);
+            while slots[i].end != 0 {
+                i = (i + 1) & mask;
+            }
+            let end = start + group.len() as u32;
+            slots[i] = Slot { sig, start, end };
+            start = end;
+        }
+        AsciiTable {
+            filter,
+            slots: slots.into_boxed_slice(),
+            entries: (entries.into_iter())
+                .map(|(_, key, value)| Entry {
+                    fold: key
+                        .iter()
+                        .map(|b| if b.is_ascii_lowercase() { 0x20 } else { 0 })
+                        .collect(),
+                    key,
+                    value,
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `word` (nonempty) may be a key once lowercased: `false` is sure.
+    #[inline]
+    fn may_hold(&self, word: &[u8]) -> bool {
+        let n = word.len().min(31);
+        (self.filter[n] >> (word[0] & 31)) & 1 != 0
+    }
+
+    /// The value of `word` (ASCII, nonempty), lowercased.
+    #[inline(always)]
+    fn get(&self, word: &[u8]) -> Option<&V> {
+        if !self.may_hold(word) {
+            return None;
+        }
+        let sig = signature(word);
+        let mask = self.slots.len() - 1;
+        let mut i = slot_of(sig, mask);
+        loop {
+            let slot = self.slots[i];
+            if slot.end == 0 {
+                return None;
+            }
+            if slot.sig == sig {
+                return self.entries[slot.start as usize..slot.end as usize]
+                    .iter()
+                    .find(|e| {
+                        e.key.len() == word.len()
+                            && (word.iter().zip(e.key.iter().zip(e.fold.iter())))
+                                .all(|(&w, (&k, &f))| w | f == k)
+                    })
+                    .map(|e| &e.value);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// The signature of an ASCII word (nonempty): its length (up to 255), and its first,
+/// middle and last bytes, case folded.
+#[inline]
+fn signature(word: &[u8]) -> u32 {
+    let n = word.len();
+    let fold = |i: usize| u32::from(word[i] | 0x20);
+    n.min(255) as u32 | fold(0) << 8 | fold(n / 2) << 16 | fold(n - 1) << 24
+}
+
+/// The first slot to look at for signature `sig`, in a table `mask + 1` long.
+#[inline]
+fn slot_of(sig: u32, mask: usize) -> usize {
+    ((u64::from(sig).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize) & mask
 }
 
 /// The words of a text: maximal runs of letters and digits, read byte by byte where
@@ -1149,7 +1540,7 @@ mod tests {
     fn fires(compiled: &CompiledRule, rule: &AnalysisRule, task: &Task) -> Option<Trigger> {
         let kind = task.kind().trim();
         if let Some(i) = compiled.kinds.iter().position(|k| eq_lower(kind, k)) {
-            return Some(Trigger::Kind(rule.kinds[i].clone()));
+            return Some(Trigger::Kind(rule.kinds[i].as_str().into()));
         }
         compiled
             .keywords
@@ -1157,7 +1548,7 @@ mod tests {
             .position(|phrase| {
                 contains_phrase(task.kind(), phrase) || contains_phrase(task.description(), phrase)
             })
-            .map(|i| Trigger::Keyword(rule.keywords[i].clone()))
+            .map(|i| Trigger::Keyword(rule.keywords[i].as_str().into()))
     }
 
     /// The analysis as the analyzer defines it, rule by rule.
@@ -1167,7 +1558,7 @@ mod tests {
             let compiled = CompiledRule::new(rule)?;
             if let Some(trigger) = fires(&compiled, rule, task) {
                 fired.push(FiredRule {
-                    rule: rule.name.clone(),
+                    rule: rule.name.as_str().into(),
                     trigger,
                 });
             }
@@ -1180,7 +1571,7 @@ mod tests {
         requirements.merge(&rules.defaults);
         let mut floor = raised(rules.defaults.priority());
         for f in &fired {
-            let rule = rules.rules.iter().find(|r| r.name == f.rule).unwrap();
+            let rule = rules.rules.iter().find(|r| *r.name == *f.rule).unwrap();
             requirements.merge(&rule.requirements);
             floor = floor.max(raised(rule.requirements.priority()));
         }
@@ -1325,8 +1716,48 @@ mod tests {
         ]
     }
 
+    /// Mostly ASCII text, long enough to cross the ASCII path's blocks: words of the
+    /// vocabulary (a few outside ASCII), long runs of letters and digits, and glue.
+    fn mostly_ascii_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            8 => word(),
+            1 => (1..140usize, prop::sample::select(&["x", "A", "7", "é"][..]))
+                .prop_map(|(n, c)| c.repeat(n)),
+        ];
+        let glue = prop_oneof![
+            20 => prop::sample::select(&[" ", ", ", "-", ". ", "/", "\t", "_", "(", ")"][..]),
+            1 => prop::sample::select(GLUE),
+        ];
+        prop::collection::vec((piece, glue), 0..60).prop_map(|parts| {
+            parts.into_iter().fold(String::new(), |mut s, (w, g)| {
+                s.push_str(&w);
+                s.push_str(g);
+                s
+            })
+        })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The ASCII path (64 bytes at a time) finds what the path for any text
+        /// (character by character) finds, and takes exactly the texts that are all
+        /// ASCII.
+        #[test]
+        fn the_ascii_path_agrees_with_the_path_for_any_text(
+            rules in rule_set(),
+            text in mostly_ascii_text(),
+        ) {
+            let analyzer = RuleBasedAnalyzer::new(rules).unwrap();
+            let n = analyzer.rules.rules.len();
+            let (mut fast, mut chars) = (vec![NOT_FIRED; n], vec![NOT_FIRED; n]);
+            let ascii = analyzer.matcher.find_ascii(&text, &mut fast);
+            prop_assert_eq!(ascii, text.is_ascii());
+            analyzer.matcher.find_chars(&text, &mut chars);
+            if ascii {
+                prop_assert_eq!(fast, chars);
+            }
+        }
 
         /// The compiled matcher fires the rules the definition fires, for the same
         /// keywords and kinds, and makes the same requirements.
@@ -1368,15 +1799,57 @@ mod tests {
     }
 
     #[test]
-    fn a_word_longer_than_the_lookup_buffer_is_still_compared() {
-        let long = "x".repeat(WORD_BUF + 3);
+    fn a_kind_is_compared_whole_ignoring_case_and_nothing_else() {
+        let rules = RuleSet::default();
+        let analyzer = RuleBasedAnalyzer::new(rules.clone()).unwrap();
+        for kind in [
+            "Health_Check",
+            " HEALTH_CHECK ",
+            "health-check",
+            "health_chec",
+            "health_checks",
+            "Security_Incident",
+            "security incident",
+            "\u{17f}ecurity",
+            "_",
+            "deploy2",
+        ] {
+            let task = Task::new(TaskId::new(1), kind, "");
+            assert_eq!(analyzer.analyze(&task), oracle(&rules, &task), "{kind:?}");
+        }
+        let task = Task::new(TaskId::new(1), "Health_Check", "");
+        assert!(analyzer.analyze(&task).unwrap().fired[0].matched_kind() == Some("health_check"));
+    }
+
+    #[test]
+    fn merging_into_no_resources_takes_the_larger_of_each() {
+        for r in ["cpu=1", "memory=1Gi,gpu=2", "gpu=1,tpu=3,storage=5Gi"] {
+            let r: Resources = r.parse().unwrap();
+            let mut req = Requirements::new();
+            req.merge(&Requirements::new().with_resources(r.clone()));
+            assert_eq!(req.resources(), &Resources::new().max(&r));
+        }
+    }
+
+    #[test]
+    fn words_longer_than_a_signature_and_a_block_are_told_apart() {
+        // Both keywords have the longest signature's length; the text's words run
+        // across blocks of the ASCII path, and one text takes the other path.
         let rules = RuleSet::empty()
-            .with_rule(AnalysisRule::new("long").with_keyword(long.clone()))
+            .with_rule(AnalysisRule::new("long").with_keyword("x".repeat(300)))
+            .with_rule(AnalysisRule::new("longer").with_keyword("x".repeat(301)))
             .with_rule(AnalysisRule::new("short").with_keyword("x"));
         let analyzer = RuleBasedAnalyzer::new(rules.clone()).unwrap();
-        let task = Task::new(TaskId::new(1), "", format!("a {} b", long.to_uppercase()));
-        let got = analyzer.analyze(&task).unwrap();
-        assert_eq!(got.rules().collect::<Vec<_>>(), ["long"]);
-        assert_eq!(Ok(got), oracle(&rules, &task));
+        for (text, want) in [
+            (format!("a {} b", "X".repeat(301)), &["longer"][..]),
+            (format!("{}, x", "x".repeat(300)), &["long", "short"]),
+            (format!("{} é", "x".repeat(300)), &["long"]),
+            ("x".repeat(128), &[]),
+        ] {
+            let task = Task::new(TaskId::new(1), "", text);
+            let got = analyzer.analyze(&task).unwrap();
+            assert_eq!(got.rules().collect::<Vec<_>>(), want);
+            assert_eq!(Ok(got), oracle(&rules, &task));
+        }
     }
 }

@@ -326,8 +326,14 @@ impl Requirements {
         self.capabilities.union(&other.capabilities);
         self.claims.union(&other.claims);
         // Nothing to take the larger of: the common case, and `max` builds a new value.
+        // Nothing on this side (the analyzer merging a rule into a task that states no
+        // resources) is the next most common: the larger of each is `other`'s, a copy.
         if !other.resources.is_zero() {
-            self.resources = self.resources.max(&other.resources);
+            if self.resources.is_zero() {
+                self.resources.clone_from(&other.resources);
+            } else {
+                self.resources = self.resources.max(&other.resources);
+            }
         }
         self.priority = self.priority.max(other.priority);
         self.deadline = match (self.deadline, other.deadline) {
