@@ -497,6 +497,9 @@ fn retry_times(seed: u64) -> Vec<Timestamp> {
     for _ in 0..3 {
         fail(&mut run, "flaky", now);
         assert_eq!(run.status("flaky"), Some(StepStatus::BackingOff));
+        assert_eq!(run.backing_off_steps(), 1);
+        let restored = Run::restore(&w, run.snapshot()).unwrap();
+        assert_eq!(restored.backing_off_steps(), 1);
         assert_eq!(run.status("prep"), Some(StepStatus::Succeeded));
         assert!(run.ready().is_empty());
         let at = run.next_deadline().unwrap();
@@ -504,6 +507,7 @@ fn retry_times(seed: u64) -> Vec<Timestamp> {
         // Nothing happens before the deadline.
         assert_eq!(run.tick(at - Duration::from_nanos(1)), 0);
         assert_eq!(run.tick(at), 1);
+        assert_eq!(run.backing_off_steps(), 0);
         assert_eq!(names(&run), ["flaky"]);
         now = at;
     }
@@ -1438,8 +1442,13 @@ fn call(run: &mut Run, op: &Op, now: Timestamp) -> Result<(), WorkflowError> {
 
 /// Checks every step's attempts against the history: each attempt made is started
 /// once and settled once, an interrupted one is neither counted nor settled, and
-/// none goes past the retry policy.
+/// none goes past the retry policy; the run's count of steps backing off is the
+/// number of steps in that state.
 fn check_attempts(run: &Run) -> Result<(), TestCaseError> {
+    let backing_off = (run.workflow().steps())
+        .filter(|&(step, _)| run.status(step) == Some(StepStatus::BackingOff))
+        .count();
+    prop_assert_eq!(run.backing_off_steps(), backing_off);
     for (step, spec) in run.workflow().steps() {
         let count = |f: &dyn Fn(&StepChange) -> bool| {
             (run.history().iter())

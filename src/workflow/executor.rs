@@ -55,6 +55,10 @@ pub struct RunProgress {
     /// Steps waiting in the coordinator: for an agent with room, behind a claim, or
     /// for normal mode.
     pub waiting: usize,
+    /// Steps waiting out a retry delay after a failed attempt: neither running nor
+    /// waiting in the coordinator, they become ready when their delay is over
+    /// ([`StepStatus::BackingOff`]).
+    pub backing_off: usize,
     /// Steps finished (succeeded, failed, skipped or cancelled).
     pub finished: usize,
     /// Steps in the workflow.
@@ -108,6 +112,7 @@ impl RunHandle {
         let mut progress = self.0.progress.lock();
         progress.running = books.running.len();
         progress.waiting = books.waiting.len();
+        progress.backing_off = run.backing_off_steps();
         progress.finished = run.finished_steps();
         progress.steps = run.workflow().len();
         progress.outcome = run.outcome();
