@@ -286,10 +286,51 @@ fn diamond_runs_in_dependency_order() {
 }
 
 #[test]
-fn empty_workflow_is_finished_at_once() {
-    let w = Workflow::builder("empty").build().unwrap();
-    let run = Run::new(&w, "r", 0, t(0));
-    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+fn a_workflow_without_steps_is_refused() {
+    let err = Workflow::builder("empty").build().unwrap_err();
+    assert_eq!(
+        err,
+        WorkflowError::NoSteps {
+            workflow: "empty".into()
+        }
+    );
+    assert_eq!(err.to_string(), "workflow \"empty\" has no steps");
+    let def: WorkflowDefinition = serde_json::from_str(r#"{"name": "cut short"}"#).unwrap();
+    assert!(matches!(
+        Workflow::from_definition(def),
+        Err(WorkflowError::NoSteps { workflow }) if workflow == "cut short"
+    ));
+}
+
+#[test]
+fn a_zero_timeout_is_refused_when_the_workflow_is_built() {
+    let err = Workflow::builder("w")
+        .step(StepSpec::new("a").with_timeout(Duration::from_secs(1)))
+        .step(StepSpec::new("b").with_timeout(Duration::ZERO).after("a"))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        WorkflowError::InvalidTimeout {
+            step: "b".into(),
+            timeout: Duration::ZERO
+        }
+    );
+    assert!(err.to_string().contains("\"b\""), "{err}");
+    // From a config file too.
+    let def: WorkflowDefinition =
+        serde_json::from_str(r#"{"name": "w", "steps": [{"name": "a", "timeout": 0}]}"#).unwrap();
+    assert!(matches!(
+        Workflow::from_definition(def),
+        Err(WorkflowError::InvalidTimeout { step, .. }) if step == "a"
+    ));
+    // The shortest timeout there is still builds.
+    assert!(
+        Workflow::builder("w")
+            .step(StepSpec::new("a").with_timeout(Duration::from_nanos(1)))
+            .build()
+            .is_ok()
+    );
 }
 
 #[test]
