@@ -1266,3 +1266,76 @@ fn progress_counts_the_steps_backing_off() {
     // not once it had finished.
     assert_eq!(seen[seen.len() - 2..], [1, 0], "{seen:?}");
 }
+
+/// Agent 2: brings agent 1 back into service when it is done.
+#[derive(Debug)]
+struct Reviver(Arc<Coordinator>);
+
+#[async_trait::async_trait]
+impl Agent for Reviver {
+    fn id(&self) -> AgentId {
+        AgentId::new(2)
+    }
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        let back = self
+            .0
+            .set_agent_status(AgentId::new(1), concord::agent::AgentStatus::Available);
+        assert!(back.is_ok(), "{back:?}");
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("reviver"))
+    }
+}
+
+#[test]
+fn a_reused_run_id_starts_with_no_duties_of_the_run_before() {
+    // Two agents that can each deploy and verify; the policy keeps the deployer
+    // from verifying within a run. The first run: 1 deploys, 2 verifies. The
+    // second, under the same id, while 1 is out: 2 deploys and brings 1 back, and
+    // 1 must be free to verify: the first run's duties are not the second's.
+    let (first, second) = within_a_minute(|| {
+        let w = world(&[(1, &["ops", "qa"], 1), (2, &["ops", "qa"], 1)]);
+        let wf = Workflow::builder("sod")
+            .step(StepSpec::new("deploy").with_role(role("ops")))
+            .step(
+                StepSpec::new("verify")
+                    .with_role(role("qa"))
+                    .after("deploy"),
+            )
+            .build()
+            .unwrap();
+        let e = executor(
+            &w,
+            vec![
+                Arc::new(Scripted::new(1)),
+                Arc::new(Reviver(Arc::clone(&w.coordinator))),
+            ],
+        );
+        let first = block_on(e.run(&wf, "deploy-api", 1)).unwrap();
+        w.coordinator
+            .set_agent_status(AgentId::new(1), concord::agent::AgentStatus::Offline)
+            .unwrap();
+        let second = block_on(e.run(&wf, "deploy-api", 2)).unwrap();
+        let who = |r: &Run| (r.outcome(), r.agent("deploy"), r.agent("verify"));
+        (
+            who(&first),
+            (
+                who(&second),
+                second
+                    .history()
+                    .iter()
+                    .map(|e| e.change.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+        )
+    });
+    let ok = Some(RunOutcome::Succeeded);
+    assert_eq!(first, (ok, Some(AgentId::new(1)), Some(AgentId::new(2))));
+    assert_eq!(
+        second.0,
+        (ok, Some(AgentId::new(2)), Some(AgentId::new(1))),
+        "{:?}",
+        second.1
+    );
+}

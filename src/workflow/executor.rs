@@ -792,6 +792,14 @@ impl Executor {
                 .drive_observed(&mut run, &mut seen, &handle, &group, &mut books)
                 .await;
         }
+        if result.is_ok() && run.is_finished() {
+            // Over: who did which of its duties binds nobody now, and a later run
+            // under the same id must not inherit it (separation of duties would bar
+            // its agents for what they did in this run). A run that did not end
+            // (an error, or its future dropped as in a crash) keeps its duties for
+            // its resume.
+            self.coordinator.forget_group(&group);
+        }
         self.notify(&run, &mut seen);
         handle.report(&run, &books);
         result.map(|()| run)
