@@ -10,8 +10,8 @@ use std::time::Duration;
 use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
 use concord::coordinator::{Coordinator, Event, EventKind};
 use concord::workflow::{
-    Executor, RetryPolicy, Run, RunCondition, RunHandle, RunOutcome, SimulatedTimer, StepChange,
-    StepSpec, StepStatus, Workflow,
+    Executor, ExecutorError, RetryPolicy, Run, RunCondition, RunHandle, RunOutcome, SimulatedTimer,
+    StepChange, StepSpec, StepStatus, Workflow, WorkflowError,
 };
 use concord::{AgentId, AgentProfile, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp};
 use futures::executor::block_on;
@@ -984,4 +984,358 @@ fn an_analyzer_refusal_names_the_rule_and_the_word() {
         })
         .unwrap();
     assert!(why.contains(r#"rule deploy (keyword "deploy")"#), "{why}");
+}
+
+// ===== Run ids: unique among live runs ================================================
+
+/// Runs `f` on a thread of its own and returns what it returns, or panics if it has
+/// not returned within a minute: a run that waits forever fails its test, rather
+/// than hang the suite.
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("hung for a minute")
+}
+
+/// Two steps, then one after both: with one slot, the steps wait for each other in
+/// the coordinator (the trial's scene that hung).
+fn fan_in() -> Workflow {
+    Workflow::builder("fan-in")
+        .step(StepSpec::new("a").with_role(role("ops")))
+        .step(StepSpec::new("b").with_role(role("ops")))
+        .step(
+            StepSpec::new("c")
+                .with_role(role("ops"))
+                .after("a")
+                .after("b"),
+        )
+        .build()
+        .unwrap()
+}
+
+fn refused_as_live(result: Result<Run, ExecutorError>, id: &str) {
+    match result {
+        Err(ExecutorError::RunInProgress { run }) => assert_eq!(run, id),
+        other => panic!("expected RunInProgress {{ run: {id:?} }}, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_second_live_run_under_one_id_is_refused_not_left_waiting() {
+    let (outcomes, again, waiting, held) = within_a_minute(|| {
+        let w = world(&[(1, &["ops"], 1)]);
+        let e = Arc::new(executor(&w, vec![Arc::new(Scripted::new(1))]));
+        let wf = fan_in();
+        // All four are made (and so started) before any is polled, as a host
+        // spawning them would.
+        let runs: Vec<_> = (0..4)
+            .map(|i| Arc::clone(&e).run_owned(&wf, "same", i))
+            .collect();
+        let outcomes = block_on(futures::future::join_all(runs));
+        // The id is free again once its run has ended.
+        let again = block_on(e.run(&wf, "same", 9)).map(|r| r.outcome());
+        let held = w.coordinator.assignments().len();
+        (outcomes, again, w.coordinator.waiting_count(), held)
+    });
+    let mut outcomes = outcomes.into_iter();
+    let first = outcomes.next().unwrap().unwrap();
+    assert_eq!(first.outcome(), Some(RunOutcome::Succeeded));
+    for refused in outcomes {
+        refused_as_live(refused, "same");
+    }
+    assert_eq!(again.unwrap(), Some(RunOutcome::Succeeded));
+    assert_eq!((waiting, held), (0, 0));
+}
+
+#[test]
+fn distinct_live_ids_all_finish_on_one_slot() {
+    let outcomes = within_a_minute(|| {
+        let w = world(&[(1, &["ops"], 1)]);
+        let e = executor(&w, vec![Arc::new(Scripted::new(1))]);
+        let wf = fan_in();
+        let runs: Vec<_> = (0..4).map(|i| e.run(&wf, &format!("r{i}"), i)).collect();
+        block_on(futures::future::join_all(runs))
+            .into_iter()
+            .map(|r| r.unwrap().outcome())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(outcomes, [Some(RunOutcome::Succeeded); 4]);
+}
+
+#[test]
+fn a_run_id_is_free_again_however_its_run_ended() {
+    let w = world(&[(1, &["ops"], 2)]);
+    let wf = Workflow::builder("one")
+        .step(StepSpec::new("work").with_role(role("ops")))
+        .build()
+        .unwrap();
+    let hangs = Workflow::builder("hangs")
+        .step(StepSpec::new("hang").with_role(role("ops")))
+        .build()
+        .unwrap();
+    let agent = Arc::new(
+        Scripted::new(1)
+            .on("work", 1, Act::Fail)
+            .on("hang", 1, Act::Hang),
+    );
+    let e = executor(&w, vec![]).with_agent(agent);
+    // Failed.
+    let failed = block_on(e.run(&wf, "id", 1)).unwrap();
+    assert_eq!(failed.outcome(), Some(RunOutcome::Failed));
+    // Cancelled.
+    let cancelled = e.run(&wf, "id", 2);
+    cancelled.handle().cancel();
+    assert_eq!(
+        block_on(cancelled).unwrap().outcome(),
+        Some(RunOutcome::Cancelled)
+    );
+    // Dropped before it was ever polled.
+    drop(e.run(&wf, "id", 3));
+    // Dropped mid-run: its agent is at work on the step (which keeps one of the
+    // agent's two slots, as after a crash, until the run is resumed).
+    let mut dropped = e.run(&hangs, "id", 4);
+    assert!(futures::FutureExt::now_or_never(&mut dropped).is_none());
+    drop(dropped);
+    // Succeeded, and then free for the next run.
+    let ok = Workflow::builder("ok")
+        .step(StepSpec::new("fine").with_role(role("ops")))
+        .build()
+        .unwrap();
+    let done = block_on(e.run(&ok, "id", 5)).unwrap();
+    assert_eq!(done.outcome(), Some(RunOutcome::Succeeded));
+    let again = block_on(e.run(&ok, "id", 6)).unwrap();
+    assert_eq!(again.outcome(), Some(RunOutcome::Succeeded));
+}
+
+/// Counts its attempts by run and step, as [`Counting`]; holds its first attempt
+/// until the test opens the gate, so that the run is surely live meanwhile.
+#[derive(Debug)]
+struct Gated {
+    runs: Arc<Mutex<BTreeMap<String, u32>>>,
+    gate: Mutex<Option<futures::channel::oneshot::Receiver<()>>>,
+}
+
+#[async_trait::async_trait]
+impl Agent for Gated {
+    fn id(&self) -> AgentId {
+        AgentId::new(1)
+    }
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        *self.runs.lock().entry(step_key(&work)).or_default() += 1;
+        let gate = self.gate.lock().take();
+        if let Some(gate) = gate {
+            let _ = gate.await;
+        }
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("gated"))
+    }
+}
+
+#[test]
+fn resuming_a_live_run_is_refused_and_the_run_goes_on_unharmed() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let runs = Arc::new(Mutex::new(BTreeMap::new()));
+    let (open, gate) = futures::channel::oneshot::channel();
+    let agent = Gated {
+        runs: Arc::clone(&runs),
+        gate: Mutex::new(Some(gate)),
+    };
+    let e = Arc::new(executor(&w, vec![Arc::new(agent)]));
+    let wf = five_steps();
+    let mut live = e.run(&wf, "live", 1);
+    // Under way: its first step is with the agent, behind the gate.
+    assert!(futures::FutureExt::now_or_never(&mut live).is_none());
+    assert_eq!(runs.lock().get("live/s0"), Some(&1));
+    let held = w.coordinator.assignments().len();
+    // The same run, as a host would restore it from a snapshot taken at its start.
+    refused_as_live(
+        block_on(e.resume(wf.start_run("live", 2, w.clock.now_ts()))),
+        "live",
+    );
+    refused_as_live(
+        block_on(Arc::clone(&e).resume_owned(wf.start_run("live", 3, w.clock.now_ts()))),
+        "live",
+    );
+    refused_as_live(block_on(e.run(&wf, "live", 4)), "live");
+    refused_as_live(block_on(Arc::clone(&e).run_owned(&wf, "live", 5)), "live");
+    // Nothing changed in the coordinator.
+    assert_eq!(w.coordinator.assignments().len(), held);
+    assert_eq!(w.coordinator.waiting_count(), 0);
+    open.send(()).unwrap();
+    let run = block_on(live).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    // Every step ran exactly once.
+    let counts = runs.lock().clone();
+    assert_eq!(counts.len(), 5, "{counts:?}");
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
+
+#[test]
+fn an_empty_run_id_is_refused_before_anything_starts() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let e = Arc::new(executor(&w, vec![Arc::new(Scripted::new(1))]));
+    let wf = fan_in();
+    let _ = w.coordinator.drain_events();
+    for id in ["", "  ", "\t\n"] {
+        let empty = |r: Result<Run, ExecutorError>| match r {
+            Err(ExecutorError::Workflow(WorkflowError::EmptyRunId { run })) => {
+                assert_eq!(run, id)
+            }
+            other => panic!("expected EmptyRunId for {id:?}, got {other:?}"),
+        };
+        empty(block_on(e.run(&wf, id, 1)));
+        empty(block_on(Arc::clone(&e).run_owned(&wf, id, 1)));
+        empty(block_on(e.resume(wf.start_run(id, 1, w.clock.now_ts()))));
+        empty(block_on(Arc::clone(&e).resume_owned(wf.start_run(
+            id,
+            1,
+            w.clock.now_ts(),
+        ))));
+    }
+    assert!(w.coordinator.assignments().is_empty());
+    assert_eq!(w.coordinator.waiting_count(), 0);
+    assert!(w.coordinator.drain_events().is_empty());
+}
+
+#[test]
+fn a_resumed_run_can_be_spawned_with_its_handle() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let runs = Arc::new(Mutex::new(BTreeMap::new()));
+    let e = Arc::new(executor(&w, vec![Arc::new(Counting::new(&runs))]));
+    let wf = five_steps();
+    let snapshot = wf.start_run("restored", 7, w.clock.now_ts()).snapshot();
+    let run = Run::restore(&wf, snapshot).unwrap();
+    let resumed = Arc::clone(&e).resume_owned(run);
+    let handle = resumed.handle();
+    let run = std::thread::spawn(move || block_on(resumed))
+        .join()
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    let progress = handle.progress();
+    assert_eq!(progress.outcome, Some(RunOutcome::Succeeded));
+    assert_eq!((progress.finished, progress.steps), (5, 5));
+    assert_eq!(runs.lock().get("restored/s4"), Some(&1));
+    // And a resumed run is cancelled through its handle like any other.
+    let snapshot = wf.start_run("restored", 8, w.clock.now_ts()).snapshot();
+    let resumed = Arc::clone(&e).resume_owned(Run::restore(&wf, snapshot).unwrap());
+    resumed.handle().cancel();
+    assert_eq!(
+        block_on(resumed).unwrap().outcome(),
+        Some(RunOutcome::Cancelled)
+    );
+}
+
+#[test]
+fn progress_counts_the_steps_backing_off() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let wf =
+        Workflow::builder("retry")
+            .step(StepSpec::new("deploy").with_role(role("ops")).with_retry(
+                RetryPolicy::exponential(3).with_initial_backoff(Duration::from_secs(30)),
+            ))
+            .build()
+            .unwrap();
+    let agent = Scripted::new(1).on("deploy", 1, Act::Fail);
+    let e = executor(&w, vec![Arc::new(agent)]);
+    let running = e.run(&wf, "r", 9);
+    let handle = running.handle();
+    // Looks at the handle on every turn while the run waits out its back-off (the
+    // simulated timer lets other parties take turns before it moves the clock).
+    let watch = async {
+        let mut seen = Vec::new();
+        loop {
+            let p = handle.progress();
+            if seen.last() != Some(&p.backing_off) {
+                seen.push(p.backing_off);
+            }
+            if p.outcome.is_some() {
+                return seen;
+            }
+            YieldNow(false).await;
+        }
+    };
+    let (run, seen) = block_on(futures::future::join(running, watch));
+    assert_eq!(run.unwrap().outcome(), Some(RunOutcome::Succeeded));
+    // Seen backing off while it waited (the first report may already be one), and
+    // not once it had finished.
+    assert_eq!(seen[seen.len() - 2..], [1, 0], "{seen:?}");
+}
+
+/// Agent 2: brings agent 1 back into service when it is done.
+#[derive(Debug)]
+struct Reviver(Arc<Coordinator>);
+
+#[async_trait::async_trait]
+impl Agent for Reviver {
+    fn id(&self) -> AgentId {
+        AgentId::new(2)
+    }
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        let back = self
+            .0
+            .set_agent_status(AgentId::new(1), concord::agent::AgentStatus::Available);
+        assert!(back.is_ok(), "{back:?}");
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("reviver"))
+    }
+}
+
+#[test]
+fn a_reused_run_id_starts_with_no_duties_of_the_run_before() {
+    // Two agents that can each deploy and verify; the policy keeps the deployer
+    // from verifying within a run. The first run: 1 deploys, 2 verifies. The
+    // second, under the same id, while 1 is out: 2 deploys and brings 1 back, and
+    // 1 must be free to verify: the first run's duties are not the second's.
+    let (first, second) = within_a_minute(|| {
+        let w = world(&[(1, &["ops", "qa"], 1), (2, &["ops", "qa"], 1)]);
+        let wf = Workflow::builder("sod")
+            .step(StepSpec::new("deploy").with_role(role("ops")))
+            .step(
+                StepSpec::new("verify")
+                    .with_role(role("qa"))
+                    .after("deploy"),
+            )
+            .build()
+            .unwrap();
+        let e = executor(
+            &w,
+            vec![
+                Arc::new(Scripted::new(1)),
+                Arc::new(Reviver(Arc::clone(&w.coordinator))),
+            ],
+        );
+        let first = block_on(e.run(&wf, "deploy-api", 1)).unwrap();
+        w.coordinator
+            .set_agent_status(AgentId::new(1), concord::agent::AgentStatus::Offline)
+            .unwrap();
+        let second = block_on(e.run(&wf, "deploy-api", 2)).unwrap();
+        let who = |r: &Run| (r.outcome(), r.agent("deploy"), r.agent("verify"));
+        (
+            who(&first),
+            (
+                who(&second),
+                second
+                    .history()
+                    .iter()
+                    .map(|e| e.change.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+        )
+    });
+    let ok = Some(RunOutcome::Succeeded);
+    assert_eq!(first, (ok, Some(AgentId::new(1)), Some(AgentId::new(2))));
+    assert_eq!(
+        second.0,
+        (ok, Some(AgentId::new(2)), Some(AgentId::new(1))),
+        "{:?}",
+        second.1
+    );
 }

@@ -2040,7 +2040,7 @@ fn extreme_timeouts_and_backoffs_from_json_run_without_panic() {
         {"name": "a", "timeout": u64::MAX, "retry": {
             "max_attempts": u32::MAX, "initial_backoff": u64::MAX,
             "multiplier": 1.0e308, "max_backoff": u64::MAX, "jitter": 1.0}},
-        {"name": "b", "depends_on": ["a"], "timeout": 0, "retry": {
+        {"name": "b", "depends_on": ["a"], "timeout": 1, "retry": {
             "max_attempts": 3, "initial_backoff": 0, "max_backoff": 0}},
     ]))
     .unwrap();
@@ -2049,13 +2049,22 @@ fn extreme_timeouts_and_backoffs_from_json_run_without_panic() {
     assert_eq!(run.next_deadline(), Some(Timestamp::MAX));
     run.finish("a", AGENT, StepOutcome::success(), t(2))
         .unwrap();
-    // A zero timeout fires at once; a zero backoff retries at once.
+    // The shortest timeout fires after its millisecond; a zero backoff retries at once.
+    let mut now = t(3);
     for _ in 0..3 {
-        run.start("b", AGENT, t(3)).unwrap();
-        run.tick(t(3));
+        run.start("b", AGENT, now).unwrap();
+        now = now + Duration::from_millis(1);
+        run.tick(now);
     }
     assert_eq!(run.status("b"), Some(StepStatus::Failed));
     assert!(run.is_finished());
+    // A zero timeout, which no attempt could meet, is refused when the workflow is
+    // built.
+    let zero = definition(json!([{"name": "b", "timeout": 0}])).unwrap_err();
+    assert!(
+        matches!(&zero, WorkflowError::InvalidTimeout { step, .. } if step == "b"),
+        "{zero}"
+    );
 }
 
 proptest! {

@@ -286,10 +286,51 @@ fn diamond_runs_in_dependency_order() {
 }
 
 #[test]
-fn empty_workflow_is_finished_at_once() {
-    let w = Workflow::builder("empty").build().unwrap();
-    let run = Run::new(&w, "r", 0, t(0));
-    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+fn a_workflow_without_steps_is_refused() {
+    let err = Workflow::builder("empty").build().unwrap_err();
+    assert_eq!(
+        err,
+        WorkflowError::NoSteps {
+            workflow: "empty".into()
+        }
+    );
+    assert_eq!(err.to_string(), "workflow \"empty\" has no steps");
+    let def: WorkflowDefinition = serde_json::from_str(r#"{"name": "cut short"}"#).unwrap();
+    assert!(matches!(
+        Workflow::from_definition(def),
+        Err(WorkflowError::NoSteps { workflow }) if workflow == "cut short"
+    ));
+}
+
+#[test]
+fn a_zero_timeout_is_refused_when_the_workflow_is_built() {
+    let err = Workflow::builder("w")
+        .step(StepSpec::new("a").with_timeout(Duration::from_secs(1)))
+        .step(StepSpec::new("b").with_timeout(Duration::ZERO).after("a"))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        err,
+        WorkflowError::InvalidTimeout {
+            step: "b".into(),
+            timeout: Duration::ZERO
+        }
+    );
+    assert!(err.to_string().contains("\"b\""), "{err}");
+    // From a config file too.
+    let def: WorkflowDefinition =
+        serde_json::from_str(r#"{"name": "w", "steps": [{"name": "a", "timeout": 0}]}"#).unwrap();
+    assert!(matches!(
+        Workflow::from_definition(def),
+        Err(WorkflowError::InvalidTimeout { step, .. }) if step == "a"
+    ));
+    // The shortest timeout there is still builds.
+    assert!(
+        Workflow::builder("w")
+            .step(StepSpec::new("a").with_timeout(Duration::from_nanos(1)))
+            .build()
+            .is_ok()
+    );
 }
 
 #[test]
@@ -497,6 +538,9 @@ fn retry_times(seed: u64) -> Vec<Timestamp> {
     for _ in 0..3 {
         fail(&mut run, "flaky", now);
         assert_eq!(run.status("flaky"), Some(StepStatus::BackingOff));
+        assert_eq!(run.backing_off_steps(), 1);
+        let restored = Run::restore(&w, run.snapshot()).unwrap();
+        assert_eq!(restored.backing_off_steps(), 1);
         assert_eq!(run.status("prep"), Some(StepStatus::Succeeded));
         assert!(run.ready().is_empty());
         let at = run.next_deadline().unwrap();
@@ -504,6 +548,7 @@ fn retry_times(seed: u64) -> Vec<Timestamp> {
         // Nothing happens before the deadline.
         assert_eq!(run.tick(at - Duration::from_nanos(1)), 0);
         assert_eq!(run.tick(at), 1);
+        assert_eq!(run.backing_off_steps(), 0);
         assert_eq!(names(&run), ["flaky"]);
         now = at;
     }
@@ -1438,8 +1483,13 @@ fn call(run: &mut Run, op: &Op, now: Timestamp) -> Result<(), WorkflowError> {
 
 /// Checks every step's attempts against the history: each attempt made is started
 /// once and settled once, an interrupted one is neither counted nor settled, and
-/// none goes past the retry policy.
+/// none goes past the retry policy; the run's count of steps backing off is the
+/// number of steps in that state.
 fn check_attempts(run: &Run) -> Result<(), TestCaseError> {
+    let backing_off = (run.workflow().steps())
+        .filter(|&(step, _)| run.status(step) == Some(StepStatus::BackingOff))
+        .count();
+    prop_assert_eq!(run.backing_off_steps(), backing_off);
     for (step, spec) in run.workflow().steps() {
         let count = |f: &dyn Fn(&StepChange) -> bool| {
             (run.history().iter())

@@ -50,6 +50,17 @@ use crate::task::Task;
 /// is asked again (a retry after a lost answer, a resume after a crash), from the work
 /// item alone. Plain serde data.
 ///
+/// What is unique: `(run, step)` names one step among the *live* runs (an
+/// [`Executor`](crate::workflow::Executor) refuses a second live run under one id),
+/// and stays the same for every attempt and across a resume. Once a run has ended
+/// its id is free, and a host may start a new run under it (the same deploy, again):
+/// records kept past the end of a run under `(run, step)` would take the new run's
+/// step for a repeat. Give every run an id of its own (`deploy-api-42`) if agents
+/// keep such records, or drop a run's records when it ends. The
+/// [`task`](Self::task) id is unique for good (an executor issues task ids above
+/// every id its coordinator was ever given), but names one attempt, not the step:
+/// each attempt, and the attempt made again after a restart, gets a new one.
+///
 /// ```
 /// use concord::agent::WorkItem;
 /// use concord::{TaskId, Timestamp};
@@ -191,7 +202,8 @@ impl WorkItem {
 
     /// The step's name, for a step's work (when [`run`](Self::run) is `Some`): with
     /// the run, the key of the step's effect, the same for every attempt and across
-    /// restarts. `None` for a task assigned outside a run.
+    /// restarts, and unique among live runs only (see [`WorkItem`] on reused run
+    /// ids). `None` for a task assigned outside a run.
     pub fn step(&self) -> Option<&str> {
         self.run.as_ref().map(|_| &*self.description)
     }

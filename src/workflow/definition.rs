@@ -180,7 +180,9 @@ impl StepSpec {
         self
     }
 
-    /// Sets how long one attempt may run before it counts as failed.
+    /// Sets how long one attempt may run before it counts as failed. It must be longer
+    /// than zero: building a workflow with a zero timeout fails with
+    /// [`WorkflowError::InvalidTimeout`](super::WorkflowError::InvalidTimeout).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

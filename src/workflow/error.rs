@@ -1,6 +1,7 @@
 //! The workflow domain's error enum.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::id::{AgentId, Role};
@@ -19,6 +20,30 @@ pub enum WorkflowError {
     EmptyName {
         /// The step's position in the definition (0-based).
         position: usize,
+    },
+    /// The workflow has no steps: a run of it would have nothing to do, and a
+    /// definition that lost its steps (a config file cut short) is refused rather
+    /// than "succeeding" at once.
+    #[error("workflow {workflow:?} has no steps")]
+    NoSteps {
+        /// The workflow's name.
+        workflow: String,
+    },
+    /// A step's timeout is zero: no attempt could ever finish in time.
+    #[error("step {step:?} has a timeout of {timeout:?}; a timeout must be longer than zero")]
+    InvalidTimeout {
+        /// The step.
+        step: String,
+        /// The timeout given.
+        timeout: Duration,
+    },
+    /// A run id is empty or only whitespace. The id names the run to the host, to the
+    /// agents ([`WorkItem::run`](crate::agent::WorkItem::run)) and, as its group, to
+    /// the coordinator.
+    #[error("run id {run:?} is empty or only whitespace")]
+    EmptyRunId {
+        /// The id given.
+        run: String,
     },
     /// Two steps share a name.
     #[error("step name {step:?} is used more than once")]

@@ -32,15 +32,27 @@ use crate::id::{AgentId, TaskId};
 use crate::task::Task;
 pub use crate::timer::{SimulatedTimer, Spawn, Timer};
 
-/// An error that stops the executor (as opposed to a step failing, which the run
-/// records and the workflow handles).
+/// An error that stops a run's drive or refuses to start it (as opposed to a step
+/// failing, which the run records and the workflow handles).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecutorError {
-    /// The run refused a transition the executor made (a bug in the executor or a
-    /// workflow changed under it).
+    /// The run was refused at its start ([`WorkflowError::EmptyRunId`]), or refused a
+    /// transition the executor made (a bug in the executor or a workflow changed
+    /// under it).
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+    /// A run with this id is live in this executor: started or resumed, and its
+    /// future neither finished nor dropped. The id is the run's group in the
+    /// coordinator, which keeps one mailbox of notices per group, so two live runs
+    /// under one id would take each other's notices and wait forever. Nothing was
+    /// started and the live run is untouched; the id is free again once that run
+    /// ends.
+    #[error("run {run:?} is already live in this executor; live runs need distinct ids")]
+    RunInProgress {
+        /// The id.
+        run: String,
+    },
     /// The coordinator refused an operation.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
@@ -55,6 +67,10 @@ pub struct RunProgress {
     /// Steps waiting in the coordinator: for an agent with room, behind a claim, or
     /// for normal mode.
     pub waiting: usize,
+    /// Steps waiting out a retry delay after a failed attempt: neither running nor
+    /// waiting in the coordinator, they become ready when their delay is over
+    /// ([`StepStatus::BackingOff`]).
+    pub backing_off: usize,
     /// Steps finished (succeeded, failed, skipped or cancelled).
     pub finished: usize,
     /// Steps in the workflow.
@@ -108,6 +124,7 @@ impl RunHandle {
         let mut progress = self.0.progress.lock();
         progress.running = books.running.len();
         progress.waiting = books.waiting.len();
+        progress.backing_off = run.backing_off_steps();
         progress.finished = run.finished_steps();
         progress.steps = run.workflow().len();
         progress.outcome = run.outcome();
@@ -125,9 +142,18 @@ pub struct RunFuture<'a> {
 }
 
 impl RunFuture<'_> {
-    /// The run's handle.
+    /// The run's handle. A run refused at its start (see [`Executor::run`]) has a
+    /// handle that never shows an outcome: the future's error says why.
     pub fn handle(&self) -> RunHandle {
         self.handle.clone()
+    }
+
+    /// A run refused before it started: the future is ready at once with `error`.
+    fn refused(error: ExecutorError) -> Self {
+        RunFuture {
+            handle: RunHandle::default(),
+            inner: Box::pin(futures::future::ready(Err(error))),
+        }
     }
 }
 
@@ -437,6 +463,24 @@ pub struct Executor {
     observer: Option<Arc<dyn RunObserver>>,
     patience: Option<Duration>,
     count_interrupted: bool,
+    live: Arc<LiveRuns>,
+}
+
+/// The ids of the runs an executor drives now (see [`ExecutorError::RunInProgress`]).
+type LiveRuns = parking_lot::Mutex<BTreeSet<Arc<str>>>;
+
+/// A run's id held among its executor's live runs, from the call that starts or
+/// resumes the run until its future finishes or is dropped, whichever comes first:
+/// dropping this frees the id.
+struct LiveId {
+    live: Arc<LiveRuns>,
+    id: Arc<str>,
+}
+
+impl Drop for LiveId {
+    fn drop(&mut self) {
+        self.live.lock().remove(&self.id);
+    }
 }
 
 /// Stops watching a run's group when its drive ends, however it ends.
@@ -468,6 +512,7 @@ impl Executor {
             observer: None,
             patience: None,
             count_interrupted: false,
+            live: Arc::default(),
         }
     }
 
@@ -571,29 +616,67 @@ impl Executor {
     /// conflict it waits on is denied, or past the [`patience`](Self::with_patience)
     /// the host set. Several runs may share one executor and one fleet.
     ///
+    /// # Run ids
+    /// `id` must be unique among the live runs of this executor, and of every
+    /// executor sharing its coordinator: the id is the run's group, and the
+    /// coordinator keeps one mailbox of notices per group. A run is live from this
+    /// call until its future finishes (succeeded, failed or cancelled) or is dropped;
+    /// then its id may be used again. This executor refuses an id live in it; runs of
+    /// two executors over one coordinator must be kept apart by the host. Agents that
+    /// keep records of a step's effect past the end of its run need an id per run
+    /// (see [`WorkItem`]).
+    ///
     /// # Errors
-    /// [`ExecutorError`] if the coordinator refuses an operation outright (a bug, not a
-    /// step failure).
+    /// The future ends at once, having changed nothing, with
+    /// [`ExecutorError::RunInProgress`] if a run with this `id` is live in this
+    /// executor, or [`WorkflowError::EmptyRunId`] if `id` is empty or only
+    /// whitespace. Otherwise [`ExecutorError`] if the coordinator refuses an operation
+    /// outright (a bug, not a step failure).
     pub fn run(&self, workflow: &Workflow, id: &str, seed: u64) -> RunFuture<'_> {
-        let run = workflow.start_run(id, seed, self.now());
-        self.drive_future(run, false)
+        match self.admit(id) {
+            Ok(live) => {
+                let run = workflow.start_run(id, seed, self.now());
+                self.drive_future(run, false, live)
+            }
+            Err(e) => RunFuture::refused(e),
+        }
     }
 
     /// As [`run`](Self::run), for an executor in an `Arc`: the future owns what it
-    /// needs, so it can be spawned (`tokio::spawn`).
+    /// needs, so it can be spawned (`tokio::spawn`). The same rule on run ids holds.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
     pub fn run_owned(
         self: Arc<Self>,
         workflow: &Workflow,
         id: &str,
         seed: u64,
     ) -> RunFuture<'static> {
-        let run = workflow.start_run(id, seed, self.now());
-        let handle = RunHandle::default();
-        let control = handle.clone();
-        RunFuture {
-            handle,
-            inner: Box::pin(async move { self.drive(run, control, false).await }),
+        match self.admit(id) {
+            Ok(live) => {
+                let run = workflow.start_run(id, seed, self.now());
+                self.drive_owned(run, false, live)
+            }
+            Err(e) => RunFuture::refused(e),
         }
+    }
+
+    /// Holds `id` among the live runs, or says why a run under it may not start.
+    fn admit(&self, id: &str) -> Result<LiveId, ExecutorError> {
+        if id.trim().is_empty() {
+            return Err(WorkflowError::EmptyRunId { run: id.to_owned() }.into());
+        }
+        let id: Arc<str> = Arc::from(id);
+        if !self.live.lock().insert(Arc::clone(&id)) {
+            return Err(ExecutorError::RunInProgress {
+                run: id.to_string(),
+            });
+        }
+        Ok(LiveId {
+            live: Arc::clone(&self.live),
+            id,
+        })
     }
 
     /// Continues a run restored from a snapshot ([`Run::restore`]) after a crash.
@@ -614,31 +697,86 @@ impl Executor {
     /// - a task the coordinator holds for the run that no step names (a coordinator
     ///   checkpoint newer than the run's) is withdrawn or released.
     ///
-    /// A run's tasks are those of its group, the run's id: resume one run at most
-    /// once at a time. Task ids go on above every id the coordinator was ever given
+    /// A run's tasks are those of its group, the run's id: the rule on run ids of
+    /// [`run`](Self::run) holds, and this executor refuses to resume a run whose id
+    /// is live in it (the run itself, still going, or another run under its id).
+    /// Task ids go on above every id the coordinator was ever given
     /// ([`Core::highest_task_id`](crate::coordinator::Core::highest_task_id)).
     ///
     /// # Errors
-    /// As [`run`](Self::run).
+    /// As [`run`](Self::run): [`ExecutorError::RunInProgress`] if a run with the
+    /// run's id is live in this executor, [`WorkflowError::EmptyRunId`] if the id is
+    /// empty or only whitespace (both at once, having changed nothing).
     pub fn resume(&self, run: Run) -> RunFuture<'_> {
-        self.drive_future(run, true)
+        match self.admit(run.id()) {
+            Ok(live) => self.drive_future(run, true, live),
+            Err(e) => RunFuture::refused(e),
+        }
     }
 
-    fn drive_future(&self, run: Run, resumed: bool) -> RunFuture<'_> {
+    /// As [`resume`](Self::resume), for an executor in an `Arc`: the future owns what
+    /// it needs, so it can be spawned, and its [`handle`](RunFuture::handle) cancels
+    /// or watches the resumed run as for [`run_owned`](Self::run_owned).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use concord::coordinator::Coordinator;
+    /// # use concord::workflow::{Executor, Run, SimulatedTimer, StepSpec, Workflow};
+    /// # use concord::{ManualClock, Timestamp};
+    /// # let clock = ManualClock::new(Timestamp::from_secs(1_000));
+    /// # let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    /// # let workflow = Workflow::builder("w").step(StepSpec::new("a")).build()?;
+    /// # let snapshot = workflow.start_run("deploy-7", 7, Timestamp::from_secs(1_000)).snapshot();
+    /// let executor = Arc::new(Executor::new(coordinator, SimulatedTimer::new(clock)));
+    /// // After a restart: the run's last snapshot, restored against its workflow.
+    /// let run = Run::restore(&workflow, snapshot)?;
+    /// let resumed = Arc::clone(&executor).resume_owned(run);
+    /// let handle = resumed.handle();
+    /// // `resumed` is `'static`: hand it to `tokio::spawn` or any runtime.
+    /// handle.cancel();
+    /// let run = futures::executor::block_on(resumed)?;
+    /// assert!(run.is_finished());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`resume`](Self::resume).
+    pub fn resume_owned(self: Arc<Self>, run: Run) -> RunFuture<'static> {
+        match self.admit(run.id()) {
+            Ok(live) => self.drive_owned(run, true, live),
+            Err(e) => RunFuture::refused(e),
+        }
+    }
+
+    fn drive_future(&self, run: Run, resumed: bool, live: LiveId) -> RunFuture<'_> {
         let handle = RunHandle::default();
         let control = handle.clone();
         RunFuture {
             handle,
-            inner: Box::pin(self.drive(run, control, resumed)),
+            inner: Box::pin(self.drive(run, control, resumed, live)),
         }
     }
 
+    fn drive_owned(self: Arc<Self>, run: Run, resumed: bool, live: LiveId) -> RunFuture<'static> {
+        let handle = RunHandle::default();
+        let control = handle.clone();
+        RunFuture {
+            handle,
+            inner: Box::pin(async move { self.drive(run, control, resumed, live).await }),
+        }
+    }
+
+    /// Drives `run` to its end; `live` holds its id among the live runs until then,
+    /// or until this future is dropped.
     async fn drive(
         &self,
         mut run: Run,
         handle: RunHandle,
         resumed: bool,
+        live: LiveId,
     ) -> Result<Run, ExecutorError> {
+        // Held to the end: the id is freed only after the group is unwatched below.
+        let _live = live;
         // Everything is news except what a restored run's snapshot already held.
         let mut seen = run.restored_history();
         let group: Arc<str> = Arc::from(run.id());
@@ -653,6 +791,14 @@ impl Executor {
             result = self
                 .drive_observed(&mut run, &mut seen, &handle, &group, &mut books)
                 .await;
+        }
+        if result.is_ok() && run.is_finished() {
+            // Over: who did which of its duties binds nobody now, and a later run
+            // under the same id must not inherit it (separation of duties would bar
+            // its agents for what they did in this run). A run that did not end
+            // (an error, or its future dropped as in a crash) keeps its duties for
+            // its resume.
+            self.coordinator.forget_group(&group);
         }
         self.notify(&run, &mut seen);
         handle.report(&run, &books);

@@ -171,9 +171,9 @@ impl Workflow {
     /// Validates a definition.
     ///
     /// # Errors
-    /// The first problem found, in this order: an empty step name, a duplicate name,
-    /// an unknown dependency or input step, an invalid retry policy, a cycle, an input
-    /// from a non-ancestor, a repeated input name.
+    /// The first problem found, in this order: no steps at all, an empty step name, a
+    /// duplicate name, an unknown dependency or input step, a zero timeout, an invalid
+    /// retry policy, a cycle, an input from a non-ancestor, a repeated input name.
     ///
     /// A definition of any size and shape is either built or refused with a typed
     /// error: no check recurses as deep as the definition, so a 100,000-step ring is a
@@ -366,6 +366,9 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
             max: u32::MAX as usize - 1,
         });
     }
+    if n == 0 {
+        return Err(WorkflowError::NoSteps { workflow: name });
+    }
     let mut by_name: BTreeMap<Arc<str>, u32> = BTreeMap::new();
     let mut names = Vec::with_capacity(n);
     for (i, spec) in specs.iter().enumerate() {
@@ -404,6 +407,14 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
                     dependency: input.from_step.clone(),
                 });
             }
+        }
+        // Refused here rather than at run time, where every attempt would time out
+        // at once ("timed out after 0ns") and use up the step's retries.
+        if let Some(timeout) = spec.timeout().filter(|t| t.is_zero()) {
+            return Err(WorkflowError::InvalidTimeout {
+                step: spec.name().to_owned(),
+                timeout,
+            });
         }
         if let Some(reason) = spec.retry().problem() {
             return Err(WorkflowError::InvalidRetryPolicy {

@@ -470,6 +470,8 @@ pub struct Run {
     timers: BinaryHeap<Reverse<(Timestamp, u32)>>,
     history: Vec<RunEvent>,
     terminal: usize,
+    /// Steps backing off, counted so that a progress report costs no scan.
+    backing_off: usize,
     failed: usize,
     cancelled: bool,
     last_now: Timestamp,
@@ -524,6 +526,7 @@ impl Run {
             timers: BinaryHeap::new(),
             history: Vec::with_capacity(3 * n),
             terminal: 0,
+            backing_off: 0,
             failed: 0,
             cancelled: false,
             last_now: now,
@@ -1011,6 +1014,12 @@ impl Run {
         self.terminal
     }
 
+    /// How many steps are waiting out a retry delay after a failed attempt
+    /// ([`StepStatus::BackingOff`]).
+    pub fn backing_off_steps(&self) -> usize {
+        self.backing_off
+    }
+
     /// The coordinator task bound to `step` ([`bind`](Self::bind)), if any.
     pub fn task(&self, step: impl StepKey) -> Option<TaskId> {
         let i = step.index_in(&self.workflow).ok()?;
@@ -1090,6 +1099,7 @@ impl Run {
                 }
                 StepStatus::BackingOff => {
                     self.deadline[u] = Timestamp::MAX;
+                    self.backing_off -= 1;
                     self.make_ready(i, now);
                 }
                 _ => {}
@@ -1127,6 +1137,7 @@ impl Run {
         }
         self.ready.clear();
         self.ready_count = 0;
+        self.backing_off = 0;
         self.timers.clear();
         count
     }
@@ -1254,6 +1265,7 @@ impl Run {
                 self.make_ready(i, now);
             } else {
                 self.status[u] = StepStatus::BackingOff;
+                self.backing_off += 1;
                 self.deadline[u] = at;
                 self.timers.push(Reverse((at, i)));
             }

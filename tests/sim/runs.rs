@@ -1,8 +1,9 @@
 //! The simulation world's workflows: one seed runs several random workflows at once
 //! through the async executor on a shared, too-small fleet of faulty agents, on a
 //! simulated clock and timer, single-threaded (`block_on`), while an operator acts
-//! at random times (safe mode, agents offline and back, a run cancelled, conflicts
-//! approved or denied). Then faults stop and everything must end within
+//! at random times (safe mode, agents offline and back, a run cancelled after a
+//! second start and resume under its id, which must be refused, conflicts approved
+//! or denied). Then faults stop and everything must end within
 //! [`LIVENESS_BOUND`].
 //!
 //! Faults of the agents: failed results (retryable or not), transport errors, slow
@@ -20,8 +21,8 @@ use concord::conflict::HumanDecision;
 use concord::coordinator::{Coordinator, Decider, Journal, MemoryJournal};
 use concord::policy::SystemMode;
 use concord::workflow::{
-    Executor, RetryPolicy, Run, RunCondition, RunEvent, RunOutcome, RunSnapshot, SimulatedTimer,
-    StepChange, StepSpec, StepStatus, Timer, Workflow,
+    Executor, ExecutorError, RetryPolicy, Run, RunCondition, RunEvent, RunOutcome, RunSnapshot,
+    SimulatedTimer, StepChange, StepSpec, StepStatus, Timer, Workflow,
 };
 use concord::{
     AgentId, AgentProfile, Claim, Clock, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
@@ -324,6 +325,8 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         .collect();
     let handles: Vec<_> = futures.iter().map(|f| f.handle()).collect();
     let ended_at = Arc::new(Mutex::new(None::<Timestamp>));
+    // What went wrong when the operator started or resumed a live run's id again.
+    let twin: Mutex<Option<String>> = Mutex::new(None);
     let operator = async {
         for (at, act) in &acts {
             timer.sleep_until(start + Duration::from_secs(*at)).await;
@@ -343,7 +346,15 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
                     };
                     let _ = coordinator.set_agent_status(AgentId::new(k), to);
                 }
-                Act::Cancel(r) => handles[r].cancel(),
+                Act::Cancel(r) => {
+                    if handles[r].progress().outcome.is_none() {
+                        if let Some(wrong) = start_twins(&executor, &workflows[r], r, &coordinator)
+                        {
+                            twin.lock().get_or_insert(wrong);
+                        }
+                    }
+                    handles[r].cancel();
+                }
                 Act::Decide(approve) => {
                     let decision = if approve {
                         HumanDecision::Approve
@@ -528,6 +539,9 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
             report.cancelled += 1;
         }
     }
+    if let Some(wrong) = twin.lock().take() {
+        return Err(fail("live_ids_refused", wrong));
+    }
     let b = books.lock();
     if let Some(o) = &b.overlap {
         return Err(fail("one_attempt_at_a_time", o.clone()));
@@ -566,9 +580,38 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     report.crashes = u64::from(crashed);
     report.records_replayed = replayed;
     report.simulated = clock.now().duration_since(start);
-    report.checks = 5;
+    report.checks = 6;
     report.trace_hash = hash.0;
     Ok(report)
+}
+
+/// Starts and resumes a second run under live run `r`'s id, as a careless host
+/// would (the trial's runs that hung): each must be refused at once with
+/// `RunInProgress`, and the coordinator must hold what it held. Draws nothing from
+/// the seed, so the scene plays out as without it. What went wrong, if anything.
+fn start_twins(
+    executor: &Executor,
+    workflow: &Workflow,
+    r: usize,
+    coordinator: &Coordinator,
+) -> Option<String> {
+    use futures::FutureExt;
+    let id = format!("run-{r}");
+    let held = |c: &Coordinator| (c.assignments().len(), c.waiting().len());
+    let before = held(coordinator);
+    let started = executor.run(workflow, &id, 0).now_or_never();
+    let resumed = executor
+        .resume(workflow.start_run(id.as_str(), 0, coordinator.now()))
+        .now_or_never();
+    for (how, said) in [("start", started), ("resume", resumed)] {
+        match said {
+            Some(Err(ExecutorError::RunInProgress { run })) if run == id => {}
+            other => return Some(format!("{how} of live {id}: {other:?}")),
+        }
+    }
+    let after = held(coordinator);
+    (after != before)
+        .then(|| format!("refused twins of {id} changed the coordinator: {before:?} -> {after:?}"))
 }
 
 /// No step starts before each of its dependencies has ended for good.

@@ -273,6 +273,7 @@ impl Run {
             }
             match (s.status, s.deadline) {
                 (StepStatus::BackingOff, Some(at)) => {
+                    run.backing_off += 1;
                     run.deadline[u] = at;
                     run.timers.push(Reverse((at, i)));
                 }
