@@ -177,15 +177,20 @@ impl State {
             .map(|&(_, id)| id)
             .collect();
         for id in held {
-            self.holders.remove(&(task, id));
-            if let Ok(actions) =
-                self.conflicts
-                    .record_resolution(id, Resolution::success(None, Vec::new()), now)
-            {
-                self.push(now, EventKind::ConflictResolved { conflict: id });
-                // A resolution brings no default decision.
-                let _ = self.escalate(actions, now);
-            }
+            self.resolve_held(task, id, now);
+        }
+    }
+
+    /// Resolves conflict `id`, which `holder` held: it is over, whichever side ended.
+    fn resolve_held(&mut self, holder: TaskId, id: ConflictId, now: Timestamp) {
+        self.holders.remove(&(holder, id));
+        if let Ok(actions) =
+            self.conflicts
+                .record_resolution(id, Resolution::success(None, Vec::new()), now)
+        {
+            self.push(now, EventKind::ConflictResolved { conflict: id });
+            // A resolution brings no default decision.
+            let _ = self.escalate(actions, now);
         }
     }
 
@@ -208,15 +213,7 @@ impl State {
             self.approved.retain(|&(h, t)| h != waiter && t != waiter);
         }
         for (holder, id) in self.conflicts_waited_on(waiter) {
-            self.holders.remove(&(holder, id));
-            if let Ok(actions) =
-                self.conflicts
-                    .record_resolution(id, Resolution::success(None, Vec::new()), now)
-            {
-                self.push(now, EventKind::ConflictResolved { conflict: id });
-                // A resolution brings no default decision.
-                let _ = self.escalate(actions, now);
-            }
+            self.resolve_held(holder, id, now);
         }
     }
 
