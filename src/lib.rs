@@ -122,6 +122,7 @@ mod priority;
 pub mod resource;
 mod serde_util;
 pub mod task;
+mod text;
 mod timer;
 pub mod workflow;
 

@@ -339,7 +339,7 @@ fn the_coordination_check_names_a_task_waiting_past_its_limit() {
     assert_eq!(line.status, HealthStatus::Degraded, "{}", line.reason);
     assert_eq!(
         line.reason,
-        "0 conflicts open, 1 tasks waiting; waiting longer than 30 min: task#2 (60 min)"
+        "0 conflicts open, 1 task waiting; waiting longer than 30 min: task#2 (60 min)"
     );
     assert_eq!(line.details["tasks_overdue"], "1");
 }
@@ -449,7 +449,7 @@ fn the_morning_checklist_reports_its_four_items_from_the_checks_and_the_night() 
     );
     let night = &report.items[1].note;
     assert!(
-        night.contains("3 tasks succeeded") && night.contains("1 tasks failed"),
+        night.contains("3 tasks succeeded") && night.contains("1 task failed"),
         "{night}"
     );
     assert_eq!(report.items[2].note, "no `resources` check is configured");

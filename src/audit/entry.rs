@@ -14,6 +14,7 @@ use crate::coordinator::{Decider, Event, EventKind};
 use crate::id::{AgentId, TaskId};
 use crate::policy::SystemMode;
 use crate::resource::Allocation;
+use crate::text::plural;
 
 /// One decision or fact in the audit log.
 ///
@@ -392,10 +393,6 @@ impl fmt::Display for Reason<'_> {
             write!(f, ": {}", self.0)
         }
     }
-}
-
-fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 impl fmt::Display for AuditEntry {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{CheckReport, Diagnostics, HealthReport, HealthStatus, escape};
 use crate::clock::Timestamp;
 use crate::monitor::{DailySummary, Monitor, Window};
+use crate::text::plural;
 
 /// One item of the morning checklist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,21 +168,37 @@ fn review(night: Option<&DailySummary>, since: Timestamp) -> ChecklistItem {
     let mut concerns = Vec::new();
     let t = &n.tasks;
     if t.failed > 0 {
-        concerns.push(format!("{} tasks failed", t.failed));
+        concerns.push(format!(
+            "{} failed",
+            plural(t.failed as usize, "task", "tasks")
+        ));
     }
     if t.rejected + t.denied > 0 {
-        concerns.push(format!("{} tasks refused", t.rejected + t.denied));
+        concerns.push(format!(
+            "{} refused",
+            plural((t.rejected + t.denied) as usize, "task", "tasks")
+        ));
     }
     if n.conflicts.escalated > 0 {
-        concerns.push(format!("{} conflict escalations", n.conflicts.escalated));
+        concerns.push(plural(
+            n.conflicts.escalated as usize,
+            "conflict escalation",
+            "conflict escalations",
+        ));
     }
     if n.conflicts.open > 0 {
-        concerns.push(format!("{} conflicts still open", n.conflicts.open));
+        concerns.push(format!(
+            "{} still open",
+            plural(n.conflicts.open as usize, "conflict", "conflicts")
+        ));
     }
     for a in &n.anomalies {
         concerns.push(format!("anomaly: {a}"));
     }
-    let done = format!("{} tasks succeeded since {since}", t.succeeded);
+    let done = format!(
+        "{} succeeded since {since}",
+        plural(t.succeeded as usize, "task", "tasks")
+    );
     if concerns.is_empty() {
         ChecklistItem {
             item,

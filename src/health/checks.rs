@@ -10,6 +10,7 @@ use super::{CheckError, CheckOutcome, HealthCheck, HealthStatus, human};
 use crate::agent::{Agent, AgentExt};
 use crate::clock::Clock;
 use crate::coordinator::Coordinator;
+use crate::text::plural;
 use crate::timer::Timer;
 
 /// Pings every agent at once ([`AgentExt::ping`]) and reports each one's response
@@ -325,9 +326,9 @@ impl HealthCheck for CoordinationCheck {
             _ => HealthStatus::Degraded,
         };
         let mut reason = format!(
-            "{} conflicts open, {} tasks waiting",
-            conflicts.len(),
-            waiting.len()
+            "{} open, {} waiting",
+            plural(conflicts.len(), "conflict", "conflicts"),
+            plural(waiting.len(), "task", "tasks")
         );
         let show = |v: &[String]| {
             let mut s = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
