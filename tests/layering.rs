@@ -64,6 +64,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "serde_util",
             "agent_map",
             "digest",
+            "text",
         ],
     ),
     ("resource", &["resource"]),
