@@ -363,6 +363,13 @@ pub(crate) struct CompiledTask {
     pub(crate) affinity: Vec<f64>,
 }
 
+/// Whether an agent with `status` and `slots` free may be given a task now: the one
+/// definition the fleet's eligibility words and the assigner's filters share.
+#[inline]
+pub(crate) fn takes_work(status: AgentStatus, slots: u32) -> bool {
+    status == AgentStatus::Available && slots > 0
+}
+
 /// The agents an assigner may choose from, as a struct of arrays: statuses, free slots,
 /// role and capability bitsets, free resources per dimension, and history.
 ///
@@ -581,7 +588,7 @@ impl Fleet {
         for (status, slots) in self.status.chunks(64).zip(self.slots.chunks(64)) {
             let mut word = 0u64;
             for (j, (status, slots)) in status.iter().zip(slots).enumerate() {
-                word |= u64::from(*status == AgentStatus::Available && *slots > 0) << j;
+                word |= u64::from(takes_work(*status, *slots)) << j;
             }
             self.eligible.push(word);
         }
@@ -595,8 +602,10 @@ impl Fleet {
     /// Derives agent `i`'s bit of [`eligible`](Self::eligible) after its status or
     /// slots changed.
     fn derive_eligible(&mut self, i: usize) {
-        let yes = self.status.get(i) == Some(&AgentStatus::Available)
-            && self.slots.get(i).is_some_and(|s| *s > 0);
+        let yes = matches!(
+            (self.status.get(i), self.slots.get(i)),
+            (Some(status), Some(slots)) if takes_work(*status, *slots)
+        );
         if let Some(word) = self.eligible.get_mut(i / 64) {
             let bit = 1u64 << (i % 64);
             *word = if yes { *word | bit } else { *word & !bit };

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::explain::{Explanation, PluginScore, Rejection, RejectionCount};
-use super::fleet::{ALWAYS_SCORED, CompiledTask, Fleet};
+use super::fleet::{ALWAYS_SCORED, CompiledTask, Fleet, takes_work};
 use super::index::{AgentIndex, Bits, Candidates};
 use super::{
     Admission, Assigner, AssignmentError, Placement, Plan, Refusal, Unplaced, check_batch,
@@ -1262,7 +1262,7 @@ fn status_code(fleet: &Fleet, i: usize) -> usize {
 /// Whether agent `i` of `fleet` is available with a free slot, before any placement.
 #[inline]
 fn eligible_at_start(fleet: &Fleet, i: usize) -> bool {
-    fleet.status[i] == AgentStatus::Available && fleet.slots[i] > 0
+    takes_work(fleet.status[i], fleet.slots[i])
 }
 
 /// Agent `i`'s free amount and `1 / capacity` of dimension `d` (of the fleet's, then
