@@ -498,6 +498,48 @@ impl Clone for ScratchCell {
 /// An agent index and its score, if there is one.
 type Scored = Option<(usize, f64)>;
 
+/// The best and runner-up agents of a scan (index and score), and how many fit.
+/// Agents are offered in ascending index, so that a tie stays with the lower one.
+/// The places start taken by nobody at minus infinity, which any finite score
+/// beats: the comparisons stay two, in registers, where options cost a test each.
+#[derive(Debug, Clone, Copy)]
+struct Podium {
+    best: (usize, f64),
+    second: (usize, f64),
+    fitted: usize,
+}
+
+/// An empty place on the podium.
+const NOBODY: (usize, f64) = (usize::MAX, f64::NEG_INFINITY);
+
+impl Podium {
+    fn new() -> Self {
+        Podium {
+            best: NOBODY,
+            second: NOBODY,
+            fitted: 0,
+        }
+    }
+
+    /// Counts agent `i` as fitting, with `score`: strictly better wins.
+    #[inline(always)]
+    fn offer(&mut self, i: usize, score: f64) {
+        self.fitted += 1;
+        if score > self.best.1 {
+            self.second = self.best;
+            self.best = (i, score);
+        } else if score > self.second.1 {
+            self.second = (i, score);
+        }
+    }
+
+    /// The best, the runner-up, and how many fit.
+    fn finish(self) -> (Scored, Scored, usize) {
+        let taken = |(i, s): (usize, f64)| (i != usize::MAX).then_some((i, s));
+        (taken(self.best), taken(self.second), self.fitted)
+    }
+}
+
 /// The statuses, in the order of their reason codes.
 const STATUSES: [AgentStatus; 5] = [
     AgentStatus::Available,
@@ -856,31 +898,10 @@ impl<'a> Engine<'a> {
     fn scan(&mut self, t: &CompiledTask, collect: bool) -> (Scored, Scored, usize) {
         self.buf.counts.iter_mut().for_each(|c| *c = 0);
         self.buf.fits.clear();
-        let mut best: Option<(usize, f64)> = None;
-        let mut second: Option<(usize, f64)> = None;
-        let mut fitted = 0;
-        let mut offer = |i: usize, score: f64, fits: &mut Vec<(usize, f64)>| {
-            fitted += 1;
-            if collect {
-                fits.push((i, score));
-            }
-            // Strictly better wins: ties stay with the lower id, scanned first.
-            match best {
-                Some((_, b)) if score <= b => {
-                    if second.is_none_or(|(_, s)| score > s) {
-                        second = Some((i, score));
-                    }
-                }
-                _ => {
-                    second = best;
-                    best = Some((i, score));
-                }
-            }
-        };
         if self.direct {
-            self.scan_direct(t, &mut offer);
-            return (best, second, fitted);
+            return self.scan_direct(t, collect).finish();
         }
+        let mut podium = Podium::new();
         // The batch path: roles and capabilities through the index, a machine word
         // of agents at a time; resources and scores for the few agents left.
         self.buf.counts[..=NO_SLOT].copy_from_slice(&self.buf.ineligible);
@@ -906,11 +927,14 @@ impl<'a> Engine<'a> {
             *score = self.builtin_total(&self.copied_scores(*i, t));
         }
         for &(i, score) in &scored {
-            offer(i, score, &mut self.buf.fits);
+            podium.offer(i, score);
+            if collect {
+                self.buf.fits.push((i, score));
+            }
         }
         self.buf.candidates = candidates;
         self.buf.scored = scored;
-        (best, second, fitted)
+        podium.finish()
     }
 
     /// Translates `task` against the fleet and the batch's resource dimensions.
@@ -1338,7 +1362,13 @@ fn builtin_scores(
 /// the agent and not only on its columns.
 #[inline]
 fn affinity(t: &CompiledTask, i: usize) -> f64 {
-    t.affinity.get(i).map_or(0.0, |a| 100.0 * a)
+    affinity_at(&t.affinity, i)
+}
+
+/// [`affinity`] from the task's affinity column itself, for a loop that holds it.
+#[inline]
+fn affinity_at(affinities: &[f64], i: usize) -> f64 {
+    affinities.get(i).map_or(0.0, |a| 100.0 * a)
 }
 
 impl Engine<'_> {
@@ -1348,11 +1378,7 @@ impl Engine<'_> {
     /// [`builtin_scores`](Self::builtin_scores) decide for the agents left, with what
     /// the task asks read once instead of per agent. Visiting every agent for its
     /// roles and capabilities was most of a one-call assign on a hundred agents.
-    fn scan_direct(
-        &mut self,
-        t: &CompiledTask,
-        mut offer: impl FnMut(usize, f64, &mut Vec<(usize, f64)>),
-    ) {
+    fn scan_direct(&mut self, t: &CompiledTask, collect: bool) -> Podium {
         let f = self.fleet;
         let n = f.len();
         let keys = self.n_roles + self.n_caps;
@@ -1368,50 +1394,77 @@ impl Engine<'_> {
         let dim_base = NO_SLOT + 1 + self.n_roles + self.n_caps;
         let known = f.dims.len();
         let pool = |d: usize| f.pool_free.get(d).copied().unwrap_or(u64::MAX);
-        // Agents of one size with the same amounts free (idle ones, say) fit alike
-        // and score alike but for affinity: the last agent visited is reused when it
-        // has the same columns in every dimension the task scores (which include
-        // every dimension it needs), sparing the checks, the divisions and the root.
-        let mut memo: Option<(usize, Result<[f64; 4], usize>)> = None;
+        // The verdict of an agent from its columns: the first dimension it is short
+        // of, or `FITS` and its built-in scores weighed but for affinity (added per
+        // agent, last, so that the sum is the one the weights' order gives). A pair
+        // of plain words, where a `Result` went through memory at each agent.
+        const FITS: usize = usize::MAX;
+        let verdict_of = |i: usize| -> (usize, f64) {
+            let row = &f.free[i * known..][..known];
+            let free = |d: usize| {
+                if d < known {
+                    row[d]
+                } else if f.unlimited[i] {
+                    u64::MAX
+                } else {
+                    0
+                }
+            };
+            match short_dim(t, free, pool) {
+                Some(d) => (d, 0.0),
+                None => {
+                    let s = builtin_scores(weights, t, i, |d| fleet_column(f, i, d));
+                    let base = weights.least_allocated * s[0]
+                        + weights.most_allocated * s[1]
+                        + weights.balanced * s[2];
+                    (FITS, base)
+                }
+            }
+        };
+        // Agents of one size with the same amounts free fit alike and score alike but
+        // for affinity. Idle agents of one capacity class (most of a quiet fleet) are
+        // known to be such by two flags, so their class's verdict is kept for the
+        // whole scan; any other agent reuses the last one visited when their rows are
+        // the same. Either spares the checks, the divisions and the root per agent.
+        let mut podium = Podium::new();
+        // Classes are agent indices at most, so no class is `u32::MAX`.
+        let (mut idle_class, mut idle_verdict) = (u32::MAX, (FITS, 0.0));
+        let (mut last, mut last_verdict) = (usize::MAX, (FITS, 0.0));
+        // The columns the loop reads, as slices held in locals: read through the
+        // fleet, each length is reloaded at every agent (the counts written between
+        // might, for all the compiler knows, be them).
+        let (idle, classes, affinities) = (&f.idle[..n], &f.capacity_class[..n], &t.affinity[..]);
+        let counts = &mut buf.counts[..];
         for &(k, m) in &candidates {
+            let word = k as usize * 64;
             for j in Bits(m) {
-                let i = k as usize * 64 + j;
-                let verdict = match memo {
-                    Some((j, verdict)) if same_columns(f, i, j) => verdict,
-                    _ => {
-                        let row = &f.free[i * known..][..known];
-                        let free = |d: usize| {
-                            if d < known {
-                                row[d]
-                            } else if f.unlimited[i] {
-                                u64::MAX
-                            } else {
-                                0
-                            }
-                        };
-                        let verdict = match short_dim(t, free, pool) {
-                            Some(d) => Err(d),
-                            None => Ok(builtin_scores(weights, t, i, |d| fleet_column(f, i, d))),
-                        };
-                        memo = Some((i, verdict));
-                        verdict
+                let i = word + j;
+                let (short, base) = if idle[i] && classes[i] == idle_class {
+                    idle_verdict
+                } else if idle[i] {
+                    idle_class = classes[i];
+                    idle_verdict = verdict_of(i);
+                    idle_verdict
+                } else {
+                    if last == usize::MAX || !same_columns(f, i, last) {
+                        last = i;
+                        last_verdict = verdict_of(i);
                     }
+                    last_verdict
                 };
-                let s = match verdict {
-                    Ok(s) => s,
-                    Err(d) => {
-                        buf.counts[dim_base + d] += 1;
-                        continue;
-                    }
-                };
-                let score = weights.least_allocated * s[0]
-                    + weights.most_allocated * s[1]
-                    + weights.balanced * s[2]
-                    + weights.affinity * affinity(t, i);
-                offer(i, score, &mut buf.fits);
+                if short != FITS {
+                    counts[dim_base + short] += 1;
+                    continue;
+                }
+                let score = base + weights.affinity * affinity_at(affinities, i);
+                podium.offer(i, score);
+                if collect {
+                    buf.fits.push((i, score));
+                }
             }
         }
         buf.candidates = candidates;
+        podium
     }
 }
 
