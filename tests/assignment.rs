@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use concord::agent::{AgentProfile, AgentRegistry, AgentStatus};
 use concord::assignment::{
-    AffinityTable, Assigner, AssignmentError, Explanation, Filter, Fleet, GreedyAssigner,
-    Placement, Plan, Refusal, Rejection, RejectionCount, ScoreWeights, Scorer,
+    Admission, AdmitAll, AffinityTable, Assigner, AssignmentError, Explanation, Filter, Fleet,
+    GreedyAssigner, Placement, Plan, Refusal, Rejection, RejectionCount, ScoreWeights, Scorer,
 };
 use concord::resource::LedgerConfig;
 use concord::{
@@ -1623,4 +1623,62 @@ fn assigners_are_object_safe_and_thread_safe() {
         .assign_all(&[task(1, Requirements::new())], &Fleet::new(&reg, None))
         .unwrap();
     assert_eq!(plan.total_score(), plan.placements[0].score);
+}
+
+// ----- plans written over ----------------------------------------------------------
+
+/// An assigner with only the trait's default `assign_into`.
+#[derive(Debug)]
+struct Wrapped(GreedyAssigner);
+
+impl Assigner for Wrapped {
+    fn assign(
+        &self,
+        tasks: &[Task],
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+    ) -> Result<Plan, AssignmentError> {
+        self.0.assign(tasks, fleet, admission)
+    }
+}
+
+#[test]
+fn assigning_into_a_plan_writes_over_what_it_held() {
+    let reg = registry([agent(1, &["ops"], &[]), agent(2, &["qa"], &[])]);
+    let fleet = Fleet::new(&reg, None);
+    let batches = [
+        vec![task(1, needs(&["ops"], &[], ""))],
+        vec![task(2, needs(&["security"], &[], ""))],
+        vec![
+            task(3, needs(&["qa"], &[], "")),
+            task(4, needs(&["ops"], &[], "")),
+        ],
+        vec![task(5, needs(&["qa"], &[], ""))],
+    ];
+    let wrapped = Wrapped(greedy());
+    let assigners: [&dyn Assigner; 2] = [&greedy(), &wrapped];
+    for assigner in assigners {
+        // One plan through every batch: each leaves only its own outcome.
+        let mut plan = Plan::default();
+        for tasks in &batches {
+            assigner
+                .assign_into(tasks, &fleet, &mut AdmitAll, &mut plan)
+                .unwrap();
+            assert_eq!(plan, greedy().assign_all(tasks, &fleet).unwrap());
+        }
+        // An error leaves the plan to be written over by the next call.
+        let err = assigner.assign_into(
+            &[],
+            &Fleet::new(&registry([]), None),
+            &mut AdmitAll,
+            &mut plan,
+        );
+        assert!(err.is_err());
+        assigner
+            .assign_into(&batches[0], &fleet, &mut AdmitAll, &mut plan)
+            .unwrap();
+        assert_eq!(placed_on(&plan, 1), Some(id(1)));
+        assert_eq!(plan.placements.len(), 1);
+        assert!(plan.unplaced.is_empty() && plan.refusals.is_empty());
+    }
 }

@@ -902,3 +902,65 @@ mod in_place {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Analysis into a buffer the caller keeps
+
+/// An analyzer with only the trait's default `analyze_in_place_into`.
+#[derive(Debug)]
+struct Wrapped(RuleBasedAnalyzer);
+
+impl TaskAnalyzer for Wrapped {
+    fn analyze(&self, task: &Task) -> Result<Analyzed, TaskError> {
+        self.0.analyze(task)
+    }
+}
+
+#[test]
+fn analysis_into_a_buffer_appends_what_analysis_returns() {
+    let rule_based = RuleBasedAnalyzer::default();
+    let wrapped = Wrapped(RuleBasedAnalyzer::default());
+    let analyzers: [&dyn TaskAnalyzer; 2] = [&rule_based, &wrapped];
+    for analyzer in analyzers {
+        let mut kept = task("deploy", "Deploy the web app, then take a screenshot");
+        let expected = analyzer.analyze_in_place(&mut kept).expect("analyzed");
+        assert!(expected.len() >= 2, "two rules fire: {expected:?}");
+        // What the buffer held stays, before what fired.
+        let mut fired = vec![expected[0].clone()];
+        let mut t = task("deploy", "Deploy the web app, then take a screenshot");
+        analyzer
+            .analyze_in_place_into(&mut t, &mut fired)
+            .expect("analyzed");
+        assert_eq!(fired[0], expected[0]);
+        assert_eq!(&fired[1..], &expected[..]);
+        assert_eq!(t.requirements(), kept.requirements());
+    }
+}
+
+#[test]
+fn analysis_into_a_buffer_that_fails_changes_neither_task_nor_buffer() {
+    let strict = RuleBasedAnalyzer::new(
+        RuleSet::empty()
+            .with_rule(AnalysisRule::new("r").with_keyword("deploy"))
+            .with_require_match(true),
+    )
+    .expect("valid table");
+    let wrapped = Wrapped(strict.clone());
+    let analyzers: [&dyn TaskAnalyzer; 2] = [&strict, &wrapped];
+    for analyzer in analyzers {
+        let mut fired = analyzer
+            .analyze_in_place(&mut task("deploy", ""))
+            .expect("one rule fires");
+        let before = fired.clone();
+        let mut t = task("docs", "write the notes");
+        let untouched = t.clone();
+        assert_eq!(
+            analyzer.analyze_in_place_into(&mut t, &mut fired),
+            Err(TaskError::NoRuleMatched {
+                task: TaskId::new(1)
+            })
+        );
+        assert_eq!(fired, before);
+        assert_eq!(t, untouched);
+    }
+}

@@ -307,8 +307,28 @@ impl Assigner for GreedyAssigner {
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError> {
         self.scratch.with(|scratch| match tasks {
-            [task] => self.assign_one(task, fleet, admission, scratch),
+            [task] => {
+                let mut plan = Plan::default();
+                self.assign_one(task, fleet, admission, scratch, &mut plan)?;
+                Ok(plan)
+            }
             _ => self.assign_with(tasks, fleet, admission, scratch),
+        })
+    }
+
+    fn assign_into(
+        &self,
+        tasks: &[Task],
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+        plan: &mut Plan,
+    ) -> Result<(), AssignmentError> {
+        self.scratch.with(|scratch| match tasks {
+            [task] => self.assign_one(task, fleet, admission, scratch, plan),
+            _ => {
+                *plan = self.assign_with(tasks, fleet, admission, scratch)?;
+                Ok(())
+            }
         })
     }
 }
@@ -378,10 +398,13 @@ impl GreedyAssigner {
         fleet: &Fleet,
         admission: &mut dyn Admission,
         scratch: &mut Scratch,
-    ) -> Result<Plan, AssignmentError> {
+        plan: &mut Plan,
+    ) -> Result<(), AssignmentError> {
         check_batch(std::slice::from_ref(task), fleet, &mut scratch.ids)?;
         let mut engine = Engine::one_task(self, fleet, task, &mut scratch.engine)?;
-        let mut plan = Plan::default();
+        plan.placements.clear();
+        plan.unplaced.clear();
+        plan.refusals.clear();
         let mut explanation = Explanation::default();
         let placed = engine.place(
             task,
@@ -394,17 +417,17 @@ impl GreedyAssigner {
         match placed {
             Some((agent, score)) => {
                 tracing::trace!(task.id = %task.id(), agent.id = %agent, score, "task placed");
-                plan.placements = vec![Placement::new(task.id(), agent, score, explanation)];
+                (plan.placements).push(Placement::new(task.id(), agent, score, explanation));
             }
             None => {
                 tracing::debug!(task.id = %task.id(), why = %explanation, "task not placed");
-                plan.unplaced = vec![Unplaced {
+                plan.unplaced.push(Unplaced {
                     task: task.id(),
                     explanation,
-                }];
+                });
             }
         }
-        Ok(plan)
+        Ok(())
     }
 }
 

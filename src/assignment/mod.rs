@@ -248,6 +248,27 @@ pub trait Assigner: fmt::Debug + Send + Sync {
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError>;
 
+    /// [`assign`](Self::assign), written over `plan` (whatever it held). On an
+    /// error what `plan` holds is unspecified.
+    ///
+    /// The coordinator assigns every batch this way, into one plan kept between
+    /// batches. The default writes what `assign` returns; an assigner that fills the
+    /// plan's lists in place (as [`GreedyAssigner`](crate::assignment::GreedyAssigner)
+    /// does for a batch of one task) overrides it to reuse their capacity.
+    ///
+    /// # Errors
+    /// As [`assign`](Self::assign).
+    fn assign_into(
+        &self,
+        tasks: &[Task],
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+        plan: &mut Plan,
+    ) -> Result<(), AssignmentError> {
+        *plan = self.assign(tasks, fleet, admission)?;
+        Ok(())
+    }
+
     /// [`assign`](Self::assign) with every pair admitted.
     ///
     /// # Errors

@@ -16,7 +16,7 @@ use crate::id::{AgentId, RequestId, TaskId};
 use crate::layout::Layout;
 use crate::policy::{DutyLog, PendingBatch, PolicyContext, PolicyEnforcer, SystemMode, Violation};
 use crate::resource::{Grant, LedgerError, ResourceLedger, ResourcePredictor, Resources};
-use crate::task::{Claim, Task, TaskAnalyzer};
+use crate::task::{Claim, FiredRule, Task, TaskAnalyzer};
 
 use super::claims::Hold;
 use super::error::CoordinatorError;
@@ -109,9 +109,18 @@ pub(super) struct State {
     pub(super) proposals: PendingBatch,
     /// The group of the last batch, shared by the next batch of the same group.
     pub(super) last_group: Option<Arc<str>>,
-    /// Assignments of finished tasks that nobody else held any more, kept so that
-    /// the next assignments reuse their allocations.
-    pub(super) spare: Vec<Arc<Assignment>>,
+    /// The assigner's plan, emptied and kept between batches for its lists'
+    /// capacity.
+    pub(super) plan: Plan,
+    /// The rules that fired for the batch's tasks, and each analyzed task's range
+    /// of them: kept between batches for their capacity (a list per task was two
+    /// allocations per one-task batch).
+    pub(super) fired: (Vec<FiredRule>, Vec<(TaskId, std::ops::Range<usize>)>),
+    /// Assignments of finished tasks, oldest first, kept so that the next
+    /// assignments reuse their allocations once nobody else holds them. Kept even
+    /// while shared: the host's copy in an event not yet drained is dropped by the
+    /// time the next task is assigned, and only then may the allocation be reused.
+    pub(super) spare: std::collections::VecDeque<Arc<Assignment>>,
     /// The keys of the waiting tasks the core holds off the ledger's queue
     /// ([`WaitingTask::parked`]), in order.
     pub(super) parked: BTreeSet<RequestId>,
@@ -164,7 +173,9 @@ impl State {
             approved: BTreeSet::new(),
             proposals: PendingBatch::default(),
             last_group: None,
-            spare: Vec::new(),
+            fired: (Vec::new(), Vec::new()),
+            plan: Plan::default(),
+            spare: std::collections::VecDeque::new(),
             parked: BTreeSet::new(),
             watched: BTreeMap::new(),
             notified: Vec::new(),
@@ -317,16 +328,17 @@ impl fmt::Debug for Core {
 /// The items of a plan (placements, unplaced tasks) handed out by task. The crate's
 /// assigners list them in the batch's order, which one pass takes in turn; any other
 /// order falls back to a map, so a host's assigner costs no quadratic search.
-struct ByTask<T> {
-    items: std::vec::IntoIter<T>,
+struct ByTask<'a, T> {
+    /// Drained from the plan, which keeps the list's capacity for the next batch.
+    items: std::vec::Drain<'a, T>,
     rest: Option<crate::hash::FxHashMap<TaskId, T>>,
     key: fn(&T) -> TaskId,
 }
 
-impl<T> ByTask<T> {
-    fn new(items: Vec<T>, key: fn(&T) -> TaskId) -> Self {
+impl<'a, T> ByTask<'a, T> {
+    fn new(items: &'a mut Vec<T>, key: fn(&T) -> TaskId) -> Self {
         ByTask {
-            items: items.into_iter(),
+            items: items.drain(..),
             rest: None,
             key,
         }
@@ -1056,15 +1068,18 @@ impl Core {
         // step named `backup_index` is not an ops task because of its name.
         let span = tracing::debug_span!("analyze", tasks = tasks.len()).entered();
         // The rules that fired, kept to name them in a refusal.
-        let mut fired_for: Vec<(TaskId, Vec<crate::task::FiredRule>)> = Vec::new();
+        let (fired, fired_for) = &mut s.fired;
+        fired.clear();
+        fired_for.clear();
         for task in tasks.iter_mut() {
             if !parts.analyze_explicit && task.requirements().is_stated() {
                 continue;
             }
-            let fired = parts.analyzer.analyze_in_place(task)?;
-            tracing::debug!(task.id = %task.id(), rules = ?fired.iter().map(|f| &f.rule).collect::<Vec<_>>(), "task analyzed");
-            if !fired.is_empty() {
-                fired_for.push((task.id(), fired));
+            let start = fired.len();
+            parts.analyzer.analyze_in_place_into(task, fired)?;
+            tracing::debug!(task.id = %task.id(), rules = ?fired[start..].iter().map(|f| &f.rule).collect::<Vec<_>>(), "task analyzed");
+            if fired.len() > start {
+                fired_for.push((task.id(), start..fired.len()));
             }
         }
         drop(span);
@@ -1124,6 +1139,7 @@ impl Core {
         let (plan, mut warnings, pending) = {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
             let pending = std::mem::take(&mut s.proposals);
+            let mut plan = std::mem::take(&mut s.plan);
             s.fleet.refresh(&s.registry, Some(&s.ledger));
             let st: &State = s;
             let fleet = &st.fleet;
@@ -1139,7 +1155,10 @@ impl Core {
             let plan = if fleet.is_empty() {
                 Ok(Plan::default())
             } else {
-                parts.assigner.assign(analyzed, fleet, &mut admission)
+                (parts
+                    .assigner
+                    .assign_into(analyzed, fleet, &mut admission, &mut plan))
+                .map(|()| plan)
             };
             let PolicyAdmission {
                 mut pending,
@@ -1150,7 +1169,7 @@ impl Core {
             (plan, warnings, pending)
         };
         s.proposals = pending;
-        let plan = plan?;
+        let mut plan = plan?;
         for refusal in &plan.refusals {
             s.push(
                 now,
@@ -1161,8 +1180,8 @@ impl Core {
         }
         // 5. Allocate, in the batch's order.
         let _span = tracing::debug_span!("allocate", tasks = analyzed.len()).entered();
-        let mut placements = ByTask::new(plan.placements, |p| p.task);
-        let mut unplaced = ByTask::new(plan.unplaced, |u| u.task);
+        let mut placements = ByTask::new(&mut plan.placements, |p| p.task);
+        let mut unplaced = ByTask::new(&mut plan.unplaced, |u| u.task);
         for task in analyzed.iter_mut() {
             let id = task.id();
             if let Some(p) = placements.take(id) {
@@ -1199,8 +1218,9 @@ impl Core {
                         considered: 0,
                         ..Explanation::default()
                     });
-            if let Some(k) = fired_for.iter().position(|(task, _)| *task == id) {
-                explanation.analyzed = fired_for.swap_remove(k).1;
+            let (fired, fired_for) = &self.s.fired;
+            if let Some((_, range)) = fired_for.iter().find(|(task, _)| *task == id) {
+                explanation.analyzed = fired[range.clone()].to_vec();
             }
             let refusals: Vec<Refusal> = plan
                 .refusals
@@ -1220,6 +1240,9 @@ impl Core {
         // Only now: an assignment refused above changes nothing, this included (the
         // journal does not keep it, and a replay would not count its ids).
         self.s.highest_task = self.s.highest_task.max(highest);
+        drop((placements, unplaced));
+        plan.refusals.clear();
+        self.s.plan = plan;
         // Giving back capacity for a task the assigner refused may have granted
         // waiting tasks some: they are assigned now (see the journal).
         self.serve_handed_back(now);
@@ -1275,7 +1298,13 @@ impl Core {
         // A finished task's allocation, held by nobody else since (checked when kept), is
         // written field by field: a whole `Assignment` built aside and then moved in is
         // two large copies. (`make_mut` would copy a shared one first; none is.)
-        let assignment = match s.spare.pop() {
+        // The oldest spare only: one look, whether the host still holds it or not.
+        let free = s
+            .spare
+            .front_mut()
+            .is_some_and(|a| Arc::get_mut(a).is_some());
+        let spare = if free { s.spare.pop_front() } else { None };
+        let assignment = match spare {
             Some(mut spare) => {
                 let slot = Arc::make_mut(&mut spare);
                 slot.agent = p.agent;
@@ -1340,7 +1369,7 @@ impl Core {
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         self.check_time(now)?;
         let s = &mut self.s;
-        let mut a = s
+        let a = s
             .assignments
             .remove(&task)
             .ok_or(CoordinatorError::UnknownTask { task })?;
@@ -1384,11 +1413,13 @@ impl Core {
                 usage,
             },
         );
-        // Its allocation serves the next assignment when nobody holds it any more
-        // (the host has taken its events, the outcome is dropped).
-        if s.spare.len() < SPARE_ASSIGNMENTS && Arc::get_mut(&mut a).is_some() {
-            s.spare.push(a);
+        // Its allocation serves a later assignment once nobody holds it any more
+        // (the host has taken its events, the outcome is dropped). Past the limit
+        // the oldest goes: one the host keeps must not hold the place for ever.
+        if s.spare.len() == SPARE_ASSIGNMENTS {
+            s.spare.pop_front();
         }
+        s.spare.push_back(a);
         let earlier: Vec<RequestId> = self.s.parked.iter().copied().collect();
         let mut assigned = self.serve(grants, unblocked, now);
         // What the core held before this completion is asked for again (not what this

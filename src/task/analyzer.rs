@@ -71,6 +71,22 @@ pub trait TaskAnalyzer: fmt::Debug + Send + Sync {
         *task.requirements_mut() = requirements;
         Ok(fired)
     }
+
+    /// [`analyze_in_place`](Self::analyze_in_place), appending the rules that fired
+    /// to `fired` (what it held stays). On an error `task` and `fired` are unchanged.
+    ///
+    /// The coordinator calls this with one buffer for the whole batch, kept between
+    /// batches. The default appends what `analyze_in_place` returns; an analyzer
+    /// that writes its rules straight into `fired` (as [`RuleBasedAnalyzer`] does)
+    /// overrides it, so that a task costs no list of its own.
+    fn analyze_in_place_into(
+        &self,
+        task: &mut Task,
+        fired: &mut Vec<FiredRule>,
+    ) -> Result<(), TaskError> {
+        fired.extend(self.analyze_in_place(task)?);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -727,27 +743,33 @@ impl RuleBasedAnalyzer {
         }
     }
 
-    /// The rules that fired, as reported, in table order; or the error when none did
-    /// and one must.
-    fn fired(&self, task: &Task, hits: &Hits) -> Result<Vec<FiredRule>, TaskError> {
-        let fired: Vec<FiredRule> = self
-            .labels
-            .iter()
-            .zip(hits)
-            .filter(|&(_, &hit)| hit != NOT_FIRED)
-            .map(|(labels, &hit)| FiredRule {
-                rule: Arc::clone(&labels.name),
-                trigger: if hit & BY_KIND != 0 {
-                    Trigger::Kind(Arc::clone(&labels.kinds[(hit & !BY_KIND) as usize]))
-                } else {
-                    Trigger::Keyword(Arc::clone(&labels.keywords[hit as usize]))
-                },
-            })
-            .collect();
-        if fired.is_empty() && self.rules.require_match {
+    /// Appends to `out` the rules that fired, as reported, in table order; or
+    /// returns the error (with `out` unchanged) when none did and one must.
+    fn fired_into(
+        &self,
+        task: &Task,
+        hits: &Hits,
+        out: &mut Vec<FiredRule>,
+    ) -> Result<(), TaskError> {
+        let before = out.len();
+        out.extend(
+            self.labels
+                .iter()
+                .zip(hits)
+                .filter(|&(_, &hit)| hit != NOT_FIRED)
+                .map(|(labels, &hit)| FiredRule {
+                    rule: Arc::clone(&labels.name),
+                    trigger: if hit & BY_KIND != 0 {
+                        Trigger::Kind(Arc::clone(&labels.kinds[(hit & !BY_KIND) as usize]))
+                    } else {
+                        Trigger::Keyword(Arc::clone(&labels.keywords[hit as usize]))
+                    },
+                }),
+        );
+        if out.len() == before && self.rules.require_match {
             return Err(TaskError::NoRuleMatched { task: task.id() });
         }
-        Ok(fired)
+        Ok(())
     }
 
     /// Merges into `requirements` (the task's own) the defaults and the requirements
@@ -784,7 +806,8 @@ impl TaskAnalyzer for RuleBasedAnalyzer {
     fn analyze(&self, task: &Task) -> Result<Analyzed, TaskError> {
         self.with_hits(|hits| {
             self.find(task, hits);
-            let fired = self.fired(task, hits)?;
+            let mut fired = Vec::new();
+            self.fired_into(task, hits, &mut fired)?;
             let mut requirements = task.requirements().clone();
             self.apply(&mut requirements, hits);
             tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
@@ -796,12 +819,23 @@ impl TaskAnalyzer for RuleBasedAnalyzer {
     }
 
     fn analyze_in_place(&self, task: &mut Task) -> Result<Vec<FiredRule>, TaskError> {
+        let mut fired = Vec::new();
+        self.analyze_in_place_into(task, &mut fired)?;
+        Ok(fired)
+    }
+
+    fn analyze_in_place_into(
+        &self,
+        task: &mut Task,
+        fired: &mut Vec<FiredRule>,
+    ) -> Result<(), TaskError> {
         self.with_hits(|hits| {
             self.find(task, hits);
-            let fired = self.fired(task, hits)?;
+            let before = fired.len();
+            self.fired_into(task, hits, fired)?;
             self.apply(task.requirements_mut(), hits);
-            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
-            Ok(fired)
+            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired[before..]), "task analyzed");
+            Ok(())
         })
     }
 }
