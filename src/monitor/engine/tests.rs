@@ -6,10 +6,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::agent::AgentProfile;
+use crate::agent::{AgentProfile, AgentStatus};
 use crate::assignment::Explanation;
 use crate::conflict::{Assessment, Conflict, ConflictKind, Severity};
-use crate::coordinator::Assignment;
+use crate::coordinator::{Assignment, Decider, EventKind};
 use crate::id::AllocationId;
 use crate::task::Task;
 

@@ -1,0 +1,404 @@
+//! One step's attempt: assigning ready steps in a coordinator batch, starting the
+//! attempts the run allows, handing each to its agent (with its timeout, a panic
+//! caught as a failure), and crediting the answer to the attempt it answers. Apart
+//! from the drive loop because this is what happens to one step, where the loop
+//! decides when.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Either};
+use futures::stream::{FuturesUnordered, StreamExt};
+
+use crate::agent::{Agent, AgentError, Outcome, WorkItem, WorkOutput};
+use crate::clock::Timestamp;
+use crate::coordinator::{AssignOutcome, Assignment};
+use crate::id::{AgentId, TaskId};
+use crate::task::Task;
+use crate::timer::{Spawn, Timer};
+use crate::workflow::run::{Run, StepOutcome};
+use crate::workflow::{StepRef, WorkflowError};
+
+use super::{Batch, Books, Done, Executor, ExecutorError, Launch, Running, given_up, settled};
+
+/// The work item of `launch`: the task's kind and description are its step's kind
+/// and name, as in the task the coordinator assigned; it names the run by `run_id`,
+/// the run's id shared once per run, so that an attempt clones a pointer rather than
+/// the id.
+///
+/// Inlined, so that the item is written where it is used rather than returned
+/// field by field and copied out wide, which waits for those stores.
+#[inline(always)]
+pub(super) fn work_item(
+    run: &Run,
+    run_id: &Arc<str>,
+    step: StepRef,
+    task: TaskId,
+    attempt: u32,
+    deadline: Option<Timestamp>,
+) -> Result<WorkItem, ExecutorError> {
+    let workflow = run.workflow().inner();
+    let i = step.index();
+    let (Some(kind), Some(name)) = (workflow.kinds.get(i), workflow.names.get(i)) else {
+        return Err(WorkflowError::UnknownStep {
+            step: step.to_string(),
+        }
+        .into());
+    };
+    Ok(WorkItem::for_attempt(
+        task,
+        run_id,
+        kind,
+        name,
+        run.inputs_for(step)?,
+        attempt,
+        deadline,
+    ))
+}
+
+/// What a panicking agent's attempt ends with.
+fn panicked() -> AgentError {
+    AgentError::Failed {
+        reason: "the agent panicked".to_owned(),
+    }
+}
+
+/// The agent's work on `work`: on the host's runtime through `spawner` (so that CPU
+/// work in one agent does not stall the others), or polled by the executor itself.
+fn execute<'a>(
+    transport: &'a Arc<dyn Agent>,
+    work: WorkItem,
+    spawner: Option<&Arc<dyn Spawn>>,
+) -> BoxFuture<'a, Result<WorkOutput, AgentError>> {
+    match spawner {
+        None => transport.execute(work),
+        Some(spawner) => {
+            let agent = Arc::clone(transport);
+            // The remote half catches a panic and hands it to the handle, which
+            // raises it here, where the attempt catches it; dropping the handle (a
+            // timeout, a cancelled run) stops the spawned work at its next poll.
+            let (remote, handle) = async move { agent.execute(work).await }.remote_handle();
+            spawner.spawn(remote.boxed());
+            handle.boxed()
+        }
+    }
+}
+
+/// Hands `launch` to its agent and polls the work once. An agent that answers at once
+/// (in-process agents, simulations, cached results) is done here, without a place
+/// among the running attempts; the others go on in [`attempt`], which polls them
+/// again with its own waker (a future may always be polled again).
+pub(super) fn begin<'a>(
+    launch: Launch<'a>,
+    work: WorkItem,
+    spawner: Option<&Arc<dyn Spawn>>,
+) -> Result<Done, Running<'a>> {
+    let Launch {
+        step,
+        agent,
+        task,
+        transport,
+        attempt,
+        timeout,
+    } = launch;
+    // A panicking agent fails its attempt; it never takes the executor down.
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut work = execute(transport, work, spawner);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match work.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => Ok(result),
+            Poll::Pending => Err(work),
+        }
+    }));
+    let result = match first {
+        Ok(Ok(result)) => result,
+        Ok(Err(work)) => {
+            return Err(Running {
+                step,
+                agent,
+                task,
+                attempt,
+                work,
+                timeout,
+            });
+        }
+        Err(_) => Err(panicked()),
+    };
+    Ok(Done {
+        step,
+        agent,
+        task,
+        attempt,
+        result,
+    })
+}
+
+/// Runs an attempt its agent is working on to its [`Done`], within its timeout. One
+/// future type for every attempt, so the executor holds them inline (no box per
+/// attempt).
+pub(super) async fn attempt(running: Running<'_>, timer: &dyn Timer) -> Done {
+    let Running {
+        step,
+        agent,
+        task,
+        attempt,
+        work,
+        timeout,
+    } = running;
+    let exec = std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .map(|r| r.unwrap_or_else(|_| Err(panicked())));
+    let result = match timeout {
+        Some((after, deadline)) => {
+            let sleep = timer.sleep_until(deadline);
+            futures::pin_mut!(exec, sleep);
+            match futures::future::select(exec, sleep).await {
+                Either::Left((r, _)) => r,
+                Either::Right(((), _)) => Err(AgentError::Timeout { after }),
+            }
+        }
+        None => exec.await,
+    };
+    Done {
+        step,
+        agent,
+        task,
+        attempt,
+        result,
+    }
+}
+
+impl Executor {
+    /// Assigns ready `steps` in one coordinator batch (one look at the fleet, and
+    /// separation of duties checked across the batch): an assigned step starts, one
+    /// that cannot start now waits in the coordinator (bound to its task), one no
+    /// agent could ever take is given up with the coordinator's explanation.
+    pub(super) fn dispatch<'s>(
+        &'s self,
+        run: &mut Run,
+        steps: &[StepRef],
+        batch: &mut Batch,
+        books: &mut Books<'s>,
+        now: Timestamp,
+    ) -> Result<(), ExecutorError> {
+        let workflow = run.workflow().inner();
+        batch.outcomes.clear();
+        // The batch's tasks are written over the last batch's spent ones (their
+        // requirements' lists kept), then made anew.
+        let mut made = 0;
+        for &step in steps {
+            let i = step.index();
+            let (Some(kind), Some(name), Some(needs)) = (
+                workflow.kinds.get(i),
+                workflow.names.get(i),
+                workflow
+                    .requirement_of
+                    .get(i)
+                    .and_then(|&r| workflow.requirements.get(r as usize)),
+            ) else {
+                return Err(WorkflowError::UnknownStep {
+                    step: step.to_string(),
+                }
+                .into());
+            };
+            let task_id = TaskId::new(self.next_task.fetch_add(1, Ordering::SeqCst));
+            match batch.tasks.get_mut(made) {
+                Some(spent) => spent.refill(task_id, kind, name, needs),
+                None => batch.tasks.push(Task::from_parts(
+                    task_id,
+                    Arc::clone(kind),
+                    Arc::clone(name),
+                    needs.clone(),
+                )),
+            }
+            made += 1;
+        }
+        batch.tasks.truncate(made);
+        self.coordinator.assign_batch_into(
+            Some(run.id()),
+            &mut batch.tasks,
+            &mut batch.outcomes,
+            true,
+        )?;
+        for (&step, outcome) in steps.iter().zip(batch.outcomes.drain(..)) {
+            match outcome {
+                AssignOutcome::Assigned(a) => self.start(run, step, &a, now, books)?,
+                AssignOutcome::Queued { task, .. } | AssignOutcome::Conflicted { task, .. } => {
+                    run.bind(step, task)?;
+                    books.waiting.insert(task, (step, now));
+                }
+                AssignOutcome::Rejected { explanation, .. } => {
+                    let reason = format!(
+                        "no agent can take step `{}`: {explanation}",
+                        run.name(step).unwrap_or("?")
+                    );
+                    run.abandon(step, reason, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the attempt of `step`, assigned by `assignment`, to be handed to its
+    /// agent; gives the step up if this executor has no transport to the agent.
+    pub(super) fn start<'s>(
+        &'s self,
+        run: &mut Run,
+        step: StepRef,
+        assignment: &Assignment,
+        now: Timestamp,
+        books: &mut Books<'s>,
+    ) -> Result<(), ExecutorError> {
+        let (agent, task) = (assignment.agent, assignment.task.id());
+        let Some(transport) = self.agents.get(&agent) else {
+            return self.no_transport(run, step, agent, task, now);
+        };
+        let attempt = run.start_bound(step, agent, task, now)?;
+        // From the run's dense columns: the step's spec is not read unless it takes
+        // inputs.
+        let timeout = run.timeout(step).map(|t| (t, now + t));
+        tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, attempt, "step started");
+        books.launched.push(Launch {
+            step,
+            agent,
+            task,
+            transport,
+            attempt,
+            timeout,
+        });
+        Ok(())
+    }
+
+    /// Gives up `step`, assigned to `agent`, which this executor has no transport to.
+    /// Out of line: a misconfiguration, not a path every step takes.
+    #[cold]
+    #[inline(never)]
+    fn no_transport(
+        &self,
+        run: &mut Run,
+        step: StepRef,
+        agent: AgentId,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Result<(), ExecutorError> {
+        // Not the agent's fault: its task ends without a mark against it.
+        self.release(task);
+        run.unbind(step);
+        tracing::warn!(agent.id = %agent, "assigned agent has no transport in this executor");
+        let reason = format!(
+            "step `{}` went to {agent}, which this executor has no transport to",
+            run.name(step).unwrap_or("?")
+        );
+        given_up(run.abandon(step, reason, now))
+    }
+
+    /// Hands a finished attempt to the run and the coordinator. An answer the run
+    /// refuses (late, or to an attempt that is not current) is never credited: its
+    /// task ends as a failure when it came too late, and is released otherwise.
+    /// Settles every attempt of `inflight` that has answered, and drops those
+    /// aborted, without waiting.
+    pub(super) fn settle_ready<F>(
+        &self,
+        run: &mut Run,
+        books: &mut Books<'_>,
+        inflight: &mut FuturesUnordered<F>,
+    ) -> Result<(), ExecutorError>
+    where
+        F: std::future::Future<Output = Result<Done, futures::future::Aborted>>,
+    {
+        // An empty set is not polled: agents that answer at once leave it empty.
+        while !inflight.is_empty() {
+            let Some(Some(done)) = inflight.next().now_or_never() else {
+                break;
+            };
+            if let Ok(done) = done {
+                self.settle(run, books, done)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn settle(
+        &self,
+        run: &mut Run,
+        books: &mut Books<'_>,
+        done: Done,
+    ) -> Result<(), ExecutorError> {
+        let Done {
+            step,
+            agent,
+            task,
+            attempt,
+            result,
+        } = done;
+        // With agents that answer at once nothing is ever in flight: no lookup then.
+        if !books.running.is_empty() {
+            books.running.remove(&task);
+        }
+        let now = self.now();
+        let (outcome, usage, skipped) = match result {
+            Ok(output) => {
+                let (outcome, outputs, usage) = output.into_parts();
+                // Field by field: a base outcome would make (and drop) an empty map.
+                match outcome {
+                    Outcome::Succeeded => (
+                        StepOutcome {
+                            success: true,
+                            outputs,
+                            reason: None,
+                        },
+                        usage,
+                        false,
+                    ),
+                    Outcome::Failed { reason, .. } => (
+                        StepOutcome {
+                            success: false,
+                            outputs,
+                            reason: Some(reason),
+                        },
+                        usage,
+                        false,
+                    ),
+                    Outcome::Skipped { reason } => (
+                        StepOutcome {
+                            success: true,
+                            outputs,
+                            reason: Some(reason),
+                        },
+                        usage,
+                        true,
+                    ),
+                }
+            }
+            Err(e) => (StepOutcome::failure(e.to_string()), None, false),
+        };
+        let success = outcome.success;
+        let said = if !skipped {
+            // `finish_attempt` refuses an answer to an earlier attempt itself;
+            // `skip_attempt` does not look at the attempt.
+            run.finish_attempt(step, agent, attempt, outcome, now)
+        } else if run.attempts(step) != Some(attempt) {
+            Err(WorkflowError::StaleAttempt {
+                step: run.name(step).unwrap_or("?").to_owned(),
+                attempt,
+                current: run.attempts(step).unwrap_or(0),
+            })
+        } else {
+            let reason = outcome.reason.unwrap_or_default();
+            run.skip_attempt(step, agent, reason, now)
+        };
+        match said {
+            Ok(()) => self.end_task(task, success, usage),
+            // Too late: the attempt timed out, which the next tick records.
+            Err(WorkflowError::Late { .. }) => self.end_task(task, false, None),
+            Err(e) => {
+                settled(Err(e))?;
+                self.release(task);
+            }
+        }
+        tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, success, "step finished");
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! The ids of the runs an executor drives now: a run under an id already live is
+//! refused ([`ExecutorError::RunInProgress`]), since the id is the run's group in the
+//! coordinator and two live runs under one id would take each other's notices. Apart
+//! because it is bookkeeping across runs, where everything else is one run's.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::workflow::WorkflowError;
+
+use super::{Executor, ExecutorError};
+
+/// The ids of the runs an executor drives now (see [`ExecutorError::RunInProgress`]).
+pub(super) type LiveRuns = parking_lot::Mutex<BTreeSet<Arc<str>>>;
+
+/// A run's id held among its executor's live runs, from the call that starts or
+/// resumes the run until its future finishes or is dropped, whichever comes first:
+/// dropping this frees the id.
+pub(super) struct LiveId {
+    live: Arc<LiveRuns>,
+    id: Arc<str>,
+}
+
+impl Drop for LiveId {
+    fn drop(&mut self) {
+        self.live.lock().remove(&self.id);
+    }
+}
+
+impl Executor {
+    /// Holds `id` among the live runs, or says why a run under it may not start.
+    pub(super) fn admit(&self, id: &str) -> Result<LiveId, ExecutorError> {
+        if id.trim().is_empty() {
+            return Err(WorkflowError::EmptyRunId { run: id.to_owned() }.into());
+        }
+        let id: Arc<str> = Arc::from(id);
+        if !self.live.lock().insert(Arc::clone(&id)) {
+            return Err(ExecutorError::RunInProgress {
+                run: id.to_string(),
+            });
+        }
+        Ok(LiveId {
+            live: Arc::clone(&self.live),
+            id,
+        })
+    }
+}

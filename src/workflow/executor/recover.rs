@@ -1,0 +1,133 @@
+//! Resuming a restored run: its running steps asked of their agents
+//! ([`Agent::recover`](crate::agent::Agent::recover)), its waiting steps kept in
+//! their place, and tasks the coordinator holds that no step names withdrawn or
+//! released (see [`Executor::resume`]). Apart because it runs once, before the drive
+//! loop, and reads the coordinator's and the run's checkpoints against each other.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::FutureExt;
+
+use crate::coordinator::Assignment;
+use crate::id::TaskId;
+use crate::workflow::StepRef;
+use crate::workflow::run::{Run, StepOutcome, StepStatus};
+
+use super::dispatch::work_item;
+use super::{Books, Done, Executor, ExecutorError, settled};
+
+impl Executor {
+    /// Reconciles a restored run with the coordinator (see [`resume`](Self::resume)).
+    pub(super) async fn recover<'s>(
+        &'s self,
+        run: &mut Run,
+        group: &Arc<str>,
+        books: &mut Books<'s>,
+    ) -> Result<(), ExecutorError> {
+        let assignments = self.coordinator.assignments();
+        let waiting = self.coordinator.waiting();
+        // Task ids go on above every id the coordinator holds, for any run: the
+        // runs resumed beside this one still hold theirs.
+        // And above every id it was ever given: a finished task's id issued again
+        // would be a different task under an id the host's records already hold.
+        let highest = self.coordinator.with_core(|c| c.highest_task_id());
+        let above = assignments
+            .iter()
+            .map(|a| a.task.id())
+            .chain(waiting.iter().map(|w| w.task.id()))
+            .chain(highest)
+            .map(|id| id.get().saturating_add(1))
+            .max();
+        let mut held: BTreeMap<TaskId, Arc<Assignment>> = assignments
+            .into_iter()
+            .filter(|a| a.group.as_deref() == Some(&**group))
+            .map(|a| (a.task.id(), a))
+            .collect();
+        let mut queued: BTreeSet<TaskId> = waiting
+            .iter()
+            .filter(|w| w.group.as_deref() == Some(&**group))
+            .map(|w| w.task.id())
+            .collect();
+        if let Some(above) = above {
+            self.next_task.fetch_max(above, Ordering::SeqCst);
+        }
+        // Attempts that were running: ask their agents.
+        let running: Vec<StepRef> = run.running().collect();
+        for step in running {
+            let (Some(agent), Some(attempt)) = (run.agent(step), run.attempts(step)) else {
+                continue;
+            };
+            let task = run.task(step);
+            let mut answer = None;
+            if let (Some(task), Some(transport)) = (task, self.agents.get(&agent)) {
+                let work = work_item(run, group, step, task, attempt, None)?;
+                let asked = std::panic::AssertUnwindSafe(transport.recover(work))
+                    .catch_unwind()
+                    .await;
+                answer = asked.ok().and_then(Result::ok).flatten();
+            }
+            let now = self.now();
+            if let Some(task) = task {
+                held.remove(&task);
+            }
+            match answer {
+                Some(output) => {
+                    tracing::info!(workflow.run = run.id(), step = ?run.name(step), "interrupted attempt had finished");
+                    let done = Done {
+                        step,
+                        agent,
+                        task: task.unwrap_or(TaskId::new(0)),
+                        attempt,
+                        result: Ok(output),
+                    };
+                    self.settle(run, books, done)?;
+                }
+                None if self.count_interrupted => {
+                    let failure = StepOutcome::failure("interrupted by restart");
+                    settled(run.finish_attempt(step, agent, attempt, failure, now))?;
+                    if let Some(task) = task {
+                        self.end_task(task, false, None);
+                    }
+                }
+                None => {
+                    run.interrupt(step, "interrupted by restart", now)?;
+                    if let Some(task) = task {
+                        self.release(task);
+                    }
+                }
+            }
+        }
+        // Steps waiting in the coordinator go on waiting; one assigned whose attempt
+        // never reached its agent starts now; one the coordinator forgot (an older
+        // checkpoint) is dispatched again.
+        let now = self.now();
+        let bound: Vec<(StepRef, TaskId)> = run
+            .workflow()
+            .steps()
+            .filter_map(|(step, _)| {
+                (run.status(step) == Some(StepStatus::Ready))
+                    .then(|| run.task(step).map(|t| (step, t)))
+                    .flatten()
+            })
+            .collect();
+        for (step, task) in bound {
+            if queued.remove(&task) {
+                books.waiting.insert(task, (step, now));
+            } else if let Some(a) = held.remove(&task) {
+                self.start(run, step, &a, now, books)?;
+            } else {
+                run.unbind(step);
+            }
+        }
+        // What the coordinator holds for the run that no step names.
+        for task in queued {
+            let _ = self.coordinator.cancel(task);
+        }
+        for task in held.into_keys() {
+            self.release(task);
+        }
+        Ok(())
+    }
+}
