@@ -337,6 +337,31 @@ impl<'a> PolicyContext<'a> {
         }
     }
 
+    /// What [`allocated`](Self::allocated) gives of `resource`, and `agent`'s
+    /// capacity of it (0 for an agent not in the ledger), read without building
+    /// either whole.
+    pub(crate) fn capacity_and_allocated(
+        &self,
+        agent: AgentId,
+        resource: &ResourceName,
+    ) -> (u64, u64) {
+        let (capacity, held) = self.ledger.amounts_of(agent, resource).unwrap_or((0, 0));
+        match self.released {
+            Some((a, released)) if a == agent => {
+                (capacity, held.saturating_sub(released.get(resource)))
+            }
+            _ => (capacity, held),
+        }
+    }
+
+    /// Whether [`allocated`](Self::allocated) is nothing for `agent`.
+    pub(crate) fn holds_nothing(&self, agent: AgentId) -> bool {
+        match self.released {
+            Some((a, _)) if a == agent => self.allocated(agent).is_zero(),
+            _ => self.ledger.holds_nothing(agent).unwrap_or(true),
+        }
+    }
+
     /// The resources counted as released, and their agent, if any.
     pub fn released(&self) -> Option<(AgentId, &'a Resources)> {
         self.released

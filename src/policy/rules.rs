@@ -212,10 +212,10 @@ impl UtilizationCap {
             return;
         }
         let (agent, task) = (proposal.agent(), proposal.task());
-        let capacity = ctx.ledger().capacity(agent).unwrap_or_default();
-        let allocated = ctx.allocated(agent);
+        // Whether the agent holds nothing, asked once and only if it decides.
+        let mut holds_nothing = None;
         for (resource, requested) in needs.iter() {
-            let cap = capacity.get(&resource);
+            let (cap, held) = ctx.capacity_and_allocated(agent, &resource);
             if cap == 0 {
                 out.push(
                     Violation::new(
@@ -229,16 +229,18 @@ impl UtilizationCap {
                 );
                 continue;
             }
-            let held = allocated.get(&resource);
             let pending = ctx.pending_amount_for(proposal, &resource);
             let reached = share(u128::from(held) + pending + u128::from(requested), cap);
+            if reached <= self.max {
+                continue;
+            }
             // Alone: nothing held on the agent, and no other proposal of the batch
             // for it (whatever it asks for).
             let alone = self.allow_sole_task
-                && allocated.is_zero()
+                && *holds_nothing.get_or_insert_with(|| ctx.holds_nothing(agent))
                 && ctx.pending_tasks_for(proposal) == 0
                 && requested <= cap;
-            if reached > self.max && !alone {
+            if !alone {
                 let (reached, max) = percents(reached, self.max);
                 out.push(
                     Violation::new(

@@ -454,6 +454,28 @@ impl ResourceLedger {
         Ok(())
     }
 
+    /// What `agent` has of `resource`: its capacity, and what it holds now. `None`
+    /// for an agent the ledger does not know; zeros for a resource it never heard
+    /// of. A policy reading the few resources a task needs reads them here, where
+    /// [`capacity`](Self::capacity) and [`allocated`](Self::allocated) build whole
+    /// amounts.
+    pub(crate) fn amounts_of(&self, agent: AgentId, resource: &ResourceName) -> Option<(u64, u64)> {
+        let i = self.index(agent).ok()? as usize;
+        Some(self.dim_of(resource).map_or((0, 0), |d| {
+            let at = i * self.dims.len() + d;
+            (self.capacity[at], self.allocated[at])
+        }))
+    }
+
+    /// Whether `agent` holds nothing, its task slots aside (as
+    /// [`allocated`](Self::allocated) shows it): `None` for an agent the ledger does
+    /// not know.
+    pub(crate) fn holds_nothing(&self, agent: AgentId) -> Option<bool> {
+        let i = self.index(agent).ok()? as usize;
+        let row = &self.allocated[self.row(&self.allocated, i)];
+        Some(row.iter().enumerate().all(|(d, &x)| x == 0 || d == TASKS))
+    }
+
     /// What an agent holds now.
     ///
     /// # Errors
