@@ -1322,3 +1322,32 @@ fn a_rejected_task_takes_its_approval_with_it() {
     let restored = builder(&clock).restore(live.clone()).expect("restore");
     assert_eq!(json(&restored), json(&c));
 }
+
+/// A waiter approved past one holder and then denied past another ends with both
+/// decisions: the approval (holder 1, task 2) goes with the denied task (a restore
+/// drops a pair naming a task that neither runs nor waits, so the live state must
+/// too). Found by the simulation (safety seed 4585); kept here by hand.
+#[test]
+fn a_denied_task_takes_its_earlier_approval_with_it() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let [first, second] = blocked_waiter(&c);
+    clock.advance(MIN);
+    c.decide(first, HumanDecision::Approve, Decider::Human)
+        .expect("approve");
+    assert!(!c.snapshot().approved.is_empty(), "approved past holder 1");
+    assert_eq!(waiting(&c), [tid(2)], "still behind holder 3");
+    c.drain_events();
+
+    c.decide(second, HumanDecision::Deny, Decider::Human)
+        .expect("deny");
+    assert!(
+        kinds(&c).contains(&denied(2, second, Decider::Human)),
+        "task 2 withdrawn"
+    );
+    assert!(waiting(&c).is_empty());
+    let live = c.snapshot();
+    assert!(live.approved.is_empty(), "{:?}", live.approved);
+    let restored = builder(&clock).restore(live).expect("restore");
+    assert_eq!(json(&restored), json(&c));
+}
