@@ -458,45 +458,53 @@ impl<'a> Solver<'a> {
     fn settle_at_most(&self, s: &mut Search, mind: f64) -> Option<usize> {
         let m = s.d.len();
         s.level.clear();
-        for b in 0..s.block_min.len() {
-            if s.block_min[b] > mind {
+        let mut end = None;
+        'blocks: for (b, &least) in s.block_min.iter().enumerate() {
+            if least > mind {
                 continue;
             }
-            let block = b * BLOCK..((b + 1) * BLOCK).min(m);
-            for base in block.step_by(LANES) {
-                let end = (base + LANES).min(m);
-                if s.d[base..end]
-                    .iter()
-                    .fold(false, |any, &d| any | (d <= mind))
-                {
-                    for j in base..end {
-                        if s.d[j] <= mind {
-                            if self.row_of[j] == NONE {
-                                s.settle(j);
-                                return Some(j);
-                            }
-                            s.level.push(j);
-                        }
+            let first = b * BLOCK;
+            let block = &s.d[first..(first + BLOCK).min(m)];
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            let masks = chunks
+                .map(|chunk| lanes_at_most(chunk, mind))
+                .chain((!rest.is_empty()).then(|| lanes_at_most(rest, mind)));
+            for (k, mut mask) in masks.enumerate() {
+                while mask != 0 {
+                    let j = first + k * LANES + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    if self.row_of[j] == NONE {
+                        end = Some(j);
+                        break 'blocks;
                     }
+                    s.level.push(j);
                 }
             }
         }
-        // No free column at this distance: settle every column there, and bring the
-        // minima of their blocks up to date over the columns left.
+        if let Some(j) = end {
+            s.settle(j);
+            return end;
+        }
+        // No free column at this distance: settle every column there. Their blocks'
+        // minima are left stale (too low): the next step scans a row, whose pass
+        // rewrites every block's minimum before anything reads them.
         for k in 0..s.level.len() {
             let j = s.level[k];
             s.settle(j);
         }
-        let mut k = 0;
-        while k < s.level.len() {
-            let b = s.level[k] / BLOCK;
-            s.block_min[b] = min_of(&s.d[b * BLOCK..((b + 1) * BLOCK).min(m)]);
-            while k < s.level.len() && s.level[k] / BLOCK == b {
-                k += 1;
-            }
-        }
         None
     }
+}
+
+/// A bit per value of `chunk` (at most [`LANES`]) that is at most `mind`: one mask
+/// per chunk, then only its set bits are visited.
+#[inline(always)]
+fn lanes_at_most(chunk: &[f64], mind: f64) -> u32 {
+    chunk
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (l, &d)| mask | (u32::from(d <= mind) << l))
 }
 
 /// The working arrays of the searches, by column. A settled column's distance moves
@@ -506,7 +514,8 @@ impl<'a> Solver<'a> {
 struct Search {
     /// Distances of the columns to do (`+inf` once settled).
     d: Vec<f64>,
-    /// The smallest of `d` in each block of [`BLOCK`] columns.
+    /// The smallest of `d` in each block of [`BLOCK`] columns, as the last pass left
+    /// it: columns settled since may have raised it (see `settle_at_most`).
     block_min: Vec<f64>,
     /// The columns to do in each block: a block with none is not relaxed at all.
     block_left: Vec<usize>,
