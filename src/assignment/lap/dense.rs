@@ -634,6 +634,7 @@ fn relax_block<const RECORD: bool>(
             lanes[l] = if x < lanes[l] { x } else { lanes[l] };
         }
     }
+    let mut least = min_of_lanes(lanes);
     for (((d, p), &c), &v) in d[whole..]
         .iter_mut()
         .zip(&mut pred[whole..])
@@ -647,9 +648,26 @@ fn relax_block<const RECORD: bool>(
                 *p = from;
             }
         }
-        lanes[0] = if *d < lanes[0] { *d } else { lanes[0] };
+        least = if *d < least { *d } else { least };
     }
-    min_of(&lanes)
+    least
+}
+
+/// The smallest of `lanes`, halving them pairwise: folded in order, or with the tail
+/// of a block written into one lane, the compiler kept the lanes split across
+/// registers and shuffled them on every chunk of the pass.
+#[inline(always)]
+fn min_of_lanes(lanes: [f64; LANES]) -> f64 {
+    let mut lanes = lanes;
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            let (a, b) = (lanes[l], lanes[l + width]);
+            lanes[l] = if b < a { b } else { a };
+        }
+    }
+    lanes[0]
 }
 
 /// The smallest of `values` (`+inf` when empty): [`LANES`] running minima, with `<`
