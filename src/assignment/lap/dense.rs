@@ -48,7 +48,7 @@ const BLOCK: usize = 8 * LANES;
 /// path's rows again at the end among these few; long ones (Machol-Wien settles about
 /// half the columns in every search) would pay for that recomputation with the square
 /// of their length.
-const RECORD_AFTER: usize = 16;
+const RECORD_AFTER: usize = 32;
 
 /// The result of [`solve`]: each row's column, `NONE` for a row left free.
 pub(super) enum Outcome {
