@@ -48,7 +48,7 @@ const BLOCK: usize = 8 * LANES;
 /// path's rows again at the end among these few; long ones (Machol-Wien settles about
 /// half the columns in every search) would pay for that recomputation with the square
 /// of their length.
-const RECORD_AFTER: usize = 16;
+const RECORD_AFTER: usize = 32;
 
 /// The result of [`solve`]: each row's column, `NONE` for a row left free.
 pub(super) enum Outcome {
@@ -458,45 +458,53 @@ impl<'a> Solver<'a> {
     fn settle_at_most(&self, s: &mut Search, mind: f64) -> Option<usize> {
         let m = s.d.len();
         s.level.clear();
-        for b in 0..s.block_min.len() {
-            if s.block_min[b] > mind {
+        let mut end = None;
+        'blocks: for (b, &least) in s.block_min.iter().enumerate() {
+            if least > mind {
                 continue;
             }
-            let block = b * BLOCK..((b + 1) * BLOCK).min(m);
-            for base in block.step_by(LANES) {
-                let end = (base + LANES).min(m);
-                if s.d[base..end]
-                    .iter()
-                    .fold(false, |any, &d| any | (d <= mind))
-                {
-                    for j in base..end {
-                        if s.d[j] <= mind {
-                            if self.row_of[j] == NONE {
-                                s.settle(j);
-                                return Some(j);
-                            }
-                            s.level.push(j);
-                        }
+            let first = b * BLOCK;
+            let block = &s.d[first..(first + BLOCK).min(m)];
+            let chunks = block.chunks_exact(LANES);
+            let rest = chunks.remainder();
+            let masks = chunks
+                .map(|chunk| lanes_at_most(chunk, mind))
+                .chain((!rest.is_empty()).then(|| lanes_at_most(rest, mind)));
+            for (k, mut mask) in masks.enumerate() {
+                while mask != 0 {
+                    let j = first + k * LANES + mask.trailing_zeros() as usize;
+                    mask &= mask - 1;
+                    if self.row_of[j] == NONE {
+                        end = Some(j);
+                        break 'blocks;
                     }
+                    s.level.push(j);
                 }
             }
         }
-        // No free column at this distance: settle every column there, and bring the
-        // minima of their blocks up to date over the columns left.
+        if let Some(j) = end {
+            s.settle(j);
+            return end;
+        }
+        // No free column at this distance: settle every column there. Their blocks'
+        // minima are left stale (too low): the next step scans a row, whose pass
+        // rewrites every block's minimum before anything reads them.
         for k in 0..s.level.len() {
             let j = s.level[k];
             s.settle(j);
         }
-        let mut k = 0;
-        while k < s.level.len() {
-            let b = s.level[k] / BLOCK;
-            s.block_min[b] = min_of(&s.d[b * BLOCK..((b + 1) * BLOCK).min(m)]);
-            while k < s.level.len() && s.level[k] / BLOCK == b {
-                k += 1;
-            }
-        }
         None
     }
+}
+
+/// A bit per value of `chunk` (at most [`LANES`]) that is at most `mind`: one mask
+/// per chunk, then only its set bits are visited.
+#[inline(always)]
+fn lanes_at_most(chunk: &[f64], mind: f64) -> u32 {
+    chunk
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (l, &d)| mask | (u32::from(d <= mind) << l))
 }
 
 /// The working arrays of the searches, by column. A settled column's distance moves
@@ -506,7 +514,8 @@ impl<'a> Solver<'a> {
 struct Search {
     /// Distances of the columns to do (`+inf` once settled).
     d: Vec<f64>,
-    /// The smallest of `d` in each block of [`BLOCK`] columns.
+    /// The smallest of `d` in each block of [`BLOCK`] columns, as the last pass left
+    /// it: columns settled since may have raised it (see `settle_at_most`).
     block_min: Vec<f64>,
     /// The columns to do in each block: a block with none is not relaxed at all.
     block_left: Vec<usize>,
@@ -625,6 +634,7 @@ fn relax_block<const RECORD: bool>(
             lanes[l] = if x < lanes[l] { x } else { lanes[l] };
         }
     }
+    let mut least = min_of_lanes(lanes);
     for (((d, p), &c), &v) in d[whole..]
         .iter_mut()
         .zip(&mut pred[whole..])
@@ -638,9 +648,26 @@ fn relax_block<const RECORD: bool>(
                 *p = from;
             }
         }
-        lanes[0] = if *d < lanes[0] { *d } else { lanes[0] };
+        least = if *d < least { *d } else { least };
     }
-    min_of(&lanes)
+    least
+}
+
+/// The smallest of `lanes`, halving them pairwise: folded in order, or with the tail
+/// of a block written into one lane, the compiler kept the lanes split across
+/// registers and shuffled them on every chunk of the pass.
+#[inline(always)]
+fn min_of_lanes(lanes: [f64; LANES]) -> f64 {
+    let mut lanes = lanes;
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            let (a, b) = (lanes[l], lanes[l + width]);
+            lanes[l] = if b < a { b } else { a };
+        }
+    }
+    lanes[0]
 }
 
 /// The smallest of `values` (`+inf` when empty): [`LANES`] running minima, with `<`
