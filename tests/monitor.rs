@@ -534,6 +534,53 @@ proptest! {
     }
 }
 
+/// Guards the regression in `proptest-regressions/monitor_windows.txt`: tasks that
+/// begin to wait exactly at a window boundary. The window that closes there ends at
+/// the same instant as the window in progress, which has just begun and holds those
+/// tasks; merging must keep the gauges of the window in progress (the queue and the
+/// open conflicts of now), in either order, not the closed window's from just before.
+#[test]
+fn merging_at_a_window_boundary_keeps_the_queue_and_open_conflicts_of_now() {
+    let (c, clock) = coordinator(Timestamp::EPOCH);
+    c.register_agent(agent(1, "edit", 2, "cpu=4")).unwrap();
+    let edit = |id| {
+        Task::new(TaskId::new(id), "edit", "edit the file").with_requirements(
+            Requirements::new()
+                .with_capability(Capability::new("edit").unwrap())
+                .with_claim(Claim::exclusive("file:src/lib.rs")),
+        )
+    };
+    clock.advance(Duration::from_secs(HOUR));
+    // At the boundary: one runs, the other waits behind its claim.
+    c.assign(edit(1)).unwrap();
+    c.assign(edit(2)).unwrap();
+    let events = c.drain_events();
+    let mut m = Monitor::new(hourly()).unwrap();
+    m.ingest_all(&events);
+    let now = m.current_window().unwrap();
+    let closed = m.last_window().unwrap().clone();
+    assert_eq!(now.span(), Duration::ZERO);
+    assert_eq!(closed.end, now.end);
+    assert!(now.in_progress && !closed.in_progress);
+    assert_eq!((now.queue.current, now.queue.peak), (1, 1));
+    assert_eq!(now.conflicts.open, 1);
+    assert_eq!(m.queue_length(), 1);
+
+    let mut forward = closed.clone();
+    forward.merge(&now).unwrap();
+    let mut backward = now.clone();
+    backward.merge(&closed).unwrap();
+    for merged in [&forward, &backward] {
+        assert_eq!((merged.start, merged.end), (closed.start, now.end));
+        assert_eq!((merged.queue.current, merged.queue.peak), (1, 1));
+        assert_eq!(merged.conflicts.open, 1);
+        assert!(merged.in_progress);
+    }
+    let mut whole = Monitor::new(hourly().with_window(Duration::from_secs(4 * HOUR))).unwrap();
+    whole.ingest_all(&events);
+    assert_same(&forward, &whole.current_window().unwrap());
+}
+
 // ----- anomaly detection: precision and recall on seeded series -------------------------
 
 /// A standard normal draw (Box-Muller).

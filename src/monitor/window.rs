@@ -310,6 +310,13 @@ pub struct Window {
     pub start: Timestamp,
     /// Where it ends (for the window in progress: now).
     pub end: Timestamp,
+    /// Whether it is the window in progress (or a merge of windows that includes it),
+    /// whose gauges (`queue.current`, `conflicts.open`) count the events stamped at
+    /// `end`. A closed window's gauges are read just before its end: the events
+    /// stamped at the boundary belong to the next window. [`merge`](Self::merge)
+    /// orders gauges by this when two windows end at the same instant.
+    #[serde(default)]
+    pub in_progress: bool,
     /// Tasks, counted.
     pub tasks: TaskCounts,
     /// How long the finished tasks ran, in seconds.
@@ -403,6 +410,11 @@ impl Window {
     /// the later end), with every count and integral summed, every peak the higher,
     /// every sketch and summary merged, agents and resources matched by name, and the
     /// gauges (`queue.current`, `conflicts.open`) those of the window that ends later.
+    /// Of two windows that end at the same instant, one [`in_progress`](Self::in_progress)
+    /// (or merged with the window in progress) holds the gauges: it has taken in the
+    /// events stamped at that instant, which a closed window, whose gauges are read
+    /// just before its end, has not. The result is the same in either order, but for
+    /// two windows alike in both, where `other`'s gauges are taken.
     ///
     /// # Errors
     /// [`MonitorError::SketchMismatch`] if the windows' sketches have different
@@ -416,9 +428,13 @@ impl Window {
         self.conflicts
             .resolution
             .check_mergeable(&other.conflicts.resolution)?;
-        let later = other.end >= self.end;
+        // Whose gauges were read later (see above).
+        let later = (other.end, other.in_progress) >= (self.end, self.in_progress);
         self.start = self.start.min(other.start);
         self.end = self.end.max(other.end);
+        if later {
+            self.in_progress = other.in_progress;
+        }
         self.tasks.merge(&other.tasks);
         self.durations.merge_unchecked(&other.durations);
 

@@ -607,7 +607,18 @@ impl World {
         } else {
             Duration::from_millis(self.rng.below(5000))
         };
-        let target = self.now + step;
+        // Within five minutes of the top of the hour, where the monitor's windows
+        // turn, to the top itself: the host reads its monitor there, with the events
+        // stamped at the boundary (as often early as late: the time simulated is the
+        // same).
+        let target = (self.now + step).as_nanos();
+        let window = u64::try_from(monitor_config().window().as_nanos()).expect("an hour");
+        let top = (target + window / 2) / window * window;
+        let target = if top > self.now.as_nanos() && target.abs_diff(top) <= 300_000_000_000 {
+            Timestamp::from_nanos(top)
+        } else {
+            Timestamp::from_nanos(target)
+        };
         // Visit each due moment in order, so that nothing is seen late.
         loop {
             let next = self.next_due().filter(|t| *t <= target);
@@ -1145,7 +1156,45 @@ impl World {
             self.audit_event(&e);
         }
         self.emergency_after()?;
-        self.check_alerts()
+        self.check_alerts()?;
+        self.check_monitor_gauges()
+    }
+
+    /// The monitor's gauges are those of now: its queue is the tasks the core holds
+    /// waiting, and the window in progress merged with the latest closed window, in
+    /// either order, keeps the queue and the open conflicts of the window in
+    /// progress. The host's time often stops at the top of the hour, where the
+    /// windows turn (see `advance`), so that events stamped at a boundary are merged
+    /// too.
+    fn check_monitor_gauges(&mut self) -> Result<(), Failure> {
+        self.report.checks += 1;
+        let waiting = self.core.waiting_count() as u64;
+        let Some(now) = self.monitor.current_window() else {
+            return Ok(());
+        };
+        let gauges = |w: &concord::monitor::Window| (w.queue.current, w.conflicts.open);
+        let mut seen = vec![("in progress", gauges(&now))];
+        if let Some(last) = self.monitor.last_window() {
+            let mut forward = last.clone();
+            let mut backward = now.clone();
+            if let Err(e) = forward.merge(&now).and_then(|()| backward.merge(last)) {
+                return Err(self.fail("monitor_windows_merge", e.to_string()));
+            }
+            seen.push(("closed then in progress", gauges(&forward)));
+            seen.push(("in progress then closed", gauges(&backward)));
+        }
+        let want = (waiting, gauges(&now).1);
+        if let Some((how, got)) = seen.iter().find(|(_, got)| *got != want) {
+            return Err(self.fail(
+                "monitor_gauges_are_now",
+                format!(
+                    "{how}: queue {} and {} open conflicts, the core holds {waiting} waiting \
+                     (windows end at {})",
+                    got.0, got.1, now.end
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// What the alerting sent: one page per alert per firing, each escalation level

@@ -616,11 +616,13 @@ impl Monitor {
         }
     }
 
-    /// The window in progress, accrued to the latest time seen (`None` before the
-    /// first event).
+    /// The window in progress, accrued to the latest time seen and marked
+    /// [`in_progress`](Window::in_progress) (`None` before the first event).
     pub fn current_window(&self) -> Option<Window> {
-        self.started
-            .then(|| self.window_to(self.window_start, self.now))
+        self.started.then(|| Window {
+            in_progress: true,
+            ..self.window_to(self.window_start, self.now)
+        })
     }
 
     /// The closed windows kept, oldest first.

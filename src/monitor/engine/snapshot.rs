@@ -841,6 +841,9 @@ fn window(
             config.window()
         ));
     }
+    if w.in_progress {
+        return Err(format!("{what} is marked in progress"));
+    }
     task_counts(&what, &w.tasks)?;
     ingest_counts(&what, &w.ingest)?;
     let c = &w.conflicts;

@@ -264,7 +264,8 @@ impl Monitor {
     }
 
     /// The window from `start` to `end`, with every gauge accrued to `end`, without
-    /// changing anything.
+    /// changing anything; not marked in progress (the caller marks the window in
+    /// progress).
     pub(super) fn window_to(&self, start: Timestamp, end: Timestamp) -> Window {
         let f = &self.fleet;
         let dt = u128::from(end.as_nanos().saturating_sub(f.last.as_nanos()));
@@ -296,6 +297,7 @@ impl Monitor {
         Window {
             start,
             end,
+            in_progress: false,
             tasks: w.tasks,
             durations: w.durations.clone(),
             queue: QueueStats {
