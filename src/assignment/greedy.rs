@@ -1509,8 +1509,7 @@ fn same_columns(fleet: &Fleet, i: usize, j: usize) -> bool {
         &fleet.free[i * known..][..known],
         &fleet.free[j * known..][..known],
     );
-    // Without a branch per amount: the rows are a few words.
-    a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0
+    super::fleet::same_row(a, b)
 }
 
 #[cfg(test)]
