@@ -253,7 +253,7 @@ pub trait Assigner: fmt::Debug + Send + Sync {
     ///
     /// The coordinator assigns every batch this way, into one plan kept between
     /// batches. The default writes what `assign` returns; an assigner that fills the
-    /// plan's lists in place (as [`GreedyAssigner`](crate::assignment::GreedyAssigner)
+    /// plan's lists in place (as [`GreedyAssigner`]
     /// does for a batch of one task) overrides it to reuse their capacity.
     ///
     /// # Errors
