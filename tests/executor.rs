@@ -1050,6 +1050,29 @@ fn a_second_live_run_under_one_id_is_refused_not_left_waiting() {
     assert_eq!((waiting, held), (0, 0));
 }
 
+/// Two executors over one coordinator, one run id: the coordinator keeps one mailbox
+/// per id, so the second run took the first one's notices, and when the second
+/// future was dropped it unwatched the id under the first: both hung. The second
+/// executor must refuse the id while it is live on the coordinator.
+#[test]
+fn a_live_id_is_refused_by_a_second_executor_over_the_same_coordinator() {
+    let (first, second, again) = within_a_minute(|| {
+        let w = world(&[(1, &["ops"], 1)]);
+        let a = Arc::new(executor(&w, vec![Arc::new(Scripted::new(1))]));
+        let b = Arc::new(executor(&w, vec![Arc::new(Scripted::new(1))]));
+        let wf = fan_in();
+        let first = Arc::clone(&a).run_owned(&wf, "same", 1);
+        let second = Arc::clone(&b).run_owned(&wf, "same", 2);
+        let (first, second) = block_on(futures::future::join(first, second));
+        // Free again on both once the run has ended.
+        let again = block_on(b.run(&wf, "same", 3)).map(|r| r.outcome());
+        (first, second, again)
+    });
+    assert_eq!(first.unwrap().outcome(), Some(RunOutcome::Succeeded));
+    refused_as_live(second, "same");
+    assert_eq!(again.unwrap(), Some(RunOutcome::Succeeded));
+}
+
 #[test]
 fn distinct_live_ids_all_finish_on_one_slot() {
     let outcomes = within_a_minute(|| {

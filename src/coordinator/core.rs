@@ -1587,11 +1587,15 @@ impl Core {
 
     /// Starts watching `group` (a workflow run): from now on, what happens to its
     /// waiting tasks is left as [`Notice`]s for [`take_notices`](Self::take_notices).
-    /// A driver watches the groups it submits; nobody else needs to.
-    pub fn watch(&mut self, group: &str) {
-        if !self.s.watched.contains_key(group) {
-            self.s.watched.insert(Arc::from(group), Vec::new());
+    /// A driver watches the groups it submits; nobody else needs to. Returns whether
+    /// `group` was not watched yet: a group has one mailbox, so a driver told `false`
+    /// shares it with another (the workflow executor refuses such a run).
+    pub fn watch(&mut self, group: &str) -> bool {
+        if self.s.watched.contains_key(group) {
+            return false;
         }
+        self.s.watched.insert(Arc::from(group), Vec::new());
+        true
     }
 
     /// Stops watching `group`, dropping its unread notices.

@@ -530,8 +530,8 @@ impl Coordinator {
     }
 
     /// Starts watching `group`. See [`Core::watch`].
-    pub fn watch(&self, group: &str) {
-        self.shared.lock().core.watch(group);
+    pub fn watch(&self, group: &str) -> bool {
+        self.shared.lock().core.watch(group)
     }
 
     /// Stops watching `group`. See [`Core::unwatch`].

@@ -348,7 +348,8 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
                 }
                 Act::Cancel(r) => {
                     if handles[r].progress().outcome.is_none() {
-                        if let Some(wrong) = start_twins(&executor, &workflows[r], r, &coordinator)
+                        if let Some(wrong) =
+                            start_twins(&executor, &workflows[r], r, &coordinator, &timer)
                         {
                             twin.lock().get_or_insert(wrong);
                         }
@@ -586,14 +587,17 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
 }
 
 /// Starts and resumes a second run under live run `r`'s id, as a careless host
-/// would (the trial's runs that hung): each must be refused at once with
-/// `RunInProgress`, and the coordinator must hold what it held. Draws nothing from
-/// the seed, so the scene plays out as without it. What went wrong, if anything.
+/// would (the trial's runs that hung), through its executor and through a second
+/// executor over the same coordinator (which started the twin, and both hung): each
+/// must be refused at once with `RunInProgress`, and the coordinator must hold what
+/// it held. Draws nothing from the seed, so the scene plays out as without it. What
+/// went wrong, if anything.
 fn start_twins(
     executor: &Executor,
     workflow: &Workflow,
     r: usize,
-    coordinator: &Coordinator,
+    coordinator: &Arc<Coordinator>,
+    timer: &SimulatedTimer,
 ) -> Option<String> {
     use futures::FutureExt;
     let id = format!("run-{r}");
@@ -603,7 +607,13 @@ fn start_twins(
     let resumed = executor
         .resume(workflow.start_run(id.as_str(), 0, coordinator.now()))
         .now_or_never();
-    for (how, said) in [("start", started), ("resume", resumed)] {
+    let other = Executor::new(Arc::clone(coordinator), timer.clone());
+    let elsewhere = other.run(workflow, &id, 0).now_or_never();
+    for (how, said) in [
+        ("start", started),
+        ("resume", resumed),
+        ("start on a second executor", elsewhere),
+    ] {
         match said {
             Some(Err(ExecutorError::RunInProgress { run })) if run == id => {}
             other => return Some(format!("{how} of live {id}: {other:?}")),

@@ -14,7 +14,7 @@ use futures::future::{AbortHandle, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::clock::Timestamp;
-use crate::coordinator::{Coordinator, Notice};
+use crate::coordinator::Notice;
 use crate::id::TaskId;
 use crate::workflow::run::{Run, StepOutcome, StepStatus};
 
@@ -23,14 +23,6 @@ use super::live::LiveId;
 use super::{Batch, Books, Executor, ExecutorError, InFlight, RunHandle, Wake, given_up, settled};
 
 /// Stops watching a run's group when its drive ends, however it ends.
-struct Unwatch<'a>(&'a Coordinator, &'a str);
-
-impl Drop for Unwatch<'_> {
-    fn drop(&mut self) {
-        self.0.unwatch(self.1);
-    }
-}
-
 impl RunHandle {
     /// Ready when the run is cancelled; remembers `cx` to be woken then.
     fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
@@ -63,13 +55,15 @@ impl Executor {
         resumed: bool,
         live: LiveId,
     ) -> Result<Run, ExecutorError> {
-        // Held to the end: the id is freed only after the group is unwatched below.
+        // Held to the end: dropping it unwatches the group and frees the id.
         let _live = live;
         // Everything is news except what a restored run's snapshot already held.
         let mut seen = run.restored_history();
         let group: Arc<str> = Arc::from(run.id());
-        self.coordinator.watch(&group);
-        let _unwatch = Unwatch(&self.coordinator, &group);
+        // The group is watched from the call that made this future (which holds the
+        // id); what came in before its first poll, the reconciliation below and the
+        // coordinator's state already say.
+        self.coordinator.take_notices(&group, &mut Vec::new());
         let mut books = Books::default();
         let mut result = Ok(());
         if resumed {

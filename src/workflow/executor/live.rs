@@ -1,12 +1,16 @@
 //! The ids of the runs an executor drives now: a run under an id already live is
 //! refused ([`ExecutorError::RunInProgress`]), since the id is the run's group in the
-//! coordinator and two live runs under one id would take each other's notices. Apart
-//! because it is bookkeeping across runs, where everything else is one run's.
+//! coordinator and two live runs under one id would take each other's notices. The
+//! coordinator's watch on the group is what holds the id, so that a second executor
+//! over the same coordinator refuses it too. Apart because it is bookkeeping across
+//! runs, where everything else is one run's.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::workflow::WorkflowError;
+
+use crate::coordinator::Coordinator;
 
 use super::{Executor, ExecutorError};
 
@@ -14,15 +18,18 @@ use super::{Executor, ExecutorError};
 pub(super) type LiveRuns = parking_lot::Mutex<BTreeSet<Arc<str>>>;
 
 /// A run's id held among its executor's live runs, from the call that starts or
-/// resumes the run until its future finishes or is dropped, whichever comes first:
-/// dropping this frees the id.
+/// resumes the run until its future finishes or is dropped, whichever comes first,
+/// with the coordinator watching its group: dropping this unwatches the group and
+/// frees the id.
 pub(super) struct LiveId {
     live: Arc<LiveRuns>,
+    coordinator: Arc<Coordinator>,
     id: Arc<str>,
 }
 
 impl Drop for LiveId {
     fn drop(&mut self) {
+        self.coordinator.unwatch(&self.id);
         self.live.lock().remove(&self.id);
     }
 }
@@ -39,8 +46,16 @@ impl Executor {
                 run: id.to_string(),
             });
         }
+        // Live on the coordinator through another executor (or watched by the host).
+        if !self.coordinator.watch(&id) {
+            self.live.lock().remove(&id);
+            return Err(ExecutorError::RunInProgress {
+                run: id.to_string(),
+            });
+        }
         Ok(LiveId {
             live: Arc::clone(&self.live),
+            coordinator: Arc::clone(&self.coordinator),
             id,
         })
     }

@@ -54,13 +54,14 @@ pub enum ExecutorError {
     /// under it).
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
-    /// A run with this id is live in this executor: started or resumed, and its
-    /// future neither finished nor dropped. The id is the run's group in the
+    /// A run with this id is live in this executor, or in another executor over the
+    /// same coordinator: started or resumed, and its future neither finished nor
+    /// dropped (or the host watches the group itself). The id is the run's group in the
     /// coordinator, which keeps one mailbox of notices per group, so two live runs
     /// under one id would take each other's notices and wait forever. Nothing was
     /// started and the live run is untouched; the id is free again once that run
     /// ends.
-    #[error("run {run:?} is already live in this executor; live runs need distinct ids")]
+    #[error("run {run:?} is already live on this coordinator; live runs need distinct ids")]
     RunInProgress {
         /// The id.
         run: String,
@@ -442,17 +443,17 @@ impl Executor {
     /// executor sharing its coordinator: the id is the run's group, and the
     /// coordinator keeps one mailbox of notices per group. A run is live from this
     /// call until its future finishes (succeeded, failed or cancelled) or is dropped;
-    /// then its id may be used again. This executor refuses an id live in it; runs of
-    /// two executors over one coordinator must be kept apart by the host. Agents that
+    /// then its id may be used again. This executor refuses an id live in it or in
+    /// another executor over the same coordinator. Agents that
     /// keep records of a step's effect past the end of its run need an id per run
     /// (see [`WorkItem`]).
     ///
     /// # Errors
     /// The future ends at once, having changed nothing, with
     /// [`ExecutorError::RunInProgress`] if a run with this `id` is live in this
-    /// executor, or [`WorkflowError::EmptyRunId`] if `id` is empty or only
-    /// whitespace. Otherwise [`ExecutorError`] if the coordinator refuses an operation
-    /// outright (a bug, not a step failure).
+    /// executor or another over its coordinator, or [`WorkflowError::EmptyRunId`] if
+    /// `id` is empty or only whitespace. Otherwise [`ExecutorError`] if the coordinator
+    /// refuses an operation outright (a bug, not a step failure).
     ///
     /// [`WorkItem`]: crate::agent::WorkItem
     pub fn run(&self, workflow: &Workflow, id: &str, seed: u64) -> RunFuture<'_> {
@@ -511,7 +512,7 @@ impl Executor {
     ///
     /// # Errors
     /// As [`run`](Self::run): [`ExecutorError::RunInProgress`] if a run with the
-    /// run's id is live in this executor, [`WorkflowError::EmptyRunId`] if the id is
+    /// run's id is live on the coordinator, [`WorkflowError::EmptyRunId`] if the id is
     /// empty or only whitespace (both at once, having changed nothing).
     pub fn resume(&self, run: Run) -> RunFuture<'_> {
         match self.admit(run.id()) {
