@@ -199,17 +199,19 @@ fn an_overloaded_agent_is_a_bottleneck_with_recommendations() {
     assert_eq!(back.performance.findings, perf.findings);
 }
 
+/// An edit of one file: tasks of it collide on their exclusive claim.
+fn edit(id: u64) -> Task {
+    Task::new(TaskId::new(id), "edit", "edit the file").with_requirements(
+        Requirements::new()
+            .with_capability(Capability::new("edit").unwrap())
+            .with_claim(Claim::exclusive("file:src/lib.rs")),
+    )
+}
+
 #[test]
 fn blocked_tasks_and_conflicts_are_timed_from_the_events() {
     let (c, clock) = coordinator(Timestamp::EPOCH);
     c.register_agent(agent(1, "edit", 2, "cpu=4")).unwrap();
-    let edit = |id| {
-        Task::new(TaskId::new(id), "edit", "edit the file").with_requirements(
-            Requirements::new()
-                .with_capability(Capability::new("edit").unwrap())
-                .with_claim(Claim::exclusive("file:src/lib.rs")),
-        )
-    };
     c.assign(edit(1)).unwrap();
     clock.advance(Duration::from_secs(60));
     // Collides with the first: waits behind it while the conflict is open.
@@ -543,13 +545,6 @@ proptest! {
 fn merging_at_a_window_boundary_keeps_the_queue_and_open_conflicts_of_now() {
     let (c, clock) = coordinator(Timestamp::EPOCH);
     c.register_agent(agent(1, "edit", 2, "cpu=4")).unwrap();
-    let edit = |id| {
-        Task::new(TaskId::new(id), "edit", "edit the file").with_requirements(
-            Requirements::new()
-                .with_capability(Capability::new("edit").unwrap())
-                .with_claim(Claim::exclusive("file:src/lib.rs")),
-        )
-    };
     clock.advance(Duration::from_secs(HOUR));
     // At the boundary: one runs, the other waits behind its claim.
     c.assign(edit(1)).unwrap();
