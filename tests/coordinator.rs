@@ -1912,3 +1912,32 @@ fn registering_an_id_twice_is_the_registrys_duplicate() {
     );
     assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
 }
+
+/// The one-task path writes each explanation over a finished assignment's that
+/// nobody holds: nothing of the old one may show through.
+#[test]
+fn an_explanation_written_over_a_finished_one_keeps_nothing_of_it() {
+    let fleet = [
+        agent(1, &["qa"], &[], "cpu=4"),
+        agent(2, &["ops"], &[], "cpu=4"),
+        agent(3, &["ops"], &[], "cpu=4"),
+    ];
+    let explain = |c: &Coordinator, t: Task| assigned(c, t).explanation.clone();
+    let (clock, fresh_clock) = (clock(), clock());
+    let (c, fresh) = (coordinator(&clock), coordinator(&fresh_clock));
+    for p in &fleet {
+        c.register_agent(p.clone()).unwrap();
+        fresh.register_agent(p.clone()).unwrap();
+    }
+    // A first explanation with every list filled: a rejection, a runner-up, scores.
+    let first = explain(&c, task(1, "deploy", "ops", "cpu=1"));
+    assert!(!first.rejected.is_empty() && first.runner_up.is_some());
+    c.complete(TaskId::new(1), true, None).unwrap();
+    drop(first);
+    c.drain_events();
+    // Then one with a single fit (no runner-up), other rejections, other scores.
+    let second = explain(&c, task(2, "verify", "qa", "cpu=3"));
+    let expected = explain(&fresh, task(2, "verify", "qa", "cpu=3"));
+    assert_eq!(second, expected);
+    assert_eq!(second.runner_up, None);
+}

@@ -121,6 +121,29 @@ pub struct Explanation {
 }
 
 impl Explanation {
+    /// Empties it for a new decision among `considered` agents, keeping its lists'
+    /// capacity: the one-task path writes each explanation over a finished one, so
+    /// that explaining a decision allocates nothing once the lists have grown.
+    pub(crate) fn reset(&mut self, considered: usize) {
+        // Every field by name: one added later must be reset here too.
+        let Explanation {
+            considered: c,
+            fit,
+            rejected,
+            winner,
+            scores,
+            runner_up,
+            analyzed,
+        } = self;
+        *c = considered;
+        *fit = 0;
+        rejected.clear();
+        *winner = None;
+        scores.clear();
+        *runner_up = None;
+        analyzed.clear();
+    }
+
     /// Sorts and stores rejection counts.
     pub(crate) fn set_rejections(&mut self, mut counts: Vec<RejectionCount>) {
         counts.retain(|c| c.count > 0);

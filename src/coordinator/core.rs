@@ -7,7 +7,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::agent::{AgentProfile, AgentRegistry, AgentStatus, RegistryError};
-use crate::assignment::{Admission, Assigner, Explanation, Fleet, Placement, Plan, Refusal};
+use crate::assignment::{
+    Admission, Assigner, Explanation, Fleet, Placement, Plan, Refusal, Unplaced,
+};
 use crate::clock::Timestamp;
 use crate::conflict::{
     ConflictDetector, ConflictError, ConflictId, ConflictManager, EscalationLevel, HumanDecision,
@@ -112,6 +114,8 @@ pub(super) struct State {
     /// The assigner's plan, emptied and kept between batches for its lists'
     /// capacity.
     pub(super) plan: Plan,
+    /// The outcome list of a one-task call, kept between calls for its capacity.
+    pub(super) outcomes: Vec<AssignOutcome>,
     /// The rules that fired for the batch's tasks, and each analyzed task's range
     /// of them: kept between batches for their capacity (a list per task was two
     /// allocations per one-task batch).
@@ -175,6 +179,7 @@ impl State {
             last_group: None,
             fired: (Vec::new(), Vec::new()),
             plan: Plan::default(),
+            outcomes: Vec::new(),
             spare: std::collections::VecDeque::new(),
             parked: BTreeSet::new(),
             watched: BTreeMap::new(),
@@ -999,11 +1004,28 @@ impl Core {
         task: Task,
         now: Timestamp,
     ) -> Result<AssignOutcome, CoordinatorError> {
-        // The batch of one on the stack: no vector for the task.
+        self.assign_one(None, task, now)
+    }
+
+    /// Assigns one task, optionally in `group`: [`assign`](Self::assign), and
+    /// [`Coordinator`](super::Coordinator)'s one-task calls.
+    pub(super) fn assign_one(
+        &mut self,
+        group: Option<&str>,
+        task: Task,
+        now: Timestamp,
+    ) -> Result<AssignOutcome, CoordinatorError> {
+        // The batch of one on the stack, its outcome in the list kept for it: no
+        // vector is made for either.
         let mut tasks = [task];
-        let mut out = Vec::with_capacity(1);
-        self.assign_batch_into(None, &mut tasks, &mut out, true, now)?;
-        Ok(out.remove(0))
+        let mut out = std::mem::take(&mut self.s.outcomes);
+        out.clear();
+        let done = self.assign_batch_into(group, &mut tasks, &mut out, true, now);
+        let outcome = out.pop();
+        self.s.outcomes = out;
+        done?;
+        // One task in, one outcome out (or an error, returned above).
+        Ok(outcome.expect("a batch of one task has one outcome"))
     }
 
     /// Assigns a batch of tasks together (the assigner sees them all at once, which is
@@ -1140,6 +1162,17 @@ impl Core {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
             let pending = std::mem::take(&mut s.proposals);
             let mut plan = std::mem::take(&mut s.plan);
+            // The explanation of a finished assignment that nobody holds is written
+            // over by a one-task batch's (see `GreedyAssigner`), its lists' capacity
+            // reused; the assignment itself is reused at commit, where its
+            // explanation is replaced anyway.
+            if analyzed.len() == 1 {
+                if let Some(a) = s.spare.front_mut().and_then(Arc::get_mut) {
+                    let explanation = std::mem::take(&mut a.explanation);
+                    let task = a.task.id();
+                    plan.unplaced.push(Unplaced { task, explanation });
+                }
+            }
             s.fleet.refresh(&s.registry, Some(&s.ledger));
             let st: &State = s;
             let fleet = &st.fleet;

@@ -331,12 +331,7 @@ impl Coordinator {
     /// # Errors
     /// As [`Core::assign_batch`].
     pub fn assign(&self, task: Task) -> Result<AssignOutcome, CoordinatorError> {
-        // The batch of one on the stack: no vector for the task.
-        let mut tasks = [task];
-        let mut out = Vec::with_capacity(1);
-        self.assign_batch_into(None, &mut tasks, &mut out, true)?;
-        // One task in, one outcome out.
-        Ok(out.remove(0))
+        self.with(|c, now| c.assign_one(None, task, now))
     }
 
     /// Assigns one task as part of `group` (a workflow run), so separation of duties
@@ -349,10 +344,7 @@ impl Coordinator {
         group: &str,
         task: Task,
     ) -> Result<AssignOutcome, CoordinatorError> {
-        let mut tasks = [task];
-        let mut out = Vec::with_capacity(1);
-        self.assign_batch_into(Some(group), &mut tasks, &mut out, true)?;
-        Ok(out.remove(0))
+        self.with(|c, now| c.assign_one(Some(group), task, now))
     }
 
     /// Assigns a batch of tasks together. See [`Core::assign_batch`].

@@ -901,10 +901,7 @@ impl<'a> Engine<'a> {
         collect: bool,
         explanation: &mut Explanation,
     ) -> Result<Option<(Scored, Scored)>, AssignmentError> {
-        *explanation = Explanation {
-            considered: self.fleet.len(),
-            ..Explanation::default()
-        };
+        explanation.reset(self.fleet.len());
         if !t.satisfiable {
             return Ok(None);
         }
@@ -912,11 +909,12 @@ impl<'a> Engine<'a> {
         let (best, second, fitted) = self.scan(t, collect || !simple);
         // When every agent fits (as the executor's one agent mostly does), no counter
         // is worth visiting.
-        let mut counts = if fitted == self.fleet.len() {
-            Vec::new()
-        } else {
-            self.rejection_counts(task, t)
-        };
+        // Written into the explanation's own list (emptied above), which keeps its
+        // capacity from the explanation this one is written over.
+        let mut counts = std::mem::take(&mut explanation.rejected);
+        if fitted != self.fleet.len() {
+            self.rejection_counts_into(task, t, &mut counts);
+        }
         let fit;
         if simple {
             fit = fitted;
@@ -1071,9 +1069,11 @@ impl<'a> Engine<'a> {
     ) -> (AgentId, f64) {
         let agent = self.fleet.ids[i];
         let scores = self.builtin_scores(i, t);
-        // The explanation's one allocation: every part, at its exact size.
-        let mut parts: Vec<PluginScore> =
-            Vec::with_capacity(self.parts.len() + self.cfg.scorers.len());
+        // Written into the explanation's own list (emptied when it was reset): once
+        // grown it allocates nothing. Otherwise its one allocation, at its exact size.
+        let parts = &mut explanation.scores;
+        parts.clear();
+        parts.reserve_exact(self.parts.len() + self.cfg.scorers.len());
         parts.extend(self.parts.iter().map(|&(k, name, weight)| PluginScore {
             plugin: Cow::Borrowed(name),
             score: scores[k],
@@ -1088,7 +1088,6 @@ impl<'a> Engine<'a> {
         }
         let total = parts.iter().map(|p| p.weight * p.score).sum::<f64>() / self.weight_sum;
         explanation.winner = Some((agent, total));
-        explanation.scores = parts;
         if self.direct {
             // The batch's one placement: nothing reads the charge, and the columns
             // are the fleet's.
@@ -1132,7 +1131,8 @@ impl<'a> Engine<'a> {
                 unknown_capability += 1;
             }
         }
-        let mut counts = self.rejection_counts(task, t);
+        let mut counts = Vec::new();
+        self.rejection_counts_into(task, t, &mut counts);
         if let Some(role) = &t.unknown_role {
             counts.push(RejectionCount {
                 reason: Rejection::MissingRole { role: role.clone() },
@@ -1159,13 +1159,13 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// The reason counters as rejection counts. Only the task's own codes are read
-    /// (the statuses, its roles and capabilities, the dimensions it needs): no pass
-    /// counts under any other, and a fleet's catalogs may hold thousands of names.
-    fn rejection_counts(&self, task: &Task, t: &CompiledTask) -> Vec<RejectionCount> {
+    /// The reason counters as rejection counts, appended to `out`. Only the task's own
+    /// codes are read (the statuses, its roles and capabilities, the dimensions it
+    /// needs): no pass counts under any other, and a fleet's catalogs may hold
+    /// thousands of names.
+    fn rejection_counts_into(&self, task: &Task, t: &CompiledTask, out: &mut Vec<RejectionCount>) {
         let counts = &self.buf.counts;
         let req = task.requirements();
-        let mut out = Vec::new();
         let mut add = |code: usize, reason: &dyn Fn() -> Rejection| {
             if counts[code] > 0 {
                 out.push(RejectionCount {
@@ -1197,7 +1197,6 @@ impl<'a> Engine<'a> {
                 resource: self.dims()[d].clone(),
             });
         }
-        out
     }
 }
 

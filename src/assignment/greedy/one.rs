@@ -13,7 +13,6 @@ use super::{
     Buffers, Engine, GreedyAssigner, NO_SLOT, Scored, Scratch, affinity_at, builtin_scores,
     fleet_column, short_dim, status_code,
 };
-use crate::assignment::explain::Explanation;
 use crate::assignment::fleet::{CompiledTask, Fleet};
 use crate::assignment::index::Bits;
 use crate::assignment::{Admission, AssignmentError, Placement, Plan, Unplaced, check_batch};
@@ -33,10 +32,15 @@ impl GreedyAssigner {
     ) -> Result<(), AssignmentError> {
         check_batch(std::slice::from_ref(task), fleet, &mut scratch.ids)?;
         let mut engine = Engine::one_task(self, fleet, task, &mut scratch.engine)?;
+        // An explanation left in the plan is written over (`place` resets it), its
+        // lists' capacity reused: the coordinator leaves there a finished
+        // assignment's that nobody holds any more.
+        let mut explanation = (plan.unplaced.pop().map(|u| u.explanation))
+            .or_else(|| plan.placements.pop().map(|p| p.explanation))
+            .unwrap_or_default();
         plan.placements.clear();
         plan.unplaced.clear();
         plan.refusals.clear();
-        let mut explanation = Explanation::default();
         let placed = engine.place(
             task,
             &mut scratch.task,
