@@ -14,6 +14,9 @@ use concord::{
     Resources, Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId, Timestamp,
 };
 
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
 const MIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn clock() -> ManualClock {
@@ -1940,4 +1943,63 @@ fn an_explanation_written_over_a_finished_one_keeps_nothing_of_it() {
     let expected = explain(&fresh, task(2, "verify", "qa", "cpu=3"));
     assert_eq!(second, expected);
     assert_eq!(second.runner_up, None);
+}
+
+/// A host that assigns and completes one task at a time, draining the events into
+/// a buffer it keeps, makes the coordinator allocate nothing per task once warm:
+/// with the default analyzer reading each description, and explanations, events
+/// and outcomes as exact as ever.
+#[test]
+fn one_task_at_a_time_allocates_nothing_once_warm() {
+    let c = Coordinator::builder().clock(clock()).build();
+    for id in 0..40 {
+        let (roles, caps): (&[&str], &[&str]) = match id % 3 {
+            0 => (&["ops"], &["deploy", "health_check"]),
+            1 => (&["qa"], &["screenshot"]),
+            _ => (&["ops", "qa"], &["deploy", "health_check", "screenshot"]),
+        };
+        c.register_agent(agent(id, roles, caps, "cpu=8,memory=32Gi"))
+            .unwrap();
+    }
+    // Shared texts, as a host that keeps its task templates has: the task itself
+    // allocates nothing either.
+    let work: Vec<(Arc<str>, Arc<str>)> = [
+        (
+            "release",
+            "Deploy the api to staging and run the health check on every node.",
+        ),
+        (
+            "qa",
+            "Take a screenshot of the billing dashboard for visual verification.",
+        ),
+        (
+            "check",
+            "Run a health check on the search cluster in production.",
+        ),
+        (
+            "misc",
+            "Tidy the shared drive and archive last year's folders.",
+        ),
+    ]
+    .iter()
+    .map(|(k, d)| (Arc::from(*k), Arc::from(*d)))
+    .collect();
+    let mut journal = Vec::new();
+    let mut run = |from: u64, to: u64| {
+        for id in from..to {
+            let (kind, text) = &work[id as usize % work.len()];
+            let t = Task::new(TaskId::new(id), Arc::clone(kind), Arc::clone(text));
+            let a = assigned(&c, t);
+            drop(a);
+            assert!(c.complete(TaskId::new(id), true, None).unwrap().is_empty());
+            c.drain_events_into(&mut journal);
+            journal.clear();
+        }
+    };
+    // Warm: every buffer grown, every finished assignment kept for reuse.
+    run(0, 500);
+    let before = counting_alloc::allocations();
+    run(500, 1_500);
+    let made = counting_alloc::allocations() - before;
+    assert_eq!(made, 0, "{made} allocations for 1,000 tasks");
 }

@@ -18,6 +18,8 @@ use concord::{
 };
 use proptest::prelude::*;
 
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 #[path = "support/rng.rs"]
 mod rng;
 use rng::Rng;
@@ -852,41 +854,6 @@ fn a_restart_keeps_the_anomaly_baselines() {
 
 // ----- no allocation per event ----------------------------------------------------------
 
-/// Counts the allocations made on the current thread (tests run on several).
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-// SAFETY: every call goes to the system allocator unchanged; the count is a
-// thread-local integer, which allocates nothing.
-unsafe impl std::alloc::GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        // SAFETY: the caller's contract is passed on.
-        unsafe { std::alloc::System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: the caller's contract is passed on.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|c| c.set(c.get() + 1));
-        // SAFETY: the caller's contract is passed on.
-        unsafe { std::alloc::System.realloc(ptr, layout, size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(std::cell::Cell::get)
-}
-
 #[test]
 fn steady_state_ingestion_allocates_nothing_per_event() {
     let (c, clock) = coordinator(Timestamp::EPOCH);
@@ -916,9 +883,9 @@ fn steady_state_ingestion_allocates_nothing_per_event() {
     let (warm, steady) = events.split_at(events.len() / 2);
     let mut m = Monitor::new(MonitorConfig::default()).unwrap();
     m.ingest_all(warm);
-    let before = allocations();
+    let before = counting_alloc::allocations();
     m.ingest_all(steady);
-    let made = allocations() - before;
+    let made = counting_alloc::allocations() - before;
     println!(
         "{made} allocations for {} events in steady state",
         steady.len()
