@@ -30,6 +30,8 @@
 //! This module sits above every domain module; only the workflow drivers
 //! (`workflow::executor`, `workflow::runbooks`) and the crate root import it.
 
+mod admission;
+mod agents;
 mod builder;
 mod claims;
 mod comms;
@@ -39,6 +41,7 @@ mod emergency;
 mod error;
 mod event;
 mod journal;
+mod lifecycle;
 mod queue;
 mod snapshot;
 

@@ -1,0 +1,87 @@
+//! The policies' say in an assignment: `PolicyAdmission`, the [`Admission`] the core
+//! hands the assigner. It asks the host's policies about each (task, agent) pair,
+//! with the placements the batch accepted so far counted as pending, and holds back
+//! what the communications stop gates before any policy is asked.
+//!
+//! Separate from the batch procedure in `core.rs` because it is the one seam between
+//! the assigner and the policies: what a placement must pass lives here; how a batch
+//! is analyzed, predicted and committed lives there.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::assignment::{Admission, Placement, Refusal};
+use crate::clock::Timestamp;
+use crate::id::{AgentId, TaskId};
+use crate::policy::{PendingBatch, PolicyContext, PolicyEnforcer, Violation};
+use crate::task::Task;
+
+use super::core::State;
+
+/// Asks the policies about each (task, agent) pair, counting the batch's accepted
+/// placements as pending.
+pub(super) struct PolicyAdmission<'a> {
+    pub(super) policies: &'a dyn PolicyEnforcer,
+    pub(super) state: &'a State,
+    /// The external capabilities, for the communications stop.
+    pub(super) external: &'a [crate::id::Capability],
+    pub(super) group: Option<&'a Arc<str>>,
+    /// Proposals accepted so far.
+    pub(super) pending: PendingBatch,
+    /// Warnings per task.
+    pub(super) warnings: BTreeMap<TaskId, Vec<Violation>>,
+    pub(super) now: Timestamp,
+}
+
+impl Admission for PolicyAdmission<'_> {
+    fn admit(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        accepted: &[Placement],
+    ) -> Result<(), Refusal> {
+        // Placements the assigner accepted since we last looked were admitted by us.
+        self.pending.truncate(accepted.len());
+        // The communications stop holds the task back before any policy is asked:
+        // it is the core's gate, whatever the host's policies say.
+        if let Some(stop) = self.state.comms.as_ref() {
+            if let Some(capability) = super::comms::gated(Some(stop), self.external, task) {
+                return Err(Refusal::new(
+                    task.id(),
+                    agent,
+                    super::comms::COMMUNICATIONS_GATE,
+                    super::comms::refusal_message(stop, capability),
+                ));
+            }
+        }
+        // Made where it stays if admitted, and checked against the placements before
+        // it.
+        self.pending.propose(task, agent, self.group);
+        let Some((proposal, before)) = self.pending.split_last() else {
+            unreachable!("a proposal was just pushed");
+        };
+        let ctx = PolicyContext::new(&self.state.registry, &self.state.ledger)
+            .with_mode(self.state.mode)
+            .with_duties(&self.state.duties)
+            .with_pending_batch(before, &self.pending)
+            .with_now(self.now);
+        let violations = self.policies.validate(proposal, &ctx);
+        if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
+            self.pending.retract_last();
+            return Err(Refusal::new(
+                task.id(),
+                agent,
+                v.rule.clone(),
+                v.message.clone(),
+            ));
+        }
+        // Only findings are kept (an empty entry would cost an allocation per task);
+        // a task admitted again (an assigner that backtracks) keeps its last ones.
+        if violations.is_empty() {
+            self.warnings.remove(&task.id());
+        } else {
+            self.warnings.insert(task.id(), violations);
+        }
+        Ok(())
+    }
+}
