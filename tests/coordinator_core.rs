@@ -1351,3 +1351,23 @@ fn a_denied_task_takes_its_earlier_approval_with_it() {
     let restored = builder(&clock).restore(live).expect("restore");
     assert_eq!(json(&restored), json(&c));
 }
+
+/// A task handed back by an agent that left service says why it waits as any queued
+/// task does, counting the fleet as it stands. It used to wait with an empty
+/// explanation, so `why_waiting` read "for an agent with room: 0 of 0 agents fit"
+/// on a fleet of two.
+#[test]
+fn a_task_handed_back_says_why_it_waits() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    two_busy_agents(&c);
+    clock.advance(MIN);
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    assert_eq!(waiting(&c), [tid(1)]);
+    let why = c.why_waiting(tid(1)).expect("waits");
+    assert_eq!(
+        why,
+        "for an agent with room: 0 of 2 agents fit: 1 is busy, 1 is offline"
+    );
+}

@@ -131,6 +131,12 @@ impl State {
         match request_place(self, &w.task, w.since, now) {
             Ok(Place::Asked(RequestOutcome::Queued(request))) => {
                 tracing::debug!(task.id = %id, request.id = %request, "task queued again");
+                if w.explanation.considered == 0 {
+                    // Nothing was considered for it yet (handed back by an agent that
+                    // left service, or let out from behind a claim): say why it
+                    // waits, as `why_waiting` and the event tell it.
+                    w.explanation = waiting_explanation(self, &w.task);
+                }
                 self.push(
                     now,
                     EventKind::TaskQueued {
@@ -223,6 +229,51 @@ fn away_or_never(s: &State, task: &Task) -> Place {
     let away = qualified(s, task)
         .any(|v| !v.status().is_in_service() && s.ledger.could_ever_hold(v.id(), needs));
     if away { Place::Away } else { Place::Never }
+}
+
+/// Why no agent can take `task` now, for a task queued again with nothing
+/// considered for it: each agent counted under the first filter it fails, in the
+/// assigner's order (its status, a free slot, a role, a capability, a resource it
+/// has too little of free).
+fn waiting_explanation(s: &State, task: &Task) -> Explanation {
+    let req = task.requirements();
+    let needs = req.resources();
+    let mut why = Explanation::default();
+    for v in s.registry.iter() {
+        why.considered += 1;
+        let (id, profile, status) = (v.id(), v.profile(), v.status());
+        let slots_full = match (s.ledger.task_slots(id), s.ledger.tasks_on(id)) {
+            (Ok(Some(slots)), Ok(on)) => on >= slots,
+            _ => false,
+        };
+        let reason = if status != crate::agent::AgentStatus::Available {
+            Rejection::Status { status }
+        } else if slots_full {
+            Rejection::NoFreeSlot
+        } else if let Some(role) = req.roles().iter().find(|r| !profile.has_role(r)) {
+            Rejection::MissingRole { role: role.clone() }
+        } else if let Some(c) = req
+            .capabilities()
+            .iter()
+            .find(|c| !profile.has_capability(c))
+        {
+            Rejection::MissingCapability {
+                capability: c.clone(),
+            }
+        } else if let Some((resource, ..)) = s
+            .ledger
+            .free(id)
+            .ok()
+            .and_then(|free| needs.first_shortfall(&free))
+        {
+            Rejection::Insufficient { resource }
+        } else {
+            why.fit += 1;
+            continue;
+        };
+        why.reject(reason);
+    }
+    why
 }
 
 /// Why no agent could ever take `task`, in place of the assigner's `explanation` of
