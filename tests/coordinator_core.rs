@@ -1371,3 +1371,31 @@ fn a_task_handed_back_says_why_it_waits() {
         "for an agent with room: 0 of 2 agents fit: 1 is busy, 1 is offline"
     );
 }
+
+/// A task handed back keeps its age in the queue (`OnAgentLoss::Requeue`): the time
+/// it first asked, not the time it was assigned, so a task that waited its turn goes
+/// before the tasks that asked after it. It used to wait again from its assignment,
+/// behind them.
+#[test]
+fn a_task_handed_back_keeps_the_age_it_had_before_it_was_assigned() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    two_busy_agents(&c);
+    clock.advance(MIN);
+    queued(c.assign(task(3)).expect("task 3")); // asks at t0 + 1 min
+    clock.advance(MIN);
+    queued(c.assign(task(4)).expect("task 4")); // asks at t0 + 2 min
+    clock.advance(MIN);
+    let served = c.complete(tid(1), true, None).expect("complete 1");
+    assert_eq!(ids(&served), [tid(3)], "the older task goes first");
+    clock.advance(MIN);
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    let since: Vec<_> = c.waiting().iter().map(|w| (w.task.id(), w.since)).collect();
+    assert!(
+        since.contains(&(tid(3), Some(t0() + MIN))),
+        "task 3 waits from when it first asked: {since:?}"
+    );
+    let served = c.complete(tid(2), true, None).expect("complete 2");
+    assert_eq!(ids(&served), [tid(3)], "task 3 is still older than task 4");
+}

@@ -381,7 +381,8 @@ impl Core {
                     task: a.task,
                     group: a.group,
                     behind: None,
-                    since: Some(a.assigned_at),
+                    // Its age in the queue: from when it first asked.
+                    since: Some(a.waiting_since.unwrap_or(a.assigned_at)),
                     parked: None,
                 };
                 if hold {

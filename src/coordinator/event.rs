@@ -39,6 +39,11 @@ pub struct Assignment {
     pub group: Option<Arc<str>>,
     /// When it was assigned.
     pub assigned_at: Timestamp,
+    /// When it first asked to run, if it waited before it was assigned (a task
+    /// assigned at once asked at `assigned_at`): a task handed back by an agent that
+    /// leaves service waits again from then, keeping its age in the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Timestamp>,
 }
 
 /// What [`Core::assign_batch`](super::Core::assign_batch) did with a task.

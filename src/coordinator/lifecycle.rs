@@ -158,6 +158,7 @@ impl Core {
                 slot.warnings = warnings;
                 slot.group = group.cloned();
                 slot.assigned_at = now;
+                slot.waiting_since = None;
                 // The finished task goes back to the batch's buffer, where the next
                 // batch's task is written over it.
                 std::mem::swap(&mut slot.task, task);
@@ -172,6 +173,7 @@ impl Core {
                 warnings,
                 group: group.cloned(),
                 assigned_at: now,
+                waiting_since: None,
                 task: task.take(),
             }),
         };

@@ -656,6 +656,7 @@ impl Core {
                 warnings: violations,
                 group: w.group.clone(),
                 assigned_at: now,
+                waiting_since: w.since,
                 task: w.task,
             };
             if s.registry.task_started(g.agent, now).is_err() {

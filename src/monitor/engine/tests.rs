@@ -100,6 +100,7 @@ fn assignment(task: u64, agent: u64, resources: Resources, secs: u64) -> Assignm
         warnings: Vec::new(),
         group: None,
         assigned_at: at(secs),
+        waiting_since: None,
     }
 }
 
