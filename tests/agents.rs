@@ -901,13 +901,33 @@ fn manual_status_and_slots_interact_as_documented() {
     assert_eq!(r.get(qa).unwrap().status_since(), t(6));
     assert_eq!(r.set_status(qa, Available, t(8)).unwrap(), Unhealthy);
 
-    // A manual busy with free slots blocks new work and ends with the next finish.
+    // A manual busy with free slots is the host's (a drain): it blocks new work,
+    // also once a task finishes, until the host sets the agent available. It used
+    // to end with the next finish, handing a drained agent new work mid-window.
     let qa2 = id(3); // three slots
     r.task_started(qa2, t(9)).unwrap();
     r.set_status(qa2, Busy, t(10)).unwrap();
+    assert!(r.is_held_busy(qa2).unwrap());
     assert_eq!(r.get(qa2).unwrap().free_slots(), 2);
     assert!(!r.available_agents(&Requirements::new()).contains(&qa2));
-    assert_eq!(r.task_finished(qa2, t(11)).unwrap(), Available);
+    assert_eq!(r.task_finished(qa2, t(11)).unwrap(), Busy);
+    let kept = AgentRegistry::restore(r.snapshot()).unwrap();
+    assert!(
+        kept.is_held_busy(qa2).unwrap(),
+        "the hold is in the snapshot"
+    );
+    assert_eq!(r.set_status(qa2, Available, t(12)).unwrap(), Busy);
+    assert!(!r.is_held_busy(qa2).unwrap());
+
+    // A full busy agent is held by `hold_busy`, and let go the same way.
+    r.task_started(qa2, t(13)).unwrap();
+    r.task_started(qa2, t(13)).unwrap();
+    r.task_started(qa2, t(13)).unwrap();
+    assert!(r.hold_busy(qa2, true, t(14)).unwrap());
+    assert!(!r.hold_busy(qa2, true, t(14)).unwrap());
+    assert_eq!(r.task_finished(qa2, t(15)).unwrap(), Busy);
+    assert!(r.hold_busy(qa2, false, t(16)).unwrap());
+    assert_eq!(r.status(qa2).unwrap(), Available, "a slot is free");
 }
 
 #[test]

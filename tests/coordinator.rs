@@ -402,6 +402,11 @@ fn bad_calls_are_typed_errors_that_change_nothing() {
     let c = coordinator(&clock);
     c.register_agent(agent(1, &["ops"], &[], "cpu=2")).unwrap();
     c.assign(task(1, "a", "ops", "cpu=1")).unwrap();
+    // Busy from its one slot; the host's busy holds it so (a drain): a change.
+    assert!(
+        c.set_agent_status(AgentId::new(1), AgentStatus::Busy)
+            .unwrap()
+    );
     let before = serde_json::to_string(&c.snapshot()).unwrap();
 
     let e = c.assign(task(1, "a", "ops", "cpu=1")).unwrap_err();

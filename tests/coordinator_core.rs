@@ -1399,3 +1399,100 @@ fn a_task_handed_back_keeps_the_age_it_had_before_it_was_assigned() {
     let served = c.complete(tid(2), true, None).expect("complete 2");
     assert_eq!(ids(&served), [tid(3)], "task 3 is still older than task 4");
 }
+
+fn status(c: &Coordinator, id: u64) -> AgentStatus {
+    c.with_registry(|r| r.status(aid(id))).expect("registered")
+}
+
+/// A host drains an agent for a maintenance window by setting it busy (`Busy`: "takes
+/// no new work: every slot is taken, or the host said so"): its running work
+/// finishes, and nothing new starts on it until the host sets it available. The
+/// host's busy used to be undone by the first task that finished on the agent, which
+/// then took new work in the middle of the window.
+#[test]
+fn an_agent_the_host_set_busy_takes_no_new_work_until_it_is_set_available() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 2)).expect("register");
+    assigned(c.assign(task(1)).expect("task 1"));
+    assert!(
+        c.set_agent_status(aid(1), AgentStatus::Busy)
+            .expect("drain")
+    );
+    queued(c.assign(task(2)).expect("task 2"));
+    clock.advance(MIN);
+    let started = c.complete(tid(1), true, None).expect("complete 1");
+    assert!(
+        started.is_empty(),
+        "work started on a drained agent: {started:?}"
+    );
+    assert_eq!(status(&c, 1), AgentStatus::Busy);
+    assert_eq!(waiting(&c), [tid(2)]);
+    // The snapshot keeps the hold.
+    let restored = Coordinator::builder()
+        .restore(c.snapshot())
+        .expect("restores");
+    assert_eq!(json(&restored), json(&c));
+    // The window ends.
+    clock.advance(MIN);
+    assert!(
+        c.set_agent_status(aid(1), AgentStatus::Available)
+            .expect("back")
+    );
+    assert_eq!(running(&c), [(tid(2), aid(1))]);
+    // Busy from its slots alone, as before: available again when one frees.
+    assigned(c.assign(task(3)).expect("task 3"));
+    assert_eq!(status(&c, 1), AgentStatus::Busy);
+    let started = c.complete(tid(2), true, None).expect("complete 2");
+    assert!(started.is_empty());
+    assert_eq!(status(&c, 1), AgentStatus::Available);
+}
+
+/// Draining an agent already busy because every slot is taken holds it too: setting
+/// it busy is a change (`true`), and the slot that frees stays free until the host
+/// sets it available; setting a held agent available while its slots are still all
+/// taken lifts the hold (it stays busy from its slots until one frees).
+#[test]
+fn a_full_agent_the_host_sets_busy_stays_busy_when_a_slot_frees() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 1)).expect("register");
+    assigned(c.assign(task(1)).expect("task 1"));
+    assert_eq!(status(&c, 1), AgentStatus::Busy);
+    assert!(
+        c.set_agent_status(aid(1), AgentStatus::Busy)
+            .expect("drain")
+    );
+    assert!(
+        !c.set_agent_status(aid(1), AgentStatus::Busy)
+            .expect("again"),
+        "holding it twice changes nothing"
+    );
+    queued(c.assign(task(2)).expect("task 2"));
+    clock.advance(MIN);
+    assert!(
+        c.complete(tid(1), true, None)
+            .expect("complete 1")
+            .is_empty()
+    );
+    assert_eq!(status(&c, 1), AgentStatus::Busy);
+    assert!(
+        c.set_agent_status(aid(1), AgentStatus::Available)
+            .expect("back")
+    );
+    assert_eq!(running(&c), [(tid(2), aid(1))]);
+
+    // Held while full, then let go while still full: its slot frees as usual.
+    assert!(
+        c.set_agent_status(aid(1), AgentStatus::Busy)
+            .expect("drain")
+    );
+    queued(c.assign(task(3)).expect("task 3"));
+    assert!(
+        c.set_agent_status(aid(1), AgentStatus::Available)
+            .expect("lift the hold")
+    );
+    assert_eq!(status(&c, 1), AgentStatus::Busy, "its slot is still taken");
+    let started = c.complete(tid(2), true, None).expect("complete 2");
+    assert_eq!(ids(&started), [tid(3)]);
+}

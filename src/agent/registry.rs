@@ -95,6 +95,10 @@ pub struct AgentRegistry {
     profiles: Vec<AgentProfile>,
     status_since: Vec<Timestamp>,
     registered_at: Vec<Timestamp>,
+    /// Whether the host set the agent `busy` (a drain): it stays busy when a slot
+    /// frees, until the host sets another status. False for an agent busy only
+    /// because every slot is taken.
+    held: Vec<bool>,
     /// Shared with the [`Fleet`](crate::assignment::Fleet)s compiled from this
     /// registry (copied only when a new name is interned while a fleet holds it).
     role_catalog: Arc<CapabilityCatalog>,
@@ -181,6 +185,7 @@ impl AgentRegistry {
         self.profiles.insert(at, profile);
         self.status_since.insert(at, status_since);
         self.registered_at.insert(at, registered_at);
+        self.held.insert(at, false);
     }
 
     /// Removes an agent and returns its profile. Its names stay in the catalogs (bits
@@ -206,6 +211,7 @@ impl AgentRegistry {
         self.capacity.remove(i);
         self.status_since.remove(i);
         self.registered_at.remove(i);
+        self.held.remove(i);
         let profile = self.profiles.remove(i);
         tracing::info!(agent.id = %agent, "agent deregistered");
         Ok(profile)
@@ -245,6 +251,11 @@ impl AgentRegistry {
     }
 
     /// Moves the agent to status `to` as of `now`, and returns the status it had.
+    /// `busy` set here on an agent with a free slot is the host's (a drain): the
+    /// agent stays busy when a slot frees, until the host sets another status
+    /// ([`is_held_busy`](Self::is_held_busy)); set on an agent whose slots are all
+    /// taken (one reconnecting with its tasks), it is busy from its slots, available
+    /// again when one frees ([`hold_busy`](Self::hold_busy) holds it).
     ///
     /// # Errors
     /// - [`RegistryError::UnknownAgent`] if it is not registered.
@@ -272,9 +283,57 @@ impl AgentRegistry {
         }
         self.status[i] = to;
         self.status_since[i] = now;
+        // Set busy by the host with a slot free: held so until the host says
+        // otherwise. With every slot taken (an agent reconnecting with its tasks) it
+        // is busy from its slots, and available again when one frees.
+        self.held[i] = to == AgentStatus::Busy && running < max_tasks;
         self.record_change(i);
         tracing::info!(agent.id = %agent, status.from = %from, status.to = %to, "agent status changed");
         Ok(from)
+    }
+
+    /// Whether the host set the agent `busy` (with [`set_status`](Self::set_status) or
+    /// [`hold_busy`](Self::hold_busy)): it then stays busy when a slot frees, until
+    /// the host sets another status.
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownAgent`] if it is not registered.
+    pub fn is_held_busy(&self, agent: AgentId) -> Result<bool, RegistryError> {
+        self.index(agent).map(|i| self.held[i])
+    }
+
+    /// Holds (`hold`) or lets go of a `busy` agent as the host's: held, it stays busy
+    /// when a slot frees (a host draining an agent whose every slot is already
+    /// taken); let go, it is busy only while every slot is taken, and available again
+    /// when one frees (or at once, if one is free). Returns whether anything changed.
+    ///
+    /// # Errors
+    /// - [`RegistryError::UnknownAgent`] if it is not registered.
+    /// - [`RegistryError::IllegalTransition`] if it is not `busy` (to `busy`).
+    pub fn hold_busy(
+        &mut self,
+        agent: AgentId,
+        hold: bool,
+        now: Timestamp,
+    ) -> Result<bool, RegistryError> {
+        let i = self.index(agent)?;
+        let from = self.status[i];
+        if from != AgentStatus::Busy {
+            return Err(RegistryError::IllegalTransition {
+                agent,
+                from,
+                to: AgentStatus::Busy,
+            });
+        }
+        if self.held[i] == hold {
+            return Ok(false);
+        }
+        self.held[i] = hold;
+        if !hold && self.running[i] < self.max_tasks[i] {
+            self.set_status_unchecked(i, AgentStatus::Available, now);
+        }
+        self.record_change(i);
+        Ok(true)
     }
 
     /// Records that the agent started a task at `now`, and returns its status after:
@@ -315,7 +374,8 @@ impl AgentRegistry {
     }
 
     /// Records that one of the agent's tasks finished at `now`, and returns its status
-    /// after: a `busy` agent becomes `available`; any other status is kept.
+    /// after: a `busy` agent becomes `available`, unless the host set it busy (see
+    /// [`is_held_busy`](Self::is_held_busy)); any other status is kept.
     ///
     /// # Errors
     /// - [`RegistryError::UnknownAgent`] if it is not registered.
@@ -334,7 +394,7 @@ impl AgentRegistry {
         // Its status too, if it was busy (below): one entry for both.
         self.record_change(i);
         tracing::debug!(agent.id = %agent, agent.running = running - 1, "task finished");
-        if self.status[i] == AgentStatus::Busy {
+        if self.status[i] == AgentStatus::Busy && !self.held[i] {
             self.set_status_unchecked(i, AgentStatus::Available, now);
         }
         Ok(self.status[i])
@@ -583,8 +643,9 @@ impl AgentRegistry {
     ///
     /// # Errors
     /// [`RegistryError::CorruptSnapshot`] if the version is unknown, an id appears
-    /// twice, an agent has no slot, runs more tasks than it has slots, or is
-    /// `available` with every slot taken.
+    /// twice, an agent has no slot, runs more tasks than it has slots, is
+    /// `available` with every slot taken, or is held busy by the host while not
+    /// `busy`.
     pub fn restore(snapshot: RegistrySnapshot) -> Result<Self, RegistryError> {
         let corrupt = |reason: String| RegistryError::CorruptSnapshot { reason };
         if snapshot.version != RegistrySnapshot::VERSION {
@@ -618,6 +679,12 @@ impl AgentRegistry {
                     "{id} is available with all {max_tasks} slots taken"
                 )));
             }
+            if a.held && a.status != AgentStatus::Busy {
+                return Err(corrupt(format!(
+                    "{id} is held busy by the host but {}",
+                    a.status
+                )));
+            }
         }
         let mut registry = AgentRegistry::new();
         for a in agents {
@@ -630,6 +697,7 @@ impl AgentRegistry {
                 a.status_since,
                 a.registered_at,
             );
+            registry.held[at] = a.held;
         }
         Ok(registry)
     }
@@ -822,6 +890,7 @@ impl<'a> AgentView<'a> {
             running: self.running(),
             status_since: self.status_since(),
             registered_at: self.registered_at(),
+            held: self.registry.held[self.i],
         }
     }
 }
@@ -845,6 +914,9 @@ pub struct AgentRecord {
     running: u32,
     status_since: Timestamp,
     registered_at: Timestamp,
+    /// Whether the host set it busy (absent: no).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    held: bool,
 }
 
 impl AgentRecord {
@@ -871,6 +943,11 @@ impl AgentRecord {
     /// When it was registered.
     pub fn registered_at(&self) -> Timestamp {
         self.registered_at
+    }
+
+    /// Whether the host set it busy ([`AgentRegistry::is_held_busy`]).
+    pub fn held_busy(&self) -> bool {
+        self.held
     }
 }
 

@@ -44,7 +44,9 @@ use serde::{Deserialize, Serialize};
 pub enum AgentStatus {
     /// Healthy and has a free task slot: may be offered work.
     Available,
-    /// Healthy but takes no new work: every slot is taken, or the host said so.
+    /// Healthy but takes no new work: every slot is taken (available again when one
+    /// frees), or the host said so (a drain: busy until the host sets another status;
+    /// see [`AgentRegistry::is_held_busy`](crate::agent::AgentRegistry::is_held_busy)).
     Busy,
     /// Failed a health check; takes no work until it recovers.
     Unhealthy,

@@ -197,6 +197,13 @@ impl Core {
     /// quarantined) hands its running tasks back ([`OnAgentLoss`],
     /// [`EventKind::TaskHandedBack`]).
     ///
+    /// `busy` set by the host is a drain: the agent's running tasks go on, and it
+    /// takes no new work, also when a slot frees, until the host sets it available
+    /// (or another status). Setting busy an agent already busy because every slot is
+    /// taken holds it so (`true`, with no event: its status does not change); setting
+    /// available a held agent whose slots are still all taken lets go of the hold
+    /// (`true`, no event), and it is available again when a slot frees.
+    ///
     /// Quarantine by status is [`quarantine`](Self::quarantine) (its evidence kept,
     /// its running tasks handed back per [`OnQuarantine`](super::OnQuarantine)), and
     /// only [`release_quarantine`](Self::release_quarantine), an audited decision,
@@ -225,6 +232,28 @@ impl Core {
     ) -> Result<bool, CoordinatorError> {
         self.check_time(now)?;
         let from = self.s.registry.status(agent)?;
+        if from == AgentStatus::Busy {
+            // The host's busy is a hold (a drain): setting a busy agent busy holds it
+            // as the host's, and setting a held one available while its slots are all
+            // taken lets go of it, busy from its slots until one frees. Neither is a
+            // change of status, so neither makes an event.
+            let full = self
+                .s
+                .registry
+                .get(agent)
+                .is_some_and(|v| v.running() >= v.max_tasks());
+            let hold = match status {
+                AgentStatus::Busy => Some(true),
+                AgentStatus::Available if full && self.s.registry.is_held_busy(agent)? => {
+                    Some(false)
+                }
+                _ => None,
+            };
+            if let Some(hold) = hold {
+                self.s.last_now = now;
+                return Ok(self.s.registry.hold_busy(agent, hold, now)?);
+            }
+        }
         if from == status {
             return Ok(false);
         }

@@ -572,6 +572,16 @@ impl Core {
                 s.wait(key, w);
                 continue;
             }
+            // Granted on an agent its host holds busy (a drain, which the ledger does
+            // not know of): the grant goes back and the task waits off the queue, as
+            // for capacity, asked for again when capacity or the agent comes back.
+            if s.registry.is_held_busy(g.agent).unwrap_or(false) {
+                give_back(s, &mut queue);
+                let mut w = w;
+                w.parked = Some(Parked::Policy);
+                s.wait(key, w);
+                continue;
+            }
             let proposal = Proposal::for_admission(&w.task, g.agent, w.group.clone());
             // The grant already holds the resources: check policies against the
             // ledger as it was before it, by counting what it holds as released.

@@ -184,6 +184,8 @@ struct Model {
     profile: AgentProfile,
     status: AgentStatus,
     running: u32,
+    /// Set busy by the host: it stays busy when a slot frees.
+    held: bool,
 }
 
 type Models = BTreeMap<AgentId, Model>;
@@ -230,6 +232,7 @@ fn step(
                             profile: p.clone(),
                             status: AgentStatus::Available,
                             running: 0,
+                            held: false,
                         });
                         Ok(Done::Registered)
                     }
@@ -254,7 +257,10 @@ fn step(
                         max_tasks: m.profile.max_tasks(),
                     })
                 }
-                Some(m) => Ok(Done::Status(std::mem::replace(&mut m.status, *to))),
+                Some(m) => {
+                    m.held = *to == AgentStatus::Busy && m.running < m.profile.max_tasks();
+                    Ok(Done::Status(std::mem::replace(&mut m.status, *to)))
+                }
             };
             (
                 expected,
@@ -289,7 +295,7 @@ fn step(
                 Some(m) if m.running == 0 => Err(RegistryError::NoRunningTask { agent }),
                 Some(m) => {
                     m.running -= 1;
-                    if m.status == AgentStatus::Busy {
+                    if m.status == AgentStatus::Busy && !m.held {
                         m.status = AgentStatus::Available;
                     }
                     Ok(Done::Status(m.status))
