@@ -2008,3 +2008,36 @@ fn one_task_at_a_time_allocates_nothing_once_warm() {
     let made = counting_alloc::allocations() - before;
     assert_eq!(made, 0, "{made} allocations for 1,000 tasks");
 }
+
+/// A task the queue granted while another held its claims waits behind the holder
+/// with no conflict open: `why_waiting` names the holder, with no empty list.
+#[test]
+fn a_task_granted_behind_a_claim_says_whom_it_waits_for() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=10").with_max_tasks(4))
+        .unwrap();
+    let claiming = |id: u64, cpu: &str| {
+        task(id, "edit", "ops", cpu).with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_resources(cpu.parse().unwrap())
+                .with_claim(Claim::exclusive("repo/config")),
+        )
+    };
+    assigned(&c, task(1, "build", "ops", "cpu=5"));
+    // Too big for what is free: queued for capacity, its claim held by nobody yet.
+    assert!(matches!(
+        c.assign(claiming(2, "cpu=6")).unwrap(),
+        AssignOutcome::Queued { .. }
+    ));
+    // A smaller task fits beside the first and takes the claim meanwhile.
+    assigned(&c, claiming(3, "cpu=2"));
+    // The first frees room: the queue grants the waiting task, whose claim is held.
+    c.complete(TaskId::new(1), true, None).unwrap();
+    assert_eq!(behind(&c), [(TaskId::new(2), Some(TaskId::new(3)))]);
+    assert_eq!(
+        c.why_waiting(TaskId::new(2)).as_deref(),
+        Some("behind the claims of task#3")
+    );
+}

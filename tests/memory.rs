@@ -636,7 +636,7 @@ fn out_of_order_entries_and_invalid_keys_in_a_backup_are_named() {
     let e = block_on(memory.restore(&bad)).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "backup backup#1 is corrupt and was not loaded: invalid key \"b\\n\": it holds a control character at byte 1"
+        "backup#1 is corrupt and was not loaded: invalid key \"b\\n\": it holds a control character at byte 1"
     );
 }
 

@@ -872,10 +872,13 @@ impl Core {
                 .filter(|c| c.waiting == Some(task))
                 .map(|c| format!("{} {}", c.conflict.id(), c.state))
                 .collect();
-            return Some(format!(
-                "behind the claims of {holder} ({})",
-                conflicts.join(", ")
-            ));
+            // A wait with no conflict open on it (the claims collided when the queue
+            // granted it) names the holder alone: no empty parentheses.
+            return Some(if conflicts.is_empty() {
+                format!("behind the claims of {holder}")
+            } else {
+                format!("behind the claims of {holder} ({})", conflicts.join(", "))
+            });
         }
         Some(match w.parked {
             Some(super::queue::Parked::Mode) => format!("for normal mode (now {})", self.s.mode),

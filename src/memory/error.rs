@@ -73,7 +73,7 @@ pub enum MemoryError {
     Corrupt(CorruptEntry),
     /// A backup failed its checksums, so it was not loaded: the live store is as it
     /// was.
-    #[error("backup {id} is corrupt and was not loaded: {damage}")]
+    #[error("{id} is corrupt and was not loaded: {damage}")]
     CorruptBackup {
         /// The backup, as it names itself (a tampered backup may lie about this too).
         id: BackupId,
