@@ -910,8 +910,12 @@ impl Core {
         })
     }
 
-    /// The tasks waiting, in request order: in the ledger's queue, held for normal
-    /// mode or capacity, or blocked behind a running task's claim.
+    /// The tasks waiting, in the order of their current requests: in the ledger's
+    /// queue, held for normal mode or capacity, or blocked behind a running task's
+    /// claim. A task asked for again (handed back by an agent, let out from behind a
+    /// claim, or out of a hold) has a new request, later in this list than tasks that
+    /// asked after it first; [`WaitingTask::since`] says when it first asked, and
+    /// the queue's aging and reservations count from then.
     pub fn waiting(&self) -> Vec<WaitingTask> {
         self.s.waiting.values().cloned().collect()
     }

@@ -426,7 +426,8 @@ impl Coordinator {
         self.shared.lock().core.assignments()
     }
 
-    /// The tasks waiting, in request order.
+    /// The tasks waiting, in the order of their current requests. See
+    /// [`Core::waiting`].
     pub fn waiting(&self) -> Vec<WaitingTask> {
         self.shared.lock().core.waiting()
     }
