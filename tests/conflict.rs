@@ -1009,3 +1009,41 @@ fn forgetting_closed_conflicts_keeps_their_counts_and_the_open_ones() {
     bad.forgotten.resolved = 9;
     assert!(refused(bad).starts_with("resolved is 2 but"));
 }
+
+/// What the ladder did reads as a sentence in a log or an event list, its times as
+/// RFC 3339, not as the actions' debug form.
+#[test]
+fn escalation_actions_read_as_sentences() {
+    let id = ConflictId::new(7);
+    let deadline: Timestamp = "2024-03-01T10:00:00Z".parse().unwrap();
+    let lines = [
+        EscalationAction::EscalateToOrchestrator {
+            conflict: id,
+            reason: EscalationReason::AutomaticResolutionTimeout,
+        },
+        EscalationAction::RequestHumanApproval {
+            conflict: id,
+            deadline,
+            default: HumanDecision::Deny,
+            reason: EscalationReason::OrchestratorResolutionTimeout,
+        },
+        EscalationAction::ApplyDefaultDecision {
+            conflict: id,
+            decision: HumanDecision::Deny,
+        },
+        EscalationAction::ActivateSafeMode {
+            failed_agents: vec![AgentId::new(1), AgentId::new(2), AgentId::new(3)],
+        },
+    ]
+    .map(|a| a.to_string());
+    assert_eq!(
+        lines,
+        [
+            "conflict#7 handed to the orchestrator: automatic resolution timeout",
+            "conflict#7 needs a human's approval by 2024-03-01T10:00:00.000Z \
+             (orchestrator resolution timeout); unanswered, it is denied",
+            "conflict#7: nobody answered by the deadline, so it is denied",
+            "safe mode: agents failed (agent#1, agent#2, agent#3)",
+        ]
+    );
+}

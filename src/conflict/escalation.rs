@@ -131,6 +131,50 @@ pub enum EscalationAction {
     },
 }
 
+impl fmt::Display for EscalationAction {
+    /// One line a person reads in a log or an event list: what the ladder did, to
+    /// which conflict, and why.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |items: &[String]| items.join(", ");
+        let done = |d: &HumanDecision| match d {
+            HumanDecision::Deny => "denied",
+            HumanDecision::Approve => "approved",
+        };
+        match self {
+            EscalationAction::EscalateToOrchestrator { conflict, reason } => {
+                write!(f, "{conflict} handed to the orchestrator: {reason}")
+            }
+            EscalationAction::RequestHumanApproval {
+                conflict,
+                deadline,
+                default,
+                reason,
+            } => write!(
+                f,
+                "{conflict} needs a human's approval by {deadline} ({reason}); unanswered, it is {}",
+                done(default)
+            ),
+            EscalationAction::EmergencyReallocation {
+                conflict,
+                resources,
+            } => write!(
+                f,
+                "{conflict}: emergency reallocation of {}",
+                list(resources)
+            ),
+            EscalationAction::ActivateSafeMode { failed_agents } => {
+                let agents: Vec<String> = failed_agents.iter().map(|a| a.to_string()).collect();
+                write!(f, "safe mode: agents failed ({})", list(&agents))
+            }
+            EscalationAction::ApplyDefaultDecision { conflict, decision } => write!(
+                f,
+                "{conflict}: nobody answered by the deadline, so it is {}",
+                done(decision)
+            ),
+        }
+    }
+}
+
 /// The escalation ladder as data.
 ///
 /// | the escalation ladder says | field | default |

@@ -431,7 +431,7 @@ impl fmt::Display for EventKind {
             EventKind::ConflictDetected { conflict, .. } => {
                 write!(f, "{} detected", conflict.id())
             }
-            EventKind::ConflictEscalated { action } => write!(f, "escalation: {action:?}"),
+            EventKind::ConflictEscalated { action } => write!(f, "escalation: {action}"),
             EventKind::ConflictDecided {
                 conflict,
                 decision,
