@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent::AgentProfile;
 use crate::assignment::{Explanation, Refusal, Rejection};
 use crate::clock::Timestamp;
 use crate::id::{AgentId, RequestId, TaskId};
 use crate::policy::{PolicyContext, Proposal};
 use crate::resource::{AllocationRequest, Grant, LedgerError, RequestOutcome};
-use crate::task::Task;
+use crate::task::{Requirements, Task};
 
 use super::claims::Hold;
 use super::core::{Core, State, startable};
@@ -231,6 +232,20 @@ fn away_or_never(s: &State, task: &Task) -> Place {
     if away { Place::Away } else { Place::Never }
 }
 
+/// The first role the task needs that `profile` lacks, else its first such
+/// capability, in the task's order: the reason both explanations below count an
+/// agent under, before its resources.
+fn missing_name(profile: &AgentProfile, req: &Requirements) -> Option<Rejection> {
+    if let Some(role) = req.roles().iter().find(|r| !profile.has_role(r)) {
+        return Some(Rejection::MissingRole { role: role.clone() });
+    }
+    (req.capabilities().iter())
+        .find(|c| !profile.has_capability(c))
+        .map(|c| Rejection::MissingCapability {
+            capability: c.clone(),
+        })
+}
+
 /// Why no agent can take `task` now, for a task queued again with nothing
 /// considered for it: each agent counted under the first filter it fails, in the
 /// assigner's order (its status, a free slot, a role, a capability, a resource it
@@ -250,16 +265,8 @@ fn waiting_explanation(s: &State, task: &Task) -> Explanation {
             Rejection::Status { status }
         } else if slots_full {
             Rejection::NoFreeSlot
-        } else if let Some(role) = req.roles().iter().find(|r| !profile.has_role(r)) {
-            Rejection::MissingRole { role: role.clone() }
-        } else if let Some(c) = req
-            .capabilities()
-            .iter()
-            .find(|c| !profile.has_capability(c))
-        {
-            Rejection::MissingCapability {
-                capability: c.clone(),
-            }
+        } else if let Some(missing) = missing_name(profile, req) {
+            missing
         } else if let Some((resource, ..)) = s
             .ledger
             .free(id)
@@ -291,16 +298,8 @@ fn never_explanation(s: &State, task: &Task, explanation: Explanation) -> Explan
     };
     for v in s.registry.iter() {
         let profile = v.profile();
-        let reason = if let Some(role) = req.roles().iter().find(|r| !profile.has_role(r)) {
-            Rejection::MissingRole { role: role.clone() }
-        } else if let Some(c) = req
-            .capabilities()
-            .iter()
-            .find(|c| !profile.has_capability(c))
-        {
-            Rejection::MissingCapability {
-                capability: c.clone(),
-            }
+        let reason = if let Some(missing) = missing_name(profile, req) {
+            missing
         } else if let Some((resource, ..)) = s
             .ledger
             .capacity(v.id())
