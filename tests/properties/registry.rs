@@ -456,4 +456,38 @@ proptest! {
             prop_assert_eq!(restored.available_agents(req), registry.available_agents(req));
         }
     }
+
+    /// An agent is found by its id however the ids lie: a run from any start (found
+    /// without a search), a run with gaps, ids at the ends of the range; an id not
+    /// registered is not found, wherever it falls.
+    #[test]
+    fn every_agent_is_found_by_its_id_and_no_other(
+        start in prop_oneof![Just(0u64), Just(1u64), any::<u64>(), Just(u64::MAX - 8)],
+        steps in proptest::collection::vec(prop_oneof![4 => Just(1u64), 1 => 2u64..5, 1 => any::<u64>()], 1..24),
+        probes in proptest::collection::vec(any::<u64>(), 0..8),
+    ) {
+        let mut ids = vec![start];
+        for step in steps {
+            match ids.last().unwrap().checked_add(step) {
+                Some(next) => ids.push(next),
+                None => break,
+            }
+        }
+        let mut registry = AgentRegistry::new();
+        // Registered out of order: the registry keeps its own order.
+        for &id in ids.iter().rev() {
+            let profile = AgentProfile::new(AgentId::new(id), format!("agent-{id}"));
+            registry.register(profile, Timestamp::EPOCH).unwrap();
+        }
+        for &id in &ids {
+            let found = registry.get(AgentId::new(id)).map(|a| a.id());
+            prop_assert_eq!(found, Some(AgentId::new(id)));
+        }
+        let near = ids.iter().flat_map(|&id| [id.wrapping_sub(1), id.wrapping_add(1)]);
+        for probe in probes.into_iter().chain(near) {
+            let found = registry.get(AgentId::new(probe)).map(|a| a.id());
+            let expected = ids.contains(&probe).then_some(AgentId::new(probe));
+            prop_assert_eq!(found, expected);
+        }
+    }
 }
