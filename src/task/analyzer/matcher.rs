@@ -414,7 +414,7 @@ fn alnum_bits(block: &[u8]) -> Option<u64> {
 /// any case.
 ///
 /// Most words of a text are in no such table. A filter on their length and first
-/// byte turns most of them away with one load; the others are looked up by four
+/// and last bytes turns most of them away with two loads; the others are looked up by four
 /// numbers about the word (its length, and its first, middle and last bytes, case
 /// folded: its signature) in a table of signatures, a quarter full or less; only a
 /// word whose signature is there is compared with the keys that have it.
@@ -427,6 +427,9 @@ pub(super) struct AsciiTable<V> {
     /// Per length (31 for 31 and longer), the low five bits of the first bytes of the
     /// keys of that length, one bit each.
     filter: [u32; 32],
+    /// The same of the last bytes: of the words that pass the first filter, about
+    /// half start no key, and most of those end like none of that length either.
+    filter_last: [u32; 32],
     /// Open addressing (the next slot on a collision), a power of two long.
     slots: Box<[Slot]>,
     /// The keys and their values, those of one signature side by side.
@@ -457,6 +460,7 @@ impl<V> Default for AsciiTable<V> {
     fn default() -> Self {
         AsciiTable {
             filter: [0; 32],
+            filter_last: [0; 32],
             slots: vec![Slot::default()].into_boxed_slice(),
             entries: Vec::new(),
         }
@@ -471,9 +475,10 @@ impl<V> AsciiTable<V> {
             .map(|(key, v)| (signature(key), key.into(), v))
             .collect();
         entries.sort_by_key(|e| e.0);
-        let mut filter = [0; 32];
+        let (mut filter, mut filter_last) = ([0; 32], [0; 32]);
         for (_, key, _) in &entries {
             filter[key.len().min(31)] |= 1 << (key[0] & 31);
+            filter_last[key.len().min(31)] |= 1 << (key[key.len() - 1] & 31);
         }
         let groups = entries.chunk_by(|a, b| a.0 == b.0).count();
         let mut slots = vec![Slot::default(); (groups * 4).next_power_of_two()];
@@ -491,6 +496,7 @@ impl<V> AsciiTable<V> {
         }
         AsciiTable {
             filter,
+            filter_last,
             slots: slots.into_boxed_slice(),
             entries: (entries.into_iter())
                 .map(|(_, key, value)| Entry {
@@ -510,6 +516,7 @@ impl<V> AsciiTable<V> {
     fn may_hold(&self, word: &[u8]) -> bool {
         let n = word.len().min(31);
         (self.filter[n] >> (word[0] & 31)) & 1 != 0
+            && (self.filter_last[n] >> (word[word.len() - 1] & 31)) & 1 != 0
     }
 
     /// The value of `word` (ASCII, nonempty), lowercased.
