@@ -163,11 +163,12 @@ fn case() -> impl Strategy<Value = Case> {
                 config(),
                 prop_oneof![3 => Just(0u64), 1 => 2u64..4],
                 prop_oneof![3 => Just(0usize), 1 => 1usize..3],
+                proptest::bool::weighted(0.3),
             )
         })
         .prop_map(
-            |(agents, task, ledger, gpu_pool, affinity, config, refuse, refuse_first)| Case {
-                agents,
+            |(
+                mut agents,
                 task,
                 ledger,
                 gpu_pool,
@@ -175,6 +176,32 @@ fn case() -> impl Strategy<Value = Case> {
                 config,
                 refuse,
                 refuse_first,
+                sizes,
+            )| {
+                if sizes {
+                    // Agents of one size, as fleets mostly are, but for some of the
+                    // second block of 64: whole blocks of idle agents of the first
+                    // agent's size, judged a block at a time, with ties that only
+                    // affinity and the index break.
+                    for (k, a) in agents.iter_mut().enumerate() {
+                        a.capacity = Some(if k >= 64 && k % 5 == 3 {
+                            (4000, 4, Vec::new())
+                        } else {
+                            (8000, 8, Vec::new())
+                        });
+                        a.pads = false;
+                    }
+                }
+                Case {
+                    agents,
+                    task,
+                    ledger,
+                    gpu_pool,
+                    affinity,
+                    config,
+                    refuse,
+                    refuse_first,
+                }
             },
         )
 }

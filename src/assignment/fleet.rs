@@ -426,6 +426,11 @@ pub struct Fleet {
     /// two such agents of one capacity class have the same free amounts, known
     /// without comparing their rows.
     pub(crate) idle: Vec<bool>,
+    /// One bit per agent, 64 a word: idle, and of the first agent's capacity class
+    /// (class 0). All such agents fit a task alike and score alike but for
+    /// affinity, so a scan judges a word of them by one verdict: in a quiet fleet
+    /// of one size, every word.
+    pub(crate) calm: Vec<u64>,
     /// Per dimension, what the ledger's pool limit leaves; `u64::MAX` where unlimited.
     pub(crate) pool_free: Vec<u64>,
     role_catalog: Arc<CapabilityCatalog>,
@@ -476,6 +481,7 @@ impl Fleet {
             capacity_class: Vec::new(),
             eligible: Vec::new(),
             idle: Vec::new(),
+            calm: Vec::new(),
             pool_free: Vec::new(),
             role_catalog: Arc::default(),
             capability_catalog: Arc::default(),
@@ -604,6 +610,14 @@ impl Fleet {
         self.idle.extend(
             (self.free.chunks_exact(n).zip(self.capacity.chunks_exact(n))).map(|(f, c)| f == c),
         );
+        self.calm.clear();
+        for (idle, class) in self.idle.chunks(64).zip(self.capacity_class.chunks(64)) {
+            let mut word = 0u64;
+            for (j, (idle, class)) in idle.iter().zip(class).enumerate() {
+                word |= u64::from(*idle && *class == 0) << j;
+            }
+            self.calm.push(word);
+        }
     }
 
     /// Derives agent `i`'s bit of [`eligible`](Self::eligible) after its status or
@@ -629,6 +643,11 @@ impl Fleet {
             .is_some_and(|(f, c)| same_row(f, c));
         if let Some(flag) = self.idle.get_mut(i) {
             *flag = yes;
+        }
+        let calm = yes && self.capacity_class.get(i) == Some(&0);
+        if let Some(word) = self.calm.get_mut(i / 64) {
+            let bit = 1u64 << (i % 64);
+            *word = if calm { *word | bit } else { *word & !bit };
         }
     }
 
@@ -953,7 +972,7 @@ mod tests {
             Vec<CapabilitySet>,
             Vec<CapabilitySet>,
         ),
-        (Vec<u32>, Vec<u64>, Vec<bool>),
+        (Vec<u32>, Vec<u64>, Vec<bool>, Vec<u64>),
     );
 
     /// The columns a refresh builds from the registry, the ledger and the declared
@@ -972,7 +991,12 @@ mod tests {
                 f.roles.clone(),
                 f.capabilities.clone(),
             ),
-            (f.capacity_class.clone(), f.eligible.clone(), f.idle.clone()),
+            (
+                f.capacity_class.clone(),
+                f.eligible.clone(),
+                f.idle.clone(),
+                f.calm.clone(),
+            ),
         )
     }
 

@@ -147,34 +147,74 @@ impl Engine<'_> {
         // fleet, each length is reloaded at every agent (the counts written between
         // might, for all the compiler knows, be them).
         let (idle, classes, affinities) = (&f.idle[..n], &f.capacity_class[..n], &t.affinity[..]);
-        let counts = &mut buf.counts[..];
-        for &(k, m) in &candidates {
-            let word = k as usize * 64;
-            for j in Bits(m) {
-                let i = word + j;
-                let (short, base) = if idle[i] && classes[i] == idle_class {
-                    idle_verdict
-                } else if idle[i] {
-                    idle_class = classes[i];
-                    idle_verdict = verdict_of(i);
-                    idle_verdict
-                } else {
-                    if last == usize::MAX || !same_columns(f, i, last) {
-                        last = i;
-                        last_verdict = verdict_of(i);
+        let (counts, calm) = (&mut buf.counts[..], &f.calm[..]);
+        let fits = &mut buf.fits;
+        // One copy of the loop per value of `collect`, so that the usual one (no list
+        // of fits) tests nothing per agent for it.
+        macro_rules! visit {
+            ($collect:expr) => {
+                for &(k, m) in &candidates {
+                    let word = k as usize * 64;
+                    if m & !calm[k as usize] == 0 {
+                        // Every candidate of the word idle and of class 0: one verdict
+                        // for the word, and per agent only its affinity and the
+                        // podium. No score at or under the runner-up's changes the
+                        // podium, and the words come in ascending order, so ties
+                        // still go to the lower index.
+                        if idle_class != 0 {
+                            idle_class = 0;
+                            idle_verdict = verdict_of(word + m.trailing_zeros() as usize);
+                        }
+                        let (short, base) = idle_verdict;
+                        if short != FITS {
+                            counts[dim_base + short] += m.count_ones();
+                            continue;
+                        }
+                        podium.fitted += m.count_ones() as usize;
+                        for j in Bits(m) {
+                            let i = word + j;
+                            let score = base + weights.affinity * affinity_at(affinities, i);
+                            if score > podium.second.1 {
+                                podium.rank(i, score);
+                            }
+                            if $collect {
+                                fits.push((i, score));
+                            }
+                        }
+                        continue;
                     }
-                    last_verdict
-                };
-                if short != FITS {
-                    counts[dim_base + short] += 1;
-                    continue;
+                    for j in Bits(m) {
+                        let i = word + j;
+                        let (short, base) = if idle[i] && classes[i] == idle_class {
+                            idle_verdict
+                        } else if idle[i] {
+                            idle_class = classes[i];
+                            idle_verdict = verdict_of(i);
+                            idle_verdict
+                        } else {
+                            if last == usize::MAX || !same_columns(f, i, last) {
+                                last = i;
+                                last_verdict = verdict_of(i);
+                            }
+                            last_verdict
+                        };
+                        if short != FITS {
+                            counts[dim_base + short] += 1;
+                            continue;
+                        }
+                        let score = base + weights.affinity * affinity_at(affinities, i);
+                        podium.offer(i, score);
+                        if $collect {
+                            fits.push((i, score));
+                        }
+                    }
                 }
-                let score = base + weights.affinity * affinity_at(affinities, i);
-                podium.offer(i, score);
-                if collect {
-                    buf.fits.push((i, score));
-                }
-            }
+            };
+        }
+        if collect {
+            visit!(true);
+        } else {
+            visit!(false);
         }
         buf.candidates = candidates;
         podium
@@ -229,6 +269,12 @@ impl Podium {
     #[inline(always)]
     pub(super) fn offer(&mut self, i: usize, score: f64) {
         self.fitted += 1;
+        self.rank(i, score);
+    }
+
+    /// [`offer`](Self::offer) but for the count: for agents already counted.
+    #[inline(always)]
+    fn rank(&mut self, i: usize, score: f64) {
         if score > self.best.1 {
             self.second = self.best;
             self.best = (i, score);
