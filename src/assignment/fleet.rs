@@ -361,6 +361,8 @@ pub(crate) struct CompiledTask {
     /// Affinity per agent, aligned with the fleet, when the fleet has an affinity table
     /// row for the task's kind; empty when it has none (a fleet is never empty).
     pub(crate) affinity: Vec<f64>,
+    /// The entries of `affinity` the last compile wrote: every other entry is zero.
+    affinity_set: Vec<usize>,
 }
 
 /// Whether two rows of amounts are the same. The rows are a few words: one pass
@@ -934,11 +936,20 @@ impl Fleet {
         t.scored_dims.extend(ALWAYS_SCORED);
         t.scored_dims
             .extend(t.need_dims.iter().map(|&(d, _)| d).filter(|&d| d >= 2));
-        t.affinity.clear();
         if let Some(row) = self.affinity.as_ref().and_then(|a| a.row(task.kind())) {
+            // Only the entries the last compile wrote are zeroed, where filling the
+            // whole row cost more than the scan on a fleet of a thousand.
+            if t.affinity.len() == self.ids.len() {
+                for &i in &t.affinity_set {
+                    t.affinity[i] = 0.0;
+                }
+            } else {
+                t.affinity.clear();
+                t.affinity.resize(self.ids.len(), 0.0);
+            }
+            t.affinity_set.clear();
             // Both ascending by id: one merge, where a search per agent cost a third
             // of a one-task scan.
-            t.affinity.resize(self.ids.len(), 0.0);
             let mut i = 0;
             for (agent, x) in row.iter() {
                 while self.ids.get(i).is_some_and(|id| *id < agent) {
@@ -946,9 +957,13 @@ impl Fleet {
                 }
                 if self.ids.get(i) == Some(&agent) {
                     t.affinity[i] = *x;
+                    t.affinity_set.push(i);
                     i += 1;
                 }
             }
+        } else {
+            t.affinity.clear();
+            t.affinity_set.clear();
         }
     }
 }
