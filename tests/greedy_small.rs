@@ -190,6 +190,10 @@ fn case() -> impl Strategy<Value = Case> {
                             (8000, 8, Vec::new())
                         });
                         a.pads = false;
+                        // Mostly idle: nothing allocated in the ledger.
+                        if k % 7 != 6 {
+                            a.ledger = a.ledger.map(|_| 0);
+                        }
                     }
                 }
                 Case {
@@ -404,6 +408,75 @@ proptest! {
     /// A one-task batch gives the plan, errors and calls the general engine gives.
     #[test]
     fn a_one_task_batch_plans_as_the_general_engine(c in case()) {
+        check(&c);
+    }
+}
+
+/// A quiet fleet of one size (most agents idle, a few holding something), with
+/// affinities of four levels: words of agents judged by one verdict, which a scan
+/// skips or takes agent by agent by their affinity alone.
+fn quiet_case() -> impl Strategy<Value = Case> {
+    (1usize..200)
+        .prop_flat_map(|n| {
+            (
+                proptest::collection::vec(
+                    (
+                        proptest::sample::subsequence((0..ROLES.len()).collect::<Vec<_>>(), 0..=2),
+                        // Mostly none: the best agents few, and far apart.
+                        prop_oneof![12 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8), 1 => Just(3u8)],
+                        prop_oneof![6 => Just(0u64), 1 => 1u64..3],
+                    ),
+                    n,
+                ),
+                proptest::sample::subsequence((0..ROLES.len()).collect::<Vec<_>>(), 0..=1),
+                prop_oneof![
+                    3 => Just(Config::Spread),
+                    1 => Just(Config::BinPack),
+                    2 => Just(Config::AffinityOnly),
+                    1 => Just(Config::Plugins),
+                ],
+                proptest::bool::weighted(0.8),
+                prop_oneof![3 => Just(0usize), 1 => 1usize..3],
+            )
+        })
+        .prop_map(|(agents, roles, config, work, refuse_first)| {
+            let agents = agents
+                .into_iter()
+                .map(|(roles, successes, quarters)| AgentSpec {
+                    max_tasks: 2,
+                    ledger: Some(quarters),
+                    successes,
+                    ..plain(&roles, Some((8000, 8, Vec::new())))
+                })
+                .collect();
+            let mut c = plain_case(
+                agents,
+                TaskSpec {
+                    work,
+                    ..plain_task(&roles)
+                },
+            );
+            c.ledger = true;
+            c.affinity = true;
+            c.config = config;
+            c.refuse_first = refuse_first;
+            c
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/proptest-regressions/greedy_small.txt",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    /// In a quiet fleet of one size, too, a one-task batch plans as the general
+    /// engine plans.
+    #[test]
+    fn a_quiet_fleet_of_one_size_plans_as_the_general_engine(c in quiet_case()) {
         check(&c);
     }
 }

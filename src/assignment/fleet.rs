@@ -363,6 +363,10 @@ pub(crate) struct CompiledTask {
     pub(crate) affinity: Vec<f64>,
     /// The entries of `affinity` the last compile wrote: every other entry is zero.
     affinity_set: Vec<usize>,
+    /// Per 64 agents (a word of the fleet's bitsets), the largest of their
+    /// affinities, when `affinity` is not empty: a scan skips a word none of whose
+    /// agents can beat the runner-up.
+    pub(crate) affinity_peak: Vec<f64>,
 }
 
 /// Whether two rows of amounts are the same. The rows are a few words: one pass
@@ -948,6 +952,8 @@ impl Fleet {
                 t.affinity.resize(self.ids.len(), 0.0);
             }
             t.affinity_set.clear();
+            t.affinity_peak.clear();
+            t.affinity_peak.resize(self.ids.len().div_ceil(64), 0.0);
             // Both ascending by id: one merge, where a search per agent cost a third
             // of a one-task scan.
             let mut i = 0;
@@ -958,12 +964,15 @@ impl Fleet {
                 if self.ids.get(i) == Some(&agent) {
                     t.affinity[i] = *x;
                     t.affinity_set.push(i);
+                    let peak = &mut t.affinity_peak[i / 64];
+                    *peak = peak.max(*x);
                     i += 1;
                 }
             }
         } else {
             t.affinity.clear();
             t.affinity_set.clear();
+            t.affinity_peak.clear();
         }
     }
 }

@@ -149,6 +149,13 @@ impl Engine<'_> {
         let (idle, classes, affinities) = (&f.idle[..n], &f.capacity_class[..n], &t.affinity[..]);
         let (counts, calm) = (&mut buf.counts[..], &f.calm[..]);
         let fits = &mut buf.fits;
+        // A calm agent's score grows with its affinity (the weights are not negative,
+        // and rounding keeps order), and the runner-up's score only grows during the
+        // scan: so once a calm agent scored at or under the runner-up, no calm agent
+        // with at most its affinity can change the podium, and is skipped unscored.
+        // A word whose largest affinity is at or under the gate is skipped whole.
+        let mut gate = f64::NEG_INFINITY;
+        let peaks = &t.affinity_peak[..];
         // One copy of the loop per value of `collect`, so that the usual one (no list
         // of fits) tests nothing per agent for it.
         macro_rules! visit {
@@ -171,11 +178,27 @@ impl Engine<'_> {
                             continue;
                         }
                         podium.fitted += m.count_ones() as usize;
-                        for j in Bits(m) {
+                        if !$collect && peaks.get(k as usize).copied().unwrap_or(0.0) <= gate {
+                            continue;
+                        }
+                        // The word's affinities as a slice of their own: one bound
+                        // for the word instead of an offset and a bound per agent.
+                        let row = affinities.get(word..).unwrap_or_default();
+                        let mut bits = m;
+                        while bits != 0 {
+                            let j = bits.trailing_zeros() as usize;
+                            bits &= bits - 1;
                             let i = word + j;
-                            let score = base + weights.affinity * affinity_at(affinities, i);
+                            let a = row.get(j).copied().unwrap_or(0.0);
+                            if !$collect && a <= gate {
+                                continue;
+                            }
+                            let score = base + weights.affinity * (100.0 * a);
                             if score > podium.second.1 {
                                 podium.rank(i, score);
+                            }
+                            if score <= podium.second.1 {
+                                gate = gate.max(a);
                             }
                             if $collect {
                                 fits.push((i, score));
