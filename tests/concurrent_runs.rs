@@ -457,3 +457,65 @@ fn the_driver_checks_health_and_applies_it() {
     assert_eq!(clock.now(), before + Duration::from_secs(30));
     assert_eq!(status(on.get()), AgentStatus::Available);
 }
+
+#[test]
+fn a_drained_agent_that_fails_a_check_comes_back_drained() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    let timer = SimulatedTimer::new(clock.clone());
+    let books = Arc::new(Mutex::new(Books::default()));
+    let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
+    let mut switches = Vec::new();
+    for id in 1..=2 {
+        let id = AgentId::new(id);
+        coordinator
+            .register_agent(AgentProfile::new(id, "w").with_role(role("worker")))
+            .unwrap();
+        let worker = SimWorker::new(id, &clock, Arc::new(|_| Duration::from_secs(1)), &books);
+        switches.push(Arc::clone(&worker.up));
+        agents.push(Arc::new(worker));
+    }
+    let driver = Driver::new(Arc::clone(&coordinator), timer.clone()).with_health_checks(
+        agents,
+        Duration::from_secs(30),
+        Duration::from_secs(5),
+    );
+    let (one, two) = (AgentId::new(1), AgentId::new(2));
+    let status = |id: AgentId| coordinator.with_registry(|r| r.status(id)).unwrap();
+    let held = |id: AgentId| coordinator.with_registry(|r| r.is_held_busy(id)).unwrap();
+    // Agent 1 is drained for maintenance, and stops answering during the window.
+    coordinator
+        .set_agent_status(one, AgentStatus::Busy)
+        .unwrap();
+    switches[0].store(false, Ordering::SeqCst);
+    block_on(driver.turn());
+    assert_eq!(status(one), AgentStatus::Unhealthy);
+    // Agent 2 fails too, undrained.
+    switches[1].store(false, Ordering::SeqCst);
+    block_on(driver.turn());
+    block_on(driver.turn());
+    assert_eq!(status(two), AgentStatus::Unhealthy);
+    // Both answer again: agent 1 is back drained, agent 2 back at work.
+    switches[0].store(true, Ordering::SeqCst);
+    switches[1].store(true, Ordering::SeqCst);
+    block_on(driver.turn());
+    block_on(driver.turn());
+    assert_eq!((status(one), held(one)), (AgentStatus::Busy, true));
+    assert_eq!(status(two), AgentStatus::Available);
+    // New work goes to agent 2 only, and more of it waits for agent 2's slot.
+    let first = coordinator.assign(outside_work(None)).unwrap();
+    assert_eq!(first.assignment().unwrap().agent, two);
+    let more = Task::new(TaskId::new(2), "maintenance", "more outside work")
+        .with_requirements(Requirements::new().with_role(role("worker")));
+    assert!(coordinator.assign(more).unwrap().assignment().is_none());
+    // The host ends the window: agent 1 takes the waiting work.
+    coordinator
+        .set_agent_status(one, AgentStatus::Available)
+        .unwrap();
+    let running = coordinator.assignments();
+    assert!(
+        running
+            .iter()
+            .any(|a| a.task.id() == TaskId::new(2) && a.agent == one)
+    );
+}
