@@ -389,13 +389,27 @@ pub trait Clock: fmt::Debug + Send + Sync + 'static {
 }
 
 /// The system's wall clock. The only place in the crate that reads the system time.
+///
+/// The wall clock can be stepped back (by NTP, or by hand); this clock does not go
+/// back with it, as the [`Clock`] contract asks: it says the latest time it has
+/// said, in this process, until the wall clock passes it again.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
+/// The latest time a [`SystemClock`] said, in nanoseconds since the epoch: one for
+/// the process, as the wall clock is.
+static SYSTEM_CLOCK_SAID: AtomicU64 = AtomicU64::new(0);
+
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        Timestamp::from(SystemTime::now())
+        never_back(&SYSTEM_CLOCK_SAID, Timestamp::from(SystemTime::now()))
     }
+}
+
+/// `wall`, or the latest time `said` holds if that is later; records what it says.
+fn never_back(said: &AtomicU64, wall: Timestamp) -> Timestamp {
+    let before = said.fetch_max(wall.as_nanos(), Ordering::AcqRel);
+    Timestamp::from_nanos(wall.as_nanos().max(before))
 }
 
 /// A clock that moves only when told to: for tests, simulation and replay.
@@ -474,5 +488,30 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.now.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wall clock stepped back is not followed back: the latest time said holds
+    /// until the wall clock passes it, then the wall clock is said again.
+    #[test]
+    fn the_system_clock_does_not_follow_a_wall_clock_stepped_back() {
+        let said = AtomicU64::new(0);
+        let at = Timestamp::from_secs;
+        assert_eq!(never_back(&said, at(100)), at(100));
+        assert_eq!(never_back(&said, at(40)), at(100));
+        assert_eq!(never_back(&said, at(100)), at(100));
+        assert_eq!(never_back(&said, at(101)), at(101));
+    }
+
+    #[test]
+    fn the_system_clock_reads_the_wall_clock() {
+        let before = Timestamp::from(SystemTime::now());
+        let now = SystemClock.now();
+        assert!(now >= before);
+        assert!(now <= Timestamp::from(SystemTime::now()));
     }
 }
