@@ -617,7 +617,8 @@ fn an_agent_going_offline_hands_its_tasks_back() {
             EventKind::AgentStatusChanged {
                 agent: aid(1),
                 from: AgentStatus::Busy,
-                to: AgentStatus::Offline
+                to: AgentStatus::Offline,
+                planned: false,
             },
             handed_back(1, 1, true),
         ]

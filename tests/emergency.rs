@@ -102,6 +102,75 @@ fn three_agents_failing_within_five_minutes_enter_safe_mode() {
 }
 
 #[test]
+fn drained_agents_taken_offline_are_maintenance_not_failures() {
+    use concord::alert::{AlertManager, alerts_from_event, names};
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    fleet(&c, 4);
+    let running = c.assign(task(1)).expect("assign");
+    let on = running.assignment().expect("assigned").agent;
+    // A maintenance window: three agents drained, then taken offline a minute apart,
+    // one of them with a task still running. Handed back, it goes to the fourth,
+    // the one agent at work, not to a drained one (where a grant went back and
+    // left it waiting with room free).
+    for id in [1, 2, 3] {
+        c.set_agent_status(aid(id), AgentStatus::Busy)
+            .expect("drain");
+    }
+    for id in [1, 2, 3] {
+        c.set_agent_status(aid(id), AgentStatus::Offline)
+            .expect("offline");
+        clock.advance(MIN);
+    }
+    assert_eq!(c.mode(), SystemMode::Normal, "maintenance is no failure");
+    let events = c.drain_events();
+    let planned: Vec<AgentId> = (events.iter())
+        .filter_map(|e| match e.kind {
+            EventKind::AgentStatusChanged {
+                agent,
+                to: AgentStatus::Offline,
+                planned: true,
+                ..
+            } => Some(agent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(planned, [aid(1), aid(2), aid(3)]);
+    assert_eq!(
+        (on, agent_of(&c, tid(1))),
+        (aid(1), Some(aid(4))),
+        "{:?}",
+        c.why_waiting(tid(1))
+    );
+    // No agent-failure alert, and so no cascade of them.
+    let mut alerts = AlertManager::new(Default::default()).expect("alerting");
+    for e in &events {
+        for change in alerts_from_event(e) {
+            alerts.apply(change, e.at).expect("alert");
+        }
+    }
+    let firing: Vec<String> = alerts
+        .firing()
+        .map(|(_, r)| r.alert.name().to_owned())
+        .collect();
+    assert!(
+        !firing.iter().any(|n| n == names::AGENT_FAILURE),
+        "{firing:?}"
+    );
+    // The same three offline undrained: three failures, and safe mode.
+    for id in [1, 2, 3] {
+        c.set_agent_status(aid(id), AgentStatus::Available)
+            .expect("back");
+    }
+    for id in [1, 2, 3] {
+        c.set_agent_status(aid(id), AgentStatus::Offline)
+            .expect("offline");
+        clock.advance(MIN);
+    }
+    assert_eq!(c.mode(), SystemMode::SafeMode);
+}
+
+#[test]
 fn failures_spread_wider_than_the_window_do_not_enter_safe_mode() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();

@@ -878,6 +878,12 @@ impl<'a> AgentView<'a> {
         self.max_tasks().saturating_sub(self.running())
     }
 
+    /// Whether the host holds it busy, a drain
+    /// ([`AgentRegistry::is_held_busy`]).
+    pub fn is_held_busy(&self) -> bool {
+        self.registry.held[self.i]
+    }
+
     /// The share of its slots in use, from 0.0 to 1.0.
     pub fn utilization(&self) -> f64 {
         f64::from(self.running()) / f64::from(self.max_tasks())

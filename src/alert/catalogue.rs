@@ -231,7 +231,7 @@ impl AlertCatalogue {
     ///
     /// | event | change |
     /// |---|---|
-    /// | an agent goes unhealthy or offline | fires [`AGENT_FAILURE`] for it (label `agent`) |
+    /// | an agent goes unhealthy or offline (not offline from a drain: a planned outage) | fires [`AGENT_FAILURE`] for it (label `agent`) |
     /// | an agent comes back in service (available or busy), or is deregistered | resolves it |
     /// | the mode becomes safe mode | fires [`SAFE_MODE_ENTERED`] |
     /// | the mode becomes normal | resolves it (recovery is not yet normal) |
@@ -272,9 +272,13 @@ impl AlertCatalogue {
         };
         let said = event.kind.to_string();
         let changes = match &event.kind {
-            EventKind::AgentStatusChanged { agent, to, .. } => {
+            EventKind::AgentStatusChanged {
+                agent, to, planned, ..
+            } => {
                 let label = Some(("agent", agent.to_string()));
-                if matches!(to, AgentStatus::Unhealthy | AgentStatus::Offline) {
+                if *planned {
+                    Vec::new()
+                } else if matches!(to, AgentStatus::Unhealthy | AgentStatus::Offline) {
                     vec![fire(AGENT_FAILURE, label, said)]
                 } else if to.is_in_service() {
                     vec![resolve(AGENT_FAILURE, label)]

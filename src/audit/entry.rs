@@ -618,7 +618,9 @@ pub fn entry_from_event(event: &Event) -> Option<AuditEntry> {
             decision: decision.to_string(),
             reason: String::new(),
         },
-        EventKind::AgentStatusChanged { agent, from, to } => {
+        EventKind::AgentStatusChanged {
+            agent, from, to, ..
+        } => {
             let notable = |s: &AgentStatus| {
                 matches!(
                     s,

@@ -272,8 +272,10 @@ impl Core {
         if status.is_in_service() {
             self.set_status_in_service(agent, status, now)?;
         } else {
+            // A drained agent taken offline is maintenance, not a failure.
+            let planned = self.is_planned_outage(agent, status)?;
             self.leave_service(agent, status, false, now)?;
-            if matches!(status, AgentStatus::Offline | AgentStatus::Unhealthy) {
+            if matches!(status, AgentStatus::Offline | AgentStatus::Unhealthy) && !planned {
                 self.note_agent_failure(agent, now);
             }
         }
@@ -322,18 +324,32 @@ impl Core {
         status: AgentStatus,
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
+        let planned = self.is_planned_outage(agent, status)?;
         let from = self.s.registry.set_status(agent, status, now)?;
         self.s.last_now = now;
-        tracing::info!(agent.id = %agent, from = %from, to = %status, "agent status changed");
+        tracing::info!(agent.id = %agent, from = %from, to = %status, planned, "agent status changed");
         self.s.push(
             now,
             EventKind::AgentStatusChanged {
                 agent,
                 from,
                 to: status,
+                planned,
             },
         );
         Ok(())
+    }
+
+    /// Whether setting `agent` to `status` is a planned outage: offline from a drain
+    /// (busy, held by the host), the way a maintenance window takes an agent out.
+    fn is_planned_outage(
+        &self,
+        agent: AgentId,
+        status: AgentStatus,
+    ) -> Result<bool, CoordinatorError> {
+        Ok(status == AgentStatus::Offline
+            && self.s.registry.status(agent)? == AgentStatus::Busy
+            && self.s.registry.is_held_busy(agent)?)
     }
 
     /// Takes every running task off `agent`, freeing what each holds (see

@@ -193,6 +193,11 @@ pub enum EventKind {
         from: AgentStatus,
         /// Its status now.
         to: AgentStatus,
+        /// A planned outage: the host took the agent offline while it was drained
+        /// (set busy by the host). It counts as no failure: no safe-mode rule and no
+        /// agent-failure alert hears of it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        planned: bool,
     },
     /// The system mode changed (safe mode, recovery, normal).
     ModeChanged {
@@ -385,8 +390,17 @@ impl fmt::Display for EventKind {
             EventKind::AgentCapacityChanged { agent, capacity } => {
                 write!(f, "{agent} has capacity {capacity} now")
             }
-            EventKind::AgentStatusChanged { agent, from, to } => {
-                write!(f, "{agent} went from {from} to {to}")
+            EventKind::AgentStatusChanged {
+                agent,
+                from,
+                to,
+                planned,
+            } => {
+                write!(f, "{agent} went from {from} to {to}")?;
+                if *planned {
+                    f.write_str(" (planned: it was drained)")?;
+                }
+                Ok(())
             }
             EventKind::ModeChanged { from, to } => write!(f, "mode changed from {from} to {to}"),
             EventKind::TaskAssigned { assignment: a } => {

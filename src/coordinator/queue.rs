@@ -332,10 +332,21 @@ fn request_place(
     since: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Place, LedgerError> {
-    let candidates: Vec<AgentId> = qualified(s, task)
-        .filter(|v| v.status().is_in_service())
-        .map(|v| v.id())
-        .collect();
+    // Drained agents (held busy by the host) last in line: the ledger does not know
+    // of drains, and a grant on one goes back and parks the task while an agent
+    // at work has room. Asked of drained agents alone, the task waits for the end
+    // of a drain or for room elsewhere, whichever comes first.
+    let (mut candidates, mut drained) = (Vec::new(), Vec::new());
+    for v in qualified(s, task).filter(|v| v.status().is_in_service()) {
+        if v.is_held_busy() {
+            drained.push(v.id());
+        } else {
+            candidates.push(v.id());
+        }
+    }
+    if candidates.is_empty() {
+        candidates = drained;
+    }
     if candidates.is_empty() {
         return Ok(away_or_never(s, task));
     }

@@ -197,6 +197,7 @@ impl World {
             EventKind::AgentStatusChanged {
                 agent,
                 to: AgentStatus::Offline | AgentStatus::Unhealthy,
+                planned: false,
                 ..
             } => {
                 let Some(rule) = self.emergency.rules.agent_failures else {

@@ -50,8 +50,8 @@ use concord::alert::{
 };
 use concord::conflict::{ConflictId, EscalationAction, EscalationPolicy, HumanDecision};
 use concord::coordinator::{
-    AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorSnapshot, Core, Decider, Event,
-    EventKind, Journal, JournalError,
+    AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorError, CoordinatorSnapshot, Core,
+    Decider, Event, EventKind, Journal, JournalError,
 };
 use concord::monitor::{Monitor, MonitorConfig, MonitorSnapshot};
 use concord::policy::SystemMode;
@@ -268,6 +268,11 @@ pub struct World {
     /// The mode and each agent's status as the events tell them.
     seen_mode: SystemMode,
     seen_status: BTreeMap<AgentId, AgentStatus>,
+    /// The agents the host drained (set busy) and has not set otherwise since.
+    drained: BTreeSet<AgentId>,
+    /// The agents the host set otherwise this step: no longer drained once the
+    /// step's events (which happened while they were) are read.
+    undrained: Vec<AgentId>,
     running: BTreeMap<TaskId, AgentId>,
     /// When each conflict opened, and the human's deadline once it was asked: the
     /// ladder's times are checked against them.
@@ -360,6 +365,8 @@ impl World {
             answers: BTreeMap::new(),
             seen_mode: SystemMode::Normal,
             seen_status: BTreeMap::new(),
+            drained: BTreeSet::new(),
+            undrained: Vec::new(),
             running: BTreeMap::new(),
             opened: BTreeMap::new(),
             human_deadline: BTreeMap::new(),
@@ -841,10 +848,12 @@ impl World {
             }
             return Ok(());
         }
-        let to = match self.rng.below(5) {
+        let to = match self.rng.below(6) {
             0 => AgentStatus::Offline,
             1 => AgentStatus::Unhealthy,
             2 => AgentStatus::Quarantined,
+            // A drain, as for a maintenance window: offline from it is planned.
+            3 => AgentStatus::Busy,
             _ => AgentStatus::Available,
         };
         // Out of quarantine only by a release, an operator's decision.
@@ -858,12 +867,26 @@ impl World {
             }
             return Ok(());
         }
-        match self.core.set_agent_status(id, to, self.now) {
+        match self.set_status(id, to) {
             Ok(true) => self.report.agent_faults += 1,
             Ok(false) => {}
             Err(e) => self.note(format!("status {id} -> {to} refused: {e}")),
         }
         Ok(())
+    }
+
+    /// The host sets `id`'s status: set busy, the agent is the host's (drained)
+    /// until the host says otherwise; any other status lets go of it.
+    fn set_status(&mut self, id: AgentId, to: AgentStatus) -> Result<bool, CoordinatorError> {
+        let result = self.core.set_agent_status(id, to, self.now);
+        if result.is_ok() {
+            if to == AgentStatus::Busy {
+                self.drained.insert(id);
+            } else {
+                self.undrained.push(id);
+            }
+        }
+        result
     }
 
     fn toggle_safe_mode(&mut self) -> Result<(), Failure> {
@@ -1102,6 +1125,16 @@ impl World {
             .iter()
             .map(|v| (v.id(), v.status()))
             .collect();
+        // What the host drained is what the recovered core holds: a drain whose
+        // record was lost is lost with it.
+        self.drained = self
+            .core
+            .registry()
+            .iter()
+            .filter(|v| v.status() == AgentStatus::Busy && v.is_held_busy())
+            .map(|v| v.id())
+            .collect();
+        self.undrained.clear();
         // The tasks open are those the checkpoint holds: those submitted after it are
         // lost with the process (a journal would keep them), and those that ended
         // after it run again.
@@ -1145,6 +1178,14 @@ impl World {
     /// are about order (safe mode admits nothing, no work for an agent out of
     /// service, one attempt at a time, time and sequence never go back).
     fn observe(&mut self) -> Result<(), Failure> {
+        let result = self.observe_events();
+        for id in std::mem::take(&mut self.undrained) {
+            self.drained.remove(&id);
+        }
+        result
+    }
+
+    fn observe_events(&mut self) -> Result<(), Failure> {
         for e in self.core.drain_events() {
             self.on_event(&e)?;
             self.monitor.ingest(&e);
@@ -1290,8 +1331,25 @@ impl World {
             }
             EventKind::AgentDeregistered { agent } => {
                 self.seen_status.remove(agent);
+                self.drained.remove(agent);
             }
-            EventKind::AgentStatusChanged { agent, to, .. } => {
+            EventKind::AgentStatusChanged {
+                agent,
+                from,
+                to,
+                planned,
+            } => {
+                // Offline from a drain is a planned outage, and nothing else is.
+                let drained = self.drained.contains(agent) && *from == AgentStatus::Busy;
+                if *planned != (drained && *to == AgentStatus::Offline) {
+                    return Err(self.fail(
+                        "a_planned_outage_is_an_offline_drained_agent",
+                        format!("{agent} {from} -> {to}, planned {planned}, drained {drained}"),
+                    ));
+                }
+                if *to != AgentStatus::Busy {
+                    self.drained.remove(agent);
+                }
                 self.seen_status.insert(*agent, *to);
                 if !to.is_in_service() {
                     if let Some(a) = self.agents.get_mut(agent) {
@@ -1321,6 +1379,12 @@ impl World {
                     return Err(self.fail(
                         "work_only_for_agents_in_service",
                         format!("{task} assigned to {agent}, which is {status:?}"),
+                    ));
+                }
+                if self.drained.contains(&agent) {
+                    return Err(self.fail(
+                        "a_drained_agent_takes_no_new_work",
+                        format!("{task} assigned to {agent}"),
                     ));
                 }
                 if let Some(other) = self.running.insert(task, agent) {
@@ -1554,9 +1618,7 @@ impl World {
         let _ = self.core.set_mode(SystemMode::Normal, self.now);
         let ids: Vec<AgentId> = self.agents.keys().copied().collect();
         for id in ids {
-            let _ = self
-                .core
-                .set_agent_status(id, AgentStatus::Available, self.now);
+            let _ = self.set_status(id, AgentStatus::Available);
             // Scaled back to the most the world ever gives an agent: no task waits
             // for capacity that will not come back.
             let full = Resources::new().with_cpu_millis(5000);

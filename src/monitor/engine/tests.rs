@@ -421,8 +421,14 @@ fn arb_event() -> impl Strategy<Value = (u64, i64, EventKind)> {
             .prop_map(|agent| EventKind::AgentDeregistered { agent }),
         (agent.clone(), res.clone())
             .prop_map(|(agent, capacity)| EventKind::AgentCapacityChanged { agent, capacity }),
-        (agent.clone(), status.clone(), status)
-            .prop_map(|(agent, from, to)| EventKind::AgentStatusChanged { agent, from, to }),
+        (agent.clone(), status.clone(), status).prop_map(|(agent, from, to)| {
+            EventKind::AgentStatusChanged {
+                agent,
+                from,
+                to,
+                planned: false,
+            }
+        }),
         (task.clone(), agent.clone(), res.clone()).prop_map(|(t, a, r)| {
             EventKind::TaskAssigned {
                 assignment: Arc::new(assignment(t.get(), a.get(), r, 0)),
