@@ -8,7 +8,7 @@
 //! [`SimulatedTimer`], so the scenes are deterministic and take no wall-clock time.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use concord::agent::{Agent, AgentStatus};
@@ -409,11 +409,9 @@ fn an_agent_leaving_service_hands_its_step_to_another() {
     assert_idle(&f.coordinator);
 }
 
-/// The driver checks the agents' health on a schedule: an agent that stops
-/// answering becomes unhealthy (its running step is handed to another agent), and
-/// comes back when it answers again.
-#[test]
-fn the_driver_checks_health_and_applies_it() {
+/// Two workers whose health a driver checks every 30 s (5 s to answer), and the
+/// switches that make each stop answering.
+fn health_checked_pair() -> (ManualClock, Arc<Coordinator>, Driver, Vec<Arc<AtomicBool>>) {
     let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
     let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
     let timer = SimulatedTimer::new(clock.clone());
@@ -429,11 +427,20 @@ fn the_driver_checks_health_and_applies_it() {
         switches.push(Arc::clone(&worker.up));
         agents.push(Arc::new(worker));
     }
-    let driver = Driver::new(Arc::clone(&coordinator), timer.clone()).with_health_checks(
+    let driver = Driver::new(Arc::clone(&coordinator), timer).with_health_checks(
         agents,
         Duration::from_secs(30),
         Duration::from_secs(5),
     );
+    (clock, coordinator, driver, switches)
+}
+
+/// The driver checks the agents' health on a schedule: an agent that stops
+/// answering becomes unhealthy (its running step is handed to another agent), and
+/// comes back when it answers again.
+#[test]
+fn the_driver_checks_health_and_applies_it() {
+    let (clock, coordinator, driver, switches) = health_checked_pair();
     let status = |id: u64| {
         coordinator
             .with_registry(|r| r.status(AgentId::new(id)))
@@ -460,26 +467,7 @@ fn the_driver_checks_health_and_applies_it() {
 
 #[test]
 fn a_drained_agent_that_fails_a_check_comes_back_drained() {
-    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
-    let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
-    let timer = SimulatedTimer::new(clock.clone());
-    let books = Arc::new(Mutex::new(Books::default()));
-    let mut agents: Vec<Arc<dyn Agent>> = Vec::new();
-    let mut switches = Vec::new();
-    for id in 1..=2 {
-        let id = AgentId::new(id);
-        coordinator
-            .register_agent(AgentProfile::new(id, "w").with_role(role("worker")))
-            .unwrap();
-        let worker = SimWorker::new(id, &clock, Arc::new(|_| Duration::from_secs(1)), &books);
-        switches.push(Arc::clone(&worker.up));
-        agents.push(Arc::new(worker));
-    }
-    let driver = Driver::new(Arc::clone(&coordinator), timer.clone()).with_health_checks(
-        agents,
-        Duration::from_secs(30),
-        Duration::from_secs(5),
-    );
+    let (_, coordinator, driver, switches) = health_checked_pair();
     let (one, two) = (AgentId::new(1), AgentId::new(2));
     let status = |id: AgentId| coordinator.with_registry(|r| r.status(id)).unwrap();
     let held = |id: AgentId| coordinator.with_registry(|r| r.is_held_busy(id)).unwrap();

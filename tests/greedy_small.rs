@@ -410,6 +410,12 @@ proptest! {
     fn a_one_task_batch_plans_as_the_general_engine(c in case()) {
         check(&c);
     }
+
+    /// In a quiet fleet of one size, too (see `quiet_case`).
+    #[test]
+    fn a_quiet_fleet_of_one_size_plans_as_the_general_engine(c in quiet_case()) {
+        check(&c);
+    }
 }
 
 /// A quiet fleet of one size (most agents idle, a few holding something), with
@@ -462,23 +468,6 @@ fn quiet_case() -> impl Strategy<Value = Case> {
             c.refuse_first = refuse_first;
             c
         })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 256,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "tests/proptest-regressions/greedy_small.txt",
-        ))),
-        ..ProptestConfig::default()
-    })]
-
-    /// In a quiet fleet of one size, too, a one-task batch plans as the general
-    /// engine plans.
-    #[test]
-    fn a_quiet_fleet_of_one_size_plans_as_the_general_engine(c in quiet_case()) {
-        check(&c);
-    }
 }
 
 /// A plain agent: available, one slot, `roles`, and declared resources.
