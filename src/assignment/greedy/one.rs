@@ -156,88 +156,77 @@ impl Engine<'_> {
         // A word whose largest affinity is at or under the gate is skipped whole.
         let mut gate = f64::NEG_INFINITY;
         let peaks = &t.affinity_peak[..];
-        // One copy of the loop per value of `collect`, so that the usual one (no list
-        // of fits) tests nothing per agent for it.
-        macro_rules! visit {
-            ($collect:expr) => {
-                for &(k, m) in &candidates {
-                    let word = k as usize * 64;
-                    if m & !calm[k as usize] == 0 {
-                        // Every candidate of the word idle and of class 0: one verdict
-                        // for the word, and per agent only its affinity and the
-                        // podium. No score at or under the runner-up's changes the
-                        // podium, and the words come in ascending order, so ties
-                        // still go to the lower index.
-                        if idle_class != 0 {
-                            idle_class = 0;
-                            idle_verdict = verdict_of(word + m.trailing_zeros() as usize);
-                        }
-                        let (short, base) = idle_verdict;
-                        if short != FITS {
-                            counts[dim_base + short] += m.count_ones();
-                            continue;
-                        }
-                        podium.fitted += m.count_ones() as usize;
-                        if !$collect && peaks.get(k as usize).copied().unwrap_or(0.0) <= gate {
-                            continue;
-                        }
-                        // The word's affinities as a slice of their own: one bound
-                        // for the word instead of an offset and a bound per agent.
-                        let row = affinities.get(word..).unwrap_or_default();
-                        let mut bits = m;
-                        while bits != 0 {
-                            let j = bits.trailing_zeros() as usize;
-                            bits &= bits - 1;
-                            let i = word + j;
-                            let a = row.get(j).copied().unwrap_or(0.0);
-                            if !$collect && a <= gate {
-                                continue;
-                            }
-                            let score = base + weights.affinity * (100.0 * a);
-                            if score > podium.second.1 {
-                                podium.rank(i, score);
-                            }
-                            if score <= podium.second.1 {
-                                gate = gate.max(a);
-                            }
-                            if $collect {
-                                fits.push((i, score));
-                            }
-                        }
+        for &(k, m) in &candidates {
+            let word = k as usize * 64;
+            if m & !calm[k as usize] == 0 {
+                // Every candidate of the word idle and of class 0: one verdict
+                // for the word, and per agent only its affinity and the
+                // podium. No score at or under the runner-up's changes the
+                // podium, and the words come in ascending order, so ties
+                // still go to the lower index.
+                if idle_class != 0 {
+                    idle_class = 0;
+                    idle_verdict = verdict_of(word + m.trailing_zeros() as usize);
+                }
+                let (short, base) = idle_verdict;
+                if short != FITS {
+                    counts[dim_base + short] += m.count_ones();
+                    continue;
+                }
+                podium.fitted += m.count_ones() as usize;
+                if !collect && peaks.get(k as usize).copied().unwrap_or(0.0) <= gate {
+                    continue;
+                }
+                // The word's affinities as a slice of their own: one bound
+                // for the word instead of an offset and a bound per agent.
+                let row = affinities.get(word..).unwrap_or_default();
+                let mut bits = m;
+                while bits != 0 {
+                    let j = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let i = word + j;
+                    let a = row.get(j).copied().unwrap_or(0.0);
+                    if !collect && a <= gate {
                         continue;
                     }
-                    for j in Bits(m) {
-                        let i = word + j;
-                        let (short, base) = if idle[i] && classes[i] == idle_class {
-                            idle_verdict
-                        } else if idle[i] {
-                            idle_class = classes[i];
-                            idle_verdict = verdict_of(i);
-                            idle_verdict
-                        } else {
-                            if last == usize::MAX || !same_columns(f, i, last) {
-                                last = i;
-                                last_verdict = verdict_of(i);
-                            }
-                            last_verdict
-                        };
-                        if short != FITS {
-                            counts[dim_base + short] += 1;
-                            continue;
-                        }
-                        let score = base + weights.affinity * affinity_at(affinities, i);
-                        podium.offer(i, score);
-                        if $collect {
-                            fits.push((i, score));
-                        }
+                    let score = base + weights.affinity * (100.0 * a);
+                    if score > podium.second.1 {
+                        podium.rank(i, score);
+                    }
+                    if score <= podium.second.1 {
+                        gate = gate.max(a);
+                    }
+                    if collect {
+                        fits.push((i, score));
                     }
                 }
-            };
-        }
-        if collect {
-            visit!(true);
-        } else {
-            visit!(false);
+                continue;
+            }
+            for j in Bits(m) {
+                let i = word + j;
+                let (short, base) = if idle[i] && classes[i] == idle_class {
+                    idle_verdict
+                } else if idle[i] {
+                    idle_class = classes[i];
+                    idle_verdict = verdict_of(i);
+                    idle_verdict
+                } else {
+                    if last == usize::MAX || !same_columns(f, i, last) {
+                        last = i;
+                        last_verdict = verdict_of(i);
+                    }
+                    last_verdict
+                };
+                if short != FITS {
+                    counts[dim_base + short] += 1;
+                    continue;
+                }
+                let score = base + weights.affinity * affinity_at(affinities, i);
+                podium.offer(i, score);
+                if collect {
+                    fits.push((i, score));
+                }
+            }
         }
         buf.candidates = candidates;
         podium
