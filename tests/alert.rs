@@ -491,10 +491,33 @@ fn a_cascade_pages_once_and_its_resolution_releases_the_alerts_it_held() {
     // The per-agent alerts and "multiple" are held behind it.
     let inhibited: usize = suppressed(&ns)
         .iter()
-        .filter(|(r, _, _)| *r == SuppressReason::Inhibited { by })
+        .filter(|(r, _, _)| {
+            *r == SuppressReason::Inhibited {
+                by,
+                alert: names::SYSTEM_WIDE_AGENT_FAILURE.to_owned(),
+            }
+        })
         .map(|(_, _, n)| n)
         .sum();
     assert_eq!(inhibited, 4);
+    // Said by name, not by fingerprint alone; a record from before names were kept
+    // reads back, and says the fingerprint.
+    let why = SuppressReason::Inhibited {
+        by,
+        alert: names::SYSTEM_WIDE_AGENT_FAILURE.to_owned(),
+    };
+    assert_eq!(
+        why.to_string(),
+        format!("inhibited by system_wide_agent_failure ({by})")
+    );
+    let old = SuppressReason::Inhibited {
+        by,
+        alert: String::new(),
+    };
+    let json = serde_json::to_string(&old).unwrap();
+    assert!(!json.contains("alert"), "{json}");
+    assert_eq!(serde_json::from_str::<SuppressReason>(&json).unwrap(), old);
+    assert_eq!(old.to_string(), format!("inhibited by {by}"));
 
     // Agent 1 recovers: two failing is no system-wide failure any more, but still
     // "multiple", which now pages and holds the two per-agent alerts.
@@ -1183,7 +1206,7 @@ fn check_state(m: &AlertManager, config: &AlertConfig) -> Result<(), TestCaseErr
                 );
                 prop_assert!(due.at <= now);
             }
-            (Some(SuppressReason::Inhibited { by }), Some(due)) => {
+            (Some(SuppressReason::Inhibited { by, .. }), Some(due)) => {
                 prop_assert!(m.alert(*by).is_some(), "{fp} held by {by}, which resolved");
                 prop_assert!(due.at <= now);
             }

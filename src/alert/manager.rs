@@ -119,7 +119,7 @@ impl Hold {
     pub(super) fn of(reason: &SuppressReason) -> Option<Hold> {
         match reason {
             SuppressReason::Silenced { silence } => Some(Hold::Silence(*silence)),
-            SuppressReason::Inhibited { by } => Some(Hold::Inhibitor(*by)),
+            SuppressReason::Inhibited { by, .. } => Some(Hold::Inhibitor(*by)),
             _ => None,
         }
     }
@@ -821,15 +821,13 @@ impl AlertManager {
             if !all_match(rule.target(), alert) {
                 continue;
             }
-            let by = sources.iter().find(|&&src| {
-                src != fp
-                    && self
-                        .alerts
-                        .get(&src)
-                        .is_some_and(|e| rule.holds_back(&e.record.alert, alert))
+            let by = sources.iter().find_map(|&src| {
+                let e = self.alerts.get(&src).filter(|_| src != fp)?;
+                rule.holds_back(&e.record.alert, alert)
+                    .then(|| (src, e.record.alert.name().to_owned()))
             });
-            if let Some(&by) = by {
-                return Some(SuppressReason::Inhibited { by });
+            if let Some((by, name)) = by {
+                return Some(SuppressReason::Inhibited { by, alert: name });
             }
         }
         None

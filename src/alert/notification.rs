@@ -76,6 +76,10 @@ pub enum SuppressReason {
     Inhibited {
         /// The alert holding it back.
         by: Fingerprint,
+        /// That alert's name, so that a reader need not look the fingerprint up
+        /// (empty in records made before it was kept).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        alert: String,
     },
     /// It fired again while already firing: one page per firing, however often the
     /// source repeats it. Reported once per firing.
@@ -99,7 +103,10 @@ impl fmt::Display for SuppressReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SuppressReason::Silenced { silence } => write!(f, "silenced by {silence}"),
-            SuppressReason::Inhibited { by } => write!(f, "inhibited by {by}"),
+            SuppressReason::Inhibited { by, alert } if alert.is_empty() => {
+                write!(f, "inhibited by {by}")
+            }
+            SuppressReason::Inhibited { by, alert } => write!(f, "inhibited by {alert} ({by})"),
             SuppressReason::Duplicate => f.write_str("duplicate of a firing alert"),
             SuppressReason::Grouped { group, page_at } => {
                 write!(f, "grouped into {group}, which pages at {page_at}")

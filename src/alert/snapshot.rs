@@ -285,7 +285,8 @@ fn check(s: &AlertManagerSnapshot) -> Result<(), String> {
                 }
                 match reason {
                     SuppressReason::Silenced { silence } if silences.contains(silence) => {}
-                    SuppressReason::Inhibited { by } if *by != fp && firing.contains_key(by) => {}
+                    SuppressReason::Inhibited { by, .. }
+                        if *by != fp && firing.contains_key(by) => {}
                     _ => {
                         return Err(format!(
                             "{name} is held by {reason}, which is not an active silence or \
