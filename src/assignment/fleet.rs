@@ -369,6 +369,25 @@ pub(crate) struct CompiledTask {
     pub(crate) affinity_peak: Vec<f64>,
 }
 
+/// `bits` packed into `words` (whatever it held), 64 to a word, the first in bit 0.
+fn pack_bits(words: &mut Vec<u64>, bits: impl Iterator<Item = bool>) {
+    words.clear();
+    for (i, yes) in bits.enumerate() {
+        if i % 64 == 0 {
+            words.push(0);
+        }
+        words[i / 64] |= u64::from(yes) << (i % 64);
+    }
+}
+
+/// Sets (`yes`) or clears bit `i` of `words`, where there is one.
+fn set_bit(words: &mut [u64], i: usize, yes: bool) {
+    if let Some(word) = words.get_mut(i / 64) {
+        let bit = 1u64 << (i % 64);
+        *word = if yes { *word | bit } else { *word & !bit };
+    }
+}
+
 /// Whether two rows of amounts are the same. The rows are a few words: one pass
 /// without a branch per amount, where a slice comparison calls `memcmp`.
 #[inline]
@@ -603,27 +622,15 @@ impl Fleet {
     /// Derives [`eligible`](Self::eligible) and [`idle`](Self::idle) for every agent
     /// from the columns they are read from.
     fn derive_all(&mut self) {
-        self.eligible.clear();
-        for (status, slots) in self.status.chunks(64).zip(self.slots.chunks(64)) {
-            let mut word = 0u64;
-            for (j, (status, slots)) in status.iter().zip(slots).enumerate() {
-                word |= u64::from(takes_work(*status, *slots)) << j;
-            }
-            self.eligible.push(word);
-        }
+        let eligible = (self.status.iter().zip(&self.slots)).map(|(s, k)| takes_work(*s, *k));
+        pack_bits(&mut self.eligible, eligible);
         let n = self.dims.len().max(1);
         self.idle.clear();
         self.idle.extend(
             (self.free.chunks_exact(n).zip(self.capacity.chunks_exact(n))).map(|(f, c)| f == c),
         );
-        self.calm.clear();
-        for (idle, class) in self.idle.chunks(64).zip(self.capacity_class.chunks(64)) {
-            let mut word = 0u64;
-            for (j, (idle, class)) in idle.iter().zip(class).enumerate() {
-                word |= u64::from(*idle && *class == 0) << j;
-            }
-            self.calm.push(word);
-        }
+        let calm = (self.idle.iter().zip(&self.capacity_class)).map(|(idle, c)| *idle && *c == 0);
+        pack_bits(&mut self.calm, calm);
     }
 
     /// Derives agent `i`'s bit of [`eligible`](Self::eligible) after its status or
@@ -633,10 +640,7 @@ impl Fleet {
             (self.status.get(i), self.slots.get(i)),
             (Some(status), Some(slots)) if takes_work(*status, *slots)
         );
-        if let Some(word) = self.eligible.get_mut(i / 64) {
-            let bit = 1u64 << (i % 64);
-            *word = if yes { *word | bit } else { *word & !bit };
-        }
+        set_bit(&mut self.eligible, i, yes);
     }
 
     /// Derives agent `i`'s [`idle`](Self::idle) flag after its free amounts changed.
@@ -651,10 +655,7 @@ impl Fleet {
             *flag = yes;
         }
         let calm = yes && self.capacity_class.get(i) == Some(&0);
-        if let Some(word) = self.calm.get_mut(i / 64) {
-            let bit = 1u64 << (i % 64);
-            *word = if calm { *word | bit } else { *word & !bit };
-        }
+        set_bit(&mut self.calm, i, calm);
     }
 
     /// Rereads what changes between batches of an unchanged layout: statuses, free
