@@ -424,7 +424,7 @@ impl fmt::Display for AuditEntry {
                 "the {by} decided {decision} on {subject}{}",
                 Reason(reason)
             ),
-            AuditEntry::Escalation { action } => describe_escalation(f, action),
+            AuditEntry::Escalation { action } => write!(f, "{action}"),
             AuditEntry::ModeChange { from, to, reason } => {
                 write!(f, "mode changed from {from} to {to}{}", Reason(reason))
             }
@@ -502,44 +502,6 @@ impl fmt::Display for AuditEntry {
                 reason,
             } => write!(f, "{incident} closed by the {by}{}", Reason(reason)),
             AuditEntry::Note { author, text } => write!(f, "{author}{}", Reason(text)),
-        }
-    }
-}
-
-fn describe_escalation(f: &mut fmt::Formatter<'_>, action: &EscalationAction) -> fmt::Result {
-    match action {
-        EscalationAction::EscalateToOrchestrator { conflict, reason } => {
-            write!(f, "{conflict} escalated to the orchestrator: {reason}")
-        }
-        EscalationAction::RequestHumanApproval {
-            conflict,
-            deadline,
-            default,
-            reason,
-        } => write!(
-            f,
-            "{conflict} sent to a human for a decision by {deadline} (else {default}): {reason}"
-        ),
-        EscalationAction::EmergencyReallocation {
-            conflict,
-            resources,
-        } => write!(
-            f,
-            "{conflict}: emergency reallocation of {}",
-            resources.join(", ")
-        ),
-        EscalationAction::ActivateSafeMode { failed_agents } => {
-            f.write_str("safe mode activated after agent failures:")?;
-            for a in failed_agents {
-                write!(f, " {a}")?;
-            }
-            Ok(())
-        }
-        EscalationAction::ApplyDefaultDecision { conflict, decision } => {
-            write!(
-                f,
-                "{conflict}: nobody decided in time; default {decision} applied"
-            )
         }
     }
 }
