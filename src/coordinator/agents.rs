@@ -273,8 +273,7 @@ impl Core {
             self.set_status_in_service(agent, status, now)?;
         } else {
             // A drained agent taken offline is maintenance, not a failure.
-            let planned = self.is_planned_outage(agent, status)?;
-            self.leave_service(agent, status, false, now)?;
+            let planned = self.leave_service(agent, status, false, now)?;
             if matches!(status, AgentStatus::Offline | AgentStatus::Unhealthy) && !planned {
                 self.note_agent_failure(agent, now);
             }
@@ -301,30 +300,36 @@ impl Core {
     /// frees what each holds and, per [`OnAgentLoss`], queues it again or ends it as
     /// a failure, or (`hold`) holds it until the agent's quarantine is released. The
     /// agent's loss is not held against it or the task (no affinity or prediction
-    /// is learned from it).
+    /// is learned from it). Returns whether it was a planned outage (see
+    /// [`change_status`](Self::change_status)).
     pub(super) fn leave_service(
         &mut self,
         agent: AgentId,
         status: AgentStatus,
         hold: bool,
         now: Timestamp,
-    ) -> Result<(), CoordinatorError> {
-        self.change_status(agent, status, now)?;
+    ) -> Result<bool, CoordinatorError> {
+        let planned = self.change_status(agent, status, now)?;
         let mut grants = Vec::new();
         let lost = self.take_tasks_of(agent, now, &mut grants);
         let mut unblocked = Vec::new();
         self.hand_back(lost, agent, hold, now, &mut unblocked);
         self.serve(grants, unblocked, now);
-        Ok(())
+        Ok(planned)
     }
 
+    /// Sets `agent`'s status and says so in an event; returns whether the change
+    /// is a planned outage (offline from a drain: busy, held by the host, the way
+    /// a maintenance window takes an agent out).
     fn change_status(
         &mut self,
         agent: AgentId,
         status: AgentStatus,
         now: Timestamp,
-    ) -> Result<(), CoordinatorError> {
-        let planned = self.is_planned_outage(agent, status)?;
+    ) -> Result<bool, CoordinatorError> {
+        let planned = status == AgentStatus::Offline
+            && self.s.registry.status(agent)? == AgentStatus::Busy
+            && self.s.registry.is_held_busy(agent)?;
         let from = self.s.registry.set_status(agent, status, now)?;
         self.s.last_now = now;
         tracing::info!(agent.id = %agent, from = %from, to = %status, planned, "agent status changed");
@@ -337,19 +342,7 @@ impl Core {
                 planned,
             },
         );
-        Ok(())
-    }
-
-    /// Whether setting `agent` to `status` is a planned outage: offline from a drain
-    /// (busy, held by the host), the way a maintenance window takes an agent out.
-    fn is_planned_outage(
-        &self,
-        agent: AgentId,
-        status: AgentStatus,
-    ) -> Result<bool, CoordinatorError> {
-        Ok(status == AgentStatus::Offline
-            && self.s.registry.status(agent)? == AgentStatus::Busy
-            && self.s.registry.is_held_busy(agent)?)
+        Ok(planned)
     }
 
     /// Takes every running task off `agent`, freeing what each holds (see
