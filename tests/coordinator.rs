@@ -732,7 +732,8 @@ fn open_conflicts_survive_a_restore_and_escalate_as_before() {
 
     // The holder finishes: the restored coordinator resolves both conflicts as well,
     // and starts task 2, which waited behind it since before the restore; task 5,
-    // which collides with task 2 now, waits behind it (no conflict is opened for it).
+    // which collides with task 2 now, waits behind it, in a new conflict (the same
+    // id on both).
     let (got, want) = (
         r.complete(TaskId::new(1), true, None).unwrap(),
         c.complete(TaskId::new(1), true, None).unwrap(),
@@ -748,11 +749,14 @@ fn open_conflicts_survive_a_restore_and_escalate_as_before() {
             "{id}: {got:?}"
         );
     }
-    assert!(
-        !got.iter()
-            .any(|e| matches!(&e.kind, EventKind::ConflictDetected { .. })),
-        "{got:?}"
-    );
+    let detected: Vec<_> = (got.iter())
+        .filter_map(|e| match &e.kind {
+            EventKind::ConflictDetected { conflict, .. } => Some(conflict.id()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(detected.len(), 1, "{got:?}");
+    assert!(detected[0] > newcomer[0], "{detected:?} after {newcomer:?}");
     assert_eq!(behind(&r), [(TaskId::new(5), Some(TaskId::new(2)))]);
 
     // Task 2 holds the file now; task 3 collides with it under a fresh id, the same on
@@ -766,15 +770,18 @@ fn open_conflicts_survive_a_restore_and_escalate_as_before() {
         panic!("{got:?}")
     };
     assert!(
-        conflicts[0] > newcomer[0],
-        "{conflicts:?} after {newcomer:?}"
+        conflicts[0] > detected[0],
+        "{conflicts:?} after {detected:?}"
     );
     assert_eq!(
         c.open_conflicts()
             .iter()
-            .map(|o| o.holder)
+            .map(|o| (o.holder, o.waiting))
             .collect::<Vec<_>>(),
-        [Some(TaskId::new(2))]
+        [
+            (Some(TaskId::new(2)), Some(TaskId::new(5))),
+            (Some(TaskId::new(2)), Some(TaskId::new(3)))
+        ]
     );
     assert_eq!(r.drain_events(), c.drain_events());
     assert_eq!(
@@ -1210,6 +1217,10 @@ fn a_task_blocked_behind_a_claim_keeps_its_age_in_the_queue() {
 /// Regression: a task served from the queue was started without checking or holding
 /// its claims, so it ran beside a task holding the same exclusive file, and newcomers
 /// did not collide with it (until a snapshot and restore, which held its claims).
+///
+/// Regression: such a task then waited behind the holder with no conflict open, so
+/// the escalation ladder never heard of it however long the holder ran. It now
+/// opens its conflict as a task assigned directly does.
 #[test]
 fn a_queued_task_waits_behind_the_holder_of_its_claim() {
     let clock = clock();
@@ -1218,22 +1229,23 @@ fn a_queued_task_waits_behind_the_holder_of_its_claim() {
     c.drain_events();
 
     // Task 2 ends: task 3 is granted its slot but task 1 holds the file, so task 3
-    // does not start; it waits behind task 1, and no conflict is opened for it.
+    // does not start; it waits behind task 1, in a conflict with it.
     clock.advance(MIN);
     assert_eq!(steps[0](&c), Step::Served(Vec::new()));
     let events = c.drain_events();
+    let kinds: Vec<_> = events.iter().map(|e| &e.kind).collect();
+    let detected = kinds.iter().position(|k| {
+        matches!(k, EventKind::ConflictDetected { conflict, .. }
+            if conflict.parties().iter().filter_map(|p| p.task_id()).collect::<Vec<_>>()
+                == [TaskId::new(1), TaskId::new(3)])
+    });
+    let blocked = kinds.iter().position(|k| {
+        matches!(k, EventKind::TaskBlocked { task, behind, .. }
+            if *task == TaskId::new(3) && *behind == TaskId::new(1))
+    });
     assert!(
-        events.iter().any(|e| matches!(
-            &e.kind,
-            EventKind::TaskBlocked { task, behind, .. }
-                if *task == TaskId::new(3) && *behind == TaskId::new(1)
-        )),
+        matches!((detected, blocked), (Some(d), Some(b)) if d < b),
         "{events:?}"
-    );
-    assert!(
-        !events
-            .iter()
-            .any(|e| matches!(&e.kind, EventKind::ConflictDetected { .. }))
     );
     let waiting = c.waiting();
     assert_eq!(waiting.len(), 1);
@@ -1241,12 +1253,31 @@ fn a_queued_task_waits_behind_the_holder_of_its_claim() {
     assert_eq!(waiting[0].behind, Some(TaskId::new(1)));
     // The slot is free again, not held by a task that cannot run.
     c.with_ledger(|l| assert_eq!(l.len(), 1));
-    assert!(c.snapshot().conflicts.entries.is_empty());
+    let open = c.open_conflicts();
+    assert_eq!(
+        (open.iter())
+            .map(|o| (o.holder, o.waiting))
+            .collect::<Vec<_>>(),
+        [(Some(TaskId::new(1)), Some(TaskId::new(3)))]
+    );
 
-    // Time passes: nothing retries it (no conflict opened again and again).
+    // Time passes: nothing retries it (no conflict opened again and again)...
     clock.advance(10 * MIN);
     assert_eq!(steps[1](&c), Step::Served(Vec::new()));
     assert!(c.drain_events().is_empty());
+    // ...but the ladder climbs: past its first rung, the orchestrator hears of it.
+    clock.advance(25 * MIN);
+    assert!(c.tick().is_empty());
+    let events = c.drain_events();
+    assert!(
+        events.iter().any(|e| matches!(
+            &e.kind,
+            EventKind::ConflictEscalated {
+                action: concord::conflict::EscalationAction::EscalateToOrchestrator { conflict, .. }
+            } if *conflict == open[0].conflict.id()
+        )),
+        "{events:?}"
+    );
 
     // Task 1 ends: task 3 takes the file and the slot.
     clock.advance(MIN);
@@ -1335,6 +1366,14 @@ fn a_task_blocked_behind_no_running_task_is_refused_on_restore() {
     let mut orphan = c.snapshot();
     assert!(orphan.waiting.values().any(|w| w.behind.is_some()));
     orphan.assignments.remove(&TaskId::new(1));
+    // Its conflict with task 1 is refused first (an open conflict's holder must run
+    // too): without it, the blocked task is what is refused.
+    let e = Coordinator::builder().restore(orphan.clone()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "corrupt coordinator snapshot: open conflict#1 is held by task#1, which is not running"
+    );
+    orphan.conflicts.entries.clear();
     let e = Coordinator::builder().restore(orphan).unwrap_err();
     assert_eq!(
         e.to_string(),
@@ -1544,7 +1583,7 @@ fn forgotten_conflicts_leave_their_ids_behind() {
 /// A task submitted again, under the same id, while it waits behind the holder of
 /// the conflict it met is a duplicate: refused, it changes nothing (no second conflict
 /// is opened, no event). It needs no second submission: the holder's end resolves the
-/// conflict and starts it, with no conflict opened again.
+/// conflict and starts it.
 #[test]
 fn a_task_submitted_again_while_it_waits_is_a_duplicate() {
     let clock = clock();
@@ -1588,7 +1627,7 @@ fn a_task_submitted_again_while_it_waits_is_a_duplicate() {
     );
     c.drain_events();
     // The holder's end resolves both; task 2 starts, and task 3, which collides with
-    // it now, waits behind it: no conflict is opened again.
+    // it now, waits behind it, in a new conflict on the ladder.
     let served = c.complete(TaskId::new(1), true, None).unwrap();
     assert_eq!(ids(&served), [TaskId::new(2)]);
     let events = c.drain_events();
@@ -1599,9 +1638,15 @@ fn a_task_submitted_again_while_it_waits_is_a_duplicate() {
     );
     assert_eq!(
         count(|k| matches!(k, EventKind::ConflictDetected { .. })),
-        0
+        1
     );
-    assert_eq!(c.snapshot().conflicts.entries.len(), 2);
+    assert_eq!(c.snapshot().conflicts.entries.len(), 3);
+    assert_eq!(
+        (c.open_conflicts().iter())
+            .map(|o| (o.holder, o.waiting))
+            .collect::<Vec<_>>(),
+        [(Some(TaskId::new(2)), Some(TaskId::new(3)))]
+    );
     assert_eq!(behind(&c), [(TaskId::new(3), Some(TaskId::new(2)))]);
     // Running, it is a duplicate too.
     assert!(matches!(
@@ -2009,8 +2054,8 @@ fn one_task_at_a_time_allocates_nothing_once_warm() {
     assert_eq!(made, 0, "{made} allocations for 1,000 tasks");
 }
 
-/// A task the queue granted while another held its claims waits behind the holder
-/// with no conflict open: `why_waiting` names the holder, with no empty list.
+/// A task the queue granted while another held its claims waits behind the holder,
+/// in a conflict the queue opened: `why_waiting` names the holder and the conflict.
 #[test]
 fn a_task_granted_behind_a_claim_says_whom_it_waits_for() {
     let clock = clock();
@@ -2038,6 +2083,6 @@ fn a_task_granted_behind_a_claim_says_whom_it_waits_for() {
     assert_eq!(behind(&c), [(TaskId::new(2), Some(TaskId::new(3)))]);
     assert_eq!(
         c.why_waiting(TaskId::new(2)).as_deref(),
-        Some("behind the claims of task#3")
+        Some("behind the claims of task#3 (conflict#1 resolving)")
     );
 }

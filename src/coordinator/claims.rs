@@ -250,6 +250,68 @@ impl State {
         decisions
     }
 
+    /// Opens a conflict for each collision of `task`'s claims, held by the running
+    /// task named first in it (whose end resolves it), and returns their ids in the
+    /// detector's order. A collision with a holder that `task` already has an open
+    /// conflict with (it was withdrawn and submitted again, or it waited behind that
+    /// holder before) meets that conflict, not a new one.
+    ///
+    /// The one place conflict ids are issued: each new conflict takes the next id, in
+    /// the detector's order of the collisions. That order depends only on the claims
+    /// held, and the counter is part of the snapshot, so a restored coordinator
+    /// numbers the same conflicts the same way. A restore starts the counter past
+    /// every id its manager knows, below 2^63 (a snapshot past it is refused), and it
+    /// only counts up: no id is issued twice, so the manager never refuses one.
+    pub(super) fn open_conflicts(
+        &mut self,
+        task: TaskId,
+        collisions: &[Collision],
+        now: Timestamp,
+    ) -> Vec<ConflictId> {
+        // Which collisions meet a conflict still open is settled before any is
+        // opened: two collisions with one holder open two conflicts.
+        let mut ids = Vec::new();
+        let mut new = Vec::with_capacity(collisions.len());
+        for c in collisions {
+            match (c.holder().task_id()).and_then(|h| self.open_conflict_between(h, task)) {
+                Some(id) => ids.push(id),
+                None => new.push(c),
+            }
+        }
+        for collision in new {
+            let holder = collision.holder().task_id();
+            let id = ConflictId::new(self.next_conflict_id);
+            self.next_conflict_id += 1;
+            let conflict = collision.clone().into_conflict(id);
+            let opened = match self.conflicts.open(conflict.clone(), now) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // Unreachable: the manager refuses only an id it knows, and the
+                    // counter is past every one of those.
+                    tracing::error!(conflict.id = %id, error = %e, "conflict manager refused a new id");
+                    continue;
+                }
+            };
+            // The claim already held is the first party: its task's end resolves it.
+            if let Some(holder) = holder {
+                self.holders.insert((holder, id));
+            }
+            tracing::info!(task.id = %task, conflict.id = %id, "claims collide");
+            self.push(
+                now,
+                EventKind::ConflictDetected {
+                    conflict: Box::new(conflict),
+                    assessment: opened.assessment.clone(),
+                },
+            );
+            // A conflict just opened is on the ladder's first rung: no deadline has
+            // passed, so no default decision comes back.
+            let _ = self.escalate(opened.actions, now);
+            ids.push(id);
+        }
+        ids
+    }
+
     /// Sets a waiting task (`key` in `waiting`), whose claims collided, to wait behind
     /// the running task holding the first contested claim (or rejects it, for a
     /// collision without a holder, which a detector never reports).
@@ -295,13 +357,6 @@ impl Core {
     /// the same open conflicts, not new ones). A task that meets conflicts still open
     /// from an earlier submission (it was withdrawn while they stayed with their
     /// holders) meets those, not new ones, and waits all the same.
-    ///
-    /// The one place conflict ids are issued: each new conflict takes the next id, in
-    /// the detector's order of the collisions. That order depends only on the claims
-    /// held, and the counter is part of the snapshot, so a restored coordinator
-    /// numbers the same conflicts the same way. A restore starts the counter past
-    /// every id its manager knows, below 2^63 (a snapshot past it is refused), and it
-    /// only counts up: no id is issued twice, so the manager never refuses one.
     pub(super) fn open_conflicts_for(
         &mut self,
         task: &mut Task,
@@ -312,45 +367,7 @@ impl Core {
     ) -> Result<AssignOutcome, CoordinatorError> {
         let s = &mut self.s;
         let id_of_task = task.id();
-        // A task submitted again while the conflicts it met are still open meets the
-        // same conflicts: they are reported again, and not opened twice.
-        let mut opened_ids = Vec::new();
-        let mut new = Vec::with_capacity(collisions.len());
-        for c in &collisions {
-            let holder = c.holder().task_id();
-            match holder.and_then(|h| s.open_conflict_between(h, id_of_task)) {
-                Some(id) => opened_ids.push(id),
-                None => new.push(c),
-            }
-        }
-        for collision in new {
-            let id = ConflictId::new(s.next_conflict_id);
-            s.next_conflict_id += 1;
-            let conflict = collision.clone().into_conflict(id);
-            let opened = match s.conflicts.open(conflict.clone(), now) {
-                Ok(opened) => opened,
-                Err(e) => {
-                    // Unreachable: the manager refuses only an id it knows, and the
-                    // counter is past every one of those.
-                    tracing::error!(conflict.id = %id, error = %e, "conflict manager refused a new id");
-                    continue;
-                }
-            };
-            // The claim already held is the first party: its task's end resolves it.
-            if let Some(holder) = collision.holder().task_id() {
-                s.holders.insert((holder, id));
-            }
-            tracing::info!(task.id = %id_of_task, conflict.id = %id, "claims collide");
-            s.push(
-                now,
-                EventKind::ConflictDetected {
-                    conflict: Box::new(conflict),
-                    assessment: opened.assessment.clone(),
-                },
-            );
-            let _ = s.escalate(opened.actions, now);
-            opened_ids.push(id);
-        }
+        let opened_ids = s.open_conflicts(id_of_task, &collisions, now);
         if !wait {
             return Ok(AssignOutcome::Conflicted {
                 task: id_of_task,

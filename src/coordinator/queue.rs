@@ -641,13 +641,18 @@ impl Core {
                 refused.push(w);
                 continue;
             }
-            // Its claims, exactly as a direct assignment's; but a collision blocks it
-            // behind the holder instead of opening a conflict.
+            // Its claims, exactly as a direct assignment's: a collision opens the
+            // conflicts (which climb the escalation ladder, so a human hears of a
+            // task stuck behind a long-running holder) and sets it to wait behind the
+            // holder, off the queue.
             let hold = s.hold_claims(&w.task, g.agent, now);
             if !matches!(hold, Ok(Hold::Held)) {
                 give_back(s, &mut queue);
                 match hold {
-                    Ok(Hold::Collides(found)) => s.block(key, w, &found, now),
+                    Ok(Hold::Collides(found)) => {
+                        s.open_conflicts(w.task.id(), &found, now);
+                        s.block(key, w, &found, now);
+                    }
                     Err(e) => {
                         // A claim the detector refuses (it names nothing): no agent
                         // can ever run the task.

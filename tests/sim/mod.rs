@@ -1536,6 +1536,25 @@ impl World {
                 ));
             }
         }
+        // And a task waiting behind a holder waits in an open conflict with it, however
+        // it came to wait (assigned directly, or granted by the queue): else the ladder
+        // never hears of it, however long the holder runs.
+        let open: BTreeSet<(Option<TaskId>, Option<TaskId>)> = (self.core.open_conflicts())
+            .iter()
+            .map(|c| (c.holder, c.waiting))
+            .collect();
+        for w in self.core.waiting() {
+            let Some(holder) = w.behind else { continue };
+            if !open.contains(&(Some(holder), Some(w.task.id()))) {
+                return Err(self.fail(
+                    "a_blocked_task_is_on_the_ladder",
+                    format!(
+                        "{} waits behind {holder} with no conflict open",
+                        w.task.id()
+                    ),
+                ));
+            }
+        }
         // The registry, the ledger and the core agree on what runs where.
         let mut per_agent: BTreeMap<AgentId, u32> = BTreeMap::new();
         for a in self.core.assignments() {
