@@ -252,7 +252,8 @@ pub enum Metric {
     /// Mean time from a conflict's detection to its resolution or decision, in
     /// seconds.
     ConflictResolution,
-    /// Share of the tasks' time spent waiting rather than working.
+    /// Time the tasks spent blocked behind claims and conflicts, against time they
+    /// worked.
     CoordinationOverhead,
     /// Share of the allocated resources the finished tasks used.
     ResourceEfficiency,

@@ -11,7 +11,7 @@ use super::anomaly::{Anomaly, Subject};
 use super::error::MonitorError;
 use super::thresholds::{Bottleneck, Finding, Recommendation, Thresholds, percent};
 use super::trend::CapacityTrend;
-use super::window::{ResourceStats, TaskCounts, Window, ratio};
+use super::window::{ResourceStats, TaskCounts, Window};
 use crate::clock::Timestamp;
 use crate::id::AgentId;
 use crate::resource::ResourceName;
@@ -111,13 +111,15 @@ pub struct QueueSummary {
     pub wait_p95_secs: Option<f64>,
 }
 
-/// Where the tasks' time went: waiting to be coordinated, or working.
+/// Where the tasks' time went: waiting for capacity, waiting on coordination, or
+/// working.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CoordinationOverhead {
-    /// `(queued + blocked) / (queued + blocked + working)`.
+    /// `blocked / (blocked + working)`: time queued for capacity is not coordination
+    /// (see [`Window::coordination_overhead`](super::Window::coordination_overhead)).
     pub overhead: Option<f64>,
-    /// Task-seconds queued.
+    /// Task-seconds queued for a free agent, resources or normal mode.
     pub queued_secs: f64,
     /// Task-seconds blocked behind claims and conflicts.
     pub blocked_secs: f64,
@@ -286,16 +288,13 @@ impl DailySummary {
             "| resource efficiency | {} |",
             opt_percent(self.resource_efficiency)
         );
-        let share = |x: f64| {
-            let total = o.queued_secs + o.blocked_secs + o.working_secs;
-            opt_percent(ratio(x, total))
-        };
         let _ = writeln!(
             out,
-            "| coordination overhead | {} (queued {}, blocked {}) |",
+            "| coordination overhead | {} (blocked {} against {} working; queued for capacity {}) |",
             opt_percent(o.overhead),
-            share(o.queued_secs),
-            share(o.blocked_secs)
+            format_secs(o.blocked_secs),
+            format_secs(o.working_secs),
+            format_secs(o.queued_secs)
         );
         let _ = writeln!(
             out,
@@ -557,11 +556,11 @@ impl PerformanceReport {
         let o = &self.coordination_overhead;
         let _ = writeln!(
             out,
-            "## Coordination overhead\n\n{} of the tasks' time went to waiting: {} queued and {} blocked behind claims and conflicts, against {} working.\n",
+            "## Coordination overhead\n\n{} of the tasks' time outside the queue went to coordination: {} blocked behind claims and conflicts, against {} working. They also waited {} in the queue for capacity (a free agent, resources or normal mode), which is not counted here.\n",
             opt_percent(o.overhead),
-            format_secs(o.queued_secs),
             format_secs(o.blocked_secs),
-            format_secs(o.working_secs)
+            format_secs(o.working_secs),
+            format_secs(o.queued_secs)
         );
         let _ = writeln!(out, "## Recommendations\n");
         if self.recommendations.is_empty() {

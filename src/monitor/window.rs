@@ -366,11 +366,17 @@ impl Window {
         self.tasks.completion_rate()
     }
 
-    /// The share of the tasks' time in the system spent waiting (queued or blocked)
-    /// rather than running: `(queued + blocked) / (queued + blocked + busy)`.
+    /// The share of the tasks' time spent waiting on coordination (blocked behind
+    /// running tasks' claims and the conflicts they opened) against the time they
+    /// worked: `blocked / (blocked + busy)`.
+    ///
+    /// Time queued for a free agent, resources or normal mode is not counted: it is
+    /// capacity, which utilization and the queue's bottlenecks report, and the
+    /// recommendations for high coordination overhead (review the coordination
+    /// algorithms, the communication, caching) would not shorten it.
     pub fn coordination_overhead(&self) -> Option<f64> {
-        let waiting = self.queue.queued_secs + self.queue.blocked_secs;
-        ratio(waiting, waiting + self.busy_secs())
+        let blocked = self.queue.blocked_secs;
+        ratio(blocked, blocked + self.busy_secs())
     }
 
     /// Tasks waiting, on average over the window.

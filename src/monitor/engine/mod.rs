@@ -394,9 +394,9 @@ pub struct MonitorStats {
 ///   completion reported) against what their assignment allocated, which is what
 ///   was predicted; and each resource's use: allocated over the fleet's capacity,
 ///   over time and at its peak.
-/// - **Coordination overhead**: the share of the tasks' time spent waiting (queued,
-///   or blocked behind claims and conflicts) rather than running, from the events'
-///   own timestamps.
+/// - **Coordination overhead**: time the tasks spent blocked behind claims and the
+///   conflicts they opened, against time they ran, from the events' own timestamps
+///   (time queued for capacity is the queue's figure, not coordination).
 /// - **Queues**: tasks waiting now and at most, their waits (sketch), and per agent
 ///   the tasks waiting for it (see [`AgentStats::queue_length`]).
 ///

@@ -165,8 +165,9 @@ fn waits_queue_lengths_and_overhead_come_from_the_events_timestamps() {
     assert_eq!(w.queue.queued_secs, 1800.0);
     assert_eq!(w.queue.waits.count(), 2);
     assert_eq!(w.queue.waits.max(), Some(1200.0));
-    // Working 1200 s, waiting 1800 s.
-    assert!(close(w.coordination_overhead().unwrap(), 0.6));
+    // Working 1200 s, waiting 1800 s, all of it for the one slot: capacity, not
+    // coordination.
+    assert_eq!(w.coordination_overhead(), Some(0.0));
     assert_eq!(w.completion_rate(), Some(0.5));
     let a = w.agent(AgentId::new(1)).unwrap();
     assert_eq!((a.waited, a.waited_secs), (2, 1800.0));
