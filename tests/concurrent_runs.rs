@@ -435,6 +435,66 @@ fn health_checked_pair() -> (ManualClock, Arc<Coordinator>, Driver, Vec<Arc<Atom
     (clock, coordinator, driver, switches)
 }
 
+/// The drain outlives the driver and the coordinator: a drained agent that failed a
+/// check before a crash comes back drained (busy, held, no new work) when a driver
+/// over the restored coordinator finds it well, not available in the middle of its
+/// maintenance window.
+#[test]
+fn a_drained_agent_taken_out_before_a_crash_comes_back_drained() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let books = Arc::new(Mutex::new(Books::default()));
+    let one = AgentId::new(1);
+    let worker = Arc::new(SimWorker::new(
+        one,
+        &clock,
+        Arc::new(|_| Duration::from_secs(1)),
+        &books,
+    ));
+    let up = Arc::clone(&worker.up);
+    let driver_of = |c: &Arc<Coordinator>| {
+        Driver::new(Arc::clone(c), SimulatedTimer::new(clock.clone())).with_health_checks(
+            [Arc::clone(&worker) as Arc<dyn Agent>],
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+        )
+    };
+    let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    c.register_agent(AgentProfile::new(one, "w").with_role(role("worker")))
+        .unwrap();
+    c.set_agent_status(one, AgentStatus::Busy).unwrap();
+    up.store(false, Ordering::SeqCst);
+    block_on(driver_of(&c).turn());
+    let drain = |c: &Coordinator| {
+        c.with_registry(|r| {
+            Ok::<_, concord::agent::RegistryError>((
+                r.status(one)?,
+                r.is_held_busy(one)?,
+                r.is_drained(one)?,
+            ))
+        })
+        .unwrap()
+    };
+    assert_eq!(drain(&c), (AgentStatus::Unhealthy, false, true));
+    // The host crashes; it restores the coordinator and starts a new driver.
+    let json = serde_json::to_string(&c.snapshot()).unwrap();
+    drop(c);
+    let r = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .restore(serde_json::from_str(&json).unwrap())
+            .unwrap(),
+    );
+    assert_eq!(drain(&r), (AgentStatus::Unhealthy, false, true));
+    up.store(true, Ordering::SeqCst);
+    block_on(driver_of(&r).turn());
+    assert_eq!(drain(&r), (AgentStatus::Busy, true, true));
+    assert!(r.assign(outside_work(None)).unwrap().assignment().is_none());
+    // The host ends the window: the agent takes the waiting work.
+    r.set_agent_status(one, AgentStatus::Available).unwrap();
+    assert_eq!(r.assignments().len(), 1);
+    assert_eq!(drain(&r), (AgentStatus::Busy, false, false));
+}
+
 /// The driver checks the agents' health on a schedule: an agent that stops
 /// answering becomes unhealthy (its running step is handed to another agent), and
 /// comes back when it answers again.

@@ -297,8 +297,12 @@ impl AgentRegistry {
         self.status_since[i] = now;
         // Set busy by the host with a slot free: held so until the host says
         // otherwise. With every slot taken (an agent reconnecting with its tasks) it
-        // is busy from its slots, and available again when one frees.
-        self.held[i] = to == AgentStatus::Busy && running < max_tasks;
+        // is busy from its slots, and available again when one frees. A drained
+        // agent that falls ill stays drained, so that whoever brings it back (a
+        // health check, a driver started again after a crash) brings it back to
+        // the drain, not to work: the drain is the host's, not the illness's.
+        self.held[i] = (to == AgentStatus::Busy && running < max_tasks)
+            || (to == AgentStatus::Unhealthy && self.held[i]);
         self.record_change(i);
         tracing::info!(agent.id = %agent, status.from = %from, status.to = %to, "agent status changed");
         Ok(from)
@@ -311,6 +315,18 @@ impl AgentRegistry {
     /// # Errors
     /// [`RegistryError::UnknownAgent`] if it is not registered.
     pub fn is_held_busy(&self, agent: AgentId) -> Result<bool, RegistryError> {
+        self.index(agent)
+            .map(|i| self.held[i] && self.status[i] == AgentStatus::Busy)
+    }
+
+    /// Whether the agent is drained: held busy by the host
+    /// ([`is_held_busy`](Self::is_held_busy)), or unhealthy since it fell ill while
+    /// so held. An unhealthy drained agent that is well again goes back to `busy`,
+    /// held, not to work (the `Driver`'s health checks do this).
+    ///
+    /// # Errors
+    /// [`RegistryError::UnknownAgent`] if it is not registered.
+    pub fn is_drained(&self, agent: AgentId) -> Result<bool, RegistryError> {
         self.index(agent).map(|i| self.held[i])
     }
 
@@ -656,8 +672,8 @@ impl AgentRegistry {
     /// # Errors
     /// [`RegistryError::CorruptSnapshot`] if the version is unknown, an id appears
     /// twice, an agent has no slot, runs more tasks than it has slots, is
-    /// `available` with every slot taken, or is held busy by the host while not
-    /// `busy`.
+    /// `available` with every slot taken, or is drained by the host while neither
+    /// `busy` nor `unhealthy`.
     pub fn restore(snapshot: RegistrySnapshot) -> Result<Self, RegistryError> {
         let corrupt = |reason: String| RegistryError::CorruptSnapshot { reason };
         if snapshot.version != RegistrySnapshot::VERSION {
@@ -691,9 +707,9 @@ impl AgentRegistry {
                     "{id} is available with all {max_tasks} slots taken"
                 )));
             }
-            if a.held && a.status != AgentStatus::Busy {
+            if a.held && !matches!(a.status, AgentStatus::Busy | AgentStatus::Unhealthy) {
                 return Err(corrupt(format!(
-                    "{id} is held busy by the host but {}",
+                    "{id} is drained by the host but {}",
                     a.status
                 )));
             }
@@ -881,6 +897,12 @@ impl<'a> AgentView<'a> {
     /// Whether the host holds it busy, a drain
     /// ([`AgentRegistry::is_held_busy`]).
     pub fn is_held_busy(&self) -> bool {
+        self.registry.held[self.i] && self.status() == AgentStatus::Busy
+    }
+
+    /// Whether it is drained: held busy, or unhealthy since it fell ill while held
+    /// ([`AgentRegistry::is_drained`]).
+    pub fn is_drained(&self) -> bool {
         self.registry.held[self.i]
     }
 
@@ -932,7 +954,8 @@ pub struct AgentRecord {
     running: u32,
     status_since: Timestamp,
     registered_at: Timestamp,
-    /// Whether the host set it busy (absent: no).
+    /// Whether the host drained it (absent: no): set it busy, and it is busy still
+    /// or fell ill since.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     held: bool,
 }
@@ -965,6 +988,11 @@ impl AgentRecord {
 
     /// Whether the host set it busy ([`AgentRegistry::is_held_busy`]).
     pub fn held_busy(&self) -> bool {
+        self.held && self.status == AgentStatus::Busy
+    }
+
+    /// Whether it is drained ([`AgentRegistry::is_drained`]).
+    pub fn is_drained(&self) -> bool {
         self.held
     }
 }

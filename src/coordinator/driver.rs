@@ -15,7 +15,6 @@ use super::Coordinator;
 use super::event::Assignment;
 use crate::agent::{Agent, AgentStatus, RegistryError};
 use crate::clock::Timestamp;
-use crate::id::AgentId;
 use crate::timer::Timer;
 
 /// Ticks a [`Coordinator`] when it needs it: sleeps on the host [`Timer`] until
@@ -73,10 +72,6 @@ struct HealthSchedule {
     patience: Duration,
     /// The next check, in nanoseconds since the epoch (0: at the first turn).
     next: AtomicU64,
-    /// The agents a check took out of service while the host held them busy (a
-    /// drain): they come back busy and held, not available, so that a failed check
-    /// during a maintenance window does not end the window.
-    drained: parking_lot::Mutex<std::collections::BTreeSet<AgentId>>,
 }
 
 impl Driver {
@@ -123,9 +118,11 @@ impl Driver {
     /// or does not answer in time becomes [`AgentStatus::Unhealthy`] (its running
     /// tasks are handed back), and an unhealthy agent that answers is
     /// [`AgentStatus::Available`] again, or busy and held again if the host had
-    /// drained it (set it busy) when the check took it out. Quarantined and offline agents are the
-    /// host's to bring back, and are left as they are. The first check is at the
-    /// first turn.
+    /// drained it (set it busy) when the check took it out
+    /// ([`AgentRegistry::is_drained`](crate::agent::AgentRegistry::is_drained): the
+    /// coordinator keeps that, so a driver started again after a crash knows it
+    /// too). Quarantined and offline agents are the host's to bring back, and are
+    /// left as they are. The first check is at the first turn.
     pub fn with_health_checks(
         mut self,
         agents: impl IntoIterator<Item = Arc<dyn Agent>>,
@@ -137,7 +134,6 @@ impl Driver {
             every: every.max(Duration::from_millis(1)),
             patience,
             next: AtomicU64::new(0),
-            drained: Default::default(),
         }));
         self
     }
@@ -167,24 +163,16 @@ impl Driver {
             (agent.id(), healthy)
         });
         for (agent, healthy) in futures::future::join_all(asks).await {
-            let Ok((status, held)) = self.coordinator.with_registry(|r| {
-                Ok::<_, RegistryError>((r.status(agent)?, r.is_held_busy(agent)?))
+            let Ok((status, drained)) = self.coordinator.with_registry(|r| {
+                Ok::<_, RegistryError>((r.status(agent)?, r.is_drained(agent)?))
             }) else {
                 continue;
             };
             let to = match (status, healthy) {
-                (AgentStatus::Available | AgentStatus::Busy, false) => {
-                    let mut drained = schedule.drained.lock();
-                    if held {
-                        drained.insert(agent);
-                    } else {
-                        drained.remove(&agent);
-                    }
-                    AgentStatus::Unhealthy
-                }
-                (AgentStatus::Unhealthy, true) if schedule.drained.lock().remove(&agent) => {
-                    AgentStatus::Busy
-                }
+                (AgentStatus::Available | AgentStatus::Busy, false) => AgentStatus::Unhealthy,
+                // Back to the drain, not to work: a failed check during a maintenance
+                // window does not end the window.
+                (AgentStatus::Unhealthy, true) if drained => AgentStatus::Busy,
                 (AgentStatus::Unhealthy, true) => AgentStatus::Available,
                 _ => continue,
             };
