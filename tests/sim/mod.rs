@@ -268,7 +268,8 @@ pub struct World {
     /// The mode and each agent's status as the events tell them.
     seen_mode: SystemMode,
     seen_status: BTreeMap<AgentId, AgentStatus>,
-    /// The agents the host drained (set busy) and has not set otherwise since.
+    /// The agents the host drained (set busy) and has not set otherwise since (a
+    /// drained agent that falls ill stays drained).
     drained: BTreeSet<AgentId>,
     /// The agents the host set otherwise this step: no longer drained once the
     /// step's events (which happened while they were) are read.
@@ -876,14 +877,17 @@ impl World {
     }
 
     /// The host sets `id`'s status: set busy, the agent is the host's (drained)
-    /// until the host says otherwise; any other status lets go of it.
+    /// until the host says otherwise; unhealthy keeps a drain (the agent goes back
+    /// to it when well); any other status lets go of it.
     fn set_status(&mut self, id: AgentId, to: AgentStatus) -> Result<bool, CoordinatorError> {
         let result = self.core.set_agent_status(id, to, self.now);
         if result.is_ok() {
-            if to == AgentStatus::Busy {
-                self.drained.insert(id);
-            } else {
-                self.undrained.push(id);
+            match to {
+                AgentStatus::Busy => {
+                    self.drained.insert(id);
+                }
+                AgentStatus::Unhealthy => {}
+                _ => self.undrained.push(id),
             }
         }
         result
@@ -1131,7 +1135,7 @@ impl World {
             .core
             .registry()
             .iter()
-            .filter(|v| v.status() == AgentStatus::Busy && v.is_held_busy())
+            .filter(|v| v.is_drained())
             .map(|v| v.id())
             .collect();
         self.undrained.clear();
@@ -1347,7 +1351,7 @@ impl World {
                         format!("{agent} {from} -> {to}, planned {planned}, drained {drained}"),
                     ));
                 }
-                if *to != AgentStatus::Busy {
+                if !matches!(to, AgentStatus::Busy | AgentStatus::Unhealthy) {
                     self.drained.remove(agent);
                 }
                 self.seen_status.insert(*agent, *to);
@@ -1554,6 +1558,21 @@ impl World {
                     ),
                 ));
             }
+        }
+        // The core's drains are the host's: set busy, kept through an illness, let go
+        // by any other status.
+        let core_drained: BTreeSet<AgentId> = (self.core.registry().iter())
+            .filter(|v| v.is_drained())
+            .map(|v| v.id())
+            .collect();
+        if core_drained != self.drained {
+            return Err(self.fail(
+                "drains_are_the_hosts",
+                format!(
+                    "the core drains {core_drained:?}, the host {:?}",
+                    self.drained
+                ),
+            ));
         }
         // The registry, the ledger and the core agree on what runs where.
         let mut per_agent: BTreeMap<AgentId, u32> = BTreeMap::new();
