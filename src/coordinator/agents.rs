@@ -353,14 +353,7 @@ impl Core {
         now: Timestamp,
         grants: &mut Vec<crate::resource::Grant>,
     ) -> Lost {
-        let mut lost: Vec<TaskId> = self
-            .s
-            .assignments
-            .values()
-            .filter(|a| a.agent == agent)
-            .map(|a| a.task.id())
-            .collect();
-        lost.sort_unstable();
+        let lost = self.s.tasks_on(agent);
         // A decision that let a task run beside a holder still stands when the task
         // is only moved to another agent: kept here, as freeing the task drops it.
         let approved: Vec<(TaskId, TaskId)> = self

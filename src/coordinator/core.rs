@@ -201,6 +201,17 @@ impl State {
         }
     }
 
+    /// The tasks running on `agent`, in id order: the order its loss or quarantine
+    /// reports and hands them back in, the same whatever the map's history.
+    pub(super) fn tasks_on(&self, agent: AgentId) -> Vec<TaskId> {
+        let mut tasks: Vec<TaskId> = (self.assignments.values())
+            .filter(|a| a.agent == agent)
+            .map(|a| a.task.id())
+            .collect();
+        tasks.sort_unstable();
+        tasks
+    }
+
     /// Books a started task, however it started (assigned directly or served from
     /// the queue): its duty in its group (if the policies ever read it), its place
     /// among the running tasks, and the event.

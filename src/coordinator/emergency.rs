@@ -328,14 +328,7 @@ impl Core {
             return Ok(Vec::new());
         }
         self.s.last_now = now;
-        let mut tasks: Vec<TaskId> = self
-            .s
-            .assignments
-            .values()
-            .filter(|a| a.agent == agent)
-            .map(|a| a.task.id())
-            .collect();
-        tasks.sort_unstable();
+        let tasks = self.s.tasks_on(agent);
         let allocations = self
             .s
             .ledger
