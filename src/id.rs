@@ -143,11 +143,57 @@ pub(crate) fn normalize_name(kind: &'static str, raw: &str) -> Result<Arc<str>, 
     Ok(Arc::from(lower))
 }
 
+/// Whether two names are the same bytes. Names are short (a role, a capability, a
+/// task's kind): compared here in a word or two, where `==` on strings of equal
+/// length calls the C library's `memcmp`, whose call costs more than the comparison
+/// when a one-task assignment compares a handful of names.
+#[inline]
+pub(crate) fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // Two windows, overlapping when the name is shorter than both: the first and
+    // the last bytes of the name.
+    fn word(s: &[u8], at: usize) -> u64 {
+        let mut w = [0; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    }
+    fn half(s: &[u8], at: usize) -> u32 {
+        let mut w = [0; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    }
+    match n {
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        // The first, middle and last bytes are every byte of a name this short.
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        0 => true,
+        _ => a == b,
+    }
+}
+
 macro_rules! name_type {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Debug, Clone, Eq, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
+
+        // Equal names are equal bytes, which hash alike: the hash is the string's.
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                same_name(&self.0, &other.0)
+            }
+        }
+
+        impl std::hash::Hash for $name {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.0.hash(state);
+            }
+        }
 
         impl $name {
             /// Validates `raw` (trimmed, ASCII-lowercased; `a-z 0-9 - _ . / :`, at most
@@ -239,4 +285,31 @@ pub(crate) fn check_counter(name: &str, value: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_name;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The word-at-a-time comparison is `==`, at every length around its
+        /// windows' edges, for equal names, names a byte apart and unrelated ones.
+        #[test]
+        fn same_name_is_string_equality(
+            a in "[a-c]{0,20}",
+            b in "[a-c]{0,20}",
+            at in any::<prop::sample::Index>(),
+        ) {
+            prop_assert_eq!(same_name(&a, &b), a == b);
+            prop_assert!(same_name(&a, &a.clone()));
+            if !a.is_empty() {
+                let mut c = a.clone().into_bytes();
+                let i = at.index(c.len());
+                c[i] = b'z';
+                let c = String::from_utf8(c).unwrap();
+                prop_assert!(!same_name(&a, &c));
+            }
+        }
+    }
 }

@@ -98,7 +98,7 @@ fn filter_bits(tag: u32, words: usize) -> (usize, u64) {
 /// always) or equal bytes.
 fn is(stored: &Arc<str>, name: &str) -> bool {
     (std::ptr::eq(stored.as_ptr(), name.as_ptr()) && stored.len() == name.len())
-        || **stored == *name
+        || crate::id::same_name(stored, name)
 }
 
 impl<V> NameTable<V> {

@@ -84,7 +84,7 @@ impl CapabilityCatalog {
             return self
                 .names
                 .iter()
-                .position(|n| **n == *name)
+                .position(|n| crate::id::same_name(n, name))
                 .map(CapabilityBit);
         }
         self.index.get(name).map(|&i| CapabilityBit(i))

@@ -320,7 +320,13 @@ impl Matcher {
     /// text never get here.
     #[inline(never)]
     fn word_at(&self, text: &str, start: usize, end: usize, hits: &mut Hits) {
-        let first = self.first.get(&text.as_bytes()[start..end]);
+        // `word` asked the filter already when there are no wildcard first words.
+        let word = &text.as_bytes()[start..end];
+        let first = if self.other_first.is_empty() {
+            self.first.get_unfiltered(word)
+        } else {
+            self.first.get(word)
+        };
         if first.is_none() && self.other_first.is_empty() {
             return;
         }
@@ -525,6 +531,12 @@ impl<V> AsciiTable<V> {
         if !self.may_hold(word) {
             return None;
         }
+        self.get_unfiltered(word)
+    }
+
+    /// [`get`](Self::get) for a word [`may_hold`](Self::may_hold) let through.
+    #[inline(always)]
+    fn get_unfiltered(&self, word: &[u8]) -> Option<&V> {
         let sig = signature(word);
         let mask = self.slots.len() - 1;
         let mut i = slot_of(sig, mask);
