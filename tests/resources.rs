@@ -682,3 +682,26 @@ fn resource_names_serialize_as_strings() {
     );
     assert!(serde_json::from_str::<ResourceName>(r#""no way""#).is_err());
 }
+
+/// An extended amount copied over one of the same name (parsed apart, so not the
+/// same shared name) takes the new amount; over nothing or another name, the source.
+#[test]
+fn resources_copied_over_others_are_the_source() {
+    let cases = [
+        "",
+        "gpu=1",
+        "gpu=2",
+        "llm_tokens=5",
+        "gpu=1,llm_tokens=5",
+        "cpu=2",
+    ];
+    for into in cases {
+        for from in cases {
+            let from: Resources = from.parse().unwrap();
+            let mut r: Resources = into.parse().unwrap();
+            r.clone_from(&from);
+            assert_eq!(r, from, "{into} <- {from}");
+            assert_eq!(r.to_string(), from.to_string());
+        }
+    }
+}

@@ -1015,9 +1015,9 @@ impl Core {
 /// Why [`AgentRegistry::task_started`] would refuse `agent` a task, asked before the
 /// ledger allocates (the same checks, read-only).
 pub(super) fn startable(registry: &AgentRegistry, agent: AgentId) -> Result<(), RegistryError> {
-    let view = registry
-        .get(agent)
-        .ok_or(RegistryError::UnknownAgent { agent })?;
+    let Some(view) = registry.get(agent) else {
+        return Err(RegistryError::UnknownAgent { agent });
+    };
     if view.status() != AgentStatus::Available {
         return Err(RegistryError::NotAvailable {
             agent,

@@ -214,10 +214,9 @@ impl Core {
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         self.check_time(now)?;
         let s = &mut self.s;
-        let a = s
-            .assignments
-            .remove(&task)
-            .ok_or(CoordinatorError::UnknownTask { task })?;
+        let Some(a) = s.assignments.remove(&task) else {
+            return Err(CoordinatorError::UnknownTask { task });
+        };
         if !s.ledger.holds(a.allocation) {
             let allocation = a.allocation;
             s.assignments.insert(task, a);

@@ -29,7 +29,7 @@ impl PartialEq for ExtendedName {
     /// resource every allocation carries): the same string is not compared byte by
     /// byte.
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        Arc::ptr_eq(&self.0, &other.0) || crate::id::same_name(&self.0, &other.0)
     }
 }
 
@@ -165,12 +165,33 @@ impl<'de> Deserialize<'de> for ResourceName {
 /// assert!("memory=2".parse::<Resources>().is_err()); // a unit is required
 /// # Ok::<(), concord::ResourceError>(())
 /// ```
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Default, PartialEq, Eq, Hash)]
 pub struct Resources {
     cpu: u64,
     memory: u64,
     storage: u64,
     extended: Extended,
+}
+
+impl Clone for Resources {
+    fn clone(&self) -> Self {
+        Resources {
+            cpu: self.cpu,
+            memory: self.memory,
+            storage: self.storage,
+            extended: self.extended.clone(),
+        }
+    }
+
+    /// Field by field, so that the extended amounts keep what they share with
+    /// `source`: nothing moves when both hold none, and an amount of the same name
+    /// keeps its name.
+    fn clone_from(&mut self, source: &Self) {
+        self.cpu = source.cpu;
+        self.memory = source.memory;
+        self.storage = source.storage;
+        self.extended.clone_from(&source.extended);
+    }
 }
 
 /// The extended amounts of a [`Resources`], sorted by name, without zero amounts, so
@@ -261,6 +282,19 @@ impl Clone for Extended {
             [] => Extended::Inline(None),
             [one] => Extended::Inline(Some(one.clone())),
             many => Extended::Heap(many.to_vec()),
+        }
+    }
+
+    /// Nothing to do when both hold nothing (most requirements), and an inline
+    /// entry of the same name as `source`'s one entry takes its amount and keeps
+    /// its name: requirements copied over the last task's, on every assignment,
+    /// carry the same slot resource, and moving its name's count is two atomic
+    /// operations.
+    fn clone_from(&mut self, source: &Self) {
+        match (&mut *self, source.as_slice()) {
+            (Extended::Inline(None), []) => {}
+            (Extended::Inline(Some((name, amount))), [(n, a)]) if *name == *n => *amount = *a,
+            _ => *self = source.clone(),
         }
     }
 }

@@ -129,6 +129,19 @@ fn suffixes(name: &ResourceName) -> &'static [(&'static str, u64)] {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// Copying resources over others (the requirements a coordinator writes over the
+    /// last task's) gives the source, whatever each held: nothing, one extended
+    /// amount of the same or another name, or several.
+    #[test]
+    fn clone_from_gives_the_source(mut into in resources(), from in resources()) {
+        into.clone_from(&from);
+        prop_assert_eq!(&into, &from);
+        prop_assert_eq!(into.to_string(), from.to_string());
+        let mut same = from.clone();
+        same.clone_from(&from.clone());
+        prop_assert_eq!(same, from);
+    }
+
     #[test]
     fn every_amount_round_trips_through_format_and_parse(
         name in resource_name(),

@@ -185,10 +185,12 @@ impl ResourceLedger {
     }
 
     pub(super) fn index(&self, agent: AgentId) -> Result<u32, LedgerError> {
-        self.agent_index
-            .get(&agent)
-            .copied()
-            .ok_or(LedgerError::UnknownAgent { agent })
+        // Not `ok_or`: an error built eagerly is dropped on every call, and its drop
+        // is a call (other errors own strings). This is asked on every allocation.
+        match self.agent_index.get(&agent) {
+            Some(&i) => Ok(i),
+            None => Err(LedgerError::UnknownAgent { agent }),
+        }
     }
 
     /// Adds an agent with `capacity`.

@@ -479,10 +479,9 @@ impl ResourceLedger {
 
     /// Un-books a live allocation, returning its record.
     fn remove(&mut self, id: AllocationId) -> Result<Allocation, LedgerError> {
-        let s = self
-            .by_id
-            .remove(&id)
-            .ok_or(LedgerError::UnknownAllocation { allocation: id })?;
+        let Some(s) = self.by_id.remove(&id) else {
+            return Err(LedgerError::UnknownAllocation { allocation: id });
+        };
         let n = self.dims.len();
         let slot = &self.slots[s as usize];
         let base = slot.agent as usize * n;
@@ -520,11 +519,11 @@ impl ResourceLedger {
     /// [`LedgerError::UnknownAllocation`] if it is not live (never issued, or already
     /// released).
     pub fn release(&mut self, id: AllocationId, now: Timestamp) -> Result<Vec<Grant>, LedgerError> {
-        // Skip building the record on the hot path.
-        let s = *self
-            .by_id
-            .get(&id)
-            .ok_or(LedgerError::UnknownAllocation { allocation: id })?;
+        // Skip building the record on the hot path; and the error, which would be
+        // dropped (a call: other errors own strings) even when it is not returned.
+        let Some(&s) = self.by_id.get(&id) else {
+            return Err(LedgerError::UnknownAllocation { allocation: id });
+        };
         let n = self.dims.len();
         self.by_id.remove(&id);
         let agent = self.slots[s as usize].agent as usize;

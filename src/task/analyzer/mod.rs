@@ -727,7 +727,16 @@ impl RuleBasedAnalyzer {
         let ascii = self.matcher.find(task.kind(), hits);
         self.matcher.find(task.description(), hits);
         // A kind the rule names takes precedence over its keywords.
-        let kind = task.kind().trim();
+        // Kinds are rarely padded: trimming (which decodes the ends as characters)
+        // only when an end byte is not plainly printable ASCII.
+        let raw = task.kind();
+        let plain = |b: Option<&u8>| b.is_some_and(u8::is_ascii_graphic);
+        let bytes = raw.as_bytes();
+        let kind = if plain(bytes.first()) && plain(bytes.last()) {
+            raw
+        } else {
+            raw.trim()
+        };
         if kind.is_empty() {
             return;
         }
