@@ -55,9 +55,53 @@ pub(crate) struct AgentIndex {
     summary: Vec<u64>,
     /// The word budget of the maps ([`MAX_WORDS`]; smaller in tests).
     budget: usize,
+    /// The eligibility before the last reset, kept for its storage.
+    scratch: Vec<u64>,
     /// The layout of the roles and capabilities the maps were built from, when it has
     /// one: while a reset names the same, the maps still hold and are kept.
     stamp: Option<Layout>,
+    /// The last answers of [`filter`](Self::filter), for the eligibility they were
+    /// worked out under (see [`Answer`]), up to [`ANSWERS`].
+    answers: Vec<Answer>,
+    /// Per answer, the hash of its requirements ([`hash_of`]): what a call looks
+    /// through, eight bytes an answer, before it compares any requirements.
+    hashes: Vec<u64>,
+    /// The answer to write over next, once there are [`ANSWERS`].
+    next_answer: usize,
+    /// Changes whenever `eligible` or the maps do: an answer of another generation
+    /// is stale.
+    generation: u64,
+}
+
+/// One answer of [`AgentIndex::filter`]: the requirements asked, what it added to
+/// each count, and the candidates.
+///
+/// A host that assigns one task at a time asks the filter again for each task, and
+/// the tasks of a fleet ask for few sets of roles and capabilities, while between
+/// two calls the eligible agents mostly stay the same (a task that starts and
+/// completes leaves its agent eligible). The answer is a function of the eligible
+/// agents, the maps and the requirements alone, so it is kept and given again while
+/// the three are the same: ANDing and counting every word of the fleet becomes one
+/// comparison and a copy of the candidates.
+#[derive(Debug, Default)]
+struct Answer {
+    generation: u64,
+    reqs: Vec<(u32, usize)>,
+    /// Per code, what the filter added to its count.
+    added: Vec<(usize, u32)>,
+    candidates: Vec<Candidates>,
+}
+
+/// How many answers are kept: more than the sets of roles and capabilities most
+/// fleets' tasks ask for (the operations tasks of the coordinator's bench ask for
+/// twelve), few enough to look through at every call.
+const ANSWERS: usize = 16;
+
+/// A hash of a task's requirements, to find its answer by.
+fn hash_of(reqs: &[(u32, usize)]) -> u64 {
+    (reqs.iter()).fold(reqs.len() as u64, |h, &(slot, code)| {
+        (h ^ (u64::from(slot) << 32 | code as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    })
 }
 
 /// A word of agents that passed the role and capability filters: the word's index and
@@ -82,9 +126,17 @@ impl AgentIndex {
         let words = agents.div_ceil(64);
         let keep = stamp.is_some() && stamp == self.stamp && words == self.words;
         self.words = words;
+        // The last eligibility is set aside, not cleared, to tell whether the
+        // answers kept still hold.
+        let mut before = std::mem::take(&mut self.scratch);
+        std::mem::swap(&mut before, &mut self.eligible);
         self.eligible.clear();
         eligible(&mut self.eligible);
         debug_assert_eq!(self.eligible.len(), words);
+        if !keep || before != self.eligible {
+            self.generation += 1;
+        }
+        self.scratch = before;
         self.eligible_total = self.eligible.iter().map(|w| w.count_ones()).sum();
         if !keep || self.slot_of.len() != keys {
             self.drop_maps();
@@ -118,6 +170,8 @@ impl AgentIndex {
         self.keys.clear();
         self.maps.clear();
         self.summary.clear();
+        // Slots are given again to other keys: no answer holds.
+        self.generation += 1;
     }
 
     /// Whether agent `i` is available with a free slot.
@@ -131,6 +185,7 @@ impl AgentIndex {
         debug_assert!(self.is_eligible(i));
         self.eligible[i / 64] &= !(1u64 << (i % 64));
         self.eligible_total -= 1;
+        self.generation += 1;
     }
 
     /// Makes sure `needed` more maps fit the budget, dropping every map when they do
@@ -180,8 +235,60 @@ impl AgentIndex {
     /// asking for the maps `reqs` (slots, each with the reason code of lacking it, in
     /// the order reasons are told apart): adds to `counts` one per eligible agent under
     /// the first requirement it lacks, and fills `out` with the words of agents that
-    /// have them all, ascending.
+    /// have them all, ascending. Gives a kept [`Answer`] again when it still holds,
+    /// and keeps this one.
     pub(crate) fn filter(
+        &mut self,
+        reqs: &[(u32, usize)],
+        counts: &mut [u32],
+        out: &mut Vec<Candidates>,
+    ) {
+        let generation = self.generation;
+        let hash = hash_of(reqs);
+        let found = (self.hashes.iter().zip(&self.answers))
+            .position(|(&h, a)| h == hash && a.generation == generation && a.reqs == reqs);
+        if let Some(k) = found {
+            let a = &self.answers[k];
+            for &(code, n) in &a.added {
+                counts[code] += n;
+            }
+            out.clear();
+            out.extend_from_slice(&a.candidates);
+            return;
+        }
+        let place = if self.answers.len() < ANSWERS {
+            self.answers.push(Answer::default());
+            self.hashes.push(hash);
+            self.answers.len() - 1
+        } else {
+            let k = self.next_answer;
+            self.next_answer = (k + 1) % ANSWERS;
+            self.hashes[k] = hash;
+            k
+        };
+        let mut a = std::mem::take(&mut self.answers[place]);
+        // What the filter adds to a code is its count after less its count before
+        // (kept once for a code that two requirements share).
+        a.added.clear();
+        for &(_, code) in reqs {
+            if !a.added.iter().any(|&(c, _)| c == code) {
+                a.added.push((code, counts[code]));
+            }
+        }
+        self.filter_words(reqs, counts, out);
+        for (code, n) in &mut a.added {
+            *n = counts[*code] - *n;
+        }
+        a.generation = generation;
+        a.reqs.clear();
+        a.reqs.extend_from_slice(reqs);
+        a.candidates.clear();
+        a.candidates.extend_from_slice(out);
+        self.answers[place] = a;
+    }
+
+    /// [`filter`](Self::filter), worked out from the maps, keeping no answer.
+    pub(crate) fn filter_words(
         &self,
         reqs: &[(u32, usize)],
         counts: &mut [u32],
@@ -378,6 +485,97 @@ mod tests {
                     if eligible[i] {
                         index.retire(i);
                         eligible[i] = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the index is asked to do between two tasks in the kept-answers property.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A task of the pool, by index.
+        Ask(prop::sample::Index),
+        /// The agent at this index, if eligible, takes its last slot.
+        Retire(prop::sample::Index),
+        /// A new batch over the same eligibility and layout: answers still hold.
+        ResetSame,
+        /// A new batch with the agent at this index's eligibility flipped.
+        ResetFlip(prop::sample::Index),
+        /// A new batch under another layout: the maps are dropped.
+        ResetLayout,
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => any::<prop::sample::Index>().prop_map(Step::Ask),
+            1 => any::<prop::sample::Index>().prop_map(Step::Retire),
+            2 => Just(Step::ResetSame),
+            1 => any::<prop::sample::Index>().prop_map(Step::ResetFlip),
+            1 => Just(Step::ResetLayout),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/index.txt"))]
+
+        /// The answers the filter keeps are given again only while they hold: tasks
+        /// drawn from a pool of more sets of requirements than it keeps answers,
+        /// asked again and again, between agents retiring and batches that start
+        /// over the same eligible agents, other ones, or another layout, under a
+        /// budget that drops maps; each answer is a plain scan's.
+        #[test]
+        fn kept_answers_are_a_plain_scan(
+            held in prop::collection::vec(prop::collection::vec(bit(), 0..8), 1..150),
+            pool in prop::collection::vec(prop::collection::vec(bit(), 0..4), 1..12),
+            steps in prop::collection::vec(step(), 1..40),
+            budget_maps in prop::option::of(1usize..6),
+        ) {
+            let agents = held.len();
+            let mut catalog = CapabilityCatalog::new();
+            let bits: Vec<CapabilityBit> = (0..KEYS).map(|b| catalog.intern(&format!("c{b}"))).collect();
+            let sets: Vec<CapabilitySet> = (held.iter())
+                .map(|h| h.iter().map(|&b| bits[b]).collect())
+                .collect();
+            let mut eligible = vec![true; agents];
+            let mut index = AgentIndex {
+                budget: budget_maps.map_or(0, |m| m * agents.div_ceil(64)),
+                ..AgentIndex::default()
+            };
+            let mut layout = Layout::fresh();
+            index.reset(agents, KEYS, Some(layout), |w| words_of(&eligible, w));
+            for step in &steps {
+                match step {
+                    Step::Ask(k) => {
+                        let mut need: Vec<CapabilityBit> = Vec::new();
+                        for &b in &pool[k.index(pool.len())] {
+                            if !need.contains(&bits[b]) {
+                                need.push(bits[b]);
+                            }
+                        }
+                        index.make_room(need.len());
+                        let (got, want) = filtered(&mut index, &sets, &eligible, &need);
+                        prop_assert_eq!(got.0, want.0);
+                        prop_assert_eq!(got.1, want.1);
+                    }
+                    Step::Retire(k) => {
+                        let i = k.index(agents);
+                        if eligible[i] {
+                            index.retire(i);
+                            eligible[i] = false;
+                        }
+                    }
+                    Step::ResetSame => {
+                        index.reset(agents, KEYS, Some(layout), |w| words_of(&eligible, w));
+                    }
+                    Step::ResetFlip(k) => {
+                        let i = k.index(agents);
+                        eligible[i] = !eligible[i];
+                        index.reset(agents, KEYS, Some(layout), |w| words_of(&eligible, w));
+                    }
+                    Step::ResetLayout => {
+                        layout = Layout::fresh();
+                        index.reset(agents, KEYS, Some(layout), |w| words_of(&eligible, w));
                     }
                 }
             }

@@ -808,7 +808,15 @@ impl<'a> Engine<'a> {
             reqs.push((slot, NO_SLOT + 1 + n_roles + bit.index()));
         }
         let mut candidates = std::mem::take(&mut self.buf.candidates);
-        (self.buf.index).filter(&reqs, &mut self.buf.counts, &mut candidates);
+        // A one-task batch asks the index's kept answers (see `AgentIndex::filter`):
+        // the next call likely asks the same over the same eligible agents. In a
+        // batch of many, agents retire as they fill and keeping answers would cost
+        // a copy each task for few hits.
+        if self.direct {
+            (self.buf.index).filter(&reqs, &mut self.buf.counts, &mut candidates);
+        } else {
+            (self.buf.index).filter_words(&reqs, &mut self.buf.counts, &mut candidates);
+        }
         self.buf.reqs = reqs;
         candidates
     }
