@@ -453,11 +453,7 @@ mod tests {
             budget_maps in prop::option::of(1usize..6),
         ) {
             let agents = held.len();
-            let mut catalog = CapabilityCatalog::new();
-            let bits: Vec<CapabilityBit> = (0..KEYS).map(|b| catalog.intern(&format!("c{b}"))).collect();
-            let sets: Vec<CapabilitySet> = (held.iter())
-                .map(|h| h.iter().map(|&b| bits[b]).collect())
-                .collect();
+            let (bits, sets) = catalog_and_sets(&held);
             let mut eligible = vec![true; agents];
             for k in &ineligible {
                 eligible[k.index(agents)] = false;
@@ -468,14 +464,7 @@ mod tests {
             };
             index.reset(agents, KEYS, None, |w| words_of(&eligible, w));
             for (need, retire) in &tasks {
-                // Each requirement once, in the order drawn.
-                let mut firsts: Vec<usize> = Vec::new();
-                for &b in need {
-                    if !firsts.contains(&b) {
-                        firsts.push(b);
-                    }
-                }
-                let need: Vec<CapabilityBit> = firsts.iter().map(|&b| bits[b]).collect();
+                let need = each_once(&bits, need);
                 index.make_room(need.len());
                 let (got, want) = filtered(&mut index, &sets, &eligible, &need);
                 prop_assert_eq!(got.0, want.0);
@@ -532,11 +521,7 @@ mod tests {
             budget_maps in prop::option::of(1usize..6),
         ) {
             let agents = held.len();
-            let mut catalog = CapabilityCatalog::new();
-            let bits: Vec<CapabilityBit> = (0..KEYS).map(|b| catalog.intern(&format!("c{b}"))).collect();
-            let sets: Vec<CapabilitySet> = (held.iter())
-                .map(|h| h.iter().map(|&b| bits[b]).collect())
-                .collect();
+            let (bits, sets) = catalog_and_sets(&held);
             let mut eligible = vec![true; agents];
             let mut index = AgentIndex {
                 budget: budget_maps.map_or(0, |m| m * agents.div_ceil(64)),
@@ -547,12 +532,7 @@ mod tests {
             for step in &steps {
                 match step {
                     Step::Ask(k) => {
-                        let mut need: Vec<CapabilityBit> = Vec::new();
-                        for &b in &pool[k.index(pool.len())] {
-                            if !need.contains(&bits[b]) {
-                                need.push(bits[b]);
-                            }
-                        }
+                        let need = each_once(&bits, &pool[k.index(pool.len())]);
                         index.make_room(need.len());
                         let (got, want) = filtered(&mut index, &sets, &eligible, &need);
                         prop_assert_eq!(got.0, want.0);
@@ -584,6 +564,30 @@ mod tests {
 
     /// How many bits the property's catalog has: past the 128 a set keeps inline.
     const KEYS: usize = 132;
+
+    /// The properties' catalog of [`KEYS`] bits, and the agents' sets: agent `i`
+    /// holds the bits `held[i]` names.
+    fn catalog_and_sets(held: &[Vec<usize>]) -> (Vec<CapabilityBit>, Vec<CapabilitySet>) {
+        let mut catalog = CapabilityCatalog::new();
+        let bits: Vec<CapabilityBit> = (0..KEYS)
+            .map(|b| catalog.intern(&format!("c{b}")))
+            .collect();
+        let sets = (held.iter())
+            .map(|h| h.iter().map(|&b| bits[b]).collect())
+            .collect();
+        (bits, sets)
+    }
+
+    /// The bits `drawn` names, each once, in the order drawn: a task's requirements.
+    fn each_once(bits: &[CapabilityBit], drawn: &[usize]) -> Vec<CapabilityBit> {
+        let mut need: Vec<CapabilityBit> = Vec::new();
+        for &b in drawn {
+            if !need.contains(&bits[b]) {
+                need.push(bits[b]);
+            }
+        }
+        need
+    }
 
     /// A bit the property's agents hold or tasks need: one of a few inline ones, or
     /// one of a few spilled, so that sets overlap and most tasks pass some agents.
