@@ -63,9 +63,6 @@ pub(crate) struct AgentIndex {
     /// The last answers of [`filter`](Self::filter), for the eligibility they were
     /// worked out under (see [`Answer`]), up to [`ANSWERS`].
     answers: Vec<Answer>,
-    /// Per answer, the hash of its requirements ([`hash_of`]): what a call looks
-    /// through, eight bytes an answer, before it compares any requirements.
-    hashes: Vec<u64>,
     /// The answer to write over next, once there are [`ANSWERS`].
     next_answer: usize,
     /// Changes whenever `eligible` or the maps do: an answer of another generation
@@ -97,13 +94,6 @@ struct Answer {
 /// twelve), few enough to look through at every call.
 const ANSWERS: usize = 16;
 
-/// A hash of a task's requirements, to find its answer by.
-fn hash_of(reqs: &[(u32, usize)]) -> u64 {
-    (reqs.iter()).fold(reqs.len() as u64, |h, &(slot, code)| {
-        (h ^ (u64::from(slot) << 32 | code as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-    })
-}
-
 /// A word of agents that passed the role and capability filters: the word's index and
 /// one bit per agent.
 pub(crate) type Candidates = (u32, u64);
@@ -127,13 +117,13 @@ impl AgentIndex {
         let keep = stamp.is_some() && stamp == self.stamp && words == self.words;
         self.words = words;
         // The last eligibility is set aside, not cleared, to tell whether the
-        // answers kept still hold.
-        let mut before = std::mem::take(&mut self.scratch);
-        std::mem::swap(&mut before, &mut self.eligible);
+        // answers kept still hold (a new layout drops the maps, which stales them
+        // too).
+        let before = std::mem::replace(&mut self.eligible, std::mem::take(&mut self.scratch));
         self.eligible.clear();
         eligible(&mut self.eligible);
         debug_assert_eq!(self.eligible.len(), words);
-        if !keep || before != self.eligible {
+        if before != self.eligible {
             self.generation += 1;
         }
         self.scratch = before;
@@ -244,9 +234,8 @@ impl AgentIndex {
         out: &mut Vec<Candidates>,
     ) {
         let generation = self.generation;
-        let hash = hash_of(reqs);
-        let found = (self.hashes.iter().zip(&self.answers))
-            .position(|(&h, a)| h == hash && a.generation == generation && a.reqs == reqs);
+        let found =
+            (self.answers.iter()).position(|a| a.generation == generation && a.reqs == reqs);
         if let Some(k) = found {
             let a = &self.answers[k];
             for &(code, n) in &a.added {
@@ -258,12 +247,10 @@ impl AgentIndex {
         }
         let place = if self.answers.len() < ANSWERS {
             self.answers.push(Answer::default());
-            self.hashes.push(hash);
             self.answers.len() - 1
         } else {
             let k = self.next_answer;
             self.next_answer = (k + 1) % ANSWERS;
-            self.hashes[k] = hash;
             k
         };
         let mut a = std::mem::take(&mut self.answers[place]);
