@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::agent::{AgentRegistry, AgentStatus, RegistryError};
-use crate::assignment::{Assigner, Explanation, Fleet, Plan, Refusal, Unplaced};
+use crate::assignment::{Assigner, Explanation, Fleet, Plan, Refusal};
 use crate::clock::Timestamp;
 use crate::conflict::{
     ConflictDetector, ConflictError, ConflictId, ConflictManager, EscalationLevel, HumanDecision,
@@ -102,8 +102,8 @@ pub(super) struct State {
     pub(super) proposals: PendingBatch,
     /// The group of the last batch, shared by the next batch of the same group.
     pub(super) last_group: Option<Arc<str>>,
-    /// The assigner's plan, emptied and kept between batches for its lists'
-    /// capacity.
+    /// The assigner's plan, kept between batches for its lists' capacity, with one
+    /// placement left in it whose explanation the next one-task batch writes over.
     pub(super) plan: Plan,
     /// The outcome list of a one-task call, kept between calls for its capacity.
     pub(super) outcomes: Vec<AssignOutcome>,
@@ -328,39 +328,53 @@ impl fmt::Debug for Core {
     }
 }
 
-/// The items of a plan (placements, unplaced tasks) handed out by task. The crate's
-/// assigners list them in the batch's order, which one pass takes in turn; any other
-/// order falls back to a map, so a host's assigner costs no quadratic search.
+/// The items of a plan (placements, unplaced tasks) handed out by task, in place:
+/// each is read where the assigner wrote it, as a placement (explanation included)
+/// is a few hundred bytes that a move would copy. The crate's assigners list them in
+/// the batch's order, which one pass takes in turn; any other order falls back to a
+/// map, so a host's assigner costs no quadratic search. Each item is handed out
+/// once.
 struct ByTask<'a, T> {
-    /// Drained from the plan, which keeps the list's capacity for the next batch.
-    items: std::vec::Drain<'a, T>,
-    rest: Option<crate::hash::FxHashMap<TaskId, T>>,
+    items: &'a mut [T],
+    /// The next item in order, while the items come in order.
+    next: usize,
+    rest: Option<crate::hash::FxHashMap<TaskId, usize>>,
     key: fn(&T) -> TaskId,
 }
 
 impl<'a, T> ByTask<'a, T> {
-    fn new(items: &'a mut Vec<T>, key: fn(&T) -> TaskId) -> Self {
+    fn new(items: &'a mut [T], key: fn(&T) -> TaskId) -> Self {
         ByTask {
-            items: items.drain(..),
+            items,
+            next: 0,
             rest: None,
             key,
         }
     }
 
-    /// The item of `task`, taken out.
-    fn take(&mut self, task: TaskId) -> Option<T> {
+    /// The item of `task`, if it has one not handed out yet.
+    fn take(&mut self, task: TaskId) -> Option<&mut T> {
         if self.rest.is_none() {
-            match self.items.as_slice().first() {
+            match self.items.get(self.next) {
                 None => return None,
-                Some(next) if (self.key)(next) == task => return self.items.next(),
+                Some(next) if (self.key)(next) == task => {
+                    self.next += 1;
+                    return self.items.get_mut(self.next - 1);
+                }
                 // Not in order, or `task` has no item: look it up from now on.
                 Some(_) => {
                     let key = self.key;
-                    self.rest = Some(self.items.by_ref().map(|t| (key(&t), t)).collect());
+                    let from = self.next;
+                    self.rest = Some(
+                        (self.items[from..].iter().enumerate())
+                            .map(|(i, t)| (key(t), from + i))
+                            .collect(),
+                    );
                 }
             }
         }
-        self.rest.as_mut().and_then(|rest| rest.remove(&task))
+        let i = self.rest.as_mut()?.remove(&task)?;
+        self.items.get_mut(i)
     }
 }
 
@@ -456,12 +470,14 @@ impl Core {
         task: Task,
         now: Timestamp,
     ) -> Result<AssignOutcome, CoordinatorError> {
-        // The batch of one on the stack, its outcome in the list kept for it: no
-        // vector is made for either.
-        let mut tasks = [task];
+        // The batch of one is the task where it lies (a task is a few hundred bytes
+        // to move), its outcome in the list kept for it: no vector is made for
+        // either.
+        let mut task = task;
         let mut out = std::mem::take(&mut self.s.outcomes);
         out.clear();
-        let done = self.assign_batch_into(group, &mut tasks, &mut out, true, now);
+        let tasks = std::slice::from_mut(&mut task);
+        let done = self.assign_batch_into(group, tasks, &mut out, true, now);
         let outcome = out.pop();
         self.s.outcomes = out;
         done?;
@@ -603,17 +619,6 @@ impl Core {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
             let pending = std::mem::take(&mut s.proposals);
             let mut plan = std::mem::take(&mut s.plan);
-            // The explanation of a finished assignment that nobody holds is written
-            // over by a one-task batch's (see `GreedyAssigner`), its lists' capacity
-            // reused; the assignment itself is reused at commit, where its
-            // explanation is replaced anyway.
-            if analyzed.len() == 1 {
-                if let Some(a) = s.spare.front_mut().and_then(Arc::get_mut) {
-                    let explanation = std::mem::take(&mut a.explanation);
-                    let task = a.task.id();
-                    plan.unplaced.push(Unplaced { task, explanation });
-                }
-            }
             s.fleet.refresh(&s.registry, Some(&s.ledger));
             let st: &State = s;
             let fleet = &st.fleet;
@@ -684,14 +689,13 @@ impl Core {
                 outcomes.push(outcome);
                 continue;
             }
-            let mut explanation =
-                unplaced
-                    .take(id)
-                    .map(|u| u.explanation)
-                    .unwrap_or_else(|| Explanation {
-                        considered: 0,
-                        ..Explanation::default()
-                    });
+            let mut explanation = unplaced
+                .take(id)
+                .map(|u| std::mem::take(&mut u.explanation))
+                .unwrap_or_else(|| Explanation {
+                    considered: 0,
+                    ..Explanation::default()
+                });
             let (fired, fired_for) = &self.s.fired;
             if let Some((_, range)) = fired_for.iter().find(|(task, _)| *task == id) {
                 explanation.analyzed = fired[range.clone()].to_vec();
@@ -715,6 +719,11 @@ impl Core {
         // journal does not keep it, and a replay would not count its ids).
         self.s.highest_task = self.s.highest_task.max(highest);
         drop((placements, unplaced));
+        // One placement is kept: its explanation, a finished assignment's written
+        // back at commit, is where the next one-task batch writes its own (see
+        // `GreedyAssigner`), its lists' capacity reused.
+        plan.placements.truncate(1);
+        plan.unplaced.clear();
         plan.refusals.clear();
         self.s.plan = plan;
         // Giving back capacity for a task the assigner refused may have granted

@@ -98,7 +98,7 @@ impl Core {
     pub(super) fn commit(
         &mut self,
         task: &mut Task,
-        p: Placement,
+        p: &mut Placement,
         warnings: Vec<Violation>,
         group: Option<&Arc<str>>,
         wait: bool,
@@ -140,42 +140,41 @@ impl Core {
         }
         // A finished task's allocation, held by nobody else since (checked when kept), is
         // written field by field: a whole `Assignment` built aside and then moved in is
-        // two large copies. (`make_mut` would copy a shared one first; none is.)
-        // The oldest spare only: one look, whether the host still holds it or not.
-        let free = s
-            .spare
-            .front_mut()
-            .is_some_and(|a| Arc::get_mut(a).is_some());
-        let spare = if free { s.spare.pop_front() } else { None };
-        let assignment = match spare {
-            Some(mut spare) => {
-                let slot = Arc::make_mut(&mut spare);
-                slot.agent = p.agent;
-                slot.allocation = grant.allocation;
-                slot.resources.clone_from(resources);
-                slot.score = p.score;
-                slot.explanation = p.explanation;
-                slot.warnings = warnings;
-                slot.group = group.cloned();
-                slot.assigned_at = now;
-                slot.waiting_since = None;
-                // The finished task goes back to the batch's buffer, where the next
-                // batch's task is written over it.
-                std::mem::swap(&mut slot.task, task);
-                spare
+        // two large copies. The oldest spare only: one look (one atomic operation),
+        // whether the host still holds it or not.
+        let mut spare = s.spare.pop_front();
+        let assignment = if let Some(slot) = spare.as_mut().and_then(Arc::get_mut) {
+            slot.agent = p.agent;
+            slot.allocation = grant.allocation;
+            slot.resources.clone_from(resources);
+            slot.score = p.score;
+            // The finished task's explanation goes back to the plan, where the
+            // next one-task batch's is written over it (its lists' capacity reused).
+            std::mem::swap(&mut slot.explanation, &mut p.explanation);
+            slot.warnings = warnings;
+            crate::task::share_from(&mut slot.group, group);
+            slot.assigned_at = now;
+            slot.waiting_since = None;
+            // The finished task goes back to the batch's buffer, where the next
+            // batch's task is written over it.
+            std::mem::swap(&mut slot.task, task);
+            spare.expect("a spare was just written")
+        } else {
+            if let Some(held) = spare {
+                s.spare.push_front(held);
             }
-            None => Arc::new(Assignment {
+            Arc::new(Assignment {
                 agent: p.agent,
                 allocation: grant.allocation,
                 resources: resources.clone(),
                 score: p.score,
-                explanation: p.explanation,
+                explanation: std::mem::take(&mut p.explanation),
                 warnings,
                 group: group.cloned(),
                 assigned_at: now,
                 waiting_since: None,
                 task: task.take(),
-            }),
+            })
         };
         tracing::debug!(task.id = %assignment.task.id(), agent.id = %assignment.agent, score = assignment.score, "task assigned");
         s.book(parts.policies.as_ref(), &assignment, now);

@@ -789,11 +789,10 @@ impl<'a> Engine<'a> {
         NO_SLOT + 1 + self.n_roles + self.n_caps + d
     }
 
-    /// The role and capability filters through the index, over the agents it holds
-    /// eligible: counts each eligible agent lacking a requirement under the first it
-    /// lacks, and returns the words of those that have them all (the buffer is the
-    /// engine's, to be handed back to `buf.candidates`).
-    fn filter_roles_and_capabilities(&mut self, t: &CompiledTask) -> Vec<Candidates> {
+    /// The index's maps of the roles and capabilities `t` asks for, each with the
+    /// reason code of lacking it, in the order reasons are told apart (the buffer is
+    /// the engine's, to be handed back to `buf.reqs`).
+    fn requirement_maps(&mut self, t: &CompiledTask) -> Vec<(u32, usize)> {
         let (fleet, n_roles) = (self.fleet, self.n_roles);
         let mut reqs = std::mem::take(&mut self.buf.reqs);
         reqs.clear();
@@ -807,18 +806,34 @@ impl<'a> Engine<'a> {
             let slot = index.map_of(n_roles + bit.index(), &fleet.capabilities, bit);
             reqs.push((slot, NO_SLOT + 1 + n_roles + bit.index()));
         }
+        reqs
+    }
+
+    /// The role and capability filters through the index, over the agents it holds
+    /// eligible: counts each eligible agent lacking a requirement under the first it
+    /// lacks, and returns the words of those that have them all (the buffer is the
+    /// engine's, to be handed back to `buf.candidates`).
+    fn filter_roles_and_capabilities(&mut self, t: &CompiledTask) -> Vec<Candidates> {
+        let reqs = self.requirement_maps(t);
         let mut candidates = std::mem::take(&mut self.buf.candidates);
-        // A one-task batch asks the index's kept answers (see `AgentIndex::filter`):
-        // the next call likely asks the same over the same eligible agents. In a
-        // batch of many, agents retire as they fill and keeping answers would cost
-        // a copy each task for few hits.
-        if self.direct {
-            (self.buf.index).filter(&reqs, &mut self.buf.counts, &mut candidates);
-        } else {
-            (self.buf.index).filter_words(&reqs, &mut self.buf.counts, &mut candidates);
-        }
+        (self.buf.index).filter_words(&reqs, &mut self.buf.counts, &mut candidates);
         self.buf.reqs = reqs;
         candidates
+    }
+
+    /// [`filter_roles_and_capabilities`](Self::filter_roles_and_capabilities) for a
+    /// one-task batch, through the index's kept answers (see `AgentIndex::filter`):
+    /// the next call likely asks the same over the same eligible agents. Also returns
+    /// how many agents the words hold. (In a batch of many, agents retire as they
+    /// fill, and keeping answers would cost a copy each task for few hits.)
+    fn filter_kept(&mut self, t: &CompiledTask) -> (Vec<Candidates>, u32) {
+        let reqs = self.requirement_maps(t);
+        let mut candidates = std::mem::take(&mut self.buf.candidates);
+        let (kept, count) = (self.buf.index).filter(&reqs, &mut self.buf.counts);
+        candidates.clear();
+        candidates.extend_from_slice(self.buf.index.answer(kept));
+        self.buf.reqs = reqs;
+        (candidates, count)
     }
 
     /// The filter pass over every agent: counts each rejected agent under its reason

@@ -15,7 +15,10 @@ use super::{
 };
 use crate::assignment::fleet::{CompiledTask, Fleet};
 use crate::assignment::index::Bits;
-use crate::assignment::{Admission, AssignmentError, Placement, Plan, Unplaced, check_batch};
+use crate::assignment::{
+    Admission, AssignmentError, Explanation, Placement, Plan, Unplaced, check_batch,
+};
+use crate::id::AgentId;
 use crate::task::Task;
 
 impl GreedyAssigner {
@@ -32,29 +35,39 @@ impl GreedyAssigner {
     ) -> Result<(), AssignmentError> {
         check_batch(std::slice::from_ref(task), fleet, &mut scratch.ids)?;
         let mut engine = Engine::one_task(self, fleet, task, &mut scratch.engine)?;
-        // An explanation left in the plan is written over (`place` resets it), its
-        // lists' capacity reused: the coordinator leaves there a finished
-        // assignment's that nobody holds any more.
-        let mut explanation = (plan.unplaced.pop().map(|u| u.explanation))
-            .or_else(|| plan.placements.pop().map(|p| p.explanation))
-            .unwrap_or_default();
-        plan.placements.clear();
+        // The placement is written where it stays, over one left in the plan (the
+        // coordinator leaves there a finished assignment's explanation): `place`
+        // resets the explanation and reuses its lists' capacity, and no placement
+        // (a few hundred bytes) is moved whole.
         plan.unplaced.clear();
         plan.refusals.clear();
+        plan.placements.truncate(1);
+        if plan.placements.is_empty() {
+            let nobody = AgentId::new(0);
+            (plan.placements).push(Placement::new(
+                task.id(),
+                nobody,
+                0.0,
+                Explanation::default(),
+            ));
+        }
         let placed = engine.place(
             task,
             &mut scratch.task,
             admission,
             &[],
             &mut plan.refusals,
-            &mut explanation,
+            &mut plan.placements[0].explanation,
         )?;
         match placed {
             Some((agent, score)) => {
                 tracing::trace!(task.id = %task.id(), agent.id = %agent, score, "task placed");
-                (plan.placements).push(Placement::new(task.id(), agent, score, explanation));
+                let p = &mut plan.placements[0];
+                (p.task, p.agent, p.score) = (task.id(), agent, score);
             }
             None => {
+                let explanation = std::mem::take(&mut plan.placements[0].explanation);
+                plan.placements.clear();
                 tracing::debug!(task.id = %task.id(), why = %explanation, "task not placed");
                 plan.unplaced.push(Unplaced {
                     task: task.id(),
@@ -99,10 +112,12 @@ impl Engine<'_> {
         index.reset(n, keys, f.roles_stamp(), |w| {
             w.extend_from_slice(&f.eligible)
         });
-        for i in index.ineligible(n) {
-            self.buf.counts[status_code(f, i)] += 1;
+        if index.eligible_count() < n {
+            for i in index.ineligible(n) {
+                self.buf.counts[status_code(f, i)] += 1;
+            }
         }
-        let candidates = self.filter_roles_and_capabilities(t);
+        let (candidates, count) = self.filter_kept(t);
         let (weights, buf) = (&self.weights, &mut *self.buf);
         let dim_base = NO_SLOT + 1 + self.n_roles + self.n_caps;
         let known = f.dims.len();
@@ -140,6 +155,9 @@ impl Engine<'_> {
         // whole scan; any other agent reuses the last one visited when their rows are
         // the same. Either spares the checks, the divisions and the root per agent.
         let mut podium = Podium::new();
+        // The candidates found short of a resource: the others fit, and are counted
+        // so, without counting the bits of every word that fits whole.
+        let mut short_of = 0;
         // Classes are agent indices at most, so no class is `u32::MAX`.
         let (mut idle_class, mut idle_verdict) = (u32::MAX, (FITS, 0.0));
         let (mut last, mut last_verdict) = (usize::MAX, (FITS, 0.0));
@@ -171,9 +189,9 @@ impl Engine<'_> {
                 let (short, base) = idle_verdict;
                 if short != FITS {
                     counts[dim_base + short] += m.count_ones();
+                    short_of += m.count_ones();
                     continue;
                 }
-                podium.fitted += m.count_ones() as usize;
                 if !collect && peaks.get(k as usize).copied().unwrap_or(0.0) <= gate {
                     continue;
                 }
@@ -219,16 +237,18 @@ impl Engine<'_> {
                 };
                 if short != FITS {
                     counts[dim_base + short] += 1;
+                    short_of += 1;
                     continue;
                 }
                 let score = base + weights.affinity * affinity_at(affinities, i);
-                podium.offer(i, score);
+                podium.rank(i, score);
                 if collect {
                     fits.push((i, score));
                 }
             }
         }
         buf.candidates = candidates;
+        podium.fitted = (count - short_of) as usize;
         podium
     }
 }
