@@ -1042,3 +1042,54 @@ pub(super) fn startable(registry: &AgentRegistry, agent: AgentId) -> Result<(), 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ByTask;
+    use crate::id::TaskId;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/by_task.txt"))]
+
+        /// Items handed out by task, whatever their order, missing ones and
+        /// repeats: each task gets its first item if it comes in order, else an item
+        /// of its own, and no item is handed out twice.
+        #[test]
+        fn each_task_gets_its_own_item_once(
+            items in proptest::collection::vec(0u64..12, 0..12),
+            asked in proptest::collection::vec(0u64..12, 0..16),
+        ) {
+            let mut items: Vec<(u64, usize)> = items.into_iter().enumerate().map(|(i, t)| (t, i)).collect();
+            let all = items.clone();
+            let mut by = ByTask::new(&mut items, |&(t, _)| TaskId::new(t));
+            let mut given = Vec::new();
+            for &t in &asked {
+                if let Some(&mut (task, at)) = by.take(TaskId::new(t)) {
+                    prop_assert_eq!(task, t);
+                    prop_assert!(!given.contains(&at), "item {} handed out twice", at);
+                    given.push(at);
+                } else {
+                    // None for it: each of its items was handed out already, unless
+                    // it has several (an assigner's repeat: one of them is its item).
+                    let left = all.iter().filter(|&&(task, at)| task == t && !given.contains(&at)).count();
+                    let of_t = all.iter().filter(|&&(task, _)| task == t).count();
+                    prop_assert!(left == 0 || of_t > 1, "task {} has an item left", t);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn in_order_then_out_of_order() {
+        let mut items = vec![(1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')];
+        let mut by = ByTask::new(&mut items, |&(t, _)| TaskId::new(t));
+        assert_eq!(by.take(TaskId::new(1)).map(|i| i.1), Some('a'));
+        assert_eq!(by.take(TaskId::new(3)).map(|i| i.1), Some('c'));
+        assert_eq!(by.take(TaskId::new(2)).map(|i| i.1), Some('b'));
+        assert_eq!(by.take(TaskId::new(2)), None);
+        assert_eq!(by.take(TaskId::new(9)), None);
+        assert_eq!(by.take(TaskId::new(4)).map(|i| i.1), Some('d'));
+        assert_eq!(by.take(TaskId::new(4)), None);
+    }
+}
