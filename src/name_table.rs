@@ -249,6 +249,24 @@ impl<V> NameTable<V> {
         self.entries.iter_mut().map(|e| &mut e.value)
     }
 
+    /// Where `name` (of tag `tag`, [`tag_of`]) is, for [`at`](Self::at) and
+    /// [`at_mut`](Self::at_mut): a place stays the name's until the table is cleared.
+    pub(crate) fn position_tagged(&self, tag: u32, name: &str) -> Option<usize> {
+        self.find(tag, name)
+    }
+
+    /// The name and value at `position` ([`position_tagged`](Self::position_tagged)).
+    pub(crate) fn at(&self, position: usize) -> Option<(&Arc<str>, &V)> {
+        self.entries.get(position).map(|e| (&e.name, &e.value))
+    }
+
+    /// [`at`](Self::at), the value to change in place.
+    pub(crate) fn at_mut(&mut self, position: usize) -> Option<(&Arc<str>, &mut V)> {
+        self.entries
+            .get_mut(position)
+            .map(|e| (&e.name, &mut e.value))
+    }
+
     /// Every name with its value, in the order the names came.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &V)> + '_ {
         self.entries.iter().map(|e| (&e.name, &e.value))

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +36,7 @@ use crate::task::Task;
 /// young one; when it is full, the old one is forgotten and the young one takes its
 /// place. So a kind is forgotten only after `limit / 2` other kinds were recorded
 /// since it last was, and a forgotten kind has no affinity, like one never seen.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(into = "AffinityRows", from = "AffinityRows")]
 pub struct AffinityTable {
     /// Weight of the newest outcome, in `(0, 1]`.
@@ -50,6 +51,25 @@ pub struct AffinityTable {
     old: NameTable<AgentMap<f64>>,
     /// At most this many kinds (at least two: a generation holds at least one).
     limit: usize,
+    /// Where in `young` the kind last looked up is, plus one (zero: nowhere). A
+    /// coordinator looks a task's kind up when it assigns the task and again when
+    /// the task completes, with other work between: the second look checks this
+    /// place's name instead of hashing the kind and probing. Checked by name before
+    /// use, so a stale place is only a miss. Atomic so that a table shared between
+    /// threads stays `Sync`; relaxed loads and stores are plain moves.
+    hint: AtomicU32,
+}
+
+impl Clone for AffinityTable {
+    fn clone(&self) -> Self {
+        AffinityTable {
+            alpha: self.alpha,
+            young: self.young.clone(),
+            old: self.old.clone(),
+            limit: self.limit,
+            hint: AtomicU32::new(self.hint.load(Relaxed)),
+        }
+    }
 }
 
 /// An [`AffinityTable`] as written: each kind's row once, in kind order.
@@ -130,6 +150,7 @@ impl Default for AffinityTable {
             young: NameTable::default(),
             old: NameTable::default(),
             limit: AffinityTable::DEFAULT_LIMIT,
+            hint: AtomicU32::new(0),
         }
     }
 }
@@ -223,6 +244,12 @@ impl AffinityTable {
     /// [`record`](Self::record) with the kind's name shared, not copied.
     pub(crate) fn record_shared(&mut self, kind: &Arc<str>, agent: AgentId, success: bool) {
         let (alpha, x) = (self.alpha, outcome(success));
+        if let Some(i) = self.hinted(kind) {
+            if let Some((_, row)) = self.young.at_mut(i) {
+                learn(row, agent, x, alpha);
+                return;
+            }
+        }
         let old = &self.old;
         let tag = tag_of(kind);
         let (row, made) =
@@ -275,10 +302,28 @@ impl AffinityTable {
     }
 
     fn row(&self, kind: &str) -> Option<&AgentMap<f64>> {
+        if let Some((_, row)) = self.hinted(kind).and_then(|i| self.young.at(i)) {
+            return Some(row);
+        }
         let tag = tag_of(kind);
-        self.young
-            .get_tagged(tag, kind)
-            .or_else(|| self.old.get_tagged(tag, kind))
+        match self.young.position_tagged(tag, kind) {
+            Some(i) => {
+                // Past `u32::MAX` kinds (never: the limit keeps tables far smaller)
+                // the place is not kept, and the next look hashes.
+                self.hint.store(u32::try_from(i + 1).unwrap_or(0), Relaxed);
+                self.young.at(i).map(|(_, row)| row)
+            }
+            None => self.old.get_tagged(tag, kind),
+        }
+    }
+
+    /// Where `kind` is in `young`, if the place kept ([`hint`](Self::hint)) holds
+    /// it: a kind in `young` is there once, so a place whose name is `kind` is its
+    /// row, however the table changed since.
+    fn hinted(&self, kind: &str) -> Option<usize> {
+        let i = (self.hint.load(Relaxed) as usize).checked_sub(1)?;
+        let (name, _) = self.young.at(i)?;
+        crate::id::same_name(name, kind).then_some(i)
     }
 
     /// Every remembered kind with its row, the young generation first; a row left
@@ -1319,6 +1364,40 @@ mod tests {
                 shared.record_shared(&kinds[k], AgentId::new(agent), success);
             }
             proptest::prop_assert_eq!(borrowed, shared);
+        }
+
+        /// Looking kinds up between records (which keeps the last kind's place, for
+        /// the next look or record to use) changes nothing a table learns or reads:
+        /// against a table that is only recorded into, read through its rows, across
+        /// generations turning and clones.
+        #[test]
+        fn the_kept_place_changes_nothing(
+            limit in 2usize..7,
+            ops in proptest::collection::vec((0u8..3, 0usize..6, 1u64..4, proptest::bool::ANY), 0..120),
+        ) {
+            let kinds: Vec<Arc<str>> = (0..6).map(|k| Arc::from(format!("kind-{k}"))).collect();
+            // The same names in other allocations, as a host's tasks carry them.
+            let copies: Vec<String> = (0..6).map(|k| format!("kind-{k}")).collect();
+            let mut table = AffinityTable::default().with_limit(limit);
+            let mut plain = AffinityTable::default().with_limit(limit);
+            let rows_of = |t: &AffinityTable| -> BTreeMap<String, Vec<(AgentId, f64)>> {
+                t.rows().map(|(k, r)| (k.to_string(), r.iter().map(|(a, x)| (a, *x)).collect())).collect()
+            };
+            for (op, k, agent, success) in ops {
+                match op {
+                    0 => {
+                        table.record_shared(&kinds[k], AgentId::new(agent), success);
+                        plain.record_shared(&kinds[k], AgentId::new(agent), success);
+                    }
+                    1 => {
+                        let got: Option<Vec<(AgentId, f64)>> =
+                            table.row(&copies[k]).map(|r| r.iter().map(|(a, x)| (a, *x)).collect());
+                        proptest::prop_assert_eq!(got, rows_of(&plain).remove(&copies[k]));
+                    }
+                    _ => table = table.clone(),
+                }
+                proptest::prop_assert_eq!(rows_of(&table), rows_of(&plain));
+            }
         }
 
         /// A bounded table never holds more than its limit; a kind is remembered
