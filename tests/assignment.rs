@@ -1681,4 +1681,33 @@ fn assigning_into_a_plan_writes_over_what_it_held() {
         assert_eq!(plan.placements.len(), 1);
         assert!(plan.unplaced.is_empty() && plan.refusals.is_empty());
     }
+    // Held alone (`assign_into_mut`, without the buffers' lock): the same plans, for
+    // the greedy assigner and for one with the trait's default, and after calls
+    // through the shared path on the same assigner.
+    let mut owned = greedy();
+    let mut wrapped = Wrapped(greedy());
+    let assigners: [&mut dyn Assigner; 2] = [&mut owned, &mut wrapped];
+    for assigner in assigners {
+        let mut plan = Plan::default();
+        for (k, tasks) in batches.iter().enumerate() {
+            if k % 2 == 0 {
+                assigner.assign_into_mut(tasks, &fleet, &mut AdmitAll, &mut plan)
+            } else {
+                assigner.assign_into(tasks, &fleet, &mut AdmitAll, &mut plan)
+            }
+            .unwrap();
+            assert_eq!(plan, greedy().assign_all(tasks, &fleet).unwrap());
+        }
+        let err = assigner.assign_into_mut(
+            &[],
+            &Fleet::new(&registry([]), None),
+            &mut AdmitAll,
+            &mut plan,
+        );
+        assert!(err.is_err());
+        assigner
+            .assign_into_mut(&batches[3], &fleet, &mut AdmitAll, &mut plan)
+            .unwrap();
+        assert_eq!(plan, greedy().assign_all(&batches[3], &fleet).unwrap());
+    }
 }

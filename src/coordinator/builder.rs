@@ -26,7 +26,7 @@ pub struct CoordinatorBuilder {
     // compiles the rule table, work wasted on a host that brings its own.
     analyzer: Option<Arc<dyn TaskAnalyzer>>,
     predictor: Option<Box<dyn ResourcePredictor>>,
-    assigner: Option<Arc<dyn Assigner>>,
+    assigner: Option<Box<dyn Assigner>>,
     policies: Option<Arc<dyn PolicyEnforcer>>,
     ledger: LedgerConfig,
     escalation: EscalationPolicy,
@@ -82,7 +82,7 @@ impl CoordinatorBuilder {
 
     /// Sets the assigner.
     pub fn assigner(mut self, assigner: impl Assigner + 'static) -> Self {
-        self.assigner = Some(Arc::new(assigner));
+        self.assigner = Some(Box::new(assigner));
         self
     }
 
@@ -201,7 +201,7 @@ impl CoordinatorBuilder {
             assigner: self
                 .assigner
                 .take()
-                .unwrap_or_else(|| Arc::new(GreedyAssigner::default())),
+                .unwrap_or_else(|| Box::new(GreedyAssigner::default())),
             policies: self
                 .policies
                 .take()

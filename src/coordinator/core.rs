@@ -44,7 +44,7 @@ pub enum OnAgentLoss {
 pub(super) struct Parts {
     pub(super) analyzer: Arc<dyn TaskAnalyzer>,
     pub(super) predictor: Box<dyn ResourcePredictor>,
-    pub(super) assigner: Arc<dyn Assigner>,
+    pub(super) assigner: Box<dyn Assigner>,
     pub(super) policies: Arc<dyn PolicyEnforcer>,
     /// Whether tasks whose requirements are stated go through the analyzer too.
     pub(super) analyze_explicit: bool,
@@ -634,9 +634,10 @@ impl Core {
             let plan = if fleet.is_empty() {
                 Ok(Plan::default())
             } else {
+                // The core owns its assigner: no lock of the assigner's own is taken.
                 (parts
                     .assigner
-                    .assign_into(analyzed, fleet, &mut admission, &mut plan))
+                    .assign_into_mut(analyzed, fleet, &mut admission, &mut plan))
                 .map(|()| plan)
             };
             let PolicyAdmission {

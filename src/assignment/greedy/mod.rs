@@ -326,17 +326,43 @@ impl Assigner for GreedyAssigner {
         admission: &mut dyn Admission,
         plan: &mut Plan,
     ) -> Result<(), AssignmentError> {
-        self.scratch.with(|scratch| match tasks {
+        (self.scratch).with(|scratch| self.assign_into_with(tasks, fleet, admission, scratch, plan))
+    }
+
+    /// The kept buffers without their lock: the caller holds the assigner alone.
+    fn assign_into_mut(
+        &mut self,
+        tasks: &[Task],
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+        plan: &mut Plan,
+    ) -> Result<(), AssignmentError> {
+        let mut scratch = self.scratch.take();
+        let done = self.assign_into_with(tasks, fleet, admission, &mut scratch, plan);
+        self.scratch.put(scratch);
+        done
+    }
+}
+
+impl GreedyAssigner {
+    /// [`Assigner::assign_into`] in the buffers of `scratch`.
+    fn assign_into_with(
+        &self,
+        tasks: &[Task],
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+        scratch: &mut Scratch,
+        plan: &mut Plan,
+    ) -> Result<(), AssignmentError> {
+        match tasks {
             [task] => self.assign_one(task, fleet, admission, scratch, plan),
             _ => {
                 *plan = self.assign_with(tasks, fleet, admission, scratch)?;
                 Ok(())
             }
-        })
+        }
     }
-}
 
-impl GreedyAssigner {
     /// [`Assigner::assign`] in the buffers of `scratch`.
     fn assign_with(
         &self,
@@ -461,16 +487,30 @@ struct Scratch {
 /// buffers, in place (moving them out and back cost more than the rest of a small
 /// batch's setup), and a call that finds them in use works in fresh ones. A clone
 /// starts with fresh buffers.
+///
+/// Boxed, so that a caller holding the assigner alone takes the buffers out (a
+/// pointer's move) and works in them without the lock while the assigner's settings
+/// stay borrowed ([`Assigner::assign_into_mut`]).
 #[derive(Default)]
-struct ScratchCell(Mutex<Scratch>);
+struct ScratchCell(Mutex<Option<Box<Scratch>>>);
 
 impl ScratchCell {
     /// Runs `f` in the kept buffers, or in fresh ones when another call has them.
     fn with<R>(&self, f: impl FnOnce(&mut Scratch) -> R) -> R {
         match self.0.try_lock() {
-            Some(mut kept) => f(&mut kept),
+            Some(mut kept) => f(kept.get_or_insert_with(Box::default)),
             None => f(&mut Scratch::default()),
         }
+    }
+
+    /// The kept buffers, taken out without the lock (made on first use).
+    fn take(&mut self) -> Box<Scratch> {
+        self.0.get_mut().take().unwrap_or_default()
+    }
+
+    /// Keeps `scratch` for the next call.
+    fn put(&mut self, scratch: Box<Scratch>) {
+        *self.0.get_mut() = Some(scratch);
     }
 }
 
