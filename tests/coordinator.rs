@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use concord::assignment::{OptimalAssigner, Rejection};
+use concord::assignment::{
+    Admission, Assigner, AssignmentError, Fleet, GreedyAssigner, OptimalAssigner, Plan, Rejection,
+};
 use concord::conflict::ConflictId;
 use concord::coordinator::{
     AssignOutcome, Assignment, Coordinator, CoordinatorError, CoordinatorSnapshot, Event, EventKind,
@@ -518,6 +520,66 @@ fn batches_can_use_the_optimal_assigner() {
     agents.sort();
     agents.dedup();
     assert_eq!(agents.len(), 3, "spread over the three agents");
+}
+
+/// A host's assigner that lists its placements last task first.
+#[derive(Debug, Default)]
+struct Backwards(GreedyAssigner);
+
+impl Assigner for Backwards {
+    fn assign(
+        &self,
+        tasks: &[Task],
+        fleet: &Fleet,
+        admission: &mut dyn Admission,
+    ) -> Result<Plan, AssignmentError> {
+        let mut plan = self.0.assign(tasks, fleet, admission)?;
+        plan.placements.reverse();
+        plan.unplaced.reverse();
+        Ok(plan)
+    }
+}
+
+/// Outcomes come back in the batch's order, each with its own placement, whatever
+/// order a host's assigner lists them in, with tasks it could not place among them.
+#[test]
+fn outcomes_follow_the_batch_whatever_order_the_plan_lists() {
+    let clock = clock();
+    let build = |backwards: bool| {
+        let b = Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap());
+        let c = if backwards {
+            b.assigner(Backwards::default()).build()
+        } else {
+            b.build()
+        };
+        for id in 1..=3 {
+            c.register_agent(agent(id, &["qa"], &[], "cpu=2")).unwrap();
+        }
+        c.register_agent(agent(4, &["ops"], &[], "cpu=2")).unwrap();
+        c
+    };
+    let batch = || -> Vec<Task> {
+        vec![
+            task(1, "check", "qa", "cpu=1"),
+            task(2, "build", "security", "cpu=1"),
+            task(3, "check", "qa", "cpu=2"),
+            task(4, "deploy", "ops", "cpu=1"),
+            task(5, "audit", "legal", "cpu=1"),
+        ]
+    };
+    let summary = |out: &[AssignOutcome]| -> Vec<Option<(TaskId, AgentId)>> {
+        out.iter()
+            .map(|o| o.assignment().map(|a| (a.task.id(), a.agent)))
+            .collect()
+    };
+    let straight = summary(&build(false).assign_batch(None, batch()).unwrap());
+    let reversed = summary(&build(true).assign_batch(None, batch()).unwrap());
+    assert_eq!(reversed, straight);
+    let placed: Vec<Option<TaskId>> = straight.iter().map(|p| p.map(|(t, _)| t)).collect();
+    let id = |k| Some(TaskId::new(k));
+    assert_eq!(placed, [id(1), None, id(3), id(4), None]);
 }
 
 #[test]
