@@ -580,6 +580,11 @@ fn outcomes_follow_the_batch_whatever_order_the_plan_lists() {
     let placed: Vec<Option<TaskId>> = straight.iter().map(|p| p.map(|(t, _)| t)).collect();
     let id = |k| Some(TaskId::new(k));
     assert_eq!(placed, [id(1), None, id(3), id(4), None]);
+    // Every outcome names its task, placed or not.
+    let out = build(true).assign_batch(None, batch()).unwrap();
+    let tasks: Vec<TaskId> = out.iter().map(AssignOutcome::task).collect();
+    assert_eq!(tasks, (1..=5).map(TaskId::new).collect::<Vec<_>>());
+    assert!(matches!(out[1], AssignOutcome::Rejected { .. }));
 }
 
 #[test]

@@ -95,6 +95,17 @@ pub enum AssignOutcome {
 }
 
 impl AssignOutcome {
+    /// The task the outcome is about, whatever became of it: what a host matches
+    /// outcomes to its tasks by, queued and rejected ones included.
+    pub fn task(&self) -> TaskId {
+        match self {
+            AssignOutcome::Assigned(a) => a.task.id(),
+            AssignOutcome::Queued { task, .. }
+            | AssignOutcome::Conflicted { task, .. }
+            | AssignOutcome::Rejected { task, .. } => *task,
+        }
+    }
+
     /// The assignment, if the task was assigned now.
     pub fn assignment(&self) -> Option<&Assignment> {
         match self {
