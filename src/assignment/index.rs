@@ -234,24 +234,38 @@ impl AgentIndex {
     /// The built-in role and capability filters over the eligible agents, for a task
     /// asking for the maps `reqs` (slots, each with the reason code of lacking it, in
     /// the order reasons are told apart): adds to `counts` one per eligible agent under
-    /// the first requirement it lacks, and returns the kept [`Answer`] that holds the
-    /// words of agents that have them all (read with [`answer`](Self::answer)) and
-    /// how many agents those words hold. Gives a kept answer again when it still
-    /// holds, else works one out over the oldest.
-    ///
-    /// The words are read where they are kept, not copied out: a fleet of a thousand
-    /// agents has sixteen of them, copied at every call otherwise.
-    pub(crate) fn filter(&mut self, reqs: &[(u32, usize)], counts: &mut [u32]) -> (usize, u32) {
+    /// the first requirement it lacks, fills `out` with the words of agents that have
+    /// them all, ascending, and returns how many agents those words hold. Gives a
+    /// kept [`Answer`] again when it still holds, else works one out over the oldest.
+    pub(crate) fn filter(
+        &mut self,
+        reqs: &[(u32, usize)],
+        counts: &mut [u32],
+        out: &mut Vec<Candidates>,
+    ) -> u32 {
         let generation = self.generation;
         let found =
             (self.answers.iter()).position(|a| a.generation == generation && a.reqs == reqs);
-        if let Some(k) = found {
-            let a = &self.answers[k];
-            for &(code, n) in &a.added {
-                counts[code] += n;
+        let place = match found {
+            Some(k) => {
+                let a = &self.answers[k];
+                for &(code, n) in &a.added {
+                    counts[code] += n;
+                }
+                k
             }
-            return (k, a.count);
-        }
+            None => self.work_out(reqs, counts),
+        };
+        let a = &self.answers[place];
+        out.clear();
+        out.extend_from_slice(&a.candidates);
+        a.count
+    }
+
+    /// [`filter`](Self::filter)'s answer when none kept holds, kept over the oldest:
+    /// its place among the answers.
+    fn work_out(&mut self, reqs: &[(u32, usize)], counts: &mut [u32]) -> usize {
+        let generation = self.generation;
         let place = if self.answers.len() < ANSWERS {
             self.answers.push(Answer::default());
             self.answers.len() - 1
@@ -277,14 +291,8 @@ impl AgentIndex {
         a.reqs.clear();
         a.reqs.extend_from_slice(reqs);
         a.count = (a.candidates.iter()).map(|(_, m)| m.count_ones()).sum();
-        let count = a.count;
         self.answers[place] = a;
-        (place, count)
-    }
-
-    /// The candidates of kept answer `k` ([`filter`](Self::filter)'s).
-    pub(crate) fn answer(&self, k: usize) -> &[Candidates] {
-        &self.answers[k].candidates
+        place
     }
 
     /// [`filter`](Self::filter), worked out from the maps, keeping no answer.
@@ -403,8 +411,8 @@ mod tests {
             .map(|(pos, b)| (index.map_of(b.index(), sets, *b), pos))
             .collect();
         let mut counts = vec![0; need.len()];
-        let (kept, count) = index.filter(&reqs, &mut counts);
-        let out = index.answer(kept).to_vec();
+        let mut out = Vec::new();
+        let count = index.filter(&reqs, &mut counts, &mut out);
         let passed: Vec<usize> = (out.iter())
             .flat_map(|&(k, m)| Bits(m).map(move |j| k as usize * 64 + j))
             .collect();
@@ -617,7 +625,8 @@ mod tests {
         assert_eq!(index.map_of(2, &sets, bits[2]), 0);
         assert_eq!(index.map_of(0, &sets, bits[0]), 1);
         let mut counts = vec![0; 2];
-        index.filter(&[(1, 0), (0, 1)], &mut counts);
+        let mut out = Vec::new();
+        index.filter(&[(1, 0), (0, 1)], &mut counts, &mut out);
         let expected = naive(&sets, &[true; 130], &[bits[0], bits[2]]);
         let lack = |pos| expected.iter().filter(|e| **e == Some(Some(pos))).count() as u32;
         assert_eq!(counts, [lack(0), lack(1)]);

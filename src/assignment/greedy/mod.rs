@@ -309,14 +309,10 @@ impl Assigner for GreedyAssigner {
         fleet: &Fleet,
         admission: &mut dyn Admission,
     ) -> Result<Plan, AssignmentError> {
-        self.scratch.with(|scratch| match tasks {
-            [task] => {
-                let mut plan = Plan::default();
-                self.assign_one(task, fleet, admission, scratch, &mut plan)?;
-                Ok(plan)
-            }
-            _ => self.assign_with(tasks, fleet, admission, scratch),
-        })
+        let mut plan = Plan::default();
+        (self.scratch)
+            .with(|scratch| self.assign_into_with(tasks, fleet, admission, scratch, &mut plan))?;
+        Ok(plan)
     }
 
     fn assign_into(
@@ -869,9 +865,7 @@ impl<'a> Engine<'a> {
     fn filter_kept(&mut self, t: &CompiledTask) -> (Vec<Candidates>, u32) {
         let reqs = self.requirement_maps(t);
         let mut candidates = std::mem::take(&mut self.buf.candidates);
-        let (kept, count) = (self.buf.index).filter(&reqs, &mut self.buf.counts);
-        candidates.clear();
-        candidates.extend_from_slice(self.buf.index.answer(kept));
+        let count = (self.buf.index).filter(&reqs, &mut self.buf.counts, &mut candidates);
         self.buf.reqs = reqs;
         (candidates, count)
     }
