@@ -1655,59 +1655,39 @@ fn assigning_into_a_plan_writes_over_what_it_held() {
         ],
         vec![task(5, needs(&["qa"], &[], ""))],
     ];
-    let wrapped = Wrapped(greedy());
-    let assigners: [&dyn Assigner; 2] = [&greedy(), &wrapped];
-    for assigner in assigners {
-        // One plan through every batch: each leaves only its own outcome.
+    // One plan through every batch, for the greedy assigner and one with only the
+    // trait's defaults: through the shared path (`assign_into`), and held alone
+    // (`assign_into_mut`, without the buffers' lock) alternating with the shared
+    // path on the same assigner.
+    let cases: [(Box<dyn Assigner>, bool); 4] = [
+        (Box::new(greedy()), false),
+        (Box::new(Wrapped(greedy())), false),
+        (Box::new(greedy()), true),
+        (Box::new(Wrapped(greedy())), true),
+    ];
+    for (mut assigner, alone) in cases {
+        let into =
+            |a: &mut dyn Assigner, k: usize, tasks: &[Task], fleet: &Fleet, plan: &mut Plan| {
+                if alone && k % 2 == 0 {
+                    a.assign_into_mut(tasks, fleet, &mut AdmitAll, plan)
+                } else {
+                    a.assign_into(tasks, fleet, &mut AdmitAll, plan)
+                }
+            };
+        // Each batch leaves only its own outcome.
         let mut plan = Plan::default();
-        for tasks in &batches {
-            assigner
-                .assign_into(tasks, &fleet, &mut AdmitAll, &mut plan)
-                .unwrap();
+        for (k, tasks) in batches.iter().enumerate() {
+            into(&mut *assigner, k, tasks, &fleet, &mut plan).unwrap();
             assert_eq!(plan, greedy().assign_all(tasks, &fleet).unwrap());
         }
         // An error leaves the plan to be written over by the next call.
-        let err = assigner.assign_into(
-            &[],
-            &Fleet::new(&registry([]), None),
-            &mut AdmitAll,
-            &mut plan,
-        );
-        assert!(err.is_err());
-        assigner
-            .assign_into(&batches[0], &fleet, &mut AdmitAll, &mut plan)
-            .unwrap();
+        let empty = Fleet::new(&registry([]), None);
+        assert!(into(&mut *assigner, 0, &[], &empty, &mut plan).is_err());
+        into(&mut *assigner, 0, &batches[0], &fleet, &mut plan).unwrap();
         assert_eq!(placed_on(&plan, 1), Some(id(1)));
         assert_eq!(plan.placements.len(), 1);
         assert!(plan.unplaced.is_empty() && plan.refusals.is_empty());
-    }
-    // Held alone (`assign_into_mut`, without the buffers' lock): the same plans, for
-    // the greedy assigner and for one with the trait's default, and after calls
-    // through the shared path on the same assigner.
-    let mut owned = greedy();
-    let mut wrapped = Wrapped(greedy());
-    let assigners: [&mut dyn Assigner; 2] = [&mut owned, &mut wrapped];
-    for assigner in assigners {
-        let mut plan = Plan::default();
-        for (k, tasks) in batches.iter().enumerate() {
-            if k % 2 == 0 {
-                assigner.assign_into_mut(tasks, &fleet, &mut AdmitAll, &mut plan)
-            } else {
-                assigner.assign_into(tasks, &fleet, &mut AdmitAll, &mut plan)
-            }
-            .unwrap();
-            assert_eq!(plan, greedy().assign_all(tasks, &fleet).unwrap());
-        }
-        let err = assigner.assign_into_mut(
-            &[],
-            &Fleet::new(&registry([]), None),
-            &mut AdmitAll,
-            &mut plan,
-        );
-        assert!(err.is_err());
-        assigner
-            .assign_into_mut(&batches[3], &fleet, &mut AdmitAll, &mut plan)
-            .unwrap();
+        into(&mut *assigner, 0, &batches[3], &fleet, &mut plan).unwrap();
         assert_eq!(plan, greedy().assign_all(&batches[3], &fleet).unwrap());
     }
 }
