@@ -177,6 +177,26 @@ pub trait Admission {
     /// Admits `agent` for `task`, or refuses it.
     fn admit(&mut self, task: &Task, agent: AgentId, accepted: &[Placement])
     -> Result<(), Refusal>;
+
+    /// [`admit`](Self::admit), told that the assigner chose `agent` among the agents
+    /// that pass the fleet's filters: its status is
+    /// [`Available`](crate::AgentStatus::Available), it has a free task slot once
+    /// the batch's earlier placements on it (`accepted`) are counted, and it plays
+    /// every role and has every capability `task` asks for. An admission whose
+    /// checks include these may skip them (the coordinator's skips the policy rules
+    /// that check nothing else); the answer must be the one `admit` gives. The
+    /// default calls `admit`.
+    ///
+    /// [`GreedyAssigner`] calls this for every agent it proposes; an assigner that
+    /// cannot vouch for all three calls `admit`.
+    fn admit_filtered(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        accepted: &[Placement],
+    ) -> Result<(), Refusal> {
+        self.admit(task, agent, accepted)
+    }
 }
 
 /// Admits every pair.

@@ -16,18 +16,31 @@ use crate::id::{AgentId, TaskId};
 use crate::policy::{PendingBatch, PolicyContext, PolicyEnforcer, Violation};
 use crate::task::Task;
 
-use super::core::State;
+use crate::agent::AgentRegistry;
+use crate::policy::{DutyLog, SystemMode};
+use crate::resource::ResourceLedger;
+
+use super::comms::CommunicationsStop;
 
 /// Asks the policies about each (task, agent) pair, counting the batch's accepted
 /// placements as pending.
+///
+/// It borrows the parts of the core's state the policies read, not the whole state:
+/// the core lends it the batch's proposals (kept between batches for their capacity)
+/// beside them, where taking them out of the state and putting them back moved the
+/// whole list's header twice per batch.
 pub(super) struct PolicyAdmission<'a> {
     pub(super) policies: &'a dyn PolicyEnforcer,
-    pub(super) state: &'a State,
+    pub(super) registry: &'a AgentRegistry,
+    pub(super) ledger: &'a ResourceLedger,
+    pub(super) mode: SystemMode,
+    pub(super) duties: &'a DutyLog,
+    pub(super) comms: Option<&'a CommunicationsStop>,
     /// The external capabilities, for the communications stop.
     pub(super) external: &'a [crate::id::Capability],
     pub(super) group: Option<&'a Arc<str>>,
     /// Proposals accepted so far.
-    pub(super) pending: PendingBatch,
+    pub(super) pending: &'a mut PendingBatch,
     /// Warnings per task.
     pub(super) warnings: BTreeMap<TaskId, Vec<Violation>>,
     pub(super) now: Timestamp,
@@ -40,11 +53,35 @@ impl Admission for PolicyAdmission<'_> {
         agent: AgentId,
         accepted: &[Placement],
     ) -> Result<(), Refusal> {
+        self.admit_as(task, agent, accepted, false)
+    }
+
+    /// The assigner's filters read the fleet the core refreshed from the registry
+    /// the policies read, just before the batch: what they passed holds there too.
+    fn admit_filtered(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        accepted: &[Placement],
+    ) -> Result<(), Refusal> {
+        self.admit_as(task, agent, accepted, true)
+    }
+}
+
+impl PolicyAdmission<'_> {
+    /// [`Admission::admit`], or with `filtered`, [`Admission::admit_filtered`].
+    fn admit_as(
+        &mut self,
+        task: &Task,
+        agent: AgentId,
+        accepted: &[Placement],
+        filtered: bool,
+    ) -> Result<(), Refusal> {
         // Placements the assigner accepted since we last looked were admitted by us.
         self.pending.truncate(accepted.len());
         // The communications stop holds the task back before any policy is asked:
         // it is the core's gate, whatever the host's policies say.
-        if let Some(stop) = self.state.comms.as_ref() {
+        if let Some(stop) = self.comms {
             if let Some(capability) = super::comms::gated(Some(stop), self.external, task) {
                 return Err(Refusal::new(
                     task.id(),
@@ -60,11 +97,12 @@ impl Admission for PolicyAdmission<'_> {
         let Some((proposal, before)) = self.pending.split_last() else {
             unreachable!("a proposal was just pushed");
         };
-        let ctx = PolicyContext::new(&self.state.registry, &self.state.ledger)
-            .with_mode(self.state.mode)
-            .with_duties(&self.state.duties)
-            .with_pending_batch(before, &self.pending)
+        let ctx = PolicyContext::new(self.registry, self.ledger)
+            .with_mode(self.mode)
+            .with_duties(self.duties)
+            .with_pending_batch(before, self.pending)
             .with_now(self.now);
+        let ctx = if filtered { ctx.with_filtered() } else { ctx };
         let violations = self.policies.validate(proposal, &ctx);
         if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
             self.pending.retract_last();

@@ -615,41 +615,51 @@ impl Core {
         s.last_now = now;
         let highest = analyzed.iter().map(|t| t.id()).max();
         // 3-4. Find available agents and assign, validating through the policies.
-        let (plan, mut warnings, pending) = {
+        let (planned, mut warnings) = {
             let _span = tracing::debug_span!("assign", tasks = analyzed.len()).entered();
-            let pending = std::mem::take(&mut s.proposals);
-            let mut plan = std::mem::take(&mut s.plan);
             s.fleet.refresh(&s.registry, Some(&s.ledger));
-            let st: &State = s;
-            let fleet = &st.fleet;
+            // The fields apart: the admission reads some while the plan and the
+            // proposals, kept between batches, are written in place.
+            let State {
+                registry,
+                ledger,
+                mode,
+                duties,
+                comms,
+                fleet,
+                proposals,
+                plan,
+                ..
+            } = &mut *s;
             let mut admission = PolicyAdmission {
                 policies: parts.policies.as_ref(),
-                state: st,
+                registry,
+                ledger,
+                mode: *mode,
+                duties,
+                comms: comms.as_ref(),
                 external: &parts.external,
                 group: group.as_ref(),
-                pending,
+                pending: proposals,
                 warnings: BTreeMap::new(),
                 now,
             };
-            let plan = if fleet.is_empty() {
-                Ok(Plan::default())
+            let planned = if fleet.is_empty() {
+                plan.placements.clear();
+                plan.unplaced.clear();
+                plan.refusals.clear();
+                Ok(())
             } else {
                 // The core owns its assigner: no lock of the assigner's own is taken.
-                (parts
-                    .assigner
-                    .assign_into_mut(analyzed, fleet, &mut admission, &mut plan))
-                .map(|()| plan)
+                (parts.assigner).assign_into_mut(analyzed, fleet, &mut admission, plan)
             };
-            let PolicyAdmission {
-                mut pending,
-                warnings,
-                ..
-            } = admission;
-            pending.clear();
-            (plan, warnings, pending)
+            let warnings = std::mem::take(&mut admission.warnings);
+            admission.pending.clear();
+            (planned, warnings)
         };
-        s.proposals = pending;
-        let mut plan = plan?;
+        planned?;
+        // Out of the state while its placements are committed into it.
+        let mut plan = std::mem::take(&mut s.plan);
         for refusal in &plan.refusals {
             s.push(
                 now,

@@ -233,6 +233,10 @@ pub struct PolicyContext<'a> {
     pending_load: Option<&'a FxHashMap<AgentId, PendingLoad>>,
     now: Option<Timestamp>,
     released: Option<(AgentId, &'a Resources)>,
+    /// The proposal's agent passed the assigner's filters (see
+    /// [`Admission::admit_filtered`](crate::assignment::Admission::admit_filtered)):
+    /// the built-in rules that check only those are known to pass.
+    filtered: bool,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -248,6 +252,7 @@ impl<'a> PolicyContext<'a> {
             pending_load: None,
             now: None,
             released: None,
+            filtered: false,
         }
     }
 
@@ -402,6 +407,18 @@ impl<'a> PolicyContext<'a> {
         self.pending = before;
         self.pending_load = Some(&batch.load);
         self
+    }
+
+    /// Marks the proposal's agent as one that passed the assigner's filters (see
+    /// [`Admission::admit_filtered`](crate::assignment::Admission::admit_filtered)).
+    pub(crate) fn with_filtered(mut self) -> Self {
+        self.filtered = true;
+        self
+    }
+
+    /// Whether the proposal's agent passed the assigner's filters.
+    pub(crate) fn filtered(&self) -> bool {
+        self.filtered
     }
 
     /// How many pending proposals would load the same agent as `proposal`: the

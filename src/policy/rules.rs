@@ -768,6 +768,22 @@ impl PolicyRule {
         }
     }
 
+    /// Whether the rule finds nothing wrong with an agent that passed an assigner's
+    /// filters (available, a free slot counting the batch, every role and capability;
+    /// see [`Admission::admit_filtered`](crate::assignment::Admission::admit_filtered)),
+    /// whatever else the proposal holds: agent status, roles and capabilities, and
+    /// the task slots when no limit below the agent's own is set. Such a rule need not
+    /// be checked for it.
+    pub(crate) fn passed_by_filtered(&self) -> bool {
+        match self {
+            PolicyRule::AgentStatus(_) | PolicyRule::RoleAndCapability(_) => true,
+            PolicyRule::MaxTasksPerAgent(r) => r.max.is_none(),
+            PolicyRule::SafeMode(_)
+            | PolicyRule::UtilizationCap(_)
+            | PolicyRule::SeparationOfDuties(_) => false,
+        }
+    }
+
     /// Appends the rule's violations of `proposal` to `out`; nothing when disabled.
     pub(crate) fn check_into(
         &self,

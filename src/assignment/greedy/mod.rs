@@ -1099,7 +1099,9 @@ impl<'a> Engine<'a> {
         runner_up: Option<(AgentId, f64)>,
     ) -> Option<(AgentId, f64)> {
         let agent = self.fleet.ids[i];
-        match admission.admit(task, agent, accepted) {
+        // Every agent the engine proposes passed its filters: available, with a slot
+        // left after the batch's placements so far, every role and capability.
+        match admission.admit_filtered(task, agent, accepted) {
             Ok(()) => {
                 explanation.runner_up = runner_up;
                 Some(self.commit(i, task, t, explanation))
