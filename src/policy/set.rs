@@ -95,6 +95,14 @@ use super::{PolicyContext, PolicyEnforcer, Proposal, Severity, Violation};
 /// assert_eq!(policies.validate(&ok, &safe)[0].rule, "safe_mode");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// Inside the coordinator, a placement the assigner proposes through
+/// [`Admission::admit_filtered`](crate::assignment::Admission::admit_filtered) (as
+/// [`GreedyAssigner`](crate::assignment::GreedyAssigner) does) is not checked again
+/// by the rules that check only what the assigner's filters passed: agent status,
+/// roles and capabilities, and task slots unless [`MaxTasksPerAgent`] sets a lower
+/// limit. Their verdict would be the same; debug builds ask them anyway and assert
+/// that it is. Host rules are always asked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "PolicySetData")]
 pub struct PolicySet {
