@@ -587,6 +587,61 @@ fn outcomes_follow_the_batch_whatever_order_the_plan_lists() {
     assert!(matches!(out[1], AssignOutcome::Rejected { .. }));
 }
 
+/// A host's assigner that places tasks over a fleet of its own making (here one
+/// where agent 1 plays ops), not the coordinator's.
+#[derive(Debug)]
+struct OwnFleet {
+    greedy: GreedyAssigner,
+    fleet: Fleet,
+}
+
+impl Assigner for OwnFleet {
+    fn assign(
+        &self,
+        tasks: &[Task],
+        _: &Fleet,
+        admission: &mut dyn Admission,
+    ) -> Result<Plan, AssignmentError> {
+        self.greedy.assign(tasks, &self.fleet, admission)
+    }
+}
+
+/// What an assigner's filters passed on a fleet of the host's making says nothing
+/// of the coordinator's agents: the policies check its agent whole, and refuse one
+/// that lacks the role there (the greedy vouches for its filters through
+/// `Admission::admit_filtered`, which the coordinator trusts only of its own fleet).
+#[test]
+fn filters_passed_on_a_host_fleet_are_checked_again() {
+    let clock = clock();
+    let mut registry = concord::agent::AgentRegistry::new();
+    registry
+        .register(agent(1, &["ops"], &[], "cpu=2"), Timestamp::EPOCH)
+        .unwrap();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .assigner(OwnFleet {
+            greedy: GreedyAssigner::default(),
+            fleet: Fleet::new(&registry, None),
+        })
+        .build();
+    c.register_agent(agent(1, &["qa"], &[], "cpu=2")).unwrap();
+    c.register_agent(agent(2, &["ops"], &[], "cpu=2")).unwrap();
+    let out = c.assign(task(1, "deploy", "ops", "cpu=1")).unwrap();
+    assert!(out.assignment().is_none(), "{out}");
+    let refused: Vec<String> = c
+        .drain_events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::PolicyRefused { refusal } => {
+                Some(format!("{} {}", refusal.rule, refusal.agent))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused, ["role_and_capability agent#1"]);
+}
+
 #[test]
 fn the_predictor_learns_from_completed_tasks() {
     let clock = clock();

@@ -179,22 +179,25 @@ pub trait Admission {
     -> Result<(), Refusal>;
 
     /// [`admit`](Self::admit), told that the assigner chose `agent` among the agents
-    /// that pass the fleet's filters: its status is
+    /// of `fleet` that pass its filters: there, its status is
     /// [`Available`](crate::AgentStatus::Available), it has a free task slot once
     /// the batch's earlier placements on it (`accepted`) are counted, and it plays
     /// every role and has every capability `task` asks for. An admission whose
-    /// checks include these may skip them (the coordinator's skips the policy rules
-    /// that check nothing else); the answer must be the one `admit` gives. The
-    /// default calls `admit`.
+    /// checks include these may skip them when `fleet` is the one it knows to show
+    /// what it checks against (the coordinator's compares it with the fleet it handed
+    /// the assigner, and then skips the policy rules that check nothing else); the
+    /// answer must be the one `admit` gives. The default calls `admit`.
     ///
-    /// [`GreedyAssigner`] calls this for every agent it proposes; an assigner that
-    /// cannot vouch for all three calls `admit`.
+    /// [`GreedyAssigner`] calls this for every agent it proposes, with the fleet it
+    /// was given; an assigner that cannot vouch for all three calls `admit`.
     fn admit_filtered(
         &mut self,
         task: &Task,
         agent: AgentId,
         accepted: &[Placement],
+        fleet: &Fleet,
     ) -> Result<(), Refusal> {
+        let _ = fleet;
         self.admit(task, agent, accepted)
     }
 }

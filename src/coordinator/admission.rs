@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::assignment::{Admission, Placement, Refusal};
+use crate::assignment::{Admission, Fleet, Placement, Refusal};
 use crate::clock::Timestamp;
 use crate::id::{AgentId, TaskId};
 use crate::policy::{PendingBatch, PolicyContext, PolicyEnforcer, Violation};
@@ -36,6 +36,8 @@ pub(super) struct PolicyAdmission<'a> {
     pub(super) mode: SystemMode,
     pub(super) duties: &'a DutyLog,
     pub(super) comms: Option<&'a CommunicationsStop>,
+    /// The fleet handed to the assigner, refreshed from `registry` for the batch.
+    pub(super) fleet: &'a Fleet,
     /// The external capabilities, for the communications stop.
     pub(super) external: &'a [crate::id::Capability],
     pub(super) group: Option<&'a Arc<str>>,
@@ -57,14 +59,18 @@ impl Admission for PolicyAdmission<'_> {
     }
 
     /// The assigner's filters read the fleet the core refreshed from the registry
-    /// the policies read, just before the batch: what they passed holds there too.
+    /// the policies read, just before the batch: what they passed there holds for
+    /// the policies too. Only of that fleet: a host's assigner may filter a fleet of
+    /// its own making.
     fn admit_filtered(
         &mut self,
         task: &Task,
         agent: AgentId,
         accepted: &[Placement],
+        fleet: &Fleet,
     ) -> Result<(), Refusal> {
-        self.admit_as(task, agent, accepted, true)
+        let ours = std::ptr::eq(fleet, self.fleet);
+        self.admit_as(task, agent, accepted, ours)
     }
 }
 
@@ -102,7 +108,11 @@ impl PolicyAdmission<'_> {
             .with_duties(self.duties)
             .with_pending_batch(before, self.pending)
             .with_now(self.now);
-        let ctx = if filtered { ctx.with_filtered() } else { ctx };
+        let ctx = if filtered {
+            ctx.with_filtered(task.id(), agent)
+        } else {
+            ctx
+        };
         let violations = self.policies.validate(proposal, &ctx);
         if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
             self.pending.retract_last();

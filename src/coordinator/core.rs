@@ -638,6 +638,7 @@ impl Core {
                 mode: *mode,
                 duties,
                 comms: comms.as_ref(),
+                fleet,
                 external: &parts.external,
                 group: group.as_ref(),
                 pending: proposals,

@@ -9,7 +9,7 @@ use super::{DutyLog, Proposal};
 use crate::agent::{AgentRegistry, AgentView};
 use crate::clock::Timestamp;
 use crate::hash::FxHashMap;
-use crate::id::AgentId;
+use crate::id::{AgentId, TaskId};
 use crate::resource::{ResourceLedger, ResourceName, Resources};
 use crate::task::Task;
 
@@ -233,10 +233,11 @@ pub struct PolicyContext<'a> {
     pending_load: Option<&'a FxHashMap<AgentId, PendingLoad>>,
     now: Option<Timestamp>,
     released: Option<(AgentId, &'a Resources)>,
-    /// The proposal's agent passed the assigner's filters (see
+    /// The proposal (task and agent) whose agent passed the assigner's filters (see
     /// [`Admission::admit_filtered`](crate::assignment::Admission::admit_filtered)):
-    /// the built-in rules that check only those are known to pass.
-    filtered: bool,
+    /// the built-in rules that check only those are known to pass for it. Named, so
+    /// that a host rule checking another proposal with this context skips nothing.
+    filtered: Option<(TaskId, AgentId)>,
 }
 
 impl<'a> PolicyContext<'a> {
@@ -252,7 +253,7 @@ impl<'a> PolicyContext<'a> {
             pending_load: None,
             now: None,
             released: None,
-            filtered: false,
+            filtered: None,
         }
     }
 
@@ -409,16 +410,16 @@ impl<'a> PolicyContext<'a> {
         self
     }
 
-    /// Marks the proposal's agent as one that passed the assigner's filters (see
-    /// [`Admission::admit_filtered`](crate::assignment::Admission::admit_filtered)).
-    pub(crate) fn with_filtered(mut self) -> Self {
-        self.filtered = true;
+    /// Marks `agent`, proposed for `task`, as one that passed the assigner's filters
+    /// (see [`Admission::admit_filtered`](crate::assignment::Admission::admit_filtered)).
+    pub(crate) fn with_filtered(mut self, task: TaskId, agent: AgentId) -> Self {
+        self.filtered = Some((task, agent));
         self
     }
 
-    /// Whether the proposal's agent passed the assigner's filters.
-    pub(crate) fn filtered(&self) -> bool {
-        self.filtered
+    /// Whether `proposal`'s agent passed the assigner's filters for it.
+    pub(crate) fn filtered_for(&self, proposal: &Proposal) -> bool {
+        self.filtered == Some((proposal.task(), proposal.agent()))
     }
 
     /// How many pending proposals would load the same agent as `proposal`: the
@@ -547,5 +548,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A context marked for one proposal's filtered agent skips the rules the
+    /// filters prove for that proposal only: a host rule that checks another agent
+    /// with the same context gets every rule.
+    #[test]
+    fn a_filtered_mark_covers_its_own_proposal_only() {
+        use crate::agent::AgentProfile;
+        use crate::id::Role;
+        use crate::policy::{PolicyEnforcer, PolicySet};
+        use crate::task::Requirements;
+
+        let qa = Role::new("qa").unwrap();
+        let mut registry = AgentRegistry::new();
+        let (one, two) = (AgentId::new(1), AgentId::new(2));
+        registry
+            .register(
+                AgentProfile::new(one, "qa-1").with_role(qa.clone()),
+                Timestamp::EPOCH,
+            )
+            .unwrap();
+        registry
+            .register(AgentProfile::new(two, "ops-1"), Timestamp::EPOCH)
+            .unwrap();
+        let ledger = ResourceLedger::new();
+        let needs = Requirements::new().with_role(qa);
+        let to =
+            |agent| Proposal::new(TaskId::new(7), "check", agent).with_requirements(needs.clone());
+        let ctx = PolicyContext::new(&registry, &ledger).with_filtered(TaskId::new(7), one);
+        let policies = PolicySet::default();
+        assert!(policies.validate(&to(one), &ctx).is_empty());
+        let rules: Vec<String> = (policies.validate(&to(two), &ctx).iter())
+            .map(|v| v.rule.to_string())
+            .collect();
+        assert_eq!(rules, ["role_and_capability"]);
     }
 }

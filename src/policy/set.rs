@@ -98,11 +98,12 @@ use super::{PolicyContext, PolicyEnforcer, Proposal, Severity, Violation};
 ///
 /// Inside the coordinator, a placement the assigner proposes through
 /// [`Admission::admit_filtered`](crate::assignment::Admission::admit_filtered) (as
-/// [`GreedyAssigner`](crate::assignment::GreedyAssigner) does) is not checked again
-/// by the rules that check only what the assigner's filters passed: agent status,
-/// roles and capabilities, and task slots unless [`MaxTasksPerAgent`] sets a lower
-/// limit. Their verdict would be the same; debug builds ask them anyway and assert
-/// that it is. Host rules are always asked.
+/// [`GreedyAssigner`](crate::assignment::GreedyAssigner) does) on the fleet the
+/// coordinator handed it is not checked again by the rules that check only what the
+/// assigner's filters passed: agent status, roles and capabilities, and task slots
+/// unless [`MaxTasksPerAgent`] sets a lower limit. Their verdict would be the same;
+/// debug builds ask them anyway and assert that it is. Host rules are always asked,
+/// and a context marked so for one proposal skips nothing for another.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "PolicySetData")]
 pub struct PolicySet {
@@ -315,10 +316,11 @@ impl Default for PolicySet {
 impl PolicyEnforcer for PolicySet {
     fn validate(&self, proposal: &Proposal, ctx: &PolicyContext<'_>) -> Vec<Violation> {
         let mut out = Vec::new();
+        let filtered = ctx.filtered_for(proposal);
         for rule in &self.rules {
             // What the assigner's filters proved is not checked again: the rules
             // that read names and statuses were most of a one-task validation.
-            if ctx.filtered() && rule.passed_by_filtered() {
+            if filtered && rule.passed_by_filtered() {
                 #[cfg(debug_assertions)]
                 {
                     let mut found = Vec::new();

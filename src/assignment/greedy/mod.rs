@@ -1101,7 +1101,7 @@ impl<'a> Engine<'a> {
         let agent = self.fleet.ids[i];
         // Every agent the engine proposes passed its filters: available, with a slot
         // left after the batch's placements so far, every role and capability.
-        match admission.admit_filtered(task, agent, accepted) {
+        match admission.admit_filtered(task, agent, accepted, self.fleet) {
             Ok(()) => {
                 explanation.runner_up = runner_up;
                 Some(self.commit(i, task, t, explanation))
