@@ -10,15 +10,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::agent::AgentRegistry;
 use crate::assignment::{Admission, Fleet, Placement, Refusal};
 use crate::clock::Timestamp;
 use crate::id::{AgentId, TaskId};
-use crate::policy::{PendingBatch, PolicyContext, PolicyEnforcer, Violation};
-use crate::task::Task;
-
-use crate::agent::AgentRegistry;
-use crate::policy::{DutyLog, SystemMode};
+use crate::policy::{DutyLog, PendingBatch, PolicyContext, PolicyEnforcer, SystemMode, Violation};
 use crate::resource::ResourceLedger;
+use crate::task::Task;
 
 use super::comms::CommunicationsStop;
 
