@@ -118,6 +118,14 @@ pub enum NameError {
 /// Validates and normalizes a name: trims, lowercases ASCII, then checks length and
 /// characters.
 pub(crate) fn normalize_name(kind: &'static str, raw: &str) -> Result<Arc<str>, NameError> {
+    let trimmed = checked_trim(kind, raw)?;
+    let lower = trimmed.to_ascii_lowercase();
+    check_chars(kind, trimmed, lower.as_bytes())?;
+    Ok(Arc::from(lower))
+}
+
+/// `raw` trimmed, if it is not empty and not too long.
+fn checked_trim<'a>(kind: &'static str, raw: &'a str) -> Result<&'a str, NameError> {
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(NameError::Empty { kind });
@@ -129,18 +137,94 @@ pub(crate) fn normalize_name(kind: &'static str, raw: &str) -> Result<Arc<str>, 
             max: MAX_NAME_LEN,
         });
     }
-    let lower = trimmed.to_ascii_lowercase();
-    if let Some(bad) = lower
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./:".contains(*c)))
-    {
-        return Err(NameError::InvalidChar {
-            kind,
-            name: trimmed.to_owned(),
-            bad,
-        });
+    Ok(trimmed)
+}
+
+/// Checks that `lower`, the lowercase of `trimmed`, holds only the characters a name
+/// may hold.
+fn check_chars(kind: &'static str, trimmed: &str, lower: &[u8]) -> Result<(), NameError> {
+    let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_./:".contains(b);
+    if lower.iter().all(allowed) {
+        return Ok(());
     }
-    Ok(Arc::from(lower))
+    // The first character that is not allowed, as written (outside ASCII a byte is
+    // not a character).
+    let bad = trimmed
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./:".contains(*c)))
+        .unwrap_or(char::REPLACEMENT_CHARACTER);
+    Err(NameError::InvalidChar {
+        kind,
+        name: trimmed.to_owned(),
+        bad,
+    })
+}
+
+/// How many bytes of a name are held inline: enough for the roles and capabilities
+/// most hosts name (`ops`, `health_check`, `browser.launch`).
+const INLINE_NAME: usize = 16;
+
+/// An inline name's bytes, aligned as a pointer is: in the same place as a shared
+/// name's pointer, so that copying a name is three moves of a word.
+#[derive(Clone, Copy)]
+#[repr(align(8))]
+struct InlineBytes([u8; INLINE_NAME]);
+
+/// A validated name's text: inline when it is short, shared when it is long.
+///
+/// A task's roles and capabilities are copied at each step of an assignment (the
+/// analyzer's requirements, the policies' proposal, the explanation's rejections),
+/// and a shared string moves a reference count at each copy and each drop: an
+/// atomic operation, which costs more than copying the whole inline name.
+#[derive(Clone)]
+enum NameText {
+    /// The name's bytes (ASCII: normalized names are), `len` of them.
+    Inline { len: u8, bytes: InlineBytes },
+    /// A name longer than [`INLINE_NAME`].
+    Shared(Arc<str>),
+}
+
+impl NameText {
+    /// Validates and normalizes `raw` as a name of `kind`, as [`normalize_name`]
+    /// does, lowercasing a short name where it is kept instead of in a new string.
+    fn new(kind: &'static str, raw: &str) -> Result<Self, NameError> {
+        let trimmed = checked_trim(kind, raw)?;
+        if trimmed.len() > INLINE_NAME {
+            return normalize_name(kind, raw).map(NameText::Shared);
+        }
+        let mut bytes = InlineBytes([0; INLINE_NAME]);
+        let lower = &mut bytes.0[..trimmed.len()];
+        lower.copy_from_slice(trimmed.as_bytes());
+        lower.make_ascii_lowercase();
+        check_chars(kind, trimmed, lower)?;
+        Ok(NameText::Inline {
+            len: trimmed.len() as u8,
+            bytes,
+        })
+    }
+
+    #[inline]
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            NameText::Inline { len, bytes } => &bytes.0[..*len as usize],
+            NameText::Shared(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Checked to be ASCII when made, so never the empty fallback.
+            NameText::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            NameText::Shared(s) => s,
+        }
+    }
+}
+
+impl fmt::Debug for NameText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 /// Whether two names are the same bytes. Names are short (a role, a capability, a
@@ -149,7 +233,12 @@ pub(crate) fn normalize_name(kind: &'static str, raw: &str) -> Result<Arc<str>, 
 /// when a one-task assignment compares a handful of names.
 #[inline]
 pub(crate) fn same_name(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// [`same_name`] on the names' bytes.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;
@@ -179,19 +268,35 @@ pub(crate) fn same_name(a: &str, b: &str) -> bool {
 macro_rules! name_type {
     ($(#[$meta:meta])* $name:ident, $kind:literal) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Eq, PartialOrd, Ord)]
-        pub struct $name(Arc<str>);
+        #[derive(Debug, Clone)]
+        pub struct $name(NameText);
 
-        // Equal names are equal bytes, which hash alike: the hash is the string's.
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
-                same_name(&self.0, &other.0)
+                same_bytes(self.0.as_bytes(), other.0.as_bytes())
             }
         }
 
+        impl Eq for $name {}
+
+        // Normalized names are ASCII, whose byte order is the strings' order.
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+                self.0.as_bytes().cmp(other.0.as_bytes())
+            }
+        }
+
+        // Equal names are equal bytes, which hash alike, hashed as a string's are.
         impl std::hash::Hash for $name {
             fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-                self.0.hash(state);
+                state.write(self.0.as_bytes());
+                state.write_u8(0xff);
             }
         }
 
@@ -199,12 +304,19 @@ macro_rules! name_type {
             /// Validates `raw` (trimmed, ASCII-lowercased; `a-z 0-9 - _ . / :`, at most
             /// [`MAX_NAME_LEN`] bytes).
             pub fn new(raw: &str) -> Result<Self, NameError> {
-                normalize_name($kind, raw).map($name)
+                NameText::new($kind, raw).map($name)
             }
 
             /// The normalized name.
             pub fn as_str(&self) -> &str {
-                &self.0
+                self.0.as_str()
+            }
+
+            /// The normalized name's bytes (ASCII), without the check a `&str` of
+            /// an inline name costs: for comparing on hot paths.
+            #[inline]
+            pub(crate) fn as_bytes(&self) -> &[u8] {
+                self.0.as_bytes()
             }
         }
 
@@ -224,19 +336,19 @@ macro_rules! name_type {
 
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
-                &self.0
+                self.as_str()
             }
         }
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
+                f.write_str(self.as_str())
             }
         }
 
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(&self.0)
+                s.serialize_str(self.as_str())
             }
         }
 
@@ -289,8 +401,76 @@ pub(crate) fn check_counter(name: &str, value: u64) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::same_name;
+    use super::{INLINE_NAME, NameError, Role, normalize_name, same_name};
     use proptest::prelude::*;
+    use std::hash::{BuildHasher, RandomState};
+
+    proptest! {
+        /// A name is its normalized text whether it is held inline or shared: the
+        /// same text, the same order, equality and hash as the strings', and the same
+        /// text back from JSON.
+        #[test]
+        fn inline_and_shared_names_are_their_text(
+            a in "[ a-cA-C_.:/-]{1,40}",
+            b in "[ a-cA-C_.:/-]{1,40}",
+        ) {
+            let norm = |raw: &str| normalize_name("role", raw).map(|n| n.to_string());
+            let (ra, rb) = (Role::new(&a), Role::new(&b));
+            prop_assert_eq!(ra.clone().map(|r| r.as_str().to_owned()), norm(&a));
+            prop_assert_eq!(rb.clone().map(|r| r.as_str().to_owned()), norm(&b));
+            if let (Ok(ra), Ok(rb)) = (ra, rb) {
+                let (na, nb) = (norm(&a).unwrap(), norm(&b).unwrap());
+                prop_assert_eq!(ra == rb, na == nb);
+                prop_assert_eq!(ra.cmp(&rb), na.cmp(&nb));
+                let state = RandomState::new();
+                if ra == rb {
+                    prop_assert_eq!(state.hash_one(&ra), state.hash_one(&rb));
+                }
+                prop_assert_eq!(state.hash_one(ra.clone()), state.hash_one(&ra));
+                let json = serde_json::to_string(&ra).unwrap();
+                prop_assert_eq!(&json, &format!("{na:?}"));
+                prop_assert_eq!(serde_json::from_str::<Role>(&json).unwrap(), ra);
+            }
+        }
+    }
+
+    /// The names on either side of the inline limit, and the errors that do not
+    /// depend on it.
+    #[test]
+    fn names_around_the_inline_limit() {
+        for len in [
+            1,
+            INLINE_NAME - 1,
+            INLINE_NAME,
+            INLINE_NAME + 1,
+            super::MAX_NAME_LEN,
+        ] {
+            let raw = "Q".repeat(len);
+            let role = Role::new(&format!("  {raw} ")).unwrap();
+            assert_eq!(role.as_str(), "q".repeat(len));
+            assert_eq!(format!("{role:?}"), format!("Role({:?})", "q".repeat(len)));
+            assert_eq!(role.to_string(), "q".repeat(len));
+        }
+        let too_long = "q".repeat(super::MAX_NAME_LEN + 1);
+        assert!(matches!(
+            Role::new(&too_long),
+            Err(NameError::TooLong { .. })
+        ));
+        assert_eq!(Role::new("  "), Err(NameError::Empty { kind: "role" }));
+        // A character outside ASCII is named as written, short name or long.
+        for raw in ["qé", &format!("{}é", "q".repeat(INLINE_NAME + 3))] {
+            match Role::new(raw) {
+                Err(NameError::InvalidChar { bad, name, .. }) => {
+                    assert_eq!((bad, name.as_str()), ('é', raw));
+                }
+                other => panic!("{raw:?}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            Role::new("Q A"),
+            Err(NameError::InvalidChar { bad: ' ', .. })
+        ));
+    }
 
     proptest! {
         /// The word-at-a-time comparison is `==`, at every length around its

@@ -78,15 +78,23 @@ impl CapabilityCatalog {
 
     /// The bit of `name`, if it has one.
     pub fn get(&self, name: &str) -> Option<CapabilityBit> {
+        self.get_bytes(name.as_bytes())
+    }
+
+    /// [`get`](Self::get) for a name's bytes, as a role or capability gives them:
+    /// only a catalog of many names needs them as a string.
+    #[inline]
+    pub(crate) fn get_bytes(&self, name: &[u8]) -> Option<CapabilityBit> {
         // A few names (a fleet's roles, most capability sets) are found faster by
         // comparing them than by hashing the name (SipHash: names come from hosts).
         if self.names.len() <= SCAN_UP_TO {
             return self
                 .names
                 .iter()
-                .position(|n| crate::id::same_name(n, name))
+                .position(|n| crate::id::same_bytes(n.as_bytes(), name))
                 .map(CapabilityBit);
         }
+        let name = std::str::from_utf8(name).ok()?;
         self.index.get(name).map(|&i| CapabilityBit(i))
     }
 

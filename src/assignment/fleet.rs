@@ -941,7 +941,7 @@ impl Fleet {
         t.role_at.clear();
         t.unknown_role = None;
         for (k, r) in req.roles().iter().enumerate() {
-            match self.role_catalog.get(r.as_str()) {
+            match self.role_catalog.get_bytes(r.as_bytes()) {
                 Some(bit) => {
                     if t.roles.insert(bit) {
                         t.role_at.push((bit.index(), k));
@@ -956,7 +956,7 @@ impl Fleet {
         t.capability_at.clear();
         t.unknown_capability = None;
         for (k, c) in req.capabilities().iter().enumerate() {
-            match self.capability_catalog.get(c.as_str()) {
+            match self.capability_catalog.get_bytes(c.as_bytes()) {
                 Some(bit) => {
                     if t.capabilities.insert(bit) {
                         t.capability_at.push((bit.index(), k));
