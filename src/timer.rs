@@ -111,7 +111,10 @@ impl std::future::Future for YieldNow {
 /// Runs a future on the host's runtime: how the executor hands each attempt to a
 /// task of its own (`tokio::spawn`), so that CPU work in one agent does not stall the
 /// others. The future catches its own panics and ends when its result is no longer
-/// wanted; the spawner only has to poll it to completion.
+/// wanted; the spawner only has to poll it to completion (or drop it, when the
+/// runtime shuts down). The executor waits for a future it no longer wants to be
+/// dropped before it gives the agent's slot to another step, so a spawner must not
+/// keep one unpolled forever.
 pub trait Spawn: fmt::Debug + Send + Sync {
     /// Starts `work` on the runtime.
     fn spawn(&self, work: futures::future::BoxFuture<'static, ()>);

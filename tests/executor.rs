@@ -1362,3 +1362,148 @@ fn a_reused_run_id_starts_with_no_duties_of_the_run_before() {
         second.1
     );
 }
+
+/// A spawner that keeps what it is handed until the test turns it: a runtime that has
+/// not polled a spawned task yet (its worker threads busy elsewhere), made explicit.
+#[derive(Default, Clone)]
+struct Deferred(Arc<Mutex<Vec<futures::future::BoxFuture<'static, ()>>>>);
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Deferred({} spawned)", self.len())
+    }
+}
+
+impl concord::workflow::Spawn for Deferred {
+    fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
+        self.0.lock().push(work);
+    }
+}
+
+impl Deferred {
+    /// Polls each spawned future once, dropping those that end.
+    fn turn(&self) {
+        let mut work = std::mem::take(&mut *self.0.lock());
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        work.retain_mut(|w| w.as_mut().poll(&mut cx).is_pending());
+        self.0.lock().extend(work);
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().len()
+    }
+}
+
+/// An agent whose work never ends, counting the works alive (begun and not yet
+/// dropped) and the most at once.
+#[derive(Debug, Default)]
+struct Endless {
+    alive: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+struct Alive(Arc<AtomicUsize>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Agent for Endless {
+    fn id(&self) -> AgentId {
+        AgentId::new(1)
+    }
+
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        let now = self.alive.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let _alive = Alive(Arc::clone(&self.alive));
+        futures::future::pending().await
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("test"))
+    }
+}
+
+/// Polls `run` once.
+fn poll_once(run: &mut concord::workflow::RunFuture<'static>) -> Option<Run> {
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match std::pin::Pin::new(run).poll(&mut cx) {
+        std::task::Poll::Ready(done) => Some(done.unwrap()),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Run `a` holds the one slot of agent#1 with work spawned on a runtime that has not
+/// polled it since `a` let go of it (cancelled, or timed out); run `b` waits for the
+/// slot. Checks that `b` gets the slot only once `a`'s work has been dropped, then
+/// cancels `b`.
+fn slot_held_until_spawned_work_stops(step: StepSpec, let_go: impl FnOnce(&World, &RunHandle)) {
+    let w = world(&[(1, &["ops"], 1)]);
+    let agent = Endless::default();
+    let (alive, peak) = (Arc::clone(&agent.alive), Arc::clone(&agent.peak));
+    let spawner = Deferred::default();
+    let ex = Arc::new(executor(&w, vec![Arc::new(agent)]).with_spawner(spawner.clone()));
+    let wf = Workflow::builder("one").step(step).build().unwrap();
+    let mut a = Arc::clone(&ex).run_owned(&wf, "a", 1);
+    let mut b = Arc::clone(&ex).run_owned(&wf, "b", 2);
+    let a_handle = a.handle();
+    assert!(poll_once(&mut a).is_none());
+    spawner.turn();
+    assert_eq!(alive.load(Ordering::SeqCst), 1, "a's work has begun");
+    assert!(poll_once(&mut b).is_none());
+    let_go(&w, &a_handle);
+    // `a` lets go; its spawned work stops only when the runtime polls it next.
+    assert!(
+        poll_once(&mut a).is_none(),
+        "a waits for its agent to let go"
+    );
+    assert!(poll_once(&mut b).is_none());
+    assert_eq!(
+        (w.coordinator.assignments().len(), spawner.len()),
+        (1, 1),
+        "the slot went to b while a's work was alive"
+    );
+    spawner.turn();
+    assert_eq!(alive.load(Ordering::SeqCst), 0, "a's work is dropped");
+    let a = poll_once(&mut a).expect("a ends once its agent let go");
+    assert!(matches!(
+        a.outcome(),
+        Some(RunOutcome::Cancelled | RunOutcome::Failed)
+    ));
+    assert!(poll_once(&mut b).is_none());
+    spawner.turn();
+    assert_eq!(alive.load(Ordering::SeqCst), 1, "b's work has begun");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        1,
+        "never two works on one slot"
+    );
+    let b_handle = b.handle();
+    b_handle.cancel();
+    assert!(poll_once(&mut b).is_none());
+    spawner.turn();
+    let b = poll_once(&mut b).expect("b ends once its agent let go");
+    assert_eq!(b.outcome(), Some(RunOutcome::Cancelled));
+    assert!(w.coordinator.assignments().is_empty());
+}
+
+#[test]
+fn a_cancelled_run_keeps_its_slot_until_its_spawned_work_stops() {
+    slot_held_until_spawned_work_stops(StepSpec::new("s").with_role(role("ops")), |_, a| {
+        a.cancel()
+    });
+}
+
+#[test]
+fn a_timed_out_attempt_keeps_its_slot_until_its_spawned_work_stops() {
+    slot_held_until_spawned_work_stops(
+        StepSpec::new("s")
+            .with_role(role("ops"))
+            .with_timeout(Duration::from_secs(30)),
+        |w, _| w.clock.advance(Duration::from_secs(31)),
+    );
+}

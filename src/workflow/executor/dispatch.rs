@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
+use futures::channel::oneshot;
 use futures::future::{BoxFuture, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -65,24 +66,65 @@ fn panicked() -> AgentError {
     }
 }
 
+/// Resolves once an attempt's spawned work has been dropped: its agent's future is
+/// gone, whether it finished or was stopped. Shared, as both the attempt (on its
+/// timeout) and the executor's books (on a cancel, a run's timeout) may wait for it.
+pub(super) type Stopped = futures::future::Shared<oneshot::Receiver<()>>;
+
+/// Spawned work that says when it has been dropped: its future first (the fields
+/// drop in order), then the sender, which wakes the [`Stopped`] waiting for it.
+struct Watched {
+    work: BoxFuture<'static, ()>,
+    _stopped: oneshot::Sender<()>,
+}
+
+impl std::future::Future for Watched {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.work.as_mut().poll(cx)
+    }
+}
+
 /// The agent's work on `work`: on the host's runtime through `spawner` (so that CPU
 /// work in one agent does not stall the others), or polled by the executor itself.
+///
+/// Spawned work comes with its [`Stopped`]: dropping the returned future asks the
+/// spawned work to stop, and it stops at its next poll, on the runtime's time. Until
+/// then the agent is still at it, so its task is not ended (and its slot not given to
+/// another step) before that.
 fn execute<'a>(
     transport: &'a Arc<dyn Agent>,
     work: WorkItem,
     spawner: Option<&Arc<dyn Spawn>>,
-) -> BoxFuture<'a, Result<WorkOutput, AgentError>> {
+) -> (
+    BoxFuture<'a, Result<WorkOutput, AgentError>>,
+    Option<Stopped>,
+) {
     match spawner {
-        None => transport.execute(work),
+        None => (transport.execute(work), None),
         Some(spawner) => {
             let agent = Arc::clone(transport);
             // The remote half catches a panic and hands it to the handle, which
             // raises it here, where the attempt catches it; dropping the handle (a
             // timeout, a cancelled run) stops the spawned work at its next poll.
             let (remote, handle) = async move { agent.execute(work).await }.remote_handle();
-            spawner.spawn(remote.boxed());
-            handle.boxed()
+            let (tx, rx) = oneshot::channel();
+            spawner.spawn(Box::pin(Watched {
+                work: remote.boxed(),
+                _stopped: tx,
+            }));
+            (handle.boxed(), Some(rx.shared()))
         }
+    }
+}
+
+/// Waits until the spawned work of an attempt given up has been dropped, if it was
+/// spawned.
+pub(super) async fn stopped(stopped: Option<Stopped>) {
+    if let Some(stopped) = stopped {
+        // Never sent: the sender's drop is the news.
+        let _ = stopped.await;
     }
 }
 
@@ -105,22 +147,23 @@ pub(super) fn begin<'a>(
     } = launch;
     // A panicking agent fails its attempt; it never takes the executor down.
     let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut work = execute(transport, work, spawner);
+        let (mut work, stopped) = execute(transport, work, spawner);
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         match work.as_mut().poll(&mut cx) {
             Poll::Ready(result) => Ok(result),
-            Poll::Pending => Err(work),
+            Poll::Pending => Err((work, stopped)),
         }
     }));
     let result = match first {
         Ok(Ok(result)) => result,
-        Ok(Err(work)) => {
+        Ok(Err((work, stopped))) => {
             return Err(Running {
                 step,
                 agent,
                 task,
                 attempt,
                 work,
+                stopped,
                 timeout,
             });
         }
@@ -145,6 +188,7 @@ pub(super) async fn attempt(running: Running<'_>, timer: &dyn Timer) -> Done {
         task,
         attempt,
         work,
+        stopped,
         timeout,
     } = running;
     let exec = std::panic::AssertUnwindSafe(work)
@@ -153,10 +197,14 @@ pub(super) async fn attempt(running: Running<'_>, timer: &dyn Timer) -> Done {
     let result = match timeout {
         Some((after, deadline)) => {
             let sleep = timer.sleep_until(deadline);
-            futures::pin_mut!(exec, sleep);
             match futures::future::select(exec, sleep).await {
                 Either::Left((r, _)) => r,
-                Either::Right(((), _)) => Err(AgentError::Timeout { after }),
+                Either::Right(((), exec)) => {
+                    // The task ends with this answer: the agent lets go first.
+                    drop(exec);
+                    self::stopped(stopped).await;
+                    Err(AgentError::Timeout { after })
+                }
             }
         }
         None => exec.await,

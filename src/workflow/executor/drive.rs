@@ -104,7 +104,7 @@ impl Executor {
             let now = self.now();
             if handle.is_cancelled() {
                 drop(inflight);
-                self.cancel_run(run, books, now);
+                self.cancel_run(run, books, now).await;
                 return Ok(());
             }
             // Timeouts and back-offs; an attempt that timed out is dropped at once,
@@ -176,6 +176,7 @@ impl Executor {
                                 step: running.step,
                                 attempt: running.attempt,
                                 abort,
+                                stopped: running.stopped.clone(),
                             },
                         );
                         inflight.push(Abortable::new(attempt(running, &*self.timer), registration));
@@ -189,7 +190,11 @@ impl Executor {
                 continue;
             }
             handle.report(run, books);
-            if run.is_finished() && books.running.is_empty() && books.waiting.is_empty() {
+            if run.is_finished()
+                && books.running.is_empty()
+                && books.waiting.is_empty()
+                && books.stopping.is_empty()
+            {
                 return Ok(());
             }
             // A step given up may have made others ready (its failure handlers):
@@ -214,6 +219,7 @@ impl Executor {
             if deadline.is_none()
                 && books.running.is_empty()
                 && books.waiting.is_empty()
+                && books.stopping.is_empty()
                 && run.next_ready().is_none()
             {
                 // Nothing ready, running, waiting or timed: nothing can change.
@@ -222,9 +228,17 @@ impl Executor {
             let mut sleep = deadline.map(|at| self.timer.sleep_until(at));
             let coordinator = &self.coordinator;
             let notices = &mut books.notices;
+            let stopping = &mut books.stopping;
             let wake = futures::future::poll_fn(|cx| {
                 if handle.poll_cancelled(cx).is_ready() {
                     return Poll::Ready(Wake::Cancelled);
+                }
+                // An attempt given up whose agent has let go: its task ends now.
+                if let Some(i) = stopping
+                    .iter_mut()
+                    .position(|(_, s)| s.poll_unpin(cx).is_ready())
+                {
+                    return Poll::Ready(Wake::Stopped(stopping.swap_remove(i).0));
                 }
                 // The coordinator's news before the agents' answers: an attempt
                 // taken from its agent is dropped before that agent is polled again.
@@ -243,6 +257,7 @@ impl Executor {
             drop(sleep);
             match wake {
                 Wake::Cancelled | Wake::Noticed => {}
+                Wake::Stopped(task) => self.end_task(task, false, None),
                 Wake::Answered(done) => {
                     answers.clear();
                     answers.push(done);
@@ -399,24 +414,38 @@ impl Executor {
         for task in stale {
             if let Some(flight) = books.running.remove(&task) {
                 flight.abort.abort();
-                self.end_task(task, false, None);
+                match flight.stopped {
+                    // Ended once the spawned work has stopped (at its next poll).
+                    Some(stopped) => books.stopping.push((task, stopped)),
+                    None => self.end_task(task, false, None),
+                }
             }
         }
     }
 
-    /// Cancels the run: waiting tasks withdrawn, running ones released (their futures
-    /// are already dropped), every unfinished step `Cancelled`.
-    fn cancel_run(&self, run: &mut Run, books: &mut Books<'_>, now: Timestamp) {
+    /// Cancels the run: waiting tasks withdrawn, running ones released once their
+    /// agents' futures are gone (polled here, they are already dropped; spawned, they
+    /// stop at their next poll, and until then the agent is still at the work), every
+    /// unfinished step `Cancelled`.
+    async fn cancel_run(&self, run: &mut Run, books: &mut Books<'_>, now: Timestamp) {
         let cancelled = run.cancel(now);
         tracing::info!(workflow.run = run.id(), steps = cancelled, "run cancelled");
         for (task, _) in std::mem::take(&mut books.waiting) {
             self.withdraw(task);
         }
-        for (task, flight) in std::mem::take(&mut books.running) {
+        books.launched.clear();
+        let running = std::mem::take(&mut books.running);
+        for flight in running.values() {
             flight.abort.abort();
+        }
+        for (task, flight) in running {
+            super::dispatch::stopped(flight.stopped).await;
             self.release(task);
         }
-        books.launched.clear();
+        for (task, stopped) in std::mem::take(&mut books.stopping) {
+            super::dispatch::stopped(Some(stopped)).await;
+            self.end_task(task, false, None);
+        }
     }
 
     /// Takes back a task the run no longer waits for: withdrawn if it still waits, or,

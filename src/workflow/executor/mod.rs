@@ -108,8 +108,14 @@ pub struct RunHandle(Arc<RunControl>);
 
 impl RunHandle {
     /// Cancels the run: its waiting steps are withdrawn, its agents' futures dropped
-    /// and their tasks released at once, and every unfinished step ends `Cancelled`.
+    /// and their tasks released, and every unfinished step ends `Cancelled`.
     /// Cancelling a finished run does nothing.
+    ///
+    /// Work the executor polls itself is dropped at once. Work handed to a spawner
+    /// ([`Executor::with_spawner`]) stops at its next poll on the host's runtime; its
+    /// task is released only then, so that the agent's slot never goes to another
+    /// step while the agent is still at the cancelled one. The same holds for an
+    /// attempt that times out.
     pub fn cancel(&self) {
         self.0.cancelled.store(true, Ordering::SeqCst);
         self.0.waker.wake();
@@ -198,6 +204,8 @@ struct Running<'a> {
     task: TaskId,
     attempt: u32,
     work: BoxFuture<'a, Result<WorkOutput, AgentError>>,
+    /// When the work was spawned: resolves once the spawned work is dropped.
+    stopped: Option<dispatch::Stopped>,
     timeout: Option<(Duration, Timestamp)>,
 }
 
@@ -215,6 +223,9 @@ struct InFlight {
     attempt: u32,
     /// Drops the agent's future at once (a timeout, a lost agent, a cancelled run).
     abort: AbortHandle,
+    /// When the work was spawned: resolves once the spawned work, which stops at its
+    /// next poll after the abort, is dropped.
+    stopped: Option<dispatch::Stopped>,
 }
 
 /// The executor's books on one run: the tasks the coordinator holds for its steps.
@@ -230,11 +241,16 @@ struct Books<'s> {
     notices: Vec<Notice>,
     /// Attempts started and not yet handed to their agents.
     launched: Vec<Launch<'s>>,
+    /// Tasks of attempts given up (timed out by the run) whose spawned work has not
+    /// stopped yet: each is ended as failed once its agent has let go.
+    stopping: Vec<(TaskId, dispatch::Stopped)>,
 }
 
 /// What woke the executor.
 enum Wake {
     Cancelled,
+    /// The spawned work of an attempt given up has stopped: its task can end.
+    Stopped(TaskId),
     Answered(Result<Done, Aborted>),
     Noticed,
     Timer,
@@ -351,6 +367,10 @@ impl Executor {
     /// Runs every attempt on the host's runtime through `spawner` (one task per
     /// attempt), so that CPU work in one agent does not stall the others or the
     /// executor. Without one, the executor polls the agents' futures itself.
+    ///
+    /// An attempt given up (its run cancelled, its timeout passed) keeps its task,
+    /// and so its agent's slot, until the spawned work has been dropped: the runtime
+    /// drops it at its next poll.
     pub fn with_spawner(mut self, spawner: impl Spawn + 'static) -> Self {
         self.spawner = Some(Arc::new(spawner));
         self
