@@ -2778,3 +2778,36 @@ proptest! {
         let _ = m.drain_anomalies().count();
     }
 }
+
+/// Two agents of 10Ei each (their sum past `u64::MAX`): a second task of 9Ei goes to
+/// the idle agent, where the fleet's total used to be taken off every agent's free
+/// amount (the assigner chose the idle agent and the ledger refused it, an error).
+#[test]
+fn huge_capacities_on_two_agents_take_a_huge_task_each() {
+    let c = Coordinator::builder()
+        .clock(ManualClock::new(Timestamp::from_secs(1_000)))
+        .build();
+    for i in 1..=2 {
+        c.register_agent(
+            AgentProfile::new(AgentId::new(i), format!("big{i}"))
+                .with_capacity("memory=10Ei".parse().unwrap()),
+        )
+        .unwrap();
+    }
+    let huge = |id: u64| {
+        Task::new(TaskId::new(id), "bulk", "copy everything")
+            .with_requirements(Requirements::new().with_resources("memory=9Ei".parse().unwrap()))
+    };
+    let agents: Vec<u64> = (1..=2)
+        .map(|id| match c.assign(huge(id)).unwrap() {
+            AssignOutcome::Assigned(a) => a.agent.get(),
+            other => panic!("task {id}: {other}"),
+        })
+        .collect();
+    assert_eq!(agents, [1, 2]);
+    // A third waits for room instead of failing.
+    assert!(matches!(
+        c.assign(huge(3)).unwrap(),
+        AssignOutcome::Queued { .. }
+    ));
+}

@@ -832,3 +832,45 @@ fn a_request_no_candidate_can_hold_sets_no_deadline_until_capacity_returns() {
     assert_eq!(l.next_deadline(), Some(due));
     assert_eq!(l.drain(due).len(), 1, "it fits now");
 }
+
+/// Agents whose capacities sum past `u64::MAX`, with no pool limit: what is allocated
+/// on one agent is no bound on another, and a limit set later counts the fleet's
+/// allocations exactly.
+#[test]
+fn capacities_that_sum_past_u64_max_bound_only_their_own_agent() {
+    let mut l = ResourceLedger::new();
+    let agents = [A, B, AgentId::new(3)];
+    for a in agents {
+        l.add_agent(a, &r("memory=7Ei")).unwrap();
+    }
+    let ids: Vec<AllocationId> = agents
+        .iter()
+        .map(|&a| l.allocate(a, &r("memory=6Ei"), t(1)).unwrap())
+        .collect();
+    for a in agents {
+        assert_eq!(l.free(a).unwrap(), r("memory=1Ei"), "{a}");
+    }
+    // 18Ei held (past u64::MAX): no limit below it fits, whatever the running total
+    // saturated at.
+    let err = unchanged(&mut l, |l| {
+        l.set_pool_limit(&ResourceName::Memory, Some(15 << 60))
+    });
+    assert!(matches!(
+        err,
+        LedgerError::CapacityBelowAllocated {
+            allocated: u64::MAX,
+            ..
+        }
+    ));
+    l.release(ids[0], t(2)).unwrap();
+    // 12Ei held now.
+    unchanged(&mut l, |l| {
+        l.set_pool_limit(&ResourceName::Memory, Some(11 << 60))
+    });
+    l.set_pool_limit(&ResourceName::Memory, Some(13 << 60))
+        .unwrap();
+    assert_eq!(l.pool_available(&ResourceName::Memory), Some(1 << 60));
+    assert_eq!(l.free(A).unwrap(), r("memory=1Ei"));
+    unchanged(&mut l, |l| l.allocate(A, &r("memory=2Ei"), t(3)));
+    l.allocate(A, &r("memory=1Ei"), t(3)).unwrap();
+}

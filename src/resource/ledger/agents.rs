@@ -399,13 +399,24 @@ impl ResourceLedger {
         resource: &ResourceName,
         limit: Option<u64>,
     ) -> Result<(), LedgerError> {
-        let held = self.dim_of(resource).map_or(0, |d| self.pool_allocated[d]);
+        // Counted again, exactly: without a limit the running total may have
+        // saturated (agents whose capacities sum past `u64::MAX`), and with one it
+        // must be exact from now on.
+        let held = self.dim_of(resource).map_or(0, |d| {
+            let n = self.dims.len();
+            self.allocated
+                .iter()
+                .skip(d)
+                .step_by(n)
+                .map(|&a| u128::from(a))
+                .sum()
+        });
         let value = limit.unwrap_or(u64::MAX);
-        if held > value {
+        if held > u128::from(value) {
             return Err(LedgerError::CapacityBelowAllocated {
                 agent: AgentId::new(0),
                 resource: resource.to_string(),
-                allocated: held,
+                allocated: u64::try_from(held).unwrap_or(u64::MAX),
                 capacity: value,
             });
         }
@@ -416,6 +427,8 @@ impl ResourceLedger {
                 self.dims.len() - 1
             }
         };
+        // At most `value` (checked above).
+        self.pool_allocated[d] = u64::try_from(held).unwrap_or(u64::MAX);
         let was = std::mem::replace(&mut self.pool_limit[d], value);
         match (was == u64::MAX, value == u64::MAX) {
             (true, false) => self.pool_limits += 1,
@@ -538,6 +551,11 @@ impl ResourceLedger {
         let k = i * self.dims.len() + d;
         let agent = self.capacity[k] - self.allocated[k];
         let agent = agent.saturating_sub(self.reserved[k]);
+        // No limit: the fleet's total (which may pass any one agent's capacity) is no
+        // bound on an agent.
+        if self.pool_limit[d] == u64::MAX {
+            return agent;
+        }
         let pool =
             (self.pool_limit[d] - self.pool_allocated[d]).saturating_sub(self.pool_reserved[d]);
         agent.min(pool)

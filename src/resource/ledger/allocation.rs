@@ -109,7 +109,9 @@ impl ResourceLedger {
                 .iter()
                 .zip(cap.iter().zip(held))
                 .zip(self.pool_limit.iter().zip(&self.pool_allocated))
-                .all(|((&need, (&c, &h)), (&pl, &pa))| need <= c - h && need <= pl - pa);
+                .all(|((&need, (&c, &h)), (&pl, &pa))| {
+                    need <= c - h && (pl == u64::MAX || need <= pl - pa)
+                });
             if fits {
                 return None;
             }
