@@ -53,8 +53,11 @@ pub enum AmountError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResourceError {
-    /// An amount of `resource` could not be parsed.
-    #[error("invalid amount for {resource}")]
+    /// An amount of `resource` could not be parsed. The message names the text and
+    /// why (`invalid amount for cpu: amount "NaN" is not a number`): a host that
+    /// logs only the error's `Display` still sees the bad value. The reason is also
+    /// the error's `source`.
+    #[error("invalid amount for {resource}: {source}")]
     Amount {
         /// The resource the amount was for.
         resource: String,

@@ -662,7 +662,7 @@ impl<'de> Visitor<'de> for ResourcesVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Resources, E> {
-        v.parse().map_err(de_error)
+        v.parse().map_err(E::custom)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Resources, A::Error> {
@@ -676,21 +676,11 @@ impl<'de> Visitor<'de> for ResourcesVisitor {
                 }));
             }
             let text = map.next_value::<AmountText>()?.0;
-            let v = name.parse_amount(&text).map_err(de_error)?;
+            let v = name.parse_amount(&text).map_err(de::Error::custom)?;
             out.set(&name, v);
             seen.push(name);
         }
         Ok(out)
-    }
-}
-
-/// A deserializer's error for `e`, with its cause: serde keeps only an error's
-/// `Display`, which leaves the source (the offending text, and what is wrong with it)
-/// out.
-fn de_error<E: de::Error>(e: ResourceError) -> E {
-    match &e {
-        ResourceError::Amount { source, .. } => E::custom(format_args!("{e}: {source}")),
-        _ => E::custom(e),
     }
 }
 
