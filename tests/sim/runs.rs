@@ -22,12 +22,12 @@ use concord::coordinator::{Coordinator, Decider, Journal, MemoryJournal};
 use concord::policy::SystemMode;
 use concord::workflow::{
     Executor, ExecutorError, RetryPolicy, Run, RunCondition, RunEvent, RunOutcome, RunSnapshot,
-    SimulatedTimer, StepChange, StepSpec, StepStatus, Timer, Workflow,
+    SimulatedTimer, Spawn, StepChange, StepSpec, StepStatus, Timer, Workflow,
 };
 use concord::{
     AgentId, AgentProfile, Claim, Clock, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
 };
-use futures::future::join_all;
+use futures::future::{BoxFuture, join_all};
 use parking_lot::Mutex;
 
 use super::{Failure, LIVENESS_BOUND, Mode, Report, Rng};
@@ -151,6 +151,78 @@ impl Agent for Faulty {
     }
 }
 
+/// The host's runtime for spawned attempts (`Executor::with_spawner`), in this
+/// single-threaded world: it polls the work handed to it in turns of its own, and by
+/// draws of the seed leaves a piece for a later turn now and then (a worker thread
+/// busy elsewhere). So an attempt given up (its run cancelled, its timeout passed)
+/// lives on after the executor let go of it, until the runtime drops it: its agent's
+/// slot must not go to another step before that, which the fleet's books check
+/// (no agent ever runs more attempts at once than it has slots).
+#[derive(Clone)]
+struct Runtime {
+    work: Arc<Mutex<Vec<BoxFuture<'static, ()>>>>,
+    waker: Arc<Mutex<Option<std::task::Waker>>>,
+    rng: Arc<Mutex<Rng>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Runtime({} spawned)", self.work.lock().len())
+    }
+}
+
+impl Spawn for Runtime {
+    fn spawn(&self, work: BoxFuture<'static, ()>) {
+        self.work.lock().push(work);
+        if let Some(w) = self.waker.lock().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl Runtime {
+    fn new(seed: u64) -> Self {
+        Runtime {
+            work: Arc::default(),
+            waker: Arc::default(),
+            rng: Arc::new(Mutex::new(Rng::new(seed))),
+        }
+    }
+
+    /// `f` with the runtime's turns beside it: `f`'s output when it ends.
+    async fn beside<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        let turns = futures::future::poll_fn(|cx| {
+            *self.waker.lock() = Some(cx.waker().clone());
+            let mut work = std::mem::take(&mut *self.work.lock());
+            let mut later = false;
+            work.retain_mut(|w| {
+                if self.rng.lock().chance(30) {
+                    later = true;
+                    return true;
+                }
+                w.as_mut().poll(cx).is_pending()
+            });
+            let mut kept = self.work.lock();
+            work.append(&mut kept);
+            *kept = work;
+            if later {
+                cx.waker().wake_by_ref();
+            }
+            std::task::Poll::<()>::Pending
+        });
+        futures::pin_mut!(f, turns);
+        match futures::future::select(f, turns).await {
+            futures::future::Either::Left((out, _)) => out,
+            futures::future::Either::Right(((), _)) => unreachable!("the runtime never ends"),
+        }
+    }
+
+    /// The process died: the work on its threads is gone with it.
+    fn crash(&self) {
+        self.work.lock().clear();
+    }
+}
+
 /// Step `i` of a random workflow.
 #[derive(Debug, Clone)]
 struct Step {
@@ -257,6 +329,11 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     // a checkpoint now and then) and that run's checkpoint.
     type Checkpoints = Arc<Mutex<(MemoryJournal, BTreeMap<String, String>, u64)>>;
     let saved: Checkpoints = Arc::default();
+    // Half the seeds hand every attempt to a runtime of their own (drawn apart from
+    // the world's draws, which stay as they were).
+    let mut spawn_rng = Rng::new(seed ^ 0x5A4D_0A7E);
+    let runtime = Runtime::new(spawn_rng.next());
+    let spawned = spawn_rng.chance(50);
     let executor_over = |c: &Arc<Coordinator>| {
         let (sink, coordinator) = (Arc::clone(&saved), Arc::clone(c));
         let mut e = Executor::new(Arc::clone(c), timer.clone()).with_observer(
@@ -274,6 +351,9 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
                 runs.insert(run.id().to_owned(), json);
             },
         );
+        if spawned {
+            e = e.with_spawner(runtime.clone());
+        }
         for k in 1..=agents {
             e = e.with_agent(Arc::new(Faulty {
                 id: AgentId::new(k),
@@ -393,16 +473,16 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     };
     let both = futures::future::join(join_all(futures), operator);
     let phase = match crash_at {
-        None => Some(futures::executor::block_on(both).0),
+        None => Some(futures::executor::block_on(runtime.beside(both)).0),
         Some(at) => {
             let crash = timer.sleep_until(at);
-            futures::executor::block_on(async {
+            futures::executor::block_on(runtime.beside(async {
                 futures::pin_mut!(both);
                 match futures::future::select(both, crash).await {
                     futures::future::Either::Left(((runs, ()), _)) => Some(runs),
                     futures::future::Either::Right(((), _)) => None,
                 }
-            })
+            }))
         }
     };
     let mut crashed = false;
@@ -415,6 +495,7 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
             // restarts in normal mode with its agents back, and faults stop.
             crashed = true;
             drop(executor);
+            runtime.crash();
             faults.store(false, Ordering::SeqCst);
             let (journal, run_json, _) = saved.lock().clone();
             let from = journal
@@ -475,8 +556,9 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
                         .await;
                 }
             };
-            let (results, ()) =
-                futures::executor::block_on(futures::future::join(join_all(futures), approver));
+            let (results, ()) = futures::executor::block_on(
+                runtime.beside(futures::future::join(join_all(futures), approver)),
+            );
             let done_after = books.lock().succeeded.clone();
             for name in &succeeded_at_crash {
                 if done_after.get(name) != done_before.get(name) {

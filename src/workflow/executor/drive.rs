@@ -141,6 +141,10 @@ impl Executor {
                     ready.retain(|&step| run.task(step).is_none());
                     ready.truncate(room);
                 }
+                // A step whose last attempt has not stopped yet waits for it.
+                if !books.stopping.is_empty() {
+                    ready.retain(|&step| !books.stopping(step));
+                }
                 if !ready.is_empty() {
                     self.dispatch(run, &ready, &mut batch, books, now)?;
                 }
@@ -153,6 +157,12 @@ impl Executor {
             // that goes back, so that its capacity is kept from round to round.
             std::mem::swap(&mut launching, &mut books.launched);
             for launch in launching.drain(..) {
+                // Its step's last attempt has not stopped yet (its task handed back
+                // and started again meanwhile): handed to its agent once it has.
+                if !books.stopping.is_empty() && books.stopping(launch.step) {
+                    books.launched.push(launch);
+                    continue;
+                }
                 let deadline = launch.timeout.map(|(_, at)| at);
                 let work = work_item(
                     run,
@@ -201,7 +211,10 @@ impl Executor {
             // dispatch them before waiting.
             if books.running.len() + books.waiting.len() < self.concurrency {
                 run.ready_first(books.waiting.len() + 1, &mut ready);
-                if ready.iter().any(|&step| run.task(step).is_none()) {
+                if ready
+                    .iter()
+                    .any(|&step| run.task(step).is_none() && !books.stopping(step))
+                {
                     continue;
                 }
             }
@@ -236,9 +249,9 @@ impl Executor {
                 // An attempt given up whose agent has let go: its task ends now.
                 if let Some(i) = stopping
                     .iter_mut()
-                    .position(|(_, s)| s.poll_unpin(cx).is_ready())
+                    .position(|s| s.stopped.poll_unpin(cx).is_ready())
                 {
-                    return Poll::Ready(Wake::Stopped(stopping.swap_remove(i).0));
+                    return Poll::Ready(Wake::Stopped(stopping.swap_remove(i).task));
                 }
                 // The coordinator's news before the agents' answers: an attempt
                 // taken from its agent is dropped before that agent is polled again.
@@ -257,7 +270,11 @@ impl Executor {
             drop(sleep);
             match wake {
                 Wake::Cancelled | Wake::Noticed => {}
-                Wake::Stopped(task) => self.end_task(task, false, None),
+                Wake::Stopped(task) => {
+                    if let Some(task) = task {
+                        self.end_task(task, false, None);
+                    }
+                }
                 Wake::Answered(done) => {
                     answers.clear();
                     answers.push(done);
@@ -374,6 +391,8 @@ impl Executor {
                 Notice::Lost { task, agent } => {
                     if let Some(flight) = books.running.remove(&task) {
                         flight.abort.abort();
+                        // The coordinator has ended the task: only the step waits.
+                        books.let_go(flight.step, None, flight.stopped);
                         let failure = StepOutcome::failure(format!("{agent} left service"));
                         let said =
                             run.finish_attempt(flight.step, agent, flight.attempt, failure, now);
@@ -383,6 +402,7 @@ impl Executor {
                 Notice::Requeued { task, agent } => match books.running.remove(&task) {
                     Some(flight) => {
                         flight.abort.abort();
+                        books.let_go(flight.step, None, flight.stopped);
                         // The same task waits again: the attempt is void, not failed.
                         run.interrupt(flight.step, format!("{agent} left service"), now)?;
                         run.bind(flight.step, task)?;
@@ -414,10 +434,9 @@ impl Executor {
         for task in stale {
             if let Some(flight) = books.running.remove(&task) {
                 flight.abort.abort();
-                match flight.stopped {
-                    // Ended once the spawned work has stopped (at its next poll).
-                    Some(stopped) => books.stopping.push((task, stopped)),
-                    None => self.end_task(task, false, None),
+                // Ended once the spawned work has stopped (at its next poll).
+                if let Some(task) = books.let_go(flight.step, Some(task), flight.stopped) {
+                    self.end_task(task, false, None);
                 }
             }
         }
@@ -442,9 +461,11 @@ impl Executor {
             super::dispatch::stopped(flight.stopped).await;
             self.release(task);
         }
-        for (task, stopped) in std::mem::take(&mut books.stopping) {
-            super::dispatch::stopped(Some(stopped)).await;
-            self.end_task(task, false, None);
+        for stopping in std::mem::take(&mut books.stopping) {
+            super::dispatch::stopped(Some(stopping.stopped)).await;
+            if let Some(task) = stopping.task {
+                self.end_task(task, false, None);
+            }
         }
     }
 

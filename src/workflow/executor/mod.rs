@@ -241,16 +241,56 @@ struct Books<'s> {
     notices: Vec<Notice>,
     /// Attempts started and not yet handed to their agents.
     launched: Vec<Launch<'s>>,
-    /// Tasks of attempts given up (timed out by the run) whose spawned work has not
-    /// stopped yet: each is ended as failed once its agent has let go.
-    stopping: Vec<(TaskId, dispatch::Stopped)>,
+    /// Attempts given up whose spawned work has not stopped yet (see [`Stopping`]).
+    stopping: Vec<Stopping>,
+}
+
+/// An attempt the executor gave up (timed out by the run, or its agent left service)
+/// whose spawned work lives on until the runtime next polls it. Until then its step
+/// gets no other attempt, so that a step never has two at once, and a task the run
+/// still holds for it is not ended, so that its agent's slot stays taken.
+struct Stopping {
+    step: StepRef,
+    /// The task to end as failed once the work has stopped, if the run holds it.
+    task: Option<TaskId>,
+    stopped: dispatch::Stopped,
+}
+
+impl Books<'_> {
+    /// Whether `step` has an attempt given up that has not stopped yet.
+    fn stopping(&self, step: StepRef) -> bool {
+        self.stopping.iter().any(|s| s.step == step)
+    }
+
+    /// Keeps an aborted attempt of `step` among the stopping ones if its work was
+    /// spawned; `task` is ended once it stops. Returns the task when there is
+    /// nothing to wait for (the executor dropped the work itself).
+    fn let_go(
+        &mut self,
+        step: StepRef,
+        task: Option<TaskId>,
+        stopped: Option<dispatch::Stopped>,
+    ) -> Option<TaskId> {
+        match stopped {
+            Some(stopped) => {
+                self.stopping.push(Stopping {
+                    step,
+                    task,
+                    stopped,
+                });
+                None
+            }
+            None => task,
+        }
+    }
 }
 
 /// What woke the executor.
 enum Wake {
     Cancelled,
-    /// The spawned work of an attempt given up has stopped: its task can end.
-    Stopped(TaskId),
+    /// The spawned work of an attempt given up has stopped: its step may have
+    /// another, and its task (if the run holds one) can end.
+    Stopped(Option<TaskId>),
     Answered(Result<Done, Aborted>),
     Noticed,
     Timer,
