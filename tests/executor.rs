@@ -1396,10 +1396,22 @@ impl Deferred {
 
 /// An agent whose work never ends, counting the works alive (begun and not yet
 /// dropped) and the most at once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Endless {
+    id: AgentId,
     alive: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+}
+
+impl Endless {
+    /// Agent `id`, counting into `alive` and `peak`.
+    fn new(id: u64, alive: &Arc<AtomicUsize>, peak: &Arc<AtomicUsize>) -> Self {
+        Endless {
+            id: AgentId::new(id),
+            alive: Arc::clone(alive),
+            peak: Arc::clone(peak),
+        }
+    }
 }
 
 struct Alive(Arc<AtomicUsize>);
@@ -1413,7 +1425,7 @@ impl Drop for Alive {
 #[async_trait::async_trait]
 impl Agent for Endless {
     fn id(&self) -> AgentId {
-        AgentId::new(1)
+        self.id
     }
 
     async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
@@ -1443,8 +1455,8 @@ fn poll_once(run: &mut concord::workflow::RunFuture<'static>) -> Option<Run> {
 /// cancels `b`.
 fn slot_held_until_spawned_work_stops(step: StepSpec, let_go: impl FnOnce(&World, &RunHandle)) {
     let w = world(&[(1, &["ops"], 1)]);
-    let agent = Endless::default();
-    let (alive, peak) = (Arc::clone(&agent.alive), Arc::clone(&agent.peak));
+    let (alive, peak) = (Arc::default(), Arc::default());
+    let agent = Endless::new(1, &alive, &peak);
     let spawner = Deferred::default();
     let ex = Arc::new(executor(&w, vec![Arc::new(agent)]).with_spawner(spawner.clone()));
     let wf = Workflow::builder("one").step(step).build().unwrap();
@@ -1505,5 +1517,51 @@ fn a_timed_out_attempt_keeps_its_slot_until_its_spawned_work_stops() {
             .with_role(role("ops"))
             .with_timeout(Duration::from_secs(30)),
         |w, _| w.clock.advance(Duration::from_secs(31)),
+    );
+}
+
+/// A run whose step was handed back (its agent went offline) and started again on
+/// another agent, while the first attempt's spawned work has not stopped: the new
+/// attempt waits for it, and cancelling the run then releases the new task too.
+#[test]
+fn a_cancel_while_a_handed_back_step_waits_for_its_old_attempt_releases_both() {
+    let w = world(&[(1, &["ops"], 1), (2, &["ops"], 1)]);
+    let (alive, peak) = (Arc::default(), Arc::default());
+    let spawner = Deferred::default();
+    let agents: Vec<Arc<dyn Agent>> = vec![
+        Arc::new(Endless::new(1, &alive, &peak)),
+        Arc::new(Endless::new(2, &alive, &peak)),
+    ];
+    let ex = Arc::new(executor(&w, agents).with_spawner(spawner.clone()));
+    let wf = Workflow::builder("one")
+        .step(StepSpec::new("s").with_role(role("ops")))
+        .build()
+        .unwrap();
+    let mut a = Arc::clone(&ex).run_owned(&wf, "a", 1);
+    assert!(poll_once(&mut a).is_none());
+    spawner.turn();
+    assert_eq!(alive.load(Ordering::SeqCst), 1);
+    // Agent#1 leaves service: its task is handed back and given to agent#2.
+    w.coordinator
+        .set_agent_status(AgentId::new(1), concord::agent::AgentStatus::Offline)
+        .unwrap();
+    assert!(poll_once(&mut a).is_none());
+    assert_eq!(
+        (spawner.len(), w.coordinator.assignments().len()),
+        (1, 1),
+        "the new attempt waits for the old one's work to stop"
+    );
+    a.handle().cancel();
+    assert!(
+        poll_once(&mut a).is_none(),
+        "the old attempt's work lives on"
+    );
+    spawner.turn();
+    let a = poll_once(&mut a).expect("cancelled once the old work stopped");
+    assert_eq!(a.outcome(), Some(RunOutcome::Cancelled));
+    assert_eq!(peak.load(Ordering::SeqCst), 1, "never two attempts at once");
+    assert!(
+        w.coordinator.assignments().is_empty(),
+        "the task started for the new attempt is released"
     );
 }

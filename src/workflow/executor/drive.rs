@@ -452,7 +452,11 @@ impl Executor {
         for (task, _) in std::mem::take(&mut books.waiting) {
             self.withdraw(task);
         }
-        books.launched.clear();
+        // Started and not handed to their agents (waiting for a given-up attempt
+        // of their step to stop): their agents never saw them.
+        for launch in books.launched.drain(..) {
+            self.release(launch.task);
+        }
         let running = std::mem::take(&mut books.running);
         for flight in running.values() {
             flight.abort.abort();
