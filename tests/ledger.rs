@@ -874,3 +874,31 @@ fn capacities_that_sum_past_u64_max_bound_only_their_own_agent() {
     unchanged(&mut l, |l| l.allocate(A, &r("memory=2Ei"), t(3)));
     l.allocate(A, &r("memory=1Ei"), t(3)).unwrap();
 }
+
+/// The ledger's messages give amounts in the units the resource is written in, as
+/// `Resources` prints them; the fields keep base units.
+#[test]
+fn error_messages_give_amounts_in_the_resources_units() {
+    let mut l = ledger();
+    l.allocate(A, &r("cpu=3"), t(1)).unwrap();
+    let short = l.allocate(A, &r("cpu=1500m"), t(1)).unwrap_err();
+    assert_eq!(short.to_string(), "agent#1 lacks cpu: needs 1500m, 1 free");
+    assert!(matches!(
+        short,
+        LedgerError::Insufficient {
+            needed: 1500,
+            free: 1000,
+            ..
+        }
+    ));
+    let never = l.allocate(A, &r("memory=16Gi"), t(1)).unwrap_err();
+    assert_eq!(
+        never.to_string(),
+        "agent#1 can never hold 16Gi of memory: capacity is 8Gi"
+    );
+    let below = l.set_capacity(A, &r("cpu=2,memory=8Gi,gpu=2")).unwrap_err();
+    assert_eq!(
+        below.to_string(),
+        "agent#1 has 3 of cpu allocated; capacity 2 is too small"
+    );
+}

@@ -98,6 +98,16 @@ pub enum ResourceError {
     },
 }
 
+/// `value` of the resource named `resource` as a person reads it (`9Ei`, `1500m`,
+/// the units the resource is parsed in), or the plain number for a name of the
+/// ledger's own bookkeeping (task slots). The fields keep base units.
+fn amount(resource: &str, value: u64) -> String {
+    match super::ResourceName::new(resource) {
+        Ok(name) => name.format_amount(value),
+        Err(_) => value.to_string(),
+    }
+}
+
 /// An error from a [`ResourceLedger`](super::ResourceLedger). The ledger is unchanged
 /// whenever one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -128,7 +138,11 @@ pub enum LedgerError {
         request: RequestId,
     },
     /// The agent lacks free capacity now (the request may be queued instead).
-    #[error("{agent} lacks {resource}: needs {needed}, {free} free")]
+    #[error(
+        "{agent} lacks {resource}: needs {}, {} free",
+        amount(.resource, *.needed),
+        amount(.resource, *.free)
+    )]
     Insufficient {
         /// The agent asked for.
         agent: AgentId,
@@ -141,7 +155,11 @@ pub enum LedgerError {
     },
     /// The request exceeds what the agent (or the pool) could ever hold, so it would
     /// wait forever.
-    #[error("{agent} can never hold {needed} of {resource}: capacity is {capacity}")]
+    #[error(
+        "{agent} can never hold {} of {resource}: capacity is {}",
+        amount(.resource, *.needed),
+        amount(.resource, *.capacity)
+    )]
     ExceedsCapacity {
         /// The agent asked for.
         agent: AgentId,
@@ -156,7 +174,11 @@ pub enum LedgerError {
     #[error("request names no candidate agent")]
     NoCandidates,
     /// Changing a capacity would leave less than is already allocated.
-    #[error("{agent} has {allocated} of {resource} allocated; capacity {capacity} is too small")]
+    #[error(
+        "{agent} has {} of {resource} allocated; capacity {} is too small",
+        amount(.resource, *.allocated),
+        amount(.resource, *.capacity)
+    )]
     CapacityBelowAllocated {
         /// The agent.
         agent: AgentId,
