@@ -143,16 +143,15 @@ fn checked_trim<'a>(kind: &'static str, raw: &'a str) -> Result<&'a str, NameErr
 /// Checks that `lower`, the lowercase of `trimmed`, holds only the characters a name
 /// may hold.
 fn check_chars(kind: &'static str, trimmed: &str, lower: &[u8]) -> Result<(), NameError> {
-    let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_./:".contains(b);
-    if lower.iter().all(allowed) {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_./:".contains(&b);
+    if lower.iter().all(|&b| allowed(b)) {
         return Ok(());
     }
     // The first character that is not allowed, as written (outside ASCII a byte is
     // not a character).
     let bad = trimmed
         .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_./:".contains(*c)))
+        .find(|c| !(c.is_ascii() && allowed(c.to_ascii_lowercase() as u8)))
         .unwrap_or(char::REPLACEMENT_CHARACTER);
     Err(NameError::InvalidChar {
         kind,

@@ -466,7 +466,8 @@ impl Executor {
             self.release(task);
         }
         for stopping in std::mem::take(&mut books.stopping) {
-            super::dispatch::stopped(Some(stopping.stopped)).await;
+            // Never sent: the sender's drop is the news.
+            let _ = stopping.stopped.await;
             if let Some(task) = stopping.task {
                 self.end_task(task, false, None);
             }
