@@ -75,6 +75,22 @@ numeric_id!(
 /// The longest name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 
+/// The longest free-text name accepted, in bytes: a task's kind, an agent's name, a
+/// workflow's or a step's name, a run id (a coordinator's group).
+///
+/// Such names are for people and may hold any character but a control character
+/// (a line break in a run id would split the host's log line). They are copied into
+/// every event, journal record and snapshot that speaks of their holder, so a name
+/// of a megabyte, a mistake or an attack, is refused where it enters.
+pub const MAX_LABEL_LEN: usize = 256;
+
+/// The longest task description accepted, in bytes. Descriptions may hold any text,
+/// line breaks included; the keyword analyzer reads the whole of one for every task.
+pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
+
+/// How much of an overlong name an error keeps, in characters.
+const EXCERPT_CHARS: usize = 64;
+
 /// A name that is not valid for its kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -85,12 +101,14 @@ pub enum NameError {
         /// What was being named (`role`, `capability`, `resource`, ...).
         kind: &'static str,
     },
-    /// The name is longer than [`MAX_NAME_LEN`].
-    #[error("{kind} name {name:?} is longer than {max} bytes")]
+    /// The name is longer than its limit ([`MAX_NAME_LEN`], [`MAX_LABEL_LEN`] or
+    /// [`MAX_DESCRIPTION_LEN`]).
+    #[error("{kind} {name:?} is longer than {max} bytes")]
     TooLong {
         /// What was being named.
         kind: &'static str,
-        /// The offending name.
+        /// The offending name: its first 64 characters followed by `…` when it is
+        /// longer, so that the error of a megabyte of text stays a line.
         name: String,
         /// The limit.
         max: usize,
@@ -103,6 +121,17 @@ pub enum NameError {
         /// The offending name.
         name: String,
         /// The first bad character.
+        bad: char,
+    },
+    /// A free-text name holds a control character (a line break, a tab, a NUL).
+    #[error("{kind} {name:?} holds control character {bad:?}")]
+    ControlChar {
+        /// What was being named.
+        kind: &'static str,
+        /// The offending name (its first 64 characters, as for
+        /// [`TooLong`](Self::TooLong)).
+        name: String,
+        /// The first control character.
         bad: char,
     },
     /// The name is reserved (for example `cpu` as an extended resource name).
@@ -133,11 +162,113 @@ fn checked_trim<'a>(kind: &'static str, raw: &'a str) -> Result<&'a str, NameErr
     if trimmed.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong {
             kind,
-            name: trimmed.to_owned(),
+            name: excerpt(trimmed),
             max: MAX_NAME_LEN,
         });
     }
     Ok(trimmed)
+}
+
+/// The start of `text` an error keeps: all of it, or its first
+/// [`EXCERPT_CHARS`] characters and `…`.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// Checks a free-text name of `kind` (a task's kind, an agent's name, a run id):
+/// at most [`MAX_LABEL_LEN`] bytes and no control character. Empty is allowed here;
+/// where an empty name means nothing, its holder refuses it with its own error.
+#[inline]
+pub(crate) fn check_label(kind: &'static str, text: &str) -> Result<(), NameError> {
+    if text.len() <= MAX_LABEL_LEN && !may_hold_control(text.as_bytes()) {
+        return Ok(());
+    }
+    label_problem(kind, text)
+}
+
+/// [`check_label`] for a text that is too long or may hold a control character:
+/// kept out of line, so that the check of a label that is fine saves no registers.
+#[cold]
+#[inline(never)]
+fn label_problem(kind: &'static str, text: &str) -> Result<(), NameError> {
+    check_text(kind, text, MAX_LABEL_LEN)?;
+    match text.chars().find(|c| c.is_control()) {
+        Some(bad) => Err(NameError::ControlChar {
+            kind,
+            name: excerpt(text),
+            bad,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether `text` may hold a control character: a byte below 0x20, or 0x7F, or 0xC2.
+/// Bytes below 0x80 are whole characters, and every other control character (U+0080
+/// to U+009F) starts with 0xC2, so most labels are passed without decoding them.
+/// Read eight bytes at a time, the last eight (or, for a shorter text, its first and
+/// last four) overlapping what was read already instead of a copy of the tail: a
+/// task's kind is checked on every assignment.
+#[inline]
+fn may_hold_control(text: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    /// The high bit of some byte is set if and only if a byte of `x` is below `n`
+    /// (at most 0x80), as in "Bit Twiddling Hacks".
+    fn below(x: u64, n: u8) -> u64 {
+        x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH
+    }
+    let flags = |x: u64| below(x, 0x20) | below(x ^ (ONES * 0x7F), 1) | below(x ^ (ONES * 0xC2), 1);
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&text[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&text[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    let n = text.len();
+    let x = match n {
+        0 => return false,
+        // Three bytes or fewer: the first, middle and last, and letters.
+        1..=3 => {
+            let (a, b, c) = (text[0], text[n / 2], text[n - 1]);
+            u64::from_le_bytes([a, b, c, b'a', b'a', b'a', b'a', b'a'])
+        }
+        4..=8 => half(0) | half(n - 4) << 32,
+        _ => {
+            let mut any = 0;
+            let mut at = 0;
+            while at + 8 < n {
+                any |= flags(word(at));
+                at += 8;
+            }
+            any |= flags(word(n - 8));
+            return any != 0;
+        }
+    };
+    flags(x) != 0
+}
+
+/// Checks a task's description: at most [`MAX_DESCRIPTION_LEN`] bytes.
+pub(crate) fn check_description(text: &str) -> Result<(), NameError> {
+    check_text("task description", text, MAX_DESCRIPTION_LEN)
+}
+
+/// Fails with [`NameError::TooLong`] for a `text` longer than `max` bytes.
+fn check_text(kind: &'static str, text: &str, max: usize) -> Result<(), NameError> {
+    if text.len() > max {
+        return Err(NameError::TooLong {
+            kind,
+            name: excerpt(text),
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// Checks that `lower`, the lowercase of `trimmed`, holds only the characters a name
@@ -400,7 +531,10 @@ pub(crate) fn check_counter(name: &str, value: u64) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{INLINE_NAME, NameError, Role, normalize_name, same_name};
+    use super::{
+        INLINE_NAME, MAX_LABEL_LEN, NameError, Role, check_label, excerpt, normalize_name,
+        same_name,
+    };
     use proptest::prelude::*;
     use std::hash::{BuildHasher, RandomState};
 
@@ -431,6 +565,68 @@ mod tests {
                 prop_assert_eq!(serde_json::from_str::<Role>(&json).unwrap(), ra);
             }
         }
+    }
+
+    proptest! {
+        /// A label is refused exactly when it is too long or holds a character
+        /// Unicode calls a control: the byte scan that skips decoding misses none.
+        #[test]
+        fn a_label_is_refused_for_its_length_or_a_control_character(
+            text in prop_oneof![
+                "(?s).{0,40}",
+                "[a\u{0}-\u{1f}\u{7f}-\u{a0}\u{100}\u{2028}é]{0,12}",
+                "a{250,260}",
+                // One character among letters, where the scan of eight bytes at a
+                // time may put it.
+                (
+                    "[a-z é]{0,10}",
+                    prop_oneof![prop::char::range('\0', '\u{a0}'), any::<char>()],
+                    "[a-z é]{0,10}",
+                )
+                    .prop_map(|(a, c, b)| format!("{a}{c}{b}")),
+            ],
+        ) {
+            let expected = text.len() <= MAX_LABEL_LEN && !text.chars().any(char::is_control);
+            match check_label("run id", &text) {
+                Ok(()) => prop_assert!(expected),
+                Err(NameError::TooLong { name, max, .. }) => {
+                    prop_assert!(text.len() > max);
+                    prop_assert!(text.starts_with(name.trim_end_matches('…')));
+                }
+                Err(NameError::ControlChar { bad, .. }) => {
+                    prop_assert_eq!(Some(bad), text.chars().find(|c| c.is_control()));
+                }
+                Err(other) => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+
+    /// Every character up to U+02FF (and a few beyond), at every place in texts of
+    /// every length up to three words: found exactly when it is a control.
+    #[test]
+    fn every_control_character_is_found_wherever_it_stands() {
+        let chars = ('\0'..='\u{2ff}').chain(['\u{2028}', '\u{feff}', '\u{10ffff}']);
+        for c in chars {
+            for others in 0..24 {
+                for at in 0..=others {
+                    let text = format!("{}{c}{}", "a".repeat(at), "b".repeat(others - at));
+                    assert_eq!(
+                        check_label("run id", &text).is_ok(),
+                        !c.is_control(),
+                        "{c:?} at {at} of {}",
+                        text.len()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_excerpt_ends_at_a_character() {
+        assert_eq!(excerpt("short"), "short");
+        let long = "é".repeat(100);
+        assert_eq!(excerpt(&long), format!("{}…", "é".repeat(64)));
+        assert_eq!(excerpt(&"a".repeat(64)), "a".repeat(64));
     }
 
     /// The names on either side of the inline limit, and the errors that do not

@@ -1183,7 +1183,11 @@ fn restore_rejects_corrupt_snapshots() {
     );
     assert_eq!(
         corrupt(&|v| v["agents"][1]["profile"]["max_tasks"] = 0.into()),
-        "agent#2 has max_tasks 0"
+        "agent#2: max_tasks is 0, so it could never run a task"
+    );
+    assert_eq!(
+        corrupt(&|v| v["agents"][1]["profile"]["name"] = "two\nlines".into()),
+        "agent#2: agent name \"two\\nlines\" holds control character '\\n'"
     );
     assert_eq!(
         corrupt(&|v| v["agents"][0]["running"] = 3.into()),

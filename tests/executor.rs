@@ -13,7 +13,9 @@ use concord::workflow::{
     Executor, ExecutorError, RetryPolicy, Run, RunCondition, RunHandle, RunOutcome, SimulatedTimer,
     StepChange, StepSpec, StepStatus, Workflow, WorkflowError,
 };
-use concord::{AgentId, AgentProfile, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp};
+use concord::{
+    AgentId, AgentProfile, ManualClock, NameError, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
+};
 use futures::executor::block_on;
 use parking_lot::Mutex;
 
@@ -1223,6 +1225,39 @@ fn an_empty_run_id_is_refused_before_anything_starts() {
     assert!(w.coordinator.assignments().is_empty());
     assert_eq!(w.coordinator.waiting_count(), 0);
     assert!(w.coordinator.drain_events().is_empty());
+}
+
+#[test]
+fn a_run_id_too_long_or_with_a_control_character_is_refused_before_anything_starts() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let e = Arc::new(executor(&w, vec![Arc::new(Scripted::new(1))]));
+    let wf = fan_in();
+    let _ = w.coordinator.drain_events();
+    let long = "r".repeat(concord::id::MAX_LABEL_LEN + 1);
+    for id in [long.as_str(), "run\n1", "run\u{7}", "run\u{85}"] {
+        let refused = |r: Result<Run, ExecutorError>| match r {
+            Err(ExecutorError::Workflow(WorkflowError::InvalidText { step: None, source })) => {
+                assert!(
+                    matches!(
+                        source,
+                        NameError::TooLong { kind: "run id", .. }
+                            | NameError::ControlChar { kind: "run id", .. }
+                    ),
+                    "{source:?}"
+                )
+            }
+            other => panic!("expected InvalidText for {id:?}, got {other:?}"),
+        };
+        refused(block_on(e.run(&wf, id, 1)));
+        refused(block_on(Arc::clone(&e).run_owned(&wf, id, 1)));
+        refused(block_on(e.resume(wf.start_run(id, 1, w.clock.now_ts()))));
+    }
+    // At the limit, and outside ASCII, an id is fine.
+    let longest = "r".repeat(concord::id::MAX_LABEL_LEN);
+    for id in [longest.as_str(), "déploiement-1", "run 1"] {
+        let run = block_on(e.run(&wf, id, 1)).unwrap();
+        assert_eq!(run.outcome(), Some(RunOutcome::Succeeded), "{id}");
+    }
 }
 
 #[test]

@@ -19,6 +19,7 @@ use concord::conflict::{
 use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
 };
+use concord::id::{MAX_DESCRIPTION_LEN, MAX_LABEL_LEN};
 use concord::monitor::{
     DetectorConfig, Monitor, MonitorConfig, MonitorError, MonitorSnapshot, SketchConfig,
 };
@@ -32,9 +33,9 @@ use concord::workflow::{
     Workflow, WorkflowDefinition, WorkflowError,
 };
 use concord::{
-    AgentId, AgentProfile, AllocationRequest, Claim, LedgerError, ManualClock, RequestId,
-    Requirements, ResourcePredictor, Resources, Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task,
-    TaskId, Timestamp,
+    AgentId, AgentProfile, AllocationRequest, Claim, LedgerError, ManualClock, NameError,
+    RequestId, Requirements, ResourcePredictor, Resources, Role, RuleBasedAnalyzer, RuleSet,
+    SystemMode, Task, TaskId, Timestamp,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, RngSeed};
@@ -2810,4 +2811,223 @@ fn huge_capacities_on_two_agents_take_a_huge_task_each() {
         c.assign(huge(3)).unwrap(),
         AssignOutcome::Queued { .. }
     ));
+}
+
+// ===== 11. Free-text names ===========================================================
+
+/// A kind, a description, an agent's name or a run id of a megabyte, or with a line
+/// break where a label belongs, is refused where it enters, naming the text in a line.
+#[test]
+fn task_texts_over_their_limits_or_with_control_characters_are_refused() {
+    let clock = clock();
+    let c = busy_coordinator(&clock);
+    let before = serde_json::to_string(&c.snapshot()).unwrap();
+    let task = |kind: &str, description: &str| {
+        Task::new(TaskId::new(10), kind, description).with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_resources(r("cpu=1")),
+        )
+    };
+    let megabyte = "k".repeat(1 << 20);
+    let over = "d".repeat(MAX_DESCRIPTION_LEN + 1);
+    let refused = [
+        (task(&megabyte, "edit"), "task kind"),
+        (task(&"k".repeat(MAX_LABEL_LEN + 1), "edit"), "task kind"),
+        (task("edit\n", "edit"), "task kind"),
+        (task("edit\u{0}", "edit"), "task kind"),
+        (task("edit\u{9b}", "edit"), "task kind"),
+        (task("edit", &over), "task description"),
+    ];
+    for (t, what) in refused {
+        let err = c.assign(t).unwrap_err();
+        let CoordinatorError::InvalidTaskText { task, source } = &err else {
+            panic!("expected InvalidTaskText, got {err:?}");
+        };
+        assert_eq!(*task, TaskId::new(10));
+        let kind = match source {
+            NameError::TooLong { kind, name, .. } => {
+                // The error keeps an excerpt: a line, not a megabyte.
+                assert!(name.chars().count() <= 65, "{}", name.len());
+                kind
+            }
+            NameError::ControlChar { kind, .. } => kind,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(*kind, what);
+        assert!(err.to_string().len() < 400, "{}", err.to_string().len());
+    }
+    for group in ["run\r\n1", &"g".repeat(MAX_LABEL_LEN + 1)] {
+        let err = c.assign_in_group(group, task("edit", "edit")).unwrap_err();
+        assert!(
+            matches!(err, CoordinatorError::InvalidGroup { .. }),
+            "{err:?}"
+        );
+    }
+    // Nothing changed: no task taken in, no event, no id used up.
+    assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
+    assert!(c.drain_events().is_empty());
+    // At the limits, and with any other text (line breaks in a description, letters
+    // outside ASCII, spaces in a kind), a task is taken.
+    let longest = "k".repeat(MAX_LABEL_LEN);
+    let fits = [
+        (longest.as_str(), "d".repeat(MAX_DESCRIPTION_LEN)),
+        ("bau-ü", "erste Zeile\nzweite Zeile\ttab".to_owned()),
+        ("has space", String::new()),
+        ("", "no kind".to_owned()),
+    ];
+    for (id, (kind, description)) in (10..).zip(fits) {
+        let t = Task::new(TaskId::new(id), kind, description).with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_resources(r("cpu=1")),
+        );
+        assert!(c.assign(t).is_ok(), "{kind:?}");
+    }
+}
+
+#[test]
+fn agent_names_over_the_limit_or_with_control_characters_are_refused() {
+    let clock = clock();
+    let c = busy_coordinator(&clock);
+    let before = serde_json::to_string(&c.snapshot()).unwrap();
+    let megabyte = "n".repeat(1 << 20);
+    for name in [megabyte.as_str(), "a\nb", "bell\u{7}"] {
+        let err = c
+            .register_agent(AgentProfile::new(AgentId::new(9), name))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("agent name"), "{text}");
+        assert!(text.len() < 400, "{}", text.len());
+    }
+    assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
+    // People's names, empty or in any script, are fine.
+    for (id, name) in [(9, ""), (10, "Zoë's agent"), (11, "エージェント")] {
+        c.register_agent(AgentProfile::new(AgentId::new(id), name))
+            .unwrap();
+    }
+}
+
+/// A snapshot whose agent, task or group carries text the coordinator would not have
+/// taken in is corrupt: nothing else in the crate made it.
+#[test]
+fn snapshots_holding_text_the_crate_refuses_are_corrupt() {
+    let clock = clock();
+    let c = busy_coordinator(&clock);
+    let json = serde_json::to_value(c.snapshot()).unwrap();
+    let refused = |edit: &dyn Fn(&mut Value)| {
+        let mut v = json.clone();
+        edit(&mut v);
+        let s: CoordinatorSnapshot = serde_json::from_value(v).unwrap();
+        let err = restore_coordinator(&clock, s).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CoordinatorError::CorruptSnapshot { .. }
+                    | CoordinatorError::Registry(
+                        concord::agent::RegistryError::CorruptSnapshot { .. }
+                    )
+            ),
+            "{err:?}"
+        );
+    };
+    refused(&|v| {
+        let name = &mut v["registry"]["agents"][0]["profile"]["name"];
+        *name = json!("ops\n1");
+    });
+    // Every task in the snapshot, running or waiting, is checked.
+    let tasks = count_tasks(&json);
+    assert!(tasks >= 3, "{tasks}");
+    for i in 0..tasks {
+        refused(&|v| *nth_task(v, i).unwrap().pointer_mut("/kind").unwrap() = json!("edit\n"));
+        refused(&|v| {
+            *nth_task(v, i).unwrap().pointer_mut("/description").unwrap() =
+                json!("d".repeat(MAX_DESCRIPTION_LEN + 1))
+        });
+    }
+}
+
+/// Every task object in a coordinator snapshot's JSON (running and waiting), in a
+/// fixed order: an object with `id`, `kind` and `description`.
+fn nth_task(v: &mut Value, n: usize) -> Option<&mut Value> {
+    fn walk<'a>(v: &'a mut Value, n: &mut usize) -> Option<&'a mut Value> {
+        let is_task = v.get("kind").is_some_and(Value::is_string)
+            && v.get("description").is_some_and(Value::is_string);
+        if is_task {
+            if *n == 0 {
+                return Some(v);
+            }
+            *n -= 1;
+            return None;
+        }
+        match v {
+            Value::Object(m) => m.values_mut().find_map(|x| walk(x, n)),
+            Value::Array(a) => a.iter_mut().find_map(|x| walk(x, n)),
+            _ => None,
+        }
+    }
+    let mut n = n;
+    walk(v, &mut n)
+}
+
+fn count_tasks(v: &Value) -> usize {
+    let mut v = v.clone();
+    (0..).take_while(|&i| nth_task(&mut v, i).is_some()).count()
+}
+
+#[test]
+fn workflow_names_and_step_texts_are_labels() {
+    let ok = |name: &str, step: StepSpec| Workflow::builder(name).step(step).build();
+    let long = "s".repeat(MAX_LABEL_LEN + 1);
+    let refused = |r: Result<Workflow, WorkflowError>, at: Option<usize>, what: &str| match r {
+        Err(WorkflowError::InvalidText { step, source }) => {
+            assert_eq!(step, at);
+            let kind = match source {
+                NameError::TooLong { kind, .. } | NameError::ControlChar { kind, .. } => kind,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(kind, what);
+        }
+        other => panic!("expected InvalidText, got {other:?}"),
+    };
+    refused(ok(&long, StepSpec::new("a")), None, "workflow name");
+    refused(ok("deploy\n", StepSpec::new("a")), None, "workflow name");
+    refused(
+        Workflow::builder("deploy")
+            .step(StepSpec::new("a"))
+            .step(StepSpec::new(long.clone()))
+            .build(),
+        Some(1),
+        "step name",
+    );
+    refused(ok("deploy", StepSpec::new("a\tb")), Some(0), "step name");
+    refused(
+        ok("deploy", StepSpec::new("a").with_kind(long.clone())),
+        Some(0),
+        "step kind",
+    );
+    // From JSON, the same.
+    let def: WorkflowDefinition =
+        serde_json::from_value(json!({"name": "deploy", "steps": [{"name": "a\u{1b}[31m"}]}))
+            .unwrap();
+    refused(Workflow::from_definition(def), Some(0), "step name");
+    // People's text is fine.
+    let w = ok(
+        "déploiement",
+        StepSpec::new("étape 1").with_kind("mise à jour"),
+    )
+    .unwrap();
+    assert_eq!(w.name(), "déploiement");
+}
+
+#[test]
+fn a_run_snapshot_under_an_id_no_run_may_have_is_corrupt() {
+    let (w, run) = midway();
+    let long = "r".repeat(MAX_LABEL_LEN + 1);
+    for id in ["", "  ", "run\n1", long.as_str()] {
+        let mut s = run.snapshot();
+        s.id = id.to_owned();
+        let reason = corrupt_run(&w, s);
+        assert!(reason.contains("run id"), "{reason}");
+    }
 }

@@ -155,14 +155,13 @@ impl AgentRegistry {
     ///
     /// # Errors
     /// - [`RegistryError::DuplicateAgent`] if its id is taken.
-    /// - [`RegistryError::InvalidProfile`] if it has no task slot (`max_tasks` 0).
+    /// - [`RegistryError::InvalidProfile`] if it has no task slot (`max_tasks` 0), or
+    ///   if its name is longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes
+    ///   or holds a control character.
     pub fn register(&mut self, profile: AgentProfile, now: Timestamp) -> Result<(), RegistryError> {
         let agent = profile.id();
-        if profile.max_tasks() == 0 {
-            return Err(RegistryError::InvalidProfile {
-                agent,
-                reason: "max_tasks is 0, so it could never run a task".to_owned(),
-            });
+        if let Some(reason) = profile_problem(&profile) {
+            return Err(RegistryError::InvalidProfile { agent, reason });
         }
         let at = match self.ids.binary_search(&agent) {
             Ok(_) => return Err(RegistryError::DuplicateAgent { agent }),
@@ -693,8 +692,8 @@ impl AgentRegistry {
         }
         for a in &agents {
             let (id, max_tasks) = (a.profile.id(), a.profile.max_tasks());
-            if max_tasks == 0 {
-                return Err(corrupt(format!("{id} has max_tasks 0")));
+            if let Some(reason) = profile_problem(&a.profile) {
+                return Err(corrupt(format!("{id}: {reason}")));
             }
             if a.running > max_tasks {
                 return Err(corrupt(format!(
@@ -1045,4 +1044,14 @@ pub(crate) fn qualifies(
     need_capabilities: &CapabilitySet,
 ) -> bool {
     roles.is_superset(need_roles) && capabilities.is_superset(need_capabilities)
+}
+
+/// What makes `profile` one no registry takes, if anything.
+fn profile_problem(profile: &AgentProfile) -> Option<String> {
+    if profile.max_tasks() == 0 {
+        return Some("max_tasks is 0, so it could never run a task".to_owned());
+    }
+    crate::id::check_label("agent name", profile.name())
+        .err()
+        .map(|e| e.to_string())
 }

@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::conflict::{
     ConflictDetector, ConflictError, ConflictId, ConflictManager, EscalationLevel, HumanDecision,
 };
-use crate::id::{AgentId, RequestId, TaskId};
+use crate::id::{AgentId, RequestId, TaskId, check_description, check_label};
 use crate::layout::Layout;
 use crate::policy::{DutyLog, PendingBatch, PolicyEnforcer, SystemMode};
 use crate::resource::{Grant, ResourceLedger, ResourcePredictor, Resources};
@@ -495,7 +495,10 @@ impl Core {
     /// agent could ever take it.
     ///
     /// # Errors
-    /// [`CoordinatorError::DuplicateTask`] if one is already assigned or waiting; the
+    /// [`CoordinatorError::DuplicateTask`] if one is already assigned or waiting;
+    /// [`CoordinatorError::InvalidTaskText`] for a kind or description it does not
+    /// take (see [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN)) and
+    /// [`CoordinatorError::InvalidGroup`] for such a group name; the
     /// analyzer's or assigner's refusal of bad input; [`CoordinatorError::TimeWentBack`].
     /// Then nothing changes.
     pub fn assign_batch(
@@ -541,6 +544,7 @@ impl Core {
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
         self.check_time(now)?;
+        check_texts(group, tasks.iter())?;
         let Core { parts, s } = self;
         // 1. Analyze. A task that states its requirements is taken at its word, unless
         // the host asked for analysis of those too: the keyword rules read names, and a
@@ -1031,6 +1035,27 @@ impl Core {
             out.append(events);
         }
     }
+}
+
+/// Refuses a group name or a task's kind or description that is not text the
+/// coordinator keeps: each is copied into every event, journal record and snapshot
+/// that speaks of it.
+pub(super) fn check_texts<'a>(
+    group: Option<&str>,
+    tasks: impl IntoIterator<Item = &'a Task>,
+) -> Result<(), CoordinatorError> {
+    if let Some(group) = group {
+        check_label("group", group).map_err(|source| CoordinatorError::InvalidGroup { source })?;
+    }
+    for t in tasks {
+        check_label("task kind", t.kind())
+            .and_then(|()| check_description(t.description()))
+            .map_err(|source| CoordinatorError::InvalidTaskText {
+                task: t.id(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 /// Why [`AgentRegistry::task_started`] would refuse `agent` a task, asked before the

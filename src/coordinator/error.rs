@@ -106,6 +106,24 @@ pub enum CoordinatorError {
         /// Why it is not valid.
         source: crate::id::NameError,
     },
+    /// A task's kind or description is not text the coordinator takes: a kind of
+    /// more than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or with a control
+    /// character, a description of more than
+    /// [`MAX_DESCRIPTION_LEN`](crate::id::MAX_DESCRIPTION_LEN) bytes.
+    #[error("task {task}: {source}")]
+    InvalidTaskText {
+        /// The task.
+        task: TaskId,
+        /// What is wrong, naming the text.
+        source: crate::id::NameError,
+    },
+    /// A group's name (a workflow run's id) is longer than
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a control character.
+    #[error("group: {source}")]
+    InvalidGroup {
+        /// What is wrong, naming the text.
+        source: crate::id::NameError,
+    },
     /// A safe-mode rule's setting is out of range.
     #[error("safe-mode rule `{rule}`: {problem}")]
     InvalidSafeModeRule {

@@ -220,6 +220,12 @@ pub(super) fn restore(
             blocked.entry(holder).or_default().insert(*request);
         }
     }
+    // What the coordinator would have refused to take in.
+    let running = snapshot.assignments.values().map(|a| (&a.group, &a.task));
+    let waiting = snapshot.waiting.values().map(|w| (&w.group, &w.task));
+    for (group, task) in running.chain(waiting) {
+        super::core::check_texts(group.as_deref(), [task]).map_err(|e| corrupt(e.to_string()))?;
+    }
     check_restored_books(&registry, &ledger, &snapshot.assignments, &snapshot.waiting)
         .map_err(corrupt)?;
     let first_id = last_id

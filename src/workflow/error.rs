@@ -45,6 +45,15 @@ pub enum WorkflowError {
         /// The id given.
         run: String,
     },
+    /// A workflow's name, a step's name or kind, or a run id is longer than
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a control character.
+    #[error("{}{source}", .step.map(|i| format!("step #{i}: ")).unwrap_or_default())]
+    InvalidText {
+        /// The step's position in the definition (0-based), for a step's name or kind.
+        step: Option<usize>,
+        /// What is wrong, naming the text.
+        source: crate::id::NameError,
+    },
     /// Two steps share a name.
     #[error("step name {step:?} is used more than once")]
     DuplicateStep {

@@ -77,7 +77,7 @@ use petgraph::visit::EdgeRef;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::id::Role;
+use crate::id::{Role, check_label};
 use retry::splitmix64;
 
 /// A handle to one step of one [`Workflow`]: its dense index. Cheap to copy and
@@ -171,8 +171,10 @@ impl Workflow {
     /// Validates a definition.
     ///
     /// # Errors
-    /// The first problem found, in this order: no steps at all, an empty step name, a
-    /// duplicate name, an unknown dependency or input step, a zero timeout, an invalid
+    /// The first problem found, in this order: no steps at all, a workflow name that
+    /// is not a label (longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes
+    /// or with a control character: [`WorkflowError::InvalidText`]), an empty step
+    /// name, a step name or kind that is not a label, a duplicate name, an unknown dependency or input step, a zero timeout, an invalid
     /// retry policy, a cycle, an input from a non-ancestor, a repeated input name.
     ///
     /// A definition of any size and shape is either built or refused with a typed
@@ -357,6 +359,17 @@ fn distinct_requirements(specs: &[StepSpec]) -> (Vec<crate::task::Requirements>,
     (distinct, of)
 }
 
+/// Refuses a run id no run may have: empty or only whitespace, longer than
+/// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or with a control character.
+/// The id names the run to the host, to the agents and, as its group, to the
+/// coordinator, which would refuse it there.
+pub(crate) fn check_run_id(id: &str) -> Result<(), WorkflowError> {
+    if id.trim().is_empty() {
+        return Err(WorkflowError::EmptyRunId { run: id.to_owned() });
+    }
+    check_label("run id", id).map_err(|source| WorkflowError::InvalidText { step: None, source })
+}
+
 fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowError> {
     specs.iter_mut().for_each(StepSpec::dedup_dependencies);
     let n = specs.len();
@@ -369,12 +382,22 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
     if n == 0 {
         return Err(WorkflowError::NoSteps { workflow: name });
     }
+    check_label("workflow name", &name)
+        .map_err(|source| WorkflowError::InvalidText { step: None, source })?;
     let mut by_name: BTreeMap<Arc<str>, u32> = BTreeMap::new();
     let mut names = Vec::with_capacity(n);
     for (i, spec) in specs.iter().enumerate() {
         if spec.name().trim().is_empty() {
             return Err(WorkflowError::EmptyName { position: i });
         }
+        // A step's name is its tasks' description and, unless it has a kind of its
+        // own, their kind: what the coordinator would refuse is refused here.
+        check_label("step name", spec.name())
+            .and_then(|()| check_label("step kind", spec.kind()))
+            .map_err(|source| WorkflowError::InvalidText {
+                step: Some(i),
+                source,
+            })?;
         let name: Arc<str> = Arc::from(spec.name());
         if by_name.insert(name.clone(), i as u32).is_some() {
             return Err(WorkflowError::DuplicateStep {

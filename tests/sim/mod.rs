@@ -4,7 +4,8 @@
 //! FoundationDB's simulation tests and TigerBeetle's VOPR).
 //!
 //! What the world does at random: tasks arrive (some with exclusive claims, so
-//! conflicts arise); agents join, leave, go offline, unhealthy or into quarantine and
+//! conflicts arise, and some first with a kind or description over its limits,
+//! which must be refused with nothing changed); agents join, leave, go offline, unhealthy or into quarantine and
 //! come back; agents answer right, fail, hang (the host gives up on them), answer late
 //! (after the host gave up) or twice, and report usage above their prediction; a
 //! simulated orchestrator and human approve, deny or never answer conflicts, and
@@ -53,6 +54,7 @@ use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorError, CoordinatorSnapshot, Core,
     Decider, Event, EventKind, Journal, JournalError,
 };
+use concord::id::{MAX_DESCRIPTION_LEN, MAX_LABEL_LEN};
 use concord::monitor::{Monitor, MonitorConfig, MonitorSnapshot};
 use concord::policy::SystemMode;
 use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
@@ -589,6 +591,21 @@ impl World {
         if self.rng.chance(40) {
             let name = CLAIMS[self.rng.below(CLAIMS.len() as u64) as usize];
             needs = needs.with_claim(Claim::exclusive(name));
+        }
+        if self.rng.chance(3) {
+            // A host passing on text it was handed: refused, and the id stays free.
+            let hostile = match self.rng.below(3) {
+                0 => Task::new(id, "work\n", "a line break in the kind"),
+                1 => Task::new(id, "k".repeat(MAX_LABEL_LEN + 1), "a kind too long"),
+                _ => Task::new(id, "work", "d".repeat(MAX_DESCRIPTION_LEN + 1)),
+            }
+            .with_requirements(needs.clone());
+            self.unchanged_by("text_over_its_limits_changes_nothing", |core, now| {
+                matches!(
+                    core.assign(hostile, now),
+                    Err(CoordinatorError::InvalidTaskText { task, .. }) if task == id
+                )
+            })?;
         }
         let task = Task::new(id, "work", format!("task {}", id.get())).with_requirements(needs);
         self.report.tasks += 1;

@@ -8,8 +8,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::workflow::WorkflowError;
-
 use crate::coordinator::Coordinator;
 
 use super::{Executor, ExecutorError};
@@ -37,9 +35,7 @@ impl Drop for LiveId {
 impl Executor {
     /// Holds `id` among the live runs, or says why a run under it may not start.
     pub(super) fn admit(&self, id: &str) -> Result<LiveId, ExecutorError> {
-        if id.trim().is_empty() {
-            return Err(WorkflowError::EmptyRunId { run: id.to_owned() }.into());
-        }
+        crate::workflow::check_run_id(id)?;
         let id: Arc<str> = Arc::from(id);
         if !self.live.lock().insert(Arc::clone(&id)) {
             return Err(ExecutorError::RunInProgress {

@@ -49,7 +49,8 @@ use live::{LiveId, LiveRuns};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExecutorError {
-    /// The run was refused at its start ([`WorkflowError::EmptyRunId`]), or refused a
+    /// The run was refused at its start ([`WorkflowError::EmptyRunId`],
+    /// [`WorkflowError::InvalidText`]), or refused a
     /// transition the executor made (a bug in the executor or a workflow changed
     /// under it).
     #[error(transparent)]
@@ -511,8 +512,10 @@ impl Executor {
     /// # Errors
     /// The future ends at once, having changed nothing, with
     /// [`ExecutorError::RunInProgress`] if a run with this `id` is live in this
-    /// executor or another over its coordinator, or [`WorkflowError::EmptyRunId`] if
-    /// `id` is empty or only whitespace. Otherwise [`ExecutorError`] if the coordinator
+    /// executor or another over its coordinator, [`WorkflowError::EmptyRunId`] if
+    /// `id` is empty or only whitespace, or [`WorkflowError::InvalidText`] if it is
+    /// longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a
+    /// control character. Otherwise [`ExecutorError`] if the coordinator
     /// refuses an operation outright (a bug, not a step failure).
     ///
     /// [`WorkItem`]: crate::agent::WorkItem
@@ -572,8 +575,9 @@ impl Executor {
     ///
     /// # Errors
     /// As [`run`](Self::run): [`ExecutorError::RunInProgress`] if a run with the
-    /// run's id is live on the coordinator, [`WorkflowError::EmptyRunId`] if the id is
-    /// empty or only whitespace (both at once, having changed nothing).
+    /// run's id is live on the coordinator, [`WorkflowError::EmptyRunId`] or
+    /// [`WorkflowError::InvalidText`] for an id no run may have (both at once, having
+    /// changed nothing).
     pub fn resume(&self, run: Run) -> RunFuture<'_> {
         match self.admit(run.id()) {
             Ok(live) => self.drive_future(run, true, live),

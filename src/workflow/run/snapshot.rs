@@ -121,7 +121,8 @@ impl Run {
     /// [`WorkflowError::CorruptSnapshot`] naming the problem: another version, another
     /// workflow (name, fingerprint or steps), or a state the engine could not have
     /// reached (a step started before its dependencies finished, a ready list that does
-    /// not match the statuses, more attempts than allowed).
+    /// not match the statuses, more attempts than allowed), or a run id the executor
+    /// refuses (empty, too long, or with a control character).
     pub fn restore(workflow: &Workflow, snapshot: RunSnapshot) -> Result<Run, WorkflowError> {
         let inner = workflow.inner().clone();
         let corrupt = |reason: String| WorkflowError::CorruptSnapshot {
@@ -165,6 +166,8 @@ impl Run {
             )));
         }
 
+        // A run the executor would not have started under this id.
+        crate::workflow::check_run_id(&snapshot.id).map_err(|e| corrupt(e.to_string()))?;
         let mut run = Run::blank(workflow, snapshot.id, snapshot.seed, snapshot.taken_at);
         run.cancelled = snapshot.cancelled;
         for (i, s) in snapshot.steps.iter().enumerate() {
