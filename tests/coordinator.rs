@@ -222,6 +222,78 @@ fn separation_of_duties_sends_the_verify_task_to_another_agent() {
     assert_eq!(c.snapshot().duties.groups().collect::<Vec<_>>(), ["run-2"]);
 }
 
+/// An agent separation of duties refuses is barred for the task, not every agent:
+/// the verify task waits for the agent that did not deploy while it is busy, and a
+/// grant on the barred agent, when its room frees first, does not reject it.
+#[test]
+fn a_task_barred_from_its_one_free_agent_waits_for_the_others() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    for id in [1, 2] {
+        c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(1))
+            .unwrap();
+    }
+    // Agent 1 runs outside work; agent 2 deploys in run-1, then runs outside work.
+    assert_eq!(
+        assigned(&c, task(1, "other", "ops", "cpu=1")).agent,
+        AgentId::new(1)
+    );
+    let deploy = c
+        .assign_in_group("run-1", task(2, "deploy", "ops", "cpu=1"))
+        .unwrap();
+    assert_eq!(deploy.assignment().unwrap().agent, AgentId::new(2));
+    c.complete(TaskId::new(2), true, None).unwrap();
+    assert_eq!(
+        assigned(&c, task(3, "other", "ops", "cpu=1")).agent,
+        AgentId::new(2)
+    );
+    // Both busy, and agent 2 may not verify run-1: verify waits for agent 1.
+    let verify = c
+        .assign_in_group("run-1", task(4, "verify", "ops", "cpu=1"))
+        .unwrap();
+    assert!(matches!(verify, AssignOutcome::Queued { .. }), "{verify}");
+    // Agent 2 frees first: the task is not given to it, nor rejected, and agent 2
+    // is barred for it from then on.
+    c.complete(TaskId::new(3), true, None).unwrap();
+    let running: Vec<TaskId> = c.assignments().iter().map(|a| a.task.id()).collect();
+    assert_eq!(running, [TaskId::new(1)]);
+    assert_eq!(c.waiting_count(), 1);
+    assert_eq!(
+        c.snapshot().waiting.values().next().unwrap().barred,
+        [AgentId::new(2)]
+    );
+    // Other work may take agent 2 meanwhile, and the verify task still waits.
+    assert_eq!(
+        assigned(&c, task(5, "other", "ops", "cpu=1")).agent,
+        AgentId::new(2)
+    );
+    // Agent 1 frees: verify starts there.
+    c.complete(TaskId::new(1), true, None).unwrap();
+    let running: Vec<(TaskId, AgentId)> = c
+        .assignments()
+        .iter()
+        .map(|a| (a.task.id(), a.agent))
+        .collect();
+    assert!(
+        running.contains(&(TaskId::new(4), AgentId::new(1))),
+        "{running:?}"
+    );
+    assert_eq!(c.waiting_count(), 0);
+    // With every agent barred, a task is rejected: no agent could ever take it.
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(1))
+        .unwrap();
+    let deploy = c
+        .assign_in_group("run-1", task(1, "deploy", "ops", "cpu=1"))
+        .unwrap();
+    assert!(deploy.assignment().is_some());
+    c.complete(TaskId::new(1), true, None).unwrap();
+    let verify = c
+        .assign_in_group("run-1", task(2, "verify", "ops", "cpu=1"))
+        .unwrap();
+    assert!(matches!(verify, AssignOutcome::Rejected { .. }), "{verify}");
+}
+
 #[test]
 fn safe_mode_admits_no_new_assignment() {
     let clock = clock();

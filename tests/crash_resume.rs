@@ -872,3 +872,109 @@ fn a_restarted_host_never_issues_a_finished_tasks_id_again() {
         "{before:?} then {after:?}"
     );
 }
+
+/// An agent that records each task it is given, and hangs while `hang` is set (the
+/// process dies meanwhile); after a restart it cannot tell whether work finished.
+#[derive(Debug)]
+struct Recording {
+    seen: Arc<Mutex<Vec<(String, concord::TaskId)>>>,
+    hang: bool,
+}
+
+#[async_trait::async_trait]
+impl Agent for Recording {
+    fn id(&self) -> AgentId {
+        AgentId::new(1)
+    }
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        let run = work.run().unwrap_or_default().to_owned();
+        self.seen.lock().push((run, work.task()));
+        if self.hang {
+            futures::future::pending::<()>().await;
+        }
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("1"))
+    }
+}
+
+/// The coordinator's checkpoint older than the run's: the restored coordinator never
+/// heard of the task the run's step names. The attempt made again gets a new task
+/// id, and a run started in the new process (given that same id, as far as the
+/// coordinator knew) keeps its task when the old run resumes.
+#[test]
+fn a_run_resumed_over_an_older_coordinator_checkpoint_reuses_no_task_id() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let role = Role::new("worker").unwrap();
+    let wf = Workflow::builder("one")
+        .step(StepSpec::new("a").with_role(role.clone()))
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let profile = AgentProfile::new(AgentId::new(1), "w1")
+        .with_role(role)
+        .with_max_tasks(1);
+    for cross in [false, true] {
+        seen.lock().clear();
+        let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+        c.register_agent(profile.clone()).unwrap();
+        let old = c.snapshot();
+        let saved: Arc<Mutex<Option<RunSnapshot>>> = Arc::default();
+        let sink = Arc::clone(&saved);
+        let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+            .with_agent(Arc::new(Recording {
+                seen: Arc::clone(&seen),
+                hang: true,
+            }))
+            .with_observer(move |run: &Run, _: &[RunEvent]| {
+                *sink.lock() = Some(run.snapshot());
+            });
+        let mut x = ex.run(&wf, "x", 1);
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        assert!(std::pin::Pin::new(&mut x).poll(&mut cx).is_pending());
+        drop(x);
+        drop(ex);
+        drop(c);
+
+        let c = Arc::new(
+            Coordinator::builder()
+                .clock(clock.clone())
+                .restore(old)
+                .unwrap(),
+        );
+        let run = Run::restore(&wf, saved.lock().clone().unwrap()).unwrap();
+        let first = run.task(wf.step("a").unwrap()).expect("step a is bound");
+        let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone())).with_agent(
+            Arc::new(Recording {
+                seen: Arc::clone(&seen),
+                hang: cross,
+            }),
+        );
+        if cross {
+            // Run y starts first, and its task takes the id run x's step names.
+            let mut y = ex.run(&wf, "y", 2);
+            assert!(std::pin::Pin::new(&mut y).poll(&mut cx).is_pending());
+            let y_task = c.assignments()[0].task.id();
+            let mut x = ex.resume(run);
+            let _ = std::pin::Pin::new(&mut x).poll(&mut cx);
+            // Run x's resume left run y's task alone: y still runs on the one slot.
+            let running: Vec<(concord::TaskId, Option<String>)> = (c.assignments().iter())
+                .map(|a| (a.task.id(), a.group.as_deref().map(str::to_owned)))
+                .collect();
+            assert_eq!(running, [(y_task, Some("y".to_owned()))]);
+            c.with_registry(|r| assert_eq!(r.get(AgentId::new(1)).unwrap().running(), 1));
+        } else {
+            let run = block_on(ex.resume(run)).unwrap();
+            assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+        }
+        // Every attempt of run x had a task id of its own.
+        let x_tasks: Vec<concord::TaskId> = (seen.lock().iter())
+            .filter(|(run, _)| run == "x")
+            .map(|(_, t)| *t)
+            .collect();
+        let distinct: BTreeSet<_> = x_tasks.iter().collect();
+        assert_eq!(distinct.len(), x_tasks.len(), "{x_tasks:?}");
+        assert_eq!(x_tasks[0], first);
+    }
+}

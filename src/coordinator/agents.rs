@@ -415,6 +415,7 @@ impl Core {
                     // Its age in the queue: from when it first asked.
                     since: Some(a.waiting_since.unwrap_or(a.assigned_at)),
                     parked: None,
+                    barred: Vec::new(),
                 };
                 if hold {
                     // Held for the agent's release, off the queue: nothing else

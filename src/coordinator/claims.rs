@@ -387,6 +387,7 @@ impl Core {
             behind: None,
             since: Some(now),
             parked: None,
+            barred: Vec::new(),
         };
         s.block(key, w, &collisions, now);
         Ok(AssignOutcome::Conflicted {

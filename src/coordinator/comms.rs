@@ -222,6 +222,7 @@ impl Core {
                 behind: None,
                 since: Some(since.unwrap_or(now)),
                 parked: Some(Parked::Communications),
+                barred: Vec::new(),
             },
         );
         AssignOutcome::Queued {

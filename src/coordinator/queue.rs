@@ -42,6 +42,13 @@ pub struct WaitingTask {
     /// Why the core holds it off the ledger's queue, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked: Option<Parked>,
+    /// The agents a lasting policy refusal excludes for it (a rule whose refusal
+    /// does not wait, as
+    /// [`refusal_waits`](crate::policy::PolicyEnforcer::refusal_waits) says, such as
+    /// separation of duties): it waits for the others, and is rejected only when no
+    /// other agent could ever take it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub barred: Vec<AgentId>,
 }
 
 /// Why the core holds a waiting task off the ledger's queue.
@@ -129,7 +136,7 @@ impl State {
     ) {
         let id = w.task.id();
         w.parked = None;
-        match request_place(self, &w.task, w.since, now) {
+        match request_place(self, &w.task, &w.barred, w.since, now) {
             Ok(Place::Asked(RequestOutcome::Queued(request))) => {
                 tracing::debug!(task.id = %id, request.id = %request, "task queued again");
                 if w.explanation.considered == 0 {
@@ -179,6 +186,13 @@ impl State {
     }
 }
 
+/// Whether a refusal by `rule`, which does not wait, bars the agent for the task
+/// for good: not one by the agent-status rule, which speaks of the agent's state at
+/// the moment (busy, away), not of the pair.
+fn bars(rule: &str) -> bool {
+    rule != crate::policy::AgentStatusRule::NAME
+}
+
 /// Why a task refused by `rule` (of the waiting kind) is held: for normal mode, or
 /// for capacity.
 fn parked_for(rule: &str) -> Parked {
@@ -221,14 +235,17 @@ impl State {
     }
 }
 
-/// `Away` if an agent out of service could take `task` (it qualifies and could ever
-/// hold the needs), else `Never`.
-fn away_or_never(s: &State, task: &Task) -> Place {
+/// `Away` if an agent out of service could take `task` (it qualifies, is not
+/// `barred`, and could ever hold the needs), else `Never`.
+fn away_or_never(s: &State, task: &Task, barred: &[AgentId]) -> Place {
     // The capacity counts too: a task parked for an agent that could never hold it
     // would wait for ever, each return of that agent parking it again.
     let needs = task.requirements().resources();
-    let away = qualified(s, task)
-        .any(|v| !v.status().is_in_service() && s.ledger.could_ever_hold(v.id(), needs));
+    let away = qualified(s, task).any(|v| {
+        !v.status().is_in_service()
+            && !barred.contains(&v.id())
+            && s.ledger.could_ever_hold(v.id(), needs)
+    });
     if away { Place::Away } else { Place::Never }
 }
 
@@ -319,9 +336,9 @@ fn never_explanation(s: &State, task: &Task, explanation: Explanation) -> Explan
 }
 
 /// Asks the ledger for `task`'s resources and a slot on any agent in service that
-/// could take it now or later: granted at once, or queued (aging from `since` when it
-/// waited before). `Away` when only an agent out of service could take it, `Never`
-/// when no agent could ever hold it.
+/// could take it now or later, but the `barred`: granted at once, or queued (aging
+/// from `since` when it waited before). `Away` when only an agent out of service
+/// could take it, `Never` when no agent could ever hold it.
 ///
 /// # Errors
 /// The ledger's refusal, but for [`LedgerError::ExceedsCapacity`] (that is `Away`
@@ -329,6 +346,7 @@ fn never_explanation(s: &State, task: &Task, explanation: Explanation) -> Explan
 fn request_place(
     s: &mut State,
     task: &Task,
+    barred: &[AgentId],
     since: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Place, LedgerError> {
@@ -338,6 +356,9 @@ fn request_place(
     // of a drain or for room elsewhere, whichever comes first.
     let (mut candidates, mut drained) = (Vec::new(), Vec::new());
     for v in qualified(s, task).filter(|v| v.status().is_in_service()) {
+        if barred.contains(&v.id()) {
+            continue;
+        }
         if v.is_held_busy() {
             drained.push(v.id());
         } else {
@@ -348,7 +369,7 @@ fn request_place(
         candidates = drained;
     }
     if candidates.is_empty() {
-        return Ok(away_or_never(s, task));
+        return Ok(away_or_never(s, task, barred));
     }
     let needs = task.requirements().resources().clone();
     let mut request = AllocationRequest::any_of(candidates, needs)
@@ -359,16 +380,17 @@ fn request_place(
     }
     match s.ledger.request(request, now) {
         Ok(outcome) => Ok(Place::Asked(outcome)),
-        Err(LedgerError::ExceedsCapacity { .. }) => Ok(away_or_never(s, task)),
+        Err(LedgerError::ExceedsCapacity { .. }) => Ok(away_or_never(s, task, barred)),
         Err(e) => Err(e),
     }
 }
 
 impl Core {
     /// A task no agent can take now: queue it when some agent could take it later
-    /// (it has the roles and capabilities, is in service, and could ever hold the
-    /// needs, and every policy refusal on the way was of the waiting kind), else
-    /// reject it.
+    /// (it has the roles and capabilities, is in service, could ever hold the needs,
+    /// and no policy refused it for good), else reject it. An agent a policy refused
+    /// for good (a rule whose refusal does not wait) is barred for the task, and the
+    /// task waits for the others.
     pub(super) fn queue_or_reject(
         &mut self,
         task: Task,
@@ -385,13 +407,14 @@ impl Core {
             return Ok(self.wait_for_communications(task, explanation, group, since, now));
         }
         let policies = &self.parts.policies;
-        let waits = refusals.iter().all(|r| policies.refusal_waits(&r.rule));
+        let mut barred: Vec<AgentId> = (refusals.iter())
+            .filter(|r| !policies.refusal_waits(&r.rule) && bars(&r.rule))
+            .map(|r| r.agent)
+            .collect();
+        barred.sort_unstable();
+        barred.dedup();
         let s = &mut self.s;
-        let outcome = if waits {
-            request_place(s, &task, since, now)?
-        } else {
-            Place::Never
-        };
+        let outcome = request_place(s, &task, &barred, since, now)?;
         let queued = |request: RequestId, explanation: Explanation| AssignOutcome::Queued {
             task: id,
             request,
@@ -404,6 +427,7 @@ impl Core {
             behind: None,
             since: Some(since.unwrap_or(now)),
             parked: None,
+            barred,
         };
         match outcome {
             Place::Asked(RequestOutcome::Queued(request)) => {
@@ -461,7 +485,9 @@ impl Core {
                 Ok(queued(key, explanation))
             }
             Place::Never => {
-                let explanation = if waits {
+                // Refused for good by a policy, the assigner's explanation names the
+                // rule; else, why no agent could ever take it.
+                let explanation = if w.barred.is_empty() {
                     never_explanation(s, &w.task, explanation)
                 } else {
                     explanation
@@ -618,18 +644,27 @@ impl Core {
                     },
                 );
                 give_back(s, &mut queue);
+                let mut w = w;
                 if waits {
                     // Held until normal mode, or until capacity comes back (the next
                     // completion).
-                    let mut w = w;
                     w.parked = Some(parked_for(&v.rule));
                     s.wait(key, w);
-                } else {
+                } else if !bars(&v.rule) {
                     // It waits again after this pass, not now: queued now, the
                     // capacity another refused task gives back could grant it again
                     // in this same pass, and two such tasks would hand it back and
                     // forth for ever.
                     refused.push(w);
+                } else {
+                    // Refused for good there: it waits for the other agents, and is
+                    // served in this pass if one has room now. Each such refusal bars
+                    // one more agent for one task, so two tasks cannot hand capacity
+                    // back and forth for ever.
+                    w.barred.push(g.agent);
+                    let mut granted = Vec::new();
+                    s.requeue_keyed(w, None, false, now, &mut granted);
+                    queue.extend(granted.into_iter().map(|(g, key)| (g, Some(key))));
                 }
                 continue;
             }

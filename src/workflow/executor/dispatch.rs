@@ -172,7 +172,7 @@ pub(super) fn begin<'a>(
     Ok(Done {
         step,
         agent,
-        task,
+        task: Some(task),
         attempt,
         result,
     })
@@ -212,7 +212,7 @@ pub(super) async fn attempt(running: Running<'_>, timer: &dyn Timer) -> Done {
     Done {
         step,
         agent,
-        task,
+        task: Some(task),
         attempt,
         result,
     }
@@ -382,7 +382,7 @@ impl Executor {
             result,
         } = done;
         // With agents that answer at once nothing is ever in flight: no lookup then.
-        if !books.running.is_empty() {
+        if let Some(task) = task.filter(|_| !books.running.is_empty()) {
             books.running.remove(&task);
         }
         let now = self.now();
@@ -437,13 +437,16 @@ impl Executor {
             let reason = outcome.reason.unwrap_or_default();
             run.skip_attempt(step, agent, reason, now)
         };
-        match said {
-            Ok(()) => self.end_task(task, success, usage),
+        match (said, task) {
+            (Ok(()), Some(task)) => self.end_task(task, success, usage),
             // Too late: the attempt timed out, which the next tick records.
-            Err(WorkflowError::Late { .. }) => self.end_task(task, false, None),
-            Err(e) => {
+            (Err(WorkflowError::Late { .. }), Some(task)) => self.end_task(task, false, None),
+            (Ok(()) | Err(WorkflowError::Late { .. }), None) => {}
+            (Err(e), task) => {
                 settled(Err(e))?;
-                self.release(task);
+                if let Some(task) = task {
+                    self.release(task);
+                }
             }
         }
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, success, "step finished");

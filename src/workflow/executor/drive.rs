@@ -290,12 +290,12 @@ impl Executor {
                     if !books.notices.is_empty() {
                         let in_hand: BTreeSet<TaskId> = answers
                             .iter()
-                            .filter_map(|d| d.as_ref().ok().map(|d| d.task))
+                            .filter_map(|d| d.as_ref().ok().and_then(|d| d.task))
                             .collect();
                         self.on_notices(run, books, &in_hand, self.now())?;
                     }
                     for done in answers.drain(..).flatten() {
-                        if books.running.contains_key(&done.task) {
+                        if done.task.is_some_and(|t| books.running.contains_key(&t)) {
                             self.settle(run, books, done)?;
                         }
                     }

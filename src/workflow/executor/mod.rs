@@ -180,7 +180,9 @@ impl Future for RunFuture<'_> {
 struct Done {
     step: StepRef,
     agent: AgentId,
-    task: TaskId,
+    /// The coordinator's task for the attempt: none for an attempt a restart
+    /// interrupted whose task the coordinator does not hold for the run.
+    task: Option<TaskId>,
     attempt: u32,
     result: Result<WorkOutput, AgentError>,
 }

@@ -32,12 +32,19 @@ impl Executor {
         // runs resumed beside this one still hold theirs.
         // And above every id it was ever given: a finished task's id issued again
         // would be a different task under an id the host's records already hold.
+        // And above every id the run names: a coordinator checkpoint older than the
+        // run's never heard of the ids issued after it, and the attempt made again
+        // for an interrupted one gets a new id, not its old one.
         let highest = self.coordinator.with_core(|c| c.highest_task_id());
+        let named: Vec<TaskId> = (run.workflow().steps())
+            .filter_map(|(step, _)| run.task(step))
+            .collect();
         let above = assignments
             .iter()
             .map(|a| a.task.id())
             .chain(waiting.iter().map(|w| w.task.id()))
             .chain(highest)
+            .chain(named.iter().copied())
             .map(|id| id.get().saturating_add(1))
             .max();
         let mut held: BTreeMap<TaskId, Arc<Assignment>> = assignments
@@ -69,16 +76,17 @@ impl Executor {
                 answer = asked.ok().and_then(Result::ok).flatten();
             }
             let now = self.now();
-            if let Some(task) = task {
-                held.remove(&task);
-            }
+            // The task the step names is ended or released only if the coordinator
+            // holds it for this run: under an older coordinator checkpoint its id
+            // may have been issued again since, to another run's task.
+            let ours = task.filter(|t| held.remove(t).is_some());
             match answer {
                 Some(output) => {
                     tracing::info!(workflow.run = run.id(), step = ?run.name(step), "interrupted attempt had finished");
                     let done = Done {
                         step,
                         agent,
-                        task: task.unwrap_or(TaskId::new(0)),
+                        task: ours,
                         attempt,
                         result: Ok(output),
                     };
@@ -87,13 +95,13 @@ impl Executor {
                 None if self.count_interrupted => {
                     let failure = StepOutcome::failure("interrupted by restart");
                     settled(run.finish_attempt(step, agent, attempt, failure, now))?;
-                    if let Some(task) = task {
+                    if let Some(task) = ours {
                         self.end_task(task, false, None);
                     }
                 }
                 None => {
                     run.interrupt(step, "interrupted by restart", now)?;
-                    if let Some(task) = task {
+                    if let Some(task) = ours {
                         self.release(task);
                     }
                 }
