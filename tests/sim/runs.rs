@@ -7,9 +7,11 @@
 //! [`LIVENESS_BOUND`].
 //!
 //! Faults of the agents: failed results (retryable or not), transport errors, slow
-//! answers past a step's timeout (answered late), very slow answers, panics. The
-//! agents keep books of what they did; the invariants are checked on them and on each
-//! run's history when the seed ends.
+//! answers past a step's timeout (answered late), very slow answers, panics. Some
+//! runs deploy first and verify last, which separation of duties keeps on different
+//! agents. The agents keep books of what they did; the invariants are checked on them
+//! and on each run's history when the seed ends (a step given up for want of an
+//! agent only when none could ever take it among them).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -226,6 +228,8 @@ impl Runtime {
 /// Step `i` of a random workflow.
 #[derive(Debug, Clone)]
 struct Step {
+    /// `deploy` or `verify`, the pair separation of duties keeps apart in a run.
+    kind: Option<&'static str>,
     deps: Vec<usize>,
     attempts: u32,
     timeout: Option<Duration>,
@@ -248,6 +252,7 @@ fn random_steps(rng: &mut Rng) -> Vec<Step> {
                 RunCondition::AllSucceeded
             };
             Step {
+                kind: None,
                 deps,
                 attempts: 1 + rng.below(3) as u32,
                 timeout: rng
@@ -274,6 +279,9 @@ fn workflow(run: usize, steps: &[Step]) -> Workflow {
             );
         if let Some(t) = s.timeout {
             spec = spec.with_timeout(t);
+        }
+        if let Some(kind) = s.kind {
+            spec = spec.with_kind(kind);
         }
         if let Some(c) = s.claim {
             spec = spec.with_claim(Claim::exclusive(CLAIMS[c]));
@@ -368,7 +376,19 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     };
     let executor = executor_over(&coordinator);
     let runs = 2 + rng.below(4) as usize;
-    let plans: Vec<Vec<Step>> = (0..runs).map(|_| random_steps(&mut rng)).collect();
+    let mut plans: Vec<Vec<Step>> = (0..runs).map(|_| random_steps(&mut rng)).collect();
+    // Some runs deploy first and verify last, so separation of duties keeps an agent
+    // that deployed from verifying, on a fleet too small to have one free at once
+    // (drawn apart from the world's draws, which stay as they were).
+    let mut duty_rng = Rng::new(seed ^ 0xD0_7135);
+    for plan in &mut plans {
+        if duty_rng.chance(40) {
+            plan[0].kind = Some("deploy");
+            if let Some(last) = plan.last_mut() {
+                last.kind = Some("verify");
+            }
+        }
+    }
     let workflows: Vec<Workflow> = plans
         .iter()
         .enumerate()
@@ -609,6 +629,12 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         }
         check_history(&plans[r], run.history())
             .map_err(|d| fail("steps_in_order", format!("run {r}: {d}")))?;
+        check_abandoned(&plans[r], agents, run.history()).map_err(|d| {
+            fail(
+                "abandoned_only_when_no_agent_could_take_it",
+                format!("run {r}: {d}"),
+            )
+        })?;
         for (step, spec) in workflows[r].steps() {
             let made = run.attempts(step).unwrap_or(0);
             if made > spec.retry().max_attempts() {
@@ -723,6 +749,42 @@ fn check_history(steps: &[Step], history: &[RunEvent]) -> Result<(), String> {
             | StepChange::Abandoned { .. }
             | StepChange::AttemptFailed { retry_at: None, .. } => ended[i] = true,
             _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A step is given up for want of an agent only when none could ever take it: in
+/// this fleet, where every agent has the role and the room, only a `deploy` or
+/// `verify` step when the other of the pair started on every agent in its run
+/// (separation of duties bars them all; the workflow may order the two either way).
+fn check_abandoned(steps: &[Step], agents: u64, history: &[RunEvent]) -> Result<(), String> {
+    let did = |kind: &str| -> std::collections::BTreeSet<AgentId> {
+        history
+            .iter()
+            .filter(|e| steps[e.step.index()].kind == Some(kind))
+            .filter(|e| matches!(e.change, StepChange::Started))
+            .filter_map(|e| e.agent)
+            .collect()
+    };
+    for e in history {
+        let i = e.step.index();
+        let StepChange::Abandoned { reason } = &e.change else {
+            continue;
+        };
+        if !reason.starts_with("no agent can ever take it") {
+            continue;
+        }
+        let other = match steps[i].kind {
+            Some("deploy") => did("verify"),
+            Some("verify") => did("deploy"),
+            _ => Default::default(),
+        };
+        if !(1..=agents).all(|k| other.contains(&AgentId::new(k))) {
+            return Err(format!(
+                "s{i} ({:?}) abandoned ({reason}), the other duty on {other:?} of {agents} agents",
+                steps[i].kind
+            ));
         }
     }
     Ok(())
