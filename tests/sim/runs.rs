@@ -576,9 +576,28 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
                         .await;
                 }
             };
-            let (results, ()) = futures::executor::block_on(
-                runtime.beside(futures::future::join(join_all(futures), approver)),
-            );
+            // Every resumed run ends within the bound in simulated time, or the seed
+            // fails here instead of waiting for ever.
+            let bound = clock.now() + 2 * LIVENESS_BOUND;
+            let all = Box::pin(futures::future::join(join_all(futures), approver));
+            let sleep = Box::pin(timer.sleep_until(bound));
+            let (results, ()) = match futures::executor::block_on(
+                runtime.beside(futures::future::select(all, sleep)),
+            ) {
+                futures::future::Either::Left((ended, sleep)) => {
+                    drop(sleep);
+                    ended
+                }
+                futures::future::Either::Right(((), all)) => {
+                    drop(all);
+                    return Err(crash_failure(
+                        seed,
+                        mode,
+                        "runs_end",
+                        "resumed runs still going at the bound".to_owned(),
+                    ));
+                }
+            };
             let done_after = books.lock().succeeded.clone();
             for name in &succeeded_at_crash {
                 if done_after.get(name) != done_before.get(name) {
