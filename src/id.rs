@@ -159,13 +159,7 @@ fn checked_trim<'a>(kind: &'static str, raw: &'a str) -> Result<&'a str, NameErr
     if trimmed.is_empty() {
         return Err(NameError::Empty { kind });
     }
-    if trimmed.len() > MAX_NAME_LEN {
-        return Err(NameError::TooLong {
-            kind,
-            name: excerpt(trimmed),
-            max: MAX_NAME_LEN,
-        });
-    }
+    check_text(kind, trimmed, MAX_NAME_LEN)?;
     Ok(trimmed)
 }
 

@@ -174,8 +174,9 @@ impl Workflow {
     /// The first problem found, in this order: no steps at all, a workflow name that
     /// is not a label (longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes
     /// or with a control character: [`WorkflowError::InvalidText`]), an empty step
-    /// name, a step name or kind that is not a label, a duplicate name, an unknown dependency or input step, a zero timeout, an invalid
-    /// retry policy, a cycle, an input from a non-ancestor, a repeated input name.
+    /// name, a step name or kind that is not a label, a duplicate name, an unknown
+    /// dependency or input step, a zero timeout, an invalid retry policy, a cycle, an
+    /// input from a non-ancestor, a repeated input name.
     ///
     /// A definition of any size and shape is either built or refused with a typed
     /// error: no check recurses as deep as the definition, so a 100,000-step ring is a

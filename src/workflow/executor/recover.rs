@@ -36,15 +36,13 @@ impl Executor {
         // run's never heard of the ids issued after it, and the attempt made again
         // for an interrupted one gets a new id, not its old one.
         let highest = self.coordinator.with_core(|c| c.highest_task_id());
-        let named: Vec<TaskId> = (run.workflow().steps())
-            .filter_map(|(step, _)| run.task(step))
-            .collect();
+        let named = (run.workflow().steps()).filter_map(|(step, _)| run.task(step));
         let above = assignments
             .iter()
             .map(|a| a.task.id())
             .chain(waiting.iter().map(|w| w.task.id()))
             .chain(highest)
-            .chain(named.iter().copied())
+            .chain(named)
             .map(|id| id.get().saturating_add(1))
             .max();
         let mut held: BTreeMap<TaskId, Arc<Assignment>> = assignments
