@@ -88,6 +88,12 @@ pub const MAX_LABEL_LEN: usize = 256;
 /// line breaks included; the keyword analyzer reads the whole of one for every task.
 pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
 
+/// The longest claim accepted, in bytes: a claim names a path, a port or an
+/// environment (see [`Claim`](crate::Claim)), and a path may be as long as a file
+/// system allows (4,096 bytes on Linux). Like a label, a claim holds no control
+/// character: it is copied into every conflict and event that speaks of it.
+pub const MAX_CLAIM_LEN: usize = 4096;
+
 /// How much of an overlong name an error keeps, in characters.
 const EXCERPT_CHARS: usize = 64;
 
@@ -101,8 +107,8 @@ pub enum NameError {
         /// What was being named (`role`, `capability`, `resource`, ...).
         kind: &'static str,
     },
-    /// The name is longer than its limit ([`MAX_NAME_LEN`], [`MAX_LABEL_LEN`] or
-    /// [`MAX_DESCRIPTION_LEN`]).
+    /// The name is longer than its limit ([`MAX_NAME_LEN`], [`MAX_LABEL_LEN`],
+    /// [`MAX_CLAIM_LEN`] or [`MAX_DESCRIPTION_LEN`]).
     #[error("{kind} {name:?} is longer than {max} bytes")]
     TooLong {
         /// What was being named.
@@ -180,15 +186,25 @@ pub(crate) fn check_label(kind: &'static str, text: &str) -> Result<(), NameErro
     if text.len() <= MAX_LABEL_LEN && !may_hold_control(text.as_bytes()) {
         return Ok(());
     }
-    label_problem(kind, text)
+    label_problem(kind, text, MAX_LABEL_LEN)
+}
+
+/// Checks a claim's name: at most [`MAX_CLAIM_LEN`] bytes and no control character.
+/// Whether it names anything is the claim's own question
+/// ([`Claim::names_nothing`](crate::Claim::names_nothing)).
+pub(crate) fn check_claim(resource: &str) -> Result<(), NameError> {
+    if resource.len() <= MAX_CLAIM_LEN && !may_hold_control(resource.as_bytes()) {
+        return Ok(());
+    }
+    label_problem("claim", resource, MAX_CLAIM_LEN)
 }
 
 /// [`check_label`] for a text that is too long or may hold a control character:
 /// kept out of line, so that the check of a label that is fine saves no registers.
 #[cold]
 #[inline(never)]
-fn label_problem(kind: &'static str, text: &str) -> Result<(), NameError> {
-    check_text(kind, text, MAX_LABEL_LEN)?;
+fn label_problem(kind: &'static str, text: &str, max: usize) -> Result<(), NameError> {
+    check_text(kind, text, max)?;
     match text.chars().find(|c| c.is_control()) {
         Some(bad) => Err(NameError::ControlChar {
             kind,

@@ -13,13 +13,13 @@ use std::time::Duration;
 use concord::agent::{AgentRegistry, RegistrySnapshot};
 use concord::assignment::AffinityTable;
 use concord::conflict::{
-    Conflict, ConflictError, ConflictId, ConflictKind, ConflictManager, ConflictManagerSnapshot,
-    EscalationPolicy, Resolution,
+    ClaimOwner, Conflict, ConflictDetector, ConflictError, ConflictId, ConflictKind,
+    ConflictManager, ConflictManagerSnapshot, EscalationPolicy, Resolution,
 };
 use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
 };
-use concord::id::{MAX_DESCRIPTION_LEN, MAX_LABEL_LEN};
+use concord::id::{MAX_CLAIM_LEN, MAX_DESCRIPTION_LEN, MAX_LABEL_LEN};
 use concord::monitor::{
     DetectorConfig, Monitor, MonitorConfig, MonitorError, MonitorSnapshot, SketchConfig,
 };
@@ -33,7 +33,7 @@ use concord::workflow::{
     Workflow, WorkflowDefinition, WorkflowError,
 };
 use concord::{
-    AgentId, AgentProfile, AllocationRequest, Claim, LedgerError, ManualClock, NameError,
+    AgentId, AgentProfile, AllocationRequest, Claim, LedgerError, ManualClock, NameError, Priority,
     RequestId, Requirements, ResourcePredictor, Resources, Role, RuleBasedAnalyzer, RuleSet,
     SystemMode, Task, TaskId, Timestamp,
 };
@@ -2829,6 +2829,15 @@ fn task_texts_over_their_limits_or_with_control_characters_are_refused() {
                 .with_resources(r("cpu=1")),
         )
     };
+    let claiming = |claim: Claim| {
+        Task::new(TaskId::new(10), "edit", "edit").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_resources(r("cpu=1"))
+                .with_claim(Claim::shared("repo/"))
+                .with_claim(claim),
+        )
+    };
     let megabyte = "k".repeat(1 << 20);
     let over = "d".repeat(MAX_DESCRIPTION_LEN + 1);
     let refused = [
@@ -2838,6 +2847,14 @@ fn task_texts_over_their_limits_or_with_control_characters_are_refused() {
         (task("edit\u{0}", "edit"), "task kind"),
         (task("edit\u{9b}", "edit"), "task kind"),
         (task("edit", &over), "task description"),
+        (claiming(Claim::exclusive(&megabyte)), "claim"),
+        // A megabyte of slashes names nothing, and is refused for its length first.
+        (claiming(Claim::exclusive("/".repeat(1 << 20))), "claim"),
+        (
+            claiming(Claim::exclusive("x".repeat(MAX_CLAIM_LEN + 1))),
+            "claim",
+        ),
+        (claiming(Claim::shared("repo/a\nb")), "claim"),
     ];
     for (t, what) in refused {
         let err = c.assign(t).unwrap_err();
@@ -2883,6 +2900,50 @@ fn task_texts_over_their_limits_or_with_control_characters_are_refused() {
                 .with_resources(r("cpu=1")),
         );
         assert!(c.assign(t).is_ok(), "{kind:?}");
+    }
+    // A claim at its limit, and one naming a path in any script.
+    for (id, claim) in [
+        (20, "p".repeat(MAX_CLAIM_LEN)),
+        (21, "repo/données/ü.rs".to_owned()),
+    ] {
+        let t = Task::new(TaskId::new(id), "edit", "edit").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_claim(Claim::exclusive(claim)),
+        );
+        assert!(c.assign(t).is_ok(), "{id}");
+    }
+}
+
+/// The conflict detector, used on its own, refuses the same claims before it holds
+/// anything: a claim of a megabyte would otherwise be split into a node per segment.
+#[test]
+fn the_conflict_detector_refuses_claims_over_the_limit_or_with_control_characters() {
+    let mut d = ConflictDetector::new();
+    let owner = ClaimOwner::new(TaskId::new(1), AgentId::new(1));
+    let now = Timestamp::from_millis(0);
+    d.add_claim(owner, &Claim::exclusive("repo/a.rs"), Priority::NORMAL, now)
+        .unwrap();
+    let deep = "a/".repeat(1 << 19);
+    for bad in [deep.as_str(), "repo/\u{7f}", "port/80\r\n"] {
+        let claims = [Claim::exclusive("repo/b.rs"), Claim::exclusive(bad)];
+        let err = d
+            .add_claims(owner, &claims, Priority::NORMAL, now)
+            .unwrap_err();
+        let ConflictError::InvalidClaim { source } = &err else {
+            panic!("expected InvalidClaim, got {err:?}");
+        };
+        assert!(
+            matches!(
+                source,
+                NameError::TooLong { kind: "claim", .. }
+                    | NameError::ControlChar { kind: "claim", .. }
+            ),
+            "{source:?}"
+        );
+        assert!(err.to_string().len() < 400, "{}", err.to_string().len());
+        // Nothing held: the first claim of the refused set was let go again.
+        assert_eq!(d.len(), 1);
     }
 }
 
@@ -2944,6 +3005,12 @@ fn snapshots_holding_text_the_crate_refuses_are_corrupt() {
             *nth_task(v, i).unwrap().pointer_mut("/description").unwrap() =
                 json!("d".repeat(MAX_DESCRIPTION_LEN + 1))
         });
+        refused(&|v| {
+            *nth_task(v, i)
+                .unwrap()
+                .pointer_mut("/requirements/claims")
+                .unwrap() = json!([{"resource": "repo/\u{0}", "mode": "exclusive"}])
+        });
     }
 }
 
@@ -2983,7 +3050,9 @@ fn workflow_names_and_step_texts_are_labels() {
         Err(WorkflowError::InvalidText { step, source }) => {
             assert_eq!(step, at);
             let kind = match source {
-                NameError::TooLong { kind, .. } | NameError::ControlChar { kind, .. } => kind,
+                NameError::TooLong { kind, .. }
+                | NameError::ControlChar { kind, .. }
+                | NameError::Empty { kind } => kind,
                 other => panic!("{other:?}"),
             };
             assert_eq!(kind, what);
@@ -3006,6 +3075,23 @@ fn workflow_names_and_step_texts_are_labels() {
         Some(0),
         "step kind",
     );
+    // A step's claims are refused when the workflow is built, not each time the step
+    // would run.
+    for claim in [
+        "x".repeat(MAX_CLAIM_LEN + 1),
+        "env/prod\n".to_owned(),
+        "//".to_owned(),
+    ] {
+        let r = Workflow::builder("deploy")
+            .step(StepSpec::new("a"))
+            .step(
+                StepSpec::new("b")
+                    .with_claim(Claim::exclusive("env/"))
+                    .with_claim(Claim::shared(claim)),
+            )
+            .build();
+        refused(r, Some(1), "claim");
+    }
     // From JSON, the same.
     let def: WorkflowDefinition =
         serde_json::from_value(json!({"name": "deploy", "steps": [{"name": "a\u{1b}[31m"}]}))

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Conflict, ConflictError, ConflictId, ConflictKind, Party};
 use crate::clock::Timestamp;
 use crate::hash::FxHasher;
-use crate::id::{AgentId, TaskId};
+use crate::id::{AgentId, TaskId, check_claim};
 use crate::task::{Claim, ClaimMode, Priority};
 
 /// Who holds a claim: a task on an agent. Claims of one owner never conflict with
@@ -380,6 +380,8 @@ impl ConflictDetector {
     /// together, in the detector's order.
     ///
     /// # Errors
+    /// [`ConflictError::InvalidClaim`] for a claim longer than
+    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes or with a control character;
     /// [`ConflictError::EmptyClaim`] for a claim that names nothing.
     pub fn detect<'a, I>(claims: I, now: Timestamp) -> Result<Vec<Collision>, ConflictError>
     where
@@ -401,7 +403,9 @@ impl ConflictDetector {
     /// whose resolution decides who keeps it.
     ///
     /// # Errors
-    /// [`ConflictError::EmptyClaim`] if the claim names nothing;
+    /// [`ConflictError::InvalidClaim`] if the claim is longer than
+    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes or holds a control character;
+    /// [`ConflictError::EmptyClaim`] if it names nothing;
     /// [`ConflictError::Full`] past `u32::MAX` distinct names. Nothing changes then.
     pub fn add_claim(
         &mut self,
@@ -473,6 +477,7 @@ impl ConflictDetector {
         now: Timestamp,
         found: &mut Vec<Collision>,
     ) -> Result<(), ConflictError> {
+        check_claim(claim.resource()).map_err(|source| ConflictError::InvalidClaim { source })?;
         let depth = segments(claim.resource()).count();
         if depth == 0 {
             return Err(ConflictError::EmptyClaim {

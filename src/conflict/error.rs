@@ -36,6 +36,13 @@ pub enum ConflictError {
         /// The offending name.
         resource: String,
     },
+    /// A claim's name is longer than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN)
+    /// bytes or holds a control character.
+    #[error("{source}")]
+    InvalidClaim {
+        /// What is wrong, naming the claim (its first 64 characters when it is long).
+        source: crate::id::NameError,
+    },
     /// No such claim is held by this task.
     #[error("{task} holds no claim on {resource:?}")]
     UnknownClaim {

@@ -12,7 +12,7 @@ use crate::clock::Timestamp;
 use crate::conflict::{
     ConflictDetector, ConflictError, ConflictId, ConflictManager, EscalationLevel, HumanDecision,
 };
-use crate::id::{AgentId, RequestId, TaskId, check_description, check_label};
+use crate::id::{AgentId, RequestId, TaskId, check_claim, check_description, check_label};
 use crate::layout::Layout;
 use crate::policy::{DutyLog, PendingBatch, PolicyEnforcer, SystemMode};
 use crate::resource::{Grant, ResourceLedger, ResourcePredictor, Resources};
@@ -1037,8 +1037,8 @@ impl Core {
     }
 }
 
-/// Refuses a group name or a task's kind or description that is not text the
-/// coordinator keeps: each is copied into every event, journal record and snapshot
+/// Refuses a group name or a task's kind, description or claims that are not text
+/// the coordinator keeps: each is copied into every event, journal record and snapshot
 /// that speaks of it.
 pub(super) fn check_texts<'a>(
     group: Option<&str>,
@@ -1050,6 +1050,9 @@ pub(super) fn check_texts<'a>(
     for t in tasks {
         check_label("task kind", t.kind())
             .and_then(|()| check_description(t.description()))
+            .and_then(|()| {
+                (t.requirements().claims().iter()).try_for_each(|c| check_claim(c.resource()))
+            })
             .map_err(|source| CoordinatorError::InvalidTaskText {
                 task: t.id(),
                 source,

@@ -106,10 +106,12 @@ pub enum CoordinatorError {
         /// Why it is not valid.
         source: crate::id::NameError,
     },
-    /// A task's kind or description is not text the coordinator takes: a kind of
-    /// more than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or with a control
-    /// character, a description of more than
-    /// [`MAX_DESCRIPTION_LEN`](crate::id::MAX_DESCRIPTION_LEN) bytes.
+    /// A task's kind, description or claim is not text the coordinator takes: a kind
+    /// of more than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or with a
+    /// control character, a description of more than
+    /// [`MAX_DESCRIPTION_LEN`](crate::id::MAX_DESCRIPTION_LEN) bytes, a claim of more
+    /// than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes or with a control
+    /// character.
     #[error("task {task}: {source}")]
     InvalidTaskText {
         /// The task.

@@ -46,10 +46,14 @@ pub enum WorkflowError {
         run: String,
     },
     /// A workflow's name, a step's name or kind, or a run id is longer than
-    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a control character.
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a control character;
+    /// or a step's claim is longer than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN)
+    /// bytes, holds a control character or names nothing
+    /// ([`NameError::Empty`](crate::id::NameError::Empty)).
     #[error("{}{source}", .step.map(|i| format!("step #{i}: ")).unwrap_or_default())]
     InvalidText {
-        /// The step's position in the definition (0-based), for a step's name or kind.
+        /// The step's position in the definition (0-based), for a step's name, kind or
+        /// claim.
         step: Option<usize>,
         /// What is wrong, naming the text.
         source: crate::id::NameError,

@@ -77,7 +77,7 @@ use petgraph::visit::EdgeRef;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::id::{Role, check_label};
+use crate::id::{NameError, Role, check_claim, check_label};
 use retry::splitmix64;
 
 /// A handle to one step of one [`Workflow`]: its dense index. Cheap to copy and
@@ -174,7 +174,9 @@ impl Workflow {
     /// The first problem found, in this order: no steps at all, a workflow name that
     /// is not a label (longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes
     /// or with a control character: [`WorkflowError::InvalidText`]), an empty step
-    /// name, a step name or kind that is not a label, a duplicate name, an unknown
+    /// name, a step name or kind that is not a label or a claim the coordinator would
+    /// refuse (longer than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, with a
+    /// control character, or naming nothing), a duplicate name, an unknown
     /// dependency or input step, a zero timeout, an invalid retry policy, a cycle, an
     /// input from a non-ancestor, a repeated input name.
     ///
@@ -371,6 +373,16 @@ pub(crate) fn check_run_id(id: &str) -> Result<(), WorkflowError> {
     check_label("run id", id).map_err(|source| WorkflowError::InvalidText { step: None, source })
 }
 
+/// Refuses a step's claim that the coordinator would refuse each time the step ran:
+/// too long, with a control character, or naming nothing.
+fn check_step_claim(claim: &crate::task::Claim) -> Result<(), NameError> {
+    check_claim(claim.resource())?;
+    if claim.names_nothing() {
+        return Err(NameError::Empty { kind: "claim" });
+    }
+    Ok(())
+}
+
 fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowError> {
     specs.iter_mut().for_each(StepSpec::dedup_dependencies);
     let n = specs.len();
@@ -395,6 +407,7 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
         // own, their kind: what the coordinator would refuse is refused here.
         check_label("step name", spec.name())
             .and_then(|()| check_label("step kind", spec.kind()))
+            .and_then(|()| spec.claims().iter().try_for_each(check_step_claim))
             .map_err(|source| WorkflowError::InvalidText {
                 step: Some(i),
                 source,

@@ -54,7 +54,7 @@ use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorError, CoordinatorSnapshot, Core,
     Decider, Event, EventKind, Journal, JournalError,
 };
-use concord::id::{MAX_DESCRIPTION_LEN, MAX_LABEL_LEN};
+use concord::id::{MAX_CLAIM_LEN, MAX_DESCRIPTION_LEN, MAX_LABEL_LEN};
 use concord::monitor::{Monitor, MonitorConfig, MonitorSnapshot};
 use concord::policy::SystemMode;
 use concord::task::{Claim, Requirements, RuleBasedAnalyzer, RuleSet, Task};
@@ -594,12 +594,29 @@ impl World {
         }
         if self.rng.chance(3) {
             // A host passing on text it was handed: refused, and the id stays free.
-            let hostile = match self.rng.below(3) {
-                0 => Task::new(id, "work\n", "a line break in the kind"),
-                1 => Task::new(id, "k".repeat(MAX_LABEL_LEN + 1), "a kind too long"),
-                _ => Task::new(id, "work", "d".repeat(MAX_DESCRIPTION_LEN + 1)),
+            let (kind, description, claim) = match self.rng.below(4) {
+                0 => (
+                    "work\n".to_owned(),
+                    "a line break in the kind".to_owned(),
+                    None,
+                ),
+                1 => (
+                    "k".repeat(MAX_LABEL_LEN + 1),
+                    "a kind too long".to_owned(),
+                    None,
+                ),
+                2 => ("work".to_owned(), "d".repeat(MAX_DESCRIPTION_LEN + 1), None),
+                _ => (
+                    "work".to_owned(),
+                    "a claim too long".to_owned(),
+                    Some("c/".repeat(MAX_CLAIM_LEN)),
+                ),
+            };
+            let mut hostile_needs = needs.clone();
+            if let Some(claim) = claim {
+                hostile_needs = hostile_needs.with_claim(Claim::exclusive(claim));
             }
-            .with_requirements(needs.clone());
+            let hostile = Task::new(id, kind, description).with_requirements(hostile_needs);
             self.unchanged_by("text_over_its_limits_changes_nothing", |core, now| {
                 matches!(
                     core.assign(hostile, now),
