@@ -294,6 +294,85 @@ fn a_task_barred_from_its_one_free_agent_waits_for_the_others() {
     assert!(matches!(verify, AssignOutcome::Rejected { .. }), "{verify}");
 }
 
+/// A host's rule that refuses agent 1 while it drains, whatever the task. Whether
+/// that refusal is for now or for good is the enforcer's to say.
+#[derive(Debug)]
+struct Draining {
+    inner: concord::policy::PolicySet,
+    on: Arc<std::sync::atomic::AtomicBool>,
+    momentary: bool,
+}
+
+impl concord::policy::PolicyEnforcer for Draining {
+    fn validate(
+        &self,
+        proposal: &concord::policy::Proposal,
+        ctx: &concord::policy::PolicyContext<'_>,
+    ) -> Vec<concord::policy::Violation> {
+        let mut v = self.inner.validate(proposal, ctx);
+        if proposal.agent() == AgentId::new(1) && self.on.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            v.push(concord::policy::Violation::new(
+                "draining",
+                concord::policy::Severity::Error,
+                proposal.agent(),
+                proposal.task(),
+                "agent 1 is draining",
+            ));
+        }
+        v
+    }
+
+    fn refusal_waits(&self, rule: &str) -> bool {
+        if rule == "draining" {
+            self.momentary
+        } else {
+            self.inner.refusal_waits(rule)
+        }
+    }
+}
+
+#[test]
+fn a_host_rule_whose_refusal_waits_holds_the_task_until_a_tick_finds_the_agent_back() {
+    let clock = clock();
+    let build = |momentary: bool| {
+        let on = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let c = Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .policies(Draining {
+                inner: concord::policy::PolicySet::default(),
+                on: Arc::clone(&on),
+                momentary,
+            })
+            .build();
+        c.register_agent(agent(1, &["ops"], &[], "cpu=8").with_max_tasks(2))
+            .unwrap();
+        (c, on)
+    };
+    // By default a host's refusal is for good: it bars the agent for the task, and
+    // with the one agent barred no agent could ever take it.
+    let (c, _) = build(false);
+    let out = c.assign(task(1, "edit", "ops", "cpu=1")).unwrap();
+    assert!(matches!(out, AssignOutcome::Rejected { .. }), "{out}");
+    // A rule whose refusal waits leaves the agent a candidate: the task waits, is
+    // not barred, and starts once the agent is back.
+    let (c, on) = build(true);
+    let out = c.assign(task(1, "edit", "ops", "cpu=1")).unwrap();
+    assert!(matches!(out, AssignOutcome::Queued { .. }), "{out}");
+    assert!(c.snapshot().waiting.values().all(|w| w.barred.is_empty()));
+    // Tried again while the agent still drains: refused again, still not barred.
+    c.tick();
+    assert_eq!(c.waiting_count(), 1);
+    assert!(c.snapshot().waiting.values().all(|w| w.barred.is_empty()));
+    // The host changed what its rule reads: a tick tries the waiting task again.
+    on.store(false, std::sync::atomic::Ordering::SeqCst);
+    c.tick();
+    let running: Vec<TaskId> = c.assignments().iter().map(|a| a.task.id()).collect();
+    assert_eq!(running, [TaskId::new(1)]);
+    assert_eq!(c.waiting_count(), 0);
+}
+
 #[test]
 fn safe_mode_admits_no_new_assignment() {
     let clock = clock();

@@ -85,6 +85,12 @@ use std::sync::Arc;
 ///             format!("{} is a {} during the freeze", proposal.task(), proposal.kind()),
 ///         )]
 ///     }
+///
+///     // A freeze ends: a deploy waits for it instead of being rejected (the
+///     // coordinator tries it again at its next tick).
+///     fn refusal_waits(&self, rule: &str) -> bool {
+///         rule == "freeze"
+///     }
 /// }
 ///
 /// let freeze = Freeze { frozen: vec!["deploy".into()] };
@@ -97,6 +103,7 @@ use std::sync::Arc;
 ///     "freeze (error): task#1 is a deploy during the freeze"
 /// );
 /// assert!(freeze.permits(&docs, &ctx));
+/// assert!(freeze.refusal_waits("freeze"));
 /// ```
 pub trait PolicyEnforcer: fmt::Debug + Send + Sync {
     /// Every violation of the enforcer's policies by `proposal`, in a stable order;
@@ -121,7 +128,16 @@ pub trait PolicyEnforcer: fmt::Debug + Send + Sync {
     /// waits for capacity or for normal mode instead of being rejected. True by
     /// default for the rules about capacity and mode ([`UtilizationCap`],
     /// [`MaxTasksPerAgent`], [`SafeModeRule`]); a host's own rules say here if they
-    /// are of that kind.
+    /// are of that kind. Such a task is tried again at the coordinator's next
+    /// completion or [`tick`](crate::coordinator::Coordinator::tick): a host whose
+    /// rule reads something of its own (a drain, a freeze) ticks once that changes.
+    ///
+    /// A refusal that does not wait is about the task and that agent for good
+    /// (separation of duties: the agent that deployed may never verify): the agent
+    /// is barred for the task, which waits for the other agents and is rejected only
+    /// once every agent that could take it is barred. The built-in agent-status rule
+    /// is the exception: it speaks of the agent at the moment (busy, away), which
+    /// the coordinator follows itself.
     fn refusal_waits(&self, rule: &str) -> bool {
         matches!(
             rule,
