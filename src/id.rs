@@ -94,6 +94,13 @@ pub const MAX_DESCRIPTION_LEN: usize = 64 * 1024;
 /// character: it is copied into every conflict and event that speaks of it.
 pub const MAX_CLAIM_LEN: usize = 4096;
 
+/// The longest keyword an analysis rule may hold, in bytes (see
+/// [`RuleBasedAnalyzer`](crate::RuleBasedAnalyzer)). The analyzer compares a
+/// keyword's other words wherever its first word stands in a description, and a
+/// wildcard word (`*word*`) at each character of a word, so a keyword's length
+/// multiplies what every task costs to read.
+pub const MAX_KEYWORD_LEN: usize = 128;
+
 /// How much of an overlong name an error keeps, in characters.
 const EXCERPT_CHARS: usize = 64;
 
@@ -108,7 +115,7 @@ pub enum NameError {
         kind: &'static str,
     },
     /// The name is longer than its limit ([`MAX_NAME_LEN`], [`MAX_LABEL_LEN`],
-    /// [`MAX_CLAIM_LEN`] or [`MAX_DESCRIPTION_LEN`]).
+    /// [`MAX_CLAIM_LEN`], [`MAX_KEYWORD_LEN`] or [`MAX_DESCRIPTION_LEN`]).
     #[error("{kind} {name:?} is longer than {max} bytes")]
     TooLong {
         /// What was being named.
@@ -171,7 +178,7 @@ fn checked_trim<'a>(kind: &'static str, raw: &'a str) -> Result<&'a str, NameErr
 
 /// The start of `text` an error keeps: all of it, or its first
 /// [`EXCERPT_CHARS`] characters and `…`.
-fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     match text.char_indices().nth(EXCERPT_CHARS) {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
@@ -193,10 +200,16 @@ pub(crate) fn check_label(kind: &'static str, text: &str) -> Result<(), NameErro
 /// Whether it names anything is the claim's own question
 /// ([`Claim::names_nothing`](crate::Claim::names_nothing)).
 pub(crate) fn check_claim(resource: &str) -> Result<(), NameError> {
-    if resource.len() <= MAX_CLAIM_LEN && !may_hold_control(resource.as_bytes()) {
+    check_within("claim", resource, MAX_CLAIM_LEN)
+}
+
+/// Checks a free text of `kind` as a label is checked, against a limit of `max`
+/// bytes: a claim's, a keyword's.
+pub(crate) fn check_within(kind: &'static str, text: &str, max: usize) -> Result<(), NameError> {
+    if text.len() <= max && !may_hold_control(text.as_bytes()) {
         return Ok(());
     }
-    label_problem("claim", resource, MAX_CLAIM_LEN)
+    label_problem(kind, text, max)
 }
 
 /// [`check_label`] for a text that is too long or may hold a control character:

@@ -19,7 +19,7 @@ use concord::conflict::{
 use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorError, CoordinatorSnapshot, Event,
 };
-use concord::id::{MAX_CLAIM_LEN, MAX_DESCRIPTION_LEN, MAX_LABEL_LEN};
+use concord::id::{MAX_CLAIM_LEN, MAX_DESCRIPTION_LEN, MAX_KEYWORD_LEN, MAX_LABEL_LEN};
 use concord::monitor::{
     DetectorConfig, Monitor, MonitorConfig, MonitorError, MonitorSnapshot, SketchConfig,
 };
@@ -28,6 +28,7 @@ use concord::resource::{
     EwmaPredictor, EwmaSnapshot, LedgerSnapshot, Observation, PercentilePredictor,
     PercentileSnapshot, ResourceLedger,
 };
+use concord::task::{AnalysisRule, TaskAnalyzer};
 use concord::workflow::{
     RetryPolicy, Run, RunCondition, RunSnapshot, StepOutcome, StepRef, StepSpec, StepStatus,
     Workflow, WorkflowDefinition, WorkflowError,
@@ -722,7 +723,15 @@ fn coordinator_calls_on_unknown_tasks_change_nothing() {
     ));
     assert!(matches!(
         c.cancel(TaskId::new(1)), // running, not waiting
-        Err(CoordinatorError::UnknownTask { .. })
+        Err(CoordinatorError::TaskRunning { task }) if task == TaskId::new(1)
+    ));
+    assert!(matches!(
+        c.complete(TaskId::new(3), true, None), // waiting, not running
+        Err(CoordinatorError::TaskWaiting { task }) if task == TaskId::new(3)
+    ));
+    assert!(matches!(
+        c.release(TaskId::new(3)),
+        Err(CoordinatorError::TaskWaiting { task }) if task == TaskId::new(3)
     ));
     assert!(matches!(
         c.assign(ops_task(1, "cpu=1")),
@@ -3116,4 +3125,324 @@ fn a_run_snapshot_under_an_id_no_run_may_have_is_corrupt() {
         let reason = corrupt_run(&w, s);
         assert!(reason.contains("run id"), "{reason}");
     }
+}
+
+// ===== 12. Growth with the input's size ==============================================
+//
+// Each input here took seconds to minutes, or memory without bound, before: the
+// sizes are those where the old code was slow, so a return of the old shape shows
+// as a test that takes that long.
+
+#[test]
+fn many_resource_names_are_read_in_n_log_n_and_a_repeat_among_them_is_found() {
+    let n = 20_000;
+    // Descending: each name went to the front of the list, one shift of all before.
+    let names: Vec<String> = (0..n).rev().map(|i| format!("r{i:07}=1")).collect();
+    let text = names.join(",");
+    let parsed: Resources = text.parse().unwrap();
+    assert_eq!(parsed.iter().count(), n);
+    let map: serde_json::Map<String, Value> = (0..n)
+        .rev()
+        .map(|i| (format!("r{i:07}"), json!(1)))
+        .collect();
+    let from_json: Resources = serde_json::from_value(Value::Object(map)).unwrap();
+    assert_eq!(from_json, parsed);
+    // A repeat far from its first is still found, in both forms.
+    let repeated = format!("{text},r0000007=2");
+    assert!(matches!(
+        repeated.parse::<Resources>(),
+        Err(concord::ResourceError::Duplicate { resource }) if resource == "r0000007"
+    ));
+    let err = serde_json::from_str::<Resources>(r#"{"gpu": 1, "cpu": 2, "gpu": 3}"#).unwrap_err();
+    assert!(err.to_string().contains("gpu"), "{err}");
+}
+
+#[test]
+fn errors_about_an_amount_or_a_resource_list_quote_a_line_not_a_megabyte() {
+    let mb = 1 << 20;
+    let inputs = [
+        "x".repeat(mb),
+        format!("gpu={}", "9".repeat(mb)),
+        format!("gpu=1{}", "x".repeat(mb)),
+        format!("memory=-{}", "1".repeat(mb)),
+    ];
+    for text in &inputs {
+        let err = text.parse::<Resources>().unwrap_err().to_string();
+        assert!(err.len() < 400, "{} bytes: {}…", err.len(), &err[..80]);
+    }
+    let json = format!(r#"{{"gpu": "1{}"}}"#, "x".repeat(mb));
+    let err = serde_json::from_str::<Resources>(&json)
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 400, "{} bytes", err.len());
+}
+
+#[test]
+fn requirement_lists_read_in_any_order_are_sorted_once() {
+    let n = 40_000;
+    let roles: Vec<String> = (0..n).rev().map(|i| format!("r{i:06}")).collect();
+    let claims: Vec<Value> = (0..n)
+        .rev()
+        .map(|i| json!({"resource": format!("repo/f{i:06}"), "mode": "shared"}))
+        .collect();
+    let needs: Requirements =
+        serde_json::from_value(json!({"roles": roles, "claims": claims})).unwrap();
+    assert_eq!(needs.roles().len(), n);
+    assert!(needs.roles().windows(2).all(|w| w[0] < w[1]));
+    assert!(needs.claims().windows(2).all(|w| w[0] < w[1]));
+    // Repeats are kept once, as the builder keeps them.
+    let twice: Requirements =
+        serde_json::from_value(json!({"roles": ["qa", "ops", "qa", "ops", "qa"]})).unwrap();
+    let built = Requirements::new()
+        .with_role(Role::new("qa").unwrap())
+        .with_role(Role::new("ops").unwrap());
+    assert_eq!(twice, built);
+}
+
+#[test]
+fn a_rule_table_of_many_keywords_and_kinds_compiles_in_linear_time() {
+    let n = 20_000;
+    let mut rule = AnalysisRule::new("many");
+    for i in 0..n {
+        rule = rule
+            .with_keyword(format!("kw{i:07}"))
+            .with_kind(format!("kind{i:07}"));
+    }
+    let analyzer = RuleBasedAnalyzer::new(RuleSet::empty().with_rule(rule)).unwrap();
+    let task = Task::new(TaskId::new(1), "kind0012345", "mentions kw0019999 once");
+    let analyzed = analyzer.analyze(&task).unwrap();
+    assert_eq!(analyzed.fired.len(), 1);
+}
+
+/// A keyword's length multiplies what every task costs to read (a phrase is compared
+/// wherever its first word stands, a wildcard word at each character of a word): a
+/// long one is refused where the table is built, and a rule's name and kinds are
+/// labels.
+#[test]
+fn keywords_over_their_limit_and_rule_names_that_are_not_labels_are_refused() {
+    let long_phrase = format!("{}b", "a ".repeat(MAX_KEYWORD_LEN));
+    let long_wildcard = format!("*{}*", "a".repeat(MAX_KEYWORD_LEN));
+    let megabyte = "n".repeat(1 << 20);
+    let cases = [
+        (AnalysisRule::new("r").with_keyword(long_phrase), "keyword"),
+        (
+            AnalysisRule::new("r").with_keyword(long_wildcard),
+            "keyword",
+        ),
+        (
+            AnalysisRule::new("r").with_keyword("line\nbreak"),
+            "keyword",
+        ),
+        (
+            AnalysisRule::new(megabyte.as_str()).with_keyword("a"),
+            "analysis rule name",
+        ),
+        (
+            AnalysisRule::new("r\u{7}").with_keyword("a"),
+            "analysis rule name",
+        ),
+        (
+            AnalysisRule::new("r").with_kind(megabyte.as_str()),
+            "rule kind",
+        ),
+    ];
+    for (rule, what) in cases {
+        let err = RuleBasedAnalyzer::new(RuleSet::empty().with_rule(rule)).unwrap_err();
+        let concord::TaskError::InvalidText { index, source } = &err else {
+            panic!("expected InvalidText, got {err:?}");
+        };
+        assert_eq!(*index, 0);
+        let kind = match source {
+            NameError::TooLong { kind, .. } | NameError::ControlChar { kind, .. } => *kind,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(kind, what);
+        assert!(err.to_string().len() < 400, "{}", err.to_string().len());
+    }
+    // At the limit, a keyword is taken and found.
+    let longest = format!("{}b", "a ".repeat(MAX_KEYWORD_LEN / 2 - 1));
+    assert_eq!(longest.len(), MAX_KEYWORD_LEN - 1);
+    let analyzer = RuleBasedAnalyzer::new(
+        RuleSet::empty().with_rule(AnalysisRule::new("r").with_keyword(longest.as_str())),
+    )
+    .unwrap();
+    let task = Task::new(TaskId::new(1), "", format!("x {longest} y"));
+    assert_eq!(analyzer.analyze(&task).unwrap().fired.len(), 1);
+}
+
+/// Task kinds are people's text and may never repeat (a step's kind is its name,
+/// and names carry ids): the default predictor keeps what it learned of at most
+/// `DEFAULT_KIND_LIMIT` kinds, as the affinity table does, forgetting the kind
+/// observed longest ago first.
+#[test]
+fn the_default_predictor_keeps_a_bounded_number_of_kinds() {
+    let limit = PercentilePredictor::DEFAULT_KIND_LIMIT;
+    assert_eq!(limit, EwmaPredictor::DEFAULT_KIND_LIMIT);
+    let clock = clock();
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(no_rules())
+        .build();
+    c.register_agent(ops_agent(1)).unwrap();
+    let kinds = limit + 500;
+    for id in 1..=kinds as u64 {
+        let t = Task::new(TaskId::new(id), format!("step-{id}"), "").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_resources(r("cpu=1")),
+        );
+        assert!(c.assign(t).unwrap().assignment().is_some());
+        c.complete(TaskId::new(id), true, Some(r("cpu=1"))).unwrap();
+    }
+    c.drain_events();
+    let snapshot = serde_json::to_value(c.snapshot()).unwrap();
+    let learned = snapshot
+        .pointer("/predictor")
+        .expect("the default predictor's state");
+    let held = learned.to_string().matches("step-").count();
+    assert_eq!(held, limit, "kinds held");
+    assert!(!learned.to_string().contains("\"step-1\""));
+    assert!(learned.to_string().contains(&format!("\"step-{kinds}\"")));
+}
+
+#[test]
+fn a_predictor_forgets_the_kind_observed_longest_ago_and_restores_that_order() {
+    let at = Timestamp::EPOCH;
+    let seen =
+        |p: &mut EwmaPredictor, kind: &str| p.observe(kind, &Observation::new(r("cpu=2"), at));
+    let mut p = EwmaPredictor::default().with_kind_limit(3);
+    for kind in ["a", "b", "c", "a"] {
+        seen(&mut p, kind);
+    }
+    // Restored, it forgets in the same order as the one it was taken from.
+    let mut back = EwmaPredictor::restore(
+        serde_json::from_str(&serde_json::to_string(&p.snapshot()).unwrap()).unwrap(),
+    );
+    assert_eq!(back, p);
+    for q in [&mut p, &mut back] {
+        seen(q, "d");
+        assert_eq!(q.kinds(), 3);
+        assert_eq!(q.observations("b"), 0, "b was observed longest ago");
+        assert_eq!(q.observations("a"), 2);
+        assert!(q.forget("c"));
+        seen(q, "e");
+        seen(q, "f");
+        // "c" was forgotten by hand: the limit then took "a" (observed before "d").
+        assert_eq!(q.observations("a"), 0);
+        assert_eq!(q.kinds(), 3);
+    }
+    assert_eq!(back, p);
+    // A snapshot written before kinds were counted restores, its kinds in name
+    // order; lowering the limit forgets down to it.
+    let mut old = serde_json::to_value(EwmaPredictor::default().snapshot()).unwrap();
+    let mut fresh = EwmaPredictor::default();
+    for kind in ["x", "y", "z"] {
+        seen(&mut fresh, kind);
+    }
+    let mut v = serde_json::to_value(fresh.snapshot()).unwrap();
+    for state in v["kinds"].as_object_mut().unwrap().values_mut() {
+        state.as_object_mut().unwrap().remove("last_seen");
+    }
+    v.as_object_mut().unwrap().remove("kind_limit");
+    v.as_object_mut().unwrap().remove("clock");
+    old["kinds"] = v["kinds"].take();
+    let legacy = EwmaPredictor::restore(serde_json::from_value(old).unwrap()).with_kind_limit(2);
+    assert_eq!(legacy.kinds(), 2);
+    assert_eq!(legacy.observations("x"), 0);
+    assert_eq!(legacy.observations("z"), 1);
+}
+
+#[test]
+fn inputs_from_distant_ancestors_are_checked_in_linear_time() {
+    // A chain whose last step takes an input from every earlier one, and a step with
+    // many inputs from its dependency: one search per input made both n².
+    let n = 8_000;
+    let mut b = Workflow::builder("chain");
+    let mut last = StepSpec::new(format!("s{}", n - 1)).after(format!("s{}", n - 2));
+    for i in 0..n - 1 {
+        let mut step = StepSpec::new(format!("s{i}"));
+        if i > 0 {
+            step = step.after(format!("s{}", i - 1));
+        }
+        b = b.step(step);
+        last = last.with_input(format!("s{i}"), "out", format!("in{i}"));
+    }
+    let w = b.step(last).build().unwrap();
+    assert_eq!(w.len(), n);
+    let mut wide = StepSpec::new("b").after("a");
+    for i in 0..20_000 {
+        wide = wide.with_input("a", format!("out{i}"), format!("in{i}"));
+    }
+    Workflow::builder("wide")
+        .step(StepSpec::new("a"))
+        .step(wide)
+        .build()
+        .unwrap();
+    // The first input refused, in definition order, is the one named: here the
+    // second step's input from a step that is not its ancestor, then a repeat.
+    let r = Workflow::builder("w")
+        .step(StepSpec::new("a"))
+        .step(StepSpec::new("b").with_input("c", "out", "x"))
+        .step(
+            StepSpec::new("c")
+                .after("a")
+                .with_input("a", "out", "x")
+                .with_input("a", "o", "x"),
+        )
+        .build();
+    assert!(
+        matches!(&r, Err(WorkflowError::InputFromNonAncestor { step, from, .. }) if step == "b" && from == "c"),
+        "{r:?}"
+    );
+    let r = Workflow::builder("w")
+        .step(StepSpec::new("a"))
+        .step(
+            StepSpec::new("c")
+                .after("a")
+                .with_input("a", "out", "x")
+                .with_input("a", "o", "x"),
+        )
+        .build();
+    assert!(
+        matches!(&r, Err(WorkflowError::DuplicateInput { step, input }) if step == "c" && input == "x"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn workflow_errors_quote_a_line_of_what_they_name() {
+    let mb = "d".repeat(1 << 20);
+    let errors = [
+        Workflow::builder("w")
+            .step(StepSpec::new("a").after(mb.as_str()))
+            .build()
+            .unwrap_err(),
+        Workflow::builder("w")
+            .step(StepSpec::new("a").with_input(mb.as_str(), "out", "in"))
+            .build()
+            .unwrap_err(),
+        Workflow::builder("w")
+            .step(StepSpec::new("a"))
+            .step(
+                StepSpec::new("b")
+                    .after("a")
+                    .with_input("a", "out", mb.as_str())
+                    .with_input("a", "o", mb.as_str()),
+            )
+            .build()
+            .unwrap_err(),
+        Workflow::builder("w")
+            .step(StepSpec::new("a"))
+            .step(StepSpec::new("b").with_input("a", "out", mb.as_str()))
+            .build()
+            .unwrap_err(),
+    ];
+    for e in errors {
+        assert!(e.to_string().len() < 400, "{}", e.to_string().len());
+    }
+    let (w, run) = midway();
+    let mut s = run.snapshot();
+    s.id = " ".repeat(1 << 20);
+    let reason = corrupt_run(&w, s);
+    assert!(reason.len() < 400, "{}", reason.len());
 }

@@ -1037,6 +1037,18 @@ impl Core {
     }
 }
 
+impl State {
+    /// The error for a call that takes a running `task`, which does not run: it
+    /// waits, or is not known.
+    pub(super) fn not_running(&self, task: TaskId) -> CoordinatorError {
+        if self.waiting_by_task.contains_key(&task) {
+            CoordinatorError::TaskWaiting { task }
+        } else {
+            CoordinatorError::UnknownTask { task }
+        }
+    }
+}
+
 /// Refuses a group name or a task's kind, description or claims that are not text
 /// the coordinator keeps: each is copied into every event, journal record and snapshot
 /// that speaks of it.

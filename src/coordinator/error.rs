@@ -35,10 +35,24 @@ pub enum CoordinatorError {
         /// The offending task.
         task: TaskId,
     },
-    /// The task is neither assigned nor waiting.
-    #[error("{task} is not assigned")]
+    /// The task is neither running nor waiting.
+    #[error("{task} is neither running nor waiting")]
     UnknownTask {
         /// The offending task.
+        task: TaskId,
+    },
+    /// The task runs, and the call takes a waiting one: `cancel` takes back a task
+    /// that waits; a running one ends with `complete` or `release`.
+    #[error("{task} is running, not waiting: `complete` or `release` ends it")]
+    TaskRunning {
+        /// The task.
+        task: TaskId,
+    },
+    /// The task waits, and the call takes a running one: `complete` and `release`
+    /// end a running task; a waiting one is taken back with `cancel`.
+    #[error("{task} is waiting, not running: `cancel` takes it back")]
+    TaskWaiting {
+        /// The task.
         task: TaskId,
     },
     /// The agent is not registered.

@@ -52,8 +52,9 @@ impl Core {
     /// nothing. Returns the tasks assigned with what it freed.
     ///
     /// # Errors
-    /// [`CoordinatorError::UnknownTask`] if it is not running;
-    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    /// [`CoordinatorError::TaskWaiting`] if it waits, [`CoordinatorError::UnknownTask`]
+    /// if it neither runs nor waits; [`CoordinatorError::TimeWentBack`]; nothing
+    /// changes.
     pub fn release(
         &mut self,
         task: TaskId,
@@ -70,7 +71,7 @@ impl Core {
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         self.check_time(now)?;
         if !self.s.assignments.contains_key(&task) {
-            return Err(CoordinatorError::UnknownTask { task });
+            return Err(self.s.not_running(task));
         }
         self.s.last_now = now;
         let (mut grants, mut unblocked) = (Vec::new(), Vec::new());
@@ -187,8 +188,9 @@ impl Core {
     /// went. Returns the waiting tasks that were assigned with what it freed.
     ///
     /// # Errors
-    /// [`CoordinatorError::UnknownTask`] if it is not assigned;
-    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    /// [`CoordinatorError::TaskWaiting`] if it waits, [`CoordinatorError::UnknownTask`]
+    /// if it neither runs nor waits; [`CoordinatorError::TimeWentBack`]; nothing
+    /// changes.
     pub fn complete(
         &mut self,
         task: TaskId,
@@ -214,7 +216,7 @@ impl Core {
         self.check_time(now)?;
         let s = &mut self.s;
         let Some(a) = s.assignments.remove(&task) else {
-            return Err(CoordinatorError::UnknownTask { task });
+            return Err(s.not_running(task));
         };
         if !s.ledger.holds(a.allocation) {
             let allocation = a.allocation;
@@ -280,8 +282,9 @@ impl Core {
     /// Returns the task.
     ///
     /// # Errors
-    /// [`CoordinatorError::UnknownTask`] if it is not waiting;
-    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    /// [`CoordinatorError::TaskRunning`] if it runs, [`CoordinatorError::UnknownTask`]
+    /// if it neither runs nor waits; [`CoordinatorError::TimeWentBack`]; nothing
+    /// changes.
     pub fn cancel(&mut self, task: TaskId, now: Timestamp) -> Result<Task, CoordinatorError> {
         let cmd = self.recording().then_some(Command::Cancel { task });
         self.journaled(now, cmd, |c| c.cancel_inner(task, now))
@@ -289,6 +292,9 @@ impl Core {
 
     fn cancel_inner(&mut self, task: TaskId, now: Timestamp) -> Result<Task, CoordinatorError> {
         self.check_time(now)?;
+        if self.s.assignments.contains_key(&task) {
+            return Err(CoordinatorError::TaskRunning { task });
+        }
         let w = self.withdraw(task)?;
         self.s.last_now = now;
         self.s.push(now, EventKind::TaskCancelled { task });

@@ -6,6 +6,7 @@
 //! error rather than a rounding.
 
 use super::error::AmountError;
+use crate::id::excerpt;
 
 /// How amounts of one resource are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +88,9 @@ const SUFFIXES_CPU: &[(&str, u128)] = &[("", 1000), ("m", 1)];
 
 /// Parses `text` as an amount written in `unit`, into base units.
 pub(crate) fn parse(unit: Unit, text: &str) -> Result<u64, AmountError> {
-    let err = |kind: fn(String) -> AmountError| kind(text.to_owned());
+    // Errors quote the text, cut short: an amount of a megabyte is a mistake or an
+    // attack, and its error stays a line.
+    let err = |kind: fn(String) -> AmountError| kind(excerpt(text));
     let t = text.trim();
     if t.is_empty() {
         return Err(AmountError::Empty);
@@ -124,8 +127,8 @@ pub(crate) fn parse(unit: Unit, text: &str) -> Result<u64, AmountError> {
         }
         None => {
             return Err(AmountError::UnknownUnit {
-                text: text.to_owned(),
-                unit: suffix.to_owned(),
+                text: excerpt(text),
+                unit: excerpt(suffix),
             });
         }
     };

@@ -267,16 +267,26 @@ pub(crate) struct KindState<E> {
     observations: u64,
     /// Per resource, in [`Resources::iter`] order.
     resources: BTreeMap<ResourceName, Learned<E>>,
+    /// The learner's count of observations when this kind was last observed: the
+    /// kind observed longest ago is forgotten first. Zero in snapshots written before
+    /// kinds were counted.
+    #[serde(default)]
+    last_seen: u64,
 }
 
 impl<E> KindState<E> {
-    fn new() -> Self {
+    fn new(last_seen: u64) -> Self {
         KindState {
             observations: 0,
             resources: BTreeMap::new(),
+            last_seen,
         }
     }
 }
+
+/// How many task kinds a learning predictor keeps what it learned of, unless told
+/// otherwise: as many as the affinity table remembers.
+pub(crate) const DEFAULT_KIND_LIMIT: usize = 4096;
 
 /// A learning predictor's state: configurations and what was learned, per task kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -284,6 +294,14 @@ pub(crate) struct Learner<E: Estimator> {
     config: E::Config,
     kind_configs: BTreeMap<String, E::Config>,
     kinds: BTreeMap<String, KindState<E>>,
+    /// The most kinds kept: a host whose kinds never repeat (a step is of the kind of
+    /// its name, and names may carry ids) would otherwise grow the learner, and every
+    /// snapshot of it, by a kind per task, for ever.
+    limit: usize,
+    /// Each kind in `kinds`, by its `last_seen`: the first is forgotten first.
+    by_age: BTreeMap<u64, String>,
+    /// Observations counted so far.
+    clock: u64,
 }
 
 impl<E: Estimator> Default for Learner<E> {
@@ -292,6 +310,9 @@ impl<E: Estimator> Default for Learner<E> {
             config: E::Config::default(),
             kind_configs: BTreeMap::new(),
             kinds: BTreeMap::new(),
+            limit: DEFAULT_KIND_LIMIT,
+            by_age: BTreeMap::new(),
+            clock: 0,
         }
     }
 }
@@ -302,9 +323,46 @@ impl<E: Estimator> Learner<E> {
         config.validate()?;
         Ok(Learner {
             config,
-            kind_configs: BTreeMap::new(),
-            kinds: BTreeMap::new(),
+            ..Learner::default()
         })
+    }
+
+    /// The most kinds it keeps what it learned of.
+    pub(crate) fn kind_limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Keeps at most `limit` kinds (at least one), forgetting those observed
+    /// longest ago if it holds more.
+    pub(crate) fn set_kind_limit(&mut self, limit: usize) {
+        self.limit = limit.max(1);
+        self.forget_oldest_past(self.limit);
+    }
+
+    /// How many kinds it keeps what it learned of.
+    pub(crate) fn kinds(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// Forgets the kinds observed longest ago until at most `keep` are left.
+    fn forget_oldest_past(&mut self, keep: usize) {
+        while self.kinds.len() > keep {
+            let Some((_, kind)) = self.by_age.pop_first() else {
+                break;
+            };
+            self.kinds.remove(&kind);
+        }
+    }
+
+    /// Removes `kind`'s learned state; whether there was any.
+    fn remove_kind(&mut self, kind: &str) -> bool {
+        match self.kinds.remove(kind) {
+            Some(state) => {
+                self.by_age.remove(&state.last_seen);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The configuration of kinds without their own.
@@ -329,7 +387,7 @@ impl<E: Estimator> Learner<E> {
         let key = checked_kind(kind)?;
         config.validate()?;
         if !E::compatible(self.config_for(&key), &config) {
-            self.kinds.remove(&key);
+            self.remove_kind(&key);
         }
         self.kind_configs.insert(key, config);
         Ok(())
@@ -344,7 +402,7 @@ impl<E: Estimator> Learner<E> {
 
     /// Forgets what was learned about `kind`; whether there was anything.
     pub(crate) fn forget(&mut self, kind: &str) -> bool {
-        self.kinds.remove(&*kind_key(kind)).is_some()
+        self.remove_kind(&kind_key(kind))
     }
 
     /// The prediction for a task of `kind` that asked for `requested`.
@@ -380,11 +438,24 @@ impl<E: Estimator> Learner<E> {
     /// Learns from one finished task of `kind`.
     pub(crate) fn observe(&mut self, kind: &str, observation: &Observation) {
         let key = kind_key(kind);
-        let config = self.kind_configs.get(&*key).unwrap_or(&self.config);
-        if !self.kinds.contains_key(&*key) {
-            self.kinds
-                .insert(key.clone().into_owned(), KindState::new());
+        // Below 2^63 in any snapshot restored: it does not reach the end.
+        self.clock = self.clock.saturating_add(1);
+        let seen = self.clock;
+        match self.kinds.get_mut(&*key) {
+            Some(state) => {
+                if let Some(name) = self.by_age.remove(&state.last_seen) {
+                    self.by_age.insert(seen, name);
+                }
+                state.last_seen = seen;
+            }
+            None => {
+                self.forget_oldest_past(self.limit - 1);
+                self.kinds
+                    .insert(key.clone().into_owned(), KindState::new(seen));
+                self.by_age.insert(seen, key.clone().into_owned());
+            }
         }
+        let config = self.kind_configs.get(&*key).unwrap_or(&self.config);
         let Some(state) = self.kinds.get_mut(&*key) else {
             return;
         };
@@ -422,16 +493,51 @@ impl<E: Estimator> Learner<E> {
             config: self.config.clone(),
             kind_configs: self.kind_configs.clone(),
             kinds: self.kinds.clone(),
+            kind_limit: self.limit,
+            clock: self.clock,
         }
     }
 
-    /// The learner a checked snapshot describes.
+    /// The learner a checked snapshot describes. Kinds that share a `last_seen` (a
+    /// snapshot written before kinds were counted has them all at zero) are put in
+    /// an order, by name, and counted again; a snapshot holding more kinds than its
+    /// limit keeps those observed last.
     pub(crate) fn restore(data: SnapshotData<E>) -> Self {
-        Learner {
+        let mut learner = Learner {
             config: data.config,
             kind_configs: data.kind_configs,
             kinds: data.kinds,
+            limit: data.kind_limit.max(1),
+            by_age: BTreeMap::new(),
+            clock: data.clock,
+        };
+        for (kind, state) in &learner.kinds {
+            if learner
+                .by_age
+                .insert(state.last_seen, kind.clone())
+                .is_some()
+            {
+                learner.by_age.clear();
+                break;
+            }
         }
+        if learner.by_age.len() != learner.kinds.len() {
+            let mut order: Vec<(u64, String)> = (learner.kinds.iter())
+                .map(|(k, s)| (s.last_seen, k.clone()))
+                .collect();
+            order.sort();
+            for (seen, (_, kind)) in (1..).zip(order) {
+                if let Some(state) = learner.kinds.get_mut(&kind) {
+                    state.last_seen = seen;
+                }
+                learner.by_age.insert(seen, kind);
+            }
+            learner.clock = learner.kinds.len() as u64;
+        }
+        learner.clock = (learner.by_age.keys().next_back().copied())
+            .map_or(learner.clock, |last| learner.clock.max(last));
+        learner.forget_oldest_past(learner.limit);
+        learner
     }
 }
 
@@ -489,6 +595,17 @@ pub(crate) struct SnapshotData<E: Estimator> {
     kind_configs: BTreeMap<String, E::Config>,
     #[serde(default)]
     kinds: BTreeMap<String, KindState<E>>,
+    /// The most kinds kept (absent in snapshots written before there was a limit:
+    /// the default).
+    #[serde(default = "default_kind_limit")]
+    kind_limit: usize,
+    /// Observations counted so far.
+    #[serde(default)]
+    clock: u64,
+}
+
+fn default_kind_limit() -> usize {
+    DEFAULT_KIND_LIMIT
 }
 
 impl<E: Estimator> SnapshotData<E> {
@@ -501,6 +618,7 @@ impl<E: Estimator> SnapshotData<E> {
             ));
         }
         self.config.validate().map_err(|e| e.to_string())?;
+        crate::id::check_counter("clock", self.clock)?;
         for (kind, config) in &self.kind_configs {
             match checked_kind(kind) {
                 Ok(key) if key == *kind => {}
@@ -515,6 +633,7 @@ impl<E: Estimator> SnapshotData<E> {
             if kind_key(kind) != kind.as_str() {
                 return Err(format!("task kind {kind:?} is not normalized"));
             }
+            crate::id::check_counter("last_seen", state.last_seen)?;
             let config = self.kind_configs.get(kind).unwrap_or(&self.config);
             for (name, learned) in &state.resources {
                 learned

@@ -53,6 +53,18 @@ pub enum TaskError {
         /// The rule.
         rule: String,
     },
+    /// A rule's name or kind is not a label (more than
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or a control character in
+    /// it), or a keyword is longer than
+    /// [`MAX_KEYWORD_LEN`](crate::id::MAX_KEYWORD_LEN) bytes or holds a control
+    /// character.
+    #[error("analysis rule #{index}: {source}")]
+    InvalidText {
+        /// The rule's position in the table, from zero.
+        index: usize,
+        /// What is wrong, naming the text (its first 64 characters when it is long).
+        source: crate::id::NameError,
+    },
     /// No rule matched the task, and the rule set asks for at least one match.
     #[error("no analysis rule matched {task}")]
     NoRuleMatched {

@@ -240,10 +240,12 @@ impl<T: Serialize> Serialize for SortedList<T> {
 
 impl<'de, T: Deserialize<'de> + Ord + Clone> Deserialize<'de> for SortedList<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let items = Vec::<T>::deserialize(deserializer)?;
-        let mut list = SortedList::default();
-        list.extend(&items);
-        Ok(list)
+        // Sorted once: inserting the items one by one in order cost n² for a list
+        // read in descending order.
+        let mut items = Vec::<T>::deserialize(deserializer)?;
+        items.sort_unstable();
+        items.dedup();
+        Ok(SortedList((!items.is_empty()).then(|| Arc::from(items))))
     }
 }
 

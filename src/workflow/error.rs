@@ -42,7 +42,7 @@ pub enum WorkflowError {
     /// the coordinator.
     #[error("run id {run:?} is empty or only whitespace")]
     EmptyRunId {
-        /// The id given.
+        /// The id given (its first 64 characters when it is longer).
         run: String,
     },
     /// A workflow's name, a step's name or kind, or a run id is longer than
@@ -69,7 +69,7 @@ pub enum WorkflowError {
     UnknownDependency {
         /// The step that names the dependency.
         step: String,
-        /// The unknown name.
+        /// The unknown name (its first 64 characters when it is longer).
         dependency: String,
     },
     /// The dependencies form a cycle. Each step on `path` depends on the one before it,
@@ -93,7 +93,7 @@ pub enum WorkflowError {
         step: String,
         /// The step the input would come from.
         from: String,
-        /// The input's name.
+        /// The input's name (its first 64 characters when it is longer).
         input: String,
     },
     /// Two inputs of one step have the same name.
@@ -101,7 +101,7 @@ pub enum WorkflowError {
     DuplicateInput {
         /// The step.
         step: String,
-        /// The repeated input name.
+        /// The repeated input name (its first 64 characters when it is longer).
         input: String,
     },
     /// The workflow has more steps than a run can index.

@@ -71,13 +71,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use petgraph::algo::{DfsSpace, has_path_connecting, toposort};
+use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::id::{NameError, Role, check_claim, check_label};
+use crate::id::{NameError, Role, check_claim, check_label, excerpt};
 use retry::splitmix64;
 
 /// A handle to one step of one [`Workflow`]: its dense index. Cheap to copy and
@@ -368,7 +368,7 @@ fn distinct_requirements(specs: &[StepSpec]) -> (Vec<crate::task::Requirements>,
 /// coordinator, which would refuse it there.
 pub(crate) fn check_run_id(id: &str) -> Result<(), WorkflowError> {
     if id.trim().is_empty() {
-        return Err(WorkflowError::EmptyRunId { run: id.to_owned() });
+        return Err(WorkflowError::EmptyRunId { run: excerpt(id) });
     }
     check_label("run id", id).map_err(|source| WorkflowError::InvalidText { step: None, source })
 }
@@ -432,7 +432,7 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
             let Some(&d) = by_name.get(dep.as_str()) else {
                 return Err(WorkflowError::UnknownDependency {
                     step: spec.name().to_owned(),
-                    dependency: dep.clone(),
+                    dependency: excerpt(dep),
                 });
             };
             mine.push(d);
@@ -441,7 +441,7 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
             if !by_name.contains_key(input.from_step.as_str()) {
                 return Err(WorkflowError::UnknownDependency {
                     step: spec.name().to_owned(),
-                    dependency: input.from_step.clone(),
+                    dependency: excerpt(&input.from_step),
                 });
             }
         }
@@ -469,8 +469,9 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
 
     // Every walk here uses an explicit stack or queue, never recursion, so that a
     // definition as deep as memory allows is refused with an error rather than a
-    // stack overflow: petgraph's `toposort` and `has_path_connecting` are iterative
-    // depth-first searches, and `cycle_through` is breadth-first. (petgraph's
+    // stack overflow: petgraph's `toposort` is an iterative depth-first search, the
+    // inputs' ancestry below is walked with a stack, and `cycle_through` is
+    // breadth-first. (petgraph's
     // `tarjan_scc` recurses once per node on a path; do not bring it back.)
     let topo = match toposort(&graph, None) {
         Ok(order) => order.into_iter().map(|n| n.index() as u32).collect(),
@@ -484,30 +485,73 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
         }
     };
 
-    let mut space = DfsSpace::new(&graph);
-    for (i, spec) in specs.iter().enumerate() {
+    // Each input comes from an ancestor. Most come from a direct dependency; the
+    // others are grouped by the step they come from, and each such step's
+    // descendants are walked once, no further in topological order than the last
+    // step that takes from it: one search per input made a chain whose steps take
+    // from distant ancestors cost n² walks. The first input refused, in definition
+    // order, is the one reported.
+    let mut position = vec![0u32; n];
+    for (at, &node) in (0u32..).zip(&topo) {
+        position[node as usize] = at;
+    }
+    let mut refused: Option<(u32, usize)> = None;
+    let mut refuse = |at: (u32, usize)| {
+        refused = Some(refused.map_or(at, |r| r.min(at)));
+    };
+    let mut distant: Vec<(u32, u32, usize)> = Vec::new();
+    for (i, spec) in (0u32..).zip(&specs) {
         for (k, input) in spec.inputs().iter().enumerate() {
-            let from = by_name[input.from_step.as_str()] as usize;
-            // Most inputs come from a direct dependency: no search for those.
-            let ancestor = from != i
-                && (preds[i].binary_search(&(from as u32)).is_ok()
-                    || has_path_connecting(
-                        &graph,
-                        NodeIndex::new(from),
-                        NodeIndex::new(i),
-                        Some(&mut space),
-                    ));
-            if !ancestor {
-                return Err(WorkflowError::InputFromNonAncestor {
-                    step: spec.name().to_owned(),
-                    from: input.from_step.clone(),
-                    input: input.name.clone(),
-                });
+            let from = by_name[input.from_step.as_str()];
+            if from == i {
+                refuse((i, k));
+            } else if preds[i as usize].binary_search(&from).is_err() {
+                distant.push((from, i, k));
             }
-            if spec.inputs()[..k].iter().any(|o| o.name == input.name) {
+        }
+    }
+    distant.sort_unstable();
+    // `seen[x] == from`: `x` was reached from `from`.
+    let mut seen = vec![u32::MAX; n];
+    let mut stack = Vec::new();
+    for group in distant.chunk_by(|a, b| a.0 == b.0) {
+        let from = group[0].0;
+        let stop = (group.iter().map(|&(_, to, _)| position[to as usize]))
+            .max()
+            .unwrap_or(0);
+        stack.push(NodeIndex::new(from as usize));
+        while let Some(x) = stack.pop() {
+            for y in graph.neighbors_directed(x, petgraph::Direction::Outgoing) {
+                let at = y.index();
+                if seen[at] != from && position[at] <= stop {
+                    seen[at] = from;
+                    stack.push(y);
+                }
+            }
+        }
+        for &(_, to, k) in group {
+            if seen[to as usize] != from {
+                refuse((to, k));
+            }
+        }
+    }
+    if let Some((step, k)) = refused {
+        let spec = &specs[step as usize];
+        let input = &spec.inputs()[k];
+        return Err(WorkflowError::InputFromNonAncestor {
+            step: spec.name().to_owned(),
+            from: input.from_step.clone(),
+            input: excerpt(&input.name),
+        });
+    }
+    let mut input_names: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    for spec in &specs {
+        input_names.clear();
+        for input in spec.inputs() {
+            if !input_names.insert(input.name.as_str()) {
                 return Err(WorkflowError::DuplicateInput {
                     step: spec.name().to_owned(),
-                    input: input.name.clone(),
+                    input: excerpt(&input.name),
                 });
             }
         }

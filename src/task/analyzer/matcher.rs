@@ -173,14 +173,21 @@ impl Matcher {
         let mut m = Matcher::default();
         // First words in the order first seen, so that every list keeps table order.
         let mut firsts: Vec<(Token, Vec<u32>)> = Vec::new();
+        // Each first word's place in `firsts`: linear in the keywords, where a search
+        // of the list for each took n² for a table of many.
+        let mut place: std::collections::HashMap<Box<str>, usize> =
+            std::collections::HashMap::new();
         for (rule, compiled) in rules.iter().enumerate() {
             for (index, tokens) in compiled.keywords.iter().enumerate() {
                 let k = m.keywords.len() as u32;
                 let first = &tokens[0];
                 if first.anchor == Anchor::Exact {
-                    match firsts.iter_mut().find(|(t, _)| t.text == first.text) {
-                        Some((_, ks)) => ks.push(k),
-                        None => firsts.push((first.clone(), vec![k])),
+                    match place.get(&first.text) {
+                        Some(&at) => firsts[at].1.push(k),
+                        None => {
+                            place.insert(first.text.clone(), firsts.len());
+                            firsts.push((first.clone(), vec![k]));
+                        }
                     }
                 } else {
                     m.other_first.push(k);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::TaskError;
 use super::{Priority, Requirements, Task};
-use crate::id::{Capability, Role};
+use crate::id::{Capability, MAX_KEYWORD_LEN, Role, check_label, check_within};
 use crate::resource::Resources;
 use matcher::{AsciiTable, CompiledRule, Matcher, eq_lower};
 
@@ -600,8 +600,10 @@ impl RuleBasedAnalyzer {
     ///
     /// # Errors
     /// A [`TaskError`] naming the first offending rule (in table order): an empty or
-    /// repeated name, a rule with no keyword and no kind, a keyword with no word or a
-    /// misplaced `*`, an empty kind.
+    /// repeated name, a name or kind that is not a label or a keyword longer than
+    /// [`MAX_KEYWORD_LEN`](crate::id::MAX_KEYWORD_LEN) bytes
+    /// ([`TaskError::InvalidText`]), a rule with no keyword and no kind, a keyword
+    /// with no word or a misplaced `*`, an empty kind.
     pub fn new(rules: RuleSet) -> Result<Self, TaskError> {
         let mut names = BTreeSet::new();
         let mut compiled = Vec::with_capacity(rules.rules.len());
@@ -609,6 +611,19 @@ impl RuleBasedAnalyzer {
             if rule.name.trim().is_empty() {
                 return Err(TaskError::EmptyRuleName { index });
             }
+            // Checked before anything quotes them: every other error names the rule,
+            // and a keyword.
+            check_label("analysis rule name", &rule.name)
+                .and_then(|()| {
+                    (rule.keywords.iter())
+                        .try_for_each(|k| check_within("keyword", k, MAX_KEYWORD_LEN))
+                })
+                .and_then(|()| {
+                    rule.kinds
+                        .iter()
+                        .try_for_each(|k| check_label("rule kind", k))
+                })
+                .map_err(|source| TaskError::InvalidText { index, source })?;
             if !names.insert(rule.name.as_str()) {
                 return Err(TaskError::DuplicateRule {
                     rule: rule.name.clone(),
@@ -652,15 +667,16 @@ impl Default for RuleBasedAnalyzer {
 /// listing it, in table order, each with the index of its first listing.
 fn kind_table(kinds: &[Vec<Box<str>>]) -> AsciiTable<Box<[(u32, u32)]>> {
     let mut by_kind: Vec<(&str, Vec<(u32, u32)>)> = Vec::new();
+    // Each kind's place in `by_kind`: a table of many kinds is compiled in linear
+    // time, where a search of the list for each kind took n².
+    let mut place: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for (rule, kinds) in kinds.iter().enumerate() {
         for (i, kind) in kinds.iter().enumerate().filter(|(_, k)| k.is_ascii()) {
-            let rules = match by_kind.iter_mut().find(|(k, _)| k == &&**kind) {
-                Some((_, rules)) => rules,
-                None => {
-                    by_kind.push((kind, Vec::new()));
-                    &mut by_kind.last_mut().expect("just pushed").1
-                }
-            };
+            let at = *place.entry(&**kind).or_insert_with(|| {
+                by_kind.push((kind, Vec::new()));
+                by_kind.len() - 1
+            });
+            let rules = &mut by_kind[at].1;
             if rules.last().is_none_or(|&(r, _)| r != rule as u32) {
                 rules.push((rule as u32, i as u32));
             }
