@@ -978,3 +978,150 @@ fn a_run_resumed_over_an_older_coordinator_checkpoint_reuses_no_task_id() {
         assert_eq!(x_tasks[0], first);
     }
 }
+
+/// A run handed to `resume` holds its task ids from that moment: a new run started
+/// after it, and polled first, is not given the id of its interrupted attempt (an
+/// agent answering `recover` by task id would credit the old step with the new
+/// run's work).
+#[test]
+fn a_resumed_run_holds_its_task_ids_before_it_is_first_polled() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let role = Role::new("worker").unwrap();
+    let wf = Workflow::builder("one")
+        .step(StepSpec::new("a").with_role(role.clone()))
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let profile = AgentProfile::new(AgentId::new(1), "w1")
+        .with_role(role)
+        .with_max_tasks(2);
+    let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    c.register_agent(profile).unwrap();
+    let old = c.snapshot();
+    let saved: Arc<Mutex<Option<RunSnapshot>>> = Arc::default();
+    let sink = Arc::clone(&saved);
+    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+        .with_agent(Arc::new(Recording {
+            seen: Arc::clone(&seen),
+            hang: true,
+        }))
+        .with_observer(move |run: &Run, _: &[RunEvent]| {
+            *sink.lock() = Some(run.snapshot());
+        });
+    let mut x = ex.run(&wf, "x", 1);
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    assert!(std::pin::Pin::new(&mut x).poll(&mut cx).is_pending());
+    drop(x);
+    drop(ex);
+    drop(c);
+    // The coordinator's checkpoint is older than the run's: it never heard of x.
+    let c = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .restore(old)
+            .unwrap(),
+    );
+    let run = Run::restore(&wf, saved.lock().clone().unwrap()).unwrap();
+    let first = run.task(wf.step("a").unwrap()).expect("step a is bound");
+    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone())).with_agent(
+        Arc::new(Recording {
+            seen: Arc::clone(&seen),
+            hang: true,
+        }),
+    );
+    let mut x = ex.resume(run);
+    let mut y = ex.run(&wf, "y", 2);
+    assert!(std::pin::Pin::new(&mut y).poll(&mut cx).is_pending());
+    let y_task = (c.assignments().iter())
+        .find(|a| a.group.as_deref() == Some("y"))
+        .map(|a| a.task.id())
+        .expect("y runs");
+    assert!(y_task > first, "{y_task} after {first}");
+    assert!(std::pin::Pin::new(&mut x).poll(&mut cx).is_pending());
+    let ids: BTreeSet<concord::TaskId> = c.assignments().iter().map(|a| a.task.id()).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+}
+
+/// An agent that answers nothing when asked whether an interrupted attempt finished
+/// (its host gone for good, say) holds a resumed run no longer than the step's
+/// timeout: the attempt is then made again.
+#[test]
+fn an_agent_that_never_answers_recover_holds_a_resumed_run_only_as_long_as_the_step_timeout() {
+    #[derive(Debug)]
+    struct Mute {
+        seen: Arc<Mutex<Vec<(String, concord::TaskId)>>>,
+        hang: bool,
+    }
+    #[async_trait::async_trait]
+    impl Agent for Mute {
+        fn id(&self) -> AgentId {
+            AgentId::new(1)
+        }
+        async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+            self.seen
+                .lock()
+                .push((work.run().unwrap_or_default().to_owned(), work.task()));
+            if self.hang {
+                futures::future::pending::<()>().await;
+            }
+            Ok(WorkOutput::success())
+        }
+        async fn health(&self) -> Result<AgentHealth, AgentError> {
+            Ok(AgentHealth::new("1"))
+        }
+        async fn recover(&self, _: WorkItem) -> Result<Option<WorkOutput>, AgentError> {
+            futures::future::pending().await
+        }
+    }
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let role = Role::new("worker").unwrap();
+    let wf = Workflow::builder("one")
+        .step(
+            StepSpec::new("a")
+                .with_role(role.clone())
+                .with_timeout(Duration::from_secs(30)),
+        )
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    c.register_agent(AgentProfile::new(AgentId::new(1), "w1").with_role(role))
+        .unwrap();
+    let saved: Arc<Mutex<Option<RunSnapshot>>> = Arc::default();
+    let sink = Arc::clone(&saved);
+    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+        .with_agent(Arc::new(Mute {
+            seen: Arc::clone(&seen),
+            hang: true,
+        }))
+        .with_observer(move |run: &Run, _: &[RunEvent]| *sink.lock() = Some(run.snapshot()));
+    let mut x = ex.run(&wf, "x", 1);
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    assert!(std::pin::Pin::new(&mut x).poll(&mut cx).is_pending());
+    drop(x);
+    drop(ex);
+    let checkpoint = c.snapshot();
+    drop(c);
+    let c = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .restore(checkpoint)
+            .unwrap(),
+    );
+    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone())).with_agent(
+        Arc::new(Mute {
+            seen: Arc::clone(&seen),
+            hang: false,
+        }),
+    );
+    let start = c.now();
+    let run =
+        block_on(ex.resume(Run::restore(&wf, saved.lock().clone().unwrap()).unwrap())).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(c.now().duration_since(start), Duration::from_secs(30));
+    // Made again after the wait, under a new task id; the slot is free at the end.
+    let tasks: Vec<concord::TaskId> = seen.lock().iter().map(|(_, t)| *t).collect();
+    assert_eq!(tasks.len(), 2);
+    assert_ne!(tasks[0], tasks[1]);
+    assert!(c.assignments().is_empty());
+}

@@ -496,6 +496,13 @@ pub trait Agent: fmt::Debug + Send + Sync + 'static {
     /// without counting the interrupted one. The default says `None`: an agent that
     /// cannot tell has its work redone, which is right for idempotent work.
     ///
+    /// Work that is still going (a remote job the host's crash did not stop) should
+    /// be waited for here, and its output returned: `None` frees the agent's slot
+    /// and makes the attempt again at once, so the job would run twice, side by
+    /// side, past the agent's slots. The run waits for this answer before anything
+    /// else of it goes on, for as long as the step's timeout (an answer that does
+    /// not come by then counts as `None`), or without end for a step with none.
+    ///
     /// An error counts as `None`.
     async fn recover(&self, work: WorkItem) -> Result<Option<WorkOutput>, AgentError> {
         let _ = work;

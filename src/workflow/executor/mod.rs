@@ -573,7 +573,13 @@ impl Executor {
     /// [`run`](Self::run) holds, and this executor refuses to resume a run whose id
     /// is live in it (the run itself, still going, or another run under its id).
     /// Task ids go on above every id the coordinator was ever given
-    /// ([`Core::highest_task_id`](crate::coordinator::Core::highest_task_id)).
+    /// ([`Core::highest_task_id`](crate::coordinator::Core::highest_task_id)), and
+    /// above every id the run names from the moment `resume` is called, before the
+    /// future is first polled: with a coordinator checkpoint older than the run's
+    /// snapshot, those ids are the run's alone. So resume every run before starting
+    /// new ones on a restored coordinator: a run started and polled first may be
+    /// given an id the run's snapshot names, and an agent that answers
+    /// [`Agent::recover`] by task id would credit the old step with the new work.
     ///
     /// # Errors
     /// As [`run`](Self::run): [`ExecutorError::RunInProgress`] if a run with the
@@ -582,7 +588,10 @@ impl Executor {
     /// changed nothing).
     pub fn resume(&self, run: Run) -> RunFuture<'_> {
         match self.admit(run.id()) {
-            Ok(live) => self.drive_future(run, true, live),
+            Ok(live) => {
+                self.reserve_ids_of(&run);
+                self.drive_future(run, true, live)
+            }
             Err(e) => RunFuture::refused(e),
         }
     }
@@ -616,7 +625,10 @@ impl Executor {
     /// As [`resume`](Self::resume).
     pub fn resume_owned(self: Arc<Self>, run: Run) -> RunFuture<'static> {
         match self.admit(run.id()) {
-            Ok(live) => self.drive_owned(run, true, live),
+            Ok(live) => {
+                self.reserve_ids_of(&run);
+                self.drive_owned(run, true, live)
+            }
             Err(e) => RunFuture::refused(e),
         }
     }

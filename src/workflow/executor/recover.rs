@@ -19,6 +19,16 @@ use super::dispatch::work_item;
 use super::{Books, Done, Executor, ExecutorError, settled};
 
 impl Executor {
+    /// Moves this executor's task ids above every id `run` names, when the run is
+    /// handed in rather than when it is first polled: a run started beside it and
+    /// polled first would otherwise be given the id of its interrupted attempt.
+    pub(super) fn reserve_ids_of(&self, run: &Run) {
+        let named = (run.workflow().steps()).filter_map(|(step, _)| run.task(step));
+        if let Some(above) = named.map(|id| id.get().saturating_add(1)).max() {
+            self.next_task.fetch_max(above, Ordering::SeqCst);
+        }
+    }
+
     /// Reconciles a restored run with the coordinator (see [`resume`](Self::resume)).
     pub(super) async fn recover<'s>(
         &'s self,
@@ -68,10 +78,23 @@ impl Executor {
             let mut answer = None;
             if let (Some(task), Some(transport)) = (task, self.agents.get(&agent)) {
                 let work = work_item(run, group, step, task, attempt, None)?;
-                let asked = std::panic::AssertUnwindSafe(transport.recover(work))
-                    .catch_unwind()
-                    .await;
-                answer = asked.ok().and_then(Result::ok).flatten();
+                let asked = std::panic::AssertUnwindSafe(transport.recover(work)).catch_unwind();
+                // Within the step's timeout, as an attempt is: an agent that never
+                // answers would otherwise hold the run, and its slot, for good.
+                let asked = match run.timeout(step) {
+                    Some(after) => {
+                        let sleep = self.timer.sleep_until(self.now() + after);
+                        match futures::future::select(asked, sleep).await {
+                            futures::future::Either::Left((r, _)) => r.ok(),
+                            futures::future::Either::Right(_) => {
+                                tracing::warn!(workflow.run = run.id(), step = ?run.name(step), ?after, "agent did not answer recover in time; the attempt is made again");
+                                None
+                            }
+                        }
+                    }
+                    None => asked.await.ok(),
+                };
+                answer = asked.and_then(Result::ok).flatten();
             }
             let now = self.now();
             // The task the step names is ended or released only if the coordinator
