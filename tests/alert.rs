@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use concord::alert::{
     Action, Alert, AlertChange, AlertConfig, AlertError, AlertManager, AlertManagerSnapshot,
-    AlertTemplate, CascadeRule, EscalationStep, Fingerprint, Fired, InhibitRule, Matcher,
-    Notification, NotificationKind, ResponseDeadlines, Retention, Route, Severity, SuppressReason,
-    alerts_from_event, names,
+    AlertTemplate, CascadeRule, EscalationStep, Fingerprint, Fired, InhibitRule, MAX_ROUTE_DEPTH,
+    Matcher, Notification, NotificationKind, ResponseDeadlines, Retention, Route, Severity,
+    SuppressReason, alerts_from_event, names,
 };
 use concord::coordinator::{Coordinator, Event};
 use concord::{
@@ -768,6 +768,42 @@ fn configuration_errors_name_the_bad_value() {
     let config: AlertConfig = serde_json::from_str(json).unwrap();
     assert!(config.validate().is_ok());
     assert_eq!(config.deadlines(), &ResponseDeadlines::default());
+}
+
+/// Guards against the derived, recursive drop of a route tree: one built through the
+/// API 100,000 deep overflowed the stack (an abort) when dropped.
+#[test]
+fn a_route_tree_of_any_depth_drops_and_one_too_deep_is_refused() {
+    let deep = || {
+        let mut route = Route::new();
+        for _ in 0..100_000 {
+            route = Route::new().with_route(route);
+        }
+        AlertConfig::default().with_route(
+            Route::new()
+                .with_receiver("system_administrator")
+                .with_route(route),
+        )
+    };
+    let refused = std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            let config = deep();
+            let refused = AlertManager::new(config).unwrap_err();
+            drop(deep());
+            refused
+        })
+        .unwrap()
+        .join()
+        .expect("dropped without overflowing the stack");
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "`route{}…` is {} routes below the root; at most {MAX_ROUTE_DEPTH} may be",
+            ".routes[0]".repeat(6).chars().take(59).collect::<String>(),
+            MAX_ROUTE_DEPTH + 1
+        )
+    );
 }
 
 // ---- refused operations ----

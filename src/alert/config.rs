@@ -2,14 +2,15 @@
 //! and cascade rules, response deadlines and history retention, as serde data with the
 //! operating procedures' defaults; and the compiled form the manager routes with.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::matcher::all_match;
-use super::model::{check_alert_name, check_label_name, write_labels};
+use super::model::{check_alert_name, check_label_name, shorten, write_labels};
 use super::names;
 use super::{Alert, AlertError, Fingerprint, GroupKey, Matcher, ResponseDeadlines, Severity};
 use crate::clock::Timestamp;
@@ -24,6 +25,16 @@ pub const DEFAULT_RECEIVERS: [&str; 4] = [
     "development_team",
     "business_stakeholders",
 ];
+
+/// The deepest a [`Route`] may sit in a valid configuration: the number of routes
+/// above it, the root's being 0. [`AlertConfig::validate`] refuses a tree with a route
+/// deeper than this ([`AlertError::RouteTooDeep`]).
+///
+/// Alertmanager trees are a few levels deep; the limit leaves room for generated ones
+/// while keeping small what the manager does per alert (walking down the tree, naming
+/// the route in a group key), and keeps out of the manager a tree so deep that
+/// copying, comparing or printing it, which recurse, could overflow the stack.
+pub const MAX_ROUTE_DEPTH: usize = 64;
 
 /// The root route's group wait when it sets none: Alertmanager's default.
 const ROOT_GROUP_WAIT: Duration = Duration::from_secs(30);
@@ -91,6 +102,15 @@ impl EscalationStep {
 /// assert_eq!(root.routes().len(), 1);
 /// # Ok::<(), concord::alert::AlertError>(())
 /// ```
+///
+/// # Depth
+/// A valid configuration nests routes at most [`MAX_ROUTE_DEPTH`] deep:
+/// [`AlertConfig::validate`] refuses a deeper tree, looking no further down than the
+/// limit. A deeper tree can still be built with [`with_route`](Self::with_route), and
+/// dropped whatever its depth. Cloning, comparing, printing (`Debug`), serializing and
+/// deserializing one recurse, a stack frame per level, so a tree thousands of levels
+/// deep can overflow the stack there (serde_json refuses input nested more than 128
+/// levels): validate a tree a program built before doing any of those with it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
@@ -180,6 +200,19 @@ impl Route {
     /// The child routes, in the order they are tried.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+}
+
+/// Drops the tree a level at a time: the derived drop would recurse once per level,
+/// and a tree built through the API may be deep enough to overflow the stack (an
+/// abort, which no caller can catch).
+impl Drop for Route {
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.routes);
+        while let Some(mut route) = pending.pop() {
+            // Its children move up here, so it drops with none of its own.
+            pending.append(&mut route.routes);
+        }
     }
 }
 
@@ -626,7 +659,8 @@ impl AlertConfig {
     }
 
     /// Checks the configuration: receivers named and declared once; the root route
-    /// with a receiver and no matchers; every route's and escalation step's receiver
+    /// with a receiver and no matchers; routes nested at most [`MAX_ROUTE_DEPTH`]
+    /// deep (the tree is walked no deeper); every route's and escalation step's receiver
     /// declared; acknowledgement timeouts, escalation delays, cascade windows and the
     /// history's age longer than zero; label names valid; deadlines in order; rules
     /// with matchers on both sides; thresholds and the history's size at least 1.
@@ -641,10 +675,10 @@ impl AlertConfig {
 
     /// Validates, and flattens the route tree into the form the manager routes with.
     pub(crate) fn compile(&self) -> Result<Router, AlertError> {
-        let mut declared = BTreeSet::new();
+        let mut declared = BTreeMap::new();
         for r in &self.receivers {
             check_alert_name("receiver", r)?;
-            if !declared.insert(r.as_str()) {
+            if declared.insert(r.as_str(), Arc::from(r.as_str())).is_some() {
                 return Err(AlertError::DuplicateReceiver {
                     receiver: r.clone(),
                 });
@@ -707,18 +741,25 @@ impl AlertConfig {
     }
 }
 
-/// A route with its inherited settings filled in.
+/// A route with its inherited settings filled in. What a route inherits is shared with
+/// the route that set it, not copied: a chain or a `group_by` list set once near the
+/// root and inherited by many routes is held once, so the compiled tree grows with the
+/// configuration's size, not with its size times its fan-out.
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
-    /// `route`, `route.routes[1]`, ...: for error messages and group keys.
-    pub(crate) path: Arc<str>,
+    /// Its parent's index (none for the root) and its place among the parent's
+    /// children: what its path (`route.routes[1]`, ...) is written from, for error
+    /// messages and group keys. Kept instead of the path itself, whose length grows
+    /// with the depth.
+    pub(crate) parent: Option<usize>,
+    pub(crate) slot: usize,
     pub(crate) matchers: Vec<Matcher>,
     pub(crate) children: Vec<usize>,
-    pub(crate) receiver: String,
-    pub(crate) group_by: Vec<String>,
+    pub(crate) receiver: Arc<str>,
+    pub(crate) group_by: Arc<[String]>,
     pub(crate) group_wait: Duration,
     pub(crate) ack_timeout: Duration,
-    pub(crate) escalation: Vec<EscalationStep>,
+    pub(crate) escalation: Arc<[EscalationStep]>,
 }
 
 impl Node {
@@ -742,41 +783,67 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    /// Flattens and checks the tree rooted at `root`, iteratively (a tree deep enough to
-    /// overflow the stack is refused by nothing but memory).
-    fn compile(root: &Route, declared: &BTreeSet<&str>) -> Result<Router, AlertError> {
-        let path = "route".to_owned();
+    /// Flattens and checks the tree rooted at `root`, iteratively, and no deeper than
+    /// [`MAX_ROUTE_DEPTH`]. `declared` maps each declared receiver to the one copy of
+    /// its name that every route paging it shares.
+    fn compile(root: &Route, declared: &BTreeMap<&str, Arc<str>>) -> Result<Router, AlertError> {
         if root.receiver.is_none() {
-            return Err(AlertError::MissingReceiver { route: path });
+            return Err(AlertError::MissingReceiver {
+                route: "route".to_owned(),
+            });
         }
         if !root.matchers.is_empty() {
             return Err(AlertError::InvalidRule {
-                rule: path,
+                rule: "route".to_owned(),
                 reason: "the root route takes every alert: it has no matchers",
             });
         }
         let mut nodes: Vec<Node> = Vec::new();
-        // (route, its path, its parent's index)
-        let mut stack: Vec<(&Route, String, Option<usize>)> = vec![(root, path, None)];
-        while let Some((route, path, parent)) = stack.pop() {
-            let inherited = parent.map(|p| &nodes[p]);
-            let receiver = match (&route.receiver, inherited) {
-                (Some(r), _) => r.clone(),
-                (None, Some(p)) => p.receiver.clone(),
-                (None, None) => return Err(AlertError::MissingReceiver { route: path }),
-            };
-            if !declared.contains(receiver.as_str()) {
-                return Err(AlertError::UnknownReceiver {
-                    route: path,
-                    receiver,
+        // (route, its parent's index, its place among the parent's children, its depth)
+        let mut stack: Vec<(&Route, Option<usize>, usize, usize)> = vec![(root, None, 0, 0)];
+        while let Some((route, parent, slot, depth)) = stack.pop() {
+            // Paths are written only for errors, from the parent links.
+            let path = |nodes: &[Node]| path_of(nodes, parent, slot);
+            if depth > MAX_ROUTE_DEPTH {
+                // Its start names the branch; the depth says the rest.
+                let mut route = path(&nodes);
+                if route.len() > 64 {
+                    route.truncate(64); // the path is ASCII
+                    route.push('…');
+                }
+                return Err(AlertError::RouteTooDeep {
+                    route,
+                    depth,
+                    max: MAX_ROUTE_DEPTH,
                 });
             }
-            let group_by = match (&route.group_by, inherited) {
-                (Some(g), _) => g.clone(),
-                (None, Some(p)) => p.group_by.clone(),
-                (None, None) => vec![names::ALERTNAME.to_owned()],
+            let inherited = parent.map(|p| &nodes[p]);
+            let receiver = match (&route.receiver, inherited) {
+                (Some(r), _) => match declared.get(r.as_str()) {
+                    Some(r) => Arc::clone(r),
+                    None => {
+                        return Err(AlertError::UnknownReceiver {
+                            route: path(&nodes),
+                            receiver: shorten(r),
+                        });
+                    }
+                },
+                (None, Some(p)) => Arc::clone(&p.receiver),
+                (None, None) => {
+                    return Err(AlertError::MissingReceiver {
+                        route: path(&nodes),
+                    });
+                }
             };
-            group_by.iter().try_for_each(|l| check_label_name(l))?;
+            // A setting is checked where it is set; those inherited were checked there.
+            let group_by: Arc<[String]> = match (&route.group_by, inherited) {
+                (Some(g), _) => {
+                    g.iter().try_for_each(|l| check_label_name(l))?;
+                    g.as_slice().into()
+                }
+                (None, Some(p)) => Arc::clone(&p.group_by),
+                (None, None) => Arc::new([names::ALERTNAME.to_owned()]),
+            };
             let group_wait = route
                 .group_wait
                 .or(inherited.map(|p| p.group_wait))
@@ -787,38 +854,40 @@ impl Router {
                 .unwrap_or(ROOT_ACK_TIMEOUT);
             if ack_timeout.is_zero() {
                 return Err(AlertError::ZeroDuration {
-                    field: format!("{path}.ack_timeout"),
+                    field: format!("{}.ack_timeout", path(&nodes)),
                 });
             }
-            let escalation = match (&route.escalation, inherited) {
-                (Some(e), _) => e.clone(),
-                (None, Some(p)) => p.escalation.clone(),
-                (None, None) => Vec::new(),
+            let escalation: Arc<[EscalationStep]> = match (&route.escalation, inherited) {
+                (Some(e), _) => {
+                    for (i, step) in e.iter().enumerate() {
+                        if !declared.contains_key(step.receiver.as_str()) {
+                            return Err(AlertError::UnknownReceiver {
+                                route: format!("{}.escalation[{i}]", path(&nodes)),
+                                receiver: shorten(&step.receiver),
+                            });
+                        }
+                        if step.after.is_zero() {
+                            return Err(AlertError::ZeroDuration {
+                                field: format!("{}.escalation[{i}].after", path(&nodes)),
+                            });
+                        }
+                    }
+                    e.as_slice().into()
+                }
+                (None, Some(p)) => Arc::clone(&p.escalation),
+                (None, None) => Arc::new([]),
             };
-            for (i, step) in escalation.iter().enumerate() {
-                let at = format!("{path}.escalation[{i}]");
-                if !declared.contains(step.receiver.as_str()) {
-                    return Err(AlertError::UnknownReceiver {
-                        route: at,
-                        receiver: step.receiver.clone(),
-                    });
-                }
-                if step.after.is_zero() {
-                    return Err(AlertError::ZeroDuration {
-                        field: format!("{at}.after"),
-                    });
-                }
-            }
             let index = nodes.len();
             if let Some(p) = parent {
                 nodes[p].children.push(index);
             }
             // Children pushed in reverse, so they are numbered (and tried) in order.
             for (i, child) in route.routes.iter().enumerate().rev() {
-                stack.push((child, format!("{path}.routes[{i}]"), Some(index)));
+                stack.push((child, Some(index), i, depth + 1));
             }
             nodes.push(Node {
-                path: path.into(),
+                parent,
+                slot,
                 matchers: route.matchers.clone(),
                 children: Vec::new(),
                 receiver,
@@ -829,6 +898,12 @@ impl Router {
             });
         }
         Ok(Router { nodes })
+    }
+
+    /// The path of node `index`: `route`, `route.routes[1]`, ...
+    pub(crate) fn path(&self, index: usize) -> String {
+        let node = &self.nodes[index];
+        path_of(&self.nodes, node.parent, node.slot)
     }
 
     /// The index of the node that routes `alert`.
@@ -848,7 +923,7 @@ impl Router {
     /// `group_by` labels.
     pub(crate) fn group_key(&self, route: usize, alert: &Alert) -> GroupKey {
         let node = &self.nodes[route];
-        let mut key = node.path.to_string();
+        let mut key = self.path(route);
         // Writing to a String cannot fail.
         let _ = write_labels(
             &mut key,
@@ -856,6 +931,23 @@ impl Router {
         );
         GroupKey::new(key)
     }
+}
+
+/// The path of the route at place `slot` under node `parent` (the root for none),
+/// written from the parent links.
+fn path_of(nodes: &[Node], parent: Option<usize>, slot: usize) -> String {
+    let mut slots = Vec::new();
+    let mut at = parent.map(|p| (p, slot));
+    while let Some((p, slot)) = at {
+        slots.push(slot);
+        at = nodes[p].parent.map(|pp| (pp, nodes[p].slot));
+    }
+    let mut path = "route".to_owned();
+    for slot in slots.iter().rev() {
+        // Writing to a String cannot fail.
+        let _ = write!(path, ".routes[{slot}]");
+    }
+    path
 }
 
 #[cfg(test)]
@@ -869,7 +961,7 @@ mod tests {
     #[test]
     fn the_default_tree_routes_by_name_then_severity() {
         let router = AlertConfig::default().compile().unwrap();
-        let receiver = |a: &Alert| router.nodes[router.route(a)].receiver.clone();
+        let receiver = |a: &Alert| router.nodes[router.route(a)].receiver.to_string();
         assert_eq!(
             receiver(&alert(names::SECURITY_BREACH, Severity::Critical)),
             "security_team"
@@ -882,8 +974,8 @@ mod tests {
         assert_eq!(medium, 0);
         assert_eq!(router.nodes[medium].group_wait, ROOT_GROUP_WAIT);
         let critical = router.route(&alert(names::MEMORY_CORRUPTION, Severity::Critical));
-        assert_eq!(&*router.nodes[critical].path, "route.routes[1]");
-        assert_eq!(router.nodes[critical].group_by, ["alertname"]); // inherited
+        assert_eq!(router.path(critical), "route.routes[1]");
+        assert_eq!(*router.nodes[critical].group_by, ["alertname"]); // inherited
         assert_eq!(
             router
                 .group_key(critical, &alert("x", Severity::Critical))
@@ -907,7 +999,7 @@ mod tests {
             .with_receivers(["a", "b", "c"])
             .with_route(route);
         let router = config.compile().unwrap();
-        let paths: Vec<&str> = router.nodes.iter().map(|n| &*n.path).collect();
+        let paths: Vec<String> = (0..router.nodes.len()).map(|i| router.path(i)).collect();
         assert_eq!(
             paths,
             [
@@ -920,9 +1012,113 @@ mod tests {
         let prod = alert("a", Severity::Low)
             .with_label("team", "x")
             .with_label("env", "prod");
-        assert_eq!(router.nodes[router.route(&prod)].receiver, "b");
+        assert_eq!(&*router.nodes[router.route(&prod)].receiver, "b");
         // The first matching child wins, even when its own children do not match.
         let dev = alert("a", Severity::Low).with_label("team", "x");
-        assert_eq!(router.nodes[router.route(&dev)].receiver, "a");
+        assert_eq!(&*router.nodes[router.route(&dev)].receiver, "a");
+    }
+
+    /// A route `depth` levels below a root that pages `system_administrator`.
+    fn chain(depth: usize) -> Route {
+        let mut route = Route::new();
+        for _ in 1..depth {
+            route = Route::new().with_route(route);
+        }
+        Route::new()
+            .with_receiver("system_administrator")
+            .with_route(route)
+    }
+
+    /// Guards against compiling a tree of any depth: one 100,000 deep was walked
+    /// whole, with a path per route as long as its depth (quadratic memory), and a
+    /// manager holding it could be cloned or printed only by recursing that deep.
+    #[test]
+    fn a_route_deeper_than_the_limit_is_refused_naming_where() {
+        let config = AlertConfig::default().with_route(chain(MAX_ROUTE_DEPTH));
+        let router = config.compile().unwrap();
+        let deepest = router.nodes.len() - 1;
+        assert_eq!(
+            router.path(deepest),
+            format!("route{}", ".routes[0]".repeat(MAX_ROUTE_DEPTH))
+        );
+
+        for depth in [MAX_ROUTE_DEPTH + 1, 100_000] {
+            let config = AlertConfig::default().with_route(chain(depth));
+            let err = config.validate().unwrap_err();
+            let AlertError::RouteTooDeep { route, depth, max } = &err else {
+                panic!("{err}");
+            };
+            assert_eq!((*depth, *max), (MAX_ROUTE_DEPTH + 1, MAX_ROUTE_DEPTH));
+            assert!(route.starts_with("route.routes[0].routes[0]"), "{route}");
+            assert!(route.chars().count() <= 65, "{route}");
+            assert!(
+                err.to_string().contains("65 routes below the root"),
+                "{err}"
+            );
+        }
+    }
+
+    /// Guards against copying inherited settings into every route: a 4,000-step
+    /// chain inherited by 4,000 routes was 16 million steps (855 MB from 187 KB).
+    #[test]
+    fn inherited_settings_are_shared_not_copied() {
+        let steps = vec![EscalationStep::new("development_team", Duration::from_secs(1)); 1000];
+        let mut root = Route::new()
+            .with_receiver("system_administrator")
+            .with_group_by(["alertname", "agent"])
+            .with_escalation(steps);
+        for _ in 0..1000 {
+            root = root.with_route(Route::new().with_route(Route::new()));
+        }
+        let router = AlertConfig::default().with_route(root).compile().unwrap();
+        assert_eq!(router.nodes.len(), 2001);
+        let root = &router.nodes[0];
+        for node in &router.nodes {
+            assert!(Arc::ptr_eq(&node.escalation, &root.escalation));
+            assert!(Arc::ptr_eq(&node.group_by, &root.group_by));
+            assert!(Arc::ptr_eq(&node.receiver, &root.receiver));
+        }
+        assert_eq!(router.path(2000), "route.routes[999].routes[0]");
+    }
+
+    /// A route's own settings are checked where it sets them, and names that do not
+    /// fit an error are cut.
+    #[test]
+    fn own_settings_are_checked_and_long_receivers_cut() {
+        let long = "p".repeat(1 << 20);
+        let config = AlertConfig::default().with_route(
+            Route::new()
+                .with_receiver("system_administrator")
+                .with_route(Route::new().with_route(Route::new().with_receiver(long.clone())))
+                .with_route(
+                    Route::new()
+                        .with_escalation(vec![EscalationStep::new(long, Duration::from_secs(1))]),
+                ),
+        );
+        let err = config.validate().unwrap_err();
+        assert_eq!(
+            err,
+            AlertError::UnknownReceiver {
+                route: "route.routes[0].routes[0]".to_owned(),
+                receiver: "p".repeat(64),
+            }
+        );
+        let mut routes = config.route().routes().to_vec();
+        routes.remove(0);
+        let mut root = Route::new().with_receiver("system_administrator");
+        for r in routes {
+            root = root.with_route(r);
+        }
+        let err = AlertConfig::default()
+            .with_route(root)
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            AlertError::UnknownReceiver {
+                route: "route.routes[0].escalation[0]".to_owned(),
+                receiver: "p".repeat(64),
+            }
+        );
     }
 }

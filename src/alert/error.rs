@@ -16,7 +16,7 @@ pub enum AlertError {
     UnknownReceiver {
         /// Where: `route.routes[1]`, `route.escalation[0]`, ...
         route: String,
-        /// The offending receiver.
+        /// The offending receiver (its first 64 characters, when longer).
         receiver: String,
     },
     /// A receiver is declared twice.
@@ -88,6 +88,18 @@ pub enum AlertError {
         rule: String,
         /// What is wrong.
         reason: &'static str,
+    },
+    /// A route sits deeper in the tree than
+    /// [`MAX_ROUTE_DEPTH`](super::MAX_ROUTE_DEPTH) allows.
+    #[error("`{route}` is {depth} routes below the root; at most {max} may be")]
+    RouteTooDeep {
+        /// Where: the path of the first route found too deep (its first 64
+        /// characters and `…`, when longer).
+        route: String,
+        /// How many routes are above it.
+        depth: usize,
+        /// The most allowed.
+        max: usize,
     },
     /// No firing alert has this fingerprint.
     #[error("no firing alert has fingerprint {fingerprint}")]

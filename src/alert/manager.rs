@@ -866,7 +866,7 @@ impl AlertManager {
             Action::FirstPage => {
                 tracing::info!(alert.fingerprint = %fp, receiver = %node.receiver, "page");
                 let key = Key::Page {
-                    receiver: node.receiver.clone(),
+                    receiver: node.receiver.to_string(),
                     group,
                 };
                 out.add(key, alert);
@@ -874,7 +874,7 @@ impl AlertManager {
                     first_at: t,
                     last_at: t,
                     level: 0,
-                    receivers: vec![node.receiver.clone()],
+                    receivers: vec![node.receiver.to_string()],
                 });
                 record.deadline_at = Some(t + self.config.deadlines().get(record.alert.severity()));
             }
