@@ -596,6 +596,57 @@ fn inhibition_needs_the_equal_labels_to_agree() {
     );
 }
 
+/// Guards against recounting the firing alerts per resolution: resolving 8,000
+/// agent failures while their cascade alerts fired took 1.3 s, quadratic in them (this
+/// many took minutes).
+#[test]
+fn resolving_every_alert_of_a_cascade_is_linear() {
+    let mut m = manager(AlertConfig::default());
+    let n = 20_000;
+    for i in 0..n {
+        let failure = Alert::new(names::AGENT_FAILURE, Severity::Medium, t0())
+            .with_label("agent", format!("agent#{i}"));
+        m.fire(failure, t0()).unwrap();
+    }
+    assert_eq!(m.firing().len(), n + 2); // and the two cascade alerts
+    let resolved = m.resolve_matching(&[matcher("alertname=agent_failure")], t0() + SEC);
+    assert_eq!(resolved.len(), n);
+    assert_eq!(m.firing().len(), 0, "the cascade alerts resolve with them");
+}
+
+/// Guards against recounting the firing alerts per alert fired: alerts that a cascade
+/// rule counts, firing too far apart to reach its threshold, each counted all those
+/// still firing (quadratic; this many took seconds).
+#[test]
+fn alerts_a_cascade_counts_firing_outside_its_window_fire_in_linear_time() {
+    // Several matchers, as a real rule may have: the old count tried each on every
+    // firing alert.
+    let mut counts = vec![matcher("alertname=disk")];
+    counts.extend((0..7).map(|i| matcher(&format!("l{i}!=x"))));
+    let rule = CascadeRule::new(
+        counts,
+        3,
+        MIN,
+        AlertTemplate::new("outage", Severity::Critical, "disks failing together"),
+    );
+    // Nothing pages while they fire: the test times the counting, not the paging.
+    let route = Route::new()
+        .with_receiver("oncall")
+        .with_group_wait(Duration::from_secs(100 * 24 * 3600));
+    let mut m = manager(plain().with_route(route).with_cascades(vec![rule]));
+    let n = 20_000u32;
+    let mut t = t0();
+    for i in 0..n {
+        t = t + 31 * SEC; // two within the window, never three
+        m.fire(alert("disk", Severity::Low, &format!("h{i}")), t)
+            .unwrap();
+    }
+    assert_eq!(m.firing().len(), n as usize);
+    m.fire(alert("disk", Severity::Low, "last"), t).unwrap();
+    let outage = AlertTemplate::new("outage", Severity::Critical, "").fingerprint();
+    assert!(m.alert(outage).is_some(), "three within the window fire it");
+}
+
 // ---- resolution ----
 
 #[test]

@@ -101,6 +101,42 @@ pub(super) struct Entry {
     pub(super) group: GroupKey,
 }
 
+/// What a [`CascadeRule`](super::CascadeRule) counts among the firing alerts, kept in
+/// step as alerts start and stop firing, so that neither firing nor resolving an alert
+/// counts them all again (resolving every alert of a cascade one by one would be
+/// quadratic).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Tally {
+    /// How many firing alerts the rule counts: below its threshold, the alert it fired
+    /// resolves.
+    firing: usize,
+    /// Those of them not yet known to have started before the rule's window, by start.
+    /// The manager's clock never goes back, so an alert once out of the window stays
+    /// out, and is dropped from here when the rule next looks.
+    recent: BTreeSet<(Timestamp, Fingerprint)>,
+}
+
+impl Tally {
+    fn add(&mut self, fp: Fingerprint, started_at: Timestamp) {
+        self.firing += 1;
+        self.recent.insert((started_at, fp));
+    }
+
+    fn remove(&mut self, fp: Fingerprint, started_at: Timestamp) {
+        self.firing = self.firing.saturating_sub(1);
+        self.recent.remove(&(started_at, fp));
+    }
+
+    /// How many of the counted alerts started at `since` or later; `since` never goes
+    /// back from one call to the next.
+    fn started_since(&mut self, since: Timestamp) -> usize {
+        while self.recent.first().is_some_and(|&(t, _)| t < since) {
+            self.recent.pop_first();
+        }
+        self.recent.len()
+    }
+}
+
 /// A group waiting to page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Batch {
@@ -220,8 +256,9 @@ impl Outgoing {
 /// With `n` firing alerts, `s` active silences and `r` inhibition rules: `fire`,
 /// `acknowledge` and each due action cost `O(log n)` plus `O(s + r·k)` to check for
 /// silences and inhibitors (`k` the firing sources of a rule that targets the alert);
-/// a cascade rule that counts the alert fired or resolved adds `O(n)`. `poll_timeout`
-/// is `O(log n)`.
+/// a cascade rule that counts the alert fired or resolved adds `O(log n)` (amortized:
+/// the alerts that leave its window are dropped from its count as they leave).
+/// `poll_timeout` is `O(log n)`.
 ///
 /// The manager is deterministic: the same calls with the same times give the same
 /// notifications, bit for bit, so a host may journal its calls and replay them over a
@@ -260,6 +297,8 @@ pub struct AlertManager {
     pub(super) router: Router,
     /// The fingerprint each cascade rule fires, by rule.
     pub(super) cascade_alerts: Vec<Fingerprint>,
+    /// What each cascade rule counts, by rule.
+    pub(super) tallies: Vec<Tally>,
     /// The latest time seen.
     pub(super) now: Timestamp,
     pub(super) alerts: BTreeMap<Fingerprint, Entry>,
@@ -297,6 +336,7 @@ impl AlertManager {
                 .iter()
                 .map(|c| c.fires().fingerprint())
                 .collect(),
+            tallies: vec![Tally::default(); config.cascades().len()],
             sources: vec![BTreeSet::new(); config.inhibit_rules().len()],
             config,
             router,
@@ -656,6 +696,7 @@ impl AlertManager {
         }
         tracing::debug!(alert.fingerprint = %fp, alert.name = alert.name(), %group, %page_at, "alert firing");
         self.timers.insert((page_at, Timer::Alert(fp)));
+        self.count_in(fp, &alert, now);
         let record = AlertRecord {
             alert,
             started_at: now,
@@ -691,14 +732,7 @@ impl AlertManager {
             if self.alerts.contains_key(&target) || !all_match(rule.counts(), &alert) {
                 continue;
             }
-            let since = now.saturating_sub(rule.window());
-            let n = self
-                .alerts
-                .values()
-                .filter(|e| {
-                    e.record.started_at >= since && all_match(rule.counts(), &e.record.alert)
-                })
-                .count();
+            let n = self.tallies[i].started_since(now.saturating_sub(rule.window()));
             if n < rule.threshold() as usize {
                 continue;
             }
@@ -731,6 +765,7 @@ impl AlertManager {
             let Some(entry) = self.alerts.remove(&fp) else {
                 continue;
             };
+            let started_at = entry.record.started_at;
             let alert = entry.record.alert;
             if let Some(paged) = entry.record.paged {
                 out.add(
@@ -748,22 +783,30 @@ impl AlertManager {
             if let Some(held) = self.held.remove(&Hold::Inhibitor(fp)) {
                 released.extend(held);
             }
-            for (rule, &target) in self.config.cascades().iter().zip(&self.cascade_alerts) {
-                if !self.cascades.contains(&target) || !all_match(rule.counts(), &alert) {
+            let rules = self.config.cascades().iter().zip(&self.cascade_alerts);
+            for ((rule, &target), tally) in rules.zip(&mut self.tallies) {
+                if !all_match(rule.counts(), &alert) {
                     continue;
                 }
-                let n = self
-                    .alerts
-                    .values()
-                    .filter(|e| all_match(rule.counts(), &e.record.alert))
-                    .count();
-                if n < rule.threshold() as usize {
+                tally.remove(fp, started_at);
+                if self.cascades.contains(&target) && tally.firing < rule.threshold() as usize {
                     work.push(target);
                 }
             }
         }
         for fp in released {
             self.act(fp, now, out);
+        }
+    }
+
+    /// Counts `alert`, which started firing at `started_at`, in the tallies of the
+    /// cascade rules that count it.
+    pub(super) fn count_in(&mut self, fp: Fingerprint, alert: &Alert, started_at: Timestamp) {
+        let rules = self.config.cascades().iter().zip(&mut self.tallies);
+        for (rule, tally) in rules {
+            if all_match(rule.counts(), alert) {
+                tally.add(fp, started_at);
+            }
         }
     }
 

@@ -157,6 +157,7 @@ impl AlertManager {
                 }
                 (None, None) => {}
             }
+            m.count_in(fp, &record.alert, record.started_at);
             m.alerts.insert(
                 fp,
                 Entry {
