@@ -5,6 +5,7 @@
 //! lifecycle properties over arbitrary operation sequences.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use concord::alert::{
@@ -857,6 +858,27 @@ fn a_route_tree_of_any_depth_drops_and_one_too_deep_is_refused() {
     );
 }
 
+/// Guards against errors that quote a megabyte of input.
+#[test]
+fn errors_cut_long_input() {
+    let long = "x".repeat(1 << 20);
+    let err = long.parse::<Severity>().unwrap_err();
+    assert_eq!(
+        err,
+        AlertError::InvalidName {
+            what: "severity",
+            name: "x".repeat(64),
+            reason: "expected low, medium, high or critical",
+        }
+    );
+    let config = plain().with_route(
+        Route::new()
+            .with_receiver("oncall")
+            .with_route(Route::new().with_receiver(long)),
+    );
+    assert!(AlertManager::new(config).unwrap_err().to_string().len() < 200);
+}
+
 // ---- refused operations ----
 
 #[test]
@@ -956,6 +978,10 @@ fn a_restored_manager_carries_on_and_a_corrupt_snapshot_is_refused() {
         .contains("not to the level after its last")
     );
     assert!(corrupt(&|s| s.cascades.push(Fingerprint::new(7))).contains("cascade alert"));
+    let long = corrupt(&|s| {
+        s.alerts[0].alert = Arc::new(Alert::new("n".repeat(1 << 20), Severity::High, t0()));
+    });
+    assert!(long.len() < 300, "{long}");
     // Under a changed configuration it restores, routing by the new one.
     let other = plain().with_route(Route::new().with_receiver("head").with_ack_timeout(MIN));
     assert!(AlertManager::restore(other, snapshot).is_ok());

@@ -129,9 +129,9 @@ pub enum AlertError {
     FingerprintCollision {
         /// The fingerprint.
         fingerprint: Fingerprint,
-        /// The alert firing under it.
+        /// The alert firing under it (its first 64 characters, when longer).
         existing: String,
-        /// The alert refused.
+        /// The alert refused (its first 64 characters, when longer).
         new: String,
     },
     /// An [`AlertManagerSnapshot`](super::AlertManagerSnapshot) has another version

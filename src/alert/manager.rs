@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Router;
 use super::matcher::all_match;
+use super::model::shorten;
 use super::{
     Action, Alert, AlertChange, AlertConfig, AlertError, Fingerprint, GroupKey, Matcher,
     Notification, NotificationKind, Silence, SilenceId, SuppressReason,
@@ -380,8 +381,8 @@ impl AlertManager {
             if !e.record.alert.same_identity(&alert) {
                 return Err(AlertError::FingerprintCollision {
                     fingerprint,
-                    existing: e.record.alert.to_string(),
-                    new: alert.to_string(),
+                    existing: shorten(&e.record.alert.to_string()),
+                    new: shorten(&alert.to_string()),
                 });
             }
         }

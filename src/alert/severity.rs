@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::AlertError;
+use super::model::shorten;
 use crate::serde_util::duration_ms;
 
 /// How urgent an alert is: the alert configurations' critical, high and medium
@@ -66,14 +67,15 @@ impl std::str::FromStr for Severity {
     /// Reads a severity's name, as [`as_str`](Severity::as_str) writes it.
     ///
     /// # Errors
-    /// [`AlertError::InvalidName`] for any other text.
+    /// [`AlertError::InvalidName`] for any other text, naming its first 64
+    /// characters.
     fn from_str(s: &str) -> Result<Severity, AlertError> {
         Severity::ALL
             .into_iter()
             .find(|sev| sev.as_str() == s)
             .ok_or_else(|| AlertError::InvalidName {
                 what: "severity",
-                name: s.to_owned(),
+                name: shorten(s),
                 reason: "expected low, medium, high or critical",
             })
     }

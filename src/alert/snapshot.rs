@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::manager::{Batch, Entry, Hold, Timer};
 use super::matcher::all_match;
+use super::model::shorten;
 use super::{
     Action, AlertConfig, AlertError, AlertManager, AlertRecord, Fingerprint, Notification, Silence,
     SilenceId, SuppressReason,
@@ -223,7 +224,7 @@ fn check(s: &AlertManagerSnapshot) -> Result<(), String> {
         record
             .alert
             .validate()
-            .map_err(|e| format!("alert {}: {e}", record.alert.name()))?;
+            .map_err(|e| format!("alert {}: {e}", shorten(record.alert.name())))?;
         let fp = record.alert.fingerprint();
         if firing.insert(fp, record).is_some() {
             return Err(format!("two alerts under fingerprint {fp}"));
