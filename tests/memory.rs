@@ -1089,3 +1089,71 @@ fn a_snapshot_that_does_not_add_up_is_refused_by_name() {
     bad["extra"] = serde_json::json!(1);
     assert!(serde_json::from_value::<MemorySnapshot>(bad).is_err());
 }
+
+/// Guards the bug where `resume` took a refused count at `u64::MAX` and the next
+/// fenced write panicked adding one to it (debug builds), with the books locked.
+#[test]
+fn a_refused_count_past_what_a_guard_counts_is_refused_by_name() {
+    for (refused, fence_refused) in [(u64::MAX, u64::MAX), (u64::MAX, 0), (1 << 63, 1)] {
+        let snapshot: MemorySnapshot = serde_json::from_value(serde_json::json!({
+            "version": 1,
+            "fence": {"reason": "drill", "since": 1, "refused": fence_refused},
+            "refused": refused,
+        }))
+        .unwrap();
+        let err = Memory::resume(Arc::new(InMemoryStore::new()), snapshot).unwrap_err();
+        assert!(
+            matches!(&err, MemoryError::CorruptSnapshot { reason } if reason.contains("refused")),
+            "{refused}: {err}"
+        );
+    }
+    // The largest count it takes goes on counting (and would saturate, not panic).
+    let snapshot: MemorySnapshot = serde_json::from_value(serde_json::json!({
+        "version": 1,
+        "fence": {"reason": "drill", "since": 1, "refused": (1u64 << 63) - 1},
+        "refused": (1u64 << 63) - 1,
+    }))
+    .unwrap();
+    let memory = Memory::resume(Arc::new(InMemoryStore::new()), snapshot).unwrap();
+    assert!(matches!(
+        block_on(memory.put("k", b"v".to_vec())),
+        Err(MemoryError::Fenced { .. })
+    ));
+    assert_eq!(memory.refused_writes(), 1 << 63);
+    assert_eq!(memory.fenced().unwrap().refused, 1 << 63);
+}
+
+/// Guards the bug where the backup after id `u64::MAX` (set with
+/// `with_next_backup_id` or resumed as `last_backup`) panicked adding one to it.
+#[test]
+fn backup_ids_run_out_with_a_typed_error_not_a_wrap() {
+    let (store, memory) = guarded();
+    block_on(memory.put("a", b"1".to_vec())).unwrap();
+    let memory = memory.with_next_backup_id(BackupId::new(u64::MAX));
+    assert_eq!(
+        block_on(memory.backup(t(1))).unwrap().id(),
+        BackupId::new(u64::MAX)
+    );
+    let err = block_on(memory.backup(t(2))).unwrap_err();
+    assert_eq!(
+        err,
+        MemoryError::BackupIdsExhausted {
+            last: BackupId::new(u64::MAX)
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "no backup id is left: backup#18446744073709551615 was the last one"
+    );
+    // The guard's own snapshot resumes, and refuses the same way.
+    let snapshot = memory.snapshot();
+    assert_eq!(snapshot.last_backup, u64::MAX);
+    let resumed = Memory::resume(store, snapshot).unwrap();
+    assert!(matches!(
+        block_on(resumed.backup(t(3))),
+        Err(MemoryError::BackupIdsExhausted { .. })
+    ));
+    // Nothing else stops: writes and validation go on.
+    block_on(resumed.put("b", b"2".to_vec())).unwrap();
+    assert!(block_on(resumed.validate()).unwrap().is_clean());
+}

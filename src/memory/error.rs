@@ -113,6 +113,14 @@ pub enum MemoryError {
         /// What is wrong.
         reason: String,
     },
+    /// Every backup id has been used: a backup has had the id `u64::MAX` (reached
+    /// only through [`Memory::with_next_backup_id`](super::Memory::with_next_backup_id)
+    /// or a resumed snapshot), and ids never wrap. Nothing was backed up.
+    #[error("no backup id is left: {last} was the last one")]
+    BackupIdsExhausted {
+        /// The last id issued.
+        last: BackupId,
+    },
     /// The host's store failed (unreachable, timed out, full, refused).
     #[error("memory store failed: {reason}")]
     Store {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::digest::Digest;
+use crate::id::COUNTER_LIMIT;
 
 use super::backup::{Backup, BackupId};
 use super::error::{MemoryError, shown};
@@ -65,7 +66,8 @@ pub struct MemorySnapshot {
     /// The fence, if writes are stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fence: Option<Fence>,
-    /// Writes refused by every fence, over the guard's life.
+    /// Writes refused by every fence, over the guard's life: below 2^63, as every
+    /// count the crate restores.
     #[serde(default)]
     pub refused: u64,
     /// The checksum of every key's value as the guard last wrote it.
@@ -75,7 +77,8 @@ pub struct MemorySnapshot {
     /// deleted) they may hold without being corrupt.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub uncertain: BTreeMap<String, Vec<Option<Digest>>>,
-    /// The number of the last backup taken.
+    /// The number of the last backup taken. Any number: after `u64::MAX`,
+    /// [`Memory::backup`] refuses with [`MemoryError::BackupIdsExhausted`].
     #[serde(default)]
     pub last_backup: u64,
 }
@@ -92,6 +95,15 @@ impl MemorySnapshot {
                 "version {} (this crate reads {})",
                 self.version,
                 Self::VERSION
+            ));
+        }
+        // The guard adds one per refused write: a count no guard reaches is corrupt,
+        // and below it the additions never saturate. The fence's count is at most
+        // this one, checked next.
+        if self.refused >= COUNTER_LIMIT {
+            return corrupt(format!(
+                "refused {} is past what any guard counts (2^63)",
+                self.refused
             ));
         }
         if let Some(fence) = &self.fence {
@@ -203,9 +215,17 @@ impl Books {
         }
     }
 
-    fn next_backup_id(&mut self) -> BackupId {
-        self.next_backup += 1;
-        BackupId::new(self.next_backup)
+    /// The id the next backup takes, without taking it: a backup that fails
+    /// later must not use up a number.
+    fn next_backup_id(&self) -> Result<BackupId, MemoryError> {
+        // Ids never wrap: a repeated id would make `last_good_backup` and the host's
+        // own records mistake one backup for another.
+        self.next_backup
+            .checked_add(1)
+            .map(BackupId::new)
+            .ok_or(MemoryError::BackupIdsExhausted {
+                last: BackupId::new(self.next_backup),
+            })
     }
 }
 
@@ -324,7 +344,9 @@ impl Memory {
     }
 
     /// Numbers the next backup `id` (then on from there): for a host that keeps its
-    /// backups across restarts and wants their numbers to go on rising.
+    /// backups across restarts and wants their numbers to go on rising. Any id is
+    /// taken; once a backup has had `u64::MAX`, [`backup`](Self::backup) refuses
+    /// with [`MemoryError::BackupIdsExhausted`] rather than repeat a number.
     #[must_use]
     pub fn with_next_backup_id(self, id: BackupId) -> Self {
         self.books.lock().next_backup = id.get().saturating_sub(1);
@@ -505,14 +527,19 @@ impl Memory {
     /// suspect backup is never restored). The backup is the host's to keep.
     ///
     /// # Errors
-    /// [`MemoryError::Store`] if the store cannot list its entries.
+    /// [`MemoryError::BackupIdsExhausted`] once a backup has had the id `u64::MAX`
+    /// (only [`with_next_backup_id`](Self::with_next_backup_id) or a resumed
+    /// snapshot gets there); [`MemoryError::Store`] if the store cannot list its
+    /// entries. Either way the guard is unchanged.
     pub async fn backup(&self, now: Timestamp) -> Result<Backup, MemoryError> {
         let _turn = self.turn.lock().await;
+        // Backups take turns: no other takes this id while the store is read.
+        let id = self.books.lock().next_backup_id()?;
         let held = self.store().entries().await?;
         let mut books = self.books.lock();
         let report = books.judge(&Pattern::any(), &held);
         let suspect = report.keys().into_iter().map(str::to_owned).collect();
-        let id = books.next_backup_id();
+        books.next_backup = id.get();
         books.last_validation = Some(report);
         drop(books);
         let backup = Backup::new(id, now, held, suspect);
@@ -646,8 +673,10 @@ impl Memory {
         let books = &mut *books;
         match &mut books.fence {
             Some(fence) => {
-                fence.refused += 1;
-                books.refused += 1;
+                // Counts only grow, one a write: saturating, they stay true for any
+                // run that could happen, and a resumed snapshot cannot make them panic.
+                fence.refused = fence.refused.saturating_add(1);
+                books.refused = books.refused.saturating_add(1);
                 tracing::debug!(memory.key = key, "memory write refused: fenced");
                 Err(MemoryError::Fenced {
                     key: key.to_owned(),
