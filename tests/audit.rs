@@ -1174,3 +1174,59 @@ fn every_event_of_a_busy_run_maps() {
     assert!(!stored.is_empty());
     assert_eq!(verify(&stored, Some(ChainHead::GENESIS)), Ok(log.head()));
 }
+
+/// Guards the bug where a restored incident claiming `u64::MAX` entries left off its
+/// timeline panicked (debug builds) on the next entry it left off.
+#[test]
+fn a_restored_count_of_entries_left_off_saturates() {
+    let config = IncidentConfig::default().with_max_timeline(1);
+    let mut log = AuditLog::new(AuditConfig::default());
+    let mut incidents = Incidents::new(config.clone());
+    let id = incidents
+        .record(
+            &mut log,
+            AuditEntry::mode_change(SystemMode::Normal, SystemMode::SafeMode, "drill"),
+            t0(),
+        )
+        .unwrap();
+    let mut json = serde_json::to_value(incidents.snapshot()).unwrap();
+    json["open"][0]["omitted"] = serde_json::json!(u64::MAX);
+    let snapshot: IncidentsSnapshot = serde_json::from_value(json).unwrap();
+    let mut restored = Incidents::restore(snapshot, config);
+    restored.record(&mut log, AuditEntry::note("ada", "still broken"), t0());
+    let incident = restored.get(id).unwrap();
+    assert_eq!(incident.omitted(), u64::MAX);
+    assert!(
+        incident
+            .to_markdown()
+            .contains("_18446744073709551615 more entries")
+    );
+}
+
+/// Guards the bug where restoring looked each incident up among those kept so far,
+/// so that a snapshot of 100,000 open incidents took over half a minute to restore.
+#[test]
+fn a_snapshot_of_many_incidents_restores_in_n_log_n() {
+    let config = IncidentConfig::default().with_max_timeline(1);
+    let mut log = AuditLog::new(AuditConfig::default());
+    let mut incidents = Incidents::new(config.clone());
+    incidents.record(&mut log, AuditEntry::quarantine(AgentId::new(1), "x"), t0());
+    // One incident with an empty timeline, so that the test times the restore
+    // rather than the JSON.
+    let mut one = serde_json::to_value(&incidents.snapshot().open[0]).unwrap();
+    one["timeline"] = serde_json::json!([]);
+    one.as_object_mut().unwrap().remove("id");
+    let one = one.to_string();
+    let rest = one.strip_prefix('{').unwrap();
+    let n = 100_000;
+    let open: Vec<String> = (1..=n).map(|i| format!("{{\"id\":{i},{rest}")).collect();
+    // The last one twice: kept once.
+    let json = format!(
+        "{{\"last_seq\":{n},\"open\":[{},{{\"id\":{n},{rest}],\"closed\":[],\"recent\":[]}}",
+        open.join(",")
+    );
+    let snapshot: IncidentsSnapshot = serde_json::from_str(&json).unwrap();
+    let restored = Incidents::restore(snapshot, config);
+    assert_eq!(restored.open_incidents().len(), n as usize);
+    assert!(restored.get(IncidentId::new(n)).unwrap().is_open());
+}

@@ -395,7 +395,9 @@ impl Incident {
         if self.timeline.len() < max || item.entry.incident() == Some(self.id) {
             self.timeline.push(item);
         } else {
-            self.omitted += 1;
+            // A count that only grows: saturating, a restored snapshot that claims
+            // `u64::MAX` left off cannot make the next entry panic.
+            self.omitted = self.omitted.saturating_add(1);
         }
     }
 
@@ -979,15 +981,23 @@ impl Incidents {
     /// A tracker holding what `snapshot` holds, under `config`: the closed incidents
     /// and lookback entries beyond the configuration's bounds are dropped (the oldest
     /// first), an incident listed twice is kept once, and one listed with the open
-    /// incidents but closed goes with the closed ones.
+    /// incidents but closed goes with the closed ones. Every open incident is kept,
+    /// as [`observe`](Self::observe) keeps them: each stands for an emergency that
+    /// only its closing ends.
+    ///
+    /// # Complexity
+    /// O(n log n) in the incidents listed, plus the lookback entries.
     pub fn restore(snapshot: IncidentsSnapshot, config: IncidentConfig) -> Self {
         let mut out = Incidents::new(config);
         out.last_seq = snapshot.last_seq;
         // Each incident goes where its own record says, once: a snapshot from
         // elsewhere may list one twice, in the wrong list, or with its agents out of
-        // order (the lookups need them sorted).
+        // order (the lookups need them sorted). The ids seen are a set, not a look
+        // through what is kept so far, so that a snapshot of many incidents restores
+        // in n log n.
+        let mut seen = std::collections::BTreeSet::new();
         for mut i in snapshot.open.into_iter().chain(snapshot.closed) {
-            if out.get(i.id).is_some() {
+            if !seen.insert(i.id) {
                 continue;
             }
             i.agents.sort_unstable();
