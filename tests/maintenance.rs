@@ -631,6 +631,51 @@ fn bad_schedules_are_refused_when_read() {
     assert!(err.to_string().contains("hour 25"), "{err}");
 }
 
+/// Guards the bug where building or reading a schedule, and restoring a tracker over
+/// it, looked each item up by scanning the items before it: 100,000 items took close
+/// to a minute.
+#[test]
+fn a_schedule_of_many_items_builds_and_restores_in_linear_time() {
+    let n = 100_000;
+    let daily = Recurrence::daily(time(6, 0));
+    // What reading `{"items": [...]}` calls once the items are parsed.
+    let items = (0..n).map(|i| ScheduleItem::new(format!("item {i}"), daily, HOUR).unwrap());
+    let mut schedule = Schedule::from_items(items).unwrap();
+    assert_eq!(schedule.len(), n);
+    assert_eq!(schedule.items()[n - 1].name(), format!("item {}", n - 1));
+    assert!(schedule.get(&format!("item {}", n / 2)).is_some());
+    assert!(schedule.get("item").is_none());
+    // A name used twice is still refused, by name, and changes nothing.
+    let again = schedule.items()[7].clone();
+    assert!(matches!(
+        schedule.push(again),
+        Err(MaintenanceError::DuplicateItem { name }) if name == "item 7"
+    ));
+    assert_eq!(schedule.len(), n);
+
+    // Every item done, in the opposite order: each completion finds its item.
+    let start = serde_json::to_string(&at("2024-01-01T00:00:00Z")).unwrap();
+    let done = serde_json::to_string(&at("2024-01-01T07:00:00Z")).unwrap();
+    let completions: Vec<String> = (0..n)
+        .rev()
+        .map(|i| format!(r#"{{"item":"item {i}","at":{done},"by":"ops"}}"#))
+        .collect();
+    let snapshot: MaintenanceSnapshot = serde_json::from_str(&format!(
+        r#"{{"version":1,"start":{start},"completions":[{}]}}"#,
+        completions.join(",")
+    ))
+    .unwrap();
+    let restored = Maintenance::restore(schedule, &snapshot).unwrap();
+    assert_eq!(
+        restored
+            .last_completion(&format!("item {}", n - 1))
+            .unwrap()
+            .by,
+        "ops"
+    );
+    assert!(restored.due(at("2024-01-01T12:00:00Z")).is_empty());
+}
+
 proptest! {
     #![proptest_config(config(256))]
 

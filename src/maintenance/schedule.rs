@@ -2,6 +2,8 @@
 //! [`Recurrence`], [`ScheduleItem`], [`Schedule`] (the procedures' checklists by
 //! default).
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::time::Duration;
 
@@ -572,10 +574,32 @@ impl ScheduleItem {
 /// let json = serde_json::to_string(&schedule).unwrap();
 /// assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), schedule);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "ScheduleDef")]
 pub struct Schedule {
     items: Vec<ScheduleItem>,
+    /// Each item's index by name: what the duplicate check and every lookup by name
+    /// use, so that a schedule read from a file of many items, and a tracker
+    /// restored over it, cost one lookup per item rather than a scan. Follows from
+    /// `items`, so it is neither serialized nor compared.
+    #[serde(skip)]
+    by_name: HashMap<String, usize>,
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Schedule) -> bool {
+        self.items == other.items
+    }
+}
+
+impl Eq for Schedule {}
+
+impl fmt::Debug for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Schedule")
+            .field("items", &self.items)
+            .finish()
+    }
 }
 
 impl Default for Schedule {
@@ -630,13 +654,20 @@ impl Schedule {
     /// A schedule with no items.
     #[must_use]
     pub fn new() -> Schedule {
-        Schedule { items: Vec::new() }
+        Schedule {
+            items: Vec::new(),
+            by_name: HashMap::new(),
+        }
     }
 
     /// The schedule of `items`, in order.
     ///
     /// # Errors
-    /// [`MaintenanceError::DuplicateItem`] for a name used twice.
+    /// [`MaintenanceError::DuplicateItem`] for a name used twice (the first item
+    /// whose name an earlier one has).
+    ///
+    /// # Complexity
+    /// O(n) expected: one hash lookup per item.
     pub fn from_items(
         items: impl IntoIterator<Item = ScheduleItem>,
     ) -> Result<Schedule, MaintenanceError> {
@@ -653,13 +684,16 @@ impl Schedule {
     /// [`MaintenanceError::DuplicateItem`] if an item has its name; the schedule is
     /// unchanged.
     pub fn push(&mut self, item: ScheduleItem) -> Result<(), MaintenanceError> {
-        if self.get(item.name()).is_some() {
-            return Err(MaintenanceError::DuplicateItem {
+        match self.by_name.entry(item.name.clone()) {
+            Entry::Occupied(_) => Err(MaintenanceError::DuplicateItem {
                 name: shown(item.name()),
-            });
+            }),
+            Entry::Vacant(slot) => {
+                slot.insert(self.items.len());
+                self.items.push(item);
+                Ok(())
+            }
         }
-        self.items.push(item);
-        Ok(())
     }
 
     /// The procedures' checklists, as [`Schedule::default`] (see [`Schedule`]).
@@ -684,17 +718,19 @@ impl Schedule {
                 Duration::from_secs(5 * 24 * HOUR),
             ),
         ];
-        let items = lists
-            .into_iter()
-            .flat_map(|(names, when, grace)| {
-                names.iter().map(move |name| ScheduleItem {
-                    name: (*name).to_owned(),
-                    when,
-                    grace,
-                })
+        let items = lists.into_iter().flat_map(|(names, when, grace)| {
+            names.iter().map(move |name| ScheduleItem {
+                name: (*name).to_owned(),
+                when,
+                grace,
             })
-            .collect();
-        Schedule { items }
+        });
+        let mut schedule = Schedule::new();
+        for item in items {
+            // The checklists' names are distinct: nothing is refused here.
+            let _ = schedule.push(item);
+        }
+        schedule
     }
 
     /// The items, in order.
@@ -721,8 +757,8 @@ impl Schedule {
         self.items.is_empty()
     }
 
-    /// The index of the item named `name`: a scan, since checklists are short.
+    /// The index of the item named `name`.
     pub(super) fn position(&self, name: &str) -> Option<usize> {
-        self.items.iter().position(|i| i.name == name)
+        self.by_name.get(name).copied()
     }
 }

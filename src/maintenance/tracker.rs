@@ -158,6 +158,9 @@ impl Maintenance {
     /// # Errors
     /// [`MaintenanceError::UnsupportedSnapshot`] for another version;
     /// [`MaintenanceError::DuplicateItem`] for two completions of one item.
+    ///
+    /// # Complexity
+    /// O(items + completions) expected: one lookup by name per completion.
     pub fn restore(
         schedule: Schedule,
         snapshot: &MaintenanceSnapshot,
@@ -169,19 +172,24 @@ impl Maintenance {
             });
         }
         let mut tracker = Maintenance::new(schedule, snapshot.start);
-        let mut seen = std::collections::BTreeSet::new();
+        // A scheduled item's slot says whether it was seen; only the completions
+        // dropped need a set of their own.
+        let mut dropped = std::collections::HashSet::new();
         for c in &snapshot.completions {
-            if !seen.insert(c.item.as_str()) {
+            let seen = match tracker.schedule.position(&c.item) {
+                Some(i) => tracker.last[i].replace(c.clone()).is_some(),
+                None => {
+                    tracing::info!(
+                        maintenance.item = %shown(&c.item),
+                        "completion of an item no longer scheduled dropped"
+                    );
+                    !dropped.insert(c.item.as_str())
+                }
+            };
+            if seen {
                 return Err(MaintenanceError::DuplicateItem {
                     name: shown(&c.item),
                 });
-            }
-            match tracker.schedule.position(&c.item) {
-                Some(i) => tracker.last[i] = Some(c.clone()),
-                None => tracing::info!(
-                    maintenance.item = %shown(&c.item),
-                    "completion of an item no longer scheduled dropped"
-                ),
             }
         }
         Ok(tracker)
