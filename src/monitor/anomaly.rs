@@ -633,6 +633,43 @@ impl AnomalyDetector {
 }
 
 impl AnomalyDetector {
+    /// Feeds `value` as [`observe`](Self::observe) does, and says whether the
+    /// detector was at rest for it: the value took the path past the warm-up, found
+    /// nothing, and left the level, the trend, the run and every residual as they
+    /// were (all the residuals equal to its own). Fed `value` again, the detector
+    /// then does exactly the same, again and again: only `seen` and the ring's
+    /// position move, which [`rest`](Self::rest) does in one step.
+    pub(crate) fn observe_at_rest(&mut self, value: f64) -> (Option<Detection>, bool) {
+        if !value.is_finite() {
+            return (None, true);
+        }
+        let (level, trend) = (self.level.to_bits(), self.trend.to_bits());
+        // The residual `observe` remembers on its quiet path, computed alike.
+        let residual = (value - (self.level + self.trend)).to_bits();
+        let settled = self.seen >= u64::from(self.config.warm_up)
+            && self.run.is_none()
+            && self.residuals.len() == self.config.history as usize
+            && self.residuals.iter().all(|r| r.to_bits() == residual);
+        let found = self.observe(value);
+        let at_rest = settled
+            && found.is_none()
+            && self.run.is_none()
+            && self.level.to_bits() == level
+            && self.trend.to_bits() == trend;
+        (found, at_rest)
+    }
+
+    /// Counts `n` more values equal to the last one fed, which found the detector at
+    /// rest ([`observe_at_rest`](Self::observe_at_rest)): the state feeding them one
+    /// by one would leave.
+    pub(crate) fn rest(&mut self, n: u64) {
+        self.seen = self.seen.saturating_add(n);
+        let cap = self.config.history as u64;
+        if self.residuals.len() as u64 == cap {
+            self.next = ((self.next as u64 + n % cap) % cap) as usize;
+        }
+    }
+
     /// The residuals kept, oldest first.
     fn residuals_in_order(&self) -> impl Iterator<Item = f64> + '_ {
         let (newer, older) = self.residuals.split_at(self.next.min(self.residuals.len()));

@@ -52,7 +52,8 @@ pub enum MonitorError {
         right_buckets: u32,
     },
     /// A [`MonitorSnapshot`](super::MonitorSnapshot) (or a serialized
-    /// [`AnomalyDetector`](super::AnomalyDetector)) has another version or holds a
+    /// [`AnomalyDetector`](super::AnomalyDetector) or
+    /// [`QuantileSketch`](super::QuantileSketch)) has another version or holds a
     /// state the monitor could not have reached.
     #[error("corrupt monitor snapshot: {reason}")]
     CorruptSnapshot {

@@ -48,7 +48,9 @@ pub use anomaly::{
     Metric, Subject,
 };
 pub use config::MonitorConfig;
-pub use engine::{MONITOR_SNAPSHOT_VERSION, Monitor, MonitorSnapshot, MonitorStats};
+pub use engine::{
+    MAX_IDLE_INTERVALS, MONITOR_SNAPSHOT_VERSION, Monitor, MonitorSnapshot, MonitorStats,
+};
 pub use error::MonitorError;
 pub use report::{
     AgentSummary, ConflictSummary, CoordinationOverhead, DailyReport, DailySummary,

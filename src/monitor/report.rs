@@ -188,7 +188,7 @@ impl DailySummary {
             task_p95_secs: w.durations.quantile(0.95),
             conflicts: ConflictSummary {
                 detected: c.detected,
-                closed: c.resolved + c.decided,
+                closed: c.resolved.saturating_add(c.decided),
                 escalated: c.escalated,
                 open: c.open,
                 p50_secs: c.resolution.quantile(0.5),
@@ -263,7 +263,7 @@ impl DailySummary {
             t.succeeded,
             t.finished(),
             t.assigned,
-            t.rejected + t.denied,
+            t.rejected.saturating_add(t.denied),
             t.cancelled
         );
         let _ = writeln!(

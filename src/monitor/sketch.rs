@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{MonitorError, check_range};
+use crate::id::COUNTER_LIMIT;
 
 /// The settings of a [`QuantileSketch`].
 ///
@@ -79,7 +80,8 @@ impl SketchConfig {
 
 /// The counts of one sign's buckets: a dense run of counts from bucket `offset` on, at
 /// most `max` long; past that the lowest buckets are folded into the lowest kept one
-/// (DDSketch's "collapsing lowest" store).
+/// (DDSketch's "collapsing lowest" store). Counts saturate at `u64::MAX` (see
+/// [`QuantileSketch`]'s "Bounds"): no addition here can overflow.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Store {
     offset: i64,
@@ -104,21 +106,21 @@ impl Store {
             if new_len - self.counts.len() > max {
                 // Everything held folds into the lowest bucket kept: no need to make
                 // room for the buckets between.
-                let folded: u64 = self.counts.iter().sum();
+                let folded = saturating_sum(&self.counts);
                 self.counts.clear();
                 self.offset = index - max as i64 + 1;
                 self.counts.resize(max, 0);
                 self.counts[0] = folded;
-                self.counts[max - 1] += n;
+                bump(&mut self.counts[max - 1], n);
                 return;
             }
             self.counts.resize(new_len, 0);
-            self.counts[new_len - 1] += n;
+            bump(&mut self.counts[new_len - 1], n);
             if new_len > max {
                 let k = new_len - max;
-                let folded: u64 = self.counts[..k].iter().sum();
+                let folded = saturating_sum(&self.counts[..k]);
                 self.counts.drain(..k);
-                self.counts[0] += folded;
+                bump(&mut self.counts[0], folded);
                 self.offset += k as i64;
             }
         } else if index < self.offset {
@@ -130,10 +132,15 @@ impl Store {
                 self.counts.splice(0..0, std::iter::repeat_n(0, k));
                 self.offset = index;
             }
-            self.counts[(index - self.offset) as usize] += n;
+            bump(&mut self.counts[(index - self.offset) as usize], n);
         } else {
-            self.counts[(index - self.offset) as usize] += n;
+            bump(&mut self.counts[(index - self.offset) as usize], n);
         }
+    }
+
+    /// The sum of the counts, saturating.
+    fn total(&self) -> u64 {
+        saturating_sum(&self.counts)
     }
 
     /// The non-empty buckets, lowest first.
@@ -145,6 +152,16 @@ impl Store {
             .filter(|(_, c)| **c > 0)
             .map(move |(k, c)| (offset + k as i64, *c))
     }
+}
+
+/// `*count += n`, saturating at `u64::MAX`.
+#[inline]
+fn bump(count: &mut u64, n: u64) {
+    *count = count.saturating_add(n);
+}
+
+fn saturating_sum(counts: &[u64]) -> u64 {
+    counts.iter().fold(0, |sum, &c| sum.saturating_add(c))
 }
 
 /// Quantiles of a stream of numbers, each within a stated relative accuracy of the
@@ -173,6 +190,25 @@ impl Store {
 /// Merging adds the bucket counts; with the folding rule above, merging the sketches
 /// of the parts gives exactly the buckets of the sketch of the whole, whatever the
 /// order (only the float `sum` may differ by rounding).
+///
+/// # Bounds
+///
+/// The count, the zero counter and the bucket counts saturate at `u64::MAX` rather
+/// than overflow: [`add`](Self::add) and [`merge`](Self::merge) never panic. No
+/// stream gets near it (a billion values a second for 584 years), but merging
+/// sketches again and again can: a sketch whose count has saturated stops counting,
+/// its quantiles lean toward the values counted first, and it no longer deserializes
+/// (see "Serde").
+///
+/// # Serde
+///
+/// A sketch serializes its settings, exact figures and non-empty buckets.
+/// Deserializing rebuilds the buckets (so a hand-written sketch still holds at most
+/// `max_buckets` a sign) and refuses, with [`MonitorError::SketchBucket`], a bucket
+/// no finite value falls in, and with [`MonitorError::CorruptSnapshot`] a total
+/// count at or past 2^63 (like the crate's other counters restored from data, and
+/// leaving room for merges) or, when it holds values, a `min` or `max` that is not
+/// finite or a `min` above `max`. What deserializes never panics on use.
 ///
 /// # Departures from the paper
 ///
@@ -265,7 +301,8 @@ impl QuantileSketch {
         (index as f64 * self.ln_gamma).exp() * self.value_factor
     }
 
-    /// Adds a value; returns whether it was counted (NaN and infinities are not).
+    /// Adds a value; returns whether it was counted (NaN and infinities are not). The
+    /// counts saturate at `u64::MAX` (see "Bounds").
     #[inline]
     pub fn add(&mut self, x: f64) -> bool {
         if !x.is_finite() {
@@ -279,7 +316,7 @@ impl QuantileSketch {
             let i = self.index(-x);
             self.negative.add(i, 1, max);
         } else {
-            self.zero += 1;
+            bump(&mut self.zero, 1);
         }
         if self.count == 0 {
             self.min = x;
@@ -288,12 +325,12 @@ impl QuantileSketch {
             self.min = self.min.min(x);
             self.max = self.max.max(x);
         }
-        self.count += 1;
+        bump(&mut self.count, 1);
         self.sum += x;
         true
     }
 
-    /// Adds every value of `other`.
+    /// Adds every value of `other`. The counts saturate at `u64::MAX` (see "Bounds").
     ///
     /// # Errors
     /// [`MonitorError::SketchMismatch`] if the settings differ; `self` is unchanged.
@@ -327,7 +364,7 @@ impl QuantileSketch {
         for (i, c) in other.negative.buckets() {
             self.negative.add(i, c, max);
         }
-        self.zero += other.zero;
+        bump(&mut self.zero, other.zero);
         if self.count == 0 {
             self.min = other.min;
             self.max = other.max;
@@ -335,7 +372,7 @@ impl QuantileSketch {
             self.min = self.min.min(other.min);
             self.max = self.max.max(other.max);
         }
-        self.count += other.count;
+        bump(&mut self.count, other.count);
         self.sum += other.sum;
     }
 
@@ -354,21 +391,23 @@ impl QuantileSketch {
             return Some(self.max);
         }
         let rank = (q * (self.count - 1) as f64).floor() as u64;
-        let clamp = |v: f64| v.clamp(self.min, self.max);
+        // Not `f64::clamp`, which panics if `min > max`: deserializing refuses that,
+        // and whatever the state, this does not panic.
+        let clamp = |v: f64| v.max(self.min).min(self.max);
         let mut seen = 0u64;
         // The most negative values first: the highest magnitudes of the negative store.
         for (i, c) in self.negative.buckets().rev() {
-            seen += c;
+            seen = seen.saturating_add(c);
             if seen > rank {
                 return Some(clamp(-self.value(i)));
             }
         }
-        seen += self.zero;
+        seen = seen.saturating_add(self.zero);
         if seen > rank {
             return Some(clamp(0.0));
         }
         for (i, c) in self.positive.buckets() {
-            seen += c;
+            seen = seen.saturating_add(c);
             if seen > rank {
                 return Some(clamp(self.value(i)));
             }
@@ -452,7 +491,8 @@ impl TryFrom<SketchData> for QuantileSketch {
     type Error = MonitorError;
 
     /// Rebuilds the stores through `add`, so that a hand-written or corrupt sketch
-    /// still holds at most `max_buckets` buckets a sign.
+    /// still holds at most `max_buckets` buckets a sign; refuses what no stream leads
+    /// to and what would misbehave later (see the type's "Serde").
     fn try_from(d: SketchData) -> Result<Self, MonitorError> {
         let config = SketchConfig {
             relative_accuracy: d.relative_accuracy,
@@ -470,16 +510,42 @@ impl TryFrom<SketchData> for QuantileSketch {
         {
             return Err(MonitorError::SketchBucket { index });
         }
+        let corrupt = |reason: String| MonitorError::CorruptSnapshot {
+            reason: format!("quantile sketch: {reason}"),
+        };
+        // Counted before anything is added (in u128: no list of u64 counts a host
+        // can send overflows it). Below 2^63, no merge of two sketches saturates.
+        let total = d
+            .positive
+            .iter()
+            .chain(&d.negative)
+            .fold(u128::from(d.zero), |sum, &(_, c)| sum + u128::from(c));
+        let count = match u64::try_from(total) {
+            Ok(count) if count < COUNTER_LIMIT => count,
+            _ => {
+                return Err(corrupt(format!(
+                    "it counts {total} values, past any stream (2^63)"
+                )));
+            }
+        };
+        if count > 0 && !(d.min.is_finite() && d.max.is_finite() && d.min <= d.max) {
+            return Err(corrupt(format!(
+                "it holds {count} values but its minimum is {} and its maximum {}",
+                d.min, d.max
+            )));
+        }
         let max = d.max_buckets as usize;
-        let mut count = d.zero;
         for (i, c) in d.positive {
             s.positive.add(i, c, max);
-            count = count.saturating_add(c);
         }
         for (i, c) in d.negative {
             s.negative.add(i, c, max);
-            count = count.saturating_add(c);
         }
+        debug_assert_eq!(
+            s.positive.total() + s.negative.total() + d.zero,
+            count,
+            "folding keeps every count"
+        );
         s.zero = d.zero;
         s.count = count;
         s.sum = d.sum;
@@ -611,6 +677,99 @@ mod tests {
                 .contains("sketch bucket -9000000000000000000 is out of range"),
             "{err}"
         );
+    }
+
+    fn data(zero: u64, min: f64, max: f64, positive: Vec<(i64, u64)>) -> SketchData {
+        SketchData {
+            relative_accuracy: 0.01,
+            max_buckets: 16,
+            zero,
+            sum: 0.0,
+            min,
+            max,
+            positive,
+            negative: Vec::new(),
+        }
+    }
+
+    fn refused(d: SketchData) -> String {
+        match QuantileSketch::try_from(d) {
+            Err(MonitorError::CorruptSnapshot { reason }) => reason,
+            other => panic!("not refused as corrupt: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn counts_past_any_stream_are_refused_not_a_panic() {
+        // Two buckets, or a fold of buckets, summing past u64::MAX: refused before
+        // the store adds them.
+        let two = data(0, 1.0, 1.0, vec![(0, u64::MAX), (0, 1)]);
+        assert!(refused(two).contains("2^63"));
+        let fold = data(0, 1.0, 1e30, vec![(0, u64::MAX), (1, u64::MAX), (100, 1)]);
+        assert!(refused(fold).contains("2^63"));
+        // At 2^63 exactly, in the buckets or in the zeros alone.
+        let at = data(0, 1.0, 1.0, vec![(0, 1 << 62), (1, 1 << 62)]);
+        assert!(refused(at).contains("2^63"));
+        assert!(refused(data(1 << 63, 0.0, 0.0, Vec::new())).contains("2^63"));
+        // Through serde: an error, not a panic.
+        let json = r#"{"relative_accuracy":0.01,"max_buckets":2048,"min":1,"max":1,
+            "positive":[[0,18446744073709551615],[0,1]]}"#;
+        let err = serde_json::from_str::<QuantileSketch>(json).unwrap_err();
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        // Just below the bound is a sketch like any other.
+        let below = data(1, 0.0, 1.0, vec![(0, (1 << 63) - 2)]);
+        let s = QuantileSketch::try_from(below).unwrap();
+        assert_eq!(s.count(), (1 << 63) - 1);
+        assert!((s.quantile(0.5).unwrap() - 1.0).abs() <= 0.01);
+    }
+
+    #[test]
+    fn extremes_out_of_order_or_not_numbers_are_refused() {
+        let reason = refused(data(0, 5.0, 1.0, vec![(10, 3)]));
+        assert!(
+            reason.contains("minimum is 5 and its maximum 1"),
+            "{reason}"
+        );
+        for (min, max) in [
+            (f64::NAN, 1.0),
+            (1.0, f64::NAN),
+            (f64::NEG_INFINITY, 1.0),
+            (0.0, f64::INFINITY),
+        ] {
+            refused(data(1, min, max, Vec::new()));
+        }
+        // An empty sketch's extremes mean nothing, and are reset.
+        let empty = QuantileSketch::try_from(data(0, 5.0, f64::NAN, Vec::new())).unwrap();
+        assert_eq!(empty, QuantileSketch::new(empty.config()).unwrap());
+    }
+
+    #[test]
+    fn counts_saturate_in_add_merge_and_quantile() {
+        let big = |positive: Vec<(i64, u64)>, zero| {
+            let mut d = data(zero, -2.0, 1e9, positive);
+            d.negative = vec![(10, 5)];
+            QuantileSketch::try_from(d).unwrap()
+        };
+        let mut s = big(vec![(10, (1 << 63) - 7)], 1);
+        let other = s.clone();
+        for _ in 0..3 {
+            s.merge(&other).unwrap();
+        }
+        assert_eq!(s.count(), u64::MAX);
+        assert!(s.add(1.0) && s.add(0.0) && s.add(-1.0));
+        assert_eq!(s.count(), u64::MAX);
+        for q in [0.0, 1e-30, 0.5, 0.99, 1.0] {
+            let v = s.quantile(q).unwrap();
+            assert!((-2.0..=1e9).contains(&v), "q {q}: {v}");
+        }
+        // The store's folds saturate too.
+        let mut narrow = QuantileSketch::new(SketchConfig::default().with_max_buckets(16)).unwrap();
+        for _ in 0..2 {
+            narrow.merge(&s).unwrap();
+        }
+        narrow.add(1e300);
+        assert!(narrow.bucket_count() <= 2 * 16);
+        assert!(narrow.quantile(0.5).is_some());
     }
 
     proptest::proptest! {

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 /// Values that are not finite (NaN, infinities) are not counted: one NaN would
 /// otherwise make every later figure NaN.
 ///
+/// The count saturates at `u64::MAX` rather than overflow (no stream gets there, a
+/// hand-written or much-merged summary can): past it, values still move the sum,
+/// extremes, mean and variance, weighted as if the count stood still. Nothing
+/// deserialized makes [`add`](Self::add) or [`merge`](Self::merge) panic.
+///
 /// ```
 /// use concord::monitor::Summary;
 ///
@@ -71,7 +76,7 @@ impl Summary {
             self.min = self.min.min(x);
             self.max = self.max.max(x);
         }
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         self.sum += x;
         let delta = x - self.mean;
         self.mean += delta / self.count as f64;
@@ -93,7 +98,7 @@ impl Summary {
         let delta = other.mean - self.mean;
         self.mean += delta * (nb / n);
         self.m2 += other.m2 + delta * delta * (na * nb / n);
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
@@ -186,6 +191,20 @@ mod tests {
         }
         assert!(close(s.variance().unwrap(), 1.0), "{:?}", s.variance());
         assert_eq!(s.sample_variance().map(|v| v > 1.0), Some(true));
+    }
+
+    #[test]
+    fn a_count_at_the_bound_saturates_and_nothing_panics() {
+        let json =
+            r#"{"count":18446744073709551615,"sum":1.0,"min":1.0,"max":1.0,"mean":1.0,"m2":0.0}"#;
+        let mut s: Summary = serde_json::from_str(json).unwrap();
+        assert!(s.add(1.0));
+        assert_eq!(s.count(), u64::MAX);
+        let other = s;
+        s.merge(&other);
+        assert_eq!(s.count(), u64::MAX);
+        assert_eq!(s.mean(), Some(1.0));
+        assert!(s.sample_variance().is_some());
     }
 
     proptest::proptest! {

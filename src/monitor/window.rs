@@ -14,6 +14,10 @@ use crate::id::AgentId;
 use crate::resource::ResourceName;
 
 /// What happened to tasks in a window, counted.
+///
+/// Sums of counts ([`finished`](Self::finished), [`Window::merge`]) saturate at
+/// `u64::MAX` rather than overflow: no stream counts that far, but a window is plain
+/// data and may come from anywhere.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 #[non_exhaustive]
@@ -50,7 +54,9 @@ pub struct TaskCounts {
 impl TaskCounts {
     /// Tasks that finished with an outcome: succeeded, failed, or lost with their agent.
     pub fn finished(&self) -> u64 {
-        self.succeeded + self.failed + self.lost
+        self.succeeded
+            .saturating_add(self.failed)
+            .saturating_add(self.lost)
     }
 
     /// Succeeded over finished, when any finished.
@@ -59,19 +65,19 @@ impl TaskCounts {
     }
 
     fn merge(&mut self, o: &TaskCounts) {
-        self.assigned += o.assigned;
-        self.waited += o.waited;
-        self.queued += o.queued;
-        self.blocked += o.blocked;
-        self.succeeded += o.succeeded;
-        self.failed += o.failed;
-        self.lost += o.lost;
-        self.requeued += o.requeued;
-        self.released += o.released;
-        self.rejected += o.rejected;
-        self.denied += o.denied;
-        self.cancelled += o.cancelled;
-        self.policy_refusals += o.policy_refusals;
+        add(&mut self.assigned, o.assigned);
+        add(&mut self.waited, o.waited);
+        add(&mut self.queued, o.queued);
+        add(&mut self.blocked, o.blocked);
+        add(&mut self.succeeded, o.succeeded);
+        add(&mut self.failed, o.failed);
+        add(&mut self.lost, o.lost);
+        add(&mut self.requeued, o.requeued);
+        add(&mut self.released, o.released);
+        add(&mut self.rejected, o.rejected);
+        add(&mut self.denied, o.denied);
+        add(&mut self.cancelled, o.cancelled);
+        add(&mut self.policy_refusals, o.policy_refusals);
     }
 }
 
@@ -170,8 +176,8 @@ impl ResourceStats {
         self.allocated += o.allocated;
         self.used += o.used;
         self.used_within += o.used_within;
-        self.under_predicted += o.under_predicted;
-        self.reports += o.reports;
+        add(&mut self.under_predicted, o.under_predicted);
+        add(&mut self.reports, o.reports);
     }
 }
 
@@ -212,9 +218,11 @@ impl AgentStats {
         ratio(self.busy_secs, self.available_secs)
     }
 
-    /// Tasks finished with an outcome.
+    /// Tasks finished with an outcome (saturating at `u64::MAX`).
     pub fn finished(&self) -> u64 {
-        self.succeeded + self.failed + self.lost
+        self.succeeded
+            .saturating_add(self.failed)
+            .saturating_add(self.lost)
     }
 
     /// Succeeded over finished.
@@ -238,13 +246,13 @@ impl AgentStats {
     fn merge(&mut self, o: &AgentStats) {
         self.busy_secs += o.busy_secs;
         self.available_secs += o.available_secs;
-        self.started += o.started;
-        self.waited += o.waited;
+        add(&mut self.started, o.started);
+        add(&mut self.waited, o.waited);
         self.waited_secs += o.waited_secs;
-        self.succeeded += o.succeeded;
-        self.failed += o.failed;
-        self.lost += o.lost;
-        self.released += o.released;
+        add(&mut self.succeeded, o.succeeded);
+        add(&mut self.failed, o.failed);
+        add(&mut self.lost, o.lost);
+        add(&mut self.released, o.released);
         self.blocked_peak = self.blocked_peak.max(o.blocked_peak);
         self.durations.merge(&o.durations);
     }
@@ -283,16 +291,16 @@ pub struct IngestStats {
 
 impl IngestStats {
     fn merge(&mut self, o: &IngestStats) {
-        self.events += o.events;
-        self.duplicates += o.duplicates;
-        self.late += o.late;
-        self.untracked_tasks += o.untracked_tasks;
-        self.unknown_tasks += o.unknown_tasks;
-        self.untracked_conflicts += o.untracked_conflicts;
-        self.untracked_agents += o.untracked_agents;
-        self.untracked_resources += o.untracked_resources;
-        self.dropped_anomalies += o.dropped_anomalies;
-        self.skipped_windows += o.skipped_windows;
+        add(&mut self.events, o.events);
+        add(&mut self.duplicates, o.duplicates);
+        add(&mut self.late, o.late);
+        add(&mut self.untracked_tasks, o.untracked_tasks);
+        add(&mut self.unknown_tasks, o.unknown_tasks);
+        add(&mut self.untracked_conflicts, o.untracked_conflicts);
+        add(&mut self.untracked_agents, o.untracked_agents);
+        add(&mut self.untracked_resources, o.untracked_resources);
+        add(&mut self.dropped_anomalies, o.dropped_anomalies);
+        add(&mut self.skipped_windows, o.skipped_windows);
     }
 }
 
@@ -422,6 +430,10 @@ impl Window {
     /// just before its end, has not. The result is the same in either order, but for
     /// two windows alike in both, where `other`'s gauges are taken.
     ///
+    /// Counts saturate at `u64::MAX` rather than overflow: a window is plain data, a
+    /// host may have written it, and nothing in it makes this panic (no monitor
+    /// counts that far; its snapshots refuse counts from 2^60 on).
+    ///
     /// # Errors
     /// [`MonitorError::SketchMismatch`] if the windows' sketches have different
     /// settings; `self` is unchanged.
@@ -455,11 +467,11 @@ impl Window {
 
         let c = &mut self.conflicts;
         let o = &other.conflicts;
-        c.detected += o.detected;
-        c.resolved += o.resolved;
-        c.decided += o.decided;
-        c.decided_by_default += o.decided_by_default;
-        c.escalated += o.escalated;
+        add(&mut c.detected, o.detected);
+        add(&mut c.resolved, o.resolved);
+        add(&mut c.decided, o.decided);
+        add(&mut c.decided_by_default, o.decided_by_default);
+        add(&mut c.escalated, o.escalated);
         if later {
             c.open = o.open;
         }
@@ -507,6 +519,13 @@ fn merge_sorted<T: Clone>(
     }
     out.extend(theirs.cloned());
     *mine = out;
+}
+
+/// `*count += n`, saturating at `u64::MAX`: the counts are plain data a host may
+/// have written, and merging must not panic on them.
+#[inline]
+fn add(count: &mut u64, n: u64) {
+    *count = count.saturating_add(n);
 }
 
 /// `num / den`, when `den` is positive.

@@ -33,6 +33,22 @@ mod tracking;
 
 pub use snapshot::{MONITOR_SNAPSHOT_VERSION, MonitorSnapshot};
 
+/// The most detection intervals in a row with no event in them (idle intervals) whose
+/// values a [`Monitor`] feeds to its anomaly detectors; past them, until the next
+/// event, the detectors are fed nothing.
+///
+/// An idle interval's values are those of the idle interval before it: nothing
+/// changed the gauges. Fed the same value again and again, a detector reports the
+/// change to it within `shift_after` values (a spike, then a level shift: at most
+/// 1,000) and has a full history of residuals of the new level `history` values
+/// later (at most 256); this bound is past both, twice over (with an hourly
+/// interval, 85 days). What it buys is that a jump of the clock over an idle stretch
+/// costs at most this many intervals, however fine the detection interval. Often
+/// fewer: as soon as every detector is at rest (fed the idle values again, it would
+/// change nothing but its count of values), the idle intervals to the window's end
+/// are counted in one step, exactly as one by one.
+pub const MAX_IDLE_INTERVALS: u64 = 2048;
+
 /// The fleet series watched for anomalies, in the order their detectors are kept.
 const FLEET_METRICS: [Metric; 8] = [
     Metric::Utilization,
@@ -414,6 +430,16 @@ pub struct MonitorStats {
 /// anomalies go to the window and to a queue the host takes them from
 /// ([`drain_anomalies`](Self::drain_anomalies)).
 ///
+/// # Time
+///
+/// Moving the clock (an event, or [`advance`](Self::advance)) closes the detection
+/// intervals and windows it passes, and costs what they hold, not how many there are:
+/// of a stretch with no event, at most [`MAX_IDLE_INTERVALS`] intervals are fed to
+/// the detectors, and fewer are visited (once every detector is at rest, the idle
+/// intervals to the window's end are counted in one step); a jump past the kept
+/// windows builds no more than `keep_windows` of them. So a jump over an idle week
+/// is cheap whatever the interval, even a millisecond.
+///
 /// # Memory
 ///
 /// Constant per agent (one fixed-size row, with its detector) and per resource kind,
@@ -439,6 +465,8 @@ pub struct MonitorStats {
 /// [`ingest`](Self::ingest): O(1) expected, O(resource kinds) for an assignment or
 /// completion, no allocation in steady state. Each detection boundary: O(agents)
 /// with per-agent detection, else O(1); each window close: O(agents log agents).
+/// A jump over an idle stretch visits at most `MAX_IDLE_INTERVALS` boundaries and
+/// `keep_windows + 1` windows, and usually two boundaries a window.
 ///
 /// ```
 /// use concord::coordinator::Coordinator;
@@ -474,6 +502,9 @@ pub struct Monitor {
     window_start: Timestamp,
     window_end: Timestamp,
     next_interval: Timestamp,
+    /// When the latest event was taken in (or the clock started): the detection
+    /// intervals after the one holding it are idle.
+    last_event: Timestamp,
     agent_index: FxHashMap<AgentId, u32>,
     agents: Vec<AgentLive>,
     free: Vec<u32>,
@@ -489,6 +520,9 @@ pub struct Monitor {
     pending_dropped: u64,
     closed: VecDeque<Window>,
     found: Vec<Anomaly>,
+    /// Detection intervals closed one by one: what a jump of the clock cost.
+    #[cfg(test)]
+    visited: u64,
 }
 
 /// The detector settings for `metric`: the configured ones, with the deviation floor
@@ -547,6 +581,7 @@ impl Monitor {
             window_start: Timestamp::EPOCH,
             window_end: Timestamp::EPOCH,
             next_interval: Timestamp::EPOCH,
+            last_event: Timestamp::EPOCH,
             agent_index: FxHashMap::default(),
             agents: Vec::new(),
             free: Vec::new(),
@@ -560,6 +595,8 @@ impl Monitor {
             pending_dropped: 0,
             closed: VecDeque::new(),
             found: Vec::new(),
+            #[cfg(test)]
+            visited: 0,
             config,
         })
     }
@@ -592,6 +629,7 @@ impl Monitor {
             self.last_seq = event.seq;
         }
         let t = self.clock_to(event.at);
+        self.last_event = t;
         self.win.ingest.events += 1;
         self.apply(&event.kind, t);
     }

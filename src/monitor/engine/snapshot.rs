@@ -62,6 +62,11 @@ pub struct MonitorSnapshot {
     now: Option<Timestamp>,
     /// The latest sequence number taken in, when replays are skipped.
     last_seq: Option<u64>,
+    /// When the latest event was taken in (or the clock started): how many idle
+    /// detection intervals have passed follows from it. `None` before the first
+    /// event; a snapshot written without it restores as if an event came at `now`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_event: Option<Timestamp>,
     fleet: Fleet,
     marks: Marks,
     current: Live,
@@ -206,6 +211,7 @@ impl Monitor {
             detect_every: self.config.detect_every(),
             now: self.now(),
             last_seq: self.seen_seq.then_some(self.last_seq),
+            last_event: self.started.then_some(self.last_event),
             // The gauges are counted from the tasks and agents on restore.
             fleet: Fleet {
                 queued: 0,
@@ -286,6 +292,7 @@ impl Monitor {
         m.now = now;
         m.seen_seq = s.last_seq.is_some();
         m.last_seq = s.last_seq.unwrap_or(0);
+        m.last_event = s.last_event.unwrap_or(now);
         m.window_start = window_start;
         m.window_end = Timestamp::from_nanos(start.saturating_add(w));
         m.next_interval = Timestamp::from_nanos(align(now.as_nanos(), e).saturating_add(e));
@@ -451,6 +458,9 @@ fn check(
     now: Timestamp,
     window_start: Timestamp,
 ) -> Result<(), String> {
+    if let Some(t) = s.last_event {
+        not_after("the latest event", t, now)?;
+    }
     let f = &s.fleet;
     let elapsed = in_window("the fleet's integrals", f.last, window_start, now)?;
     let task_ns = f

@@ -366,6 +366,233 @@ fn a_jump_of_centuries_builds_no_more_than_the_kept_windows() {
     }
 }
 
+/// An event at `ms` milliseconds.
+fn at_ms(seq: u64, ms: u64, kind: EventKind) -> Event {
+    Event {
+        seq,
+        at: Timestamp::from_millis(ms),
+        kind,
+    }
+}
+
+/// Busy work on three agents from `from` ms on: tasks of varied lengths, some
+/// failing, some waiting first; ends with every task finished but one, still
+/// running, so that the idle stretch after it has a gauge that is not zero.
+fn bursts(seq: &mut u64, from: u64, task: &mut u64) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut push = |ms: u64, kind: EventKind| out.push((ms, kind));
+    if from == 0 {
+        for a in 1..=3 {
+            let profile = AgentProfile::new(AgentId::new(a), "a").with_max_tasks(2);
+            push(
+                0,
+                EventKind::AgentRegistered {
+                    profile: Box::new(profile),
+                },
+            );
+        }
+    }
+    for k in 0..40u64 {
+        *task += 1;
+        let t = *task;
+        let start = from + k * 37;
+        let agent = k % 3 + 1;
+        if k % 4 == 0 {
+            push(
+                start,
+                EventKind::TaskQueued {
+                    task: TaskId::new(t),
+                    request: crate::id::RequestId::new(t),
+                    explanation: Box::default(),
+                },
+            );
+        }
+        push(
+            start + 3,
+            EventKind::TaskAssigned {
+                assignment: Arc::new(assignment(t, agent, Resources::new(), 0)),
+            },
+        );
+        if k < 39 {
+            push(
+                start + 3 + (k * 13) % 50,
+                EventKind::TaskCompleted {
+                    task: TaskId::new(t),
+                    agent: AgentId::new(agent),
+                    success: k % 7 != 0,
+                    usage: None,
+                },
+            );
+        }
+    }
+    // In time order, numbered in that order (a stable sort: an assignment stays
+    // before a completion at the same instant).
+    out.sort_by_key(|(ms, _)| *ms);
+    out.into_iter()
+        .map(|(ms, kind)| {
+            *seq += 1;
+            at_ms(*seq, ms, kind)
+        })
+        .collect()
+}
+
+/// A monitor at a millisecond interval, with idle stretches of `gap` ms between
+/// bursts of work.
+fn fine_config() -> MonitorConfig {
+    MonitorConfig::default()
+        .with_window(Duration::from_secs(10))
+        .with_detect_every(Duration::from_millis(1))
+        .with_keep_windows(3)
+}
+
+#[test]
+fn jumping_over_idle_intervals_leaves_what_stepping_through_them_does() {
+    let (mut seq, mut task) = (0, 0);
+    let mut events = bursts(&mut seq, 0, &mut task);
+    // An idle stretch past `MAX_IDLE_INTERVALS`, but within the kept windows, then
+    // more work, then a short one.
+    events.extend(bursts(&mut seq, 25_000, &mut task));
+    events.extend(bursts(&mut seq, 27_500, &mut task));
+    let end = Timestamp::from_millis(29_900);
+    let mut jumper = Monitor::new(fine_config()).unwrap();
+    let mut stepper = Monitor::new(fine_config()).unwrap();
+    for e in &events {
+        jumper.ingest(e);
+        // The stepper is moved to each deadline before the event, one by one.
+        while let Some(d) = stepper.next_deadline().filter(|d| *d <= e.at) {
+            stepper.advance(d);
+        }
+        stepper.ingest(e);
+    }
+    jumper.advance(end);
+    while let Some(d) = stepper.next_deadline().filter(|d| *d <= end) {
+        stepper.advance(d);
+    }
+    stepper.advance(end);
+    assert_eq!(stepper.visited, 29_900);
+    assert!(
+        jumper.visited < 29_900 / 2,
+        "{} intervals visited",
+        jumper.visited
+    );
+    assert_eq!(state(&jumper), state(&stepper));
+    assert!(jumper.windows().eq(stepper.windows()));
+    assert_eq!(jumper.current_window(), stepper.current_window());
+    let taken: Vec<Anomaly> = jumper.drain_anomalies().collect();
+    assert!(!taken.is_empty());
+    assert_eq!(taken, stepper.drain_anomalies().collect::<Vec<_>>());
+    // The detectors were fed every interval but those of the long stretch past
+    // `MAX_IDLE_INTERVALS` of it: the first burst's last event is at 1,453 ms, so
+    // the idle intervals end at 1,455 ms and on, to 25,000 ms.
+    let fed = jumper.detectors[Metric::TasksFinished as usize].seen();
+    let unfed = 25_000 - (1_454 + MAX_IDLE_INTERVALS);
+    assert_eq!(fed, 29_900 - unfed);
+}
+
+#[test]
+fn a_jump_over_idle_days_is_cheap_at_a_millisecond_interval() {
+    let config = MonitorConfig::default()
+        .with_detect_every(Duration::from_millis(1))
+        .with_keep_windows(30);
+    assert!(config.validate().is_ok());
+    // With nothing to watch, the detectors are at rest within a few dozen
+    // intervals, and the rest of the day is counted in one step.
+    let mut idle = Monitor::new(config.clone()).unwrap();
+    idle.advance(at(0));
+    idle.advance(at(24 * HOUR));
+    assert!(idle.visited < 100, "{}", idle.visited);
+    assert_eq!(idle.windows().len(), 1);
+
+    let (mut seq, mut task) = (0, 0);
+    let mut m = Monitor::new(config).unwrap();
+    m.ingest_all(&bursts(&mut seq, 0, &mut task));
+    let busy = m.visited;
+    let started = std::time::Instant::now();
+    // A day, then a month: every window of it is built.
+    m.advance(at(24 * HOUR));
+    m.advance(at(31 * 24 * HOUR));
+    let took = started.elapsed();
+    assert_eq!(m.windows().len(), 30);
+    let last = m.last_window().unwrap();
+    assert_eq!(last.busy_secs(), 24.0 * 3600.0, "one task still runs");
+    assert_eq!(last.ingest.skipped_windows, 0);
+    // Billions of intervals passed: at most `MAX_IDLE_INTERVALS` of them fed to the
+    // detectors (fewer if they come to rest first), then a few visits a window.
+    let visited = m.visited - busy;
+    assert!(visited <= MAX_IDLE_INTERVALS + 3 * 31, "{visited}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // An idle year is cut to the kept windows, and visits no more.
+    let before = m.visited;
+    m.advance(at(400 * 24 * HOUR));
+    assert!(m.visited - before < 200, "{}", m.visited - before);
+    let snapshot = m.snapshot();
+    let back = Monitor::restore(m.config().clone(), snapshot.clone()).unwrap();
+    assert_eq!(back.snapshot(), snapshot);
+}
+
+#[test]
+fn the_latest_event_is_restored_and_checked() {
+    let (mut seq, mut task) = (0, 0);
+    let mut m = Monitor::new(fine_config()).unwrap();
+    m.ingest_all(&bursts(&mut seq, 0, &mut task));
+    m.advance(Timestamp::from_millis(5_000));
+    let good = serde_json::to_value(m.snapshot()).unwrap();
+    assert_eq!(good["last_event"], serde_json::json!(m.last_event));
+    // After `now`: refused.
+    let mut v = good.clone();
+    v["last_event"] = serde_json::json!(Timestamp::from_millis(6_000));
+    let snapshot: MonitorSnapshot = serde_json::from_value(v).unwrap();
+    let err = Monitor::restore(fine_config(), snapshot).unwrap_err();
+    assert!(err.to_string().contains("the latest event"), "{err}");
+    // Written before it was kept: as if an event came at `now`.
+    let mut v = good;
+    v.as_object_mut().unwrap().remove("last_event");
+    let snapshot: MonitorSnapshot = serde_json::from_value(v).unwrap();
+    let back = Monitor::restore(fine_config(), snapshot).unwrap();
+    assert_eq!(back.last_event, Timestamp::from_millis(5_000));
+}
+
+#[test]
+fn windows_and_summaries_with_counts_at_the_bound_do_not_panic() {
+    let (mut seq, mut task) = (0, 0);
+    let mut m = Monitor::new(fine_config()).unwrap();
+    m.ingest_all(&bursts(&mut seq, 0, &mut task));
+    let mut v = serde_json::to_value(m.current_window().unwrap()).unwrap();
+    let max = serde_json::json!(u64::MAX);
+    for path in [
+        "/tasks/succeeded",
+        "/tasks/assigned",
+        "/tasks/rejected",
+        "/tasks/denied",
+        "/conflicts/resolved",
+        "/conflicts/decided",
+        "/conflicts/detected",
+        "/ingest/events",
+        "/agents/0/succeeded",
+        "/agents/0/failed",
+        "/agents/0/started",
+        "/agents/0/durations/count",
+    ] {
+        *v.pointer_mut(path).unwrap() = max.clone();
+    }
+    v["tasks"]["failed"] = serde_json::json!(1);
+    let mut w: Window = serde_json::from_value(v).unwrap();
+    assert!(w.completion_rate().is_some());
+    assert_eq!(w.tasks.finished(), u64::MAX);
+    assert_eq!(w.agents[0].finished(), u64::MAX);
+    let summary = DailySummary::from_window(&w);
+    assert_eq!(summary.conflicts.closed, u64::MAX);
+    assert!(summary.to_markdown().contains("Key metrics"));
+    assert!(m.report(&w).to_markdown().contains("Recommendations"));
+    let other = w.clone();
+    w.merge(&other).unwrap();
+    w.merge(&other).unwrap();
+    assert_eq!(w.tasks.assigned, u64::MAX);
+    assert_eq!(w.ingest.events, u64::MAX);
+    assert_eq!(w.agents[0].durations.count(), u64::MAX);
+    w.agents[0].durations.add(1.0);
+}
+
 #[test]
 fn settings_are_checked_on_construction() {
     let bad = MonitorConfig::default().with_detect_every(Duration::from_secs(7 * 60));
@@ -633,5 +860,53 @@ proptest! {
         prop_assert_eq!(restored.stats(), original.stats());
         let taken: Vec<Anomaly> = restored.drain_anomalies().collect();
         prop_assert_eq!(taken, original.drain_anomalies().collect::<Vec<_>>());
+    }
+}
+
+proptest! {
+    #![proptest_config(crate::proptest_config(64, "tests/proptest-regressions/monitor_idle.txt"))]
+    /// Whatever the events, a monitor moved to each one in a single jump ends as one
+    /// walked there deadline by deadline: the idle intervals counted in one step
+    /// leave the state, windows and anomalies that closing them one by one does.
+    #[test]
+    fn a_jump_and_a_walk_to_the_same_time_agree(
+        events in proptest::collection::vec(arb_event(), 0..80),
+        agents in any::<bool>(),
+    ) {
+        let config = MonitorConfig::default()
+            .with_window(Duration::from_secs(2 * HOUR))
+            .with_detect_every(Duration::from_secs(10))
+            .with_keep_windows(4)
+            .with_detect_agents(agents)
+            // A replay skipped does not move the clock: walked to, it would.
+            .with_skip_replayed(false)
+            .with_detector(DetectorConfig::default().with_warm_up(3).with_history(8));
+        let mut jumper = Monitor::new(config.clone()).unwrap();
+        let mut walker = Monitor::new(config).unwrap();
+        let (mut seq, mut now) = (0u64, 1_000_000i64);
+        // Within the kept windows: a jump past them skips windows a walk builds.
+        let walk = |m: &mut Monitor, to: Timestamp| {
+            while let Some(d) = m.next_deadline().filter(|d| *d <= to) {
+                m.advance(d);
+            }
+        };
+        for (seq_step, time_step, kind) in events {
+            seq += seq_step;
+            now = (now + time_step.min(5 * HOUR as i64)).max(0);
+            let event = Event { seq, at: Timestamp::from_secs(now as u64), kind };
+            jumper.ingest(&event);
+            walk(&mut walker, event.at);
+            walker.ingest(&event);
+        }
+        let end = Timestamp::from_secs(now as u64 + 3 * HOUR);
+        jumper.advance(end);
+        walk(&mut walker, end);
+        walker.advance(end);
+        prop_assert!(jumper.visited <= walker.visited);
+        prop_assert_eq!(state(&jumper), state(&walker));
+        prop_assert!(jumper.windows().eq(walker.windows()));
+        prop_assert_eq!(jumper.current_window(), walker.current_window());
+        let taken: Vec<Anomaly> = jumper.drain_anomalies().collect();
+        prop_assert_eq!(taken, walker.drain_anomalies().collect::<Vec<_>>());
     }
 }

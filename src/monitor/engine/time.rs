@@ -7,12 +7,13 @@ use crate::clock::Timestamp;
 use crate::monitor::anomaly::{Anomaly, Metric, Subject};
 use crate::monitor::window::{AgentStats, ConflictStats, QueueStats, ResourceStats, Window};
 
-use super::{FLEET_METRICS, Live, Marks, Monitor, align, secs};
+use super::{FLEET_METRICS, Live, MAX_IDLE_INTERVALS, Marks, Monitor, align, secs};
 
 impl Monitor {
     pub(super) fn start(&mut self, t: Timestamp) {
         self.started = true;
         self.now = t;
+        self.last_event = t;
         let ns = t.as_nanos();
         let start = align(ns, self.window_ns);
         self.window_start = Timestamp::from_nanos(start);
@@ -41,18 +42,88 @@ impl Monitor {
     }
 
     /// Closes every detection interval, and window, that ends by `t`.
+    ///
+    /// Once an idle interval finds every detector at rest (or past
+    /// [`MAX_IDLE_INTERVALS`], fed nothing), the idle intervals that follow, to `t` or
+    /// the window's end, are closed in one step ([`rest_until`](Self::rest_until)):
+    /// the state is the one closing them one by one would leave.
     pub(super) fn roll_to(&mut self, t: Timestamp) {
         // At the end of time an interval cannot end: nothing is closed there.
         while self.next_interval <= t && self.next_interval < Timestamp::MAX {
             let b = self.next_interval;
-            self.close_interval(b);
+            let at_rest = self.close_interval(b);
             if b >= self.window_end {
                 self.close_window(b);
                 self.skip_ahead(t);
+            } else if let Some(fed) = at_rest {
+                self.rest_until(b, t, fed);
             }
             self.next_interval =
                 Timestamp::from_nanos(self.next_interval.as_nanos().saturating_add(self.every_ns));
         }
+    }
+
+    /// How many detection intervals in a row, up to the one ending at `b`, hold no
+    /// event: 0 for the one holding the latest event (or the clock's start).
+    fn idle_intervals(&self, b: Timestamp) -> u64 {
+        let e = self.every_ns;
+        let first_end = align(self.last_event.as_nanos(), e).saturating_add(e);
+        b.as_nanos().saturating_sub(first_end) / e
+    }
+
+    /// After the idle interval ending at `b` found every detector it fed at rest
+    /// (`fed`: which fleet detectors it fed): closes the idle intervals after it that
+    /// end by `t` and before the window's end, in one step. Each would have had the
+    /// values of the one at `b` (nothing changes the gauges between events) and left
+    /// the detectors as they were, but for their count of values, so: the integrals
+    /// are accrued and the marks set at the last of them, and each detector fed counts
+    /// the values it would have been fed (none past [`MAX_IDLE_INTERVALS`]).
+    fn rest_until(&mut self, b: Timestamp, t: Timestamp, fed: u8) {
+        let e = self.every_ns;
+        let b_ns = b.as_nanos();
+        // The last boundary at or before `t`, and before the window's end, which the
+        // loop closes itself (with the window).
+        let by_t = (t.as_nanos() - b_ns) / e;
+        let by_end = (self
+            .window_end
+            .as_nanos()
+            .saturating_sub(1)
+            .saturating_sub(b_ns))
+            / e;
+        let n = by_t.min(by_end);
+        if n == 0 {
+            return;
+        }
+        let last = Timestamp::from_nanos(b_ns + n * e);
+        let idle = self.idle_intervals(b);
+        let feed = n.min(MAX_IDLE_INTERVALS.saturating_sub(idle));
+        self.accrue_fleet(last);
+        self.mark();
+        if feed > 0 {
+            for (k, detector) in self.detectors.iter_mut().enumerate() {
+                if fed & (1 << k) != 0 {
+                    detector.rest(feed);
+                }
+            }
+        }
+        // As `close_interval` does: without per-agent detection the agents' rows are
+        // accrued when they change, not at each interval.
+        if self.config.detect_agents() {
+            for a in &mut self.agents {
+                if a.vacant {
+                    continue;
+                }
+                a.accrue(last);
+                let avail = a.avail_ns - a.mark_avail;
+                a.mark_busy = a.busy_ns;
+                a.mark_avail = a.avail_ns;
+                if let (Some(detector), true) = (a.detector.as_mut(), avail > 0 && feed > 0) {
+                    detector.rest(feed);
+                }
+            }
+        }
+        // The loop adds an interval to this.
+        self.next_interval = last;
     }
 
     /// After a window closed at `window_start`: if `t` is further ahead than the kept
@@ -98,8 +169,20 @@ impl Monitor {
         f.last = t;
     }
 
-    /// Feeds each series' value for the interval ending at `b` to its detector.
-    fn close_interval(&mut self, b: Timestamp) {
+    /// Feeds each series' value for the interval ending at `b` to its detector (none
+    /// past [`MAX_IDLE_INTERVALS`] idle intervals in a row). Returns, when the
+    /// interval was idle and left every detector it fed at rest, which fleet detectors
+    /// it fed (a bit each, in [`FLEET_METRICS`] order): the idle intervals after it
+    /// would do exactly the same.
+    fn close_interval(&mut self, b: Timestamp) -> Option<u8> {
+        let idle = self.idle_intervals(b);
+        let feed = idle <= MAX_IDLE_INTERVALS;
+        let mut at_rest = idle > 0;
+        let mut fed = 0u8;
+        #[cfg(test)]
+        {
+            self.visited += 1;
+        }
         self.accrue_fleet(b);
         let f = &self.fleet;
         let m = self.marks;
@@ -118,8 +201,6 @@ impl Monitor {
                 eff_sum += (d.done_within - d.mark_within) as f64 / alloc as f64;
                 eff_n += 1;
             }
-            d.mark_alloc = d.done_alloc;
-            d.mark_within = d.done_within;
         }
         let div = |a: u128, b: u128| (b > 0).then(|| a as f64 / b as f64);
         let values: [Option<f64>; 8] = [
@@ -132,22 +213,21 @@ impl Monitor {
             div(d_waiting, d_waiting + d_busy),
             (eff_n > 0).then(|| eff_sum / f64::from(eff_n)),
         ];
-        self.marks = Marks {
-            succeeded: tasks.succeeded,
-            finished: tasks.finished(),
-            busy_ns: f.busy_ns,
-            avail_ns: f.avail_ns,
-            waiting_ns,
-            wait_ns: self.win.wait_ns,
-            wait_n: self.win.wait_n,
-            res_ns: self.win.res_ns,
-            res_n: self.win.res_n,
-        };
+        self.mark();
         self.found.clear();
-        for ((metric, detector), value) in FLEET_METRICS.iter().zip(&mut self.detectors).zip(values)
+        for (k, ((metric, detector), value)) in FLEET_METRICS
+            .iter()
+            .zip(&mut self.detectors)
+            .zip(values)
+            .enumerate()
         {
-            let Some(value) = value else { continue };
-            if let Some(d) = detector.observe(value) {
+            let Some(value) = value.filter(|_| feed) else {
+                continue;
+            };
+            fed |= 1 << k;
+            let (found, rest) = detector.observe_at_rest(value);
+            at_rest &= rest;
+            if let Some(d) = found {
                 self.found.push(Anomaly {
                     at: b,
                     metric: *metric,
@@ -168,10 +248,12 @@ impl Monitor {
                 let (busy, avail) = (a.busy_ns - a.mark_busy, a.avail_ns - a.mark_avail);
                 a.mark_busy = a.busy_ns;
                 a.mark_avail = a.avail_ns;
-                let (Some(detector), true) = (a.detector.as_mut(), avail > 0) else {
+                let (Some(detector), true) = (a.detector.as_mut(), avail > 0 && feed) else {
                     continue;
                 };
-                if let Some(d) = detector.observe(busy as f64 / avail as f64) {
+                let (found, rest) = detector.observe_at_rest(busy as f64 / avail as f64);
+                at_rest &= rest;
+                if let Some(d) = found {
                     self.found.push(Anomaly {
                         at: b,
                         metric: Metric::Utilization,
@@ -208,6 +290,29 @@ impl Monitor {
                 self.pending_dropped += 1;
             }
             self.pending.push_back(a);
+        }
+        at_rest.then_some(fed)
+    }
+
+    /// Sets the marks the next interval's values are taken from: the counters and
+    /// integrals as they stand.
+    fn mark(&mut self) {
+        let f = &self.fleet;
+        let w = &self.win;
+        self.marks = Marks {
+            succeeded: w.tasks.succeeded,
+            finished: w.tasks.finished(),
+            busy_ns: f.busy_ns,
+            avail_ns: f.avail_ns,
+            waiting_ns: f.queued_ns + f.blocked_ns,
+            wait_ns: w.wait_ns,
+            wait_n: w.wait_n,
+            res_ns: w.res_ns,
+            res_n: w.res_n,
+        };
+        for d in &mut self.dims {
+            d.mark_alloc = d.done_alloc;
+            d.mark_within = d.done_within;
         }
     }
 
