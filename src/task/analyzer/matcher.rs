@@ -1024,18 +1024,21 @@ mod tests {
 
     #[test]
     fn words_longer_than_a_signature_and_a_block_are_told_apart() {
-        // Both keywords have the longest signature's length; the text's words run
-        // across blocks of the ASCII path, and one text takes the other path.
+        // Both keywords are as long as keywords may be, past a block of the ASCII path
+        // and past the filter's longest length, and differ by their length alone; the
+        // text's words run across blocks, one is longer than any signature's length,
+        // and one text takes the other path.
         let rules = RuleSet::empty()
-            .with_rule(AnalysisRule::new("long").with_keyword("x".repeat(300)))
-            .with_rule(AnalysisRule::new("longer").with_keyword("x".repeat(301)))
+            .with_rule(AnalysisRule::new("long").with_keyword("x".repeat(127)))
+            .with_rule(AnalysisRule::new("longer").with_keyword("x".repeat(128)))
             .with_rule(AnalysisRule::new("short").with_keyword("x"));
         let analyzer = RuleBasedAnalyzer::new(rules.clone()).unwrap();
         for (text, want) in [
-            (format!("a {} b", "X".repeat(301)), &["longer"][..]),
-            (format!("{}, x", "x".repeat(300)), &["long", "short"]),
-            (format!("{} é", "x".repeat(300)), &["long"]),
-            ("x".repeat(128), &[]),
+            (format!("a {} b", "X".repeat(128)), &["longer"][..]),
+            (format!("{}, x", "x".repeat(127)), &["long", "short"]),
+            (format!("{} é", "x".repeat(127)), &["long"]),
+            ("x".repeat(300), &[]),
+            ("x".repeat(129), &[]),
         ] {
             let task = Task::new(TaskId::new(1), "", text);
             let got = analyzer.analyze(&task).unwrap();
