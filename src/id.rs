@@ -190,10 +190,7 @@ pub(crate) fn excerpt(text: &str) -> String {
 /// where an empty name means nothing, its holder refuses it with its own error.
 #[inline]
 pub(crate) fn check_label(kind: &'static str, text: &str) -> Result<(), NameError> {
-    if text.len() <= MAX_LABEL_LEN && !may_hold_control(text.as_bytes()) {
-        return Ok(());
-    }
-    label_problem(kind, text, MAX_LABEL_LEN)
+    check_within(kind, text, MAX_LABEL_LEN)
 }
 
 /// Checks a claim's name: at most [`MAX_CLAIM_LEN`] bytes and no control character.
@@ -205,6 +202,7 @@ pub(crate) fn check_claim(resource: &str) -> Result<(), NameError> {
 
 /// Checks a free text of `kind` as a label is checked, against a limit of `max`
 /// bytes: a claim's, a keyword's.
+#[inline]
 pub(crate) fn check_within(kind: &'static str, text: &str, max: usize) -> Result<(), NameError> {
     if text.len() <= max && !may_hold_control(text.as_bytes()) {
         return Ok(());
