@@ -1075,6 +1075,56 @@ fn a_live_id_is_refused_by_a_second_executor_over_the_same_coordinator() {
     assert_eq!(again.unwrap(), Some(RunOutcome::Succeeded));
 }
 
+/// A host that makes one executor per run over one shared coordinator: each
+/// executor started its task ids at the same place, so the second run's first step
+/// was refused as a duplicate of the first run's (or, once that one had finished,
+/// took the id of a different, finished task). Executors over one coordinator draw
+/// their task ids from one sequence.
+#[test]
+fn executors_over_one_coordinator_never_issue_the_same_task_id() {
+    let (outcomes, started) = within_a_minute(|| {
+        let w = world(&[(1, &["ops"], 2), (2, &["ops"], 2)]);
+        let agents: Vec<Arc<dyn Agent>> =
+            vec![Arc::new(Scripted::new(1)), Arc::new(Scripted::new(2))];
+        let executors: Vec<_> = (0..3)
+            .map(|_| Arc::new(executor(&w, agents.clone())))
+            .collect();
+        let wf = fan_in();
+        let runs: Vec<_> = executors
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Arc::clone(e).run_owned(&wf, &format!("run-{i}"), i as u64))
+            .collect();
+        let outcomes = block_on(futures::future::join_all(runs));
+        // And an executor made after they ran goes on past them.
+        let late = executor(&w, agents);
+        let last = block_on(late.run(&wf, "late", 9));
+        let started: Vec<_> = w
+            .coordinator
+            .drain_events()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::TaskAssigned { assignment } => Some(assignment.task.id()),
+                _ => None,
+            })
+            .collect();
+        (
+            outcomes.into_iter().chain([last]).collect::<Vec<_>>(),
+            started,
+        )
+    });
+    for outcome in outcomes {
+        assert_eq!(outcome.unwrap().outcome(), Some(RunOutcome::Succeeded));
+    }
+    let distinct: std::collections::BTreeSet<_> = started.iter().collect();
+    assert_eq!(started.len(), 4 * 3);
+    assert_eq!(
+        distinct.len(),
+        started.len(),
+        "ids issued twice: {started:?}"
+    );
+}
+
 #[test]
 fn distinct_live_ids_all_finish_on_one_slot() {
     let outcomes = within_a_minute(|| {

@@ -125,6 +125,10 @@ pub struct Coordinator {
     /// lock, so that a clock stepping back reads as standing still.
     seen: AtomicU64,
     shared: Mutex<Shared>,
+    /// The next task id of the executors over this coordinator that were not given
+    /// a range of their own: one sequence for all of them, so that a host making an
+    /// executor per run never has two issue one id (0 until the first is made).
+    executor_task_ids: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Coordinator {
@@ -154,7 +158,13 @@ impl Coordinator {
                 change_wakers: Vec::new(),
                 nudges: 0,
             }),
+            executor_task_ids: Arc::default(),
         }
+    }
+
+    /// The task id sequence shared by the executors over this coordinator.
+    pub(crate) fn executor_task_ids(&self) -> &Arc<AtomicU64> {
+        &self.executor_task_ids
     }
 
     /// Takes the core out (to drive it directly, or to drop the facade).

@@ -366,7 +366,9 @@ pub struct Executor {
     timer: Arc<dyn Timer>,
     spawner: Option<Arc<dyn Spawn>>,
     concurrency: usize,
-    next_task: AtomicU64,
+    /// Where the steps' task ids come from: the coordinator's sequence, shared by
+    /// its executors, or one of this executor's own ([`with_task_ids`](Self::with_task_ids)).
+    next_task: Arc<AtomicU64>,
     observer: Option<Arc<dyn RunObserver>>,
     patience: Option<Duration>,
     count_interrupted: bool,
@@ -378,18 +380,21 @@ impl Executor {
     ///
     /// Its task ids start at 2^40, or above the highest id the coordinator was ever
     /// given if that is higher: an executor made over a coordinator restored from its
-    /// checkpoint never issues a finished task's id again.
+    /// checkpoint never issues a finished task's id again. Executors over one
+    /// coordinator draw their ids from one sequence, so a host may make one per run.
     pub fn new(coordinator: Arc<Coordinator>, timer: impl Timer + 'static) -> Self {
         let first = coordinator
             .with_core(|c| c.highest_task_id())
             .map_or(1 << 40, |id| id.get().saturating_add(1).max(1 << 40));
+        let next_task = Arc::clone(coordinator.executor_task_ids());
+        next_task.fetch_max(first, Ordering::SeqCst);
         Executor {
             coordinator,
             agents: BTreeMap::new(),
             timer: Arc::new(timer),
             spawner: None,
             concurrency: 16,
-            next_task: AtomicU64::new(first),
+            next_task,
             observer: None,
             patience: None,
             count_interrupted: false,
@@ -474,9 +479,10 @@ impl Executor {
     }
 
     /// Task ids for the steps' attempts start at `first` (default `2^40`); each attempt
-    /// takes the next. Pick a range your other tasks do not use.
-    pub fn with_task_ids(self, first: u64) -> Self {
-        self.next_task.store(first, Ordering::SeqCst);
+    /// takes the next. Pick a range your other tasks, and the other executors over
+    /// this coordinator, do not use: this executor leaves the sequence they share.
+    pub fn with_task_ids(mut self, first: u64) -> Self {
+        self.next_task = Arc::new(AtomicU64::new(first));
         self
     }
 
