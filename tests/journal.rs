@@ -346,6 +346,40 @@ fn the_thread_safe_facade_writes_checkpoints_and_recovers() {
     assert_eq!(recovered.mode(), SystemMode::SafeMode);
 }
 
+/// A torn tail: the host recovers up to the last good record through the facade, and
+/// the coordinator's appends are refused until the host cuts the torn record from its
+/// storage; then they go on under its number, and the journal recovers what the
+/// coordinator holds.
+#[test]
+fn recovered_up_to_a_torn_record_the_coordinator_appends_once_the_host_cuts_it() {
+    let clock = ManualClock::new(t0());
+    let mut journal = MemoryJournal::new();
+    let records = a_short_run();
+    journal.append(1, &records).expect("append");
+    // Record 4 was torn by the crash: the host reads the three before it.
+    let good = &journal.records()[..3];
+    let c = builder()
+        .clock(clock.clone())
+        .recover_from(None, good)
+        .expect("recover up to the torn record");
+    assert_eq!(c.with_core(|core| core.journal_next()), 4);
+    assert_eq!(c.assignments().len(), 0, "task 2's assignment was torn");
+
+    clock.advance(MIN);
+    assigned(c.assign(task(3)).expect("task 3"));
+    match c.write_journal(&mut journal) {
+        Err(JournalError::Conflict { expected, actual }) => assert_eq!((expected, actual), (4, 5)),
+        other => panic!("appended over the torn record: {other:?}"),
+    }
+    journal.truncate(4);
+    assert_eq!(c.write_journal(&mut journal).expect("write"), 1);
+    let recovered = builder()
+        .clock(clock.clone())
+        .recover(&journal)
+        .expect("recover");
+    assert_eq!(json(&recovered.snapshot()), json(&c.snapshot()));
+}
+
 #[test]
 fn records_and_checkpoint_read_back_from_json_recover_the_same_state() {
     let (journal, _, before) = busy_journal();

@@ -284,6 +284,13 @@ impl CoordinatorBuilder {
     /// or that keeps the journal in its own format. Records the checkpoint already
     /// holds are skipped.
     ///
+    /// Recovered up to a corrupt record, the core numbers its next record as the
+    /// corrupt one's: cut that record and any after it from the storage before the
+    /// core writes to the journal again, or [`Core::write_journal`] is refused with
+    /// [`JournalError::Conflict`](super::JournalError::Conflict) for good (the journal's
+    /// next number is past them). A torn tail is the usual case: the write the crash
+    /// interrupted, never acknowledged, and so never acted on.
+    ///
     /// # Errors
     /// As [`recover_core`](Self::recover_core).
     pub fn recover_core_from(
@@ -310,6 +317,24 @@ impl CoordinatorBuilder {
     pub fn recover(self, journal: &dyn super::Journal) -> Result<Coordinator, CoordinatorError> {
         let clock = Arc::clone(&self.clock);
         Ok(Coordinator::from_core(self.recover_core(journal)?, clock))
+    }
+
+    /// [`recover_core_from`](Self::recover_core_from), as the thread-safe facade: for
+    /// a host that recovers up to a corrupt record (cut it from the storage before
+    /// the coordinator writes again), or keeps the journal in its own format.
+    ///
+    /// # Errors
+    /// As [`recover_core`](Self::recover_core).
+    pub fn recover_from(
+        self,
+        checkpoint: Option<CoordinatorSnapshot>,
+        records: &[super::Record],
+    ) -> Result<Coordinator, CoordinatorError> {
+        let clock = Arc::clone(&self.clock);
+        Ok(Coordinator::from_core(
+            self.recover_core_from(checkpoint, records)?,
+            clock,
+        ))
     }
 
     /// Builds the coordinator from a checkpoint.

@@ -220,7 +220,11 @@ pub struct Record {
 ///   (one transaction), so that two writers can never both append.
 /// - `read_from` returns the records from `from` on, in order; a record it cannot
 ///   read is [`JournalError::CorruptRecord`], after the good ones before it are
-///   pushed onto `out` (a host may choose to recover up to them).
+///   pushed onto `out` (a host may choose to recover up to them, with
+///   [`CoordinatorBuilder::recover_from`](super::CoordinatorBuilder::recover_from),
+///   and must then cut the corrupt record and those after it from its storage before
+///   the coordinator appends: `Journal` has no call for that, as only the host knows
+///   how its storage is cut).
 /// - A checkpoint stored is the one `load_checkpoint` returns until the next is
 ///   stored; records before the checkpoint's [`journal_next`](CoordinatorSnapshot::journal_next)
 ///   may then be dropped.
@@ -300,7 +304,8 @@ pub enum JournalError {
         found: u64,
     },
     /// A record cannot be read back (a torn write, a checksum mismatch, bytes that do
-    /// not decode).
+    /// not decode). To go on past it, recover up to it and cut it, and the records
+    /// after it, from the storage (see [`CoordinatorBuilder::recover_core_from`](super::CoordinatorBuilder::recover_core_from)).
     #[error("journal record {seq} is corrupt: {reason}")]
     CorruptRecord {
         /// Its number.
