@@ -874,11 +874,33 @@ fn a_restarted_host_never_issues_a_finished_tasks_id_again() {
 }
 
 /// An agent that records each task it is given, and hangs while `hang` is set (the
-/// process dies meanwhile); after a restart it cannot tell whether work finished.
+/// process dies meanwhile); after a restart it cannot tell whether work finished, or,
+/// `mute`, never answers when asked (its host gone for good, say).
 #[derive(Debug)]
 struct Recording {
-    seen: Arc<Mutex<Vec<(String, concord::TaskId)>>>,
+    seen: Seen,
     hang: bool,
+    mute: bool,
+}
+
+type Seen = Arc<Mutex<Vec<(String, concord::TaskId)>>>;
+
+impl Recording {
+    fn new(seen: &Seen, hang: bool) -> Arc<Self> {
+        Arc::new(Recording {
+            seen: Arc::clone(seen),
+            hang,
+            mute: false,
+        })
+    }
+
+    fn mute(seen: &Seen, hang: bool) -> Arc<Self> {
+        Arc::new(Recording {
+            seen: Arc::clone(seen),
+            hang,
+            mute: true,
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -897,6 +919,65 @@ impl Agent for Recording {
     async fn health(&self) -> Result<AgentHealth, AgentError> {
         Ok(AgentHealth::new("1"))
     }
+    async fn recover(&self, _: WorkItem) -> Result<Option<WorkOutput>, AgentError> {
+        if self.mute {
+            futures::future::pending::<()>().await;
+        }
+        Ok(None)
+    }
+}
+
+/// A one-step workflow for role `worker`, its step timing out after `timeout`.
+fn one_step(timeout: Option<Duration>) -> Workflow {
+    let mut step = StepSpec::new("a").with_role(Role::new("worker").unwrap());
+    if let Some(after) = timeout {
+        step = step.with_timeout(after);
+    }
+    Workflow::builder("one").step(step).build().unwrap()
+}
+
+/// Run `x` of `wf` started on agent 1 (role `worker`, `slots` slots), whose agent
+/// hangs at its step, and the process crashed there: the coordinator restored from
+/// its checkpoint taken before the run began (`older`) or at the crash, and the run
+/// from what its observer saved.
+fn crashed_mid_step(
+    wf: &Workflow,
+    clock: &ManualClock,
+    slots: u32,
+    older: bool,
+    agent: Arc<dyn Agent>,
+) -> (Arc<Coordinator>, Run) {
+    let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    let profile = AgentProfile::new(AgentId::new(1), "w1")
+        .with_role(Role::new("worker").unwrap())
+        .with_max_tasks(slots);
+    c.register_agent(profile).unwrap();
+    let before = c.snapshot();
+    let saved: Arc<Mutex<Option<RunSnapshot>>> = Arc::default();
+    let sink = Arc::clone(&saved);
+    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+        .with_agent(agent)
+        .with_observer(move |run: &Run, _: &[RunEvent]| *sink.lock() = Some(run.snapshot()));
+    let mut x = ex.run(wf, "x", 1);
+    assert!(poll_once(&mut x).is_pending());
+    drop(x);
+    drop(ex);
+    let checkpoint = if older { before } else { c.snapshot() };
+    drop(c);
+    let c = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .restore(checkpoint)
+            .unwrap(),
+    );
+    let run = Run::restore(wf, saved.lock().clone().unwrap()).unwrap();
+    (c, run)
+}
+
+/// Polls `f` once, with a waker that does nothing.
+fn poll_once<F: Future + Unpin>(f: &mut F) -> std::task::Poll<F::Output> {
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    std::pin::Pin::new(f).poll(&mut cx)
 }
 
 /// The coordinator's checkpoint older than the run's: the restored coordinator never
@@ -906,58 +987,21 @@ impl Agent for Recording {
 #[test]
 fn a_run_resumed_over_an_older_coordinator_checkpoint_reuses_no_task_id() {
     let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
-    let role = Role::new("worker").unwrap();
-    let wf = Workflow::builder("one")
-        .step(StepSpec::new("a").with_role(role.clone()))
-        .build()
-        .unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let profile = AgentProfile::new(AgentId::new(1), "w1")
-        .with_role(role)
-        .with_max_tasks(1);
+    let wf = one_step(None);
+    let seen = Seen::default();
     for cross in [false, true] {
         seen.lock().clear();
-        let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
-        c.register_agent(profile.clone()).unwrap();
-        let old = c.snapshot();
-        let saved: Arc<Mutex<Option<RunSnapshot>>> = Arc::default();
-        let sink = Arc::clone(&saved);
-        let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
-            .with_agent(Arc::new(Recording {
-                seen: Arc::clone(&seen),
-                hang: true,
-            }))
-            .with_observer(move |run: &Run, _: &[RunEvent]| {
-                *sink.lock() = Some(run.snapshot());
-            });
-        let mut x = ex.run(&wf, "x", 1);
-        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-        assert!(std::pin::Pin::new(&mut x).poll(&mut cx).is_pending());
-        drop(x);
-        drop(ex);
-        drop(c);
-
-        let c = Arc::new(
-            Coordinator::builder()
-                .clock(clock.clone())
-                .restore(old)
-                .unwrap(),
-        );
-        let run = Run::restore(&wf, saved.lock().clone().unwrap()).unwrap();
+        let (c, run) = crashed_mid_step(&wf, &clock, 1, true, Recording::new(&seen, true));
         let first = run.task(wf.step("a").unwrap()).expect("step a is bound");
-        let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone())).with_agent(
-            Arc::new(Recording {
-                seen: Arc::clone(&seen),
-                hang: cross,
-            }),
-        );
+        let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+            .with_agent(Recording::new(&seen, cross));
         if cross {
             // Run y starts first, and its task takes the id run x's step names.
             let mut y = ex.run(&wf, "y", 2);
-            assert!(std::pin::Pin::new(&mut y).poll(&mut cx).is_pending());
+            assert!(poll_once(&mut y).is_pending());
             let y_task = c.assignments()[0].task.id();
             let mut x = ex.resume(run);
-            let _ = std::pin::Pin::new(&mut x).poll(&mut cx);
+            let _ = poll_once(&mut x);
             // Run x's resume left run y's task alone: y still runs on the one slot.
             let running: Vec<(concord::TaskId, Option<String>)> = (c.assignments().iter())
                 .map(|a| (a.task.id(), a.group.as_deref().map(str::to_owned)))
@@ -986,137 +1030,39 @@ fn a_run_resumed_over_an_older_coordinator_checkpoint_reuses_no_task_id() {
 #[test]
 fn a_resumed_run_holds_its_task_ids_before_it_is_first_polled() {
     let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
-    let role = Role::new("worker").unwrap();
-    let wf = Workflow::builder("one")
-        .step(StepSpec::new("a").with_role(role.clone()))
-        .build()
-        .unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let profile = AgentProfile::new(AgentId::new(1), "w1")
-        .with_role(role)
-        .with_max_tasks(2);
-    let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
-    c.register_agent(profile).unwrap();
-    let old = c.snapshot();
-    let saved: Arc<Mutex<Option<RunSnapshot>>> = Arc::default();
-    let sink = Arc::clone(&saved);
-    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
-        .with_agent(Arc::new(Recording {
-            seen: Arc::clone(&seen),
-            hang: true,
-        }))
-        .with_observer(move |run: &Run, _: &[RunEvent]| {
-            *sink.lock() = Some(run.snapshot());
-        });
-    let mut x = ex.run(&wf, "x", 1);
-    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-    assert!(std::pin::Pin::new(&mut x).poll(&mut cx).is_pending());
-    drop(x);
-    drop(ex);
-    drop(c);
+    let wf = one_step(None);
+    let seen = Seen::default();
     // The coordinator's checkpoint is older than the run's: it never heard of x.
-    let c = Arc::new(
-        Coordinator::builder()
-            .clock(clock.clone())
-            .restore(old)
-            .unwrap(),
-    );
-    let run = Run::restore(&wf, saved.lock().clone().unwrap()).unwrap();
+    let (c, run) = crashed_mid_step(&wf, &clock, 2, true, Recording::new(&seen, true));
     let first = run.task(wf.step("a").unwrap()).expect("step a is bound");
-    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone())).with_agent(
-        Arc::new(Recording {
-            seen: Arc::clone(&seen),
-            hang: true,
-        }),
-    );
+    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+        .with_agent(Recording::new(&seen, true));
     let mut x = ex.resume(run);
     let mut y = ex.run(&wf, "y", 2);
-    assert!(std::pin::Pin::new(&mut y).poll(&mut cx).is_pending());
+    assert!(poll_once(&mut y).is_pending());
     let y_task = (c.assignments().iter())
         .find(|a| a.group.as_deref() == Some("y"))
         .map(|a| a.task.id())
         .expect("y runs");
     assert!(y_task > first, "{y_task} after {first}");
-    assert!(std::pin::Pin::new(&mut x).poll(&mut cx).is_pending());
+    assert!(poll_once(&mut x).is_pending());
     let ids: BTreeSet<concord::TaskId> = c.assignments().iter().map(|a| a.task.id()).collect();
     assert_eq!(ids.len(), 2, "{ids:?}");
 }
 
 /// An agent that answers nothing when asked whether an interrupted attempt finished
-/// (its host gone for good, say) holds a resumed run no longer than the step's
-/// timeout: the attempt is then made again.
+/// holds a resumed run no longer than the step's timeout: the attempt is then made
+/// again.
 #[test]
 fn an_agent_that_never_answers_recover_holds_a_resumed_run_only_as_long_as_the_step_timeout() {
-    #[derive(Debug)]
-    struct Mute {
-        seen: Arc<Mutex<Vec<(String, concord::TaskId)>>>,
-        hang: bool,
-    }
-    #[async_trait::async_trait]
-    impl Agent for Mute {
-        fn id(&self) -> AgentId {
-            AgentId::new(1)
-        }
-        async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
-            self.seen
-                .lock()
-                .push((work.run().unwrap_or_default().to_owned(), work.task()));
-            if self.hang {
-                futures::future::pending::<()>().await;
-            }
-            Ok(WorkOutput::success())
-        }
-        async fn health(&self) -> Result<AgentHealth, AgentError> {
-            Ok(AgentHealth::new("1"))
-        }
-        async fn recover(&self, _: WorkItem) -> Result<Option<WorkOutput>, AgentError> {
-            futures::future::pending().await
-        }
-    }
     let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
-    let role = Role::new("worker").unwrap();
-    let wf = Workflow::builder("one")
-        .step(
-            StepSpec::new("a")
-                .with_role(role.clone())
-                .with_timeout(Duration::from_secs(30)),
-        )
-        .build()
-        .unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
-    c.register_agent(AgentProfile::new(AgentId::new(1), "w1").with_role(role))
-        .unwrap();
-    let saved: Arc<Mutex<Option<RunSnapshot>>> = Arc::default();
-    let sink = Arc::clone(&saved);
+    let wf = one_step(Some(Duration::from_secs(30)));
+    let seen = Seen::default();
+    let (c, run) = crashed_mid_step(&wf, &clock, 1, false, Recording::mute(&seen, true));
     let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
-        .with_agent(Arc::new(Mute {
-            seen: Arc::clone(&seen),
-            hang: true,
-        }))
-        .with_observer(move |run: &Run, _: &[RunEvent]| *sink.lock() = Some(run.snapshot()));
-    let mut x = ex.run(&wf, "x", 1);
-    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-    assert!(std::pin::Pin::new(&mut x).poll(&mut cx).is_pending());
-    drop(x);
-    drop(ex);
-    let checkpoint = c.snapshot();
-    drop(c);
-    let c = Arc::new(
-        Coordinator::builder()
-            .clock(clock.clone())
-            .restore(checkpoint)
-            .unwrap(),
-    );
-    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone())).with_agent(
-        Arc::new(Mute {
-            seen: Arc::clone(&seen),
-            hang: false,
-        }),
-    );
+        .with_agent(Recording::mute(&seen, false));
     let start = c.now();
-    let run =
-        block_on(ex.resume(Run::restore(&wf, saved.lock().clone().unwrap()).unwrap())).unwrap();
+    let run = block_on(ex.resume(run)).unwrap();
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
     assert_eq!(c.now().duration_since(start), Duration::from_secs(30));
     // Made again after the wait, under a new task id; the slot is free at the end.
@@ -1124,4 +1070,37 @@ fn an_agent_that_never_answers_recover_holds_a_resumed_run_only_as_long_as_the_s
     assert_eq!(tasks.len(), 2);
     assert_ne!(tasks[0], tasks[1]);
     assert!(c.assignments().is_empty());
+}
+
+/// A resumed run cancelled while its agent is asked about an interrupted attempt
+/// (and never answers, the step without a timeout) ends cancelled at once, and gives
+/// back the task the coordinator held for it.
+#[test]
+fn a_resumed_run_cancelled_while_its_agent_is_asked_about_an_attempt_ends_at_once() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let wf = one_step(None);
+    let seen = Seen::default();
+    let (c, run) = crashed_mid_step(&wf, &clock, 1, false, Recording::mute(&seen, true));
+    assert_eq!(c.assignments().len(), 1, "the interrupted attempt's task");
+    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+        .with_agent(Recording::mute(&seen, false));
+    let mut x = ex.resume(run);
+    let handle = x.handle();
+    assert!(
+        poll_once(&mut x).is_pending(),
+        "waits for the agent's answer"
+    );
+    handle.cancel();
+    let std::task::Poll::Ready(run) = poll_once(&mut x) else {
+        panic!("still waiting for the agent after the cancel");
+    };
+    let run = run.unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
+    assert_eq!(
+        run.status(wf.step("a").unwrap()),
+        Some(StepStatus::Cancelled)
+    );
+    assert!(c.assignments().is_empty() && c.waiting().is_empty());
+    c.with_registry(|r| assert_eq!(r.get(AgentId::new(1)).unwrap().running(), 0));
+    assert_eq!(seen.lock().len(), 1, "not made again");
 }

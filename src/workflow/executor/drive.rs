@@ -25,7 +25,7 @@ use super::{Batch, Books, Executor, ExecutorError, InFlight, RunHandle, Wake, gi
 /// Stops watching a run's group when its drive ends, however it ends.
 impl RunHandle {
     /// Ready when the run is cancelled; remembers `cx` to be woken then.
-    fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(super) fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.0.waker.register(cx.waker());
         if self.is_cancelled() {
             Poll::Ready(())
@@ -67,7 +67,7 @@ impl Executor {
         let mut books = Books::default();
         let mut result = Ok(());
         if resumed {
-            result = self.recover(&mut run, &group, &mut books).await;
+            result = self.recover(&mut run, &group, &handle, &mut books).await;
         }
         if result.is_ok() {
             result = self

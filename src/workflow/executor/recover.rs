@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::FutureExt;
+use futures::future::Either;
 
 use crate::coordinator::Assignment;
 use crate::id::TaskId;
@@ -16,7 +17,7 @@ use crate::workflow::StepRef;
 use crate::workflow::run::{Run, StepOutcome, StepStatus};
 
 use super::dispatch::work_item;
-use super::{Books, Done, Executor, ExecutorError, settled};
+use super::{Books, Done, Executor, ExecutorError, RunHandle, settled};
 
 impl Executor {
     /// Moves this executor's task ids above every id `run` names, when the run is
@@ -34,6 +35,7 @@ impl Executor {
         &'s self,
         run: &mut Run,
         group: &Arc<str>,
+        handle: &RunHandle,
         books: &mut Books<'s>,
     ) -> Result<(), ExecutorError> {
         let assignments = self.coordinator.assignments();
@@ -80,19 +82,27 @@ impl Executor {
                 let work = work_item(run, group, step, task, attempt, None)?;
                 let asked = std::panic::AssertUnwindSafe(transport.recover(work)).catch_unwind();
                 // Within the step's timeout, as an attempt is: an agent that never
-                // answers would otherwise hold the run, and its slot, for good.
-                let asked = match run.timeout(step) {
-                    Some(after) => {
-                        let sleep = self.timer.sleep_until(self.now() + after);
-                        match futures::future::select(asked, sleep).await {
-                            futures::future::Either::Left((r, _)) => r.ok(),
-                            futures::future::Either::Right(_) => {
-                                tracing::warn!(workflow.run = run.id(), step = ?run.name(step), ?after, "agent did not answer recover in time; the attempt is made again");
-                                None
-                            }
-                        }
+                // answers would otherwise hold the run, and its slot, for good. And
+                // no longer than the run is wanted: a cancel ends the wait.
+                let timeout = run.timeout(step);
+                let deadline = async {
+                    match timeout {
+                        Some(after) => self.timer.sleep_until(self.now() + after).await,
+                        None => futures::future::pending().await,
                     }
-                    None => asked.await.ok(),
+                };
+                let cancelled = futures::future::poll_fn(|cx| handle.poll_cancelled(cx));
+                let give_up = futures::future::select(Box::pin(deadline), Box::pin(cancelled));
+                let asked = match futures::future::select(asked, give_up).await {
+                    Either::Left((r, _)) => r.ok(),
+                    Either::Right((Either::Left(_), _)) => {
+                        tracing::warn!(workflow.run = run.id(), step = ?run.name(step), after = ?timeout, "agent did not answer recover in time; the attempt is made again");
+                        None
+                    }
+                    Either::Right((Either::Right(_), _)) => {
+                        tracing::info!(workflow.run = run.id(), step = ?run.name(step), "run cancelled while its agent was asked about an interrupted attempt");
+                        None
+                    }
                 };
                 answer = asked.and_then(Result::ok).flatten();
             }
