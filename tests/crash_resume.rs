@@ -960,9 +960,12 @@ fn crashed_mid_step(
         .with_observer(move |run: &Run, _: &[RunEvent]| *sink.lock() = Some(run.snapshot()));
     let mut x = ex.run(wf, "x", 1);
     assert!(poll_once(&mut x).is_pending());
+    // The coordinator as the crash left it (dropping the run's future would give
+    // its tasks back, which a process that dies does not).
+    let at_crash = c.snapshot();
     drop(x);
     drop(ex);
-    let checkpoint = if older { before } else { c.snapshot() };
+    let checkpoint = if older { before } else { at_crash };
     drop(c);
     let c = Arc::new(
         Coordinator::builder()
@@ -1102,5 +1105,24 @@ fn a_resumed_run_cancelled_while_its_agent_is_asked_about_an_attempt_ends_at_onc
     );
     assert!(c.assignments().is_empty() && c.waiting().is_empty());
     c.with_registry(|r| assert_eq!(r.get(AgentId::new(1)).unwrap().running(), 0));
+    assert_eq!(seen.lock().len(), 1, "not made again");
+}
+
+/// A restored run the host chooses not to go on with is let go by resuming it with
+/// its handle cancelled: nothing runs again, and the coordinator holds nothing of it.
+#[test]
+fn a_restored_run_resumed_cancelled_runs_nothing_and_holds_nothing() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let wf = one_step(None);
+    let seen = Seen::default();
+    let (c, run) = crashed_mid_step(&wf, &clock, 1, false, Recording::new(&seen, true));
+    assert_eq!(c.assignments().len(), 1, "the interrupted attempt's task");
+    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+        .with_agent(Recording::new(&seen, false));
+    let resumed = ex.resume(run);
+    resumed.handle().cancel();
+    let run = block_on(resumed).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
+    assert!(c.assignments().is_empty() && c.waiting().is_empty());
     assert_eq!(seen.lock().len(), 1, "not made again");
 }

@@ -1169,11 +1169,12 @@ fn a_run_id_is_free_again_however_its_run_ended() {
     );
     // Dropped before it was ever polled.
     drop(e.run(&wf, "id", 3));
-    // Dropped mid-run: its agent is at work on the step (which keeps one of the
-    // agent's two slots, as after a crash, until the run is resumed).
+    // Dropped mid-run: its agent was at work on the step, and has its slot back.
     let mut dropped = e.run(&hangs, "id", 4);
     assert!(futures::FutureExt::now_or_never(&mut dropped).is_none());
+    assert_eq!(w.coordinator.assignments().len(), 1);
     drop(dropped);
+    assert!(w.coordinator.assignments().is_empty());
     // Succeeded, and then free for the next run.
     let ok = Workflow::builder("ok")
         .step(StepSpec::new("fine").with_role(role("ops")))
@@ -1183,6 +1184,45 @@ fn a_run_id_is_free_again_however_its_run_ended() {
     assert_eq!(done.outcome(), Some(RunOutcome::Succeeded));
     let again = block_on(e.run(&ok, "id", 6)).unwrap();
     assert_eq!(again.outcome(), Some(RunOutcome::Succeeded));
+}
+
+/// A run whose future is dropped mid-run (a host's timeout around it, a `select!`)
+/// gives back what the coordinator holds for it: the task its agent was at, and the
+/// task waiting behind it, which would otherwise have been assigned later to an
+/// agent nobody sends it to. The fleet's one slot then serves the next run. The
+/// dropped run can still be resumed, as after a crash.
+#[test]
+fn a_run_whose_future_is_dropped_gives_back_its_tasks() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let agent = Arc::new(Scripted::new(1).on("a", 1, Act::Hang));
+    let saved: Arc<Mutex<Option<concord::workflow::RunSnapshot>>> = Arc::default();
+    let sink = Arc::clone(&saved);
+    let e = executor(&w, vec![agent]).with_observer(
+        move |run: &Run, _: &[concord::workflow::RunEvent]| *sink.lock() = Some(run.snapshot()),
+    );
+    let wf = fan_in();
+    let mut given_up = e.run(&wf, "given-up", 1);
+    assert!(futures::FutureExt::now_or_never(&mut given_up).is_none());
+    assert_eq!(w.coordinator.assignments().len(), 1, "a runs");
+    assert_eq!(w.coordinator.waiting().len(), 1, "b waits");
+    drop(given_up);
+    assert!(w.coordinator.assignments().is_empty());
+    assert!(w.coordinator.waiting().is_empty());
+    let ok = Workflow::builder("ok")
+        .step(StepSpec::new("fine").with_role(role("ops")))
+        .build()
+        .unwrap();
+    let next = within_a_minute({
+        let e = Arc::new(executor(&w, vec![Arc::new(Scripted::new(1))]));
+        move || block_on(e.run(&ok, "next", 2)).map(|r| r.outcome())
+    });
+    assert_eq!(next.unwrap(), Some(RunOutcome::Succeeded));
+    // Resumed, the run asks its agent about `a` and finishes.
+    let run = Run::restore(&wf, saved.lock().clone().unwrap()).unwrap();
+    let e = executor(&w, vec![Arc::new(Scripted::new(1))]);
+    let resumed = within_a_minute(move || block_on(e.resume(run)).map(|r| r.outcome()));
+    assert_eq!(resumed.unwrap(), Some(RunOutcome::Succeeded));
+    assert!(w.coordinator.assignments().is_empty());
 }
 
 /// Counts its attempts by run and step, as [`Counting`]; holds its first attempt

@@ -120,3 +120,40 @@ async fn cancelling_a_run_stops_its_spawned_attempts() {
     }
     assert!(executor.coordinator().assignments().is_empty());
 }
+
+/// A host that gives up on a run by dropping its future (`tokio::time::timeout`,
+/// `select!`, aborting its task) gets its agents back: the spawned attempts stop,
+/// their tasks are released once they have, and the next run on the fleet starts
+/// at once instead of waiting for slots nobody holds any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_future_is_dropped_gives_its_agents_back() {
+    let (executor, dropped) = setup(Duration::from_secs(3600));
+    let coordinator = Arc::clone(executor.coordinator());
+    let wf = workflow();
+    let running = Arc::clone(&executor).run_owned(&wf, "given-up", 1);
+    let handle = running.handle();
+    let given_up = tokio::time::timeout(Duration::from_millis(20), running);
+    // Both agents are at work on `a` and `b` (hour-long sleeps) when the host gives up.
+    assert!(given_up.await.is_err());
+    assert_eq!(handle.progress().running, 2);
+    let freed = async {
+        while dropped.load(Ordering::SeqCst) < 2 || !coordinator.assignments().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), freed)
+        .await
+        .expect("the dropped run's tasks were never released");
+    // The next run's steps go to the agents at once.
+    let next = tokio::spawn(Arc::clone(&executor).run_owned(&wf, "next", 2));
+    let started = async {
+        while coordinator.assignments().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), started)
+        .await
+        .expect("the next run waited for slots the dropped run held");
+    assert!(coordinator.waiting().is_empty());
+    next.abort();
+}

@@ -22,7 +22,24 @@ use super::dispatch::{attempt, begin, work_item};
 use super::live::LiveId;
 use super::{Batch, Books, Executor, ExecutorError, InFlight, RunHandle, Wake, given_up, settled};
 
-/// Stops watching a run's group when its drive ends, however it ends.
+/// A run's books while it is driven: dropped with tasks still in them (the run's
+/// future dropped before the end, by a host's timeout, `select!` or abort; or an
+/// error), it gives them back. The coordinator would otherwise hold them for a run
+/// nobody drives: their agents' slots taken for good, and waiting tasks assigned
+/// later to agents nobody sends them to. A run that finishes or is cancelled has
+/// emptied them. The run itself still shows its steps as they were, so a host may
+/// resume it (the interrupted attempts are asked of their agents, as after a crash).
+struct LetGo<'s> {
+    executor: &'s Executor,
+    books: Books<'s>,
+}
+
+impl Drop for LetGo<'_> {
+    fn drop(&mut self) {
+        self.executor.let_go_of(&mut self.books);
+    }
+}
+
 impl RunHandle {
     /// Ready when the run is cancelled; remembers `cx` to be woken then.
     pub(super) fn poll_cancelled(&self, cx: &mut Context<'_>) -> Poll<()> {
@@ -64,14 +81,20 @@ impl Executor {
         // id); what came in before its first poll, the reconciliation below and the
         // coordinator's state already say.
         self.coordinator.take_notices(&group, &mut Vec::new());
-        let mut books = Books::default();
+        // Whatever the run still holds when this ends without finishing it (the
+        // future dropped, an error) is given back: see `LetGo`.
+        let mut held = LetGo {
+            executor: self,
+            books: Books::default(),
+        };
+        let books = &mut held.books;
         let mut result = Ok(());
         if resumed {
-            result = self.recover(&mut run, &group, &handle, &mut books).await;
+            result = self.recover(&mut run, &group, &handle, books).await;
         }
         if result.is_ok() {
             result = self
-                .drive_observed(&mut run, &mut seen, &handle, &group, &mut books)
+                .drive_observed(&mut run, &mut seen, &handle, &group, books)
                 .await;
         }
         if result.is_ok() && run.is_finished() {
@@ -83,7 +106,7 @@ impl Executor {
             self.coordinator.forget_group(&group);
         }
         self.notify(&run, &mut seen);
-        handle.report(&run, &books);
+        handle.report(&run, books);
         result.map(|()| run)
     }
 
@@ -471,6 +494,49 @@ impl Executor {
             if let Some(task) = stopping.task {
                 self.end_task(task, false, None);
             }
+        }
+    }
+
+    /// Gives back every task `books` still hold, for a run whose drive ended without
+    /// finishing it: waiting tasks are withdrawn, the agents' work is stopped, and
+    /// running tasks are released, those of spawned work once it has stopped (by a
+    /// clean-up spawned on the same runtime, as this cannot wait).
+    fn let_go_of(&self, books: &mut Books<'_>) {
+        for (task, _) in std::mem::take(&mut books.waiting) {
+            self.withdraw(task);
+        }
+        for launch in books.launched.drain(..) {
+            self.release(launch.task);
+        }
+        let spawned = (std::mem::take(&mut books.running).into_iter())
+            .filter_map(|(task, flight)| {
+                flight.abort.abort();
+                match flight.stopped {
+                    Some(stopped) => Some((Some(task), stopped)),
+                    None => {
+                        self.release(task);
+                        None
+                    }
+                }
+            })
+            .chain((books.stopping.drain(..)).map(|s| (s.task, s.stopped)))
+            .collect::<Vec<_>>();
+        if spawned.is_empty() {
+            return;
+        }
+        // Spawned work exists only with a spawner.
+        if let Some(spawner) = &self.spawner {
+            let coordinator = Arc::clone(&self.coordinator);
+            spawner.spawn(Box::pin(async move {
+                for (task, stopped) in spawned {
+                    let _ = stopped.await;
+                    if let Some(task) = task {
+                        if let Err(e) = coordinator.release(task) {
+                            tracing::debug!(task.id = %task, error = %e, "task not released");
+                        }
+                    }
+                }
+            }));
         }
     }
 

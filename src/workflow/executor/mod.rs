@@ -137,6 +137,14 @@ impl RunHandle {
 ///
 /// Await it (or spawn the one [`Executor::run_owned`] makes); take the handle first
 /// to cancel the run or watch it from elsewhere.
+///
+/// Dropped before it is ready (a timeout around it, a `select!`, its task aborted),
+/// it gives back what the coordinator holds for the run: waiting tasks are
+/// withdrawn, the agents' work is dropped, and running tasks are released (spawned
+/// work's once the runtime has dropped it). The run is not ended: it holds its
+/// steps as they were, and a snapshot of it may be
+/// [`resume`](Executor::resume)d, its interrupted attempts asked of their agents as
+/// after a crash. To end a run, cancel it through its handle.
 #[must_use = "a run does nothing unless awaited"]
 pub struct RunFuture<'a> {
     handle: RunHandle,
@@ -466,6 +474,12 @@ impl Executor {
 
     /// Adds the transport to an agent (it must also be registered with the
     /// coordinator, which decides who gets which step).
+    ///
+    /// The coordinator places a step on any registered agent that fits it: a step
+    /// placed on an agent this executor has no transport to is abandoned, its reason
+    /// naming the agent. An executor should reach every agent
+    /// that can take its steps; to keep a workflow to some agents, give its steps a
+    /// role or capability only those agents have.
     pub fn with_agent(mut self, agent: Arc<dyn Agent>) -> Self {
         self.agents.insert(agent.id(), agent);
         self
