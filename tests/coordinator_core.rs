@@ -255,6 +255,19 @@ fn a_human_deny_withdraws_the_waiting_task_and_closes_its_other_conflicts() {
     let [first, second] = blocked_waiter(&c);
     clock.advance(MIN);
 
+    // The ladder's default is not a decider the host may name: it applies itself at
+    // the deadline, and the record would say it had. Refused; nothing changes.
+    let before = json(&c);
+    let e = c
+        .decide(first, HumanDecision::Approve, Decider::Default)
+        .expect_err("not by hand");
+    assert!(
+        matches!(e, CoordinatorError::DefaultDecidesOnlyAtTheDeadline { conflict } if conflict == first),
+        "{e}"
+    );
+    assert_eq!(json(&c), before);
+    assert!(c.drain_events().is_empty());
+
     c.decide(first, HumanDecision::Deny, Decider::Human)
         .expect("decide");
     let events = c.drain_events();

@@ -10,7 +10,7 @@ use crate::agent::{AgentRegistry, AgentStatus, RegistryError};
 use crate::assignment::{Assigner, Explanation, Fleet, Plan, Refusal};
 use crate::clock::Timestamp;
 use crate::conflict::{
-    ConflictDetector, ConflictError, ConflictId, ConflictManager, EscalationLevel, HumanDecision,
+    ConflictDetector, ConflictError, ConflictId, ConflictManager, HumanDecision,
 };
 use crate::id::{AgentId, RequestId, TaskId, check_claim, check_description, check_label};
 use crate::layout::Layout;
@@ -758,6 +758,8 @@ impl Core {
     ///   starts when an agent has room (a collision with that holder is not reopened).
     ///
     /// # Errors
+    /// [`CoordinatorError::DefaultDecidesOnlyAtTheDeadline`] if `by` is
+    /// [`Decider::Default`] (the ladder's default applies itself at the deadline);
     /// [`CoordinatorError::UnknownConflict`], [`CoordinatorError::ConflictClosed`],
     /// [`CoordinatorError::TimeWentBack`]; nothing changes.
     pub fn decide(
@@ -783,6 +785,9 @@ impl Core {
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
         self.check_time(now)?;
+        let Some(level) = by.level() else {
+            return Err(CoordinatorError::DefaultDecidesOnlyAtTheDeadline { conflict });
+        };
         match self.s.conflicts.state(conflict) {
             None => return Err(CoordinatorError::UnknownConflict { conflict }),
             Some(state) if state.is_closed() => {
@@ -793,7 +798,6 @@ impl Core {
             }
             Some(_) => {}
         }
-        let level = by.level().unwrap_or(EscalationLevel::Human);
         self.s.conflicts.decide(conflict, decision, level, now)?;
         self.s.last_now = now;
         self.apply_decision(conflict, decision, by, now);
@@ -1020,6 +1024,12 @@ impl Core {
     }
 
     /// Takes the events made since the last call, in order, for the host to journal.
+    ///
+    /// The core keeps every event until it is drained: a host that has no use for
+    /// them (one that only runs workflows, say) drains them anyway, now and then, or
+    /// they grow by two or three events a task for as long as the process lives,
+    /// each holding its assignment. [`drain_events_into`](Self::drain_events_into)
+    /// with a buffer cleared after each call allocates nothing.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.s.events)
     }

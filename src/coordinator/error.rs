@@ -75,6 +75,16 @@ pub enum CoordinatorError {
         /// How it closed.
         state: String,
     },
+    /// [`Decider::Default`](super::Decider::Default) given as the maker of a decision
+    /// by hand: the escalation ladder's default decides only itself, at the human's
+    /// deadline, and a record saying it decided earlier would be false.
+    #[error(
+        "{conflict} cannot be decided by hand as the escalation ladder's default; the orchestrator or a human decides"
+    )]
+    DefaultDecidesOnlyAtTheDeadline {
+        /// The conflict the decision was for.
+        conflict: ConflictId,
+    },
     /// A call gave a time earlier than one the core has already seen: the core's
     /// deadlines and the journal's order rest on time never going back.
     #[error("time went back: {now} is earlier than {seen}, already seen")]
