@@ -1,24 +1,23 @@
 //! Several workflow runs sharing a small fleet on tokio: steps wait for room instead
-//! of failing, one run is cancelled, one waits on a claim until a (simulated) human
-//! approves, and a host crash in the middle of a run is resumed without re-running
+//! of failing, one run is cancelled, one waits on a claim until the escalation ladder
+//! (shortened to milliseconds) hands the conflict to a human, who approves, and a host crash in the middle of a run is resumed without re-running
 //! finished steps or counting the interrupted attempt as a failure.
 //!
 //! Run with `cargo run --example concurrent_runs --features tokio`. It prints what
 //! waited, why, and for how long.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
-use concord::conflict::HumanDecision;
+use concord::conflict::{ConflictState, EscalationLevel, EscalationPolicy, HumanDecision};
 use concord::coordinator::{Coordinator, CoordinatorSnapshot, Decider};
 use concord::workflow::{Executor, Run, RunEvent, RunSnapshot, StepChange, StepSpec, Workflow};
 use concord::{
     AgentId, AgentProfile, Claim, Requirements, Role, RuleBasedAnalyzer, RuleSet, SystemClock,
     Task, TaskId, Timestamp, TokioSpawner, TokioTimer,
 };
-use parking_lot::Mutex;
 
 /// A worker that takes `work` of wall-clock time per step.
 #[derive(Debug)]
@@ -46,10 +45,19 @@ fn worker() -> Role {
 }
 
 /// A coordinator with three workers of two slots each, and an executor over them.
+/// Its escalation ladder runs in milliseconds instead of hours: a conflict goes to
+/// the orchestrator after 30 ms and to a human after 60 ms, who has 10 s to answer.
 fn fleet(work: Duration) -> (Arc<Coordinator>, Executor) {
+    let ms = Duration::from_millis;
+    let ladder = EscalationPolicy::default()
+        .with_orchestrator_after(ms(30))
+        .with_human_after(ms(60))
+        .with_decision_within(Duration::from_secs(10));
     let coordinator = Arc::new(
         Coordinator::builder()
             .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("an empty rule set"))
+            .escalation_policy(ladder)
+            .expect("a valid ladder")
             .build(),
     );
     let mut executor = Executor::new(Arc::clone(&coordinator), TokioTimer::new(SystemClock))
@@ -95,7 +103,11 @@ fn watch_waits(coordinator: Arc<Coordinator>, reasons: Reasons) -> tokio::task::
                 let run = w.group.as_deref().unwrap_or("-").to_owned();
                 let step = w.task.description().to_owned();
                 if let Some(why) = coordinator.why_waiting(w.task.id()) {
-                    reasons.lock().entry((run, step)).or_insert(why);
+                    reasons
+                        .lock()
+                        .expect("not poisoned")
+                        .entry((run, step))
+                        .or_insert(why);
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -125,6 +137,7 @@ fn report(run: &Run, reasons: &Reasons) {
                     let name = run.name(e.step).unwrap_or("?");
                     let why = reasons
                         .lock()
+                        .expect("not poisoned")
                         .get(&(run.id().to_owned(), name.to_owned()))
                         .cloned()
                         .unwrap_or_else(|| "(not seen waiting)".to_owned());
@@ -183,19 +196,38 @@ async fn main() {
     doomed_handle.cancel();
     println!("cancelled run `doomed`: {:?}", doomed_handle.progress());
 
-    // A human looks at the open conflicts after 150 ms and approves the deploy.
-    tokio::time::sleep(Duration::from_millis(90)).await;
-    for open in coordinator.open_conflicts() {
-        println!(
-            "human approves {} (open since {}, now {})",
-            open.conflict.id(),
-            open.opened_at,
-            open.state
-        );
-        coordinator
-            .decide(open.conflict.id(), HumanDecision::Approve, Decider::Human)
-            .expect("an open conflict");
-    }
+    // A person at a desk answers what the ladder hands a human. The coordinator says
+    // so in `open_conflicts` (and in a `RequestHumanApproval` event); its waiting
+    // tasks say which run's which step waits.
+    let desk = {
+        let coordinator = Arc::clone(&coordinator);
+        tokio::spawn(async move {
+            loop {
+                for open in coordinator.open_conflicts() {
+                    if open.state != ConflictState::Escalated(EscalationLevel::Human) {
+                        continue;
+                    }
+                    let waiting = coordinator.waiting();
+                    let who = (waiting.iter())
+                        .find(|w| Some(w.task.id()) == open.waiting)
+                        .map_or("a task".to_owned(), |w| {
+                            let run = w.group.as_deref().unwrap_or("-");
+                            format!("run `{run}`, step `{}`", w.task.description())
+                        });
+                    println!(
+                        "a human is asked about {who} ({} on {:?}, open since {}); approves",
+                        open.conflict.id(),
+                        open.conflict.resources(),
+                        open.opened_at
+                    );
+                    coordinator
+                        .decide(open.conflict.id(), HumanDecision::Approve, Decider::Human)
+                        .expect("an open conflict");
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
 
     let mut finished = Vec::new();
     for run in runs {
@@ -205,6 +237,7 @@ async fn main() {
         .complete(TaskId::new(1), true, None)
         .expect("the maintenance task ends");
     watcher.abort();
+    desk.abort();
     println!();
     for run in &finished {
         report(run, &reasons);
@@ -228,14 +261,18 @@ async fn main() {
     let executor = Arc::new(executor.with_observer(move |run: &Run, _: &[RunEvent]| {
         let run = serde_json::to_string(&run.snapshot()).expect("serializable");
         let coordinator = serde_json::to_string(&journal.snapshot()).expect("serializable");
-        *sink.lock() = Some((run, coordinator));
+        *sink.lock().expect("not poisoned") = Some((run, coordinator));
     }));
     let crashing = tokio::spawn(Arc::clone(&executor).run_owned(&chain, "nightly", 1));
     // The host dies while s3 runs (about 50 ms in).
     tokio::time::sleep(Duration::from_millis(50)).await;
     crashing.abort();
     let _ = crashing.await;
-    let (run, coordinator) = checkpoint.lock().clone().expect("a checkpoint");
+    let (run, coordinator) = checkpoint
+        .lock()
+        .expect("not poisoned")
+        .clone()
+        .expect("a checkpoint");
     let run: RunSnapshot = serde_json::from_str(&run).expect("a run snapshot");
     let running: Vec<&str> = run
         .steps

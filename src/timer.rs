@@ -139,6 +139,13 @@ mod tokio_seams {
     /// own. A clock stepped back by the host only makes the sleep longer; the sleep
     /// ends once the clock reads the deadline.
     ///
+    /// The deadline is the clock's, so the clock must move with tokio's time. Under
+    /// tokio's paused time (`#[tokio::test(start_paused = true)]`) the system clock
+    /// does not: each sleep ends at once, and this timer sleeps again until the
+    /// system clock gets there, busy for the whole wait. Tests that want time to
+    /// jump use [`SimulatedTimer`](super::SimulatedTimer) over a
+    /// [`ManualClock`](crate::ManualClock) instead.
+    ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {

@@ -427,6 +427,10 @@ impl Coordinator {
 
     /// When the coordinator next needs [`tick`](Self::tick). See
     /// [`Core::poll_timeout`].
+    ///
+    /// A later command may bring a nearer deadline (a new conflict's first rung): a
+    /// host loop that sleeps until this time asks again after each command, or lets
+    /// a [`Driver`] do it, which is woken by every change.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.shared.lock().core.poll_timeout()
     }
@@ -472,6 +476,8 @@ impl Coordinator {
     }
 
     /// Takes the events made since the last call, in order, for the host to journal.
+    /// They are kept until drained: drain them even if you have no use for them
+    /// (see [`Core::drain_events`]).
     pub fn drain_events(&self) -> Vec<Event> {
         self.shared.lock().core.drain_events()
     }

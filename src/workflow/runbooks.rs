@@ -1,10 +1,13 @@
 //! The operating procedures as ready-made workflows: run them with your own agents.
 //!
 //! Each runbook is a [`Workflow`] built from the same engine as any other: steps in
-//! roles (`ops`, `qa`, `framework`, `security`, `human`), with gates between them. Step
-//! kinds match the default analysis rules ([`RuleSet::default`](crate::RuleSet)), so
-//! the coordinator's analyzer gives each step the capabilities and resources the
-//! procedures associate with it.
+//! roles (`ops`, `qa`, `framework`, `security`, `human`), with gates between them. By
+//! default a step that states its role is placed by its role alone: the coordinator
+//! does not read its name and kind for more. Step kinds match the default analysis
+//! rules ([`RuleSet::default`](crate::RuleSet)), so a coordinator built with
+//! [`analyze_stated_requirements(true)`](crate::coordinator::CoordinatorBuilder::analyze_stated_requirements)
+//! also gives each step the capabilities and resources the procedures associate with
+//! it (then only agents with those capabilities take it).
 //!
 //! The emergency runbooks' steps whose work is the coordinator's own (entering and
 //! leaving safe mode, restarting agents in waves, isolating agents, stopping external
