@@ -1225,6 +1225,37 @@ fn a_run_whose_future_is_dropped_gives_back_its_tasks() {
     assert!(w.coordinator.assignments().is_empty());
 }
 
+/// Found by the simulation (workflow seed 1002759): an agent leaving service handed
+/// its task back to the coordinator's queue, and the run was cancelled before it
+/// heard of it. The cancel released the task as running, which it no longer was, so
+/// the task stayed queued for a run nobody drove, started on the next agent with
+/// room and held its slot for good. It is withdrawn now.
+#[test]
+fn a_run_cancelled_before_it_hears_its_task_was_handed_back_leaves_nothing_queued() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let e = executor(&w, vec![Arc::new(Scripted::new(1).on("a", 1, Act::Hang))]);
+    let wf = Workflow::builder("one")
+        .step(StepSpec::new("a").with_role(role("ops")))
+        .build()
+        .unwrap();
+    let mut run = e.run(&wf, "handed-back", 1);
+    assert!(futures::FutureExt::now_or_never(&mut run).is_none());
+    assert_eq!(w.coordinator.assignments().len(), 1);
+    w.coordinator
+        .set_agent_status(AgentId::new(1), concord::AgentStatus::Offline)
+        .unwrap();
+    assert_eq!(w.coordinator.waiting().len(), 1, "handed back to the queue");
+    run.handle().cancel();
+    let run = block_on(run).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
+    assert!(w.coordinator.waiting().is_empty());
+    w.coordinator
+        .set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
+        .unwrap();
+    w.coordinator.tick();
+    assert!(w.coordinator.assignments().is_empty());
+}
+
 /// Counts its attempts by run and step, as [`Counting`]; holds its first attempt
 /// until the test opens the gate, so that the run is surely live meanwhile.
 #[derive(Debug)]

@@ -87,7 +87,7 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
     println!(
         "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
          {} crashes and restores ({} journal records replayed, {} lost unsynced, {} torn), \
-         {} conflicts decided, {} pages and {} escalations, {} runs cancelled, \
+         {} conflicts decided, {} pages and {} escalations, {} runs cancelled, {} given up, \
          {emergencies}{host}{} invariant checks; trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
@@ -101,6 +101,7 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
         r.pages,
         r.escalations,
         r.cancelled,
+        r.given_up,
         r.checks,
         r.trace_hash
     );

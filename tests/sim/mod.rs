@@ -119,6 +119,8 @@ pub struct Report {
     pub torn_records: u64,
     pub conflicts_decided: u64,
     pub cancelled: u64,
+    /// Runs whose futures the host dropped (and did not resume before the end).
+    pub given_up: u64,
     pub memory_writes: u64,
     pub memory_corruptions: u64,
     pub memory_corruptions_found: u64,
@@ -156,6 +158,7 @@ impl Report {
         self.torn_records += other.torn_records;
         self.conflicts_decided += other.conflicts_decided;
         self.cancelled += other.cancelled;
+        self.given_up += other.given_up;
         self.memory_writes += other.memory_writes;
         self.memory_corruptions += other.memory_corruptions;
         self.memory_corruptions_found += other.memory_corruptions_found;

@@ -3,7 +3,7 @@
 //! simulated clock and timer, single-threaded (`block_on`), while an operator acts
 //! at random times (safe mode, agents offline and back, a run cancelled after a
 //! second start and resume under its id, which must be refused, conflicts approved
-//! or denied). Then faults stop and everything must end within
+//! or denied, a run given up by dropping its future). Then faults stop and everything must end within
 //! [`LIVENESS_BOUND`].
 //!
 //! Faults of the agents: failed results (retryable or not), transport errors, slow
@@ -13,7 +13,7 @@
 //! and on each run's history when the seed ends (a step given up for want of an
 //! agent only when none could ever take it among them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -29,7 +29,7 @@ use concord::workflow::{
 use concord::{
     AgentId, AgentProfile, Claim, Clock, ManualClock, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
 };
-use futures::future::{BoxFuture, join_all};
+use futures::future::{AbortHandle, Abortable, BoxFuture, join_all};
 use parking_lot::Mutex;
 
 use super::{Failure, LIVENESS_BOUND, Mode, Report, Rng};
@@ -302,6 +302,10 @@ enum Act {
     Online(u64),
     Cancel(usize),
     Decide(bool),
+    /// The host gives up on run `r` by dropping its future (a timeout around it),
+    /// and never resumes it in this process: what the coordinator held for it must
+    /// come back to the fleet.
+    GiveUp(usize),
 }
 
 /// Runs one seed of workflows.
@@ -412,6 +416,13 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
             (at, act)
         })
         .collect();
+    // Some seeds give up on one run (drawn apart from the world's draws, which stay
+    // as they were).
+    let mut give_up_rng = Rng::new(seed ^ 0x6172_E0B0);
+    if give_up_rng.chance(35) {
+        let at = give_up_rng.below(quiet_at.as_secs().min(20));
+        acts.push((at, Act::GiveUp(give_up_rng.below(runs as u64) as usize)));
+    }
     acts.sort_by_key(|(at, _)| *at);
     // Some seeds crash the host at a random time while faults go on.
     let crash_at = rng
@@ -424,6 +435,15 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         .map(|(r, w)| executor.run(w, &format!("run-{r}"), seed.wrapping_add(r as u64)))
         .collect();
     let handles: Vec<_> = futures.iter().map(|f| f.handle()).collect();
+    // Each run's future can be dropped where it stands, as a host's timeout would.
+    let (aborts, futures): (Vec<AbortHandle>, Vec<_>) = futures
+        .into_iter()
+        .map(|f| {
+            let (abort, registration) = AbortHandle::new_pair();
+            (abort, Abortable::new(f, registration))
+        })
+        .unzip();
+    let given_up: Mutex<BTreeSet<usize>> = Mutex::default();
     let ended_at = Arc::new(Mutex::new(None::<Timestamp>));
     // What went wrong when the operator started or resumed a live run's id again.
     let twin: Mutex<Option<String>> = Mutex::new(None);
@@ -447,7 +467,9 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
                     let _ = coordinator.set_agent_status(AgentId::new(k), to);
                 }
                 Act::Cancel(r) => {
-                    if handles[r].progress().outcome.is_none() {
+                    // A run given up is no longer live: its id is free again.
+                    let live = !given_up.lock().contains(&r);
+                    if live && handles[r].progress().outcome.is_none() {
                         if let Some(wrong) =
                             start_twins(&executor, &workflows[r], r, &coordinator, &timer)
                         {
@@ -455,6 +477,12 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
                         }
                     }
                     handles[r].cancel();
+                }
+                Act::GiveUp(r) => {
+                    if handles[r].progress().outcome.is_none() {
+                        aborts[r].abort();
+                        given_up.lock().insert(r);
+                    }
                 }
                 Act::Decide(approve) => {
                     let decision = if approve {
@@ -477,7 +505,12 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
             let _ = coordinator.set_agent_status(AgentId::new(k), AgentStatus::Available);
         }
         let bound = start + quiet_at + LIVENESS_BOUND;
-        while handles.iter().any(|h| h.progress().outcome.is_none()) && clock.now() < bound {
+        let going = || {
+            let given_up = given_up.lock();
+            (handles.iter().enumerate())
+                .any(|(r, h)| h.progress().outcome.is_none() && !given_up.contains(&r))
+        };
+        while going() && clock.now() < bound {
             for c in coordinator.open_conflicts() {
                 let _ = coordinator.decide(
                     c.conflict.id(),
@@ -493,7 +526,28 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     };
     let both = futures::future::join(join_all(futures), operator);
     let phase = match crash_at {
-        None => Some(futures::executor::block_on(runtime.beside(both)).0),
+        None => {
+            // Every run ends within the bound in simulated time, or the seed fails
+            // here instead of waiting for ever (a run stuck behind slots a given-up
+            // run still held hung the world).
+            let bound = timer.sleep_until(start + quiet_at + 2 * LIVENESS_BOUND);
+            let ended = futures::executor::block_on(runtime.beside(async {
+                futures::pin_mut!(both);
+                match futures::future::select(both, bound).await {
+                    futures::future::Either::Left(((runs, ()), _)) => Some(runs),
+                    futures::future::Either::Right(((), _)) => None,
+                }
+            }));
+            let Some(runs) = ended else {
+                let detail = format!(
+                    "runs still going at the bound; the coordinator holds {} and has {} waiting",
+                    coordinator.assignments().len(),
+                    coordinator.waiting().len()
+                );
+                return Err(crash_failure(seed, mode, "runs_end", detail));
+            };
+            Some(runs)
+        }
         Some(at) => {
             let crash = timer.sleep_until(at);
             futures::executor::block_on(runtime.beside(async {
@@ -611,7 +665,8 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
             }
             drop(executor);
             coordinator = restored;
-            results
+            // Every run was resumed, those given up before the crash too.
+            results.into_iter().map(Ok).collect()
         }
     };
 
@@ -637,6 +692,11 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     };
     let mut hash = super::Fnv::new();
     for (r, result) in results.into_iter().enumerate() {
+        // Given up: nothing of it is left in the coordinator (checked below).
+        let Ok(result) = result else {
+            report.given_up += 1;
+            continue;
+        };
         let run = result.map_err(|e| fail("runs_end", format!("run {r}: {e}")))?;
         if run.outcome().is_none() {
             return Err(fail("runs_end", format!("run {r} did not end")));

@@ -14,7 +14,7 @@ use futures::future::{AbortHandle, Abortable};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::clock::Timestamp;
-use crate::coordinator::Notice;
+use crate::coordinator::{Coordinator, CoordinatorError, Notice};
 use crate::id::TaskId;
 use crate::workflow::run::{Run, StepOutcome, StepStatus};
 
@@ -531,9 +531,8 @@ impl Executor {
                 for (task, stopped) in spawned {
                     let _ = stopped.await;
                     if let Some(task) = task {
-                        if let Err(e) = coordinator.release(task) {
-                            tracing::debug!(task.id = %task, error = %e, "task not released");
-                        }
+                        let released = coordinator.release(task).map(drop);
+                        unless_handed_back(&coordinator, task, released, "task not released");
                     }
                 }
             }));
@@ -549,23 +548,43 @@ impl Executor {
     }
 
     /// Ends a running task without an outcome; one the coordinator no longer holds
-    /// (taken back from a lost agent meanwhile) needs nothing.
+    /// needs nothing.
     pub(super) fn release(&self, task: TaskId) {
-        if let Err(e) = self.coordinator.release(task) {
-            tracing::debug!(task.id = %task, error = %e, "task not released");
-        }
+        let released = self.coordinator.release(task).map(drop);
+        unless_handed_back(&self.coordinator, task, released, "task not released");
     }
 
     /// Ends a running task with an outcome; one the coordinator no longer holds
-    /// (taken back from a lost agent meanwhile) needs nothing.
+    /// needs nothing.
     pub(super) fn end_task(
         &self,
         task: TaskId,
         success: bool,
         usage: Option<crate::resource::Resources>,
     ) {
-        if let Err(e) = self.coordinator.complete(task, success, usage) {
-            tracing::debug!(task.id = %task, error = %e, "task not completed");
+        let ended = self.coordinator.complete(task, success, usage).map(drop);
+        unless_handed_back(&self.coordinator, task, ended, "task not completed");
+    }
+}
+
+/// After ending `task` for a run that no longer wants it: a task the coordinator
+/// had handed back to its queue (its agent left service) before the run heard of
+/// it is withdrawn from the queue. Left there, it would start on another agent
+/// later for a run that is no longer driven to see the notice (a cancelled one),
+/// and hold that agent's slot for good.
+fn unless_handed_back(
+    coordinator: &Coordinator,
+    task: TaskId,
+    ended: Result<(), CoordinatorError>,
+    what: &str,
+) {
+    match ended {
+        Ok(()) => {}
+        Err(CoordinatorError::TaskWaiting { .. }) => {
+            if let Err(e) = coordinator.cancel(task) {
+                tracing::debug!(task.id = %task, error = %e, "handed-back task not withdrawn");
+            }
         }
+        Err(e) => tracing::debug!(task.id = %task, error = %e, "{what}"),
     }
 }
