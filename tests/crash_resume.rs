@@ -1075,54 +1075,44 @@ fn an_agent_that_never_answers_recover_holds_a_resumed_run_only_as_long_as_the_s
     assert!(c.assignments().is_empty());
 }
 
-/// A resumed run cancelled while its agent is asked about an interrupted attempt
-/// (and never answers, the step without a timeout) ends cancelled at once, and gives
-/// back the task the coordinator held for it.
+/// A resumed run cancelled ends cancelled at once, runs nothing again and gives back
+/// the task the coordinator held for it: cancelled while its agent is asked about the
+/// interrupted attempt and never answers (the step without a timeout), and cancelled
+/// before it is first polled (how a host lets go of a restored run it does not want).
 #[test]
-fn a_resumed_run_cancelled_while_its_agent_is_asked_about_an_attempt_ends_at_once() {
-    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
-    let wf = one_step(None);
-    let seen = Seen::default();
-    let (c, run) = crashed_mid_step(&wf, &clock, 1, false, Recording::mute(&seen, true));
-    assert_eq!(c.assignments().len(), 1, "the interrupted attempt's task");
-    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
-        .with_agent(Recording::mute(&seen, false));
-    let mut x = ex.resume(run);
-    let handle = x.handle();
-    assert!(
-        poll_once(&mut x).is_pending(),
-        "waits for the agent's answer"
-    );
-    handle.cancel();
-    let std::task::Poll::Ready(run) = poll_once(&mut x) else {
-        panic!("still waiting for the agent after the cancel");
-    };
-    let run = run.unwrap();
-    assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
-    assert_eq!(
-        run.status(wf.step("a").unwrap()),
-        Some(StepStatus::Cancelled)
-    );
-    assert!(c.assignments().is_empty() && c.waiting().is_empty());
-    c.with_registry(|r| assert_eq!(r.get(AgentId::new(1)).unwrap().running(), 0));
-    assert_eq!(seen.lock().len(), 1, "not made again");
-}
-
-/// A restored run the host chooses not to go on with is let go by resuming it with
-/// its handle cancelled: nothing runs again, and the coordinator holds nothing of it.
-#[test]
-fn a_restored_run_resumed_cancelled_runs_nothing_and_holds_nothing() {
-    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
-    let wf = one_step(None);
-    let seen = Seen::default();
-    let (c, run) = crashed_mid_step(&wf, &clock, 1, false, Recording::new(&seen, true));
-    assert_eq!(c.assignments().len(), 1, "the interrupted attempt's task");
-    let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
-        .with_agent(Recording::new(&seen, false));
-    let resumed = ex.resume(run);
-    resumed.handle().cancel();
-    let run = block_on(resumed).unwrap();
-    assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
-    assert!(c.assignments().is_empty() && c.waiting().is_empty());
-    assert_eq!(seen.lock().len(), 1, "not made again");
+fn a_resumed_run_cancelled_ends_at_once_and_holds_nothing() {
+    for (mute, before_first_poll) in [(true, false), (false, true)] {
+        let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+        let wf = one_step(None);
+        let seen = Seen::default();
+        let agent = |hang| match mute {
+            true => Recording::mute(&seen, hang),
+            false => Recording::new(&seen, hang),
+        };
+        let (c, run) = crashed_mid_step(&wf, &clock, 1, false, agent(true));
+        assert_eq!(c.assignments().len(), 1, "the interrupted attempt's task");
+        let ex = Executor::new(Arc::clone(&c), SimulatedTimer::new(clock.clone()))
+            .with_agent(agent(false));
+        let mut x = ex.resume(run);
+        let handle = x.handle();
+        if !before_first_poll {
+            assert!(
+                poll_once(&mut x).is_pending(),
+                "waits for the agent's answer"
+            );
+        }
+        handle.cancel();
+        let std::task::Poll::Ready(run) = poll_once(&mut x) else {
+            panic!("still waiting for the agent after the cancel");
+        };
+        let run = run.unwrap();
+        assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
+        assert_eq!(
+            run.status(wf.step("a").unwrap()),
+            Some(StepStatus::Cancelled)
+        );
+        assert!(c.assignments().is_empty() && c.waiting().is_empty());
+        c.with_registry(|r| assert_eq!(r.get(AgentId::new(1)).unwrap().running(), 0));
+        assert_eq!(seen.lock().len(), 1, "not made again");
+    }
 }
