@@ -380,6 +380,26 @@ fn recovered_up_to_a_torn_record_the_coordinator_appends_once_the_host_cuts_it()
     assert_eq!(json(&recovered.snapshot()), json(&c.snapshot()));
 }
 
+/// A core that keeps no events (its host never reads them) holds none after each
+/// command, yet journals the same records and recovers the same state as one that
+/// keeps them.
+#[test]
+fn a_core_that_keeps_no_events_journals_and_recovers_the_same() {
+    let (journal, mut live, before) = busy_journal();
+    let mut quiet_journal = MemoryJournal::new();
+    let mut quiet = builder().journaled().keep_events(false).build_core();
+    a_busy_day(&mut quiet, &mut quiet_journal);
+    assert_eq!(json(&quiet.snapshot()), before);
+    assert_eq!(quiet_journal.records(), journal.records());
+    assert!(quiet.drain_events().is_empty());
+    assert!(live.drain_events().len() > 20);
+    let recovered = builder()
+        .keep_events(false)
+        .recover_core(&quiet_journal)
+        .expect("recover");
+    assert_eq!(json(&recovered.snapshot()), before);
+}
+
 #[test]
 fn records_and_checkpoint_read_back_from_json_recover_the_same_state() {
     let (journal, _, before) = busy_journal();

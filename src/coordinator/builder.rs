@@ -31,6 +31,7 @@ pub struct CoordinatorBuilder {
     ledger: LedgerConfig,
     escalation: EscalationPolicy,
     analyze_explicit: bool,
+    keep_events: bool,
     on_agent_loss: OnAgentLoss,
     on_quarantine: OnQuarantine,
     safe_mode_rules: SafeModeRules,
@@ -49,6 +50,7 @@ impl Default for CoordinatorBuilder {
             ledger: LedgerConfig::default(),
             escalation: EscalationPolicy::default(),
             analyze_explicit: false,
+            keep_events: true,
             on_agent_loss: OnAgentLoss::default(),
             on_quarantine: OnQuarantine::default(),
             safe_mode_rules: SafeModeRules::default(),
@@ -103,6 +105,28 @@ impl CoordinatorBuilder {
     /// not read for more requirements).
     pub fn analyze_stated_requirements(mut self, yes: bool) -> Self {
         self.analyze_explicit = yes;
+        self
+    }
+
+    /// Whether the coordinator keeps its events until the host drains them (default:
+    /// yes). A host that never reads them (one that only runs workflows through an
+    /// executor, say) turns this off: each command's events are then dropped once
+    /// the command has ended, instead of growing by two or three a task for as long
+    /// as the process lives. The journal's records still hold them (recording is
+    /// apart), and `drain_events` hands back none.
+    ///
+    /// ```
+    /// use concord::coordinator::Coordinator;
+    /// use concord::{AgentId, AgentProfile};
+    ///
+    /// let coordinator = Coordinator::builder().keep_events(false).build();
+    /// coordinator.register_agent(AgentProfile::new(AgentId::new(1), "w1"))?;
+    /// coordinator.register_agent(AgentProfile::new(AgentId::new(2), "w2"))?;
+    /// assert!(coordinator.drain_events().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keep_events(mut self, yes: bool) -> Self {
+        self.keep_events = yes;
         self
     }
 
@@ -207,6 +231,7 @@ impl CoordinatorBuilder {
                 .take()
                 .unwrap_or_else(|| Arc::new(PolicySet::default())),
             analyze_explicit: self.analyze_explicit,
+            keep_events: self.keep_events,
             on_agent_loss: self.on_agent_loss,
             on_quarantine: self.on_quarantine,
             safe_mode_rules: self.safe_mode_rules.clone(),

@@ -48,6 +48,9 @@ pub(super) struct Parts {
     pub(super) policies: Arc<dyn PolicyEnforcer>,
     /// Whether tasks whose requirements are stated go through the analyzer too.
     pub(super) analyze_explicit: bool,
+    /// Whether events are kept until the host drains them, or dropped once their
+    /// command has ended (see [`CoordinatorBuilder::keep_events`](super::CoordinatorBuilder::keep_events)).
+    pub(super) keep_events: bool,
     pub(super) on_agent_loss: OnAgentLoss,
     /// What a quarantined agent's running tasks do.
     pub(super) on_quarantine: super::emergency::OnQuarantine,
@@ -1026,10 +1029,12 @@ impl Core {
     /// Takes the events made since the last call, in order, for the host to journal.
     ///
     /// The core keeps every event until it is drained: a host that has no use for
-    /// them (one that only runs workflows, say) drains them anyway, now and then, or
-    /// they grow by two or three events a task for as long as the process lives,
-    /// each holding its assignment. [`drain_events_into`](Self::drain_events_into)
-    /// with a buffer cleared after each call allocates nothing.
+    /// them (one that only runs workflows, say) builds the core with
+    /// [`keep_events(false)`](super::CoordinatorBuilder::keep_events), or drains them
+    /// now and then, or they grow by two or three events a task for as long as the
+    /// process lives, each holding its assignment.
+    /// [`drain_events_into`](Self::drain_events_into) with a buffer cleared after
+    /// each call allocates nothing.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.s.events)
     }

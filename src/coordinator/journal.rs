@@ -514,6 +514,18 @@ impl Core {
                 found: record.seq,
             });
         }
+        // The events are compared below, so they are kept through the command
+        // whatever the host keeps.
+        let keep = std::mem::replace(&mut self.parts.keep_events, true);
+        let checked = self.replay_kept(record);
+        self.parts.keep_events = keep;
+        if !keep {
+            self.s.events.clear();
+        }
+        checked
+    }
+
+    fn replay_kept(&mut self, record: &Record) -> Result<(), JournalError> {
         let mark = self.s.events.len();
         let at = record.at;
         // A command that failed the first time was journaled only if it made events;
@@ -666,7 +678,7 @@ impl Core {
     /// Ends a command begun at `mark`: one that failed and made no event changed
     /// nothing, not even the latest time seen (so that the journal, which does not
     /// hold it, rebuilds the same state); any other is recorded (`command` is made
-    /// only when recording).
+    /// only when recording). Its events are dropped then if the host keeps none.
     pub(super) fn journal(
         &mut self,
         mark: Mark,
@@ -674,6 +686,13 @@ impl Core {
         now: Timestamp,
         command: Option<Command>,
     ) {
+        self.record(mark, ok, now, command);
+        if !self.parts.keep_events {
+            self.s.events.clear();
+        }
+    }
+
+    fn record(&mut self, mark: Mark, ok: bool, now: Timestamp, command: Option<Command>) {
         let s = &mut self.s;
         let mark_events = mark.events;
         if !ok && s.events.len() == mark_events {
