@@ -197,8 +197,8 @@ async fn main() {
     println!("cancelled run `doomed`: {:?}", doomed_handle.progress());
 
     // A person at a desk answers what the ladder hands a human. The coordinator says
-    // so in `open_conflicts` (and in a `RequestHumanApproval` event); its waiting
-    // tasks say which run's which step waits.
+    // so in `open_conflicts` (and in a `RequestHumanApproval` event), with the run
+    // and step that wait.
     let desk = {
         let coordinator = Arc::clone(&coordinator);
         tokio::spawn(async move {
@@ -207,13 +207,11 @@ async fn main() {
                     if open.state != ConflictState::Escalated(EscalationLevel::Human) {
                         continue;
                     }
-                    let waiting = coordinator.waiting();
-                    let who = (waiting.iter())
-                        .find(|w| Some(w.task.id()) == open.waiting)
-                        .map_or("a task".to_owned(), |w| {
-                            let run = w.group.as_deref().unwrap_or("-");
-                            format!("run `{run}`, step `{}`", w.task.description())
-                        });
+                    let who = format!(
+                        "run `{}`, step `{}`",
+                        open.waiting_group.as_deref().unwrap_or("-"),
+                        open.waiting_description.as_deref().unwrap_or("-")
+                    );
                     println!(
                         "a human is asked about {who} ({} on {:?}, open since {}); approves",
                         open.conflict.id(),

@@ -49,6 +49,14 @@ pub struct OpenConflict {
     pub holder: Option<TaskId>,
     /// The task waiting on it.
     pub waiting: Option<TaskId>,
+    /// The waiting task's group (a workflow run's id) and description (a step's
+    /// name), when it still waits: what a person asked to decide needs to see, read
+    /// here instead of looked up in [`waiting`](Core::waiting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_group: Option<Arc<str>>,
+    /// See [`waiting_group`](Self::waiting_group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_description: Option<Arc<str>>,
 }
 
 pub(super) fn open_conflicts_view(s: &State) -> Vec<OpenConflict> {
@@ -74,6 +82,10 @@ pub(super) fn open_conflicts_view(s: &State) -> Vec<OpenConflict> {
                 _ => Some(opened_at + policy.orchestrator_after()),
             };
             let waiting = conflict.parties().get(1).and_then(Party::task_id);
+            let queued = (waiting.and_then(|t| s.waiting_by_task.get(&t)))
+                .and_then(|key| s.waiting.get(key));
+            let waiting_group = queued.and_then(|w| w.group.clone());
+            let waiting_description = queued.map(|w| w.task.shared_description());
             Some(OpenConflict {
                 conflict,
                 state,
@@ -81,6 +93,8 @@ pub(super) fn open_conflicts_view(s: &State) -> Vec<OpenConflict> {
                 next_deadline,
                 holder: Some(holder),
                 waiting,
+                waiting_group,
+                waiting_description,
             })
         })
         .collect();
