@@ -942,6 +942,41 @@ fn collided(clock: &ManualClock) -> (Coordinator, ConflictId) {
     (c, conflicts[0])
 }
 
+/// A host's own tick loop sleeps until `poll_timeout` and waits on `changed` beside
+/// it: a command that brings a nearer deadline (a conflict's first rung, where there
+/// was none) wakes the loop, which then asks `poll_timeout` again.
+#[test]
+fn changed_wakes_a_host_loop_when_a_command_brings_a_nearer_deadline() {
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl futures::task::ArcWake for Count {
+        fn wake_by_ref(me: &Arc<Self>) {
+            me.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let clock = clock();
+    let c = coordinator(&clock);
+    for id in 1..=2 {
+        c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(4))
+            .unwrap();
+    }
+    assigned(&c, claiming(1));
+    assert_eq!(c.poll_timeout(), None, "nothing timed yet");
+    let count = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+    let waker = futures::task::waker(Arc::clone(&count));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut changed = Box::pin(c.changed());
+    assert!(changed.as_mut().poll(&mut cx).is_pending());
+    // Reading changes nothing.
+    let _ = (c.open_conflicts(), c.assignments(), c.poll_timeout());
+    assert!(changed.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let out = c.assign(claiming(2)).unwrap();
+    assert!(matches!(out, AssignOutcome::Conflicted { .. }), "{out:?}");
+    assert_eq!(count.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(changed.as_mut().poll(&mut cx).is_ready());
+    assert!(c.poll_timeout().is_some(), "the ladder's first rung");
+}
+
 fn restored(clock: &ManualClock, json: &str) -> Coordinator {
     Coordinator::builder()
         .clock(clock.clone())

@@ -429,8 +429,8 @@ impl Coordinator {
     /// [`Core::poll_timeout`].
     ///
     /// A later command may bring a nearer deadline (a new conflict's first rung): a
-    /// host loop that sleeps until this time asks again after each command, or lets
-    /// a [`Driver`] do it, which is woken by every change.
+    /// host loop that sleeps until this time also waits on [`changed`](Self::changed)
+    /// and asks again when it completes, or lets a [`Driver`] do both.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.shared.lock().core.poll_timeout()
     }
@@ -593,6 +593,39 @@ impl Coordinator {
     pub(crate) fn change_count(&self) -> u64 {
         let shared = self.shared.lock();
         shared.core.s.next_seq + shared.nudges
+    }
+
+    /// Completes at the coordinator's first change after this call: a command that
+    /// made an event, or a [`nudge`](Self::nudge). What a host's own tick loop waits
+    /// on beside its sleep until [`poll_timeout`](Self::poll_timeout), so that a
+    /// nearer deadline a command brings (a new conflict's first rung) is not slept
+    /// through; a [`Driver`] does this already.
+    ///
+    /// ```
+    /// # use concord::coordinator::Coordinator;
+    /// # use concord::{AgentId, AgentProfile};
+    /// # use futures::FutureExt;
+    /// let coordinator = Coordinator::builder().build();
+    /// let mut changed = Box::pin(coordinator.changed());
+    /// assert!((&mut changed).now_or_never().is_none());
+    /// coordinator.register_agent(AgentProfile::new(AgentId::new(1), "w1"))?;
+    /// assert!(changed.now_or_never().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn changed(&self) -> impl Future<Output = ()> + Send + '_ {
+        let start = self.change_count();
+        futures::future::poll_fn(move |cx| {
+            if self.change_count() != start {
+                return Poll::Ready(());
+            }
+            self.wake_on_change(cx);
+            // A change between the look and the registration wakes nobody: look again.
+            if self.change_count() != start {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 
     /// Wakes the drivers waiting on this coordinator, so that they look at their
