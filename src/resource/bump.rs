@@ -47,6 +47,52 @@ use super::{Observation, Prediction};
 use crate::clock::Timestamp;
 use crate::id::normalize_name;
 
+/// The kind limit's constant and methods of a predictor over a [`Learner`] (in its
+/// field `learner`), written once for both built-in predictors.
+macro_rules! kind_limit_methods {
+    ($ty:ident) => {
+        /// How many task kinds a predictor keeps what it learned of, unless told
+        /// otherwise ([`with_kind_limit`](Self::with_kind_limit)).
+        pub const DEFAULT_KIND_LIMIT: usize = super::bump::DEFAULT_KIND_LIMIT;
+
+        /// The predictor keeping what it learned of at most `limit` task kinds (at least
+        /// one). A new kind past the limit makes it forget the kind observed longest
+        /// ago, which then predicts as one never seen (the request as asked): a host
+        /// whose kinds never repeat (names that carry ids) does not grow the predictor,
+        /// or its snapshots, without bound.
+        ///
+        /// ```
+        #[doc = concat!("use concord::resource::{", stringify!($ty), ", Observation, ResourcePredictor};")]
+        /// use concord::Timestamp;
+        ///
+        #[doc = concat!("let mut p = ", stringify!($ty), "::default().with_kind_limit(2);")]
+        /// for kind in ["build", "test", "build", "deploy"] {
+        ///     p.observe(kind, &Observation::new("cpu=3".parse()?, Timestamp::EPOCH));
+        /// }
+        /// // "test" was observed longest ago when "deploy" came.
+        /// assert_eq!(p.kinds(), 2);
+        /// assert_eq!(p.observations("test"), 0);
+        /// assert_eq!(p.observations("build"), 2);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn with_kind_limit(mut self, limit: usize) -> Self {
+            self.learner.set_kind_limit(limit);
+            self
+        }
+
+        /// The most task kinds it keeps what it learned of.
+        pub fn kind_limit(&self) -> usize {
+            self.learner.kind_limit()
+        }
+
+        /// How many task kinds it keeps what it learned of.
+        pub fn kinds(&self) -> usize {
+            self.learner.kinds()
+        }
+    };
+}
+pub(super) use kind_limit_methods;
+
 /// The snapshot version the learning predictors write and read.
 pub(crate) const SNAPSHOT_VERSION: u32 = 1;
 

@@ -497,44 +497,7 @@ impl PercentilePredictor {
         })
     }
 
-    /// How many task kinds a predictor keeps what it learned of, unless told
-    /// otherwise ([`with_kind_limit`](Self::with_kind_limit)).
-    pub const DEFAULT_KIND_LIMIT: usize = super::bump::DEFAULT_KIND_LIMIT;
-
-    /// The predictor keeping what it learned of at most `limit` task kinds (at least
-    /// one). A new kind past the limit makes it forget the kind observed longest
-    /// ago, which then predicts as one never seen (the request as asked): a host
-    /// whose kinds never repeat (names that carry ids) does not grow the predictor,
-    /// or its snapshots, without bound.
-    ///
-    /// ```
-    /// use concord::resource::{PercentilePredictor, Observation, ResourcePredictor};
-    /// use concord::Timestamp;
-    ///
-    /// let mut p = PercentilePredictor::default().with_kind_limit(2);
-    /// for kind in ["build", "test", "build", "deploy"] {
-    ///     p.observe(kind, &Observation::new("cpu=3".parse()?, Timestamp::EPOCH));
-    /// }
-    /// // "test" was observed longest ago when "deploy" came.
-    /// assert_eq!(p.kinds(), 2);
-    /// assert_eq!(p.observations("test"), 0);
-    /// assert_eq!(p.observations("build"), 2);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn with_kind_limit(mut self, limit: usize) -> Self {
-        self.learner.set_kind_limit(limit);
-        self
-    }
-
-    /// The most task kinds it keeps what it learned of.
-    pub fn kind_limit(&self) -> usize {
-        self.learner.kind_limit()
-    }
-
-    /// How many task kinds it keeps what it learned of.
-    pub fn kinds(&self) -> usize {
-        self.learner.kinds()
-    }
+    super::bump::kind_limit_methods!(PercentilePredictor);
 
     /// Gives tasks of `kind` their own configuration (its percentile and margin, say).
     ///
