@@ -407,7 +407,7 @@ impl Clock for SystemClock {
 }
 
 /// `wall`, or the latest time `said` holds if that is later; records what it says.
-fn never_back(said: &AtomicU64, wall: Timestamp) -> Timestamp {
+pub(crate) fn never_back(said: &AtomicU64, wall: Timestamp) -> Timestamp {
     let before = said.fetch_max(wall.as_nanos(), Ordering::AcqRel);
     Timestamp::from_nanos(wall.as_nanos().max(before))
 }

@@ -160,7 +160,7 @@ pub use task::{
 };
 pub use timer::{SimulatedTimer, Spawn, Timer};
 #[cfg(feature = "tokio")]
-pub use timer::{TokioSpawner, TokioTimer};
+pub use timer::{TokioClock, TokioSpawner, TokioTimer};
 
 pub use workflow::{
     Run, RunEvent, RunOutcome, RunSnapshot, StepOutcome, StepRef, StepSpec, StepStatus, Workflow,

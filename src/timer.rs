@@ -121,7 +121,7 @@ pub trait Spawn: fmt::Debug + Send + Sync {
 }
 
 #[cfg(feature = "tokio")]
-pub use self::tokio_seams::{TokioSpawner, TokioTimer};
+pub use self::tokio_seams::{TokioClock, TokioSpawner, TokioTimer};
 
 /// The runtime seams on tokio (feature `tokio`).
 #[cfg(feature = "tokio")]
@@ -131,8 +131,77 @@ mod tokio_seams {
 
     use futures::future::BoxFuture;
 
+    use std::sync::atomic::AtomicU64;
+
     use super::{Spawn, Timer};
-    use crate::clock::{Clock, Timestamp};
+    use crate::clock::{Clock, SystemClock, Timestamp, never_back};
+
+    /// A [`Clock`] on tokio's time: the wall-clock time it was made at, moved on by
+    /// the time `tokio::time::Instant` says has passed since.
+    ///
+    /// On a real runtime it reads what the system clock reads (less any step the
+    /// system clock took since). Under tokio's paused time
+    /// (`#[tokio::test(start_paused = true)]`, or a runtime built with
+    /// `start_paused`) it moves only as tokio's time does, and jumps when the
+    /// runtime, idle, advances to its next timer: a coordinator and a
+    /// [`TokioTimer`] on one such clock play a run with hour-long back-offs or an
+    /// escalation ladder in milliseconds, with the host's own `tokio::time` sleeps
+    /// in step with them.
+    ///
+    /// Read outside the runtime whose time is paused, tokio's time is the real one,
+    /// which may be behind what the paused runtime read: the clock then says the
+    /// latest time it said (its clones share it), as the [`Clock`] contract asks.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use concord::{Clock, Timer, TokioClock, TokioTimer};
+    ///
+    /// let clock = TokioClock::new();
+    /// let timer = TokioTimer::new(clock.clone());
+    /// let start = clock.now();
+    /// // An hour on tokio's paused time: no real hour passes.
+    /// timer.sleep_until(start + Duration::from_secs(3600)).await;
+    /// assert!(clock.now() >= start + Duration::from_secs(3600));
+    /// # }
+    /// ```
+    #[derive(Debug, Clone)]
+    pub struct TokioClock {
+        start: tokio::time::Instant,
+        at_start: Timestamp,
+        said: Arc<AtomicU64>,
+    }
+
+    impl TokioClock {
+        /// A clock that reads the system clock's time now, and moves with tokio's.
+        pub fn new() -> Self {
+            TokioClock::starting_at(SystemClock.now())
+        }
+
+        /// A clock that reads `at` now, and moves with tokio's time: for a test that
+        /// wants the same times on every run.
+        pub fn starting_at(at: Timestamp) -> Self {
+            TokioClock {
+                start: tokio::time::Instant::now(),
+                at_start: at,
+                said: Arc::new(AtomicU64::new(at.as_nanos())),
+            }
+        }
+    }
+
+    impl Default for TokioClock {
+        fn default() -> Self {
+            TokioClock::new()
+        }
+    }
+
+    impl Clock for TokioClock {
+        fn now(&self) -> Timestamp {
+            let passed = tokio::time::Instant::now().saturating_duration_since(self.start);
+            never_back(&self.said, self.at_start.saturating_add(passed))
+        }
+    }
 
     /// A [`Timer`] on tokio's clock: sleeps until a deadline of the coordinator's
     /// [`Clock`] (the system clock, usually), however far that clock is from tokio's
@@ -141,10 +210,10 @@ mod tokio_seams {
     ///
     /// The deadline is the clock's, so the clock must move with tokio's time. Under
     /// tokio's paused time (`#[tokio::test(start_paused = true)]`) the system clock
-    /// does not: each sleep ends at once, and this timer sleeps again until the
-    /// system clock gets there, busy for the whole wait. Tests that want time to
-    /// jump use [`SimulatedTimer`](super::SimulatedTimer) over a
-    /// [`ManualClock`](crate::ManualClock) instead.
+    /// does not: each sleep ends at once, and this timer would sleep again until the
+    /// system clock gets there, busy for the whole wait. There, give the coordinator
+    /// and this timer a [`TokioClock`], which reads tokio's time, and hour-long
+    /// waits end at once.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -1,5 +1,6 @@
 //! The tokio seams (feature `tokio`): runs on a multi-threaded runtime with
-//! `TokioTimer` on the system clock and every attempt spawned by `TokioSpawner`.
+//! `TokioTimer` on the system clock and every attempt spawned by `TokioSpawner`, and
+//! on tokio's paused time with `TokioClock`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,8 @@ use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
 use concord::coordinator::Coordinator;
 use concord::workflow::{Executor, RunOutcome, StepSpec, Workflow};
 use concord::{
-    AgentId, AgentProfile, Role, RuleBasedAnalyzer, RuleSet, SystemClock, TokioSpawner, TokioTimer,
+    AgentId, AgentProfile, Clock, Role, RuleBasedAnalyzer, RuleSet, SystemClock, TokioClock,
+    TokioSpawner, TokioTimer,
 };
 
 /// Works `work` of wall-clock time per step, on tokio's timer; counts the attempts
@@ -48,13 +50,19 @@ impl Agent for Sleeper {
 }
 
 fn setup(work: Duration) -> (Arc<Executor>, Arc<AtomicUsize>) {
+    setup_on(SystemClock, work)
+}
+
+/// [`setup`] with the coordinator and the executor's timer on `clock`.
+fn setup_on(clock: impl Clock + Clone, work: Duration) -> (Arc<Executor>, Arc<AtomicUsize>) {
     let coordinator = Arc::new(
         Coordinator::builder()
+            .clock(clock.clone())
             .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
             .build(),
     );
     let dropped = Arc::new(AtomicUsize::new(0));
-    let mut executor = Executor::new(Arc::clone(&coordinator), TokioTimer::new(SystemClock))
+    let mut executor = Executor::new(Arc::clone(&coordinator), TokioTimer::new(clock))
         .with_spawner(TokioSpawner::current().expect("inside a runtime"));
     for id in 1..=2 {
         let id = AgentId::new(id);
@@ -156,4 +164,30 @@ async fn a_run_whose_future_is_dropped_gives_its_agents_back() {
         .expect("the next run waited for slots the dropped run held");
     assert!(coordinator.waiting().is_empty());
     next.abort();
+}
+
+/// On tokio's paused time, a coordinator and its timer on a `TokioClock` move with
+/// tokio's time: a run of hour-long steps plays out without an hour passing, and
+/// nothing spins waiting for the system clock to get there.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_run_on_paused_time_jumps_with_tokio() {
+    let clock = TokioClock::new();
+    let (executor, dropped) = setup_on(clock.clone(), Duration::from_secs(3600));
+    let (start, wall) = (clock.now(), SystemClock.now());
+    let run = Arc::clone(&executor)
+        .run_owned(&workflow(), "paused", 1)
+        .await
+        .unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    // `a` and `b` side by side, then `c`: two hours on the clock.
+    let end = clock.now();
+    assert!(end >= start + Duration::from_secs(7200), "{start} -> {end}");
+    assert!(end < start + Duration::from_secs(7300), "{start} -> {end}");
+    // The system clock did not have to get there.
+    assert!(SystemClock.now() < wall + Duration::from_secs(600));
+    // Read off the runtime, where tokio's time is the real one, the clock does not go
+    // back to it.
+    let elsewhere = std::thread::spawn(move || clock.now()).join().unwrap();
+    assert!(elsewhere >= end, "{elsewhere} < {end}");
 }
