@@ -91,14 +91,27 @@ pub struct Bar {
 }
 
 impl Bar {
-    /// A share (in `[0, 1]`) shown as a percentage, with a limit.
+    /// A share (in `[0, 1]`) shown as a percentage, with a limit. A share that is
+    /// not a number (a ratio over nothing) is shown as `n/a`, and one too large
+    /// for a percentage (infinite, or near the largest float) as `>100%` or `<0%`,
+    /// as the bar draws them.
     pub fn share(label: impl Into<String>, share: f64, limit: Option<f64>) -> Self {
+        let percent = share * 100.0;
+        let shown = if share.is_nan() {
+            "n/a".to_owned()
+        } else if percent == f64::INFINITY {
+            ">100%".to_owned()
+        } else if percent == f64::NEG_INFINITY {
+            "<0%".to_owned()
+        } else {
+            format!("{percent:.0}%")
+        };
         Bar {
             label: label.into(),
             value: share,
             max: 1.0,
             limit,
-            shown: format!("{:.0}%", share * 100.0),
+            shown,
         }
     }
 }

@@ -51,12 +51,17 @@ fn nice_ceiling(x: f64) -> f64 {
     } else {
         10.0
     };
-    step * power
+    // Rounding up past the largest float (a series at 1e308): the value itself ends
+    // the axis, where infinity would put every point at NaN.
+    Some(step * power).filter(|c| c.is_finite()).unwrap_or(x)
 }
 
 /// A figure as an axis label: short, no trailing zeros.
 fn label(x: f64) -> String {
-    if x.abs() >= 1e6 {
+    if x.abs() >= 1e12 {
+        // Past what a "M" keeps short: 1.5e12, not thirteen digits.
+        format!("{x:.1e}")
+    } else if x.abs() >= 1e6 {
         format!("{:.1}M", x / 1e6)
     } else if x.abs() >= 1e3 {
         format!("{:.1}k", x / 1e3)
@@ -112,7 +117,8 @@ pub(crate) fn line_chart(title: &str, unit: &str, series: &[Series], limit: Opti
     let y = |v: f64| TOP + plot_h - (v.clamp(0.0, y_max) / y_max) * plot_h;
     // Grid and y labels: five lines, zero to the top.
     for i in 0..=4 {
-        let v = y_max * f64::from(i) / 4.0;
+        // Divided first: near the largest float, three times the top is infinite.
+        let v = y_max / 4.0 * f64::from(i);
         let _ = write!(
             svg,
             r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{x2}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{lx}" y="{ty:.1}" class="tick" text-anchor="end">{l}</text>"##,
@@ -302,5 +308,43 @@ mod tests {
         let svg = line_chart("t", "", &[s], Some(f64::INFINITY));
         assert!(svg.contains("no data yet"));
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/dashboard_svg.txt"))]
+
+        /// Whatever values a host puts in a chart (the largest floats, both signs,
+        /// NaN, infinities), it draws no coordinate or label that is not a number.
+        #[test]
+        fn no_value_draws_a_coordinate_that_is_not_a_number(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::num::f64::ANY,
+                    proptest::sample::select(vec![f64::MAX, f64::MIN, 1e308, -1e308, f64::MIN_POSITIVE]),
+                ],
+                1..6,
+            ),
+            limit in proptest::option::of(proptest::num::f64::ANY),
+        ) {
+            let s = Series {
+                name: "s".into(),
+                points: (values.iter().enumerate())
+                    .map(|(i, &value)| Point { at: Timestamp::from_secs(i as u64), value })
+                    .collect(),
+            };
+            let svg = line_chart("t", "", &[s], limit);
+            proptest::prop_assert!(!svg.contains("NaN") && !svg.contains("inf"), "{}", svg);
+            let bars: Vec<Bar> = values.iter().map(|&v| Bar::share("b", v, limit)).collect();
+            let svg = bar_chart("t", &bars);
+            proptest::prop_assert!(!svg.contains("NaN") && !svg.contains("inf"), "{}", svg);
+        }
+    }
+
+    #[test]
+    fn the_largest_floats_end_the_axis_themselves() {
+        assert_eq!(nice_ceiling(1.05e308), 1.05e308);
+        assert_eq!(label(1.5e12), "1.5e12");
+        assert_eq!(Bar::share("b", f64::NAN, None).shown, "n/a");
+        assert_eq!(Bar::share("b", f64::INFINITY, None).shown, ">100%");
     }
 }
