@@ -101,8 +101,50 @@ pub const MAX_CLAIM_LEN: usize = 4096;
 /// multiplies what every task costs to read.
 pub const MAX_KEYWORD_LEN: usize = 128;
 
+/// The most of a free-text note that is kept, in bytes: a reason given for a
+/// quarantine, a breach or a communications stop; an alert's summary and source, and
+/// who acknowledged or silenced it; who completed a maintenance item and their note;
+/// the reason an agent or a health check gives for its outcome.
+///
+/// A note is never refused (a quarantine must not fail over the wording of its
+/// reason, nor an agent's failure go unrecorded because its message is long): it is
+/// kept on one line, each control character (a line break, a terminal escape)
+/// written as a space, and cut at this length, marked with `…`. Notes are copied into
+/// events, journal records, reports and snapshots, as names are.
+pub const MAX_NOTE_LEN: usize = 1024;
+
 /// How much of an overlong name an error keeps, in characters.
 const EXCERPT_CHARS: usize = 64;
+
+/// `text` as a note: see [`MAX_NOTE_LEN`]. A note already on one line and within
+/// the limit (nearly all) is kept as it is, without a copy.
+pub(crate) fn note(text: impl Into<String>) -> String {
+    let text = text.into();
+    if text.len() <= MAX_NOTE_LEN && !text.chars().any(char::is_control) {
+        return text;
+    }
+    const CUT: &str = "…";
+    let one_line = |c: char| if c.is_control() { ' ' } else { c };
+    // Writing a control character as a space never makes the text longer, but may
+    // make it fit.
+    let fits = text.chars().map(|c| one_line(c).len_utf8()).sum::<usize>() <= MAX_NOTE_LEN;
+    let room = if fits {
+        MAX_NOTE_LEN
+    } else {
+        MAX_NOTE_LEN - CUT.len()
+    };
+    let mut out = String::with_capacity(room + CUT.len());
+    for c in text.chars().map(one_line) {
+        if out.len() + c.len_utf8() > room {
+            break;
+        }
+        out.push(c);
+    }
+    if !fits {
+        out.push_str(CUT);
+    }
+    out
+}
 
 /// A name that is not valid for its kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -553,11 +595,54 @@ pub(crate) fn check_counter(name: &str, value: u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::{
-        INLINE_NAME, MAX_LABEL_LEN, NameError, Role, check_label, excerpt, normalize_name,
-        same_name,
+        INLINE_NAME, MAX_LABEL_LEN, MAX_NOTE_LEN, NameError, Role, check_label, excerpt,
+        normalize_name, note, same_name,
     };
     use proptest::prelude::*;
     use std::hash::{BuildHasher, RandomState};
+
+    proptest! {
+        /// A note is on one line and within its limit, and is the text it was given,
+        /// control characters written as spaces, whole or cut and marked; a clean
+        /// short text is kept as it is.
+        #[test]
+        fn a_note_is_one_bounded_line_of_its_text(
+            text in prop_oneof![
+                "[a\n\r\t\u{1b}\u{85}é€ ]{0,40}",
+                ("[a\n\u{85}é€]{1,3}", 300..1200usize).prop_map(|(s, n)| s.repeat(n)),
+            ],
+        ) {
+            let got = note(text.as_str());
+            let one_line: String =
+                text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+            prop_assert!(got.len() <= MAX_NOTE_LEN, "{} bytes", got.len());
+            prop_assert!(!got.chars().any(char::is_control));
+            match got.strip_suffix('…') {
+                Some(kept) if got != one_line => {
+                    prop_assert!(one_line.len() > MAX_NOTE_LEN);
+                    prop_assert!(one_line.starts_with(kept));
+                    // Cut no shorter than it had to be.
+                    let next = one_line[kept.len()..].chars().next().unwrap();
+                    prop_assert!(kept.len() + next.len_utf8() + '…'.len_utf8() > MAX_NOTE_LEN);
+                }
+                _ => prop_assert_eq!(&got, &one_line),
+            }
+        }
+    }
+
+    #[test]
+    fn notes_keep_what_fits_and_flatten_the_rest() {
+        assert_eq!(
+            note("unexpected outbound traffic"),
+            "unexpected outbound traffic"
+        );
+        assert_eq!(note("line1\nline2\u{1b}[2J"), "line1 line2 [2J");
+        let long = note("r".repeat(1_000_000));
+        assert_eq!(long.len(), MAX_NOTE_LEN);
+        assert!(long.ends_with('…'));
+        // Exactly at the limit: kept whole.
+        assert_eq!(note("x".repeat(MAX_NOTE_LEN)), "x".repeat(MAX_NOTE_LEN));
+    }
 
     proptest! {
         /// A name is its normalized text whether it is held inline or shared: the

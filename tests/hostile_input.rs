@@ -3177,6 +3177,22 @@ fn errors_about_an_amount_or_a_resource_list_quote_a_line_not_a_megabyte() {
     assert!(err.len() < 400, "{} bytes", err.len());
 }
 
+/// A JSON number past `u64` reaches the amount as a float: the error still names
+/// the number as written, not the float's shortest text (18446744073709552000).
+#[test]
+fn an_amount_past_u64_in_json_is_named_as_written() {
+    for (json, named) in [
+        (r#"{"cpu": 18446744073709551616}"#, "18446744073709551616"),
+        (r#"{"memory": 1e19}"#, "10000000000000000000"),
+        (r#"{"gpu": 1.5}"#, "1.5"),
+    ] {
+        let err = serde_json::from_str::<Resources>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("\"{named}\"")), "{json}: {err}");
+    }
+}
+
 #[test]
 fn requirement_lists_read_in_any_order_are_sorted_once() {
     let n = 40_000;
@@ -3445,4 +3461,143 @@ fn workflow_errors_quote_a_line_of_what_they_name() {
     s.id = " ".repeat(1 << 20);
     let reason = corrupt_run(&w, s);
     assert!(reason.len() < 400, "{}", reason.len());
+}
+
+/// A megabyte of text with line breaks and a terminal escape, as a reason, a note or
+/// an agent's message.
+fn unruly_text() -> String {
+    format!("line1\nline2\u{1b}[2J{}", "r".repeat(1 << 20))
+}
+
+/// Whether `text` is a note as kept: one line of at most `MAX_NOTE_LEN` bytes.
+fn is_note(text: &str) -> bool {
+    text.len() <= concord::id::MAX_NOTE_LEN && !text.chars().any(char::is_control)
+}
+
+/// Free-text reasons given to the emergency procedures are kept as notes: one line,
+/// bounded, in every event, journal record and snapshot (a quarantine must not fail
+/// over its reason's wording, so nothing is refused).
+#[test]
+fn reasons_for_the_emergency_procedures_are_kept_as_one_bounded_line() {
+    use concord::coordinator::{Decider, MemoryJournal};
+    let reason = unruly_text();
+    let c = Coordinator::builder().journaled().build();
+    for id in 1..=2 {
+        c.register_agent(AgentProfile::new(AgentId::new(id), format!("w{id}")))
+            .unwrap();
+    }
+    c.quarantine(AgentId::new(1), &reason).unwrap();
+    c.release_quarantine(AgentId::new(1), Decider::Human, &reason)
+        .unwrap();
+    c.report_security_breach(&[AgentId::new(2)], &reason)
+        .unwrap();
+    assert!(c.stop_communications(Decider::Orchestrator, &reason));
+    c.resume_communications(Decider::Human, &reason).unwrap();
+    let events = c.drain_events();
+    assert!(events.len() >= 5);
+    for e in &events {
+        let line = e.to_string();
+        assert!(
+            !line.contains('\n') && !line.contains('\u{1b}'),
+            "{line:.200}"
+        );
+        let json = serde_json::to_string(e).unwrap();
+        assert!(json.len() < 4 * 1024, "{} bytes: {json:.200}", json.len());
+    }
+    let mut journal = MemoryJournal::new();
+    c.write_journal(&mut journal).unwrap();
+    let bytes = serde_json::to_string(journal.records()).unwrap().len();
+    assert!(bytes < 64 * 1024, "journal: {bytes} bytes");
+    let snapshot = serde_json::to_string(&c.snapshot()).unwrap().len();
+    assert!(snapshot < 64 * 1024, "snapshot: {snapshot} bytes");
+}
+
+/// The alert manager refuses a label value that would break its one-line form (a
+/// value is part of the alert's identity) and keeps a summary, a source and who
+/// acknowledged or silenced as notes.
+#[test]
+fn alert_text_is_one_bounded_line_or_refused() {
+    use concord::alert::{Alert, AlertConfig, AlertError, AlertManager, Matcher, Severity};
+    let text = unruly_text();
+    let mut m = AlertManager::new(AlertConfig::default()).unwrap();
+    for bad in [
+        "a\nb".to_owned(),
+        "x".repeat(concord::alert::MAX_LABEL_VALUE_LEN + 1),
+    ] {
+        let alert = Alert::new("disk_full", Severity::Medium, t(0)).with_label("host", bad);
+        let err = m.fire(alert, t(0)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AlertError::InvalidName {
+                    what: "label value",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    let alert = Alert::new("disk_full", Severity::Medium, t(0))
+        .with_label("host", "h1")
+        .with_summary(text.clone())
+        .with_source(text.clone());
+    let fp = alert.fingerprint();
+    m.fire(alert, t(0)).unwrap();
+    m.acknowledge(fp, text.clone(), t(1)).unwrap();
+    let matcher: Matcher = "host=h1".parse().unwrap();
+    m.silence(vec![matcher], t(100), text.clone(), t(2))
+        .unwrap();
+    let kept = m.alert(fp).unwrap();
+    assert!(is_note(kept.alert.summary()) && is_note(kept.alert.source()));
+    assert!(kept.acknowledged.as_ref().is_some_and(|a| is_note(&a.by)));
+    assert!(m.silences().all(|s| is_note(&s.by)));
+    let snapshot = serde_json::to_string(&m.snapshot()).unwrap().len();
+    assert!(snapshot < 64 * 1024, "snapshot: {snapshot} bytes");
+}
+
+/// Who completed a maintenance item and their note, an agent's reason for a failed
+/// or skipped step, and a health check's reason are kept as notes; of several
+/// health checks sharing a name, the report's line for the name is the worst.
+#[test]
+fn notes_from_people_agents_and_checks_are_bounded_lines() {
+    use concord::health::CheckOutcome;
+    use concord::health::{Diagnostics, HealthStatus, check_fn};
+    use concord::maintenance::{Maintenance, Schedule};
+    let text = unruly_text();
+
+    let mut m = Maintenance::new(Schedule::default(), t(0));
+    let item = Schedule::default().items()[0].name().to_owned();
+    let done = m.complete(&item, t(1), text.clone(), text.clone()).unwrap();
+    assert!(is_note(&done.by) && is_note(&done.note));
+    assert!(m.report(t(2)).len() < 64 * 1024);
+
+    let w = Workflow::builder("w")
+        .step(StepSpec::new("a"))
+        .step(StepSpec::new("b"))
+        .build()
+        .unwrap();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    let agent = AgentId::new(1);
+    run.start("a", agent, t(1)).unwrap();
+    run.finish("a", agent, StepOutcome::failure(text.clone()), t(2))
+        .unwrap();
+    run.start("b", agent, t(3)).unwrap();
+    run.skip_attempt("b", agent, text.clone(), t(4)).unwrap();
+    let json = serde_json::to_string(run.history()).unwrap();
+    assert!(json.len() < 8 * 1024, "history: {} bytes", json.len());
+
+    let clock = ManualClock::new(t(0));
+    let said = text.clone();
+    let d = Diagnostics::new(clock.clone(), concord::SimulatedTimer::new(clock))
+        .with_check(check_fn("net", || async {
+            Ok(CheckOutcome::healthy("ok"))
+        }))
+        .with_check(check_fn("net", move || {
+            let said = said.clone();
+            async move { Ok(CheckOutcome::unhealthy(said)) }
+        }));
+    let report = futures::executor::block_on(d.run());
+    let net = report.check("net").unwrap();
+    assert_eq!(net.status, HealthStatus::Unhealthy);
+    assert!(is_note(&net.reason));
 }

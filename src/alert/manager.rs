@@ -376,6 +376,7 @@ impl AlertManager {
     /// fingerprint. Nothing changes.
     pub fn fire(&mut self, alert: Alert, now: Timestamp) -> Result<Fired, AlertError> {
         alert.validate()?;
+        let alert = alert.into_notes();
         let fingerprint = alert.fingerprint();
         if let Some(e) = self.alerts.get(&fingerprint) {
             if !e.record.alert.same_identity(&alert) {
@@ -462,7 +463,7 @@ impl AlertManager {
         if !self.alerts.contains_key(&fingerprint) {
             return Err(AlertError::UnknownAlert { fingerprint });
         }
-        let by = by.into();
+        let by = crate::id::note(by);
         let now = self.tick(now);
         let mut out = Outgoing::default();
         self.unschedule(fingerprint);
@@ -518,7 +519,7 @@ impl AlertManager {
         let now = self.tick(now);
         self.last_silence += 1;
         let id = SilenceId::new(self.last_silence);
-        let by = by.into();
+        let by = crate::id::note(by);
         tracing::info!(silence.id = %id, silence.by = %by, %until, "silence created");
         self.silences.insert(
             id,

@@ -55,7 +55,7 @@ pub use config::{
 pub use error::AlertError;
 pub use manager::{Acknowledgement, AlertManager, AlertRecord, Due, Fired, PageRecord};
 pub use matcher::{MatchOp, Matcher};
-pub use model::{Alert, Fingerprint, MAX_ALERT_NAME_LEN, MAX_LABEL_NAME_LEN};
+pub use model::{Alert, Fingerprint, MAX_ALERT_NAME_LEN, MAX_LABEL_NAME_LEN, MAX_LABEL_VALUE_LEN};
 pub use notification::{Action, GroupKey, Notification, NotificationKind, SuppressReason};
 pub use severity::{ResponseDeadlines, Severity};
 pub use silence::{Silence, SilenceId};

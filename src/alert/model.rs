@@ -20,6 +20,9 @@ pub const SEVERITY: &str = "severity";
 pub const MAX_ALERT_NAME_LEN: usize = 256;
 /// The longest label name or receiver name accepted, in bytes.
 pub const MAX_LABEL_NAME_LEN: usize = 128;
+/// The longest label value accepted, in bytes: a value is part of the alert's
+/// identity, so an overlong one is refused rather than cut.
+pub const MAX_LABEL_VALUE_LEN: usize = crate::id::MAX_NOTE_LEN;
 
 /// What identifies an alert: a 64-bit hash of its name and labels, so that the same
 /// alert fired twice is recognised as one ([deduplication](super::AlertManager::fire)).
@@ -158,7 +161,10 @@ impl Fnv1a {
 /// the name must be non-empty, at most [`MAX_ALERT_NAME_LEN`] bytes and free of control
 /// characters; label names must look like identifiers (`[A-Za-z_][A-Za-z0-9_]*`, at
 /// most [`MAX_LABEL_NAME_LEN`] bytes) and must not be `alertname` or `severity`, the
-/// pseudo-labels through which matchers see the name and severity.
+/// pseudo-labels through which matchers see the name and severity; label values are
+/// at most [`MAX_LABEL_VALUE_LEN`] bytes without a control character. The summary and
+/// the source are notes, kept on one line and cut at
+/// [`MAX_NOTE_LEN`](crate::id::MAX_NOTE_LEN) bytes when fired.
 ///
 /// ```
 /// use concord::alert::{Alert, Severity};
@@ -276,8 +282,9 @@ impl Alert {
     /// [`AlertError::InvalidName`], naming the offending name or label.
     pub fn validate(&self) -> Result<(), AlertError> {
         check_alert_name("alert name", &self.name)?;
-        for name in self.labels.keys() {
+        for (name, value) in &self.labels {
             check_label_name(name)?;
+            check_label_value(value)?;
             if name == ALERTNAME || name == SEVERITY {
                 return Err(AlertError::InvalidName {
                     what: "label",
@@ -287,6 +294,14 @@ impl Alert {
             }
         }
         Ok(())
+    }
+
+    /// This alert with its summary and source kept as notes (one bounded line each),
+    /// as the manager keeps them.
+    pub(crate) fn into_notes(mut self) -> Self {
+        self.summary = crate::id::note(std::mem::take(&mut self.summary));
+        self.source = crate::id::note(std::mem::take(&mut self.source));
+        self
     }
 
     /// Whether `other` has the same name and labels (the same identity).
@@ -357,6 +372,23 @@ pub(crate) fn check_alert_name(what: &'static str, name: &str) -> Result<(), Ale
         return Err(bad("longer than 256 bytes"));
     }
     if name.chars().any(char::is_control) {
+        return Err(bad("holds a control character"));
+    }
+    Ok(())
+}
+
+/// Checks a label value: at most [`MAX_LABEL_VALUE_LEN`] bytes, no control character
+/// (a value is printed in the alert's one-line form, and is part of its identity).
+fn check_label_value(value: &str) -> Result<(), AlertError> {
+    let bad = |reason| AlertError::InvalidName {
+        what: "label value",
+        name: shorten(value),
+        reason,
+    };
+    if value.len() > MAX_LABEL_VALUE_LEN {
+        return Err(bad("longer than 1,024 bytes"));
+    }
+    if value.chars().any(char::is_control) {
         return Err(bad("holds a control character"));
     }
     Ok(())

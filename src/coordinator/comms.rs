@@ -103,6 +103,8 @@ impl Core {
         reason: &str,
         now: Timestamp,
     ) -> Result<bool, CoordinatorError> {
+        // Kept as a note: one line, bounded (see `MAX_NOTE_LEN`), as recorded.
+        let reason = &crate::id::note(reason);
         let cmd = self.recording().then(|| Command::StopCommunications {
             by,
             reason: reason.to_owned(),
@@ -149,6 +151,8 @@ impl Core {
         reason: &str,
         now: Timestamp,
     ) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
+        // Kept as a note: one line, bounded (see `MAX_NOTE_LEN`), as recorded.
+        let reason = &crate::id::note(reason);
         let cmd = self.recording().then(|| Command::ResumeCommunications {
             by,
             reason: reason.to_owned(),

@@ -310,6 +310,8 @@ impl Core {
         reason: &str,
         now: Timestamp,
     ) -> Result<Vec<TaskId>, CoordinatorError> {
+        // Kept as a note: one line, bounded (see `MAX_NOTE_LEN`), as recorded.
+        let reason = &crate::id::note(reason);
         let cmd = self.recording().then(|| Command::Quarantine {
             agent,
             reason: reason.to_owned(),
@@ -365,6 +367,8 @@ impl Core {
         reason: &str,
         now: Timestamp,
     ) -> Result<Vec<TaskId>, CoordinatorError> {
+        // Kept as a note: one line, bounded (see `MAX_NOTE_LEN`), as recorded.
+        let reason = &crate::id::note(reason);
         let cmd = self.recording().then(|| Command::ReleaseQuarantine {
             agent,
             by,
@@ -445,6 +449,8 @@ impl Core {
         reason: &str,
         now: Timestamp,
     ) -> Result<Vec<TaskId>, CoordinatorError> {
+        // Kept as a note: one line, bounded (see `MAX_NOTE_LEN`), as recorded.
+        let reason = &crate::id::note(reason);
         let cmd = self.recording().then(|| Command::ReportSecurityBreach {
             agents: agents.to_vec(),
             reason: reason.to_owned(),
@@ -478,7 +484,8 @@ impl Core {
             };
             self.enter_safe_mode_by_rule(trigger, now);
         }
-        let why = format!("security breach: {reason}");
+        // Still a note: the prefix may take it past the limit.
+        let why = crate::id::note(format!("security breach: {reason}"));
         let mut taken = Vec::new();
         for &agent in agents {
             taken.extend(self.quarantine_inner(agent, &why, now)?);

@@ -241,9 +241,14 @@ impl HealthReport {
             .unwrap_or_default()
     }
 
-    /// The line of the check named `name`.
+    /// The line of the check named `name`; of several checks of that name, the
+    /// worst (the first of those, on a tie), so that a host gating on a name sees a
+    /// failure whichever of them found it.
     pub fn check(&self, name: &str) -> Option<&CheckReport> {
-        self.checks.iter().find(|c| c.name == name)
+        // `max_by_key` keeps the last of equals: reversed, that is the first.
+        (self.checks.iter().rev())
+            .filter(|c| c.name == name)
+            .max_by_key(|c| c.status)
     }
 
     /// The checks that are not healthy, worst first.
@@ -277,9 +282,14 @@ impl HealthReport {
     }
 }
 
-/// A Markdown table cell: no line breaks, no bare pipes.
+/// A Markdown table cell: no line breaks, no bare pipes, and no markup a renderer
+/// would take for HTML (a check's name or reason may quote anything).
 pub(crate) fn escape(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
 }
 
 /// How long a check may take unless it is given its own limit.
@@ -380,7 +390,8 @@ impl Diagnostics {
         CheckReport {
             name: check.name().to_owned(),
             status: outcome.status,
-            reason: outcome.reason,
+            // A note: a check's reason may quote whatever its probe answered.
+            reason: crate::id::note(outcome.reason),
             details: outcome.details,
             started_at,
             took,

@@ -251,8 +251,9 @@ impl Maintenance {
         let completion = Completion {
             item: self.schedule.items()[i].name().to_owned(),
             at: now,
-            by: by.into(),
-            note: note.into(),
+            // Notes: copied into every report and snapshot.
+            by: crate::id::note(by),
+            note: crate::id::note(note),
             answered,
         };
         tracing::debug!(

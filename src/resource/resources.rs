@@ -712,7 +712,13 @@ impl<'de> Deserialize<'de> for AmountText {
                 Ok(AmountText(v.to_string()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<AmountText, E> {
-                if v.is_finite() {
+                if v.is_finite() && v.fract() == 0.0 {
+                    // A whole number past `u64` (or written with an exponent) comes as
+                    // a float: its exact digits, as the document wrote them for
+                    // 18446744073709551616 or 1e19, where the shortest float text
+                    // would read 18446744073709552000.
+                    Ok(AmountText(format!("{v:.0}")))
+                } else if v.is_finite() {
                     Ok(AmountText(v.to_string()))
                 } else {
                     Err(E::custom(format_args!("amount {v} is not a number")))

@@ -902,7 +902,11 @@ impl Run {
             self.scratch.push(i);
             self.drain(now);
         } else {
-            let reason = outcome.reason.unwrap_or_else(|| "failed".to_owned());
+            // A note: an agent's message (a stack trace, a tool's whole output) is
+            // copied into the history, every snapshot and the host's log.
+            let reason = outcome
+                .reason
+                .map_or_else(|| "failed".to_owned(), crate::id::note);
             self.fail_attempt(i, reason, now);
         }
         self.tidy_timers();
@@ -931,6 +935,7 @@ impl Run {
         self.task[u] = None;
         self.status[u] = StepStatus::Skipped;
         self.terminal += 1;
+        let reason = crate::id::note(reason);
         self.event(i, now, StepChange::SkippedByAgent { reason });
         self.scratch.push(i);
         self.drain(now);
@@ -959,6 +964,7 @@ impl Run {
         self.deps[u].carries = true;
         self.failed += 1;
         self.terminal += 1;
+        let reason = crate::id::note(reason);
         self.event(i, now, StepChange::Abandoned { reason });
         self.scratch.push(i);
         self.drain(now);

@@ -30,6 +30,10 @@
 //! - `no_external_work_while_communications_stopped`: no task needing an external
 //!   capability is assigned between a `CommunicationsStopped` and the
 //!   `CommunicationsResumed` after it.
+//! - `reasons_are_notes`: the reasons the world gives (now and then 64 KiB with
+//!   line breaks and a terminal escape, as a host pasting a log would) come back in
+//!   the events as notes: one line, at most `MAX_NOTE_LEN` bytes, and the event's
+//!   own line has no line break.
 //!
 //! After a crash the model starts again from what the recovered core counts (its
 //! snapshot's recent failures) and from what it says runs.
@@ -41,6 +45,7 @@ use concord::agent::AgentStatus;
 use concord::coordinator::{
     DEFAULT_EXTERNAL_CAPABILITIES, Decider, Event, EventKind, SafeModeRules, SafeModeTrigger,
 };
+use concord::id::MAX_NOTE_LEN;
 use concord::policy::SystemMode;
 use concord::task::Task;
 use concord::{AgentId, Capability, Resources, TaskId, Timestamp};
@@ -104,6 +109,20 @@ pub fn external_capability() -> Capability {
 }
 
 impl World {
+    /// The reason for an emergency procedure: `plain`, or now and then `plain`
+    /// with a pasted log after it (line breaks, an escape, up to 64 KiB).
+    fn reason(&mut self, plain: &str) -> String {
+        if self.wording.chance(10) {
+            let n = self.wording.below(1 << 16) as usize;
+            format!(
+                "{plain}:\n\u{1b}[31mERROR\u{1b}[0m\r\n{}",
+                "log ".repeat(n / 4)
+            )
+        } else {
+            plain.to_owned()
+        }
+    }
+
     /// An emergency fault: a breach reported, a quarantine or its release, the
     /// communications stop or its end.
     pub(super) fn emergency(&mut self) -> Result<(), Failure> {
@@ -116,17 +135,18 @@ impl World {
         match self.rng.below(6) {
             0 => {
                 self.report.breaches += 1;
-                if let Err(e) =
-                    self.core
-                        .report_security_breach(&[pick], "unexpected outbound traffic", now)
-                {
+                let reason = self.reason("unexpected outbound traffic");
+                if let Err(e) = self.core.report_security_breach(&[pick], &reason, now) {
                     self.note(format!("breach on {pick} refused: {e}"));
                 }
             }
-            1 => match self.core.quarantine(pick, "suspicious behaviour", now) {
-                Ok(_) => self.report.quarantines += 1,
-                Err(e) => self.note(format!("quarantine of {pick} refused: {e}")),
-            },
+            1 => {
+                let reason = self.reason("suspicious behaviour");
+                match self.core.quarantine(pick, &reason, now) {
+                    Ok(_) => self.report.quarantines += 1,
+                    Err(e) => self.note(format!("quarantine of {pick} refused: {e}")),
+                }
+            }
             2 | 3 => {
                 let quarantined: Vec<AgentId> = self
                     .seen_status
@@ -135,32 +155,25 @@ impl World {
                     .map(|(a, _)| *a)
                     .collect();
                 if let Some(&agent) = quarantined.first() {
-                    if let Err(e) = self.core.release_quarantine(
-                        agent,
-                        Decider::Human,
-                        "cleared after review",
-                        now,
-                    ) {
+                    let reason = self.reason("cleared after review");
+                    if let Err(e) =
+                        (self.core).release_quarantine(agent, Decider::Human, &reason, now)
+                    {
                         self.note(format!("release of {agent} refused: {e}"));
                     }
                 }
             }
             4 => {
-                match self.core.stop_communications(
-                    Decider::Orchestrator,
-                    "possible exfiltration",
-                    now,
-                ) {
+                let reason = self.reason("possible exfiltration");
+                match (self.core).stop_communications(Decider::Orchestrator, &reason, now) {
                     Ok(true) => self.report.communications_stops += 1,
                     Ok(false) => {}
                     Err(e) => self.note(format!("communications stop refused: {e}")),
                 }
             }
             _ => {
-                if let Err(e) =
-                    self.core
-                        .resume_communications(Decider::Human, "traffic explained", now)
-                {
+                let reason = self.reason("traffic explained");
+                if let Err(e) = (self.core).resume_communications(Decider::Human, &reason, now) {
                     self.note(format!("communications resume refused: {e}"));
                 }
             }
@@ -193,6 +206,24 @@ impl World {
     /// An event drained from the core, before the world's books take it (its mode and
     /// statuses are those before the event).
     pub(super) fn emergency_event(&mut self, e: &Event) -> Result<(), Failure> {
+        if let EventKind::AgentQuarantined { reason, .. }
+        | EventKind::QuarantineReleased { reason, .. }
+        | EventKind::SecurityBreachReported { reason, .. }
+        | EventKind::CommunicationsStopped { reason, .. }
+        | EventKind::CommunicationsResumed { reason, .. } = &e.kind
+        {
+            self.report.checks += 1;
+            let line = e.to_string();
+            if reason.len() > MAX_NOTE_LEN
+                || reason.chars().any(char::is_control)
+                || line.chars().any(char::is_control)
+            {
+                return Err(self.fail(
+                    "reasons_are_notes",
+                    format!("{} bytes: {:.120}", reason.len(), line.escape_debug()),
+                ));
+            }
+        }
         match &e.kind {
             EventKind::AgentStatusChanged {
                 agent,

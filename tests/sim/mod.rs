@@ -258,6 +258,9 @@ pub struct World {
     seed: u64,
     mode: Mode,
     rng: Rng,
+    /// Picks the wording of the emergency procedures' reasons, apart from `rng` so
+    /// that the world's other choices stay what each seed made them.
+    wording: Rng,
     core: Core,
     now: Timestamp,
     start: Timestamp,
@@ -360,6 +363,7 @@ impl World {
             seed,
             mode,
             rng: Rng::new(seed),
+            wording: Rng::new(seed ^ 0x006E_07E5),
             core,
             now: start,
             start,
