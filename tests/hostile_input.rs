@@ -761,7 +761,7 @@ fn agent_profiles_from_json_with_hostile_fields() {
     c.with_ledger(|l| assert_eq!(l.agents().count(), 0));
     // Every slot there is, and a capacity at the top of the range.
     let wide: AgentProfile = serde_json::from_value(json!({
-        "id": 6, "name": "", "roles": ["ops", "ops", "OPS"], "max_tasks": u32::MAX,
+        "id": 6, "name": "wide", "roles": ["ops", "ops", "OPS"], "max_tasks": u32::MAX,
         "capacity": {"cpu": "18446744073709551615m", "memory": "15Ei"},
     }))
     .unwrap();
@@ -1849,6 +1849,26 @@ fn definition(steps: Value) -> Result<Workflow, WorkflowError> {
     let d: WorkflowDefinition =
         serde_json::from_value(json!({"name": "w", "steps": steps})).expect("parses");
     Workflow::from_definition(d)
+}
+
+/// A workflow and an agent are named as steps and runs are: a name of nothing, or
+/// of spaces, is refused with the error that names what lacks a name.
+#[test]
+fn a_workflow_or_an_agent_without_a_name_is_refused() {
+    for name in ["", "   "] {
+        let d: WorkflowDefinition =
+            serde_json::from_value(json!({"name": name, "steps": [{"name": "a"}]})).unwrap();
+        let err = Workflow::from_definition(d).unwrap_err();
+        assert!(err.to_string().contains("workflow name is empty"), "{err}");
+        let built = Workflow::builder(name).step(StepSpec::new("a")).build();
+        assert!(built.is_err());
+        let c = Coordinator::builder().build();
+        let err = c
+            .register_agent(AgentProfile::new(AgentId::new(1), name))
+            .unwrap_err();
+        assert!(err.to_string().contains("agent name is empty"), "{err}");
+        c.with_registry(|reg| assert!(reg.snapshot().agents().is_empty()));
+    }
 }
 
 #[test]
@@ -2962,7 +2982,7 @@ fn agent_names_over_the_limit_or_with_control_characters_are_refused() {
     let c = busy_coordinator(&clock);
     let before = serde_json::to_string(&c.snapshot()).unwrap();
     let megabyte = "n".repeat(1 << 20);
-    for name in [megabyte.as_str(), "a\nb", "bell\u{7}"] {
+    for name in [megabyte.as_str(), "a\nb", "bell\u{7}", "", " "] {
         let err = c
             .register_agent(AgentProfile::new(AgentId::new(9), name))
             .unwrap_err();
@@ -2971,8 +2991,8 @@ fn agent_names_over_the_limit_or_with_control_characters_are_refused() {
         assert!(text.len() < 400, "{}", text.len());
     }
     assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
-    // People's names, empty or in any script, are fine.
-    for (id, name) in [(9, ""), (10, "Zoë's agent"), (11, "エージェント")] {
+    // People's names, in any script, are fine.
+    for (id, name) in [(9, "a"), (10, "Zoë's agent"), (11, "エージェント")] {
         c.register_agent(AgentProfile::new(AgentId::new(id), name))
             .unwrap();
     }

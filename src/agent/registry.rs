@@ -1051,6 +1051,11 @@ fn profile_problem(profile: &AgentProfile) -> Option<String> {
     if profile.max_tasks() == 0 {
         return Some("max_tasks is 0, so it could never run a task".to_owned());
     }
+    // An agent is named to the people who read its dashboard line, its alerts and
+    // the audit log: a name of nothing (or of spaces) names it to nobody.
+    if profile.name().trim().is_empty() {
+        return Some(crate::id::NameError::Empty { kind: "agent" }.to_string());
+    }
     crate::id::check_label("agent name", profile.name())
         .err()
         .map(|e| e.to_string())

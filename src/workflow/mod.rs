@@ -395,6 +395,14 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
     if n == 0 {
         return Err(WorkflowError::NoSteps { workflow: name });
     }
+    // Refused as an empty step name or run id is: the name is what a run of it is
+    // shown as.
+    if name.trim().is_empty() {
+        return Err(WorkflowError::InvalidText {
+            step: None,
+            source: NameError::Empty { kind: "workflow" },
+        });
+    }
     check_label("workflow name", &name)
         .map_err(|source| WorkflowError::InvalidText { step: None, source })?;
     let mut by_name: BTreeMap<Arc<str>, u32> = BTreeMap::new();
