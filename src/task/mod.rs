@@ -242,10 +242,27 @@ impl<'de, T: Deserialize<'de> + Ord + Clone> Deserialize<'de> for SortedList<T> 
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Sorted once: inserting the items one by one in order cost n² for a list
         // read in descending order.
-        let mut items = Vec::<T>::deserialize(deserializer)?;
+        Ok(SortedList::from_items(Vec::<T>::deserialize(deserializer)?))
+    }
+}
+
+impl<T: Ord + Clone> SortedList<T> {
+    /// The list of `items`, sorted once and without duplicates.
+    fn from_items(mut items: Vec<T>) -> Self {
         items.sort_unstable();
         items.dedup();
-        Ok(SortedList((!items.is_empty()).then(|| Arc::from(items))))
+        SortedList((!items.is_empty()).then(|| Arc::from(items)))
+    }
+
+    /// Adds `more` to the list, sorted once with what it holds: the bulk form of
+    /// [`extend`](Self::extend), which copies the list for each item it adds.
+    fn add_all(&mut self, more: impl IntoIterator<Item = T>) {
+        let mut items: Vec<T> = more.into_iter().collect();
+        if items.is_empty() {
+            return;
+        }
+        items.extend_from_slice(self.as_slice());
+        *self = SortedList::from_items(items);
     }
 }
 
@@ -256,14 +273,45 @@ impl Requirements {
     }
 
     /// Adds a role the agent must play (kept sorted, without duplicates).
+    ///
+    /// Each call copies the list: to add many (a host's list of hundreds), use
+    /// [`with_roles`](Self::with_roles), which sorts them once.
     pub fn with_role(mut self, role: Role) -> Self {
         self.roles.extend([&role]);
         self
     }
 
+    /// Adds roles the agent must play, as [`with_role`](Self::with_role) adds each,
+    /// sorted once with those already there: building thousands one at a time
+    /// copies the list each time, and took seconds.
+    ///
+    /// ```
+    /// use concord::{Requirements, Role};
+    ///
+    /// let names = ["qa", "ops", "qa"];
+    /// let roles = names.iter().map(|n| Role::new(n)).collect::<Result<Vec<_>, _>>()?;
+    /// let r = Requirements::new().with_role(Role::new("security")?).with_roles(roles);
+    /// assert_eq!(r.roles(), [Role::new("ops")?, Role::new("qa")?, Role::new("security")?]);
+    /// # Ok::<(), concord::NameError>(())
+    /// ```
+    pub fn with_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.roles.add_all(roles);
+        self
+    }
+
     /// Adds a capability the agent must have (kept sorted, without duplicates).
+    ///
+    /// Each call copies the list: to add many, use
+    /// [`with_capabilities`](Self::with_capabilities).
     pub fn with_capability(mut self, capability: Capability) -> Self {
         self.capabilities.extend([&capability]);
+        self
+    }
+
+    /// Adds capabilities the agent must have, sorted once with those already there
+    /// (see [`with_roles`](Self::with_roles)).
+    pub fn with_capabilities(mut self, capabilities: impl IntoIterator<Item = Capability>) -> Self {
+        self.capabilities.add_all(capabilities);
         self
     }
 
@@ -286,8 +334,17 @@ impl Requirements {
     }
 
     /// Adds a claim on a named thing (kept sorted, without duplicates).
+    ///
+    /// Each call copies the list: to add many, use [`with_claims`](Self::with_claims).
     pub fn with_claim(mut self, claim: Claim) -> Self {
         self.claims.extend([&claim]);
+        self
+    }
+
+    /// Adds claims, sorted once with those already there (see
+    /// [`with_roles`](Self::with_roles)).
+    pub fn with_claims(mut self, claims: impl IntoIterator<Item = Claim>) -> Self {
+        self.claims.add_all(claims);
         self
     }
 
