@@ -613,19 +613,11 @@ impl Coordinator {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn changed(&self) -> impl Future<Output = ()> + Send + '_ {
-        let start = self.change_count();
-        futures::future::poll_fn(move |cx| {
-            if self.change_count() != start {
-                return Poll::Ready(());
-            }
-            self.wake_on_change(cx);
-            // A change between the look and the registration wakes nobody: look again.
-            if self.change_count() != start {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
+        // The future `Driver` waits on between deadlines.
+        driver::Changed {
+            coordinator: self,
+            seen: self.change_count(),
+        }
     }
 
     /// Wakes the drivers waiting on this coordinator, so that they look at their
