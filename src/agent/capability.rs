@@ -202,20 +202,27 @@ impl CapabilitySet {
     }
 
     /// Adds `bit`; returns whether it was absent.
+    #[inline]
     pub fn insert(&mut self, bit: CapabilityBit) -> bool {
         let (w, mask) = (bit.0 / 64, 1u64 << (bit.0 % 64));
         let word = if w < 2 {
             &mut self.inline[w]
         } else {
-            let s = w - 2;
-            if s >= self.spill.len() {
-                self.spill.resize(s + 1, 0);
-            }
-            &mut self.spill[s]
+            self.spill_word(w - 2)
         };
         let absent = *word & mask == 0;
         *word |= mask;
         absent
+    }
+
+    /// Word `s` of the spill, grown to hold it: out of line, as the first 128 bits
+    /// hold nearly every catalog's names.
+    #[inline(never)]
+    fn spill_word(&mut self, s: usize) -> &mut u64 {
+        if s >= self.spill.len() {
+            self.spill.resize(s + 1, 0);
+        }
+        &mut self.spill[s]
     }
 
     /// Removes `bit`; returns whether it was present.

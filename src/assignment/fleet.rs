@@ -433,7 +433,8 @@ fn set_bit(words: &mut [u64], i: usize, yes: bool) {
     }
 }
 
-/// Whether two rows of amounts are the same. The rows are a few words: one pass
+/// Whether two rows of amounts (or of eligibility bits) are the same. The rows are
+/// a few words: one pass
 /// without a branch per amount, where a slice comparison calls `memcmp`.
 #[inline]
 pub(crate) fn same_row(a: &[u64], b: &[u64]) -> bool {

@@ -128,7 +128,7 @@ impl AgentIndex {
         // The same eligibility has the same count: a host that assigns one task at a
         // time mostly asks again over the same agents, and counting a word is a dozen
         // instructions on baseline x86-64 (no POPCNT).
-        if before != self.eligible {
+        if !crate::assignment::fleet::same_row(&before, &self.eligible) {
             self.generation += 1;
             self.eligible_total = self.eligible.iter().map(|w| w.count_ones()).sum();
         }
@@ -200,10 +200,19 @@ impl AgentIndex {
 
     /// The slot of the map of `key`, whose bit `bit` the agents' `sets` hold (roles or
     /// capabilities, one set per agent), built now if the batch has none yet.
+    #[inline]
     pub(crate) fn map_of(&mut self, key: usize, sets: &[CapabilitySet], bit: CapabilityBit) -> u32 {
-        if self.slot_of[key] != 0 {
-            return self.slot_of[key] - 1;
+        match self.slot_of[key] {
+            0 => self.build_map(key, sets, bit),
+            slot => slot - 1,
         }
+    }
+
+    /// [`map_of`](Self::map_of) for a key without a map: kept out of line, as a
+    /// fleet's maps outlive the calls that look them up (its saved and restored
+    /// registers cost the look-up more than the look-up itself).
+    #[inline(never)]
+    fn build_map(&mut self, key: usize, sets: &[CapabilitySet], bit: CapabilityBit) -> u32 {
         let slot = self.keys.len();
         self.keys.push(key);
         self.slot_of[key] = slot as u32 + 1;

@@ -9,10 +9,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::conflict::{ConflictManager, EscalationPolicy};
 use crate::policy::{PolicyEnforcer, PolicySet};
 use crate::resource::{LedgerConfig, PercentilePredictor, ResourceLedger, ResourcePredictor};
-use crate::task::{RuleBasedAnalyzer, TaskAnalyzer};
+use crate::task::TaskAnalyzer;
 
 use super::Coordinator;
-use super::core::{Core, OnAgentLoss, Parts, State};
+use super::core::{Analyzer, Core, OnAgentLoss, Parts, State};
 use super::error::CoordinatorError;
 use super::snapshot::CoordinatorSnapshot;
 
@@ -24,7 +24,7 @@ pub struct CoordinatorBuilder {
     clock: Arc<dyn Clock>,
     // The parts are made at `build` when the host sets none: the default analyzer
     // compiles the rule table, work wasted on a host that brings its own.
-    analyzer: Option<Arc<dyn TaskAnalyzer>>,
+    analyzer: Option<Analyzer>,
     predictor: Option<Box<dyn ResourcePredictor>>,
     assigner: Option<Box<dyn Assigner>>,
     policies: Option<Arc<dyn PolicyEnforcer>>,
@@ -70,7 +70,7 @@ impl CoordinatorBuilder {
 
     /// Sets the task analyzer.
     pub fn analyzer(mut self, analyzer: impl TaskAnalyzer + 'static) -> Self {
-        self.analyzer = Some(Arc::new(analyzer));
+        self.analyzer = Some(Analyzer::of(analyzer));
         self
     }
 
@@ -217,7 +217,7 @@ impl CoordinatorBuilder {
             analyzer: self
                 .analyzer
                 .take()
-                .unwrap_or_else(|| Arc::new(RuleBasedAnalyzer::default())),
+                .unwrap_or_else(|| Analyzer::Rules(Box::default())),
             predictor: self
                 .predictor
                 .take()

@@ -16,7 +16,7 @@ use crate::id::{AgentId, RequestId, TaskId, check_claim, check_description, chec
 use crate::layout::Layout;
 use crate::policy::{DutyLog, PendingBatch, PolicyEnforcer, SystemMode};
 use crate::resource::{Grant, ResourceLedger, ResourcePredictor, Resources};
-use crate::task::{Claim, FiredRule, Task, TaskAnalyzer};
+use crate::task::{Claim, FiredMark, FiredRule, RuleBasedAnalyzer, Task, TaskAnalyzer};
 
 use super::admission::PolicyAdmission;
 use super::error::CoordinatorError;
@@ -40,9 +40,44 @@ pub enum OnAgentLoss {
     Fail,
 }
 
+/// The task analyzer a core was built with. The built-in one is kept as itself: the
+/// core then keeps the rules that fired for a task by number and names them only if
+/// it refuses the task (see `FiredMark`), where a host's analyzer names them for
+/// every task it reads.
+#[derive(Debug, Clone)]
+pub(super) enum Analyzer {
+    /// The built-in [`RuleBasedAnalyzer`].
+    Rules(Box<RuleBasedAnalyzer>),
+    /// Any other.
+    Host(Arc<dyn TaskAnalyzer>),
+}
+
+impl Analyzer {
+    /// `analyzer`, kept as itself if it is the built-in one (copied once, when the
+    /// coordinator is built).
+    pub(super) fn of<A: TaskAnalyzer + 'static>(analyzer: A) -> Self {
+        match (&analyzer as &dyn std::any::Any).downcast_ref::<RuleBasedAnalyzer>() {
+            Some(rules) => Analyzer::Rules(Box::new(rules.clone())),
+            None => Analyzer::Host(Arc::new(analyzer)),
+        }
+    }
+}
+
+/// The rules that fired for a batch's tasks, kept between batches for their
+/// capacity (a list per task was two allocations per one-task batch).
+#[derive(Debug, Default)]
+pub(super) struct Fired {
+    /// A host analyzer's rules, as it named them.
+    named: Vec<FiredRule>,
+    /// The built-in analyzer's rules, by number.
+    marks: Vec<FiredMark>,
+    /// Each analyzed task's range of `named` or of `marks`.
+    ranges: Vec<(TaskId, std::ops::Range<usize>)>,
+}
+
 /// The deciding parts, owned by the core so that none needs a lock of its own.
 pub(super) struct Parts {
-    pub(super) analyzer: Arc<dyn TaskAnalyzer>,
+    pub(super) analyzer: Analyzer,
     pub(super) predictor: Box<dyn ResourcePredictor>,
     pub(super) assigner: Box<dyn Assigner>,
     pub(super) policies: Arc<dyn PolicyEnforcer>,
@@ -110,10 +145,8 @@ pub(super) struct State {
     pub(super) plan: Plan,
     /// The outcome list of a one-task call, kept between calls for its capacity.
     pub(super) outcomes: Vec<AssignOutcome>,
-    /// The rules that fired for the batch's tasks, and each analyzed task's range
-    /// of them: kept between batches for their capacity (a list per task was two
-    /// allocations per one-task batch).
-    pub(super) fired: (Vec<FiredRule>, Vec<(TaskId, std::ops::Range<usize>)>),
+    /// The rules that fired for the batch's tasks.
+    pub(super) fired: Fired,
     /// Assignments of finished tasks, oldest first, kept so that the next
     /// assignments reuse their allocations once nobody else holds them. Kept even
     /// while shared: the host's copy in an event not yet drained is dropped by the
@@ -167,7 +200,7 @@ impl State {
             approved: BTreeSet::new(),
             proposals: PendingBatch::default(),
             last_group: None,
-            fired: (Vec::new(), Vec::new()),
+            fired: Fired::default(),
             plan: Plan::default(),
             outcomes: Vec::new(),
             spare: std::collections::VecDeque::new(),
@@ -554,18 +587,33 @@ impl Core {
         // step named `backup_index` is not an ops task because of its name.
         let span = tracing::debug_span!("analyze", tasks = tasks.len()).entered();
         // The rules that fired, kept to name them in a refusal.
-        let (fired, fired_for) = &mut s.fired;
-        fired.clear();
-        fired_for.clear();
+        let Fired {
+            named,
+            marks,
+            ranges,
+        } = &mut s.fired;
+        named.clear();
+        marks.clear();
+        ranges.clear();
         for task in tasks.iter_mut() {
             if !parts.analyze_explicit && task.requirements().is_stated() {
                 continue;
             }
-            let start = fired.len();
-            parts.analyzer.analyze_in_place_into(task, fired)?;
-            tracing::debug!(task.id = %task.id(), rules = ?fired[start..].iter().map(|f| &f.rule).collect::<Vec<_>>(), "task analyzed");
-            if fired.len() > start {
-                fired_for.push((task.id(), start..fired.len()));
+            let (start, end) = match &parts.analyzer {
+                Analyzer::Rules(rules) => {
+                    let start = marks.len();
+                    rules.analyze_in_place_marked(task, marks)?;
+                    (start, marks.len())
+                }
+                Analyzer::Host(host) => {
+                    let start = named.len();
+                    host.analyze_in_place_into(task, named)?;
+                    tracing::debug!(task.id = %task.id(), rules = ?named[start..].iter().map(|f| &f.rule).collect::<Vec<_>>(), "task analyzed");
+                    (start, named.len())
+                }
+            };
+            if end > start {
+                ranges.push((task.id(), start..end));
             }
         }
         drop(span);
@@ -715,9 +763,12 @@ impl Core {
                     considered: 0,
                     ..Explanation::default()
                 });
-            let (fired, fired_for) = &self.s.fired;
-            if let Some((_, range)) = fired_for.iter().find(|(task, _)| *task == id) {
-                explanation.analyzed = fired[range.clone()].to_vec();
+            let fired = &self.s.fired;
+            if let Some((_, range)) = fired.ranges.iter().find(|(task, _)| *task == id) {
+                explanation.analyzed = match &self.parts.analyzer {
+                    Analyzer::Rules(rules) => rules.name_fired(&fired.marks[range.clone()]),
+                    Analyzer::Host(_) => fired.named[range.clone()].to_vec(),
+                };
             }
             let refusals: Vec<Refusal> = plan
                 .refusals

@@ -13,6 +13,8 @@ pub use analyzer::{
     AnalysisRule, Analyzed, FiredRule, RuleBasedAnalyzer, RuleSet, TaskAnalyzer, Trigger,
 };
 pub use error::TaskError;
+
+pub(crate) use analyzer::FiredMark;
 // Defined below `resource`, whose fair queue orders requests by it; it is the task's.
 pub use crate::priority::Priority;
 

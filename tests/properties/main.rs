@@ -4,6 +4,7 @@
 //! well under a minute on two cores.
 
 mod amounts;
+mod analysis;
 mod assignment;
 mod clock;
 mod conflict;

@@ -340,7 +340,13 @@ impl Matcher {
         let rest = FastWords(text.get(end..).unwrap_or_default());
         if let Some(ks) = first {
             for &k in ks.iter() {
-                self.try_keyword(k, &rest, hits);
+                // A keyword of one word (most of them) is a hit here: no call, and
+                // no copy of the words that follow.
+                let kw = &self.keywords[k as usize];
+                let hit = &mut hits[kw.rule as usize];
+                if *hit > kw.index && (kw.tokens.len() == 1 || kw.rest_follows(&rest)) {
+                    *hit = kw.index;
+                }
             }
         }
         if !self.other_first.is_empty() {
@@ -363,16 +369,21 @@ impl Matcher {
     fn try_keyword(&self, k: u32, rest: &FastWords<'_>, hits: &mut Hits) {
         let kw = &self.keywords[k as usize];
         let hit = &mut hits[kw.rule as usize];
-        if *hit <= kw.index {
-            return;
-        }
-        let mut rest = rest.clone();
-        if kw.tokens[1..]
-            .iter()
-            .all(|t| rest.next_word().is_some_and(|(w, _)| t.matches(w)))
-        {
+        if *hit > kw.index && kw.rest_follows(rest) {
             *hit = kw.index;
         }
+    }
+}
+
+impl Keyword {
+    /// Whether this keyword's words after the first are the words of `rest`, from its
+    /// start.
+    #[inline(never)]
+    fn rest_follows(&self, rest: &FastWords<'_>) -> bool {
+        let mut rest = rest.clone();
+        self.tokens[1..]
+            .iter()
+            .all(|t| rest.next_word().is_some_and(|(w, _)| t.matches(w)))
     }
 }
 

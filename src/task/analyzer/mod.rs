@@ -781,23 +781,67 @@ impl RuleBasedAnalyzer {
     ) -> Result<(), TaskError> {
         let before = out.len();
         out.extend(
-            self.labels
-                .iter()
-                .zip(hits)
+            (hits.iter().enumerate())
                 .filter(|&(_, &hit)| hit != NOT_FIRED)
-                .map(|(labels, &hit)| FiredRule {
-                    rule: Arc::clone(&labels.name),
-                    trigger: if hit & BY_KIND != 0 {
-                        Trigger::Kind(Arc::clone(&labels.kinds[(hit & !BY_KIND) as usize]))
-                    } else {
-                        Trigger::Keyword(Arc::clone(&labels.keywords[hit as usize]))
-                    },
-                }),
+                .map(|(rule, &hit)| self.fired_rule(rule, hit)),
         );
         if out.len() == before && self.rules.require_match {
             return Err(TaskError::NoRuleMatched { task: task.id() });
         }
         Ok(())
+    }
+
+    /// Rule `rule` as reported, fired by `hit` (a keyword's index, or a kind's with
+    /// [`BY_KIND`]).
+    fn fired_rule(&self, rule: usize, hit: u32) -> FiredRule {
+        let labels = &self.labels[rule];
+        FiredRule {
+            rule: Arc::clone(&labels.name),
+            trigger: if hit & BY_KIND != 0 {
+                Trigger::Kind(Arc::clone(&labels.kinds[(hit & !BY_KIND) as usize]))
+            } else {
+                Trigger::Keyword(Arc::clone(&labels.keywords[hit as usize]))
+            },
+        }
+    }
+
+    /// [`analyze_in_place_into`](TaskAnalyzer::analyze_in_place_into), the rules
+    /// that fired kept by number in `marks`, to be named by
+    /// [`name_fired`](Self::name_fired) only if they are asked for.
+    pub(crate) fn analyze_in_place_marked(
+        &self,
+        task: &mut Task,
+        marks: &mut Vec<FiredMark>,
+    ) -> Result<(), TaskError> {
+        self.with_hits(|hits| {
+            self.find(task, hits);
+            let before = marks.len();
+            marks.extend(
+                (hits.iter().enumerate())
+                    .filter(|&(_, &hit)| hit != NOT_FIRED)
+                    .map(|(rule, &hit)| FiredMark {
+                        rule: rule as u32,
+                        hit,
+                    }),
+            );
+            if marks.len() == before && self.rules.require_match {
+                return Err(TaskError::NoRuleMatched { task: task.id() });
+            }
+            self.apply(task.requirements_mut(), hits);
+            let names = marks[before..].iter();
+            let names = names.map(|m| &self.labels[m.rule as usize].name);
+            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(names), "task analyzed");
+            Ok(())
+        })
+    }
+
+    /// The rules `marks` hold, as [`analyze_in_place_into`](TaskAnalyzer::analyze_in_place_into)
+    /// reports them.
+    pub(crate) fn name_fired(&self, marks: &[FiredMark]) -> Vec<FiredRule> {
+        let named = marks.iter();
+        named
+            .map(|m| self.fired_rule(m.rule as usize, m.hit))
+            .collect()
     }
 
     /// Merges into `requirements` (the task's own) the defaults and the requirements
@@ -838,7 +882,7 @@ impl TaskAnalyzer for RuleBasedAnalyzer {
             self.fired_into(task, hits, &mut fired)?;
             let mut requirements = task.requirements().clone();
             self.apply(&mut requirements, hits);
-            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired), "task analyzed");
+            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(fired.iter().map(|f| &f.rule)), "task analyzed");
             Ok(Analyzed {
                 requirements,
                 fired,
@@ -862,7 +906,8 @@ impl TaskAnalyzer for RuleBasedAnalyzer {
             let before = fired.len();
             self.fired_into(task, hits, fired)?;
             self.apply(task.requirements_mut(), hits);
-            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(&fired[before..]), "task analyzed");
+            let names = fired[before..].iter().map(|f| &f.rule);
+            tracing::debug!(task.id = %task.id(), rules = ?RuleNames(names), "task analyzed");
             Ok(())
         })
     }
@@ -894,14 +939,23 @@ fn raised(p: Priority) -> Option<Priority> {
 }
 
 /// Debug-prints the names of the fired rules, without collecting them.
-struct RuleNames<'a>(&'a [FiredRule]);
+struct RuleNames<I>(I);
 
-impl fmt::Debug for RuleNames<'_> {
+impl<'a, I: Iterator<Item = &'a Arc<str>> + Clone> fmt::Debug for RuleNames<I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.0.iter().map(|r| &r.rule))
-            .finish()
+        f.debug_list().entries(self.0.clone()).finish()
     }
+}
+
+/// A rule that fired for a task, by number: its place in the table and what made it
+/// fire (a hit). What the coordinator keeps of each task it analyzes, naming the
+/// rules ([`RuleBasedAnalyzer::name_fired`]) only for a task it refuses: a
+/// [`FiredRule`] shares two names, and moving their reference counts for every task
+/// (two atomic operations each way) cost more than finding the rules.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FiredMark {
+    rule: u32,
+    hit: u32,
 }
 
 #[cfg(test)]
