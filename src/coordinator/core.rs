@@ -16,7 +16,7 @@ use crate::id::{AgentId, RequestId, TaskId, check_claim, check_description, chec
 use crate::layout::Layout;
 use crate::policy::{DutyLog, PendingBatch, PolicyEnforcer, SystemMode};
 use crate::resource::{Grant, ResourceLedger, ResourcePredictor, Resources};
-use crate::task::{Claim, FiredMark, FiredRule, RuleBasedAnalyzer, Task, TaskAnalyzer};
+use crate::task::{Claim, FiredMark, FiredRule, KeptShares, RuleBasedAnalyzer, Task, TaskAnalyzer};
 
 use super::admission::PolicyAdmission;
 use super::error::CoordinatorError;
@@ -147,6 +147,9 @@ pub(super) struct State {
     pub(super) outcomes: Vec<AssignOutcome>,
     /// The rules that fired for the batch's tasks.
     pub(super) fired: Fired,
+    /// The requirement lists of the one-call path's finished tasks, for the analyzer
+    /// to give the next tasks (see [`KeptShares`]).
+    pub(super) kept: KeptShares,
     /// Assignments of finished tasks, oldest first, kept so that the next
     /// assignments reuse their allocations once nobody else holds them. Kept even
     /// while shared: the host's copy in an event not yet drained is dropped by the
@@ -201,6 +204,7 @@ impl State {
             proposals: PendingBatch::default(),
             last_group: None,
             fired: Fired::default(),
+            kept: KeptShares::default(),
             plan: Plan::default(),
             outcomes: Vec::new(),
             spare: std::collections::VecDeque::new(),
@@ -516,6 +520,9 @@ impl Core {
         let done = self.assign_batch_into(group, tasks, &mut out, true, now);
         let outcome = out.pop();
         self.s.outcomes = out;
+        // What is left here is dropped: an assigned task's place holds the finished
+        // task it was traded for, whose lists the analyzer gives the next tasks.
+        task.requirements_mut().keep_lists(&mut self.s.kept);
         done?;
         // One task in, one outcome out (or an error, returned above).
         Ok(outcome.expect("a batch of one task has one outcome"))
@@ -602,7 +609,7 @@ impl Core {
             let (start, end) = match &parts.analyzer {
                 Analyzer::Rules(rules) => {
                     let start = marks.len();
-                    rules.analyze_in_place_marked(task, marks)?;
+                    rules.analyze_in_place_marked(task, marks, &mut s.kept)?;
                     (start, marks.len())
                 }
                 Analyzer::Host(host) => {

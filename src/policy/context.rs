@@ -11,7 +11,7 @@ use crate::clock::Timestamp;
 use crate::hash::FxHashMap;
 use crate::id::{AgentId, TaskId};
 use crate::resource::{ResourceLedger, ResourceName, Resources};
-use crate::task::Task;
+use crate::task::{KeptShares, Task};
 
 /// The mode the whole system is in: safe mode of the system-wide agent
 /// failure procedure (activate safe mode, stop new task assignments, recover, exit safe
@@ -123,6 +123,8 @@ pub(crate) struct PendingBatch {
     /// How many of `proposals`, from the first, `load` counts.
     counted: usize,
     load: FxHashMap<AgentId, PendingLoad>,
+    /// The requirement lists the proposals were written over, to be taken back.
+    kept_shares: KeptShares,
 }
 
 impl PendingBatch {
@@ -159,7 +161,7 @@ impl PendingBatch {
         }
         self.counted = self.len;
         match self.proposals.get_mut(self.len) {
-            Some(kept) => kept.refill_for_admission(task, agent, group),
+            Some(kept) => kept.refill_for_admission(task, agent, group, &mut self.kept_shares),
             None => self
                 .proposals
                 .push(Proposal::for_admission(task, agent, group.cloned())),

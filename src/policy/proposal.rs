@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{AgentId, TaskId};
 use crate::resource::Resources;
-use crate::task::{Requirements, Task};
+use crate::task::{KeptShares, Requirements, Task};
 
 /// "Give this task to this agent, with these resources": what an assigner proposes
 /// and a [`PolicyEnforcer`](super::PolicyEnforcer) validates before anything is
@@ -92,20 +92,20 @@ impl Proposal {
     }
 
     /// Makes this proposal what [`for_admission`](Self::for_admission) would make,
-    /// reusing what it holds: the kind and group are kept when they are the same
-    /// names (no reference count to move), the requirements' lists are written over.
+    /// reusing what it holds: the kind is kept when it is the same text and the group
+    /// when it is the same name (no reference count to move); the kind and the
+    /// requirements' lists written over trade places with those in `kept`.
     pub(crate) fn refill_for_admission(
         &mut self,
         task: &Task,
         agent: AgentId,
         group: Option<&Arc<str>>,
+        kept: &mut KeptShares,
     ) {
         self.task = task.id();
-        if !Arc::ptr_eq(&self.kind, task.kind_arc()) {
-            self.kind = task.shared_kind();
-        }
+        kept.share_kind(&mut self.kind, task.kind_arc());
         self.agent = agent;
-        self.requirements.clone_from(task.requirements());
+        (self.requirements).clone_from_kept(task.requirements(), kept);
         self.resources = None;
         crate::task::share_from(&mut self.group, group);
         self.duty = None;
@@ -203,13 +203,14 @@ mod tests {
                     .with_resources("cpu=1,gpu=2,tpu=1".parse().unwrap()),
             ];
             let mut kept: Option<Proposal> = None;
+            let mut kept_shares = KeptShares::default();
             for (i, (k, g, r, agent)) in picks.into_iter().enumerate() {
                 let task = Task::new(TaskId::new(i as u64), Arc::clone(&kinds[k]), "work")
                     .with_requirements(needs[r].clone());
                 let agent = AgentId::new(agent);
                 let fresh = Proposal::for_admission(&task, agent, groups[g].clone());
                 match kept.as_mut() {
-                    Some(p) => p.refill_for_admission(&task, agent, groups[g].as_ref()),
+                    Some(p) => p.refill_for_admission(&task, agent, groups[g].as_ref(), &mut kept_shares),
                     None => kept = Some(fresh.clone()),
                 }
                 prop_assert_eq!(kept.as_ref(), Some(&fresh));

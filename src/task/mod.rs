@@ -15,6 +15,7 @@ pub use analyzer::{
 pub use error::TaskError;
 
 pub(crate) use analyzer::FiredMark;
+
 // Defined below `resource`, whose fair queue orders requests by it; it is the task's.
 pub use crate::priority::Priority;
 
@@ -129,6 +130,25 @@ impl Requirements {
     pub fn is_stated(&self) -> bool {
         !self.roles().is_empty() || !self.capabilities().is_empty()
     }
+
+    /// Moves the roles and capabilities lists into `kept` (see [`KeptShares`]),
+    /// leaving them empty: what a finished task gives back before it is dropped, for
+    /// the analyzer to take again.
+    pub(crate) fn keep_lists(&mut self, kept: &mut KeptShares) {
+        self.roles.keep_in(&mut kept.roles);
+        self.capabilities.keep_in(&mut kept.capabilities);
+    }
+
+    /// [`clone_from`](Clone::clone_from), the roles and capabilities lists traded
+    /// with `kept` (see [`KeptShares`]).
+    pub(crate) fn clone_from_kept(&mut self, source: &Requirements, kept: &mut KeptShares) {
+        (self.roles).clone_from_kept(&source.roles, &mut kept.roles);
+        (self.capabilities).clone_from_kept(&source.capabilities, &mut kept.capabilities);
+        self.resources.clone_from(&source.resources);
+        self.priority = source.priority;
+        self.deadline = source.deadline;
+        self.claims.clone_from(&source.claims);
+    }
 }
 
 impl Clone for Requirements {
@@ -171,6 +191,111 @@ impl<T> Clone for SortedList<T> {
     fn clone_from(&mut self, source: &Self) {
         share_from(&mut self.0, source.0.as_ref());
     }
+}
+
+impl<T> SortedList<T> {
+    /// [`clone_from`](Clone::clone_from), trading lists with `kept`: the list this
+    /// one held is kept there, and `source`'s is taken from there when it is kept.
+    fn clone_from_kept(&mut self, source: &Self, kept: &mut Kept<[T]>) {
+        let same = match (&self.0, &source.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        let new = (source.0.as_ref()).map(|b| {
+            let found = kept.take(address_place(b), |k| Arc::ptr_eq(k, b));
+            found.unwrap_or_else(|| Arc::clone(b))
+        });
+        if let Some(old) = std::mem::replace(&mut self.0, new) {
+            kept.keep(address_place(&old), old);
+        }
+    }
+}
+
+/// How many of each sort [`KeptShares`] keeps (a power of two).
+const KEPT: usize = 32;
+
+/// Shared lists and names set aside by what writes one task's over another's again
+/// and again (the policy admission's proposal, once a task): what is written over
+/// is kept here instead of dropped, and what is kept here is taken back instead of
+/// shared again. A host's tasks come with few distinct lists (the analyzer's rules
+/// give the same ones to every task they fire for) and kinds, so they mostly trade
+/// places, where dropping one and sharing the next moved two reference counts (an
+/// atomic operation each) per list or name and task.
+#[derive(Debug, Default)]
+pub(crate) struct KeptShares {
+    roles: Kept<[Role]>,
+    capabilities: Kept<[Capability]>,
+    /// Kinds, by their text: a host makes a new one per task more often than not.
+    kinds: Kept<str>,
+}
+
+impl KeptShares {
+    /// Makes `slot` `source`'s text, sharing `source` or a kept name of the same text
+    /// (a proposal reads its kind's text only).
+    pub(crate) fn share_kind(&mut self, slot: &mut Arc<str>, source: &Arc<str>) {
+        if Arc::ptr_eq(slot, source) || crate::id::same_name(slot, source) {
+            return;
+        }
+        let found = (self.kinds).take(text_place(source), |k| crate::id::same_name(k, source));
+        let old = std::mem::replace(slot, found.unwrap_or_else(|| Arc::clone(source)));
+        self.kinds.keep(text_place(&old), old);
+    }
+}
+
+/// Shared values kept by place, two places a value (its own and the one beside it),
+/// so that two values of one place are both kept: taking one back is two looks, and
+/// one kept where both places are taken drops the value in its own.
+#[derive(Debug)]
+struct Kept<T: ?Sized>([Option<Arc<T>>; KEPT]);
+
+impl<T: ?Sized> Default for Kept<T> {
+    fn default() -> Self {
+        Kept(std::array::from_fn(|_| None))
+    }
+}
+
+impl<T: ?Sized> Kept<T> {
+    /// Takes back the value kept at `place` or beside it that `is` the one looked
+    /// for, if there is one.
+    fn take(&mut self, place: usize, is: impl Fn(&Arc<T>) -> bool) -> Option<Arc<T>> {
+        let at = [place, place ^ 1]
+            .into_iter()
+            .find(|&at| self.0[at].as_ref().is_some_and(&is))?;
+        self.0[at].take()
+    }
+
+    /// Keeps `value` at `place`, or beside it if only that is free.
+    fn keep(&mut self, place: usize, value: Arc<T>) {
+        let at = if self.0[place].is_some() && self.0[place ^ 1].is_none() {
+            place ^ 1
+        } else {
+            place
+        };
+        self.0[at] = Some(value);
+    }
+}
+
+/// The place of a list: its address, mixed (allocations are aligned, and lists made
+/// one after the other lie at steps of their size).
+fn address_place<T: ?Sized>(list: &Arc<T>) -> usize {
+    mix(Arc::as_ptr(list) as *const () as usize as u64)
+}
+
+/// The place of a name: its length and its first, middle and last bytes, mixed.
+fn text_place(name: &str) -> usize {
+    let b = name.as_bytes();
+    let byte = |i: usize| u64::from(b.get(i).copied().unwrap_or(0));
+    let n = b.len();
+    mix(n as u64 | byte(0) << 16 | byte(n / 2) << 24 | byte(n.wrapping_sub(1)) << 32)
+}
+
+/// A place for `x`, from its bits all mixed into the top ones.
+fn mix(x: u64) -> usize {
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - KEPT.trailing_zeros())) as usize
 }
 
 /// Makes `slot` share `source`, leaving it alone when it already does (the same
@@ -225,11 +350,29 @@ impl<T: Ord + Clone> SortedList<T> {
     /// `other`'s, shared: the analyzer merges a rule's roles and capabilities into a
     /// task that states none, and copying them made two allocations per task.
     fn union(&mut self, other: &SortedList<T>) {
+        self.union_kept(other, None);
+    }
+
+    /// [`union`](Self::union), an empty list taking `other`'s from `kept` when it is
+    /// kept there.
+    fn union_kept(&mut self, other: &SortedList<T>, kept: Option<&mut Kept<[T]>>) {
         match (&self.0, &other.0) {
             (_, None) => {}
-            (None, Some(_)) => self.0.clone_from(&other.0),
+            (None, Some(b)) => {
+                let found = kept.and_then(|k| k.take(address_place(b), |l| Arc::ptr_eq(l, b)));
+                self.0 = Some(found.unwrap_or_else(|| Arc::clone(b)));
+            }
             (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
             (Some(_), Some(b)) => self.extend(b.iter()),
+        }
+    }
+}
+
+impl<T> SortedList<T> {
+    /// Keeps the list in `kept`, leaving this one empty.
+    fn keep_in(&mut self, kept: &mut Kept<[T]>) {
+        if let Some(list) = self.0.take() {
+            kept.keep(address_place(&list), list);
         }
     }
 }
@@ -383,8 +526,19 @@ impl Requirements {
     /// Merges `other` into `self`: the union of roles, capabilities and claims, the
     /// larger of each resource, the higher priority and the earlier deadline.
     pub fn merge(&mut self, other: &Requirements) {
-        self.roles.union(&other.roles);
-        self.capabilities.union(&other.capabilities);
+        self.merge_kept(other, None);
+    }
+
+    /// [`merge`](Self::merge), an empty list of roles or capabilities taking
+    /// `other`'s from `kept` when it is kept there (see [`KeptShares`]).
+    pub(crate) fn merge_kept(&mut self, other: &Requirements, kept: Option<&mut KeptShares>) {
+        let (roles, capabilities) = match kept {
+            Some(k) => (Some(&mut k.roles), Some(&mut k.capabilities)),
+            None => (None, None),
+        };
+        self.roles.union_kept(&other.roles, roles);
+        self.capabilities
+            .union_kept(&other.capabilities, capabilities);
         self.claims.union(&other.claims);
         // Nothing to take the larger of: the common case, and `max` builds a new value.
         // Nothing on this side (the analyzer merging a rule into a task that states no
@@ -537,5 +691,113 @@ impl Task {
     /// The kind, and the resources needed mutably (as a predictor writes them).
     pub(crate) fn kind_and_resources_mut(&mut self) -> (&str, &mut Resources) {
         (&self.kind, &mut self.requirements.resources)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Lists to share: two of equal items but distinct allocations, and the empty one.
+    fn lists() -> Vec<Requirements> {
+        let role = |r: &str| Role::new(r).unwrap();
+        let capability = |c: &str| Capability::new(c).unwrap();
+        let ops = Requirements::new().with_role(role("ops"));
+        vec![
+            Requirements::new(),
+            ops.clone(),
+            Requirements::new().with_role(role("ops")),
+            ops.with_capability(capability("deploy")),
+            Requirements::new()
+                .with_roles([role("qa"), role("ops")])
+                .with_capabilities([capability("browser"), capability("screenshot")])
+                .with_resources(Resources::new().with_cpu_millis(500)),
+            Requirements::new().with_capability(capability("deploy")),
+        ]
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Writes source `.1` over held requirements `.0`, trading lists with the kept.
+        Refill(usize, usize),
+        /// Merges source `.1` into held requirements `.0`, taking lists from the kept.
+        Merge(usize, usize),
+        /// Gives held requirements `.0`'s lists to the kept.
+        Keep(usize),
+        /// Makes held kind `.0` source kind `.1`'s text through the kept.
+        Kind(usize, usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, 0..6usize).prop_map(|(h, s)| Op::Refill(h, s)),
+            (0..3usize, 0..6usize).prop_map(|(h, s)| Op::Merge(h, s)),
+            (0..3usize).prop_map(Op::Keep),
+            (0..3usize, 0..5usize).prop_map(|(h, s)| Op::Kind(h, s)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config(256, "tests/proptest-regressions/kept_shares.txt"))]
+
+        /// Trading lists and kinds with kept ones gives, step by step, what cloning,
+        /// merging, emptying and sharing give: the kept values change where the
+        /// requirements get their lists, never what they hold.
+        #[test]
+        fn kept_shares_change_no_value(ops in proptest::collection::vec(op(), 1..60)) {
+            let sources = lists();
+            let kinds: [Arc<str>; 5] =
+                ["deploy".into(), "deploy".into(), "check".into(), "".into(), "é".into()];
+            let mut kept = KeptShares::default();
+            let mut held = vec![Requirements::new(); 3];
+            let mut plain = held.clone();
+            let mut held_kinds: Vec<Arc<str>> = vec![Arc::from("ops"); 3];
+            for op in ops {
+                match op {
+                    Op::Refill(h, s) => {
+                        held[h].clone_from_kept(&sources[s], &mut kept);
+                        plain[h] = sources[s].clone();
+                    }
+                    Op::Merge(h, s) => {
+                        held[h].merge_kept(&sources[s], Some(&mut kept));
+                        plain[h].merge(&sources[s]);
+                    }
+                    Op::Keep(h) => {
+                        held[h].keep_lists(&mut kept);
+                        plain[h].roles = SortedList::default();
+                        plain[h].capabilities = SortedList::default();
+                    }
+                    Op::Kind(h, s) => {
+                        kept.share_kind(&mut held_kinds[h], &kinds[s]);
+                        prop_assert_eq!(&*held_kinds[h], &*kinds[s]);
+                    }
+                }
+                prop_assert_eq!(&held, &plain);
+            }
+        }
+    }
+
+    #[test]
+    fn a_kept_list_is_taken_back_not_shared_again() {
+        let source = lists()[3].clone();
+        let mut kept = KeptShares::default();
+        let mut held = Requirements::new();
+        held.clone_from_kept(&source, &mut kept);
+        // The list written over goes to the kept ones, and comes back from there.
+        held.clone_from_kept(&Requirements::new(), &mut kept);
+        let roles = |r: &Requirements| r.roles.0.clone().unwrap();
+        let count = Arc::strong_count(&roles(&source));
+        held.clone_from_kept(&source, &mut kept);
+        assert!(Arc::ptr_eq(&roles(&held), &roles(&source)));
+        assert_eq!(Arc::strong_count(&roles(&source)), count);
+        // A finished task's lists are kept, and the next merge takes them back.
+        held.keep_lists(&mut kept);
+        assert!(held.roles().is_empty() && held.capabilities().is_empty());
+        let mut next = Requirements::new();
+        next.merge_kept(&source, Some(&mut kept));
+        assert_eq!(Arc::strong_count(&roles(&source)), count);
+        assert_eq!(next, source);
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::error::TaskError;
-use super::{Priority, Requirements, Task};
+use super::{KeptShares, Priority, Requirements, Task};
 use crate::id::{Capability, MAX_KEYWORD_LEN, Role, check_label, check_within};
 use crate::resource::Resources;
 use matcher::{AsciiTable, CompiledRule, Matcher, eq_lower};
@@ -812,6 +812,7 @@ impl RuleBasedAnalyzer {
         &self,
         task: &mut Task,
         marks: &mut Vec<FiredMark>,
+        kept: &mut KeptShares,
     ) -> Result<(), TaskError> {
         self.with_hits(|hits| {
             self.find(task, hits);
@@ -827,7 +828,7 @@ impl RuleBasedAnalyzer {
             if marks.len() == before && self.rules.require_match {
                 return Err(TaskError::NoRuleMatched { task: task.id() });
             }
-            self.apply(task.requirements_mut(), hits);
+            self.apply_kept(task.requirements_mut(), hits, Some(kept));
             let names = marks[before..].iter();
             let names = names.map(|m| &self.labels[m.rule as usize].name);
             tracing::debug!(task.id = %task.id(), rules = ?RuleNames(names), "task analyzed");
@@ -847,9 +848,20 @@ impl RuleBasedAnalyzer {
     /// Merges into `requirements` (the task's own) the defaults and the requirements
     /// of the rules that fired, and raises the priority to the highest floor.
     fn apply(&self, requirements: &mut Requirements, hits: &Hits) {
+        self.apply_kept(requirements, hits, None);
+    }
+
+    /// [`apply`](Self::apply), an empty list of the task's taking the rule's from
+    /// `kept` when it is kept there (see [`KeptShares`]).
+    fn apply_kept(
+        &self,
+        requirements: &mut Requirements,
+        hits: &Hits,
+        mut kept: Option<&mut KeptShares>,
+    ) {
         let own_priority = requirements.priority();
         if !self.no_defaults {
-            requirements.merge(&self.rules.defaults);
+            requirements.merge_kept(&self.rules.defaults, kept.as_deref_mut());
         }
         let mut floor = self.default_floor;
         let rules = &self.rules.rules;
@@ -860,15 +872,15 @@ impl RuleBasedAnalyzer {
         {
             floor = floor.max(raised(rule.requirements.priority()));
             if self.pairs.is_empty() {
-                requirements.merge(&rule.requirements);
+                requirements.merge_kept(&rule.requirements, kept.as_deref_mut());
             } else if let Some(f) = first.take() {
-                requirements.merge(&self.pairs[f * rules.len() + i]);
+                requirements.merge_kept(&self.pairs[f * rules.len() + i], kept.as_deref_mut());
             } else {
                 first = Some(i);
             }
         }
         if let Some(f) = first {
-            requirements.merge(&rules[f].requirements);
+            requirements.merge_kept(&rules[f].requirements, kept);
         }
         requirements.priority = floor.map_or(own_priority, |f| f.max(own_priority));
     }
