@@ -11,6 +11,12 @@
 //! - `coordinator/assign_complete_stated/{agents}`: the same, with each task stating
 //!   the role and capability it needs, so the coordinator takes it at its word and the
 //!   analyzer is not called: the baseline that shows the analyzer's share.
+//! - `coordinator/assign_complete_two_threads/100`: two threads, each with a
+//!   coordinator of its own built from a clone of one analyzer (as a host that runs a
+//!   coordinator per shard makes them), each assigning and completing one task at a
+//!   time as above. Elements are tasks of one thread: the time is what each thread
+//!   takes a task while the other runs beside it. What the threads share is the
+//!   analyzer's rule lists, so this shows what their reference counts cost.
 //! - `task/analyze/rule_based`: the default analyzer alone on the same descriptions
 //!   (`analyze_in_place` on a fresh task, as the coordinator calls it).
 
@@ -203,8 +209,14 @@ fn pool() -> Vec<Sample> {
 /// turn, every fifth a generalist that plays every role (a task that fires rules of
 /// two roles needs one).
 fn fleet(agents: u64) -> Coordinator {
+    fleet_with(agents, RuleBasedAnalyzer::default())
+}
+
+/// [`fleet`] with `analyzer`.
+fn fleet_with(agents: u64, analyzer: RuleBasedAnalyzer) -> Coordinator {
     let coordinator = Coordinator::builder()
         .clock(ManualClock::new(Timestamp::from_secs(1_700_000_000)))
+        .analyzer(analyzer)
         .build();
     let kinds: [(&[&str], &[&str]); 5] = [
         (&["ops"], &["deploy", "health_check", "browser", "memory"]),
@@ -283,6 +295,37 @@ fn bench_assign_complete(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_two_threads(c: &mut Criterion) {
+    let samples = pool();
+    let analyzer = RuleBasedAnalyzer::default();
+    // Each thread's coordinator and its place in the pool, kept from sample to sample.
+    let hosts: Vec<std::sync::Mutex<(Coordinator, u64, Vec<Event>)>> = (0..2)
+        .map(|_| std::sync::Mutex::new((fleet_with(100, analyzer.clone()), 0, Vec::new())))
+        .collect();
+    let mut group = c.benchmark_group("coordinator");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function(BenchmarkId::new("assign_complete_two_threads", 100), |b| {
+        b.iter_custom(|iters| {
+            let start = std::time::Instant::now();
+            std::thread::scope(|scope| {
+                for host in &hosts {
+                    let samples = &samples;
+                    scope.spawn(move || {
+                        let mut host = host.lock().unwrap();
+                        let (coordinator, next, journal) = &mut *host;
+                        for _ in 0..iters {
+                            one_task(coordinator, samples, next, false, journal);
+                        }
+                    });
+                }
+            });
+            start.elapsed()
+        });
+    });
+    group.finish();
+}
+
 fn bench_analyze(c: &mut Criterion) {
     let samples = pool();
     let analyzer = RuleBasedAnalyzer::default();
@@ -305,5 +348,10 @@ fn bench_analyze(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_assign_complete, bench_analyze);
+criterion_group!(
+    benches,
+    bench_assign_complete,
+    bench_two_threads,
+    bench_analyze
+);
 criterion_main!(benches);
