@@ -433,9 +433,9 @@ fn set_bit(words: &mut [u64], i: usize, yes: bool) {
     }
 }
 
-/// Whether two rows of amounts (or of eligibility bits) are the same. The rows are
-/// a few words: one pass
-/// without a branch per amount, where a slice comparison calls `memcmp`.
+/// Whether two rows of amounts (or of eligibility bits) are the same. The rows are a
+/// few words: one pass without a branch per word, where a slice comparison calls
+/// `memcmp`.
 #[inline]
 pub(crate) fn same_row(a: &[u64], b: &[u64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0

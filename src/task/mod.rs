@@ -197,20 +197,12 @@ impl<T> SortedList<T> {
     /// [`clone_from`](Clone::clone_from), trading lists with `kept`: the list this
     /// one held is kept there, and `source`'s is taken from there when it is kept.
     fn clone_from_kept(&mut self, source: &Self, kept: &mut Kept<[T]>) {
-        let same = match (&self.0, &source.0) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
+        if shares(self.0.as_ref(), source.0.as_ref()) {
             return;
         }
-        let new = (source.0.as_ref()).map(|b| {
-            let found = kept.take(address_place(b), |k| Arc::ptr_eq(k, b));
-            found.unwrap_or_else(|| Arc::clone(b))
-        });
+        let new = (source.0.as_ref()).map(|b| kept.take_or_share(b));
         if let Some(old) = std::mem::replace(&mut self.0, new) {
-            kept.keep(address_place(&old), old);
+            kept.keep_list(old);
         }
     }
 }
@@ -219,7 +211,8 @@ impl<T> SortedList<T> {
 const KEPT: usize = 32;
 
 /// Shared lists and names set aside by what writes one task's over another's again
-/// and again (the policy admission's proposal, once a task): what is written over
+/// and again (the policy admission's proposal, once a task; the one-call path's
+/// task, whose finished predecessor gives its lists back): what is written over
 /// is kept here instead of dropped, and what is kept here is taken back instead of
 /// shared again. A host's tasks come with few distinct lists (the analyzer's rules
 /// give the same ones to every task they fire for) and kinds, so they mostly trade
@@ -277,6 +270,18 @@ impl<T: ?Sized> Kept<T> {
         };
         self.0[at] = Some(value);
     }
+
+    /// `list` itself (the same allocation) taken back if it is kept, else shared:
+    /// lists are kept by their address.
+    fn take_or_share(&mut self, list: &Arc<T>) -> Arc<T> {
+        let found = self.take(address_place(list), |k| Arc::ptr_eq(k, list));
+        found.unwrap_or_else(|| Arc::clone(list))
+    }
+
+    /// Keeps `list`, by its address.
+    fn keep_list(&mut self, list: Arc<T>) {
+        self.keep(address_place(&list), list);
+    }
 }
 
 /// The place of a list: its address, mixed (allocations are aligned, and lists made
@@ -301,13 +306,17 @@ fn mix(x: u64) -> usize {
 /// Makes `slot` share `source`, leaving it alone when it already does (the same
 /// allocation, or both none): no reference count moves for what is already shared.
 pub(crate) fn share_from<T: ?Sized>(slot: &mut Option<Arc<T>>, source: Option<&Arc<T>>) {
-    let same = match (&*slot, source) {
+    if !shares(slot.as_ref(), source) {
+        *slot = source.cloned();
+    }
+}
+
+/// Whether `a` and `b` are the same allocation, or both none.
+fn shares<T: ?Sized>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
         (None, None) => true,
         _ => false,
-    };
-    if !same {
-        *slot = source.cloned();
     }
 }
 
@@ -359,8 +368,10 @@ impl<T: Ord + Clone> SortedList<T> {
         match (&self.0, &other.0) {
             (_, None) => {}
             (None, Some(b)) => {
-                let found = kept.and_then(|k| k.take(address_place(b), |l| Arc::ptr_eq(l, b)));
-                self.0 = Some(found.unwrap_or_else(|| Arc::clone(b)));
+                self.0 = Some(match kept {
+                    Some(kept) => kept.take_or_share(b),
+                    None => Arc::clone(b),
+                });
             }
             (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
             (Some(_), Some(b)) => self.extend(b.iter()),
@@ -372,7 +383,7 @@ impl<T> SortedList<T> {
     /// Keeps the list in `kept`, leaving this one empty.
     fn keep_in(&mut self, kept: &mut Kept<[T]>) {
         if let Some(list) = self.0.take() {
-            kept.keep(address_place(&list), list);
+            kept.keep_list(list);
         }
     }
 }

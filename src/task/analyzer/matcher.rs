@@ -340,13 +340,7 @@ impl Matcher {
         let rest = FastWords(text.get(end..).unwrap_or_default());
         if let Some(ks) = first {
             for &k in ks.iter() {
-                // A keyword of one word (most of them) is a hit here: no call, and
-                // no copy of the words that follow.
-                let kw = &self.keywords[k as usize];
-                let hit = &mut hits[kw.rule as usize];
-                if *hit > kw.index && (kw.tokens.len() == 1 || kw.rest_follows(&rest)) {
-                    *hit = kw.index;
-                }
+                self.try_keyword(k, &rest, hits);
             }
         }
         if !self.other_first.is_empty() {
@@ -365,11 +359,14 @@ impl Matcher {
     }
 
     /// Keyword `k`, whose first word matched the word before `rest`: a hit if its
-    /// other words follow, and if it comes before its rule's hit so far.
+    /// other words follow, and if it comes before its rule's hit so far. In line: a
+    /// keyword of one word (most of them) is a hit without a call, and without a copy
+    /// of the words that follow.
+    #[inline]
     fn try_keyword(&self, k: u32, rest: &FastWords<'_>, hits: &mut Hits) {
         let kw = &self.keywords[k as usize];
         let hit = &mut hits[kw.rule as usize];
-        if *hit > kw.index && kw.rest_follows(rest) {
+        if *hit > kw.index && (kw.tokens.len() == 1 || kw.rest_follows(rest)) {
             *hit = kw.index;
         }
     }

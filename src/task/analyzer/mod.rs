@@ -780,12 +780,13 @@ impl RuleBasedAnalyzer {
         out: &mut Vec<FiredRule>,
     ) -> Result<(), TaskError> {
         let before = out.len();
-        out.extend(
-            (hits.iter().enumerate())
-                .filter(|&(_, &hit)| hit != NOT_FIRED)
-                .map(|(rule, &hit)| self.fired_rule(rule, hit)),
-        );
-        if out.len() == before && self.rules.require_match {
+        out.extend(fired(hits).map(|(rule, hit)| self.fired_rule(rule, hit)));
+        self.check_fired(task, out.len() > before)
+    }
+
+    /// The error for `task` if no rule `fired` and one must.
+    fn check_fired(&self, task: &Task, fired: bool) -> Result<(), TaskError> {
+        if !fired && self.rules.require_match {
             return Err(TaskError::NoRuleMatched { task: task.id() });
         }
         Ok(())
@@ -817,17 +818,11 @@ impl RuleBasedAnalyzer {
         self.with_hits(|hits| {
             self.find(task, hits);
             let before = marks.len();
-            marks.extend(
-                (hits.iter().enumerate())
-                    .filter(|&(_, &hit)| hit != NOT_FIRED)
-                    .map(|(rule, &hit)| FiredMark {
-                        rule: rule as u32,
-                        hit,
-                    }),
-            );
-            if marks.len() == before && self.rules.require_match {
-                return Err(TaskError::NoRuleMatched { task: task.id() });
-            }
+            marks.extend(fired(hits).map(|(rule, hit)| FiredMark {
+                rule: rule as u32,
+                hit,
+            }));
+            self.check_fired(task, marks.len() > before)?;
             self.apply_kept(task.requirements_mut(), hits, Some(kept));
             let names = marks[before..].iter();
             let names = names.map(|m| &self.labels[m.rule as usize].name);
@@ -839,8 +834,7 @@ impl RuleBasedAnalyzer {
     /// The rules `marks` hold, as [`analyze_in_place_into`](TaskAnalyzer::analyze_in_place_into)
     /// reports them.
     pub(crate) fn name_fired(&self, marks: &[FiredMark]) -> Vec<FiredRule> {
-        let named = marks.iter();
-        named
+        (marks.iter())
             .map(|m| self.fired_rule(m.rule as usize, m.hit))
             .collect()
     }
@@ -959,11 +953,18 @@ impl<'a, I: Iterator<Item = &'a Arc<str>> + Clone> fmt::Debug for RuleNames<I> {
     }
 }
 
+/// The rules of `hits` that fired, in table order, each with its hit.
+fn fired(hits: &Hits) -> impl Iterator<Item = (usize, u32)> + '_ {
+    (hits.iter().enumerate())
+        .filter(|&(_, &hit)| hit != NOT_FIRED)
+        .map(|(rule, &hit)| (rule, hit))
+}
+
 /// A rule that fired for a task, by number: its place in the table and what made it
 /// fire (a hit). What the coordinator keeps of each task it analyzes, naming the
 /// rules ([`RuleBasedAnalyzer::name_fired`]) only for a task it refuses: a
 /// [`FiredRule`] shares two names, and moving their reference counts for every task
-/// (two atomic operations each way) cost more than finding the rules.
+/// cost more than finding the rules.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FiredMark {
     rule: u32,
