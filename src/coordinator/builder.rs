@@ -69,6 +69,12 @@ impl CoordinatorBuilder {
     }
 
     /// Sets the task analyzer.
+    ///
+    /// A [`RuleBasedAnalyzer`](crate::RuleBasedAnalyzer) (the default) is kept as
+    /// itself: the coordinator keeps the rules that fired for a task by number and
+    /// names them only for a task it refuses. Any other analyzer, a wrapper around
+    /// the built-in one included, names them for every task it reads
+    /// ([`TaskAnalyzer::analyze_in_place_into`]); the explanations are the same.
     pub fn analyzer(mut self, analyzer: impl TaskAnalyzer + 'static) -> Self {
         self.analyzer = Some(Analyzer::of(analyzer));
         self
