@@ -105,7 +105,7 @@ impl Proposal {
         self.task = task.id();
         kept.share_kind(&mut self.kind, task.kind_arc());
         self.agent = agent;
-        (self.requirements).clone_from_kept(task.requirements(), kept);
+        (self.requirements).clone_from_kept(task.requirements(), Some(kept));
         self.resources = None;
         crate::task::share_from(&mut self.group, group);
         self.duty = None;

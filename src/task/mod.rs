@@ -140,10 +140,14 @@ impl Requirements {
     }
 
     /// [`clone_from`](Clone::clone_from), the roles and capabilities lists traded
-    /// with `kept` (see [`KeptShares`]).
-    pub(crate) fn clone_from_kept(&mut self, source: &Requirements, kept: &mut KeptShares) {
-        (self.roles).clone_from_kept(&source.roles, &mut kept.roles);
-        (self.capabilities).clone_from_kept(&source.capabilities, &mut kept.capabilities);
+    /// with `kept` (see [`KeptShares`]) when there is one.
+    pub(crate) fn clone_from_kept(&mut self, source: &Requirements, kept: Option<&mut KeptShares>) {
+        let (roles, capabilities) = match kept {
+            Some(k) => (Some(&mut k.roles), Some(&mut k.capabilities)),
+            None => (None, None),
+        };
+        (self.roles).clone_from_kept(&source.roles, roles);
+        (self.capabilities).clone_from_kept(&source.capabilities, capabilities);
         self.resources.clone_from(&source.resources);
         self.priority = source.priority;
         self.deadline = source.deadline;
@@ -165,12 +169,7 @@ impl Clone for Requirements {
 
     /// Field by field: lists already shared with `source` are kept as they are.
     fn clone_from(&mut self, source: &Self) {
-        self.roles.clone_from(&source.roles);
-        self.capabilities.clone_from(&source.capabilities);
-        self.resources.clone_from(&source.resources);
-        self.priority = source.priority;
-        self.deadline = source.deadline;
-        self.claims.clone_from(&source.claims);
+        self.clone_from_kept(source, None);
     }
 }
 
@@ -189,19 +188,24 @@ impl<T> Clone for SortedList<T> {
 
     /// Keeps the list when it is already `source`'s (no reference count to move).
     fn clone_from(&mut self, source: &Self) {
-        share_from(&mut self.0, source.0.as_ref());
+        self.clone_from_kept(source, None);
     }
 }
 
 impl<T> SortedList<T> {
-    /// [`clone_from`](Clone::clone_from), trading lists with `kept`: the list this
-    /// one held is kept there, and `source`'s is taken from there when it is kept.
-    fn clone_from_kept(&mut self, source: &Self, kept: &mut Kept<[T]>) {
+    /// [`clone_from`](Clone::clone_from), trading lists with `kept` when there is
+    /// one: the list this one held is kept there, and `source`'s is taken from there
+    /// when it is kept.
+    fn clone_from_kept(&mut self, source: &Self, mut kept: Option<&mut Kept<[T]>>) {
         if shares(self.0.as_ref(), source.0.as_ref()) {
             return;
         }
-        let new = (source.0.as_ref()).map(|b| kept.take_or_share(b));
-        if let Some(old) = std::mem::replace(&mut self.0, new) {
+        let new = (source.0.as_ref()).map(|b| match kept.as_deref_mut() {
+            Some(kept) => kept.take_or_share(b),
+            None => Arc::clone(b),
+        });
+        let old = std::mem::replace(&mut self.0, new);
+        if let (Some(old), Some(kept)) = (old, kept) {
             kept.keep_list(old);
         }
     }
@@ -768,7 +772,7 @@ mod tests {
             for op in ops {
                 match op {
                     Op::Refill(h, s) => {
-                        held[h].clone_from_kept(&sources[s], &mut kept);
+                        held[h].clone_from_kept(&sources[s], Some(&mut kept));
                         plain[h] = sources[s].clone();
                     }
                     Op::Merge(h, s) => {
@@ -795,12 +799,12 @@ mod tests {
         let source = lists()[3].clone();
         let mut kept = KeptShares::default();
         let mut held = Requirements::new();
-        held.clone_from_kept(&source, &mut kept);
+        held.clone_from_kept(&source, Some(&mut kept));
         // The list written over goes to the kept ones, and comes back from there.
-        held.clone_from_kept(&Requirements::new(), &mut kept);
+        held.clone_from_kept(&Requirements::new(), Some(&mut kept));
         let roles = |r: &Requirements| r.roles.0.clone().unwrap();
         let count = Arc::strong_count(&roles(&source));
-        held.clone_from_kept(&source, &mut kept);
+        held.clone_from_kept(&source, Some(&mut kept));
         assert!(Arc::ptr_eq(&roles(&held), &roles(&source)));
         assert_eq!(Arc::strong_count(&roles(&source)), count);
         // A finished task's lists are kept, and the next merge takes them back.
