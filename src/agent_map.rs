@@ -10,12 +10,20 @@
 use crate::id::AgentId;
 
 /// Agents with a value each, in ascending id order; no allocation for one agent.
-#[derive(Debug, Clone, PartialEq)]
+/// Two maps are equal when they hold the same agents and values, whichever form
+/// holds them (one agent may sit in the vector form, after a removal).
+#[derive(Debug, Clone)]
 pub(crate) enum AgentMap<V> {
     /// Exactly one agent.
     One(AgentId, V),
     /// Any number, sorted by id, without repeats.
     Many(Vec<(AgentId, V)>),
+}
+
+impl<V: PartialEq> PartialEq for AgentMap<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
 }
 
 impl<V: Eq> Eq for AgentMap<V> {}
@@ -34,6 +42,30 @@ impl<V> AgentMap<V> {
                 .binary_search_by_key(&agent, |(a, _)| *a)
                 .ok()
                 .map(|i| &entries[i].1),
+        }
+    }
+
+    /// The value of `agent`, to change.
+    pub(crate) fn get_mut(&mut self, agent: AgentId) -> Option<&mut V> {
+        match self {
+            AgentMap::One(a, v) => (*a == agent).then_some(v),
+            AgentMap::Many(entries) => match entries.binary_search_by_key(&agent, |(a, _)| *a) {
+                Ok(i) => Some(&mut entries[i].1),
+                Err(_) => None,
+            },
+        }
+    }
+
+    /// Keeps the agents whose value `keep` (which may change it) says to keep. A
+    /// map left with no agent is the empty vector form.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        match self {
+            AgentMap::One(_, v) => {
+                if !keep(v) {
+                    *self = AgentMap::Many(Vec::new());
+                }
+            }
+            AgentMap::Many(entries) => entries.retain_mut(|(_, v)| keep(v)),
         }
     }
 
@@ -101,6 +133,11 @@ impl<V> AgentMap<V> {
     /// The agents, ascending.
     pub(crate) fn agents(&self) -> impl Iterator<Item = AgentId> + '_ {
         self.iter().map(|(a, _)| a)
+    }
+
+    /// Whether no agent is in the map.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// How many agents.

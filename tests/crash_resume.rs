@@ -413,18 +413,32 @@ fn check_conditions(plan: &Plan, run: &Run) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// No agent started both a `deploy` and a `verify` step of the run, before or after
-/// the crash.
+/// No agent made attempts of both a `deploy` and a `verify` step of the run, before
+/// or after the crash, but for attempts interrupted (they did not count, and the
+/// agent did not do the duty).
 fn check_duties(plan: &Plan, run: &Run) -> Result<(), TestCaseError> {
-    let mut by_duty: BTreeMap<&str, BTreeSet<AgentId>> = BTreeMap::new();
+    // Each attempt started, by step, and whether it counts.
+    let mut attempts: Vec<(usize, AgentId, bool)> = Vec::new();
     for e in run.history() {
-        if matches!(e.change, StepChange::Started) {
-            let duty = match plan.steps[e.step.index()].duty {
-                Duty::Plain => continue,
-                Duty::Deploy => "deploy",
-                Duty::Verify => "verify",
-            };
-            by_duty.entry(duty).or_default().insert(e.agent.unwrap());
+        match e.change {
+            StepChange::Started => attempts.push((e.step.index(), e.agent.unwrap(), true)),
+            StepChange::Interrupted { .. } => {
+                if let Some(a) = attempts.iter_mut().rev().find(|a| a.0 == e.step.index()) {
+                    a.2 = false;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut by_duty: BTreeMap<&str, BTreeSet<AgentId>> = BTreeMap::new();
+    for (step, agent, counts) in attempts {
+        let duty = match plan.steps[step].duty {
+            Duty::Plain => continue,
+            Duty::Deploy => "deploy",
+            Duty::Verify => "verify",
+        };
+        if counts {
+            by_duty.entry(duty).or_default().insert(agent);
         }
     }
     let none = BTreeSet::new();
@@ -1115,4 +1129,172 @@ fn a_resumed_run_cancelled_ends_at_once_and_holds_nothing() {
         c.with_registry(|r| assert_eq!(r.get(AgentId::new(1)).unwrap().running(), 0));
         assert_eq!(seen.lock().len(), 1, "not made again");
     }
+}
+
+// ----- separation of duties after an attempt that did not count -----
+
+/// A worker whose `deploy` hangs (never answers) while `hang_deploy` is set, and
+/// which, when asked after a crash, says an interrupted attempt did not happen.
+#[derive(Debug)]
+struct DutyWorker {
+    id: AgentId,
+    hang_deploy: bool,
+    did: Arc<Mutex<Vec<(String, AgentId)>>>,
+}
+
+#[async_trait::async_trait]
+impl Agent for DutyWorker {
+    fn id(&self) -> AgentId {
+        self.id
+    }
+
+    async fn execute(&self, work: WorkItem) -> Result<WorkOutput, AgentError> {
+        let step = work.step().unwrap_or_default().to_owned();
+        if step == "deploy" && self.hang_deploy {
+            return futures::future::pending().await;
+        }
+        self.did.lock().push((step, self.id));
+        Ok(WorkOutput::success())
+    }
+
+    async fn recover(&self, _: WorkItem) -> Result<Option<WorkOutput>, AgentError> {
+        Ok(None)
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("duty worker"))
+    }
+}
+
+/// `deploy -> verify`, which the default policies keep on different agents, for two
+/// workers of one slot each.
+fn release_of_two() -> (Workflow, impl Fn(&ManualClock) -> Arc<Coordinator>) {
+    let worker = Role::new("worker").unwrap();
+    let wf = Workflow::builder("release")
+        .step(StepSpec::new("deploy").with_role(worker.clone()))
+        .step(
+            StepSpec::new("verify")
+                .with_role(worker.clone())
+                .after("deploy"),
+        )
+        .build()
+        .unwrap();
+    let fleet = move |clock: &ManualClock| {
+        let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+        for id in 1..=2 {
+            let profile = AgentProfile::new(AgentId::new(id), format!("w{id}"))
+                .with_role(worker.clone())
+                .with_max_tasks(1);
+            c.register_agent(profile).unwrap();
+        }
+        c
+    };
+    (wf, fleet)
+}
+
+fn duty_executor(
+    c: &Arc<Coordinator>,
+    clock: &ManualClock,
+    hanging: Option<AgentId>,
+    did: &Arc<Mutex<Vec<(String, AgentId)>>>,
+) -> Executor {
+    let mut ex = Executor::new(Arc::clone(c), SimulatedTimer::new(clock.clone()));
+    for id in 1..=2 {
+        let id = AgentId::new(id);
+        ex = ex.with_agent(Arc::new(DutyWorker {
+            id,
+            hang_deploy: hanging == Some(id),
+            did: Arc::clone(did),
+        }));
+    }
+    ex
+}
+
+/// The deploy's first agent left service mid-step: the attempt was handed back and
+/// made on the other agent, so the first may verify. It was counted as a deployer
+/// too, and with two agents no agent was left to verify: the run failed.
+#[test]
+fn an_attempt_handed_back_is_no_duty_done() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let (wf, fleet) = release_of_two();
+    let c = fleet(&clock);
+    let did = Arc::default();
+    let ex = duty_executor(&c, &clock, Some(AgentId::new(1)), &did);
+    let mut run = ex.run(&wf, "rel", 1);
+    assert!(poll_once(&mut run).is_pending());
+    assert_eq!(c.assignments()[0].agent, AgentId::new(1));
+    c.set_agent_status(AgentId::new(1), concord::AgentStatus::Offline)
+        .unwrap();
+    assert!(poll_once(&mut run).is_pending());
+    c.set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
+        .unwrap();
+    let run = block_on(run).unwrap();
+    assert_eq!(
+        run.outcome(),
+        Some(RunOutcome::Succeeded),
+        "{:?}",
+        run.history()
+    );
+    assert_eq!(
+        *did.lock(),
+        [
+            ("deploy".to_owned(), AgentId::new(2)),
+            ("verify".to_owned(), AgentId::new(1))
+        ]
+    );
+    assert!(
+        c.snapshot().duties.is_empty(),
+        "the run's duties are forgotten"
+    );
+}
+
+/// The process crashed while the first agent deployed, and that agent said the
+/// attempt never happened: the deploy is made again on the other agent (the first
+/// is drained for a moment), and the first may verify. It was counted as a deployer
+/// too, and the run failed for the crash.
+#[test]
+fn an_attempt_a_crash_interrupted_is_no_duty_done() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_700_000_000));
+    let (wf, fleet) = release_of_two();
+    let c = fleet(&clock);
+    let did = Arc::default();
+    let saved: Arc<Mutex<Option<RunSnapshot>>> = Arc::default();
+    let sink = Arc::clone(&saved);
+    let ex = duty_executor(&c, &clock, Some(AgentId::new(1)), &did)
+        .with_observer(move |run: &Run, _: &[RunEvent]| *sink.lock() = Some(run.snapshot()));
+    let mut run = ex.run(&wf, "rel", 1);
+    assert!(poll_once(&mut run).is_pending());
+    assert_eq!(c.assignments()[0].agent, AgentId::new(1));
+    // The process dies: what it last saved is all there is.
+    let checkpoint = serde_json::to_string(&c.snapshot()).unwrap();
+    std::mem::forget(run);
+    drop(ex);
+    let c = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .restore(serde_json::from_str(&checkpoint).unwrap())
+            .unwrap(),
+    );
+    let saved = saved.lock().clone().unwrap();
+    c.set_agent_status(AgentId::new(1), concord::AgentStatus::Busy)
+        .unwrap();
+    let ex = duty_executor(&c, &clock, None, &did);
+    let mut resumed = ex.resume(Run::restore(&wf, saved).unwrap());
+    assert!(poll_once(&mut resumed).is_pending());
+    c.set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
+        .unwrap();
+    let run = block_on(resumed).unwrap();
+    assert_eq!(
+        run.outcome(),
+        Some(RunOutcome::Succeeded),
+        "{:?}",
+        run.history()
+    );
+    assert_eq!(
+        *did.lock(),
+        [
+            ("deploy".to_owned(), AgentId::new(2)),
+            ("verify".to_owned(), AgentId::new(1))
+        ]
+    );
 }

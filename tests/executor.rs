@@ -1721,3 +1721,48 @@ fn a_cancel_while_a_handed_back_step_waits_for_its_old_attempt_releases_both() {
         "the task started for the new attempt is released"
     );
 }
+
+/// Found by the simulation world: a step's task was started from the queue and, in
+/// the same instant, its agent left service (the task handed back and queued
+/// again). The executor read both notices in one batch, launched the attempt anyway
+/// and cancelled the queued task, so the agent worked on a step the coordinator no
+/// longer counted against its slot. The launch must be dropped, the attempt void,
+/// and the same task left waiting for the agent's return.
+#[test]
+fn a_step_started_and_handed_back_at_once_is_never_handed_to_its_agent() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let runs = Arc::default();
+    let ex = Arc::new(executor(&w, vec![Arc::new(Counting::new(&runs))]));
+    // A host's own task holds the agent's one slot, so the step queues.
+    let held = concord::Task::new(concord::TaskId::new(1), "hold", "the host's own work")
+        .with_requirements(concord::Requirements::new().with_role(role("ops")));
+    w.coordinator.assign(held).unwrap();
+    let wf = Workflow::builder("one")
+        .step(StepSpec::new("a").with_role(role("ops")))
+        .build()
+        .unwrap();
+    let mut run = Arc::clone(&ex).run_owned(&wf, "r", 1);
+    assert!(poll_once(&mut run).is_none());
+    // The slot frees (the queued step starts) and the agent leaves, before the run
+    // is polled again.
+    w.coordinator
+        .complete(concord::TaskId::new(1), true, None)
+        .unwrap();
+    w.coordinator
+        .set_agent_status(AgentId::new(1), concord::AgentStatus::Offline)
+        .unwrap();
+    assert!(poll_once(&mut run).is_none());
+    assert!(runs.lock().is_empty(), "handed to an agent out of service");
+    assert_eq!(w.coordinator.waiting().len(), 1, "the step's task waits");
+    w.coordinator
+        .set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
+        .unwrap();
+    let run = block_on(run).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(
+        run.attempts("a"),
+        Some(1),
+        "the void attempt counts for nothing"
+    );
+    assert_eq!(*runs.lock(), BTreeMap::from([("r/a".to_owned(), 1)]));
+}

@@ -336,7 +336,7 @@ impl AffinityTable {
                     .iter()
                     .filter(|(kind, _)| self.young.get(kind).is_none()),
             )
-            .filter(|(_, row)| row.len() > 0)
+            .filter(|(_, row)| !row.is_empty())
     }
 }
 

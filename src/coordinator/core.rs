@@ -253,8 +253,9 @@ impl State {
     }
 
     /// Books a started task, however it started (assigned directly or served from
-    /// the queue): its duty in its group (if the policies ever read it), its place
-    /// among the running tasks, and the event.
+    /// the queue): its duty in its group as an attempt in progress (if the policies
+    /// ever read it; [`end_duty`](Self::end_duty) ends it), its place among the
+    /// running tasks, and the event.
     pub(super) fn book(
         &mut self,
         policies: &dyn PolicyEnforcer,
@@ -266,7 +267,8 @@ impl State {
             .as_ref()
             .filter(|_| policies.reads_duty(a.task.kind()))
         {
-            self.duties.record_shared(group, a.task.kind_arc(), a.agent);
+            self.duties
+                .record_running_shared(group, a.task.kind_arc(), a.agent);
         }
         self.assignments.insert(a.task.id(), Arc::clone(a));
         self.push(
@@ -275,6 +277,16 @@ impl State {
                 assignment: Arc::clone(a),
             },
         );
+    }
+
+    /// Ends the duty attempt [`book`](Self::book) recorded for `a`: lasting if it
+    /// ended with an outcome (`performed`), else gone, as its agent never did it.
+    /// Nothing for a task without a group, or whose duty was never recorded.
+    pub(super) fn end_duty(&mut self, a: &Assignment, performed: bool) {
+        if let Some(group) = &a.group {
+            self.duties
+                .end_running(group, a.task.kind(), a.agent, performed);
+        }
     }
 
     pub(super) fn knows(&self, task: TaskId) -> bool {

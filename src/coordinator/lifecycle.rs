@@ -30,8 +30,9 @@ const SPARE_ASSIGNMENTS: usize = 64;
 impl Core {
     /// Takes running `task` off its agent: its slot, claims and resources are freed
     /// (what that gives to waiting tasks goes to `grants`; the tasks blocked behind
-    /// its claims are the caller's to unblock), and nothing is learned about the
-    /// agent or the task's kind.
+    /// its claims are the caller's to unblock), nothing is learned about the agent or
+    /// the task's kind, and its duty is not counted as done by the agent (the attempt
+    /// will be made again, perhaps elsewhere).
     pub(super) fn take_running(
         &mut self,
         task: TaskId,
@@ -39,6 +40,7 @@ impl Core {
         grants: &mut Vec<crate::resource::Grant>,
     ) -> Option<Arc<Assignment>> {
         let a = self.s.assignments.remove(&task)?;
+        self.s.end_duty(&a, false);
         let _ = self.s.registry.task_finished(a.agent, now);
         self.s.release_claims(task, now);
         grants.extend(self.s.ledger.release(a.allocation, now).unwrap_or_default());
@@ -224,6 +226,7 @@ impl Core {
             return Err(LedgerError::UnknownAllocation { allocation }.into());
         }
         s.last_now = now;
+        s.end_duty(&a, true);
         let _ = s.registry.task_finished(a.agent, now);
         s.release_claims(task, now);
         // The tasks blocked behind its claims queue again before its resources come

@@ -94,8 +94,10 @@ fn first_record() -> u64 {
 
 /// Version 2 added `conflicts`; version 3, tasks held off the queue
 /// ([`WaitingTask::parked`]); version 4, task slots counted by the ledger itself
-/// (before, by a resource named [`LEGACY_SLOTS`]). Versions 2 and 3 are read as well.
-pub(super) const SNAPSHOT_VERSION: u32 = 4;
+/// (before, by a resource named [`LEGACY_SLOTS`]); version 5, duties of running
+/// tasks kept apart from those done (before, every duty recorded was read as done,
+/// which is how older snapshots are still read). Versions 2 to 4 are read as well.
+pub(super) const SNAPSHOT_VERSION: u32 = 5;
 
 /// The ledger resource that counted task slots in snapshots before version 4.
 const LEGACY_SLOTS: &str = "concord.slots";
@@ -275,6 +277,19 @@ pub(super) fn restore(
         .into_iter()
         .map(|(id, a)| (id, Arc::new(a)))
         .collect();
+    // The running tasks' duty attempts are read from the tasks, under the policies
+    // restoring them, not from the log: so they are exactly the tasks running.
+    s.duties.clear_running();
+    for a in s.assignments.values() {
+        if let Some(group) = a
+            .group
+            .as_ref()
+            .filter(|_| parts.policies.reads_duty(a.task.kind()))
+        {
+            s.duties
+                .record_running_shared(group, a.task.kind_arc(), a.agent);
+        }
+    }
     for (key, w) in snapshot.waiting {
         s.wait(key, w);
     }

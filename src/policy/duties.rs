@@ -17,10 +17,20 @@ use crate::id::AgentId;
 ///
 /// Groups (a workflow run id, a batch id) are compared exactly. Duties are compared
 /// trimmed and ASCII-case-insensitively (`Deploy` and `deploy` are one duty), as the
-/// rule compares them. The host records a duty once the assignment is made, and
-/// forgets a group once it is over, which keeps the log small; the
-/// [`Coordinator`](crate::coordinator::Coordinator) records only the duties its
-/// policies read ([`PolicyEnforcer::reads_duty`](super::PolicyEnforcer::reads_duty)).
+/// rule compares them. The host forgets a group once it is over, which keeps the log
+/// small; the [`Coordinator`](crate::coordinator::Coordinator) records only the
+/// duties its policies read
+/// ([`PolicyEnforcer::reads_duty`](super::PolicyEnforcer::reads_duty)).
+///
+/// A record is lasting ([`record`](Self::record): the agent performed the duty) or
+/// held by attempts in progress ([`record_running`](Self::record_running)), each
+/// ended by [`end_running`](Self::end_running): with an outcome it becomes lasting,
+/// and an attempt that ended without one (interrupted by a restart, handed back when
+/// its agent left service, its run cancelled) takes its record away again, as that
+/// agent never did the duty. Without that, an attempt moved to another agent would
+/// leave both agents counted as having done it, and with two agents the other duty
+/// of the pair could never be placed. The coordinator records each task it starts as
+/// running and ends it so.
 ///
 /// Plain serde data, written in ascending order, so a log serializes the same way
 /// every time. Duties within a group are hashed: recording and checking a duty cost
@@ -38,46 +48,82 @@ use crate::id::AgentId;
 /// assert_eq!(log.duties_of("run-7", AgentId::new(1)).collect::<Vec<_>>(), ["deploy"]);
 /// assert!(log.forget_group("run-7"));
 /// assert!(log.is_empty());
+///
+/// // An attempt in progress counts until it ends; one that ends without an outcome
+/// // (interrupted, handed back) leaves no record.
+/// log.record_running("run-8", "deploy", AgentId::new(1));
+/// assert!(log.has_performed("run-8", "deploy", AgentId::new(1)));
+/// log.end_running("run-8", "deploy", AgentId::new(1), false);
+/// assert!(!log.has_performed("run-8", "deploy", AgentId::new(1)));
+/// log.record_running("run-8", "deploy", AgentId::new(2));
+/// log.end_running("run-8", "deploy", AgentId::new(2), true);
+/// assert!(log.has_performed("run-8", "deploy", AgentId::new(2)));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(from = "DutyLogData")]
 pub struct DutyLog {
     /// group -> duty (normalized) -> agents. Names are shared: the coordinator
     /// records a step's kind and its run's id without copying them.
-    groups: BTreeMap<Arc<str>, FxHashMap<Arc<str>, AgentMap<()>>>,
+    groups: BTreeMap<Arc<str>, FxHashMap<Arc<str>, AgentMap<Record>>>,
 }
+
+/// One agent's record of one duty in one group: lasting, held by attempts in
+/// progress, or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Record {
+    /// Attempts in progress.
+    running: u32,
+    /// The agent performed the duty.
+    done: bool,
+}
+
+/// Per group and duty, in name order, a list of what the log writes of its agents.
+type ByGroup<'a, T> = BTreeMap<&'a str, BTreeMap<&'a str, Vec<T>>>;
 
 impl Serialize for DutyLog {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        /// Agents as a sequence, ascending (as a `BTreeSet` writes them).
-        struct Agents<'a>(&'a AgentMap<()>);
-        impl Serialize for Agents<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.collect_seq(self.0.agents())
+        /// Per group and duty, ascending, what `pick` makes of each agent's record,
+        /// leaving out the agents it makes nothing of and the duties and groups left
+        /// empty.
+        fn sorted<T>(log: &DutyLog, pick: impl Fn(AgentId, Record) -> Option<T>) -> ByGroup<'_, T> {
+            let mut out = BTreeMap::new();
+            for (g, duties) in &log.groups {
+                let mut by_duty = BTreeMap::new();
+                for (d, agents) in duties {
+                    let picked: Vec<T> = agents.iter().filter_map(|(a, r)| pick(a, *r)).collect();
+                    if !picked.is_empty() {
+                        by_duty.insert(&**d, picked);
+                    }
+                }
+                if !by_duty.is_empty() {
+                    out.insert(&**g, by_duty);
+                }
             }
+            out
         }
         #[derive(Serialize)]
         struct Sorted<'a> {
-            groups: BTreeMap<&'a str, BTreeMap<&'a str, Agents<'a>>>,
+            groups: ByGroup<'a, AgentId>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            running: ByGroup<'a, (AgentId, u32)>,
         }
-        let groups = self
-            .groups
-            .iter()
-            .map(|(g, duties)| {
-                let sorted = duties.iter().map(|(d, a)| (&**d, Agents(a))).collect();
-                (&**g, sorted)
-            })
-            .collect();
-        Sorted { groups }.serialize(serializer)
+        Sorted {
+            groups: sorted(self, |a, r| r.done.then_some(a)),
+            running: sorted(self, |a, r| (r.running > 0).then_some((a, r.running))),
+        }
+        .serialize(serializer)
     }
 }
 
-/// The serialized form, normalized into a [`DutyLog`].
+/// The serialized form, normalized into a [`DutyLog`]: the lasting records by group
+/// and duty, and the attempts in progress with their counts.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DutyLogData {
     #[serde(default)]
     groups: BTreeMap<String, BTreeMap<String, BTreeSet<AgentId>>>,
+    #[serde(default)]
+    running: BTreeMap<String, BTreeMap<String, Vec<(AgentId, u32)>>>,
 }
 
 impl From<DutyLogData> for DutyLog {
@@ -90,9 +136,22 @@ impl From<DutyLogData> for DutyLog {
                 }
             }
         }
+        for (group, duties) in data.running {
+            for (duty, agents) in duties {
+                for (agent, n) in agents {
+                    for _ in 0..n.min(MAX_RUNNING) {
+                        log.record_running(&group, &duty, agent);
+                    }
+                }
+            }
+        }
         log
     }
 }
+
+/// More attempts of one duty by one agent at once than any agent has task slots: a
+/// count read back above it is cut to it, not counted up one by one for ever.
+const MAX_RUNNING: u32 = 1 << 16;
 
 /// A duty as compared: trimmed, ASCII-lowercased; borrowed when it already is.
 pub(crate) fn duty_key(duty: &str) -> Cow<'_, str> {
@@ -136,21 +195,65 @@ impl DutyLog {
         }
     }
 
-    /// Records that `agent` performs `duty` in `group`. Returns whether that was new.
+    /// Records that `agent` performed `duty` in `group`, lastingly. Returns whether
+    /// the agent had no record of it before.
     ///
     /// Allocates only for a group or duty not seen before.
     pub fn record(&mut self, group: &str, duty: &str, agent: AgentId) -> bool {
-        let group = match self.shared_group(group) {
-            Some(shared) => Arc::clone(shared),
-            None => Arc::from(group),
-        };
-        let key = duty_key(duty);
-        self.record_key(&group, || Arc::from(&*key), &key, agent)
+        self.record_owned(group, duty, agent, |r| r.done = true)
     }
 
-    /// [`record`](Self::record) with names the caller already shares: nothing is
-    /// copied for a group or duty seen before, nor for a new duty already normalized.
-    pub(crate) fn record_shared(
+    /// Records that `agent` started an attempt of `duty` in `group`: it counts as
+    /// doing the duty until [`end_running`](Self::end_running) ends the attempt.
+    /// Attempts are counted, so an agent with two at once keeps its record until
+    /// both end. Returns whether the agent had no record of it before.
+    pub fn record_running(&mut self, group: &str, duty: &str, agent: AgentId) -> bool {
+        self.record_owned(group, duty, agent, start_attempt)
+    }
+
+    /// Ends an attempt of `duty` in `group` by `agent` that
+    /// [`record_running`](Self::record_running) recorded: `performed` when it ended
+    /// with an outcome (succeeded or failed: the agent acted), which makes the record
+    /// lasting; else (interrupted, handed back, cancelled) the attempt's part of the
+    /// record goes, and the agent keeps one only if it performed the duty before or
+    /// has other attempts in progress. Returns whether the agent still has a record.
+    /// An attempt never recorded changes nothing.
+    pub fn end_running(
+        &mut self,
+        group: &str,
+        duty: &str,
+        agent: AgentId,
+        performed: bool,
+    ) -> bool {
+        let key = duty_key(duty);
+        let Some(duties) = self.groups.get_mut(group) else {
+            return false;
+        };
+        let Some(agents) = duties.get_mut(&*key) else {
+            return false;
+        };
+        let Some(record) = agents.get_mut(agent) else {
+            return false;
+        };
+        record.running = record.running.saturating_sub(1);
+        record.done |= performed;
+        if record.running > 0 || record.done {
+            return true;
+        }
+        agents.remove(agent);
+        if agents.is_empty() {
+            duties.remove(&*key);
+            if duties.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+        false
+    }
+
+    /// [`record_running`](Self::record_running) with names the caller already
+    /// shares: nothing is copied for a group or duty seen before, nor for a new duty
+    /// already normalized.
+    pub(crate) fn record_running_shared(
         &mut self,
         group: &Arc<str>,
         duty: &Arc<str>,
@@ -158,29 +261,69 @@ impl DutyLog {
     ) -> bool {
         match duty_key(duty) {
             Cow::Borrowed(key) if key.len() == duty.len() => {
-                self.record_key(group, || Arc::clone(duty), key, agent)
+                self.record_key(group, || Arc::clone(duty), key, agent, start_attempt)
             }
-            key => self.record_key(group, || Arc::from(&*key), &key, agent),
+            key => self.record_key(group, || Arc::from(&*key), &key, agent, start_attempt),
         }
     }
 
-    /// Records `agent` under the normalized duty `key`, made by `make_key` only if
-    /// the group has no such duty yet.
+    /// Forgets every attempt in progress, keeping the lasting records: the
+    /// coordinator records its running tasks' attempts again on restore, from the
+    /// tasks themselves.
+    pub(crate) fn clear_running(&mut self) {
+        for duties in self.groups.values_mut() {
+            for agents in duties.values_mut() {
+                agents.retain(|r| {
+                    r.running = 0;
+                    r.done
+                });
+            }
+            duties.retain(|_, agents| !agents.is_empty());
+        }
+        self.groups.retain(|_, duties| !duties.is_empty());
+    }
+
+    /// [`record`](Self::record) and [`record_running`](Self::record_running), with
+    /// names the log copies if it has no such group or duty yet.
+    fn record_owned(
+        &mut self,
+        group: &str,
+        duty: &str,
+        agent: AgentId,
+        mark: impl FnOnce(&mut Record),
+    ) -> bool {
+        let group = match self.shared_group(group) {
+            Some(shared) => Arc::clone(shared),
+            None => Arc::from(group),
+        };
+        let key = duty_key(duty);
+        self.record_key(&group, || Arc::from(&*key), &key, agent, mark)
+    }
+
+    /// Marks `agent`'s record under the normalized duty `key` (made by `make_key`
+    /// only if the group has no such duty yet) with `mark`; whether it is new.
     fn record_key(
         &mut self,
         group: &Arc<str>,
         make_key: impl FnOnce() -> Arc<str>,
         key: &str,
         agent: AgentId,
+        mark: impl FnOnce(&mut Record),
     ) -> bool {
         let duties = match self.groups.get_mut(&**group) {
             Some(duties) => duties,
             None => self.groups.entry(Arc::clone(group)).or_default(),
         };
         match duties.get_mut(key) {
-            Some(agents) => agents.get_or_insert(agent, ()).1,
+            Some(agents) => {
+                let (record, new) = agents.get_or_insert(agent, Record::default());
+                mark(record);
+                new
+            }
             None => {
-                duties.insert(make_key(), AgentMap::one(agent, ()));
+                let mut record = Record::default();
+                mark(&mut record);
+                duties.insert(make_key(), AgentMap::one(agent, record));
                 true
             }
         }
@@ -201,7 +344,8 @@ impl DutyLog {
         }
     }
 
-    /// Whether `agent` performs `duty` in `group`.
+    /// Whether `agent` performed `duty` in `group`, or has an attempt of it in
+    /// progress.
     pub fn has_performed(&self, group: &str, duty: &str, agent: AgentId) -> bool {
         self.groups
             .get(group)
@@ -243,7 +387,7 @@ impl DutyLog {
         self.groups.keys().map(|g| &**g)
     }
 
-    /// How many (group, duty, agent) records there are.
+    /// How many (group, duty, agent) records there are, lasting or in progress.
     pub fn len(&self) -> usize {
         self.groups
             .values()
@@ -256,6 +400,11 @@ impl DutyLog {
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty()
     }
+}
+
+/// Counts one more attempt in progress.
+fn start_attempt(record: &mut Record) {
+    record.running = record.running.saturating_add(1);
 }
 
 #[cfg(test)]
@@ -273,6 +422,61 @@ mod tests {
             b in "[ \t\u{1}\u{b}\u{a0}\u{2003}]{0,2}(deploy|Deploy|verify|DEPLOY|x|é|~)?[ \t\u{1}\u{b}\u{a0}]{0,2}",
         ) {
             prop_assert_eq!(same_duty(&a, &b), a.trim().eq_ignore_ascii_case(b.trim()));
+        }
+
+        /// Lasting records and attempts in progress, against a model that counts
+        /// each (group, duty, agent)'s attempts and whether it was done: an agent
+        /// has a record while it has either; what the log writes reads back the
+        /// same; forgetting the attempts keeps exactly the lasting records.
+        #[test]
+        fn records_and_attempts_follow_the_model(
+            ops in proptest::collection::vec((0..4u8, 0..2usize, 0..3usize, 1..4u64), 0..40),
+        ) {
+            const GROUPS: [&str; 2] = ["run-1", "run-2"];
+            const DUTIES: [&str; 3] = ["deploy", "Deploy ", "verify"];
+            let mut log = DutyLog::new();
+            let mut model: BTreeMap<(usize, String, u64), (u32, bool)> = BTreeMap::new();
+            for (op, g, d, a) in ops {
+                let (group, duty, agent) = (GROUPS[g], DUTIES[d], AgentId::new(a));
+                let key = (g, duty.trim().to_ascii_lowercase(), a);
+                let had = model.get(&key).is_some_and(|r| r.0 > 0 || r.1);
+                match op {
+                    0 => {
+                        prop_assert_eq!(log.record(group, duty, agent), !had);
+                        model.entry(key).or_default().1 = true;
+                    }
+                    1 => {
+                        prop_assert_eq!(log.record_running(group, duty, agent), !had);
+                        model.entry(key).or_default().0 += 1;
+                    }
+                    _ => {
+                        let performed = op == 2;
+                        if let Some(r) = model.get_mut(&key) {
+                            r.0 = r.0.saturating_sub(1);
+                            r.1 |= performed;
+                        }
+                        let kept = model.get(&key).is_some_and(|r| r.0 > 0 || r.1);
+                        prop_assert_eq!(log.end_running(group, duty, agent, performed), kept);
+                    }
+                }
+                model.retain(|_, r| r.0 > 0 || r.1);
+                for (g, group) in GROUPS.iter().enumerate() {
+                    for duty in ["deploy", "verify"] {
+                        for a in 1..4 {
+                            prop_assert_eq!(
+                                log.has_performed(group, duty, AgentId::new(a)),
+                                model.contains_key(&(g, duty.to_owned(), a))
+                            );
+                        }
+                    }
+                }
+                prop_assert_eq!(log.len(), model.len());
+                prop_assert_eq!(log.is_empty(), model.is_empty());
+            }
+            let json = serde_json::to_string(&log).unwrap();
+            prop_assert_eq!(&serde_json::from_str::<DutyLog>(&json).unwrap(), &log);
+            log.clear_running();
+            prop_assert_eq!(log.len(), model.values().filter(|r| r.1).count());
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The simulation world's workflows: one seed runs several random workflows at once
 //! through the async executor on a shared, too-small fleet of faulty agents, on a
 //! simulated clock and timer, single-threaded (`block_on`), while an operator acts
-//! at random times (safe mode, agents offline and back, a run cancelled after a
-//! second start and resume under its id, which must be refused, conflicts approved
-//! or denied, a run given up by dropping its future). Then faults stop and everything must end within
+//! at random times (safe mode, agents offline and back, the agent of a running task
+//! taken out of service for a moment, a run cancelled after a second start and
+//! resume under its id, which must be refused, conflicts approved or denied, a run
+//! given up by dropping its future). Then faults stop and everything must end within
 //! [`LIVENESS_BOUND`].
 //!
 //! Faults of the agents: failed results (retryable or not), transport errors, slow
@@ -306,6 +307,10 @@ enum Act {
     /// and never resumes it in this process: what the coordinator held for it must
     /// come back to the fleet.
     GiveUp(usize),
+    /// The agent of the oldest running task leaves service mid-step and is back
+    /// this many seconds later: its attempt is handed back and made again, perhaps
+    /// on another agent, and counts for nothing (no duty done by the agent).
+    Evict(u64),
 }
 
 /// Runs one seed of workflows.
@@ -346,6 +351,7 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     let mut spawn_rng = Rng::new(seed ^ 0x5A4D_0A7E);
     let runtime = Runtime::new(spawn_rng.next());
     let spawned = spawn_rng.chance(50);
+    eprintln!("DEBUG seed {seed} spawned {spawned}");
     let executor_over = |c: &Arc<Coordinator>| {
         let (sink, coordinator) = (Arc::clone(&saved), Arc::clone(c));
         let mut e = Executor::new(Arc::clone(c), timer.clone()).with_observer(
@@ -423,6 +429,16 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         let at = give_up_rng.below(quiet_at.as_secs().min(20));
         acts.push((at, Act::GiveUp(give_up_rng.below(runs as u64) as usize)));
     }
+    // Some seeds take the agent of a running task out of service for a moment,
+    // early, while the runs' first steps (a deploy among them) run (drawn apart from
+    // the world's draws, which stay as they were).
+    let mut evict_rng = Rng::new(seed ^ 0xE71C_7ED0);
+    if evict_rng.chance(50) {
+        for _ in 0..1 + evict_rng.below(3) {
+            let at = evict_rng.below(quiet_at.as_secs().min(30));
+            acts.push((at, Act::Evict(1 + evict_rng.below(5))));
+        }
+    }
     acts.sort_by_key(|(at, _)| *at);
     // Some seeds crash the host at a random time while faults go on.
     let crash_at = rng
@@ -482,6 +498,19 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
                     if handles[r].progress().outcome.is_none() {
                         aborts[r].abort();
                         given_up.lock().insert(r);
+                    }
+                }
+                Act::Evict(back_after) => {
+                    let oldest = coordinator
+                        .assignments()
+                        .into_iter()
+                        .min_by_key(|a| a.task.id());
+                    if let Some(a) = oldest {
+                        let _ = coordinator.set_agent_status(a.agent, AgentStatus::Offline);
+                        timer
+                            .sleep_until(clock.now() + Duration::from_secs(back_after))
+                            .await;
+                        let _ = coordinator.set_agent_status(a.agent, AgentStatus::Available);
                     }
                 }
                 Act::Decide(approve) => {
@@ -835,15 +864,28 @@ fn check_history(steps: &[Step], history: &[RunEvent]) -> Result<(), String> {
 
 /// A step is given up for want of an agent only when none could ever take it: in
 /// this fleet, where every agent has the role and the room, only a `deploy` or
-/// `verify` step when the other of the pair started on every agent in its run
+/// `verify` step when the other of the pair was attempted on every agent in its run
 /// (separation of duties bars them all; the workflow may order the two either way).
+/// An attempt interrupted (by a crash, or its agent leaving service) does not count:
+/// its agent did not do the duty, and is not barred for the other.
 fn check_abandoned(steps: &[Step], agents: u64, history: &[RunEvent]) -> Result<(), String> {
+    // Each attempt started, by step, and whether it counts.
+    let mut attempts: Vec<(usize, Option<AgentId>, bool)> = Vec::new();
+    for e in history {
+        match e.change {
+            StepChange::Started => attempts.push((e.step.index(), e.agent, true)),
+            StepChange::Interrupted { .. } => {
+                if let Some(a) = attempts.iter_mut().rev().find(|a| a.0 == e.step.index()) {
+                    a.2 = false;
+                }
+            }
+            _ => {}
+        }
+    }
     let did = |kind: &str| -> std::collections::BTreeSet<AgentId> {
-        history
-            .iter()
-            .filter(|e| steps[e.step.index()].kind == Some(kind))
-            .filter(|e| matches!(e.change, StepChange::Started))
-            .filter_map(|e| e.agent)
+        (attempts.iter())
+            .filter(|(step, _, counts)| *counts && steps[*step].kind == Some(kind))
+            .filter_map(|(_, agent, _)| *agent)
             .collect()
     };
     for e in history {

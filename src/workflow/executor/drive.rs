@@ -412,24 +412,18 @@ impl Executor {
                     let _ = self.coordinator.cancel(task);
                 }
                 Notice::Lost { task, agent } => {
-                    if let Some(flight) = books.running.remove(&task) {
-                        flight.abort.abort();
+                    if let Some((step, attempt)) = books.stop_attempt(task) {
                         // The coordinator has ended the task: only the step waits.
-                        books.let_go(flight.step, None, flight.stopped);
                         let failure = StepOutcome::failure(format!("{agent} left service"));
-                        let said =
-                            run.finish_attempt(flight.step, agent, flight.attempt, failure, now);
-                        settled(said)?;
+                        settled(run.finish_attempt(step, agent, attempt, failure, now))?;
                     }
                 }
-                Notice::Requeued { task, agent } => match books.running.remove(&task) {
-                    Some(flight) => {
-                        flight.abort.abort();
-                        books.let_go(flight.step, None, flight.stopped);
+                Notice::Requeued { task, agent } => match books.stop_attempt(task) {
+                    Some((step, _)) => {
                         // The same task waits again: the attempt is void, not failed.
-                        run.interrupt(flight.step, format!("{agent} left service"), now)?;
-                        run.bind(flight.step, task)?;
-                        books.waiting.insert(task, (flight.step, now));
+                        run.interrupt(step, format!("{agent} left service"), now)?;
+                        run.bind(step, task)?;
+                        books.waiting.insert(task, (step, now));
                     }
                     // Its answer came first and was settled: nothing waits for it.
                     None => {

@@ -268,6 +268,23 @@ struct Stopping {
 }
 
 impl Books<'_> {
+    /// Stops the attempt of `task`, whose agent left service (the coordinator took
+    /// the task back): its agent's future dropped if in flight, or not handed to the
+    /// agent at all if only launched (started and handed back in one batch of
+    /// notices: handing it over would set the agent to work the coordinator no longer
+    /// counts, beside whatever it is given next). Returns its step and attempt, or
+    /// `None` if it has neither (its answer came first).
+    fn stop_attempt(&mut self, task: TaskId) -> Option<(StepRef, u32)> {
+        if let Some(flight) = self.running.remove(&task) {
+            flight.abort.abort();
+            self.let_go(flight.step, None, flight.stopped);
+            return Some((flight.step, flight.attempt));
+        }
+        let i = self.launched.iter().position(|l| l.task == task)?;
+        let launch = self.launched.remove(i);
+        Some((launch.step, launch.attempt))
+    }
+
     /// Whether `step` has an attempt given up that has not stopped yet.
     fn stopping(&self, step: StepRef) -> bool {
         self.stopping.iter().any(|s| s.step == step)
