@@ -294,6 +294,57 @@ fn a_task_barred_from_its_one_free_agent_waits_for_the_others() {
     assert!(matches!(verify, AssignOutcome::Rejected { .. }), "{verify}");
 }
 
+/// A task that queued while every agent was busy, then was refused for good on each
+/// as it freed, is rejected saying so: its agents are refused by separation of
+/// duties, not busy as they were when it queued (a user trial read "no agent can
+/// ever take it: 0 of 2 agents fit: 2 are busy").
+#[test]
+fn a_task_barred_from_every_agent_says_by_which_rule() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    for id in [1, 2] {
+        c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(1))
+            .unwrap();
+    }
+    // Both agents deploy in run-1, and are kept busy with outside work.
+    for id in [1, 2] {
+        let deploy = c
+            .assign_in_group("run-1", task(id, "deploy", "ops", "cpu=1"))
+            .unwrap();
+        assert!(deploy.assignment().is_some(), "{deploy}");
+    }
+    for id in [1, 2] {
+        c.complete(TaskId::new(id), true, None).unwrap();
+        assigned(&c, task(id + 10, "other", "ops", "cpu=1"));
+    }
+    let verify = c
+        .assign_in_group("run-1", task(3, "verify", "ops", "cpu=1"))
+        .unwrap();
+    assert!(matches!(verify, AssignOutcome::Queued { .. }), "{verify}");
+    c.drain_events();
+    for id in [11, 12] {
+        c.complete(TaskId::new(id), true, None).unwrap();
+    }
+    let rejected = (c.drain_events().into_iter())
+        .find_map(|e| match e.kind {
+            EventKind::TaskRejected { task, explanation } if task == TaskId::new(3) => {
+                Some(explanation)
+            }
+            _ => None,
+        })
+        .expect("the verify task is rejected once every agent is barred");
+    assert_eq!(
+        rejected.rejected,
+        [concord::assignment::RejectionCount {
+            reason: Rejection::Policy {
+                rule: "separation_of_duties".into()
+            },
+            count: 2
+        }],
+        "{rejected}"
+    );
+}
+
 /// A host's rule that refuses agent 1 while it drains, whatever the task. Whether
 /// that refusal is for now or for good is the enforcer's to say.
 #[derive(Debug)]
@@ -1132,7 +1183,7 @@ fn corrupt_conflict_parts_of_a_snapshot_are_refused() {
     assert!(matches!(e, CoordinatorError::CorruptSnapshot { .. }), "{e}");
     assert_eq!(
         e.to_string(),
-        "corrupt coordinator snapshot: version 1 (expected 2 to 4)"
+        "corrupt coordinator snapshot: version 1 (expected 2 to 5)"
     );
 
     // The holder of an open conflict must be running, or nothing would resolve it.

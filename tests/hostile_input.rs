@@ -553,6 +553,44 @@ fn coordinator_restore_of_two_assignments_on_one_allocation() {
     }
 }
 
+/// A running task's allocation with a lease (which the coordinator never books for
+/// a task), or booked for another task: restore took the lease, and the next tick
+/// expired the allocation while the task ran; the task could then never complete,
+/// and the coordinator's own next checkpoint was refused. Found by a user trial's
+/// fuzzer.
+#[test]
+fn coordinator_restore_of_an_assignment_on_a_leased_or_foreign_allocation() {
+    let clock = clock();
+    let s = busy_coordinator(&clock).snapshot();
+    let json = serde_json::to_value(&s).unwrap();
+    let allocations = json["ledger"]["allocations"].as_array().unwrap().len();
+    assert!(allocations >= 2, "{json}");
+    for (field, value) in [
+        ("expires_at", json!(1)),
+        ("lease", json!({"secs": 5, "nanos": 0})),
+        ("task", json!(99)),
+    ] {
+        for i in 0..allocations {
+            let mut tampered = json.clone();
+            let allocation = &mut tampered["ledger"]["allocations"][i];
+            assert!(
+                allocation.get(field).is_some() || field != "task",
+                "{allocation}"
+            );
+            allocation[field] = value.clone();
+            let Ok(snapshot) = serde_json::from_value::<CoordinatorSnapshot>(tampered) else {
+                continue;
+            };
+            let restored = restore_coordinator(&clock, snapshot);
+            assert!(
+                matches!(restored, Err(CoordinatorError::CorruptSnapshot { .. })),
+                "restored an allocation with {field} = {value}: {:?}",
+                restored.map(|c| c.snapshot().ledger)
+            );
+        }
+    }
+}
+
 /// Task 1 runs on agent 1 but its allocation is agent 2's (and task 2's the other
 /// way round): restore takes it, and the ledger's view of who holds what no longer
 /// matches who runs what.
@@ -1269,6 +1307,38 @@ fn a_run_backing_off_until_the_end_of_time_restores() {
     assert_eq!(run.next_deadline(), Some(Timestamp::MAX));
     let restored = Run::restore(&w, run.snapshot());
     assert!(restored.is_ok(), "{:?}", restored.err());
+}
+
+/// A step backing off, or running with a timeout, until a time past the snapshot's
+/// own plus the longest wait the step allows: restore took it, and the run waited
+/// some 530 years for a retry the engine never set. Found by a user trial's fuzzer.
+#[test]
+fn run_restore_refuses_a_deadline_past_the_longest_wait() {
+    let w = workflow();
+    let mut run = w.start_run("r", 1, t(100));
+    run.start("a", AGENT, t(100)).unwrap();
+    let running = run.snapshot();
+    run.finish("a", AGENT, StepOutcome::failure("flaky"), t(101))
+        .unwrap();
+    assert_eq!(run.status("a"), Some(StepStatus::BackingOff));
+    let backing_off = run.snapshot();
+    for snapshot in [running, backing_off] {
+        let a = index(&snapshot, "a");
+        let at = snapshot.steps[a].deadline.unwrap();
+        assert!(Run::restore(&w, snapshot.clone()).is_ok());
+        for far in [
+            at + Duration::from_secs(3_600),
+            Timestamp::MAX - Duration::from_nanos(1),
+        ] {
+            let mut tampered = snapshot.clone();
+            tampered.steps[a].deadline = Some(far);
+            let restored = Run::restore(&w, tampered);
+            assert!(
+                matches!(restored, Err(WorkflowError::CorruptSnapshot { .. })),
+                "restored a deadline at {far}: {restored:?}"
+            );
+        }
+    }
 }
 
 /// An attempt whose timeout saturates at the end of time has its deadline there. The

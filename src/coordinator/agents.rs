@@ -416,6 +416,7 @@ impl Core {
                     since: Some(a.waiting_since.unwrap_or(a.assigned_at)),
                     parked: None,
                     barred: Vec::new(),
+                    barred_by: Vec::new(),
                 };
                 if hold {
                     // Held for the agent's release, off the queue: nothing else

@@ -402,6 +402,7 @@ impl Core {
             since: Some(now),
             parked: None,
             barred: Vec::new(),
+            barred_by: Vec::new(),
         };
         s.block(key, w, &collisions, now);
         Ok(AssignOutcome::Conflicted {

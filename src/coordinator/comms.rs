@@ -227,6 +227,7 @@ impl Core {
                 since: Some(since.unwrap_or(now)),
                 parked: Some(Parked::Communications),
                 barred: Vec::new(),
+                barred_by: Vec::new(),
             },
         );
         AssignOutcome::Queued {

@@ -49,6 +49,11 @@ pub struct WaitingTask {
     /// other agent could ever take it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub barred: Vec<AgentId>,
+    /// The rule that barred each of [`barred`](Self::barred), in the same order
+    /// (none from a checkpoint written before it was kept): what the task's
+    /// rejection names once every agent is barred.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub barred_by: Vec<String>,
 }
 
 /// Why the core holds a waiting task off the ledger's queue.
@@ -268,12 +273,23 @@ fn missing_name(profile: &AgentProfile, req: &Requirements) -> Option<Rejection>
 /// assigner's order (its status, a free slot, a role, a capability, a resource it
 /// has too little of free).
 fn waiting_explanation(s: &State, task: &Task) -> Explanation {
+    barred_explanation(s, task, &[], &[])
+}
+
+/// [`waiting_explanation`], with each of the `barred` agents counted under the rule
+/// that barred it (`by`, in the same order), if known: a task refused for good on
+/// one agent after another tells so when it is rejected, not why it waited before.
+fn barred_explanation(s: &State, task: &Task, barred: &[AgentId], by: &[String]) -> Explanation {
     let req = task.requirements();
     let needs = req.resources();
     let mut why = Explanation::default();
     for v in s.registry.iter() {
         why.considered += 1;
         let (id, profile, status) = (v.id(), v.profile(), v.status());
+        if let Some(rule) = barred.iter().position(|b| *b == id).and_then(|i| by.get(i)) {
+            why.reject(Rejection::Policy { rule: rule.clone() });
+            continue;
+        }
         let slots_full = match (s.ledger.task_slots(id), s.ledger.tasks_on(id)) {
             (Ok(Some(slots)), Ok(on)) => on >= slots,
             _ => false,
@@ -407,12 +423,14 @@ impl Core {
             return Ok(self.wait_for_communications(task, explanation, group, since, now));
         }
         let policies = &self.parts.policies;
-        let mut barred: Vec<AgentId> = (refusals.iter())
+        let mut bars_by: Vec<(AgentId, String)> = (refusals.iter())
             .filter(|r| !policies.refusal_waits(&r.rule) && bars(&r.rule))
-            .map(|r| r.agent)
+            .map(|r| (r.agent, r.rule.clone()))
             .collect();
-        barred.sort_unstable();
-        barred.dedup();
+        // One rule per agent: the first that refused it.
+        bars_by.sort_by_key(|(agent, _)| *agent);
+        bars_by.dedup_by_key(|(agent, _)| *agent);
+        let (barred, barred_by): (Vec<AgentId>, Vec<String>) = bars_by.into_iter().unzip();
         let s = &mut self.s;
         let outcome = request_place(s, &task, &barred, since, now)?;
         let queued = |request: RequestId, explanation: Explanation| AssignOutcome::Queued {
@@ -428,6 +446,7 @@ impl Core {
             since: Some(since.unwrap_or(now)),
             parked: None,
             barred,
+            barred_by,
         };
         match outcome {
             Place::Asked(RequestOutcome::Queued(request)) => {
@@ -660,8 +679,12 @@ impl Core {
                     // Refused for good there: it waits for the other agents, and is
                     // served in this pass if one has room now. Each such refusal bars
                     // one more agent for one task, so two tasks cannot hand capacity
-                    // back and forth for ever.
+                    // back and forth for ever. Its explanation says so from now on
+                    // (it is what a rejection tells, once every agent is barred),
+                    // each barred agent under the rule that barred it.
                     w.barred.push(g.agent);
+                    w.barred_by.push(v.rule.clone());
+                    w.explanation = barred_explanation(s, &w.task, &w.barred, &w.barred_by);
                     let mut granted = Vec::new();
                     s.requeue_keyed(w, None, false, now, &mut granted);
                     queue.extend(granted.into_iter().map(|(g, key)| (g, Some(key))));

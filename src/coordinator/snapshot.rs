@@ -352,9 +352,17 @@ fn check_restored_books(
     let mut allocations = BTreeSet::new();
     for (task, a) in assignments {
         let held = ledger.allocation(a.allocation);
-        if a.task.id() != *task || held.is_none_or(|h| h.agent != a.agent) {
+        if a.task.id() != *task || held.as_ref().is_none_or(|h| h.agent != a.agent) {
             return Err(format!(
                 "assignment of {task} does not match the registry and ledger"
+            ));
+        }
+        // The coordinator allocates for a task without a lease, under its id: a
+        // lease would let a tick take the resources of a task still running.
+        if let Some(h) = held.filter(|h| h.expires_at.is_some() || h.task != Some(*task)) {
+            return Err(format!(
+                "{} of {task} is not the coordinator's (task {:?}, lease until {:?})",
+                a.allocation, h.task, h.expires_at
             ));
         }
         if !allocations.insert(a.allocation) {

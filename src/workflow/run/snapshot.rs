@@ -274,6 +274,22 @@ impl Run {
             if s.status.is_terminal() {
                 run.terminal += 1;
             }
+            // A deadline is set from a time the run was given, no later than the
+            // snapshot's, plus at most the longest wait the step allows: one past
+            // that would hold the run until a time the engine never set.
+            let latest = match s.status {
+                StepStatus::BackingOff => Some(inner.specs[u].retry().max_backoff()),
+                StepStatus::Running => inner.timeouts[u],
+                _ => None,
+            }
+            .map(|wait| snapshot.taken_at.saturating_add(wait));
+            if let (Some(at), Some(latest)) = (s.deadline, latest) {
+                if at > latest {
+                    return Err(bad(&format!(
+                        "waits until {at}, past {latest}: the snapshot's time and its longest wait"
+                    )));
+                }
+            }
             match (s.status, s.deadline) {
                 (StepStatus::BackingOff, Some(at)) => {
                     run.backing_off += 1;
