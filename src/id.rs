@@ -151,7 +151,7 @@ pub(crate) fn note(text: impl Into<String>) -> String {
 #[non_exhaustive]
 pub enum NameError {
     /// The name is empty or only whitespace.
-    #[error("{kind} name is empty")]
+    #[error("{kind} name is empty or only whitespace")]
     Empty {
         /// What was being named (`role`, `capability`, `resource`, ...).
         kind: &'static str,

@@ -1210,6 +1210,18 @@ fn duty_executor(
     ex
 }
 
+/// `run` succeeded, agent 2 deploying (the attempt made again) and agent 1 verifying.
+fn deployed_by_2_verified_by_1(run: &Run, did: &Mutex<Vec<(String, AgentId)>>) {
+    assert_eq!(
+        run.outcome(),
+        Some(RunOutcome::Succeeded),
+        "{:?}",
+        run.history()
+    );
+    let by = |step: &str, agent| (step.to_owned(), AgentId::new(agent));
+    assert_eq!(*did.lock(), [by("deploy", 2), by("verify", 1)]);
+}
+
 /// The deploy's first agent left service mid-step: the attempt was handed back and
 /// made on the other agent, so the first may verify. It was counted as a deployer
 /// too, and with two agents no agent was left to verify: the run failed.
@@ -1228,20 +1240,7 @@ fn an_attempt_handed_back_is_no_duty_done() {
     assert!(poll_once(&mut run).is_pending());
     c.set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
         .unwrap();
-    let run = block_on(run).unwrap();
-    assert_eq!(
-        run.outcome(),
-        Some(RunOutcome::Succeeded),
-        "{:?}",
-        run.history()
-    );
-    assert_eq!(
-        *did.lock(),
-        [
-            ("deploy".to_owned(), AgentId::new(2)),
-            ("verify".to_owned(), AgentId::new(1))
-        ]
-    );
+    deployed_by_2_verified_by_1(&block_on(run).unwrap(), &did);
     assert!(
         c.snapshot().duties.is_empty(),
         "the run's duties are forgotten"
@@ -1283,18 +1282,5 @@ fn an_attempt_a_crash_interrupted_is_no_duty_done() {
     assert!(poll_once(&mut resumed).is_pending());
     c.set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
         .unwrap();
-    let run = block_on(resumed).unwrap();
-    assert_eq!(
-        run.outcome(),
-        Some(RunOutcome::Succeeded),
-        "{:?}",
-        run.history()
-    );
-    assert_eq!(
-        *did.lock(),
-        [
-            ("deploy".to_owned(), AgentId::new(2)),
-            ("verify".to_owned(), AgentId::new(1))
-        ]
-    );
+    deployed_by_2_verified_by_1(&block_on(resumed).unwrap(), &did);
 }

@@ -262,6 +262,19 @@ impl State {
         a: &Arc<Assignment>,
         now: Timestamp,
     ) {
+        self.start_duty(policies, a);
+        self.assignments.insert(a.task.id(), Arc::clone(a));
+        self.push(
+            now,
+            EventKind::TaskAssigned {
+                assignment: Arc::clone(a),
+            },
+        );
+    }
+
+    /// Records `a`'s duty in its group as an attempt in progress, if the policies
+    /// ever read it.
+    pub(super) fn start_duty(&mut self, policies: &dyn PolicyEnforcer, a: &Assignment) {
         if let Some(group) = a
             .group
             .as_ref()
@@ -270,13 +283,6 @@ impl State {
             self.duties
                 .record_running_shared(group, a.task.kind_arc(), a.agent);
         }
-        self.assignments.insert(a.task.id(), Arc::clone(a));
-        self.push(
-            now,
-            EventKind::TaskAssigned {
-                assignment: Arc::clone(a),
-            },
-        );
     }
 
     /// Ends the duty attempt [`book`](Self::book) recorded for `a`: lasting if it

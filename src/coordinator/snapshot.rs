@@ -280,15 +280,9 @@ pub(super) fn restore(
     // The running tasks' duty attempts are read from the tasks, under the policies
     // restoring them, not from the log: so they are exactly the tasks running.
     s.duties.clear_running();
-    for a in s.assignments.values() {
-        if let Some(group) = a
-            .group
-            .as_ref()
-            .filter(|_| parts.policies.reads_duty(a.task.kind()))
-        {
-            s.duties
-                .record_running_shared(group, a.task.kind_arc(), a.agent);
-        }
+    let running: Vec<Arc<Assignment>> = s.assignments.values().cloned().collect();
+    for a in &running {
+        s.start_duty(&*parts.policies, a);
     }
     for (key, w) in snapshot.waiting {
         s.wait(key, w);

@@ -606,6 +606,14 @@ impl Executor {
     /// - a task the coordinator holds for the run that no step names (a coordinator
     ///   checkpoint newer than the run's) is withdrawn or released.
     ///
+    /// What happened after the run's checkpoint is not in it: a step that started
+    /// later (or was waiting in it and ran later, under a newer coordinator
+    /// checkpoint that no longer holds its task) is dispatched again, and no agent is
+    /// asked first, as the run does not know which one had it. So write the run's
+    /// checkpoint at every observer call (the coordinator's may lag), or have agents
+    /// recognize work they did by its run, step and attempt
+    /// ([`WorkItem`](crate::agent::WorkItem) carries them).
+    ///
     /// A run's tasks are those of its group, the run's id: the rule on run ids of
     /// [`run`](Self::run) holds, and this executor refuses to resume a run whose id
     /// is live in it (the run itself, still going, or another run under its id).
