@@ -1284,3 +1284,133 @@ fn an_attempt_a_crash_interrupted_is_no_duty_done() {
         .unwrap();
     deployed_by_2_verified_by_1(&block_on(resumed).unwrap(), &did);
 }
+
+// ----- two runs resumed at once on two threads -----
+
+/// Counts the attempts at work on agent#1 at once, and the most.
+#[derive(Debug, Default)]
+struct AtOnce {
+    now: std::sync::atomic::AtomicU32,
+    most: std::sync::atomic::AtomicU32,
+}
+
+/// Works for ever (until dropped) on agent#1; an interrupted attempt did not finish.
+#[derive(Debug)]
+struct Forever(Arc<AtOnce>);
+
+struct Leaving(Arc<AtOnce>);
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl Agent for Forever {
+    fn id(&self) -> AgentId {
+        AgentId::new(1)
+    }
+
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.0.now.fetch_add(1, SeqCst) + 1;
+        self.0.most.fetch_max(n, SeqCst);
+        let _leaving = Leaving(Arc::clone(&self.0));
+        futures::future::pending().await
+    }
+
+    async fn recover(&self, _: WorkItem) -> Result<Option<WorkOutput>, AgentError> {
+        Ok(None)
+    }
+
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("forever"))
+    }
+}
+
+/// Found by a user's crash sweep on a multi-threaded runtime: run A's step ran on
+/// the one slot of agent#1 and run B's waited, the process crashed, and both runs
+/// were resumed at once on two threads. A's resume released its interrupted task, so
+/// the coordinator started B's and told B so; B, between dropping its old notices
+/// and looking at the coordinator, saw its task started there and launched it, then
+/// read the notice, took the task for another run's and released it under its
+/// agent: A's attempt made again got the slot, and agent#1 ran two at once. The
+/// window is microseconds wide, so the first polls are staggered over a range of
+/// offsets; without the fix about one in a thousand hit it.
+#[test]
+fn two_runs_resumed_at_once_never_share_a_slot() {
+    let worker = Role::new("worker").unwrap();
+    let wf = Workflow::builder("one")
+        .step(StepSpec::new("work").with_role(worker.clone()))
+        .build()
+        .unwrap();
+    // The crash: A's step running on agent#1, B's waiting for its slot.
+    let clock = ManualClock::new(Timestamp::from_secs(1_000));
+    let c = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    let profile = AgentProfile::new(AgentId::new(1), "w1")
+        .with_role(worker)
+        .with_max_tasks(1);
+    c.register_agent(profile).unwrap();
+    let runs: Arc<Mutex<BTreeMap<String, RunSnapshot>>> = Arc::default();
+    let sink = Arc::clone(&runs);
+    let ex = Arc::new(
+        Executor::new(Arc::clone(&c), SimulatedTimer::new(clock))
+            .with_agent(Arc::new(Forever(Arc::default())))
+            .with_observer(move |run: &Run, _: &[RunEvent]| {
+                sink.lock().insert(run.id().to_owned(), run.snapshot());
+            }),
+    );
+    let mut a = Arc::clone(&ex).run_owned(&wf, "A", 1);
+    let mut b = Arc::clone(&ex).run_owned(&wf, "B", 2);
+    assert!(poll_once(&mut a).is_pending() && poll_once(&mut b).is_pending());
+    let checkpoint = c.snapshot();
+    let runs = runs.lock().clone();
+    std::mem::forget((a, b));
+    for i in 0..1_200u64 {
+        let clock = ManualClock::new(Timestamp::from_secs(1_001));
+        let c = Coordinator::builder()
+            .clock(clock.clone())
+            .restore(checkpoint.clone())
+            .unwrap();
+        let at_once = Arc::new(AtOnce::default());
+        let ex = Arc::new(
+            Executor::new(Arc::new(c), SimulatedTimer::new(clock))
+                .with_agent(Arc::new(Forever(Arc::clone(&at_once)))),
+        );
+        let resume = |id: &str| {
+            let run = Run::restore(&wf, runs[id].clone()).unwrap();
+            Arc::clone(&ex).resume_owned(run)
+        };
+        let (mut a, mut b) = (resume("A"), resume("B"));
+        // One of the two first polls starts up to some microseconds after the other.
+        let k = i % 400;
+        let (wait_a, wait_b) = if k < 200 {
+            (k * 10, 0)
+        } else {
+            (0, (k - 200) * 10)
+        };
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let first_poll = |mut run: concord::workflow::RunFuture<'static>, wait: u64| {
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                start.wait();
+                for n in 0..wait {
+                    std::hint::black_box(n);
+                }
+                let _ = poll_once(&mut run);
+                run
+            })
+        };
+        let (ta, tb) = (first_poll(a, wait_a), first_poll(b, wait_b));
+        (a, b) = (ta.join().unwrap(), tb.join().unwrap());
+        for _ in 0..3 {
+            let _ = (poll_once(&mut b), poll_once(&mut a));
+        }
+        let most = at_once.most.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            most <= 1,
+            "iteration {i}: agent#1 ran {most} attempts at once"
+        );
+    }
+}

@@ -222,6 +222,22 @@ impl Coordinator {
         f(&self.shared.lock().core)
     }
 
+    /// What a resumed run reconciles with, under one lock: the running tasks, the
+    /// waiting ones and the highest task id ever given, with the notices left for
+    /// `group` until now dropped (this look holds what they say). A notice posted
+    /// later is news; taken apart, one posted between the two would be acted on
+    /// twice (a task started from the look, then released as not the run's when
+    /// its `Started` came).
+    pub(crate) fn resume_view(
+        &self,
+        group: &str,
+    ) -> (Vec<Arc<Assignment>>, Vec<WaitingTask>, Option<TaskId>) {
+        let mut shared = self.shared.lock();
+        let core = &mut shared.core;
+        core.take_notices(group, &mut Vec::new());
+        (core.assignments(), core.waiting(), core.highest_task_id())
+    }
+
     /// Registers an agent. See [`Core::register_agent`].
     ///
     /// # Errors

@@ -353,11 +353,19 @@ fn check_restored_books(
         }
         // The coordinator allocates for a task without a lease, under its id: a
         // lease would let a tick take the resources of a task still running.
-        if let Some(h) = held.filter(|h| h.expires_at.is_some() || h.task != Some(*task)) {
-            return Err(format!(
-                "{} of {task} is not the coordinator's (task {:?}, lease until {:?})",
-                a.allocation, h.task, h.expires_at
-            ));
+        if let Some(h) = held {
+            let foreign = match (h.expires_at, h.task) {
+                (Some(at), _) => Some(format!("it has a lease until {at}")),
+                (None, Some(t)) if t == *task => None,
+                (None, Some(t)) => Some(format!("it is booked for {t}")),
+                (None, None) => Some("it is booked for no task".to_owned()),
+            };
+            if let Some(why) = foreign {
+                return Err(format!(
+                    "{} of {task} is not the coordinator's: {why}",
+                    a.allocation
+                ));
+            }
         }
         if !allocations.insert(a.allocation) {
             return Err(format!("{task} shares {} with another task", a.allocation));

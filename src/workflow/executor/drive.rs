@@ -78,9 +78,12 @@ impl Executor {
         let mut seen = run.restored_history();
         let group: Arc<str> = Arc::from(run.id());
         // The group is watched from the call that made this future (which holds the
-        // id); what came in before its first poll, the reconciliation below and the
-        // coordinator's state already say.
-        self.coordinator.take_notices(&group, &mut Vec::new());
+        // id); what came in before its first poll, the coordinator's state already
+        // says. A resumed run drops them with its look at that state (see
+        // `Coordinator::resume_view`).
+        if !resumed {
+            self.coordinator.take_notices(&group, &mut Vec::new());
+        }
         // Whatever the run still holds when this ends without finishing it (the
         // future dropped, an error) is given back: see `LetGo`.
         let mut held = LetGo {
@@ -395,6 +398,9 @@ impl Executor {
                     let task = a.task.id();
                     match books.waiting.remove(&task) {
                         Some((step, _)) => self.start(run, step, &a, now, books)?,
+                        // Started already (old news): never released under its agent.
+                        None if books.running.contains_key(&task)
+                            || books.launched.iter().any(|l| l.task == task) => {}
                         // Not this run's any more (given up meanwhile).
                         None => self.release(task),
                     }

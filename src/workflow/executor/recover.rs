@@ -38,8 +38,10 @@ impl Executor {
         handle: &RunHandle,
         books: &mut Books<'s>,
     ) -> Result<(), ExecutorError> {
-        let assignments = self.coordinator.assignments();
-        let waiting = self.coordinator.waiting();
+        // One look, with the group's notices until now: what runs beside this run
+        // (resumed on other threads) does to the coordinator lands wholly before it
+        // or wholly in the notices after it.
+        let (assignments, waiting, highest) = self.coordinator.resume_view(group);
         // Task ids go on above every id the coordinator holds, for any run: the
         // runs resumed beside this one still hold theirs.
         // And above every id it was ever given: a finished task's id issued again
@@ -47,7 +49,6 @@ impl Executor {
         // And above every id the run names: a coordinator checkpoint older than the
         // run's never heard of the ids issued after it, and the attempt made again
         // for an interrupted one gets a new id, not its old one.
-        let highest = self.coordinator.with_core(|c| c.highest_task_id());
         let named = (run.workflow().steps()).filter_map(|(step, _)| run.task(step));
         let above = assignments
             .iter()
