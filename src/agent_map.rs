@@ -56,19 +56,6 @@ impl<V> AgentMap<V> {
         }
     }
 
-    /// Keeps the agents whose value `keep` (which may change it) says to keep. A
-    /// map left with no agent is the empty vector form.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
-        match self {
-            AgentMap::One(_, v) => {
-                if !keep(v) {
-                    *self = AgentMap::Many(Vec::new());
-                }
-            }
-            AgentMap::Many(entries) => entries.retain_mut(|(_, v)| keep(v)),
-        }
-    }
-
     /// Whether `agent` is in the map.
     pub(crate) fn contains(&self, agent: AgentId) -> bool {
         self.get(agent).is_some()

@@ -2445,3 +2445,26 @@ fn a_task_granted_behind_a_claim_says_whom_it_waits_for() {
         Some("behind the claims of task#3 (conflict#1 resolving)")
     );
 }
+
+/// Found by the fuzzer: a group forgotten while one of its tasks still ran. The
+/// restore rebuilt that task's duty attempt from the running tasks, which the
+/// checkpoint no longer held, so a checkpoint of the restored coordinator differed
+/// from the one it came from. The attempts in progress are the checkpoint's own now.
+#[test]
+fn a_checkpoint_with_a_forgotten_group_still_running_restores_to_itself() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    c.register_agent(agent(1, &["ops"], &[], "cpu=8")).unwrap();
+    let deploy = c
+        .assign_in_group("run-1", task(1, "deploy", "ops", "cpu=1"))
+        .unwrap();
+    assert!(deploy.assignment().is_some(), "{deploy}");
+    assert!(c.forget_group("run-1"));
+    let first = c.snapshot();
+    let restored = Coordinator::builder()
+        .clock(clock.clone())
+        .restore(first.clone())
+        .unwrap();
+    let json = |s: &concord::coordinator::CoordinatorSnapshot| serde_json::to_value(s).unwrap();
+    assert_eq!(json(&restored.snapshot()), json(&first));
+}

@@ -277,13 +277,6 @@ pub(super) fn restore(
         .into_iter()
         .map(|(id, a)| (id, Arc::new(a)))
         .collect();
-    // The running tasks' duty attempts are read from the tasks, under the policies
-    // restoring them, not from the log: so they are exactly the tasks running.
-    s.duties.clear_running();
-    let running: Vec<Arc<Assignment>> = s.assignments.values().cloned().collect();
-    for a in &running {
-        s.start_duty(&*parts.policies, a);
-    }
     for (key, w) in snapshot.waiting {
         s.wait(key, w);
     }
