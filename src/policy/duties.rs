@@ -138,20 +138,16 @@ impl From<DutyLogData> for DutyLog {
         }
         for (group, duties) in data.running {
             for (duty, agents) in duties {
-                for (agent, n) in agents {
-                    for _ in 0..n.min(MAX_RUNNING) {
-                        log.record_running(&group, &duty, agent);
-                    }
+                for (agent, n) in agents.into_iter().filter(|(_, n)| *n > 0) {
+                    log.record_owned(&group, &duty, agent, |r| {
+                        r.running = r.running.saturating_add(n);
+                    });
                 }
             }
         }
         log
     }
 }
-
-/// More attempts of one duty by one agent at once than any agent has task slots: a
-/// count read back above it is cut to it, not counted up one by one for ever.
-const MAX_RUNNING: u32 = 1 << 16;
 
 /// A duty as compared: trimmed, ASCII-lowercased; borrowed when it already is.
 pub(crate) fn duty_key(duty: &str) -> Cow<'_, str> {
