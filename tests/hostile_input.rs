@@ -2980,6 +2980,30 @@ fn task_texts_over_their_limits_or_with_control_characters_are_refused() {
             "{err:?}"
         );
     }
+    // An empty group would join every task a host forgot to name a run for: refused
+    // by each call that takes one, as the executor refuses an empty run id.
+    for group in ["", "  \t"] {
+        let empty = |err: CoordinatorError| {
+            assert!(
+                matches!(
+                    err,
+                    CoordinatorError::InvalidGroup {
+                        source: NameError::Empty { kind: "group" }
+                    }
+                ),
+                "{err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                "group: group name is empty or only whitespace"
+            );
+        };
+        empty(c.assign_in_group(group, task("edit", "edit")).unwrap_err());
+        empty(
+            c.assign_batch(Some(group), vec![task("edit", "edit")])
+                .unwrap_err(),
+        );
+    }
     // Nothing changed: no task taken in, no event, no id used up.
     assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
     assert!(c.drain_events().is_empty());

@@ -12,7 +12,9 @@ use crate::clock::Timestamp;
 use crate::conflict::{
     ConflictDetector, ConflictError, ConflictId, ConflictManager, HumanDecision,
 };
-use crate::id::{AgentId, RequestId, TaskId, check_claim, check_description, check_label};
+use crate::id::{
+    AgentId, NameError, RequestId, TaskId, check_claim, check_description, check_label,
+};
 use crate::layout::Layout;
 use crate::policy::{DutyLog, PendingBatch, PolicyEnforcer, SystemMode};
 use crate::resource::{Grant, ResourceLedger, ResourcePredictor, Resources};
@@ -528,6 +530,7 @@ impl Core {
         task: Task,
         now: Timestamp,
     ) -> Result<AssignOutcome, CoordinatorError> {
+        check_group_named(group)?;
         // The batch of one is the task where it lies (a task is a few hundred bytes
         // to move), its outcome in the list kept for it: no vector is made for
         // either.
@@ -559,7 +562,7 @@ impl Core {
     /// [`CoordinatorError::DuplicateTask`] if one is already assigned or waiting;
     /// [`CoordinatorError::InvalidTaskText`] for a kind or description it does not
     /// take (see [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN)) and
-    /// [`CoordinatorError::InvalidGroup`] for such a group name; the
+    /// [`CoordinatorError::InvalidGroup`] for such a group name or an empty one; the
     /// analyzer's or assigner's refusal of bad input; [`CoordinatorError::TimeWentBack`].
     /// Then nothing changes.
     pub fn assign_batch(
@@ -568,6 +571,7 @@ impl Core {
         mut tasks: Vec<Task>,
         now: Timestamp,
     ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
+        check_group_named(group)?;
         let mut outcomes = Vec::with_capacity(tasks.len());
         self.assign_batch_into(group, &mut tasks, &mut outcomes, true, now)?;
         Ok(outcomes)
@@ -1137,6 +1141,20 @@ impl State {
         } else {
             CoordinatorError::UnknownTask { task }
         }
+    }
+}
+
+/// Refuses an empty group name (or one only of whitespace) in a host's call. It would
+/// join every task a host forgot to name a run for, and separation of duties would
+/// then hold across unrelated work; the executor refuses such a run id for the same
+/// reason. A journal or checkpoint written before this check may hold one, so only
+/// new calls are refused, not what is replayed or restored.
+pub(super) fn check_group_named(group: Option<&str>) -> Result<(), CoordinatorError> {
+    match group {
+        Some(g) if g.trim().is_empty() => Err(CoordinatorError::InvalidGroup {
+            source: NameError::Empty { kind: "group" },
+        }),
+        _ => Ok(()),
     }
 }
 

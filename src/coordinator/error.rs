@@ -143,8 +143,8 @@ pub enum CoordinatorError {
         /// What is wrong, naming the text.
         source: crate::id::NameError,
     },
-    /// A group's name (a workflow run's id) is longer than
-    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a control character.
+    /// A group's name (a workflow run's id) is empty or only whitespace, longer than
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or holds a control character.
     #[error("group: {source}")]
     InvalidGroup {
         /// What is wrong, naming the text.

@@ -385,6 +385,7 @@ impl Coordinator {
         group: Option<&str>,
         mut tasks: Vec<Task>,
     ) -> Result<Vec<AssignOutcome>, CoordinatorError> {
+        core::check_group_named(group)?;
         let mut outcomes = Vec::with_capacity(tasks.len());
         self.assign_batch_into(group, &mut tasks, &mut outcomes, true)?;
         Ok(outcomes)
