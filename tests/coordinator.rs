@@ -345,6 +345,79 @@ fn a_task_barred_from_every_agent_says_by_which_rule() {
     );
 }
 
+/// A deploy that failed on agent 1 and succeeded on agent 2: by default agent 1's
+/// failed attempt counts as deploying and no agent may verify; with
+/// `count_failed: false` agent 1 verifies. Either way agent 2, which deployed, never
+/// does, and an attempt handed back counts under neither.
+#[test]
+fn a_failed_attempt_bars_the_other_duty_unless_the_rule_says_otherwise() {
+    use concord::policy::{AttemptEnd, DutyRecord, PolicySet, SeparationOfDuties};
+    for count_failed in [true, false] {
+        let clock = clock();
+        let c = Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .policies(
+                PolicySet::default()
+                    .with_rule(SeparationOfDuties::default().counting_failed(count_failed))
+                    .unwrap(),
+            )
+            .build();
+        for id in [1, 2] {
+            c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(1))
+                .unwrap();
+        }
+        let on = |out: AssignOutcome| out.assignment().map(|a| a.agent);
+        // The deploy fails on agent 1, is made again on agent 2 (1 drained) and
+        // succeeds there.
+        c.set_agent_status(AgentId::new(2), AgentStatus::Busy)
+            .unwrap();
+        let first = c.assign_in_group("rel", task(1, "deploy", "ops", "cpu=1"));
+        assert_eq!(on(first.unwrap()), Some(AgentId::new(1)));
+        c.complete(TaskId::new(1), false, None).unwrap();
+        c.set_agent_status(AgentId::new(2), AgentStatus::Available)
+            .unwrap();
+        c.set_agent_status(AgentId::new(1), AgentStatus::Busy)
+            .unwrap();
+        let again = c.assign_in_group("rel", task(2, "deploy", "ops", "cpu=1"));
+        assert_eq!(on(again.unwrap()), Some(AgentId::new(2)));
+        c.complete(TaskId::new(2), true, None).unwrap();
+        c.set_agent_status(AgentId::new(1), AgentStatus::Available)
+            .unwrap();
+        let duties = c.snapshot().duties;
+        let record = |a| duties.record_of("rel", "deploy", AgentId::new(a));
+        let failed = DutyRecord {
+            failed: true,
+            ..DutyRecord::default()
+        };
+        let succeeded = DutyRecord {
+            succeeded: true,
+            ..DutyRecord::default()
+        };
+        assert_eq!((record(1), record(2)), (Some(failed), Some(succeeded)));
+
+        let verify = c
+            .assign_in_group("rel", task(3, "verify", "ops", "cpu=1"))
+            .unwrap();
+        if count_failed {
+            let AssignOutcome::Rejected { explanation, .. } = &verify else {
+                panic!("no agent may verify: {verify}");
+            };
+            assert!(
+                explanation.to_string().contains("separation_of_duties"),
+                "{explanation}"
+            );
+        } else {
+            assert_eq!(on(verify), Some(AgentId::new(1)));
+        }
+        // The log's own account of an attempt that ended without an outcome.
+        let mut log = duties.clone();
+        log.record_running("rel", "verify", AgentId::new(2));
+        assert!(!log.end_running("rel", "verify", AgentId::new(2), AttemptEnd::Void));
+        assert_eq!(log, duties);
+    }
+}
+
 /// A host's rule that refuses agent 1 while it drains, whatever the task. Whether
 /// that refusal is for now or for good is the enforcer's to say.
 #[derive(Debug)]
@@ -1183,7 +1256,7 @@ fn corrupt_conflict_parts_of_a_snapshot_are_refused() {
     assert!(matches!(e, CoordinatorError::CorruptSnapshot { .. }), "{e}");
     assert_eq!(
         e.to_string(),
-        "corrupt coordinator snapshot: version 1 (expected 2 to 5)"
+        "corrupt coordinator snapshot: version 1 (expected 2 to 6)"
     );
 
     // The holder of an open conflict must be running, or nothing would resolve it.

@@ -497,6 +497,50 @@ fn the_duty_defaults_to_the_task_kind() {
     assert_eq!(rules_of(&v), ["separation_of_duties"]);
 }
 
+/// A failed attempt counts as the duty done unless the rule says otherwise; one in
+/// progress always counts, and what the rule says is written only when it is off.
+#[test]
+fn a_failed_attempt_counts_unless_the_rule_says_otherwise() {
+    use concord::policy::AttemptEnd;
+    let (reg, led) = (registry(), ledger());
+    let mut log = DutyLog::new();
+    log.record_failed("run-1", "deploy", id(1));
+    log.record_running("run-1", "deploy", id(2));
+    log.record_running("run-1", "deploy", id(3));
+    log.end_running("run-1", "deploy", id(3), AttemptEnd::Failed);
+    let ctx = PolicyContext::new(&reg, &led).with_duties(&log);
+    let strict = only(SeparationOfDuties::default());
+    let lenient = only(SeparationOfDuties::default().counting_failed(false));
+    for agent in [1, 2, 3] {
+        assert_eq!(
+            rules_of(&strict.validate(&duty(9, agent, "run-1", "verify"), &ctx)),
+            ["separation_of_duties"]
+        );
+    }
+    assert_eq!(lenient.validate(&duty(9, 1, "run-1", "verify"), &ctx), []);
+    assert_eq!(lenient.validate(&duty(9, 3, "run-1", "verify"), &ctx), []);
+    assert_eq!(
+        rules_of(&lenient.validate(&duty(9, 2, "run-1", "verify"), &ctx)),
+        ["separation_of_duties"],
+        "an attempt in progress counts"
+    );
+    log.end_running("run-1", "deploy", id(2), AttemptEnd::Succeeded);
+    let ctx = PolicyContext::new(&reg, &led).with_duties(&log);
+    assert_eq!(
+        rules_of(&lenient.validate(&duty(9, 2, "run-1", "verify"), &ctx)),
+        ["separation_of_duties"],
+        "a duty performed counts"
+    );
+
+    let default = serde_json::to_string(&SeparationOfDuties::default()).unwrap();
+    assert!(!default.contains("count_failed"), "{default}");
+    let off = serde_json::to_string(&SeparationOfDuties::default().counting_failed(false)).unwrap();
+    assert!(off.contains(r#""count_failed":false"#), "{off}");
+    let back: SeparationOfDuties = serde_json::from_str(&off).unwrap();
+    assert!(!back.counts_failed());
+    assert!(serde_json::from_str::<SeparationOfDuties>(r#"{"count_failed":"no"}"#).is_err());
+}
+
 #[test]
 fn duties_pending_in_the_batch_count() {
     let (reg, led) = (registry(), ledger());
@@ -580,6 +624,15 @@ fn the_duty_log_round_trips_and_normalizes_what_it_loads() {
         serde_json::from_str(r#"{"groups":{"run-1":{" Deploy ":[1],"verify":[]}}}"#).unwrap();
     assert_eq!(host, log);
     assert!(serde_json::from_str::<DutyLog>(r#"{"grups":{}}"#).is_err());
+    // Failed attempts are kept apart, and a log written before they were reads each
+    // lasting record as a duty performed.
+    log.record_failed("run-1", "deploy", id(2));
+    let json = serde_json::to_string(&log).unwrap();
+    assert_eq!(
+        json,
+        r#"{"groups":{"run-1":{"deploy":[1]}},"failed":{"run-1":{"deploy":[2]}}}"#
+    );
+    assert_eq!(serde_json::from_str::<DutyLog>(&json).unwrap(), log);
 }
 
 // ----- agent status ---------------------------------------------------------------

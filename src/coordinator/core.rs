@@ -16,7 +16,7 @@ use crate::id::{
     AgentId, NameError, RequestId, TaskId, check_claim, check_description, check_label,
 };
 use crate::layout::Layout;
-use crate::policy::{DutyLog, PendingBatch, PolicyEnforcer, SystemMode};
+use crate::policy::{AttemptEnd, DutyLog, PendingBatch, PolicyEnforcer, SystemMode};
 use crate::resource::{Grant, ResourceLedger, ResourcePredictor, Resources};
 use crate::task::{Claim, FiredMark, FiredRule, KeptShares, RuleBasedAnalyzer, Task, TaskAnalyzer};
 
@@ -287,13 +287,12 @@ impl State {
         }
     }
 
-    /// Ends the duty attempt [`book`](Self::book) recorded for `a`: lasting if it
-    /// ended with an outcome (`performed`), else gone, as its agent never did it.
+    /// Ends the duty attempt [`book`](Self::book) recorded for `a` as `end` says:
+    /// lasting if it succeeded or failed, else gone, as its agent never did it.
     /// Nothing for a task without a group, or whose duty was never recorded.
-    pub(super) fn end_duty(&mut self, a: &Assignment, performed: bool) {
+    pub(super) fn end_duty(&mut self, a: &Assignment, end: AttemptEnd) {
         if let Some(group) = &a.group {
-            self.duties
-                .end_running(group, a.task.kind(), a.agent, performed);
+            self.duties.end_running(group, a.task.kind(), a.agent, end);
         }
     }
 

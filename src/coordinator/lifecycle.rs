@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::assignment::Placement;
 use crate::clock::Timestamp;
 use crate::id::{RequestId, TaskId};
-use crate::policy::Violation;
+use crate::policy::{AttemptEnd, Violation};
 use crate::resource::{LedgerError, Resources};
 use crate::task::Task;
 
@@ -40,7 +40,7 @@ impl Core {
         grants: &mut Vec<crate::resource::Grant>,
     ) -> Option<Arc<Assignment>> {
         let a = self.s.assignments.remove(&task)?;
-        self.s.end_duty(&a, false);
+        self.s.end_duty(&a, AttemptEnd::Void);
         let _ = self.s.registry.task_finished(a.agent, now);
         self.s.release_claims(task, now);
         grants.extend(self.s.ledger.release(a.allocation, now).unwrap_or_default());
@@ -226,7 +226,14 @@ impl Core {
             return Err(LedgerError::UnknownAllocation { allocation }.into());
         }
         s.last_now = now;
-        s.end_duty(&a, true);
+        s.end_duty(
+            &a,
+            if success {
+                AttemptEnd::Succeeded
+            } else {
+                AttemptEnd::Failed
+            },
+        );
         let _ = s.registry.task_finished(a.agent, now);
         s.release_claims(task, now);
         // The tasks blocked behind its claims queue again before its resources come

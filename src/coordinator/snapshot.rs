@@ -96,8 +96,10 @@ fn first_record() -> u64 {
 /// ([`WaitingTask::parked`]); version 4, task slots counted by the ledger itself
 /// (before, by a resource named [`LEGACY_SLOTS`]); version 5, duties of running
 /// tasks kept apart from those done (before, every duty recorded was read as done,
-/// which is how older snapshots are still read). Versions 2 to 4 are read as well.
-pub(super) const SNAPSHOT_VERSION: u32 = 5;
+/// which is how older snapshots are still read); version 6, failed duty attempts
+/// kept apart from duties performed (before, both were read as performed). Versions
+/// 2 to 5 are read as well.
+pub(super) const SNAPSHOT_VERSION: u32 = 6;
 
 /// The ledger resource that counted task slots in snapshots before version 4.
 const LEGACY_SLOTS: &str = "concord.slots";

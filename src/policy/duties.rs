@@ -25,19 +25,22 @@ use crate::id::AgentId;
 /// A record is lasting ([`record`](Self::record): the agent performed the duty) or
 /// held by attempts in progress ([`record_running`](Self::record_running)), each
 /// ended by [`end_running`](Self::end_running): with an outcome it becomes lasting,
-/// and an attempt that ended without one (interrupted by a restart, handed back when
-/// its agent left service, its run cancelled) takes its record away again, as that
-/// agent never did the duty. Without that, an attempt moved to another agent would
-/// leave both agents counted as having done it, and with two agents the other duty
-/// of the pair could never be placed. The coordinator records each task it starts as
-/// running and ends it so.
+/// as a success or as a failure, and an attempt that ended without one (interrupted
+/// by a restart, handed back when its agent left service, its run cancelled) takes
+/// its record away again, as that agent never did the duty. Without that, an attempt
+/// moved to another agent would leave both agents counted as having done it, and
+/// with two agents the other duty of the pair could never be placed. The coordinator
+/// records each task it starts as running and ends it so. Whether a failed attempt
+/// counts is the rule's to say
+/// ([`SeparationOfDuties::counting_failed`](super::SeparationOfDuties::counting_failed));
+/// [`record_of`](Self::record_of) tells the three apart.
 ///
 /// Plain serde data, written in ascending order, so a log serializes the same way
 /// every time. Duties within a group are hashed: recording and checking a duty cost
 /// the same however many a long workflow run has.
 ///
 /// ```
-/// use concord::policy::DutyLog;
+/// use concord::policy::{AttemptEnd, DutyLog, DutyRecord};
 /// use concord::AgentId;
 ///
 /// let mut log = DutyLog::new();
@@ -53,11 +56,14 @@ use crate::id::AgentId;
 /// // (interrupted, handed back) leaves no record.
 /// log.record_running("run-8", "deploy", AgentId::new(1));
 /// assert!(log.has_performed("run-8", "deploy", AgentId::new(1)));
-/// log.end_running("run-8", "deploy", AgentId::new(1), false);
+/// log.end_running("run-8", "deploy", AgentId::new(1), AttemptEnd::Void);
 /// assert!(!log.has_performed("run-8", "deploy", AgentId::new(1)));
 /// log.record_running("run-8", "deploy", AgentId::new(2));
-/// log.end_running("run-8", "deploy", AgentId::new(2), true);
-/// assert!(log.has_performed("run-8", "deploy", AgentId::new(2)));
+/// log.end_running("run-8", "deploy", AgentId::new(2), AttemptEnd::Failed);
+/// assert_eq!(
+///     log.record_of("run-8", "deploy", AgentId::new(2)),
+///     Some(DutyRecord { in_progress: 0, succeeded: false, failed: true })
+/// );
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(from = "DutyLogData")]
@@ -73,8 +79,47 @@ pub struct DutyLog {
 struct Record {
     /// Attempts in progress.
     running: u32,
-    /// The agent performed the duty.
-    done: bool,
+    /// The agent performed the duty: an attempt succeeded, or the host recorded it.
+    succeeded: bool,
+    /// An attempt of the duty by the agent failed.
+    failed: bool,
+}
+
+impl Record {
+    /// Whether anything is left of it.
+    fn holds(self) -> bool {
+        self.running > 0 || self.succeeded || self.failed
+    }
+}
+
+/// What a [`DutyLog`] holds of one agent's duty in one group
+/// ([`DutyLog::record_of`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct DutyRecord {
+    /// Attempts in progress.
+    pub in_progress: u32,
+    /// The agent performed the duty: an attempt succeeded, or the host recorded it
+    /// ([`DutyLog::record`]).
+    pub succeeded: bool,
+    /// An attempt of the duty by the agent failed.
+    pub failed: bool,
+}
+
+/// How an attempt [`DutyLog::record_running`] recorded ended
+/// ([`DutyLog::end_running`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptEnd {
+    /// The attempt succeeded: the agent performed the duty.
+    Succeeded,
+    /// The attempt failed: the agent acted, and may have changed what the other duty
+    /// of a pair would look at. Separation of duties counts it as the duty done
+    /// unless told not to
+    /// ([`SeparationOfDuties::counting_failed`](super::SeparationOfDuties::counting_failed)).
+    Failed,
+    /// The attempt ended without an outcome (interrupted by a restart, handed back
+    /// when its agent left service, its run cancelled): the agent did not do the
+    /// duty.
+    Void,
 }
 
 /// Per group and duty, in name order, a list of what the log writes of its agents.
@@ -105,23 +150,30 @@ impl Serialize for DutyLog {
         struct Sorted<'a> {
             groups: ByGroup<'a, AgentId>,
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            failed: ByGroup<'a, AgentId>,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             running: ByGroup<'a, (AgentId, u32)>,
         }
         Sorted {
-            groups: sorted(self, |a, r| r.done.then_some(a)),
+            groups: sorted(self, |a, r| r.succeeded.then_some(a)),
+            failed: sorted(self, |a, r| r.failed.then_some(a)),
             running: sorted(self, |a, r| (r.running > 0).then_some((a, r.running))),
         }
         .serialize(serializer)
     }
 }
 
-/// The serialized form, normalized into a [`DutyLog`]: the lasting records by group
-/// and duty, and the attempts in progress with their counts.
+/// The serialized form, normalized into a [`DutyLog`]: the duties performed by group
+/// and duty, the failed attempts, and the attempts in progress with their counts. A
+/// log written before failed attempts were kept apart has every lasting record in
+/// `groups`, read as performed: what every setting of the rule counts.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DutyLogData {
     #[serde(default)]
     groups: BTreeMap<String, BTreeMap<String, BTreeSet<AgentId>>>,
+    #[serde(default)]
+    failed: BTreeMap<String, BTreeMap<String, BTreeSet<AgentId>>>,
     #[serde(default)]
     running: BTreeMap<String, BTreeMap<String, Vec<(AgentId, u32)>>>,
 }
@@ -133,6 +185,13 @@ impl From<DutyLogData> for DutyLog {
             for (duty, agents) in duties {
                 for agent in agents {
                     log.record(&group, &duty, agent);
+                }
+            }
+        }
+        for (group, duties) in data.failed {
+            for (duty, agents) in duties {
+                for agent in agents {
+                    log.record_failed(&group, &duty, agent);
                 }
             }
         }
@@ -196,7 +255,13 @@ impl DutyLog {
     ///
     /// Allocates only for a group or duty not seen before.
     pub fn record(&mut self, group: &str, duty: &str, agent: AgentId) -> bool {
-        self.record_owned(group, duty, agent, |r| r.done = true)
+        self.record_owned(group, duty, agent, |r| r.succeeded = true)
+    }
+
+    /// Records that `agent` attempted `duty` in `group` and failed, lastingly.
+    /// Returns whether the agent had no record of it before.
+    pub fn record_failed(&mut self, group: &str, duty: &str, agent: AgentId) -> bool {
+        self.record_owned(group, duty, agent, |r| r.failed = true)
     }
 
     /// Records that `agent` started an attempt of `duty` in `group`: it counts as
@@ -208,18 +273,18 @@ impl DutyLog {
     }
 
     /// Ends an attempt of `duty` in `group` by `agent` that
-    /// [`record_running`](Self::record_running) recorded: `performed` when it ended
-    /// with an outcome (succeeded or failed: the agent acted), which makes the record
-    /// lasting; else (interrupted, handed back, cancelled) the attempt's part of the
-    /// record goes, and the agent keeps one only if it performed the duty before or
-    /// has other attempts in progress. Returns whether the agent still has a record.
-    /// An attempt never recorded changes nothing.
+    /// [`record_running`](Self::record_running) recorded. One that succeeded or
+    /// failed leaves a lasting record of that outcome; one that ended without an
+    /// outcome ([`AttemptEnd::Void`]: interrupted, handed back, cancelled) takes its
+    /// part of the record away, and the agent keeps one only if it has an outcome
+    /// from before or other attempts in progress. Returns whether the agent still
+    /// has a record. An attempt never recorded changes nothing.
     pub fn end_running(
         &mut self,
         group: &str,
         duty: &str,
         agent: AgentId,
-        performed: bool,
+        end: AttemptEnd,
     ) -> bool {
         let key = duty_key(duty);
         let Some(duties) = self.groups.get_mut(group) else {
@@ -232,8 +297,12 @@ impl DutyLog {
             return false;
         };
         record.running = record.running.saturating_sub(1);
-        record.done |= performed;
-        if record.running > 0 || record.done {
+        match end {
+            AttemptEnd::Succeeded => record.succeeded = true,
+            AttemptEnd::Failed => record.failed = true,
+            AttemptEnd::Void => {}
+        }
+        if record.holds() {
             return true;
         }
         agents.remove(agent);
@@ -324,13 +393,23 @@ impl DutyLog {
         }
     }
 
-    /// Whether `agent` performed `duty` in `group`, or has an attempt of it in
-    /// progress.
+    /// Whether `agent` has any record of `duty` in `group`: it performed it, an
+    /// attempt of it failed, or one is in progress.
     pub fn has_performed(&self, group: &str, duty: &str, agent: AgentId) -> bool {
         self.groups
             .get(group)
             .and_then(|duties| duties.get(&*duty_key(duty)))
             .is_some_and(|agents| agents.contains(agent))
+    }
+
+    /// What the log holds of `agent`'s `duty` in `group`, if anything.
+    pub fn record_of(&self, group: &str, duty: &str, agent: AgentId) -> Option<DutyRecord> {
+        let r = self.groups.get(group)?.get(&*duty_key(duty))?.get(agent)?;
+        Some(DutyRecord {
+            in_progress: r.running,
+            succeeded: r.succeeded,
+            failed: r.failed,
+        })
     }
 
     /// The agents that perform `duty` in `group`, ascending.
@@ -405,47 +484,56 @@ mod tests {
         }
 
         /// Lasting records and attempts in progress, against a model that counts
-        /// each (group, duty, agent)'s attempts and whether it was done: an agent
-        /// has a record while it has either, and what the log writes reads back the
-        /// same.
+        /// each (group, duty, agent)'s attempts and whether it succeeded or failed:
+        /// an agent has a record while it has any, and what the log writes reads
+        /// back the same.
         #[test]
         fn records_and_attempts_follow_the_model(
-            ops in proptest::collection::vec((0..4u8, 0..2usize, 0..3usize, 1..4u64), 0..40),
+            ops in proptest::collection::vec((0..6u8, 0..2usize, 0..3usize, 1..4u64), 0..40),
         ) {
             const GROUPS: [&str; 2] = ["run-1", "run-2"];
             const DUTIES: [&str; 3] = ["deploy", "Deploy ", "verify"];
             let mut log = DutyLog::new();
-            let mut model: BTreeMap<(usize, String, u64), (u32, bool)> = BTreeMap::new();
+            let mut model: BTreeMap<(usize, String, u64), DutyRecord> = BTreeMap::new();
+            let holds = |r: &DutyRecord| r.in_progress > 0 || r.succeeded || r.failed;
             for (op, g, d, a) in ops {
                 let (group, duty, agent) = (GROUPS[g], DUTIES[d], AgentId::new(a));
                 let key = (g, duty.trim().to_ascii_lowercase(), a);
-                let had = model.get(&key).is_some_and(|r| r.0 > 0 || r.1);
+                let had = model.get(&key).is_some_and(holds);
                 match op {
                     0 => {
                         prop_assert_eq!(log.record(group, duty, agent), !had);
-                        model.entry(key).or_default().1 = true;
+                        model.entry(key).or_default().succeeded = true;
                     }
                     1 => {
                         prop_assert_eq!(log.record_running(group, duty, agent), !had);
-                        model.entry(key).or_default().0 += 1;
+                        model.entry(key).or_default().in_progress += 1;
+                    }
+                    2 => {
+                        prop_assert_eq!(log.record_failed(group, duty, agent), !had);
+                        model.entry(key).or_default().failed = true;
                     }
                     _ => {
-                        let performed = op == 2;
+                        let end = [AttemptEnd::Succeeded, AttemptEnd::Failed, AttemptEnd::Void]
+                            [usize::from(op - 3)];
                         if let Some(r) = model.get_mut(&key) {
-                            r.0 = r.0.saturating_sub(1);
-                            r.1 |= performed;
+                            r.in_progress = r.in_progress.saturating_sub(1);
+                            r.succeeded |= end == AttemptEnd::Succeeded;
+                            r.failed |= end == AttemptEnd::Failed;
                         }
-                        let kept = model.get(&key).is_some_and(|r| r.0 > 0 || r.1);
-                        prop_assert_eq!(log.end_running(group, duty, agent, performed), kept);
+                        let kept = model.get(&key).is_some_and(holds);
+                        prop_assert_eq!(log.end_running(group, duty, agent, end), kept);
                     }
                 }
-                model.retain(|_, r| r.0 > 0 || r.1);
+                model.retain(|_, r| holds(r));
                 for (g, group) in GROUPS.iter().enumerate() {
                     for duty in ["deploy", "verify"] {
                         for a in 1..4 {
+                            let want = model.get(&(g, duty.to_owned(), a)).copied();
+                            prop_assert_eq!(log.record_of(group, duty, AgentId::new(a)), want);
                             prop_assert_eq!(
                                 log.has_performed(group, duty, AgentId::new(a)),
-                                model.contains_key(&(g, duty.to_owned(), a))
+                                want.is_some()
                             );
                         }
                     }

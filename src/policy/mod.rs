@@ -27,7 +27,7 @@ mod violation;
 
 pub(crate) use context::PendingBatch;
 pub use context::{PolicyContext, SystemMode};
-pub use duties::DutyLog;
+pub use duties::{AttemptEnd, DutyLog, DutyRecord};
 pub use error::PolicyError;
 pub use proposal::Proposal;
 pub use rules::{

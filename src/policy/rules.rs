@@ -7,11 +7,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::duties::{duty_key, same_duty};
+use super::duties::{DutyRecord, duty_key, same_duty};
 use super::error::PolicyError;
 use super::violation::share;
 use super::{PolicyContext, PolicyEnforcer, Proposal, Severity, Violation, ViolationDetail};
 use crate::agent::AgentStatus;
+
+/// Serde's test for a setting written only when it is off.
+fn is_true(b: &bool) -> bool {
+    *b
+}
 
 /// Adds the `enabled` and `severity` setters and getters every rule has.
 macro_rules! common_options {
@@ -401,18 +406,35 @@ common_options!(MaxTasksPerAgent);
 /// violates it too. Severity `error`; one violation per conflicting duty, in pair
 /// order.
 ///
+/// An attempt in progress counts, and so, by default, does one that failed: the
+/// agent acted, and a deploy that failed half way may have changed what the
+/// verifier looks at. Where a failed attempt leaves nothing behind, `count_failed:
+/// false` ([`counting_failed`](Self::counting_failed)) counts only duties performed:
+/// then on two agents, a deploy that failed on one and succeeded on the other can
+/// still be verified by the first, where by default no agent may verify it and the
+/// step is given up. An attempt that ended without an outcome (interrupted, handed
+/// back, cancelled) never counts.
+///
 /// ```
 /// use concord::policy::{PolicyRule, SeparationOfDuties};
 /// let json = r#"{ "rule": "separation_of_duties", "exclusive": [["deploy", "qa"]] }"#;
 /// let rule: PolicyRule = serde_json::from_str(json)?;
 /// assert_eq!(rule, SeparationOfDuties::empty().with_pair("deploy", "qa").into());
 /// assert_eq!(SeparationOfDuties::default().pairs(), [["deploy", "verify"]]);
+///
+/// let json = r#"{ "rule": "separation_of_duties", "count_failed": false }"#;
+/// let rule: PolicyRule = serde_json::from_str(json)?;
+/// assert_eq!(rule, SeparationOfDuties::default().counting_failed(false).into());
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SeparationOfDuties {
     exclusive: Vec<[String; 2]>,
+    /// Whether a failed attempt counts as the duty done; written only when off, so
+    /// the rule's JSON stays as it was for every rule that keeps the default.
+    #[serde(skip_serializing_if = "is_true")]
+    count_failed: bool,
     enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     severity: Option<Severity>,
@@ -439,6 +461,19 @@ impl SeparationOfDuties {
     /// The pairs, as written.
     pub fn pairs(&self) -> &[[String; 2]] {
         &self.exclusive
+    }
+
+    /// Whether an attempt of a duty that failed counts as the duty done (`true`, the
+    /// default) or only one that succeeded does (`false`).
+    pub fn counting_failed(mut self, count: bool) -> Self {
+        self.count_failed = count;
+        self
+    }
+
+    /// Whether a failed attempt counts as the duty done: see
+    /// [`counting_failed`](Self::counting_failed).
+    pub fn counts_failed(&self) -> bool {
+        self.count_failed
     }
 
     fn check_config(&self) -> Result<(), PolicyError> {
@@ -469,7 +504,12 @@ impl SeparationOfDuties {
             if reported.iter().any(|r| same_duty(r, other)) {
                 continue;
             }
-            let done = ctx.duties().has_performed(group, other, agent)
+            let counts =
+                |r: DutyRecord| r.in_progress > 0 || r.succeeded || (r.failed && self.count_failed);
+            let done = ctx
+                .duties()
+                .record_of(group, other, agent)
+                .is_some_and(counts)
                 || ctx
                     .pending_for(proposal)
                     .any(|p| p.group() == Some(group) && same_duty(p.duty(), other));
@@ -502,6 +542,7 @@ impl Default for SeparationOfDuties {
     fn default() -> Self {
         SeparationOfDuties {
             exclusive: vec![["deploy".to_owned(), "verify".to_owned()]],
+            count_failed: true,
             enabled: true,
             severity: None,
         }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, WorkOutput};
 use concord::conflict::HumanDecision;
 use concord::coordinator::{Coordinator, Decider, Journal, MemoryJournal};
-use concord::policy::SystemMode;
+use concord::policy::{PolicySet, SeparationOfDuties, SystemMode};
 use concord::workflow::{
     Executor, ExecutorError, RetryPolicy, Run, RunCondition, RunEvent, RunOutcome, RunSnapshot,
     SimulatedTimer, Spawn, StepChange, StepSpec, StepStatus, Timer, Workflow,
@@ -319,10 +319,19 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     let start = Timestamp::from_secs(1_000_000);
     let clock = ManualClock::new(start);
     let timer = SimulatedTimer::new(clock.clone());
+    // Half the seeds count a failed attempt as the duty done (the default), half only
+    // a duty performed (drawn apart from the world's draws, which stay as they were).
+    let count_failed = Rng::new(seed ^ 0x00FA_11ED).chance(50);
+    let policies = || {
+        PolicySet::default()
+            .with_rule(SeparationOfDuties::default().counting_failed(count_failed))
+            .expect("the rule")
+    };
     let builder = || {
         Coordinator::builder()
             .clock(clock.clone())
             .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).expect("rules"))
+            .policies(policies())
             .journaled()
     };
     let coordinator = Arc::new(builder().build());
@@ -737,6 +746,8 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         }
         check_history(&plans[r], run.history())
             .map_err(|d| fail("steps_in_order", format!("run {r}: {d}")))?;
+        check_separated(&plans[r], run.history())
+            .map_err(|d| fail("duties_separated", format!("run {r}: {d}")))?;
         check_abandoned(&plans[r], agents, run.history()).map_err(|d| {
             fail(
                 "abandoned_only_when_no_agent_could_take_it",
@@ -856,6 +867,43 @@ fn check_history(steps: &[Step], history: &[RunEvent]) -> Result<(), String> {
             | StepChange::SkippedByAgent { .. }
             | StepChange::Abandoned { .. }
             | StepChange::AttemptFailed { retry_at: None, .. } => ended[i] = true,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// An agent that performed `deploy` in a run never starts `verify` in it after, nor
+/// the other way round: a duty that succeeded counts under every setting of the
+/// rule. (A failed attempt's count depends on the setting and on whether it ended
+/// with an outcome; [`check_abandoned`] reads those.)
+fn check_separated(steps: &[Step], history: &[RunEvent]) -> Result<(), String> {
+    // Each step's agent in its latest attempt, and who performed each duty.
+    let mut on: BTreeMap<usize, AgentId> = BTreeMap::new();
+    let mut performed: BTreeSet<(&str, AgentId)> = BTreeSet::new();
+    for e in history {
+        let i = e.step.index();
+        let Some(kind) = steps[i].kind else {
+            continue;
+        };
+        match e.change {
+            StepChange::Started => {
+                let Some(agent) = e.agent else {
+                    continue;
+                };
+                let other = if kind == "deploy" { "verify" } else { "deploy" };
+                if performed.contains(&(other, agent)) {
+                    return Err(format!(
+                        "s{i} ({kind}) started on {agent}, which did {other}"
+                    ));
+                }
+                on.insert(i, agent);
+            }
+            StepChange::Succeeded { .. } => {
+                if let Some(agent) = on.get(&i) {
+                    performed.insert((kind, *agent));
+                }
+            }
             _ => {}
         }
     }
