@@ -482,6 +482,39 @@ fn the_default_decision_is_configurable() {
     );
 }
 
+/// The manager takes answers by hand until the ladder's default applies, at the
+/// human's deadline once asked, or when ticks would have asked and waited; from
+/// then on the default stands whether or not a tick applied it. Nothing changes.
+#[test]
+fn an_answer_by_hand_is_refused_once_the_default_applies() {
+    let policy = EscalationPolicy::default();
+    let id = ConflictId::new(1);
+    let closes = policy.closes_by(t0());
+    for ticked_to_human in [false, true] {
+        let mut m = manager();
+        m.open(contention(1), t0()).unwrap();
+        if ticked_to_human {
+            m.tick(t0() + policy.human_after());
+            assert_eq!(m.human_deadline(id), Some(closes));
+        }
+        let before = serde_json::to_string(&m.snapshot()).unwrap();
+        let late = m.decide(id, HumanDecision::Approve, EscalationLevel::Human, closes);
+        assert_eq!(
+            late,
+            Err(ConflictError::DecisionTooLate {
+                id,
+                deadline: closes,
+                default: HumanDecision::Deny
+            })
+        );
+        assert_eq!(serde_json::to_string(&m.snapshot()).unwrap(), before);
+        let in_time = closes - Duration::from_nanos(1);
+        m.decide(id, HumanDecision::Approve, EscalationLevel::Human, in_time)
+            .unwrap();
+        assert!(m.tick(closes).is_empty());
+    }
+}
+
 #[test]
 fn a_failed_resolution_escalates_one_level_at_once() {
     let mut m = manager();

@@ -417,6 +417,67 @@ fn an_approved_pair_is_not_reopened_and_a_resubmission_is_a_duplicate() {
 
 /// The ladder climbs at the policy's exact times and, with nobody answering, its
 /// default decision has the effect of the same decision given by hand.
+/// An answer at or after the time the ladder's default applies loses, whether the
+/// host ticked since (the conflict is closed) or not (refused as too late, and the
+/// next tick applies the default): what happens does not depend on when the host
+/// ticked. A nanosecond before, the answer stands.
+#[test]
+fn a_late_answer_loses_whether_or_not_the_host_ticked() {
+    use concord::conflict::ConflictError;
+    let deadline = t0() + TO_HUMAN + HUMAN_HAS;
+    for ticked in [false, true] {
+        let clock = ManualClock::new(t0());
+        let c = builder(&clock).build();
+        let found = plain_conflict(&c);
+        clock.set(deadline + MIN);
+        if ticked {
+            c.tick();
+            c.drain_events();
+        }
+        let before = json(&c);
+        let e = c
+            .decide(found, HumanDecision::Approve, Decider::Human)
+            .expect_err("too late");
+        if ticked {
+            assert!(
+                matches!(e, CoordinatorError::ConflictClosed { conflict, .. } if conflict == found),
+                "{e}"
+            );
+        } else {
+            assert!(
+                matches!(&e, CoordinatorError::Conflict(ConflictError::DecisionTooLate {
+                    id,
+                    deadline: due,
+                    default: HumanDecision::Deny,
+                }) if *id == found && *due == deadline),
+                "{e}"
+            );
+            assert!(e.to_string().contains("default (deny)"), "{e}");
+        }
+        assert_eq!(json(&c), before);
+        assert!(c.drain_events().is_empty());
+        c.tick();
+        assert_eq!(
+            state(&c, found),
+            Some(ConflictState::DecidedByDefault(HumanDecision::Deny))
+        );
+        assert_eq!(waiting(&c), Vec::<TaskId>::new());
+    }
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let found = plain_conflict(&c);
+    clock.set(deadline - Duration::from_nanos(1));
+    c.decide(found, HumanDecision::Approve, Decider::Human)
+        .expect("in time");
+    c.tick();
+    let by = EscalationLevel::Human;
+    let approved = ConflictState::Decided {
+        decision: HumanDecision::Approve,
+        by,
+    };
+    assert_eq!(state(&c, found), Some(approved));
+}
+
 #[test]
 fn the_ladder_default_denies_at_the_human_deadline_like_a_hand_given_deny() {
     let clock = ManualClock::new(t0());

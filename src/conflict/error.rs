@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{ConflictId, ConflictState};
+use super::{ConflictId, ConflictState, HumanDecision};
+use crate::clock::Timestamp;
 use crate::id::TaskId;
 
 /// An error from the conflict domain. The detector, policy or manager that returned it
@@ -29,6 +30,22 @@ pub enum ConflictError {
         id: ConflictId,
         /// Its final state.
         state: ConflictState,
+    },
+    /// An answer came at or after the time the escalation ladder's default decision
+    /// applies to the conflict: the default stands (the next tick applies it, if none
+    /// has yet), whoever answers, so that what happens does not depend on when the
+    /// host ticked.
+    #[error(
+        "conflict {id} took answers until {deadline}: the escalation ladder's default \
+         ({default}) applies from then"
+    )]
+    DecisionTooLate {
+        /// The conflict.
+        id: ConflictId,
+        /// When the default applies (or applied).
+        deadline: Timestamp,
+        /// The default decision.
+        default: HumanDecision,
     },
     /// A claim names nothing: empty, or only `/`.
     #[error("claim on {resource:?} names nothing")]

@@ -327,6 +327,19 @@ impl Entry {
             | ConflictState::Decided { .. } => None,
         }
     }
+
+    /// When the ladder's default decision applies to the entry under `policy`, if it
+    /// is open: at the human's deadline once it is with a human; before that, at the
+    /// latest the policy lets it stay undecided, which is when ticks taking each rung
+    /// as it fell due would apply it (the human is asked at `human_after` and given
+    /// `decision_within`).
+    fn default_due(&self, policy: &EscalationPolicy) -> Option<Timestamp> {
+        match self.state {
+            ConflictState::Escalated(EscalationLevel::Human) => self.human_deadline,
+            state if state.is_closed() => None,
+            _ => Some(policy.closes_by(self.opened_at)),
+        }
+    }
 }
 
 /// Runs the conflict management procedure and the escalation ladder over time, without
@@ -610,13 +623,14 @@ impl ConflictManager {
 
     /// Records an answer given by hand to the open conflict `id` at `now`: the
     /// orchestrator's or a human's (`by`), at any rung of the ladder, before or after
-    /// it was escalated to them. The conflict closes as
-    /// [`ConflictState::Decided`]; its deadlines are dropped, so the ladder's default
-    /// decision never follows a decision given by hand.
+    /// it was escalated to them, until the ladder's default decision applies. The
+    /// conflict closes as [`ConflictState::Decided`]; its deadlines are dropped, so
+    /// the ladder's default decision never follows a decision given by hand.
     ///
     /// # Errors
-    /// [`ConflictError::UnknownConflict`] or [`ConflictError::AlreadyClosed`]; nothing
-    /// changes.
+    /// [`ConflictError::UnknownConflict`] or [`ConflictError::AlreadyClosed`];
+    /// [`ConflictError::DecisionTooLate`] at or after the time the default applies,
+    /// whether or not a [`tick`](Self::tick) has applied it yet. Nothing changes.
     pub fn decide(
         &mut self,
         id: ConflictId,
@@ -624,6 +638,14 @@ impl ConflictManager {
         by: EscalationLevel,
         now: Timestamp,
     ) -> Result<(), ConflictError> {
+        let due = (self.entries.get(&id)).and_then(|e| e.default_due(&self.policy));
+        if let Some(deadline) = due.filter(|due| *due <= now) {
+            return Err(ConflictError::DecisionTooLate {
+                id,
+                deadline,
+                default: self.policy.default_decision(),
+            });
+        }
         let mut entry = self.take_open(id)?;
         entry.note(now, HistoryEvent::Decided { decision, by });
         self.close(&mut entry, ConflictState::Decided { decision, by });

@@ -843,7 +843,11 @@ impl Core {
     /// [`CoordinatorError::DefaultDecidesOnlyAtTheDeadline`] if `by` is
     /// [`Decider::Default`] (the ladder's default applies itself at the deadline);
     /// [`CoordinatorError::UnknownConflict`], [`CoordinatorError::ConflictClosed`],
-    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    /// [`CoordinatorError::TimeWentBack`]; at or after the time the ladder's default
+    /// decision applies, [`ConflictError::DecisionTooLate`](crate::conflict::ConflictError::DecisionTooLate)
+    /// (as [`CoordinatorError::Conflict`]), whether or not a tick has applied the
+    /// default yet, so that a late answer loses however often the host ticks.
+    /// Nothing changes.
     pub fn decide(
         &mut self,
         conflict: ConflictId,

@@ -49,7 +49,9 @@ use concord::alert::{
     AlertConfig, AlertManager, AlertManagerSnapshot, Fingerprint, NotificationKind,
     alerts_from_event, names,
 };
-use concord::conflict::{ConflictId, EscalationAction, EscalationPolicy, HumanDecision};
+use concord::conflict::{
+    ConflictError, ConflictId, EscalationAction, EscalationPolicy, HumanDecision,
+};
 use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorError, CoordinatorSnapshot, Core,
     Decider, Event, EventKind, Journal, JournalError,
@@ -273,6 +275,12 @@ pub struct World {
     late: Vec<(Timestamp, TaskId)>,
     /// Conflicts and when the orchestrator or human will answer (if ever).
     answers: BTreeMap<ConflictId, (Timestamp, Option<(HumanDecision, Decider)>)>,
+    /// Whether the host hands the answers due to the core before its timeouts (it
+    /// has not ticked yet) or after: a late answer loses either way.
+    answers_first: bool,
+    /// Draws the answers that come late, past the ladder's default, apart from the
+    /// world's draws (which stay as they were).
+    late_answers: Rng,
     /// The mode and each agent's status as the events tell them.
     seen_mode: SystemMode,
     seen_status: BTreeMap<AgentId, AgentStatus>,
@@ -373,6 +381,8 @@ impl World {
             open: BTreeSet::new(),
             late: Vec::new(),
             answers: BTreeMap::new(),
+            answers_first: Rng::new(seed ^ 0x0A45_3E25).chance(50),
+            late_answers: Rng::new(seed ^ 0x01A7_E0A5),
             seen_mode: SystemMode::Normal,
             seen_status: BTreeMap::new(),
             drained: BTreeSet::new(),
@@ -710,6 +720,9 @@ impl World {
                 ));
             }
         }
+        if self.answers_first {
+            self.hand_answers()?;
+        }
         if self.core.poll_timeout().is_some_and(|t| t <= now) {
             self.core
                 .handle_timeout(now)
@@ -755,18 +768,48 @@ impl World {
                 core.complete(task, true, None, now).is_err()
             })?;
         }
+        self.hand_answers()
+    }
+
+    /// Hands the core the answers due by now. One at or after the time the ladder's
+    /// default applies (the human's deadline once asked, else when the human would
+    /// have been asked and given their time) never stands, whether or not the core
+    /// has applied the default yet; one before it does.
+    fn hand_answers(&mut self) -> Result<(), Failure> {
+        let now = self.now;
         let decisions: Vec<(ConflictId, Option<(HumanDecision, Decider)>)> = self
             .answers
             .iter()
             .filter(|(_, (t, _))| *t <= now)
             .map(|(c, (_, d))| (*c, *d))
             .collect();
+        let policy = EscalationPolicy::default();
         for (conflict, decision) in decisions {
             self.answers.remove(&conflict);
-            if let Some((decision, by)) = decision {
-                if self.core.decide(conflict, decision, by, now).is_ok() {
-                    self.report.conflicts_decided += 1;
+            let Some((decision, by)) = decision else {
+                continue;
+            };
+            let default_at = (self.human_deadline.get(&conflict).copied())
+                .or_else(|| self.opened.get(&conflict).map(|t| policy.closes_by(*t)));
+            let late = default_at.is_some_and(|d| d <= now);
+            match self.core.decide(conflict, decision, by, now) {
+                Ok(()) if late => {
+                    return Err(self.fail(
+                        "a_late_answer_never_stands",
+                        format!("{conflict} took {decision} at {now}, default due {default_at:?}"),
+                    ));
                 }
+                Ok(()) => self.report.conflicts_decided += 1,
+                Err(CoordinatorError::Conflict(ConflictError::DecisionTooLate {
+                    deadline,
+                    ..
+                })) if Some(deadline) != default_at || !late => {
+                    return Err(self.fail(
+                        "a_late_answer_never_stands",
+                        format!("{conflict} refused at {now} as due {deadline}, the world has {default_at:?}"),
+                    ));
+                }
+                Err(_) => {}
             }
         }
         Ok(())
@@ -1477,7 +1520,16 @@ impl World {
                 // (then the ladder's default decides).
                 let id = conflict.id();
                 self.opened.insert(id, e.at);
-                let at = self.now + Duration::from_secs(60 * self.rng.below(180));
+                let mut at = self.now + Duration::from_secs(60 * self.rng.below(180));
+                // Some answers come an hour or two later still, past the default, and
+                // some at the very time it applies (which a host that has not ticked
+                // yet hands over first).
+                if self.late_answers.chance(20) {
+                    at = match self.late_answers.chance(50) {
+                        true => EscalationPolicy::default().closes_by(e.at),
+                        false => at + Duration::from_secs(60 * (60 + self.late_answers.below(60))),
+                    };
+                }
                 let decision = match self.rng.below(3) {
                     _ if !self.faults_on => Some((HumanDecision::Approve, Decider::Orchestrator)),
                     0 => Some((HumanDecision::Approve, Decider::Human)),
