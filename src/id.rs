@@ -189,6 +189,16 @@ pub enum NameError {
         /// The first control character.
         bad: char,
     },
+    /// A claim names nothing: it is empty, or every part between its slashes is
+    /// (`/`, `//`).
+    #[error("{kind} {name:?} names nothing: every part between its slashes is empty")]
+    NamesNothing {
+        /// What was being named (`claim`).
+        kind: &'static str,
+        /// The offending name (its first 64 characters, as for
+        /// [`TooLong`](Self::TooLong)).
+        name: String,
+    },
     /// The name is reserved (for example `cpu` as an extended resource name).
     #[error("{kind} name {name:?} is reserved")]
     Reserved {

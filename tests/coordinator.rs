@@ -1968,7 +1968,15 @@ fn a_batch_with_an_empty_claim_changes_nothing() {
             .with_claim(Claim::exclusive("//")),
     );
     let err = c.assign_batch(None, vec![good, bad]).unwrap_err();
-    assert!(err.to_string().contains("\"//\""), "{err}");
+    assert!(
+        matches!(&err, CoordinatorError::InvalidTaskText { task, source: concord::NameError::NamesNothing { kind: "claim", name } }
+            if *task == TaskId::new(2) && name == "//"),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "task task#2: claim \"//\" names nothing: every part between its slashes is empty"
+    );
     assert!(c.assignments().is_empty());
     assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
 }

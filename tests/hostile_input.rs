@@ -3175,6 +3175,7 @@ fn workflow_names_and_step_texts_are_labels() {
             let kind = match source {
                 NameError::TooLong { kind, .. }
                 | NameError::ControlChar { kind, .. }
+                | NameError::NamesNothing { kind, .. }
                 | NameError::Empty { kind } => kind,
                 other => panic!("{other:?}"),
             };
@@ -3214,6 +3215,20 @@ fn workflow_names_and_step_texts_are_labels() {
             )
             .build();
         refused(r, Some(1), "claim");
+    }
+    // A claim that names nothing is quoted, with what is wrong with it.
+    for claim in ["", "/", "//"] {
+        let r = ok(
+            "deploy",
+            StepSpec::new("a").with_claim(Claim::exclusive(claim)),
+        );
+        let e = r.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "step #0: claim {claim:?} names nothing: every part between its slashes is empty"
+            )
+        );
     }
     // From JSON, the same.
     let def: WorkflowDefinition =

@@ -9,11 +9,9 @@ use std::sync::Arc;
 use crate::agent::{AgentRegistry, AgentStatus, RegistryError};
 use crate::assignment::{Assigner, Explanation, Fleet, Plan, Refusal};
 use crate::clock::Timestamp;
-use crate::conflict::{
-    ConflictDetector, ConflictError, ConflictId, ConflictManager, HumanDecision,
-};
+use crate::conflict::{ConflictDetector, ConflictId, ConflictManager, HumanDecision};
 use crate::id::{
-    AgentId, NameError, RequestId, TaskId, check_claim, check_description, check_label,
+    AgentId, NameError, RequestId, TaskId, check_claim, check_description, check_label, excerpt,
 };
 use crate::layout::Layout;
 use crate::policy::{AttemptEnd, DutyLog, PendingBatch, PolicyEnforcer, SystemMode};
@@ -559,8 +557,9 @@ impl Core {
     ///
     /// # Errors
     /// [`CoordinatorError::DuplicateTask`] if one is already assigned or waiting;
-    /// [`CoordinatorError::InvalidTaskText`] for a kind or description it does not
-    /// take (see [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN)) and
+    /// [`CoordinatorError::InvalidTaskText`] for a kind, description or claim it does
+    /// not take (see [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN); a claim that names
+    /// nothing included) and
     /// [`CoordinatorError::InvalidGroup`] for such a group name or an empty one; the
     /// analyzer's or assigner's refusal of bad input; [`CoordinatorError::TimeWentBack`].
     /// Then nothing changes.
@@ -689,10 +688,13 @@ impl Core {
             // claim on the third task does not leave the first two assigned behind an
             // error.
             if let Some(c) = t.requirements().claims().iter().find(|c| c.names_nothing()) {
-                return Err(ConflictError::EmptyClaim {
-                    resource: c.resource().to_owned(),
-                }
-                .into());
+                return Err(CoordinatorError::InvalidTaskText {
+                    task: t.id(),
+                    source: NameError::NamesNothing {
+                        kind: "claim",
+                        name: excerpt(c.resource()),
+                    },
+                });
             }
         }
         s.last_now = now;

@@ -134,8 +134,8 @@ pub enum CoordinatorError {
     /// of more than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or with a
     /// control character, a description of more than
     /// [`MAX_DESCRIPTION_LEN`](crate::id::MAX_DESCRIPTION_LEN) bytes, a claim of more
-    /// than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes or with a control
-    /// character.
+    /// than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, with a control
+    /// character, or naming nothing ([`NameError::NamesNothing`](crate::id::NameError::NamesNothing)).
     #[error("task {task}: {source}")]
     InvalidTaskText {
         /// The task.

@@ -49,7 +49,7 @@ pub enum WorkflowError {
     /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a control character;
     /// or a step's claim is longer than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN)
     /// bytes, holds a control character or names nothing
-    /// ([`NameError::Empty`](crate::id::NameError::Empty)).
+    /// ([`NameError::NamesNothing`](crate::id::NameError::NamesNothing)).
     #[error("{}{source}", .step.map(|i| format!("step #{i}: ")).unwrap_or_default())]
     InvalidText {
         /// The step's position in the definition (0-based), for a step's name, kind or

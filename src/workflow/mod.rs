@@ -378,7 +378,10 @@ pub(crate) fn check_run_id(id: &str) -> Result<(), WorkflowError> {
 fn check_step_claim(claim: &crate::task::Claim) -> Result<(), NameError> {
     check_claim(claim.resource())?;
     if claim.names_nothing() {
-        return Err(NameError::Empty { kind: "claim" });
+        return Err(NameError::NamesNothing {
+            kind: "claim",
+            name: excerpt(claim.resource()),
+        });
     }
     Ok(())
 }
