@@ -32,9 +32,10 @@ pub enum ConflictError {
         state: ConflictState,
     },
     /// An answer came at or after the time the escalation ladder's default decision
-    /// applies to the conflict: the default stands (the next tick applies it, if none
-    /// has yet), whoever answers, so that what happens does not depend on when the
-    /// host ticked.
+    /// applies to the conflict, before a tick applied it: the default stands (the
+    /// next tick applies it) whoever answers, as it would had the host ticked first
+    /// ([`AlreadyClosed`](Self::AlreadyClosed) then), so that what happens does not
+    /// depend on when the host ticked.
     #[error(
         "conflict {id} took answers until {deadline}: the escalation ladder's default \
          ({default}) applies from then"

@@ -628,9 +628,10 @@ impl ConflictManager {
     /// the ladder's default decision never follows a decision given by hand.
     ///
     /// # Errors
-    /// [`ConflictError::UnknownConflict`] or [`ConflictError::AlreadyClosed`];
-    /// [`ConflictError::DecisionTooLate`] at or after the time the default applies,
-    /// whether or not a [`tick`](Self::tick) has applied it yet. Nothing changes.
+    /// [`ConflictError::UnknownConflict`] or [`ConflictError::AlreadyClosed`] (the
+    /// default applied by a [`tick`](Self::tick) included);
+    /// [`ConflictError::DecisionTooLate`] at or after the time the default applies
+    /// when no tick has applied it yet. Nothing changes.
     pub fn decide(
         &mut self,
         id: ConflictId,

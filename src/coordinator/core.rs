@@ -845,11 +845,11 @@ impl Core {
     /// [`CoordinatorError::DefaultDecidesOnlyAtTheDeadline`] if `by` is
     /// [`Decider::Default`] (the ladder's default applies itself at the deadline);
     /// [`CoordinatorError::UnknownConflict`], [`CoordinatorError::ConflictClosed`],
-    /// [`CoordinatorError::TimeWentBack`]; at or after the time the ladder's default
-    /// decision applies, [`ConflictError::DecisionTooLate`](crate::conflict::ConflictError::DecisionTooLate)
-    /// (as [`CoordinatorError::Conflict`]), whether or not a tick has applied the
-    /// default yet, so that a late answer loses however often the host ticks.
-    /// Nothing changes.
+    /// [`CoordinatorError::TimeWentBack`]. At or after the time the ladder's default
+    /// decision applies, [`CoordinatorError::ConflictClosed`] once a tick has applied
+    /// it, and [`ConflictError::DecisionTooLate`](crate::conflict::ConflictError::DecisionTooLate)
+    /// (as [`CoordinatorError::Conflict`]) before: a late answer loses however often
+    /// the host ticks. Nothing changes.
     pub fn decide(
         &mut self,
         conflict: ConflictId,

@@ -409,8 +409,8 @@ common_options!(MaxTasksPerAgent);
 /// An attempt in progress counts, and so, by default, does one that failed: the
 /// agent acted, and a deploy that failed half way may have changed what the
 /// verifier looks at. Where a failed attempt leaves nothing behind, `count_failed:
-/// false` ([`counting_failed`](Self::counting_failed)) counts only duties performed:
-/// then on two agents, a deploy that failed on one and succeeded on the other can
+/// false` ([`counting_failed`](Self::counting_failed)) counts only duties performed
+/// and attempts in progress: then on two agents, a deploy that failed on one and succeeded on the other can
 /// still be verified by the first, where by default no agent may verify it and the
 /// step is given up. An attempt that ended without an outcome (interrupted, handed
 /// back, cancelled) never counts.
