@@ -147,6 +147,30 @@ impl std::ops::Sub<Duration> for Timestamp {
     }
 }
 
+/// `t += d`, saturating as `t + d` does.
+///
+/// ```
+/// use std::time::Duration;
+/// use concord::Timestamp;
+///
+/// let mut t = Timestamp::from_secs(60);
+/// t += Duration::from_secs(30);
+/// t -= Duration::from_secs(100);
+/// assert_eq!(t, Timestamp::EPOCH);
+/// ```
+impl std::ops::AddAssign<Duration> for Timestamp {
+    fn add_assign(&mut self, d: Duration) {
+        *self = *self + d;
+    }
+}
+
+/// `t -= d`, saturating as `t - d` does.
+impl std::ops::SubAssign<Duration> for Timestamp {
+    fn sub_assign(&mut self, d: Duration) {
+        *self = *self - d;
+    }
+}
+
 impl fmt::Display for Timestamp {
     /// The RFC 3339 date and time in UTC, with milliseconds, or with nanoseconds when
     /// the instant is not a whole millisecond: `2023-11-14T22:13:20.250Z`,

@@ -638,7 +638,7 @@ fn alerts_a_cascade_counts_firing_outside_its_window_fire_in_linear_time() {
     let n = 20_000u32;
     let mut t = t0();
     for i in 0..n {
-        t = t + 31 * SEC; // two within the window, never three
+        t += 31 * SEC; // two within the window, never three
         m.fire(alert("disk", Severity::Low, &format!("h{i}")), t)
             .unwrap();
     }
@@ -1413,7 +1413,7 @@ fn lifecycle(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
             }
             Op::Advance { secs } => {
-                clock = clock + Duration::from_secs(u64::from(secs));
+                clock += Duration::from_secs(u64::from(secs));
                 m.handle_timeout(clock);
                 twin.handle_timeout(clock);
             }
@@ -1516,7 +1516,7 @@ proptest! {
         let mut t = t0();
         let a = alert("disk_full", Severity::Low, "h1");
         for gap in gaps {
-            t = t + Duration::from_secs(gap);
+            t += Duration::from_secs(gap);
             m.fire(a.clone(), t).unwrap();
         }
         m.handle_timeout(t + HOUR);

@@ -133,7 +133,7 @@ proptest! {
         match field {
             0 => e.entry = forged_entry(),
             1 => e.seq = e.seq.wrapping_add(1),
-            2 => e.at = e.at + Duration::from_millis(1),
+            2 => e.at += Duration::from_millis(1),
             3 => e.prev = Digest::of(b"another predecessor"),
             _ => {
                 let mut bytes = *e.hash.as_bytes();

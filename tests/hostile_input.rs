@@ -365,7 +365,7 @@ proptest! {
             }
             let _ = l.drain(now);
             let _ = l.expire(now);
-            now = now + Duration::from_secs(3600);
+            now += Duration::from_secs(3600);
         }
         for agent in l.agents().collect::<Vec<_>>() {
             let (free, cap) = (l.free(agent).unwrap(), l.capacity(agent).unwrap());
@@ -2153,7 +2153,7 @@ fn extreme_timeouts_and_backoffs_from_json_run_without_panic() {
     let mut now = t(3);
     for _ in 0..3 {
         run.start("b", AGENT, now).unwrap();
-        now = now + Duration::from_millis(1);
+        now += Duration::from_millis(1);
         run.tick(now);
     }
     assert_eq!(run.status("b"), Some(StepStatus::Failed));

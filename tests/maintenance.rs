@@ -724,7 +724,7 @@ proptest! {
         let mut m = Maintenance::new(Schedule::default(), start);
         let mut now = start;
         for step in steps {
-            now = now + step.advance;
+            now += step.advance;
             if let Some(i) = step.complete {
                 let name = m.schedule().items()[i].name().to_owned();
                 m.complete(&name, now, "prop", "").unwrap();

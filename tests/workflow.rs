@@ -1543,7 +1543,7 @@ proptest! {
         let mut unbroken = run.clone();
         let mut made = [0u32; 5];
         for (op, dt) in &ops {
-            now = now + Duration::from_secs(*dt);
+            now += Duration::from_secs(*dt);
             let before = run.snapshot();
             let said = call(&mut run, op, now);
             if !matches!(op, Op::Restore) {

@@ -293,7 +293,7 @@ impl Host {
     fn step(&mut self, m: &mut ConflictManager, s: &Step) -> Vec<EscalationAction> {
         match *s {
             Step::Tick(min) => {
-                self.now = self.now + Duration::from_secs(min * 60);
+                self.now += Duration::from_secs(min * 60);
                 m.tick(self.now)
             }
             Step::Answer(i, o) => {

@@ -309,7 +309,7 @@ proptest! {
                 Op::Release(_) => l.release(AllocationId::new(u64::MAX), now).is_err(),
                 Op::Cancel(k) if !queued.is_empty() => l.cancel(queued[k % queued.len()]).is_err(),
                 Op::Cancel(_) => false,
-                Op::Advance(s) => { now = now + Duration::from_secs(s); false }
+                Op::Advance(s) => { now += Duration::from_secs(s); false }
                 Op::Expire => { let r = l.expire(now); live.extend(r.grants.iter().map(|g| g.allocation)); false }
                 Op::Reclaim => { let r = l.reclaim_idle(now); live.extend(r.grants.iter().map(|g| g.allocation)); false }
                 Op::Drain => { live.extend(l.drain(now).iter().map(|g| g.allocation)); false }
@@ -416,7 +416,7 @@ proptest! {
         let mut served = 0usize;
         for _ in 0..10_000 {
             if served == pending { break; }
-            now = now + Duration::from_secs(5);
+            now += Duration::from_secs(5);
             let (done, rest): (Vec<_>, Vec<_>) = running.into_iter().partition(|(t, _)| *t <= now);
             running = rest;
             for (_, id) in done {

@@ -167,7 +167,7 @@ fn drive(shape: &Shape, mut run: Run, seed: u64, hang: bool, restore_at: Option<
         }
         // Hung agents never report; the timeout reclaims them.
         running.retain(|&s| run.status(s) == Some(StepStatus::Running));
-        now = now + Duration::from_millis(250);
+        now += Duration::from_millis(250);
     }
     assert!(run.is_finished(), "run did not terminate");
     run

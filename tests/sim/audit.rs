@@ -395,7 +395,7 @@ impl World {
         let forged = AuditEntry::note("intruder", "nothing happened here");
         let (what, expected) = match a.rng.below(6) {
             0 => {
-                copy[i].at = copy[i].at + Duration::from_nanos(1);
+                copy[i].at += Duration::from_nanos(1);
                 ("had its time moved", Break::Modified { index: i, seq })
             }
             1 => {
