@@ -70,30 +70,12 @@ use crate::id::AgentId;
 pub struct DutyLog {
     /// group -> duty (normalized) -> agents. Names are shared: the coordinator
     /// records a step's kind and its run's id without copying them.
-    groups: BTreeMap<Arc<str>, FxHashMap<Arc<str>, AgentMap<Record>>>,
-}
-
-/// One agent's record of one duty in one group: lasting, held by attempts in
-/// progress, or both.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Record {
-    /// Attempts in progress.
-    running: u32,
-    /// The agent performed the duty: an attempt succeeded, or the host recorded it.
-    succeeded: bool,
-    /// An attempt of the duty by the agent failed.
-    failed: bool,
-}
-
-impl Record {
-    /// Whether anything is left of it.
-    fn holds(self) -> bool {
-        self.running > 0 || self.succeeded || self.failed
-    }
+    groups: BTreeMap<Arc<str>, FxHashMap<Arc<str>, AgentMap<DutyRecord>>>,
 }
 
 /// What a [`DutyLog`] holds of one agent's duty in one group
-/// ([`DutyLog::record_of`]).
+/// ([`DutyLog::record_of`]): lasting, held by attempts in progress, or both. The log
+/// keeps these themselves, so a look hands one out as it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct DutyRecord {
     /// Attempts in progress.
@@ -103,6 +85,13 @@ pub struct DutyRecord {
     pub succeeded: bool,
     /// An attempt of the duty by the agent failed.
     pub failed: bool,
+}
+
+impl DutyRecord {
+    /// Whether anything is left of it.
+    fn holds(self) -> bool {
+        self.in_progress > 0 || self.succeeded || self.failed
+    }
 }
 
 /// How an attempt [`DutyLog::record_running`] recorded ended
@@ -130,7 +119,10 @@ impl Serialize for DutyLog {
         /// Per group and duty, ascending, what `pick` makes of each agent's record,
         /// leaving out the agents it makes nothing of and the duties and groups left
         /// empty.
-        fn sorted<T>(log: &DutyLog, pick: impl Fn(AgentId, Record) -> Option<T>) -> ByGroup<'_, T> {
+        fn sorted<T>(
+            log: &DutyLog,
+            pick: impl Fn(AgentId, DutyRecord) -> Option<T>,
+        ) -> ByGroup<'_, T> {
             let mut out = BTreeMap::new();
             for (g, duties) in &log.groups {
                 let mut by_duty = BTreeMap::new();
@@ -157,7 +149,9 @@ impl Serialize for DutyLog {
         Sorted {
             groups: sorted(self, |a, r| r.succeeded.then_some(a)),
             failed: sorted(self, |a, r| r.failed.then_some(a)),
-            running: sorted(self, |a, r| (r.running > 0).then_some((a, r.running))),
+            running: sorted(self, |a, r| {
+                (r.in_progress > 0).then_some((a, r.in_progress))
+            }),
         }
         .serialize(serializer)
     }
@@ -181,17 +175,18 @@ struct DutyLogData {
 impl From<DutyLogData> for DutyLog {
     fn from(data: DutyLogData) -> Self {
         let mut log = DutyLog::new();
-        for (group, duties) in data.groups {
-            for (duty, agents) in duties {
-                for agent in agents {
-                    log.record(&group, &duty, agent);
-                }
-            }
-        }
-        for (group, duties) in data.failed {
-            for (duty, agents) in duties {
-                for agent in agents {
-                    log.record_failed(&group, &duty, agent);
+        for (by_group, mark) in [
+            (
+                data.groups,
+                DutyLog::record as fn(&mut DutyLog, &str, &str, AgentId) -> bool,
+            ),
+            (data.failed, DutyLog::record_failed),
+        ] {
+            for (group, duties) in by_group {
+                for (duty, agents) in duties {
+                    for agent in agents {
+                        mark(&mut log, &group, &duty, agent);
+                    }
                 }
             }
         }
@@ -199,7 +194,7 @@ impl From<DutyLogData> for DutyLog {
             for (duty, agents) in duties {
                 for (agent, n) in agents.into_iter().filter(|(_, n)| *n > 0) {
                     log.record_owned(&group, &duty, agent, |r| {
-                        r.running = r.running.saturating_add(n);
+                        r.in_progress = r.in_progress.saturating_add(n);
                     });
                 }
             }
@@ -296,7 +291,7 @@ impl DutyLog {
         let Some(record) = agents.get_mut(agent) else {
             return false;
         };
-        record.running = record.running.saturating_sub(1);
+        record.in_progress = record.in_progress.saturating_sub(1);
         match end {
             AttemptEnd::Succeeded => record.succeeded = true,
             AttemptEnd::Failed => record.failed = true,
@@ -339,7 +334,7 @@ impl DutyLog {
         group: &str,
         duty: &str,
         agent: AgentId,
-        mark: impl FnOnce(&mut Record),
+        mark: impl FnOnce(&mut DutyRecord),
     ) -> bool {
         let group = match self.shared_group(group) {
             Some(shared) => Arc::clone(shared),
@@ -357,7 +352,7 @@ impl DutyLog {
         make_key: impl FnOnce() -> Arc<str>,
         key: &str,
         agent: AgentId,
-        mark: impl FnOnce(&mut Record),
+        mark: impl FnOnce(&mut DutyRecord),
     ) -> bool {
         let duties = match self.groups.get_mut(&**group) {
             Some(duties) => duties,
@@ -365,12 +360,12 @@ impl DutyLog {
         };
         match duties.get_mut(key) {
             Some(agents) => {
-                let (record, new) = agents.get_or_insert(agent, Record::default());
+                let (record, new) = agents.get_or_insert(agent, DutyRecord::default());
                 mark(record);
                 new
             }
             None => {
-                let mut record = Record::default();
+                let mut record = DutyRecord::default();
                 mark(&mut record);
                 duties.insert(make_key(), AgentMap::one(agent, record));
                 true
@@ -404,12 +399,11 @@ impl DutyLog {
 
     /// What the log holds of `agent`'s `duty` in `group`, if anything.
     pub fn record_of(&self, group: &str, duty: &str, agent: AgentId) -> Option<DutyRecord> {
-        let r = self.groups.get(group)?.get(&*duty_key(duty))?.get(agent)?;
-        Some(DutyRecord {
-            in_progress: r.running,
-            succeeded: r.succeeded,
-            failed: r.failed,
-        })
+        self.groups
+            .get(group)?
+            .get(&*duty_key(duty))?
+            .get(agent)
+            .copied()
     }
 
     /// The agents that perform `duty` in `group`, ascending.
@@ -462,8 +456,8 @@ impl DutyLog {
 }
 
 /// Counts one more attempt in progress.
-fn start_attempt(record: &mut Record) {
-    record.running = record.running.saturating_add(1);
+fn start_attempt(record: &mut DutyRecord) {
+    record.in_progress = record.in_progress.saturating_add(1);
 }
 
 #[cfg(test)]
@@ -495,7 +489,7 @@ mod tests {
             const DUTIES: [&str; 3] = ["deploy", "Deploy ", "verify"];
             let mut log = DutyLog::new();
             let mut model: BTreeMap<(usize, String, u64), DutyRecord> = BTreeMap::new();
-            let holds = |r: &DutyRecord| r.in_progress > 0 || r.succeeded || r.failed;
+            let holds = |r: &DutyRecord| r.holds();
             for (op, g, d, a) in ops {
                 let (group, duty, agent) = (GROUPS[g], DUTIES[d], AgentId::new(a));
                 let key = (g, duty.trim().to_ascii_lowercase(), a);
