@@ -357,12 +357,24 @@ impl Executor {
         F: std::future::Future<Output = Result<Done, futures::future::Aborted>>,
     {
         // An empty set is not polled: agents that answer at once leave it empty.
-        while !inflight.is_empty() {
-            let Some(Some(done)) = inflight.next().now_or_never() else {
-                break;
-            };
-            if let Ok(done) = done {
-                self.settle(run, books, done)?;
+        // A set may say "not yet" with futures still woken in it: it yields once it
+        // has polled as many as it holds, or two of them woke themselves (a timer,
+        // a runtime's budget), and an aborted attempt queued behind those would live
+        // on, its agent still at the work, while its step's next attempt begins.
+        // Each call polls at least one woken future, and one that wakes itself goes
+        // to the back of the queue, so as many calls as the set holds, and one more,
+        // reach every future woken before the first.
+        let mut not_yet = 0;
+        while !inflight.is_empty() && not_yet <= inflight.len() {
+            match inflight.next().now_or_never() {
+                Some(Some(done)) => {
+                    not_yet = 0;
+                    if let Ok(done) = done {
+                        self.settle(run, books, done)?;
+                    }
+                }
+                Some(None) => break,
+                None => not_yet += 1,
             }
         }
         Ok(())

@@ -135,7 +135,6 @@ impl Executor {
             }
             // Timeouts and back-offs; an attempt that timed out is dropped at once,
             // so that a step never has two attempts in flight.
-            let flying = books.running.len();
             if run.tick(now) > 0 {
                 self.drop_stale(run, books);
             }
@@ -147,11 +146,13 @@ impl Executor {
                     self.on_notices(run, books, &BTreeSet::new(), now)?;
                 }
             }
-            if books.running.len() < flying {
-                // Attempts were aborted (timed out, or their agent left service): their
-                // agents' futures go now, not on the set's next turn, since the same
-                // steps' next attempts may be launched below.
+            if books.aborted {
+                // Attempts were aborted (timed out, or their agent left service), here
+                // or while answers were settled: their agents' futures go now, not on
+                // the set's next turn, since the same steps' next attempts may be
+                // launched below.
                 self.settle_ready(run, books, &mut inflight)?;
+                books.aborted = false;
             }
             if let Some(patience) = self.patience {
                 self.give_up_waits(run, books, patience, now)?;
@@ -457,6 +458,7 @@ impl Executor {
         for task in stale {
             if let Some(flight) = books.running.remove(&task) {
                 flight.abort.abort();
+                books.aborted |= flight.stopped.is_none();
                 // Ended once the spawned work has stopped (at its next poll).
                 if let Some(task) = books.let_go(flight.step, Some(task), flight.stopped) {
                     self.end_task(task, false, None);

@@ -254,6 +254,10 @@ struct Books<'s> {
     launched: Vec<Launch<'s>>,
     /// Attempts given up whose spawned work has not stopped yet (see [`Stopping`]).
     stopping: Vec<Stopping>,
+    /// An attempt the executor polls itself was aborted: its agent's future stays in
+    /// the set of running attempts until the set drops it, which the drive makes
+    /// happen before it hands out more work.
+    aborted: bool,
 }
 
 /// An attempt the executor gave up (timed out by the run, or its agent left service)
@@ -277,6 +281,7 @@ impl Books<'_> {
     fn stop_attempt(&mut self, task: TaskId) -> Option<(StepRef, u32)> {
         if let Some(flight) = self.running.remove(&task) {
             flight.abort.abort();
+            self.aborted |= flight.stopped.is_none();
             self.let_go(flight.step, None, flight.stopped);
             return Some((flight.step, flight.attempt));
         }
