@@ -345,6 +345,88 @@ fn a_task_barred_from_every_agent_says_by_which_rule() {
     );
 }
 
+/// How a verify task submitted while the run's deploy is in progress on the one
+/// agent that could verify ends, by how that deploy ends: it waits for the outcome
+/// rather than being rejected at once, and runs on that agent when the deploy comes
+/// to nothing or fails where failures do not count.
+#[test]
+fn a_duty_refused_for_an_attempt_in_progress_waits_for_its_outcome() {
+    use concord::policy::{PolicySet, SeparationOfDuties};
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum End {
+        Succeeded,
+        Failed,
+        Void,
+    }
+    let cases = [
+        (End::Succeeded, true, false),
+        (End::Failed, true, false),
+        (End::Failed, false, true),
+        (End::Void, true, true),
+    ];
+    for (end, count_failed, verifies) in cases {
+        let case = format!("{end:?}, count_failed {count_failed}");
+        let clock = clock();
+        let c = Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .policies(
+                PolicySet::default()
+                    .with_rule(SeparationOfDuties::default().counting_failed(count_failed))
+                    .unwrap(),
+            )
+            .build();
+        for id in [1, 2] {
+            c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(2))
+                .unwrap();
+        }
+        let on = |out: AssignOutcome| out.assignment().map(|a| a.agent);
+        // Agent 2 deployed in the run; agent 1 deploys again (agent 2 drained each
+        // time the other should take it).
+        c.set_agent_status(AgentId::new(1), AgentStatus::Busy)
+            .unwrap();
+        let first = c.assign_in_group("rel", task(1, "deploy", "ops", "cpu=1"));
+        assert_eq!(on(first.unwrap()), Some(AgentId::new(2)), "{case}");
+        c.complete(TaskId::new(1), true, None).unwrap();
+        c.set_agent_status(AgentId::new(1), AgentStatus::Available)
+            .unwrap();
+        c.set_agent_status(AgentId::new(2), AgentStatus::Busy)
+            .unwrap();
+        let again = c.assign_in_group("rel", task(2, "deploy", "ops", "cpu=1"));
+        assert_eq!(on(again.unwrap()), Some(AgentId::new(1)), "{case}");
+        c.set_agent_status(AgentId::new(2), AgentStatus::Available)
+            .unwrap();
+        c.drain_events();
+
+        // Agent 2 may never verify; agent 1 may not while its deploy runs, and
+        // may once it ends, depending on how.
+        let verify = c
+            .assign_in_group("rel", task(3, "verify", "ops", "cpu=1"))
+            .unwrap();
+        assert!(
+            matches!(verify, AssignOutcome::Queued { .. }),
+            "{case}: {verify}"
+        );
+        let assigned = match end {
+            End::Succeeded => c.complete(TaskId::new(2), true, None).unwrap(),
+            End::Failed => c.complete(TaskId::new(2), false, None).unwrap(),
+            End::Void => c.release(TaskId::new(2)).unwrap(),
+        };
+        let rejected = c.drain_events().into_iter().any(
+            |e| matches!(e.kind, EventKind::TaskRejected { task, .. } if task == TaskId::new(3)),
+        );
+        if verifies {
+            assert_eq!(ids(&assigned), [TaskId::new(3)], "{case}");
+            assert_eq!(assigned[0].agent, AgentId::new(1), "{case}");
+            assert!(!rejected, "{case}");
+        } else {
+            assert!(assigned.is_empty(), "{case}: {assigned:?}");
+            assert!(rejected, "{case}: every agent did deploy");
+            assert!(c.waiting().is_empty(), "{case}");
+        }
+    }
+}
+
 /// A deploy that failed on agent 1 and succeeded on agent 2: by default agent 1's
 /// failed attempt counts as deploying and no agent may verify; with
 /// `count_failed: false` agent 1 verifies. Either way agent 2, which deployed, never

@@ -198,6 +198,17 @@ fn bars(rule: &str) -> bool {
     rule != crate::policy::AgentStatusRule::NAME
 }
 
+/// Whether `agent` has a duty attempt in progress in `group`: a refusal of it that
+/// would bar it for good is held instead (as a capacity refusal is) until the
+/// attempt ends, as the attempt's outcome may change what the rules say. Separation
+/// of duties refuses an agent whose deploy is in progress; if that deploy comes to
+/// nothing (its run cancelled, its agent out of service), or fails where failures
+/// are not counted, the agent may verify after all, and a bar set now would keep it
+/// from the task for good, or reject the task while that agent could still take it.
+fn attempt_open(s: &State, group: Option<&Arc<str>>, agent: AgentId) -> bool {
+    group.is_some_and(|g| s.duties.is_running(g, agent))
+}
+
 /// Why a task refused by `rule` (of the waiting kind) is held: for normal mode, or
 /// for capacity.
 fn parked_for(rule: &str) -> Parked {
@@ -425,6 +436,7 @@ impl Core {
         let policies = &self.parts.policies;
         let mut bars_by: Vec<(AgentId, String)> = (refusals.iter())
             .filter(|r| !policies.refusal_waits(&r.rule) && bars(&r.rule))
+            .filter(|r| !attempt_open(&self.s, group, r.agent))
             .map(|r| (r.agent, r.rule.clone()))
             .collect();
         // One rule per agent: the first that refused it.
@@ -655,7 +667,8 @@ impl Core {
             };
             if let Some(v) = violations.iter().find(|v| v.is_blocking()) {
                 let refusal = Refusal::new(w.task.id(), g.agent, v.rule.clone(), v.message.clone());
-                let waits = parts.policies.refusal_waits(&v.rule);
+                let waits = parts.policies.refusal_waits(&v.rule)
+                    || (bars(&v.rule) && attempt_open(s, w.group.as_ref(), g.agent));
                 s.push(
                     now,
                     EventKind::PolicyRefused {

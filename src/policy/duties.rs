@@ -406,6 +406,30 @@ impl DutyLog {
             .copied()
     }
 
+    /// Whether `agent` has an attempt of any duty in progress in `group`: until it
+    /// ends, what the log says of the agent there may still change (the attempt may
+    /// succeed, fail, or come to nothing).
+    ///
+    /// ```
+    /// use concord::policy::{AttemptEnd, DutyLog};
+    /// use concord::AgentId;
+    ///
+    /// let mut log = DutyLog::default();
+    /// log.record_running("run-8", "deploy", AgentId::new(1));
+    /// assert!(log.is_running("run-8", AgentId::new(1)));
+    /// assert!(!log.is_running("run-9", AgentId::new(1)));
+    /// log.end_running("run-8", "deploy", AgentId::new(1), AttemptEnd::Void);
+    /// assert!(!log.is_running("run-8", AgentId::new(1)));
+    /// ```
+    pub fn is_running(&self, group: &str, agent: AgentId) -> bool {
+        (self
+            .groups
+            .get(group)
+            .into_iter()
+            .flat_map(|duties| duties.values()))
+        .any(|agents| agents.get(agent).is_some_and(|r| r.in_progress > 0))
+    }
+
     /// The agents that perform `duty` in `group`, ascending.
     pub fn agents(&self, group: &str, duty: &str) -> impl Iterator<Item = AgentId> + '_ {
         self.groups

@@ -360,7 +360,6 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     let mut spawn_rng = Rng::new(seed ^ 0x5A4D_0A7E);
     let runtime = Runtime::new(spawn_rng.next());
     let spawned = spawn_rng.chance(50);
-    eprintln!("DEBUG seed {seed} spawned {spawned}");
     let executor_over = |c: &Arc<Coordinator>| {
         let (sink, coordinator) = (Arc::clone(&saved), Arc::clone(c));
         let mut e = Executor::new(Arc::clone(c), timer.clone()).with_observer(
@@ -748,7 +747,7 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
             .map_err(|d| fail("steps_in_order", format!("run {r}: {d}")))?;
         check_separated(&plans[r], run.history())
             .map_err(|d| fail("duties_separated", format!("run {r}: {d}")))?;
-        check_abandoned(&plans[r], agents, run.history()).map_err(|d| {
+        check_abandoned(&plans[r], agents, count_failed, run.history()).map_err(|d| {
             fail(
                 "abandoned_only_when_no_agent_could_take_it",
                 format!("run {r}: {d}"),
@@ -912,48 +911,60 @@ fn check_separated(steps: &[Step], history: &[RunEvent]) -> Result<(), String> {
 
 /// A step is given up for want of an agent only when none could ever take it: in
 /// this fleet, where every agent has the role and the room, only a `deploy` or
-/// `verify` step when the other of the pair was attempted on every agent in its run
+/// `verify` step when every agent in its run had done the other of the pair by then
 /// (separation of duties bars them all; the workflow may order the two either way).
-/// An attempt interrupted (by a crash, or its agent leaving service) does not count:
-/// its agent did not do the duty, and is not barred for the other.
-fn check_abandoned(steps: &[Step], agents: u64, history: &[RunEvent]) -> Result<(), String> {
-    // Each attempt started, by step, and whether it counts.
-    let mut attempts: Vec<(usize, Option<AgentId>, bool)> = Vec::new();
-    for e in history {
-        match e.change {
-            StepChange::Started => attempts.push((e.step.index(), e.agent, true)),
-            StepChange::Interrupted { .. } => {
-                if let Some(a) = attempts.iter_mut().rev().find(|a| a.0 == e.step.index()) {
-                    a.2 = false;
-                }
-            }
-            _ => {}
-        }
-    }
-    let did = |kind: &str| -> std::collections::BTreeSet<AgentId> {
-        (attempts.iter())
-            .filter(|(step, _, counts)| *counts && steps[*step].kind == Some(kind))
-            .filter_map(|(_, agent, _)| *agent)
-            .collect()
-    };
+/// Done means an attempt that ended before the step was given up, having succeeded
+/// (or been skipped by its agent), or having failed where the rule counts failures
+/// (`count_failed`). An attempt still in progress then does not count (its outcome
+/// was not known yet), nor one interrupted (by a crash, or its agent leaving
+/// service) or cancelled: its agent did not do the duty.
+fn check_abandoned(
+    steps: &[Step],
+    agents: u64,
+    count_failed: bool,
+    history: &[RunEvent],
+) -> Result<(), String> {
+    // Per step, the agent of its attempt in progress; per duty, the agents done.
+    let mut open: BTreeMap<usize, AgentId> = BTreeMap::new();
+    let mut done: BTreeSet<(&str, AgentId)> = BTreeSet::new();
     for e in history {
         let i = e.step.index();
-        let StepChange::Abandoned { reason } = &e.change else {
-            continue;
+        let counts = match &e.change {
+            StepChange::Started => {
+                if let Some(agent) = e.agent {
+                    open.insert(i, agent);
+                }
+                continue;
+            }
+            StepChange::Succeeded { .. } | StepChange::SkippedByAgent { .. } => true,
+            StepChange::AttemptFailed { .. } => count_failed,
+            StepChange::Interrupted { .. } | StepChange::Cancelled => false,
+            StepChange::Abandoned { reason } => {
+                let other = match steps[i].kind {
+                    Some("deploy") => "verify",
+                    Some("verify") => "deploy",
+                    _ => "",
+                };
+                if reason.starts_with("no agent can ever take it")
+                    && !(1..=agents).all(|k| done.contains(&(other, AgentId::new(k))))
+                {
+                    let by: Vec<AgentId> = (done.iter())
+                        .filter(|(d, _)| *d == other)
+                        .map(|(_, a)| *a)
+                        .collect();
+                    return Err(format!(
+                        "s{i} ({:?}) abandoned ({reason}), {other} done by {by:?} of {agents} agents",
+                        steps[i].kind
+                    ));
+                }
+                continue;
+            }
+            _ => continue,
         };
-        if !reason.starts_with("no agent can ever take it") {
-            continue;
-        }
-        let other = match steps[i].kind {
-            Some("deploy") => did("verify"),
-            Some("verify") => did("deploy"),
-            _ => Default::default(),
-        };
-        if !(1..=agents).all(|k| other.contains(&AgentId::new(k))) {
-            return Err(format!(
-                "s{i} ({:?}) abandoned ({reason}), the other duty on {other:?} of {agents} agents",
-                steps[i].kind
-            ));
+        if let (Some(agent), Some(kind)) = (open.remove(&i), steps[i].kind) {
+            if counts {
+                done.insert((kind, agent));
+            }
         }
     }
     Ok(())
