@@ -345,13 +345,32 @@ fn a_task_barred_from_every_agent_says_by_which_rule() {
     );
 }
 
+/// A coordinator with two `ops` agents of `slots` task slots each, separating duties
+/// in a group and counting failed attempts as `count_failed` says.
+fn two_ops_agents_separating_duties(count_failed: bool, slots: u32) -> Coordinator {
+    use concord::policy::{PolicySet, SeparationOfDuties};
+    let c = Coordinator::builder()
+        .clock(clock())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .policies(
+            PolicySet::default()
+                .with_rule(SeparationOfDuties::default().counting_failed(count_failed))
+                .unwrap(),
+        )
+        .build();
+    for id in [1, 2] {
+        c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(slots))
+            .unwrap();
+    }
+    c
+}
+
 /// How a verify task submitted while the run's deploy is in progress on the one
 /// agent that could verify ends, by how that deploy ends: it waits for the outcome
 /// rather than being rejected at once, and runs on that agent when the deploy comes
 /// to nothing or fails where failures do not count.
 #[test]
 fn a_duty_refused_for_an_attempt_in_progress_waits_for_its_outcome() {
-    use concord::policy::{PolicySet, SeparationOfDuties};
     #[derive(Debug, Clone, Copy, PartialEq)]
     enum End {
         Succeeded,
@@ -366,20 +385,7 @@ fn a_duty_refused_for_an_attempt_in_progress_waits_for_its_outcome() {
     ];
     for (end, count_failed, verifies) in cases {
         let case = format!("{end:?}, count_failed {count_failed}");
-        let clock = clock();
-        let c = Coordinator::builder()
-            .clock(clock.clone())
-            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
-            .policies(
-                PolicySet::default()
-                    .with_rule(SeparationOfDuties::default().counting_failed(count_failed))
-                    .unwrap(),
-            )
-            .build();
-        for id in [1, 2] {
-            c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(2))
-                .unwrap();
-        }
+        let c = two_ops_agents_separating_duties(count_failed, 2);
         let on = |out: AssignOutcome| out.assignment().map(|a| a.agent);
         // Agent 2 deployed in the run; agent 1 deploys again (agent 2 drained each
         // time the other should take it).
@@ -433,22 +439,9 @@ fn a_duty_refused_for_an_attempt_in_progress_waits_for_its_outcome() {
 /// does, and an attempt handed back counts under neither.
 #[test]
 fn a_failed_attempt_bars_the_other_duty_unless_the_rule_says_otherwise() {
-    use concord::policy::{AttemptEnd, DutyRecord, PolicySet, SeparationOfDuties};
+    use concord::policy::{AttemptEnd, DutyRecord};
     for count_failed in [true, false] {
-        let clock = clock();
-        let c = Coordinator::builder()
-            .clock(clock.clone())
-            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
-            .policies(
-                PolicySet::default()
-                    .with_rule(SeparationOfDuties::default().counting_failed(count_failed))
-                    .unwrap(),
-            )
-            .build();
-        for id in [1, 2] {
-            c.register_agent(agent(id, &["ops"], &[], "cpu=8").with_max_tasks(1))
-                .unwrap();
-        }
+        let c = two_ops_agents_separating_duties(count_failed, 1);
         let on = |out: AssignOutcome| out.assignment().map(|a| a.agent);
         // The deploy fails on agent 1, is made again on agent 2 (1 drained) and
         // succeeds there.
