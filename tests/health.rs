@@ -315,6 +315,50 @@ fn the_resources_check_names_a_resource_above_ninety_percent_and_is_unhealthy_wh
     assert_eq!(line.reason, "above 90% with 1 requests waiting: cpu 92.5%");
 }
 
+/// Under the default escalation ladder a conflict is closed by its default decision
+/// at 3 h; the default limit is passed once the ladder has handed it to a human.
+#[test]
+fn the_coordination_check_names_a_conflict_open_past_its_default_limit() {
+    let clock = clock();
+    let c = coordinator(&clock);
+    let d = Diagnostics::new(clock.clone(), SimulatedTimer::new(clock.clone())).with_check(
+        CoordinationCheck::new(Arc::clone(&c)).with_wait_limit(Duration::from_secs(24 * 3600)),
+    );
+    let claiming = |id| {
+        Task::new(TaskId::new(id), "migrate", "migrate").with_requirements(
+            Requirements::new()
+                .with_role(worker())
+                .with_resources(Resources::new().with_cpu_millis(100))
+                .with_claim(concord::Claim::exclusive("db/main")),
+        )
+    };
+    assert!(matches!(
+        c.assign(claiming(1)),
+        Ok(AssignOutcome::Assigned(_))
+    ));
+    assert!(matches!(
+        c.assign(claiming(2)),
+        Ok(AssignOutcome::Conflicted { .. })
+    ));
+    assert_eq!(c.open_conflicts().len(), 1);
+    let mut degraded_at = None;
+    for minutes in (10..=170).step_by(10) {
+        clock.advance(Duration::from_secs(600));
+        c.tick();
+        let report = run(&d);
+        let line = report.check("coordination").expect("line");
+        if line.status == HealthStatus::Degraded && degraded_at.is_none() {
+            degraded_at = Some(minutes);
+            assert!(
+                line.reason.contains("open longer than 2 h"),
+                "{}",
+                line.reason
+            );
+        }
+    }
+    assert_eq!(degraded_at, Some(130));
+}
+
 #[test]
 fn the_coordination_check_names_a_task_waiting_past_its_limit() {
     let clock = clock();
@@ -400,6 +444,63 @@ proptest! {
             worst = worst.max(expected);
         }
         prop_assert_eq!(report.overall(), worst);
+    }
+}
+
+/// The overnight review counts the monitor's windows whole: with daily windows, a
+/// failure in the morning before `since` is in the window that holds `since`, and
+/// the review's note says from when its figures count rather than "since" then.
+#[test]
+fn the_overnight_review_says_from_when_its_figures_count() {
+    use concord::monitor::{Monitor, MonitorConfig};
+
+    for window_hours in [24, 1] {
+        let clock = ManualClock::new(Timestamp::from_secs(1_700_006_400)); // 00:00
+        let midnight = concord::Clock::now(&clock);
+        let c = coordinator(&clock);
+        let config = MonitorConfig::default().with_window(Duration::from_secs(3600 * window_hours));
+        let mut monitor = Monitor::new(config).expect("monitor");
+        // A failure at 08:00, the review from 18:00, a success at 20:00.
+        clock.advance(Duration::from_secs(8 * 3600));
+        assert!(matches!(
+            c.assign(cpu_task(1, 500)),
+            Ok(AssignOutcome::Assigned(_))
+        ));
+        c.complete(TaskId::new(1), false, None).expect("complete");
+        let evening = midnight + Duration::from_secs(18 * 3600);
+        clock.advance(Duration::from_secs(12 * 3600));
+        assert!(matches!(
+            c.assign(cpu_task(2, 500)),
+            Ok(AssignOutcome::Assigned(_))
+        ));
+        c.complete(TaskId::new(2), true, None).expect("complete");
+        for e in c.drain_events() {
+            monitor.ingest(&e);
+        }
+        clock.advance(Duration::from_secs(11 * 3600)); // 07:00 the next day
+        monitor.advance(concord::Clock::now(&clock));
+        let timer = SimulatedTimer::new(clock.clone());
+        let d = Diagnostics::new(clock.clone(), timer);
+        let report = futures::executor::block_on(d.morning_checklist(&monitor, evening));
+        let night = &report.items[1].note;
+        let counted = report.overnight.as_ref().map(|n| (n.start, n.tasks.failed));
+        if window_hours == 24 {
+            assert_eq!(counted, Some((midnight, 1)), "{night}");
+            assert!(
+                night.starts_with(&format!(
+                    "1 task succeeded since {midnight} (the monitor's window holding {evening} starts then)"
+                )) && night.contains("1 task failed"),
+                "{night}"
+            );
+        } else {
+            assert_eq!(counted, Some((evening, 0)), "{night}");
+            assert!(
+                night.starts_with(&format!("1 task succeeded since {evening}"))
+                    && !night.contains("failed")
+                    && !night.contains("-0.0"),
+                "{night}"
+            );
+        }
     }
 }
 

@@ -32,8 +32,10 @@ pub struct MorningReport {
     pub items: Vec<ChecklistItem>,
     /// Every health check's line.
     pub health: HealthReport,
-    /// The overnight figures: the monitor's windows since the review's start, merged
-    /// (none if the monitor holds no window since then).
+    /// The overnight figures: the monitor's windows that end after the review's
+    /// start, merged (none if the monitor holds no such window). The monitor counts
+    /// by window, so the first may start before the review's start: the summary's
+    /// `start` says from when the figures count, and the review's note says so too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overnight: Option<DailySummary>,
 }
@@ -78,7 +80,10 @@ impl MorningReport {
 impl Diagnostics {
     /// The morning startup checklist: runs every health check, reviews what the
     /// monitor saw since `since` (failed and rejected tasks, conflicts escalated or
-    /// still open, anomalies), and reads the resource status and agent
+    /// still open, anomalies) in the windows that end after it (all of the window
+    /// holding `since`, which the review's note names when it starts earlier: with
+    /// the monitor's default daily windows, from midnight before `since`; with
+    /// hourly windows, from the hour), and reads the resource status and agent
     /// connectivity from the checks named `resources` and `agents` (the built-in
     /// [`ResourcesCheck`](super::ResourcesCheck) and [`AgentsCheck`](super::AgentsCheck)).
     pub async fn morning_checklist(&self, monitor: &Monitor, since: Timestamp) -> MorningReport {
@@ -111,8 +116,9 @@ impl Diagnostics {
     }
 }
 
-/// The windows of `monitor` that start at or after `since` (and the window in
-/// progress), merged into one summary.
+/// The windows of `monitor` that end after `since` (the window in progress among
+/// them), merged into one summary: a window is counted whole, so the summary starts
+/// when the window holding `since` does.
 fn overnight(monitor: &Monitor, since: Timestamp) -> Option<DailySummary> {
     let mut merged: Option<Window> = None;
     for w in monitor
@@ -195,10 +201,20 @@ fn review(night: Option<&DailySummary>, since: Timestamp) -> ChecklistItem {
     for a in &n.anomalies {
         concerns.push(format!("anomaly: {a}"));
     }
-    let done = format!(
-        "{} succeeded since {since}",
-        plural(t.succeeded as usize, "task", "tasks")
-    );
+    // The figures count from the start of the window that holds `since`: said, so
+    // that a failure from before `since` is not read as one of the night's.
+    let done = if n.start < since {
+        format!(
+            "{} succeeded since {} (the monitor's window holding {since} starts then)",
+            plural(t.succeeded as usize, "task", "tasks"),
+            n.start
+        )
+    } else {
+        format!(
+            "{} succeeded since {since}",
+            plural(t.succeeded as usize, "task", "tasks")
+        )
+    };
     if concerns.is_empty() {
         ChecklistItem {
             item,

@@ -243,8 +243,9 @@ impl HealthCheck for ResourcesCheck {
 }
 
 /// Reads the coordinator's conflicts and waiting tasks: degraded when a conflict has
-/// been open longer than `conflict_limit` (default 4 h, the escalation ladder's
-/// default time for a human) or a task has waited longer than `wait_limit` (default
+/// been open longer than `conflict_limit` (default 2 h, when the default escalation
+/// ladder hands a conflict to a human: neither automatic resolution nor the
+/// orchestrator closed it) or a task has waited longer than `wait_limit` (default
 /// 1 h); unhealthy when ten or more are.
 ///
 /// Stuck workflow runs show here as their steps' tasks waiting too long.
@@ -273,12 +274,16 @@ impl CoordinationCheck {
     pub fn new(coordinator: Arc<Coordinator>) -> Self {
         CoordinationCheck {
             coordinator,
-            conflict_limit: Duration::from_secs(4 * 3600),
+            // The ladder's default closes a conflict at 3 h (a human asked at 2 h,
+            // an hour to answer): a longer limit could never be passed.
+            conflict_limit: Duration::from_secs(2 * 3600),
             wait_limit: Duration::from_secs(3600),
         }
     }
 
-    /// How long a conflict may stay open (default 4 h).
+    /// How long a conflict may stay open (default 2 h). Under the escalation ladder
+    /// in use, a limit at or past the time its default decision closes a conflict
+    /// is never passed.
     pub fn with_conflict_limit(mut self, limit: Duration) -> Self {
         self.conflict_limit = limit;
         self

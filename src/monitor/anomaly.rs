@@ -276,11 +276,19 @@ impl Metric {
     /// A value of this metric, for people: `97.2%`, `12.5s`, `3.0`.
     pub fn format(self, value: f64) -> String {
         match self {
-            m if m.is_share() => format!("{:.1}%", value * 100.0),
+            m if m.is_share() => format!("{}%", tenths(value * 100.0)),
             Metric::Wait | Metric::ConflictResolution => super::report::format_secs(value),
-            _ => format!("{value:.1}"),
+            _ => tenths(value),
         }
     }
+}
+
+/// `value` to one decimal, a value that rounds to zero without a sign: a baseline a
+/// hair under zero read "expected -0.0".
+fn tenths(value: f64) -> String {
+    let rounded = (value * 10.0).round() / 10.0;
+    // Adding positive zero turns negative zero positive and leaves the rest alone.
+    format!("{:.1}", rounded + 0.0)
 }
 
 impl fmt::Display for Metric {
@@ -812,6 +820,19 @@ mod tests {
 
     fn detector() -> AnomalyDetector {
         AnomalyDetector::new(DetectorConfig::default()).unwrap()
+    }
+
+    /// A baseline a hair under zero reads as zero, without a sign, in every unit.
+    #[test]
+    fn values_that_round_to_zero_show_no_sign() {
+        assert_eq!(Metric::TasksFinished.format(-1e-17), "0.0");
+        assert_eq!(Metric::TasksFinished.format(-0.04), "0.0");
+        assert_eq!(Metric::TasksFinished.format(-0.06), "-0.1");
+        assert_eq!(Metric::TasksFinished.format(2.26), "2.3");
+        assert_eq!(Metric::CompletionRate.format(-1e-17), "0.0%");
+        assert_eq!(Metric::CompletionRate.format(0.6667), "66.7%");
+        assert_eq!(Metric::Wait.format(-1e-9), "0ms");
+        assert_eq!(Metric::Wait.format(-0.25), "-250ms");
     }
 
     #[test]

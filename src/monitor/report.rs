@@ -258,7 +258,7 @@ impl DailySummary {
         );
         let _ = writeln!(
             out,
-            "| task completion rate | {} ({} of {} finished; {} started, {} rejected, {} cancelled) |",
+            "| task completion rate | {} ({} succeeded of {} finished; {} started, {} rejected, {} cancelled) |",
             opt_percent(self.completion_rate),
             t.succeeded,
             t.finished(),
@@ -663,7 +663,8 @@ pub(crate) fn format_secs(secs: f64) -> String {
         return "n/a".to_owned();
     }
     let s = secs.abs();
-    let sign = if secs < 0.0 { "-" } else { "" };
+    // What rounds to zero is shown without a sign.
+    let sign = if secs < 0.0 && s >= 0.0005 { "-" } else { "" };
     if s < 1.0 {
         return format!("{sign}{}ms", (s * 1000.0).round() as u64);
     }
