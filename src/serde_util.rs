@@ -62,3 +62,51 @@ pub(crate) mod u128_text {
         })
     }
 }
+
+/// Floats that may be NaN or infinite, as in the dashboard's views (a share of
+/// nothing, a ratio past any bound). JSON has no such numbers: serde_json writes them
+/// as `null` and then refuses to read `null` as a float, so a view did not come back.
+/// In human-readable formats NaN is written as `null` and the infinities as
+/// `"Infinity"` and `"-Infinity"` (what JavaScript's `Number` reads), and read back
+/// so; other formats carry the float as it is.
+pub(crate) mod any_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() || v.is_finite() {
+            s.serialize_f64(*v)
+        } else if v.is_nan() {
+            s.serialize_none()
+        } else if *v > 0.0 {
+            s.serialize_str("Infinity")
+        } else {
+            s.serialize_str("-Infinity")
+        }
+    }
+
+    /// What a human-readable format may hold for one.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        Number(f64),
+        Text(String),
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        if !d.is_human_readable() {
+            return f64::deserialize(d);
+        }
+        match Option::<Written>::deserialize(d)? {
+            None => Ok(f64::NAN),
+            Some(Written::Number(v)) => Ok(v),
+            Some(Written::Text(t)) => match t.as_str() {
+                "Infinity" => Ok(f64::INFINITY),
+                "-Infinity" => Ok(f64::NEG_INFINITY),
+                "NaN" => Ok(f64::NAN),
+                _ => Err(serde::de::Error::custom(format!(
+                    "expected a number, null, \"Infinity\" or \"-Infinity\", found {t:?}"
+                ))),
+            },
+        }
+    }
+}

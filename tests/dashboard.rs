@@ -115,3 +115,53 @@ fn the_views_travel_as_json() {
     assert_eq!(back, d);
     assert_eq!(back.to_html(), d.to_html());
 }
+
+/// A view holding what JSON has no number for (a share of nothing, an infinite
+/// ratio) comes back from JSON as it went: NaN as `null`, the infinities as
+/// `"Infinity"` and `"-Infinity"`; other text is refused, naming it.
+#[test]
+fn views_with_nan_and_infinite_values_travel_as_json() {
+    let (clock, c) = fleet();
+    let mut d = Dashboard::new("Fleet", concord::Clock::now(&clock));
+    d.operations = OperationsView::from_coordinator(&c);
+    d.performance.completions.push(Series::new(
+        "rate",
+        [
+            (Timestamp::from_secs(1), f64::NAN),
+            (Timestamp::from_secs(2), f64::INFINITY),
+            (Timestamp::from_secs(3), f64::NEG_INFINITY),
+            (Timestamp::from_secs(4), 0.5),
+        ],
+    ));
+    let bars = [
+        Bar::share("nothing", f64::NAN, None),
+        Bar::share("past", f64::INFINITY, Some(0.9)),
+    ];
+    let json = serde_json::to_string(&d).expect("json");
+    assert!(
+        json.contains("null") && json.contains("\"-Infinity\""),
+        "{json}"
+    );
+    let back: Dashboard = serde_json::from_str(&json).expect("back");
+    let values = |d: &Dashboard| -> Vec<String> {
+        d.performance.completions[0]
+            .points
+            .iter()
+            .map(|p| format!("{:?}", p.value))
+            .collect()
+    };
+    assert_eq!(values(&back), ["NaN", "inf", "-inf", "0.5"]);
+    assert_eq!(back.to_html(), d.to_html());
+    for bar in bars {
+        let json = serde_json::to_string(&bar).expect("json");
+        let back: Bar = serde_json::from_str(&json).expect("back");
+        assert_eq!(
+            (format!("{:?}", back.value), back.shown.as_str()),
+            (format!("{:?}", bar.value), bar.shown.as_str()),
+            "{json}"
+        );
+    }
+    let err = serde_json::from_str::<Bar>(r#"{"label":"x","value":"lots","max":1.0,"shown":"?"}"#)
+        .expect_err("text that is no number");
+    assert!(err.to_string().contains("\"lots\""), "{err}");
+}

@@ -45,7 +45,9 @@ use crate::policy::SystemMode;
 pub struct Point {
     /// When.
     pub at: Timestamp,
-    /// The value.
+    /// The value (in JSON, NaN is `null` and the infinities `"Infinity"` and
+    /// `"-Infinity"`, read back so).
+    #[serde(with = "crate::serde_util::any_f64")]
     pub value: f64,
 }
 
@@ -79,9 +81,11 @@ impl Series {
 pub struct Bar {
     /// What it measures (an agent, a resource).
     pub label: String,
-    /// The value.
+    /// The value (NaN and the infinities in JSON as for [`Point::value`]).
+    #[serde(with = "crate::serde_util::any_f64")]
     pub value: f64,
     /// The value of a full bar.
+    #[serde(with = "crate::serde_util::any_f64")]
     pub max: f64,
     /// A limit marked on the bar; a value above it is drawn red.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -341,6 +345,7 @@ pub struct ResourceCapacity {
     /// Its use over time, in its unit, with its capacity as the limit.
     pub used: Series,
     /// Its capacity, in the same unit.
+    #[serde(with = "crate::serde_util::any_f64")]
     pub capacity: f64,
     /// When the trend reaches the capacity, if it grows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
