@@ -487,6 +487,24 @@ fn completions_survive_a_snapshot_round_trip() {
         Maintenance::restore(Schedule::default(), &doubled),
         Err(MaintenanceError::DuplicateItem { .. })
     ));
+    // A completion answering an occurrence after itself, or not after the start:
+    // refused, naming the item and both times; the good snapshot still restores.
+    for answered in ["2024-01-03T06:00:00Z", "2023-12-31T06:00:00Z"] {
+        let mut forged = snapshot.clone();
+        forged.completions[0].answered = Some(at(answered));
+        let err = Maintenance::restore(Schedule::default(), &forged).unwrap_err();
+        assert_eq!(
+            err,
+            MaintenanceError::ImpossibleCompletion {
+                item: CONNECTIVITY.into(),
+                at: at("2024-01-01T07:00:00Z"),
+                answered: at(answered),
+                start: snapshot.start,
+            }
+        );
+        assert!(err.to_string().contains(CONNECTIVITY), "{err}");
+    }
+    assert!(Maintenance::restore(Schedule::default(), &snapshot).is_ok());
     let mut future = snapshot;
     future.version = 99;
     assert!(matches!(
@@ -570,7 +588,7 @@ fn bad_times_days_and_graces_are_refused_when_built() {
         Err(MaintenanceError::GraceTooLong { .. })
     ));
     assert!(ScheduleItem::new("x", daily, DAY).is_ok());
-    for name in ["", "   ", "a\nb", &"x".repeat(201)] {
+    for name in ["", "   ", "a\nb", "a ", " a", &"x".repeat(201)] {
         assert!(
             matches!(
                 ScheduleItem::new(name, daily, HOUR),

@@ -109,6 +109,23 @@ pub enum MaintenanceError {
         /// The item's last completion.
         last: Timestamp,
     },
+    /// A completion in a snapshot that answers an occurrence the tracker could not
+    /// have had it answer: not after the tracker's start, or after the completion
+    /// itself.
+    #[error(
+        "maintenance item {item:?} completed at {at} answers an occurrence at {answered}, \
+         which is not after the start {start} and at or before the completion"
+    )]
+    ImpossibleCompletion {
+        /// The item (its first 80 characters, when longer).
+        item: String,
+        /// When the completion says it was done.
+        at: Timestamp,
+        /// The occurrence it says it answered.
+        answered: Timestamp,
+        /// When the snapshot's tracking began.
+        start: Timestamp,
+    },
     /// A snapshot written by a version of the tracker this build cannot read.
     #[error(
         "maintenance snapshot version {version} is not supported: this build reads {supported}"

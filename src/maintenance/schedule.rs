@@ -498,7 +498,7 @@ impl ScheduleItem {
     ///
     /// # Errors
     /// [`MaintenanceError::InvalidName`] for a name that is empty (or only
-    /// whitespace), longer than [`MAX_ITEM_NAME_LEN`] bytes, or holds a control
+    /// whitespace), starts or ends with whitespace, longer than [`MAX_ITEM_NAME_LEN`] bytes, or holds a control
     /// character; [`MaintenanceError::ZeroGrace`]; [`MaintenanceError::GraceTooLong`]
     /// for a grace longer than [`Recurrence::shortest_interval`].
     pub fn new(
@@ -509,6 +509,9 @@ impl ScheduleItem {
         let name = name.into();
         let problem = if name.trim().is_empty() {
             Some("it is empty")
+        } else if name.trim() != name {
+            // "a" and "a " would be two items that read the same in every report.
+            Some("it starts or ends with whitespace")
         } else if name.len() > MAX_ITEM_NAME_LEN {
             Some("it is longer than 200 bytes")
         } else if name.chars().any(char::is_control) {

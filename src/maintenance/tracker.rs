@@ -157,7 +157,11 @@ impl Maintenance {
     ///
     /// # Errors
     /// [`MaintenanceError::UnsupportedSnapshot`] for another version;
-    /// [`MaintenanceError::DuplicateItem`] for two completions of one item.
+    /// [`MaintenanceError::DuplicateItem`] for two completions of one item;
+    /// [`MaintenanceError::ImpossibleCompletion`] for a completion answering an
+    /// occurrence not after the start, or after the completion. A completion dated
+    /// far ahead is the tracker's own doing when the host completed the item at such
+    /// a time, and is kept: the item is then done until that time passes.
     ///
     /// # Complexity
     /// O(items + completions) expected: one lookup by name per completion.
@@ -176,6 +180,16 @@ impl Maintenance {
         // dropped need a set of their own.
         let mut dropped = std::collections::HashSet::new();
         for c in &snapshot.completions {
+            // The tracker answers an occurrence after its start, at or before the
+            // completion (`complete`): anything else was written by someone else.
+            if let Some(answered) = c.answered.filter(|&o| o <= snapshot.start || o > c.at) {
+                return Err(MaintenanceError::ImpossibleCompletion {
+                    item: shown(&c.item),
+                    at: c.at,
+                    answered,
+                    start: snapshot.start,
+                });
+            }
             let seen = match tracker.schedule.position(&c.item) {
                 Some(i) => tracker.last[i].replace(c.clone()).is_some(),
                 None => {
