@@ -36,6 +36,25 @@ pub const DEFAULT_RECEIVERS: [&str; 4] = [
 /// copying, comparing or printing it, which recurse, could overflow the stack.
 pub const MAX_ROUTE_DEPTH: usize = 64;
 
+/// The longest group wait, acknowledgement timeout, escalation step, response
+/// deadline or cascade window a configuration may set: a year. Past it a page is in
+/// effect never sent (`u64::MAX` milliseconds is half a billion years), which a
+/// setting should say by leaving the route or rule out, not by a number no one
+/// will wait for.
+pub const MAX_ALERT_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `field` is `value`, refused when longer than [`MAX_ALERT_WAIT`].
+fn at_most_a_year(field: impl FnOnce() -> String, value: Duration) -> Result<(), AlertError> {
+    if value > MAX_ALERT_WAIT {
+        return Err(AlertError::TooLong {
+            field: field(),
+            value,
+            max: MAX_ALERT_WAIT,
+        });
+    }
+    Ok(())
+}
+
 /// The root route's group wait when it sets none: Alertmanager's default.
 const ROOT_GROUP_WAIT: Duration = Duration::from_secs(30);
 /// The root route's acknowledgement timeout when it sets none.
@@ -472,8 +491,10 @@ impl Retention {
 ///
 /// - receivers: [`DEFAULT_RECEIVERS`], the procedures' emergency contacts;
 /// - the root route pages the system administrator, groups by `alertname` for 30 s,
-///   re-pages an acknowledged alert after 1 h and escalates to the development team
-///   30 min after the deadline; security breaches page the security team at once and
+///   re-pages an acknowledged alert after 1 h and escalates an unacknowledged one to
+///   the development team at its response deadline, and no sooner than 30 min after
+///   the page (a step waits for both: see [`EscalationStep`]); security breaches
+///   page the security team at once and
 ///   escalate to the system administrator, then the business stakeholders, 15 min
 ///   apart; other critical alerts page the system administrator at once and escalate
 ///   to the development team, then the business stakeholders ("notify stakeholders"),
@@ -685,6 +706,10 @@ impl AlertConfig {
             }
         }
         self.deadlines.validate()?;
+        for severity in Severity::ALL {
+            let deadline = self.deadlines.get(severity);
+            at_most_a_year(|| format!("deadlines.{severity}"), deadline)?;
+        }
         let router = Router::compile(&self.route, &declared)?;
         for (i, rule) in self.inhibit.iter().enumerate() {
             let at = format!("inhibit[{i}]");
@@ -716,6 +741,7 @@ impl AlertConfig {
                     field: format!("{at}.window"),
                 });
             }
+            at_most_a_year(|| format!("{at}.window"), rule.window)?;
             let fired = rule.fires.alert(Timestamp::EPOCH);
             fired.validate()?;
             if all_match(&rule.counts, &fired) {
@@ -857,6 +883,8 @@ impl Router {
                     field: format!("{}.ack_timeout", path(&nodes)),
                 });
             }
+            at_most_a_year(|| format!("{}.ack_timeout", path(&nodes)), ack_timeout)?;
+            at_most_a_year(|| format!("{}.group_wait", path(&nodes)), group_wait)?;
             let escalation: Arc<[EscalationStep]> = match (&route.escalation, inherited) {
                 (Some(e), _) => {
                     for (i, step) in e.iter().enumerate() {
@@ -871,6 +899,10 @@ impl Router {
                                 field: format!("{}.escalation[{i}].after", path(&nodes)),
                             });
                         }
+                        at_most_a_year(
+                            || format!("{}.escalation[{i}].after", path(&nodes)),
+                            step.after,
+                        )?;
                     }
                     e.as_slice().into()
                 }
@@ -1120,5 +1152,84 @@ mod tests {
                 receiver: "p".repeat(64),
             }
         );
+    }
+
+    /// A wait no one will see end is refused, naming where it is set; a year is
+    /// allowed. Also through JSON, where a host writes milliseconds.
+    #[test]
+    fn waits_longer_than_a_year_are_refused_naming_where() {
+        let year = MAX_ALERT_WAIT;
+        let over = year + Duration::from_millis(1);
+        let routed =
+            |r: Route| AlertConfig::default().with_route(r.with_receiver("system_administrator"));
+        let cases = [
+            (
+                routed(Route::new().with_group_wait(over)),
+                "route.group_wait",
+            ),
+            (
+                routed(Route::new().with_ack_timeout(over)),
+                "route.ack_timeout",
+            ),
+            (
+                routed(
+                    Route::new().with_route(
+                        Route::new()
+                            .with_escalation(vec![EscalationStep::new("development_team", over)]),
+                    ),
+                ),
+                "route.routes[0].escalation[0].after",
+            ),
+            (
+                AlertConfig::default().with_deadlines(
+                    // Low is the last: longer than medium's is in order.
+                    ResponseDeadlines::default().with(Severity::Low, over),
+                ),
+                "deadlines.low",
+            ),
+        ];
+        for (config, field) in cases {
+            assert_eq!(
+                config.validate(),
+                Err(AlertError::TooLong {
+                    field: field.to_owned(),
+                    value: over,
+                    max: year,
+                })
+            );
+        }
+        assert!(
+            routed(Route::new().with_group_wait(year))
+                .validate()
+                .is_ok()
+        );
+        let mut json = serde_json::to_value(AlertConfig::default()).unwrap();
+        json["route"]["group_wait"] = serde_json::json!(u64::MAX);
+        let config: AlertConfig = serde_json::from_value(json).unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().starts_with("`route.group_wait` is "),
+            "{err}"
+        );
+    }
+
+    /// A matcher on a severity no alert has is refused, in every form it is made.
+    #[test]
+    fn a_matcher_on_a_severity_no_alert_has_is_refused() {
+        for text in ["severity=urgent", "severity!=", "severity=~high|urgent"] {
+            let err = text.parse::<Matcher>().unwrap_err();
+            assert!(
+                matches!(&err, AlertError::BadMatcher { matcher, .. } if matcher.contains("severity")),
+                "{text}: {err}"
+            );
+        }
+        assert!(Matcher::equal(names::SEVERITY, "Critical").is_err());
+        for text in [
+            "severity=critical",
+            "severity=~high|low",
+            "severity!=medium",
+        ] {
+            assert!(text.parse::<Matcher>().is_ok(), "{text}");
+        }
     }
 }

@@ -38,6 +38,18 @@ pub enum AlertError {
         /// The offending field, with its path.
         field: String,
     },
+    /// A timeout, wait or window is longer than the alerting allows
+    /// ([`MAX_ALERT_WAIT`](super::MAX_ALERT_WAIT)): a page held that long never
+    /// comes, and a rule whose window is that long never lets go.
+    #[error("`{field}` is {value:?}; it must be at most {max:?}")]
+    TooLong {
+        /// The offending field, with its path.
+        field: String,
+        /// The duration given.
+        value: Duration,
+        /// The longest allowed.
+        max: Duration,
+    },
     /// A count is below its minimum.
     #[error("`{field}` is {value}; it must be at least {min}")]
     TooSmall {

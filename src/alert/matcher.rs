@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::model::{check_label_name, shorten};
-use super::{Alert, AlertError};
+use super::{Alert, AlertError, Severity};
 
 /// How a [`Matcher`] compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -123,6 +123,16 @@ impl Matcher {
     fn build(label: String, op: MatchOp, values: Vec<String>) -> Result<Self, AlertError> {
         check_label_name(&label)?;
         let m = Matcher { label, op, values };
+        // Every alert has a severity, one of four names: a matcher on another could
+        // never hold (or always would), and the route or silence with it is dead.
+        if m.label == super::names::SEVERITY
+            && m.values.iter().any(|v| v.parse::<Severity>().is_err())
+        {
+            return Err(AlertError::BadMatcher {
+                matcher: shorten(&m.to_string()),
+                reason: "an alert's severity is critical, high, medium or low",
+            });
+        }
         if matches!(op, MatchOp::OneOf | MatchOp::NoneOf) {
             let bad = |reason| AlertError::BadMatcher {
                 matcher: shorten(&m.to_string()),

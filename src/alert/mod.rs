@@ -50,7 +50,7 @@ pub use catalogue::{
 };
 pub use config::{
     AlertConfig, AlertTemplate, CascadeRule, DEFAULT_RECEIVERS, EscalationStep, InhibitRule,
-    MAX_ROUTE_DEPTH, Retention, Route,
+    MAX_ALERT_WAIT, MAX_ROUTE_DEPTH, Retention, Route,
 };
 pub use error::AlertError;
 pub use manager::{Acknowledgement, AlertManager, AlertRecord, Due, Fired, PageRecord};
