@@ -475,7 +475,15 @@ impl Requirements {
         self
     }
 
-    /// Sets the resources the task needs.
+    /// Sets the resources the task asks for.
+    ///
+    /// The coordinator hands them to its [`ResourcePredictor`](crate::ResourcePredictor)
+    /// before it places the task, and allocates what the predictor says: the
+    /// default ([`PercentilePredictor`](crate::resource::PercentilePredictor)) keeps
+    /// what was asked for a kind it has not learned yet, and once it has seen tasks
+    /// of the kind finish, predicts from their usage (more or less than asked). To
+    /// allocate exactly what each task states, build the coordinator with
+    /// [`StaticPredictor`](crate::resource::StaticPredictor).
     pub fn with_resources(mut self, resources: Resources) -> Self {
         self.resources = resources;
         self
