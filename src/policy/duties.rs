@@ -422,12 +422,10 @@ impl DutyLog {
     /// assert!(!log.is_running("run-8", AgentId::new(1)));
     /// ```
     pub fn is_running(&self, group: &str, agent: AgentId) -> bool {
-        (self
-            .groups
-            .get(group)
-            .into_iter()
-            .flat_map(|duties| duties.values()))
-        .any(|agents| agents.get(agent).is_some_and(|r| r.in_progress > 0))
+        let Some(duties) = self.groups.get(group) else {
+            return false;
+        };
+        (duties.values()).any(|agents| agents.get(agent).is_some_and(|r| r.in_progress > 0))
     }
 
     /// The agents that perform `duty` in `group`, ascending.

@@ -153,6 +153,12 @@ impl Executor {
                 // launched below.
                 self.settle_ready(run, books, &mut inflight)?;
                 books.aborted = false;
+                // Their tasks end now that their agents' futures are gone: ended
+                // before, the coordinator could hand the slot to another run's step
+                // while this one's future still lived.
+                for task in std::mem::take(&mut books.to_end) {
+                    self.end_task(task, false, None);
+                }
             }
             if let Some(patience) = self.patience {
                 self.give_up_waits(run, books, patience, now)?;
@@ -444,7 +450,9 @@ impl Executor {
     }
 
     /// Drops the attempts the run no longer runs (timed out on `tick`): their
-    /// agents' futures at once, their tasks ended as failures.
+    /// agents' futures at once, and their tasks ended as failures once those are
+    /// gone (spawned work at its next poll, see [`Stopping`](super::Stopping); work
+    /// the drive polls, by the drive before it hands out more, see `Books::to_end`).
     fn drop_stale(&self, run: &Run, books: &mut Books<'_>) {
         let stale: Vec<TaskId> = books
             .running
@@ -459,9 +467,10 @@ impl Executor {
             if let Some(flight) = books.running.remove(&task) {
                 flight.abort.abort();
                 books.aborted |= flight.stopped.is_none();
-                // Ended once the spawned work has stopped (at its next poll).
+                // Ended once the work has stopped: spawned, at its next poll; polled
+                // here, once the drive has dropped it.
                 if let Some(task) = books.let_go(flight.step, Some(task), flight.stopped) {
-                    self.end_task(task, false, None);
+                    books.to_end.push(task);
                 }
             }
         }
@@ -504,6 +513,11 @@ impl Executor {
     /// running tasks are released, those of spawned work once it has stopped (by a
     /// clean-up spawned on the same runtime, as this cannot wait).
     fn let_go_of(&self, books: &mut Books<'_>) {
+        // Attempts timed out whose futures went with the drive: they end as the
+        // drive would have ended them.
+        for task in std::mem::take(&mut books.to_end) {
+            self.end_task(task, false, None);
+        }
         for (task, _) in std::mem::take(&mut books.waiting) {
             self.withdraw(task);
         }

@@ -258,6 +258,9 @@ struct Books<'s> {
     /// the set of running attempts until the set drops it, which the drive makes
     /// happen before it hands out more work.
     aborted: bool,
+    /// The tasks of such attempts timed out, to end as failed once their futures
+    /// are gone.
+    to_end: Vec<TaskId>,
 }
 
 /// An attempt the executor gave up (timed out by the run, or its agent left service)
