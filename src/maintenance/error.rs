@@ -113,8 +113,9 @@ pub enum MaintenanceError {
     /// have had it answer: not after the tracker's start, or after the completion
     /// itself.
     #[error(
-        "maintenance item {item:?} completed at {at} answers an occurrence at {answered}, \
-         which is not after the start {start} and at or before the completion"
+        "maintenance item {item:?} completed at {at} says it answered the occurrence at \
+         {answered}; an answered occurrence falls after the tracking's start ({start}) and \
+         at or before its completion"
     )]
     ImpossibleCompletion {
         /// The item (its first 80 characters, when longer).

@@ -498,8 +498,8 @@ impl ScheduleItem {
     ///
     /// # Errors
     /// [`MaintenanceError::InvalidName`] for a name that is empty (or only
-    /// whitespace), starts or ends with whitespace, longer than [`MAX_ITEM_NAME_LEN`] bytes, or holds a control
-    /// character; [`MaintenanceError::ZeroGrace`]; [`MaintenanceError::GraceTooLong`]
+    /// whitespace), starts or ends with whitespace, is longer than
+    /// [`MAX_ITEM_NAME_LEN`] bytes, or holds a control character; [`MaintenanceError::ZeroGrace`]; [`MaintenanceError::GraceTooLong`]
     /// for a grace longer than [`Recurrence::shortest_interval`].
     pub fn new(
         name: impl Into<String>,

@@ -286,7 +286,12 @@ impl Metric {
 /// `value` to one decimal, a value that rounds to zero without a sign: a baseline a
 /// hair under zero read "expected -0.0".
 fn tenths(value: f64) -> String {
-    let rounded = (value * 10.0).round() / 10.0;
+    // Past 2^53 a float has no tenths to round (and ten times the largest is infinite).
+    let rounded = if value.abs() < 9e15 {
+        (value * 10.0).round() / 10.0
+    } else {
+        value
+    };
     // Adding positive zero turns negative zero positive and leaves the rest alone.
     format!("{:.1}", rounded + 0.0)
 }
@@ -833,6 +838,10 @@ mod tests {
         assert_eq!(Metric::CompletionRate.format(0.6667), "66.7%");
         assert_eq!(Metric::Wait.format(-1e-9), "0ms");
         assert_eq!(Metric::Wait.format(-0.25), "-250ms");
+        assert_eq!(
+            Metric::TasksFinished.format(f64::MAX),
+            format!("{:.1}", f64::MAX)
+        );
     }
 
     #[test]
