@@ -966,6 +966,12 @@ fn a_restored_manager_carries_on_and_a_corrupt_snapshot_is_refused() {
     assert!(corrupt(&|s| s.silences.clear()).contains(&format!("held by silenced by {silence}")));
     assert!(corrupt(&|s| s.last_seq = 1).contains("past the last issued"));
     assert!(corrupt(&|s| s.now = t0()).contains("is after the snapshot's now"));
+    // A time far ahead leaves pages undone: the refusal names that time too.
+    let ahead = corrupt(&|s| s.now = Timestamp::MAX);
+    assert!(
+        ahead.contains(&format!("the snapshot's time {}", Timestamp::MAX)),
+        "{ahead}"
+    );
     assert!(
         corrupt(&|s| {
             let a = s

@@ -212,7 +212,7 @@ fn check(s: &AlertManagerSnapshot) -> Result<(), String> {
         }
         if silence.until <= now {
             return Err(format!(
-                "{id} ended at {} but is still active",
+                "{id} ended at {}, at or before the snapshot's time {now}, but is still active",
                 silence.until
             ));
         }
@@ -281,7 +281,8 @@ fn check(s: &AlertManagerSnapshot) -> Result<(), String> {
             (Some(reason), Some(due)) => {
                 if due.at > now {
                     return Err(format!(
-                        "{name} is held ({reason}) but its {} is not due until {}",
+                        "{name} is held ({reason}) but its {} is not due until {}, after the \
+                         snapshot's time {now}",
                         due.action, due.at
                     ));
                 }
@@ -301,8 +302,10 @@ fn check(s: &AlertManagerSnapshot) -> Result<(), String> {
                 return Err(format!("{name} is held ({reason}) with nothing due"));
             }
             (None, Some(due)) if due.at <= now => {
+                // Either side may be what was changed: both times are named.
                 return Err(format!(
-                    "{name}'s {} fell due at {} but was neither done nor held",
+                    "{name}'s {} fell due at {}, at or before the snapshot's time {now}, but \
+                     was neither done nor held",
                     due.action, due.at
                 ));
             }
