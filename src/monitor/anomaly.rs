@@ -276,24 +276,11 @@ impl Metric {
     /// A value of this metric, for people: `97.2%`, `12.5s`, `3.0`.
     pub fn format(self, value: f64) -> String {
         match self {
-            m if m.is_share() => format!("{}%", tenths(value * 100.0)),
+            m if m.is_share() => format!("{}%", super::thresholds::tenths(value * 100.0)),
             Metric::Wait | Metric::ConflictResolution => super::report::format_secs(value),
-            _ => tenths(value),
+            _ => super::thresholds::tenths(value),
         }
     }
-}
-
-/// `value` to one decimal, a value that rounds to zero without a sign: a baseline a
-/// hair under zero read "expected -0.0".
-fn tenths(value: f64) -> String {
-    // Past 2^53 a float has no tenths to round (and ten times the largest is infinite).
-    let rounded = if value.abs() < 9e15 {
-        (value * 10.0).round() / 10.0
-    } else {
-        value
-    };
-    // Adding positive zero turns negative zero positive and leaves the rest alone.
-    format!("{:.1}", rounded + 0.0)
 }
 
 impl fmt::Display for Metric {

@@ -402,11 +402,24 @@ impl fmt::Display for Recommendation {
 /// A share as a percentage with one decimal, without a decimal of zero: `97.2%`,
 /// `95%`.
 pub(crate) fn percent(share: f64) -> String {
-    let text = format!("{:.1}", share * 100.0);
+    let text = tenths(share * 100.0);
     match text.strip_suffix(".0") {
         Some(whole) => format!("{whole}%"),
         None => format!("{text}%"),
     }
+}
+
+/// `value` to one decimal, a value that rounds to zero without a sign: a baseline a
+/// hair under zero read "expected -0.0" (and a share "-0%").
+pub(crate) fn tenths(value: f64) -> String {
+    // Past 2^53 a float has no tenths to round (and ten times the largest is infinite).
+    let rounded = if value.abs() < 9e15 {
+        (value * 10.0).round() / 10.0
+    } else {
+        value
+    };
+    // Adding positive zero turns negative zero positive and leaves the rest alone.
+    format!("{:.1}", rounded + 0.0)
 }
 
 #[cfg(test)]
