@@ -47,6 +47,15 @@ impl Timestamp {
     pub const EPOCH: Timestamp = Timestamp(0);
     /// The latest representable time.
     pub const MAX: Timestamp = Timestamp(u64::MAX);
+    /// The latest time a coordinator takes as "now": 2^63 nanoseconds after the
+    /// epoch (2262-04-11T23:47:16.854775808Z), where signed 64-bit nanosecond clocks end.
+    ///
+    /// A coordinator never lets time go back, so one `now` far in the future (a
+    /// saturated `now + Duration::MAX`, a corrupt clock reading) would refuse every
+    /// later command at the real time for good. Times past the horizon are refused
+    /// instead; the span above it is left to deadlines, which saturate at
+    /// [`Timestamp::MAX`] to mean "never".
+    pub const HORIZON: Timestamp = Timestamp(1 << 63);
 
     /// A timestamp `nanos` nanoseconds after the epoch.
     pub const fn from_nanos(nanos: u64) -> Self {

@@ -116,11 +116,17 @@ pub const MAX_NOTE_LEN: usize = 1024;
 /// How much of an overlong name an error keeps, in characters.
 const EXCERPT_CHARS: usize = 64;
 
+/// Whether `text` is already a note (one line, within [`MAX_NOTE_LEN`]), as
+/// [`note`] keeps every text it is given: what a restore checks of a stored one.
+pub(crate) fn is_note(text: &str) -> bool {
+    text.len() <= MAX_NOTE_LEN && !text.chars().any(char::is_control)
+}
+
 /// `text` as a note: see [`MAX_NOTE_LEN`]. A note already on one line and within
 /// the limit (nearly all) is kept as it is, without a copy.
 pub(crate) fn note(text: impl Into<String>) -> String {
     let text = text.into();
-    if text.len() <= MAX_NOTE_LEN && !text.chars().any(char::is_control) {
+    if is_note(&text) {
         return text;
     }
     const CUT: &str = "…";

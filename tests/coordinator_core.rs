@@ -985,7 +985,7 @@ fn safe_mode_holds_new_tasks_and_normal_mode_assigns_them_in_order() {
 }
 
 #[test]
-fn a_command_with_an_earlier_now_changes_nothing() {
+fn a_command_with_an_earlier_or_impossible_now_changes_nothing() {
     let mut core = builder(&ManualClock::new(t0())).build_core();
     let t1 = t0() + MIN;
     core.register_agent(agent(1, 2), t0()).expect("register");
@@ -1001,26 +1001,33 @@ fn a_command_with_an_earlier_now_changes_nothing() {
     let before = snapshot(&core);
 
     let back = t1 - Duration::from_nanos(1);
-    let results = [
-        core.register_agent(agent(2, 1), back).err(),
-        core.deregister_agent(aid(1), back).err(),
-        core.set_agent_status(aid(1), AgentStatus::Offline, back)
-            .err(),
-        core.set_mode(SystemMode::SafeMode, back).err(),
-        core.assign(task(5), back).err(),
-        core.assign_batch(Some(GROUP), vec![task(6), task(7)], back)
-            .err(),
-        core.complete(tid(1), true, None, back).err(),
-        core.cancel(tid(4), back).err(),
-        core.decide(found[0], HumanDecision::Deny, Decider::Human, back)
-            .err(),
-        core.handle_timeout(back).err(),
-    ];
-    for (i, e) in results.into_iter().enumerate() {
-        assert!(
-            matches!(e, Some(CoordinatorError::TimeWentBack { now, seen }) if now == back && seen == t1),
-            "command {i}: {e:?}"
-        );
+    // Past the horizon: taken as the latest time, it would refuse every later
+    // command at the real time.
+    let past = Timestamp::HORIZON + Duration::from_nanos(1);
+    for when in [back, past, Timestamp::MAX] {
+        let results = [
+            core.register_agent(agent(2, 1), when).err(),
+            core.deregister_agent(aid(1), when).err(),
+            core.set_agent_status(aid(1), AgentStatus::Offline, when)
+                .err(),
+            core.set_mode(SystemMode::SafeMode, when).err(),
+            core.assign(task(5), when).err(),
+            core.assign_batch(Some(GROUP), vec![task(6), task(7)], when)
+                .err(),
+            core.complete(tid(1), true, None, when).err(),
+            core.cancel(tid(4), when).err(),
+            core.decide(found[0], HumanDecision::Deny, Decider::Human, when)
+                .err(),
+            core.handle_timeout(when).err(),
+        ];
+        for (i, e) in results.into_iter().enumerate() {
+            let refused = match e {
+                Some(CoordinatorError::TimeWentBack { now, seen }) => now == back && seen == t1,
+                Some(CoordinatorError::PastHorizon { now }) => now == when && when != back,
+                _ => false,
+            };
+            assert!(refused, "command {i} at {when}: {e:?}");
+        }
     }
     assert_eq!(snapshot(&core), before);
     assert!(core.drain_events().is_empty());
@@ -1030,6 +1037,42 @@ fn a_command_with_an_earlier_now_changes_nothing() {
     assert!(out.is_empty());
     // The same time as before is not going back.
     assert!(core.set_mode(SystemMode::SafeMode, t1).expect("same time"));
+}
+
+/// A clock that reads past the horizon once (a corrupt reading, a saturated sum)
+/// costs the facade's callers that one call: the next reading at the real time is
+/// taken, where taking the bad one would have frozen the coordinator there for good.
+#[test]
+fn a_clock_reading_past_the_horizon_is_refused_not_kept() {
+    /// A system clock that can read anything, once.
+    #[derive(Debug, Clone)]
+    struct Glitchy(Arc<std::sync::atomic::AtomicU64>);
+    impl concord::Clock for Glitchy {
+        fn now(&self) -> Timestamp {
+            Timestamp::from_nanos(self.0.load(Ordering::SeqCst))
+        }
+    }
+    let clock = Glitchy(Arc::new(t0().as_nanos().into()));
+    let c = builder(&ManualClock::new(t0()))
+        .clock(clock.clone())
+        .build();
+    let set = |t: Timestamp| clock.0.store(t.as_nanos(), Ordering::SeqCst);
+    c.register_agent(agent(1, 1)).expect("register");
+    set(Timestamp::MAX);
+    let e = c.assign(task(1)).expect_err("past the horizon");
+    assert!(
+        matches!(e, CoordinatorError::PastHorizon { now } if now == Timestamp::MAX),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("2262-04-11T23:47:16.854775808Z"),
+        "{e}"
+    );
+    assert!(c.tick().is_empty());
+    assert_eq!(c.snapshot().last_now, t0());
+    set(t0() + MIN);
+    assigned(submit(&c, task(1)));
+    assert_eq!(c.snapshot().last_now, t0() + MIN);
 }
 
 /// A capacity policy (task slots, the utilization cap) makes a task wait, held by the

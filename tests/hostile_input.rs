@@ -517,6 +517,83 @@ fn coordinator_restore_refuses_parts_that_disagree() {
     ));
 }
 
+/// What the live core can never hold, and a forged snapshot could: a `now` past the
+/// horizon (every later command refused as time going back), recent failures that
+/// trip or hold off safe mode (one agent counted three times, one failure dated after
+/// the snapshot), a communications stop's reason no call would have kept, and duties
+/// in progress that no running task backs (separation of duties barring an agent for
+/// good).
+#[test]
+fn coordinator_restore_refuses_safety_records_the_live_core_never_holds() {
+    let clock = clock();
+    let good = busy_coordinator(&clock).snapshot();
+    let reason = |s: CoordinatorSnapshot| match restore_coordinator(&clock, s) {
+        Err(CoordinatorError::CorruptSnapshot { reason }) => reason,
+        Err(e) => panic!("expected CorruptSnapshot, got {e:?}"),
+        Ok(_) => panic!("a corrupt coordinator snapshot was restored"),
+    };
+    let at = good.last_now;
+
+    let mut s = good.clone();
+    s.last_now = Timestamp::MAX;
+    assert!(reason(s).contains("past the latest time"));
+    let mut s = good.clone();
+    s.last_now = Timestamp::HORIZON;
+    restore_coordinator(&clock, s).expect("the horizon itself is a time");
+
+    let mut s = good.clone();
+    for _ in 0..3 {
+        s.recent_failures.agents.push_back((at, AgentId::new(1)));
+    }
+    assert!(reason(s).contains("agent#1 is counted twice"));
+    let mut s = good.clone();
+    s.recent_failures
+        .agents
+        .push_back((Timestamp::MAX, AgentId::new(1)));
+    assert!(reason(s).contains("after the last time seen"));
+    let mut s = good.clone();
+    s.recent_failures.exhausted.push_back((at, TaskId::new(8)));
+    s.recent_failures
+        .exhausted
+        .push_back((t(5), TaskId::new(9)));
+    assert!(reason(s).contains("out of order"));
+    let mut s = good.clone();
+    s.recent_failures
+        .exhausted
+        .push_back((t(5), TaskId::new(8)));
+    s.recent_failures.exhausted.push_back((at, TaskId::new(8)));
+    assert!(reason(s).contains("task#8 is counted twice"));
+    // Agents the registry no longer knows still count: an agent that failed may
+    // have been deregistered since.
+    let mut s = good.clone();
+    s.recent_failures
+        .agents
+        .push_back((t(5), AgentId::new(777)));
+    s.recent_failures.agents.push_back((at, AgentId::new(1)));
+    restore_coordinator(&clock, s).expect("failures in order, each agent once");
+
+    let mut v = serde_json::to_value(&good).unwrap();
+    v["communications"] = json!({ "reason": "breach\nsuspected", "since": at });
+    assert!(reason(serde_json::from_value(v).unwrap()).contains("not one line"));
+    let mut v = serde_json::to_value(&good).unwrap();
+    v["communications"] = json!({ "reason": "x".repeat(1025), "since": at });
+    assert!(reason(serde_json::from_value(v).unwrap()).contains("(1025 bytes)"));
+    let mut v = serde_json::to_value(&good).unwrap();
+    v["communications"] = json!({ "reason": "breach", "since": Timestamp::MAX });
+    assert!(reason(serde_json::from_value(v).unwrap()).contains("after the last time seen"));
+    let mut v = serde_json::to_value(&good).unwrap();
+    v["communications"] = json!({ "reason": "x".repeat(1024), "since": at });
+    restore_coordinator(&clock, serde_json::from_value(v).unwrap()).expect("a stop as kept");
+
+    // Nothing in the snapshot runs in a group.
+    let mut s = good.clone();
+    s.duties.record_running("run-7", "verify", AgentId::new(1));
+    assert!(reason(s).contains("\"verify\" by agent#1 in progress in \"run-7\""));
+    let mut s = good.clone();
+    s.duties.record("run-7", "verify", AgentId::new(1));
+    restore_coordinator(&clock, s).expect("a duty done needs no running task");
+}
+
 /// Regression: `next_seq = u64::MAX` was restored, and the next event overflowed it.
 #[test]
 fn coordinator_next_seq_at_the_end_of_the_sequence() {

@@ -88,7 +88,7 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
         "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
          {} crashes and restores ({} journal records replayed, {} lost unsynced, {} torn), \
          {} conflicts decided, {} pages and {} escalations, {} runs cancelled, {} given up, \
-         {emergencies}{host}{} invariant checks; trace {:016x}",
+         {} clock readings past the horizon refused, {emergencies}{host}{} invariant checks; trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
         r.tasks,
@@ -102,6 +102,7 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
         r.escalations,
         r.cancelled,
         r.given_up,
+        r.clock_glitches,
         r.checks,
         r.trace_hash
     );

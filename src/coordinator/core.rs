@@ -454,8 +454,13 @@ impl Core {
         self.s.highest_task
     }
 
-    /// Fails with [`CoordinatorError::TimeWentBack`] for a `now` earlier than one seen.
+    /// Fails with [`CoordinatorError::TimeWentBack`] for a `now` earlier than one
+    /// seen, and with [`CoordinatorError::PastHorizon`] for one past
+    /// [`Timestamp::HORIZON`].
     pub(super) fn check_time(&self, now: Timestamp) -> Result<(), CoordinatorError> {
+        if now > Timestamp::HORIZON {
+            return Err(CoordinatorError::PastHorizon { now });
+        }
         if now < self.s.last_now {
             return Err(CoordinatorError::TimeWentBack {
                 now,

@@ -94,6 +94,16 @@ pub enum CoordinatorError {
         /// The latest time seen before.
         seen: Timestamp,
     },
+    /// A call gave a time past [`Timestamp::HORIZON`], which no clock reads: taken as
+    /// the latest time seen, it would refuse every later command at the real time.
+    #[error(
+        "{now} is past the latest time a coordinator takes as now ({})",
+        Timestamp::HORIZON
+    )]
+    PastHorizon {
+        /// The time given.
+        now: Timestamp,
+    },
     /// The journal refused, or the core could not be rebuilt from it.
     #[error(transparent)]
     Journal(#[from] super::JournalError),

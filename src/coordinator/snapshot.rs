@@ -156,6 +156,31 @@ pub(super) fn restore(
             snapshot.version
         )));
     }
+    // The live core refuses any `now` past the horizon, so it never saw one.
+    if snapshot.last_now > Timestamp::HORIZON {
+        return Err(corrupt(format!(
+            "last_now {} is past the latest time a coordinator takes ({})",
+            snapshot.last_now,
+            Timestamp::HORIZON
+        )));
+    }
+    check_recent_failures(&snapshot.recent_failures, snapshot.last_now).map_err(corrupt)?;
+    if let Some(stop) = &snapshot.communications {
+        if stop.since > snapshot.last_now {
+            return Err(corrupt(format!(
+                "communications stopped at {}, after the last time seen ({})",
+                stop.since, snapshot.last_now
+            )));
+        }
+        if !crate::id::is_note(&stop.reason) {
+            return Err(corrupt(format!(
+                "the communications stop's reason is not one line of at most {} bytes \
+                 ({} bytes)",
+                crate::id::MAX_NOTE_LEN,
+                stop.reason.len()
+            )));
+        }
+    }
     let registry = AgentRegistry::restore(snapshot.registry)?;
     let mut ledger_snapshot = snapshot.ledger;
     if snapshot.version < 4 {
@@ -232,6 +257,7 @@ pub(super) fn restore(
     }
     check_restored_books(&registry, &ledger, &snapshot.assignments, &snapshot.waiting)
         .map_err(corrupt)?;
+    check_duties_in_progress(&snapshot.duties, &snapshot.assignments).map_err(corrupt)?;
     let first_id = last_id
         .checked_add(1)
         .ok_or_else(|| {
@@ -317,6 +343,75 @@ pub(super) fn restore(
         }
     }
     Ok(Core { parts, s })
+}
+
+/// Why the safe-mode rules' recent failures could not be the live core's, if they
+/// could not: each list in the order the failures came, none after the last time
+/// seen, and an agent once in its list (the rule counts it once, as of its latest
+/// failure). A forged list would trip or hold off safe mode: three entries of one
+/// agent count as three agents, and one dated in the future never leaves the window.
+fn check_recent_failures(recent: &RecentFailures, last_now: Timestamp) -> Result<(), String> {
+    fn in_order<T: std::fmt::Display>(
+        list: &std::collections::VecDeque<(Timestamp, T)>,
+        what: &str,
+        last_now: Timestamp,
+    ) -> Result<(), String> {
+        let mut before = Timestamp::EPOCH;
+        for (at, who) in list {
+            if *at < before || *at > last_now {
+                return Err(format!(
+                    "the recent failure of {what} {who} at {at} is out of order, or after \
+                     the last time seen ({last_now})"
+                ));
+            }
+            before = *at;
+        }
+        Ok(())
+    }
+    in_order(&recent.agents, "agent", last_now)?;
+    in_order(&recent.exhausted, "task", last_now)?;
+    let mut agents = BTreeSet::new();
+    if let Some((_, agent)) = recent.agents.iter().find(|(_, a)| !agents.insert(*a)) {
+        return Err(format!(
+            "{agent} is counted twice among the recent failures"
+        ));
+    }
+    let mut tasks = BTreeSet::new();
+    if let Some((_, task)) = recent.exhausted.iter().find(|(_, t)| !tasks.insert(*t)) {
+        return Err(format!("{task} is counted twice among the recent failures"));
+    }
+    Ok(())
+}
+
+/// Why the duty log's attempts in progress are not all backed by running tasks, if
+/// they are not. The live core records a running task's attempt when it starts
+/// (when its policies read the duty) and ends it with the task, so no record can hold
+/// more attempts than tasks of that duty, group and agent run; one that did would
+/// keep separation of duties from the agent for good.
+fn check_duties_in_progress(
+    duties: &DutyLog,
+    assignments: &BTreeMap<TaskId, Assignment>,
+) -> Result<(), String> {
+    let mut running: BTreeMap<(&str, String, AgentId), u32> = BTreeMap::new();
+    for a in assignments.values() {
+        if let Some(group) = a.group.as_deref() {
+            let duty = crate::policy::duty_key(a.task.kind()).into_owned();
+            *running.entry((group, duty, a.agent)).or_default() += 1;
+        }
+    }
+    for (group, duty, agent, attempts) in duties.in_progress() {
+        let backed = running
+            .get(&(group, duty.to_owned(), agent))
+            .copied()
+            .unwrap_or(0);
+        if attempts > backed {
+            return Err(format!(
+                "the duty log has {attempts} attempts of {duty:?} by {agent} in progress in \
+                 {group:?}, and {backed} running tasks back them"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Why a restored registry and ledger do not agree with the running and waiting tasks

@@ -428,6 +428,18 @@ impl DutyLog {
         (duties.values()).any(|agents| agents.get(agent).is_some_and(|r| r.in_progress > 0))
     }
 
+    /// Every record with attempts in progress, as (group, duty (normalized), agent,
+    /// attempts): what a restored coordinator checks against its running tasks.
+    pub(crate) fn in_progress(&self) -> impl Iterator<Item = (&str, &str, AgentId, u32)> + '_ {
+        self.groups.iter().flat_map(|(group, duties)| {
+            duties.iter().flat_map(move |(duty, agents)| {
+                (agents.iter())
+                    .filter(|(_, r)| r.in_progress > 0)
+                    .map(move |(agent, r)| (&**group, &**duty, agent, r.in_progress))
+            })
+        })
+    }
+
     /// The agents that perform `duty` in `group`, ascending.
     pub fn agents(&self, group: &str, duty: &str) -> impl Iterator<Item = AgentId> + '_ {
         self.groups

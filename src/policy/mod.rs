@@ -27,6 +27,7 @@ mod violation;
 
 pub(crate) use context::PendingBatch;
 pub use context::{PolicyContext, SystemMode};
+pub(crate) use duties::duty_key;
 pub use duties::{AttemptEnd, DutyLog, DutyRecord};
 pub use error::PolicyError;
 pub use proposal::Proposal;

@@ -9,7 +9,9 @@
 //! come back; agents answer right, fail, hang (the host gives up on them), answer late
 //! (after the host gave up) or twice, and report usage above their prediction; a
 //! simulated orchestrator and human approve, deny or never answer conflicts, and
-//! operators withdraw waiting tasks (those behind a claim, too); safe mode
+//! operators withdraw waiting tasks (those behind a claim, too); the host's clock
+//! now and then reads past the horizon, and the command must be refused with nothing
+//! changed; safe mode
 //! comes and goes, by hand and by its rules; security breaches are reported, agents
 //! quarantined and released, external communications stopped and resumed
 //! (`emergency.rs`, with the world's model of the safe-mode rules and the emergency
@@ -121,6 +123,8 @@ pub struct Report {
     pub torn_records: u64,
     pub conflicts_decided: u64,
     pub cancelled: u64,
+    /// Commands given a time past the horizon (a host clock's bad reading), refused.
+    pub clock_glitches: u64,
     /// Runs whose futures the host dropped (and did not resume before the end).
     pub given_up: u64,
     pub memory_writes: u64,
@@ -160,6 +164,7 @@ impl Report {
         self.torn_records += other.torn_records;
         self.conflicts_decided += other.conflicts_decided;
         self.cancelled += other.cancelled;
+        self.clock_glitches += other.clock_glitches;
         self.given_up += other.given_up;
         self.memory_writes += other.memory_writes;
         self.memory_corruptions += other.memory_corruptions;
@@ -503,6 +508,13 @@ impl World {
             78..=84 => self.take_checkpoint()?,
             85..=86 if self.faults_on => self.emergency()?,
             87 if self.faults_on => self.withdraw()?,
+            // The host's clock reads past the horizon once, then time goes on as
+            // the roll would have had it (no draw of its own: every other step of
+            // the seed stays as it was).
+            88 if self.faults_on => {
+                self.clock_glitch()?;
+                self.advance()?;
+            }
             _ => self.advance()?,
         }
         self.daily_cleanup();
@@ -916,6 +928,37 @@ impl World {
             }
             Err(e) => Err(self.fail("waiting_tasks_can_be_withdrawn", format!("{task}: {e}"))),
         }
+    }
+
+    /// A command at a time past the horizon: refused, and nothing changes (taken as
+    /// the latest time, it would refuse every later command at the real time).
+    fn clock_glitch(&mut self) -> Result<(), Failure> {
+        let when = if self.report.steps % 2 == 0 {
+            Timestamp::MAX
+        } else {
+            Timestamp::HORIZON + Duration::from_nanos(1)
+        };
+        let before = serde_json::to_string(&self.core.snapshot()).expect("snapshot");
+        let refused = [
+            self.core.handle_timeout(when).err(),
+            self.core.set_mode(SystemMode::SafeMode, when).err(),
+        ];
+        for e in refused {
+            if !matches!(e, Some(CoordinatorError::PastHorizon { now }) if now == when) {
+                return Err(self.fail(
+                    "times_past_the_horizon_are_refused",
+                    format!("a command at {when}: {e:?}"),
+                ));
+            }
+        }
+        if serde_json::to_string(&self.core.snapshot()).expect("snapshot") != before {
+            return Err(self.fail(
+                "times_past_the_horizon_are_refused",
+                "a refused command changed the core",
+            ));
+        }
+        self.report.clock_glitches += 1;
+        Ok(())
     }
 
     fn agent_fault(&mut self) -> Result<(), Failure> {
