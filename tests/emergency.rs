@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use concord::coordinator::{
     AssignOutcome, Coordinator, CoordinatorBuilder, CoordinatorError, Decider, EventKind,
-    ExhaustionWindow, FailureWindow, MemoryJournal, OnQuarantine, Parked, SafeModeRules,
-    SafeModeTrigger,
+    ExhaustionWindow, FailureWindow, MAX_RULE_WINDOW, MemoryJournal, OnQuarantine, Parked,
+    SafeModeRules, SafeModeTrigger,
 };
 use concord::{
     AgentId, AgentProfile, AgentStatus, Capability, Clock, ManualClock, Requirements, Role,
@@ -280,6 +280,25 @@ fn rules_that_are_off_do_not_fire_and_bad_rules_are_named() {
         ..SafeModeRules::default()
     };
     assert!(builder(&clock).safe_mode_rules(empty).is_err());
+    // A window of "never" would keep every failure for the coordinator's life.
+    let never = |within: Duration| SafeModeRules {
+        resource_exhaustion: Some(ExhaustionWindow { tasks: 3, within }),
+        ..SafeModeRules::default()
+    };
+    let err = never(MAX_RULE_WINDOW + Duration::from_millis(1))
+        .validate()
+        .expect_err("over a year");
+    assert_eq!(
+        err.to_string(),
+        "safe-mode rule `resource_exhaustion`: the window of 31536000001 ms is longer \
+         than a year (31536000000 ms)"
+    );
+    let json = r#"{"resource_exhaustion": {"tasks": 3, "within": 18446744073709551615}}"#;
+    let read: SafeModeRules = serde_json::from_str(json).expect("plain data");
+    assert!(builder(&clock).safe_mode_rules(read).is_err());
+    never(MAX_RULE_WINDOW)
+        .validate()
+        .expect("a year is allowed");
     assert!(serde_json::from_str::<SafeModeRules>(r#"{"agent_failure": null}"#).is_err());
 }
 

@@ -89,7 +89,8 @@ impl SafeModeRules {
     ///
     /// # Errors
     /// [`CoordinatorError::InvalidSafeModeRule`] naming the rule and the value: a
-    /// count of zero (it would fire on nothing) or an empty window.
+    /// count of zero (it would fire on nothing), an empty window, or one longer than
+    /// [`MAX_RULE_WINDOW`].
     pub fn validate(&self) -> Result<(), CoordinatorError> {
         let bad = |rule: &'static str, problem: String| {
             Err(CoordinatorError::InvalidSafeModeRule { rule, problem })
@@ -101,6 +102,9 @@ impl SafeModeRules {
             if w.within.is_zero() {
                 return bad("agent_failures", "the window is empty".into());
             }
+            if w.within > MAX_RULE_WINDOW {
+                return bad("agent_failures", too_long(w.within));
+            }
         }
         if let Some(w) = &self.resource_exhaustion {
             if w.tasks == 0 {
@@ -109,9 +113,26 @@ impl SafeModeRules {
             if w.within.is_zero() {
                 return bad("resource_exhaustion", "the window is empty".into());
             }
+            if w.within > MAX_RULE_WINDOW {
+                return bad("resource_exhaustion", too_long(w.within));
+            }
         }
         Ok(())
     }
+}
+
+/// The longest window a safe-mode rule may count over: a year. The core keeps every
+/// failure of the window in memory and in each snapshot, so a window of "never"
+/// (`u64::MAX` milliseconds) would keep them for the coordinator's life; a rule that
+/// should never fire is left out (`None`).
+pub const MAX_RULE_WINDOW: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn too_long(within: Duration) -> String {
+    format!(
+        "the window of {} ms is longer than a year ({} ms)",
+        within.as_millis(),
+        MAX_RULE_WINDOW.as_millis()
+    )
 }
 
 /// Several agents failing within a window.

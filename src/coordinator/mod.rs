@@ -51,7 +51,8 @@ pub use self::comms::{COMMUNICATIONS_GATE, CommunicationsStop, DEFAULT_EXTERNAL_
 pub use self::core::{Core, OnAgentLoss};
 pub use self::driver::{Driver, Timed};
 pub use self::emergency::{
-    ExhaustionWindow, FailureWindow, OnQuarantine, RecentFailures, SafeModeRules, SafeModeTrigger,
+    ExhaustionWindow, FailureWindow, MAX_RULE_WINDOW, OnQuarantine, RecentFailures, SafeModeRules,
+    SafeModeTrigger,
 };
 pub use self::error::CoordinatorError;
 pub use self::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};
