@@ -1039,6 +1039,22 @@ fn a_command_with_an_earlier_or_impossible_now_changes_nothing() {
     assert!(core.set_mode(SystemMode::SafeMode, t1).expect("same time"));
 }
 
+/// The core assigns one task in a group as the facade does, without a batch to
+/// unpack: the group is on the assignment, and an empty group name is refused.
+#[test]
+fn the_core_assigns_one_task_in_a_group() {
+    let mut core = builder(&ManualClock::new(t0())).build_core();
+    core.register_agent(agent(1, 2), t0()).expect("register");
+    let a = assigned(core.assign_in_group(GROUP, task(1), t0()).expect("task 1"));
+    assert_eq!(a.group.as_deref(), Some(GROUP));
+    let e = core
+        .assign_in_group("", task(2), t0())
+        .expect_err("no name");
+    assert!(matches!(e, CoordinatorError::InvalidGroup { .. }), "{e:?}");
+    let running: Vec<TaskId> = core.assignments().iter().map(|a| a.task.id()).collect();
+    assert_eq!(running, [tid(1)]);
+}
+
 /// A clock that reads past the horizon once (a corrupt reading, a saturated sum)
 /// costs the facade's callers that one call: the next reading at the real time is
 /// taken, where taking the bad one would have frozen the coordinator there for good.

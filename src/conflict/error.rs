@@ -18,13 +18,13 @@ pub enum ConflictError {
         id: ConflictId,
     },
     /// A conflict with this id is already open or closed in the manager.
-    #[error("conflict {id} is already known")]
+    #[error("{id} is already known")]
     DuplicateConflict {
         /// The offending id.
         id: ConflictId,
     },
     /// The conflict is already closed; it takes no more resolutions.
-    #[error("conflict {id} is already closed ({state})")]
+    #[error("{id} is already closed ({state})")]
     AlreadyClosed {
         /// The conflict.
         id: ConflictId,
@@ -37,7 +37,7 @@ pub enum ConflictError {
     /// ([`AlreadyClosed`](Self::AlreadyClosed) then), so that what happens does not
     /// depend on when the host ticked.
     #[error(
-        "conflict {id} took answers until {deadline}: the escalation ladder's default \
+        "{id} took answers until {deadline}: the escalation ladder's default \
          ({default}) applies from then"
     )]
     DecisionTooLate {

@@ -524,7 +524,23 @@ impl Core {
         self.assign_one(None, task, now)
     }
 
-    /// Assigns one task, optionally in `group`: [`assign`](Self::assign), and
+    /// Assigns one task as part of `group` (a workflow run), so separation of duties
+    /// holds across the group's tasks: what the facade's
+    /// [`Coordinator::assign_in_group`](super::Coordinator::assign_in_group) does.
+    ///
+    /// # Errors
+    /// As [`assign_batch`](Self::assign_batch).
+    pub fn assign_in_group(
+        &mut self,
+        group: &str,
+        task: Task,
+        now: Timestamp,
+    ) -> Result<AssignOutcome, CoordinatorError> {
+        self.assign_one(Some(group), task, now)
+    }
+
+    /// Assigns one task, optionally in `group`: [`assign`](Self::assign),
+    /// [`assign_in_group`](Self::assign_in_group), and
     /// [`Coordinator`](super::Coordinator)'s one-task calls.
     pub(super) fn assign_one(
         &mut self,

@@ -365,7 +365,7 @@ impl Coordinator {
     }
 
     /// Assigns one task as part of `group` (a workflow run), so separation of duties
-    /// holds across the group's tasks.
+    /// holds across the group's tasks. See [`Core::assign_in_group`].
     ///
     /// # Errors
     /// As [`Core::assign_batch`].
