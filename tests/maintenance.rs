@@ -504,6 +504,23 @@ fn completions_survive_a_snapshot_round_trip() {
         );
         assert!(err.to_string().contains(CONNECTIVITY), "{err}");
     }
+    // A `by` or `note` that `complete` would have cut to one bounded line.
+    for (field, text) in [("by", "ops\n- [x] forged"), ("note", &"x".repeat(1025)[..])] {
+        let mut forged = snapshot.clone();
+        match field {
+            "by" => forged.completions[0].by = text.into(),
+            _ => forged.completions[0].note = text.into(),
+        }
+        let err = Maintenance::restore(Schedule::default(), &forged).unwrap_err();
+        assert_eq!(
+            err,
+            MaintenanceError::NotANote {
+                item: CONNECTIVITY.into(),
+                field,
+                bytes: text.len(),
+            }
+        );
+    }
     assert!(Maintenance::restore(Schedule::default(), &snapshot).is_ok());
     let mut future = snapshot;
     future.version = 99;

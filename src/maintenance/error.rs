@@ -127,6 +127,22 @@ pub enum MaintenanceError {
         /// When the snapshot's tracking began.
         start: Timestamp,
     },
+    /// A restored completion's `by` or `note` is not what the tracker keeps: one
+    /// line of at most [`MAX_NOTE_LEN`](crate::id::MAX_NOTE_LEN) bytes, as
+    /// [`Maintenance::complete`](super::Maintenance::complete) cuts them.
+    #[error(
+        "the completion of {item:?}: its {field} is not one line of at most {max} bytes \
+         ({bytes} bytes)",
+        max = crate::id::MAX_NOTE_LEN
+    )]
+    NotANote {
+        /// The item (its first 80 characters, when longer).
+        item: String,
+        /// `by` or `note`.
+        field: &'static str,
+        /// Its length.
+        bytes: usize,
+    },
     /// A snapshot written by a version of the tracker this build cannot read.
     #[error(
         "maintenance snapshot version {version} is not supported: this build reads {supported}"

@@ -159,7 +159,10 @@ impl Maintenance {
     /// [`MaintenanceError::UnsupportedSnapshot`] for another version;
     /// [`MaintenanceError::DuplicateItem`] for two completions of one item;
     /// [`MaintenanceError::ImpossibleCompletion`] for a completion answering an
-    /// occurrence not after the start, or after the completion. A completion dated
+    /// occurrence not after the start, or after the completion;
+    /// [`MaintenanceError::NotANote`] for a `by` or `note` that `complete` would
+    /// have cut to one line of at most [`MAX_NOTE_LEN`](crate::id::MAX_NOTE_LEN)
+    /// bytes. A completion dated
     /// far ahead is the tracker's own doing when the host completed the item at such
     /// a time, and is kept: the item is then done until that time passes.
     ///
@@ -189,6 +192,15 @@ impl Maintenance {
                     answered,
                     start: snapshot.start,
                 });
+            }
+            for (field, text) in [("by", &c.by), ("note", &c.note)] {
+                if !crate::id::is_note(text) {
+                    return Err(MaintenanceError::NotANote {
+                        item: shown(&c.item),
+                        field,
+                        bytes: text.len(),
+                    });
+                }
             }
             let seen = match tracker.schedule.position(&c.item) {
                 Some(i) => tracker.last[i].replace(c.clone()).is_some(),
