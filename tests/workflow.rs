@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use concord::workflow::{
-    RUN_SNAPSHOT_VERSION, RetryPolicy, Run, RunCondition, RunOutcome, StepChange, StepOutcome,
-    StepSpec, StepStatus, Workflow, WorkflowDefinition, WorkflowError,
+    MAX_STEP_WAIT, RUN_SNAPSHOT_VERSION, RetryPolicy, Run, RunCondition, RunOutcome, StepChange,
+    StepOutcome, StepSpec, StepStatus, Workflow, WorkflowDefinition, WorkflowError,
 };
 use concord::{AgentId, Role, TaskId, Timestamp};
 use proptest::prelude::*;
@@ -1250,6 +1250,178 @@ fn restore_refuses_foreign_or_corrupt_snapshots() {
     assert!(edit(&|_| {}).is_ok());
 }
 
+/// Regression (user trial 4, D3): a step timeout of `Duration::MAX` (or `u64::MAX`
+/// milliseconds from JSON) was accepted; its deadline saturated at the end of time,
+/// and a simulated clock driven by it moved the coordinator to 2554. A timeout is at
+/// most `MAX_STEP_WAIT`; the definition is refused whole, naming step and timeout.
+#[test]
+fn a_timeout_longer_than_a_year_is_refused_when_the_workflow_is_built() {
+    for timeout in [
+        MAX_STEP_WAIT + Duration::from_nanos(1),
+        Duration::from_millis(u64::MAX),
+        Duration::MAX,
+    ] {
+        let err = Workflow::builder("w")
+            .step(StepSpec::new("a"))
+            .step(StepSpec::new("b").after("a").with_timeout(timeout))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            WorkflowError::InvalidTimeout {
+                step: "b".into(),
+                timeout
+            }
+        );
+        assert!(err.to_string().contains(&format!("{timeout:?}")), "{err}");
+    }
+    let def: WorkflowDefinition = serde_json::from_str(
+        r#"{"name": "w", "steps": [{"name": "a", "timeout": 18446744073709551615}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        Workflow::from_definition(def),
+        Err(WorkflowError::InvalidTimeout {
+            step: "a".into(),
+            timeout: Duration::from_millis(u64::MAX)
+        })
+    );
+    // A year itself builds.
+    let w = Workflow::builder("w")
+        .step(StepSpec::new("a").with_timeout(MAX_STEP_WAIT))
+        .build()
+        .unwrap();
+    assert_eq!(
+        w.spec(w.step("a").unwrap()).unwrap().timeout(),
+        Some(MAX_STEP_WAIT)
+    );
+}
+
+/// Regression (user trial 4, D3): a retry policy whose longest backoff was shorter
+/// than its first (the first wait was silently cut to the cap), or whose backoffs
+/// were `Duration::MAX` (a retry in 2554), was accepted. Each is refused with
+/// `InvalidRetryPolicy` naming the step, the field and its value.
+#[test]
+fn retry_backoffs_out_of_order_or_past_a_year_are_refused() {
+    let refused = |policy: RetryPolicy, words: &[&str]| {
+        let err = Workflow::builder("w")
+            .step(StepSpec::new("a").with_retry(policy.clone()))
+            .build()
+            .unwrap_err();
+        let WorkflowError::InvalidRetryPolicy { step, reason } = &err else {
+            panic!("{policy:?}: {err:?}");
+        };
+        assert_eq!(step, "a");
+        for word in words {
+            assert!(
+                reason.contains(word),
+                "{policy:?}: {reason:?} lacks {word:?}"
+            );
+        }
+    };
+    let three = RetryPolicy::exponential(3);
+    refused(
+        three
+            .clone()
+            .with_initial_backoff(Duration::from_secs(100))
+            .with_max_backoff(Duration::from_secs(1)),
+        &["max_backoff 1s", "initial_backoff 100s"],
+    );
+    // The default's one-minute cap is below a first wait of two.
+    refused(
+        three.clone().with_initial_backoff(Duration::from_secs(120)),
+        &["max_backoff 60s", "initial_backoff 120s"],
+    );
+    refused(
+        three
+            .clone()
+            .with_initial_backoff(Duration::MAX)
+            .with_max_backoff(Duration::MAX),
+        &["initial_backoff", &format!("{:?}", Duration::MAX)],
+    );
+    refused(
+        three
+            .clone()
+            .with_max_backoff(MAX_STEP_WAIT + Duration::from_millis(1)),
+        &["max_backoff", "31536000.001s"],
+    );
+    let json: RetryPolicy = serde_json::from_value(serde_json::json!({
+        "max_attempts": 2, "initial_backoff": 1000, "max_backoff": u64::MAX,
+    }))
+    .unwrap();
+    refused(json, &["max_backoff"]);
+    // Equal backoffs, and a year, build.
+    for policy in [
+        three
+            .clone()
+            .with_initial_backoff(Duration::from_secs(5))
+            .with_max_backoff(Duration::from_secs(5)),
+        three
+            .clone()
+            .with_initial_backoff(MAX_STEP_WAIT)
+            .with_max_backoff(MAX_STEP_WAIT),
+        three.with_initial_backoff(Duration::ZERO),
+    ] {
+        let built = Workflow::builder("w")
+            .step(StepSpec::new("a").with_retry(policy.clone()))
+            .build();
+        assert!(built.is_ok(), "{policy:?}: {built:?}");
+    }
+}
+
+/// Regression (user trial 4, D3): an empty task kind (`with_kind("")`) and an input
+/// with an empty output key or name were accepted. An empty kind names no work for
+/// assignment or separation of duties; an agent reads its inputs by name.
+#[test]
+fn an_empty_kind_or_input_key_is_refused() {
+    use concord::NameError;
+    let build = |spec: StepSpec| {
+        Workflow::builder("w")
+            .step(StepSpec::new("a"))
+            .step(spec.after("a"))
+            .build()
+    };
+    for kind in ["", "  "] {
+        assert_eq!(
+            build(StepSpec::new("b").with_kind(kind)),
+            Err(WorkflowError::InvalidText {
+                step: Some(1),
+                source: NameError::Empty { kind: "step kind" }
+            })
+        );
+    }
+    for (output, name, what) in [("", "x", "output"), ("x", "", "input"), ("", "", "output")] {
+        let err = build(StepSpec::new("b").with_input("a", output, name)).unwrap_err();
+        assert_eq!(
+            err,
+            WorkflowError::InvalidText {
+                step: Some(1),
+                source: NameError::Empty { kind: what }
+            }
+        );
+        assert!(err.to_string().starts_with("step #1: "), "{err}");
+    }
+    // From a config file too.
+    let def: WorkflowDefinition = serde_json::from_value(serde_json::json!({
+        "name": "w",
+        "steps": [{"name": "a"}, {"name": "b", "depends_on": ["a"],
+            "inputs": [{"from_step": "a", "output": "url", "name": " "}]}],
+    }))
+    .unwrap();
+    assert!(matches!(
+        Workflow::from_definition(def),
+        Err(WorkflowError::InvalidText { step: Some(1), .. })
+    ));
+    assert!(
+        build(
+            StepSpec::new("b")
+                .with_kind("k")
+                .with_input("a", "url", "u")
+        )
+        .is_ok()
+    );
+}
+
 /// Regression: `after` checked for repeats with a linear scan, so building a step with
 /// many dependencies was quadratic; repeats are now removed once, at build time.
 #[test]
@@ -1269,6 +1441,15 @@ fn repeated_dependencies_are_removed_at_build() {
     let c = wf.step("c").unwrap();
     assert_eq!(wf.spec(c).unwrap().dependencies(), ["a", "b"]);
     assert_eq!(wf.dependencies(c).count(), 2);
+    // A dependency named twice in a row is one too (user trial 4 asked whether it
+    // should be refused; `after` documents that repeats are kept once).
+    let twice = Workflow::builder("w")
+        .step(StepSpec::new("a"))
+        .step(StepSpec::new("b").after("a").after("a"))
+        .build()
+        .unwrap();
+    let b = twice.step("b").unwrap();
+    assert_eq!(twice.spec(b).unwrap().dependencies(), ["a"]);
 }
 
 #[test]
