@@ -1825,7 +1825,7 @@ fn restart_calls_out_of_place_are_typed_errors_that_change_nothing() {
 
 /// Task bindings read from JSON: any `u64` is a task; another type is refused by
 /// serde; a binding on a step that is neither ready nor running (it cannot have one)
-/// is dropped, not restored.
+/// is refused (it was dropped silently until user trial 4, D4).
 #[test]
 fn run_snapshot_task_bindings_from_json() {
     let (w, mut run) = midway();
@@ -1844,16 +1844,13 @@ fn run_snapshot_task_bindings_from_json() {
         .unwrap();
     assert_eq!(top.task("b"), Some(TaskId::new(u64::MAX)));
     // `a` succeeded, `c` was skipped, `d` and `e` are pending.
-    let dropped = restore(&|v| {
-        for i in [0, 2, 3, 4] {
-            v["steps"][i]["task"] = json!(7);
-        }
-    })
-    .unwrap()
-    .unwrap();
-    assert_eq!(dropped, run);
-    for name in ["a", "c", "d", "e"] {
-        assert_eq!(dropped.task(name), None, "{name}");
+    for (i, name) in [(0, "a"), (2, "c"), (3, "d"), (4, "e")] {
+        let refused = restore(&|v| v["steps"][i]["task"] = json!(7)).unwrap();
+        assert!(
+            matches!(&refused, Err(WorkflowError::CorruptSnapshot { reason, .. })
+                if reason.contains(&format!("{name:?}")) && reason.contains("task#7")),
+            "{refused:?}"
+        );
     }
     // A null binding is none.
     let none = restore(&|v| v["steps"][1]["task"] = Value::Null)

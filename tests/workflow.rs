@@ -1036,31 +1036,99 @@ fn bindings_last_as_long_as_the_wait_or_the_attempt_and_survive_a_restart() {
     assert_eq!((run.task("b"), run.task("c")), (None, None));
 }
 
+/// Regression (user trial 4, D4): a binding on a step that neither waits nor runs
+/// (pending, succeeded), which the run never writes, was dropped silently; the
+/// snapshot was written by someone else and is refused, naming the step, its status
+/// and the task.
 #[test]
-fn a_restore_drops_the_binding_of_a_step_that_neither_waits_nor_runs() {
+fn a_restore_refuses_the_binding_of_a_step_that_neither_waits_nor_runs() {
     let w = diamond();
     let mut run = Run::new(&w, "r", 0, t(0));
     ok(&mut run, "a", t(1));
     run.bind("b", TaskId::new(1)).unwrap();
     run.start("b", A, t(2)).unwrap();
     run.bind("c", TaskId::new(2)).unwrap();
-    let mut v = serde_json::to_value(run.snapshot()).unwrap();
+    let good = serde_json::to_value(run.snapshot()).unwrap();
     // Bindings on `a` (succeeded) and `d` (pending), which could not have one.
-    v["steps"][0]["task"] = 3.into();
-    v["steps"][3]["task"] = 4.into();
-    let back = Run::restore(&w, serde_json::from_value(v).unwrap()).unwrap();
+    for (i, name, status, task) in [(0, "a", "succeeded", 3), (3, "d", "pending", u64::MAX)] {
+        let mut v = good.clone();
+        v["steps"][i]["task"] = task.into();
+        let snapshot: concord::workflow::RunSnapshot = serde_json::from_value(v).unwrap();
+        let kept = snapshot.clone();
+        let err = Run::restore(&w, snapshot).unwrap_err();
+        let WorkflowError::CorruptSnapshot { workflow, reason } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(workflow, "diamond");
+        assert!(
+            reason.contains(&format!(
+                "step \"{name}\" is {status} but bound to {}",
+                TaskId::new(task)
+            )),
+            "{reason}"
+        );
+        // The snapshot is not consumed into anything: the same one, fixed, restores.
+        let mut fixed = kept;
+        fixed.steps[i].task = None;
+        assert_eq!(Run::restore(&w, fixed).unwrap(), run);
+    }
+    let back = Run::restore(&w, serde_json::from_value(good).unwrap()).unwrap();
     assert_eq!(back, run);
-    assert_eq!(back.task("a"), None);
-    assert_eq!(back.task("d"), None);
     assert_eq!(back.task("b"), Some(TaskId::new(1)));
     assert_eq!(back.task("c"), Some(TaskId::new(2)));
-    // The binding of a step that finished between snapshot and restore is gone too.
+    // The binding of a step that finished between snapshot and restore is gone, and
+    // the snapshot after it restores.
     let mut finished = back.clone();
     finished
         .finish("b", A, StepOutcome::success(), t(3))
         .unwrap();
     let back = Run::restore(&w, finished.snapshot()).unwrap();
     assert_eq!(back.task("b"), None);
+}
+
+/// Regression (user trial 4, D4): a history event later than the snapshot's time
+/// (the latest time the run was told) was restored, so the evidence showed a step
+/// ready in 2554 and started in 2023. The run records every event at a time it was
+/// given, so such an event was written by someone else.
+#[test]
+fn a_restore_refuses_a_history_event_after_the_snapshot_time() {
+    let w = diamond();
+    let mut run = Run::new(&w, "r", 0, t(10));
+    ok(&mut run, "a", t(20));
+    let good = run.snapshot();
+    assert_eq!(good.taken_at, t(20));
+    for (k, at) in [(0, Timestamp::MAX), (2, t(21))] {
+        let mut bad = good.clone();
+        bad.history[k].at = at;
+        let err = Run::restore(&w, bad).unwrap_err();
+        let WorkflowError::CorruptSnapshot { reason, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            reason.contains(&format!("event #{k}")) && reason.contains(&at.to_string()),
+            "{reason}"
+        );
+    }
+    // The snapshot's time moved back before its last event is the same contradiction.
+    let mut early = good.clone();
+    early.taken_at = t(19);
+    assert!(matches!(
+        Run::restore(&w, early),
+        Err(WorkflowError::CorruptSnapshot { .. })
+    ));
+    // Events at the snapshot's time, or running backwards among themselves (the run
+    // records a time that goes back as given), restore.
+    let mut back_and_forth = Run::new(&w, "r", 0, t(10));
+    back_and_forth.start("a", A, t(30)).unwrap();
+    back_and_forth
+        .finish("a", A, StepOutcome::success(), t(15))
+        .unwrap();
+    let restored = Run::restore(&w, back_and_forth.snapshot()).unwrap();
+    assert_eq!(restored, back_and_forth);
+    // And so does a snapshot taken right after a restore.
+    let again = Run::restore(&w, restored.snapshot()).unwrap();
+    assert_eq!(again.history(), back_and_forth.history());
+    assert!(Run::restore(&w, good).is_ok());
 }
 
 /// A snapshot written before task bindings: `"version": 1`, no `task` fields, a step
