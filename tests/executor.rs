@@ -14,7 +14,8 @@ use concord::workflow::{
     StepChange, StepSpec, StepStatus, Workflow, WorkflowError,
 };
 use concord::{
-    AgentId, AgentProfile, ManualClock, NameError, Role, RuleBasedAnalyzer, RuleSet, Timestamp,
+    AgentId, AgentProfile, ManualClock, NameError, Role, RuleBasedAnalyzer, RuleSet, Task, TaskId,
+    Timestamp,
 };
 use futures::executor::block_on;
 use parking_lot::Mutex;
@@ -1050,6 +1051,74 @@ fn a_second_live_run_under_one_id_is_refused_not_left_waiting() {
     }
     assert_eq!(again.unwrap(), Some(RunOutcome::Succeeded));
     assert_eq!((waiting, held), (0, 0));
+}
+
+/// Regression (user trial 4, D2): a coordinator restored from a checkpoint that still
+/// holds tasks of run `r1` (its executor died, and the run's own checkpoint was lost)
+/// took a new `run` under `r1`, whose step then waited behind the dead run's task,
+/// holding the only slot, forever. `run` refuses the id, naming it and the tasks and
+/// pointing to `resume`, and changes nothing; `resume` of a fresh start cleans up.
+#[test]
+fn a_new_run_under_an_id_the_coordinator_still_holds_tasks_for_is_refused() {
+    let (refused, owned, unchanged, resumed, idle) = within_a_minute(|| {
+        let w = world(&[(1, &["ops"], 1)]);
+        // What a dead executor left: one task running, one waiting behind it.
+        let (running, waiting) = (TaskId::new(1 << 40), TaskId::new((1 << 40) + 1));
+        for id in [running, waiting] {
+            w.coordinator
+                .assign_in_group("r1", Task::new(id, "a", "a"))
+                .unwrap();
+        }
+        let snapshot = serde_json::to_string(&w.coordinator.snapshot()).unwrap();
+        let restored = Arc::new(
+            Coordinator::builder()
+                .clock(w.clock.clone())
+                .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+                .restore(serde_json::from_str(&snapshot).unwrap())
+                .unwrap(),
+        );
+        let w = World {
+            clock: w.clock,
+            coordinator: restored,
+        };
+        let before = serde_json::to_value(w.coordinator.snapshot()).unwrap();
+        let e = Arc::new(executor(&w, vec![Arc::new(Scripted::new(1))]));
+        let wf = Workflow::builder("w")
+            .step(StepSpec::new("a").with_role(role("ops")))
+            .build()
+            .unwrap();
+        let refused = block_on(e.run(&wf, "r1", 1));
+        let owned = block_on(Arc::clone(&e).run_owned(&wf, "r1", 1));
+        let unchanged = serde_json::to_value(w.coordinator.snapshot()).unwrap() == before;
+        // The id is not held by the refusals: resuming a fresh start of the run
+        // gives the tasks back and runs it.
+        let resumed =
+            block_on(e.resume(wf.start_run("r1", 1, w.coordinator.now()))).map(|r| r.outcome());
+        let idle = w.coordinator.assignments().is_empty() && w.coordinator.waiting_count() == 0;
+        (
+            refused.map(|r| r.outcome()),
+            owned.map(|r| r.outcome()),
+            unchanged,
+            resumed,
+            idle,
+        )
+    });
+    let tasks = vec![TaskId::new(1 << 40), TaskId::new((1 << 40) + 1)];
+    for result in [refused, owned] {
+        match result {
+            Err(ExecutorError::UnfinishedRun { run, tasks: held }) => {
+                assert_eq!((run.as_str(), &held), ("r1", &tasks));
+                let message = ExecutorError::UnfinishedRun { run, tasks: held }.to_string();
+                for word in ["\"r1\"", "2 tasks", "task#1099511627776", "resume"] {
+                    assert!(message.contains(word), "{message}");
+                }
+            }
+            other => panic!("expected UnfinishedRun, got {other:?}"),
+        }
+    }
+    assert!(unchanged, "a refused run changed the coordinator");
+    assert_eq!(resumed.unwrap(), Some(RunOutcome::Succeeded));
+    assert!(idle);
 }
 
 /// Two executors over one coordinator, one run id: the coordinator keeps one mailbox

@@ -30,8 +30,8 @@ use concord::resource::{
 };
 use concord::task::{AnalysisRule, TaskAnalyzer};
 use concord::workflow::{
-    RetryPolicy, Run, RunCondition, RunSnapshot, StepOutcome, StepRef, StepSpec, StepStatus,
-    Workflow, WorkflowDefinition, WorkflowError,
+    MAX_STEP_WAIT, RetryPolicy, Run, RunCondition, RunSnapshot, StepOutcome, StepRef, StepSpec,
+    StepStatus, Workflow, WorkflowDefinition, WorkflowError,
 };
 use concord::{
     AgentId, AgentProfile, AllocationRequest, Claim, LedgerError, ManualClock, NameError, Priority,
@@ -1362,23 +1362,25 @@ fn run_restore_refuses_snapshots_that_do_not_fit() {
 }
 
 /// The run a snapshot describes may sit at the end of time: a backoff of the longest
-/// duration, added to any time, saturates at `Timestamp::MAX`. The run's snapshot
-/// wrote that deadline as none, and its own restore refused it (regression).
+/// duration a policy allows, added to a time within it of the end, saturates at
+/// `Timestamp::MAX`. The run's snapshot wrote that deadline as none, and its own
+/// restore refused it (regression).
 #[test]
 fn a_run_backing_off_until_the_end_of_time_restores() {
     let retry: RetryPolicy = serde_json::from_value(json!({
         "max_attempts": 2,
-        "initial_backoff": u64::MAX,
-        "max_backoff": u64::MAX,
+        "initial_backoff": MAX_STEP_WAIT.as_millis() as u64,
+        "max_backoff": MAX_STEP_WAIT.as_millis() as u64,
     }))
     .unwrap();
     let w = Workflow::builder("slow")
         .step(StepSpec::new("a").with_retry(retry))
         .build()
         .unwrap();
-    let mut run = w.start_run("r", 1, t(1));
-    run.start("a", AGENT, t(1)).unwrap();
-    run.finish("a", AGENT, StepOutcome::failure("flaky"), t(2))
+    let near = Timestamp::MAX - Duration::from_secs(3_600);
+    let mut run = w.start_run("r", 1, near);
+    run.start("a", AGENT, near).unwrap();
+    run.finish("a", AGENT, StepOutcome::failure("flaky"), near)
         .unwrap();
     assert_eq!(run.status("a"), Some(StepStatus::BackingOff));
     assert_eq!(run.next_deadline(), Some(Timestamp::MAX));
@@ -1900,7 +1902,7 @@ fn restart_calls_out_of_place_are_typed_errors_that_change_nothing() {
 
 /// Task bindings read from JSON: any `u64` is a task; another type is refused by
 /// serde; a binding on a step that is neither ready nor running (it cannot have one)
-/// is dropped, not restored.
+/// is refused (it was dropped silently until user trial 4, D4).
 #[test]
 fn run_snapshot_task_bindings_from_json() {
     let (w, mut run) = midway();
@@ -1919,16 +1921,13 @@ fn run_snapshot_task_bindings_from_json() {
         .unwrap();
     assert_eq!(top.task("b"), Some(TaskId::new(u64::MAX)));
     // `a` succeeded, `c` was skipped, `d` and `e` are pending.
-    let dropped = restore(&|v| {
-        for i in [0, 2, 3, 4] {
-            v["steps"][i]["task"] = json!(7);
-        }
-    })
-    .unwrap()
-    .unwrap();
-    assert_eq!(dropped, run);
-    for name in ["a", "c", "d", "e"] {
-        assert_eq!(dropped.task(name), None, "{name}");
+    for (i, name) in [(0, "a"), (2, "c"), (3, "d"), (4, "e")] {
+        let refused = restore(&|v| v["steps"][i]["task"] = json!(7)).unwrap();
+        assert!(
+            matches!(&refused, Err(WorkflowError::CorruptSnapshot { reason, .. })
+                if reason.contains(&format!("{name:?}")) && reason.contains("task#7")),
+            "{refused:?}"
+        );
     }
     // A null binding is none.
     let none = restore(&|v| v["steps"][1]["task"] = Value::Null)
@@ -2213,17 +2212,18 @@ fn a_100_000_step_chain_with_one_back_edge_is_a_cycle_error() {
 
 #[test]
 fn extreme_timeouts_and_backoffs_from_json_run_without_panic() {
+    let year = MAX_STEP_WAIT.as_millis() as u64;
     let w = definition(json!([
-        {"name": "a", "timeout": u64::MAX, "retry": {
-            "max_attempts": u32::MAX, "initial_backoff": u64::MAX,
-            "multiplier": 1.0e308, "max_backoff": u64::MAX, "jitter": 1.0}},
+        {"name": "a", "timeout": year, "retry": {
+            "max_attempts": u32::MAX, "initial_backoff": year,
+            "multiplier": 1.0e308, "max_backoff": year, "jitter": 1.0}},
         {"name": "b", "depends_on": ["a"], "timeout": 1, "retry": {
             "max_attempts": 3, "initial_backoff": 0, "max_backoff": 0}},
     ]))
     .unwrap();
     let mut run = w.start_run("r", u64::MAX, t(1));
     run.start("a", AGENT, t(1)).unwrap();
-    assert_eq!(run.next_deadline(), Some(Timestamp::MAX));
+    assert_eq!(run.next_deadline(), Some(t(1) + MAX_STEP_WAIT));
     run.finish("a", AGENT, StepOutcome::success(), t(2))
         .unwrap();
     // The shortest timeout fires after its millisecond; a zero backoff retries at once.
@@ -2241,6 +2241,24 @@ fn extreme_timeouts_and_backoffs_from_json_run_without_panic() {
     assert!(
         matches!(&zero, WorkflowError::InvalidTimeout { step, .. } if step == "b"),
         "{zero}"
+    );
+    // And so are waits past a year, which never come: `u64::MAX` milliseconds is
+    // half a billion years (user trial 4, D3).
+    let endless = definition(json!([{"name": "a", "timeout": u64::MAX}])).unwrap_err();
+    assert_eq!(
+        endless,
+        WorkflowError::InvalidTimeout {
+            step: "a".into(),
+            timeout: Duration::from_millis(u64::MAX)
+        }
+    );
+    let endless = definition(json!([{"name": "a", "retry": {
+        "max_attempts": 2, "initial_backoff": u64::MAX, "max_backoff": u64::MAX}}]))
+    .unwrap_err();
+    assert!(
+        matches!(&endless, WorkflowError::InvalidRetryPolicy { step, reason }
+            if step == "a" && reason.starts_with("initial_backoff")),
+        "{endless}"
     );
 }
 

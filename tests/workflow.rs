@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use concord::workflow::{
-    RUN_SNAPSHOT_VERSION, RetryPolicy, Run, RunCondition, RunOutcome, StepChange, StepOutcome,
-    StepSpec, StepStatus, Workflow, WorkflowDefinition, WorkflowError,
+    MAX_STEP_WAIT, RUN_SNAPSHOT_VERSION, RetryPolicy, Run, RunCondition, RunOutcome, StepChange,
+    StepOutcome, StepSpec, StepStatus, Workflow, WorkflowDefinition, WorkflowError,
 };
 use concord::{AgentId, Role, TaskId, Timestamp};
 use proptest::prelude::*;
@@ -1036,31 +1036,99 @@ fn bindings_last_as_long_as_the_wait_or_the_attempt_and_survive_a_restart() {
     assert_eq!((run.task("b"), run.task("c")), (None, None));
 }
 
+/// Regression (user trial 4, D4): a binding on a step that neither waits nor runs
+/// (pending, succeeded), which the run never writes, was dropped silently; the
+/// snapshot was written by someone else and is refused, naming the step, its status
+/// and the task.
 #[test]
-fn a_restore_drops_the_binding_of_a_step_that_neither_waits_nor_runs() {
+fn a_restore_refuses_the_binding_of_a_step_that_neither_waits_nor_runs() {
     let w = diamond();
     let mut run = Run::new(&w, "r", 0, t(0));
     ok(&mut run, "a", t(1));
     run.bind("b", TaskId::new(1)).unwrap();
     run.start("b", A, t(2)).unwrap();
     run.bind("c", TaskId::new(2)).unwrap();
-    let mut v = serde_json::to_value(run.snapshot()).unwrap();
+    let good = serde_json::to_value(run.snapshot()).unwrap();
     // Bindings on `a` (succeeded) and `d` (pending), which could not have one.
-    v["steps"][0]["task"] = 3.into();
-    v["steps"][3]["task"] = 4.into();
-    let back = Run::restore(&w, serde_json::from_value(v).unwrap()).unwrap();
+    for (i, name, status, task) in [(0, "a", "succeeded", 3), (3, "d", "pending", u64::MAX)] {
+        let mut v = good.clone();
+        v["steps"][i]["task"] = task.into();
+        let snapshot: concord::workflow::RunSnapshot = serde_json::from_value(v).unwrap();
+        let kept = snapshot.clone();
+        let err = Run::restore(&w, snapshot).unwrap_err();
+        let WorkflowError::CorruptSnapshot { workflow, reason } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(workflow, "diamond");
+        assert!(
+            reason.contains(&format!(
+                "step \"{name}\" is {status} but bound to {}",
+                TaskId::new(task)
+            )),
+            "{reason}"
+        );
+        // The snapshot is not consumed into anything: the same one, fixed, restores.
+        let mut fixed = kept;
+        fixed.steps[i].task = None;
+        assert_eq!(Run::restore(&w, fixed).unwrap(), run);
+    }
+    let back = Run::restore(&w, serde_json::from_value(good).unwrap()).unwrap();
     assert_eq!(back, run);
-    assert_eq!(back.task("a"), None);
-    assert_eq!(back.task("d"), None);
     assert_eq!(back.task("b"), Some(TaskId::new(1)));
     assert_eq!(back.task("c"), Some(TaskId::new(2)));
-    // The binding of a step that finished between snapshot and restore is gone too.
+    // The binding of a step that finished between snapshot and restore is gone, and
+    // the snapshot after it restores.
     let mut finished = back.clone();
     finished
         .finish("b", A, StepOutcome::success(), t(3))
         .unwrap();
     let back = Run::restore(&w, finished.snapshot()).unwrap();
     assert_eq!(back.task("b"), None);
+}
+
+/// Regression (user trial 4, D4): a history event later than the snapshot's time
+/// (the latest time the run was told) was restored, so the evidence showed a step
+/// ready in 2554 and started in 2023. The run records every event at a time it was
+/// given, so such an event was written by someone else.
+#[test]
+fn a_restore_refuses_a_history_event_after_the_snapshot_time() {
+    let w = diamond();
+    let mut run = Run::new(&w, "r", 0, t(10));
+    ok(&mut run, "a", t(20));
+    let good = run.snapshot();
+    assert_eq!(good.taken_at, t(20));
+    for (k, at) in [(0, Timestamp::MAX), (2, t(21))] {
+        let mut bad = good.clone();
+        bad.history[k].at = at;
+        let err = Run::restore(&w, bad).unwrap_err();
+        let WorkflowError::CorruptSnapshot { reason, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            reason.contains(&format!("event #{k}")) && reason.contains(&at.to_string()),
+            "{reason}"
+        );
+    }
+    // The snapshot's time moved back before its last event is the same contradiction.
+    let mut early = good.clone();
+    early.taken_at = t(19);
+    assert!(matches!(
+        Run::restore(&w, early),
+        Err(WorkflowError::CorruptSnapshot { .. })
+    ));
+    // Events at the snapshot's time, or running backwards among themselves (the run
+    // records a time that goes back as given), restore.
+    let mut back_and_forth = Run::new(&w, "r", 0, t(10));
+    back_and_forth.start("a", A, t(30)).unwrap();
+    back_and_forth
+        .finish("a", A, StepOutcome::success(), t(15))
+        .unwrap();
+    let restored = Run::restore(&w, back_and_forth.snapshot()).unwrap();
+    assert_eq!(restored, back_and_forth);
+    // And so does a snapshot taken right after a restore.
+    let again = Run::restore(&w, restored.snapshot()).unwrap();
+    assert_eq!(again.history(), back_and_forth.history());
+    assert!(Run::restore(&w, good).is_ok());
 }
 
 /// A snapshot written before task bindings: `"version": 1`, no `task` fields, a step
@@ -1250,6 +1318,178 @@ fn restore_refuses_foreign_or_corrupt_snapshots() {
     assert!(edit(&|_| {}).is_ok());
 }
 
+/// Regression (user trial 4, D3): a step timeout of `Duration::MAX` (or `u64::MAX`
+/// milliseconds from JSON) was accepted; its deadline saturated at the end of time,
+/// and a simulated clock driven by it moved the coordinator to 2554. A timeout is at
+/// most `MAX_STEP_WAIT`; the definition is refused whole, naming step and timeout.
+#[test]
+fn a_timeout_longer_than_a_year_is_refused_when_the_workflow_is_built() {
+    for timeout in [
+        MAX_STEP_WAIT + Duration::from_nanos(1),
+        Duration::from_millis(u64::MAX),
+        Duration::MAX,
+    ] {
+        let err = Workflow::builder("w")
+            .step(StepSpec::new("a"))
+            .step(StepSpec::new("b").after("a").with_timeout(timeout))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            WorkflowError::InvalidTimeout {
+                step: "b".into(),
+                timeout
+            }
+        );
+        assert!(err.to_string().contains(&format!("{timeout:?}")), "{err}");
+    }
+    let def: WorkflowDefinition = serde_json::from_str(
+        r#"{"name": "w", "steps": [{"name": "a", "timeout": 18446744073709551615}]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        Workflow::from_definition(def),
+        Err(WorkflowError::InvalidTimeout {
+            step: "a".into(),
+            timeout: Duration::from_millis(u64::MAX)
+        })
+    );
+    // A year itself builds.
+    let w = Workflow::builder("w")
+        .step(StepSpec::new("a").with_timeout(MAX_STEP_WAIT))
+        .build()
+        .unwrap();
+    assert_eq!(
+        w.spec(w.step("a").unwrap()).unwrap().timeout(),
+        Some(MAX_STEP_WAIT)
+    );
+}
+
+/// Regression (user trial 4, D3): a retry policy whose longest backoff was shorter
+/// than its first (the first wait was silently cut to the cap), or whose backoffs
+/// were `Duration::MAX` (a retry in 2554), was accepted. Each is refused with
+/// `InvalidRetryPolicy` naming the step, the field and its value.
+#[test]
+fn retry_backoffs_out_of_order_or_past_a_year_are_refused() {
+    let refused = |policy: RetryPolicy, words: &[&str]| {
+        let err = Workflow::builder("w")
+            .step(StepSpec::new("a").with_retry(policy.clone()))
+            .build()
+            .unwrap_err();
+        let WorkflowError::InvalidRetryPolicy { step, reason } = &err else {
+            panic!("{policy:?}: {err:?}");
+        };
+        assert_eq!(step, "a");
+        for word in words {
+            assert!(
+                reason.contains(word),
+                "{policy:?}: {reason:?} lacks {word:?}"
+            );
+        }
+    };
+    let three = RetryPolicy::exponential(3);
+    refused(
+        three
+            .clone()
+            .with_initial_backoff(Duration::from_secs(100))
+            .with_max_backoff(Duration::from_secs(1)),
+        &["max_backoff 1s", "initial_backoff 100s"],
+    );
+    // The default's one-minute cap is below a first wait of two.
+    refused(
+        three.clone().with_initial_backoff(Duration::from_secs(120)),
+        &["max_backoff 60s", "initial_backoff 120s"],
+    );
+    refused(
+        three
+            .clone()
+            .with_initial_backoff(Duration::MAX)
+            .with_max_backoff(Duration::MAX),
+        &["initial_backoff", &format!("{:?}", Duration::MAX)],
+    );
+    refused(
+        three
+            .clone()
+            .with_max_backoff(MAX_STEP_WAIT + Duration::from_millis(1)),
+        &["max_backoff", "31536000.001s"],
+    );
+    let json: RetryPolicy = serde_json::from_value(serde_json::json!({
+        "max_attempts": 2, "initial_backoff": 1000, "max_backoff": u64::MAX,
+    }))
+    .unwrap();
+    refused(json, &["max_backoff"]);
+    // Equal backoffs, and a year, build.
+    for policy in [
+        three
+            .clone()
+            .with_initial_backoff(Duration::from_secs(5))
+            .with_max_backoff(Duration::from_secs(5)),
+        three
+            .clone()
+            .with_initial_backoff(MAX_STEP_WAIT)
+            .with_max_backoff(MAX_STEP_WAIT),
+        three.with_initial_backoff(Duration::ZERO),
+    ] {
+        let built = Workflow::builder("w")
+            .step(StepSpec::new("a").with_retry(policy.clone()))
+            .build();
+        assert!(built.is_ok(), "{policy:?}: {built:?}");
+    }
+}
+
+/// Regression (user trial 4, D3): an empty task kind (`with_kind("")`) and an input
+/// with an empty output key or name were accepted. An empty kind names no work for
+/// assignment or separation of duties; an agent reads its inputs by name.
+#[test]
+fn an_empty_kind_or_input_key_is_refused() {
+    use concord::NameError;
+    let build = |spec: StepSpec| {
+        Workflow::builder("w")
+            .step(StepSpec::new("a"))
+            .step(spec.after("a"))
+            .build()
+    };
+    for kind in ["", "  "] {
+        assert_eq!(
+            build(StepSpec::new("b").with_kind(kind)),
+            Err(WorkflowError::InvalidText {
+                step: Some(1),
+                source: NameError::Empty { kind: "step kind" }
+            })
+        );
+    }
+    for (output, name, what) in [("", "x", "output"), ("x", "", "input"), ("", "", "output")] {
+        let err = build(StepSpec::new("b").with_input("a", output, name)).unwrap_err();
+        assert_eq!(
+            err,
+            WorkflowError::InvalidText {
+                step: Some(1),
+                source: NameError::Empty { kind: what }
+            }
+        );
+        assert!(err.to_string().starts_with("step #1: "), "{err}");
+    }
+    // From a config file too.
+    let def: WorkflowDefinition = serde_json::from_value(serde_json::json!({
+        "name": "w",
+        "steps": [{"name": "a"}, {"name": "b", "depends_on": ["a"],
+            "inputs": [{"from_step": "a", "output": "url", "name": " "}]}],
+    }))
+    .unwrap();
+    assert!(matches!(
+        Workflow::from_definition(def),
+        Err(WorkflowError::InvalidText { step: Some(1), .. })
+    ));
+    assert!(
+        build(
+            StepSpec::new("b")
+                .with_kind("k")
+                .with_input("a", "url", "u")
+        )
+        .is_ok()
+    );
+}
+
 /// Regression: `after` checked for repeats with a linear scan, so building a step with
 /// many dependencies was quadratic; repeats are now removed once, at build time.
 #[test]
@@ -1269,6 +1509,15 @@ fn repeated_dependencies_are_removed_at_build() {
     let c = wf.step("c").unwrap();
     assert_eq!(wf.spec(c).unwrap().dependencies(), ["a", "b"]);
     assert_eq!(wf.dependencies(c).count(), 2);
+    // A dependency named twice in a row is one too (user trial 4 asked whether it
+    // should be refused; `after` documents that repeats are kept once).
+    let twice = Workflow::builder("w")
+        .step(StepSpec::new("a"))
+        .step(StepSpec::new("b").after("a").after("a"))
+        .build()
+        .unwrap();
+    let b = twice.step("b").unwrap();
+    assert_eq!(twice.spec(b).unwrap().dependencies(), ["a"]);
 }
 
 #[test]

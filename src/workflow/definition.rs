@@ -138,7 +138,9 @@ impl StepSpec {
     }
 
     /// Sets the task kind used for assignment and separation of duties (defaults to the
-    /// step's name).
+    /// step's name). Building a workflow refuses a kind that is empty or only
+    /// whitespace, or that the coordinator would refuse
+    /// ([`WorkflowError::InvalidText`](super::WorkflowError::InvalidText)).
     pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
         self.kind = Some(kind.into());
         self
@@ -181,8 +183,10 @@ impl StepSpec {
     }
 
     /// Sets how long one attempt may run before it counts as failed. It must be longer
-    /// than zero: building a workflow with a zero timeout fails with
-    /// [`WorkflowError::InvalidTimeout`](super::WorkflowError::InvalidTimeout).
+    /// than zero and at most [`MAX_STEP_WAIT`](super::MAX_STEP_WAIT) (a year):
+    /// building a workflow with another timeout fails with
+    /// [`WorkflowError::InvalidTimeout`](super::WorkflowError::InvalidTimeout). For
+    /// no timeout, set none.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -201,6 +205,11 @@ impl StepSpec {
     }
 
     /// Adds a dependency: this step is decided only once `step` has finished.
+    ///
+    /// A dependency added twice is one dependency: building the workflow keeps the
+    /// first of each (as [`with_capability`](Self::with_capability) and
+    /// [`with_claim`](Self::with_claim) keep no duplicates), so a definition
+    /// generated from several sources may name a step more than once.
     pub fn after(mut self, step: impl Into<String>) -> Self {
         // Repeats are removed when the workflow is built (in O(n log n), so a step
         // with a hundred thousand dependencies is built as fast as a hundred).
@@ -219,7 +228,10 @@ impl StepSpec {
 
     /// Takes output `output` of upstream step `from_step` as input `name`. The
     /// producing step must be an ancestor (a dependency, or a dependency's ancestor);
-    /// this does not add a dependency by itself.
+    /// this does not add a dependency by itself. Building a workflow refuses an
+    /// `output` or `name` that is empty or only whitespace
+    /// ([`WorkflowError::InvalidText`](super::WorkflowError::InvalidText)), and a
+    /// `name` the step already takes another input under.
     pub fn with_input(
         mut self,
         from_step: impl Into<String>,
@@ -296,7 +308,8 @@ impl StepSpec {
         self.condition
     }
 
-    /// The names of the steps this one depends on, in the order given.
+    /// The names of the steps this one depends on, in the order given; in a built
+    /// [`Workflow`](super::Workflow), without repeats.
     pub fn dependencies(&self) -> &[String] {
         &self.depends_on
     }

@@ -29,8 +29,13 @@ pub enum WorkflowError {
         /// The workflow's name.
         workflow: String,
     },
-    /// A step's timeout is zero: no attempt could ever finish in time.
-    #[error("step {step:?} has a timeout of {timeout:?}; a timeout must be longer than zero")]
+    /// A step's timeout is zero, so no attempt could ever finish in time, or longer
+    /// than [`MAX_STEP_WAIT`](super::MAX_STEP_WAIT) (a year), so it would never
+    /// come.
+    #[error(
+        "step {step:?} has a timeout of {timeout:?}; a timeout must be longer than zero and at most {:?}",
+        super::MAX_STEP_WAIT
+    )]
     InvalidTimeout {
         /// The step.
         step: String,
@@ -112,7 +117,10 @@ pub enum WorkflowError {
         /// The limit.
         max: usize,
     },
-    /// A step's retry policy is invalid.
+    /// A step's retry policy is invalid: no attempt at all, a multiplier that is not
+    /// a finite number of at least 1, a jitter outside `[0, 1]`, a backoff longer
+    /// than [`MAX_STEP_WAIT`](super::MAX_STEP_WAIT), or a longest backoff shorter
+    /// than the first. `reason` names the field and its value.
     #[error("step {step:?} has an invalid retry policy: {reason}")]
     InvalidRetryPolicy {
         /// The step.

@@ -61,6 +61,18 @@ pub use executor::{
     Timer, run_duration,
 };
 pub use retry::RetryPolicy;
+
+/// The longest step timeout and retry backoff (initial or maximum) a workflow may
+/// set: a year, as for the alerting's [`MAX_ALERT_WAIT`](crate::alert::MAX_ALERT_WAIT).
+///
+/// Past it an attempt in effect never times out and a retry never comes
+/// (`Duration::MAX` is half a trillion years, and a deadline that far saturates at
+/// [`Timestamp::MAX`], in 2554): a host that means "no timeout" leaves it unset,
+/// and one that means "no retry" makes one attempt. A timer driven by such a
+/// deadline (a simulated clock shared with the coordinator) would move the whole
+/// system to the end of time. Building a workflow refuses a longer one with
+/// [`WorkflowError::InvalidTimeout`] or [`WorkflowError::InvalidRetryPolicy`].
+pub const MAX_STEP_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 pub use run::{
     RUN_SNAPSHOT_VERSION, Run, RunEvent, RunOutcome, RunSnapshot, StepChange, StepKey, StepOutcome,
     StepState, StepStatus,
@@ -109,7 +121,8 @@ impl fmt::Display for StepRef {
 /// Cheap to clone (the data is shared). Built with [`Workflow::builder`] or
 /// [`Workflow::from_definition`]; both check that names are non-empty and unique, that
 /// every dependency exists, that the graph has no cycle, that every input comes from an
-/// ancestor, and that every retry policy is valid.
+/// ancestor, and that every timeout and retry policy is valid (waits of at most
+/// [`MAX_STEP_WAIT`]).
 #[derive(Debug, Clone)]
 pub struct Workflow {
     inner: Arc<Inner>,
@@ -174,11 +187,19 @@ impl Workflow {
     /// The first problem found, in this order: no steps at all, a workflow name that
     /// is not a label (longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes
     /// or with a control character: [`WorkflowError::InvalidText`]), an empty step
-    /// name, a step name or kind that is not a label or a claim the coordinator would
-    /// refuse (longer than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, with a
-    /// control character, or naming nothing), a duplicate name, an unknown
-    /// dependency or input step, a zero timeout, an invalid retry policy, a cycle, an
-    /// input from a non-ancestor, a repeated input name.
+    /// name, a step name or kind that is not a label (or a kind set empty), a claim
+    /// the coordinator would refuse (longer than
+    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, with a control character,
+    /// or naming nothing) or an input with an empty output key or name (all
+    /// [`WorkflowError::InvalidText`]), a duplicate name, an unknown dependency or
+    /// input step, a timeout of zero or longer than [`MAX_STEP_WAIT`]
+    /// ([`WorkflowError::InvalidTimeout`]), an invalid retry policy (among others, a
+    /// backoff longer than [`MAX_STEP_WAIT`] or a longest backoff shorter than the
+    /// first: [`WorkflowError::InvalidRetryPolicy`]), a cycle, an input from a
+    /// non-ancestor, a repeated input name.
+    ///
+    /// A dependency named twice is not an error: the workflow keeps the first of
+    /// each (see [`StepSpec::after`]).
     ///
     /// A definition of any size and shape is either built or refused with a typed
     /// error: no check recurses as deep as the definition, so a 100,000-step ring is a
@@ -386,6 +407,29 @@ fn check_step_claim(claim: &crate::task::Claim) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Refuses a step's kind that the coordinator would refuse, or one set empty (or
+/// only whitespace): the kind is what assignment and separation of duties go by,
+/// and an empty one names no work. A step without a kind of its own has its name's.
+fn check_step_kind(kind: &str) -> Result<(), NameError> {
+    if kind.trim().is_empty() {
+        return Err(NameError::Empty { kind: "step kind" });
+    }
+    check_label("step kind", kind)
+}
+
+/// Refuses an input whose output key or name is empty or only whitespace: an
+/// agent reads its inputs by name, and an upstream step reports no output under an
+/// empty key that it meant.
+fn check_input(input: &InputSpec) -> Result<(), NameError> {
+    if input.output.trim().is_empty() {
+        return Err(NameError::Empty { kind: "output" });
+    }
+    if input.name.trim().is_empty() {
+        return Err(NameError::Empty { kind: "input" });
+    }
+    Ok(())
+}
+
 fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowError> {
     specs.iter_mut().for_each(StepSpec::dedup_dependencies);
     let n = specs.len();
@@ -417,8 +461,9 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
         // A step's name is its tasks' description and, unless it has a kind of its
         // own, their kind: what the coordinator would refuse is refused here.
         check_label("step name", spec.name())
-            .and_then(|()| check_label("step kind", spec.kind()))
+            .and_then(|()| check_step_kind(spec.kind()))
             .and_then(|()| spec.claims().iter().try_for_each(check_step_claim))
+            .and_then(|()| spec.inputs().iter().try_for_each(check_input))
             .map_err(|source| WorkflowError::InvalidText {
                 step: Some(i),
                 source,
@@ -457,8 +502,9 @@ fn build(name: String, mut specs: Vec<StepSpec>) -> Result<Workflow, WorkflowErr
             }
         }
         // Refused here rather than at run time, where every attempt would time out
-        // at once ("timed out after 0ns") and use up the step's retries.
-        if let Some(timeout) = spec.timeout().filter(|t| t.is_zero()) {
+        // at once ("timed out after 0ns") and use up the step's retries; and one
+        // longer than a year, which never comes (see `MAX_STEP_WAIT`).
+        if let Some(timeout) = (spec.timeout()).filter(|t| t.is_zero() || *t > MAX_STEP_WAIT) {
             return Err(WorkflowError::InvalidTimeout {
                 step: spec.name().to_owned(),
                 timeout,

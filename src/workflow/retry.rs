@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::MAX_STEP_WAIT;
 use crate::serde_util::duration_ms;
 
 /// How a failed step is retried.
@@ -79,7 +80,10 @@ impl RetryPolicy {
         self
     }
 
-    /// Sets the wait after the first failed attempt.
+    /// Sets the wait after the first failed attempt: at most
+    /// [`max_backoff`](Self::max_backoff) and at most
+    /// [`MAX_STEP_WAIT`](super::MAX_STEP_WAIT), or building a workflow with the policy
+    /// fails with [`WorkflowError::InvalidRetryPolicy`](super::WorkflowError::InvalidRetryPolicy).
     pub fn with_initial_backoff(mut self, d: Duration) -> Self {
         self.initial_backoff = d;
         self
@@ -91,7 +95,12 @@ impl RetryPolicy {
         self
     }
 
-    /// Sets the longest wait.
+    /// Sets the longest wait: at least [`initial_backoff`](Self::initial_backoff)
+    /// and at most [`MAX_STEP_WAIT`](super::MAX_STEP_WAIT), or building a workflow
+    /// with the policy fails with
+    /// [`WorkflowError::InvalidRetryPolicy`](super::WorkflowError::InvalidRetryPolicy)
+    /// (the default's one minute is below a first wait longer than a minute: set
+    /// both).
     pub fn with_max_backoff(mut self, d: Duration) -> Self {
         self.max_backoff = d;
         self
@@ -142,6 +151,24 @@ impl RetryPolicy {
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Some(format!("jitter {} is not within [0, 1]", self.jitter));
+        }
+        // A wait past a year never comes (see `MAX_STEP_WAIT`); and a cap below the
+        // first wait would silently shorten it to the cap.
+        for (field, wait) in [
+            ("initial_backoff", self.initial_backoff),
+            ("max_backoff", self.max_backoff),
+        ] {
+            if wait > MAX_STEP_WAIT {
+                return Some(format!(
+                    "{field} {wait:?} is longer than {MAX_STEP_WAIT:?} (a year)"
+                ));
+            }
+        }
+        if self.max_backoff < self.initial_backoff {
+            return Some(format!(
+                "max_backoff {:?} is shorter than initial_backoff {:?}",
+                self.max_backoff, self.initial_backoff
+            ));
         }
         None
     }

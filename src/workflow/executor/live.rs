@@ -2,13 +2,15 @@
 //! refused ([`ExecutorError::RunInProgress`]), since the id is the run's group in the
 //! coordinator and two live runs under one id would take each other's notices. The
 //! coordinator's watch on the group is what holds the id, so that a second executor
-//! over the same coordinator refuses it too. Apart because it is bookkeeping across
-//! runs, where everything else is one run's.
+//! over the same coordinator refuses it too. A new run is refused, too, under an id
+//! whose group the coordinator still holds tasks in ([`ExecutorError::UnfinishedRun`]).
+//! Apart because it is bookkeeping across runs, where everything else is one run's.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::coordinator::Coordinator;
+use crate::id::TaskId;
 
 use super::{Executor, ExecutorError};
 
@@ -53,6 +55,47 @@ impl Executor {
             live: Arc::clone(&self.live),
             coordinator: Arc::clone(&self.coordinator),
             id,
+        })
+    }
+
+    /// As [`admit`](Self::admit), for a new run: refused, too, when the coordinator
+    /// still holds tasks in the id's group (see [`ExecutorError::UnfinishedRun`]).
+    /// Checked once the id is held, so that no run starts under it meanwhile, and
+    /// the hold is let go on refusal, leaving everything as it was.
+    ///
+    /// # Complexity
+    /// O(running + waiting tasks) in the coordinator, once per run started.
+    pub(super) fn admit_fresh(&self, id: &str) -> Result<LiveId, ExecutorError> {
+        let live = self.admit(id)?;
+        let tasks = self.coordinator.with_core(|core| {
+            let running = (core.assignments().into_iter())
+                .filter(|a| a.group.as_deref() == Some(id))
+                .map(|a| a.task.id());
+            let mut tasks: Vec<TaskId> = if core.waiting_count() == 0 {
+                running.collect()
+            } else {
+                running
+                    .chain(
+                        (core.waiting().into_iter())
+                            .filter(|w| w.group.as_deref() == Some(id))
+                            .map(|w| w.task.id()),
+                    )
+                    .collect()
+            };
+            tasks.sort_unstable();
+            tasks
+        });
+        if tasks.is_empty() {
+            return Ok(live);
+        }
+        tracing::info!(
+            workflow.run = id,
+            tasks = tasks.len(),
+            "run refused: its group still holds tasks; resume it"
+        );
+        Err(ExecutorError::UnfinishedRun {
+            run: id.to_owned(),
+            tasks,
         })
     }
 }

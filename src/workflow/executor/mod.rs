@@ -67,9 +67,41 @@ pub enum ExecutorError {
         /// The id.
         run: String,
     },
+    /// The coordinator still holds tasks in the group of the id a new run was to
+    /// start under: a run under this id did not end (its executor crashed or its
+    /// future was dropped, and the coordinator's checkpoint outlived the run's), and
+    /// its tasks would hold their agents' slots and keep the new run's steps waiting
+    /// behind them for good. Nothing was started and the tasks are untouched:
+    /// [`resume`](Executor::resume) the run from its snapshot, which asks its agents
+    /// about its interrupted work and gives back what no step names; with the
+    /// snapshot lost, resume a fresh start of it
+    /// ([`Workflow::start_run`](super::Workflow::start_run)), which gives them all
+    /// back. (Work an executor spawned for a dropped run keeps its task until the
+    /// runtime has dropped it; the id is free once it has.)
+    #[error(
+        "the coordinator still holds {} for run {run:?} (first {}), left by a run under this id that did not end; resume that run instead of starting it again",
+        count_tasks(tasks.len()),
+        tasks.first().map_or_else(String::new, ToString::to_string)
+    )]
+    UnfinishedRun {
+        /// The id.
+        run: String,
+        /// The tasks the coordinator holds in the run's group, waiting or running,
+        /// ascending.
+        tasks: Vec<TaskId>,
+    },
     /// The coordinator refused an operation.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
+}
+
+/// `n` tasks, in words.
+fn count_tasks(n: usize) -> String {
+    if n == 1 {
+        "1 task".to_owned()
+    } else {
+        format!("{n} tasks")
+    }
 }
 
 /// Where one run stands, as its [`RunHandle`] reports it.
@@ -556,10 +588,18 @@ impl Executor {
     /// keep records of a step's effect past the end of its run need an id per run
     /// (see [`WorkItem`]).
     ///
+    /// A new run needs its id's group empty in the coordinator: tasks left there by a
+    /// run under the same id that never ended (a crash after the coordinator's
+    /// checkpoint, with the run's own lost) would hold agents' slots that nobody
+    /// gives back, and the new run would wait behind them forever. Such a run is
+    /// [`resume`](Self::resume)d, not run again.
+    ///
     /// # Errors
     /// The future ends at once, having changed nothing, with
     /// [`ExecutorError::RunInProgress`] if a run with this `id` is live in this
-    /// executor or another over its coordinator, [`WorkflowError::EmptyRunId`] if
+    /// executor or another over its coordinator, [`ExecutorError::UnfinishedRun`]
+    /// if the coordinator still holds tasks in the group `id` (see above),
+    /// [`WorkflowError::EmptyRunId`] if
     /// `id` is empty or only whitespace, or [`WorkflowError::InvalidText`] if it is
     /// longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a
     /// control character. Otherwise [`ExecutorError`] if the coordinator
@@ -567,7 +607,7 @@ impl Executor {
     ///
     /// [`WorkItem`]: crate::agent::WorkItem
     pub fn run(&self, workflow: &Workflow, id: &str, seed: u64) -> RunFuture<'_> {
-        match self.admit(id) {
+        match self.admit_fresh(id) {
             Ok(live) => {
                 let run = workflow.start_run(id, seed, self.now());
                 self.drive_future(run, false, live)
@@ -587,7 +627,7 @@ impl Executor {
         id: &str,
         seed: u64,
     ) -> RunFuture<'static> {
-        match self.admit(id) {
+        match self.admit_fresh(id) {
             Ok(live) => {
                 let run = workflow.start_run(id, seed, self.now());
                 self.drive_owned(run, false, live)

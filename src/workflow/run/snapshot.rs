@@ -36,6 +36,7 @@ pub struct StepState {
     pub outputs: BTreeMap<String, String>,
     /// The coordinator's task of a ready step waiting for an agent, or of a running
     /// attempt ([`Run::bind`]): what a resumed run finds again in the coordinator.
+    /// [`Run::restore`] refuses one on a step of any other status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskId>,
 }
@@ -121,8 +122,16 @@ impl Run {
     /// [`WorkflowError::CorruptSnapshot`] naming the problem: another version, another
     /// workflow (name, fingerprint or steps), or a state the engine could not have
     /// reached (a step started before its dependencies finished, a ready list that does
-    /// not match the statuses, more attempts than allowed), or a run id the executor
-    /// refuses (empty, too long, or with a control character).
+    /// not match the statuses, more attempts than allowed, a deadline past the
+    /// snapshot's time plus the step's longest wait, a task bound to a step that
+    /// neither waits nor runs, a history event later than the snapshot's time), or a
+    /// run id the executor refuses (empty, too long, or with a control character).
+    ///
+    /// What the snapshot cannot tell is taken as written: the task a ready or
+    /// running step names is checked against the coordinator by
+    /// [`Executor::resume`](crate::workflow::Executor::resume) (a task it does not
+    /// hold for the run is unbound, and the step dispatched again), and any time,
+    /// [`Timestamp::MAX`] included, is a time the run may have been told.
     pub fn restore(workflow: &Workflow, snapshot: RunSnapshot) -> Result<Run, WorkflowError> {
         let inner = workflow.inner().clone();
         let corrupt = |reason: String| WorkflowError::CorruptSnapshot {
@@ -171,13 +180,22 @@ impl Run {
         let mut run = Run::blank(workflow, snapshot.id, snapshot.seed, snapshot.taken_at);
         run.cancelled = snapshot.cancelled;
         for (i, s) in snapshot.steps.iter().enumerate() {
+            // A binding outlives neither the wait nor the attempt it names: the run
+            // ends it whenever its step leaves `Ready` or `Running`, so one on another
+            // step was written by someone else, and a resume would take the task it
+            // names (perhaps another run's) for this run's.
+            if let Some(task) = s.task {
+                if !matches!(s.status, StepStatus::Ready | StepStatus::Running) {
+                    return Err(corrupt(format!(
+                        "step {:?} is {} but bound to {task}: only a waiting or running step has a task",
+                        s.name, s.status
+                    )));
+                }
+            }
             run.status[i] = s.status;
             run.attempts[i] = s.attempts;
             run.agent[i] = s.agent;
-            // A binding outlives neither the wait nor the attempt it names.
-            run.task[i] = s
-                .task
-                .filter(|_| matches!(s.status, StepStatus::Ready | StepStatus::Running));
+            run.task[i] = s.task;
         }
         // Counters and failure carriers, recomputed in topological order.
         for &i in &inner.topo {
@@ -339,6 +357,19 @@ impl Run {
             return Err(corrupt(format!(
                 "its history names {} of {n} steps",
                 e.step
+            )));
+        }
+        // Every event is recorded at a time the run was given, and the snapshot's
+        // time is the latest of those. (Events may run backwards among themselves:
+        // the run records a time that goes back as given, see `Run`'s rules.)
+        if let Some((k, e)) =
+            (snapshot.history.iter().enumerate()).find(|(_, e)| e.at > snapshot.taken_at)
+        {
+            return Err(corrupt(format!(
+                "its history's event #{k} (step {:?}) is at {}, after the snapshot's time {}",
+                inner.names[e.step.index()],
+                e.at,
+                snapshot.taken_at
             )));
         }
         run.history = snapshot.history;
