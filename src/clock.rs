@@ -42,6 +42,12 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct Timestamp(u64);
 
+/// A year (365 days): the longest wait or window a setting may ask for (alert
+/// waits, step timeouts and backoffs, safe-mode windows). Past it a setting means
+/// "never", which a configuration says by leaving the setting out, not by a number
+/// no one will wait for.
+pub(crate) const A_YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Timestamp = Timestamp(0);

@@ -41,7 +41,7 @@ pub const MAX_ROUTE_DEPTH: usize = 64;
 /// effect never sent (`u64::MAX` milliseconds is half a billion years), which a
 /// setting should say by leaving the route or rule out, not by a number no one
 /// will wait for.
-pub const MAX_ALERT_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const MAX_ALERT_WAIT: Duration = crate::clock::A_YEAR;
 
 /// `field` is `value`, refused when longer than [`MAX_ALERT_WAIT`].
 fn at_most_a_year(field: impl FnOnce() -> String, value: Duration) -> Result<(), AlertError> {

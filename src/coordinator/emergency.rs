@@ -125,7 +125,7 @@ impl SafeModeRules {
 /// failure of the window in memory and in each snapshot, so a window of "never"
 /// (`u64::MAX` milliseconds) would keep them for the coordinator's life; a rule that
 /// should never fire is left out (`None`).
-pub const MAX_RULE_WINDOW: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const MAX_RULE_WINDOW: Duration = crate::clock::A_YEAR;
 
 fn too_long(within: Duration) -> String {
     format!(

@@ -72,7 +72,7 @@ pub use retry::RetryPolicy;
 /// deadline (a simulated clock shared with the coordinator) would move the whole
 /// system to the end of time. Building a workflow refuses a longer one with
 /// [`WorkflowError::InvalidTimeout`] or [`WorkflowError::InvalidRetryPolicy`].
-pub const MAX_STEP_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+pub const MAX_STEP_WAIT: Duration = crate::clock::A_YEAR;
 pub use run::{
     RUN_SNAPSHOT_VERSION, Run, RunEvent, RunOutcome, RunSnapshot, StepChange, StepKey, StepOutcome,
     StepState, StepStatus,
