@@ -1028,19 +1028,19 @@ fn replaying_the_log_rebuilds_the_incidents() {
 
     let json = serde_json::to_string(&host.incidents.snapshot()).unwrap();
     let snapshot: IncidentsSnapshot = serde_json::from_str(&json).unwrap();
-    let restored = Incidents::restore(snapshot, IncidentConfig::default());
+    let restored = Incidents::restore(snapshot, IncidentConfig::default()).unwrap();
     assert_eq!(restored.snapshot(), host.incidents.snapshot());
     assert_eq!(restored.get(id), host.incidents.get(id));
 
-    // A hostile snapshot: the incident twice, and closed but listed as open.
+    // A snapshot from elsewhere: a closed incident listed as open goes with the
+    // closed ones.
     let now = host.clock.now();
     host.incidents
         .close(&mut host.log, id, Decider::Human, "over", now)
         .unwrap();
     let mut snapshot = host.incidents.snapshot();
-    snapshot.open = snapshot.closed.clone();
-    snapshot.closed.extend(snapshot.open.clone());
-    let restored = Incidents::restore(snapshot, IncidentConfig::default());
+    snapshot.open = std::mem::take(&mut snapshot.closed);
+    let restored = Incidents::restore(snapshot, IncidentConfig::default()).unwrap();
     assert_eq!(restored.open_incidents().len(), 0);
     assert_eq!(restored.closed_incidents().len(), 1);
     assert_eq!(restored.snapshot(), host.incidents.snapshot());
@@ -1192,7 +1192,7 @@ fn a_restored_count_of_entries_left_off_saturates() {
     let mut json = serde_json::to_value(incidents.snapshot()).unwrap();
     json["open"][0]["omitted"] = serde_json::json!(u64::MAX);
     let snapshot: IncidentsSnapshot = serde_json::from_value(json).unwrap();
-    let mut restored = Incidents::restore(snapshot, config);
+    let mut restored = Incidents::restore(snapshot, config).unwrap();
     restored.record(&mut log, AuditEntry::note("ada", "still broken"), t0());
     let incident = restored.get(id).unwrap();
     assert_eq!(incident.omitted(), u64::MAX);
@@ -1220,13 +1220,189 @@ fn a_snapshot_of_many_incidents_restores_in_n_log_n() {
     let rest = one.strip_prefix('{').unwrap();
     let n = 100_000;
     let open: Vec<String> = (1..=n).map(|i| format!("{{\"id\":{i},{rest}")).collect();
-    // The last one twice: kept once.
     let json = format!(
-        "{{\"last_seq\":{n},\"open\":[{},{{\"id\":{n},{rest}],\"closed\":[],\"recent\":[]}}",
+        "{{\"last_seq\":{n},\"open\":[{}],\"closed\":[],\"recent\":[]}}",
         open.join(",")
     );
     let snapshot: IncidentsSnapshot = serde_json::from_str(&json).unwrap();
-    let restored = Incidents::restore(snapshot, config);
+    // The last one twice: found through the same set of ids, and refused.
+    let mut twice = snapshot.clone();
+    twice.open.push(twice.open[n as usize - 1].clone());
+    assert_eq!(
+        Incidents::restore(twice, config.clone()).unwrap_err(),
+        AuditError::DuplicateIncident {
+            incident: IncidentId::new(n)
+        }
+    );
+    let restored = Incidents::restore(snapshot, config).unwrap();
     assert_eq!(restored.open_incidents().len(), n as usize);
     assert!(restored.get(IncidentId::new(n)).unwrap().is_open());
+}
+
+/// Guards the bug where a snapshot holding an incident numbered past its `last_seq`
+/// (a tracker paired with another log, or `last_seq` edited) restored, and the log's
+/// next entry opened a second incident under the same id: `close` then closed the
+/// first one listed, and the new one stayed open.
+#[test]
+fn a_snapshot_numbered_past_its_last_entry_is_refused() {
+    let mut log = AuditLog::new(AuditConfig::default());
+    let mut incidents = Incidents::new(IncidentConfig::default());
+    let id = incidents.open(
+        &mut log,
+        "disk full",
+        Severity::High,
+        Decider::Human,
+        "r",
+        t0(),
+    );
+    let note = incidents.note(&mut log, id, "ada", "on it", t0()).unwrap();
+    let good = incidents.snapshot();
+    assert_eq!((id.get(), note, good.last_seq), (1, 2, 2));
+    let restore = |s: IncidentsSnapshot| Incidents::restore(s, IncidentConfig::default());
+
+    // The incident itself is past `last_seq`.
+    let mut past = good.clone();
+    past.last_seq = 0;
+    let err = restore(past).unwrap_err();
+    assert_eq!(
+        err,
+        AuditError::IncidentPastLastSeq {
+            incident: id,
+            seq: 1,
+            last_seq: 0
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "incident#1 holds entry #1, past the last audit entry the snapshot has seen (#0)"
+    );
+    // An entry on its timeline is, in either list.
+    let mut past = good.clone();
+    past.last_seq = 1;
+    past.closed = std::mem::take(&mut past.open);
+    assert_eq!(
+        restore(past).unwrap_err(),
+        AuditError::IncidentPastLastSeq {
+            incident: id,
+            seq: 2,
+            last_seq: 1
+        }
+    );
+    // An entry kept for the lookback is.
+    let mut past = good.clone();
+    past.last_seq = 1;
+    past.open.clear();
+    let err = restore(past).unwrap_err();
+    assert_eq!(
+        err,
+        AuditError::LookbackPastLastSeq {
+            seq: 2,
+            last_seq: 1
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "lookback entry #2 is past the last audit entry the snapshot has seen (#1)"
+    );
+    // One incident listed twice, across the two lists: which record holds is unknown.
+    let mut twice = good.clone();
+    twice.closed = twice.open.clone();
+    let err = restore(twice).unwrap_err();
+    assert_eq!(err, AuditError::DuplicateIncident { incident: id });
+    assert_eq!(
+        err.to_string(),
+        "incident#1 is listed twice in the incidents snapshot"
+    );
+
+    // The snapshot as written restores, and the log's next entry opens a new id:
+    // closing it closes it, not the one restored.
+    let mut restored = restore(good.clone()).unwrap();
+    assert_eq!(restored.snapshot(), good);
+    let cpu = restored.open(
+        &mut log,
+        "cpu on fire",
+        Severity::Critical,
+        Decider::Human,
+        "r",
+        t0(),
+    );
+    assert_eq!(cpu, IncidentId::new(3));
+    restored
+        .close(&mut log, cpu, Decider::Human, "fixed cpu", t0())
+        .unwrap();
+    let open: Vec<&str> = restored.open_incidents().map(|i| i.title()).collect();
+    assert_eq!(open, ["disk full"]);
+}
+
+/// A quarantine, five notable entries, a note on the incident, three more: a
+/// timeline of ten items under the default configuration. The entries, and the
+/// tracker.
+fn a_long_timeline() -> (Vec<SealedEntry>, Incidents) {
+    let mut log = AuditLog::new(AuditConfig::default());
+    let mut incidents = Incidents::new(IncidentConfig::default());
+    let id = incidents
+        .record(&mut log, AuditEntry::quarantine(AgentId::new(1), "x"), t0())
+        .unwrap();
+    for i in 0..5 {
+        incidents.record(&mut log, AuditEntry::note("ops", i.to_string()), t0());
+    }
+    incidents.note(&mut log, id, "ada", "mine", t0()).unwrap();
+    for i in 5..8 {
+        incidents.record(&mut log, AuditEntry::note("ops", i.to_string()), t0());
+    }
+    assert_eq!(incidents.get(id).unwrap().timeline().len(), 10);
+    (log.drain().collect(), incidents)
+}
+
+/// Guards the bug where a snapshot restored under a smaller `max_timeline` kept
+/// every item of its timelines: memory was bounded by the snapshot, not by the
+/// configuration the tracker runs under.
+#[test]
+fn a_restored_timeline_is_cut_to_the_configuration_as_the_live_one_is() {
+    let (stored, incidents) = a_long_timeline();
+    let config = IncidentConfig::default().with_max_timeline(3);
+    let restored = Incidents::restore(incidents.snapshot(), config.clone()).unwrap();
+    let incident = restored.open_incidents().next().unwrap();
+    // The first three, then the incident's own note past the cap; six counted.
+    let seqs: Vec<u64> = incident.timeline().iter().map(|i| i.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 7]);
+    assert_eq!(incident.omitted(), 6);
+    // Exactly what a tracker running under the configuration holds.
+    let mut replayed = Incidents::new(config.clone());
+    for e in &stored {
+        replayed.observe(e);
+    }
+    assert_eq!(restored.snapshot(), replayed.snapshot());
+    // And what it writes restores to itself.
+    let again = Incidents::restore(restored.snapshot(), config).unwrap();
+    assert_eq!(again.snapshot(), restored.snapshot());
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    /// Restoring a tracker's snapshot under a configuration gives what a tracker
+    /// fed the same entries under it holds: the timelines cut the same way, the
+    /// same entries counted as left off; and under its own configuration, itself.
+    #[test]
+    fn a_snapshot_restores_as_a_replay_under_the_new_configuration(
+        entries in proptest::collection::vec(arb_entry(), 0..40),
+        max in 0usize..6,
+    ) {
+        let (stored, _) = chain(entries);
+        let mut live = Incidents::new(IncidentConfig::default());
+        for e in &stored {
+            live.observe(e);
+        }
+        let snapshot = live.snapshot();
+        let same = Incidents::restore(snapshot.clone(), IncidentConfig::default()).unwrap();
+        prop_assert_eq!(same.snapshot(), snapshot.clone());
+        let config = IncidentConfig::default().with_max_timeline(max);
+        let mut replayed = Incidents::new(config.clone());
+        for e in &stored {
+            replayed.observe(e);
+        }
+        let restored = Incidents::restore(snapshot, config).unwrap();
+        prop_assert_eq!(restored.snapshot(), replayed.snapshot());
+    }
 }

@@ -21,7 +21,8 @@ use concord::coordinator::{
 };
 use concord::id::{MAX_CLAIM_LEN, MAX_DESCRIPTION_LEN, MAX_KEYWORD_LEN, MAX_LABEL_LEN};
 use concord::monitor::{
-    DetectorConfig, Monitor, MonitorConfig, MonitorError, MonitorSnapshot, SketchConfig,
+    DetectorConfig, Monitor, MonitorConfig, MonitorError, MonitorSnapshot, QuantileSketch,
+    SketchConfig,
 };
 use concord::policy::PolicySet;
 use concord::resource::{
@@ -2657,6 +2658,16 @@ fn monitor_snapshot_round_trips_through_json() {
 #[test]
 fn monitor_restore_refuses_inconsistent_snapshots() {
     let good = monitor_json();
+    // The sketch at `path` with `xs` added: a sketch that reads back (its extremes
+    // and sum agree with its buckets) but counts what the window does not.
+    let more = |path: &str, xs: &[f64]| {
+        let mut s: QuantileSketch = serde_json::from_value(good.pointer(path).unwrap().clone())
+            .expect("the monitor's sketch reads back");
+        for &x in xs {
+            s.add(x);
+        }
+        serde_json::to_value(s).unwrap()
+    };
     // Each case: where, the value written there, and what the refusal names.
     let cases: Vec<(&str, Value, &str)> = vec![
         ("/version", json!(99), "version 99"),
@@ -2664,18 +2675,18 @@ fn monitor_restore_refuses_inconsistent_snapshots() {
         ("/current/wait_n", json!(7), "the wait sketch counts"),
         ("/current/tasks/waited", json!(7), "the wait sketch counts"),
         (
-            "/current/durations/positive",
-            json!([[700, 9]]),
+            "/current/durations",
+            more("/current/durations", &[1.19e6; 9]),
             "the duration sketch counts",
         ),
         (
-            "/windows/0/durations/positive",
-            json!([[700, 9]]),
+            "/windows/0/durations",
+            more("/windows/0/durations", &[1.19e6; 9]),
             "kept window 0: the duration sketch",
         ),
         (
-            "/windows/1/queue/waits/zero",
-            json!(3),
+            "/windows/1/queue/waits",
+            more("/windows/1/queue/waits", &[0.0; 3]),
             "kept window 1: the wait sketch",
         ),
         ("/current/res_n", json!(2), "the resolution sketch counts"),
@@ -2861,6 +2872,64 @@ fn monitor_snapshots_that_do_not_parse_are_refused_by_serde() {
             "{end}"
         );
     }
+}
+
+/// Guards the bug where a sketch read from serde kept a `min`, `max` and `sum`
+/// that contradict its buckets, and its quantiles and mean reported them: two values
+/// near 1000 read back with a p50 of 6 and a mean of -5e299. Through a monitor
+/// snapshot too, whose windows' sketches give the run-time percentiles.
+#[test]
+fn sketch_figures_that_contradict_the_buckets_are_refused_by_serde() {
+    let mut s = QuantileSketch::new(SketchConfig::default()).unwrap();
+    s.add(1000.0);
+    s.add(1001.0);
+    let good = serde_json::to_value(&s).unwrap();
+    assert_eq!(good["positive"], json!([[346, 2]]));
+    let refusal = |field: &str, value: Value| {
+        let mut v = good.clone();
+        v[field] = value;
+        serde_json::from_value::<QuantileSketch>(v)
+            .expect_err("figures that contradict the buckets")
+            .to_string()
+    };
+    assert_eq!(
+        refusal("min", json!(5.0)),
+        "corrupt monitor snapshot: quantile sketch: `min` 5.0 is not a value of bucket 346 \
+         (9.9250e2 to 1.0126e3), the lowest it counts in"
+    );
+    assert_eq!(
+        refusal("max", json!(1e6)),
+        "corrupt monitor snapshot: quantile sketch: `max` 1000000.0 is not a value of bucket \
+         346 (9.9250e2 to 1.0126e3), the highest it counts in"
+    );
+    assert_eq!(
+        refusal("sum", json!(-1e300)),
+        "corrupt monitor snapshot: quantile sketch: `sum` -1e300 is not a sum of 2 values \
+         from 1000.0 to 1001.0"
+    );
+    // What was written reads back as it was.
+    let back: QuantileSketch = serde_json::from_value(good).unwrap();
+    assert_eq!(back, s);
+
+    // In a monitor snapshot: a kept window's durations, forged.
+    let good = monitor_json();
+    let durations = good["windows"][0]["durations"].clone();
+    assert!(durations["min"].as_f64().unwrap() > 0.0, "{durations}");
+    for (field, value) in [
+        ("min", json!(-5.0)),
+        ("max", json!(1e12)),
+        ("sum", json!(-1e300)),
+    ] {
+        let mut v = good.clone();
+        v["windows"][0]["durations"][field] = value.clone();
+        let err = serde_json::from_value::<MonitorSnapshot>(v).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("quantile sketch: `{field}` ")),
+            "{field} = {value}: {err}"
+        );
+    }
+    restore_monitor(good).unwrap();
 }
 
 #[test]

@@ -8,7 +8,7 @@ use concord::coordinator::{Coordinator, EventKind};
 use concord::monitor::{
     Action, AnomalyDetector, AnomalyKind, Bottleneck, DetectorConfig, Finding,
     MONITOR_SNAPSHOT_VERSION, Metric, Monitor, MonitorConfig, MonitorError, MonitorSnapshot,
-    SketchConfig, Subject, Thresholds, Window,
+    QuantileSketch, SketchConfig, Subject, Thresholds, Window,
 };
 use concord::resource::StaticPredictor;
 use concord::task::Requirements;
@@ -921,4 +921,67 @@ fn steady_state_ingestion_allocates_nothing_per_event() {
     // A sketch meeting a value beyond its range may grow, once; nothing grows per event.
     assert!(made <= 4, "{made} allocations for {} events", steady.len());
     assert!(steady.len() > 50_000);
+}
+
+/// Values for a sketch: every sign and magnitude a float has (zeros, subnormals, the
+/// smallest and largest normals), and values on bucket edges (`γ^i` at the default
+/// accuracy), where a logarithm rounds either way.
+fn arb_value() -> impl Strategy<Value = f64> {
+    let gamma = 1.01f64 / 0.99;
+    prop_oneof![
+        -1e6f64..1e6,
+        (-300i32..300).prop_map(|e| 10f64.powi(e)),
+        (-300i32..300).prop_map(|e| -(10f64.powi(e))),
+        (-30_000i32..30_000).prop_map(move |i| gamma.powi(i)),
+        Just(0.0),
+        Just(-0.0),
+        Just(5e-324),
+        Just(-f64::MIN_POSITIVE),
+        Just(f64::MIN_POSITIVE),
+        Just(1e300),
+        Just(-1e300),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/monitor_sketch_serde.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+    /// Any sketch the live code builds (values added in parts, the parts merged,
+    /// the low end folded when the values span more than the buckets) reads back
+    /// from its JSON as itself: what deserializing checks of `min`, `max` and `sum`
+    /// against the buckets never refuses a sketch `add` and `merge` made.
+    #[test]
+    fn every_sketch_the_live_code_builds_reads_back(
+        parts in proptest::collection::vec(proptest::collection::vec(arb_value(), 0..60), 1..5),
+        accuracy in prop_oneof![Just(0.0001), Just(0.01), Just(0.05), Just(0.5)],
+        buckets in prop_oneof![16u32..40, Just(2048)],
+    ) {
+        let config = SketchConfig::default()
+            .with_relative_accuracy(accuracy)
+            .with_max_buckets(buckets);
+        let mut whole = QuantileSketch::new(config).unwrap();
+        for part in &parts {
+            let mut s = QuantileSketch::new(config).unwrap();
+            for &x in part {
+                s.add(x);
+            }
+            let json = serde_json::to_string(&s).unwrap();
+            let back: QuantileSketch = serde_json::from_str(&json).map_err(|e| {
+                TestCaseError::fail(format!("{e}: {json}"))
+            })?;
+            prop_assert_eq!(&back, &s);
+            whole.merge(&back).unwrap();
+        }
+        let json = serde_json::to_string(&whole).unwrap();
+        let back: QuantileSketch = serde_json::from_str(&json)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {json}")))?;
+        prop_assert_eq!(back, whole);
+    }
 }

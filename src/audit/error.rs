@@ -109,6 +109,41 @@ pub enum AuditError {
         /// The id.
         incident: IncidentId,
     },
+    /// An [`IncidentsSnapshot`](super::IncidentsSnapshot) holds an incident opened,
+    /// or an entry on an incident's timeline, past the last audit entry it says it
+    /// has seen (`seq` is the incident's own id when the incident itself is past it):
+    /// it was paired with another log, or edited. Restored, the tracker would see
+    /// that entry again, and open a second incident under an id already taken.
+    #[error(
+        "{incident} holds entry #{seq}, past the last audit entry the snapshot has seen (#{last_seq})"
+    )]
+    IncidentPastLastSeq {
+        /// The incident.
+        incident: IncidentId,
+        /// The entry's sequence number.
+        seq: u64,
+        /// The last entry the snapshot says it has seen.
+        last_seq: u64,
+    },
+    /// An [`IncidentsSnapshot`](super::IncidentsSnapshot) keeps, for the lookback,
+    /// an entry past the last audit entry it says it has seen: the tracker would keep
+    /// it twice once the log reaches it.
+    #[error(
+        "lookback entry #{seq} is past the last audit entry the snapshot has seen (#{last_seq})"
+    )]
+    LookbackPastLastSeq {
+        /// The entry's sequence number.
+        seq: u64,
+        /// The last entry the snapshot says it has seen.
+        last_seq: u64,
+    },
+    /// An [`IncidentsSnapshot`](super::IncidentsSnapshot) lists one incident twice
+    /// (in one list or across both): which record is right cannot be told.
+    #[error("{incident} is listed twice in the incidents snapshot")]
+    DuplicateIncident {
+        /// The id.
+        incident: IncidentId,
+    },
 }
 
 /// "entry #2 is" or "entries #2..#5 are".

@@ -401,6 +401,19 @@ impl Incident {
         }
     }
 
+    /// Cuts the timeline to what [`push`](Self::push) would have kept under `max`,
+    /// counting the rest in `omitted`. A timeline `push` built under `max` is left
+    /// as it is.
+    fn trim_timeline(&mut self, max: usize) {
+        if self.timeline.len() <= max {
+            return;
+        }
+        let items = std::mem::take(&mut self.timeline);
+        for item in items {
+            self.push(item, max);
+        }
+    }
+
     fn names_any(&self, agents: &[AgentId]) -> bool {
         agents.iter().any(|a| self.agents.binary_search(a).is_ok())
     }
@@ -978,30 +991,69 @@ impl Incidents {
         }
     }
 
-    /// A tracker holding what `snapshot` holds, under `config`: the closed incidents
-    /// and lookback entries beyond the configuration's bounds are dropped (the oldest
-    /// first), an incident listed twice is kept once, and one listed with the open
-    /// incidents but closed goes with the closed ones. Every open incident is kept,
-    /// as [`observe`](Self::observe) keeps them: each stands for an emergency that
-    /// only its closing ends.
+    /// A tracker holding what `snapshot` holds, under `config`, as if it had seen
+    /// the same entries under `config`: the closed incidents and lookback entries
+    /// beyond the configuration's bounds are dropped (the oldest first), and each
+    /// timeline is cut to [`IncidentConfig::with_max_timeline`] as it would have
+    /// been cut while open (the entries past the cap counted in
+    /// [`Incident::omitted`], the incident's own notes, review and closing kept). An
+    /// incident listed with the open incidents but closed goes with the closed ones.
+    /// Every open incident is kept, as [`observe`](Self::observe) keeps them: each
+    /// stands for an emergency that only its closing ends.
+    ///
+    /// # Errors
+    /// Nothing is restored from a snapshot that no tracker paired with one log
+    /// writes:
+    /// - [`AuditError::IncidentPastLastSeq`] for an incident, or an entry on its
+    ///   timeline, numbered past the snapshot's `last_seq` (the tracker would take
+    ///   that entry in again and open a second incident under the same id);
+    /// - [`AuditError::LookbackPastLastSeq`] for such a lookback entry;
+    /// - [`AuditError::DuplicateIncident`] for an incident listed twice.
     ///
     /// # Complexity
-    /// O(n log n) in the incidents listed, plus the lookback entries.
-    pub fn restore(snapshot: IncidentsSnapshot, config: IncidentConfig) -> Self {
-        let mut out = Incidents::new(config);
-        out.last_seq = snapshot.last_seq;
-        // Each incident goes where its own record says, once: a snapshot from
-        // elsewhere may list one twice, in the wrong list, or with its agents out of
-        // order (the lookups need them sorted). The ids seen are a set, not a look
-        // through what is kept so far, so that a snapshot of many incidents restores
-        // in n log n.
+    /// O(n log n) in the incidents listed, plus the timeline items and the lookback
+    /// entries.
+    pub fn restore(
+        snapshot: IncidentsSnapshot,
+        config: IncidentConfig,
+    ) -> Result<Self, AuditError> {
+        let last_seq = snapshot.last_seq;
+        // The ids seen are a set, not a look through what is kept so far, so that a
+        // snapshot of many incidents restores in n log n.
         let mut seen = std::collections::BTreeSet::new();
-        for mut i in snapshot.open.into_iter().chain(snapshot.closed) {
-            if !seen.insert(i.id) {
-                continue;
+        for i in snapshot.open.iter().chain(&snapshot.closed) {
+            let past = std::iter::once(i.id.get())
+                .chain(i.timeline.iter().map(|item| item.seq))
+                .find(|&seq| seq > last_seq);
+            if let Some(seq) = past {
+                return Err(AuditError::IncidentPastLastSeq {
+                    incident: i.id,
+                    seq,
+                    last_seq,
+                });
             }
+            if !seen.insert(i.id) {
+                return Err(AuditError::DuplicateIncident { incident: i.id });
+            }
+        }
+        if let Some(e) = snapshot.recent.iter().find(|e| e.seq > last_seq) {
+            return Err(AuditError::LookbackPastLastSeq {
+                seq: e.seq,
+                last_seq,
+            });
+        }
+
+        let mut out = Incidents::new(config);
+        out.last_seq = last_seq;
+        let max = out.config.max_timeline;
+        for mut i in snapshot.open.into_iter().chain(snapshot.closed) {
+            // The lookups need the agents sorted; a snapshot from elsewhere may not
+            // have them so.
             i.agents.sort_unstable();
             i.agents.dedup();
+            // Memory stays bounded by this configuration, not the one the snapshot
+            // was taken under.
+            i.trim_timeline(max);
             if i.is_open() {
                 out.open.push(i);
             } else {
@@ -1016,6 +1068,6 @@ impl Incidents {
             .len()
             .saturating_sub(out.config.lookback_entries);
         out.recent = snapshot.recent.into_iter().skip(skip).collect();
-        out
+        Ok(out)
     }
 }

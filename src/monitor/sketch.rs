@@ -207,8 +207,16 @@ fn saturating_sum(counts: &[u64]) -> u64 {
 /// `max_buckets` a sign) and refuses, with [`MonitorError::SketchBucket`], a bucket
 /// no finite value falls in, and with [`MonitorError::CorruptSnapshot`] a total
 /// count at or past 2^63 (like the crate's other counters restored from data, and
-/// leaving room for merges) or, when it holds values, a `min` or `max` that is not
-/// finite or a `min` above `max`. What deserializes never panics on use.
+/// leaving room for merges), and figures that contradict the buckets, which
+/// `quantile` and `mean` would otherwise report: when it holds values, a `min` or
+/// `max` that is not finite, a `min` above `max`, a `min` that is not a value of the
+/// lowest bucket counted in or a `max` of the highest (to within one bucket, as
+/// another platform's logarithm may round a value at a bucket's edge the other way;
+/// below the lowest, when it holds values folded into it), or a `sum` that no
+/// `count` values from `min` to `max` add up to (to within the rounding of a float
+/// sum); when it holds none, a `min`, `max` or `sum` other than 0. The reason names
+/// the field and its value. Every sketch [`add`](Self::add) and
+/// [`merge`](Self::merge) build reads back. What deserializes never panics on use.
 ///
 /// # Departures from the paper
 ///
@@ -548,13 +556,163 @@ impl TryFrom<SketchData> for QuantileSketch {
         );
         s.zero = d.zero;
         s.count = count;
+        if count == 0 {
+            // What an empty sketch writes: a sketch without values has no extremes
+            // and no sum to carry.
+            for (field, value) in [("min", d.min), ("max", d.max), ("sum", d.sum)] {
+                if value != 0.0 {
+                    return Err(corrupt(format!(
+                        "it holds no values but its `{field}` is {value:?}"
+                    )));
+                }
+            }
+            return Ok(s);
+        }
+        s.check_extremes(d.min, d.max).map_err(corrupt)?;
+        (s.min, s.max) = (d.min, d.max);
+        s.check_sum(d.sum).map_err(corrupt)?;
         s.sum = d.sum;
-        (s.min, s.max) = if count == 0 {
-            (0.0, 0.0)
-        } else {
-            (d.min, d.max)
-        };
         Ok(s)
+    }
+}
+
+/// Where [`QuantileSketch::add`] counts a value: a bucket of either store (by
+/// magnitude), or the zero counter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Place {
+    Negative(i64),
+    Zero,
+    Positive(i64),
+}
+
+impl QuantileSketch {
+    /// Where `add` counts `x` (finite).
+    fn place(&self, x: f64) -> Place {
+        if x >= f64::MIN_POSITIVE {
+            Place::Positive(self.index(x))
+        } else if x <= -f64::MIN_POSITIVE {
+            Place::Negative(self.index(-x))
+        } else {
+            Place::Zero
+        }
+    }
+
+    /// The values `place` holds, for a message.
+    fn describe(&self, place: Place) -> String {
+        let bound = |i: i64| (i as f64 * self.ln_gamma).exp();
+        match place {
+            Place::Positive(i) => format!("bucket {i} ({:.4e} to {:.4e})", bound(i - 1), bound(i)),
+            Place::Negative(i) => format!(
+                "negative bucket {i} ({:.4e} to {:.4e})",
+                -bound(i),
+                -bound(i - 1)
+            ),
+            Place::Zero => format!(
+                "the zero counter (magnitudes below {:e})",
+                f64::MIN_POSITIVE
+            ),
+        }
+    }
+
+    /// Checks, once the stores are rebuilt, that `min` is a value of the lowest place
+    /// counted in and `max` of the highest: a `min` or `max` from elsewhere would be
+    /// what `quantile` clamps to, and `quantile(0.0)` and `quantile(1.0)` report.
+    ///
+    /// A store's lowest bucket also holds the values folded into it once the store
+    /// spans `max_buckets` (see the type's docs): the value at that end may then be
+    /// anywhere below it. Elsewhere the index may differ by one from the bucket's,
+    /// as another platform's `ln` may round a value at a bucket's edge the other way.
+    fn check_extremes(&self, min: f64, max: f64) -> Result<(), String> {
+        let full = |store: &Store| store.counts.len() >= self.config.max_buckets as usize;
+        let lowest = match (
+            self.negative.buckets().next_back(),
+            self.positive.buckets().next(),
+        ) {
+            (Some((i, _)), _) => Place::Negative(i),
+            (None, _) if self.zero > 0 => Place::Zero,
+            (None, Some((i, _))) => Place::Positive(i),
+            // Not reached: the sketch holds values, so one of the three counts them.
+            (None, None) => Place::Zero,
+        };
+        let highest = match (
+            self.positive.buckets().next_back(),
+            self.negative.buckets().next(),
+        ) {
+            (Some((i, _)), _) => Place::Positive(i),
+            (None, _) if self.zero > 0 => Place::Zero,
+            (None, Some((i, _))) => Place::Negative(i),
+            (None, None) => Place::Zero,
+        };
+        // Whether `got` is `want`, to within one bucket, or below it when the
+        // bucket holds folded values.
+        let near = |got: i64, want: i64, folded: bool| {
+            got <= want.saturating_add(1) && (folded || got >= want.saturating_sub(1))
+        };
+        let fits = |got: Place, want: Place, folded_at_want: bool| match (got, want) {
+            (Place::Zero, Place::Zero) => true,
+            (Place::Positive(g), Place::Positive(w)) | (Place::Negative(g), Place::Negative(w)) => {
+                near(g, w, folded_at_want)
+            }
+            _ => false,
+        };
+        for (field, value, want, folded, end) in [
+            (
+                "min",
+                min,
+                lowest,
+                matches!(lowest, Place::Positive(_)) && full(&self.positive),
+                "lowest",
+            ),
+            (
+                "max",
+                max,
+                highest,
+                matches!(highest, Place::Negative(_)) && full(&self.negative),
+                "highest",
+            ),
+        ] {
+            if !fits(self.place(value), want, folded) {
+                return Err(format!(
+                    "`{field}` {value:?} is not a value of {}, the {end} it counts in",
+                    self.describe(want)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks, once the extremes are checked, that `sum` is one of `count` values in
+    /// `[min, max]`: a sum from elsewhere would be what `mean` reports.
+    ///
+    /// The sum was added up in floats, in the order the values came and the parts
+    /// merged: each addition rounds by up to half an epsilon of its result, so the sum
+    /// of `n` values of magnitude at most `m` is within about `(n - 1)·ε/2·n·m` of
+    /// the exact one, whatever the order (Higham, *Accuracy and Stability of
+    /// Numerical Algorithms*, 2nd ed., §4.2), and the mean within `(n - 1)·ε/2·m`
+    /// of the exact mean, which lies in `[min, max]`. The mean is allowed over twice
+    /// that, `n·ε·m`, capped at `m` (past 2^52 values the bound says nothing). Only
+    /// a sum near the largest float can overflow: a sum that is not finite is
+    /// allowed only there.
+    fn check_sum(&self, sum: f64) -> Result<(), String> {
+        let n = self.count as f64;
+        let m = self.min.abs().max(self.max.abs());
+        let fits = if sum.is_finite() {
+            let slack = (n * f64::EPSILON).min(1.0) * m;
+            // Rounding is monotone: a mean of values in a range rounds into it, so
+            // dividing adds no error of its own.
+            let mean = sum / n;
+            self.min - slack <= mean && mean <= self.max + slack
+        } else {
+            !(2.0 * n * m).is_finite()
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!(
+                "`sum` {sum:?} is not a sum of {} values from {:?} to {:?}",
+                self.count, self.min, self.max
+            ))
+        }
     }
 }
 
@@ -661,9 +819,10 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         let back: QuantileSketch = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
-        // Buckets far apart in a hand-written sketch fold as `add` would.
-        let wide = r#"{"relative_accuracy":0.01,"max_buckets":16,"min":1,"max":1e300,
-            "positive":[[0,1],[1000000,1]]}"#;
+        // Buckets far apart in a hand-written sketch fold as `add` would (1 is in
+        // bucket 0, 3e260 in bucket 29988).
+        let wide = r#"{"relative_accuracy":0.01,"max_buckets":16,"min":1,"max":3e260,
+            "sum":3e260,"positive":[[0,1],[29988,1]]}"#;
         let w: QuantileSketch = serde_json::from_str(wide).unwrap();
         assert!(w.bucket_count() <= 16);
         assert_eq!(w.count(), 2);
@@ -738,19 +897,102 @@ mod tests {
         ] {
             refused(data(1, min, max, Vec::new()));
         }
-        // An empty sketch's extremes mean nothing, and are reset.
-        let empty = QuantileSketch::try_from(data(0, 5.0, f64::NAN, Vec::new())).unwrap();
+        // An empty sketch has no extremes and no sum: anything else is from
+        // elsewhere.
+        let reason = refused(data(0, 5.0, f64::NAN, Vec::new()));
+        assert_eq!(
+            reason,
+            "quantile sketch: it holds no values but its `min` is 5.0"
+        );
+        let mut d = data(0, 0.0, 0.0, Vec::new());
+        d.sum = -1.0;
+        let reason = refused(d);
+        assert_eq!(
+            reason,
+            "quantile sketch: it holds no values but its `sum` is -1.0"
+        );
+        let empty = QuantileSketch::try_from(data(0, 0.0, 0.0, Vec::new())).unwrap();
         assert_eq!(empty, QuantileSketch::new(empty.config()).unwrap());
+    }
+
+    /// Guards the bug where a sketch read from serde kept a `min`, `max` and `sum`
+    /// that contradict its buckets, and `quantile` and `mean` reported them: two
+    /// values near 1000 read back with a p50 of 6 and a mean of -5e299.
+    #[test]
+    fn figures_that_contradict_the_buckets_are_refused() {
+        let mut s = QuantileSketch::new(SketchConfig::default().with_max_buckets(16)).unwrap();
+        s.add(1000.0);
+        s.add(1001.0);
+        let good = SketchData::from(s.clone());
+        assert_eq!(good.positive, [(346, 2)]);
+        let with = |f: &dyn Fn(&mut SketchData)| {
+            let mut d = SketchData::from(s.clone());
+            f(&mut d);
+            d
+        };
+        assert_eq!(
+            refused(with(&|d| d.min = 5.0)),
+            "quantile sketch: `min` 5.0 is not a value of bucket 346 (9.9250e2 to 1.0126e3), \
+             the lowest it counts in"
+        );
+        assert_eq!(
+            refused(with(&|d| d.max = 2000.0)),
+            "quantile sketch: `max` 2000.0 is not a value of bucket 346 (9.9250e2 to 1.0126e3), \
+             the highest it counts in"
+        );
+        assert_eq!(
+            refused(with(&|d| d.sum = -1e300)),
+            "quantile sketch: `sum` -1e300 is not a sum of 2 values from 1000.0 to 1001.0"
+        );
+        // Out of the sum's rounding, either side.
+        refused(with(&|d| d.sum = 1999.9));
+        refused(with(&|d| d.sum = 2002.1));
+        // A value's sign decides its store: a negative `min` needs negative buckets,
+        // a zero one the zero counter.
+        refused(with(&|d| d.min = -1000.0));
+        refused(with(&|d| d.min = 0.0));
+        let reason = refused(with(&|d| {
+            d.zero = 1;
+            d.min = 1.0;
+        }));
+        assert!(reason.contains("the zero counter"), "{reason}");
+        let reason = refused(with(&|d| {
+            d.negative = vec![(346, 1)];
+            d.min = 1.0;
+        }));
+        assert!(
+            reason.contains("negative bucket 346 (-1.0126e3 to -9.9250e2)"),
+            "{reason}"
+        );
+        // One bucket either side is allowed (another platform's `ln` may round a
+        // value at an edge the other way); two is not.
+        QuantileSketch::try_from(with(&|d| d.max = 1011.0 * 1.0202)).unwrap();
+        refused(with(&|d| d.max = 1011.0 * 1.0202 * 1.0202));
+        // The lowest bucket of a full store holds what was folded into it: the
+        // minimum may be anywhere below it, but not above it.
+        let mut full = s.clone();
+        full.add(1e-6);
+        full.add(1e6);
+        assert_eq!(full.positive.counts.len(), 16);
+        let back = QuantileSketch::try_from(SketchData::from(full.clone())).unwrap();
+        assert_eq!(back, full);
+        let mut d = SketchData::from(full.clone());
+        d.min = 1e-300;
+        QuantileSketch::try_from(d).unwrap();
+        let mut d = SketchData::from(full);
+        d.min = 9e5;
+        refused(d);
     }
 
     #[test]
     fn counts_saturate_in_add_merge_and_quantile() {
+        // -2 is in negative bucket 35, 1e9 in bucket 1037.
         let big = |positive: Vec<(i64, u64)>, zero| {
             let mut d = data(zero, -2.0, 1e9, positive);
-            d.negative = vec![(10, 5)];
+            d.negative = vec![(35, 5)];
             QuantileSketch::try_from(d).unwrap()
         };
-        let mut s = big(vec![(10, (1 << 63) - 7)], 1);
+        let mut s = big(vec![(1037, (1 << 63) - 7)], 1);
         let other = s.clone();
         for _ in 0..3 {
             s.merge(&other).unwrap();

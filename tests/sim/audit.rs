@@ -34,6 +34,9 @@
 //!   re-sealed, dropped, swapped with the next or repeated fails [`verify`] at the
 //!   entry where it was tampered with (a drop or a re-seal of the last entry verifies,
 //!   and only the head kept apart shows it).
+//! - `incidents_snapshot_restores`: after a crash, the tracker's snapshot at the
+//!   last checkpoint restores ([`Incidents::restore`] refuses only what no tracker
+//!   writes).
 //! - `incidents_are_a_fold_of_the_log`: at a seed's end, a new tracker fed the whole
 //!   store holds exactly what the host's tracker holds.
 
@@ -487,9 +490,12 @@ impl World {
                 let from = s.last_seq as usize;
                 (Incidents::restore(s, incident_config()), from)
             }
-            None => (Incidents::new(incident_config()), 0),
+            None => (Ok(Incidents::new(incident_config())), 0),
         };
-        a.incidents = incidents;
+        a.incidents = match incidents {
+            Ok(incidents) => incidents,
+            Err(e) => return Err(self.fail("incidents_snapshot_restores", e.to_string())),
+        };
         for e in &a.store[from.min(a.store.len())..] {
             a.incidents.observe(e);
         }
