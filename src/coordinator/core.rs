@@ -1120,6 +1120,21 @@ impl Core {
         forgot
     }
 
+    /// The tasks running or waiting in `group`, ascending: what an executor checks
+    /// before it starts a run under the group's id, without copying any task (as
+    /// [`assignments`](Self::assignments) and [`waiting`](Self::waiting) do).
+    pub(crate) fn tasks_in_group(&self, group: &str) -> Vec<TaskId> {
+        let running = (self.s.assignments.values())
+            .filter(|a| a.group.as_deref() == Some(group))
+            .map(|a| a.task.id());
+        let waiting = (self.s.waiting.values())
+            .filter(|w| w.group.as_deref() == Some(group))
+            .map(|w| w.task.id());
+        let mut tasks: Vec<TaskId> = running.chain(waiting).collect();
+        tasks.sort_unstable();
+        tasks
+    }
+
     /// Forgets who did which duty in `group` (a finished workflow run or batch).
     /// Returns whether anything was recorded for it.
     pub fn forget_group(&mut self, group: &str) -> bool {

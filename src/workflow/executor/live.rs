@@ -10,7 +10,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::coordinator::Coordinator;
-use crate::id::TaskId;
 
 use super::{Executor, ExecutorError};
 
@@ -67,24 +66,7 @@ impl Executor {
     /// O(running + waiting tasks) in the coordinator, once per run started.
     pub(super) fn admit_fresh(&self, id: &str) -> Result<LiveId, ExecutorError> {
         let live = self.admit(id)?;
-        let tasks = self.coordinator.with_core(|core| {
-            let running = (core.assignments().into_iter())
-                .filter(|a| a.group.as_deref() == Some(id))
-                .map(|a| a.task.id());
-            let mut tasks: Vec<TaskId> = if core.waiting_count() == 0 {
-                running.collect()
-            } else {
-                running
-                    .chain(
-                        (core.waiting().into_iter())
-                            .filter(|w| w.group.as_deref() == Some(id))
-                            .map(|w| w.task.id()),
-                    )
-                    .collect()
-            };
-            tasks.sort_unstable();
-            tasks
-        });
+        let tasks = self.coordinator.with_core(|core| core.tasks_in_group(id));
         if tasks.is_empty() {
             return Ok(live);
         }
