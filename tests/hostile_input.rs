@@ -558,12 +558,13 @@ fn coordinator_restore_refuses_safety_records_the_live_core_never_holds() {
         .exhausted
         .push_back((t(5), TaskId::new(9)));
     assert!(reason(s).contains("out of order"));
+    // A task id may fail twice: a host may give a finished task's id to another.
     let mut s = good.clone();
     s.recent_failures
         .exhausted
         .push_back((t(5), TaskId::new(8)));
     s.recent_failures.exhausted.push_back((at, TaskId::new(8)));
-    assert!(reason(s).contains("task#8 is counted twice"));
+    restore_coordinator(&clock, s).expect("one id, two tasks");
     // Agents the registry no longer knows still count: an agent that failed may
     // have been deregistered since.
     let mut s = good.clone();
