@@ -344,7 +344,9 @@ impl State {
 ///   while they waited.
 ///
 /// A `now` earlier than one the core has seen is refused
-/// ([`CoordinatorError::TimeWentBack`]) and changes nothing. Wrap the core in a
+/// ([`CoordinatorError::TimeWentBack`]) and changes nothing, as is one past
+/// [`Timestamp::HORIZON`] ([`CoordinatorError::PastHorizon`]), which would
+/// otherwise refuse every later command at the real time. Wrap the core in a
 /// [`Coordinator`](super::Coordinator) to share it between tasks with a clock.
 ///
 /// # Examples
@@ -582,8 +584,9 @@ impl Core {
     /// not take (see [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN); a claim that names
     /// nothing included) and
     /// [`CoordinatorError::InvalidGroup`] for such a group name or an empty one; the
-    /// analyzer's or assigner's refusal of bad input; [`CoordinatorError::TimeWentBack`].
-    /// Then nothing changes.
+    /// analyzer's or assigner's refusal of bad input; [`CoordinatorError::TimeWentBack`]
+    /// or [`CoordinatorError::PastHorizon`] for a `now` the core does not take. Then
+    /// nothing changes.
     pub fn assign_batch(
         &mut self,
         group: Option<&str>,
@@ -931,7 +934,8 @@ impl Core {
     /// assigned.
     ///
     /// # Errors
-    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    /// [`CoordinatorError::TimeWentBack`], [`CoordinatorError::PastHorizon`]; nothing
+    /// changes.
     pub fn handle_timeout(
         &mut self,
         now: Timestamp,

@@ -438,7 +438,9 @@ impl Coordinator {
     }
 
     /// Lets time pass to the clock's now. See [`Core::handle_timeout`]; a [`Driver`]
-    /// calls it when [`poll_timeout`](Self::poll_timeout) comes.
+    /// calls it when [`poll_timeout`](Self::poll_timeout) comes. A clock reading past
+    /// [`Timestamp::HORIZON`] is a tick that does nothing (the core refuses the time,
+    /// and keeps the one it had), so the next reading at the real time is taken.
     pub fn tick(&self) -> Vec<Arc<Assignment>> {
         self.with(|c, now| c.handle_timeout(now).unwrap_or_default())
     }
