@@ -1,6 +1,7 @@
 //! The coordinator's checkpoint: [`CoordinatorSnapshot`], taken by
 //! [`Core::snapshot`] and checked, part against part, when it is restored.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -389,16 +390,17 @@ fn check_duties_in_progress(
     duties: &DutyLog,
     assignments: &BTreeMap<TaskId, Assignment>,
 ) -> Result<(), String> {
-    let mut running: BTreeMap<(&str, String, AgentId), u32> = BTreeMap::new();
+    // Keys borrow the kinds (nearly all already normalized) and the log's duties.
+    let mut running: BTreeMap<(&str, Cow<'_, str>, AgentId), u32> = BTreeMap::new();
     for a in assignments.values() {
         if let Some(group) = a.group.as_deref() {
-            let duty = crate::policy::duty_key(a.task.kind()).into_owned();
+            let duty = crate::policy::duty_key(a.task.kind());
             *running.entry((group, duty, a.agent)).or_default() += 1;
         }
     }
     for (group, duty, agent, attempts) in duties.in_progress() {
         let backed = running
-            .get(&(group, duty.to_owned(), agent))
+            .get(&(group, Cow::Borrowed(duty), agent))
             .copied()
             .unwrap_or(0);
         if attempts > backed {
