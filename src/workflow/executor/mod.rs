@@ -80,7 +80,7 @@ pub enum ExecutorError {
     /// runtime has dropped it; the id is free once it has.)
     #[error(
         "the coordinator still holds {} for run {run:?} (first {}), left by a run under this id that did not end; resume that run instead of starting it again",
-        count_tasks(tasks.len()),
+        crate::text::plural(tasks.len(), "task", "tasks"),
         tasks.first().map_or_else(String::new, ToString::to_string)
     )]
     UnfinishedRun {
@@ -93,15 +93,6 @@ pub enum ExecutorError {
     /// The coordinator refused an operation.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
-}
-
-/// `n` tasks, in words.
-fn count_tasks(n: usize) -> String {
-    if n == 1 {
-        "1 task".to_owned()
-    } else {
-        format!("{n} tasks")
-    }
 }
 
 /// Where one run stands, as its [`RunHandle`] reports it.
