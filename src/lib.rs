@@ -87,7 +87,7 @@
 //! the coordinator, fed with its events ([`monitor`], then [`health`], then [`alert`],
 //! then [`audit`], then [`maintenance`], then [`dashboard`], which draws them all); and
 //! at the top [`error`], whose [`Error`] wraps every domain's error. A module imports
-//! only from its own layer and those below it; `tests/layering.rs` checks every import,
+//! only from its own layer and those below it; `tests/suite/layering.rs` checks every import,
 //! and the import bans the modules' docs state.
 //!
 //! To embed the crate, `use concord::prelude::*;` brings in the types a host needs

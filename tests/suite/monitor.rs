@@ -18,10 +18,8 @@ use concord::{
 };
 use proptest::prelude::*;
 
-#[path = "support/counting_alloc.rs"]
-mod counting_alloc;
-#[path = "support/rng.rs"]
-mod rng;
+use crate::counting_alloc;
+use crate::rng;
 use rng::Rng;
 
 const HOUR: u64 = 3600;

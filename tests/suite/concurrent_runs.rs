@@ -27,8 +27,7 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use parking_lot::Mutex;
 
-#[path = "support/sim_worker.rs"]
-mod sim_worker;
+use crate::sim_worker;
 use sim_worker::{Books, SimWorker};
 
 fn role(name: &str) -> Role {

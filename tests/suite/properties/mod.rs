@@ -1,7 +1,7 @@
 //! Property tests: the crate's invariants under random inputs.
 //!
-//! One binary, one file per domain. Case counts are sized so the whole suite runs in
-//! well under a minute on two cores.
+//! One file per domain, in the integration tests' binary. Case counts are sized so
+//! the whole suite runs in well under a minute on two cores.
 
 mod amounts;
 mod analysis;
@@ -18,8 +18,4 @@ mod predictors;
 mod reference;
 mod registry;
 mod shared_fleet;
-#[path = "../support/sim_worker.rs"]
-mod sim_worker;
 mod workflow;
-#[path = "../support/yield_now.rs"]
-mod yield_now;

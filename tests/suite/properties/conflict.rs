@@ -54,7 +54,7 @@ fn claims() -> impl Strategy<Value = Vec<(u64, u64, String, bool)>> {
     prop::collection::vec((0u64..4, 0u64..2, name(), any::<bool>()), 0..40)
 }
 
-use crate::reference::{overlap, segs};
+use super::reference::{overlap, segs};
 
 /// A claim held: its owner, name and mode, the owner's priority and when it was taken.
 #[derive(Debug, Clone)]

@@ -17,8 +17,7 @@ use concord::{
     Task, TaskId, Timestamp,
 };
 
-#[path = "support/rng.rs"]
-mod rng;
+use crate::rng;
 use rng::Rng;
 
 const THREADS: u64 = 4;

@@ -20,8 +20,7 @@ use concord::{
 use futures::executor::block_on;
 use parking_lot::Mutex;
 
-#[path = "support/yield_now.rs"]
-mod yield_now;
+use crate::yield_now;
 use yield_now::YieldNow;
 
 /// What a scripted agent does for one attempt of one step kind.

@@ -69,7 +69,7 @@ fn claim(step: &Step) -> Option<Claim> {
     })
 }
 
-use crate::reference::collide;
+use super::reference::collide;
 use crate::yield_now::YieldNow;
 
 /// Fails the attempts its step lists, after yielding once so that steps overlap.

@@ -16,8 +16,7 @@ use concord::{
     Resources, Role, RuleBasedAnalyzer, RuleSet, SystemMode, Task, TaskId, Timestamp,
 };
 
-#[path = "support/counting_alloc.rs"]
-mod counting_alloc;
+use crate::counting_alloc;
 
 const MIN: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -18,8 +18,7 @@ use concord::{AgentId, Capability, Priority, Requirements, Role, Task, TaskId, T
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 
-#[path = "support/random_fleet.rs"]
-mod random_fleet;
+use crate::random_fleet;
 use random_fleet::*;
 
 // ----- generated input ---------------------------------------------------------------

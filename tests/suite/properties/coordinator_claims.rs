@@ -20,7 +20,7 @@ use proptest::prelude::*;
 
 const NAMES: [&str; 5] = ["repo", "repo/a", "repo/b", "port/80", "env/prod"];
 
-use crate::reference::collide;
+use super::reference::collide;
 
 #[derive(Debug, Clone)]
 enum Op {

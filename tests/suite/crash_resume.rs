@@ -36,8 +36,7 @@ use parking_lot::Mutex;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-#[path = "support/yield_now.rs"]
-mod yield_now;
+use crate::yield_now;
 use yield_now::YieldNow;
 
 const RUN_ID: &str = "crashy";
