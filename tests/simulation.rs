@@ -90,7 +90,7 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
     println!(
         "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
          {} crashes and restores ({} journal records replayed, {} lost unsynced, {} torn), \
-         {} conflicts decided, {} pages and {} escalations, {} runs cancelled, {} given up, \
+         {} conflicts decided, {} pages and {} escalations ({} made again after a crash and folded), {} runs cancelled, {} given up, \
          {} clock readings past the horizon refused, {emergencies}{host}{} invariant checks; trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
@@ -103,6 +103,7 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
         r.conflicts_decided,
         r.pages,
         r.escalations,
+        r.pages_folded,
         r.cancelled,
         r.given_up,
         r.clock_glitches,

@@ -11,7 +11,7 @@
 //! no I/O: the journal is this example's, behind the library's `Journal` trait.
 //!
 //! ```text
-//! cargo run --example durable_journal -- --fresh --crash-at after-step:7
+//! cargo run --example durable_journal -- --fresh --crash-at after-step:6
 //! cargo run --example durable_journal            # restores and finishes
 //! ```
 //!

@@ -23,8 +23,10 @@
 //! deadline but its first (escalation and re-pages wait for the deadline); escalation
 //! when nobody acknowledges, each level once and in order; an alert held back by a
 //! silence or by the alert that explains it pages when that ends, if it still fires;
-//! a resolution reaches everyone paged; and a bounded history of every page sent,
-//! held back or escalated, which survives a restart with the rest of the state.
+//! a resolution reaches everyone paged; a bounded history of every page sent, held
+//! back or escalated, which survives a restart with the rest of the state; and, since
+//! notifications are not journaled, a [`DedupKey`] on each, under which a receiver
+//! folds what a manager restored after a crash hands out again.
 //!
 //! This module decides who is told what and when; it sends nothing: the host maps each
 //! receiver's name to its transport. It sits above the coordinator, whose events it
@@ -56,7 +58,9 @@ pub use error::AlertError;
 pub use manager::{Acknowledgement, AlertManager, AlertRecord, Due, Fired, PageRecord};
 pub use matcher::{MatchOp, Matcher};
 pub use model::{Alert, Fingerprint, MAX_ALERT_NAME_LEN, MAX_LABEL_NAME_LEN, MAX_LABEL_VALUE_LEN};
-pub use notification::{Action, GroupKey, Notification, NotificationKind, SuppressReason};
+pub use notification::{
+    Action, DedupKey, GroupKey, Notification, NotificationKind, SuppressReason,
+};
 pub use severity::{ResponseDeadlines, Severity};
 pub use silence::{Silence, SilenceId};
 pub use snapshot::{ALERT_SNAPSHOT_VERSION, AlertManagerSnapshot};

@@ -127,7 +127,7 @@ impl From<Fingerprint> for String {
 }
 
 /// FNV-1a, 64-bit (Fowler, Noll, Vo): one xor and one multiply per byte.
-struct Fnv1a(u64);
+pub(super) struct Fnv1a(pub(super) u64);
 
 impl Default for Fnv1a {
     fn default() -> Self {
@@ -136,7 +136,7 @@ impl Default for Fnv1a {
 }
 
 impl Fnv1a {
-    fn bytes(&mut self, bytes: &[u8]) {
+    pub(super) fn bytes(&mut self, bytes: &[u8]) {
         for &b in bytes {
             self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -144,7 +144,7 @@ impl Fnv1a {
 
     /// A length-prefixed field: no two different sequences of fields write the same
     /// bytes (`("ab", "c")` and `("a", "bc")` differ).
-    fn field(&mut self, bytes: &[u8]) {
+    pub(super) fn field(&mut self, bytes: &[u8]) {
         self.bytes(&(bytes.len() as u64).to_le_bytes());
         self.bytes(bytes);
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::model::Fnv1a;
 use super::{Alert, Fingerprint, SilenceId};
 use crate::clock::Timestamp;
 
@@ -146,6 +147,58 @@ impl Notification {
         }
     }
 
+    /// What a receiver folds this notification by if it arrives twice; see
+    /// [`DedupKey`].
+    pub fn dedup_key(&self) -> DedupKey {
+        let mut h = Fnv1a::default();
+        // What it says, to whom, about which alerts, and when it fell due: two
+        // alerts of one group firing at one instant may page one after the other,
+        // each in a page of its own.
+        match &self.kind {
+            NotificationKind::Page {
+                receiver, group, ..
+            } => {
+                h.field(b"page");
+                h.field(receiver.as_bytes());
+                h.field(group.as_str().as_bytes());
+            }
+            NotificationKind::Escalated {
+                receiver,
+                level,
+                group,
+                ..
+            } => {
+                h.field(b"escalated");
+                h.field(receiver.as_bytes());
+                h.field(&level.to_le_bytes());
+                h.field(group.as_str().as_bytes());
+            }
+            NotificationKind::Repage {
+                receiver, group, ..
+            } => {
+                h.field(b"repage");
+                h.field(receiver.as_bytes());
+                h.field(group.as_str().as_bytes());
+            }
+            NotificationKind::Suppressed { reason, action, .. } => {
+                h.field(b"suppressed");
+                h.field(reason.to_string().as_bytes());
+                h.field(action.map(|a| a.to_string()).unwrap_or_default().as_bytes());
+            }
+            NotificationKind::Resolved { receivers, .. } => {
+                h.field(b"resolved");
+                for r in receivers {
+                    h.field(r.as_bytes());
+                }
+            }
+        }
+        for a in self.alerts() {
+            h.field(&a.fingerprint().get().to_le_bytes());
+        }
+        h.field(&self.at.as_nanos().to_le_bytes());
+        DedupKey(h.0)
+    }
+
     /// Whether it asks a receiver to act: a page, an escalation or a re-page.
     pub fn is_page(&self) -> bool {
         matches!(
@@ -165,6 +218,59 @@ impl fmt::Display for Notification {
             write!(f, "{a}")?;
         }
         Ok(())
+    }
+}
+
+/// What a receiver folds a [`Notification`] by when it arrives twice, as a pager
+/// folds the events that share a deduplication key (PagerDuty's `dedup_key`,
+/// Opsgenie's alias).
+///
+/// Notifications are not journaled. A manager restored from a snapshot and given
+/// again the coordinator's events after it (from the journal, after a crash) hands
+/// out again what it had handed out after the snapshot, each due at the same time as
+/// before: its pages are folded by this key. The notification made again carries the
+/// key of the one first sent; every other notification carries another. A host
+/// passes the key to its transport with every page, so that a restart pages nobody
+/// twice, and a page that fell due but was not sent before the crash still goes out.
+///
+/// It is a hash (FNV-1a, 64 bits) of what the notification says, to whom, about which
+/// alerts, and when it fell due, shown as 16 hexadecimal digits. After a crash that
+/// lost the journal's last records, a page made again may list other alerts than the
+/// one sent, and goes out as a page of its own.
+///
+/// ```
+/// use concord::alert::{Alert, AlertConfig, AlertManager, Severity};
+/// use concord::Timestamp;
+///
+/// let t = Timestamp::from_secs(1_700_000_000);
+/// let mut before_the_crash = AlertManager::new(AlertConfig::default())?;
+/// let saved = before_the_crash.snapshot();
+/// before_the_crash.fire(Alert::new("security_breach", Severity::Critical, t), t)?;
+/// let sent: Vec<_> = before_the_crash.drain_notifications().map(|n| n.dedup_key()).collect();
+///
+/// // The crash: the saved state, given the same event again, pages again...
+/// let mut restored = AlertManager::restore(AlertConfig::default(), saved)?;
+/// restored.fire(Alert::new("security_breach", Severity::Critical, t), t)?;
+/// let again: Vec<_> = restored.drain_notifications().map(|n| n.dedup_key()).collect();
+/// // ...under the same keys, which the receiver folds.
+/// assert!(!again.is_empty());
+/// assert_eq!(again, sent);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DedupKey(u64);
+
+impl DedupKey {
+    /// The key's number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for DedupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
     }
 }
 

@@ -48,8 +48,8 @@ use std::time::Duration;
 
 use concord::agent::{AgentProfile, AgentStatus};
 use concord::alert::{
-    AlertConfig, AlertManager, AlertManagerSnapshot, Fingerprint, NotificationKind,
-    alerts_from_event, names,
+    AlertConfig, AlertManager, AlertManagerSnapshot, DedupKey, Fingerprint, Notification,
+    NotificationKind, alerts_from_event, names,
 };
 use concord::conflict::{
     ConflictError, ConflictId, EscalationAction, EscalationPolicy, HumanDecision,
@@ -119,6 +119,8 @@ pub struct Report {
     pub records_replayed: u64,
     pub pages: u64,
     pub escalations: u64,
+    /// Pages a restored alerting made again, which the receivers folded by key.
+    pub pages_folded: u64,
     pub records_lost: u64,
     pub torn_records: u64,
     pub conflicts_decided: u64,
@@ -160,6 +162,7 @@ impl Report {
         self.records_replayed += other.records_replayed;
         self.pages += other.pages;
         self.escalations += other.escalations;
+        self.pages_folded += other.pages_folded;
         self.records_lost += other.records_lost;
         self.torn_records += other.torn_records;
         self.conflicts_decided += other.conflicts_decided;
@@ -327,6 +330,12 @@ pub struct World {
     /// reached: a second page or a level twice breaks an invariant.
     paged: BTreeSet<Fingerprint>,
     escalated: BTreeSet<(Fingerprint, u32)>,
+    /// The receivers' side, which no crash touches: the key of every page they got.
+    /// A page arriving under a key they have is folded into the one they got.
+    pager: BTreeSet<DedupKey>,
+    /// Whether the last crash lost no journal record: then the alerting, given the
+    /// records after its checkpoint again, pages nothing its receivers have not got.
+    crash_lost_nothing: bool,
     faults_on: bool,
     /// Whether the host holds new work back while the fleet is behind (admission
     /// control), so that a long run's queue stays level.
@@ -408,6 +417,8 @@ impl World {
             emergency: SimEmergency::default(),
             paged: BTreeSet::new(),
             escalated: BTreeSet::new(),
+            pager: BTreeSet::new(),
+            crash_lost_nothing: false,
             faults_on: true,
             admission: false,
             last: VecDeque::new(),
@@ -1135,6 +1146,7 @@ impl World {
             Err(e) => return Err(self.fail("journal_reads_back", e.to_string())),
         }
         self.report.records_replayed += records.len() as u64;
+        self.crash_lost_nothing = loss.lost == 0 && !loss.torn;
         self.restore_alerts(&records)?;
         self.core = builder()
             .recover_core_from(checkpoint, &records)
@@ -1188,10 +1200,18 @@ impl World {
                 }
             }
         }
-        // What it paged is what the restored state says it paged; what it pages
-        // again for the records after the checkpoint is the one duplicate a restart
-        // may send (its notifications are not journaled).
-        self.alerts.drain_notifications().for_each(drop);
+        // Its notifications are not journaled: what it hands out again for the
+        // records after the checkpoint goes out again, under the keys it went out
+        // under, and the receivers fold it. What the crash kept from going out (or
+        // what the lost records changed) goes out now.
+        for n in self.alerts.drain_notifications().collect::<Vec<_>>() {
+            if self.send(&n)? && n.is_page() && self.crash_lost_nothing {
+                return Err(self.fail(
+                    "a_restart_pages_only_what_was_not_sent",
+                    format!("the records of a crash that lost nothing made a new page: {n}"),
+                ));
+            }
+        }
         self.paged = self
             .alerts
             .firing()
@@ -1332,6 +1352,21 @@ impl World {
         self.check_monitor_gauges()
     }
 
+    /// Sends `n` to its receivers, who fold a page under a key they have: whether it
+    /// reached them as news (a page they had not got, or no page). A folded page is
+    /// one a restored alerting made again.
+    fn send(&mut self, n: &Notification) -> Result<bool, Failure> {
+        if !n.is_page() || self.pager.insert(n.dedup_key()) {
+            return Ok(true);
+        }
+        self.report.pages_folded += 1;
+        self.note(format!(
+            "alerting: folded by its key {}: {n}",
+            n.dedup_key()
+        ));
+        Ok(false)
+    }
+
     /// The monitor's gauges are those of now: its queue is the tasks the core holds
     /// waiting, and the window in progress merged with the latest closed window, in
     /// either order, keeps the queue and the open conflicts of the window in
@@ -1378,6 +1413,9 @@ impl World {
             self.report.checks += 1;
             self.note(format!("alerting: {n}"));
             self.audit_notification(&n)?;
+            if !self.send(&n)? {
+                continue;
+            }
             match &n.kind {
                 NotificationKind::Page { alerts, .. } => {
                     self.report.pages += 1;
