@@ -1447,6 +1447,49 @@ fn a_log_behind_the_tracker_is_refused_and_changes_nothing() {
     assert!(restored.get(net).unwrap().is_open());
 }
 
+/// Guards the bug where the log sealed entries at whatever time it was given, so
+/// that an incident opened at t+1000 s closed at t+10 s, "after 0 ms", and the
+/// timeline ran backwards. A time gone back counts as the latest time seen, as the
+/// alert manager's does; across a restart too, when the log resumes after the last
+/// entry stored.
+#[test]
+fn times_in_the_log_never_go_back() {
+    let mut log = AuditLog::new(AuditConfig::default());
+    let mut incidents = Incidents::new(IncidentConfig::default());
+    let human = Decider::Human;
+    let id = incidents
+        .open(&mut log, "disk full", Severity::High, human, "r", at(1000))
+        .unwrap();
+    incidents
+        .close(&mut log, id, human, "fixed", at(10))
+        .unwrap();
+    let incident = incidents.get(id).unwrap();
+    assert_eq!(incident.opened_at(), at(1000));
+    assert_eq!(incident.closed_at(), Some(at(1000)));
+    assert_eq!(log.latest(), at(1000));
+    let stored: Vec<SealedEntry> = log.drain().collect();
+    assert_eq!(stored[1].at, at(1000));
+    assert_eq!(verify(&stored, Some(ChainHead::GENESIS)), Ok(log.head()));
+
+    // After a restart, from the last entry stored: no earlier than it either.
+    let mut log = AuditLog::resume_after(&stored[1], AuditConfig::default()).unwrap();
+    assert_eq!(log.head(), stored[1].head());
+    assert_eq!(
+        log.append(AuditEntry::note("ada", "back"), at(5)).at,
+        at(1000)
+    );
+    assert_eq!(
+        log.append(AuditEntry::note("ada", "later"), at(2000)).at,
+        at(2000)
+    );
+    let more: Vec<SealedEntry> = log.drain().collect();
+    assert_eq!(verify(&more, Some(stored[1].head())), Ok(log.head()));
+    // From a head alone, which holds no time, the next entry is sealed as given.
+    let mut log = AuditLog::resume(stored[1].head(), AuditConfig::default()).unwrap();
+    assert_eq!(log.latest(), Timestamp::EPOCH);
+    assert_eq!(log.append(AuditEntry::note("ada", "back"), at(5)).at, at(5));
+}
+
 /// A quarantine, five notable entries, a note on the incident, three more: a
 /// timeline of ten items under the default configuration. The entries, and the
 /// tracker.
