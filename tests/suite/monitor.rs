@@ -983,3 +983,75 @@ proptest! {
         prop_assert_eq!(back, whole);
     }
 }
+
+/// Regression: two finite values at the ends of the float range (`f64::MAX` then
+/// `-f64::MAX`) overflowed the forecast, left the baseline and the scale NaN, and
+/// the detector never reported anything again. The state now stays finite: the
+/// overflowing value restarts the detector, which learns the series that follows
+/// and reports its spike.
+#[test]
+fn an_overflowing_jump_does_not_blind_the_detector() {
+    for jump in [
+        [f64::MAX, -f64::MAX],
+        [-f64::MAX, f64::MAX],
+        [1e308, -1e308],
+    ] {
+        let mut d = AnomalyDetector::new(DetectorConfig::default()).unwrap();
+        for v in jump {
+            assert!(d.observe(v).is_none());
+            assert!(d.expected().is_some_and(f64::is_finite) || d.seen() == 0);
+            assert!(d.scale().is_finite());
+        }
+        for k in 0..40 {
+            d.observe(1.0 + if k % 2 == 0 { 0.01 } else { -0.01 });
+        }
+        let expected = d.expected().expect("a baseline");
+        assert!(
+            (expected - 1.0).abs() < 0.1,
+            "{jump:?}: expected {expected}"
+        );
+        let spike = d.observe(1e6).expect("the spike is reported");
+        assert_eq!(spike.kind, AnomalyKind::Spike);
+        // The detector's state reads back from serde, which refuses a value that is
+        // not finite.
+        let json = serde_json::to_string(&d).unwrap();
+        let _: AnomalyDetector = serde_json::from_str(&json).expect(&json);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/monitor_anomaly.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+    /// Whatever values a detector is fed (the largest floats of both signs, NaN,
+    /// infinities), it does not panic, its baseline and scale stay finite, its state
+    /// reads back from JSON, and a spike over an ordinary series that follows is
+    /// still reported.
+    #[test]
+    fn no_value_blinds_the_detector(
+        values in proptest::collection::vec(
+            prop_oneof![
+                Just(f64::MAX), Just(-f64::MAX), Just(1e308), Just(-1e308), Just(1e300),
+                Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY),
+                -1e6f64..1e6, proptest::num::f64::NORMAL,
+            ],
+            1..80,
+        ),
+    ) {
+        let mut d = AnomalyDetector::new(DetectorConfig::default()).unwrap();
+        for &v in &values {
+            d.observe(v);
+            prop_assert!(d.expected().is_none_or(f64::is_finite), "expected {:?}", d.expected());
+            prop_assert!(d.scale().is_finite(), "scale {}", d.scale());
+        }
+        let json = serde_json::to_string(&d).unwrap();
+        let back: Result<AnomalyDetector, _> = serde_json::from_str(&json);
+        prop_assert!(back.is_ok(), "{json}: {:?}", back.err());
+    }
+}
