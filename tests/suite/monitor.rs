@@ -1055,3 +1055,61 @@ proptest! {
         prop_assert!(back.is_ok(), "{json}: {:?}", back.err());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/monitor_trend.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+    /// Regression: `CapacityTrend::fit` took the first point given as the origin and
+    /// the last as the latest, so the same points out of time order fitted another
+    /// line (a slope of 0.127 for 0.1, full 12.5 s early). The order of the points
+    /// no longer changes the fit, bit for bit, ties in time included.
+    #[test]
+    fn the_order_of_the_points_does_not_change_the_trend(
+        (points, shuffled) in proptest::collection::vec(
+            (0u64..50, prop_oneof![0.0f64..1.0, Just(f64::NAN), Just(0.5)]),
+            0..12,
+        )
+        .prop_flat_map(|points| {
+            let shuffled = Just(points.clone()).prop_shuffle();
+            (Just(points), shuffled)
+        }),
+    ) {
+        use concord::monitor::{CapacityTrend, TrendSeries};
+        let at = |p: &[(u64, f64)]| -> Vec<(Timestamp, f64)> {
+            p.iter().map(|&(s, v)| (Timestamp::from_secs(1_700_000_000 + 10 * s), v)).collect()
+        };
+        let fit = |p: &[(Timestamp, f64)]| {
+            CapacityTrend::fit(TrendSeries::Utilization, p, Duration::from_secs(10), 5, Some(0.95))
+        };
+        let mut sorted = at(&points);
+        sorted.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let (a, b) = (fit(&sorted), fit(&at(&shuffled)));
+        prop_assert_eq!(&a, &b);
+        if let Some(a) = a {
+            let finite = sorted.iter().filter(|p| p.1.is_finite());
+            prop_assert_eq!(Some(a.last), finite.clone().map(|p| p.0).max());
+        }
+    }
+}
+
+/// The audit's four points, sorted and shuffled: one slope of 0.1 a window.
+#[test]
+fn a_trend_of_shuffled_points_is_the_trend_of_the_sorted_ones() {
+    use concord::monitor::{CapacityTrend, TrendSeries};
+    let t = |s: u64| Timestamp::from_secs(1_700_000_000 + s);
+    let w = Duration::from_secs(10);
+    let sorted = [(t(0), 0.1), (t(10), 0.2), (t(20), 0.3), (t(30), 0.4)];
+    let shuffled = [(t(10), 0.2), (t(0), 0.1), (t(30), 0.4), (t(20), 0.3)];
+    let a = CapacityTrend::fit(TrendSeries::Utilization, &sorted, w, 5, Some(0.95)).unwrap();
+    let b = CapacityTrend::fit(TrendSeries::Utilization, &shuffled, w, 5, Some(0.95)).unwrap();
+    assert!((a.slope_per_window - 0.1).abs() < 1e-9, "{a:?}");
+    assert_eq!((a.last, a.latest), (t(30), 0.4));
+    assert_eq!(a, b);
+}
