@@ -1113,3 +1113,91 @@ fn a_trend_of_shuffled_points_is_the_trend_of_the_sorted_ones() {
     assert_eq!((a.last, a.latest), (t(30), 0.4));
     assert_eq!(a, b);
 }
+
+/// Regression: a `QuantileSketch` or `Summary` of finite values whose sum overflows
+/// wrote `"sum":null` and could not read its own JSON back, and `Summary`'s mean of
+/// `f64::MAX` and `-f64::MAX` was `-inf` (Welford's step overflowed).
+#[test]
+fn sketches_and_summaries_of_the_largest_floats_read_back_with_a_finite_mean() {
+    use concord::monitor::Summary;
+    for values in [
+        [f64::MAX, f64::MAX],
+        [f64::MAX, -f64::MAX],
+        [-f64::MAX, f64::MAX],
+        [1e308, 1e308],
+    ] {
+        let mut sketch = QuantileSketch::new(SketchConfig::default()).unwrap();
+        let mut summary = Summary::new();
+        for v in values {
+            assert!(sketch.add(v) && summary.add(v));
+        }
+        let json = serde_json::to_string(&sketch).unwrap();
+        let back: QuantileSketch = serde_json::from_str(&json).expect(&json);
+        assert_eq!(back.mean(), sketch.mean());
+        let json = serde_json::to_string(&summary).unwrap();
+        let back: Summary = serde_json::from_str(&json).expect(&json);
+        assert_eq!(back.mean(), summary.mean());
+        let exact = values[0] / 2.0 + values[1] / 2.0;
+        for mean in [sketch.mean().unwrap(), summary.mean().unwrap()] {
+            assert!(
+                (mean - exact).abs() <= 0.02 * values[0].abs(),
+                "{values:?}: mean {mean}"
+            );
+        }
+    }
+}
+
+fn huge_or_any() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        proptest::sample::select(vec![f64::MAX, -f64::MAX, 1e308, -1e308, 0.0, 1.0]),
+        proptest::num::f64::NORMAL | proptest::num::f64::ZERO | proptest::num::f64::SUBNORMAL,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/monitor_summary_serde.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+    /// Any finite values, added to parts that are then merged, give a sketch and a
+    /// summary that read back from their own JSON, with a finite mean within the
+    /// extremes.
+    #[test]
+    fn any_finite_values_read_back_with_a_finite_mean(
+        parts in proptest::collection::vec(proptest::collection::vec(huge_or_any(), 0..6), 1..4),
+    ) {
+        use concord::monitor::Summary;
+        let mut sketch = QuantileSketch::new(SketchConfig::default()).unwrap();
+        let mut summary = Summary::new();
+        for part in &parts {
+            let mut s = QuantileSketch::new(SketchConfig::default()).unwrap();
+            let mut m = Summary::new();
+            for &v in part {
+                prop_assert!(s.add(v) && m.add(v));
+            }
+            sketch.merge(&s).unwrap();
+            summary.merge(&m);
+        }
+        let json = serde_json::to_string(&sketch).unwrap();
+        let back: Result<QuantileSketch, _> = serde_json::from_str(&json);
+        prop_assert!(back.is_ok(), "{}: {:?}", json, back.err());
+        prop_assert_eq!(back.unwrap().mean().map(f64::to_bits), sketch.mean().map(f64::to_bits));
+        let json = serde_json::to_string(&summary).unwrap();
+        let back: Result<Summary, _> = serde_json::from_str(&json);
+        prop_assert!(back.is_ok(), "{}: {:?}", json, back.err());
+        prop_assert_eq!(back.unwrap().mean().map(f64::to_bits), summary.mean().map(f64::to_bits));
+        for (mean, min, max) in [
+            (sketch.mean(), sketch.min(), sketch.max()),
+            (summary.mean(), summary.min(), summary.max()),
+        ] {
+            if let (Some(mean), Some(min), Some(max)) = (mean, min, max) {
+                prop_assert!(mean.is_finite() && min <= mean && mean <= max, "{} in [{}, {}]", mean, min, max);
+            }
+        }
+    }
+}
