@@ -8,6 +8,11 @@
 //! ratio.
 //!
 //! `conflict/tick/100000`: one `tick` over 100,000 open conflicts with nothing due.
+//!
+//! `conflict/released/{n}`: 1,000 hold-and-release cycles of an exclusive claim on
+//! `runs`, on a detector that has held and released `n` claims of their own under it
+//! (`runs/run-{i}/workspace`, as tasks that finish do); `n = 0` is a fresh detector.
+//! The time should not grow with `n`: released names are freed.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -130,5 +135,33 @@ fn tick(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, detect, tick);
+fn released(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conflict");
+    let t = Timestamp::EPOCH;
+    let rounds = 1_000u64;
+    for n in [0u64, 100_000] {
+        let mut d = ConflictDetector::new();
+        for i in 0..n {
+            let owner = ClaimOwner::new(TaskId::new(i), AgentId::new(1));
+            let claim = Claim::exclusive(format!("runs/run-{i}/workspace"));
+            d.add_claim(owner, &claim, Priority::NORMAL, t).unwrap();
+            d.remove_claim(owner, &claim).unwrap();
+        }
+        let parent = Claim::exclusive("runs");
+        group.throughput(Throughput::Elements(rounds));
+        group.bench_function(BenchmarkId::new("released", n), |b| {
+            b.iter(|| {
+                for i in 0..rounds {
+                    let owner = ClaimOwner::new(TaskId::new(u64::MAX - i), AgentId::new(1));
+                    let found = d.add_claim(owner, &parent, Priority::NORMAL, t).unwrap();
+                    black_box(found.len());
+                    d.remove_claim(owner, &parent).unwrap();
+                }
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, detect, tick, released);
 criterion_main!(benches);

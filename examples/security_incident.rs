@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use concord::agent::{Agent, AgentError, AgentHealth, WorkItem, WorkOutput};
 use concord::audit::{
-    AuditConfig, AuditLog, ChainHead, IncidentConfig, Incidents, PostIncidentReview,
+    AuditConfig, AuditError, AuditLog, ChainHead, IncidentConfig, Incidents, PostIncidentReview,
     entry_from_event, verify,
 };
 use concord::coordinator::{AssignOutcome, Coordinator, Decider};
@@ -75,12 +75,17 @@ impl Agent for Host {
 
 /// The host's audit loop: the coordinator's decisions into the log, and the log
 /// into the incident tracker.
-fn record(coordinator: &Coordinator, log: &mut AuditLog, incidents: &mut Incidents) {
+fn record(
+    coordinator: &Coordinator,
+    log: &mut AuditLog,
+    incidents: &mut Incidents,
+) -> Result<(), AuditError> {
     for event in coordinator.drain_events() {
         if let Some(entry) = entry_from_event(&event) {
-            incidents.record(log, entry, event.at);
+            incidents.record(log, entry, event.at)?;
         }
     }
+    Ok(())
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -142,7 +147,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             );
         coordinator.assign(task)?;
     }
-    record(&coordinator, &mut log, &mut incidents);
+    record(&coordinator, &mut log, &mut incidents)?;
 
     // Detection: worker 12 talks to an unknown host; worker 13 shares its credentials.
     clock.advance(Duration::from_secs(300));
@@ -156,7 +161,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         taken.len()
     );
     builtins.report_affected(AgentId::new(13), "uses the same deploy key as agent#12");
-    record(&coordinator, &mut log, &mut incidents);
+    record(&coordinator, &mut log, &mut incidents)?;
 
     // The security breach runbook.
     let host = |n| {
@@ -185,7 +190,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             );
         }
     }
-    record(&coordinator, &mut log, &mut incidents);
+    record(&coordinator, &mut log, &mut incidents)?;
 
     // External communications are stopped: a customer mail waits, with the reason.
     let mail = Task::new(
@@ -215,7 +220,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         "its key was rotated; scan clean",
     )?;
     coordinator.set_mode(SystemMode::Normal);
-    record(&coordinator, &mut log, &mut incidents);
+    record(&coordinator, &mut log, &mut incidents)?;
     let status = |n| coordinator.with_registry(|r| r.status(AgentId::new(n)));
     println!(
         "t+{:>4}s  communications resumed; agent#13 {}, agent#12 {}; mode {}",

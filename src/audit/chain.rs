@@ -148,8 +148,15 @@ impl AuditConfig {
 /// [`resume`](Self::resume) from the last stored entry's head continues the same
 /// chain; [`verify`] checks what the host stored.
 ///
-/// Times are recorded as given: the chain orders entries by sequence number, not by
-/// time, so a clock stepped back cannot reorder it.
+/// Times never go back: an entry appended with a `now` earlier than the latest
+/// time the log has seen is sealed at that latest time, as the alert manager's
+/// clock never goes back. The log clamps rather than refuses (as the coordinator
+/// refuses a time gone back) because it is a record, not a scheduler: an entry it
+/// refused would be missing from the trail, and a host feeds it from several
+/// sources (the coordinator's events, the alert manager's notifications, people's
+/// notes) whose times need not interleave. So an entry's time is never before the
+/// one before it, and an incident never closes before it opened. The chain's order
+/// is still its sequence numbers: a clock stepped back cannot reorder it.
 ///
 /// # Complexity
 /// `append` hashes the entry's canonical bytes: time linear in the entry's size
@@ -173,6 +180,8 @@ impl AuditConfig {
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     head: ChainHead,
+    /// The latest time sealed: no entry is sealed before it.
+    latest: Timestamp,
     pending: Vec<SealedEntry>,
     recent: VecDeque<SealedEntry>,
     config: AuditConfig,
@@ -183,6 +192,7 @@ impl AuditLog {
     pub fn new(config: AuditConfig) -> Self {
         AuditLog {
             head: ChainHead::GENESIS,
+            latest: Timestamp::EPOCH,
             pending: Vec::new(),
             recent: VecDeque::new(),
             config,
@@ -192,6 +202,11 @@ impl AuditLog {
     /// A log that continues the chain ending at `head` (the last stored entry's
     /// [`SealedEntry::head`]): its next entry is `head.seq + 1` and names `head.hash`
     /// as its predecessor.
+    ///
+    /// A head holds no time, so the log does not know when the last entry was
+    /// sealed, and its first entry is sealed at the time given, even one before the
+    /// last stored entry's. [`resume_after`](Self::resume_after) the last stored
+    /// entry itself keeps times from going back across the restart.
     ///
     /// # Errors
     /// [`AuditError::HeadOutOfRange`] when `head.seq` is at or past 2⁶³: no log writes
@@ -207,6 +222,25 @@ impl AuditLog {
         })
     }
 
+    /// A log that continues the chain after `last`, the last entry stored: as
+    /// [`resume`](Self::resume) from its head, and no later entry is sealed before
+    /// `last.at` (see the type's docs).
+    ///
+    /// # Errors
+    /// [`AuditError::HeadOutOfRange`], as [`resume`](Self::resume).
+    pub fn resume_after(last: &SealedEntry, config: AuditConfig) -> Result<Self, AuditError> {
+        let mut log = AuditLog::resume(last.head(), config)?;
+        log.latest = last.at;
+        Ok(log)
+    }
+
+    /// The latest time an entry was sealed at ([`Timestamp::EPOCH`] before the
+    /// first, or after a [`resume`](Self::resume) from a head): the earliest time
+    /// the next entry can be sealed at.
+    pub fn latest(&self) -> Timestamp {
+        self.latest
+    }
+
     /// Where the chain ends now (drained entries included).
     pub fn head(&self) -> ChainHead {
         self.head
@@ -218,9 +252,21 @@ impl AuditLog {
     }
 
     /// Seals `entry` as the next in the chain, recorded at `now`, and returns it.
+    /// A `now` earlier than [`latest`](Self::latest) counts as `latest`: times in the
+    /// chain never go back (see the type's docs).
     pub fn append(&mut self, entry: AuditEntry, now: Timestamp) -> &SealedEntry {
         let seq = self.head.seq + 1;
-        let sealed = SealedEntry::seal(seq, now, self.head.hash, entry);
+        if now < self.latest {
+            tracing::debug!(
+                audit.seq = seq,
+                audit.now = %now,
+                audit.latest = %self.latest,
+                "time went back: audit entry sealed at the latest time seen"
+            );
+        }
+        let at = now.max(self.latest);
+        self.latest = at;
+        let sealed = SealedEntry::seal(seq, at, self.head.hash, entry);
         tracing::debug!(
             audit.seq = seq,
             audit.kind = sealed.entry.kind(),
@@ -281,6 +327,11 @@ impl AuditLog {
 ///   which is genuine;
 /// - [`AuditError::BrokenLink`]: it does not name its predecessor's hash (one of the
 ///   two was rewritten and sealed again).
+///
+/// Times are not checked against each other: each is covered by its entry's hash,
+/// so none was changed after it was sealed, and a genuine chain may go back in time
+/// where a log was [resumed](AuditLog::resume) from a head, which holds no time (or
+/// where it was sealed before the log clamped times).
 ///
 /// What no chain can show on its own: entries cut from the end, or the last entries
 /// rewritten and sealed again. Compare the returned head with one kept apart (see

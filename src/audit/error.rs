@@ -109,6 +109,23 @@ pub enum AuditError {
         /// The id.
         incident: IncidentId,
     },
+    /// The audit log is behind the incident tracker: its head is `head`, before the
+    /// last entry the tracker has seen (`last_seq`), so the entry the call would
+    /// append is numbered at or before one the tracker already holds. The tracker
+    /// would ignore it as a replay, and the call would return the id of another
+    /// incident, or close nothing and say it had. It happens when the log resumes
+    /// from a head stored before the tracker's snapshot was taken (the entries
+    /// between were lost undrained): rebuild the tracker from the stored entries, or
+    /// restore a snapshot taken at or before the log's head.
+    #[error(
+        "the audit log's head is #{head}, behind the last entry the incident tracker has seen (#{last_seq})"
+    )]
+    LogBehind {
+        /// The log's head's sequence number.
+        head: u64,
+        /// The last entry the tracker has seen.
+        last_seq: u64,
+    },
     /// An [`IncidentsSnapshot`](super::IncidentsSnapshot) holds an incident opened,
     /// or an entry on an incident's timeline, past the last audit entry it says it
     /// has seen (`seq` is the incident's own id when the incident itself is past it):

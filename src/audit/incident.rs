@@ -293,7 +293,7 @@ impl Incident {
     /// let mut incidents = Incidents::new(IncidentConfig::default());
     /// let t = Timestamp::from_secs(1_700_000_000);
     /// let entry = AuditEntry::mode_change(SystemMode::Normal, SystemMode::SafeMode, "three agents failed");
-    /// let id = incidents.record(&mut log, entry, t).expect("safe mode opens an incident");
+    /// let id = incidents.record(&mut log, entry, t)?.expect("safe mode opens an incident");
     /// incidents.review(&mut log, id, PostIncidentReview::new("a bad push", "40 minutes"), t)?;
     /// incidents.close(&mut log, id, Decider::Human, "agents restored", t)?;
     /// let md = incidents.get(id).unwrap().to_markdown();
@@ -585,7 +585,11 @@ pub struct IncidentsSnapshot {
 ///
 /// Every change to an incident is an audit entry, so the incidents are a function of
 /// the log: replaying the stored entries through a new tracker rebuilds them, and an
-/// entry seen twice (a replayed tail that overlaps) changes nothing.
+/// entry seen twice (a replayed tail that overlaps) changes nothing. For the same
+/// reason the calls that append ([`record`](Self::record), [`open`](Self::open),
+/// [`note`](Self::note), [`review`](Self::review), [`close`](Self::close)) refuse a
+/// log whose head is behind the last entry the tracker has seen
+/// ([`AuditError::LogBehind`]): its next entry would be one the tracker ignores.
 ///
 /// # Complexity
 /// `observe` is linear in the number of open incidents (a handful) and, when one
@@ -609,10 +613,11 @@ pub struct IncidentsSnapshot {
 ///     labels: breach.labels().clone(),
 ///     stage: AlertStage::Paged { receiver: "security_team".to_owned() },
 /// };
-/// let id = incidents.record(&mut log, paged, t).expect("a critical page opens one");
+/// let id = incidents.record(&mut log, paged, t)?.expect("a critical page opens one");
 /// let incident = incidents.get(id).unwrap();
 /// assert_eq!(incident.agents(), [AgentId::new(4)]);
 /// assert_eq!(incident.severity(), Severity::Critical);
+/// # Ok::<(), concord::audit::AuditError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Incidents {
@@ -870,18 +875,27 @@ impl Incidents {
 
     /// Appends `entry` to `log` at `now` and observes it: the one call a host makes
     /// for each entry when it keeps both. Returns the incident it opened, if any.
+    ///
+    /// # Errors
+    /// [`AuditError::LogBehind`] if `log`'s head is before the last entry the
+    /// tracker has seen; nothing is recorded.
     pub fn record(
         &mut self,
         log: &mut AuditLog,
         entry: AuditEntry,
         now: Timestamp,
-    ) -> Option<IncidentId> {
+    ) -> Result<Option<IncidentId>, AuditError> {
+        self.check_log(log)?;
         let sealed = log.append(entry, now);
-        self.observe(sealed)
+        Ok(self.observe(sealed))
     }
 
     /// Opens an incident by hand ([`AuditEntry::IncidentOpened`], recorded in `log`).
     /// To name agents, record an `IncidentOpened` entry with them.
+    ///
+    /// # Errors
+    /// [`AuditError::LogBehind`] if `log`'s head is before the last entry the
+    /// tracker has seen; nothing is recorded.
     pub fn open(
         &mut self,
         log: &mut AuditLog,
@@ -890,7 +904,8 @@ impl Incidents {
         by: Decider,
         reason: impl Into<String>,
         now: Timestamp,
-    ) -> IncidentId {
+    ) -> Result<IncidentId, AuditError> {
+        self.check_log(log)?;
         let entry = AuditEntry::IncidentOpened {
             title: title.into(),
             severity,
@@ -899,9 +914,11 @@ impl Incidents {
             agents: Vec::new(),
         };
         let sealed = log.append(entry, now);
+        // The log is not behind, so the tracker takes the entry in: an incident
+        // opened by hand never joins another, and this id is the one it opened.
         let id = IncidentId(sealed.seq);
         self.observe(sealed);
-        id
+        Ok(id)
     }
 
     /// Adds a note by `author` to the incident's timeline
@@ -909,7 +926,9 @@ impl Incidents {
     /// number.
     ///
     /// # Errors
-    /// [`AuditError::UnknownIncident`] if the incident is not kept; nothing is recorded.
+    /// [`AuditError::UnknownIncident`] if the incident is not kept,
+    /// [`AuditError::LogBehind`] if `log`'s head is before the last entry the
+    /// tracker has seen; nothing is recorded.
     pub fn note(
         &mut self,
         log: &mut AuditLog,
@@ -924,14 +943,16 @@ impl Incidents {
             author: author.into(),
             text: text.into(),
         };
-        Ok(self.record_seq(log, entry, now))
+        self.record_seq(log, entry, now)
     }
 
     /// Records the incident's post-incident review ([`AuditEntry::IncidentReview`];
     /// a later one replaces it). Returns the entry's sequence number.
     ///
     /// # Errors
-    /// [`AuditError::UnknownIncident`] if the incident is not kept; nothing is recorded.
+    /// [`AuditError::UnknownIncident`] if the incident is not kept,
+    /// [`AuditError::LogBehind`] if `log`'s head is before the last entry the
+    /// tracker has seen; nothing is recorded.
     pub fn review(
         &mut self,
         log: &mut AuditLog,
@@ -941,7 +962,7 @@ impl Incidents {
     ) -> Result<u64, AuditError> {
         self.known(incident)?;
         let entry = AuditEntry::IncidentReview { incident, review };
-        Ok(self.record_seq(log, entry, now))
+        self.record_seq(log, entry, now)
     }
 
     /// Closes the incident ([`AuditEntry::IncidentClosed`], recorded in `log`): who
@@ -949,7 +970,9 @@ impl Incidents {
     ///
     /// # Errors
     /// [`AuditError::IncidentClosed`] if it is closed already,
-    /// [`AuditError::UnknownIncident`] if it is not kept; nothing is recorded.
+    /// [`AuditError::UnknownIncident`] if it is not kept, [`AuditError::LogBehind`]
+    /// if `log`'s head is before the last entry the tracker has seen; nothing is
+    /// recorded.
     pub fn close(
         &mut self,
         log: &mut AuditLog,
@@ -966,7 +989,7 @@ impl Incidents {
             by,
             reason: reason.into(),
         };
-        Ok(self.record_seq(log, entry, now))
+        self.record_seq(log, entry, now)
     }
 
     fn known(&self, incident: IncidentId) -> Result<&Incident, AuditError> {
@@ -974,11 +997,34 @@ impl Incidents {
             .ok_or(AuditError::UnknownIncident { incident })
     }
 
-    fn record_seq(&mut self, log: &mut AuditLog, entry: AuditEntry, now: Timestamp) -> u64 {
+    /// Refuses a log whose next entry the tracker would ignore: [`observe`] drops
+    /// entries at or before the last one seen (so that a replayed tail changes
+    /// nothing), and a call that appended such an entry would report an id or a
+    /// sequence number for a change the tracker never made.
+    ///
+    /// [`observe`]: Self::observe
+    fn check_log(&self, log: &AuditLog) -> Result<(), AuditError> {
+        let head = log.head().seq;
+        if head < self.last_seq {
+            return Err(AuditError::LogBehind {
+                head,
+                last_seq: self.last_seq,
+            });
+        }
+        Ok(())
+    }
+
+    fn record_seq(
+        &mut self,
+        log: &mut AuditLog,
+        entry: AuditEntry,
+        now: Timestamp,
+    ) -> Result<u64, AuditError> {
+        self.check_log(log)?;
         let sealed = log.append(entry, now);
         let seq = sealed.seq;
         self.observe(sealed);
-        seq
+        Ok(seq)
     }
 
     /// What the tracker holds, as plain data.

@@ -61,7 +61,7 @@
 //!     // One loop: decisions and pages into the log, and the log into the tracker.
 //!     for event in coordinator.drain_events() {
 //!         if let Some(entry) = entry_from_event(&event) {
-//!             incidents.record(&mut log, entry, event.at);
+//!             incidents.record(&mut log, entry, event.at)?;
 //!         }
 //!         for change in alerts_from_event(&event) {
 //!             alerts.apply(change, event.at)?;
@@ -70,7 +70,7 @@
 //!     alerts.handle_timeout(clock.now());
 //!     for notification in alerts.drain_notifications() {
 //!         for entry in entries_from_notification(&notification) {
-//!             incidents.record(&mut log, entry, notification.at);
+//!             incidents.record(&mut log, entry, notification.at)?;
 //!         }
 //!     }
 //!     stored.extend(log.drain());

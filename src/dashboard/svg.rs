@@ -112,8 +112,11 @@ pub(crate) fn line_chart(title: &str, unit: &str, series: &[Series], limit: Opti
     let span = (t1 - t0).max(1) as f64;
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
+    // Only finite points are drawn, and `t0` is the earliest of them, so `at` is
+    // never before it; saturating all the same, so that a point drawn by mistake
+    // lands on the axis instead of panicking (debug) or wrapping far off (release).
     #[allow(clippy::cast_precision_loss)]
-    let x = |at: u64| LEFT + (at - t0) as f64 / span * plot_w;
+    let x = |at: u64| LEFT + at.saturating_sub(t0) as f64 / span * plot_w;
     let y = |v: f64| TOP + plot_h - (v.clamp(0.0, y_max) / y_max) * plot_h;
     // Grid and y labels: five lines, zero to the top.
     for i in 0..=4 {
@@ -148,12 +151,16 @@ pub(crate) fn line_chart(title: &str, unit: &str, series: &[Series], limit: Opti
     }
     for (i, s) in series.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
+        // The same filter as the axes: a point that is not a number (a ratio over
+        // nothing, `null` in JSON) is not drawn, in the line or as a lone dot.
+        let drawn = || s.points.iter().filter(|p| p.value.is_finite());
         let mut path = String::new();
-        for p in s.points.iter().filter(|p| p.value.is_finite()) {
+        for p in drawn() {
             let _ = write!(path, "{:.1},{:.1} ", x(p.at.as_nanos()), y(p.value));
         }
-        if s.points.len() == 1 {
-            let p = &s.points[0];
+        // A line needs two points: a series with one drawable point shows it as a
+        // dot, whatever else it holds.
+        if let (Some(p), None) = (drawn().next(), drawn().nth(1)) {
             let _ = write!(
                 svg,
                 r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"/>"#,

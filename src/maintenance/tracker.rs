@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::health::escape;
 use crate::serde_util::duration_ms;
 
 use super::error::{MaintenanceError, shown};
@@ -371,7 +372,10 @@ impl Maintenance {
 
     /// The checklists as Markdown at `now`: a heading with the counts, then each
     /// checklist (daily, weekly, monthly) with its items marked done (`[x]`), due or
-    /// overdue (`[ ]`), with times, who did them and their notes.
+    /// overdue (`[ ]`), with times, who did them and their notes. Item names, who did
+    /// them and their notes are flattened to one line and escaped for HTML
+    /// (`<`, `>`, `&`) and table pipes, as the health and incident reports escape
+    /// them, so the host's text cannot add lines or markup to the page.
     #[must_use]
     pub fn report(&self, now: Timestamp) -> String {
         let states: Vec<ItemStatus> = (0..self.schedule.len())
@@ -414,7 +418,12 @@ impl Maintenance {
         } else {
             ' '
         };
-        let _ = write!(out, "- [{mark}] {} ({})", item.name(), item.when());
+        let _ = write!(
+            out,
+            "- [{mark}] {} ({})",
+            one_line(item.name()),
+            item.when()
+        );
         match state {
             ItemStatus::Upcoming => {
                 let _ = write!(out, ": not yet due");
@@ -494,12 +503,17 @@ impl Maintenance {
     }
 }
 
-/// `s` on one line: control characters (a newline that would forge a checklist
-/// line) become spaces.
+/// `s` for a checklist line: on one line, control characters (a newline that would
+/// forge a checklist line) become spaces; and with HTML's special characters escaped
+/// by the health reports' own helper, as every other Markdown report escapes them:
+/// a renderer takes markup in Markdown as HTML, and an item's name, who did it and
+/// their note may quote anything.
 fn one_line(s: &str) -> String {
-    s.chars()
+    let flat: String = s
+        .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+        .collect();
+    escape(&flat)
 }
 
 /// A duration as people write it: "45 s", "12 min", "3 h 5 min", "2 d 3 h".

@@ -404,7 +404,9 @@ struct Run {
 /// The updates are written as corrections (`level += alpha × (value − level)`), so a
 /// constant series keeps a baseline equal to it to the last bit, and never alarms
 /// whatever the floors. Values that are not finite are ignored (not learnt, not
-/// reported).
+/// reported). A finite value whose arithmetic overflows (a jump from near
+/// `f64::MAX` to near `-f64::MAX`) is not learnt either, and restarts the detector
+/// as new: the state never holds an infinity or a NaN, which would blind it for good.
 ///
 /// # Complexity
 /// `observe` is O(`history`) time (two selections of a median, on the stack) and
@@ -491,12 +493,16 @@ impl AnomalyDetector {
         self.seen
     }
 
-    /// The value it expects next, once it has seen one.
+    /// The value it expects next, once it has seen one; at most `f64::MAX` in
+    /// magnitude.
     pub fn expected(&self) -> Option<f64> {
-        (self.seen > 0).then(|| self.level + self.trend + self.robust().0)
+        // The parts are finite, their sum may not be: that next value would restart
+        // the detector (see `observe`), and the figure says "as far as floats go".
+        (self.seen > 0)
+            .then(|| (self.level + self.trend + self.robust().0).clamp(-f64::MAX, f64::MAX))
     }
 
-    /// The scale: 1.4826 × the MAD of the recent residuals.
+    /// The scale: 1.4826 × the MAD of the recent residuals, at most `f64::MAX`.
     pub fn scale(&self) -> f64 {
         self.robust().1
     }
@@ -511,10 +517,13 @@ impl AnomalyDetector {
         let buf = &mut buf[..n];
         buf.copy_from_slice(&self.residuals);
         let median = median_in_place(buf);
+        // Residuals near both ends of the float range are each finite but lie more
+        // than `f64::MAX` apart: saturated, so the scale stays a number that a
+        // deviation can be measured against (a huge one, which alarms on nothing).
         for r in buf.iter_mut() {
-            *r = (*r - median).abs();
+            *r = (*r - median).abs().min(f64::MAX);
         }
-        (median, 1.4826 * median_in_place(buf))
+        (median, (1.4826 * median_in_place(buf)).min(f64::MAX))
     }
 
     fn remember(&mut self, residual: f64) {
@@ -527,38 +536,78 @@ impl AnomalyDetector {
         self.next = (self.next + 1) % cap;
     }
 
-    /// Holt's update, as corrections: exact for a value equal to the forecast.
-    fn learn(&mut self, value: f64) {
+    /// Holt's update for `value`, as corrections (exact for a value equal to the
+    /// forecast): the new level and trend, or `None` if either does not fit in an
+    /// `f64`. Computed aside, so that a value that would overflow changes nothing.
+    fn learnt(&self, value: f64) -> Option<(f64, f64)> {
         let DetectorConfig { alpha, beta, .. } = self.config;
         let forecast = self.level + self.trend;
         let level = forecast + alpha * (value - forecast);
         let step = level - self.level;
-        self.trend += beta * (step - self.trend);
-        self.level = level;
+        let trend = self.trend + beta * (step - self.trend);
+        (level.is_finite() && trend.is_finite()).then_some((level, trend))
+    }
+
+    /// Forgets everything learnt, as a new detector: the next value starts the
+    /// baseline and the warm-up again.
+    fn restart(&mut self) {
+        self.seen = 0;
+        self.level = 0.0;
+        self.trend = 0.0;
+        self.residuals.clear();
+        self.next = 0;
+        self.run = None;
     }
 
     /// Feeds the next value of the series; returns what it found.
+    ///
+    /// A value that is not finite is ignored. A finite value whose arithmetic does
+    /// not fit in an `f64` (the series jumped across most of the float range, from
+    /// near `f64::MAX` to near `-f64::MAX`: the forecast, the residual or the new
+    /// baseline would be infinite or NaN) is not learnt either, and the detector
+    /// restarts as new: a baseline that such a jump leaves behind says nothing about
+    /// the values to come, and one that took the infinity in would be NaN for good,
+    /// never to alarm again. The next value then starts the baseline and the
+    /// warm-up afresh.
     pub fn observe(&mut self, value: f64) -> Option<Detection> {
         if !value.is_finite() {
             return None;
         }
-        self.seen += 1;
-        if self.seen == 1 {
+        match self.try_observe(value) {
+            Ok(found) => found,
+            Err(Overflow) => {
+                tracing::debug!(value, "anomaly detector overflowed; restarting");
+                self.restart();
+                None
+            }
+        }
+    }
+
+    /// [`observe`](Self::observe) for a finite value, or [`Overflow`] with the
+    /// state untouched: every figure the state would keep is computed and checked
+    /// before any of it is stored.
+    fn try_observe(&mut self, value: f64) -> Result<Option<Detection>, Overflow> {
+        if self.seen == 0 {
+            self.seen = 1;
             self.level = value;
             self.trend = 0.0;
-            return None;
+            return Ok(None);
         }
         let forecast = self.level + self.trend;
-        let residual = value - forecast;
-        if self.seen <= u64::from(self.config.warm_up) {
+        let residual = finite(value - forecast)?;
+        if self.seen < u64::from(self.config.warm_up) {
+            let (level, trend) = self.learnt(value).ok_or(Overflow)?;
+            self.seen += 1;
             self.remember(residual);
-            self.learn(value);
-            return None;
+            (self.level, self.trend) = (level, trend);
+            return Ok(None);
         }
         let (bias, scale) = self.robust();
-        let expected = forecast + bias;
+        let expected = finite(forecast + bias)?;
         let deviation = (value - expected).abs();
         let score = if scale > 0.0 {
+            // `min` also turns the NaN of an infinite deviation over an infinite
+            // scale into the cap.
             (deviation / scale).min(MAX_SCORE)
         } else if deviation > 0.0 {
             MAX_SCORE
@@ -571,16 +620,18 @@ impl AnomalyDetector {
             .max(self.config.min_relative_deviation * expected.abs());
         let anomalous = score >= self.config.threshold && deviation > floor;
         if !anomalous {
+            let (level, trend) = self.learnt(value).ok_or(Overflow)?;
+            self.seen += 1;
             self.run = None;
             self.remember(residual);
-            self.learn(value);
-            return None;
+            (self.level, self.trend) = (level, trend);
+            return Ok(None);
         }
         let above = value > expected;
         let run = match self.run {
             Some(mut r) if r.above == above => {
                 r.len += 1;
-                r.sum += value;
+                r.sum = finite(r.sum + value)?;
                 r
             }
             _ => Run {
@@ -590,22 +641,33 @@ impl AnomalyDetector {
                 expected,
             },
         };
-        self.run = Some(run);
         // The clipped value: the baseline and the scale see at most a threshold's
         // worth of the departure.
         let bound = self.config.threshold * scale;
-        let clipped = expected + (value - expected).clamp(-bound, bound);
-        self.remember(clipped - forecast);
-        self.learn(clipped);
+        let clipped = finite(expected + (value - expected).clamp(-bound, bound))?;
+        let clipped_residual = finite(clipped - forecast)?;
+        let (level, trend) = self.learnt(clipped).ok_or(Overflow)?;
+        let shift = run.len == self.config.shift_after;
+        // A level shift takes the old baseline's bias out of every residual kept
+        // (below): each must stay finite.
+        if shift
+            && !(self.residuals.iter().chain([&clipped_residual])).all(|r| (r - bias).is_finite())
+        {
+            return Err(Overflow);
+        }
+        self.seen += 1;
+        self.run = Some(run);
+        self.remember(clipped_residual);
+        (self.level, self.trend) = (level, trend);
         if run.len == 1 {
-            return Some(Detection {
+            return Ok(Some(Detection {
                 value,
                 expected,
                 score,
                 kind: AnomalyKind::Spike,
-            });
+            }));
         }
-        if run.len == self.config.shift_after {
+        if shift {
             let mean = run.sum / f64::from(run.len);
             self.level = mean;
             self.trend = 0.0;
@@ -621,15 +683,24 @@ impl AnomalyDetector {
             } else {
                 MAX_SCORE
             };
-            return Some(Detection {
+            return Ok(Some(Detection {
                 value: mean,
                 expected: run.expected,
                 score,
                 kind: AnomalyKind::LevelShift,
-            });
+            }));
         }
-        None
+        Ok(None)
     }
+}
+
+/// A figure the detector would keep did not fit in an `f64`.
+#[derive(Debug)]
+struct Overflow;
+
+/// `x` if finite, else [`Overflow`].
+fn finite(x: f64) -> Result<f64, Overflow> {
+    if x.is_finite() { Ok(x) } else { Err(Overflow) }
 }
 
 impl AnomalyDetector {
@@ -651,8 +722,10 @@ impl AnomalyDetector {
             && self.residuals.len() == self.config.history as usize
             && self.residuals.iter().all(|r| r.to_bits() == residual);
         let found = self.observe(value);
+        // A restart (an overflow) empties the residuals: never at rest.
         let at_rest = settled
             && found.is_none()
+            && self.residuals.len() == self.config.history as usize
             && self.run.is_none()
             && self.level.to_bits() == level
             && self.trend.to_bits() == trend;
@@ -791,7 +864,11 @@ fn median_in_place(xs: &mut [f64]) -> f64 {
     } else {
         // The largest of the lower half is the other middle value.
         let lower = below.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        0.5 * (lower + mid)
+        // Halved after the sum, as it always was (exact for two equal values), but
+        // before it where the sum of two values near `f64::MAX` would overflow.
+        Some(0.5 * (lower + mid))
+            .filter(|m| m.is_finite())
+            .unwrap_or(0.5 * lower + 0.5 * mid)
     }
 }
 

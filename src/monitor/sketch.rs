@@ -433,7 +433,8 @@ impl QuantileSketch {
         self.count == 0
     }
 
-    /// The sum of the values.
+    /// The sum of the values: infinite when it passes the largest float, NaN when
+    /// sketches whose sums passed it both ways were merged.
     pub fn sum(&self) -> f64 {
         self.sum
     }
@@ -448,9 +449,36 @@ impl QuantileSketch {
         (self.count > 0).then_some(self.max)
     }
 
-    /// The exact mean.
+    /// The mean: exact (to the rounding of the sum), or, where the sum passed the
+    /// largest float, estimated from the buckets to within the relative accuracy.
+    /// Finite, and within the extremes.
     pub fn mean(&self) -> Option<f64> {
-        (self.count > 0).then(|| self.sum / self.count as f64)
+        if self.count == 0 {
+            return None;
+        }
+        let mean = Some(self.sum / self.count as f64)
+            .filter(|m| m.is_finite())
+            .unwrap_or_else(|| self.mean_of_buckets());
+        // Not `f64::clamp` (see `quantile`).
+        Some(mean.max(self.min).min(self.max))
+    }
+
+    /// The mean of the buckets' values, each weighted by its share of the count
+    /// before it is added, so that nothing overflows: the mean of a sketch whose
+    /// sum did. Each sign is averaged apart, each part at most the largest
+    /// magnitude, and their sum at most the larger of the two.
+    fn mean_of_buckets(&self) -> f64 {
+        let n = self.count as f64;
+        // A bucket's value is inside the extremes (the top bucket's may pass the
+        // largest float).
+        let value = |v: f64| v.max(self.min).min(self.max);
+        let positive: f64 = (self.positive.buckets())
+            .map(|(i, c)| value(self.value(i)) * (c as f64 / n))
+            .sum();
+        let negative: f64 = (self.negative.buckets())
+            .map(|(i, c)| value(-self.value(i)) * (c as f64 / n))
+            .sum();
+        positive + negative
     }
 
     /// How many buckets are held (both signs): what the memory is, at 8 bytes each.
@@ -468,7 +496,8 @@ struct SketchData {
     max_buckets: u32,
     #[serde(default)]
     zero: u64,
-    #[serde(default)]
+    /// May be infinite or NaN (see `sum`): in JSON as `"Infinity"` or `null`.
+    #[serde(default, with = "crate::serde_util::any_f64")]
     sum: f64,
     #[serde(default)]
     min: f64,

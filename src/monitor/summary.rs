@@ -39,13 +39,18 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     count: u64,
+    /// Infinite when the values add up past the largest float (NaN once merged past
+    /// it both ways): in JSON as for the dashboard's figures, so that it reads back.
+    #[serde(with = "crate::serde_util::any_f64")]
     sum: f64,
     // With no value, all of these are zero (not infinite: serde formats such as JSON
     // have no infinity); `count` says whether they mean anything.
     min: f64,
     max: f64,
     mean: f64,
-    /// The sum of squared deviations from the mean (Welford's M2).
+    /// The sum of squared deviations from the mean (Welford's M2): infinite when it
+    /// passes the largest float, and written so in JSON.
+    #[serde(with = "crate::serde_util::any_f64")]
     m2: f64,
 }
 
@@ -78,9 +83,19 @@ impl Summary {
         }
         self.count = self.count.saturating_add(1);
         self.sum += x;
+        let n = self.count as f64;
         let delta = x - self.mean;
-        self.mean += delta / self.count as f64;
-        self.m2 += delta * (x - self.mean);
+        if delta.is_finite() {
+            self.mean += delta / n;
+            self.m2 += delta * (x - self.mean);
+        } else {
+            // `x` and the mean lie more than the largest float apart (`f64::MAX`
+            // after `-f64::MAX`): Welford's step would make the mean infinite. Each
+            // part divided first stays finite, and the mean moves toward `x` as it
+            // should; a deviation past the largest float squares past it too.
+            self.mean += x / n - self.mean / n;
+            self.m2 = f64::INFINITY;
+        }
         true
     }
 
@@ -96,8 +111,15 @@ impl Summary {
         let (na, nb) = (self.count as f64, other.count as f64);
         let n = na + nb;
         let delta = other.mean - self.mean;
-        self.mean += delta * (nb / n);
-        self.m2 += other.m2 + delta * delta * (na * nb / n);
+        if delta.is_finite() {
+            self.mean += delta * (nb / n);
+            self.m2 += other.m2 + delta * delta * (na * nb / n);
+        } else {
+            // Means more than the largest float apart: the weighted average of the
+            // two, each weighted first, stays finite and between them (see `add`).
+            self.mean = self.mean * (na / n) + other.mean * (nb / n);
+            self.m2 = f64::INFINITY;
+        }
         self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
         self.min = self.min.min(other.min);
@@ -114,7 +136,9 @@ impl Summary {
         self.count == 0
     }
 
-    /// The sum of the values (zero when empty).
+    /// The sum of the values (zero when empty): infinite when it passes the largest
+    /// float, NaN when summaries whose sums passed it both ways were merged. The
+    /// mean does not depend on it and stays finite.
     pub fn sum(&self) -> f64 {
         self.sum
     }
@@ -129,12 +153,16 @@ impl Summary {
         (self.count > 0).then_some(self.max)
     }
 
-    /// The mean.
+    /// The mean: finite, and within the extremes up to rounding, even where the sum
+    /// is not.
     pub fn mean(&self) -> Option<f64> {
-        (self.count > 0).then_some(self.mean)
+        // Kept inside the extremes, where rounding could nudge a running mean just
+        // past them (not `f64::clamp`, which panics on a deserialized min above max).
+        (self.count > 0).then(|| self.mean.max(self.min).min(self.max))
     }
 
-    /// The population variance (the mean squared deviation from the mean).
+    /// The population variance (the mean squared deviation from the mean):
+    /// infinite when it passes the largest float.
     pub fn variance(&self) -> Option<f64> {
         (self.count > 0).then(|| (self.m2 / self.count as f64).max(0.0))
     }

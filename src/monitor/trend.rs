@@ -108,11 +108,15 @@ pub struct CapacityTrend {
 }
 
 impl CapacityTrend {
-    /// Fits `points` (window end, value), one a window of length `window`; `None`
-    /// with fewer than two finite points at distinct times.
+    /// Fits `points` (window end, value), one a window of length `window`, in any
+    /// order; `None` with fewer than two finite points at distinct times.
+    ///
+    /// The points are sorted by time first (ties by value), so the same points give
+    /// the same trend whatever their order: the earliest is the origin of the
+    /// x axis and the latest is `last` and `latest`.
     ///
     /// # Complexity
-    /// O(points), two passes.
+    /// O(points × log points): a sort, then two passes.
     pub fn fit(
         series: TrendSeries,
         points: &[(Timestamp, f64)],
@@ -120,11 +124,16 @@ impl CapacityTrend {
         horizon: u32,
         limit: Option<f64>,
     ) -> Option<CapacityTrend> {
-        let points: Vec<(Timestamp, f64)> = points
+        let mut points: Vec<(Timestamp, f64)> = points
             .iter()
             .copied()
             .filter(|(_, v)| v.is_finite())
             .collect();
+        // The fit takes the first point as its origin (an earlier one would saturate
+        // to x = 0) and the last as the latest: out of time order, the same points
+        // gave another line. Ties by value, so that even the float sums add up in
+        // one order whatever order the caller's was.
+        points.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
         let first = points.first()?.0;
         let (&(last, latest), n) = (points.last()?, points.len());
         let step = window.as_secs_f64();

@@ -296,7 +296,9 @@ impl World {
             }
         );
         let a = &mut self.audit;
-        a.incidents.record(&mut a.log, entry, at);
+        if let Err(e) = a.incidents.record(&mut a.log, entry, at) {
+            return Err(self.fail("incidents_are_a_fold_of_the_log", e.to_string()));
+        }
         self.audit_store(event)?;
         if normal_again {
             let a = &mut self.audit;

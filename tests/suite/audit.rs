@@ -620,7 +620,11 @@ impl Host {
         let mut opened = Vec::new();
         for event in self.coordinator.drain_events() {
             if let Some(entry) = entry_from_event(&event) {
-                opened.extend(self.incidents.record(&mut self.log, entry, event.at));
+                opened.extend(
+                    self.incidents
+                        .record(&mut self.log, entry, event.at)
+                        .unwrap(),
+                );
             }
             for change in alerts_from_event(&event) {
                 self.alerts.apply(change, event.at).unwrap();
@@ -630,7 +634,7 @@ impl Host {
         let notifications: Vec<_> = self.alerts.drain_notifications().collect();
         for n in notifications {
             for entry in entries_from_notification(&n) {
-                opened.extend(self.incidents.record(&mut self.log, entry, n.at));
+                opened.extend(self.incidents.record(&mut self.log, entry, n.at).unwrap());
             }
         }
         self.stored.extend(self.log.drain());
@@ -760,7 +764,7 @@ fn a_critical_alert_opens_an_incident_naming_its_agent() {
             agent: AgentId::new(agent),
             explanation: "it fit".to_owned(),
         };
-        assert_eq!(incidents.record(&mut log, entry, t0()), None);
+        assert_eq!(incidents.record(&mut log, entry, t0()).unwrap(), None);
     }
     let breach = Alert::new("security_breach", Severity::Critical, t0() + MIN)
         .with_label("agent", "agent#4")
@@ -770,7 +774,7 @@ fn a_critical_alert_opens_an_incident_naming_its_agent() {
     let mut opened = Vec::new();
     for n in alerts.drain_notifications() {
         for entry in entries_from_notification(&n) {
-            opened.extend(incidents.record(&mut log, entry, n.at));
+            opened.extend(incidents.record(&mut log, entry, n.at).unwrap());
         }
     }
     let [id] = opened[..] else {
@@ -805,6 +809,7 @@ fn a_critical_alert_opens_an_incident_naming_its_agent() {
     );
     let second = incidents
         .record(&mut log, other, later)
+        .unwrap()
         .expect("a new incident");
     assert_ne!(second, id);
     let again = alert_entry(
@@ -833,7 +838,7 @@ fn a_critical_alert_opens_an_incident_naming_its_agent() {
         },
         _ => unreachable!(),
     };
-    assert_eq!(incidents.record(&mut log, again, later), None);
+    assert_eq!(incidents.record(&mut log, again, later).unwrap(), None);
     assert_eq!(incidents.get(id).unwrap().timeline().len(), 3);
     assert_eq!(incidents.open_incidents().len(), 2);
 }
@@ -870,7 +875,11 @@ fn a_quarantine_keeps_its_evidence_and_release_on_the_timeline() {
     let mut opened = Vec::new();
     for event in &events {
         if let Some(entry) = entry_from_event(event) {
-            opened.extend(host.incidents.record(&mut host.log, entry, event.at));
+            opened.extend(
+                host.incidents
+                    .record(&mut host.log, entry, event.at)
+                    .unwrap(),
+            );
         }
     }
     let [id] = opened[..] else {
@@ -881,7 +890,8 @@ fn a_quarantine_keeps_its_evidence_and_release_on_the_timeline() {
     host.clock.advance(MIN);
     let release = AuditEntry::quarantine_released(agent, Decider::Human, "credentials rotated");
     host.incidents
-        .record(&mut host.log, release, host.clock.now());
+        .record(&mut host.log, release, host.clock.now())
+        .unwrap();
 
     let incident = host.incidents.get(id).unwrap();
     assert_eq!(incident.severity(), Severity::High);
@@ -908,7 +918,8 @@ fn a_quarantine_keeps_its_evidence_and_release_on_the_timeline() {
     let again = AuditEntry::quarantine(agent, "again");
     assert_eq!(
         host.incidents
-            .record(&mut host.log, again, host.clock.now()),
+            .record(&mut host.log, again, host.clock.now())
+            .unwrap(),
         None
     );
     assert_eq!(host.incidents.open_incidents().len(), 1);
@@ -918,23 +929,31 @@ fn a_quarantine_keeps_its_evidence_and_release_on_the_timeline() {
 fn with_no_join_window_each_emergency_opens_its_own() {
     let mut log = AuditLog::new(AuditConfig::default());
     let mut incidents = Incidents::new(IncidentConfig::default().with_join_window(Duration::ZERO));
-    let a = incidents.record(&mut log, AuditEntry::quarantine(AgentId::new(1), "x"), t0());
-    let b = incidents.record(&mut log, AuditEntry::quarantine(AgentId::new(2), "y"), t0());
+    let a = incidents
+        .record(&mut log, AuditEntry::quarantine(AgentId::new(1), "x"), t0())
+        .unwrap();
+    let b = incidents
+        .record(&mut log, AuditEntry::quarantine(AgentId::new(2), "y"), t0())
+        .unwrap();
     assert!(a.is_some() && b.is_some() && a != b);
     // A repeat still joins.
     assert_eq!(
-        incidents.record(&mut log, AuditEntry::quarantine(AgentId::new(1), "z"), t0()),
+        incidents
+            .record(&mut log, AuditEntry::quarantine(AgentId::new(1), "z"), t0())
+            .unwrap(),
         None
     );
     // By hand: always a new one.
-    let c = incidents.open(
-        &mut log,
-        "drill",
-        Severity::Low,
-        Decider::Human,
-        "practice",
-        t0(),
-    );
+    let c = incidents
+        .open(
+            &mut log,
+            "drill",
+            Severity::Low,
+            Decider::Human,
+            "practice",
+            t0(),
+        )
+        .unwrap();
     assert_eq!(
         incidents.get(c).unwrap().opened_by(),
         &Trigger::Manual { by: Decider::Human }
@@ -966,14 +985,16 @@ fn refused_incident_operations_record_nothing() {
     );
     assert_eq!(log.head(), head);
 
-    let id = incidents.open(
-        &mut log,
-        "x",
-        Severity::High,
-        Decider::Orchestrator,
-        "",
-        t0(),
-    );
+    let id = incidents
+        .open(
+            &mut log,
+            "x",
+            Severity::High,
+            Decider::Orchestrator,
+            "",
+            t0(),
+        )
+        .unwrap();
     incidents
         .close(&mut log, id, Decider::Orchestrator, "done", t0())
         .unwrap();
@@ -992,7 +1013,9 @@ fn refused_incident_operations_record_nothing() {
         last.entry.to_string(),
         "note on incident#1 by ada: follow-up done"
     );
-    let other = incidents.open(&mut log, "y", Severity::High, Decider::Human, "", t0());
+    let other = incidents
+        .open(&mut log, "y", Severity::High, Decider::Human, "", t0())
+        .unwrap();
     incidents
         .close(&mut log, other, Decider::Human, "", t0())
         .unwrap();
@@ -1052,9 +1075,12 @@ fn a_full_timeline_counts_what_it_leaves_off_but_keeps_its_own_entries() {
     let mut incidents = Incidents::new(IncidentConfig::default().with_max_timeline(3));
     let id = incidents
         .record(&mut log, AuditEntry::quarantine(AgentId::new(1), "x"), t0())
+        .unwrap()
         .unwrap();
     for i in 0..5 {
-        incidents.record(&mut log, AuditEntry::note("ops", i.to_string()), t0());
+        incidents
+            .record(&mut log, AuditEntry::note("ops", i.to_string()), t0())
+            .unwrap();
     }
     incidents
         .note(&mut log, id, "ada", "still here", t0())
@@ -1081,15 +1107,18 @@ fn the_markdown_has_the_record_the_timeline_and_the_review() {
             AuditEntry::mode_change(SystemMode::Normal, SystemMode::SafeMode, "cascade"),
             t,
         )
+        .unwrap()
         .unwrap();
-    incidents.record(
-        &mut log,
-        AuditEntry::note(
-            "mallory",
-            "a | b\n# not a heading <script>alert(1)</script>",
-        ),
-        t + MIN,
-    );
+    incidents
+        .record(
+            &mut log,
+            AuditEntry::note(
+                "mallory",
+                "a | b\n# not a heading <script>alert(1)</script>",
+            ),
+            t + MIN,
+        )
+        .unwrap();
     let md = incidents.get(id).unwrap().to_markdown();
     assert!(
         md.starts_with(
@@ -1188,12 +1217,15 @@ fn a_restored_count_of_entries_left_off_saturates() {
             AuditEntry::mode_change(SystemMode::Normal, SystemMode::SafeMode, "drill"),
             t0(),
         )
+        .unwrap()
         .unwrap();
     let mut json = serde_json::to_value(incidents.snapshot()).unwrap();
     json["open"][0]["omitted"] = serde_json::json!(u64::MAX);
     let snapshot: IncidentsSnapshot = serde_json::from_value(json).unwrap();
     let mut restored = Incidents::restore(snapshot, config).unwrap();
-    restored.record(&mut log, AuditEntry::note("ada", "still broken"), t0());
+    restored
+        .record(&mut log, AuditEntry::note("ada", "still broken"), t0())
+        .unwrap();
     let incident = restored.get(id).unwrap();
     assert_eq!(incident.omitted(), u64::MAX);
     assert!(
@@ -1210,7 +1242,9 @@ fn a_snapshot_of_many_incidents_restores_in_n_log_n() {
     let config = IncidentConfig::default().with_max_timeline(1);
     let mut log = AuditLog::new(AuditConfig::default());
     let mut incidents = Incidents::new(config.clone());
-    incidents.record(&mut log, AuditEntry::quarantine(AgentId::new(1), "x"), t0());
+    incidents
+        .record(&mut log, AuditEntry::quarantine(AgentId::new(1), "x"), t0())
+        .unwrap();
     // One incident with an empty timeline, so that the test times the restore
     // rather than the JSON.
     let mut one = serde_json::to_value(&incidents.snapshot().open[0]).unwrap();
@@ -1247,14 +1281,16 @@ fn a_snapshot_of_many_incidents_restores_in_n_log_n() {
 fn a_snapshot_numbered_past_its_last_entry_is_refused() {
     let mut log = AuditLog::new(AuditConfig::default());
     let mut incidents = Incidents::new(IncidentConfig::default());
-    let id = incidents.open(
-        &mut log,
-        "disk full",
-        Severity::High,
-        Decider::Human,
-        "r",
-        t0(),
-    );
+    let id = incidents
+        .open(
+            &mut log,
+            "disk full",
+            Severity::High,
+            Decider::Human,
+            "r",
+            t0(),
+        )
+        .unwrap();
     let note = incidents.note(&mut log, id, "ada", "on it", t0()).unwrap();
     let good = incidents.snapshot();
     assert_eq!((id.get(), note, good.last_seq), (1, 2, 2));
@@ -1318,20 +1354,140 @@ fn a_snapshot_numbered_past_its_last_entry_is_refused() {
     // closing it closes it, not the one restored.
     let mut restored = restore(good.clone()).unwrap();
     assert_eq!(restored.snapshot(), good);
-    let cpu = restored.open(
-        &mut log,
-        "cpu on fire",
-        Severity::Critical,
-        Decider::Human,
-        "r",
-        t0(),
-    );
+    let cpu = restored
+        .open(
+            &mut log,
+            "cpu on fire",
+            Severity::Critical,
+            Decider::Human,
+            "r",
+            t0(),
+        )
+        .unwrap();
     assert_eq!(cpu, IncidentId::new(3));
     restored
         .close(&mut log, cpu, Decider::Human, "fixed cpu", t0())
         .unwrap();
     let open: Vec<&str> = restored.open_incidents().map(|i| i.title()).collect();
     assert_eq!(open, ["disk full"]);
+}
+
+/// Guards the bug where, after a restart that left the audit log behind the tracker
+/// (the log resumed from the head it last stored, #1, while the tracker's snapshot
+/// had seen #2 and #3, lost undrained), the tracker ignored the calls' entries as a
+/// replay: `open` returned `incident#2`, another incident ("net down"), and `close`
+/// closed that one, or closed nothing and returned `Ok`. Every call that appends
+/// now refuses, naming both sequence numbers, and neither the tracker nor the log
+/// changes.
+#[test]
+fn a_log_behind_the_tracker_is_refused_and_changes_nothing() {
+    let mut log = AuditLog::new(AuditConfig::default());
+    let mut incidents = Incidents::new(IncidentConfig::default());
+    let (high, human) = (Severity::High, Decider::Human);
+    let disk = incidents
+        .open(&mut log, "disk full", high, human, "r", t0())
+        .unwrap();
+    let stored = log.head(); // #1, stored
+    let net = incidents
+        .open(&mut log, "net down", high, human, "r", at(10))
+        .unwrap(); // #2, lost
+    incidents
+        .note(&mut log, disk, "ops", "looking", at(20))
+        .unwrap(); // #3, lost
+    let snapshot = incidents.snapshot();
+
+    let mut log = AuditLog::resume(stored, AuditConfig::default()).unwrap();
+    let mut restored = Incidents::restore(snapshot.clone(), IncidentConfig::default()).unwrap();
+    let behind = AuditError::LogBehind {
+        head: 1,
+        last_seq: 3,
+    };
+    assert_eq!(
+        behind.to_string(),
+        "the audit log's head is #1, behind the last entry the incident tracker has seen (#3)"
+    );
+    let now = at(60);
+    assert_eq!(
+        restored.open(&mut log, "cpu on fire", Severity::Critical, human, "r", now),
+        Err(behind.clone())
+    );
+    for id in [disk, net] {
+        assert_eq!(
+            restored.close(&mut log, id, human, "fixed", now),
+            Err(behind.clone())
+        );
+        assert_eq!(
+            restored.note(&mut log, id, "ops", "still looking", now),
+            Err(behind.clone())
+        );
+        let review = PostIncidentReview::new("a full disk", "an hour");
+        assert_eq!(
+            restored.review(&mut log, id, review, now),
+            Err(behind.clone())
+        );
+    }
+    let safe_mode = AuditEntry::mode_change(SystemMode::Normal, SystemMode::SafeMode, "drill");
+    assert_eq!(
+        restored.record(&mut log, safe_mode, now),
+        Err(behind.clone())
+    );
+    assert_eq!(restored.snapshot(), snapshot);
+    assert_eq!(log.head(), stored);
+    assert!(log.pending().is_empty());
+
+    // Level with the tracker (the log resumed from the last entry the tracker has
+    // seen), the next entry is a new one: `open` names the incident it opened.
+    let mut log = AuditLog::resume(ChainHead::new(3, stored.hash), AuditConfig::default()).unwrap();
+    let cpu = restored
+        .open(&mut log, "cpu on fire", Severity::Critical, human, "r", now)
+        .unwrap();
+    assert_eq!(restored.get(cpu).unwrap().title(), "cpu on fire");
+    restored.close(&mut log, cpu, human, "fixed", now).unwrap();
+    assert!(!restored.get(cpu).unwrap().is_open());
+    assert!(restored.get(net).unwrap().is_open());
+}
+
+/// Guards the bug where the log sealed entries at whatever time it was given, so
+/// that an incident opened at t+1000 s closed at t+10 s, "after 0 ms", and the
+/// timeline ran backwards. A time gone back counts as the latest time seen, as the
+/// alert manager's does; across a restart too, when the log resumes after the last
+/// entry stored.
+#[test]
+fn times_in_the_log_never_go_back() {
+    let mut log = AuditLog::new(AuditConfig::default());
+    let mut incidents = Incidents::new(IncidentConfig::default());
+    let human = Decider::Human;
+    let id = incidents
+        .open(&mut log, "disk full", Severity::High, human, "r", at(1000))
+        .unwrap();
+    incidents
+        .close(&mut log, id, human, "fixed", at(10))
+        .unwrap();
+    let incident = incidents.get(id).unwrap();
+    assert_eq!(incident.opened_at(), at(1000));
+    assert_eq!(incident.closed_at(), Some(at(1000)));
+    assert_eq!(log.latest(), at(1000));
+    let stored: Vec<SealedEntry> = log.drain().collect();
+    assert_eq!(stored[1].at, at(1000));
+    assert_eq!(verify(&stored, Some(ChainHead::GENESIS)), Ok(log.head()));
+
+    // After a restart, from the last entry stored: no earlier than it either.
+    let mut log = AuditLog::resume_after(&stored[1], AuditConfig::default()).unwrap();
+    assert_eq!(log.head(), stored[1].head());
+    assert_eq!(
+        log.append(AuditEntry::note("ada", "back"), at(5)).at,
+        at(1000)
+    );
+    assert_eq!(
+        log.append(AuditEntry::note("ada", "later"), at(2000)).at,
+        at(2000)
+    );
+    let more: Vec<SealedEntry> = log.drain().collect();
+    assert_eq!(verify(&more, Some(stored[1].head())), Ok(log.head()));
+    // From a head alone, which holds no time, the next entry is sealed as given.
+    let mut log = AuditLog::resume(stored[1].head(), AuditConfig::default()).unwrap();
+    assert_eq!(log.latest(), Timestamp::EPOCH);
+    assert_eq!(log.append(AuditEntry::note("ada", "back"), at(5)).at, at(5));
 }
 
 /// A quarantine, five notable entries, a note on the incident, three more: a
@@ -1342,13 +1498,18 @@ fn a_long_timeline() -> (Vec<SealedEntry>, Incidents) {
     let mut incidents = Incidents::new(IncidentConfig::default());
     let id = incidents
         .record(&mut log, AuditEntry::quarantine(AgentId::new(1), "x"), t0())
+        .unwrap()
         .unwrap();
     for i in 0..5 {
-        incidents.record(&mut log, AuditEntry::note("ops", i.to_string()), t0());
+        incidents
+            .record(&mut log, AuditEntry::note("ops", i.to_string()), t0())
+            .unwrap();
     }
     incidents.note(&mut log, id, "ada", "mine", t0()).unwrap();
     for i in 5..8 {
-        incidents.record(&mut log, AuditEntry::note("ops", i.to_string()), t0());
+        incidents
+            .record(&mut log, AuditEntry::note("ops", i.to_string()), t0())
+            .unwrap();
     }
     assert_eq!(incidents.get(id).unwrap().timeline().len(), 10);
     (log.drain().collect(), incidents)

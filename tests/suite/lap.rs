@@ -3,7 +3,8 @@
 //! agreeing.
 
 use concord::assignment::lap::{
-    DenseCosts, LapError, LapSolution, MAX_COST, SparseCosts, solve, solve_dense, solve_sparse,
+    DenseCosts, LapError, LapSolution, MAX_COST, MAX_DIM, SparseCosts, solve, solve_dense,
+    solve_sparse,
 };
 
 /// Runs the three solvers on a dense problem, checks that they agree on the number of
@@ -352,6 +353,54 @@ fn wrong_shapes_are_rejected() {
         DenseCosts::new(2, 3, vec![0.0; 5]).unwrap_err().to_string(),
         "5 costs do not fill a 2 x 3 matrix"
     );
+}
+
+/// Regression: shapes the constructors accepted made the solvers, documented never to
+/// panic, panic: `0 x usize::MAX` (capacity overflow sizing the solution), a sparse
+/// `usize::MAX x 2` (`rows + 1` overflowed) and `2 x usize::MAX` with two pairs
+/// (capacity overflow in the solver's column arrays). A side past [`MAX_DIM`] is
+/// refused by name instead; the bound itself is accepted.
+#[test]
+fn sides_past_the_bound_are_refused() {
+    let too_large = |rows, cols| LapError::TooLarge {
+        rows,
+        cols,
+        max: MAX_DIM,
+    };
+    let (huge, over) = (usize::MAX, MAX_DIM + 1);
+    assert_eq!(
+        DenseCosts::new(0, huge, vec![]).unwrap_err(),
+        too_large(0, huge)
+    );
+    assert_eq!(
+        DenseCosts::new(over, 0, vec![]).unwrap_err(),
+        too_large(over, 0)
+    );
+    assert_eq!(
+        DenseCosts::from_fn(0, huge, |_, _| None).unwrap_err(),
+        too_large(0, huge)
+    );
+    assert_eq!(
+        SparseCosts::from_triples(huge, 2, [(0, 0, 1.0)]).unwrap_err(),
+        too_large(huge, 2)
+    );
+    assert_eq!(
+        SparseCosts::from_triples(2, huge, [(0, 0, 1.0), (1, 5, 2.0)]).unwrap_err(),
+        too_large(2, huge)
+    );
+    assert_eq!(
+        SparseCosts::from_rows(over, [vec![(0, 1.0)]]).unwrap_err(),
+        too_large(0, over)
+    );
+    assert_eq!(
+        too_large(2, over).to_string(),
+        "a 2 x 16777217 problem has more than 16777216 rows or columns"
+    );
+    // At the bound: accepted (solving it would size arrays of 2^24 entries, which
+    // is allowed but too slow for a test).
+    assert_eq!(DenseCosts::new(0, MAX_DIM, vec![]).unwrap().cols(), MAX_DIM);
+    let edge = SparseCosts::from_triples(1, MAX_DIM, [(0, MAX_DIM - 1, 1.0)]).unwrap();
+    assert_eq!(edge.cost(0, MAX_DIM - 1), Some(1.0));
 }
 
 #[test]

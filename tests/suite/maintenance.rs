@@ -569,6 +569,40 @@ fn the_report_marks_each_item() {
     assert_eq!(report.lines().filter(|l| l.starts_with("- [x]")).count(), 1);
 }
 
+/// Guards the bug where the report copied item names, who did them and their notes
+/// into its Markdown unescaped, so that a name or note quoting HTML became markup on
+/// the rendered page, while the health and incident reports escape the same text.
+#[test]
+fn the_report_escapes_markup_in_names_and_notes() {
+    const EVIL: &str = "<img src=x onerror=alert(1)> & <b>";
+    let name = format!("check {EVIL}");
+    let mut s = Schedule::new();
+    s.push(
+        ScheduleItem::new(
+            name.clone(),
+            Recurrence::daily(time(9, 0)),
+            Duration::from_secs(3600),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut m = Maintenance::new(s, at("2024-01-01T00:00:00Z"));
+    m.complete(&name, at("2024-01-01T09:30:00Z"), EVIL, EVIL)
+        .unwrap();
+    for now in ["2024-01-01T10:00:00Z", "2024-01-02T09:30:00Z"] {
+        let report = m.report(at(now));
+        assert!(!report.contains('<') && !report.contains('>'), "{report}");
+        assert!(
+            report.contains("check &lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt; (daily"),
+            "{report}"
+        );
+        assert!(
+            report.contains(" by &lt;img src=x onerror=alert(1)&gt; &amp; &lt;b&gt; (&lt;img"),
+            "{report}"
+        );
+    }
+}
+
 // ----- hostile schedules ------------------------------------------------------------
 
 #[test]

@@ -983,3 +983,221 @@ proptest! {
         prop_assert_eq!(back, whole);
     }
 }
+
+/// Regression: two finite values at the ends of the float range (`f64::MAX` then
+/// `-f64::MAX`) overflowed the forecast, left the baseline and the scale NaN, and
+/// the detector never reported anything again. The state now stays finite: the
+/// overflowing value restarts the detector, which learns the series that follows
+/// and reports its spike.
+#[test]
+fn an_overflowing_jump_does_not_blind_the_detector() {
+    for jump in [
+        [f64::MAX, -f64::MAX],
+        [-f64::MAX, f64::MAX],
+        [1e308, -1e308],
+    ] {
+        let mut d = AnomalyDetector::new(DetectorConfig::default()).unwrap();
+        for v in jump {
+            assert!(d.observe(v).is_none());
+            assert!(d.expected().is_some_and(f64::is_finite) || d.seen() == 0);
+            assert!(d.scale().is_finite());
+        }
+        for k in 0..40 {
+            d.observe(1.0 + if k % 2 == 0 { 0.01 } else { -0.01 });
+        }
+        let expected = d.expected().expect("a baseline");
+        assert!(
+            (expected - 1.0).abs() < 0.1,
+            "{jump:?}: expected {expected}"
+        );
+        let spike = d.observe(1e6).expect("the spike is reported");
+        assert_eq!(spike.kind, AnomalyKind::Spike);
+        // The detector's state reads back from serde, which refuses a value that is
+        // not finite.
+        let json = serde_json::to_string(&d).unwrap();
+        let _: AnomalyDetector = serde_json::from_str(&json).expect(&json);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/monitor_anomaly.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+    /// Whatever values a detector is fed (the largest floats of both signs, NaN,
+    /// infinities), it does not panic, its baseline and scale stay finite, its state
+    /// reads back from JSON, and a spike over an ordinary series that follows is
+    /// still reported.
+    #[test]
+    fn no_value_blinds_the_detector(
+        values in proptest::collection::vec(
+            prop_oneof![
+                Just(f64::MAX), Just(-f64::MAX), Just(1e308), Just(-1e308), Just(1e300),
+                Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY),
+                -1e6f64..1e6, proptest::num::f64::NORMAL,
+            ],
+            1..80,
+        ),
+    ) {
+        let mut d = AnomalyDetector::new(DetectorConfig::default()).unwrap();
+        for &v in &values {
+            d.observe(v);
+            prop_assert!(d.expected().is_none_or(f64::is_finite), "expected {:?}", d.expected());
+            prop_assert!(d.scale().is_finite(), "scale {}", d.scale());
+        }
+        let json = serde_json::to_string(&d).unwrap();
+        let back: Result<AnomalyDetector, _> = serde_json::from_str(&json);
+        prop_assert!(back.is_ok(), "{json}: {:?}", back.err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/monitor_trend.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+    /// Regression: `CapacityTrend::fit` took the first point given as the origin and
+    /// the last as the latest, so the same points out of time order fitted another
+    /// line (a slope of 0.127 for 0.1, full 12.5 s early). The order of the points
+    /// no longer changes the fit, bit for bit, ties in time included.
+    #[test]
+    fn the_order_of_the_points_does_not_change_the_trend(
+        (points, shuffled) in proptest::collection::vec(
+            (0u64..50, prop_oneof![0.0f64..1.0, Just(f64::NAN), Just(0.5)]),
+            0..12,
+        )
+        .prop_flat_map(|points| {
+            let shuffled = Just(points.clone()).prop_shuffle();
+            (Just(points), shuffled)
+        }),
+    ) {
+        use concord::monitor::{CapacityTrend, TrendSeries};
+        let at = |p: &[(u64, f64)]| -> Vec<(Timestamp, f64)> {
+            p.iter().map(|&(s, v)| (Timestamp::from_secs(1_700_000_000 + 10 * s), v)).collect()
+        };
+        let fit = |p: &[(Timestamp, f64)]| {
+            CapacityTrend::fit(TrendSeries::Utilization, p, Duration::from_secs(10), 5, Some(0.95))
+        };
+        let mut sorted = at(&points);
+        sorted.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let (a, b) = (fit(&sorted), fit(&at(&shuffled)));
+        prop_assert_eq!(&a, &b);
+        if let Some(a) = a {
+            let finite = sorted.iter().filter(|p| p.1.is_finite());
+            prop_assert_eq!(Some(a.last), finite.clone().map(|p| p.0).max());
+        }
+    }
+}
+
+/// The audit's four points, sorted and shuffled: one slope of 0.1 a window.
+#[test]
+fn a_trend_of_shuffled_points_is_the_trend_of_the_sorted_ones() {
+    use concord::monitor::{CapacityTrend, TrendSeries};
+    let t = |s: u64| Timestamp::from_secs(1_700_000_000 + s);
+    let w = Duration::from_secs(10);
+    let sorted = [(t(0), 0.1), (t(10), 0.2), (t(20), 0.3), (t(30), 0.4)];
+    let shuffled = [(t(10), 0.2), (t(0), 0.1), (t(30), 0.4), (t(20), 0.3)];
+    let a = CapacityTrend::fit(TrendSeries::Utilization, &sorted, w, 5, Some(0.95)).unwrap();
+    let b = CapacityTrend::fit(TrendSeries::Utilization, &shuffled, w, 5, Some(0.95)).unwrap();
+    assert!((a.slope_per_window - 0.1).abs() < 1e-9, "{a:?}");
+    assert_eq!((a.last, a.latest), (t(30), 0.4));
+    assert_eq!(a, b);
+}
+
+/// Regression: a `QuantileSketch` or `Summary` of finite values whose sum overflows
+/// wrote `"sum":null` and could not read its own JSON back, and `Summary`'s mean of
+/// `f64::MAX` and `-f64::MAX` was `-inf` (Welford's step overflowed).
+#[test]
+fn sketches_and_summaries_of_the_largest_floats_read_back_with_a_finite_mean() {
+    use concord::monitor::Summary;
+    for values in [
+        [f64::MAX, f64::MAX],
+        [f64::MAX, -f64::MAX],
+        [-f64::MAX, f64::MAX],
+        [1e308, 1e308],
+    ] {
+        let mut sketch = QuantileSketch::new(SketchConfig::default()).unwrap();
+        let mut summary = Summary::new();
+        for v in values {
+            assert!(sketch.add(v) && summary.add(v));
+        }
+        let json = serde_json::to_string(&sketch).unwrap();
+        let back: QuantileSketch = serde_json::from_str(&json).expect(&json);
+        assert_eq!(back.mean(), sketch.mean());
+        let json = serde_json::to_string(&summary).unwrap();
+        let back: Summary = serde_json::from_str(&json).expect(&json);
+        assert_eq!(back.mean(), summary.mean());
+        let exact = values[0] / 2.0 + values[1] / 2.0;
+        for mean in [sketch.mean().unwrap(), summary.mean().unwrap()] {
+            assert!(
+                (mean - exact).abs() <= 0.02 * values[0].abs(),
+                "{values:?}: mean {mean}"
+            );
+        }
+    }
+}
+
+fn huge_or_any() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        proptest::sample::select(vec![f64::MAX, -f64::MAX, 1e308, -1e308, 0.0, 1.0]),
+        proptest::num::f64::NORMAL | proptest::num::f64::ZERO | proptest::num::f64::SUBNORMAL,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/proptest-regressions/monitor_summary_serde.txt",
+            ),
+        )),
+        ..ProptestConfig::default()
+    })]
+    /// Any finite values, added to parts that are then merged, give a sketch and a
+    /// summary that read back from their own JSON, with a finite mean within the
+    /// extremes.
+    #[test]
+    fn any_finite_values_read_back_with_a_finite_mean(
+        parts in proptest::collection::vec(proptest::collection::vec(huge_or_any(), 0..6), 1..4),
+    ) {
+        use concord::monitor::Summary;
+        let mut sketch = QuantileSketch::new(SketchConfig::default()).unwrap();
+        let mut summary = Summary::new();
+        for part in &parts {
+            let mut s = QuantileSketch::new(SketchConfig::default()).unwrap();
+            let mut m = Summary::new();
+            for &v in part {
+                prop_assert!(s.add(v) && m.add(v));
+            }
+            sketch.merge(&s).unwrap();
+            summary.merge(&m);
+        }
+        let json = serde_json::to_string(&sketch).unwrap();
+        let back: Result<QuantileSketch, _> = serde_json::from_str(&json);
+        prop_assert!(back.is_ok(), "{}: {:?}", json, back.err());
+        prop_assert_eq!(back.unwrap().mean().map(f64::to_bits), sketch.mean().map(f64::to_bits));
+        let json = serde_json::to_string(&summary).unwrap();
+        let back: Result<Summary, _> = serde_json::from_str(&json);
+        prop_assert!(back.is_ok(), "{}: {:?}", json, back.err());
+        prop_assert_eq!(back.unwrap().mean().map(f64::to_bits), summary.mean().map(f64::to_bits));
+        for (mean, min, max) in [
+            (sketch.mean(), sketch.min(), sketch.max()),
+            (summary.mean(), summary.min(), summary.max()),
+        ] {
+            if let (Some(mean), Some(min), Some(max)) = (mean, min, max) {
+                prop_assert!(mean.is_finite() && min <= mean && mean <= max, "{} in [{}, {}]", mean, min, max);
+            }
+        }
+    }
+}

@@ -1,6 +1,18 @@
 //! The solvers' inputs: a dense matrix and a sparse (CSR) list of feasible pairs.
 
-use super::{LapError, MAX_COST};
+use super::{LapError, MAX_COST, MAX_DIM};
+
+/// Refuses a side longer than [`MAX_DIM`], before anything is sized by it.
+fn check_dims(rows: usize, cols: usize) -> Result<(), LapError> {
+    if rows > MAX_DIM || cols > MAX_DIM {
+        return Err(LapError::TooLarge {
+            rows,
+            cols,
+            max: MAX_DIM,
+        });
+    }
+    Ok(())
+}
 
 /// Checks one cost.
 fn check(row: usize, col: usize, value: f64) -> Result<f64, LapError> {
@@ -41,9 +53,10 @@ impl DenseCosts {
     ///
     /// # Errors
     ///
-    /// [`LapError::Shape`] when `costs.len() != rows * cols`, [`LapError::InvalidCost`]
-    /// for the first cost (in row-major order) that is NaN, infinite or beyond
-    /// [`MAX_COST`].
+    /// [`LapError::Shape`] when `costs.len() != rows * cols`, [`LapError::TooLarge`]
+    /// when they match but a side exceeds [`MAX_DIM`] (an empty matrix with a huge
+    /// side), [`LapError::InvalidCost`] for the first cost (in row-major order) that
+    /// is NaN, infinite or beyond [`MAX_COST`].
     pub fn new(rows: usize, cols: usize, costs: Vec<f64>) -> Result<Self, LapError> {
         if rows.checked_mul(cols) != Some(costs.len()) {
             return Err(LapError::Shape {
@@ -52,6 +65,7 @@ impl DenseCosts {
                 len: costs.len(),
             });
         }
+        check_dims(rows, cols)?;
         if let Some(at) = costs
             .iter()
             .position(|c| !(c.is_finite() && c.abs() <= MAX_COST))
@@ -75,8 +89,10 @@ impl DenseCosts {
     ///
     /// # Errors
     ///
-    /// [`LapError::Shape`] when `rows * cols` overflows, [`LapError::InvalidCost`] for
-    /// the first cost that is NaN, infinite or beyond [`MAX_COST`].
+    /// [`LapError::Shape`] when `rows * cols` overflows, [`LapError::TooLarge`] when a
+    /// side exceeds [`MAX_DIM`], [`LapError::InvalidCost`] for the first cost that is
+    /// NaN, infinite or beyond [`MAX_COST`]. `cost` is not called when the shape is
+    /// refused.
     pub fn from_fn(
         rows: usize,
         cols: usize,
@@ -85,6 +101,7 @@ impl DenseCosts {
         let len = rows
             .checked_mul(cols)
             .ok_or(LapError::Shape { rows, cols, len: 0 })?;
+        check_dims(rows, cols)?;
         let mut costs = Vec::with_capacity(len);
         let mut feasible = 0;
         for row in 0..rows {
@@ -235,7 +252,8 @@ impl SparseCosts {
     ///
     /// # Errors
     ///
-    /// [`LapError::OutOfRange`] for a pair outside `rows x cols`,
+    /// [`LapError::TooLarge`] when `rows` or `cols` exceeds [`MAX_DIM`] (before any
+    /// triple is read), [`LapError::OutOfRange`] for a pair outside `rows x cols`,
     /// [`LapError::InvalidCost`] for a cost that is NaN, infinite or beyond
     /// [`MAX_COST`] (the first such triple, in the order given),
     /// [`LapError::DuplicatePair`] for a pair given twice (the smallest such pair).
@@ -244,6 +262,7 @@ impl SparseCosts {
         cols: usize,
         triples: impl IntoIterator<Item = (usize, usize, f64)>,
     ) -> Result<Self, LapError> {
+        check_dims(rows, cols)?;
         let mut pairs = Vec::new();
         for (row, col, cost) in triples {
             if row >= rows || col >= cols {
@@ -274,6 +293,8 @@ impl SparseCosts {
     ///
     /// # Errors
     ///
+    /// [`LapError::TooLarge`] when `cols` exceeds [`MAX_DIM`] (before any row is read)
+    /// or a row past the [`MAX_DIM`]th is given (before it is read),
     /// [`LapError::InvalidCost`] for a cost that is NaN, infinite or beyond
     /// [`MAX_COST`], [`LapError::DuplicatePair`] for a column listed twice in a row
     /// (both for the first row with such a problem), and otherwise
@@ -283,6 +304,7 @@ impl SparseCosts {
     where
         R: IntoIterator<Item = (usize, f64)>,
     {
+        check_dims(0, cols)?;
         let mut starts = vec![0];
         let mut cols_of = Vec::new();
         let mut costs = Vec::new();
@@ -290,6 +312,7 @@ impl SparseCosts {
         // The number of rows is known only at the end, and the error names it.
         let mut out_of_range = None;
         for (row, pairs) in rows.into_iter().enumerate() {
+            check_dims(row + 1, cols)?;
             row_pairs.clear();
             for (col, cost) in pairs {
                 if col >= cols {

@@ -19,7 +19,8 @@
 //! # What is solved
 //!
 //! Any shape: more rows than columns, more columns than rows, square, zero rows or
-//! zero columns. A pair may be *infeasible* (it has no cost). The solvers return the
+//! zero columns, each side at most [`MAX_DIM`]. A pair may be *infeasible* (it has no
+//! cost). The solvers return the
 //! matching that
 //!
 //! 1. assigns as many rows as possible (maximum cardinality over the feasible pairs),
@@ -132,6 +133,17 @@ use dense::Outcome;
 /// bounding them keeps every intermediate value finite for any realistic size.
 pub const MAX_COST: f64 = 1e100;
 
+/// The most rows, and the most columns, a problem may have: 2^24 (16,777,216).
+///
+/// The solvers and their [`LapSolution`] keep arrays as long as the rows and as the
+/// columns (the solution alone 16 bytes a row and 16 a column), whatever the number of
+/// pairs: without a bound, a problem of two pairs and `2^40` columns would ask for
+/// terabytes, and one of `usize::MAX` columns could not even be sized. At this bound
+/// those arrays take about 1 GB at most, and every size they need fits in `isize`,
+/// on 32-bit targets too. [`DenseCosts`] and [`SparseCosts`] refuse larger sides with
+/// [`LapError::TooLarge`].
+pub const MAX_DIM: usize = 1 << 24;
+
 /// The share of feasible pairs below which [`solve`] takes the sparse path.
 ///
 /// Measured on random square problems: the two solvers take about the same time near
@@ -166,6 +178,18 @@ pub enum LapError {
         cols: usize,
         /// Costs given.
         len: usize,
+    },
+    /// The problem has more than [`MAX_DIM`] rows or columns: the solvers' working
+    /// arrays, as long as its rows and columns, could not be allocated.
+    #[error("a {rows} x {cols} problem has more than {max} rows or columns")]
+    TooLarge {
+        /// Rows asked for (for [`SparseCosts::from_rows`], the rows read when the
+        /// bound was passed).
+        rows: usize,
+        /// Columns asked for.
+        cols: usize,
+        /// The bound, [`MAX_DIM`].
+        max: usize,
     },
     /// A pair lies outside the matrix.
     #[error("pair ({row}, {col}) is outside the {rows} x {cols} matrix")]
