@@ -39,9 +39,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     count: u64,
-    /// Infinite when the values add up past the largest float (NaN once merged past
-    /// it both ways): in JSON as for the dashboard's figures, so that it reads back.
-    #[serde(with = "crate::serde_util::any_f64")]
+    /// Infinite when the values add up past the largest float: in JSON as for the
+    /// dashboard's figures, so that it reads back. Never NaN (see `merge`).
+    #[serde(
+        serialize_with = "crate::serde_util::any_f64::serialize",
+        deserialize_with = "number_or_infinity"
+    )]
     sum: f64,
     // With no value, all of these are zero (not infinite: serde formats such as JSON
     // have no infinity); `count` says whether they mean anything.
@@ -49,9 +52,25 @@ pub struct Summary {
     max: f64,
     mean: f64,
     /// The sum of squared deviations from the mean (Welford's M2): infinite when it
-    /// passes the largest float, and written so in JSON.
-    #[serde(with = "crate::serde_util::any_f64")]
+    /// passes the largest float, and written so in JSON. Never NaN.
+    #[serde(
+        serialize_with = "crate::serde_util::any_f64::serialize",
+        deserialize_with = "number_or_infinity"
+    )]
     m2: f64,
+}
+
+/// A figure that may have passed the largest float but is never NaN: `null`, which is
+/// how JSON writes NaN, is refused, since no summary holds it (and a NaN read back
+/// would not equal itself: a restored monitor would differ from the one saved).
+fn number_or_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = crate::serde_util::any_f64::deserialize(d)?;
+    if v.is_nan() {
+        return Err(serde::de::Error::custom(
+            "a summary's sum or deviations are never NaN (null)",
+        ));
+    }
+    Ok(v)
 }
 
 impl Summary {
@@ -122,6 +141,11 @@ impl Summary {
         }
         self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
+        if self.sum.is_nan() {
+            // Sums past the largest float both ways: the true sum is the mean times
+            // the count, and the mean (finite) gives its sign.
+            self.sum = f64::INFINITY.copysign(self.mean);
+        }
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
     }
@@ -137,8 +161,8 @@ impl Summary {
     }
 
     /// The sum of the values (zero when empty): infinite when it passes the largest
-    /// float, NaN when summaries whose sums passed it both ways were merged. The
-    /// mean does not depend on it and stays finite.
+    /// float (merged past it both ways, with the sign of the mean). The mean does
+    /// not depend on it and stays finite.
     pub fn sum(&self) -> f64 {
         self.sum
     }
