@@ -79,9 +79,14 @@ pub const MAX_NAME_LEN: usize = 128;
 /// workflow's or a step's name, a run id (a coordinator's group).
 ///
 /// Such names are for people and may hold any character but a control character
-/// (a line break in a run id would split the host's log line). They are copied into
-/// every event, journal record and snapshot that speaks of their holder, so a name
-/// of a megabyte, a mistake or an attack, is refused where it enters.
+/// (a line break in a run id would split the host's log line) or an invisible one,
+/// Unicode's format characters (a zero-width space, a byte order mark, a soft
+/// hyphen, the marks and overrides that set the direction of text): with one,
+/// `backup` and `backup` followed by a zero-width space would be two names that read
+/// the same in every report, and a right-to-left override shows a name reversed.
+/// They are copied into every event, journal record and snapshot that speaks of
+/// their holder, so a name of a megabyte, a mistake or an attack, is refused where
+/// it enters.
 pub const MAX_LABEL_LEN: usize = 256;
 
 /// The longest task description accepted, in bytes. Descriptions may hold any text,
@@ -110,11 +115,65 @@ pub const MAX_KEYWORD_LEN: usize = 128;
 /// reason, nor an agent's failure go unrecorded because its message is long): it is
 /// kept on one line, each control character (a line break, a terminal escape)
 /// written as a space, and cut at this length, marked with `…`. Notes are copied into
-/// events, journal records, reports and snapshots, as names are.
+/// events, journal records, reports and snapshots, as names are. Unlike a name, a
+/// note keeps invisible characters (see [`MAX_LABEL_LEN`]): it names nothing, so two
+/// notes that read the same do no harm, and text in some scripts needs them (the
+/// joiner in an emoji sequence, the non-joiner in Persian); and the notes in the
+/// snapshots already written still read back.
 pub const MAX_NOTE_LEN: usize = 1024;
 
 /// How much of an overlong name an error keeps, in characters.
 const EXCERPT_CHARS: usize = 64;
+
+/// Unicode's format characters (General_Category=Cf), as ranges in code point
+/// order: Unicode 16.0's `extracted/DerivedGeneralCategory.txt`. They have no glyph
+/// of their own: they join, break, hyphenate or reorder the text around them, or
+/// show nothing at all.
+const FORMAT: [(char, char); 21] = [
+    ('\u{ad}', '\u{ad}'),
+    ('\u{600}', '\u{605}'),
+    ('\u{61c}', '\u{61c}'),
+    ('\u{6dd}', '\u{6dd}'),
+    ('\u{70f}', '\u{70f}'),
+    ('\u{890}', '\u{891}'),
+    ('\u{8e2}', '\u{8e2}'),
+    ('\u{180e}', '\u{180e}'),
+    ('\u{200b}', '\u{200f}'),
+    ('\u{202a}', '\u{202e}'),
+    ('\u{2060}', '\u{2064}'),
+    ('\u{2066}', '\u{206f}'),
+    ('\u{feff}', '\u{feff}'),
+    ('\u{fff9}', '\u{fffb}'),
+    ('\u{110bd}', '\u{110bd}'),
+    ('\u{110cd}', '\u{110cd}'),
+    ('\u{13430}', '\u{1343f}'),
+    ('\u{1bca0}', '\u{1bca3}'),
+    ('\u{1d173}', '\u{1d17a}'),
+    ('\u{e0001}', '\u{e0001}'),
+    ('\u{e0020}', '\u{e007f}'),
+];
+
+/// Whether `c` is a control character (Unicode's category Cc: a line break, a tab,
+/// an escape) or a format character (Cf, see [`FORMAT`]): what no name may hold,
+/// the one test every name check of the crate makes, so that what one refuses
+/// another does not take.
+pub(crate) fn is_control_or_format(c: char) -> bool {
+    // Every control character is below the first format character, U+00AD.
+    if c < FORMAT[0].0 {
+        return c.is_control();
+    }
+    FORMAT
+        .binary_search_by(|&(first, last)| {
+            if last < c {
+                std::cmp::Ordering::Less
+            } else if first > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
 
 /// Whether `text` is already a note (one line, within [`MAX_NOTE_LEN`]), as
 /// [`note`] keeps every text it is given: what a restore checks of a stored one.
@@ -184,15 +243,17 @@ pub enum NameError {
         /// The first bad character.
         bad: char,
     },
-    /// A free-text name holds a control character (a line break, a tab, a NUL).
-    #[error("{kind} {name:?} holds control character {bad:?}")]
+    /// A free-text name holds a control character (a line break, a tab, a NUL) or an
+    /// invisible one (a zero-width space, a bidi override that shows the name
+    /// reversed): see [`MAX_LABEL_LEN`].
+    #[error("{kind} {name:?} holds control or invisible character U+{:04X}", u32::from(*bad))]
     ControlChar {
         /// What was being named.
         kind: &'static str,
         /// The offending name (its first 64 characters, as for
         /// [`TooLong`](Self::TooLong)).
         name: String,
-        /// The first control character.
+        /// The first control or invisible character.
         bad: char,
     },
     /// A claim names nothing: it is empty, or every part between its slashes is
@@ -244,15 +305,16 @@ pub(crate) fn excerpt(text: &str) -> String {
 }
 
 /// Checks a free-text name of `kind` (a task's kind, an agent's name, a run id):
-/// at most [`MAX_LABEL_LEN`] bytes and no control character. Empty is allowed here;
-/// where an empty name means nothing, its holder refuses it with its own error.
+/// at most [`MAX_LABEL_LEN`] bytes and no control or invisible character (see
+/// [`is_control_or_format`]). Empty is allowed here; where an empty name means
+/// nothing, its holder refuses it with its own error.
 #[inline]
 pub(crate) fn check_label(kind: &'static str, text: &str) -> Result<(), NameError> {
     check_within(kind, text, MAX_LABEL_LEN)
 }
 
-/// Checks a claim's name: at most [`MAX_CLAIM_LEN`] bytes and no control character.
-/// Whether it names anything is the claim's own question
+/// Checks a claim's name: at most [`MAX_CLAIM_LEN`] bytes and no control or
+/// invisible character. Whether it names anything is the claim's own question
 /// ([`Claim::names_nothing`](crate::Claim::names_nothing)).
 pub(crate) fn check_claim(resource: &str) -> Result<(), NameError> {
     check_within("claim", resource, MAX_CLAIM_LEN)
@@ -262,19 +324,21 @@ pub(crate) fn check_claim(resource: &str) -> Result<(), NameError> {
 /// bytes: a claim's, a keyword's.
 #[inline]
 pub(crate) fn check_within(kind: &'static str, text: &str, max: usize) -> Result<(), NameError> {
-    if text.len() <= max && !may_hold_control(text.as_bytes()) {
+    if text.len() <= max && is_printable_ascii(text.as_bytes()) {
         return Ok(());
     }
     label_problem(kind, text, max)
 }
 
-/// [`check_label`] for a text that is too long or may hold a control character:
-/// kept out of line, so that the check of a label that is fine saves no registers.
+/// [`check_label`] for a text that is too long, or that is not all printable ASCII
+/// and so may hold a control or invisible character: kept out of line, so that the
+/// check of an ASCII label saves no registers. A label outside ASCII is decoded here,
+/// a character at a time.
 #[cold]
 #[inline(never)]
 fn label_problem(kind: &'static str, text: &str, max: usize) -> Result<(), NameError> {
     check_text(kind, text, max)?;
-    match text.chars().find(|c| c.is_control()) {
+    match text.chars().find(|&c| is_control_or_format(c)) {
         Some(bad) => Err(NameError::ControlChar {
             kind,
             name: excerpt(text),
@@ -284,22 +348,25 @@ fn label_problem(kind: &'static str, text: &str, max: usize) -> Result<(), NameE
     }
 }
 
-/// Whether `text` may hold a control character: a byte below 0x20, or 0x7F, or 0xC2.
-/// Bytes below 0x80 are whole characters, and every other control character (U+0080
-/// to U+009F) starts with 0xC2, so most labels are passed without decoding them.
-/// Read eight bytes at a time, the last eight (or, for a shorter text, its first and
-/// last four) overlapping what was read already instead of a copy of the tail: a
-/// task's kind is checked on every assignment.
+/// Whether every byte of `text` is printable ASCII (0x20 to 0x7E), which is then
+/// free of control and invisible characters without being decoded: every control
+/// character below U+0080 is a byte below 0x20 or 0x7F, and every format character
+/// is past U+0080, where each byte of UTF-8 is 0x80 or above. Read eight bytes at a
+/// time, the last eight (or, for a shorter text, its first and last four)
+/// overlapping what was read already instead of a copy of the tail: a task's kind is
+/// checked on every assignment.
 #[inline]
-fn may_hold_control(text: &[u8]) -> bool {
+fn is_printable_ascii(text: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
-    /// The high bit of some byte is set if and only if a byte of `x` is below `n`
-    /// (at most 0x80), as in "Bit Twiddling Hacks".
-    fn below(x: u64, n: u8) -> u64 {
-        x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH
+    /// The high bit of some byte is set if and only if a byte of `x` is below 0x20
+    /// or above 0x7E, as in "Bit Twiddling Hacks" (`hasless` and `hasmore`). A
+    /// borrow or carry crosses into the next byte only from a byte already flagged.
+    fn flags(x: u64) -> u64 {
+        let below_space = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let above_tilde = (x.wrapping_add(ONES) | x) & HIGH;
+        below_space | above_tilde
     }
-    let flags = |x: u64| below(x, 0x20) | below(x ^ (ONES * 0x7F), 1) | below(x ^ (ONES * 0xC2), 1);
     let word = |at: usize| {
         let mut w = [0u8; 8];
         w.copy_from_slice(&text[at..at + 8]);
@@ -312,7 +379,7 @@ fn may_hold_control(text: &[u8]) -> bool {
     };
     let n = text.len();
     let x = match n {
-        0 => return false,
+        0 => return true,
         // Three bytes or fewer: the first, middle and last, and letters.
         1..=3 => {
             let (a, b, c) = (text[0], text[n / 2], text[n - 1]);
@@ -327,10 +394,10 @@ fn may_hold_control(text: &[u8]) -> bool {
                 at += 8;
             }
             any |= flags(word(n - 8));
-            return any != 0;
+            return any == 0;
         }
     };
-    flags(x) != 0
+    flags(x) == 0
 }
 
 /// Checks a task's description: at most [`MAX_DESCRIPTION_LEN`] bytes.
@@ -611,8 +678,8 @@ pub(crate) fn check_counter(name: &str, value: u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::{
-        INLINE_NAME, MAX_LABEL_LEN, MAX_NOTE_LEN, NameError, Role, check_label, excerpt,
-        normalize_name, note, same_name,
+        FORMAT, INLINE_NAME, MAX_LABEL_LEN, MAX_NOTE_LEN, NameError, Role, check_claim,
+        check_label, excerpt, is_control_or_format, normalize_name, note, same_name,
     };
     use proptest::prelude::*;
     use std::hash::{BuildHasher, RandomState};
@@ -691,24 +758,30 @@ mod tests {
 
     proptest! {
         /// A label is refused exactly when it is too long or holds a character
-        /// Unicode calls a control: the byte scan that skips decoding misses none.
+        /// Unicode calls a control or a format character: the byte scan that skips
+        /// decoding misses none.
         #[test]
-        fn a_label_is_refused_for_its_length_or_a_control_character(
+        fn a_label_is_refused_for_its_length_or_a_control_or_format_character(
             text in prop_oneof![
                 "(?s).{0,40}",
-                "[a\u{0}-\u{1f}\u{7f}-\u{a0}\u{100}\u{2028}é]{0,12}",
+                "[a\u{0}-\u{1f}\u{7f}-\u{a0}\u{ad}\u{100}\u{200b}-\u{200f}\u{202e}\u{2028}\u{feff}\u{e0001}é]{0,12}",
                 "a{250,260}",
                 // One character among letters, where the scan of eight bytes at a
                 // time may put it.
                 (
                     "[a-z é]{0,10}",
-                    prop_oneof![prop::char::range('\0', '\u{a0}'), any::<char>()],
+                    prop_oneof![
+                        prop::char::range('\0', '\u{a0}'),
+                        any::<char>(),
+                        "\\p{Cf}".prop_map(|s| s.chars().next().unwrap()),
+                    ],
                     "[a-z é]{0,10}",
                 )
                     .prop_map(|(a, c, b)| format!("{a}{c}{b}")),
             ],
         ) {
-            let expected = text.len() <= MAX_LABEL_LEN && !text.chars().any(char::is_control);
+            let first_bad = text.chars().find(|&c| is_control_or_format(c));
+            let expected = text.len() <= MAX_LABEL_LEN && first_bad.is_none();
             match check_label("run id", &text) {
                 Ok(()) => prop_assert!(expected),
                 Err(NameError::TooLong { name, max, .. }) => {
@@ -716,31 +789,109 @@ mod tests {
                     prop_assert!(text.starts_with(name.trim_end_matches('…')));
                 }
                 Err(NameError::ControlChar { bad, .. }) => {
-                    prop_assert_eq!(Some(bad), text.chars().find(|c| c.is_control()));
+                    prop_assert_eq!(Some(bad), first_bad);
                 }
                 Err(other) => prop_assert!(false, "{other:?}"),
             }
         }
+
+        /// The table is Unicode's: a character the regex engine's own tables (of
+        /// the `regex-syntax` crate, which proptest draws from) class as a control
+        /// or a format character is one here, and any other is not.
+        #[test]
+        fn control_and_format_are_unicodes_categories_cc_and_cf(
+            (c, expected) in prop_oneof![
+                "\\p{Cf}".prop_map(|s| (s, true)),
+                "\\p{Cc}".prop_map(|s| (s, true)),
+                "[^\\p{Cc}\\p{Cf}]".prop_map(|s| (s, false)),
+            ],
+        ) {
+            let c = c.chars().next().unwrap();
+            prop_assert_eq!(is_control_or_format(c), expected, "U+{:04X}", u32::from(c));
+        }
     }
 
-    /// Every character up to U+02FF (and a few beyond), at every place in texts of
-    /// every length up to three words: found exactly when it is a control.
+    /// Every character up to U+02FF, every format character's range at and around
+    /// its ends, and a few beyond, at every place in texts of every length up to
+    /// three words: found exactly when it is a control or a format character.
     #[test]
-    fn every_control_character_is_found_wherever_it_stands() {
-        let chars = ('\0'..='\u{2ff}').chain(['\u{2028}', '\u{feff}', '\u{10ffff}']);
+    fn every_control_or_format_character_is_found_wherever_it_stands() {
+        let ends = FORMAT.iter().flat_map(|&(first, last)| {
+            let (first, last) = (u32::from(first), u32::from(last));
+            [first - 1, first, first + 1, last - 1, last, last + 1]
+                .into_iter()
+                .filter_map(char::from_u32)
+        });
+        let chars = ('\0'..='\u{2ff}')
+            .chain(ends)
+            .chain(['\u{2028}', '\u{10ffff}']);
         for c in chars {
+            let in_table = FORMAT
+                .iter()
+                .any(|&(first, last)| (first..=last).contains(&c));
             for others in 0..24 {
                 for at in 0..=others {
                     let text = format!("{}{c}{}", "a".repeat(at), "b".repeat(others - at));
                     assert_eq!(
                         check_label("run id", &text).is_ok(),
-                        !c.is_control(),
+                        !(c.is_control() || in_table),
                         "{c:?} at {at} of {}",
                         text.len()
                     );
                 }
             }
         }
+    }
+
+    /// The table is sorted and its ranges apart, as the binary search needs; every
+    /// control character is below the first of them, as the shortcut needs; and each
+    /// character of the whole code space is refused in a label exactly when the
+    /// predicate says.
+    #[test]
+    fn the_format_table_is_sorted_and_every_character_is_checked_by_it() {
+        assert!(FORMAT.iter().all(|&(first, last)| first <= last));
+        assert!(
+            FORMAT
+                .windows(2)
+                .all(|w| u32::from(w[0].1) + 1 < u32::from(w[1].0))
+        );
+        assert!(('\0'..FORMAT[0].0).filter(|c| c.is_control()).count() == 65);
+        assert!((FORMAT[0].0..=char::MAX).all(|c| !c.is_control()));
+        for c in '\0'..=char::MAX {
+            let text = format!("kind{c}");
+            match check_label("task kind", &text) {
+                Ok(()) => assert!(!is_control_or_format(c), "U+{:04X}", u32::from(c)),
+                Err(NameError::ControlChar { bad, .. }) => assert_eq!(bad, c),
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// The error names the character by its code point, which shows what the name
+    /// itself cannot: an invisible character is not seen in a quoted name.
+    #[test]
+    fn the_error_names_an_invisible_character_by_its_code_point() {
+        let err = check_label("task kind", "backup\u{200b}").unwrap_err();
+        assert_eq!(
+            err,
+            NameError::ControlChar {
+                kind: "task kind",
+                name: "backup\u{200b}".to_owned(),
+                bad: '\u{200b}',
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "task kind \"backup\\u{200b}\" holds control or invisible character U+200B"
+        );
+        let err = check_label("run id", "run\n1").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "run id \"run\\n1\" holds control or invisible character U+000A"
+        );
+        // Past U+FFFF, five or six digits.
+        let err = check_claim("repo/\u{e0041}").unwrap_err();
+        assert!(err.to_string().ends_with("U+E0041"), "{err}");
     }
 
     #[test]

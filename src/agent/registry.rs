@@ -157,7 +157,7 @@ impl AgentRegistry {
     /// - [`RegistryError::DuplicateAgent`] if its id is taken.
     /// - [`RegistryError::InvalidProfile`] if it has no task slot (`max_tasks` 0), or
     ///   if its name is longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes
-    ///   or holds a control character.
+    ///   or holds a control or invisible character.
     pub fn register(&mut self, profile: AgentProfile, now: Timestamp) -> Result<(), RegistryError> {
         let agent = profile.id();
         if let Some(reason) = profile_problem(&profile) {

@@ -159,10 +159,12 @@ impl Fnv1a {
 ///
 /// Names and labels are checked when the alert is [fired](super::AlertManager::fire):
 /// the name must be non-empty, at most [`MAX_ALERT_NAME_LEN`] bytes and free of control
-/// characters; label names must look like identifiers (`[A-Za-z_][A-Za-z0-9_]*`, at
-/// most [`MAX_LABEL_NAME_LEN`] bytes) and must not be `alertname` or `severity`, the
-/// pseudo-labels through which matchers see the name and severity; label values are
-/// at most [`MAX_LABEL_VALUE_LEN`] bytes without a control character. The summary and
+/// and invisible characters (as a label is, see
+/// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN)); label names must look like
+/// identifiers (`[A-Za-z_][A-Za-z0-9_]*`, at most [`MAX_LABEL_NAME_LEN`] bytes) and
+/// must not be `alertname` or `severity`, the pseudo-labels through which matchers
+/// see the name and severity; label values are at most [`MAX_LABEL_VALUE_LEN`] bytes
+/// without a control or invisible character. The summary and
 /// the source are notes, kept on one line and cut at
 /// [`MAX_NOTE_LEN`](crate::id::MAX_NOTE_LEN) bytes when fired.
 ///
@@ -358,7 +360,8 @@ pub(crate) fn shorten(s: &str) -> String {
 }
 
 /// Checks an alert name (or a receiver name, under `what`): non-empty, not too long,
-/// no control characters.
+/// no control or invisible characters (two alerts whose names read the same must be
+/// one alert).
 pub(crate) fn check_alert_name(what: &'static str, name: &str) -> Result<(), AlertError> {
     let bad = |reason| AlertError::InvalidName {
         what,
@@ -371,14 +374,16 @@ pub(crate) fn check_alert_name(what: &'static str, name: &str) -> Result<(), Ale
     if name.len() > MAX_ALERT_NAME_LEN {
         return Err(bad("longer than 256 bytes"));
     }
-    if name.chars().any(char::is_control) {
-        return Err(bad("holds a control character"));
+    if name.chars().any(crate::id::is_control_or_format) {
+        return Err(bad("holds a control or invisible character"));
     }
     Ok(())
 }
 
-/// Checks a label value: at most [`MAX_LABEL_VALUE_LEN`] bytes, no control character
-/// (a value is printed in the alert's one-line form, and is part of its identity).
+/// Checks a label value: at most [`MAX_LABEL_VALUE_LEN`] bytes, no control or
+/// invisible character (a value is printed in the alert's one-line form, and is part
+/// of its identity: `agent="a"` and the same with a zero-width space would page
+/// twice for what reads as one alert).
 fn check_label_value(value: &str) -> Result<(), AlertError> {
     let bad = |reason| AlertError::InvalidName {
         what: "label value",
@@ -388,8 +393,8 @@ fn check_label_value(value: &str) -> Result<(), AlertError> {
     if value.len() > MAX_LABEL_VALUE_LEN {
         return Err(bad("longer than 1,024 bytes"));
     }
-    if value.chars().any(char::is_control) {
-        return Err(bad("holds a control character"));
+    if value.chars().any(crate::id::is_control_or_format) {
+        return Err(bad("holds a control or invisible character"));
     }
     Ok(())
 }
@@ -473,6 +478,44 @@ mod tests {
         }
         for bad in ["", "9a", "a-b", "a b", "é", &"x".repeat(129)] {
             assert!(check_label_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Regression: names and label values refused control characters only, so
+    /// `backup_failed` and the same name with a zero-width space were two alerts
+    /// (two fingerprints, two pages) that read the same.
+    #[test]
+    fn names_and_label_values_refuse_invisible_characters() {
+        for bad in [
+            "backup_failed\u{200b}",
+            "\u{202e}deliaf_pukcab",
+            "a\u{feff}",
+            "a\n",
+        ] {
+            let err = check_alert_name("alert name", bad).unwrap_err();
+            assert_eq!(
+                err,
+                AlertError::InvalidName {
+                    what: "alert name",
+                    name: bad.to_owned(),
+                    reason: "holds a control or invisible character",
+                }
+            );
+            let err = check_label_value(bad).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    AlertError::InvalidName {
+                        what: "label value",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+        for good in ["backup_failed", "agent#3 (Zoë)", "エージェント"] {
+            assert!(check_alert_name("alert name", good).is_ok(), "{good}");
+            assert!(check_label_value(good).is_ok(), "{good}");
         }
     }
 }

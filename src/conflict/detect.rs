@@ -427,8 +427,8 @@ impl ConflictDetector {
     ///
     /// # Errors
     /// [`ConflictError::InvalidClaim`] for a claim longer than
-    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes or with a control character;
-    /// [`ConflictError::EmptyClaim`] for a claim that names nothing.
+    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes or with a control or invisible
+    /// character; [`ConflictError::EmptyClaim`] for a claim that names nothing.
     pub fn detect<'a, I>(claims: I, now: Timestamp) -> Result<Vec<Collision>, ConflictError>
     where
         I: IntoIterator<Item = (ClaimOwner, &'a Claim, Priority)>,
@@ -450,8 +450,8 @@ impl ConflictDetector {
     ///
     /// # Errors
     /// [`ConflictError::InvalidClaim`] if the claim is longer than
-    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes or holds a control character;
-    /// [`ConflictError::EmptyClaim`] if it names nothing;
+    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes or holds a control or invisible
+    /// character; [`ConflictError::EmptyClaim`] if it names nothing;
     /// [`ConflictError::Full`] past `u32::MAX` distinct names. Nothing changes then.
     pub fn add_claim(
         &mut self,

@@ -55,7 +55,7 @@ pub enum ConflictError {
         resource: String,
     },
     /// A claim's name is longer than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN)
-    /// bytes or holds a control character.
+    /// bytes or holds a control or invisible character.
     #[error("{source}")]
     InvalidClaim {
         /// What is wrong, naming the claim (its first 64 characters when it is long).

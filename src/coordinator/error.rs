@@ -140,12 +140,13 @@ pub enum CoordinatorError {
         /// Why it is not valid.
         source: crate::id::NameError,
     },
-    /// A task's kind, description or claim is not text the coordinator takes: a kind
-    /// of more than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or with a
-    /// control character, a description of more than
+    /// A task's kind, description or claim is not text the coordinator takes: a kind of
+    /// more than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or with a control or
+    /// invisible character, a description of more than
     /// [`MAX_DESCRIPTION_LEN`](crate::id::MAX_DESCRIPTION_LEN) bytes, a claim of more
-    /// than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, with a control
-    /// character, or naming nothing ([`NameError::NamesNothing`](crate::id::NameError::NamesNothing)).
+    /// than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, with a control or
+    /// invisible character, or naming nothing
+    /// ([`NameError::NamesNothing`](crate::id::NameError::NamesNothing)).
     #[error("task {task}: {source}")]
     InvalidTaskText {
         /// The task.
@@ -154,7 +155,8 @@ pub enum CoordinatorError {
         source: crate::id::NameError,
     },
     /// A group's name (a workflow run's id) is empty or only whitespace, longer than
-    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or holds a control character.
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or holds a control or invisible
+    /// character.
     #[error("group: {source}")]
     InvalidGroup {
         /// What is wrong, naming the text.

@@ -17,7 +17,9 @@ const RIGHT: f64 = 12.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 26.0;
 
-/// Text made safe for HTML and SVG: every name in a chart is the host's data.
+/// Text made safe for HTML and SVG: every name in a chart is the host's data. Control
+/// and invisible characters become spaces, so that a bidi override cannot show the
+/// rest of a label reversed.
 pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -27,7 +29,7 @@ pub(crate) fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if c.is_control() => out.push(' '),
+            c if crate::id::is_control_or_format(c) => out.push(' '),
             c => out.push(c),
         }
     }
@@ -301,6 +303,14 @@ mod tests {
             }],
         );
         assert!(!bars.contains("<b>") && !bars.contains("<i>"));
+    }
+
+    /// A series name from the host with a right-to-left override would show the
+    /// rest of its label reversed, and one with a zero-width space read as another's.
+    #[test]
+    fn control_and_invisible_characters_become_spaces() {
+        assert_eq!(escape("ops\u{202e}1\u{200b}\n<"), "ops 1  &lt;");
+        assert_eq!(escape("Zoë's エージェント"), "Zoë&#39;s エージェント");
     }
 
     #[test]

@@ -60,7 +60,8 @@ pub enum MaintenanceError {
         day: u8,
     },
     /// An item name that is empty, too long, or holds a control character (which
-    /// would let it forge lines in a report).
+    /// would let it forge lines in a report) or an invisible one (which would make
+    /// it another item that reads the same).
     #[error("maintenance item name {name:?} is invalid: {problem}")]
     InvalidName {
         /// The name (its first 80 characters, when longer).

@@ -499,8 +499,10 @@ impl ScheduleItem {
     /// # Errors
     /// [`MaintenanceError::InvalidName`] for a name that is empty (or only
     /// whitespace), starts or ends with whitespace, is longer than
-    /// [`MAX_ITEM_NAME_LEN`] bytes, or holds a control character; [`MaintenanceError::ZeroGrace`]; [`MaintenanceError::GraceTooLong`]
-    /// for a grace longer than [`Recurrence::shortest_interval`].
+    /// [`MAX_ITEM_NAME_LEN`] bytes, or holds a control or invisible character (as a
+    /// label may not, see [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN));
+    /// [`MaintenanceError::ZeroGrace`]; [`MaintenanceError::GraceTooLong`] for a
+    /// grace longer than [`Recurrence::shortest_interval`].
     pub fn new(
         name: impl Into<String>,
         when: Recurrence,
@@ -514,8 +516,10 @@ impl ScheduleItem {
             Some("it starts or ends with whitespace")
         } else if name.len() > MAX_ITEM_NAME_LEN {
             Some("it is longer than 200 bytes")
-        } else if name.chars().any(char::is_control) {
-            Some("it holds a control character")
+        } else if name.chars().any(crate::id::is_control_or_format) {
+            // "backup" and "backup" with a zero-width space would be two items that
+            // read the same, as with whitespace.
+            Some("it holds a control or invisible character")
         } else {
             None
         };

@@ -504,14 +504,22 @@ impl Maintenance {
 }
 
 /// `s` for a checklist line: on one line, control characters (a newline that would
-/// forge a checklist line) become spaces; and with HTML's special characters escaped
+/// forge a checklist line) and invisible ones (a right-to-left override that would
+/// show the rest of the line reversed: who did an item and their note are free text)
+/// become spaces; and with HTML's special characters escaped
 /// by the health reports' own helper, as every other Markdown report escapes them:
 /// a renderer takes markup in Markdown as HTML, and an item's name, who did it and
 /// their note may quote anything.
 fn one_line(s: &str) -> String {
     let flat: String = s
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if crate::id::is_control_or_format(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     escape(&flat)
 }

@@ -41,7 +41,7 @@ pub(crate) fn shown(s: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MemoryError {
-    /// A key is empty, too long or holds a control character.
+    /// A key is empty, too long or holds a control or invisible character.
     #[error("invalid memory key {key:?}: {problem}")]
     InvalidKey {
         /// The key (its first 80 characters).
@@ -49,8 +49,8 @@ pub enum MemoryError {
         /// What is wrong with it.
         problem: KeyProblem,
     },
-    /// A query pattern is empty, too long, holds a control character or ends in a
-    /// lone escape.
+    /// A query pattern is empty, too long, holds a control or invisible character or
+    /// ends in a lone escape.
     #[error("invalid memory pattern {pattern:?}: {problem}")]
     InvalidPattern {
         /// The pattern (its first 80 characters).
@@ -150,7 +150,9 @@ pub enum KeyProblem {
         /// Its length in bytes.
         len: usize,
     },
-    /// The key holds a control character (a newline, a NUL, an escape).
+    /// The key holds a control character (a newline, a NUL, an escape) or an
+    /// invisible one (a zero-width space, a bidi override: Unicode's format
+    /// characters). The key, quoted in the error, shows it escaped (`\u{200b}`).
     ControlCharacter {
         /// The character's byte offset in the key.
         at: usize,
@@ -167,7 +169,7 @@ impl fmt::Display for KeyProblem {
                 super::MAX_KEY_LEN
             ),
             KeyProblem::ControlCharacter { at } => {
-                write!(f, "it holds a control character at byte {at}")
+                write!(f, "it holds a control or invisible character at byte {at}")
             }
         }
     }
@@ -184,7 +186,8 @@ pub enum PatternProblem {
         /// Its length in bytes.
         len: usize,
     },
-    /// The pattern holds a control character.
+    /// The pattern holds a control or invisible character (as for
+    /// [`KeyProblem::ControlCharacter`]).
     ControlCharacter {
         /// The character's byte offset in the pattern.
         at: usize,
@@ -203,7 +206,7 @@ impl fmt::Display for PatternProblem {
                 super::MAX_PATTERN_LEN
             ),
             PatternProblem::ControlCharacter { at } => {
-                write!(f, "it holds a control character at byte {at}")
+                write!(f, "it holds a control or invisible character at byte {at}")
             }
             PatternProblem::DanglingEscape => f.write_str("it ends in a lone `\\`"),
         }

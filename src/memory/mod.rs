@@ -92,8 +92,10 @@ pub type Entries = BTreeMap<String, Vec<u8>>;
 
 /// Checks that `key` is a valid memory key: not empty, at most [`MAX_KEY_LEN`] bytes,
 /// and without control characters (which would let a key forge lines in a log or a
-/// report). Any other character is allowed, `*` and `?` included (a
-/// [`Pattern::literal`] matches them literally).
+/// report) or invisible ones (a zero-width space, a bidi override: which would make
+/// two keys that read the same, as labels may not, see
+/// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN)). Any other character is allowed, `*`
+/// and `?` included (a [`Pattern::literal`] matches them literally).
 ///
 /// # Errors
 /// [`MemoryError::InvalidKey`] naming the key and what is wrong with it.
@@ -118,7 +120,10 @@ pub fn check_key(key: &str) -> Result<(), MemoryError> {
     if key.len() > MAX_KEY_LEN {
         return Err(refuse(KeyProblem::TooLong { len: key.len() }));
     }
-    if let Some((at, _)) = key.char_indices().find(|(_, c)| c.is_control()) {
+    if let Some((at, _)) = key
+        .char_indices()
+        .find(|&(_, c)| crate::id::is_control_or_format(c))
+    {
         return Err(refuse(KeyProblem::ControlCharacter { at }));
     }
     Ok(())

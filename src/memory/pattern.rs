@@ -22,7 +22,7 @@ enum Token {
 /// matches itself. There are no character classes: `[` is an ordinary character.
 ///
 /// A pattern is built once ([`Pattern::new`]), which refuses a hostile one (empty,
-/// longer than [`MAX_PATTERN_LEN`] bytes, a control character, a trailing lone `\`)
+/// longer than [`MAX_PATTERN_LEN`] bytes, a control or invisible character, a trailing lone `\`)
 /// with a typed error, and then matched against any number of keys.
 ///
 /// ```
@@ -69,7 +69,9 @@ impl Pattern {
         let mut tokens = Vec::with_capacity(source.len());
         let mut chars = source.char_indices();
         while let Some((at, c)) = chars.next() {
-            if c.is_control() {
+            // As in a key, where such a character is refused: a pattern holding one
+            // would match no key.
+            if crate::id::is_control_or_format(c) {
                 return Err(refuse(PatternProblem::ControlCharacter { at }));
             }
             let token = match c {
@@ -79,7 +81,7 @@ impl Pattern {
                 '*' => Token::Any,
                 '?' => Token::One,
                 '\\' => match chars.next() {
-                    Some((at, c)) if c.is_control() => {
+                    Some((at, c)) if crate::id::is_control_or_format(c) => {
                         return Err(refuse(PatternProblem::ControlCharacter { at }));
                     }
                     Some((_, c)) => Token::Char(c),

@@ -54,10 +54,10 @@ pub enum TaskError {
         rule: String,
     },
     /// A rule's name or kind is not a label (more than
-    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or a control character in
-    /// it), or a keyword is longer than
-    /// [`MAX_KEYWORD_LEN`](crate::id::MAX_KEYWORD_LEN) bytes or holds a control
-    /// character.
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or a control or invisible
+    /// character in it), or a keyword is longer than
+    /// [`MAX_KEYWORD_LEN`](crate::id::MAX_KEYWORD_LEN) bytes or holds a control or
+    /// invisible character.
     #[error("analysis rule #{index}: {source}")]
     InvalidText {
         /// The rule's position in the table, from zero.

@@ -51,9 +51,10 @@ pub enum WorkflowError {
         run: String,
     },
     /// A workflow's name, a step's name or kind, or a run id is longer than
-    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a control character;
-    /// or a step's claim is longer than [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN)
-    /// bytes, holds a control character or names nothing
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a control or invisible
+    /// character; or a step's claim is longer than
+    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, holds a control or invisible
+    /// character or names nothing
     /// ([`NameError::NamesNothing`](crate::id::NameError::NamesNothing)).
     #[error("{}{source}", .step.map(|i| format!("step #{i}: ")).unwrap_or_default())]
     InvalidText {

@@ -186,11 +186,11 @@ impl Workflow {
     /// # Errors
     /// The first problem found, in this order: no steps at all, a workflow name that
     /// is not a label (longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes
-    /// or with a control character: [`WorkflowError::InvalidText`]), an empty step
-    /// name, a step name or kind that is not a label (or a kind set empty), a claim
-    /// the coordinator would refuse (longer than
-    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, with a control character,
-    /// or naming nothing) or an input with an empty output key or name (all
+    /// or with a control or invisible character: [`WorkflowError::InvalidText`]), an
+    /// empty step name, a step name or kind that is not a label (or a kind set
+    /// empty), a claim the coordinator would refuse (longer than
+    /// [`MAX_CLAIM_LEN`](crate::id::MAX_CLAIM_LEN) bytes, with a control or invisible
+    /// character, or naming nothing) or an input with an empty output key or name (all
     /// [`WorkflowError::InvalidText`]), a duplicate name, an unknown dependency or
     /// input step, a timeout of zero or longer than [`MAX_STEP_WAIT`]
     /// ([`WorkflowError::InvalidTimeout`]), an invalid retry policy (among others, a
@@ -384,8 +384,8 @@ fn distinct_requirements(specs: &[StepSpec]) -> (Vec<crate::task::Requirements>,
 }
 
 /// Refuses a run id no run may have: empty or only whitespace, longer than
-/// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or with a control character.
-/// The id names the run to the host, to the agents and, as its group, to the
+/// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes, or with a control or invisible
+/// character. The id names the run to the host, to the agents and, as its group, to the
 /// coordinator, which would refuse it there.
 pub(crate) fn check_run_id(id: &str) -> Result<(), WorkflowError> {
     if id.trim().is_empty() {
@@ -395,7 +395,7 @@ pub(crate) fn check_run_id(id: &str) -> Result<(), WorkflowError> {
 }
 
 /// Refuses a step's claim that the coordinator would refuse each time the step ran:
-/// too long, with a control character, or naming nothing.
+/// too long, with a control or invisible character, or naming nothing.
 fn check_step_claim(claim: &crate::task::Claim) -> Result<(), NameError> {
     check_claim(claim.resource())?;
     if claim.names_nothing() {

@@ -1187,7 +1187,11 @@ fn restore_rejects_corrupt_snapshots() {
     );
     assert_eq!(
         corrupt(&|v| v["agents"][1]["profile"]["name"] = "two\nlines".into()),
-        "agent#2: agent name \"two\\nlines\" holds control character '\\n'"
+        "agent#2: agent name \"two\\nlines\" holds control or invisible character U+000A"
+    );
+    assert_eq!(
+        corrupt(&|v| v["agents"][1]["profile"]["name"] = "two\u{2066}".into()),
+        "agent#2: agent name \"two\\u{2066}\" holds control or invisible character U+2066"
     );
     assert_eq!(
         corrupt(&|v| v["agents"][0]["running"] = 3.into()),

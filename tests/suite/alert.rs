@@ -988,6 +988,14 @@ fn a_restored_manager_carries_on_and_a_corrupt_snapshot_is_refused() {
         s.alerts[0].alert = Arc::new(Alert::new("n".repeat(1 << 20), Severity::High, t0()));
     });
     assert!(long.len() < 300, "{long}");
+    // A name a snapshot from before invisible characters were refused may hold.
+    let invisible = corrupt(&|s| {
+        s.alerts[0].alert = Arc::new(Alert::new("cpu_hot\u{200b}", Severity::High, t0()));
+    });
+    assert!(
+        invisible.contains("holds a control or invisible character"),
+        "{invisible}"
+    );
     // Under a changed configuration it restores, routing by the new one.
     let other = plain().with_route(Route::new().with_receiver("head").with_ack_timeout(MIN));
     assert!(AlertManager::restore(other, snapshot).is_ok());

@@ -3421,6 +3421,270 @@ fn a_run_snapshot_under_an_id_no_run_may_have_is_corrupt() {
     }
 }
 
+/// Invisible characters (Unicode's format characters, category Cf), one from each
+/// family: a soft hyphen, an Arabic letter mark, the Mongolian vowel separator, a
+/// zero-width space, the left-to-right and right-to-left marks, a bidi embedding and
+/// override, a word joiner, a bidi isolate, a byte order mark, a language tag.
+const INVISIBLE: [char; 12] = [
+    '\u{ad}',
+    '\u{61c}',
+    '\u{180e}',
+    '\u{200b}',
+    '\u{200e}',
+    '\u{200f}',
+    '\u{202a}',
+    '\u{202e}',
+    '\u{2060}',
+    '\u{2066}',
+    '\u{feff}',
+    '\u{e0001}',
+];
+
+/// Regression: names refused control characters only, so `backup` and `backup`
+/// with a zero-width space were two maintenance items (two task kinds, two alerts,
+/// two memory keys) that read the same in every report, and a right-to-left
+/// override showed a name reversed (found by a hostile-input audit). Every name
+/// check refuses an invisible character as it refuses a control one, naming it (by
+/// its code point, or the byte it stands at in a memory key), and nothing changes.
+#[test]
+fn names_holding_invisible_characters_are_refused_by_every_check() {
+    use concord::alert::{Alert, AlertConfig, AlertError, AlertManager, Severity};
+    use concord::maintenance::{MaintenanceError, Recurrence, ScheduleItem, TimeOfDay};
+    use concord::memory::{KeyProblem, MemoryError, Pattern, PatternProblem, check_key};
+
+    let clock = clock();
+    let c = busy_coordinator(&clock);
+    let before = serde_json::to_string(&c.snapshot()).unwrap();
+    let mut alerts = AlertManager::new(AlertConfig::default()).unwrap();
+    let alerts_before = alerts.snapshot();
+    let task = |kind: &str, claim: &str| {
+        Task::new(TaskId::new(10), kind, "edit").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").unwrap())
+                .with_resources(r("cpu=1"))
+                .with_claim(Claim::exclusive(claim)),
+        )
+    };
+    for bad in INVISIBLE {
+        let name = format!("backup{bad}");
+        let code = format!("U+{:04X}", u32::from(bad));
+        // The one error every label check gives: the name, and the character.
+        let names_it = |source: &NameError, what: &str| match source {
+            NameError::ControlChar {
+                kind,
+                name: n,
+                bad: b,
+            } => {
+                assert_eq!((*kind, n.as_str(), *b), (what, name.as_str(), bad));
+                assert!(source.to_string().ends_with(&code), "{source}");
+            }
+            other => panic!("{what} {name:?}: {other:?}"),
+        };
+
+        match c.assign(task(&name, "repo/a")).unwrap_err() {
+            CoordinatorError::InvalidTaskText { source, .. } => names_it(&source, "task kind"),
+            other => panic!("{other:?}"),
+        }
+        match c.assign(task("edit", &format!("repo/{name}"))).unwrap_err() {
+            CoordinatorError::InvalidTaskText {
+                source: NameError::ControlChar { kind, bad: b, .. },
+                ..
+            } => assert_eq!((kind, b), ("claim", bad)),
+            other => panic!("{other:?}"),
+        }
+        match c
+            .assign_in_group(&name, task("edit", "repo/a"))
+            .unwrap_err()
+        {
+            CoordinatorError::InvalidGroup { source } => names_it(&source, "group"),
+            other => panic!("{other:?}"),
+        }
+        let err = c
+            .register_agent(AgentProfile::new(AgentId::new(9), name.as_str()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agent name") && err.contains(&code), "{err}");
+
+        match Workflow::builder(name.as_str())
+            .step(StepSpec::new("a"))
+            .build()
+        {
+            Err(WorkflowError::InvalidText { step: None, source }) => {
+                names_it(&source, "workflow name")
+            }
+            other => panic!("{other:?}"),
+        }
+        match Workflow::builder("deploy")
+            .step(StepSpec::new("a").with_kind(name.as_str()))
+            .build()
+        {
+            Err(WorkflowError::InvalidText {
+                step: Some(0),
+                source,
+            }) => names_it(&source, "step kind"),
+            other => panic!("{other:?}"),
+        }
+        let rule = AnalysisRule::new(name.as_str()).with_keyword("a");
+        match RuleBasedAnalyzer::new(RuleSet::empty().with_rule(rule)) {
+            Err(concord::TaskError::InvalidText { source, .. }) => {
+                names_it(&source, "analysis rule name")
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Identifiers were ASCII already: the character is named as written.
+        assert!(matches!(
+            Role::new(&name),
+            Err(NameError::InvalidChar { bad: b, .. }) if b == bad
+        ));
+
+        // The alert's own checks: its name and a label's value.
+        for alert in [
+            Alert::new(name.as_str(), Severity::High, t(1)),
+            Alert::new("backup_failed", Severity::High, t(1)).with_label("item", name.as_str()),
+        ] {
+            match alerts.fire(alert, t(1)) {
+                Err(AlertError::InvalidName { reason, .. }) => {
+                    assert_eq!(reason, "holds a control or invisible character");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        let daily = Recurrence::daily(TimeOfDay::new(6, 0).unwrap());
+        match ScheduleItem::new(name.as_str(), daily, Duration::from_secs(3600)) {
+            Err(MaintenanceError::InvalidName { name: n, problem }) => {
+                assert_eq!(n, name);
+                assert_eq!(problem, "it holds a control or invisible character");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        assert_eq!(
+            check_key(&name),
+            Err(MemoryError::InvalidKey {
+                key: name.clone(),
+                problem: KeyProblem::ControlCharacter { at: 6 },
+            })
+        );
+        assert!(matches!(
+            Pattern::new(&format!("{name}*")),
+            Err(MemoryError::InvalidPattern {
+                problem: PatternProblem::ControlCharacter { at: 6 },
+                ..
+            })
+        ));
+    }
+    assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
+    assert!(c.drain_events().is_empty());
+    assert_eq!(alerts.snapshot(), alerts_before);
+    // Visible text in any script, marks and emoji included, is still a name.
+    for (id, name) in [(10, "Zoë's agent"), (11, "エージェント"), (12, "नमस्ते ✅")]
+    {
+        c.register_agent(AgentProfile::new(AgentId::new(id), name))
+            .unwrap();
+        assert!(check_key(name).is_ok());
+    }
+}
+
+/// A snapshot written before invisible characters were refused may hold a name with
+/// one: restore refuses it as corrupt, as it refuses a control character, rather
+/// than take in a name that could no longer be made.
+#[test]
+fn snapshots_holding_names_with_invisible_characters_are_corrupt() {
+    let clock = clock();
+    let c = busy_coordinator(&clock);
+    let json = serde_json::to_value(c.snapshot()).unwrap();
+    for bad in INVISIBLE {
+        let restored = |edit: &dyn Fn(&mut Value)| {
+            let mut v = json.clone();
+            edit(&mut v);
+            let s: CoordinatorSnapshot = serde_json::from_value(v).unwrap();
+            restore_coordinator(&clock, s)
+        };
+        let err = restored(&|v| {
+            v["registry"]["agents"][0]["profile"]["name"] = json!(format!("ops{bad}1"));
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("U+{:04X}", u32::from(bad))),
+            "{err}"
+        );
+        for i in 0..count_tasks(&json) {
+            let err = restored(&|v| {
+                *nth_task(v, i).unwrap().pointer_mut("/kind").unwrap() = json!(format!("edit{bad}"))
+            })
+            .unwrap_err();
+            assert!(
+                matches!(err, CoordinatorError::CorruptSnapshot { .. }),
+                "{err:?}"
+            );
+        }
+        let (w, run) = midway();
+        let mut s = run.snapshot();
+        s.id = format!("run{bad}1");
+        let reason = corrupt_run(&w, s);
+        assert!(reason.contains("run id"), "{reason}");
+    }
+    // As it was written, it restores.
+    let s: CoordinatorSnapshot = serde_json::from_value(json).unwrap();
+    assert!(restore_coordinator(&clock, s).is_ok());
+}
+
+proptest! {
+    #![proptest_config(few(256, 0x1f_5eed))]
+
+    /// Any visible text with one invisible character put anywhere in it (any of
+    /// Unicode's format characters, drawn from the regex engine's own tables) is
+    /// refused as a workflow's name, a step's kind and an agent's name, and the error
+    /// names that character; the same text without it is taken.
+    #[test]
+    fn an_invisible_character_anywhere_in_a_name_is_refused_and_named(
+        text in "[^\\p{Cc}\\p{Cf}]{0,40}",
+        bad in "\\p{Cf}",
+        at in any::<prop::sample::Index>(),
+    ) {
+        let bad = bad.chars().next().unwrap();
+        let chars: Vec<char> = text.chars().collect();
+        let at = at.index(chars.len() + 1);
+        let name: String = chars[..at].iter().chain([&bad]).chain(&chars[at..]).collect();
+        let names_it = |source: &NameError, what: &str| match source {
+            NameError::ControlChar { kind, name: n, bad: b } => {
+                *kind == what && *n == name && *b == bad
+            }
+            _ => false,
+        };
+        match Workflow::builder(name.as_str()).step(StepSpec::new("a")).build() {
+            Err(WorkflowError::InvalidText { step: None, source }) => {
+                prop_assert!(names_it(&source, "workflow name"), "{:?}", source);
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+        let step = StepSpec::new("a").with_kind(name.as_str());
+        match Workflow::builder("deploy").step(step).build() {
+            Err(WorkflowError::InvalidText { step: Some(0), source }) => {
+                prop_assert!(names_it(&source, "step kind"), "{:?}", source);
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+        let mut registry = AgentRegistry::new();
+        let err = registry
+            .register(AgentProfile::new(AgentId::new(1), name.as_str()), t(0))
+            .unwrap_err()
+            .to_string();
+        prop_assert!(err.ends_with(&format!("U+{:04X}", u32::from(bad))), "{}", err);
+        // Without it, the text is a name (where it is not empty: a workflow and an
+        // agent must be named).
+        if !text.trim().is_empty() {
+            let workflow = Workflow::builder(text.as_str()).step(StepSpec::new("a")).build();
+            prop_assert!(workflow.is_ok(), "{:?}", workflow.err());
+            let agent = AgentProfile::new(AgentId::new(1), text.as_str());
+            prop_assert!(registry.register(agent, t(0)).is_ok());
+        }
+    }
+}
+
 // ===== 12. Growth with the input's size ==============================================
 //
 // Each input here took seconds to minutes, or memory without bound, before: the

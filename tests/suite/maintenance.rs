@@ -569,6 +569,23 @@ fn the_report_marks_each_item() {
     assert_eq!(report.lines().filter(|l| l.starts_with("- [x]")).count(), 1);
 }
 
+/// Who did an item and their note are free text: a right-to-left override in
+/// either showed the rest of the checklist line reversed, and a zero-width space
+/// hid in it. Each is written as a space, as a line break is.
+#[test]
+fn the_report_writes_invisible_characters_as_spaces() {
+    let mut m = tracker();
+    m.complete(
+        CONNECTIVITY,
+        at("2024-01-01T07:00:00Z"),
+        "ops\u{202e}1",
+        "done\u{200b}",
+    )
+    .unwrap();
+    let report = m.report(at("2024-01-01T11:00:00Z"));
+    assert!(report.contains(" by ops 1 (done ); next due"), "{report}");
+}
+
 /// Guards the bug where the report copied item names, who did them and their notes
 /// into its Markdown unescaped, so that a name or note quoting HTML became markup on
 /// the rendered page, while the health and incident reports escape the same text.
@@ -639,7 +656,17 @@ fn bad_times_days_and_graces_are_refused_when_built() {
         Err(MaintenanceError::GraceTooLong { .. })
     ));
     assert!(ScheduleItem::new("x", daily, DAY).is_ok());
-    for name in ["", "   ", "a\nb", "a ", " a", &"x".repeat(201)] {
+    // With an invisible character, "backup" would be two items that read the same.
+    for name in [
+        "",
+        "   ",
+        "a\nb",
+        "a ",
+        " a",
+        &"x".repeat(201),
+        "backup\u{200b}",
+        "\u{202e}backup",
+    ] {
         assert!(
             matches!(
                 ScheduleItem::new(name, daily, HOUR),

@@ -82,7 +82,7 @@ fn invalid_keys_are_refused_by_name_and_change_nothing() {
     let (store, memory) = guarded();
     block_on(memory.put("kept", "1")).unwrap();
     let long = "k".repeat(MAX_KEY_LEN + 1);
-    let cases: [(&str, KeyProblem); 4] = [
+    let cases: [(&str, KeyProblem); 6] = [
         ("", KeyProblem::Empty),
         (
             &long,
@@ -92,6 +92,9 @@ fn invalid_keys_are_refused_by_name_and_change_nothing() {
         ),
         ("line\nbreak", KeyProblem::ControlCharacter { at: 4 }),
         ("nul\0", KeyProblem::ControlCharacter { at: 3 }),
+        // Invisible: two keys that would read the same as `status`.
+        ("status\u{200b}", KeyProblem::ControlCharacter { at: 6 }),
+        ("\u{feff}status", KeyProblem::ControlCharacter { at: 0 }),
     ];
     for (key, problem) in cases {
         for result in [
@@ -122,7 +125,7 @@ fn invalid_keys_are_refused_by_name_and_change_nothing() {
     let e = block_on(memory.put("a\u{1b}[31m", "x")).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "invalid memory key \"a\\u{1b}[31m\": it holds a control character at byte 1"
+        "invalid memory key \"a\\u{1b}[31m\": it holds a control or invisible character at byte 1"
     );
 }
 
@@ -130,7 +133,7 @@ fn invalid_keys_are_refused_by_name_and_change_nothing() {
 fn hostile_patterns_are_refused_with_a_typed_error() {
     let (_, memory) = guarded();
     let long = "*".repeat(MAX_PATTERN_LEN + 1);
-    let cases: [(&str, PatternProblem); 4] = [
+    let cases: [(&str, PatternProblem); 6] = [
         ("", PatternProblem::Empty),
         (
             &long,
@@ -139,6 +142,9 @@ fn hostile_patterns_are_refused_with_a_typed_error() {
             },
         ),
         ("a\r*", PatternProblem::ControlCharacter { at: 1 }),
+        // Invisible, plain or escaped: it could match no key.
+        ("a\u{202e}*", PatternProblem::ControlCharacter { at: 1 }),
+        ("a\\\u{200b}", PatternProblem::ControlCharacter { at: 2 }),
         ("trailing\\", PatternProblem::DanglingEscape),
     ];
     for (pattern, problem) in cases {
@@ -636,7 +642,7 @@ fn out_of_order_entries_and_invalid_keys_in_a_backup_are_named() {
     let e = block_on(memory.restore(&bad)).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "backup#1 is corrupt and was not loaded: invalid key \"b\\n\": it holds a control character at byte 1"
+        "backup#1 is corrupt and was not loaded: invalid key \"b\\n\": it holds a control or invisible character at byte 1"
     );
 }
 

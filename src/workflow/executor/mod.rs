@@ -593,7 +593,7 @@ impl Executor {
     /// [`WorkflowError::EmptyRunId`] if
     /// `id` is empty or only whitespace, or [`WorkflowError::InvalidText`] if it is
     /// longer than [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN) bytes or holds a
-    /// control character. Otherwise [`ExecutorError`] if the coordinator
+    /// control or invisible character. Otherwise [`ExecutorError`] if the coordinator
     /// refuses an operation outright (a bug, not a step failure).
     ///
     /// [`WorkItem`]: crate::agent::WorkItem

@@ -125,7 +125,8 @@ impl Run {
     /// not match the statuses, more attempts than allowed, a deadline past the
     /// snapshot's time plus the step's longest wait, a task bound to a step that
     /// neither waits nor runs, a history event later than the snapshot's time), or a
-    /// run id the executor refuses (empty, too long, or with a control character).
+    /// run id the executor refuses (empty, too long, or with a control or invisible
+    /// character).
     ///
     /// What the snapshot cannot tell is taken as written: the task a ready or
     /// running step names is checked against the coordinator by
