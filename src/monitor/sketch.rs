@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{MonitorError, check_range};
+use super::summary::add_sums;
 use crate::id::COUNTER_LIMIT;
 
 /// The settings of a [`QuantileSketch`].
@@ -215,7 +216,8 @@ fn saturating_sum(counts: &[u64]) -> u64 {
 /// below the lowest, when it holds values folded into it), or a `sum` that no
 /// `count` values from `min` to `max` add up to (to within the rounding of a float
 /// sum); when it holds none, a `min`, `max` or `sum` other than 0. The reason names
-/// the field and its value. Every sketch [`add`](Self::add) and
+/// the field and its value. A `sum` of `null` (NaN, which no sketch holds) is refused
+/// as it is read. Every sketch [`add`](Self::add) and
 /// [`merge`](Self::merge) build reads back. What deserializes never panics on use.
 ///
 /// # Departures from the paper
@@ -253,6 +255,9 @@ pub struct QuantileSketch {
     negative: Store,
     zero: u64,
     count: u64,
+    /// Infinite when the values add up past the largest float; never NaN: `add`
+    /// adds a finite value, which cannot turn an infinity into NaN, and `merge`
+    /// adds sums with [`add_sums`].
     sum: f64,
     min: f64,
     max: f64,
@@ -381,7 +386,9 @@ impl QuantileSketch {
             self.max = self.max.max(other.max);
         }
         bump(&mut self.count, other.count);
-        self.sum += other.sum;
+        // Once the buckets, extremes and count are merged: the mean the sum's sign
+        // may come from is the merged sketch's.
+        self.sum = add_sums(self.sum, other.sum, || self.mean_of_buckets());
     }
 
     /// The value at quantile `q` in `[0, 1]` (0.5 the median, 0.99 the 99th
@@ -433,8 +440,8 @@ impl QuantileSketch {
         self.count == 0
     }
 
-    /// The sum of the values: infinite when it passes the largest float, NaN when
-    /// sketches whose sums passed it both ways were merged.
+    /// The sum of the values: infinite when it passes the largest float (merged past
+    /// it both ways, with the sign of the mean). Never NaN.
     pub fn sum(&self) -> f64 {
         self.sum
     }
@@ -496,8 +503,13 @@ struct SketchData {
     max_buckets: u32,
     #[serde(default)]
     zero: u64,
-    /// May be infinite or NaN (see `sum`): in JSON as `"Infinity"` or `null`.
-    #[serde(default, with = "crate::serde_util::any_f64")]
+    /// May be infinite (see `sum`), in JSON as `"Infinity"`; never NaN, so `null`
+    /// is refused.
+    #[serde(
+        default,
+        serialize_with = "crate::serde_util::any_f64::serialize",
+        deserialize_with = "super::summary::number_or_infinity"
+    )]
     sum: f64,
     #[serde(default)]
     min: f64,

@@ -60,17 +60,32 @@ pub struct Summary {
     m2: f64,
 }
 
-/// A figure that may have passed the largest float but is never NaN: `null`, which is
-/// how JSON writes NaN, is refused, since no summary holds it (and a NaN read back
-/// would not equal itself: a restored monitor would differ from the one saved).
-fn number_or_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+/// A sum that may have passed the largest float but is never NaN (see
+/// [`add_sums`]): `null`, which is how JSON writes NaN, is refused, since no summary
+/// or sketch holds it (and a NaN read back would not equal itself: a restored monitor
+/// would differ from the one saved).
+pub(super) fn number_or_infinity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let v = crate::serde_util::any_f64::deserialize(d)?;
     if v.is_nan() {
         return Err(serde::de::Error::custom(
-            "a summary's sum or deviations are never NaN (null)",
+            "a sum (of values or of squared deviations) is never NaN (null)",
         ));
     }
     Ok(v)
+}
+
+/// `a + b`, two sums of finite values either of which may have passed the largest
+/// float, never NaN: where they passed it both ways (`inf + -inf`), the infinity
+/// with the sign of `mean`, the mean of all the values (finite), which the true sum
+/// (the mean times the count) shares. The mean is asked for only then: a sketch
+/// works it out from its buckets. What [`Summary`] and
+/// [`QuantileSketch`](super::QuantileSketch) merge their sums with.
+pub(super) fn add_sums(a: f64, b: f64, mean: impl FnOnce() -> f64) -> f64 {
+    let sum = a + b;
+    if sum.is_nan() {
+        return f64::INFINITY.copysign(mean());
+    }
+    sum
 }
 
 impl Summary {
@@ -140,12 +155,7 @@ impl Summary {
             self.m2 = f64::INFINITY;
         }
         self.count = self.count.saturating_add(other.count);
-        self.sum += other.sum;
-        if self.sum.is_nan() {
-            // Sums past the largest float both ways: the true sum is the mean times
-            // the count, and the mean (finite) gives its sign.
-            self.sum = f64::INFINITY.copysign(self.mean);
-        }
+        self.sum = add_sums(self.sum, other.sum, || self.mean);
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
     }
