@@ -307,6 +307,37 @@ impl AgentRegistry {
         Ok(from)
     }
 
+    /// Brings the agent back into service as `available` would, except that an agent
+    /// whose every slot is still taken (by work interrupted when it left service,
+    /// which its driver has not yet stopped) comes back `busy` from its slots, and
+    /// available once one frees, where [`set_status`](Self::set_status) would
+    /// refuse. Returns the status it had.
+    ///
+    /// # Errors
+    /// As [`set_status`](Self::set_status) to `available`, but for the slots.
+    pub(crate) fn return_to_service(
+        &mut self,
+        agent: AgentId,
+        now: Timestamp,
+    ) -> Result<AgentStatus, RegistryError> {
+        let i = self.index(agent)?;
+        if self.running[i] < self.max_tasks[i] {
+            return self.set_status(agent, AgentStatus::Available, now);
+        }
+        let from = self.status[i];
+        if !from.can_transition_to(AgentStatus::Available) {
+            return Err(RegistryError::IllegalTransition {
+                agent,
+                from,
+                to: AgentStatus::Available,
+            });
+        }
+        self.set_status_unchecked(i, AgentStatus::Busy, now);
+        self.held[i] = false;
+        self.record_change(i);
+        Ok(from)
+    }
+
     /// Whether the host set the agent `busy` (with [`set_status`](Self::set_status) or
     /// [`hold_busy`](Self::hold_busy)): it then stays busy when a slot frees, until
     /// the host sets another status.

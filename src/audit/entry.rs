@@ -657,6 +657,7 @@ pub fn entry_from_event(event: &Event) -> Option<AuditEntry> {
         | EventKind::TaskBlocked { .. }
         | EventKind::TaskCompleted { .. }
         | EventKind::TaskHandedBack { .. }
+        | EventKind::TaskInterrupted { .. }
         | EventKind::TaskReleased { .. }
         | EventKind::ConflictDetected { .. }
         | EventKind::ConflictResolved { .. }

@@ -16,7 +16,7 @@ use crate::resource::{LedgerError, Resources};
 
 use super::core::{Core, OnAgentLoss};
 use super::error::CoordinatorError;
-use super::event::{Assignment, EventKind, Notice};
+use super::event::{Assignment, EventKind, HandedBack, Notice};
 use super::journal::Command;
 use super::queue::WaitingTask;
 
@@ -125,7 +125,8 @@ impl Core {
         // stay, once it is gone.
         let again = self.take_queued(agent, true, now);
         let mut grants = Vec::new();
-        let lost = self.take_tasks_of(agent, now, &mut grants);
+        // Interrupted tasks too: with the agent gone, nothing is left to stop.
+        let lost = self.take_tasks_of(agent, true, now, &mut grants);
         let profile = self.s.registry.deregister(agent)?;
         if let Err(e) = self.s.ledger.remove_agent(agent) {
             tracing::error!(agent.id = %agent, error = %e, "ledger kept a deregistered agent");
@@ -138,7 +139,7 @@ impl Core {
         // Only now, with the agent gone, is its work handed to the others, the
         // tasks held for its release from quarantine included.
         let mut granted = Vec::new();
-        self.hand_back(lost, agent, false, now, &mut granted);
+        self.give_back(lost, agent, false, true, now, &mut granted);
         self.requeue_held(agent, now, &mut granted);
         for w in again {
             self.requeue(w, now, &mut granted);
@@ -310,12 +311,97 @@ impl Core {
         now: Timestamp,
     ) -> Result<bool, CoordinatorError> {
         let planned = self.change_status(agent, status, now)?;
+        self.interrupt_driven(agent, now);
         let mut grants = Vec::new();
-        let lost = self.take_tasks_of(agent, now, &mut grants);
+        let lost = self.take_tasks_of(agent, false, now, &mut grants);
         let mut unblocked = Vec::new();
-        self.hand_back(lost, agent, hold, now, &mut unblocked);
+        self.give_back(lost, agent, hold, true, now, &mut unblocked);
         self.serve(grants, unblocked, now);
         Ok(planned)
+    }
+
+    /// Interrupts the running tasks of driven groups on `agent`, which left service
+    /// (see [`drive`](Self::drive)): each keeps what it holds, and its driver is told.
+    fn interrupt_driven(&mut self, agent: AgentId, now: Timestamp) {
+        if self.s.driven.is_empty() {
+            return;
+        }
+        for task in self.s.tasks_on(agent) {
+            let Some(a) = self.s.assignments.get(&task) else {
+                continue;
+            };
+            let driven = (a.group.as_ref()).filter(|g| self.s.driven.contains(&***g));
+            let Some(group) = driven.cloned() else {
+                continue;
+            };
+            if !self.s.interrupted.insert(task) {
+                // Interrupted already (offline, then quarantined): told once.
+                continue;
+            }
+            tracing::info!(task.id = %task, agent.id = %agent, "task interrupted");
+            self.s.push(now, EventKind::TaskInterrupted { task, agent });
+            self.s
+                .notify(Some(&group), Notice::Interrupted { task, agent });
+        }
+    }
+
+    /// Hands back interrupted `task` once its driver has stopped its work (see
+    /// [`drive`](Self::drive)): what it holds is freed, and it waits again or ends
+    /// as a failure per [`OnAgentLoss`] (held for its agent's release if the agent
+    /// is quarantined now), as a task taken from an agent that leaves service is.
+    /// No notice is left for the driver, which has the answer.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::NotInterrupted`] if it runs and was not interrupted,
+    /// [`CoordinatorError::TaskWaiting`] if it waits,
+    /// [`CoordinatorError::UnknownTask`] if it neither runs nor waits;
+    /// [`CoordinatorError::TimeWentBack`]; nothing changes.
+    pub fn hand_back(
+        &mut self,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Result<HandedBack, CoordinatorError> {
+        let cmd = self.recording().then_some(Command::HandBack { task });
+        self.journaled(now, cmd, |c| c.hand_back_inner(task, now))
+    }
+
+    fn hand_back_inner(
+        &mut self,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Result<HandedBack, CoordinatorError> {
+        self.check_time(now)?;
+        let Some(agent) = self.s.assignments.get(&task).map(|a| a.agent) else {
+            return Err(self.s.not_running(task));
+        };
+        if !self.s.interrupted.contains(&task) {
+            return Err(CoordinatorError::NotInterrupted { task, agent });
+        }
+        self.s.last_now = now;
+        let hold = self.s.registry.status(agent)? == AgentStatus::Quarantined;
+        let approved: Vec<(TaskId, TaskId)> = (self.s.approved.iter())
+            .filter(|&&(_, waiter)| waiter == task)
+            .copied()
+            .collect();
+        let Some(a) = self.take_running_but_resources(task, now) else {
+            return Err(self.s.not_running(task));
+        };
+        let allocation = a.allocation;
+        let requeued = hold || self.parts.on_agent_loss == OnAgentLoss::Requeue;
+        let mut unblocked = Vec::new();
+        let lost = Lost {
+            tasks: vec![a],
+            approved,
+        };
+        self.give_back(lost, agent, hold, false, now, &mut unblocked);
+        // Freed once it waits again, as old as it was: the slot goes to the oldest.
+        let grants = self.s.ledger.release(allocation, now).unwrap_or_default();
+        self.serve(grants, unblocked, now);
+        Ok(if requeued {
+            HandedBack::Requeued
+        } else {
+            HandedBack::Failed
+        })
     }
 
     /// Sets `agent`'s status and says so in an event; returns whether the change
@@ -330,7 +416,13 @@ impl Core {
         let planned = status == AgentStatus::Offline
             && self.s.registry.status(agent)? == AgentStatus::Busy
             && self.s.registry.is_held_busy(agent)?;
-        let from = self.s.registry.set_status(agent, status, now)?;
+        let from = if status == AgentStatus::Available {
+            // Busy instead while interrupted work still holds every slot.
+            self.s.registry.return_to_service(agent, now)?
+        } else {
+            self.s.registry.set_status(agent, status, now)?
+        };
+        let status = self.s.registry.status(agent)?;
         self.s.last_now = now;
         tracing::info!(agent.id = %agent, from = %from, to = %status, planned, "agent status changed");
         self.s.push(
@@ -350,10 +442,14 @@ impl Core {
     fn take_tasks_of(
         &mut self,
         agent: AgentId,
+        interrupted_too: bool,
         now: Timestamp,
         grants: &mut Vec<crate::resource::Grant>,
     ) -> Lost {
-        let lost = self.s.tasks_on(agent);
+        let mut lost = self.s.tasks_on(agent);
+        if !interrupted_too {
+            lost.retain(|t| !self.s.interrupted.contains(t));
+        }
         // A decision that let a task run beside a holder still stands when the task
         // is only moved to another agent: kept here, as freeing the task drops it.
         let approved: Vec<(TaskId, TaskId)> = self
@@ -372,12 +468,15 @@ impl Core {
 
     /// Hands back the tasks taken from `agent`, which left service: the tasks
     /// blocked behind their claims queue again, and each queues again or ends as a
-    /// failure per [`OnAgentLoss`], with an event and a notice to its group.
-    fn hand_back(
+    /// failure per [`OnAgentLoss`], with an event, and with a notice to its group if
+    /// `notify`.
+    #[allow(clippy::too_many_arguments)]
+    fn give_back(
         &mut self,
         lost: Lost,
         agent: AgentId,
         hold: bool,
+        notify: bool,
         now: Timestamp,
         unblocked: &mut Vec<(crate::resource::Grant, RequestId)>,
     ) {
@@ -401,8 +500,10 @@ impl Core {
                         self.s.approved.insert((holder, waiter));
                     }
                 }
-                self.s
-                    .notify(a.group.as_ref(), Notice::Requeued { task, agent });
+                if notify {
+                    self.s
+                        .notify(a.group.as_ref(), Notice::Requeued { task, agent });
+                }
                 let a = Arc::unwrap_or_clone(a);
                 let w = WaitingTask {
                     explanation: Explanation {
@@ -432,7 +533,7 @@ impl Core {
                 } else {
                     self.requeue(w, now, unblocked);
                 }
-            } else {
+            } else if notify {
                 self.s
                     .notify(a.group.as_ref(), Notice::Lost { task, agent });
             }

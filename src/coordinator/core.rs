@@ -160,6 +160,13 @@ pub(super) struct State {
     pub(super) parked: BTreeSet<RequestId>,
     /// The mailboxes of the watched groups (see [`Core::watch`]).
     pub(super) watched: BTreeMap<Arc<str>, Vec<Notice>>,
+    /// The groups whose driver confirms when work stops (see [`Core::drive`]), in
+    /// the snapshot: whether a task is interrupted or handed back when its agent
+    /// leaves service must come out the same when the journal is replayed.
+    pub(super) driven: BTreeSet<Arc<str>>,
+    /// The running tasks of driven groups whose agent left service while they ran
+    /// (see [`Core::hand_back`]), in the snapshot.
+    pub(super) interrupted: BTreeSet<TaskId>,
     /// The watched groups whose mailbox went from empty to not, since the last
     /// [`Core::take_notified`].
     pub(super) notified: Vec<Arc<str>>,
@@ -210,6 +217,8 @@ impl State {
             spare: std::collections::VecDeque::new(),
             parked: BTreeSet::new(),
             watched: BTreeMap::new(),
+            driven: BTreeSet::new(),
+            interrupted: BTreeSet::new(),
             notified: Vec::new(),
             largest: (None, Resources::new()),
             recent: super::emergency::RecentFailures::default(),
@@ -974,6 +983,37 @@ impl Core {
         true
     }
 
+    /// Declares that the caller drives `group`'s tasks to their agents and says when
+    /// their work has stopped, as the workflow executor does. Then a running task of
+    /// the group whose agent leaves service (goes offline or unhealthy, or is
+    /// quarantined) is not taken from it at once: it is interrupted
+    /// ([`Notice::Interrupted`], [`EventKind::TaskInterrupted`]) and keeps its slot,
+    /// resources and claims until the driver either completes it (the work was done
+    /// after all: its answer wins) or, once the work has stopped, hands it back
+    /// ([`hand_back`](Self::hand_back)). So a one-slot agent that leaves service and
+    /// comes straight back is not given a second task while the first one's work
+    /// still runs, and work finished as its agent left is not done twice.
+    /// Without this, such a task is handed back at once.
+    ///
+    /// Lasts until [`forget_group`](Self::forget_group). Returns whether `group`
+    /// was not driven yet.
+    ///
+    /// # Errors
+    /// [`CoordinatorError::InvalidGroup`] for an empty group name; nothing changes.
+    pub fn drive(&mut self, group: &str) -> Result<bool, CoordinatorError> {
+        check_group_named(Some(group))?;
+        let mark = self.journal_mark();
+        let new = !self.s.driven.contains(group);
+        if new {
+            self.s.driven.insert(Arc::from(group));
+        }
+        let cmd = mark.recording.then(|| Command::Drive {
+            group: Arc::from(group),
+        });
+        self.journal(mark, new, self.s.last_now, cmd);
+        Ok(new)
+    }
+
     /// Stops watching `group`, dropping its unread notices.
     pub fn unwatch(&mut self, group: &str) {
         self.s.watched.remove(group);
@@ -1143,7 +1183,7 @@ impl Core {
     /// Returns whether anything was recorded for it.
     pub fn forget_group(&mut self, group: &str) -> bool {
         let mark = self.journal_mark();
-        let forgot = self.s.duties.forget_group(group);
+        let forgot = self.s.duties.forget_group(group) | self.s.driven.remove(group);
         let cmd = mark.recording.then(|| Command::ForgetGroup {
             group: Arc::from(group),
         });

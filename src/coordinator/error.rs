@@ -55,6 +55,16 @@ pub enum CoordinatorError {
         /// The task.
         task: TaskId,
     },
+    /// The task runs and was not interrupted: only an interrupted task is handed
+    /// back (see [`Core::hand_back`](super::Core::hand_back)); a running one ends
+    /// with `complete` or `release`.
+    #[error("{task} runs on {agent} and was not interrupted: `complete` or `release` ends it")]
+    NotInterrupted {
+        /// The task.
+        task: TaskId,
+        /// The agent it runs on.
+        agent: AgentId,
+    },
     /// The agent is not registered.
     #[error("{agent} is not registered")]
     UnknownAgent {

@@ -46,6 +46,20 @@ pub struct Assignment {
     pub waiting_since: Option<Timestamp>,
 }
 
+/// What [`Core::hand_back`](super::Core::hand_back) did with an interrupted task, as
+/// [`OnAgentLoss`](super::OnAgentLoss) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum HandedBack {
+    /// It waits again, keeping its age in the queue (held for its agent's release if
+    /// the agent is quarantined): a [`Notice::Started`] follows when it is assigned
+    /// again. The attempt on the agent that left is void, not failed.
+    Requeued,
+    /// It ended as a failure.
+    Failed,
+}
+
 /// What [`Core::assign_batch`](super::Core::assign_batch) did with a task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -292,6 +306,16 @@ pub enum EventKind {
         /// Whether it waits again (else it failed).
         requeued: bool,
     },
+    /// A running task of a driven group (see [`Core::drive`](super::Core::drive))
+    /// was interrupted: its agent left service while it ran. It keeps its slot,
+    /// resources and claims until its driver completes it (the work was done) or
+    /// hands it back once the work has stopped ([`EventKind::TaskHandedBack`]).
+    TaskInterrupted {
+        /// The task.
+        task: TaskId,
+        /// Its agent, which left service.
+        agent: AgentId,
+    },
     /// A running task ended without an outcome (its run was cancelled, or its
     /// attempt interrupted by a restart): its resources are freed, and neither its
     /// agent's record nor the predictor learns from it.
@@ -439,6 +463,9 @@ impl fmt::Display for EventKind {
                 let how = if *success { "succeeded" } else { "failed" };
                 write!(f, "{task} {how} on {agent}")
             }
+            EventKind::TaskInterrupted { task, agent } => {
+                write!(f, "{task} interrupted: {agent} left service while it ran")
+            }
             EventKind::TaskHandedBack {
                 task,
                 agent,
@@ -560,6 +587,17 @@ pub enum Notice {
         /// The agent it was taken from.
         agent: AgentId,
     },
+    /// Its agent left service while it ran, and its group is driven (see
+    /// [`Core::drive`](super::Core::drive)): stop the work, then complete the task
+    /// if the work was done after all, or else hand it back
+    /// ([`Core::hand_back`](super::Core::hand_back)). Until then it keeps its agent's
+    /// slot.
+    Interrupted {
+        /// The task.
+        task: TaskId,
+        /// Its agent, which left service.
+        agent: AgentId,
+    },
     /// It was taken from its agent, which left service, and waits again: its attempt
     /// on that agent is void (not failed); a `Started` follows when it is assigned
     /// again.
@@ -577,6 +615,7 @@ impl Notice {
         match self {
             Notice::Started(a) => a.task.id(),
             Notice::Refused { task, .. }
+            | Notice::Interrupted { task, .. }
             | Notice::Lost { task, .. }
             | Notice::Requeued { task, .. } => *task,
         }

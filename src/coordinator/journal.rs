@@ -149,6 +149,16 @@ pub enum Command {
         /// Conflicts closed before this time are forgotten.
         closed_before: Timestamp,
     },
+    /// [`Core::drive`].
+    Drive {
+        /// The group.
+        group: Arc<str>,
+    },
+    /// [`Core::hand_back`].
+    HandBack {
+        /// The task.
+        task: TaskId,
+    },
     /// [`Core::forget_group`].
     ForgetGroup {
         /// The group.
@@ -579,6 +589,8 @@ impl Core {
                 self.forget_group(group);
                 Ok(())
             }
+            Command::Drive { group } => self.drive(group).map(drop),
+            Command::HandBack { task } => self.hand_back(*task, at).map(drop),
         };
         let made = self.s.events.split_off(mark);
         if self.s.journal.next != record.seq + 1 {

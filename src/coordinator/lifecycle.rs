@@ -39,11 +39,25 @@ impl Core {
         now: Timestamp,
         grants: &mut Vec<crate::resource::Grant>,
     ) -> Option<Arc<Assignment>> {
+        let a = self.take_running_but_resources(task, now)?;
+        grants.extend(self.s.ledger.release(a.allocation, now).unwrap_or_default());
+        Some(a)
+    }
+
+    /// [`take_running`](Self::take_running) but for the resources and the ledger's
+    /// slot, which the task's allocation keeps until the caller releases it: a task
+    /// handed back while its agent is in service queues again first, so that the
+    /// slot it frees goes to the oldest waiting task, which may be itself.
+    pub(super) fn take_running_but_resources(
+        &mut self,
+        task: TaskId,
+        now: Timestamp,
+    ) -> Option<Arc<Assignment>> {
         let a = self.s.assignments.remove(&task)?;
+        self.s.interrupted.remove(&task);
         self.s.end_duty(&a, AttemptEnd::Void);
         let _ = self.s.registry.task_finished(a.agent, now);
         self.s.release_claims(task, now);
-        grants.extend(self.s.ledger.release(a.allocation, now).unwrap_or_default());
         Some(a)
     }
 
@@ -226,6 +240,10 @@ impl Core {
             return Err(LedgerError::UnknownAllocation { allocation }.into());
         }
         s.last_now = now;
+        if !s.interrupted.is_empty() {
+            // Its agent left while it ran, and the work was done after all.
+            s.interrupted.remove(&task);
+        }
         s.end_duty(
             &a,
             if success {

@@ -55,7 +55,7 @@ pub use self::emergency::{
     SafeModeTrigger,
 };
 pub use self::error::CoordinatorError;
-pub use self::event::{AssignOutcome, Assignment, Decider, Event, EventKind, Notice};
+pub use self::event::{AssignOutcome, Assignment, Decider, Event, EventKind, HandedBack, Notice};
 pub use self::journal::{Command, Journal, JournalError, MemoryJournal, Record};
 pub use self::queue::{Parked, WaitingTask};
 pub use self::snapshot::CoordinatorSnapshot;
@@ -553,6 +553,24 @@ impl Coordinator {
     /// As [`Core::release`].
     pub fn release(&self, task: TaskId) -> Result<Vec<Arc<Assignment>>, CoordinatorError> {
         self.with(|core, now| core.release(task, now))
+    }
+
+    /// Hands back an interrupted task once its work has stopped. See
+    /// [`Core::hand_back`].
+    ///
+    /// # Errors
+    /// As [`Core::hand_back`].
+    pub fn hand_back(&self, task: TaskId) -> Result<HandedBack, CoordinatorError> {
+        self.with(|core, now| core.hand_back(task, now))
+    }
+
+    /// Declares that the caller drives `group`'s tasks and says when their work has
+    /// stopped. See [`Core::drive`].
+    ///
+    /// # Errors
+    /// As [`Core::drive`].
+    pub fn drive(&self, group: &str) -> Result<bool, CoordinatorError> {
+        self.shared.lock().core.drive(group)
     }
 
     /// Takes the notices left for `group` into `out`, without waiting. See

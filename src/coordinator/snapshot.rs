@@ -85,6 +85,13 @@ pub struct CoordinatorSnapshot {
     /// The highest task id the core was ever given ([`Core::highest_task_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highest_task_id: Option<TaskId>,
+    /// The groups whose driver confirms when work stops ([`Core::drive`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub driven: BTreeSet<Arc<str>>,
+    /// The running tasks interrupted by their agent's leaving service, until their
+    /// driver completes them or hands them back ([`Core::hand_back`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub interrupted: BTreeSet<TaskId>,
 }
 
 /// The first journal record's number (read for checkpoints from before the
@@ -133,6 +140,8 @@ impl Core {
             recent_failures: s.recent.clone(),
             communications: s.comms.clone(),
             highest_task_id: s.highest_task,
+            driven: s.driven.clone(),
+            interrupted: s.interrupted.clone(),
         }
     }
 }
@@ -191,6 +200,14 @@ pub(super) fn restore(
         }
     }
     let ledger = ResourceLedger::restore(ledger_snapshot)?;
+    if let Some(task) =
+        (snapshot.interrupted.iter()).find(|t| !snapshot.assignments.contains_key(t))
+    {
+        return Err(corrupt(format!("{task} is interrupted but not running")));
+    }
+    if snapshot.driven.iter().any(|g| g.trim().is_empty()) {
+        return Err(corrupt("a driven group has an empty name".into()));
+    }
     for (task, a) in &snapshot.assignments {
         if a.task.id() != *task
             || ledger.allocation(a.allocation).is_none()
@@ -319,6 +336,8 @@ pub(super) fn restore(
         .highest_task_id
         .max(s.assignments.keys().copied().max())
         .max(s.waiting_by_task.keys().copied().max());
+    s.driven = snapshot.driven;
+    s.interrupted = snapshot.interrupted;
     s.last_now = snapshot.last_now;
     s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();
     s.detector = detector;

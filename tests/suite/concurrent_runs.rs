@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use concord::agent::{Agent, AgentStatus};
 use concord::conflict::HumanDecision;
-use concord::coordinator::{Coordinator, Decider, Driver};
+use concord::coordinator::{Coordinator, Decider, Driver, OnAgentLoss, SafeModeRules};
 use concord::policy::SystemMode;
 use concord::workflow::{
     Executor, Run, RunCondition, RunOutcome, SimulatedTimer, StepChange, StepSpec, StepStatus,
@@ -44,11 +44,20 @@ struct Fleet {
 }
 
 fn fleet(workers: u64, slots: u32, work: Duration) -> Fleet {
+    fleet_losing(workers, slots, work, OnAgentLoss::default())
+}
+
+/// [`fleet`], with a coordinator that does `on_loss` with the tasks of an agent
+/// leaving service.
+fn fleet_losing(workers: u64, slots: u32, work: Duration, on_loss: OnAgentLoss) -> Fleet {
     let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
     let coordinator = Arc::new(
         Coordinator::builder()
             .clock(clock.clone())
             .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .on_agent_loss(on_loss)
+            .safe_mode_rules(SafeModeRules::none())
+            .unwrap()
             .build(),
     );
     let timer = SimulatedTimer::new(clock.clone());
@@ -406,6 +415,94 @@ fn an_agent_leaving_service_hands_its_step_to_another() {
         ]
     );
     assert_idle(&f.coordinator);
+}
+
+/// An agent that leaves service and comes straight back (a health check failed
+/// once) while a step runs on it: the step's task is interrupted and keeps the
+/// agent's one slot until its attempt has stopped, so the run waiting for that slot
+/// does not start beside it. Found by an outside trial, where a one-slot agent ran
+/// two steps at once: the slot went to the waiting run the moment the agent came
+/// back, before the first run had dropped its attempt. With the task requeued, the
+/// interrupted step runs again; with it failed, its run fails.
+#[test]
+fn an_agent_back_at_once_runs_no_second_step_beside_the_first() {
+    for on_loss in [OnAgentLoss::Requeue, OnAgentLoss::Fail] {
+        let f = fleet_losing(1, 1, Duration::from_secs(10), on_loss);
+        let workflow = Workflow::builder("one")
+            .step(StepSpec::new("work").with_role(role("worker")))
+            .build()
+            .unwrap();
+        let timer = SimulatedTimer::new(f.clock.clone());
+        let coordinator = Arc::clone(&f.coordinator);
+        let flap_at = f.clock.now() + Duration::from_secs(3);
+        let one = AgentId::new(1);
+        let flap = async {
+            timer.sleep_until(flap_at).await;
+            assert_eq!(coordinator.assignments().len(), 1);
+            assert_eq!(coordinator.waiting().len(), 1);
+            coordinator
+                .set_agent_status(one, AgentStatus::Offline)
+                .unwrap();
+            coordinator
+                .set_agent_status(one, AgentStatus::Available)
+                .unwrap();
+            // The first run's task still holds the slot.
+            assert_eq!(coordinator.assignments().len(), 1);
+        };
+        // The second run asks a second later, and is polled before the first after
+        // the flap: before the fix, with the first run's task failed, it took the
+        // slot and started while the first run's attempt still lived.
+        let later = f.clock.now() + Duration::from_secs(1);
+        let second = async {
+            timer.sleep_until(later).await;
+            f.executor.run(&workflow, "second", 2).await
+        };
+        let (_, second, first) = block_on(futures::future::join3(
+            flap,
+            second,
+            f.executor.run(&workflow, "first", 1),
+        ));
+        let (first, second) = (first.unwrap(), second.unwrap());
+        let books = f.books.lock();
+        assert_eq!(books.peak.get(&one), Some(&1), "{:?}", books.peak);
+        assert_eq!(second.outcome(), Some(RunOutcome::Succeeded));
+        match on_loss {
+            OnAgentLoss::Requeue => {
+                assert_eq!(first.outcome(), Some(RunOutcome::Succeeded));
+                let changes: Vec<String> = first
+                    .history()
+                    .iter()
+                    .map(|e| e.change.to_string())
+                    .collect();
+                assert_eq!(
+                    changes,
+                    [
+                        "ready",
+                        "started",
+                        &format!("interrupted: {one} left service"),
+                        "ready",
+                        "started",
+                        "succeeded"
+                    ]
+                );
+            }
+            _ => assert_eq!(first.outcome(), Some(RunOutcome::Failed)),
+        }
+        // Each step's work was done once, the interrupted attempt's not at all.
+        let done = if on_loss == OnAgentLoss::Requeue {
+            2
+        } else {
+            1
+        };
+        assert_eq!(books.by_task.len(), done, "{:?}", books.by_task);
+        assert!(
+            books.by_task.values().all(|&n| n == 1),
+            "{:?}",
+            books.by_task
+        );
+        drop(books);
+        assert_idle(&f.coordinator);
+    }
 }
 
 /// Two workers whose health a driver checks every 30 s (5 s to answer), and the

@@ -12,7 +12,7 @@ use std::time::Duration;
 use concord::conflict::{ConflictState, EscalationLevel, HumanDecision};
 use concord::coordinator::{
     AssignOutcome, Assignment, Coordinator, CoordinatorBuilder, CoordinatorError, Decider, Driver,
-    Event, EventKind, Notice, OnAgentLoss, Parked, Timed,
+    Event, EventKind, HandedBack, Notice, OnAgentLoss, Parked, Timed,
 };
 use concord::policy::{MaxTasksPerAgent, PolicySet, SafeModeRule, UtilizationCap};
 use concord::resource::LedgerConfig;
@@ -1629,4 +1629,167 @@ fn a_full_agent_the_host_sets_busy_stays_busy_when_a_slot_frees() {
     assert_eq!(status(&c, 1), AgentStatus::Busy, "its slot is still taken");
     let started = c.complete(tid(2), true, None).expect("complete 2");
     assert_eq!(ids(&started), [tid(3)]);
+}
+
+/// A driven group's task (see `Coordinator::drive`) whose agent leaves service is
+/// interrupted, not handed back: it keeps its slot, so the agent back at once is busy
+/// and the task waiting for it stays waiting, until the driver, the work stopped,
+/// hands it back. Then it waits again as old as it was, and takes the slot first.
+#[test]
+fn a_driven_groups_task_keeps_its_slot_until_its_driver_hands_it_back() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    c.register_agent(agent(1, 1)).expect("register");
+    assert!(c.watch(GROUP));
+    assert!(c.drive(GROUP).expect("drive"));
+    assert!(!c.drive(GROUP).expect("driven already"));
+    assigned(submit(&c, task(1)));
+    clock.advance(MIN);
+    queued(c.assign(task(2)).expect("task 2"));
+    c.drain_events();
+
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    let interrupted = EventKind::TaskInterrupted {
+        task: tid(1),
+        agent: aid(1),
+    };
+    let after = kinds(&c);
+    assert!(after.contains(&interrupted), "{after:?}");
+    assert_none!(after, EventKind::TaskHandedBack { .. });
+    let told = Notice::Interrupted {
+        task: tid(1),
+        agent: aid(1),
+    };
+    assert_eq!(notices(&c), [told]);
+    assert_eq!(running(&c), [(tid(1), aid(1))]);
+    // Back at once: busy from the slot the interrupted task holds.
+    c.set_agent_status(aid(1), AgentStatus::Available)
+        .expect("back");
+    c.with_registry(|r| assert_eq!(r.status(aid(1)).unwrap(), AgentStatus::Busy));
+    assert_eq!(running(&c), [(tid(1), aid(1))]);
+    assert_eq!(waiting(&c), [tid(2)]);
+
+    // Only an interrupted task is handed back: a typed error naming the task, and
+    // nothing changes.
+    let before = json(&c);
+    let e = c.hand_back(tid(2)).expect_err("waits");
+    assert!(
+        matches!(e, CoordinatorError::TaskWaiting { task } if task == tid(2)),
+        "{e}"
+    );
+    let e = c.hand_back(tid(9)).expect_err("unknown");
+    assert!(
+        matches!(e, CoordinatorError::UnknownTask { task } if task == tid(9)),
+        "{e}"
+    );
+    assert_eq!(json(&c), before);
+
+    clock.advance(MIN);
+    assert_eq!(
+        c.hand_back(tid(1)).expect("hand back"),
+        HandedBack::Requeued
+    );
+    let after = kinds(&c);
+    assert!(after.contains(&handed_back(1, 1, true)), "{after:?}");
+    // As old as it was: before task 2, on the slot it freed. The driver has the
+    // answer: no `Requeued` notice, only the new start.
+    assert_eq!(running(&c), [(tid(1), aid(1))]);
+    assert_eq!(waiting(&c), [tid(2)]);
+    let got = notices(&c);
+    assert!(
+        matches!(&got[..], [Notice::Started(a)] if a.task.id() == tid(1)),
+        "{got:?}"
+    );
+    // Running again, and not interrupted: not handed back.
+    let e = c.hand_back(tid(1)).expect_err("not interrupted");
+    assert!(
+        matches!(e, CoordinatorError::NotInterrupted { task, agent } if task == tid(1) && agent == aid(1)),
+        "{e}"
+    );
+    assert_eq!(
+        ids(&c.complete(tid(1), true, None).expect("done")),
+        [tid(2)]
+    );
+}
+
+/// An interrupted task whose work was done after all (its answer came as its agent
+/// left) is completed by its driver: it ends as done, and its agent, still out of
+/// service, gets nothing. With `OnAgentLoss::Fail`, one handed back ends as failed.
+#[test]
+fn an_interrupted_task_ends_as_its_driver_says() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).on_agent_loss(OnAgentLoss::Fail).build();
+    c.register_agent(agent(1, 2)).expect("register");
+    c.watch(GROUP);
+    c.drive(GROUP).expect("drive");
+    assigned(submit(&c, task(1)));
+    assigned(submit(&c, task(2)));
+    c.set_agent_status(aid(1), AgentStatus::Unhealthy)
+        .expect("unhealthy");
+    c.drain_events();
+    c.complete(tid(1), true, None).expect("the work was done");
+    let after = kinds(&c);
+    assert!(
+        after.iter().any(
+            |k| matches!(k, EventKind::TaskCompleted { task, success: true, .. } if *task == tid(1))
+        ),
+        "{after:?}"
+    );
+    assert_eq!(c.hand_back(tid(2)).expect("hand back"), HandedBack::Failed);
+    assert_eq!(kinds(&c), [handed_back(2, 1, false)]);
+    assert!(c.assignments().is_empty() && c.waiting().is_empty());
+    c.with_registry(|r| assert_eq!(r.status(aid(1)).unwrap(), AgentStatus::Unhealthy));
+    // A group nobody drives is handed back at once, as before.
+    c.set_agent_status(aid(1), AgentStatus::Available)
+        .expect("back");
+    assigned(c.assign_in_group("undriven", task(3)).expect("task 3"));
+    c.drain_events();
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    assert!(kinds(&c).contains(&handed_back(3, 1, false)));
+}
+
+/// The interrupted state is in the checkpoint and the journal: a restored core and a
+/// recovered one hold what the live one holds, and the driver's hand-back then does
+/// the same on each. A group forgotten is no longer driven.
+#[test]
+fn interrupted_tasks_survive_a_restore_and_a_recovery() {
+    let clock = ManualClock::new(t0());
+    let mut journal = concord::coordinator::MemoryJournal::new();
+    let c = builder(&clock).journaled().build();
+    c.register_agent(agent(1, 1)).expect("register");
+    c.drive(GROUP).expect("drive");
+    assigned(submit(&c, task(1)));
+    clock.advance(MIN);
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    c.set_agent_status(aid(1), AgentStatus::Available)
+        .expect("back");
+    c.write_journal(&mut journal).expect("write");
+    let snapshot = c.snapshot();
+    assert!(
+        snapshot.interrupted.contains(&tid(1)),
+        "{:?}",
+        snapshot.interrupted
+    );
+    let restored = builder(&clock).restore(snapshot).expect("restore");
+    let recovered = builder(&clock).recover(&journal).expect("recover");
+    assert_eq!(json(&restored), json(&c));
+    assert_eq!(json(&recovered), json(&c));
+    for core in [&c, &restored, &recovered] {
+        assert_eq!(
+            core.hand_back(tid(1)).expect("hand back"),
+            HandedBack::Requeued
+        );
+        assert_eq!(running(core), [(tid(1), aid(1))]);
+    }
+    assert_eq!(json(&recovered), json(&c));
+    assert!(c.forget_group(GROUP));
+    assert!(c.snapshot().driven.is_empty());
+    // A snapshot naming an interrupted task that does not run is refused.
+    let mut bad = c.snapshot();
+    bad.interrupted.insert(tid(7));
+    let e = builder(&clock).restore(bad).expect_err("corrupt");
+    assert!(e.to_string().contains("task#7"), "{e}");
 }

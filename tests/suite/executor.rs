@@ -14,8 +14,8 @@ use concord::workflow::{
     StepChange, StepSpec, StepStatus, Workflow, WorkflowError,
 };
 use concord::{
-    AgentId, AgentProfile, ManualClock, NameError, Role, RuleBasedAnalyzer, RuleSet, Task, TaskId,
-    Timestamp,
+    AgentId, AgentProfile, ManualClock, NameError, Requirements, Role, RuleBasedAnalyzer, RuleSet,
+    Task, TaskId, Timestamp,
 };
 use futures::executor::block_on;
 use parking_lot::Mutex;
@@ -1297,31 +1297,90 @@ fn a_run_whose_future_is_dropped_gives_back_its_tasks() {
 /// its task back to the coordinator's queue, and the run was cancelled before it
 /// heard of it. The cancel released the task as running, which it no longer was, so
 /// the task stayed queued for a run nobody drove, started on the next agent with
-/// room and held its slot for good. It is withdrawn now.
+/// room and held its slot for good. It is withdrawn now. A run's tasks are handed
+/// back at once only when their agent is deregistered (an agent that only leaves
+/// service interrupts them, below).
 #[test]
 fn a_run_cancelled_before_it_hears_its_task_was_handed_back_leaves_nothing_queued() {
+    let w = world(&[(1, &["ops"], 1), (2, &["ops"], 1)]);
+    let e = executor(&w, vec![Arc::new(Scripted::new(1).on("a", 1, Act::Hang))]);
+    let wf = Workflow::builder("one")
+        .step(StepSpec::new("a").with_role(role("ops")))
+        .build()
+        .unwrap();
+    // Agent 2 busy with outside work, so the handed-back task waits.
+    let outside = Task::new(TaskId::new(1), "outside", "outside work")
+        .with_requirements(Requirements::new().with_role(role("ops")));
+    w.coordinator
+        .set_agent_status(AgentId::new(2), concord::AgentStatus::Offline)
+        .unwrap();
+    let mut run = e.run(&wf, "handed-back", 1);
+    assert!(futures::FutureExt::now_or_never(&mut run).is_none());
+    assert_eq!(w.coordinator.assignments().len(), 1);
+    w.coordinator
+        .set_agent_status(AgentId::new(2), concord::AgentStatus::Available)
+        .unwrap();
+    assert!(
+        w.coordinator
+            .assign(outside)
+            .unwrap()
+            .assignment()
+            .is_some()
+    );
+    w.coordinator.deregister_agent(AgentId::new(1)).unwrap();
+    assert_eq!(w.coordinator.waiting().len(), 1, "handed back to the queue");
+    run.handle().cancel();
+    let run = block_on(run).unwrap();
+    assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
+    assert!(w.coordinator.waiting().is_empty());
+    w.coordinator.complete(TaskId::new(1), true, None).unwrap();
+    w.coordinator.tick();
+    assert!(w.coordinator.assignments().is_empty());
+}
+
+/// The same scene with the agent only going offline: the run's task is interrupted,
+/// not handed back, and keeps the agent's one slot, so the agent back at once is
+/// busy and takes nothing else while the hung attempt lives. The cancel ends it.
+#[test]
+fn a_run_cancelled_while_its_task_is_interrupted_leaves_nothing_held() {
     let w = world(&[(1, &["ops"], 1)]);
     let e = executor(&w, vec![Arc::new(Scripted::new(1).on("a", 1, Act::Hang))]);
     let wf = Workflow::builder("one")
         .step(StepSpec::new("a").with_role(role("ops")))
         .build()
         .unwrap();
-    let mut run = e.run(&wf, "handed-back", 1);
+    let mut run = e.run(&wf, "interrupted", 1);
     assert!(futures::FutureExt::now_or_never(&mut run).is_none());
-    assert_eq!(w.coordinator.assignments().len(), 1);
+    let one = AgentId::new(1);
     w.coordinator
-        .set_agent_status(AgentId::new(1), concord::AgentStatus::Offline)
+        .set_agent_status(one, concord::AgentStatus::Offline)
         .unwrap();
-    assert_eq!(w.coordinator.waiting().len(), 1, "handed back to the queue");
+    w.coordinator
+        .set_agent_status(one, concord::AgentStatus::Available)
+        .unwrap();
+    assert_eq!(w.coordinator.assignments().len(), 1, "still its agent's");
+    let status = w
+        .coordinator
+        .with_core(|c| c.registry().status(one).unwrap());
+    assert_eq!(status, concord::AgentStatus::Busy, "busy from its slot");
+    let outside = Task::new(TaskId::new(1), "outside", "outside work")
+        .with_requirements(Requirements::new().with_role(role("ops")));
+    assert!(
+        w.coordinator
+            .assign(outside)
+            .unwrap()
+            .assignment()
+            .is_none(),
+        "no room"
+    );
     run.handle().cancel();
     let run = block_on(run).unwrap();
     assert_eq!(run.outcome(), Some(RunOutcome::Cancelled));
+    // The outside task got the slot the cancel freed; nothing of the run is left.
+    let running = w.coordinator.assignments();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].task.id(), TaskId::new(1));
     assert!(w.coordinator.waiting().is_empty());
-    w.coordinator
-        .set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
-        .unwrap();
-    w.coordinator.tick();
-    assert!(w.coordinator.assignments().is_empty());
 }
 
 /// Counts its attempts by run and step, as [`Counting`]; holds its first attempt

@@ -191,3 +191,178 @@ async fn a_run_on_paused_time_jumps_with_tokio() {
     let elsewhere = std::thread::spawn(move || clock.now()).join().unwrap();
     assert!(elsewhere >= end, "{elsewhere} < {end}");
 }
+
+/// One agent with one slot whose attempts record how many run on it at once (the
+/// most ever, in `peak`) and how many finished their work (`effects`). Its work is
+/// `chunks` pieces of `chunk` each, blocking the thread (as CPU work does) with a
+/// yield between them, or sleeping on tokio's timer. With `flap`, the first attempt
+/// marks its agent offline just before it answers, as a health check failing at
+/// that instant would, and a monitor brings it back 5 ms later.
+#[derive(Debug)]
+struct Slot {
+    coordinator: Arc<Coordinator>,
+    at_once: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    effects: Arc<AtomicUsize>,
+    chunks: u32,
+    chunk: Duration,
+    blocking: bool,
+    flap: bool,
+}
+
+struct Leaving(Arc<AtomicUsize>);
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[concord::async_trait]
+impl Agent for Slot {
+    fn id(&self) -> AgentId {
+        AgentId::new(1)
+    }
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        let now = self.at_once.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let _leaving = Leaving(Arc::clone(&self.at_once));
+        for _ in 0..self.chunks {
+            if self.blocking {
+                std::thread::sleep(self.chunk);
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(self.chunk).await;
+            }
+        }
+        if self.effects.fetch_add(1, Ordering::SeqCst) == 0 && self.flap {
+            let one = AgentId::new(1);
+            self.coordinator
+                .set_agent_status(one, concord::AgentStatus::Offline)
+                .unwrap();
+            let c = Arc::clone(&self.coordinator);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                c.set_agent_status(one, concord::AgentStatus::Available)
+                    .unwrap();
+            });
+        }
+        Ok(WorkOutput::success())
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("1.0"))
+    }
+}
+
+/// A coordinator with the one agent of [`Slot`], losing its tasks per `on_loss`, and
+/// an executor over it that spawns every attempt.
+fn one_slot(
+    on_loss: concord::coordinator::OnAgentLoss,
+    make: impl FnOnce(Arc<Coordinator>) -> Slot,
+) -> (Arc<Coordinator>, Arc<Executor>) {
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .on_agent_loss(on_loss)
+            .safe_mode_rules(concord::coordinator::SafeModeRules::none())
+            .unwrap()
+            .build(),
+    );
+    coordinator
+        .register_agent(
+            AgentProfile::new(AgentId::new(1), "one")
+                .with_role(Role::new("worker").unwrap())
+                .with_max_tasks(1),
+        )
+        .unwrap();
+    let executor = Executor::new(Arc::clone(&coordinator), TokioTimer::new(SystemClock))
+        .with_spawner(TokioSpawner::current().unwrap())
+        .with_agent(Arc::new(make(Arc::clone(&coordinator))));
+    (coordinator, Arc::new(executor))
+}
+
+fn one_step() -> Workflow {
+    Workflow::builder("one")
+        .step(StepSpec::new("work").with_role(Role::new("worker").unwrap()))
+        .build()
+        .unwrap()
+}
+
+/// Found by an outside trial: a one-slot agent that left service and came straight
+/// back while a step's spawned work ran on it (blocking CPU work, stopped only at its
+/// next yield) was given another run's step at once, and ran both. The interrupted
+/// task now keeps the slot until the spawned work has stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_back_at_once_runs_no_second_spawned_step_beside_the_first() {
+    for on_loss in [
+        concord::coordinator::OnAgentLoss::Fail,
+        concord::coordinator::OnAgentLoss::Requeue,
+    ] {
+        let (at_once, peak) = (Arc::default(), Arc::new(AtomicUsize::new(0)));
+        let (coordinator, executor) = one_slot(on_loss, |coordinator| Slot {
+            coordinator,
+            at_once: Arc::clone(&at_once),
+            peak: Arc::clone(&peak),
+            effects: Arc::default(),
+            chunks: 10,
+            chunk: Duration::from_millis(10),
+            blocking: true,
+            flap: false,
+        });
+        let wf = one_step();
+        let a = tokio::spawn(Arc::clone(&executor).run_owned(&wf, "a", 1));
+        while at_once.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let b = tokio::spawn(Arc::clone(&executor).run_owned(&wf, "b", 2));
+        while coordinator.waiting_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let one = AgentId::new(1);
+        coordinator
+            .set_agent_status(one, concord::AgentStatus::Offline)
+            .unwrap();
+        coordinator
+            .set_agent_status(one, concord::AgentStatus::Available)
+            .unwrap();
+        let both = async { (a.await.unwrap().unwrap(), b.await.unwrap().unwrap()) };
+        let (a, b) = tokio::time::timeout(Duration::from_secs(20), both)
+            .await
+            .expect("both runs end");
+        assert_eq!(peak.load(Ordering::SeqCst), 1, "{on_loss:?}");
+        assert_eq!(b.outcome(), Some(RunOutcome::Succeeded));
+        assert!(a.is_finished());
+        assert!(coordinator.assignments().is_empty() && coordinator.waiting_count() == 0);
+    }
+}
+
+/// Found by an outside trial: an agent that finished a step's work (the payment
+/// charged) and left service at that instant lost its answer to the hand-back, and
+/// the step ran again, charging twice. The answer in hand wins: the work is done once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_finished_as_its_agent_leaves_is_not_done_twice() {
+    for _ in 0..5 {
+        let effects = Arc::new(AtomicUsize::new(0));
+        let (coordinator, executor) =
+            one_slot(concord::coordinator::OnAgentLoss::Requeue, |coordinator| {
+                Slot {
+                    coordinator,
+                    at_once: Arc::default(),
+                    peak: Arc::default(),
+                    effects: Arc::clone(&effects),
+                    chunks: 1,
+                    chunk: Duration::from_millis(2),
+                    blocking: false,
+                    flap: true,
+                }
+            });
+        let run =
+            tokio::time::timeout(Duration::from_secs(10), executor.run(&one_step(), "pay", 1))
+                .await
+                .expect("the run ends")
+                .unwrap();
+        assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+        assert_eq!(effects.load(Ordering::SeqCst), 1, "{:#?}", run.history());
+        assert!(coordinator.assignments().is_empty() && coordinator.waiting_count() == 0);
+    }
+}

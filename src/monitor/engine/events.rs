@@ -59,6 +59,8 @@ impl Monitor {
                 };
                 self.begin_wait(*task, Phase::Blocked(holder), true, t);
             }
+            // Still its agent's until completed or handed back: nothing ends here.
+            EventKind::TaskInterrupted { .. } => {}
             EventKind::TaskHandedBack {
                 task,
                 agent,

@@ -10,19 +10,21 @@ use std::task::{Context, Poll};
 
 use futures::FutureExt;
 use futures::channel::oneshot;
-use futures::future::{BoxFuture, Either};
+use futures::future::{AbortHandle, Abortable, Aborted, BoxFuture, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::agent::{Agent, AgentError, Outcome, WorkItem, WorkOutput};
 use crate::clock::Timestamp;
-use crate::coordinator::{AssignOutcome, Assignment};
+use crate::coordinator::{AssignOutcome, Assignment, HandedBack};
 use crate::id::{AgentId, TaskId};
 use crate::task::Task;
 use crate::timer::{Spawn, Timer};
-use crate::workflow::run::{Run, StepOutcome};
+use crate::workflow::run::{Run, StepOutcome, StepStatus};
 use crate::workflow::{StepRef, WorkflowError};
 
-use super::{Batch, Books, Done, Executor, ExecutorError, Launch, Running, given_up, settled};
+use super::{
+    Batch, Books, Done, Executor, ExecutorError, Launch, Running, Stopping, given_up, settled,
+};
 
 /// The work item of `launch`: the task's kind and description are its step's kind
 /// and name, as in the task the coordinator assigned; it names the run by `run_id`,
@@ -93,6 +95,12 @@ impl std::future::Future for Watched {
 /// spawned work to stop, and it stops at its next poll, on the runtime's time. Until
 /// then the agent is still at it, so its task is not ended (and its slot not given to
 /// another step) before that.
+///
+/// The returned [`AbortHandle`] stops the agent's work without dropping the attempt:
+/// the attempt then ends with whatever the work ended with, its answer if it had one
+/// (work finished as its agent left service is not done twice), else
+/// [`stopped_by_interruption`]. Spawned, it stops the work on the runtime, so the
+/// answer comes back through the handle.
 fn execute<'a>(
     transport: &'a Arc<dyn Agent>,
     work: WorkItem,
@@ -100,22 +108,42 @@ fn execute<'a>(
 ) -> (
     BoxFuture<'a, Result<WorkOutput, AgentError>>,
     Option<Stopped>,
+    AbortHandle,
 ) {
+    let (work_abort, registration) = AbortHandle::new_pair();
     match spawner {
-        None => (transport.execute(work), None),
+        None => {
+            let work = Abortable::new(transport.execute(work), registration)
+                .map(|r| r.unwrap_or_else(|Aborted| Err(stopped_by_interruption())));
+            (work.boxed(), None, work_abort)
+        }
         Some(spawner) => {
             let agent = Arc::clone(transport);
             // The remote half catches a panic and hands it to the handle, which
             // raises it here, where the attempt catches it; dropping the handle (a
             // timeout, a cancelled run) stops the spawned work at its next poll.
-            let (remote, handle) = async move { agent.execute(work).await }.remote_handle();
+            let (remote, handle) = async move {
+                match Abortable::new(agent.execute(work), registration).await {
+                    Ok(answer) => answer,
+                    Err(Aborted) => Err(stopped_by_interruption()),
+                }
+            }
+            .remote_handle();
             let (tx, rx) = oneshot::channel();
             spawner.spawn(Box::pin(Watched {
                 work: remote.boxed(),
                 _stopped: tx,
             }));
-            (handle.boxed(), Some(rx.shared()))
+            (handle.boxed(), Some(rx.shared()), work_abort)
         }
+    }
+}
+
+/// What an attempt whose task was interrupted ends with when its work was stopped
+/// before it answered.
+fn stopped_by_interruption() -> AgentError {
+    AgentError::Unreachable {
+        reason: "its agent left service".to_owned(),
     }
 }
 
@@ -147,22 +175,23 @@ pub(super) fn begin<'a>(
     } = launch;
     // A panicking agent fails its attempt; it never takes the executor down.
     let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let (mut work, stopped) = execute(transport, work, spawner);
+        let (mut work, stopped, work_abort) = execute(transport, work, spawner);
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         match work.as_mut().poll(&mut cx) {
             Poll::Ready(result) => Ok(result),
-            Poll::Pending => Err((work, stopped)),
+            Poll::Pending => Err((work, stopped, work_abort)),
         }
     }));
     let result = match first {
         Ok(Ok(result)) => result,
-        Ok(Err((work, stopped))) => {
+        Ok(Err((work, stopped, work_abort))) => {
             return Err(Running {
                 step,
                 agent,
                 task,
                 attempt,
                 work,
+                work_abort,
                 stopped,
                 timeout,
             });
@@ -190,6 +219,7 @@ pub(super) async fn attempt(running: Running<'_>, timer: &dyn Timer) -> Done {
         work,
         stopped,
         timeout,
+        ..
     } = running;
     let exec = std::panic::AssertUnwindSafe(work)
         .catch_unwind()
@@ -394,8 +424,22 @@ impl Executor {
             result,
         } = done;
         // With agents that answer at once nothing is ever in flight: no lookup then.
-        if let Some(task) = task.filter(|_| !books.running.is_empty()) {
-            books.running.remove(&task);
+        if let Some(t) = task.filter(|_| !books.running.is_empty()) {
+            let flight = books.running.remove(&t);
+            if let Some(flight) = flight.filter(|f| f.interrupted && result.is_err()) {
+                // Its agent left service and the work ended without an answer: the
+                // task goes back to the coordinator once the work is gone.
+                match flight.stopped {
+                    Some(stopped) => books.stopping.push(Stopping {
+                        step,
+                        task: Some(t),
+                        hand_back: Some((agent, attempt)),
+                        stopped,
+                    }),
+                    None => self.hand_back(run, books, step, t, (agent, attempt))?,
+                }
+                return Ok(());
+            }
         }
         let now = self.now();
         let (outcome, usage, skipped) = match result {
@@ -462,6 +506,46 @@ impl Executor {
             }
         }
         tracing::debug!(workflow.run = run.id(), step = ?run.name(step), agent.id = %agent, success, "step finished");
+        Ok(())
+    }
+
+    /// Hands interrupted `task` back to the coordinator, its attempt (`agent`,
+    /// `attempt`) on `step` stopped without an answer: the attempt is void and the
+    /// step waits again for the same task, or, if the coordinator ends it (per
+    /// [`OnAgentLoss`](crate::coordinator::OnAgentLoss)), the attempt failed. An
+    /// attempt the run has moved on from (it timed out meanwhile) only ends its task.
+    pub(super) fn hand_back(
+        &self,
+        run: &mut Run,
+        books: &mut Books<'_>,
+        step: StepRef,
+        task: TaskId,
+        (agent, attempt): (AgentId, u32),
+    ) -> Result<(), ExecutorError> {
+        let now = self.now();
+        let current =
+            run.status(step) == Some(StepStatus::Running) && run.attempts(step) == Some(attempt);
+        if !current {
+            self.end_task(task, false, None);
+            return Ok(());
+        }
+        let reason = || format!("{agent} left service");
+        match self.coordinator.hand_back(task) {
+            Ok(HandedBack::Requeued) => {
+                run.interrupt(step, reason(), now)?;
+                run.bind(step, task)?;
+                books.waiting.insert(task, (step, now));
+            }
+            answer => {
+                if let Err(e) = answer {
+                    // Taken from it already (the agent was deregistered): the
+                    // coordinator's notice about it finds no attempt to stop.
+                    tracing::warn!(task.id = %task, error = %e, "interrupted task not handed back");
+                }
+                let failure = StepOutcome::failure(reason());
+                settled(run.finish_attempt(step, agent, attempt, failure, now))?;
+            }
+        }
         Ok(())
     }
 }

@@ -219,6 +219,8 @@ impl Executor {
                                 step: running.step,
                                 attempt: running.attempt,
                                 abort,
+                                work_abort: running.work_abort.clone(),
+                                interrupted: false,
                                 stopped: running.stopped.clone(),
                             },
                         );
@@ -284,7 +286,7 @@ impl Executor {
                     .iter_mut()
                     .position(|s| s.stopped.poll_unpin(cx).is_ready())
                 {
-                    return Poll::Ready(Wake::Stopped(stopping.swap_remove(i).task));
+                    return Poll::Ready(Wake::Stopped(stopping.swap_remove(i)));
                 }
                 // The coordinator's news before the agents' answers: an attempt
                 // taken from its agent is dropped before that agent is polled again.
@@ -303,11 +305,13 @@ impl Executor {
             drop(sleep);
             match wake {
                 Wake::Cancelled | Wake::Noticed => {}
-                Wake::Stopped(task) => {
-                    if let Some(task) = task {
-                        self.end_task(task, false, None);
+                Wake::Stopped(stopped) => match (stopped.task, stopped.hand_back) {
+                    (Some(task), Some(attempt)) => {
+                        self.hand_back(run, books, stopped.step, task, attempt)?;
                     }
-                }
+                    (Some(task), None) => self.end_task(task, false, None),
+                    (None, _) => {}
+                },
                 Wake::Answered(done) => {
                     answers.clear();
                     answers.push(done);
@@ -417,6 +421,23 @@ impl Executor {
                         run.unbind(step);
                         given_up(run.abandon(step, reason, now))?;
                     }
+                }
+                // Its answer is in hand, and ends the task.
+                Notice::Interrupted { task, .. } if in_hand.contains(&task) => {}
+                Notice::Interrupted { task, agent } => {
+                    if let Some(flight) = books.running.get_mut(&task) {
+                        // The work is stopped, and the attempt ends with what the
+                        // work ended with: its answer wins if it had one (see
+                        // `settle`), else the task is handed back.
+                        flight.interrupted = true;
+                        flight.work_abort.abort();
+                    } else if let Some(i) = books.launched.iter().position(|l| l.task == task) {
+                        // Started and interrupted in one batch of notices: never
+                        // handed to its agent, so nothing to stop.
+                        let launch = books.launched.remove(i);
+                        self.hand_back(run, books, launch.step, task, (agent, launch.attempt))?;
+                    }
+                    // Else its answer came first and was settled: the task ended.
                 }
                 Notice::Lost { task, .. } if in_hand.contains(&task) => {}
                 Notice::Requeued { task, .. } if in_hand.contains(&task) => {

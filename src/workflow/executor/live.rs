@@ -33,9 +33,23 @@ impl Drop for LiveId {
     }
 }
 
+impl LiveId {
+    /// Tells the coordinator that the executor says when an attempt's work has
+    /// stopped: a task whose agent leaves service keeps its slot until then (see
+    /// [`Coordinator::drive`]). Once the run is admitted, so that a refused run
+    /// changes nothing; the group is forgotten when the run ends.
+    fn drive(self) -> Self {
+        if let Err(e) = self.coordinator.drive(&self.id) {
+            // The id was checked on admission: not reached.
+            tracing::error!(workflow.run = &*self.id, error = %e, "run's group not driven");
+        }
+        self
+    }
+}
+
 impl Executor {
     /// Holds `id` among the live runs, or says why a run under it may not start.
-    pub(super) fn admit(&self, id: &str) -> Result<LiveId, ExecutorError> {
+    fn admit_unsettled(&self, id: &str) -> Result<LiveId, ExecutorError> {
         crate::workflow::check_run_id(id)?;
         let id: Arc<str> = Arc::from(id);
         if !self.live.lock().insert(Arc::clone(&id)) {
@@ -57,7 +71,13 @@ impl Executor {
         })
     }
 
-    /// As [`admit`](Self::admit), for a new run: refused, too, when the coordinator
+    /// As [`admit_unsettled`](Self::admit_unsettled), for a run resumed: its group
+    /// driven.
+    pub(super) fn admit(&self, id: &str) -> Result<LiveId, ExecutorError> {
+        self.admit_unsettled(id).map(LiveId::drive)
+    }
+
+    /// As [`admit_unsettled`](Self::admit_unsettled), for a new run: refused, too, when the coordinator
     /// still holds tasks in the id's group (see [`ExecutorError::UnfinishedRun`]).
     /// Checked once the id is held, so that no run starts under it meanwhile, and
     /// the hold is let go on refusal, leaving everything as it was.
@@ -65,10 +85,10 @@ impl Executor {
     /// # Complexity
     /// O(running + waiting tasks) in the coordinator, once per run started.
     pub(super) fn admit_fresh(&self, id: &str) -> Result<LiveId, ExecutorError> {
-        let live = self.admit(id)?;
+        let live = self.admit_unsettled(id)?;
         let tasks = self.coordinator.with_core(|core| core.tasks_in_group(id));
         if tasks.is_empty() {
-            return Ok(live);
+            return Ok(live.drive());
         }
         tracing::info!(
             workflow.run = id,

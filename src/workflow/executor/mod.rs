@@ -238,6 +238,9 @@ struct Running<'a> {
     task: TaskId,
     attempt: u32,
     work: BoxFuture<'a, Result<WorkOutput, AgentError>>,
+    /// Stops the agent's work itself, leaving the attempt to end with what the work
+    /// ended with: an answer, if it had one, or an error.
+    work_abort: AbortHandle,
     /// When the work was spawned: resolves once the spawned work is dropped.
     stopped: Option<dispatch::Stopped>,
     timeout: Option<(Duration, Timestamp)>,
@@ -257,6 +260,13 @@ struct InFlight {
     attempt: u32,
     /// Drops the agent's future at once (a timeout, a lost agent, a cancelled run).
     abort: AbortHandle,
+    /// Stops the agent's work but lets the attempt end with what the work ended
+    /// with (see [`Running::work_abort`]): for an interrupted task, whose answer, if
+    /// the work got that far, wins.
+    work_abort: AbortHandle,
+    /// The coordinator interrupted its task: its agent left service (see
+    /// [`Coordinator::drive`](crate::coordinator::Coordinator::drive)).
+    interrupted: bool,
     /// When the work was spawned: resolves once the spawned work, which stops at its
     /// next poll after the abort, is dropped.
     stopped: Option<dispatch::Stopped>,
@@ -294,6 +304,9 @@ struct Stopping {
     step: StepRef,
     /// The task to end as failed once the work has stopped, if the run holds it.
     task: Option<TaskId>,
+    /// For an interrupted task whose work ended without an answer: its agent and
+    /// attempt, to hand the task back instead of ending it.
+    hand_back: Option<(AgentId, u32)>,
     stopped: dispatch::Stopped,
 }
 
@@ -335,6 +348,7 @@ impl Books<'_> {
                 self.stopping.push(Stopping {
                     step,
                     task,
+                    hand_back: None,
                     stopped,
                 });
                 None
@@ -348,8 +362,8 @@ impl Books<'_> {
 enum Wake {
     Cancelled,
     /// The spawned work of an attempt given up has stopped: its step may have
-    /// another, and its task (if the run holds one) can end.
-    Stopped(Option<TaskId>),
+    /// another, and its task (if the run holds one) can end, or be handed back.
+    Stopped(Stopping),
     Answered(Result<Done, Aborted>),
     Noticed,
     Timer,
