@@ -251,7 +251,15 @@ struct Qa {
 #[derive(Debug)]
 struct Framework;
 
-fn failure(e: String) -> Result<WorkOutput, AgentError> {
+/// A failure of the environment (a port, a browser, a page still loading): the
+/// runbook gives these steps a second attempt, which may pass.
+fn flaky(e: String) -> Result<WorkOutput, AgentError> {
+    Ok(WorkOutput::retryable_failure(e))
+}
+
+/// Work this agent does not do: another attempt would be refused the same way, so
+/// the step fails at once.
+fn refuse(e: String) -> Result<WorkOutput, AgentError> {
     Ok(WorkOutput::failure(e))
 }
 
@@ -267,7 +275,7 @@ impl Agent for Ops {
                 off_thread(|| {
                     let url = match serve() {
                         Ok(url) => url,
-                        Err(e) => return failure(format!("could not start the server: {e}")),
+                        Err(e) => return flaky(format!("could not start the server: {e}")),
                     };
                     let started = Instant::now();
                     match http_get(&format!("{url}health")) {
@@ -280,8 +288,8 @@ impl Agent for Ops {
                                 ),
                             ))
                         }
-                        Ok((status, body)) => failure(format!("health check: {status} {body}")),
-                        Err(e) => failure(format!("health check: {e}")),
+                        Ok((status, body)) => flaky(format!("health check: {status} {body}")),
+                        Err(e) => flaky(format!("health check: {e}")),
                     }
                 })
                 .await
@@ -308,9 +316,9 @@ impl Agent for Ops {
                         .with_output("launched_at", launched_at.to_string()))
                 })
                 .await
-                .or_else(failure)
+                .or_else(flaky)
             }
-            other => failure(format!("ops does not do `{other}`")),
+            other => refuse(format!("ops does not do `{other}`")),
         }
     }
 
@@ -354,7 +362,7 @@ impl Agent for Qa {
                         ))
                 })
                 .await
-                .or_else(failure)
+                .or_else(flaky)
             }
             "documentation" => {
                 let inputs = work.inputs().clone();
@@ -381,9 +389,9 @@ impl Agent for Qa {
                         .map_err(|e| format!("{}: {e}", report.display()))
                 })
                 .await
-                .or_else(failure)
+                .or_else(flaky)
             }
-            other => failure(format!("qa does not do `{other}`")),
+            other => refuse(format!("qa does not do `{other}`")),
         }
     }
 

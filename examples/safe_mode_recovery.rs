@@ -231,6 +231,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             StepChange::AttemptFailed {
                 reason,
                 retry_at: Some(at),
+                ..
             } => format!("FAILED ({reason}); retry at t+{}s", since(*at)),
             StepChange::AttemptFailed { reason, .. } => format!("FAILED for good ({reason})"),
             StepChange::Skipped { condition } => format!("skipped (condition {condition:?})"),

@@ -241,7 +241,10 @@ pub enum Outcome {
         /// What went wrong, for people and logs.
         reason: String,
         /// Whether trying again may succeed (a flaky test, a busy upstream), as opposed
-        /// to a failure that will repeat (a compile error).
+        /// to a failure that will repeat (a compile error). A workflow step whose
+        /// attempt fails with `retryable: false` fails at once, whatever its
+        /// [`RetryPolicy`](crate::workflow::RetryPolicy) allows; with `true` it is
+        /// tried again while the policy has attempts left.
         retryable: bool,
     },
     /// The work could not be attempted here and was skipped on purpose (no browser on
@@ -294,7 +297,16 @@ impl WorkOutput {
         WorkOutput::with_outcome(Outcome::Succeeded)
     }
 
-    /// Failed for `reason`; trying again will not help.
+    /// Failed for `reason`; trying again will not help (a compile error, a refused
+    /// input).
+    ///
+    /// A failure the work reports as final ends its workflow step at this attempt,
+    /// whatever the step's [`RetryPolicy`](crate::workflow::RetryPolicy) allows: the
+    /// step is `Failed`, and its failure handlers and dependents go on as after any
+    /// failed step. A retryable one ([`retryable_failure`](Self::retryable_failure))
+    /// and an agent's error are tried again per the step's `RetryPolicy`. Work that
+    /// may pass on another try (a flaky test, a busy upstream) reports
+    /// `retryable_failure`.
     pub fn failure(reason: impl Into<String>) -> Self {
         WorkOutput::with_outcome(Outcome::Failed {
             reason: reason.into(),
@@ -309,7 +321,10 @@ impl WorkOutput {
         })
     }
 
-    /// Failed for `reason`; trying again may succeed.
+    /// Failed for `reason`; trying again may succeed (a flaky test, a busy
+    /// upstream): a workflow step is attempted again after its backoff while its
+    /// [`RetryPolicy`](crate::workflow::RetryPolicy) has attempts left. For a failure
+    /// that will repeat, use [`failure`](Self::failure), which ends the step at once.
     pub fn retryable_failure(reason: impl Into<String>) -> Self {
         WorkOutput::with_outcome(Outcome::Failed {
             reason: reason.into(),
@@ -436,6 +451,11 @@ pub struct Ping {
 /// - `execute` returns `Ok` whenever the work was tried, with
 ///   [`Outcome::Failed`] if the work itself failed; it returns `Err` only when the agent
 ///   could not be asked or could not answer ([`AgentError`]).
+/// - A failed outcome says whether trying again may help
+///   ([`WorkOutput::retryable_failure`]) or not ([`WorkOutput::failure`]): a workflow
+///   step ends at its first final failure, and is tried again per its
+///   [`RetryPolicy`](crate::workflow::RetryPolicy) after a retryable failure or an
+///   `Err`.
 /// - A caller may drop an `execute` or `health` future before it completes (a step
 ///   timed out); the agent must tolerate that.
 /// - `health` is cheap and side-effect free: it reports whether the agent can take

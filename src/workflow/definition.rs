@@ -192,7 +192,8 @@ impl StepSpec {
         self
     }
 
-    /// Sets the retry policy.
+    /// Sets the retry policy: how often a failed attempt is tried again. A failure
+    /// reported final is not; see [`RetryPolicy`]'s docs for which failures are.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

@@ -22,6 +22,17 @@ use crate::serde_util::duration_ms;
 /// The default makes one attempt (no retries); when retries are enabled the backoff
 /// starts at one second, doubles, and stops growing at one minute.
 ///
+/// # Which failures are retried
+/// A failure the work reports as final
+/// ([`WorkOutput::failure`](crate::agent::WorkOutput::failure),
+/// [`StepOutcome::final_failure`](super::StepOutcome::final_failure)) ends the step at
+/// its first attempt: another would fail the same way. A retryable one
+/// ([`WorkOutput::retryable_failure`](crate::agent::WorkOutput::retryable_failure),
+/// [`StepOutcome::failure`](super::StepOutcome::failure)), an attempt that timed out
+/// or whose agent left service, and an agent's error
+/// ([`AgentError`](crate::agent::AgentError), transient or not: the retry may go to
+/// another agent, or find this one mended) are tried again per this policy.
+///
 /// ```
 /// use std::time::Duration;
 /// use concord::workflow::RetryPolicy;

@@ -75,7 +75,25 @@ pub enum RunOutcome {
 }
 
 /// What an agent reports for one attempt of a step.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+///
+/// A failure is [`retryable`](Self::retryable) or final. A retryable one (a flaky
+/// test, a busy upstream) is tried again, as a timed-out attempt is, while the step's
+/// [`RetryPolicy`](super::RetryPolicy) has attempts left; a final one (a compile
+/// error: trying again gives the same answer) fails the step at once, whatever
+/// attempts remain. [`failure`](Self::failure) is retryable, as every failure was
+/// before the distinction was made; [`final_failure`](Self::final_failure) is final.
+/// The [`Executor`](super::Executor) maps an agent's
+/// [`WorkOutput::failure`](crate::agent::WorkOutput::failure) to a final failure and
+/// [`WorkOutput::retryable_failure`](crate::agent::WorkOutput::retryable_failure) and
+/// an agent's error to a retryable one.
+///
+/// ```
+/// use concord::workflow::StepOutcome;
+///
+/// assert!(StepOutcome::failure("upstream returned 503").retryable);
+/// assert!(!StepOutcome::final_failure("compile error in main.rs").retryable);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StepOutcome {
     /// Whether the attempt succeeded.
@@ -84,6 +102,38 @@ pub struct StepOutcome {
     pub outputs: BTreeMap<String, String>,
     /// Why it failed, if it did.
     pub reason: Option<String>,
+    /// For a failure, whether another attempt may succeed: `false` ends the step at
+    /// this attempt. Ignored on a success. Written only when `false`, and read as
+    /// `true` when absent, so that an outcome stored before the field existed reads
+    /// back as the retryable failure it was.
+    #[serde(skip_serializing_if = "is_true")]
+    pub retryable: bool,
+}
+
+/// For `skip_serializing_if`: a failure's `retryable`, when it is the default `true`,
+/// is left out, so that what a retryable failure writes reads back in versions that
+/// predate the field.
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// For `#[serde(default)]`: a failure stored without `retryable` was retryable.
+fn retryable_default() -> bool {
+    true
+}
+
+/// A failure without a reason, retryable: what `#[serde(default)]` fills missing
+/// fields from, so `retryable` must default to `true` here (a derived `Default`
+/// would say `false`, and an old outcome would read back final).
+impl Default for StepOutcome {
+    fn default() -> Self {
+        StepOutcome {
+            success: false,
+            outputs: BTreeMap::new(),
+            reason: None,
+            retryable: true,
+        }
+    }
 }
 
 impl StepOutcome {
@@ -93,15 +143,30 @@ impl StepOutcome {
             success: true,
             outputs: BTreeMap::new(),
             reason: None,
+            retryable: true,
         }
     }
 
-    /// A failure, with its reason.
+    /// A failure, with its reason, that may be retried: the step is attempted again
+    /// while its [`RetryPolicy`](super::RetryPolicy) has attempts left. For a failure
+    /// that will repeat, use [`final_failure`](Self::final_failure).
     pub fn failure(reason: impl Into<String>) -> Self {
         StepOutcome {
             success: false,
             outputs: BTreeMap::new(),
             reason: Some(reason.into()),
+            retryable: true,
+        }
+    }
+
+    /// A failure, with its reason, that trying again will not mend (a compile error,
+    /// a refused input): the step fails at this attempt, whatever its
+    /// [`RetryPolicy`](super::RetryPolicy) allows, and its dependents and failure
+    /// handlers go on as after any failed step.
+    pub fn final_failure(reason: impl Into<String>) -> Self {
+        StepOutcome {
+            retryable: false,
+            ..Self::failure(reason)
         }
     }
 
@@ -149,8 +214,14 @@ pub enum StepChange {
         /// Why.
         reason: String,
         /// When the next attempt becomes ready, or `None` when the step has failed for
-        /// good.
+        /// good: its attempts ran out, or the failure was final.
         retry_at: Option<Timestamp>,
+        /// Whether the failure allowed another attempt ([`StepOutcome::retryable`]):
+        /// `false` when it was final, which is then why `retry_at` is `None` though
+        /// attempts may remain. Written only when `false`, and read as `true` when
+        /// absent, as every failure was before the distinction was made.
+        #[serde(default = "retryable_default", skip_serializing_if = "is_true")]
+        retryable: bool,
     },
     /// The step's run condition did not hold.
     Skipped {
@@ -243,7 +314,8 @@ impl fmt::Display for StepOutcome {
 impl fmt::Display for StepChange {
     /// One line: `ready`, `started`, `succeeded (url=https://staging)`,
     /// `attempt failed: timed out after 30s; retry at 2023-11-14T22:13:50.000Z`,
-    /// `attempt failed: disk full; no attempt left`, `skipped: run condition
+    /// `attempt failed: disk full; no attempt left`, `attempt failed: compile error;
+    /// not retryable` (a final failure, attempts left or not), `skipped: run condition
     /// all_succeeded does not hold`, `cancelled`, `skipped by agent: no browser`,
     /// `abandoned: no agent has role qa`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -257,10 +329,19 @@ impl fmt::Display for StepChange {
             StepChange::AttemptFailed {
                 reason,
                 retry_at: Some(at),
+                ..
             } => write!(f, "attempt failed: {reason}; retry at {at}"),
+            // Said apart from attempts running out: a reader counting attempts
+            // against the policy would otherwise see a step given up early.
             StepChange::AttemptFailed {
                 reason,
                 retry_at: None,
+                retryable: false,
+            } => write!(f, "attempt failed: {reason}; not retryable"),
+            StepChange::AttemptFailed {
+                reason,
+                retry_at: None,
+                retryable: true,
             } => write!(f, "attempt failed: {reason}; no attempt left"),
             StepChange::Skipped { condition } => {
                 write!(f, "skipped: run condition {condition} does not hold")
@@ -430,6 +511,9 @@ struct Deps {
 ///   [`RetryPolicy`](super::RetryPolicy) backoff while attempts remain; the step is
 ///   `Failed` after the last one. Only the failing step is retried: its dependencies
 ///   are finished and never rerun.
+/// - A failure reported final ([`StepOutcome::final_failure`]) is not retried: the
+///   step is `Failed` at that attempt, whatever attempts remain, and its history
+///   says so (`AttemptFailed` with no `retry_at` and `retryable: false`).
 /// - An error (a step not ready or not running, the wrong agent, an unknown step)
 ///   changes nothing.
 ///
@@ -810,8 +894,10 @@ impl Run {
 
     /// `agent` reports the outcome of `step`'s running attempt at `now`.
     ///
-    /// A success stores the outputs and decides the dependents; a failure is retried
-    /// after backoff while attempts remain, else the step fails. An answer at or
+    /// A success stores the outputs and decides the dependents; a
+    /// [retryable](StepOutcome::retryable) failure is retried after backoff while
+    /// attempts remain, else the step fails; a final failure
+    /// ([`StepOutcome::final_failure`]) fails the step at once. An answer at or
     /// after the attempt's deadline is refused: the attempt timed out, and the next
     /// [`tick`](Self::tick) says so.
     ///
@@ -907,7 +993,7 @@ impl Run {
             let reason = outcome
                 .reason
                 .map_or_else(|| "failed".to_owned(), crate::id::note);
-            self.fail_attempt(i, reason, now);
+            self.fail_attempt(i, reason, outcome.retryable, now);
         }
         self.tidy_timers();
         Ok(())
@@ -1101,7 +1187,7 @@ impl Run {
                 StepStatus::Running => {
                     self.deadline[u] = Timestamp::MAX;
                     let timeout = self.workflow.inner().timeouts[u].unwrap_or_default();
-                    self.fail_attempt(i, format!("timed out after {timeout:?}"), now);
+                    self.fail_attempt(i, format!("timed out after {timeout:?}"), true, now);
                 }
                 StepStatus::BackingOff => {
                     self.deadline[u] = Timestamp::MAX;
@@ -1250,13 +1336,15 @@ impl Run {
         self.push_event(i, now, None, StepChange::Ready);
     }
 
-    /// A failed attempt of running step `i`: back off and retry, or fail.
-    fn fail_attempt(&mut self, i: u32, reason: String, now: Timestamp) {
+    /// A failed attempt of running step `i`: back off and retry, or fail. A final
+    /// failure (`retryable` false) fails the step whatever attempts remain: another
+    /// attempt would repeat it, and only delay the step's handlers and dependents.
+    fn fail_attempt(&mut self, i: u32, reason: String, retryable: bool, now: Timestamp) {
         let u = i as usize;
         self.task[u] = None;
         let made = self.attempts[u];
         let policy = self.workflow.inner().specs[u].retry();
-        if made < policy.max_attempts() {
+        if retryable && made < policy.max_attempts() {
             let delay = policy.backoff(made, splitmix64(self.seed ^ splitmix64(u64::from(i))));
             let at = now + delay;
             self.event(
@@ -1265,6 +1353,7 @@ impl Run {
                 StepChange::AttemptFailed {
                     reason,
                     retry_at: Some(at),
+                    retryable: true,
                 },
             );
             if at <= now {
@@ -1286,6 +1375,7 @@ impl Run {
                 StepChange::AttemptFailed {
                     reason,
                     retry_at: None,
+                    retryable,
                 },
             );
             self.scratch.push(i);

@@ -745,6 +745,8 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
         }
         check_history(&plans[r], run.history())
             .map_err(|d| fail("steps_in_order", format!("run {r}: {d}")))?;
+        check_final_failures(run.history())
+            .map_err(|d| fail("final_failures_not_retried", format!("run {r}: {d}")))?;
         check_separated(&plans[r], run.history())
             .map_err(|d| fail("duties_separated", format!("run {r}: {d}")))?;
         check_abandoned(&plans[r], agents, count_failed, run.history()).map_err(|d| {
@@ -807,7 +809,7 @@ pub fn run_workflows(seed: u64, mode: Mode) -> Result<Report, Failure> {
     report.crashes = u64::from(crashed);
     report.records_replayed = replayed;
     report.simulated = clock.now().duration_since(start);
-    report.checks = 6;
+    report.checks = 7;
     report.trace_hash = hash.0;
     Ok(report)
 }
@@ -866,6 +868,47 @@ fn check_history(steps: &[Step], history: &[RunEvent]) -> Result<(), String> {
             | StepChange::SkippedByAgent { .. }
             | StepChange::Abandoned { .. }
             | StepChange::AttemptFailed { retry_at: None, .. } => ended[i] = true,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A failure the agent reports final (`WorkOutput::failure`, "it broke") ends its
+/// step at that attempt: no retry is set, the history says it was not retryable,
+/// and the step never starts again; a retryable one ("try again") is never taken
+/// for final. Guards the bug where every failure was retried while attempts
+/// remained.
+fn check_final_failures(history: &[RunEvent]) -> Result<(), String> {
+    let mut ended = BTreeSet::new();
+    for e in history {
+        let i = e.step.index();
+        match &e.change {
+            StepChange::Started if ended.contains(&i) => {
+                return Err(format!("s{i} started again after a final failure"));
+            }
+            StepChange::AttemptFailed {
+                reason,
+                retry_at,
+                retryable,
+            } => {
+                let is_final = reason == "it broke";
+                if is_final && (retry_at.is_some() || *retryable) {
+                    return Err(format!(
+                        "s{i} attempt {}: a final failure was retried ({:?})",
+                        e.attempt, e.change
+                    ));
+                }
+                if !is_final && !*retryable {
+                    return Err(format!(
+                        "s{i} attempt {}: a retryable failure was taken for final ({:?})",
+                        e.attempt, e.change
+                    ));
+                }
+                if is_final {
+                    ended.insert(i);
+                }
+            }
             _ => {}
         }
     }

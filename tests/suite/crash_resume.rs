@@ -60,7 +60,7 @@ struct PlanStep {
     condition: RunCondition,
     /// Attempts its retry policy allows.
     attempts: u32,
-    /// Attempts (1-based) its agents fail.
+    /// Attempts (1-based) its agents fail, retryably: a later attempt may pass.
     failing: BTreeSet<u32>,
     /// Attempts its agents never answer (they time out).
     hanging: BTreeSet<u32>,
@@ -175,7 +175,7 @@ impl Agent for Scripted {
             return futures::future::pending().await;
         }
         if step.failing.contains(&work.attempt()) {
-            Ok(WorkOutput::failure("scripted failure"))
+            Ok(WorkOutput::retryable_failure("scripted failure"))
         } else {
             Ok(WorkOutput::success().with_output("by", self.id.to_string()))
         }

@@ -27,7 +27,12 @@ use yield_now::YieldNow;
 #[derive(Debug, Clone)]
 enum Act {
     Succeed,
+    /// A failure that may pass on another try (`WorkOutput::retryable_failure`).
     Fail,
+    /// A failure that will repeat (`WorkOutput::failure`): the step ends at it.
+    FailFinal,
+    /// The agent refuses the work (`Err(AgentError::Rejected)`).
+    Reject,
     Hang,
     Skip,
     Panic,
@@ -82,7 +87,11 @@ impl Agent for Scripted {
             Act::Succeed => Ok(WorkOutput::success()
                 .with_output("by", self.id.to_string())
                 .with_output("seen", work.inputs().len().to_string())),
-            Act::Fail => Ok(WorkOutput::failure("scripted failure")),
+            Act::Fail => Ok(WorkOutput::retryable_failure("scripted failure")),
+            Act::FailFinal => Ok(WorkOutput::failure("compile error in main.rs")),
+            Act::Reject => Err(AgentError::Rejected {
+                reason: "over its own limits".into(),
+            }),
             Act::Hang => futures::future::pending().await,
             Act::Skip => Ok(WorkOutput::skipped("no browser on this machine")),
             Act::Panic => panic!("scripted panic"),
@@ -247,6 +256,125 @@ fn a_failed_attempt_is_retried_after_its_backoff() {
     assert_eq!(run.attempts("deploy"), Some(2));
     // The simulated timer moved the clock through the back-off.
     assert!(w.clock.now_ts().duration_since(start) >= Duration::from_secs(30));
+}
+
+/// A step whose agent fails on every attempt, with up to 4 attempts and a
+/// `notify` handler and a `package` dependent after it.
+fn failing_build(act: Act) -> (Workflow, Scripted) {
+    let wf =
+        Workflow::builder("build")
+            .step(StepSpec::new("compile").with_role(role("ops")).with_retry(
+                RetryPolicy::exponential(4).with_initial_backoff(Duration::from_secs(30)),
+            ))
+            .step(
+                StepSpec::new("package")
+                    .with_role(role("ops"))
+                    .after("compile"),
+            )
+            .step(
+                StepSpec::new("notify")
+                    .with_role(role("ops"))
+                    .after("compile")
+                    .with_condition(RunCondition::AnyFailed),
+            )
+            .build()
+            .unwrap();
+    let agent = (1..=4).fold(Scripted::new(1), |a, k| a.on("compile", k, act.clone()));
+    (wf, agent)
+}
+
+/// Regression (an outside user trial): a failure the agent reports final
+/// (`WorkOutput::failure`, "trying again will not help") was retried as often as
+/// the step's policy allowed, with back-offs, before the step failed. It must end
+/// the step at its first attempt, and the step's handler and dependents go on as
+/// after any failed step.
+#[test]
+fn a_final_failure_ends_its_step_at_the_first_attempt() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let (wf, agent) = failing_build(Act::FailFinal);
+    let start = w.clock.now_ts();
+    let run = block_on(executor(&w, vec![Arc::new(agent)]).run(&wf, "r", 9)).unwrap();
+    assert_eq!(run.attempts("compile"), Some(1));
+    assert_eq!(run.status("compile"), Some(StepStatus::Failed));
+    assert_eq!(changes(&run, "compile"), ["ready", "started", "failed"]);
+    assert_eq!(run.status("package"), Some(StepStatus::Skipped));
+    assert_eq!(run.status("notify"), Some(StepStatus::Succeeded));
+    assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+    let failed = run
+        .history()
+        .iter()
+        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
+        .unwrap();
+    assert_eq!(
+        failed.change,
+        StepChange::AttemptFailed {
+            reason: "compile error in main.rs".into(),
+            retry_at: None,
+            retryable: false,
+        }
+    );
+    assert_eq!(
+        failed.change.to_string(),
+        "attempt failed: compile error in main.rs; not retryable"
+    );
+    // No back-off was waited out.
+    assert!(w.clock.now_ts().duration_since(start) < Duration::from_secs(30));
+    assert!(w.coordinator.assignments().is_empty());
+}
+
+/// The other side of the rule: a retryable failure is tried again per the policy,
+/// until the attempts run out.
+#[test]
+fn a_retryable_failure_is_retried_until_its_attempts_run_out() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let (wf, agent) = failing_build(Act::Fail);
+    let run = block_on(executor(&w, vec![Arc::new(agent)]).run(&wf, "r", 9)).unwrap();
+    assert_eq!(run.attempts("compile"), Some(4));
+    assert_eq!(run.status("compile"), Some(StepStatus::Failed));
+    let failures: Vec<String> = changes(&run, "compile")
+        .into_iter()
+        .filter(|c| c.starts_with("failed"))
+        .collect();
+    assert_eq!(
+        failures,
+        ["failed+retry", "failed+retry", "failed+retry", "failed"]
+    );
+    let last = run
+        .history()
+        .iter()
+        .rev()
+        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
+        .unwrap();
+    assert_eq!(
+        last.change.to_string(),
+        "attempt failed: scripted failure; no attempt left"
+    );
+    assert_eq!(run.status("notify"), Some(StepStatus::Succeeded));
+    assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+}
+
+/// An agent's error is about the agent, not the work (the retry may go to another
+/// agent, or find this one mended): it is tried again per the step's policy, as the
+/// `RetryPolicy` docs say, even when it is not transient.
+#[test]
+fn an_agent_error_is_retried_per_the_policy() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let (wf, _) = failing_build(Act::Reject);
+    let agent = Scripted::new(1).on("compile", 1, Act::Reject);
+    let run = block_on(executor(&w, vec![Arc::new(agent)]).run(&wf, "r", 9)).unwrap();
+    assert_eq!(run.attempts("compile"), Some(2));
+    assert_eq!(
+        changes(&run, "compile"),
+        [
+            "ready",
+            "started",
+            "failed+retry",
+            "ready",
+            "started",
+            "succeeded"
+        ]
+    );
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
 }
 
 #[test]

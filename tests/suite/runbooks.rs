@@ -304,7 +304,8 @@ fn each_runbook_round_trips_through_its_definition() {
 }
 
 /// An agent that fails the (step, attempt) pairs it is told to, answers with the
-/// outputs it is given, and records the inputs each step received.
+/// outputs it is given, and records the inputs each step received. Its failures are
+/// retryable: a later attempt of the step may pass, as the script says.
 #[derive(Debug)]
 struct Scripted {
     id: AgentId,
@@ -346,7 +347,7 @@ impl Agent for Scripted {
             .lock()
             .insert(step.to_owned(), work.inputs().clone());
         if self.fail.contains(&(step, work.attempt())) {
-            return Ok(WorkOutput::failure(format!("{step} failed")));
+            return Ok(WorkOutput::retryable_failure(format!("{step} failed")));
         }
         let mut out = WorkOutput::success().with_output("by", self.id.to_string());
         for (k, v) in self.outputs.get(step).into_iter().flatten() {

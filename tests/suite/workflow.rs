@@ -595,9 +595,150 @@ fn retry_succeeds_and_unblocks_dependents() {
         failed.change,
         StepChange::AttemptFailed {
             reason: "boom".into(),
-            retry_at: Some(t(1))
+            retry_at: Some(t(1)),
+            retryable: true
         }
     );
+}
+
+/// Regression (an outside user trial): the run retried every failure while attempts
+/// remained, so a failure reported final was attempted as often as the policy
+/// allowed. A final failure fails the step at once; its dependents and handlers go
+/// on as after any failed step, and the history says why no retry came.
+#[test]
+fn a_final_failure_fails_the_step_whatever_attempts_remain() {
+    let w = Workflow::builder("w")
+        .step(StepSpec::new("compile").with_retry(RetryPolicy::exponential(4)))
+        .step(StepSpec::new("package").after("compile"))
+        .step(
+            StepSpec::new("notify")
+                .after("compile")
+                .with_condition(RunCondition::AnyFailed),
+        )
+        .build()
+        .unwrap();
+    let mut run = Run::new(&w, "r", 0, t(0));
+    run.start("compile", A, t(0)).unwrap();
+    run.finish(
+        "compile",
+        A,
+        StepOutcome::final_failure("compile error in main.rs"),
+        t(1),
+    )
+    .unwrap();
+    assert_eq!(run.status("compile"), Some(StepStatus::Failed));
+    assert_eq!(run.attempts("compile"), Some(1));
+    assert_eq!(run.status("package"), Some(StepStatus::Skipped));
+    assert_eq!(names(&run), ["notify"]);
+    assert_eq!(run.next_deadline(), None, "no back-off to wait out");
+    let failed = run
+        .history()
+        .iter()
+        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
+        .unwrap();
+    assert_eq!(
+        failed.change,
+        StepChange::AttemptFailed {
+            reason: "compile error in main.rs".into(),
+            retry_at: None,
+            retryable: false,
+        }
+    );
+    assert_eq!(
+        failed.display_in(&w).to_string(),
+        "1970-01-01T00:00:01.000Z compile (attempt 1, agent#1): attempt failed: \
+         compile error in main.rs; not retryable"
+    );
+    ok(&mut run, "notify", t(2));
+    assert_eq!(run.outcome(), Some(RunOutcome::Failed));
+}
+
+/// `StepOutcome::failure` stays retryable for hosts that drive a `Run` themselves:
+/// only `final_failure` ends the step early, and a retryable failure on the last
+/// attempt says the attempts ran out.
+#[test]
+fn a_retryable_failure_is_retried_until_attempts_run_out() {
+    let w = flaky(RetryPolicy::exponential(2).with_initial_backoff(Duration::ZERO));
+    let mut run = Run::new(&w, "r", 0, t(0));
+    ok(&mut run, "prep", t(0));
+    fail(&mut run, "flaky", t(1));
+    assert_eq!(run.status("flaky"), Some(StepStatus::Ready));
+    fail(&mut run, "flaky", t(2));
+    assert_eq!(run.status("flaky"), Some(StepStatus::Failed));
+    assert_eq!(run.attempts("flaky"), Some(2));
+    let last = run
+        .history()
+        .iter()
+        .rev()
+        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
+        .unwrap();
+    assert_eq!(
+        last.change,
+        StepChange::AttemptFailed {
+            reason: "boom".into(),
+            retry_at: None,
+            retryable: true,
+        }
+    );
+    assert_eq!(
+        last.change.to_string(),
+        "attempt failed: boom; no attempt left"
+    );
+}
+
+/// `retryable` is new in `StepOutcome` and in `AttemptFailed`: what was written
+/// before it reads back retryable, as every failure was then, and a retryable
+/// failure writes what older readers (which refuse unknown fields) can read.
+#[test]
+fn retryable_reads_back_true_when_absent_and_is_written_only_when_false() {
+    let old: StepOutcome =
+        serde_json::from_str(r#"{"success":false,"reason":"disk full"}"#).unwrap();
+    assert_eq!(old, StepOutcome::failure("disk full"));
+    assert!(old.retryable);
+    let empty: StepOutcome = serde_json::from_str("{}").unwrap();
+    assert!(!empty.success && empty.retryable);
+    assert!(
+        !serde_json::to_string(&StepOutcome::failure("x"))
+            .unwrap()
+            .contains("retryable")
+    );
+    let fin = StepOutcome::final_failure("x");
+    let json = serde_json::to_string(&fin).unwrap();
+    assert!(json.contains(r#""retryable":false"#), "{json}");
+    assert_eq!(serde_json::from_str::<StepOutcome>(&json).unwrap(), fin);
+
+    let change: StepChange =
+        serde_json::from_str(r#"{"type":"attempt_failed","reason":"x","retry_at":null}"#).unwrap();
+    assert_eq!(
+        change,
+        StepChange::AttemptFailed {
+            reason: "x".into(),
+            retry_at: None,
+            retryable: true,
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&change).unwrap(),
+        r#"{"type":"attempt_failed","reason":"x","retry_at":null}"#
+    );
+}
+
+/// A run whose step failed for good at its first attempt of several snapshots and
+/// restores as it was: `Failed` with attempts left is not corrupt, and the history
+/// keeps the reason.
+#[test]
+fn a_final_failure_survives_snapshot_and_restore() {
+    let w = flaky(RetryPolicy::exponential(3));
+    let mut run = Run::new(&w, "r", 0, t(0));
+    ok(&mut run, "prep", t(0));
+    run.start("flaky", A, t(1)).unwrap();
+    run.finish("flaky", A, StepOutcome::final_failure("bad input"), t(1))
+        .unwrap();
+    let json = serde_json::to_string(&run.snapshot()).unwrap();
+    let back = Run::restore(&w, serde_json::from_str(&json).unwrap()).unwrap();
+    assert_eq!(back.snapshot(), run.snapshot());
+    assert_eq!(back.status("flaky"), Some(StepStatus::Failed));
+    assert_eq!(back.outcome(), Some(RunOutcome::Failed));
 }
 
 #[test]
@@ -1254,7 +1395,8 @@ fn an_answer_at_or_after_the_deadline_is_late_without_a_tick() {
         failed.change,
         StepChange::AttemptFailed {
             reason: "timed out after 30s".into(),
-            retry_at: Some(t(50))
+            retry_at: Some(t(50)),
+            retryable: true
         }
     );
     assert_eq!(run.status("s"), Some(StepStatus::Ready));

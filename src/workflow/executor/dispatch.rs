@@ -452,15 +452,21 @@ impl Executor {
                             success: true,
                             outputs,
                             reason: None,
+                            retryable: true,
                         },
                         usage,
                         false,
                     ),
-                    Outcome::Failed { reason, .. } => (
+                    // The agent knows whether its work would fail the same way
+                    // again (a compile error) or might not (a flaky test): a final
+                    // failure ends the step here rather than spend the policy's
+                    // attempts and backoffs on a known answer.
+                    Outcome::Failed { reason, retryable } => (
                         StepOutcome {
                             success: false,
                             outputs,
                             reason: Some(reason),
+                            retryable,
                         },
                         usage,
                         false,
@@ -470,12 +476,17 @@ impl Executor {
                             success: true,
                             outputs,
                             reason: Some(reason),
+                            retryable: true,
                         },
                         usage,
                         true,
                     ),
                 }
             }
+            // An agent's error is about the agent, not the work: the transport, its
+            // own limits, a crash. The retry may go to another agent, or find this
+            // one mended, so it is tried again per the step's policy, transient
+            // (`AgentError::is_transient`) or not.
             Err(e) => (StepOutcome::failure(e.to_string()), None, false),
         };
         let success = outcome.success;

@@ -72,7 +72,8 @@ fn claim(step: &Step) -> Option<Claim> {
 use super::reference::collide;
 use crate::yield_now::YieldNow;
 
-/// Fails the attempts its step lists, after yielding once so that steps overlap.
+/// Fails the attempts its step lists (retryably: the next attempt may pass), after
+/// yielding once so that steps overlap.
 #[derive(Debug)]
 struct Flaky {
     id: AgentId,
@@ -88,7 +89,7 @@ impl Agent for Flaky {
         YieldNow(false).await;
         let i: usize = work.kind()[1..].parse().unwrap_or(0);
         if self.steps[i].failing.contains(&work.attempt()) {
-            Ok(WorkOutput::failure("scripted"))
+            Ok(WorkOutput::retryable_failure("scripted"))
         } else {
             Ok(WorkOutput::success())
         }

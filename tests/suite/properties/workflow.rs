@@ -1,7 +1,8 @@
 //! Properties of workflow runs on random DAGs with random outcomes: no step starts
 //! before its run condition holds, every run terminates when a driver keeps dispatching
-//! and ticking, and a snapshot restored mid-run continues to the same final state
-//! without finishing any step twice.
+//! and ticking, a snapshot restored mid-run continues to the same final state
+//! without finishing any step twice, and a step is attempted at most as often as its
+//! retry policy allows, never again after a failure reported final.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -79,7 +80,8 @@ fn build(shape: &Shape) -> Workflow {
     b.build().unwrap()
 }
 
-/// What the agent does on attempt `attempt` of step `i`: 0 succeed, 1 fail, 2 hang.
+/// What the agent does on attempt `attempt` of step `i`: 0 succeed, 1 fail (may be
+/// retried), 2 hang, 3 fail for good (`StepOutcome::final_failure`).
 fn behaviour(seed: u64, i: usize, attempt: u32) -> u8 {
     let mut x = seed ^ ((i as u64) << 8) ^ u64::from(attempt);
     x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -87,6 +89,7 @@ fn behaviour(seed: u64, i: usize, attempt: u32) -> u8 {
     match x % 10 {
         0 | 1 => 1,
         2 => 2,
+        3 => 3,
         _ => 0,
     }
 }
@@ -155,6 +158,9 @@ fn drive(shape: &Shape, mut run: Run, seed: u64, hang: bool, restore_at: Option<
             match behaviour(seed, i, attempt) {
                 0 => run.finish(s, agent, StepOutcome::success(), now).unwrap(),
                 2 if hang && shape.timeouts[i] => running.push(s),
+                3 => run
+                    .finish(s, agent, StepOutcome::final_failure(FINAL), now)
+                    .unwrap(),
                 _ => run
                     .finish(s, agent, StepOutcome::failure("no"), now)
                     .unwrap(),
@@ -196,6 +202,76 @@ fn assert_sane(run: &Run) {
     assert!(done.values().all(|&n| n == 1), "a step finished twice");
     for (s, _) in run.workflow().steps() {
         assert!(run.status(s).unwrap().is_terminal());
+    }
+    assert_attempts_within_policy(run);
+}
+
+/// The reason `drive` gives a final failure (behaviour 3), by which the history's
+/// events are told apart from what the driver meant, not from what the run recorded.
+const FINAL: &str = "compile error";
+
+/// Each step is started at most `max_attempts` times, and a failure reported final
+/// ends its step at that attempt, attempts left or not: no retry is set, the event
+/// says it was not retryable, the step is `Failed`, and it never starts again.
+/// Guards the bug where the run retried every failure while attempts remained (a
+/// compile error was attempted as often as the policy allowed).
+fn assert_attempts_within_policy(run: &Run) {
+    let mut started: BTreeMap<StepRef, u32> = BTreeMap::new();
+    let mut final_at: BTreeMap<StepRef, u32> = BTreeMap::new();
+    for e in run.history() {
+        match &e.change {
+            StepChange::Started => {
+                assert!(
+                    !final_at.contains_key(&e.step),
+                    "{} was attempted again after a final failure",
+                    e.step
+                );
+                *started.entry(e.step).or_default() += 1;
+            }
+            StepChange::AttemptFailed {
+                reason,
+                retry_at,
+                retryable,
+            } => {
+                let is_final = reason == FINAL;
+                assert_eq!(
+                    (*retry_at, *retryable),
+                    if is_final {
+                        (None, false)
+                    } else {
+                        (*retry_at, true)
+                    },
+                    "{} attempt {}: {:?}",
+                    e.step,
+                    e.attempt,
+                    e.change
+                );
+                if is_final {
+                    final_at.insert(e.step, e.attempt);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (s, spec) in run.workflow().steps() {
+        let made = started.get(&s).copied().unwrap_or(0);
+        assert!(
+            made <= spec.retry().max_attempts(),
+            "{s} was attempted {made} times, at most {} allowed",
+            spec.retry().max_attempts()
+        );
+        assert_eq!(
+            run.attempts(s),
+            Some(made),
+            "{s}: attempts and history disagree"
+        );
+        if let Some(&attempt) = final_at.get(&s) {
+            assert_eq!(
+                attempt, made,
+                "{s}: the final failure was not its last attempt"
+            );
+            assert_eq!(run.status(s), Some(StepStatus::Failed));
+        }
     }
 }
 
