@@ -416,8 +416,10 @@ impl Core {
         let planned = status == AgentStatus::Offline
             && self.s.registry.status(agent)? == AgentStatus::Busy
             && self.s.registry.is_held_busy(agent)?;
-        let from = if status == AgentStatus::Available {
-            // Busy instead while interrupted work still holds every slot.
+        let back = !self.s.registry.status(agent)?.is_in_service();
+        let from = if status == AgentStatus::Available && back {
+            // Back into service: busy instead while interrupted work still holds
+            // every slot. An agent in service stays refused with its slots full.
             self.s.registry.return_to_service(agent, now)?
         } else {
             self.s.registry.set_status(agent, status, now)?
