@@ -96,11 +96,10 @@ impl std::future::Future for Watched {
 /// then the agent is still at it, so its task is not ended (and its slot not given to
 /// another step) before that.
 ///
-/// The returned [`AbortHandle`] stops the agent's work without dropping the attempt:
-/// the attempt then ends with whatever the work ended with, its answer if it had one
-/// (work finished as its agent left service is not done twice), else
-/// [`stopped_by_interruption`]. Spawned, it stops the work on the runtime, so the
-/// answer comes back through the handle.
+/// Spawned work also comes with the [`AbortHandle`] that stops the agent's work without
+/// dropping the attempt (see [`stoppable`]), made before the work is handed to the
+/// runtime. Polled work has none yet: most of it answers at its first poll, and
+/// [`begin`] makes one only for work that does not.
 fn execute<'a>(
     transport: &'a Arc<dyn Agent>,
     work: WorkItem,
@@ -108,16 +107,12 @@ fn execute<'a>(
 ) -> (
     BoxFuture<'a, Result<WorkOutput, AgentError>>,
     Option<Stopped>,
-    AbortHandle,
+    Option<AbortHandle>,
 ) {
-    let (work_abort, registration) = AbortHandle::new_pair();
     match spawner {
-        None => {
-            let work = Abortable::new(transport.execute(work), registration)
-                .map(|r| r.unwrap_or_else(|Aborted| Err(stopped_by_interruption())));
-            (work.boxed(), None, work_abort)
-        }
+        None => (transport.execute(work), None, None),
         Some(spawner) => {
+            let (work_abort, registration) = AbortHandle::new_pair();
             let agent = Arc::clone(transport);
             // The remote half catches a panic and hands it to the handle, which
             // raises it here, where the attempt catches it; dropping the handle (a
@@ -134,9 +129,22 @@ fn execute<'a>(
                 work: remote.boxed(),
                 _stopped: tx,
             }));
-            (handle.boxed(), Some(rx.shared()), work_abort)
+            (handle.boxed(), Some(rx.shared()), Some(work_abort))
         }
     }
+}
+
+/// Work the executor polls itself, with the [`AbortHandle`] that stops it without
+/// dropping the attempt: the attempt then ends with whatever the work ended with, its
+/// answer if it had one (work finished as its agent left service is not done twice),
+/// else [`stopped_by_interruption`].
+fn stoppable(
+    work: BoxFuture<'_, Result<WorkOutput, AgentError>>,
+) -> (BoxFuture<'_, Result<WorkOutput, AgentError>>, AbortHandle) {
+    let (work_abort, registration) = AbortHandle::new_pair();
+    let work = Abortable::new(work, registration)
+        .map(|r| r.unwrap_or_else(|Aborted| Err(stopped_by_interruption())));
+    (work.boxed(), work_abort)
 }
 
 /// What an attempt whose task was interrupted ends with when its work was stopped
@@ -179,7 +187,13 @@ pub(super) fn begin<'a>(
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         match work.as_mut().poll(&mut cx) {
             Poll::Ready(result) => Ok(result),
-            Poll::Pending => Err((work, stopped, work_abort)),
+            Poll::Pending => {
+                let (work, work_abort) = match work_abort {
+                    Some(work_abort) => (work, work_abort),
+                    None => stoppable(work),
+                };
+                Err((work, stopped, work_abort))
+            }
         }
     }));
     let result = match first {
