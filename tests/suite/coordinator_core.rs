@@ -1793,3 +1793,29 @@ fn interrupted_tasks_survive_a_restore_and_a_recovery() {
     let e = builder(&clock).restore(bad).expect_err("corrupt");
     assert!(e.to_string().contains("task#7"), "{e}");
 }
+
+/// A task handed back keeps its age among the tasks waiting: the next free slot goes
+/// to the task asked for first, not to one queued while it ran (within an aging step,
+/// both are of one effective priority).
+#[test]
+fn a_task_handed_back_goes_before_a_task_asked_for_after_it() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    two_busy_agents(&c);
+    assert!(c.drive(GROUP).expect("drive"));
+    clock.advance(Duration::from_secs(10));
+    queued(submit(&c, task(3)));
+    clock.advance(Duration::from_secs(10));
+    c.set_agent_status(aid(1), AgentStatus::Offline)
+        .expect("offline");
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(
+        c.hand_back(tid(1)).expect("hand back"),
+        HandedBack::Requeued
+    );
+    clock.advance(Duration::from_secs(10));
+    let served = c.complete(tid(2), true, None).expect("complete 2");
+    assert_eq!(ids(&served), [tid(1)]);
+    assert_eq!(running(&c), [(tid(1), aid(2))]);
+    assert_eq!(waiting(&c), [tid(3)]);
+}
