@@ -6,6 +6,7 @@
 //! rather than the tasks themselves: each ends by handing work back to the queue
 //! (`queue.rs`) or offering it room there.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::agent::{AgentProfile, AgentStatus, RegistryError};
@@ -25,6 +26,18 @@ use super::queue::WaitingTask;
 struct Lost {
     tasks: Vec<Arc<Assignment>>,
     approved: Vec<(TaskId, TaskId)>,
+}
+
+/// The approvals (holder, waiter) letting one of `tasks` (in order) run beside a
+/// holder. A decision that let a task run beside a holder still stands when the task
+/// is only moved to another agent: they are kept before the task is freed, which
+/// drops them.
+fn approvals_of(approved: &BTreeSet<(TaskId, TaskId)>, tasks: &[TaskId]) -> Vec<(TaskId, TaskId)> {
+    approved
+        .iter()
+        .filter(|(_, waiter)| tasks.binary_search(waiter).is_ok())
+        .copied()
+        .collect()
 }
 
 impl Core {
@@ -379,10 +392,7 @@ impl Core {
         }
         self.s.last_now = now;
         let hold = self.s.registry.status(agent)? == AgentStatus::Quarantined;
-        let approved: Vec<(TaskId, TaskId)> = (self.s.approved.iter())
-            .filter(|&&(_, waiter)| waiter == task)
-            .copied()
-            .collect();
+        let approved = approvals_of(&self.s.approved, &[task]);
         let Some(a) = self.take_running_but_resources(task, now) else {
             return Err(self.s.not_running(task));
         };
@@ -452,15 +462,7 @@ impl Core {
         if !interrupted_too {
             lost.retain(|t| !self.s.interrupted.contains(t));
         }
-        // A decision that let a task run beside a holder still stands when the task
-        // is only moved to another agent: kept here, as freeing the task drops it.
-        let approved: Vec<(TaskId, TaskId)> = self
-            .s
-            .approved
-            .iter()
-            .filter(|(_, t)| lost.binary_search(t).is_ok())
-            .copied()
-            .collect();
+        let approved = approvals_of(&self.s.approved, &lost);
         let tasks = lost
             .into_iter()
             .filter_map(|task| self.take_running(task, now, grants))

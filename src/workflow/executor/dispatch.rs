@@ -22,9 +22,7 @@ use crate::timer::{Spawn, Timer};
 use crate::workflow::run::{Run, StepOutcome, StepStatus};
 use crate::workflow::{StepRef, WorkflowError};
 
-use super::{
-    Batch, Books, Done, Executor, ExecutorError, Launch, Running, Stopping, given_up, settled,
-};
+use super::{Batch, Books, Done, Executor, ExecutorError, Launch, Running, given_up, settled};
 
 /// The work item of `launch`: the task's kind and description are its step's kind
 /// and name, as in the task the coordinator assigned; it names the run by `run_id`,
@@ -443,14 +441,9 @@ impl Executor {
             if let Some(flight) = flight.filter(|f| f.interrupted && result.is_err()) {
                 // Its agent left service and the work ended without an answer: the
                 // task goes back to the coordinator once the work is gone.
-                match flight.stopped {
-                    Some(stopped) => books.stopping.push(Stopping {
-                        step,
-                        task: Some(t),
-                        hand_back: Some((agent, attempt)),
-                        stopped,
-                    }),
-                    None => self.hand_back(run, books, step, t, (agent, attempt))?,
+                let by = (agent, attempt);
+                if let Some(t) = books.let_go(step, Some(t), flight.stopped, Some(by)) {
+                    self.hand_back(run, books, step, t, by)?;
                 }
                 return Ok(());
             }

@@ -490,7 +490,7 @@ impl Executor {
                 books.aborted |= flight.stopped.is_none();
                 // Ended once the work has stopped: spawned, at its next poll; polled
                 // here, once the drive has dropped it.
-                if let Some(task) = books.let_go(flight.step, Some(task), flight.stopped) {
+                if let Some(task) = books.let_go(flight.step, Some(task), flight.stopped, None) {
                     books.to_end.push(task);
                 }
             }

@@ -321,7 +321,7 @@ impl Books<'_> {
         if let Some(flight) = self.running.remove(&task) {
             flight.abort.abort();
             self.aborted |= flight.stopped.is_none();
-            self.let_go(flight.step, None, flight.stopped);
+            self.let_go(flight.step, None, flight.stopped, None);
             return Some((flight.step, flight.attempt));
         }
         let i = self.launched.iter().position(|l| l.task == task)?;
@@ -335,20 +335,22 @@ impl Books<'_> {
     }
 
     /// Keeps an aborted attempt of `step` among the stopping ones if its work was
-    /// spawned; `task` is ended once it stops. Returns the task when there is
-    /// nothing to wait for (the executor dropped the work itself).
+    /// spawned; `task` is ended once it stops, or handed back when `hand_back` names
+    /// its agent and attempt (see [`Stopping::hand_back`]). Returns the task when
+    /// there is nothing to wait for (the executor dropped the work itself).
     fn let_go(
         &mut self,
         step: StepRef,
         task: Option<TaskId>,
         stopped: Option<dispatch::Stopped>,
+        hand_back: Option<(AgentId, u32)>,
     ) -> Option<TaskId> {
         match stopped {
             Some(stopped) => {
                 self.stopping.push(Stopping {
                     step,
                     task,
-                    hand_back: None,
+                    hand_back,
                     stopped,
                 });
                 None
