@@ -1819,3 +1819,29 @@ fn a_task_handed_back_goes_before_a_task_asked_for_after_it() {
     assert_eq!(running(&c), [(tid(1), aid(2))]);
     assert_eq!(waiting(&c), [tid(3)]);
 }
+
+/// An approval is for its pair: the claim stays exclusive for a third task, which
+/// waits in a conflict with each of the two that hold it, and runs beside both once
+/// both are approved (approvals add up).
+#[test]
+fn an_approval_shares_a_claim_with_its_pair_only() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let first = plain_conflict(&c);
+    c.decide(first, HumanDecision::Approve, Decider::Human)
+        .expect("approve");
+    assert_eq!(running(&c).len(), 2);
+
+    let third = conflicted(submit(&c, claiming(3, &["x"])));
+    assert_eq!(third.len(), 2, "one conflict with each holder: {third:?}");
+    assert_eq!(behind(&c).len(), 1);
+    c.decide(third[0], HumanDecision::Approve, Decider::Human)
+        .expect("approve one");
+    assert_eq!(running(&c).len(), 2, "still behind the other holder");
+    c.decide(third[1], HumanDecision::Approve, Decider::Human)
+        .expect("approve both");
+    assert_eq!(
+        running(&c).iter().map(|(t, _)| *t).collect::<Vec<_>>(),
+        [tid(1), tid(2), tid(3)]
+    );
+}
