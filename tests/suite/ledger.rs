@@ -440,43 +440,6 @@ fn a_request_waiting_since_before_ages_from_then() {
     );
 }
 
-/// Within one aging step, a request queued again goes before one that came in after
-/// it first waited: ties in effective priority go to the one waiting longest, not to
-/// the smaller request id. The reservation a long wait earns goes by age too.
-#[test]
-fn a_request_queued_again_goes_before_a_later_one_of_its_aging_step() {
-    let (mut l, hold) = held_ledger(Duration::from_secs(60));
-    let cpu = || AllocationRequest::new(A, r("cpu=1"));
-    let newer = queued(&mut l, cpu(), t(600));
-    let back = queued(&mut l, cpu().with_waiting_since(t(590)), t(610));
-    assert_eq!(
-        l.waiting(t(620)).iter().map(|w| w.id).collect::<Vec<_>>(),
-        vec![back, newer]
-    );
-    let g = l.release(hold, t(620)).unwrap();
-    assert_eq!(
-        (g[0].request, g[0].waited),
-        (Some(back), Duration::from_secs(30))
-    );
-
-    // Reservation holders are served oldest first, by the same age.
-    let cfg = LedgerConfig::default().with_reserve_after(Duration::from_secs(60));
-    let mut l = ResourceLedger::with_config(cfg);
-    l.add_agent(A, &r("cpu=1")).unwrap();
-    let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
-    let newer = queued(&mut l, cpu(), t(600));
-    let back = queued(&mut l, cpu().with_waiting_since(t(590)), t(610));
-    assert!(l.drain(t(700)).is_empty());
-    let reserved: Vec<_> = l
-        .waiting(t(700))
-        .into_iter()
-        .map(|w| (w.id, w.reserved_on))
-        .collect();
-    assert_eq!(reserved, vec![(back, Some(A)), (newer, Some(A))]);
-    let g = l.release(hold, t(700)).unwrap();
-    assert_eq!(g[0].request, Some(back));
-}
-
 #[test]
 fn small_requests_backfill_past_a_large_one() {
     let cfg = LedgerConfig::default().with_reserve_after(Duration::from_secs(600));

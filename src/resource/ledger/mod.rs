@@ -17,7 +17,7 @@
 //! A request that does not fit now may wait ([`ResourceLedger::request`]). Waiting
 //! requests are served in order of *effective* priority: their priority plus one for
 //! every [`LedgerConfig::aging_step`] they have waited, so nothing starves behind a
-//! stream of higher-priority work; among equals, the one waiting longest goes first. Serving is backfilling: a request that fits now is
+//! stream of higher-priority work. Serving is backfilling: a request that fits now is
 //! granted even if a larger one ahead of it does not (no head-of-line blocking). To
 //! keep that from starving the large request, a request that has waited
 //! [`LedgerConfig::reserve_after`] gets a *reservation* on one candidate agent: from

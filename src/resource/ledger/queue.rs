@@ -70,12 +70,7 @@ impl ResourceLedger {
     }
 
     /// Indices into `waiting`: reservation holders first (oldest first), then the rest
-    /// by effective priority; ties go to the request waiting longest, then the one
-    /// asked first. By age and not by id alone: a request queued again keeps the time
-    /// it first waited ([`AllocationRequest::with_waiting_since`]) under a new id,
-    /// and it must not lose to requests that came after it until the next aging step.
-    ///
-    /// [`AllocationRequest::with_waiting_since`]: super::AllocationRequest::with_waiting_since
+    /// by effective priority, then by id.
     fn queue_order(&self, now: Timestamp) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.waiting.len()).collect();
         order.sort_by_key(|&k| {
@@ -87,7 +82,6 @@ impl ResourceLedger {
                 } else {
                     self.effective_priority(w, now)
                 }),
-                w.enqueued_at,
                 w.id,
             )
         });
@@ -162,7 +156,7 @@ impl ResourceLedger {
                     && now.duration_since(w.enqueued_at) >= self.config.reserve_after
             })
             .collect();
-        due.sort_by_key(|&k| (self.waiting[k].enqueued_at, self.waiting[k].id));
+        due.sort_by_key(|&k| self.waiting[k].id);
         for k in due {
             let w = &self.waiting[k];
             // The first candidate that could ever hold it (validated at request time).
