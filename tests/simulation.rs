@@ -88,13 +88,14 @@ fn print(mode: Mode, seeds: u64, r: &Report) {
         String::new()
     };
     println!(
-        "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks, {} agent faults, \
+        "{mode:?}: {seeds} seeds, {} steps, {:.1} simulated hours, {} tasks ({} unplaceable), {} agent faults, \
          {} crashes and restores ({} journal records replayed, {} lost unsynced, {} torn), \
          {} conflicts decided, {} pages and {} escalations ({} made again after a crash and folded), {} runs cancelled, {} given up, \
          {} clock readings past the horizon refused, {emergencies}{host}{} invariant checks; trace {:016x}",
         r.steps,
         r.simulated.as_secs_f64() / 3600.0,
         r.tasks,
+        r.unplaceable,
         r.agent_faults,
         r.crashes,
         r.records_replayed,

@@ -512,8 +512,10 @@ pub trait Agent: fmt::Debug + Send + Sync + 'static {
 
     /// After its host restarted, whether the work of `work` (an attempt that was
     /// running when the host stopped) finished: `Some` with its output credits the
-    /// step with it, so done work is not run again; `None` makes the attempt again,
-    /// without counting the interrupted one. The default says `None`: an agent that
+    /// step with it, so done work is not run again (an output that is a failure
+    /// counts as that attempt's: a [`WorkOutput::retryable_failure`] is retried per
+    /// the step's policy, a [`WorkOutput::failure`] ends the step); `None` makes the
+    /// attempt again, without counting the interrupted one. The default says `None`: an agent that
     /// cannot tell has its work redone, which is right for idempotent work.
     ///
     /// Work that is still going (a remote job the host's crash did not stop) should

@@ -63,6 +63,25 @@ impl Analyzer {
     }
 }
 
+/// Writes `predictor`'s needs for `task` over the ones it states. A prediction never
+/// asks for more than the largest agent could hold (`largest`, when there is a
+/// `fleet`), if what was asked for fits there: a kind whose usage was reported above
+/// every agent's size (or learned with a margin on the largest agent) would otherwise
+/// never be placed again.
+pub(super) fn predict_within(
+    predictor: &dyn ResourcePredictor,
+    largest: &Resources,
+    fleet: bool,
+    task: &mut Task,
+) {
+    let (kind, resources) = task.kind_and_resources_mut();
+    let asked_fits = fleet && resources.fits(largest);
+    predictor.predict_in_place(kind, resources);
+    if asked_fits && !resources.fits(largest) {
+        *resources = resources.min(largest);
+    }
+}
+
 /// The rules that fired for a batch's tasks, kept between batches for their
 /// capacity (a list per task was two allocations per one-task batch).
 #[derive(Debug, Default)]
@@ -689,16 +708,7 @@ impl Core {
             let largest = &s.largest.1;
             let fleet = !s.ledger.is_empty_of_agents();
             for task in analyzed.iter_mut() {
-                let (kind, resources) = task.kind_and_resources_mut();
-                // A prediction never asks for more than the largest agent could
-                // hold, if what was asked for fits there: a kind whose usage was
-                // reported above every agent's size (or learned with a margin
-                // on the largest agent) would otherwise never be placed again.
-                let asked_fits = fleet && resources.fits(largest);
-                parts.predictor.predict_in_place(kind, resources);
-                if asked_fits && !resources.fits(largest) {
-                    *resources = resources.min(largest);
-                }
+                predict_within(parts.predictor.as_ref(), largest, fleet, task);
             }
         }
         // One shared name for the whole batch's proposals and assignments.
@@ -965,8 +975,14 @@ impl Core {
         }
         let mut grants = self.s.ledger.expire(now).grants;
         grants.extend(self.s.ledger.drain(now));
+        // Only the tasks held before this tick are asked for again: one that the
+        // serving below holds for capacity (a grant the utilization cap refused)
+        // waits for capacity to come back. Asked again at once, it would queue with
+        // its age, so with its reservation due at once, and be granted, refused and
+        // queued again at every tick.
+        let held: Vec<RequestId> = self.s.parked.iter().copied().collect();
         let mut assigned = self.serve(grants, Vec::new(), now);
-        assigned.extend(self.retry_parked(now));
+        assigned.extend(self.retry_parked_keys(held, now));
         Ok(assigned)
     }
 

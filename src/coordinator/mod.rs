@@ -542,6 +542,18 @@ impl Coordinator {
         self.shared.lock().core.checkpoint(journal)
     }
 
+    /// Why no registered agent could ever take `task`, or `None` when one could.
+    /// See [`Core::unplaceable`].
+    ///
+    /// # Errors
+    /// As [`Core::unplaceable`].
+    pub fn unplaceable(
+        &self,
+        task: &Task,
+    ) -> Result<Option<crate::assignment::Explanation>, CoordinatorError> {
+        self.shared.lock().core.unplaceable(task)
+    }
+
     /// Why `task` waits, in words. See [`Core::why_waiting`].
     pub fn why_waiting(&self, task: TaskId) -> Option<String> {
         self.shared.lock().core.why_waiting(task)

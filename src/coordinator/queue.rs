@@ -13,10 +13,10 @@ use crate::clock::Timestamp;
 use crate::id::{AgentId, RequestId, TaskId};
 use crate::policy::{PolicyContext, Proposal};
 use crate::resource::{AllocationRequest, Grant, LedgerError, RequestOutcome};
-use crate::task::{Requirements, Task};
+use crate::task::{Requirements, Task, TaskAnalyzer};
 
 use super::claims::Hold;
-use super::core::{Core, State, startable};
+use super::core::{Analyzer, Core, State, predict_within, startable};
 use super::error::CoordinatorError;
 use super::event::{AssignOutcome, Assignment, EventKind, Notice};
 
@@ -393,26 +393,84 @@ fn request_place(
         }
     }
     if candidates.is_empty() {
-        candidates = drained;
+        candidates = std::mem::take(&mut drained);
     }
-    if candidates.is_empty() {
-        return Ok(away_or_never(s, task, barred));
+    // The drained agents are asked too when none of the others could ever hold the
+    // task: a drain ends, and the task waits for it rather than be rejected.
+    for candidates in [candidates, drained] {
+        if candidates.is_empty() {
+            break;
+        }
+        let needs = task.requirements().resources().clone();
+        let mut request = AllocationRequest::any_of(candidates, needs)
+            .with_task(task.id())
+            .with_priority(task.requirements().priority());
+        if let Some(since) = since {
+            request = request.with_waiting_since(since);
+        }
+        match s.ledger.request(request, now) {
+            Ok(outcome) => return Ok(Place::Asked(outcome)),
+            Err(LedgerError::ExceedsCapacity { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
-    let needs = task.requirements().resources().clone();
-    let mut request = AllocationRequest::any_of(candidates, needs)
-        .with_task(task.id())
-        .with_priority(task.requirements().priority());
-    if let Some(since) = since {
-        request = request.with_waiting_since(since);
-    }
-    match s.ledger.request(request, now) {
-        Ok(outcome) => Ok(Place::Asked(outcome)),
-        Err(LedgerError::ExceedsCapacity { .. }) => Ok(away_or_never(s, task, barred)),
-        Err(e) => Err(e),
-    }
+    Ok(away_or_never(s, task, barred))
 }
 
 impl Core {
+    /// Why no registered agent could ever take `task`, or `None` when one could (in
+    /// service or away): the check a host makes before it submits work, such as a
+    /// workflow's steps before a run
+    /// ([`Executor::unstaffed`](crate::workflow::Executor::unstaffed)). The task is
+    /// read as [`assign`](Self::assign) reads it, analyzed and its needs predicted,
+    /// and each agent is counted under the first lasting reason it fails: a role,
+    /// then a capability the task needs, then a resource its capacity could never
+    /// hold. Policies are not asked, as their answers depend on what runs when the
+    /// task comes. Nothing changes, the task included.
+    ///
+    /// ```
+    /// use concord::coordinator::Coordinator;
+    /// use concord::{AgentId, AgentProfile, Requirements, Role, Task, TaskId, Timestamp};
+    ///
+    /// let mut core = Coordinator::builder().build_core();
+    /// let ops = AgentProfile::new(AgentId::new(1), "ops-1").with_role(Role::new("ops")?);
+    /// core.register_agent(ops, Timestamp::from_secs(1))?;
+    /// let handoff = Task::new(TaskId::new(1), "handoff", "Hand off to development")
+    ///     .with_requirements(Requirements::new().with_role(Role::new("framework")?));
+    /// let why = core.unplaceable(&handoff)?.expect("nobody is a framework agent");
+    /// assert_eq!(why.to_string(), "0 of 1 agent fit: 1 lacks role `framework`");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// What [`assign`](Self::assign) refuses before placing a task: a text the crate
+    /// refuses ([`CoordinatorError::InvalidTaskText`]), the analyzer's error.
+    pub fn unplaceable(&self, task: &Task) -> Result<Option<Explanation>, CoordinatorError> {
+        super::core::check_texts(None, std::iter::once(task))?;
+        let mut task = task.clone();
+        // The rules that fired name the words that asked for what no agent has.
+        let mut analyzed = Vec::new();
+        if self.parts.analyze_explicit || !task.requirements().is_stated() {
+            analyzed = match &self.parts.analyzer {
+                Analyzer::Rules(rules) => rules.analyze_in_place(&mut task)?,
+                Analyzer::Host(host) => host.analyze_in_place(&mut task)?,
+            };
+        }
+        let mut largest = crate::resource::Resources::new();
+        self.s.ledger.largest_capacity_into(&mut largest);
+        let fleet = !self.s.ledger.is_empty_of_agents();
+        predict_within(self.parts.predictor.as_ref(), &largest, fleet, &mut task);
+        if self.s.could_ever_take(&task) {
+            return Ok(None);
+        }
+        let considered = Explanation {
+            considered: self.s.registry.len(),
+            analyzed,
+            ..Explanation::default()
+        };
+        Ok(Some(never_explanation(&self.s, &task, considered)))
+    }
+
     /// A task no agent can take now: queue it when some agent could take it later
     /// (it has the roles and capabilities, is in service, could ever hold the needs,
     /// and no policy refused it for good), else reject it. An agent a policy refused

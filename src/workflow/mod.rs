@@ -58,7 +58,7 @@ pub use definition::{InputSpec, RunCondition, StepSpec, WorkflowDefinition};
 pub use error::WorkflowError;
 pub use executor::{
     Executor, ExecutorError, RunFuture, RunHandle, RunObserver, RunProgress, SimulatedTimer, Spawn,
-    Timer, run_duration,
+    Timer, Unstaffed, run_duration,
 };
 pub use retry::RetryPolicy;
 

@@ -114,6 +114,8 @@ pub struct Report {
     pub steps: u64,
     pub simulated: Duration,
     pub tasks: u64,
+    /// Tasks no agent could ever take, named so by `unplaceable` and rejected.
+    pub unplaceable: u64,
     pub agent_faults: u64,
     pub crashes: u64,
     pub records_replayed: u64,
@@ -153,6 +155,7 @@ impl Report {
         self.steps += other.steps;
         self.simulated += other.simulated;
         self.tasks += other.tasks;
+        self.unplaceable += other.unplaceable;
         self.breaches += other.breaches;
         self.quarantines += other.quarantines;
         self.communications_stops += other.communications_stops;
@@ -667,11 +670,38 @@ impl World {
         let task = Task::new(id, "work", format!("task {}", id.get())).with_requirements(needs);
         self.report.tasks += 1;
         self.open.insert(id);
-        match self.core.assign(task, self.now) {
-            Ok(AssignOutcome::Rejected { .. }) => {
-                self.open.remove(&id);
+        // The host's check before submitting: a task no agent could ever take is
+        // rejected, and a task rejected with no policy's refusal (which `unplaceable`
+        // does not ask) is one no agent could ever take.
+        let never = match self.core.unplaceable(&task) {
+            Ok(never) => never,
+            Err(e) => {
+                return Err(self.fail("valid_tasks_are_never_refused", format!("{id}: {e}")));
             }
-            Ok(_) => {}
+        };
+        match self.core.assign(task, self.now) {
+            Ok(AssignOutcome::Rejected {
+                explanation,
+                refusals,
+                ..
+            }) => {
+                self.open.remove(&id);
+                self.report.unplaceable += u64::from(never.is_some());
+                if never.is_none() && refusals.is_empty() {
+                    return Err(self.fail(
+                        "unplaceable_agrees_with_assign",
+                        format!("{id} rejected ({explanation}), but some agent could take it"),
+                    ));
+                }
+            }
+            Ok(outcome) => {
+                if let Some(never) = never {
+                    return Err(self.fail(
+                        "unplaceable_agrees_with_assign",
+                        format!("{id}: {outcome}, but no agent could ever take it: {never}"),
+                    ));
+                }
+            }
             // The world's tasks are all valid: a refusal is the core's fault (a plan
             // its own ledger would not book, say), never the host's.
             Err(e) => {

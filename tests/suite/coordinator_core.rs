@@ -1845,3 +1845,33 @@ fn an_approval_shares_a_claim_with_its_pair_only() {
         [tid(1), tid(2), tid(3)]
     );
 }
+
+/// A task that only a drained agent (held busy by the host) could ever hold waits
+/// for the drain to end instead of being rejected: the agents at work are asked
+/// first, the drained ones when none of those could ever hold it.
+#[test]
+fn a_task_only_a_drained_agent_could_hold_waits_for_the_drain() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    let sized = |id, cpu: &str| {
+        AgentProfile::new(aid(id), format!("agent-{id}"))
+            .with_role(Role::new("ops").expect("role"))
+            .with_capacity(cpu.parse().expect("capacity"))
+            .with_max_tasks(2)
+    };
+    c.register_agent(sized(1, "cpu=8")).expect("register 1");
+    c.register_agent(sized(2, "cpu=2")).expect("register 2");
+    c.set_agent_status(aid(1), AgentStatus::Busy)
+        .expect("drain");
+    assert!(c.with_registry(|r| r.is_held_busy(aid(1))).expect("known"));
+
+    let out = submit(&c, task_with(1, 4, &[]));
+    assert!(
+        matches!(out, AssignOutcome::Queued { .. }),
+        "waits for the drain: {out:?}"
+    );
+    assert_eq!(waiting(&c), [tid(1)]);
+    c.set_agent_status(aid(1), AgentStatus::Available)
+        .expect("drain ends");
+    assert_eq!(running(&c), [(tid(1), aid(1))]);
+}

@@ -2021,3 +2021,126 @@ fn a_step_started_and_handed_back_at_once_is_never_handed_to_its_agent() {
     );
     assert_eq!(*runs.lock(), BTreeMap::from([("r/a".to_owned(), 1)]));
 }
+
+/// The steps nobody could take, asked before the run: exactly the ones the run then
+/// gives up ("no agent can take step"), with the coordinator's reason; agents away
+/// count as able, stated resources beyond every agent's capacity do not; nothing in
+/// the coordinator changes.
+#[test]
+fn unstaffed_names_the_steps_the_run_would_give_up() {
+    let w = world(&[(1, &["ops"], 1), (2, &["qa"], 1)]);
+    let wf = Workflow::builder("release")
+        .step(StepSpec::new("build").with_role(role("ops")))
+        .step(StepSpec::new("test").with_role(role("qa")).after("build"))
+        .step(
+            StepSpec::new("audit")
+                .with_role(role("security"))
+                .after("test"),
+        )
+        .step(
+            StepSpec::new("bake")
+                .with_role(role("ops"))
+                .with_resources("gpu=1".parse().unwrap()),
+        )
+        .build()
+        .unwrap();
+    let e = executor(
+        &w,
+        vec![Arc::new(Scripted::new(1)), Arc::new(Scripted::new(2))],
+    );
+    w.coordinator.drain_events();
+    let before = serde_json::to_string(&w.coordinator.snapshot()).unwrap();
+    let missing = e.unstaffed(&wf).unwrap();
+    let steps: Vec<&str> = missing.iter().map(|u| u.step.as_str()).collect();
+    assert_eq!(steps, ["audit", "bake"]);
+    assert_eq!(
+        missing[0].to_string(),
+        "no agent can take step `audit`: 0 of 2 agents fit: 2 lack role `security`"
+    );
+    assert!(missing[1].to_string().contains("gpu"), "{}", missing[1]);
+    assert_eq!(
+        serde_json::to_string(&w.coordinator.snapshot()).unwrap(),
+        before
+    );
+    assert!(w.coordinator.drain_events().is_empty());
+
+    let run = block_on(e.run(&wf, "r", 1)).unwrap();
+    for step in ["audit", "bake"] {
+        assert_eq!(run.status(step), Some(StepStatus::Failed), "{step}");
+        assert_eq!(
+            changes(&run, step).last().map(String::as_str),
+            Some("abandoned")
+        );
+    }
+    for step in ["build", "test"] {
+        assert_eq!(run.status(step), Some(StepStatus::Succeeded), "{step}");
+    }
+
+    // An agent away from service could take its steps when it comes back.
+    w.coordinator
+        .set_agent_status(AgentId::new(2), concord::AgentStatus::Offline)
+        .unwrap();
+    let steps: Vec<String> = e
+        .unstaffed(&wf)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.step)
+        .collect();
+    assert_eq!(steps, ["audit", "bake"]);
+}
+
+/// The analyzer reads a step that states no role, as the run would: `deploy` needs
+/// an `ops` agent able to deploy, with room for what the rule asks, by the default rules,
+/// and the reason names the rule.
+#[test]
+fn unstaffed_reads_a_step_through_the_analyzer() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    let qa = AgentProfile::new(AgentId::new(1), "qa-1").with_role(role("qa"));
+    coordinator.register_agent(qa).unwrap();
+    let wf = Workflow::builder("ship")
+        .step(StepSpec::new("deploy"))
+        .build()
+        .unwrap();
+    let e = Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock));
+    let missing = e.unstaffed(&wf).unwrap();
+    assert_eq!(missing.len(), 1);
+    let why = missing[0].to_string();
+    assert!(
+        why.contains("role `ops`") && why.contains("`deploy`"),
+        "{why}"
+    );
+    assert!(!missing[0].explanation.analyzed.is_empty(), "{why}");
+    let ops = AgentProfile::new(AgentId::new(2), "ops-1")
+        .with_role(role("ops"))
+        .with_capability(concord::Capability::new("deploy").unwrap())
+        .with_capacity("cpu=16,memory=64Gi".parse().unwrap());
+    coordinator.register_agent(ops).unwrap();
+    let left = e.unstaffed(&wf).unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Bad input to the check a host makes itself: refused with the error `assign`
+/// gives, and nothing changes.
+#[test]
+fn unplaceable_refuses_a_task_assign_would_refuse() {
+    let w = world(&[(1, &["ops"], 1)]);
+    let before = serde_json::to_string(&w.coordinator.snapshot()).unwrap();
+    let bad = Task::new(TaskId::new(1), "dep\u{200B}loy", "x");
+    let e = w.coordinator.unplaceable(&bad).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            concord::coordinator::CoordinatorError::InvalidTaskText { .. }
+        ),
+        "{e}"
+    );
+    assert!(w.coordinator.assign(bad).is_err());
+    assert_eq!(
+        serde_json::to_string(&w.coordinator.snapshot()).unwrap(),
+        before
+    );
+    let fine = Task::new(TaskId::new(2), "deploy", "x")
+        .with_requirements(Requirements::new().with_role(role("ops")));
+    assert_eq!(w.coordinator.unplaceable(&fine).unwrap(), None);
+}

@@ -31,6 +31,7 @@ use futures::task::AtomicWaker;
 use super::run::{Run, RunEvent, RunOutcome};
 use super::{StepRef, Workflow, WorkflowError};
 use crate::agent::{Agent, AgentError, WorkOutput};
+use crate::assignment::Explanation;
 use crate::clock::Timestamp;
 use crate::coordinator::{AssignOutcome, Coordinator, CoordinatorError, Notice};
 use crate::id::{AgentId, TaskId};
@@ -371,12 +372,40 @@ enum Wake {
     Timer,
 }
 
+/// A step of a workflow that no agent registered with the coordinator could ever take
+/// (see [`Executor::unstaffed`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Unstaffed {
+    /// The step's name.
+    pub step: String,
+    /// Why no agent could take it: each agent counted under the first lasting reason
+    /// it fails (a role, a capability, a resource its capacity could never hold).
+    pub explanation: Explanation,
+}
+
+impl fmt::Display for Unstaffed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no agent can take step `{}`: {}",
+            self.step, self.explanation
+        )
+    }
+}
+
 /// Sees every change of a run as the [`Executor`] makes it: the new [`RunEvent`]s, in
 /// order, with the run they happened to (so the host can journal them, show progress,
 /// or persist [`Run::snapshot`] and later [`Executor::resume`] after a crash).
 ///
-/// Called on the executor's task, between steps: keep it short (hand the events to a
-/// channel or a buffer); every event is delivered exactly once.
+/// Called on the executor's task, between steps, and before an attempt is handed to
+/// its agent. A host that resumes runs after a crash persists here, before it
+/// returns: the run's [`Run::snapshot`] (and the coordinator's journal, written
+/// first), so that what it stored is never behind what an agent was asked to do. An
+/// observer that hands the snapshot to another thread to write loses that: after a
+/// crash, steps already done run again. Anything else (progress, metrics) is better
+/// handed to a channel or a buffer, as the executor waits for the call. Every event
+/// is delivered exactly once.
 pub trait RunObserver: Send + Sync {
     /// `events` are the run's history entries appended since the previous call.
     fn on_events(&self, run: &Run, events: &[RunEvent]);
@@ -571,6 +600,57 @@ impl Executor {
 
     fn now(&self) -> Timestamp {
         self.coordinator.now()
+    }
+
+    /// The steps of `workflow` that no agent registered with the coordinator now could
+    /// ever take, in the workflow's order, each with why: a check to make before
+    /// [`run`](Self::run). A run goes on without it, and a step nobody could take is
+    /// given up when its turn comes ("no agent can take step"), after the steps
+    /// before it have run: on a fleet with no `framework` agent, the deployment
+    /// runbook deploys, screenshots and documents, then gives up the hand-off. Each
+    /// step is read as the run reads it (its kind, its name as the description, its
+    /// stated needs), analyzed and predicted by the coordinator
+    /// ([`Coordinator::unplaceable`]). Agents away from service count as able to take
+    /// a step; agents the host registers later are not known yet.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use concord::coordinator::Coordinator;
+    /// use concord::workflow::{Executor, SimulatedTimer, runbooks};
+    /// use concord::{AgentId, AgentProfile, ManualClock, Role, Timestamp};
+    ///
+    /// let clock = ManualClock::new(Timestamp::from_secs(1));
+    /// let coordinator = Arc::new(Coordinator::builder().clock(clock.clone()).build());
+    /// for (id, role) in [(1, "ops"), (2, "qa")] {
+    ///     let profile = AgentProfile::new(AgentId::new(id), role).with_role(Role::new(role)?);
+    ///     coordinator.register_agent(profile)?;
+    /// }
+    /// let executor = Executor::new(coordinator, SimulatedTimer::new(clock));
+    /// let missing = executor.unstaffed(&runbooks::deployment())?;
+    /// assert_eq!(missing.len(), 1);
+    /// assert_eq!(
+    ///     missing[0].to_string(),
+    ///     "no agent can take step `handoff`: 0 of 2 agents fit: 2 lack role `framework`"
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ExecutorError::Coordinator`] if the coordinator refuses a step's task as
+    /// [`Coordinator::unplaceable`] says (the analyzer's error).
+    pub fn unstaffed(&self, workflow: &Workflow) -> Result<Vec<Unstaffed>, ExecutorError> {
+        let mut unstaffed = Vec::new();
+        for (_, spec) in workflow.steps() {
+            let task = Task::new(TaskId::new(0), spec.kind(), spec.name())
+                .with_requirements(spec.requirements());
+            if let Some(explanation) = self.coordinator.unplaceable(&task)? {
+                unstaffed.push(Unstaffed {
+                    step: spec.name().to_owned(),
+                    explanation,
+                });
+            }
+        }
+        Ok(unstaffed)
     }
 
     /// Runs `workflow` as run `id` (also the coordinator's group, so separation of
