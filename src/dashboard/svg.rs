@@ -29,7 +29,7 @@ pub(crate) fn escape(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            c if crate::id::is_control_or_format(c) => out.push(' '),
+            c if crate::id::is_control_or_invisible(c) => out.push(' '),
             c => out.push(c),
         }
     }

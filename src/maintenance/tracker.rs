@@ -514,7 +514,7 @@ fn one_line(s: &str) -> String {
     let flat: String = s
         .chars()
         .map(|c| {
-            if crate::id::is_control_or_format(c) {
+            if crate::id::is_control_or_invisible(c) {
                 ' '
             } else {
                 c

@@ -151,8 +151,10 @@ pub enum KeyProblem {
         len: usize,
     },
     /// The key holds a control character (a newline, a NUL, an escape) or an
-    /// invisible one (a zero-width space, a bidi override: Unicode's format
-    /// characters). The key, quoted in the error, shows it escaped (`\u{200b}`).
+    /// invisible one (a zero-width space, a bidi override, a line separator, a
+    /// variation selector: what no name may hold, see
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN)). The key, quoted in the error,
+    /// shows it escaped (`\u{200b}`).
     ControlCharacter {
         /// The character's byte offset in the key.
         at: usize,

@@ -122,7 +122,7 @@ pub fn check_key(key: &str) -> Result<(), MemoryError> {
     }
     if let Some((at, _)) = key
         .char_indices()
-        .find(|&(_, c)| crate::id::is_control_or_format(c))
+        .find(|&(_, c)| crate::id::is_control_or_invisible(c))
     {
         return Err(refuse(KeyProblem::ControlCharacter { at }));
     }

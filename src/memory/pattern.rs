@@ -71,7 +71,7 @@ impl Pattern {
         while let Some((at, c)) = chars.next() {
             // As in a key, where such a character is refused: a pattern holding one
             // would match no key.
-            if crate::id::is_control_or_format(c) {
+            if crate::id::is_control_or_invisible(c) {
                 return Err(refuse(PatternProblem::ControlCharacter { at }));
             }
             let token = match c {
@@ -81,7 +81,7 @@ impl Pattern {
                 '*' => Token::Any,
                 '?' => Token::One,
                 '\\' => match chars.next() {
-                    Some((at, c)) if crate::id::is_control_or_format(c) => {
+                    Some((at, c)) if crate::id::is_control_or_invisible(c) => {
                         return Err(refuse(PatternProblem::ControlCharacter { at }));
                     }
                     Some((_, c)) => Token::Char(c),
