@@ -49,8 +49,8 @@ pub enum MemoryError {
         /// What is wrong with it.
         problem: KeyProblem,
     },
-    /// A query pattern is empty, too long, holds a control or invisible character or
-    /// ends in a lone escape.
+    /// A query pattern is empty, too long, holds a control character or ends in a
+    /// lone escape.
     #[error("invalid memory pattern {pattern:?}: {problem}")]
     InvalidPattern {
         /// The pattern (its first 80 characters).
@@ -188,8 +188,9 @@ pub enum PatternProblem {
         /// Its length in bytes.
         len: usize,
     },
-    /// The pattern holds a control or invisible character (as for
-    /// [`KeyProblem::ControlCharacter`]).
+    /// The pattern holds a control character (as for
+    /// [`KeyProblem::ControlCharacter`]; an invisible one is taken, see
+    /// [`Pattern`](super::Pattern)).
     ControlCharacter {
         /// The character's byte offset in the pattern.
         at: usize,
@@ -208,7 +209,7 @@ impl fmt::Display for PatternProblem {
                 super::MAX_PATTERN_LEN
             ),
             PatternProblem::ControlCharacter { at } => {
-                write!(f, "it holds a control or invisible character at byte {at}")
+                write!(f, "it holds a control character at byte {at}")
             }
             PatternProblem::DanglingEscape => f.write_str("it ends in a lone `\\`"),
         }
