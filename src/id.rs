@@ -79,11 +79,16 @@ pub const MAX_NAME_LEN: usize = 128;
 /// workflow's or a step's name, a run id (a coordinator's group).
 ///
 /// Such names are for people and may hold any character but a control character
-/// (a line break in a run id would split the host's log line) or an invisible one,
+/// (a line break in a run id would split the host's log line) or an invisible one:
 /// Unicode's format characters (a zero-width space, a byte order mark, a soft
-/// hyphen, the marks and overrides that set the direction of text): with one,
-/// `backup` and `backup` followed by a zero-width space would be two names that read
-/// the same in every report, and a right-to-left override shows a name reversed.
+/// hyphen, the marks and overrides that set the direction of text), its line and
+/// paragraph separators (which break the line in many viewers as a line break does)
+/// and its other default-ignorable characters (a variation selector, a Hangul
+/// filler, a combining grapheme joiner). With one, `backup` and `backup` followed
+/// by a zero-width space would be two names that read the same in every report,
+/// and a right-to-left override shows a name reversed. So emoji joined by a
+/// zero-width joiner or styled by a variation selector (`❤️` is U+2764 U+FE0F) are
+/// not names; `❤` and `✅` alone are.
 /// They are copied into every event, journal record and snapshot that speaks of
 /// their holder, so a name of a megabyte, a mistake or an attack, is refused where
 /// it enters.
@@ -119,50 +124,69 @@ pub const MAX_KEYWORD_LEN: usize = 128;
 /// note keeps invisible characters (see [`MAX_LABEL_LEN`]): it names nothing, so two
 /// notes that read the same do no harm, and text in some scripts needs them (the
 /// joiner in an emoji sequence, the non-joiner in Persian); and the notes in the
-/// snapshots already written still read back.
+/// snapshots already written still read back. The reports the crate writes for
+/// people (Markdown, HTML, SVG) show them as spaces, as they show a control
+/// character.
 pub const MAX_NOTE_LEN: usize = 1024;
 
 /// How much of an overlong name an error keeps, in characters.
 const EXCERPT_CHARS: usize = 64;
 
-/// Unicode's format characters (General_Category=Cf), as ranges in code point
-/// order: Unicode 16.0's `extracted/DerivedGeneralCategory.txt`. They have no glyph
-/// of their own: they join, break, hyphenate or reorder the text around them, or
-/// show nothing at all.
-const FORMAT: [(char, char); 21] = [
+/// The characters no name may hold besides the control characters (below the first
+/// of them: see [`is_control_or_invisible`]), as ranges in code point order, each
+/// range as long as it can be (ranges that would touch are one range): Unicode
+/// 16.0's format characters (General_Category=Cf, `extracted/DerivedGeneralCategory.txt`),
+/// its line and paragraph separators (Zl and Zp: U+2028 and U+2029), and its
+/// Default_Ignorable_Code_Point characters (`DerivedCoreProperties.txt`). They have
+/// no glyph of their own: they join, break, hyphenate or reorder the text around
+/// them, select a variant of the character before them (U+FE0F after a heart), or
+/// show nothing at all (the Hangul fillers); the separators break the line in many
+/// viewers. The default ignorables include code points not yet assigned
+/// (U+2065, U+FFF0 to U+FFF8, most of U+E0000 to U+E0FFF): Unicode reserves them
+/// for characters that are to be invisible, and a font that does not know one
+/// shows nothing for it.
+const INVISIBLE: [(char, char); 25] = [
     ('\u{ad}', '\u{ad}'),
+    ('\u{34f}', '\u{34f}'),
     ('\u{600}', '\u{605}'),
     ('\u{61c}', '\u{61c}'),
     ('\u{6dd}', '\u{6dd}'),
     ('\u{70f}', '\u{70f}'),
     ('\u{890}', '\u{891}'),
     ('\u{8e2}', '\u{8e2}'),
-    ('\u{180e}', '\u{180e}'),
+    ('\u{115f}', '\u{1160}'),
+    ('\u{17b4}', '\u{17b5}'),
+    ('\u{180b}', '\u{180f}'),
     ('\u{200b}', '\u{200f}'),
-    ('\u{202a}', '\u{202e}'),
-    ('\u{2060}', '\u{2064}'),
-    ('\u{2066}', '\u{206f}'),
+    // The separators (Zl, Zp), then the bidi embeddings and overrides (Cf).
+    ('\u{2028}', '\u{202e}'),
+    ('\u{2060}', '\u{206f}'),
+    ('\u{3164}', '\u{3164}'),
+    ('\u{fe00}', '\u{fe0f}'),
     ('\u{feff}', '\u{feff}'),
-    ('\u{fff9}', '\u{fffb}'),
+    ('\u{ffa0}', '\u{ffa0}'),
+    ('\u{fff0}', '\u{fffb}'),
     ('\u{110bd}', '\u{110bd}'),
     ('\u{110cd}', '\u{110cd}'),
     ('\u{13430}', '\u{1343f}'),
     ('\u{1bca0}', '\u{1bca3}'),
     ('\u{1d173}', '\u{1d17a}'),
-    ('\u{e0001}', '\u{e0001}'),
-    ('\u{e0020}', '\u{e007f}'),
+    ('\u{e0000}', '\u{e0fff}'),
 ];
 
 /// Whether `c` is a control character (Unicode's category Cc: a line break, a tab,
-/// an escape) or a format character (Cf, see [`FORMAT`]): what no name may hold,
-/// the one test every name check of the crate makes, so that what one refuses
-/// another does not take.
-pub(crate) fn is_control_or_format(c: char) -> bool {
-    // Every control character is below the first format character, U+00AD.
-    if c < FORMAT[0].0 {
+/// an escape) or an invisible one (see [`INVISIBLE`]: a format character, a line or
+/// paragraph separator, a default ignorable such as a variation selector): what no
+/// name may hold, the one test every name check of the crate makes, so that what one
+/// refuses another does not take, and what every report the crate writes shows as a
+/// space.
+pub(crate) fn is_control_or_invisible(c: char) -> bool {
+    // Every control character is below the first invisible one, U+00AD: the text of
+    // nearly every name is decided here, without the search.
+    if c < INVISIBLE[0].0 {
         return c.is_control();
     }
-    FORMAT
+    INVISIBLE
         .binary_search_by(|&(first, last)| {
             if last < c {
                 std::cmp::Ordering::Less
@@ -245,7 +269,7 @@ pub enum NameError {
     },
     /// A free-text name holds a control character (a line break, a tab, a NUL) or an
     /// invisible one (a zero-width space, a bidi override that shows the name
-    /// reversed): see [`MAX_LABEL_LEN`].
+    /// reversed, a line separator, a variation selector): see [`MAX_LABEL_LEN`].
     #[error("{kind} {name:?} holds control or invisible character U+{:04X}", u32::from(*bad))]
     ControlChar {
         /// What was being named.
@@ -306,7 +330,7 @@ pub(crate) fn excerpt(text: &str) -> String {
 
 /// Checks a free-text name of `kind` (a task's kind, an agent's name, a run id):
 /// at most [`MAX_LABEL_LEN`] bytes and no control or invisible character (see
-/// [`is_control_or_format`]). Empty is allowed here; where an empty name means
+/// [`is_control_or_invisible`]). Empty is allowed here; where an empty name means
 /// nothing, its holder refuses it with its own error.
 #[inline]
 pub(crate) fn check_label(kind: &'static str, text: &str) -> Result<(), NameError> {
@@ -338,7 +362,7 @@ pub(crate) fn check_within(kind: &'static str, text: &str, max: usize) -> Result
 #[inline(never)]
 fn label_problem(kind: &'static str, text: &str, max: usize) -> Result<(), NameError> {
     check_text(kind, text, max)?;
-    match text.chars().find(|&c| is_control_or_format(c)) {
+    match text.chars().find(|&c| is_control_or_invisible(c)) {
         Some(bad) => Err(NameError::ControlChar {
             kind,
             name: excerpt(text),
@@ -350,8 +374,8 @@ fn label_problem(kind: &'static str, text: &str, max: usize) -> Result<(), NameE
 
 /// Whether every byte of `text` is printable ASCII (0x20 to 0x7E), which is then
 /// free of control and invisible characters without being decoded: every control
-/// character below U+0080 is a byte below 0x20 or 0x7F, and every format character
-/// is past U+0080, where each byte of UTF-8 is 0x80 or above. Read eight bytes at a
+/// character below U+0080 is a byte below 0x20 or 0x7F, and every invisible
+/// character is past U+0080, where each byte of UTF-8 is 0x80 or above. Read eight bytes at a
 /// time, the last eight (or, for a shorter text, its first and last four)
 /// overlapping what was read already instead of a copy of the tail: a task's kind is
 /// checked on every assignment.
@@ -678,8 +702,8 @@ pub(crate) fn check_counter(name: &str, value: u64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::{
-        FORMAT, INLINE_NAME, MAX_LABEL_LEN, MAX_NOTE_LEN, NameError, Role, check_claim,
-        check_label, excerpt, is_control_or_format, normalize_name, note, same_name,
+        INLINE_NAME, INVISIBLE, MAX_LABEL_LEN, MAX_NOTE_LEN, NameError, Role, check_claim,
+        check_label, excerpt, is_control_or_invisible, normalize_name, note, same_name,
     };
     use proptest::prelude::*;
     use std::hash::{BuildHasher, RandomState};
@@ -757,14 +781,13 @@ mod tests {
     }
 
     proptest! {
-        /// A label is refused exactly when it is too long or holds a character
-        /// Unicode calls a control or a format character: the byte scan that skips
-        /// decoding misses none.
+        /// A label is refused exactly when it is too long or holds a control or an
+        /// invisible character: the byte scan that skips decoding misses none.
         #[test]
-        fn a_label_is_refused_for_its_length_or_a_control_or_format_character(
+        fn a_label_is_refused_for_its_length_or_a_control_or_invisible_character(
             text in prop_oneof![
                 "(?s).{0,40}",
-                "[a\u{0}-\u{1f}\u{7f}-\u{a0}\u{ad}\u{100}\u{200b}-\u{200f}\u{202e}\u{2028}\u{feff}\u{e0001}é]{0,12}",
+                "[a\u{0}-\u{1f}\u{7f}-\u{a0}\u{ad}\u{100}\u{200b}-\u{200f}\u{202e}\u{2028}\u{2029}\u{fe0f}\u{feff}\u{e0001}é]{0,12}",
                 "a{250,260}",
                 // One character among letters, where the scan of eight bytes at a
                 // time may put it.
@@ -773,14 +796,15 @@ mod tests {
                     prop_oneof![
                         prop::char::range('\0', '\u{a0}'),
                         any::<char>(),
-                        "\\p{Cf}".prop_map(|s| s.chars().next().unwrap()),
+                        "[\\p{Cf}\\p{Zl}\\p{Zp}\\p{Default_Ignorable_Code_Point}]"
+                            .prop_map(|s| s.chars().next().unwrap()),
                     ],
                     "[a-z é]{0,10}",
                 )
                     .prop_map(|(a, c, b)| format!("{a}{c}{b}")),
             ],
         ) {
-            let first_bad = text.chars().find(|&c| is_control_or_format(c));
+            let first_bad = text.chars().find(|&c| is_control_or_invisible(c));
             let expected = text.len() <= MAX_LABEL_LEN && first_bad.is_none();
             match check_label("run id", &text) {
                 Ok(()) => prop_assert!(expected),
@@ -794,29 +818,96 @@ mod tests {
                 Err(other) => prop_assert!(false, "{other:?}"),
             }
         }
+    }
 
-        /// The table is Unicode's: a character the regex engine's own tables (of
-        /// the `regex-syntax` crate, which proptest draws from) class as a control
-        /// or a format character is one here, and any other is not.
-        #[test]
-        fn control_and_format_are_unicodes_categories_cc_and_cf(
-            (c, expected) in prop_oneof![
-                "\\p{Cf}".prop_map(|s| (s, true)),
-                "\\p{Cc}".prop_map(|s| (s, true)),
-                "[^\\p{Cc}\\p{Cf}]".prop_map(|s| (s, false)),
-            ],
-        ) {
-            let c = c.chars().next().unwrap();
-            prop_assert_eq!(is_control_or_format(c), expected, "U+{:04X}", u32::from(c));
+    /// What Unicode 16.0 says no name may hold, as the ranges of the `regex-syntax`
+    /// crate's own tables (generated from Unicode's data files, and read here
+    /// rather than copied, so that the table below is checked against them and not
+    /// against itself): the control characters (Cc), the format characters (Cf), the
+    /// line and paragraph separators (Zl, Zp) and the default ignorables.
+    fn unicodes_invisible_ranges() -> Vec<(char, char)> {
+        use regex_syntax::hir::{Class, HirKind};
+        let hir =
+            regex_syntax::parse(r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]")
+                .unwrap();
+        let HirKind::Class(Class::Unicode(class)) = hir.kind() else {
+            panic!("{hir:?}");
+        };
+        // A class's ranges are sorted and as long as they can be, as the table's are.
+        class.iter().map(|r| (r.start(), r.end())).collect()
+    }
+
+    /// The table is Unicode's, range for range: the control characters (all below
+    /// it) and its ranges are exactly the characters Unicode classes as control,
+    /// format, separator or default ignorable, and the predicate answers for every
+    /// character of the code space as that list does.
+    #[test]
+    fn the_table_is_unicodes_control_format_separator_and_default_ignorable_characters() {
+        let unicode = unicodes_invisible_ranges();
+        let ours: Vec<(char, char)> = [('\0', '\u{1f}'), ('\u{7f}', '\u{9f}')]
+            .into_iter()
+            .chain(INVISIBLE)
+            .collect();
+        assert_eq!(ours, unicode);
+        let mut ranges = unicode.iter().peekable();
+        for c in '\0'..=char::MAX {
+            while ranges.next_if(|&&(_, last)| last < c).is_some() {}
+            let expected = ranges.peek().is_some_and(|&&(first, _)| first <= c);
+            assert_eq!(
+                is_control_or_invisible(c),
+                expected,
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        // The characters the table was extended for, by name, in case the classes
+        // above were ever read wrong: U+2028 and U+2029 (Zl, Zp), and default
+        // ignorables that are not format characters (a combining grapheme joiner,
+        // Hangul fillers, Khmer inherent vowels, Mongolian free variation
+        // selectors, variation selectors, unassigned ones).
+        for c in [
+            '\u{2028}',
+            '\u{2029}',
+            '\u{34f}',
+            '\u{115f}',
+            '\u{1160}',
+            '\u{17b4}',
+            '\u{17b5}',
+            '\u{180b}',
+            '\u{180f}',
+            '\u{2065}',
+            '\u{3164}',
+            '\u{fe00}',
+            '\u{fe0f}',
+            '\u{ffa0}',
+            '\u{fff0}',
+            '\u{fff8}',
+            '\u{e0000}',
+            '\u{e0100}',
+            '\u{e01ef}',
+            '\u{e0fff}',
+        ] {
+            assert!(is_control_or_invisible(c), "U+{:04X}", u32::from(c));
+        }
+        for c in [
+            'a',
+            ' ',
+            '\u{a0}',
+            '\u{2764}',
+            '\u{2705}',
+            '\u{fffc}',
+            '\u{e1000}',
+        ] {
+            assert!(!is_control_or_invisible(c), "U+{:04X}", u32::from(c));
         }
     }
 
-    /// Every character up to U+02FF, every format character's range at and around
-    /// its ends, and a few beyond, at every place in texts of every length up to
-    /// three words: found exactly when it is a control or a format character.
+    /// Every character up to U+02FF, every invisible range at and around its ends,
+    /// and a few beyond, at every place in texts of every length up to three words:
+    /// found exactly when it is a control or an invisible character.
     #[test]
-    fn every_control_or_format_character_is_found_wherever_it_stands() {
-        let ends = FORMAT.iter().flat_map(|&(first, last)| {
+    fn every_control_or_invisible_character_is_found_wherever_it_stands() {
+        let ends = INVISIBLE.iter().flat_map(|&(first, last)| {
             let (first, last) = (u32::from(first), u32::from(last));
             [first - 1, first, first + 1, last - 1, last, last + 1]
                 .into_iter()
@@ -826,7 +917,7 @@ mod tests {
             .chain(ends)
             .chain(['\u{2028}', '\u{10ffff}']);
         for c in chars {
-            let in_table = FORMAT
+            let in_table = INVISIBLE
                 .iter()
                 .any(|&(first, last)| (first..=last).contains(&c));
             for others in 0..24 {
@@ -848,19 +939,19 @@ mod tests {
     /// character of the whole code space is refused in a label exactly when the
     /// predicate says.
     #[test]
-    fn the_format_table_is_sorted_and_every_character_is_checked_by_it() {
-        assert!(FORMAT.iter().all(|&(first, last)| first <= last));
+    fn the_invisible_table_is_sorted_and_every_character_is_checked_by_it() {
+        assert!(INVISIBLE.iter().all(|&(first, last)| first <= last));
         assert!(
-            FORMAT
+            INVISIBLE
                 .windows(2)
                 .all(|w| u32::from(w[0].1) + 1 < u32::from(w[1].0))
         );
-        assert!(('\0'..FORMAT[0].0).filter(|c| c.is_control()).count() == 65);
-        assert!((FORMAT[0].0..=char::MAX).all(|c| !c.is_control()));
+        assert!(('\0'..INVISIBLE[0].0).filter(|c| c.is_control()).count() == 65);
+        assert!((INVISIBLE[0].0..=char::MAX).all(|c| !c.is_control()));
         for c in '\0'..=char::MAX {
             let text = format!("kind{c}");
             match check_label("task kind", &text) {
-                Ok(()) => assert!(!is_control_or_format(c), "U+{:04X}", u32::from(c)),
+                Ok(()) => assert!(!is_control_or_invisible(c), "U+{:04X}", u32::from(c)),
                 Err(NameError::ControlChar { bad, .. }) => assert_eq!(bad, c),
                 Err(other) => panic!("{other:?}"),
             }

@@ -374,7 +374,7 @@ pub(crate) fn check_alert_name(what: &'static str, name: &str) -> Result<(), Ale
     if name.len() > MAX_ALERT_NAME_LEN {
         return Err(bad("longer than 256 bytes"));
     }
-    if name.chars().any(crate::id::is_control_or_format) {
+    if name.chars().any(crate::id::is_control_or_invisible) {
         return Err(bad("holds a control or invisible character"));
     }
     Ok(())
@@ -393,7 +393,7 @@ fn check_label_value(value: &str) -> Result<(), AlertError> {
     if value.len() > MAX_LABEL_VALUE_LEN {
         return Err(bad("longer than 1,024 bytes"));
     }
-    if value.chars().any(crate::id::is_control_or_format) {
+    if value.chars().any(crate::id::is_control_or_invisible) {
         return Err(bad("holds a control or invisible character"));
     }
     Ok(())

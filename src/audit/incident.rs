@@ -17,6 +17,7 @@ use crate::digest::Digest;
 use crate::id::AgentId;
 use crate::policy::SystemMode;
 use crate::serde_util::duration_ms;
+use crate::text::{markdown_block, markdown_line};
 
 /// Identifies an incident: the sequence number of the audit entry that opened it, so
 /// that an incident's id says where in the log it starts.
@@ -282,7 +283,10 @@ impl Incident {
     /// post-incident review (cause, impact, actions, lessons learned). Text from the
     /// entries is escaped for a table cell and for HTML, so an agent's or a task's
     /// words cannot break the page; the review's text is the team's own Markdown,
-    /// escaped for HTML only.
+    /// escaped for HTML only (its actions and lessons each on one line). Control and
+    /// invisible characters are shown as spaces everywhere (the review's line breaks
+    /// are kept), so that a right-to-left override cannot show the rest of a line
+    /// reversed.
     ///
     /// ```
     /// use concord::audit::{AuditConfig, AuditEntry, AuditLog, IncidentConfig, Incidents, PostIncidentReview};
@@ -309,7 +313,7 @@ impl Incident {
     }
 
     fn write_markdown(&self, out: &mut String) -> fmt::Result {
-        writeln!(out, "# {}: {}\n", self.id, cell(&self.title))?;
+        writeln!(out, "# {}: {}\n", self.id, markdown_line(&self.title))?;
         writeln!(out, "- **Severity:** {}", self.severity)?;
         match &self.closed {
             None => writeln!(out, "- **Status:** open")?,
@@ -323,7 +327,7 @@ impl Incident {
                     if c.reason.is_empty() {
                         String::new()
                     } else {
-                        format!(": {}", cell(&c.reason))
+                        format!(": {}", markdown_line(&c.reason))
                     }
                 )?;
             }
@@ -332,14 +336,14 @@ impl Incident {
             out,
             "- **Opened:** {} by {} (audit entry #{})",
             self.opened_at,
-            cell(&self.opened_by.to_string()),
+            markdown_line(&self.opened_by.to_string()),
             self.id.get()
         )?;
         if !self.joined_by.is_empty() {
             let joined: Vec<String> = self
                 .joined_by
                 .iter()
-                .map(|t| cell(&t.to_string()))
+                .map(|t| markdown_line(&t.to_string()))
                 .collect();
             writeln!(out, "- **Also raised by:** {}", joined.join(", "))?;
         }
@@ -354,7 +358,7 @@ impl Incident {
                 "| {} | #{} | {} |",
                 item.at,
                 item.seq,
-                cell(&item.entry.to_string())
+                markdown_line(&item.entry.to_string())
             )?;
         }
         if self.omitted > 0 {
@@ -369,8 +373,8 @@ impl Incident {
             out.push_str("_Not written yet._\n");
             return Ok(());
         };
-        writeln!(out, "### Cause\n\n{}\n", html(&r.cause))?;
-        writeln!(out, "### Impact\n\n{}\n", html(&r.impact))?;
+        writeln!(out, "### Cause\n\n{}\n", markdown_block(&r.cause))?;
+        writeln!(out, "### Impact\n\n{}\n", markdown_block(&r.impact))?;
         for (heading, items) in [
             ("Actions", &r.actions),
             ("Lessons learned", &r.lessons_learned),
@@ -380,7 +384,7 @@ impl Incident {
                 out.push_str("_None recorded._\n");
             }
             for item in items {
-                writeln!(out, "- {}", html(&item.replace(['\n', '\r'], " ")))?;
+                writeln!(out, "- {}", markdown_line(item))?;
             }
             out.push('\n');
         }
@@ -434,19 +438,6 @@ impl Incident {
             None => entry.is_notable() || self.names_any(&entry.agents()),
         }
     }
-}
-
-/// Text for one line of a table cell or heading: no line breaks, no bare pipes, no
-/// HTML.
-fn cell(s: &str) -> String {
-    html(s).replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
-/// Text with HTML's special characters escaped (Markdown renders HTML as is).
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// How [`Incidents`] groups triggers and draws timelines.

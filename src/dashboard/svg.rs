@@ -21,19 +21,15 @@ const BOTTOM: f64 = 26.0;
 /// and invisible characters become spaces, so that a bidi override cannot show the
 /// rest of a label reversed.
 pub(crate) fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if crate::id::is_control_or_format(c) => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+    // Quotes too: a name may stand in an attribute.
+    crate::text::for_people(s, |c| match c {
+        '&' => Some("&amp;"),
+        '<' => Some("&lt;"),
+        '>' => Some("&gt;"),
+        '"' => Some("&quot;"),
+        '\'' => Some("&#39;"),
+        _ => None,
+    })
 }
 
 /// The smallest "nice" number (1, 2 or 5 times a power of ten) at or above `x`, for

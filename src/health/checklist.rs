@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CheckReport, Diagnostics, HealthReport, HealthStatus, escape};
+use super::{CheckReport, Diagnostics, HealthReport, HealthStatus};
 use crate::clock::Timestamp;
 use crate::monitor::{DailySummary, Monitor, Window};
-use crate::text::plural;
+use crate::text::{markdown_line, plural};
 
 /// One item of the morning checklist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,9 +62,9 @@ impl MorningReport {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} |",
-                escape(&i.item),
+                markdown_line(&i.item),
                 i.status,
-                escape(&i.note)
+                markdown_line(&i.note)
             );
         }
         out.push('\n');

@@ -46,6 +46,7 @@ use futures::future::Either;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, Timestamp};
+use crate::text::markdown_line;
 use crate::timer::Timer;
 
 pub use checklist::{ChecklistItem, MorningReport};
@@ -272,24 +273,14 @@ impl HealthReport {
         for c in &self.checks {
             out.push_str(&format!(
                 "| {} | {} | {} ms | {} |\n",
-                escape(&c.name),
+                markdown_line(&c.name),
                 c.status,
                 c.took.as_millis(),
-                escape(&c.reason)
+                markdown_line(&c.reason)
             ));
         }
         out
     }
-}
-
-/// A Markdown table cell: no line breaks, no bare pipes, and no markup a renderer
-/// would take for HTML (a check's name or reason may quote anything).
-pub(crate) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('|', "\\|")
-        .replace(['\n', '\r'], " ")
 }
 
 /// How long a check may take unless it is given its own limit.

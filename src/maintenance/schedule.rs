@@ -516,7 +516,7 @@ impl ScheduleItem {
             Some("it starts or ends with whitespace")
         } else if name.len() > MAX_ITEM_NAME_LEN {
             Some("it is longer than 200 bytes")
-        } else if name.chars().any(crate::id::is_control_or_format) {
+        } else if name.chars().any(crate::id::is_control_or_invisible) {
             // "backup" and "backup" with a zero-width space would be two items that
             // read the same, as with whitespace.
             Some("it holds a control or invisible character")

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::health::escape;
 use crate::serde_util::duration_ms;
+use crate::text::markdown_line;
 
 use super::error::{MaintenanceError, shown};
 use super::schedule::{Schedule, ScheduleItem};
@@ -373,9 +373,10 @@ impl Maintenance {
     /// The checklists as Markdown at `now`: a heading with the counts, then each
     /// checklist (daily, weekly, monthly) with its items marked done (`[x]`), due or
     /// overdue (`[ ]`), with times, who did them and their notes. Item names, who did
-    /// them and their notes are flattened to one line and escaped for HTML
-    /// (`<`, `>`, `&`) and table pipes, as the health and incident reports escape
-    /// them, so the host's text cannot add lines or markup to the page.
+    /// them and their notes are flattened to one line (each control or invisible
+    /// character a space) and escaped for HTML (`<`, `>`, `&`) and table pipes, as
+    /// the health and incident reports escape them, so the host's text cannot add
+    /// lines or markup to the page, nor show the rest of a line reversed.
     #[must_use]
     pub fn report(&self, now: Timestamp) -> String {
         let states: Vec<ItemStatus> = (0..self.schedule.len())
@@ -421,7 +422,7 @@ impl Maintenance {
         let _ = write!(
             out,
             "- [{mark}] {} ({})",
-            one_line(item.name()),
+            markdown_line(item.name()),
             item.when()
         );
         match state {
@@ -451,10 +452,10 @@ impl Maintenance {
                 let _ = write!(out, "; last done {}", c.at);
             }
             if !c.by.is_empty() {
-                let _ = write!(out, " by {}", one_line(&c.by));
+                let _ = write!(out, " by {}", markdown_line(&c.by));
             }
             if !c.note.is_empty() {
-                let _ = write!(out, " ({})", one_line(&c.note));
+                let _ = write!(out, " ({})", markdown_line(&c.note));
             }
         }
         if matches!(state, ItemStatus::Upcoming | ItemStatus::Done { .. }) {
@@ -501,27 +502,6 @@ impl Maintenance {
             },
         }
     }
-}
-
-/// `s` for a checklist line: on one line, control characters (a newline that would
-/// forge a checklist line) and invisible ones (a right-to-left override that would
-/// show the rest of the line reversed: who did an item and their note are free text)
-/// become spaces; and with HTML's special characters escaped
-/// by the health reports' own helper, as every other Markdown report escapes them:
-/// a renderer takes markup in Markdown as HTML, and an item's name, who did it and
-/// their note may quote anything.
-fn one_line(s: &str) -> String {
-    let flat: String = s
-        .chars()
-        .map(|c| {
-            if crate::id::is_control_or_format(c) {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect();
-    escape(&flat)
 }
 
 /// A duration as people write it: "45 s", "12 min", "3 h 5 min", "2 d 3 h".

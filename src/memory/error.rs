@@ -49,8 +49,8 @@ pub enum MemoryError {
         /// What is wrong with it.
         problem: KeyProblem,
     },
-    /// A query pattern is empty, too long, holds a control or invisible character or
-    /// ends in a lone escape.
+    /// A query pattern is empty, too long, holds a control character or ends in a
+    /// lone escape.
     #[error("invalid memory pattern {pattern:?}: {problem}")]
     InvalidPattern {
         /// The pattern (its first 80 characters).
@@ -151,8 +151,10 @@ pub enum KeyProblem {
         len: usize,
     },
     /// The key holds a control character (a newline, a NUL, an escape) or an
-    /// invisible one (a zero-width space, a bidi override: Unicode's format
-    /// characters). The key, quoted in the error, shows it escaped (`\u{200b}`).
+    /// invisible one (a zero-width space, a bidi override, a line separator, a
+    /// variation selector: what no name may hold, see
+    /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN)). The key, quoted in the error,
+    /// shows it escaped (`\u{200b}`).
     ControlCharacter {
         /// The character's byte offset in the key.
         at: usize,
@@ -186,8 +188,9 @@ pub enum PatternProblem {
         /// Its length in bytes.
         len: usize,
     },
-    /// The pattern holds a control or invisible character (as for
-    /// [`KeyProblem::ControlCharacter`]).
+    /// The pattern holds a control character (as for
+    /// [`KeyProblem::ControlCharacter`]; an invisible one is taken, see
+    /// [`Pattern`](super::Pattern)).
     ControlCharacter {
         /// The character's byte offset in the pattern.
         at: usize,
@@ -206,7 +209,7 @@ impl fmt::Display for PatternProblem {
                 super::MAX_PATTERN_LEN
             ),
             PatternProblem::ControlCharacter { at } => {
-                write!(f, "it holds a control or invisible character at byte {at}")
+                write!(f, "it holds a control character at byte {at}")
             }
             PatternProblem::DanglingEscape => f.write_str("it ends in a lone `\\`"),
         }

@@ -16,7 +16,9 @@ use crate::id::COUNTER_LIMIT;
 use super::backup::{Backup, BackupId};
 use super::error::{MemoryError, shown};
 use super::integrity::IntegrityReport;
-use super::{Entries, MemoryStore, Pattern, StoreHealth, check_key, entry_digest};
+use super::{
+    Entries, MemoryStore, Pattern, StoreHealth, check_key, check_stored_key, entry_digest,
+};
 
 /// A stop on memory writes: why, since when, and how many writes it has refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,7 +117,9 @@ impl MemorySnapshot {
             }
         }
         for key in self.checksums.keys().chain(self.uncertain.keys()) {
-            if let Err(e) = super::check_key(key) {
+            // Keys the guard wrote, perhaps before invisible characters were refused:
+            // see `check_key`.
+            if let Err(e) = check_stored_key(key) {
                 return corrupt(e.to_string());
             }
         }
@@ -378,12 +382,14 @@ impl Memory {
         result
     }
 
-    /// Removes `key`; whether it held a value.
+    /// Removes `key`; whether it held a value. A key stored before invisible
+    /// characters were refused in keys, which [`put`](Self::put) no longer takes,
+    /// is removed as any other (see [`check_key`](super::check_key)).
     ///
     /// # Errors
-    /// As [`put`](Self::put).
+    /// As [`put`](Self::put), but for an invisible character in the key.
     pub async fn delete(&self, key: &str) -> Result<bool, MemoryError> {
-        check_key(key)?;
+        check_stored_key(key)?;
         self.admit(key)?;
         let _turn = self.turn.lock().await;
         self.admit(key)?;
@@ -392,14 +398,18 @@ impl Memory {
         result
     }
 
-    /// The value under `key`, if any, checked against the digest recorded for it.
+    /// The value under `key`, if any, checked against the digest recorded for it. A
+    /// key stored before invisible characters were refused in keys, which
+    /// [`put`](Self::put) no longer takes, is read as any other (see
+    /// [`check_key`](super::check_key)).
     ///
     /// # Errors
-    /// [`MemoryError::InvalidKey`]; [`MemoryError::Corrupt`] if the store holds a
+    /// [`MemoryError::InvalidKey`] for a key no stored key can be (empty, too long,
+    /// or holding a control character); [`MemoryError::Corrupt`] if the store holds a
     /// value other than the one written (or one where none was, or none where one
     /// was); [`MemoryError::Store`] if the store fails.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, MemoryError> {
-        check_key(key)?;
+        check_stored_key(key)?;
         let pattern = Pattern::literal(key);
         let mut held = Entries::new();
         let read = |held: &mut Entries, value: Option<Vec<u8>>| {

@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use parking_lot::Mutex;
 
-use super::{Entries, MemoryError, MemoryStore, Pattern, StoreHealth, check_key};
+use super::{Entries, MemoryError, MemoryStore, Pattern, StoreHealth, check_key, check_stored_key};
 
 /// The default [`MemoryStore`]: entries in a sorted map, in this process.
 ///
@@ -38,12 +38,15 @@ impl InMemoryStore {
         InMemoryStore::default()
     }
 
-    /// A store holding `entries`.
+    /// A store holding `entries`: what a store held, so a key may hold an invisible
+    /// character, as one written before they were refused does (see
+    /// [`check_key`](super::check_key)).
     ///
     /// # Errors
-    /// [`MemoryError::InvalidKey`] for the first invalid key.
+    /// [`MemoryError::InvalidKey`] for the first key no stored key can be (empty,
+    /// too long, or holding a control character).
     pub fn with_entries(entries: Entries) -> Result<Self, MemoryError> {
-        entries.keys().try_for_each(|k| check_key(k))?;
+        entries.keys().try_for_each(|k| check_stored_key(k))?;
         Ok(InMemoryStore {
             entries: Mutex::new(entries),
             failure: Mutex::new(None),
@@ -140,7 +143,9 @@ impl MemoryStore for InMemoryStore {
 
     async fn replace_all(&self, entries: Entries) -> Result<(), MemoryError> {
         self.answering()?;
-        entries.keys().try_for_each(|k| check_key(k))?;
+        // A backup's keys: one taken before invisible characters were refused in
+        // keys may hold one, and must still restore.
+        entries.keys().try_for_each(|k| check_stored_key(k))?;
         *self.entries.lock() = entries;
         Ok(())
     }

@@ -92,10 +92,17 @@ pub type Entries = BTreeMap<String, Vec<u8>>;
 
 /// Checks that `key` is a valid memory key: not empty, at most [`MAX_KEY_LEN`] bytes,
 /// and without control characters (which would let a key forge lines in a log or a
-/// report) or invisible ones (a zero-width space, a bidi override: which would make
-/// two keys that read the same, as labels may not, see
+/// report) or invisible ones (a zero-width space, a bidi override, a variation
+/// selector: which would make two keys that read the same, as labels may not, see
 /// [`MAX_LABEL_LEN`](crate::id::MAX_LABEL_LEN)). Any other character is allowed, `*`
 /// and `?` included (a [`Pattern::literal`] matches them literally).
+///
+/// This is the check of a key being written ([`Memory::put`]). A key already stored
+/// was checked when it was written, and earlier versions of the crate took invisible
+/// characters in keys: a key holding one can still be read, listed, deleted, backed
+/// up and restored (reads, deletes, patterns, backups and snapshots refuse only what
+/// no key ever held: an empty key, a longer one, a control character), so that
+/// nothing stored becomes unreachable; a host moves its value to a key without one.
 ///
 /// # Errors
 /// [`MemoryError::InvalidKey`] naming the key and what is wrong with it.
@@ -110,6 +117,21 @@ pub type Entries = BTreeMap<String, Vec<u8>>;
 /// ));
 /// ```
 pub fn check_key(key: &str) -> Result<(), MemoryError> {
+    check_key_chars(key, crate::id::is_control_or_invisible)
+}
+
+/// Checks that `key` may be a key already stored: what [`check_key`] checks, but for
+/// invisible characters (control characters are refused: no version of the crate
+/// ever wrote a key holding one). For reading, listing and deleting a key, and for
+/// the keys of a backup or a snapshot: a key written before invisible characters
+/// were refused, or restored from a backup taken then, must stay reachable, where
+/// refusing it would leave it in the store for good.
+pub(crate) fn check_stored_key(key: &str) -> Result<(), MemoryError> {
+    check_key_chars(key, char::is_control)
+}
+
+/// [`check_key`] with `refused` the characters no key may hold.
+fn check_key_chars(key: &str, refused: fn(char) -> bool) -> Result<(), MemoryError> {
     let refuse = |problem| MemoryError::InvalidKey {
         key: error::shown(key),
         problem,
@@ -120,10 +142,7 @@ pub fn check_key(key: &str) -> Result<(), MemoryError> {
     if key.len() > MAX_KEY_LEN {
         return Err(refuse(KeyProblem::TooLong { len: key.len() }));
     }
-    if let Some((at, _)) = key
-        .char_indices()
-        .find(|&(_, c)| crate::id::is_control_or_format(c))
-    {
+    if let Some((at, _)) = key.char_indices().find(|&(_, c)| refused(c)) {
         return Err(refuse(KeyProblem::ControlCharacter { at }));
     }
     Ok(())
@@ -203,8 +222,10 @@ impl StoreHealth {
 ///   entries; after `Err` it holds what it held before. (A restore relies on it.)
 /// - `delete` says whether the key held a value.
 /// - Failures (unreachable, timed out, full) are [`MemoryError::Store`]; no method
-///   panics on any input. A store used without a guard should check keys with
-///   [`check_key`] itself, as [`InMemoryStore`] does.
+///   panics on any input. A store used without a guard should check the keys it is
+///   given to `put` with [`check_key`] itself, as [`InMemoryStore`] does, and take
+///   in `replace_all` the keys of a backup that [verifies](Backup::verify) (which
+///   may hold invisible characters, see [`check_key`]).
 ///
 /// # Examples
 /// A store that wraps another and refuses every write beyond a number of entries

@@ -22,8 +22,10 @@ enum Token {
 /// matches itself. There are no character classes: `[` is an ordinary character.
 ///
 /// A pattern is built once ([`Pattern::new`]), which refuses a hostile one (empty,
-/// longer than [`MAX_PATTERN_LEN`] bytes, a control or invisible character, a trailing lone `\`)
-/// with a typed error, and then matched against any number of keys.
+/// longer than [`MAX_PATTERN_LEN`] bytes, a control character, a trailing lone `\`)
+/// with a typed error, and then matched against any number of keys. A pattern may
+/// hold an invisible character, which no key written now holds, to find the keys
+/// stored before they were refused (see [`check_key`](super::check_key)).
 ///
 /// ```
 /// use concord::memory::Pattern;
@@ -70,8 +72,9 @@ impl Pattern {
         let mut chars = source.char_indices();
         while let Some((at, c)) = chars.next() {
             // As in a key, where such a character is refused: a pattern holding one
-            // would match no key.
-            if crate::id::is_control_or_format(c) {
+            // would match no key. Not an invisible one: a pattern is a read, and a
+            // key stored before they were refused may hold one.
+            if c.is_control() {
                 return Err(refuse(PatternProblem::ControlCharacter { at }));
             }
             let token = match c {
@@ -81,7 +84,7 @@ impl Pattern {
                 '*' => Token::Any,
                 '?' => Token::One,
                 '\\' => match chars.next() {
-                    Some((at, c)) if crate::id::is_control_or_format(c) => {
+                    Some((at, c)) if c.is_control() => {
                         return Err(refuse(PatternProblem::ControlCharacter { at }));
                     }
                     Some((_, c)) => Token::Char(c),

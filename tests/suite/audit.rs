@@ -1567,3 +1567,57 @@ proptest! {
         prop_assert_eq!(restored.snapshot(), replayed.snapshot());
     }
 }
+
+/// Regression: the incident's Markdown escaped the entries' text for a table cell
+/// and for HTML but wrote control and invisible characters as they were, so a
+/// right-to-left override in a note showed the rest of its timeline row reversed,
+/// and a zero-width space, a line separator or a variation selector hid in it, in
+/// the timeline, the closing reason and the review alike. Each is a space, as in
+/// the dashboard's charts and the maintenance checklist; the review keeps its line
+/// breaks.
+#[test]
+fn the_markdown_shows_control_and_invisible_characters_as_spaces() {
+    const HOSTILE: &str = "ops\u{202e}1\u{200b}\u{2028}x\u{fe0f}\u{3164}y";
+    const SHOWN: &str = "ops 1  x  y";
+    let mut log = AuditLog::new(AuditConfig::default());
+    let mut incidents = Incidents::new(IncidentConfig::default());
+    let t = t0();
+    let id = incidents
+        .record(
+            &mut log,
+            AuditEntry::mode_change(SystemMode::Normal, SystemMode::SafeMode, "cascade"),
+            t,
+        )
+        .unwrap()
+        .unwrap();
+    incidents
+        .record(&mut log, AuditEntry::note("mallory", HOSTILE), t + MIN)
+        .unwrap();
+    incidents
+        .review(
+            &mut log,
+            id,
+            PostIncidentReview::new(format!("{HOSTILE}\nline two\u{1b}[2J"), HOSTILE)
+                .with_action(HOSTILE)
+                .with_lesson(format!("{HOSTILE}\r\nagain")),
+            t + 2 * MIN,
+        )
+        .unwrap();
+    incidents
+        .close(&mut log, id, Decider::Human, HOSTILE, t + 3 * MIN)
+        .unwrap();
+    let md = incidents.get(id).unwrap().to_markdown();
+    assert!(md.contains(&format!("| mallory: {SHOWN} |\n")), "{md}");
+    assert!(md.contains(&format!("after 3 min: {SHOWN}\n")), "{md}");
+    assert!(
+        md.contains(&format!(
+            "### Cause\n\n{SHOWN}\nline two [2J\n\n### Impact\n\n{SHOWN}\n\n### Actions\n\n- {SHOWN}\n\n### Lessons learned\n\n- {SHOWN}  again\n"
+        )),
+        "{md}"
+    );
+    assert!(
+        !md.chars()
+            .any(|c| c != '\n' && (c.is_control() || HOSTILE.contains(c) && !SHOWN.contains(c))),
+        "{md:?}"
+    );
+}

@@ -559,3 +559,45 @@ fn the_morning_checklist_reports_its_four_items_from_the_checks_and_the_night() 
     assert!(md.contains("| Overnight review | degraded |"), "{md}");
     assert_eq!(report.overnight.as_ref().map(|n| n.tasks.failed), Some(1));
 }
+
+/// Regression: the health report's and the morning checklist's Markdown wrote a
+/// check's reason as it was but for its line breaks, so a right-to-left override
+/// in it showed the rest of the row reversed, and a zero-width space, a line
+/// separator or a variation selector hid in it. Each is a space, as in the
+/// dashboard's charts and the maintenance checklist.
+#[test]
+fn the_markdown_shows_control_and_invisible_characters_as_spaces() {
+    use concord::monitor::{Monitor, MonitorConfig};
+
+    const REASON: &str = "disk\tfull\u{1b}[2J\u{202e}sdrawkcab\u{200b}\u{2028}x\u{fe0f}";
+    const SHOWN: &str = "disk full [2J sdrawkcab  x ";
+    let clock = clock();
+    let d =
+        Diagnostics::new(clock.clone(), SimulatedTimer::new(clock.clone()))
+            .with_check(check_fn("resources", || async {
+                Ok(CheckOutcome::degraded(REASON))
+            }));
+    let monitor = Monitor::new(MonitorConfig::default()).expect("monitor");
+    let report =
+        futures::executor::block_on(d.morning_checklist(&monitor, concord::Clock::now(&clock)));
+    // The reason is a note: its control characters are spaces already, and its
+    // invisible ones are kept in the data.
+    assert_eq!(
+        report.health.checks[0].reason,
+        "disk full [2J\u{202e}sdrawkcab\u{200b}\u{2028}x\u{fe0f}"
+    );
+    let health = report.health.to_markdown();
+    assert!(health.contains(&format!(" | {SHOWN} |\n")), "{health}");
+    let morning = report.to_markdown();
+    assert!(
+        morning.contains(&format!("| Resource status | degraded | {SHOWN} |\n")),
+        "{morning}"
+    );
+    for md in [health, morning] {
+        assert!(
+            !md.chars()
+                .any(|c| c != '\n' && (c.is_control() || REASON.contains(c) && !SHOWN.contains(c))),
+            "{md:?}"
+        );
+    }
+}

@@ -3421,11 +3421,15 @@ fn a_run_snapshot_under_an_id_no_run_may_have_is_corrupt() {
     }
 }
 
-/// Invisible characters (Unicode's format characters, category Cf), one from each
-/// family: a soft hyphen, an Arabic letter mark, the Mongolian vowel separator, a
-/// zero-width space, the left-to-right and right-to-left marks, a bidi embedding and
-/// override, a word joiner, a bidi isolate, a byte order mark, a language tag.
-const INVISIBLE: [char; 12] = [
+/// Invisible characters, one from each family: Unicode's format characters
+/// (category Cf: a soft hyphen, an Arabic letter mark, the Mongolian vowel
+/// separator, a zero-width space, the left-to-right and right-to-left marks, a bidi
+/// embedding and override, a word joiner, a bidi isolate, a byte order mark, a
+/// language tag), its line and paragraph separators (Zl, Zp), and its other
+/// default-ignorable characters (a combining grapheme joiner, Hangul fillers, a
+/// Khmer inherent vowel, a Mongolian free variation selector, variation selectors,
+/// and code points reserved to be invisible: U+2065, U+FFF0, U+E0000).
+const INVISIBLE: [char; 26] = [
     '\u{ad}',
     '\u{61c}',
     '\u{180e}',
@@ -3438,19 +3442,36 @@ const INVISIBLE: [char; 12] = [
     '\u{2066}',
     '\u{feff}',
     '\u{e0001}',
+    '\u{2028}',
+    '\u{2029}',
+    '\u{34f}',
+    '\u{115f}',
+    '\u{3164}',
+    '\u{ffa0}',
+    '\u{17b4}',
+    '\u{180b}',
+    '\u{fe0f}',
+    '\u{e0100}',
+    '\u{2065}',
+    '\u{fff0}',
+    '\u{e0000}',
+    '\u{e0fff}',
 ];
 
 /// Regression: names refused control characters only, so `backup` and `backup`
 /// with a zero-width space were two maintenance items (two task kinds, two alerts,
 /// two memory keys) that read the same in every report, and a right-to-left
-/// override showed a name reversed (found by a hostile-input audit). Every name
+/// override showed a name reversed (found by a hostile-input audit); then names
+/// refused format characters but took the line and paragraph separators (a line
+/// break in many viewers) and the other invisible characters Unicode calls default
+/// ignorable (a variation selector, a Hangul filler: found by a review). Every name
 /// check refuses an invisible character as it refuses a control one, naming it (by
 /// its code point, or the byte it stands at in a memory key), and nothing changes.
 #[test]
 fn names_holding_invisible_characters_are_refused_by_every_check() {
     use concord::alert::{Alert, AlertConfig, AlertError, AlertManager, Severity};
     use concord::maintenance::{MaintenanceError, Recurrence, ScheduleItem, TimeOfDay};
-    use concord::memory::{KeyProblem, MemoryError, Pattern, PatternProblem, check_key};
+    use concord::memory::{KeyProblem, MemoryError, Pattern, check_key};
 
     let clock = clock();
     let c = busy_coordinator(&clock);
@@ -3467,6 +3488,9 @@ fn names_holding_invisible_characters_are_refused_by_every_check() {
     };
     for bad in INVISIBLE {
         let name = format!("backup{bad}");
+        // Where a name is trimmed or must not end in whitespace, the character is
+        // put inside it: the separators U+2028 and U+2029 are whitespace.
+        let inner = format!("back{bad}up");
         let code = format!("U+{:04X}", u32::from(bad));
         // The one error every label check gives: the name, and the character.
         let names_it = |source: &NameError, what: &str| match source {
@@ -3534,7 +3558,7 @@ fn names_holding_invisible_characters_are_refused_by_every_check() {
 
         // Identifiers were ASCII already: the character is named as written.
         assert!(matches!(
-            Role::new(&name),
+            Role::new(&inner),
             Err(NameError::InvalidChar { bad: b, .. }) if b == bad
         ));
 
@@ -3552,9 +3576,9 @@ fn names_holding_invisible_characters_are_refused_by_every_check() {
         }
 
         let daily = Recurrence::daily(TimeOfDay::new(6, 0).unwrap());
-        match ScheduleItem::new(name.as_str(), daily, Duration::from_secs(3600)) {
+        match ScheduleItem::new(inner.as_str(), daily, Duration::from_secs(3600)) {
             Err(MaintenanceError::InvalidName { name: n, problem }) => {
-                assert_eq!(n, name);
+                assert_eq!(n, inner);
                 assert_eq!(problem, "it holds a control or invisible character");
             }
             other => panic!("{other:?}"),
@@ -3567,20 +3591,20 @@ fn names_holding_invisible_characters_are_refused_by_every_check() {
                 problem: KeyProblem::ControlCharacter { at: 6 },
             })
         );
-        assert!(matches!(
-            Pattern::new(&format!("{name}*")),
-            Err(MemoryError::InvalidPattern {
-                problem: PatternProblem::ControlCharacter { at: 6 },
-                ..
-            })
-        ));
+        // A pattern is a read, not a name: it takes the character, to find a key
+        // stored before such keys were refused.
+        assert!(Pattern::new(&format!("{name}*")).unwrap().matches(&name));
     }
     assert_eq!(serde_json::to_string(&c.snapshot()).unwrap(), before);
     assert!(c.drain_events().is_empty());
     assert_eq!(alerts.snapshot(), alerts_before);
     // Visible text in any script, marks and emoji included, is still a name.
-    for (id, name) in [(10, "Zoë's agent"), (11, "エージェント"), (12, "नमस्ते ✅")]
-    {
+    for (id, name) in [
+        (10, "Zoë's agent"),
+        (11, "エージェント"),
+        (12, "नमस्ते ✅"),
+        (13, "\u{2764} team"),
+    ] {
         c.register_agent(AgentProfile::new(AgentId::new(id), name))
             .unwrap();
         assert!(check_key(name).is_ok());
@@ -3636,19 +3660,23 @@ proptest! {
     #![proptest_config(few(256, 0x1f_5eed))]
 
     /// Any visible text with one invisible character put anywhere in it (any of
-    /// Unicode's format characters, drawn from the regex engine's own tables) is
+    /// Unicode's format characters, line and paragraph separators and default
+    /// ignorables, drawn from the regex engine's own tables) is
     /// refused as a workflow's name, a step's kind and an agent's name, and the error
     /// names that character; the same text without it is taken.
     #[test]
     fn an_invisible_character_anywhere_in_a_name_is_refused_and_named(
-        text in "[^\\p{Cc}\\p{Cf}]{0,40}",
-        bad in "\\p{Cf}",
+        text in "[^\\p{Cc}\\p{Cf}\\p{Zl}\\p{Zp}\\p{Default_Ignorable_Code_Point}]{0,40}",
+        bad in "[\\p{Cf}\\p{Zl}\\p{Zp}\\p{Default_Ignorable_Code_Point}]",
         at in any::<prop::sample::Index>(),
     ) {
         let bad = bad.chars().next().unwrap();
         let chars: Vec<char> = text.chars().collect();
         let at = at.index(chars.len() + 1);
         let name: String = chars[..at].iter().chain([&bad]).chain(&chars[at..]).collect();
+        // The separators are whitespace, as a line break is: a name of nothing else
+        // is refused as empty, which is another test's.
+        prop_assume!(!name.trim().is_empty());
         let names_it = |source: &NameError, what: &str| match source {
             NameError::ControlChar { kind, name: n, bad: b } => {
                 *kind == what && *n == name && *b == bad

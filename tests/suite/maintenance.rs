@@ -570,8 +570,9 @@ fn the_report_marks_each_item() {
 }
 
 /// Who did an item and their note are free text: a right-to-left override in
-/// either showed the rest of the checklist line reversed, and a zero-width space
-/// hid in it. Each is written as a space, as a line break is.
+/// either showed the rest of the checklist line reversed, and a zero-width space,
+/// a line separator or a variation selector hid in it. Each is written as a space,
+/// as a line break is.
 #[test]
 fn the_report_writes_invisible_characters_as_spaces() {
     let mut m = tracker();
@@ -579,11 +580,11 @@ fn the_report_writes_invisible_characters_as_spaces() {
         CONNECTIVITY,
         at("2024-01-01T07:00:00Z"),
         "ops\u{202e}1",
-        "done\u{200b}",
+        "done\u{200b}\u{2028}\u{fe0f}",
     )
     .unwrap();
     let report = m.report(at("2024-01-01T11:00:00Z"));
-    assert!(report.contains(" by ops 1 (done ); next due"), "{report}");
+    assert!(report.contains(" by ops 1 (done   ); next due"), "{report}");
 }
 
 /// Guards the bug where the report copied item names, who did them and their notes
