@@ -515,8 +515,9 @@ pub trait Agent: fmt::Debug + Send + Sync + 'static {
     /// step with it, so done work is not run again (an output that is a failure
     /// counts as that attempt's: a [`WorkOutput::retryable_failure`] is retried per
     /// the step's policy, a [`WorkOutput::failure`] ends the step); `None` makes the
-    /// attempt again, without counting the interrupted one. The default says `None`: an agent that
-    /// cannot tell has its work redone, which is right for idempotent work.
+    /// attempt again, without counting the interrupted one. The default says `None`:
+    /// an agent that cannot tell has its work redone, which is right for idempotent
+    /// work.
     ///
     /// Work that is still going (a remote job the host's crash did not stop) should
     /// be waited for here, and its output returned: `None` frees the agent's slot
