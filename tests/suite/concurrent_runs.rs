@@ -361,14 +361,7 @@ fn a_denied_step_fails_and_its_rollback_runs() {
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
     assert_eq!(run.status("deploy"), Some(StepStatus::Failed));
     assert_eq!(run.status("rollback"), Some(StepStatus::Succeeded));
-    let why = run
-        .history()
-        .iter()
-        .find_map(|e| match &e.change {
-            StepChange::Abandoned { reason } => Some(reason.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let why = crate::history::abandoned_reason(&run);
     assert!(why.contains("denied"), "{why}");
 }
 

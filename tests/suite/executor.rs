@@ -300,11 +300,7 @@ fn a_final_failure_ends_its_step_at_the_first_attempt() {
     assert_eq!(run.status("package"), Some(StepStatus::Skipped));
     assert_eq!(run.status("notify"), Some(StepStatus::Succeeded));
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
-    let failed = run
-        .history()
-        .iter()
-        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
-        .unwrap();
+    let failed = crate::history::first_attempt_failed(&run);
     assert_eq!(
         failed.change,
         StepChange::AttemptFailed {
@@ -339,12 +335,7 @@ fn a_retryable_failure_is_retried_until_its_attempts_run_out() {
         failures,
         ["failed+retry", "failed+retry", "failed+retry", "failed"]
     );
-    let last = run
-        .history()
-        .iter()
-        .rev()
-        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
-        .unwrap();
+    let last = crate::history::last_attempt_failed(&run);
     assert_eq!(
         last.change.to_string(),
         "attempt failed: scripted failure; no attempt left"
@@ -480,14 +471,7 @@ fn a_step_nobody_can_take_is_abandoned_and_handlers_run() {
     let run = block_on(executor(&w, vec![Arc::new(Scripted::new(1))]).run(&wf, "r", 1)).unwrap();
     assert_eq!(changes(&run, "audit"), ["ready", "abandoned"]);
     // The reason is the coordinator's explanation, naming the missing role.
-    let why = run
-        .history()
-        .iter()
-        .find_map(|e| match &e.change {
-            StepChange::Abandoned { reason } => Some(reason.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let why = crate::history::abandoned_reason(&run);
     assert!(why.contains("audit") && why.contains("security"), "{why}");
     assert_eq!(run.status("notify"), Some(StepStatus::Succeeded));
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
@@ -879,14 +863,7 @@ fn a_step_blocked_past_its_patience_is_abandoned() {
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
     assert_eq!(changes(&run, "deploy"), ["ready", "abandoned"]);
     assert_eq!(run.status("page-someone"), Some(StepStatus::Succeeded));
-    let why = run
-        .history()
-        .iter()
-        .find_map(|e| match &e.change {
-            StepChange::Abandoned { reason } => Some(reason.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let why = crate::history::abandoned_reason(&run);
     assert!(why.contains("conflict#1"), "{why}");
     // It waited its patience, no more.
     let waited = w.coordinator.now().duration_since(t0);
@@ -1105,14 +1082,7 @@ fn an_analyzer_refusal_names_the_rule_and_the_word() {
     let executor = Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock))
         .with_agent(Arc::new(Scripted::new(1)));
     let run = block_on(executor.run(&wf, "words-1", 1)).unwrap();
-    let why = run
-        .history()
-        .iter()
-        .find_map(|e| match &e.change {
-            StepChange::Abandoned { reason } => Some(reason.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let why = crate::history::abandoned_reason(&run);
     assert!(why.contains(r#"rule deploy (keyword "deploy")"#), "{why}");
 }
 

@@ -36,6 +36,7 @@ mod executor;
 mod greedy_reuse;
 mod greedy_small;
 mod health;
+mod history;
 mod hostile_input;
 mod journal;
 mod lap;

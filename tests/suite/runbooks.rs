@@ -674,14 +674,7 @@ fn default_policies_admit_the_built_in_steps_but_not_the_hosts_in_safe_mode() {
     assert_eq!(run.status("enter_safe_mode"), Some(StepStatus::Succeeded));
     assert_eq!(run.status("diagnose_failure"), Some(StepStatus::Failed));
     assert_eq!(run.outcome(), Some(RunOutcome::Failed));
-    let why = run
-        .history()
-        .iter()
-        .find_map(|e| match &e.change {
-            StepChange::Abandoned { reason } => Some(reason.clone()),
-            _ => None,
-        })
-        .unwrap();
+    let why = crate::history::abandoned_reason(&run);
     assert!(why.contains("for normal mode"), "{why}");
     assert_eq!(w.coordinator.mode(), SystemMode::SafeMode);
 }

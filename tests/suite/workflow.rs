@@ -585,11 +585,7 @@ fn retry_succeeds_and_unblocks_dependents() {
     assert_eq!(names(&run), ["flaky"]);
     ok(&mut run, "flaky", t(2));
     assert_eq!(names(&run), ["after"]);
-    let failed = run
-        .history()
-        .iter()
-        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
-        .unwrap();
+    let failed = crate::history::first_attempt_failed(&run);
     assert_eq!(failed.attempt, 1);
     assert_eq!(
         failed.change,
@@ -631,11 +627,7 @@ fn a_final_failure_fails_the_step_whatever_attempts_remain() {
     assert_eq!(run.status("package"), Some(StepStatus::Skipped));
     assert_eq!(names(&run), ["notify"]);
     assert_eq!(run.next_deadline(), None, "no back-off to wait out");
-    let failed = run
-        .history()
-        .iter()
-        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
-        .unwrap();
+    let failed = crate::history::first_attempt_failed(&run);
     assert_eq!(
         failed.change,
         StepChange::AttemptFailed {
@@ -666,12 +658,7 @@ fn a_retryable_failure_is_retried_until_attempts_run_out() {
     fail(&mut run, "flaky", t(2));
     assert_eq!(run.status("flaky"), Some(StepStatus::Failed));
     assert_eq!(run.attempts("flaky"), Some(2));
-    let last = run
-        .history()
-        .iter()
-        .rev()
-        .find(|e| matches!(e.change, StepChange::AttemptFailed { .. }))
-        .unwrap();
+    let last = crate::history::last_attempt_failed(&run);
     assert_eq!(
         last.change,
         StepChange::AttemptFailed {
