@@ -297,11 +297,12 @@ impl AgentRegistry {
         // Set busy by the host with a slot free: held so until the host says
         // otherwise. With every slot taken (an agent reconnecting with its tasks) it
         // is busy from its slots, and available again when one frees. A drained
-        // agent that falls ill stays drained, so that whoever brings it back (a
-        // health check, a driver started again after a crash) brings it back to
-        // the drain, not to work: the drain is the host's, not the illness's.
+        // agent that falls ill or is quarantined stays drained, so that whoever
+        // brings it back (a health check, a driver started again after a crash, a
+        // release from quarantine) brings it back to the drain, not to work: the
+        // drain is the host's, not the illness's or the quarantine's.
         self.held[i] = (to == AgentStatus::Busy && running < max_tasks)
-            || (to == AgentStatus::Unhealthy && self.held[i]);
+            || (matches!(to, AgentStatus::Unhealthy | AgentStatus::Quarantined) && self.held[i]);
         self.record_change(i);
         tracing::info!(agent.id = %agent, status.from = %from, status.to = %to, "agent status changed");
         Ok(from)
@@ -311,17 +312,22 @@ impl AgentRegistry {
     /// whose every slot is still taken (by work interrupted when it left service,
     /// which its driver has not yet stopped) comes back `busy` from its slots, and
     /// available once one frees, where [`set_status`](Self::set_status) would
-    /// refuse. Returns the status it had.
+    /// refuse. With `keep_drain` (a release from quarantine, which is not the host
+    /// setting it available), an agent the host had drained before it left
+    /// ([`is_drained`](Self::is_drained)) comes back `busy` and still held. Returns
+    /// the status it had.
     ///
     /// # Errors
     /// As [`set_status`](Self::set_status) to `available`, but for the slots.
     pub(crate) fn return_to_service(
         &mut self,
         agent: AgentId,
+        keep_drain: bool,
         now: Timestamp,
     ) -> Result<AgentStatus, RegistryError> {
         let i = self.index(agent)?;
-        if self.running[i] < self.max_tasks[i] {
+        let drained = keep_drain && self.held[i];
+        if self.running[i] < self.max_tasks[i] && !drained {
             return self.set_status(agent, AgentStatus::Available, now);
         }
         let from = self.status[i];
@@ -333,7 +339,7 @@ impl AgentRegistry {
             });
         }
         self.set_status_unchecked(i, AgentStatus::Busy, now);
-        self.held[i] = false;
+        self.held[i] = drained;
         self.record_change(i);
         Ok(from)
     }
@@ -350,9 +356,10 @@ impl AgentRegistry {
     }
 
     /// Whether the agent is drained: held busy by the host
-    /// ([`is_held_busy`](Self::is_held_busy)), or unhealthy since it fell ill while
-    /// so held. An unhealthy drained agent that is well again goes back to `busy`,
-    /// held, not to work (the `Driver`'s health checks do this).
+    /// ([`is_held_busy`](Self::is_held_busy)), or unhealthy or quarantined since it
+    /// left service while so held. An unhealthy drained agent that is well again
+    /// goes back to `busy`, held, not to work (the `Driver`'s health checks do
+    /// this), and a quarantined one comes back so when its quarantine is released.
     ///
     /// # Errors
     /// [`RegistryError::UnknownAgent`] if it is not registered.
@@ -737,7 +744,8 @@ impl AgentRegistry {
                     "{id} is available with all {max_tasks} slots taken"
                 )));
             }
-            if a.held && !matches!(a.status, AgentStatus::Busy | AgentStatus::Unhealthy) {
+            let away = matches!(a.status, AgentStatus::Unhealthy | AgentStatus::Quarantined);
+            if a.held && !(a.status == AgentStatus::Busy || away) {
                 return Err(corrupt(format!(
                     "{id} is drained by the host but {}",
                     a.status
@@ -930,8 +938,8 @@ impl<'a> AgentView<'a> {
         self.registry.held[self.i] && self.status() == AgentStatus::Busy
     }
 
-    /// Whether it is drained: held busy, or unhealthy since it fell ill while held
-    /// ([`AgentRegistry::is_drained`]).
+    /// Whether it is drained: held busy, or unhealthy or quarantined since it left
+    /// service while held ([`AgentRegistry::is_drained`]).
     pub fn is_drained(&self) -> bool {
         self.registry.held[self.i]
     }
@@ -985,7 +993,7 @@ pub struct AgentRecord {
     status_since: Timestamp,
     registered_at: Timestamp,
     /// Whether the host drained it (absent: no): set it busy, and it is busy still
-    /// or fell ill since.
+    /// or fell ill or was quarantined since.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     held: bool,
 }

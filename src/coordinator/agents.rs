@@ -284,7 +284,8 @@ impl Core {
         // running tasks are handed back (a quarantined agent is cut off from work it
         // already had as well as from new work).
         if status.is_in_service() {
-            self.set_status_in_service(agent, status, now)?;
+            // Set available by the host: that ends a drain.
+            self.set_status_in_service(agent, status, false, now)?;
         } else {
             // A drained agent taken offline is maintenance, not a failure.
             let planned = self.leave_service(agent, status, false, now)?;
@@ -296,14 +297,18 @@ impl Core {
     }
 
     /// Sets `agent`'s status to one in service, offering it the waiting work when
-    /// it is available.
+    /// it is available; with `keep_drain`, an agent the host drained before it left
+    /// service comes back drained (see [`AgentRegistry::return_to_service`]).
+    ///
+    /// [`AgentRegistry::return_to_service`]: crate::agent::AgentRegistry::return_to_service
     pub(super) fn set_status_in_service(
         &mut self,
         agent: AgentId,
         status: AgentStatus,
+        keep_drain: bool,
         now: Timestamp,
     ) -> Result<(), CoordinatorError> {
-        self.change_status(agent, status, now)?;
+        self.change_status(agent, status, keep_drain, now)?;
         if status == AgentStatus::Available {
             self.offer_room_on(agent, now);
         }
@@ -323,7 +328,7 @@ impl Core {
         hold: bool,
         now: Timestamp,
     ) -> Result<bool, CoordinatorError> {
-        let planned = self.change_status(agent, status, now)?;
+        let planned = self.change_status(agent, status, false, now)?;
         self.interrupt_driven(agent, now);
         let mut grants = Vec::new();
         let lost = self.take_tasks_of(agent, false, now, &mut grants);
@@ -416,11 +421,13 @@ impl Core {
 
     /// Sets `agent`'s status and says so in an event; returns whether the change
     /// is a planned outage (offline from a drain: busy, held by the host, the way
-    /// a maintenance window takes an agent out).
+    /// a maintenance window takes an agent out). `keep_drain`: as
+    /// [`set_status_in_service`](Self::set_status_in_service).
     fn change_status(
         &mut self,
         agent: AgentId,
         status: AgentStatus,
+        keep_drain: bool,
         now: Timestamp,
     ) -> Result<bool, CoordinatorError> {
         let planned = status == AgentStatus::Offline
@@ -430,7 +437,7 @@ impl Core {
         let from = if status == AgentStatus::Available && back {
             // Back into service: busy instead while interrupted work still holds
             // every slot. An agent in service stays refused with its slots full.
-            self.s.registry.return_to_service(agent, now)?
+            self.s.registry.return_to_service(agent, keep_drain, now)?
         } else {
             self.s.registry.set_status(agent, status, now)?
         };

@@ -424,7 +424,9 @@ impl Core {
                 tasks: held.iter().map(|(_, t)| *t).collect(),
             },
         );
-        self.set_status_in_service(agent, AgentStatus::Available, now)?;
+        // Released, not set available by the host: a drain it was under before the
+        // quarantine (a maintenance window) goes on.
+        self.set_status_in_service(agent, AgentStatus::Available, true, now)?;
         let mut granted = Vec::new();
         self.requeue_held(agent, now, &mut granted);
         self.serve(Vec::new(), granted, now);

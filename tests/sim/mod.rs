@@ -296,7 +296,7 @@ pub struct World {
     seen_mode: SystemMode,
     seen_status: BTreeMap<AgentId, AgentStatus>,
     /// The agents the host drained (set busy) and has not set otherwise since (a
-    /// drained agent that falls ill stays drained).
+    /// drained agent that falls ill or is quarantined stays drained).
     drained: BTreeSet<AgentId>,
     /// The agents the host set otherwise this step: no longer drained once the
     /// step's events (which happened while they were) are read.
@@ -1045,8 +1045,8 @@ impl World {
     }
 
     /// The host sets `id`'s status: set busy, the agent is the host's (drained)
-    /// until the host says otherwise; unhealthy keeps a drain (the agent goes back
-    /// to it when well); any other status lets go of it.
+    /// until the host says otherwise; unhealthy and quarantined keep a drain (the
+    /// agent goes back to it when well, or released); any other status lets go of it.
     fn set_status(&mut self, id: AgentId, to: AgentStatus) -> Result<bool, CoordinatorError> {
         let result = self.core.set_agent_status(id, to, self.now);
         if result.is_ok() {
@@ -1054,7 +1054,7 @@ impl World {
                 AgentStatus::Busy => {
                     self.drained.insert(id);
                 }
-                AgentStatus::Unhealthy => {}
+                AgentStatus::Unhealthy | AgentStatus::Quarantined => {}
                 _ => self.undrained.push(id),
             }
         }
@@ -1546,7 +1546,12 @@ impl World {
                         format!("{agent} {from} -> {to}, planned {planned}, drained {drained}"),
                     ));
                 }
-                if !matches!(to, AgentStatus::Busy | AgentStatus::Unhealthy) {
+                // A drain outlasts an illness and a quarantine: released, a drained
+                // agent comes back busy, still the host's.
+                if !matches!(
+                    to,
+                    AgentStatus::Busy | AgentStatus::Unhealthy | AgentStatus::Quarantined
+                ) {
                     self.drained.remove(agent);
                 }
                 self.seen_status.insert(*agent, *to);

@@ -358,6 +358,59 @@ fn a_quarantine_keeps_the_evidence_and_hands_the_work_to_others() {
     )));
 }
 
+/// A release from quarantine is not the host setting the agent available: one it had
+/// drained (a maintenance window) comes back drained, takes no new work, and keeps
+/// that through a snapshot taken while it was quarantined. The host ends the drain.
+#[test]
+fn a_drained_agent_released_from_quarantine_stays_drained() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock).build();
+    fleet(&c, 1);
+    c.set_agent_status(aid(1), AgentStatus::Busy)
+        .expect("drain");
+    c.quarantine(aid(1), "unexpected outbound traffic")
+        .expect("quarantine");
+    let drained = |c: &Coordinator| c.with_registry(|r| r.is_drained(aid(1))).expect("agent");
+    assert!(drained(&c), "quarantined, and still the host's drain");
+    // Restored while quarantined, the drain is kept.
+    let c = builder(&clock).restore(c.snapshot()).expect("restore");
+    c.release_quarantine(aid(1), Decider::Human, "scan clean")
+        .expect("release");
+    assert!(drained(&c));
+    assert_eq!(
+        c.with_registry(|r| r.status(aid(1))).expect("agent"),
+        AgentStatus::Busy
+    );
+    let released = c.drain_events().into_iter().find_map(|e| match e.kind {
+        EventKind::AgentStatusChanged {
+            agent, from, to, ..
+        } if agent == aid(1) => Some((from, to)),
+        _ => None,
+    });
+    assert_eq!(
+        released,
+        Some((AgentStatus::Quarantined, AgentStatus::Busy))
+    );
+    c.assign(task(1)).expect("assign");
+    assert_eq!(agent_of(&c, tid(1)), None, "waits out the window");
+    // The window ends when the host says so.
+    c.set_agent_status(aid(1), AgentStatus::Available)
+        .expect("available");
+    assert_eq!(agent_of(&c, tid(1)), Some(aid(1)));
+
+    // An agent not drained comes back to work, as before.
+    let c = builder(&clock).build();
+    fleet(&c, 1);
+    c.quarantine(aid(1), "suspicious").expect("quarantine");
+    assert!(!drained(&c));
+    c.release_quarantine(aid(1), Decider::Human, "clean")
+        .expect("release");
+    assert_eq!(
+        c.with_registry(|r| r.status(aid(1))).expect("agent"),
+        AgentStatus::Available
+    );
+}
+
 #[test]
 fn releasing_an_agent_not_in_quarantine_is_refused_and_changes_nothing() {
     let clock = ManualClock::new(t0());
