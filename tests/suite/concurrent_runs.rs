@@ -8,10 +8,10 @@
 //! [`SimulatedTimer`], so the scenes are deterministic and take no wall-clock time.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use concord::agent::{Agent, AgentStatus};
+use concord::agent::{Agent, AgentError, AgentHealth, AgentStatus, WorkItem, WorkOutput};
 use concord::conflict::HumanDecision;
 use concord::coordinator::{Coordinator, Decider, Driver, OnAgentLoss, SafeModeRules};
 use concord::policy::SystemMode;
@@ -23,6 +23,7 @@ use concord::{
     AgentId, AgentProfile, Claim, Clock, ManualClock, Requirements, Role, RuleBasedAnalyzer,
     RuleSet, Task, TaskId, Timestamp,
 };
+use futures::channel::oneshot;
 use futures::executor::block_on;
 use futures::future::join_all;
 use parking_lot::Mutex;
@@ -654,5 +655,218 @@ fn a_drained_agent_that_fails_a_check_comes_back_drained() {
         running
             .iter()
             .any(|a| a.task.id() == TaskId::new(2) && a.agent == one)
+    );
+}
+
+// ----- an answer ready as its agent leaves ------------------------------------
+
+/// An agent whose first work answers when the test says (a remote job), and whose
+/// later works answer at once. Counts the works it was given.
+#[derive(Debug)]
+struct Remote {
+    first: Mutex<Option<oneshot::Receiver<WorkOutput>>>,
+    given: Arc<AtomicUsize>,
+}
+
+#[concord::async_trait]
+impl Agent for Remote {
+    fn id(&self) -> AgentId {
+        AgentId::new(1)
+    }
+    async fn execute(&self, _: WorkItem) -> Result<WorkOutput, AgentError> {
+        self.given.fetch_add(1, Ordering::SeqCst);
+        let rx = self.first.lock().take();
+        match rx {
+            Some(rx) => rx.await.map_err(|_| AgentError::Unreachable {
+                reason: "gone".into(),
+            }),
+            None => Ok(WorkOutput::success()),
+        }
+    }
+    async fn health(&self) -> Result<AgentHealth, AgentError> {
+        Ok(AgentHealth::new("1"))
+    }
+}
+
+fn poll_once(run: &mut concord::workflow::RunFuture<'static>) -> Option<Run> {
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match std::pin::Pin::new(run).poll(&mut cx) {
+        std::task::Poll::Ready(done) => Some(done.unwrap()),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// Work that finished as its agent left wins: its answer completes the step, which
+/// is not run again. Here the work has answered (its future is ready) when its agent
+/// leaves service, and the executor reads the coordinator's notice before it polls
+/// the work again: the stop must not throw the ready answer away.
+#[test]
+fn an_answer_ready_when_the_agent_leaves_is_not_thrown_away() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .safe_mode_rules(concord::coordinator::SafeModeRules::none())
+            .unwrap()
+            .build(),
+    );
+    coordinator
+        .register_agent(
+            AgentProfile::new(AgentId::new(1), "one")
+                .with_role(Role::new("ops").unwrap())
+                .with_max_tasks(1),
+        )
+        .unwrap();
+    let (tx, rx) = oneshot::channel();
+    let given = Arc::new(AtomicUsize::new(0));
+    let agent = Remote {
+        first: Mutex::new(Some(rx)),
+        given: Arc::clone(&given),
+    };
+    let ex = Arc::new(
+        Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock.clone()))
+            .with_agent(Arc::new(agent)),
+    );
+    let wf = Workflow::builder("pay")
+        .step(StepSpec::new("charge").with_role(Role::new("ops").unwrap()))
+        .build()
+        .unwrap();
+    let mut run = Arc::clone(&ex).run_owned(&wf, "pay-1", 1);
+    assert!(poll_once(&mut run).is_none(), "the work is under way");
+    assert_eq!(given.load(Ordering::SeqCst), 1);
+    // The remote job finishes (the card is charged) and, at that instant, its agent
+    // leaves service, before the executor is polled again.
+    tx.send(WorkOutput::success().with_output("receipt", "r-1"))
+        .unwrap();
+    coordinator
+        .set_agent_status(AgentId::new(1), concord::AgentStatus::Offline)
+        .unwrap();
+    let done = poll_once(&mut run);
+    coordinator
+        .set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
+        .unwrap();
+    let run = match done {
+        Some(run) => run,
+        None => futures::executor::block_on(run).unwrap(),
+    };
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(
+        given.load(Ordering::SeqCst),
+        1,
+        "the finished work's answer was thrown away and the step ran again: {:#?}",
+        run.history()
+            .iter()
+            .map(|e| e.change.to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        run.outputs("charge").map(|o| o.get("receipt").cloned()),
+        Some(Some("r-1".to_owned()))
+    );
+}
+
+/// A spawner that keeps what it is handed until the test turns it: a runtime that
+/// has not polled a spawned task yet.
+#[derive(Default, Clone)]
+struct Deferred(Arc<Mutex<Vec<futures::future::BoxFuture<'static, ()>>>>);
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Deferred")
+    }
+}
+
+impl concord::workflow::Spawn for Deferred {
+    fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
+        self.0.lock().push(work);
+    }
+}
+
+impl Deferred {
+    fn turn(&self) {
+        let mut work = std::mem::take(&mut *self.0.lock());
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        work.retain_mut(|w| w.as_mut().poll(&mut cx).is_pending());
+        self.0.lock().extend(work);
+    }
+}
+
+/// The same with spawned work: the agent's answer is ready when its agent leaves,
+/// and the runtime has not polled the spawned task since.
+#[test]
+fn a_spawned_answer_ready_when_the_agent_leaves_is_not_thrown_away() {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .safe_mode_rules(concord::coordinator::SafeModeRules::none())
+            .unwrap()
+            .build(),
+    );
+    coordinator
+        .register_agent(
+            AgentProfile::new(AgentId::new(1), "one")
+                .with_role(Role::new("ops").unwrap())
+                .with_max_tasks(1),
+        )
+        .unwrap();
+    let (tx, rx) = oneshot::channel();
+    let given = Arc::new(AtomicUsize::new(0));
+    let agent = Remote {
+        first: Mutex::new(Some(rx)),
+        given: Arc::clone(&given),
+    };
+    let spawner = Deferred::default();
+    let ex = Arc::new(
+        Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock.clone()))
+            .with_spawner(spawner.clone())
+            .with_agent(Arc::new(agent)),
+    );
+    let wf = Workflow::builder("pay")
+        .step(StepSpec::new("charge").with_role(Role::new("ops").unwrap()))
+        .build()
+        .unwrap();
+    let mut run = Arc::clone(&ex).run_owned(&wf, "pay-1", 1);
+    assert!(poll_once(&mut run).is_none());
+    spawner.turn();
+    assert_eq!(given.load(Ordering::SeqCst), 1, "the work is under way");
+    tx.send(WorkOutput::success().with_output("receipt", "r-1"))
+        .unwrap();
+    coordinator
+        .set_agent_status(AgentId::new(1), concord::AgentStatus::Offline)
+        .unwrap();
+    let mut done = None;
+    for _ in 0..4 {
+        done = poll_once(&mut run);
+        if done.is_some() {
+            break;
+        }
+        spawner.turn();
+    }
+    coordinator
+        .set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
+        .unwrap();
+    for _ in 0..20 {
+        if done.is_some() {
+            break;
+        }
+        if let Some(r) = poll_once(&mut run) {
+            done = Some(r);
+            break;
+        }
+        spawner.turn();
+    }
+    let run = done.expect("the run ends");
+    assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
+    assert_eq!(
+        given.load(Ordering::SeqCst),
+        1,
+        "the finished work's answer was thrown away and the step ran again: {:?}",
+        run.history()
+            .iter()
+            .map(|e| e.change.to_string())
+            .collect::<Vec<_>>()
     );
 }

@@ -4,14 +4,17 @@
 //! from the drive loop because this is what happens to one step, where the loop
 //! decides when.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use futures::FutureExt;
 use futures::channel::oneshot;
-use futures::future::{AbortHandle, Abortable, Aborted, BoxFuture, Either};
+use futures::future::{BoxFuture, Either};
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::task::AtomicWaker;
 
 use crate::agent::{Agent, AgentError, Outcome, WorkItem, WorkOutput};
 use crate::clock::Timestamp;
@@ -94,7 +97,7 @@ impl std::future::Future for Watched {
 /// then the agent is still at it, so its task is not ended (and its slot not given to
 /// another step) before that.
 ///
-/// Spawned work also comes with the [`AbortHandle`] that stops the agent's work without
+/// Spawned work also comes with the [`StopHandle`] that stops the agent's work without
 /// dropping the attempt (see [`stoppable`]), made before the work is handed to the
 /// runtime. Polled work has none yet: most of it answers at its first poll, and
 /// [`begin`] makes one only for work that does not.
@@ -105,21 +108,20 @@ fn execute<'a>(
 ) -> (
     BoxFuture<'a, Result<WorkOutput, AgentError>>,
     Option<Stopped>,
-    Option<AbortHandle>,
+    Option<StopHandle>,
 ) {
     match spawner {
         None => (transport.execute(work), None, None),
         Some(spawner) => {
-            let (work_abort, registration) = AbortHandle::new_pair();
+            let work_abort = StopHandle::default();
+            let stop = Arc::clone(&work_abort.0);
             let agent = Arc::clone(transport);
             // The remote half catches a panic and hands it to the handle, which
             // raises it here, where the attempt catches it; dropping the handle (a
             // timeout, a cancelled run) stops the spawned work at its next poll.
             let (remote, handle) = async move {
-                match Abortable::new(agent.execute(work), registration).await {
-                    Ok(answer) => answer,
-                    Err(Aborted) => Err(stopped_by_interruption()),
-                }
+                let work = agent.execute(work);
+                Stoppable { work, stop }.await
             }
             .remote_handle();
             let (tx, rx) = oneshot::channel();
@@ -132,17 +134,61 @@ fn execute<'a>(
     }
 }
 
-/// Work the executor polls itself, with the [`AbortHandle`] that stops it without
+/// Work the executor polls itself, with the [`StopHandle`] that stops it without
 /// dropping the attempt: the attempt then ends with whatever the work ended with, its
 /// answer if it had one (work finished as its agent left service is not done twice),
 /// else [`stopped_by_interruption`].
 fn stoppable(
     work: BoxFuture<'_, Result<WorkOutput, AgentError>>,
-) -> (BoxFuture<'_, Result<WorkOutput, AgentError>>, AbortHandle) {
-    let (work_abort, registration) = AbortHandle::new_pair();
-    let work = Abortable::new(work, registration)
-        .map(|r| r.unwrap_or_else(|Aborted| Err(stopped_by_interruption())));
-    (work.boxed(), work_abort)
+) -> (BoxFuture<'_, Result<WorkOutput, AgentError>>, StopHandle) {
+    let work_abort = StopHandle::default();
+    let stop = Arc::clone(&work_abort.0);
+    (Stoppable { work, stop }.boxed(), work_abort)
+}
+
+/// Stops an attempt's work without dropping the attempt (see [`stoppable`]).
+#[derive(Debug, Clone, Default)]
+pub(super) struct StopHandle(Arc<StopFlag>);
+
+#[derive(Debug, Default)]
+struct StopFlag {
+    stopped: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl StopHandle {
+    /// Stops the work: at its next poll the attempt ends with the work's answer if
+    /// it has one by then, else with [`stopped_by_interruption`].
+    pub(super) fn abort(&self) {
+        self.0.stopped.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+/// Work that a [`StopHandle`] stops. It asks the work before it looks at the stop,
+/// where `futures`' `Abortable` looks first: an answer that was ready when the stop
+/// came (the agent finished as it left service, and the executor read the
+/// coordinator's notice before the answer) is the attempt's, not thrown away for the
+/// step to be run again.
+struct Stoppable<'a> {
+    work: BoxFuture<'a, Result<WorkOutput, AgentError>>,
+    stop: Arc<StopFlag>,
+}
+
+impl Future for Stoppable<'_> {
+    type Output = Result<WorkOutput, AgentError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(answer) = self.work.as_mut().poll(cx) {
+            return Poll::Ready(answer);
+        }
+        // Registered before the flag is read: a stop between the two still wakes.
+        self.stop.waker.register(cx.waker());
+        if self.stop.stopped.load(Ordering::Acquire) {
+            return Poll::Ready(Err(stopped_by_interruption()));
+        }
+        Poll::Pending
+    }
 }
 
 /// What an attempt whose task was interrupted ends with when its work was stopped

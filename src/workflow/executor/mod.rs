@@ -241,7 +241,7 @@ struct Running<'a> {
     work: BoxFuture<'a, Result<WorkOutput, AgentError>>,
     /// Stops the agent's work itself, leaving the attempt to end with what the work
     /// ended with: an answer, if it had one, or an error.
-    work_abort: AbortHandle,
+    work_abort: dispatch::StopHandle,
     /// When the work was spawned: resolves once the spawned work is dropped.
     stopped: Option<dispatch::Stopped>,
     timeout: Option<(Duration, Timestamp)>,
@@ -264,7 +264,7 @@ struct InFlight {
     /// Stops the agent's work but lets the attempt end with what the work ended
     /// with (see [`Running::work_abort`]): for an interrupted task, whose answer, if
     /// the work got that far, wins.
-    work_abort: AbortHandle,
+    work_abort: dispatch::StopHandle,
     /// The coordinator interrupted its task: its agent left service (see
     /// [`Coordinator::drive`](crate::coordinator::Coordinator::drive)).
     interrupted: bool,
