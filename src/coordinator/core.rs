@@ -183,6 +183,10 @@ pub(super) struct State {
     /// the snapshot: whether a task is interrupted or handed back when its agent
     /// leaves service must come out the same when the journal is replayed.
     pub(super) driven: BTreeSet<Arc<str>>,
+    /// When each group's latest duty attempt started: a finished run's group is
+    /// forgotten only if no attempt started in it since (see
+    /// [`Core::forget_finished_group`]), as a later run may reuse the id.
+    pub(super) duty_started: BTreeMap<Arc<str>, Timestamp>,
     /// The running tasks of driven groups whose agent left service while they ran
     /// (see [`Core::hand_back`]), in the snapshot.
     pub(super) interrupted: BTreeSet<TaskId>,
@@ -237,6 +241,7 @@ impl State {
             parked: BTreeSet::new(),
             watched: BTreeMap::new(),
             driven: BTreeSet::new(),
+            duty_started: BTreeMap::new(),
             interrupted: BTreeSet::new(),
             notified: Vec::new(),
             largest: (None, Resources::new()),
@@ -310,6 +315,12 @@ impl State {
         {
             self.duties
                 .record_running_shared(group, a.task.kind_arc(), a.agent);
+            match self.duty_started.get_mut(&**group) {
+                Some(at) => *at = a.assigned_at,
+                None => {
+                    self.duty_started.insert(Arc::clone(group), a.assigned_at);
+                }
+            }
         }
     }
 
@@ -1195,11 +1206,28 @@ impl Core {
         tasks
     }
 
+    /// Forgets `group` as [`forget_group`](Self::forget_group) does, for a run under
+    /// that id that finished at `finished`, unless the id is in use again: a run
+    /// under it is live (driven or watched), tasks of it run or wait, or a duty
+    /// attempt started in it after `finished`. A run's id is free again once the run
+    /// ends, so the daily cleanup of last week's `nightly` must not forget who did
+    /// what in tonight's. Returns whether it forgot anything.
+    pub fn forget_finished_group(&mut self, group: &str, finished: Timestamp) -> bool {
+        let s = &self.s;
+        let in_use = s.driven.contains(group)
+            || s.watched.contains_key(group)
+            || s.duty_started.get(group).is_some_and(|&at| at > finished)
+            || !self.tasks_in_group(group).is_empty();
+        !in_use && self.forget_group(group)
+    }
+
     /// Forgets who did which duty in `group` (a finished workflow run or batch).
     /// Returns whether anything was recorded for it.
     pub fn forget_group(&mut self, group: &str) -> bool {
         let mark = self.journal_mark();
-        let forgot = self.s.duties.forget_group(group) | self.s.driven.remove(group);
+        let forgot = self.s.duties.forget_group(group)
+            | self.s.driven.remove(group)
+            | self.s.duty_started.remove(group).is_some();
         let cmd = mark.recording.then(|| Command::ForgetGroup {
             group: Arc::from(group),
         });

@@ -495,6 +495,15 @@ impl Coordinator {
         self.shared.lock().core.forget_group(group)
     }
 
+    /// Forgets the group of a run that finished at `finished`, unless its id is in
+    /// use again. See [`Core::forget_finished_group`].
+    pub fn forget_finished_group(&self, group: &str, finished: Timestamp) -> bool {
+        self.shared
+            .lock()
+            .core
+            .forget_finished_group(group, finished)
+    }
+
     /// Takes the events made since the last call, in order, for the host to journal.
     /// They are kept until drained: drain them even if you have no use for them
     /// (see [`Core::drain_events`]).

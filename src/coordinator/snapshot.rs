@@ -88,6 +88,10 @@ pub struct CoordinatorSnapshot {
     /// The groups whose driver confirms when work stops ([`Core::drive`]).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub driven: BTreeSet<Arc<str>>,
+    /// When each group's latest duty attempt started
+    /// ([`Core::forget_finished_group`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub duty_started: BTreeMap<Arc<str>, Timestamp>,
     /// The running tasks interrupted by their agent's leaving service, until their
     /// driver completes them or hands them back ([`Core::hand_back`]).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -141,6 +145,7 @@ impl Core {
             communications: s.comms.clone(),
             highest_task_id: s.highest_task,
             driven: s.driven.clone(),
+            duty_started: s.duty_started.clone(),
             interrupted: s.interrupted.clone(),
         }
     }
@@ -337,6 +342,7 @@ pub(super) fn restore(
         .max(s.assignments.keys().copied().max())
         .max(s.waiting_by_task.keys().copied().max());
     s.driven = snapshot.driven;
+    s.duty_started = snapshot.duty_started;
     s.interrupted = snapshot.interrupted;
     s.last_now = snapshot.last_now;
     s.holders = holders.iter().map(|(&id, &task)| (task, id)).collect();

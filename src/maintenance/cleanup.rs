@@ -135,7 +135,10 @@ pub fn cleanup_coordinator(coordinator: &Coordinator, now: Timestamp, cleanup: &
 /// Forgets the coordinator's records (who did which duty, for separation of duties)
 /// of each run in `runs` that finished longer ago than `retention` before `now`, and
 /// returns their ids, in the order given: the host drops those runs from its own
-/// books too. A run not finished is never touched.
+/// books too. A run not finished is never touched, and neither is what a later run
+/// under the same id recorded: a group in use again (a live run, tasks running or
+/// waiting, a duty started after the run finished) is kept
+/// ([`Coordinator::forget_finished_group`]).
 ///
 /// A run's group in the coordinator is its id (the [`Executor`](crate::workflow::Executor)
 /// assigns a run's steps in the group [`Run::id`]), and it finished at its last
@@ -149,8 +152,8 @@ pub fn forget_finished_runs<'r>(
     let before = now.saturating_sub(retention);
     let mut forgotten = Vec::new();
     for run in runs {
-        if finished_at(run).is_some_and(|at| at < before) {
-            coordinator.forget_group(run.id());
+        if let Some(at) = finished_at(run).filter(|at| *at < before) {
+            coordinator.forget_finished_group(run.id(), at);
             forgotten.push(run.id().to_owned());
         }
     }

@@ -15,10 +15,11 @@ use concord::maintenance::{
     cleanup_coordinator, compact_journal, forget_finished_runs,
 };
 use concord::memory::{InMemoryStore, Memory, Retention};
+use concord::policy::{PolicySet, SeparationOfDuties};
 use concord::workflow::{StepOutcome, StepSpec, Workflow};
 use concord::{
-    AgentId, AgentProfile, Claim, Clock, ManualClock, Requirements, Role, RuleBasedAnalyzer,
-    RuleSet, Task, TaskId, Timestamp,
+    AgentId, AgentProfile, AgentStatus, Claim, Clock, ManualClock, Requirements, Role,
+    RuleBasedAnalyzer, RuleSet, Task, TaskId, Timestamp,
 };
 use futures::executor::block_on;
 use proptest::prelude::*;
@@ -934,6 +935,7 @@ fn the_cleanup_forgets_runs_finished_past_the_retention() {
         .unwrap();
     let finished = |id: &str, task: u64| {
         c.assign_in_group(id, ops_task(task, "deploy")).unwrap();
+        c.complete(TaskId::new(task), true, None).unwrap();
         let mut run = workflow.start_run(id, 7, clock.now());
         let step = run.next_ready().unwrap();
         run.start(step, AgentId::new(1), clock.now()).unwrap();
@@ -964,6 +966,84 @@ fn the_cleanup_forgets_runs_finished_past_the_retention() {
         "a run not finished is never touched"
     );
     assert_eq!(groups(&c), ["run-going"]);
+}
+
+/// A run's id is free again once the run ends: the cleanup of last week's
+/// `nightly` keeps what tonight's `nightly` recorded (a duty started since, tasks
+/// running), so separation of duties still holds in tonight's run.
+#[test]
+fn the_cleanup_keeps_what_a_later_run_under_the_same_id_recorded() {
+    let clock = ManualClock::new(at("2024-01-01T00:00:00Z"));
+    let c = Coordinator::builder()
+        .clock(clock.clone())
+        .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+        .policies(
+            PolicySet::default()
+                .with_rule(SeparationOfDuties::default())
+                .unwrap(),
+        )
+        .build();
+    for id in [1, 2] {
+        c.register_agent(
+            AgentProfile::new(AgentId::new(id), format!("ops-{id}"))
+                .with_role(Role::new("ops").unwrap())
+                .with_capacity("cpu=8".parse().unwrap())
+                .with_max_tasks(1),
+        )
+        .unwrap();
+    }
+    let workflow = Workflow::builder("nightly")
+        .step(StepSpec::new("deploy"))
+        .build()
+        .unwrap();
+    // Last week's run, finished (its tasks done).
+    c.assign_in_group("nightly", ops_task(1, "deploy")).unwrap();
+    c.complete(TaskId::new(1), true, None).unwrap();
+    let mut last_week = workflow.start_run("nightly", 7, clock.now());
+    let step = last_week.next_ready().unwrap();
+    last_week.start(step, AgentId::new(1), clock.now()).unwrap();
+    (last_week.finish(step, AgentId::new(1), StepOutcome::success(), clock.now())).unwrap();
+    c.forget_group("nightly");
+    clock.advance(8 * DAY);
+
+    // Tonight's, under the same id: agent 1 deploys.
+    c.set_agent_status(AgentId::new(2), AgentStatus::Busy)
+        .unwrap();
+    let deploy = c
+        .assign_in_group("nightly", ops_task(100, "deploy"))
+        .unwrap();
+    assert_eq!(deploy.assignment().map(|a| a.agent), Some(AgentId::new(1)));
+    c.complete(TaskId::new(100), true, None).unwrap();
+    c.set_agent_status(AgentId::new(2), AgentStatus::Available)
+        .unwrap();
+    let forgotten = forget_finished_runs(&c, [&last_week], clock.now(), 7 * DAY);
+    assert_eq!(
+        forgotten,
+        ["nightly"],
+        "last week's run is the host's to drop"
+    );
+    assert!(
+        c.snapshot()
+            .duties
+            .has_performed("nightly", "deploy", AgentId::new(1))
+    );
+    // So tonight's verify is not the deployer's.
+    c.set_agent_status(AgentId::new(2), AgentStatus::Busy)
+        .unwrap();
+    let verify = c
+        .assign_in_group("nightly", ops_task(101, "verify"))
+        .unwrap();
+    assert!(verify.assignment().is_none(), "{verify}");
+
+    // Tasks of the group still waiting or running keep it too, whenever the
+    // duties started; once nothing of tonight's is left, a later cleanup given
+    // tonight's finished run forgets the group.
+    assert!(!c.forget_finished_group("nightly", clock.now() + DAY));
+    c.set_agent_status(AgentId::new(2), AgentStatus::Available)
+        .unwrap();
+    c.complete(TaskId::new(101), true, None).unwrap();
+    assert!(c.forget_finished_group("nightly", clock.now()));
+    assert!(c.snapshot().duties.is_empty());
 }
 
 /// A journal that keeps its records in a [`MemoryJournal`] and cannot compact: it
