@@ -64,21 +64,68 @@ impl Analyzer {
 }
 
 /// Writes `predictor`'s needs for `task` over the ones it states. A prediction never
-/// asks for more than the largest agent could hold (`largest`, when there is a
-/// `fleet`), if what was asked for fits there: a kind whose usage was reported above
+/// asks for more than some agent could hold if what was asked for fits one
+/// (`shapes`: the most each agent could hold, see
+/// [`ResourceLedger::capacity_shapes_into`]): a kind whose usage was reported above
 /// every agent's size (or learned with a margin on the largest agent) would otherwise
-/// never be placed again.
+/// never be placed again. It is cut down to the shape that holds what was asked and
+/// keeps the most of the prediction; per agent, not to the most of each resource
+/// over all agents, which on a fleet of mixed sizes (many cores and little memory,
+/// or the other way) is a size no agent has.
+///
+/// [`ResourceLedger::capacity_shapes_into`]: crate::resource::ResourceLedger
 pub(super) fn predict_within(
     predictor: &dyn ResourcePredictor,
-    largest: &Resources,
-    fleet: bool,
+    shapes: &[Resources],
     task: &mut Task,
 ) {
     let (kind, resources) = task.kind_and_resources_mut();
-    let asked_fits = fleet && resources.fits(largest);
+    // Bit k: shape k holds what was asked (of the first 64: a fleet of more sizes
+    // than that, none within another, is cut down to one of those).
+    let holds_asked = (shapes.iter().take(64).enumerate()).fold(0u64, |m, (k, shape)| {
+        m | u64::from(resources.fits(shape)) << k
+    });
     predictor.predict_in_place(kind, resources);
-    if asked_fits && !resources.fits(largest) {
-        *resources = resources.min(largest);
+    if holds_asked == 0 || shapes.iter().any(|shape| resources.fits(shape)) {
+        return;
+    }
+    let kept = |shape: &Resources| -> f64 {
+        (resources.iter())
+            .filter(|&(_, p)| p > 0)
+            .map(|(name, p)| shape.get(&name).min(p) as f64 / p as f64)
+            .sum()
+    };
+    let mut best: Option<(usize, f64)> = None;
+    for (k, shape) in shapes.iter().enumerate().take(64) {
+        if holds_asked >> k & 1 == 1 {
+            let share = kept(shape);
+            if best.is_none_or(|(_, most)| share > most) {
+                best = Some((k, share));
+            }
+        }
+    }
+    if let Some((k, _)) = best {
+        *resources = resources.min(&shapes[k]);
+    }
+}
+
+/// Refuses a task (as analyzed) with a claim that names nothing (`/`): it would
+/// collide with every claim.
+pub(super) fn check_claims(task: &Task) -> Result<(), CoordinatorError> {
+    match task
+        .requirements()
+        .claims()
+        .iter()
+        .find(|c| c.names_nothing())
+    {
+        Some(c) => Err(CoordinatorError::InvalidTaskText {
+            task: task.id(),
+            source: NameError::NamesNothing {
+                kind: "claim",
+                name: excerpt(c.resource()),
+            },
+        }),
+        None => Ok(()),
     }
 }
 
@@ -195,9 +242,10 @@ pub(super) struct State {
     pub(super) notified: Vec<Arc<str>>,
     /// The records made for the journal, and the number of the next.
     pub(super) journal: JournalState,
-    /// The most of each resource any one agent could hold, and the ledger layout
-    /// it was read from: predictions are held under it (see `predict`).
-    pub(super) largest: (Option<Layout>, Resources),
+    /// The most each agent could hold, but for the agents another holds as much
+    /// as, and the ledger layout they were read from: predictions are held under
+    /// one of them (see [`predict_within`]).
+    pub(super) shapes: (Option<Layout>, Vec<Resources>),
     /// The failures the safe-mode rules count (in the snapshot).
     pub(super) recent: super::emergency::RecentFailures,
     /// Whether external communications are stopped (in the snapshot).
@@ -244,7 +292,7 @@ impl State {
             duty_started: BTreeMap::new(),
             interrupted: BTreeSet::new(),
             notified: Vec::new(),
-            largest: (None, Resources::new()),
+            shapes: (None, Vec::new()),
             recent: super::emergency::RecentFailures::default(),
             comms: None,
             highest_task: None,
@@ -712,14 +760,12 @@ impl Core {
         {
             let _span = tracing::debug_span!("predict", tasks = analyzed.len()).entered();
             let layout = s.ledger.layout();
-            if s.largest.0 != Some(layout) {
-                s.ledger.largest_capacity_into(&mut s.largest.1);
-                s.largest.0 = Some(layout);
+            if s.shapes.0 != Some(layout) {
+                s.ledger.capacity_shapes_into(&mut s.shapes.1);
+                s.shapes.0 = Some(layout);
             }
-            let largest = &s.largest.1;
-            let fleet = !s.ledger.is_empty_of_agents();
             for task in analyzed.iter_mut() {
-                predict_within(parts.predictor.as_ref(), largest, fleet, task);
+                predict_within(parts.predictor.as_ref(), &s.shapes.1, task);
             }
         }
         // One shared name for the whole batch's proposals and assignments.
@@ -741,15 +787,7 @@ impl Core {
             // Refused here, before any task of the batch is committed, so that a bad
             // claim on the third task does not leave the first two assigned behind an
             // error.
-            if let Some(c) = t.requirements().claims().iter().find(|c| c.names_nothing()) {
-                return Err(CoordinatorError::InvalidTaskText {
-                    task: t.id(),
-                    source: NameError::NamesNothing {
-                        kind: "claim",
-                        name: excerpt(c.resource()),
-                    },
-                });
-            }
+            check_claims(t)?;
         }
         s.last_now = now;
         let highest = analyzed.iter().map(|t| t.id()).max();

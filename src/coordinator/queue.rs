@@ -444,7 +444,8 @@ impl Core {
     ///
     /// # Errors
     /// What [`assign`](Self::assign) refuses before placing a task: a text the crate
-    /// refuses ([`CoordinatorError::InvalidTaskText`]), the analyzer's error.
+    /// refuses ([`CoordinatorError::InvalidTaskText`], a claim that names nothing
+    /// included), the analyzer's error.
     pub fn unplaceable(&self, task: &Task) -> Result<Option<Explanation>, CoordinatorError> {
         super::core::check_texts(None, std::iter::once(task))?;
         let mut task = task.clone();
@@ -456,10 +457,10 @@ impl Core {
                 Analyzer::Host(host) => host.analyze_in_place(&mut task)?,
             };
         }
-        let mut largest = crate::resource::Resources::new();
-        self.s.ledger.largest_capacity_into(&mut largest);
-        let fleet = !self.s.ledger.is_empty_of_agents();
-        predict_within(self.parts.predictor.as_ref(), &largest, fleet, &mut task);
+        super::core::check_claims(&task)?;
+        let mut shapes = Vec::new();
+        self.s.ledger.capacity_shapes_into(&mut shapes);
+        predict_within(self.parts.predictor.as_ref(), &shapes, &mut task);
         if self.s.could_ever_take(&task) {
             return Ok(None);
         }

@@ -1383,6 +1383,53 @@ fn a_prediction_never_asks_for_more_than_the_largest_agent_has() {
     );
 }
 
+/// On a fleet of mixed sizes (many cores and little memory, and the other way) a
+/// prediction is held under one agent's size, the one that keeps the most of it,
+/// not the most of each resource over the fleet, which no agent has: what was asked
+/// for fits both, so the kind is placed again, and `unplaceable` agrees.
+#[test]
+fn a_prediction_is_held_under_one_agents_size_on_a_mixed_fleet() {
+    use concord::resource::PercentilePredictor;
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock)
+        .predictor(PercentilePredictor::default())
+        .build();
+    let sized = |id, capacity: &str| {
+        AgentProfile::new(aid(id), format!("agent-{id}"))
+            .with_role(Role::new("ops").expect("role"))
+            .with_capacity(capacity.parse().expect("capacity"))
+            .with_max_tasks(4)
+    };
+    c.register_agent(sized(1, "cpu=8,memory=1Gi"))
+        .expect("register");
+    c.register_agent(sized(2, "cpu=2,memory=8Gi"))
+        .expect("register");
+    let asking = |id| {
+        Task::new(tid(id), "index", "build the index").with_requirements(
+            Requirements::new()
+                .with_role(Role::new("ops").expect("role"))
+                .with_resources("cpu=1,memory=512Mi".parse().expect("needs")),
+        )
+    };
+    let first = assigned(submit(&c, asking(1)));
+    c.complete(
+        first.task.id(),
+        true,
+        Some("cpu=32,memory=32Gi".parse().expect("usage")),
+    )
+    .expect("complete");
+    assert_eq!(c.unplaceable(&asking(2)).expect("asked"), None);
+    let next = assigned(submit(&c, asking(2)));
+    // Agent 2 keeps more of the prediction (2 of 32 cpus and all 8Gi of 32Gi
+    // against 8 of 32 and 1Gi of 32Gi), so the task is held at its size and goes
+    // there.
+    assert_eq!(next.agent, aid(2));
+    assert_eq!(
+        next.task.requirements().resources(),
+        &"cpu=2,memory=8Gi".parse().expect("held")
+    );
+}
+
 /// A task only an agent out of service qualifies for waits for it only if that
 /// agent could ever hold it; otherwise it is rejected at once, not parked for an
 /// agent whose return could never place it.

@@ -2106,6 +2106,25 @@ fn unplaceable_refuses_a_task_assign_would_refuse() {
         "{e}"
     );
     assert!(w.coordinator.assign(bad).is_err());
+    // A claim that names nothing (it would collide with every claim), as assign
+    // refuses it.
+    let everything = Task::new(TaskId::new(3), "deploy", "x").with_requirements(
+        Requirements::new()
+            .with_role(role("ops"))
+            .with_claim(concord::Claim::exclusive("/")),
+    );
+    for e in [
+        w.coordinator.unplaceable(&everything).unwrap_err(),
+        w.coordinator.assign(everything).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                e,
+                concord::coordinator::CoordinatorError::InvalidTaskText { .. }
+            ),
+            "{e}"
+        );
+    }
     assert_eq!(
         serde_json::to_string(&w.coordinator.snapshot()).unwrap(),
         before

@@ -132,27 +132,35 @@ impl ResourceLedger {
         })
     }
 
-    /// The most of each resource any one agent in the ledger could hold (its
-    /// capacity, under the pool's limit), into `out`.
-    pub(crate) fn largest_capacity_into(&self, out: &mut Resources) {
+    /// The most each agent in the ledger could hold (its capacity, under the pool's
+    /// limit), without the ones another could hold as well, into `out` in agent
+    /// order: what fits no agent there fits no agent at all. One entry for a fleet
+    /// of one size, a few for one of several.
+    pub(crate) fn capacity_shapes_into(&self, out: &mut Vec<Resources>) {
         let n = self.dims.len();
-        let mut most = vec![0u64; n];
+        let mut kept: Vec<Vec<u64>> = Vec::new();
         for (i, _) in self
             .agent_live
             .iter()
             .enumerate()
             .filter(|(_, live)| **live)
         {
-            for (d, m) in most.iter_mut().enumerate() {
-                *m = (*m).max(self.capacity[i * n + d].min(self.pool_limit[d]));
+            let row: Vec<u64> = (0..n)
+                .map(|d| self.capacity[i * n + d].min(self.pool_limit[d]))
+                .collect();
+            let within = |a: &[u64], b: &[u64]| a.iter().zip(b).all(|(x, y)| x <= y);
+            if kept.iter().any(|k| within(&row, k)) {
+                continue;
             }
+            kept.retain(|k| !within(k, &row));
+            kept.push(row);
         }
-        self.undensify_into(&most, out);
-    }
-
-    /// Whether the ledger holds no agent.
-    pub(crate) fn is_empty_of_agents(&self) -> bool {
-        self.agent_index.is_empty()
+        out.clear();
+        for row in &kept {
+            let mut shape = Resources::new();
+            self.undensify_into(row, &mut shape);
+            out.push(shape);
+        }
     }
 
     /// Whether `agent` could ever hold `needs` (with one task slot), were it empty:
