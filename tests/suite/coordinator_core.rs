@@ -1430,6 +1430,43 @@ fn a_prediction_is_held_under_one_agents_size_on_a_mixed_fleet() {
     );
 }
 
+/// A task the utilization cap keeps from an agent with room waits for capacity, and
+/// a tick asks for it again: queued again it keeps its age, but its wait for a
+/// reservation starts afresh. It used to be due for its reservation at once, then
+/// granted and refused again at the next tick; with two such tasks taking turns, a
+/// host ticking whenever the core said a deadline was due never stopped (the
+/// simulation found it at seeds 4556, 6219, 8722 and more).
+#[test]
+fn a_tick_leaves_a_task_the_cap_refuses_waiting_for_capacity() {
+    let clock = ManualClock::new(t0());
+    let c = builder(&clock)
+        .ledger_config(LedgerConfig::default().with_reserve_after(10 * MIN))
+        .build();
+    c.register_agent(agent(1, 4)).expect("register");
+    assigned(submit(&c, task_with(1, 7, &[])));
+    // 8 of 8 cpus would be over the 95% cap: it waits for capacity.
+    queued(submit(&c, task_with(2, 1, &[])));
+    assert_eq!(c.waiting()[0].parked, Some(Parked::Policy));
+    // The agent's other slots taken by work that needs no cpu.
+    for id in 3..=5 {
+        let needs = Requirements::new()
+            .with_role(Role::new("ops").expect("role"))
+            .with_resources("memory=1Gi".parse().expect("resources"));
+        let t = Task::new(tid(id), "edit", "no cpu").with_requirements(needs);
+        assigned(submit(&c, t));
+    }
+    // A tick, for whatever the host ticks for, past the time its wait would have
+    // earned a reservation: no deadline is left due.
+    clock.advance(10 * MIN);
+    c.tick();
+    let due = c.poll_timeout().filter(|t| *t <= clock.now());
+    assert_eq!(due, None, "{:?}", c.waiting());
+    assert_eq!(waiting(&c), [tid(2)]);
+    // Capacity back: it runs.
+    let served = c.complete(tid(1), true, None).expect("complete");
+    assert_eq!(ids(&served), [tid(2)]);
+}
+
 /// A task only an agent out of service qualifies for waits for it only if that
 /// agent could ever hold it; otherwise it is rejected at once, not parked for an
 /// agent whose return could never place it.

@@ -440,6 +440,41 @@ fn a_request_waiting_since_before_ages_from_then() {
     );
 }
 
+/// A request queued again keeps its age for its place, but its wait for a
+/// reservation counts from when it was queued this time: it is not due for one at
+/// once (a host that queued it again after a policy refused its grant would be
+/// told a deadline was due at every tick). The snapshot keeps both times.
+#[test]
+fn a_request_queued_again_waits_for_a_reservation_afresh() {
+    let cfg = LedgerConfig::default().with_reserve_after(Duration::from_secs(600));
+    let mut l = ResourceLedger::with_config(cfg);
+    l.add_agent(A, &r("cpu=1")).unwrap();
+    let hold = l.allocate(A, &r("cpu=1"), t(0)).unwrap();
+    let back = queued(
+        &mut l,
+        AllocationRequest::new(A, r("cpu=1")).with_waiting_since(t(0)),
+        t(3_000),
+    );
+    assert_eq!(l.next_deadline(), Some(t(3_600)), "not at once (t(600))");
+    let waiting = l.waiting(t(3_000));
+    assert_eq!(
+        (waiting[0].enqueued_at, waiting[0].queued_at),
+        (t(0), Some(t(3_000)))
+    );
+    let restored = ResourceLedger::restore(l.snapshot()).unwrap();
+    assert_eq!(restored.next_deadline(), Some(t(3_600)));
+    assert!(l.drain(t(3_599)).is_empty());
+    assert_eq!(l.waiting(t(3_599))[0].reserved_on, None);
+    l.drain(t(3_600));
+    assert_eq!(l.waiting(t(3_600))[0].reserved_on, Some(A));
+    // Its age still orders it, and its grant counts the whole wait.
+    let g = l.release(hold, t(3_700)).unwrap();
+    assert_eq!(
+        (g[0].request, g[0].waited),
+        (Some(back), Duration::from_secs(3_700))
+    );
+}
+
 #[test]
 fn small_requests_backfill_past_a_large_one() {
     let cfg = LedgerConfig::default().with_reserve_after(Duration::from_secs(600));

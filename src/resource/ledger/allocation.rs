@@ -353,6 +353,7 @@ impl ResourceLedger {
                 candidates: candidates.clone(),
                 needs: dense.clone(),
                 enqueued_at,
+                queued_at: now,
                 reserved_on: None,
                 holdable: true,
             });

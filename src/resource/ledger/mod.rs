@@ -345,7 +345,16 @@ struct Waiting {
     candidates: Vec<u32>,
     /// Dense needs, one per dimension.
     needs: Vec<u64>,
+    /// Since when it waits: its age, for its place in the queue (a request queued
+    /// again keeps it, see [`AllocationRequest::with_waiting_since`]).
     enqueued_at: Timestamp,
+    /// When it was put in the queue this time: its wait for a reservation counts
+    /// from here. A request queued again (a task handed back, or asked for again
+    /// after a policy held it) keeps its place by its age but waits for a
+    /// reservation afresh: due at once, a task a policy keeps refusing was granted
+    /// its reservation, refused and queued again at every tick, with a deadline
+    /// always due.
+    queued_at: Timestamp,
     /// Dense index of the reserved agent.
     reserved_on: Option<u32>,
     /// Whether some live candidate could ever hold it. Set when it is made (a

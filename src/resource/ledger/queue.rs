@@ -22,10 +22,15 @@ pub struct WaitingRequest {
     pub id: RequestId,
     /// The request.
     pub request: AllocationRequest,
-    /// When it was queued.
+    /// Since when it waits: when it was queued, or the time it first waited if it
+    /// was queued again ([`AllocationRequest::with_waiting_since`]).
     pub enqueued_at: Timestamp,
     /// The agent it holds a reservation on, if it has waited long enough to get one.
     pub reserved_on: Option<AgentId>,
+    /// When it was put in the queue this time, if later than `enqueued_at` (a
+    /// request queued again): its wait for a reservation counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
 }
 
 impl ResourceLedger {
@@ -43,6 +48,7 @@ impl ResourceLedger {
             request: w.request.clone(),
             enqueued_at: w.enqueued_at,
             reserved_on: w.reserved_on.map(|i| self.agent_ids[i as usize]),
+            queued_at: (w.queued_at > w.enqueued_at).then_some(w.queued_at),
         }
     }
 
@@ -122,7 +128,7 @@ impl ResourceLedger {
             .waiting
             .iter()
             .filter(|w| w.reserved_on.is_none() && w.holdable)
-            .map(|w| w.enqueued_at + self.config.reserve_after)
+            .map(|w| w.queued_at + self.config.reserve_after)
             .min();
         match (lease, reservation) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -153,7 +159,7 @@ impl ResourceLedger {
             .filter(|&k| {
                 let w = &self.waiting[k];
                 w.reserved_on.is_none()
-                    && now.duration_since(w.enqueued_at) >= self.config.reserve_after
+                    && now.duration_since(w.queued_at) >= self.config.reserve_after
             })
             .collect();
         due.sort_by_key(|&k| self.waiting[k].id);

@@ -216,6 +216,7 @@ impl ResourceLedger {
                 candidates,
                 needs,
                 enqueued_at: w.enqueued_at,
+                queued_at: w.queued_at.unwrap_or(w.enqueued_at).max(w.enqueued_at),
                 reserved_on,
                 holdable,
             });
