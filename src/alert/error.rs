@@ -10,6 +10,17 @@ use crate::clock::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AlertError {
+    /// A call gave a time past [`Timestamp::HORIZON`], which no clock reads (the
+    /// saturated sum of a time and a very long duration, say): taken as the latest
+    /// time seen, it would page and escalate every later alert at once, or never.
+    #[error(
+        "{now} is past the latest time the alert manager takes as now ({})",
+        Timestamp::HORIZON
+    )]
+    PastHorizon {
+        /// The time given.
+        now: Timestamp,
+    },
     /// A route or escalation step sends to a receiver the configuration does not
     /// declare.
     #[error("`{route}` sends to unknown receiver {receiver:?}")]

@@ -245,8 +245,14 @@ impl Outgoing {
 ///   fire.
 /// - **Time.** Every call takes `now` and first does what fell due by then, in time
 ///   order, each at the time it fell due. A `now` earlier than one already seen counts
-///   as the latest seen: the manager's clock never goes back. After any call,
-///   [`poll_timeout`](Self::poll_timeout) is later than `now`, or `None`.
+///   as the latest seen: the manager's clock never goes back. A `now` past
+///   [`Timestamp::HORIZON`] is no clock's reading, and one such reading taken as the
+///   latest would page and escalate every later alert at once (its deadlines
+///   saturated) or never: a call that returns a `Result` refuses it
+///   ([`AlertError::PastHorizon`], nothing changes), and the others
+///   ([`resolve`](Self::resolve), [`handle_timeout`](Self::handle_timeout)) count it as
+///   the latest time seen. After any call, [`poll_timeout`](Self::poll_timeout) is
+///   later than `now`, or `None`.
 /// - **History.** Every notification is kept in the [history](Self::history) too,
 ///   bounded by the configuration's [`Retention`](super::Retention).
 ///
@@ -375,6 +381,7 @@ impl AlertManager {
     /// [`AlertError::FingerprintCollision`] if a different alert fires under the same
     /// fingerprint. Nothing changes.
     pub fn fire(&mut self, alert: Alert, now: Timestamp) -> Result<Fired, AlertError> {
+        check_time(now)?;
         alert.validate()?;
         let alert = alert.into_notes();
         let fingerprint = alert.fingerprint();
@@ -436,6 +443,7 @@ impl AlertManager {
     /// # Errors
     /// As [`fire`](Self::fire).
     pub fn apply(&mut self, change: AlertChange, now: Timestamp) -> Result<(), AlertError> {
+        check_time(now)?;
         match change {
             AlertChange::Fire(alert) => self.fire(alert, now).map(drop),
             AlertChange::Resolve(fp) => {
@@ -460,6 +468,7 @@ impl AlertManager {
         by: impl Into<String>,
         now: Timestamp,
     ) -> Result<(), AlertError> {
+        check_time(now)?;
         if !self.alerts.contains_key(&fingerprint) {
             return Err(AlertError::UnknownAlert { fingerprint });
         }
@@ -509,6 +518,7 @@ impl AlertManager {
         by: impl Into<String>,
         now: Timestamp,
     ) -> Result<SilenceId, AlertError> {
+        check_time(now)?;
         if matchers.is_empty() {
             return Err(AlertError::EmptySilence);
         }
@@ -542,6 +552,7 @@ impl AlertManager {
     /// [`AlertError::UnknownSilence`] if no active silence has that id; nothing
     /// changes.
     pub fn expire_silence(&mut self, id: SilenceId, now: Timestamp) -> Result<(), AlertError> {
+        check_time(now)?;
         if !self.silences.contains_key(&id) {
             return Err(AlertError::UnknownSilence { id });
         }
@@ -606,9 +617,14 @@ impl AlertManager {
 
     // ----- the machinery -------------------------------------------------------------
 
-    /// Moves the clock to `now` (never back) and does what fell due; returns the time.
+    /// Moves the clock to `now` (never back; a `now` past the horizon counts as the
+    /// latest seen) and does what fell due; returns the time.
     fn tick(&mut self, now: Timestamp) -> Timestamp {
-        let now = now.max(self.now);
+        let now = if now > Timestamp::HORIZON {
+            self.now
+        } else {
+            now.max(self.now)
+        };
         self.now = now;
         self.advance(now);
         now
@@ -1072,4 +1088,12 @@ impl crate::coordinator::Timed for std::sync::Mutex<AlertManager> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .handle_timeout(now);
     }
+}
+
+/// Refuses a `now` past [`Timestamp::HORIZON`] (see [`AlertManager`], "Time").
+fn check_time(now: Timestamp) -> Result<(), AlertError> {
+    if now > Timestamp::HORIZON {
+        return Err(AlertError::PastHorizon { now });
+    }
+    Ok(())
 }

@@ -187,6 +187,12 @@ fn check(s: &AlertManagerSnapshot) -> Result<(), String> {
     check_counter("last_seq", s.last_seq)?;
     check_counter("last_silence", s.last_silence)?;
     let now = s.now;
+    if now > Timestamp::HORIZON {
+        return Err(format!(
+            "its now ({now}) is past the latest time a manager takes ({})",
+            Timestamp::HORIZON
+        ));
+    }
     let not_after_now = |what: &dyn Display, t: Timestamp| {
         if t > now {
             Err(format!("{what} at {t} is after the snapshot's now ({now})"))

@@ -48,8 +48,8 @@ use std::time::Duration;
 
 use concord::agent::{AgentProfile, AgentStatus};
 use concord::alert::{
-    AlertConfig, AlertManager, AlertManagerSnapshot, DedupKey, Fingerprint, Notification,
-    NotificationKind, alerts_from_event, names,
+    Alert, AlertConfig, AlertError, AlertManager, AlertManagerSnapshot, DedupKey, Fingerprint,
+    Notification, NotificationKind, Severity, alerts_from_event, names,
 };
 use concord::conflict::{
     ConflictError, ConflictId, EscalationAction, EscalationPolicy, HumanDecision,
@@ -996,6 +996,20 @@ impl World {
             return Err(self.fail(
                 "times_past_the_horizon_are_refused",
                 "a refused command changed the core",
+            ));
+        }
+        // The alerting, fed the same reading: a fire refused, a tick a no-op (it
+        // would page and escalate every later alert at once, or never).
+        let before = serde_json::to_string(&self.alerts.snapshot()).expect("snapshot");
+        let probe = Alert::new("clock_glitch", Severity::Low, self.now);
+        let fired = self.alerts.fire(probe, when);
+        self.alerts.handle_timeout(when);
+        if !matches!(fired, Err(AlertError::PastHorizon { now }) if now == when)
+            || serde_json::to_string(&self.alerts.snapshot()).expect("snapshot") != before
+        {
+            return Err(self.fail(
+                "times_past_the_horizon_are_refused",
+                format!("the alerting took {when}: {fired:?}"),
             ));
         }
         self.report.clock_glitches += 1;

@@ -966,10 +966,16 @@ fn a_restored_manager_carries_on_and_a_corrupt_snapshot_is_refused() {
     assert!(corrupt(&|s| s.silences.clear()).contains(&format!("held by silenced by {silence}")));
     assert!(corrupt(&|s| s.last_seq = 1).contains("past the last issued"));
     assert!(corrupt(&|s| s.now = t0()).contains("is after the snapshot's now"));
-    // A time far ahead leaves pages undone: the refusal names that time too.
+    // A time no clock reads: the refusal names it.
     let ahead = corrupt(&|s| s.now = Timestamp::MAX);
     assert!(
-        ahead.contains(&format!("the snapshot's time {}", Timestamp::MAX)),
+        ahead.contains(&format!("its now ({}) is past", Timestamp::MAX)),
+        "{ahead}"
+    );
+    // A time far ahead leaves pages undone: the refusal names that time too.
+    let ahead = corrupt(&|s| s.now = Timestamp::HORIZON);
+    assert!(
+        ahead.contains(&format!("the snapshot's time {}", Timestamp::HORIZON)),
         "{ahead}"
     );
     assert!(
@@ -1693,4 +1699,71 @@ fn a_driver_pages_and_escalates_on_time_with_no_host_loop() {
             .level,
         1
     );
+}
+
+// ----- times no clock reads ----------------------------------------------------------
+
+/// A `now` past `Timestamp::HORIZON` (a saturated `now + Duration::MAX`, a corrupt
+/// clock) is refused where a call returns a `Result`, with nothing changed, and
+/// counts as the latest time seen elsewhere: one such reading no longer makes every
+/// later alert page and escalate at once (its deadlines saturated), its
+/// acknowledgements lapse at once, or its escalations never come.
+#[test]
+fn a_time_past_the_horizon_is_no_time_for_the_manager() {
+    let far = [Timestamp::MAX, Timestamp::HORIZON + Duration::from_secs(1)];
+    for bogus in far {
+        let mut m = manager(plain());
+        let a = alert("disk_full", Severity::Medium, "db-1");
+        let before = serde_json::to_string(&m.snapshot()).expect("json");
+        for e in [
+            m.fire(a.clone(), bogus).map(drop).expect_err("fire"),
+            (m.apply(AlertChange::Fire(a.clone()), bogus)).expect_err("apply"),
+            m.silence(vec![matcher("host=db-1")], Timestamp::MAX, "ada", bogus)
+                .map(drop)
+                .expect_err("silence"),
+        ] {
+            assert_eq!(e, AlertError::PastHorizon { now: bogus }, "{e}");
+        }
+        assert_eq!(serde_json::to_string(&m.snapshot()).expect("json"), before);
+        // A tick at it changes nothing: the alert fired at the real time pages
+        // after its group wait and escalates after its deadline, not at once.
+        m.handle_timeout(bogus);
+        assert_eq!(m.now(), Timestamp::EPOCH);
+        m.fire(a.clone(), t0()).expect("fire");
+        m.handle_timeout(t0() + MIN);
+        let first = drain(&mut m);
+        assert!(
+            first
+                .iter()
+                .all(|n| !matches!(n.kind, NotificationKind::Escalated { .. })),
+            "{first:?}"
+        );
+        assert!(
+            first
+                .iter()
+                .any(|n| matches!(n.kind, NotificationKind::Page { .. }))
+        );
+        // Acknowledged, it stays acknowledged past another bogus tick.
+        m.acknowledge(a.fingerprint(), "ada", t0() + 2 * MIN)
+            .expect("acknowledge");
+        assert_eq!(
+            m.acknowledge(a.fingerprint(), "ada", bogus),
+            Err(AlertError::PastHorizon { now: bogus })
+        );
+        m.handle_timeout(bogus);
+        assert!(
+            m.alert(a.fingerprint())
+                .expect("firing")
+                .acknowledged
+                .is_some()
+        );
+        assert!(m.poll_timeout().is_some_and(|t| t > t0() + 2 * MIN));
+        // Resolved at such a time, it resolves at the latest time seen.
+        assert!(m.resolve(a.fingerprint(), bogus));
+        assert_eq!(m.now(), t0() + 2 * MIN);
+    }
+    // A snapshot whose now is past the horizon is refused.
+    let mut snapshot = manager(plain()).snapshot();
+    snapshot.now = Timestamp::MAX;
+    assert!(AlertManager::restore(plain(), snapshot).is_err());
 }
