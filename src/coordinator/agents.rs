@@ -28,14 +28,15 @@ struct Lost {
     approved: Vec<(TaskId, TaskId)>,
 }
 
-/// The approvals (holder, waiter) letting one of `tasks` (in order) run beside a
-/// holder. A decision that let a task run beside a holder still stands when the task
-/// is only moved to another agent: they are kept before the task is freed, which
-/// drops them.
+/// The approvals (holder, waiter) naming one of `tasks` (in order), as the holder or
+/// as the task approved to run beside it. A decision that let two tasks share a claim
+/// still stands when either is only moved to another agent: they are kept before
+/// the task is freed, which drops them.
 fn approvals_of(approved: &BTreeSet<(TaskId, TaskId)>, tasks: &[TaskId]) -> Vec<(TaskId, TaskId)> {
+    let named = |t: &TaskId| tasks.binary_search(t).is_ok();
     approved
         .iter()
-        .filter(|(_, waiter)| tasks.binary_search(waiter).is_ok())
+        .filter(|(holder, waiter)| named(holder) || named(waiter))
         .copied()
         .collect()
 }
@@ -506,8 +507,14 @@ impl Core {
                 },
             );
             if requeued {
+                // The pairs it shares a claim in, with the other still running.
                 for &(holder, waiter) in &approved {
-                    if waiter == task && self.s.assignments.contains_key(&holder) {
+                    let other = match task {
+                        t if t == waiter => holder,
+                        t if t == holder => waiter,
+                        _ => continue,
+                    };
+                    if self.s.assignments.contains_key(&other) {
                         self.s.approved.insert((holder, waiter));
                     }
                 }

@@ -129,11 +129,13 @@ impl State {
         let owner = ClaimOwner::new(task.id(), agent);
         let priority = task.requirements().priority();
         let mut found = self.detector.add_claims(owner, claims, priority, now)?;
-        // Collisions a decision approved let the claims be held beside the holders'.
-        let approved = &self.approved;
+        // Collisions a decision approved let the claims be held beside the holders':
+        // the two share the claim, whichever holds it now (the holder of the
+        // decision may have been moved and started again after the other).
+        let (approved, t) = (&self.approved, task.id());
         found.retain(|c| {
             let holder = c.holder().task_id();
-            !holder.is_some_and(|h| approved.contains(&(h, task.id())))
+            !holder.is_some_and(|h| approved.contains(&(h, t)) || approved.contains(&(t, h)))
         });
         if !found.is_empty() {
             self.unhold(owner, claims);

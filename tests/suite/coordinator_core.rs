@@ -1308,12 +1308,13 @@ fn an_approval_survives_a_restore() {
 
 /// An approval stands when the approved task only moves: its agent leaves service,
 /// the task is handed back, and it starts on another agent beside its holder again,
-/// with no new conflict and without waiting behind the holder.
+/// with no new conflict and without waiting behind the holder. So it does when the
+/// holder moves: the two share the claim, whichever holds it now.
 #[test]
 fn an_approval_follows_its_task_to_another_agent() {
     let clock = ManualClock::new(t0());
     let c = builder(&clock).build();
-    for id in 1..=3 {
+    for id in 1..=4 {
         c.register_agent(agent(id, 1)).expect("register");
     }
     assigned(c.assign(claiming(1, &["x"])).expect("task 1"));
@@ -1338,6 +1339,23 @@ fn an_approval_follows_its_task_to_another_agent() {
     assert_eq!(running.len(), 2, "{running:?}");
     let moved = running.iter().find(|(t, _)| *t == tid(2)).expect("task 2");
     assert_ne!(moved.1, on);
+    assert_none!(
+        kinds(&c),
+        EventKind::ConflictDetected { .. } | EventKind::TaskBlocked { .. }
+    );
+    assert!(c.open_conflicts().is_empty());
+    assert!(c.waiting().is_empty());
+
+    // The holder's agent leaves: task 1 starts again beside task 2.
+    let holder_on = running
+        .iter()
+        .find(|(t, _)| *t == tid(1))
+        .expect("task 1")
+        .1;
+    c.set_agent_status(holder_on, AgentStatus::Offline)
+        .expect("offline");
+    let running: Vec<TaskId> = c.assignments().iter().map(|a| a.task.id()).collect();
+    assert_eq!(running, [tid(1), tid(2)]);
     assert_none!(
         kinds(&c),
         EventKind::ConflictDetected { .. } | EventKind::TaskBlocked { .. }
