@@ -28,6 +28,7 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use parking_lot::Mutex;
 
+use crate::executor::Deferred;
 use crate::sim_worker;
 use sim_worker::{Books, SimWorker};
 
@@ -696,177 +697,90 @@ fn poll_once(run: &mut concord::workflow::RunFuture<'static>) -> Option<Run> {
     }
 }
 
+/// One `charge` step on one agent whose first work answers when the test says, its
+/// run polled once (and the spawned work turned, with `spawner`): the work is under
+/// way. Then the answer comes and, at that instant, the agent leaves service, before
+/// the executor is polled again; it comes back, and the run is driven to its end.
+/// Returns the run and how many works the agent was given.
+fn answer_as_the_agent_leaves(spawner: Option<Deferred>) -> (Run, usize) {
+    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
+    let coordinator = Arc::new(
+        Coordinator::builder()
+            .clock(clock.clone())
+            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
+            .safe_mode_rules(SafeModeRules::none())
+            .unwrap()
+            .build(),
+    );
+    coordinator
+        .register_agent(
+            AgentProfile::new(AgentId::new(1), "one")
+                .with_role(role("ops"))
+                .with_max_tasks(1),
+        )
+        .unwrap();
+    let (tx, rx) = oneshot::channel();
+    let given = Arc::new(AtomicUsize::new(0));
+    let agent = Remote {
+        first: Mutex::new(Some(rx)),
+        given: Arc::clone(&given),
+    };
+    let mut executor = Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock));
+    if let Some(spawner) = &spawner {
+        executor = executor.with_spawner(spawner.clone());
+    }
+    let executor = Arc::new(executor.with_agent(Arc::new(agent)));
+    let turn = || spawner.iter().for_each(Deferred::turn);
+    let wf = Workflow::builder("pay")
+        .step(StepSpec::new("charge").with_role(role("ops")))
+        .build()
+        .unwrap();
+    let mut run = Arc::clone(&executor).run_owned(&wf, "pay-1", 1);
+    assert!(poll_once(&mut run).is_none());
+    turn();
+    assert_eq!(given.load(Ordering::SeqCst), 1, "the work is under way");
+    // The remote job finishes (the card is charged) as its agent leaves.
+    tx.send(WorkOutput::success().with_output("receipt", "r-1"))
+        .unwrap();
+    coordinator
+        .set_agent_status(AgentId::new(1), AgentStatus::Offline)
+        .unwrap();
+    let mut done = None;
+    for round in 0..24 {
+        if round == 4 {
+            coordinator
+                .set_agent_status(AgentId::new(1), AgentStatus::Available)
+                .unwrap();
+        }
+        done = poll_once(&mut run);
+        if done.is_some() {
+            break;
+        }
+        turn();
+    }
+    (done.expect("the run ends"), given.load(Ordering::SeqCst))
+}
+
 /// Work that finished as its agent left wins: its answer completes the step, which
 /// is not run again. Here the work has answered (its future is ready) when its agent
 /// leaves service, and the executor reads the coordinator's notice before it polls
 /// the work again: the stop must not throw the ready answer away.
 #[test]
 fn an_answer_ready_when_the_agent_leaves_is_not_thrown_away() {
-    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
-    let coordinator = Arc::new(
-        Coordinator::builder()
-            .clock(clock.clone())
-            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
-            .safe_mode_rules(concord::coordinator::SafeModeRules::none())
-            .unwrap()
-            .build(),
-    );
-    coordinator
-        .register_agent(
-            AgentProfile::new(AgentId::new(1), "one")
-                .with_role(Role::new("ops").unwrap())
-                .with_max_tasks(1),
-        )
-        .unwrap();
-    let (tx, rx) = oneshot::channel();
-    let given = Arc::new(AtomicUsize::new(0));
-    let agent = Remote {
-        first: Mutex::new(Some(rx)),
-        given: Arc::clone(&given),
-    };
-    let ex = Arc::new(
-        Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock.clone()))
-            .with_agent(Arc::new(agent)),
-    );
-    let wf = Workflow::builder("pay")
-        .step(StepSpec::new("charge").with_role(Role::new("ops").unwrap()))
-        .build()
-        .unwrap();
-    let mut run = Arc::clone(&ex).run_owned(&wf, "pay-1", 1);
-    assert!(poll_once(&mut run).is_none(), "the work is under way");
-    assert_eq!(given.load(Ordering::SeqCst), 1);
-    // The remote job finishes (the card is charged) and, at that instant, its agent
-    // leaves service, before the executor is polled again.
-    tx.send(WorkOutput::success().with_output("receipt", "r-1"))
-        .unwrap();
-    coordinator
-        .set_agent_status(AgentId::new(1), concord::AgentStatus::Offline)
-        .unwrap();
-    let done = poll_once(&mut run);
-    coordinator
-        .set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
-        .unwrap();
-    let run = match done {
-        Some(run) => run,
-        None => futures::executor::block_on(run).unwrap(),
-    };
+    let (run, given) = answer_as_the_agent_leaves(None);
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
-    assert_eq!(
-        given.load(Ordering::SeqCst),
-        1,
-        "the finished work's answer was thrown away and the step ran again: {:#?}",
-        run.history()
-            .iter()
-            .map(|e| e.change.to_string())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(given, 1, "the step ran again: {:#?}", run.history());
     assert_eq!(
         run.outputs("charge").map(|o| o.get("receipt").cloned()),
         Some(Some("r-1".to_owned()))
     );
 }
 
-/// A spawner that keeps what it is handed until the test turns it: a runtime that
-/// has not polled a spawned task yet.
-#[derive(Default, Clone)]
-struct Deferred(Arc<Mutex<Vec<futures::future::BoxFuture<'static, ()>>>>);
-
-impl std::fmt::Debug for Deferred {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Deferred")
-    }
-}
-
-impl concord::workflow::Spawn for Deferred {
-    fn spawn(&self, work: futures::future::BoxFuture<'static, ()>) {
-        self.0.lock().push(work);
-    }
-}
-
-impl Deferred {
-    fn turn(&self) {
-        let mut work = std::mem::take(&mut *self.0.lock());
-        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-        work.retain_mut(|w| w.as_mut().poll(&mut cx).is_pending());
-        self.0.lock().extend(work);
-    }
-}
-
 /// The same with spawned work: the agent's answer is ready when its agent leaves,
 /// and the runtime has not polled the spawned task since.
 #[test]
 fn a_spawned_answer_ready_when_the_agent_leaves_is_not_thrown_away() {
-    let clock = ManualClock::new(Timestamp::from_secs(1_000_000));
-    let coordinator = Arc::new(
-        Coordinator::builder()
-            .clock(clock.clone())
-            .analyzer(RuleBasedAnalyzer::new(RuleSet::empty()).unwrap())
-            .safe_mode_rules(concord::coordinator::SafeModeRules::none())
-            .unwrap()
-            .build(),
-    );
-    coordinator
-        .register_agent(
-            AgentProfile::new(AgentId::new(1), "one")
-                .with_role(Role::new("ops").unwrap())
-                .with_max_tasks(1),
-        )
-        .unwrap();
-    let (tx, rx) = oneshot::channel();
-    let given = Arc::new(AtomicUsize::new(0));
-    let agent = Remote {
-        first: Mutex::new(Some(rx)),
-        given: Arc::clone(&given),
-    };
-    let spawner = Deferred::default();
-    let ex = Arc::new(
-        Executor::new(Arc::clone(&coordinator), SimulatedTimer::new(clock.clone()))
-            .with_spawner(spawner.clone())
-            .with_agent(Arc::new(agent)),
-    );
-    let wf = Workflow::builder("pay")
-        .step(StepSpec::new("charge").with_role(Role::new("ops").unwrap()))
-        .build()
-        .unwrap();
-    let mut run = Arc::clone(&ex).run_owned(&wf, "pay-1", 1);
-    assert!(poll_once(&mut run).is_none());
-    spawner.turn();
-    assert_eq!(given.load(Ordering::SeqCst), 1, "the work is under way");
-    tx.send(WorkOutput::success().with_output("receipt", "r-1"))
-        .unwrap();
-    coordinator
-        .set_agent_status(AgentId::new(1), concord::AgentStatus::Offline)
-        .unwrap();
-    let mut done = None;
-    for _ in 0..4 {
-        done = poll_once(&mut run);
-        if done.is_some() {
-            break;
-        }
-        spawner.turn();
-    }
-    coordinator
-        .set_agent_status(AgentId::new(1), concord::AgentStatus::Available)
-        .unwrap();
-    for _ in 0..20 {
-        if done.is_some() {
-            break;
-        }
-        if let Some(r) = poll_once(&mut run) {
-            done = Some(r);
-            break;
-        }
-        spawner.turn();
-    }
-    let run = done.expect("the run ends");
+    let (run, given) = answer_as_the_agent_leaves(Some(Deferred::default()));
     assert_eq!(run.outcome(), Some(RunOutcome::Succeeded));
-    assert_eq!(
-        given.load(Ordering::SeqCst),
-        1,
-        "the finished work's answer was thrown away and the step ran again: {:?}",
-        run.history()
-            .iter()
-            .map(|e| e.change.to_string())
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(given, 1, "the step ran again: {:#?}", run.history());
 }

@@ -1747,7 +1747,7 @@ fn a_reused_run_id_starts_with_no_duties_of_the_run_before() {
 /// A spawner that keeps what it is handed until the test turns it: a runtime that has
 /// not polled a spawned task yet (its worker threads busy elsewhere), made explicit.
 #[derive(Default, Clone)]
-struct Deferred(Arc<Mutex<Vec<futures::future::BoxFuture<'static, ()>>>>);
+pub(crate) struct Deferred(Arc<Mutex<Vec<futures::future::BoxFuture<'static, ()>>>>);
 
 impl std::fmt::Debug for Deferred {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1763,7 +1763,7 @@ impl concord::workflow::Spawn for Deferred {
 
 impl Deferred {
     /// Polls each spawned future once, dropping those that end.
-    fn turn(&self) {
+    pub(crate) fn turn(&self) {
         let mut work = std::mem::take(&mut *self.0.lock());
         let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
         work.retain_mut(|w| w.as_mut().poll(&mut cx).is_pending());
