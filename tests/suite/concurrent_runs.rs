@@ -28,7 +28,7 @@ use futures::executor::block_on;
 use futures::future::join_all;
 use parking_lot::Mutex;
 
-use crate::executor::Deferred;
+use crate::executor::{Deferred, poll_once};
 use crate::sim_worker;
 use sim_worker::{Books, SimWorker};
 
@@ -686,14 +686,6 @@ impl Agent for Remote {
     }
     async fn health(&self) -> Result<AgentHealth, AgentError> {
         Ok(AgentHealth::new("1"))
-    }
-}
-
-fn poll_once(run: &mut concord::workflow::RunFuture<'static>) -> Option<Run> {
-    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-    match std::pin::Pin::new(run).poll(&mut cx) {
-        std::task::Poll::Ready(done) => Some(done.unwrap()),
-        std::task::Poll::Pending => None,
     }
 }
 

@@ -1822,7 +1822,7 @@ impl Agent for Endless {
 }
 
 /// Polls `run` once.
-fn poll_once(run: &mut concord::workflow::RunFuture<'static>) -> Option<Run> {
+pub(crate) fn poll_once(run: &mut concord::workflow::RunFuture<'static>) -> Option<Run> {
     let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
     match std::pin::Pin::new(run).poll(&mut cx) {
         std::task::Poll::Ready(done) => Some(done.unwrap()),
